@@ -1,0 +1,66 @@
+//! `host_cpu` and `host_memory` of the machine the agent runs on, via sysinfo.
+
+use lasect_proto::v1::sample::Family;
+use lasect_proto::v1::{HostCpu, HostMemory, Sample};
+use sysinfo::System;
+
+use super::now_unix_micros;
+
+/// Keeps the previous CPU counters, so usage covers the time since the
+/// previous sample (the collection interval), not since boot.
+pub struct HostCollector {
+    system: System,
+}
+
+impl HostCollector {
+    pub fn new() -> Result<Self, sysinfo::Error> {
+        let mut system = System::new()?;
+        // Prime the counters: the first sample then measures from here.
+        system.refresh_cpu_usage();
+        Ok(Self { system })
+    }
+
+    /// A `host_cpu` and a `host_memory` sample, taken now.
+    pub fn collect(&mut self) -> Vec<Sample> {
+        self.system.refresh_cpu_usage();
+        self.system.refresh_memory();
+        let time_unix_micros = now_unix_micros();
+        let load = System::load_average().unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "load average unavailable");
+            sysinfo::LoadAvg {
+                one: 0.0,
+                five: 0.0,
+                fifteen: 0.0,
+            }
+        });
+        let cpu = HostCpu {
+            cpu_count: u32::try_from(self.system.cpus().len()).unwrap_or(u32::MAX),
+            usage_percent: f64::from(self.system.global_cpu_usage()).clamp(0.0, 100.0),
+            load1: load.one,
+            load5: load.five,
+            load15: load.fifteen,
+        };
+        let s = &self.system;
+        let memory = HostMemory {
+            total_bytes: s.total_memory(),
+            used_bytes: s.used_memory(),
+            available_bytes: s.available_memory(),
+            free_bytes: s.free_memory(),
+            swap_total_bytes: s.total_swap(),
+            swap_used_bytes: s.used_swap(),
+        };
+        vec![
+            host_sample(time_unix_micros, Family::HostCpu(cpu)),
+            host_sample(time_unix_micros, Family::HostMemory(memory)),
+        ]
+    }
+}
+
+fn host_sample(time_unix_micros: i64, family: Family) -> Sample {
+    Sample {
+        // Host families belong to the agent's host, not to an instance.
+        instance: String::new(),
+        time_unix_micros,
+        family: Some(family),
+    }
+}

@@ -1,0 +1,442 @@
+//! The agent's TOML configuration (default `/etc/lasect/agent.toml`).
+//!
+//! Loading is two steps: [`AgentConfig::from_toml_str`] / [`AgentConfig::load`]
+//! parse the file and report unknown keys as warnings rather than errors (an
+//! agent rolled back to an older release must still start with a newer config
+//! file), then [`AgentConfig::validate`] checks every field and reports all
+//! problems at once, each naming its field path.
+//!
+//! ```toml
+//! state_dir = "/var/lib/lasect-agent"
+//! [ingest]
+//! endpoint = "https://ingest.example.com:7443"
+//! server_name = "lasect-ingest"      # optional; default: the endpoint's host
+//! [tls]
+//! ca_file = "/etc/lasect/tls/ca.pem"
+//! cert_file = "/var/lib/lasect-agent/agent.pem"
+//! key_file = "/var/lib/lasect-agent/agent.key"
+//! [collect]
+//! interval_secs = 10
+//! host = true
+//! [sender]
+//! max_batches_in_memory = 8640
+//! [[instances]]
+//! name = "main"
+//! dsn = "host=/var/run/postgresql dbname=postgres user=lasect_agent"
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde::Deserialize;
+use tonic::codegen::http::Uri;
+
+/// Where the agent looks for its configuration without `--config`.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/lasect/agent.toml";
+
+const DEFAULT_STATE_DIR: &str = "/var/lib/lasect-agent";
+const MAX_INTERVAL_SECS: u64 = 3600;
+/// About 100 days of batches at a 1 s interval; a bound against typos, not a tuning limit.
+const MAX_BATCHES_IN_MEMORY: usize = 10_000_000;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgentConfig {
+    /// Directory for the agent's own persistent state (the sequence file).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    pub ingest: IngestConfig,
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub collect: CollectConfig,
+    #[serde(default)]
+    pub sender: SenderConfig,
+    #[serde(default)]
+    pub instances: Vec<InstanceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IngestConfig {
+    /// `https://host:port` of lasect-ingest.
+    pub endpoint: String,
+    /// Name the ingest certificate must carry; defaults to the endpoint's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsConfig {
+    /// PEM bundle of the Lasect CA, which signs the ingest certificate.
+    pub ca_file: PathBuf,
+    /// PEM client certificate of this agent (its CN is the agent id).
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file`.
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CollectConfig {
+    /// Seconds between collection rounds, 1..=3600 (default 10).
+    #[serde(default = "default_interval_secs")]
+    pub interval_secs: u64,
+    /// Collect `host_cpu` and `host_memory` (default true).
+    #[serde(default = "default_true")]
+    pub host: bool,
+}
+
+impl Default for CollectConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: default_interval_secs(),
+            host: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SenderConfig {
+    /// Batches kept in memory while ingest is unreachable (default 8640, a
+    /// day at 10 s); beyond it the oldest batch is dropped and counted.
+    #[serde(default = "default_max_batches_in_memory")]
+    pub max_batches_in_memory: usize,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            max_batches_in_memory: default_max_batches_in_memory(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InstanceConfig {
+    /// Unique name of the instance on this agent, `^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`.
+    pub name: String,
+    /// libpq-style connection string or URL (may hold a password).
+    pub dsn: Dsn,
+}
+
+/// A connection string. It may contain a password, so it never prints.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Dsn(String);
+
+impl Dsn {
+    pub fn new(dsn: impl Into<String>) -> Self {
+        Self(dsn.into())
+    }
+
+    /// The secret itself; only for handing it to the PostgreSQL driver.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses the connection string.
+    pub fn parse(&self) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+        tokio_postgres::Config::from_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Dsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Dsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+fn default_interval_secs() -> u64 {
+    10
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_batches_in_memory() -> usize {
+    8640
+}
+
+/// A parsed configuration plus the keys nobody understood.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    pub config: AgentConfig,
+    /// Dotted paths of unknown keys, e.g. `collect.statements`.
+    pub unknown_keys: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+}
+
+/// One bad field: its path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Every problem `validate()` found, in field order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationError {
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: ")?;
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl AgentConfig {
+    /// Reads and parses a config file; see [`AgentConfig::from_toml_str`].
+    pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Parses TOML; unknown keys are collected, not refused.
+    pub fn from_toml_str(text: &str) -> Result<LoadedConfig, toml::de::Error> {
+        let deserializer = toml::Deserializer::parse(text)?;
+        let mut unknown_keys = Vec::new();
+        let config = serde_ignored::deserialize(deserializer, |path| {
+            unknown_keys.push(path.to_string());
+        })?;
+        Ok(LoadedConfig {
+            config,
+            unknown_keys,
+        })
+    }
+
+    /// Checks every field, including that the TLS files exist and hold PEM
+    /// of the right kind, and that every DSN parses.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut errors = Vec::new();
+        let mut bad = |field: &str, message: String| {
+            errors.push(FieldError {
+                field: field.to_owned(),
+                message,
+            });
+        };
+
+        if self.state_dir.as_os_str().is_empty() {
+            bad("state_dir", "must not be empty".into());
+        }
+
+        match self.endpoint_host() {
+            Ok(host) => {
+                let name = self.ingest.server_name.as_deref().unwrap_or(&host);
+                let field = if self.ingest.server_name.is_some() {
+                    "ingest.server_name"
+                } else {
+                    "ingest.endpoint"
+                };
+                if ServerName::try_from(name).is_err() {
+                    bad(field, format!("{name:?} is not a valid DNS name or IP address"));
+                }
+            }
+            Err(message) => bad("ingest.endpoint", message),
+        }
+
+        if let Err(m) = check_pem_certs(&self.tls.ca_file) {
+            bad("tls.ca_file", m);
+        }
+        if let Err(m) = check_pem_certs(&self.tls.cert_file) {
+            bad("tls.cert_file", m);
+        }
+        if let Err(m) = check_pem_key(&self.tls.key_file) {
+            bad("tls.key_file", m);
+        }
+
+        let interval = self.collect.interval_secs;
+        if !(1..=MAX_INTERVAL_SECS).contains(&interval) {
+            bad(
+                "collect.interval_secs",
+                format!("{interval} is out of range 1..={MAX_INTERVAL_SECS}"),
+            );
+        }
+
+        let max = self.sender.max_batches_in_memory;
+        if !(1..=MAX_BATCHES_IN_MEMORY).contains(&max) {
+            bad(
+                "sender.max_batches_in_memory",
+                format!("{max} is out of range 1..={MAX_BATCHES_IN_MEMORY}"),
+            );
+        }
+
+        if self.instances.is_empty() {
+            bad(
+                "instances",
+                "no instances configured; add at least one [[instances]] table".into(),
+            );
+        }
+        let mut seen = HashSet::new();
+        for (i, instance) in self.instances.iter().enumerate() {
+            if !is_valid_instance_name(&instance.name) {
+                bad(
+                    &format!("instances[{i}].name"),
+                    format!(
+                        "{:?} must match ^[a-zA-Z0-9][a-zA-Z0-9._-]{{0,62}}$",
+                        instance.name
+                    ),
+                );
+            } else if !seen.insert(instance.name.as_str()) {
+                bad(
+                    &format!("instances[{i}].name"),
+                    format!("duplicate name {:?}", instance.name),
+                );
+            }
+            if let Err(m) = check_dsn(&instance.dsn) {
+                bad(&format!("instances[{i}].dsn"), m);
+            }
+        }
+
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError { errors })
+        }
+    }
+
+    /// The host part of `ingest.endpoint`, or why the endpoint is unusable.
+    fn endpoint_host(&self) -> Result<String, String> {
+        let endpoint = &self.ingest.endpoint;
+        let uri: Uri = endpoint
+            .parse()
+            .map_err(|e| format!("{endpoint:?} is not a valid URL: {e}"))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(format!("{endpoint:?} must use https://"));
+        }
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("{endpoint:?} has no host"))?;
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(format!("{endpoint:?} must not have a path"));
+        }
+        // IPv6 literals come bracketed; certificate names do not have brackets.
+        Ok(host.trim_start_matches('[').trim_end_matches(']').to_owned())
+    }
+
+    /// The name the ingest certificate is verified against.
+    pub fn tls_server_name(&self) -> Option<String> {
+        self.ingest
+            .server_name
+            .clone()
+            .or_else(|| self.endpoint_host().ok())
+    }
+
+    /// A one-line description for logs; never includes a DSN.
+    pub fn summary(&self) -> String {
+        let names: Vec<&str> = self.instances.iter().map(|i| i.name.as_str()).collect();
+        format!(
+            "endpoint={} server_name={} interval_secs={} host={} max_batches_in_memory={} state_dir={} instances=[{}]",
+            self.ingest.endpoint,
+            self.tls_server_name().unwrap_or_else(|| "?".into()),
+            self.collect.interval_secs,
+            self.collect.host,
+            self.sender.max_batches_in_memory,
+            self.state_dir.display(),
+            names.join(", "),
+        )
+    }
+}
+
+fn is_valid_instance_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let Some(first) = bytes.first() else {
+        return false;
+    };
+    bytes.len() <= 63
+        && first.is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn check_pem_certs(path: &Path) -> Result<(), String> {
+    let iter = CertificateDer::pem_file_iter(path).map_err(|e| pem_error(path, e))?;
+    let mut count = 0;
+    for cert in iter {
+        cert.map_err(|e| pem_error(path, e))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(())
+}
+
+fn check_pem_key(path: &Path) -> Result<(), String> {
+    PrivateKeyDer::from_pem_file(path)
+        .map(drop)
+        .map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                format!("{} holds no PEM private key", path.display())
+            }
+            e => pem_error(path, e),
+        })
+}
+
+fn pem_error(path: &Path, e: rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(io) => format!("cannot read {}: {io}", path.display()),
+        e => format!("{} is not valid PEM: {e}", path.display()),
+    }
+}
+
+/// Parses a DSN and checks what the driver would only complain about at
+/// connect time. Messages never repeat the DSN, which may hold a password.
+fn check_dsn(dsn: &Dsn) -> Result<(), String> {
+    let config = dsn.parse().map_err(|e| format!("cannot parse: {e}"))?;
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        return Err("no host (e.g. host=/var/run/postgresql or host=127.0.0.1)".into());
+    }
+    if config.get_user().is_none() {
+        return Err("no user (e.g. user=lasect_agent)".into());
+    }
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err("sslmode=require is not supported yet (the agent connects without TLS; use a unix socket or sslmode=disable/prefer)".into());
+    }
+    Ok(())
+}

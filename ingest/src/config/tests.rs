@@ -1,0 +1,183 @@
+use super::*;
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        for name in ["ca.pem", "ingest.pem", "ingest.key"] {
+            std::fs::write(dir.path().join(name), "x").expect("write placeholder file");
+        }
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn tls(&self) -> String {
+        format!(
+            "[tls]\nca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n",
+            self.path("ca.pem"),
+            self.path("ingest.pem"),
+            self.path("ingest.key")
+        )
+    }
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, Path::new("ingest.toml"), None)
+}
+
+fn field_errors(err: ConfigError) -> Vec<FieldError> {
+    match err {
+        ConfigError::Invalid(errors) => errors,
+        other => panic!("expected field errors, got {other}"),
+    }
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let files = Files::new();
+    let text = format!("store_dsn = \"host=db user=lasect\"\n{}", files.tls());
+    let config = parse(&text).expect("valid config");
+    assert_eq!(config.listen, "0.0.0.0:7443".parse().expect("addr"));
+    assert_eq!(config.limits, Limits::default());
+    assert_eq!(config.store, StoreSettings::default());
+    assert_eq!(config.limits.max_message_bytes, 4_194_304);
+    assert_eq!(config.limits.max_uncompressed_bytes, 33_554_432);
+}
+
+#[test]
+fn full_config_parses() {
+    let files = Files::new();
+    let text = format!(
+        "listen = \"127.0.0.1:9000\"\nstore_dsn = \"host=db password=hunter2\"\n{}\
+         [limits]\nmax_message_bytes = 10\nmax_uncompressed_bytes = 20\nmax_samples_per_batch = 30\n\
+         [store]\npool_size = 2\nmaintenance_interval_secs = 60\n",
+        files.tls()
+    );
+    let config = parse(&text).expect("valid config");
+    assert_eq!(config.listen.port(), 9000);
+    assert_eq!(config.limits.max_samples_per_batch, 30);
+    assert_eq!(config.store.pool_size, 2);
+    assert_eq!(config.store.maintenance_interval_secs, 60);
+    // The password never shows up in Debug output.
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert_eq!(config.store_dsn.to_string(), "***");
+}
+
+#[test]
+fn env_dsn_overrides_file() {
+    let files = Files::new();
+    let text = format!("store_dsn = \"host=file\"\n{}", files.tls());
+    let config = Config::from_toml(
+        &text,
+        Path::new("x"),
+        Some(SecretString::new("host=env dbname=lasect")),
+    )
+    .expect("valid config");
+    assert_eq!(config.store_dsn.expose(), "host=env dbname=lasect");
+
+    // The env variable alone is enough.
+    let config = Config::from_toml(
+        &files.tls(),
+        Path::new("x"),
+        Some(SecretString::new("host=env")),
+    )
+    .expect("valid config");
+    assert_eq!(config.store_dsn.expose(), "host=env");
+}
+
+#[test]
+fn every_bad_field_is_reported() {
+    let files = Files::new();
+    let text = format!(
+        "listen = \"not-an-address\"\n\
+         [tls]\nca_file = \"/nonexistent/ca.pem\"\ncert_file = {:?}\nkey_file = {:?}\n\
+         [limits]\nmax_message_bytes = 0\nmax_uncompressed_bytes = 0\nmax_samples_per_batch = 0\n\
+         [store]\npool_size = 0\nmaintenance_interval_secs = 0\n",
+        files.path("ingest.pem"),
+        files.dir.path().display().to_string(),
+    );
+    let err = parse(&text).expect_err("invalid config");
+    let message = err.to_string();
+    let fields: Vec<_> = field_errors(err).into_iter().map(|e| e.field).collect();
+    assert_eq!(
+        fields,
+        [
+            "listen",
+            "store_dsn",
+            "tls.ca_file",
+            "tls.key_file",
+            "limits.max_message_bytes",
+            "limits.max_uncompressed_bytes",
+            "limits.max_samples_per_batch",
+            "store.pool_size",
+            "store.maintenance_interval_secs",
+        ]
+    );
+    assert!(message.contains("/nonexistent/ca.pem"), "{message}");
+    assert!(message.contains("not-an-address"), "{message}");
+    assert!(message.contains("is not a regular file"), "{message}");
+}
+
+#[test]
+fn bad_dsn_is_reported_without_its_text() {
+    let files = Files::new();
+    let text = format!(
+        "store_dsn = \"host=db password=hunter2 port=notaport\"\n{}",
+        files.tls()
+    );
+    let err = parse(&text).expect_err("invalid dsn");
+    let message = err.to_string();
+    assert!(message.contains("store_dsn"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+
+    let text = format!("store_dsn = \"  \"\n{}", files.tls());
+    let errors = field_errors(parse(&text).expect_err("empty dsn"));
+    assert_eq!(errors[0].field, "store_dsn");
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let files = Files::new();
+    let text = format!(
+        "store_dsn = \"host=db\"\nlisten_addr = \"x\"\n{}",
+        files.tls()
+    );
+    let err = parse(&text).expect_err("unknown key");
+    assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    assert!(err.to_string().contains("listen_addr"), "{err}");
+
+    let text = format!(
+        "store_dsn = \"host=db\"\n{}[limits]\nmax_mesage_bytes = 5\n",
+        files.tls()
+    );
+    let err = parse(&text).expect_err("misspelt limit");
+    assert!(err.to_string().contains("max_mesage_bytes"), "{err}");
+}
+
+#[test]
+fn malformed_files_are_parse_errors() {
+    for text in [
+        "",                                 // no [tls]
+        "listen = ",                        // not TOML
+        "store_dsn = 5\n[tls]\n",           // wrong type
+        "[limits]\nmax_message_bytes = -1", // negative size
+    ] {
+        let err = parse(text).expect_err("malformed");
+        assert!(matches!(err, ConfigError::Parse { .. }), "{text:?}: {err}");
+        assert!(err.to_string().contains("ingest.toml"), "{err}");
+    }
+}
+
+#[test]
+fn missing_file_names_its_path() {
+    let err = Config::load(Path::new("/nonexistent/ingest.toml"), None).expect_err("missing");
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.to_string().contains("/nonexistent/ingest.toml"), "{err}");
+}

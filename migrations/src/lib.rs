@@ -1,0 +1,168 @@
+//! Schema migrations and partition maintenance of the Lasect central store.
+//!
+//! The SQL lives in `migrations/sql/V<n>__<name>.sql` and is embedded at
+//! build time (refinery). Rules for writing one:
+//! - never edit a migration that has shipped; add a new one;
+//! - create metric tables only through `lasect_create_metric_table()` so the
+//!   TimescaleDB and native-partition layouts stay interchangeable;
+//! - a query must work on both layouts (filter on `time`).
+//!
+//! [`migrate`] may be called by several processes at once (api and ingest
+//! start together): a session advisory lock serialises them and refinery's
+//! history table makes the losers find nothing left to do.
+
+use chrono::NaiveDate;
+use tokio_postgres::{Client, GenericClient};
+
+mod embedded {
+    refinery::embed_migrations!("sql");
+}
+
+/// Key of the session advisory lock held while migrating ("lasect" in ASCII).
+pub const MIGRATION_LOCK_KEY: i64 = 0x6c61_7365_6374;
+
+/// Days of partitions [`maintain`] keeps created ahead of today (UTC).
+pub const PARTITION_DAYS_AHEAD: i32 = 3;
+
+/// Batches recorded for de-duplication are forgotten after this many days.
+/// An agent replaying an older batch would store it twice; its spool's age
+/// limit is far below this.
+pub const DEDUP_RETENTION_DAYS: i32 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("store query failed while {action}: {source}")]
+    Store {
+        action: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("applying migrations: {0}")]
+    Refinery(#[from] refinery::Error),
+    #[error("unknown metric storage {0:?} in store_settings")]
+    UnknownStorage(String),
+}
+
+fn store(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> MigrateError {
+    move |source| MigrateError::Store { action, source }
+}
+
+/// How metric tables are laid out in this store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageMode {
+    TimescaleDb,
+    Native,
+}
+
+/// What a [`migrate`] call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// `V<n>__<name>` of each migration applied by this call, in order.
+    pub applied: Vec<String>,
+}
+
+/// Applies every pending migration. Idempotent and safe to run concurrently.
+pub async fn migrate(client: &mut Client) -> Result<MigrationReport, MigrateError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(store("taking the migration lock"))?;
+    let result = embedded::migrations::runner().run_async(client).await;
+    // Unlock even after a failure; the lock also ends with the session.
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await;
+    let report = result?;
+    unlocked.map_err(store("releasing the migration lock"))?;
+    let applied = report
+        .applied_migrations()
+        .iter()
+        .map(|m| format!("V{}__{}", m.version(), m.name()))
+        .collect::<Vec<_>>();
+    for m in &applied {
+        tracing::info!(migration = %m, "applied store migration");
+    }
+    Ok(MigrationReport { applied })
+}
+
+/// Connects to `dsn` (no TLS) and migrates.
+pub async fn migrate_dsn(dsn: &str) -> Result<MigrationReport, MigrateError> {
+    let (mut client, conn) = tokio_postgres::connect(dsn, tokio_postgres::NoTls)
+        .await
+        .map_err(store("connecting to the store"))?;
+    let task = tokio::spawn(conn);
+    let report = migrate(&mut client).await;
+    drop(client);
+    let _ = task.await;
+    report
+}
+
+/// The layout chosen when the store was first migrated.
+pub async fn storage_mode(client: &impl GenericClient) -> Result<StorageMode, MigrateError> {
+    let row = client
+        .query_one(
+            "SELECT value FROM store_settings WHERE key = 'metric_storage'",
+            &[],
+        )
+        .await
+        .map_err(store("reading the metric storage mode"))?;
+    match row.get::<_, String>(0).as_str() {
+        "timescaledb" => Ok(StorageMode::TimescaleDb),
+        "native" => Ok(StorageMode::Native),
+        other => Err(MigrateError::UnknownStorage(other.to_string())),
+    }
+}
+
+/// Makes sure daily partitions exist for every metric table and every UTC
+/// day in `from..=to` (a no-op on TimescaleDB). Returns how many were created.
+pub async fn ensure_partitions(
+    client: &impl GenericClient,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<u32, MigrateError> {
+    let row = client
+        .query_one("SELECT lasect_ensure_partitions($1, $2)", &[&from, &to])
+        .await
+        .map_err(store("creating partitions"))?;
+    Ok(u32::try_from(row.get::<_, i32>(0)).unwrap_or(0))
+}
+
+/// What one [`maintain`] pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub partitions_created: u32,
+    pub partitions_dropped: u32,
+    pub dedup_rows_pruned: u64,
+}
+
+/// Periodic upkeep: partitions from yesterday to [`PARTITION_DAYS_AHEAD`]
+/// days ahead, expired partitions dropped, old de-duplication rows pruned.
+/// Run it at start and then hourly; concurrent runs are safe.
+pub async fn maintain(client: &impl GenericClient) -> Result<MaintenanceReport, MigrateError> {
+    let row = client
+        .query_one(
+            "SELECT lasect_ensure_partitions(
+                        (now() AT TIME ZONE 'UTC')::date - 1,
+                        (now() AT TIME ZONE 'UTC')::date + $1::int),
+                    lasect_drop_expired_partitions()",
+            &[&PARTITION_DAYS_AHEAD],
+        )
+        .await
+        .map_err(store("maintaining partitions"))?;
+    let pruned = client
+        .execute(
+            "DELETE FROM ingest_batches WHERE received_at < now() - make_interval(days => $1)",
+            &[&DEDUP_RETENTION_DAYS],
+        )
+        .await
+        .map_err(store("pruning de-duplication records"))?;
+    let report = MaintenanceReport {
+        partitions_created: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
+        partitions_dropped: u32::try_from(row.get::<_, i32>(1)).unwrap_or(0),
+        dedup_rows_pruned: pruned,
+    };
+    if report != MaintenanceReport::default() {
+        tracing::info!(?report, "store maintenance");
+    }
+    Ok(report)
+}

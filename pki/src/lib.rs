@@ -1,0 +1,26 @@
+//! The Lasect certificate authority.
+//!
+//! Lasect runs its own small CA (rcgen, ring): it signs the ingest and API server certificates and
+//! one client certificate per agent. The agent's identity at ingest is the Common Name of its leaf
+//! client certificate, read with [`agent_id_from_cert_der`].
+//!
+//! - [`CertificateAuthority`] creates or loads the CA and issues certificates.
+//! - [`init_dir`] lays out a directory of TLS material (see `docs/CONTRACTS.md`, "TLS material
+//!   layout"); it is idempotent and never overwrites a key.
+//! - Private keys only leave this crate inside [`SecretPem`], whose `Debug`/`Display` print `***`,
+//!   and are written with mode 0600 through a temp file, fsync and rename.
+
+mod agent_id;
+mod authority;
+mod error;
+mod init_layout;
+mod issued;
+mod key_file;
+
+pub use agent_id::{agent_id_from_cert_der, validate_agent_id};
+pub use authority::{CA_VALIDITY, CertificateAuthority};
+pub use error::PkiError;
+pub use init_layout::{
+    DEFAULT_VALIDITY, InitEntry, InitOptions, InitOutcome, InitReport, init_dir,
+};
+pub use issued::{IssuedCert, SecretPem};
