@@ -272,7 +272,10 @@ impl AgentConfig {
                     "ingest.endpoint"
                 };
                 if ServerName::try_from(name).is_err() {
-                    bad(field, format!("{name:?} is not a valid DNS name or IP address"));
+                    bad(
+                        field,
+                        format!("{name:?} is not a valid DNS name or IP address"),
+                    );
                 }
             }
             Err(message) => bad("ingest.endpoint", message),
@@ -355,7 +358,10 @@ impl AgentConfig {
             return Err(format!("{endpoint:?} must not have a path"));
         }
         // IPv6 literals come bracketed; certificate names do not have brackets.
-        Ok(host.trim_start_matches('[').trim_end_matches(']').to_owned())
+        Ok(host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned())
     }
 
     /// The name the ingest certificate is verified against.

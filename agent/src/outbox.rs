@@ -129,7 +129,7 @@ impl Outbox for MemoryOutbox {
             state.stats.dropped_overflow += 1;
             let total = state.stats.dropped_overflow;
             // One line per drop would flood the log during a long outage.
-            if total == 1 || total % 100 == 0 {
+            if total == 1 || total.is_multiple_of(100) {
                 tracing::warn!(
                     seq = dropped.seq,
                     dropped_total = total,

@@ -72,7 +72,7 @@ pub struct SeqAllocator {
 
 impl SeqAllocator {
     /// Opens (or starts) the sequence in `state_dir`, creating the directory
-    /// if needed. Nothing is written until the first [`SeqAllocator::next`].
+    /// if needed. Nothing is written until the first [`SeqAllocator::next_seq`].
     pub fn open(state_dir: &Path) -> Result<Self, SeqError> {
         Self::open_with_block(state_dir, DEFAULT_BLOCK)
     }
@@ -102,7 +102,7 @@ impl SeqAllocator {
     }
 
     /// The next seq; reserves a new block on disk first when the current one is used up.
-    pub fn next(&mut self) -> Result<u64, SeqError> {
+    pub fn next_seq(&mut self) -> Result<u64, SeqError> {
         if self.next >= self.reserved_until {
             let mark = self
                 .next
@@ -129,8 +129,7 @@ impl SeqAllocator {
             .truncate(true)
             .open(&tmp)
             .map_err(write_err)?;
-        file.write_all(render(mark).as_bytes())
-            .map_err(write_err)?;
+        file.write_all(render(mark).as_bytes()).map_err(write_err)?;
         file.sync_all().map_err(write_err)?;
         drop(file);
         fs::rename(&tmp, &path).map_err(write_err)?;

@@ -1,1 +1,21 @@
-//! lasect-api
+//! lasect-api: the REST API over the central store, plus the operator commands that belong
+//! with it (`migrate`, `ca init`).
+//!
+//! - [`routes::router`] builds every route (tests drive it with `oneshot`);
+//! - [`server::serve`] runs it: migrate, maintain hourly, HTTPS, graceful shutdown;
+//! - [`config`] is `api.toml`; [`store_dsn`] the secret store DSN;
+//! - [`cli`] is the command line; `main.rs` only calls [`cli::run`].
+//!
+//! The operator-facing layers (`cli`, `server`, the commands) use `anyhow` like a binary; the
+//! config, DSN and HTTP layers have typed errors.
+
+pub mod ca_init;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod migrate_cmd;
+pub mod routes;
+pub mod server;
+pub mod store_dsn;
+
+pub use routes::{AppState, router};

@@ -1,1 +1,91 @@
-//! lasect-cli
+//! `lasect`, the command-line client of the Lasect API.
+//!
+//! - [`args`]: the command line (clap);
+//! - [`api_client`]: finds the API from `LASECT_URL`, trusts `LASECT_CA_FILE`, sends
+//!   `LASECT_TOKEN`, and turns API error bodies into [`api_client::ApiError`];
+//! - [`instance_ref`]: `--instance` as an id, a name or `agent/name`;
+//! - [`instance_table`], [`samples_table`], [`human_units`]: table output.
+//!
+//! `main.rs` only parses arguments, reads the environment and calls [`run`].
+
+pub mod api_client;
+pub mod args;
+pub mod human_units;
+pub mod instance_ref;
+pub mod instance_table;
+pub mod samples_table;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::api_client::{ApiClient, ClientEnv};
+use crate::args::{Cli, Command, InstanceCommand, MetricsCommand, OutputFormat};
+
+/// Runs one command and returns what to print on stdout.
+pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
+    let client = ApiClient::from_env(env)?;
+    match cli.command {
+        Command::Instance(InstanceCommand::List { output }) => {
+            let list = client.get_json("api/v1/instances").await?;
+            render(output, &list, instance_table::render)
+        }
+        Command::Metrics(MetricsCommand::Show {
+            instance,
+            family,
+            limit,
+            output,
+        }) => {
+            let id = instance_ref::resolve(&client, &instance).await?;
+            let mut path = format!("api/v1/instances/{id}/samples/{}", encode_segment(&family));
+            if let Some(limit) = limit {
+                path.push_str(&format!("?limit={limit}"));
+            }
+            let samples = client.get_json(&path).await?;
+            render(output, &samples, samples_table::render)
+        }
+    }
+}
+
+fn render(
+    output: OutputFormat,
+    body: &Value,
+    table: fn(&Value) -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    match output {
+        OutputFormat::Json => {
+            let mut text = serde_json::to_string_pretty(body).context("format JSON")?;
+            text.push('\n');
+            Ok(text)
+        }
+        OutputFormat::Table => table(body),
+    }
+}
+
+/// Percent-encodes a path segment typed by the user, so `../x` or `a?b` stay one segment.
+fn encode_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Installs ring as rustls' process-wide provider (reqwest is built without one).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_segment;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode_segment("host_cpu"), "host_cpu");
+        assert_eq!(encode_segment("../x?y"), "..%2Fx%3Fy");
+        assert_eq!(encode_segment("a b"), "a%20b");
+    }
+}

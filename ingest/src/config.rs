@@ -159,7 +159,7 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid: {source}")]
+    #[error("config file {path} is not valid")]
     Parse {
         path: PathBuf,
         #[source]
@@ -235,7 +235,13 @@ impl ConfigFile {
             Some(dsn) => {
                 // The parse error text never contains the DSN itself.
                 if let Err(e) = dsn.expose().parse::<tokio_postgres::Config>() {
-                    bad("store_dsn", format!("is not a valid connection string: {e}"));
+                    bad(
+                        "store_dsn",
+                        format!(
+                            "is not a valid connection string: {}",
+                            crate::ErrorChain(&e)
+                        ),
+                    );
                 }
                 Some(dsn)
             }

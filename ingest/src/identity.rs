@@ -24,7 +24,7 @@ impl fmt::Display for AgentId {
 pub enum IdentityError {
     #[error("no client certificate was presented")]
     NoCertificate,
-    #[error("the client certificate does not name a valid agent: {0}")]
+    #[error("the client certificate does not name a valid agent")]
     Invalid(#[source] lasect_pki::PkiError),
 }
 

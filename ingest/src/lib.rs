@@ -1,1 +1,122 @@
-//! lasect-ingest
+//! lasect-ingest: the mTLS gRPC server agents push batches to.
+//!
+//! A push travels: [`identity`] (agent id from the client certificate) →
+//! `lasect_proto::payload::decode` (size-limited LZ4 + protobuf) →
+//! [`validate`] (wire messages into store-ready rows, all or nothing) →
+//! [`writer`] (one transaction: dedupe on `(agent, seq)`, instances, binary
+//! COPY) → ack. [`run`] wires it together with the store and TLS.
+
+pub mod config;
+mod error_chain;
+pub mod identity;
+pub mod partitions;
+pub mod server;
+mod store;
+mod tls;
+pub mod validate;
+pub mod writer;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lasect_proto::v1::ingest_server::IngestServer;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+pub use config::{Config, ConfigError, SecretString};
+pub use error_chain::ErrorChain;
+
+use crate::partitions::PartitionCache;
+use crate::server::IngestService;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("TLS file {path}: {reason}")]
+    TlsFile { path: PathBuf, reason: String },
+    #[error("TLS setup failed")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("store_dsn is not a valid connection string")]
+    StoreDsn(#[source] tokio_postgres::Error),
+    #[error("cannot connect to the store")]
+    StoreConnect(#[source] tokio_postgres::Error),
+    #[error("cannot migrate the store")]
+    Migrate(#[source] lasect_migrations::MigrateError),
+    #[error("cannot build the store connection pool")]
+    Pool(#[source] deadpool_postgres::BuildError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+/// Runs the server until `shutdown` completes, then stops accepting, lets
+/// in-flight pushes finish and returns.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), IngestError> {
+    // Ignored error: a provider is already installed (by main or a test).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = tls::server_config(&config.tls)?;
+    let pool = store::open(&config).await?;
+    let partitions = PartitionCache::default();
+    let maintenance = store::spawn_maintenance(
+        pool.clone(),
+        partitions.clone(),
+        Duration::from_secs(config.store.maintenance_interval_secs),
+    );
+
+    let service = IngestServer::new(IngestService::new(pool, partitions, config.limits))
+        .max_decoding_message_size(config.limits.max_message_bytes);
+    let router = Server::builder()
+        .tls_config(tls)
+        .map_err(IngestError::Tls)?
+        .add_service(service);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| IngestError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| IngestError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    tracing::info!("lasect-ingest listening on {addr}");
+
+    let result = router
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await;
+    maintenance.abort();
+    tracing::info!("lasect-ingest stopped");
+    result.map_err(IngestError::Serve)
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => Some(term),
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the server");
+            None
+        }
+    };
+    let term = async {
+        match term.as_mut() {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -31,7 +31,7 @@ pub const DEDUP_RETENTION_DAYS: i32 = 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error("store query failed while {action}: {source}")]
+    #[error("store query failed while {action}")]
     Store {
         action: &'static str,
         #[source]

@@ -146,6 +146,26 @@ pub fn init_dir(dir: &Path, options: &InitOptions) -> Result<InitReport, PkiErro
     let api_sans = server_sans(API_COMMON_NAME, &options.api_sans)?;
 
     let agents_dir = dir.join(AGENTS_DIR);
+    let (ca_cert_path, ca_key_path) = CertificateAuthority::paths(dir);
+    if !exists(&ca_cert_path)? && !exists(&ca_key_path)? {
+        // A new CA cannot have issued any certificate already there; refuse before writing it.
+        let leaf_certs = ["ingest", "api"]
+            .map(|stem| dir.join(format!("{stem}.pem")))
+            .into_iter()
+            .chain(
+                agent_ids
+                    .iter()
+                    .map(|id| agents_dir.join(format!("{id}.pem"))),
+            );
+        for cert in leaf_certs {
+            if exists(&cert)? {
+                return Err(PkiError::ForeignCertificate {
+                    cert,
+                    ca: ca_cert_path,
+                });
+            }
+        }
+    }
     fs::create_dir_all(&agents_dir)
         .map_err(|e| PkiError::io("create directory", &agents_dir, e))?;
 

@@ -168,6 +168,26 @@ fn certificate_from_another_ca_is_refused() {
     fs::remove_file(d.join("ca.key")).expect("remove");
     let err = init_dir(d, &options(&[])).expect_err("foreign leaves");
     assert!(matches!(err, PkiError::ForeignCertificate { .. }), "{err}");
+    assert!(
+        !d.join("ca.pem").exists(),
+        "no new CA may be written next to foreign leaves"
+    );
+
+    // A pair that exists but was signed by some other CA is refused too.
+    let other = tempfile::tempdir().expect("temp dir");
+    init_dir(other.path(), &options(&[])).expect("other init");
+    init_dir(d, &options(&["db-01"])).expect_err("still foreign");
+    fs::remove_file(d.join("ingest.pem")).expect("remove");
+    fs::remove_file(d.join("ingest.key")).expect("remove");
+    fs::remove_file(d.join("api.pem")).expect("remove");
+    fs::remove_file(d.join("api.key")).expect("remove");
+    init_dir(d, &options(&[])).expect("fresh CA and servers");
+    for f in ["ingest.pem", "ingest.key"] {
+        fs::copy(other.path().join(f), d.join(f)).expect("copy foreign pair");
+    }
+    let err = init_dir(d, &options(&[])).expect_err("foreign pair");
+    assert!(matches!(err, PkiError::ForeignCertificate { .. }), "{err}");
+    assert!(err.to_string().contains("ingest.pem"), "{err}");
 }
 
 #[test]

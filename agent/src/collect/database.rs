@@ -18,6 +18,7 @@ use lasect_proto::v1::{DatabaseRow, DatabaseSnapshot};
 use tokio_postgres::{Client, Row};
 
 /// `(column, first server_version_num that has it)`; all are `int8` counters.
+/// `0` means every supported release (13 and later) has the column.
 const COUNTERS: &[(&str, i32)] = &[
     ("numbackends", 0),
     ("xact_commit", 0),

@@ -3,6 +3,7 @@
 use lasect_proto::v1::sample::Family;
 use lasect_proto::v1::{HostCpu, HostMemory, Sample};
 use sysinfo::System;
+use tokio::time::Instant;
 
 use super::now_unix_micros;
 
@@ -10,6 +11,7 @@ use super::now_unix_micros;
 /// previous sample (the collection interval), not since boot.
 pub struct HostCollector {
     system: System,
+    last_cpu_refresh: Instant,
 }
 
 impl HostCollector {
@@ -17,12 +19,20 @@ impl HostCollector {
         let mut system = System::new()?;
         // Prime the counters: the first sample then measures from here.
         system.refresh_cpu_usage();
-        Ok(Self { system })
+        Ok(Self {
+            system,
+            last_cpu_refresh: Instant::now(),
+        })
     }
 
     /// A `host_cpu` and a `host_memory` sample, taken now.
-    pub fn collect(&mut self) -> Vec<Sample> {
+    pub async fn collect(&mut self) -> Vec<Sample> {
+        // sysinfo ignores refreshes closer than this to the previous one, which
+        // would report 0 % on the first tick; wait out the remainder instead.
+        let ready_at = self.last_cpu_refresh + sysinfo::MINIMUM_CPU_UPDATE_INTERVAL;
+        tokio::time::sleep_until(ready_at).await;
         self.system.refresh_cpu_usage();
+        self.last_cpu_refresh = Instant::now();
         self.system.refresh_memory();
         let time_unix_micros = now_unix_micros();
         let load = System::load_average().unwrap_or_else(|e| {

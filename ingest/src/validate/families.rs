@@ -129,15 +129,14 @@ impl TryFrom<v1::DatabaseRow> for DatabaseStats {
                 "must be at most 63 bytes without NUL characters",
             ));
         }
-        let numbackends = row
-            .numbackends
-            .map(|n| {
-                i32::try_from(n)
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or_else(|| invalid("numbackends", format!("{n} is not within 0..=2^31-1")))
-            })
-            .transpose()?;
+        let numbackends =
+            row.numbackends
+                .map(|n| {
+                    i32::try_from(n).ok().filter(|n| *n >= 0).ok_or_else(|| {
+                        invalid("numbackends", format!("{n} is not within 0..=2^31-1"))
+                    })
+                })
+                .transpose()?;
         let counters = [
             row.xact_commit,
             row.xact_rollback,
@@ -204,7 +203,11 @@ impl TryFrom<v1::HostCpu> for HostCpu {
                 format!("must be within 0..=100, got {}", cpu.usage_percent),
             ));
         }
-        for (name, load) in [("load1", cpu.load1), ("load5", cpu.load5), ("load15", cpu.load15)] {
+        for (name, load) in [
+            ("load1", cpu.load1),
+            ("load5", cpu.load5),
+            ("load15", cpu.load15),
+        ] {
             if !(load.is_finite() && load >= 0.0) {
                 return Err(invalid(
                     name,

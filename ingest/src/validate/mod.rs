@@ -126,13 +126,11 @@ impl Batch {
                 builder.batch.unknown_samples += 1;
                 continue;
             };
-            builder
-                .add(sample)
-                .map_err(|error| BatchError::Sample {
-                    index,
-                    family,
-                    error,
-                })?;
+            builder.add(sample).map_err(|error| BatchError::Sample {
+                index,
+                family,
+                error,
+            })?;
             builder.batch.stored_samples += 1;
         }
         Ok(builder.batch)

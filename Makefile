@@ -1,0 +1,28 @@
+# The two commands that matter: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+
+.PHONY: deps build test lint demo clean
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	$(CARGO) build --workspace --bins
+
+lint: deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Everything CI runs: formatting, lints, then the whole suite against real
+# PostgreSQL clusters and the real binaries (end-to-end tests need --bins).
+test: lint
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+demo: deps
+	@scripts/demo.sh
+
+clean:
+	rm -rf .lasect

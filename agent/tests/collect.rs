@@ -1,0 +1,363 @@
+//! Collectors against real PostgreSQL clusters.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lasect_agent::collect::{Collector, Tick};
+use lasect_agent::config::{Dsn, InstanceConfig};
+use lasect_proto::v1::sample::Family;
+use lasect_proto::v1::{DatabaseRow, HostCpu, HostMemory, InstanceInfo, SampleBatch};
+use lasect_testkit::{PgCluster, PgOptions};
+
+fn instance(name: &str, dsn: String) -> InstanceConfig {
+    InstanceConfig {
+        name: name.into(),
+        dsn: Dsn::new(dsn),
+    }
+}
+
+fn start_pg() -> PgCluster {
+    PgCluster::start(PgOptions::default()).expect("start pg")
+}
+
+fn databases<'a>(batch: &'a SampleBatch, instance: &str) -> Vec<&'a DatabaseRow> {
+    batch
+        .samples
+        .iter()
+        .filter(|s| s.instance == instance)
+        .filter_map(|s| match &s.family {
+            Some(Family::Database(d)) => Some(d.databases.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn database<'a>(batch: &'a SampleBatch, instance: &str, datname: &str) -> &'a DatabaseRow {
+    databases(batch, instance)
+        .into_iter()
+        .find(|d| d.datname == datname)
+        .unwrap_or_else(|| panic!("no row for database {datname:?} of {instance:?}"))
+}
+
+fn instance_info<'a>(batch: &'a SampleBatch, instance: &str) -> &'a InstanceInfo {
+    batch
+        .samples
+        .iter()
+        .filter(|s| s.instance == instance)
+        .find_map(|s| match &s.family {
+            Some(Family::InstanceInfo(i)) => Some(i),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no instance_info for {instance:?}"))
+}
+
+fn host(batch: &SampleBatch) -> (&HostCpu, &HostMemory) {
+    let cpu = batch.samples.iter().find_map(|s| match &s.family {
+        Some(Family::HostCpu(c)) => Some(c),
+        _ => None,
+    });
+    let mem = batch.samples.iter().find_map(|s| match &s.family {
+        Some(Family::HostMemory(m)) => Some(m),
+        _ => None,
+    });
+    (
+        cpu.expect("host_cpu sample"),
+        mem.expect("host_memory sample"),
+    )
+}
+
+fn failed(tick: &Tick) -> Vec<&str> {
+    tick.failures
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
+#[track_caller]
+fn assert_ok(tick: &Tick) {
+    assert!(
+        tick.failures.is_empty(),
+        "unexpected failures: {:?}",
+        tick.failures
+            .iter()
+            .map(|(n, e)| format!("{n}: {e}"))
+            .collect::<Vec<_>>()
+    );
+}
+
+fn now_micros() -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(now.as_micros()).expect("fits")
+}
+
+#[tokio::test]
+async fn xact_commit_grows_between_ticks() {
+    let pg = start_pg();
+    pg.create_database("app").await.expect("create app");
+    let mut collector =
+        Collector::new(&[instance("main", pg.dsn("postgres"))], true).expect("collector");
+
+    let first = collector.tick().await;
+    assert_ok(&first);
+    let before = database(&first.batch, "main", "app")
+        .xact_commit
+        .expect("xact_commit collected");
+
+    let app = pg.connect("app").await.expect("connect app");
+    for i in 0..20 {
+        app.batch_execute(&format!("SELECT {i}"))
+            .await
+            .expect("transaction");
+    }
+    // PG 15+ flushes a backend's counters lazily; ask for it (older
+    // servers lack the function, and their collector gets there on its own).
+    let _ = app.batch_execute("SELECT pg_stat_force_next_flush()").await;
+
+    // Counters reach pg_stat_database asynchronously: poll, bounded.
+    let mut after = before;
+    for _ in 0..300 {
+        let tick = collector.tick().await;
+        assert_ok(&tick);
+        after = database(&tick.batch, "main", "app")
+            .xact_commit
+            .expect("xact_commit collected");
+        if after >= before + 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        after >= before + 20,
+        "xact_commit went from {before} to {after}"
+    );
+}
+
+#[tokio::test]
+async fn a_tick_holds_instance_database_and_host_samples() {
+    let pg = start_pg();
+    pg.create_database("app").await.expect("create app");
+    let mut collector =
+        Collector::new(&[instance("main", pg.dsn("postgres"))], true).expect("collector");
+    let start = now_micros();
+    let tick = collector.tick().await;
+    let end = now_micros();
+    assert_ok(&tick);
+
+    for s in &tick.batch.samples {
+        assert!(
+            (start..=end).contains(&s.time_unix_micros),
+            "sample time {} outside the tick [{start}, {end}]",
+            s.time_unix_micros
+        );
+        assert!(s.family.is_some());
+    }
+    let rows = databases(&tick.batch, "main");
+    let names: Vec<&str> = rows.iter().map(|d| d.datname.as_str()).collect();
+    for expected in ["app", "postgres", "template1"] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+    assert!(
+        !names.contains(&""),
+        "the shared-objects row must be skipped"
+    );
+    let app = database(&tick.batch, "main", "app");
+    assert!(app.datid > 0);
+    assert!(app.size_bytes.is_some_and(|b| b > 0), "{app:?}");
+    for counter in [
+        app.numbackends,
+        app.xact_commit,
+        app.xact_rollback,
+        app.blks_read,
+        app.blks_hit,
+        app.tup_returned,
+        app.tup_fetched,
+        app.tup_inserted,
+        app.tup_updated,
+        app.tup_deleted,
+        app.conflicts,
+        app.temp_files,
+        app.temp_bytes,
+        app.deadlocks,
+    ] {
+        assert!(counter.is_some_and(|c| c >= 0), "{app:?}");
+    }
+    // The collector's own connection shows up in `postgres`.
+    let postgres = database(&tick.batch, "main", "postgres");
+    assert!(postgres.numbackends.is_some_and(|n| n >= 1), "{postgres:?}");
+
+    let (cpu, mem) = host(&tick.batch);
+    assert!(cpu.cpu_count >= 1);
+    assert!((0.0..=100.0).contains(&cpu.usage_percent));
+    assert!(cpu.load1 >= 0.0);
+    assert!(mem.total_bytes > 0 && mem.used_bytes <= mem.total_bytes);
+    assert!(mem.available_bytes <= mem.total_bytes);
+}
+
+#[tokio::test]
+async fn instance_info_has_the_server_version() {
+    let pg = start_pg();
+    let client = pg.connect("postgres").await.expect("connect");
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .expect("version");
+    let expected: i32 = row.get(0);
+
+    // Over the unix socket this time.
+    let dsn = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        pg.socket_dir().display(),
+        pg.port()
+    );
+    let mut collector = Collector::new(&[instance("main", dsn)], false).expect("collector");
+    let tick = collector.tick().await;
+    assert_ok(&tick);
+    let info = instance_info(&tick.batch, "main");
+    assert_eq!(info.server_version_num, expected);
+    assert!(info.version.starts_with("PostgreSQL "), "{}", info.version);
+    assert!(!info.in_recovery);
+    // host = false: no host samples.
+    assert!(tick.batch.samples.iter().all(|s| s.instance == "main"));
+
+    // The collector's session identifies itself and bounds its statements.
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lasect-agent'",
+            &[],
+        )
+        .await
+        .expect("activity");
+    assert_eq!(row.get::<_, i64>(0), 1, "one connection, reused");
+    let tick = collector.tick().await;
+    assert_ok(&tick);
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lasect-agent'",
+            &[],
+        )
+        .await
+        .expect("activity");
+    assert_eq!(
+        row.get::<_, i64>(0),
+        1,
+        "still one connection after a second tick"
+    );
+}
+
+#[tokio::test]
+async fn a_database_refusing_connections_is_listed_without_a_size() {
+    let pg = start_pg();
+    pg.create_database("closed").await.expect("create closed");
+    let client = pg.connect("postgres").await.expect("connect");
+    client
+        .batch_execute("ALTER DATABASE closed ALLOW_CONNECTIONS false")
+        .await
+        .expect("alter");
+    let mut collector =
+        Collector::new(&[instance("main", pg.dsn("postgres"))], false).expect("collector");
+    let tick = collector.tick().await;
+    assert_ok(&tick);
+    let closed = database(&tick.batch, "main", "closed");
+    assert_eq!(closed.size_bytes, None);
+    assert!(closed.xact_commit.is_some(), "counters still collected");
+    assert_eq!(database(&tick.batch, "main", "template0").size_bytes, None);
+    assert!(
+        database(&tick.batch, "main", "postgres")
+            .size_bytes
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_database_the_role_may_not_size_loses_only_its_size() {
+    let pg = start_pg();
+    pg.create_database("secret").await.expect("create secret");
+    let client = pg.connect("postgres").await.expect("connect");
+    client
+        .batch_execute(
+            "CREATE ROLE lasect_agent LOGIN;
+             REVOKE CONNECT ON DATABASE secret FROM PUBLIC;",
+        )
+        .await
+        .expect("set up role");
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=lasect_agent dbname=postgres",
+        pg.port()
+    );
+    let mut collector = Collector::new(&[instance("main", dsn)], false).expect("collector");
+    let tick = collector.tick().await;
+    assert_ok(&tick);
+    assert_eq!(database(&tick.batch, "main", "secret").size_bytes, None);
+    assert!(
+        database(&tick.batch, "main", "postgres")
+            .size_bytes
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_cluster_fails_its_instance_only_and_recovers() {
+    let pg_a = start_pg();
+    let pg_b = start_pg();
+    let mut collector = Collector::new(
+        &[
+            instance("a", pg_a.dsn("postgres")),
+            instance("b", pg_b.dsn("postgres")),
+        ],
+        true,
+    )
+    .expect("collector");
+    let tick = collector.tick().await;
+    assert_ok(&tick);
+    instance_info(&tick.batch, "a");
+    instance_info(&tick.batch, "b");
+
+    pg_a.stop().expect("stop a");
+    for _ in 0..3 {
+        let tick = collector.tick().await;
+        assert_eq!(failed(&tick), ["a"]);
+        assert!(tick.batch.samples.iter().all(|s| s.instance != "a"));
+        instance_info(&tick.batch, "b");
+        database(&tick.batch, "b", "postgres");
+        host(&tick.batch);
+    }
+
+    // Back up: the collector reconnects by itself (after its backoff).
+    pg_a.restart().expect("restart a");
+    let mut recovered = false;
+    for _ in 0..300 {
+        let tick = collector.tick().await;
+        if tick.failures.is_empty() {
+            instance_info(&tick.batch, "a");
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "instance a did not come back");
+}
+
+#[tokio::test]
+async fn an_unreachable_instance_does_not_stop_the_others() {
+    let pg = start_pg();
+    let closed_port = lasect_testkit::free_port();
+    let mut collector = Collector::new(
+        &[
+            instance(
+                "gone",
+                format!("host=127.0.0.1 port={closed_port} user=postgres dbname=postgres"),
+            ),
+            instance("main", pg.dsn("postgres")),
+        ],
+        true,
+    )
+    .expect("collector");
+    for _ in 0..2 {
+        let tick = collector.tick().await;
+        assert_eq!(failed(&tick), ["gone"]);
+        instance_info(&tick.batch, "main");
+        host(&tick.batch);
+    }
+}

@@ -1,0 +1,304 @@
+//! Agent configuration: parsing, unknown keys, and one error per bad field.
+
+mod support;
+
+use lasect_agent::config::{AgentConfig, ConfigError, Dsn};
+use support::{TestPki, config_toml};
+
+const DSN: &str = "host=/var/run/postgresql dbname=postgres user=lasect_agent password=hunter2";
+
+fn base(pki: &TestPki) -> String {
+    config_toml(
+        pki,
+        &pki.path("state"),
+        "https://ingest.example.com:7443",
+        DSN,
+    )
+}
+
+/// Every error `validate()` reports for `toml`, as `field: message`.
+fn errors(toml: &str) -> Vec<String> {
+    let loaded = AgentConfig::from_toml_str(toml).expect("parses");
+    match loaded.config.validate() {
+        Ok(()) => Vec::new(),
+        Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[track_caller]
+fn assert_one_error(toml: &str, field: &str, needle: &str) {
+    let errors = errors(toml);
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected exactly one error, got {errors:?}"
+    );
+    let prefix = format!("{field}: ");
+    assert!(
+        errors[0].starts_with(&prefix) && errors[0].contains(needle),
+        "{:?} should name {field:?} and mention {needle:?}",
+        errors[0]
+    );
+    assert!(
+        !errors[0].contains("hunter2"),
+        "leaked the password: {errors:?}"
+    );
+}
+
+#[test]
+fn good_file_parses_and_validates() {
+    let pki = TestPki::new();
+    let loaded = AgentConfig::from_toml_str(&base(&pki)).expect("parses");
+    assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+    let c = loaded.config;
+    c.validate().expect("valid");
+    assert_eq!(c.ingest.endpoint, "https://ingest.example.com:7443");
+    assert_eq!(c.tls_server_name().as_deref(), Some("lasect-ingest"));
+    assert_eq!(c.collect.interval_secs, 10);
+    assert!(c.collect.host);
+    assert_eq!(c.sender.max_batches_in_memory, 8640);
+    assert_eq!(c.instances.len(), 1);
+    assert_eq!(c.instances[0].name, "main");
+    assert_eq!(c.instances[0].dsn.expose(), DSN);
+}
+
+#[test]
+fn defaults_apply_and_server_name_falls_back_to_the_endpoint_host() {
+    let pki = TestPki::new();
+    let toml = format!(
+        r#"
+[ingest]
+endpoint = "https://ingest.example.com:7443"
+[tls]
+ca_file = "{}"
+cert_file = "{}"
+key_file = "{}"
+[[instances]]
+name = "main"
+dsn = "host=/tmp user=x"
+"#,
+        pki.ca_file().display(),
+        pki.cert_file().display(),
+        pki.key_file().display()
+    );
+    let c = AgentConfig::from_toml_str(&toml).expect("parses").config;
+    c.validate().expect("valid");
+    assert_eq!(c.state_dir.to_str(), Some("/var/lib/lasect-agent"));
+    assert_eq!(c.collect.interval_secs, 10);
+    assert!(c.collect.host);
+    assert_eq!(c.sender.max_batches_in_memory, 8640);
+    assert_eq!(c.tls_server_name().as_deref(), Some("ingest.example.com"));
+}
+
+#[test]
+fn unknown_keys_are_warnings_not_errors() {
+    let pki = TestPki::new();
+    let toml = format!("future_top_level = 1\n{}", base(&pki))
+        .replace("[collect]", "[collect]\nstatements = true")
+        .replace("[sender]", "[logs]\npath = \"/x\"\n\n[sender]");
+    let loaded = AgentConfig::from_toml_str(&toml).expect("unknown keys must not fail parsing");
+    loaded.config.validate().expect("still valid");
+    let mut keys = loaded.unknown_keys;
+    keys.sort();
+    assert_eq!(keys, ["collect.statements", "future_top_level", "logs"]);
+}
+
+#[test]
+fn secrets_never_print() {
+    let pki = TestPki::new();
+    let c = AgentConfig::from_toml_str(&base(&pki))
+        .expect("parses")
+        .config;
+    assert_eq!(format!("{:?}", Dsn::new("password=x")), "***");
+    assert_eq!(Dsn::new("password=x").to_string(), "***");
+    for text in [format!("{c:?}"), c.summary()] {
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("lasect_agent"), "{text}");
+    }
+    assert!(c.summary().contains("instances=[main]"), "{}", c.summary());
+}
+
+#[test]
+fn endpoint_must_be_https() {
+    let pki = TestPki::new();
+    let toml = base(&pki).replace("https://ingest", "http://ingest");
+    assert_one_error(&toml, "ingest.endpoint", "https://");
+}
+
+#[test]
+fn endpoint_must_be_a_url_with_a_host() {
+    let pki = TestPki::new();
+    for bad in ["not a url", "https://", "", "https://host:7443/path"] {
+        let toml = base(&pki).replace("https://ingest.example.com:7443", bad);
+        assert_one_error(&toml, "ingest.endpoint", "");
+    }
+}
+
+#[test]
+fn server_name_must_be_a_dns_name_or_ip() {
+    let pki = TestPki::new();
+    let toml = base(&pki).replace(
+        "server_name = \"lasect-ingest\"",
+        "server_name = \"not a name!\"",
+    );
+    assert_one_error(&toml, "ingest.server_name", "not a valid DNS name");
+}
+
+#[test]
+fn missing_tls_files_are_named() {
+    let pki = TestPki::new();
+    let toml = base(&pki);
+    for (file, field) in [
+        ("ca.pem", "tls.ca_file"),
+        ("agent.pem", "tls.cert_file"),
+        ("agent.key", "tls.key_file"),
+    ] {
+        let missing = toml.replace(file, "missing.pem");
+        assert_one_error(&missing, field, "cannot read");
+    }
+}
+
+#[test]
+fn tls_files_must_hold_the_right_pem() {
+    let pki = TestPki::new();
+    std::fs::write(pki.path("junk.pem"), "not pem at all").expect("write junk");
+    let toml = base(&pki);
+    // A key where a certificate belongs and vice versa.
+    assert_one_error(
+        &toml.replace("ca.pem", "agent.key"),
+        "tls.ca_file",
+        "no PEM certificate",
+    );
+    assert_one_error(
+        &toml.replace("agent.pem", "junk.pem"),
+        "tls.cert_file",
+        "no PEM certificate",
+    );
+    assert_one_error(
+        &toml.replace("agent.key", "ca.pem"),
+        "tls.key_file",
+        "no PEM private key",
+    );
+}
+
+#[test]
+fn interval_must_be_in_range() {
+    let pki = TestPki::new();
+    for bad in ["0", "3601", "100000000"] {
+        let toml = base(&pki).replace("interval_secs = 10", &format!("interval_secs = {bad}"));
+        assert_one_error(&toml, "collect.interval_secs", "out of range 1..=3600");
+    }
+    let toml = base(&pki).replace("interval_secs = 10", "interval_secs = 3600");
+    assert_eq!(errors(&toml), Vec::<String>::new());
+}
+
+#[test]
+fn negative_or_mistyped_values_are_parse_errors_naming_the_key() {
+    let pki = TestPki::new();
+    for bad in ["-1", "\"10s\"", "1.5"] {
+        let toml = base(&pki).replace("interval_secs = 10", &format!("interval_secs = {bad}"));
+        let err = AgentConfig::from_toml_str(&toml).expect_err("must not parse");
+        assert!(err.to_string().contains("interval_secs"), "{err}");
+    }
+}
+
+#[test]
+fn max_batches_in_memory_must_be_positive() {
+    let pki = TestPki::new();
+    let toml = base(&pki).replace("max_batches_in_memory = 8640", "max_batches_in_memory = 0");
+    assert_one_error(&toml, "sender.max_batches_in_memory", "out of range");
+}
+
+#[test]
+fn at_least_one_instance() {
+    let pki = TestPki::new();
+    let toml = base(&pki);
+    let cut = toml.find("[[instances]]").expect("has instances");
+    assert_one_error(&toml[..cut], "instances", "no instances configured");
+}
+
+#[test]
+fn instance_names_are_checked_and_unique() {
+    let pki = TestPki::new();
+    let dup = format!(
+        "{}\n[[instances]]\nname = \"main\"\ndsn = \"host=/tmp user=x\"\n",
+        base(&pki)
+    );
+    assert_one_error(&dup, "instances[1].name", "duplicate name \"main\"");
+    for bad in ["", "-main", "has space", "ümlaut", &"x".repeat(64)] {
+        let toml = base(&pki).replace("name = \"main\"", &format!("name = \"{bad}\""));
+        assert_one_error(&toml, "instances[0].name", "must match");
+    }
+    let longest = "x".repeat(63);
+    let toml = base(&pki).replace("name = \"main\"", &format!("name = \"{longest}\""));
+    assert_eq!(errors(&toml), Vec::<String>::new());
+}
+
+#[test]
+fn dsn_must_parse_and_name_a_host_and_user() {
+    let pki = TestPki::new();
+    for (bad, needle) in [
+        ("host=/tmp user=x password='hunter2", "cannot parse"),
+        (
+            "host=/tmp user=x port=notaport password=hunter2",
+            "cannot parse",
+        ),
+        ("bogus_option=1 password=hunter2", "cannot parse"),
+        ("dbname=postgres user=x password=hunter2", "no host"),
+        ("host=/tmp dbname=postgres password=hunter2", "no user"),
+        (
+            "host=db user=x sslmode=require password=hunter2",
+            "sslmode=require",
+        ),
+    ] {
+        let toml = base(&pki).replace(DSN, bad);
+        assert_one_error(&toml, "instances[0].dsn", needle);
+    }
+    // URL form is fine too.
+    let toml = base(&pki).replace(DSN, "postgresql://x:hunter2@127.0.0.1:5432/postgres");
+    assert_eq!(errors(&toml), Vec::<String>::new());
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let pki = TestPki::new();
+    let toml = base(&pki)
+        .replace("https://", "http://")
+        .replace("interval_secs = 10", "interval_secs = 0")
+        .replace("ca.pem", "missing.pem");
+    let errors = errors(&toml);
+    let fields: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(':').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        fields,
+        ["ingest.endpoint", "tls.ca_file", "collect.interval_secs"]
+    );
+}
+
+#[test]
+fn broken_files_give_clear_errors() {
+    let pki = TestPki::new();
+    let err = AgentConfig::load(&pki.path("nope.toml")).expect_err("missing file");
+    assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    assert!(err.to_string().contains("nope.toml"), "{err}");
+
+    let path = pki.path("broken.toml");
+    std::fs::write(&path, "[ingest\nendpoint = ").expect("write");
+    let err = AgentConfig::load(&path).expect_err("syntax error");
+    assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    assert!(err.to_string().contains("broken.toml"), "{err}");
+
+    // A missing required section is an error, not a default.
+    let toml = base(&pki);
+    let start = toml.find("[tls]").expect("has tls");
+    let end = toml.find("[collect]").expect("has collect");
+    let without_tls = format!("{}{}", &toml[..start], &toml[end..]);
+    let err = AgentConfig::from_toml_str(&without_tls).expect_err("tls is required");
+    assert!(err.to_string().contains("tls"), "{err}");
+
+    std::fs::write(&path, [0xff, 0xfe, 0x00]).expect("write");
+    let err = AgentConfig::load(&path).expect_err("not UTF-8");
+    assert!(err.to_string().contains("broken.toml"), "{err}");
+}

@@ -1,0 +1,131 @@
+//! A small ingest for tests: implements `lasect.v1.Ingest` over real mutual
+//! TLS, records what it receives, and misbehaves on request.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lasect_proto::payload;
+use lasect_proto::v1::ingest_server::{Ingest, IngestServer};
+use lasect_proto::v1::{PushAck, PushRequest, SampleBatch};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+use super::TestPki;
+
+/// What the test ingest saw and how it should misbehave.
+#[derive(Default)]
+pub struct Shared {
+    /// Accepted batches, in arrival order.
+    pub received: Mutex<Vec<(u64, SampleBatch)>>,
+    /// Every Push call's seq, accepted or not.
+    pub attempts: Mutex<Vec<u64>>,
+    /// Answer this many calls with Unavailable first.
+    pub unavailable: AtomicU32,
+    /// Answer pushes of these seqs with InvalidArgument.
+    pub reject: Mutex<HashSet<u64>>,
+}
+
+impl Shared {
+    pub fn received_seqs(&self) -> Vec<u64> {
+        lock(&self.received).iter().map(|(s, _)| *s).collect()
+    }
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().expect("test mutex poisoned")
+}
+
+struct TestIngest(Arc<Shared>);
+
+#[tonic::async_trait]
+impl Ingest for TestIngest {
+    async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushAck>, Status> {
+        // Only a verified client certificate gets this far.
+        if request.peer_certs().is_none_or(|c| c.is_empty()) {
+            return Err(Status::unauthenticated("no client certificate"));
+        }
+        let req = request.into_inner();
+        lock(&self.0.attempts).push(req.seq);
+        if self
+            .0
+            .unavailable
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Status::unavailable("test ingest is unavailable"));
+        }
+        if lock(&self.0.reject).contains(&req.seq) {
+            return Err(Status::invalid_argument(format!("seq {} is bad", req.seq)));
+        }
+        let batch = payload::decode(req.codec, req.uncompressed_size, &req.payload, 1 << 20)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let stored_samples = u32::try_from(batch.samples.len()).expect("few samples");
+        let mut received = lock(&self.0.received);
+        let duplicate = received.iter().any(|(s, _)| *s == req.seq);
+        if !duplicate {
+            received.push((req.seq, batch));
+        }
+        Ok(Response::new(PushAck {
+            seq: req.seq,
+            duplicate,
+            stored_samples,
+            unknown_samples: 0,
+        }))
+    }
+}
+
+/// A running test ingest; stops on `stop()` or drop.
+pub struct TestServer {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start(pki: &TestPki, listener: TcpListener, shared: Arc<Shared>) -> Self {
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(
+                &pki.server_cert_pem,
+                &pki.server_key_pem,
+            ))
+            .client_ca_root(Certificate::from_pem(&pki.ca_pem));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let router = Server::builder()
+            .tls_config(tls)
+            .expect("server TLS config")
+            .add_service(IngestServer::new(TestIngest(shared)));
+        let task = tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("test server");
+        });
+        Self {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("server task");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,107 @@
+//! Command line of `lasect-api`. A subcommand is required: `serve`, `migrate` or `ca init`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::ca_init::run_ca_init;
+use crate::config::{ApiConfig, DEFAULT_CONFIG_PATH, STORE_DSN_ENV};
+use crate::migrate_cmd::{resolve_dsn, run_migrate};
+
+#[derive(Debug, Parser)]
+#[command(name = "lasect-api", version, about = "The Lasect REST API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the REST API (migrates the store first)
+    Serve {
+        /// Configuration file
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Apply pending migrations to the store and list them
+    Migrate(MigrateArgs),
+    /// Manage the Lasect certificate authority
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Take store_dsn from this configuration file (LASECT_STORE_DSN still overrides it)
+    #[arg(long, value_name = "PATH", conflicts_with = "store_dsn")]
+    pub config: Option<PathBuf>,
+    /// Store DSN (URL or key=value form); default: LASECT_STORE_DSN, then the default config
+    #[arg(long, value_name = "DSN")]
+    pub store_dsn: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create (or complete) a directory of TLS material: CA, ingest and API server
+    /// certificates, agent client certificates. Existing keys are never overwritten.
+    Init(CaInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaInitArgs {
+    /// Directory to write to (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Issue a client certificate for this agent id (repeatable)
+    #[arg(long = "agent", value_name = "ID")]
+    pub agents: Vec<String>,
+    /// Extra DNS name or IP address of the ingest server certificate (repeatable)
+    #[arg(long = "ingest-san", value_name = "NAME")]
+    pub ingest_sans: Vec<String>,
+    /// Extra DNS name or IP address of the API server certificate (repeatable)
+    #[arg(long = "api-san", value_name = "NAME")]
+    pub api_sans: Vec<String>,
+    /// Validity of newly issued server and agent certificates, in days
+    #[arg(long, value_name = "DAYS", default_value_t = 365,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub validity_days: u32,
+}
+
+/// Runs a parsed command line. Output meant for the operator goes to stdout; logs to stderr.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Ca(CaCommand::Init(args)) => {
+            let out = run_ca_init(
+                &args.dir,
+                args.agents,
+                args.ingest_sans,
+                args.api_sans,
+                args.validity_days,
+            )?;
+            print!("{out}");
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            let dsn = resolve_dsn(
+                args.config,
+                args.store_dsn,
+                std::env::var(STORE_DSN_ENV).ok(),
+            )?;
+            let out = runtime()?.block_on(run_migrate(&dsn))?;
+            print!("{out}");
+            Ok(())
+        }
+        Command::Serve { config } => {
+            let config = ApiConfig::load(&config)?;
+            runtime()?.block_on(crate::server::serve(config))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}

@@ -1,0 +1,193 @@
+//! `api.toml`, the API's configuration.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8443"          # default
+//! store_dsn = "host=… dbname=…"      # required here or in LASECT_STORE_DSN (which wins)
+//! [tls]                              # HTTPS is the default
+//! cert_file = "/etc/lasect/tls/api.pem"   # default
+//! key_file = "/etc/lasect/tls/api.key"    # default
+//! allow_plaintext = false            # plain HTTP, only allowed when `listen` is loopback
+//! ```
+//!
+//! Unknown keys are errors: the API runs centrally, so a typo should stop it rather than be
+//! silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::store_dsn::StoreDsn;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/lasect/api.toml";
+pub const STORE_DSN_ENV: &str = "LASECT_STORE_DSN";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on. Default `127.0.0.1:8443`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// DSN of the central store; `LASECT_STORE_DSN` overrides it.
+    #[serde(default)]
+    pub store_dsn: Option<StoreDsn>,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate (chain) of the API. Default `/etc/lasect/tls/api.pem`.
+    #[serde(default = "default_cert_file")]
+    pub cert_file: PathBuf,
+    /// PEM private key of the API. Default `/etc/lasect/tls/api.key`.
+    #[serde(default = "default_key_file")]
+    pub key_file: PathBuf,
+    /// Serve plain HTTP. Only accepted when `listen` is a loopback address. Default false.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: default_cert_file(),
+            key_file: default_key_file(),
+            allow_plaintext: false,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+
+fn default_cert_file() -> PathBuf {
+    PathBuf::from("/etc/lasect/tls/api.pem")
+}
+
+fn default_key_file() -> PathBuf {
+    PathBuf::from("/etc/lasect/tls/api.key")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("read config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parse config file {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration:\n{}", format_fields(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+/// One bad field: its dotted name and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn format_fields(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  {}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// How the API serves, once the configuration is validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Https {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+    PlainHttp,
+}
+
+impl ApiConfig {
+    /// Parses TOML text; `env_dsn` (the value of `LASECT_STORE_DSN`, if set) replaces `store_dsn`.
+    /// Does not validate.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env_dsn: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config: ApiConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            // toml's message names the key and shows the line; it is from our own file.
+            message: e.to_string(),
+        })?;
+        if let Some(dsn) = env_dsn.filter(|d| !d.is_empty()) {
+            config.store_dsn = Some(StoreDsn::new(dsn));
+        }
+        Ok(config)
+    }
+
+    /// Reads, parses and validates `path`, applying `LASECT_STORE_DSN`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Self::from_toml(&text, path, std::env::var(STORE_DSN_ENV).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field and reports all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let mut bad = |field, message: String| errors.push(FieldError { field, message });
+        match &self.store_dsn {
+            None => bad(
+                "store_dsn",
+                format!("is required (set it here or in {STORE_DSN_ENV})"),
+            ),
+            Some(dsn) => {
+                if let Err(e) = dsn.validate() {
+                    bad("store_dsn", e.to_string());
+                }
+            }
+        }
+        if self.tls.allow_plaintext {
+            if !self.listen.ip().is_loopback() {
+                bad(
+                    "tls.allow_plaintext",
+                    format!(
+                        "plain HTTP is only allowed on a loopback address, but listen is {}",
+                        self.listen
+                    ),
+                );
+            }
+        } else {
+            if self.tls.cert_file.as_os_str().is_empty() {
+                bad("tls.cert_file", "must not be empty".to_owned());
+            }
+            if self.tls.key_file.as_os_str().is_empty() {
+                bad("tls.key_file", "must not be empty".to_owned());
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+
+    pub fn transport(&self) -> Transport {
+        if self.tls.allow_plaintext {
+            Transport::PlainHttp
+        } else {
+            Transport::Https {
+                cert_file: self.tls.cert_file.clone(),
+                key_file: self.tls.key_file.clone(),
+            }
+        }
+    }
+}

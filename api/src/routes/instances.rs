@@ -1,0 +1,84 @@
+//! `GET /api/v1/instances`: the monitored PostgreSQL instances.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use super::AppState;
+use super::api_error::ApiError;
+
+/// An instance as the API shows it. Times are RFC 3339 in UTC.
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    pub id: i64,
+    pub name: String,
+    pub agent_id: String,
+    pub server_version_num: Option<i32>,
+    pub version: Option<String>,
+    pub in_recovery: Option<bool>,
+    pub labels: serde_json::Value,
+    pub created_at: String,
+    pub last_seen: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct InstanceRow {
+    id: i64,
+    name: String,
+    agent_id: String,
+    server_version_num: Option<i32>,
+    version: Option<String>,
+    in_recovery: Option<bool>,
+    labels: serde_json::Value,
+    created_at: DateTime<Utc>,
+    last_seen: Option<DateTime<Utc>>,
+}
+
+impl From<InstanceRow> for Instance {
+    fn from(r: InstanceRow) -> Self {
+        Instance {
+            id: r.id,
+            name: r.name,
+            agent_id: r.agent_id,
+            server_version_num: r.server_version_num,
+            version: r.version,
+            in_recovery: r.in_recovery,
+            labels: r.labels,
+            created_at: rfc3339(r.created_at),
+            last_seen: r.last_seen.map(rfc3339),
+        }
+    }
+}
+
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+const LIST_INSTANCES: &str = "SELECT id, name, agent_id, server_version_num, version, \
+     in_recovery, labels, created_at, last_seen FROM instances ORDER BY agent_id, name, id";
+const FIND_INSTANCE: &str = "SELECT id, name, agent_id, server_version_num, version, \
+     in_recovery, labels, created_at, last_seen FROM instances WHERE id = $1";
+
+#[derive(Debug, Serialize)]
+pub struct InstanceList {
+    pub instances: Vec<Instance>,
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<InstanceList>, ApiError> {
+    let rows: Vec<InstanceRow> = sqlx::query_as(LIST_INSTANCES)
+        .fetch_all(&state.pool)
+        .await?;
+    Ok(Json(InstanceList {
+        instances: rows.into_iter().map(Instance::from).collect(),
+    }))
+}
+
+/// The instance with `id`, or `None`.
+pub(crate) async fn find(state: &AppState, id: i64) -> Result<Option<Instance>, ApiError> {
+    let row: Option<InstanceRow> = sqlx::query_as(FIND_INSTANCE)
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?;
+    Ok(row.map(Instance::from))
+}

@@ -1,0 +1,83 @@
+//! `GET /api/v1/instances/{id}/samples/{family}?limit=N`: the latest samples of one family.
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::api_error::ApiError;
+use super::instances::{self, Instance};
+use super::metric_families::{self, FamilyKey};
+
+pub const DEFAULT_LIMIT: u32 = 1;
+pub const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplesQuery {
+    /// Per-instance families: how many sample times back; per-agent families: how many rows.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Samples {
+    pub instance: Instance,
+    pub family: &'static str,
+    pub columns: &'static [&'static str],
+    pub rows: Vec<Map<String, Value>>,
+}
+
+pub async fn samples(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<SamplesQuery>, QueryRejection>,
+) -> Result<Json<Samples>, ApiError> {
+    let Path((id, family)) =
+        path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_instance_id",
+            format!("instance id must be an integer, not {id:?}"),
+        )
+    })?;
+    let Some(spec) = metric_families::find(&family) else {
+        return Err(ApiError::bad_request(
+            "unknown_family",
+            format!(
+                "unknown family {family:?}; known families: {}",
+                metric_families::known_names().join(", ")
+            ),
+        ));
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_LIMIT}, not {limit}"),
+        ));
+    }
+    let Some(instance) = instances::find(&state, id).await? else {
+        return Err(ApiError::not_found(format!("no instance with id {id}")));
+    };
+
+    let q = sqlx::query(spec.sql);
+    let q = match spec.key {
+        FamilyKey::Instance => q.bind(instance.id),
+        FamilyKey::Agent => q.bind(instance.agent_id.clone()),
+    };
+    let rows = q.bind(i64::from(limit)).fetch_all(&state.pool).await?;
+    let rows = rows
+        .iter()
+        .map(metric_families::row_to_json)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::internal)?;
+    Ok(Json(Samples {
+        instance,
+        family: spec.name,
+        columns: spec.columns,
+        rows,
+    }))
+}

@@ -1,0 +1,207 @@
+//! `lasect-api serve`: migrate the store, start hourly maintenance, serve the routes over HTTPS
+//! (or plain HTTP on loopback when configured), stop gracefully on SIGINT/SIGTERM.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::{ApiConfig, Transport};
+use crate::routes::{AppState, router};
+use crate::store_dsn::StoreDsn;
+
+/// How often partitions are created ahead and expired ones dropped.
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long in-flight requests may finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a request waits for a store connection before answering 503.
+const STORE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const STORE_MAX_CONNECTIONS: u32 = 10;
+
+/// Installs the ring provider as rustls' process default. Every binary (and test using rustls)
+/// calls this first; a second call is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Runs the API until SIGINT or SIGTERM.
+pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let dsn = config.store_dsn.clone().context("store_dsn is not set")?;
+
+    // Local problems (TLS files) first: they need no store to be reported.
+    let tls = match config.transport() {
+        Transport::Https {
+            cert_file,
+            key_file,
+        } => Some(load_tls(&cert_file, &key_file).await?),
+        Transport::PlainHttp => None,
+    };
+
+    let mut client = connect_store(&dsn).await?;
+    lasect_migrations::migrate(&mut client)
+        .await
+        .context("migrate the store")?;
+    lasect_migrations::maintain(&client)
+        .await
+        .context("maintain the store")?;
+    drop(client);
+
+    let pool = store_pool(&dsn, STORE_ACQUIRE_TIMEOUT)?;
+    // Fail at start rather than on the first request when the store is unusable.
+    sqlx::query("SELECT 1")
+        .execute(&pool)
+        .await
+        .context("connect the API's pool to the store")?;
+
+    let listener =
+        TcpListener::bind(config.listen).with_context(|| format!("listen on {}", config.listen))?;
+
+    let maintenance = tokio::spawn(maintenance_loop(dsn));
+    let result = serve_on(
+        listener,
+        router(AppState::new(pool)),
+        tls,
+        shutdown_signal(),
+    )
+    .await;
+    maintenance.abort();
+    result
+}
+
+/// Serves `app` on an already bound listener until `shutdown` completes. With `tls` it speaks
+/// HTTPS, otherwise plain HTTP. Logs `lasect-api listening on <scheme>://<addr>` once accepting.
+pub async fn serve_on(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<RustlsConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener
+        .local_addr()
+        .context("read the listening address")?;
+    listener
+        .set_nonblocking(true)
+        .context("make the listener non-blocking")?;
+    match tls {
+        Some(tls) => {
+            let handle = Handle::new();
+            let server = axum_server::from_tcp_rustls(listener, tls)
+                .context("set up the HTTPS listener")?
+                .handle(handle.clone());
+            tokio::spawn(async move {
+                shutdown.await;
+                handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+            });
+            tracing::info!("lasect-api listening on https://{addr}");
+            server
+                .serve(app.into_make_service())
+                .await
+                .context("serve HTTPS")
+        }
+        None => {
+            let listener =
+                tokio::net::TcpListener::from_std(listener).context("set up the HTTP listener")?;
+            tracing::warn!("serving plain HTTP (tls.allow_plaintext = true)");
+            tracing::info!("lasect-api listening on http://{addr}");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("serve HTTP")
+        }
+    }
+}
+
+/// Reads the certificate chain and key (PEM) into a rustls server configuration.
+pub async fn load_tls(cert_file: &Path, key_file: &Path) -> anyhow::Result<RustlsConfig> {
+    install_crypto_provider();
+    let cert = tokio::fs::read(cert_file)
+        .await
+        .with_context(|| format!("read TLS certificate file {}", cert_file.display()))?;
+    let key = tokio::fs::read(key_file)
+        .await
+        .with_context(|| format!("read TLS key file {}", key_file.display()))?;
+    RustlsConfig::from_pem(cert, key).await.with_context(|| {
+        format!(
+            "load TLS certificate {} with key {}",
+            cert_file.display(),
+            key_file.display()
+        )
+    })
+}
+
+/// A lazily connecting pool: requests get a 503 while the store is away instead of the API
+/// refusing to start or crashing.
+pub fn store_pool(dsn: &StoreDsn, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
+    let options = dsn.pg_connect_options().context("parse store_dsn")?;
+    Ok(PgPoolOptions::new()
+        .max_connections(STORE_MAX_CONNECTIONS)
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy_with(options))
+}
+
+/// A tokio-postgres connection, for migrations and maintenance (lasect-migrations uses it).
+pub async fn connect_store(dsn: &StoreDsn) -> anyhow::Result<tokio_postgres::Client> {
+    let config = dsn.tokio_postgres_config().context("parse store_dsn")?;
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("connect to the store")?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "store connection closed");
+        }
+    });
+    Ok(client)
+}
+
+async fn maintenance_loop(dsn: StoreDsn) {
+    let mut ticks = tokio::time::interval(MAINTENANCE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick fires at once; serve() has just maintained, so skip it.
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let result = async {
+            let client = connect_store(&dsn).await?;
+            lasect_migrations::maintain(&client)
+                .await
+                .context("maintain the store")
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "store maintenance failed; next try in an hour"
+            );
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the API");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

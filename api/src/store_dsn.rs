@@ -1,0 +1,181 @@
+//! The store DSN: a secret (it may carry a password), parsed once with tokio-postgres' parser so
+//! both URL (`postgres://…`) and key-value (`host=… dbname=…`) forms work, then turned into
+//! connection options for sqlx (the API's pool) and tokio-postgres (migrations, maintenance).
+//!
+//! TLS to the store is not built in yet, so `sslmode=require` is refused up front rather than
+//! failing at connect time.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use tokio_postgres::config::{Host, SslMode};
+
+/// `application_name` the API uses unless the DSN sets one.
+const APPLICATION_NAME: &str = "lasect-api";
+
+/// A store DSN. `Debug` and `Display` print `***`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct StoreDsn(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DsnError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("cannot be parsed: {0}")]
+    Parse(String),
+    #[error("names no host; add host=... (or a host in the URL)")]
+    MissingHost,
+    #[error("names {0} hosts; only one store host is supported")]
+    SeveralHosts(usize),
+    #[error("the password is not valid UTF-8")]
+    PasswordNotUtf8,
+    #[error("asks for sslmode=require, but TLS to the store is not supported yet")]
+    TlsRequired,
+}
+
+impl fmt::Debug for StoreDsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for StoreDsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl StoreDsn {
+    pub fn new(dsn: impl Into<String>) -> Self {
+        StoreDsn(dsn.into())
+    }
+
+    /// Checks that the DSN can be used; the same checks as the conversions below.
+    pub fn validate(&self) -> Result<(), DsnError> {
+        self.pg_connect_options().map(|_| ())
+    }
+
+    /// The DSN parsed by tokio-postgres, for migrations and maintenance.
+    pub fn tokio_postgres_config(&self) -> Result<tokio_postgres::Config, DsnError> {
+        if self.0.trim().is_empty() {
+            return Err(DsnError::Empty);
+        }
+        // tokio-postgres' parse errors name the bad option, never its value.
+        let mut config = tokio_postgres::Config::from_str(&self.0)
+            .map_err(|e| DsnError::Parse(e.to_string()))?;
+        // Without a host, tokio-postgres refuses to connect while sqlx would guess from PGHOST:
+        // require one so that migrations and the pool reach the same server.
+        if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+            return Err(DsnError::MissingHost);
+        }
+        if config.get_hosts().len() > 1 {
+            return Err(DsnError::SeveralHosts(config.get_hosts().len()));
+        }
+        if config.get_ssl_mode() == SslMode::Require {
+            return Err(DsnError::TlsRequired);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name(APPLICATION_NAME);
+        }
+        Ok(config)
+    }
+
+    /// The same DSN as sqlx connection options (sqlx itself only parses URLs).
+    pub fn pg_connect_options(&self) -> Result<PgConnectOptions, DsnError> {
+        let config = self.tokio_postgres_config()?;
+        // Start from nothing the environment could add except what libpq would also use
+        // (PGHOST, PGUSER, …), then apply everything the DSN says.
+        let mut options = PgConnectOptions::new_without_pgpass();
+        if let Some(addr) = config.get_hostaddrs().first() {
+            options = options.host(&addr.to_string());
+        } else {
+            match config.get_hosts().first() {
+                Some(Host::Tcp(host)) => options = options.host(host),
+                Some(Host::Unix(dir)) => options = options.socket(dir),
+                None => {}
+            }
+        }
+        if let Some(port) = config.get_ports().first() {
+            options = options.port(*port);
+        }
+        if let Some(user) = config.get_user() {
+            options = options.username(user);
+        }
+        if let Some(password) = config.get_password() {
+            let password = std::str::from_utf8(password).map_err(|_| DsnError::PasswordNotUtf8)?;
+            options = options.password(password);
+        }
+        if let Some(dbname) = config.get_dbname() {
+            options = options.database(dbname);
+        }
+        if let Some(name) = config.get_application_name() {
+            options = options.application_name(name);
+        }
+        let ssl_mode = match config.get_ssl_mode() {
+            SslMode::Disable => PgSslMode::Disable,
+            _ => PgSslMode::Prefer,
+        };
+        // Timestamps leave the store in UTC whatever the server's default time zone is.
+        Ok(options.ssl_mode(ssl_mode).options([("TimeZone", "UTC")]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_not_printed() {
+        let dsn = StoreDsn::new("postgres://lasect:hunter2@db/lasect");
+        assert_eq!(format!("{dsn} {dsn:?}"), "*** ***");
+    }
+
+    #[test]
+    fn key_value_and_url_forms_convert() {
+        for dsn in [
+            "host=127.0.0.1 port=5433 user=lasect password=s3cret dbname=store",
+            "postgres://lasect:s3cret@127.0.0.1:5433/store",
+        ] {
+            let options = StoreDsn::new(dsn).pg_connect_options().expect(dsn);
+            assert_eq!(options.get_host(), "127.0.0.1");
+            assert_eq!(options.get_port(), 5433);
+            assert_eq!(options.get_username(), "lasect");
+            assert_eq!(options.get_database(), Some("store"));
+            assert_eq!(options.get_application_name(), Some("lasect-api"));
+        }
+    }
+
+    #[test]
+    fn unix_socket_host_converts() {
+        let options = StoreDsn::new("host=/run/postgresql dbname=store")
+            .pg_connect_options()
+            .expect("socket dsn");
+        assert_eq!(
+            options
+                .get_socket()
+                .map(|p| p.to_string_lossy().into_owned()),
+            Some("/run/postgresql".to_owned())
+        );
+    }
+
+    #[test]
+    fn bad_dsns_are_rejected_without_echoing_them() {
+        let cases = [
+            ("", DsnError::Empty),
+            ("dbname=x", DsnError::MissingHost),
+            ("host=a,b dbname=x", DsnError::SeveralHosts(2)),
+            ("host=a sslmode=require", DsnError::TlsRequired),
+        ];
+        for (dsn, want) in cases {
+            assert_eq!(StoreDsn::new(dsn).validate(), Err(want), "{dsn:?}");
+        }
+        let err = StoreDsn::new("host=a password=hunter2 bogus_option=1")
+            .validate()
+            .expect_err("unknown option");
+        assert!(matches!(err, DsnError::Parse(_)));
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}

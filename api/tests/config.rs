@@ -1,0 +1,138 @@
+//! `api.toml` parsing and validation.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use lasect_api::config::{ApiConfig, ConfigError, Transport};
+
+fn parse(text: &str) -> Result<ApiConfig, ConfigError> {
+    ApiConfig::from_toml(text, Path::new("api.toml"), None)
+}
+
+fn invalid_fields(text: &str) -> Vec<(&'static str, String)> {
+    let config = parse(text).expect("parses");
+    match config.validate() {
+        Err(ConfigError::Invalid(fields)) => {
+            fields.into_iter().map(|f| (f.field, f.message)).collect()
+        }
+        other => panic!("expected invalid fields, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let config = parse(r#"store_dsn = "host=127.0.0.1 dbname=lasect""#).expect("parses");
+    config.validate().expect("valid");
+    assert_eq!(
+        config.listen,
+        "127.0.0.1:8443".parse::<SocketAddr>().expect("addr")
+    );
+    assert_eq!(
+        config.transport(),
+        Transport::Https {
+            cert_file: PathBuf::from("/etc/lasect/tls/api.pem"),
+            key_file: PathBuf::from("/etc/lasect/tls/api.key"),
+        }
+    );
+}
+
+#[test]
+fn full_config_parses() {
+    let config = parse(
+        r#"
+        listen = "0.0.0.0:9443"
+        store_dsn = "postgres://lasect:pw@db/lasect"
+        [tls]
+        cert_file = "/tmp/api.pem"
+        key_file = "/tmp/api.key"
+        allow_plaintext = false
+        "#,
+    )
+    .expect("parses");
+    config.validate().expect("valid");
+    assert_eq!(config.listen.port(), 9443);
+    assert!(
+        !format!("{config:?}").contains("pw@"),
+        "DSN must not be printed"
+    );
+}
+
+#[test]
+fn plaintext_is_allowed_on_loopback_only() {
+    let ok =
+        parse("listen = \"[::1]:8080\"\nstore_dsn = \"host=x\"\n[tls]\nallow_plaintext = true\n")
+            .expect("parses");
+    ok.validate().expect("plaintext on loopback is valid");
+    assert_eq!(ok.transport(), Transport::PlainHttp);
+
+    let fields = invalid_fields(
+        "listen = \"0.0.0.0:8080\"\nstore_dsn = \"host=x\"\n[tls]\nallow_plaintext = true\n",
+    );
+    assert_eq!(fields.len(), 1, "{fields:?}");
+    assert_eq!(fields[0].0, "tls.allow_plaintext");
+    assert!(fields[0].1.contains("loopback"), "{}", fields[0].1);
+}
+
+#[test]
+fn every_bad_field_is_reported() {
+    let fields = invalid_fields("[tls]\ncert_file = \"\"\nkey_file = \"\"\n");
+    let names: Vec<_> = fields.iter().map(|f| f.0).collect();
+    assert_eq!(names, ["store_dsn", "tls.cert_file", "tls.key_file"]);
+    assert!(fields[0].1.contains("LASECT_STORE_DSN"), "{}", fields[0].1);
+}
+
+#[test]
+fn bad_dsn_is_reported_without_its_value() {
+    let fields = invalid_fields(r#"store_dsn = "host=a password=hunter2 sslmode=require""#);
+    assert_eq!(fields[0].0, "store_dsn");
+    assert!(fields[0].1.contains("sslmode=require"), "{}", fields[0].1);
+    let fields = invalid_fields(r#"store_dsn = "host=a password=hunter2 what=1""#);
+    assert!(!fields[0].1.contains("hunter2"), "{}", fields[0].1);
+}
+
+#[test]
+fn env_dsn_overrides_the_file() {
+    let config = ApiConfig::from_toml(
+        r#"store_dsn = "host=from-file""#,
+        Path::new("api.toml"),
+        Some("host=from-env dbname=x".to_owned()),
+    )
+    .expect("parses");
+    let options = config
+        .store_dsn
+        .expect("dsn set")
+        .pg_connect_options()
+        .expect("valid dsn");
+    assert_eq!(options.get_host(), "from-env");
+
+    // An env DSN also satisfies a file without store_dsn.
+    let config =
+        ApiConfig::from_toml("", Path::new("api.toml"), Some("host=h".to_owned())).expect("parses");
+    config.validate().expect("valid with env DSN");
+}
+
+#[test]
+fn syntax_errors_unknown_keys_and_bad_types_are_errors() {
+    for (text, needle) in [
+        ("listen = ", "api.toml"),
+        ("lisen = \"127.0.0.1:1\"", "lisen"),
+        ("[tls]\nallow_plain = true", "allow_plain"),
+        ("listen = \"localhost\"", "listen"),
+        ("listen = 8443", "listen"),
+        ("[tls]\nallow_plaintext = \"yes\"", "allow_plaintext"),
+    ] {
+        let err = parse(text).expect_err(text);
+        assert!(matches!(err, ConfigError::Parse { .. }), "{text}: {err}");
+        assert!(err.to_string().contains(needle), "{text}: {err}");
+    }
+}
+
+#[test]
+fn missing_file_is_a_read_error_naming_the_path() {
+    let err = ApiConfig::load(Path::new("/nonexistent/lasect/api.toml")).expect_err("missing");
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(
+        err.to_string().contains("/nonexistent/lasect/api.toml"),
+        "{err}"
+    );
+}

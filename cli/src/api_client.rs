@@ -1,0 +1,235 @@
+//! A small client for the Lasect API.
+//!
+//! The base URL comes from `LASECT_URL` (http or https). For https, when `LASECT_CA_FILE` is set
+//! the certificates in it are the only trusted roots (the Lasect CA signs the API's
+//! certificate); otherwise the platform's trust store is used. `LASECT_TOKEN`, when set, is sent
+//! as a bearer token.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::{Certificate, Url};
+use serde_json::Value;
+
+pub const URL_ENV: &str = "LASECT_URL";
+pub const CA_FILE_ENV: &str = "LASECT_CA_FILE";
+pub const TOKEN_ENV: &str = "LASECT_TOKEN";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The environment the client is configured from (read once in `main`, given explicitly in
+/// tests).
+#[derive(Clone, Default)]
+pub struct ClientEnv {
+    pub url: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for ClientEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientEnv")
+            .field("url", &self.url)
+            .field("ca_file", &self.ca_file)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl ClientEnv {
+    pub fn from_process() -> Self {
+        let non_empty = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+        ClientEnv {
+            url: non_empty(URL_ENV),
+            ca_file: std::env::var_os(CA_FILE_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            token: non_empty(TOKEN_ENV),
+        }
+    }
+}
+
+/// An error answered by the API: `{"error": {"code": ..., "message": ...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+pub struct ApiClient {
+    base: Url,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn from_env(env: ClientEnv) -> anyhow::Result<Self> {
+        let Some(url) = env.url else {
+            bail!(
+                "{URL_ENV} is not set; set it to the API's base URL, e.g. https://127.0.0.1:8443"
+            );
+        };
+        let mut base =
+            Url::parse(&url).with_context(|| format!("{URL_ENV} is not a valid URL: {url:?}"))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            bail!("{URL_ENV} must be an http:// or https:// URL, not {url:?}");
+        }
+        if base.cannot_be_a_base() || base.host().is_none() {
+            bail!("{URL_ENV} must name a host, e.g. https://127.0.0.1:8443, not {url:?}");
+        }
+        // Paths are joined relative to the base: keep a prefix such as /lasect/.
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+
+        crate::install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("lasect/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca_file) = &env.ca_file {
+            let pem = std::fs::read(ca_file)
+                .with_context(|| format!("read {CA_FILE_ENV} {}", ca_file.display()))?;
+            let certs = Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("parse {CA_FILE_ENV} {}", ca_file.display()))?;
+            if certs.is_empty() {
+                bail!(
+                    "{CA_FILE_ENV} {} holds no PEM certificate",
+                    ca_file.display()
+                );
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        if let Some(token) = env.token {
+            let mut value =
+                HeaderValue::from_str(&format!("Bearer {token}")).with_context(|| {
+                    format!("{TOKEN_ENV} contains characters not allowed in a header")
+                })?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        let http = builder.build().context("set up the HTTP client")?;
+        Ok(ApiClient { base, http })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// GETs `path` (relative to the base URL, may carry a query) and returns its JSON body.
+    /// Error bodies of the API become [`ApiError`].
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let url = self
+            .base
+            .join(path)
+            .with_context(|| format!("build the URL for {path}"))?;
+        let response = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .with_context(|| format!("could not reach the API at {}", self.base))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("read the response of {url}"))?;
+        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+        if status.is_success() {
+            return body.with_context(|| {
+                format!(
+                    "unexpected response from the API at {url}: HTTP {status} without a JSON body"
+                )
+            });
+        }
+        match body.as_ref().and_then(parse_api_error) {
+            Some((code, message)) => Err(ApiError {
+                status: status.as_u16(),
+                code,
+                message,
+            }
+            .into()),
+            None => bail!("unexpected response from the API at {url}: HTTP {status}"),
+        }
+    }
+}
+
+fn parse_api_error(body: &Value) -> Option<(String, String)> {
+    let error = body.get("error")?;
+    let code = error.get("code")?.as_str()?.to_owned();
+    let message = error.get("message")?.as_str()?.to_owned();
+    Some((code, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(url: &str) -> ClientEnv {
+        ClientEnv {
+            url: Some(url.to_owned()),
+            ..ClientEnv::default()
+        }
+    }
+
+    fn err(env: ClientEnv) -> String {
+        match ApiClient::from_env(env) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn url_is_required_and_checked() {
+        assert!(err(ClientEnv::default()).contains("LASECT_URL is not set"));
+        assert!(err(env("ftp://x")).contains("http:// or https://"));
+        assert!(err(env("not a url")).contains("not a valid URL"));
+        assert!(err(env("https://")).contains("not a valid URL"));
+    }
+
+    #[test]
+    fn base_path_is_kept() {
+        let client = ApiClient::from_env(env("https://example.com/lasect")).expect("client");
+        assert_eq!(
+            client
+                .base_url()
+                .join("api/v1/instances")
+                .expect("join")
+                .as_str(),
+            "https://example.com/lasect/api/v1/instances"
+        );
+    }
+
+    #[test]
+    fn ca_file_problems_are_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = ClientEnv {
+            ca_file: Some(dir.path().join("nope.pem")),
+            ..env("https://127.0.0.1:1")
+        };
+        assert!(err(missing).contains("read LASECT_CA_FILE"));
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificates here").expect("write");
+        let empty = ClientEnv {
+            ca_file: Some(empty),
+            ..env("https://127.0.0.1:1")
+        };
+        assert!(err(empty).contains("holds no PEM certificate"));
+    }
+
+    #[test]
+    fn token_is_not_printed() {
+        let e = ClientEnv {
+            token: Some("s3cret".to_owned()),
+            ..env("https://x")
+        };
+        assert!(!format!("{e:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,356 @@
+//! The real `lasect` binary against a real `lasect-api` router served over HTTPS (certificate
+//! from lasect-pki) on 127.0.0.1, backed by a testkit store with inserted rows.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use lasect_api::server::{install_crypto_provider, load_tls, serve_on, store_pool};
+use lasect_api::store_dsn::StoreDsn;
+use lasect_api::{AppState, router};
+use lasect_pki::CertificateAuthority;
+use lasect_testkit::{PgCluster, PgOptions, free_port};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lasect");
+
+struct Api {
+    _pg: PgCluster,
+    _dir: tempfile::TempDir,
+    url: String,
+    ca_file: PathBuf,
+    t2: DateTime<Utc>,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start_api() -> Api {
+    install_crypto_provider();
+    let pg = PgCluster::start(PgOptions::default()).expect("start pg");
+    let dsn = pg.store_dsn().await.expect("migrated store");
+    let pool = store_pool(&StoreDsn::new(dsn), Duration::from_secs(10)).expect("pool");
+    let t2 = Utc::now().trunc_subsecs(0) - TimeDelta::seconds(30);
+    seed(&pool, t2).await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = CertificateAuthority::generate("Test CA").expect("CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).expect("write CA");
+    let issued = ca
+        .issue_server(
+            "lasect-api",
+            &["127.0.0.1".to_owned()],
+            Duration::from_secs(3600),
+        )
+        .expect("server cert");
+    let (cert, key) = issued.write(dir.path(), "api").expect("write server cert");
+    let tls = load_tls(&cert, &key).await.expect("TLS config");
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = router(AppState::new(pool));
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = serve_on(listener, app, Some(tls), shutdown).await {
+            eprintln!("test API stopped: {e:#}");
+        }
+    });
+    Api {
+        _pg: pg,
+        _dir: dir,
+        url: format!("https://127.0.0.1:{port}"),
+        ca_file,
+        t2,
+        _stop: stop,
+    }
+}
+
+async fn seed(pool: &sqlx::PgPool, t2: DateTime<Utc>) {
+    sqlx::raw_sql(
+        "INSERT INTO agents (id) VALUES ('db-01'), ('db-02');
+         INSERT INTO instances (name, agent_id, server_version_num, version, in_recovery, labels,
+                                last_seen)
+         VALUES ('main', 'db-01', 170002, '17.2', false, '{\"env\": \"prod\"}', now()),
+                ('main', 'db-02', 160004, '16.4', true, '{}', NULL),
+                ('reports', 'db-01', NULL, NULL, NULL, '{}', NULL);",
+    )
+    .execute(pool)
+    .await
+    .expect("seed instances");
+    let t1 = t2 - TimeDelta::seconds(30);
+    for (instance, time, datname, commits, size) in [
+        (1_i64, t1, "app", 10_i64, 1_000_i64),
+        (1, t2, "app", 20, 8_192_000),
+        (1, t2, "postgres", 21, 7_000_000),
+        (3, t2, "reporting", 99, 3 * 1024 * 1024 * 1024),
+    ] {
+        sqlx::query(
+            "INSERT INTO metric_database (time, instance_id, datid, datname, numbackends,
+                 xact_commit, xact_rollback, blks_read, blks_hit, tup_returned, tup_fetched,
+                 tup_inserted, tup_updated, tup_deleted, conflicts, temp_files, temp_bytes,
+                 deadlocks, size_bytes)
+             VALUES ($1, $2, 1, $3, 3, $4, 2, 5, 995, 100, 50, 7, 6, 5, 0, 1, 2048, 1, $5)",
+        )
+        .bind(time)
+        .bind(instance)
+        .bind(datname)
+        .bind(commits)
+        .bind(size)
+        .execute(pool)
+        .await
+        .expect("insert metric_database");
+    }
+    sqlx::query(
+        "INSERT INTO metric_host_cpu (time, agent_id, cpu_count, usage_percent, load1, load5, load15)
+         VALUES ($1, 'db-02', 8, 12.5, 1.25, 1.0, 0.75)",
+    )
+    .bind(t2)
+    .execute(pool)
+    .await
+    .expect("insert metric_host_cpu");
+}
+
+impl Api {
+    fn lasect(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("LASECT_URL", &self.url)
+            .env("LASECT_CA_FILE", &self.ca_file)
+            .env_remove("LASECT_TOKEN");
+        cmd
+    }
+}
+
+/// Runs the binary off the async threads so the in-process API keeps serving.
+async fn run(mut cmd: Command) -> (Output, String, String) {
+    let output = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("run lasect");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stdout, stderr)
+}
+
+async fn ok(cmd: Command) -> String {
+    let (output, stdout, stderr) = run(cmd).await;
+    assert!(
+        output.status.success(),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    // Shown with --nocapture or when the test fails.
+    eprintln!("{stdout}");
+    stdout
+}
+
+async fn fails(cmd: Command) -> String {
+    let (output, stdout, stderr) = run(cmd).await;
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stdout.is_empty(), "nothing on stdout on failure: {stdout}");
+    eprintln!("{stderr}");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_list_as_table_and_json() {
+    let api = start_api().await;
+    let table = ok(api.lasect(&["instance", "list"])).await;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    for header in [
+        "id",
+        "agent_id",
+        "name",
+        "version",
+        "role",
+        "last_seen",
+        "labels",
+    ] {
+        assert!(lines[0].contains(header), "{table}");
+    }
+    let cells = |line: &str| {
+        line.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        cells(lines[1])[..5],
+        ["1", "db-01", "main", "17.2", "primary"]
+    );
+    assert!(lines[1].ends_with("env=prod"), "{table}");
+    assert_eq!(
+        cells(lines[2]),
+        ["3", "db-01", "reports", "-", "-", "-", "-"]
+    );
+    assert_eq!(
+        cells(lines[3])[..5],
+        ["2", "db-02", "main", "16.4", "standby"]
+    );
+
+    let json = ok(api.lasect(&["instance", "list", "--output", "json"])).await;
+    let value: Value = serde_json::from_str(&json).expect("JSON output");
+    assert_eq!(value["instances"].as_array().map(Vec::len), Some(3));
+    assert_eq!(value["instances"][0]["labels"]["env"], "prod");
+    assert!(json.contains("\n  \"instances\""), "pretty-printed: {json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_resolves_names_and_renders() {
+    let api = start_api().await;
+    let t2 = api.t2.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+
+    // "reports" is unique; the table shows the latest sample time once.
+    let out = ok(api.lasect(&["metrics", "show", "--instance", "reports"])).await;
+    assert!(out.starts_with("db-01/reports (id 3): database\n"), "{out}");
+    assert_eq!(out.matches(&format!("time: {t2}")).count(), 1, "{out}");
+    for header in [
+        "datname",
+        "numbackends",
+        "xact_commit",
+        "xact_rollback",
+        "blks_hit_ratio",
+        "tup_returned",
+        "tup_fetched",
+        "tup_inserted",
+        "tup_updated",
+        "tup_deleted",
+        "deadlocks",
+        "temp_bytes",
+        "size_bytes",
+    ] {
+        assert!(out.contains(header), "{header}: {out}");
+    }
+    let row = out
+        .lines()
+        .find(|l| l.contains("reporting"))
+        .expect("reporting row");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        [
+            "reporting",
+            "3",
+            "99",
+            "2",
+            "99.5%",
+            "100",
+            "50",
+            "7",
+            "6",
+            "5",
+            "1",
+            "2.0",
+            "KiB",
+            "3.0",
+            "GiB"
+        ]
+    );
+
+    // "main" is on two agents: refused, naming both.
+    let err = fails(api.lasect(&["metrics", "show", "--instance", "main"])).await;
+    assert!(
+        err.starts_with("error: instance name \"main\" is on several agents"),
+        "{err}"
+    );
+    assert!(err.contains("db-01/main, db-02/main"), "{err}");
+
+    // agent/name and the numeric id pick one; --limit 2 goes two sample times back.
+    let out = ok(api.lasect(&["metrics", "show", "-i", "db-01/main", "--limit", "2"])).await;
+    assert_eq!(out.matches("time: ").count(), 2, "{out}");
+    assert!(out.contains("7.8 MiB") && out.contains("postgres"), "{out}");
+    let by_id = ok(api.lasect(&["metrics", "show", "-i", "1", "--limit", "2"])).await;
+    assert_eq!(out, by_id);
+
+    // Host families: generic table of all columns.
+    let out = ok(api.lasect(&[
+        "metrics",
+        "show",
+        "-i",
+        "db-02/main",
+        "--family",
+        "host_cpu",
+    ]))
+    .await;
+    assert!(
+        out.contains("usage_percent") && out.contains("12.50") && out.contains(&t2),
+        "{out}"
+    );
+
+    // JSON is the API's answer, pretty-printed.
+    let json = ok(api.lasect(&["metrics", "show", "-i", "reports", "-o", "json"])).await;
+    let value: Value = serde_json::from_str(&json).expect("JSON output");
+    assert_eq!(value["family"], "database");
+    assert_eq!(value["instance"]["name"], "reports");
+    assert_eq!(value["rows"][0]["size_bytes"], 3_i64 * 1024 * 1024 * 1024);
+    assert_eq!(value["columns"][0], "time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_clear() {
+    let api = start_api().await;
+    let err = fails(api.lasect(&["metrics", "show", "--instance", "999"])).await;
+    assert_eq!(err, "error: no instance with id 999 (not_found)\n");
+    let err = fails(api.lasect(&["metrics", "show", "--instance", "nope"])).await;
+    assert!(
+        err.starts_with("error: no instance named \"nope\""),
+        "{err}"
+    );
+    let err = fails(api.lasect(&["metrics", "show", "-i", "1", "--family", "bogus"])).await;
+    assert!(err.starts_with("error: unknown family \"bogus\""), "{err}");
+    assert!(err.trim_end().ends_with("(unknown_family)"), "{err}");
+    let err = fails(api.lasect(&["metrics", "show", "-i", "1", "--limit", "5000"])).await;
+    assert!(err.contains("(invalid_query)"), "{err}");
+
+    // Environment problems.
+    let mut cmd = api.lasect(&["instance", "list"]);
+    cmd.env_remove("LASECT_URL");
+    let err = fails(cmd).await;
+    assert!(err.starts_with("error: LASECT_URL is not set"), "{err}");
+    let mut cmd = api.lasect(&["instance", "list"]);
+    cmd.env("LASECT_URL", "ftp://127.0.0.1");
+    assert!(fails(cmd).await.contains("http:// or https://"));
+
+    // Nothing listens there.
+    let dead = format!("https://127.0.0.1:{}", free_port());
+    let mut cmd = api.lasect(&["instance", "list"]);
+    cmd.env("LASECT_URL", &dead);
+    let err = fails(cmd).await;
+    assert!(
+        err.starts_with(&format!("error: could not reach the API at {dead}/")),
+        "{err}"
+    );
+
+    // The API's certificate is not signed by the CA we were told to trust.
+    let other = CertificateAuthority::generate("Other CA").expect("other CA");
+    let other_file = api._dir.path().join("other-ca.pem");
+    std::fs::write(&other_file, other.cert_pem()).expect("write other CA");
+    let mut cmd = api.lasect(&["instance", "list"]);
+    cmd.env("LASECT_CA_FILE", &other_file);
+    let err = fails(cmd).await;
+    assert!(
+        err.contains("could not reach the API at https://127.0.0.1"),
+        "{err}"
+    );
+    assert!(
+        err.to_lowercase().contains("certificate"),
+        "says why: {err}"
+    );
+
+    // Missing CA file.
+    let mut cmd = api.lasect(&["instance", "list"]);
+    cmd.env("LASECT_CA_FILE", "/nonexistent/ca.pem");
+    assert!(
+        fails(cmd)
+            .await
+            .contains("read LASECT_CA_FILE /nonexistent/ca.pem")
+    );
+}

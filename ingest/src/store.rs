@@ -1,0 +1,89 @@
+//! Opening the store at startup: migrate, maintain once, build the pool,
+//! and keep maintaining in the background.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+
+use crate::config::Config;
+use crate::partitions::PartitionCache;
+use crate::{ErrorChain, IngestError};
+
+/// How long a push waits for a free connection (or a new one) before it
+/// is answered `UNAVAILABLE` and the agent retries later.
+const POOL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Migrates the store, runs one maintenance pass and returns a pool.
+pub async fn open(config: &Config) -> Result<Pool, IngestError> {
+    let pg_config: tokio_postgres::Config = config
+        .store_dsn
+        .expose()
+        .parse()
+        .map_err(IngestError::StoreDsn)?;
+
+    // A dedicated connection: the migration lock is a session lock.
+    let (mut client, connection) = pg_config
+        .connect(NoTls)
+        .await
+        .map_err(IngestError::StoreConnect)?;
+    let connection = tokio::spawn(connection);
+    let report = lasect_migrations::migrate(&mut client)
+        .await
+        .map_err(IngestError::Migrate)?;
+    tracing::info!(applied = report.applied.len(), "store schema is up to date");
+    lasect_migrations::maintain(&client)
+        .await
+        .map_err(IngestError::Migrate)?;
+    drop(client);
+    // The connection task ends once the client is gone; its result is moot.
+    let _ = connection.await;
+
+    let manager = Manager::from_config(
+        pg_config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.store.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(POOL_TIMEOUT))
+        .build()
+        .map_err(IngestError::Pool)
+}
+
+/// Runs `maintain` every `interval` (the first pass ran in [`open`]). A
+/// failed pass is logged and retried at the next tick: partitions for
+/// incoming rows are also created on demand, so nothing waits for it.
+pub fn spawn_maintenance(
+    pool: Pool,
+    partitions: PartitionCache,
+    interval: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is immediate
+        loop {
+            ticks.tick().await;
+            let result = match pool.get().await {
+                Ok(client) => {
+                    let client: &tokio_postgres::Client = &client;
+                    lasect_migrations::maintain(client)
+                        .await
+                        .map_err(|e| ErrorChain(&e).to_string())
+                }
+                Err(e) => Err(ErrorChain(&e).to_string()),
+            };
+            // Maintenance may have dropped partitions this process remembers.
+            partitions.forget_all();
+            if let Err(error) = result {
+                tracing::warn!(%error, "store maintenance failed; retrying at the next interval");
+            }
+        }
+    })
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the real `lasect-ingest` binary: real PostgreSQL
+//! (lasect-testkit), real mTLS, a real tonic client.
+
+mod bad_input;
+mod config_errors;
+mod mtls;
+mod push;
+mod samples;
+mod support;

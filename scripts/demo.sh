@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# `make demo`: the whole Lasect stack on this machine, in the foreground.
+#
+# - a private PostgreSQL cluster under .lasect/pg serves as the central store
+#   (database `lasect`) and as the monitored instance (database `postgres`);
+#   it listens on a unix socket only and authenticates by OS identity (peer),
+#   so no password exists anywhere;
+# - TLS material from `lasect-api ca init` under .lasect/tls;
+# - lasect-ingest, lasect-api and one lasect-agent, logs under .lasect/logs;
+# - .lasect/demo/env for scripts and the CLI.
+# Ctrl-C or SIGTERM stops everything it started. Running it again reuses the
+# cluster, the CA and the stored data.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+STATE="$ROOT/.lasect"
+DEMO="$STATE/demo"
+PGDATA="$STATE/pg/data"
+TLS="$STATE/tls"
+LOGS="$STATE/logs"
+PG_PORT=${LASECT_DEMO_PG_PORT:-55432}
+INGEST_PORT=${LASECT_DEMO_INGEST_PORT:-7443}
+API_PORT=${LASECT_DEMO_API_PORT:-8443}
+AGENT_ID=demo-agent
+ME=$(id -un)
+
+# A unix socket path must stay under ~107 bytes.
+SOCK="$STATE/pg/run"
+if [ ${#SOCK} -gt 80 ]; then SOCK="${TMPDIR:-/tmp}/lasect-demo-$(id -u)"; fi
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+export PATH="$HOME/.cargo/bin:$PATH"
+scripts/deps.sh
+say "building"
+cargo build --workspace --bins --quiet
+BIN="$ROOT/target/debug"
+
+mkdir -p "$DEMO" "$TLS" "$LOGS" "$STATE/agent" "$STATE/pg"
+chmod 700 "$STATE"
+
+# PostgreSQL refuses to run as root: as root, the cluster belongs to `postgres`.
+PGBIN=$( (command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ] && pg_config --bindir) \
+         || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+if [ "$(id -u)" -eq 0 ]; then
+    PGUSER_OS=postgres
+    as_pg() { runuser -u postgres -- "$@"; }
+    # postgres must be able to reach .lasect/pg through the checkout.
+    chmod 711 "$STATE"
+else
+    PGUSER_OS=$ME
+    as_pg() { "$@"; }
+fi
+
+stop_stale() {
+    local f pid
+    for f in "$DEMO"/*.pid; do
+        [ -e "$f" ] || continue
+        pid=$(cat "$f")
+        if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "$BIN/lasect-"; then
+            kill "$pid" 2>/dev/null || true
+        fi
+        rm -f "$f"
+    done
+}
+
+PIDS=()
+cleanup() {
+    trap - INT TERM EXIT
+    say "stopping"
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -f "$DEMO"/*.pid
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" stop -m fast >/dev/null 2>&1 || true
+    echo "stopped; data kept in .lasect (make clean removes it)"
+}
+stop_stale
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    say "creating the private PostgreSQL cluster in .lasect/pg"
+    rm -rf "$PGDATA"
+    mkdir -p "$PGDATA"
+    chown "$PGUSER_OS" "$STATE/pg" "$PGDATA"
+    as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres -A peer -E UTF8 --locale=C >"$LOGS/initdb.log"
+    cat > "$PGDATA/pg_hba.conf" <<HBA
+# Unix socket only, OS identity via pg_ident.conf map "lasect"; no passwords.
+local all all peer map=lasect
+HBA
+    {
+        echo "lasect $PGUSER_OS postgres"
+        echo "lasect $ME postgres"
+        echo "lasect $ME lasect"
+        echo "lasect $ME lasect_agent"
+    } > "$PGDATA/pg_ident.conf"
+    cat >> "$PGDATA/postgresql.conf" <<CONF
+listen_addresses = ''
+shared_preload_libraries = 'pg_stat_statements'
+CONF
+fi
+mkdir -p "$SOCK"
+chown "$PGUSER_OS" "$SOCK"
+# Settings that depend on this run's paths and ports are (re)written each time.
+cat > "$PGDATA/postgresql.auto.conf" <<CONF
+port = $PG_PORT
+unix_socket_directories = '$SOCK'
+CONF
+chown "$PGUSER_OS" "$PGDATA/postgresql.auto.conf"
+
+if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
+    say "starting PostgreSQL on $SOCK (port $PG_PORT)"
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$LOGS/postgresql.log" -w -t 60 start >/dev/null
+fi
+trap cleanup INT TERM EXIT
+
+psql_su() { psql -h "$SOCK" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+psql_su -c "SELECT 1 FROM pg_roles WHERE rolname = 'lasect'" | grep -q 1 \
+    || psql_su -c "CREATE ROLE lasect LOGIN"
+psql_su -c "SELECT 1 FROM pg_roles WHERE rolname = 'lasect_agent'" | grep -q 1 \
+    || psql_su -c "CREATE ROLE lasect_agent LOGIN IN ROLE pg_monitor"
+psql_su -c "SELECT 1 FROM pg_database WHERE datname = 'lasect'" | grep -q 1 \
+    || psql_su -c "CREATE DATABASE lasect OWNER lasect"
+
+STORE_DSN="host=$SOCK port=$PG_PORT dbname=lasect user=lasect application_name=lasect"
+AGENT_DSN="host=$SOCK port=$PG_PORT dbname=postgres user=lasect_agent"
+
+say "migrating the store"
+"$BIN/lasect-api" migrate --store-dsn "$STORE_DSN"
+
+say "TLS material in .lasect/tls"
+"$BIN/lasect-api" ca init --dir "$TLS" --agent "$AGENT_ID"
+
+cat > "$DEMO/ingest.toml" <<TOML
+listen = "127.0.0.1:$INGEST_PORT"
+store_dsn = "$STORE_DSN"
+[tls]
+ca_file = "$TLS/ca.pem"
+cert_file = "$TLS/ingest.pem"
+key_file = "$TLS/ingest.key"
+TOML
+cat > "$DEMO/api.toml" <<TOML
+listen = "127.0.0.1:$API_PORT"
+store_dsn = "$STORE_DSN"
+[tls]
+cert_file = "$TLS/api.pem"
+key_file = "$TLS/api.key"
+TOML
+cat > "$DEMO/agent.toml" <<TOML
+state_dir = "$STATE/agent"
+[ingest]
+endpoint = "https://127.0.0.1:$INGEST_PORT"
+server_name = "lasect-ingest"
+[tls]
+ca_file = "$TLS/ca.pem"
+cert_file = "$TLS/agents/$AGENT_ID.pem"
+key_file = "$TLS/agents/$AGENT_ID.key"
+[collect]
+interval_secs = 10
+[[instances]]
+name = "demo"
+dsn = "$AGENT_DSN"
+TOML
+chmod 600 "$DEMO"/*.toml
+
+start() {
+    local name=$1; shift
+    LASECT_LOG=${LASECT_LOG:-info} "$@" >>"$LOGS/$name.log" 2>&1 &
+    PIDS+=($!)
+    echo $! > "$DEMO/$name.pid"
+}
+say "starting lasect-ingest, lasect-api, lasect-agent (logs in .lasect/logs)"
+start ingest "$BIN/lasect-ingest" --config "$DEMO/ingest.toml"
+start api "$BIN/lasect-api" serve --config "$DEMO/api.toml"
+
+API_URL="https://127.0.0.1:$API_PORT"
+cat > "$DEMO/env" <<ENV
+# Source me: . .lasect/demo/env && lasect instance list
+export LASECT_URL=$API_URL
+export LASECT_CA_FILE=$TLS/ca.pem
+export LASECT_STORE_DSN="$STORE_DSN"
+export PATH="$BIN:\$PATH"
+ENV
+chmod 600 "$DEMO/env"
+
+for _ in $(seq 1 100); do
+    curl -sf --cacert "$TLS/ca.pem" "$API_URL/api/v1/health" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+start agent "$BIN/lasect-agent" --config "$DEMO/agent.toml"
+
+cat <<INFO
+
+  Lasect demo is running
+    store + monitored PostgreSQL  socket $SOCK, port $PG_PORT (.lasect/pg)
+    lasect-ingest (mTLS gRPC)     127.0.0.1:$INGEST_PORT
+    lasect-api    (HTTPS)         $API_URL/api/v1/health
+    lasect-agent  ($AGENT_ID)     instance "demo", every 10 s
+    logs                          .lasect/logs/
+  In another shell:
+    . .lasect/demo/env && lasect instance list
+    lasect metrics show --instance demo
+  Ctrl-C stops everything.
+
+INFO
+
+# Show the first database samples as soon as they are stored.
+. "$DEMO/env"
+for _ in $(seq 1 60); do
+    if out=$("$BIN/lasect" metrics show --instance demo --family database 2>/dev/null) && [ -n "$out" ]; then
+        say "first samples of instance demo"
+        echo "$out"
+        break
+    fi
+    sleep 1
+done
+
+# Wait for any process to die (then stop the rest) or for Ctrl-C.
+wait -n "${PIDS[@]}" || true
+echo "a Lasect process exited; see .lasect/logs" >&2
+exit 1
