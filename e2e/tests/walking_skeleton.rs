@@ -113,7 +113,9 @@ async fn sample_travels_agent_to_store_to_cli() {
     .expect("spawn ingest");
     let mut api = ChildGuard::spawn({
         let mut c = Command::new(binary_path("lasect-api"));
-        c.arg("serve").arg("--config").arg(dir.path().join("api.toml"));
+        c.arg("serve")
+            .arg("--config")
+            .arg(dir.path().join("api.toml"));
         c
     })
     .expect("spawn api");
@@ -133,8 +135,13 @@ async fn sample_travels_agent_to_store_to_cli() {
     let before = wait_for_commits(&store, 0).await;
 
     // K committed transactions on the monitored instance.
-    let db = monitored.connect("postgres").await.expect("connect monitored");
-    db.batch_execute("CREATE TABLE t (i int)").await.expect("create");
+    let db = monitored
+        .connect("postgres")
+        .await
+        .expect("connect monitored");
+    db.batch_execute("CREATE TABLE t (i int)")
+        .await
+        .expect("create");
     for i in 0..K {
         db.execute("INSERT INTO t VALUES ($1)", &[&(i as i32)])
             .await
@@ -155,10 +162,20 @@ async fn sample_travels_agent_to_store_to_cli() {
     let list: serde_json::Value =
         serde_json::from_str(&cli(&["instance", "list", "--output", "json"])).expect("json");
     let text = list.to_string();
-    assert!(text.contains("monitored") && text.contains(AGENT_ID), "{text}");
+    assert!(
+        text.contains("monitored") && text.contains(AGENT_ID),
+        "{text}"
+    );
 
     let shown: serde_json::Value = serde_json::from_str(&cli(&[
-        "metrics", "show", "--instance", "monitored", "--family", "database", "--output", "json",
+        "metrics",
+        "show",
+        "--instance",
+        "monitored",
+        "--family",
+        "database",
+        "--output",
+        "json",
     ]))
     .expect("json");
     let rows = shown["rows"].as_array().expect("rows array");
@@ -171,7 +188,10 @@ async fn sample_travels_agent_to_store_to_cli() {
         "{pg_row}"
     );
     let table = cli(&["metrics", "show", "--instance", "monitored"]);
-    assert!(table.contains("postgres") && table.contains("xact_commit"), "{table}");
+    assert!(
+        table.contains("postgres") && table.contains("xact_commit"),
+        "{table}"
+    );
 
     // Host families came along too.
     let cpu: i64 = store

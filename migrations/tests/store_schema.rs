@@ -34,12 +34,18 @@ async fn concurrent_migrations_apply_once() {
     }
     let results = futures_join_all(clients).await;
     let applied: usize = results.iter().map(|r| r.applied.len()).sum();
-    assert_eq!(applied, 1, "V1 applied exactly once across 4 racing processes");
+    assert_eq!(
+        applied, 1,
+        "V1 applied exactly once across 4 racing processes"
+    );
 
     let mut again = pg.connect("store").await.expect("connect");
     let report = migrate(&mut again).await.expect("migrate again");
     assert!(report.applied.is_empty(), "idempotent: {report:?}");
-    assert_eq!(storage_mode(&again).await.expect("mode"), StorageMode::Native);
+    assert_eq!(
+        storage_mode(&again).await.expect("mode"),
+        StorageMode::Native
+    );
 }
 
 async fn futures_join_all(
@@ -74,7 +80,10 @@ async fn native_partitions_are_created_ahead_and_expired() {
     let old = today - Duration::days(20);
     let created = ensure_partitions(&client, old, old).await.expect("ensure");
     assert_eq!(created, 3, "one per metric table");
-    assert_eq!(ensure_partitions(&client, old, old).await.expect("again"), 0);
+    assert_eq!(
+        ensure_partitions(&client, old, old).await.expect("again"),
+        0
+    );
     client
         .execute(
             "INSERT INTO metric_host_cpu VALUES ($1::date::timestamptz + interval '1 hour', 'a1', 2, 1.5, 0, 0, 0)",
@@ -116,7 +125,9 @@ async fn row_without_partition_is_refused_not_misplaced() {
         .expect_err("no partition for that day");
     let message = err.as_db_error().map(|e| e.message().to_string());
     assert!(
-        message.as_deref().is_some_and(|m| m.contains("no partition")),
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("no partition")),
         "{err:?}"
     );
 }

@@ -101,7 +101,8 @@ mod tests {
     #[test]
     fn round_trip() {
         let c = encode(&batch()).expect("encode");
-        let back = decode(c.codec as i32, c.uncompressed_size, &c.payload, 1 << 20).expect("decode");
+        let back =
+            decode(c.codec as i32, c.uncompressed_size, &c.payload, 1 << 20).expect("decode");
         assert_eq!(back, batch());
     }
 
@@ -110,7 +111,8 @@ mod tests {
         // 64 MiB of zeros compresses to a few hundred KiB.
         let zeros = vec![0u8; 64 << 20];
         let payload = lz4_flex::block::compress(&zeros);
-        let err = decode(Codec::Lz4 as i32, zeros.len() as u32, &payload, 1 << 20).unwrap_err();
+        let err = decode(Codec::Lz4 as i32, zeros.len() as u32, &payload, 1 << 20)
+            .expect_err("must fail");
         assert!(matches!(err, PayloadError::TooLarge { .. }), "{err}");
     }
 
@@ -118,15 +120,16 @@ mod tests {
     fn understated_size_is_corrupt_not_overflow() {
         let zeros = vec![0u8; 1 << 20];
         let payload = lz4_flex::block::compress(&zeros);
-        let err = decode(Codec::Lz4 as i32, 1024, &payload, 16 << 20).unwrap_err();
+        let err = decode(Codec::Lz4 as i32, 1024, &payload, 16 << 20).expect_err("must fail");
         assert!(matches!(err, PayloadError::Corrupt { .. }), "{err}");
     }
 
     #[test]
     fn garbage_is_an_error() {
-        let err = decode(Codec::Lz4 as i32, 100, b"\xff\xff\xff\xff", 1 << 20).unwrap_err();
+        let err =
+            decode(Codec::Lz4 as i32, 100, b"\xff\xff\xff\xff", 1 << 20).expect_err("must fail");
         assert!(matches!(err, PayloadError::Corrupt { .. }), "{err}");
-        let err = decode(0, 100, b"", 1 << 20).unwrap_err();
+        let err = decode(0, 100, b"", 1 << 20).expect_err("must fail");
         assert_eq!(err, PayloadError::UnsupportedCodec(0));
     }
 

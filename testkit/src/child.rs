@@ -27,7 +27,13 @@ pub struct ChildGuard {
 impl ChildGuard {
     /// Spawns `cmd` with stdout and stderr captured.
     pub fn spawn(mut cmd: Command) -> Result<Self, HarnessError> {
-        let name = cmd.get_program().to_string_lossy().rsplit('/').next().unwrap_or("child").to_string();
+        let name = cmd
+            .get_program()
+            .to_string_lossy()
+            .rsplit('/')
+            .next()
+            .unwrap_or("child")
+            .to_string();
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -41,7 +47,11 @@ impl ChildGuard {
         if let Some(err) = child.stderr.take() {
             pump(err, name.clone(), output.clone());
         }
-        Ok(Self { name, child, output })
+        Ok(Self {
+            name,
+            child,
+            output,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -50,11 +60,19 @@ impl ChildGuard {
 
     /// Every line printed so far (stdout and stderr interleaved).
     pub fn lines(&self) -> Vec<String> {
-        self.output.lines.lock().map(|l| l.clone()).unwrap_or_default()
+        self.output
+            .lines
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     /// Waits until a printed line contains `needle`; returns that line.
-    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Result<String, HarnessError> {
+    pub fn wait_for_line(
+        &mut self,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<String, HarnessError> {
         let deadline = Instant::now() + timeout;
         let mut lines = self
             .output
@@ -104,7 +122,10 @@ impl ChildGuard {
                 return Ok(s);
             }
             if Instant::now() >= deadline {
-                return Err(HarnessError::Other(format!("{} still running after {timeout:?}", self.name)));
+                return Err(HarnessError::Other(format!(
+                    "{} still running after {timeout:?}",
+                    self.name
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -121,7 +121,8 @@ impl PgCluster {
     /// Connects as `postgres`; the connection task is spawned on the current
     /// tokio runtime.
     pub async fn connect(&self, dbname: &str) -> Result<tokio_postgres::Client, HarnessError> {
-        let (client, conn) = tokio_postgres::connect(&self.dsn(dbname), tokio_postgres::NoTls).await?;
+        let (client, conn) =
+            tokio_postgres::connect(&self.dsn(dbname), tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -131,7 +132,10 @@ impl PgCluster {
     pub async fn create_database(&self, name: &str) -> Result<(), HarnessError> {
         let client = self.connect("postgres").await?;
         client
-            .batch_execute(&format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\"")))
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{}\"",
+                name.replace('"', "\"\"")
+            ))
             .await?;
         Ok(())
     }
@@ -216,10 +220,7 @@ impl PgCluster {
             conf.push(("log_directory".into(), "'log'".into()));
         }
         conf.extend(opts.settings.iter().cloned());
-        let body: String = conf
-            .iter()
-            .map(|(k, v)| format!("{k} = {v}\n"))
-            .collect();
+        let body: String = conf.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
         // postgresql.auto.conf is read last and is ours alone.
         let path = self.data_dir().join("postgresql.auto.conf");
         std::fs::write(&path, body).map_err(HarnessError::io("write postgresql.auto.conf"))?;

@@ -41,7 +41,9 @@ async fn options_take_effect() {
         .await
         .expect("socket connect");
     tokio::spawn(conn);
-    c2.simple_query("SELECT 1").await.expect("query over socket");
+    c2.simple_query("SELECT 1")
+        .await
+        .expect("query over socket");
 }
 
 #[test]
