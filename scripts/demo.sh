@@ -109,9 +109,10 @@ chown "$PGUSER_OS" "$PGDATA/postgresql.auto.conf"
 
 if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
     say "starting PostgreSQL on $SOCK (port $PG_PORT)"
-    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$LOGS/postgresql.log" -w -t 60 start >/dev/null
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$STATE/pg/postgresql.log" -w -t 60 start >/dev/null
 fi
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 0' INT TERM
+trap cleanup EXIT
 
 psql_su() { psql -h "$SOCK" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 psql_su -c "SELECT 1 FROM pg_roles WHERE rolname = 'lasect'" | grep -q 1 \
@@ -194,7 +195,7 @@ cat <<INFO
     store + monitored PostgreSQL  socket $SOCK, port $PG_PORT (.lasect/pg)
     lasect-ingest (mTLS gRPC)     127.0.0.1:$INGEST_PORT
     lasect-api    (HTTPS)         $API_URL/api/v1/health
-    lasect-agent  ($AGENT_ID)     instance "demo", every 10 s
+    lasect-agent  ($AGENT_ID)    instance "demo", every 10 s
     logs                          .lasect/logs/
   In another shell:
     . .lasect/demo/env && lasect instance list
