@@ -2,8 +2,8 @@
 //!
 //! Oldest first, one at a time: an entry leaves the outbox only when ingest
 //! acknowledges its seq. Every failure is retried with backoff and a fresh
-//! connection, except `InvalidArgument`: ingest looked at that batch and will
-//! never accept it, so it is dropped (counted by the outbox) instead of
+//! connection, except `InvalidArgument` and `OutOfRange`: ingest looked at
+//! that batch (or its size) and will never accept it, so it is dropped (counted by the outbox) instead of
 //! blocking everything behind it. Ingest deduplicates on `(agent, seq)`, so
 //! resending a batch whose ack was lost is harmless.
 //!
@@ -213,8 +213,13 @@ impl<O: Outbox> Sender<O> {
                     ))
                 }
             }
-            Ok(Err(status)) if status.code() == Code::InvalidArgument => {
-                Attempt::Rejected(status.message().to_owned())
+            // InvalidArgument: ingest decoded the batch and refuses it.
+            // OutOfRange: the message exceeds ingest's size limit. Neither
+            // will ever succeed, so retrying would block the queue for good.
+            Ok(Err(status))
+                if matches!(status.code(), Code::InvalidArgument | Code::OutOfRange) =>
+            {
+                Attempt::Rejected(format!("{:?}: {}", status.code(), status.message()))
             }
             Ok(Err(status)) => Attempt::Retry(format!(
                 "{:?}: {}{}",

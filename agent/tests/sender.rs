@@ -189,6 +189,28 @@ async fn an_invalid_batch_is_dropped_and_later_ones_still_arrive() {
 }
 
 #[tokio::test]
+async fn an_oversized_batch_is_dropped_not_retried_forever() {
+    install_crypto();
+    let pki = TestPki::new();
+    let shared = Arc::new(Shared::default());
+    lock(&shared.too_large).insert(1);
+    let listener = listener().await;
+    let addr = listener.local_addr().expect("addr");
+    let server = TestServer::start(&pki, listener, Arc::clone(&shared)).await;
+
+    let sender = Running::start(settings(&pki, addr), 100);
+    sender.push(1..=3);
+    wait_until("outbox drained", || sender.outbox.stats().queued == 0).await;
+
+    assert_eq!(shared.received_seqs(), [2, 3]);
+    assert_eq!(lock(&shared.attempts).as_slice(), [1, 2, 3]);
+    let stats = sender.outbox.stats();
+    assert_eq!((stats.acked, stats.rejected), (2, 1));
+    sender.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_long_outage_keeps_the_newest_batches_and_counts_the_rest() {
     install_crypto();
     let pki = TestPki::new();

@@ -49,8 +49,13 @@ pub(crate) fn query(server_version_num: i32) -> String {
         })
         .collect();
     // datname IS NULL is the row for shared objects (PG 12+): not a database.
+    // pg_database_size() needs CONNECT on the database or pg_read_all_stats
+    // (it never connects, so datallowconn does not matter). Asking first keeps
+    // a permission ERROR out of the monitored server's log on every tick.
     format!(
-        "SELECT s.datid, s.datname::text AS datname, {}, s.stats_reset, d.datallowconn \
+        "SELECT s.datid, s.datname::text AS datname, {}, s.stats_reset, \
+         (has_database_privilege(d.oid, 'CONNECT') \
+          OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')) AS size_allowed \
          FROM pg_stat_database s JOIN pg_database d ON d.oid = s.datid \
          WHERE s.datname IS NOT NULL ORDER BY s.datname",
         counters.join(", ")
@@ -66,7 +71,7 @@ pub(crate) async fn collect(
     let mut sizeable = Vec::new();
     for row in &rows {
         let db = to_database_row(row)?;
-        if row.try_get::<_, bool>("datallowconn")? {
+        if row.try_get::<_, bool>("size_allowed")? {
             sizeable.push(databases.len());
         }
         databases.push(db);

@@ -28,6 +28,9 @@ pub struct Shared {
     pub unavailable: AtomicU32,
     /// Answer pushes of these seqs with InvalidArgument.
     pub reject: Mutex<HashSet<u64>>,
+    /// Answer pushes of these seqs with OutOfRange, as tonic does for a
+    /// message above the server's decoding limit.
+    pub too_large: Mutex<HashSet<u64>>,
 }
 
 impl Shared {
@@ -61,6 +64,12 @@ impl Ingest for TestIngest {
         }
         if lock(&self.0.reject).contains(&req.seq) {
             return Err(Status::invalid_argument(format!("seq {} is bad", req.seq)));
+        }
+        if lock(&self.0.too_large).contains(&req.seq) {
+            return Err(Status::out_of_range(format!(
+                "decoded message length too large for seq {}",
+                req.seq
+            )));
         }
         let batch = payload::decode(req.codec, req.uncompressed_size, &req.payload, 1 << 20)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
