@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: deps build test lint demo clean
+.PHONY: deps build test lint demo bench clean
 
 deps:
 	@scripts/deps.sh
@@ -23,6 +23,11 @@ test: lint
 
 demo: deps
 	@scripts/demo.sh
+
+# Ingest benchmarks (release build, a real store with fsync on; a few
+# minutes): writes target/bench/summary.json. Not part of `make test`.
+bench: deps
+	@bench/run.sh
 
 clean:
 	rm -rf .lasect

@@ -18,14 +18,25 @@
 //! [collect]
 //! interval_secs = 10
 //! host = true
+//! max_connections = 2                # per instance
+//! intervals = { statement = 30, table = 60 }
+//! databases = { include = ["*"], exclude = ["tmp_*"] }
 //! [sender]
-//! max_batches_in_memory = 8640
+//! max_batches_in_memory = 8640      # held in memory only while the spool cannot be written
+//! window = 4                        # pushes in flight at once
+//! [spool]
+//! max_bytes = 1073741824            # oldest metrics batches are dropped beyond it
+//! fsync = "every_batch"             # or: fsync_interval_ms = 1000
+//! [metrics]
+//! listen = "127.0.0.1:9187"         # optional Prometheus endpoint (plain HTTP)
 //! [[instances]]
 //! name = "main"
 //! dsn = "host=/var/run/postgresql dbname=postgres user=lasect_agent"
+//! intervals = { statement = 10 }    # optional per-instance overrides, also
+//!                                     # max_connections and databases
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -42,10 +53,13 @@ const DEFAULT_STATE_DIR: &str = "/var/lib/lasect-agent";
 const MAX_INTERVAL_SECS: u64 = 3600;
 /// About 100 days of batches at a 1 s interval; a bound against typos, not a tuning limit.
 const MAX_BATCHES_IN_MEMORY: usize = 10_000_000;
+const MAX_WINDOW: usize = 64;
+/// Enough for a few segments of a few records.
+const MIN_SPOOL_BYTES: u64 = 64 << 10;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AgentConfig {
-    /// Directory for the agent's own persistent state (the sequence file).
+    /// Directory for the agent's own persistent state (the sequence file, the spool).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     pub ingest: IngestConfig,
@@ -54,6 +68,10 @@ pub struct AgentConfig {
     pub collect: CollectConfig,
     #[serde(default)]
     pub sender: SenderConfig,
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     #[serde(default)]
     pub instances: Vec<InstanceConfig>,
 }
@@ -85,6 +103,20 @@ pub struct CollectConfig {
     /// Collect `host_cpu` and `host_memory` (default true).
     #[serde(default = "default_true")]
     pub host: bool,
+    /// Seconds between rounds per family (`database`, `statement`, `host`),
+    /// each 1..=3600; families not named use their defaults
+    /// (`collect::schedule::FamilyKind::default_interval_secs`).
+    #[serde(default)]
+    pub intervals: BTreeMap<String, u64>,
+    /// Connections per instance, 1..=16 (default 2): one to the DSN's
+    /// database, the rest rotate over the other databases for the
+    /// per-database families (`table`, `index`).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Which databases the per-database families visit (default: every
+    /// database that accepts connections, templates excluded).
+    #[serde(default)]
+    pub databases: DatabaseFilter,
 }
 
 impl Default for CollectConfig {
@@ -92,24 +124,78 @@ impl Default for CollectConfig {
         Self {
             interval_secs: default_interval_secs(),
             host: true,
+            intervals: BTreeMap::new(),
+            max_connections: default_max_connections(),
+            databases: DatabaseFilter::default(),
         }
     }
 }
 
+/// Database name patterns; `*` matches any run of characters, `?` one.
+/// A database is visited when it matches an `include` pattern (or there
+/// are none) and no `exclude` pattern.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DatabaseFilter {
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+const MAX_CONNECTIONS: usize = 16;
+
+fn default_max_connections() -> usize {
+    2
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct SenderConfig {
-    /// Batches kept in memory while ingest is unreachable (default 8640, a
-    /// day at 10 s); beyond it the oldest batch is dropped and counted.
+    /// Batches held in memory while the spool cannot be written (disk full;
+    /// default 8640, a day at 10 s); beyond it the oldest is dropped and counted.
     #[serde(default = "default_max_batches_in_memory")]
     pub max_batches_in_memory: usize,
+    /// Pushes in flight at once, 1..=64 (default 4).
+    #[serde(default = "default_window")]
+    pub window: usize,
 }
 
 impl Default for SenderConfig {
     fn default() -> Self {
         Self {
             max_batches_in_memory: default_max_batches_in_memory(),
+            window: default_window(),
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SpoolConfig {
+    /// Bound of the spool files (default 1 GiB, at least 64 KiB).
+    #[serde(default = "default_spool_max_bytes")]
+    pub max_bytes: u64,
+    /// `"every_batch"` (the default unless `fsync_interval_ms` is set).
+    #[serde(default)]
+    pub fsync: Option<String>,
+    /// Fsync at most this many ms after a write instead, 1..=60000.
+    #[serde(default)]
+    pub fsync_interval_ms: Option<u64>,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_spool_max_bytes(),
+            fsync: None,
+            fsync_interval_ms: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint (`GET /metrics`); none by default.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +204,15 @@ pub struct InstanceConfig {
     pub name: String,
     /// libpq-style connection string or URL (may hold a password).
     pub dsn: Dsn,
+    /// Per-family intervals for this instance; override `[collect.intervals]`.
+    #[serde(default)]
+    pub intervals: BTreeMap<String, u64>,
+    /// Overrides `collect.max_connections` for this instance.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Overrides `collect.databases` for this instance.
+    #[serde(default)]
+    pub databases: Option<DatabaseFilter>,
 }
 
 /// A connection string. It may contain a password, so it never prints.
@@ -164,6 +259,12 @@ fn default_true() -> bool {
 }
 fn default_max_batches_in_memory() -> usize {
     8640
+}
+fn default_window() -> usize {
+    4
+}
+fn default_spool_max_bytes() -> u64 {
+    1 << 30
 }
 
 /// A parsed configuration plus the keys nobody understood.
@@ -298,6 +399,52 @@ impl AgentConfig {
                 format!("{interval} is out of range 1..={MAX_INTERVAL_SECS}"),
             );
         }
+        for (field, message) in check_intervals("collect.intervals", &self.collect.intervals) {
+            bad(&field, message);
+        }
+        for (field, message) in check_connections_and_databases(
+            "collect",
+            Some(self.collect.max_connections),
+            Some(&self.collect.databases),
+        ) {
+            bad(&field, message);
+        }
+
+        let window = self.sender.window;
+        if !(1..=MAX_WINDOW).contains(&window) {
+            bad(
+                "sender.window",
+                format!("{window} is out of range 1..={MAX_WINDOW}"),
+            );
+        }
+        if self.spool.max_bytes < MIN_SPOOL_BYTES {
+            bad(
+                "spool.max_bytes",
+                format!(
+                    "{} is below the minimum of {MIN_SPOOL_BYTES}",
+                    self.spool.max_bytes
+                ),
+            );
+        }
+        match (self.spool.fsync.as_deref(), self.spool.fsync_interval_ms) {
+            (Some("every_batch"), Some(_)) => bad(
+                "spool.fsync",
+                "set either fsync = \"every_batch\" or fsync_interval_ms, not both".into(),
+            ),
+            (Some("every_batch") | None, _) => {}
+            (Some(other), _) => bad(
+                "spool.fsync",
+                format!("{other:?} is not supported (use \"every_batch\" or fsync_interval_ms)"),
+            ),
+        }
+        if let Some(ms) = self.spool.fsync_interval_ms
+            && !(1..=60_000).contains(&ms)
+        {
+            bad(
+                "spool.fsync_interval_ms",
+                format!("{ms} is out of range 1..=60000"),
+            );
+        }
 
         let max = self.sender.max_batches_in_memory;
         if !(1..=MAX_BATCHES_IN_MEMORY).contains(&max) {
@@ -331,6 +478,17 @@ impl AgentConfig {
             }
             if let Err(m) = check_dsn(&instance.dsn) {
                 bad(&format!("instances[{i}].dsn"), m);
+            }
+            let prefix = format!("instances[{i}].intervals");
+            for (field, message) in check_intervals(&prefix, &instance.intervals) {
+                bad(&field, message);
+            }
+            for (field, message) in check_connections_and_databases(
+                &format!("instances[{i}]"),
+                instance.max_connections,
+                instance.databases.as_ref(),
+            ) {
+                bad(&field, message);
             }
         }
 
@@ -376,16 +534,70 @@ impl AgentConfig {
     pub fn summary(&self) -> String {
         let names: Vec<&str> = self.instances.iter().map(|i| i.name.as_str()).collect();
         format!(
-            "endpoint={} server_name={} interval_secs={} host={} max_batches_in_memory={} state_dir={} instances=[{}]",
+            "endpoint={} server_name={} interval_secs={} host={} max_batches_in_memory={} window={} spool_max_bytes={} state_dir={} instances=[{}]",
             self.ingest.endpoint,
             self.tls_server_name().unwrap_or_else(|| "?".into()),
             self.collect.interval_secs,
             self.collect.host,
             self.sender.max_batches_in_memory,
+            self.sender.window,
+            self.spool.max_bytes,
             self.state_dir.display(),
             names.join(", "),
         )
     }
+}
+
+/// Problems of a per-family interval table: unknown family names (a typo
+/// would silently keep the default) and out-of-range values.
+fn check_intervals(prefix: &str, intervals: &BTreeMap<String, u64>) -> Vec<(String, String)> {
+    use crate::collect::schedule::FamilyKind;
+    let mut problems = Vec::new();
+    for (family, secs) in intervals {
+        let field = format!("{prefix}.{family}");
+        if FamilyKind::from_name(family).is_none() {
+            let known: Vec<&str> = FamilyKind::ALL.iter().map(|f| f.name()).collect();
+            problems.push((
+                field,
+                format!("unknown family; known: {}", known.join(", ")),
+            ));
+        } else if !(1..=MAX_INTERVAL_SECS).contains(secs) {
+            problems.push((
+                field,
+                format!("{secs} is out of range 1..={MAX_INTERVAL_SECS}"),
+            ));
+        }
+    }
+    problems
+}
+
+fn check_connections_and_databases(
+    prefix: &str,
+    max_connections: Option<usize>,
+    databases: Option<&DatabaseFilter>,
+) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if let Some(max) = max_connections
+        && !(1..=MAX_CONNECTIONS).contains(&max)
+    {
+        problems.push((
+            format!("{prefix}.max_connections"),
+            format!("{max} is out of range 1..={MAX_CONNECTIONS}"),
+        ));
+    }
+    if let Some(filter) = databases {
+        for (list, patterns) in [("include", &filter.include), ("exclude", &filter.exclude)] {
+            for (j, pattern) in patterns.iter().enumerate() {
+                if pattern.is_empty() || pattern.len() > 63 || pattern.contains('\0') {
+                    problems.push((
+                        format!("{prefix}.databases.{list}[{j}]"),
+                        "must be 1..=63 bytes without NUL".into(),
+                    ));
+                }
+            }
+        }
+    }
+    problems
 }
 
 fn is_valid_instance_name(name: &str) -> bool {

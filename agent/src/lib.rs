@@ -2,13 +2,17 @@
 //! and pushes compressed batches to lasect-ingest over mutual TLS gRPC.
 //!
 //! A sample's life: [`collect`] produces `Sample`s each tick → [`run`]
-//! encodes them into one batch with a seq from [`seq`] → [`outbox`] holds it
-//! → [`sender`] pushes it and removes it once ingest acknowledges.
+//! encodes them into one batch with a seq from [`seq`] → [`spool`] writes it to disk
+//! (behind the [`outbox`] trait) → [`sender`] pushes a window of batches and
+//! finishes each once ingest acknowledges it; [`metrics`] serves the agent's
+//! own figures.
 
 pub mod backoff;
 pub mod collect;
 pub mod config;
+pub mod metrics;
 pub mod outbox;
 pub mod run;
 pub mod sender;
 pub mod seq;
+pub mod spool;

@@ -1,4 +1,5 @@
-//! The agent's main loop: every `interval_secs`, collect one tick, encode it
+//! The agent's main loop: every second (`collect::schedule::TICK`), collect
+//! the families that are due (each has its own interval), encode them
 //! into a batch with the next seq, and hand it to the outbox; a sender task
 //! delivers from there. On shutdown the loop stops collecting and the sender
 //! gets a few seconds to flush.
@@ -13,9 +14,11 @@ use tokio::time::MissedTickBehavior;
 
 use crate::collect::{Collector, SetupError, Tick, now_unix_micros};
 use crate::config::AgentConfig;
-use crate::outbox::{MemoryOutbox, Outbox, OutboxEntry};
+use crate::metrics::AgentMetrics;
+use crate::outbox::{Outbox, OutboxEntry};
 use crate::sender::{Sender, SenderSettings};
 use crate::seq::{SeqAllocator, SeqError};
+use crate::spool::{Spool, SpoolError, SpoolOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -23,26 +26,79 @@ pub enum RunError {
     Seq(#[from] SeqError),
     #[error(transparent)]
     Setup(#[from] SetupError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs the agent until `shutdown` resolves. `config` must have passed
 /// [`AgentConfig::validate`].
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let seq = SeqAllocator::open(&config.state_dir)?;
-    let collector = Collector::new(&config.instances, config.collect.host)?;
-    let outbox = Arc::new(MemoryOutbox::new(config.sender.max_batches_in_memory));
+    let collector = Collector::new(&config.instances, &config.collect)?;
+    let outbox = Arc::new(Spool::open(
+        &config.state_dir,
+        SpoolOptions::from_config(&config),
+    )?);
+    let metrics = Arc::new(AgentMetrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(addr) = config.metrics.listen {
+        let listener = crate::metrics::bind(addr)
+            .await
+            .map_err(|source| RunError::MetricsListen { addr, source })?;
+        tracing::info!(%addr, "serving agent metrics at /metrics");
+        let mut stop = stop_rx.clone();
+        let serve = crate::metrics::serve(
+            listener,
+            Arc::clone(&metrics),
+            Arc::clone(&outbox),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        );
+        tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+    let housekeeping = {
+        let spool = Arc::clone(&outbox);
+        let mut stop = stop_rx.clone();
+        // Often enough for the fsync interval and the state file (1 s).
+        let period = match config.spool.fsync_interval_ms {
+            Some(ms) => Duration::from_millis(ms.clamp(1, 200)),
+            None => Duration::from_millis(200),
+        };
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => spool.housekeeping(),
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        })
+    };
     let sender = tokio::spawn(
-        Sender::new(SenderSettings::from_config(&config), Arc::clone(&outbox)).run(stop_rx),
+        Sender::new(SenderSettings::from_config(&config), Arc::clone(&outbox))
+            .with_metrics(Arc::clone(&metrics))
+            .run(stop_rx),
     );
 
     let mut batcher = Batcher {
         collector,
         seq,
         outbox: Arc::clone(&outbox),
+        metrics: Arc::clone(&metrics),
         seq_failing: false,
     };
-    let mut ticks = tokio::time::interval(Duration::from_secs(config.collect.interval_secs));
+    let mut ticks = tokio::time::interval(crate::collect::schedule::TICK);
     // After a slow tick, keep the spacing rather than bursting to catch up.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -61,11 +117,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     if let Err(e) = sender.await {
         tracing::error!(error = %e, "sender task failed");
     }
+    let _ = housekeeping.await;
+    outbox.close();
     let stats = outbox.stats();
     tracing::info!(
         acked = stats.acked,
-        dropped_overflow = stats.dropped_overflow,
-        rejected = stats.rejected,
+        dropped_batches = stats.dropped_batches,
+        quarantined = stats.quarantined,
         unsent = stats.queued,
         "lasect-agent stopped"
     );
@@ -77,6 +135,7 @@ struct Batcher<O: Outbox> {
     collector: Collector,
     seq: SeqAllocator,
     outbox: Arc<O>,
+    metrics: Arc<AgentMetrics>,
     /// Seq persistence failures are logged on changes only.
     seq_failing: bool,
 }
@@ -85,6 +144,7 @@ impl<O: Outbox> Batcher<O> {
     async fn tick(&mut self) {
         let Tick { batch, failures } = self.collector.tick().await;
         for (instance, error) in &failures {
+            self.metrics.collect_errors.inc();
             tracing::debug!(%instance, %error, "no samples from instance this tick");
         }
         if batch.samples.is_empty() {
@@ -119,12 +179,15 @@ impl<O: Outbox> Batcher<O> {
         };
         let entry = OutboxEntry {
             seq,
+            priority: 0,
             created_unix_micros,
             sample_count,
             batch: compressed,
         };
         if let Err(e) = self.outbox.push(entry) {
             tracing::error!(seq, error = %e, "cannot queue batch; dropped it");
+        } else {
+            tracing::debug!(seq, sample_count, "batch spooled");
         }
     }
 }

@@ -1,19 +1,26 @@
 //! Delivers outbox entries to lasect-ingest over mutual TLS gRPC.
 //!
-//! Oldest first, one at a time: an entry leaves the outbox only when ingest
-//! acknowledges its seq. Every failure is retried with backoff and a fresh
-//! connection, except `InvalidArgument` and `OutOfRange`: ingest looked at
-//! that batch (or its size) and will never accept it, so it is dropped (counted by the outbox) instead of
-//! blocking everything behind it. Ingest deduplicates on `(agent, seq)`, so
+//! Oldest first, up to `window` pushes in flight on one HTTP/2 connection;
+//! acks may come back in any order, and an entry leaves the outbox only when
+//! ingest acknowledges its seq. Every failure is retried with backoff and a
+//! fresh connection, resuming from the oldest unacknowledged entry, except
+//! `InvalidArgument` and `OutOfRange`: ingest looked at that batch (or its
+//! size) and will never accept it, so it is quarantined by the outbox instead
+//! of blocking everything behind it. Ingest deduplicates on `(agent, seq)`, so
 //! resending a batch whose ack was lost is harmless.
 //!
 //! The TLS files are read at every (re)connect, so a renewed certificate is
 //! picked up without a restart.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 
 use lasect_proto::v1::ingest_client::IngestClient;
 use tokio::sync::watch;
@@ -22,6 +29,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::backoff::Backoff;
 use crate::config::AgentConfig;
+use crate::metrics::AgentMetrics;
 use crate::outbox::{Outbox, OutboxEntry};
 
 #[derive(Debug, Clone)]
@@ -40,6 +48,8 @@ pub struct SenderSettings {
     pub backoff_cap: Duration,
     /// How long a stopping agent keeps trying to empty the outbox.
     pub flush_timeout: Duration,
+    /// Pushes in flight at once on the one HTTP/2 connection.
+    pub window: usize,
 }
 
 impl SenderSettings {
@@ -55,6 +65,7 @@ impl SenderSettings {
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(30),
             flush_timeout: Duration::from_secs(5),
+            window: config.sender.window,
         }
     }
 }
@@ -78,15 +89,18 @@ pub enum ConnectError {
 /// How one delivery attempt ended.
 enum Attempt {
     Acked,
-    /// Ingest refused the batch as invalid.
+    /// Ingest refused the batch for good.
     Rejected(String),
     /// Worth trying again later.
     Retry(String),
 }
 
+type InFlight = Pin<Box<dyn Future<Output = (u64, Attempt)> + Send>>;
+
 pub struct Sender<O: Outbox> {
     settings: SenderSettings,
     outbox: Arc<O>,
+    metrics: Arc<AgentMetrics>,
     client: Option<IngestClient<Channel>>,
     backoff: Backoff,
     /// Whether the last attempt failed; failures are logged on changes only.
@@ -99,10 +113,17 @@ impl<O: Outbox> Sender<O> {
         Self {
             settings,
             outbox,
+            metrics: Arc::new(AgentMetrics::default()),
             client: None,
             backoff,
             failing: false,
         }
+    }
+
+    /// Counts sends, retries and acks into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<AgentMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Delivers until `shutdown` turns true (or its sender is dropped), then
@@ -122,46 +143,95 @@ impl<O: Outbox> Sender<O> {
             .await
             .is_err()
         {
-            tracing::warn!(
-                lost = self.outbox.stats().queued,
-                "ingest did not take every batch before the agent stopped; the rest are lost"
+            tracing::info!(
+                unsent = self.outbox.stats().queued,
+                "ingest did not take every batch before the agent stopped; the rest stay spooled for the next start"
             );
         }
     }
 
-    /// Sends entries oldest first; returns only when `until_empty` and the
-    /// outbox is empty, otherwise waits for more.
+    /// Keeps up to `window` pushes in flight, oldest first; returns only when
+    /// `until_empty` and nothing is left, otherwise waits for more. Acks may
+    /// arrive in any order. Any retryable failure drops every push in
+    /// flight and starts again from the oldest unacknowledged batch on a
+    /// fresh connection (ingest discards the resulting duplicates).
     async fn deliver(&mut self, until_empty: bool) {
+        let window = self.settings.window.max(1);
+        let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+        // Highest seq handed to a push since the last restart of the window.
+        let mut last_sent: Option<u64> = None;
         loop {
-            let entry = match self.outbox.peek_unacked() {
-                Ok(Some(entry)) => entry,
-                Ok(None) if until_empty => return,
-                Ok(None) => {
-                    self.outbox.pushed().await;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the outbox");
-                    tokio::time::sleep(self.backoff.next_delay()).await;
-                    continue;
-                }
-            };
-            let outcome = match self.attempt(&entry).await {
-                Attempt::Acked => self.outbox.ack(entry.seq),
-                Attempt::Rejected(reason) => self.outbox.reject(entry.seq, &reason),
-                Attempt::Retry(error) => {
-                    self.client = None;
-                    if !self.failing {
-                        tracing::warn!(
-                            seq = entry.seq,
-                            error,
-                            "cannot deliver to ingest; retrying with backoff (logged again on recovery)"
-                        );
-                    } else {
-                        tracing::debug!(seq = entry.seq, error, "delivery failed again");
+            if in_flight.len() < window {
+                let want = window - in_flight.len();
+                match self.outbox.unacked_after(last_sent, want) {
+                    Ok(entries) => {
+                        for entry in entries {
+                            if self.client.is_none() {
+                                match self.connect().await {
+                                    Ok(client) => self.client = Some(client),
+                                    Err(e) => {
+                                        in_flight.clear();
+                                        last_sent = None;
+                                        self.failed(entry.seq, error_chain(&e)).await;
+                                        break;
+                                    }
+                                }
+                            }
+                            let Some(client) = self.client.clone() else {
+                                break;
+                            };
+                            last_sent = Some(entry.seq);
+                            self.metrics.sent.inc();
+                            in_flight.push(Box::pin(attempt(
+                                client,
+                                entry,
+                                self.settings.request_timeout,
+                            )));
+                        }
                     }
-                    self.failing = true;
-                    tokio::time::sleep(self.backoff.next_delay()).await;
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the outbox");
+                        tokio::time::sleep(self.backoff.next_delay()).await;
+                        continue;
+                    }
+                }
+            }
+            if in_flight.is_empty() {
+                if self.outbox.stats().queued == 0 {
+                    if until_empty {
+                        return;
+                    }
+                    self.outbox.pushed().await;
+                } else if last_sent.is_some() {
+                    // Everything after `last_sent` is finished but an older
+                    // batch is not (its finish failed): start over from it.
+                    last_sent = None;
+                } else if !self.failing {
+                    // Queued but nothing readable: do not spin.
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), self.outbox.pushed()).await;
+                }
+                // When failing, the connect above already backed off.
+                continue;
+            }
+            let next = tokio::select! {
+                done = in_flight.next() => done,
+                // A new batch may fill a free slot of the window.
+                () = self.outbox.pushed(), if in_flight.len() < window => None,
+            };
+            let Some((seq, outcome)) = next else {
+                continue;
+            };
+            let result = match outcome {
+                Attempt::Acked => {
+                    self.metrics.acked.inc();
+                    self.outbox.ack(seq)
+                }
+                Attempt::Rejected(reason) => self.outbox.reject(seq, &reason),
+                Attempt::Retry(error) => {
+                    in_flight.clear();
+                    last_sent = None;
+                    self.failed(seq, error).await;
                     continue;
                 }
             };
@@ -173,64 +243,27 @@ impl<O: Outbox> Sender<O> {
                 self.failing = false;
             }
             self.backoff.reset();
-            if let Err(e) = outcome {
-                tracing::error!(seq = entry.seq, error = %e, "cannot remove a delivered batch from the outbox");
+            if let Err(e) = result {
+                tracing::error!(seq, error = %e, "cannot finish a delivered batch in the outbox");
             }
         }
     }
 
-    async fn attempt(&mut self, entry: &OutboxEntry) -> Attempt {
-        if self.client.is_none() {
-            match self.connect().await {
-                Ok(client) => self.client = Some(client),
-                Err(e) => return Attempt::Retry(error_chain(&e)),
-            }
+    /// A failed delivery: drop the connection, log on change, back off.
+    async fn failed(&mut self, seq: u64, error: String) {
+        self.client = None;
+        self.metrics.retries.inc();
+        if !self.failing {
+            tracing::warn!(
+                seq,
+                error,
+                "cannot deliver to ingest; retrying with backoff (logged again on recovery)"
+            );
+        } else {
+            tracing::debug!(seq, error, "delivery failed again");
         }
-        let Some(client) = self.client.as_mut() else {
-            return Attempt::Retry("not connected".into());
-        };
-        let timeout = self.settings.request_timeout;
-        let mut request = tonic::Request::new(entry.to_request());
-        // Tells ingest too, so it can give up on a request nobody waits for.
-        request.set_timeout(timeout);
-        match tokio::time::timeout(timeout, client.push(request)).await {
-            Err(_) => Attempt::Retry(format!("no answer within {timeout:?}")),
-            Ok(Ok(response)) => {
-                let ack = response.into_inner();
-                if ack.seq == entry.seq {
-                    tracing::debug!(
-                        seq = ack.seq,
-                        duplicate = ack.duplicate,
-                        stored = ack.stored_samples,
-                        unknown = ack.unknown_samples,
-                        "batch acknowledged"
-                    );
-                    Attempt::Acked
-                } else {
-                    Attempt::Retry(format!(
-                        "ingest acknowledged seq {} for seq {}",
-                        ack.seq, entry.seq
-                    ))
-                }
-            }
-            // InvalidArgument: ingest decoded the batch and refuses it.
-            // OutOfRange: the message exceeds ingest's size limit. Neither
-            // will ever succeed, so retrying would block the queue for good.
-            Ok(Err(status))
-                if matches!(status.code(), Code::InvalidArgument | Code::OutOfRange) =>
-            {
-                Attempt::Rejected(format!("{:?}: {}", status.code(), status.message()))
-            }
-            Ok(Err(status)) => Attempt::Retry(format!(
-                "{:?}: {}{}",
-                status.code(),
-                status.message(),
-                status
-                    .source()
-                    .map(|s| format!(" ({})", error_chain(s)))
-                    .unwrap_or_default()
-            )),
-        }
+        self.failing = true;
+        tokio::time::sleep(self.backoff.next_delay()).await;
     }
 
     async fn connect(&self) -> Result<IngestClient<Channel>, ConnectError> {
@@ -265,6 +298,52 @@ impl<O: Outbox> Sender<O> {
         tracing::debug!(endpoint = %s.endpoint, "connected to ingest");
         Ok(IngestClient::new(channel))
     }
+}
+
+/// One Push call for `entry` and what it means for the batch.
+async fn attempt(
+    mut client: IngestClient<Channel>,
+    entry: Arc<OutboxEntry>,
+    timeout: Duration,
+) -> (u64, Attempt) {
+    let seq = entry.seq;
+    let mut request = tonic::Request::new(entry.to_request());
+    // Tells ingest too, so it can give up on a request nobody waits for.
+    request.set_timeout(timeout);
+    let outcome = match tokio::time::timeout(timeout, client.push(request)).await {
+        Err(_) => Attempt::Retry(format!("no answer within {timeout:?}")),
+        Ok(Ok(response)) => {
+            let ack = response.into_inner();
+            if ack.seq == seq {
+                tracing::debug!(
+                    seq = ack.seq,
+                    duplicate = ack.duplicate,
+                    stored = ack.stored_samples,
+                    unknown = ack.unknown_samples,
+                    "batch acknowledged"
+                );
+                Attempt::Acked
+            } else {
+                Attempt::Retry(format!("ingest acknowledged seq {} for seq {seq}", ack.seq))
+            }
+        }
+        // InvalidArgument: ingest decoded the batch and refuses it.
+        // OutOfRange: the message exceeds ingest's size limit. Neither
+        // will ever succeed, so retrying would block the queue for good.
+        Ok(Err(status)) if matches!(status.code(), Code::InvalidArgument | Code::OutOfRange) => {
+            Attempt::Rejected(format!("{:?}: {}", status.code(), status.message()))
+        }
+        Ok(Err(status)) => Attempt::Retry(format!(
+            "{:?}: {}{}",
+            status.code(),
+            status.message(),
+            status
+                .source()
+                .map(|s| format!(" ({})", error_chain(s)))
+                .unwrap_or_default()
+        )),
+    };
+    (seq, outcome)
 }
 
 async fn wait_for_stop(shutdown: &mut watch::Receiver<bool>) {

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lasect_agent::collect::{Collector, Tick};
-use lasect_agent::config::{Dsn, InstanceConfig};
+use lasect_agent::config::{CollectConfig, Dsn, InstanceConfig};
 use lasect_proto::v1::sample::Family;
 use lasect_proto::v1::{DatabaseRow, HostCpu, HostMemory, InstanceInfo, SampleBatch};
 use lasect_testkit::{PgCluster, PgOptions};
@@ -12,7 +12,26 @@ fn instance(name: &str, dsn: String) -> InstanceConfig {
     InstanceConfig {
         name: name.into(),
         dsn: Dsn::new(dsn),
+        intervals: Default::default(),
+        max_connections: None,
+        databases: None,
     }
+}
+
+fn collect(host: bool) -> CollectConfig {
+    CollectConfig {
+        host,
+        ..CollectConfig::default()
+    }
+}
+
+/// A tick at which every family is due: each call is an hour later than
+/// the previous one on the collector's clock.
+async fn tick_all(collector: &mut Collector) -> Tick {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static HOURS: AtomicU64 = AtomicU64::new(1);
+    let later = Duration::from_secs(3600 * HOURS.fetch_add(1, Ordering::Relaxed));
+    collector.tick_at(tokio::time::Instant::now() + later).await
 }
 
 fn start_pg() -> PgCluster {
@@ -97,9 +116,9 @@ async fn xact_commit_grows_between_ticks() {
     let pg = start_pg();
     pg.create_database("app").await.expect("create app");
     let mut collector =
-        Collector::new(&[instance("main", pg.dsn("postgres"))], true).expect("collector");
+        Collector::new(&[instance("main", pg.dsn("postgres"))], &collect(true)).expect("collector");
 
-    let first = collector.tick().await;
+    let first = tick_all(&mut collector).await;
     assert_ok(&first);
     let before = database(&first.batch, "main", "app")
         .xact_commit
@@ -118,7 +137,7 @@ async fn xact_commit_grows_between_ticks() {
     // Counters reach pg_stat_database asynchronously: poll, bounded.
     let mut after = before;
     for _ in 0..300 {
-        let tick = collector.tick().await;
+        let tick = tick_all(&mut collector).await;
         assert_ok(&tick);
         after = database(&tick.batch, "main", "app")
             .xact_commit
@@ -139,9 +158,9 @@ async fn a_tick_holds_instance_database_and_host_samples() {
     let pg = start_pg();
     pg.create_database("app").await.expect("create app");
     let mut collector =
-        Collector::new(&[instance("main", pg.dsn("postgres"))], true).expect("collector");
+        Collector::new(&[instance("main", pg.dsn("postgres"))], &collect(true)).expect("collector");
     let start = now_micros();
-    let tick = collector.tick().await;
+    let tick = tick_all(&mut collector).await;
     let end = now_micros();
     assert_ok(&tick);
 
@@ -211,8 +230,9 @@ async fn instance_info_has_the_server_version() {
         pg.socket_dir().display(),
         pg.port()
     );
-    let mut collector = Collector::new(&[instance("main", dsn)], false).expect("collector");
-    let tick = collector.tick().await;
+    let mut collector =
+        Collector::new(&[instance("main", dsn)], &collect(false)).expect("collector");
+    let tick = tick_all(&mut collector).await;
     assert_ok(&tick);
     let info = instance_info(&tick.batch, "main");
     assert_eq!(info.server_version_num, expected);
@@ -230,7 +250,7 @@ async fn instance_info_has_the_server_version() {
         .await
         .expect("activity");
     assert_eq!(row.get::<_, i64>(0), 1, "one connection, reused");
-    let tick = collector.tick().await;
+    let tick = tick_all(&mut collector).await;
     assert_ok(&tick);
     let row = client
         .query_one(
@@ -255,9 +275,9 @@ async fn a_database_refusing_connections_is_still_sized() {
         .batch_execute("ALTER DATABASE closed ALLOW_CONNECTIONS false")
         .await
         .expect("alter");
-    let mut collector =
-        Collector::new(&[instance("main", pg.dsn("postgres"))], false).expect("collector");
-    let tick = collector.tick().await;
+    let mut collector = Collector::new(&[instance("main", pg.dsn("postgres"))], &collect(false))
+        .expect("collector");
+    let tick = tick_all(&mut collector).await;
     assert_ok(&tick);
     // pg_database_size() reads the directory; it does not connect.
     let closed = database(&tick.batch, "main", "closed");
@@ -286,8 +306,9 @@ async fn a_database_the_role_may_not_size_loses_only_its_size() {
         "host=127.0.0.1 port={} user=lasect_agent dbname=postgres",
         pg.port()
     );
-    let mut collector = Collector::new(&[instance("main", dsn)], false).expect("collector");
-    let tick = collector.tick().await;
+    let mut collector =
+        Collector::new(&[instance("main", dsn)], &collect(false)).expect("collector");
+    let tick = tick_all(&mut collector).await;
     assert_ok(&tick);
     assert_eq!(database(&tick.batch, "main", "secret").size_bytes, None);
     assert!(
@@ -310,17 +331,17 @@ async fn a_stopped_cluster_fails_its_instance_only_and_recovers() {
             instance("a", pg_a.dsn("postgres")),
             instance("b", pg_b.dsn("postgres")),
         ],
-        true,
+        &collect(true),
     )
     .expect("collector");
-    let tick = collector.tick().await;
+    let tick = tick_all(&mut collector).await;
     assert_ok(&tick);
     instance_info(&tick.batch, "a");
     instance_info(&tick.batch, "b");
 
     pg_a.stop().expect("stop a");
     for _ in 0..3 {
-        let tick = collector.tick().await;
+        let tick = tick_all(&mut collector).await;
         assert_eq!(failed(&tick), ["a"]);
         assert!(tick.batch.samples.iter().all(|s| s.instance != "a"));
         instance_info(&tick.batch, "b");
@@ -332,7 +353,7 @@ async fn a_stopped_cluster_fails_its_instance_only_and_recovers() {
     pg_a.restart().expect("restart a");
     let mut recovered = false;
     for _ in 0..300 {
-        let tick = collector.tick().await;
+        let tick = tick_all(&mut collector).await;
         if tick.failures.is_empty() {
             instance_info(&tick.batch, "a");
             recovered = true;
@@ -355,11 +376,11 @@ async fn an_unreachable_instance_does_not_stop_the_others() {
             ),
             instance("main", pg.dsn("postgres")),
         ],
-        true,
+        &collect(true),
     )
     .expect("collector");
     for _ in 0..2 {
-        let tick = collector.tick().await;
+        let tick = tick_all(&mut collector).await;
         assert_eq!(failed(&tick), ["gone"]);
         instance_info(&tick.batch, "main");
         host(&tick.batch);

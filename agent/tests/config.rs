@@ -210,6 +210,62 @@ fn max_batches_in_memory_must_be_positive() {
 }
 
 #[test]
+fn spool_sender_window_and_metrics_settings_are_checked() {
+    let pki = TestPki::new();
+    let c = AgentConfig::from_toml_str(&base(&pki))
+        .expect("parses")
+        .config;
+    assert_eq!(
+        (c.sender.window, c.spool.max_bytes, c.metrics.listen),
+        (4, 1 << 30, None)
+    );
+    let with = |extra: &str| format!("{}{extra}", base(&pki));
+    let good = with(
+        "[spool]\nmax_bytes = 1048576\nfsync_interval_ms = 500\n[metrics]\nlisten = \"127.0.0.1:9187\"\n",
+    );
+    assert_eq!(errors(&good), Vec::<String>::new());
+    let c = AgentConfig::from_toml_str(&good).expect("parses").config;
+    assert_eq!(
+        c.metrics.listen,
+        Some("127.0.0.1:9187".parse().expect("addr"))
+    );
+    assert_eq!(
+        errors(&with("[spool]\nfsync = \"every_batch\"\n")),
+        Vec::<String>::new()
+    );
+    assert_one_error(
+        &with("[spool]\nfsync = \"sometimes\"\n"),
+        "spool.fsync",
+        "not supported",
+    );
+    assert_one_error(
+        &with("[spool]\nfsync = \"every_batch\"\nfsync_interval_ms = 5\n"),
+        "spool.fsync",
+        "not both",
+    );
+    assert_one_error(
+        &with("[spool]\nfsync_interval_ms = 0\n"),
+        "spool.fsync_interval_ms",
+        "out of range",
+    );
+    assert_one_error(
+        &with("[spool]\nmax_bytes = 100\n"),
+        "spool.max_bytes",
+        "minimum",
+    );
+    for bad in ["0", "65"] {
+        let toml = base(&pki).replace(
+            "max_batches_in_memory = 8640",
+            &format!("max_batches_in_memory = 8640\nwindow = {bad}"),
+        );
+        assert_one_error(&toml, "sender.window", "out of range 1..=64");
+    }
+    let err = AgentConfig::from_toml_str(&with("[metrics]\nlisten = \"nowhere\"\n"))
+        .expect_err("not an address");
+    assert!(err.to_string().contains("listen"), "{err}");
+}
+
+#[test]
 fn at_least_one_instance() {
     let pki = TestPki::new();
     let toml = base(&pki);
@@ -301,4 +357,40 @@ fn broken_files_give_clear_errors() {
     std::fs::write(&path, [0xff, 0xfe, 0x00]).expect("write");
     let err = AgentConfig::load(&path).expect_err("not UTF-8");
     assert!(err.to_string().contains("broken.toml"), "{err}");
+}
+
+#[test]
+fn per_family_intervals_are_checked() {
+    let pki = TestPki::new();
+    let good = base(&pki).replace(
+        "interval_secs = 10",
+        "interval_secs = 10\nintervals = { statement = 1, host = 60 }",
+    );
+    assert_eq!(errors(&good), Vec::<String>::new());
+    let typo = base(&pki).replace(
+        "interval_secs = 10",
+        "interval_secs = 10\nintervals = { statements = 5 }",
+    );
+    assert_one_error(&typo, "collect.intervals.statements", "unknown family");
+    let zero = format!("{}intervals = {{ statement = 0 }}\n", base(&pki));
+    assert_one_error(&zero, "instances[0].intervals.statement", "out of range");
+}
+
+#[test]
+fn connection_budget_and_database_patterns_are_checked() {
+    let pki = TestPki::new();
+    let good = base(&pki).replace(
+        "interval_secs = 10",
+        "interval_secs = 10\nmax_connections = 3\ndatabases = { include = [\"app*\"], exclude = [\"*_tmp\"] }",
+    );
+    assert_eq!(errors(&good), Vec::<String>::new());
+    let zero = base(&pki).replace(
+        "interval_secs = 10",
+        "interval_secs = 10\nmax_connections = 0",
+    );
+    assert_one_error(&zero, "collect.max_connections", "out of range 1..=16");
+    let empty = format!("{}databases = {{ exclude = [\"\"] }}\n", base(&pki));
+    assert_one_error(&empty, "instances[0].databases.exclude[0]", "1..=63 bytes");
+    let many = format!("{}max_connections = 17\n", base(&pki));
+    assert_one_error(&many, "instances[0].max_connections", "out of range");
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use lasect_agent::outbox::{MemoryOutbox, Outbox, OutboxEntry};
+use lasect_agent::outbox::{Outbox, OutboxEntry};
 use lasect_agent::sender::{Sender, SenderSettings};
+use lasect_agent::spool::{Spool, SpoolOptions};
 use lasect_proto::payload;
 use lasect_proto::v1::{Sample, SampleBatch};
 use support::TestPki;
@@ -30,6 +31,8 @@ fn settings(pki: &TestPki, addr: SocketAddr) -> SenderSettings {
         backoff_base: Duration::from_millis(10),
         backoff_cap: Duration::from_millis(100),
         flush_timeout: Duration::from_secs(10),
+        // One at a time unless a test says otherwise, so attempt order is fixed.
+        window: 1,
     }
 }
 
@@ -38,6 +41,7 @@ fn entry(seq: u64) -> OutboxEntry {
     let batch = batch(seq);
     OutboxEntry {
         seq,
+        priority: 0,
         created_unix_micros: 1_700_000_000_000_000,
         sample_count: 1,
         batch: payload::encode(&batch).expect("encode"),
@@ -66,17 +70,28 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 struct Running {
-    outbox: Arc<MemoryOutbox>,
+    outbox: Arc<Spool>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    _dir: tempfile::TempDir,
 }
 
 impl Running {
-    fn start(settings: SenderSettings, capacity: usize) -> Self {
-        let outbox = Arc::new(MemoryOutbox::new(capacity));
+    fn start(settings: SenderSettings) -> Self {
+        Self::start_with(settings, SpoolOptions::default())
+    }
+
+    fn start_with(settings: SenderSettings, options: SpoolOptions) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let outbox = Arc::new(Spool::open(dir.path(), options).expect("open spool"));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(Sender::new(settings, Arc::clone(&outbox)).run(stop_rx));
-        Self { outbox, stop, task }
+        Self {
+            outbox,
+            stop,
+            task,
+            _dir: dir,
+        }
     }
 
     fn push(&self, seqs: impl IntoIterator<Item = u64>) {
@@ -105,7 +120,7 @@ async fn batches_arrive_in_order_and_are_retried_after_unavailable() {
     let addr = listener.local_addr().expect("addr");
     let server = TestServer::start(&pki, listener, Arc::clone(&shared)).await;
 
-    let sender = Running::start(settings(&pki, addr), 100);
+    let sender = Running::start(settings(&pki, addr));
     sender.push(1..=5);
     wait_until("5 batches arrived", || shared.received_seqs().len() == 5).await;
 
@@ -118,7 +133,7 @@ async fn batches_arrive_in_order_and_are_retried_after_unavailable() {
     wait_until("outbox drained", || sender.outbox.stats().queued == 0).await;
     let stats = sender.outbox.stats();
     assert_eq!(
-        (stats.acked, stats.rejected, stats.dropped_overflow),
+        (stats.acked, stats.quarantined, stats.dropped_batches),
         (5, 0, 0)
     );
 
@@ -138,7 +153,7 @@ async fn nothing_is_lost_while_ingest_is_down() {
     // Take a port, then free it: ingest is "down" until something listens there.
     let addr = listener().await.local_addr().expect("addr");
 
-    let sender = Running::start(settings(&pki, addr), 100);
+    let sender = Running::start(settings(&pki, addr));
     sender.push(1..=3);
     // Let the sender fail against the closed port a few times.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -159,7 +174,7 @@ async fn nothing_is_lost_while_ingest_is_down() {
     wait_until("8 batches arrived", || shared.received_seqs().len() == 8).await;
     assert_eq!(shared.received_seqs(), [1, 2, 3, 4, 5, 6, 7, 8]);
     let stats = sender.outbox.stats();
-    assert_eq!((stats.dropped_overflow, stats.rejected), (0, 0));
+    assert_eq!((stats.dropped_batches, stats.quarantined), (0, 0));
     sender.shutdown().await;
     server.stop().await;
 }
@@ -174,7 +189,7 @@ async fn an_invalid_batch_is_dropped_and_later_ones_still_arrive() {
     let addr = listener.local_addr().expect("addr");
     let server = TestServer::start(&pki, listener, Arc::clone(&shared)).await;
 
-    let sender = Running::start(settings(&pki, addr), 100);
+    let sender = Running::start(settings(&pki, addr));
     sender.push(1..=4);
     wait_until("3 batches arrived", || shared.received_seqs().len() == 3).await;
     wait_until("outbox drained", || sender.outbox.stats().queued == 0).await;
@@ -183,7 +198,20 @@ async fn an_invalid_batch_is_dropped_and_later_ones_still_arrive() {
     // Refused once, never retried.
     assert_eq!(lock(&shared.attempts).as_slice(), [1, 2, 3, 4]);
     let stats = sender.outbox.stats();
-    assert_eq!((stats.acked, stats.rejected), (3, 1));
+    assert_eq!((stats.acked, stats.quarantined), (3, 1));
+    // The refused batch is kept in quarantine with the reason, once.
+    let file = sender
+        .outbox
+        .dir()
+        .join("quarantine")
+        .join(format!("batch-{:020}.rec", 2));
+    let kept = std::fs::read(&file).expect("quarantined batch file");
+    let first_line = kept.split(|b| *b == b'\n').next().expect("a line");
+    let first_line = String::from_utf8_lossy(first_line);
+    assert!(
+        first_line.contains("seq=2") && first_line.contains("seq 2 is bad"),
+        "{first_line}"
+    );
     sender.shutdown().await;
     server.stop().await;
 }
@@ -198,14 +226,14 @@ async fn an_oversized_batch_is_dropped_not_retried_forever() {
     let addr = listener.local_addr().expect("addr");
     let server = TestServer::start(&pki, listener, Arc::clone(&shared)).await;
 
-    let sender = Running::start(settings(&pki, addr), 100);
+    let sender = Running::start(settings(&pki, addr));
     sender.push(1..=3);
     wait_until("outbox drained", || sender.outbox.stats().queued == 0).await;
 
     assert_eq!(shared.received_seqs(), [2, 3]);
     assert_eq!(lock(&shared.attempts).as_slice(), [1, 2, 3]);
     let stats = sender.outbox.stats();
-    assert_eq!((stats.acked, stats.rejected), (2, 1));
+    assert_eq!((stats.acked, stats.quarantined), (2, 1));
     sender.shutdown().await;
     server.stop().await;
 }
@@ -217,16 +245,75 @@ async fn a_long_outage_keeps_the_newest_batches_and_counts_the_rest() {
     let shared = Arc::new(Shared::default());
     let addr = listener().await.local_addr().expect("addr");
 
-    let sender = Running::start(settings(&pki, addr), 3);
-    sender.push(1..=5);
-    assert_eq!(sender.outbox.stats().dropped_overflow, 2);
+    // A spool of 8 KiB holds only a few dozen of these batches.
+    let options = SpoolOptions {
+        max_bytes: 8 << 10,
+        ..SpoolOptions::default()
+    };
+    let sender = Running::start_with(settings(&pki, addr), options);
+    sender.push(1..=300);
+    let stats = sender.outbox.stats();
+    assert!(stats.dropped_batches > 0, "{stats:?}");
+    assert_eq!(stats.dropped_samples, stats.dropped_batches);
+    assert!(stats.queued_bytes <= 8 << 10, "{stats:?}");
+    let kept = stats.queued as u64;
+    assert_eq!(kept + stats.dropped_batches, 300, "{stats:?}");
 
     let listener = TcpListener::bind(addr).await.expect("rebind the port");
     let server = TestServer::start(&pki, listener, Arc::clone(&shared)).await;
-    wait_until("3 batches arrived", || shared.received_seqs().len() == 3).await;
-    // The test runtime is single-threaded, so the sender had not picked up
-    // seq 1 before it was dropped: exactly the newest three arrive.
-    assert_eq!(shared.received_seqs(), [3, 4, 5]);
+    wait_until("the kept batches arrived", || {
+        shared.received_seqs().len() as u64 == kept
+    })
+    .await;
+    // The oldest were dropped: exactly the newest `kept` arrive, in order.
+    assert_eq!(
+        shared.received_seqs(),
+        (300 - kept + 1..=300).collect::<Vec<_>>()
+    );
+    sender.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_window_of_pushes_is_in_flight_and_acks_may_come_out_of_order() {
+    install_crypto();
+    let pki = TestPki::new();
+    let shared = Arc::new(Shared::default());
+    // Seq 1 is answered only after seq 4 arrived: impossible one at a time.
+    *lock(&shared.hold) = Some((1, 4));
+    let listener = listener().await;
+    let addr = listener.local_addr().expect("addr");
+    let server = TestServer::start(&pki, listener, Arc::clone(&shared)).await;
+
+    let mut settings = settings(&pki, addr);
+    settings.window = 4;
+    let sender = Running::start(settings);
+    sender.push(1..=4);
+    wait_until("outbox drained", || sender.outbox.stats().queued == 0).await;
+    let received = shared.received_seqs();
+    assert_eq!(
+        received.last(),
+        Some(&1),
+        "seq 1 was acked last: {received:?}"
+    );
+    let mut sorted = received.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [1, 2, 3, 4]);
+    // Every batch was pushed once: no resend after the out-of-order acks.
+    let mut attempts = lock(&shared.attempts).clone();
+    attempts.sort_unstable();
+    assert_eq!(attempts, [1, 2, 3, 4]);
+    assert_eq!(sender.outbox.stats().acked, 4);
+
+    // After a disconnect the window resumes from the oldest unacked batch.
+    server.stop().await;
+    sender.push(5..=9);
+    let listener = TcpListener::bind(addr).await.expect("rebind the port");
+    let server = TestServer::start(&pki, listener, Arc::clone(&shared)).await;
+    wait_until("9 batches arrived", || shared.received_seqs().len() == 9).await;
+    let mut sorted = shared.received_seqs();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=9).collect::<Vec<_>>());
     sender.shutdown().await;
     server.stop().await;
 }
@@ -240,7 +327,7 @@ async fn stopping_flushes_what_is_queued() {
     let addr = listener.local_addr().expect("addr");
     let server = TestServer::start(&pki, listener, Arc::clone(&shared)).await;
 
-    let sender = Running::start(settings(&pki, addr), 100);
+    let sender = Running::start(settings(&pki, addr));
     sender.push(1..=20);
     // Stop right away: run() returns only after the final flush.
     sender.shutdown().await;
@@ -256,7 +343,7 @@ async fn stopping_gives_up_after_the_flush_timeout_when_ingest_is_down() {
     let mut settings = settings(&pki, addr);
     settings.flush_timeout = Duration::from_millis(200);
 
-    let sender = Running::start(settings, 100);
+    let sender = Running::start(settings);
     sender.push(1..=2);
     let outbox = Arc::clone(&sender.outbox);
     sender.shutdown().await;
@@ -286,7 +373,7 @@ async fn a_server_with_a_certificate_from_another_ca_is_not_trusted() {
 
     let mut settings = settings(&pki, addr);
     settings.flush_timeout = Duration::from_millis(100);
-    let sender = Running::start(settings, 100);
+    let sender = Running::start(settings);
     sender.push(1..=2);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(lock(&shared.attempts).is_empty(), "handshake must fail");

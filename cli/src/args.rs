@@ -42,7 +42,9 @@ pub enum MetricsCommand {
         /// Instance: numeric id, name, or agent/name when a name is on several agents
         #[arg(long, short)]
         instance: String,
-        /// Metric family: database, host_cpu, host_memory
+        /// Metric family: database, host_cpu, host_memory, statement, table, index, wal, bgwriter,
+        /// archiver, settings, setting_changes, activity, activity_sessions, lock, lock_waits,
+        /// replication, replication_slot, progress, wait, host_network, host_disk_io
         #[arg(long, short, default_value = "database")]
         family: String,
         /// How many sample times back (database) or samples (host families); API default 1

@@ -11,6 +11,12 @@
 //! max_message_bytes = 4194304             # gRPC decoding limit
 //! max_uncompressed_bytes = 33554432       # decompressed payload limit
 //! max_samples_per_batch = 100000
+//! max_inflight_batches = 256              # pushes being decoded or written at once
+//! max_inflight_bytes = 268435456          # their decompressed bytes, at most
+//! max_batches_per_agent_per_sec = 20      # per-agent token bucket: refill rate
+//! agent_burst_batches = 200               #   and bucket size
+//! [metrics]                               # optional; absent = no /metrics
+//! listen = "127.0.0.1:9188"               # plain HTTP, no auth: keep it private
 //! [store]                                 # optional, defaults shown
 //! pool_size = 8
 //! maintenance_interval_secs = 3600
@@ -59,6 +65,10 @@ impl fmt::Display for SecretString {
     }
 }
 
+/// A bound against typos, far above what one process can use: each
+/// admitted push may hold up to `max_message_bytes` of request.
+const MAX_INFLIGHT_BATCHES: usize = 100_000;
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -67,6 +77,8 @@ pub struct Config {
     pub tls: TlsFiles,
     pub limits: Limits,
     pub store: StoreSettings,
+    /// Where `/metrics` is served (plain HTTP), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -89,6 +101,20 @@ pub struct Limits {
     pub max_uncompressed_bytes: usize,
     /// Most samples accepted in one batch (default 100 000).
     pub max_samples_per_batch: usize,
+    /// Pushes admitted at once (decoding, waiting for a store connection
+    /// or writing); beyond it a push is answered `RESOURCE_EXHAUSTED` at
+    /// once (default 256: about what a small store writes in a quarter of
+    /// a second, so an admitted push does not wait much longer than that;
+    /// memory is bounded by `max_inflight_bytes`).
+    pub max_inflight_batches: usize,
+    /// Decompressed bytes those pushes may hold together, by their declared
+    /// size (default 256 MiB; at least `max_uncompressed_bytes`).
+    pub max_inflight_bytes: usize,
+    /// Sustained pushes per second one agent may make (default 20: an agent
+    /// at a 10 s interval replays its backlog at 200× real time).
+    pub max_batches_per_agent_per_sec: u32,
+    /// Pushes an agent may make in a burst above that rate (default 200).
+    pub agent_burst_batches: u32,
 }
 
 impl Default for Limits {
@@ -97,6 +123,10 @@ impl Default for Limits {
             max_message_bytes: 4 << 20,
             max_uncompressed_bytes: 32 << 20,
             max_samples_per_batch: 100_000,
+            max_inflight_batches: 256,
+            max_inflight_bytes: 256 << 20,
+            max_batches_per_agent_per_sec: 20,
+            agent_burst_batches: 200,
         }
     }
 }
@@ -132,6 +162,20 @@ pub struct ConfigFile {
     pub limits: Limits,
     #[serde(default)]
     pub store: StoreSettings,
+    #[serde(default)]
+    pub metrics: Option<MetricsFile>,
+}
+
+/// `[metrics]`: present means served.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9188".to_owned()
 }
 
 fn default_listen() -> String {
@@ -269,12 +313,51 @@ impl ConfigFile {
             ("limits.max_message_bytes", l.max_message_bytes),
             ("limits.max_uncompressed_bytes", l.max_uncompressed_bytes),
             ("limits.max_samples_per_batch", l.max_samples_per_batch),
+            ("limits.max_inflight_batches", l.max_inflight_batches),
+            ("limits.max_inflight_bytes", l.max_inflight_bytes),
+            (
+                "limits.max_batches_per_agent_per_sec",
+                l.max_batches_per_agent_per_sec as usize,
+            ),
+            ("limits.agent_burst_batches", l.agent_burst_batches as usize),
             ("store.pool_size", self.store.pool_size),
         ] {
             if value == 0 {
                 bad(field, "must be greater than 0".to_owned());
             }
         }
+        if l.max_inflight_bytes < l.max_uncompressed_bytes {
+            bad(
+                "limits.max_inflight_bytes",
+                format!(
+                    "must be at least limits.max_uncompressed_bytes ({}), or the largest \
+                     allowed batch could never be admitted",
+                    l.max_uncompressed_bytes
+                ),
+            );
+        }
+        if l.max_inflight_batches > MAX_INFLIGHT_BATCHES {
+            bad(
+                "limits.max_inflight_batches",
+                format!("must be at most {MAX_INFLIGHT_BATCHES}"),
+            );
+        }
+        let metrics_listen = match &self.metrics {
+            None => None,
+            Some(m) => match m.listen.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    bad(
+                        "metrics.listen",
+                        format!(
+                            "`{}` is not an IP:port address (e.g. 127.0.0.1:9188)",
+                            m.listen
+                        ),
+                    );
+                    None
+                }
+            },
+        };
         if self.store.maintenance_interval_secs == 0 {
             bad(
                 "store.maintenance_interval_secs",
@@ -289,6 +372,7 @@ impl ConfigFile {
                 tls: self.tls,
                 limits: self.limits,
                 store: self.store,
+                metrics_listen,
             }),
             _ => Err(ConfigError::Invalid(errors)),
         }

@@ -9,6 +9,12 @@ use std::fmt;
 pub struct AgentId(String);
 
 impl AgentId {
+    /// Checks `id` against the agent id rules.
+    pub fn parse(id: &str) -> Result<Self, lasect_pki::PkiError> {
+        lasect_pki::validate_agent_id(id)?;
+        Ok(Self(id.to_owned()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

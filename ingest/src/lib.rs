@@ -5,11 +5,17 @@
 //! [`validate`] (wire messages into store-ready rows, all or nothing) →
 //! [`writer`] (one transaction: dedupe on `(agent, seq)`, instances, binary
 //! COPY) → ack. [`run`] wires it together with the store and TLS.
+//! Before decoding, [`rate_limit`] (per agent) and [`limits`] (the whole
+//! process) refuse what ingest should not take on now; [`metrics`] counts
+//! everything and serves `/metrics` when configured.
 
 pub mod config;
 mod error_chain;
 pub mod identity;
+pub mod limits;
+pub mod metrics;
 pub mod partitions;
+pub mod rate_limit;
 pub mod server;
 mod store;
 mod tls;
@@ -27,7 +33,10 @@ use tonic::transport::server::TcpIncoming;
 pub use config::{Config, ConfigError, SecretString};
 pub use error_chain::ErrorChain;
 
+use crate::limits::Admission;
+use crate::metrics::Metrics;
 use crate::partitions::PartitionCache;
+use crate::rate_limit::AgentRateLimiter;
 use crate::server::IngestService;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +59,21 @@ pub enum IngestError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot listen for /metrics on {addr}")]
+    MetricsBind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
 }
+
+/// HTTP/2 streams one agent connection may have open at once.
+const MAX_STREAMS_PER_CONNECTION: u32 = 32;
+
+/// How often the buckets of agents that went quiet are dropped.
+const RATE_LIMIT_CLEANUP: Duration = Duration::from_secs(60);
 
 /// Runs the server until `shutdown` completes, then stops accepting, lets
 /// in-flight pushes finish and returns.
@@ -71,9 +92,51 @@ pub async fn run(
         Duration::from_secs(config.store.maintenance_interval_secs),
     );
 
-    let service = IngestServer::new(IngestService::new(pool, partitions, config.limits))
-        .max_decoding_message_size(config.limits.max_message_bytes);
+    let metrics = Metrics::new();
+    let admission = Admission::new(&config.limits);
+    let rate = AgentRateLimiter::new(&config.limits);
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => {
+            let listener = metrics::bind(addr)
+                .await
+                .map_err(|source| IngestError::MetricsBind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| IngestError::MetricsBind { addr, source })?;
+            tracing::info!("metrics listening on {bound}");
+            let (m, a) = (metrics.clone(), admission.clone());
+            Some(tokio::spawn(async move {
+                if let Err(error) = metrics::serve(listener, m, a).await {
+                    tracing::error!(%error, "the /metrics server stopped");
+                }
+            }))
+        }
+        None => None,
+    };
+    let forget = {
+        let rate = rate.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(RATE_LIMIT_CLEANUP);
+            loop {
+                ticks.tick().await;
+                rate.forget_idle();
+            }
+        })
+    };
+
+    let service = IngestServer::new(IngestService::new(
+        pool,
+        partitions,
+        config.limits,
+        admission,
+        rate,
+        metrics,
+    ))
+    .max_decoding_message_size(config.limits.max_message_bytes);
     let router = Server::builder()
+        // Requests being received are not admitted yet: bound them per
+        // connection (an agent keeps a few pushes in flight, not hundreds).
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .tls_config(tls)
         .map_err(IngestError::Tls)?
         .add_service(service);
@@ -93,6 +156,10 @@ pub async fn run(
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await;
     maintenance.abort();
+    forget.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     tracing::info!("lasect-ingest stopped");
     result.map_err(IngestError::Serve)
 }

@@ -1,6 +1,10 @@
-//! The `lasect.v1.Ingest` service: identify the agent, decode, validate,
-//! write, ack. Errors reach the client as a status with a short reason; the
-//! details of store failures stay in the log.
+//! The `lasect.v1.Ingest` service: identify the agent, check its rate,
+//! admit the push (or refuse it at once when ingest is saturated), decode,
+//! validate, write, ack. Errors reach the client as a status with a short
+//! reason; the details of store failures stay in the log. Every outcome is
+//! counted in [`Metrics`].
+
+use std::time::Instant;
 
 use deadpool_postgres::Pool;
 use lasect_proto::payload;
@@ -11,7 +15,10 @@ use tonic::{Request, Response, Status};
 use crate::ErrorChain;
 use crate::config::Limits;
 use crate::identity::{self, AgentId};
+use crate::limits::Admission;
+use crate::metrics::{Acked, ErrorKind, Metrics};
 use crate::partitions::PartitionCache;
+use crate::rate_limit::AgentRateLimiter;
 use crate::validate::{Batch, Rules, Seq};
 use crate::writer::{self, Outcome, StoreError};
 
@@ -19,14 +26,27 @@ pub struct IngestService {
     pool: Pool,
     partitions: PartitionCache,
     limits: Limits,
+    admission: Admission,
+    rate: AgentRateLimiter,
+    metrics: Metrics,
 }
 
 impl IngestService {
-    pub fn new(pool: Pool, partitions: PartitionCache, limits: Limits) -> Self {
+    pub fn new(
+        pool: Pool,
+        partitions: PartitionCache,
+        limits: Limits,
+        admission: Admission,
+        rate: AgentRateLimiter,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             pool,
             partitions,
             limits,
+            admission,
+            rate,
+            metrics,
         }
     }
 
@@ -34,6 +54,7 @@ impl IngestService {
     fn decode(&self, agent: &AgentId, request: PushRequest) -> Result<(Seq, Batch), Status> {
         let refuse = |reason: String| {
             tracing::warn!(%agent, seq = request.seq, %reason, "refused a batch");
+            self.metrics.error(ErrorKind::Invalid);
             Status::invalid_argument(reason)
         };
         let seq = Seq::try_from(request.seq).map_err(|e| refuse(e.to_string()))?;
@@ -59,16 +80,45 @@ impl Ingest for IngestService {
         let agent = identity::agent_id_of(&request).map_err(|e| {
             let reason = ErrorChain(&e).to_string();
             tracing::warn!(peer = ?request.remote_addr(), %reason, "refused an unidentified push");
+            self.metrics.error(ErrorKind::Unauthenticated);
             Status::unauthenticated(reason)
         })?;
+        self.metrics.agent_seen(&agent);
         let request = request.into_inner();
         let wire_seq = request.seq;
-        let (seq, batch) = self.decode(&agent, request)?;
 
+        // Cheap refusals first: nothing below runs for an agent over its
+        // rate or when ingest is full.
+        if let Err(limited) = self.rate.check(&agent) {
+            tracing::debug!(%agent, seq = wire_seq, %limited, "push over the agent's rate");
+            self.metrics.error(ErrorKind::RateLimited);
+            return Err(Status::resource_exhausted(limited.to_string()));
+        }
+        let compressed_bytes = request.payload.len() as u64;
+        let uncompressed_bytes = u64::from(request.uncompressed_size);
+        let _permit = self
+            .admission
+            .try_admit(compressed_bytes + uncompressed_bytes)
+            .map_err(|saturated| {
+                tracing::debug!(%agent, seq = wire_seq, %saturated, "push refused");
+                self.metrics.error(ErrorKind::ResourceExhausted);
+                Status::resource_exhausted(saturated.to_string())
+            })?;
+
+        let (seq, batch) = self.decode(&agent, request)?;
+        let started = Instant::now();
         let outcome = writer::write_batch(&self.pool, &self.partitions, &agent, seq, &batch)
             .await
-            .map_err(|e| store_status(&agent, wire_seq, &e))?;
+            .map_err(|e| self.store_status(&agent, wire_seq, &e))?;
         let duplicate = outcome == Outcome::Duplicate;
+        self.metrics.acked(&Acked {
+            duplicate,
+            rows: batch.tables.iter().map(|t| t.rows.len() as u64).sum(),
+            samples: u64::from(batch.stored_samples),
+            compressed_bytes,
+            uncompressed_bytes,
+            write_time: started.elapsed(),
+        });
         tracing::debug!(
             %agent,
             seq = wire_seq,
@@ -88,13 +138,17 @@ impl Ingest for IngestService {
     }
 }
 
-/// Logs a store failure in full and tells the client only its kind.
-fn store_status(agent: &AgentId, seq: u64, error: &StoreError) -> Status {
-    if error.is_retryable() {
-        tracing::warn!(%agent, seq, error = %ErrorChain(error), "store unavailable; the agent will retry");
-        Status::unavailable("store unavailable, retry later")
-    } else {
-        tracing::error!(%agent, seq, error = %ErrorChain(error), "store error while writing a batch");
-        Status::internal("store error")
+impl IngestService {
+    /// Logs a store failure in full and tells the client only its kind.
+    fn store_status(&self, agent: &AgentId, seq: u64, error: &StoreError) -> Status {
+        if error.is_retryable() {
+            tracing::warn!(%agent, seq, error = %ErrorChain(error), "store unavailable; the agent will retry");
+            self.metrics.error(ErrorKind::StoreUnavailable);
+            Status::unavailable("store unavailable, retry later")
+        } else {
+            tracing::error!(%agent, seq, error = %ErrorChain(error), "store error while writing a batch");
+            self.metrics.error(ErrorKind::Internal);
+            Status::internal("store error")
+        }
     }
 }

@@ -6,17 +6,20 @@
 //!   `postgres` OS user. Each cluster is private, so tests run in parallel.
 //! - [`ChildGuard`]: a child process (one of our binaries) whose output is
 //!   captured line by line and which is terminated on `Drop`.
+//! - [`ChaosProxy`]: a TCP proxy that can cut and restore the network.
 //! - [`binary_path`]: where `cargo build --bins` put a workspace binary.
 
 mod binaries;
 mod child;
 mod cluster;
 mod ports;
+mod proxy;
 
 pub use binaries::binary_path;
 pub use child::ChildGuard;
 pub use cluster::{LogFormat, PgCluster, PgOptions};
 pub use ports::free_port;
+pub use proxy::ChaosProxy;
 
 /// Everything the harness can fail at; tests usually `expect()` it.
 #[derive(Debug, thiserror::Error)]

@@ -1,10 +1,13 @@
-//! `host_cpu` and `host_memory` of the machine the agent runs on, via sysinfo.
+//! `host_cpu` and `host_memory` of the machine the agent runs on, via
+//! sysinfo, and `host_network` / `host_disk_io` from /proc (see `host_io`;
+//! left out where /proc is not there to read).
 
 use lasect_proto::v1::sample::Family;
 use lasect_proto::v1::{HostCpu, HostMemory, Sample};
 use sysinfo::System;
 use tokio::time::Instant;
 
+use super::host_io::{HostIo, parse_diskstats, parse_net_dev};
 use super::now_unix_micros;
 
 /// Keeps the previous CPU counters, so usage covers the time since the
@@ -12,6 +15,9 @@ use super::now_unix_micros;
 pub struct HostCollector {
     system: System,
     last_cpu_refresh: Instant,
+    io: HostIo,
+    /// /proc files already reported unreadable (warned once each).
+    unreadable: Vec<&'static str>,
 }
 
 impl HostCollector {
@@ -22,6 +28,8 @@ impl HostCollector {
         Ok(Self {
             system,
             last_cpu_refresh: Instant::now(),
+            io: HostIo::default(),
+            unreadable: Vec::new(),
         })
     }
 
@@ -59,10 +67,33 @@ impl HostCollector {
             swap_total_bytes: s.total_swap(),
             swap_used_bytes: s.used_swap(),
         };
-        vec![
+        let mut samples = vec![
             host_sample(time_unix_micros, Family::HostCpu(cpu)),
             host_sample(time_unix_micros, Family::HostMemory(memory)),
-        ]
+        ];
+        let at = std::time::Instant::now();
+        if let Some(text) = self.read_proc("/proc/net/dev").await {
+            let net = self.io.network(parse_net_dev(&text), at);
+            samples.push(host_sample(time_unix_micros, Family::HostNetwork(net)));
+        }
+        if let Some(text) = self.read_proc("/proc/diskstats").await {
+            let disks = self.io.disks(parse_diskstats(&text), at);
+            samples.push(host_sample(time_unix_micros, Family::HostDiskIo(disks)));
+        }
+        samples
+    }
+
+    async fn read_proc(&mut self, path: &'static str) -> Option<String> {
+        match tokio::fs::read_to_string(path).await {
+            Ok(text) => Some(text),
+            Err(e) => {
+                if !self.unreadable.contains(&path) {
+                    tracing::warn!(path, error = %e, "cannot read host I/O statistics");
+                    self.unreadable.push(path);
+                }
+                None
+            }
+        }
     }
 }
 

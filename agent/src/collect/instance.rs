@@ -1,21 +1,29 @@
 //! One monitored instance: its connection, kept open across ticks and
-//! re-established with backoff when it drops, and its state-change logging.
+//! re-established with backoff when it drops, its family schedule, and its
+//! state-change logging (per instance and per family: a family that keeps
+//! failing, e.g. a missing extension or privilege, warns once and again
+//! only after it recovered).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lasect_proto::v1::Sample;
 use lasect_proto::v1::sample::Family;
 use tokio::time::Instant;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use super::{CollectError, database, instance_info, now_unix_micros};
+use super::databases::DatabaseConnections;
+use super::relations::{Pass, Relations, RelationsCollector};
+use super::schedule::{self, FamilyKind, Schedule};
+use super::server_stats;
+use super::settings::SettingsCollector;
+use super::statement::StatementCollector;
+use super::waits::WaitSampler;
+use super::{CollectError, FamilyError, database, instance_info, now_unix_micros, session};
+use super::{activity, locks, progress, replication};
 use crate::backoff::Backoff;
-use crate::config::Dsn;
+use crate::config::{CollectConfig, DatabaseFilter, InstanceConfig};
 
-const APPLICATION_NAME: &str = "lasect-agent";
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Server-side bound of every statement the agent runs.
-const STATEMENT_TIMEOUT: &str = "5s";
 /// Client-side bound of one instance's whole round (connect + queries), for
 /// networks that hang instead of failing.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(20);
@@ -29,23 +37,61 @@ pub struct InstanceCollector {
     last_connect_error: Option<String>,
     /// `None` before the first round; logs are written on changes only.
     healthy: Option<bool>,
+    schedule: Schedule,
+    /// Per family: whether its last round failed (logged on changes only).
+    family_failing: BTreeMap<FamilyKind, bool>,
+    statements: StatementCollector,
+    /// Connections to the other databases (`table`, `index`).
+    others: DatabaseConnections,
+    filter: DatabaseFilter,
+    relations: RelationsCollector,
+    settings: SettingsCollector,
+    waits: WaitSampler,
+    /// `server_version_num` of the current connection, asked once.
+    server_version: Option<i32>,
 }
 
 impl InstanceCollector {
-    pub fn new(name: &str, dsn: &Dsn) -> Result<Self, tokio_postgres::Error> {
-        let mut pg = dsn.parse()?;
+    pub fn new(
+        config: &InstanceConfig,
+        collect: &CollectConfig,
+        start: Instant,
+    ) -> Result<Self, tokio_postgres::Error> {
+        let mut pg = config.dsn.parse()?;
         // Overrides any application_name in the DSN: the agent's sessions
         // must always be recognisable in pg_stat_activity.
-        pg.application_name(APPLICATION_NAME)
-            .connect_timeout(CONNECT_TIMEOUT);
+        session::configure(&mut pg);
+        let intervals = FamilyKind::PER_INSTANCE.map(|family| {
+            let every = schedule::interval(
+                family,
+                &config.intervals,
+                &collect.intervals,
+                collect.interval_secs,
+            );
+            (family, every)
+        });
+        let max_connections = config.max_connections.unwrap_or(collect.max_connections);
+        let pg_for_others = pg.clone();
         Ok(Self {
-            name: name.to_owned(),
+            name: config.name.clone(),
             pg,
             client: None,
             reconnect: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
             retry_at: None,
             last_connect_error: None,
             healthy: None,
+            schedule: Schedule::new(intervals, start),
+            family_failing: BTreeMap::new(),
+            statements: StatementCollector::default(),
+            others: DatabaseConnections::new(pg_for_others, max_connections.saturating_sub(1)),
+            filter: config
+                .databases
+                .clone()
+                .unwrap_or_else(|| collect.databases.clone()),
+            relations: RelationsCollector::default(),
+            settings: SettingsCollector::default(),
+            waits: WaitSampler::default(),
+            server_version: None,
         })
     }
 
@@ -53,10 +99,15 @@ impl InstanceCollector {
         &self.name
     }
 
-    /// The samples of one round (`instance_info` + `database`), or why
-    /// there are none this time.
-    pub async fn collect(&mut self) -> Result<Vec<Sample>, CollectError> {
-        let result = match tokio::time::timeout(ROUND_TIMEOUT, self.round()).await {
+    /// The samples of the families due at `now`, or why there are none
+    /// this time. A failing family is logged and skipped; only a
+    /// connection failure fails the whole round.
+    pub async fn collect(&mut self, now: Instant) -> Result<Vec<Sample>, CollectError> {
+        let due = self.schedule.take_due(now);
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let result = match tokio::time::timeout(ROUND_TIMEOUT, self.round(&due)).await {
             Ok(result) => result,
             Err(_) => {
                 // The connection may be wedged; start over next time.
@@ -68,14 +119,203 @@ impl InstanceCollector {
         result
     }
 
-    async fn round(&mut self) -> Result<Vec<Sample>, CollectError> {
+    async fn round(&mut self, due: &[FamilyKind]) -> Result<Vec<Sample>, CollectError> {
         self.ensure_connected().await?;
         let client = self.client.as_ref().ok_or(CollectError::NotConnected)?;
-        let result = query_samples(client, &self.name).await;
-        if result.is_err() && client.is_closed() {
-            self.client = None;
+        let mut samples = Vec::new();
+        // `table` and `index` share one pass over the databases.
+        let mut relations: Option<Result<Relations, FamilyError>> = None;
+        let mut relations_time = 0;
+        for &family in due {
+            let result = match family {
+                FamilyKind::Database => database_samples(client, &self.name).await,
+                FamilyKind::Statement => {
+                    let time_unix_micros = now_unix_micros();
+                    self.statements
+                        .collect(client, &self.name)
+                        .await
+                        .map(|snapshot| {
+                            snapshot
+                                .map(|s| Sample {
+                                    instance: self.name.clone(),
+                                    time_unix_micros,
+                                    family: Some(Family::Statement(s)),
+                                })
+                                .into_iter()
+                                .collect()
+                        })
+                }
+                FamilyKind::Table | FamilyKind::Index => {
+                    if relations.is_none() {
+                        relations_time = now_unix_micros();
+                        let pass = Pass {
+                            instance: &self.name,
+                            home: client,
+                            others: &mut self.others,
+                            filter: &self.filter,
+                            tables: due.contains(&FamilyKind::Table),
+                            indexes: due.contains(&FamilyKind::Index),
+                        };
+                        relations = Some(self.relations.collect(pass).await);
+                    }
+                    match relations.as_mut() {
+                        Some(Ok(r)) => {
+                            let family = if family == FamilyKind::Table {
+                                r.tables.take().map(Family::Table)
+                            } else {
+                                r.indexes.take().map(Family::Index)
+                            };
+                            Ok(family
+                                .map(|f| Sample {
+                                    instance: self.name.clone(),
+                                    time_unix_micros: relations_time,
+                                    family: Some(f),
+                                })
+                                .into_iter()
+                                .collect())
+                        }
+                        Some(Err(e)) => Err(FamilyError::Unavailable(e.to_string())),
+                        None => Ok(Vec::new()),
+                    }
+                }
+                FamilyKind::Wal
+                | FamilyKind::Bgwriter
+                | FamilyKind::Archiver
+                | FamilyKind::Lock
+                | FamilyKind::Replication
+                | FamilyKind::ReplicationSlot
+                | FamilyKind::Progress => {
+                    let time_unix_micros = now_unix_micros();
+                    let version = match self.server_version {
+                        Some(v) => Ok(v),
+                        None => server_version(client).await,
+                    };
+                    let stats = match version {
+                        Ok(version) => {
+                            self.server_version = Some(version);
+                            match family {
+                                FamilyKind::Wal => {
+                                    server_stats::wal(client, version).await.map(Family::Wal)
+                                }
+                                FamilyKind::Bgwriter => server_stats::bgwriter(client, version)
+                                    .await
+                                    .map(Family::Bgwriter),
+                                FamilyKind::Lock => {
+                                    locks::collect(client, version).await.map(Family::Lock)
+                                }
+                                FamilyKind::Replication => {
+                                    replication::standbys(client).await.map(Family::Replication)
+                                }
+                                FamilyKind::ReplicationSlot => replication::slots(client, version)
+                                    .await
+                                    .map(Family::ReplicationSlot),
+                                FamilyKind::Progress => progress::collect(client, version)
+                                    .await
+                                    .map(Family::Progress),
+                                // Archiver (the outer arm admits no other family).
+                                _ => server_stats::archiver(client).await.map(Family::Archiver),
+                            }
+                        }
+                        Err(e) => Err(e),
+                    };
+                    stats.map_err(FamilyError::from).map(|f| {
+                        vec![Sample {
+                            instance: self.name.clone(),
+                            time_unix_micros,
+                            family: Some(f),
+                        }]
+                    })
+                }
+                FamilyKind::WaitSample => {
+                    // Kept in memory until the next `wait`; nothing to send now.
+                    let version = match self.server_version {
+                        Some(v) => Ok(v),
+                        None => server_version(client).await,
+                    };
+                    match version {
+                        Ok(version) => {
+                            self.server_version = Some(version);
+                            self.waits
+                                .sample(client, version)
+                                .await
+                                .map(|()| Vec::new())
+                                .map_err(FamilyError::from)
+                        }
+                        Err(e) => Err(FamilyError::from(e)),
+                    }
+                }
+                FamilyKind::Wait => {
+                    let time_unix_micros = now_unix_micros();
+                    Ok(self
+                        .waits
+                        .take()
+                        .map(|w| Sample {
+                            instance: self.name.clone(),
+                            time_unix_micros,
+                            family: Some(Family::Wait(w)),
+                        })
+                        .into_iter()
+                        .collect())
+                }
+                FamilyKind::Settings => {
+                    let time_unix_micros = now_unix_micros();
+                    self.settings
+                        .collect(client)
+                        .await
+                        .map_err(FamilyError::from)
+                        .map(|s| {
+                            vec![Sample {
+                                instance: self.name.clone(),
+                                time_unix_micros,
+                                family: Some(Family::Settings(s)),
+                            }]
+                        })
+                }
+                FamilyKind::Activity => {
+                    let time_unix_micros = now_unix_micros();
+                    activity::collect(client)
+                        .await
+                        .map_err(FamilyError::from)
+                        .map(|a| {
+                            vec![Sample {
+                                instance: self.name.clone(),
+                                time_unix_micros,
+                                family: Some(Family::Activity(a)),
+                            }]
+                        })
+                }
+                // Host families are collected by the agent, not per instance.
+                FamilyKind::Host => Ok(Vec::new()),
+            };
+            let failing = self.family_failing.entry(family).or_insert(false);
+            match result {
+                Ok(s) => {
+                    if *failing {
+                        tracing::info!(instance = %self.name, family = family.name(), "family collected again");
+                        *failing = false;
+                    }
+                    samples.extend(s);
+                }
+                Err(e) => {
+                    if *failing {
+                        tracing::debug!(instance = %self.name, family = family.name(), error = %e, "family still failing");
+                    } else {
+                        tracing::warn!(
+                            instance = %self.name,
+                            family = family.name(),
+                            error = %e,
+                            "cannot collect family; the others go on (logged again when it recovers)"
+                        );
+                        *failing = true;
+                    }
+                    if client.is_closed() {
+                        self.client = None;
+                        return Err(CollectError::NotConnected);
+                    }
+                }
+            }
         }
-        result
+        Ok(samples)
     }
 
     async fn ensure_connected(&mut self) -> Result<(), CollectError> {
@@ -92,6 +332,8 @@ impl InstanceCollector {
             }
             match self.connect().await {
                 Ok(client) => {
+                    // A reconnect may reach an upgraded server.
+                    self.server_version = None;
                     self.reconnect.reset();
                     self.retry_at = None;
                     self.last_connect_error = None;
@@ -108,22 +350,7 @@ impl InstanceCollector {
     }
 
     async fn connect(&self) -> Result<Client, CollectError> {
-        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, self.pg.connect(NoTls))
-            .await
-            .map_err(|_| CollectError::Timeout(CONNECT_TIMEOUT))?
-            .map_err(CollectError::Connect)?;
-        let name = self.name.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(instance = %name, error = %e, "connection closed");
-            }
-        });
-        client
-            .batch_execute(&format!("SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
-            .await
-            .map_err(CollectError::Session)?;
-        tracing::debug!(instance = %self.name, "connected");
-        Ok(client)
+        session::open(&self.pg, &self.name).await
     }
 
     fn log_state(&mut self, result: &Result<Vec<Sample>, CollectError>) {
@@ -143,21 +370,19 @@ impl InstanceCollector {
     }
 }
 
-async fn query_samples(client: &Client, instance: &str) -> Result<Vec<Sample>, CollectError> {
+async fn server_version(client: &Client) -> Result<i32, tokio_postgres::Error> {
+    client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await?
+        .try_get(0)
+}
+
+/// `instance_info` and `database`, taken together.
+async fn database_samples(client: &Client, instance: &str) -> Result<Vec<Sample>, FamilyError> {
     let info_time = now_unix_micros();
-    let info = instance_info::collect(client)
-        .await
-        .map_err(|source| CollectError::Query {
-            what: "instance_info",
-            source,
-        })?;
+    let info = instance_info::collect(client).await?;
     let db_time = now_unix_micros();
-    let databases = database::collect(client, info.server_version_num)
-        .await
-        .map_err(|source| CollectError::Query {
-            what: "database",
-            source,
-        })?;
+    let databases = database::collect(client, info.server_version_num).await?;
     Ok(vec![
         Sample {
             instance: instance.to_owned(),

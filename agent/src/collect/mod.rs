@@ -1,25 +1,62 @@
 //! Collectors: what one tick observes, as `lasect_proto::v1::Sample`s.
 //!
 //! A [`Collector`] owns one [`InstanceCollector`] per configured instance
-//! (each with its own long-lived connection) and the [`HostCollector`]. A
-//! tick asks all instances concurrently, so a slow or dead instance delays
-//! the batch by at most its timeout and never takes the others' samples
-//! with it. Each sample carries the time it was taken.
+//! (each with its own long-lived connection) and the [`HostCollector`].
+//! The agent ticks every [`schedule::TICK`]; each tick collects only the
+//! families that are due (each family has its own interval, see
+//! [`schedule`]), asking all instances concurrently, so a slow or dead
+//! instance delays the batch by at most its timeout and never takes the
+//! others' samples with it. Each sample carries the time it was taken.
 
+mod activity;
 mod database;
+mod databases;
 mod host;
+mod host_io;
 mod instance;
 mod instance_info;
+mod locks;
+mod progress;
+mod relations;
+mod replication;
+pub mod schedule;
+mod server_stats;
+mod session;
+mod settings;
+mod statement;
+mod waits;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
 use lasect_proto::v1::SampleBatch;
+use tokio::time::Instant;
 
 pub use host::HostCollector;
 pub use instance::InstanceCollector;
+use schedule::{FamilyKind, Schedule};
 
+use crate::config::CollectConfig;
 use crate::config::InstanceConfig;
+
+/// Why one family produced nothing this round; the others go on.
+#[derive(Debug, thiserror::Error)]
+pub enum FamilyError {
+    /// Something the family needs is missing (an extension, a privilege).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("query failed: {}", describe(.0))]
+    Query(#[from] tokio_postgres::Error),
+}
+
+/// The server's message when there is one (the driver's Display of a
+/// database error says only "db error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
 
 /// Why an instance produced no samples this tick.
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +69,6 @@ pub enum CollectError {
     WaitingToReconnect { last_error: String },
     #[error("not connected")]
     NotConnected,
-    #[error("query {what} failed: {source}")]
-    Query {
-        what: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
-    },
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -65,32 +96,47 @@ pub struct Tick {
 
 pub struct Collector {
     instances: Vec<InstanceCollector>,
-    host: Option<HostCollector>,
+    host: Option<(HostCollector, Schedule)>,
 }
 
 impl Collector {
-    /// Collectors for `instances`, plus the host when `host` is true.
-    pub fn new(instances: &[InstanceConfig], host: bool) -> Result<Self, SetupError> {
+    /// Collectors for `instances`, plus the host when `collect.host` is true;
+    /// every family is first due at the first tick.
+    pub fn new(instances: &[InstanceConfig], collect: &CollectConfig) -> Result<Self, SetupError> {
+        let start = Instant::now();
         let instances = instances
             .iter()
             .enumerate()
             .map(|(index, i)| {
-                InstanceCollector::new(&i.name, &i.dsn)
+                InstanceCollector::new(i, collect, start)
                     .map_err(|source| SetupError::Dsn { index, source })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let host = if host {
-            Some(HostCollector::new().map_err(SetupError::Host)?)
+        let host = if collect.host {
+            let every = schedule::interval(
+                FamilyKind::Host,
+                &std::collections::BTreeMap::new(),
+                &collect.intervals,
+                collect.interval_secs,
+            );
+            let host = HostCollector::new().map_err(SetupError::Host)?;
+            Some((host, Schedule::new([(FamilyKind::Host, every)], start)))
         } else {
             None
         };
         Ok(Self { instances, host })
     }
 
-    /// One round over all instances and the host.
+    /// One tick: the families due now, over all instances and the host.
     pub async fn tick(&mut self) -> Tick {
+        self.tick_at(Instant::now()).await
+    }
+
+    /// The families due at `now` (a later instant than the real time makes
+    /// more families due; tests use it to collect everything at once).
+    pub async fn tick_at(&mut self, now: Instant) -> Tick {
         let results = join_all(self.instances.iter_mut().map(|i| async move {
-            let result = i.collect().await;
+            let result = i.collect(now).await;
             (i.name().to_owned(), result)
         }))
         .await;
@@ -101,7 +147,9 @@ impl Collector {
                 Err(e) => tick.failures.push((name, e)),
             }
         }
-        if let Some(host) = &mut self.host {
+        if let Some((host, schedule)) = &mut self.host
+            && !schedule.take_due(now).is_empty()
+        {
             tick.batch.samples.extend(host.collect().await);
         }
         tick

@@ -31,6 +31,9 @@ pub struct Shared {
     /// Answer pushes of these seqs with OutOfRange, as tonic does for a
     /// message above the server's decoding limit.
     pub too_large: Mutex<HashSet<u64>>,
+    /// `(held, until)`: answer the push of seq `held` only once seq `until`
+    /// was received, which needs both in flight at once.
+    pub hold: Mutex<Option<(u64, u64)>>,
 }
 
 impl Shared {
@@ -54,6 +57,17 @@ impl Ingest for TestIngest {
         }
         let req = request.into_inner();
         lock(&self.0.attempts).push(req.seq);
+        let hold = *lock(&self.0.hold);
+        if let Some((held, until)) = hold
+            && held == req.seq
+        {
+            for _ in 0..3000 {
+                if self.0.received_seqs().contains(&until) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
         if self
             .0
             .unavailable

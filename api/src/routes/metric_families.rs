@@ -8,7 +8,8 @@
 //! - per instance, several rows per sample time (`database`: one row per database): `limit`
 //!   counts sample times, and all rows of each of the latest `limit` times are returned;
 //! - per agent, one row per sample time (`host_cpu`, `host_memory`, keyed by the instance's
-//!   agent): `limit` counts rows.
+//!   agent): `limit` counts rows; with an `order by`, several rows per sample time
+//!   (`host_network`, `host_disk_io`): `limit` counts sample times.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -50,6 +51,19 @@ macro_rules! family {
             ),
         }
     };
+    (per_agent $name:literal, $table:literal, order by $order:literal, [$($col:literal),+ $(,)?]) => {
+        FamilySpec {
+            name: $name,
+            key: FamilyKey::Agent,
+            columns: &["time", $($col),+],
+            sql: concat!(
+                "SELECT time", $(", ", $col,)+ " FROM ", $table,
+                " WHERE agent_id = $1 AND time IN (SELECT DISTINCT time FROM ", $table,
+                " WHERE agent_id = $1 ORDER BY time DESC LIMIT $2)",
+                " ORDER BY time DESC, ", $order
+            ),
+        }
+    };
     (per_agent $name:literal, $table:literal, [$($col:literal),+ $(,)?]) => {
         FamilySpec {
             name: $name,
@@ -75,6 +89,83 @@ pub const FAMILIES: &[FamilySpec] = &[
     family!(per_agent "host_memory", "metric_host_memory", [
         "total_bytes", "used_bytes", "available_bytes", "free_bytes", "swap_total_bytes",
         "swap_used_bytes",
+    ]),
+    family!(per_instance "statement", "metric_statement", order by "calls DESC NULLS LAST, queryid", [
+        "queryid", "dbid", "userid", "toplevel", "since_reset", "calls", "rows",
+        "total_exec_time_ms", "plans", "total_plan_time_ms", "shared_blks_hit", "shared_blks_read",
+        "shared_blks_dirtied", "shared_blks_written", "local_blks_hit", "local_blks_read",
+        "temp_blks_read", "temp_blks_written", "shared_blk_read_time_ms",
+        "shared_blk_write_time_ms", "wal_records", "wal_bytes",
+    ]),
+    family!(per_instance "table", "metric_table", order by "datname, schemaname, relname", [
+        "datname", "relid", "schemaname", "relname", "seq_scan", "seq_tup_read", "idx_scan",
+        "idx_tup_fetch", "n_tup_ins", "n_tup_upd", "n_tup_del", "n_tup_hot_upd",
+        "n_tup_newpage_upd", "n_live_tup", "n_dead_tup", "dead_tuple_ratio",
+        "n_mod_since_analyze", "n_ins_since_vacuum", "vacuum_count", "autovacuum_count",
+        "analyze_count", "autoanalyze_count", "last_vacuum", "last_autovacuum", "last_analyze",
+        "last_autoanalyze", "heap_blks_read", "heap_blks_hit", "idx_blks_read", "idx_blks_hit",
+        "toast_blks_read", "toast_blks_hit", "heap_bytes", "toast_bytes", "indexes_bytes",
+    ]),
+    family!(per_instance "index", "metric_index", order by "datname, schemaname, indexrelname", [
+        "datname", "indexrelid", "relid", "schemaname", "relname", "indexrelname", "idx_scan",
+        "idx_tup_read", "idx_tup_fetch", "idx_blks_read", "idx_blks_hit", "size_bytes",
+        "last_idx_scan", "is_unique", "is_primary", "invalid", "unused",
+    ]),
+    family!(per_instance "wal", "metric_wal", order by "instance_id", [
+        "current_lsn", "wal_records", "wal_fpi", "wal_bytes", "wal_buffers_full", "wal_write",
+        "wal_sync", "wal_write_time_ms", "wal_sync_time_ms", "stats_reset",
+    ]),
+    family!(per_instance "bgwriter", "metric_bgwriter", order by "instance_id", [
+        "checkpoints_timed", "checkpoints_req", "checkpoint_write_time_ms",
+        "checkpoint_sync_time_ms", "buffers_checkpoint", "buffers_clean", "maxwritten_clean",
+        "buffers_backend", "buffers_backend_fsync", "buffers_alloc", "stats_reset",
+    ]),
+    family!(per_instance "archiver", "metric_archiver", order by "instance_id", [
+        "archived_count", "last_archived_wal", "last_archived_time", "failed_count",
+        "last_failed_wal", "last_failed_time", "last_archived_age_seconds", "stats_reset",
+    ]),
+    family!(per_instance "settings", "metric_settings", order by "name", [
+        "name", "setting", "unit", "source", "pending_restart",
+    ]),
+    family!(per_instance "setting_changes", "metric_setting_changes", order by "name", [
+        "name", "old_setting", "new_setting", "pending_restart",
+    ]),
+    family!(per_instance "activity", "metric_activity", order by "instance_id", [
+        "max_connections", "total_sessions", "connection_use_percent", "waiting_sessions",
+        "oldest_xact_age_seconds", "oldest_query_age_seconds", "oldest_idle_in_xact_age_seconds",
+    ]),
+    family!(per_instance "activity_sessions", "metric_activity_sessions",
+        order by "sessions DESC, datname, usename, application_name, state", [
+        "datname", "usename", "application_name", "state", "sessions", "waiting",
+    ]),
+    family!(per_instance "lock", "metric_lock", order by "count DESC, locktype, mode", [
+        "locktype", "mode", "granted", "count",
+    ]),
+    family!(per_instance "lock_waits", "metric_lock_waits", order by "wait_seconds DESC NULLS LAST", [
+        "blocked_pid", "blocking_pid", "datname", "wait_seconds", "blocked_query", "blocking_query",
+    ]),
+    family!(per_instance "replication", "metric_replication", order by "application_name, pid", [
+        "pid", "application_name", "client_addr", "state", "sync_state", "sent_lag_bytes",
+        "write_lag_bytes", "flush_lag_bytes", "replay_lag_bytes", "write_lag_seconds",
+        "flush_lag_seconds", "replay_lag_seconds",
+    ]),
+    family!(per_instance "replication_slot", "metric_replication_slot", order by "slot_name", [
+        "slot_name", "slot_type", "plugin", "datname", "active", "temporary", "retained_bytes",
+        "wal_status", "safe_wal_size", "conflicting",
+    ]),
+    family!(per_instance "progress", "metric_progress", order by "command, pid", [
+        "command", "pid", "datname", "relid", "phase", "done", "total", "percent_done",
+    ]),
+    family!(per_instance "wait", "metric_wait", order by "count DESC, wait_event_type, wait_event", [
+        "wait_event_type", "wait_event", "queryid", "count", "samples", "avg_sessions",
+    ]),
+    family!(per_agent "host_network", "metric_host_network", order by "interface", [
+        "interface", "rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_errors", "tx_errors",
+        "rx_drops", "tx_drops", "rx_bytes_per_sec", "tx_bytes_per_sec",
+    ]),
+    family!(per_agent "host_disk_io", "metric_host_disk_io", order by "device", [
+        "device", "reads", "writes", "read_bytes", "write_bytes", "io_time_ms",
+        "read_bytes_per_sec", "write_bytes_per_sec", "util_percent",
     ]),
 ];
 
@@ -150,6 +241,31 @@ mod tests {
         );
         assert_eq!(cpu.columns.len(), 6);
         assert!(find("metric_database").is_none());
-        assert_eq!(known_names(), ["database", "host_cpu", "host_memory"]);
+        assert_eq!(
+            known_names(),
+            [
+                "database",
+                "host_cpu",
+                "host_memory",
+                "statement",
+                "table",
+                "index",
+                "wal",
+                "bgwriter",
+                "archiver",
+                "settings",
+                "setting_changes",
+                "activity",
+                "activity_sessions",
+                "lock",
+                "lock_waits",
+                "replication",
+                "replication_slot",
+                "progress",
+                "wait",
+                "host_network",
+                "host_disk_io"
+            ]
+        );
     }
 }

@@ -186,3 +186,52 @@ fn missing_file_names_its_path() {
         "{err}"
     );
 }
+
+#[test]
+fn admission_rate_and_metrics_settings_are_checked() {
+    let files = Files::new();
+    let dsn = "store_dsn = \"host=db\"\n";
+    // Absent [metrics]: no listener; present: loopback by default.
+    let config = parse(&format!("{dsn}{}", files.tls())).expect("valid");
+    assert_eq!(config.metrics_listen, None);
+    assert_eq!(config.limits.max_inflight_batches, 256);
+    assert_eq!(config.limits.max_batches_per_agent_per_sec, 20);
+    let config = parse(&format!("{dsn}{}[metrics]\n", files.tls())).expect("valid");
+    assert_eq!(
+        config.metrics_listen,
+        Some("127.0.0.1:9188".parse().expect("addr"))
+    );
+
+    let text = format!(
+        "{dsn}{}[limits]\nmax_inflight_batches = 0\nmax_uncompressed_bytes = 2048\n\
+         max_inflight_bytes = 1024\nmax_batches_per_agent_per_sec = 0\nagent_burst_batches = 0\n\
+         [metrics]\nlisten = \"localhost\"\n",
+        files.tls()
+    );
+    let errors = field_errors(parse(&text).expect_err("invalid limits"));
+    let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+    assert_eq!(
+        fields,
+        [
+            "limits.max_inflight_batches",
+            "limits.max_batches_per_agent_per_sec",
+            "limits.agent_burst_batches",
+            "limits.max_inflight_bytes",
+            "metrics.listen",
+        ]
+    );
+    assert!(errors[3].reason.contains("2048"), "{:?}", errors[3]);
+
+    let text = format!(
+        "{dsn}{}[limits]\nmax_inflight_batches = 100001\n",
+        files.tls()
+    );
+    let errors = field_errors(parse(&text).expect_err("absurd limit"));
+    assert_eq!(errors[0].field, "limits.max_inflight_batches");
+
+    let text = format!("{dsn}{}[metrics]\nport = 1\n", files.tls());
+    assert!(matches!(
+        parse(&text).expect_err("unknown key"),
+        ConfigError::Parse { .. }
+    ));
+}

@@ -3,7 +3,9 @@
 //! rejects it whole, so a batch is never partly written. Samples of families
 //! this build does not know (`family` unset) are counted and skipped.
 
+mod checks;
 mod families;
+pub mod schema;
 #[cfg(test)]
 mod tests;
 
@@ -12,10 +14,9 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use lasect_proto::v1::{self, sample::Family};
 
-pub use families::{
-    DATABASE_COUNTERS, DatabaseStats, FieldError, HOST_MEMORY_COLUMNS, HostCpu, HostMemory,
-    InstanceFacts, InstanceName,
-};
+pub use checks::FieldError;
+pub use families::{InstanceFacts, InstanceName, Row, StatementText};
+use schema::Table;
 
 /// Limits that depend on the server, not on the message.
 #[derive(Debug, Clone, Copy)]
@@ -48,13 +49,37 @@ pub struct Timed<T> {
     pub value: T,
 }
 
-/// One `pg_stat_database` row of one instance.
+/// One row of a metric table.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DatabaseSample {
+pub struct MetricRow {
+    pub time: DateTime<Utc>,
+    /// Index into [`Batch::instances`] for instance-keyed tables; `None` for
+    /// host tables, which the writer keys by the agent.
+    pub instance: Option<usize>,
+    /// Values in the order of the table's columns.
+    pub values: Row,
+}
+
+/// The rows of one metric table.
+#[derive(Debug, Clone)]
+pub struct TableRows {
+    pub table: &'static Table,
+    pub rows: Vec<MetricRow>,
+}
+
+impl PartialEq for TableRows {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.table, other.table) && self.rows == other.rows
+    }
+}
+
+/// A statement text of one instance of the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceText {
     pub time: DateTime<Utc>,
     /// Index into [`Batch::instances`].
     pub instance: usize,
-    pub stats: DatabaseStats,
+    pub text: StatementText,
 }
 
 /// An instance that appears in the batch.
@@ -71,9 +96,9 @@ pub struct InstanceSeen {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Batch {
     pub instances: Vec<InstanceSeen>,
-    pub databases: Vec<DatabaseSample>,
-    pub host_cpu: Vec<Timed<HostCpu>>,
-    pub host_memory: Vec<Timed<HostMemory>>,
+    /// Rows per metric table, tables in order of first appearance.
+    pub tables: Vec<TableRows>,
+    pub statement_texts: Vec<InstanceText>,
     /// Samples of known families (all of them are stored).
     pub stored_samples: u32,
     /// Samples of families this build does not know (skipped).
@@ -138,10 +163,18 @@ impl Batch {
 
     /// The UTC days the metric rows of this batch fall on.
     pub fn days(&self) -> BTreeSet<NaiveDate> {
-        let days = self.databases.iter().map(|d| d.time.date_naive());
-        let cpu = self.host_cpu.iter().map(|c| c.time.date_naive());
-        let mem = self.host_memory.iter().map(|m| m.time.date_naive());
-        days.chain(cpu).chain(mem).collect()
+        self.tables
+            .iter()
+            .flat_map(|t| t.rows.iter().map(|r| r.time.date_naive()))
+            .collect()
+    }
+
+    /// The rows of `table` in this batch (empty when it has none).
+    pub fn rows_of(&self, table: &Table) -> &[MetricRow] {
+        self.tables
+            .iter()
+            .find(|t| std::ptr::eq(t.table, table))
+            .map_or(&[], |t| t.rows.as_slice())
     }
 }
 
@@ -151,6 +184,21 @@ fn family_name(family: &Family) -> &'static str {
         Family::HostCpu(_) => "host_cpu",
         Family::HostMemory(_) => "host_memory",
         Family::InstanceInfo(_) => "instance_info",
+        Family::Statement(_) => "statement",
+        Family::Table(_) => "table",
+        Family::Index(_) => "index",
+        Family::Wal(_) => "wal",
+        Family::Bgwriter(_) => "bgwriter",
+        Family::Archiver(_) => "archiver",
+        Family::Settings(_) => "settings",
+        Family::Activity(_) => "activity",
+        Family::Lock(_) => "lock",
+        Family::Replication(_) => "replication",
+        Family::ReplicationSlot(_) => "replication_slot",
+        Family::Progress(_) => "progress",
+        Family::Wait(_) => "wait",
+        Family::HostNetwork(_) => "host_network",
+        Family::HostDiskIo(_) => "host_disk_io",
     }
 }
 
@@ -171,22 +219,135 @@ impl Builder {
         match family {
             Family::HostCpu(cpu) => {
                 require_no_instance(&sample.instance)?;
-                let value = HostCpu::try_from(cpu)?;
-                self.batch.host_cpu.push(Timed { time, value });
+                let row = families::host_cpu_row(cpu)?;
+                self.push(&schema::HOST_CPU, time, None, row);
             }
             Family::HostMemory(mem) => {
                 require_no_instance(&sample.instance)?;
-                let value = HostMemory::try_from(mem)?;
-                self.batch.host_memory.push(Timed { time, value });
+                let row = families::host_memory_row(mem)?;
+                self.push(&schema::HOST_MEMORY, time, None, row);
+            }
+            Family::HostNetwork(net) => {
+                require_no_instance(&sample.instance)?;
+                for n in net.interfaces {
+                    let row = families::host_network_row(n)?;
+                    self.push(&schema::HOST_NETWORK, time, None, row);
+                }
+            }
+            Family::HostDiskIo(io) => {
+                require_no_instance(&sample.instance)?;
+                for d in io.devices {
+                    let row = families::host_disk_io_row(d)?;
+                    self.push(&schema::HOST_DISK_IO, time, None, row);
+                }
             }
             Family::Database(snapshot) => {
                 let instance = self.instance(sample.instance, time)?;
                 for row in snapshot.databases {
-                    let stats = DatabaseStats::try_from(row)?;
-                    self.batch.databases.push(DatabaseSample {
+                    let row = families::database_row(row)?;
+                    self.push(&schema::DATABASE, time, Some(instance), row);
+                }
+            }
+            Family::Table(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for row in snapshot.tables {
+                    let row = families::table_row(row)?;
+                    self.push(&schema::TABLE, time, Some(instance), row);
+                }
+            }
+            Family::Index(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for row in snapshot.indexes {
+                    let row = families::index_row(row)?;
+                    self.push(&schema::INDEX, time, Some(instance), row);
+                }
+            }
+            Family::Wal(w) => {
+                let instance = self.instance(sample.instance, time)?;
+                let row = families::wal_row(w)?;
+                self.push(&schema::WAL, time, Some(instance), row);
+            }
+            Family::Bgwriter(b) => {
+                let instance = self.instance(sample.instance, time)?;
+                let row = families::bgwriter_row(b)?;
+                self.push(&schema::BGWRITER, time, Some(instance), row);
+            }
+            Family::Archiver(a) => {
+                let instance = self.instance(sample.instance, time)?;
+                let row = families::archiver_row(a)?;
+                self.push(&schema::ARCHIVER, time, Some(instance), row);
+            }
+            Family::Settings(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for s in snapshot.settings {
+                    let row = families::setting_row(s)?;
+                    self.push(&schema::SETTINGS, time, Some(instance), row);
+                }
+                for c in snapshot.changes {
+                    let row = families::setting_change_row(c)?;
+                    self.push(&schema::SETTING_CHANGES, time, Some(instance), row);
+                }
+            }
+            Family::Activity(mut snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                let row = families::activity_row(&snapshot)?;
+                self.push(&schema::ACTIVITY, time, Some(instance), row);
+                for g in std::mem::take(&mut snapshot.groups) {
+                    let row = families::activity_group_row(g)?;
+                    self.push(&schema::ACTIVITY_SESSIONS, time, Some(instance), row);
+                }
+            }
+            Family::Lock(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for c in snapshot.counts {
+                    let row = families::lock_count_row(c)?;
+                    self.push(&schema::LOCK, time, Some(instance), row);
+                }
+                for w in snapshot.waits {
+                    let row = families::lock_wait_row(w)?;
+                    self.push(&schema::LOCK_WAITS, time, Some(instance), row);
+                }
+            }
+            Family::Replication(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for r in snapshot.standbys {
+                    let row = families::replication_row(r)?;
+                    self.push(&schema::REPLICATION, time, Some(instance), row);
+                }
+            }
+            Family::ReplicationSlot(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for s in snapshot.slots {
+                    let row = families::replication_slot_row(s)?;
+                    self.push(&schema::REPLICATION_SLOT, time, Some(instance), row);
+                }
+            }
+            Family::Progress(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for p in snapshot.commands {
+                    let row = families::progress_row(p)?;
+                    self.push(&schema::PROGRESS, time, Some(instance), row);
+                }
+            }
+            Family::Wait(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for c in snapshot.counts {
+                    let row = families::wait_row(snapshot.samples, c)?;
+                    self.push(&schema::WAIT, time, Some(instance), row);
+                }
+            }
+            Family::Statement(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for row in snapshot.rows {
+                    let row = families::statement_row(row)?;
+                    self.push(&schema::STATEMENT, time, Some(instance), row);
+                }
+                for text in snapshot.texts {
+                    let text = StatementText::try_from(text)?;
+                    self.batch.statement_texts.push(InstanceText {
                         time,
                         instance,
-                        stats,
+                        text,
                     });
                 }
             }
@@ -201,6 +362,28 @@ impl Builder {
             }
         }
         Ok(())
+    }
+
+    fn push(
+        &mut self,
+        table: &'static Table,
+        time: DateTime<Utc>,
+        instance: Option<usize>,
+        values: Row,
+    ) {
+        let row = MetricRow {
+            time,
+            instance,
+            values,
+        };
+        let tables = &mut self.batch.tables;
+        match tables.iter_mut().find(|t| std::ptr::eq(t.table, table)) {
+            Some(t) => t.rows.push(row),
+            None => tables.push(TableRows {
+                table,
+                rows: vec![row],
+            }),
+        }
     }
 
     /// The index of a (validated) instance name, registering it if new.

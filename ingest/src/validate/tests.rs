@@ -1,9 +1,18 @@
 use chrono::TimeZone;
 use lasect_proto::v1::{
-    DatabaseRow, DatabaseSnapshot, HostCpu as WireCpu, HostMemory as WireMemory, InstanceInfo,
-    Sample, SampleBatch,
+    ActivityGroup, ActivitySnapshot, ArchiverStats, BgwriterStats, DatabaseRow, DatabaseSnapshot,
+    HostCpu as WireCpu, HostMemory as WireMemory, IndexRow, IndexSnapshot, InstanceInfo, LockCount,
+    LockSnapshot, LockWait, Sample, SampleBatch, Setting, SettingChange, SettingsSnapshot,
+    StatementRow, StatementSnapshot, StatementText, TableRow, TableSnapshot, WalStats,
 };
+use lasect_proto::v1::{DiskDevice, HostDiskIo, HostNetwork, NetInterface};
+use lasect_proto::v1::{ProgressRow, ProgressSnapshot};
+use lasect_proto::v1::{
+    ReplicationSlot, ReplicationSlotSnapshot, ReplicationSnapshot, ReplicationStandby,
+};
+use lasect_proto::v1::{WaitCount, WaitSnapshot};
 
+use super::schema::{DATABASE, HOST_CPU, HOST_MEMORY, INDEX, STATEMENT, TABLE, TABLES, Value};
 use super::*;
 
 fn now() -> DateTime<Utc> {
@@ -106,9 +115,9 @@ fn a_mixed_batch_is_split_by_family() {
     .expect("valid batch");
     assert_eq!(batch.stored_samples, 6);
     assert_eq!(batch.unknown_samples, 0);
-    assert_eq!(batch.databases.len(), 2);
-    assert_eq!(batch.host_cpu.len(), 1);
-    assert_eq!(batch.host_memory.len(), 1);
+    assert_eq!(batch.rows_of(&DATABASE).len(), 2);
+    assert_eq!(batch.rows_of(&HOST_CPU).len(), 1);
+    assert_eq!(batch.rows_of(&HOST_MEMORY).len(), 1);
     assert_eq!(batch.instances.len(), 2);
     let main = &batch.instances[0];
     assert_eq!(main.name.as_str(), "main");
@@ -116,8 +125,10 @@ fn a_mixed_batch_is_split_by_family() {
     // The newest InstanceInfo wins, whatever its position in the batch.
     let facts = main.facts.as_ref().expect("main has facts");
     assert_eq!(facts.value.server_version_num, 170002);
-    assert_eq!(batch.databases[0].instance, 0);
-    assert_eq!(batch.databases[0].stats.counters[0], Some(42));
+    let db = &batch.rows_of(&DATABASE)[0];
+    assert_eq!(db.instance, Some(0));
+    assert_eq!(db.values[3], Value::Int8(Some(42)));
+    assert_eq!(batch.rows_of(&HOST_CPU)[0].instance, None);
     assert_eq!(batch.days().len(), 1);
 }
 
@@ -234,11 +245,11 @@ fn database_rows() {
         ..Default::default()
     };
     let batch = validate(vec![sample("main", at(0), database(vec![row]))]).expect("valid");
-    let stats = &batch.databases[0].stats;
-    assert_eq!(stats.datid, i64::from(u32::MAX));
-    assert_eq!(stats.numbackends, None);
-    assert!(stats.counters.iter().all(Option::is_none));
-    assert_eq!(stats.stats_reset, None);
+    let values = &batch.rows_of(&DATABASE)[0].values;
+    assert_eq!(values[0], Value::Int8(Some(i64::from(u32::MAX))));
+    assert_eq!(values[2], Value::Int4(None));
+    assert!(values[3..17].iter().all(|v| *v == Value::Int8(None)));
+    assert_eq!(values[17], Value::Timestamptz(None));
 }
 
 #[test]
@@ -289,4 +300,606 @@ fn instance_info_values() {
         in_recovery: true,
     });
     assert_eq!(field_of(vec![sample("main", at(0), nul)]), "version");
+}
+
+fn statement(rows: Vec<StatementRow>, texts: Vec<StatementText>) -> Family {
+    Family::Statement(StatementSnapshot { rows, texts })
+}
+
+fn statement_row() -> StatementRow {
+    StatementRow {
+        queryid: -42,
+        dbid: 5,
+        userid: 10,
+        toplevel: true,
+        calls: Some(3),
+        total_exec_time_ms: Some(1.5),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn statement_rows_and_texts() {
+    let text = StatementText {
+        queryid: -42,
+        query: "SELECT $1".into(),
+    };
+    let batch = validate(vec![sample(
+        "main",
+        at(0),
+        statement(vec![statement_row()], vec![text]),
+    )])
+    .expect("valid");
+    let rows = batch.rows_of(&STATEMENT);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].values[0], Value::Int8(Some(-42)));
+    assert_eq!(rows[0].values[5], Value::Int8(Some(3)));
+    assert_eq!(rows[0].values[6], Value::Int8(None));
+    assert_eq!(batch.statement_texts.len(), 1);
+    assert_eq!(batch.statement_texts[0].text.query, "SELECT $1");
+
+    let check = |edit: fn(&mut StatementRow)| {
+        let mut row = statement_row();
+        edit(&mut row);
+        field_of(vec![sample("main", at(0), statement(vec![row], vec![]))])
+    };
+    assert_eq!(check(|r| r.calls = Some(-1)), "calls");
+    assert_eq!(
+        check(|r| r.total_exec_time_ms = Some(f64::NAN)),
+        "total_exec_time_ms"
+    );
+    assert_eq!(
+        check(|r| r.shared_blk_read_time_ms = Some(-0.5)),
+        "shared_blk_read_time_ms"
+    );
+    assert_eq!(check(|r| r.wal_bytes = Some(i64::MIN)), "wal_bytes");
+    let nul = StatementText {
+        queryid: 1,
+        query: "a\0".into(),
+    };
+    assert_eq!(
+        field_of(vec![sample("main", at(0), statement(vec![], vec![nul]))]),
+        "query"
+    );
+    assert_eq!(
+        field_of(vec![sample("", at(0), statement(vec![], vec![]))]),
+        "instance"
+    );
+}
+
+#[test]
+fn rows_match_their_table_descriptors() {
+    // Every family's row function yields one value per column, of the
+    // column's type: the writer relies on it.
+    let batch = validate(vec![
+        sample("main", at(0), database(vec![db_row()])),
+        sample("", at(0), cpu()),
+        sample("", at(0), memory()),
+        sample("main", at(0), statement(vec![statement_row()], vec![])),
+        sample(
+            "main",
+            at(0),
+            Family::Table(TableSnapshot {
+                tables: vec![table_row()],
+            }),
+        ),
+        sample(
+            "main",
+            at(0),
+            Family::Index(IndexSnapshot {
+                indexes: vec![index_row()],
+            }),
+        ),
+        sample(
+            "main",
+            at(0),
+            Family::Wal(WalStats {
+                current_lsn: Some(1),
+                ..Default::default()
+            }),
+        ),
+        sample("main", at(0), Family::Bgwriter(BgwriterStats::default())),
+        sample("main", at(0), Family::Archiver(ArchiverStats::default())),
+        sample("main", at(0), settings(setting(), Some(change()))),
+        sample("main", at(0), activity()),
+        sample("main", at(0), lock(lock_wait())),
+        sample("main", at(0), progress(progress_row())),
+        sample("main", at(0), wait(10, wait_count())),
+        sample("", at(0), net(iface())),
+        sample("", at(0), disks(disk())),
+        sample(
+            "main",
+            at(0),
+            Family::Replication(ReplicationSnapshot {
+                standbys: vec![standby()],
+            }),
+        ),
+        sample(
+            "main",
+            at(0),
+            Family::ReplicationSlot(ReplicationSlotSnapshot {
+                slots: vec![slot()],
+            }),
+        ),
+    ])
+    .expect("valid");
+    assert_eq!(batch.tables.len(), TABLES.len());
+    for t in &batch.tables {
+        for row in &t.rows {
+            let types: Vec<_> = row.values.iter().map(Value::column_type).collect();
+            let want: Vec<_> = t.table.columns.iter().map(|(_, ty)| *ty).collect();
+            assert_eq!(types, want, "{}", t.table.name);
+        }
+    }
+}
+
+fn table_row() -> TableRow {
+    TableRow {
+        datname: "app".into(),
+        relid: 16384,
+        schemaname: "public".into(),
+        relname: "t".into(),
+        n_live_tup: Some(75),
+        n_dead_tup: Some(25),
+        last_autovacuum_unix_micros: Some(at(-60)),
+        ..Default::default()
+    }
+}
+
+fn index_row() -> IndexRow {
+    IndexRow {
+        datname: "app".into(),
+        indexrelid: 16390,
+        relid: 16384,
+        schemaname: "public".into(),
+        relname: "t".into(),
+        indexrelname: "t_pkey".into(),
+        idx_scan: Some(0),
+        is_primary: true,
+        is_unique: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn table_and_index_rows() {
+    let table = |t: TableRow| {
+        sample(
+            "main",
+            at(0),
+            Family::Table(TableSnapshot { tables: vec![t] }),
+        )
+    };
+    let batch = validate(vec![table(table_row())]).expect("valid");
+    let values = &batch.rows_of(&TABLE)[0].values;
+    assert_eq!(values[15], Value::Float8(Some(0.25)), "dead tuple ratio");
+    let mut idle = table_row();
+    idle.n_live_tup = Some(0);
+    idle.n_dead_tup = Some(0);
+    let batch = validate(vec![table(idle)]).expect("valid");
+    assert_eq!(
+        batch.rows_of(&TABLE)[0].values[15],
+        Value::Float8(Some(0.0))
+    );
+    let mut unknown = table_row();
+    unknown.n_dead_tup = None;
+    let batch = validate(vec![table(unknown)]).expect("valid");
+    assert_eq!(batch.rows_of(&TABLE)[0].values[15], Value::Float8(None));
+
+    let check = |edit: fn(&mut TableRow)| {
+        let mut t = table_row();
+        edit(&mut t);
+        field_of(vec![table(t)])
+    };
+    assert_eq!(check(|t| t.relname.clear()), "relname");
+    assert_eq!(check(|t| t.schemaname = "s\0".into()), "schemaname");
+    assert_eq!(check(|t| t.n_dead_tup = Some(-1)), "n_dead_tup");
+    assert_eq!(
+        check(|t| t.last_vacuum_unix_micros = Some(i64::MAX)),
+        "last_vacuum_unix_micros"
+    );
+
+    let index = |i: IndexRow| {
+        sample(
+            "main",
+            at(0),
+            Family::Index(IndexSnapshot { indexes: vec![i] }),
+        )
+    };
+    let batch = validate(vec![index(index_row())]).expect("valid");
+    assert_eq!(batch.rows_of(&INDEX)[0].values[14], Value::Bool(Some(true)));
+    let mut bad = index_row();
+    bad.indexrelname = "i".repeat(64);
+    assert_eq!(field_of(vec![index(bad)]), "indexrelname");
+    let mut bad = index_row();
+    bad.size_bytes = Some(-3);
+    assert_eq!(field_of(vec![index(bad)]), "size_bytes");
+}
+
+fn setting() -> Setting {
+    Setting {
+        name: "work_mem".into(),
+        setting: "4096".into(),
+        unit: "kB".into(),
+        source: "default".into(),
+        pending_restart: false,
+    }
+}
+
+fn change() -> SettingChange {
+    SettingChange {
+        name: "work_mem".into(),
+        old_setting: "4096".into(),
+        new_setting: "8192".into(),
+        pending_restart: false,
+    }
+}
+
+fn settings(s: Setting, c: Option<SettingChange>) -> Family {
+    Family::Settings(SettingsSnapshot {
+        settings: vec![s],
+        changes: c.into_iter().collect(),
+    })
+}
+
+#[test]
+fn server_stats_and_settings() {
+    let wal = |w: WalStats| vec![sample("main", at(0), Family::Wal(w))];
+    assert_eq!(
+        field_of(wal(WalStats {
+            wal_bytes: Some(-1),
+            ..Default::default()
+        })),
+        "wal_bytes"
+    );
+    assert_eq!(
+        field_of(wal(WalStats {
+            wal_sync_time_ms: Some(f64::INFINITY),
+            ..Default::default()
+        })),
+        "wal_sync_time_ms"
+    );
+    let arch = |a: ArchiverStats| vec![sample("main", at(0), Family::Archiver(a))];
+    let batch = validate(arch(ArchiverStats::default())).expect("valid");
+    assert_eq!(
+        batch.rows_of(&schema::ARCHIVER)[0].values[1],
+        Value::Text(None),
+        "empty = none"
+    );
+    assert_eq!(
+        field_of(arch(ArchiverStats {
+            last_failed_wal: "x".repeat(65),
+            ..Default::default()
+        })),
+        "last_failed_wal"
+    );
+    let bg = BgwriterStats {
+        buffers_alloc: Some(-2),
+        ..Default::default()
+    };
+    assert_eq!(
+        field_of(vec![sample("main", at(0), Family::Bgwriter(bg))]),
+        "buffers_alloc"
+    );
+
+    let batch = validate(vec![sample(
+        "main",
+        at(0),
+        settings(setting(), Some(change())),
+    )])
+    .expect("valid");
+    assert_eq!(batch.rows_of(&schema::SETTINGS).len(), 1);
+    assert_eq!(batch.rows_of(&schema::SETTING_CHANGES).len(), 1);
+    let mut bad = setting();
+    bad.name.clear();
+    assert_eq!(
+        field_of(vec![sample("main", at(0), settings(bad, None))]),
+        "name"
+    );
+    let mut bad = setting();
+    bad.setting = "v".repeat(8193);
+    assert_eq!(
+        field_of(vec![sample("main", at(0), settings(bad, None))]),
+        "setting"
+    );
+    let mut bad = change();
+    bad.new_setting = "a\0".into();
+    assert_eq!(
+        field_of(vec![sample("main", at(0), settings(setting(), Some(bad)))]),
+        "new_setting"
+    );
+}
+
+fn activity() -> Family {
+    Family::Activity(ActivitySnapshot {
+        groups: vec![ActivityGroup {
+            datname: "app".into(),
+            usename: String::new(),
+            application_name: "psql".into(),
+            state: "active".into(),
+            sessions: 3,
+            waiting: 1,
+        }],
+        max_connections: Some(100),
+        total_sessions: Some(25),
+        waiting_sessions: Some(1),
+        oldest_xact_age_seconds: Some(1.5),
+        oldest_query_age_seconds: None,
+        oldest_idle_in_xact_age_seconds: None,
+    })
+}
+
+#[test]
+fn activity_rows() {
+    let batch = validate(vec![sample("main", at(0), activity())]).expect("valid");
+    let summary = &batch.rows_of(&schema::ACTIVITY)[0].values;
+    assert_eq!(summary[2], Value::Float8(Some(25.0)), "connection use %");
+    let group = &batch.rows_of(&schema::ACTIVITY_SESSIONS)[0].values;
+    assert_eq!(group[1], Value::Text(None), "unknown user");
+    let Family::Activity(mut bad) = activity() else {
+        unreachable!()
+    };
+    bad.groups[0].sessions = -1;
+    assert_eq!(
+        field_of(vec![sample("main", at(0), Family::Activity(bad))]),
+        "sessions"
+    );
+    let Family::Activity(mut bad) = activity() else {
+        unreachable!()
+    };
+    bad.oldest_query_age_seconds = Some(-1.0);
+    assert_eq!(
+        field_of(vec![sample("main", at(0), Family::Activity(bad))]),
+        "oldest_query_age_seconds"
+    );
+}
+
+fn lock_wait() -> LockWait {
+    LockWait {
+        blocked_pid: 100,
+        blocking_pid: 200,
+        datname: "app".into(),
+        wait_seconds: Some(2.5),
+        blocked_query: "SELECT 1".into(),
+        blocking_query: String::new(),
+    }
+}
+
+fn lock(wait: LockWait) -> Family {
+    Family::Lock(LockSnapshot {
+        counts: vec![LockCount {
+            locktype: "relation".into(),
+            mode: "AccessShareLock".into(),
+            granted: true,
+            count: 4,
+        }],
+        waits: vec![wait],
+    })
+}
+
+#[test]
+fn lock_rows() {
+    let batch = validate(vec![sample("main", at(0), lock(lock_wait()))]).expect("valid");
+    assert_eq!(batch.rows_of(&schema::LOCK).len(), 1);
+    let wait = &batch.rows_of(&schema::LOCK_WAITS)[0].values;
+    assert_eq!(wait[5], Value::Text(None), "empty query = unknown");
+    let check = |edit: fn(&mut LockWait)| {
+        let mut w = lock_wait();
+        edit(&mut w);
+        field_of(vec![sample("main", at(0), lock(w))])
+    };
+    assert_eq!(check(|w| w.blocked_pid = 0), "blocked_pid");
+    assert_eq!(check(|w| w.blocking_pid = -5), "blocking_pid");
+    assert_eq!(check(|w| w.wait_seconds = Some(f64::NAN)), "wait_seconds");
+    assert_eq!(
+        check(|w| w.blocked_query = "q".repeat(4097)),
+        "blocked_query"
+    );
+}
+
+fn standby() -> ReplicationStandby {
+    ReplicationStandby {
+        pid: 42,
+        application_name: "walreceiver".into(),
+        state: "streaming".into(),
+        sync_state: "async".into(),
+        sent_lag_bytes: Some(0),
+        replay_lag_seconds: Some(0.25),
+        ..Default::default()
+    }
+}
+
+fn slot() -> ReplicationSlot {
+    ReplicationSlot {
+        slot_name: "s1".into(),
+        slot_type: "logical".into(),
+        plugin: "test_decoding".into(),
+        datname: "postgres".into(),
+        retained_bytes: Some(1 << 20),
+        wal_status: "reserved".into(),
+        safe_wal_size: Some(-5),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn replication_rows() {
+    let repl = |r: ReplicationStandby| {
+        vec![sample(
+            "main",
+            at(0),
+            Family::Replication(ReplicationSnapshot { standbys: vec![r] }),
+        )]
+    };
+    assert!(validate(repl(standby())).is_ok());
+    let mut bad = standby();
+    bad.flush_lag_bytes = Some(-1);
+    assert_eq!(field_of(repl(bad)), "flush_lag_bytes");
+    let mut bad = standby();
+    bad.pid = 0;
+    assert_eq!(field_of(repl(bad)), "pid");
+    let slots = |s: ReplicationSlot| {
+        vec![sample(
+            "main",
+            at(0),
+            Family::ReplicationSlot(ReplicationSlotSnapshot { slots: vec![s] }),
+        )]
+    };
+    let batch = validate(slots(slot())).expect("negative safe_wal_size is real");
+    assert_eq!(
+        batch.rows_of(&schema::REPLICATION_SLOT)[0].values[8],
+        Value::Int8(Some(-5))
+    );
+    let mut bad = slot();
+    bad.slot_name.clear();
+    assert_eq!(field_of(slots(bad)), "slot_name");
+}
+
+fn progress_row() -> ProgressRow {
+    ProgressRow {
+        command: "basebackup".into(),
+        pid: 7,
+        phase: "streaming database files".into(),
+        done: Some(25),
+        total: Some(100),
+        ..Default::default()
+    }
+}
+
+fn progress(p: ProgressRow) -> Family {
+    Family::Progress(ProgressSnapshot { commands: vec![p] })
+}
+
+#[test]
+fn progress_rows() {
+    let batch = validate(vec![sample("main", at(0), progress(progress_row()))]).expect("valid");
+    let values = &batch.rows_of(&schema::PROGRESS)[0].values;
+    assert_eq!(values[7], Value::Float8(Some(25.0)));
+    let mut grown = progress_row();
+    grown.done = Some(120);
+    let batch = validate(vec![sample("main", at(0), progress(grown))]).expect("valid");
+    assert_eq!(
+        batch.rows_of(&schema::PROGRESS)[0].values[7],
+        Value::Float8(Some(100.0))
+    );
+    let mut unknown = progress_row();
+    unknown.total = Some(0);
+    let batch = validate(vec![sample("main", at(0), progress(unknown))]).expect("valid");
+    assert_eq!(
+        batch.rows_of(&schema::PROGRESS)[0].values[7],
+        Value::Float8(None)
+    );
+    let mut bad = progress_row();
+    bad.done = Some(-1);
+    assert_eq!(field_of(vec![sample("main", at(0), progress(bad))]), "done");
+    let mut bad = progress_row();
+    bad.command.clear();
+    assert_eq!(
+        field_of(vec![sample("main", at(0), progress(bad))]),
+        "command"
+    );
+}
+
+fn wait_count() -> WaitCount {
+    WaitCount {
+        wait_event_type: "Lock".into(),
+        wait_event: "relation".into(),
+        queryid: Some(-7),
+        count: 15,
+    }
+}
+
+fn wait(samples: u32, c: WaitCount) -> Family {
+    Family::Wait(WaitSnapshot {
+        samples,
+        counts: vec![c],
+    })
+}
+
+#[test]
+fn wait_rows() {
+    let batch = validate(vec![sample("main", at(0), wait(10, wait_count()))]).expect("valid");
+    assert_eq!(
+        batch.rows_of(&schema::WAIT)[0].values[5],
+        Value::Float8(Some(1.5))
+    );
+    assert_eq!(
+        field_of(vec![sample("main", at(0), wait(0, wait_count()))]),
+        "samples"
+    );
+    let mut bad = wait_count();
+    bad.count = -1;
+    assert_eq!(
+        field_of(vec![sample("main", at(0), wait(10, bad))]),
+        "count"
+    );
+    let mut bad = wait_count();
+    bad.wait_event.clear();
+    assert_eq!(
+        field_of(vec![sample("main", at(0), wait(10, bad))]),
+        "wait_event"
+    );
+}
+
+fn iface() -> NetInterface {
+    NetInterface {
+        name: "eth0".into(),
+        rx_bytes: 1000,
+        tx_bytes: 2000,
+        rx_bytes_per_sec: Some(10.0),
+        ..Default::default()
+    }
+}
+
+fn net(i: NetInterface) -> Family {
+    Family::HostNetwork(HostNetwork {
+        interfaces: vec![i],
+    })
+}
+
+fn disk() -> DiskDevice {
+    DiskDevice {
+        name: "sda".into(),
+        reads: 10,
+        read_bytes: 4096,
+        util_percent: Some(12.5),
+        ..Default::default()
+    }
+}
+
+fn disks(d: DiskDevice) -> Family {
+    Family::HostDiskIo(HostDiskIo { devices: vec![d] })
+}
+
+#[test]
+fn host_network_and_disk_rows() {
+    let batch = validate(vec![
+        sample("", at(0), net(iface())),
+        sample("", at(0), disks(disk())),
+    ])
+    .expect("valid");
+    assert_eq!(batch.rows_of(&schema::HOST_NETWORK).len(), 1);
+    assert_eq!(batch.rows_of(&schema::HOST_DISK_IO).len(), 1);
+    assert_eq!(
+        sample_error(vec![sample("main", at(0), net(iface()))]).1,
+        SampleError::InstanceOnHostSample
+    );
+    let mut bad = iface();
+    bad.tx_bytes = u64::MAX;
+    assert_eq!(field_of(vec![sample("", at(0), net(bad))]), "tx_bytes");
+    let mut bad = iface();
+    bad.name.clear();
+    assert_eq!(field_of(vec![sample("", at(0), net(bad))]), "name");
+    let mut bad = disk();
+    bad.util_percent = Some(100.5);
+    assert_eq!(
+        field_of(vec![sample("", at(0), disks(bad))]),
+        "util_percent"
+    );
+    let mut bad = disk();
+    bad.write_bytes_per_sec = Some(f64::NAN);
+    assert_eq!(
+        field_of(vec![sample("", at(0), disks(bad))]),
+        "write_bytes_per_sec"
+    );
 }

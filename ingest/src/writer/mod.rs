@@ -2,7 +2,8 @@
 //!
 //! One transaction per batch: the agent row, the `(agent, seq)` record in
 //! `ingest_batches` (its primary key makes a resent batch a no-op), the
-//! instances, then the metric rows by binary COPY. The ack is sent only
+//! instances, then the metric rows by binary COPY (one pre-encoded buffer
+//! per table, see `copy`) and the statement texts. The ack is sent only
 //! after the commit, so an acked batch is stored exactly once.
 
 mod copy;
@@ -40,6 +41,8 @@ pub enum StoreError {
     Partitions(#[from] MigrateError),
     #[error("the instance upsert returned no id for {0:?}")]
     MissingInstance(String),
+    #[error("cannot encode a row for COPY: {0}")]
+    Encode(String),
 }
 
 fn query(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
@@ -53,7 +56,9 @@ impl StoreError {
             StoreError::Pool(_) => true,
             StoreError::Query { source, .. } => retryable_pg(source),
             StoreError::Partitions(MigrateError::Store { source, .. }) => retryable_pg(source),
-            StoreError::Partitions(_) | StoreError::MissingInstance(_) => false,
+            StoreError::Partitions(_) | StoreError::MissingInstance(_) | StoreError::Encode(_) => {
+                false
+            }
         }
     }
 
@@ -157,9 +162,8 @@ async fn write(
     }
 
     let instance_ids = upsert_instances(&tx, agent_id, &batch.instances).await?;
-    copy::database(&tx, &instance_ids, batch).await?;
-    copy::host_cpu(&tx, agent_id, batch).await?;
-    copy::host_memory(&tx, agent_id, batch).await?;
+    copy::tables(&tx, agent_id, &instance_ids, &batch.tables).await?;
+    copy::statement_texts(&tx, &instance_ids, &batch.statement_texts).await?;
     tx.commit().await.map_err(query("committing the batch"))?;
     Ok(Outcome::Stored)
 }

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod config_errors;
+mod limits;
 mod mtls;
 mod push;
 mod samples;

@@ -22,6 +22,8 @@ pub struct TlsMaterial {
     pub dir: tempfile::TempDir,
     pub ca_pem: String,
     pub agent: IssuedCert,
+    /// A second agent of the same CA (`agent-2`).
+    pub agent2: IssuedCert,
     pub evil_agent: IssuedCert,
 }
 
@@ -40,6 +42,9 @@ impl TlsMaterial {
         let agent = ca
             .issue_client("agent-1", VALIDITY)
             .expect("issue agent cert");
+        let agent2 = ca
+            .issue_client("agent-2", VALIDITY)
+            .expect("issue agent-2 cert");
 
         let evil = CertificateAuthority::generate("Evil CA").expect("generate evil CA");
         let evil_agent = evil
@@ -49,6 +54,7 @@ impl TlsMaterial {
             ca_pem: ca.cert_pem().to_owned(),
             dir,
             agent,
+            agent2,
             evil_agent,
         }
     }
@@ -68,12 +74,19 @@ pub struct Ingest {
     pub addr: SocketAddr,
     pub store_dsn: String,
     pub tls: TlsMaterial,
+    /// Where `/metrics` is served (always on in these tests).
+    pub metrics_addr: SocketAddr,
     _pg: PgCluster,
 }
 
 impl Ingest {
     /// Starts a store and the real binary on an ephemeral port.
     pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// Starts with `extra_limits` (TOML lines) added to the `[limits]` table.
+    pub async fn start_with(extra_limits: &str) -> Self {
         let pg = PgCluster::start(PgOptions::default()).expect("start PostgreSQL");
         let store_dsn = pg.store_dsn().await.expect("create a store database");
         let tls = TlsMaterial::generate();
@@ -90,9 +103,13 @@ key_file = {key:?}
 max_message_bytes = {MAX_MESSAGE_BYTES}
 max_uncompressed_bytes = {MAX_UNCOMPRESSED_BYTES}
 max_samples_per_batch = 1000
+{extra_limits}
 
 [store]
 pool_size = 2
+
+[metrics]
+listen = "127.0.0.1:0"
 "#,
             ca = tls.path("ca.pem"),
             cert = tls.path("ingest.pem"),
@@ -110,19 +127,53 @@ pool_size = 2
         let line = child
             .wait_for_line("lasect-ingest listening on ", Duration::from_secs(60))
             .expect("ingest starts listening");
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let addr = address_in(&line);
+        let metrics_addr = address_in(
+            &child
+                .wait_for_line("metrics listening on ", Duration::from_secs(60))
+                .expect("metrics listener is up"),
+        );
         Self {
             child,
             addr,
             store_dsn,
             tls,
+            metrics_addr,
             _pg: pg,
         }
+    }
+
+    /// The `/metrics` text, fetched over plain HTTP/1.1.
+    pub async fn scrape(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .expect("connect to /metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("send scrape request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("read scrape response");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
+    }
+
+    /// The value of the sample `series` (name with labels) in a scrape.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.scrape().await;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
     }
 
     fn endpoint(&self) -> tonic::transport::Endpoint {
@@ -205,6 +256,15 @@ pub struct Counts {
     pub database: i64,
     pub host_cpu: i64,
     pub host_memory: i64,
+}
+
+/// The `IP:port` after "listening on " in a log line.
+fn address_in(line: &str) -> SocketAddr {
+    line.split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
 /// A request carrying `samples`, encoded the one way agents encode.

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# `make bench`: the ingest benchmarks of issue 4, on this machine, against a
+# real store (a private PostgreSQL cluster with default durability: fsync and
+# synchronous_commit on) and the release binaries. Writes
+# target/bench/summary.json, an array of
+#   {name, unit, lasect, reference, reference_name, ratio, better, ...extra}
+# and prints it as a table. Figures:
+#   wire_bytes_per_sample   LZ4 protobuf vs JSON+gzip of the same samples (lower is better)
+#   ingest_rows_per_s       loadgen backlog through mTLS gRPC + ingest into the store,
+#                           vs psql \copy of the same rows (CSV) into the same tables
+#   replay_rows_per_s       one agent draining one hour of 10 s batches, vs the real-time rate
+#   fleet_agents_p99_250ms  most agents at a 10 s interval served with push p99 < 250 ms
+# Everything runs under a temp dir that is removed at the end; logs and the
+# raw loadgen outputs are kept in target/bench/.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+OUT="$ROOT/target/bench"
+FLEET_STEPS=${LASECT_BENCH_FLEET_STEPS:-"500 1000 2000 5000 8000"}
+FLEET_SECS=${LASECT_BENCH_FLEET_SECS:-40}
+# The first interval, while the fleet connects (a TLS handshake storm), is
+# not measured; the rest is steady state.
+FLEET_WARMUP=${LASECT_BENCH_FLEET_WARMUP:-10}
+TPUT_AGENTS=${LASECT_BENCH_TPUT_AGENTS:-100}
+TPUT_BATCHES=${LASECT_BENCH_TPUT_BATCHES:-100}
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if ! command -v jq >/dev/null 2>&1; then
+    say "installing jq (summary assembly)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq >/dev/null \
+        || { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq >/dev/null; }
+fi
+
+say "building release binaries"
+cargo build --release --bins --quiet
+BIN="$ROOT/target/release"
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.log
+
+# Thousands of simulated agents hold a connection each, on both sides.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/lasect-bench.XXXXXX")
+chmod 711 "$WORK"
+PGDATA="$WORK/pg"
+SOCK="$WORK/sock"
+PG_PORT=$((20000 + RANDOM % 20000))
+PGBIN=$( (command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ] && pg_config --bindir) \
+         || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+if [ "$(id -u)" -eq 0 ]; then
+    as_pg() { runuser -u postgres -- "$@"; }
+    PGOWNER=postgres
+else
+    as_pg() { "$@"; }
+    PGOWNER=$(id -un)
+fi
+
+INGEST_PID=""
+cleanup() {
+    [ -n "$INGEST_PID" ] && kill "$INGEST_PID" 2>/dev/null && wait "$INGEST_PID" 2>/dev/null || true
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" stop -m fast >/dev/null 2>&1 || true
+    cp "$WORK/pglog/postgresql.log" "$OUT/postgresql.log" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "starting the store (PostgreSQL, fsync on) under $WORK"
+mkdir -p "$PGDATA" "$SOCK" "$WORK/pglog"
+chown "$PGOWNER" "$PGDATA" "$SOCK" "$WORK/pglog"
+as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --locale=C >"$OUT/initdb.log"
+cat >> "$PGDATA/postgresql.conf" <<CONF
+listen_addresses = ''
+port = $PG_PORT
+unix_socket_directories = '$SOCK'
+shared_buffers = 256MB
+max_connections = 100
+CONF
+# The server writes its log as its own OS user, so into the temp dir.
+as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/pglog/postgresql.log" -w -t 60 start >/dev/null
+psql_store() { psql -h "$SOCK" -p "$PG_PORT" -U postgres -d lasect -v ON_ERROR_STOP=1 -qAt "$@"; }
+psql -h "$SOCK" -p "$PG_PORT" -U postgres -d postgres -qAt -c "CREATE DATABASE lasect" >/dev/null
+STORE_DSN="host=$SOCK port=$PG_PORT user=postgres dbname=lasect application_name=lasect-ingest"
+"$BIN/lasect-api" migrate --store-dsn "$STORE_DSN" >"$OUT/migrate.log" 2>&1
+"$BIN/lasect-api" ca init --dir "$WORK/tls" >"$OUT/ca.log" 2>&1
+
+INGEST_PORT=$((PG_PORT + 1))
+cat > "$WORK/ingest.toml" <<TOML
+listen = "127.0.0.1:$INGEST_PORT"
+store_dsn = "$STORE_DSN"
+[tls]
+ca_file = "$WORK/tls/ca.pem"
+cert_file = "$WORK/tls/ingest.pem"
+key_file = "$WORK/tls/ingest.key"
+TOML
+say "starting lasect-ingest (default limits) on 127.0.0.1:$INGEST_PORT"
+LASECT_LOG=warn "$BIN/lasect-ingest" --config "$WORK/ingest.toml" >"$OUT/ingest.log" 2>&1 &
+INGEST_PID=$!
+for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$INGEST_PORT") 2>/dev/null && break
+    sleep 0.2
+done
+
+loadgen() {
+    local name=$1; shift
+    "$BIN/lasect-loadgen" --endpoint "https://127.0.0.1:$INGEST_PORT" --ca-dir "$WORK/tls" "$@" \
+        >"$OUT/$name.json" 2>>"$OUT/loadgen.log"
+}
+num() { jq -r "$2" "$OUT/$1.json"; }
+
+# 1. Wire size: one agent's hour of batches, both encodings.
+say "wire_bytes_per_sample"
+"$BIN/lasect-loadgen" --wire-report 360 >"$OUT/wire.json"
+
+# 2. Throughput: a backlog from many agents, then the same rows by \copy.
+say "ingest_rows_per_s: $TPUT_AGENTS agents x $TPUT_BATCHES batches"
+# At most 64 pushes in flight, under ingest's default admission bound (256),
+# so this measures writing rather than refusals and retries.
+loadgen tput --agent-prefix tput --agents "$TPUT_AGENTS" --batches-per-agent "$TPUT_BATCHES" \
+    --window 4 --concurrency 64
+psql_store -c "\\copy (SELECT d.* FROM metric_database d JOIN instances i ON i.id = d.instance_id WHERE i.agent_id LIKE 'tput-%') TO '$WORK/database.csv' CSV"
+psql_store -c "\\copy (SELECT * FROM metric_host_cpu WHERE agent_id LIKE 'tput-%') TO '$WORK/host_cpu.csv' CSV"
+psql_store -c "\\copy (SELECT * FROM metric_host_memory WHERE agent_id LIKE 'tput-%') TO '$WORK/host_memory.csv' CSV"
+COPY_ROWS=$(cat "$WORK/database.csv" "$WORK/host_cpu.csv" "$WORK/host_memory.csv" | wc -l)
+psql_store -c "CHECKPOINT" >/dev/null
+T0=$(date +%s.%N)
+psql_store <<SQL
+\\copy metric_database FROM '$WORK/database.csv' CSV
+\\copy metric_host_cpu FROM '$WORK/host_cpu.csv' CSV
+\\copy metric_host_memory FROM '$WORK/host_memory.csv' CSV
+SQL
+T1=$(date +%s.%N)
+COPY_SECS=$(awk "BEGIN { print $T1 - $T0 }")
+
+# 3. Replay: one agent's hour (360 batches at 10 s) as fast as it drains,
+#    with the agent's default window of 4 pushes in flight.
+say "replay_rows_per_s: 360 batches of one agent"
+loadgen replay --agent-prefix replay --agents 1 --batches-per-agent 360 --window 4
+
+# 4. Fleet: step the number of agents up until p99 >= 250 ms or pushes fail.
+BEST=0; BEST_P50=null; BEST_P99=null; STEPS="[]"
+for n in $FLEET_STEPS; do
+    say "fleet: $n agents at a 10 s interval for $FLEET_SECS s ($FLEET_WARMUP s warm-up)"
+    loadgen "fleet-$n" --agent-prefix "fleet$n" --agents "$n" --interval-ms 10000 \
+        --duration-secs "$FLEET_SECS" --warmup-secs "$FLEET_WARMUP"
+    p50=$(num "fleet-$n" .latency_ms.p50); p99=$(num "fleet-$n" .latency_ms.p99)
+    ok=$(num "fleet-$n" .batches_ok); failed=$(num "fleet-$n" .failed_total)
+    STEPS=$(jq -c --argjson n "$n" --argjson p50 "$p50" --argjson p99 "$p99" --argjson ok "$ok" --argjson failed "$failed" \
+        '. + [{agents: $n, p50_ms: $p50, p99_ms: $p99, batches_ok: $ok, failed: $failed}]' <<<"$STEPS")
+    if jq -e --argjson p99 "$p99" --argjson ok "$ok" --argjson failed "$failed" -n \
+        '$p99 < 250 and $ok > 0 and $failed <= ($ok / 1000)' >/dev/null; then
+        BEST=$n; BEST_P50=$p50; BEST_P99=$p99
+    else
+        break
+    fi
+done
+
+jq -n \
+  --slurpfile wire "$OUT/wire.json" \
+  --slurpfile tput "$OUT/tput.json" \
+  --slurpfile replay "$OUT/replay.json" \
+  --argjson copy_rows "$COPY_ROWS" --argjson copy_secs "$COPY_SECS" \
+  --argjson best "$BEST" --argjson best_p50 "$BEST_P50" --argjson best_p99 "$BEST_P99" \
+  --argjson steps "$STEPS" '
+  def r: (. * 1000 | round) / 1000;
+  ($wire[0]) as $w | ($tput[0]) as $t | ($replay[0]) as $p |
+  ($copy_rows / $copy_secs) as $copy_rate |
+  ($p.rows_per_batch / 10) as $realtime |
+  [
+    {name: "ingest_rows_per_s", unit: "rows/s", lasect: ($t.rows_per_s | r),
+     reference: ($copy_rate | r), reference_name: "psql \\copy of the same rows (CSV) into the same store",
+     ratio: ($t.rows_per_s / $copy_rate | r), better: "higher",
+     target_ratio: 0.8, rows: $t.rows, agents: $t.agents, elapsed_s: ($t.elapsed_s | r),
+     push_p99_ms: $t.latency_ms.p99, retries: $t.failed_total, copy_rows: $copy_rows, copy_s: ($copy_secs | r)},
+    {name: "fleet_agents_p99_250ms", unit: "agents", lasect: $best,
+     reference: 5000, reference_name: "target of issue 4", ratio: ($best / 5000 | r), better: "higher",
+     p50_ms: $best_p50, p99_ms: $best_p99, interval_s: 10, steps: $steps,
+     note: "ingest, store, loadgen (all agents) and PostgreSQL share this machine"},
+    {name: "wire_bytes_per_sample", unit: "bytes/sample", lasect: ($w.lz4_protobuf_bytes_per_sample | r),
+     reference: ($w.json_gzip_bytes_per_sample | r), reference_name: "JSON + gzip of the same samples",
+     ratio: ($w.lz4_protobuf_bytes_per_sample / $w.json_gzip_bytes_per_sample | r), better: "lower",
+     target_ratio: 0.333, samples: $w.samples, batches: $w.batches},
+    {name: "replay_rows_per_s", unit: "rows/s", lasect: ($p.rows_per_s | r),
+     reference: $realtime, reference_name: "real-time rate of one agent (rows per batch / 10 s)",
+     ratio: ($p.rows_per_s / $realtime | r), better: "higher",
+     target_ratio: 100, batches: $p.batches_ok, elapsed_s: ($p.elapsed_s | r), retries: $p.failed_total}
+  ]' >"$OUT/summary.json"
+
+say "summary ($OUT/summary.json)"
+jq -r '(["name","unit","lasect","reference","ratio","better"] | @tsv),
+       (.[] | [.name, .unit, (.lasect|tostring), (.reference|tostring), (.ratio|tostring), .better] | @tsv)' \
+    "$OUT/summary.json" | if command -v column >/dev/null; then column -t -s $'\t'; else cat; fi

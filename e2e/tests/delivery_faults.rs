@@ -1,0 +1,347 @@
+//! Delivery under faults, with the real binaries (`lasect-ingest`,
+//! `lasect-agent`), a real store cluster and a monitored cluster, sampling
+//! every second:
+//!
+//! - the agent killed with SIGKILL again and again, then restarted;
+//! - ingest killed with SIGKILL and restarted while the agent pushes.
+//!
+//! Each ends by checking that every batch the agent spooled (it logs each
+//! spooled seq at debug level) is stored, that no sample is stored twice,
+//! and that sample times have no gaps except while the agent itself was dead.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use lasect_testkit::{ChildGuard, PgCluster, PgOptions, binary_path, free_port};
+
+const AGENT_ID: &str = "fault-agent";
+const BOUND: Duration = Duration::from_secs(90);
+/// Largest step between consecutive samples (1 s interval) that is not a
+/// gap: generous, since a loaded test machine delays ticks.
+const MAX_STEP: Duration = Duration::from_secs(6);
+
+struct Setup {
+    store_pg: PgCluster,
+    _monitored: PgCluster,
+    dir: tempfile::TempDir,
+    metrics_port: u16,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let store_pg = PgCluster::start(PgOptions::default()).expect("store cluster");
+        let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
+        store_pg.create_database("lasect").await.expect("store db");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = dir.path().join("tls");
+        let out = Command::new(binary_path("lasect-api"))
+            .args(["ca", "init", "--dir"])
+            .arg(&tls)
+            .args(["--agent", AGENT_ID])
+            .output()
+            .expect("run ca init");
+        assert!(out.status.success(), "ca init: {out:?}");
+        let ingest_port = free_port();
+        let metrics_port = free_port();
+        let t = tls.display();
+        std::fs::write(
+            dir.path().join("ingest.toml"),
+            format!(
+                "listen = \"127.0.0.1:{ingest_port}\"\nstore_dsn = \"{}\"\n\
+                 [tls]\nca_file = \"{t}/ca.pem\"\ncert_file = \"{t}/ingest.pem\"\nkey_file = \"{t}/ingest.key\"\n",
+                store_pg.dsn("lasect")
+            ),
+        )
+        .expect("write ingest config");
+        std::fs::write(
+            dir.path().join("agent.toml"),
+            format!(
+                "state_dir = \"{state}\"\n\
+                 [ingest]\nendpoint = \"https://127.0.0.1:{ingest_port}\"\nserver_name = \"lasect-ingest\"\n\
+                 [tls]\nca_file = \"{t}/ca.pem\"\ncert_file = \"{t}/agents/{AGENT_ID}.pem\"\nkey_file = \"{t}/agents/{AGENT_ID}.key\"\n\
+                 [collect]\ninterval_secs = 1\n\
+                 [sender]\nwindow = 4\n\
+                 [spool]\nfsync = \"every_batch\"\n\
+                 [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+                 [[instances]]\nname = \"monitored\"\ndsn = \"{dsn}\"\n",
+                state = dir.path().join("agent-state").display(),
+                dsn = monitored.dsn("postgres"),
+            ),
+        )
+        .expect("write agent config");
+        Self {
+            store_pg,
+            _monitored: monitored,
+            dir,
+            metrics_port,
+        }
+    }
+
+    fn config(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn start_ingest(&self) -> ChildGuard {
+        let mut c = Command::new(binary_path("lasect-ingest"));
+        c.arg("--config").arg(self.config("ingest.toml"));
+        let mut ingest = ChildGuard::spawn(c).expect("spawn ingest");
+        ingest
+            .wait_for_line("listening", Duration::from_secs(60))
+            .expect("ingest up");
+        ingest
+    }
+
+    fn start_agent(&self) -> ChildGuard {
+        let mut c = Command::new(binary_path("lasect-agent"));
+        c.arg("--config")
+            .arg(self.config("agent.toml"))
+            .env("LASECT_LOG", "info,lasect_agent::run=debug");
+        ChildGuard::spawn(c).expect("spawn agent")
+    }
+}
+
+/// Seqs the agent logged as spooled.
+fn spooled(agent: &ChildGuard) -> BTreeSet<u64> {
+    agent
+        .lines()
+        .iter()
+        .filter(|l| l.contains("batch spooled"))
+        .filter_map(|l| {
+            let rest = &l[l.find(" seq=")? + 5..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+async fn wait_spooled(agent: &ChildGuard, at_least: usize) {
+    let start = Instant::now();
+    while spooled(agent).len() < at_least {
+        assert!(
+            start.elapsed() < BOUND,
+            "agent spooled only {:?} within {BOUND:?}",
+            spooled(agent)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn stored_seqs(store: &tokio_postgres::Client) -> BTreeSet<u64> {
+    store
+        .query(
+            "SELECT seq FROM ingest_batches WHERE agent_id = $1",
+            &[&AGENT_ID],
+        )
+        .await
+        .map(|rows| {
+            rows.iter()
+                .map(|r| u64::try_from(r.get::<_, i64>(0)).expect("positive seq"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until every spooled seq is stored, then checks the store.
+async fn check_exactly_once(
+    store: &tokio_postgres::Client,
+    spooled: &BTreeSet<u64>,
+    agent_down: &[(SystemTime, SystemTime)],
+) {
+    assert!(!spooled.is_empty());
+    let start = Instant::now();
+    loop {
+        let stored = stored_seqs(store).await;
+        let missing: Vec<u64> = spooled.difference(&stored).copied().collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "spooled batches never stored: {missing:?} (stored {stored:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // No sample stored twice.
+    let dups = store
+        .query(
+            "SELECT time::text, instance_id, datname, count(*) FROM metric_database
+             GROUP BY 1, 2, 3 HAVING count(*) > 1",
+            &[],
+        )
+        .await
+        .expect("duplicate query");
+    assert!(
+        dups.is_empty(),
+        "{} duplicated database samples",
+        dups.len()
+    );
+    let dups = store
+        .query(
+            "SELECT time::text, count(*) FROM metric_host_cpu WHERE agent_id = $1
+             GROUP BY 1 HAVING count(*) > 1",
+            &[&AGENT_ID],
+        )
+        .await
+        .expect("duplicate query");
+    assert!(
+        dups.is_empty(),
+        "{} duplicated host_cpu samples",
+        dups.len()
+    );
+
+    // No gap in time, except across the agent's own downtime.
+    let times: Vec<SystemTime> = store
+        .query(
+            "SELECT time FROM metric_host_cpu WHERE agent_id = $1 ORDER BY time",
+            &[&AGENT_ID],
+        )
+        .await
+        .expect("times")
+        .iter()
+        .map(|r| r.get::<_, SystemTime>(0))
+        .collect();
+    assert!(
+        times.len() >= spooled.len() / 2,
+        "{} host samples",
+        times.len()
+    );
+    for pair in times.windows(2) {
+        let step = pair[1].duration_since(pair[0]).unwrap_or_default();
+        if step <= MAX_STEP {
+            continue;
+        }
+        let explained = agent_down
+            .iter()
+            .any(|(killed, restarted)| pair[0] <= *restarted && *killed <= pair[1]);
+        assert!(
+            explained,
+            "gap of {step:?} after {:?} while the agent was running",
+            pair[0]
+        );
+    }
+}
+
+/// `GET /metrics` of the agent, over plain HTTP/1.1.
+fn scrape(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("send request");
+    let mut text = String::new();
+    conn.read_to_string(&mut text).expect("read response");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+fn state_dir(setup: &Setup) -> PathBuf {
+    setup.dir.path().join("agent-state")
+}
+
+fn spool_segments(state: &Path) -> usize {
+    std::fs::read_dir(state.join("spool"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("seg-"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_killed_repeatedly_loses_and_duplicates_nothing() {
+    let setup = Setup::new().await;
+    let mut ingest = Some(setup.start_ingest());
+    let store = setup
+        .store_pg
+        .connect("lasect")
+        .await
+        .expect("connect store");
+
+    let mut all_spooled = BTreeSet::new();
+    let mut agent_down = Vec::new();
+    for round in 0..4 {
+        // In rounds 1 and 2 ingest is down, so the agent dies with a backlog
+        // in its spool that only a replay after restart can deliver.
+        if round == 1
+            && let Some(mut i) = ingest.take()
+        {
+            i.kill();
+        }
+        if round == 3 {
+            ingest = Some(setup.start_ingest());
+        }
+        let mut agent = setup.start_agent();
+        // A few batches each life; the kill lands wherever the agent is,
+        // possibly in the middle of a spool write or a push.
+        wait_spooled(&agent, 3 + round).await;
+        let killed = SystemTime::now();
+        agent.kill();
+        all_spooled.extend(spooled(&agent));
+        // Restarted right away, as a supervisor would.
+        agent_down.push((killed, SystemTime::now() + Duration::from_secs(2)));
+    }
+    let mut agent = setup.start_agent();
+    wait_spooled(&agent, 3).await;
+    check_exactly_once(&store, &all_spooled, &agent_down).await;
+    agent.terminate(Duration::from_secs(10));
+    all_spooled.extend(spooled(&agent));
+    check_exactly_once(&store, &all_spooled, &agent_down).await;
+    eprintln!(
+        "agent killed {} times; {} spooled batches, all stored once",
+        agent_down.len(),
+        all_spooled.len()
+    );
+    drop(ingest);
+    // Once everything is acknowledged, the spool holds at most the segment
+    // that was being written.
+    assert!(spool_segments(&state_dir(&setup)) <= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_killed_and_restarted_while_the_agent_pushes() {
+    let setup = Setup::new().await;
+    let mut ingest = setup.start_ingest();
+    let store = setup
+        .store_pg
+        .connect("lasect")
+        .await
+        .expect("connect store");
+    let mut agent = setup.start_agent();
+    wait_spooled(&agent, 2).await;
+
+    for _ in 0..2 {
+        // Kill once batches are flowing, stay down a few ticks, come back.
+        let before = spooled(&agent).len();
+        ingest.kill();
+        wait_spooled(&agent, before + 3).await;
+        ingest = setup.start_ingest();
+        wait_spooled(&agent, before + 5).await;
+    }
+    // The agent's own figures tell the story too.
+    let text = scrape(setup.metrics_port);
+    assert!(
+        metric(&text, "lasect_agent_send_retries_total") > 0.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "lasect_agent_batches_acked_total") > 0.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "lasect_agent_dropped_batches_total"), 0.0);
+    agent.terminate(Duration::from_secs(10));
+    let all = spooled(&agent);
+    // The agent never died: no gap is excused.
+    check_exactly_once(&store, &all, &[]).await;
+    drop(ingest);
+}
