@@ -1,1 +1,177 @@
-//! End-to-end tests live in tests/.
+//! Shared set-up of the end-to-end tests in `tests/`: a store cluster, TLS
+//! material from the real `lasect-api ca init`, configuration files, and the
+//! real `lasect-ingest`, `lasect-api` and `lasect-agent` processes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use lasect_testkit::{ChildGuard, PgCluster, PgOptions, binary_path, free_port};
+
+/// How long a process may take to start listening (a cold debug build on a
+/// loaded 2-core machine is slow, and migrations run first).
+pub const START_BOUND: Duration = Duration::from_secs(60);
+
+/// A store cluster with its `lasect` database, TLS material for one agent,
+/// and a temp dir for configs and state. Processes are started on demand.
+pub struct Stack {
+    pub store_pg: PgCluster,
+    pub agent_id: String,
+    pub ingest_port: u16,
+    pub api_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    pub async fn new(agent_id: &str) -> Self {
+        let store_pg = PgCluster::start(PgOptions::default()).expect("store cluster");
+        store_pg.create_database("lasect").await.expect("store db");
+        let dir = tempfile::tempdir().expect("tempdir");
+        run_ok(
+            Command::new(binary_path("lasect-api"))
+                .args(["ca", "init", "--dir"])
+                .arg(dir.path().join("tls"))
+                .args(["--agent", agent_id]),
+        );
+        Self {
+            store_pg,
+            agent_id: agent_id.to_string(),
+            ingest_port: free_port(),
+            api_port: free_port(),
+            dir,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn tls(&self) -> PathBuf {
+        self.path("tls")
+    }
+
+    pub fn store_dsn(&self) -> String {
+        self.store_pg.dsn("lasect")
+    }
+
+    pub async fn store(&self) -> tokio_postgres::Client {
+        self.store_pg
+            .connect("lasect")
+            .await
+            .expect("connect store")
+    }
+
+    /// Writes `ingest.toml` (with `extra` TOML appended) and spawns ingest
+    /// without waiting for it.
+    pub fn spawn_ingest(&self, extra: &str) -> ChildGuard {
+        let t = self.tls();
+        let t = t.display();
+        let config = self.path("ingest.toml");
+        write(
+            &config,
+            &format!(
+                "listen = \"127.0.0.1:{}\"\nstore_dsn = \"{}\"\n{extra}\n\
+                 [tls]\nca_file = \"{t}/ca.pem\"\ncert_file = \"{t}/ingest.pem\"\nkey_file = \"{t}/ingest.key\"\n",
+                self.ingest_port,
+                self.store_dsn()
+            ),
+        );
+        let mut c = Command::new(binary_path("lasect-ingest"));
+        c.arg("--config").arg(config);
+        ChildGuard::spawn(c).expect("spawn ingest")
+    }
+
+    /// [`Self::spawn_ingest`] and wait until it listens.
+    pub fn start_ingest(&self, extra: &str) -> ChildGuard {
+        let mut ingest = self.spawn_ingest(extra);
+        wait_listening(&mut ingest);
+        ingest
+    }
+
+    /// Writes `api.toml` and spawns `lasect-api serve` without waiting.
+    pub fn spawn_api(&self) -> ChildGuard {
+        let t = self.tls();
+        let t = t.display();
+        let config = self.path("api.toml");
+        write(
+            &config,
+            &format!(
+                "listen = \"127.0.0.1:{}\"\nstore_dsn = \"{}\"\n\
+                 [tls]\ncert_file = \"{t}/api.pem\"\nkey_file = \"{t}/api.key\"\n",
+                self.api_port,
+                self.store_dsn()
+            ),
+        );
+        let mut c = Command::new(binary_path("lasect-api"));
+        c.arg("serve").arg("--config").arg(config);
+        ChildGuard::spawn(c).expect("spawn api")
+    }
+
+    /// Writes `agent.toml` for an agent pushing to 127.0.0.1:`port` (ingest,
+    /// or a proxy in front of it). `body` is the rest of the file: `[collect]`,
+    /// `[[instances]]` and any other section.
+    pub fn agent_config(&self, port: u16, body: &str) -> PathBuf {
+        let t = self.tls();
+        let t = t.display();
+        let id = &self.agent_id;
+        let config = self.path("agent.toml");
+        write(
+            &config,
+            &format!(
+                "state_dir = \"{state}\"\n\
+                 [ingest]\nendpoint = \"https://127.0.0.1:{port}\"\nserver_name = \"lasect-ingest\"\n\
+                 [tls]\nca_file = \"{t}/ca.pem\"\ncert_file = \"{t}/agents/{id}.pem\"\nkey_file = \"{t}/agents/{id}.key\"\n\
+                 {body}",
+                state = self.agent_state().display(),
+            ),
+        );
+        config
+    }
+
+    pub fn agent_state(&self) -> PathBuf {
+        self.path("agent-state")
+    }
+
+    /// Spawns the agent with the config written by [`Self::agent_config`].
+    pub fn start_agent(&self, env: &[(&str, &str)]) -> ChildGuard {
+        let mut c = Command::new(binary_path("lasect-agent"));
+        c.arg("--config").arg(self.path("agent.toml"));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        ChildGuard::spawn(c).expect("spawn agent")
+    }
+
+    /// Runs the `lasect` CLI against this stack's API; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        run_ok(
+            Command::new(binary_path("lasect"))
+                .args(args)
+                .env("LASECT_URL", format!("https://127.0.0.1:{}", self.api_port))
+                .env("LASECT_CA_FILE", self.tls().join("ca.pem")),
+        )
+    }
+}
+
+/// Waits for the "… listening on …" line every server prints once bound.
+pub fn wait_listening(child: &mut ChildGuard) {
+    child
+        .wait_for_line("listening", START_BOUND)
+        .expect("server listening");
+}
+
+pub fn write(path: &Path, body: &str) {
+    std::fs::write(path, body).expect("write file");
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -11,10 +11,10 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use lasect_testkit::{ChildGuard, PgCluster, PgOptions, binary_path, free_port};
+use lasect_e2e::Stack;
+use lasect_testkit::{ChildGuard, PgCluster, PgOptions, free_port};
 
 const AGENT_ID: &str = "fault-agent";
 const BOUND: Duration = Duration::from_secs(90);
@@ -22,83 +22,46 @@ const BOUND: Duration = Duration::from_secs(90);
 /// gap: generous, since a loaded test machine delays ticks.
 const MAX_STEP: Duration = Duration::from_secs(6);
 
+/// The shared [`Stack`], the monitored cluster and the agent's metrics port.
 struct Setup {
-    store_pg: PgCluster,
     _monitored: PgCluster,
-    dir: tempfile::TempDir,
     metrics_port: u16,
+    stack: Stack,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
 }
 
 impl Setup {
     async fn new() -> Self {
-        let store_pg = PgCluster::start(PgOptions::default()).expect("store cluster");
+        let stack = Stack::new(AGENT_ID).await;
         let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
-        store_pg.create_database("lasect").await.expect("store db");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tls = dir.path().join("tls");
-        let out = Command::new(binary_path("lasect-api"))
-            .args(["ca", "init", "--dir"])
-            .arg(&tls)
-            .args(["--agent", AGENT_ID])
-            .output()
-            .expect("run ca init");
-        assert!(out.status.success(), "ca init: {out:?}");
-        let ingest_port = free_port();
         let metrics_port = free_port();
-        let t = tls.display();
-        std::fs::write(
-            dir.path().join("ingest.toml"),
-            format!(
-                "listen = \"127.0.0.1:{ingest_port}\"\nstore_dsn = \"{}\"\n\
-                 [tls]\nca_file = \"{t}/ca.pem\"\ncert_file = \"{t}/ingest.pem\"\nkey_file = \"{t}/ingest.key\"\n",
-                store_pg.dsn("lasect")
-            ),
-        )
-        .expect("write ingest config");
-        std::fs::write(
-            dir.path().join("agent.toml"),
-            format!(
-                "state_dir = \"{state}\"\n\
-                 [ingest]\nendpoint = \"https://127.0.0.1:{ingest_port}\"\nserver_name = \"lasect-ingest\"\n\
-                 [tls]\nca_file = \"{t}/ca.pem\"\ncert_file = \"{t}/agents/{AGENT_ID}.pem\"\nkey_file = \"{t}/agents/{AGENT_ID}.key\"\n\
-                 [collect]\ninterval_secs = 1\n\
+        stack.agent_config(
+            stack.ingest_port,
+            &format!(
+                "[collect]\ninterval_secs = 1\n\
                  [sender]\nwindow = 4\n\
                  [spool]\nfsync = \"every_batch\"\n\
                  [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
-                 [[instances]]\nname = \"monitored\"\ndsn = \"{dsn}\"\n",
-                state = dir.path().join("agent-state").display(),
-                dsn = monitored.dsn("postgres"),
+                 [[instances]]\nname = \"monitored\"\ndsn = \"{}\"\n",
+                monitored.dsn("postgres"),
             ),
-        )
-        .expect("write agent config");
+        );
         Self {
-            store_pg,
             _monitored: monitored,
-            dir,
             metrics_port,
+            stack,
         }
     }
 
-    fn config(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn start_ingest(&self) -> ChildGuard {
-        let mut c = Command::new(binary_path("lasect-ingest"));
-        c.arg("--config").arg(self.config("ingest.toml"));
-        let mut ingest = ChildGuard::spawn(c).expect("spawn ingest");
-        ingest
-            .wait_for_line("listening", Duration::from_secs(60))
-            .expect("ingest up");
-        ingest
-    }
-
     fn start_agent(&self) -> ChildGuard {
-        let mut c = Command::new(binary_path("lasect-agent"));
-        c.arg("--config")
-            .arg(self.config("agent.toml"))
-            .env("LASECT_LOG", "info,lasect_agent::run=debug");
-        ChildGuard::spawn(c).expect("spawn agent")
+        self.stack
+            .start_agent(&[("LASECT_LOG", "info,lasect_agent::run=debug")])
     }
 }
 
@@ -245,7 +208,7 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 fn state_dir(setup: &Setup) -> PathBuf {
-    setup.dir.path().join("agent-state")
+    setup.agent_state()
 }
 
 fn spool_segments(state: &Path) -> usize {
@@ -261,7 +224,7 @@ fn spool_segments(state: &Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_killed_repeatedly_loses_and_duplicates_nothing() {
     let setup = Setup::new().await;
-    let mut ingest = Some(setup.start_ingest());
+    let mut ingest = Some(setup.start_ingest(""));
     let store = setup
         .store_pg
         .connect("lasect")
@@ -279,7 +242,7 @@ async fn agent_killed_repeatedly_loses_and_duplicates_nothing() {
             i.kill();
         }
         if round == 3 {
-            ingest = Some(setup.start_ingest());
+            ingest = Some(setup.start_ingest(""));
         }
         let mut agent = setup.start_agent();
         // A few batches each life; the kill lands wherever the agent is,
@@ -311,7 +274,7 @@ async fn agent_killed_repeatedly_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_killed_and_restarted_while_the_agent_pushes() {
     let setup = Setup::new().await;
-    let mut ingest = setup.start_ingest();
+    let mut ingest = setup.start_ingest("");
     let store = setup
         .store_pg
         .connect("lasect")
@@ -325,7 +288,7 @@ async fn ingest_killed_and_restarted_while_the_agent_pushes() {
         let before = spooled(&agent).len();
         ingest.kill();
         wait_spooled(&agent, before + 3).await;
-        ingest = setup.start_ingest();
+        ingest = setup.start_ingest("");
         wait_spooled(&agent, before + 5).await;
     }
     // The agent's own figures tell the story too.

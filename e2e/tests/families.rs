@@ -10,30 +10,15 @@
 //!   connecting as a role without pg_monitor, gives one warning and keeps
 //!   its other families flowing.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lasect_testkit::{ChildGuard, PgCluster, PgOptions, binary_path, free_port};
+use lasect_e2e::{Stack, run_ok, wait_listening};
+use lasect_testkit::{ChildGuard, PgCluster, PgOptions};
 
 const AGENT_ID: &str = "e2e-families";
 const BOUND: Duration = Duration::from_secs(90);
 const MARKER: &str = "lasect_known_query";
-
-fn write(path: &Path, body: &str) {
-    std::fs::write(path, body).expect("write config");
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Polls `query` (one bigint) until `done` accepts it, within [`BOUND`].
 async fn wait_for(
@@ -80,7 +65,7 @@ async fn run_known(client: &tokio_postgres::Client, n: i32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn families_end_to_end() {
-    let store_pg = PgCluster::start(PgOptions::default()).expect("store cluster");
+    let stack = Stack::new(AGENT_ID).await;
     let monitored = PgCluster::start(PgOptions {
         stat_statements: true,
         // wal_level = logical: a logical slot for `replication_slot`.
@@ -93,8 +78,6 @@ async fn families_end_to_end() {
         ..PgOptions::default()
     })
     .expect("monitored cluster");
-    store_pg.create_database("lasect").await.expect("store db");
-    let store_dsn = store_pg.dsn("lasect");
 
     let admin = monitored.connect("postgres").await.expect("connect");
     admin
@@ -117,73 +100,23 @@ async fn families_end_to_end() {
             .args(["-p", &port.to_string(), "postgres"]),
     );
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tls = dir.path().join("tls");
-    run_ok(
-        Command::new(binary_path("lasect-api"))
-            .args(["ca", "init", "--dir"])
-            .arg(&tls)
-            .args(["--agent", AGENT_ID]),
-    );
-    let ingest_port = free_port();
-    let api_port = free_port();
-    let t = tls.display();
-    write(
-        &dir.path().join("ingest.toml"),
+    let mut ingest = stack.spawn_ingest("");
+    let mut api = stack.spawn_api();
+    wait_listening(&mut ingest);
+    wait_listening(&mut api);
+    stack.agent_config(
+        stack.ingest_port,
         &format!(
-            "listen = \"127.0.0.1:{ingest_port}\"\nstore_dsn = \"{store_dsn}\"\n\
-             [tls]\nca_file = \"{t}/ca.pem\"\ncert_file = \"{t}/ingest.pem\"\nkey_file = \"{t}/ingest.key\"\n"
-        ),
-    );
-    write(
-        &dir.path().join("api.toml"),
-        &format!(
-            "listen = \"127.0.0.1:{api_port}\"\nstore_dsn = \"{store_dsn}\"\n\
-             [tls]\ncert_file = \"{t}/api.pem\"\nkey_file = \"{t}/api.key\"\n"
-        ),
-    );
-    write(
-        &dir.path().join("agent.toml"),
-        &format!(
-            "state_dir = \"{state}\"\n\
-             [ingest]\nendpoint = \"https://127.0.0.1:{ingest_port}\"\nserver_name = \"lasect-ingest\"\n\
-             [tls]\nca_file = \"{t}/ca.pem\"\ncert_file = \"{t}/agents/{AGENT_ID}.pem\"\nkey_file = \"{t}/agents/{AGENT_ID}.key\"\n\
-             [collect]\ninterval_secs = 1\nintervals = {{ statement = 1, table = 1, index = 1, wal = 1, bgwriter = 1, archiver = 1, settings = 1, activity = 1, lock = 1, replication = 1, replication_slot = 1, progress = 1, wait = 2 }}\n\
+            "[collect]\ninterval_secs = 1\nintervals = {{ statement = 1, table = 1, index = 1, wal = 1, bgwriter = 1, archiver = 1, settings = 1, activity = 1, lock = 1, replication = 1, replication_slot = 1, progress = 1, wait = 2 }}\n\
              [[instances]]\nname = \"monitored\"\ndsn = \"{dsn}\"\n\
              [[instances]]\nname = \"plain\"\n\
              dsn = \"host=127.0.0.1 port={port} user=plain dbname=app\"\n",
-            state = dir.path().join("agent-state").display(),
             dsn = monitored.dsn("postgres"),
         ),
     );
+    let agent = stack.start_agent(&[]);
 
-    let mut ingest = ChildGuard::spawn({
-        let mut c = Command::new(binary_path("lasect-ingest"));
-        c.arg("--config").arg(dir.path().join("ingest.toml"));
-        c
-    })
-    .expect("spawn ingest");
-    let mut api = ChildGuard::spawn({
-        let mut c = Command::new(binary_path("lasect-api"));
-        c.arg("serve")
-            .arg("--config")
-            .arg(dir.path().join("api.toml"));
-        c
-    })
-    .expect("spawn api");
-    ingest
-        .wait_for_line("listening", Duration::from_secs(60))
-        .expect("ingest up");
-    api.wait_for_line("listening", Duration::from_secs(60))
-        .expect("api up");
-    let agent = ChildGuard::spawn({
-        let mut c = Command::new(binary_path("lasect-agent"));
-        c.arg("--config").arg(dir.path().join("agent.toml"));
-        c
-    })
-    .expect("spawn agent");
-
-    let store = store_pg.connect("lasect").await.expect("connect store");
+    let store = stack.store().await;
     // The first statement round is a baseline; the agent's own queries make
     // the next rounds store rows. From then on every execution counts.
     wait_for(
@@ -413,7 +346,7 @@ async fn families_end_to_end() {
         .batch_execute("SELECT pg_create_logical_replication_slot('lasect_slot', 'test_decoding')")
         .await
         .expect("slot");
-    let wal_dir = dir.path().join("received-wal");
+    let wal_dir = stack.path("received-wal");
     std::fs::create_dir(&wal_dir).expect("wal dir");
     let _receiver = ChildGuard::spawn({
         let mut c = Command::new(monitored.bindir().join("pg_receivewal"));
@@ -453,7 +386,7 @@ async fn families_end_to_end() {
     let mut backup = ChildGuard::spawn({
         let mut c = Command::new(monitored.bindir().join("pg_basebackup"));
         c.arg("-D")
-            .arg(dir.path().join("backup"))
+            .arg(stack.path("backup"))
             .args([
                 "-X",
                 "none",
@@ -507,20 +440,18 @@ async fn families_end_to_end() {
     .await;
 
     // The CLI reads the family through the API.
-    let shown: serde_json::Value = serde_json::from_str(&run_ok(
-        Command::new(binary_path("lasect"))
-            .args([
-                "metrics",
-                "show",
-                "--instance",
-                "monitored",
-                "--family",
-                "statement",
-            ])
-            .args(["--limit", "50", "--output", "json"])
-            .env("LASECT_URL", format!("https://127.0.0.1:{api_port}"))
-            .env("LASECT_CA_FILE", tls.join("ca.pem")),
-    ))
+    let shown: serde_json::Value = serde_json::from_str(&stack.cli(&[
+        "metrics",
+        "show",
+        "--instance",
+        "monitored",
+        "--family",
+        "statement",
+        "--limit",
+        "50",
+        "--output",
+        "json",
+    ]))
     .expect("json");
     let rows = shown["rows"].as_array().expect("rows");
     assert!(

@@ -6,11 +6,10 @@
 //! without gaps (consecutive `host_cpu` times of the agent at most ~2
 //! intervals apart, across the outage).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lasect_testkit::{ChaosProxy, ChildGuard, PgCluster, PgOptions, binary_path, free_port};
+use lasect_e2e::Stack;
+use lasect_testkit::{ChaosProxy, ChildGuard, PgCluster, PgOptions};
 
 const AGENT_ID: &str = "fault-agent";
 /// Bound on every wait for an outcome; not a timing assertion.
@@ -20,99 +19,46 @@ const OUTAGE: Duration = Duration::from_secs(5);
 /// The agent samples every second; a hole is a gap above ~2 intervals.
 const MAX_GAP_SECS: f64 = 2.5;
 
-fn write(path: &Path, body: &str) {
-    std::fs::write(path, body).expect("write config");
-}
-
-/// Store, monitored cluster, TLS material and a running ingest; the agent
-/// is started by each test (pointing at ingest or at a proxy).
-struct Stack {
+/// The shared [`Stack`] with a running ingest and the monitored cluster; the
+/// agent is started by each test (pointing at ingest or at a proxy).
+struct Faults {
     // Field order is drop order: processes before the clusters they use.
     agent: Option<ChildGuard>,
     ingest: ChildGuard,
-    ingest_port: u16,
-    store_pg: PgCluster,
     monitored: PgCluster,
-    dir: tempfile::TempDir,
+    stack: Stack,
 }
 
-impl Stack {
-    async fn start() -> Self {
-        let store_pg = PgCluster::start(PgOptions::default()).expect("store cluster");
-        let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
-        store_pg.create_database("lasect").await.expect("store db");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tls = dir.path().join("tls");
-        let out = Command::new(binary_path("lasect-api"))
-            .args(["ca", "init", "--dir"])
-            .arg(&tls)
-            .args(["--agent", AGENT_ID])
-            .output()
-            .expect("run ca init");
-        assert!(out.status.success(), "{out:?}");
+impl std::ops::Deref for Faults {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
+}
 
-        let ingest_port = free_port();
-        let t = tls.display();
-        write(
-            &dir.path().join("ingest.toml"),
-            &format!(
-                "listen = \"127.0.0.1:{ingest_port}\"\nstore_dsn = \"{}\"\n\
-                 [tls]\nca_file = \"{t}/ca.pem\"\ncert_file = \"{t}/ingest.pem\"\nkey_file = \"{t}/ingest.key\"\n\
-                 [store]\npool_size = 2\n",
-                store_pg.dsn("lasect")
-            ),
-        );
-        let mut ingest = ChildGuard::spawn({
-            let mut c = Command::new(binary_path("lasect-ingest"));
-            c.arg("--config").arg(dir.path().join("ingest.toml"));
-            c
-        })
-        .expect("spawn ingest");
-        ingest
-            .wait_for_line("lasect-ingest listening", Duration::from_secs(60))
-            .expect("ingest up");
+impl Faults {
+    async fn start() -> Self {
+        let stack = Stack::new(AGENT_ID).await;
+        let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
+        let ingest = stack.start_ingest("[store]\npool_size = 2\n");
         Self {
             agent: None,
             ingest,
-            ingest_port,
-            store_pg,
             monitored,
-            dir,
+            stack,
         }
     }
 
     /// Starts the agent, sampling every second, pushing to `port`.
     fn start_agent(&mut self, port: u16) {
-        let t = self.dir.path().join("tls");
-        let t = t.display();
-        let config = self.dir.path().join("agent.toml");
-        write(
-            &config,
+        self.stack.agent_config(
+            port,
             &format!(
-                "state_dir = \"{state}\"\n\
-                 [ingest]\nendpoint = \"https://127.0.0.1:{port}\"\nserver_name = \"lasect-ingest\"\n\
-                 [tls]\nca_file = \"{t}/ca.pem\"\ncert_file = \"{t}/agents/{AGENT_ID}.pem\"\nkey_file = \"{t}/agents/{AGENT_ID}.key\"\n\
-                 [collect]\ninterval_secs = 1\n\
-                 [[instances]]\nname = \"monitored\"\ndsn = \"{dsn}\"\n",
-                state = self.dir.path().join("agent-state").display(),
-                dsn = self.monitored.dsn("postgres"),
+                "[collect]\ninterval_secs = 1\n[[instances]]\nname = \"monitored\"\ndsn = \"{}\"\n",
+                self.monitored.dsn("postgres")
             ),
         );
-        self.agent = Some(
-            ChildGuard::spawn({
-                let mut c = Command::new(binary_path("lasect-agent"));
-                c.arg("--config").arg(&config);
-                c
-            })
-            .expect("spawn agent"),
-        );
-    }
-
-    async fn store(&self) -> tokio_postgres::Client {
-        self.store_pg
-            .connect("lasect")
-            .await
-            .expect("connect store")
+        self.agent = Some(self.stack.start_agent(&[]));
     }
 
     /// Waits until the agent has at least `n` stored `host_cpu` samples.
@@ -212,7 +158,7 @@ async fn store_now(store: &tokio_postgres::Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_restart_while_ingest_writes_loses_and_duplicates_nothing() {
-    let mut stack = Stack::start().await;
+    let mut stack = Faults::start().await;
     stack.start_agent(stack.ingest_port);
     stack.wait_for_samples(3).await;
     let fault_start = store_now(&stack.store().await).await;
@@ -233,7 +179,7 @@ async fn store_restart_while_ingest_writes_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_unreachable_for_a_while_loses_and_duplicates_nothing() {
-    let mut stack = Stack::start().await;
+    let mut stack = Faults::start().await;
     let proxy = ChaosProxy::start(
         format!("127.0.0.1:{}", stack.ingest_port)
             .parse()

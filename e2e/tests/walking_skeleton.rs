@@ -2,30 +2,14 @@
 //! sampled by `lasect-agent`, pushed over mTLS to `lasect-ingest`, stored in
 //! the central store, and read back through `lasect-api` with the `lasect` CLI.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lasect_testkit::{ChildGuard, PgCluster, PgOptions, binary_path, free_port};
+use lasect_e2e::{Stack, wait_listening};
+use lasect_testkit::{PgCluster, PgOptions};
 
 const K: i64 = 250;
 const AGENT_ID: &str = "e2e-agent";
 const BOUND: Duration = Duration::from_secs(90);
-
-fn write(path: &Path, body: &str) {
-    std::fs::write(path, body).expect("write config");
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Highest stored xact_commit of database `postgres` of the instance, if any.
 async fn stored_commits(store: &tokio_postgres::Client) -> Option<i64> {
@@ -60,78 +44,24 @@ async fn wait_for_commits(store: &tokio_postgres::Client, at_least: i64) -> i64 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_travels_agent_to_store_to_cli() {
-    let store_pg = PgCluster::start(PgOptions::default()).expect("store cluster");
+    let stack = Stack::new(AGENT_ID).await;
     let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
-    store_pg.create_database("lasect").await.expect("store db");
-    let store_dsn = store_pg.dsn("lasect");
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tls = dir.path().join("tls");
-    run_ok(
-        Command::new(binary_path("lasect-api"))
-            .args(["ca", "init", "--dir"])
-            .arg(&tls)
-            .args(["--agent", AGENT_ID]),
-    );
 
     // Ingest and API migrate the store themselves, concurrently, at start.
-    let ingest_port = free_port();
-    let api_port = free_port();
-    let t = tls.display();
-    write(
-        &dir.path().join("ingest.toml"),
+    let mut ingest = stack.spawn_ingest("");
+    let mut api = stack.spawn_api();
+    wait_listening(&mut ingest);
+    wait_listening(&mut api);
+    stack.agent_config(
+        stack.ingest_port,
         &format!(
-            "listen = \"127.0.0.1:{ingest_port}\"\nstore_dsn = \"{store_dsn}\"\n\
-             [tls]\nca_file = \"{t}/ca.pem\"\ncert_file = \"{t}/ingest.pem\"\nkey_file = \"{t}/ingest.key\"\n"
+            "[collect]\ninterval_secs = 1\n[[instances]]\nname = \"monitored\"\ndsn = \"{}\"\n",
+            monitored.dsn("postgres")
         ),
     );
-    write(
-        &dir.path().join("api.toml"),
-        &format!(
-            "listen = \"127.0.0.1:{api_port}\"\nstore_dsn = \"{store_dsn}\"\n\
-             [tls]\ncert_file = \"{t}/api.pem\"\nkey_file = \"{t}/api.key\"\n"
-        ),
-    );
-    write(
-        &dir.path().join("agent.toml"),
-        &format!(
-            "state_dir = \"{state}\"\n\
-             [ingest]\nendpoint = \"https://127.0.0.1:{ingest_port}\"\nserver_name = \"lasect-ingest\"\n\
-             [tls]\nca_file = \"{t}/ca.pem\"\ncert_file = \"{t}/agents/{AGENT_ID}.pem\"\nkey_file = \"{t}/agents/{AGENT_ID}.key\"\n\
-             [collect]\ninterval_secs = 1\n\
-             [[instances]]\nname = \"monitored\"\ndsn = \"{dsn}\"\n",
-            state = dir.path().join("agent-state").display(),
-            dsn = monitored.dsn("postgres"),
-        ),
-    );
+    let _agent = stack.start_agent(&[]);
 
-    let mut ingest = ChildGuard::spawn({
-        let mut c = Command::new(binary_path("lasect-ingest"));
-        c.arg("--config").arg(dir.path().join("ingest.toml"));
-        c
-    })
-    .expect("spawn ingest");
-    let mut api = ChildGuard::spawn({
-        let mut c = Command::new(binary_path("lasect-api"));
-        c.arg("serve")
-            .arg("--config")
-            .arg(dir.path().join("api.toml"));
-        c
-    })
-    .expect("spawn api");
-    ingest
-        .wait_for_line("listening", Duration::from_secs(60))
-        .expect("ingest up");
-    api.wait_for_line("listening", Duration::from_secs(60))
-        .expect("api up");
-    let _agent = ChildGuard::spawn({
-        let mut c = Command::new(binary_path("lasect-agent"));
-        c.arg("--config").arg(dir.path().join("agent.toml"));
-        c
-    })
-    .expect("spawn agent");
-
-    let store = store_pg.connect("lasect").await.expect("connect store");
+    let store = stack.store().await;
     let before = wait_for_commits(&store, 0).await;
 
     // K committed transactions on the monitored instance.
@@ -151,14 +81,7 @@ async fn sample_travels_agent_to_store_to_cli() {
     assert!(after - before >= K, "grew by {} < {K}", after - before);
 
     // The CLI reads it back through the API over HTTPS.
-    let cli = |args: &[&str]| {
-        run_ok(
-            Command::new(binary_path("lasect"))
-                .args(args)
-                .env("LASECT_URL", format!("https://127.0.0.1:{api_port}"))
-                .env("LASECT_CA_FILE", tls.join("ca.pem")),
-        )
-    };
+    let cli = |args: &[&str]| stack.cli(args);
     let list: serde_json::Value =
         serde_json::from_str(&cli(&["instance", "list", "--output", "json"])).expect("json");
     let text = list.to_string();
