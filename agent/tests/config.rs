@@ -394,3 +394,17 @@ fn connection_budget_and_database_patterns_are_checked() {
     let many = format!("{}max_connections = 17\n", base(&pki));
     assert_one_error(&many, "instances[0].max_connections", "out of range");
 }
+
+/// The example shipped in packaging/ must stay in step with the code: every
+/// key in it is one the agent knows.
+#[test]
+fn packaged_example_uses_only_known_keys() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/etc/lasect/agent.toml"
+    );
+    let text = std::fs::read_to_string(path).expect("read packaged example");
+    let loaded = AgentConfig::from_toml_str(&text).expect("packaged example parses");
+    assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+    assert_eq!(loaded.config.instances.len(), 1);
+}

@@ -136,3 +136,15 @@ fn missing_file_is_a_read_error_naming_the_path() {
         "{err}"
     );
 }
+
+/// The example shipped in packaging/ must parse: unknown keys are errors.
+#[test]
+fn packaged_example_parses() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/etc/lasect/api.toml"
+    );
+    let text = std::fs::read_to_string(path).expect("read packaged example");
+    let config = parse(&text).expect("packaged example parses");
+    assert!(!config.tls.allow_plaintext);
+}
