@@ -44,7 +44,7 @@ rm -f "$OUT"/*.json "$OUT"/*.log
 # Thousands of simulated agents hold a connection each, on both sides.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/lasect-bench.XXXXXX")
+WORK=$(mktemp -d)  # honours $TMPDIR
 chmod 711 "$WORK"
 PGDATA="$WORK/pg"
 SOCK="$WORK/sock"

@@ -11,6 +11,8 @@
 //! | `lasect_ingest_samples_total` | counter | samples stored |
 //! | `lasect_ingest_bytes_total` | counter | `kind` = `compressed` / `uncompressed` (of acknowledged pushes) |
 //! | `lasect_ingest_errors_total` | counter | `kind` = `invalid`, `unauthenticated`, `store_unavailable`, `resource_exhausted`, `rate_limited`, `internal` |
+//! | `lasect_ingest_write_groups_total` | counter | transactions that stored a group of batches (see `writer`) |
+//! | `lasect_ingest_writing_batches` | gauge | pushes handed to the writers and not answered yet (queued or in a group being written) |
 //! | `lasect_ingest_write_seconds` | histogram | time from admission to commit of stored and duplicate batches |
 //! | `lasect_ingest_connected_agents` | gauge | distinct agents that pushed in the last minute |
 //! | `lasect_ingest_inflight_batches` | gauge | pushes admitted right now |
@@ -90,6 +92,8 @@ struct Inner {
     bytes: Family<Label, Counter>,
     errors: Family<Label, Counter>,
     write_seconds: Histogram,
+    write_groups: Counter,
+    writing: Gauge,
     connected_agents: Gauge,
     inflight: Gauge,
     last_push: Mutex<HashMap<AgentId, Instant>>,
@@ -111,6 +115,8 @@ impl Metrics {
         let errors = Family::<Label, Counter>::default();
         // 1 ms .. ~16 s.
         let write_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        let write_groups = Counter::default();
+        let writing = Gauge::default();
         let connected_agents = Gauge::default();
         let inflight = Gauge::default();
         registry.register(
@@ -134,6 +140,16 @@ impl Metrics {
             "write_seconds",
             "Time to write and commit a batch",
             write_seconds.clone(),
+        );
+        registry.register(
+            "write_groups",
+            "Transactions that stored a group of batches",
+            write_groups.clone(),
+        );
+        registry.register(
+            "writing_batches",
+            "Pushes handed to the writers and not answered yet",
+            writing.clone(),
         );
         registry.register(
             "connected_agents",
@@ -165,6 +181,8 @@ impl Metrics {
                 bytes,
                 errors,
                 write_seconds,
+                write_groups,
+                writing,
                 connected_agents,
                 inflight,
                 last_push: Mutex::new(HashMap::new()),
@@ -211,6 +229,18 @@ impl Metrics {
         i.write_seconds.observe(ack.write_time.as_secs_f64());
     }
 
+    /// A writer finished the transaction of a group of pushes (a group of
+    /// duplicates only is rolled back, and counts too).
+    pub fn group_written(&self) {
+        self.inner.write_groups.inc();
+    }
+
+    /// Counts a push as handed to the writers until the guard is dropped.
+    pub fn writing(&self) -> Writing {
+        self.inner.writing.inc();
+        Writing(self.inner.writing.clone())
+    }
+
     /// The OpenMetrics text, with the gauges brought up to date.
     pub fn render(&self, inflight: usize) -> Result<String, std::fmt::Error> {
         let connected = {
@@ -231,6 +261,15 @@ impl Metrics {
         let mut text = String::new();
         encode(&mut text, &self.inner.registry)?;
         Ok(text)
+    }
+}
+
+/// A push with the writers; see [`Metrics::writing`].
+pub struct Writing(Gauge);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -302,6 +341,7 @@ mod tests {
             write_time: Duration::from_millis(1),
         });
         metrics.error(ErrorKind::RateLimited);
+        metrics.group_written();
         let text = metrics.render(3).expect("encode");
         for line in [
             "lasect_ingest_batches_total{outcome=\"stored\"} 1",
@@ -313,6 +353,8 @@ mod tests {
             "lasect_ingest_errors_total{kind=\"rate_limited\"} 1",
             "lasect_ingest_errors_total{kind=\"internal\"} 0",
             "lasect_ingest_write_seconds_count 2",
+            "lasect_ingest_write_groups_total 1",
+            "lasect_ingest_writing_batches 0",
             "lasect_ingest_connected_agents 1",
             "lasect_ingest_inflight_batches 3",
         ] {

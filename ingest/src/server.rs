@@ -6,7 +6,6 @@
 
 use std::time::Instant;
 
-use deadpool_postgres::Pool;
 use lasect_proto::payload;
 use lasect_proto::v1::ingest_server::Ingest;
 use lasect_proto::v1::{PushAck, PushRequest};
@@ -17,14 +16,12 @@ use crate::config::Limits;
 use crate::identity::{self, AgentId};
 use crate::limits::Admission;
 use crate::metrics::{Acked, ErrorKind, Metrics};
-use crate::partitions::PartitionCache;
 use crate::rate_limit::AgentRateLimiter;
 use crate::validate::{Batch, Rules, Seq};
-use crate::writer::{self, Outcome, StoreError};
+use crate::writer::{Outcome, StoreError, Writers};
 
 pub struct IngestService {
-    pool: Pool,
-    partitions: PartitionCache,
+    writers: Writers,
     limits: Limits,
     admission: Admission,
     rate: AgentRateLimiter,
@@ -33,16 +30,14 @@ pub struct IngestService {
 
 impl IngestService {
     pub fn new(
-        pool: Pool,
-        partitions: PartitionCache,
+        writers: Writers,
         limits: Limits,
         admission: Admission,
         rate: AgentRateLimiter,
         metrics: Metrics,
     ) -> Self {
         Self {
-            pool,
-            partitions,
+            writers,
             limits,
             admission,
             rate,
@@ -107,14 +102,20 @@ impl Ingest for IngestService {
 
         let (seq, batch) = self.decode(&agent, request)?;
         let started = Instant::now();
-        let outcome = writer::write_batch(&self.pool, &self.partitions, &agent, seq, &batch)
+        let rows = batch.tables.iter().map(|t| t.rows.len() as u64).sum();
+        let (stored_samples, unknown_samples) = (batch.stored_samples, batch.unknown_samples);
+        // Queued with the other pushes waiting; answered after the commit
+        // of the group this one lands in.
+        let outcome = self
+            .writers
+            .write(agent.clone(), seq, batch)
             .await
             .map_err(|e| self.store_status(&agent, wire_seq, &e))?;
         let duplicate = outcome == Outcome::Duplicate;
         self.metrics.acked(&Acked {
             duplicate,
-            rows: batch.tables.iter().map(|t| t.rows.len() as u64).sum(),
-            samples: u64::from(batch.stored_samples),
+            rows,
+            samples: u64::from(stored_samples),
             compressed_bytes,
             uncompressed_bytes,
             write_time: started.elapsed(),
@@ -123,8 +124,8 @@ impl Ingest for IngestService {
             %agent,
             seq = wire_seq,
             duplicate,
-            stored = batch.stored_samples,
-            unknown = batch.unknown_samples,
+            stored = stored_samples,
+            unknown = unknown_samples,
             "batch acknowledged"
         );
         Ok(Response::new(PushAck {
@@ -132,8 +133,8 @@ impl Ingest for IngestService {
             duplicate,
             // A duplicate wrote nothing now: its samples were counted when
             // the batch was first stored.
-            stored_samples: if duplicate { 0 } else { batch.stored_samples },
-            unknown_samples: batch.unknown_samples,
+            stored_samples: if duplicate { 0 } else { stored_samples },
+            unknown_samples,
         }))
     }
 }

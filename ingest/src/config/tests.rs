@@ -235,3 +235,21 @@ fn admission_rate_and_metrics_settings_are_checked() {
         ConfigError::Parse { .. }
     ));
 }
+
+/// The example shipped in packaging/ must stay valid: unknown keys are
+/// errors, and every value in it passes validation.
+#[test]
+fn packaged_example_is_valid() {
+    let files = Files::new();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/etc/lasect/ingest.toml"
+    );
+    let text = std::fs::read_to_string(path).expect("read packaged example");
+    let text = text.replace(
+        "/etc/lasect/tls/",
+        &format!("{}/", files.dir.path().display()),
+    );
+    let config = parse(&text).expect("packaged example validates");
+    assert_eq!(config.limits.max_inflight_batches, 256);
+}

@@ -14,6 +14,7 @@
 //! with `time` and the key column (`instance_id` or `agent_id`), then the
 //! value columns of its [`Table`] descriptor, in order.
 
+use std::collections::BTreeMap;
 use std::pin::pin;
 
 use bytes::{BufMut, BytesMut};
@@ -23,20 +24,44 @@ use tokio_postgres::types::{IsNull, ToSql, Type};
 
 use super::{StoreError, prepare, query};
 use crate::validate::schema::{Key, Table, Value};
-use crate::validate::{InstanceText, MetricRow, TableRows};
+use crate::validate::{Batch, InstanceText, MetricRow};
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
-/// Copies the rows of every table of the batch.
-pub(super) async fn tables(
-    tx: &Transaction<'_>,
-    agent_id: &str,
-    instance_ids: &[i64],
-    tables: &[TableRows],
-) -> Result<(), StoreError> {
-    for t in tables.iter().filter(|t| !t.rows.is_empty()) {
-        let buffer = encode(t.table, agent_id, instance_ids, &t.rows)?;
-        send(tx, t.table, buffer).await?;
+/// A stored batch of a group with the ids of its instances, in the order
+/// of `batch.instances`.
+pub(super) struct Part<'a> {
+    pub agent_id: &'a str,
+    pub instance_ids: Vec<i64>,
+    pub batch: &'a Batch,
+}
+
+/// The rows one batch has for a table, with what keys them.
+struct Rows<'a> {
+    agent_id: &'a str,
+    instance_ids: &'a [i64],
+    rows: &'a [MetricRow],
+}
+
+/// Copies the rows of every table of every part, one COPY per table.
+pub(super) async fn tables(tx: &Transaction<'_>, parts: &[Part<'_>]) -> Result<(), StoreError> {
+    let mut by_table: BTreeMap<&'static str, (&'static Table, Vec<Rows<'_>>)> = BTreeMap::new();
+    for part in parts {
+        for t in part.batch.tables.iter().filter(|t| !t.rows.is_empty()) {
+            by_table
+                .entry(t.table.name)
+                .or_insert_with(|| (t.table, Vec::new()))
+                .1
+                .push(Rows {
+                    agent_id: part.agent_id,
+                    instance_ids: &part.instance_ids,
+                    rows: &t.rows,
+                });
+        }
+    }
+    for (table, rows) in by_table.into_values() {
+        let buffer = encode(table, &rows)?;
+        send(tx, table, buffer).await?;
     }
     Ok(())
 }
@@ -65,21 +90,31 @@ async fn send(tx: &Transaction<'_>, table: &Table, buffer: BytesMut) -> Result<(
     Ok(())
 }
 
-/// Encodes `rows` of `table` as a complete binary COPY stream.
-fn encode(
-    table: &'static Table,
-    agent_id: &str,
-    instance_ids: &[i64],
-    rows: &[MetricRow],
-) -> Result<BytesMut, StoreError> {
+/// Encodes the rows of `table` of every batch in `parts` as one complete
+/// binary COPY stream.
+fn encode(table: &'static Table, parts: &[Rows<'_>]) -> Result<BytesMut, StoreError> {
     let fields = i16::try_from(table.columns.len() + 2)
         .map_err(|_| StoreError::Encode(format!("{} has too many columns", table.name)))?;
+    let count: usize = parts.iter().map(|p| p.rows.len()).sum();
     // A rough guess (12 bytes per field) saves most re-allocations.
-    let mut buf = BytesMut::with_capacity(19 + rows.len() * (2 + usize::from(fields as u16) * 12));
+    let mut buf = BytesMut::with_capacity(19 + count * (2 + usize::from(fields as u16) * 12));
     buf.put_slice(SIGNATURE);
     buf.put_i32(0);
     buf.put_i32(0);
-    for row in rows {
+    for part in parts {
+        encode_rows(&mut buf, table, fields, part)?;
+    }
+    buf.put_i16(-1);
+    Ok(buf)
+}
+
+fn encode_rows(
+    buf: &mut BytesMut,
+    table: &'static Table,
+    fields: i16,
+    part: &Rows<'_>,
+) -> Result<(), StoreError> {
+    for row in part.rows {
         if row.values.len() != table.columns.len() {
             return Err(StoreError::Encode(format!(
                 "{}: a row has {} values for {} columns",
@@ -89,31 +124,30 @@ fn encode(
             )));
         }
         buf.put_i16(fields);
-        field(&mut buf, table, "time", &row.time, &Type::TIMESTAMPTZ)?;
+        field(buf, table, "time", &row.time, &Type::TIMESTAMPTZ)?;
         match table.key {
             Key::Instance => {
                 let id = row
                     .instance
-                    .and_then(|i| instance_ids.get(i))
+                    .and_then(|i| part.instance_ids.get(i))
                     .ok_or_else(|| StoreError::MissingInstance(format!("{:?}", row.instance)))?;
-                field(&mut buf, table, "instance_id", id, &Type::INT8)?;
+                field(buf, table, "instance_id", id, &Type::INT8)?;
             }
-            Key::Agent => field(&mut buf, table, "agent_id", &agent_id, &Type::TEXT)?,
+            Key::Agent => field(buf, table, "agent_id", &part.agent_id, &Type::TEXT)?,
         }
         for ((name, ty), value) in table.columns.iter().zip(&row.values) {
             let ty = ty.pg_type();
             match value {
-                Value::Int4(v) => field(&mut buf, table, name, v, &ty)?,
-                Value::Int8(v) => field(&mut buf, table, name, v, &ty)?,
-                Value::Float8(v) => field(&mut buf, table, name, v, &ty)?,
-                Value::Text(v) => field(&mut buf, table, name, v, &ty)?,
-                Value::Bool(v) => field(&mut buf, table, name, v, &ty)?,
-                Value::Timestamptz(v) => field(&mut buf, table, name, v, &ty)?,
+                Value::Int4(v) => field(buf, table, name, v, &ty)?,
+                Value::Int8(v) => field(buf, table, name, v, &ty)?,
+                Value::Float8(v) => field(buf, table, name, v, &ty)?,
+                Value::Text(v) => field(buf, table, name, v, &ty)?,
+                Value::Bool(v) => field(buf, table, name, v, &ty)?,
+                Value::Timestamptz(v) => field(buf, table, name, v, &ty)?,
             }
         }
     }
-    buf.put_i16(-1);
-    Ok(buf)
+    Ok(())
 }
 
 /// Appends one length-prefixed field; `to_sql_checked` refuses a value
@@ -147,22 +181,34 @@ fn field(
 /// stored is kept (texts of a queryid do not change).
 pub(super) async fn statement_texts(
     tx: &Transaction<'_>,
-    instance_ids: &[i64],
-    texts: &[InstanceText],
+    parts: &[Part<'_>],
 ) -> Result<(), StoreError> {
+    // Keyed and sorted: one row per key, locked in the same order by
+    // concurrent groups. The earliest sighting is the first_seen kept.
+    let mut texts: BTreeMap<(i64, i64), &InstanceText> = BTreeMap::new();
+    for part in parts {
+        for t in &part.batch.statement_texts {
+            let id = part
+                .instance_ids
+                .get(t.instance)
+                .ok_or_else(|| StoreError::MissingInstance(format!("#{}", t.instance)))?;
+            texts
+                .entry((*id, t.text.queryid))
+                .and_modify(|known| {
+                    if t.time < known.time {
+                        *known = t;
+                    }
+                })
+                .or_insert(t);
+        }
+    }
     if texts.is_empty() {
         return Ok(());
     }
-    let mut ids = Vec::with_capacity(texts.len());
-    for t in texts {
-        let id = instance_ids
-            .get(t.instance)
-            .ok_or_else(|| StoreError::MissingInstance(format!("#{}", t.instance)))?;
-        ids.push(*id);
-    }
-    let queryids: Vec<i64> = texts.iter().map(|t| t.text.queryid).collect();
-    let queries: Vec<&str> = texts.iter().map(|t| t.text.query.as_str()).collect();
-    let times: Vec<_> = texts.iter().map(|t| t.time).collect();
+    let ids: Vec<i64> = texts.keys().map(|(id, _)| *id).collect();
+    let queryids: Vec<i64> = texts.keys().map(|(_, q)| *q).collect();
+    let queries: Vec<&str> = texts.values().map(|t| t.text.query.as_str()).collect();
+    let times: Vec<_> = texts.values().map(|t| t.time).collect();
     let action = "storing statement texts";
     let statement = prepare(
         tx,
@@ -184,6 +230,14 @@ mod tests {
 
     use super::*;
     use crate::validate::schema::{HOST_CPU, STATEMENT, TABLES};
+
+    fn rows<'a>(agent_id: &'a str, rows: &'a [MetricRow]) -> Rows<'a> {
+        Rows {
+            agent_id,
+            instance_ids: &[],
+            rows,
+        }
+    }
 
     #[test]
     fn statements_name_every_column() {
@@ -218,7 +272,7 @@ mod tests {
                 Value::Float8(Some(0.0)),
             ],
         };
-        let buf = encode(&HOST_CPU, "a", &[], &[row]).expect("encode");
+        let buf = encode(&HOST_CPU, &[rows("a", &[row])]).expect("encode");
         assert_eq!(&buf[..11], SIGNATURE);
         assert_eq!(&buf[11..19], &[0u8; 8]);
         assert_eq!(&buf[19..21], &7i16.to_be_bytes());
@@ -234,6 +288,42 @@ mod tests {
     }
 
     #[test]
+    fn batches_of_a_group_share_one_stream() {
+        let time = Utc
+            .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+            .single()
+            .expect("time");
+        let row = MetricRow {
+            time,
+            instance: None,
+            values: vec![
+                Value::Int4(Some(2)),
+                Value::Float8(Some(1.0)),
+                Value::Float8(None),
+                Value::Float8(Some(0.0)),
+                Value::Float8(Some(0.0)),
+            ],
+        };
+        let one = encode(&HOST_CPU, &[rows("a", std::slice::from_ref(&row))]).expect("encode");
+        let two = encode(
+            &HOST_CPU,
+            &[
+                rows("a", std::slice::from_ref(&row)),
+                rows("b", std::slice::from_ref(&row)),
+            ],
+        )
+        .expect("encode");
+        // One header and one trailer; the second row differs only in its
+        // agent id.
+        let row_len = one.len() - 19 - 2;
+        assert_eq!(two.len(), 19 + 2 * row_len + 2);
+        assert_eq!(&two[..19 + row_len], &one[..19 + row_len]);
+        let second = &two[19 + row_len..19 + 2 * row_len];
+        assert_eq!(&second[14..19], &[0, 0, 0, 1, b'b']);
+        assert_eq!(&two[two.len() - 2..], &(-1i16).to_be_bytes());
+    }
+
+    #[test]
     fn refuses_a_value_of_the_wrong_type_or_count() {
         let time = Utc
             .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
@@ -246,7 +336,7 @@ mod tests {
             values: values.clone(),
         };
         assert!(matches!(
-            encode(&HOST_CPU, "a", &[], &[wrong]),
+            encode(&HOST_CPU, &[rows("a", &[wrong])]),
             Err(StoreError::Encode(_))
         ));
         values.pop();
@@ -256,7 +346,7 @@ mod tests {
             values,
         };
         assert!(matches!(
-            encode(&HOST_CPU, "a", &[], &[short]),
+            encode(&HOST_CPU, &[rows("a", &[short])]),
             Err(StoreError::Encode(_))
         ));
     }

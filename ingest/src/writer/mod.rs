@@ -1,14 +1,29 @@
-//! Writes a validated batch into the store, all of it or nothing.
+//! Writes validated batches into the store, a group of them at a time, each
+//! group all of it or nothing.
 //!
-//! One transaction per batch: the agent row, the `(agent, seq)` record in
-//! `ingest_batches` (its primary key makes a resent batch a no-op), the
-//! instances, then the metric rows by binary COPY (one pre-encoded buffer
-//! per table, see `copy`) and the statement texts. The ack is sent only
-//! after the commit, so an acked batch is stored exactly once.
+//! Pushes are queued to a few writer tasks ([`Writers`], see `group`); each
+//! takes whatever is waiting and writes it in ONE transaction:
+//!
+//! 1. the `(agent, seq)` records of the group into `ingest_batches` with one
+//!    `INSERT … ON CONFLICT DO NOTHING RETURNING`: its primary key makes a
+//!    resent batch a no-op, and a batch whose record is not returned is a
+//!    duplicate whose rows are not written. The same `(agent, seq)` twice
+//!    in one group is settled in Rust first (the later one is a duplicate);
+//! 2. the agents, then the instances of the stored batches, one upsert each
+//!    (keys de-duplicated and sorted, so one statement never touches a row
+//!    twice and concurrent groups lock rows in the same order);
+//! 3. the metric rows of all stored batches by binary COPY (one pre-encoded
+//!    buffer per table, see `copy`) and the statement texts.
+//!
+//! Every push of the group is answered only after the commit, so an acked
+//! batch is stored exactly once. One commit (one WAL flush) per group rather
+//! than per batch is what lets many small batches go in fast; a lone push
+//! is written at once, so light load adds no latency.
 
 mod copy;
+mod group;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use deadpool_postgres::{Pool, PoolError, Transaction};
 use lasect_migrations::MigrateError;
@@ -17,7 +32,9 @@ use tokio_postgres::error::SqlState;
 
 use crate::identity::AgentId;
 use crate::partitions::PartitionCache;
-use crate::validate::{Batch, InstanceSeen, Seq};
+use crate::validate::{Batch, InstanceFacts, Seq, Timed};
+
+pub use group::Writers;
 
 /// What happened to a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +60,8 @@ pub enum StoreError {
     MissingInstance(String),
     #[error("cannot encode a row for COPY: {0}")]
     Encode(String),
+    #[error("no writer task is running")]
+    WriterGone,
 }
 
 fn query(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
@@ -53,7 +72,7 @@ impl StoreError {
     /// Whether the same batch may succeed if sent again later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Pool(_) => true,
+            StoreError::Pool(_) | StoreError::WriterGone => true,
             StoreError::Query { source, .. } => retryable_pg(source),
             StoreError::Partitions(MigrateError::Store { source, .. }) => retryable_pg(source),
             StoreError::Partitions(_) | StoreError::MissingInstance(_) | StoreError::Encode(_) => {
@@ -94,15 +113,22 @@ async fn prepare(
     tx.prepare_cached(sql).await.map_err(query(action))
 }
 
-/// Stores `batch` as batch `seq` of `agent`.
-pub async fn write_batch(
+/// A validated push waiting to be written.
+#[derive(Debug)]
+pub struct Pending {
+    pub agent: AgentId,
+    pub seq: Seq,
+    pub batch: Batch,
+}
+
+/// Stores `group` in one transaction; returns the outcome of each push, in
+/// the order of `group`.
+pub async fn write_group(
     pool: &Pool,
     partitions: &PartitionCache,
-    agent: &AgentId,
-    seq: Seq,
-    batch: &Batch,
-) -> Result<Outcome, StoreError> {
-    let result = write(pool, partitions, agent, seq, batch).await;
+    group: &[Pending],
+) -> Result<Vec<Outcome>, StoreError> {
+    let result = write(pool, partitions, group).await;
     if let Err(e) = &result
         && e.is_missing_partition()
     {
@@ -114,13 +140,20 @@ pub async fn write_batch(
 async fn write(
     pool: &Pool,
     partitions: &PartitionCache,
-    agent: &AgentId,
-    seq: Seq,
-    batch: &Batch,
-) -> Result<Outcome, StoreError> {
+    group: &[Pending],
+) -> Result<Vec<Outcome>, StoreError> {
     let mut client = pool.get().await?;
     let plain: &tokio_postgres::Client = &client;
-    partitions.ensure(plain, batch.days()).await?;
+    let days = group.iter().flat_map(|p| p.batch.days()).collect();
+    partitions.ensure(plain, days).await?;
+
+    // The first push of each (agent, seq) in the group may be new; a later
+    // one is a duplicate of it whatever the store says.
+    let mut outcomes = vec![Outcome::Duplicate; group.len()];
+    let mut firsts: BTreeMap<(&str, i64), usize> = BTreeMap::new();
+    for (i, p) in group.iter().enumerate() {
+        firsts.entry((p.agent.as_str(), p.seq.0)).or_insert(i);
+    }
 
     // Dropping the transaction without commit rolls it back, so every `?`
     // below leaves nothing behind.
@@ -128,58 +161,147 @@ async fn write(
         .transaction()
         .await
         .map_err(query("starting the transaction"))?;
-    let agent_id = agent.as_str();
-    let action = "upserting the agent";
+    let recorded = record_batches(&tx, group, &firsts).await?;
+    let stored: Vec<usize> = firsts
+        .iter()
+        .filter(|((agent, seq), _)| recorded.get(*agent).is_some_and(|s| s.contains(seq)))
+        .map(|(_, &i)| i)
+        .collect();
+    if stored.is_empty() {
+        tx.rollback()
+            .await
+            .map_err(query("rolling back a group of duplicates"))?;
+        return Ok(outcomes);
+    }
+
+    let mut agents: Vec<&str> = stored.iter().map(|&i| group[i].agent.as_str()).collect();
+    agents.sort_unstable();
+    agents.dedup();
+    let action = "upserting agents";
     let statement = prepare(
         &tx,
         action,
-        "INSERT INTO agents (id) VALUES ($1)
+        "INSERT INTO agents (id) SELECT * FROM unnest($1::text[])
          ON CONFLICT (id) DO UPDATE SET last_seen = now()",
     )
     .await?;
-    tx.execute(&statement, &[&agent_id])
+    tx.execute(&statement, &[&agents])
         .await
         .map_err(query(action))?;
 
-    let action = "recording the batch";
-    let statement = prepare(
-        &tx,
-        action,
-        "INSERT INTO ingest_batches (agent_id, seq, samples) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .await?;
-    let samples = i32::try_from(batch.stored_samples).unwrap_or(i32::MAX);
-    let recorded = tx
-        .execute(&statement, &[&agent_id, &seq.0, &samples])
-        .await
-        .map_err(query(action))?;
-    if recorded == 0 {
-        tx.rollback()
-            .await
-            .map_err(query("rolling back a duplicate"))?;
-        return Ok(Outcome::Duplicate);
+    let ids = upsert_instances(&tx, group, &stored).await?;
+    let mut parts = Vec::with_capacity(stored.len());
+    for &i in &stored {
+        let p = &group[i];
+        let agent_id = p.agent.as_str();
+        let instance_ids = p
+            .batch
+            .instances
+            .iter()
+            .map(|seen| {
+                ids.get(agent_id)
+                    .and_then(|by_name| by_name.get(seen.name.as_str()))
+                    .copied()
+                    .ok_or_else(|| StoreError::MissingInstance(seen.name.as_str().to_owned()))
+            })
+            .collect::<Result<Vec<i64>, _>>()?;
+        parts.push(copy::Part {
+            agent_id,
+            instance_ids,
+            batch: &p.batch,
+        });
+        outcomes[i] = Outcome::Stored;
     }
-
-    let instance_ids = upsert_instances(&tx, agent_id, &batch.instances).await?;
-    copy::tables(&tx, agent_id, &instance_ids, &batch.tables).await?;
-    copy::statement_texts(&tx, &instance_ids, &batch.statement_texts).await?;
-    tx.commit().await.map_err(query("committing the batch"))?;
-    Ok(Outcome::Stored)
+    copy::tables(&tx, &parts).await?;
+    copy::statement_texts(&tx, &parts).await?;
+    tx.commit().await.map_err(query("committing the group"))?;
+    Ok(outcomes)
 }
 
-/// Creates or refreshes every instance of the batch; returns their ids in
-/// the order of `instances`.
-async fn upsert_instances(
+/// Inserts the `(agent, seq)` records of `firsts` (sorted, so concurrent
+/// groups wait for each other rather than deadlock); returns the seqs that
+/// were new, by agent.
+async fn record_batches(
     tx: &Transaction<'_>,
-    agent_id: &str,
-    instances: &[InstanceSeen],
-) -> Result<Vec<i64>, StoreError> {
-    if instances.is_empty() {
-        return Ok(Vec::new());
+    group: &[Pending],
+    firsts: &BTreeMap<(&str, i64), usize>,
+) -> Result<HashMap<String, HashSet<i64>>, StoreError> {
+    let agents: Vec<&str> = firsts.keys().map(|(a, _)| *a).collect();
+    let seqs: Vec<i64> = firsts.keys().map(|(_, s)| *s).collect();
+    let samples: Vec<i32> = firsts
+        .values()
+        .map(|&i| i32::try_from(group[i].batch.stored_samples).unwrap_or(i32::MAX))
+        .collect();
+    let action = "recording the batches";
+    let statement = prepare(
+        tx,
+        action,
+        "INSERT INTO ingest_batches (agent_id, seq, samples)
+         SELECT * FROM unnest($1::text[], $2::int8[], $3::int4[])
+         ON CONFLICT DO NOTHING
+         RETURNING agent_id, seq",
+    )
+    .await?;
+    let rows = tx
+        .query(&statement, &[&agents, &seqs, &samples])
+        .await
+        .map_err(query(action))?;
+    let mut recorded: HashMap<String, HashSet<i64>> = HashMap::new();
+    for row in rows {
+        recorded.entry(row.get(0)).or_default().insert(row.get(1));
     }
-    let names: Vec<&str> = instances.iter().map(|i| i.name.as_str()).collect();
-    let facts = instances.iter().map(|i| i.facts.as_ref().map(|f| &f.value));
+    Ok(recorded)
+}
+
+/// One instance as the group saw it: the newest facts and sample time over
+/// all its stored batches.
+struct SeenInGroup<'a> {
+    facts: Option<&'a Timed<InstanceFacts>>,
+    last_seen: chrono::DateTime<chrono::Utc>,
+}
+
+/// Creates or refreshes every instance of the stored batches; returns their
+/// ids by agent, then name.
+async fn upsert_instances<'a>(
+    tx: &Transaction<'_>,
+    group: &'a [Pending],
+    stored: &[usize],
+) -> Result<HashMap<String, HashMap<String, i64>>, StoreError> {
+    // One row per key: ON CONFLICT DO UPDATE refuses to touch a row twice
+    // in one statement. Sorted, so concurrent groups lock in one order.
+    let mut seen: BTreeMap<(&'a str, &'a str), SeenInGroup<'a>> = BTreeMap::new();
+    for &i in stored {
+        let p = &group[i];
+        for instance in &p.batch.instances {
+            let key = (p.agent.as_str(), instance.name.as_str());
+            let facts = instance.facts.as_ref();
+            match seen.get_mut(&key) {
+                Some(s) => {
+                    s.last_seen = s.last_seen.max(instance.last_sample);
+                    if let Some(f) = facts
+                        && s.facts.is_none_or(|known| known.time < f.time)
+                    {
+                        s.facts = Some(f);
+                    }
+                }
+                None => {
+                    seen.insert(
+                        key,
+                        SeenInGroup {
+                            facts,
+                            last_seen: instance.last_sample,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    if seen.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let agents: Vec<&str> = seen.keys().map(|(a, _)| *a).collect();
+    let names: Vec<&str> = seen.keys().map(|(_, n)| *n).collect();
+    let facts = seen.values().map(|s| s.facts.map(|f| &f.value));
     let version_nums: Vec<Option<i32>> = facts
         .clone()
         .map(|f| f.map(|f| f.server_version_num))
@@ -189,7 +311,7 @@ async fn upsert_instances(
         .map(|f| f.map(|f| f.version.as_str()))
         .collect();
     let in_recovery: Vec<Option<bool>> = facts.map(|f| f.map(|f| f.in_recovery)).collect();
-    let last_seen: Vec<_> = instances.iter().map(|i| i.last_sample).collect();
+    let last_seen: Vec<_> = seen.values().map(|s| s.last_seen).collect();
     // A batch without InstanceInfo for an instance keeps its known facts;
     // an old batch resent late never moves last_seen backwards.
     let action = "upserting instances";
@@ -197,20 +319,20 @@ async fn upsert_instances(
         tx,
         action,
         "INSERT INTO instances (agent_id, name, server_version_num, version, in_recovery, last_seen)
-             SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::text[], $5::bool[], $6::timestamptz[])
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::bool[], $6::timestamptz[])
              ON CONFLICT (agent_id, name) DO UPDATE SET
                  server_version_num = coalesce(EXCLUDED.server_version_num, instances.server_version_num),
                  version = coalesce(EXCLUDED.version, instances.version),
                  in_recovery = coalesce(EXCLUDED.in_recovery, instances.in_recovery),
                  last_seen = greatest(instances.last_seen, EXCLUDED.last_seen)
-             RETURNING name, id",
+             RETURNING agent_id, name, id",
     )
     .await?;
     let rows = tx
         .query(
             &statement,
             &[
-                &agent_id,
+                &agents,
                 &names,
                 &version_nums,
                 &versions,
@@ -220,14 +342,11 @@ async fn upsert_instances(
         )
         .await
         .map_err(query(action))?;
-    let by_name: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    instances
-        .iter()
-        .map(|i| {
-            by_name
-                .get(i.name.as_str())
-                .copied()
-                .ok_or_else(|| StoreError::MissingInstance(i.name.as_str().to_owned()))
-        })
-        .collect()
+    let mut ids: HashMap<String, HashMap<String, i64>> = HashMap::new();
+    for row in rows {
+        ids.entry(row.get(0))
+            .or_default()
+            .insert(row.get(1), row.get(2));
+    }
+    Ok(ids)
 }

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod config_errors;
+mod group_commit;
 mod limits;
 mod mtls;
 mod push;

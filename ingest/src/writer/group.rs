@@ -1,0 +1,150 @@
+//! Group commit: the writer tasks and the queue pushes wait in.
+//!
+//! A push hands its validated batch to [`Writers::write`] and waits for the
+//! answer. A fixed few writer tasks (`WRITER_TASKS` in `lib.rs`) share one
+//! bounded queue: an idle task takes the first push waiting plus everything
+//! queued behind it, up to [`MAX_GROUP_BATCHES`] batches or
+//! [`MAX_GROUP_ROWS`] rows, writes the group in one transaction and answers
+//! every push of it after the commit. Nothing waits on purpose: a push that
+//! finds a task idle is written alone at once; groups only grow while every
+//! task is busy, which is exactly when one commit per batch would be the
+//! bottleneck.
+//!
+//! When the group's transaction fails, every push of it gets the same error;
+//! a retryable one makes all of their agents resend, which the `(agent, seq)`
+//! records make safe. Admission (`crate::limits`) stays in front: the queue
+//! never holds more than the pushes admitted, so its bound is never the one
+//! that bites.
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{Outcome, Pending, StoreError, write_group};
+use crate::identity::AgentId;
+use crate::metrics::Metrics;
+use crate::partitions::PartitionCache;
+use crate::validate::{Batch, Seq};
+
+/// Most batches one transaction takes.
+pub const MAX_GROUP_BATCHES: usize = 256;
+/// Rows after which a group takes no more batches (a group may exceed it by
+/// its last batch).
+pub const MAX_GROUP_ROWS: usize = 100_000;
+
+type Reply = Result<Outcome, Arc<StoreError>>;
+
+struct Job {
+    pending: Pending,
+    reply: oneshot::Sender<Reply>,
+}
+
+impl Job {
+    fn rows(&self) -> usize {
+        self.pending.batch.tables.iter().map(|t| t.rows.len()).sum()
+    }
+}
+
+/// The queue to the writer tasks; cheap to clone. The tasks end once every
+/// clone is dropped and the queue is drained.
+#[derive(Clone)]
+pub struct Writers {
+    queue: mpsc::Sender<Job>,
+    metrics: Metrics,
+}
+
+impl Writers {
+    /// Starts `tasks` writer tasks (at least one) behind a queue of
+    /// `capacity` pushes (at least one).
+    pub fn spawn(
+        pool: Pool,
+        partitions: PartitionCache,
+        metrics: Metrics,
+        tasks: usize,
+        capacity: usize,
+    ) -> Self {
+        let (queue, receiver) = mpsc::channel(capacity.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..tasks.max(1) {
+            tokio::spawn(run(
+                Arc::clone(&receiver),
+                pool.clone(),
+                partitions.clone(),
+                metrics.clone(),
+            ));
+        }
+        Self { queue, metrics }
+    }
+
+    /// Stores `batch` as batch `seq` of `agent`, together with whatever
+    /// other pushes are waiting; returns once the group is committed.
+    pub async fn write(&self, agent: AgentId, seq: Seq, batch: Batch) -> Reply {
+        let _writing = self.metrics.writing();
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            pending: Pending { agent, seq, batch },
+            reply,
+        };
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| Arc::new(StoreError::WriterGone))?;
+        // A dropped sender means the task died mid-group (it panicked): the
+        // batch may or may not be stored, so the agent must resend.
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Arc::new(StoreError::WriterGone)))
+    }
+}
+
+/// One writer task: take a group, write it, answer it; until the queue
+/// closes.
+async fn run(
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    pool: Pool,
+    partitions: PartitionCache,
+    metrics: Metrics,
+) {
+    while let Some(group) = next_group(&receiver).await {
+        let (pending, replies): (Vec<Pending>, Vec<_>) =
+            group.into_iter().map(|j| (j.pending, j.reply)).unzip();
+        match write_group(&pool, &partitions, &pending).await {
+            Ok(outcomes) => {
+                metrics.group_written();
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    // Ignored error: the push was cancelled (client gone);
+                    // its batch is stored and a resend will be a duplicate.
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for reply in replies {
+                    let _ = reply.send(Err(Arc::clone(&error)));
+                }
+            }
+        }
+    }
+}
+
+/// Waits for a push, then takes everything queued behind it up to the caps.
+/// `None` once the queue is closed and empty.
+async fn next_group(receiver: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
+    // Holding the lock while waiting is the point: idle tasks line up and
+    // the first in line takes the next push.
+    let mut receiver = receiver.lock().await;
+    let first = receiver.recv().await?;
+    let mut rows = first.rows();
+    let mut group = vec![first];
+    while group.len() < MAX_GROUP_BATCHES && rows < MAX_GROUP_ROWS {
+        match receiver.try_recv() {
+            Ok(job) => {
+                rows += job.rows();
+                group.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
