@@ -556,7 +556,7 @@ fn check_intervals(prefix: &str, intervals: &BTreeMap<String, u64>) -> Vec<(Stri
     for (family, secs) in intervals {
         let field = format!("{prefix}.{family}");
         if FamilyKind::from_name(family).is_none() {
-            let known: Vec<&str> = FamilyKind::ALL.iter().map(|f| f.name()).collect();
+            let known: Vec<&str> = FamilyKind::configurable().map(|f| f.name()).collect();
             problems.push((
                 field,
                 format!("unknown family; known: {}", known.join(", ")),

@@ -61,7 +61,7 @@ impl InstanceCollector {
         // Overrides any application_name in the DSN: the agent's sessions
         // must always be recognisable in pg_stat_activity.
         session::configure(&mut pg);
-        let intervals = FamilyKind::PER_INSTANCE.map(|family| {
+        let intervals = FamilyKind::per_instance().map(|family| {
             let every = schedule::interval(
                 family,
                 &config.intervals,

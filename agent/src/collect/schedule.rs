@@ -44,25 +44,8 @@ pub enum FamilyKind {
 }
 
 impl FamilyKind {
-    pub const ALL: [FamilyKind; 15] = [
-        FamilyKind::Database,
-        FamilyKind::Statement,
-        FamilyKind::Table,
-        FamilyKind::Index,
-        FamilyKind::Wal,
-        FamilyKind::Bgwriter,
-        FamilyKind::Archiver,
-        FamilyKind::Settings,
-        FamilyKind::Activity,
-        FamilyKind::Lock,
-        FamilyKind::Replication,
-        FamilyKind::ReplicationSlot,
-        FamilyKind::Progress,
-        FamilyKind::Wait,
-        FamilyKind::Host,
-    ];
-    /// Families collected per instance (the host ones are per agent).
-    pub const PER_INSTANCE: [FamilyKind; 15] = [
+    /// Every kind, once. A new family is added here and nowhere else.
+    pub const EVERY: [FamilyKind; 16] = [
         FamilyKind::Database,
         FamilyKind::Statement,
         FamilyKind::Table,
@@ -78,7 +61,21 @@ impl FamilyKind {
         FamilyKind::Progress,
         FamilyKind::WaitSample,
         FamilyKind::Wait,
+        FamilyKind::Host,
     ];
+
+    /// The kinds a config may name in `intervals` (the 1 s wait sampling is
+    /// internal to `wait`).
+    pub fn configurable() -> impl Iterator<Item = FamilyKind> {
+        Self::EVERY
+            .into_iter()
+            .filter(|f| *f != FamilyKind::WaitSample)
+    }
+
+    /// Kinds collected per instance (the host ones are per agent).
+    pub fn per_instance() -> impl Iterator<Item = FamilyKind> {
+        Self::EVERY.into_iter().filter(|f| *f != FamilyKind::Host)
+    }
 
     /// The name used in config (`[collect.intervals]`) and in logs.
     pub fn name(self) -> &'static str {
@@ -103,7 +100,7 @@ impl FamilyKind {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.name() == name)
+        Self::configurable().find(|f| f.name() == name)
     }
 
     /// The interval when the config names none: the defaults, and
@@ -243,9 +240,13 @@ mod tests {
             interval(FamilyKind::Database, &none, &none, 7),
             Duration::from_secs(7)
         );
-        for f in FamilyKind::ALL {
+        for f in FamilyKind::configurable() {
             assert_eq!(FamilyKind::from_name(f.name()), Some(f));
         }
+        assert_eq!(FamilyKind::from_name("wait_sample"), None, "internal kind");
+        assert_eq!(FamilyKind::configurable().count(), 15);
+        assert!(FamilyKind::per_instance().all(|f| f != FamilyKind::Host));
+        assert_eq!(FamilyKind::per_instance().count(), 15);
         assert_eq!(FamilyKind::from_name("statements"), None);
     }
 }

@@ -255,13 +255,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn encodes_header_rows_nulls_and_trailer() {
+    /// A host_cpu row at PostgreSQL's epoch (0 µs) with a NULL load5.
+    fn host_cpu_row() -> MetricRow {
         let time = Utc
             .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
             .single()
             .expect("time");
-        let row = MetricRow {
+        MetricRow {
             time,
             instance: None,
             values: vec![
@@ -271,7 +271,12 @@ mod tests {
                 Value::Float8(Some(0.0)),
                 Value::Float8(Some(0.0)),
             ],
-        };
+        }
+    }
+
+    #[test]
+    fn encodes_header_rows_nulls_and_trailer() {
+        let row = host_cpu_row();
         let buf = encode(&HOST_CPU, &[rows("a", &[row])]).expect("encode");
         assert_eq!(&buf[..11], SIGNATURE);
         assert_eq!(&buf[11..19], &[0u8; 8]);
@@ -289,21 +294,7 @@ mod tests {
 
     #[test]
     fn batches_of_a_group_share_one_stream() {
-        let time = Utc
-            .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-            .single()
-            .expect("time");
-        let row = MetricRow {
-            time,
-            instance: None,
-            values: vec![
-                Value::Int4(Some(2)),
-                Value::Float8(Some(1.0)),
-                Value::Float8(None),
-                Value::Float8(Some(0.0)),
-                Value::Float8(Some(0.0)),
-            ],
-        };
+        let row = host_cpu_row();
         let one = encode(&HOST_CPU, &[rows("a", std::slice::from_ref(&row))]).expect("encode");
         let two = encode(
             &HOST_CPU,
