@@ -16,6 +16,7 @@ mod error;
 mod init_layout;
 mod issued;
 mod key_file;
+mod secret_token;
 
 pub use agent_id::{agent_id_from_cert_der, validate_agent_id};
 pub use authority::{CA_VALIDITY, CertificateAuthority};
@@ -24,3 +25,7 @@ pub use init_layout::{
     DEFAULT_VALIDITY, InitEntry, InitOptions, InitOutcome, InitReport, init_dir,
 };
 pub use issued::{IssuedCert, SecretPem};
+pub use secret_token::{
+    API_TOKEN_PREFIX, ENROLLMENT_TOKEN_PREFIX, REFRESH_TOKEN_PREFIX, hash_token, looks_like_token,
+    new_token,
+};
