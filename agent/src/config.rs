@@ -21,6 +21,11 @@
 //! max_connections = 2                # per instance
 //! intervals = { statement = 30, table = 60 }
 //! databases = { include = ["*"], exclude = ["tmp_*"] }
+//! [[collect.custom]]                 # user-defined SQL metrics, see `custom_config`
+//! name = "queue_depth"
+//! sql = "SELECT queue, count(*) AS depth FROM jobs GROUP BY queue"
+//! labels = ["queue"]
+//! values = ["depth"]
 //! [sender]
 //! max_batches_in_memory = 8640      # held in memory only while the spool cannot be written
 //! window = 4                        # pushes in flight at once
@@ -117,6 +122,9 @@ pub struct CollectConfig {
     /// database that accepts connections, templates excluded).
     #[serde(default)]
     pub databases: DatabaseFilter,
+    /// User-defined SQL metrics, run on every instance (`[[collect.custom]]`).
+    #[serde(default)]
+    pub custom: Vec<crate::custom_config::CustomMetricConfig>,
 }
 
 impl Default for CollectConfig {
@@ -127,6 +135,7 @@ impl Default for CollectConfig {
             intervals: BTreeMap::new(),
             max_connections: default_max_connections(),
             databases: DatabaseFilter::default(),
+            custom: Vec::new(),
         }
     }
 }
@@ -407,6 +416,10 @@ impl AgentConfig {
             Some(self.collect.max_connections),
             Some(&self.collect.databases),
         ) {
+            bad(&field, message);
+        }
+        for (field, message) in crate::custom_config::check("collect.custom", &self.collect.custom)
+        {
             bad(&field, message);
         }
 

@@ -8,6 +8,10 @@ use nix::unistd::{Uid, User};
 
 use crate::{HarnessError, free_port};
 
+mod replica;
+
+pub use replica::REPLICA_APPLICATION_NAME;
+
 /// Server log format written into `<data>/log/` in addition to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {

@@ -17,7 +17,7 @@ mod proxy;
 
 pub use binaries::binary_path;
 pub use child::ChildGuard;
-pub use cluster::{LogFormat, PgCluster, PgOptions};
+pub use cluster::{LogFormat, PgCluster, PgOptions, REPLICA_APPLICATION_NAME};
 pub use ports::free_port;
 pub use proxy::ChaosProxy;
 

@@ -2,9 +2,9 @@
 //! re-established with backoff when it drops, its family schedule, and its
 //! state-change logging (per instance and per family: a family that keeps
 //! failing, e.g. a missing extension or privilege, warns once and again
-//! only after it recovered).
+//! only after it recovered, and is reported as a `collector_event`, see
+//! [`events`](super::events)).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lasect_proto::v1::Sample;
@@ -12,7 +12,9 @@ use lasect_proto::v1::sample::Family;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
+use super::custom::{CustomCollector, Sessions};
 use super::databases::DatabaseConnections;
+use super::events::{Events, Failure};
 use super::relations::{Pass, Relations, RelationsCollector};
 use super::schedule::{self, FamilyKind, Schedule};
 use super::server_stats;
@@ -20,13 +22,15 @@ use super::settings::SettingsCollector;
 use super::statement::StatementCollector;
 use super::waits::WaitSampler;
 use super::{CollectError, FamilyError, database, instance_info, now_unix_micros, session};
-use super::{activity, locks, progress, replication};
+use super::{activity, filesystem, locks, progress, replication, standby, subscription};
 use crate::backoff::Backoff;
 use crate::config::{CollectConfig, DatabaseFilter, InstanceConfig};
 
 /// Client-side bound of one instance's whole round (connect + queries), for
 /// networks that hang instead of failing.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(20);
+/// The collector name of round failures (connect, session, timeout).
+const CONNECTION: &str = "connection";
 
 pub struct InstanceCollector {
     name: String,
@@ -38,8 +42,9 @@ pub struct InstanceCollector {
     /// `None` before the first round; logs are written on changes only.
     healthy: Option<bool>,
     schedule: Schedule,
-    /// Per family: whether its last round failed (logged on changes only).
-    family_failing: BTreeMap<FamilyKind, bool>,
+    /// Failing collectors (logged on changes only) and their events.
+    events: Events,
+    custom: CustomCollector,
     statements: StatementCollector,
     /// Connections to the other databases (`table`, `index`).
     others: DatabaseConnections,
@@ -61,15 +66,19 @@ impl InstanceCollector {
         // Overrides any application_name in the DSN: the agent's sessions
         // must always be recognisable in pg_stat_activity.
         session::configure(&mut pg);
-        let intervals = FamilyKind::per_instance().map(|family| {
-            let every = schedule::interval(
-                family,
-                &config.intervals,
-                &collect.intervals,
-                collect.interval_secs,
-            );
-            (family, every)
-        });
+        let custom = CustomCollector::new(&collect.custom, start);
+        let has_custom = !custom.is_empty();
+        let intervals = FamilyKind::per_instance()
+            .filter(move |f| *f != FamilyKind::Custom || has_custom)
+            .map(|family| {
+                let every = schedule::interval(
+                    family,
+                    &config.intervals,
+                    &collect.intervals,
+                    collect.interval_secs,
+                );
+                (family, every)
+            });
         let max_connections = config.max_connections.unwrap_or(collect.max_connections);
         let pg_for_others = pg.clone();
         Ok(Self {
@@ -81,7 +90,8 @@ impl InstanceCollector {
             last_connect_error: None,
             healthy: None,
             schedule: Schedule::new(intervals, start),
-            family_failing: BTreeMap::new(),
+            events: Events::default(),
+            custom,
             statements: StatementCollector::default(),
             others: DatabaseConnections::new(pg_for_others, max_connections.saturating_sub(1)),
             filter: config
@@ -99,6 +109,20 @@ impl InstanceCollector {
         &self.name
     }
 
+    /// `collector_event` samples of the failures recorded since the last call.
+    pub fn take_events(&mut self) -> Vec<Sample> {
+        let time_unix_micros = now_unix_micros();
+        self.events
+            .take()
+            .into_iter()
+            .map(|e| Sample {
+                instance: self.name.clone(),
+                time_unix_micros,
+                family: Some(Family::CollectorEvent(e)),
+            })
+            .collect()
+    }
+
     /// The samples of the families due at `now`, or why there are none
     /// this time. A failing family is logged and skipped; only a
     /// connection failure fails the whole round.
@@ -107,7 +131,7 @@ impl InstanceCollector {
         if due.is_empty() {
             return Ok(Vec::new());
         }
-        let result = match tokio::time::timeout(ROUND_TIMEOUT, self.round(&due)).await {
+        let result = match tokio::time::timeout(ROUND_TIMEOUT, self.round(&due, now)).await {
             Ok(result) => result,
             Err(_) => {
                 // The connection may be wedged; start over next time.
@@ -116,10 +140,22 @@ impl InstanceCollector {
             }
         };
         self.log_state(&result);
+        match &result {
+            Ok(_) => {
+                self.events.recovered(CONNECTION);
+            }
+            Err(e) => {
+                self.events.failed(CONNECTION, Failure::from_round(e), now);
+            }
+        }
         result
     }
 
-    async fn round(&mut self, due: &[FamilyKind]) -> Result<Vec<Sample>, CollectError> {
+    async fn round(
+        &mut self,
+        due: &[FamilyKind],
+        now: Instant,
+    ) -> Result<Vec<Sample>, CollectError> {
         self.ensure_connected().await?;
         let client = self.client.as_ref().ok_or(CollectError::NotConnected)?;
         let mut samples = Vec::new();
@@ -286,27 +322,69 @@ impl InstanceCollector {
                 }
                 // Host families are collected by the agent, not per instance.
                 FamilyKind::Host => Ok(Vec::new()),
+                FamilyKind::Standby => {
+                    let time_unix_micros = now_unix_micros();
+                    standby::collect(client)
+                        .await
+                        .map_err(FamilyError::from)
+                        .map(|s| self.samples(time_unix_micros, s.map(Family::Standby)))
+                }
+                FamilyKind::Subscription => {
+                    let time_unix_micros = now_unix_micros();
+                    let version = match self.server_version {
+                        Some(v) => Ok(v),
+                        None => server_version(client).await,
+                    };
+                    match version {
+                        Ok(version) => {
+                            self.server_version = Some(version);
+                            subscription::collect(client, version)
+                                .await
+                                .map_err(FamilyError::from)
+                                .map(|s| {
+                                    self.samples(time_unix_micros, s.map(Family::Subscription))
+                                })
+                        }
+                        Err(e) => Err(FamilyError::from(e)),
+                    }
+                }
+                FamilyKind::HostFilesystem => {
+                    let time_unix_micros = now_unix_micros();
+                    filesystem::collect(client)
+                        .await
+                        .map(|f| self.samples(time_unix_micros, Some(Family::HostFilesystem(f))))
+                }
+                FamilyKind::Custom => {
+                    let sessions = Sessions {
+                        instance: &self.name,
+                        home: client,
+                        home_db: self.pg.get_dbname(),
+                        others: &mut self.others,
+                    };
+                    // Each metric fails on its own (and is reported so).
+                    Ok(self.custom.collect(sessions, &mut self.events, now).await)
+                }
             };
-            let failing = self.family_failing.entry(family).or_insert(false);
             match result {
                 Ok(s) => {
-                    if *failing {
+                    if self.events.recovered(family.name()) {
                         tracing::info!(instance = %self.name, family = family.name(), "family collected again");
-                        *failing = false;
                     }
                     samples.extend(s);
                 }
                 Err(e) => {
-                    if *failing {
-                        tracing::debug!(instance = %self.name, family = family.name(), error = %e, "family still failing");
-                    } else {
+                    if self
+                        .events
+                        .failed(family.name(), Failure::from_family(&e), now)
+                    {
                         tracing::warn!(
                             instance = %self.name,
                             family = family.name(),
                             error = %e,
                             "cannot collect family; the others go on (logged again when it recovers)"
                         );
-                        *failing = true;
+                    } else {
+                        tracing::debug!(instance = %self.name, family = family.name(), error = %e, "family still failing");
                     }
                     if client.is_closed() {
                         self.client = None;
@@ -316,6 +394,18 @@ impl InstanceCollector {
             }
         }
         Ok(samples)
+    }
+
+    /// One sample of `family` when there is one.
+    fn samples(&self, time_unix_micros: i64, family: Option<Family>) -> Vec<Sample> {
+        family
+            .map(|f| Sample {
+                instance: self.name.clone(),
+                time_unix_micros,
+                family: Some(f),
+            })
+            .into_iter()
+            .collect()
     }
 
     async fn ensure_connected(&mut self) -> Result<(), CollectError> {

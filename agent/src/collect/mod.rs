@@ -9,8 +9,11 @@
 //! others' samples with it. Each sample carries the time it was taken.
 
 mod activity;
+mod custom;
 mod database;
 mod databases;
+pub mod events;
+mod filesystem;
 mod host;
 mod host_io;
 mod instance;
@@ -23,7 +26,9 @@ pub mod schedule;
 mod server_stats;
 mod session;
 mod settings;
+mod standby;
 mod statement;
+mod subscription;
 mod waits;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -146,6 +151,9 @@ impl Collector {
                 Ok(samples) => tick.batch.samples.extend(samples),
                 Err(e) => tick.failures.push((name, e)),
             }
+        }
+        for i in &mut self.instances {
+            tick.batch.samples.extend(i.take_events());
         }
         if let Some((host, schedule)) = &mut self.host
             && !schedule.take_due(now).is_empty()

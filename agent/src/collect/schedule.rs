@@ -41,11 +41,19 @@ pub enum FamilyKind {
     Wait,
     /// `host_cpu` and `host_memory`.
     Host,
+    Standby,
+    /// `subscription` and `subscription_tables`.
+    Subscription,
+    /// User-defined metrics; each keeps its own interval, so this kind is
+    /// asked every second (internal: not configurable).
+    Custom,
+    /// Per instance: the filesystems of its data, WAL and log directories.
+    HostFilesystem,
 }
 
 impl FamilyKind {
     /// Every kind, once. A new family is added here and nowhere else.
-    pub const EVERY: [FamilyKind; 16] = [
+    pub const EVERY: [FamilyKind; 20] = [
         FamilyKind::Database,
         FamilyKind::Statement,
         FamilyKind::Table,
@@ -62,14 +70,18 @@ impl FamilyKind {
         FamilyKind::WaitSample,
         FamilyKind::Wait,
         FamilyKind::Host,
+        FamilyKind::Standby,
+        FamilyKind::Subscription,
+        FamilyKind::Custom,
+        FamilyKind::HostFilesystem,
     ];
 
     /// The kinds a config may name in `intervals` (the 1 s wait sampling is
-    /// internal to `wait`).
+    /// internal to `wait`; custom metrics have their own intervals).
     pub fn configurable() -> impl Iterator<Item = FamilyKind> {
         Self::EVERY
             .into_iter()
-            .filter(|f| *f != FamilyKind::WaitSample)
+            .filter(|f| !matches!(f, FamilyKind::WaitSample | FamilyKind::Custom))
     }
 
     /// Kinds collected per instance (the host ones are per agent).
@@ -96,6 +108,10 @@ impl FamilyKind {
             FamilyKind::WaitSample => "wait_sample",
             FamilyKind::Wait => "wait",
             FamilyKind::Host => "host",
+            FamilyKind::Standby => "standby",
+            FamilyKind::Subscription => "subscription",
+            FamilyKind::Custom => "custom",
+            FamilyKind::HostFilesystem => "host_filesystem",
         }
     }
 
@@ -108,7 +124,8 @@ impl FamilyKind {
     pub fn default_interval_secs(self, collect_interval_secs: u64) -> u64 {
         match self {
             FamilyKind::Database | FamilyKind::Host => collect_interval_secs,
-            FamilyKind::WaitSample => 1,
+            FamilyKind::WaitSample | FamilyKind::Custom => 1,
+            FamilyKind::Standby | FamilyKind::Subscription | FamilyKind::HostFilesystem => 10,
             FamilyKind::Wal
             | FamilyKind::Activity
             | FamilyKind::Lock
@@ -244,9 +261,14 @@ mod tests {
             assert_eq!(FamilyKind::from_name(f.name()), Some(f));
         }
         assert_eq!(FamilyKind::from_name("wait_sample"), None, "internal kind");
-        assert_eq!(FamilyKind::configurable().count(), 15);
+        assert_eq!(FamilyKind::from_name("custom"), None, "own intervals");
+        assert_eq!(FamilyKind::configurable().count(), 18);
         assert!(FamilyKind::per_instance().all(|f| f != FamilyKind::Host));
-        assert_eq!(FamilyKind::per_instance().count(), 15);
+        assert_eq!(FamilyKind::per_instance().count(), 19);
+        assert_eq!(
+            interval(FamilyKind::Standby, &none, &none, 7),
+            Duration::from_secs(10)
+        );
         assert_eq!(FamilyKind::from_name("statements"), None);
     }
 }

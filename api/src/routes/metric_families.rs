@@ -167,6 +167,28 @@ pub const FAMILIES: &[FamilySpec] = &[
         "device", "reads", "writes", "read_bytes", "write_bytes", "io_time_ms",
         "read_bytes_per_sec", "write_bytes_per_sec", "util_percent",
     ]),
+    family!(per_instance "standby", "metric_standby", order by "instance_id", [
+        "receiver_status", "sender_host", "sender_port", "slot_name", "receive_lsn", "replay_lsn",
+        "replay_delay_seconds", "replay_lag_bytes", "last_msg_age_seconds",
+    ]),
+    family!(per_instance "subscription", "metric_subscription", order by "subname, relid NULLS FIRST", [
+        "subname", "pid", "relid", "received_lsn", "latest_end_lsn", "last_msg_send",
+        "last_msg_receipt", "latest_end", "apply_error_count", "sync_error_count",
+    ]),
+    family!(per_instance "subscription_tables", "metric_subscription_tables",
+        order by "subname, schemaname, relname", [
+        "subname", "schemaname", "relname", "state", "sync_lsn",
+    ]),
+    family!(per_instance "custom", "metric_custom", order by "metric, datname, labels::text, value_name", [
+        "metric", "datname", "labels", "value_name", "value",
+    ]),
+    family!(per_instance "host_filesystem", "metric_host_filesystem", order by "mount_point", [
+        "mount_point", "device", "fs_type", "roles", "total_bytes", "used_bytes", "free_bytes",
+        "total_inodes", "used_inodes", "free_inodes",
+    ]),
+    family!(per_instance "collector_event", "metric_collector_event", order by "collector", [
+        "collector", "kind", "message", "sqlstate", "suppressed",
+    ]),
 ];
 
 pub fn find(name: &str) -> Option<&'static FamilySpec> {
@@ -264,7 +286,13 @@ mod tests {
                 "progress",
                 "wait",
                 "host_network",
-                "host_disk_io"
+                "host_disk_io",
+                "standby",
+                "subscription",
+                "subscription_tables",
+                "custom",
+                "host_filesystem",
+                "collector_event"
             ]
         );
     }

@@ -5,6 +5,7 @@
 
 mod checks;
 mod families;
+mod ops_families;
 pub mod schema;
 #[cfg(test)]
 mod tests;
@@ -199,6 +200,11 @@ fn family_name(family: &Family) -> &'static str {
         Family::Wait(_) => "wait",
         Family::HostNetwork(_) => "host_network",
         Family::HostDiskIo(_) => "host_disk_io",
+        Family::Standby(_) => "standby",
+        Family::Subscription(_) => "subscription",
+        Family::Custom(_) => "custom",
+        Family::HostFilesystem(_) => "host_filesystem",
+        Family::CollectorEvent(_) => "collector_event",
     }
 }
 
@@ -335,6 +341,41 @@ impl Builder {
                     let row = families::wait_row(snapshot.samples, c)?;
                     self.push(&schema::WAIT, time, Some(instance), row);
                 }
+            }
+            Family::Standby(s) => {
+                let instance = self.instance(sample.instance, time)?;
+                let row = ops_families::standby_row(s)?;
+                self.push(&schema::STANDBY, time, Some(instance), row);
+            }
+            Family::Subscription(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for w in snapshot.workers {
+                    let row = ops_families::subscription_worker_row(w)?;
+                    self.push(&schema::SUBSCRIPTION, time, Some(instance), row);
+                }
+                for t in snapshot.tables {
+                    let row = ops_families::subscription_table_row(t)?;
+                    self.push(&schema::SUBSCRIPTION_TABLES, time, Some(instance), row);
+                }
+            }
+            Family::Custom(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for v in snapshot.values {
+                    let row = ops_families::custom_row(v)?;
+                    self.push(&schema::CUSTOM, time, Some(instance), row);
+                }
+            }
+            Family::HostFilesystem(fs) => {
+                let instance = self.instance(sample.instance, time)?;
+                for f in fs.filesystems {
+                    let row = ops_families::filesystem_row(f)?;
+                    self.push(&schema::HOST_FILESYSTEM, time, Some(instance), row);
+                }
+            }
+            Family::CollectorEvent(e) => {
+                let instance = self.instance(sample.instance, time)?;
+                let row = ops_families::collector_event_row(e)?;
+                self.push(&schema::COLLECTOR_EVENT, time, Some(instance), row);
             }
             Family::Statement(snapshot) => {
                 let instance = self.instance(sample.instance, time)?;

@@ -26,6 +26,7 @@ pub enum ColumnType {
     Text,
     Bool,
     Timestamptz,
+    Jsonb,
 }
 
 impl ColumnType {
@@ -37,6 +38,7 @@ impl ColumnType {
             ColumnType::Text => Type::TEXT,
             ColumnType::Bool => Type::BOOL,
             ColumnType::Timestamptz => Type::TIMESTAMPTZ,
+            ColumnType::Jsonb => Type::JSONB,
         }
     }
 }
@@ -61,6 +63,7 @@ pub enum Value {
     Text(Option<String>),
     Bool(Option<bool>),
     Timestamptz(Option<DateTime<Utc>>),
+    Jsonb(Option<serde_json::Value>),
 }
 
 impl Value {
@@ -72,11 +75,12 @@ impl Value {
             Value::Text(_) => ColumnType::Text,
             Value::Bool(_) => ColumnType::Bool,
             Value::Timestamptz(_) => ColumnType::Timestamptz,
+            Value::Jsonb(_) => ColumnType::Jsonb,
         }
     }
 }
 
-use ColumnType::{Bool, Float8, Int4, Int8, Text, Timestamptz};
+use ColumnType::{Bool, Float8, Int4, Int8, Jsonb, Text, Timestamptz};
 
 pub static DATABASE: Table = Table {
     family: "database",
@@ -466,6 +470,98 @@ pub static HOST_DISK_IO: Table = Table {
     ],
 };
 
+pub static STANDBY: Table = Table {
+    family: "standby",
+    name: "metric_standby",
+    key: Key::Instance,
+    columns: &[
+        ("receiver_status", Text),
+        ("sender_host", Text),
+        ("sender_port", Int4),
+        ("slot_name", Text),
+        ("receive_lsn", Int8),
+        ("replay_lsn", Int8),
+        ("replay_delay_seconds", Float8),
+        ("replay_lag_bytes", Int8),
+        ("last_msg_age_seconds", Float8),
+    ],
+};
+
+pub static SUBSCRIPTION: Table = Table {
+    family: "subscription",
+    name: "metric_subscription",
+    key: Key::Instance,
+    columns: &[
+        ("subname", Text),
+        ("pid", Int4),
+        ("relid", Int8),
+        ("received_lsn", Int8),
+        ("latest_end_lsn", Int8),
+        ("last_msg_send", Timestamptz),
+        ("last_msg_receipt", Timestamptz),
+        ("latest_end", Timestamptz),
+        ("apply_error_count", Int8),
+        ("sync_error_count", Int8),
+    ],
+};
+
+pub static SUBSCRIPTION_TABLES: Table = Table {
+    family: "subscription_tables",
+    name: "metric_subscription_tables",
+    key: Key::Instance,
+    columns: &[
+        ("subname", Text),
+        ("schemaname", Text),
+        ("relname", Text),
+        ("state", Text),
+        ("sync_lsn", Int8),
+    ],
+};
+
+pub static CUSTOM: Table = Table {
+    family: "custom",
+    name: "metric_custom",
+    key: Key::Instance,
+    columns: &[
+        ("metric", Text),
+        ("datname", Text),
+        ("labels", Jsonb),
+        ("value_name", Text),
+        ("value", Float8),
+    ],
+};
+
+pub static HOST_FILESYSTEM: Table = Table {
+    family: "host_filesystem",
+    name: "metric_host_filesystem",
+    key: Key::Instance,
+    columns: &[
+        ("mount_point", Text),
+        ("device", Text),
+        ("fs_type", Text),
+        ("roles", Text),
+        ("total_bytes", Int8),
+        ("used_bytes", Int8),
+        ("free_bytes", Int8),
+        ("total_inodes", Int8),
+        ("used_inodes", Int8),
+        ("free_inodes", Int8),
+    ],
+};
+
+pub static COLLECTOR_EVENT: Table = Table {
+    family: "collector_event",
+    name: "metric_collector_event",
+    key: Key::Instance,
+    columns: &[
+        ("collector", Text),
+        ("kind", Text),
+        ("message", Text),
+        ("sqlstate", Text),
+        ("suppressed", Int8),
+    ],
+};
+
 /// Every metric table this build writes.
 pub static TABLES: &[&Table] = &[
     &DATABASE,
@@ -489,4 +585,10 @@ pub static TABLES: &[&Table] = &[
     &WAIT,
     &HOST_NETWORK,
     &HOST_DISK_IO,
+    &STANDBY,
+    &SUBSCRIPTION,
+    &SUBSCRIPTION_TABLES,
+    &CUSTOM,
+    &HOST_FILESYSTEM,
+    &COLLECTOR_EVENT,
 ];

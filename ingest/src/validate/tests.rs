@@ -371,57 +371,62 @@ fn statement_rows_and_texts() {
 fn rows_match_their_table_descriptors() {
     // Every family's row function yields one value per column, of the
     // column's type: the writer relies on it.
-    let batch = validate(vec![
-        sample("main", at(0), database(vec![db_row()])),
-        sample("", at(0), cpu()),
-        sample("", at(0), memory()),
-        sample("main", at(0), statement(vec![statement_row()], vec![])),
-        sample(
-            "main",
-            at(0),
-            Family::Table(TableSnapshot {
-                tables: vec![table_row()],
-            }),
-        ),
-        sample(
-            "main",
-            at(0),
-            Family::Index(IndexSnapshot {
-                indexes: vec![index_row()],
-            }),
-        ),
-        sample(
-            "main",
-            at(0),
-            Family::Wal(WalStats {
-                current_lsn: Some(1),
-                ..Default::default()
-            }),
-        ),
-        sample("main", at(0), Family::Bgwriter(BgwriterStats::default())),
-        sample("main", at(0), Family::Archiver(ArchiverStats::default())),
-        sample("main", at(0), settings(setting(), Some(change()))),
-        sample("main", at(0), activity()),
-        sample("main", at(0), lock(lock_wait())),
-        sample("main", at(0), progress(progress_row())),
-        sample("main", at(0), wait(10, wait_count())),
-        sample("", at(0), net(iface())),
-        sample("", at(0), disks(disk())),
-        sample(
-            "main",
-            at(0),
-            Family::Replication(ReplicationSnapshot {
-                standbys: vec![standby()],
-            }),
-        ),
-        sample(
-            "main",
-            at(0),
-            Family::ReplicationSlot(ReplicationSlotSnapshot {
-                slots: vec![slot()],
-            }),
-        ),
-    ])
+    let batch = validate(
+        vec![
+            sample("main", at(0), database(vec![db_row()])),
+            sample("", at(0), cpu()),
+            sample("", at(0), memory()),
+            sample("main", at(0), statement(vec![statement_row()], vec![])),
+            sample(
+                "main",
+                at(0),
+                Family::Table(TableSnapshot {
+                    tables: vec![table_row()],
+                }),
+            ),
+            sample(
+                "main",
+                at(0),
+                Family::Index(IndexSnapshot {
+                    indexes: vec![index_row()],
+                }),
+            ),
+            sample(
+                "main",
+                at(0),
+                Family::Wal(WalStats {
+                    current_lsn: Some(1),
+                    ..Default::default()
+                }),
+            ),
+            sample("main", at(0), Family::Bgwriter(BgwriterStats::default())),
+            sample("main", at(0), Family::Archiver(ArchiverStats::default())),
+            sample("main", at(0), settings(setting(), Some(change()))),
+            sample("main", at(0), activity()),
+            sample("main", at(0), lock(lock_wait())),
+            sample("main", at(0), progress(progress_row())),
+            sample("main", at(0), wait(10, wait_count())),
+            sample("", at(0), net(iface())),
+            sample("", at(0), disks(disk())),
+            sample(
+                "main",
+                at(0),
+                Family::Replication(ReplicationSnapshot {
+                    standbys: vec![standby()],
+                }),
+            ),
+            sample(
+                "main",
+                at(0),
+                Family::ReplicationSlot(ReplicationSlotSnapshot {
+                    slots: vec![slot()],
+                }),
+            ),
+        ]
+        .into_iter()
+        .chain(ops_samples())
+        .collect(),
+    )
     .expect("valid");
     assert_eq!(batch.tables.len(), TABLES.len());
     for t in &batch.tables {
@@ -902,4 +907,96 @@ fn host_network_and_disk_rows() {
         field_of(vec![sample("", at(0), disks(bad))]),
         "write_bytes_per_sec"
     );
+}
+
+/// One sample of each family of `ops_families`, every optional field set.
+fn ops_samples() -> Vec<Sample> {
+    use lasect_proto::v1 as w;
+    vec![
+        sample(
+            "main",
+            at(0),
+            Family::Standby(w::StandbyStatus {
+                receiver_status: "streaming".into(),
+                sender_host: "10.0.0.1".into(),
+                sender_port: Some(5432),
+                slot_name: "s".into(),
+                receive_lsn: Some(100),
+                replay_lsn: Some(90),
+                replay_delay_seconds: Some(0.5),
+                replay_lag_bytes: Some(10),
+                last_msg_age_seconds: Some(0.1),
+            }),
+        ),
+        sample(
+            "main",
+            at(0),
+            Family::Subscription(w::SubscriptionSnapshot {
+                workers: vec![w::SubscriptionWorker {
+                    subname: "sub".into(),
+                    pid: Some(7),
+                    relid: Some(16384),
+                    received_lsn: Some(1),
+                    latest_end_lsn: Some(1),
+                    last_msg_send_unix_micros: Some(1_700_000_000_000_000),
+                    last_msg_receipt_unix_micros: Some(1_700_000_000_000_000),
+                    latest_end_unix_micros: Some(1_700_000_000_000_000),
+                    apply_error_count: Some(0),
+                    sync_error_count: Some(0),
+                }],
+                tables: vec![w::SubscriptionTable {
+                    subname: "sub".into(),
+                    schemaname: "public".into(),
+                    relname: "t".into(),
+                    state: "ready".into(),
+                    sync_lsn: Some(5),
+                }],
+            }),
+        ),
+        sample(
+            "main",
+            at(0),
+            Family::Custom(w::CustomMetricSnapshot {
+                values: vec![w::CustomMetricValue {
+                    metric: "m".into(),
+                    datname: "app".into(),
+                    labels: vec![w::CustomLabel {
+                        name: "k".into(),
+                        value: "v".into(),
+                    }],
+                    value_name: "v".into(),
+                    value: Some(1.0),
+                }],
+            }),
+        ),
+        sample(
+            "main",
+            at(0),
+            Family::HostFilesystem(w::HostFilesystem {
+                filesystems: vec![w::FilesystemUsage {
+                    mount_point: "/".into(),
+                    device: "/dev/sda1".into(),
+                    fs_type: "ext4".into(),
+                    roles: "data".into(),
+                    total_bytes: 10,
+                    used_bytes: 5,
+                    free_bytes: 5,
+                    total_inodes: 10,
+                    used_inodes: 1,
+                    free_inodes: 9,
+                }],
+            }),
+        ),
+        sample(
+            "main",
+            at(0),
+            Family::CollectorEvent(w::CollectorEvent {
+                collector: "statement".into(),
+                kind: "unavailable".into(),
+                message: "pg_stat_statements is not installed".into(),
+                sqlstate: String::new(),
+                suppressed: 0,
+            }),
+        ),
+    ]
 }

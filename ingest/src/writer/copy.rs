@@ -144,6 +144,7 @@ fn encode_rows(
                 Value::Text(v) => field(buf, table, name, v, &ty)?,
                 Value::Bool(v) => field(buf, table, name, v, &ty)?,
                 Value::Timestamptz(v) => field(buf, table, name, v, &ty)?,
+                Value::Jsonb(v) => field(buf, table, name, v, &ty)?,
             }
         }
     }
