@@ -408,3 +408,56 @@ fn packaged_example_uses_only_known_keys() {
     assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
     assert_eq!(loaded.config.instances.len(), 1);
 }
+
+#[test]
+fn custom_metrics_are_checked() {
+    let pki = TestPki::new();
+    let with = |block: &str| base(&pki).replace("host = true\n", &format!("host = true\n{block}"));
+    let good = with(
+        "[[collect.custom]]\nname = \"queue_depth\"\nsql = \"SELECT q, count(*) AS n FROM jobs GROUP BY q\"\n\
+         labels = [\"q\"]\nvalues = [\"n\"]\ninterval_secs = 30\ndatabases = [\"app\"]\n",
+    );
+    assert_eq!(errors(&good), Vec::<String>::new());
+    let loaded = AgentConfig::from_toml_str(&good).expect("parses");
+    assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+    let custom = &loaded.config.collect.custom[0];
+    assert_eq!((custom.interval_secs, custom.timeout_secs), (30, 5));
+
+    let empty_sql = with("[[collect.custom]]\nname = \"q\"\nsql = \" \"\nvalues = [\"n\"]\n");
+    assert_one_error(&empty_sql, "collect.custom[0].sql", "must not be empty");
+    let no_values = with("[[collect.custom]]\nname = \"q\"\nsql = \"SELECT 1\"\n");
+    assert_one_error(&no_values, "collect.custom[0].values", "at least one");
+    let overlap = with(
+        "[[collect.custom]]\nname = \"q\"\nsql = \"SELECT 1 AS n\"\nlabels = [\"n\"]\nvalues = [\"n\"]\n",
+    );
+    assert_one_error(&overlap, "collect.custom[0].values[0]", "named twice");
+    let slow = with(
+        "[[collect.custom]]\nname = \"q\"\nsql = \"SELECT 1 AS n\"\nvalues = [\"n\"]\ninterval_secs = 7200\n",
+    );
+    assert_one_error(&slow, "collect.custom[0].interval_secs", "out of range");
+    let bad_name =
+        with("[[collect.custom]]\nname = \"Q Q\"\nsql = \"SELECT 1 AS n\"\nvalues = [\"n\"]\n");
+    assert_one_error(&bad_name, "collect.custom[0].name", "must match");
+}
+
+/// The commented custom metric of the packaged example is valid as written.
+#[test]
+fn packaged_custom_metric_example_is_valid() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/etc/lasect/agent.toml"
+    );
+    let text = std::fs::read_to_string(path).expect("read packaged example");
+    let start = text.find("# [[collect.custom]]").expect("custom example");
+    let block: String = text[start..]
+        .lines()
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let pki = TestPki::new();
+    let toml = base(&pki).replace("host = true\n", &format!("host = true\n{block}"));
+    assert_eq!(errors(&toml), Vec::<String>::new());
+    let loaded = AgentConfig::from_toml_str(&toml).expect("parses");
+    assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+    assert_eq!(loaded.config.collect.custom.len(), 1);
+}

@@ -7,8 +7,9 @@
 //!   executions, across a `pg_stat_statements_reset()`; pgbench's UPDATE
 //!   is counted exactly; each text is stored once.
 //! - bad input: a second instance on a database without pg_stat_statements,
-//!   connecting as a role without pg_monitor, gives one warning and keeps
-//!   its other families flowing.
+//!   connecting as a role without pg_monitor, gives one warning and one
+//!   `collector_event` per family it cannot read, and keeps its other
+//!   families flowing.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -438,6 +439,14 @@ async fn families_end_to_end() {
         |n| n > 0,
     )
     .await;
+    wait_for(
+        &store,
+        "block device counters",
+        "SELECT count(*) FROM metric_host_disk_io
+         WHERE agent_id = 'e2e-families' AND reads > 0 AND read_bytes > 0",
+        |n| n > 0,
+    )
+    .await;
 
     // The CLI reads the family through the API.
     let shown: serde_json::Value = serde_json::from_str(&stack.cli(&[
@@ -469,18 +478,74 @@ async fn families_end_to_end() {
         n >= before + 2
     })
     .await;
-    // ...and the missing extension was reported once, not every second.
+    // ...and each family it may not read was reported once, not every
+    // second: the missing extension, and the data directory that needs
+    // pg_read_all_settings (host_filesystem).
     let warnings: Vec<String> = agent
         .lines()
         .into_iter()
         .filter(|l| l.contains("cannot collect family") && l.contains("plain"))
         .collect();
-    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
     assert!(
-        warnings[0].contains("pg_stat_statements is not installed"),
-        "{}",
-        warnings[0]
+        warnings
+            .iter()
+            .any(|w| w.contains("statement") && w.contains("pg_stat_statements is not installed")),
+        "{warnings:#?}"
     );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("host_filesystem") && w.contains("42501")),
+        "{warnings:#?}"
+    );
+    // The same failures are stored as collector events, once each.
+    let events = "SELECT count(*) FROM metric_collector_event e
+                  JOIN instances i ON i.id = e.instance_id WHERE i.name = 'plain'";
+    wait_for(&store, "plain collector events", events, |n| n >= 2).await;
+    let stored: Vec<(String, String, Option<String>, String)> = store
+        .query(
+            "SELECT e.collector, e.kind, e.sqlstate, e.message FROM metric_collector_event e
+             JOIN instances i ON i.id = e.instance_id WHERE i.name = 'plain'
+             ORDER BY e.collector",
+            &[],
+        )
+        .await
+        .expect("events")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(stored.len(), 2, "{stored:#?}");
+    assert_eq!(
+        (
+            stored[0].0.as_str(),
+            stored[0].1.as_str(),
+            stored[0].2.as_deref()
+        ),
+        ("host_filesystem", "query", Some("42501")),
+        "{stored:#?}"
+    );
+    assert_eq!(
+        (
+            stored[1].0.as_str(),
+            stored[1].1.as_str(),
+            stored[1].2.as_deref()
+        ),
+        ("statement", "unavailable", None),
+        "{stored:#?}"
+    );
+    assert!(stored[1].3.contains("pg_stat_statements"), "{stored:#?}");
+    // The superuser instance has the extension and the privileges: no events.
+    let monitored_events: i64 = store
+        .query_one(
+            "SELECT count(*) FROM metric_collector_event e
+             JOIN instances i ON i.id = e.instance_id WHERE i.name = 'monitored'",
+            &[],
+        )
+        .await
+        .expect("events")
+        .get(0);
+    assert_eq!(monitored_events, 0);
     assert!(
         !agent.lines().iter().any(|l| l.contains("panicked")),
         "the agent panicked"
