@@ -373,6 +373,13 @@ impl InstanceCollector {
                     samples.extend(s);
                 }
                 Err(e) => {
+                    // A lost connection is the round's failure (reported
+                    // once as `connection`), not this family's.
+                    if client.is_closed() {
+                        tracing::debug!(instance = %self.name, family = family.name(), error = %e, "connection lost");
+                        self.client = None;
+                        return Err(CollectError::NotConnected);
+                    }
                     if self
                         .events
                         .failed(family.name(), Failure::from_family(&e), now)
@@ -385,10 +392,6 @@ impl InstanceCollector {
                         );
                     } else {
                         tracing::debug!(instance = %self.name, family = family.name(), error = %e, "family still failing");
-                    }
-                    if client.is_closed() {
-                        self.client = None;
-                        return Err(CollectError::NotConnected);
                     }
                 }
             }
