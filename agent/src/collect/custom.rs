@@ -321,13 +321,13 @@ mod tests {
     #[test]
     fn missing_and_non_numeric_columns_are_clear_errors() {
         let missing = json!({"queue": "mail", "prio": 1, "depth": 1});
-        let e = row_values(&metric(), "app", &missing).unwrap_err();
+        let e = row_values(&metric(), "app", &missing).expect_err("refused");
         assert_eq!(
             e.to_string(),
             "column \"oldest\" is not in the result (columns: depth, prio, queue)"
         );
         let text = json!({"queue": "mail", "prio": 1, "depth": "many", "oldest": 1});
-        let e = row_values(&metric(), "app", &text).unwrap_err();
+        let e = row_values(&metric(), "app", &text).expect_err("refused");
         assert_eq!(
             e,
             RowError::NotNumeric {

@@ -110,6 +110,9 @@ fn directories(data: &str, log: &str, collector: bool) -> Vec<(&'static str, Pat
 }
 
 /// Usage of each filesystem holding `dirs`, one entry per mount point.
+// statvfs counts are 32-bit on some targets: the conversions are not
+// useless everywhere.
+#[allow(clippy::useless_conversion)]
 pub fn usage(dirs: &[(&'static str, PathBuf)], mounts: &[Mount]) -> Vec<FilesystemUsage> {
     let mut out: Vec<FilesystemUsage> = Vec::new();
     for (role, path) in dirs {

@@ -221,16 +221,16 @@ mod tests {
 
         let mut dup = ok.clone();
         dup.labels.push(label("queue", "x"));
-        assert_eq!(custom_row(dup).unwrap_err().field, "labels.name");
+        assert_eq!(custom_row(dup).expect_err("refused").field, "labels.name");
         let mut nan = ok.clone();
         nan.value = Some(f64::NAN);
-        assert_eq!(custom_row(nan).unwrap_err().field, "value");
+        assert_eq!(custom_row(nan).expect_err("refused").field, "value");
         let mut many = ok.clone();
         many.labels = (0..33).map(|i| label(&format!("l{i}"), "")).collect();
-        assert_eq!(custom_row(many).unwrap_err().field, "labels");
+        assert_eq!(custom_row(many).expect_err("refused").field, "labels");
         let mut nul = ok;
         nul.labels[0].value = "a\0b".into();
-        assert_eq!(custom_row(nul).unwrap_err().field, "labels.value");
+        assert_eq!(custom_row(nul).expect_err("refused").field, "labels.value");
     }
 
     #[test]
@@ -247,10 +247,16 @@ mod tests {
         assert_eq!(row[4], Value::Int8(Some(2)));
         let mut kind = ok.clone();
         kind.kind = "boom".into();
-        assert_eq!(collector_event_row(kind).unwrap_err().field, "kind");
+        assert_eq!(
+            collector_event_row(kind).expect_err("refused").field,
+            "kind"
+        );
         let mut state = ok.clone();
         state.sqlstate = "4250'".into();
-        assert_eq!(collector_event_row(state).unwrap_err().field, "sqlstate");
+        assert_eq!(
+            collector_event_row(state).expect_err("refused").field,
+            "sqlstate"
+        );
         let mut empty = ok;
         empty.sqlstate.clear();
         assert_eq!(
@@ -279,7 +285,10 @@ mod tests {
         assert!(filesystem_row(over).is_err());
         let mut relative = fs;
         relative.mount_point = "data".into();
-        assert_eq!(filesystem_row(relative).unwrap_err().field, "mount_point");
+        assert_eq!(
+            filesystem_row(relative).expect_err("refused").field,
+            "mount_point"
+        );
 
         let table = v1::SubscriptionTable {
             subname: "sub".into(),
@@ -291,7 +300,10 @@ mod tests {
         assert!(subscription_table_row(table.clone()).is_ok());
         let mut odd = table;
         odd.state = "r".into();
-        assert_eq!(subscription_table_row(odd).unwrap_err().field, "state");
+        assert_eq!(
+            subscription_table_row(odd).expect_err("refused").field,
+            "state"
+        );
     }
 
     #[test]
@@ -307,6 +319,6 @@ mod tests {
         assert_eq!(row[6], Value::Float8(Some(-0.5)));
         let mut port = s;
         port.sender_port = Some(70_000);
-        assert_eq!(standby_row(port).unwrap_err().field, "sender_port");
+        assert_eq!(standby_row(port).expect_err("refused").field, "sender_port");
     }
 }
