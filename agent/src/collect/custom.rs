@@ -24,6 +24,10 @@ use crate::custom_config::CustomMetricConfig;
 
 /// Result rows read per metric and database, at most.
 pub const MAX_ROWS: usize = 1000;
+/// Time the custom metrics may take in one round; the metrics still due
+/// after it wait for the next tick, so slow metrics cannot push the
+/// instance's round past its bound.
+const ROUND_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 /// Longest label value sent (ingest's bound).
 const MAX_LABEL_BYTES: usize = 1024;
 
@@ -218,9 +222,14 @@ impl CustomCollector {
         now: Instant,
     ) -> Vec<Sample> {
         let mut values = Vec::new();
+        let started = std::time::Instant::now();
         for (metric, next) in &mut self.metrics {
             if *next > now {
                 continue;
+            }
+            if started.elapsed() > ROUND_BUDGET {
+                // Still due: runs at the next tick, in a round of its own.
+                break;
             }
             *next = now + std::time::Duration::from_secs(metric.interval_secs.max(1));
             let collector = format!("custom:{}", metric.name);
