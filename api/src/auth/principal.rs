@@ -48,6 +48,11 @@ impl Principal {
         self.cap(self.role)
     }
 
+    /// The highest role anywhere (global or by label), limited by the API token used.
+    pub fn highest_role(&self) -> Option<Role> {
+        self.cap(self.role.max(self.grants.iter().map(|g| g.role).max()))
+    }
+
     /// The highest role on an instance with these labels (a JSON object of strings).
     pub fn role_for_labels(&self, labels: &serde_json::Value) -> Option<Role> {
         let scoped = self

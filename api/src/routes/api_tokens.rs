@@ -2,7 +2,8 @@
 //! `DELETE /api/v1/tokens/{id}`.
 //!
 //! Create takes `{name, role?, expires_in_secs?}`; the role defaults to, and may not exceed,
-//! the caller's global role. The secret (`lsat_…`) is in the response once; the store keeps its
+//! the caller's highest role (an API token never widens what its user may do: the effective
+//! role is the lower of the two, per instance). The secret (`lsat_…`) is in the response once; the store keeps its
 //! SHA-256. Everyone lists and revokes their own tokens; admins see and revoke all.
 
 use axum::Json;
@@ -125,10 +126,10 @@ pub async fn create(
             "name must have 1 to 100 characters",
         ));
     }
-    let Some(own) = principal.global_role() else {
-        return Err(ApiError::forbidden(
-            "API tokens carry a global role; you have none",
-        ));
+    // The highest role the caller has anywhere; the token still only works where the user's
+    // own roles (global or by label) allow.
+    let Some(own) = principal.highest_role() else {
+        return Err(ApiError::forbidden("you have no role to give a token"));
     };
     let role = request.role.unwrap_or(own);
     if role > own {
