@@ -54,13 +54,17 @@ pub async fn run_create(
             (p.clone(), true)
         }
     };
-    create_user(&pool, username, password.clone(), Some(role), "lasect-api admin create")
-        .await
-        .with_context(|| format!("create user {username:?}"))?;
+    create_user(
+        &pool,
+        username,
+        password.clone(),
+        Some(role),
+        "lasect-api admin create",
+    )
+    .await
+    .with_context(|| format!("create user {username:?}"))?;
     Ok(if generated {
-        format!(
-            "created {role} {username}\npassword (shown once, store it now): {password}\n"
-        )
+        format!("created {role} {username}\npassword (shown once, store it now): {password}\n")
     } else {
         format!("created {role} {username}\n")
     })
@@ -91,15 +95,13 @@ pub async fn run_token(
         bail!("a token cannot have more than the user's role ({user_role})");
     }
     let secret = new_token(API_TOKEN_PREFIX);
-    sqlx::query(
-        "INSERT INTO api_tokens (user_id, name, token_hash, role) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(user_id)
-    .bind(name)
-    .bind(hash_token(&secret))
-    .bind(role.as_str())
-    .execute(&pool)
-    .await
-    .with_context(|| format!("create token {name:?} (a live token of that name may exist)"))?;
+    sqlx::query("INSERT INTO api_tokens (user_id, name, token_hash, role) VALUES ($1, $2, $3, $4)")
+        .bind(user_id)
+        .bind(name)
+        .bind(hash_token(&secret))
+        .bind(role.as_str())
+        .execute(&pool)
+        .await
+        .with_context(|| format!("create token {name:?} (a live token of that name may exist)"))?;
     Ok(format!("{secret}\n"))
 }

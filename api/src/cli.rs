@@ -135,14 +135,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             role,
             password_stdin,
         }) => {
-            let dsn = resolve_dsn(store.config, store.store_dsn, std::env::var(STORE_DSN_ENV).ok())?;
+            let dsn = resolve_dsn(
+                store.config,
+                store.store_dsn,
+                std::env::var(STORE_DSN_ENV).ok(),
+            )?;
             let password = if password_stdin {
                 Some(crate::admin_cmd::read_password(std::io::stdin().lock())?)
             } else {
                 None
             };
-            let out =
-                runtime()?.block_on(crate::admin_cmd::run_create(&dsn, &username, role, password))?;
+            let out = runtime()?.block_on(crate::admin_cmd::run_create(
+                &dsn, &username, role, password,
+            ))?;
             print!("{out}");
             Ok(())
         }
@@ -152,8 +157,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             role,
         }) => {
-            let dsn = resolve_dsn(store.config, store.store_dsn, std::env::var(STORE_DSN_ENV).ok())?;
-            let out = runtime()?.block_on(crate::admin_cmd::run_token(&dsn, &username, &name, role))?;
+            let dsn = resolve_dsn(
+                store.config,
+                store.store_dsn,
+                std::env::var(STORE_DSN_ENV).ok(),
+            )?;
+            let out =
+                runtime()?.block_on(crate::admin_cmd::run_token(&dsn, &username, &name, role))?;
             print!("{out}");
             Ok(())
         }

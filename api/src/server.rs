@@ -85,7 +85,10 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
     let maintenance = tokio::spawn(maintenance_loop(dsn, pool.clone(), retention_days));
     let result = serve_on(
         listener,
-        router(AppState::with_auth(pool, AuthState::new(keys, config.auth.clone()))),
+        router(AppState::with_auth(
+            pool,
+            AuthState::new(keys, config.auth.clone()),
+        )),
         tls,
         shutdown_signal(),
     )
@@ -133,9 +136,9 @@ pub async fn serve_on(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),
             )
-                .with_graceful_shutdown(shutdown)
-                .await
-                .context("serve HTTP")
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serve HTTP")
         }
     }
 }

@@ -40,7 +40,10 @@ fn run_with_stdin(mut cmd: Command, stdin: &str) -> (Option<i32>, String, String
 async fn password_hash(pg: &PgCluster, user: &str) -> String {
     let client = pg.connect("fresh").await.expect("connect");
     client
-        .query_one("SELECT password_hash FROM users WHERE username = $1", &[&user])
+        .query_one(
+            "SELECT password_hash FROM users WHERE username = $1",
+            &[&user],
+        )
         .await
         .expect("user exists")
         .get(0)
@@ -53,16 +56,36 @@ async fn admin_create_and_token_on_a_fresh_store() {
     let dsn = pg.dsn("fresh");
 
     let (code, stdout, stderr) = run_with_stdin(
-        api(&["admin", "create", "--store-dsn", &dsn, "--username", "ops", "--password-stdin"]),
+        api(&[
+            "admin",
+            "create",
+            "--store-dsn",
+            &dsn,
+            "--username",
+            "ops",
+            "--password-stdin",
+        ]),
         "a long enough password\n",
     );
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(!stdout.contains("a long enough password"));
-    assert!(verify_password("a long enough password", &password_hash(&pg, "ops").await));
+    assert!(verify_password(
+        "a long enough password",
+        &password_hash(&pg, "ops").await
+    ));
 
-    let out = api(&["admin", "create", "--store-dsn", &dsn, "--username", "eve", "--role", "viewer"])
-        .output()
-        .expect("run");
+    let out = api(&[
+        "admin",
+        "create",
+        "--store-dsn",
+        &dsn,
+        "--username",
+        "eve",
+        "--role",
+        "viewer",
+    ])
+    .output()
+    .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     let password = stdout
@@ -74,28 +97,69 @@ async fn admin_create_and_token_on_a_fresh_store() {
 
     // Refusals: duplicate, short password, bad role.
     let (code, _, stderr) = run_with_stdin(
-        api(&["admin", "create", "--store-dsn", &dsn, "--username", "ops", "--password-stdin"]),
+        api(&[
+            "admin",
+            "create",
+            "--store-dsn",
+            &dsn,
+            "--username",
+            "ops",
+            "--password-stdin",
+        ]),
         "another long password\n",
     );
     assert_eq!(code, Some(1));
     assert!(stderr.contains("already exists"), "{stderr}");
     let (code, _, stderr) = run_with_stdin(
-        api(&["admin", "create", "--store-dsn", &dsn, "--username", "x", "--password-stdin"]),
+        api(&[
+            "admin",
+            "create",
+            "--store-dsn",
+            &dsn,
+            "--username",
+            "x",
+            "--password-stdin",
+        ]),
         "short\n",
     );
     assert_eq!(code, Some(1));
     assert!(stderr.contains("at least 12"), "{stderr}");
-    let out = api(&["admin", "create", "--store-dsn", &dsn, "--username", "x", "--role", "root"])
-        .output()
-        .expect("run");
+    let out = api(&[
+        "admin",
+        "create",
+        "--store-dsn",
+        &dsn,
+        "--username",
+        "x",
+        "--role",
+        "root",
+    ])
+    .output()
+    .expect("run");
     assert_eq!(out.status.code(), Some(2));
 
-    let out = api(&["admin", "token", "--store-dsn", &dsn, "--username", "ops", "--name", "ci"])
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = api(&[
+        "admin",
+        "token",
+        "--store-dsn",
+        &dsn,
+        "--username",
+        "ops",
+        "--name",
+        "ci",
+    ])
+    .output()
+    .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(lasect_pki::looks_like_token(&token, lasect_pki::API_TOKEN_PREFIX), "{token}");
+    assert!(
+        lasect_pki::looks_like_token(&token, lasect_pki::API_TOKEN_PREFIX),
+        "{token}"
+    );
     let client = pg.connect("fresh").await.expect("connect");
     let row = client
         .query_one(
@@ -106,7 +170,15 @@ async fn admin_create_and_token_on_a_fresh_store() {
         .expect("stored hashed");
     assert_eq!(row.get::<_, String>(0), "admin");
     let out = api(&[
-        "admin", "token", "--store-dsn", &dsn, "--username", "eve", "--name", "up", "--role",
+        "admin",
+        "token",
+        "--store-dsn",
+        &dsn,
+        "--username",
+        "eve",
+        "--name",
+        "up",
+        "--role",
         "admin",
     ])
     .output()
@@ -140,7 +212,10 @@ async fn first_serve_prints_a_generated_admin_password_once() {
     };
     let mut first = start();
     let lines = first.lines();
-    let announced: Vec<&String> = lines.iter().filter(|l| l.contains("created admin")).collect();
+    let announced: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("created admin"))
+        .collect();
     assert_eq!(announced.len(), 1, "{lines:?}");
     let password = announced[0]
         .split("with password ")
@@ -153,9 +228,16 @@ async fn first_serve_prints_a_generated_admin_password_once() {
         1,
         "printed once, in no log line: {lines:?}"
     );
-    assert!(verify_password(&password, &password_hash(&pg, "admin").await));
+    assert!(verify_password(
+        &password,
+        &password_hash(&pg, "admin").await
+    ));
     let key = dir.path().join("jwt.key");
-    let mode = std::fs::metadata(&key).expect("jwt key").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&key)
+        .expect("jwt key")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     first.terminate(Duration::from_secs(30));
 

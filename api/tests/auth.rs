@@ -63,7 +63,10 @@ async fn fixture() -> Fixture {
         &pool,
         "scoped",
         None,
-        &[("env", "staging", Role::User), ("env", "prod", Role::Viewer)],
+        &[
+            ("env", "staging", Role::User),
+            ("env", "prod", Role::Viewer),
+        ],
     )
     .await;
     let state = AppState::with_auth(
@@ -157,16 +160,30 @@ async fn every_route_declares_and_enforces_its_access() {
         .collect();
     assert_eq!(
         open,
-        ["/api/v1/health", "/api/v1/auth/login", "/api/v1/auth/refresh"],
+        [
+            "/api/v1/health",
+            "/api/v1/auth/login",
+            "/api/v1/auth/refresh"
+        ],
         "nothing else is open"
     );
     for s in &specs {
         let uri = concrete(s.path);
         let (status, body) = req(s.method.as_str(), &uri).send(&f.app).await;
         if s.access == Access::Open {
-            assert_ne!(status, StatusCode::UNAUTHORIZED, "{} {uri}: {body}", s.method);
+            assert_ne!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{} {uri}: {body}",
+                s.method
+            );
         } else {
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{} {uri}: {body}", s.method);
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{} {uri}: {body}",
+                s.method
+            );
             assert_eq!(body["error"]["code"], "unauthenticated");
             // A bad token is no better than none.
             let (status, _) = req(s.method.as_str(), &uri)
@@ -213,7 +230,10 @@ async fn every_route_declares_and_enforces_its_access() {
     // Unknown paths under /api/ do not reveal themselves to strangers.
     let (status, _) = req("GET", "/api/v1/nope").send(&f.app).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = req("GET", "/api/v1/nope").token(&f.admin).send(&f.app).await;
+    let (status, _) = req("GET", "/api/v1/nope")
+        .token(&f.admin)
+        .send(&f.app)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -232,7 +252,11 @@ async fn label_scoped_roles_are_honoured() {
         .filter_map(|i| i["name"].as_str())
         .collect();
     assert_eq!(names, ["prod", "staging"]);
-    for (id, want) in [(1, StatusCode::OK), (2, StatusCode::OK), (3, StatusCode::FORBIDDEN)] {
+    for (id, want) in [
+        (1, StatusCode::OK),
+        (2, StatusCode::OK),
+        (3, StatusCode::FORBIDDEN),
+    ] {
         let uri = format!("/api/v1/instances/{id}/samples/database");
         let (status, body) = req("GET", &uri).token(&f.scoped).send(&f.app).await;
         assert_eq!(status, want, "{uri}: {body}");
@@ -244,11 +268,17 @@ async fn label_scoped_roles_are_honoured() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Global viewers see everything; admins too.
     for token in [&f.viewer, &f.admin] {
-        let (_, body) = req("GET", "/api/v1/instances").token(token).send(&f.app).await;
+        let (_, body) = req("GET", "/api/v1/instances")
+            .token(token)
+            .send(&f.app)
+            .await;
         assert_eq!(body["instances"].as_array().map(Vec::len), Some(3));
     }
     // No global role: no admin route; a token at most at the highest grant.
-    let (status, _) = req("GET", "/api/v1/users").token(&f.scoped).send(&f.app).await;
+    let (status, _) = req("GET", "/api/v1/users")
+        .token(&f.scoped)
+        .send(&f.app)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = req("POST", "/api/v1/tokens")
         .token(&f.scoped)
@@ -263,19 +293,35 @@ async fn label_scoped_roles_are_honoured() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let capped = body["secret"].as_str().expect("secret").to_owned();
-    let (_, body) = req("GET", "/api/v1/instances").token(&capped).send(&f.app).await;
-    assert_eq!(body["instances"].as_array().map(Vec::len), Some(2), "still label-scoped");
+    let (_, body) = req("GET", "/api/v1/instances")
+        .token(&capped)
+        .send(&f.app)
+        .await;
+    assert_eq!(
+        body["instances"].as_array().map(Vec::len),
+        Some(2),
+        "still label-scoped"
+    );
 
     // Principal's checks directly: user on staging, viewer on prod, nothing on dev.
     let state = AppState::new(f.pool.clone());
-    let p = lasect_api::auth::principal::authenticate(&state, Some(&format!("Bearer {}", f.scoped)))
-        .await
-        .expect("principal");
+    let p =
+        lasect_api::auth::principal::authenticate(&state, Some(&format!("Bearer {}", f.scoped)))
+            .await
+            .expect("principal");
     assert!(p.require(Role::Viewer).is_err());
     assert!(p.require_on_instance(&f.pool, 2, Role::User).await.is_ok());
     assert!(p.require_on_instance(&f.pool, 1, Role::User).await.is_err());
-    assert!(p.require_on_instance(&f.pool, 1, Role::Viewer).await.is_ok());
-    assert!(p.require_on_instance(&f.pool, 3, Role::Viewer).await.is_err());
+    assert!(
+        p.require_on_instance(&f.pool, 1, Role::Viewer)
+            .await
+            .is_ok()
+    );
+    assert!(
+        p.require_on_instance(&f.pool, 3, Role::Viewer)
+            .await
+            .is_err()
+    );
 }
 
 async fn login(app: &Router, username: &str, password: &str) -> (StatusCode, Value) {
@@ -301,7 +347,10 @@ async fn login_gives_working_tokens_and_forged_ones_are_refused() {
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["role"], "admin");
     let access = body["access_token"].as_str().expect("access").to_owned();
-    let (status, me) = req("GET", "/api/v1/auth/me").token(&access).send(&f.app).await;
+    let (status, me) = req("GET", "/api/v1/auth/me")
+        .token(&access)
+        .send(&f.app)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["username"], "admin");
 
@@ -313,7 +362,10 @@ async fn login_gives_working_tokens_and_forged_ones_are_refused() {
                       "iat": now(), "exp": now() + 300});
     // Control: a token we sign correctly is accepted, so the refusals below are the attacks'.
     let token = sign(Algorithm::HS256, SECRET, &good);
-    let (status, _) = req("GET", "/api/v1/auth/me").token(&token).send(&f.app).await;
+    let (status, _) = req("GET", "/api/v1/auth/me")
+        .token(&token)
+        .send(&f.app)
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     let with = |key: &str, value: Value| {
@@ -326,24 +378,60 @@ async fn login_gives_working_tokens_and_forged_ones_are_refused() {
     let header_none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(good.to_string());
     let attacks = [
-        ("bad signature", sign(Algorithm::HS256, b"another key of at least thirty-two bytes!", &good)),
+        (
+            "bad signature",
+            sign(
+                Algorithm::HS256,
+                b"another key of at least thirty-two bytes!",
+                &good,
+            ),
+        ),
         ("alg none", format!("{header_none}.{payload}.")),
         ("other algorithm", sign(Algorithm::HS512, SECRET, &good)),
-        ("expired", sign(Algorithm::HS256, SECRET, &with("exp", json!(now() - 3600)))),
-        ("exp as string", sign(Algorithm::HS256, SECRET, &with("exp", json!((now() + 300).to_string())))),
+        (
+            "expired",
+            sign(Algorithm::HS256, SECRET, &with("exp", json!(now() - 3600))),
+        ),
+        (
+            "exp as string",
+            sign(
+                Algorithm::HS256,
+                SECRET,
+                &with("exp", json!((now() + 300).to_string())),
+            ),
+        ),
         ("no exp", sign(Algorithm::HS256, SECRET, &without_exp)),
-        ("wrong aud", sign(Algorithm::HS256, SECRET, &with("aud", json!("someone-else")))),
-        ("wrong iss", sign(Algorithm::HS256, SECRET, &with("iss", json!("evil")))),
-        ("unknown sub", sign(Algorithm::HS256, SECRET, &with("sub", json!("999999")))),
+        (
+            "wrong aud",
+            sign(
+                Algorithm::HS256,
+                SECRET,
+                &with("aud", json!("someone-else")),
+            ),
+        ),
+        (
+            "wrong iss",
+            sign(Algorithm::HS256, SECRET, &with("iss", json!("evil"))),
+        ),
+        (
+            "unknown sub",
+            sign(Algorithm::HS256, SECRET, &with("sub", json!("999999"))),
+        ),
         ("tampered", format!("{}x", &token[..token.len() - 1])),
     ];
     for (name, token) in attacks {
-        let (status, body) = req("GET", "/api/v1/auth/me").token(&token).send(&f.app).await;
+        let (status, body) = req("GET", "/api/v1/auth/me")
+            .token(&token)
+            .send(&f.app)
+            .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {body}");
     }
 
     // Wrong password and unknown user: the same 401.
-    for (user, pw) in [("admin", "wrong password!!"), ("nobody", "whatever password")] {
+    for (user, pw) in [
+        ("admin", "wrong password!!"),
+        ("nobody", "whatever password"),
+    ] {
         let (status, body) = login(&f.app, user, pw).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(body["error"]["code"], "invalid_credentials");
@@ -356,7 +444,10 @@ async fn login_gives_working_tokens_and_forged_ones_are_refused() {
         .send(&f.app)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = req("GET", "/api/v1/auth/me").token(&viewer_access).send(&f.app).await;
+    let (status, _) = req("GET", "/api/v1/auth/me")
+        .token(&viewer_access)
+        .send(&f.app)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = login(&f.app, "viewer", common::PASSWORD).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -368,22 +459,25 @@ async fn refresh_tokens_rotate_and_a_replay_revokes_the_family() {
     let (_, body) = login(&f.app, "admin", common::PASSWORD).await;
     let first = body["refresh_token"].as_str().expect("refresh").to_owned();
     assert!(first.starts_with("lsrt_"));
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens WHERE token_hash = $1")
-        .bind(lasect_pki::hash_token(&first))
-        .fetch_one(&f.pool)
-        .await
-        .expect("count");
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM refresh_tokens WHERE token_hash = $1")
+            .bind(lasect_pki::hash_token(&first))
+            .fetch_one(&f.pool)
+            .await
+            .expect("count");
     assert_eq!(stored, 1, "stored hashed");
 
-    let refresh = |token: String| {
-        req("POST", "/api/v1/auth/refresh").json(json!({ "refresh_token": token }))
-    };
+    let refresh =
+        |token: String| req("POST", "/api/v1/auth/refresh").json(json!({ "refresh_token": token }));
     let (status, body) = refresh(first.clone()).send(&f.app).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let second = body["refresh_token"].as_str().expect("rotated").to_owned();
     assert_ne!(second, first);
     let access = body["access_token"].as_str().expect("access").to_owned();
-    let (status, _) = req("GET", "/api/v1/auth/me").token(&access).send(&f.app).await;
+    let (status, _) = req("GET", "/api/v1/auth/me")
+        .token(&access)
+        .send(&f.app)
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     // The used one again: refused, and the live successor dies with it.
@@ -435,11 +529,24 @@ async fn api_tokens_are_role_limited_expire_and_revoke() {
     assert_eq!(hash, lasect_pki::hash_token(&secret));
 
     // It works, as a viewer only, and records its last use.
-    let (status, _) = req("GET", "/api/v1/instances").token(&secret).send(&f.app).await;
+    let (status, _) = req("GET", "/api/v1/instances")
+        .token(&secret)
+        .send(&f.app)
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = req("GET", "/api/v1/users").token(&secret).send(&f.app).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "capped at viewer although admin made it");
-    let (_, body) = req("GET", "/api/v1/tokens").token(&f.admin).send(&f.app).await;
+    let (status, _) = req("GET", "/api/v1/users")
+        .token(&secret)
+        .send(&f.app)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "capped at viewer although admin made it"
+    );
+    let (_, body) = req("GET", "/api/v1/tokens")
+        .token(&f.admin)
+        .send(&f.app)
+        .await;
     let listed = body["tokens"]
         .as_array()
         .expect("tokens")
@@ -462,7 +569,11 @@ async fn api_tokens_are_role_limited_expire_and_revoke() {
         .json(json!({"name": "escalate", "role": "user"}))
         .send(&f.app)
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "a viewer token cannot mint a user token");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a viewer token cannot mint a user token"
+    );
 
     // Revoked: refused.
     let (status, _) = req("DELETE", &format!("/api/v1/tokens/{id}"))
@@ -470,9 +581,17 @@ async fn api_tokens_are_role_limited_expire_and_revoke() {
         .send(&f.app)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = req("GET", "/api/v1/instances").token(&secret).send(&f.app).await;
+    let (status, body) = req("GET", "/api/v1/instances")
+        .token(&secret)
+        .send(&f.app)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("revoked"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("revoked")
+    );
 
     // Expired: refused.
     let (_, body) = req("POST", "/api/v1/tokens")
@@ -481,15 +600,28 @@ async fn api_tokens_are_role_limited_expire_and_revoke() {
         .send(&f.app)
         .await;
     let short = body["secret"].as_str().expect("secret").to_owned();
-    let (status, _) = req("GET", "/api/v1/instances").token(&short).send(&f.app).await;
+    let (status, _) = req("GET", "/api/v1/instances")
+        .token(&short)
+        .send(&f.app)
+        .await;
     assert_eq!(status, StatusCode::OK);
-    sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE name = 'short'")
-        .execute(&f.pool)
-        .await
-        .expect("age it");
-    let (status, body) = req("GET", "/api/v1/instances").token(&short).send(&f.app).await;
+    sqlx::query(
+        "UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE name = 'short'",
+    )
+    .execute(&f.pool)
+    .await
+    .expect("age it");
+    let (status, body) = req("GET", "/api/v1/instances")
+        .token(&short)
+        .send(&f.app)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("expired"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("expired")
+    );
 
     // A viewer cannot revoke someone else's token.
     let other: i64 = sqlx::query_scalar(
@@ -528,10 +660,12 @@ async fn repeated_failures_lock_the_user_and_the_source() {
     let (status, _) = login(&f.app, "admin", common::PASSWORD).await;
     assert_eq!(status, StatusCode::OK);
     // The lock ends when its time is up, and a good login clears the count.
-    sqlx::query("UPDATE users SET locked_until = now() - interval '1 second' WHERE username = 'viewer'")
-        .execute(&f.pool)
-        .await
-        .expect("expire lock");
+    sqlx::query(
+        "UPDATE users SET locked_until = now() - interval '1 second' WHERE username = 'viewer'",
+    )
+    .execute(&f.pool)
+    .await
+    .expect("expire lock");
     let (status, _) = login(&f.app, "viewer", common::PASSWORD).await;
     assert_eq!(status, StatusCode::OK);
 
@@ -568,7 +702,10 @@ async fn users_are_managed_by_admins() {
         .send(&f.app)
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let password = body["generated_password"].as_str().expect("generated").to_owned();
+    let password = body["generated_password"]
+        .as_str()
+        .expect("generated")
+        .to_owned();
     assert_eq!(body["user"]["grants"][0]["role"], "admin");
     let (status, _) = login(&f.app, "ops", &password).await;
     assert_eq!(status, StatusCode::OK);
@@ -579,11 +716,23 @@ async fn users_are_managed_by_admins() {
     assert!(hash.starts_with("$argon2id$") && !hash.contains(&password));
 
     let bad = [
-        (json!({"username": "ops", "password": "long enough password"}), StatusCode::CONFLICT),
+        (
+            json!({"username": "ops", "password": "long enough password"}),
+            StatusCode::CONFLICT,
+        ),
         (json!({"username": "Bad Name"}), StatusCode::BAD_REQUEST),
-        (json!({"username": "short", "password": "short"}), StatusCode::BAD_REQUEST),
-        (json!({"username": "x", "role": "root"}), StatusCode::BAD_REQUEST),
-        (json!({"username": "x", "extra": 1}), StatusCode::BAD_REQUEST),
+        (
+            json!({"username": "short", "password": "short"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"username": "x", "role": "root"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"username": "x", "extra": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
     ];
     for (body, want) in bad {
         let (status, answer) = req("POST", "/api/v1/users")
@@ -612,7 +761,10 @@ async fn users_are_managed_by_admins() {
         .send(&f.app)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "no locking yourself out");
-    let (_, body) = req("GET", "/api/v1/users").token(&f.admin).send(&f.app).await;
+    let (_, body) = req("GET", "/api/v1/users")
+        .token(&f.admin)
+        .send(&f.app)
+        .await;
     let names: Vec<&str> = body["users"]
         .as_array()
         .expect("users")
@@ -620,13 +772,19 @@ async fn users_are_managed_by_admins() {
         .filter_map(|u| u["username"].as_str())
         .collect();
     assert_eq!(names, ["admin", "ops", "scoped", "viewer"]);
-    assert!(!body.to_string().contains("argon2"), "no hashes in responses");
+    assert!(
+        !body.to_string().contains("argon2"),
+        "no hashes in responses"
+    );
 }
 
 #[tokio::test]
 async fn agents_are_listed_enrolled_and_disabled_by_admins() {
     let f = fixture().await;
-    let (status, body) = req("GET", "/api/v1/agents").token(&f.admin).send(&f.app).await;
+    let (status, body) = req("GET", "/api/v1/agents")
+        .token(&f.admin)
+        .send(&f.app)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["agents"][0]["id"], "db-01");
     assert_eq!(body["agents"][0]["disabled"], false);
@@ -638,7 +796,10 @@ async fn agents_are_listed_enrolled_and_disabled_by_admins() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let token = body["token"].as_str().expect("token").to_owned();
-    assert!(lasect_pki::looks_like_token(&token, lasect_pki::ENROLLMENT_TOKEN_PREFIX));
+    assert!(lasect_pki::looks_like_token(
+        &token,
+        lasect_pki::ENROLLMENT_TOKEN_PREFIX
+    ));
     let (max_uses, agent, created_by): (i32, Option<String>, String) = sqlx::query_as(
         "SELECT max_uses, agent_id, created_by FROM enrollment_tokens WHERE token_hash = $1",
     )
@@ -646,7 +807,10 @@ async fn agents_are_listed_enrolled_and_disabled_by_admins() {
     .fetch_one(&f.pool)
     .await
     .expect("stored hashed");
-    assert_eq!((max_uses, agent.as_deref(), created_by.as_str()), (2, Some("db-02"), "admin"));
+    assert_eq!(
+        (max_uses, agent.as_deref(), created_by.as_str()),
+        (2, Some("db-02"), "admin")
+    );
     for bad in [
         json!({"ttl_secs": 1}),
         json!({"ttl_secs": 3600, "uses": 0}),
@@ -684,18 +848,28 @@ async fn agents_are_listed_enrolled_and_disabled_by_admins() {
 async fn every_mutating_call_is_audited_and_the_log_is_append_only() {
     let f = fixture().await;
     let calls = [
-        req("POST", "/api/v1/users").token(&f.admin).json(json!({"username": "carol"})),
-        req("POST", "/api/v1/users").token(&f.viewer).json(json!({"username": "mallory"})),
+        req("POST", "/api/v1/users")
+            .token(&f.admin)
+            .json(json!({"username": "carol"})),
+        req("POST", "/api/v1/users")
+            .token(&f.viewer)
+            .json(json!({"username": "mallory"})),
         req("POST", "/api/v1/users").json(json!({"username": "anon"})),
         req("POST", "/api/v1/agents/db-01/disable").token(&f.admin),
-        req("POST", "/api/v1/auth/login").json(json!({"username": "admin", "password": "bad password!!"})),
-        req("POST", "/api/v1/tokens").token(&f.admin).json(json!({"name": "audit-me"})),
+        req("POST", "/api/v1/auth/login")
+            .json(json!({"username": "admin", "password": "bad password!!"})),
+        req("POST", "/api/v1/tokens")
+            .token(&f.admin)
+            .json(json!({"name": "audit-me"})),
     ];
     for call in calls {
         call.send(&f.app).await;
     }
     // Reads are not audited.
-    req("GET", "/api/v1/users").token(&f.admin).send(&f.app).await;
+    req("GET", "/api/v1/users")
+        .token(&f.admin)
+        .send(&f.app)
+        .await;
 
     let (status, body) = req("GET", "/api/v1/audit?since=1h&limit=100")
         .token(&f.admin)
@@ -720,8 +894,18 @@ async fn every_mutating_call_is_audited_and_the_log_is_append_only() {
         ("admin", "POST /api/v1/users", "/api/v1/users", "success"),
         ("viewer", "POST /api/v1/users", "/api/v1/users", "denied"),
         ("anonymous", "POST /api/v1/users", "/api/v1/users", "denied"),
-        ("admin", "POST /api/v1/agents/{id}/disable", "/api/v1/agents/db-01/disable", "success"),
-        ("admin", "POST /api/v1/auth/login", "/api/v1/auth/login", "denied"),
+        (
+            "admin",
+            "POST /api/v1/agents/{id}/disable",
+            "/api/v1/agents/db-01/disable",
+            "success",
+        ),
+        (
+            "admin",
+            "POST /api/v1/auth/login",
+            "/api/v1/auth/login",
+            "denied",
+        ),
         ("admin", "POST /api/v1/tokens", "/api/v1/tokens", "success"),
     ];
     let got: Vec<(&str, &str, &str, &str)> = rows
@@ -731,12 +915,27 @@ async fn every_mutating_call_is_audited_and_the_log_is_append_only() {
     assert_eq!(got, want);
     let entries = body["entries"].as_array().expect("entries");
     assert!(entries.iter().all(|e| e["source"] == "127.0.0.1"));
-    let denied = entries.iter().find(|e| e["actor"] == "viewer").expect("denied row");
-    assert!(denied["error"].as_str().unwrap_or("").starts_with("forbidden"), "{denied}");
-    assert!(!body.to_string().contains("lsat_"), "no secrets in the audit log");
+    let denied = entries
+        .iter()
+        .find(|e| e["actor"] == "viewer")
+        .expect("denied row");
+    assert!(
+        denied["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("forbidden"),
+        "{denied}"
+    );
+    assert!(
+        !body.to_string().contains("lsat_"),
+        "no secrets in the audit log"
+    );
 
     // Filters.
-    let (_, body) = req("GET", "/api/v1/audit?actor=viewer").token(&f.admin).send(&f.app).await;
+    let (_, body) = req("GET", "/api/v1/audit?actor=viewer")
+        .token(&f.admin)
+        .send(&f.app)
+        .await;
     assert_eq!(body["entries"].as_array().map(Vec::len), Some(1));
     let (_, body) = req("GET", "/api/v1/audit?action=POST%20/api/v1/agents")
         .token(&f.admin)
@@ -750,7 +949,10 @@ async fn every_mutating_call_is_audited_and_the_log_is_append_only() {
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
-    let (status, _) = req("GET", "/api/v1/audit").token(&f.viewer).send(&f.app).await;
+    let (status, _) = req("GET", "/api/v1/audit")
+        .token(&f.viewer)
+        .send(&f.app)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // The store refuses changes, even to the API's own database user.

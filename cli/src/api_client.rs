@@ -168,21 +168,15 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| {
-                let e = anyhow::Error::from(e);
-                Unreachable(format!("could not reach the API at {}: {e:#}", self.base))
-            })?;
+        let response = request.send().await.map_err(|e| {
+            let e = anyhow::Error::from(e);
+            Unreachable(format!("could not reach the API at {}: {e:#}", self.base))
+        })?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| {
-                let e = anyhow::Error::from(e);
-                Unreachable(format!("read the response of {url}: {e:#}"))
-            })?;
+        let bytes = response.bytes().await.map_err(|e| {
+            let e = anyhow::Error::from(e);
+            Unreachable(format!("read the response of {url}: {e:#}"))
+        })?;
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
         if status.is_success() {
             return body.ok_or_else(|| {

@@ -72,6 +72,9 @@ mod tests {
             &[json!({"a": null, "b": [{"key": "env", "value": "prod", "role": "viewer"}]})],
             &[("A", "a"), ("B", "b")],
         );
-        assert!(text.contains("env=prod:viewer") && text.contains('-'), "{text}");
+        assert!(
+            text.contains("env=prod:viewer") && text.contains('-'),
+            "{text}"
+        );
     }
 }

@@ -30,24 +30,21 @@ use crate::args::{Cli, Command, InstanceCommand, MetricsCommand, OutputFormat};
 /// Runs one command and returns what to print on stdout. `env` is already layered (flags,
 /// environment, config file).
 pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
-    if let Command::Login {
-        username,
-        password_stdin,
-        expires_in,
-        output,
-    } = cli.command
-    {
-        return people::login(env, username, password_stdin, expires_in, output).await;
-    }
-    let client = ApiClient::from_env(env)?;
+    // Login builds its own clients (first without a token); every other command one.
+    let client = || ApiClient::from_env(env.clone());
     match cli.command {
-        Command::Login { .. } => unreachable!("handled above"),
-        Command::User(c) => people::user(&client, c).await,
-        Command::Token(c) => people::token(&client, c).await,
-        Command::Agent(c) => people::agent(&client, c).await,
-        Command::Audit(c) => people::audit(&client, c).await,
+        Command::Login {
+            username,
+            password_stdin,
+            expires_in,
+            output,
+        } => people::login(env.clone(), username, password_stdin, expires_in, output).await,
+        Command::User(c) => people::user(&client()?, c).await,
+        Command::Token(c) => people::token(&client()?, c).await,
+        Command::Agent(c) => people::agent(&client()?, c).await,
+        Command::Audit(c) => people::audit(&client()?, c).await,
         Command::Instance(InstanceCommand::List { output }) => {
-            let list = client.get_json("api/v1/instances").await?;
+            let list = client()?.get_json("api/v1/instances").await?;
             render(output, &list, instance_table::render)
         }
         Command::Metrics(MetricsCommand::Show {
@@ -56,6 +53,7 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             limit,
             output,
         }) => {
+            let client = client()?;
             let id = instance_ref::resolve(&client, &instance).await?;
             let mut path = format!("api/v1/instances/{id}/samples/{}", encode_segment(&family));
             if let Some(limit) = limit {

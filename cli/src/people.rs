@@ -53,15 +53,21 @@ const AUDIT_COLUMNS: &[(&str, &str)] = &[
 ];
 
 fn duration(text: &str, what: &str) -> anyhow::Result<u64> {
-    parse_duration_secs(text)
-        .ok_or_else(|| Usage(format!("{what} must be like 90s, 15m, 12h or 30d, not {text:?}")).into())
+    parse_duration_secs(text).ok_or_else(|| {
+        Usage(format!(
+            "{what} must be like 90s, 15m, 12h or 30d, not {text:?}"
+        ))
+        .into()
+    })
 }
 
 fn role(text: &Option<String>) -> anyhow::Result<Value> {
     match text.as_deref() {
         None => Ok(Value::Null),
         Some(r @ ("admin" | "user" | "viewer")) => Ok(json!(r)),
-        Some(other) => Err(Usage(format!("role must be admin, user or viewer, not {other:?}")).into()),
+        Some(other) => {
+            Err(Usage(format!("role must be admin, user or viewer, not {other:?}")).into())
+        }
     }
 }
 

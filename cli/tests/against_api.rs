@@ -88,12 +88,14 @@ async fn admin_token(pool: &sqlx::PgPool) -> String {
     .await
     .expect("admin");
     let token = lasect_pki::new_token(lasect_pki::API_TOKEN_PREFIX);
-    sqlx::query("INSERT INTO api_tokens (user_id, name, token_hash, role) VALUES ($1, 'test', $2, 'admin')")
-        .bind(id)
-        .bind(lasect_pki::hash_token(&token))
-        .execute(pool)
-        .await
-        .expect("token");
+    sqlx::query(
+        "INSERT INTO api_tokens (user_id, name, token_hash, role) VALUES ($1, 'test', $2, 'admin')",
+    )
+    .bind(id)
+    .bind(lasect_pki::hash_token(&token))
+    .execute(pool)
+    .await
+    .expect("token");
     token
 }
 
@@ -337,10 +339,18 @@ async fn errors_are_clear() {
         err.starts_with("error: no instance named \"nope\""),
         "{err}"
     );
-    let err = fails_with(api.lasect(&["metrics", "show", "-i", "1", "--family", "bogus"]), 2).await;
+    let err = fails_with(
+        api.lasect(&["metrics", "show", "-i", "1", "--family", "bogus"]),
+        2,
+    )
+    .await;
     assert!(err.starts_with("error: unknown family \"bogus\""), "{err}");
     assert!(err.trim_end().ends_with("(unknown_family)"), "{err}");
-    let err = fails_with(api.lasect(&["metrics", "show", "-i", "1", "--limit", "5000"]), 2).await;
+    let err = fails_with(
+        api.lasect(&["metrics", "show", "-i", "1", "--limit", "5000"]),
+        2,
+    )
+    .await;
     assert!(err.contains("(invalid_query)"), "{err}");
 
     // Environment problems.
@@ -413,10 +423,17 @@ async fn login_then_admin_commands_with_exit_codes() {
     let out = ok(with_stdin(cmd, &format!("{ADMIN_PASSWORD}\n"))).await;
     assert!(out.contains("logged in as admin (admin)"), "{out}");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&config).expect("config").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&config)
+        .expect("config")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     let text = std::fs::read_to_string(&config).expect("read config");
-    assert!(text.contains("token = \"lsat_") && text.contains(&api.url), "{text}");
+    assert!(
+        text.contains("token = \"lsat_") && text.contains(&api.url),
+        "{text}"
+    );
     let bare = |args: &[&str]| {
         let mut cmd = api.lasect(args);
         cmd.env_remove("LASECT_TOKEN")
@@ -432,12 +449,30 @@ async fn login_then_admin_commands_with_exit_codes() {
 
     // Users.
     let out = ok(with_stdin(
-        bare(&["user", "create", "-u", "vic", "--role", "viewer", "--password-stdin"]),
+        bare(&[
+            "user",
+            "create",
+            "-u",
+            "vic",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ]),
         "vic's long password\n",
     ))
     .await;
     assert!(out.contains("vic") && !out.contains("generated"), "{out}");
-    let out = ok(bare(&["user", "create", "-u", "sam", "--grant", "env=prod:user", "-o", "json"])).await;
+    let out = ok(bare(&[
+        "user",
+        "create",
+        "-u",
+        "sam",
+        "--grant",
+        "env=prod:user",
+        "-o",
+        "json",
+    ]))
+    .await;
     let created: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(created["user"]["grants"][0]["role"], "user");
     assert!(created["generated_password"].is_string());
@@ -452,7 +487,10 @@ async fn login_then_admin_commands_with_exit_codes() {
     assert!(out.contains("disabled"), "{out}");
 
     // Tokens: a viewer token is refused admin commands with 3.
-    let out = ok(bare(&["token", "create", "--name", "ro", "--role", "viewer", "-o", "json"])).await;
+    let out = ok(bare(&[
+        "token", "create", "--name", "ro", "--role", "viewer", "-o", "json",
+    ]))
+    .await;
     let created: Value = serde_json::from_str(&out).expect("json");
     let viewer_token = created["secret"].as_str().expect("secret").to_owned();
     let id = created["token"]["id"].as_i64().expect("id").to_string();
@@ -468,21 +506,35 @@ async fn login_then_admin_commands_with_exit_codes() {
     let out = ok(bare(&["agent", "list", "-o", "json"])).await;
     let agents: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(agents["agents"][0]["id"], "db-01");
-    let out = ok(bare(&["agent", "token", "create", "--ttl", "1h", "--uses", "2"])).await;
+    let out = ok(bare(&[
+        "agent", "token", "create", "--ttl", "1h", "--uses", "2",
+    ]))
+    .await;
     assert!(out.contains("lset_"), "{out}");
     fails_with(bare(&["agent", "token", "create", "--ttl", "soon"]), 2).await;
     let out = ok(bare(&["agent", "disable", "db-02", "-o", "json"])).await;
-    assert_eq!(serde_json::from_str::<Value>(&out).expect("json")["disabled"], true);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).expect("json")["disabled"],
+        true
+    );
     fails_with(bare(&["agent", "disable", "nope"]), 4).await;
 
     // Audit: every change above, with its actor.
     let out = ok(bare(&["audit", "list", "--since", "1h", "-o", "json"])).await;
     let audit: Value = serde_json::from_str(&out).expect("json");
     let entries = audit["entries"].as_array().expect("entries");
-    assert!(entries.iter().any(|e| e["action"] == "POST /api/v1/agents/{id}/disable"
-        && e["actor"] == "admin" && e["outcome"] == "success"));
-    assert!(entries.iter().any(|e| e["action"] == "POST /api/v1/auth/login"
-        && e["outcome"] == "denied"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "POST /api/v1/agents/{id}/disable"
+                && e["actor"] == "admin"
+                && e["outcome"] == "success")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "POST /api/v1/auth/login" && e["outcome"] == "denied")
+    );
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE actor = 'admin'")
         .fetch_one(&api.pool)
         .await

@@ -129,7 +129,9 @@ async fn sample_travels_agent_to_store_to_cli() {
         .expect("run lasect");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     let mut login = stack.cli_command(&["login", "--username", "admin", "--password-stdin"]);
-    login.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    login
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
     let mut child = login.spawn().expect("spawn login");
     {
         use std::io::Write;

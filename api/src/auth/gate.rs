@@ -74,7 +74,9 @@ pub async fn gate(State(state): State<AppState>, mut request: Request, next: Nex
             .or(principal_name)
             .unwrap_or_else(|| "anonymous".to_owned());
         let target = ext.get::<AuditTarget>().map_or(path, |t| t.0.clone());
-        let error = ext.get::<ErrorSummary>().map(|e| format!("{}: {}", e.code, e.message));
+        let error = ext
+            .get::<ErrorSummary>()
+            .map(|e| format!("{}: {}", e.code, e.message));
         let action = format!("{method} {action_path}");
         let entry = AuditEntry {
             actor: &actor,

@@ -124,7 +124,12 @@ impl JwtKeys {
     }
 
     /// Signs an access token for user `user_id`, valid `ttl_secs` from `now` (unix seconds).
-    pub fn issue(&self, user_id: i64, now: i64, ttl_secs: u64) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user_id: i64,
+        now: i64,
+        ttl_secs: u64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = Claims {
             sub: user_id.to_string(),
             iss: JWT_ISSUER.to_owned(),
@@ -179,7 +184,9 @@ mod tests {
         let keys = JwtKeys::load_or_create(&path).expect("create");
         let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let token = keys.issue(7, chrono::Utc::now().timestamp(), 60).expect("sign");
+        let token = keys
+            .issue(7, chrono::Utc::now().timestamp(), 60)
+            .expect("sign");
         let again = JwtKeys::load_or_create(&path).expect("reload");
         assert_eq!(again.verify(&token).expect("verify"), 7);
 

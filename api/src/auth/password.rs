@@ -1,7 +1,7 @@
 //! Passwords: argon2id hashes in PHC string form, and generated passwords for first admins.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -35,7 +35,8 @@ pub fn check_policy(password: &str) -> Result<(), PasswordError> {
 pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     check_policy(password)?;
     let salt_bytes: [u8; 16] = rand::random();
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let salt =
+        SaltString::encode_b64(&salt_bytes).map_err(|e| PasswordError::Hash(e.to_string()))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -81,7 +82,10 @@ mod tests {
         assert!(verify_password(&password, &hash));
         assert!(!verify_password("wrong password!", &hash));
         assert!(!verify_password(&password, "not a phc string"));
-        assert!(matches!(hash_password("short"), Err(PasswordError::TooShort)));
+        assert!(matches!(
+            hash_password("short"),
+            Err(PasswordError::TooShort)
+        ));
         assert_ne!(hash, hash_password(&password).expect("hash"), "salted");
     }
 }

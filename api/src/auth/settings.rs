@@ -115,7 +115,10 @@ impl AuthConfig {
         if !(1..=10_000).contains(&self.max_failed_logins_per_source) {
             bad(
                 "auth.max_failed_logins_per_source",
-                format!("must be 1..=10000, not {}", self.max_failed_logins_per_source),
+                format!(
+                    "must be 1..=10000, not {}",
+                    self.max_failed_logins_per_source
+                ),
             );
         }
         if !(1..=36_500).contains(&self.audit_retention_days) {
@@ -124,10 +127,10 @@ impl AuthConfig {
                 format!("must be 1..=36500, not {}", self.audit_retention_days),
             );
         }
-        if let Some(path) = &self.jwt_key_file {
-            if path.as_os_str().is_empty() {
-                bad("auth.jwt_key_file", "must not be empty".to_owned());
-            }
+        if let Some(path) = &self.jwt_key_file
+            && path.as_os_str().is_empty()
+        {
+            bad("auth.jwt_key_file", "must not be empty".to_owned());
         }
     }
 }

@@ -68,6 +68,9 @@ mod tests {
         assert!(limiter.check(other, t0).is_ok());
         assert!(limiter.check(ip, t0 + Duration::from_secs(61)).is_ok());
         limiter.failure(ip, t0 + Duration::from_secs(61));
-        assert!(limiter.check(ip, t0 + Duration::from_secs(61)).is_ok(), "new window");
+        assert!(
+            limiter.check(ip, t0 + Duration::from_secs(61)).is_ok(),
+            "new window"
+        );
     }
 }

@@ -7,9 +7,7 @@ use super::role::Role;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    #[error(
-        "invalid username {0:?}: 1 to 64 of a-z 0-9 . _ @ -, starting with a letter or digit"
-    )]
+    #[error("invalid username {0:?}: 1 to 64 of a-z 0-9 . _ @ -, starting with a letter or digit")]
     InvalidUsername(String),
     #[error("a user named {0:?} already exists")]
     Exists(String),

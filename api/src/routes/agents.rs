@@ -131,7 +131,10 @@ pub async fn create_enrollment_token(
     if !(60..=MAX_TTL_SECS).contains(&request.ttl_secs) {
         return Err(ApiError::bad_request(
             "invalid_body",
-            format!("ttl_secs must be 60..={MAX_TTL_SECS}, not {}", request.ttl_secs),
+            format!(
+                "ttl_secs must be 60..={MAX_TTL_SECS}, not {}",
+                request.ttl_secs
+            ),
         ));
     }
     if !(1..=MAX_USES).contains(&request.uses) {
@@ -141,7 +144,8 @@ pub async fn create_enrollment_token(
         ));
     }
     if let Some(id) = &request.agent_id {
-        validate_agent_id(id).map_err(|e| ApiError::bad_request("invalid_agent_id", e.to_string()))?;
+        validate_agent_id(id)
+            .map_err(|e| ApiError::bad_request("invalid_agent_id", e.to_string()))?;
     }
     let token = new_token(ENROLLMENT_TOKEN_PREFIX);
     let (id, expires_at): (i64, DateTime<Utc>) = sqlx::query_as(

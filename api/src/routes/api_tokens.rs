@@ -83,11 +83,12 @@ pub async fn list(
     principal: Principal,
 ) -> Result<Json<TokenList>, ApiError> {
     let all = principal.require(Role::Admin).is_ok();
-    let rows: Vec<TokenRow> = sqlx::query_as(select_tokens!("WHERE $1 OR t.user_id = $2 ORDER BY t.id"))
-    .bind(all)
-    .bind(principal.user_id)
-    .fetch_all(&state.pool)
-    .await?;
+    let rows: Vec<TokenRow> =
+        sqlx::query_as(select_tokens!("WHERE $1 OR t.user_id = $2 ORDER BY t.id"))
+            .bind(all)
+            .bind(principal.user_id)
+            .fetch_all(&state.pool)
+            .await?;
     Ok(Json(TokenList {
         tokens: rows
             .into_iter()
@@ -137,13 +138,13 @@ pub async fn create(
             "a token cannot have more than your role ({own}), not {role}"
         )));
     }
-    if let Some(secs) = request.expires_in_secs {
-        if !(60..=MAX_EXPIRY_SECS).contains(&secs) {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                format!("expires_in_secs must be 60..={MAX_EXPIRY_SECS}, not {secs}"),
-            ));
-        }
+    if let Some(secs) = request.expires_in_secs
+        && !(60..=MAX_EXPIRY_SECS).contains(&secs)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("expires_in_secs must be 60..={MAX_EXPIRY_SECS}, not {secs}"),
+        ));
     }
     let secret = new_token(API_TOKEN_PREFIX);
     let id: Option<i64> = sqlx::query_scalar(
@@ -185,7 +186,10 @@ pub async fn revoke(
 ) -> Result<Json<ApiToken>, ApiError> {
     let Path(id) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
     let id: i64 = id.parse().map_err(|_| {
-        ApiError::bad_request("invalid_token_id", format!("token id must be an integer, not {id:?}"))
+        ApiError::bad_request(
+            "invalid_token_id",
+            format!("token id must be an integer, not {id:?}"),
+        )
     })?;
     let all = principal.require(Role::Admin).is_ok();
     let found: Option<i64> = sqlx::query_scalar(

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use lasect_pki::{REFRESH_TOKEN_PREFIX, hash_token, looks_like_token, new_token};
@@ -66,10 +66,11 @@ pub async fn login(
         Err(e) => return e.into_response(),
     };
     let actor = AuditActor(request.username.clone());
-    let mut response = match try_login(&state, crate::auth::gate::source_of(&extensions), request).await {
-        Ok(pair) => Json(pair).into_response(),
-        Err(e) => e.into_response(),
-    };
+    let mut response =
+        match try_login(&state, crate::auth::gate::source_of(&extensions), request).await {
+            Ok(pair) => Json(pair).into_response(),
+            Err(e) => e.into_response(),
+        };
     response.extensions_mut().insert(actor);
     response
 }
@@ -81,13 +82,13 @@ async fn try_login(
 ) -> Result<TokenPair, ApiError> {
     let config = &state.auth.config;
     let ip = source.map(|s| s.ip());
-    if let Some(ip) = ip {
-        if let Err(wait) = state.auth.sources.check(ip, Instant::now()) {
-            return Err(ApiError::too_many_attempts(
-                format!("too many failed logins from this address; try again in {wait} s"),
-                wait,
-            ));
-        }
+    if let Some(ip) = ip
+        && let Err(wait) = state.auth.sources.check(ip, Instant::now())
+    {
+        return Err(ApiError::too_many_attempts(
+            format!("too many failed logins from this address; try again in {wait} s"),
+            wait,
+        ));
     }
     let row: Option<LoginRow> = sqlx::query_as(
         "SELECT id, password_hash, role, disabled_at, locked_until FROM users WHERE username = $1",
@@ -96,16 +97,21 @@ async fn try_login(
     .fetch_optional(&state.pool)
     .await?;
     let now = Utc::now();
-    if let Some(until) = row.as_ref().and_then(|r| r.locked_until).filter(|t| *t > now) {
+    if let Some(until) = row
+        .as_ref()
+        .and_then(|r| r.locked_until)
+        .filter(|t| *t > now)
+    {
         let wait = u64::try_from((until - now).num_seconds()).unwrap_or(1);
         return Err(ApiError::too_many_attempts(
             format!("this user is locked after repeated failed logins; try again in {wait} s"),
             wait,
         ));
     }
-    let stored = row
-        .as_ref()
-        .map_or_else(|| password::decoy_hash().to_owned(), |r| r.password_hash.clone());
+    let stored = row.as_ref().map_or_else(
+        || password::decoy_hash().to_owned(),
+        |r| r.password_hash.clone(),
+    );
     let given = request.password;
     let ok = tokio::task::spawn_blocking(move || password::verify_password(&given, &stored))
         .await
@@ -148,7 +154,13 @@ async fn try_login(
     let mut tx = state.pool.begin().await?;
     let refresh = insert_refresh(&mut tx, state, row.id, &family.0).await?;
     tx.commit().await?;
-    pair(state, row.id, request.username, row.role.as_deref().map(from_store).transpose()?, refresh)
+    pair(
+        state,
+        row.id,
+        request.username,
+        row.role.as_deref().map(from_store).transpose()?,
+        refresh,
+    )
 }
 
 /// A random UUID v4 string, without a crate for it.
@@ -268,7 +280,10 @@ pub async fn refresh(
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        tracing::warn!(user_id = row.user_id, "refresh token reused; its family is revoked");
+        tracing::warn!(
+            user_id = row.user_id,
+            "refresh token reused; its family is revoked"
+        );
         return Err(refused(
             "this refresh token was already used or revoked; all its sessions are revoked",
         ));

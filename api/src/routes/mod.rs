@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
 use sqlx::PgPool;
 
@@ -44,7 +44,10 @@ pub struct AppState {
 impl AppState {
     /// Default auth settings and a signing key that lives as long as the process.
     pub fn new(pool: PgPool) -> Self {
-        Self::with_auth(pool, AuthState::new(JwtKeys::ephemeral(), AuthConfig::default()))
+        Self::with_auth(
+            pool,
+            AuthState::new(JwtKeys::ephemeral(), AuthConfig::default()),
+        )
     }
 
     pub fn with_auth(pool: PgPool, auth: AuthState) -> Self {
@@ -89,30 +92,79 @@ const fn spec(method: Method, path: &'static str, access: Access) -> RouteSpec {
 fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
     use Access::*;
     vec![
-        (spec(Method::GET, "/api/v1/health", Open), get(health::health)),
-        (spec(Method::POST, "/api/v1/auth/login", Open), post(auth_routes::login)),
-        (spec(Method::POST, "/api/v1/auth/refresh", Open), post(auth_routes::refresh)),
-        (spec(Method::POST, "/api/v1/auth/logout", Authenticated), post(auth_routes::logout)),
-        (spec(Method::GET, "/api/v1/auth/me", Authenticated), get(auth_routes::me)),
-        (spec(Method::GET, "/api/v1/instances", Authenticated), get(instances::list)),
         (
-            spec(Method::GET, "/api/v1/instances/{id}/samples/{family}", InstanceViewer),
+            spec(Method::GET, "/api/v1/health", Open),
+            get(health::health),
+        ),
+        (
+            spec(Method::POST, "/api/v1/auth/login", Open),
+            post(auth_routes::login),
+        ),
+        (
+            spec(Method::POST, "/api/v1/auth/refresh", Open),
+            post(auth_routes::refresh),
+        ),
+        (
+            spec(Method::POST, "/api/v1/auth/logout", Authenticated),
+            post(auth_routes::logout),
+        ),
+        (
+            spec(Method::GET, "/api/v1/auth/me", Authenticated),
+            get(auth_routes::me),
+        ),
+        (
+            spec(Method::GET, "/api/v1/instances", Authenticated),
+            get(instances::list),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/instances/{id}/samples/{family}",
+                InstanceViewer,
+            ),
             get(samples::samples),
         ),
         (spec(Method::GET, "/api/v1/users", Admin), get(users::list)),
-        (spec(Method::POST, "/api/v1/users", Admin), post(users::create)),
-        (spec(Method::POST, "/api/v1/users/{username}/role", Admin), post(users::set_role)),
-        (spec(Method::POST, "/api/v1/users/{username}/disable", Admin), post(users::disable)),
-        (spec(Method::GET, "/api/v1/tokens", Authenticated), get(api_tokens::list)),
-        (spec(Method::POST, "/api/v1/tokens", Authenticated), post(api_tokens::create)),
-        (spec(Method::DELETE, "/api/v1/tokens/{id}", Authenticated), delete(api_tokens::revoke)),
-        (spec(Method::GET, "/api/v1/audit", Admin), get(audit_log::list)),
-        (spec(Method::GET, "/api/v1/agents", Admin), get(agents::list)),
+        (
+            spec(Method::POST, "/api/v1/users", Admin),
+            post(users::create),
+        ),
+        (
+            spec(Method::POST, "/api/v1/users/{username}/role", Admin),
+            post(users::set_role),
+        ),
+        (
+            spec(Method::POST, "/api/v1/users/{username}/disable", Admin),
+            post(users::disable),
+        ),
+        (
+            spec(Method::GET, "/api/v1/tokens", Authenticated),
+            get(api_tokens::list),
+        ),
+        (
+            spec(Method::POST, "/api/v1/tokens", Authenticated),
+            post(api_tokens::create),
+        ),
+        (
+            spec(Method::DELETE, "/api/v1/tokens/{id}", Authenticated),
+            delete(api_tokens::revoke),
+        ),
+        (
+            spec(Method::GET, "/api/v1/audit", Admin),
+            get(audit_log::list),
+        ),
+        (
+            spec(Method::GET, "/api/v1/agents", Admin),
+            get(agents::list),
+        ),
         (
             spec(Method::POST, "/api/v1/agents/enrollment-tokens", Admin),
             post(agents::create_enrollment_token),
         ),
-        (spec(Method::POST, "/api/v1/agents/{id}/disable", Admin), post(agents::disable)),
+        (
+            spec(Method::POST, "/api/v1/agents/{id}/disable", Admin),
+            post(agents::disable),
+        ),
     ]
 }
 

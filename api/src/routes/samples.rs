@@ -8,9 +8,9 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::api_error::ApiError;
-use crate::auth::{Principal, Role};
 use super::instances::{self, Instance};
 use super::metric_families::{self, FamilyKey};
+use crate::auth::{Principal, Role};
 
 pub const DEFAULT_LIMIT: u32 = 1;
 pub const MAX_LIMIT: u32 = 1000;

@@ -35,7 +35,9 @@ pub async fn user(
         .expect("grant");
     }
     let token = new_token(API_TOKEN_PREFIX);
-    let highest = role.max(grants.iter().map(|g| g.2).max()).unwrap_or(Role::Viewer);
+    let highest = role
+        .max(grants.iter().map(|g| g.2).max())
+        .unwrap_or(Role::Viewer);
     insert_token(pool, id, &token, highest).await;
     token
 }
