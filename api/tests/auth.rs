@@ -158,12 +158,26 @@ async fn every_route_declares_and_enforces_its_access() {
         .filter(|s| s.access == Access::Open)
         .map(|s| s.path)
         .collect();
+    for path in [
+        "/api/v1/health",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+    ] {
+        assert!(open.contains(&path), "{path} must be open");
+    }
+    for path in &open {
+        assert!(
+            lasect_api::auth::gate::OPEN_PATHS.contains(path),
+            "{path} is declared open but the gate guards it"
+        );
+    }
     assert_eq!(
-        open,
+        lasect_api::auth::gate::OPEN_PATHS,
         [
             "/api/v1/health",
             "/api/v1/auth/login",
-            "/api/v1/auth/refresh"
+            "/api/v1/auth/refresh",
+            "/api/v1/openapi.json"
         ],
         "nothing else is open"
     );
@@ -373,8 +387,11 @@ async fn login_gives_working_tokens_and_forged_ones_are_refused() {
         c[key] = value;
         c
     };
-    let mut without_exp = good.clone();
-    without_exp.as_object_mut().expect("object").remove("exp");
+    let without = |key: &str| {
+        let mut c = good.clone();
+        c.as_object_mut().expect("object").remove(key);
+        c
+    };
     let header_none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(good.to_string());
     let attacks = [
@@ -400,7 +417,15 @@ async fn login_gives_working_tokens_and_forged_ones_are_refused() {
                 &with("exp", json!((now() + 300).to_string())),
             ),
         ),
-        ("no exp", sign(Algorithm::HS256, SECRET, &without_exp)),
+        ("no exp", sign(Algorithm::HS256, SECRET, &without("exp"))),
+        ("no iat", sign(Algorithm::HS256, SECRET, &without("iat"))),
+        ("no aud", sign(Algorithm::HS256, SECRET, &without("aud"))),
+        ("no iss", sign(Algorithm::HS256, SECRET, &without("iss"))),
+        ("no sub", sign(Algorithm::HS256, SECRET, &without("sub"))),
+        (
+            "no signature",
+            format!("{}.", token.rsplit_once('.').map_or("", |t| t.0)),
+        ),
         (
             "wrong aud",
             sign(

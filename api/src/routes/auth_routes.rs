@@ -65,7 +65,8 @@ pub async fn login(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let actor = AuditActor(request.username.clone());
+    // The name tried, bounded: the audit log must not grow by what a stranger sends.
+    let actor = AuditActor(request.username.chars().take(64).collect());
     let mut response =
         match try_login(&state, crate::auth::gate::source_of(&extensions), request).await {
             Ok(pair) => Json(pair).into_response(),
