@@ -511,6 +511,24 @@ async fn refresh_tokens_rotate_and_a_replay_revokes_the_family() {
     assert_eq!(body["error"]["code"], "invalid_refresh_token");
     let (status, _) = refresh(second).send(&f.app).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "family revoked");
+    let audited: Vec<(String, String)> = sqlx::query_as(
+        "SELECT actor, outcome FROM audit_log WHERE action = 'POST /api/v1/auth/refresh' ORDER BY id",
+    )
+    .fetch_all(&f.pool)
+    .await
+    .expect("audit");
+    let audited: Vec<(&str, &str)> = audited
+        .iter()
+        .map(|(a, o)| (a.as_str(), o.as_str()))
+        .collect();
+    assert_eq!(
+        audited,
+        [
+            ("admin", "success"),
+            ("anonymous", "denied"),
+            ("anonymous", "denied")
+        ]
+    );
 
     // Logout revokes; a revoked token cannot refresh.
     let (_, body) = login(&f.app, "admin", common::PASSWORD).await;

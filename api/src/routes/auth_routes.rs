@@ -252,10 +252,26 @@ fn refused(message: &str) -> ApiError {
     )
 }
 
+/// Answers like [`try_refresh`], naming the user in the audit row when the token was valid.
 pub async fn refresh(
     State(state): State<AppState>,
     request: Result<Json<RefreshRequest>, JsonRejection>,
-) -> Result<Json<TokenPair>, ApiError> {
+) -> Response {
+    match try_refresh(&state, request).await {
+        Ok(pair) => {
+            let actor = AuditActor(pair.username.clone());
+            let mut response = Json(pair).into_response();
+            response.extensions_mut().insert(actor);
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn try_refresh(
+    state: &AppState,
+    request: Result<Json<RefreshRequest>, JsonRejection>,
+) -> Result<TokenPair, ApiError> {
     let request = body(request)?;
     if !looks_like_token(&request.refresh_token, REFRESH_TOKEN_PREFIX) {
         return Err(refused("malformed refresh token"));
@@ -297,15 +313,15 @@ pub async fn refresh(
         .bind(row.id)
         .execute(&mut *tx)
         .await?;
-    let next = insert_refresh(&mut tx, &state, row.user_id, &row.family).await?;
+    let next = insert_refresh(&mut tx, state, row.user_id, &row.family).await?;
     tx.commit().await?;
-    Ok(Json(pair(
-        &state,
+    pair(
+        state,
         principal.user_id,
         principal.username,
         principal.role,
         next,
-    )?))
+    )
 }
 
 #[derive(Deserialize, Default)]
