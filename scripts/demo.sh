@@ -128,6 +128,18 @@ AGENT_DSN="host=$SOCK port=$PG_PORT dbname=postgres user=lasect_agent"
 say "migrating the store"
 "$BIN/lasect-api" migrate --store-dsn "$STORE_DSN"
 
+# No default password: the first run makes the admin with a generated password (kept, 0600,
+# in .lasect/demo/admin-password for the demo only); every run makes a fresh API token for
+# .lasect/demo/env.
+if [ ! -s "$DEMO/admin-password" ]; then
+    say "creating the admin user"
+    created=$("$BIN/lasect-api" admin create --store-dsn "$STORE_DSN" --username admin)
+    (umask 077 && printf '%s\n' "$created" | sed -n 's/^password (shown once, store it now): //p' \
+        > "$DEMO/admin-password")
+fi
+DEMO_TOKEN=$("$BIN/lasect-api" admin token --store-dsn "$STORE_DSN" --username admin \
+    --name "demo $(date +%Y%m%dT%H%M%S)")
+
 say "TLS material in .lasect/tls"
 "$BIN/lasect-api" ca init --dir "$TLS" --agent "$AGENT_ID"
 
@@ -178,6 +190,7 @@ cat > "$DEMO/env" <<ENV
 # Source me: . .lasect/demo/env && lasect instance list
 export LASECT_URL=$API_URL
 export LASECT_CA_FILE=$TLS/ca.pem
+export LASECT_TOKEN=$DEMO_TOKEN
 export LASECT_STORE_DSN="$STORE_DSN"
 export PATH="$BIN:\$PATH"
 ENV
@@ -198,8 +211,10 @@ cat <<INFO
     lasect-agent  ($AGENT_ID)    instance "demo", every 10 s
     logs                          .lasect/logs/
   In another shell:
-    . .lasect/demo/env && lasect instance list
+    . .lasect/demo/env && lasect instance list      (LASECT_TOKEN is an admin API token)
     lasect metrics show --instance demo
+  Log in as a person (user admin, password in .lasect/demo/admin-password):
+    lasect login --username admin --url $API_URL --ca-file $TLS/ca.pem
   Ctrl-C stops everything.
 
 INFO

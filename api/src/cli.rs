@@ -29,6 +29,39 @@ pub enum Command {
     /// Manage the Lasect certificate authority
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Create users and API tokens directly in the store (no default password exists)
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a user (an admin by default); prints a generated password once unless
+    /// --password-stdin is given
+    Create {
+        #[command(flatten)]
+        store: MigrateArgs,
+        #[arg(long)]
+        username: String,
+        #[arg(long, default_value = "admin")]
+        role: crate::auth::Role,
+        /// Read the password from the first line of stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Create an API token for a user and print it once
+    Token {
+        #[command(flatten)]
+        store: MigrateArgs,
+        #[arg(long)]
+        username: String,
+        /// Name of the token, unique among the user's live tokens
+        #[arg(long)]
+        name: String,
+        /// Role of the token (default and maximum: the user's role)
+        #[arg(long)]
+        role: Option<crate::auth::Role>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -92,9 +125,47 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{out}");
             Ok(())
         }
-        Command::Serve { config } => {
-            let config = ApiConfig::load(&config)?;
-            runtime()?.block_on(crate::server::serve(config))
+        Command::Serve { config: path } => {
+            let config = ApiConfig::load(&path)?;
+            runtime()?.block_on(crate::server::serve(config, &path))
+        }
+        Command::Admin(AdminCommand::Create {
+            store,
+            username,
+            role,
+            password_stdin,
+        }) => {
+            let dsn = resolve_dsn(
+                store.config,
+                store.store_dsn,
+                std::env::var(STORE_DSN_ENV).ok(),
+            )?;
+            let password = if password_stdin {
+                Some(crate::admin_cmd::read_password(std::io::stdin().lock())?)
+            } else {
+                None
+            };
+            let out = runtime()?.block_on(crate::admin_cmd::run_create(
+                &dsn, &username, role, password,
+            ))?;
+            print!("{out}");
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Token {
+            store,
+            username,
+            name,
+            role,
+        }) => {
+            let dsn = resolve_dsn(
+                store.config,
+                store.store_dsn,
+                std::env::var(STORE_DSN_ENV).ok(),
+            )?;
+            let out =
+                runtime()?.block_on(crate::admin_cmd::run_token(&dsn, &username, &name, role))?;
+            print!("{out}");
+            Ok(())
         }
     }
 }

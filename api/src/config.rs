@@ -7,6 +7,7 @@
 //! cert_file = "/etc/lasect/tls/api.pem"   # default
 //! key_file = "/etc/lasect/tls/api.key"    # default
 //! allow_plaintext = false            # plain HTTP, only allowed when `listen` is loopback
+//! [auth]                             # see crate::auth::settings
 //! ```
 //!
 //! Unknown keys are errors: the API runs centrally, so a typo should stop it rather than be
@@ -33,6 +34,8 @@ pub struct ApiConfig {
     pub store_dsn: Option<StoreDsn>,
     #[serde(default)]
     pub tls: TlsConfig,
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +176,7 @@ impl ApiConfig {
                 bad("tls.key_file", "must not be empty".to_owned());
             }
         }
+        self.auth.validate(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {

@@ -9,6 +9,8 @@
 //! The operator-facing layers (`cli`, `server`, the commands) use `anyhow` like a binary; the
 //! config, DSN and HTTP layers have typed errors.
 
+pub mod admin_cmd;
+pub mod auth;
 pub mod ca_init;
 pub mod cli;
 pub mod config;

@@ -2,7 +2,7 @@
 //! (or plain HTTP on loopback when configured), stop gracefully on SIGINT/SIGTERM.
 
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,6 +13,9 @@ use axum_server::tls_rustls::RustlsConfig;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
+use crate::auth::AuthState;
+use crate::auth::jwt::JwtKeys;
+use crate::auth::users::bootstrap_first_admin;
 use crate::config::{ApiConfig, Transport};
 use crate::routes::{AppState, router};
 use crate::store_dsn::StoreDsn;
@@ -32,7 +35,7 @@ pub fn install_crypto_provider() {
 }
 
 /// Runs the API until SIGINT or SIGTERM.
-pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
+pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> {
     install_crypto_provider();
     let dsn = config.store_dsn.clone().context("store_dsn is not set")?;
 
@@ -61,13 +64,31 @@ pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
         .await
         .context("connect the API's pool to the store")?;
 
+    let keys = JwtKeys::load_or_create(&config.auth.jwt_key_path(config_path))?;
+    if let Some((username, password)) = bootstrap_first_admin(&pool)
+        .await
+        .context("create the first admin")?
+    {
+        // stdout, not the log: shown once to the operator, never kept anywhere.
+        println!(
+            "no user existed: created admin {username:?} with password {password}\n\
+             (shown once; log in with `lasect login` and change it, or create your own admin \
+             with `lasect-api admin create`)"
+        );
+    }
+    let retention_days = config.auth.audit_retention_days;
+    apply_audit_retention(&pool, retention_days).await;
+
     let listener =
         TcpListener::bind(config.listen).with_context(|| format!("listen on {}", config.listen))?;
 
-    let maintenance = tokio::spawn(maintenance_loop(dsn));
+    let maintenance = tokio::spawn(maintenance_loop(dsn, pool.clone(), retention_days));
     let result = serve_on(
         listener,
-        router(AppState::new(pool)),
+        router(AppState::with_auth(
+            pool,
+            AuthState::new(keys, config.auth.clone()),
+        )),
         tls,
         shutdown_signal(),
     )
@@ -102,7 +123,7 @@ pub async fn serve_on(
             });
             tracing::info!("lasect-api listening on https://{addr}");
             server
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await
                 .context("serve HTTPS")
         }
@@ -111,10 +132,13 @@ pub async fn serve_on(
                 tokio::net::TcpListener::from_std(listener).context("set up the HTTP listener")?;
             tracing::warn!("serving plain HTTP (tls.allow_plaintext = true)");
             tracing::info!("lasect-api listening on http://{addr}");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .context("serve HTTP")
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serve HTTP")
         }
     }
 }
@@ -162,13 +186,22 @@ pub async fn connect_store(dsn: &StoreDsn) -> anyhow::Result<tokio_postgres::Cli
     Ok(client)
 }
 
-async fn maintenance_loop(dsn: StoreDsn) {
+async fn apply_audit_retention(pool: &PgPool, keep_days: u32) {
+    match crate::auth::audit::apply_retention(pool, keep_days).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rows = n, keep_days, "audit retention applied"),
+        Err(e) => tracing::warn!(error = %e, "audit retention failed; next try in an hour"),
+    }
+}
+
+async fn maintenance_loop(dsn: StoreDsn, pool: PgPool, audit_retention_days: u32) {
     let mut ticks = tokio::time::interval(MAINTENANCE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick fires at once; serve() has just maintained, so skip it.
     ticks.tick().await;
     loop {
         ticks.tick().await;
+        apply_audit_retention(&pool, audit_retention_days).await;
         let result = async {
             let client = connect_store(&dsn).await?;
             lasect_migrations::maintain(&client)

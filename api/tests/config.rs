@@ -148,3 +148,22 @@ fn packaged_example_parses() {
     let config = parse(&text).expect("packaged example parses");
     assert!(!config.tls.allow_plaintext);
 }
+
+#[test]
+fn auth_section_is_validated() {
+    let config =
+        parse("store_dsn = \"host=h\"\n[auth]\naccess_token_secs = 5\naudit_retention_days = 0\n")
+            .expect("parses");
+    let err = config.validate().expect_err("invalid").to_string();
+    assert!(err.contains("auth.access_token_secs"), "{err}");
+    assert!(err.contains("auth.audit_retention_days"), "{err}");
+    assert!(
+        parse("[auth]\nbogus = 1\n").is_err(),
+        "unknown keys are errors"
+    );
+    let config = parse("store_dsn = \"host=h\"\n").expect("parses");
+    assert_eq!(
+        config.auth.jwt_key_path(Path::new("/etc/lasect/api.toml")),
+        Path::new("/etc/lasect/jwt.key")
+    );
+}

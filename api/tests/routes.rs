@@ -14,6 +14,11 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
+mod common;
+
+/// The admin API token every request of these tests carries (inserted by `seed`).
+const ADMIN_TOKEN: &str = "lsat_routes-test-admin-token-0000000000000000000";
+
 struct Fixture {
     _pg: PgCluster,
     app: Router,
@@ -40,6 +45,16 @@ async fn fixture() -> Fixture {
 
 /// Agents db-01 (instances 1 "main" and 3 "reports") and db-02 (instance 2 "main").
 async fn seed(pool: &PgPool, t1: DateTime<Utc>, t2: DateTime<Utc>) {
+    let admin = lasect_api::auth::users::create_user(
+        pool,
+        "admin",
+        common::PASSWORD.to_owned(),
+        Some(lasect_api::auth::Role::Admin),
+        "test",
+    )
+    .await
+    .expect("admin");
+    common::insert_token(pool, admin, ADMIN_TOKEN, lasect_api::auth::Role::Admin).await;
     sqlx::raw_sql(
         "INSERT INTO agents (id, hostname, version) VALUES
              ('db-01', 'host1', '0.1.0'), ('db-02', 'host2', '0.1.0');
@@ -107,6 +122,7 @@ async fn call(app: &Router, method: &str, uri: &str) -> (StatusCode, Value) {
     let request = Request::builder()
         .method(method)
         .uri(uri)
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
         .body(Body::empty())
         .expect("request");
     let response = app

@@ -3,7 +3,7 @@
 //! The base URL comes from `LASECT_URL` (http or https). For https, when `LASECT_CA_FILE` is set
 //! the certificates in it are the only trusted roots (the Lasect CA signs the API's
 //! certificate); otherwise the platform's trust store is used. `LASECT_TOKEN`, when set, is sent
-//! as a bearer token.
+//! as a bearer token. Flags win over the environment, which wins over `config.toml`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -41,6 +41,16 @@ impl fmt::Debug for ClientEnv {
 }
 
 impl ClientEnv {
+    /// Flags first, then the environment, then the config file written by `lasect login`.
+    pub fn layered(self, env: ClientEnv, file: Option<ClientEnv>) -> Self {
+        let file = file.unwrap_or_default();
+        ClientEnv {
+            url: self.url.or(env.url).or(file.url),
+            ca_file: self.ca_file.or(env.ca_file).or(file.ca_file),
+            token: self.token.or(env.token).or(file.token),
+        }
+    }
+
     pub fn from_process() -> Self {
         let non_empty = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
         ClientEnv {
@@ -70,17 +80,24 @@ pub struct ApiClient {
 impl ApiClient {
     pub fn from_env(env: ClientEnv) -> anyhow::Result<Self> {
         let Some(url) = env.url else {
-            bail!(
-                "{URL_ENV} is not set; set it to the API's base URL, e.g. https://127.0.0.1:8443"
-            );
+            return Err(crate::exit::Usage(format!(
+                "no API URL: pass --url, set {URL_ENV} (e.g. https://127.0.0.1:8443), or run \
+                 `lasect login`"
+            ))
+            .into());
         };
-        let mut base =
-            Url::parse(&url).with_context(|| format!("{URL_ENV} is not a valid URL: {url:?}"))?;
+        let usage = |message: String| anyhow::Error::from(crate::exit::Usage(message));
+        let mut base = Url::parse(&url)
+            .map_err(|e| usage(format!("{URL_ENV} is not a valid URL: {url:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
-            bail!("{URL_ENV} must be an http:// or https:// URL, not {url:?}");
+            return Err(usage(format!(
+                "{URL_ENV} must be an http:// or https:// URL, not {url:?}"
+            )));
         }
         if base.cannot_be_a_base() || base.host().is_none() {
-            bail!("{URL_ENV} must name a host, e.g. https://127.0.0.1:8443, not {url:?}");
+            return Err(usage(format!(
+                "{URL_ENV} must name a host, e.g. https://127.0.0.1:8443, not {url:?}"
+            )));
         }
         // Paths are joined relative to the base: keep a prefix such as /lasect/.
         if !base.path().ends_with('/') {
@@ -126,27 +143,47 @@ impl ApiClient {
     /// GETs `path` (relative to the base URL, may carry a query) and returns its JSON body.
     /// Error bodies of the API become [`ApiError`].
     pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.request(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete_json(&self, path: &str) -> anyhow::Result<Value> {
+        self.request(reqwest::Method::DELETE, path, None).await
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let url = self
             .base
             .join(path)
             .with_context(|| format!("build the URL for {path}"))?;
-        let response = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .with_context(|| format!("could not reach the API at {}", self.base))?;
+        let mut request = self.http.request(method, url.clone());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            let e = anyhow::Error::from(e);
+            Unreachable(format!("could not reach the API at {}: {e:#}", self.base))
+        })?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .with_context(|| format!("read the response of {url}"))?;
+        let bytes = response.bytes().await.map_err(|e| {
+            let e = anyhow::Error::from(e);
+            Unreachable(format!("read the response of {url}: {e:#}"))
+        })?;
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
         if status.is_success() {
-            return body.with_context(|| {
-                format!(
+            return body.ok_or_else(|| {
+                Unreachable(format!(
                     "unexpected response from the API at {url}: HTTP {status} without a JSON body"
-                )
+                ))
+                .into()
             });
         }
         match body.as_ref().and_then(parse_api_error) {
@@ -156,10 +193,20 @@ impl ApiClient {
                 message,
             }
             .into()),
-            None => bail!("unexpected response from the API at {url}: HTTP {status}"),
+            None => Err(ApiError {
+                status: status.as_u16(),
+                code: "unexpected_response".to_owned(),
+                message: format!("unexpected response from the API at {url}: HTTP {status}"),
+            }
+            .into()),
         }
     }
 }
+
+/// The API could not be reached or answered garbage (exit code 5, like a server error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
 
 fn parse_api_error(body: &Value) -> Option<(String, String)> {
     let error = body.get("error")?;
@@ -188,7 +235,7 @@ mod tests {
 
     #[test]
     fn url_is_required_and_checked() {
-        assert!(err(ClientEnv::default()).contains("LASECT_URL is not set"));
+        assert!(err(ClientEnv::default()).contains("no API URL"));
         assert!(err(env("ftp://x")).contains("http:// or https://"));
         assert!(err(env("not a url")).contains("not a valid URL"));
         assert!(err(env("https://")).contains("not a valid URL"));

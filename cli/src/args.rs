@@ -7,11 +7,27 @@ use clap::{Parser, Subcommand, ValueEnum};
     name = "lasect",
     version,
     about = "Command-line client of the Lasect API",
-    after_help = "Environment:\n  LASECT_URL      API base URL, e.g. https://127.0.0.1:8443 (required)\n  \
+    after_help = "The API URL, CA file and token come from the flags, then the environment, then \
+                  ~/.config/lasect/config.toml (or $XDG_CONFIG_HOME/lasect/config.toml), written by \
+                  `lasect login`.\n\n\
+                  Environment:\n  LASECT_URL      API base URL, e.g. https://127.0.0.1:8443\n  \
                   LASECT_CA_FILE  PEM CA certificate(s) to trust for the API, instead of the system roots\n  \
-                  LASECT_TOKEN    bearer token sent to the API, when set"
+                  LASECT_TOKEN    bearer token (API token or access token) sent to the API\n\n\
+                  Exit codes:\n  0  success\n  1  other error\n  \
+                  2  usage error (bad arguments, no URL, request refused as invalid)\n  \
+                  3  authentication or authorization error (401, 403, 429)\n  \
+                  4  not found (404)\n  5  server error or API unreachable"
 )]
 pub struct Cli {
+    /// API base URL (overrides LASECT_URL and the config file)
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// Bearer token (overrides LASECT_TOKEN and the config file)
+    #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM CA file to trust (overrides LASECT_CA_FILE and the config file)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -24,6 +40,155 @@ pub enum Command {
     /// Collected metrics
     #[command(subcommand)]
     Metrics(MetricsCommand),
+    /// Log in with a username and password; stores an API token in the config file (0600)
+    Login {
+        #[arg(long, short)]
+        username: String,
+        /// Read the password from the first line of stdin (otherwise it is asked for)
+        #[arg(long)]
+        password_stdin: bool,
+        /// Lifetime of the stored API token, e.g. 30d, 12h
+        #[arg(long, default_value = "30d")]
+        expires_in: String,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Users and their roles (admin)
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Your API tokens (all tokens for admins)
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Agents and their enrollment (admin)
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// The audit log (admin)
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List users
+    List {
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Create a user; without --password-stdin a generated password is printed once
+    Create {
+        #[arg(long, short)]
+        username: String,
+        /// Global role: admin, user or viewer (none: only --grant roles)
+        #[arg(long)]
+        role: Option<String>,
+        /// A role on instances with a label, as key=value:role (repeatable)
+        #[arg(long = "grant", value_name = "KEY=VALUE:ROLE")]
+        grants: Vec<String>,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Replace a user's global role and label grants
+    SetRole {
+        username: String,
+        /// Global role: admin, user or viewer (omit for none)
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long = "grant", value_name = "KEY=VALUE:ROLE")]
+        grants: Vec<String>,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Disable a user: logins, sessions and API tokens stop working
+    Disable {
+        username: String,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token; its secret is printed once
+    Create {
+        #[arg(long, short)]
+        name: String,
+        /// Role of the token (default and maximum: yours)
+        #[arg(long)]
+        role: Option<String>,
+        /// Lifetime, e.g. 90d, 12h (default: no expiry)
+        #[arg(long)]
+        expires_in: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// List API tokens (never their secrets)
+    List {
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Revoke an API token by id
+    Revoke {
+        id: i64,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// List agents: id, host, version, last seen, certificate expiry, spool backlog
+    List {
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Enrollment tokens
+    #[command(subcommand)]
+    Token(AgentTokenCommand),
+    /// Disable (revoke) an agent; its data stays queryable
+    Disable {
+        id: String,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentTokenCommand {
+    /// Create an enrollment token; printed once
+    Create {
+        /// Lifetime, e.g. 1h, 30m
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// How many enrollments it allows
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Bind the token to this agent id
+        #[arg(long)]
+        agent_id: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit entries, newest first
+    List {
+        /// Only entries since this long ago (15m, 1h, 7d) or an RFC 3339 time
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        /// Action prefix, e.g. "POST /api/v1/users"
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
 }
 
 #[derive(Debug, Subcommand)]

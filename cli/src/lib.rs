@@ -4,15 +4,21 @@
 //! - [`api_client`]: finds the API from `LASECT_URL`, trusts `LASECT_CA_FILE`, sends
 //!   `LASECT_TOKEN`, and turns API error bodies into [`api_client::ApiError`];
 //! - [`instance_ref`]: `--instance` as an id, a name or `agent/name`;
-//! - [`instance_table`], [`samples_table`], [`human_units`]: table output.
+//! - [`instance_table`], [`samples_table`], [`human_units`], [`json_table`]: table output;
+//! - [`people`]: login, users, tokens, agents, audit; [`config_file`]: what `login` writes;
+//! - [`exit`]: the exit codes.
 //!
 //! `main.rs` only parses arguments, reads the environment and calls [`run`].
 
 pub mod api_client;
 pub mod args;
+pub mod config_file;
+pub mod exit;
 pub mod human_units;
 pub mod instance_ref;
 pub mod instance_table;
+pub mod json_table;
+pub mod people;
 pub mod samples_table;
 
 use anyhow::Context;
@@ -21,12 +27,24 @@ use serde_json::Value;
 use crate::api_client::{ApiClient, ClientEnv};
 use crate::args::{Cli, Command, InstanceCommand, MetricsCommand, OutputFormat};
 
-/// Runs one command and returns what to print on stdout.
+/// Runs one command and returns what to print on stdout. `env` is already layered (flags,
+/// environment, config file).
 pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
-    let client = ApiClient::from_env(env)?;
+    // Login builds its own clients (first without a token); every other command one.
+    let client = || ApiClient::from_env(env.clone());
     match cli.command {
+        Command::Login {
+            username,
+            password_stdin,
+            expires_in,
+            output,
+        } => people::login(env.clone(), username, password_stdin, expires_in, output).await,
+        Command::User(c) => people::user(&client()?, c).await,
+        Command::Token(c) => people::token(&client()?, c).await,
+        Command::Agent(c) => people::agent(&client()?, c).await,
+        Command::Audit(c) => people::audit(&client()?, c).await,
         Command::Instance(InstanceCommand::List { output }) => {
-            let list = client.get_json("api/v1/instances").await?;
+            let list = client()?.get_json("api/v1/instances").await?;
             render(output, &list, instance_table::render)
         }
         Command::Metrics(MetricsCommand::Show {
@@ -35,6 +53,7 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             limit,
             output,
         }) => {
+            let client = client()?;
             let id = instance_ref::resolve(&client, &instance).await?;
             let mut path = format!("api/v1/instances/{id}/samples/{}", encode_segment(&family));
             if let Some(limit) = limit {
@@ -46,7 +65,7 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
     }
 }
 
-fn render(
+pub(crate) fn render(
     output: OutputFormat,
     body: &Value,
     table: fn(&Value) -> anyhow::Result<String>,
@@ -62,7 +81,7 @@ fn render(
 }
 
 /// Percent-encodes a path segment typed by the user, so `../x` or `a?b` stay one segment.
-fn encode_segment(s: &str) -> String {
+pub(crate) fn encode_segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -19,6 +19,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_lasect");
 
 struct Api {
     _pg: PgCluster,
+    pool: sqlx::PgPool,
+    /// An admin API token.
+    token: String,
     _dir: tempfile::TempDir,
     url: String,
     ca_file: PathBuf,
@@ -33,6 +36,7 @@ async fn start_api() -> Api {
     let pool = store_pool(&StoreDsn::new(dsn), Duration::from_secs(10)).expect("pool");
     let t2 = Utc::now().trunc_subsecs(0) - TimeDelta::seconds(30);
     seed(&pool, t2).await;
+    let token = admin_token(&pool).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = CertificateAuthority::generate("Test CA").expect("CA");
@@ -51,7 +55,7 @@ async fn start_api() -> Api {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("local addr").port();
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = router(AppState::new(pool));
+    let app = router(AppState::new(pool.clone()));
     tokio::spawn(async move {
         let shutdown = async {
             let _ = stopped.await;
@@ -62,6 +66,8 @@ async fn start_api() -> Api {
     });
     Api {
         _pg: pg,
+        pool,
+        token,
         _dir: dir,
         url: format!("https://127.0.0.1:{port}"),
         ca_file,
@@ -69,6 +75,31 @@ async fn start_api() -> Api {
         _stop: stop,
     }
 }
+
+/// User `admin` (password [`ADMIN_PASSWORD`]) and an API token of it.
+async fn admin_token(pool: &sqlx::PgPool) -> String {
+    let id = lasect_api::auth::users::create_user(
+        pool,
+        "admin",
+        ADMIN_PASSWORD.to_owned(),
+        Some(lasect_api::auth::Role::Admin),
+        "test",
+    )
+    .await
+    .expect("admin");
+    let token = lasect_pki::new_token(lasect_pki::API_TOKEN_PREFIX);
+    sqlx::query(
+        "INSERT INTO api_tokens (user_id, name, token_hash, role) VALUES ($1, 'test', $2, 'admin')",
+    )
+    .bind(id)
+    .bind(lasect_pki::hash_token(&token))
+    .execute(pool)
+    .await
+    .expect("token");
+    token
+}
+
+const ADMIN_PASSWORD: &str = "the admin's password";
 
 async fn seed(pool: &sqlx::PgPool, t2: DateTime<Utc>) {
     sqlx::raw_sql(
@@ -121,7 +152,10 @@ impl Api {
         cmd.args(args)
             .env("LASECT_URL", &self.url)
             .env("LASECT_CA_FILE", &self.ca_file)
-            .env_remove("LASECT_TOKEN");
+            .env("LASECT_TOKEN", &self.token)
+            // No config file of the machine's user: login tests write their own.
+            .env("HOME", self._dir.path())
+            .env_remove("XDG_CONFIG_HOME");
         cmd
     }
 }
@@ -148,11 +182,12 @@ async fn ok(cmd: Command) -> String {
     stdout
 }
 
-async fn fails(cmd: Command) -> String {
+/// Runs a command that must fail with exit code `code`; returns its stderr.
+async fn fails_with(cmd: Command, code: i32) -> String {
     let (output, stdout, stderr) = run(cmd).await;
     assert_eq!(
         output.status.code(),
-        Some(1),
+        Some(code),
         "stdout: {stdout}\nstderr: {stderr}"
     );
     assert!(stdout.is_empty(), "nothing on stdout on failure: {stdout}");
@@ -256,7 +291,7 @@ async fn metrics_show_resolves_names_and_renders() {
     );
 
     // "main" is on two agents: refused, naming both.
-    let err = fails(api.lasect(&["metrics", "show", "--instance", "main"])).await;
+    let err = fails_with(api.lasect(&["metrics", "show", "--instance", "main"]), 1).await;
     assert!(
         err.starts_with("error: instance name \"main\" is on several agents"),
         "{err}"
@@ -297,33 +332,41 @@ async fn metrics_show_resolves_names_and_renders() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_clear() {
     let api = start_api().await;
-    let err = fails(api.lasect(&["metrics", "show", "--instance", "999"])).await;
+    let err = fails_with(api.lasect(&["metrics", "show", "--instance", "999"]), 4).await;
     assert_eq!(err, "error: no instance with id 999 (not_found)\n");
-    let err = fails(api.lasect(&["metrics", "show", "--instance", "nope"])).await;
+    let err = fails_with(api.lasect(&["metrics", "show", "--instance", "nope"]), 1).await;
     assert!(
         err.starts_with("error: no instance named \"nope\""),
         "{err}"
     );
-    let err = fails(api.lasect(&["metrics", "show", "-i", "1", "--family", "bogus"])).await;
+    let err = fails_with(
+        api.lasect(&["metrics", "show", "-i", "1", "--family", "bogus"]),
+        2,
+    )
+    .await;
     assert!(err.starts_with("error: unknown family \"bogus\""), "{err}");
     assert!(err.trim_end().ends_with("(unknown_family)"), "{err}");
-    let err = fails(api.lasect(&["metrics", "show", "-i", "1", "--limit", "5000"])).await;
+    let err = fails_with(
+        api.lasect(&["metrics", "show", "-i", "1", "--limit", "5000"]),
+        2,
+    )
+    .await;
     assert!(err.contains("(invalid_query)"), "{err}");
 
     // Environment problems.
     let mut cmd = api.lasect(&["instance", "list"]);
     cmd.env_remove("LASECT_URL");
-    let err = fails(cmd).await;
-    assert!(err.starts_with("error: LASECT_URL is not set"), "{err}");
+    let err = fails_with(cmd, 2).await;
+    assert!(err.starts_with("error: no API URL"), "{err}");
     let mut cmd = api.lasect(&["instance", "list"]);
     cmd.env("LASECT_URL", "ftp://127.0.0.1");
-    assert!(fails(cmd).await.contains("http:// or https://"));
+    assert!(fails_with(cmd, 2).await.contains("http:// or https://"));
 
     // Nothing listens there.
     let dead = format!("https://127.0.0.1:{}", free_port());
     let mut cmd = api.lasect(&["instance", "list"]);
     cmd.env("LASECT_URL", &dead);
-    let err = fails(cmd).await;
+    let err = fails_with(cmd, 5).await;
     assert!(
         err.starts_with(&format!("error: could not reach the API at {dead}/")),
         "{err}"
@@ -335,7 +378,7 @@ async fn errors_are_clear() {
     std::fs::write(&other_file, other.cert_pem()).expect("write other CA");
     let mut cmd = api.lasect(&["instance", "list"]);
     cmd.env("LASECT_CA_FILE", &other_file);
-    let err = fails(cmd).await;
+    let err = fails_with(cmd, 5).await;
     assert!(
         err.contains("could not reach the API at https://127.0.0.1"),
         "{err}"
@@ -349,8 +392,170 @@ async fn errors_are_clear() {
     let mut cmd = api.lasect(&["instance", "list"]);
     cmd.env("LASECT_CA_FILE", "/nonexistent/ca.pem");
     assert!(
-        fails(cmd)
+        fails_with(cmd, 1)
             .await
             .contains("read LASECT_CA_FILE /nonexistent/ca.pem")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_then_admin_commands_with_exit_codes() {
+    let api = start_api().await;
+    let home = api._dir.path();
+    let config = home.join(".config/lasect/config.toml");
+
+    // No credentials at all: an auth error (3).
+    let mut cmd = api.lasect(&["instance", "list"]);
+    cmd.env_remove("LASECT_TOKEN");
+    let err = fails_with(cmd, 3).await;
+    assert!(err.contains("(unauthenticated)"), "{err}");
+
+    // Wrong password: 3, and no config file is written.
+    let mut cmd = api.lasect(&["login", "--username", "admin", "--password-stdin"]);
+    cmd.env_remove("LASECT_TOKEN");
+    let err = fails_with(with_stdin(cmd, "not the password\n"), 3).await;
+    assert!(err.contains("invalid_credentials"), "{err}");
+    assert!(!config.exists());
+
+    // Login writes the URL, CA file and an API token, 0600; later commands need no env.
+    let mut cmd = api.lasect(&["login", "--username", "admin", "--password-stdin"]);
+    cmd.env_remove("LASECT_TOKEN");
+    let out = ok(with_stdin(cmd, &format!("{ADMIN_PASSWORD}\n"))).await;
+    assert!(out.contains("logged in as admin (admin)"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&config)
+        .expect("config")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&config).expect("read config");
+    assert!(
+        text.contains("token = \"lsat_") && text.contains(&api.url),
+        "{text}"
+    );
+    let bare = |args: &[&str]| {
+        let mut cmd = api.lasect(args);
+        cmd.env_remove("LASECT_TOKEN")
+            .env_remove("LASECT_URL")
+            .env_remove("LASECT_CA_FILE");
+        cmd
+    };
+    let out = ok(bare(&["instance", "list"])).await;
+    assert!(out.contains("reports"), "{out}");
+    // A flag wins over the config file.
+    let err = fails_with(bare(&["--token", "lsat_nope", "instance", "list"]), 3).await;
+    assert!(err.contains("malformed API token"), "{err}");
+
+    // Users.
+    let out = ok(with_stdin(
+        bare(&[
+            "user",
+            "create",
+            "-u",
+            "vic",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ]),
+        "vic's long password\n",
+    ))
+    .await;
+    assert!(out.contains("vic") && !out.contains("generated"), "{out}");
+    let out = ok(bare(&[
+        "user",
+        "create",
+        "-u",
+        "sam",
+        "--grant",
+        "env=prod:user",
+        "-o",
+        "json",
+    ]))
+    .await;
+    let created: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(created["user"]["grants"][0]["role"], "user");
+    assert!(created["generated_password"].is_string());
+    let out = ok(bare(&["user", "list", "-o", "json"])).await;
+    let users: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(users["users"].as_array().map(Vec::len), Some(3));
+    ok(bare(&["user", "set-role", "sam", "--role", "user"])).await;
+    fails_with(bare(&["user", "set-role", "nobody", "--role", "user"]), 4).await;
+    fails_with(bare(&["user", "set-role", "sam", "--role", "root"]), 2).await;
+    fails_with(bare(&["user", "create", "-u", "Bad Name"]), 2).await;
+    let out = ok(bare(&["user", "disable", "sam"])).await;
+    assert!(out.contains("disabled"), "{out}");
+
+    // Tokens: a viewer token is refused admin commands with 3.
+    let out = ok(bare(&[
+        "token", "create", "--name", "ro", "--role", "viewer", "-o", "json",
+    ]))
+    .await;
+    let created: Value = serde_json::from_str(&out).expect("json");
+    let viewer_token = created["secret"].as_str().expect("secret").to_owned();
+    let id = created["token"]["id"].as_i64().expect("id").to_string();
+    let err = fails_with(bare(&["--token", &viewer_token, "user", "list"]), 3).await;
+    assert!(err.contains("(forbidden)"), "{err}");
+    let out = ok(bare(&["token", "list"])).await;
+    assert!(out.contains("ro") && !out.contains(&viewer_token), "{out}");
+    ok(bare(&["token", "revoke", &id])).await;
+    fails_with(bare(&["--token", &viewer_token, "instance", "list"]), 3).await;
+    fails_with(bare(&["token", "revoke", "999999"]), 4).await;
+
+    // Agents.
+    let out = ok(bare(&["agent", "list", "-o", "json"])).await;
+    let agents: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(agents["agents"][0]["id"], "db-01");
+    let out = ok(bare(&[
+        "agent", "token", "create", "--ttl", "1h", "--uses", "2",
+    ]))
+    .await;
+    assert!(out.contains("lset_"), "{out}");
+    fails_with(bare(&["agent", "token", "create", "--ttl", "soon"]), 2).await;
+    let out = ok(bare(&["agent", "disable", "db-02", "-o", "json"])).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).expect("json")["disabled"],
+        true
+    );
+    fails_with(bare(&["agent", "disable", "nope"]), 4).await;
+
+    // Audit: every change above, with its actor.
+    let out = ok(bare(&["audit", "list", "--since", "1h", "-o", "json"])).await;
+    let audit: Value = serde_json::from_str(&out).expect("json");
+    let entries = audit["entries"].as_array().expect("entries");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "POST /api/v1/agents/{id}/disable"
+                && e["actor"] == "admin"
+                && e["outcome"] == "success")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "POST /api/v1/auth/login" && e["outcome"] == "denied")
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE actor = 'admin'")
+        .fetch_one(&api.pool)
+        .await
+        .expect("count");
+    assert!(rows >= 10, "{rows}");
+    let out = ok(bare(&["audit", "list", "--actor", "admin"])).await;
+    assert!(out.contains("POST /api/v1/users"), "{out}");
+    fails_with(bare(&["audit", "list", "--since", "whenever"]), 2).await;
+
+    // Usage errors from clap are 2 as well.
+    fails_with(bare(&["user", "frobnicate"]), 2).await;
+}
+
+/// Gives `cmd` `input` on stdin, through a file in the test's temp dir.
+fn with_stdin(mut cmd: Command, input: &str) -> Command {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("lasect-cli-stdin-{}-{n}", std::process::id()));
+    std::fs::write(&path, input).expect("write stdin");
+    cmd.stdin(std::fs::File::open(&path).expect("open stdin"));
+    // The open handle keeps the content readable.
+    let _ = std::fs::remove_file(&path);
+    cmd
 }

@@ -19,6 +19,10 @@ pub struct Stack {
     pub agent_id: String,
     pub ingest_port: u16,
     pub api_port: u16,
+    /// An admin API token, created with `lasect-api admin create` and `admin token`.
+    pub admin_token: String,
+    /// The generated password of `admin`.
+    pub admin_password: String,
     dir: tempfile::TempDir,
 }
 
@@ -33,11 +37,41 @@ impl Stack {
                 .arg(dir.path().join("tls"))
                 .args(["--agent", agent_id]),
         );
+        let dsn = store_pg.dsn("lasect");
+        // There is no default password: the operator makes the first admin (this also
+        // migrates the store), then a token for scripts.
+        let created = run_ok(Command::new(binary_path("lasect-api")).args([
+            "admin",
+            "create",
+            "--store-dsn",
+            &dsn,
+            "--username",
+            "admin",
+        ]));
+        let admin_password = created
+            .lines()
+            .find_map(|l| l.strip_prefix("password (shown once, store it now): "))
+            .expect("generated password printed")
+            .to_owned();
+        let admin_token = run_ok(Command::new(binary_path("lasect-api")).args([
+            "admin",
+            "token",
+            "--store-dsn",
+            &dsn,
+            "--username",
+            "admin",
+            "--name",
+            "e2e",
+        ]))
+        .trim()
+        .to_owned();
         Self {
             store_pg,
             agent_id: agent_id.to_string(),
             ingest_port: free_port(),
             api_port: free_port(),
+            admin_token,
+            admin_password,
             dir,
         }
     }
@@ -142,14 +176,23 @@ impl Stack {
         ChildGuard::spawn(c).expect("spawn agent")
     }
 
-    /// Runs the `lasect` CLI against this stack's API; returns stdout.
+    /// Runs the `lasect` CLI against this stack's API as the admin; returns stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        run_ok(
-            Command::new(binary_path("lasect"))
-                .args(args)
-                .env("LASECT_URL", format!("https://127.0.0.1:{}", self.api_port))
-                .env("LASECT_CA_FILE", self.tls().join("ca.pem")),
-        )
+        let mut cmd = self.cli_command(args);
+        run_ok(cmd.env("LASECT_TOKEN", &self.admin_token))
+    }
+
+    /// The `lasect` CLI pointed at this stack's API, without a token, with HOME in the stack's
+    /// temp dir (never the config file of the machine's user).
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary_path("lasect"));
+        cmd.args(args)
+            .env("LASECT_URL", format!("https://127.0.0.1:{}", self.api_port))
+            .env("LASECT_CA_FILE", self.tls().join("ca.pem"))
+            .env_remove("LASECT_TOKEN")
+            .env("HOME", self.dir.path())
+            .env_remove("XDG_CONFIG_HOME");
+        cmd
     }
 }
 

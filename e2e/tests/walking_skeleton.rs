@@ -116,6 +116,34 @@ async fn sample_travels_agent_to_store_to_cli() {
         "{table}"
     );
 
+    // The agent is listed for admins.
+    let agents: serde_json::Value =
+        serde_json::from_str(&cli(&["agent", "list", "-o", "json"])).expect("json");
+    assert_eq!(agents["agents"][0]["id"], AGENT_ID, "{agents}");
+
+    // Without credentials the API refuses (exit code 3); `lasect login` with the admin's
+    // generated password stores a token that later commands use.
+    let out = stack
+        .cli_command(&["instance", "list"])
+        .output()
+        .expect("run lasect");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let mut login = stack.cli_command(&["login", "--username", "admin", "--password-stdin"]);
+    login
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = login.spawn().expect("spawn login");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "{}", stack.admin_password).expect("password");
+    }
+    assert!(child.wait().expect("login").success());
+    let mut cmd = stack.cli_command(&["instance", "list"]);
+    cmd.env_remove("LASECT_URL").env_remove("LASECT_CA_FILE");
+    let listed = lasect_e2e::run_ok(&mut cmd);
+    assert!(listed.contains("monitored"), "{listed}");
+
     // Host families came along too.
     let cpu: i64 = store
         .query_one(

@@ -1,12 +1,14 @@
 //! The one error shape of the API: `{"error": {"code": "...", "message": "..."}}`.
 //!
-//! Codes are stable and meant for programs (`not_found`, `invalid_instance_id`,
+//! Codes are stable and meant for programs (`not_found`, `invalid_instance_id`, `unauthenticated`
+//! (401), `forbidden` (403), `too_many_attempts` (429), `conflict`, `invalid_body`,
 //! `unknown_family`, `invalid_query`, `method_not_allowed`, `store_unavailable`, `internal`);
 //! messages are for people. Store errors and other internals are logged here, once, and never
 //! sent to the client.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -15,6 +17,15 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retry_after_secs: Option<u64>,
+}
+
+/// Put in the extensions of every error response, so the audit layer can record what failed
+/// without parsing the body.
+#[derive(Debug, Clone)]
+pub struct ErrorSummary {
+    pub code: &'static str,
+    pub message: String,
 }
 
 impl ApiError {
@@ -23,7 +34,29 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// 401 `unauthenticated`, with `WWW-Authenticate: Bearer`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 403 `forbidden`: authenticated, but the role is too low.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 429 `too_many_attempts` with `Retry-After`.
+    pub fn too_many_attempts(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message);
+        e.retry_after_secs = Some(retry_after_secs.max(1));
+        e
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -69,6 +102,18 @@ impl From<sqlx::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response.extensions_mut().insert(ErrorSummary {
+            code: self.code,
+            message: self.message,
+        });
+        response
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::api_error::ApiError;
+use crate::auth::{Principal, Role};
 
 /// An instance as the API shows it. Times are RFC 3339 in UTC.
 #[derive(Debug, Clone, Serialize)]
@@ -65,12 +66,21 @@ pub struct InstanceList {
     pub instances: Vec<Instance>,
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<InstanceList>, ApiError> {
+/// Only the instances the caller may see: all with a global role, else those whose labels
+/// match one of the caller's grants.
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<InstanceList>, ApiError> {
     let rows: Vec<InstanceRow> = sqlx::query_as(LIST_INSTANCES)
         .fetch_all(&state.pool)
         .await?;
     Ok(Json(InstanceList {
-        instances: rows.into_iter().map(Instance::from).collect(),
+        instances: rows
+            .into_iter()
+            .filter(|r| principal.role_for_labels(&r.labels) >= Some(Role::Viewer))
+            .map(Instance::from)
+            .collect(),
     }))
 }
 

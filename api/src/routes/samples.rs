@@ -10,6 +10,7 @@ use super::AppState;
 use super::api_error::ApiError;
 use super::instances::{self, Instance};
 use super::metric_families::{self, FamilyKey};
+use crate::auth::{Principal, Role};
 
 pub const DEFAULT_LIMIT: u32 = 1;
 pub const MAX_LIMIT: u32 = 1000;
@@ -31,6 +32,7 @@ pub struct Samples {
 
 pub async fn samples(
     State(state): State<AppState>,
+    principal: Principal,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<SamplesQuery>, QueryRejection>,
 ) -> Result<Json<Samples>, ApiError> {
@@ -52,6 +54,9 @@ pub async fn samples(
             ),
         ));
     };
+    principal
+        .require_on_instance(&state.pool, id, Role::Viewer)
+        .await?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(

@@ -1,0 +1,94 @@
+//! The layer in front of every route: authentication for everything under `/api/` except
+//! [`OPEN_PATHS`], and an audit row for every mutating request (whatever its outcome, refusals
+//! included).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::Method;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::audit::{AuditActor, AuditEntry, AuditTarget, Outcome, record};
+use super::principal::{Principal, authenticate};
+use crate::routes::{AppState, ErrorSummary};
+
+/// The only paths under `/api/` answered without credentials.
+pub const OPEN_PATHS: &[&str] = &[
+    "/api/v1/health",
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/openapi.json",
+];
+
+/// Whether `path` needs no credentials.
+pub fn is_open(path: &str) -> bool {
+    OPEN_PATHS.contains(&path) || !(path.starts_with("/api/") || path == "/api")
+}
+
+fn is_mutating(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The address the request came from, when the server recorded it.
+pub fn source_of(request_extensions: &axum::http::Extensions) -> Option<SocketAddr> {
+    request_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
+
+pub async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let action_path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| path.clone(), |m| m.as_str().to_owned());
+    let source = source_of(request.extensions()).map(|a| a.ip().to_string());
+
+    let mut principal_name = None;
+    let response = if is_open(&path) {
+        next.run(request).await
+    } else {
+        let header = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        match authenticate(&state, header.as_deref()).await {
+            Ok(principal) => {
+                principal_name = Some(principal.username.clone());
+                request.extensions_mut().insert::<Principal>(principal);
+                next.run(request).await
+            }
+            Err(e) => e.into_response(),
+        }
+    };
+
+    if is_mutating(&method) {
+        let ext = response.extensions();
+        let actor = ext
+            .get::<AuditActor>()
+            .map(|a| a.0.clone())
+            .or(principal_name)
+            .unwrap_or_else(|| "anonymous".to_owned());
+        let target = ext.get::<AuditTarget>().map_or(path, |t| t.0.clone());
+        let error = ext
+            .get::<ErrorSummary>()
+            .map(|e| format!("{}: {}", e.code, e.message));
+        let action = format!("{method} {action_path}");
+        let entry = AuditEntry {
+            actor: &actor,
+            action: &action,
+            target: Some(&target),
+            source: source.as_deref(),
+            outcome: Outcome::of_status(response.status()),
+            error: error.as_deref(),
+        };
+        if let Err(e) = record(&state.pool, &entry).await {
+            tracing::error!(error = %e, %action, %actor, "could not write the audit log");
+        }
+    }
+    response
+}

@@ -1,0 +1,212 @@
+//! API tokens for scripts and the CLI (FR31): `GET /api/v1/tokens`, `POST /api/v1/tokens`,
+//! `DELETE /api/v1/tokens/{id}`.
+//!
+//! Create takes `{name, role?, expires_in_secs?}`; the role defaults to, and may not exceed,
+//! the caller's highest role (an API token never widens what its user may do: the effective
+//! role is the lower of the two, per instance). The secret (`lsat_…`) is in the response once; the store keeps its
+//! SHA-256. Everyone lists and revokes their own tokens; admins see and revoke all.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use lasect_pki::{API_TOKEN_PREFIX, hash_token, new_token};
+use serde::{Deserialize, Serialize};
+
+use super::auth_routes::body;
+use super::instances::rfc3339;
+use super::{ApiError, AppState};
+use crate::auth::principal::Principal;
+use crate::auth::role::{Role, from_store};
+
+/// Longest lifetime of an API token with an expiry: ten years.
+const MAX_EXPIRY_SECS: u64 = 10 * 365 * 86_400;
+
+#[derive(Debug, Serialize)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub username: String,
+    pub role: Role,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: i64,
+    name: String,
+    username: String,
+    role: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<TokenRow> for ApiToken {
+    type Error = ApiError;
+    fn try_from(r: TokenRow) -> Result<Self, ApiError> {
+        Ok(ApiToken {
+            id: r.id,
+            name: r.name,
+            username: r.username,
+            role: from_store(&r.role)?,
+            created_at: rfc3339(r.created_at),
+            expires_at: r.expires_at.map(rfc3339),
+            last_used_at: r.last_used_at.map(rfc3339),
+            revoked_at: r.revoked_at.map(rfc3339),
+        })
+    }
+}
+
+macro_rules! select_tokens {
+    ($where:literal) => {
+        concat!(
+            "SELECT t.id, t.name, u.username, t.role, t.created_at, t.expires_at, \
+             t.last_used_at, t.revoked_at FROM api_tokens t JOIN users u ON u.id = t.user_id ",
+            $where
+        )
+    };
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenList {
+    pub tokens: Vec<ApiToken>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<TokenList>, ApiError> {
+    let all = principal.require(Role::Admin).is_ok();
+    let rows: Vec<TokenRow> =
+        sqlx::query_as(select_tokens!("WHERE $1 OR t.user_id = $2 ORDER BY t.id"))
+            .bind(all)
+            .bind(principal.user_id)
+            .fetch_all(&state.pool)
+            .await?;
+    Ok(Json(TokenList {
+        tokens: rows
+            .into_iter()
+            .map(ApiToken::try_from)
+            .collect::<Result<_, _>>()?,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedToken {
+    pub token: ApiToken,
+    /// The bearer secret, shown this once.
+    pub secret: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: Result<Json<CreateToken>, JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let request = body(request)?;
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "name must have 1 to 100 characters",
+        ));
+    }
+    // The highest role the caller has anywhere; the token still only works where the user's
+    // own roles (global or by label) allow.
+    let Some(own) = principal.highest_role() else {
+        return Err(ApiError::forbidden("you have no role to give a token"));
+    };
+    let role = request.role.unwrap_or(own);
+    if role > own {
+        return Err(ApiError::forbidden(format!(
+            "a token cannot have more than your role ({own}), not {role}"
+        )));
+    }
+    if let Some(secs) = request.expires_in_secs
+        && !(60..=MAX_EXPIRY_SECS).contains(&secs)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("expires_in_secs must be 60..={MAX_EXPIRY_SECS}, not {secs}"),
+        ));
+    }
+    let secret = new_token(API_TOKEN_PREFIX);
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO api_tokens (user_id, name, token_hash, role, expires_at) \
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::float8)) \
+         ON CONFLICT (user_id, name) WHERE revoked_at IS NULL DO NOTHING RETURNING id",
+    )
+    .bind(principal.user_id)
+    .bind(name)
+    .bind(hash_token(&secret))
+    .bind(role.as_str())
+    .bind(request.expires_in_secs.map(|s| s as f64))
+    .fetch_optional(&state.pool)
+    .await?;
+    let Some(id) = id else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("you already have a live token named {name:?}"),
+        ));
+    };
+    let row: TokenRow = sqlx::query_as(select_tokens!("WHERE t.id = $1"))
+        .bind(id)
+        .fetch_one(&state.pool)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token: row.try_into()?,
+            secret,
+        }),
+    ))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<ApiToken>, ApiError> {
+    let Path(id) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_token_id",
+            format!("token id must be an integer, not {id:?}"),
+        )
+    })?;
+    let all = principal.require(Role::Admin).is_ok();
+    let found: Option<i64> = sqlx::query_scalar(
+        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) \
+         WHERE id = $1 AND ($2 OR user_id = $3) RETURNING id",
+    )
+    .bind(id)
+    .bind(all)
+    .bind(principal.user_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    if found.is_none() {
+        return Err(ApiError::not_found(format!("no token with id {id}")));
+    }
+    let row: TokenRow = sqlx::query_as(select_tokens!("WHERE t.id = $1"))
+        .bind(id)
+        .fetch_one(&state.pool)
+        .await?;
+    Ok(Json(row.try_into()?))
+}

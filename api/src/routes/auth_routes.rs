@@ -1,0 +1,382 @@
+//! `POST /api/v1/auth/login`, `POST /api/v1/auth/refresh`, `POST /api/v1/auth/logout`,
+//! `GET /api/v1/auth/me`.
+//!
+//! Login answers `{access_token, token_type: "Bearer", expires_in, refresh_token,
+//! refresh_expires_in, username, role}`. Refresh tokens rotate: each is good for one refresh,
+//! which returns a new pair; presenting a used or revoked one revokes its whole family.
+//! Failed logins count per user (lockout in the store) and per source address (in memory);
+//! either limit answers 429 `too_many_attempts` with `Retry-After`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use lasect_pki::{REFRESH_TOKEN_PREFIX, hash_token, looks_like_token, new_token};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::auth::audit::AuditActor;
+use crate::auth::password;
+use crate::auth::principal::{LabelGrant, Principal, load_principal};
+use crate::auth::role::{Role, from_store};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+    pub username: String,
+    pub role: Option<Role>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LoginRow {
+    id: i64,
+    password_hash: String,
+    role: Option<String>,
+    disabled_at: Option<DateTime<Utc>>,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(b)| b)
+        .map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    extensions: axum::http::Extensions,
+    request: Result<Json<LoginRequest>, JsonRejection>,
+) -> Response {
+    let request = match body(request) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    // The name tried, bounded: the audit log must not grow by what a stranger sends.
+    let actor = AuditActor(request.username.chars().take(64).collect());
+    let mut response =
+        match try_login(&state, crate::auth::gate::source_of(&extensions), request).await {
+            Ok(pair) => Json(pair).into_response(),
+            Err(e) => e.into_response(),
+        };
+    response.extensions_mut().insert(actor);
+    response
+}
+
+async fn try_login(
+    state: &AppState,
+    source: Option<SocketAddr>,
+    request: LoginRequest,
+) -> Result<TokenPair, ApiError> {
+    let config = &state.auth.config;
+    let ip = source.map(|s| s.ip());
+    if let Some(ip) = ip
+        && let Err(wait) = state.auth.sources.check(ip, Instant::now())
+    {
+        return Err(ApiError::too_many_attempts(
+            format!("too many failed logins from this address; try again in {wait} s"),
+            wait,
+        ));
+    }
+    let row: Option<LoginRow> = sqlx::query_as(
+        "SELECT id, password_hash, role, disabled_at, locked_until FROM users WHERE username = $1",
+    )
+    .bind(&request.username)
+    .fetch_optional(&state.pool)
+    .await?;
+    let now = Utc::now();
+    if let Some(until) = row
+        .as_ref()
+        .and_then(|r| r.locked_until)
+        .filter(|t| *t > now)
+    {
+        let wait = u64::try_from((until - now).num_seconds()).unwrap_or(1);
+        return Err(ApiError::too_many_attempts(
+            format!("this user is locked after repeated failed logins; try again in {wait} s"),
+            wait,
+        ));
+    }
+    let stored = row.as_ref().map_or_else(
+        || password::decoy_hash().to_owned(),
+        |r| r.password_hash.clone(),
+    );
+    let given = request.password;
+    let ok = tokio::task::spawn_blocking(move || password::verify_password(&given, &stored))
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(row) = row.filter(|_| ok) else {
+        if let Some(ip) = ip {
+            state.auth.sources.failure(ip, Instant::now());
+        }
+        sqlx::query(
+            "UPDATE users SET \
+                 locked_until = CASE WHEN failed_logins + 1 >= $2 \
+                     THEN now() + make_interval(secs => $3) ELSE locked_until END, \
+                 failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 \
+                     ELSE failed_logins + 1 END \
+             WHERE username = $1",
+        )
+        .bind(&request.username)
+        .bind(i32::try_from(config.max_failed_logins).unwrap_or(i32::MAX))
+        .bind(config.lockout_secs as f64)
+        .execute(&state.pool)
+        .await?;
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong username or password",
+        ));
+    };
+    if row.disabled_at.is_some() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "user_disabled",
+            "this user is disabled",
+        ));
+    }
+    sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
+        .bind(row.id)
+        .execute(&state.pool)
+        .await?;
+    let family: uuid_like::Uuid = uuid_like::random();
+    let mut tx = state.pool.begin().await?;
+    let refresh = insert_refresh(&mut tx, state, row.id, &family.0).await?;
+    tx.commit().await?;
+    pair(
+        state,
+        row.id,
+        request.username,
+        row.role.as_deref().map(from_store).transpose()?,
+        refresh,
+    )
+}
+
+/// A random UUID v4 string, without a crate for it.
+mod uuid_like {
+    pub struct Uuid(pub String);
+
+    pub fn random() -> Uuid {
+        let mut b: [u8; 16] = rand::random();
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        Uuid(format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        ))
+    }
+}
+
+async fn insert_refresh(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    state: &AppState,
+    user_id: i64,
+    family: &str,
+) -> Result<String, ApiError> {
+    let token = new_token(REFRESH_TOKEN_PREFIX);
+    sqlx::query(
+        "INSERT INTO refresh_tokens (family, user_id, token_hash, expires_at) \
+         VALUES ($1::uuid, $2, $3, now() + make_interval(days => $4))",
+    )
+    .bind(family)
+    .bind(user_id)
+    .bind(hash_token(&token))
+    .bind(i32::try_from(state.auth.config.refresh_token_days).unwrap_or(365))
+    .execute(&mut **tx)
+    .await?;
+    Ok(token)
+}
+
+fn pair(
+    state: &AppState,
+    user_id: i64,
+    username: String,
+    role: Option<Role>,
+    refresh_token: String,
+) -> Result<TokenPair, ApiError> {
+    let config = &state.auth.config;
+    let access_token = state
+        .auth
+        .keys
+        .issue(user_id, Utc::now().timestamp(), config.access_token_secs)
+        .map_err(ApiError::internal)?;
+    Ok(TokenPair {
+        access_token,
+        token_type: "Bearer",
+        expires_in: config.access_token_secs,
+        refresh_token,
+        refresh_expires_in: u64::from(config.refresh_token_days) * 86_400,
+        username,
+        role,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    id: i64,
+    family: String,
+    user_id: i64,
+    expires_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+fn refused(message: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "invalid_refresh_token",
+        message.to_owned(),
+    )
+}
+
+/// Answers like [`try_refresh`], naming the user in the audit row when the token was valid.
+pub async fn refresh(
+    State(state): State<AppState>,
+    request: Result<Json<RefreshRequest>, JsonRejection>,
+) -> Response {
+    match try_refresh(&state, request).await {
+        Ok(pair) => {
+            let actor = AuditActor(pair.username.clone());
+            let mut response = Json(pair).into_response();
+            response.extensions_mut().insert(actor);
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn try_refresh(
+    state: &AppState,
+    request: Result<Json<RefreshRequest>, JsonRejection>,
+) -> Result<TokenPair, ApiError> {
+    let request = body(request)?;
+    if !looks_like_token(&request.refresh_token, REFRESH_TOKEN_PREFIX) {
+        return Err(refused("malformed refresh token"));
+    }
+    let mut tx = state.pool.begin().await?;
+    // FOR UPDATE: two refreshes racing with one token are a replay; the second sees used_at.
+    let row: Option<RefreshRow> = sqlx::query_as(
+        "SELECT id, family::text AS family, user_id, expires_at, used_at, revoked_at \
+         FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+    )
+    .bind(hash_token(&request.refresh_token))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Err(refused("unknown refresh token"));
+    };
+    if row.used_at.is_some() || row.revoked_at.is_some() {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = now() \
+             WHERE family = $1::uuid AND revoked_at IS NULL",
+        )
+        .bind(&row.family)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::warn!(
+            user_id = row.user_id,
+            "refresh token reused; its family is revoked"
+        );
+        return Err(refused(
+            "this refresh token was already used or revoked; all its sessions are revoked",
+        ));
+    }
+    if row.expires_at <= Utc::now() {
+        return Err(refused("this refresh token has expired; log in again"));
+    }
+    let principal = load_principal(&state.pool, row.user_id, None).await?;
+    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE id = $1")
+        .bind(row.id)
+        .execute(&mut *tx)
+        .await?;
+    let next = insert_refresh(&mut tx, state, row.user_id, &row.family).await?;
+    tx.commit().await?;
+    pair(
+        state,
+        principal.user_id,
+        principal.username,
+        principal.role,
+        next,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    /// The refresh token of this session; without it every session of the user ends.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct LogoutResult {
+    pub revoked: u64,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: Option<Json<LogoutRequest>>,
+) -> Result<Json<LogoutResult>, ApiError> {
+    let request = request.map(|Json(r)| r).unwrap_or_default();
+    let revoked = match request.refresh_token {
+        Some(token) => sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL \
+             AND user_id = $2 AND family = \
+                 (SELECT family FROM refresh_tokens WHERE token_hash = $1)",
+        )
+        .bind(hash_token(&token))
+        .bind(principal.user_id),
+        None => sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL \
+             AND user_id = $1",
+        )
+        .bind(principal.user_id),
+    }
+    .execute(&state.pool)
+    .await?
+    .rows_affected();
+    Ok(Json(LogoutResult { revoked }))
+}
+
+#[derive(Serialize)]
+pub struct Me {
+    pub username: String,
+    pub role: Option<Role>,
+    pub grants: Vec<LabelGrant>,
+    /// The role limit of the API token used, if any.
+    pub token_role: Option<Role>,
+}
+
+pub async fn me(principal: Principal) -> Json<Me> {
+    Json(Me {
+        username: principal.username,
+        role: principal.role,
+        grants: principal.grants,
+        token_role: principal.api_token.map(|(_, r)| r),
+    })
+}

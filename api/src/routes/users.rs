@@ -1,0 +1,298 @@
+//! Users (admin only): `GET /api/v1/users`, `POST /api/v1/users`,
+//! `POST /api/v1/users/{username}/role`, `POST /api/v1/users/{username}/disable`.
+//!
+//! Create takes `{username, password?, role?, grants?: [{key, value, role}]}`; without a
+//! password one is generated and returned once as `generated_password`. Set-role takes
+//! `{role, grants?}` and replaces both (`role: null` leaves only the grants).
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::auth_routes::body;
+use super::instances::rfc3339;
+use super::{ApiError, AppState};
+use crate::auth::password;
+use crate::auth::principal::{LabelGrant, Principal};
+use crate::auth::role::{Role, from_store};
+use crate::auth::users::{UserError, create_user};
+
+#[derive(Debug, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub role: Option<Role>,
+    pub grants: Vec<LabelGrant>,
+    pub created_at: String,
+    pub created_by: String,
+    pub disabled_at: Option<String>,
+    pub locked_until: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserList {
+    pub users: Vec<User>,
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: i64,
+    username: String,
+    role: Option<String>,
+    created_at: DateTime<Utc>,
+    created_by: String,
+    disabled_at: Option<DateTime<Utc>>,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    pub key: String,
+    pub value: String,
+    pub role: Role,
+}
+
+async fn load_users(state: &AppState, username: Option<&str>) -> Result<Vec<User>, ApiError> {
+    let rows: Vec<UserRow> = sqlx::query_as(
+        "SELECT id, username, role, created_at, created_by, disabled_at, locked_until \
+         FROM users WHERE $1::text IS NULL OR username = $1 ORDER BY username",
+    )
+    .bind(username)
+    .fetch_all(&state.pool)
+    .await?;
+    let grants: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT user_id, label_key, label_value, role FROM user_label_roles \
+         ORDER BY label_key, label_value",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let user_grants = grants
+                .iter()
+                .filter(|g| g.0 == r.id)
+                .map(|g| {
+                    Ok(LabelGrant {
+                        key: g.1.clone(),
+                        value: g.2.clone(),
+                        role: from_store(&g.3)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            Ok(User {
+                id: r.id,
+                username: r.username,
+                role: r.role.as_deref().map(from_store).transpose()?,
+                grants: user_grants,
+                created_at: rfc3339(r.created_at),
+                created_by: r.created_by,
+                disabled_at: r.disabled_at.map(rfc3339),
+                locked_until: r.locked_until.filter(|t| *t > Utc::now()).map(rfc3339),
+            })
+        })
+        .collect()
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<UserList>, ApiError> {
+    principal.require(Role::Admin)?;
+    Ok(Json(UserList {
+        users: load_users(&state, None).await?,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub grants: Vec<GrantBody>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedUser {
+    pub user: User,
+    /// Only when the request had no password: shown this once, never stored in clear.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated_password: Option<String>,
+}
+
+fn user_error(e: UserError) -> ApiError {
+    match e {
+        UserError::InvalidUsername(_) => ApiError::bad_request("invalid_username", e.to_string()),
+        UserError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+        UserError::Password(password::PasswordError::Hash(detail)) => ApiError::internal(detail),
+        UserError::Password(p) => ApiError::bad_request("weak_password", p.to_string()),
+        UserError::Store(s) => s.into(),
+    }
+}
+
+fn check_grants(grants: &[GrantBody]) -> Result<(), ApiError> {
+    for g in grants {
+        if g.key.is_empty() || g.key.len() > 200 || g.value.len() > 200 {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "a grant needs a label key of 1..=200 bytes and a value of at most 200",
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn replace_grants(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    user_id: i64,
+    grants: &[GrantBody],
+) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM user_label_roles WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    for g in grants {
+        sqlx::query(
+            "INSERT INTO user_label_roles (user_id, label_key, label_value, role) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, label_key, label_value) \
+             DO UPDATE SET role = excluded.role",
+        )
+        .bind(user_id)
+        .bind(&g.key)
+        .bind(&g.value)
+        .bind(g.role.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: Result<Json<CreateUser>, JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
+    principal.require(Role::Admin)?;
+    let request = body(request)?;
+    check_grants(&request.grants)?;
+    let (password, generated) = match request.password {
+        Some(p) => (p, None),
+        None => {
+            let p = password::generate_password();
+            (p.clone(), Some(p))
+        }
+    };
+    let id = create_user(
+        &state.pool,
+        &request.username,
+        password,
+        request.role,
+        &principal.username,
+    )
+    .await
+    .map_err(user_error)?;
+    let mut tx = state.pool.begin().await?;
+    replace_grants(&mut tx, id, &request.grants).await?;
+    tx.commit().await?;
+    let user = one_user(&state, &request.username).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedUser {
+            user,
+            generated_password: generated,
+        }),
+    ))
+}
+
+async fn one_user(state: &AppState, username: &str) -> Result<User, ApiError> {
+    load_users(state, Some(username))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("no user named {username:?}")))
+}
+
+fn username_path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRole {
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub grants: Vec<GrantBody>,
+}
+
+pub async fn set_role(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    request: Result<Json<SetRole>, JsonRejection>,
+) -> Result<Json<User>, ApiError> {
+    principal.require(Role::Admin)?;
+    let username = username_path(path)?;
+    let request = body(request)?;
+    check_grants(&request.grants)?;
+    if username == principal.username && request.role != Some(Role::Admin) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "you cannot lower your own role; ask another admin",
+        ));
+    }
+    let mut tx = state.pool.begin().await?;
+    let id: Option<i64> =
+        sqlx::query_scalar("UPDATE users SET role = $2 WHERE username = $1 RETURNING id")
+            .bind(&username)
+            .bind(request.role.map(Role::as_str))
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(id) = id else {
+        return Err(ApiError::not_found(format!("no user named {username:?}")));
+    };
+    replace_grants(&mut tx, id, &request.grants).await?;
+    tx.commit().await?;
+    Ok(Json(one_user(&state, &username).await?))
+}
+
+pub async fn disable(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<User>, ApiError> {
+    principal.require(Role::Admin)?;
+    let username = username_path(path)?;
+    if username == principal.username {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "you cannot disable yourself; ask another admin",
+        ));
+    }
+    let mut tx = state.pool.begin().await?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "UPDATE users SET disabled_at = coalesce(disabled_at, now()) WHERE username = $1 \
+         RETURNING id",
+    )
+    .bind(&username)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        return Err(ApiError::not_found(format!("no user named {username:?}")));
+    };
+    // Its sessions end now; its API tokens stop working because the user is disabled.
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(one_user(&state, &username).await?))
+}

@@ -1,0 +1,54 @@
+//! Users and tokens for route tests, written straight into the store.
+
+#![allow(dead_code)]
+
+use lasect_api::auth::Role;
+use lasect_api::auth::users::create_user;
+use lasect_pki::{API_TOKEN_PREFIX, hash_token, new_token};
+use sqlx::PgPool;
+
+/// Password of every user made by [`user`].
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Creates `username` with a global `role` and label `grants` (key, value, role); returns an
+/// API token of that user limited to its highest role.
+pub async fn user(
+    pool: &PgPool,
+    username: &str,
+    role: Option<Role>,
+    grants: &[(&str, &str, Role)],
+) -> String {
+    let id = create_user(pool, username, PASSWORD.to_owned(), role, "test")
+        .await
+        .expect("create user");
+    for (key, value, grant) in grants {
+        sqlx::query(
+            "INSERT INTO user_label_roles (user_id, label_key, label_value, role) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(key)
+        .bind(value)
+        .bind(grant.as_str())
+        .execute(pool)
+        .await
+        .expect("grant");
+    }
+    let token = new_token(API_TOKEN_PREFIX);
+    let highest = role
+        .max(grants.iter().map(|g| g.2).max())
+        .unwrap_or(Role::Viewer);
+    insert_token(pool, id, &token, highest).await;
+    token
+}
+
+pub async fn insert_token(pool: &PgPool, user_id: i64, token: &str, role: Role) {
+    sqlx::query("INSERT INTO api_tokens (user_id, name, token_hash, role) VALUES ($1, $2, $3, $4)")
+        .bind(user_id)
+        .bind(format!("t-{}", &hash_token(token)[..8]))
+        .bind(hash_token(token))
+        .bind(role.as_str())
+        .execute(pool)
+        .await
+        .expect("insert token");
+}

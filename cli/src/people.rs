@@ -1,0 +1,358 @@
+//! `lasect login`, `user`, `token`, `agent`, `audit`: the identity and administration commands.
+
+use std::io::BufRead;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::api_client::{ApiClient, ClientEnv};
+use crate::args::{
+    AgentCommand, AgentTokenCommand, AuditCommand, OutputFormat, TokenCommand, UserCommand,
+};
+use crate::config_file::{self, ConfigFile};
+use crate::exit::Usage;
+use crate::json_table::{parse_duration_secs, render, render_one};
+use crate::{encode_segment, render as render_body};
+
+const USER_COLUMNS: &[(&str, &str)] = &[
+    ("username", "username"),
+    ("role", "role"),
+    ("grants", "grants"),
+    ("created", "created_at"),
+    ("disabled", "disabled_at"),
+    ("locked until", "locked_until"),
+];
+const TOKEN_COLUMNS: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("name", "name"),
+    ("user", "username"),
+    ("role", "role"),
+    ("created", "created_at"),
+    ("expires", "expires_at"),
+    ("last used", "last_used_at"),
+    ("revoked", "revoked_at"),
+];
+const AGENT_COLUMNS: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("host", "hostname"),
+    ("version", "version"),
+    ("last seen", "last_seen"),
+    ("cert expiry", "cert_not_after"),
+    ("backlog batches", "spool_backlog_batches"),
+    ("backlog bytes", "spool_backlog_bytes"),
+    ("disabled", "disabled"),
+];
+const AUDIT_COLUMNS: &[(&str, &str)] = &[
+    ("time", "time"),
+    ("actor", "actor"),
+    ("action", "action"),
+    ("target", "target"),
+    ("source", "source"),
+    ("outcome", "outcome"),
+    ("error", "error"),
+];
+
+fn duration(text: &str, what: &str) -> anyhow::Result<u64> {
+    parse_duration_secs(text).ok_or_else(|| {
+        Usage(format!(
+            "{what} must be like 90s, 15m, 12h or 30d, not {text:?}"
+        ))
+        .into()
+    })
+}
+
+fn role(text: &Option<String>) -> anyhow::Result<Value> {
+    match text.as_deref() {
+        None => Ok(Value::Null),
+        Some(r @ ("admin" | "user" | "viewer")) => Ok(json!(r)),
+        Some(other) => {
+            Err(Usage(format!("role must be admin, user or viewer, not {other:?}")).into())
+        }
+    }
+}
+
+/// `env=prod:viewer` as a grant object.
+fn grant(text: &str) -> anyhow::Result<Value> {
+    let parsed = text.split_once('=').and_then(|(key, rest)| {
+        let (value, role) = rest.rsplit_once(':')?;
+        Some((key, value, role))
+    });
+    match parsed {
+        Some((key, value, r @ ("admin" | "user" | "viewer"))) if !key.is_empty() => {
+            Ok(json!({"key": key, "value": value, "role": r}))
+        }
+        _ => Err(Usage(format!(
+            "a grant is KEY=VALUE:ROLE with ROLE admin, user or viewer, not {text:?}"
+        ))
+        .into()),
+    }
+}
+
+fn read_password(prompt: bool) -> anyhow::Result<String> {
+    if prompt {
+        eprint!("Password: ");
+    }
+    let line = std::io::stdin()
+        .lock()
+        .lines()
+        .next()
+        .ok_or_else(|| Usage("no password on stdin".to_owned()))?
+        .context("read the password")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn json_text(body: &Value) -> anyhow::Result<String> {
+    render_body(OutputFormat::Json, body, |_| Ok(String::new()))
+}
+
+pub async fn login(
+    env: ClientEnv,
+    username: String,
+    password_stdin: bool,
+    expires_in: String,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    let expires = duration(&expires_in, "--expires-in")?;
+    let Some(path) = config_file::default_path() else {
+        return Err(Usage("neither HOME nor XDG_CONFIG_HOME is set".to_owned()).into());
+    };
+    let password = read_password(!password_stdin)?;
+    let anonymous = ClientEnv {
+        token: None,
+        ..env.clone()
+    };
+    let client = ApiClient::from_env(anonymous.clone())?;
+    let session = client
+        .post_json(
+            "api/v1/auth/login",
+            &json!({"username": username, "password": password}),
+        )
+        .await?;
+    let access = session["access_token"]
+        .as_str()
+        .context("the login answer has no access_token")?;
+    let authed = ApiClient::from_env(ClientEnv {
+        token: Some(access.to_owned()),
+        ..anonymous
+    })?;
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "cli".to_owned());
+    let name = format!(
+        "lasect login {host} {}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    );
+    let created = authed
+        .post_json(
+            "api/v1/tokens",
+            &json!({"name": name, "expires_in_secs": expires}),
+        )
+        .await?;
+    let secret = created["secret"]
+        .as_str()
+        .context("the token answer has no secret")?;
+    // The session itself is no longer needed: the stored API token replaces it.
+    if let Some(refresh) = session["refresh_token"].as_str() {
+        let _ = authed
+            .post_json("api/v1/auth/logout", &json!({"refresh_token": refresh}))
+            .await;
+    }
+    config_file::save(
+        &path,
+        &ConfigFile {
+            url: env.url.clone(),
+            token: Some(secret.to_owned()),
+            ca_file: env.ca_file.clone(),
+        },
+    )?;
+    let result = json!({
+        "username": session["username"],
+        "role": session["role"],
+        "config_file": path.display().to_string(),
+        "token": created["token"],
+    });
+    match output {
+        OutputFormat::Json => json_text(&result),
+        OutputFormat::Table => Ok(format!(
+            "logged in as {} ({}); API token {:?} saved in {}\n",
+            username,
+            session["role"].as_str().unwrap_or("no global role"),
+            name,
+            path.display()
+        )),
+    }
+}
+
+pub async fn user(client: &ApiClient, command: UserCommand) -> anyhow::Result<String> {
+    let (body, output, single) = match command {
+        UserCommand::List { output } => (client.get_json("api/v1/users").await?, output, false),
+        UserCommand::Create {
+            username,
+            role: r,
+            grants,
+            password_stdin,
+            output,
+        } => {
+            let mut request = json!({"username": username, "role": role(&r)?,
+                "grants": grants.iter().map(|g| grant(g)).collect::<anyhow::Result<Vec<_>>>()?});
+            if password_stdin {
+                request["password"] = json!(read_password(false)?);
+            }
+            let body = client.post_json("api/v1/users", &request).await?;
+            if output == OutputFormat::Json {
+                return json_text(&body);
+            }
+            let mut text = render_one(&body["user"], USER_COLUMNS);
+            if let Some(p) = body["generated_password"].as_str() {
+                text.push_str(&format!("generated password (shown once): {p}\n"));
+            }
+            return Ok(text);
+        }
+        UserCommand::SetRole {
+            username,
+            role: r,
+            grants,
+            output,
+        } => {
+            let request = json!({"role": role(&r)?,
+                "grants": grants.iter().map(|g| grant(g)).collect::<anyhow::Result<Vec<_>>>()?});
+            let path = format!("api/v1/users/{}/role", encode_segment(&username));
+            (client.post_json(&path, &request).await?, output, true)
+        }
+        UserCommand::Disable { username, output } => {
+            let path = format!("api/v1/users/{}/disable", encode_segment(&username));
+            (client.post_json(&path, &json!({})).await?, output, true)
+        }
+    };
+    match (output, single) {
+        (OutputFormat::Json, _) => json_text(&body),
+        (OutputFormat::Table, true) => Ok(render_one(&body, USER_COLUMNS)),
+        (OutputFormat::Table, false) => Ok(render(list(&body, "users"), USER_COLUMNS)),
+    }
+}
+
+fn list<'a>(body: &'a Value, key: &str) -> &'a [Value] {
+    body[key].as_array().map_or(&[], Vec::as_slice)
+}
+
+pub async fn token(client: &ApiClient, command: TokenCommand) -> anyhow::Result<String> {
+    match command {
+        TokenCommand::Create {
+            name,
+            role: r,
+            expires_in,
+            output,
+        } => {
+            let mut request = json!({"name": name, "role": role(&r)?});
+            if let Some(e) = expires_in {
+                request["expires_in_secs"] = json!(duration(&e, "--expires-in")?);
+            }
+            let body = client.post_json("api/v1/tokens", &request).await?;
+            match output {
+                OutputFormat::Json => json_text(&body),
+                OutputFormat::Table => Ok(format!(
+                    "{}token (shown once, store it now): {}\n",
+                    render_one(&body["token"], TOKEN_COLUMNS),
+                    body["secret"].as_str().unwrap_or("-")
+                )),
+            }
+        }
+        TokenCommand::List { output } => {
+            let body = client.get_json("api/v1/tokens").await?;
+            match output {
+                OutputFormat::Json => json_text(&body),
+                OutputFormat::Table => Ok(render(list(&body, "tokens"), TOKEN_COLUMNS)),
+            }
+        }
+        TokenCommand::Revoke { id, output } => {
+            let body = client.delete_json(&format!("api/v1/tokens/{id}")).await?;
+            match output {
+                OutputFormat::Json => json_text(&body),
+                OutputFormat::Table => Ok(render_one(&body, TOKEN_COLUMNS)),
+            }
+        }
+    }
+}
+
+pub async fn agent(client: &ApiClient, command: AgentCommand) -> anyhow::Result<String> {
+    match command {
+        AgentCommand::List { output } => {
+            let body = client.get_json("api/v1/agents").await?;
+            match output {
+                OutputFormat::Json => json_text(&body),
+                OutputFormat::Table => Ok(render(list(&body, "agents"), AGENT_COLUMNS)),
+            }
+        }
+        AgentCommand::Token(AgentTokenCommand::Create {
+            ttl,
+            uses,
+            agent_id,
+            output,
+        }) => {
+            let request = json!({"ttl_secs": duration(&ttl, "--ttl")?, "uses": uses,
+                                 "agent_id": agent_id});
+            let body = client
+                .post_json("api/v1/agents/enrollment-tokens", &request)
+                .await?;
+            match output {
+                OutputFormat::Json => json_text(&body),
+                OutputFormat::Table => Ok(format!(
+                    "enrollment token (shown once): {}\nuses: {}  expires: {}  agent: {}\n",
+                    body["token"].as_str().unwrap_or("-"),
+                    body["max_uses"],
+                    body["expires_at"].as_str().unwrap_or("-"),
+                    body["agent_id"].as_str().unwrap_or("any")
+                )),
+            }
+        }
+        AgentCommand::Disable { id, output } => {
+            let path = format!("api/v1/agents/{}/disable", encode_segment(&id));
+            let body = client.post_json(&path, &json!({})).await?;
+            match output {
+                OutputFormat::Json => json_text(&body),
+                OutputFormat::Table => Ok(render_one(&body, AGENT_COLUMNS)),
+            }
+        }
+    }
+}
+
+pub async fn audit(client: &ApiClient, command: AuditCommand) -> anyhow::Result<String> {
+    let AuditCommand::List {
+        since,
+        actor,
+        action,
+        limit,
+        output,
+    } = command;
+    let mut query = vec![format!("limit={limit}")];
+    for (key, value) in [("since", since), ("actor", actor), ("action", action)] {
+        if let Some(v) = value {
+            query.push(format!("{key}={}", encode_segment(&v)));
+        }
+    }
+    let body = client
+        .get_json(&format!("api/v1/audit?{}", query.join("&")))
+        .await?;
+    match output {
+        OutputFormat::Json => json_text(&body),
+        OutputFormat::Table => Ok(render(list(&body, "entries"), AUDIT_COLUMNS)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_parse() {
+        assert_eq!(
+            grant("env=prod:viewer").expect("grant"),
+            json!({"key": "env", "value": "prod", "role": "viewer"})
+        );
+        assert_eq!(grant("a=b:c:user").expect("grant")["value"], "b:c");
+        for bad in ["env", "env=prod", "=x:user", "env=prod:root"] {
+            assert!(grant(bad).is_err(), "{bad}");
+        }
+    }
+}
