@@ -279,6 +279,7 @@ pub fn request(seq: u64, samples: Vec<Sample>) -> PushRequest {
         payload: c.payload,
         priority: 0,
         sample_count: count,
+        ..Default::default()
     }
 }
 
