@@ -111,6 +111,24 @@ impl Connected for AgentConn {
     }
 }
 
+/// How long a refused client gets to read the TLS alert that says why.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Closes a connection whose handshake failed so that the client can read
+/// the alert (e.g. `certificate_revoked` for a disabled agent): send FIN,
+/// then read and discard what the client still sends for a moment. Dropping
+/// a socket with unread input would reset it, and the client would only see
+/// "connection reset" instead of the reason.
+async fn linger(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
 /// Accepts on `listener` until the returned task is aborted; yields the
 /// connections whose handshake succeeded. A failed handshake is logged
 /// (debug: scanners and bad clients are common) and dropped.
@@ -135,11 +153,12 @@ pub fn accept(
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx, revocations) = (acceptor.clone(), tx.clone(), revocations.clone());
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
+                let handshake = acceptor.accept(tcp).into_fallible();
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                     Ok(Ok(tls)) => tls,
-                    Ok(Err(error)) => {
+                    Ok(Err((error, tcp))) => {
                         tracing::debug!(%peer, %error, "TLS handshake failed");
+                        linger(tcp).await;
                         return;
                     }
                     Err(_) => {
