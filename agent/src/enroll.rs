@@ -76,7 +76,9 @@ pub async fn enroll(options: &EnrollOptions) -> Result<Enrolled, EnrollError> {
     let hostname = hostname();
     let agent_id = match &options.agent_id {
         Some(id) => id.clone(),
-        None => id_from_hostname(&hostname).ok_or_else(|| EnrollError::NoHostId(hostname.clone()))?,
+        None => {
+            id_from_hostname(&hostname).ok_or_else(|| EnrollError::NoHostId(hostname.clone()))?
+        }
     };
     lasect_pki::validate_agent_id(&agent_id).map_err(EnrollError::AgentId)?;
     let (csr, key) = new_agent_csr(&agent_id).map_err(EnrollError::Csr)?;
@@ -159,8 +161,14 @@ mod tests {
 
     #[test]
     fn ids_from_host_names() {
-        assert_eq!(id_from_hostname("DB-01.example.com").as_deref(), Some("db-01"));
-        assert_eq!(id_from_hostname("web server").as_deref(), Some("web-server"));
+        assert_eq!(
+            id_from_hostname("DB-01.example.com").as_deref(),
+            Some("db-01")
+        );
+        assert_eq!(
+            id_from_hostname("web server").as_deref(),
+            Some("web-server")
+        );
         assert_eq!(id_from_hostname(""), None);
         assert_eq!(id_from_hostname("--"), None);
     }

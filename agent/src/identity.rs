@@ -86,7 +86,10 @@ impl Pair {
 #[derive(Debug, Clone)]
 pub enum ClientIdentity {
     /// `[tls] cert_file` and `key_file`, managed outside the agent.
-    Files { cert_file: PathBuf, key_file: PathBuf },
+    Files {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
     /// The identity stored by `lasect-agent enroll` (renewed by the agent).
     Enrolled(IdentityStore),
 }
@@ -100,7 +103,9 @@ impl ClientIdentity {
                 key_file,
             } => Ok(Pair {
                 cert_pem: fs::read_to_string(cert_file).map_err(io("read", cert_file))?,
-                key_pem: SecretPem::new(fs::read_to_string(key_file).map_err(io("read", key_file))?),
+                key_pem: SecretPem::new(
+                    fs::read_to_string(key_file).map_err(io("read", key_file))?,
+                ),
             }),
             ClientIdentity::Enrolled(store) => store.load(),
         }
@@ -209,10 +214,11 @@ impl IdentityStore {
         let prefix = format!("{CURRENT}.");
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) && name != keep {
-                if let Err(error) = fs::remove_dir_all(entry.path()) {
-                    tracing::debug!(%error, name, "cannot remove an old identity");
-                }
+            if name.starts_with(&prefix)
+                && name != keep
+                && let Err(error) = fs::remove_dir_all(entry.path())
+            {
+                tracing::debug!(%error, name, "cannot remove an old identity");
             }
         }
     }

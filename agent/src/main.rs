@@ -98,27 +98,23 @@ fn try_main() -> anyhow::Result<()> {
     let config = loaded.config;
     config.validate().context("validate config")?;
 
-    match check_only {
-        true => {
-            println!("{}: OK", cli.config.display());
-            println!("{}", config.summary());
-            Ok(())
-        }
-        false => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("start async runtime")?;
-            runtime.block_on(async {
-                let shutdown = shutdown_signal().context("install signal handlers")?;
-                tracing::info!(config = %config.summary(), "lasect-agent started");
-                lasect_agent::run::run(config, shutdown)
-                    .await
-                    .context("run agent")
-            })
-        }
+    if check_only {
+        println!("{}: OK", cli.config.display());
+        println!("{}", config.summary());
+        return Ok(());
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start async runtime")?;
+    runtime.block_on(async {
+        let shutdown = shutdown_signal().context("install signal handlers")?;
+        tracing::info!(config = %config.summary(), "lasect-agent started");
+        lasect_agent::run::run(config, shutdown)
+            .await
+            .context("run agent")
+    })
 }
 
 fn enroll(config_path: &std::path::Path, args: EnrollArgs) -> anyhow::Result<()> {
@@ -158,9 +154,7 @@ fn enroll(config_path: &std::path::Path, args: EnrollArgs) -> anyhow::Result<()>
         "stored key (0600) and certificate in {}",
         enrolled.dir.display()
     );
-    println!(
-        "leave [tls] cert_file and key_file unset in the agent config to use this identity"
-    );
+    println!("leave [tls] cert_file and key_file unset in the agent config to use this identity");
     Ok(())
 }
 

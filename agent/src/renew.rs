@@ -132,11 +132,12 @@ impl Renewer {
         )
         .await
         .map_err(|e| error_chain(&e))?;
-        let answer = tokio::time::timeout(CALL_TIMEOUT, client.renew(RenewRequest { csr_pem: csr }))
-            .await
-            .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
-            .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?
-            .into_inner();
+        let answer =
+            tokio::time::timeout(CALL_TIMEOUT, client.renew(RenewRequest { csr_pem: csr }))
+                .await
+                .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
+                .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?
+                .into_inner();
         let info = CertInfo::from_pem(&answer.certificate_pem)
             .map_err(|e| format!("unusable certificate in the answer: {e}"))?;
         if info.agent_id != agent_id {

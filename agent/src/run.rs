@@ -15,9 +15,9 @@ use tokio::time::MissedTickBehavior;
 use crate::collect::{Collector, SetupError, Tick, now_unix_micros};
 use crate::config::AgentConfig;
 use crate::identity::ClientIdentity;
-use crate::renew::{RenewSettings, Renewer};
 use crate::metrics::AgentMetrics;
 use crate::outbox::{Outbox, OutboxEntry};
+use crate::renew::{RenewSettings, Renewer};
 use crate::sender::{Sender, SenderSettings};
 use crate::seq::{SeqAllocator, SeqError};
 use crate::spool::{Spool, SpoolError, SpoolOptions};
@@ -88,8 +88,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         })
     };
     let settings = SenderSettings::from_config(&config);
-    let mut sender = Sender::new(settings.clone(), Arc::clone(&outbox))
-        .with_metrics(Arc::clone(&metrics));
+    let mut sender =
+        Sender::new(settings.clone(), Arc::clone(&outbox)).with_metrics(Arc::clone(&metrics));
     tracing::info!(identity = %settings.identity.describe(), "client certificate");
     let renewer = if let ClientIdentity::Enrolled(store) = &settings.identity {
         let (generation, changes) = watch::channel(0u64);

@@ -73,7 +73,11 @@ fn stdout(out: &std::process::Output) -> String {
 #[track_caller]
 fn refused(out: &std::process::Output, reason: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "enrollment succeeded: {}", stdout(out));
+    assert!(
+        !out.status.success(),
+        "enrollment succeeded: {}",
+        stdout(out)
+    );
     assert!(stderr.contains(reason), "{reason:?} not in: {stderr}");
 }
 
@@ -104,7 +108,10 @@ async fn enrolled_agent_pushes_and_a_disabled_one_is_cut_off() {
     let token = stack.enrollment_token(None, 1, "1 hour").await;
     let out = stack.enroll(&token, ID, &stack.agent_state());
     assert!(out.status.success(), "{out:?}");
-    assert!(stdout(&out).contains(&format!("enrolled as agent {ID}")), "{out:?}");
+    assert!(
+        stdout(&out).contains(&format!("enrolled as agent {ID}")),
+        "{out:?}"
+    );
     let identity = stack.agent_state().join("identity");
     assert_eq!(mode(&identity.join("agent.key")), 0o600);
     assert_eq!(mode(&identity), 0o700);
@@ -136,7 +143,10 @@ async fn enrolled_agent_pushes_and_a_disabled_one_is_cut_off() {
         &stack.enroll("lset_garbage", "db-other", &elsewhere),
         "malformed enrollment token",
     );
-    assert!(!elsewhere.join("identity").exists(), "nothing stored on refusal");
+    assert!(
+        !elsewhere.join("identity").exists(),
+        "nothing stored on refusal"
+    );
 
     // Disabled: the running agent is cut off (open connection closed, new
     // handshakes refused) within the bound; its data stays.
@@ -162,7 +172,11 @@ async fn enrolled_agent_pushes_and_a_disabled_one_is_cut_off() {
     let restarted = stack.start_agent(&[]);
     wait_more_lines(&ingest, &refusal, seen, REFUSAL_BOUND).await;
     wait_more_lines(&restarted, "cannot deliver to ingest", 0, REFUSAL_BOUND).await;
-    assert_eq!(count(&store, BATCHES, ID).await, stored, "nothing stored after the refusal");
+    assert_eq!(
+        count(&store, BATCHES, ID).await,
+        stored,
+        "nothing stored after the refusal"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

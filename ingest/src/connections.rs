@@ -173,8 +173,7 @@ pub fn accept(
                     .and_then(|certs| certs.first())
                     .and_then(|leaf| lasect_pki::CertInfo::from_der(leaf.as_ref()).ok())
                     .map(|info| {
-                        Box::pin(revocations.closed(info.agent_id, Some(info.not_after)))
-                            as Closing
+                        Box::pin(revocations.closed(info.agent_id, Some(info.not_after))) as Closing
                     });
                 let conn = AgentConn {
                     tls,

@@ -108,7 +108,9 @@ impl Enroller {
             ));
         }
         if expired {
-            return Err(Status::permission_denied("the enrollment token has expired"));
+            return Err(Status::permission_denied(
+                "the enrollment token has expired",
+            ));
         }
         if used_up {
             return Err(Status::permission_denied(

@@ -31,18 +31,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lasect_proto::v1::ingest_server::IngestServer;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
-use std::sync::Arc;
 
 pub use config::{Config, ConfigError, SecretString};
 pub use error_chain::ErrorChain;
 
+use crate::enroll::Enroller;
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionCache;
 use crate::rate_limit::AgentRateLimiter;
-use crate::enroll::Enroller;
 use crate::reports::AgentReports;
 use crate::revocation::Revocations;
 use crate::server::{Access, IngestService};

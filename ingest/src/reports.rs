@@ -25,7 +25,12 @@ pub struct Report {
 
 impl Report {
     /// From the optional fields of a push; blanks are "not reported".
-    pub fn from_push(hostname: &str, version: &str, batches: Option<u64>, bytes: Option<u64>) -> Self {
+    pub fn from_push(
+        hostname: &str,
+        version: &str,
+        batches: Option<u64>,
+        bytes: Option<u64>,
+    ) -> Self {
         Self {
             hostname: clean(hostname),
             version: clean(version),
@@ -121,7 +126,10 @@ mod tests {
     #[test]
     fn newest_report_wins_field_by_field() {
         let reports = AgentReports::default();
-        reports.record("a", Report::from_push("host-1", "0.1.0", Some(3), Some(300)));
+        reports.record(
+            "a",
+            Report::from_push("host-1", "0.1.0", Some(3), Some(300)),
+        );
         reports.record("a", Report::from_push("", " ", Some(0), None));
         let pending = reports.pending.lock().expect("lock");
         let a = pending.get("a").expect("report of a");

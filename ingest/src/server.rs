@@ -72,7 +72,9 @@ impl IngestService {
             let reason = ErrorChain(&e).to_string();
             tracing::warn!(peer = ?request.remote_addr(), %reason, "refused an unidentified call");
             self.metrics.error(ErrorKind::Unauthenticated);
-            Status::unauthenticated(format!("{reason}; this call needs the agent's client certificate"))
+            Status::unauthenticated(format!(
+                "{reason}; this call needs the agent's client certificate"
+            ))
         })?;
         if self.access.revocations.is_disabled(agent.as_str()) {
             tracing::warn!(%agent, peer = ?request.remote_addr(), "refused a call of a disabled agent");

@@ -94,13 +94,23 @@ async fn enrollment_checks_tokens_and_csrs_and_spends_tokens_atomically() {
         "malformed enrollment token",
     );
     refused(
-        enroll(&mut anon, &new_token(ENROLLMENT_TOKEN_PREFIX), &csr("new-1").0).await,
+        enroll(
+            &mut anon,
+            &new_token(ENROLLMENT_TOKEN_PREFIX),
+            &csr("new-1").0,
+        )
+        .await,
         Code::Unauthenticated,
         "unknown enrollment token",
     );
     // Garbage CSRs: refused before the token is spent.
     refused(
-        enroll(&mut anon, &single, "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n").await,
+        enroll(
+            &mut anon,
+            &single,
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+        )
+        .await,
         Code::InvalidArgument,
         "unusable CSR",
     );
@@ -200,7 +210,10 @@ async fn enrollment_checks_tokens_and_csrs_and_spends_tokens_atomically() {
         cert_pem: answer.certificate_pem.clone(),
         key_pem: key,
     };
-    let mut new1 = ingest.client(Some(&enrolled)).await.expect("connect as new-1");
+    let mut new1 = ingest
+        .client(Some(&enrolled))
+        .await
+        .expect("connect as new-1");
     push(&mut new1, request(1, samples::one_of_each()))
         .await
         .expect("enrolled agent pushes");

@@ -1,8 +1,8 @@
 //! Only clients with a certificate from the Lasect CA get in.
 
+use lasect_proto::v1::ingest_client::IngestClient;
 use lasect_proto::v1::{EnrollRequest, PushAck, RenewRequest};
 use tonic::Code;
-use lasect_proto::v1::ingest_client::IngestClient;
 use tonic::transport::Channel;
 
 use crate::samples;
@@ -33,10 +33,14 @@ async fn only_lasect_ca_clients_are_served() {
     let no_cert = attempt(ingest.client(None)).await;
     let refusal = no_cert.expect_err("a client without a certificate was served");
     assert!(
-        refusal.contains("valid authentication credentials") && refusal.contains("client certificate"),
+        refusal.contains("valid authentication credentials")
+            && refusal.contains("client certificate"),
         "{refusal}"
     );
-    let mut anonymous = ingest.client(None).await.expect("connect without a certificate");
+    let mut anonymous = ingest
+        .client(None)
+        .await
+        .expect("connect without a certificate");
     let renew = anonymous
         .renew(RenewRequest {
             csr_pem: String::new(),
