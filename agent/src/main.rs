@@ -133,6 +133,7 @@ fn enroll(config_path: &std::path::Path, args: EnrollArgs) -> anyhow::Result<()>
         agent_id: args.agent_id,
         state_dir,
     };
+    let replacing = lasect_agent::identity::IdentityStore::new(&options.state_dir).exists();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -154,6 +155,9 @@ fn enroll(config_path: &std::path::Path, args: EnrollArgs) -> anyhow::Result<()>
         "stored key (0600) and certificate in {}",
         enrolled.dir.display()
     );
+    if replacing {
+        println!("replaced the identity stored there before");
+    }
     println!("leave [tls] cert_file and key_file unset in the agent config to use this identity");
     Ok(())
 }

@@ -104,13 +104,21 @@ impl Renewer {
                     return;
                 }
                 Err(error) => {
-                    let expired = SystemTime::now() >= info.not_after;
-                    tracing::warn!(
-                        error,
-                        expired,
-                        attempt = backoff.attempts() + 1,
-                        "certificate renewal failed; retrying"
-                    );
+                    if SystemTime::now() >= info.not_after {
+                        tracing::error!(
+                            error,
+                            attempt = backoff.attempts() + 1,
+                            "certificate renewal failed and the certificate has expired: ingest \
+                             will refuse it; enroll again (`lasect-agent enroll` with a token bound \
+                             to this agent id). Retrying meanwhile"
+                        );
+                    } else {
+                        tracing::warn!(
+                            error,
+                            attempt = backoff.attempts() + 1,
+                            "certificate renewal failed; retrying"
+                        );
+                    }
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
             }

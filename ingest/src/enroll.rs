@@ -16,6 +16,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use deadpool_postgres::Pool;
 use lasect_pki::{CertificateAuthority, ENROLLMENT_TOKEN_PREFIX, PkiError, SignedCert};
 use lasect_proto::v1::{EnrollRequest, EnrollResponse, RenewRequest};
+use tokio::sync::Semaphore;
 use tonic::Status;
 
 use crate::ErrorChain;
@@ -38,7 +39,13 @@ pub struct Enroller {
     validity: Duration,
     pool: Pool,
     revocations: Revocations,
+    /// Enroll is served without a client certificate: bound how many run
+    /// at once so anonymous callers cannot tie up the store pool.
+    slots: Semaphore,
 }
+
+/// Enrollments processed at once; more are refused (RESOURCE_EXHAUSTED).
+const MAX_CONCURRENT_ENROLLMENTS: usize = 4;
 
 impl Enroller {
     pub fn new(
@@ -61,6 +68,7 @@ impl Enroller {
             validity,
             pool,
             revocations,
+            slots: Semaphore::new(MAX_CONCURRENT_ENROLLMENTS),
         })
     }
 
@@ -78,8 +86,12 @@ impl Enroller {
                 "malformed enrollment token (expected {ENROLLMENT_TOKEN_PREFIX}_ followed by 43 characters)"
             )));
         }
-        let signed = sign(ca, &request.csr_pem, self.validity)?;
-        let agent = signed.agent_id.clone();
+        // Only the CSR's signature and name now; the (costlier) signing
+        // waits until the token has passed.
+        let agent = csr_agent_id(&request.csr_pem)?;
+        let _slot = self.slots.try_acquire().map_err(|_| {
+            Status::resource_exhausted("too many enrollments at once; retry in a few seconds")
+        })?;
         if self.revocations.is_disabled(&agent) {
             return Err(disabled(&agent));
         }
@@ -125,6 +137,7 @@ impl Enroller {
             )));
         }
 
+        let signed = sign(ca, &request.csr_pem, self.validity)?;
         let hostname = crate::reports::clean(&request.hostname);
         let version = crate::reports::clean(&request.agent_version);
         let not_after = signed.not_after;
@@ -220,13 +233,18 @@ pub fn disabled(agent: &str) -> Status {
     ))
 }
 
-fn sign(ca: &CertificateAuthority, csr: &str, validity: Duration) -> Result<SignedCert, Status> {
+/// The agent id a CSR asks for, after checking its size and signature.
+fn csr_agent_id(csr: &str) -> Result<String, Status> {
     if csr.len() > MAX_CSR_BYTES {
         return Err(Status::invalid_argument(format!(
             "the CSR is larger than {MAX_CSR_BYTES} bytes"
         )));
     }
-    ca.sign_agent_csr(csr, validity).map_err(|e| match e {
+    lasect_pki::csr_agent_id(csr).map_err(csr_status)
+}
+
+fn csr_status(e: PkiError) -> Status {
+    match e {
         PkiError::Csr(_)
         | PkiError::InvalidCsr(_)
         | PkiError::MissingCommonName
@@ -237,7 +255,12 @@ fn sign(ca: &CertificateAuthority, csr: &str, validity: Duration) -> Result<Sign
             tracing::error!(error = %ErrorChain(&other), "cannot sign a CSR");
             Status::internal("cannot sign the certificate")
         }
-    })
+    }
+}
+
+fn sign(ca: &CertificateAuthority, csr: &str, validity: Duration) -> Result<SignedCert, Status> {
+    csr_agent_id(csr)?;
+    ca.sign_agent_csr(csr, validity).map_err(csr_status)
 }
 
 async fn record_certificate(
