@@ -9,6 +9,12 @@
 //! Before decoding, [`rate_limit`] (per agent) and [`limits`] (the whole
 //! process) refuse what ingest should not take on now; [`metrics`] counts
 //! everything and serves `/metrics` when configured.
+//!
+//! Agent identity lifecycle: [`enroll`] signs CSRs (`Enroll` with a token,
+//! `Renew` with the current certificate); [`revocation`] keeps the set of
+//! disabled agents, consulted at the TLS handshake (`tls`), on every call
+//! ([`server`]) and by every open connection (`connections`); [`reports`]
+//! stores what agents say about themselves.
 
 pub mod config;
 mod connections;

@@ -4,7 +4,7 @@
 //! Three places consult it, so a disabled agent is cut off within one
 //! refresh interval: the TLS client certificate verifier (new handshakes
 //! fail with a `certificate_revoked` alert), every RPC (PERMISSION_DENIED),
-//! and every open connection of that agent ([`closed`] resolves, and the
+//! and every open connection of that agent ([`Revocations::closed`] resolves, and the
 //! connection's I/O fails, ending whatever calls it carries). The agent's
 //! data stays in the store; clearing `disabled_at` lets it back in.
 
