@@ -208,8 +208,15 @@ async fn short_lived_certificate_is_renewed_across_an_ingest_restart() {
     // expiry of the first ones.
     let batches = count(&store, BATCHES, ID).await;
     wait_count(&store, BATCHES, ID, batches + 3).await;
+    // Renewed twice, and the new certificate was swapped into the running
+    // sender (no restart).
     assert!(
         lines_with(&agent, "certificate renewed") >= 2,
+        "{}",
+        agent.lines().join("\n")
+    );
+    assert!(
+        lines_with(&agent, "connecting again with the renewed certificate") >= 1,
         "{}",
         agent.lines().join("\n")
     );

@@ -31,6 +31,12 @@ const MAX_CSR_BYTES: usize = 16 << 10;
 pub enum EnrollSetupError {
     #[error("cannot load the enrollment CA")]
     Ca(#[source] PkiError),
+    #[error(
+        "enrollment.ca_cert is not one of the CAs in tls.ca_file ({}): the certificates it \
+         signs would be refused at the handshake",
+        .0.display()
+    )]
+    CaNotTrusted(std::path::PathBuf),
 }
 
 /// The CA and the lifetime of what it signs, when `[enrollment]` is set.
@@ -44,32 +50,52 @@ pub struct Enroller {
     slots: Semaphore,
 }
 
+/// The CA of `[enrollment]`, loaded and checked at startup.
+pub struct SigningCa {
+    ca: Arc<CertificateAuthority>,
+    validity: Duration,
+}
+
+impl SigningCa {
+    /// Loads the CA of `[enrollment]` (if configured). `client_roots` are
+    /// the DER certificates of `tls.ca_file` (at `client_roots_path`): the
+    /// enrollment CA must be one of them, or what it signs would be refused.
+    pub fn load(
+        config: Option<&Enrollment>,
+        client_roots: &[Vec<u8>],
+        client_roots_path: &std::path::Path,
+    ) -> Result<Option<Self>, EnrollSetupError> {
+        let Some(e) = config else {
+            return Ok(None);
+        };
+        let ca = CertificateAuthority::load_files(&e.ca_cert, &e.ca_key)
+            .map_err(EnrollSetupError::Ca)?;
+        if !client_roots.iter().any(|root| root == ca.cert_der()) {
+            return Err(EnrollSetupError::CaNotTrusted(client_roots_path.to_owned()));
+        }
+        Ok(Some(Self {
+            ca: Arc::new(ca),
+            validity: Duration::from_secs(e.cert_validity_secs),
+        }))
+    }
+}
+
 /// Enrollments processed at once; more are refused (RESOURCE_EXHAUSTED).
 const MAX_CONCURRENT_ENROLLMENTS: usize = 4;
 
 impl Enroller {
-    pub fn new(
-        config: Option<&Enrollment>,
-        pool: Pool,
-        revocations: Revocations,
-    ) -> Result<Self, EnrollSetupError> {
-        let (ca, validity) = match config {
-            Some(e) => (
-                Some(Arc::new(
-                    CertificateAuthority::load_files(&e.ca_cert, &e.ca_key)
-                        .map_err(EnrollSetupError::Ca)?,
-                )),
-                Duration::from_secs(e.cert_validity_secs),
-            ),
+    pub fn new(ca: Option<SigningCa>, pool: Pool, revocations: Revocations) -> Self {
+        let (ca, validity) = match ca {
+            Some(SigningCa { ca, validity }) => (Some(ca), validity),
             None => (None, Duration::ZERO),
         };
-        Ok(Self {
+        Self {
             ca,
             validity,
             pool,
             revocations,
             slots: Semaphore::new(MAX_CONCURRENT_ENROLLMENTS),
-        })
+        }
     }
 
     fn ca(&self) -> Result<&CertificateAuthority, Status> {

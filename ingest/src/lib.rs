@@ -44,7 +44,7 @@ use tonic::transport::Server;
 pub use config::{Config, ConfigError, SecretString};
 pub use error_chain::ErrorChain;
 
-use crate::enroll::Enroller;
+use crate::enroll::{Enroller, SigningCa};
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionCache;
@@ -110,7 +110,12 @@ pub async fn run(
     // Ignored error: a provider is already installed (by main or a test).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let revocations = Revocations::default();
-    let tls = tls::server_config(&config.tls, revocations.clone())?;
+    let (tls, client_roots) = tls::server_config(&config.tls, revocations.clone())?;
+    let signing_ca = SigningCa::load(
+        config.enrollment.as_ref(),
+        &client_roots,
+        &config.tls.ca_file,
+    )?;
     let pool = store::open(&config).await?;
     // Disabled agents are known before the first connection is accepted.
     revocations
@@ -124,11 +129,7 @@ pub async fn run(
         reports.clone(),
         Duration::from_secs(config.agents.refresh_interval_secs),
     );
-    let enroller = Arc::new(Enroller::new(
-        config.enrollment.as_ref(),
-        pool.clone(),
-        revocations.clone(),
-    )?);
+    let enroller = Arc::new(Enroller::new(signing_ca, pool.clone(), revocations.clone()));
     if config.enrollment.is_some() {
         tracing::info!("enrollment is enabled");
     }

@@ -146,3 +146,37 @@ pub fn spawn_refresh(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn closed_resolves_when_the_agent_is_disabled_or_the_certificate_expires() {
+        let revocations = Revocations::default();
+        let far = SystemTime::now() + Duration::from_secs(3600);
+        let closed = tokio::spawn(revocations.closed("a".into(), Some(far)));
+        revocations.replace(HashSet::from(["b".to_owned()]));
+        tokio::task::yield_now().await;
+        assert!(
+            !closed.is_finished(),
+            "another agent's disabling ends nothing"
+        );
+        assert!(revocations.is_disabled("b") && !revocations.is_disabled("a"));
+        revocations.replace(HashSet::from(["a".to_owned(), "b".to_owned()]));
+        tokio::time::timeout(Duration::from_secs(10), closed)
+            .await
+            .expect("closed after disabling")
+            .expect("task");
+
+        // Already disabled: resolves at once; expired: resolves at expiry.
+        revocations.closed("a".into(), Some(far)).await;
+        let past = SystemTime::now() - Duration::from_secs(1);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            revocations.closed("c".into(), Some(past)),
+        )
+        .await
+        .expect("closed after expiry");
+    }
+}

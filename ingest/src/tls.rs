@@ -27,12 +27,14 @@ use crate::revocation::Revocations;
 /// Reads and checks the PEM files (a bad file is reported by its path
 /// rather than as an anonymous TLS error later) and builds the rustls
 /// server configuration.
+/// Also returns the DER certificates of `ca_file` (the client roots).
 pub fn server_config(
     files: &TlsFiles,
     revocations: Revocations,
-) -> Result<Arc<ServerConfig>, IngestError> {
+) -> Result<(Arc<ServerConfig>, Vec<Vec<u8>>), IngestError> {
     let ca = read(&files.ca_file)?;
     let ca_certs = certificates(&files.ca_file, &ca)?;
+    let root_ders: Vec<Vec<u8>> = ca_certs.iter().map(|c| c.as_ref().to_vec()).collect();
     let cert = read(&files.cert_file)?;
     let chain = certificates(&files.cert_file, &cert)?;
     let key = read(&files.key_file)?;
@@ -67,7 +69,7 @@ pub fn server_config(
         .with_single_cert(chain, key)
         .map_err(IngestError::TlsConfig)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), root_ders))
 }
 
 /// The CA's verdict, then: the certificate names a valid agent id that is
