@@ -9,7 +9,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use crate::identity::Pair;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to {endpoint}: {source}")]
+#[error("cannot connect to {endpoint}")]
 pub struct ChannelError {
     pub endpoint: String,
     #[source]

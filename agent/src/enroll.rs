@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use lasect_pki::{CertInfo, new_agent_csr};
 use lasect_proto::v1::EnrollRequest;
 
-use crate::channel::{ChannelError, connect, error_chain};
+use crate::channel::{ChannelError, connect};
 use crate::config::endpoint_host;
 use crate::identity::{IdentityError, IdentityStore};
 
@@ -45,8 +45,8 @@ pub enum EnrollError {
     NoHostId(String),
     #[error("cannot make the key pair and CSR: {0}")]
     Csr(#[source] lasect_pki::PkiError),
-    #[error("{}", error_chain(.0))]
-    Connect(#[source] ChannelError),
+    #[error(transparent)]
+    Connect(ChannelError),
     #[error("ingest refused the enrollment ({code:?}): {message}")]
     Refused { code: tonic::Code, message: String },
     #[error("no answer from ingest within {0:?}")]
