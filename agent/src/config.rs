@@ -13,8 +13,10 @@
 //! server_name = "lasect-ingest"      # optional; default: the endpoint's host
 //! [tls]
 //! ca_file = "/etc/lasect/tls/ca.pem"
-//! cert_file = "/var/lib/lasect-agent/agent.pem"
-//! key_file = "/var/lib/lasect-agent/agent.key"
+//! # Both or neither; without them the identity stored by `lasect-agent
+//! # enroll` in state_dir is used and renewed (see `identity`).
+//! cert_file = "/etc/lasect/tls/agent.pem"
+//! key_file = "/etc/lasect/tls/agent.key"
 //! [collect]
 //! interval_secs = 10
 //! host = true
@@ -51,10 +53,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::Deserialize;
 use tonic::codegen::http::Uri;
 
+use crate::identity::{ClientIdentity, IdentityStore};
+
 /// Where the agent looks for its configuration without `--config`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lasect/agent.toml";
 
-const DEFAULT_STATE_DIR: &str = "/var/lib/lasect-agent";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/lasect-agent";
 const MAX_INTERVAL_SECS: u64 = 3600;
 /// About 100 days of batches at a 1 s interval; a bound against typos, not a tuning limit.
 const MAX_BATCHES_IN_MEMORY: usize = 10_000_000;
@@ -94,10 +98,13 @@ pub struct IngestConfig {
 pub struct TlsConfig {
     /// PEM bundle of the Lasect CA, which signs the ingest certificate.
     pub ca_file: PathBuf,
-    /// PEM client certificate of this agent (its CN is the agent id).
-    pub cert_file: PathBuf,
+    /// PEM client certificate of this agent (its CN is the agent id). Set
+    /// with `key_file`, it takes precedence over the enrolled identity.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
     /// PEM private key of `cert_file`.
-    pub key_file: PathBuf,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -394,11 +401,35 @@ impl AgentConfig {
         if let Err(m) = check_pem_certs(&self.tls.ca_file) {
             bad("tls.ca_file", m);
         }
-        if let Err(m) = check_pem_certs(&self.tls.cert_file) {
-            bad("tls.cert_file", m);
-        }
-        if let Err(m) = check_pem_key(&self.tls.key_file) {
-            bad("tls.key_file", m);
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert), Some(key)) => {
+                if let Err(m) = check_pem_certs(cert) {
+                    bad("tls.cert_file", m);
+                }
+                if let Err(m) = check_pem_key(key) {
+                    bad("tls.key_file", m);
+                }
+            }
+            (Some(_), None) => bad(
+                "tls.key_file",
+                "must be set together with tls.cert_file".into(),
+            ),
+            (None, Some(_)) => bad(
+                "tls.cert_file",
+                "must be set together with tls.key_file".into(),
+            ),
+            (None, None) => {
+                if !IdentityStore::new(&self.state_dir).exists() {
+                    bad(
+                        "tls.cert_file",
+                        format!(
+                            "not set, and no enrolled identity in {}: run `lasect-agent enroll` \
+                             or set tls.cert_file and tls.key_file",
+                            self.state_dir.display()
+                        ),
+                    );
+                }
+            }
         }
 
         let interval = self.collect.interval_secs;
@@ -514,25 +545,19 @@ impl AgentConfig {
 
     /// The host part of `ingest.endpoint`, or why the endpoint is unusable.
     fn endpoint_host(&self) -> Result<String, String> {
-        let endpoint = &self.ingest.endpoint;
-        let uri: Uri = endpoint
-            .parse()
-            .map_err(|e| format!("{endpoint:?} is not a valid URL: {e}"))?;
-        if uri.scheme_str() != Some("https") {
-            return Err(format!("{endpoint:?} must use https://"));
+        endpoint_host(&self.ingest.endpoint)
+    }
+
+    /// The client certificate to use: `[tls]` files when set, otherwise
+    /// the enrolled identity of the state dir.
+    pub fn client_identity(&self) -> ClientIdentity {
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert_file), Some(key_file)) => ClientIdentity::Files {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            },
+            _ => ClientIdentity::Enrolled(IdentityStore::new(&self.state_dir)),
         }
-        let host = uri
-            .host()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("{endpoint:?} has no host"))?;
-        if uri.path() != "/" && !uri.path().is_empty() {
-            return Err(format!("{endpoint:?} must not have a path"));
-        }
-        // IPv6 literals come bracketed; certificate names do not have brackets.
-        Ok(host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned())
     }
 
     /// The name the ingest certificate is verified against.
@@ -563,6 +588,28 @@ impl AgentConfig {
 
 /// Problems of a per-family interval table: unknown family names (a typo
 /// would silently keep the default) and out-of-range values.
+/// The host part of an `https://host:port` ingest endpoint, or why it is unusable.
+pub fn endpoint_host(endpoint: &str) -> Result<String, String> {
+    let uri: Uri = endpoint
+        .parse()
+        .map_err(|e| format!("{endpoint:?} is not a valid URL: {e}"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(format!("{endpoint:?} must use https://"));
+    }
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("{endpoint:?} has no host"))?;
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(format!("{endpoint:?} must not have a path"));
+    }
+    // IPv6 literals come bracketed; certificate names do not have brackets.
+    Ok(host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned())
+}
+
 fn check_intervals(prefix: &str, intervals: &BTreeMap<String, u64>) -> Vec<(String, String)> {
     use crate::collect::schedule::FamilyKind;
     let mut problems = Vec::new();

@@ -8,11 +8,15 @@
 //! own figures.
 
 pub mod backoff;
+pub mod channel;
 pub mod collect;
 pub mod config;
 pub mod custom_config;
+pub mod enroll;
+pub mod identity;
 pub mod metrics;
 pub mod outbox;
+pub mod renew;
 pub mod run;
 pub mod sender;
 pub mod seq;

@@ -36,6 +36,7 @@ impl OutboxEntry {
             payload: self.batch.payload.clone(),
             priority: u32::from(self.priority),
             sample_count: self.sample_count,
+            ..Default::default()
         }
     }
 }

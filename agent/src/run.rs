@@ -14,8 +14,10 @@ use tokio::time::MissedTickBehavior;
 
 use crate::collect::{Collector, SetupError, Tick, now_unix_micros};
 use crate::config::AgentConfig;
+use crate::identity::ClientIdentity;
 use crate::metrics::AgentMetrics;
 use crate::outbox::{Outbox, OutboxEntry};
+use crate::renew::{RenewSettings, Renewer};
 use crate::sender::{Sender, SenderSettings};
 use crate::seq::{SeqAllocator, SeqError};
 use crate::spool::{Spool, SpoolError, SpoolOptions};
@@ -85,11 +87,27 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
             }
         })
     };
-    let sender = tokio::spawn(
-        Sender::new(SenderSettings::from_config(&config), Arc::clone(&outbox))
-            .with_metrics(Arc::clone(&metrics))
-            .run(stop_rx),
-    );
+    let settings = SenderSettings::from_config(&config);
+    let mut sender =
+        Sender::new(settings.clone(), Arc::clone(&outbox)).with_metrics(Arc::clone(&metrics));
+    tracing::info!(identity = %settings.identity.describe(), "client certificate");
+    let renewer = if let ClientIdentity::Enrolled(store) = &settings.identity {
+        let (generation, changes) = watch::channel(0u64);
+        sender = sender.with_identity_changes(changes);
+        let renewer = Renewer::new(
+            RenewSettings {
+                endpoint: settings.endpoint.clone(),
+                server_name: settings.server_name.clone(),
+                ca_file: settings.ca_file.clone(),
+                store: store.clone(),
+            },
+            generation,
+        );
+        Some(tokio::spawn(renewer.run(stop_rx.clone())))
+    } else {
+        None
+    };
+    let sender = tokio::spawn(sender.run(stop_rx));
 
     let mut batcher = Batcher {
         collector,
@@ -118,6 +136,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         tracing::error!(error = %e, "sender task failed");
     }
     let _ = housekeeping.await;
+    if let Some(renewer) = renewer {
+        let _ = renewer.await;
+    }
     outbox.close();
     let stats = outbox.stats();
     tracing::info!(

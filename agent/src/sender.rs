@@ -10,7 +10,10 @@
 //! resending a batch whose ack was lost is harmless.
 //!
 //! The TLS files are read at every (re)connect, so a renewed certificate is
-//! picked up without a restart.
+//! picked up without a restart; after a renewal by the agent itself (a new
+//! generation on the watch given to [`Sender::with_identity_changes`]) the
+//! sender connects again at once. Each push also carries what ingest shows
+//! in `lasect agent list`: host name, agent version and the spool backlog.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -25,10 +28,12 @@ use futures::stream::FuturesUnordered;
 use lasect_proto::v1::ingest_client::IngestClient;
 use tokio::sync::watch;
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 
 use crate::backoff::Backoff;
+use crate::channel::{ChannelError, error_chain};
 use crate::config::AgentConfig;
+use crate::identity::{ClientIdentity, IdentityError};
 use crate::metrics::AgentMetrics;
 use crate::outbox::{Outbox, OutboxEntry};
 
@@ -39,8 +44,8 @@ pub struct SenderSettings {
     /// Name the ingest certificate is verified against; `None` = endpoint host.
     pub server_name: Option<String>,
     pub ca_file: PathBuf,
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
+    /// The client certificate and key.
+    pub identity: ClientIdentity,
     pub connect_timeout: Duration,
     /// Bound of one Push call, answer included.
     pub request_timeout: Duration,
@@ -58,8 +63,7 @@ impl SenderSettings {
             endpoint: config.ingest.endpoint.clone(),
             server_name: config.tls_server_name(),
             ca_file: config.tls.ca_file.clone(),
-            cert_file: config.tls.cert_file.clone(),
-            key_file: config.tls.key_file.clone(),
+            identity: config.client_identity(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             backoff_base: Duration::from_millis(500),
@@ -78,12 +82,19 @@ pub enum ConnectError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot connect to {endpoint}: {source}")]
-    Transport {
-        endpoint: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Transport(#[from] ChannelError),
+}
+
+/// What each push tells ingest about this agent.
+#[derive(Debug, Clone)]
+struct Report {
+    hostname: String,
+    version: String,
+    backlog_batches: u64,
+    backlog_bytes: u64,
 }
 
 /// How one delivery attempt ended.
@@ -105,6 +116,9 @@ pub struct Sender<O: Outbox> {
     backoff: Backoff,
     /// Whether the last attempt failed; failures are logged on changes only.
     failing: bool,
+    /// Bumped when the agent renewed its certificate.
+    identity_changes: Option<watch::Receiver<u64>>,
+    hostname: String,
 }
 
 impl<O: Outbox> Sender<O> {
@@ -117,6 +131,35 @@ impl<O: Outbox> Sender<O> {
             client: None,
             backoff,
             failing: false,
+            identity_changes: None,
+            hostname: crate::enroll::hostname(),
+        }
+    }
+
+    /// Connects again (for the next pushes) whenever `changes` moves on.
+    pub fn with_identity_changes(mut self, changes: watch::Receiver<u64>) -> Self {
+        self.identity_changes = Some(changes);
+        self
+    }
+
+    /// Whether the identity changed since the last look.
+    fn identity_changed(&mut self) -> bool {
+        match self.identity_changes.as_mut() {
+            Some(changes) if changes.has_changed().unwrap_or(false) => {
+                changes.borrow_and_update();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn report(&self) -> Report {
+        let stats = self.outbox.stats();
+        Report {
+            hostname: self.hostname.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            backlog_batches: stats.queued as u64,
+            backlog_bytes: stats.queued_bytes,
         }
     }
 
@@ -161,6 +204,10 @@ impl<O: Outbox> Sender<O> {
         // Highest seq handed to a push since the last restart of the window.
         let mut last_sent: Option<u64> = None;
         loop {
+            if self.identity_changed() && self.client.take().is_some() {
+                // Pushes in flight finish on the old connection.
+                tracing::info!("connecting again with the renewed certificate");
+            }
             if in_flight.len() < window {
                 let want = window - in_flight.len();
                 match self.outbox.unacked_after(last_sent, want) {
@@ -185,6 +232,7 @@ impl<O: Outbox> Sender<O> {
                             in_flight.push(Box::pin(attempt(
                                 client,
                                 entry,
+                                self.report(),
                                 self.settings.request_timeout,
                             )));
                         }
@@ -268,35 +316,23 @@ impl<O: Outbox> Sender<O> {
 
     async fn connect(&self) -> Result<IngestClient<Channel>, ConnectError> {
         let s = &self.settings;
-        let read = |path: PathBuf| async move {
-            tokio::fs::read(&path)
-                .await
-                .map_err(|source| ConnectError::ReadTls { path, source })
-        };
-        let ca = read(s.ca_file.clone()).await?;
-        let cert = read(s.cert_file.clone()).await?;
-        let key = read(s.key_file.clone()).await?;
-        let mut tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(ca))
-            .identity(Identity::from_pem(cert, key));
-        if let Some(name) = &s.server_name {
-            tls = tls.domain_name(name.clone());
-        }
-        let transport = |source| ConnectError::Transport {
-            endpoint: s.endpoint.clone(),
-            source,
-        };
-        let channel = Endpoint::from_shared(s.endpoint.clone())
-            .and_then(|e| e.tls_config(tls))
-            .map_err(transport)?
-            .connect_timeout(s.connect_timeout)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true)
-            .connect()
+        let ca = tokio::fs::read(&s.ca_file)
             .await
-            .map_err(transport)?;
+            .map_err(|source| ConnectError::ReadTls {
+                path: s.ca_file.clone(),
+                source,
+            })?;
+        let identity = s.identity.load()?;
+        let client = crate::channel::connect(
+            &s.endpoint,
+            s.server_name.as_deref(),
+            &ca,
+            Some(&identity),
+            s.connect_timeout,
+        )
+        .await?;
         tracing::debug!(endpoint = %s.endpoint, "connected to ingest");
-        Ok(IngestClient::new(channel))
+        Ok(client)
     }
 }
 
@@ -304,10 +340,16 @@ impl<O: Outbox> Sender<O> {
 async fn attempt(
     mut client: IngestClient<Channel>,
     entry: Arc<OutboxEntry>,
+    report: Report,
     timeout: Duration,
 ) -> (u64, Attempt) {
     let seq = entry.seq;
-    let mut request = tonic::Request::new(entry.to_request());
+    let mut push = entry.to_request();
+    push.hostname = report.hostname;
+    push.agent_version = report.version;
+    push.spool_backlog_batches = Some(report.backlog_batches);
+    push.spool_backlog_bytes = Some(report.backlog_bytes);
+    let mut request = tonic::Request::new(push);
     // Tells ingest too, so it can give up on a request nobody waits for.
     request.set_timeout(timeout);
     let outcome = match tokio::time::timeout(timeout, client.push(request)).await {
@@ -349,19 +391,4 @@ async fn attempt(
 async fn wait_for_stop(shutdown: &mut watch::Receiver<bool>) {
     // A dropped sender means nobody can ask to stop any more: stop.
     let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-/// `error: cause: cause`, since tonic's transport errors say little on their own.
-fn error_chain(e: &(dyn StdError + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }

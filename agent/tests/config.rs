@@ -461,3 +461,44 @@ fn packaged_custom_metric_example_is_valid() {
     assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
     assert_eq!(loaded.config.collect.custom.len(), 1);
 }
+
+/// `[tls] cert_file`/`key_file`: both (they win), or neither (the enrolled
+/// identity in state_dir, which must exist), never one alone.
+#[test]
+fn client_certificate_comes_from_files_or_the_enrolled_identity() {
+    use lasect_agent::identity::{ClientIdentity, IdentityStore};
+
+    let pki = TestPki::new();
+    let toml = base(&pki);
+    let cert_line = format!("cert_file = \"{}\"\n", pki.cert_file().display());
+    let key_line = format!("key_file = \"{}\"\n", pki.key_file().display());
+    assert!(toml.contains(&cert_line) && toml.contains(&key_line));
+    let loaded = AgentConfig::from_toml_str(&toml).expect("parses").config;
+    assert!(matches!(
+        loaded.client_identity(),
+        ClientIdentity::Files { .. }
+    ));
+
+    assert_one_error(
+        &toml.replace(&key_line, ""),
+        "tls.key_file",
+        "together with tls.cert_file",
+    );
+    let neither = toml.replace(&cert_line, "").replace(&key_line, "");
+    assert_one_error(&neither, "tls.cert_file", "lasect-agent enroll");
+
+    // Once enrolled, the config without files is valid and uses the identity.
+    IdentityStore::new(&pki.path("state"))
+        .save(
+            "01",
+            &lasect_pki::SecretPem::new("key".into()),
+            "certificate",
+        )
+        .expect("store an identity");
+    let config = AgentConfig::from_toml_str(&neither).expect("parses").config;
+    config.validate().expect("valid with an enrolled identity");
+    assert!(matches!(
+        config.client_identity(),
+        ClientIdentity::Enrolled(_)
+    ));
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use lasect_agent::identity::ClientIdentity;
 use lasect_agent::outbox::{Outbox, OutboxEntry};
 use lasect_agent::sender::{Sender, SenderSettings};
 use lasect_agent::spool::{Spool, SpoolOptions};
@@ -23,8 +24,10 @@ fn settings(pki: &TestPki, addr: SocketAddr) -> SenderSettings {
         endpoint: format!("https://{addr}"),
         server_name: Some("lasect-ingest".into()),
         ca_file: pki.ca_file(),
-        cert_file: pki.cert_file(),
-        key_file: pki.key_file(),
+        identity: ClientIdentity::Files {
+            cert_file: pki.cert_file(),
+            key_file: pki.key_file(),
+        },
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         // Short, so retries happen quickly in tests.

@@ -162,6 +162,72 @@ impl Stack {
         config
     }
 
+    /// Writes `agent.toml` like [`Self::agent_config`] but without `[tls]
+    /// cert_file`/`key_file`, so the agent uses its enrolled identity.
+    pub fn enrolled_agent_config(&self, port: u16, body: &str) -> PathBuf {
+        let config = self.path("agent.toml");
+        write(
+            &config,
+            &format!(
+                "state_dir = \"{state}\"\n\
+                 [ingest]\nendpoint = \"https://127.0.0.1:{port}\"\nserver_name = \"lasect-ingest\"\n\
+                 [tls]\nca_file = \"{ca}\"\n\
+                 {body}",
+                state = self.agent_state().display(),
+                ca = self.tls().join("ca.pem").display(),
+            ),
+        );
+        config
+    }
+
+    /// The `[enrollment]` table for ingest (the stack's CA signs), with
+    /// certificates valid `validity_secs`.
+    pub fn enrollment_toml(&self, validity_secs: u64) -> String {
+        let t = self.tls();
+        format!(
+            "[enrollment]\nca_cert = \"{}\"\nca_key = \"{}\"\ncert_validity_secs = {validity_secs}\n",
+            t.join("ca.pem").display(),
+            t.join("ca.key").display()
+        )
+    }
+
+    /// Stores an enrollment token the way the API does (hash only) and
+    /// returns the secret.
+    pub async fn enrollment_token(
+        &self,
+        bound_to: Option<&str>,
+        max_uses: i32,
+        expires_in: &str,
+    ) -> String {
+        let token = lasect_pki::new_token(lasect_pki::ENROLLMENT_TOKEN_PREFIX);
+        self.store()
+            .await
+            .execute(
+                "INSERT INTO enrollment_tokens (token_hash, agent_id, max_uses, expires_at, created_by)
+                 VALUES ($1, $2, $3, now() + $4::text::interval, 'e2e')",
+                &[&lasect_pki::hash_token(&token), &bound_to, &max_uses, &expires_in],
+            )
+            .await
+            .expect("insert enrollment token");
+        token
+    }
+
+    /// Runs the real `lasect-agent enroll` against this stack's ingest,
+    /// storing the identity in `state_dir`; returns its output.
+    pub fn enroll(&self, token: &str, agent_id: &str, state_dir: &Path) -> std::process::Output {
+        Command::new(binary_path("lasect-agent"))
+            .args(["enroll", "--ingest"])
+            .arg(format!("https://127.0.0.1:{}", self.ingest_port))
+            .args(["--server-name", "lasect-ingest", "--ca-file"])
+            .arg(self.tls().join("ca.pem"))
+            .args(["--agent-id", agent_id, "--state-dir"])
+            .arg(state_dir)
+            // The token through the environment, as documented.
+            .env("LASECT_ENROLL_TOKEN", token)
+            .output()
+            .expect("run lasect-agent enroll")
+    }
+
     pub fn agent_state(&self) -> PathBuf {
         self.path("agent-state")
     }

@@ -20,6 +20,12 @@
 //! [store]                                 # optional, defaults shown
 //! pool_size = 8
 //! maintenance_interval_secs = 3600
+//! [agents]                                # optional, defaults shown
+//! refresh_interval_secs = 5               # re-read disabled agents, store agent reports
+//! [enrollment]                            # optional; absent = Enroll/Renew refused
+//! ca_cert = "/etc/lasect/tls/ca.pem"      # the CA that signs agent certificates
+//! ca_key = "/etc/lasect/tls/ca.key"       #   and its key (keep it 0600)
+//! cert_validity_secs = 604800             # 7 days; agents renew at about 2/3 of it
 //! ```
 //!
 //! Unknown keys are errors. Unlike the agent config, which is rolled out over
@@ -79,7 +85,46 @@ pub struct Config {
     pub store: StoreSettings,
     /// Where `/metrics` is served (plain HTTP), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    pub agents: AgentsSettings,
+    /// `None`: Enroll and Renew answer FAILED_PRECONDITION.
+    pub enrollment: Option<Enrollment>,
 }
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsSettings {
+    /// Seconds between reads of the disabled agents (a disabled agent is
+    /// refused at most this long after the store says so) and writes of
+    /// what agents report about themselves (default 5).
+    pub refresh_interval_secs: u64,
+}
+
+impl Default for AgentsSettings {
+    fn default() -> Self {
+        Self {
+            refresh_interval_secs: 5,
+        }
+    }
+}
+
+/// `[enrollment]`: the CA that signs enrolling and renewing agents' CSRs.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    /// Lifetime of issued agent certificates (default 7 days).
+    #[serde(default = "default_cert_validity_secs")]
+    pub cert_validity_secs: u64,
+}
+
+fn default_cert_validity_secs() -> u64 {
+    7 * 24 * 3600
+}
+
+/// Shortest and longest agent certificate lifetime accepted in the config.
+const MIN_CERT_VALIDITY_SECS: u64 = 10;
+const MAX_CERT_VALIDITY_SECS: u64 = 400 * 24 * 3600;
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -164,6 +209,10 @@ pub struct ConfigFile {
     pub store: StoreSettings,
     #[serde(default)]
     pub metrics: Option<MetricsFile>,
+    #[serde(default)]
+    pub agents: AgentsSettings,
+    #[serde(default)]
+    pub enrollment: Option<Enrollment>,
 }
 
 /// `[metrics]`: present means served.
@@ -365,6 +414,31 @@ impl ConfigFile {
             );
         }
 
+        if !(1..=3600).contains(&self.agents.refresh_interval_secs) {
+            bad(
+                "agents.refresh_interval_secs",
+                "must be between 1 and 3600".to_owned(),
+            );
+        }
+        if let Some(e) = &self.enrollment {
+            for (field, path) in [
+                ("enrollment.ca_cert", &e.ca_cert),
+                ("enrollment.ca_key", &e.ca_key),
+            ] {
+                if let Some(reason) = unreadable_file(path) {
+                    bad(field, reason);
+                }
+            }
+            if !(MIN_CERT_VALIDITY_SECS..=MAX_CERT_VALIDITY_SECS).contains(&e.cert_validity_secs) {
+                bad(
+                    "enrollment.cert_validity_secs",
+                    format!(
+                        "must be between {MIN_CERT_VALIDITY_SECS} and {MAX_CERT_VALIDITY_SECS}"
+                    ),
+                );
+            }
+        }
+
         match (listen, store_dsn) {
             (Some(listen), Some(store_dsn)) if errors.is_empty() => Ok(Config {
                 listen,
@@ -373,6 +447,8 @@ impl ConfigFile {
                 limits: self.limits,
                 store: self.store,
                 metrics_listen,
+                agents: self.agents,
+                enrollment: self.enrollment,
             }),
             _ => Err(ConfigError::Invalid(errors)),
         }

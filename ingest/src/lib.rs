@@ -9,14 +9,24 @@
 //! Before decoding, [`rate_limit`] (per agent) and [`limits`] (the whole
 //! process) refuse what ingest should not take on now; [`metrics`] counts
 //! everything and serves `/metrics` when configured.
+//!
+//! Agent identity lifecycle: [`enroll`] signs CSRs (`Enroll` with a token,
+//! `Renew` with the current certificate); [`revocation`] keeps the set of
+//! disabled agents, consulted at the TLS handshake (`tls`), on every call
+//! ([`server`]) and by every open connection (`connections`); [`reports`]
+//! stores what agents say about themselves.
 
 pub mod config;
+mod connections;
+pub mod enroll;
 mod error_chain;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod partitions;
 pub mod rate_limit;
+pub mod reports;
+pub mod revocation;
 pub mod server;
 mod store;
 mod tls;
@@ -27,18 +37,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lasect_proto::v1::ingest_server::IngestServer;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 pub use config::{Config, ConfigError, SecretString};
 pub use error_chain::ErrorChain;
 
+use crate::enroll::{Enroller, SigningCa};
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionCache;
 use crate::rate_limit::AgentRateLimiter;
-use crate::server::IngestService;
+use crate::reports::AgentReports;
+use crate::revocation::Revocations;
+use crate::server::{Access, IngestService};
 use crate::writer::Writers;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +59,11 @@ pub enum IngestError {
     #[error("TLS file {path}: {reason}")]
     TlsFile { path: PathBuf, reason: String },
     #[error("TLS setup failed")]
-    Tls(#[source] tonic::transport::Error),
+    TlsConfig(#[source] rustls::Error),
+    #[error(transparent)]
+    Enrollment(#[from] crate::enroll::EnrollSetupError),
+    #[error("cannot read the disabled agents from the store: {0}")]
+    Revocations(String),
     #[error("store_dsn is not a valid connection string")]
     StoreDsn(#[source] tokio_postgres::Error),
     #[error("cannot connect to the store")]
@@ -92,8 +109,30 @@ pub async fn run(
 ) -> Result<(), IngestError> {
     // Ignored error: a provider is already installed (by main or a test).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = tls::server_config(&config.tls)?;
+    let revocations = Revocations::default();
+    let (tls, client_roots) = tls::server_config(&config.tls, revocations.clone())?;
+    let signing_ca = SigningCa::load(
+        config.enrollment.as_ref(),
+        &client_roots,
+        &config.tls.ca_file,
+    )?;
     let pool = store::open(&config).await?;
+    // Disabled agents are known before the first connection is accepted.
+    revocations
+        .load(&pool)
+        .await
+        .map_err(IngestError::Revocations)?;
+    let reports = AgentReports::default();
+    let refresh = revocation::spawn_refresh(
+        pool.clone(),
+        revocations.clone(),
+        reports.clone(),
+        Duration::from_secs(config.agents.refresh_interval_secs),
+    );
+    let enroller = Arc::new(Enroller::new(signing_ca, pool.clone(), revocations.clone()));
+    if config.enrollment.is_some() {
+        tracing::info!("enrollment is enabled");
+    }
     let partitions = PartitionCache::default();
     let maintenance = store::spawn_maintenance(
         pool.clone(),
@@ -148,14 +187,17 @@ pub async fn run(
         admission,
         rate,
         metrics,
+        Access {
+            revocations: revocations.clone(),
+            reports,
+        },
+        enroller,
     ))
     .max_decoding_message_size(config.limits.max_message_bytes);
     let router = Server::builder()
         // Requests being received are not admitted yet: bound them per
         // connection (an agent keeps a few pushes in flight, not hundreds).
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
-        .tls_config(tls)
-        .map_err(IngestError::Tls)?
         .add_service(service);
     let listener = TcpListener::bind(config.listen)
         .await
@@ -169,9 +211,12 @@ pub async fn run(
     })?;
     tracing::info!("lasect-ingest listening on {addr}");
 
+    let (incoming, acceptor) = connections::accept(listener, tls, revocations);
     let result = router
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
+    acceptor.abort();
+    refresh.abort();
     maintenance.abort();
     forget.abort();
     if let Some(server) = metrics_server {

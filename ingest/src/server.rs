@@ -8,15 +8,20 @@ use std::time::Instant;
 
 use lasect_proto::payload;
 use lasect_proto::v1::ingest_server::Ingest;
-use lasect_proto::v1::{PushAck, PushRequest};
+use std::sync::Arc;
+
+use lasect_proto::v1::{EnrollRequest, EnrollResponse, PushAck, PushRequest, RenewRequest};
 use tonic::{Request, Response, Status};
 
 use crate::ErrorChain;
 use crate::config::Limits;
+use crate::enroll::{self, Enroller};
 use crate::identity::{self, AgentId};
 use crate::limits::Admission;
 use crate::metrics::{Acked, ErrorKind, Metrics};
 use crate::rate_limit::AgentRateLimiter;
+use crate::reports::{AgentReports, Report};
+use crate::revocation::Revocations;
 use crate::validate::{Batch, Rules, Seq};
 use crate::writer::{Outcome, StoreError, Writers};
 
@@ -26,6 +31,16 @@ pub struct IngestService {
     admission: Admission,
     rate: AgentRateLimiter,
     metrics: Metrics,
+    /// Who is identified (client certificate) and not disabled.
+    access: Access,
+    enroller: Arc<Enroller>,
+}
+
+/// The agent-side dependencies of the service: disabled agents, reports,
+/// enrollment.
+pub struct Access {
+    pub revocations: Revocations,
+    pub reports: AgentReports,
 }
 
 impl IngestService {
@@ -35,6 +50,8 @@ impl IngestService {
         admission: Admission,
         rate: AgentRateLimiter,
         metrics: Metrics,
+        access: Access,
+        enroller: Arc<Enroller>,
     ) -> Self {
         Self {
             writers,
@@ -42,7 +59,29 @@ impl IngestService {
             admission,
             rate,
             metrics,
+            access,
+            enroller,
         }
+    }
+
+    /// The caller's agent id, from its verified client certificate; refuses
+    /// a caller without one (UNAUTHENTICATED) and a disabled agent
+    /// (PERMISSION_DENIED). Every call but Enroll starts here.
+    fn authenticate<T>(&self, request: &Request<T>) -> Result<AgentId, Status> {
+        let agent = identity::agent_id_of(request).map_err(|e| {
+            let reason = ErrorChain(&e).to_string();
+            tracing::warn!(peer = ?request.remote_addr(), %reason, "refused an unidentified call");
+            self.metrics.error(ErrorKind::Unauthenticated);
+            Status::unauthenticated(format!(
+                "{reason}; this call needs the agent's client certificate"
+            ))
+        })?;
+        if self.access.revocations.is_disabled(agent.as_str()) {
+            tracing::warn!(%agent, peer = ?request.remote_addr(), "refused a call of a disabled agent");
+            self.metrics.error(ErrorKind::Unauthenticated);
+            return Err(enroll::disabled(agent.as_str()));
+        }
+        Ok(agent)
     }
 
     /// Everything up to the write: the checks that need no store.
@@ -72,14 +111,18 @@ impl IngestService {
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushAck>, Status> {
-        let agent = identity::agent_id_of(&request).map_err(|e| {
-            let reason = ErrorChain(&e).to_string();
-            tracing::warn!(peer = ?request.remote_addr(), %reason, "refused an unidentified push");
-            self.metrics.error(ErrorKind::Unauthenticated);
-            Status::unauthenticated(reason)
-        })?;
+        let agent = self.authenticate(&request)?;
         self.metrics.agent_seen(&agent);
         let request = request.into_inner();
+        self.access.reports.record(
+            agent.as_str(),
+            Report::from_push(
+                &request.hostname,
+                &request.agent_version,
+                request.spool_backlog_batches,
+                request.spool_backlog_bytes,
+            ),
+        );
         let wire_seq = request.seq;
 
         // Cheap refusals first: nothing below runs for an agent over its
@@ -136,6 +179,30 @@ impl Ingest for IngestService {
             stored_samples: if duplicate { 0 } else { stored_samples },
             unknown_samples,
         }))
+    }
+
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let peer = request.remote_addr();
+        let result = self.enroller.enroll(request.into_inner()).await;
+        if let Err(status) = &result {
+            tracing::warn!(?peer, code = ?status.code(), reason = status.message(), "refused an enrollment");
+        }
+        result.map(Response::new)
+    }
+
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let agent = self.authenticate(&request)?;
+        let result = self.enroller.renew(&agent, request.into_inner()).await;
+        if let Err(status) = &result {
+            tracing::warn!(%agent, code = ?status.code(), reason = status.message(), "refused a renewal");
+        }
+        result.map(Response::new)
     }
 }
 

@@ -175,6 +175,7 @@ fn request(plan: &Plan, agent: u64, k: u64, time: i64) -> anyhow::Result<PushReq
         payload: c.payload,
         priority: 0,
         sample_count: batch.samples.len() as u32,
+        ..Default::default()
     })
 }
 

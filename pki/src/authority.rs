@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
@@ -12,6 +12,7 @@ use rcgen::{
     SanType, SerialNumber,
 };
 use time::OffsetDateTime;
+use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::key_file::{CERT_MODE, KEY_MODE, read_pem, write_atomic};
@@ -103,6 +104,13 @@ impl CertificateAuthority {
         })
     }
 
+    /// Loads the CA from explicit certificate and key paths (ingest's `[enrollment]`).
+    pub fn load_files(cert_path: &Path, key_path: &Path) -> Result<Self, PkiError> {
+        let cert_pem = read_pem(cert_path)?;
+        let key_pem = read_pem(key_path)?;
+        Self::from_pem(&cert_pem, &key_pem, cert_path, key_path)
+    }
+
     /// Writes `dir/ca.key` (0600) and `dir/ca.pem`, each atomically.
     pub fn save(&self, dir: &Path) -> Result<(), PkiError> {
         let (cert_path, key_path) = Self::paths(dir);
@@ -176,6 +184,40 @@ impl CertificateAuthority {
         Ok(cert.pem())
     }
 
+    /// Signs an enrolling (or renewing) agent's CSR: checks its signature, takes the agent id
+    /// from its Common Name (which must be a valid id) and issues a client certificate for
+    /// that id, valid for `validity`. Returns the certificate with its serial and validity so
+    /// the caller can record them.
+    pub fn sign_agent_csr(
+        &self,
+        csr_pem: &str,
+        validity: Duration,
+    ) -> Result<SignedCert, PkiError> {
+        let agent_id = csr_agent_id(csr_pem)?;
+        let csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(PkiError::InvalidCsr)?;
+        let params = client_params(&agent_id, validity)?;
+        let (serial, not_before, not_after) = (
+            params.serial_number.clone(),
+            params.not_before,
+            params.not_after,
+        );
+        let request = CertificateSigningRequestParams {
+            params,
+            public_key: csr.public_key,
+        };
+        let cert = request
+            .signed_by(&self.issuer)
+            .map_err(PkiError::rcgen("sign agent certificate"))?;
+        Ok(SignedCert {
+            cert_pem: cert.pem(),
+            agent_id,
+            serial_hex: serial.map(|s| hex(&s.to_bytes())).unwrap_or_default(),
+            not_before: not_before.into(),
+            not_after: not_after.into(),
+        })
+    }
+
     pub(crate) fn sign_server_key(
         &self,
         key: &KeyPair,
@@ -217,6 +259,63 @@ impl CertificateAuthority {
     }
 }
 
+/// A certificate signed from a CSR, with what the store records of it.
+#[derive(Debug, Clone)]
+pub struct SignedCert {
+    pub cert_pem: String,
+    /// The Common Name: the agent id.
+    pub agent_id: String,
+    /// The serial number in lowercase hex, without separators.
+    pub serial_hex: String,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+/// The agent id a CSR asks for: its signature is checked, and its subject must carry exactly
+/// one Common Name that is a valid agent id.
+pub fn csr_agent_id(csr_pem: &str) -> Result<String, PkiError> {
+    let invalid = |reason: String| PkiError::Csr(reason);
+    let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes())
+        .map_err(|e| invalid(format!("not PEM: {e}")))?;
+    if pem.label != "CERTIFICATE REQUEST" {
+        return Err(invalid(format!(
+            "expected a CERTIFICATE REQUEST PEM block, found {}",
+            pem.label
+        )));
+    }
+    let (_, csr) = X509CertificationRequest::from_der(&pem.contents)
+        .map_err(|e| invalid(format!("not a certificate signing request: {e}")))?;
+    csr.verify_signature()
+        .map_err(|_| invalid("its signature does not verify".to_owned()))?;
+    let mut names = csr.certification_request_info.subject.iter_common_name();
+    let (Some(cn), None) = (names.next(), names.next()) else {
+        return Err(PkiError::MissingCommonName);
+    };
+    let id = cn.as_str().map_err(|_| PkiError::MissingCommonName)?;
+    validate_agent_id(id)?;
+    Ok(id.to_owned())
+}
+
+/// A fresh key pair (ECDSA P-256) and a CSR for `agent_id`, made where the key will live.
+pub fn new_agent_csr(agent_id: &str) -> Result<(String, SecretPem), PkiError> {
+    validate_agent_id(agent_id)?;
+    let key = KeyPair::generate().map_err(PkiError::rcgen("generate agent key"))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, agent_id);
+    let csr = params
+        .serialize_request(&key)
+        .map_err(PkiError::rcgen("make certificate signing request"))?;
+    let pem = csr
+        .pem()
+        .map_err(PkiError::rcgen("encode certificate signing request"))?;
+    Ok((pem, SecretPem::new(key.serialize_pem())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn client_params(agent_id: &str, validity: Duration) -> Result<CertificateParams, PkiError> {
     validate_agent_id(agent_id)?;
     let mut params = leaf_params(agent_id, validity)?;
@@ -247,7 +346,9 @@ pub(crate) fn check_validity(validity: Duration) -> Result<(), PkiError> {
 fn set_validity(params: &mut CertificateParams, validity: Duration) -> Result<(), PkiError> {
     check_validity(validity)?;
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - BACKDATE;
+    // A short-lived certificate is backdated less, so that most of its life lies ahead
+    // (agents renew at a fraction of not_after - not_before).
+    params.not_before = now - BACKDATE.min(validity / 10);
     params.not_after = now + validity;
     params.serial_number = Some(random_serial());
     Ok(())

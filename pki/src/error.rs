@@ -37,6 +37,9 @@ pub enum PkiError {
     #[error("certificate has no usable Common Name")]
     MissingCommonName,
 
+    #[error("invalid certificate signing request: {0}")]
+    Csr(String),
+
     #[error("invalid certificate signing request")]
     InvalidCsr(#[source] rcgen::Error),
 

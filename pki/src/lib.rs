@@ -12,6 +12,7 @@
 
 mod agent_id;
 mod authority;
+mod cert_info;
 mod error;
 mod init_layout;
 mod issued;
@@ -19,7 +20,8 @@ mod key_file;
 mod secret_token;
 
 pub use agent_id::{agent_id_from_cert_der, validate_agent_id};
-pub use authority::{CA_VALIDITY, CertificateAuthority};
+pub use authority::{CA_VALIDITY, CertificateAuthority, SignedCert, csr_agent_id, new_agent_csr};
+pub use cert_info::CertInfo;
 pub use error::PkiError;
 pub use init_layout::{
     DEFAULT_VALIDITY, InitEntry, InitOptions, InitOutcome, InitReport, init_dir,

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use lasect_proto::payload;
 use lasect_proto::v1::ingest_server::{Ingest, IngestServer};
-use lasect_proto::v1::{PushAck, PushRequest, SampleBatch};
+use lasect_proto::v1::{
+    EnrollRequest, EnrollResponse, PushAck, PushRequest, RenewRequest, SampleBatch,
+};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -99,6 +101,20 @@ impl Ingest for TestIngest {
             stored_samples,
             unknown_samples: 0,
         }))
+    }
+
+    async fn enroll(
+        &self,
+        _request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        Err(Status::failed_precondition("enrollment is not configured"))
+    }
+
+    async fn renew(
+        &self,
+        _request: Request<RenewRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        Err(Status::failed_precondition("enrollment is not configured"))
     }
 }
 

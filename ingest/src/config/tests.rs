@@ -253,3 +253,41 @@ fn packaged_example_is_valid() {
     let config = parse(&text).expect("packaged example validates");
     assert_eq!(config.limits.max_inflight_batches, 256);
 }
+
+#[test]
+fn enrollment_and_agents_sections_are_optional_and_checked() {
+    let files = Files::new();
+    let base = format!("store_dsn = \"host=db user=lasect\"\n{}", files.tls());
+    let config = parse(&base).expect("valid config");
+    assert_eq!(config.enrollment, None);
+    assert_eq!(config.agents.refresh_interval_secs, 5);
+
+    let with = format!(
+        "{base}[enrollment]\nca_cert = {:?}\nca_key = {:?}\n",
+        files.path("ca.pem"),
+        files.path("ingest.key")
+    );
+    let enrollment = parse(&with)
+        .expect("valid enrollment")
+        .enrollment
+        .expect("enrollment section");
+    assert_eq!(enrollment.cert_validity_secs, 7 * 24 * 3600);
+
+    let bad = format!(
+        "{base}[agents]\nrefresh_interval_secs = 0\n\
+         [enrollment]\nca_cert = {:?}\nca_key = \"/nonexistent/ca.key\"\ncert_validity_secs = 1\n",
+        files.path("ca.pem")
+    );
+    let fields: Vec<&str> = field_errors(parse(&bad).expect_err("invalid"))
+        .iter()
+        .map(|e| e.field)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "agents.refresh_interval_secs",
+            "enrollment.ca_key",
+            "enrollment.cert_validity_secs"
+        ]
+    );
+}

@@ -18,6 +18,7 @@ fn lz4_request(seq: u64, plain: &[u8], declared: u32) -> PushRequest {
         payload: lz4_flex::block::compress(plain),
         priority: 0,
         sample_count: 1,
+        ..Default::default()
     }
 }
 

@@ -83,3 +83,32 @@ fn unusable_tls_files_are_named() {
     let err = stderr(&output);
     assert!(err.contains("ca.pem: contains no PEM certificate"), "{err}");
 }
+
+/// An enrollment CA that tls.ca_file does not trust would sign certificates
+/// ingest itself refuses: it is a startup error, named.
+#[test]
+fn enrollment_ca_must_be_trusted_for_client_certificates() {
+    let tls = crate::support::TlsMaterial::generate();
+    let other = tempfile::tempdir().expect("create temp dir");
+    lasect_pki::CertificateAuthority::generate("Another CA")
+        .expect("generate CA")
+        .save(other.path())
+        .expect("save CA");
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nstore_dsn = \"host=/nonexistent\"\n[tls]\n\
+         ca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n\
+         [enrollment]\nca_cert = {:?}\nca_key = {:?}\n",
+        tls.path("ca.pem"),
+        tls.path("ingest.pem"),
+        tls.path("ingest.key"),
+        other.path().join("ca.pem"),
+        other.path().join("ca.key"),
+    );
+    let output = run_with_config(Some(&config));
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("enrollment.ca_cert is not one of the CAs in tls.ca_file"),
+        "{err}"
+    );
+}

@@ -3,9 +3,11 @@
 
 mod bad_input;
 mod config_errors;
+mod enroll;
 mod group_commit;
 mod limits;
 mod mtls;
 mod push;
+mod revocation;
 mod samples;
 mod support;

@@ -1,7 +1,8 @@
 //! Only clients with a certificate from the Lasect CA get in.
 
-use lasect_proto::v1::PushAck;
 use lasect_proto::v1::ingest_client::IngestClient;
+use lasect_proto::v1::{EnrollRequest, PushAck, RenewRequest};
+use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::samples;
@@ -27,11 +28,33 @@ where
 async fn only_lasect_ca_clients_are_served() {
     let ingest = Ingest::start().await;
 
+    // Without a certificate the handshake succeeds (Enroll needs that),
+    // but every other call is refused.
     let no_cert = attempt(ingest.client(None)).await;
+    let refusal = no_cert.expect_err("a client without a certificate was served");
     assert!(
-        no_cert.is_err(),
-        "a client without a certificate was served: {no_cert:?}"
+        refusal.contains("valid authentication credentials")
+            && refusal.contains("client certificate"),
+        "{refusal}"
     );
+    let mut anonymous = ingest
+        .client(None)
+        .await
+        .expect("connect without a certificate");
+    let renew = anonymous
+        .renew(RenewRequest {
+            csr_pem: String::new(),
+        })
+        .await
+        .expect_err("renew without a certificate");
+    assert_eq!(renew.code(), Code::Unauthenticated, "{renew:?}");
+    // This ingest has no [enrollment]: Enroll says so.
+    let enroll = anonymous
+        .enroll(EnrollRequest::default())
+        .await
+        .expect_err("enroll without [enrollment]");
+    assert_eq!(enroll.code(), Code::FailedPrecondition, "{enroll:?}");
+    assert!(enroll.message().contains("enrollment is not configured"));
 
     let evil = attempt(ingest.client(Some(&ingest.tls.evil_agent))).await;
     assert!(

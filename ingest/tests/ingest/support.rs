@@ -38,7 +38,8 @@ impl TlsMaterial {
         server
             .write(dir.path(), "ingest")
             .expect("write server cert");
-        std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).expect("write CA cert");
+        // ca.pem and ca.key, for the tests that enable enrollment.
+        ca.save(dir.path()).expect("write CA");
         let agent = ca
             .issue_client("agent-1", VALIDITY)
             .expect("issue agent cert");
@@ -61,6 +62,15 @@ impl TlsMaterial {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// The `[enrollment]` table for this CA with certificates valid `secs`.
+    pub fn enrollment_toml(&self, secs: u64) -> String {
+        format!(
+            "[enrollment]\nca_cert = {:?}\nca_key = {:?}\ncert_validity_secs = {secs}\n",
+            self.path("ca.pem"),
+            self.path("ca.key")
+        )
     }
 }
 
@@ -87,9 +97,19 @@ impl Ingest {
 
     /// Starts with `extra_limits` (TOML lines) added to the `[limits]` table.
     pub async fn start_with(extra_limits: &str) -> Self {
+        Self::start_configured(extra_limits, |_| String::new()).await
+    }
+
+    /// Starts with `extra_limits` in `[limits]` and `tables` (whole TOML
+    /// tables, which may use [`TlsMaterial`] paths) appended to the file.
+    pub async fn start_configured(
+        extra_limits: &str,
+        tables: impl FnOnce(&TlsMaterial) -> String,
+    ) -> Self {
         let pg = PgCluster::start(PgOptions::default()).expect("start PostgreSQL");
         let store_dsn = pg.store_dsn().await.expect("create a store database");
         let tls = TlsMaterial::generate();
+        let tables = tables(&tls);
         let config = format!(
             r#"listen = "127.0.0.1:0"
 store_dsn = "host=/nonexistent dbname=overridden-by-env"
@@ -110,6 +130,8 @@ pool_size = 2
 
 [metrics]
 listen = "127.0.0.1:0"
+
+{tables}
 "#,
             ca = tls.path("ca.pem"),
             cert = tls.path("ingest.pem"),
@@ -279,6 +301,7 @@ pub fn request(seq: u64, samples: Vec<Sample>) -> PushRequest {
         payload: c.payload,
         priority: 0,
         sample_count: count,
+        ..Default::default()
     }
 }
 
