@@ -10,6 +10,7 @@
 pub mod backoff;
 pub mod collect;
 pub mod config;
+pub mod logs;
 pub mod metrics;
 pub mod outbox;
 pub mod run;

@@ -41,11 +41,13 @@ pub enum FamilyKind {
     Wait,
     /// `host_cpu` and `host_memory`.
     Host,
+    /// The server's log files (events and auto_explain plans).
+    Log,
 }
 
 impl FamilyKind {
     /// Every kind, once. A new family is added here and nowhere else.
-    pub const EVERY: [FamilyKind; 16] = [
+    pub const EVERY: [FamilyKind; 17] = [
         FamilyKind::Database,
         FamilyKind::Statement,
         FamilyKind::Table,
@@ -62,6 +64,7 @@ impl FamilyKind {
         FamilyKind::WaitSample,
         FamilyKind::Wait,
         FamilyKind::Host,
+        FamilyKind::Log,
     ];
 
     /// The kinds a config may name in `intervals` (the 1 s wait sampling is
@@ -96,6 +99,7 @@ impl FamilyKind {
             FamilyKind::WaitSample => "wait_sample",
             FamilyKind::Wait => "wait",
             FamilyKind::Host => "host",
+            FamilyKind::Log => "log",
         }
     }
 
@@ -108,7 +112,7 @@ impl FamilyKind {
     pub fn default_interval_secs(self, collect_interval_secs: u64) -> u64 {
         match self {
             FamilyKind::Database | FamilyKind::Host => collect_interval_secs,
-            FamilyKind::WaitSample => 1,
+            FamilyKind::WaitSample | FamilyKind::Log => 1,
             FamilyKind::Wal
             | FamilyKind::Activity
             | FamilyKind::Lock
@@ -244,9 +248,9 @@ mod tests {
             assert_eq!(FamilyKind::from_name(f.name()), Some(f));
         }
         assert_eq!(FamilyKind::from_name("wait_sample"), None, "internal kind");
-        assert_eq!(FamilyKind::configurable().count(), 15);
+        assert_eq!(FamilyKind::configurable().count(), 16);
         assert!(FamilyKind::per_instance().all(|f| f != FamilyKind::Host));
-        assert_eq!(FamilyKind::per_instance().count(), 15);
+        assert_eq!(FamilyKind::per_instance().count(), 16);
         assert_eq!(FamilyKind::from_name("statements"), None);
     }
 }
