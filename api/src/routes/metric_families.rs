@@ -167,6 +167,16 @@ pub const FAMILIES: &[FamilySpec] = &[
         "device", "reads", "writes", "read_bytes", "write_bytes", "io_time_ms",
         "read_bytes_per_sec", "write_bytes_per_sec", "util_percent",
     ]),
+    family!(per_instance "log", "metric_log", order by "pid, severity", [
+        "severity", "sqlstate", "message", "detail", "hint", "context", "statement", "user_name",
+        "database", "application", "pid", "query_id", "duration_ms", "source",
+    ]),
+    family!(per_instance "log_plans", "metric_log_plans", order by "pid", [
+        "pid", "query_id", "duration_ms", "database", "user_name", "query_text", "plan",
+    ]),
+    family!(per_instance "log_drops", "metric_log_drops", order by "instance_id", [
+        "dropped_events", "truncated_lines", "unparsed_lines",
+    ]),
 ];
 
 pub fn find(name: &str) -> Option<&'static FamilySpec> {
@@ -264,7 +274,10 @@ mod tests {
                 "progress",
                 "wait",
                 "host_network",
-                "host_disk_io"
+                "host_disk_io",
+                "log",
+                "log_plans",
+                "log_drops"
             ]
         );
     }
