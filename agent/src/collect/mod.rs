@@ -129,7 +129,11 @@ impl Collector {
 
     /// Follows every instance's log files (the `log` family), keeping read
     /// offsets under `state_dir`; off unless called.
-    pub fn with_logs(mut self, state_dir: &std::path::Path, config: &crate::config::LogsConfig) -> Self {
+    pub fn with_logs(
+        mut self,
+        state_dir: &std::path::Path,
+        config: &crate::config::LogsConfig,
+    ) -> Self {
         if config.enabled {
             for i in &mut self.instances {
                 i.enable_logs(state_dir, config);

@@ -72,10 +72,12 @@ fn destinations(s: &LogSettings) -> Vec<Format> {
 pub fn plan(s: &LogSettings) -> Result<(Source, Parser), String> {
     let get = |name: &str| s.settings.get(name).map(String::as_str);
     if get("logging_collector") != Some("on") {
-        return Err("logging_collector is off: the server log goes to the postmaster's \
+        return Err(
+            "logging_collector is off: the server log goes to the postmaster's \
                     stderr, which the agent cannot locate; turn logging_collector on to \
                     collect `log` events"
-            .into());
+                .into(),
+        );
     }
     let formats = destinations(s);
     let format = [Format::Json, Format::Csv, Format::Stderr]
@@ -200,7 +202,10 @@ mod tests {
             ("log_line_prefix", "%m [%p] "),
         ]);
         let (source, parser) = plan(&s).expect("plan");
-        assert_eq!((source.format, source.dir), (Format::Stderr, "/var/log/pg".into()));
+        assert_eq!(
+            (source.format, source.dir),
+            (Format::Stderr, "/var/log/pg".into())
+        );
         assert!(matches!(parser, Parser::Stderr(_)));
     }
 

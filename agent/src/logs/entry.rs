@@ -136,7 +136,9 @@ impl Entry {
                     query_text = q.to_owned();
                 }
                 if query_id.is_none() {
-                    query_id = v.get("Query Identifier").and_then(serde_json::Value::as_i64);
+                    query_id = v
+                        .get("Query Identifier")
+                        .and_then(serde_json::Value::as_i64);
                 }
             }
         }
@@ -241,7 +243,10 @@ pub fn parse_time(s: &str) -> Option<i64> {
             let digits: String = z[1..].chars().filter(char::is_ascii_digit).collect();
             let (h, m) = match digits.len() {
                 2 => (digits.parse::<i32>().ok()?, 0),
-                4 => (digits[..2].parse::<i32>().ok()?, digits[2..].parse::<i32>().ok()?),
+                4 => (
+                    digits[..2].parse::<i32>().ok()?,
+                    digits[2..].parse::<i32>().ok()?,
+                ),
                 _ => return None,
             };
             sign * (h * 3600 + m * 60)
@@ -291,7 +296,10 @@ mod tests {
         else {
             panic!("not an event")
         };
-        assert_eq!((e.duration_ms, e.statement.as_str()), (Some(0.1), "SELECT $1"));
+        assert_eq!(
+            (e.duration_ms, e.statement.as_str()),
+            (Some(0.1), "SELECT $1")
+        );
         let Record::Event(e) = entry("duration: 3 ms").classify(Format::Csv, true) else {
             panic!("not an event")
         };
@@ -324,8 +332,13 @@ mod tests {
         assert_eq!(p.duration_ms, Some(0.021));
         assert_eq!(p.query_id, Some(-77));
         assert_eq!(p.query_text, "SELECT * FROM t WHERE a = ?");
-        assert!(p.plan.starts_with("Seq Scan on t  (cost=0.00..1.01"), "{}", p.plan);
-        let json = "duration: 1.0 ms  plan:\n{\n  \"Query Text\": \"SELECT 'k'\",\n  \"Plan\": {}\n}";
+        assert!(
+            p.plan.starts_with("Seq Scan on t  (cost=0.00..1.01"),
+            "{}",
+            p.plan
+        );
+        let json =
+            "duration: 1.0 ms  plan:\n{\n  \"Query Text\": \"SELECT 'k'\",\n  \"Plan\": {}\n}";
         let Record::Plan(p) = entry(json).classify(Format::Json, true) else {
             panic!("not a plan")
         };
@@ -341,7 +354,9 @@ mod tests {
         assert_eq!(e.message, "éé");
         assert_eq!(e.sqlstate, "");
         let mut e = entry("a\0b");
-        assert!(!e.apply_caps(Caps { max_field_bytes: 100 }));
+        assert!(!e.apply_caps(Caps {
+            max_field_bytes: 100
+        }));
         assert_eq!(e.message, "a\u{fffd}b");
     }
 }

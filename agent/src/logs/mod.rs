@@ -104,9 +104,7 @@ impl LogCollector {
             return Ok(None);
         }
         self.last_read = Some(now);
-        let read = self
-            .tailer
-            .read(source, parser, self.config.max_line_bytes);
+        let read = self.tailer.read(source, parser, self.config.max_line_bytes);
         let caps = Caps {
             max_field_bytes: self.config.max_field_bytes(),
         };
@@ -116,7 +114,11 @@ impl LogCollector {
             ..LogSnapshot::default()
         };
         let total = read.entries.len();
-        for mut entry in read.entries.into_iter().take(self.config.max_events_per_interval) {
+        for mut entry in read
+            .entries
+            .into_iter()
+            .take(self.config.max_events_per_interval)
+        {
             snapshot.truncated_lines += u64::from(entry.apply_caps(caps));
             match entry.classify(source.format, self.config.redact) {
                 Record::Event(e) => snapshot.events.push(e),

@@ -112,7 +112,10 @@ mod tests {
     fn round_trip_missing_and_damaged() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = state_file(dir.path(), "main/../x y");
-        assert_eq!(path.file_name().and_then(|n| n.to_str()), Some("main_.._x_y.json"));
+        assert_eq!(
+            path.file_name().and_then(|n| n.to_str()),
+            Some("main_.._x_y.json")
+        );
         assert_eq!(load(&path).expect("missing is fine"), None);
         let offsets = Offsets {
             saved_unix_secs: 5,

@@ -178,10 +178,13 @@ fn parse_stderr(prefix: &Prefix, input: &[u8], flush: bool, max: usize) -> Parse
 fn starts_like_record(bytes: &[u8]) -> bool {
     let shape = b"0000-00-00 00:00:00";
     bytes.len() >= shape.len()
-        && bytes
-            .iter()
-            .zip(shape)
-            .all(|(b, s)| if *s == b'0' { b.is_ascii_digit() } else { b == s })
+        && bytes.iter().zip(shape).all(|(b, s)| {
+            if *s == b'0' {
+                b.is_ascii_digit()
+            } else {
+                b == s
+            }
+        })
 }
 
 /// Splits `record` (without its newline) into fields.
@@ -251,7 +254,9 @@ fn csv_entry(record: &[u8], max: usize) -> Option<(Entry, bool)> {
     }
     let mut cut = false;
     let mut text = |i: usize| {
-        let (t, c) = fields.get(i).map_or((String::new(), false), |f| line_text(f, max));
+        let (t, c) = fields
+            .get(i)
+            .map_or((String::new(), false), |f| line_text(f, max));
         cut |= c;
         t
     };
@@ -449,7 +454,10 @@ mod tests {
         assert_eq!(r.consumed, input.find("{\"partial").expect("x"));
         let e = &r.entries[0];
         assert_eq!((e.pid, e.query_id), (Some(99), Some(123)));
-        assert_eq!((e.sqlstate.as_str(), e.statement.as_str()), ("22012", "SELECT 1/0"));
+        assert_eq!(
+            (e.sqlstate.as_str(), e.statement.as_str()),
+            ("22012", "SELECT 1/0")
+        );
         assert!(e.time_unix_micros.is_some());
     }
 

@@ -164,7 +164,10 @@ mod tests {
         assert_eq!(h.pid, Some(4242));
         assert_eq!(h.severity, "ERROR");
         assert_eq!(h.message, "division by zero");
-        assert_eq!(h.time_unix_micros, parse_time("2024-05-01 10:00:00.123 UTC"));
+        assert_eq!(
+            h.time_unix_micros,
+            parse_time("2024-05-01 10:00:00.123 UTC")
+        );
         assert!(p.parse("\tcontinuation").is_none());
         assert!(p.parse("garbage line").is_none());
     }
@@ -186,7 +189,10 @@ mod tests {
         assert_eq!(h.severity, "ERROR");
         assert_eq!(h.message, "boom: yes");
         // Time from the first of %t/%m: %m wins when both are there.
-        assert_eq!(h.time_unix_micros, parse_time("2024-05-01 10:00:00.500 UTC"));
+        assert_eq!(
+            h.time_unix_micros,
+            parse_time("2024-05-01 10:00:00.500 UTC")
+        );
     }
 
     #[test]
@@ -199,7 +205,10 @@ mod tests {
         let s = p
             .parse("2024-05-01 10:00:00.123 UTC [9] bob@shop STATEMENT:  SELECT 1")
             .expect("session");
-        assert_eq!((s.user_name, s.database, s.severity), ("bob", "shop", "STATEMENT"));
+        assert_eq!(
+            (s.user_name, s.database, s.severity),
+            ("bob", "shop", "STATEMENT")
+        );
     }
 
     #[test]

@@ -288,7 +288,8 @@ fn read_chunk(path: &Path, from: u64, len: u64) -> std::io::Result<Vec<u8>> {
     f.seek(SeekFrom::Start(from))?;
     let want = usize::try_from(len - from).unwrap_or(MAX_READ_BYTES);
     let mut buf = Vec::with_capacity(want.min(MAX_READ_BYTES));
-    f.take(want.min(MAX_READ_BYTES) as u64).read_to_end(&mut buf)?;
+    f.take(want.min(MAX_READ_BYTES) as u64)
+        .read_to_end(&mut buf)?;
     Ok(buf)
 }
 
@@ -349,11 +350,17 @@ mod tests {
         append(&a, "[1] LOG:  two\n");
         let b = logs.join("postgresql-b.log");
         append(&b, "[1] LOG:  three\n");
-        assert_eq!(messages(&t.read(&source(&logs), &parser(), 1000)), ["two", "three"]);
+        assert_eq!(
+            messages(&t.read(&source(&logs), &parser(), 1000)),
+            ["two", "three"]
+        );
         // Read but not committed when the agent stops: read again.
         drop(t);
         let mut t = Tailer::open(state.clone());
-        assert_eq!(messages(&t.read(&source(&logs), &parser(), 1000)), ["two", "three"]);
+        assert_eq!(
+            messages(&t.read(&source(&logs), &parser(), 1000)),
+            ["two", "three"]
+        );
         t.commit().expect("commit");
         drop(t);
         // Restart after a commit: nothing repeats, what came meanwhile is read.
@@ -367,7 +374,10 @@ mod tests {
         assert_eq!(messages(&t.read(&source(&logs), &parser(), 1000)), ["five"]);
         std::fs::remove_file(&a).expect("rm");
         append(&a, "[1] LOG:  six and more\n");
-        assert_eq!(messages(&t.read(&source(&logs), &parser(), 1000)), ["six and more"]);
+        assert_eq!(
+            messages(&t.read(&source(&logs), &parser(), 1000)),
+            ["six and more"]
+        );
     }
 
     #[test]

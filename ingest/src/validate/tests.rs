@@ -6,11 +6,11 @@ use lasect_proto::v1::{
     StatementRow, StatementSnapshot, StatementText, TableRow, TableSnapshot, WalStats,
 };
 use lasect_proto::v1::{DiskDevice, HostDiskIo, HostNetwork, NetInterface};
+use lasect_proto::v1::{LogEvent, LogPlan, LogSnapshot};
 use lasect_proto::v1::{ProgressRow, ProgressSnapshot};
 use lasect_proto::v1::{
     ReplicationSlot, ReplicationSlotSnapshot, ReplicationSnapshot, ReplicationStandby,
 };
-use lasect_proto::v1::{LogEvent, LogPlan, LogSnapshot};
 use lasect_proto::v1::{WaitCount, WaitSnapshot};
 
 use super::schema::{DATABASE, HOST_CPU, HOST_MEMORY, INDEX, STATEMENT, TABLE, TABLES, Value};
@@ -941,9 +941,17 @@ fn log_events_are_stored_at_their_own_time() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].time.timestamp_micros(), at(-30));
     assert_eq!(events[0].values[1], Value::Text(Some("22012".into())));
-    assert_eq!(events[0].values[3], Value::Text(None), "empty detail is NULL");
+    assert_eq!(
+        events[0].values[3],
+        Value::Text(None),
+        "empty detail is NULL"
+    );
     let plans = batch.rows_of(&super::schema::LOG_PLANS);
-    assert_eq!(plans[0].time.timestamp_micros(), at(0), "no time: the sample's");
+    assert_eq!(
+        plans[0].time.timestamp_micros(),
+        at(0),
+        "no time: the sample's"
+    );
     let drops = batch.rows_of(&super::schema::LOG_DROPS);
     assert_eq!(drops[0].values[0], Value::Int8(Some(3)));
 }
