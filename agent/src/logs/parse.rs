@@ -276,7 +276,6 @@ fn csv_entry(record: &[u8], max: usize) -> Option<(Entry, bool)> {
         statement: text(19),
         application: text(22),
         query_id: text(25).parse().ok().filter(|q| *q != 0),
-        ..Entry::default()
     };
     if entry.severity.is_empty() {
         return None;
