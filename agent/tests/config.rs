@@ -100,7 +100,10 @@ fn unknown_keys_are_warnings_not_errors() {
     loaded.config.validate().expect("still valid");
     let mut keys = loaded.unknown_keys;
     keys.sort();
-    assert_eq!(keys, ["collect.statements", "future_top_level", "logs.path"]);
+    assert_eq!(
+        keys,
+        ["collect.statements", "future_top_level", "logs.path"]
+    );
 }
 
 #[test]
