@@ -138,6 +138,10 @@ impl InstanceCollector {
                 Err(CollectError::Timeout(ROUND_TIMEOUT))
             }
         };
+        if result.is_err() {
+            // The round's samples are lost; its log events must be read again.
+            self.logs_not_spooled();
+        }
         self.log_state(&result);
         result
     }
