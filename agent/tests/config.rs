@@ -411,3 +411,35 @@ fn packaged_example_uses_only_known_keys() {
     assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
     assert_eq!(loaded.config.instances.len(), 1);
 }
+
+#[test]
+fn logs_section_defaults_and_bounds() {
+    let pki = TestPki::new();
+    let c = AgentConfig::from_toml_str(&base(&pki))
+        .expect("parses")
+        .config;
+    assert!(
+        c.logs.enabled && c.logs.redact,
+        "on and redacting by default"
+    );
+    assert_eq!(
+        (c.logs.max_line_bytes, c.logs.max_events_per_interval),
+        (8192, 1000)
+    );
+    let with = |body: &str| base(&pki).replace("[sender]", &format!("[logs]\n{body}\n[sender]"));
+    assert_one_error(
+        &with("max_line_bytes = 10"),
+        "logs.max_line_bytes",
+        "out of range",
+    );
+    assert_one_error(
+        &with("max_events_per_interval = 0"),
+        "logs.max_events_per_interval",
+        "out of range",
+    );
+    let off = AgentConfig::from_toml_str(&with("enabled = false\nredact = false"))
+        .expect("parses")
+        .config;
+    off.validate().expect("valid");
+    assert!(!off.logs.enabled && !off.logs.redact);
+}
