@@ -143,17 +143,41 @@ impl Entry {
             }
         }
         let mut plan_lines = Vec::new();
+        // A multi-line query text runs until the plan starts: the first
+        // line with a node's estimates or timings, or the query id.
+        let plan_starts = |l: &str| {
+            l.contains("(cost=") || l.contains("(actual ") || l.starts_with("Query Identifier: ")
+        };
+        let mut in_query = false;
         for line in body.lines() {
             let trimmed = line.trim_start();
             if let Some(q) = trimmed.strip_prefix("Query Text: ")
                 && query_text.is_empty()
             {
                 query_text = q.to_owned();
+                in_query = !body.starts_with('{');
+            } else if in_query && !plan_starts(trimmed) {
+                query_text.push('\n');
+                query_text.push_str(line);
             } else if let Some(id) = trimmed.strip_prefix("Query Identifier: ") {
+                in_query = false;
                 query_id = query_id.or_else(|| id.trim().parse().ok());
             } else {
+                in_query = false;
                 plan_lines.push(line);
             }
+        }
+        if in_query {
+            // No recognisable plan line (costs off): keep only the first line
+            // as the query, the rest is the plan.
+            let mut lines = query_text.lines();
+            let first = lines.next().unwrap_or_default().to_owned();
+            plan_lines = body
+                .lines()
+                .skip_while(|l| !l.trim_start().starts_with("Query Text: "))
+                .skip(1)
+                .collect();
+            query_text = first;
         }
         let plan = if body.starts_with('{') {
             body.to_owned()
@@ -344,6 +368,23 @@ mod tests {
         };
         assert_eq!(p.query_text, "SELECT ?");
         assert!(p.plan.contains("\"Plan\""));
+        let multi = "duration: 2 ms  plan:\nQuery Text: SELECT a\n  FROM t\n  WHERE b = 'x'\nSeq Scan on t  (cost=0.00..1.01 rows=1 width=4)\n  Filter: (b = 'x'::text)";
+        let Record::Plan(p) = entry(multi).classify(Format::Stderr, true) else {
+            panic!("not a plan")
+        };
+        assert_eq!(p.query_text, "SELECT a\n  FROM t\n  WHERE b = ?");
+        assert_eq!(
+            p.plan,
+            "Seq Scan on t  (cost=0.00..1.01 rows=1 width=4)\n  Filter: (b = ?::text)"
+        );
+        let costs_off = "duration: 2 ms  plan:\nQuery Text: SELECT 1\nResult";
+        let Record::Plan(p) = entry(costs_off).classify(Format::Stderr, false) else {
+            panic!("not a plan")
+        };
+        assert_eq!(
+            (p.query_text.as_str(), p.plan.as_str()),
+            ("SELECT 1", "Result")
+        );
     }
 
     #[test]
