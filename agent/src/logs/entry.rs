@@ -85,7 +85,10 @@ impl Entry {
         let mut duration_ms = None;
         let mut rest: &str = &self.message;
         if let Some(c) = DURATION.captures(&self.message) {
-            duration_ms = c.get(1).and_then(|m| m.as_str().parse::<f64>().ok());
+            duration_ms = c
+                .get(1)
+                .and_then(|m| m.as_str().parse::<f64>().ok())
+                .filter(|d| d.is_finite());
             rest = c.get(2).map_or("", |m| m.as_str());
             if let Some(plan) = rest.strip_prefix("plan:") {
                 return Record::Plan(self.plan(plan, duration_ms, redact));
@@ -202,7 +205,8 @@ impl Entry {
     }
 
     /// Cuts every text field to `caps`, removes NUL characters (the store's
-    /// text cannot hold them); true when something was cut.
+    /// text cannot hold them) and drops values ingest refuses; true when
+    /// something was cut.
     pub fn apply_caps(&mut self, caps: Caps) -> bool {
         let mut cut = false;
         for field in [
@@ -229,9 +233,22 @@ impl Entry {
         if self.sqlstate.len() != 5 || !self.sqlstate.bytes().all(|b| b.is_ascii_alphanumeric()) {
             self.sqlstate.clear();
         }
+        // What ingest would refuse (and with it the whole batch) is dropped
+        // here: a time outside 2000..now+1h, a pid that is not positive.
+        let latest = chrono::Utc::now().timestamp_micros() + 3_600_000_000;
+        self.time_unix_micros = self
+            .time_unix_micros
+            .filter(|t| (EARLIEST_MICROS..=latest).contains(t));
+        self.pid = self.pid.filter(|p| *p > 0);
+        if self.severity.is_empty() {
+            self.severity = "LOG".into();
+        }
         cut
     }
 }
+
+/// 2000-01-01 UTC: ingest refuses older times.
+const EARLIEST_MICROS: i64 = 946_684_800_000_000;
 
 /// Cuts `s` to at most `max` bytes at a character boundary and replaces NUL.
 pub fn cap_text(s: &mut String, max: usize) -> bool {
@@ -324,6 +341,11 @@ mod tests {
             (e.duration_ms, e.statement.as_str()),
             (Some(0.1), "SELECT $1")
         );
+        let huge = format!("duration: {} ms", "9".repeat(400));
+        let Record::Event(e) = entry(&huge).classify(Format::Csv, true) else {
+            panic!("not an event")
+        };
+        assert_eq!(e.duration_ms, None, "not finite");
         let Record::Event(e) = entry("duration: 3 ms").classify(Format::Csv, true) else {
             panic!("not an event")
         };

@@ -345,6 +345,7 @@ fn parse_json(input: &[u8], max: usize) -> Parsed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::entry::{Caps, Format, Record};
 
     fn stderr(prefix: &str) -> Parser {
         Parser::Stderr(Prefix::compile(prefix).expect("prefix"))
@@ -479,6 +480,19 @@ mod tests {
                 for parser in [stderr("%m [%p] %q%u@%d "), Parser::Csv, Parser::Json] {
                     let r = parser.parse(input, flush, 64);
                     proptest::prop_assert!(r.consumed <= input.len());
+                    for mut entry in r.entries {
+                        entry.apply_caps(Caps { max_field_bytes: 64 });
+                        let event = match entry.classify(Format::Csv, true) {
+                            Record::Event(e) => e,
+                            Record::Plan(_) => continue,
+                        };
+                        // What ingest requires of every event.
+                        proptest::prop_assert!(!event.severity.is_empty());
+                        proptest::prop_assert!(event.sqlstate.is_empty() || event.sqlstate.len() == 5);
+                        proptest::prop_assert!(event.pid.is_none_or(|p| p > 0));
+                        proptest::prop_assert!(event.duration_ms.is_none_or(f64::is_finite));
+                        proptest::prop_assert!(!event.message.contains('\0'));
+                    }
                 }
             }
         }
