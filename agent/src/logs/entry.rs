@@ -73,6 +73,11 @@ static DURATION: LazyLock<Regex> = LazyLock::new(|| {
         unreachable!("constant regex: {e}");
     })
 });
+/// PL/pgSQL context lines quote the SQL they ran.
+static CONTEXT_SQL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?m)^(SQL statement ")(.*)("\s*)$"#)
+        .unwrap_or_else(|e| unreachable!("constant regex: {e}"))
+});
 static STATEMENT_PART: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?s)\A((?:statement|(?:execute|bind|parse) [^:\n]*): )(.*)\z")
         .unwrap_or_else(|e| unreachable!("constant regex: {e}"))
@@ -110,6 +115,15 @@ impl Entry {
         } else {
             self.detail
         };
+        let context = if redact {
+            CONTEXT_SQL
+                .replace_all(&self.context, |c: &regex::Captures<'_>| {
+                    format!("{}{}{}", &c[1], redact_sql(&c[2]), &c[3])
+                })
+                .into_owned()
+        } else {
+            self.context
+        };
         Record::Event(LogEvent {
             time_unix_micros: self.time_unix_micros,
             severity: self.severity,
@@ -117,7 +131,7 @@ impl Entry {
             message,
             detail,
             hint: self.hint,
-            context: self.context,
+            context,
             statement,
             user_name: self.user_name,
             database: self.database,
@@ -357,9 +371,16 @@ mod tests {
         let mut e = entry("statement: UPDATE t SET a = 'x'");
         e.detail = "parameters: $1 = 'alice', $2 = '7'".into();
         e.statement = "SELECT 1".into();
+        e.context =
+            "SQL statement \"SELECT 'k' || 9\"\nPL/pgSQL function f() line 3 at SQL statement"
+                .into();
         let Record::Event(r) = e.clone().classify(Format::Json, true) else {
             panic!("not an event")
         };
+        assert_eq!(
+            r.context,
+            "SQL statement \"SELECT ? || ?\"\nPL/pgSQL function f() line 3 at SQL statement"
+        );
         assert_eq!(r.message, "statement: UPDATE t SET a = ?");
         assert_eq!(r.detail, "parameters: $1 = ?, $2 = ?");
         assert_eq!(r.statement, "SELECT ?");
