@@ -178,3 +178,74 @@ async fn csvlog_events_plans_offsets_and_caps() {
     assert!(sent + dropped >= 10, "sent {sent}, dropped {dropped}");
     assert!(!statements(&all).iter().any(|s| s.contains("lasect_second")));
 }
+
+/// stderr with a custom `log_line_prefix`: the STATEMENT line and the
+/// tab-indented continuation lines of a multi-line statement and of an
+/// auto_explain plan join their entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stderr_multi_line_entries_from_a_real_server() {
+    let pg = PgCluster::start(PgOptions {
+        settings: vec![
+            ("logging_collector".into(), "on".into()),
+            ("log_destination".into(), "'stderr'".into()),
+            ("log_directory".into(), "'log'".into()),
+            ("log_line_prefix".into(), "'%m [%p] %q%u@%d/%a %e '".into()),
+        ],
+        ..PgOptions::default()
+    })
+    .expect("cluster");
+    let client = pg.connect("postgres").await.expect("connect");
+    let state = tempfile::tempdir().expect("state dir");
+    let mut c = collector(pg.dsn("postgres"), state.path(), &LogsConfig::default());
+    tick_logs(&mut c).await;
+
+    client
+        .batch_execute("SET application_name = 'lasect test'")
+        .await
+        .expect("set");
+    fail(&client, "SELECT 1/0\n\tAS lasect_multi,\n  'x' AS y").await;
+    for sql in [
+        "LOAD 'auto_explain'",
+        "SET auto_explain.log_min_duration = 0",
+        "SELECT relname AS lasect_plan FROM pg_class\n WHERE relname = 'hidden'",
+        "SET auto_explain.log_min_duration = -1",
+    ] {
+        client.batch_execute(sql).await.expect(sql);
+    }
+    let all = collect_until(&mut c, |all| {
+        !statements(all).is_empty() && all.iter().any(|l| !l.plans.is_empty())
+    })
+    .await;
+    assert_eq!(all.iter().map(|l| l.unparsed_lines).sum::<u64>(), 0);
+    // The server prefixes each continuation line with a tab; the statement
+    // comes back exactly as the client sent it.
+    assert_eq!(
+        statements(&all),
+        ["SELECT ?/?\n\tAS lasect_multi,\n  ? AS y"]
+    );
+    let event = all
+        .iter()
+        .flat_map(|l| l.events.iter())
+        .find(|e| e.sqlstate == "22012")
+        .expect("event");
+    assert_eq!(
+        (
+            event.user_name.as_str(),
+            event.database.as_str(),
+            event.application.as_str(),
+            event.source.as_str()
+        ),
+        ("postgres", "postgres", "lasect test", "stderr")
+    );
+    let plan = all
+        .iter()
+        .flat_map(|l| l.plans.iter())
+        .find(|p| p.query_text.contains("lasect_plan"))
+        .expect("plan");
+    assert_eq!(
+        plan.query_text,
+        "SELECT relname AS lasect_plan FROM pg_class\n WHERE relname = ?"
+    );
+    assert!(plan.plan.contains("pg_class"), "{}", plan.plan);
+    assert!(!plan.plan.contains("hidden"), "{}", plan.plan);
+}
