@@ -82,6 +82,8 @@ pub struct AgentConfig {
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
+    pub logs: LogsConfig,
+    #[serde(default)]
     pub instances: Vec<InstanceConfig>,
 }
 
@@ -105,6 +107,50 @@ pub struct TlsConfig {
     /// PEM private key of `cert_file`.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+}
+
+/// `[logs]`: the `log` family (the server's log files).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogsConfig {
+    /// Follow the instances' log files (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Replace literal values in logged statements by `?` (default true).
+    #[serde(default = "default_true")]
+    pub redact: bool,
+    /// Longer lines are cut and counted, 256..=1048576 (default 8192).
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// Events and plans sent per `log` round (default interval 1 s); the
+    /// rest are dropped and counted, 1..=100000 (default 1000).
+    #[serde(default = "default_max_events_per_interval")]
+    pub max_events_per_interval: usize,
+}
+
+impl LogsConfig {
+    /// A multi-line entry's fields may span many lines; this bounds each.
+    pub fn max_field_bytes(&self) -> usize {
+        self.max_line_bytes.saturating_mul(8)
+    }
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            redact: true,
+            max_line_bytes: default_max_line_bytes(),
+            max_events_per_interval: default_max_events_per_interval(),
+        }
+    }
+}
+
+fn default_max_line_bytes() -> usize {
+    8192
+}
+
+fn default_max_events_per_interval() -> usize {
+    1000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -430,6 +476,22 @@ impl AgentConfig {
                     );
                 }
             }
+        }
+
+        if !(256..=1 << 20).contains(&self.logs.max_line_bytes) {
+            bad(
+                "logs.max_line_bytes",
+                format!("{} is out of range 256..=1048576", self.logs.max_line_bytes),
+            );
+        }
+        if !(1..=100_000).contains(&self.logs.max_events_per_interval) {
+            bad(
+                "logs.max_events_per_interval",
+                format!(
+                    "{} is out of range 1..=100000",
+                    self.logs.max_events_per_interval
+                ),
+            );
         }
 
         let interval = self.collect.interval_secs;

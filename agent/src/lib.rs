@@ -14,6 +14,7 @@ pub mod config;
 pub mod custom_config;
 pub mod enroll;
 pub mod identity;
+pub mod logs;
 pub mod metrics;
 pub mod outbox;
 pub mod renew;

@@ -42,7 +42,8 @@ pub enum RunError {
 /// [`AgentConfig::validate`].
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let seq = SeqAllocator::open(&config.state_dir)?;
-    let collector = Collector::new(&config.instances, &config.collect)?;
+    let collector = Collector::new(&config.instances, &config.collect)?
+        .with_logs(&config.state_dir, &config.logs);
     let outbox = Arc::new(Spool::open(
         &config.state_dir,
         SpoolOptions::from_config(&config),
@@ -169,6 +170,8 @@ impl<O: Outbox> Batcher<O> {
             tracing::debug!(%instance, %error, "no samples from instance this tick");
         }
         if batch.samples.is_empty() {
+            // Log lines read without events (e.g. only skipped ones) are done.
+            self.collector.spooled();
             return;
         }
         let created_unix_micros = now_unix_micros();
@@ -177,6 +180,7 @@ impl<O: Outbox> Batcher<O> {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode batch; dropped it");
+                self.collector.not_spooled();
                 return;
             }
         };
@@ -195,6 +199,7 @@ impl<O: Outbox> Batcher<O> {
                     tracing::error!(error = %e, "cannot reserve a batch seq; dropping batches until it works");
                     self.seq_failing = true;
                 }
+                self.collector.not_spooled();
                 return;
             }
         };
@@ -207,8 +212,10 @@ impl<O: Outbox> Batcher<O> {
         };
         if let Err(e) = self.outbox.push(entry) {
             tracing::error!(seq, error = %e, "cannot queue batch; dropped it");
+            self.collector.not_spooled();
         } else {
             tracing::debug!(seq, sample_count, "batch spooled");
+            self.collector.spooled();
         }
     }
 }

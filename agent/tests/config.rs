@@ -100,7 +100,10 @@ fn unknown_keys_are_warnings_not_errors() {
     loaded.config.validate().expect("still valid");
     let mut keys = loaded.unknown_keys;
     keys.sort();
-    assert_eq!(keys, ["collect.statements", "future_top_level", "logs"]);
+    assert_eq!(
+        keys,
+        ["collect.statements", "future_top_level", "logs.path"]
+    );
 }
 
 #[test]
@@ -501,4 +504,36 @@ fn client_certificate_comes_from_files_or_the_enrolled_identity() {
         config.client_identity(),
         ClientIdentity::Enrolled(_)
     ));
+}
+
+#[test]
+fn logs_section_defaults_and_bounds() {
+    let pki = TestPki::new();
+    let c = AgentConfig::from_toml_str(&base(&pki))
+        .expect("parses")
+        .config;
+    assert!(
+        c.logs.enabled && c.logs.redact,
+        "on and redacting by default"
+    );
+    assert_eq!(
+        (c.logs.max_line_bytes, c.logs.max_events_per_interval),
+        (8192, 1000)
+    );
+    let with = |body: &str| base(&pki).replace("[sender]", &format!("[logs]\n{body}\n[sender]"));
+    assert_one_error(
+        &with("max_line_bytes = 10"),
+        "logs.max_line_bytes",
+        "out of range",
+    );
+    assert_one_error(
+        &with("max_events_per_interval = 0"),
+        "logs.max_events_per_interval",
+        "out of range",
+    );
+    let off = AgentConfig::from_toml_str(&with("enabled = false\nredact = false"))
+        .expect("parses")
+        .config;
+    off.validate().expect("valid");
+    assert!(!off.logs.enabled && !off.logs.redact);
 }

@@ -9,7 +9,7 @@
 //! - bad input: a second instance on a database without pg_stat_statements,
 //!   connecting as a role without pg_monitor, gives one warning and one
 //!   `collector_event` per family it cannot read, and keeps its other
-//!   families flowing.
+//!   families flowing. (The `log` family is off here: `logs.rs` covers it.)
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -109,6 +109,7 @@ async fn families_end_to_end() {
         stack.ingest_port,
         &format!(
             "[collect]\ninterval_secs = 1\nintervals = {{ statement = 1, table = 1, index = 1, wal = 1, bgwriter = 1, archiver = 1, settings = 1, activity = 1, lock = 1, replication = 1, replication_slot = 1, progress = 1, wait = 2 }}\n\
+             [logs]\nenabled = false\n\
              [[instances]]\nname = \"monitored\"\ndsn = \"{dsn}\"\n\
              [[instances]]\nname = \"plain\"\n\
              dsn = \"host=127.0.0.1 port={port} user=plain dbname=app\"\n",

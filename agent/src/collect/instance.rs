@@ -24,7 +24,8 @@ use super::waits::WaitSampler;
 use super::{CollectError, FamilyError, database, instance_info, now_unix_micros, session};
 use super::{activity, filesystem, locks, progress, replication, standby, subscription};
 use crate::backoff::Backoff;
-use crate::config::{CollectConfig, DatabaseFilter, InstanceConfig};
+use crate::config::{CollectConfig, DatabaseFilter, InstanceConfig, LogsConfig};
+use crate::logs::LogCollector;
 
 /// Client-side bound of one instance's whole round (connect + queries), for
 /// networks that hang instead of failing.
@@ -54,6 +55,8 @@ pub struct InstanceCollector {
     waits: WaitSampler,
     /// `server_version_num` of the current connection, asked once.
     server_version: Option<i32>,
+    /// The `log` family, when enabled ([`Self::enable_logs`]).
+    logs: Option<LogCollector>,
 }
 
 impl InstanceCollector {
@@ -102,7 +105,27 @@ impl InstanceCollector {
             settings: SettingsCollector::default(),
             waits: WaitSampler::default(),
             server_version: None,
+            logs: None,
         })
+    }
+
+    /// Follows this instance's log files, with offsets under `state_dir`.
+    pub fn enable_logs(&mut self, state_dir: &std::path::Path, config: &LogsConfig) {
+        self.logs = Some(LogCollector::new(&self.name, state_dir, config.clone()));
+    }
+
+    /// The `log` events of the past rounds are spooled: keep their offsets.
+    pub fn logs_spooled(&mut self) {
+        if let Some(logs) = &mut self.logs {
+            logs.commit();
+        }
+    }
+
+    /// The `log` events of the past rounds were not spooled: read them again.
+    pub fn logs_not_spooled(&mut self) {
+        if let Some(logs) = &mut self.logs {
+            logs.rewind();
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -139,6 +162,10 @@ impl InstanceCollector {
                 Err(CollectError::Timeout(ROUND_TIMEOUT))
             }
         };
+        if result.is_err() {
+            // The round's samples are lost; its log events must be read again.
+            self.logs_not_spooled();
+        }
         self.log_state(&result);
         match &result {
             Ok(_) => {
@@ -320,6 +347,25 @@ impl InstanceCollector {
                             }]
                         })
                 }
+                FamilyKind::Log => match &mut self.logs {
+                    Some(logs) => {
+                        let time_unix_micros = now_unix_micros();
+                        logs.collect(client)
+                            .await
+                            .map_err(FamilyError::Unavailable)
+                            .map(|snapshot| {
+                                snapshot
+                                    .map(|l| Sample {
+                                        instance: self.name.clone(),
+                                        time_unix_micros,
+                                        family: Some(Family::Log(l)),
+                                    })
+                                    .into_iter()
+                                    .collect()
+                            })
+                    }
+                    None => Ok(Vec::new()),
+                },
                 // Host families are collected by the agent, not per instance.
                 FamilyKind::Host => Ok(Vec::new()),
                 FamilyKind::Standby => {

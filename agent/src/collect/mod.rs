@@ -132,6 +132,36 @@ impl Collector {
         Ok(Self { instances, host })
     }
 
+    /// Follows every instance's log files (the `log` family), keeping read
+    /// offsets under `state_dir`; off unless called.
+    pub fn with_logs(
+        mut self,
+        state_dir: &std::path::Path,
+        config: &crate::config::LogsConfig,
+    ) -> Self {
+        if config.enabled {
+            for i in &mut self.instances {
+                i.enable_logs(state_dir, config);
+            }
+        }
+        self
+    }
+
+    /// Everything collected so far is in the spool: log offsets may advance.
+    pub fn spooled(&mut self) {
+        for i in &mut self.instances {
+            i.logs_spooled();
+        }
+    }
+
+    /// What was collected since the last [`Self::spooled`] was lost: log
+    /// events are read again.
+    pub fn not_spooled(&mut self) {
+        for i in &mut self.instances {
+            i.logs_not_spooled();
+        }
+    }
+
     /// One tick: the families due now, over all instances and the host.
     pub async fn tick(&mut self) -> Tick {
         self.tick_at(Instant::now()).await

@@ -49,11 +49,13 @@ pub enum FamilyKind {
     Custom,
     /// Per instance: the filesystems of its data, WAL and log directories.
     HostFilesystem,
+    /// The server's log files (events and auto_explain plans).
+    Log,
 }
 
 impl FamilyKind {
     /// Every kind, once. A new family is added here and nowhere else.
-    pub const EVERY: [FamilyKind; 20] = [
+    pub const EVERY: [FamilyKind; 21] = [
         FamilyKind::Database,
         FamilyKind::Statement,
         FamilyKind::Table,
@@ -74,6 +76,7 @@ impl FamilyKind {
         FamilyKind::Subscription,
         FamilyKind::Custom,
         FamilyKind::HostFilesystem,
+        FamilyKind::Log,
     ];
 
     /// The kinds a config may name in `intervals` (the 1 s wait sampling is
@@ -112,6 +115,7 @@ impl FamilyKind {
             FamilyKind::Subscription => "subscription",
             FamilyKind::Custom => "custom",
             FamilyKind::HostFilesystem => "host_filesystem",
+            FamilyKind::Log => "log",
         }
     }
 
@@ -124,7 +128,7 @@ impl FamilyKind {
     pub fn default_interval_secs(self, collect_interval_secs: u64) -> u64 {
         match self {
             FamilyKind::Database | FamilyKind::Host => collect_interval_secs,
-            FamilyKind::WaitSample | FamilyKind::Custom => 1,
+            FamilyKind::WaitSample | FamilyKind::Custom | FamilyKind::Log => 1,
             FamilyKind::Standby | FamilyKind::Subscription | FamilyKind::HostFilesystem => 10,
             FamilyKind::Wal
             | FamilyKind::Activity
@@ -262,9 +266,9 @@ mod tests {
         }
         assert_eq!(FamilyKind::from_name("wait_sample"), None, "internal kind");
         assert_eq!(FamilyKind::from_name("custom"), None, "own intervals");
-        assert_eq!(FamilyKind::configurable().count(), 18);
+        assert_eq!(FamilyKind::configurable().count(), 19);
         assert!(FamilyKind::per_instance().all(|f| f != FamilyKind::Host));
-        assert_eq!(FamilyKind::per_instance().count(), 19);
+        assert_eq!(FamilyKind::per_instance().count(), 20);
         assert_eq!(
             interval(FamilyKind::Standby, &none, &none, 7),
             Duration::from_secs(10)

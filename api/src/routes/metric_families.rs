@@ -189,6 +189,16 @@ pub const FAMILIES: &[FamilySpec] = &[
     family!(per_instance "collector_event", "metric_collector_event", order by "collector", [
         "collector", "kind", "message", "sqlstate", "suppressed",
     ]),
+    family!(per_instance "log", "metric_log", order by "pid, severity", [
+        "severity", "sqlstate", "message", "detail", "hint", "context", "statement", "user_name",
+        "database", "application", "pid", "query_id", "duration_ms", "source",
+    ]),
+    family!(per_instance "log_plans", "metric_log_plans", order by "pid", [
+        "pid", "query_id", "duration_ms", "database", "user_name", "query_text", "plan",
+    ]),
+    family!(per_instance "log_drops", "metric_log_drops", order by "instance_id", [
+        "dropped_events", "truncated_lines", "unparsed_lines",
+    ]),
 ];
 
 pub fn find(name: &str) -> Option<&'static FamilySpec> {
@@ -292,7 +302,10 @@ mod tests {
                 "subscription_tables",
                 "custom",
                 "host_filesystem",
-                "collector_event"
+                "collector_event",
+                "log",
+                "log_plans",
+                "log_drops"
             ]
         );
     }

@@ -549,3 +549,69 @@ pub fn host_disk_io_row(d: v1::DiskDevice) -> Result<Row, FieldError> {
         Value::Float8(d.util_percent),
     ])
 }
+
+/// Longest log text field kept; the agent cuts fields well below this.
+pub const MAX_LOG_TEXT_BYTES: usize = 1 << 20;
+/// Severity names are short words (`WARNING`, `DEBUG5`).
+const MAX_SEVERITY_BYTES: usize = 16;
+const MAX_LOG_SOURCE_BYTES: usize = 16;
+
+fn optional_pid(field: &'static str, value: Option<i32>) -> Result<Value, FieldError> {
+    match value {
+        Some(p) => pid(field, p),
+        None => Ok(Value::Int4(None)),
+    }
+}
+
+fn sqlstate(value: String) -> Result<Value, FieldError> {
+    if !(value.is_empty() || (value.len() == 5 && value.bytes().all(|b| b.is_ascii_alphanumeric())))
+    {
+        return Err(invalid("sqlstate", "must be five letters or digits"));
+    }
+    Ok(Value::Text((!value.is_empty()).then_some(value)))
+}
+
+/// `log`: one row per server log event.
+pub fn log_event_row(e: v1::LogEvent) -> Result<Row, FieldError> {
+    if e.severity.is_empty() {
+        return Err(invalid("severity", "must not be empty"));
+    }
+    Ok(vec![
+        Value::Text(Some(text("severity", e.severity, MAX_SEVERITY_BYTES)?)),
+        sqlstate(e.sqlstate)?,
+        Value::Text(Some(text("message", e.message, MAX_LOG_TEXT_BYTES)?)),
+        optional_text("detail", e.detail, MAX_LOG_TEXT_BYTES)?,
+        optional_text("hint", e.hint, MAX_LOG_TEXT_BYTES)?,
+        optional_text("context", e.context, MAX_LOG_TEXT_BYTES)?,
+        optional_text("statement", e.statement, MAX_LOG_TEXT_BYTES)?,
+        optional_text("user_name", e.user_name, MAX_IDENTIFIER_BYTES)?,
+        optional_text("database", e.database, MAX_IDENTIFIER_BYTES)?,
+        optional_text("application", e.application, 1024)?,
+        optional_pid("pid", e.pid)?,
+        Value::Int8(e.query_id),
+        non_negative("duration_ms", e.duration_ms)?,
+        Value::Text(Some(text("source", e.source, MAX_LOG_SOURCE_BYTES)?)),
+    ])
+}
+
+/// `log_plans`: one row per auto_explain plan.
+pub fn log_plan_row(p: v1::LogPlan) -> Result<Row, FieldError> {
+    Ok(vec![
+        optional_pid("pid", p.pid)?,
+        Value::Int8(p.query_id),
+        non_negative("duration_ms", p.duration_ms)?,
+        optional_text("database", p.database, MAX_IDENTIFIER_BYTES)?,
+        optional_text("user_name", p.user_name, MAX_IDENTIFIER_BYTES)?,
+        optional_text("query_text", p.query_text, MAX_LOG_TEXT_BYTES)?,
+        Value::Text(Some(text("plan", p.plan, MAX_LOG_TEXT_BYTES)?)),
+    ])
+}
+
+/// `log_drops`: what the agent skipped in one `log` sample.
+pub fn log_drops_row(s: &v1::LogSnapshot) -> Result<Row, FieldError> {
+    Ok(vec![
+        unsigned("dropped_events", s.dropped_events)?,
+        unsigned("truncated_lines", s.truncated_lines)?,
+        unsigned("unparsed_lines", s.unparsed_lines)?,
+    ])
+}

@@ -205,6 +205,7 @@ fn family_name(family: &Family) -> &'static str {
         Family::Custom(_) => "custom",
         Family::HostFilesystem(_) => "host_filesystem",
         Family::CollectorEvent(_) => "collector_event",
+        Family::Log(_) => "log",
     }
 }
 
@@ -377,6 +378,25 @@ impl Builder {
                 let row = ops_families::collector_event_row(e)?;
                 self.push(&schema::COLLECTOR_EVENT, time, Some(instance), row);
             }
+            Family::Log(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                if snapshot.dropped_events + snapshot.truncated_lines + snapshot.unparsed_lines > 0
+                {
+                    let row = families::log_drops_row(&snapshot)?;
+                    self.push(&schema::LOG_DROPS, time, Some(instance), row);
+                }
+                // Events are stored at their own time (the sample's when absent).
+                for e in snapshot.events {
+                    let at = self.event_time(e.time_unix_micros, time)?;
+                    let row = families::log_event_row(e)?;
+                    self.push(&schema::LOG, at, Some(instance), row);
+                }
+                for p in snapshot.plans {
+                    let at = self.event_time(p.time_unix_micros, time)?;
+                    let row = families::log_plan_row(p)?;
+                    self.push(&schema::LOG_PLANS, at, Some(instance), row);
+                }
+            }
             Family::Statement(snapshot) => {
                 let instance = self.instance(sample.instance, time)?;
                 for row in snapshot.rows {
@@ -425,6 +445,20 @@ impl Builder {
                 rows: vec![row],
             }),
         }
+    }
+
+    /// An event's own time, checked like a sample time; `sample` when absent.
+    fn event_time(
+        &self,
+        micros: Option<i64>,
+        sample: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, SampleError> {
+        let Some(micros) = micros else {
+            return Ok(sample);
+        };
+        DateTime::from_timestamp_micros(micros)
+            .filter(|t| micros >= EARLIEST_MICROS && *t <= self.latest)
+            .ok_or(SampleError::TimeOutOfRange(micros))
     }
 
     /// The index of a (validated) instance name, registering it if new.

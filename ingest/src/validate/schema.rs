@@ -562,6 +562,54 @@ pub static COLLECTOR_EVENT: Table = Table {
     ],
 };
 
+pub static LOG: Table = Table {
+    family: "log",
+    name: "metric_log",
+    key: Key::Instance,
+    columns: &[
+        ("severity", Text),
+        ("sqlstate", Text),
+        ("message", Text),
+        ("detail", Text),
+        ("hint", Text),
+        ("context", Text),
+        ("statement", Text),
+        ("user_name", Text),
+        ("database", Text),
+        ("application", Text),
+        ("pid", Int4),
+        ("query_id", Int8),
+        ("duration_ms", Float8),
+        ("source", Text),
+    ],
+};
+
+pub static LOG_PLANS: Table = Table {
+    family: "log_plans",
+    name: "metric_log_plans",
+    key: Key::Instance,
+    columns: &[
+        ("pid", Int4),
+        ("query_id", Int8),
+        ("duration_ms", Float8),
+        ("database", Text),
+        ("user_name", Text),
+        ("query_text", Text),
+        ("plan", Text),
+    ],
+};
+
+pub static LOG_DROPS: Table = Table {
+    family: "log_drops",
+    name: "metric_log_drops",
+    key: Key::Instance,
+    columns: &[
+        ("dropped_events", Int8),
+        ("truncated_lines", Int8),
+        ("unparsed_lines", Int8),
+    ],
+};
+
 /// Every metric table this build writes.
 pub static TABLES: &[&Table] = &[
     &DATABASE,
@@ -591,4 +639,7 @@ pub static TABLES: &[&Table] = &[
     &CUSTOM,
     &HOST_FILESYSTEM,
     &COLLECTOR_EVENT,
+    &LOG,
+    &LOG_PLANS,
+    &LOG_DROPS,
 ];

@@ -6,6 +6,7 @@ use lasect_proto::v1::{
     StatementRow, StatementSnapshot, StatementText, TableRow, TableSnapshot, WalStats,
 };
 use lasect_proto::v1::{DiskDevice, HostDiskIo, HostNetwork, NetInterface};
+use lasect_proto::v1::{LogEvent, LogPlan, LogSnapshot};
 use lasect_proto::v1::{ProgressRow, ProgressSnapshot};
 use lasect_proto::v1::{
     ReplicationSlot, ReplicationSlotSnapshot, ReplicationSnapshot, ReplicationStandby,
@@ -422,6 +423,7 @@ fn rows_match_their_table_descriptors() {
                     slots: vec![slot()],
                 }),
             ),
+            sample("main", at(0), log_sample(log_event())),
         ]
         .into_iter()
         .chain(ops_samples())
@@ -999,4 +1001,74 @@ fn ops_samples() -> Vec<Sample> {
             }),
         ),
     ]
+}
+
+fn log_event() -> LogEvent {
+    LogEvent {
+        time_unix_micros: Some(at(-30)),
+        severity: "ERROR".into(),
+        sqlstate: "22012".into(),
+        message: "division by zero".into(),
+        statement: "SELECT ?/?".into(),
+        pid: Some(42),
+        source: "jsonlog".into(),
+        ..LogEvent::default()
+    }
+}
+
+fn log_sample(event: LogEvent) -> Family {
+    Family::Log(LogSnapshot {
+        events: vec![event],
+        plans: vec![LogPlan {
+            time_unix_micros: None,
+            query_id: Some(-9),
+            plan: "Result".into(),
+            ..LogPlan::default()
+        }],
+        dropped_events: 3,
+        truncated_lines: 0,
+        unparsed_lines: 2,
+    })
+}
+
+#[test]
+fn log_events_are_stored_at_their_own_time() {
+    let batch = validate(vec![sample("main", at(0), log_sample(log_event()))]).expect("valid");
+    let events = batch.rows_of(&super::schema::LOG);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].time.timestamp_micros(), at(-30));
+    assert_eq!(events[0].values[1], Value::Text(Some("22012".into())));
+    assert_eq!(
+        events[0].values[3],
+        Value::Text(None),
+        "empty detail is NULL"
+    );
+    let plans = batch.rows_of(&super::schema::LOG_PLANS);
+    assert_eq!(
+        plans[0].time.timestamp_micros(),
+        at(0),
+        "no time: the sample's"
+    );
+    let drops = batch.rows_of(&super::schema::LOG_DROPS);
+    assert_eq!(drops[0].values[0], Value::Int8(Some(3)));
+}
+
+#[test]
+fn bad_log_events_are_refused() {
+    let bad = |f: fn(&mut LogEvent)| {
+        let mut e = log_event();
+        f(&mut e);
+        field_of(vec![sample("main", at(0), log_sample(e))])
+    };
+    assert_eq!(bad(|e| e.sqlstate = "2201'".into()), "sqlstate");
+    assert_eq!(bad(|e| e.severity.clear()), "severity");
+    assert_eq!(bad(|e| e.message = "a\0b".into()), "message");
+    assert_eq!(bad(|e| e.pid = Some(0)), "pid");
+    assert_eq!(bad(|e| e.duration_ms = Some(f64::NAN)), "duration_ms");
+    let mut future = log_event();
+    future.time_unix_micros = Some(at(86_400 * 30));
+    assert!(matches!(
+        sample_error(vec![sample("main", at(0), log_sample(future))]).1,
+        SampleError::TimeOutOfRange(_)
+    ));
 }

@@ -1,0 +1,500 @@
+//! The three log file formats, as pure functions from bytes to entries.
+//!
+//! Every parser takes the bytes read from a file since the last consumed
+//! position and returns the entries that are complete, how many bytes they
+//! (and any skipped garbage) took, and what it had to cut or skip. Bytes
+//! after the last complete entry are left for the next read: a line without
+//! its newline may still be being written, and a stderr message's
+//! `DETAIL`/`STATEMENT` lines or tab-indented continuation lines belong to
+//! the entry before them. With `flush` set, an entry that ends at the end
+//! of the input is taken as complete (PostgreSQL writes a whole message at
+//! once, so at the end of the file it is).
+//!
+//! - stderr: lines `<log_line_prefix>SEVERITY:  message`; the secondary
+//!   parts (`DETAIL`, `HINT`, `QUERY`, `CONTEXT`, `LOCATION`, `STATEMENT`)
+//!   of the same process join the entry; lines starting with a tab continue
+//!   the part before them.
+//! - csvlog: RFC 4180 records (quoted fields may hold newlines) with
+//!   PostgreSQL's columns; an unbalanced quote cannot swallow the file: a
+//!   line that starts like a new record ends the broken one.
+//! - jsonlog: one JSON object per line.
+//!
+//! Nothing here can panic on any input: bytes that are not UTF-8 are
+//! replaced, and lines that fit no entry are counted as unparsed.
+
+use serde::Deserialize;
+
+use super::entry::{Entry, parse_time};
+use super::prefix::Prefix;
+
+/// How to read a file.
+#[derive(Debug, Clone)]
+pub enum Parser {
+    Stderr(Prefix),
+    Csv,
+    Json,
+}
+
+/// What one parse produced.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub entries: Vec<Entry>,
+    /// Bytes of the input that are done with (entries and skipped lines).
+    pub consumed: usize,
+    pub unparsed_lines: u64,
+    pub truncated_lines: u64,
+}
+
+impl Parser {
+    pub fn parse(&self, input: &[u8], flush: bool, max_line_bytes: usize) -> Parsed {
+        match self {
+            Parser::Stderr(prefix) => parse_stderr(prefix, input, flush, max_line_bytes),
+            Parser::Csv => parse_csv(input, max_line_bytes),
+            Parser::Json => parse_json(input, max_line_bytes),
+        }
+    }
+}
+
+/// Complete lines of `input` with their end offsets (after the newline).
+fn lines(input: &[u8]) -> impl Iterator<Item = (&[u8], usize)> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let len = input.get(start..)?.iter().position(|&b| b == b'\n')?;
+        let line = &input[start..start + len];
+        start += len + 1;
+        Some((line.strip_suffix(b"\r").unwrap_or(line), start))
+    })
+}
+
+/// A line as text, cut to `max` bytes; the flag says whether it was cut.
+fn line_text(line: &[u8], max: usize) -> (String, bool) {
+    let cut = line.len() > max;
+    let line = &line[..line.len().min(max)];
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    if text.contains('\0') {
+        text = text.replace('\0', "\u{fffd}");
+    }
+    (text, cut)
+}
+
+/// Which field a stderr continuation line extends.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Message,
+    Detail,
+    Hint,
+    Context,
+    Statement,
+    Ignored,
+}
+
+fn append(entry: &mut Entry, part: Part, text: &str) {
+    let field = match part {
+        Part::Message => &mut entry.message,
+        Part::Detail => &mut entry.detail,
+        Part::Hint => &mut entry.hint,
+        Part::Context => &mut entry.context,
+        Part::Statement => &mut entry.statement,
+        Part::Ignored => return,
+    };
+    if !field.is_empty() {
+        field.push('\n');
+    }
+    field.push_str(text);
+}
+
+fn parse_stderr(prefix: &Prefix, input: &[u8], flush: bool, max: usize) -> Parsed {
+    let mut out = Parsed::default();
+    // The open entry, the part its continuation lines extend, and where it began.
+    let mut open: Option<(Entry, Part, usize)> = None;
+    let mut line_start = 0;
+    for (raw, end) in lines(input) {
+        let (line, cut) = line_text(raw, max);
+        out.truncated_lines += u64::from(cut);
+        let start = line_start;
+        line_start = end;
+        if let Some(rest) = line.strip_prefix('\t') {
+            match &mut open {
+                Some((entry, part, _)) => append(entry, *part, rest),
+                None => out.unparsed_lines += 1,
+            }
+            continue;
+        }
+        let Some(head) = prefix.parse(&line) else {
+            out.unparsed_lines += 1;
+            continue;
+        };
+        let secondary = match head.severity {
+            "DETAIL" => Some(Part::Detail),
+            "HINT" => Some(Part::Hint),
+            "CONTEXT" => Some(Part::Context),
+            "STATEMENT" => Some(Part::Statement),
+            "QUERY" | "LOCATION" => Some(Part::Ignored),
+            _ => None,
+        };
+        if let Some(part) = secondary {
+            match &mut open {
+                Some((entry, open_part, _))
+                    if entry.pid.is_none() || head.pid.is_none() || entry.pid == head.pid =>
+                {
+                    append(entry, part, head.message);
+                    *open_part = part;
+                }
+                _ => out.unparsed_lines += 1,
+            }
+            continue;
+        }
+        if let Some((entry, _, _)) = open.take() {
+            out.entries.push(entry);
+        }
+        let entry = Entry {
+            time_unix_micros: head.time_unix_micros,
+            severity: head.severity.to_owned(),
+            sqlstate: head.sqlstate.to_owned(),
+            message: head.message.to_owned(),
+            user_name: head.user_name.to_owned(),
+            database: head.database.to_owned(),
+            application: head.application.to_owned(),
+            pid: head.pid,
+            query_id: head.query_id,
+            ..Entry::default()
+        };
+        open = Some((entry, Part::Message, start));
+    }
+    // `line_start` is now the end of the last complete line.
+    let ends_cleanly = line_start == input.len();
+    match open {
+        Some((entry, _, _)) if flush && ends_cleanly => {
+            out.entries.push(entry);
+            out.consumed = line_start;
+        }
+        Some((_, _, start)) => out.consumed = start,
+        None => out.consumed = line_start,
+    }
+    out
+}
+
+/// Looks like the start of a csvlog record: `YYYY-MM-DD HH:MM:SS`.
+fn starts_like_record(bytes: &[u8]) -> bool {
+    let shape = b"0000-00-00 00:00:00";
+    bytes.len() >= shape.len()
+        && bytes.iter().zip(shape).all(|(b, s)| {
+            if *s == b'0' {
+                b.is_ascii_digit()
+            } else {
+                b == s
+            }
+        })
+}
+
+/// Splits `record` (without its newline) into fields.
+fn csv_fields(record: &[u8]) -> Vec<Vec<u8>> {
+    let mut fields = Vec::new();
+    let mut field = Vec::new();
+    let mut quoted = false;
+    let mut i = 0;
+    while i < record.len() {
+        let b = record[i];
+        match (quoted, b) {
+            (true, b'"') if record.get(i + 1) == Some(&b'"') => {
+                field.push(b'"');
+                i += 1;
+            }
+            (true, b'"') => quoted = false,
+            (true, _) => field.push(b),
+            (false, b'"') => quoted = true,
+            (false, b',') => fields.push(std::mem::take(&mut field)),
+            (false, _) => field.push(b),
+        }
+        i += 1;
+    }
+    fields.push(field);
+    fields
+}
+
+fn parse_csv(input: &[u8], max: usize) -> Parsed {
+    let mut out = Parsed::default();
+    let mut start = 0;
+    let mut quoted = false;
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'"' => quoted = !quoted,
+            b'\n' if quoted && starts_like_record(&input[i + 1..]) => {
+                // An unbalanced quote: the record is broken, the next begins.
+                out.unparsed_lines += 1;
+                start = i + 1;
+                quoted = false;
+            }
+            b'\n' if !quoted => {
+                let record = &input[start..i];
+                let record = record.strip_suffix(b"\r").unwrap_or(record);
+                match csv_entry(record, max) {
+                    Some((entry, cut)) => {
+                        out.truncated_lines += u64::from(cut);
+                        out.entries.push(entry);
+                    }
+                    None => out.unparsed_lines += 1,
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.consumed = start;
+    out
+}
+
+fn csv_entry(record: &[u8], max: usize) -> Option<(Entry, bool)> {
+    let fields = csv_fields(record);
+    // PostgreSQL 13 writes 24 columns, 14+ 26; anything much shorter is not csvlog.
+    if fields.len() < 23 {
+        return None;
+    }
+    let mut cut = false;
+    let mut text = |i: usize| {
+        let (t, c) = fields
+            .get(i)
+            .map_or((String::new(), false), |f| line_text(f, max));
+        cut |= c;
+        t
+    };
+    let time = text(0);
+    let time_unix_micros = Some(parse_time(&time)?);
+    let entry = Entry {
+        time_unix_micros,
+        user_name: text(1),
+        database: text(2),
+        pid: text(3).parse().ok(),
+        severity: text(11),
+        sqlstate: text(12),
+        message: text(13),
+        detail: text(14),
+        hint: text(15),
+        context: text(18),
+        statement: text(19),
+        application: text(22),
+        query_id: text(25).parse().ok().filter(|q| *q != 0),
+    };
+    if entry.severity.is_empty() {
+        return None;
+    }
+    Some((entry, cut))
+}
+
+/// The jsonlog keys the agent keeps (PostgreSQL 15+ writes these names).
+#[derive(Debug, Deserialize)]
+struct JsonEntry {
+    timestamp: Option<String>,
+    user: Option<String>,
+    dbname: Option<String>,
+    pid: Option<i64>,
+    error_severity: Option<String>,
+    state_code: Option<String>,
+    message: Option<String>,
+    detail: Option<String>,
+    hint: Option<String>,
+    context: Option<String>,
+    statement: Option<String>,
+    application_name: Option<String>,
+    query_id: Option<i64>,
+}
+
+fn parse_json(input: &[u8], max: usize) -> Parsed {
+    let mut out = Parsed::default();
+    for (line, end) in lines(input) {
+        out.consumed = end;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let Ok(j) = serde_json::from_slice::<JsonEntry>(line) else {
+            out.unparsed_lines += 1;
+            continue;
+        };
+        let Some(severity) = j.error_severity else {
+            out.unparsed_lines += 1;
+            continue;
+        };
+        let mut entry = Entry {
+            time_unix_micros: j.timestamp.as_deref().and_then(parse_time),
+            severity,
+            sqlstate: j.state_code.unwrap_or_default(),
+            message: j.message.unwrap_or_default(),
+            detail: j.detail.unwrap_or_default(),
+            hint: j.hint.unwrap_or_default(),
+            context: j.context.unwrap_or_default(),
+            statement: j.statement.unwrap_or_default(),
+            user_name: j.user.unwrap_or_default(),
+            database: j.dbname.unwrap_or_default(),
+            application: j.application_name.unwrap_or_default(),
+            pid: j.pid.and_then(|p| i32::try_from(p).ok()),
+            query_id: j.query_id.filter(|q| *q != 0),
+        };
+        if line.len() > max {
+            out.truncated_lines += 1;
+            entry.apply_caps(super::entry::Caps {
+                max_field_bytes: max,
+            });
+        }
+        out.entries.push(entry);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::entry::{Caps, Format, Record};
+
+    fn stderr(prefix: &str) -> Parser {
+        Parser::Stderr(Prefix::compile(prefix).expect("prefix"))
+    }
+
+    #[test]
+    fn stderr_joins_parts_and_continuations() {
+        let log = "2024-05-01 10:00:00.001 UTC [10] ERROR:  division by zero\n\
+                   2024-05-01 10:00:00.001 UTC [10] STATEMENT:  SELECT 1/0\n\
+                   \tFROM t\n\
+                   2024-05-01 10:00:01.000 UTC [11] LOG:  duration: 0.5 ms  plan:\n\
+                   \tQuery Text: SELECT 1\n\
+                   \tResult  (cost=0.00..0.01 rows=1 width=4)\n\
+                   2024-05-01 10:00:02.000 UTC [12] LOG:  checkpoint starting: time\n";
+        let p = stderr("%m [%p] ");
+        let open = p.parse(log.as_bytes(), false, 1000);
+        assert_eq!(open.entries.len(), 2, "the last entry may still grow");
+        let last_start = log.find("2024-05-01 10:00:02").expect("in log");
+        assert_eq!(open.consumed, last_start);
+        let all = p.parse(log.as_bytes(), true, 1000);
+        assert_eq!(all.consumed, log.len());
+        assert_eq!(all.unparsed_lines, 0);
+        let e = &all.entries;
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].message, "division by zero");
+        assert_eq!(e[0].statement, "SELECT 1/0\nFROM t");
+        assert_eq!(e[0].pid, Some(10));
+        assert_eq!(
+            e[1].message,
+            "duration: 0.5 ms  plan:\nQuery Text: SELECT 1\nResult  (cost=0.00..0.01 rows=1 width=4)"
+        );
+        assert_eq!(e[2].severity, "LOG");
+    }
+
+    #[test]
+    fn stderr_keeps_a_partial_last_line_and_counts_garbage() {
+        let p = stderr("%m [%p] %e ");
+        let log = "junk\n2024-05-01 10:00:00.001 UTC [10] 22012 ERROR:  division by zero\n\
+                   2024-05-01 10:00:00.001 UTC [10] 00000 LOG:  half";
+        // The ERROR could still get a continuation: it waits for the next line.
+        let r = p.parse(log.as_bytes(), true, 1000);
+        assert_eq!(r.unparsed_lines, 1);
+        assert!(r.entries.is_empty());
+        assert_eq!(r.consumed, "junk\n".len());
+        let done = format!("{}\n", &log["junk\n".len()..]);
+        let r = p.parse(done.as_bytes(), true, 1000);
+        assert_eq!(r.entries.len(), 2);
+        assert_eq!(r.entries[0].sqlstate, "22012");
+        assert_eq!(r.entries[1].message, "half");
+        assert_eq!(r.consumed, done.len());
+    }
+
+    #[test]
+    fn stderr_cuts_long_lines() {
+        let p = stderr("");
+        let log = format!("LOG:  {}\n", "x".repeat(100));
+        let r = p.parse(log.as_bytes(), true, 20);
+        assert_eq!(r.truncated_lines, 1);
+        assert_eq!(r.entries[0].message, "x".repeat(14));
+    }
+
+    const CSV: &str = "2024-05-01 10:00:00.001 UTC,\"alice\",\"app\",4242,\"127.0.0.1:5000\",\
+        6632b1a0.1092,3,\"SELECT\",2024-05-01 09:59:00 UTC,3/7,0,ERROR,22012,\
+        \"division by zero\",,,,,,\"SELECT 1/0,\n \"\"x\"\"\",,,\"psql\",\"client backend\",,-5\n";
+
+    #[test]
+    fn csvlog_with_quoted_newlines() {
+        let r = Parser::Csv.parse(CSV.as_bytes(), true, 1000);
+        assert_eq!(r.unparsed_lines, 0);
+        assert_eq!(r.consumed, CSV.len());
+        let e = &r.entries[0];
+        assert_eq!(e.user_name, "alice");
+        assert_eq!(e.database, "app");
+        assert_eq!(e.pid, Some(4242));
+        assert_eq!(e.severity, "ERROR");
+        assert_eq!(e.sqlstate, "22012");
+        assert_eq!(e.message, "division by zero");
+        assert_eq!(e.statement, "SELECT 1/0,\n \"x\"");
+        assert_eq!(e.application, "psql");
+        assert_eq!(e.query_id, Some(-5));
+        // Cut inside the quoted newline: nothing is complete yet.
+        let cut = CSV.find("\n \"\"x").expect("newline") + 1;
+        let r = Parser::Csv.parse(&CSV.as_bytes()[..cut], true, 1000);
+        assert!(r.entries.is_empty());
+        assert_eq!(r.consumed, 0);
+    }
+
+    #[test]
+    fn csvlog_unbalanced_quote_does_not_swallow_the_next_record() {
+        let input = format!("garbage \"open quote\n{CSV}");
+        let r = Parser::Csv.parse(input.as_bytes(), true, 1000);
+        assert_eq!(r.unparsed_lines, 1);
+        assert_eq!(r.entries.len(), 1);
+        assert_eq!(r.consumed, input.len());
+    }
+
+    #[test]
+    fn jsonlog_lines() {
+        let input = "{\"timestamp\":\"2024-05-01 10:00:00.001 UTC\",\"user\":\"bob\",\"dbname\":\"db\",\
+            \"pid\":99,\"error_severity\":\"ERROR\",\"state_code\":\"22012\",\
+            \"message\":\"division by zero\",\"statement\":\"SELECT 1/0\",\
+            \"application_name\":\"psql\",\"query_id\":123}\nnot json\n{\"a\":1}\n{\"partial\":";
+        let r = Parser::Json.parse(input.as_bytes(), true, 1000);
+        assert_eq!(r.entries.len(), 1);
+        assert_eq!(r.unparsed_lines, 2);
+        assert_eq!(r.consumed, input.find("{\"partial").expect("x"));
+        let e = &r.entries[0];
+        assert_eq!((e.pid, e.query_id), (Some(99), Some(123)));
+        assert_eq!(
+            (e.sqlstate.as_str(), e.statement.as_str()),
+            ("22012", "SELECT 1/0")
+        );
+        assert!(e.time_unix_micros.is_some());
+    }
+
+    proptest::proptest! {
+        /// Garbage, truncated and binary input never panics, and what is
+        /// consumed never exceeds the input.
+        #[test]
+        fn any_bytes_are_safe(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            flush in proptest::prelude::any::<bool>(),
+            cut in 0usize..700,
+        ) {
+            let csv = CSV.as_bytes();
+            let mixes: [Vec<u8>; 3] = [
+                bytes.clone(),
+                [&bytes[..], csv].concat(),
+                [&csv[..cut.min(csv.len())], &bytes[..]].concat(),
+            ];
+            for input in &mixes {
+                for parser in [stderr("%m [%p] %q%u@%d "), Parser::Csv, Parser::Json] {
+                    let r = parser.parse(input, flush, 64);
+                    proptest::prop_assert!(r.consumed <= input.len());
+                    for mut entry in r.entries {
+                        entry.apply_caps(Caps { max_field_bytes: 64 });
+                        let event = match entry.classify(Format::Csv, true) {
+                            Record::Event(e) => e,
+                            Record::Plan(_) => continue,
+                        };
+                        // What ingest requires of every event.
+                        proptest::prop_assert!(!event.severity.is_empty());
+                        proptest::prop_assert!(event.sqlstate.is_empty() || event.sqlstate.len() == 5);
+                        proptest::prop_assert!(event.pid.is_none_or(|p| p > 0));
+                        proptest::prop_assert!(event.duration_ms.is_none_or(f64::is_finite));
+                        proptest::prop_assert!(!event.message.contains('\0'));
+                    }
+                }
+            }
+        }
+    }
+}
