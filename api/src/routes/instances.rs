@@ -9,7 +9,7 @@ use super::AppState;
 use super::api_error::ApiError;
 
 /// An instance as the API shows it. Times are RFC 3339 in UTC.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Instance {
     pub id: i64,
     pub name: String,
@@ -17,6 +17,7 @@ pub struct Instance {
     pub server_version_num: Option<i32>,
     pub version: Option<String>,
     pub in_recovery: Option<bool>,
+    #[schema(value_type = Object)]
     pub labels: serde_json::Value,
     pub created_at: String,
     pub last_seen: Option<String>,
@@ -60,11 +61,20 @@ const LIST_INSTANCES: &str = "SELECT id, name, agent_id, server_version_num, ver
 const FIND_INSTANCE: &str = "SELECT id, name, agent_id, server_version_num, version, \
      in_recovery, labels, created_at, last_seen FROM instances WHERE id = $1";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InstanceList {
     pub instances: Vec<Instance>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances",
+    tag = "instances",
+    responses(
+        (status = 200, description = "Every monitored instance", body = InstanceList),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list(State(state): State<AppState>) -> Result<Json<InstanceList>, ApiError> {
     let rows: Vec<InstanceRow> = sqlx::query_as(LIST_INSTANCES)
         .fetch_all(&state.pool)

@@ -3,17 +3,26 @@
 
 mod api_error;
 mod health;
+pub mod http_metrics;
 mod instances;
+pub mod live;
 mod metric_families;
+pub mod metrics_series;
+pub mod openapi;
 mod samples;
+pub mod series_spec;
+pub mod statements_top;
+pub mod time_range;
 
 use axum::Router;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
 use sqlx::PgPool;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use api_error::ApiError;
 pub use health::Health;
@@ -25,25 +34,45 @@ pub use samples::{MAX_LIMIT, Samples};
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub live: live::LiveHub,
+    pub metrics: http_metrics::HttpMetrics,
 }
 
 impl AppState {
     pub fn new(pool: PgPool) -> Self {
-        AppState { pool }
+        AppState {
+            live: live::LiveHub::new(pool.clone()),
+            metrics: http_metrics::HttpMetrics::new(),
+            pool,
+        }
     }
 }
 
+/// Every route with its OpenAPI description: `routes!` takes the path from the handler's
+/// `#[utoipa::path]`, so a route cannot be added without being documented.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(instances::list))
+        .routes(routes!(samples::samples))
+        .routes(routes!(metrics_series::series))
+        .routes(routes!(statements_top::top))
+        .routes(routes!(live::live))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(http_metrics::scrape))
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/health", get(health::health))
-        .route("/api/v1/instances", get(instances::list))
-        .route(
-            "/api/v1/instances/{id}/samples/{family}",
-            get(samples::samples),
-        )
+    let (routes, _document) = api_routes().split_for_parts();
+    routes
+        .route_layer(middleware::from_fn(http_metrics::mark_route))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            http_metrics::track,
+        ))
         .with_state(state)
 }
 
