@@ -41,7 +41,9 @@ use super::metric_families::{self, FamilyKey, FamilySpec};
 pub const CHANNEL: &str = "lasect_samples";
 pub const EVENT_CAPACITY: usize = 256;
 pub const NOTIFY_QUEUE: usize = 1024;
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the close frame to a departing client may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 pub const MAX_SUBSCRIPTIONS: usize = 1024;
 pub const MAX_CLIENTS: usize = 512;
@@ -424,7 +426,6 @@ impl Client {
                     let event = match event {
                         Ok(event) => event,
                         Err(broadcast::error::RecvError::Lagged(n)) => {
-                            self.hub.inner.dropped_slow.fetch_add(1, Ordering::Relaxed);
                             break Close(CLOSE_TOO_SLOW, format!("too slow: {n} events missed"));
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
@@ -454,12 +455,15 @@ impl Client {
             }
         };
         let Close(code, reason) = close;
+        if code == CLOSE_TOO_SLOW {
+            self.hub.inner.dropped_slow.fetch_add(1, Ordering::Relaxed);
+        }
         tracing::debug!(code, %reason, "closing live client");
         let frame = CloseFrame {
             code,
             reason: truncate(&reason, 120).into(),
         };
-        let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
     }
 
     /// Applies a (un)subscription; the reply is `subscribed` or an `error` message.
