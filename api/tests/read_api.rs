@@ -154,10 +154,11 @@ async fn series_buckets_average_gauges_and_rate_counters() {
     assert_eq!(points[1]["time"], ts(s(60)));
     assert_eq!(points[0]["row_count"], 3);
     assert_eq!(points[1]["row_count"], 3);
-    // Bucket 0: backends (1+2+3)/3 = 2; commits +10, +20, +40 over 3 × 20 s = 70/60.
+    // Bucket 0: backends (1+2+3)/3 = 2; commits from 90 (last before, at -20 s) to 160 (last
+    // in the bucket, at +40 s): 70 over 60 s.
     assert_close(&points[0]["numbackends"], 2.0, "app avg 0");
     assert_close(&points[0]["xact_commit"], 70.0 / 60.0, "app rate 0");
-    // Bucket 1: backends (4+5+6)/3 = 5; commits +60, +0, +180 over 60 s = 4.
+    // Bucket 1: backends (4+5+6)/3 = 5; commits 160 → 400 from +40 s to +100 s: 240/60 = 4.
     assert_close(&points[1]["numbackends"], 5.0, "app avg 1");
     assert_close(&points[1]["xact_commit"], 4.0, "app rate 1");
     // Columns not in the series spec are not in points; every spec column is.
@@ -167,10 +168,11 @@ async fn series_buckets_average_gauges_and_rate_counters() {
     let pg = &series[1];
     assert_eq!(pg["key"], json!({"datname": "postgres"}));
     let points = pg["points"].as_array().expect("points");
-    // Bucket 0: no previous for +0; +10 over 20 s; the reset (-1005) is skipped: 0.5/s.
-    assert_close(&points[0]["xact_commit"], 0.5, "reset bucket");
-    // Bucket 1: +20 over 20 s.
-    assert_close(&points[1]["xact_commit"], 1.0, "after reset");
+    // Bucket 0: nothing before it: no rate.
+    assert!(points[0]["xact_commit"].is_null(), "{pg}");
+    // Bucket 1: the counter went down (1010 at most in bucket 0, 25 now): reset, so the 25
+    // counted since are the increase, over the 20 s since bucket 0's last sample (+40 s).
+    assert_close(&points[1]["xact_commit"], 1.25, "after reset");
 
     // Host families follow the instance's agent; avg of 10 and 30.
     for (secs, usage) in [(10, 10.0_f64), (30, 30.0), (70, 50.0)] {

@@ -2,7 +2,8 @@
 //! downsampled in the store.
 //!
 //! Rows are put in buckets of `step` (`date_bin` on native partitions, `time_bucket` on
-//! TimescaleDB; both aligned on multiples of the step since the Unix epoch), one series per
+//! TimescaleDB; both aligned on multiples of the step since the Unix epoch, and `from` is
+//! moved down to the start of its bucket), one series per
 //! distinct value of the family's key columns, each value aggregated as `series_spec` says
 //! (`avg`, `max`, `sum`, or a per-second `rate` for cumulative counters).
 //!
@@ -126,6 +127,12 @@ pub async fn series(
         TimeDelta::hours(1),
     )?;
     let step = choose_step(&range, query.step.as_deref())?;
+    // Buckets are aligned on the epoch; starting at a bucket boundary keeps the rows before
+    // `from` (read only as a rate's previous value) out of the first bucket.
+    let range = TimeRange {
+        from: align_down(range.from, step),
+        to: range.to,
+    };
     let Some(instance) = instances::find(&state, id).await? else {
         return Err(ApiError::not_found(format!("no instance with id {id}")));
     };
@@ -257,6 +264,14 @@ fn buckets(seconds: i64, step: i64) -> i64 {
     (seconds + step - 1) / step + 1
 }
 
+/// `t` rounded down to a multiple of `step` seconds since the epoch.
+fn align_down(t: chrono::DateTime<chrono::Utc>, step: i64) -> chrono::DateTime<chrono::Utc> {
+    let micros = t.timestamp_micros();
+    let step_micros = step * 1_000_000;
+    let aligned = micros - micros.rem_euclid(step_micros);
+    chrono::DateTime::from_timestamp_micros(aligned).unwrap_or(t)
+}
+
 fn interval(seconds: i64) -> PgInterval {
     PgInterval {
         months: 0,
@@ -299,6 +314,16 @@ mod tests {
         assert_eq!(choose_step(&range(30 * 86_400), None).ok(), Some(10_800));
         let step = choose_step(&range(400 * 86_400), None).expect("step");
         assert!(buckets(400 * 86_400, step) <= AUTO_BUCKETS + 1);
+    }
+
+    #[test]
+    fn from_is_aligned_on_the_step() {
+        let t = chrono::DateTime::parse_from_rfc3339("2025-01-02T03:04:05.5Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(rfc3339(align_down(t, 60)), "2025-01-02T03:04:00Z");
+        assert_eq!(rfc3339(align_down(t, 3600)), "2025-01-02T03:00:00Z");
+        assert_eq!(rfc3339(align_down(t, 1)), "2025-01-02T03:04:05Z");
     }
 
     #[test]

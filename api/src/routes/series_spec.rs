@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `avg` | gauges (sizes, counts of sessions, percentages) | mean of the samples in the bucket |
 //! | `max` | "oldest …" ages and progress | largest sample in the bucket |
-//! | `rate` | cumulative counters (`xact_commit`, `blks_read`, WAL bytes, …) | per second: the sum of the increases between consecutive samples of the series whose later sample lies in the bucket, divided by the seconds those increases span; a decrease (counter reset) is skipped, so a reset never shows as a negative or huge rate |
+//! | `rate` | cumulative counters (`xact_commit`, `blks_read`, WAL bytes, …) | per second: the increase from the last sample of the series' previous bucket to the last sample of this one, over the seconds between them (exact for a counter that only grows); when the counter went down it was reset, and its new value is taken as the increase (as Prometheus does); null for a series' first bucket when nothing precedes it |
 //! | `sum` | per-interval deltas the agent already computed (`statement`, `wait`) | sum over the samples in the bucket |
 //!
 //! Every point also has `row_count`: how many rows fell in the bucket. Columns not listed (text,
@@ -311,71 +311,72 @@ pub enum Bucketing {
 
 /// The downsampling query of `family` (whose table and key column come from `spec`).
 ///
-/// Binds: `$1` key (instance id or agent id), `$2` from, `$3` to (exclusive), `$4` step
-/// (interval), `$5` look-back before `from` (interval; earlier rows only serve as the previous
-/// sample of a rate), `$6` row limit. Buckets are aligned on multiples of the step since the
-/// Unix epoch, on both layouts.
+/// Binds: `$1` key (instance id or agent id), `$2` from (aligned on a bucket start), `$3` to
+/// (exclusive), `$4` step (interval), `$5` look-back before `from` (interval; the buckets there
+/// only serve as the previous value of a rate), `$6` row limit. Buckets are aligned on
+/// multiples of the step since the Unix epoch, on both layouts.
+///
+/// Two steps, so the raw rows are only scanned and hash-aggregated, never sorted: (1) one row
+/// per (bucket, key) with the aggregates and, per rate column, its largest value and the
+/// bucket's last sample time; (2) rates from consecutive buckets of a series (a window over
+/// the few bucket rows): `(max_k - max_prev) / (last_time_k - last_time_prev)`, or
+/// `max_k / …` when the counter went down (it was reset and counts from zero again, as
+/// Prometheus assumes). For a counter that only grows this is exactly the increase between
+/// the last samples of consecutive buckets.
 pub fn series_sql(spec: &FamilySpec, series: &SeriesSpec, bucketing: Bucketing) -> String {
     let key_column = match spec.key {
         super::metric_families::FamilyKey::Instance => "instance_id",
         super::metric_families::FamilyKey::Agent => "agent_id",
     };
-    let keys = series.keys.join(", ");
-    let mut inner = vec!["time".to_owned()];
-    inner.extend(series.keys.iter().map(|k| (*k).to_owned()));
-    let has_rate = series.values.iter().any(|(_, a)| *a == Rate);
-    for (column, aggregate) in series.values {
-        if *aggregate == Rate {
-            inner.push(format!("{column} - lag({column}) OVER w AS d_{column}"));
-        } else {
-            inner.push((*column).to_owned());
-        }
-    }
-    if has_rate {
-        inner.push("extract(epoch FROM time - lag(time) OVER w)::float8 AS dt".to_owned());
-    }
-    let window = if has_rate {
-        if series.keys.is_empty() {
-            " WINDOW w AS (ORDER BY time)".to_owned()
-        } else {
-            format!(" WINDOW w AS (PARTITION BY {keys} ORDER BY time)")
-        }
-    } else {
-        String::new()
-    };
     let bucket = match bucketing {
         Bucketing::DateBin => "date_bin($4::interval, time, 'epoch'::timestamptz)",
         Bucketing::TimeBucket => "time_bucket($4::interval, time, 'epoch'::timestamptz)",
     };
-    let mut outer = vec![
+    let keys = series.keys.join(", ");
+    let mut inner = vec![
         format!("{bucket} AS time"),
         "count(*)::int8 AS row_count".to_owned(),
+        "max(time) AS last_time".to_owned(),
     ];
+    inner.extend(series.keys.iter().map(|k| (*k).to_owned()));
+    let mut outer = vec!["time".to_owned(), "row_count".to_owned()];
     outer.extend(series.keys.iter().map(|k| (*k).to_owned()));
     for (column, aggregate) in series.values {
         // Aliased `v_…` so a value named like a key or `row_count` cannot collide with them;
         // the handler strips the prefix.
-        outer.push(match aggregate {
-            Avg => format!("avg({column})::float8 AS v_{column}"),
-            Max => format!("max({column})::float8 AS v_{column}"),
-            Sum => format!("sum({column})::float8 AS v_{column}"),
-            Rate => format!(
-                "(sum(d_{column}) FILTER (WHERE d_{column} >= 0))::float8 \
-                 / nullif(sum(dt) FILTER (WHERE d_{column} >= 0), 0) AS v_{column}"
-            ),
-        });
+        match aggregate {
+            Avg => inner.push(format!("avg({column})::float8 AS v_{column}")),
+            Max => inner.push(format!("max({column})::float8 AS v_{column}")),
+            Sum => inner.push(format!("sum({column})::float8 AS v_{column}")),
+            Rate => {
+                inner.push(format!("max({column})::float8 AS c_{column}"));
+                outer.push(format!(
+                    "(CASE WHEN c_{column} >= lag(c_{column}) OVER w \
+                     THEN c_{column} - lag(c_{column}) OVER w ELSE c_{column} END) \
+                     / nullif(extract(epoch FROM last_time - lag(last_time) OVER w)::float8, 0) \
+                     AS v_{column}"
+                ));
+                continue;
+            }
+        }
+        outer.push(format!("v_{column}"));
     }
     let mut group = vec!["1".to_owned()];
     group.extend(series.keys.iter().map(|k| (*k).to_owned()));
-    let order = if series.keys.is_empty() {
-        "1".to_owned()
+    let (window, order) = if series.keys.is_empty() {
+        (" WINDOW w AS (ORDER BY time)".to_owned(), "time".to_owned())
     } else {
-        format!("{keys}, 1")
+        (
+            format!(" WINDOW w AS (PARTITION BY {keys} ORDER BY time)"),
+            format!("{keys}, time"),
+        )
     };
     format!(
-        "WITH src AS (SELECT {inner} FROM {table} \
-         WHERE {key_column} = $1 AND time >= $2::timestamptz - $5::interval AND time < $3{window}) \
-         SELECT {outer} FROM src WHERE time >= $2 GROUP BY {group} ORDER BY {order} LIMIT $6",
+        "WITH buckets AS (SELECT {inner} FROM {table} \
+         WHERE {key_column} = $1 AND time >= $2::timestamptz - $5::interval AND time < $3 \
+         GROUP BY {group}), \
+         rates AS (SELECT {outer} FROM buckets{window}) \
+         SELECT * FROM rates WHERE time >= $2 ORDER BY {order} LIMIT $6",
         inner = inner.join(", "),
         table = spec.table,
         outer = outer.join(", "),
@@ -415,6 +416,7 @@ mod tests {
         let native = series_sql(spec, series, Bucketing::DateBin);
         assert!(native.contains("date_bin($4::interval, time, 'epoch'::timestamptz)"));
         assert!(native.contains("PARTITION BY datname ORDER BY time"));
+        assert!(native.contains("GROUP BY 1, datname"));
         assert!(native.contains("FROM metric_database WHERE instance_id = $1"));
         let tsdb = series_sql(spec, series, Bucketing::TimeBucket);
         assert!(tsdb.contains("time_bucket($4::interval, time, 'epoch'::timestamptz)"));
@@ -425,6 +427,6 @@ mod tests {
             Bucketing::DateBin,
         );
         assert!(cpu.contains("WHERE agent_id = $1"));
-        assert!(!cpu.contains("lag("), "no rate, no window: {cpu}");
+        assert!(!cpu.contains("lag("), "no rate, no lag: {cpu}");
     }
 }
