@@ -361,15 +361,15 @@ async fn errors_are_clear() {
 async fn metrics_series_and_top_queries() {
     let api = start_api().await;
 
-    // Series of the last 15 minutes in 1-minute buckets: `app` has rows at t2 - 30 s and t2
-    // (xact_commit 10 then 20: 10 over 30 s where t2 falls).
+    // Series of the last 15 minutes in 1-second buckets: `app` has rows at t2 - 30 s and t2
+    // (xact_commit 10 then 20: the bucket of t2 has a rate of 10 over 30 s).
     let json = ok(api.lasect(&[
-        "metrics", "show", "-i", "1", "--since", "15m", "--step", "1m", "-o", "json",
+        "metrics", "show", "-i", "1", "--since", "15m", "--step", "1s", "-o", "json",
     ]))
     .await;
     let body: Value = serde_json::from_str(&json).expect("JSON output");
     assert_eq!(body["family"], "database");
-    assert_eq!(body["step_seconds"], 60);
+    assert_eq!(body["step_seconds"], 1);
     let series = body["series"].as_array().expect("series");
     let app = series
         .iter()
