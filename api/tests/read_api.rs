@@ -345,6 +345,33 @@ async fn bad_parameters_get_documented_errors() {
         let (status, body) = get(&f.app, uri).await;
         assert_error(status, &body, status_want, code);
     }
+
+    // 20 001 statements in one bucket are 20 001 points: over the bound, refused whole.
+    let t = f.base;
+    sqlx::query(
+        "INSERT INTO metric_statement (time, instance_id, queryid, dbid, userid, toplevel,
+             since_reset, calls)
+         SELECT $1, 1, g, 1, 1, true, false, 1 FROM generate_series(1, $2) AS g",
+    )
+    .bind(t)
+    .bind(lasect_api::routes::metrics_series::MAX_POINTS + 1)
+    .execute(&f.pool)
+    .await
+    .expect("many statements");
+    let uri = format!(
+        "/api/v1/instances/1/metrics/statement?from={}&to={}&step=1h",
+        url_ts(t - TimeDelta::minutes(5)),
+        url_ts(t + TimeDelta::minutes(5))
+    );
+    let (status, body) = get(&f.app, &uri).await;
+    assert_error(status, &body, bad, "too_many_points");
+    sqlx::query("DELETE FROM metric_statement WHERE queryid > 1")
+        .execute(&f.pool)
+        .await
+        .expect("delete");
+    let (status, body) = get(&f.app, &uri).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["series"][0]["points"][0]["calls"], 1.0);
 }
 
 #[allow(clippy::too_many_arguments)]
