@@ -239,6 +239,21 @@ async fn subscribed_samples_arrive_and_nothing_else() {
         "subscribed",
         "nothing came in between"
     );
+
+    // A second client of the same pair leaving does not stop the first one's stream.
+    let mut other = connect(s.port).await;
+    send(
+        &mut other,
+        json!({"type": "subscribe", "instances": [1], "families": ["host_cpu"]}),
+    )
+    .await;
+    assert_eq!(next(&mut other).await["type"], "subscribed");
+    drop(other);
+    let mut tx = s.pool.begin().await.expect("begin");
+    notify(&mut tx, json!({"agent": "db-01", "family": "host_cpu"}), t).await;
+    tx.commit().await.expect("commit");
+    let samples = next(&mut ws).await;
+    assert_eq!(samples["family"], "host_cpu", "{samples}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
