@@ -20,12 +20,15 @@ pub mod instance_table;
 pub mod json_table;
 pub mod people;
 pub mod samples_table;
+pub mod series_table;
+pub mod since;
+pub mod top_table;
 
 use anyhow::Context;
 use serde_json::Value;
 
 use crate::api_client::{ApiClient, ClientEnv};
-use crate::args::{Cli, Command, InstanceCommand, MetricsCommand, OutputFormat};
+use crate::args::{Cli, Command, InstanceCommand, MetricsCommand, OutputFormat, QueriesCommand};
 
 /// Runs one command and returns what to print on stdout. `env` is already layered (flags,
 /// environment, config file).
@@ -50,8 +53,47 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
         Command::Metrics(MetricsCommand::Show {
             instance,
             family,
+            since: Some(since),
+            step,
+            output,
+            ..
+        }) => {
+            let client = client()?;
+            let id = instance_ref::resolve(&client, &instance).await?;
+            let from = since::from_param(&since, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
+            let mut path = format!(
+                "api/v1/instances/{id}/metrics/{}?from={from}",
+                encode_segment(&family)
+            );
+            if let Some(step) = step {
+                path.push_str(&format!("&step={}", encode_segment(&step)));
+            }
+            let series = client.get_json(&path).await?;
+            render(output, &series, series_table::render)
+        }
+        Command::Queries(QueriesCommand::Top {
+            instance,
+            by,
+            limit,
+            since,
+            output,
+        }) => {
+            let client = client()?;
+            let id = instance_ref::resolve(&client, &instance).await?;
+            let from = since::from_param(&since, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
+            let path = format!(
+                "api/v1/instances/{id}/statements/top?by={}&limit={limit}&from={from}",
+                by.as_str()
+            );
+            let top = client.get_json(&path).await?;
+            render(output, &top, top_table::render)
+        }
+        Command::Metrics(MetricsCommand::Show {
+            instance,
+            family,
             limit,
             output,
+            ..
         }) => {
             let client = client()?;
             let id = instance_ref::resolve(&client, &instance).await?;

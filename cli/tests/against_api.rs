@@ -559,3 +559,146 @@ fn with_stdin(mut cmd: Command, input: &str) -> Command {
     let _ = std::fs::remove_file(&path);
     cmd
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_series_and_top_queries() {
+    let api = start_api().await;
+
+    // Series of the last 15 minutes in 1-second buckets: `app` has rows at t2 - 30 s and t2
+    // (xact_commit 10 then 20: the bucket of t2 has a rate of 10 over 30 s).
+    let json = ok(api.lasect(&[
+        "metrics", "show", "-i", "1", "--since", "15m", "--step", "1s", "-o", "json",
+    ]))
+    .await;
+    let body: Value = serde_json::from_str(&json).expect("JSON output");
+    assert_eq!(body["family"], "database");
+    assert_eq!(body["step_seconds"], 1);
+    let series = body["series"].as_array().expect("series");
+    let app = series
+        .iter()
+        .find(|s| s["key"]["datname"] == "app")
+        .expect("app series");
+    let points = app["points"].as_array().expect("points");
+    let rows: i64 = points
+        .iter()
+        .map(|p| p["row_count"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(rows, 2, "{app}");
+    let last = points.last().expect("a point");
+    let rate = last["xact_commit"]
+        .as_f64()
+        .expect("rate in the bucket of t2");
+    assert!((rate - 10.0 / 30.0).abs() < 1e-9, "{rate}");
+
+    let table = ok(api.lasect(&[
+        "metrics", "show", "-i", "1", "--since", "15m", "--step", "1m",
+    ]))
+    .await;
+    assert!(
+        table.starts_with("db-01/main (id 1): database from "),
+        "{table}"
+    );
+    assert!(
+        table.contains("xact_commit/s") && table.contains("datname"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.trim_start().starts_with("postgres")),
+        "{table}"
+    );
+
+    // Usage errors are caught by the CLI (exit 2); a request the server refuses as bad is 2 too.
+    for args in [
+        &["metrics", "show", "-i", "1", "--since", "15x"][..],
+        &[
+            "metrics", "show", "-i", "1", "--since", "15m", "--limit", "2",
+        ][..],
+        &["metrics", "show", "-i", "1", "--step", "1m"][..],
+        &["queries", "top", "-i", "1", "--by", "speed"][..],
+        &["queries", "top", "-i", "1", "--limit", "0"][..],
+    ] {
+        let (output, stdout, stderr) = run(api.lasect(args)).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stdout} {stderr}");
+    }
+    let stderr = fails_with(
+        api.lasect(&[
+            "metrics", "show", "-i", "1", "--since", "7d", "--step", "1s",
+        ]),
+        2,
+    )
+    .await;
+    assert!(stderr.contains("too_many_points"), "{stderr}");
+
+    // Top statements: q1 many cheap calls, q2 few expensive ones, q3 (outside --since) huge.
+    for (queryid, calls, total_ms, minutes_ago) in [
+        (1_i64, 500_i64, 10.0_f64, 2_i64),
+        (2, 3, 900.0, 2),
+        (3, 10_000, 10_000.0, 120),
+    ] {
+        sqlx::query(
+            "INSERT INTO metric_statement (time, instance_id, queryid, dbid, userid, toplevel,
+                 since_reset, calls, rows, total_exec_time_ms)
+             VALUES (now() - make_interval(mins => $1::int), 1, $2, 1, 10, true, false, $3, $3, $4)",
+        )
+        .bind(minutes_ago as i32)
+        .bind(queryid)
+        .bind(calls)
+        .bind(total_ms)
+        .execute(&api.pool)
+        .await
+        .expect("insert statement");
+    }
+    sqlx::raw_sql(
+        "INSERT INTO statement_texts VALUES
+             (1, 1, 'SELECT * FROM pgbench_branches WHERE bid = $1', now()),
+             (1, 2, 'UPDATE pgbench_accounts SET abalance = abalance + $1', now())",
+    )
+    .execute(&api.pool)
+    .await
+    .expect("texts");
+    let json = ok(api.lasect(&[
+        "queries", "top", "-i", "1", "--by", "calls", "--since", "30m", "-o", "json",
+    ]))
+    .await;
+    let body: Value = serde_json::from_str(&json).expect("JSON output");
+    let ids: Vec<i64> = body["statements"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .map(|s| s["queryid"].as_i64().expect("queryid"))
+        .collect();
+    assert_eq!(ids, [1, 2], "q3 is older than 30m");
+    let json = ok(api.lasect(&[
+        "queries", "top", "-i", "1", "--since", "3h", "--limit", "2", "-o", "json",
+    ]))
+    .await;
+    let body: Value = serde_json::from_str(&json).expect("JSON output");
+    assert_eq!(body["by"], "total_time");
+    assert_eq!(body["statements"][0]["queryid"], 3);
+    assert_eq!(body["statements"].as_array().map(Vec::len), Some(2));
+
+    let table = ok(api.lasect(&[
+        "queries",
+        "top",
+        "-i",
+        "1",
+        "--by",
+        "mean_time",
+        "--since",
+        "30m",
+    ]))
+    .await;
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("top statements by mean_time"), "{table}");
+    let first = lines
+        .iter()
+        .position(|l| l.contains("UPDATE pgbench_accounts"))
+        .expect("q2");
+    let second = lines
+        .iter()
+        .position(|l| l.contains("pgbench_branches"))
+        .expect("q1");
+    assert!(first < second, "mean 300 ms before 0.02 ms: {table}");
+}

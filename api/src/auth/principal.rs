@@ -16,7 +16,7 @@ use super::role::{Role, from_store};
 use crate::routes::{ApiError, AppState};
 
 /// A role granted on every instance whose labels contain `key` = `value`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LabelGrant {
     pub key: String,
     pub value: String,

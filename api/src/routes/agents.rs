@@ -22,7 +22,7 @@ use crate::auth::role::Role;
 const MAX_TTL_SECS: u64 = 30 * 86_400;
 const MAX_USES: u32 = 10_000;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Agent {
     pub id: String,
     pub hostname: Option<String>,
@@ -79,11 +79,23 @@ macro_rules! select_agents {
     };
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AgentList {
     pub agents: Vec<Agent>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents",
+    tag = "agents",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every agent", body = AgentList),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -97,7 +109,7 @@ pub async fn list(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnrollmentToken {
     pub ttl_secs: u64,
@@ -111,7 +123,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EnrollmentToken {
     pub id: i64,
     /// The bearer secret, shown this once.
@@ -121,6 +133,20 @@ pub struct EnrollmentToken {
     pub expires_at: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/enrollment-tokens",
+    tag = "agents",
+    request_body = CreateEnrollmentToken,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; the token is shown once", body = EnrollmentToken),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn create_enrollment_token(
     State(state): State<AppState>,
     principal: Principal,
@@ -172,6 +198,21 @@ pub async fn create_enrollment_token(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{id}/disable",
+    tag = "agents",
+    params(("id" = String, Path, description = "Agent id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The disabled agent", body = Agent),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn disable(
     State(state): State<AppState>,
     principal: Principal,

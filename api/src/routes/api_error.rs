@@ -1,8 +1,7 @@
 //! The one error shape of the API: `{"error": {"code": "...", "message": "..."}}`.
 //!
-//! Codes are stable and meant for programs (`not_found`, `invalid_instance_id`, `unauthenticated`
-//! (401), `forbidden` (403), `too_many_attempts` (429), `conflict`, `invalid_body`,
-//! `unknown_family`, `invalid_query`, `method_not_allowed`, `store_unavailable`, `internal`);
+//! Codes are stable and meant for programs (the list is in docs/CONTRACTS.md and in the
+//! OpenAPI document's `ErrorDetail`);
 //! messages are for people. Store errors and other internals are logged here, once, and never
 //! sent to the client.
 
@@ -77,6 +76,11 @@ impl ApiError {
         )
     }
 
+    /// The message for people (never internals).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn code(&self) -> &'static str {
         self.code
     }
@@ -84,8 +88,24 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
+        // Connection (08), resources (53), operator intervention such as a shutdown (57):
+        // the store is going away or overloaded, not a bug of the query.
+        let unavailable_sqlstate = match &err {
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| ["08", "53", "57"].iter().any(|class| c.starts_with(class))),
+            _ => false,
+        };
         match err {
             // The store cannot be reached: a condition to retry, not a bug.
+            _ if unavailable_sqlstate => {
+                tracing::warn!(error = %err, "store unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store is unavailable, try again later",
+                )
+            }
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::warn!(error = %err, "store unavailable");
                 Self::new(

@@ -23,7 +23,7 @@ use crate::auth::role::{Role, from_store};
 /// Longest lifetime of an API token with an expiry: ten years.
 const MAX_EXPIRY_SECS: u64 = 10 * 365 * 86_400;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
@@ -73,11 +73,22 @@ macro_rules! select_tokens {
     };
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenList {
     pub tokens: Vec<ApiToken>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "API tokens (never their secrets)", body = TokenList),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -97,7 +108,7 @@ pub async fn list(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
@@ -107,13 +118,28 @@ pub struct CreateToken {
     pub expires_in_secs: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     pub token: ApiToken,
     /// The bearer secret, shown this once.
     pub secret: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    request_body = CreateToken,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; the secret is shown once", body = CreatedToken),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 409, description = "Conflicts with an existing entry", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -179,6 +205,21 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    tag = "tokens",
+    params(("id" = i64, Path, description = "Token id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The revoked token", body = ApiToken),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     principal: Principal,

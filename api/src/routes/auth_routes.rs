@@ -24,14 +24,14 @@ use crate::auth::password;
 use crate::auth::principal::{LabelGrant, Principal, load_principal};
 use crate::auth::role::{Role, from_store};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub token_type: &'static str,
@@ -56,6 +56,19 @@ pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiErro
         .map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Access and refresh tokens", body = TokenPair),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Invalid credentials or disabled user", body = super::openapi::ErrorBody),
+        (status = 429, description = "Too many failed attempts (Retry-After)", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     extensions: axum::http::Extensions,
@@ -228,7 +241,7 @@ fn pair(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     pub refresh_token: String,
@@ -252,6 +265,18 @@ fn refused(message: &str) -> ApiError {
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair; the old refresh token is spent", body = TokenPair),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Invalid, used or revoked refresh token", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 /// Answers like [`try_refresh`], naming the user in the audit row when the token was valid.
 pub async fn refresh(
     State(state): State<AppState>,
@@ -324,7 +349,7 @@ async fn try_refresh(
     )
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogoutRequest {
     /// The refresh token of this session; without it every session of the user ends.
@@ -332,11 +357,24 @@ pub struct LogoutRequest {
     pub refresh_token: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LogoutResult {
     pub revoked: u64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    request_body = Option<LogoutRequest>,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Refresh tokens revoked", body = LogoutResult),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     principal: Principal,
@@ -363,7 +401,7 @@ pub async fn logout(
     Ok(Json(LogoutResult { revoked }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Me {
     pub username: String,
     pub role: Option<Role>,
@@ -372,6 +410,17 @@ pub struct Me {
     pub token_role: Option<Role>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = Me),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn me(principal: Principal) -> Json<Me> {
     Json(Me {
         username: principal.username,

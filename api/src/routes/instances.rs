@@ -10,7 +10,7 @@ use super::api_error::ApiError;
 use crate::auth::{Principal, Role};
 
 /// An instance as the API shows it. Times are RFC 3339 in UTC.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Instance {
     pub id: i64,
     pub name: String,
@@ -18,6 +18,7 @@ pub struct Instance {
     pub server_version_num: Option<i32>,
     pub version: Option<String>,
     pub in_recovery: Option<bool>,
+    #[schema(value_type = Object)]
     pub labels: serde_json::Value,
     pub created_at: String,
     pub last_seen: Option<String>,
@@ -61,13 +62,24 @@ const LIST_INSTANCES: &str = "SELECT id, name, agent_id, server_version_num, ver
 const FIND_INSTANCE: &str = "SELECT id, name, agent_id, server_version_num, version, \
      in_recovery, labels, created_at, last_seen FROM instances WHERE id = $1";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InstanceList {
     pub instances: Vec<Instance>,
 }
 
 /// Only the instances the caller may see: all with a global role, else those whose labels
 /// match one of the caller's grants.
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances",
+    tag = "instances",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every monitored instance", body = InstanceList),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,

@@ -35,6 +35,10 @@ pub struct FamilySpec {
     pub columns: &'static [&'static str],
     /// `$1` = key, `$2` = limit (bigint).
     pub sql: &'static str,
+    /// The store table (a literal, never from a request).
+    pub table: &'static str,
+    /// Order of the rows of one sample time (SQL, a literal).
+    pub order: &'static str,
 }
 
 macro_rules! family {
@@ -43,6 +47,8 @@ macro_rules! family {
             name: $name,
             key: FamilyKey::Instance,
             columns: &["time", $($col),+],
+            table: $table,
+            order: $order,
             sql: concat!(
                 "SELECT time", $(", ", $col,)+ " FROM ", $table,
                 " WHERE instance_id = $1 AND time IN (SELECT DISTINCT time FROM ", $table,
@@ -56,6 +62,8 @@ macro_rules! family {
             name: $name,
             key: FamilyKey::Agent,
             columns: &["time", $($col),+],
+            table: $table,
+            order: $order,
             sql: concat!(
                 "SELECT time", $(", ", $col,)+ " FROM ", $table,
                 " WHERE agent_id = $1 AND time IN (SELECT DISTINCT time FROM ", $table,
@@ -69,6 +77,8 @@ macro_rules! family {
             name: $name,
             key: FamilyKey::Agent,
             columns: &["time", $($col),+],
+            table: $table,
+            order: "agent_id",
             sql: concat!(
                 "SELECT time", $(", ", $col,)+ " FROM ", $table,
                 " WHERE agent_id = $1 ORDER BY time DESC LIMIT $2"

@@ -7,9 +7,16 @@ mod api_tokens;
 mod audit_log;
 mod auth_routes;
 mod health;
+pub mod http_metrics;
 mod instances;
+pub mod live;
 mod metric_families;
+pub mod metrics_series;
+pub mod openapi;
 mod samples;
+pub mod series_spec;
+pub mod statements_top;
+pub mod time_range;
 mod users;
 
 use std::sync::Arc;
@@ -20,8 +27,10 @@ use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{MethodRouter, delete, get, post};
 use sqlx::PgPool;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::AuthState;
 use crate::auth::jwt::JwtKeys;
@@ -39,6 +48,8 @@ pub use samples::{MAX_LIMIT, Samples};
 pub struct AppState {
     pub pool: PgPool,
     pub auth: Arc<AuthState>,
+    pub live: live::LiveHub,
+    pub metrics: http_metrics::HttpMetrics,
 }
 
 impl AppState {
@@ -52,6 +63,8 @@ impl AppState {
 
     pub fn with_auth(pool: PgPool, auth: AuthState) -> Self {
         AppState {
+            live: live::LiveHub::new(pool.clone()),
+            metrics: http_metrics::HttpMetrics::new(),
             pool,
             auth: Arc::new(auth),
         }
@@ -64,7 +77,7 @@ impl AppState {
 pub enum Access {
     /// No credentials needed.
     Open,
-    /// Any authenticated caller (acts on the caller's own things).
+    /// Any authenticated caller (acts on the caller's own things; instance lists are filtered).
     Authenticated,
     /// At least viewer on the instance in the path (global or by label).
     InstanceViewer,
@@ -87,98 +100,80 @@ const fn spec(method: Method, path: &'static str, access: Access) -> RouteSpec {
     }
 }
 
-/// Every route with its handler: the router is built from this list only, so no route exists
-/// without a declared access rule.
-fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
+/// The declared access rule of every route. A test checks that this list and the router (and
+/// the OpenAPI document) name exactly the same routes.
+pub fn route_specs() -> Vec<RouteSpec> {
     use Access::*;
     vec![
-        (
-            spec(Method::GET, "/api/v1/health", Open),
-            get(health::health),
+        spec(Method::GET, "/api/v1/health", Open),
+        spec(Method::GET, "/api/v1/openapi.json", Open),
+        spec(Method::GET, "/metrics", Open),
+        spec(Method::POST, "/api/v1/auth/login", Open),
+        spec(Method::POST, "/api/v1/auth/refresh", Open),
+        spec(Method::POST, "/api/v1/auth/logout", Authenticated),
+        spec(Method::GET, "/api/v1/auth/me", Authenticated),
+        spec(Method::GET, "/api/v1/instances", Authenticated),
+        spec(Method::GET, "/api/v1/live", Authenticated),
+        spec(
+            Method::GET,
+            "/api/v1/instances/{id}/samples/{family}",
+            InstanceViewer,
         ),
-        (
-            spec(Method::POST, "/api/v1/auth/login", Open),
-            post(auth_routes::login),
+        spec(
+            Method::GET,
+            "/api/v1/instances/{id}/metrics/{family}",
+            InstanceViewer,
         ),
-        (
-            spec(Method::POST, "/api/v1/auth/refresh", Open),
-            post(auth_routes::refresh),
+        spec(
+            Method::GET,
+            "/api/v1/instances/{id}/statements/top",
+            InstanceViewer,
         ),
-        (
-            spec(Method::POST, "/api/v1/auth/logout", Authenticated),
-            post(auth_routes::logout),
-        ),
-        (
-            spec(Method::GET, "/api/v1/auth/me", Authenticated),
-            get(auth_routes::me),
-        ),
-        (
-            spec(Method::GET, "/api/v1/instances", Authenticated),
-            get(instances::list),
-        ),
-        (
-            spec(
-                Method::GET,
-                "/api/v1/instances/{id}/samples/{family}",
-                InstanceViewer,
-            ),
-            get(samples::samples),
-        ),
-        (spec(Method::GET, "/api/v1/users", Admin), get(users::list)),
-        (
-            spec(Method::POST, "/api/v1/users", Admin),
-            post(users::create),
-        ),
-        (
-            spec(Method::POST, "/api/v1/users/{username}/role", Admin),
-            post(users::set_role),
-        ),
-        (
-            spec(Method::POST, "/api/v1/users/{username}/disable", Admin),
-            post(users::disable),
-        ),
-        (
-            spec(Method::GET, "/api/v1/tokens", Authenticated),
-            get(api_tokens::list),
-        ),
-        (
-            spec(Method::POST, "/api/v1/tokens", Authenticated),
-            post(api_tokens::create),
-        ),
-        (
-            spec(Method::DELETE, "/api/v1/tokens/{id}", Authenticated),
-            delete(api_tokens::revoke),
-        ),
-        (
-            spec(Method::GET, "/api/v1/audit", Admin),
-            get(audit_log::list),
-        ),
-        (
-            spec(Method::GET, "/api/v1/agents", Admin),
-            get(agents::list),
-        ),
-        (
-            spec(Method::POST, "/api/v1/agents/enrollment-tokens", Admin),
-            post(agents::create_enrollment_token),
-        ),
-        (
-            spec(Method::POST, "/api/v1/agents/{id}/disable", Admin),
-            post(agents::disable),
-        ),
+        spec(Method::GET, "/api/v1/users", Admin),
+        spec(Method::POST, "/api/v1/users", Admin),
+        spec(Method::POST, "/api/v1/users/{username}/role", Admin),
+        spec(Method::POST, "/api/v1/users/{username}/disable", Admin),
+        spec(Method::GET, "/api/v1/tokens", Authenticated),
+        spec(Method::POST, "/api/v1/tokens", Authenticated),
+        spec(Method::DELETE, "/api/v1/tokens/{id}", Authenticated),
+        spec(Method::GET, "/api/v1/audit", Admin),
+        spec(Method::GET, "/api/v1/agents", Admin),
+        spec(Method::POST, "/api/v1/agents/enrollment-tokens", Admin),
+        spec(Method::POST, "/api/v1/agents/{id}/disable", Admin),
     ]
 }
 
-/// The declared access rule of every route.
-pub fn route_specs() -> Vec<RouteSpec> {
-    routes().into_iter().map(|(spec, _)| spec).collect()
+/// Every route with its OpenAPI description: `routes!` takes the path from the handler's
+/// `#[utoipa::path]`, so a route cannot be added without being documented.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(instances::list))
+        .routes(routes!(samples::samples))
+        .routes(routes!(metrics_series::series))
+        .routes(routes!(statements_top::top))
+        .routes(routes!(live::live))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(http_metrics::scrape))
+        .routes(routes!(auth_routes::login))
+        .routes(routes!(auth_routes::refresh))
+        .routes(routes!(auth_routes::logout))
+        .routes(routes!(auth_routes::me))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::set_role))
+        .routes(routes!(users::disable))
+        .routes(routes!(api_tokens::list, api_tokens::create))
+        .routes(routes!(api_tokens::revoke))
+        .routes(routes!(audit_log::list))
+        .routes(routes!(agents::list))
+        .routes(routes!(agents::create_enrollment_token))
+        .routes(routes!(agents::disable))
 }
 
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new();
-    for (spec, handler) in routes() {
-        router = router.route(spec.path, handler);
-    }
-    router
+    let (routes, _document) = api_routes().split_for_parts();
+    routes
+        .route_layer(middleware::from_fn(http_metrics::mark_route))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -186,6 +181,10 @@ pub fn router(state: AppState) -> Router {
             crate::auth::gate::gate,
         ))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            http_metrics::track,
+        ))
         .with_state(state)
 }
 

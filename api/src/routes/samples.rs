@@ -15,21 +15,45 @@ use crate::auth::{Principal, Role};
 pub const DEFAULT_LIMIT: u32 = 1;
 pub const MAX_LIMIT: u32 = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SamplesQuery {
     /// Per-instance families: how many sample times back; per-agent families: how many rows.
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Samples {
     pub instance: Instance,
+    #[schema(value_type = String)]
     pub family: &'static str,
+    #[schema(value_type = Vec<String>)]
     pub columns: &'static [&'static str],
+    /// One object per row, keyed by column.
+    #[schema(value_type = Vec<Object>)]
     pub rows: Vec<Map<String, Value>>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/samples/{family}",
+    tag = "metrics",
+    security(("bearer" = [])),
+    params(
+        ("id" = i64, Path, description = "Instance id"),
+        ("family" = String, Path, description = "Metric family"),
+        SamplesQuery,
+    ),
+    responses(
+        (status = 200, description = "The latest samples", body = Samples),
+        (status = 400, description = "Bad id, family or limit", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn samples(
     State(state): State<AppState>,
     principal: Principal,

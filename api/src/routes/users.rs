@@ -20,7 +20,7 @@ use crate::auth::principal::{LabelGrant, Principal};
 use crate::auth::role::{Role, from_store};
 use crate::auth::users::{UserError, create_user};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: i64,
     pub username: String,
@@ -32,7 +32,7 @@ pub struct User {
     pub locked_until: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserList {
     pub users: Vec<User>,
 }
@@ -48,7 +48,7 @@ struct UserRow {
     locked_until: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
     pub key: String,
@@ -97,6 +97,18 @@ async fn load_users(state: &AppState, username: Option<&str>) -> Result<Vec<User
         .collect()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every user", body = UserList),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -107,7 +119,7 @@ pub async fn list(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub username: String,
@@ -119,7 +131,7 @@ pub struct CreateUser {
     pub grants: Vec<GrantBody>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedUser {
     pub user: User,
     /// Only when the request had no password: shown this once, never stored in clear.
@@ -174,6 +186,21 @@ async fn replace_grants(
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    request_body = CreateUser,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; a generated password is shown once", body = CreatedUser),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 409, description = "Conflicts with an existing entry", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -223,7 +250,7 @@ fn username_path(path: Result<Path<String>, PathRejection>) -> Result<String, Ap
         .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRole {
     pub role: Option<Role>,
@@ -231,6 +258,22 @@ pub struct SetRole {
     pub grants: Vec<GrantBody>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{username}/role",
+    tag = "users",
+    params(("username" = String, Path, description = "User name")),
+    request_body = SetRole,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user with the new roles", body = User),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn set_role(
     State(state): State<AppState>,
     principal: Principal,
@@ -262,6 +305,21 @@ pub async fn set_role(
     Ok(Json(one_user(&state, &username).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{username}/disable",
+    tag = "users",
+    params(("username" = String, Path, description = "User name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The disabled user", body = User),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn disable(
     State(state): State<AppState>,
     principal: Principal,

@@ -22,6 +22,7 @@
 
 mod copy;
 mod group;
+pub mod notify;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -214,6 +215,7 @@ async fn write(
     }
     copy::tables(&tx, &parts).await?;
     copy::statement_texts(&tx, &parts).await?;
+    notify::new_samples(&tx, &parts).await?;
     tx.commit().await.map_err(query("committing the group"))?;
     Ok(outcomes)
 }
