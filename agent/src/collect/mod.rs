@@ -23,7 +23,7 @@ pub mod schedule;
 mod server_stats;
 mod session;
 mod settings;
-mod statement;
+pub mod statement;
 mod waits;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

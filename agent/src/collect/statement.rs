@@ -48,6 +48,13 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// their queryids recur (the store keeps the first copy).
 const MAX_TEXTS_REMEMBERED: usize = 100_000;
 
+/// The only statement that reads query texts (`pg_stat_statements(true)`
+/// loads the server's whole text file), run only for queryids not sent
+/// yet. Public so tests and the benchmark can count its executions in
+/// `pg_stat_statements` itself.
+pub const TEXTS_SQL: &str = "SELECT DISTINCT ON (queryid) queryid, query FROM pg_stat_statements(true) \
+                             WHERE queryid = ANY($1) AND query IS NOT NULL";
+
 /// An installed pg_stat_statements version, e.g. 1.10 = `(1, 10)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ExtVersion(pub u32, pub u32);
@@ -389,13 +396,7 @@ impl StatementCollector {
     ) -> Result<Vec<StatementText>, FamilyError> {
         // Reading texts loads the server's whole query-text file: only done
         // when queryids are new to this agent.
-        let rows = client
-            .query(
-                "SELECT DISTINCT ON (queryid) queryid, query FROM pg_stat_statements(true) \
-                 WHERE queryid = ANY($1) AND query IS NOT NULL",
-                &[&ids],
-            )
-            .await?;
+        let rows = client.query(TEXTS_SQL, &[&ids]).await?;
         let mut texts = Vec::with_capacity(rows.len());
         for row in &rows {
             let queryid: i64 = row.try_get(0)?;
