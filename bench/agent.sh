@@ -96,6 +96,8 @@ psql_m() { psql -h "$SOCK" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt "$@
 psql_m -d postgres -c "CREATE DATABASE bench" >/dev/null
 psql_m -d postgres -c "CREATE EXTENSION pg_stat_statements" >/dev/null
 psql_m -d bench -c "CREATE EXTENSION pg_stat_statements" >/dev/null
+# A slot, so that replication_slot has something to report on a lone primary.
+psql_m -d postgres -c "SELECT pg_create_physical_replication_slot('bench_slot', true)" >/dev/null
 pgbench -h "$SOCK" -p "$PG_PORT" -U postgres -i -s 5 -q bench >"$OUT/agent-pgbench-init.log" 2>&1
 # 200 tables with an index and some rows each; 10 query shapes per table give
 # 2,000 distinct statements (plus pgbench's and the collectors' own).
@@ -231,6 +233,7 @@ FROM (
          END AS q
   FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
   WHERE s.nspname = 'public' AND c.relname LIKE 'metric\_%' AND c.relkind IN ('r', 'p')
+    AND NOT c.relispartition
 ) t
 WHERE q IS NOT NULL
   AND (xpath('/row/n/text()', query_to_xml(q, false, true, '')))[1]::text::int8 > 0
@@ -249,14 +252,14 @@ jq -n \
   --argjson secs "$SECS" --argjson cycles "$CYCLES" --argjson scrapes "$SCRAPES" \
   --argjson failed_scrapes "$FAILED_SCRAPES" --argjson distinct "$DISTINCT" --argjson tables "$TABLES" \
   --argjson series "$SERIES" --argjson statement_series "$STATEMENT_SERIES" \
-  --arg families "$STORE_FAMILIES" '
+  --arg families "$STORE_FAMILIES" --arg configured "$FAMILIES" '
   def r: (. * 1000 | round) / 1000;
   ($st[0]) as $s |
   (($a1 - $a0) * 1000 / $hz / $cycles) as $a_cpu |
   (($e1 - $e0) * 1000 / $hz / $scrapes) as $e_cpu |
   ($families | split(" ") | map(select(. != ""))) as $fams |
   {tables: $tables, distinct_statements: $distinct, interval_s: 10, window_s: ($secs | r),
-   agent_families_stored: $fams, exporter_series: $series, exporter_statement_series: $statement_series} as $setup |
+   agent_families_configured: ($configured | split(" ")), agent_families_stored: $fams, exporter_series: $series, exporter_statement_series: $statement_series} as $setup |
   [
     ({name: "agent_rss_mib", unit: "MiB", lasect: ($a_hwm / 1024 | r),
      reference: ($e_hwm / 1024 | r), reference_name: "prometheus-postgres-exporter (Debian) peak RSS, same instance, scraped every 10 s",

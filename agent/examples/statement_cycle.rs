@@ -33,6 +33,8 @@ const PAD_MARK: &str = "lasect-bench-pad";
 /// Distinct statements per table: SELECT c<a> ... WHERE c<b> = const.
 const SHAPES: usize = 25;
 const BATCH: usize = 50;
+/// Cycles before the steady state (see the loop).
+const WARM_CYCLES: usize = 3;
 
 struct Args {
     dsn: String,
@@ -52,9 +54,7 @@ fn parse_args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         let number = || {
             value
                 .parse::<usize>()
@@ -219,7 +219,6 @@ async fn main() -> anyhow::Result<()> {
     let reference_sql = statement::query(version)
         .replacen("SELECT queryid,", "SELECT query, queryid,", 1)
         .replace("pg_stat_statements(false)", "pg_stat_statements(true)");
-    let fetches_before = text_fetches(&client).await?;
     let mut next = 0;
     let mut touch = |n: usize| {
         let ids: Vec<usize> = (0..n).map(|k| (next + k) % args.entries).collect();
@@ -228,12 +227,22 @@ async fn main() -> anyhow::Result<()> {
     };
     let (mut lasect, mut reference) = (Vec::new(), Vec::new());
     let (mut steady_rows, mut steady_texts, mut reference_bytes) = (0, 0, 0);
-    for _ in 0..args.cycles {
+    let mut fetches_before = 0;
+    for cycle in 0..WARM_CYCLES + args.cycles {
+        // The first cycles also see this program's own statements (the
+        // reference, the fetch counter) and the text query's own entry for
+        // the first time: not the steady state yet.
+        let steady = cycle >= WARM_CYCLES;
+        let fetches = text_fetches(&client).await?;
+        if cycle == WARM_CYCLES {
+            fetches_before = fetches;
+        }
         run_statements(&client, touch(args.touch).into_iter(), &pad).await?;
         let t = Instant::now();
         let snap = collector.collect(&client, "bench").await?;
-        lasect.push(ms(t.elapsed()));
-        if let Some(s) = snap {
+        let took = ms(t.elapsed());
+        if let (true, Some(s)) = (steady, snap) {
+            lasect.push(took);
             steady_rows += s.rows.len();
             steady_texts += s.texts.len();
         }
@@ -246,15 +255,16 @@ async fn main() -> anyhow::Result<()> {
             let text: Option<&str> = row.try_get(0)?;
             bytes += text.map_or(0, str::len);
         }
-        reference.push(ms(t.elapsed()));
-        reference_bytes = bytes;
+        let took = ms(t.elapsed());
+        if steady {
+            reference.push(took);
+            reference_bytes = bytes;
+        }
     }
     let fetches_after = text_fetches(&client).await?;
     let steady_fetches = fetches_after - fetches_before;
     if steady_fetches != 0 || steady_texts != 0 {
-        bail!(
-            "the steady state read texts: {steady_fetches} text queries, {steady_texts} texts"
-        );
+        bail!("the steady state read texts: {steady_fetches} text queries, {steady_texts} texts");
     }
     let lasect_ms = median(&mut lasect);
     let reference_ms = median(&mut reference);

@@ -67,10 +67,7 @@ async fn run_workload(client: &tokio_postgres::Client) {
         .query(WORKLOAD[2], &[&7_i64])
         .await
         .expect("workload");
-    client
-        .query(WORKLOAD[3], &[&"x"])
-        .await
-        .expect("workload");
+    client.query(WORKLOAD[3], &[&"x"]).await.expect("workload");
 }
 
 /// Executions so far of the agent's text query, seen by the server.
@@ -136,8 +133,14 @@ async fn steady_state_fetches_no_texts_of_seen_queryids() {
         let tick = tick_all(&mut c, &mut hours).await;
         assert!(tick.failures.is_empty(), "{:?}", tick.failures);
         let (rows, texts) = statement_output(&tick);
-        assert!(rows >= WORKLOAD.len(), "round {round}: deltas of the workload");
-        assert!(texts.is_empty(), "round {round}: texts sent again: {texts:?}");
+        assert!(
+            rows >= WORKLOAD.len(),
+            "round {round}: deltas of the workload"
+        );
+        assert!(
+            texts.is_empty(),
+            "round {round}: texts sent again: {texts:?}"
+        );
         assert_eq!(
             text_fetches(&client).await,
             before,
