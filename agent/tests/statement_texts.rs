@@ -2,12 +2,14 @@
 //! server, the executions of the agent's only text-reading statement
 //! (`pg_stat_statements(true)`) are counted in `pg_stat_statements` itself,
 //! and they stay put while the same statements keep running; a new
-//! statement costs exactly one more read.
+//! statement costs exactly one more read. Texts go out a byte budget per
+//! round (a batch must stay under ingest's size limit); the rest follows in
+//! the next rounds, each text exactly once, none lost.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use lasect_agent::collect::statement::TEXTS_SQL;
+use lasect_agent::collect::statement::{StatementCollector, TEXTS_SQL_HEAD};
 use lasect_agent::collect::{Collector, Tick};
 use lasect_agent::config::{CollectConfig, Dsn, InstanceConfig};
 use lasect_proto::v1::sample::Family;
@@ -72,10 +74,7 @@ async fn run_workload(client: &tokio_postgres::Client) {
 
 /// Executions so far of the agent's text query, seen by the server.
 async fn text_fetches(client: &tokio_postgres::Client) -> i64 {
-    let prefix = TEXTS_SQL
-        .split("pg_stat_statements(")
-        .next()
-        .expect("text query");
+    let prefix = TEXTS_SQL_HEAD;
     client
         .query_one(
             "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_statements \
@@ -165,4 +164,78 @@ async fn steady_state_fetches_no_texts_of_seen_queryids() {
         1
     );
     assert_eq!(text_fetches(&client).await, before + 1);
+}
+
+#[tokio::test]
+async fn long_texts_go_out_a_budget_per_round_each_once() {
+    const PAD: usize = 3000;
+    const BUDGET: usize = 7000;
+    let pg = PgCluster::start(PgOptions {
+        stat_statements: true,
+        ..PgOptions::default()
+    })
+    .expect("start pg");
+    let client = pg.connect("postgres").await.expect("connect");
+    client
+        .batch_execute("CREATE EXTENSION pg_stat_statements")
+        .await
+        .expect("extension");
+    let mut collector = StatementCollector::default().with_text_budget(BUDGET);
+    assert!(
+        collector
+            .collect(&client, "main")
+            .await
+            .expect("baseline")
+            .is_none()
+    );
+
+    // Six distinct statements (one per catalog) with long comments, run
+    // once: they must all get their text although they never run again.
+    let pad = format!("lasect_budget_pad {}", "x".repeat(PAD));
+    let catalogs = [
+        "pg_class",
+        "pg_type",
+        "pg_proc",
+        "pg_namespace",
+        "pg_am",
+        "pg_database",
+    ];
+    for catalog in catalogs {
+        client
+            .batch_execute(&format!(
+                "SELECT /* {pad} */ oid FROM {catalog} WHERE oid = 0"
+            ))
+            .await
+            .expect("padded statement");
+    }
+
+    let mut sent: Vec<String> = Vec::new();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds <= 10, "texts still pending after 10 rounds");
+        let snap = collector
+            .collect(&client, "main")
+            .await
+            .expect("round")
+            .expect("snapshot");
+        let bytes: usize = snap.texts.iter().map(|t| t.query.len()).sum();
+        assert!(
+            bytes <= BUDGET || snap.texts.len() == 1,
+            "round {rounds}: {bytes} bytes of text in {} texts",
+            snap.texts.len()
+        );
+        sent.extend(snap.texts.into_iter().map(|t| t.query));
+        if collector.texts_pending() == 0 {
+            break;
+        }
+    }
+    assert!(rounds >= 3, "18 kB of text over a 7 kB budget takes rounds");
+    for catalog in catalogs {
+        let of_catalog = sent
+            .iter()
+            .filter(|q| q.contains("lasect_budget_pad") && q.contains(&format!("FROM {catalog} ")))
+            .count();
+        assert_eq!(of_catalog, 1, "{catalog}: sent once");
+    }
 }
