@@ -275,7 +275,7 @@ jq -n \
      reference_name: "pg_stat_statements(true): the same counters plus every text, each cycle (as exporters read the view)",
      ratio: ($s.lasect_ms / $s.reference_ms | r), better: "lower",
      entries: $s.entries, text_bytes: $s.text_bytes, cycles: $s.cycles, touched_per_cycle: $s.touched_per_cycle,
-     first_sight_ms: $s.first_sight_ms, first_sight_texts: $s.first_sight_texts,
+     first_sight_ms: $s.first_sight_ms, first_sight_texts: $s.first_sight_texts, catch_up_rounds: $s.catch_up_rounds,
      steady_text_fetches: $s.steady_text_fetches,
      note: "median over steady cycles, agent and reference alternating on one server"}
   ]' >"$OUT/agent_summary.json"
