@@ -24,9 +24,10 @@ test: lint
 demo: deps
 	@scripts/demo.sh
 
-# Ingest benchmarks (release build, a real store with fsync on; a few
+# Ingest and agent benchmarks (release build, a real store with fsync on; a few
 # minutes): writes target/bench/summary.json. Not part of `make test`.
-bench: deps
+bench:
+	@scripts/deps.sh --bench
 	@bench/run.sh
 
 clean:

@@ -10,6 +10,7 @@
 #                           vs psql \copy of the same rows (CSV) into the same tables
 #   replay_rows_per_s       one agent draining one hour of 10 s batches, vs the real-time rate
 #   fleet_agents_p99_250ms  most agents at a 10 s interval served with push p99 < 250 ms
+#   agent_rss_mib, agent_cpu_ms_per_cycle, statement_cycle_ms   bench/agent.sh
 # Everything runs under a temp dir that is removed at the end; logs and the
 # raw loadgen outputs are kept in target/bench/.
 set -euo pipefail
@@ -189,6 +190,11 @@ jq -n \
      ratio: ($p.rows_per_s / $realtime | r), better: "higher",
      target_ratio: 100, batches: $p.batches_ok, elapsed_s: ($p.elapsed_s | r), retries: $p.failed_total}
   ]' >"$OUT/summary.json"
+
+# 5. The agent against prometheus-postgres-exporter, and the statement cycle (issue 3).
+bench/agent.sh "$WORK" "$INGEST_PORT" "$WORK/tls" "$SOCK" "$PG_PORT"
+jq -s '.[0] + .[1]' "$OUT/summary.json" "$OUT/agent_summary.json" >"$OUT/summary.tmp"
+mv "$OUT/summary.tmp" "$OUT/summary.json"
 
 say "summary ($OUT/summary.json)"
 jq -r '(["name","unit","lasect","reference","ratio","better"] | @tsv),

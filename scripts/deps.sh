@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need, and only what is missing:
-# a Rust toolchain, a C compiler, PostgreSQL server + contrib, curl.
+# a Rust toolchain, a C compiler, PostgreSQL server + contrib, curl; with
+# --bench also what `make bench` runs (jq, pgbench, prometheus-postgres-exporter).
 # Debian/Ubuntu (apt-get). Safe to run repeatedly.
 set -euo pipefail
 
@@ -15,6 +16,13 @@ command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+# `make bench` (scripts/deps.sh --bench) also compares the agent with the
+# Prometheus exporter and drives it with pgbench and curl.
+if [ "${1:-}" = "--bench" ]; then
+    command -v jq >/dev/null 2>&1 || missing+=(jq)
+    command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-client)
+    command -v prometheus-postgres-exporter >/dev/null 2>&1 || missing+=(prometheus-postgres-exporter)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""

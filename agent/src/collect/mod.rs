@@ -27,7 +27,7 @@ mod server_stats;
 mod session;
 mod settings;
 mod standby;
-mod statement;
+pub mod statement;
 mod subscription;
 mod waits;
 

@@ -34,7 +34,7 @@
 //! (PG17) renamed blk_read_time/blk_write_time to shared_blk_*_time and
 //! added `stats_since`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use lasect_proto::v1::{StatementRow, StatementSnapshot, StatementText};
 use tokio_postgres::{Client, Row};
@@ -47,6 +47,27 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// end; past this many the memory is cleared and texts are sent again as
 /// their queryids recur (the store keeps the first copy).
 const MAX_TEXTS_REMEMBERED: usize = 100_000;
+
+/// Text bytes sent per round at most, so that a server with thousands of
+/// long statements does not make one batch larger than ingest accepts
+/// (`max_uncompressed_bytes`, 32 MiB by default): the rest stays pending
+/// for the next rounds.
+pub const TEXT_BYTES_PER_ROUND: usize = 2 << 20;
+
+/// The only statement that reads query texts (`pg_stat_statements(true)`
+/// loads the server's whole text file), run only while queryids wait for
+/// their text. `$1`: the queryids, `$2`: the byte budget. Every queryid
+/// still present comes back; its text is NULL when it does not fit in the
+/// budget (in queryid order; the first always fits). It begins with
+/// [`TEXTS_SQL_HEAD`], which has no constants, so tests and the benchmark
+/// find its entry in `pg_stat_statements` (normalised text) and count its
+/// executions.
+pub const TEXTS_SQL_HEAD: &str =
+    "SELECT queryid, CASE WHEN sum(octet_length(query)) OVER (ORDER BY queryid) <= $2";
+pub const TEXTS_SQL: &str = "SELECT queryid, CASE WHEN sum(octet_length(query)) OVER (ORDER BY queryid) <= $2 \
+                             OR row_number() OVER (ORDER BY queryid) = 1 THEN query END FROM (SELECT DISTINCT ON (queryid) queryid, left(query, 65536) AS query \
+                             FROM pg_stat_statements(true) WHERE queryid = ANY($1) AND query IS NOT NULL \
+                             ORDER BY queryid) AS t ORDER BY queryid";
 
 /// An installed pg_stat_statements version, e.g. 1.10 = `(1, 10)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -298,6 +319,11 @@ pub fn truncate(mut text: String, max: usize) -> String {
 pub struct StatementCollector {
     previous: Option<Reading>,
     texts_sent: HashSet<i64>,
+    /// Queryids that ran but whose text is not sent yet (over a round's
+    /// budget); fetched in the next rounds whether they run again or not.
+    texts_pending: BTreeSet<i64>,
+    /// Bytes of text per round, [`TEXT_BYTES_PER_ROUND`] unless set.
+    text_budget: Option<usize>,
     /// Warned that the role sees only its own statements.
     warned_visibility: bool,
 }
@@ -360,21 +386,22 @@ impl StatementCollector {
         };
         let rows = deltas(previous, &current);
 
-        let mut new_ids: Vec<i64> = rows
-            .iter()
-            .map(|r| r.queryid)
-            .filter(|id| !self.texts_sent.contains(id))
-            .collect();
-        new_ids.sort_unstable();
-        new_ids.dedup();
-        if self.texts_sent.len() + new_ids.len() > MAX_TEXTS_REMEMBERED {
+        for row in &rows {
+            if self.texts_pending.len() >= MAX_TEXTS_REMEMBERED {
+                break;
+            }
+            if !self.texts_sent.contains(&row.queryid) {
+                self.texts_pending.insert(row.queryid);
+            }
+        }
+        if self.texts_sent.len() + self.texts_pending.len() > MAX_TEXTS_REMEMBERED {
             tracing::debug!(instance, "forgetting which statement texts were sent");
             self.texts_sent.clear();
         }
-        let texts = if new_ids.is_empty() {
+        let texts = if self.texts_pending.is_empty() {
             Vec::new()
         } else {
-            self.texts(client, &new_ids).await?
+            self.texts(client).await?
         };
         // Only a complete round moves the baseline: after a failure the next
         // round's deltas cover both intervals, so nothing is lost.
@@ -382,30 +409,44 @@ impl StatementCollector {
         Ok(Some(StatementSnapshot { rows, texts }))
     }
 
-    async fn texts(
-        &mut self,
-        client: &Client,
-        ids: &[i64],
-    ) -> Result<Vec<StatementText>, FamilyError> {
+    /// Sets the text bytes per round (default [`TEXT_BYTES_PER_ROUND`]).
+    pub fn with_text_budget(mut self, bytes: usize) -> Self {
+        self.text_budget = Some(bytes);
+        self
+    }
+
+    /// Queryids that ran and still wait for their text.
+    pub fn texts_pending(&self) -> usize {
+        self.texts_pending.len()
+    }
+
+    async fn texts(&mut self, client: &Client) -> Result<Vec<StatementText>, FamilyError> {
         // Reading texts loads the server's whole query-text file: only done
-        // when queryids are new to this agent.
-        let rows = client
-            .query(
-                "SELECT DISTINCT ON (queryid) queryid, query FROM pg_stat_statements(true) \
-                 WHERE queryid = ANY($1) AND query IS NOT NULL",
-                &[&ids],
-            )
-            .await?;
-        let mut texts = Vec::with_capacity(rows.len());
+        // while queryids new to this agent wait for their text.
+        let ids: Vec<i64> = self.texts_pending.iter().copied().collect();
+        let budget =
+            i64::try_from(self.text_budget.unwrap_or(TEXT_BYTES_PER_ROUND)).unwrap_or(i64::MAX);
+        let rows = client.query(TEXTS_SQL, &[&ids, &budget]).await?;
+        // A queryid the server no longer has (evicted, reset) is given up:
+        // it comes back with its text if it runs again.
+        let mut waiting = BTreeSet::new();
+        let mut texts = Vec::new();
         for row in &rows {
             let queryid: i64 = row.try_get(0)?;
-            let query: String = row.try_get(1)?;
-            self.texts_sent.insert(queryid);
-            texts.push(StatementText {
-                queryid,
-                query: truncate(query, MAX_TEXT_BYTES),
-            });
+            match row.try_get::<_, Option<String>>(1)? {
+                Some(query) => {
+                    self.texts_sent.insert(queryid);
+                    texts.push(StatementText {
+                        queryid,
+                        query: truncate(query, MAX_TEXT_BYTES),
+                    });
+                }
+                None => {
+                    waiting.insert(queryid);
+                }
+            }
         }
+        self.texts_pending = waiting;
         Ok(texts)
     }
 }
@@ -534,6 +575,16 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn the_text_query_is_found_by_its_head() {
+        assert!(TEXTS_SQL.starts_with(TEXTS_SQL_HEAD));
+        assert!(
+            !TEXTS_SQL_HEAD
+                .chars()
+                .any(|c| c.is_ascii_digit() && c != '2')
+        );
     }
 
     #[test]
