@@ -142,7 +142,7 @@ impl<'a> Call<'a> {
 
 /// A concrete URI for a route path.
 fn concrete(path: &str) -> String {
-    path.replace("{id}/samples", "1/samples")
+    path.replace("/instances/{id}/", "/instances/1/")
         .replace("{family}", "database")
         .replace("{username}", "nobody")
         .replace("/tokens/{id}", "/tokens/999999")

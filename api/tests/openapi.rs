@@ -4,6 +4,8 @@
 //! (every documented route, called with good and bad parameters against a real store and
 //! against a dead one, answers a documented status with a body of the documented shape).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -24,7 +26,11 @@ fn dead_store_app() -> Router {
         free_port()
     );
     let pool = store_pool(&StoreDsn::new(dsn), Duration::from_millis(300)).expect("lazy pool");
-    router(AppState::new(pool))
+    // A well-formed token: checking it needs the store, which is gone.
+    common::with_bearer(
+        router(AppState::new(pool)),
+        &lasect_pki::new_token(lasect_pki::API_TOKEN_PREFIX),
+    )
 }
 
 struct Answer {
@@ -265,7 +271,7 @@ async fn every_documented_route_answers_in_the_documented_shapes() {
     .execute(&pool)
     .await
     .expect("seed");
-    let app = router(AppState::new(pool));
+    let app = common::admin_app(&pool).await;
     let doc = document(&app).await;
     let seen = walk(&doc, &app).await;
     for must in [

@@ -1,6 +1,8 @@
 //! Series downsampling, top statements and their errors, against a real migrated store with
 //! rows of known values (the expected aggregates are computed by hand in the comments).
 
+mod common;
+
 use std::time::Duration;
 
 use axum::Router;
@@ -9,7 +11,6 @@ use axum::http::{Request, StatusCode};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use lasect_api::server::store_pool;
 use lasect_api::store_dsn::StoreDsn;
-use lasect_api::{AppState, router};
 use lasect_testkit::{PgCluster, PgOptions};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -45,7 +46,7 @@ async fn fixture() -> Fixture {
     .expect("seed instances");
     Fixture {
         _pg: pg,
-        app: router(AppState::new(pool.clone())),
+        app: common::admin_app(&pool).await,
         pool,
         base,
     }

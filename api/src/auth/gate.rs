@@ -1,4 +1,5 @@
-//! The layer in front of every route: authentication for everything under `/api/` except
+//! The layer in front of every route: authentication for everything under `/api/` (and
+//! `/metrics`) except
 //! [`OPEN_PATHS`], and an audit row for every mutating request (whatever its outcome, refusals
 //! included).
 
@@ -24,7 +25,10 @@ pub const OPEN_PATHS: &[&str] = &[
 
 /// Whether `path` needs no credentials.
 pub fn is_open(path: &str) -> bool {
-    OPEN_PATHS.contains(&path) || !(path.starts_with("/api/") || path == "/api")
+    // `/metrics` is guarded too: Prometheus sends a bearer token (`authorization` in its
+    // scrape config), so a viewer API token is enough.
+    OPEN_PATHS.contains(&path)
+        || !(path.starts_with("/api/") || path == "/api" || path == "/metrics")
 }
 
 fn is_mutating(method: &Method) -> bool {

@@ -185,7 +185,11 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     get,
     path = "/metrics",
     tag = "meta",
-    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", content_type = "application/openmetrics-text", body = String))
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus metrics (OpenMetrics text)", content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+    )
 )]
 pub async fn scrape(State(state): State<AppState>) -> Response {
     match state.metrics.render(&state) {

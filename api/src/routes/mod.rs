@@ -107,7 +107,7 @@ pub fn route_specs() -> Vec<RouteSpec> {
     vec![
         spec(Method::GET, "/api/v1/health", Open),
         spec(Method::GET, "/api/v1/openapi.json", Open),
-        spec(Method::GET, "/metrics", Open),
+        spec(Method::GET, "/metrics", Authenticated),
         spec(Method::POST, "/api/v1/auth/login", Open),
         spec(Method::POST, "/api/v1/auth/refresh", Open),
         spec(Method::POST, "/api/v1/auth/logout", Authenticated),

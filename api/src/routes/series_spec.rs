@@ -294,6 +294,74 @@ pub const SERIES: &[SeriesSpec] = &[
             ("util_percent", Avg),
         ],
     },
+    SeriesSpec {
+        family: "standby",
+        keys: &[],
+        values: &[
+            ("receive_lsn", Rate),
+            ("replay_lsn", Rate),
+            ("replay_delay_seconds", Max),
+            ("replay_lag_bytes", Max),
+            ("last_msg_age_seconds", Max),
+        ],
+    },
+    SeriesSpec {
+        family: "subscription",
+        keys: &["subname", "relid"],
+        values: &[
+            ("received_lsn", Rate),
+            ("latest_end_lsn", Rate),
+            ("apply_error_count", Rate),
+            ("sync_error_count", Rate),
+        ],
+    },
+    SeriesSpec {
+        family: "subscription_tables",
+        keys: &["subname", "schemaname", "relname", "state"],
+        values: &[],
+    },
+    SeriesSpec {
+        family: "custom",
+        keys: &["metric", "datname", "labels", "value_name"],
+        values: &[("value", Avg)],
+    },
+    SeriesSpec {
+        family: "host_filesystem",
+        keys: &["mount_point"],
+        values: &[
+            ("total_bytes", Avg),
+            ("used_bytes", Avg),
+            ("free_bytes", Avg),
+            ("total_inodes", Avg),
+            ("used_inodes", Avg),
+            ("free_inodes", Avg),
+        ],
+    },
+    SeriesSpec {
+        family: "collector_event",
+        keys: &["collector", "kind"],
+        values: &[("suppressed", Sum)],
+    },
+    // Event families: `row_count` per bucket is the number of events.
+    SeriesSpec {
+        family: "log",
+        keys: &["severity"],
+        values: &[("duration_ms", Max)],
+    },
+    SeriesSpec {
+        family: "log_plans",
+        keys: &["query_id"],
+        values: &[("duration_ms", Max)],
+    },
+    SeriesSpec {
+        family: "log_drops",
+        keys: &[],
+        values: &[
+            ("dropped_events", Sum),
+            ("truncated_lines", Sum),
+            ("unparsed_lines", Sum),
+        ],
+    },
 ];
 
 pub fn find(family: &str) -> Option<&'static SeriesSpec> {

@@ -52,3 +52,30 @@ pub async fn insert_token(pool: &PgPool, user_id: i64, token: &str, role: Role) 
         .await
         .expect("insert token");
 }
+
+/// `app` with `Authorization: Bearer <token>` added to every request that has none, so tests
+/// of what a route answers need not repeat the header (the auth tests send their own).
+pub fn with_bearer(app: axum::Router, token: &str) -> axum::Router {
+    let value = axum::http::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+    app.layer(axum::middleware::map_request(
+        move |mut request: axum::extract::Request| {
+            let value = value.clone();
+            async move {
+                request
+                    .headers_mut()
+                    .entry(axum::http::header::AUTHORIZATION)
+                    .or_insert(value);
+                request
+            }
+        },
+    ))
+}
+
+/// An admin (global role) with an admin API token, for tests of what routes answer.
+pub async fn admin_app(pool: &PgPool) -> axum::Router {
+    let token = user(pool, "admin", Some(Role::Admin), &[]).await;
+    with_bearer(
+        lasect_api::router(lasect_api::AppState::new(pool.clone())),
+        &token,
+    )
+}

@@ -53,8 +53,14 @@ async fn disabled_agent_is_refused_and_keeps_its_data() {
             Err(status) => format!("{status:?}"),
         },
     };
+    // Under TLS 1.3 the server checks the client certificate after the client has sent its
+    // Finished, so the client may see only a closed connection instead of the alert; either
+    // way nothing is served (the count below proves nothing was written).
     assert!(
-        reconnect.contains("CertificateRevoked") || reconnect.contains("disabled"),
+        reconnect.contains("CertificateRevoked")
+            || reconnect.contains("disabled")
+            || reconnect.contains("connection closed")
+            || reconnect.contains("Cancelled"),
         "{reconnect}"
     );
 
