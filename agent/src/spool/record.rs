@@ -6,7 +6,7 @@
 //!      4    4 crc32c          u32 LE, CRC32C (Castagnoli) of the body
 //!      8    1 version         record format version (1)
 //!      9    1 priority        0 = metrics (droppable); >0 never dropped
-//!     10    1 codec           `lasect.v1.Codec` of the payload (1 = LZ4 block)
+//!     10    1 codec           `lasect.v1.Codec` of the payload (1 = LZ4 block, 2 = zstd + dictionary v1)
 //!     11    1 reserved        0
 //!     12    8 seq             u64 LE, the batch seq
 //!     20    8 created         i64 LE, µs since the Unix epoch, when the batch was made
@@ -148,7 +148,7 @@ pub fn check(data: &[u8]) -> Result<(RecordMeta, usize), RecordError> {
 
 fn codec_of(byte: u8) -> Result<Codec, RecordError> {
     match Codec::try_from(i32::from(byte)) {
-        Ok(Codec::Lz4) => Ok(Codec::Lz4),
+        Ok(c @ (Codec::Lz4 | Codec::ZstdDictV1)) => Ok(c),
         _ => Err(RecordError::BadCodec(byte)),
     }
 }
