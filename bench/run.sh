@@ -41,8 +41,12 @@ if ! command -v jq >/dev/null 2>&1; then
         || { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq >/dev/null; }
 fi
 
-say "building release binaries"
-cargo build --release --bins --quiet
+if [ "${LASECT_BENCH_SKIP_BUILD:-0}" = 1 ]; then
+    say "using the release binaries as built (LASECT_BENCH_SKIP_BUILD=1)"
+else
+    say "building release binaries"
+    cargo build --release --bins --quiet
+fi
 BIN="$ROOT/target/release"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log
@@ -115,6 +119,16 @@ done
 cpu_secs() {
     awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
 }
+# CPU seconds the store has used so far: the postmaster with its reaped
+# children, plus its live children (the pool's backends).
+store_cpu_secs() {
+    local pm
+    pm=$(head -1 "$PGDATA/postmaster.pid")
+    {
+        awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
+        for c in $(pgrep -P "$pm"); do awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || true; done
+    } | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { print s / hz }'
+}
 # CPU seconds the whole machine has been busy so far (all cores).
 machine_busy_secs() {
     awk -v hz="$(getconf CLK_TCK)" '/^cpu / { print ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat
@@ -138,12 +152,13 @@ say "ingest_rows_per_s: $TPUT_AGENTS agents x $TPUT_BATCHES batches"
 # so this measures writing rather than refusals and retries.
 # CPU is accounted per side so the loadgen's own share (it runs on the
 # same 2 cores) is visible next to the figure.
-INGEST_CPU0=$(cpu_secs "$INGEST_PID"); BUSY0=$(machine_busy_secs)
+INGEST_CPU0=$(cpu_secs "$INGEST_PID"); BUSY0=$(machine_busy_secs); STORE_CPU0=$(store_cpu_secs)
 TIMEFORMAT='%U %S'
 { time loadgen tput --agent-prefix tput --agents "$TPUT_AGENTS" --batches-per-agent "$TPUT_BATCHES" \
     --window 4 --concurrency 64 --shape "$TPUT_SHAPE" 2>/dev/null; } 2>"$WORK/loadgen-time"
 INGEST_CPU=$(awk "BEGIN { print $(cpu_secs "$INGEST_PID") - $INGEST_CPU0 }")
 BUSY=$(awk "BEGIN { print $(machine_busy_secs) - $BUSY0 }")
+STORE_CPU=$(awk "BEGIN { print $(store_cpu_secs) - $STORE_CPU0 }")
 LOADGEN_CPU=$(awk '{ print $1 + $2 }' "$WORK/loadgen-time")
 # Every metric table the run wrote to, keyed by instance or by agent.
 TABLES=$(psql_store -c "SELECT f.table_name || ' ' || CASE WHEN EXISTS (
@@ -163,16 +178,17 @@ while read -r table key; do
 done <<<"$TABLES"
 COPY_ROWS=$(cat "$WORK"/metric_*.csv | wc -l)
 psql_store -c "CHECKPOINT" >/dev/null
-T0=$(date +%s.%N)
+T0=$(date +%s.%N); COPY_STORE_CPU0=$(store_cpu_secs)
 psql_store -f "$COPY_SQL"
-T1=$(date +%s.%N)
+T1=$(date +%s.%N); COPY_STORE_CPU=$(awk "BEGIN { print $(store_cpu_secs) - $COPY_STORE_CPU0 }")
 COPY_SECS=$(awk "BEGIN { print $T1 - $T0 }")
 
 # The two figures every mode reports.
 jq -n --slurpfile wire "$OUT/wire.json" --slurpfile wiredb "$OUT/wire-database.json" \
   --slurpfile tput "$OUT/tput.json" \
   --argjson copy_rows "$COPY_ROWS" --argjson copy_secs "$COPY_SECS" \
-  --argjson ingest_cpu "$INGEST_CPU" --argjson loadgen_cpu "$LOADGEN_CPU" --argjson busy "$BUSY" '
+  --argjson ingest_cpu "$INGEST_CPU" --argjson loadgen_cpu "$LOADGEN_CPU" --argjson busy "$BUSY" \
+  --argjson store_cpu "$STORE_CPU" --argjson copy_store_cpu "$COPY_STORE_CPU" '
   def r: (. * 1000 | round) / 1000;
   ($wire[0]) as $w | ($wiredb[0]) as $d | ($tput[0]) as $t | ($copy_rows / $copy_secs) as $copy_rate |
   [
@@ -183,7 +199,8 @@ jq -n --slurpfile wire "$OUT/wire.json" --slurpfile wiredb "$OUT/wire-database.j
      elapsed_s: ($t.elapsed_s | r), push_p99_ms: $t.latency_ms.p99,
      retries: $t.failed_total, copy_rows: $copy_rows, copy_s: ($copy_secs | r),
      ingest_cpu_s: ($ingest_cpu | r), loadgen_cpu_s: ($loadgen_cpu | r),
-     loadgen_push_cpu_s: ($t.push_cpu_s // null | if . then r else . end), machine_busy_s: ($busy | r)},
+     loadgen_push_cpu_s: ($t.push_cpu_s // null | if . then r else . end), machine_busy_s: ($busy | r),
+     store_cpu_s: ($store_cpu | r), copy_store_cpu_s: ($copy_store_cpu | r)},
     {name: "wire_bytes_per_sample", unit: "bytes/sample", lasect: ($w.wire_bytes_per_sample | r),
      reference: ($w.json_gzip_bytes_per_sample | r), reference_name: "JSON + gzip of the same samples",
      ratio: ($w.wire_bytes_per_sample / $w.json_gzip_bytes_per_sample | r), better: "lower",

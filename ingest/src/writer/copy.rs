@@ -380,4 +380,104 @@ mod tests {
             Err(StoreError::Encode(_))
         ));
     }
+
+    /// Every column type, in one table, keyed by agent.
+    static EVERY_TYPE: Table = Table {
+        family: "every_type",
+        name: "every_type",
+        key: Key::Agent,
+        columns: &[
+            ("i4", ColumnType::Int4),
+            ("i8", ColumnType::Int8),
+            ("f8", ColumnType::Float8),
+            ("tx", ColumnType::Text),
+            ("b", ColumnType::Bool),
+            ("ts", ColumnType::Timestamptz),
+        ],
+    };
+
+    /// The hand-written send formats are what PostgreSQL reads: values of
+    /// every type (extremes, negative times, UTF-8) and NULLs come back as
+    /// they were sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn binary_encoding_round_trips_through_postgres() {
+        let cluster = lasect_testkit::PgCluster::start(lasect_testkit::PgOptions::default())
+            .expect("cluster");
+        let client = cluster.connect("postgres").await.expect("connect");
+        client
+            .batch_execute(
+                "CREATE TABLE every_type (time timestamptz, agent_id text, i4 int4, i8 int8,
+                 f8 float8, tx text, b bool, ts timestamptz)",
+            )
+            .await
+            .expect("create");
+        let at = |micros| DateTime::<Utc>::from_timestamp_micros(micros).expect("time");
+        let full = MetricRow {
+            time: at(1_750_000_000_123_456),
+            instance: None,
+            values: vec![
+                Value::Int4(Some(i32::MIN)),
+                Value::Int8(Some(i64::MAX)),
+                Value::Float8(Some(-1.5e-300)),
+                Value::Text(Some("héllo, wörld".to_owned())),
+                Value::Bool(Some(true)),
+                Value::Timestamptz(Some(at(1_234_567))),
+            ],
+        };
+        let nulls = MetricRow {
+            time: at(0),
+            instance: None,
+            values: vec![
+                Value::Int4(None),
+                Value::Int8(None),
+                Value::Float8(None),
+                Value::Text(None),
+                Value::Bool(None),
+                Value::Timestamptz(None),
+            ],
+        };
+        let sent = [full.clone(), nulls];
+        let buffer = encode(&EVERY_TYPE, &[rows("agent-ü", &sent)]).expect("encode");
+        let sink = client
+            .copy_in(&copy_statement(&EVERY_TYPE))
+            .await
+            .expect("copy");
+        let mut sink = pin!(sink);
+        sink.send(buffer.freeze()).await.expect("send");
+        assert_eq!(sink.finish().await.expect("finish"), 2);
+
+        let got = client
+            .query(
+                "SELECT time, agent_id, i4, i8, f8, tx, b, ts FROM every_type ORDER BY time DESC",
+                &[],
+            )
+            .await
+            .expect("select");
+        assert_eq!(got.len(), 2);
+        let r = &got[0];
+        assert_eq!(r.get::<_, DateTime<Utc>>(0), full.time);
+        assert_eq!(r.get::<_, &str>(1), "agent-ü");
+        assert_eq!(r.get::<_, Option<i32>>(2), Some(i32::MIN));
+        assert_eq!(r.get::<_, Option<i64>>(3), Some(i64::MAX));
+        assert_eq!(r.get::<_, Option<f64>>(4), Some(-1.5e-300));
+        assert_eq!(r.get::<_, Option<&str>>(5), Some("héllo, wörld"));
+        assert_eq!(r.get::<_, Option<bool>>(6), Some(true));
+        assert_eq!(r.get::<_, Option<DateTime<Utc>>>(7), Some(at(1_234_567)));
+        let n = &got[1];
+        assert_eq!(n.get::<_, DateTime<Utc>>(0), at(0));
+        for column in 2..8 {
+            let text: Option<String> = client
+                .query_one(
+                    &format!(
+                        "SELECT ({}::text) FROM every_type WHERE time = $1",
+                        ["i4", "i8", "f8", "tx", "b", "ts"][column - 2]
+                    ),
+                    &[&at(0)],
+                )
+                .await
+                .expect("select null")
+                .get(0);
+            assert_eq!(text, None, "column {column} is NULL");
+        }
+    }
 }
