@@ -67,10 +67,10 @@ impl Shape {
         if self.all_families {
             // wal, activity summary + groups, lock counts, wait events
             rows += 1 + 1 + SESSION_GROUPS + LOCK_MODES + WAIT_EVENTS;
-            if tick % 3 == 0 {
+            if tick.is_multiple_of(3) {
                 rows += STATEMENTS;
             }
-            if tick % 6 == 0 {
+            if tick.is_multiple_of(6) {
                 rows += TABLES + INDEXES + 2;
             }
         }
@@ -254,10 +254,10 @@ fn more_families(shape: Shape, agent: u64, tick: u64) -> Vec<Family> {
                 .collect(),
         }),
     ];
-    if tick % 3 == 0 {
+    if tick.is_multiple_of(3) {
         out.push(Family::Statement(statements(agent, tick)));
     }
-    if tick % 6 == 0 {
+    if tick.is_multiple_of(6) {
         out.push(Family::Table(TableSnapshot {
             tables: (0..TABLES).map(|t| table(shape, agent, tick, t)).collect(),
         }));
