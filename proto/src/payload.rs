@@ -15,6 +15,7 @@
 //! either codec cannot write past that size (a bomb is refused, never
 //! expanded). An unknown codec value is an error, never a guess.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use prost::Message;
@@ -105,6 +106,38 @@ fn decoder_v1() -> &'static zstd::dict::DecoderDictionary<'static> {
     DICT.get_or_init(|| zstd::dict::DecoderDictionary::copy(DICTIONARY_V1))
 }
 
+thread_local! {
+    /// A zstd decompression context per thread, with the dictionary
+    /// attached: creating one per push cost about 3% of ingest's CPU.
+    static ZSTD_DECODER: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// Decompresses one `CODEC_ZSTD_DICT_V1` payload into at most `capacity`
+/// bytes (the buffer is allocated at exactly `capacity`; a frame that would
+/// write more is an error).
+fn zstd_decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    ZSTD_DECODER.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            // Not reachable (no re-entry), but never a panic: a fresh context.
+            return zstd::bulk::Decompressor::with_prepared_dictionary(decoder_v1())?
+                .decompress(payload, capacity);
+        };
+        let decoder = match slot.as_mut() {
+            Some(decoder) => decoder,
+            None => slot.insert(zstd::bulk::Decompressor::with_prepared_dictionary(
+                decoder_v1(),
+            )?),
+        };
+        let result = decoder.decompress(payload, capacity);
+        if result.is_err() {
+            // A context that failed mid-frame is not reused.
+            *slot = None;
+        }
+        result
+    })
+}
+
 /// Decompresses a payload to exactly `uncompressed_size` bytes, refusing
 /// anything that would expand beyond `max_uncompressed` bytes (checked
 /// before any allocation).
@@ -133,13 +166,8 @@ pub fn decompress(
     let plain = match codec {
         Codec::Lz4 => lz4_flex::block::decompress(payload, uncompressed_size as usize)
             .map_err(|e| corrupt(e.to_string()))?,
-        Codec::ZstdDictV1 => {
-            let mut decompressor = zstd::bulk::Decompressor::with_prepared_dictionary(decoder_v1())
-                .map_err(|e| corrupt(e.to_string()))?;
-            decompressor
-                .decompress(payload, uncompressed_size as usize)
-                .map_err(|e| corrupt(e.to_string()))?
-        }
+        Codec::ZstdDictV1 => zstd_decompress(payload, uncompressed_size as usize)
+            .map_err(|e| corrupt(e.to_string()))?,
         Codec::Unspecified => return Err(PayloadError::UnsupportedCodec(codec as i32)),
     };
     if plain.len() != uncompressed_size as usize {
