@@ -278,6 +278,14 @@ mod tests {
         let err =
             decode(Codec::ZstdDictV1 as i32, 1024, &payload, 16 << 20).expect_err("must fail");
         assert!(matches!(err, PayloadError::Corrupt { .. }), "{err}");
+
+        // The thread's decoder works again after a failed frame.
+        for _ in 0..2 {
+            let c = encode(&batch()).expect("encode");
+            let back =
+                decode(c.codec as i32, c.uncompressed_size, &c.payload, 1 << 20).expect("decode");
+            assert_eq!(back, batch());
+        }
     }
 
     #[test]
