@@ -192,6 +192,21 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_the_agents_codec_round_trips() {
+        let batch = lasect_proto::payload::encode(&lasect_proto::v1::SampleBatch::default())
+            .expect("encode");
+        assert_eq!(batch.codec, Codec::ZstdDictV1);
+        let e = OutboxEntry {
+            batch,
+            ..entry(7, 0)
+        };
+        let bytes = encode(&e);
+        assert_eq!(check(&bytes).map(|(meta, _)| meta.seq), Ok(7));
+        let (back, len) = decode(&bytes).expect("decode");
+        assert_eq!((back, len), (e, bytes.len()));
+    }
+
+    #[test]
     fn damage_is_detected() {
         let bytes = encode(&entry(1, 10));
         assert!(
