@@ -5,7 +5,8 @@
 # target/bench/summary.json, an array of
 #   {name, unit, lasect, reference, reference_name, ratio, better, ...extra}
 # and prints it as a table. Figures:
-#   wire_bytes_per_sample   LZ4 protobuf vs JSON+gzip of the same samples (lower is better)
+#   wire_bytes_per_sample   protobuf as agents send it (zstd + dictionary) vs JSON+gzip of
+#                           the same samples (lower is better)
 #   ingest_rows_per_s       loadgen backlog through mTLS gRPC + ingest into the store,
 #                           vs psql \copy of the same rows (CSV) into the same tables
 #   replay_rows_per_s       one agent draining one hour of 10 s batches, vs the real-time rate
@@ -13,6 +14,8 @@
 #   agent_rss_mib, agent_cpu_ms_per_cycle, statement_cycle_ms   bench/agent.sh
 # Everything runs under a temp dir that is removed at the end; logs and the
 # raw loadgen outputs are kept in target/bench/.
+# LASECT_BENCH_QUICK=1 (`make bench-quick`) measures only wire_bytes_per_sample
+# and ingest_rows_per_s (about a minute), for iterating on the ingest path.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,7 +27,10 @@ FLEET_SECS=${LASECT_BENCH_FLEET_SECS:-40}
 # not measured; the rest is steady state.
 FLEET_WARMUP=${LASECT_BENCH_FLEET_WARMUP:-10}
 TPUT_AGENTS=${LASECT_BENCH_TPUT_AGENTS:-100}
-TPUT_BATCHES=${LASECT_BENCH_TPUT_BATCHES:-100}
+TPUT_BATCHES=${LASECT_BENCH_TPUT_BATCHES:-60}
+# Batches as the real agent sends them (`agent`) or only database + host (`database`).
+TPUT_SHAPE=${LASECT_BENCH_TPUT_SHAPE:-agent}
+QUICK=${LASECT_BENCH_QUICK:-0}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -36,8 +42,12 @@ if ! command -v jq >/dev/null 2>&1; then
         || { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq >/dev/null; }
 fi
 
-say "building release binaries"
-cargo build --release --bins --quiet
+if [ "${LASECT_BENCH_SKIP_BUILD:-0}" = 1 ]; then
+    say "using the release binaries as built (LASECT_BENCH_SKIP_BUILD=1)"
+else
+    say "building release binaries"
+    cargo build --release --bins --quiet
+fi
 BIN="$ROOT/target/release"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log
@@ -106,6 +116,25 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 
+# CPU seconds (user + system) a process has used so far.
+cpu_secs() {
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
+}
+# CPU seconds the store has used so far: the postmaster with its reaped
+# children, plus its live children (the pool's backends).
+store_cpu_secs() {
+    local pm
+    pm=$(head -1 "$PGDATA/postmaster.pid")
+    {
+        awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
+        for c in $(pgrep -P "$pm"); do awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || true; done
+    } | awk -v hz="$(getconf CLK_TCK)" '{ s += $1 } END { print s / hz }'
+}
+# CPU seconds the whole machine has been busy so far (all cores).
+machine_busy_secs() {
+    awk -v hz="$(getconf CLK_TCK)" '/^cpu / { print ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat
+}
+
 loadgen() {
     local name=$1; shift
     "$BIN/lasect-loadgen" --endpoint "https://127.0.0.1:$INGEST_PORT" --ca-dir "$WORK/tls" "$@" \
@@ -115,27 +144,82 @@ num() { jq -r "$2" "$OUT/$1.json"; }
 
 # 1. Wire size: one agent's hour of batches, both encodings.
 say "wire_bytes_per_sample"
-"$BIN/lasect-loadgen" --wire-report 360 >"$OUT/wire.json"
+"$BIN/lasect-loadgen" --wire-report 360 --shape agent >"$OUT/wire.json"
+"$BIN/lasect-loadgen" --wire-report 360 --shape database >"$OUT/wire-database.json"
 
 # 2. Throughput: a backlog from many agents, then the same rows by \copy.
 say "ingest_rows_per_s: $TPUT_AGENTS agents x $TPUT_BATCHES batches"
 # At most 64 pushes in flight, under ingest's default admission bound (256),
 # so this measures writing rather than refusals and retries.
-loadgen tput --agent-prefix tput --agents "$TPUT_AGENTS" --batches-per-agent "$TPUT_BATCHES" \
-    --window 4 --concurrency 64
-psql_store -c "\\copy (SELECT d.* FROM metric_database d JOIN instances i ON i.id = d.instance_id WHERE i.agent_id LIKE 'tput-%') TO '$WORK/database.csv' CSV"
-psql_store -c "\\copy (SELECT * FROM metric_host_cpu WHERE agent_id LIKE 'tput-%') TO '$WORK/host_cpu.csv' CSV"
-psql_store -c "\\copy (SELECT * FROM metric_host_memory WHERE agent_id LIKE 'tput-%') TO '$WORK/host_memory.csv' CSV"
-COPY_ROWS=$(cat "$WORK/database.csv" "$WORK/host_cpu.csv" "$WORK/host_memory.csv" | wc -l)
+# CPU is accounted per side so the loadgen's own share (it runs on the
+# same 2 cores) is visible next to the figure.
+INGEST_CPU0=$(cpu_secs "$INGEST_PID"); BUSY0=$(machine_busy_secs); STORE_CPU0=$(store_cpu_secs)
+TIMEFORMAT='%U %S'
+{ time loadgen tput --agent-prefix tput --agents "$TPUT_AGENTS" --batches-per-agent "$TPUT_BATCHES" \
+    --window 4 --concurrency 64 --shape "$TPUT_SHAPE" 2>/dev/null; } 2>"$WORK/loadgen-time"
+INGEST_CPU=$(awk "BEGIN { print $(cpu_secs "$INGEST_PID") - $INGEST_CPU0 }")
+BUSY=$(awk "BEGIN { print $(machine_busy_secs) - $BUSY0 }")
+STORE_CPU=$(awk "BEGIN { print $(store_cpu_secs) - $STORE_CPU0 }")
+LOADGEN_CPU=$(awk '{ print $1 + $2 }' "$WORK/loadgen-time")
+# Every metric table the run wrote to, keyed by instance or by agent.
+TABLES=$(psql_store -c "SELECT f.table_name || ' ' || CASE WHEN EXISTS (
+    SELECT 1 FROM information_schema.columns c
+    WHERE c.table_name = f.table_name AND c.column_name = 'instance_id') THEN 'instance' ELSE 'agent' END
+    FROM metric_families f ORDER BY 1")
+COPY_SQL="$WORK/copy.sql"
+: >"$COPY_SQL"
+while read -r table key; do
+    if [ "$key" = instance ]; then
+        sel="SELECT t.* FROM $table t JOIN instances i ON i.id = t.instance_id WHERE i.agent_id LIKE 'tput-%'"
+    else
+        sel="SELECT * FROM $table WHERE agent_id LIKE 'tput-%'"
+    fi
+    psql_store -c "\\copy ($sel) TO '$WORK/$table.csv' CSV"
+    [ -s "$WORK/$table.csv" ] && echo "\\copy $table FROM '$WORK/$table.csv' CSV" >>"$COPY_SQL"
+done <<<"$TABLES"
+COPY_ROWS=$(cat "$WORK"/metric_*.csv | wc -l)
 psql_store -c "CHECKPOINT" >/dev/null
-T0=$(date +%s.%N)
-psql_store <<SQL
-\\copy metric_database FROM '$WORK/database.csv' CSV
-\\copy metric_host_cpu FROM '$WORK/host_cpu.csv' CSV
-\\copy metric_host_memory FROM '$WORK/host_memory.csv' CSV
-SQL
+T0=$(date +%s.%N); COPY_STORE_CPU0=$(store_cpu_secs)
+psql_store -f "$COPY_SQL"
 T1=$(date +%s.%N)
+# psql's backend has exited: its CPU counts once the postmaster reaped it.
+sleep 1
+COPY_STORE_CPU=$(awk "BEGIN { print $(store_cpu_secs) - $COPY_STORE_CPU0 }")
 COPY_SECS=$(awk "BEGIN { print $T1 - $T0 }")
+
+# The two figures every mode reports.
+jq -n --slurpfile wire "$OUT/wire.json" --slurpfile wiredb "$OUT/wire-database.json" \
+  --slurpfile tput "$OUT/tput.json" \
+  --argjson copy_rows "$COPY_ROWS" --argjson copy_secs "$COPY_SECS" \
+  --argjson ingest_cpu "$INGEST_CPU" --argjson loadgen_cpu "$LOADGEN_CPU" --argjson busy "$BUSY" \
+  --argjson store_cpu "$STORE_CPU" --argjson copy_store_cpu "$COPY_STORE_CPU" '
+  def r: (. * 1000 | round) / 1000;
+  ($wire[0]) as $w | ($wiredb[0]) as $d | ($tput[0]) as $t | ($copy_rows / $copy_secs) as $copy_rate |
+  [
+    {name: "ingest_rows_per_s", unit: "rows/s", lasect: ($t.rows_per_s | r),
+     reference: ($copy_rate | r), reference_name: "psql \\copy of the same rows (CSV) into the same store",
+     ratio: ($t.rows_per_s / $copy_rate | r), better: "higher", target_ratio: 0.8,
+     shape: $t.shape, rows: $t.rows, rows_per_batch: ($t.rows_per_batch | r), agents: $t.agents,
+     elapsed_s: ($t.elapsed_s | r), push_p99_ms: $t.latency_ms.p99,
+     retries: $t.failed_total, copy_rows: $copy_rows, copy_s: ($copy_secs | r),
+     ingest_cpu_s: ($ingest_cpu | r), loadgen_cpu_s: ($loadgen_cpu | r),
+     loadgen_push_cpu_s: ($t.push_cpu_s // null | if . then r else . end), machine_busy_s: ($busy | r),
+     store_cpu_s: ($store_cpu | r), copy_store_cpu_s: ($copy_store_cpu | r)},
+    {name: "wire_bytes_per_sample", unit: "bytes/sample", lasect: ($w.wire_bytes_per_sample | r),
+     reference: ($w.json_gzip_bytes_per_sample | r), reference_name: "JSON + gzip of the same samples",
+     ratio: ($w.wire_bytes_per_sample / $w.json_gzip_bytes_per_sample | r), better: "lower",
+     target_ratio: 0.333, codec: "zstd + dictionary", shape: $w.shape, samples: $w.samples, batches: $w.batches,
+     lz4_ratio: ($w.lz4_protobuf_bytes_per_sample / $w.json_gzip_bytes_per_sample | r),
+     zstd_no_dictionary_ratio: ($w.zstd_no_dictionary_bytes_per_sample / $w.json_gzip_bytes_per_sample | r),
+     database_shape: {lasect: ($d.wire_bytes_per_sample | r), reference: ($d.json_gzip_bytes_per_sample | r),
+                      ratio: ($d.wire_bytes_per_sample / $d.json_gzip_bytes_per_sample | r),
+                      lz4_ratio: ($d.lz4_protobuf_bytes_per_sample / $d.json_gzip_bytes_per_sample | r)}}
+  ]' >"$OUT/core.json"
+if [ "$QUICK" = 1 ]; then
+    cp "$OUT/core.json" "$OUT/summary.json"
+    jq . "$OUT/summary.json"
+    exit 0
+fi
 
 # 3. Replay: one agent's hour (360 batches at 10 s) as fast as it drains,
 #    with the agent's default window of 4 pushes in flight.
@@ -161,30 +245,18 @@ for n in $FLEET_STEPS; do
 done
 
 jq -n \
-  --slurpfile wire "$OUT/wire.json" \
-  --slurpfile tput "$OUT/tput.json" \
+  --slurpfile core "$OUT/core.json" \
   --slurpfile replay "$OUT/replay.json" \
-  --argjson copy_rows "$COPY_ROWS" --argjson copy_secs "$COPY_SECS" \
   --argjson best "$BEST" --argjson best_p50 "$BEST_P50" --argjson best_p99 "$BEST_P99" \
   --argjson steps "$STEPS" '
   def r: (. * 1000 | round) / 1000;
-  ($wire[0]) as $w | ($tput[0]) as $t | ($replay[0]) as $p |
-  ($copy_rows / $copy_secs) as $copy_rate |
+  ($replay[0]) as $p |
   ($p.rows_per_batch / 10) as $realtime |
-  [
-    {name: "ingest_rows_per_s", unit: "rows/s", lasect: ($t.rows_per_s | r),
-     reference: ($copy_rate | r), reference_name: "psql \\copy of the same rows (CSV) into the same store",
-     ratio: ($t.rows_per_s / $copy_rate | r), better: "higher",
-     target_ratio: 0.8, rows: $t.rows, agents: $t.agents, elapsed_s: ($t.elapsed_s | r),
-     push_p99_ms: $t.latency_ms.p99, retries: $t.failed_total, copy_rows: $copy_rows, copy_s: ($copy_secs | r)},
+  $core[0] + [
     {name: "fleet_agents_p99_250ms", unit: "agents", lasect: $best,
      reference: 5000, reference_name: "target of issue 4", ratio: ($best / 5000 | r), better: "higher",
      p50_ms: $best_p50, p99_ms: $best_p99, interval_s: 10, steps: $steps,
      note: "ingest, store, loadgen (all agents) and PostgreSQL share this machine"},
-    {name: "wire_bytes_per_sample", unit: "bytes/sample", lasect: ($w.lz4_protobuf_bytes_per_sample | r),
-     reference: ($w.json_gzip_bytes_per_sample | r), reference_name: "JSON + gzip of the same samples",
-     ratio: ($w.lz4_protobuf_bytes_per_sample / $w.json_gzip_bytes_per_sample | r), better: "lower",
-     target_ratio: 0.333, samples: $w.samples, batches: $w.batches},
     {name: "replay_rows_per_s", unit: "rows/s", lasect: ($p.rows_per_s | r),
      reference: $realtime, reference_name: "real-time rate of one agent (rows per batch / 10 s)",
      ratio: ($p.rows_per_s / $realtime | r), better: "higher",

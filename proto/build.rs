@@ -10,6 +10,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Only with the `serde` feature (the loadgen's JSON reference).
+        .type_attribute(
+            ".lasect.v1",
+            "#[cfg_attr(feature = \"serde\", derive(serde::Serialize))]",
+        )
         .compile_fds(fds)?;
     Ok(())
 }

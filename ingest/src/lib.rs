@@ -1,8 +1,8 @@
 //! lasect-ingest: the mTLS gRPC server agents push batches to.
 //!
 //! A push travels: [`identity`] (agent id from the client certificate) →
-//! `lasect_proto::payload::decode` (size-limited LZ4 + protobuf) →
-//! [`validate`] (wire messages into store-ready rows, all or nothing) →
+//! [`push`] (size-limited decompression of any codec + protobuf, then
+//! [`validate`] (wire messages into store-ready rows, all or nothing)) →
 //! [`writer`] (queued to a few writer tasks, each storing the pushes waiting
 //! in one transaction: dedupe on `(agent, seq)`, instances, binary COPY) →
 //! ack. [`run`] wires it together with the store and TLS.
@@ -24,6 +24,7 @@ pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod partitions;
+pub mod push;
 pub mod rate_limit;
 pub mod reports;
 pub mod revocation;

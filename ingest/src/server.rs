@@ -6,7 +6,6 @@
 
 use std::time::Instant;
 
-use lasect_proto::payload;
 use lasect_proto::v1::ingest_server::Ingest;
 use std::sync::Arc;
 
@@ -19,10 +18,11 @@ use crate::enroll::{self, Enroller};
 use crate::identity::{self, AgentId};
 use crate::limits::Admission;
 use crate::metrics::{Acked, ErrorKind, Metrics};
+use crate::push::{DecodeLimits, decode_batch};
 use crate::rate_limit::AgentRateLimiter;
 use crate::reports::{AgentReports, Report};
 use crate::revocation::Revocations;
-use crate::validate::{Batch, Rules, Seq};
+use crate::validate::{Batch, Seq};
 use crate::writer::{Outcome, StoreError, Writers};
 
 pub struct IngestService {
@@ -92,18 +92,18 @@ impl IngestService {
             Status::invalid_argument(reason)
         };
         let seq = Seq::try_from(request.seq).map_err(|e| refuse(e.to_string()))?;
-        let samples = payload::decode(
+        let limits = DecodeLimits {
+            max_uncompressed_bytes: self.limits.max_uncompressed_bytes,
+            max_samples_per_batch: self.limits.max_samples_per_batch,
+        };
+        let batch = decode_batch(
             request.codec,
             request.uncompressed_size,
             &request.payload,
-            self.limits.max_uncompressed_bytes,
+            limits,
+            chrono::Utc::now(),
         )
         .map_err(|e| refuse(e.to_string()))?;
-        let rules = Rules {
-            max_samples: self.limits.max_samples_per_batch,
-            now: chrono::Utc::now(),
-        };
-        let batch = Batch::from_samples(samples, &rules).map_err(|e| refuse(e.to_string()))?;
         Ok((seq, batch))
     }
 }

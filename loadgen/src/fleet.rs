@@ -17,6 +17,10 @@
 //!
 //! Latency is measured per push attempt, from the call to its answer, on
 //! an established connection (handshakes are not part of it).
+//!
+//! The backlog mode builds and encodes every batch before the first push
+//! (an agent's spool holds them encoded already), so the loadgen's CPU
+//! during the measured part is only that of sending them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -116,12 +120,38 @@ pub fn issue_certs(
         .collect()
 }
 
+/// Every batch of a backlog run, by agent then batch: the request without
+/// its seq and times, and the rows it stores.
+pub type Backlog = Vec<Vec<(PushRequest, u64)>>;
+
+/// Builds and encodes the backlog of every agent (backlog mode only).
+pub fn prepare_backlog(plan: &Plan) -> anyhow::Result<Backlog> {
+    let Some(n) = plan.batches_per_agent else {
+        return Ok(Vec::new());
+    };
+    let now = now_micros();
+    let step = plan.interval.as_micros() as i64;
+    (0..u64::from(plan.agents))
+        .map(|agent| {
+            (0..n)
+                .map(|k| {
+                    let time = now - (n - 1 - k) as i64 * step;
+                    let req = request(plan, agent, k, time)?;
+                    Ok((req, plan.shape.rows_at(k)))
+                })
+                .collect()
+        })
+        .collect()
+}
+
 pub async fn run(
     plan: Plan,
     ca_pem: String,
     certs: Vec<(String, IssuedCert)>,
+    backlog: Backlog,
 ) -> anyhow::Result<Tally> {
     let plan = Arc::new(plan);
+    let mut backlog = backlog.into_iter();
     let limit = plan.concurrency.map(|n| Arc::new(Semaphore::new(n)));
     let started = Instant::now();
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -131,8 +161,9 @@ pub async fn run(
         let ca_pem = ca_pem.clone();
         let limit = limit.clone();
         let tally = tally.clone();
+        let batches = backlog.next().unwrap_or_default();
         tasks.push(tokio::spawn(async move {
-            let mine = agent(&plan, index as u64, &ca_pem, &cert, limit, started).await;
+            let mine = agent(&plan, index as u64, &ca_pem, &cert, limit, started, batches).await;
             tally.lock().await.merge(mine);
         }));
     }
@@ -183,7 +214,7 @@ fn request(plan: &Plan, agent: u64, k: u64, time: i64) -> anyhow::Result<PushReq
 async fn attempt(
     client: &mut IngestClient<Channel>,
     req: PushRequest,
-    plan: &Plan,
+    rows: u64,
     limit: &Option<Arc<Semaphore>>,
     tally: &mut Tally,
 ) -> Option<Code> {
@@ -205,7 +236,7 @@ async fn attempt(
             if ack.duplicate {
                 tally.duplicate += 1;
             } else {
-                tally.rows += plan.shape.rows_per_batch();
+                tally.rows += rows;
                 tally.samples += u64::from(ack.stored_samples);
             }
             tally.compressed_bytes += bytes;
@@ -225,6 +256,7 @@ async fn agent(
     cert: &IssuedCert,
     limit: Option<Arc<Semaphore>>,
     started: Instant,
+    batches: Vec<(PushRequest, u64)>,
 ) -> Tally {
     let mut tally = Tally::default();
     // Real agents do not all start in the same millisecond.
@@ -250,7 +282,7 @@ async fn agent(
         .max_encoding_message_size(64 << 20);
     match plan.batches_per_agent {
         None => live(plan, index, client, &limit, started, &mut tally).await,
-        Some(n) => backlog(plan, index, client, n, &limit, &mut tally).await,
+        Some(_) => backlog(client, batches, plan.window, &limit, &mut tally).await,
     }
     tally
 }
@@ -271,16 +303,17 @@ async fn live(
         if started.elapsed() >= plan.duration {
             return;
         }
+        let rows = plan.shape.rows_at(k);
         match request(plan, index, k, now_micros()) {
             Ok(req) if started.elapsed() < plan.warmup => {
                 let mut warm = Tally::default();
-                match attempt(&mut client, req, plan, limit, &mut warm).await {
+                match attempt(&mut client, req, rows, limit, &mut warm).await {
                     None => tally.warmup_ok += 1,
                     Some(_) => tally.warmup_failed += 1,
                 }
             }
             Ok(req) => {
-                attempt(&mut client, req, plan, limit, tally).await;
+                attempt(&mut client, req, rows, limit, tally).await;
             }
             Err(_) => tally.fail("encode"),
         }
@@ -289,19 +322,17 @@ async fn live(
 }
 
 async fn backlog(
-    plan: &Plan,
-    index: u64,
     client: IngestClient<Channel>,
-    n: u64,
+    batches: Vec<(PushRequest, u64)>,
+    window: usize,
     limit: &Option<Arc<Semaphore>>,
     tally: &mut Tally,
 ) {
-    let now = now_micros();
-    let step = plan.interval.as_micros() as i64;
-    let window = plan.window.max(1);
+    let window = window.max(1);
+    let batches = &batches;
     // `window` lanes share the batches in order, each with its own clone of
     // the channel (HTTP/2 multiplexes them on the one connection).
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let lanes = (0..window).map(|_| {
         let mut client = client.clone();
         let next = next.clone();
@@ -309,17 +340,15 @@ async fn backlog(
             let mut mine = Tally::default();
             loop {
                 let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if k >= n {
+                let Some((req, rows)) = batches.get(k) else {
                     return mine;
-                }
-                let time = now - (n - 1 - k) as i64 * step;
+                };
                 let mut backoff = Duration::from_millis(20);
                 loop {
-                    let Ok(req) = request(plan, index, k, time) else {
-                        mine.fail("encode");
-                        break;
-                    };
-                    match attempt(&mut client, req, plan, limit, &mut mine).await {
+                    // A clone of the encoded payload: cheap next to sending it.
+                    let mut req = req.clone();
+                    req.created_unix_micros = now_micros();
+                    match attempt(&mut client, req, *rows, limit, &mut mine).await {
                         None => break,
                         Some(
                             Code::ResourceExhausted | Code::Unavailable | Code::DeadlineExceeded,

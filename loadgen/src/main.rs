@@ -59,9 +59,14 @@ struct Args {
     /// Most pushes in flight over all agents (default: no limit).
     #[arg(long)]
     concurrency: Option<usize>,
-    /// Databases per simulated instance (rows per batch = this + 2).
+    /// Databases per simulated instance.
     #[arg(long, default_value_t = 10)]
     databases: u32,
+    /// What a batch holds: `agent` = every family of the real agent at its
+    /// default interval (a tick is 10 s), `database` = only `database`,
+    /// `instance_info` and the host (databases + 2 rows per batch).
+    #[arg(long, value_enum, default_value_t = ShapeArg::Agent)]
+    shape: ShapeArg,
     /// `https://host:port` of lasect-ingest.
     #[arg(long, default_value = "https://127.0.0.1:7443")]
     endpoint: String,
@@ -84,6 +89,29 @@ struct Args {
     /// Only compare wire encodings over this many ticks of one agent.
     #[arg(long, value_name = "TICKS")]
     wire_report: Option<u64>,
+    /// Only train the zstd dictionary of `CODEC_ZSTD_DICT_V1` and write it
+    /// to this file (see proto/dict/README.md).
+    #[arg(long, value_name = "FILE")]
+    train_dictionary: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ShapeArg {
+    Agent,
+    Database,
+}
+
+/// CPU seconds (user + system) this process has used so far; `None` where
+/// /proc is not available.
+fn own_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel reports in USER_HZ, 100 on every Linux architecture Rust targets.
+    Some(ticks / 100.0)
 }
 
 fn main() -> ExitCode {
@@ -98,9 +126,20 @@ fn main() -> ExitCode {
 
 fn try_main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let shape = Shape {
-        databases: args.databases,
+    let shape = match args.shape {
+        ShapeArg::Agent => Shape::agent(args.databases),
+        ShapeArg::Database => Shape::database_only(args.databases),
     };
+    if let Some(path) = &args.train_dictionary {
+        let dictionary = wire::train(args.databases)?;
+        std::fs::write(path, &dictionary).with_context(|| format!("write {}", path.display()))?;
+        eprintln!(
+            "wrote a {} byte dictionary to {}",
+            dictionary.len(),
+            path.display()
+        );
+        return Ok(());
+    }
     if let Some(ticks) = args.wire_report {
         anyhow::ensure!(ticks > 0, "--wire-report needs at least one tick");
         let report = wire::compare(shape, ticks)?;
@@ -155,8 +194,21 @@ fn try_main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    let tally = runtime.block_on(fleet::run(plan.clone(), ca.cert_pem().to_owned(), certs))?;
-    println!("{}", serde_json::to_string_pretty(&summary(&plan, tally))?);
+    let encoding = Instant::now();
+    let backlog = fleet::prepare_backlog(&plan)?;
+    let encode_s = encoding.elapsed().as_secs_f64();
+    let cpu_before = own_cpu_secs();
+    let tally = runtime.block_on(fleet::run(
+        plan.clone(),
+        ca.cert_pem().to_owned(),
+        certs,
+        backlog,
+    ))?;
+    let push_cpu_s = cpu_before.zip(own_cpu_secs()).map(|(a, b)| b - a);
+    let mut report = summary(&plan, tally);
+    report["encode_s"] = json!(encode_s);
+    report["push_cpu_s"] = json!(push_cpu_s);
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 
@@ -195,7 +247,8 @@ fn summary(plan: &Plan, mut tally: Tally) -> serde_json::Value {
         "warmup_failed": tally.warmup_failed,
         "batches_per_agent": plan.batches_per_agent,
         "window": plan.window,
-        "rows_per_batch": plan.shape.rows_per_batch(),
+        "shape": if plan.shape.all_families { "agent" } else { "database" },
+        "rows_per_batch": if tally.ok > 0 { tally.rows as f64 / tally.ok as f64 } else { 0.0 },
         "elapsed_s": elapsed,
         "batches_ok": tally.ok,
         "duplicates": tally.duplicate,

@@ -5,7 +5,7 @@
 //!
 //! - `seg-<id>.log`: append-only segment files (format in [`segment`], each
 //!   record's layout in [`record`]: length, CRC32C, version, priority, seq,
-//!   creation time, sample count, then the LZ4 batch exactly as sent).
+//!   creation time, sample count, then the compressed batch exactly as sent).
 //! - `state`: finished seqs and lifetime counters (format in [`state`]).
 //! - `quarantine/`: refused batches and damaged segment parts ([`quarantine`]).
 //!

@@ -6,7 +6,7 @@
 //!      4    4 crc32c          u32 LE, CRC32C (Castagnoli) of the body
 //!      8    1 version         record format version (1)
 //!      9    1 priority        0 = metrics (droppable); >0 never dropped
-//!     10    1 codec           `lasect.v1.Codec` of the payload (1 = LZ4 block)
+//!     10    1 codec           `lasect.v1.Codec` of the payload (1 = LZ4 block, 2 = zstd + dictionary v1)
 //!     11    1 reserved        0
 //!     12    8 seq             u64 LE, the batch seq
 //!     20    8 created         i64 LE, µs since the Unix epoch, when the batch was made
@@ -148,7 +148,7 @@ pub fn check(data: &[u8]) -> Result<(RecordMeta, usize), RecordError> {
 
 fn codec_of(byte: u8) -> Result<Codec, RecordError> {
     match Codec::try_from(i32::from(byte)) {
-        Ok(Codec::Lz4) => Ok(Codec::Lz4),
+        Ok(c @ (Codec::Lz4 | Codec::ZstdDictV1)) => Ok(c),
         _ => Err(RecordError::BadCodec(byte)),
     }
 }
@@ -187,6 +187,21 @@ mod tests {
         let e = entry(42, 100);
         let bytes = encode(&e);
         assert_eq!(bytes.len(), FRAME_LEN + BODY_HEADER_LEN + 100);
+        let (back, len) = decode(&bytes).expect("decode");
+        assert_eq!((back, len), (e, bytes.len()));
+    }
+
+    #[test]
+    fn a_batch_of_the_agents_codec_round_trips() {
+        let batch = lasect_proto::payload::encode(&lasect_proto::v1::SampleBatch::default())
+            .expect("encode");
+        assert_eq!(batch.codec, Codec::ZstdDictV1);
+        let e = OutboxEntry {
+            batch,
+            ..entry(7, 0)
+        };
+        let bytes = encode(&e);
+        assert_eq!(check(&bytes).map(|(meta, _)| meta.seq), Ok(7));
         let (back, len) = decode(&bytes).expect("decode");
         assert_eq!((back, len), (e, bytes.len()));
     }

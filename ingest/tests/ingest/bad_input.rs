@@ -84,14 +84,32 @@ async fn bad_batches_are_refused_and_nothing_is_written() {
         "SampleBatch",
     );
 
-    // An unsupported codec.
-    let mut codec = request(1, samples::one_of_each());
-    codec.codec = Codec::Unspecified as i32;
-    expect_refused(
-        push(&mut client, codec).await,
-        Code::InvalidArgument,
-        "codec",
-    );
+    // An unsupported codec: unset, or a value this build does not know.
+    for unknown in [Codec::Unspecified as i32, 7] {
+        let mut codec = request(1, samples::one_of_each());
+        codec.codec = unknown;
+        expect_refused(
+            push(&mut client, codec).await,
+            Code::InvalidArgument,
+            "codec",
+        );
+    }
+
+    // A zstd bomb, declared honestly (over the limit) or understated.
+    let zstd_bomb = lasect_proto::payload::compress(Codec::ZstdDictV1, &zeros).expect("zstd");
+    assert!(zstd_bomb.len() < 64 << 10);
+    for (declared, needle) in [
+        (zeros.len() as u32, "exceeds the limit"),
+        (1024, "decompress"),
+    ] {
+        let bomb = PushRequest {
+            codec: Codec::ZstdDictV1 as i32,
+            uncompressed_size: declared,
+            payload: zstd_bomb.clone(),
+            ..request(1, vec![])
+        };
+        expect_refused(push(&mut client, bomb).await, Code::InvalidArgument, needle);
+    }
 
     // seq 0 and seq beyond bigint.
     for seq in [0, u64::MAX] {
@@ -138,7 +156,8 @@ async fn bad_batches_are_refused_and_nothing_is_written() {
         "nothing is written"
     );
 
-    // A sample of a family this ingest does not know is skipped and counted.
+    // A sample of a family this ingest does not know is skipped and counted
+    // (sent as LZ4, as agents before the zstd codec do: still accepted).
     let known = SampleBatch {
         samples: vec![samples::host_cpu(now_micros(), 3.0)],
     };

@@ -1,0 +1,133 @@
+//! The decoding half of a push, apart from the gRPC service so that tests
+//! and the fuzz target (`ingest/fuzz`) run exactly what the server runs:
+//! size-limited decompression of any codec, protobuf decoding, then
+//! validation of every sample into store-ready rows (all or nothing).
+
+use chrono::{DateTime, Utc};
+use lasect_proto::payload::{self, PayloadError};
+
+use crate::validate::{Batch, BatchError, Rules};
+
+/// The limits a payload is decoded under.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    pub max_uncompressed_bytes: usize,
+    pub max_samples_per_batch: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+}
+
+/// Decompresses, decodes and validates the payload of a push received at
+/// `now`.
+pub fn decode_batch(
+    codec: i32,
+    uncompressed_size: u32,
+    payload: &[u8],
+    limits: DecodeLimits,
+    now: DateTime<Utc>,
+) -> Result<Batch, PushError> {
+    let samples = payload::decode(
+        codec,
+        uncompressed_size,
+        payload,
+        limits.max_uncompressed_bytes,
+    )?;
+    let rules = Rules {
+        max_samples: limits.max_samples_per_batch,
+        now,
+    };
+    Ok(Batch::from_samples(samples, &rules)?)
+}
+
+/// What the writer relies on in a validated batch: every row has one value
+/// per column of its table, of the column's type; instance-keyed rows point
+/// at an instance of the batch and host rows at none; statement texts point
+/// at an instance. `decode_batch` only returns batches that pass; the fuzz
+/// target and the property tests check that it does.
+pub fn check_invariants(batch: &Batch) -> Result<(), String> {
+    use crate::validate::schema::Key;
+    for t in &batch.tables {
+        for (i, row) in t.rows.iter().enumerate() {
+            if row.values.len() != t.table.columns.len() {
+                return Err(format!(
+                    "{} row {i}: {} values",
+                    t.table.name,
+                    row.values.len()
+                ));
+            }
+            for ((name, ty), value) in t.table.columns.iter().zip(&row.values) {
+                if value.column_type() != *ty {
+                    return Err(format!("{}.{name} row {i}: {value:?}", t.table.name));
+                }
+            }
+            let keyed = match t.table.key {
+                Key::Instance => row.instance.is_some_and(|k| k < batch.instances.len()),
+                Key::Agent => row.instance.is_none(),
+            };
+            if !keyed {
+                return Err(format!(
+                    "{} row {i}: instance {:?}",
+                    t.table.name, row.instance
+                ));
+            }
+        }
+    }
+    if let Some(text) = batch
+        .statement_texts
+        .iter()
+        .find(|t| t.instance >= batch.instances.len())
+    {
+        return Err(format!("statement text of instance #{}", text.instance));
+    }
+    Ok(())
+}
+
+/// One fuzz input: the first byte picks how the rest is used, so the fuzzer
+/// reaches both the decompressors (raw payloads with any codec and declared
+/// size) and validation (a protobuf the harness compresses correctly).
+/// Returns the decode result, or `Err` naming the broken invariant when an
+/// accepted batch does not keep [`check_invariants`] (the callers' bug
+/// report).
+pub fn fuzz_one(data: &[u8], now: DateTime<Utc>) -> Result<Result<Batch, PushError>, String> {
+    use lasect_proto::v1::Codec;
+    let limits = DecodeLimits {
+        max_uncompressed_bytes: 1 << 20,
+        max_samples_per_batch: 10_000,
+    };
+    let (mode, rest) = data.split_first().unwrap_or((&0, &[]));
+    let result = match mode % 4 {
+        // A protobuf SampleBatch, compressed as an agent would.
+        0 | 1 => {
+            let codec = if mode % 4 == 0 {
+                Codec::ZstdDictV1
+            } else {
+                Codec::Lz4
+            };
+            let payload = match payload::compress(codec, rest) {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e.into())),
+            };
+            let size = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+            decode_batch(codec as i32, size, &payload, limits, now)
+        }
+        // A raw payload: codec and declared size from the next bytes.
+        _ => {
+            let codec = i32::from(rest.first().copied().unwrap_or(0) % 4);
+            let size = rest
+                .get(1..4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], 0]));
+            let payload = rest.get(4..).unwrap_or_default();
+            decode_batch(codec, size, payload, limits, now)
+        }
+    };
+    if let Ok(batch) = &result {
+        check_invariants(batch)?;
+    }
+    Ok(result)
+}
