@@ -14,14 +14,24 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const AGENT_ID: &str = "e2e-live";
 const BOUND: Duration = Duration::from_secs(90);
 
 type Wss = WebSocketStream<TlsStream<TcpStream>>;
 
-/// A WebSocket to the API over TLS, trusting the stack's CA.
+/// A WebSocket to the API over TLS, trusting the stack's CA, authenticated with `token`.
 async fn connect(stack: &Stack) -> Wss {
+    try_connect(stack, Some(&stack.admin_token))
+        .await
+        .expect("websocket upgrade")
+}
+
+async fn try_connect(
+    stack: &Stack,
+    token: Option<&str>,
+) -> Result<Wss, tokio_tungstenite::tungstenite::Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pem = std::fs::read(stack.tls().join("ca.pem")).expect("ca.pem");
     let mut roots = rustls::RootCertStore::empty();
@@ -40,10 +50,16 @@ async fn connect(stack: &Stack) -> Wss {
         .await
         .expect("TLS handshake with the API");
     let url = format!("wss://127.0.0.1:{}/api/v1/live", stack.api_port);
-    let (ws, _) = tokio_tungstenite::client_async(url, tls)
+    let mut request = url.into_client_request().expect("request");
+    if let Some(token) = token {
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header value"),
+        );
+    }
+    tokio_tungstenite::client_async(request, tls)
         .await
-        .expect("websocket upgrade");
-    ws
+        .map(|(ws, _)| ws)
 }
 
 async fn next_json(ws: &mut Wss, deadline: Instant) -> Value {
@@ -89,6 +105,17 @@ async fn agent_sample_reaches_a_websocket_client() {
         assert!(start.elapsed() < BOUND, "the instance never appeared");
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+
+    // The stream is authenticated like every other call.
+    match try_connect(&stack, None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 401);
+        }
+        other => panic!(
+            "an unauthenticated live stream was not refused: {:?}",
+            other.map(|_| ())
+        ),
+    }
 
     let mut garbage = connect(&stack).await;
     garbage
