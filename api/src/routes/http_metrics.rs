@@ -189,6 +189,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     responses(
         (status = 200, description = "Prometheus metrics (OpenMetrics text)", content_type = "application/openmetrics-text", body = String),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable (checking the token needs it)", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn scrape(State(state): State<AppState>) -> Response {
