@@ -5,6 +5,9 @@
 
 mod common;
 
+use lasect_api::auth::Role;
+use lasect_api::{AppState, router};
+
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +38,12 @@ struct Server {
 }
 
 async fn server() -> Server {
+    serve(None).await
+}
+
+/// The API on a fresh store; every request carries an admin's token, or with `scoped` the
+/// token of a user who is only viewer on instances labelled env=prod (instance 1).
+async fn serve(scoped: Option<()>) -> Server {
     let pg = PgCluster::start(PgOptions::default()).expect("start pg");
     let dsn = pg.store_dsn().await.expect("migrated store");
     let pool = store_pool(&StoreDsn::new(dsn), Duration::from_secs(10)).expect("pool");
@@ -49,7 +58,17 @@ async fn server() -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = common::admin_app(&pool).await;
+    let app = match scoped {
+        None => common::admin_app(&pool).await,
+        Some(()) => {
+            sqlx::query("UPDATE instances SET labels = '{\"env\":\"prod\"}' WHERE id = 1")
+                .execute(&pool)
+                .await
+                .expect("label");
+            let token = common::user(&pool, "pat", None, &[("env", "prod", Role::Viewer)]).await;
+            common::with_bearer(router(AppState::new(pool.clone())), &token)
+        }
+    };
     tokio::spawn(async move {
         let _ = serve_on(listener, app, None, async {
             let _ = stopped.await;
@@ -156,6 +175,29 @@ async fn notify(tx: &mut sqlx::PgConnection, scope: Value, time: DateTime<Utc>) 
         .execute(tx)
         .await
         .expect("notify");
+}
+
+#[tokio::test]
+async fn subscriptions_are_limited_to_the_instances_the_caller_may_see() {
+    let s = serve(Some(())).await;
+    let mut ws = connect(s.port).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "instances": [2], "families": ["database"]}),
+    )
+    .await;
+    let reply = next(&mut ws).await;
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["error"]["code"], "forbidden", "{reply}");
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "instances": [1], "families": ["database"]}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut ws).await,
+        json!({"type": "subscribed", "subscriptions": [{"instance": 1, "family": "database"}]})
+    );
 }
 
 #[tokio::test]
