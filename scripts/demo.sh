@@ -101,9 +101,15 @@ fi
 mkdir -p "$SOCK"
 chown "$PGUSER_OS" "$SOCK"
 # Settings that depend on this run's paths and ports are (re)written each time.
+# The server log goes to files the agent tails (the `log` family); readable by the demo's user
+# only because this is a private, local demo cluster.
 cat > "$PGDATA/postgresql.auto.conf" <<CONF
 port = $PG_PORT
 unix_socket_directories = '$SOCK'
+logging_collector = on
+log_destination = 'jsonlog'
+log_file_mode = 0644
+log_min_duration_statement = 1000
 CONF
 chown "$PGUSER_OS" "$PGDATA/postgresql.auto.conf"
 
@@ -121,6 +127,8 @@ psql_su -c "SELECT 1 FROM pg_roles WHERE rolname = 'lasect_agent'" | grep -q 1 \
     || psql_su -c "CREATE ROLE lasect_agent LOGIN IN ROLE pg_monitor"
 psql_su -c "SELECT 1 FROM pg_database WHERE datname = 'lasect'" | grep -q 1 \
     || psql_su -c "CREATE DATABASE lasect OWNER lasect"
+# The `statement` family reads pg_stat_statements in the database the agent connects to.
+psql_su -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
 
 STORE_DSN="host=$SOCK port=$PG_PORT dbname=lasect user=lasect application_name=lasect"
 AGENT_DSN="host=$SOCK port=$PG_PORT dbname=postgres user=lasect_agent"

@@ -249,3 +249,43 @@ async fn stderr_multi_line_entries_from_a_real_server() {
     assert!(plan.plan.contains("pg_class"), "{}", plan.plan);
     assert!(!plan.plan.contains("hidden"), "{}", plan.plan);
 }
+
+/// Discovery as a pg_monitor role (no right to `pg_current_logfile()`) still finds the files
+/// from the settings, and never writes a "permission denied" ERROR into the log it reads.
+#[tokio::test]
+async fn discovery_without_the_logfile_function_leaves_no_error_in_the_log() {
+    let pg = PgCluster::start(PgOptions {
+        log_format: Some(LogFormat::Csv),
+        ..PgOptions::default()
+    })
+    .expect("cluster");
+    let admin = pg.connect("postgres").await.expect("connect");
+    admin
+        .batch_execute("CREATE ROLE watcher LOGIN IN ROLE pg_monitor")
+        .await
+        .expect("role");
+    let dsn = pg.dsn("postgres").replace("user=postgres", "user=watcher");
+    let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .expect("connect as watcher");
+    tokio::spawn(conn);
+
+    for _ in 0..3 {
+        let settings = lasect_agent::logs::discover::read(&client)
+            .await
+            .expect("settings");
+        assert!(settings.current.is_empty(), "no right to ask the server");
+        lasect_agent::logs::discover::plan(&settings).expect("files found from the settings");
+    }
+    // A statement after discovery, so the log has been flushed past it.
+    admin.batch_execute("SELECT 1").await.expect("select");
+    let mut text = String::new();
+    for entry in std::fs::read_dir(pg.log_dir()).expect("log dir") {
+        let path = entry.expect("entry").path();
+        text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+    }
+    assert!(
+        !text.contains("pg_current_logfile"),
+        "the agent's discovery left errors in the server log:\n{text}"
+    );
+}

@@ -36,12 +36,22 @@ pub async fn read(client: &Client) -> Result<LogSettings, tokio_postgres::Error>
     for row in client.query(SETTINGS, &[]).await? {
         out.settings.insert(row.try_get(0)?, row.try_get(1)?);
     }
+    // pg_current_logfile() needs superuser or an explicit grant; without it the file pattern
+    // alone finds the files. Asked first, because a refused call would write an ERROR into
+    // the very log the agent reads, every round.
+    let may_ask = client
+        .query_one(
+            "SELECT has_function_privilege('pg_current_logfile(text)', 'EXECUTE')",
+            &[],
+        )
+        .await
+        .ok()
+        .and_then(|row| row.try_get::<_, bool>(0).ok())
+        .unwrap_or(false);
     for format in [Format::Stderr, Format::Csv, Format::Json] {
-        if !destinations(&out).contains(&format) {
+        if !may_ask || !destinations(&out).contains(&format) {
             continue;
         }
-        // Needs superuser or an explicit grant; without it the file pattern
-        // alone finds the files.
         if let Ok(row) = client
             .query_one("SELECT pg_current_logfile($1::text)", &[&format.name()])
             .await
