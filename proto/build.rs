@@ -2,7 +2,11 @@
 //! so building needs no `protoc` binary.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["lasect/v1/samples.proto", "lasect/v1/ingest.proto"];
+    let files = [
+        "lasect/v1/samples.proto",
+        "lasect/v1/control.proto",
+        "lasect/v1/ingest.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

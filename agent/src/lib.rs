@@ -16,6 +16,7 @@ pub mod enroll;
 pub mod identity;
 pub mod logs;
 pub mod metrics;
+pub mod ops;
 pub mod outbox;
 pub mod renew;
 pub mod run;

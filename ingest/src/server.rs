@@ -9,7 +9,9 @@ use std::time::Instant;
 use lasect_proto::v1::ingest_server::Ingest;
 use std::sync::Arc;
 
-use lasect_proto::v1::{EnrollRequest, EnrollResponse, PushAck, PushRequest, RenewRequest};
+use lasect_proto::v1::{
+    AgentMessage, EnrollRequest, EnrollResponse, PushAck, PushRequest, RenewRequest, ServerMessage,
+};
 use tonic::{Request, Response, Status};
 
 use crate::ErrorChain;
@@ -203,6 +205,21 @@ impl Ingest for IngestService {
             tracing::warn!(%agent, code = ?status.code(), reason = status.message(), "refused a renewal");
         }
         result.map(Response::new)
+    }
+
+    type ControlStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<ServerMessage, Status>> + Send + 'static>,
+    >;
+
+    async fn control(
+        &self,
+        request: Request<tonic::Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ControlStream>, Status> {
+        let agent = self.authenticate(&request)?;
+        tracing::warn!(%agent, "Control stream asked for, not served by this ingest yet");
+        Err(Status::unimplemented(
+            "the Control stream is not served by this ingest",
+        ))
     }
 }
 

@@ -18,6 +18,7 @@ mod init_layout;
 mod issued;
 mod key_file;
 mod secret_token;
+pub mod secrets;
 
 pub use agent_id::{agent_id_from_cert_der, validate_agent_id};
 pub use authority::{CA_VALIDITY, CertificateAuthority, SignedCert, csr_agent_id, new_agent_csr};
