@@ -77,7 +77,7 @@ impl OpContext {
         if let Some(db) = database {
             pg.dbname(db);
         }
-        pg.application_name(&format!("lasect run {}", self.run_id));
+        pg.application_name(format!("lasect run {}", self.run_id));
         let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, pg.connect(NoTls))
             .await
             .map_err(|_| OpError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
@@ -256,7 +256,7 @@ impl ResultSink {
             run_id: self.run_id,
             page,
             rows,
-            data: data.into(),
+            data,
         }))
         .await
     }
