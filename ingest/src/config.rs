@@ -88,6 +88,38 @@ pub struct Config {
     pub agents: AgentsSettings,
     /// `None`: Enroll and Renew answer FAILED_PRECONDITION.
     pub enrollment: Option<Enrollment>,
+    pub secrets: SecretsSettings,
+    pub runs: RunsSettings,
+}
+
+/// `[secrets]`: the key file shared with lasect-api that decrypts the DSNs
+/// of instances added through the API (docs/CONTROL.md, "Secrets"). Without
+/// it, such instances are not handed to their agents.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSettings {
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[runs]`: work handed to agents over the Control stream.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunsSettings {
+    /// How long result pages are kept after a run ends (default 7 days).
+    pub result_ttl_secs: u64,
+    /// A run dispatched or running for its timeout plus this without a
+    /// result is failed (default 60).
+    pub result_grace_secs: u64,
+}
+
+impl Default for RunsSettings {
+    fn default() -> Self {
+        Self {
+            result_ttl_secs: 7 * 24 * 3600,
+            result_grace_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -213,6 +245,10 @@ pub struct ConfigFile {
     pub agents: AgentsSettings,
     #[serde(default)]
     pub enrollment: Option<Enrollment>,
+    #[serde(default)]
+    pub secrets: SecretsSettings,
+    #[serde(default)]
+    pub runs: RunsSettings,
 }
 
 /// `[metrics]`: present means served.
@@ -439,6 +475,24 @@ impl ConfigFile {
             }
         }
 
+        if let Some(path) = &self.secrets.key_file {
+            if let Some(reason) = unreadable_file(path) {
+                bad("secrets.key_file", reason);
+            }
+        }
+        if !(60..=366 * 24 * 3600).contains(&self.runs.result_ttl_secs) {
+            bad(
+                "runs.result_ttl_secs",
+                "must be between 60 and 31622400 (366 days)".to_owned(),
+            );
+        }
+        if !(5..=3600).contains(&self.runs.result_grace_secs) {
+            bad(
+                "runs.result_grace_secs",
+                "must be between 5 and 3600".to_owned(),
+            );
+        }
+
         match (listen, store_dsn) {
             (Some(listen), Some(store_dsn)) if errors.is_empty() => Ok(Config {
                 listen,
@@ -449,6 +503,8 @@ impl ConfigFile {
                 metrics_listen,
                 agents: self.agents,
                 enrollment: self.enrollment,
+                secrets: self.secrets,
+                runs: self.runs,
             }),
             _ => Err(ConfigError::Invalid(errors)),
         }

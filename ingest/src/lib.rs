@@ -18,6 +18,7 @@
 
 pub mod config;
 mod connections;
+pub mod control;
 pub mod enroll;
 mod error_chain;
 pub mod identity;
@@ -175,6 +176,17 @@ pub async fn run(
 
     // The queue holds what admission lets in, so admission is the bound
     // that refuses.
+    let pg_config: tokio_postgres::Config = config
+        .store_dsn
+        .expose()
+        .parse()
+        .map_err(IngestError::StoreDsn)?;
+    let (hub, notices) = control::dispatch::Hub::new(
+        pool.clone(),
+        control::secrets::DsnDecryptor::new(config.secrets.key_file.clone()),
+        config.runs,
+    );
+    let dispatcher = hub.clone().spawn(pg_config, notices);
     let writers = Writers::spawn(
         pool,
         partitions,
@@ -193,8 +205,16 @@ pub async fn run(
             reports,
         },
         enroller,
+        hub,
     ))
-    .max_decoding_message_size(config.limits.max_message_bytes);
+    // The Control stream carries imports and result pages up to this.
+    .max_decoding_message_size(
+        config
+            .limits
+            .max_message_bytes
+            .max(control::MAX_CONTROL_MESSAGE_BYTES),
+    )
+    .max_encoding_message_size(control::MAX_CONTROL_MESSAGE_BYTES);
     let router = Server::builder()
         // Requests being received are not admitted yet: bound them per
         // connection (an agent keeps a few pushes in flight, not hundreds).
@@ -217,6 +237,7 @@ pub async fn run(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     acceptor.abort();
+    dispatcher.abort();
     refresh.abort();
     maintenance.abort();
     forget.abort();

@@ -36,6 +36,7 @@ pub struct IngestService {
     /// Who is identified (client certificate) and not disabled.
     access: Access,
     enroller: Arc<Enroller>,
+    control: crate::control::dispatch::Hub,
 }
 
 /// The agent-side dependencies of the service: disabled agents, reports,
@@ -54,6 +55,7 @@ impl IngestService {
         metrics: Metrics,
         access: Access,
         enroller: Arc<Enroller>,
+        control: crate::control::dispatch::Hub,
     ) -> Self {
         Self {
             writers,
@@ -63,6 +65,7 @@ impl IngestService {
             metrics,
             access,
             enroller,
+            control,
         }
     }
 
@@ -216,10 +219,17 @@ impl Ingest for IngestService {
         request: Request<tonic::Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ControlStream>, Status> {
         let agent = self.authenticate(&request)?;
-        tracing::warn!(%agent, "Control stream asked for, not served by this ingest yet");
-        Err(Status::unimplemented(
-            "the Control stream is not served by this ingest",
-        ))
+        let inbound = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(crate::control::stream::serve(
+            self.control.clone(),
+            agent.as_str().to_owned(),
+            inbound,
+            tx,
+        ));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }
 

@@ -1,0 +1,32 @@
+//! The Control stream: runs handed to agents and their results written
+//! back (the contract is docs/CONTROL.md).
+//!
+//! - [`registry`] holds the one open stream per agent connected to this
+//!   process (a new stream replaces the older one).
+//! - [`stream`] serves one stream: the hello (runs the agent lost are
+//!   failed), the instance assignments, then the agent's messages.
+//! - [`dispatch`] is the loop that hands runs out: woken by `NOTIFY`
+//!   ([`listener`]) and by a 1 s tick, it claims queued runs of connected
+//!   agents with `FOR UPDATE SKIP LOCKED` (so any number of ingest processes
+//!   share the work and none hands a run out twice), sends them, forwards
+//!   cancels and resends assignments; each tick also expires runs nobody
+//!   took and fails runs whose result never came ([`store_ops::sweep`]).
+//! - [`store_ops`] is every statement on `runs` and `run_results`.
+//! - [`secrets`] decrypts the DSNs of API-added instances (never logged).
+//!
+//! Invariant: an agent may only touch its own runs, and only while they are
+//! `dispatched` or `running`; every write checks both in its WHERE clause.
+
+pub mod dispatch;
+pub mod listener;
+pub mod registry;
+pub mod secrets;
+pub mod store_ops;
+pub mod stream;
+
+pub use registry::Registry;
+
+/// Largest result page accepted from an agent (the agent sends ≤ 1 MiB).
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
+/// Largest gRPC message on the Control stream (import inputs, pages).
+pub const MAX_CONTROL_MESSAGE_BYTES: usize = 48 << 20;

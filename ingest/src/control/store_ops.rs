@@ -1,0 +1,392 @@
+//! Every statement on `runs`, `run_results` and the instances' health and
+//! assignments. Each write names the agent and the statuses it may move
+//! from, so an agent can only touch its own runs and a late message (after
+//! an expiry or a lost-run sweep) changes nothing.
+
+use deadpool_postgres::Pool;
+use lasect_proto::v1::{InstanceHealth, RunFinished, RunOutcome};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreOpError {
+    #[error("no store connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("store error: {0}")]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("cannot decompress a stored page: {0}")]
+    Decompress(std::io::Error),
+}
+
+/// A run this process has just claimed for one of its agents.
+#[derive(Debug)]
+pub struct ClaimedRun {
+    pub id: i64,
+    pub agent_id: String,
+    pub kind: String,
+    pub instance_name: String,
+    pub params: Value,
+    pub timeout_ms: i32,
+    pub max_rows: i64,
+    pub max_bytes: i64,
+    /// Set for instances added through the API.
+    pub dsn_ciphertext: Option<Vec<u8>>,
+    /// zstd-compressed input (import_csv).
+    pub input: Option<Vec<u8>>,
+}
+
+/// Claims up to 100 queued runs of `agents`, oldest first, as dispatched by
+/// `node`. The statement commits before it returns: only then are the runs
+/// sent, and a concurrent claimer skips the locked rows.
+pub async fn claim(
+    pool: &Pool,
+    node: &str,
+    agents: &[String],
+) -> Result<Vec<ClaimedRun>, StoreOpError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "WITH claimed AS (
+                 UPDATE runs SET status = 'dispatched', dispatched_at = now(), dispatched_by = $2
+                 WHERE id IN (SELECT id FROM runs
+                              WHERE status = 'queued' AND agent_id = ANY($1) AND expires_at > now()
+                              ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, agent_id, kind, instance_id, params, timeout_ms, max_rows, max_bytes)
+             SELECT c.id, c.agent_id, c.kind, i.name, c.params, c.timeout_ms, c.max_rows,
+                    c.max_bytes, CASE WHEN i.source = 'api' THEN i.dsn_ciphertext END, ri.data
+             FROM claimed c
+             JOIN instances i ON i.id = c.instance_id
+             LEFT JOIN run_inputs ri ON ri.run_id = c.id
+             ORDER BY c.id",
+            &[&agents, &node],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ClaimedRun {
+            id: r.get(0),
+            agent_id: r.get(1),
+            kind: r.get(2),
+            instance_name: r.get(3),
+            params: r.get(4),
+            timeout_ms: r.get(5),
+            max_rows: r.get(6),
+            max_bytes: r.get(7),
+            dsn_ciphertext: r.get(8),
+            input: r.get(9),
+        })
+        .collect())
+}
+
+/// A claimed run that could not be sent.
+pub async fn undeliverable(pool: &Pool, run: i64, reason: &str) -> Result<(), StoreOpError> {
+    pool.get()
+        .await?
+        .execute(
+            "UPDATE runs SET status = 'failed', finished_at = now(), error = $2
+             WHERE id = $1 AND status = 'dispatched'",
+            &[&run, &reason],
+        )
+        .await?;
+    Ok(())
+}
+
+/// After a (re)connect: the agent's runs it no longer executes are lost.
+pub async fn fail_lost(pool: &Pool, agent: &str, in_flight: &[i64]) -> Result<u64, StoreOpError> {
+    Ok(pool
+        .get()
+        .await?
+        .execute(
+            "UPDATE runs SET status = 'failed', finished_at = now(),
+                 error = 'the agent lost the run: it restarted or its Control stream broke \
+                          before the result was delivered'
+             WHERE agent_id = $1 AND status IN ('dispatched', 'running') AND NOT (id = ANY($2))",
+            &[&agent, &in_flight],
+        )
+        .await?)
+}
+
+pub async fn started(
+    pool: &Pool,
+    agent: &str,
+    run: i64,
+    backend_pid: i32,
+) -> Result<bool, StoreOpError> {
+    let pid = (backend_pid != 0).then_some(backend_pid);
+    Ok(pool
+        .get()
+        .await?
+        .execute(
+            "UPDATE runs SET status = 'running', started_at = now(), backend_pid = $3
+             WHERE id = $1 AND agent_id = $2 AND status = 'dispatched'",
+            &[&run, &agent, &pid],
+        )
+        .await?
+        == 1)
+}
+
+/// Stores one page (compressed); false when the run is not the agent's or
+/// no longer open, or the page is already there.
+pub async fn page(
+    pool: &Pool,
+    agent: &str,
+    run: i64,
+    page: i32,
+    rows: i32,
+    data: &[u8],
+) -> Result<bool, StoreOpError> {
+    let compressed = zstd::bulk::compress(data, 3).map_err(StoreOpError::Decompress)?;
+    let bytes = i32::try_from(data.len()).unwrap_or(i32::MAX);
+    Ok(pool
+        .get()
+        .await?
+        .execute(
+            "INSERT INTO run_results (run_id, page, rows, bytes, data)
+             SELECT $1, $3, $4, $5, $6
+             WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND agent_id = $2
+                           AND status IN ('dispatched', 'running'))
+             ON CONFLICT (run_id, page) DO NOTHING",
+            &[&run, &agent, &page, &rows, &bytes, &compressed],
+        )
+        .await?
+        == 1)
+}
+
+/// What the finishing transaction learnt, for logging.
+#[derive(Debug)]
+pub struct Finished {
+    pub kind: String,
+    pub status: &'static str,
+}
+
+pub fn status_of(outcome: RunOutcome) -> &'static str {
+    match outcome {
+        RunOutcome::Succeeded => "succeeded",
+        RunOutcome::TimedOut => "timed_out",
+        RunOutcome::Cancelled => "cancelled",
+        RunOutcome::Failed | RunOutcome::Unspecified => "failed",
+    }
+}
+
+/// A JSON object sent by the agent; anything else is kept as a string so
+/// nothing the agent said is lost, but nothing malformed is trusted.
+fn json_field(text: &str) -> Option<Value> {
+    if text.is_empty() {
+        return None;
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Some(v),
+        _ => Some(serde_json::json!({ "unparsed": text })),
+    }
+}
+
+/// Writes the final status and the kind's post-processing in one
+/// transaction. `None`: the run is not this agent's or not open.
+pub async fn finish(
+    pool: &Pool,
+    agent: &str,
+    msg: &RunFinished,
+    result_ttl_secs: u64,
+) -> Result<Option<Finished>, StoreOpError> {
+    let status = status_of(msg.outcome());
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let rows = i64::try_from(msg.rows).unwrap_or(i64::MAX);
+    let bytes = i64::try_from(msg.bytes).unwrap_or(i64::MAX);
+    let pages = i32::try_from(msg.pages).unwrap_or(i32::MAX);
+    let ttl = i64::try_from(result_ttl_secs).unwrap_or(i64::MAX);
+    let error = (!msg.error.is_empty()).then_some(msg.error.as_str());
+    let detail = json_field(&msg.error_detail_json);
+    let summary = json_field(&msg.summary_json);
+    let row = tx
+        .query_opt(
+            "UPDATE runs SET status = $3, finished_at = now(),
+                 started_at = coalesce(started_at, now()), rows = $4, bytes = $5,
+                 truncated = $6, pages = $7, error = $8, error_detail = $9, summary = $10,
+                 result_expires_at = now() + make_interval(secs => $11::bigint)
+             WHERE id = $1 AND agent_id = $2 AND status IN ('dispatched', 'running')
+             RETURNING kind, instance_id, coalesce(params->>'database', '')",
+            &[
+                &msg.run_id,
+                &agent,
+                &status,
+                &rows,
+                &bytes,
+                &msg.truncated,
+                &pages,
+                &error,
+                &detail,
+                &summary,
+                &ttl,
+            ],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let kind: String = row.get(0);
+    let instance_id: i64 = row.get(1);
+    let database: String = row.get(2);
+    if status == "succeeded" {
+        post_process(&tx, &kind, instance_id, msg.run_id, &database, summary).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(Finished { kind, status }))
+}
+
+/// The kind-specific effects of a successful run (docs/CONTROL.md).
+async fn post_process(
+    tx: &tokio_postgres::Transaction<'_>,
+    kind: &str,
+    instance_id: i64,
+    run_id: i64,
+    database: &str,
+    summary: Option<Value>,
+) -> Result<(), StoreOpError> {
+    match kind {
+        "instance_check" => {
+            tx.execute(
+                "UPDATE instances SET state = 'active' WHERE id = $1 AND state = 'validating'",
+                &[&instance_id],
+            )
+            .await?;
+        }
+        "instance_metadata" => {
+            tx.execute(
+                "UPDATE instances SET metadata = $2, metadata_at = now() WHERE id = $1",
+                &[&instance_id, &summary],
+            )
+            .await?;
+        }
+        "schema_snapshot" => {
+            let document = result_bytes(tx, run_id).await?;
+            record_schema(tx, instance_id, run_id, database, &document).await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A run's raw pages, decompressed and concatenated in order.
+pub async fn result_bytes(
+    tx: &tokio_postgres::Transaction<'_>,
+    run_id: i64,
+) -> Result<Vec<u8>, StoreOpError> {
+    let rows = tx
+        .query(
+            "SELECT data FROM run_results WHERE run_id = $1 ORDER BY page",
+            &[&run_id],
+        )
+        .await?;
+    let mut out = Vec::new();
+    for row in rows {
+        let data: Vec<u8> = row.get(0);
+        out.extend(zstd::stream::decode_all(&data[..]).map_err(StoreOpError::Decompress)?);
+    }
+    Ok(out)
+}
+
+/// Schema snapshots are written by `crate::schema_history` when it is part
+/// of the build; the document stays in `run_results` either way.
+async fn record_schema(
+    tx: &tokio_postgres::Transaction<'_>,
+    instance_id: i64,
+    run_id: i64,
+    database: &str,
+    document: &[u8],
+) -> Result<(), StoreOpError> {
+    let _ = (tx, instance_id, run_id, database, document);
+    Ok(())
+}
+
+/// Expires queued runs nobody took in time and fails runs whose result
+/// never came. Returns (expired, failed).
+pub async fn sweep(pool: &Pool, grace_secs: u64) -> Result<(u64, u64), StoreOpError> {
+    let client = pool.get().await?;
+    let expired = client
+        .execute(
+            "UPDATE runs r SET status = 'expired', finished_at = now(),
+                 error = format('agent %s did not pick the run up within %s s (last seen %s)',
+                                r.agent_id,
+                                round(extract(epoch FROM r.expires_at - r.created_at)),
+                                coalesce(to_char(a.last_seen AT TIME ZONE 'UTC',
+                                                 'YYYY-MM-DD HH24:MI:SS UTC'), 'never'))
+             FROM agents a
+             WHERE a.id = r.agent_id AND r.status = 'queued' AND r.expires_at <= now()",
+            &[],
+        )
+        .await?;
+    let grace_ms = i64::try_from(grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let failed = client
+        .execute(
+            "UPDATE runs SET status = 'failed', finished_at = now(),
+                 error = format('no result from the agent within the run''s timeout (%s ms) \
+                                 plus %s s', timeout_ms, $1::bigint / 1000)
+             WHERE status IN ('dispatched', 'running')
+               AND coalesce(started_at, dispatched_at)
+                   + make_interval(secs => (timeout_ms + $1::bigint) / 1000.0) < now()",
+            &[&grace_ms],
+        )
+        .await?;
+    Ok((expired, failed))
+}
+
+/// The agent's API-added instances, DSN still encrypted.
+pub async fn assignments(
+    pool: &Pool,
+    agent: &str,
+) -> Result<Vec<(i64, String, Vec<u8>)>, StoreOpError> {
+    let rows = pool
+        .get()
+        .await?
+        .query(
+            "SELECT id, name, dsn_ciphertext FROM instances
+             WHERE agent_id = $1 AND source = 'api' AND state <> 'removed'
+               AND dsn_ciphertext IS NOT NULL
+             ORDER BY id",
+            &[&agent],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+pub async fn health(pool: &Pool, agent: &str, h: &InstanceHealth) -> Result<(), StoreOpError> {
+    let checked = chrono::DateTime::from_timestamp_micros(h.checked_unix_micros)
+        .unwrap_or_else(chrono::Utc::now);
+    let value = serde_json::json!({
+        "up": h.up,
+        "error": (!h.error.is_empty()).then_some(h.error.as_str()),
+        "checked_at": checked.to_rfc3339(),
+        "server_version_num": (h.server_version_num != 0).then_some(h.server_version_num),
+        "in_recovery": h.in_recovery,
+    });
+    pool.get()
+        .await?
+        .execute(
+            "UPDATE instances SET health = $3, health_at = now()
+             WHERE agent_id = $1 AND name = $2",
+            &[&agent, &h.instance, &value],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Fails one of the agent's open runs (a protocol error on its stream).
+pub async fn fail_open(
+    pool: &Pool,
+    agent: &str,
+    run: i64,
+    reason: &str,
+) -> Result<(), StoreOpError> {
+    pool.get()
+        .await?
+        .execute(
+            "UPDATE runs SET status = 'failed', finished_at = now(), error = $3
+             WHERE id = $1 AND agent_id = $2 AND status IN ('dispatched', 'running')",
+            &[&run, &agent, &reason],
+        )
+        .await?;
+    Ok(())
+}
