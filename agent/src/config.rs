@@ -85,6 +85,9 @@ pub struct AgentConfig {
     pub logs: LogsConfig,
     #[serde(default)]
     pub instances: Vec<InstanceConfig>,
+    /// `[control]`, see `control_config`.
+    #[serde(default)]
+    pub control: crate::control_config::ControlConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -424,6 +427,9 @@ impl AgentConfig {
 
         if self.state_dir.as_os_str().is_empty() {
             bad("state_dir", "must not be empty".into());
+        }
+        for (field, message) in self.control.problems() {
+            bad(&field, message);
         }
 
         match self.endpoint_host() {

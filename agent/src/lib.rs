@@ -11,6 +11,8 @@ pub mod backoff;
 pub mod channel;
 pub mod collect;
 pub mod config;
+pub mod control;
+pub mod control_config;
 pub mod custom_config;
 pub mod enroll;
 pub mod identity;

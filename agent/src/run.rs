@@ -108,6 +108,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     } else {
         None
     };
+    let control = config.control.enabled.then(|| {
+        let client = crate::control::ControlClient::new(&config);
+        tokio::spawn(client.run(stop_rx.clone()))
+    });
     let sender = tokio::spawn(sender.run(stop_rx));
 
     let mut batcher = Batcher {
@@ -137,6 +141,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         tracing::error!(error = %e, "sender task failed");
     }
     let _ = housekeeping.await;
+    if let Some(control) = control {
+        let _ = control.await;
+    }
     if let Some(renewer) = renewer {
         let _ = renewer.await;
     }

@@ -24,7 +24,7 @@ mod relations;
 mod replication;
 pub mod schedule;
 mod server_stats;
-mod session;
+pub(crate) mod session;
 mod settings;
 mod standby;
 pub mod statement;

@@ -16,6 +16,13 @@
 //! - it stops producing rows at `max_rows` / `max_bytes` and says so
 //!   (`OpOutcome::truncated`), it never fails because a result is large.
 
+pub mod explain;
+pub mod instance_check;
+pub mod instance_metadata;
+pub mod sql;
+pub mod values;
+
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use lasect_proto::v1::{AgentMessage, RunChunk, RunStarted, agent_message};
@@ -66,6 +73,9 @@ pub struct OpContext {
     /// Turns true when a cancel for this run arrives.
     pub cancel: watch::Receiver<bool>,
     pub out: ResultSink,
+    /// Filled by [`OpContext::connect`]: how the executor cancels the
+    /// run's statement (cancel asked, or the client-side timeout).
+    pub cancel_token: Arc<Mutex<Option<tokio_postgres::CancelToken>>>,
 }
 
 impl OpContext {
@@ -82,6 +92,10 @@ impl OpContext {
             .await
             .map_err(|_| OpError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
             .map_err(|e| OpError::Connect(crate::ops::pg_error_line(&e)))?;
+        *self
+            .cancel_token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(client.cancel_token());
         let run_id = self.run_id;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -126,6 +140,44 @@ impl OpContext {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The operation class of a run, for the agent's allow-list (docs/CONTROL.md);
+/// `None` for kinds that are always allowed. Unknown kinds are an error.
+pub fn class_of(kind: &str, params: &Value) -> Result<Option<&'static str>, String> {
+    let flag = |name: &str| params.get(name).and_then(Value::as_bool).unwrap_or(false);
+    Ok(Some(match kind {
+        "instance_check" | "instance_metadata" => return Ok(None),
+        "sql" if flag("write") => "sql_write",
+        "sql" => "sql",
+        "explain" if flag("analyze") => "explain_analyze",
+        "explain" => "explain",
+        "schema_snapshot" | "table_data" => "schema",
+        "export_csv" => "export",
+        "import_csv" => "import",
+        "dump_sql" => "dump",
+        "extension_list" => "extensions",
+        "extension_action" => "extensions_write",
+        "migration" => "ddl",
+        other => {
+            return Err(format!(
+                "this agent does not support the run kind `{other}`"
+            ));
+        }
+    }))
+}
+
+/// Runs the kind's operation.
+pub async fn dispatch(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
+    match ctx.kind.as_str() {
+        "sql" => sql::run(ctx).await,
+        "explain" => explain::run(ctx).await,
+        "instance_check" => instance_check::run(ctx).await,
+        "instance_metadata" => instance_metadata::run(ctx).await,
+        other => Err(OpError::Refused(format!(
+            "this agent does not support the run kind `{other}`"
+        ))),
+    }
+}
 
 /// Sends a run's pages up the Control stream, counting rows and bytes
 /// against the limits.

@@ -1,0 +1,118 @@
+//! `[control]`: what the agent accepts over its Control stream
+//! (docs/CONTROL.md).
+//!
+//! ```toml
+//! [control]
+//! enabled = true
+//! # Operation classes this host executes; default all. A production host
+//! # might drop "sql_write", "import", "extensions_write" and "ddl".
+//! allow = ["sql", "explain", "schema", "export", "dump", "extensions"]
+//! default_timeout_secs = 30
+//! max_timeout_secs = 3600
+//! max_rows_limit = 1000000
+//! max_bytes_limit = 1073741824
+//! max_concurrent_runs = 4
+//! max_concurrent_runs_per_instance = 2
+//! ```
+
+use serde::Deserialize;
+
+/// Every operation class, in the order of docs/CONTROL.md.
+pub const CLASSES: &[&str] = &[
+    "sql",
+    "sql_write",
+    "explain",
+    "explain_analyze",
+    "schema",
+    "export",
+    "import",
+    "dump",
+    "extensions",
+    "extensions_write",
+    "ddl",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    pub enabled: bool,
+    pub allow: Vec<String>,
+    pub default_timeout_secs: u64,
+    pub max_timeout_secs: u64,
+    pub max_rows_limit: u64,
+    pub max_bytes_limit: u64,
+    pub max_concurrent_runs: usize,
+    pub max_concurrent_runs_per_instance: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow: CLASSES.iter().map(|c| (*c).to_owned()).collect(),
+            default_timeout_secs: 30,
+            max_timeout_secs: 3600,
+            max_rows_limit: 1_000_000,
+            max_bytes_limit: 1 << 30,
+            max_concurrent_runs: 4,
+            max_concurrent_runs_per_instance: 2,
+        }
+    }
+}
+
+impl ControlConfig {
+    /// Problems as (field, message), all at once.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for class in &self.allow {
+            if !CLASSES.contains(&class.as_str()) {
+                out.push((
+                    "control.allow".to_owned(),
+                    format!(
+                        "unknown operation class `{class}`; known: {}",
+                        CLASSES.join(", ")
+                    ),
+                ));
+            }
+        }
+        if !(1..=86_400).contains(&self.max_timeout_secs) {
+            out.push((
+                "control.max_timeout_secs".to_owned(),
+                "must be between 1 and 86400".to_owned(),
+            ));
+        }
+        if self.default_timeout_secs == 0 || self.default_timeout_secs > self.max_timeout_secs {
+            out.push((
+                "control.default_timeout_secs".to_owned(),
+                "must be between 1 and control.max_timeout_secs".to_owned(),
+            ));
+        }
+        for (field, v) in [
+            ("control.max_rows_limit", self.max_rows_limit),
+            ("control.max_bytes_limit", self.max_bytes_limit),
+        ] {
+            if v == 0 {
+                out.push((field.to_owned(), "must be greater than 0".to_owned()));
+            }
+        }
+        if !(1..=256).contains(&self.max_concurrent_runs) {
+            out.push((
+                "control.max_concurrent_runs".to_owned(),
+                "must be between 1 and 256".to_owned(),
+            ));
+        }
+        if self.max_concurrent_runs_per_instance == 0
+            || self.max_concurrent_runs_per_instance > self.max_concurrent_runs
+        {
+            out.push((
+                "control.max_concurrent_runs_per_instance".to_owned(),
+                "must be between 1 and control.max_concurrent_runs".to_owned(),
+            ));
+        }
+        out
+    }
+
+    pub fn allows(&self, class: &str) -> bool {
+        self.allow.iter().any(|c| c == class)
+    }
+}
