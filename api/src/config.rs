@@ -8,6 +8,9 @@
 //! key_file = "/etc/lasect/tls/api.key"    # default
 //! allow_plaintext = false            # plain HTTP, only allowed when `listen` is loopback
 //! [auth]                             # see crate::auth::settings
+//! [secrets]
+//! key_file = "/etc/lasect/secrets.key"   # default: secrets.key beside api.toml; created
+//!                                        # (0600) if missing; ingest reads the same file
 //! ```
 //!
 //! Unknown keys are errors: the API runs centrally, so a typo should stop it rather than be
@@ -36,6 +39,29 @@ pub struct ApiConfig {
     pub tls: TlsConfig,
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
+    #[serde(default)]
+    pub secrets: SecretsConfig,
+}
+
+/// `[secrets]`: the AES-256-GCM key file of instance DSNs (docs/CONTROL.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+impl SecretsConfig {
+    /// `key_file`, or `secrets.key` beside the configuration file.
+    pub fn key_path(&self, config_path: &Path) -> PathBuf {
+        match &self.key_file {
+            Some(p) => p.clone(),
+            None => config_path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("secrets.key"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

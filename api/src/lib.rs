@@ -17,6 +17,7 @@ pub mod config;
 pub mod logging;
 pub mod migrate_cmd;
 pub mod routes;
+pub mod runs;
 pub mod server;
 pub mod store_dsn;
 

@@ -65,6 +65,9 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
         .context("connect the API's pool to the store")?;
 
     let keys = JwtKeys::load_or_create(&config.auth.jwt_key_path(config_path))?;
+    let secrets_path = config.secrets.key_path(config_path);
+    let secrets = lasect_pki::secrets::Keyring::load_or_create(&secrets_path)
+        .with_context(|| format!("load the secrets key file {}", secrets_path.display()))?;
     if let Some((username, password)) = bootstrap_first_admin(&pool)
         .await
         .context("create the first admin")?
@@ -83,17 +86,19 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
         TcpListener::bind(config.listen).with_context(|| format!("listen on {}", config.listen))?;
 
     let maintenance = tokio::spawn(maintenance_loop(dsn, pool.clone(), retention_days));
+    let run_sweeper = tokio::spawn(run_sweeper(pool.clone()));
     let result = serve_on(
         listener,
-        router(AppState::with_auth(
-            pool,
-            AuthState::new(keys, config.auth.clone()),
-        )),
+        router(
+            AppState::with_auth(pool, AuthState::new(keys, config.auth.clone()))
+                .with_secrets(secrets),
+        ),
         tls,
         shutdown_signal(),
     )
     .await;
     maintenance.abort();
+    run_sweeper.abort();
     result
 }
 
@@ -191,6 +196,28 @@ async fn apply_audit_retention(pool: &PgPool, keep_days: u32) {
         Ok(0) => {}
         Ok(n) => tracing::info!(rows = n, keep_days, "audit retention applied"),
         Err(e) => tracing::warn!(error = %e, "audit retention failed; next try in an hour"),
+    }
+}
+
+/// Expires runs no agent picked up (so they end even when no ingest runs) every 5 s, and
+/// deletes result pages past their TTL every hour.
+async fn run_sweeper(pool: PgPool) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    loop {
+        ticks.tick().await;
+        if let Err(e) = crate::runs::expire_queued(&pool).await {
+            tracing::debug!(error = %e, "cannot expire queued runs");
+        }
+        if n % 720 == 0 {
+            match crate::runs::delete_expired_results(&pool).await {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(rows, "deleted expired run results"),
+                Err(e) => tracing::warn!(error = %e, "cannot delete expired run results"),
+            }
+        }
+        n += 1;
     }
 }
 

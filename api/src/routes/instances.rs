@@ -22,6 +22,16 @@ pub struct Instance {
     pub labels: serde_json::Value,
     pub created_at: String,
     pub last_seen: Option<String>,
+    /// `agent` (from an agent's config file) or `api` (added through the API).
+    pub source: String,
+    /// `validating`, `active` or `removed`.
+    pub state: String,
+    /// The DSN of an API-added instance, password replaced by `********`.
+    pub dsn: Option<String>,
+    /// Last health report of the serving agent.
+    #[schema(value_type = Option<Object>)]
+    pub health: Option<serde_json::Value>,
+    pub health_at: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -35,6 +45,11 @@ struct InstanceRow {
     labels: serde_json::Value,
     created_at: DateTime<Utc>,
     last_seen: Option<DateTime<Utc>>,
+    source: String,
+    state: String,
+    dsn_redacted: Option<String>,
+    health: Option<serde_json::Value>,
+    health_at: Option<DateTime<Utc>>,
 }
 
 impl From<InstanceRow> for Instance {
@@ -49,6 +64,11 @@ impl From<InstanceRow> for Instance {
             labels: r.labels,
             created_at: rfc3339(r.created_at),
             last_seen: r.last_seen.map(rfc3339),
+            source: r.source,
+            state: r.state,
+            dsn: r.dsn_redacted,
+            health: r.health,
+            health_at: r.health_at.map(rfc3339),
         }
     }
 }
@@ -58,9 +78,11 @@ pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 const LIST_INSTANCES: &str = "SELECT id, name, agent_id, server_version_num, version, \
-     in_recovery, labels, created_at, last_seen FROM instances ORDER BY agent_id, name, id";
+     in_recovery, labels, created_at, last_seen, source, state, dsn_redacted, health, health_at \
+     FROM instances WHERE state <> 'removed' ORDER BY agent_id, name, id";
 const FIND_INSTANCE: &str = "SELECT id, name, agent_id, server_version_num, version, \
-     in_recovery, labels, created_at, last_seen FROM instances WHERE id = $1";
+     in_recovery, labels, created_at, last_seen, source, state, dsn_redacted, health, health_at \
+     FROM instances WHERE id = $1 AND state <> 'removed'";
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InstanceList {

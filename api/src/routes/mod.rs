@@ -8,11 +8,13 @@ mod audit_log;
 mod auth_routes;
 mod health;
 pub mod http_metrics;
-mod instances;
+pub mod instances;
+pub mod instances_admin;
 pub mod live;
 mod metric_families;
 pub mod metrics_series;
 pub mod openapi;
+pub mod runs;
 mod samples;
 pub mod series_spec;
 pub mod statements_top;
@@ -50,6 +52,9 @@ pub struct AppState {
     pub auth: Arc<AuthState>,
     pub live: live::LiveHub,
     pub metrics: http_metrics::HttpMetrics,
+    /// Encrypts DSNs of instances added through the API; `None`: adding
+    /// one answers 503.
+    pub secrets: Option<Arc<lasect_pki::secrets::Keyring>>,
 }
 
 impl AppState {
@@ -67,7 +72,13 @@ impl AppState {
             metrics: http_metrics::HttpMetrics::new(),
             pool,
             auth: Arc::new(auth),
+            secrets: None,
         }
+    }
+
+    pub fn with_secrets(mut self, keyring: lasect_pki::secrets::Keyring) -> Self {
+        self.secrets = Some(Arc::new(keyring));
+        self
     }
 }
 
@@ -81,6 +92,10 @@ pub enum Access {
     Authenticated,
     /// At least viewer on the instance in the path (global or by label).
     InstanceViewer,
+    /// At least user on the instance in the path (some bodies need admin on it).
+    InstanceUser,
+    /// At least admin on the instance in the path.
+    InstanceAdmin,
     /// Global admin.
     Admin,
 }
@@ -140,6 +155,18 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::GET, "/api/v1/agents", Admin),
         spec(Method::POST, "/api/v1/agents/enrollment-tokens", Admin),
         spec(Method::POST, "/api/v1/agents/{id}/disable", Admin),
+        spec(Method::POST, "/api/v1/instances", Admin),
+        spec(Method::GET, "/api/v1/instances/{id}", InstanceViewer),
+        spec(Method::DELETE, "/api/v1/instances/{id}", InstanceAdmin),
+        spec(Method::POST, "/api/v1/instances/{id}/test", InstanceUser),
+        spec(Method::POST, "/api/v1/instances/{id}/refresh", InstanceUser),
+        spec(Method::POST, "/api/v1/instances/{id}/sql", InstanceUser),
+        spec(Method::POST, "/api/v1/instances/{id}/explain", InstanceUser),
+        spec(Method::GET, "/api/v1/runs", Authenticated),
+        spec(Method::GET, "/api/v1/runs/{id}", Authenticated),
+        spec(Method::GET, "/api/v1/runs/{id}/result", Authenticated),
+        spec(Method::GET, "/api/v1/runs/{id}/download", Authenticated),
+        spec(Method::POST, "/api/v1/runs/{id}/cancel", Authenticated),
     ]
 }
 
@@ -148,7 +175,10 @@ pub fn route_specs() -> Vec<RouteSpec> {
 pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::health))
-        .routes(routes!(instances::list))
+        .routes(routes!(instances::list, instances_admin::add))
+        .routes(routes!(instances_admin::show, instances_admin::remove))
+        .routes(routes!(instances_admin::test))
+        .routes(routes!(instances_admin::refresh))
         .routes(routes!(samples::samples))
         .routes(routes!(metrics_series::series))
         .routes(routes!(statements_top::top))
@@ -168,6 +198,13 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::list))
         .routes(routes!(agents::create_enrollment_token))
         .routes(routes!(agents::disable))
+        .routes(routes!(runs::sql))
+        .routes(routes!(runs::explain))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::show))
+        .routes(routes!(runs::result))
+        .routes(routes!(runs::download))
+        .routes(routes!(runs::cancel))
 }
 
 pub fn router(state: AppState) -> Router {

@@ -1,0 +1,551 @@
+//! Instances added through the API (docs/CONTROL.md, "Secrets"):
+//! `POST /api/v1/instances`, `GET|DELETE /api/v1/instances/{id}`,
+//! `POST /api/v1/instances/{id}/test`, `POST /api/v1/instances/{id}/refresh`.
+//!
+//! Adding validates before saving: the instance is stored `validating`, the serving agent runs
+//! an `instance_check` over its own connection, and only a passing check makes it `active`. The
+//! DSN is parsed here (a malformed one is refused before anything is stored), kept only as
+//! AES-256-GCM ciphertext plus a redacted form for display, and never returned or logged.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_postgres::config::Host;
+
+use super::auth_routes::body;
+use super::instances::{Instance, find, rfc3339};
+use super::runs::path_id;
+use super::{ApiError, AppState};
+use crate::auth::{Principal, Role};
+use crate::runs::{self, NewRun, RunLimits, RunView};
+
+/// Associated data of DSN ciphertexts; ingest decrypts with the same.
+pub const DSN_AAD: &[u8] = b"instance-dsn";
+const CHECK_WAIT: Duration = Duration::from_secs(30);
+const MAX_DSN_BYTES: usize = 4096;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddInstance {
+    /// libpq connection string or URL. The agent connects with it; it may hold a password.
+    pub dsn: String,
+    /// Unique per agent, `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`; default from host, port and dbname.
+    pub name: Option<String>,
+    /// The agent that serves it; may be omitted when there is exactly one agent.
+    pub agent: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub labels: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AddedInstance {
+    pub instance: Instance,
+    /// What the agent found: version, role, features that will not work and why.
+    #[schema(value_type = Object)]
+    pub check: Value,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckFailed {
+    pub error: super::openapi::ErrorDetail,
+    pub run_id: i64,
+    #[schema(value_type = Option<Object>)]
+    pub check: Option<Value>,
+}
+
+fn check_failed(run: &RunView, status: StatusCode, message: String) -> Response {
+    let check = run.error_detail.clone().or_else(|| run.summary.clone());
+    let body = json!({
+        "error": { "code": "instance_check_failed", "message": message },
+        "run_id": run.id,
+        "check": check,
+    });
+    (status, Json(body)).into_response()
+}
+
+/// The DSN without its password, for display.
+pub fn redact(pg: &tokio_postgres::Config) -> String {
+    let mut parts = Vec::new();
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    if !hosts.is_empty() {
+        parts.push(format!("host={}", hosts.join(",")));
+    }
+    let ports: Vec<String> = pg.get_ports().iter().map(u16::to_string).collect();
+    if !ports.is_empty() {
+        parts.push(format!("port={}", ports.join(",")));
+    }
+    if let Some(user) = pg.get_user() {
+        parts.push(format!("user={user}"));
+    }
+    if let Some(db) = pg.get_dbname() {
+        parts.push(format!("dbname={db}"));
+    }
+    if pg.get_password().is_some() {
+        parts.push("password=********".to_owned());
+    }
+    parts.join(" ")
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn default_name(pg: &tokio_postgres::Config) -> String {
+    let host = match pg.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(_)) | None => "local".to_owned(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    let db = pg.get_dbname().unwrap_or("postgres");
+    let raw = format!("{host}-{port}-{db}");
+    let cleaned: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = cleaned.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    let mut name: String = trimmed.chars().take(63).collect();
+    if name.is_empty() {
+        name = "instance".to_owned();
+    }
+    name
+}
+
+async fn serving_agent(state: &AppState, asked: Option<&str>) -> Result<String, ApiError> {
+    let agents: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM agents WHERE disabled_at IS NULL ORDER BY id")
+            .fetch_all(&state.pool)
+            .await?;
+    match asked {
+        Some(a) if agents.iter().any(|x| x == a) => Ok(a.to_owned()),
+        Some(a) => Err(ApiError::not_found(format!(
+            "no enabled agent with id {a:?}"
+        ))),
+        None if agents.len() == 1 => Ok(agents[0].clone()),
+        None if agents.is_empty() => Err(ApiError::bad_request(
+            "invalid_body",
+            "no agent is enrolled yet: an instance is served by an agent",
+        )),
+        None => Err(ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "there are {} agents; say which one serves the instance with \"agent\": one of {}",
+                agents.len(),
+                agents.join(", ")
+            ),
+        )),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances",
+    tag = "instances",
+    security(("bearer" = [])),
+    request_body = AddInstance,
+    responses(
+        (status = 201, description = "Checked by its agent and saved", body = AddedInstance),
+        (status = 400, description = "Malformed DSN, name, labels or agent choice", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Not an admin", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such agent", body = super::openapi::ErrorBody),
+        (status = 409, description = "The agent already has an instance of that name", body = super::openapi::ErrorBody),
+        (status = 422, description = "The agent's check failed; nothing was kept", body = CheckFailed),
+        (status = 503, description = "Store unavailable or no secrets key", body = super::openapi::ErrorBody),
+        (status = 504, description = "The agent did not answer in time; nothing was kept", body = CheckFailed),
+    )
+)]
+pub async fn add(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: Result<Json<AddInstance>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    principal.require(Role::Admin)?;
+    let request = body(request)?;
+    if request.dsn.len() > MAX_DSN_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_dsn",
+            "the DSN is longer than 4096 bytes",
+        ));
+    }
+    // tokio-postgres' parse errors name the problem, never the DSN's text.
+    let pg: tokio_postgres::Config = request.dsn.parse().map_err(|e| {
+        ApiError::bad_request(
+            "invalid_dsn",
+            format!("the DSN is not a valid connection string: {e}"),
+        )
+    })?;
+    let name = match request.name {
+        Some(n) if valid_name(&n) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("name {n:?} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,62}}"),
+            ));
+        }
+        None => default_name(&pg),
+    };
+    if !request.labels.values().all(Value::is_string) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "label values must be strings",
+        ));
+    }
+    let keyring = state.secrets.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_secrets_key",
+            "the API has no secrets key file to encrypt DSNs with",
+        )
+    })?;
+    let agent = serving_agent(&state, request.agent.as_deref()).await?;
+    let ciphertext = keyring
+        .encrypt(request.dsn.as_bytes(), DSN_AAD)
+        .map_err(ApiError::internal)?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO instances (name, agent_id, labels, source, state, dsn_ciphertext, dsn_redacted) \
+         VALUES ($1, $2, $3, 'api', 'validating', $4, $5) \
+         ON CONFLICT (agent_id, name) DO UPDATE SET labels = EXCLUDED.labels, source = 'api', \
+             state = 'validating', dsn_ciphertext = EXCLUDED.dsn_ciphertext, \
+             dsn_redacted = EXCLUDED.dsn_redacted \
+         WHERE instances.state = 'removed' \
+         RETURNING id",
+    )
+    .bind(&name)
+    .bind(&agent)
+    .bind(Value::Object(request.labels))
+    .bind(ciphertext)
+    .bind(redact(&pg))
+    .fetch_optional(&state.pool)
+    .await?;
+    let Some(id) = id else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("agent {agent} already has an instance named {name:?}"),
+        ));
+    };
+    let run = check(&state, &principal, id, "instance_check").await?;
+    if run.status == "succeeded" {
+        let instance = find(&state, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("instance {id} vanished")))?;
+        let check = run.summary.unwrap_or(Value::Null);
+        return Ok((StatusCode::CREATED, Json(AddedInstance { instance, check })).into_response());
+    }
+    // Nothing is kept of a failed add but the run's history.
+    sqlx::query("UPDATE instances SET state = 'removed', dsn_ciphertext = NULL WHERE id = $1 AND state = 'validating'")
+        .bind(id)
+        .execute(&state.pool)
+        .await?;
+    if run.is_terminal() {
+        let message = run
+            .error
+            .clone()
+            .unwrap_or_else(|| format!("the check ended {}", run.status));
+        Ok(check_failed(
+            &run,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            message,
+        ))
+    } else {
+        runs::cancel(&state.pool, run.id).await?;
+        let message = format!(
+            "agent {agent} did not check the instance within {} s",
+            CHECK_WAIT.as_secs()
+        );
+        Ok(check_failed(&run, StatusCode::GATEWAY_TIMEOUT, message))
+    }
+}
+
+/// Queues an `instance_check` or `instance_metadata` run and waits for it.
+async fn check(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    kind: &str,
+) -> Result<RunView, ApiError> {
+    let limits = RunLimits {
+        queue_timeout_s: Some(CHECK_WAIT.as_secs() as i64),
+        ..RunLimits::default()
+    }
+    .resolve(1, 1 << 20)?;
+    let run = runs::create(
+        &state.pool,
+        NewRun {
+            kind,
+            instance_id: id,
+            params: json!({}),
+            requested_by: runs::requested_by(principal),
+            limits,
+            input: None,
+        },
+    )
+    .await?;
+    runs::wait(&state.pool, run, CHECK_WAIT).await
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InstanceDetail {
+    pub instance: Instance,
+    /// Last `instance_metadata` result: version, uptime, replication, roles, extensions, sizes.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    pub metadata_at: Option<String>,
+}
+
+async fn detail(state: &AppState, id: i64) -> Result<InstanceDetail, ApiError> {
+    let instance = find(state, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no instance with id {id}")))?;
+    let (metadata, at): (Option<Value>, Option<DateTime<Utc>>) =
+        sqlx::query_as("SELECT metadata, metadata_at FROM instances WHERE id = $1")
+            .bind(id)
+            .fetch_one(&state.pool)
+            .await?;
+    Ok(InstanceDetail {
+        instance,
+        metadata,
+        metadata_at: at.map(rfc3339),
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}",
+    tag = "instances",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "The instance and its last metadata", body = InstanceDetail),
+        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<InstanceDetail>, ApiError> {
+    let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::Viewer)
+        .await?;
+    Ok(Json(detail(&state, id).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/instances/{id}",
+    tag = "instances",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id")),
+    responses(
+        (status = 204, description = "Removed: no longer listed or assigned, DSN erased; its data stays"),
+        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn remove(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::Admin)
+        .await?;
+    let done = sqlx::query(
+        "UPDATE instances SET state = 'removed', dsn_ciphertext = NULL WHERE id = $1 AND state <> 'removed'",
+    )
+    .bind(id)
+    .execute(&state.pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::not_found(format!("no instance with id {id}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckResult {
+    pub run_id: i64,
+    #[schema(value_type = Object)]
+    pub check: Value,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/test",
+    tag = "instances",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id")),
+    request_body = CheckRequest,
+    responses(
+        (status = 200, description = "The agent connected; what works and what does not", body = CheckResult),
+        (status = 400, description = "Bad id or body", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 422, description = "The check failed", body = CheckFailed),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        (status = 504, description = "The agent did not answer in time", body = CheckFailed),
+    )
+)]
+pub async fn test(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    request: Result<Json<CheckRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(path, "instance")?;
+    body(request)?;
+    principal
+        .require_on_instance(&state.pool, id, Role::User)
+        .await?;
+    let run = check(&state, &principal, id, "instance_check").await?;
+    Ok(match run.status.as_str() {
+        "succeeded" => Json(CheckResult {
+            run_id: run.id,
+            check: run.summary.unwrap_or(Value::Null),
+        })
+        .into_response(),
+        _ if run.is_terminal() => {
+            let message = run
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("the check ended {}", run.status));
+            check_failed(&run, StatusCode::UNPROCESSABLE_ENTITY, message)
+        }
+        _ => {
+            runs::cancel(&state.pool, run.id).await?;
+            check_failed(
+                &run,
+                StatusCode::GATEWAY_TIMEOUT,
+                "the agent did not answer in time".to_owned(),
+            )
+        }
+    })
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/refresh",
+    tag = "instances",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id")),
+    request_body = CheckRequest,
+    responses(
+        (status = 200, description = "The instance with fresh metadata", body = InstanceDetail),
+        (status = 400, description = "Bad id or body", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 422, description = "The agent could not read the metadata", body = CheckFailed),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        (status = 504, description = "The agent did not answer in time", body = CheckFailed),
+    )
+)]
+pub async fn refresh(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    request: Result<Json<CheckRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(path, "instance")?;
+    body(request)?;
+    principal
+        .require_on_instance(&state.pool, id, Role::User)
+        .await?;
+    let run = check(&state, &principal, id, "instance_metadata").await?;
+    Ok(match run.status.as_str() {
+        "succeeded" => Json(detail(&state, id).await?).into_response(),
+        _ if run.is_terminal() => {
+            let message = run
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("the run ended {}", run.status));
+            check_failed(&run, StatusCode::UNPROCESSABLE_ENTITY, message)
+        }
+        _ => {
+            runs::cancel(&state.pool, run.id).await?;
+            check_failed(
+                &run,
+                StatusCode::GATEWAY_TIMEOUT,
+                "the agent did not answer in time".to_owned(),
+            )
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_never_shows_the_password() {
+        for dsn in [
+            "host=db port=5433 user=app password='p@ss word' dbname=x",
+            "postgresql://app:p%40ss%20word@db:5433/x",
+            "postgres://app:s3cr'et@db/x?sslmode=disable",
+        ] {
+            let pg: tokio_postgres::Config = dsn.parse().expect("parses");
+            let shown = redact(&pg);
+            assert!(
+                !shown.contains("p@ss") && !shown.contains("s3cr") && !shown.contains("word"),
+                "{shown}"
+            );
+            assert!(
+                shown.contains("password=********") && shown.contains("host=db"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_names_are_valid_agent_names() {
+        for dsn in [
+            "host=/var/run/postgresql dbname=app",
+            "postgresql://u@db.example.com:6432/sales",
+            "user=x",
+        ] {
+            let pg: tokio_postgres::Config = dsn.parse().expect("parses");
+            let name = default_name(&pg);
+            assert!(valid_name(&name), "{name}");
+        }
+        assert!(!valid_name("-x") && !valid_name("a b") && !valid_name(""));
+    }
+}

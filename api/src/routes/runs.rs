@@ -1,0 +1,533 @@
+//! Runs: `POST /api/v1/instances/{id}/sql`, `POST /api/v1/instances/{id}/explain`,
+//! `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/runs/{id}/result`,
+//! `GET /api/v1/runs/{id}/download`, `POST /api/v1/runs/{id}/cancel`.
+//!
+//! The API only writes and reads the `runs` table: the agent serving the instance executes
+//! (docs/CONTROL.md). Roles: reading SQL and EXPLAIN need `user` on the instance, writes
+//! (`write: true`) need `admin` on it; reading runs needs `viewer`; cancelling needs to be the
+//! requester or an admin.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::IntoParams;
+
+use super::auth_routes::body;
+use super::{ApiError, AppState};
+use crate::auth::{Principal, Role};
+use crate::runs::{self, NewRun, RunLimits, RunRow, RunView};
+
+pub(crate) fn path_id(
+    path: Result<Path<String>, PathRejection>,
+    what: &str,
+) -> Result<i64, ApiError> {
+    let Path(raw) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    raw.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_path",
+            format!("{what} id must be a positive integer, not {raw:?}"),
+        )
+    })
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    /// Seconds to wait for the run to end, 0..=120 (default 0: answer at once).
+    pub wait: Option<u64>,
+}
+
+impl WaitQuery {
+    pub fn duration(q: Result<Query<WaitQuery>, QueryRejection>) -> Result<Duration, ApiError> {
+        let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+        match q.wait {
+            None => Ok(Duration::ZERO),
+            Some(s) if s <= runs::MAX_WAIT_SECS => Ok(Duration::from_secs(s)),
+            Some(s) => Err(ApiError::bad_request(
+                "invalid_query",
+                format!("wait must be 0..={}, not {s}", runs::MAX_WAIT_SECS),
+            )),
+        }
+    }
+}
+
+/// 202 while the run is not over, 200 once it is.
+pub(crate) fn run_response(run: RunView) -> (StatusCode, Json<RunView>) {
+    let status = if run.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (status, Json(run))
+}
+
+/// Creates the run, waits as asked, answers with it.
+pub(crate) async fn start(
+    state: &AppState,
+    run: NewRun<'_>,
+    wait: Duration,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let id = runs::create(&state.pool, run).await?;
+    Ok(run_response(runs::wait(&state.pool, id, wait).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    /// One statement; `$1`, `$2`… are bound from `params`, never interpolated.
+    pub sql: String,
+    /// Parameter values in text form (the server converts them), or null.
+    #[serde(default)]
+    pub params: Vec<Option<String>>,
+    /// Allow writes (needs admin on the instance). Default: a read-only transaction.
+    #[serde(default)]
+    pub write: bool,
+    /// Database to connect to (default: the instance's).
+    pub database: Option<String>,
+    #[serde(flatten)]
+    pub limits: RunLimits,
+}
+
+fn check_sql(sql: &str) -> Result<(), ApiError> {
+    if sql.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "sql must not be empty",
+        ));
+    }
+    if sql.len() > 1 << 20 {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "sql is longer than 1 MiB",
+        ));
+    }
+    Ok(())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/sql",
+    tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    request_body = SqlRequest,
+    responses(
+        (status = 200, description = "The run, ended (waited for)", body = RunView),
+        (status = 202, description = "The run, queued or running", body = RunView),
+        (status = 400, description = "Bad body, id or wait", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low (writes need admin)", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn sql(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    request: Result<Json<SqlRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let id = path_id(path, "instance")?;
+    let wait = WaitQuery::duration(query)?;
+    let request = body(request)?;
+    check_sql(&request.sql)?;
+    let role = if request.write {
+        Role::Admin
+    } else {
+        Role::User
+    };
+    principal.require_on_instance(&state.pool, id, role).await?;
+    let limits = request
+        .limits
+        .resolve(runs::DEFAULT_MAX_ROWS, runs::DEFAULT_MAX_BYTES)?;
+    let params = json!({
+        "sql": request.sql,
+        "params": request.params,
+        "write": request.write,
+        "database": request.database,
+    });
+    start(
+        &state,
+        NewRun {
+            kind: "sql",
+            instance_id: id,
+            params,
+            requested_by: runs::requested_by(&principal),
+            limits,
+            input: None,
+        },
+        wait,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    pub sql: String,
+    #[serde(default)]
+    pub params: Vec<Option<String>>,
+    /// EXPLAIN ANALYZE (executes the statement; rolled back unless `write`).
+    #[serde(default)]
+    pub analyze: bool,
+    /// Let ANALYZE apply a write (needs admin on the instance).
+    #[serde(default)]
+    pub write: bool,
+    pub database: Option<String>,
+    #[serde(flatten)]
+    pub limits: RunLimits,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/explain",
+    tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    request_body = ExplainRequest,
+    responses(
+        (status = 200, description = "The run, ended; summary.plan is the plan tree", body = RunView),
+        (status = 202, description = "The run, queued or running", body = RunView),
+        (status = 400, description = "Bad body, id or wait", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn explain(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    request: Result<Json<ExplainRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let id = path_id(path, "instance")?;
+    let wait = WaitQuery::duration(query)?;
+    let request = body(request)?;
+    check_sql(&request.sql)?;
+    let role = if request.write {
+        Role::Admin
+    } else {
+        Role::User
+    };
+    principal.require_on_instance(&state.pool, id, role).await?;
+    let limits = request
+        .limits
+        .resolve(runs::DEFAULT_MAX_ROWS, runs::DEFAULT_MAX_BYTES)?;
+    let params = json!({
+        "sql": request.sql,
+        "params": request.params,
+        "analyze": request.analyze,
+        "write": request.write,
+        "database": request.database,
+    });
+    start(
+        &state,
+        NewRun {
+            kind: "explain",
+            instance_id: id,
+            params,
+            requested_by: runs::requested_by(&principal),
+            limits,
+            input: None,
+        },
+        wait,
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunListQuery {
+    /// Only runs on this instance.
+    pub instance: Option<i64>,
+    /// Only runs with this status.
+    pub status: Option<String>,
+    /// Only runs of this kind.
+    pub kind: Option<String>,
+    /// 1..=500, default 50.
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunList {
+    pub runs: Vec<RunView>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs",
+    tag = "runs",
+    security(("bearer" = [])),
+    params(RunListQuery),
+    responses(
+        (status = 200, description = "Runs on the instances the caller sees, newest first", body = RunList),
+        (status = 400, description = "Bad query", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<RunListQuery>, QueryRejection>,
+) -> Result<Json<RunList>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1..=500, not {limit}"),
+        ));
+    }
+    let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{} WHERE ($1::bigint IS NULL OR r.instance_id = $1) \
+         AND ($2::text IS NULL OR r.status = $2) AND ($3::text IS NULL OR r.kind = $3) \
+         ORDER BY r.id DESC LIMIT $4",
+        runs::SELECT_RUNS
+    )))
+    .bind(q.instance)
+    .bind(&q.status)
+    .bind(&q.kind)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(RunList {
+        runs: rows
+            .into_iter()
+            .filter(|r| principal.role_for_labels(&r.labels) >= Some(Role::Viewer))
+            .map(RunView::from)
+            .collect(),
+    }))
+}
+
+/// The run, if the caller may see it (404 otherwise, like a missing one).
+pub(crate) async fn visible_run(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<RunView, ApiError> {
+    match runs::load(&state.pool, id).await? {
+        Some(r) if principal.role_for_labels(&r.labels) >= Some(Role::Viewer) => {
+            Ok(RunView::from(r))
+        }
+        _ => Err(ApiError::not_found(format!("no run with id {id}"))),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}",
+    tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Run id"), WaitQuery),
+    responses(
+        (status = 200, description = "The run", body = RunView),
+        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such run (or not visible)", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+) -> Result<Json<RunView>, ApiError> {
+    let id = path_id(path, "run")?;
+    let wait = WaitQuery::duration(query)?;
+    visible_run(&state, &principal, id).await?;
+    Ok(Json(runs::wait(&state.pool, id, wait).await?))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page number, from 0 (default 0).
+    pub page: Option<i32>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResultPage {
+    pub run_id: i64,
+    pub page: i32,
+    pub pages: i32,
+    /// `[{"name", "type"}]`, from the run's summary.
+    #[schema(value_type = Object)]
+    pub columns: Value,
+    /// Each row a JSON array of values.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Value>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/result",
+    tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Run id"), PageQuery),
+    responses(
+        (status = 200, description = "One page of rows", body = ResultPage),
+        (status = 400, description = "Bad id or page, or not a row result", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such run or page (or expired)", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn result(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<ResultPage>, ApiError> {
+    let id = path_id(path, "run")?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let page = q.page.unwrap_or(0);
+    if page < 0 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "page must be 0 or more",
+        ));
+    }
+    let run = visible_run(&state, &principal, id).await?;
+    if !matches!(run.kind.as_str(), "sql" | "table_data") {
+        return Err(ApiError::bad_request(
+            "not_rows",
+            format!("a {} run has no rows; use /download", run.kind),
+        ));
+    }
+    let columns = run
+        .summary
+        .as_ref()
+        .and_then(|s| s.get("columns").cloned())
+        .unwrap_or_else(|| json!([]));
+    if run.pages == 0 && page == 0 {
+        return Ok(Json(ResultPage {
+            run_id: id,
+            page,
+            pages: 0,
+            columns,
+            rows: Vec::new(),
+        }));
+    }
+    let data = runs::page(&state.pool, id, page).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "run {id} has no page {page} (there are {}, kept until their TTL)",
+            run.pages
+        ))
+    })?;
+    let rows: Vec<Value> = serde_json::from_slice(&data).map_err(ApiError::internal)?;
+    Ok(Json(ResultPage {
+        run_id: id,
+        page,
+        pages: run.pages,
+        columns,
+        rows,
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/download",
+    tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The result's bytes (CSV, SQL, JSON), streamed", content_type = "application/octet-stream"),
+        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such run", body = super::openapi::ErrorBody),
+        (status = 409, description = "The run has not succeeded", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn download(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(path, "run")?;
+    let run = visible_run(&state, &principal, id).await?;
+    if run.status != "succeeded" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("run {id} is {}, there is nothing to download", run.status),
+        ));
+    }
+    let content_type = match run.kind.as_str() {
+        "export_csv" => "text/csv; charset=utf-8",
+        "dump_sql" => "application/sql",
+        "schema_snapshot" => "application/json",
+        _ => "application/octet-stream",
+    };
+    let pool = state.pool.clone();
+    let pages = run.pages;
+    // One page in memory at a time.
+    let stream = futures::stream::unfold(0, move |page| {
+        let pool = pool.clone();
+        async move {
+            if page >= pages {
+                return None;
+            }
+            let item = match runs::page(&pool, id, page).await {
+                Ok(Some(data)) => Ok(bytes::Bytes::from(data)),
+                Ok(None) => Err(std::io::Error::other(format!("page {page} is gone"))),
+                Err(e) => Err(std::io::Error::other(e.message().to_owned())),
+            };
+            Some((item, page + 1))
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/cancel",
+    tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run after the cancel was asked for", body = RunView),
+        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Neither the requester nor an admin", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such run", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<RunView>, ApiError> {
+    let id = path_id(path, "run")?;
+    let run = visible_run(&state, &principal, id).await?;
+    let own = run
+        .requested_by
+        .ends_with(&format!(":{}", principal.username));
+    if !own {
+        principal
+            .require_on_instance(&state.pool, run.instance_id, Role::Admin)
+            .await?;
+    }
+    runs::cancel(&state.pool, id).await?;
+    Ok(Json(runs::wait(&state.pool, id, Duration::ZERO).await?))
+}

@@ -1,0 +1,334 @@
+//! Runs from the API's side (docs/CONTROL.md): creating one (the only way
+//! the API asks for work on a monitored database), reading it back, its
+//! result pages, waiting for it to end, cancelling it.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::auth::Principal;
+use crate::routes::ApiError;
+use crate::routes::instances::rfc3339;
+
+pub const TERMINAL: &[&str] = &["succeeded", "failed", "timed_out", "cancelled", "expired"];
+
+/// Defaults and bounds of what a caller may ask for.
+pub const DEFAULT_TIMEOUT_MS: i64 = 30_000;
+pub const MAX_TIMEOUT_MS: i64 = 3_600_000;
+pub const DEFAULT_MAX_ROWS: i64 = 10_000;
+pub const MAX_MAX_ROWS: i64 = 1_000_000;
+pub const DEFAULT_MAX_BYTES: i64 = 16 << 20;
+pub const MAX_MAX_BYTES: i64 = 1 << 30;
+pub const DEFAULT_QUEUE_TIMEOUT_S: i64 = 60;
+pub const MAX_WAIT_SECS: u64 = 120;
+
+/// The limits every run-creating body may carry.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+pub struct RunLimits {
+    /// Statement timeout, 1..=3600000 ms (default 30000).
+    pub timeout_ms: Option<i64>,
+    /// 1..=1000000 rows (default 10000).
+    pub max_rows: Option<i64>,
+    /// 1..=1 GiB (default 16 MiB).
+    pub max_bytes: Option<i64>,
+    /// A run its agent has not picked up within this expires, 1..=3600 s (default 60).
+    pub queue_timeout_s: Option<i64>,
+}
+
+impl RunLimits {
+    /// The limits as stored, defaults filled in, with the kind's defaults
+    /// for rows and bytes.
+    pub fn resolve(&self, rows: i64, bytes: i64) -> Result<(i64, i64, i64, i64), ApiError> {
+        let check = |name: &str, v: Option<i64>, default: i64, max: i64| match v {
+            None => Ok(default),
+            Some(v) if (1..=max).contains(&v) => Ok(v),
+            Some(v) => Err(ApiError::bad_request(
+                "invalid_body",
+                format!("{name} must be 1..={max}, not {v}"),
+            )),
+        };
+        Ok((
+            check(
+                "timeout_ms",
+                self.timeout_ms,
+                DEFAULT_TIMEOUT_MS,
+                MAX_TIMEOUT_MS,
+            )?,
+            check("max_rows", self.max_rows, rows, MAX_MAX_ROWS)?,
+            check("max_bytes", self.max_bytes, bytes, MAX_MAX_BYTES)?,
+            check(
+                "queue_timeout_s",
+                self.queue_timeout_s,
+                DEFAULT_QUEUE_TIMEOUT_S,
+                3600,
+            )?,
+        ))
+    }
+}
+
+/// A run as the API shows it. Times are RFC 3339 in UTC.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    pub id: i64,
+    pub kind: String,
+    pub instance_id: i64,
+    pub instance_name: String,
+    pub agent_id: String,
+    pub status: String,
+    pub requested_by: String,
+    #[schema(value_type = Object)]
+    pub params: Value,
+    pub created_at: String,
+    pub expires_at: String,
+    pub dispatched_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub timeout_ms: i32,
+    pub max_rows: i64,
+    pub max_bytes: i64,
+    pub rows: Option<i64>,
+    pub bytes: Option<i64>,
+    pub truncated: bool,
+    pub pages: i32,
+    pub error: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub error_detail: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub summary: Option<Value>,
+    pub migration_id: Option<i64>,
+    pub cancel_requested: bool,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct RunRow {
+    id: i64,
+    kind: String,
+    instance_id: i64,
+    instance_name: String,
+    agent_id: String,
+    status: String,
+    requested_by: String,
+    params: Value,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    dispatched_at: Option<DateTime<Utc>>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    timeout_ms: i32,
+    max_rows: i64,
+    max_bytes: i64,
+    rows: Option<i64>,
+    bytes: Option<i64>,
+    truncated: bool,
+    pages: i32,
+    error: Option<String>,
+    error_detail: Option<Value>,
+    summary: Option<Value>,
+    migration_id: Option<i64>,
+    cancel_requested_at: Option<DateTime<Utc>>,
+    /// For visibility checks.
+    pub labels: Value,
+}
+
+pub const SELECT_RUNS: &str = "SELECT r.id, r.kind, r.instance_id, i.name AS instance_name, \
+     r.agent_id, r.status, r.requested_by, r.params, r.created_at, r.expires_at, \
+     r.dispatched_at, r.started_at, r.finished_at, r.timeout_ms, r.max_rows, r.max_bytes, \
+     r.rows, r.bytes, r.truncated, r.pages, r.error, r.error_detail, r.summary, \
+     r.migration_id, r.cancel_requested_at, i.labels \
+     FROM runs r JOIN instances i ON i.id = r.instance_id";
+
+impl From<RunRow> for RunView {
+    fn from(r: RunRow) -> Self {
+        let duration_ms = match (r.started_at.or(r.dispatched_at), r.finished_at) {
+            (Some(s), Some(f)) => Some((f - s).num_milliseconds().max(0)),
+            _ => None,
+        };
+        RunView {
+            id: r.id,
+            kind: r.kind,
+            instance_id: r.instance_id,
+            instance_name: r.instance_name,
+            agent_id: r.agent_id,
+            status: r.status,
+            requested_by: r.requested_by,
+            params: r.params,
+            created_at: rfc3339(r.created_at),
+            expires_at: rfc3339(r.expires_at),
+            dispatched_at: r.dispatched_at.map(rfc3339),
+            started_at: r.started_at.map(rfc3339),
+            finished_at: r.finished_at.map(rfc3339),
+            duration_ms,
+            timeout_ms: r.timeout_ms,
+            max_rows: r.max_rows,
+            max_bytes: r.max_bytes,
+            rows: r.rows,
+            bytes: r.bytes,
+            truncated: r.truncated,
+            pages: r.pages,
+            error: r.error,
+            error_detail: r.error_detail,
+            summary: r.summary,
+            migration_id: r.migration_id,
+            cancel_requested: r.cancel_requested_at.is_some(),
+        }
+    }
+}
+
+impl RunView {
+    pub fn is_terminal(&self) -> bool {
+        TERMINAL.contains(&self.status.as_str())
+    }
+}
+
+/// How the store names who asked: `user:<name>`, or `token:<id>:<name>`.
+pub fn requested_by(principal: &Principal) -> String {
+    match principal.api_token {
+        Some((id, _)) => format!("token:{id}:{}", principal.username),
+        None => format!("user:{}", principal.username),
+    }
+}
+
+/// What to create.
+pub struct NewRun<'a> {
+    pub kind: &'a str,
+    pub instance_id: i64,
+    pub params: Value,
+    pub requested_by: String,
+    pub limits: (i64, i64, i64, i64),
+    /// Raw input (import_csv), stored zstd-compressed.
+    pub input: Option<&'a [u8]>,
+}
+
+/// Inserts a queued run (and its input) in one transaction.
+pub async fn create(pool: &PgPool, run: NewRun<'_>) -> Result<i64, ApiError> {
+    let (timeout_ms, max_rows, max_bytes, queue_timeout_s) = run.limits;
+    let mut tx = pool.begin().await?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO runs (kind, instance_id, agent_id, params, requested_by, timeout_ms, \
+         max_rows, max_bytes, expires_at) \
+         SELECT $1, id, agent_id, $3, $4, $5, $6, $7, now() + make_interval(secs => $8::float8) \
+         FROM instances WHERE id = $2 AND state <> 'removed' RETURNING id",
+    )
+    .bind(run.kind)
+    .bind(run.instance_id)
+    .bind(&run.params)
+    .bind(&run.requested_by)
+    .bind(i32::try_from(timeout_ms).unwrap_or(i32::MAX))
+    .bind(max_rows)
+    .bind(max_bytes)
+    .bind(queue_timeout_s as f64)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        return Err(ApiError::not_found(format!(
+            "no instance with id {}",
+            run.instance_id
+        )));
+    };
+    if let Some(input) = run.input {
+        let data = zstd::bulk::compress(input, 3).map_err(ApiError::internal)?;
+        sqlx::query("INSERT INTO run_inputs (run_id, bytes, data) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(i64::try_from(input.len()).unwrap_or(i64::MAX))
+            .bind(data)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(id)
+}
+
+pub async fn load(pool: &PgPool, id: i64) -> Result<Option<RunRow>, ApiError> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_RUNS} WHERE r.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Reads the run until it is terminal or `wait` has passed.
+pub async fn wait(pool: &PgPool, id: i64, wait: Duration) -> Result<RunView, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let run = load(pool, id)
+            .await?
+            .map(RunView::from)
+            .ok_or_else(|| ApiError::not_found(format!("no run with id {id}")))?;
+        if run.is_terminal() || tokio::time::Instant::now() >= deadline {
+            return Ok(run);
+        }
+        tokio::time::sleep(pause.min(deadline - tokio::time::Instant::now())).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Asks for a cancel: a queued run is cancelled here and now; otherwise
+/// the ingest holding the agent forwards it (trigger `runs_notify_cancel`).
+pub async fn cancel(pool: &PgPool, id: i64) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE runs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, \
+         finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END, \
+         error = CASE WHEN status = 'queued' THEN 'cancelled before an agent picked it up' \
+                      ELSE error END, \
+         cancel_requested_at = coalesce(cancel_requested_at, now()) \
+         WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'expired')",
+    )
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// One stored page, decompressed.
+pub async fn page(pool: &PgPool, id: i64, page: i32) -> Result<Option<Vec<u8>>, ApiError> {
+    let data: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT data FROM run_results WHERE run_id = $1 AND page = $2")
+            .bind(id)
+            .bind(page)
+            .fetch_optional(pool)
+            .await?;
+    data.map(|d| zstd::stream::decode_all(&d[..]).map_err(ApiError::internal))
+        .transpose()
+}
+
+/// Expires queued runs whose agent never took them (the same statement as
+/// ingest's sweep, so runs expire even when no ingest runs).
+pub async fn expire_queued(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE runs r SET status = 'expired', finished_at = now(), \
+         error = format('agent %s did not pick the run up within %s s (last seen %s)', \
+                        r.agent_id, round(extract(epoch FROM r.expires_at - r.created_at)), \
+                        coalesce(to_char(a.last_seen AT TIME ZONE 'UTC', \
+                                         'YYYY-MM-DD HH24:MI:SS UTC'), 'never')) \
+         FROM agents a WHERE a.id = r.agent_id AND r.status = 'queued' AND r.expires_at <= now()",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Deletes result pages and inputs past their TTL.
+pub async fn delete_expired_results(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let pages = sqlx::query(
+        "DELETE FROM run_results rr USING runs r \
+         WHERE rr.run_id = r.id AND r.result_expires_at < now()",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    let inputs = sqlx::query(
+        "DELETE FROM run_inputs ri USING runs r \
+         WHERE ri.run_id = r.id AND r.finished_at IS NOT NULL \
+           AND coalesce(r.result_expires_at, r.finished_at) < now()",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(pages + inputs)
+}
