@@ -178,6 +178,9 @@ impl ApiClient {
             Unreachable(format!("read the response of {url}: {e:#}"))
         })?;
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+        if status.is_success() && bytes.is_empty() {
+            return Ok(Value::Null);
+        }
         if status.is_success() {
             return body.ok_or_else(|| {
                 Unreachable(format!(

@@ -37,6 +37,12 @@ pub enum Command {
     /// Monitored PostgreSQL instances
     #[command(subcommand)]
     Instance(InstanceCommand),
+    /// Run SQL or EXPLAIN on an instance, through its agent
+    #[command(subcommand)]
+    Sql(SqlCommand),
+    /// Runs: work executed by agents, with their history
+    #[command(subcommand)]
+    Run(RunCommand),
     /// Collected metrics
     #[command(subcommand)]
     Metrics(MetricsCommand),
@@ -198,6 +204,120 @@ pub enum AuditCommand {
 pub enum InstanceCommand {
     /// List the instances
     List {
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Add an instance by DSN; its agent checks it before it is saved (admin)
+    Add {
+        /// libpq connection string or URL; the password is stored encrypted, never shown
+        #[arg(long)]
+        dsn: String,
+        /// Name (default from host, port and database)
+        #[arg(long)]
+        name: Option<String>,
+        /// Agent that serves it (default: the only agent)
+        #[arg(long)]
+        agent: Option<String>,
+        /// A label as key=value (repeatable)
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Remove an instance: no longer listed or monitored through the API; its data stays (admin)
+    Remove {
+        /// Instance: id, name or agent/name
+        instance: String,
+    },
+    /// Have the agent connect and report what works
+    Test {
+        instance: String,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Show an instance and its metadata (version, uptime, databases, extensions)
+    Show {
+        instance: String,
+        /// Ask the agent for fresh metadata first
+        #[arg(long)]
+        refresh: bool,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+/// What `sql run` and `sql explain` share.
+#[derive(Debug, clap::Args)]
+pub struct SqlTarget {
+    /// Instance: id, name or agent/name (default: the only instance)
+    #[arg(long, short)]
+    pub instance: Option<String>,
+    /// The statement; `$1`, `$2`... are bound from --param
+    pub sql: String,
+    /// A parameter value, in order (repeatable); bound, never interpolated
+    #[arg(long = "param", value_name = "VALUE")]
+    pub params: Vec<String>,
+    /// Make parameter N (from 1) NULL (repeatable)
+    #[arg(long = "param-null", value_name = "N")]
+    pub nulls: Vec<usize>,
+    /// Allow writes (admin on the instance); default is a read-only transaction
+    #[arg(long)]
+    pub write: bool,
+    /// Statement timeout, e.g. 500ms, 5s, 2m (default 30s)
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Database to connect to (default: the instance's)
+    #[arg(long)]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SqlCommand {
+    /// Run one statement through the instance's agent and print its rows
+    Run {
+        #[command(flatten)]
+        target: SqlTarget,
+        /// Stop after this many rows (default 10000)
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+        max_rows: Option<i64>,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Show the plan of a statement (EXPLAIN, JSON format, as a tree)
+    Explain {
+        #[command(flatten)]
+        target: SqlTarget,
+        /// EXPLAIN ANALYZE with BUFFERS: executes the statement (rolled back unless --write)
+        #[arg(long)]
+        analyze: bool,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// List runs, newest first
+    List {
+        #[arg(long, short)]
+        instance: Option<String>,
+        /// queued, dispatched, running, succeeded, failed, timed_out, cancelled or expired
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
+        limit: u32,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Show one run
+    Show {
+        id: i64,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Cancel a run (best effort: the agent cancels its statement)
+    Cancel {
+        id: i64,
         #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },

@@ -27,6 +27,9 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<Usage>().is_some() {
             return USAGE;
         }
+        if cause.downcast_ref::<crate::runs_cmd::RunFailed>().is_some() {
+            return SERVER;
+        }
         if cause.downcast_ref::<Unreachable>().is_some() {
             return SERVER;
         }

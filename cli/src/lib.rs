@@ -19,6 +19,7 @@ pub mod instance_ref;
 pub mod instance_table;
 pub mod json_table;
 pub mod people;
+pub mod runs_cmd;
 pub mod samples_table;
 pub mod series_table;
 pub mod since;
@@ -28,7 +29,10 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::api_client::{ApiClient, ClientEnv};
-use crate::args::{Cli, Command, InstanceCommand, MetricsCommand, OutputFormat, QueriesCommand};
+use crate::args::{
+    Cli, Command, InstanceCommand, MetricsCommand, OutputFormat, QueriesCommand, RunCommand,
+    SqlCommand, SqlTarget,
+};
 
 /// Runs one command and returns what to print on stdout. `env` is already layered (flags,
 /// environment, config file).
@@ -49,6 +53,46 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
         Command::Instance(InstanceCommand::List { output }) => {
             let list = client()?.get_json("api/v1/instances").await?;
             render(output, &list, instance_table::render)
+        }
+        Command::Instance(InstanceCommand::Add {
+            dsn,
+            name,
+            agent,
+            labels,
+            output,
+        }) => runs_cmd::instance_add(&client()?, dsn, name, agent, labels, output).await,
+        Command::Instance(InstanceCommand::Remove { instance }) => {
+            runs_cmd::instance_remove(&client()?, &instance).await
+        }
+        Command::Instance(InstanceCommand::Test { instance, output }) => {
+            runs_cmd::instance_test(&client()?, &instance, output).await
+        }
+        Command::Instance(InstanceCommand::Show {
+            instance,
+            refresh,
+            output,
+        }) => runs_cmd::instance_show(&client()?, &instance, refresh, output).await,
+        Command::Sql(SqlCommand::Run {
+            target,
+            max_rows,
+            output,
+        }) => runs_cmd::sql_run(&client()?, sql_args(target, max_rows), output).await,
+        Command::Sql(SqlCommand::Explain {
+            target,
+            analyze,
+            output,
+        }) => runs_cmd::sql_explain(&client()?, sql_args(target, None), analyze, output).await,
+        Command::Run(RunCommand::List {
+            instance,
+            status,
+            limit,
+            output,
+        }) => runs_cmd::run_list(&client()?, instance, status, limit, output).await,
+        Command::Run(RunCommand::Show { id, output }) => {
+            runs_cmd::run_show(&client()?, id, output).await
+        }
+        Command::Run(RunCommand::Cancel { id, output }) => {
+            runs_cmd::run_cancel(&client()?, id, output).await
         }
         Command::Metrics(MetricsCommand::Show {
             instance,
@@ -104,6 +148,19 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             let samples = client.get_json(&path).await?;
             render(output, &samples, samples_table::render)
         }
+    }
+}
+
+fn sql_args(t: SqlTarget, max_rows: Option<i64>) -> runs_cmd::SqlArgs {
+    runs_cmd::SqlArgs {
+        instance: t.instance,
+        sql: t.sql,
+        params: t.params,
+        nulls: t.nulls,
+        write: t.write,
+        timeout: t.timeout,
+        max_rows,
+        database: t.database,
     }
 }
 

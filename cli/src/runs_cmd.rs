@@ -1,0 +1,522 @@
+//! `lasect sql run|explain`, `lasect run list|show|cancel` and `lasect instance
+//! add|remove|test|show`: work the agents do (docs/CONTROL.md), asked through the API.
+//!
+//! A command that starts a run waits for it (long polls of up to 50 s, so no single request
+//! outlives the client's timeout), then fetches its result pages. A run that did not succeed
+//! exits 5 with its status, error and PostgreSQL detail on stderr.
+
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::api_client::ApiClient;
+use crate::args::OutputFormat;
+use crate::instance_table::new_table;
+use crate::{encode_segment, instance_ref, render};
+
+/// Seconds of one long poll (below the client's 60 s request timeout).
+const POLL_SECS: u64 = 50;
+
+/// A run that ended without succeeding (exit code 5).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RunFailed(pub String);
+
+/// `5s`, `500ms`, `2m`, `1h` (or plain seconds) as milliseconds, 1 ms ..= 1 h.
+pub fn parse_timeout_ms(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 5s or 2m"))?;
+    let scale = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("{text:?} has an unknown unit; use ms, s, m or h")),
+    };
+    n.checked_mul(scale)
+        .filter(|ms| (1..=3_600_000).contains(ms))
+        .ok_or_else(|| format!("{text:?} must be between 1ms and 1h"))
+}
+
+/// `--instance`, or the only instance the caller sees.
+pub async fn instance_or_only(client: &ApiClient, instance: Option<&str>) -> anyhow::Result<i64> {
+    if let Some(i) = instance {
+        return instance_ref::resolve(client, i).await;
+    }
+    let list = client.get_json("api/v1/instances").await?;
+    let instances = list["instances"].as_array().cloned().unwrap_or_default();
+    match instances.as_slice() {
+        [one] => one["id"]
+            .as_i64()
+            .context("unexpected shape of the instance list"),
+        [] => Err(crate::exit::Usage("there is no instance yet (see `lasect instance add`)".to_owned()).into()),
+        several => {
+            let names: Vec<String> = several
+                .iter()
+                .map(|i| format!("{} ({})", i["name"].as_str().unwrap_or("?"), i["id"]))
+                .collect();
+            Err(crate::exit::Usage(format!(
+                "several instances: say which with --instance, one of {}",
+                names.join(", ")
+            ))
+            .into())
+        }
+    }
+}
+
+/// Waits for a run (as returned by the API) to end; returns it.
+pub async fn wait_run(client: &ApiClient, mut run: Value) -> anyhow::Result<Value> {
+    const TERMINAL: &[&str] = &["succeeded", "failed", "timed_out", "cancelled", "expired"];
+    loop {
+        let status = run["status"].as_str().unwrap_or("");
+        if TERMINAL.contains(&status) {
+            return Ok(run);
+        }
+        let id = run["id"].as_i64().context("a run without an id")?;
+        run = client
+            .get_json(&format!("api/v1/runs/{id}?wait={POLL_SECS}"))
+            .await?;
+    }
+}
+
+/// The error of a run that did not succeed, with what PostgreSQL said.
+pub fn failure(run: &Value) -> RunFailed {
+    let mut text = format!(
+        "run {} {}: {}",
+        run["id"],
+        run["status"].as_str().unwrap_or("?"),
+        run["error"].as_str().unwrap_or("no error message")
+    );
+    let detail = &run["error_detail"];
+    for key in ["sqlstate", "detail", "hint", "position", "where"] {
+        match &detail[key] {
+            Value::Null => {}
+            Value::String(s) => {
+                let _ = write!(text, "\n  {key}: {s}");
+            }
+            other => {
+                let _ = write!(text, "\n  {key}: {other}");
+            }
+        }
+    }
+    if let Some(errors) = detail["errors"].as_array() {
+        for e in errors {
+            let _ = write!(text, "\n  line {}: {}", e["line"], e["error"].as_str().unwrap_or("?"));
+        }
+    }
+    RunFailed(text)
+}
+
+/// Every result page of a row run.
+pub async fn all_rows(client: &ApiClient, run: &Value) -> anyhow::Result<(Value, Vec<Value>)> {
+    let id = run["id"].as_i64().context("a run without an id")?;
+    let pages = run["pages"].as_i64().unwrap_or(0);
+    let mut rows = Vec::new();
+    let mut columns = run["summary"]["columns"].clone();
+    for page in 0..pages.max(1) {
+        let body = client
+            .get_json(&format!("api/v1/runs/{id}/result?page={page}"))
+            .await?;
+        columns = body["columns"].clone();
+        if let Some(r) = body["rows"].as_array() {
+            rows.extend(r.iter().cloned());
+        }
+    }
+    Ok((columns, rows))
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Rows under a header of `name (type)`, then a count line.
+pub fn rows_table(columns: &Value, rows: &[Value], run: &Value) -> String {
+    let mut table = new_table();
+    let header: Vec<String> = columns
+        .as_array()
+        .map(|cols| {
+            cols.iter()
+                .map(|c| format!("{} ({})", c["name"].as_str().unwrap_or("?"), c["type"].as_str().unwrap_or("?")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = String::new();
+    if !header.is_empty() {
+        table.set_header(header);
+        for row in rows {
+            table.add_row(row.as_array().map(|r| r.iter().map(cell).collect::<Vec<_>>()).unwrap_or_default());
+        }
+        let _ = writeln!(out, "{table}");
+    }
+    let n = rows.len();
+    let _ = write!(out, "{n} row{}", if n == 1 { "" } else { "s" });
+    if run["truncated"].as_bool() == Some(true) {
+        let by = run["summary"]["truncated_by"].as_str().unwrap_or("a limit");
+        let _ = write!(out, " (truncated: {by})");
+    }
+    if let Some(cmd) = run["summary"]["command"].as_str() {
+        let _ = write!(out, " [{cmd}]");
+    }
+    out.push('\n');
+    out
+}
+
+pub struct SqlArgs {
+    pub instance: Option<String>,
+    pub sql: String,
+    pub params: Vec<String>,
+    pub nulls: Vec<usize>,
+    pub write: bool,
+    pub timeout: Option<String>,
+    pub max_rows: Option<i64>,
+    pub database: Option<String>,
+}
+
+fn sql_body(a: &SqlArgs) -> anyhow::Result<Value> {
+    let mut params: Vec<Value> = a.params.iter().map(|p| Value::from(p.as_str())).collect();
+    for &n in &a.nulls {
+        if n == 0 || n > params.len() + 1 {
+            return Err(crate::exit::Usage(format!(
+                "--param-null {n}: parameters are numbered from 1 and must follow the --param values"
+            ))
+            .into());
+        }
+        if n == params.len() + 1 {
+            params.push(Value::Null);
+        } else {
+            params[n - 1] = Value::Null;
+        }
+    }
+    let mut body = json!({ "sql": a.sql, "params": params, "write": a.write });
+    if let Some(t) = &a.timeout {
+        body["timeout_ms"] = json!(parse_timeout_ms(t).map_err(crate::exit::Usage)?);
+    }
+    if let Some(n) = a.max_rows {
+        body["max_rows"] = json!(n);
+    }
+    if let Some(d) = &a.database {
+        body["database"] = json!(d);
+    }
+    Ok(body)
+}
+
+pub async fn sql_run(client: &ApiClient, a: SqlArgs, output: OutputFormat) -> anyhow::Result<String> {
+    let id = instance_or_only(client, a.instance.as_deref()).await?;
+    let body = sql_body(&a)?;
+    let run = client
+        .post_json(&format!("api/v1/instances/{id}/sql?wait={POLL_SECS}"), &body)
+        .await?;
+    let run = wait_run(client, run).await?;
+    if run["status"] != "succeeded" {
+        return Err(failure(&run).into());
+    }
+    let (columns, rows) = all_rows(client, &run).await?;
+    match output {
+        OutputFormat::Json => Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json!({ "run": run, "columns": columns, "rows": rows }))?
+        )),
+        OutputFormat::Table => Ok(rows_table(&columns, &rows, &run)),
+    }
+}
+
+pub async fn sql_explain(
+    client: &ApiClient,
+    a: SqlArgs,
+    analyze: bool,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    let id = instance_or_only(client, a.instance.as_deref()).await?;
+    let mut body = sql_body(&a)?;
+    body["analyze"] = json!(analyze);
+    let run = client
+        .post_json(&format!("api/v1/instances/{id}/explain?wait={POLL_SECS}"), &body)
+        .await?;
+    let run = wait_run(client, run).await?;
+    if run["status"] != "succeeded" {
+        return Err(failure(&run).into());
+    }
+    let plan = &run["summary"]["plan"];
+    match output {
+        OutputFormat::Json => Ok(format!("{}\n", serde_json::to_string_pretty(plan)?)),
+        OutputFormat::Table => {
+            let mut out = String::new();
+            plan_tree(&plan["Plan"], 0, &mut out);
+            for key in ["Planning Time", "Execution Time"] {
+                if let Some(t) = plan[key].as_f64() {
+                    let _ = writeln!(out, "{key}: {t:.3} ms");
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// One plan node per line, children indented: `-> Seq Scan on t (cost=0..1 rows=10) ...`.
+pub fn plan_tree(node: &Value, depth: usize, out: &mut String) {
+    if !node.is_object() {
+        return;
+    }
+    let indent = "  ".repeat(depth);
+    let arrow = if depth == 0 { "" } else { "-> " };
+    let mut line = format!("{indent}{arrow}{}", node["Node Type"].as_str().unwrap_or("?"));
+    if let Some(rel) = node["Relation Name"].as_str() {
+        let _ = write!(line, " on {rel}");
+    }
+    if let Some(index) = node["Index Name"].as_str() {
+        let _ = write!(line, " using {index}");
+    }
+    let _ = write!(
+        line,
+        "  (cost={}..{} rows={})",
+        node["Startup Cost"], node["Total Cost"], node["Plan Rows"]
+    );
+    if let Some(t) = node["Actual Total Time"].as_f64() {
+        let _ = write!(line, " (actual time={t:.3} rows={} loops={})", node["Actual Rows"], node["Actual Loops"]);
+    }
+    if let (Some(hit), Some(read)) = (node["Shared Hit Blocks"].as_i64(), node["Shared Read Blocks"].as_i64()) {
+        if hit + read > 0 {
+            let _ = write!(line, " buffers: hit={hit} read={read}");
+        }
+    }
+    out.push_str(&line);
+    out.push('\n');
+    if let Some(children) = node["Plans"].as_array() {
+        for child in children {
+            plan_tree(child, depth + 1, out);
+        }
+    }
+}
+
+const RUN_COLUMNS: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("kind", "kind"),
+    ("instance", "instance_name"),
+    ("status", "status"),
+    ("by", "requested_by"),
+    ("created", "created_at"),
+    ("ms", "duration_ms"),
+    ("rows", "rows"),
+    ("error", "error"),
+];
+
+pub async fn run_list(
+    client: &ApiClient,
+    instance: Option<String>,
+    status: Option<String>,
+    limit: u32,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    let mut path = format!("api/v1/runs?limit={limit}");
+    if let Some(i) = instance {
+        let id = instance_ref::resolve(client, &i).await?;
+        let _ = write!(path, "&instance={id}");
+    }
+    if let Some(s) = status {
+        let _ = write!(path, "&status={}", encode_segment(&s));
+    }
+    let body = client.get_json(&path).await?;
+    render(output, &body, |b| {
+        Ok(crate::json_table::render(
+            b["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+            RUN_COLUMNS,
+        ))
+    })
+}
+
+pub async fn run_show(client: &ApiClient, id: i64, output: OutputFormat) -> anyhow::Result<String> {
+    let body = client.get_json(&format!("api/v1/runs/{id}")).await?;
+    render(output, &body, |b| {
+        let mut cols = RUN_COLUMNS.to_vec();
+        cols.extend_from_slice(&[
+            ("agent", "agent_id"),
+            ("started", "started_at"),
+            ("finished", "finished_at"),
+            ("bytes", "bytes"),
+            ("truncated", "truncated"),
+            ("pages", "pages"),
+        ]);
+        let mut out = crate::json_table::render_one(b, &cols);
+        if !b["error_detail"].is_null() {
+            let _ = writeln!(out, "error detail: {}", b["error_detail"]);
+        }
+        Ok(out)
+    })
+}
+
+pub async fn run_cancel(client: &ApiClient, id: i64, output: OutputFormat) -> anyhow::Result<String> {
+    let body = client
+        .post_json(&format!("api/v1/runs/{id}/cancel"), &json!({}))
+        .await?;
+    render(output, &body, |b| {
+        Ok(format!("run {} cancel asked; status {}\n", b["id"], b["status"].as_str().unwrap_or("?")))
+    })
+}
+
+pub async fn instance_add(
+    client: &ApiClient,
+    dsn: String,
+    name: Option<String>,
+    agent: Option<String>,
+    labels: Vec<String>,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    let mut map = serde_json::Map::new();
+    for l in labels {
+        let Some((k, v)) = l.split_once('=') else {
+            return Err(crate::exit::Usage(format!("--label {l:?} must be key=value")).into());
+        };
+        map.insert(k.to_owned(), Value::from(v));
+    }
+    let mut body = json!({ "dsn": dsn, "labels": map });
+    if let Some(n) = name {
+        body["name"] = json!(n);
+    }
+    if let Some(a) = agent {
+        body["agent"] = json!(a);
+    }
+    let added = client.post_json("api/v1/instances", &body).await?;
+    render(output, &added, |b| {
+        let i = &b["instance"];
+        let mut out = format!(
+            "added instance {} ({}) on agent {}: {}\n",
+            i["name"].as_str().unwrap_or("?"),
+            i["id"],
+            i["agent_id"].as_str().unwrap_or("?"),
+            b["check"]["version"].as_str().unwrap_or("")
+        );
+        out.push_str(&features(&b["check"]));
+        Ok(out)
+    })
+}
+
+fn features(check: &Value) -> String {
+    let mut out = String::new();
+    for f in check["features"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        if f["ok"].as_bool() == Some(false) {
+            let _ = writeln!(
+                out,
+                "  will not work: {}: {}",
+                f["feature"].as_str().unwrap_or("?"),
+                f["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
+    out
+}
+
+pub async fn instance_remove(client: &ApiClient, instance: &str) -> anyhow::Result<String> {
+    let id = instance_ref::resolve(client, instance).await?;
+    client.delete_json(&format!("api/v1/instances/{id}")).await?;
+    Ok(format!("removed instance {id}\n"))
+}
+
+pub async fn instance_test(client: &ApiClient, instance: &str, output: OutputFormat) -> anyhow::Result<String> {
+    let id = instance_ref::resolve(client, instance).await?;
+    let body = client
+        .post_json(&format!("api/v1/instances/{id}/test"), &json!({}))
+        .await?;
+    render(output, &body, |b| {
+        let c = &b["check"];
+        let mut out = format!(
+            "ok: {} as {}{}\n",
+            c["version"].as_str().unwrap_or("?"),
+            c["user"].as_str().unwrap_or("?"),
+            if c["in_recovery"].as_bool() == Some(true) { " (standby)" } else { "" }
+        );
+        out.push_str(&features(c));
+        Ok(out)
+    })
+}
+
+pub async fn instance_show(client: &ApiClient, instance: &str, refresh: bool, output: OutputFormat) -> anyhow::Result<String> {
+    let id = instance_ref::resolve(client, instance).await?;
+    let body = if refresh {
+        client.post_json(&format!("api/v1/instances/{id}/refresh"), &json!({})).await?
+    } else {
+        client.get_json(&format!("api/v1/instances/{id}")).await?
+    };
+    render(output, &body, |b| {
+        let i = &b["instance"];
+        let mut out = crate::json_table::render_one(
+            i,
+            &[
+                ("id", "id"),
+                ("name", "name"),
+                ("agent", "agent_id"),
+                ("source", "source"),
+                ("state", "state"),
+                ("dsn", "dsn"),
+                ("version", "version"),
+                ("in recovery", "in_recovery"),
+                ("labels", "labels"),
+                ("last seen", "last_seen"),
+                ("health", "health"),
+            ],
+        );
+        let m = &b["metadata"];
+        if m.is_object() {
+            let _ = writeln!(out, "uptime: {} s, started {}", m["uptime_s"], m["started_at"].as_str().unwrap_or("?"));
+            for d in m["databases"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                let _ = writeln!(out, "database {}: {} bytes", d["name"].as_str().unwrap_or("?"), d["size_bytes"]);
+            }
+            for e in m["extensions"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                let _ = writeln!(out, "extension {} {}", e["name"].as_str().unwrap_or("?"), e["version"].as_str().unwrap_or("?"));
+            }
+        } else {
+            out.push_str("no metadata yet (lasect instance show --refresh)\n");
+        }
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_with_units() {
+        assert_eq!(parse_timeout_ms("5s"), Ok(5000));
+        assert_eq!(parse_timeout_ms("500ms"), Ok(500));
+        assert_eq!(parse_timeout_ms("2m"), Ok(120_000));
+        assert_eq!(parse_timeout_ms("7"), Ok(7000));
+        assert!(parse_timeout_ms("2h").is_err());
+        assert!(parse_timeout_ms("fast").is_err());
+        assert!(parse_timeout_ms("0s").is_err());
+    }
+
+    #[test]
+    fn plans_render_as_an_indented_tree() {
+        let plan = json!({"Node Type": "Hash Join", "Startup Cost": 1.0, "Total Cost": 2.5, "Plan Rows": 10,
+            "Plans": [{"Node Type": "Seq Scan", "Relation Name": "t", "Startup Cost": 0.0, "Total Cost": 1.0, "Plan Rows": 5}]});
+        let mut out = String::new();
+        plan_tree(&plan, 0, &mut out);
+        assert!(out.starts_with("Hash Join  (cost=1.0..2.5 rows=10)\n"), "{out}");
+        assert!(out.contains("\n  -> Seq Scan on t"), "{out}");
+    }
+
+    #[test]
+    fn failures_show_what_postgres_said() {
+        let run = json!({"id": 7, "status": "failed", "error": "ERROR 42601: syntax error at or near \"SELEC\"",
+            "error_detail": {"sqlstate": "42601", "position": 1}});
+        let text = failure(&run).to_string();
+        assert!(text.contains("run 7 failed") && text.contains("sqlstate: 42601") && text.contains("position: 1"), "{text}");
+    }
+
+    #[test]
+    fn null_params_go_where_asked() {
+        let a = SqlArgs { instance: None, sql: "x".into(), params: vec!["a".into()], nulls: vec![2], write: false, timeout: Some("1s".into()), max_rows: None, database: None };
+        let body = sql_body(&a).expect("body");
+        assert_eq!(body["params"], json!(["a", null]));
+        assert_eq!(body["timeout_ms"], json!(1000));
+    }
+}
