@@ -54,7 +54,10 @@ pub async fn instance_or_only(client: &ApiClient, instance: Option<&str>) -> any
         [one] => one["id"]
             .as_i64()
             .context("unexpected shape of the instance list"),
-        [] => Err(crate::exit::Usage("there is no instance yet (see `lasect instance add`)".to_owned()).into()),
+        [] => Err(crate::exit::Usage(
+            "there is no instance yet (see `lasect instance add`)".to_owned(),
+        )
+        .into()),
         several => {
             let names: Vec<String> = several
                 .iter()
@@ -106,7 +109,12 @@ pub fn failure(run: &Value) -> RunFailed {
     }
     if let Some(errors) = detail["errors"].as_array() {
         for e in errors {
-            let _ = write!(text, "\n  line {}: {}", e["line"], e["error"].as_str().unwrap_or("?"));
+            let _ = write!(
+                text,
+                "\n  line {}: {}",
+                e["line"],
+                e["error"].as_str().unwrap_or("?")
+            );
         }
     }
     RunFailed(text)
@@ -145,7 +153,13 @@ pub fn rows_table(columns: &Value, rows: &[Value], run: &Value) -> String {
         .as_array()
         .map(|cols| {
             cols.iter()
-                .map(|c| format!("{} ({})", c["name"].as_str().unwrap_or("?"), c["type"].as_str().unwrap_or("?")))
+                .map(|c| {
+                    format!(
+                        "{} ({})",
+                        c["name"].as_str().unwrap_or("?"),
+                        c["type"].as_str().unwrap_or("?")
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -153,7 +167,11 @@ pub fn rows_table(columns: &Value, rows: &[Value], run: &Value) -> String {
     if !header.is_empty() {
         table.set_header(header);
         for row in rows {
-            table.add_row(row.as_array().map(|r| r.iter().map(cell).collect::<Vec<_>>()).unwrap_or_default());
+            table.add_row(
+                row.as_array()
+                    .map(|r| r.iter().map(cell).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            );
         }
         let _ = writeln!(out, "{table}");
     }
@@ -209,11 +227,18 @@ fn sql_body(a: &SqlArgs) -> anyhow::Result<Value> {
     Ok(body)
 }
 
-pub async fn sql_run(client: &ApiClient, a: SqlArgs, output: OutputFormat) -> anyhow::Result<String> {
+pub async fn sql_run(
+    client: &ApiClient,
+    a: SqlArgs,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
     let id = instance_or_only(client, a.instance.as_deref()).await?;
     let body = sql_body(&a)?;
     let run = client
-        .post_json(&format!("api/v1/instances/{id}/sql?wait={POLL_SECS}"), &body)
+        .post_json(
+            &format!("api/v1/instances/{id}/sql?wait={POLL_SECS}"),
+            &body,
+        )
         .await?;
     let run = wait_run(client, run).await?;
     if run["status"] != "succeeded" {
@@ -239,7 +264,10 @@ pub async fn sql_explain(
     let mut body = sql_body(&a)?;
     body["analyze"] = json!(analyze);
     let run = client
-        .post_json(&format!("api/v1/instances/{id}/explain?wait={POLL_SECS}"), &body)
+        .post_json(
+            &format!("api/v1/instances/{id}/explain?wait={POLL_SECS}"),
+            &body,
+        )
         .await?;
     let run = wait_run(client, run).await?;
     if run["status"] != "succeeded" {
@@ -268,7 +296,10 @@ pub fn plan_tree(node: &Value, depth: usize, out: &mut String) {
     }
     let indent = "  ".repeat(depth);
     let arrow = if depth == 0 { "" } else { "-> " };
-    let mut line = format!("{indent}{arrow}{}", node["Node Type"].as_str().unwrap_or("?"));
+    let mut line = format!(
+        "{indent}{arrow}{}",
+        node["Node Type"].as_str().unwrap_or("?")
+    );
     if let Some(rel) = node["Relation Name"].as_str() {
         let _ = write!(line, " on {rel}");
     }
@@ -281,9 +312,16 @@ pub fn plan_tree(node: &Value, depth: usize, out: &mut String) {
         node["Startup Cost"], node["Total Cost"], node["Plan Rows"]
     );
     if let Some(t) = node["Actual Total Time"].as_f64() {
-        let _ = write!(line, " (actual time={t:.3} rows={} loops={})", node["Actual Rows"], node["Actual Loops"]);
+        let _ = write!(
+            line,
+            " (actual time={t:.3} rows={} loops={})",
+            node["Actual Rows"], node["Actual Loops"]
+        );
     }
-    if let (Some(hit), Some(read)) = (node["Shared Hit Blocks"].as_i64(), node["Shared Read Blocks"].as_i64()) {
+    if let (Some(hit), Some(read)) = (
+        node["Shared Hit Blocks"].as_i64(),
+        node["Shared Read Blocks"].as_i64(),
+    ) {
         if hit + read > 0 {
             let _ = write!(line, " buffers: hit={hit} read={read}");
         }
@@ -353,12 +391,20 @@ pub async fn run_show(client: &ApiClient, id: i64, output: OutputFormat) -> anyh
     })
 }
 
-pub async fn run_cancel(client: &ApiClient, id: i64, output: OutputFormat) -> anyhow::Result<String> {
+pub async fn run_cancel(
+    client: &ApiClient,
+    id: i64,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
     let body = client
         .post_json(&format!("api/v1/runs/{id}/cancel"), &json!({}))
         .await?;
     render(output, &body, |b| {
-        Ok(format!("run {} cancel asked; status {}\n", b["id"], b["status"].as_str().unwrap_or("?")))
+        Ok(format!(
+            "run {} cancel asked; status {}\n",
+            b["id"],
+            b["status"].as_str().unwrap_or("?")
+        ))
     })
 }
 
@@ -401,7 +447,11 @@ pub async fn instance_add(
 
 fn features(check: &Value) -> String {
     let mut out = String::new();
-    for f in check["features"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+    for f in check["features"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
         if f["ok"].as_bool() == Some(false) {
             let _ = writeln!(
                 out,
@@ -416,11 +466,17 @@ fn features(check: &Value) -> String {
 
 pub async fn instance_remove(client: &ApiClient, instance: &str) -> anyhow::Result<String> {
     let id = instance_ref::resolve(client, instance).await?;
-    client.delete_json(&format!("api/v1/instances/{id}")).await?;
+    client
+        .delete_json(&format!("api/v1/instances/{id}"))
+        .await?;
     Ok(format!("removed instance {id}\n"))
 }
 
-pub async fn instance_test(client: &ApiClient, instance: &str, output: OutputFormat) -> anyhow::Result<String> {
+pub async fn instance_test(
+    client: &ApiClient,
+    instance: &str,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
     let id = instance_ref::resolve(client, instance).await?;
     let body = client
         .post_json(&format!("api/v1/instances/{id}/test"), &json!({}))
@@ -431,17 +487,28 @@ pub async fn instance_test(client: &ApiClient, instance: &str, output: OutputFor
             "ok: {} as {}{}\n",
             c["version"].as_str().unwrap_or("?"),
             c["user"].as_str().unwrap_or("?"),
-            if c["in_recovery"].as_bool() == Some(true) { " (standby)" } else { "" }
+            if c["in_recovery"].as_bool() == Some(true) {
+                " (standby)"
+            } else {
+                ""
+            }
         );
         out.push_str(&features(c));
         Ok(out)
     })
 }
 
-pub async fn instance_show(client: &ApiClient, instance: &str, refresh: bool, output: OutputFormat) -> anyhow::Result<String> {
+pub async fn instance_show(
+    client: &ApiClient,
+    instance: &str,
+    refresh: bool,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
     let id = instance_ref::resolve(client, instance).await?;
     let body = if refresh {
-        client.post_json(&format!("api/v1/instances/{id}/refresh"), &json!({})).await?
+        client
+            .post_json(&format!("api/v1/instances/{id}/refresh"), &json!({}))
+            .await?
     } else {
         client.get_json(&format!("api/v1/instances/{id}")).await?
     };
@@ -465,12 +532,27 @@ pub async fn instance_show(client: &ApiClient, instance: &str, refresh: bool, ou
         );
         let m = &b["metadata"];
         if m.is_object() {
-            let _ = writeln!(out, "uptime: {} s, started {}", m["uptime_s"], m["started_at"].as_str().unwrap_or("?"));
+            let _ = writeln!(
+                out,
+                "uptime: {} s, started {}",
+                m["uptime_s"],
+                m["started_at"].as_str().unwrap_or("?")
+            );
             for d in m["databases"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                let _ = writeln!(out, "database {}: {} bytes", d["name"].as_str().unwrap_or("?"), d["size_bytes"]);
+                let _ = writeln!(
+                    out,
+                    "database {}: {} bytes",
+                    d["name"].as_str().unwrap_or("?"),
+                    d["size_bytes"]
+                );
             }
             for e in m["extensions"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                let _ = writeln!(out, "extension {} {}", e["name"].as_str().unwrap_or("?"), e["version"].as_str().unwrap_or("?"));
+                let _ = writeln!(
+                    out,
+                    "extension {} {}",
+                    e["name"].as_str().unwrap_or("?"),
+                    e["version"].as_str().unwrap_or("?")
+                );
             }
         } else {
             out.push_str("no metadata yet (lasect instance show --refresh)\n");
@@ -500,7 +582,10 @@ mod tests {
             "Plans": [{"Node Type": "Seq Scan", "Relation Name": "t", "Startup Cost": 0.0, "Total Cost": 1.0, "Plan Rows": 5}]});
         let mut out = String::new();
         plan_tree(&plan, 0, &mut out);
-        assert!(out.starts_with("Hash Join  (cost=1.0..2.5 rows=10)\n"), "{out}");
+        assert!(
+            out.starts_with("Hash Join  (cost=1.0..2.5 rows=10)\n"),
+            "{out}"
+        );
         assert!(out.contains("\n  -> Seq Scan on t"), "{out}");
     }
 
@@ -509,12 +594,26 @@ mod tests {
         let run = json!({"id": 7, "status": "failed", "error": "ERROR 42601: syntax error at or near \"SELEC\"",
             "error_detail": {"sqlstate": "42601", "position": 1}});
         let text = failure(&run).to_string();
-        assert!(text.contains("run 7 failed") && text.contains("sqlstate: 42601") && text.contains("position: 1"), "{text}");
+        assert!(
+            text.contains("run 7 failed")
+                && text.contains("sqlstate: 42601")
+                && text.contains("position: 1"),
+            "{text}"
+        );
     }
 
     #[test]
     fn null_params_go_where_asked() {
-        let a = SqlArgs { instance: None, sql: "x".into(), params: vec!["a".into()], nulls: vec![2], write: false, timeout: Some("1s".into()), max_rows: None, database: None };
+        let a = SqlArgs {
+            instance: None,
+            sql: "x".into(),
+            params: vec!["a".into()],
+            nulls: vec![2],
+            write: false,
+            timeout: Some("1s".into()),
+            max_rows: None,
+            database: None,
+        };
         let body = sql_body(&a).expect("body");
         assert_eq!(body["params"], json!(["a", null]));
         assert_eq!(body["timeout_ms"], json!(1000));

@@ -115,6 +115,74 @@ impl Stack {
         ChildGuard::spawn(c).expect("spawn ingest")
     }
 
+    /// The DSN key file the API creates and ingest reads.
+    pub fn secrets_key(&self) -> PathBuf {
+        self.path("secrets.key")
+    }
+
+    /// The `[secrets]` table for ingest: the API's key file.
+    pub fn secrets_toml(&self) -> String {
+        format!(
+            "[secrets]\nkey_file = \"{}\"\n",
+            self.secrets_key().display()
+        )
+    }
+
+    /// An API call as the admin: (status, JSON body or Null).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let ca = std::fs::read(self.tls().join("ca.pem")).expect("ca");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).expect("ca pem"))
+            .build()
+            .expect("client");
+        let url = format!(
+            "https://127.0.0.1:{}/{}",
+            self.api_port,
+            path.trim_start_matches('/')
+        );
+        let mut request = client.request(method, url).bearer_auth(&self.admin_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("call the API");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("read the answer");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Polls `GET /api/v1/runs/{id}` until the run ends; returns it.
+    pub async fn wait_run(&self, id: i64) -> serde_json::Value {
+        let start = std::time::Instant::now();
+        loop {
+            let (status, run) = self
+                .api(
+                    reqwest::Method::GET,
+                    &format!("api/v1/runs/{id}?wait=20"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{run}");
+            if ["succeeded", "failed", "timed_out", "cancelled", "expired"]
+                .contains(&run["status"].as_str().unwrap_or(""))
+            {
+                return run;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "run {id} never ended: {run}"
+            );
+        }
+    }
+
     /// [`Self::spawn_ingest`] and wait until it listens.
     pub fn start_ingest(&self, extra: &str) -> ChildGuard {
         let mut ingest = self.spawn_ingest(extra);
@@ -131,9 +199,11 @@ impl Stack {
             &config,
             &format!(
                 "listen = \"127.0.0.1:{}\"\nstore_dsn = \"{}\"\n\
-                 [tls]\ncert_file = \"{t}/api.pem\"\nkey_file = \"{t}/api.key\"\n",
+                 [tls]\ncert_file = \"{t}/api.pem\"\nkey_file = \"{t}/api.key\"\n\
+                 [secrets]\nkey_file = \"{}\"\n",
                 self.api_port,
-                self.store_dsn()
+                self.store_dsn(),
+                self.secrets_key().display()
             ),
         );
         let mut c = Command::new(binary_path("lasect-api"));

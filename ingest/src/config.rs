@@ -475,10 +475,15 @@ impl ConfigFile {
             }
         }
 
-        if let Some(path) = &self.secrets.key_file {
-            if let Some(reason) = unreadable_file(path) {
-                bad("secrets.key_file", reason);
-            }
+        // The API creates the key file on its first start, which may come after ingest's:
+        // a missing file is read when first needed (and reported then), not refused here.
+        if self
+            .secrets
+            .key_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            bad("secrets.key_file", "is empty".to_owned());
         }
         if !(60..=366 * 24 * 3600).contains(&self.runs.result_ttl_secs) {
             bad(
