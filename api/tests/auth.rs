@@ -142,7 +142,13 @@ impl<'a> Call<'a> {
 
 /// A concrete URI for a route path.
 fn concrete(path: &str) -> String {
+    let path = match path.strip_suffix("/instances/{id}") {
+        Some(prefix) => format!("{prefix}/instances/1"),
+        None => path.to_owned(),
+    };
     path.replace("/instances/{id}/", "/instances/1/")
+        .replace("/runs/{id}", "/runs/999999")
+        .replace("/migrations/{id}", "/migrations/999999")
         .replace("{family}", "database")
         .replace("{username}", "nobody")
         .replace("/tokens/{id}", "/tokens/999999")
@@ -216,9 +222,12 @@ async fn every_route_declares_and_enforces_its_access() {
                 assert_eq!(status, StatusCode::FORBIDDEN, "{} {uri}: {body}", s.method);
                 assert_eq!(body["error"]["code"], "forbidden");
             }
-            Access::InstanceViewer => {
+            Access::InstanceViewer | Access::InstanceUser | Access::InstanceAdmin => {
                 // `scoped` has nothing on env=dev (instance 3).
-                let uri = uri.replace("/instances/1/", "/instances/3/");
+                let uri = match uri.strip_suffix("/instances/1") {
+                    Some(prefix) => format!("{prefix}/instances/3"),
+                    None => uri.replace("/instances/1/", "/instances/3/"),
+                };
                 let (status, _) = req(s.method.as_str(), &uri)
                     .token(&f.scoped)
                     .send(&f.app)

@@ -43,6 +43,9 @@ pub enum Command {
     /// Runs: work executed by agents, with their history
     #[command(subcommand)]
     Run(RunCommand),
+    /// Fleet schema migrations: one script on many instances in turn (admin)
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Collected metrics
     #[command(subcommand)]
     Metrics(MetricsCommand),
@@ -399,4 +402,48 @@ impl TopBy {
 pub enum OutputFormat {
     Table,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Start a migration; it halts at the first instance where the script fails
+    Run {
+        /// id:1,2 | label:env=prod | role:primary|standby|subscriber[:publication]
+        #[arg(long)]
+        targets: String,
+        /// The SQL script (one transaction per instance)
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Run in a transaction that is rolled back: checks the script, changes nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for the end and print the per-instance report (exit 5 if it failed)
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        name: Option<String>,
+        /// lock_timeout per statement, e.g. 5s (default 5s)
+        #[arg(long)]
+        lock_timeout: Option<String>,
+        /// statement_timeout per statement, e.g. 60s (default 60s)
+        #[arg(long)]
+        statement_timeout: Option<String>,
+        /// Database to migrate (default: each instance's)
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// The migrations, or one migration's per-instance report
+    Status {
+        id: Option<i64>,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Cancel the running migration: its current run is cancelled, the rest skipped
+    Cancel {
+        id: i64,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
 }

@@ -18,6 +18,7 @@ pub mod human_units;
 pub mod instance_ref;
 pub mod instance_table;
 pub mod json_table;
+pub mod migrate_cmd;
 pub mod people;
 pub mod runs_cmd;
 pub mod samples_table;
@@ -30,8 +31,8 @@ use serde_json::Value;
 
 use crate::api_client::{ApiClient, ClientEnv};
 use crate::args::{
-    Cli, Command, InstanceCommand, MetricsCommand, OutputFormat, QueriesCommand, RunCommand,
-    SqlCommand, SqlTarget,
+    Cli, Command, InstanceCommand, MetricsCommand, MigrateCommand, OutputFormat, QueriesCommand,
+    RunCommand, SqlCommand, SqlTarget,
 };
 
 /// Runs one command and returns what to print on stdout. `env` is already layered (flags,
@@ -82,6 +83,35 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             analyze,
             output,
         }) => runs_cmd::sql_explain(&client()?, sql_args(target, None), analyze, output).await,
+        Command::Migrate(MigrateCommand::Run {
+            targets,
+            file,
+            dry_run,
+            wait,
+            name,
+            lock_timeout,
+            statement_timeout,
+            database,
+            output,
+        }) => {
+            let args = migrate_cmd::RunArgs {
+                targets,
+                file,
+                dry_run,
+                wait,
+                name,
+                lock_timeout,
+                statement_timeout,
+                database,
+            };
+            migrate_cmd::run(&client()?, args, output).await
+        }
+        Command::Migrate(MigrateCommand::Status { id, output }) => {
+            migrate_cmd::status(&client()?, id, output).await
+        }
+        Command::Migrate(MigrateCommand::Cancel { id, output }) => {
+            migrate_cmd::cancel(&client()?, id, output).await
+        }
         Command::Run(RunCommand::List {
             instance,
             status,

@@ -29,6 +29,8 @@ pub mod push;
 pub mod rate_limit;
 pub mod reports;
 pub mod revocation;
+pub mod schema_diff;
+pub mod schema_history;
 pub mod server;
 mod store;
 mod tls;

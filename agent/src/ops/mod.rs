@@ -19,6 +19,9 @@
 pub mod explain;
 pub mod instance_check;
 pub mod instance_metadata;
+pub mod migration;
+pub mod schema_snapshot;
+pub mod script;
 pub mod sql;
 pub mod values;
 
@@ -173,6 +176,8 @@ pub async fn dispatch(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         "explain" => explain::run(ctx).await,
         "instance_check" => instance_check::run(ctx).await,
         "instance_metadata" => instance_metadata::run(ctx).await,
+        "migration" => migration::run(ctx).await,
+        "schema_snapshot" => schema_snapshot::run(ctx).await,
         other => Err(OpError::Refused(format!(
             "this agent does not support the run kind `{other}`"
         ))),

@@ -432,10 +432,10 @@ pub async fn test(
     request: Result<Json<CheckRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(path, "instance")?;
-    body(request)?;
     principal
         .require_on_instance(&state.pool, id, Role::User)
         .await?;
+    body(request)?;
     let run = check(&state, &principal, id, "instance_check").await?;
     Ok(match run.status.as_str() {
         "succeeded" => Json(CheckResult {
@@ -486,10 +486,10 @@ pub async fn refresh(
     request: Result<Json<CheckRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(path, "instance")?;
-    body(request)?;
     principal
         .require_on_instance(&state.pool, id, Role::User)
         .await?;
+    body(request)?;
     let run = check(&state, &principal, id, "instance_metadata").await?;
     Ok(match run.status.as_str() {
         "succeeded" => Json(detail(&state, id).await?).into_response(),
@@ -525,7 +525,7 @@ mod tests {
             let pg: tokio_postgres::Config = dsn.parse().expect("parses");
             let shown = redact(&pg);
             assert!(
-                !shown.contains("p@ss") && !shown.contains("s3cr") && !shown.contains("word"),
+                !shown.contains("p@ss") && !shown.contains("s3cr") && !shown.contains("ss word"),
                 "{shown}"
             );
             assert!(

@@ -13,6 +13,7 @@ pub mod instances_admin;
 pub mod live;
 mod metric_families;
 pub mod metrics_series;
+pub mod migrations;
 pub mod openapi;
 pub mod runs;
 mod samples;
@@ -162,6 +163,10 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/instances/{id}/refresh", InstanceUser),
         spec(Method::POST, "/api/v1/instances/{id}/sql", InstanceUser),
         spec(Method::POST, "/api/v1/instances/{id}/explain", InstanceUser),
+        spec(Method::POST, "/api/v1/migrations", Admin),
+        spec(Method::GET, "/api/v1/migrations", Admin),
+        spec(Method::GET, "/api/v1/migrations/{id}", Admin),
+        spec(Method::POST, "/api/v1/migrations/{id}/cancel", Admin),
         spec(Method::GET, "/api/v1/runs", Authenticated),
         spec(Method::GET, "/api/v1/runs/{id}", Authenticated),
         spec(Method::GET, "/api/v1/runs/{id}/result", Authenticated),
@@ -198,6 +203,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::list))
         .routes(routes!(agents::create_enrollment_token))
         .routes(routes!(agents::disable))
+        .routes(routes!(migrations::start, migrations::list))
+        .routes(routes!(migrations::show))
+        .routes(routes!(migrations::cancel))
         .routes(routes!(runs::sql))
         .routes(routes!(runs::explain))
         .routes(routes!(runs::list))

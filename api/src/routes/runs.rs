@@ -137,15 +137,17 @@ pub async fn sql(
     request: Result<Json<SqlRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::User)
+        .await?;
     let wait = WaitQuery::duration(query)?;
     let request = body(request)?;
     check_sql(&request.sql)?;
-    let role = if request.write {
-        Role::Admin
-    } else {
-        Role::User
-    };
-    principal.require_on_instance(&state.pool, id, role).await?;
+    if request.write {
+        principal
+            .require_on_instance(&state.pool, id, Role::Admin)
+            .await?;
+    }
     let limits = request
         .limits
         .resolve(runs::DEFAULT_MAX_ROWS, runs::DEFAULT_MAX_BYTES)?;
@@ -212,15 +214,17 @@ pub async fn explain(
     request: Result<Json<ExplainRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::User)
+        .await?;
     let wait = WaitQuery::duration(query)?;
     let request = body(request)?;
     check_sql(&request.sql)?;
-    let role = if request.write {
-        Role::Admin
-    } else {
-        Role::User
-    };
-    principal.require_on_instance(&state.pool, id, role).await?;
+    if request.write {
+        principal
+            .require_on_instance(&state.pool, id, Role::Admin)
+            .await?;
+    }
     let limits = request
         .limits
         .resolve(runs::DEFAULT_MAX_ROWS, runs::DEFAULT_MAX_BYTES)?;
@@ -446,7 +450,7 @@ pub async fn result(
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "Run id")),
     responses(
-        (status = 200, description = "The result's bytes (CSV, SQL, JSON), streamed", content_type = "application/octet-stream"),
+        (status = 200, description = "The result's bytes (CSV, SQL, JSON), streamed", body = String, content_type = "application/octet-stream"),
         (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 404, description = "No such run", body = super::openapi::ErrorBody),

@@ -285,8 +285,7 @@ pub async fn result_bytes(
     Ok(out)
 }
 
-/// Schema snapshots are written by `crate::schema_history` when it is part
-/// of the build; the document stays in `run_results` either way.
+/// Stores the snapshot document and the changes since the previous one.
 async fn record_schema(
     tx: &tokio_postgres::Transaction<'_>,
     instance_id: i64,
@@ -294,8 +293,19 @@ async fn record_schema(
     database: &str,
     document: &[u8],
 ) -> Result<(), StoreOpError> {
-    let _ = (tx, instance_id, run_id, database, document);
-    Ok(())
+    match crate::schema_history::record(tx, instance_id, run_id, database, document).await {
+        Ok(recorded) => {
+            tracing::info!(instance_id, run_id, ?recorded, "schema snapshot recorded");
+            Ok(())
+        }
+        // A bad document must not lose the run's result: the run stays
+        // succeeded with its pages, and the reason is logged.
+        Err(crate::schema_history::SchemaHistoryError::Store(e)) => Err(StoreOpError::Pg(e)),
+        Err(e) => {
+            tracing::warn!(instance_id, run_id, error = %e, "schema snapshot not recorded");
+            Ok(())
+        }
+    }
 }
 
 /// Expires queued runs nobody took in time and fails runs whose result
@@ -386,6 +396,22 @@ pub async fn fail_open(
             "UPDATE runs SET status = 'failed', finished_at = now(), error = $3
              WHERE id = $1 AND agent_id = $2 AND status IN ('dispatched', 'running')",
             &[&run, &agent, &reason],
+        )
+        .await?;
+    Ok(())
+}
+
+/// An agent that opens its Control stream exists, even before its first push
+/// (instances can be assigned to it at once).
+pub async fn agent_seen(pool: &Pool, agent: &str, version: &str) -> Result<(), StoreOpError> {
+    let version = (!version.is_empty()).then_some(version);
+    pool.get()
+        .await?
+        .execute(
+            "INSERT INTO agents (id, version) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET last_seen = now(),
+                 version = coalesce(EXCLUDED.version, agents.version)",
+            &[&agent, &version],
         )
         .await?;
     Ok(())
