@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@ use tokio_postgres::config::Host;
 
 use super::auth_routes::body;
 use super::instances::{Instance, find, rfc3339};
-use super::runs::path_id;
+use super::runs::{WaitQuery, path_id};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 use crate::runs::{self, NewRun, RunLimits, RunView};
@@ -288,6 +288,16 @@ async fn check(
     id: i64,
     kind: &str,
 ) -> Result<RunView, ApiError> {
+    check_waiting(state, principal, id, kind, CHECK_WAIT).await
+}
+
+async fn check_waiting(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    kind: &str,
+    wait: Duration,
+) -> Result<RunView, ApiError> {
     let limits = RunLimits {
         queue_timeout_s: Some(CHECK_WAIT.as_secs() as i64),
         ..RunLimits::default()
@@ -305,7 +315,7 @@ async fn check(
         },
     )
     .await?;
-    runs::wait(&state.pool, run, CHECK_WAIT).await
+    runs::wait(&state.pool, run, wait).await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -400,6 +410,13 @@ pub async fn remove(
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {}
 
+/// `?wait=` (0..=120 s), default 30 s.
+fn wait_or_default(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Duration, ApiError> {
+    let explicit = matches!(&query, Ok(Query(WaitQuery { wait: Some(_) })));
+    let wait = WaitQuery::duration(query)?;
+    Ok(if explicit { wait } else { CHECK_WAIT })
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CheckResult {
     pub run_id: i64,
@@ -412,7 +429,7 @@ pub struct CheckResult {
     path = "/api/v1/instances/{id}/test",
     tag = "instances",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id")),
+    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
     request_body = CheckRequest,
     responses(
         (status = 200, description = "The agent connected; what works and what does not", body = CheckResult),
@@ -429,6 +446,7 @@ pub async fn test(
     State(state): State<AppState>,
     principal: Principal,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
     request: Result<Json<CheckRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(path, "instance")?;
@@ -436,7 +454,8 @@ pub async fn test(
         .require_on_instance(&state.pool, id, Role::User)
         .await?;
     body(request)?;
-    let run = check(&state, &principal, id, "instance_check").await?;
+    let wait = wait_or_default(query)?;
+    let run = check_waiting(&state, &principal, id, "instance_check", wait).await?;
     Ok(match run.status.as_str() {
         "succeeded" => Json(CheckResult {
             run_id: run.id,
@@ -466,7 +485,7 @@ pub async fn test(
     path = "/api/v1/instances/{id}/refresh",
     tag = "instances",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id")),
+    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
     request_body = CheckRequest,
     responses(
         (status = 200, description = "The instance with fresh metadata", body = InstanceDetail),
@@ -483,6 +502,7 @@ pub async fn refresh(
     State(state): State<AppState>,
     principal: Principal,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
     request: Result<Json<CheckRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(path, "instance")?;
@@ -490,7 +510,8 @@ pub async fn refresh(
         .require_on_instance(&state.pool, id, Role::User)
         .await?;
     body(request)?;
-    let run = check(&state, &principal, id, "instance_metadata").await?;
+    let wait = wait_or_default(query)?;
+    let run = check_waiting(&state, &principal, id, "instance_metadata", wait).await?;
     Ok(match run.status.as_str() {
         "succeeded" => Json(detail(&state, id).await?).into_response(),
         _ if run.is_terminal() => {
