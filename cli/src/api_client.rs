@@ -150,6 +150,83 @@ impl ApiClient {
         self.request(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// GETs `path` and returns the response for streaming its body; an error status becomes
+    /// [`ApiError`] like the JSON calls.
+    pub async fn get_stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let url = self
+            .base
+            .join(path)
+            .with_context(|| format!("build the URL for {path}"))?;
+        let response = self.http.get(url.clone()).send().await.map_err(|e| {
+            let e = anyhow::Error::from(e);
+            Unreachable(format!("could not reach the API at {}: {e:#}", self.base))
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+        Err(match body.as_ref().and_then(parse_api_error) {
+            Some((code, message)) => ApiError {
+                status: status.as_u16(),
+                code,
+                message,
+            },
+            None => ApiError {
+                status: status.as_u16(),
+                code: "unexpected_response".to_owned(),
+                message: format!("unexpected response from the API at {url}: HTTP {status}"),
+            },
+        }
+        .into())
+    }
+
+    /// POSTs raw bytes (e.g. a CSV) and returns the JSON answer.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> anyhow::Result<Value> {
+        let url = self
+            .base
+            .join(path)
+            .with_context(|| format!("build the URL for {path}"))?;
+        let response = self
+            .http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                let e = anyhow::Error::from(e);
+                Unreachable(format!("could not reach the API at {}: {e:#}", self.base))
+            })?;
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+        if status.is_success() {
+            return body.ok_or_else(|| {
+                Unreachable(format!("HTTP {status} without a JSON body from {url}")).into()
+            });
+        }
+        Err(match body.as_ref().and_then(parse_api_error) {
+            Some((code, message)) => ApiError {
+                status: status.as_u16(),
+                code,
+                message,
+            },
+            None => ApiError {
+                status: status.as_u16(),
+                code: "unexpected_response".to_owned(),
+                message: format!("unexpected response from the API at {url}: HTTP {status}"),
+            },
+        }
+        .into())
+    }
+
     pub async fn delete_json(&self, path: &str) -> anyhow::Result<Value> {
         self.request(reqwest::Method::DELETE, path, None).await
     }

@@ -46,6 +46,15 @@ pub enum Command {
     /// Fleet schema migrations: one script on many instances in turn (admin)
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// The schema explorer: snapshots and their recorded changes
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// CSV export and import, pg_dump
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Extensions: list, enable, disable, update
+    #[command(subcommand)]
+    Extension(ExtensionCommand),
     /// Collected metrics
     #[command(subcommand)]
     Metrics(MetricsCommand),
@@ -443,6 +452,128 @@ pub enum MigrateCommand {
     /// Cancel the running migration: its current run is cancelled, the rest skipped
     Cancel {
         id: i64,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Show the latest schema snapshot (tables), or one table in detail
+    Show {
+        #[arg(long, short)]
+        instance: Option<String>,
+        #[arg(long = "db")]
+        database: Option<String>,
+        /// One table, as schema.table
+        #[arg(long)]
+        table: Option<String>,
+        /// Take a fresh snapshot first
+        #[arg(long)]
+        refresh: bool,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Recorded changes between snapshots, breaking or not
+    Changes {
+        #[arg(long, short)]
+        instance: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// A table or a query as CSV (with a header), streamed to stdout or a file
+    Export {
+        #[arg(long, short)]
+        instance: Option<String>,
+        /// schema.table
+        #[arg(long, conflicts_with = "query")]
+        table: Option<String>,
+        /// A read-only query
+        #[arg(long)]
+        query: Option<String>,
+        #[arg(long = "db")]
+        database: Option<String>,
+        #[arg(long, short = 'o')]
+        out: Option<std::path::PathBuf>,
+    },
+    /// A CSV file into a table, all or nothing, with a per-row error report (admin)
+    Import {
+        #[arg(long, short)]
+        instance: Option<String>,
+        /// schema.table
+        #[arg(long)]
+        table: String,
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// The file has no header line (columns in table order)
+        #[arg(long)]
+        no_header: bool,
+        #[arg(long = "db")]
+        database: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// pg_dump (definitions only unless --with-data), run by the agent
+    Dump {
+        #[arg(long, short)]
+        instance: Option<String>,
+        #[arg(long)]
+        schema: Option<String>,
+        /// schema.table
+        #[arg(long)]
+        table: Option<String>,
+        /// Rows too (admin)
+        #[arg(long)]
+        with_data: bool,
+        #[arg(long = "db")]
+        database: Option<String>,
+        #[arg(long, short = 'o')]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExtensionCommand {
+    /// Available and installed extensions
+    List {
+        #[arg(long, short)]
+        instance: Option<String>,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// CREATE EXTENSION (admin)
+    Enable {
+        name: String,
+        #[arg(long, short)]
+        instance: Option<String>,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        cascade: bool,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// DROP EXTENSION (admin)
+    Disable {
+        name: String,
+        #[arg(long, short)]
+        instance: Option<String>,
+        #[arg(long)]
+        cascade: bool,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// ALTER EXTENSION … UPDATE (admin)
+    Update {
+        name: String,
+        #[arg(long, short)]
+        instance: Option<String>,
+        #[arg(long)]
+        version: Option<String>,
         #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },

@@ -13,6 +13,7 @@
 pub mod api_client;
 pub mod args;
 pub mod config_file;
+pub mod data_cmd;
 pub mod exit;
 pub mod human_units;
 pub mod instance_ref;
@@ -31,8 +32,8 @@ use serde_json::Value;
 
 use crate::api_client::{ApiClient, ClientEnv};
 use crate::args::{
-    Cli, Command, InstanceCommand, MetricsCommand, MigrateCommand, OutputFormat, QueriesCommand,
-    RunCommand, SqlCommand, SqlTarget,
+    Cli, Command, DataCommand, ExtensionCommand, InstanceCommand, MetricsCommand, MigrateCommand,
+    OutputFormat, QueriesCommand, RunCommand, SchemaCommand, SqlCommand, SqlTarget,
 };
 
 /// Runs one command and returns what to print on stdout. `env` is already layered (flags,
@@ -105,6 +106,100 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
                 database,
             };
             migrate_cmd::run(&client()?, args, output).await
+        }
+        Command::Schema(SchemaCommand::Show {
+            instance,
+            database,
+            table,
+            refresh,
+            output,
+        }) => data_cmd::schema_show(&client()?, instance, database, table, refresh, output).await,
+        Command::Schema(SchemaCommand::Changes { instance, output }) => {
+            data_cmd::schema_changes(&client()?, instance, output).await
+        }
+        Command::Data(DataCommand::Export {
+            instance,
+            table,
+            query,
+            database,
+            out,
+        }) => data_cmd::export(&client()?, instance, table, query, database, out).await,
+        Command::Data(DataCommand::Import {
+            instance,
+            table,
+            file,
+            no_header,
+            database,
+            output,
+        }) => {
+            data_cmd::import(
+                &client()?,
+                instance,
+                table,
+                file,
+                no_header,
+                database,
+                output,
+            )
+            .await
+        }
+        Command::Data(DataCommand::Dump {
+            instance,
+            schema,
+            table,
+            with_data,
+            database,
+            out,
+        }) => {
+            data_cmd::dump(
+                &client()?,
+                instance,
+                schema,
+                table,
+                with_data,
+                database,
+                out,
+            )
+            .await
+        }
+        Command::Extension(ExtensionCommand::List { instance, output }) => {
+            data_cmd::extension_list(&client()?, instance, output).await
+        }
+        Command::Extension(ExtensionCommand::Enable {
+            name,
+            instance,
+            version,
+            cascade,
+            output,
+        }) => {
+            data_cmd::extension_action(
+                &client()?,
+                instance,
+                "enable",
+                name,
+                version,
+                cascade,
+                output,
+            )
+            .await
+        }
+        Command::Extension(ExtensionCommand::Disable {
+            name,
+            instance,
+            cascade,
+            output,
+        }) => {
+            data_cmd::extension_action(&client()?, instance, "disable", name, None, cascade, output)
+                .await
+        }
+        Command::Extension(ExtensionCommand::Update {
+            name,
+            instance,
+            version,
+            output,
+        }) => {
+            data_cmd::extension_action(&client()?, instance, "update", name, version, false, output)
+                .await
         }
         Command::Migrate(MigrateCommand::Status { id, output }) => {
             migrate_cmd::status(&client()?, id, output).await
@@ -197,7 +292,7 @@ fn sql_args(t: SqlTarget, max_rows: Option<i64>) -> runs_cmd::SqlArgs {
 pub(crate) fn render(
     output: OutputFormat,
     body: &Value,
-    table: fn(&Value) -> anyhow::Result<String>,
+    table: impl Fn(&Value) -> anyhow::Result<String>,
 ) -> anyhow::Result<String> {
     match output {
         OutputFormat::Json => {

@@ -16,13 +16,18 @@
 //! - it stops producing rows at `max_rows` / `max_bytes` and says so
 //!   (`OpOutcome::truncated`), it never fails because a result is large.
 
+pub mod dump_sql;
 pub mod explain;
+pub mod export_csv;
+pub mod extensions;
+pub mod import_csv;
 pub mod instance_check;
 pub mod instance_metadata;
 pub mod migration;
 pub mod schema_snapshot;
 pub mod script;
 pub mod sql;
+pub mod table_data;
 pub mod values;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -178,6 +183,12 @@ pub async fn dispatch(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         "instance_metadata" => instance_metadata::run(ctx).await,
         "migration" => migration::run(ctx).await,
         "schema_snapshot" => schema_snapshot::run(ctx).await,
+        "table_data" => table_data::run(ctx).await,
+        "export_csv" => export_csv::run(ctx).await,
+        "import_csv" => import_csv::run(ctx).await,
+        "dump_sql" => dump_sql::run(ctx).await,
+        "extension_list" => extensions::list(ctx).await,
+        "extension_action" => extensions::action(ctx).await,
         other => Err(OpError::Refused(format!(
             "this agent does not support the run kind `{other}`"
         ))),

@@ -15,6 +15,7 @@ mod metric_families;
 pub mod metrics_series;
 pub mod migrations;
 pub mod openapi;
+pub mod operations;
 pub mod runs;
 mod samples;
 pub mod series_spec;
@@ -163,6 +164,40 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/instances/{id}/refresh", InstanceUser),
         spec(Method::POST, "/api/v1/instances/{id}/sql", InstanceUser),
         spec(Method::POST, "/api/v1/instances/{id}/explain", InstanceUser),
+        spec(
+            Method::POST,
+            "/api/v1/instances/{id}/schema/snapshots",
+            InstanceUser,
+        ),
+        spec(Method::GET, "/api/v1/instances/{id}/schema", InstanceViewer),
+        spec(
+            Method::GET,
+            "/api/v1/instances/{id}/schema/changes",
+            InstanceViewer,
+        ),
+        spec(
+            Method::GET,
+            "/api/v1/instances/{id}/schema/graph",
+            InstanceViewer,
+        ),
+        spec(
+            Method::GET,
+            "/api/v1/instances/{id}/tables/{schema}/{table}/rows",
+            InstanceUser,
+        ),
+        spec(Method::POST, "/api/v1/instances/{id}/export", InstanceUser),
+        spec(Method::POST, "/api/v1/instances/{id}/dump", InstanceUser),
+        spec(Method::POST, "/api/v1/instances/{id}/import", InstanceAdmin),
+        spec(
+            Method::GET,
+            "/api/v1/instances/{id}/extensions",
+            InstanceUser,
+        ),
+        spec(
+            Method::POST,
+            "/api/v1/instances/{id}/extensions",
+            InstanceAdmin,
+        ),
         spec(Method::POST, "/api/v1/migrations", Admin),
         spec(Method::GET, "/api/v1/migrations", Admin),
         spec(Method::GET, "/api/v1/migrations/{id}", Admin),
@@ -203,6 +238,18 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::list))
         .routes(routes!(agents::create_enrollment_token))
         .routes(routes!(agents::disable))
+        .routes(routes!(operations::snapshot))
+        .routes(routes!(operations::schema))
+        .routes(routes!(operations::changes))
+        .routes(routes!(operations::fk_graph))
+        .routes(routes!(operations::rows))
+        .routes(routes!(operations::export))
+        .routes(routes!(operations::dump))
+        .routes(routes!(operations::import))
+        .routes(routes!(
+            operations::extensions,
+            operations::extension_action
+        ))
         .routes(routes!(migrations::start, migrations::list))
         .routes(routes!(migrations::show))
         .routes(routes!(migrations::cancel))

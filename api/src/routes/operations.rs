@@ -1,0 +1,891 @@
+//! The schema explorer, data transfer and extensions, each a run on the instance's agent
+//! (docs/CONTROL.md, "Kinds"):
+//!
+//! - `POST /instances/{id}/schema/snapshots`, `GET /instances/{id}/schema`,
+//!   `GET /instances/{id}/schema/changes`, `GET /instances/{id}/schema/graph`,
+//!   `GET /instances/{id}/tables/{schema}/{table}/rows` (keyset pages);
+//! - `POST /instances/{id}/export` (CSV), `POST /instances/{id}/dump` (pg_dump),
+//!   `POST /instances/{id}/import` (CSV body, all or nothing) — results via `/runs/{id}/download`;
+//! - `GET|POST /instances/{id}/extensions`.
+//!
+//! Reading (snapshots, changes, graph) needs viewer; asking the agent for something needs
+//! user; anything that writes (import, extension changes) needs admin on the instance.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::IntoParams;
+
+use super::auth_routes::body;
+use super::instances::rfc3339;
+use super::runs::{WaitQuery, path_id, start};
+use super::{ApiError, AppState};
+use crate::auth::{Principal, Role};
+use crate::runs::{self, NewRun, RunLimits, RunView};
+
+/// Largest CSV accepted by `import`.
+pub const MAX_IMPORT_BYTES: usize = 32 << 20;
+/// Exports and dumps may be large: their default byte limit.
+const TRANSFER_MAX_BYTES: i64 = 1 << 30;
+const READ_WAIT: Duration = Duration::from_secs(30);
+
+fn new_run<'a>(
+    principal: &Principal,
+    kind: &'a str,
+    id: i64,
+    params: Value,
+    limits: (i64, i64, i64, i64),
+) -> NewRun<'a> {
+    NewRun {
+        kind,
+        instance_id: id,
+        params,
+        requested_by: runs::requested_by(principal),
+        limits,
+        input: None,
+    }
+}
+
+/// `?wait=` of the calls that answer with the result: 0..=120 s, default 30.
+fn read_wait(wait: Option<u64>) -> Result<Duration, ApiError> {
+    match wait {
+        None => Ok(READ_WAIT),
+        Some(s) if s <= runs::MAX_WAIT_SECS => Ok(Duration::from_secs(s)),
+        Some(s) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("wait must be 0..=120, not {s}"),
+        )),
+    }
+}
+
+/// A run the caller waits for: its summary, or 422 (failed) / 504 (no answer).
+async fn ask(
+    state: &AppState,
+    run: NewRun<'_>,
+    wait: Duration,
+) -> Result<Result<RunView, Response>, ApiError> {
+    let id = runs::create(&state.pool, run).await?;
+    let run = runs::wait(&state.pool, id, wait).await?;
+    if run.status == "succeeded" {
+        return Ok(Ok(run));
+    }
+    let (status, message) = if run.is_terminal() {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            run.error
+                .clone()
+                .unwrap_or_else(|| format!("the run ended {}", run.status)),
+        )
+    } else {
+        runs::cancel(&state.pool, id).await?;
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "the agent did not answer in time".to_owned(),
+        )
+    };
+    Ok(Err((
+        status,
+        Json(json!({
+            "error": { "code": "run_failed", "message": message },
+            "run_id": run.id,
+            "check": run.error_detail,
+        })),
+    )
+        .into_response()))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRequest {
+    pub database: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/schema/snapshots",
+    tag = "schema",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    request_body = SnapshotRequest,
+    responses(
+        (status = 200, description = "The snapshot run, ended", body = RunView),
+        (status = 202, description = "The snapshot run, queued or running", body = RunView),
+        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn snapshot(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    request: Result<Json<SnapshotRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::User)
+        .await?;
+    let wait = WaitQuery::duration(query)?;
+    let r = body(request)?;
+    let limits = RunLimits::default().resolve(1, 256 << 20)?;
+    start(
+        &state,
+        new_run(
+            &principal,
+            "schema_snapshot",
+            id,
+            json!({ "database": r.database }),
+            limits,
+        ),
+        wait,
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SchemaQuery {
+    /// Database (default: the most recent snapshot's).
+    pub database: Option<String>,
+    /// Changes: how many, 1..=1000 (default 100).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SchemaSnapshot {
+    pub snapshot_id: i64,
+    pub database: String,
+    pub taken_at: String,
+    #[schema(value_type = Object)]
+    pub snapshot: Value,
+}
+
+async fn latest(
+    state: &AppState,
+    id: i64,
+    database: Option<&str>,
+) -> Result<SchemaSnapshot, ApiError> {
+    let row: Option<(i64, String, DateTime<Utc>, Value)> = sqlx::query_as(
+        "SELECT id, database, taken_at, snapshot FROM schema_snapshots \
+         WHERE instance_id = $1 AND ($2::text IS NULL OR database = $2) \
+         ORDER BY taken_at DESC, id DESC LIMIT 1",
+    )
+    .bind(id)
+    .bind(database)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (snapshot_id, database, taken_at, snapshot) = row.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no schema snapshot of instance {id} yet (POST …/schema/snapshots)"
+        ))
+    })?;
+    Ok(SchemaSnapshot {
+        snapshot_id,
+        database,
+        taken_at: rfc3339(taken_at),
+        snapshot,
+    })
+}
+
+fn schema_query(q: Result<Query<SchemaQuery>, QueryRejection>) -> Result<SchemaQuery, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/schema",
+    tag = "schema",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id"), SchemaQuery),
+    responses(
+        (status = 200, description = "The latest snapshot", body = SchemaSnapshot),
+        (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance or no snapshot yet", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn schema(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<SchemaQuery>, QueryRejection>,
+) -> Result<Json<SchemaSnapshot>, ApiError> {
+    let id = path_id(path, "instance")?;
+    let q = schema_query(query)?;
+    principal
+        .require_on_instance(&state.pool, id, Role::Viewer)
+        .await?;
+    Ok(Json(latest(&state, id, q.database.as_deref()).await?))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct SchemaChange {
+    pub id: i64,
+    #[sqlx(skip)]
+    pub detected_at: String,
+    pub database: String,
+    pub object_kind: String,
+    pub object_name: String,
+    /// added, dropped or altered.
+    pub change: String,
+    /// breaking or non_breaking.
+    pub classification: String,
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SchemaChanges {
+    pub changes: Vec<SchemaChange>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/schema/changes",
+    tag = "schema",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id"), SchemaQuery),
+    responses(
+        (status = 200, description = "Recorded changes, newest first", body = SchemaChanges),
+        (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn changes(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<SchemaQuery>, QueryRejection>,
+) -> Result<Json<SchemaChanges>, ApiError> {
+    let id = path_id(path, "instance")?;
+    let q = schema_query(query)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be 1..=1000",
+        ));
+    }
+    principal
+        .require_on_instance(&state.pool, id, Role::Viewer)
+        .await?;
+    let rows: Vec<(i64, DateTime<Utc>, String, String, String, String, String, Value)> = sqlx::query_as(
+        "SELECT id, detected_at, database, object_kind, object_name, change, classification, detail \
+         FROM schema_changes WHERE instance_id = $1 AND ($2::text IS NULL OR database = $2) \
+         ORDER BY id DESC LIMIT $3",
+    )
+    .bind(id)
+    .bind(&q.database)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(SchemaChanges {
+        changes: rows
+            .into_iter()
+            .map(
+                |(id, at, database, object_kind, object_name, change, classification, detail)| {
+                    SchemaChange {
+                        id,
+                        detected_at: rfc3339(at),
+                        database,
+                        object_kind,
+                        object_name,
+                        change,
+                        classification,
+                        detail,
+                    }
+                },
+            )
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GraphNode {
+    /// `schema.table`
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GraphEdge {
+    pub from: String,
+    pub to: String,
+    pub name: String,
+    pub columns: Vec<String>,
+    pub ref_columns: Vec<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ForeignKeyGraph {
+    pub snapshot_id: i64,
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<GraphEdge>,
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Tables as nodes and foreign keys as edges, from a snapshot document.
+pub fn graph(snapshot: &Value) -> (Vec<GraphNode>, Vec<GraphEdge>) {
+    let mut nodes = Vec::new();
+    let mut edges = Vec::new();
+    for schema in snapshot["schemas"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
+        let s = schema["name"].as_str().unwrap_or("?");
+        for table in schema["tables"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            let from = format!("{s}.{}", table["name"].as_str().unwrap_or("?"));
+            for c in table["constraints"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
+                if c["type"] != "foreign_key" {
+                    continue;
+                }
+                edges.push(GraphEdge {
+                    from: from.clone(),
+                    to: format!(
+                        "{}.{}",
+                        c["ref_schema"].as_str().unwrap_or("?"),
+                        c["ref_table"].as_str().unwrap_or("?")
+                    ),
+                    name: c["name"].as_str().unwrap_or("").to_owned(),
+                    columns: strings(&c["columns"]),
+                    ref_columns: strings(&c["ref_columns"]),
+                });
+            }
+            nodes.push(GraphNode { id: from });
+        }
+    }
+    (nodes, edges)
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/schema/graph",
+    tag = "schema",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id"), SchemaQuery),
+    responses(
+        (status = 200, description = "Tables and foreign keys of the latest snapshot", body = ForeignKeyGraph),
+        (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance or no snapshot yet", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn fk_graph(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<SchemaQuery>, QueryRejection>,
+) -> Result<Json<ForeignKeyGraph>, ApiError> {
+    let id = path_id(path, "instance")?;
+    let q = schema_query(query)?;
+    principal
+        .require_on_instance(&state.pool, id, Role::Viewer)
+        .await?;
+    let s = latest(&state, id, q.database.as_deref()).await?;
+    let (nodes, edges) = graph(&s.snapshot);
+    Ok(Json(ForeignKeyGraph {
+        snapshot_id: s.snapshot_id,
+        nodes,
+        edges,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RowsQuery {
+    pub database: Option<String>,
+    /// JSON array of the key values of the last row seen (from `next_after`).
+    pub after: Option<String>,
+    /// 1..=1000, default 100.
+    pub limit: Option<u64>,
+    /// Seconds to wait for the agent, 0..=120 (default 30).
+    pub wait: Option<u64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RowsPage {
+    pub run_id: i64,
+    #[schema(value_type = Object)]
+    pub columns: Value,
+    pub key: Vec<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Value>,
+    /// Pass as `after` for the next page; null at the end.
+    #[schema(value_type = Option<Object>)]
+    pub next_after: Value,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/tables/{schema}/{table}/rows",
+    tag = "schema",
+    security(("bearer" = [])),
+    params(
+        ("id" = i64, Path, description = "Instance id"),
+        ("schema" = String, Path, description = "Schema"),
+        ("table" = String, Path, description = "Table or view"),
+        RowsQuery
+    ),
+    responses(
+        (status = 200, description = "One page of rows, values as text", body = RowsPage),
+        (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 422, description = "The agent could not read the table", body = super::instances_admin::CheckFailed),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        (status = 504, description = "The agent did not answer in time", body = super::instances_admin::CheckFailed),
+    )
+)]
+pub async fn rows(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    query: Result<Query<RowsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path((id, schema, table)) =
+        path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let id = id.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+        ApiError::bad_request("invalid_path", "instance id must be a positive integer")
+    })?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    principal
+        .require_on_instance(&state.pool, id, Role::User)
+        .await?;
+    let after: Option<Value> = match &q.after {
+        None => None,
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(v @ Value::Array(_)) => Some(v),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    "after must be a JSON array (a page's next_after)",
+                ));
+            }
+        },
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be 1..=1000",
+        ));
+    }
+    let params = json!({ "schema": schema, "table": table, "after": after, "limit": limit, "database": q.database });
+    let limits = RunLimits::default().resolve(1000, 64 << 20)?;
+    let wait = read_wait(q.wait)?;
+    let run = match ask(
+        &state,
+        new_run(&principal, "table_data", id, params, limits),
+        wait,
+    )
+    .await?
+    {
+        Ok(run) => run,
+        Err(response) => return Ok(response),
+    };
+    let rows = match runs::page(&state.pool, run.id, 0).await? {
+        Some(data) => serde_json::from_slice::<Vec<Value>>(&data).map_err(ApiError::internal)?,
+        None => Vec::new(),
+    };
+    let summary = run.summary.unwrap_or(Value::Null);
+    Ok(Json(RowsPage {
+        run_id: run.id,
+        columns: summary["columns"].clone(),
+        key: strings(&summary["key"]),
+        rows,
+        next_after: summary["next_after"].clone(),
+    })
+    .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    pub schema: Option<String>,
+    pub table: Option<String>,
+    /// A query (read-only) instead of a table.
+    pub sql: Option<String>,
+    pub database: Option<String>,
+    #[serde(flatten)]
+    pub limits: RunLimits,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/export",
+    tag = "data",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    request_body = ExportRequest,
+    responses(
+        (status = 200, description = "The export run, ended; fetch /runs/{id}/download", body = RunView),
+        (status = 202, description = "The export run, queued or running", body = RunView),
+        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn export(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    request: Result<Json<ExportRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::User)
+        .await?;
+    let wait = WaitQuery::duration(query)?;
+    let r = body(request)?;
+    if r.table.is_some() == r.sql.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "give either table (with schema) or sql",
+        ));
+    }
+    let limits = r.limits.resolve(runs::MAX_MAX_ROWS, TRANSFER_MAX_BYTES)?;
+    let params =
+        json!({ "schema": r.schema, "table": r.table, "sql": r.sql, "database": r.database });
+    start(
+        &state,
+        new_run(&principal, "export_csv", id, params, limits),
+        wait,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DumpRequest {
+    pub schema: Option<String>,
+    pub table: Option<String>,
+    /// Default true (definitions only).
+    pub schema_only: Option<bool>,
+    pub database: Option<String>,
+    #[serde(flatten)]
+    pub limits: RunLimits,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/dump",
+    tag = "data",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    request_body = DumpRequest,
+    responses(
+        (status = 200, description = "The dump run, ended; fetch /runs/{id}/download", body = RunView),
+        (status = 202, description = "The dump run, queued or running", body = RunView),
+        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No user role on this instance (admin for data)", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn dump(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    request: Result<Json<DumpRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::User)
+        .await?;
+    let wait = WaitQuery::duration(query)?;
+    let r = body(request)?;
+    let schema_only = r.schema_only.unwrap_or(true);
+    if !schema_only {
+        // A data dump is every row of every table: as much as an export.
+        principal
+            .require_on_instance(&state.pool, id, Role::Admin)
+            .await?;
+    }
+    let limits = r.limits.resolve(1, TRANSFER_MAX_BYTES)?;
+    let params = json!({ "schema": r.schema, "table": r.table, "schema_only": schema_only, "database": r.database });
+    start(
+        &state,
+        new_run(&principal, "dump_sql", id, params, limits),
+        wait,
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// Default public.
+    pub schema: Option<String>,
+    pub table: String,
+    /// The first line names the columns (default true).
+    pub header: Option<bool>,
+    pub database: Option<String>,
+    /// Seconds to wait for the end, 0..=120.
+    pub wait: Option<u64>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/import",
+    tag = "data",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id"), ImportQuery),
+    request_body(content = String, content_type = "text/csv", description = "The CSV, at most 32 MiB"),
+    responses(
+        (status = 200, description = "The import run, ended (failed runs carry the per-row report in error_detail)", body = RunView),
+        (status = 202, description = "The import run, queued or running", body = RunView),
+        (status = 400, description = "Bad id, query or empty body", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 413, description = "The CSV is larger than 32 MiB", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn import(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ImportQuery>, QueryRejection>,
+    csv: Body,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::Admin)
+        .await?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let wait = match q.wait {
+        None => Duration::ZERO,
+        Some(s) if s <= runs::MAX_WAIT_SECS => Duration::from_secs(s),
+        Some(s) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("wait must be 0..=120, not {s}"),
+            ));
+        }
+    };
+    let data = axum::body::to_bytes(csv, MAX_IMPORT_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the CSV is larger than 32 MiB (or the upload broke)",
+            )
+        })?;
+    if data.is_empty() {
+        return Err(ApiError::bad_request("invalid_body", "the CSV is empty"));
+    }
+    let limits = RunLimits {
+        timeout_ms: Some(600_000),
+        ..RunLimits::default()
+    }
+    .resolve(1, 1 << 20)?;
+    let params = json!({ "schema": q.schema, "table": q.table, "header": q.header.unwrap_or(true), "database": q.database });
+    let mut run = new_run(&principal, "import_csv", id, params, limits);
+    run.input = Some(&data);
+    start(&state, run, wait).await
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExtensionsQuery {
+    pub database: Option<String>,
+    /// Seconds to wait for the agent, 0..=120 (default 30).
+    pub wait: Option<u64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExtensionList {
+    pub run_id: i64,
+    /// `[{name, default_version, installed_version, schema, comment}]`
+    #[schema(value_type = Vec<Object>)]
+    pub extensions: Vec<Value>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/extensions",
+    tag = "extensions",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id"), ExtensionsQuery),
+    responses(
+        (status = 200, description = "Available and installed extensions", body = ExtensionList),
+        (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 422, description = "The agent could not list them", body = super::instances_admin::CheckFailed),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        (status = 504, description = "The agent did not answer in time", body = super::instances_admin::CheckFailed),
+    )
+)]
+pub async fn extensions(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ExtensionsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(path, "instance")?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    principal
+        .require_on_instance(&state.pool, id, Role::User)
+        .await?;
+    let limits = RunLimits::default().resolve(1, 16 << 20)?;
+    let wait = read_wait(q.wait)?;
+    match ask(
+        &state,
+        new_run(
+            &principal,
+            "extension_list",
+            id,
+            json!({ "database": q.database }),
+            limits,
+        ),
+        wait,
+    )
+    .await?
+    {
+        Ok(run) => {
+            let extensions = run
+                .summary
+                .as_ref()
+                .and_then(|s| s["extensions"].as_array().cloned())
+                .unwrap_or_default();
+            Ok(Json(ExtensionList {
+                run_id: run.id,
+                extensions,
+            })
+            .into_response())
+        }
+        Err(response) => Ok(response),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionAction {
+    /// enable, disable or update.
+    pub action: String,
+    pub name: String,
+    pub version: Option<String>,
+    pub schema: Option<String>,
+    #[serde(default)]
+    pub cascade: bool,
+    pub database: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/extensions",
+    tag = "extensions",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    request_body = ExtensionAction,
+    responses(
+        (status = 200, description = "The run, ended", body = RunView),
+        (status = 202, description = "The run, queued or running", body = RunView),
+        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn extension_action(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    request: Result<Json<ExtensionAction>, JsonRejection>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::Admin)
+        .await?;
+    let wait = WaitQuery::duration(query)?;
+    let r = body(request)?;
+    if !matches!(r.action.as_str(), "enable" | "disable" | "update") {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "action must be enable, disable or update",
+        ));
+    }
+    let limits = RunLimits::default().resolve(1, 1 << 20)?;
+    let params = json!({ "action": r.action, "name": r.name, "version": r.version, "schema": r.schema, "cascade": r.cascade, "database": r.database });
+    start(
+        &state,
+        new_run(&principal, "extension_action", id, params, limits),
+        wait,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_keys_become_edges() {
+        let doc = json!({"schemas": [{"name": "public", "tables": [
+            {"name": "orders", "constraints": [{"name": "orders_customer_fk", "type": "foreign_key",
+              "columns": ["customer_id"], "ref_schema": "public", "ref_table": "customers", "ref_columns": ["id"]},
+              {"name": "orders_pkey", "type": "primary_key", "columns": ["id"]}]},
+            {"name": "customers", "constraints": []}]}]});
+        let (nodes, edges) = graph(&doc);
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(edges.len(), 1);
+        assert_eq!(
+            (edges[0].from.as_str(), edges[0].to.as_str()),
+            ("public.orders", "public.customers")
+        );
+        assert_eq!(edges[0].ref_columns, ["id"]);
+        assert!(graph(&json!("garbage")).0.is_empty());
+    }
+}
