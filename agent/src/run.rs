@@ -108,8 +108,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     } else {
         None
     };
+    let (assignments_tx, assignments) = tokio::sync::mpsc::unbounded_channel();
+    let mut health_events = None;
     let control = config.control.enabled.then(|| {
-        let client = crate::control::ControlClient::new(&config);
+        let client = crate::control::ControlClient::new(&config).with_assignments(assignments_tx);
+        health_events = Some(client.events());
         tokio::spawn(client.run(stop_rx.clone()))
     });
     let sender = tokio::spawn(sender.run(stop_rx));
@@ -120,6 +123,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         outbox: Arc::clone(&outbox),
         metrics: Arc::clone(&metrics),
         seq_failing: false,
+        assignments,
+        health_events,
+        ticks_since_health: 0,
     };
     let mut ticks = tokio::time::interval(crate::collect::schedule::TICK);
     // After a slow tick, keep the spacing rather than bursting to catch up.
@@ -167,11 +173,52 @@ struct Batcher<O: Outbox> {
     metrics: Arc<AgentMetrics>,
     /// Seq persistence failures are logged on changes only.
     seq_failing: bool,
+    /// Instances assigned through the API, from the Control stream.
+    assignments: tokio::sync::mpsc::UnboundedReceiver<Vec<(String, crate::config::Dsn)>>,
+    /// Where instance health goes (the Control stream), when it is enabled.
+    health_events: Option<tokio::sync::mpsc::Sender<lasect_proto::v1::AgentMessage>>,
+    ticks_since_health: u32,
 }
 
+/// Ticks (seconds) between health reports on the Control stream.
+const HEALTH_EVERY_TICKS: u32 = 15;
+
 impl<O: Outbox> Batcher<O> {
+    /// Every [`HEALTH_EVERY_TICKS`]: each instance's state, as the collector
+    /// last saw it (no extra connection). Dropped, not queued, when the
+    /// stream is backed up: the next report supersedes it.
+    fn report_health(&mut self) {
+        use lasect_proto::v1::{AgentMessage, InstanceHealth, agent_message};
+        let Some(tx) = &self.health_events else {
+            return;
+        };
+        self.ticks_since_health += 1;
+        if self.ticks_since_health < HEALTH_EVERY_TICKS {
+            return;
+        }
+        self.ticks_since_health = 0;
+        for (name, healthy, error, version) in self.collector.health() {
+            let Some(up) = healthy else { continue };
+            let msg = AgentMessage {
+                body: Some(agent_message::Body::Health(InstanceHealth {
+                    instance: name.to_owned(),
+                    up,
+                    error: error.unwrap_or_default().to_owned(),
+                    checked_unix_micros: now_unix_micros(),
+                    server_version_num: version.unwrap_or(0),
+                    in_recovery: false,
+                })),
+            };
+            let _ = tx.try_send(msg);
+        }
+    }
+
     async fn tick(&mut self) {
+        while let Ok(assigned) = self.assignments.try_recv() {
+            self.collector.set_assigned(assigned);
+        }
         let Tick { batch, failures } = self.collector.tick().await;
+        self.report_health();
         for (instance, error) in &failures {
             self.metrics.collect_errors.inc();
             tracing::debug!(%instance, %error, "no samples from instance this tick");

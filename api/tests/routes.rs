@@ -191,6 +191,7 @@ async fn health_and_instance_list() {
             "id": 1, "name": "main", "agent_id": "db-01", "server_version_num": 170002,
             "version": "17.2", "in_recovery": false, "labels": {"env": "prod"},
             "created_at": "2025-01-02T03:04:05Z", "last_seen": "2025-01-02T03:05:00Z",
+            "source": "agent", "state": "active", "dsn": null, "health": null, "health_at": null,
         })
     );
     assert_eq!(instances[1]["server_version_num"], Value::Null);
@@ -368,7 +369,7 @@ async fn bad_requests_get_stable_error_codes() {
             && message.contains("host_memory"),
         "lists the known families: {message}"
     );
-    let (status, body) = call(&f.app, "POST", "/api/v1/instances").await;
+    let (status, body) = call(&f.app, "PUT", "/api/v1/instances").await;
     assert_error(
         status,
         &body,

@@ -233,6 +233,36 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
     ]);
     assert!(out.contains("added instance added"), "{out}");
     let added = instance_id(&stack, "added").await;
+    // The agent monitors it like a config-file instance, and reports its health.
+    let store = stack.store().await;
+    let start = Instant::now();
+    loop {
+        let row = store
+            .query_one(
+                "SELECT last_seen IS NOT NULL, coalesce((health->>'up')::bool, false)
+                 FROM instances WHERE id = $1",
+                &[&added],
+            )
+            .await
+            .expect("instance row");
+        if row.get::<_, bool>(0) && row.get::<_, bool>(1) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the added instance is neither collected nor reported healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let samples: i64 = store
+        .query_one(
+            "SELECT count(*) FROM metric_database WHERE instance_id = $1",
+            &[&added],
+        )
+        .await
+        .expect("samples")
+        .get(0);
+    assert!(samples > 0, "no samples of the added instance");
     let run = sql(
         &stack,
         added,

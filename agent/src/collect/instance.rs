@@ -42,6 +42,8 @@ pub struct InstanceCollector {
     last_connect_error: Option<String>,
     /// `None` before the first round; logs are written on changes only.
     healthy: Option<bool>,
+    /// Why the last round failed, if it did.
+    last_round_error: Option<String>,
     schedule: Schedule,
     /// Failing collectors (logged on changes only) and their events.
     events: Events,
@@ -92,6 +94,7 @@ impl InstanceCollector {
             retry_at: None,
             last_connect_error: None,
             healthy: None,
+            last_round_error: None,
             schedule: Schedule::new(intervals, start),
             events: Events::default(),
             custom,
@@ -492,8 +495,20 @@ impl InstanceCollector {
         session::open(&self.pg, &self.name).await
     }
 
+    /// Name, whether the last round worked (None before the first), why not,
+    /// and the server version: what the Control stream reports as health.
+    pub fn health(&self) -> (&str, Option<bool>, Option<&str>, Option<i32>) {
+        (
+            &self.name,
+            self.healthy,
+            self.last_round_error.as_deref(),
+            self.server_version,
+        )
+    }
+
     fn log_state(&mut self, result: &Result<Vec<Sample>, CollectError>) {
         let now_healthy = result.is_ok();
+        self.last_round_error = result.as_ref().err().map(ToString::to_string);
         if self.healthy == Some(now_healthy) {
             return;
         }

@@ -100,7 +100,13 @@ pub struct Tick {
 }
 
 pub struct Collector {
+    /// Config-file instances first, then those assigned through the API.
     instances: Vec<InstanceCollector>,
+    /// How many of `instances` come from the config file.
+    configured: usize,
+    /// DSNs of the assigned instances, by name (to see what changed).
+    assigned: std::collections::BTreeMap<String, String>,
+    collect: CollectConfig,
     host: Option<(HostCollector, Schedule)>,
 }
 
@@ -129,7 +135,75 @@ impl Collector {
         } else {
             None
         };
-        Ok(Self { instances, host })
+        Ok(Self {
+            configured: instances.len(),
+            instances,
+            assigned: std::collections::BTreeMap::new(),
+            collect: collect.clone(),
+            host,
+        })
+    }
+
+    /// Replaces the instances assigned through the API (received on the
+    /// Control stream); config-file instances are never touched, and an
+    /// assigned name that clashes with one is ignored. Unchanged instances
+    /// keep their connection and schedule.
+    pub fn set_assigned(&mut self, assigned: Vec<(String, crate::config::Dsn)>) {
+        let configured: Vec<String> = self.instances[..self.configured]
+            .iter()
+            .map(|i| i.name().to_owned())
+            .collect();
+        let wanted: std::collections::BTreeMap<String, crate::config::Dsn> = assigned
+            .into_iter()
+            .filter(|(name, _)| !configured.contains(name))
+            .collect();
+        let start = Instant::now();
+        let mut keep = Vec::new();
+        for i in self.instances.drain(self.configured..) {
+            let same = wanted.get(i.name()).is_some_and(|d| {
+                self.assigned.get(i.name()).map(String::as_str) == Some(d.expose())
+            });
+            if same {
+                keep.push(i);
+            } else {
+                tracing::info!(instance = %i.name(), "assigned instance removed or changed");
+            }
+        }
+        let kept: Vec<String> = keep.iter().map(|i| i.name().to_owned()).collect();
+        self.instances.extend(keep);
+        for (name, dsn) in &wanted {
+            if kept.contains(name) {
+                continue;
+            }
+            let config = InstanceConfig {
+                name: name.clone(),
+                dsn: dsn.clone(),
+                intervals: std::collections::BTreeMap::new(),
+                max_connections: None,
+                databases: None,
+            };
+            match InstanceCollector::new(&config, &self.collect, start) {
+                Ok(c) => {
+                    tracing::info!(instance = %name, "collecting from an instance assigned through the API");
+                    self.instances.push(c);
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %name, error = %e, "assigned instance has a DSN the agent cannot use")
+                }
+            }
+        }
+        self.assigned = wanted
+            .into_iter()
+            .map(|(n, d)| (n, d.expose().to_owned()))
+            .collect();
+    }
+
+    /// The health of every instance, for the Control stream.
+    pub fn health(&self) -> Vec<(&str, Option<bool>, Option<&str>, Option<i32>)> {
+        self.instances
+            .iter()
+            .map(InstanceCollector::health)
+            .collect()
     }
 
     /// Follows every instance's log files (the `log` family), keeping read

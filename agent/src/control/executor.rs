@@ -65,6 +65,10 @@ impl Executor {
         })
     }
 
+    pub fn events(&self) -> mpsc::Sender<AgentMessage> {
+        self.events.clone()
+    }
+
     pub fn allowed(&self) -> Vec<String> {
         self.config.allow.clone()
     }

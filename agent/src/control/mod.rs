@@ -48,6 +48,11 @@ impl ControlClient {
         }
     }
 
+    /// Where health reports are queued (sent on whichever stream is open).
+    pub fn events(&self) -> mpsc::Sender<AgentMessage> {
+        self.executor.events()
+    }
+
     /// Where the instances assigned through the API are also sent (the
     /// collector, to monitor them).
     pub fn with_assignments(mut self, tx: mpsc::UnboundedSender<Vec<(String, Dsn)>>) -> Self {

@@ -370,7 +370,6 @@ pub async fn health(pool: &Pool, agent: &str, h: &InstanceHealth) -> Result<(), 
         "error": (!h.error.is_empty()).then_some(h.error.as_str()),
         "checked_at": checked.to_rfc3339(),
         "server_version_num": (h.server_version_num != 0).then_some(h.server_version_num),
-        "in_recovery": h.in_recovery,
     });
     pool.get()
         .await?
