@@ -210,7 +210,7 @@ async fn run_sweeper(pool: PgPool) {
         if let Err(e) = crate::runs::expire_queued(&pool).await {
             tracing::debug!(error = %e, "cannot expire queued runs");
         }
-        if n % 720 == 0 {
+        if n.is_multiple_of(720) {
             match crate::runs::delete_expired_results(&pool).await {
                 Ok(0) => {}
                 Ok(rows) => tracing::info!(rows, "deleted expired run results"),

@@ -44,13 +44,7 @@ pub async fn schema_show(
         let _ = write!(path, "?database={}", encode_segment(d));
     }
     let body = client.get_json(&path).await?;
-    let only: Option<(String, String)> = match &table {
-        Some(t) => Some(match t.split_once('.') {
-            Some((a, b)) => (a.to_owned(), b.to_owned()),
-            None => ("public".to_owned(), t.clone()),
-        }),
-        None => None,
-    };
+    let only: Option<(String, String)> = table.as_deref().map(split_table);
     render(output, &body, |b| {
         let mut out = format!(
             "database {} (snapshot {} taken {})\n",
@@ -70,10 +64,10 @@ pub async fn schema_show(
                 .unwrap_or(&[])
             {
                 let tname = s(&table["name"]);
-                if let Some((os, ot)) = &only {
-                    if os != sname || ot != tname {
-                        continue;
-                    }
+                if let Some((os, ot)) = &only
+                    && (os != sname || ot != tname)
+                {
+                    continue;
                 }
                 let _ = writeln!(
                     out,

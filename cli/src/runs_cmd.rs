@@ -321,10 +321,9 @@ pub fn plan_tree(node: &Value, depth: usize, out: &mut String) {
     if let (Some(hit), Some(read)) = (
         node["Shared Hit Blocks"].as_i64(),
         node["Shared Read Blocks"].as_i64(),
-    ) {
-        if hit + read > 0 {
-            let _ = write!(line, " buffers: hit={hit} read={read}");
-        }
+    ) && hit + read > 0
+    {
+        let _ = write!(line, " buffers: hit={hit} read={read}");
     }
     out.push_str(&line);
     out.push('\n');

@@ -73,6 +73,7 @@ impl Diff {
     }
 
     /// Added and dropped members of a named list; calls `altered` for the rest.
+    #[allow(clippy::too_many_arguments)]
     fn lists(
         &mut self,
         kind: &'static str,

@@ -47,6 +47,7 @@ pub struct Access {
 }
 
 impl IngestService {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         writers: Writers,
         limits: Limits,

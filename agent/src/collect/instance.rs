@@ -33,6 +33,10 @@ const ROUND_TIMEOUT: Duration = Duration::from_secs(20);
 /// The collector name of round failures (connect, session, timeout).
 const CONNECTION: &str = "connection";
 
+/// Name, whether the last round worked (None before the first), why not,
+/// and the server version.
+pub type Health<'a> = (&'a str, Option<bool>, Option<&'a str>, Option<i32>);
+
 pub struct InstanceCollector {
     name: String,
     pg: tokio_postgres::Config,
@@ -497,7 +501,7 @@ impl InstanceCollector {
 
     /// Name, whether the last round worked (None before the first), why not,
     /// and the server version: what the Control stream reports as health.
-    pub fn health(&self) -> (&str, Option<bool>, Option<&str>, Option<i32>) {
+    pub fn health(&self) -> Health<'_> {
         (
             &self.name,
             self.healthy,

@@ -199,7 +199,7 @@ impl Collector {
     }
 
     /// The health of every instance, for the Control stream.
-    pub fn health(&self) -> Vec<(&str, Option<bool>, Option<&str>, Option<i32>)> {
+    pub fn health(&self) -> Vec<instance::Health<'_>> {
         self.instances
             .iter()
             .map(InstanceCollector::health)

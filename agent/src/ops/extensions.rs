@@ -47,12 +47,12 @@ pub async fn action(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         .ok_or_else(|| OpError::Params("`name` is required".to_owned()))?
         .to_owned();
     let version = ctx.param_str("version")?.map(str::to_owned);
-    if let Some(v) = &version {
-        if !plain_version(v) {
-            return Err(OpError::Params(format!(
-                "version {v:?} is not a version string"
-            )));
-        }
+    if let Some(v) = &version
+        && !plain_version(v)
+    {
+        return Err(OpError::Params(format!(
+            "version {v:?} is not a version string"
+        )));
     }
     let schema = ctx.param_str("schema")?.map(str::to_owned);
     let cascade = ctx.param_bool("cascade")?;

@@ -46,13 +46,11 @@ pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
     } else {
         split(&script)
     };
-    if !atomic_bodies {
-        if let Some(reason) = transaction_breaker(&script, &statements) {
-            return Err(OpError::Failed {
-                message: format!("the script cannot run in one transaction: {reason}"),
-                detail: json!({ "refused": reason }),
-            });
-        }
+    if !atomic_bodies && let Some(reason) = transaction_breaker(&script, &statements) {
+        return Err(OpError::Failed {
+            message: format!("the script cannot run in one transaction: {reason}"),
+            detail: json!({ "refused": reason }),
+        });
     }
     let database = ctx.param_str("database")?.map(str::to_owned);
     let client = ctx.connect(database.as_deref()).await?;

@@ -78,7 +78,6 @@ pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
     } else {
         stream.rows_affected().map(|n| command_tag(&sql, n))
     };
-    drop(stream);
     if write && !stopped {
         tx.commit().await.map_err(OpError::Postgres)?;
     } else if write {

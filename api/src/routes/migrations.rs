@@ -55,7 +55,7 @@ pub struct StartMigration {
     pub database: Option<String>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MigrationTarget {
     pub position: i32,
     pub instance_id: i64,
@@ -64,9 +64,7 @@ pub struct MigrationTarget {
     pub status: String,
     pub run_id: Option<i64>,
     pub error: Option<String>,
-    #[sqlx(skip)]
     pub started_at: Option<String>,
-    #[sqlx(skip)]
     pub finished_at: Option<String>,
 }
 
@@ -180,6 +178,18 @@ async fn resolve(state: &AppState, t: &TargetSelector) -> Result<Vec<(i64, Strin
 }
 
 #[derive(sqlx::FromRow)]
+struct TargetRow {
+    position: i32,
+    instance_id: i64,
+    instance_name: String,
+    status: String,
+    run_id: Option<i64>,
+    error: Option<String>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
 struct MigrationRow {
     id: i64,
     name: String,
@@ -202,16 +212,7 @@ async fn load(state: &AppState, id: i64) -> Result<Option<Migration>, ApiError> 
     .fetch_optional(&state.pool)
     .await?;
     let Some(m) = row else { return Ok(None) };
-    let targets: Vec<(
-        i32,
-        i64,
-        String,
-        String,
-        Option<i64>,
-        Option<String>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    let targets: Vec<TargetRow> = sqlx::query_as(
         "SELECT position, instance_id, instance_name, status, run_id, error, started_at, \
              finished_at FROM migration_targets WHERE migration_id = $1 ORDER BY position",
     )
@@ -231,20 +232,16 @@ async fn load(state: &AppState, id: i64) -> Result<Option<Migration>, ApiError> 
         error: m.error,
         targets: targets
             .into_iter()
-            .map(
-                |(position, instance_id, instance_name, status, run_id, error, s, f)| {
-                    MigrationTarget {
-                        position,
-                        instance_id,
-                        instance_name,
-                        status,
-                        run_id,
-                        error,
-                        started_at: s.map(rfc3339),
-                        finished_at: f.map(rfc3339),
-                    }
-                },
-            )
+            .map(|t| MigrationTarget {
+                position: t.position,
+                instance_id: t.instance_id,
+                instance_name: t.instance_name,
+                status: t.status,
+                run_id: t.run_id,
+                error: t.error,
+                started_at: t.started_at.map(rfc3339),
+                finished_at: t.finished_at.map(rfc3339),
+            })
             .collect(),
     }))
 }

@@ -233,10 +233,21 @@ pub async fn schema(
     Ok(Json(latest(&state, id, q.database.as_deref()).await?))
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[derive(sqlx::FromRow)]
+struct ChangeRow {
+    id: i64,
+    detected_at: DateTime<Utc>,
+    database: String,
+    object_kind: String,
+    object_name: String,
+    change: String,
+    classification: String,
+    detail: Value,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SchemaChange {
     pub id: i64,
-    #[sqlx(skip)]
     pub detected_at: String,
     pub database: String,
     pub object_kind: String,
@@ -287,7 +298,7 @@ pub async fn changes(
     principal
         .require_on_instance(&state.pool, id, Role::Viewer)
         .await?;
-    let rows: Vec<(i64, DateTime<Utc>, String, String, String, String, String, Value)> = sqlx::query_as(
+    let rows: Vec<ChangeRow> = sqlx::query_as(
         "SELECT id, detected_at, database, object_kind, object_name, change, classification, detail \
          FROM schema_changes WHERE instance_id = $1 AND ($2::text IS NULL OR database = $2) \
          ORDER BY id DESC LIMIT $3",
@@ -300,20 +311,16 @@ pub async fn changes(
     Ok(Json(SchemaChanges {
         changes: rows
             .into_iter()
-            .map(
-                |(id, at, database, object_kind, object_name, change, classification, detail)| {
-                    SchemaChange {
-                        id,
-                        detected_at: rfc3339(at),
-                        database,
-                        object_kind,
-                        object_name,
-                        change,
-                        classification,
-                        detail,
-                    }
-                },
-            )
+            .map(|c| SchemaChange {
+                id: c.id,
+                detected_at: rfc3339(c.detected_at),
+                database: c.database,
+                object_kind: c.object_kind,
+                object_name: c.object_name,
+                change: c.change,
+                classification: c.classification,
+                detail: c.detail,
+            })
             .collect(),
     }))
 }

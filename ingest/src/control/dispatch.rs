@@ -172,7 +172,7 @@ impl Hub {
             max_rows: u64::try_from(run.max_rows).unwrap_or(0),
             max_bytes: u64::try_from(run.max_bytes).unwrap_or(0),
             dsn,
-            input: input.into(),
+            input,
         };
         if send(&tx, server_message::Body::Run(request)).await {
             Ok(())

@@ -81,10 +81,10 @@ async fn listen_once(
     let result = loop {
         match msg_rx.recv().await {
             Some(Ok(n)) => {
-                if let Some(notice) = Notice::parse(n.channel(), n.payload()) {
-                    if tx.send(notice).await.is_err() {
-                        break Ok(());
-                    }
+                if let Some(notice) = Notice::parse(n.channel(), n.payload())
+                    && tx.send(notice).await.is_err()
+                {
+                    break Ok(());
                 }
             }
             Some(Err(e)) => break Err(e),

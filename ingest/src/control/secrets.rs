@@ -10,10 +10,13 @@ use lasect_pki::secrets::Keyring;
 /// Associated data of instance DSN ciphertexts (docs/CONTROL.md).
 pub const DSN_AAD: &[u8] = b"instance-dsn";
 
+/// The key file as last read, with its modification time.
+type Loaded = (SystemTime, Arc<Keyring>);
+
 #[derive(Clone)]
 pub struct DsnDecryptor {
     path: Option<PathBuf>,
-    cached: Arc<Mutex<Option<(SystemTime, Arc<Keyring>)>>>,
+    cached: Arc<Mutex<Option<Loaded>>>,
 }
 
 impl DsnDecryptor {
@@ -40,10 +43,10 @@ impl DsnDecryptor {
             .and_then(|m| m.modified())
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((at, keyring)) = cached.as_ref() {
-            if *at == modified {
-                return Ok(Arc::clone(keyring));
-            }
+        if let Some((at, keyring)) = cached.as_ref()
+            && *at == modified
+        {
+            return Ok(Arc::clone(keyring));
         }
         let keyring = Arc::new(Keyring::load(path).map_err(|e| e.to_string())?);
         *cached = Some((modified, Arc::clone(&keyring)));
