@@ -32,6 +32,21 @@ pub enum Command {
     /// Create users and API tokens directly in the store (no default password exists)
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The key file that encrypts stored DSNs
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Put a new key first in the key file and re-encrypt every stored DSN with it
+    Rotate {
+        #[command(flatten)]
+        store: MigrateArgs,
+        /// The key file (default: [secrets] key_file of --config, or secrets.key beside it)
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +163,29 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let out = runtime()?.block_on(crate::admin_cmd::run_create(
                 &dsn, &username, role, password,
             ))?;
+            print!("{out}");
+            Ok(())
+        }
+        Command::Secrets(SecretsCommand::Rotate { store, key_file }) => {
+            let key_file = match key_file {
+                Some(k) => k,
+                None => {
+                    let path = store
+                        .config
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("read {} (or pass --key-file)", path.display()))?;
+                    let config = ApiConfig::from_toml(&text, &path, None)?;
+                    config.secrets.key_path(&path)
+                }
+            };
+            let dsn = resolve_dsn(
+                store.config,
+                store.store_dsn,
+                std::env::var(STORE_DSN_ENV).ok(),
+            )?;
+            let out = runtime()?.block_on(crate::secrets_cmd::rotate(&dsn, &key_file))?;
             print!("{out}");
             Ok(())
         }

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod migrate_cmd;
 pub mod routes;
 pub mod runs;
+pub mod secrets_cmd;
 pub mod server;
 pub mod store_dsn;
 

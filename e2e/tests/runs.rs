@@ -325,6 +325,50 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
     );
     assert!(String::from_utf8_lossy(&dump.stdout).contains("password=********"));
 
+    // Key rotation: a new key first in the file, every DSN re-encrypted; ingest picks it up.
+    let before: Vec<u8> = store
+        .query_one(
+            "SELECT dsn_ciphertext FROM instances WHERE id = $1",
+            &[&added],
+        )
+        .await
+        .expect("ciphertext")
+        .get(0);
+    let rotated = lasect_e2e::run_ok(
+        std::process::Command::new(lasect_testkit::binary_path("lasect-api"))
+            .args([
+                "secrets",
+                "rotate",
+                "--store-dsn",
+                &stack.store_dsn(),
+                "--key-file",
+            ])
+            .arg(stack.secrets_key()),
+    );
+    assert!(rotated.contains("re-encrypted 1 DSN"), "{rotated}");
+    let after: Vec<u8> = store
+        .query_one(
+            "SELECT dsn_ciphertext FROM instances WHERE id = $1",
+            &[&added],
+        )
+        .await
+        .expect("ciphertext")
+        .get(0);
+    assert_ne!(before, after);
+    let keys = std::fs::read_to_string(stack.secrets_key()).expect("key file");
+    assert_eq!(keys.lines().filter(|l| !l.trim().is_empty()).count(), 2);
+    let (status, body) = stack
+        .api(
+            Method::POST,
+            &format!("api/v1/instances/{added}/test"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "after rotation the agent still gets the DSN: {body}"
+    );
+
     // A refused class fails with the reason; then an offline agent's run expires.
     drop(agent);
     agent_toml(&stack, &monitored, "allow = [\"sql\", \"explain\"]");
