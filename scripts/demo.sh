@@ -158,6 +158,8 @@ store_dsn = "$STORE_DSN"
 ca_file = "$TLS/ca.pem"
 cert_file = "$TLS/ingest.pem"
 key_file = "$TLS/ingest.key"
+[secrets]
+key_file = "$DEMO/secrets.key"
 TOML
 cat > "$DEMO/api.toml" <<TOML
 listen = "127.0.0.1:$API_PORT"
@@ -165,6 +167,8 @@ store_dsn = "$STORE_DSN"
 [tls]
 cert_file = "$TLS/api.pem"
 key_file = "$TLS/api.key"
+[secrets]
+key_file = "$DEMO/secrets.key"
 TOML
 cat > "$DEMO/agent.toml" <<TOML
 state_dir = "$STATE/agent"
@@ -221,6 +225,8 @@ cat <<INFO
   In another shell:
     . .lasect/demo/env && lasect instance list      (LASECT_TOKEN is an admin API token)
     lasect metrics show --instance demo
+    lasect sql run "SELECT now(), version()"        (run by the agent, read-only)
+    lasect schema show --refresh                     (schema explorer)
   Log in as a person (user admin, password in .lasect/demo/admin-password):
     lasect login --username admin --url $API_URL --ca-file $TLS/ca.pem
   Ctrl-C stops everything.

@@ -26,6 +26,19 @@ pub async fn connect(
     identity: Option<&Pair>,
     connect_timeout: Duration,
 ) -> Result<IngestClient<Channel>, ChannelError> {
+    connect_channel(endpoint, server_name, ca_pem, identity, connect_timeout)
+        .await
+        .map(IngestClient::new)
+}
+
+/// The channel itself, for the other services ingest serves (`Control`).
+pub async fn connect_channel(
+    endpoint: &str,
+    server_name: Option<&str>,
+    ca_pem: &[u8],
+    identity: Option<&Pair>,
+    connect_timeout: Duration,
+) -> Result<Channel, ChannelError> {
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
     if let Some(pair) = identity {
         tls = tls.identity(Identity::from_pem(
@@ -49,7 +62,7 @@ pub async fn connect(
         .connect()
         .await
         .map_err(error)?;
-    Ok(IngestClient::new(channel))
+    Ok(channel)
 }
 
 /// `error: cause: cause`, since tonic's transport errors say little on their own.

@@ -116,3 +116,37 @@ impl ControlConfig {
         self.allow.iter().any(|c| c == class)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_allow_every_class_and_validate() {
+        let c = ControlConfig::default();
+        assert!(c.problems().is_empty());
+        assert!(CLASSES.iter().all(|k| c.allows(k)));
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let c = ControlConfig {
+            allow: vec!["sql".into(), "drop_everything".into()],
+            default_timeout_secs: 7200,
+            max_concurrent_runs: 2,
+            max_concurrent_runs_per_instance: 3,
+            max_rows_limit: 0,
+            ..ControlConfig::default()
+        };
+        let fields: Vec<String> = c.problems().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "control.allow",
+                "control.default_timeout_secs",
+                "control.max_rows_limit",
+                "control.max_concurrent_runs_per_instance"
+            ]
+        );
+    }
+}

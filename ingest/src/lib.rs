@@ -196,6 +196,7 @@ pub async fn run(
         config.store.pool_size.min(WRITER_TASKS),
         config.limits.max_inflight_batches,
     );
+    let metrics_for_control = metrics.clone();
     let service = IngestServer::new(IngestService::new(
         writers,
         config.limits,
@@ -207,21 +208,23 @@ pub async fn run(
             reports,
         },
         enroller,
-        hub,
     ))
-    // The Control stream carries imports and result pages up to this.
-    .max_decoding_message_size(
-        config
-            .limits
-            .max_message_bytes
-            .max(control::MAX_CONTROL_MESSAGE_BYTES),
-    )
-    .max_encoding_message_size(control::MAX_CONTROL_MESSAGE_BYTES);
+    .max_decoding_message_size(config.limits.max_message_bytes);
+    // The Control stream carries result pages and imports: its own limit.
+    let control_service =
+        lasect_proto::v1::control_server::ControlServer::new(control::service::ControlService {
+            hub,
+            revocations: revocations.clone(),
+            metrics: metrics_for_control,
+        })
+        .max_decoding_message_size(control::MAX_CONTROL_MESSAGE_BYTES)
+        .max_encoding_message_size(control::MAX_CONTROL_MESSAGE_BYTES);
     let router = Server::builder()
         // Requests being received are not admitted yet: bound them per
         // connection (an agent keeps a few pushes in flight, not hundreds).
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
-        .add_service(service);
+        .add_service(service)
+        .add_service(control_service);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| IngestError::Bind {

@@ -9,9 +9,7 @@ use std::time::Instant;
 use lasect_proto::v1::ingest_server::Ingest;
 use std::sync::Arc;
 
-use lasect_proto::v1::{
-    AgentMessage, EnrollRequest, EnrollResponse, PushAck, PushRequest, RenewRequest, ServerMessage,
-};
+use lasect_proto::v1::{EnrollRequest, EnrollResponse, PushAck, PushRequest, RenewRequest};
 use tonic::{Request, Response, Status};
 
 use crate::ErrorChain;
@@ -36,7 +34,6 @@ pub struct IngestService {
     /// Who is identified (client certificate) and not disabled.
     access: Access,
     enroller: Arc<Enroller>,
-    control: crate::control::dispatch::Hub,
 }
 
 /// The agent-side dependencies of the service: disabled agents, reports,
@@ -47,7 +44,6 @@ pub struct Access {
 }
 
 impl IngestService {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         writers: Writers,
         limits: Limits,
@@ -56,7 +52,6 @@ impl IngestService {
         metrics: Metrics,
         access: Access,
         enroller: Arc<Enroller>,
-        control: crate::control::dispatch::Hub,
     ) -> Self {
         Self {
             writers,
@@ -66,7 +61,6 @@ impl IngestService {
             metrics,
             access,
             enroller,
-            control,
         }
     }
 
@@ -74,22 +68,35 @@ impl IngestService {
     /// a caller without one (UNAUTHENTICATED) and a disabled agent
     /// (PERMISSION_DENIED). Every call but Enroll starts here.
     fn authenticate<T>(&self, request: &Request<T>) -> Result<AgentId, Status> {
-        let agent = identity::agent_id_of(request).map_err(|e| {
-            let reason = ErrorChain(&e).to_string();
-            tracing::warn!(peer = ?request.remote_addr(), %reason, "refused an unidentified call");
-            self.metrics.error(ErrorKind::Unauthenticated);
-            Status::unauthenticated(format!(
-                "{reason}; this call needs the agent's client certificate"
-            ))
-        })?;
-        if self.access.revocations.is_disabled(agent.as_str()) {
-            tracing::warn!(%agent, peer = ?request.remote_addr(), "refused a call of a disabled agent");
-            self.metrics.error(ErrorKind::Unauthenticated);
-            return Err(enroll::disabled(agent.as_str()));
-        }
-        Ok(agent)
+        authenticate(&self.access.revocations, &self.metrics, request)
     }
+}
 
+/// The caller's agent id, from its verified client certificate; refuses a
+/// caller without one (UNAUTHENTICATED) and a disabled agent
+/// (PERMISSION_DENIED). Shared by `Ingest` and `Control`.
+pub fn authenticate<T>(
+    revocations: &Revocations,
+    metrics: &Metrics,
+    request: &Request<T>,
+) -> Result<AgentId, Status> {
+    let agent = identity::agent_id_of(request).map_err(|e| {
+        let reason = ErrorChain(&e).to_string();
+        tracing::warn!(peer = ?request.remote_addr(), %reason, "refused an unidentified call");
+        metrics.error(ErrorKind::Unauthenticated);
+        Status::unauthenticated(format!(
+            "{reason}; this call needs the agent's client certificate"
+        ))
+    })?;
+    if revocations.is_disabled(agent.as_str()) {
+        tracing::warn!(%agent, peer = ?request.remote_addr(), "refused a call of a disabled agent");
+        metrics.error(ErrorKind::Unauthenticated);
+        return Err(enroll::disabled(agent.as_str()));
+    }
+    Ok(agent)
+}
+
+impl IngestService {
     /// Everything up to the write: the checks that need no store.
     fn decode(&self, agent: &AgentId, request: PushRequest) -> Result<(Seq, Batch), Status> {
         let refuse = |reason: String| {
@@ -209,28 +216,6 @@ impl Ingest for IngestService {
             tracing::warn!(%agent, code = ?status.code(), reason = status.message(), "refused a renewal");
         }
         result.map(Response::new)
-    }
-
-    type ControlStream = std::pin::Pin<
-        Box<dyn tokio_stream::Stream<Item = Result<ServerMessage, Status>> + Send + 'static>,
-    >;
-
-    async fn control(
-        &self,
-        request: Request<tonic::Streaming<AgentMessage>>,
-    ) -> Result<Response<Self::ControlStream>, Status> {
-        let agent = self.authenticate(&request)?;
-        let inbound = request.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
-        tokio::spawn(crate::control::stream::serve(
-            self.control.clone(),
-            agent.as_str().to_owned(),
-            inbound,
-            tx,
-        ));
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
     }
 }
 

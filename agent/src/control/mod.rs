@@ -91,7 +91,7 @@ impl ControlClient {
             .await
             .map_err(|e| format!("cannot read {}: {e}", s.ca_file.display()))?;
         let identity = s.identity.load().map_err(|e| e.to_string())?;
-        let mut client = crate::channel::connect(
+        let channel = crate::channel::connect_channel(
             &s.endpoint,
             s.server_name.as_deref(),
             &ca,
@@ -99,9 +99,10 @@ impl ControlClient {
             s.connect_timeout,
         )
         .await
-        .map_err(|e| crate::channel::error_chain(&e))?
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
+        .map_err(|e| crate::channel::error_chain(&e))?;
+        let mut client = lasect_proto::v1::control_client::ControlClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
         let (out, out_rx) = mpsc::channel::<AgentMessage>(64);
         let hello = ControlHello {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -114,7 +115,7 @@ impl ControlClient {
         .await
         .map_err(|_| "stream closed before the hello".to_owned())?;
         let response = client
-            .control(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+            .open(tokio_stream::wrappers::ReceiverStream::new(out_rx))
             .await
             .map_err(|status| format!("{}: {}", status.code(), status.message()))?;
         let mut inbound = response.into_inner();

@@ -463,3 +463,28 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod class_tests {
+    use super::class_of;
+    use serde_json::json;
+
+    #[test]
+    fn every_kind_has_its_class() {
+        assert_eq!(class_of("sql", &json!({})), Ok(Some("sql")));
+        assert_eq!(
+            class_of("sql", &json!({"write": true})),
+            Ok(Some("sql_write"))
+        );
+        assert_eq!(
+            class_of("explain", &json!({"analyze": true})),
+            Ok(Some("explain_analyze"))
+        );
+        assert_eq!(
+            class_of("migration", &json!({"dry_run": true})),
+            Ok(Some("ddl"))
+        );
+        assert_eq!(class_of("instance_check", &json!({})), Ok(None));
+        assert!(class_of("rm_rf", &json!({})).is_err());
+    }
+}

@@ -116,23 +116,6 @@ impl Ingest for TestIngest {
     ) -> Result<Response<EnrollResponse>, Status> {
         Err(Status::failed_precondition("enrollment is not configured"))
     }
-
-    type ControlStream = std::pin::Pin<
-        Box<
-            dyn futures::Stream<Item = Result<lasect_proto::v1::ServerMessage, Status>>
-                + Send
-                + 'static,
-        >,
-    >;
-
-    async fn control(
-        &self,
-        _request: Request<tonic::Streaming<lasect_proto::v1::AgentMessage>>,
-    ) -> Result<Response<Self::ControlStream>, Status> {
-        Err(Status::unimplemented(
-            "this test ingest serves no Control stream",
-        ))
-    }
 }
 
 /// A running test ingest; stops on `stop()` or drop.

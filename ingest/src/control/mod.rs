@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod listener;
 pub mod registry;
 pub mod secrets;
+pub mod service;
 pub mod store_ops;
 pub mod stream;
 
