@@ -210,6 +210,14 @@ async fn run_sweeper(pool: PgPool) {
         if let Err(e) = crate::runs::expire_queued(&pool).await {
             tracing::debug!(error = %e, "cannot expire queued runs");
         }
+        // Half an hour after start, then hourly: schema snapshots of every instance.
+        if n % 720 == 360 {
+            match crate::runs::queue_periodic_snapshots(&pool, Duration::from_secs(3000)).await {
+                Ok(0) => {}
+                Ok(runs) => tracing::info!(runs, "queued periodic schema snapshots"),
+                Err(e) => tracing::warn!(error = %e, "cannot queue periodic schema snapshots"),
+            }
+        }
         if n.is_multiple_of(720) {
             match crate::runs::delete_expired_results(&pool).await {
                 Ok(0) => {}

@@ -75,7 +75,9 @@ SELECT json_build_object(
               'enabled', t.tgenabled <> 'D') ORDER BY t.tgname), '[]')
             FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)
       ) ORDER BY c.relname), '[]')
-      FROM pg_class c WHERE c.relnamespace = ns.oid AND c.relkind IN ('r', 'p', 'f')),
+      FROM pg_class c WHERE c.relnamespace = ns.oid AND c.relkind IN ('r', 'p', 'f')
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                        AND d.objid = c.oid AND d.deptype = 'e')),
     'views', (SELECT coalesce(json_agg(json_build_object(
         'name', c.relname, 'materialized', c.relkind = 'm',
         'definition', pg_get_viewdef(c.oid),
@@ -90,7 +92,9 @@ SELECT json_build_object(
             JOIN pg_namespace rn ON rn.oid = rc.relnamespace
             WHERE r.ev_class = c.oid AND rc.oid <> c.oid)
       ) ORDER BY c.relname), '[]')
-      FROM pg_class c WHERE c.relnamespace = ns.oid AND c.relkind IN ('v', 'm')),
+      FROM pg_class c WHERE c.relnamespace = ns.oid AND c.relkind IN ('v', 'm')
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                        AND d.objid = c.oid AND d.deptype = 'e')),
     'functions', (SELECT coalesce(json_agg(json_build_object(
         'name', p.proname,
         'signature', p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
@@ -116,7 +120,9 @@ SELECT json_build_object(
                                              WHERE cc.oid = t.typrelid AND cc.relkind = 'c')))
         AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = t.oid AND d.deptype = 'e')),
     'sequences', (SELECT coalesce(json_agg(json_build_object('name', c.relname) ORDER BY c.relname), '[]')
-      FROM pg_class c WHERE c.relnamespace = ns.oid AND c.relkind = 'S')
+      FROM pg_class c WHERE c.relnamespace = ns.oid AND c.relkind = 'S'
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                        AND d.objid = c.oid AND d.deptype = 'e'))
   ) ORDER BY ns.nspname), '[]') FROM ns)
 )::text
 "#;

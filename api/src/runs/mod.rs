@@ -313,6 +313,29 @@ pub async fn expire_queued(pool: &PgPool) -> Result<u64, sqlx::Error> {
     .rows_affected())
 }
 
+/// Queues a `schema_snapshot` run (requested by `system`) for every active instance whose
+/// agent is connected, accepts the `schema` class and has had no snapshot run in the last
+/// `every`; returns how many. Snapshots keep the change history current without anyone asking.
+pub async fn queue_periodic_snapshots(pool: &PgPool, every: Duration) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "INSERT INTO runs (kind, instance_id, agent_id, params, requested_by, timeout_ms, \
+                           max_rows, max_bytes, expires_at) \
+         SELECT 'schema_snapshot', i.id, i.agent_id, '{}', 'system', 60000, 1, 268435456, \
+                now() + interval '5 minutes' \
+         FROM instances i JOIN agents a ON a.id = i.agent_id \
+         WHERE i.state = 'active' AND a.disabled_at IS NULL \
+           AND a.last_seen > now() - interval '5 minutes' \
+           AND 'schema' = ANY (a.control_allowed) \
+           AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.instance_id = i.id \
+                           AND r.kind = 'schema_snapshot' \
+                           AND r.created_at > now() - make_interval(secs => $1::float8))",
+    )
+    .bind(every.as_secs_f64())
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 /// Deletes result pages and inputs past their TTL.
 pub async fn delete_expired_results(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let pages = sqlx::query(

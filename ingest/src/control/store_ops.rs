@@ -402,15 +402,23 @@ pub async fn fail_open(
 
 /// An agent that opens its Control stream exists, even before its first push
 /// (instances can be assigned to it at once).
-pub async fn agent_seen(pool: &Pool, agent: &str, version: &str) -> Result<(), StoreOpError> {
+pub async fn agent_seen(
+    pool: &Pool,
+    agent: &str,
+    version: &str,
+    allowed: &[String],
+) -> Result<(), StoreOpError> {
     let version = (!version.is_empty()).then_some(version);
     pool.get()
         .await?
         .execute(
-            "INSERT INTO agents (id, version) VALUES ($1, $2)
+            "INSERT INTO agents (id, version, control_allowed, control_connected_at)
+             VALUES ($1, $2, $3, now())
              ON CONFLICT (id) DO UPDATE SET last_seen = now(),
-                 version = coalesce(EXCLUDED.version, agents.version)",
-            &[&agent, &version],
+                 version = coalesce(EXCLUDED.version, agents.version),
+                 control_allowed = EXCLUDED.control_allowed,
+                 control_connected_at = now()",
+            &[&agent, &version, &allowed],
         )
         .await?;
     Ok(())

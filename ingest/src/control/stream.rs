@@ -31,7 +31,9 @@ pub async fn serve(hub: Hub, agent: String, mut inbound: Streaming<AgentMessage>
             return;
         }
     };
-    if let Err(e) = store_ops::agent_seen(&hub.pool, &agent, &hello.agent_version).await {
+    if let Err(e) =
+        store_ops::agent_seen(&hub.pool, &agent, &hello.agent_version, &hello.allowed).await
+    {
         tracing::warn!(%agent, error = %e, "cannot record the agent");
     }
     match store_ops::fail_lost(&hub.pool, &agent, &hello.in_flight_run_ids).await {
