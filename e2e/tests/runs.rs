@@ -182,6 +182,49 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
     let run = stack.wait_run(rid).await;
     assert_eq!(run["status"], "cancelled", "{run}");
 
+    // At most 2 runs at once on one instance (the agent's default cap); the rest wait.
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (_, run) = stack
+            .api(
+                Method::POST,
+                &format!("api/v1/instances/{id}/sql"),
+                Some(json!({"sql": "SELECT pg_sleep(0.7)"})),
+            )
+            .await;
+        ids.push(run["id"].as_i64().expect("id"));
+    }
+    let mut most = 0;
+    loop {
+        let busy: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'lasect run %' \
+                 AND query LIKE '%pg_sleep(0.7)%' AND state = 'active'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        most = most.max(busy);
+        let (_, last) = stack
+            .api(Method::GET, &format!("api/v1/runs/{}", ids[4]), None)
+            .await;
+        let (_, first) = stack
+            .api(Method::GET, &format!("api/v1/runs/{}", ids[0]), None)
+            .await;
+        if first["status"] == "succeeded" && last["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        (1..=2).contains(&most),
+        "{most} runs at once on one instance"
+    );
+    for rid in ids {
+        assert_eq!(stack.wait_run(rid).await["status"], "succeeded");
+    }
+
     // A syntax error is a clear failure with the server's position.
     let run = sql(&stack, id, json!({"sql": "SELEC 1"})).await;
     assert_eq!(run["status"], "failed", "{run}");
