@@ -21,7 +21,7 @@ use tokio_postgres::config::Host;
 
 use super::auth_routes::body;
 use super::instances::{Instance, find, rfc3339};
-use super::runs::{WaitQuery, path_id};
+use super::runs::{WaitQuery, ask, path_id};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 use crate::runs::{self, NewRun, RunLimits, RunView};
@@ -59,16 +59,6 @@ pub struct CheckFailed {
     pub run_id: i64,
     #[schema(value_type = Option<Object>)]
     pub check: Option<Value>,
-}
-
-fn check_failed(run: &RunView, status: StatusCode, message: String) -> Response {
-    let check = run.error_detail.clone().or_else(|| run.summary.clone());
-    let body = json!({
-        "error": { "code": "instance_check_failed", "message": message },
-        "run_id": run.id,
-        "check": check,
-    });
-    (status, Json(body)).into_response()
 }
 
 /// The DSN without its password, for display.
@@ -248,36 +238,25 @@ pub async fn add(
             format!("agent {agent} already has an instance named {name:?}"),
         ));
     };
-    let run = check(&state, &principal, id, "instance_check").await?;
-    if run.status == "succeeded" {
-        let instance = find(&state, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("instance {id} vanished")))?;
-        let check = run.summary.unwrap_or(Value::Null);
-        return Ok((StatusCode::CREATED, Json(AddedInstance { instance, check })).into_response());
-    }
-    // Nothing is kept of a failed add but the run's history.
-    sqlx::query("UPDATE instances SET state = 'removed', dsn_ciphertext = NULL WHERE id = $1 AND state = 'validating'")
-        .bind(id)
-        .execute(&state.pool)
-        .await?;
-    if run.is_terminal() {
-        let message = run
-            .error
-            .clone()
-            .unwrap_or_else(|| format!("the check ended {}", run.status));
-        Ok(check_failed(
-            &run,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            message,
-        ))
-    } else {
-        runs::cancel(&state.pool, run.id).await?;
-        let message = format!(
-            "agent {agent} did not check the instance within {} s",
-            CHECK_WAIT.as_secs()
-        );
-        Ok(check_failed(&run, StatusCode::GATEWAY_TIMEOUT, message))
+    match check(&state, &principal, id, "instance_check", CHECK_WAIT).await? {
+        Ok(run) => {
+            let instance = find(&state, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("instance {id} vanished")))?;
+            let check = run.summary.unwrap_or(Value::Null);
+            Ok((StatusCode::CREATED, Json(AddedInstance { instance, check })).into_response())
+        }
+        Err(answer) => {
+            // Nothing is kept of a failed add but the run's history.
+            sqlx::query(
+                "UPDATE instances SET state = 'removed', dsn_ciphertext = NULL \
+                 WHERE id = $1 AND state = 'validating'",
+            )
+            .bind(id)
+            .execute(&state.pool)
+            .await?;
+            Ok(answer)
+        }
     }
 }
 
@@ -287,35 +266,22 @@ async fn check(
     principal: &Principal,
     id: i64,
     kind: &str,
-) -> Result<RunView, ApiError> {
-    check_waiting(state, principal, id, kind, CHECK_WAIT).await
-}
-
-async fn check_waiting(
-    state: &AppState,
-    principal: &Principal,
-    id: i64,
-    kind: &str,
     wait: Duration,
-) -> Result<RunView, ApiError> {
+) -> Result<Result<RunView, Response>, ApiError> {
     let limits = RunLimits {
         queue_timeout_s: Some(CHECK_WAIT.as_secs() as i64),
         ..RunLimits::default()
     }
     .resolve(1, 1 << 20)?;
-    let run = runs::create(
-        &state.pool,
-        NewRun {
-            kind,
-            instance_id: id,
-            params: json!({}),
-            requested_by: runs::requested_by(principal),
-            limits,
-            input: None,
-        },
-    )
-    .await?;
-    runs::wait(&state.pool, run, wait).await
+    let run = NewRun {
+        kind,
+        instance_id: id,
+        params: json!({}),
+        requested_by: runs::requested_by(principal),
+        limits,
+        input: None,
+    };
+    ask(state, run, wait).await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -455,29 +421,16 @@ pub async fn test(
         .await?;
     body(request)?;
     let wait = wait_or_default(query)?;
-    let run = check_waiting(&state, &principal, id, "instance_check", wait).await?;
-    Ok(match run.status.as_str() {
-        "succeeded" => Json(CheckResult {
-            run_id: run.id,
-            check: run.summary.unwrap_or(Value::Null),
-        })
-        .into_response(),
-        _ if run.is_terminal() => {
-            let message = run
-                .error
-                .clone()
-                .unwrap_or_else(|| format!("the check ended {}", run.status));
-            check_failed(&run, StatusCode::UNPROCESSABLE_ENTITY, message)
-        }
-        _ => {
-            runs::cancel(&state.pool, run.id).await?;
-            check_failed(
-                &run,
-                StatusCode::GATEWAY_TIMEOUT,
-                "the agent did not answer in time".to_owned(),
-            )
-        }
-    })
+    Ok(
+        match check(&state, &principal, id, "instance_check", wait).await? {
+            Ok(run) => Json(CheckResult {
+                run_id: run.id,
+                check: run.summary.unwrap_or(Value::Null),
+            })
+            .into_response(),
+            Err(answer) => answer,
+        },
+    )
 }
 
 #[utoipa::path(
@@ -511,25 +464,12 @@ pub async fn refresh(
         .await?;
     body(request)?;
     let wait = wait_or_default(query)?;
-    let run = check_waiting(&state, &principal, id, "instance_metadata", wait).await?;
-    Ok(match run.status.as_str() {
-        "succeeded" => Json(detail(&state, id).await?).into_response(),
-        _ if run.is_terminal() => {
-            let message = run
-                .error
-                .clone()
-                .unwrap_or_else(|| format!("the run ended {}", run.status));
-            check_failed(&run, StatusCode::UNPROCESSABLE_ENTITY, message)
-        }
-        _ => {
-            runs::cancel(&state.pool, run.id).await?;
-            check_failed(
-                &run,
-                StatusCode::GATEWAY_TIMEOUT,
-                "the agent did not answer in time".to_owned(),
-            )
-        }
-    })
+    Ok(
+        match check(&state, &principal, id, "instance_metadata", wait).await? {
+            Ok(_) => Json(detail(&state, id).await?).into_response(),
+            Err(answer) => answer,
+        },
+    )
 }
 
 #[cfg(test)]

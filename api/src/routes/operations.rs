@@ -26,7 +26,7 @@ use utoipa::IntoParams;
 
 use super::auth_routes::body;
 use super::instances::rfc3339;
-use super::runs::{WaitQuery, path_id, start};
+use super::runs::{WaitQuery, ask, path_id, start};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 use crate::runs::{self, NewRun, RunLimits, RunView};
@@ -64,42 +64,6 @@ fn read_wait(wait: Option<u64>) -> Result<Duration, ApiError> {
             format!("wait must be 0..=120, not {s}"),
         )),
     }
-}
-
-/// A run the caller waits for: its summary, or 422 (failed) / 504 (no answer).
-async fn ask(
-    state: &AppState,
-    run: NewRun<'_>,
-    wait: Duration,
-) -> Result<Result<RunView, Response>, ApiError> {
-    let id = runs::create(&state.pool, run).await?;
-    let run = runs::wait(&state.pool, id, wait).await?;
-    if run.status == "succeeded" {
-        return Ok(Ok(run));
-    }
-    let (status, message) = if run.is_terminal() {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            run.error
-                .clone()
-                .unwrap_or_else(|| format!("the run ended {}", run.status)),
-        )
-    } else {
-        runs::cancel(&state.pool, id).await?;
-        (
-            StatusCode::GATEWAY_TIMEOUT,
-            "the agent did not answer in time".to_owned(),
-        )
-    };
-    Ok(Err((
-        status,
-        Json(json!({
-            "error": { "code": "run_failed", "message": message },
-            "run_id": run.id,
-            "check": run.error_detail,
-        })),
-    )
-        .into_response()))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]

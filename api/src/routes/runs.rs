@@ -69,6 +69,50 @@ pub(crate) fn run_response(run: RunView) -> (StatusCode, Json<RunView>) {
     (status, Json(run))
 }
 
+/// The answer to a call that waited for its run and did not get a success: 422 with the run's
+/// error and detail when it ended, else 504 (the run is then cancelled: nobody waits for it).
+/// The body is the error shape plus the run id and the agent's report (`CheckFailed`).
+pub(crate) async fn not_succeeded(state: &AppState, run: &RunView) -> Result<Response, ApiError> {
+    let (status, message) = if run.is_terminal() {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            run.error
+                .clone()
+                .unwrap_or_else(|| format!("the run ended {}", run.status)),
+        )
+    } else {
+        runs::cancel(&state.pool, run.id).await?;
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the agent did not answer within the wait; run {} was cancelled",
+                run.id
+            ),
+        )
+    };
+    let body = json!({
+        "error": { "code": "run_failed", "message": message },
+        "run_id": run.id,
+        "check": run.error_detail.clone().or_else(|| run.summary.clone()),
+    });
+    Ok((status, Json(body)).into_response())
+}
+
+/// Creates a run and waits for it: the run when it succeeded, else the answer to give.
+pub(crate) async fn ask(
+    state: &AppState,
+    run: NewRun<'_>,
+    wait: Duration,
+) -> Result<Result<RunView, Response>, ApiError> {
+    let id = runs::create(&state.pool, run).await?;
+    let run = runs::wait(&state.pool, id, wait).await?;
+    if run.status == "succeeded" {
+        Ok(Ok(run))
+    } else {
+        Ok(Err(not_succeeded(state, &run).await?))
+    }
+}
+
 /// Creates the run, waits as asked, answers with it.
 pub(crate) async fn start(
     state: &AppState,
@@ -96,7 +140,19 @@ pub struct SqlRequest {
     pub limits: RunLimits,
 }
 
-fn check_sql(sql: &str) -> Result<(), ApiError> {
+/// The statement is sane, and a write is asked for by an admin of the instance.
+async fn check_sql(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    sql: &str,
+    write: bool,
+) -> Result<(), ApiError> {
+    if write {
+        principal
+            .require_on_instance(&state.pool, id, Role::Admin)
+            .await?;
+    }
     if sql.trim().is_empty() {
         return Err(ApiError::bad_request(
             "invalid_body",
@@ -142,12 +198,7 @@ pub async fn sql(
         .await?;
     let wait = WaitQuery::duration(query)?;
     let request = body(request)?;
-    check_sql(&request.sql)?;
-    if request.write {
-        principal
-            .require_on_instance(&state.pool, id, Role::Admin)
-            .await?;
-    }
+    check_sql(&state, &principal, id, &request.sql, request.write).await?;
     let limits = request
         .limits
         .resolve(runs::DEFAULT_MAX_ROWS, runs::DEFAULT_MAX_BYTES)?;
@@ -219,12 +270,7 @@ pub async fn explain(
         .await?;
     let wait = WaitQuery::duration(query)?;
     let request = body(request)?;
-    check_sql(&request.sql)?;
-    if request.write {
-        principal
-            .require_on_instance(&state.pool, id, Role::Admin)
-            .await?;
-    }
+    check_sql(&state, &principal, id, &request.sql, request.write).await?;
     let limits = request
         .limits
         .resolve(runs::DEFAULT_MAX_ROWS, runs::DEFAULT_MAX_BYTES)?;
