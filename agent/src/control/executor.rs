@@ -109,6 +109,18 @@ impl Executor {
             .unwrap_or_else(PoisonError::into_inner) = map;
     }
 
+    /// The run's final message went out on a stream: it is no longer in flight.
+    pub fn delivered(&self, run: i64) {
+        self.active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&run);
+        self.tainted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&run);
+    }
+
     pub fn cancel(&self, run: i64) {
         let active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(a) = active.get(&run) else {
@@ -149,17 +161,12 @@ impl Executor {
             let msg = AgentMessage {
                 body: Some(agent_message::Body::Finished(finished)),
             };
+            // The run stays "in flight" (named in the next hello) until the
+            // stream has taken its result: see `delivered`.
             if this.events.send(msg).await.is_err() {
                 tracing::warn!(run = run_id, "the run's result could not be queued");
+                this.delivered(run_id);
             }
-            this.active
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&run_id);
-            this.tainted
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&run_id);
         });
     }
 

@@ -131,11 +131,15 @@ impl ControlClient {
                 event = self.events.recv() => {
                     let Some(event) = event else { return Ok(()) };
                     let run = run_of(&event);
+                    let last = matches!(event.body, Some(agent_message::Body::Finished(_)));
                     if out.send(event).await.is_err() {
                         if let Some(run) = run {
                             self.executor.taint(run);
                         }
                         return Err("the Control stream broke while sending".to_owned());
+                    }
+                    if let (true, Some(run)) = (last, run) {
+                        self.executor.delivered(run);
                     }
                 }
                 () = stopped(stop) => return Ok(()),
