@@ -234,6 +234,31 @@ async fn schema_explorer_data_transfer_and_extensions() {
         .get(0);
     assert!(same, "the import differs from the export");
 
+    // A query export; an attempt to break out of the COPY fails and runs nothing.
+    let out = stack.cli(&[
+        "data",
+        "export",
+        "--instance",
+        "monitored",
+        "--query",
+        "SELECT id FROM orders ORDER BY id",
+    ]);
+    assert_eq!(out, "id\n1\n2\n3\n");
+    // In /tmp: the server's OS user could write there.
+    let marker = std::path::PathBuf::from(format!("/tmp/lasect-pwned-{}", std::process::id()));
+    let escape = format!("SELECT 1) TO PROGRAM 'touch {}' --", marker.display());
+    let (status, run) = stack
+        .api(
+            Method::POST,
+            &format!("api/v1/instances/{id}/export"),
+            Some(json!({"sql": escape})),
+        )
+        .await;
+    assert_eq!(status, 202, "{run}");
+    let run = stack.wait_run(run["id"].as_i64().expect("id")).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(!marker.exists(), "the export ran a program");
+
     // Bad CSVs: a clear per-row report and nothing half-applied.
     let before = count(&db, "csv_dst").await;
     let run = import(&stack, id, "csv_dst", b"id,v\n10,a\n11,b,extra\n12\n").await;

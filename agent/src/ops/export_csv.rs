@@ -52,9 +52,18 @@ pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         .start()
         .await
         .map_err(OpError::Postgres)?;
+    // The query must stand alone as one row-returning statement before it is
+    // wrapped in COPY: otherwise `SELECT 1) TO PROGRAM '…' --` would turn the
+    // export into something else. The newlines end any trailing line comment.
+    let statement = tx.prepare(&source).await.map_err(OpError::Postgres)?;
+    if statement.columns().is_empty() {
+        return Err(OpError::Params(
+            "`sql` must be a query that returns rows (SELECT, VALUES, TABLE, WITH …)".to_owned(),
+        ));
+    }
     let stream = tx
         .copy_out(&format!(
-            "COPY ({source}) TO STDOUT WITH (FORMAT csv, HEADER)"
+            "COPY (\n{source}\n) TO STDOUT WITH (FORMAT csv, HEADER)"
         ))
         .await
         .map_err(OpError::Postgres)?;

@@ -70,6 +70,12 @@ pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
             monitor,
             "replication details (pg_stat_replication) need pg_monitor",
         ),
+        feature(
+            "least_privilege",
+            !superuser,
+            "the agent connects as a superuser: read-only runs cannot stop COPY TO PROGRAM or \
+             server file functions; give the agent a pg_monitor role instead",
+        ),
     ];
     let summary = json!({
         "ok": version_num >= MIN_VERSION_NUM,
