@@ -210,6 +210,15 @@ async fn run_sweeper(pool: PgPool) {
         if let Err(e) = crate::runs::expire_queued(&pool).await {
             tracing::debug!(error = %e, "cannot expire queued runs");
         }
+        // A minute after start, then hourly: fresh metadata (versions, replication) of every
+        // instance, which migration targets by role rely on.
+        if n % 720 == 12 {
+            match crate::runs::queue_periodic_metadata(&pool, Duration::from_secs(3000)).await {
+                Ok(0) => {}
+                Ok(runs) => tracing::info!(runs, "queued instance metadata refreshes"),
+                Err(e) => tracing::warn!(error = %e, "cannot queue instance metadata refreshes"),
+            }
+        }
         // Half an hour after start, then hourly: schema snapshots of every instance.
         if n % 720 == 360 {
             match crate::runs::queue_periodic_snapshots(&pool, Duration::from_secs(3000)).await {

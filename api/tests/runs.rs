@@ -337,3 +337,74 @@ async fn adding_an_instance_keeps_only_ciphertext_and_never_echoes_the_password(
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn migration_targets_by_role_and_publication() {
+    let f = fixture().await;
+    sqlx::raw_sql(
+        "INSERT INTO instances (name, agent_id, in_recovery, metadata) VALUES
+             ('sub-orders', 'db-01', false,
+              '{\"replication\": {\"subscriptions\": [{\"name\": \"s1\", \"publications\": [\"orders\"]}]}}'),
+             ('sub-other', 'db-01', false,
+              '{\"replication\": {\"subscriptions\": [{\"name\": \"s2\", \"publications\": [\"other\"]}]}}'),
+             ('standby', 'db-02', true, NULL);",
+    )
+    .execute(&f.pool)
+    .await
+    .expect("seed");
+    let start = |targets: Value| {
+        let app = f.app.clone();
+        async move {
+            call(
+                &app,
+                "POST",
+                "/api/v1/migrations",
+                Some(json!({"sql": "SELECT 1", "targets": targets, "dry_run": true})),
+                None,
+            )
+            .await
+        }
+    };
+    let (status, m) = start(json!({"role": "subscriber", "publication": "orders"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    let names: Vec<&str> = m["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter_map(|t| t["instance_name"].as_str())
+        .collect();
+    assert_eq!(names, ["sub-orders"]);
+    // One at a time: the next is refused while this one runs.
+    let (status, body) = start(json!({"role": "standby"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        &format!("/api/v1/migrations/{}/cancel", m["id"]),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, m) = start(json!({"role": "standby"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    assert_eq!(m["targets"][0]["instance_name"], "standby");
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        &format!("/api/v1/migrations/{}/cancel", m["id"]),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for bad in [
+        json!({"role": "leader"}),
+        json!({"labels": {"env": "nowhere"}}),
+        json!({}),
+        json!({"role": "primary", "publication": "x"}),
+    ] {
+        let (status, body) = start(bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+}

@@ -58,7 +58,13 @@ pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         .await
         .map_err(pg)?;
     let subscriptions = client
-        .query("SELECT to_json(subname) FROM pg_subscription", &[])
+        .query(
+            "SELECT json_build_object('name', subname, 'enabled', subenabled,
+                 'publications', subpublications)
+             FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database
+                                                   WHERE datname = current_database())",
+            &[],
+        )
         .await
         .map_err(pg)?;
     let roles = client

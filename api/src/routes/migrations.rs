@@ -31,7 +31,7 @@ pub struct TargetSelector {
     pub labels: Option<serde_json::Map<String, Value>>,
     /// `primary`, `standby` or `subscriber` (an instance with a logical subscription).
     pub role: Option<String>,
-    /// With role `subscriber`: only subscriptions of this name.
+    /// With role `subscriber`: only instances subscribed to this publication.
     pub publication: Option<String>,
 }
 
@@ -153,12 +153,20 @@ async fn resolve(state: &AppState, t: &TargetSelector) -> Result<Vec<(i64, Strin
                 .fetch_all(&state.pool)
                 .await?
             }
+            // Subscriptions and their publications come from the instance metadata
+            // (refreshed hourly and by `lasect instance show --refresh`); without a
+            // publication, recent `subscription` samples count too.
             Some("subscriber") => {
                 sqlx::query_as(
-                    "SELECT i.id, i.name FROM instances i WHERE i.state = 'active' AND EXISTS ( \
-                     SELECT 1 FROM metric_subscription s WHERE s.instance_id = i.id \
-                     AND s.time > now() - interval '10 minutes' \
-                     AND ($1::text IS NULL OR s.subname = $1)) ORDER BY i.name, i.id",
+                    "SELECT i.id, i.name FROM instances i WHERE i.state = 'active' AND ( \
+                         EXISTS (SELECT 1 FROM jsonb_array_elements( \
+                                     coalesce(i.metadata #> '{replication,subscriptions}', '[]')) s \
+                                 WHERE jsonb_typeof(s) = 'object' \
+                                   AND ($1::text IS NULL OR s -> 'publications' ? $1)) \
+                         OR ($1::text IS NULL AND EXISTS ( \
+                             SELECT 1 FROM metric_subscription m WHERE m.instance_id = i.id \
+                             AND m.time > now() - interval '10 minutes'))) \
+                     ORDER BY i.name, i.id",
                 )
                 .bind(&t.publication)
                 .fetch_all(&state.pool)

@@ -336,6 +336,29 @@ pub async fn queue_periodic_snapshots(pool: &PgPool, every: Duration) -> Result<
     .rows_affected())
 }
 
+/// Queues an `instance_metadata` run (always allowed) for every active instance of a connected
+/// agent whose metadata is older than `every`; returns how many.
+pub async fn queue_periodic_metadata(pool: &PgPool, every: Duration) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "INSERT INTO runs (kind, instance_id, agent_id, params, requested_by, timeout_ms, \
+                           max_rows, max_bytes, expires_at) \
+         SELECT 'instance_metadata', i.id, i.agent_id, '{}', 'system', 30000, 1, 16777216, \
+                now() + interval '5 minutes' \
+         FROM instances i JOIN agents a ON a.id = i.agent_id \
+         WHERE i.state = 'active' AND a.disabled_at IS NULL \
+           AND a.control_connected_at IS NOT NULL \
+           AND a.last_seen > now() - interval '5 minutes' \
+           AND coalesce(i.metadata_at, '-infinity') < now() - make_interval(secs => $1::float8) \
+           AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.instance_id = i.id \
+                           AND r.kind = 'instance_metadata' \
+                           AND r.status IN ('queued', 'dispatched', 'running'))",
+    )
+    .bind(every.as_secs_f64())
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 /// Deletes result pages and inputs past their TTL.
 pub async fn delete_expired_results(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let pages = sqlx::query(
