@@ -66,7 +66,7 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
 
     let keys = JwtKeys::load_or_create(&config.auth.jwt_key_path(config_path))?;
     let secrets_path = config.secrets.key_path(config_path);
-    let secrets = lasect_pki::secrets::Keyring::load_or_create(&secrets_path)
+    let secrets = lasect_pki::secrets::KeyFile::open_or_create(&secrets_path)
         .with_context(|| format!("load the secrets key file {}", secrets_path.display()))?;
     if let Some((username, password)) = bootstrap_first_admin(&pool)
         .await

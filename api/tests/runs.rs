@@ -19,6 +19,8 @@ use tower::ServiceExt;
 
 struct Fixture {
     _pg: PgCluster,
+    /// The DSN key file is re-read when it changes: it must outlive the app.
+    _keys: tempfile::TempDir,
     pool: PgPool,
     app: Router,
 }
@@ -36,13 +38,18 @@ async fn fixture() -> Fixture {
     .await
     .expect("seed");
     let keyring_dir = tempfile::tempdir().expect("tempdir");
-    let keyring = lasect_pki::secrets::Keyring::load_or_create(&keyring_dir.path().join("k"))
+    let keyring = lasect_pki::secrets::KeyFile::open_or_create(&keyring_dir.path().join("k"))
         .expect("keyring");
     let app = common::with_bearer(
         lasect_api::router(lasect_api::AppState::new(pool.clone()).with_secrets(keyring)),
         &common::user(&pool, "root", Some(Role::Admin), &[]).await,
     );
-    Fixture { _pg: pg, pool, app }
+    Fixture {
+        _pg: pg,
+        _keys: keyring_dir,
+        pool,
+        app,
+    }
 }
 
 async fn call(

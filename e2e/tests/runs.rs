@@ -411,6 +411,33 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
         status, 200,
         "after rotation the agent still gets the DSN: {body}"
     );
+    // The running API encrypts new DSNs with the new key, without a restart.
+    let new_key = keys
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().next())
+        .expect("key id")
+        .to_owned();
+    let (status, body) = stack
+        .api(
+            Method::POST,
+            "api/v1/instances",
+            Some(json!({"dsn": dsn, "name": "added2"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let c: Vec<u8> = store
+        .query_one(
+            "SELECT dsn_ciphertext FROM instances WHERE name = 'added2'",
+            &[],
+        )
+        .await
+        .expect("ciphertext")
+        .get(0);
+    assert!(
+        c.windows(new_key.len()).any(|w| w == new_key.as_bytes()),
+        "not made with the new key"
+    );
 
     // A refused class fails with the reason; then an offline agent's run expires.
     drop(agent);

@@ -221,6 +221,71 @@ impl Keyring {
     }
 }
 
+/// A key file, re-read whenever it changes on disk, so a rotation
+/// (`Keyring::rotate_file`, run by another process) takes effect without a
+/// restart of the API or ingest.
+#[derive(Debug)]
+pub struct KeyFile {
+    path: std::path::PathBuf,
+    cached: std::sync::Mutex<Option<Loaded>>,
+}
+
+/// The keys as last read, with the file's modification time.
+type Loaded = (std::time::SystemTime, std::sync::Arc<Keyring>);
+
+impl KeyFile {
+    /// Reads the file now (it must exist and be valid).
+    pub fn open(path: &Path) -> Result<Self, SecretsError> {
+        let file = Self {
+            path: path.to_owned(),
+            cached: std::sync::Mutex::new(None),
+        };
+        file.keyring()?;
+        Ok(file)
+    }
+
+    /// Like [`Self::open`], first creating the file with one key if it is missing.
+    pub fn open_or_create(path: &Path) -> Result<Self, SecretsError> {
+        Keyring::load_or_create(path)?;
+        Self::open(path)
+    }
+
+    /// A file that is read only when first needed (it may not exist yet).
+    pub fn lazy(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            cached: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current keys, re-read if the file changed since the last call.
+    pub fn keyring(&self) -> Result<std::sync::Arc<Keyring>, SecretsError> {
+        let shown = self.path.display().to_string();
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .map_err(|source| SecretsError::Read {
+                path: shown,
+                source,
+            })?;
+        let mut cached = self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, keyring)) = cached.as_ref()
+            && *at == modified
+        {
+            return Ok(std::sync::Arc::clone(keyring));
+        }
+        let keyring = std::sync::Arc::new(Keyring::load(&self.path)?);
+        *cached = Some((modified, std::sync::Arc::clone(&keyring)));
+        Ok(keyring)
+    }
+}
+
 fn split(ciphertext: &[u8]) -> Result<(&str, &[u8], &[u8]), SecretsError> {
     let rest = ciphertext
         .strip_prefix(MAGIC.as_slice())
@@ -310,6 +375,24 @@ mod tests {
             old.decrypt(&c_new, b"x"),
             Err(SecretsError::UnknownKey(_))
         ));
+    }
+
+    #[test]
+    fn a_key_file_follows_rotations_made_elsewhere() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secrets.key");
+        let file = KeyFile::open_or_create(&path).expect("open");
+        let first = file.keyring().expect("keys").current_key_id().to_owned();
+        // Same second as the creation on a coarse clock: make the change visible.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        Keyring::rotate_file(&path).expect("rotate");
+        let now = file.keyring().expect("keys");
+        assert_ne!(now.current_key_id(), first);
+        assert!(
+            KeyFile::lazy(&dir.path().join("missing"))
+                .keyring()
+                .is_err()
+        );
     }
 
     #[test]

@@ -204,13 +204,24 @@ pub async fn add(
             "label values must be strings",
         ));
     }
-    let keyring = state.secrets.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_secrets_key",
-            "the API has no secrets key file to encrypt DSNs with",
-        )
-    })?;
+    let keyring = state
+        .secrets
+        .as_ref()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_secrets_key",
+                "the API has no secrets key file to encrypt DSNs with",
+            )
+        })?
+        .keyring()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_secrets_key",
+                format!("the secrets key file cannot be read: {e}"),
+            )
+        })?;
     let agent = serving_agent(&state, request.agent.as_deref()).await?;
     let ciphertext = keyring
         .encrypt(request.dsn.as_bytes(), DSN_AAD)

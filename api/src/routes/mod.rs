@@ -56,7 +56,7 @@ pub struct AppState {
     pub metrics: http_metrics::HttpMetrics,
     /// Encrypts DSNs of instances added through the API; `None`: adding
     /// one answers 503.
-    pub secrets: Option<Arc<lasect_pki::secrets::Keyring>>,
+    pub secrets: Option<Arc<lasect_pki::secrets::KeyFile>>,
 }
 
 impl AppState {
@@ -78,8 +78,8 @@ impl AppState {
         }
     }
 
-    pub fn with_secrets(mut self, keyring: lasect_pki::secrets::Keyring) -> Self {
-        self.secrets = Some(Arc::new(keyring));
+    pub fn with_secrets(mut self, keys: lasect_pki::secrets::KeyFile) -> Self {
+        self.secrets = Some(Arc::new(keys));
         self
     }
 }
