@@ -415,3 +415,43 @@ async fn migration_targets_by_role_and_publication() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
 }
+
+#[tokio::test]
+async fn queued_runs_expire_without_an_ingest() {
+    let f = fixture().await;
+    let (_, run) = call(
+        &f.app,
+        "POST",
+        "/api/v1/instances/1/sql",
+        Some(json!({"sql": "SELECT 1", "queue_timeout_s": 1})),
+        None,
+    )
+    .await;
+    let id = run["id"].as_i64().expect("id");
+    sqlx::query("UPDATE runs SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(id)
+        .execute(&f.pool)
+        .await
+        .expect("age the run");
+    assert_eq!(
+        lasect_api::runs::expire_queued(&f.pool)
+            .await
+            .expect("expire"),
+        1
+    );
+    let (_, run) = call(&f.app, "GET", &format!("/api/v1/runs/{id}"), None, None).await;
+    assert_eq!(run["status"], "expired");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("agent db-01 did not pick the run up"),
+        "{run}"
+    );
+    assert_eq!(
+        lasect_api::runs::expire_queued(&f.pool)
+            .await
+            .expect("expire"),
+        0
+    );
+}

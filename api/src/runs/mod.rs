@@ -297,20 +297,13 @@ pub async fn page(pool: &PgPool, id: i64, page: i32) -> Result<Option<Vec<u8>>, 
         .transpose()
 }
 
-/// Expires queued runs whose agent never took them (the same statement as
-/// ingest's sweep, so runs expire even when no ingest runs).
+/// Expires queued runs whose agent never took them (`lasect_expire_queued_runs()`, V18, which
+/// ingest's sweep calls too), so runs expire even when no ingest runs.
 pub async fn expire_queued(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
-        "UPDATE runs r SET status = 'expired', finished_at = now(), \
-         error = format('agent %s did not pick the run up within %s s (last seen %s)', \
-                        r.agent_id, round(extract(epoch FROM r.expires_at - r.created_at)), \
-                        coalesce(to_char(a.last_seen AT TIME ZONE 'UTC', \
-                                         'YYYY-MM-DD HH24:MI:SS UTC'), 'never')) \
-         FROM agents a WHERE a.id = r.agent_id AND r.status = 'queued' AND r.expires_at <= now()",
-    )
-    .execute(pool)
-    .await?
-    .rows_affected())
+    let expired: i64 = sqlx::query_scalar("SELECT lasect_expire_queued_runs()")
+        .fetch_one(pool)
+        .await?;
+    Ok(u64::try_from(expired).unwrap_or(0))
 }
 
 /// Queues a `schema_snapshot` run (requested by `system`) for every active instance whose

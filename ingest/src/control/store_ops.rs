@@ -312,19 +312,11 @@ async fn record_schema(
 /// never came. Returns (expired, failed).
 pub async fn sweep(pool: &Pool, grace_secs: u64) -> Result<(u64, u64), StoreOpError> {
     let client = pool.get().await?;
-    let expired = client
-        .execute(
-            "UPDATE runs r SET status = 'expired', finished_at = now(),
-                 error = format('agent %s did not pick the run up within %s s (last seen %s)',
-                                r.agent_id,
-                                round(extract(epoch FROM r.expires_at - r.created_at)),
-                                coalesce(to_char(a.last_seen AT TIME ZONE 'UTC',
-                                                 'YYYY-MM-DD HH24:MI:SS UTC'), 'never'))
-             FROM agents a
-             WHERE a.id = r.agent_id AND r.status = 'queued' AND r.expires_at <= now()",
-            &[],
-        )
-        .await?;
+    let expired: i64 = client
+        .query_one("SELECT lasect_expire_queued_runs()", &[])
+        .await?
+        .get(0);
+    let expired = u64::try_from(expired).unwrap_or(0);
     let grace_ms = i64::try_from(grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let failed = client
         .execute(
