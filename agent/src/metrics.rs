@@ -11,7 +11,7 @@
 //! | `lasect_agent_spool_held_in_memory_batches` | gauge | batches held in memory because the spool cannot be written |
 //! | `lasect_agent_spool_write_failing` | gauge | 1 while the spool cannot be written (disk full) |
 //! | `lasect_agent_spool_oldest_unacked_age_seconds` | gauge | age of the oldest unacknowledged batch (0 when none) |
-//! | `lasect_agent_dropped_batches_total`, `lasect_agent_dropped_samples_total` | counter | metrics dropped for room (lifetime of the spool) |
+//! | `lasect_agent_dropped_batches_total`, `lasect_agent_dropped_samples_total` | counter | metrics dropped for room, or lost for want of a batch seq (lifetime of the spool) |
 //! | `lasect_agent_quarantined_batches_total` | counter | batches ingest refused for good (lifetime) |
 //! | `lasect_agent_spool_corrupt_total` | counter | damaged spool parts or records found (lifetime) |
 //! | `lasect_agent_batches_sent_total` | counter | Push calls started (this process) |

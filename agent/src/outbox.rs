@@ -57,7 +57,8 @@ pub struct OutboxStats {
     pub write_failing: bool,
     pub acked: u64,
     /// Lifetime: batches dropped for room (spool full, or memory bound hit
-    /// while the disk was full), and their samples.
+    /// while the disk was full) or lost before reaching the spool (no seq
+    /// could be reserved), and their samples.
     pub dropped_batches: u64,
     pub dropped_samples: u64,
     /// Lifetime: batches ingest refused for good, moved to quarantine.
@@ -91,6 +92,10 @@ pub trait Outbox: Send + Sync + 'static {
     fn reject(&self, seq: u64, reason: &str) -> Result<(), OutboxError>;
     /// Resolves after the next push (immediately if one happened since the
     /// previous wait): the sender waits on this when it has nothing to send.
+    /// Counts a metrics batch that was collected but could never be pushed
+    /// (no seq could be reserved, e.g. on a full disk) in `dropped_batches`
+    /// and `dropped_samples`, like a batch dropped for room.
+    fn count_lost(&self, samples: u32, why: &'static str);
     fn pushed(&self) -> Notified<'_>;
     fn stats(&self) -> OutboxStats;
 }

@@ -234,6 +234,8 @@ impl<O: Outbox> Batcher<O> {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode batch; dropped it");
+                self.outbox
+                    .count_lost(sample_count, "the batch could not be encoded");
                 self.collector.not_spooled();
                 return;
             }
@@ -253,6 +255,8 @@ impl<O: Outbox> Batcher<O> {
                     tracing::error!(error = %e, "cannot reserve a batch seq; dropping batches until it works");
                     self.seq_failing = true;
                 }
+                self.outbox
+                    .count_lost(sample_count, "no batch seq could be reserved");
                 self.collector.not_spooled();
                 return;
             }
@@ -266,6 +270,8 @@ impl<O: Outbox> Batcher<O> {
         };
         if let Err(e) = self.outbox.push(entry) {
             tracing::error!(seq, error = %e, "cannot queue batch; dropped it");
+            self.outbox
+                .count_lost(sample_count, "the batch could not be queued");
             self.collector.not_spooled();
         } else {
             tracing::debug!(seq, sample_count, "batch spooled");

@@ -3,7 +3,8 @@
 //! every second:
 //!
 //! - the agent killed with SIGKILL again and again, then restarted;
-//! - ingest killed with SIGKILL and restarted while the agent pushes.
+//! - ingest killed with SIGKILL and restarted while the agent pushes;
+//! - no batch seq can be reserved (lost batches are counted, not hidden).
 //!
 //! Each ends by checking that every batch the agent spooled (it logs each
 //! spooled seq at debug level) is stored, that no sample is stored twice,
@@ -307,4 +308,57 @@ async fn ingest_killed_and_restarted_while_the_agent_pushes() {
     // The agent never died: no gap is excused.
     check_exactly_once(&store, &all, &[]).await;
     drop(ingest);
+}
+
+/// A batch collected while no seq can be reserved (the disk full when a
+/// new block is due) never reaches the spool; it is counted in
+/// `dropped_batches`/`dropped_samples` like a batch dropped for room, and
+/// the agent spools again once the seq file is writable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_lost_for_want_of_a_seq_are_counted() {
+    let setup = Setup::new().await;
+    let _ingest = setup.start_ingest("");
+    // The seq file is replaced through `seq.tmp`; a directory in its place
+    // makes every reservation fail, even for root.
+    let blocker = state_dir(&setup).join("seq.tmp");
+    std::fs::create_dir_all(blocker.join("x")).expect("block the seq file");
+    let mut agent = setup.start_agent();
+
+    let start = Instant::now();
+    let (batches, samples) = loop {
+        let text = scrape_when_up(setup.metrics_port).await;
+        let batches = metric(&text, "lasect_agent_dropped_batches_total");
+        if batches >= 3.0 {
+            break (batches, metric(&text, "lasect_agent_dropped_samples_total"));
+        }
+        assert!(start.elapsed() < BOUND, "no lost batch counted:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(samples >= batches, "{samples} samples in {batches} batches");
+    assert!(
+        spooled(&agent).is_empty(),
+        "nothing could have been spooled"
+    );
+    let errors = agent
+        .lines()
+        .iter()
+        .filter(|l| l.contains("cannot reserve a batch seq"))
+        .count();
+    assert_eq!(errors, 1, "the condition is logged once, not per batch");
+
+    std::fs::remove_dir_all(&blocker).expect("unblock the seq file");
+    wait_spooled(&agent, 2).await;
+    let text = scrape(setup.metrics_port);
+    assert!(metric(&text, "lasect_agent_dropped_batches_total") >= batches);
+    agent.terminate(Duration::from_secs(10));
+}
+
+/// [`scrape`] once the agent's metrics endpoint listens.
+async fn scrape_when_up(port: u16) -> String {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < BOUND, "agent metrics never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    scrape(port)
 }

@@ -463,7 +463,7 @@ impl Spool {
         Some(p)
     }
 
-    fn count_drop(&self, inner: &mut Inner, seq: u64, samples: u32, why: &str) {
+    fn count_drop(&self, inner: &mut Inner, seq: Option<u64>, samples: u32, why: &str) {
         let c = &mut inner.state.counters;
         c.dropped_batches += 1;
         c.dropped_samples += u64::from(samples);
@@ -472,7 +472,9 @@ impl Spool {
         // One line per drop would flood the log during a long outage.
         if total == 1 || total.is_multiple_of(100) {
             tracing::warn!(
-                seq,
+                seq = seq
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "none".to_owned()),
                 dropped_batches = c.dropped_batches,
                 dropped_samples = c.dropped_samples,
                 why,
@@ -528,7 +530,7 @@ impl Spool {
             };
             if p.meta.priority == 0 {
                 if let Some(p) = self.finish(inner, seq) {
-                    self.count_drop(inner, seq, p.meta.sample_count, "spool full");
+                    self.count_drop(inner, Some(seq), p.meta.sample_count, "spool full");
                 }
                 continue;
             }
@@ -596,7 +598,7 @@ impl Spool {
                 }
                 None => {
                     if self.finish(inner, entry.seq).is_some() {
-                        self.count_drop(inner, entry.seq, entry.sample_count, "spool full");
+                        self.count_drop(inner, Some(entry.seq), entry.sample_count, "spool full");
                     }
                 }
             }
@@ -632,7 +634,7 @@ impl Spool {
                     },
                 );
             }
-            Ok(None) => self.count_drop(inner, entry.seq, entry.sample_count, "spool full"),
+            Ok(None) => self.count_drop(inner, Some(entry.seq), entry.sample_count, "spool full"),
             Err(e) => {
                 if !inner.write_failing {
                     tracing::error!(
@@ -665,7 +667,7 @@ impl Spool {
             if let Some(p) = self.finish(inner, seq) {
                 self.count_drop(
                     inner,
-                    seq,
+                    Some(seq),
                     p.meta.sample_count,
                     "disk full and memory bound reached",
                 );
@@ -786,6 +788,11 @@ impl Outbox for Spool {
             );
         }
         Ok(())
+    }
+
+    fn count_lost(&self, samples: u32, why: &'static str) {
+        let mut inner = self.lock();
+        self.count_drop(&mut inner, None, samples, why);
     }
 
     fn pushed(&self) -> Notified<'_> {
