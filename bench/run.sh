@@ -28,6 +28,7 @@ FLEET_SECS=${LASECT_BENCH_FLEET_SECS:-40}
 FLEET_WARMUP=${LASECT_BENCH_FLEET_WARMUP:-10}
 TPUT_AGENTS=${LASECT_BENCH_TPUT_AGENTS:-100}
 TPUT_BATCHES=${LASECT_BENCH_TPUT_BATCHES:-60}
+TPUT_ROUNDS=${LASECT_BENCH_TPUT_ROUNDS:-3}
 # Batches as the real agent sends them (`agent`) or only database + host (`database`).
 TPUT_SHAPE=${LASECT_BENCH_TPUT_SHAPE:-agent}
 QUICK=${LASECT_BENCH_QUICK:-0}
@@ -109,7 +110,7 @@ cert_file = "$WORK/tls/ingest.pem"
 key_file = "$WORK/tls/ingest.key"
 TOML
 say "starting lasect-ingest (default limits) on 127.0.0.1:$INGEST_PORT"
-LASECT_LOG=warn "$BIN/lasect-ingest" --config "$WORK/ingest.toml" >"$OUT/ingest.log" 2>&1 &
+LASECT_LOG=${LASECT_BENCH_INGEST_LOG:-warn} "$BIN/lasect-ingest" --config "$WORK/ingest.toml" >"$OUT/ingest.log" 2>&1 &
 INGEST_PID=$!
 for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$INGEST_PORT") 2>/dev/null && break
@@ -147,64 +148,87 @@ say "wire_bytes_per_sample"
 "$BIN/lasect-loadgen" --wire-report 360 --shape agent >"$OUT/wire.json"
 "$BIN/lasect-loadgen" --wire-report 360 --shape database >"$OUT/wire-database.json"
 
-# 2. Throughput: a backlog from many agents, then the same rows by \copy.
-say "ingest_rows_per_s: $TPUT_AGENTS agents x $TPUT_BATCHES batches"
+# 2. Throughput: a backlog from many agents, then the same rows by \copy,
+#    in TPUT_ROUNDS alternating rounds; the figures are the medians. Both
+#    sides start each round from the same state (a CHECKPOINT, and a VACUUM
+#    ANALYZE so that autovacuum of the previous round's rows does not land
+#    in one side's measurement): one run of each on a shared 2-core machine
+#    varied by ±25 %.
 # At most 64 pushes in flight, under ingest's default admission bound (256),
 # so this measures writing rather than refusals and retries.
 # CPU is accounted per side so the loadgen's own share (it runs on the
 # same 2 cores) is visible next to the figure.
-INGEST_CPU0=$(cpu_secs "$INGEST_PID"); BUSY0=$(machine_busy_secs); STORE_CPU0=$(store_cpu_secs)
-TIMEFORMAT='%U %S'
-{ time loadgen tput --agent-prefix tput --agents "$TPUT_AGENTS" --batches-per-agent "$TPUT_BATCHES" \
-    --window 4 --concurrency 64 --shape "$TPUT_SHAPE" 2>/dev/null; } 2>"$WORK/loadgen-time"
-INGEST_CPU=$(awk "BEGIN { print $(cpu_secs "$INGEST_PID") - $INGEST_CPU0 }")
-BUSY=$(awk "BEGIN { print $(machine_busy_secs) - $BUSY0 }")
-STORE_CPU=$(awk "BEGIN { print $(store_cpu_secs) - $STORE_CPU0 }")
-LOADGEN_CPU=$(awk '{ print $1 + $2 }' "$WORK/loadgen-time")
-# Every metric table the run wrote to, keyed by instance or by agent.
 TABLES=$(psql_store -c "SELECT f.table_name || ' ' || CASE WHEN EXISTS (
     SELECT 1 FROM information_schema.columns c
     WHERE c.table_name = f.table_name AND c.column_name = 'instance_id') THEN 'instance' ELSE 'agent' END
     FROM metric_families f ORDER BY 1")
-COPY_SQL="$WORK/copy.sql"
-: >"$COPY_SQL"
-while read -r table key; do
-    if [ "$key" = instance ]; then
-        sel="SELECT t.* FROM $table t JOIN instances i ON i.id = t.instance_id WHERE i.agent_id LIKE 'tput-%'"
-    else
-        sel="SELECT * FROM $table WHERE agent_id LIKE 'tput-%'"
-    fi
-    psql_store -c "\\copy ($sel) TO '$WORK/$table.csv' CSV"
-    [ -s "$WORK/$table.csv" ] && echo "\\copy $table FROM '$WORK/$table.csv' CSV" >>"$COPY_SQL"
-done <<<"$TABLES"
-COPY_ROWS=$(cat "$WORK"/metric_*.csv | wc -l)
-psql_store -c "CHECKPOINT" >/dev/null
-T0=$(date +%s.%N); COPY_STORE_CPU0=$(store_cpu_secs)
-psql_store -f "$COPY_SQL"
-T1=$(date +%s.%N)
-# psql's backend has exited: its CPU counts once the postmaster reaped it.
-sleep 1
-COPY_STORE_CPU=$(awk "BEGIN { print $(store_cpu_secs) - $COPY_STORE_CPU0 }")
-COPY_SECS=$(awk "BEGIN { print $T1 - $T0 }")
+settle() { psql_store -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null; }
+ROUNDS="[]"
+for round in $(seq 1 "$TPUT_ROUNDS"); do
+    say "ingest_rows_per_s round $round/$TPUT_ROUNDS: $TPUT_AGENTS agents x $TPUT_BATCHES batches, then \\copy"
+    prefix="tput$round"
+    settle
+    INGEST_CPU0=$(cpu_secs "$INGEST_PID"); BUSY0=$(machine_busy_secs); STORE_CPU0=$(store_cpu_secs)
+    TIMEFORMAT='%U %S'
+    { time loadgen "tput-$round" --agent-prefix "$prefix" --agents "$TPUT_AGENTS" --batches-per-agent "$TPUT_BATCHES" \
+        --window 4 --concurrency 64 --shape "$TPUT_SHAPE" 2>/dev/null; } 2>"$WORK/loadgen-time"
+    INGEST_CPU=$(awk "BEGIN { print $(cpu_secs "$INGEST_PID") - $INGEST_CPU0 }")
+    BUSY=$(awk "BEGIN { print $(machine_busy_secs) - $BUSY0 }")
+    STORE_CPU=$(awk "BEGIN { print $(store_cpu_secs) - $STORE_CPU0 }")
+    LOADGEN_CPU=$(awk '{ print $1 + $2 }' "$WORK/loadgen-time")
+    # Every metric table the round wrote to, keyed by instance or by agent.
+    COPY_SQL="$WORK/copy.sql"
+    : >"$COPY_SQL"
+    rm -f "$WORK"/metric_*.csv
+    while read -r table key; do
+        if [ "$key" = instance ]; then
+            sel="SELECT t.* FROM $table t JOIN instances i ON i.id = t.instance_id WHERE i.agent_id LIKE '$prefix-%'"
+        else
+            sel="SELECT * FROM $table WHERE agent_id LIKE '$prefix-%'"
+        fi
+        psql_store -c "\\copy ($sel) TO '$WORK/$table.csv' CSV"
+        [ -s "$WORK/$table.csv" ] && echo "\\copy $table FROM '$WORK/$table.csv' CSV" >>"$COPY_SQL"
+    done <<<"$TABLES"
+    COPY_ROWS=$(cat "$WORK"/metric_*.csv | wc -l)
+    settle
+    T0=$(date +%s.%N); COPY_STORE_CPU0=$(store_cpu_secs)
+    psql_store -f "$COPY_SQL"
+    T1=$(date +%s.%N)
+    # psql's backend has exited: its CPU counts once the postmaster reaped it.
+    sleep 1
+    COPY_STORE_CPU=$(awk "BEGIN { print $(store_cpu_secs) - $COPY_STORE_CPU0 }")
+    COPY_SECS=$(awk "BEGIN { print $T1 - $T0 }")
+    ROUNDS=$(jq -c --slurpfile t "$OUT/tput-$round.json" \
+        --argjson copy_rows "$COPY_ROWS" --argjson copy_secs "$COPY_SECS" \
+        --argjson ingest_cpu "$INGEST_CPU" --argjson loadgen_cpu "$LOADGEN_CPU" --argjson busy "$BUSY" \
+        --argjson store_cpu "$STORE_CPU" --argjson copy_store_cpu "$COPY_STORE_CPU" '
+        def r: (. * 1000 | round) / 1000;
+        ($t[0]) as $t | . + [{
+          rows_per_s: ($t.rows_per_s | r), copy_rows_per_s: ($copy_rows / $copy_secs | r),
+          ratio: ($t.rows_per_s / ($copy_rows / $copy_secs) | r),
+          shape: $t.shape, rows: $t.rows, rows_per_batch: ($t.rows_per_batch | r), agents: $t.agents,
+          elapsed_s: ($t.elapsed_s | r), push_p99_ms: $t.latency_ms.p99,
+          retries: $t.failed_total, copy_rows: $copy_rows, copy_s: ($copy_secs | r),
+          ingest_cpu_s: ($ingest_cpu | r), loadgen_cpu_s: ($loadgen_cpu | r),
+          loadgen_push_cpu_s: ($t.push_cpu_s // null | if . then r else . end), machine_busy_s: ($busy | r),
+          store_cpu_s: ($store_cpu | r), copy_store_cpu_s: ($copy_store_cpu | r)}]' <<<"$ROUNDS")
+    jq -c '.[-1] | {rows_per_s, copy_rows_per_s, ratio}' <<<"$ROUNDS" >&2
+done
+echo "$ROUNDS" >"$OUT/tput-rounds.json"
 
 # The two figures every mode reports.
 jq -n --slurpfile wire "$OUT/wire.json" --slurpfile wiredb "$OUT/wire-database.json" \
-  --slurpfile tput "$OUT/tput.json" \
-  --argjson copy_rows "$COPY_ROWS" --argjson copy_secs "$COPY_SECS" \
-  --argjson ingest_cpu "$INGEST_CPU" --argjson loadgen_cpu "$LOADGEN_CPU" --argjson busy "$BUSY" \
-  --argjson store_cpu "$STORE_CPU" --argjson copy_store_cpu "$COPY_STORE_CPU" '
+  --slurpfile rounds "$OUT/tput-rounds.json" '
   def r: (. * 1000 | round) / 1000;
-  ($wire[0]) as $w | ($wiredb[0]) as $d | ($tput[0]) as $t | ($copy_rows / $copy_secs) as $copy_rate |
+  def median: sort | .[(length - 1) / 2 | floor];
+  ($wire[0]) as $w | ($wiredb[0]) as $d | ($rounds[0]) as $rs |
+  ($rs | map(.rows_per_s) | median) as $ours | ($rs | map(.copy_rows_per_s) | median) as $copy |
   [
-    {name: "ingest_rows_per_s", unit: "rows/s", lasect: ($t.rows_per_s | r),
-     reference: ($copy_rate | r), reference_name: "psql \\copy of the same rows (CSV) into the same store",
-     ratio: ($t.rows_per_s / $copy_rate | r), better: "higher", target_ratio: 0.8,
-     shape: $t.shape, rows: $t.rows, rows_per_batch: ($t.rows_per_batch | r), agents: $t.agents,
-     elapsed_s: ($t.elapsed_s | r), push_p99_ms: $t.latency_ms.p99,
-     retries: $t.failed_total, copy_rows: $copy_rows, copy_s: ($copy_secs | r),
-     ingest_cpu_s: ($ingest_cpu | r), loadgen_cpu_s: ($loadgen_cpu | r),
-     loadgen_push_cpu_s: ($t.push_cpu_s // null | if . then r else . end), machine_busy_s: ($busy | r),
-     store_cpu_s: ($store_cpu | r), copy_store_cpu_s: ($copy_store_cpu | r)},
+    {name: "ingest_rows_per_s", unit: "rows/s", lasect: $ours,
+     reference: $copy, reference_name: "psql \\copy of the same rows (CSV) into the same store",
+     ratio: ($ours / $copy | r), better: "higher", target_ratio: 0.8,
+     method: "median of each side over alternating rounds",
+     round_ratios: ($rs | map(.ratio)), rounds: $rs},
     {name: "wire_bytes_per_sample", unit: "bytes/sample", lasect: ($w.wire_bytes_per_sample | r),
      reference: ($w.json_gzip_bytes_per_sample | r), reference_name: "JSON + gzip of the same samples",
      ratio: ($w.wire_bytes_per_sample / $w.json_gzip_bytes_per_sample | r), better: "lower",

@@ -56,7 +56,7 @@ use crate::rate_limit::AgentRateLimiter;
 use crate::reports::AgentReports;
 use crate::revocation::Revocations;
 use crate::server::{Access, IngestService};
-use crate::writer::Writers;
+use crate::writer::{Sightings, Writers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -127,16 +127,20 @@ pub async fn run(
         .await
         .map_err(IngestError::Revocations)?;
     let reports = AgentReports::default();
+    let sightings = Sightings::default();
     let refresh = revocation::spawn_refresh(
         pool.clone(),
         revocations.clone(),
         reports.clone(),
+        sightings.clone(),
         Duration::from_secs(config.agents.refresh_interval_secs),
     );
     let enroller = Arc::new(Enroller::new(signing_ca, pool.clone(), revocations.clone()));
     if config.enrollment.is_some() {
         tracing::info!("enrollment is enabled");
     }
+    // What is still pending when the server stops is written once more.
+    let last_flush = (pool.clone(), reports.clone(), sightings.clone());
     let partitions = PartitionCache::default();
     let maintenance = store::spawn_maintenance(
         pool.clone(),
@@ -192,6 +196,7 @@ pub async fn run(
     let writers = Writers::spawn(
         pool,
         partitions,
+        sightings,
         metrics.clone(),
         config.store.pool_size.min(WRITER_TASKS),
         config.limits.max_inflight_batches,
@@ -244,6 +249,13 @@ pub async fn run(
     acceptor.abort();
     dispatcher.abort();
     refresh.abort();
+    let (pool, reports, sightings) = last_flush;
+    if let Err(error) = reports.flush(&pool).await {
+        tracing::warn!(%error, "cannot store the last agent reports");
+    }
+    if let Err(error) = sightings.flush(&pool).await {
+        tracing::warn!(%error, "cannot store the last instance sightings");
+    }
     maintenance.abort();
     forget.abort();
     if let Some(server) = metrics_server {

@@ -93,7 +93,11 @@ async fn write(pool: &Pool, reports: &HashMap<String, Report>) -> Result<(), Str
     let mut batches = Vec::with_capacity(reports.len());
     let mut bytes = Vec::with_capacity(reports.len());
     let mut seen = Vec::with_capacity(reports.len());
-    for (id, r) in reports {
+    // In id order, as the group writer upserts agents: two statements that
+    // lock the same rows in different orders deadlock under load.
+    let mut sorted: Vec<(&String, &Report)> = reports.iter().collect();
+    sorted.sort_unstable_by_key(|(id, _)| *id);
+    for (id, r) in sorted {
         ids.push(id.as_str());
         hosts.push(r.hostname.as_deref());
         versions.push(r.version.as_deref());

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::ErrorChain;
 use crate::reports::AgentReports;
+use crate::writer::Sightings;
 
 #[derive(Clone)]
 pub struct Revocations {
@@ -111,13 +112,15 @@ impl Revocations {
     }
 }
 
-/// Every `interval`: re-read the disabled agents and store what agents
-/// reported. A failure is logged and retried at the next tick; the last
-/// known set stays in force meanwhile.
+/// Every `interval`: re-read the disabled agents, store what agents
+/// reported and what their batches said about their instances. A failure is
+/// logged and retried at the next tick; the last known set stays in force
+/// meanwhile.
 pub fn spawn_refresh(
     pool: Pool,
     revocations: Revocations,
     reports: AgentReports,
+    sightings: Sightings,
     interval: Duration,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -127,7 +130,10 @@ pub fn spawn_refresh(
         loop {
             ticks.tick().await;
             let result = match revocations.load(&pool).await {
-                Ok(()) => reports.flush(&pool).await,
+                Ok(()) => match reports.flush(&pool).await {
+                    Ok(()) => sightings.flush(&pool).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match result {

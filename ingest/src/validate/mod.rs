@@ -162,6 +162,11 @@ impl Batch {
         Ok(builder.batch)
     }
 
+    /// Metric rows of the batch, over all its tables.
+    pub fn rows(&self) -> usize {
+        self.tables.iter().map(|t| t.rows.len()).sum()
+    }
+
     /// The UTC days the metric rows of this batch fall on.
     pub fn days(&self) -> BTreeSet<NaiveDate> {
         self.tables

@@ -9,9 +9,10 @@
 //!    resent batch a no-op, and a batch whose record is not returned is a
 //!    duplicate whose rows are not written. The same `(agent, seq)` twice
 //!    in one group is settled in Rust first (the later one is a duplicate);
-//! 2. the agents, then the instances of the stored batches, one upsert each
-//!    (keys de-duplicated and sorted, so one statement never touches a row
-//!    twice and concurrent groups lock rows in the same order);
+//! 2. the rows of agents and instances this process has not seen before,
+//!    inserted if missing; rows that exist are never updated here, which
+//!    would serialize concurrent groups on their row locks (see `known`:
+//!    `last_seen` and instance facts are written apart, every few seconds);
 //! 3. the metric rows of all stored batches by binary COPY (one pre-encoded
 //!    buffer per table, see `copy`) and the statement texts.
 //!
@@ -22,6 +23,7 @@
 
 mod copy;
 mod group;
+mod known;
 pub mod notify;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -33,9 +35,10 @@ use tokio_postgres::error::SqlState;
 
 use crate::identity::AgentId;
 use crate::partitions::PartitionCache;
-use crate::validate::{Batch, InstanceFacts, Seq, Timed};
+use crate::validate::{Batch, Seq};
 
 pub use group::Writers;
+pub use known::{Known, Sightings};
 
 /// What happened to a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,9 +130,11 @@ pub struct Pending {
 pub async fn write_group(
     pool: &Pool,
     partitions: &PartitionCache,
+    known: &Known,
+    sightings: &Sightings,
     group: &[Pending],
 ) -> Result<Vec<Outcome>, StoreError> {
-    let result = write(pool, partitions, group).await;
+    let result = write(pool, partitions, known, sightings, group).await;
     if let Err(e) = &result
         && e.is_missing_partition()
     {
@@ -141,6 +146,8 @@ pub async fn write_group(
 async fn write(
     pool: &Pool,
     partitions: &PartitionCache,
+    known: &Known,
+    sightings: &Sightings,
     group: &[Pending],
 ) -> Result<Vec<Outcome>, StoreError> {
     let mut client = pool.get().await?;
@@ -175,22 +182,7 @@ async fn write(
         return Ok(outcomes);
     }
 
-    let mut agents: Vec<&str> = stored.iter().map(|&i| group[i].agent.as_str()).collect();
-    agents.sort_unstable();
-    agents.dedup();
-    let action = "upserting agents";
-    let statement = prepare(
-        &tx,
-        action,
-        "INSERT INTO agents (id) SELECT * FROM unnest($1::text[])
-         ON CONFLICT (id) DO UPDATE SET last_seen = now()",
-    )
-    .await?;
-    tx.execute(&statement, &[&agents])
-        .await
-        .map_err(query(action))?;
-
-    let ids = upsert_instances(&tx, group, &stored).await?;
+    let (ids, learned) = known::ensure_rows(&tx, known, group, &stored).await?;
     let mut parts = Vec::with_capacity(stored.len());
     for &i in &stored {
         let p = &group[i];
@@ -217,6 +209,8 @@ async fn write(
     copy::statement_texts(&tx, &parts).await?;
     notify::new_samples(&tx, &parts).await?;
     tx.commit().await.map_err(query("committing the group"))?;
+    known.learn(&learned);
+    sightings.record(group, &stored, &ids);
     Ok(outcomes)
 }
 
@@ -253,102 +247,4 @@ async fn record_batches(
         recorded.entry(row.get(0)).or_default().insert(row.get(1));
     }
     Ok(recorded)
-}
-
-/// One instance as the group saw it: the newest facts and sample time over
-/// all its stored batches.
-struct SeenInGroup<'a> {
-    facts: Option<&'a Timed<InstanceFacts>>,
-    last_seen: chrono::DateTime<chrono::Utc>,
-}
-
-/// Creates or refreshes every instance of the stored batches; returns their
-/// ids by agent, then name.
-async fn upsert_instances<'a>(
-    tx: &Transaction<'_>,
-    group: &'a [Pending],
-    stored: &[usize],
-) -> Result<HashMap<String, HashMap<String, i64>>, StoreError> {
-    // One row per key: ON CONFLICT DO UPDATE refuses to touch a row twice
-    // in one statement. Sorted, so concurrent groups lock in one order.
-    let mut seen: BTreeMap<(&'a str, &'a str), SeenInGroup<'a>> = BTreeMap::new();
-    for &i in stored {
-        let p = &group[i];
-        for instance in &p.batch.instances {
-            let key = (p.agent.as_str(), instance.name.as_str());
-            let facts = instance.facts.as_ref();
-            match seen.get_mut(&key) {
-                Some(s) => {
-                    s.last_seen = s.last_seen.max(instance.last_sample);
-                    if let Some(f) = facts
-                        && s.facts.is_none_or(|known| known.time < f.time)
-                    {
-                        s.facts = Some(f);
-                    }
-                }
-                None => {
-                    seen.insert(
-                        key,
-                        SeenInGroup {
-                            facts,
-                            last_seen: instance.last_sample,
-                        },
-                    );
-                }
-            }
-        }
-    }
-    if seen.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let agents: Vec<&str> = seen.keys().map(|(a, _)| *a).collect();
-    let names: Vec<&str> = seen.keys().map(|(_, n)| *n).collect();
-    let facts = seen.values().map(|s| s.facts.map(|f| &f.value));
-    let version_nums: Vec<Option<i32>> = facts
-        .clone()
-        .map(|f| f.map(|f| f.server_version_num))
-        .collect();
-    let versions: Vec<Option<&str>> = facts
-        .clone()
-        .map(|f| f.map(|f| f.version.as_str()))
-        .collect();
-    let in_recovery: Vec<Option<bool>> = facts.map(|f| f.map(|f| f.in_recovery)).collect();
-    let last_seen: Vec<_> = seen.values().map(|s| s.last_seen).collect();
-    // A batch without InstanceInfo for an instance keeps its known facts;
-    // an old batch resent late never moves last_seen backwards.
-    let action = "upserting instances";
-    let statement = prepare(
-        tx,
-        action,
-        "INSERT INTO instances (agent_id, name, server_version_num, version, in_recovery, last_seen)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::bool[], $6::timestamptz[])
-             ON CONFLICT (agent_id, name) DO UPDATE SET
-                 server_version_num = coalesce(EXCLUDED.server_version_num, instances.server_version_num),
-                 version = coalesce(EXCLUDED.version, instances.version),
-                 in_recovery = coalesce(EXCLUDED.in_recovery, instances.in_recovery),
-                 last_seen = greatest(instances.last_seen, EXCLUDED.last_seen)
-             RETURNING agent_id, name, id",
-    )
-    .await?;
-    let rows = tx
-        .query(
-            &statement,
-            &[
-                &agents,
-                &names,
-                &version_nums,
-                &versions,
-                &in_recovery,
-                &last_seen,
-            ],
-        )
-        .await
-        .map_err(query(action))?;
-    let mut ids: HashMap<String, HashMap<String, i64>> = HashMap::new();
-    for row in rows {
-        ids.entry(row.get(0))
-            .or_default()
-            .insert(row.get(1), row.get(2));
-    }
-    Ok(ids)
 }

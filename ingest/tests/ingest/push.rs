@@ -202,3 +202,76 @@ async fn samples_days_in_the_past_get_partitions_on_demand() {
     // 4 rows, minus the 2 of the dropped day, plus the retried one.
     assert_eq!(ingest.counts().await.host_cpu, 3);
 }
+
+/// Groups never update existing `agents`/`instances` rows for what every
+/// batch changes (`writer::known`): a facts change (a promotion) is written
+/// by the batch that carries it, `last_seen` by the refresh a moment later,
+/// and a batch resent late never moves it backwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_facts_change_at_once_and_last_seen_follows() {
+    let ingest =
+        Ingest::start_configured("", |_| "[agents]\nrefresh_interval_secs = 1\n".into()).await;
+    let mut client = ingest.agent().await;
+    let store = ingest.store().await;
+    let read = || async {
+        let row = store
+            .query_one(
+                "SELECT in_recovery, (extract(epoch FROM last_seen) * 1e6)::int8 FROM instances",
+                &[],
+            )
+            .await
+            .expect("read instance");
+        (row.get::<_, Option<bool>>(0), row.get::<_, i64>(1))
+    };
+
+    let t1 = now_micros() - 60_000_000;
+    let first = vec![
+        samples::instance_info("main", t1),
+        samples::database("main", t1, &["app"]),
+    ];
+    push(&mut client, request(1, first))
+        .await
+        .expect("first push");
+    assert_eq!(
+        read().await,
+        (Some(false), t1),
+        "a new instance comes with its facts"
+    );
+
+    let t2 = t1 + 10_000_000;
+    let mut promoted = samples::instance_info("main", t2);
+    if let Some(lasect_proto::v1::sample::Family::InstanceInfo(info)) = &mut promoted.family {
+        info.in_recovery = true;
+    }
+    push(
+        &mut client,
+        request(2, vec![promoted, samples::database("main", t2, &["app"])]),
+    )
+    .await
+    .expect("second push");
+    assert_eq!(
+        read().await.0,
+        Some(true),
+        "the change is stored with its batch"
+    );
+
+    // An older batch, resent late, arrives after the newer one.
+    let late = t1 + 5_000_000;
+    push(
+        &mut client,
+        request(3, vec![samples::database("main", late, &["app"])]),
+    )
+    .await
+    .expect("late push");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while read().await.1 != t2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "last_seen is {:?}, expected {t2}",
+            read().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(read().await, (Some(true), t2), "last_seen never moves back");
+}
