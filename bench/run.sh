@@ -9,6 +9,7 @@
 #                           the same samples (lower is better)
 #   ingest_rows_per_s       loadgen backlog through mTLS gRPC + ingest into the store,
 #                           vs psql \copy of the same rows (CSV) into the same tables
+#                           (medians of 3 alternating rounds, LASECT_BENCH_TPUT_ROUNDS)
 #   replay_rows_per_s       one agent draining one hour of 10 s batches, vs the real-time rate
 #   fleet_agents_p99_250ms  most agents at a 10 s interval served with push p99 < 250 ms
 #   agent_rss_mib, agent_cpu_ms_per_cycle, statement_cycle_ms   bench/agent.sh
