@@ -31,7 +31,7 @@ FLEET_SECS=${LASECT_BENCH_FLEET_SECS:-50}
 # warm-up are reported beside the figure (`warmup_failed`).
 FLEET_WARMUP=${LASECT_BENCH_FLEET_WARMUP:-20}
 TPUT_AGENTS=${LASECT_BENCH_TPUT_AGENTS:-100}
-TPUT_BATCHES=${LASECT_BENCH_TPUT_BATCHES:-60}
+TPUT_BATCHES=${LASECT_BENCH_TPUT_BATCHES:-100}
 TPUT_ROUNDS=${LASECT_BENCH_TPUT_ROUNDS:-3}
 # Batches as the real agent sends them (`agent`) or only database + host (`database`).
 TPUT_SHAPE=${LASECT_BENCH_TPUT_SHAPE:-agent}
