@@ -7,23 +7,23 @@
 //! the other: the second waited in its upsert for the first's commit. On
 //! `make bench` that wait was 40 % of a group's time.
 //!
-//! So a group only writes these rows when something about them is new to
-//! this process:
+//! So a group never updates a row for what every batch changes:
 //!
-//! - [`Known`] remembers the agents, and the id and last written facts
-//!   (version, recovery) of the instances that exist in the store (rows are
-//!   never deleted: a removed instance keeps its row and id). A group
-//!   inserts what is missing with `ON CONFLICT DO NOTHING`, which takes no
-//!   lock on an existing row, and updates an instance's facts only when they
-//!   changed (an upgrade, a promotion; and once per instance after a
-//!   restart). It records what it wrote here only after its commit.
+//! - Agents and instances are inserted with `ON CONFLICT DO NOTHING`, which
+//!   on an existing row is a read (no lock, no WAL), and instance ids are
+//!   read from the store every group, so a store restored or re-created
+//!   under a running ingest gets its rows back and no stale id is used.
+//! - [`Known`] remembers the facts (version, recovery) this process last
+//!   wrote to each instance row; a group updates them only when they
+//!   changed (a new row, an upgrade, a promotion; once per instance after
+//!   a restart), and records what it wrote only after its commit.
 //! - `last_seen` changes with every batch, so it goes to [`Sightings`]:
 //!   kept in memory, newest per instance, and written in one short
 //!   statement per refresh interval (`[agents] refresh_interval_secs`),
 //!   beside the agents' own reports (`crate::reports`), which keep
 //!   `agents.last_seen`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
@@ -47,7 +47,6 @@ struct KnownInstance {
 /// What a group wrote that [`Known::learn`] records after the commit.
 #[derive(Default)]
 pub(super) struct Learned<'a> {
-    agents: Vec<&'a str>,
     /// By agent and name: the id and the facts the row now holds.
     instances: Vec<(&'a str, &'a str, i64, Option<&'a InstanceFacts>)>,
 }
@@ -60,7 +59,6 @@ pub struct Known {
 
 #[derive(Default)]
 struct KnownInner {
-    agents: HashSet<String>,
     instances: HashMap<String, HashMap<String, KnownInstance>>,
 }
 
@@ -72,9 +70,6 @@ impl Known {
     /// Records what a committed group wrote.
     pub(super) fn learn(&self, learned: &Learned<'_>) {
         let mut inner = self.lock();
-        inner
-            .agents
-            .extend(learned.agents.iter().map(|a| (*a).to_owned()));
         for (agent, name, id, facts) in &learned.instances {
             let by_name = inner.instances.entry((*agent).to_owned()).or_default();
             let known = by_name
@@ -117,64 +112,55 @@ pub(super) async fn ensure_rows<'a>(
         }
     }
     let mut learned = Learned::default();
-    let mut ids = InstanceIds::new();
-    let mut missing = BTreeMap::new();
-    // (id, facts) of known instances whose facts changed, by id.
+    // Every group, not once per process: a store restored or re-created
+    // under a running ingest must get its rows back. On a row that exists,
+    // DO NOTHING is a read (no lock, no WAL).
+    let mut agents: Vec<&str> = stored.iter().map(|&i| group[i].agent.as_str()).collect();
+    agents.sort_unstable();
+    agents.dedup();
+    let action = "registering agents";
+    let statement = prepare(
+        tx,
+        action,
+        "INSERT INTO agents (id) SELECT * FROM unnest($1::text[]) ON CONFLICT (id) DO NOTHING",
+    )
+    .await?;
+    tx.execute(&statement, &[&agents])
+        .await
+        .map_err(query(action))?;
+    // Ids come from the store every time (a read: no lock, no WAL), never
+    // from memory alone, so a store restored or re-created under a running
+    // ingest cannot get rows under a stale id.
+    let keys: Vec<(&str, &str)> = newest.keys().copied().collect();
+    let mut ids = lookup_ids(tx, &keys).await?;
+    let missing: BTreeMap<(&str, &str), Option<&Timed<InstanceFacts>>> = newest
+        .iter()
+        .filter(|((agent, name), _)| !ids.get(*agent).is_some_and(|m| m.contains_key(*name)))
+        .map(|(k, f)| (*k, *f))
+        .collect();
+    if !missing.is_empty() {
+        insert_instances(tx, group, stored, &missing, &mut ids).await?;
+    }
+    // Facts are written when they differ from what this process last wrote
+    // to the same row (a new row, an upgrade, a promotion; once per instance
+    // after a restart).
     let mut changed: BTreeMap<i64, &InstanceFacts> = BTreeMap::new();
     {
         let inner = known.lock();
-        learned.agents = stored
-            .iter()
-            .map(|&i| group[i].agent.as_str())
-            .filter(|a| !inner.agents.contains(*a))
-            .collect();
         for (&(agent, name), facts) in &newest {
-            match inner.instances.get(agent).and_then(|m| m.get(name)) {
-                Some(row) => {
-                    ids.entry(agent.to_owned())
-                        .or_default()
-                        .insert(name.to_owned(), row.id);
-                    if let Some(f) = facts
-                        && row.facts.as_ref() != Some(&f.value)
-                    {
-                        changed.insert(row.id, &f.value);
-                        learned
-                            .instances
-                            .push((agent, name, row.id, Some(&f.value)));
-                    }
-                }
-                None => {
-                    missing.insert((agent, name), *facts);
-                }
-            }
-        }
-    }
-    learned.agents.sort_unstable();
-    learned.agents.dedup();
-    if !learned.agents.is_empty() {
-        let action = "registering agents";
-        let statement = prepare(
-            tx,
-            action,
-            "INSERT INTO agents (id) SELECT * FROM unnest($1::text[]) ON CONFLICT (id) DO NOTHING",
-        )
-        .await?;
-        tx.execute(&statement, &[&learned.agents])
-            .await
-            .map_err(query(action))?;
-    }
-    if !missing.is_empty() {
-        insert_instances(tx, group, stored, &missing, &mut ids).await?;
-        for (&(agent, name), facts) in &missing {
-            if let Some(&id) = ids.get(agent).and_then(|m| m.get(name)) {
-                if let Some(f) = facts {
-                    // The row may predate this process: make it hold the
-                    // group's facts too.
-                    changed.insert(id, &f.value);
-                }
-                learned
-                    .instances
-                    .push((agent, name, id, facts.map(|f| &f.value)));
+            let Some(&id) = ids.get(agent).and_then(|m| m.get(name)) else {
+                continue;
+            };
+            let Some(f) = facts else { continue };
+            let written = inner
+                .instances
+                .get(agent)
+                .and_then(|m| m.get(name))
+                .filter(|row| row.id == id)
+                .and_then(|row| row.facts.as_ref());
+            if written != Some(&f.value) {
+                changed.insert(id, &f.value);
+                learned.instances.push((agent, name, id, Some(&f.value)));
             }
         }
     }
@@ -212,7 +198,7 @@ async fn update_facts(
 }
 
 /// Inserts the instances of `missing` that have no row yet (with the facts
-/// and newest sample time of the group) and looks up every id.
+/// and newest sample time of the group) and adds their ids to `ids`.
 async fn insert_instances(
     tx: &Transaction<'_>,
     group: &[Pending],
@@ -269,6 +255,24 @@ async fn insert_instances(
     )
     .await
     .map_err(query(action))?;
+    let keys: Vec<(&str, &str)> = missing.keys().copied().collect();
+    for (agent, by_name) in lookup_ids(tx, &keys).await? {
+        ids.entry(agent).or_default().extend(by_name);
+    }
+    Ok(())
+}
+
+/// The ids of the instances `keys` (agent, name) that have rows.
+async fn lookup_ids(
+    tx: &Transaction<'_>,
+    keys: &[(&str, &str)],
+) -> Result<InstanceIds, StoreError> {
+    let mut ids = InstanceIds::new();
+    if keys.is_empty() {
+        return Ok(ids);
+    }
+    let agents: Vec<&str> = keys.iter().map(|(a, _)| *a).collect();
+    let names: Vec<&str> = keys.iter().map(|(_, n)| *n).collect();
     let action = "looking up instance ids";
     let statement = prepare(
         tx,
@@ -287,7 +291,7 @@ async fn insert_instances(
             .or_default()
             .insert(row.get(1), row.get(2));
     }
-    Ok(())
+    Ok(ids)
 }
 
 /// The newest sample time of each instance seen, waiting to be written to

@@ -275,3 +275,37 @@ async fn instance_facts_change_at_once_and_last_seen_follows() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(read().await, (Some(true), t2), "last_seen never moves back");
 }
+
+/// Agent and instance rows removed under a running ingest (a store restored
+/// from an older backup, a DBA's cleanup) come back with the next batch,
+/// whose rows point at the instance's new id: ingest never trusts an id it
+/// only remembers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_removed_under_a_running_ingest_come_back() {
+    let ingest = Ingest::start().await;
+    let mut client = ingest.agent().await;
+    let store = ingest.store().await;
+    push(&mut client, request(1, samples::one_of_each()))
+        .await
+        .expect("first push");
+    store
+        .batch_execute("TRUNCATE instances, agents CASCADE")
+        .await
+        .expect("remove the rows");
+    push(&mut client, request(2, samples::one_of_each()))
+        .await
+        .expect("push after the rows went");
+    let row = store
+        .query_one(
+            "SELECT (SELECT count(*) FROM agents),
+                    (SELECT count(*) FROM metric_database m
+                       JOIN instances i ON i.id = m.instance_id
+                      WHERE i.agent_id = 'agent-1' AND i.name = 'main')",
+            &[],
+        )
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 1, "the agent is registered again");
+    // Batch 2's two database rows hang off the new instance row.
+    assert_eq!(row.get::<_, i64>(1), 2);
+}
