@@ -4,7 +4,9 @@
 //!
 //! - the agent killed with SIGKILL again and again, then restarted;
 //! - ingest killed with SIGKILL and restarted while the agent pushes;
-//! - no batch seq can be reserved (lost batches are counted, not hidden).
+//! - no batch seq can be reserved (lost batches are counted, not hidden);
+//! - the spool at its size limit while ingest is down (the oldest batches
+//!   dropped and counted, nothing else lost).
 //!
 //! Each ends by checking that every batch the agent spooled (it logs each
 //! spooled seq at debug level) is stored, that no sample is stored twice,
@@ -361,4 +363,110 @@ async fn scrape_when_up(port: u16) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     scrape(port)
+}
+
+/// The spool at its size limit (64 KiB, the smallest allowed) while ingest
+/// is unreachable: the oldest metrics batches are dropped and counted, and
+/// once ingest is up every batch that was not dropped is stored exactly
+/// once. The dropped ones are the oldest: every stored seq is above every
+/// dropped one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_drops_the_oldest_batches_counts_them_and_loses_nothing_else() {
+    let stack = Stack::new(AGENT_ID).await;
+    let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
+    let metrics_port = free_port();
+    stack.agent_config(
+        stack.ingest_port,
+        &format!(
+            "[collect]\ninterval_secs = 1\n\
+             [sender]\nwindow = 4\n\
+             [spool]\nfsync = \"every_batch\"\nmax_bytes = 65536\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [[collect.custom]]\nname = \"filler\"\ninterval_secs = 1\n\
+             sql = \"SELECT g AS k, random() AS v FROM generate_series(1, 300) g\"\n\
+             labels = [\"k\"]\nvalues = [\"v\"]\n\
+             [[instances]]\nname = \"monitored\"\ndsn = \"{}\"\n",
+            monitored.dsn("postgres"),
+        ),
+    );
+    let store = stack
+        .store_pg
+        .connect("lasect")
+        .await
+        .expect("connect store");
+    // Ingest is down from the start: everything stays in the spool, which
+    // 300 random custom values per second (a few kB a batch) fill quickly.
+    let mut agent = stack.start_agent(&[("LASECT_LOG", "info,lasect_agent::run=debug")]);
+    let start = Instant::now();
+    loop {
+        let text = scrape_when_up(metrics_port).await;
+        if metric(&text, "lasect_agent_dropped_batches_total") >= 3.0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "the spool never filled:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let text = scrape(metrics_port);
+    assert!(
+        metric(&text, "lasect_agent_spool_bytes") <= 65536.0,
+        "{text}"
+    );
+
+    let _ingest = stack.start_ingest("");
+    // Drained: nothing left to send.
+    let start = Instant::now();
+    let text = loop {
+        let text = scrape(metrics_port);
+        if metric(&text, "lasect_agent_spool_batches") == 0.0 {
+            break text;
+        }
+        assert!(start.elapsed() < BOUND, "the spool never drained:\n{text}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let dropped = metric(&text, "lasect_agent_dropped_batches_total") as usize;
+    agent.terminate(Duration::from_secs(10));
+    let spooled = spooled(&agent);
+    let stored = stored_seqs(&store).await;
+    assert!(
+        stored.is_subset(&spooled),
+        "stored seqs the agent never spooled"
+    );
+    // Batches spooled after the drained scrape may still have been in
+    // flight when the agent stopped: newer than anything stored, and left
+    // in its spool for the next start, not lost.
+    let newest_stored = stored.last().copied().unwrap_or(0);
+    let lost: BTreeSet<u64> = spooled
+        .difference(&stored)
+        .copied()
+        .filter(|seq| *seq < newest_stored)
+        .collect();
+    assert_eq!(
+        lost.len(),
+        dropped,
+        "every batch not stored is counted as dropped"
+    );
+    let (Some(newest_lost), Some(oldest_stored)) = (lost.last(), stored.first()) else {
+        panic!("expected both dropped and stored batches: {lost:?} {stored:?}");
+    };
+    assert!(
+        newest_lost < oldest_stored,
+        "the oldest batches go first: dropped {lost:?}, stored from {oldest_stored}"
+    );
+    // And nothing stored twice.
+    let dups = store
+        .query(
+            "SELECT time::text, count(*) FROM metric_host_cpu WHERE agent_id = $1
+             GROUP BY 1 HAVING count(*) > 1",
+            &[&AGENT_ID],
+        )
+        .await
+        .expect("duplicate query");
+    assert!(
+        dups.is_empty(),
+        "{} duplicated host_cpu samples",
+        dups.len()
+    );
 }
