@@ -11,7 +11,9 @@ use lasect_ingest::{Config, SecretString};
 
 /// A push allocates and frees many small objects (decoded messages, rows,
 /// buffers) across threads; on the ingest path glibc's malloc/free took
-/// about a fifth of the CPU in a profile under `make bench`.
+/// about a fifth of the CPU in a profile under `make bench`. Built with
+/// `no_thp` (workspace `Cargo.toml`): with transparent huge pages, every
+/// re-fault of purged memory zeroed a 2 MiB page, 7% of the CPU.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
