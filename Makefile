@@ -30,7 +30,7 @@ bench:
 	@scripts/deps.sh --bench
 	@bench/run.sh
 
-# Only ingest_rows_per_s and wire_bytes_per_sample (about a minute).
+# Only ingest_rows_per_s and wire_bytes_per_sample (about two minutes).
 bench-quick: deps
 	@LASECT_BENCH_QUICK=1 bench/run.sh
 

@@ -16,7 +16,7 @@
 # Everything runs under a temp dir that is removed at the end; logs and the
 # raw loadgen outputs are kept in target/bench/.
 # LASECT_BENCH_QUICK=1 (`make bench-quick`) measures only wire_bytes_per_sample
-# and ingest_rows_per_s (about a minute), for iterating on the ingest path.
+# and ingest_rows_per_s (about two minutes), for iterating on the ingest path.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
