@@ -132,33 +132,7 @@ async fn check_exactly_once(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    // No sample stored twice.
-    let dups = store
-        .query(
-            "SELECT time::text, instance_id, datname, count(*) FROM metric_database
-             GROUP BY 1, 2, 3 HAVING count(*) > 1",
-            &[],
-        )
-        .await
-        .expect("duplicate query");
-    assert!(
-        dups.is_empty(),
-        "{} duplicated database samples",
-        dups.len()
-    );
-    let dups = store
-        .query(
-            "SELECT time::text, count(*) FROM metric_host_cpu WHERE agent_id = $1
-             GROUP BY 1 HAVING count(*) > 1",
-            &[&AGENT_ID],
-        )
-        .await
-        .expect("duplicate query");
-    assert!(
-        dups.is_empty(),
-        "{} duplicated host_cpu samples",
-        dups.len()
-    );
+    assert_no_sample_twice(store).await;
 
     // No gap in time, except across the agent's own downtime.
     let times: Vec<SystemTime> = store
@@ -188,6 +162,33 @@ async fn check_exactly_once(
             explained,
             "gap of {step:?} after {:?} while the agent was running",
             pair[0]
+        );
+    }
+}
+
+/// No sample key (database row, host sample) is stored twice.
+async fn assert_no_sample_twice(store: &tokio_postgres::Client) {
+    for (family, sql) in [
+        (
+            "database",
+            "SELECT time::text, instance_id, datname, count(*) FROM metric_database
+             WHERE instance_id IN (SELECT id FROM instances WHERE agent_id = $1)
+             GROUP BY 1, 2, 3 HAVING count(*) > 1",
+        ),
+        (
+            "host_cpu",
+            "SELECT time::text, count(*) FROM metric_host_cpu WHERE agent_id = $1
+             GROUP BY 1 HAVING count(*) > 1",
+        ),
+    ] {
+        let dups = store
+            .query(sql, &[&AGENT_ID])
+            .await
+            .expect("duplicate query");
+        assert!(
+            dups.is_empty(),
+            "{} duplicated {family} samples",
+            dups.len()
         );
     }
 }
@@ -455,18 +456,5 @@ async fn a_full_spool_drops_the_oldest_batches_counts_them_and_loses_nothing_els
         newest_lost < oldest_stored,
         "the oldest batches go first: dropped {lost:?}, stored from {oldest_stored}"
     );
-    // And nothing stored twice.
-    let dups = store
-        .query(
-            "SELECT time::text, count(*) FROM metric_host_cpu WHERE agent_id = $1
-             GROUP BY 1 HAVING count(*) > 1",
-            &[&AGENT_ID],
-        )
-        .await
-        .expect("duplicate query");
-    assert!(
-        dups.is_empty(),
-        "{} duplicated host_cpu samples",
-        dups.len()
-    );
+    assert_no_sample_twice(&store).await;
 }
