@@ -47,11 +47,12 @@ struct KnownInstance {
 /// What a group wrote that [`Known::learn`] records after the commit.
 #[derive(Default)]
 pub(super) struct Learned<'a> {
-    /// By agent and name: the id and the facts the row now holds.
+    /// By agent and name: the id and the facts the row now holds (`None`:
+    /// none written).
     instances: Vec<(&'a str, &'a str, i64, Option<&'a InstanceFacts>)>,
 }
 
-/// Agents and instances known to have a row in the store.
+/// The facts this process last wrote to each instance row; cheap to clone.
 #[derive(Clone, Default)]
 pub struct Known {
     inner: Arc<Mutex<KnownInner>>,
@@ -79,9 +80,7 @@ impl Known {
                     facts: None,
                 });
             known.id = *id;
-            if let Some(f) = facts {
-                known.facts = Some((*f).clone());
-            }
+            known.facts = facts.map(Clone::clone);
         }
     }
 }
@@ -151,12 +150,21 @@ pub(super) async fn ensure_rows<'a>(
             let Some(&id) = ids.get(agent).and_then(|m| m.get(name)) else {
                 continue;
             };
-            let Some(f) = facts else { continue };
+            // A row this group inserted holds only what the group had: what
+            // memory says of an earlier row under the same key and id (a
+            // re-created store) no longer holds.
+            let inserted = missing.contains_key(&(agent, name));
+            let Some(f) = facts else {
+                if inserted {
+                    learned.instances.push((agent, name, id, None));
+                }
+                continue;
+            };
             let written = inner
                 .instances
                 .get(agent)
                 .and_then(|m| m.get(name))
-                .filter(|row| row.id == id)
+                .filter(|row| row.id == id && !inserted)
                 .and_then(|row| row.facts.as_ref());
             if written != Some(&f.value) {
                 changed.insert(id, &f.value);

@@ -289,23 +289,42 @@ async fn rows_removed_under_a_running_ingest_come_back() {
         .await
         .expect("first push");
     store
-        .batch_execute("TRUNCATE instances, agents CASCADE")
+        .batch_execute("TRUNCATE instances, agents RESTART IDENTITY CASCADE")
         .await
         .expect("remove the rows");
-    push(&mut client, request(2, samples::one_of_each()))
+    // First a batch without the instance's facts, then one with the same
+    // facts as before the rows went: they must be written again.
+    let now = now_micros();
+    push(
+        &mut client,
+        request(
+            2,
+            vec![samples::database("main", now, &["postgres", "app"])],
+        ),
+    )
+    .await
+    .expect("push after the rows went");
+    push(&mut client, request(3, samples::one_of_each()))
         .await
-        .expect("push after the rows went");
+        .expect("push with facts");
     let row = store
         .query_one(
             "SELECT (SELECT count(*) FROM agents),
                     (SELECT count(*) FROM metric_database m
                        JOIN instances i ON i.id = m.instance_id
-                      WHERE i.agent_id = 'agent-1' AND i.name = 'main')",
-            &[],
+                      WHERE i.agent_id = 'agent-1' AND i.name = 'main'
+                        AND m.time >= 'epoch'::timestamptz + $1::int8 * interval '1 microsecond'),
+                    (SELECT server_version_num FROM instances)",
+            &[&now],
         )
         .await
         .expect("count");
     assert_eq!(row.get::<_, i64>(0), 1, "the agent is registered again");
-    // Batch 2's two database rows hang off the new instance row.
-    assert_eq!(row.get::<_, i64>(1), 2);
+    // Batches 2 and 3's database rows hang off the new instance row.
+    assert_eq!(row.get::<_, i64>(1), 4);
+    assert_eq!(
+        row.get::<_, Option<i32>>(2),
+        Some(170_002),
+        "facts written again"
+    );
 }
