@@ -9,10 +9,11 @@
 //!    resent batch a no-op, and a batch whose record is not returned is a
 //!    duplicate whose rows are not written. The same `(agent, seq)` twice
 //!    in one group is settled in Rust first (the later one is a duplicate);
-//! 2. the rows of agents and instances this process has not seen before,
-//!    inserted if missing; rows that exist are never updated here, which
+//! 2. the agents and instances of the stored batches, inserted if missing,
+//!    and the instance ids read; rows that exist are updated only when an
+//!    instance's facts changed, never for what every batch changes, which
 //!    would serialize concurrent groups on their row locks (see `known`:
-//!    `last_seen` and instance facts are written apart, every few seconds);
+//!    `last_seen` is written apart, every few seconds);
 //! 3. the metric rows of all stored batches by binary COPY (one pre-encoded
 //!    buffer per table, see `copy`) and the statement texts.
 //!
