@@ -41,6 +41,12 @@ impl std::ops::Deref for Setup {
 
 impl Setup {
     async fn new() -> Self {
+        Self::with("", "").await
+    }
+
+    /// The agent's config gets `spool` appended to its `[spool]` table and
+    /// `tables` (whole TOML tables) before its instances.
+    async fn with(spool: &str, tables: &str) -> Self {
         let stack = Stack::new(AGENT_ID).await;
         let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
         let metrics_port = free_port();
@@ -49,8 +55,9 @@ impl Setup {
             &format!(
                 "[collect]\ninterval_secs = 1\n\
                  [sender]\nwindow = 4\n\
-                 [spool]\nfsync = \"every_batch\"\n\
+                 [spool]\nfsync = \"every_batch\"\n{spool}\
                  [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+                 {tables}\
                  [[instances]]\nname = \"monitored\"\ndsn = \"{}\"\n",
                 monitored.dsn("postgres"),
             ),
@@ -373,31 +380,23 @@ async fn scrape_when_up(port: u16) -> String {
 /// dropped one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_drops_the_oldest_batches_counts_them_and_loses_nothing_else() {
-    let stack = Stack::new(AGENT_ID).await;
-    let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
-    let metrics_port = free_port();
-    stack.agent_config(
-        stack.ingest_port,
-        &format!(
-            "[collect]\ninterval_secs = 1\n\
-             [sender]\nwindow = 4\n\
-             [spool]\nfsync = \"every_batch\"\nmax_bytes = 65536\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
-             [[collect.custom]]\nname = \"filler\"\ninterval_secs = 1\n\
-             sql = \"SELECT g AS k, random() AS v FROM generate_series(1, 300) g\"\n\
-             labels = [\"k\"]\nvalues = [\"v\"]\n\
-             [[instances]]\nname = \"monitored\"\ndsn = \"{}\"\n",
-            monitored.dsn("postgres"),
-        ),
-    );
+    // 300 random custom values per second (a few kB a batch) fill the
+    // spool quickly.
+    let setup = Setup::with(
+        "max_bytes = 65536\n",
+        "[[collect.custom]]\nname = \"filler\"\ninterval_secs = 1\n\
+         sql = \"SELECT g AS k, random() AS v FROM generate_series(1, 300) g\"\n\
+         labels = [\"k\"]\nvalues = [\"v\"]\n",
+    )
+    .await;
+    let (stack, metrics_port) = (&setup.stack, setup.metrics_port);
     let store = stack
         .store_pg
         .connect("lasect")
         .await
         .expect("connect store");
-    // Ingest is down from the start: everything stays in the spool, which
-    // 300 random custom values per second (a few kB a batch) fill quickly.
-    let mut agent = stack.start_agent(&[("LASECT_LOG", "info,lasect_agent::run=debug")]);
+    // Ingest is down from the start: everything stays in the spool.
+    let mut agent = setup.start_agent();
     let start = Instant::now();
     loop {
         let text = scrape_when_up(metrics_port).await;
