@@ -158,7 +158,7 @@ impl Ingest for IngestService {
 
         let (seq, batch) = self.decode(&agent, request)?;
         let started = Instant::now();
-        let rows = batch.tables.iter().map(|t| t.rows.len() as u64).sum();
+        let rows = batch.rows() as u64;
         let (stored_samples, unknown_samples) = (batch.stored_samples, batch.unknown_samples);
         // Queued with the other pushes waiting; answered after the commit
         // of the group this one lands in.

@@ -472,9 +472,7 @@ impl Spool {
         // One line per drop would flood the log during a long outage.
         if total == 1 || total.is_multiple_of(100) {
             tracing::warn!(
-                seq = seq
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "none".to_owned()),
+                seq = ?seq,
                 dropped_batches = c.dropped_batches,
                 dropped_samples = c.dropped_samples,
                 why,

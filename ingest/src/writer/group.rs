@@ -68,6 +68,7 @@ pub struct Writers {
 impl Writers {
     /// Starts `tasks` writer tasks (at least one) behind a queue of
     /// `capacity` pushes (at least one).
+    ///
     /// `sightings` collects what stored batches say about their instances;
     /// its owner flushes it.
     pub fn spawn(
@@ -119,8 +120,6 @@ impl Writers {
     }
 }
 
-/// One writer task: take a group, write it, answer it; until the queue
-/// closes.
 /// What every writer task writes with.
 struct Store {
     pool: Pool,
@@ -131,6 +130,8 @@ struct Store {
     busy: Arc<AtomicUsize>,
 }
 
+/// One writer task: take a group, write it, answer it; until the queue
+/// closes.
 async fn run(receiver: Arc<Mutex<mpsc::Receiver<Job>>>, store: Store, metrics: Metrics) {
     while let Some(group) = next_group(&receiver, &store.busy).await {
         let (pending, replies): (Vec<Pending>, Vec<_>) =
