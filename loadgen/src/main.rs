@@ -93,6 +93,10 @@ struct Args {
     /// to this file (see proto/dict/README.md).
     #[arg(long, value_name = "FILE")]
     train_dictionary: Option<PathBuf>,
+    /// Only train the zstd dictionary of `CODEC_ZSTD_DICT_V2` (delta
+    /// pushes) and write it to this file.
+    #[arg(long, value_name = "FILE")]
+    train_delta_dictionary: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -130,8 +134,12 @@ fn try_main() -> anyhow::Result<()> {
         ShapeArg::Agent => Shape::agent(args.databases),
         ShapeArg::Database => Shape::database_only(args.databases),
     };
-    if let Some(path) = &args.train_dictionary {
-        let dictionary = wire::train(args.databases)?;
+    let training = match (&args.train_dictionary, &args.train_delta_dictionary) {
+        (Some(path), _) => Some((path, wire::train(args.databases)?)),
+        (None, Some(path)) => Some((path, wire::train_delta(args.databases)?)),
+        (None, None) => None,
+    };
+    if let Some((path, dictionary)) = training {
         std::fs::write(path, &dictionary).with_context(|| format!("write {}", path.display()))?;
         eprintln!(
             "wrote a {} byte dictionary to {}",

@@ -19,6 +19,7 @@ use std::ops::Range;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use lasect_proto::bases::{ReceiverBases, SenderBases, decode_delta_batch};
 use lasect_proto::payload::{self, ZSTD_LEVEL};
 use lasect_proto::v1::Codec;
 use prost::Message;
@@ -40,13 +41,22 @@ pub struct WireReport {
     pub samples: u64,
     pub rows: u64,
     pub protobuf_bytes: u64,
-    /// As sent by agents (`CODEC_ZSTD_DICT_V1`).
+    /// As sent by agents: delta pushes (`DeltaBatch` against the bases kept
+    /// from earlier batches), `CODEC_ZSTD_DICT_V1`.
     pub wire_bytes: u64,
+    /// Whole batches (`SampleBatch`), `CODEC_ZSTD_DICT_V1`: an agent's
+    /// first push on a connection.
+    pub whole_bytes: u64,
+    /// The delta pushes compressed without the dictionary (what the
+    /// dictionary, trained on loadgen batches, adds).
+    pub delta_no_dictionary_bytes: u64,
     pub lz4_protobuf_bytes: u64,
     pub zstd_no_dictionary_bytes: u64,
     pub json_gzip_bytes: u64,
     pub json_bytes: u64,
     pub wire_bytes_per_sample: f64,
+    pub whole_bytes_per_sample: f64,
+    pub delta_no_dictionary_bytes_per_sample: f64,
     pub lz4_protobuf_bytes_per_sample: f64,
     pub zstd_no_dictionary_bytes_per_sample: f64,
     pub json_gzip_bytes_per_sample: f64,
@@ -55,7 +65,10 @@ pub struct WireReport {
 const START_MICROS: i64 = 1_700_000_000_000_000;
 
 pub fn compare(shape: Shape, ticks: u64) -> anyhow::Result<WireReport> {
-    let (mut wire, mut lz4, mut zstd_plain, mut pb) = (0u64, 0u64, 0u64, 0u64);
+    let (mut wire, mut whole, mut lz4, mut zstd_plain, mut pb) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut delta_plain = 0u64;
+    // Agent and ingest in steady state: every batch offered and kept.
+    let (mut sender, mut receiver) = (SenderBases::default(), ReceiverBases::default());
     let (mut gz, mut plain, mut samples, mut rows) = (0u64, 0u64, 0u64, 0u64);
     for tick in 0..ticks {
         let batch = tick_batch(
@@ -68,7 +81,19 @@ pub fn compare(shape: Shape, ticks: u64) -> anyhow::Result<WireReport> {
         rows += shape.rows_at(tick);
         let encoded = batch.encode_to_vec();
         pb += encoded.len() as u64;
-        wire += payload::encode(&batch)?.payload.len() as u64;
+        whole += payload::encode(&batch)?.payload.len() as u64;
+        let seq = tick + 1;
+        let delta = sender.encode(seq, &encoded)?;
+        wire += payload::compress(payload::DELTA_CODEC, &delta.plain)?.len() as u64;
+        delta_plain += zstd::bulk::compress(&delta.plain, payload::ZSTD_LEVEL_V2)?.len() as u64;
+        // What ingest does with it: rebuilt exactly, then kept.
+        let (rebuilt, kept) =
+            decode_delta_batch(seq, &delta.plain, delta.crc32c, usize::MAX, |s, i| {
+                receiver.find(s, i)
+            })?;
+        anyhow::ensure!(rebuilt == encoded, "batch {seq} did not rebuild to its bytes");
+        receiver.keep(seq, &kept);
+        sender.kept(seq, &encoded);
         lz4 += payload::compress(Codec::Lz4, &encoded)?.len() as u64;
         zstd_plain += zstd::bulk::compress(&encoded, ZSTD_LEVEL)?.len() as u64;
         let text = serde_json::to_vec(&batch)?;
@@ -89,15 +114,46 @@ pub fn compare(shape: Shape, ticks: u64) -> anyhow::Result<WireReport> {
         rows,
         protobuf_bytes: pb,
         wire_bytes: wire,
+        whole_bytes: whole,
+        delta_no_dictionary_bytes: delta_plain,
         lz4_protobuf_bytes: lz4,
         zstd_no_dictionary_bytes: zstd_plain,
         json_gzip_bytes: gz,
         json_bytes: plain,
         wire_bytes_per_sample: per(wire),
+        whole_bytes_per_sample: per(whole),
+        delta_no_dictionary_bytes_per_sample: per(delta_plain),
         lz4_protobuf_bytes_per_sample: per(lz4),
         zstd_no_dictionary_bytes_per_sample: per(zstd_plain),
         json_gzip_bytes_per_sample: per(gz),
     })
+}
+
+/// The `DeltaBatch` payloads of an hour of `agent`'s batches in `shape`,
+/// each coded against the batches before it (every one kept by ingest).
+fn delta_payloads(shape: Shape, agent: u64) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut sender = SenderBases::default();
+    (0..360u64)
+        .map(|tick| {
+            let time = START_MICROS + tick as i64 * 10_000_000;
+            let encoded = tick_batch(shape, agent, tick, time).encode_to_vec();
+            let delta = sender.encode(tick + 1, &encoded)?;
+            sender.kept(tick + 1, &encoded);
+            Ok(delta.plain)
+        })
+        .collect()
+}
+
+/// Trains the dictionary of `CODEC_ZSTD_DICT_V2` on an hour of delta
+/// payloads of [`TRAINING_AGENTS`], in both shapes.
+pub fn train_delta(databases: u32) -> anyhow::Result<Vec<u8>> {
+    let mut samples = Vec::new();
+    for agent in TRAINING_AGENTS {
+        for shape in [Shape::agent(databases), Shape::database_only(databases)] {
+            samples.extend(delta_payloads(shape, agent)?);
+        }
+    }
+    Ok(zstd::dict::from_samples(&samples, DICTIONARY_BYTES)?)
 }
 
 /// Trains the dictionary of `CODEC_ZSTD_DICT_V1` on an hour of batches of
