@@ -31,6 +31,7 @@
 //! [sender]
 //! max_batches_in_memory = 8640      # held in memory only while the spool cannot be written
 //! window = 4                        # pushes in flight at once
+//! delta = true                      # send batches as deltas against earlier ones
 //! [spool]
 //! max_bytes = 1073741824            # oldest metrics batches are dropped beyond it
 //! fsync = "every_batch"             # or: fsync_interval_ms = 1000
@@ -222,6 +223,11 @@ pub struct SenderConfig {
     /// Pushes in flight at once, 1..=64 (default 4).
     #[serde(default = "default_window")]
     pub window: usize,
+    /// Send batches as deltas against earlier batches ingest kept (default
+    /// true; about half the bytes on the wire). Ingest decides whether it
+    /// keeps bases; without them the agent sends whole batches anyway.
+    #[serde(default = "default_true")]
+    pub delta: bool,
 }
 
 impl Default for SenderConfig {
@@ -229,6 +235,7 @@ impl Default for SenderConfig {
         Self {
             max_batches_in_memory: default_max_batches_in_memory(),
             window: default_window(),
+            delta: true,
         }
     }
 }

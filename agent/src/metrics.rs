@@ -43,6 +43,10 @@ pub struct AgentMetrics {
     pub retries: Counter,
     pub acked: Counter,
     pub collect_errors: Counter,
+    /// Delta pushes sent (a part of `sent`).
+    pub delta_sent: Counter,
+    /// Delta pushes ingest could not rebuild, sent again whole.
+    pub delta_resent: Counter,
 }
 
 /// Renders every figure in the Prometheus text format.
@@ -110,6 +114,16 @@ pub fn render<O: Outbox>(metrics: &AgentMetrics, outbox: &O) -> Result<String, s
         "batches_acked",
         "Batches acknowledged by ingest",
         metrics.acked.clone(),
+    );
+    r.register(
+        "delta_batches_sent",
+        "Push calls that sent a batch as a delta against earlier ones",
+        metrics.delta_sent.clone(),
+    );
+    r.register(
+        "delta_batches_resent",
+        "Delta pushes ingest could not rebuild (its bases were gone), sent again whole",
+        metrics.delta_resent.clone(),
     );
     r.register(
         "collect_errors",

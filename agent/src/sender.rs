@@ -9,6 +9,14 @@
 //! of blocking everything behind it. Ingest deduplicates on `(agent, seq)`, so
 //! resending a batch whose ack was lost is harmless.
 //!
+//! Batches go as delta pushes (`[sender] delta`, see
+//! `lasect_proto::bases`) once ingest has kept a base: each push is coded
+//! against the samples of earlier batches ingest acknowledged with `kept`,
+//! at most one push in flight offers itself as a base, and a delta push
+//! ingest cannot rebuild (FAILED_PRECONDITION: it restarted, or dropped the
+//! bases for memory) is sent again whole at once, without a backoff. The
+//! spool always holds whole batches; the coding happens at send time.
+//!
 //! The TLS files are read at every (re)connect, so a renewed certificate is
 //! picked up without a restart; after a renewal by the agent itself (a new
 //! generation on the watch given to [`Sender::with_identity_changes`]) the
@@ -25,6 +33,9 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 
+use lasect_proto::bases::SenderBases;
+use lasect_proto::payload;
+use lasect_proto::v1::PushRequest;
 use lasect_proto::v1::ingest_client::IngestClient;
 use tokio::sync::watch;
 use tonic::Code;
@@ -55,6 +66,8 @@ pub struct SenderSettings {
     pub flush_timeout: Duration,
     /// Pushes in flight at once on the one HTTP/2 connection.
     pub window: usize,
+    /// Send delta pushes when ingest keeps bases.
+    pub delta: bool,
 }
 
 impl SenderSettings {
@@ -70,6 +83,7 @@ impl SenderSettings {
             backoff_cap: Duration::from_secs(30),
             flush_timeout: Duration::from_secs(5),
             window: config.sender.window,
+            delta: config.sender.delta,
         }
     }
 }
@@ -99,14 +113,32 @@ struct Report {
 
 /// How one delivery attempt ended.
 enum Attempt {
-    Acked,
+    /// Stored; `kept` when ingest kept the batch as a base.
+    Acked { kept: bool },
     /// Ingest refused the batch for good.
     Rejected(String),
+    /// Ingest could not rebuild a delta push: send it again whole, now.
+    Resend(String),
     /// Worth trying again later.
     Retry(String),
 }
 
-type InFlight = Pin<Box<dyn Future<Output = (u64, Attempt)> + Send>>;
+/// A push ready to go.
+struct Prepared {
+    request: PushRequest,
+    /// The encoded `SampleBatch`, when the push offers it as a base.
+    offered: Option<Vec<u8>>,
+    delta: bool,
+}
+
+/// A finished push.
+struct Finished {
+    seq: u64,
+    outcome: Attempt,
+    offered: Option<Vec<u8>>,
+}
+
+type InFlight = Pin<Box<dyn Future<Output = Finished> + Send>>;
 
 pub struct Sender<O: Outbox> {
     settings: SenderSettings,
@@ -119,6 +151,10 @@ pub struct Sender<O: Outbox> {
     /// Bumped when the agent renewed its certificate.
     identity_changes: Option<watch::Receiver<u64>>,
     hostname: String,
+    /// What ingest kept, for delta pushes.
+    bases: SenderBases,
+    /// The seq of the push in flight that offers itself as a base.
+    offered: Option<u64>,
 }
 
 impl<O: Outbox> Sender<O> {
@@ -133,6 +169,8 @@ impl<O: Outbox> Sender<O> {
             failing: false,
             identity_changes: None,
             hostname: crate::enroll::hostname(),
+            bases: SenderBases::default(),
+            offered: None,
         }
     }
 
@@ -215,7 +253,12 @@ impl<O: Outbox> Sender<O> {
                         for entry in entries {
                             if self.client.is_none() {
                                 match self.connect().await {
-                                    Ok(client) => self.client = Some(client),
+                                    Ok(client) => {
+                                        self.client = Some(client);
+                                        // Ingest may have restarted.
+                                        self.bases.reset();
+                                        self.offered = None;
+                                    }
                                     Err(e) => {
                                         in_flight.clear();
                                         last_sent = None;
@@ -229,9 +272,14 @@ impl<O: Outbox> Sender<O> {
                             };
                             last_sent = Some(entry.seq);
                             self.metrics.sent.inc();
+                            let prepared = self.prepare(&entry);
+                            if prepared.delta {
+                                self.metrics.delta_sent.inc();
+                            }
                             in_flight.push(Box::pin(attempt(
                                 client,
-                                entry,
+                                entry.seq,
+                                prepared,
                                 self.report(),
                                 self.settings.request_timeout,
                             )));
@@ -267,18 +315,41 @@ impl<O: Outbox> Sender<O> {
                 // A new batch may fill a free slot of the window.
                 () = self.outbox.pushed(), if in_flight.len() < window => None,
             };
-            let Some((seq, outcome)) = next else {
+            let Some(Finished {
+                seq,
+                outcome,
+                offered,
+            }) = next
+            else {
                 continue;
             };
+            if self.offered == Some(seq) {
+                self.offered = None;
+            }
             let result = match outcome {
-                Attempt::Acked => {
+                Attempt::Acked { kept } => {
                     self.metrics.acked.inc();
+                    if let (true, Some(plain)) = (kept, &offered) {
+                        self.bases.kept(seq, plain);
+                    }
                     self.outbox.ack(seq)
                 }
                 Attempt::Rejected(reason) => self.outbox.reject(seq, &reason),
+                Attempt::Resend(reason) => {
+                    // Everything in flight goes again, whole until ingest
+                    // keeps a base (the others' answers would be the same).
+                    tracing::debug!(seq, reason, "ingest lacks a base; sending whole");
+                    self.metrics.delta_resent.inc();
+                    self.bases.reset();
+                    self.offered = None;
+                    in_flight.clear();
+                    last_sent = None;
+                    continue;
+                }
                 Attempt::Retry(error) => {
                     in_flight.clear();
                     last_sent = None;
+                    self.offered = None;
                     self.failed(seq, error).await;
                     continue;
                 }
@@ -294,6 +365,57 @@ impl<O: Outbox> Sender<O> {
             if let Err(e) = result {
                 tracing::error!(seq, error = %e, "cannot finish a delivered batch in the outbox");
             }
+        }
+    }
+
+    /// The request for `entry`: a delta push when there are bases and it is
+    /// smaller, else the batch as spooled; it offers itself as a base when
+    /// no other push in flight does.
+    fn prepare(&mut self, entry: &OutboxEntry) -> Prepared {
+        let mut request = entry.to_request();
+        if !self.settings.delta {
+            return Prepared {
+                request,
+                offered: None,
+                delta: false,
+            };
+        }
+        let size = request.uncompressed_size;
+        let plain = match payload::decompress(request.codec, size, &request.payload, size as usize)
+        {
+            Ok(plain) => plain,
+            Err(e) => {
+                // Sent as it is: ingest's verdict quarantines it.
+                tracing::warn!(seq = entry.seq, error = %e, "a spooled batch does not decompress");
+                return Prepared {
+                    request,
+                    offered: None,
+                    delta: false,
+                };
+            }
+        };
+        let mut delta = false;
+        if let Ok(coded) = self.bases.encode(entry.seq, &plain)
+            && coded.coded_samples > 0
+            && let Ok(size) = u32::try_from(coded.plain.len())
+            && let Ok(bytes) = payload::compress(payload::DELTA_CODEC, &coded.plain)
+            && bytes.len() < request.payload.len()
+        {
+            request.codec = payload::DELTA_CODEC as i32;
+            request.uncompressed_size = size;
+            request.payload = bytes;
+            request.delta_crc32c = Some(coded.crc32c);
+            delta = true;
+        }
+        let offer = self.offered.is_none();
+        if offer {
+            self.offered = Some(entry.seq);
+            request.offer_base = true;
+        }
+        Prepared {
+            request,
+            offered: offer.then_some(plain),
+            delta,
         }
     }
 
@@ -336,15 +458,19 @@ impl<O: Outbox> Sender<O> {
     }
 }
 
-/// One Push call for `entry` and what it means for the batch.
+/// One Push call for batch `seq` and what it means for the batch.
 async fn attempt(
     mut client: IngestClient<Channel>,
-    entry: Arc<OutboxEntry>,
+    seq: u64,
+    prepared: Prepared,
     report: Report,
     timeout: Duration,
-) -> (u64, Attempt) {
-    let seq = entry.seq;
-    let mut push = entry.to_request();
+) -> Finished {
+    let Prepared {
+        request: mut push,
+        offered,
+        delta,
+    } = prepared;
     push.hostname = report.hostname;
     push.agent_version = report.version;
     push.spool_backlog_batches = Some(report.backlog_batches);
@@ -362,9 +488,11 @@ async fn attempt(
                     duplicate = ack.duplicate,
                     stored = ack.stored_samples,
                     unknown = ack.unknown_samples,
+                    delta,
+                    kept = ack.kept,
                     "batch acknowledged"
                 );
-                Attempt::Acked
+                Attempt::Acked { kept: ack.kept }
             } else {
                 Attempt::Retry(format!("ingest acknowledged seq {} for seq {seq}", ack.seq))
             }
@@ -374,6 +502,11 @@ async fn attempt(
         // will ever succeed, so retrying would block the queue for good.
         Ok(Err(status)) if matches!(status.code(), Code::InvalidArgument | Code::OutOfRange) => {
             Attempt::Rejected(format!("{:?}: {}", status.code(), status.message()))
+        }
+        // Only a delta push is sent again at once: for anything else this
+        // answer means something is wrong, and backing off is safer.
+        Ok(Err(status)) if delta && status.code() == Code::FailedPrecondition => {
+            Attempt::Resend(status.message().to_owned())
         }
         Ok(Err(status)) => Attempt::Retry(format!(
             "{:?}: {}{}",
@@ -385,7 +518,11 @@ async fn attempt(
                 .unwrap_or_default()
         )),
     };
-    (seq, outcome)
+    Finished {
+        seq,
+        outcome,
+        offered,
+    }
 }
 
 async fn wait_for_stop(shutdown: &mut watch::Receiver<bool>) {

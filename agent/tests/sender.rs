@@ -36,6 +36,8 @@ fn settings(pki: &TestPki, addr: SocketAddr) -> SenderSettings {
         flush_timeout: Duration::from_secs(10),
         // One at a time unless a test says otherwise, so attempt order is fixed.
         window: 1,
+        // This stand-in ingest never keeps bases, so pushes stay whole.
+        delta: true,
     }
 }
 

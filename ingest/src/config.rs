@@ -15,6 +15,7 @@
 //! max_inflight_bytes = 268435456          # their decompressed bytes, at most
 //! max_batches_per_agent_per_sec = 20      # per-agent token bucket: refill rate
 //! agent_burst_batches = 200               #   and bucket size
+//! delta_bases_max_bytes = 536870912       # samples kept for delta pushes (0 = off)
 //! [metrics]                               # optional; absent = no /metrics
 //! listen = "127.0.0.1:9188"               # plain HTTP, no auth: keep it private
 //! [store]                                 # optional, defaults shown
@@ -192,6 +193,11 @@ pub struct Limits {
     pub max_batches_per_agent_per_sec: u32,
     /// Pushes an agent may make in a burst above that rate (default 200).
     pub agent_burst_batches: u32,
+    /// Memory for the samples kept as bases of agents' delta pushes
+    /// (default 512 MiB: about 5,000 agents of a mid-sized server's
+    /// families; past it the least recently seen agents send whole
+    /// batches until they have bases again). 0 turns delta pushes off.
+    pub delta_bases_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -204,6 +210,7 @@ impl Default for Limits {
             max_inflight_bytes: 256 << 20,
             max_batches_per_agent_per_sec: 20,
             agent_burst_batches: 200,
+            delta_bases_max_bytes: 512 << 20,
         }
     }
 }

@@ -16,6 +16,7 @@
 //! ([`server`]) and by every open connection (`connections`); [`reports`]
 //! stores what agents say about themselves.
 
+pub mod bases;
 pub mod config;
 mod connections;
 pub mod control;
@@ -211,6 +212,7 @@ pub async fn run(
         Access {
             revocations: revocations.clone(),
             reports,
+            bases: bases::KeptBases::new(config.limits.delta_bases_max_bytes),
         },
         enroller,
     ))

@@ -52,6 +52,8 @@ pub enum ErrorKind {
     ResourceExhausted,
     RateLimited,
     Internal,
+    /// A delta push this ingest could not rebuild (FAILED_PRECONDITION).
+    DeltaBase,
 }
 
 impl ErrorKind {
@@ -63,6 +65,7 @@ impl ErrorKind {
             ErrorKind::ResourceExhausted => "resource_exhausted",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::Internal => "internal",
+            ErrorKind::DeltaBase => "delta_base",
         }
     }
 }
@@ -76,6 +79,8 @@ pub struct Acked {
     pub compressed_bytes: u64,
     pub uncompressed_bytes: u64,
     pub write_time: Duration,
+    /// The push was a delta push.
+    pub delta: bool,
 }
 
 /// The metrics of one ingest process; cheap to clone.
@@ -96,6 +101,8 @@ struct Inner {
     writing: Gauge,
     connected_agents: Gauge,
     inflight: Gauge,
+    delta_batches: Counter,
+    delta_bases_bytes: Gauge,
     last_push: Mutex<HashMap<AgentId, Instant>>,
 }
 
@@ -119,6 +126,18 @@ impl Metrics {
         let writing = Gauge::default();
         let connected_agents = Gauge::default();
         let inflight = Gauge::default();
+        let delta_batches = Counter::default();
+        let delta_bases_bytes = Gauge::default();
+        registry.register(
+            "delta_batches",
+            "Acknowledged delta pushes (coded against kept bases)",
+            delta_batches.clone(),
+        );
+        registry.register(
+            "delta_bases_bytes",
+            "Bytes of samples kept as bases for delta pushes",
+            delta_bases_bytes.clone(),
+        );
         registry.register(
             "batches",
             "Acknowledged batches by outcome",
@@ -169,6 +188,7 @@ impl Metrics {
             ErrorKind::ResourceExhausted,
             ErrorKind::RateLimited,
             ErrorKind::Internal,
+            ErrorKind::DeltaBase,
         ] {
             let _ = errors.get_or_create(&[("kind", kind.label())]);
         }
@@ -185,6 +205,8 @@ impl Metrics {
                 writing,
                 connected_agents,
                 inflight,
+                delta_batches,
+                delta_bases_bytes,
                 last_push: Mutex::new(HashMap::new()),
             }),
         }
@@ -227,6 +249,16 @@ impl Metrics {
             .get_or_create(&[("kind", "uncompressed")])
             .inc_by(ack.uncompressed_bytes);
         i.write_seconds.observe(ack.write_time.as_secs_f64());
+        if ack.delta {
+            i.delta_batches.inc();
+        }
+    }
+
+    /// What the delta bases hold now.
+    pub fn delta_bases_bytes(&self, bytes: usize) {
+        self.inner
+            .delta_bases_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// A writer finished the transaction of a group of pushes (a group of
@@ -331,6 +363,7 @@ mod tests {
             compressed_bytes: 100,
             uncompressed_bytes: 300,
             write_time: Duration::from_millis(3),
+            delta: false,
         });
         metrics.acked(&Acked {
             duplicate: true,
@@ -339,6 +372,7 @@ mod tests {
             compressed_bytes: 100,
             uncompressed_bytes: 300,
             write_time: Duration::from_millis(1),
+            delta: true,
         });
         metrics.error(ErrorKind::RateLimited);
         metrics.group_written();

@@ -1,10 +1,17 @@
 //! The decoding half of a push, apart from the gRPC service so that tests
 //! and the fuzz target (`ingest/fuzz`) run exactly what the server runs:
-//! size-limited decompression of any codec, protobuf decoding, then
-//! validation of every sample into store-ready rows (all or nothing).
+//! size-limited decompression of any codec, the rebuilding of a delta push
+//! from the bases ingest keeps, protobuf decoding, then validation of every
+//! sample into store-ready rows (all or nothing).
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use lasect_proto::bases::{DeltaBatchError, decode_delta_batch};
+use lasect_proto::delta;
 use lasect_proto::payload::{self, PayloadError};
+use lasect_proto::v1::SampleBatch;
+use prost::Message as _;
 
 use crate::validate::{Batch, BatchError, Rules};
 
@@ -21,6 +28,73 @@ pub enum PushError {
     Payload(#[from] PayloadError),
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// A delta push this ingest cannot rebuild: the agent should send the
+    /// batch whole (FAILED_PRECONDITION, never a refusal of the batch).
+    #[error("cannot rebuild the delta push: {0}")]
+    Delta(#[from] DeltaBatchError),
+}
+
+/// A push's payload as received.
+#[derive(Debug, Clone, Copy)]
+pub struct Payload<'a> {
+    pub seq: u64,
+    pub codec: i32,
+    pub uncompressed_size: u32,
+    pub bytes: &'a [u8],
+    /// `PushRequest.delta_crc32c`: the payload is a `DeltaBatch`.
+    pub delta_crc32c: Option<u32>,
+    /// `PushRequest.offer_base`: return the samples to keep as bases.
+    pub offer_base: bool,
+}
+
+/// A decoded push.
+#[derive(Debug)]
+pub struct Decoded {
+    pub batch: Batch,
+    /// The encoded samples, when the push offered them as bases.
+    pub samples: Option<Vec<Arc<[u8]>>>,
+}
+
+/// Decompresses, rebuilds (a delta push, with bases from `find`), decodes
+/// and validates a push received at `now`.
+pub fn decode_push(
+    push: Payload<'_>,
+    limits: DecodeLimits,
+    now: DateTime<Utc>,
+    find: impl Fn(u64, u32) -> Option<Arc<[u8]>>,
+) -> Result<Decoded, PushError> {
+    let mut plain = payload::decompress(
+        push.codec,
+        push.uncompressed_size,
+        push.bytes,
+        limits.max_uncompressed_bytes,
+    )?;
+    let mut samples = None;
+    if let Some(crc32c) = push.delta_crc32c {
+        let (rebuilt, parts) = decode_delta_batch(
+            push.seq,
+            &plain,
+            crc32c,
+            limits.max_uncompressed_bytes,
+            find,
+        )?;
+        plain = rebuilt;
+        samples = push.offer_base.then_some(parts);
+    } else if push.offer_base {
+        let parts =
+            delta::split_batch(&plain).map_err(|e| PayloadError::Decode(e.to_string()))?;
+        samples = Some(parts.into_iter().map(Arc::from).collect());
+    }
+    let decoded =
+        SampleBatch::decode(plain.as_slice()).map_err(|e| PayloadError::Decode(e.to_string()))?;
+    let rules = Rules {
+        max_samples: limits.max_samples_per_batch,
+        now,
+    };
+    Ok(Decoded {
+        batch: Batch::from_samples(decoded, &rules)?,
+        samples,
+    })
 }
 
 /// Decompresses, decodes and validates the payload of a push received at
@@ -32,17 +106,15 @@ pub fn decode_batch(
     limits: DecodeLimits,
     now: DateTime<Utc>,
 ) -> Result<Batch, PushError> {
-    let samples = payload::decode(
+    let push = Payload {
+        seq: 0,
         codec,
         uncompressed_size,
-        payload,
-        limits.max_uncompressed_bytes,
-    )?;
-    let rules = Rules {
-        max_samples: limits.max_samples_per_batch,
-        now,
+        bytes: payload,
+        delta_crc32c: None,
+        offer_base: false,
     };
-    Ok(Batch::from_samples(samples, &rules)?)
+    Ok(decode_push(push, limits, now, |_, _| None)?.batch)
 }
 
 /// What the writer relies on in a validated batch: every row has one value

@@ -13,16 +13,17 @@ use lasect_proto::v1::{EnrollRequest, EnrollResponse, PushAck, PushRequest, Rene
 use tonic::{Request, Response, Status};
 
 use crate::ErrorChain;
+use crate::bases::KeptBases;
 use crate::config::Limits;
 use crate::enroll::{self, Enroller};
 use crate::identity::{self, AgentId};
 use crate::limits::Admission;
 use crate::metrics::{Acked, ErrorKind, Metrics};
-use crate::push::{DecodeLimits, decode_batch};
+use crate::push::{DecodeLimits, Decoded, Payload, PushError, decode_push};
 use crate::rate_limit::AgentRateLimiter;
 use crate::reports::{AgentReports, Report};
 use crate::revocation::Revocations;
-use crate::validate::{Batch, Seq};
+use crate::validate::Seq;
 use crate::writer::{Outcome, StoreError, Writers};
 
 pub struct IngestService {
@@ -41,6 +42,8 @@ pub struct IngestService {
 pub struct Access {
     pub revocations: Revocations,
     pub reports: AgentReports,
+    /// Samples kept as bases of the agents' delta pushes.
+    pub bases: KeptBases,
 }
 
 impl IngestService {
@@ -98,7 +101,7 @@ pub fn authenticate<T>(
 
 impl IngestService {
     /// Everything up to the write: the checks that need no store.
-    fn decode(&self, agent: &AgentId, request: PushRequest) -> Result<(Seq, Batch), Status> {
+    fn decode(&self, agent: &AgentId, request: &PushRequest) -> Result<(Seq, Decoded), Status> {
         let refuse = |reason: String| {
             tracing::warn!(%agent, seq = request.seq, %reason, "refused a batch");
             self.metrics.error(ErrorKind::Invalid);
@@ -109,15 +112,35 @@ impl IngestService {
             max_uncompressed_bytes: self.limits.max_uncompressed_bytes,
             max_samples_per_batch: self.limits.max_samples_per_batch,
         };
-        let batch = decode_batch(
-            request.codec,
-            request.uncompressed_size,
-            &request.payload,
-            limits,
-            chrono::Utc::now(),
-        )
-        .map_err(|e| refuse(e.to_string()))?;
-        Ok((seq, batch))
+        let push = Payload {
+            seq: request.seq,
+            codec: request.codec,
+            uncompressed_size: request.uncompressed_size,
+            bytes: &request.payload,
+            delta_crc32c: request.delta_crc32c,
+            // With no memory for bases, none is offered back.
+            offer_base: request.offer_base && self.limits.delta_bases_max_bytes > 0,
+        };
+        let now = chrono::Utc::now();
+        let decoded = if push.delta_crc32c.is_some() {
+            self.access.bases.with(agent, |bases| {
+                decode_push(push, limits, now, |seq, index| bases.find(seq, index))
+            })
+        } else {
+            decode_push(push, limits, now, |_, _| None)
+        };
+        match decoded {
+            Ok(decoded) => Ok((seq, decoded)),
+            Err(PushError::Delta(e)) => {
+                // Not the batch's fault: the agent sends it whole next.
+                tracing::debug!(%agent, seq = request.seq, error = %e, "cannot rebuild a delta push");
+                self.metrics.error(ErrorKind::DeltaBase);
+                Err(Status::failed_precondition(format!(
+                    "{e}; send the batch whole"
+                )))
+            }
+            Err(e) => Err(refuse(e.to_string())),
+        }
     }
 }
 
@@ -156,7 +179,8 @@ impl Ingest for IngestService {
                 Status::resource_exhausted(saturated.to_string())
             })?;
 
-        let (seq, batch) = self.decode(&agent, request)?;
+        let (seq, Decoded { batch, samples }) = self.decode(&agent, &request)?;
+        let delta = request.delta_crc32c.is_some();
         let started = Instant::now();
         let rows = batch.rows() as u64;
         let (stored_samples, unknown_samples) = (batch.stored_samples, batch.unknown_samples);
@@ -175,7 +199,18 @@ impl Ingest for IngestService {
             compressed_bytes,
             uncompressed_bytes,
             write_time: started.elapsed(),
+            delta,
         });
+        // Kept only once stored (or found stored before): the agent names
+        // a base only after this ack.
+        let kept = match samples {
+            Some(samples) => {
+                self.access.bases.keep(&agent, wire_seq, &samples);
+                self.metrics.delta_bases_bytes(self.access.bases.bytes());
+                true
+            }
+            None => false,
+        };
         tracing::debug!(
             %agent,
             seq = wire_seq,
@@ -191,6 +226,7 @@ impl Ingest for IngestService {
             // the batch was first stored.
             stored_samples: if duplicate { 0 } else { stored_samples },
             unknown_samples,
+            kept,
         }))
     }
 

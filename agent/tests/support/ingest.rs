@@ -100,6 +100,8 @@ impl Ingest for TestIngest {
             duplicate,
             stored_samples,
             unknown_samples: 0,
+            // This stand-in never keeps bases, so the agent sends whole batches.
+            kept: false,
         }))
     }
 

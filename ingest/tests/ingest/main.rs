@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod config_errors;
+mod delta;
 mod enroll;
 mod group_commit;
 mod limits;
