@@ -111,7 +111,8 @@ impl KeptBases {
     }
 
     /// Drops the least recently used agents' bases until under 90% of the
-    /// bound (so eviction does not run at every push), never `keeping`'s.
+    /// bound (so eviction does not run at every push); `keeping`'s last, when
+    /// they alone are over the bound.
     fn evict(&self, keeping: &AgentId) {
         let target = self.inner.max_bytes / 10 * 9;
         let mut agents = lock(&self.inner.agents);
@@ -122,6 +123,8 @@ impl KeptBases {
             .collect();
         by_age.sort_unstable_by_key(|(used, _)| *used);
         let mut evicted = 0usize;
+        // The agent that just kept goes last.
+        by_age.push((u64::MAX, keeping.clone()));
         for (_, id) in by_age {
             if self.bytes() <= target {
                 break;
@@ -168,17 +171,21 @@ mod tests {
     #[test]
     fn memory_stays_bounded_and_the_least_recent_agents_go_first() {
         let kept = KeptBases::new(10_000);
-        let agents: Vec<AgentId> = (0..5)
+        let agents: Vec<AgentId> = (0..6)
             .map(|i| AgentId::parse(&format!("a{i}")).expect("id"))
             .collect();
-        for (i, agent) in agents.iter().enumerate() {
+        for (i, agent) in agents[..5].iter().enumerate() {
             kept.keep(agent, 1, &[sample(2_000)]);
-            assert!(kept.bytes() <= 10_000 + 2_100, "after agent {i}: {}", kept.bytes());
+            assert!(kept.bytes() <= 10_000, "after agent {i}: {}", kept.bytes());
         }
-        // The bound was passed at the fifth agent: the first ones went.
-        assert!(kept.bytes() <= 10_000);
+        // The bound was passed at the fifth agent: the first one went.
         assert!(kept.with(&agents[0], |b| b.find(1, 0).is_none()));
+        assert!(kept.with(&agents[1], |b| b.find(1, 0).is_some()));
         assert!(kept.with(&agents[4], |b| b.find(1, 0).is_some()));
+        // An agent over the bound on its own keeps nothing either.
+        kept.keep(&agents[5], 1, &[sample(20_000)]);
+        assert!(kept.bytes() <= 10_000, "{}", kept.bytes());
+        assert!(kept.with(&agents[5], |b| b.find(1, 0).is_none()));
         kept.forget(&agents[4]);
         assert!(kept.with(&agents[4], |b| b.find(1, 0).is_none()));
         let left: usize = agents
