@@ -43,7 +43,11 @@ fn delta_schema(fds: &FileDescriptorSet) -> Result<String, Box<dyn std::error::E
         .ok_or("samples.proto is not in the descriptor set")?;
     let prefix = format!(".{}", file.package());
     let mut messages: Vec<(String, &DescriptorProto)> = Vec::new();
-    fn walk<'a>(scope: &str, list: &'a [DescriptorProto], out: &mut Vec<(String, &'a DescriptorProto)>) {
+    fn walk<'a>(
+        scope: &str,
+        list: &'a [DescriptorProto],
+        out: &mut Vec<(String, &'a DescriptorProto)>,
+    ) {
         for m in list {
             let name = format!("{scope}.{}", m.name());
             out.push((name.clone(), m));
@@ -78,11 +82,14 @@ fn delta_schema(fds: &FileDescriptorSet) -> Result<String, Box<dyn std::error::E
         for f in fields {
             let kind = match f.r#type() {
                 Type::Message => {
-                    let child = index(f.type_name())
-                        .ok_or_else(|| format!("{name}.{}: unknown type {}", f.name(), f.type_name()))?;
+                    let child = index(f.type_name()).ok_or_else(|| {
+                        format!("{name}.{}: unknown type {}", f.name(), f.type_name())
+                    })?;
                     format!("FieldKind::Message({child})")
                 }
-                Type::Group => return Err(format!("{name}.{}: groups are not supported", f.name()).into()),
+                Type::Group => {
+                    return Err(format!("{name}.{}: groups are not supported", f.name()).into());
+                }
                 Type::String | Type::Bytes => "FieldKind::Scalar".to_owned(),
                 _ if f.label() == Label::Repeated => "FieldKind::Packed".to_owned(),
                 _ => "FieldKind::Scalar".to_owned(),

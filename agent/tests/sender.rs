@@ -36,7 +36,8 @@ fn settings(pki: &TestPki, addr: SocketAddr) -> SenderSettings {
         flush_timeout: Duration::from_secs(10),
         // One at a time unless a test says otherwise, so attempt order is fixed.
         window: 1,
-        // This stand-in ingest never keeps bases, so pushes stay whole.
+        // Unless a test asks, the stand-in ingest keeps no bases, so pushes
+        // stay whole.
         delta: true,
     }
 }
@@ -385,4 +386,103 @@ async fn a_server_with_a_certificate_from_another_ca_is_not_trusted() {
     assert_eq!(sender.outbox.stats().queued, 2, "kept for later");
     sender.shutdown().await;
     server.stop().await;
+}
+
+/// A batch of a database sample that changes like a real one from `seq`
+/// to `seq`, which is worth coding as a delta.
+fn database_entry(seq: u64) -> OutboxEntry {
+    use lasect_proto::v1::sample::Family;
+    use lasect_proto::v1::{DatabaseRow, DatabaseSnapshot};
+    let step = i64::try_from(seq).expect("small");
+    let batch = SampleBatch {
+        samples: vec![Sample {
+            instance: "main".into(),
+            time_unix_micros: 1_700_000_000_000_000 + step * 10_000_000,
+            family: Some(Family::Database(DatabaseSnapshot {
+                databases: (0..20)
+                    .map(|i| DatabaseRow {
+                        datid: 16_384 + i,
+                        datname: format!("app_{i}"),
+                        xact_commit: Some(1_000_000 + step * 1_234 + i64::from(i)),
+                        blks_hit: Some(50_000_000 + step * 98_765),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })),
+        }],
+    };
+    OutboxEntry {
+        seq,
+        priority: 0,
+        created_unix_micros: 1_700_000_000_000_000,
+        sample_count: 1,
+        batch: payload::encode(&batch).expect("encode"),
+    }
+}
+
+/// Against an ingest that keeps bases, batches go as delta pushes and
+/// arrive exactly as spooled. When ingest loses its bases (as after a
+/// restart the channel reconnects to on its own), the refused delta push
+/// is sent again whole at once, and deltas resume.
+#[tokio::test]
+async fn delta_pushes_arrive_intact_and_a_lost_base_costs_one_whole_resend() {
+    install_crypto();
+    let pki = TestPki::new();
+    let shared = Arc::new(Shared::default());
+    shared.keep_bases.store(true, Ordering::SeqCst);
+    let listener = listener().await;
+    let addr = listener.local_addr().expect("addr");
+    let ingest = TestServer::start(&pki, listener, Arc::clone(&shared)).await;
+    let metrics = Arc::new(lasect_agent::metrics::AgentMetrics::default());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let outbox = Arc::new(Spool::open(dir.path(), SpoolOptions::default()).expect("open spool"));
+    let (stop, stop_rx) = watch::channel(false);
+    let sender =
+        Sender::new(settings(&pki, addr), Arc::clone(&outbox)).with_metrics(Arc::clone(&metrics));
+    let task = tokio::spawn(sender.run(stop_rx));
+
+    for seq in 1..=6 {
+        outbox.push(database_entry(seq)).expect("push");
+        wait_until("the batch arrives", || {
+            shared.received_seqs().contains(&seq)
+        })
+        .await;
+    }
+    assert!(
+        metrics.delta_sent.get() >= 3,
+        "{}",
+        metrics.delta_sent.get()
+    );
+    assert_eq!(metrics.delta_resent.get(), 0);
+    // Ingest forgets everything it kept.
+    *lock(&shared.bases) = Default::default();
+    for seq in 7..=10 {
+        outbox.push(database_entry(seq)).expect("push");
+        wait_until("the batch arrives", || {
+            shared.received_seqs().contains(&seq)
+        })
+        .await;
+    }
+    assert_eq!(metrics.delta_resent.get(), 1, "one refused delta push");
+    let deltas = lock(&shared.delta_attempts).clone();
+    assert!(
+        deltas.contains(&7),
+        "seq 7 went as a delta first: {deltas:?}"
+    );
+    assert!(deltas.iter().any(|s| *s > 8), "deltas resumed: {deltas:?}");
+    // Every batch arrived once, exactly as spooled.
+    assert_eq!(shared.received_seqs(), (1..=10).collect::<Vec<_>>());
+    for (seq, batch) in lock(&shared.received).iter() {
+        let spooled = payload::decode(
+            database_entry(*seq).batch.codec as i32,
+            database_entry(*seq).batch.uncompressed_size,
+            &database_entry(*seq).batch.payload,
+            1 << 20,
+        )
+        .expect("decode");
+        assert_eq!(batch, &spooled, "seq {seq}");
+    }
+    stop.send(true).expect("sender running");
+    task.await.expect("sender task");
+    ingest.stop().await;
 }

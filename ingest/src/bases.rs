@@ -1,11 +1,15 @@
 //! The samples ingest keeps as bases for delta pushes, per agent
 //! ([`lasect_proto::bases`] has the protocol and its invariants).
 //!
-//! Memory is bounded by `[limits] delta_bases_max_bytes`: past it, the
-//! agents that pushed least recently lose their bases (their next delta
-//! push gets FAILED_PRECONDITION and they send whole batches until a new
-//! base is kept). Bases live in memory only: after a restart every agent's
-//! first delta push is answered the same way, which costs one resend.
+//! Memory is bounded by `[limits] delta_bases_max_bytes`. When a batch
+//! would take it past the bound, agents silent for [`IDLE`] lose their
+//! bases first; if that is not enough, the agent whose batch it is keeps
+//! none (its ack says `kept = false`, so it sends whole batches and offers
+//! them again later). Evicting active agents instead would make them churn:
+//! agents that push in turn would each lose their bases just before using
+//! them, and every push would be sent twice. Bases live in memory only:
+//! after a restart every agent's first delta push is answered
+//! FAILED_PRECONDITION, which costs one resend.
 //!
 //! Each agent has its own lock, taken while one of its pushes is rebuilt or
 //! kept, so agents never wait for each other; the map of agents is locked
@@ -14,6 +18,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use lasect_proto::bases::ReceiverBases;
 
@@ -25,12 +30,16 @@ pub struct KeptBases {
     inner: Arc<Inner>,
 }
 
+/// How long an agent must have been silent before its bases make room for
+/// another's.
+pub const IDLE: Duration = Duration::from_secs(600);
+
 struct Inner {
     agents: Mutex<HashMap<AgentId, Arc<AgentBases>>>,
     max_bytes: usize,
     bytes: AtomicUsize,
-    /// A logical clock for least-recently-used eviction.
-    clock: AtomicU64,
+    /// When this store was made: `last_used` counts milliseconds from it.
+    epoch: Instant,
 }
 
 struct AgentBases {
@@ -51,7 +60,7 @@ impl KeptBases {
                 agents: Mutex::new(HashMap::new()),
                 max_bytes,
                 bytes: AtomicUsize::new(0),
-                clock: AtomicU64::new(0),
+                epoch: Instant::now(),
             }),
         }
     }
@@ -59,6 +68,10 @@ impl KeptBases {
     /// Bytes of samples kept, all agents together.
     pub fn bytes(&self) -> usize {
         self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    fn now_millis(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn agent(&self, agent: &AgentId, create: bool) -> Option<Arc<AgentBases>> {
@@ -75,8 +88,7 @@ impl KeptBases {
             }
             None => return None,
         };
-        let now = self.inner.clock.fetch_add(1, Ordering::Relaxed);
-        entry.last_used.store(now, Ordering::Relaxed);
+        entry.last_used.store(self.now_millis(), Ordering::Relaxed);
         Some(entry)
     }
 
@@ -88,11 +100,11 @@ impl KeptBases {
         }
     }
 
-    /// Keeps the samples of `agent`'s batch `seq`, then evicts other agents'
-    /// bases while over the memory bound.
-    pub fn keep(&self, agent: &AgentId, seq: u64, samples: &[Arc<[u8]>]) {
+    /// Keeps the samples of `agent`'s batch `seq` if they fit (see the
+    /// module docs); returns whether they are kept.
+    pub fn keep(&self, agent: &AgentId, seq: u64, samples: &[Arc<[u8]>]) -> bool {
         let Some(entry) = self.agent(agent, true) else {
-            return;
+            return false;
         };
         {
             let mut bases = lock(&entry.bases);
@@ -100,46 +112,49 @@ impl KeptBases {
             bases.keep(seq, samples);
             let after = bases.bytes();
             if after >= before {
-                self.inner.bytes.fetch_add(after - before, Ordering::Relaxed);
+                self.inner
+                    .bytes
+                    .fetch_add(after - before, Ordering::Relaxed);
             } else {
-                self.inner.bytes.fetch_sub(before - after, Ordering::Relaxed);
+                self.inner
+                    .bytes
+                    .fetch_sub(before - after, Ordering::Relaxed);
             }
         }
-        if self.bytes() > self.inner.max_bytes {
-            self.evict(agent);
+        if self.bytes() <= self.inner.max_bytes {
+            return true;
         }
+        self.evict_idle();
+        if self.bytes() <= self.inner.max_bytes {
+            return true;
+        }
+        self.forget(agent);
+        false
     }
 
-    /// Drops the least recently used agents' bases until under 90% of the
-    /// bound (so eviction does not run at every push); `keeping`'s last, when
-    /// they alone are over the bound.
-    fn evict(&self, keeping: &AgentId) {
-        let target = self.inner.max_bytes / 10 * 9;
+    /// Drops the bases of agents silent for [`IDLE`].
+    fn evict_idle(&self) {
+        let now = self.now_millis();
+        let idle = u64::try_from(IDLE.as_millis()).unwrap_or(u64::MAX);
         let mut agents = lock(&self.inner.agents);
-        let mut by_age: Vec<(u64, AgentId)> = agents
-            .iter()
-            .filter(|(id, _)| *id != keeping)
-            .map(|(id, e)| (e.last_used.load(Ordering::Relaxed), id.clone()))
-            .collect();
-        by_age.sort_unstable_by_key(|(used, _)| *used);
-        let mut evicted = 0usize;
-        // The agent that just kept goes last.
-        by_age.push((u64::MAX, keeping.clone()));
-        for (_, id) in by_age {
-            if self.bytes() <= target {
-                break;
+        let before = agents.len();
+        agents.retain(|_, entry| {
+            let silent = now.saturating_sub(entry.last_used.load(Ordering::Relaxed));
+            if silent < idle {
+                return true;
             }
-            if let Some(entry) = agents.remove(&id) {
-                let freed = lock(&entry.bases).bytes();
-                self.inner.bytes.fetch_sub(freed, Ordering::Relaxed);
-                evicted += 1;
-            }
+            let freed = lock(&entry.bases).bytes();
+            self.inner.bytes.fetch_sub(freed, Ordering::Relaxed);
+            false
+        });
+        let evicted = before - agents.len();
+        if evicted > 0 {
+            tracing::debug!(
+                evicted,
+                kept_bytes = self.bytes(),
+                "dropped the delta bases of silent agents"
+            );
         }
-        tracing::debug!(
-            evicted,
-            kept_bytes = self.bytes(),
-            "evicted delta bases of the least recently seen agents"
-        );
     }
 
     /// Forgets `agent`'s bases (a disabled agent).
@@ -169,29 +184,29 @@ mod tests {
     }
 
     #[test]
-    fn memory_stays_bounded_and_the_least_recent_agents_go_first() {
-        let kept = KeptBases::new(10_000);
+    fn memory_stays_bounded_and_agents_that_fit_keep_their_bases() {
+        let kept = KeptBases::new(9_000);
         let agents: Vec<AgentId> = (0..6)
             .map(|i| AgentId::parse(&format!("a{i}")).expect("id"))
             .collect();
-        for (i, agent) in agents[..5].iter().enumerate() {
-            kept.keep(agent, 1, &[sample(2_000)]);
-            assert!(kept.bytes() <= 10_000, "after agent {i}: {}", kept.bytes());
+        let mut fitted = Vec::new();
+        for agent in &agents[..5] {
+            fitted.push(kept.keep(agent, 1, &[sample(2_000)]));
+            assert!(kept.bytes() <= 9_000, "{}", kept.bytes());
         }
-        // The bound was passed at the fifth agent: the first one went.
-        assert!(kept.with(&agents[0], |b| b.find(1, 0).is_none()));
-        assert!(kept.with(&agents[1], |b| b.find(1, 0).is_some()));
-        assert!(kept.with(&agents[4], |b| b.find(1, 0).is_some()));
-        // An agent over the bound on its own keeps nothing either.
-        kept.keep(&agents[5], 1, &[sample(20_000)]);
-        assert!(kept.bytes() <= 10_000, "{}", kept.bytes());
-        assert!(kept.with(&agents[5], |b| b.find(1, 0).is_none()));
-        kept.forget(&agents[4]);
+        // Four fit; the fifth keeps nothing rather than evicting an active
+        // agent (which would make the agents churn).
+        assert_eq!(fitted, [true, true, true, true, false]);
+        assert!(kept.with(&agents[0], |b| b.find(1, 0).is_some()));
         assert!(kept.with(&agents[4], |b| b.find(1, 0).is_none()));
-        let left: usize = agents
-            .iter()
-            .map(|a| kept.with(a, |b| b.bytes()))
-            .sum();
+        // With room again, the ones kept go on keeping newer batches.
+        kept.forget(&agents[1]);
+        assert!(kept.keep(&agents[0], 2, &[sample(2_000)]));
+        assert!(kept.with(&agents[0], |b| b.find(2, 0).is_some()));
+        // An agent over the bound on its own keeps nothing.
+        assert!(!kept.keep(&agents[5], 1, &[sample(20_000)]));
+        assert!(kept.with(&agents[5], |b| b.find(1, 0).is_none()));
+        let left: usize = agents.iter().map(|a| kept.with(a, |b| b.bytes())).sum();
         assert_eq!(kept.bytes(), left, "the byte count follows every change");
     }
 }

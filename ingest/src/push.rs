@@ -7,11 +7,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use lasect_proto::bases::{DeltaBatchError, decode_delta_batch};
+use lasect_proto::bases::{DeltaBatchError, Rebuilt, decode_delta_batch};
 use lasect_proto::delta;
 use lasect_proto::payload::{self, PayloadError};
-use lasect_proto::v1::SampleBatch;
-use prost::Message as _;
 
 use crate::validate::{Batch, BatchError, Rules};
 
@@ -71,7 +69,10 @@ pub fn decode_push(
     )?;
     let mut samples = None;
     if let Some(crc32c) = push.delta_crc32c {
-        let (rebuilt, parts) = decode_delta_batch(
+        let Rebuilt {
+            batch: rebuilt,
+            samples: parts,
+        } = decode_delta_batch(
             push.seq,
             &plain,
             crc32c,
@@ -81,12 +82,10 @@ pub fn decode_push(
         plain = rebuilt;
         samples = push.offer_base.then_some(parts);
     } else if push.offer_base {
-        let parts =
-            delta::split_batch(&plain).map_err(|e| PayloadError::Decode(e.to_string()))?;
+        let parts = delta::split_batch(&plain).map_err(|e| PayloadError::Decode(e.to_string()))?;
         samples = Some(parts.into_iter().map(Arc::from).collect());
     }
-    let decoded =
-        SampleBatch::decode(plain.as_slice()).map_err(|e| PayloadError::Decode(e.to_string()))?;
+    let decoded = payload::decode_plain(&plain)?;
     let rules = Rules {
         max_samples: limits.max_samples_per_batch,
         now,

@@ -205,9 +205,9 @@ impl Ingest for IngestService {
         // a base only after this ack.
         let kept = match samples {
             Some(samples) => {
-                self.access.bases.keep(&agent, wire_seq, &samples);
+                let kept = self.access.bases.keep(&agent, wire_seq, &samples);
                 self.metrics.delta_bases_bytes(self.access.bases.bytes());
-                true
+                kept
             }
             None => false,
         };

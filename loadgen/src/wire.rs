@@ -19,7 +19,7 @@ use std::ops::Range;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use lasect_proto::bases::{ReceiverBases, SenderBases, decode_delta_batch};
+use lasect_proto::bases::{Rebuilt, ReceiverBases, SenderBases, decode_delta_batch};
 use lasect_proto::payload::{self, ZSTD_LEVEL};
 use lasect_proto::v1::Codec;
 use prost::Message;
@@ -87,11 +87,16 @@ pub fn compare(shape: Shape, ticks: u64) -> anyhow::Result<WireReport> {
         wire += payload::compress(payload::DELTA_CODEC, &delta.plain)?.len() as u64;
         delta_plain += zstd::bulk::compress(&delta.plain, payload::ZSTD_LEVEL_V2)?.len() as u64;
         // What ingest does with it: rebuilt exactly, then kept.
-        let (rebuilt, kept) =
-            decode_delta_batch(seq, &delta.plain, delta.crc32c, usize::MAX, |s, i| {
-                receiver.find(s, i)
-            })?;
-        anyhow::ensure!(rebuilt == encoded, "batch {seq} did not rebuild to its bytes");
+        let Rebuilt {
+            batch: rebuilt,
+            samples: kept,
+        } = decode_delta_batch(seq, &delta.plain, delta.crc32c, usize::MAX, |s, i| {
+            receiver.find(s, i)
+        })?;
+        anyhow::ensure!(
+            rebuilt == encoded,
+            "batch {seq} did not rebuild to its bytes"
+        );
         receiver.keep(seq, &kept);
         sender.kept(seq, &encoded);
         lz4 += payload::compress(Codec::Lz4, &encoded)?.len() as u64;

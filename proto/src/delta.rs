@@ -489,7 +489,11 @@ impl BitWriter {
 }
 
 fn low_mask(count: u32) -> u64 {
-    if count >= 64 { u64::MAX } else { (1u64 << count) - 1 }
+    if count >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << count) - 1
+    }
 }
 
 pub(crate) struct BitReader<'a> {
@@ -522,10 +526,10 @@ impl Walk<'_> {
     /// its top bit written to the bit stream.
     fn code_residual(&mut self, zz: u64, expected: u32) -> u64 {
         let len = 64 - zz.leading_zeros();
-        if let Bits::Write(w) = &mut self.bits {
-            if len > 0 {
-                w.put(zz, len - 1);
-            }
+        if let Bits::Write(w) = &mut self.bits
+            && len > 0
+        {
+            w.put(zz, len - 1);
         }
         zigzag(i64::from(len) - i64::from(expected))
     }
@@ -535,7 +539,10 @@ impl Walk<'_> {
         let Bits::Read(r) = &mut self.bits else {
             return Ok(coded);
         };
-        match unzigzag(coded).checked_add(i64::from(expected)).unwrap_or(-1) {
+        match unzigzag(coded)
+            .checked_add(i64::from(expected))
+            .unwrap_or(-1)
+        {
             0 => Ok(0),
             len @ 1..=64 => {
                 let len = len as u32;
@@ -553,8 +560,7 @@ impl Walk<'_> {
         &mut self,
         schema: usize,
         message: &[u8],
-        newer: Option<&[u8]>,
-        older: Option<&[u8]>,
+        (newer, older): (Option<&[u8]>, Option<&[u8]>),
         mut scale: Option<Scale>,
         depth: usize,
         out: &mut Vec<u8>,
@@ -625,8 +631,10 @@ impl Walk<'_> {
                         self.message(
                             child,
                             bytes,
-                            in_newer.and_then(|p| nested(newer.get(n, p))),
-                            in_older.and_then(|p| nested(older.get(n, p))),
+                            (
+                                in_newer.and_then(|p| nested(newer.get(n, p))),
+                                in_older.and_then(|p| nested(older.get(n, p))),
+                            ),
                             scale,
                             depth + 1,
                             &mut inner,
@@ -659,7 +667,7 @@ pub fn encode_sample(
         rows: Rows::Write(Vec::new()),
     };
     let mut coded = Vec::with_capacity(sample.len());
-    walk.message(SAMPLE, sample, newer, older, None, 0, &mut coded)?;
+    walk.message(SAMPLE, sample, (newer, older), None, 0, &mut coded)?;
     let bits = match walk.bits {
         Bits::Write(w) => w.finish(),
         Bits::Read(_) => Vec::new(),
@@ -725,7 +733,7 @@ pub fn decode_sample(
     };
     let coded = coded.coded;
     let mut out = Vec::with_capacity(coded.len().min(limit));
-    walk.message(SAMPLE, coded, newer, older, None, 0, &mut out)?;
+    walk.message(SAMPLE, coded, (newer, older), None, 0, &mut out)?;
     Ok(out)
 }
 
@@ -805,7 +813,11 @@ mod tests {
                         numbackends: Some(3),
                         xact_commit: Some(1_000_000 + tick * 1_234 + i as i64),
                         xact_rollback: Some(-5 - tick),
-                        blks_hit: if tick % 2 == 0 { Some(i64::MAX - tick) } else { None },
+                        blks_hit: if tick % 2 == 0 {
+                            Some(i64::MAX - tick)
+                        } else {
+                            None
+                        },
                         ..Default::default()
                     })
                     .collect(),
@@ -828,7 +840,8 @@ mod tests {
         }
         .encode_to_vec();
         let garbage = [0xff_u8, 0xff, 0x01];
-        let bases: [(Option<&[u8]>, Option<&[u8]>); 6] = [
+        type Pair<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+        let bases: [Pair<'_>; 6] = [
             (None, None),
             (Some(&b), None),
             (Some(&b), Some(&a)),
@@ -849,7 +862,12 @@ mod tests {
         let coded = encode_sample(&c, Some(&b), Some(&a)).expect("encode");
         // Strings and tags remain; every varint is a residual of 0 or so.
         let alone = encode_sample(&c, None, None).expect("encode");
-        assert!(coded.len() * 10 < c.len() * 7, "{} vs {}", coded.len(), c.len());
+        assert!(
+            coded.len() * 10 < c.len() * 7,
+            "{} vs {}",
+            coded.len(),
+            c.len()
+        );
         assert!(coded.len() < alone.len());
     }
 
@@ -895,13 +913,21 @@ mod tests {
             };
             let _ = decode_sample(&parts, Some(&good), Some(&good), 1 << 20);
         }
-        for bad in [&[0x0b_u8][..], &[0x08, 0xff], &[0x00, 0x01], &[0x12, 0x7f, 0x01]] {
+        for bad in [
+            &[0x0b_u8][..],
+            &[0x08, 0xff],
+            &[0x00, 0x01],
+            &[0x12, 0x7f, 0x01],
+        ] {
             let parts = CodedParts {
                 coded: bad,
                 bits: &[],
                 rows: &[],
             };
-            assert!(decode_sample(&parts, None, None, 1 << 20).is_err(), "{bad:?}");
+            assert!(
+                decode_sample(&parts, None, None, 1 << 20).is_err(),
+                "{bad:?}"
+            );
         }
         // Residuals whose bits or row matches are missing.
         let coded = encode_sample(&good, Some(&database(0, 2)), None).expect("encode");

@@ -237,7 +237,12 @@ pub fn decode(
     max_uncompressed: usize,
 ) -> Result<SampleBatch, PayloadError> {
     let plain = decompress(codec, uncompressed_size, payload, max_uncompressed)?;
-    SampleBatch::decode(plain.as_slice()).map_err(|e| PayloadError::Decode(e.to_string()))
+    decode_plain(&plain)
+}
+
+/// Decodes an encoded (decompressed) `SampleBatch`.
+pub fn decode_plain(plain: &[u8]) -> Result<SampleBatch, PayloadError> {
+    SampleBatch::decode(plain).map_err(|e| PayloadError::Decode(e.to_string()))
 }
 
 #[cfg(test)]

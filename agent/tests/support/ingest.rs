@@ -2,9 +2,10 @@
 //! TLS, records what it receives, and misbehaves on request.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use lasect_proto::bases::{ReceiverBases, decode_delta_batch};
 use lasect_proto::payload;
 use lasect_proto::v1::ingest_server::{Ingest, IngestServer};
 use lasect_proto::v1::{
@@ -36,6 +37,12 @@ pub struct Shared {
     /// `(held, until)`: answer the push of seq `held` only once seq `until`
     /// was received, which needs both in flight at once.
     pub hold: Mutex<Option<(u64, u64)>>,
+    /// Keep offered batches as bases and take delta pushes, with the same
+    /// protocol code as the real ingest (`lasect_proto::bases`).
+    pub keep_bases: AtomicBool,
+    pub bases: Mutex<ReceiverBases>,
+    /// Delta pushes received (rebuilt or not).
+    pub delta_attempts: Mutex<Vec<u64>>,
 }
 
 impl Shared {
@@ -87,8 +94,26 @@ impl Ingest for TestIngest {
                 req.seq
             )));
         }
-        let batch = payload::decode(req.codec, req.uncompressed_size, &req.payload, 1 << 20)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut plain =
+            payload::decompress(req.codec, req.uncompressed_size, &req.payload, 1 << 20)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Some(crc) = req.delta_crc32c {
+            lock(&self.0.delta_attempts).push(req.seq);
+            let bases = lock(&self.0.bases);
+            let rebuilt =
+                decode_delta_batch(req.seq, &plain, crc, 1 << 20, |s, i| bases.find(s, i))
+                    .map_err(|e| Status::failed_precondition(e.to_string()))?;
+            plain = rebuilt.batch;
+        }
+        let batch =
+            payload::decode_plain(&plain).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let kept = req.offer_base && self.0.keep_bases.load(Ordering::SeqCst);
+        if kept {
+            let samples = lasect_proto::delta::split_batch(&plain)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let samples: Vec<Arc<[u8]>> = samples.into_iter().map(Arc::from).collect();
+            lock(&self.0.bases).keep(req.seq, &samples);
+        }
         let stored_samples = u32::try_from(batch.samples.len()).expect("few samples");
         let mut received = lock(&self.0.received);
         let duplicate = received.iter().any(|(s, _)| *s == req.seq);
@@ -100,8 +125,7 @@ impl Ingest for TestIngest {
             duplicate,
             stored_samples,
             unknown_samples: 0,
-            // This stand-in never keeps bases, so the agent sends whole batches.
-            kept: false,
+            kept,
         }))
     }
 

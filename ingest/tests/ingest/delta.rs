@@ -51,12 +51,17 @@ async fn delta_pushes_are_stored_as_the_batches_they_stand_for() {
     let start = now_micros() - 60_000_000;
 
     // Not offered: not kept, so nothing to code against yet.
-    let ack = push(&mut client, request(1, batch(start, 100))).await.expect("push");
+    let ack = push(&mut client, request(1, batch(start, 100)))
+        .await
+        .expect("push");
     assert!(!ack.kept);
     // Two whole batches offered and kept.
     for (seq, commits) in [(2u64, 200), (3, 300)] {
         let samples = batch(start + seq as i64 * 10_000_000, commits);
-        let plain = SampleBatch { samples: samples.clone() }.encode_to_vec();
+        let plain = SampleBatch {
+            samples: samples.clone(),
+        }
+        .encode_to_vec();
         let mut req = request(seq, samples);
         req.offer_base = true;
         let ack = push(&mut client, req).await.expect("push");
@@ -67,7 +72,10 @@ async fn delta_pushes_are_stored_as_the_batches_they_stand_for() {
     for (seq, commits) in [(4u64, 410), (5, 525)] {
         let time = start + seq as i64 * 10_000_000;
         let samples = batch(time, commits);
-        let plain = SampleBatch { samples: samples.clone() }.encode_to_vec();
+        let plain = SampleBatch {
+            samples: samples.clone(),
+        }
+        .encode_to_vec();
         let mut req = delta_request(&mut bases, seq, samples);
         req.offer_base = seq == 4;
         let ack = push(&mut client, req).await.expect("delta push");
@@ -88,7 +96,10 @@ async fn delta_pushes_are_stored_as_the_batches_they_stand_for() {
     let again = delta_request(&mut bases, 5, batch(start + 50_000_000, 525));
     let ack = push(&mut client, again).await.expect("resend");
     assert!(ack.duplicate);
-    assert_eq!(ingest.metric("lasect_ingest_delta_batches_total").await, 3.0);
+    assert_eq!(
+        ingest.metric("lasect_ingest_delta_batches_total").await,
+        3.0
+    );
     assert!(ingest.metric("lasect_ingest_delta_bases_bytes").await > 0.0);
 }
 
@@ -116,11 +127,20 @@ async fn a_delta_push_without_its_bases_is_refused_for_a_whole_resend() {
 
     // The agent believes seq 1 was kept; this ingest never saw it.
     let mut bases = SenderBases::default();
-    bases.kept(1, &SampleBatch { samples: batch(start, 100) }.encode_to_vec());
+    bases.kept(
+        1,
+        &SampleBatch {
+            samples: batch(start, 100),
+        }
+        .encode_to_vec(),
+    );
     let req = delta_request(&mut bases, 2, batch(start + 10_000_000, 200));
     let status = push(&mut client, req).await.expect_err("no base");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().contains("send the batch whole"), "{status:?}");
+    assert!(
+        status.message().contains("send the batch whole"),
+        "{status:?}"
+    );
 
     // Ingest kept seq 1, but the agent's idea of it differs: the CRC of the
     // rebuilt batch does not match, and nothing is written.
@@ -128,13 +148,24 @@ async fn a_delta_push_without_its_bases_is_refused_for_a_whole_resend() {
     keep.offer_base = true;
     assert!(push(&mut client, keep).await.expect("push").kept);
     let mut wrong = SenderBases::default();
-    wrong.kept(1, &SampleBatch { samples: batch(start, 999) }.encode_to_vec());
+    wrong.kept(
+        1,
+        &SampleBatch {
+            samples: batch(start, 999),
+        }
+        .encode_to_vec(),
+    );
     let req = delta_request(&mut wrong, 2, batch(start + 10_000_000, 200));
     let status = push(&mut client, req).await.expect_err("crc");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert!(status.message().contains("CRC32C"), "{status:?}");
     assert_eq!(ingest.counts().await.batches, 1, "only seq 1 is stored");
-    assert_eq!(ingest.metric("lasect_ingest_errors_total{kind=\"delta_base\"}").await, 2.0);
+    assert_eq!(
+        ingest
+            .metric("lasect_ingest_errors_total{kind=\"delta_base\"}")
+            .await,
+        2.0
+    );
 
     // Whole, the same batch is stored.
     let ack = push(&mut client, request(2, batch(start + 10_000_000, 200)))
