@@ -211,11 +211,11 @@ proptest! {
     }
 
     /// A valid protobuf batch with a few bytes changed, compressed by the
-    /// harness with either codec: reaches validation with near-valid
-    /// samples.
+    /// harness with either codec, or coded as a delta push: reaches
+    /// validation (and the delta codec) with near-valid samples.
     #[test]
     fn mutated_batches_never_panic(
-        mode in 0u8..2,
+        mode in prop_oneof![Just(0u8), Just(1u8), Just(5u8)],
         edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6),
     ) {
         let mut input = vec![mode];
@@ -258,6 +258,11 @@ fn seeds_decode_and_the_committed_corpus_is_valid() {
         seed.extend(&c.payload);
         seeds.push((name, seed));
     }
+    seeds.push(("protobuf-delta", [&[5u8][..], &plain].concat()));
+    seeds.push((
+        "raw-delta",
+        push::fuzz_delta_seed(&plain).expect("the batch codes as a delta"),
+    ));
     let write = std::env::var_os("LASECT_WRITE_SEEDS").is_some();
     for (name, seed) in &seeds {
         let accepted = push::fuzz_one(seed, now()).expect("invariants");

@@ -52,7 +52,7 @@ pub struct DeltaPayload {
     pub coded_samples: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct SenderKey {
     /// The newest kept sample, then the one before.
     newer: Option<Kept>,
@@ -60,7 +60,7 @@ struct SenderKey {
 }
 
 /// The agent's side: bases per key, on one connection.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SenderBases {
     keys: HashMap<SampleKey, SenderKey>,
 }
