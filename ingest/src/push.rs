@@ -201,7 +201,10 @@ fn fuzz_base(tick: i64) -> Vec<u8> {
 }
 
 /// Both ends of the harness's delta pushes, with batches 1 and 2 kept.
-fn fuzz_bases() -> &'static (lasect_proto::bases::SenderBases, lasect_proto::bases::ReceiverBases) {
+fn fuzz_bases() -> &'static (
+    lasect_proto::bases::SenderBases,
+    lasect_proto::bases::ReceiverBases,
+) {
     use lasect_proto::bases::{ReceiverBases, SenderBases};
     static BASES: std::sync::OnceLock<(SenderBases, ReceiverBases)> = std::sync::OnceLock::new();
     BASES.get_or_init(|| {

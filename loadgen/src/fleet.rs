@@ -9,6 +9,10 @@
 //!   ends. A failed push is counted and not retried (the next tick follows).
 //!   Pushes in the first `warmup` (while the fleet is still connecting, a
 //!   handshake storm no steady fleet sees) are made but only counted apart.
+//!   With `delta` (the default), each agent sends what the real agent
+//!   sends: every push offered as a base, later ones coded against those
+//!   ingest kept, and a delta push ingest cannot rebuild sent again whole
+//!   at once (both attempts measured).
 //! - backlog (`batches_per_agent = n`): each agent pushes `n` batches
 //!   stamped `n` intervals into the past up to now, as fast as ingest
 //!   acknowledges them with `window` pushes in flight, retrying a refused
@@ -28,8 +32,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lasect_pki::{CertificateAuthority, IssuedCert};
+use lasect_proto::bases::SenderBases;
+use lasect_proto::payload;
 use lasect_proto::v1::PushRequest;
 use lasect_proto::v1::ingest_client::IngestClient;
+use prost::Message as _;
 use tokio::sync::{Mutex, Semaphore};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -55,6 +62,8 @@ pub struct Plan {
     pub server_name: String,
     /// First seq of every agent; later batches count up from it.
     pub seq_base: u64,
+    /// Live mode: delta pushes, as agents send them.
+    pub delta: bool,
 }
 
 /// Everything the agents observed.
@@ -197,7 +206,7 @@ fn now_micros() -> i64 {
 
 fn request(plan: &Plan, agent: u64, k: u64, time: i64) -> anyhow::Result<PushRequest> {
     let batch = tick_batch(plan.shape, agent, k, time);
-    let c = lasect_proto::payload::encode(&batch)?;
+    let c = payload::encode(&batch)?;
     Ok(PushRequest {
         seq: plan.seq_base + k,
         created_unix_micros: now_micros(),
@@ -210,6 +219,45 @@ fn request(plan: &Plan, agent: u64, k: u64, time: i64) -> anyhow::Result<PushReq
     })
 }
 
+/// The live push of batch `k`: whole or coded against `bases`, offered as
+/// a base; with the encoded batch, to keep once acknowledged.
+fn live_request(
+    plan: &Plan,
+    agent: u64,
+    k: u64,
+    time: i64,
+    bases: Option<&mut SenderBases>,
+) -> anyhow::Result<(PushRequest, Vec<u8>)> {
+    let batch = tick_batch(plan.shape, agent, k, time);
+    let plain = batch.encode_to_vec();
+    let seq = plan.seq_base + k;
+    let (codec, body, crc) = match bases {
+        Some(bases) => {
+            let coded = bases.encode(seq, &plain)?;
+            if coded.coded_samples > 0 {
+                (payload::DELTA_CODEC, coded.plain, Some(coded.crc32c))
+            } else {
+                (payload::DEFAULT_CODEC, plain.clone(), None)
+            }
+        }
+        None => (payload::DEFAULT_CODEC, plain.clone(), None),
+    };
+    Ok((
+        PushRequest {
+            seq,
+            created_unix_micros: now_micros(),
+            codec: codec as i32,
+            uncompressed_size: u32::try_from(body.len())?,
+            payload: payload::compress(codec, &body)?,
+            sample_count: batch.samples.len() as u32,
+            delta_crc32c: crc,
+            offer_base: plan.delta,
+            ..Default::default()
+        },
+        plain,
+    ))
+}
+
 /// One push attempt; records it in `tally`. Returns the failure code, if any.
 async fn attempt(
     client: &mut IngestClient<Channel>,
@@ -218,6 +266,18 @@ async fn attempt(
     limit: &Option<Arc<Semaphore>>,
     tally: &mut Tally,
 ) -> Option<Code> {
+    attempt_kept(client, req, rows, limit, tally).await.err()
+}
+
+/// One push attempt; records it in `tally`. Returns whether ingest kept the
+/// batch as a base, or the failure code.
+async fn attempt_kept(
+    client: &mut IngestClient<Channel>,
+    req: PushRequest,
+    rows: u64,
+    limit: &Option<Arc<Semaphore>>,
+    tally: &mut Tally,
+) -> Result<bool, Code> {
     let _slot = match limit {
         Some(s) => s.clone().acquire_owned().await.ok(),
         None => None,
@@ -240,11 +300,11 @@ async fn attempt(
                 tally.samples += u64::from(ack.stored_samples);
             }
             tally.compressed_bytes += bytes;
-            None
+            Ok(ack.kept)
         }
         Err(status) => {
             tally.fail(&format!("{:?}", status.code()));
-            Some(status.code())
+            Err(status.code())
         }
     }
 }
@@ -298,24 +358,41 @@ async fn live(
     let mut ticks = tokio::time::interval(plan.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut k = 0;
+    let mut bases = SenderBases::default();
     loop {
         ticks.tick().await;
         if started.elapsed() >= plan.duration {
             return;
         }
         let rows = plan.shape.rows_at(k);
-        match request(plan, index, k, now_micros()) {
-            Ok(req) if started.elapsed() < plan.warmup => {
-                let mut warm = Tally::default();
-                match attempt(&mut client, req, rows, limit, &mut warm).await {
-                    None => tally.warmup_ok += 1,
-                    Some(_) => tally.warmup_failed += 1,
-                }
+        let time = now_micros();
+        let warm = started.elapsed() < plan.warmup;
+        let mut warm_tally = Tally::default();
+        let into = if warm { &mut warm_tally } else { &mut *tally };
+        let coded = live_request(plan, index, k, time, plan.delta.then_some(&mut bases));
+        let Ok((req, plain)) = coded else {
+            tally.fail("encode");
+            k += 1;
+            continue;
+        };
+        let seq = req.seq;
+        let mut outcome = attempt_kept(&mut client, req, rows, limit, into).await;
+        if outcome == Err(Code::FailedPrecondition) {
+            // Ingest lost this agent's bases: the batch goes again whole.
+            bases.reset();
+            match live_request(plan, index, k, time, None) {
+                Ok((req, _)) => outcome = attempt_kept(&mut client, req, rows, limit, into).await,
+                Err(_) => into.fail("encode"),
             }
-            Ok(req) => {
-                attempt(&mut client, req, rows, limit, tally).await;
+        }
+        if outcome == Ok(true) {
+            bases.kept(seq, &plain);
+        }
+        if warm {
+            match outcome {
+                Ok(_) => tally.warmup_ok += 1,
+                Err(_) => tally.warmup_failed += 1,
             }
-            Err(_) => tally.fail("encode"),
         }
         k += 1;
     }

@@ -86,6 +86,11 @@ struct Args {
     /// OS threads of the async runtime.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Live mode: send every batch whole, never as a delta push (by default
+    /// agents send delta pushes once ingest keeps their bases, as the real
+    /// agent does).
+    #[arg(long)]
+    whole: bool,
     /// Only compare wire encodings over this many ticks of one agent.
     #[arg(long, value_name = "TICKS")]
     wire_report: Option<u64>,
@@ -196,6 +201,7 @@ fn try_main() -> anyhow::Result<()> {
         endpoint: args.endpoint.clone(),
         server_name: args.server_name.clone(),
         seq_base,
+        delta: !args.whole,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads)
