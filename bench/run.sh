@@ -38,6 +38,9 @@ TPUT_ROUNDS=${LASECT_BENCH_TPUT_ROUNDS:-3}
 # Batches as the real agent sends them (`agent`) or only database + host (`database`).
 TPUT_SHAPE=${LASECT_BENCH_TPUT_SHAPE:-agent}
 QUICK=${LASECT_BENCH_QUICK:-0}
+# LASECT_BENCH_FLEET_ONLY=1: only the fleet steps (for iterating on them);
+# LASECT_BENCH_FLEET_ARGS: more loadgen arguments for them (e.g. --whole).
+FLEET_ONLY=${LASECT_BENCH_FLEET_ONLY:-0}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -149,6 +152,7 @@ loadgen() {
 }
 num() { jq -r "$2" "$OUT/$1.json"; }
 
+if [ "$FLEET_ONLY" != 1 ]; then
 # 1. Wire size: one agent's hour of batches, both encodings.
 say "wire_bytes_per_sample"
 "$BIN/lasect-loadgen" --wire-report 360 --shape agent >"$OUT/wire.json"
@@ -263,18 +267,27 @@ fi
 say "replay_rows_per_s: 360 batches of one agent"
 loadgen replay --agent-prefix replay --agents 1 --batches-per-agent 360 --window 4
 
+fi
+
 # 4. Fleet: step the number of agents up until p99 >= 250 ms or pushes fail.
 BEST=0; BEST_P50=null; BEST_P99=null; STEPS="[]"
 for n in $FLEET_STEPS; do
     say "fleet: $n agents at a 10 s interval for $FLEET_SECS s ($FLEET_WARMUP s warm-up)"
+    # The disk's own fsync latency meanwhile, on the store's file system:
+    # a push is acknowledged after its commit is durable, so a stalled
+    # fsync is a slow push whatever ingest does.
+    "$BIN/lasect-loadgen" --fsync-probe "$WORK" --duration-secs "$FLEET_SECS" >"$OUT/fsync-$n.json" &
+    PROBE_PID=$!
     loadgen "fleet-$n" --agent-prefix "fleet$n" --agents "$n" --interval-ms 10000 \
-        --duration-secs "$FLEET_SECS" --warmup-secs "$FLEET_WARMUP"
+        --duration-secs "$FLEET_SECS" --warmup-secs "$FLEET_WARMUP" ${LASECT_BENCH_FLEET_ARGS:-}
+    wait "$PROBE_PID" || echo '{}' >"$OUT/fsync-$n.json"
     p50=$(num "fleet-$n" .latency_ms.p50); p99=$(num "fleet-$n" .latency_ms.p99)
     ok=$(num "fleet-$n" .batches_ok); failed=$(num "fleet-$n" .failed_total)
     warm_failed=$(num "fleet-$n" .warmup_failed)
     STEPS=$(jq -c --argjson n "$n" --argjson p50 "$p50" --argjson p99 "$p99" --argjson ok "$ok" --argjson failed "$failed" \
-        --argjson warm_failed "$warm_failed" \
-        '. + [{agents: $n, p50_ms: $p50, p99_ms: $p99, batches_ok: $ok, failed: $failed, warmup_failed: $warm_failed}]' <<<"$STEPS")
+        --argjson warm_failed "$warm_failed" --slurpfile fsync "$OUT/fsync-$n.json" \
+        '. + [{agents: $n, p50_ms: $p50, p99_ms: $p99, batches_ok: $ok, failed: $failed, warmup_failed: $warm_failed,
+               disk_fsync_ms: ($fsync[0] | {p50: .p50_ms, p99: .p99_ms, max: .max_ms, over_50ms})}]' <<<"$STEPS")
     if jq -e --argjson p99 "$p99" --argjson ok "$ok" --argjson failed "$failed" -n \
         '$p99 < 250 and $ok > 0 and $failed <= ($ok / 1000)' >/dev/null; then
         BEST=$n; BEST_P50=$p50; BEST_P99=$p99
@@ -282,6 +295,11 @@ for n in $FLEET_STEPS; do
         break
     fi
 done
+
+if [ "$FLEET_ONLY" = 1 ]; then
+    jq . <<<"$STEPS"
+    exit 0
+fi
 
 jq -n \
   --slurpfile core "$OUT/core.json" \

@@ -16,6 +16,7 @@
 
 mod batch;
 mod fleet;
+mod fsync_probe;
 mod wire;
 
 use std::path::PathBuf;
@@ -91,6 +92,10 @@ struct Args {
     /// agent does).
     #[arg(long)]
     whole: bool,
+    /// Only sample the disk's fsync latency in this directory for
+    /// `--duration-secs` (see `fsync_probe.rs`).
+    #[arg(long, value_name = "DIR")]
+    fsync_probe: Option<PathBuf>,
     /// Only compare wire encodings over this many ticks of one agent.
     #[arg(long, value_name = "TICKS")]
     wire_report: Option<u64>,
@@ -151,6 +156,11 @@ fn try_main() -> anyhow::Result<()> {
             dictionary.len(),
             path.display()
         );
+        return Ok(());
+    }
+    if let Some(dir) = &args.fsync_probe {
+        let report = fsync_probe::probe(dir, Duration::from_secs(args.duration_secs))?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     if let Some(ticks) = args.wire_report {

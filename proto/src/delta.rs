@@ -6,36 +6,49 @@
 //!
 //! # Format
 //!
-//! The coded form of a sample is protobuf wire format with exactly the
-//! fields of the sample, in the same order, under the same tags:
+//! A coded sample has three parts (the `sample`, `bits` and `rows` fields
+//! of a `DeltaSample`):
 //!
-//! - a varint field holds the zigzag-encoded wrapping difference between
-//!   the value and its *prediction*;
-//! - a nested message holds the coded form of that message (so its length
-//!   prefix is the coded length);
-//! - strings, bytes, fixed-width fields and packed repeated scalars are
-//!   copied unchanged (zstd, which compresses the whole push, deals with
-//!   them).
+//! - **coded**: protobuf wire format with exactly the fields of the sample,
+//!   in the same order, under the same tags. A varint field holds the
+//!   *residual* of the value (below); a nested message holds the coded form
+//!   of that message (so its length prefix is the coded length); strings,
+//!   bytes, fixed-width fields and packed repeated scalars are copied
+//!   unchanged (zstd, which compresses the whole push, deals with them).
+//! - **bits**: for every varint, in order, the bits of its zigzag residual
+//!   below the top set bit, least significant first, packed LSB-first.
+//! - **rows**: for every nested message, in order, two varints naming its
+//!   counterpart in the newer and the older base: 0 for none, else 1 + the
+//!   zigzag of (its position among the base's fields of that number − its
+//!   own position).
+//!
+//! The residual of a varint `v` is `z = zigzag(v - p)` (wrapping, on the raw
+//! 64-bit value) for the prediction `p`. Its coded varint is
+//! `zigzag(bitlen(z) - e)`, where `e` is the *expected* bit length: that of
+//! `zigzag(a - b)` minus 3 (0 without both bases), since a counter's jitter
+//! grows with its rate. So a value that moves as predicted costs a small
+//! coded byte and its few low bits.
 //!
 //! A field's *counterpart* in a base is the field with the same number in
-//! the counterpart message (the sample itself in the base at the root).
-//! For a scalar it is the same occurrence among the fields of that number.
-//! For a nested message it is the one with the same *row key* (the values
-//! of its string fields and of its integer fields named `…id`, so a table
-//! row is matched by database, schema, name and relid wherever it moved in
-//! the list), and among those with the same key, the same occurrence. The prediction of a varint is `a` in the
-//! newer base plus the change from the older base `b`, scaled to the time
-//! since the newer (a counter keeps its rate):
-//! `a + (a - b) * (t - ta) / (ta - tb)` with the `time_unix_micros` of the
-//! three samples (integer arithmetic, rounding toward zero); `2a - b` where
-//! those times are missing or not increasing, and for `time_unix_micros`
-//! itself. It is `a` when only the newer base has a varint counterpart,
-//! and 0 when none has (then the coded value is the zigzag of the value).
-//! Arithmetic is on the raw 64-bit varint value, wrapping, so every value
-//! round-trips whatever its type and sign.
+//! the counterpart message (the sample itself in the base at the root):
+//! for a scalar, the same occurrence among the fields of that number; for a
+//! nested message, the one the rows stream names. The encoder picks the one
+//! with the same *row key* (the values of its string fields and of its
+//! integer fields named `…id`, so a table row is matched by database,
+//! schema, name and relid wherever it moved in the list; among those with
+//! the same key, the same occurrence).
 //!
-//! Which fields are messages comes from the schema `build.rs` generates from
-//! `samples.proto`: the wire type alone cannot tell a message from a string.
+//! The prediction `p` of a varint is `a` in the newer base plus the change
+//! from the older base `b`, scaled to the time since the newer (a counter
+//! keeps its rate): `a + (a - b) * (t - ta) / (ta - tb)` with the
+//! `time_unix_micros` of the three samples (integer arithmetic, rounding
+//! toward zero); `2a - b` where those times are missing or not increasing,
+//! and for `time_unix_micros` itself. It is `a` when only the newer base
+//! has a varint counterpart, and 0 when none has.
+//!
+//! Which fields are messages, and which identify a row, comes from the
+//! schema `build.rs` generates from `samples.proto`: the wire type alone
+//! cannot tell a message from a string.
 //!
 //! # Invariants
 //!
@@ -45,6 +58,11 @@
 //!   make a sample decode to different values but never makes decoding
 //!   fail or panic: whoever uses this codec checks the reconstructed batch
 //!   (ingest compares a CRC32C the agent computed over the original).
+//! - Row matches are chosen by the encoder and sent (the *rows* stream), so
+//!   a newer agent with other row keys needs no change on ingest. A nested
+//!   message field that ingest's schema does not know (a newer agent's
+//!   family) is copied as it is coded, so it rebuilds to different bytes
+//!   and the CRC sends that batch whole: never wrong data.
 //! - Decoding never writes more than its `limit`, so a small coded sample
 //!   cannot expand into a large allocation (a varint residual of one byte
 //!   may stand for a ten-byte value).
