@@ -44,13 +44,17 @@ fn settings(pki: &TestPki, addr: SocketAddr) -> SenderSettings {
 
 /// A batch with one sample whose instance name encodes `seq`.
 fn entry(seq: u64) -> OutboxEntry {
-    let batch = batch(seq);
+    entry_of(seq, &batch(seq))
+}
+
+/// The outbox entry of a one-sample `batch`.
+fn entry_of(seq: u64, batch: &SampleBatch) -> OutboxEntry {
     OutboxEntry {
         seq,
         priority: 0,
         created_unix_micros: 1_700_000_000_000_000,
         sample_count: 1,
-        batch: payload::encode(&batch).expect("encode"),
+        batch: payload::encode(batch).expect("encode"),
     }
 }
 
@@ -411,13 +415,7 @@ fn database_entry(seq: u64) -> OutboxEntry {
             })),
         }],
     };
-    OutboxEntry {
-        seq,
-        priority: 0,
-        created_unix_micros: 1_700_000_000_000_000,
-        sample_count: 1,
-        batch: payload::encode(&batch).expect("encode"),
-    }
+    entry_of(seq, &batch)
 }
 
 /// Against an ingest that keeps bases, batches go as delta pushes and
