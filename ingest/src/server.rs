@@ -181,6 +181,8 @@ impl Ingest for IngestService {
 
         let (seq, Decoded { batch, samples }) = self.decode(&agent, &request)?;
         let delta = request.delta_crc32c.is_some();
+        // The payload is not needed past decoding.
+        drop(request);
         let started = Instant::now();
         let rows = batch.rows() as u64;
         let (stored_samples, unknown_samples) = (batch.stored_samples, batch.unknown_samples);
