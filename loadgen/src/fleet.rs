@@ -204,19 +204,11 @@ fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// A backlog push of batch `k`: whole, not offered as a base.
 fn request(plan: &Plan, agent: u64, k: u64, time: i64) -> anyhow::Result<PushRequest> {
-    let batch = tick_batch(plan.shape, agent, k, time);
-    let c = payload::encode(&batch)?;
-    Ok(PushRequest {
-        seq: plan.seq_base + k,
-        created_unix_micros: now_micros(),
-        codec: c.codec as i32,
-        uncompressed_size: c.uncompressed_size,
-        payload: c.payload,
-        priority: 0,
-        sample_count: batch.samples.len() as u32,
-        ..Default::default()
-    })
+    let (mut req, _) = live_request(plan, agent, k, time, None)?;
+    req.offer_base = false;
+    Ok(req)
 }
 
 /// The live push of batch `k`: whole or coded against `bases`, offered as
@@ -231,16 +223,13 @@ fn live_request(
     let batch = tick_batch(plan.shape, agent, k, time);
     let plain = batch.encode_to_vec();
     let seq = plan.seq_base + k;
-    let (codec, body, crc) = match bases {
-        Some(bases) => {
-            let coded = bases.encode(seq, &plain)?;
-            if coded.coded_samples > 0 {
-                (payload::DELTA_CODEC, coded.plain, Some(coded.crc32c))
-            } else {
-                (payload::DEFAULT_CODEC, plain.clone(), None)
-            }
-        }
-        None => (payload::DEFAULT_CODEC, plain.clone(), None),
+    let coded = match bases {
+        Some(bases) => Some(bases.encode(seq, &plain)?).filter(|c| c.coded_samples > 0),
+        None => None,
+    };
+    let (codec, body, crc) = match &coded {
+        Some(c) => (payload::DELTA_CODEC, &c.plain, Some(c.crc32c)),
+        None => (payload::DEFAULT_CODEC, &plain, None),
     };
     Ok((
         PushRequest {
@@ -248,7 +237,7 @@ fn live_request(
             created_unix_micros: now_micros(),
             codec: codec as i32,
             uncompressed_size: u32::try_from(body.len())?,
-            payload: payload::compress(codec, &body)?,
+            payload: payload::compress(codec, body)?,
             sample_count: batch.samples.len() as u32,
             delta_crc32c: crc,
             offer_base: plan.delta,
