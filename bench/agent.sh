@@ -6,6 +6,12 @@
 #   agent_rss_mib            peak RSS (VmHWM) of lasect-agent vs prometheus-postgres-exporter
 #   agent_cpu_ms_per_cycle   utime+stime per 10 s cycle vs per scrape
 #   statement_cycle_ms       steady-state statement cycle vs reading texts every cycle
+#   wire_bytes_per_sample_real_agent
+#                            the real agent's batches of this cluster (default family
+#                            intervals, 125 s) as delta pushes vs
+#                            JSON+gzip of the same samples (the loadgen's figure is for
+#                            generated batches; this is what real servers' names and
+#                            counters cost, against a dictionary that never saw them)
 #
 # One monitored PostgreSQL cluster (not the store): a `bench` database with
 # 200 tables (each with an index), 2,000+ distinct statements in
@@ -35,6 +41,8 @@ STORE_PORT=${5:?store port}
 INTERVAL=10
 WARMUP=${LASECT_BENCH_AGENT_WARMUP:-25}
 WINDOW=${LASECT_BENCH_AGENT_SECS:-120}
+# The wire agent's run, after the measured window: batches every 10 s.
+WIRE_SECS=${LASECT_BENCH_AGENT_WIRE_SECS:-125}
 TABLES=200
 STATEMENTS=2000
 AGENT_ID=bench-agent
@@ -161,7 +169,7 @@ else
 fi
 
 say "load: pgbench (rate-limited) for the whole run"
-pgbench -h "$SOCK" -p "$PG_PORT" -U postgres -c 2 -j 1 -R 50 -T $((WARMUP + WINDOW + 30)) bench \
+pgbench -h "$SOCK" -p "$PG_PORT" -U postgres -c 2 -j 1 -R 50 -T $((WARMUP + WINDOW + WIRE_SECS + 30)) bench \
     >"$OUT/agent-pgbench.log" 2>&1 &
 PIDS+=($!)
 
@@ -221,6 +229,21 @@ wait "$AGENT_PID" 2>/dev/null || true
 wait "$EXPORTER_PID" 2>/dev/null || true
 [ "$SCRAPES" -gt 0 ] || { echo "no successful scrape of the exporter" >&2; exit 1; }
 
+# The wire agent: the same configuration but the default family intervals
+# (what a deployment sends), and an ingest that is never there (nothing
+# listens on its port), so its spool keeps every batch it takes; the
+# loadgen then measures them as the agent would send them.
+sed -e "s|^state_dir = .*|state_dir = \"$W/wire-state\"|" -e "/^intervals = /d" \
+    -e "s|^endpoint = .*|endpoint = \"https://127.0.0.1:$((INGEST_PORT + 12))\"|" "$W/agent.toml" >"$W/wire-agent.toml"
+say "wire_bytes_per_sample_real_agent: the agent's batches of this cluster for $WIRE_SECS s"
+LASECT_LOG=error "$BIN/lasect-agent" --config "$W/wire-agent.toml" >"$OUT/wire-agent.log" 2>&1 &
+WIRE_PID=$!
+PIDS+=("$WIRE_PID")
+sleep "$WIRE_SECS"
+kill -0 "$WIRE_PID" 2>/dev/null || { echo "the wire agent exited (see $OUT/wire-agent.log)" >&2; exit 1; }
+kill "$WIRE_PID"; wait "$WIRE_PID" 2>/dev/null || true
+"$BIN/lasect-loadgen" --wire-report-spool "$W/wire-state" >"$OUT/wire-real-agent.json"
+
 # What the agent delivered: the store tables that got rows from it.
 STORE_FAMILIES=$(psql -h "$STORE_SOCK" -p "$STORE_PORT" -U postgres -d lasect -qAt <<'SQL'
 SELECT coalesce(string_agg(substr(relname, 8), ' ' ORDER BY relname), '')
@@ -245,7 +268,7 @@ say "statement_cycle_ms: 5,000 entries with texts of 10 kB each"
     --entries 5000 --pad-bytes 10300 --cycles 7 --touch 250 >"$OUT/statement_cycle.json"
 
 jq -n \
-  --slurpfile st "$OUT/statement_cycle.json" \
+  --slurpfile st "$OUT/statement_cycle.json" --slurpfile wire "$OUT/wire-real-agent.json" \
   --argjson a_hwm "$A_HWM" --argjson e_hwm "$E_HWM" \
   --argjson a_rss_sum "$A_RSS_SUM" --argjson e_rss_sum "$E_RSS_SUM" --argjson samples "$SAMPLES" \
   --argjson a0 "$A0" --argjson a1 "$A1" --argjson e0 "$E0" --argjson e1 "$E1" --argjson hz "$HZ" \
@@ -277,5 +300,14 @@ jq -n \
      entries: $s.entries, text_bytes: $s.text_bytes, cycles: $s.cycles, touched_per_cycle: $s.touched_per_cycle,
      first_sight_ms: $s.first_sight_ms, first_sight_texts: $s.first_sight_texts, catch_up_rounds: $s.catch_up_rounds,
      steady_text_fetches: $s.steady_text_fetches,
-     note: "median over steady cycles, agent and reference alternating on one server"}
+     note: "median over steady cycles, agent and reference alternating on one server"},
+    ($wire[0]) as $w |
+    {name: "wire_bytes_per_sample_real_agent", unit: "bytes/sample", lasect: ($w.wire_bytes_per_sample | r),
+     reference: ($w.json_gzip_bytes_per_sample | r), reference_name: "JSON + gzip of the same samples",
+     ratio: ($w.wire_bytes_per_sample / $w.json_gzip_bytes_per_sample | r), better: "lower",
+     target_ratio: 0.333, batches: $w.batches, samples: $w.samples,
+     steady_ratio: (if $w.steady_wire_bytes_per_sample then ($w.steady_wire_bytes_per_sample / $w.steady_json_gzip_bytes_per_sample | r) else null end),
+     whole_ratio: ($w.whole_bytes_per_sample / $w.json_gzip_bytes_per_sample | r),
+     delta_no_dictionary_ratio: ($w.delta_no_dictionary_bytes_per_sample / $w.json_gzip_bytes_per_sample | r),
+     note: "the real agent on this cluster at its default family intervals; steady_ratio leaves out the first batch (no base yet: every setting and statement text, sent whole), which an hour of pushes pays once"}
   ]' >"$OUT/agent_summary.json"

@@ -12,6 +12,7 @@
 //!     --agents 1000 --interval-ms 10000 --duration-secs 30
 //! lasect-loadgen --endpoint ... --ca-dir tls --agents 1 --batches-per-agent 360
 //! lasect-loadgen --wire-report 360
+//! lasect-loadgen --wire-report-spool /var/lib/lasect-agent
 //! ```
 
 mod batch;
@@ -99,6 +100,10 @@ struct Args {
     /// Only compare wire encodings over this many ticks of one agent.
     #[arg(long, value_name = "TICKS")]
     wire_report: Option<u64>,
+    /// Only compare wire encodings over the batches in a real agent's
+    /// spool (its state dir), as `--wire-report` does over generated ones.
+    #[arg(long, value_name = "STATE_DIR")]
+    wire_report_spool: Option<PathBuf>,
     /// Only train the zstd dictionary of `CODEC_ZSTD_DICT_V1` and write it
     /// to this file (see proto/dict/README.md).
     #[arg(long, value_name = "FILE")]
@@ -166,6 +171,11 @@ fn try_main() -> anyhow::Result<()> {
     if let Some(ticks) = args.wire_report {
         anyhow::ensure!(ticks > 0, "--wire-report needs at least one tick");
         let report = wire::compare(shape, ticks)?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    if let Some(state_dir) = &args.wire_report_spool {
+        let report = wire::compare_spool(state_dir)?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }

@@ -16,7 +16,9 @@
 
 use std::io::Write;
 use std::ops::Range;
+use std::path::Path;
 
+use anyhow::Context;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use lasect_proto::bases::{Rebuilt, ReceiverBases, SenderBases, decode_delta_batch};
@@ -36,10 +38,13 @@ pub const DICTIONARY_BYTES: usize = 32 << 10;
 /// Sizes of `ticks` consecutive batches of one agent in every encoding.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct WireReport {
+    /// `agent` or `database` (generated batches), `real agent` (a spool).
     pub shape: &'static str,
     pub batches: u64,
     pub samples: u64,
-    pub rows: u64,
+    /// Metric rows (generated batches only: the loadgen knows its shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
     pub protobuf_bytes: u64,
     /// As sent by agents: delta pushes (`DeltaBatch` against the bases kept
     /// from earlier batches), `CODEC_ZSTD_DICT_V1`.
@@ -60,31 +65,88 @@ pub struct WireReport {
     pub lz4_protobuf_bytes_per_sample: f64,
     pub zstd_no_dictionary_bytes_per_sample: f64,
     pub json_gzip_bytes_per_sample: f64,
+    /// Delta pushes and JSON + gzip over the batches after the first
+    /// (`None` with a single batch).
+    pub steady_wire_bytes_per_sample: Option<f64>,
+    pub steady_json_gzip_bytes_per_sample: Option<f64>,
 }
 
 const START_MICROS: i64 = 1_700_000_000_000_000;
 
+/// `ticks` consecutive generated batches of [`MEASURED_AGENT`] in `shape`.
 pub fn compare(shape: Shape, ticks: u64) -> anyhow::Result<WireReport> {
-    let (mut wire, mut whole, mut lz4, mut zstd_plain, mut pb) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut delta_plain = 0u64;
-    // Agent and ingest in steady state: every batch offered and kept.
-    let (mut sender, mut receiver) = (SenderBases::default(), ReceiverBases::default());
-    let (mut gz, mut plain, mut samples, mut rows) = (0u64, 0u64, 0u64, 0u64);
-    for tick in 0..ticks {
-        let batch = tick_batch(
+    let batches = (0..ticks).map(|tick| {
+        tick_batch(
             shape,
             MEASURED_AGENT,
             tick,
             START_MICROS + tick as i64 * 10_000_000,
-        );
+        )
+        .encode_to_vec()
+    });
+    let name = if shape.all_families {
+        "agent"
+    } else {
+        "database"
+    };
+    let mut report = measure(name, batches)?;
+    report.rows = Some((0..ticks).map(|tick| shape.rows_at(tick)).sum());
+    Ok(report)
+}
+
+/// The batches a real agent left in its spool (`state_dir`, the agent's
+/// state dir: an agent that could not reach ingest keeps every batch it
+/// took), in seq order, measured as [`compare`] measures generated ones.
+/// What the real agent's samples cost on the wire, where the loadgen's
+/// figure is the cost of samples shaped like them.
+pub fn compare_spool(state_dir: &Path) -> anyhow::Result<WireReport> {
+    let mut entries = lasect_agent::spool::read_all(state_dir)
+        .with_context(|| format!("read the spool of {}", state_dir.display()))?;
+    entries.sort_by_key(|entry| entry.seq);
+    anyhow::ensure!(
+        !entries.is_empty(),
+        "the spool of {} holds no batch",
+        state_dir.display()
+    );
+    let plains = entries
+        .iter()
+        .map(|entry| {
+            payload::decompress(
+                entry.batch.codec as i32,
+                entry.batch.uncompressed_size,
+                &entry.batch.payload,
+                usize::MAX,
+            )
+            .with_context(|| format!("batch {} of the spool", entry.seq))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    measure("real agent", plains)
+}
+
+/// Every encoding of `batches` (encoded `SampleBatch`es of one agent, in
+/// the order it took them): agent and ingest in steady state, every batch
+/// offered and kept.
+fn measure(
+    shape: &'static str,
+    batches: impl IntoIterator<Item = Vec<u8>>,
+) -> anyhow::Result<WireReport> {
+    let (mut wire, mut whole, mut lz4, mut zstd_plain, mut pb) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut delta_plain = 0u64;
+    let (mut sender, mut receiver) = (SenderBases::default(), ReceiverBases::default());
+    let (mut gz, mut plain, mut samples, mut count) = (0u64, 0u64, 0u64, 0u64);
+    // After the first batch, which has no base and carries what an agent
+    // sends once (statement texts): what a connected agent pays per push.
+    let (mut steady_wire, mut steady_gz, mut steady_samples) = (0u64, 0u64, 0u64);
+    for encoded in batches {
+        let batch = payload::decode_plain(&encoded)?;
+        count += 1;
         samples += batch.samples.len() as u64;
-        rows += shape.rows_at(tick);
-        let encoded = batch.encode_to_vec();
         pb += encoded.len() as u64;
         whole += payload::encode(&batch)?.payload.len() as u64;
-        let seq = tick + 1;
+        let seq = count;
         let delta = sender.encode(seq, &encoded)?;
-        wire += payload::compress(payload::DELTA_CODEC, &delta.plain)?.len() as u64;
+        let wire_len = payload::compress(payload::DELTA_CODEC, &delta.plain)?.len() as u64;
+        wire += wire_len;
         delta_plain += zstd::bulk::compress(&delta.plain, payload::ZSTD_LEVEL_V2)?.len() as u64;
         // What ingest does with it: rebuilt exactly, then kept.
         let Rebuilt {
@@ -105,18 +167,22 @@ pub fn compare(shape: Shape, ticks: u64) -> anyhow::Result<WireReport> {
         plain += text.len() as u64;
         let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
         encoder.write_all(&text)?;
-        gz += encoder.finish()?.len() as u64;
+        let gz_len = encoder.finish()?.len() as u64;
+        gz += gz_len;
+        if count > 1 {
+            steady_wire += wire_len;
+            steady_gz += gz_len;
+            steady_samples += batch.samples.len() as u64;
+        }
     }
     let per = |bytes: u64| bytes as f64 / samples.max(1) as f64;
+    let steady_per =
+        |bytes: u64| (steady_samples > 0).then(|| bytes as f64 / steady_samples as f64);
     Ok(WireReport {
-        shape: if shape.all_families {
-            "agent"
-        } else {
-            "database"
-        },
-        batches: ticks,
+        shape,
+        batches: count,
         samples,
-        rows,
+        rows: None,
         protobuf_bytes: pb,
         wire_bytes: wire,
         whole_bytes: whole,
@@ -131,6 +197,8 @@ pub fn compare(shape: Shape, ticks: u64) -> anyhow::Result<WireReport> {
         lz4_protobuf_bytes_per_sample: per(lz4),
         zstd_no_dictionary_bytes_per_sample: per(zstd_plain),
         json_gzip_bytes_per_sample: per(gz),
+        steady_wire_bytes_per_sample: steady_per(steady_wire),
+        steady_json_gzip_bytes_per_sample: steady_per(steady_gz),
     })
 }
 
@@ -200,5 +268,51 @@ mod tests {
         for family in ["Database", "Statement", "Table", "Index", "Wal", "Wait"] {
             assert!(json.contains(&format!("\"{family}\"")), "{family}");
         }
+    }
+
+    /// A spool written by the agent's own code reads back as the batches
+    /// it holds, in seq order, whatever order they were pushed in.
+    #[test]
+    fn a_spool_is_measured_batch_by_batch() {
+        use lasect_agent::outbox::{Outbox as _, OutboxEntry};
+        use lasect_agent::spool::{Spool, SpoolOptions};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shape = Shape::agent(3);
+        let spool = Spool::open(dir.path(), SpoolOptions::default()).expect("open");
+        for tick in [1u64, 0, 2] {
+            let time = START_MICROS + tick as i64 * 10_000_000;
+            let batch = tick_batch(shape, MEASURED_AGENT, tick, time);
+            spool
+                .push(OutboxEntry {
+                    seq: tick + 1,
+                    priority: 0,
+                    created_unix_micros: time,
+                    sample_count: batch.samples.len() as u32,
+                    batch: payload::encode_with(&batch, Codec::Lz4).expect("encode"),
+                })
+                .expect("push");
+        }
+        spool.close();
+        let from_spool = compare_spool(dir.path()).expect("spool report");
+        let generated = compare(shape, 3).expect("report");
+        assert_eq!(from_spool.shape, "real agent");
+        assert_eq!(from_spool.rows, None);
+        // The same batches in the same order code to the same bytes.
+        assert_eq!(
+            (
+                from_spool.batches,
+                from_spool.samples,
+                from_spool.wire_bytes
+            ),
+            (generated.batches, generated.samples, generated.wire_bytes)
+        );
+        assert_eq!(from_spool.json_gzip_bytes, generated.json_gzip_bytes);
+        assert!(from_spool.steady_wire_bytes_per_sample.is_some());
+
+        let empty = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(empty.path().join("spool")).expect("mkdir");
+        let error = compare_spool(empty.path()).expect_err("nothing to measure");
+        assert!(error.to_string().contains("holds no batch"), "{error}");
     }
 }

@@ -74,9 +74,21 @@ impl SenderBases {
     /// Codes the encoded `SampleBatch` `plain` of batch `seq` against the
     /// bases kept before it.
     pub fn encode(&mut self, seq: u64, plain: &[u8]) -> Result<DeltaPayload, DeltaError> {
+        self.encode_in(delta::Format::CURRENT, seq, plain)
+    }
+
+    /// [`encode`](Self::encode) in a given format (what agents of an older
+    /// format send, for tests of ingest).
+    pub fn encode_in(
+        &mut self,
+        format: delta::Format,
+        seq: u64,
+        plain: &[u8],
+    ) -> Result<DeltaPayload, DeltaError> {
         let samples = delta::split_batch(plain)?;
         let mut batch = DeltaBatch {
             samples: Vec::with_capacity(samples.len()),
+            format: format.to_wire(),
         };
         let mut coded_samples = 0;
         for sample in samples {
@@ -97,6 +109,7 @@ impl SenderBases {
                         sample,
                         Some(&n.sample),
                         older.as_ref().map(|o| &o.sample[..]),
+                        format,
                     )?
                 }
                 None => delta::CodedSample {
@@ -222,6 +235,8 @@ pub enum DeltaBatchError {
     },
     #[error("the rebuilt batch does not match its CRC32C (a base differs from the agent's)")]
     Crc,
+    #[error("coding format {0} is not known to this ingest")]
+    Format(u32),
 }
 
 /// A delta push rebuilt.
@@ -245,6 +260,8 @@ pub fn decode_delta_batch(
     find: impl Fn(u64, u32) -> Option<Arc<[u8]>>,
 ) -> Result<Rebuilt, DeltaBatchError> {
     let batch = DeltaBatch::decode(plain).map_err(|e| DeltaBatchError::Decode(e.to_string()))?;
+    let format =
+        delta::Format::from_wire(batch.format).ok_or(DeltaBatchError::Format(batch.format))?;
     let mut out = Vec::with_capacity(plain.len().min(limit));
     let mut samples = Vec::with_capacity(batch.samples.len());
     for (index, coded) in batch.samples.into_iter().enumerate() {
@@ -275,6 +292,7 @@ pub fn decode_delta_batch(
                 },
                 Some(n),
                 older.as_deref(),
+                format,
                 room,
             )
             .map_err(|source| DeltaBatchError::Sample { index, source })?,
@@ -440,11 +458,54 @@ mod tests {
                 newer_back: u64::MAX,
                 ..Default::default()
             }],
+            format: delta::Format::CURRENT.to_wire(),
         }
         .encode_to_vec();
         assert!(matches!(
             decode_delta_batch(2, &far, 0, 1 << 20, |_, _| None),
             Err(DeltaBatchError::MissingBase { .. })
+        ));
+    }
+
+    #[test]
+    fn every_known_format_decodes_and_an_unknown_one_is_refused() {
+        let (a, b) = (batch(1, false), batch(2, false));
+        let kept = |plain: &[u8]| -> Vec<Arc<[u8]>> {
+            delta::split_batch(plain)
+                .expect("split")
+                .into_iter()
+                .map(Arc::from)
+                .collect()
+        };
+        let bases = kept(&a);
+        let find = |seq: u64, index: u32| (seq == 1).then(|| Arc::clone(&bases[index as usize]));
+        for format in [delta::Format::Copied, delta::Format::Referenced] {
+            let mut sender = SenderBases::default();
+            sender.kept(1, &a);
+            let delta = sender.encode_in(format, 2, &b).expect("encode");
+            assert_eq!(
+                DeltaBatch::decode(&delta.plain[..]).expect("decode").format,
+                format.to_wire()
+            );
+            let rebuilt =
+                decode_delta_batch(2, &delta.plain, delta.crc32c, 1 << 20, find).expect("rebuild");
+            assert_eq!(rebuilt.batch, b);
+        }
+        let mut sender = SenderBases::default();
+        sender.kept(1, &a);
+        let delta = sender.encode(2, &b).expect("encode");
+        let mut unknown = DeltaBatch::decode(&delta.plain[..]).expect("decode");
+        unknown.format = 9;
+        assert!(matches!(
+            decode_delta_batch(2, &unknown.encode_to_vec(), delta.crc32c, 1 << 20, find),
+            Err(DeltaBatchError::Format(9))
+        ));
+        // An ingest that knows only format 0 ignores the field: it rebuilds
+        // other bytes, which the CRC refuses (the agent then sends it whole).
+        unknown.format = 0;
+        assert!(matches!(
+            decode_delta_batch(2, &unknown.encode_to_vec(), delta.crc32c, 1 << 20, find),
+            Err(DeltaBatchError::Crc)
         ));
     }
 }
