@@ -915,6 +915,16 @@ mod tests {
     use crate::v1::{DatabaseRow, DatabaseSnapshot, HostCpu, Sample, TableRow, TableSnapshot};
     use prost::Message;
 
+    /// An encoded sample of instance `main`, `secs` seconds after a fixed start.
+    fn sample_at(secs: i64, family: Family) -> Vec<u8> {
+        Sample {
+            instance: "main".into(),
+            time_unix_micros: 1_700_000_000_000_000 + secs * 1_000_000,
+            family: Some(family),
+        }
+        .encode_to_vec()
+    }
+
     fn database(tick: i64, rows: usize) -> Vec<u8> {
         Sample {
             instance: "main".into(),
@@ -979,10 +989,9 @@ mod tests {
     /// of their own.
     fn settings(tick: i64, changed: usize) -> Vec<u8> {
         use crate::v1::{Setting, SettingsSnapshot};
-        Sample {
-            instance: "main".into(),
-            time_unix_micros: 1_700_000_000_000_000 + tick * 300_000_000,
-            family: Some(Family::Settings(SettingsSnapshot {
+        sample_at(
+            tick * 300,
+            Family::Settings(SettingsSnapshot {
                 settings: (0..350)
                     .map(|i| Setting {
                         name: format!("setting_number_{i}"),
@@ -1001,18 +1010,16 @@ mod tests {
                     })
                     .collect(),
                 changes: Vec::new(),
-            })),
-        }
-        .encode_to_vec()
+            }),
+        )
     }
 
     /// Statement rows whose timings are doubles, half of them unchanged.
     fn statements(tick: i64) -> Vec<u8> {
         use crate::v1::{StatementRow, StatementSnapshot};
-        Sample {
-            instance: "main".into(),
-            time_unix_micros: 1_700_000_000_000_000 + tick * 30_000_000,
-            family: Some(Family::Statement(StatementSnapshot {
+        sample_at(
+            tick * 30,
+            Family::Statement(StatementSnapshot {
                 rows: (0..100)
                     .map(|i| StatementRow {
                         queryid: 7_000_000_000 + i,
@@ -1029,9 +1036,8 @@ mod tests {
                     })
                     .collect(),
                 texts: Vec::new(),
-            })),
-        }
-        .encode_to_vec()
+            }),
+        )
     }
 
     #[test]
