@@ -35,7 +35,7 @@ pub const TRAINING_AGENTS: Range<u64> = 1_000..1_040;
 /// Size of the trained dictionary: larger ones gained little on these batches.
 pub const DICTIONARY_BYTES: usize = 32 << 10;
 
-/// Sizes of `ticks` consecutive batches of one agent in every encoding.
+/// Sizes of consecutive batches of one agent in every encoding.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct WireReport {
     /// `agent` or `database` (generated batches), `real agent` (a spool).
@@ -47,7 +47,7 @@ pub struct WireReport {
     pub rows: Option<u64>,
     pub protobuf_bytes: u64,
     /// As sent by agents: delta pushes (`DeltaBatch` against the bases kept
-    /// from earlier batches), `CODEC_ZSTD_DICT_V1`.
+    /// from earlier batches), `CODEC_ZSTD_DICT_V2`.
     pub wire_bytes: u64,
     /// Whole batches (`SampleBatch`), `CODEC_ZSTD_DICT_V1`: an agent's
     /// first push on a connection.
@@ -314,5 +314,11 @@ mod tests {
         std::fs::create_dir_all(empty.path().join("spool")).expect("mkdir");
         let error = compare_spool(empty.path()).expect_err("nothing to measure");
         assert!(error.to_string().contains("holds no batch"), "{error}");
+        let missing = empty.path().join("no-such-agent");
+        let error = compare_spool(&missing).expect_err("no spool");
+        assert!(
+            format!("{error:#}").contains("read the spool of"),
+            "{error:#}"
+        );
     }
 }
