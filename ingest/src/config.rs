@@ -218,7 +218,9 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
-    /// Connections to the store (default 8).
+    /// Connections to the store (default 8), in all: two of them (one when
+    /// it is 2) are the writers' own, the rest serve everything else. One
+    /// more than it says is opened when it is 1.
     pub pool_size: usize,
     /// Seconds between partition maintenance runs (default 3600).
     pub maintenance_interval_secs: u64,

@@ -77,6 +77,8 @@ pub enum IngestError {
     Migrate(#[source] lasect_migrations::MigrateError),
     #[error("cannot build the store connection pool")]
     Pool(#[source] deadpool_postgres::BuildError),
+    #[error("cannot start the writer threads")]
+    Writers(#[source] std::io::Error),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -96,7 +98,7 @@ pub enum IngestError {
 /// HTTP/2 streams one agent connection may have open at once.
 const MAX_STREAMS_PER_CONNECTION: u32 = 32;
 
-/// Writer tasks (each holds a store connection while it writes a group).
+/// Writer tasks (each has a store connection of its own, see `store.pool_size`).
 /// More writers make smaller groups, so more statements and commits for the
 /// same rows: on 2 cores `make bench` (ingest_rows_per_s) measured 1, 2 and
 /// 4 writers alike and 8 (one per default pool connection) a quarter slower.
@@ -121,7 +123,15 @@ pub async fn run(
         &client_roots,
         &config.tls.ca_file,
     )?;
-    let pool = store::open(&config).await?;
+    // The writers have connections of their own (see `writer::group`), out
+    // of `store.pool_size`; everything else shares the rest.
+    let writer_tasks = WRITER_TASKS.min(config.store.pool_size.saturating_sub(1).max(1));
+    let pool = store::open(
+        &config,
+        config.store.pool_size.saturating_sub(writer_tasks).max(1),
+    )
+    .await?;
+    let writer_pool = store::pool(&config, writer_tasks)?;
     // Disabled agents are known before the first connection is accepted.
     revocations
         .load(&pool)
@@ -195,13 +205,14 @@ pub async fn run(
     );
     let dispatcher = hub.clone().spawn(pg_config, notices);
     let writers = Writers::spawn(
-        pool,
+        writer_pool,
         partitions,
         sightings,
         metrics.clone(),
-        config.store.pool_size.min(WRITER_TASKS),
+        writer_tasks,
         config.limits.max_inflight_batches,
-    );
+    )
+    .map_err(IngestError::Writers)?;
     let metrics_for_control = metrics.clone();
     let service = IngestServer::new(IngestService::new(
         writers,

@@ -15,8 +15,9 @@ use crate::{ErrorChain, IngestError};
 /// is answered `UNAVAILABLE` and the agent retries later.
 const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Migrates the store, runs one maintenance pass and returns a pool.
-pub async fn open(config: &Config) -> Result<Pool, IngestError> {
+/// Migrates the store, runs one maintenance pass and returns a pool of
+/// `size` connections.
+pub async fn open(config: &Config, size: usize) -> Result<Pool, IngestError> {
     let pg_config: tokio_postgres::Config = config
         .store_dsn
         .expose()
@@ -40,6 +41,16 @@ pub async fn open(config: &Config) -> Result<Pool, IngestError> {
     // The connection task ends once the client is gone; its result is moot.
     let _ = connection.await;
 
+    pool(config, size)
+}
+
+/// A pool of at most `size` connections to the store of `config`.
+pub fn pool(config: &Config, size: usize) -> Result<Pool, IngestError> {
+    let pg_config: tokio_postgres::Config = config
+        .store_dsn
+        .expose()
+        .parse()
+        .map_err(IngestError::StoreDsn)?;
     let manager = Manager::from_config(
         pg_config,
         NoTls,
@@ -48,7 +59,7 @@ pub async fn open(config: &Config) -> Result<Pool, IngestError> {
         },
     );
     Pool::builder(manager)
-        .max_size(config.store.pool_size)
+        .max_size(size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(POOL_TIMEOUT))
         .create_timeout(Some(POOL_TIMEOUT))

@@ -44,6 +44,15 @@ pub const MAX_GROUP_ROWS: usize = 100_000;
 pub const MIN_GROUP_ROWS: usize = 4_000;
 pub const GROUP_LINGER: Duration = Duration::from_millis(5);
 
+/// The name of the writers' threads. The writers run on a runtime of their
+/// own rather than beside the pushes: a group makes some fifty round trips
+/// to the store (a COPY per table, the records, the commit), and on a busy
+/// machine each of them waited for a worker thread that was decoding a
+/// push before the writer could send the next statement. On 2 cores
+/// `make bench` (ingest_rows_per_s, back-to-back runs) went from 151k–158k
+/// to 166k–179k rows/s.
+pub const WRITER_THREAD: &str = "lasect-writer";
+
 type Reply = Result<Outcome, Arc<StoreError>>;
 
 struct Job {
@@ -67,7 +76,9 @@ pub struct Writers {
 
 impl Writers {
     /// Starts `tasks` writer tasks (at least one) behind a queue of
-    /// `capacity` pushes (at least one).
+    /// `capacity` pushes (at least one), on a runtime of their own (see
+    /// [`WRITER_THREAD`]); `pool` should be theirs alone, so that the
+    /// connections they write on are driven by that runtime too.
     ///
     /// `sightings` collects what stored batches say about their instances;
     /// its owner flushes it.
@@ -78,25 +89,42 @@ impl Writers {
         metrics: Metrics,
         tasks: usize,
         capacity: usize,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let (queue, receiver) = mpsc::channel(capacity.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
         let known = Known::default();
         let busy = Arc::new(AtomicUsize::new(0));
-        for _ in 0..tasks.max(1) {
-            tokio::spawn(run(
-                Arc::clone(&receiver),
-                Store {
-                    pool: pool.clone(),
-                    partitions: partitions.clone(),
-                    known: known.clone(),
-                    sightings: sightings.clone(),
-                    busy: Arc::clone(&busy),
-                },
-                metrics.clone(),
-            ));
-        }
-        Self { queue, metrics }
+        let tasks = tasks.max(1);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(tasks)
+            .thread_name(WRITER_THREAD)
+            .enable_all()
+            .build()?;
+        let writer_metrics = metrics.clone();
+        // The runtime lives on its own thread until every writer task has
+        // ended, which is once the queue is closed and drained.
+        std::thread::Builder::new()
+            .name(WRITER_THREAD.to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut running = tokio::task::JoinSet::new();
+                    for _ in 0..tasks {
+                        running.spawn(run(
+                            Arc::clone(&receiver),
+                            Store {
+                                pool: pool.clone(),
+                                partitions: partitions.clone(),
+                                known: known.clone(),
+                                sightings: sightings.clone(),
+                                busy: Arc::clone(&busy),
+                            },
+                            writer_metrics.clone(),
+                        ));
+                    }
+                    while running.join_next().await.is_some() {}
+                });
+            })?;
+        Ok(Self { queue, metrics })
     }
 
     /// Stores `batch` as batch `seq` of `agent`, together with whatever
