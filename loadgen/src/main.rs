@@ -108,8 +108,8 @@ struct Args {
     /// to this file (see proto/dict/README.md).
     #[arg(long, value_name = "FILE")]
     train_dictionary: Option<PathBuf>,
-    /// Only train the zstd dictionary of `CODEC_ZSTD_DICT_V2` (delta
-    /// pushes) and write it to this file.
+    /// Only train the zstd dictionary of `CODEC_ZSTD_DICT_V3` (delta
+    /// pushes of the current `DeltaBatch` format) and write it to this file.
     #[arg(long, value_name = "FILE")]
     train_delta_dictionary: Option<PathBuf>,
 }

@@ -47,8 +47,11 @@ pub struct WireReport {
     pub rows: Option<u64>,
     pub protobuf_bytes: u64,
     /// As sent by agents: delta pushes (`DeltaBatch` against the bases kept
-    /// from earlier batches), `CODEC_ZSTD_DICT_V2`.
+    /// from earlier batches), `CODEC_ZSTD_DICT_V3`.
     pub wire_bytes: u64,
+    /// The same delta pushes with `CODEC_ZSTD_DICT_V2`, the dictionary
+    /// trained on format 0 (what the retrained one gains).
+    pub delta_v2_dictionary_bytes: u64,
     /// Whole batches (`SampleBatch`), `CODEC_ZSTD_DICT_V1`: an agent's
     /// first push on a connection.
     pub whole_bytes: u64,
@@ -62,6 +65,7 @@ pub struct WireReport {
     pub wire_bytes_per_sample: f64,
     pub whole_bytes_per_sample: f64,
     pub delta_no_dictionary_bytes_per_sample: f64,
+    pub delta_v2_dictionary_bytes_per_sample: f64,
     pub lz4_protobuf_bytes_per_sample: f64,
     pub zstd_no_dictionary_bytes_per_sample: f64,
     pub json_gzip_bytes_per_sample: f64,
@@ -131,7 +135,7 @@ fn measure(
     batches: impl IntoIterator<Item = Vec<u8>>,
 ) -> anyhow::Result<WireReport> {
     let (mut wire, mut whole, mut lz4, mut zstd_plain, mut pb) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut delta_plain = 0u64;
+    let (mut delta_plain, mut delta_v2) = (0u64, 0u64);
     let (mut sender, mut receiver) = (SenderBases::default(), ReceiverBases::default());
     let (mut gz, mut plain, mut samples, mut count) = (0u64, 0u64, 0u64, 0u64);
     // After the first batch, which has no base and carries what an agent
@@ -148,6 +152,7 @@ fn measure(
         let wire_len = payload::compress(payload::DELTA_CODEC, &delta.plain)?.len() as u64;
         wire += wire_len;
         delta_plain += zstd::bulk::compress(&delta.plain, payload::ZSTD_LEVEL_V2)?.len() as u64;
+        delta_v2 += payload::compress(Codec::ZstdDictV2, &delta.plain)?.len() as u64;
         // What ingest does with it: rebuilt exactly, then kept.
         let Rebuilt {
             batch: rebuilt,
@@ -187,6 +192,7 @@ fn measure(
         wire_bytes: wire,
         whole_bytes: whole,
         delta_no_dictionary_bytes: delta_plain,
+        delta_v2_dictionary_bytes: delta_v2,
         lz4_protobuf_bytes: lz4,
         zstd_no_dictionary_bytes: zstd_plain,
         json_gzip_bytes: gz,
@@ -194,6 +200,7 @@ fn measure(
         wire_bytes_per_sample: per(wire),
         whole_bytes_per_sample: per(whole),
         delta_no_dictionary_bytes_per_sample: per(delta_plain),
+        delta_v2_dictionary_bytes_per_sample: per(delta_v2),
         lz4_protobuf_bytes_per_sample: per(lz4),
         zstd_no_dictionary_bytes_per_sample: per(zstd_plain),
         json_gzip_bytes_per_sample: per(gz),
@@ -217,8 +224,8 @@ fn delta_payloads(shape: Shape, agent: u64) -> anyhow::Result<Vec<Vec<u8>>> {
         .collect()
 }
 
-/// Trains the dictionary of `CODEC_ZSTD_DICT_V2` on an hour of delta
-/// payloads of [`TRAINING_AGENTS`], in both shapes.
+/// Trains the dictionary of `CODEC_ZSTD_DICT_V3` (`DeltaBatch` format 1,
+/// [`lasect_proto::delta::Format::CURRENT`]) on an hour of delta payloads of [`TRAINING_AGENTS`], in both shapes.
 pub fn train_delta(databases: u32) -> anyhow::Result<Vec<u8>> {
     let mut samples = Vec::new();
     for agent in TRAINING_AGENTS {

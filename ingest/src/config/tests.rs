@@ -194,7 +194,7 @@ fn admission_rate_and_metrics_settings_are_checked() {
     // Absent [metrics]: no listener; present: loopback by default.
     let config = parse(&format!("{dsn}{}", files.tls())).expect("valid");
     assert_eq!(config.metrics_listen, None);
-    assert_eq!(config.limits.max_inflight_batches, 256);
+    assert_eq!(config.limits.max_inflight_batches, 1024);
     assert_eq!(config.limits.max_batches_per_agent_per_sec, 20);
     let config = parse(&format!("{dsn}{}[metrics]\n", files.tls())).expect("valid");
     assert_eq!(
@@ -251,7 +251,7 @@ fn packaged_example_is_valid() {
         &format!("{}/", files.dir.path().display()),
     );
     let config = parse(&text).expect("packaged example validates");
-    assert_eq!(config.limits.max_inflight_batches, 256);
+    assert_eq!(config.limits.max_inflight_batches, 1024);
 }
 
 #[test]
