@@ -221,27 +221,15 @@ pub fn decompress(
     let plain = match codec {
         Codec::Lz4 => lz4_flex::block::decompress(payload, uncompressed_size as usize)
             .map_err(|e| corrupt(e.to_string()))?,
-        Codec::ZstdDictV1 => zstd_decompress(
-            &ZSTD_DECODER_V1,
-            decoder_v1(),
-            payload,
-            uncompressed_size as usize,
-        )
-        .map_err(|e| corrupt(e.to_string()))?,
-        Codec::ZstdDictV2 => zstd_decompress(
-            &ZSTD_DECODER_V2,
-            decoder_v2(),
-            payload,
-            uncompressed_size as usize,
-        )
-        .map_err(|e| corrupt(e.to_string()))?,
-        Codec::ZstdDictV3 => zstd_decompress(
-            &ZSTD_DECODER_V3,
-            decoder_v3(),
-            payload,
-            uncompressed_size as usize,
-        )
-        .map_err(|e| corrupt(e.to_string()))?,
+        Codec::ZstdDictV1 | Codec::ZstdDictV2 | Codec::ZstdDictV3 => {
+            let (decoders, dictionary) = match codec {
+                Codec::ZstdDictV1 => (&ZSTD_DECODER_V1, decoder_v1()),
+                Codec::ZstdDictV2 => (&ZSTD_DECODER_V2, decoder_v2()),
+                _ => (&ZSTD_DECODER_V3, decoder_v3()),
+            };
+            zstd_decompress(decoders, dictionary, payload, uncompressed_size as usize)
+                .map_err(|e| corrupt(e.to_string()))?
+        }
         Codec::Unspecified => return Err(PayloadError::UnsupportedCodec(codec as i32)),
     };
     if plain.len() != uncompressed_size as usize {
