@@ -105,6 +105,13 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 32;
 /// Two let one group be written while the other commits.
 const WRITER_TASKS: usize = 2;
 
+/// `store.pool_size` split into the writers' connections (one per writer
+/// task) and the rest's; each side gets at least one.
+fn split_pool(pool_size: usize) -> (usize, usize) {
+    let writers = WRITER_TASKS.min(pool_size.saturating_sub(1).max(1));
+    (writers, pool_size.saturating_sub(writers).max(1))
+}
+
 /// How often the buckets of agents that went quiet are dropped.
 const RATE_LIMIT_CLEANUP: Duration = Duration::from_secs(60);
 
@@ -125,12 +132,8 @@ pub async fn run(
     )?;
     // The writers have connections of their own (see `writer::group`), out
     // of `store.pool_size`; everything else shares the rest.
-    let writer_tasks = WRITER_TASKS.min(config.store.pool_size.saturating_sub(1).max(1));
-    let pool = store::open(
-        &config,
-        config.store.pool_size.saturating_sub(writer_tasks).max(1),
-    )
-    .await?;
+    let (writer_tasks, shared) = split_pool(config.store.pool_size);
+    let pool = store::open(&config, shared).await?;
     let writer_pool = store::pool(&config, writer_tasks)?;
     // Disabled agents are known before the first connection is accepted.
     revocations
@@ -299,5 +302,19 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
         () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_pool;
+
+    #[test]
+    fn the_pool_is_split_between_the_writers_and_the_rest() {
+        assert_eq!(split_pool(8), (2, 6));
+        assert_eq!(split_pool(3), (2, 1));
+        assert_eq!(split_pool(2), (1, 1));
+        // Validation refuses 0; 1 still gets one connection on each side.
+        assert_eq!(split_pool(1), (1, 1));
     }
 }

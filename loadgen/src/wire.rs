@@ -225,7 +225,8 @@ fn delta_payloads(shape: Shape, agent: u64) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// Trains the dictionary of `CODEC_ZSTD_DICT_V3` (`DeltaBatch` format 1,
-/// [`lasect_proto::delta::Format::CURRENT`]) on an hour of delta payloads of [`TRAINING_AGENTS`], in both shapes.
+/// [`lasect_proto::delta::Format::CURRENT`]) on an hour of delta payloads
+/// of [`TRAINING_AGENTS`], in both shapes.
 pub fn train_delta(databases: u32) -> anyhow::Result<Vec<u8>> {
     let mut samples = Vec::new();
     for agent in TRAINING_AGENTS {

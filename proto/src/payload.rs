@@ -45,9 +45,9 @@ pub const DICTIONARY_V2: &[u8] = include_bytes!("../dict/samples-v2.zdict");
 /// format 1. Never change these bytes either.
 pub const DICTIONARY_V3: &[u8] = include_bytes!("../dict/samples-v3.zdict");
 
-/// zstd level of `CODEC_ZSTD_DICT_V2` and `_V3`: a delta push is small (mostly under
-/// 10 KB), where level 9 costs the agent about 0.1 ms and gains 5% over
-/// level 3.
+/// zstd level of `CODEC_ZSTD_DICT_V2` and `_V3`: a delta push is small
+/// (mostly under 10 KB), where level 9 costs the agent about 0.1 ms and
+/// gains 5% over level 3.
 pub const ZSTD_LEVEL_V2: i32 = 9;
 
 /// The codec agents send whole batches (`SampleBatch`) with.
@@ -105,11 +105,7 @@ pub fn compress(codec: Codec, plain: &[u8]) -> Result<Vec<u8>, PayloadError> {
     match codec {
         Codec::Lz4 => Ok(lz4_flex::block::compress(plain)),
         Codec::ZstdDictV1 | Codec::ZstdDictV2 | Codec::ZstdDictV3 => {
-            let dictionary = match codec {
-                Codec::ZstdDictV1 => encoder_v1(),
-                Codec::ZstdDictV2 => encoder_v2(),
-                _ => encoder_v3(),
-            };
+            let dictionary = Dictionary::of(codec).encoder();
             let mut compressor = zstd::bulk::Compressor::with_prepared_dictionary(dictionary)
                 .map_err(|e| PayloadError::Compress(e.to_string()))?;
             // The size and dictionary id are in the frame header; the
@@ -122,34 +118,53 @@ pub fn compress(codec: Codec, plain: &[u8]) -> Result<Vec<u8>, PayloadError> {
     }
 }
 
-fn encoder_v1() -> &'static zstd::dict::EncoderDictionary<'static> {
-    static DICT: OnceLock<zstd::dict::EncoderDictionary<'static>> = OnceLock::new();
-    DICT.get_or_init(|| zstd::dict::EncoderDictionary::copy(DICTIONARY_V1, ZSTD_LEVEL))
+/// One dictionary codec: its bytes and level, prepared for compression and
+/// decompression once per process, and a decompression context per thread.
+struct Dictionary {
+    bytes: &'static [u8],
+    level: i32,
+    encoder: OnceLock<zstd::dict::EncoderDictionary<'static>>,
+    decoder: OnceLock<zstd::dict::DecoderDictionary<'static>>,
+    contexts: &'static std::thread::LocalKey<Decoder>,
 }
 
-fn encoder_v2() -> &'static zstd::dict::EncoderDictionary<'static> {
-    static DICT: OnceLock<zstd::dict::EncoderDictionary<'static>> = OnceLock::new();
-    DICT.get_or_init(|| zstd::dict::EncoderDictionary::copy(DICTIONARY_V2, ZSTD_LEVEL_V2))
-}
+static DICT_V1: Dictionary = Dictionary::new(DICTIONARY_V1, ZSTD_LEVEL, &ZSTD_DECODER_V1);
+static DICT_V2: Dictionary = Dictionary::new(DICTIONARY_V2, ZSTD_LEVEL_V2, &ZSTD_DECODER_V2);
+static DICT_V3: Dictionary = Dictionary::new(DICTIONARY_V3, ZSTD_LEVEL_V2, &ZSTD_DECODER_V3);
 
-fn encoder_v3() -> &'static zstd::dict::EncoderDictionary<'static> {
-    static DICT: OnceLock<zstd::dict::EncoderDictionary<'static>> = OnceLock::new();
-    DICT.get_or_init(|| zstd::dict::EncoderDictionary::copy(DICTIONARY_V3, ZSTD_LEVEL_V2))
-}
+impl Dictionary {
+    const fn new(
+        bytes: &'static [u8],
+        level: i32,
+        contexts: &'static std::thread::LocalKey<Decoder>,
+    ) -> Self {
+        Self {
+            bytes,
+            level,
+            encoder: OnceLock::new(),
+            decoder: OnceLock::new(),
+            contexts,
+        }
+    }
 
-fn decoder_v1() -> &'static zstd::dict::DecoderDictionary<'static> {
-    static DICT: OnceLock<zstd::dict::DecoderDictionary<'static>> = OnceLock::new();
-    DICT.get_or_init(|| zstd::dict::DecoderDictionary::copy(DICTIONARY_V1))
-}
+    /// The dictionary of a zstd codec (callers match the codec first).
+    fn of(codec: Codec) -> &'static Dictionary {
+        match codec {
+            Codec::ZstdDictV1 => &DICT_V1,
+            Codec::ZstdDictV2 => &DICT_V2,
+            _ => &DICT_V3,
+        }
+    }
 
-fn decoder_v2() -> &'static zstd::dict::DecoderDictionary<'static> {
-    static DICT: OnceLock<zstd::dict::DecoderDictionary<'static>> = OnceLock::new();
-    DICT.get_or_init(|| zstd::dict::DecoderDictionary::copy(DICTIONARY_V2))
-}
+    fn encoder(&'static self) -> &'static zstd::dict::EncoderDictionary<'static> {
+        self.encoder
+            .get_or_init(|| zstd::dict::EncoderDictionary::copy(self.bytes, self.level))
+    }
 
-fn decoder_v3() -> &'static zstd::dict::DecoderDictionary<'static> {
-    static DICT: OnceLock<zstd::dict::DecoderDictionary<'static>> = OnceLock::new();
-    DICT.get_or_init(|| zstd::dict::DecoderDictionary::copy(DICTIONARY_V3))
+    fn decoder(&'static self) -> &'static zstd::dict::DecoderDictionary<'static> {
+        self.decoder
+            .get_or_init(|| zstd::dict::DecoderDictionary::copy(self.bytes))
+    }
 }
 
 type Decoder = RefCell<Option<zstd::bulk::Decompressor<'static>>>;
@@ -222,13 +237,14 @@ pub fn decompress(
         Codec::Lz4 => lz4_flex::block::decompress(payload, uncompressed_size as usize)
             .map_err(|e| corrupt(e.to_string()))?,
         Codec::ZstdDictV1 | Codec::ZstdDictV2 | Codec::ZstdDictV3 => {
-            let (decoders, dictionary) = match codec {
-                Codec::ZstdDictV1 => (&ZSTD_DECODER_V1, decoder_v1()),
-                Codec::ZstdDictV2 => (&ZSTD_DECODER_V2, decoder_v2()),
-                _ => (&ZSTD_DECODER_V3, decoder_v3()),
-            };
-            zstd_decompress(decoders, dictionary, payload, uncompressed_size as usize)
-                .map_err(|e| corrupt(e.to_string()))?
+            let dictionary = Dictionary::of(codec);
+            zstd_decompress(
+                dictionary.contexts,
+                dictionary.decoder(),
+                payload,
+                uncompressed_size as usize,
+            )
+            .map_err(|e| corrupt(e.to_string()))?
         }
         Codec::Unspecified => return Err(PayloadError::UnsupportedCodec(codec as i32)),
     };
