@@ -11,9 +11,21 @@
 //! # Ciphertext
 //! `"LSK1" | id length (1 byte) | key id | nonce (12 bytes) | sealed data + tag (16 bytes)`.
 //! The nonce is random (96 bits; far below the birthday bound for the
-//! number of secrets a store holds). The caller's `aad` (e.g. the purpose,
-//! "instance-dsn") is authenticated, so a ciphertext cannot be moved to
-//! another purpose unnoticed.
+//! number of secrets a store holds). The caller's `aad` is authenticated, so a
+//! ciphertext cannot be moved to another purpose unnoticed.
+//!
+//! # Secrets of instances
+//! Every secret of an instance row (its `dsn`, its `run_dsn`) goes through
+//! [`encrypt_instance_secret`] and [`decrypt_instance_secret`] and nothing
+//! else: their associated data is `lasect-instance-secret:v2|<field>|<instance
+//! id>|<agent id>`, so a ciphertext copied to another row, another agent or
+//! another column of the same row does not decrypt.
+//!
+//! Ciphertexts written before that binding (AAD `instance-dsn`, only ever used
+//! for `dsn`) still decrypt, and [`Decrypted::legacy`] says so: lasect-api
+//! re-encrypts such rows with the bound AAD when it starts (and `secrets
+//! rotate` re-encrypts every row), so the unbound form only lives until the
+//! first start of an upgraded API that can read the key file.
 
 use std::fmt;
 use std::path::Path;
@@ -58,6 +70,77 @@ pub enum SecretsError {
     Tampered,
     #[error("cannot draw random bytes")]
     Random,
+}
+
+/// Associated data of instance DSNs before they were bound to their row.
+pub const LEGACY_DSN_AAD: &[u8] = b"instance-dsn";
+
+/// Column name of an instance's own DSN, for [`encrypt_instance_secret`].
+pub const FIELD_DSN: &str = "dsn";
+/// Column name of an instance's run DSN, for [`encrypt_instance_secret`].
+pub const FIELD_RUN_DSN: &str = "run_dsn";
+
+/// The associated data binding a secret to `field` of instance `instance_id`
+/// served by `agent_id`. The agent id cannot hold `|` (validated ids are
+/// `[A-Za-z0-9._-]`), and it comes last, so the encoding is unambiguous.
+fn instance_aad(instance_id: i64, agent_id: &str, field: &str) -> Vec<u8> {
+    format!("lasect-instance-secret:v2|{field}|{instance_id}|{agent_id}").into_bytes()
+}
+
+/// Encrypts `plaintext`, a secret held in column `field` (e.g. [`FIELD_DSN`],
+/// [`FIELD_RUN_DSN`]) of instance `instance_id` served by `agent_id`.
+pub fn encrypt_instance_secret(
+    keyring: &Keyring,
+    instance_id: i64,
+    agent_id: &str,
+    field: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SecretsError> {
+    keyring.encrypt(plaintext, &instance_aad(instance_id, agent_id, field))
+}
+
+/// A decrypted instance secret.
+pub struct Decrypted {
+    pub plaintext: String,
+    /// Made with the unbound [`LEGACY_DSN_AAD`]: re-encrypt it.
+    pub legacy: bool,
+}
+
+impl fmt::Debug for Decrypted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decrypted")
+            .field("plaintext", &"***")
+            .field("legacy", &self.legacy)
+            .finish()
+    }
+}
+
+/// Decrypts what [`encrypt_instance_secret`] made for the same row and field
+/// (or, for `dsn` only, a ciphertext from before the binding).
+pub fn decrypt_instance_secret(
+    keyring: &Keyring,
+    instance_id: i64,
+    agent_id: &str,
+    field: &str,
+    ciphertext: &[u8],
+) -> Result<Decrypted, SecretsError> {
+    match keyring.decrypt_string(ciphertext, &instance_aad(instance_id, agent_id, field)) {
+        Ok(plaintext) => Ok(Decrypted {
+            plaintext,
+            legacy: false,
+        }),
+        Err(SecretsError::Tampered) if field == FIELD_DSN => {
+            match keyring.decrypt_string(ciphertext, LEGACY_DSN_AAD) {
+                Ok(plaintext) => Ok(Decrypted {
+                    plaintext,
+                    legacy: true,
+                }),
+                // The bound form is the one that should have matched.
+                Err(_) => Err(SecretsError::Tampered),
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 struct Key {
@@ -353,6 +436,38 @@ mod tests {
             k.decrypt(&c[..20], b"instance-dsn"),
             Err(SecretsError::Malformed)
         ));
+    }
+
+    #[test]
+    fn instance_secrets_are_bound_to_their_row_and_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, k) = ring(&dir);
+        let c = encrypt_instance_secret(&k, 7, "db-1", FIELD_DSN, b"host=a password=x")
+            .expect("encrypt");
+        let d = decrypt_instance_secret(&k, 7, "db-1", FIELD_DSN, &c).expect("decrypt");
+        assert_eq!(d.plaintext, "host=a password=x");
+        assert!(!d.legacy);
+        for (id, agent, field) in [
+            (8, "db-1", FIELD_DSN),
+            (7, "db-2", FIELD_DSN),
+            (7, "db-1", FIELD_RUN_DSN),
+        ] {
+            assert!(
+                matches!(
+                    decrypt_instance_secret(&k, id, agent, field, &c),
+                    Err(SecretsError::Tampered)
+                ),
+                "{id} {agent} {field}"
+            );
+        }
+        // Rows from before the binding still decrypt, flagged for re-encryption.
+        let old = k.encrypt(b"host=b", LEGACY_DSN_AAD).expect("encrypt");
+        let d = decrypt_instance_secret(&k, 3, "db-9", FIELD_DSN, &old).expect("legacy");
+        assert_eq!(d.plaintext, "host=b");
+        assert!(d.legacy);
+        assert!(!format!("{d:?}").contains("host=b"));
+        // Only `dsn` ever had a legacy form.
+        assert!(decrypt_instance_secret(&k, 3, "db-9", FIELD_RUN_DSN, &old).is_err());
     }
 
     #[test]
