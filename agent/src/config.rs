@@ -40,6 +40,10 @@
 //! [[instances]]
 //! name = "main"
 //! dsn = "host=/var/run/postgresql dbname=postgres user=lasect_agent"
+//! # Read-only runs log in as this unprivileged role (default: dsn); a
+//! # superuser or server-file/program/signal role is refused for them
+//! # unless allow_privileged_runs = true.
+//! run_dsn = "host=/var/run/postgresql dbname=postgres user=lasect_run"
 //! intervals = { statement = 10 }    # optional per-instance overrides, also
 //!                                     # max_connections and databases
 //! ```
@@ -276,6 +280,20 @@ pub struct InstanceConfig {
     pub name: String,
     /// libpq-style connection string or URL (may hold a password).
     pub dsn: Dsn,
+    /// The connection of the read-only runs (`sql`, `explain`, `export_csv`,
+    /// `table_data`, `schema_snapshot`); default: `dsn`. Its login role should
+    /// be unprivileged (e.g. granted `pg_read_all_data` and `pg_monitor`): a
+    /// superuser or a member of `pg_execute_server_program`,
+    /// `pg_read_server_files`, `pg_write_server_files` or `pg_signal_backend`
+    /// is refused unless `allow_privileged_runs` (see `ops::privileges`).
+    /// Write kinds (opt-in classes) and the instance check use `dsn`.
+    #[serde(default)]
+    pub run_dsn: Option<Dsn>,
+    /// Let read-only runs log in as a privileged role (default false): they
+    /// still run in READ ONLY transactions, which do not stop `COPY … TO
+    /// PROGRAM`, `pg_read_file`, `pg_terminate_backend` and the like.
+    #[serde(default)]
+    pub allow_privileged_runs: bool,
     /// Per-family intervals for this instance; override `[collect.intervals]`.
     #[serde(default)]
     pub intervals: BTreeMap<String, u64>,
@@ -597,6 +615,9 @@ impl AgentConfig {
             }
             if let Err(m) = check_dsn(&instance.dsn) {
                 bad(&format!("instances[{i}].dsn"), m);
+            }
+            if let Some(Err(m)) = instance.run_dsn.as_ref().map(check_dsn) {
+                bad(&format!("instances[{i}].run_dsn"), m);
             }
             let prefix = format!("instances[{i}].intervals");
             for (field, message) in check_intervals(&prefix, &instance.intervals) {

@@ -4,9 +4,11 @@
 //! ```toml
 //! [control]
 //! enabled = true
-//! # Operation classes this host executes; default all. A production host
-//! # might drop "sql_write", "import", "extensions_write" and "ddl".
-//! allow = ["sql", "explain", "schema", "export", "dump", "extensions"]
+//! # Operation classes this host executes; default: the read-only ones
+//! # (DEFAULT_ALLOW). Writes, DDL, import, dump and extension changes are
+//! # opt-in: "sql_write", "ddl", "import", "dump", "extensions_write".
+//! allow = ["sql", "explain", "explain_analyze", "schema", "table_data",
+//!          "export", "extensions", "dump"]
 //! default_timeout_secs = 30
 //! max_timeout_secs = 3600
 //! max_rows_limit = 1000000
@@ -24,12 +26,26 @@ pub const CLASSES: &[&str] = &[
     "explain",
     "explain_analyze",
     "schema",
+    "table_data",
     "export",
     "import",
     "dump",
     "extensions",
     "extensions_write",
     "ddl",
+];
+
+/// The classes allowed without `allow`: those that cannot change the
+/// instance (they run in READ ONLY transactions, by a login role checked by
+/// `ops::privileges`). A production DBA opts into the rest per host.
+pub const DEFAULT_ALLOW: &[&str] = &[
+    "sql",
+    "explain",
+    "explain_analyze",
+    "schema",
+    "table_data",
+    "export",
+    "extensions",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,7 +65,7 @@ impl Default for ControlConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            allow: CLASSES.iter().map(|c| (*c).to_owned()).collect(),
+            allow: DEFAULT_ALLOW.iter().map(|c| (*c).to_owned()).collect(),
             default_timeout_secs: 30,
             max_timeout_secs: 3600,
             max_rows_limit: 1_000_000,
@@ -122,10 +138,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_allow_every_class_and_validate() {
+    fn defaults_allow_only_the_read_only_classes_and_validate() {
         let c = ControlConfig::default();
         assert!(c.problems().is_empty());
-        assert!(CLASSES.iter().all(|k| c.allows(k)));
+        for class in [
+            "sql",
+            "explain",
+            "explain_analyze",
+            "schema",
+            "table_data",
+            "export",
+            "extensions",
+        ] {
+            assert!(c.allows(class), "{class} is not allowed by default");
+        }
+        for class in ["sql_write", "ddl", "import", "dump", "extensions_write"] {
+            assert!(!c.allows(class), "{class} is allowed by default");
+        }
+        assert!(DEFAULT_ALLOW.iter().all(|k| CLASSES.contains(k)));
     }
 
     #[test]

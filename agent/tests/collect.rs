@@ -12,6 +12,8 @@ fn instance(name: &str, dsn: String) -> InstanceConfig {
     InstanceConfig {
         name: name.into(),
         dsn: Dsn::new(dsn),
+        run_dsn: None,
+        allow_privileged_runs: false,
         intervals: Default::default(),
         max_connections: None,
         databases: None,

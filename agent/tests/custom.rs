@@ -92,6 +92,8 @@ async fn custom_metrics_run_read_only_bounded_and_fail_alone() {
     let instance = InstanceConfig {
         name: "main".into(),
         dsn: Dsn::new(pg.dsn("postgres")),
+        run_dsn: None,
+        allow_privileged_runs: false,
         intervals: Default::default(),
         max_connections: None,
         databases: None,

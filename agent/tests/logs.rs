@@ -18,6 +18,8 @@ fn collector(dsn: String, state_dir: &Path, logs: &LogsConfig) -> Collector {
     let instance = InstanceConfig {
         name: "main".into(),
         dsn: Dsn::new(dsn),
+        run_dsn: None,
+        allow_privileged_runs: false,
         intervals: BTreeMap::new(),
         max_connections: None,
         databases: None,

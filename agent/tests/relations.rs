@@ -15,6 +15,8 @@ fn collector(dsn: String, max_connections: usize) -> Collector {
     let instance = InstanceConfig {
         name: "main".into(),
         dsn: Dsn::new(dsn),
+        run_dsn: None,
+        allow_privileged_runs: false,
         intervals: Default::default(),
         max_connections: Some(max_connections),
         databases: Some(DatabaseFilter {

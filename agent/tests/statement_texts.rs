@@ -29,6 +29,8 @@ fn collector(dsn: String) -> Collector {
     let instance = InstanceConfig {
         name: "main".into(),
         dsn: Dsn::new(dsn),
+        run_dsn: None,
+        allow_privileged_runs: false,
         intervals,
         max_connections: None,
         databases: None,

@@ -178,6 +178,8 @@ impl Collector {
             let config = InstanceConfig {
                 name: name.clone(),
                 dsn: dsn.clone(),
+                run_dsn: None,
+                allow_privileged_runs: false,
                 intervals: std::collections::BTreeMap::new(),
                 max_connections: None,
                 databases: None,

@@ -26,13 +26,50 @@ struct Active {
     token: TokenSlot,
 }
 
+/// How runs reach one instance.
+#[derive(Debug, Clone)]
+pub struct RunTarget {
+    pub dsn: Dsn,
+    /// The connection of the read-only kinds; `None`: `dsn`.
+    pub run_dsn: Option<Dsn>,
+    /// Read-only runs may log in as a privileged role (`ops::privileges`).
+    pub allow_privileged_runs: bool,
+}
+
+impl RunTarget {
+    pub fn new(dsn: Dsn) -> Self {
+        Self {
+            dsn,
+            run_dsn: None,
+            allow_privileged_runs: false,
+        }
+    }
+
+    pub fn of(instance: &crate::config::InstanceConfig) -> Self {
+        Self {
+            dsn: instance.dsn.clone(),
+            run_dsn: instance.run_dsn.clone(),
+            allow_privileged_runs: instance.allow_privileged_runs,
+        }
+    }
+
+    /// An empty string (a proto default) means none.
+    pub fn from_wire(dsn: String, run_dsn: String, allow_privileged_runs: bool) -> Self {
+        Self {
+            dsn: Dsn::new(dsn),
+            run_dsn: (!run_dsn.is_empty()).then(|| Dsn::new(run_dsn)),
+            allow_privileged_runs,
+        }
+    }
+}
+
 pub struct Executor {
     config: ControlConfig,
     host: String,
     /// Config-file instances; never replaced.
-    configured: HashMap<String, Dsn>,
+    configured: HashMap<String, RunTarget>,
     /// Instances assigned through the API (replaced on each assignment).
-    assigned: RwLock<HashMap<String, Dsn>>,
+    assigned: RwLock<HashMap<String, RunTarget>>,
     events: mpsc::Sender<AgentMessage>,
     global: Arc<Semaphore>,
     per_instance: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -46,7 +83,7 @@ pub struct Executor {
 impl Executor {
     pub fn new(
         config: ControlConfig,
-        configured: HashMap<String, Dsn>,
+        configured: HashMap<String, RunTarget>,
         events: mpsc::Sender<AgentMessage>,
     ) -> Arc<Self> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -94,7 +131,7 @@ impl Executor {
 
     /// Replaces the API-assigned instances; a name that clashes with a
     /// config-file instance is refused (the file wins).
-    pub fn set_assigned(&self, instances: Vec<(String, Dsn)>) {
+    pub fn set_assigned(&self, instances: Vec<(String, RunTarget)>) {
         let mut map = HashMap::new();
         for (name, dsn) in instances {
             if self.configured.contains_key(&name) {
@@ -185,9 +222,15 @@ impl Executor {
         }
     }
 
-    fn target(&self, r: &RunRequest) -> Result<tokio_postgres::Config, String> {
-        let dsn = if !r.dsn.is_empty() {
-            Dsn::new(r.dsn.clone())
+    /// The connection settings of the run, and whether its login role must
+    /// be checked: read-only kinds use the instance's `run_dsn`.
+    fn target(
+        &self,
+        r: &RunRequest,
+        params: &Value,
+    ) -> Result<(tokio_postgres::Config, bool), String> {
+        let target = if !r.dsn.is_empty() {
+            RunTarget::from_wire(r.dsn.clone(), r.run_dsn.clone(), r.allow_privileged_runs)
         } else if let Some(d) = self.configured.get(&r.instance) {
             d.clone()
         } else if let Some(d) = self
@@ -200,12 +243,17 @@ impl Executor {
         } else {
             return Err(format!("this agent has no instance named `{}`", r.instance));
         };
+        let read_only = ops::privileges::is_read_only(&r.kind, params);
+        let (dsn, which) = match (&target.run_dsn, read_only) {
+            (Some(run_dsn), true) => (run_dsn, "run_dsn"),
+            _ => (&target.dsn, "DSN"),
+        };
         // The parse error of tokio-postgres never repeats the DSN.
         let mut pg = dsn
             .parse()
-            .map_err(|e| format!("the instance's DSN is not valid: {e}"))?;
+            .map_err(|e| format!("the instance's {which} is not valid: {e}"))?;
         crate::collect::session::configure(&mut pg);
-        Ok(pg)
+        Ok((pg, read_only && !target.allow_privileged_runs))
     }
 
     fn semaphore_of(&self, instance: &str) -> Arc<Semaphore> {
@@ -254,8 +302,8 @@ impl Executor {
             }
             Ok(_) => {}
         }
-        let pg = match self.target(&r) {
-            Ok(pg) => pg,
+        let (pg, check_login_role) = match self.target(&r, &params) {
+            Ok(t) => t,
             Err(e) => return failed(e, Value::Null),
         };
         let limits = self.limits(&r);
@@ -286,6 +334,7 @@ impl Executor {
             instance: r.instance.clone(),
             params,
             pg,
+            check_login_role,
             limits,
             input: r.input.into(),
             cancel: cancel.clone(),

@@ -32,10 +32,10 @@ pub struct ControlClient {
 impl ControlClient {
     pub fn new(config: &AgentConfig) -> Self {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
-        let configured: HashMap<String, Dsn> = config
+        let configured: HashMap<String, executor::RunTarget> = config
             .instances
             .iter()
-            .map(|i| (i.name.clone(), i.dsn.clone()))
+            .map(|i| (i.name.clone(), executor::RunTarget::of(i)))
             .collect();
         let settings = SenderSettings::from_config(config);
         let backoff = Backoff::new(settings.backoff_base, settings.backoff_cap);
@@ -155,16 +155,28 @@ impl ControlClient {
             }
             Some(server_message::Body::Cancel(c)) => self.executor.cancel(c.run_id),
             Some(server_message::Body::Instances(a)) => {
-                let list: Vec<(String, Dsn)> = a
+                let targets: Vec<(String, executor::RunTarget)> = a
                     .instances
                     .into_iter()
-                    .map(|i| (i.name, Dsn::new(i.dsn)))
+                    .map(|i| {
+                        let target = executor::RunTarget::from_wire(
+                            i.dsn,
+                            i.run_dsn,
+                            i.allow_privileged_runs,
+                        );
+                        (i.name, target)
+                    })
                     .collect();
-                tracing::info!(instances = list.len(), "instance assignments received");
+                tracing::info!(instances = targets.len(), "instance assignments received");
                 if let Some(tx) = &self.assignments {
-                    let _ = tx.send(list.clone());
+                    // The collector monitors with the instance's DSN only.
+                    let list: Vec<(String, Dsn)> = targets
+                        .iter()
+                        .map(|(name, t)| (name.clone(), t.dsn.clone()))
+                        .collect();
+                    let _ = tx.send(list);
                 }
-                self.executor.set_assigned(list);
+                self.executor.set_assigned(targets);
             }
             None => tracing::warn!("empty Control message from ingest ignored"),
         }

@@ -24,6 +24,7 @@ pub mod import_csv;
 pub mod instance_check;
 pub mod instance_metadata;
 pub mod migration;
+pub mod privileges;
 pub mod schema_snapshot;
 pub mod script;
 pub mod sql;
@@ -73,8 +74,13 @@ pub struct OpContext {
     pub instance: String,
     /// The kind's parameters (a JSON object).
     pub params: Value,
-    /// Connection settings of the target (application_name already set).
+    /// Connection settings of the target (application_name already set):
+    /// the instance's `run_dsn` for the read-only kinds, else its DSN.
     pub pg: tokio_postgres::Config,
+    /// Refuse the session when its login role is privileged
+    /// ([`privileges::check_login_role`]): a read-only kind on an instance
+    /// without `allow_privileged_runs`.
+    pub check_login_role: bool,
     pub limits: Limits,
     /// The run's input (import_csv), empty otherwise.
     pub input: bytes::Bytes,
@@ -110,6 +116,9 @@ impl OpContext {
                 tracing::debug!(run_id, error = %e, "run connection closed");
             }
         });
+        if self.check_login_role {
+            privileges::check_login_role(&client, &self.instance).await?;
+        }
         let pid: i32 = client
             .query_one("SELECT pg_backend_pid()", &[])
             .await
@@ -157,9 +166,12 @@ pub fn class_of(kind: &str, params: &Value) -> Result<Option<&'static str>, Stri
         "instance_check" | "instance_metadata" => return Ok(None),
         "sql" if flag("write") => "sql_write",
         "sql" => "sql",
+        // EXPLAIN ANALYZE executes the statement; with `write` it commits.
+        "explain" if flag("analyze") && flag("write") => "sql_write",
         "explain" if flag("analyze") => "explain_analyze",
         "explain" => "explain",
-        "schema_snapshot" | "table_data" => "schema",
+        "schema_snapshot" => "schema",
+        "table_data" => "table_data",
         "export_csv" => "export",
         "import_csv" => "import",
         "dump_sql" => "dump",
@@ -484,6 +496,13 @@ mod class_tests {
             class_of("migration", &json!({"dry_run": true})),
             Ok(Some("ddl"))
         );
+        assert_eq!(
+            class_of("explain", &json!({"analyze": true, "write": true})),
+            Ok(Some("sql_write"))
+        );
+        assert_eq!(class_of("table_data", &json!({})), Ok(Some("table_data")));
+        assert_eq!(class_of("schema_snapshot", &json!({})), Ok(Some("schema")));
+        assert_eq!(class_of("export_csv", &json!({})), Ok(Some("export")));
         assert_eq!(class_of("instance_check", &json!({})), Ok(None));
         assert!(class_of("rm_rf", &json!({})).is_err());
     }

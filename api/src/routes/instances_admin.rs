@@ -43,6 +43,15 @@ pub struct AddInstance {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub labels: serde_json::Map<String, Value>,
+    /// The connection of the read-only runs (sql, explain, export, table data, schema
+    /// snapshots); default: `dsn`. Its login role should be unprivileged (e.g. granted only
+    /// pg_read_all_data and pg_monitor): the agent refuses read-only runs that would log in as a
+    /// superuser or a member of pg_execute_server_program, pg_read_server_files,
+    /// pg_write_server_files or pg_signal_backend. Encrypted like `dsn`, never returned.
+    pub run_dsn: Option<String>,
+    /// Let read-only runs log in as such a privileged role anyway (default false).
+    #[serde(default)]
+    pub allow_privileged_runs: bool,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -188,6 +197,21 @@ pub async fn add(
             format!("the DSN is not a valid connection string: {e}"),
         )
     })?;
+    let run_pg = match &request.run_dsn {
+        Some(run_dsn) if run_dsn.len() > MAX_DSN_BYTES => {
+            return Err(ApiError::bad_request(
+                "invalid_dsn",
+                "run_dsn is longer than 4096 bytes",
+            ));
+        }
+        Some(run_dsn) => Some(run_dsn.parse::<tokio_postgres::Config>().map_err(|e| {
+            ApiError::bad_request(
+                "invalid_dsn",
+                format!("run_dsn is not a valid connection string: {e}"),
+            )
+        })?),
+        None => None,
+    };
     let name = match request.name {
         Some(n) if valid_name(&n) => n,
         Some(n) => {
@@ -223,15 +247,21 @@ pub async fn add(
             )
         })?;
     let agent = serving_agent(&state, request.agent.as_deref()).await?;
-    let ciphertext = keyring
-        .encrypt(request.dsn.as_bytes(), DSN_AAD)
-        .map_err(ApiError::internal)?;
+    let ciphertext = encrypt_dsn(&keyring, &request.dsn)?;
+    let run_ciphertext = match &request.run_dsn {
+        Some(run_dsn) => Some(encrypt_dsn(&keyring, run_dsn)?),
+        None => None,
+    };
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO instances (name, agent_id, labels, source, state, dsn_ciphertext, dsn_redacted) \
-         VALUES ($1, $2, $3, 'api', 'validating', $4, $5) \
+        "INSERT INTO instances (name, agent_id, labels, source, state, dsn_ciphertext, dsn_redacted, \
+             run_dsn_ciphertext, run_dsn_redacted, allow_privileged_runs) \
+         VALUES ($1, $2, $3, 'api', 'validating', $4, $5, $6, $7, $8) \
          ON CONFLICT (agent_id, name) DO UPDATE SET labels = EXCLUDED.labels, source = 'api', \
              state = 'validating', dsn_ciphertext = EXCLUDED.dsn_ciphertext, \
-             dsn_redacted = EXCLUDED.dsn_redacted \
+             dsn_redacted = EXCLUDED.dsn_redacted, \
+             run_dsn_ciphertext = EXCLUDED.run_dsn_ciphertext, \
+             run_dsn_redacted = EXCLUDED.run_dsn_redacted, \
+             allow_privileged_runs = EXCLUDED.allow_privileged_runs \
          WHERE instances.state = 'removed' \
          RETURNING id",
     )
@@ -240,6 +270,9 @@ pub async fn add(
     .bind(Value::Object(request.labels))
     .bind(ciphertext)
     .bind(redact(&pg))
+    .bind(run_ciphertext)
+    .bind(run_pg.as_ref().map(redact))
+    .bind(request.allow_privileged_runs)
     .fetch_optional(&state.pool)
     .await?;
     let Some(id) = id else {
@@ -260,8 +293,8 @@ pub async fn add(
         Err(answer) => {
             // Nothing is kept of a failed add but the run's history.
             sqlx::query(
-                "UPDATE instances SET state = 'removed', dsn_ciphertext = NULL \
-                 WHERE id = $1 AND state = 'validating'",
+                "UPDATE instances SET state = 'removed', dsn_ciphertext = NULL, \
+                 run_dsn_ciphertext = NULL WHERE id = $1 AND state = 'validating'",
             )
             .bind(id)
             .execute(&state.pool)
@@ -269,6 +302,14 @@ pub async fn add(
             Ok(answer)
         }
     }
+}
+
+/// Encrypts one of an instance's connection strings (`dsn`, `run_dsn`): both go through here,
+/// so a change of their associated data applies to both.
+fn encrypt_dsn(keyring: &lasect_pki::secrets::Keyring, dsn: &str) -> Result<Vec<u8>, ApiError> {
+    keyring
+        .encrypt(dsn.as_bytes(), DSN_AAD)
+        .map_err(ApiError::internal)
 }
 
 /// Queues an `instance_check` or `instance_metadata` run and waits for it.
@@ -302,21 +343,34 @@ pub struct InstanceDetail {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
     pub metadata_at: Option<String>,
+    /// The connection of read-only runs without its password, when it has its own.
+    pub run_dsn_redacted: Option<String>,
+    /// Read-only runs may log in as a privileged role.
+    pub allow_privileged_runs: bool,
 }
 
 async fn detail(state: &AppState, id: i64) -> Result<InstanceDetail, ApiError> {
     let instance = find(state, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no instance with id {id}")))?;
-    let (metadata, at): (Option<Value>, Option<DateTime<Utc>>) =
-        sqlx::query_as("SELECT metadata, metadata_at FROM instances WHERE id = $1")
-            .bind(id)
-            .fetch_one(&state.pool)
-            .await?;
+    let (metadata, at, run_dsn_redacted, allow_privileged_runs): (
+        Option<Value>,
+        Option<DateTime<Utc>>,
+        Option<String>,
+        bool,
+    ) = sqlx::query_as(
+        "SELECT metadata, metadata_at, run_dsn_redacted, allow_privileged_runs \
+         FROM instances WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&state.pool)
+    .await?;
     Ok(InstanceDetail {
         instance,
         metadata,
         metadata_at: at.map(rfc3339),
+        run_dsn_redacted,
+        allow_privileged_runs,
     })
 }
 
@@ -372,7 +426,8 @@ pub async fn remove(
         .require_on_instance(&state.pool, id, Role::Admin)
         .await?;
     let done = sqlx::query(
-        "UPDATE instances SET state = 'removed', dsn_ciphertext = NULL WHERE id = $1 AND state <> 'removed'",
+        "UPDATE instances SET state = 'removed', dsn_ciphertext = NULL, run_dsn_ciphertext = NULL \
+         WHERE id = $1 AND state <> 'removed'",
     )
     .bind(id)
     .execute(&state.pool)
