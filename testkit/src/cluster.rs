@@ -30,6 +30,9 @@ pub struct PgOptions {
     pub log_format: Option<LogFormat>,
     /// Extra `postgresql.conf` settings, written verbatim as `name = value`.
     pub settings: Vec<(String, String)>,
+    /// `ssl = on` with this server certificate (see [`crate::TestCa`]); TCP
+    /// clients may then negotiate TLS (plaintext stays allowed).
+    pub tls: Option<crate::CertPair>,
 }
 
 /// A running PostgreSQL cluster, stopped and deleted on `Drop`.
@@ -223,6 +226,14 @@ impl PgCluster {
             conf.push(("log_destination".into(), format!("'stderr,{dest}'")));
             conf.push(("log_directory".into(), "'log'".into()));
         }
+        if let Some(tls) = &opts.tls {
+            let data = self.data_dir();
+            self.write_private(&data.join("server.crt"), &tls.cert_pem)?;
+            self.write_private(&data.join("server.key"), &tls.key_pem)?;
+            conf.push(("ssl".into(), "on".into()));
+            conf.push(("ssl_cert_file".into(), "'server.crt'".into()));
+            conf.push(("ssl_key_file".into(), "'server.key'".into()));
+        }
         conf.extend(opts.settings.iter().cloned());
         let body: String = conf.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
         // postgresql.auto.conf is read last and is ours alone.
@@ -230,6 +241,20 @@ impl PgCluster {
         std::fs::write(&path, body).map_err(HarnessError::io("write postgresql.auto.conf"))?;
         if let Some(user) = &self.run_as {
             chown_to(&path, user)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a file only the server's OS user may read (PostgreSQL refuses a
+    /// key file that others can read).
+    fn write_private(&self, path: &Path, body: &str) -> Result<(), HarnessError> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, body)
+            .map_err(HarnessError::io(format!("write {}", path.display())))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(HarnessError::io(format!("chmod {}", path.display())))?;
+        if let Some(user) = &self.run_as {
+            chown_to(path, user)?;
         }
         Ok(())
     }

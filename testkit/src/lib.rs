@@ -8,18 +8,22 @@
 //!   captured line by line and which is terminated on `Drop`.
 //! - [`ChaosProxy`]: a TCP proxy that can cut and restore the network.
 //! - [`binary_path`]: where `cargo build --bins` put a workspace binary.
+//! - [`TestCa`]: a throwaway CA signing server certificates for `ssl = on`
+//!   clusters ([`PgOptions::tls`]).
 
 mod binaries;
 mod child;
 mod cluster;
 mod ports;
 mod proxy;
+mod tls;
 
 pub use binaries::binary_path;
 pub use child::ChildGuard;
 pub use cluster::{LogFormat, PgCluster, PgOptions, REPLICA_APPLICATION_NAME};
 pub use ports::free_port;
 pub use proxy::ChaosProxy;
+pub use tls::{CertPair, TestCa};
 
 /// Everything the harness can fail at; tests usually `expect()` it.
 #[derive(Debug, thiserror::Error)]

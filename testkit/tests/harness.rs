@@ -12,6 +12,7 @@ async fn options_take_effect() {
         logical: true,
         log_format: Some(LogFormat::Csv),
         settings: vec![("log_min_duration_statement".into(), "0".into())],
+        tls: None,
     })
     .expect("start");
     let c = pg.connect("postgres").await.expect("connect");
