@@ -136,17 +136,9 @@ AGENT_DSN="host=$SOCK port=$PG_PORT dbname=postgres user=lasect_agent"
 say "migrating the store"
 "$BIN/lasect-api" migrate --store-dsn "$STORE_DSN"
 
-# No default password: the first run makes the admin with a generated password (kept, 0600,
-# in .lasect/demo/admin-password for the demo only); every run makes a fresh API token for
-# .lasect/demo/env.
-if [ ! -s "$DEMO/admin-password" ]; then
-    say "creating the admin user"
-    created=$("$BIN/lasect-api" admin create --store-dsn "$STORE_DSN" --username admin)
-    (umask 077 && printf '%s\n' "$created" | sed -n 's/^password (shown once, store it now): //p' \
-        > "$DEMO/admin-password")
-fi
-DEMO_TOKEN=$("$BIN/lasect-api" admin token --store-dsn "$STORE_DSN" --username admin \
-    --name "demo $(date +%Y%m%dT%H%M%S)")
+# No default password: the API's first start makes the admin with a generated password and
+# writes it (0600) to .lasect/demo/admin-password (auth.initial_password_file), never to a log
+# or stdout; every run makes a fresh API token for .lasect/demo/env once the API is up.
 
 say "TLS material in .lasect/tls"
 "$BIN/lasect-api" ca init --dir "$TLS" --agent "$AGENT_ID"
@@ -169,6 +161,8 @@ cert_file = "$TLS/api.pem"
 key_file = "$TLS/api.key"
 [secrets]
 key_file = "$DEMO/secrets.key"
+[auth]
+initial_password_file = "$DEMO/admin-password"
 TOML
 cat > "$DEMO/agent.toml" <<TOML
 state_dir = "$STATE/agent"
@@ -198,6 +192,13 @@ start ingest "$BIN/lasect-ingest" --config "$DEMO/ingest.toml"
 start api "$BIN/lasect-api" serve --config "$DEMO/api.toml"
 
 API_URL="https://127.0.0.1:$API_PORT"
+for _ in $(seq 1 100); do
+    curl -sf --cacert "$TLS/ca.pem" "$API_URL/api/v1/health" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+# The API made the admin (first start) before it listened.
+DEMO_TOKEN=$("$BIN/lasect-api" admin token --store-dsn "$STORE_DSN" --username admin \
+    --name "demo $(date +%Y%m%dT%H%M%S)")
 cat > "$DEMO/env" <<ENV
 # Source me: . .lasect/demo/env && lasect instance list
 export LASECT_URL=$API_URL
@@ -208,10 +209,6 @@ export PATH="$BIN:\$PATH"
 ENV
 chmod 600 "$DEMO/env"
 
-for _ in $(seq 1 100); do
-    curl -sf --cacert "$TLS/ca.pem" "$API_URL/api/v1/health" >/dev/null 2>&1 && break
-    sleep 0.2
-done
 start agent "$BIN/lasect-agent" --config "$DEMO/agent.toml"
 
 cat <<INFO

@@ -15,7 +15,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::auth::AuthState;
 use crate::auth::jwt::JwtKeys;
-use crate::auth::users::bootstrap_first_admin;
+use crate::auth::users::bootstrap_first_admin_to;
 use crate::config::{ApiConfig, Transport};
 use crate::routes::{AppState, router};
 use crate::store_dsn::StoreDsn;
@@ -68,15 +68,24 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
     let secrets_path = config.secrets.key_path(config_path);
     let secrets = lasect_pki::secrets::KeyFile::open_or_create(&secrets_path)
         .with_context(|| format!("load the secrets key file {}", secrets_path.display()))?;
-    if let Some((username, password)) = bootstrap_first_admin(&pool)
+    rebind_legacy_dsns(&pool, &secrets).await;
+    let password_path = config.auth.initial_password_path(config_path);
+    if let Some(username) = bootstrap_first_admin_to(&pool, &password_path)
         .await
-        .context("create the first admin")?
+        .with_context(|| {
+            format!(
+                "create the first admin (password file {})",
+                password_path.display()
+            )
+        })?
     {
-        // stdout, not the log: shown once to the operator, never kept anywhere.
-        println!(
-            "no user existed: created admin {username:?} with password {password}\n\
-             (shown once; log in with `lasect login` and change it, or create your own admin \
-             with `lasect-api admin create`)"
+        // A 0600 file, never stdout or the log (both end up in journals and CI output).
+        tracing::warn!(
+            username,
+            path = %password_path.display(),
+            "no user existed: created the first admin; its password is in this file (0600). \
+             Log in with `lasect login --password-stdin < FILE`, change it with \
+             `lasect user passwd`, then delete the file"
         );
     }
     let retention_days = config.auth.audit_retention_days;
@@ -281,4 +290,18 @@ pub async fn shutdown_signal() {
         _ = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+/// DSNs stored before their ciphertext was bound to the row are re-encrypted bound
+/// (`secrets_cmd`); a failure is logged and retried at the next start.
+async fn rebind_legacy_dsns(pool: &sqlx::PgPool, secrets: &lasect_pki::secrets::KeyFile) {
+    let result = match secrets.keyring() {
+        Ok(keyring) => crate::secrets_cmd::rebind_legacy(pool, &keyring).await,
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(instances = n, "re-encrypted DSNs bound to their instance and agent"),
+        Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot re-encrypt the DSNs stored before their binding"),
+    }
 }

@@ -66,8 +66,10 @@ pub async fn record(pool: &PgPool, entry: &AuditEntry<'_>) -> Result<(), sqlx::E
     Ok(())
 }
 
-/// Deletes audit rows older than `keep_days`; returns how many went.
+/// Deletes audit rows (and counts of refused anonymous requests) older than `keep_days`;
+/// returns how many audit rows went.
 pub async fn apply_retention(pool: &PgPool, keep_days: u32) -> Result<i64, sqlx::Error> {
+    super::failures::apply_retention(pool, keep_days).await?;
     sqlx::query_scalar("SELECT lasect_audit_retention($1)")
         .bind(i32::try_from(keep_days).unwrap_or(i32::MAX))
         .fetch_one(pool)

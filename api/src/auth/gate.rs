@@ -1,19 +1,20 @@
 //! The layer in front of every route: authentication for everything under `/api/` (and
-//! `/metrics`) except
-//! [`OPEN_PATHS`], and an audit row for every mutating request (whatever its outcome, refusals
-//! included).
+//! `/metrics`) except [`OPEN_PATHS`], and an audit row for every mutating request of a known
+//! actor (whatever its outcome, refusals included). Requests nobody vouches for (no valid
+//! credentials, failed logins) write no audit row: their refusals are counted per source
+//! address and minute ([`super::failures`]), so a stranger cannot grow the audit log.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::audit::{AuditActor, AuditEntry, AuditTarget, Outcome, record};
 use super::principal::{Principal, authenticate};
-use crate::routes::{AppState, ErrorSummary};
+use crate::routes::{ApiError, AppState, ErrorSummary};
 
 /// The only paths under `/api/` answered without credentials.
 pub const OPEN_PATHS: &[&str] = &[
@@ -30,6 +31,13 @@ pub fn is_open(path: &str) -> bool {
     OPEN_PATHS.contains(&path)
         || !(path.starts_with("/api/") || path == "/api" || path == "/metrics")
 }
+
+/// What a user whose password an admin reset may still call.
+const PASSWORD_CHANGE_PATHS: &[&str] = &[
+    "/api/v1/auth/password",
+    "/api/v1/auth/logout",
+    "/api/v1/auth/me",
+];
 
 fn is_mutating(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -61,6 +69,19 @@ pub async fn gate(State(state): State<AppState>, mut request: Request, next: Nex
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         match authenticate(&state, header.as_deref()).await {
+            Ok(principal)
+                if principal.must_change_password
+                    && !PASSWORD_CHANGE_PATHS.contains(&path.as_str()) =>
+            {
+                principal_name = Some(principal.username.clone());
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "password_change_required",
+                    "an admin reset your password: set a new one first \
+                     (POST /api/v1/auth/password, or `lasect user passwd`)",
+                )
+                .into_response()
+            }
             Ok(principal) => {
                 principal_name = Some(principal.username.clone());
                 request.extensions_mut().insert::<Principal>(principal);
@@ -70,13 +91,16 @@ pub async fn gate(State(state): State<AppState>, mut request: Request, next: Nex
         }
     };
 
+    let ext = response.extensions();
+    let outcome = Outcome::of_status(response.status());
+    let actor = ext.get::<AuditActor>().map(|a| a.0.clone()).or(principal_name);
+    let Some(actor) = actor else {
+        if outcome == Outcome::Denied {
+            count_failure(&state, source.as_deref());
+        }
+        return response;
+    };
     if is_mutating(&method) {
-        let ext = response.extensions();
-        let actor = ext
-            .get::<AuditActor>()
-            .map(|a| a.0.clone())
-            .or(principal_name)
-            .unwrap_or_else(|| "anonymous".to_owned());
         let target = ext.get::<AuditTarget>().map_or(path, |t| t.0.clone());
         let error = ext
             .get::<ErrorSummary>()
@@ -87,7 +111,7 @@ pub async fn gate(State(state): State<AppState>, mut request: Request, next: Nex
             action: &action,
             target: Some(&target),
             source: source.as_deref(),
-            outcome: Outcome::of_status(response.status()),
+            outcome,
             error: error.as_deref(),
         };
         if let Err(e) = record(&state.pool, &entry).await {
@@ -95,4 +119,17 @@ pub async fn gate(State(state): State<AppState>, mut request: Request, next: Nex
         }
     }
     response
+}
+
+/// Counts a refused anonymous request, starting the task that writes the counts on first use.
+fn count_failure(state: &AppState, source: Option<&str>) {
+    state.auth.failures.count(source, chrono::Utc::now());
+    state.auth.flusher.get_or_init(|| {
+        let every = std::time::Duration::from_secs(state.auth.config.auth_failure_flush_secs);
+        tokio::spawn(super::failures::flush_loop(
+            state.auth.clone(),
+            state.pool.clone(),
+            every,
+        ));
+    });
 }

@@ -1,6 +1,7 @@
 //! Access tokens: JWTs signed with HS256 only (the algorithm is pinned: a token whose header
 //! names any other algorithm, `none` included, is refused), with `exp`, `iat`, `iss`, `aud` and
-//! `sub` all required. `sub` is the user id as a decimal string.
+//! `sub` all required. `sub` is the user id as a decimal string; `sid`, the session (the
+//! refresh token family) the token belongs to, lets logout end the access token too.
 //!
 //! The key is 64 random bytes, kept base64 in a file of mode 0600 that is created on first start
 //! when missing (written to a temp file, fsynced, renamed).
@@ -29,6 +30,16 @@ pub struct Claims {
     pub aud: String,
     pub iat: i64,
     pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+/// What a verified access token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: i64,
+    /// The session (refresh token family); the session must still be live.
+    pub session: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,10 +134,12 @@ impl JwtKeys {
         }
     }
 
-    /// Signs an access token for user `user_id`, valid `ttl_secs` from `now` (unix seconds).
+    /// Signs an access token for user `user_id` in session `session`, valid `ttl_secs` from
+    /// `now` (unix seconds).
     pub fn issue(
         &self,
         user_id: i64,
+        session: Option<&str>,
         now: i64,
         ttl_secs: u64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
@@ -136,12 +149,13 @@ impl JwtKeys {
             aud: JWT_AUDIENCE.to_owned(),
             iat: now,
             exp: now.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX)),
+            sid: session.map(str::to_owned),
         };
         jsonwebtoken::encode(&Header::new(JWT_ALGORITHM), &claims, &self.encoding)
     }
 
-    /// Verifies signature, algorithm, expiry, issuer and audience; returns the user id.
-    pub fn verify(&self, token: &str) -> Result<i64, jsonwebtoken::errors::Error> {
+    /// Verifies signature, algorithm, expiry, issuer and audience.
+    pub fn verify(&self, token: &str) -> Result<Verified, jsonwebtoken::errors::Error> {
         let mut validation = Validation::new(JWT_ALGORITHM);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[JWT_ISSUER]);
@@ -149,10 +163,15 @@ impl JwtKeys {
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)?;
-        data.claims
+        let user_id = data
+            .claims
             .sub
             .parse::<i64>()
-            .map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidSubject.into())
+            .map_err(|_| jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::InvalidSubject))?;
+        Ok(Verified {
+            user_id,
+            session: data.claims.sid,
+        })
     }
 }
 
@@ -185,10 +204,16 @@ mod tests {
         let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let token = keys
-            .issue(7, chrono::Utc::now().timestamp(), 60)
+            .issue(7, Some("s"), chrono::Utc::now().timestamp(), 60)
             .expect("sign");
         let again = JwtKeys::load_or_create(&path).expect("reload");
-        assert_eq!(again.verify(&token).expect("verify"), 7);
+        assert_eq!(
+            again.verify(&token).expect("verify"),
+            Verified {
+                user_id: 7,
+                session: Some("s".to_owned())
+            }
+        );
 
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
         assert!(matches!(

@@ -2,7 +2,8 @@
 //! an API token `lsat_…`) by [`authenticate`], and the role checks every handler uses.
 //!
 //! The user row is read on every request, so disabling a user or changing a role takes effect
-//! at once, even for access tokens already issued.
+//! at once, even for access tokens already issued; so is the session of an access token (its
+//! refresh token family), so logging out ends the access token too.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -33,6 +34,10 @@ pub struct Principal {
     pub grants: Vec<LabelGrant>,
     /// Set when the caller used an API token: its id and the role it is limited to.
     pub api_token: Option<(i64, Role)>,
+    /// The session (refresh token family) of the access token used, if any.
+    pub session: Option<String>,
+    /// An admin reset the password: until the user sets one, only the password may change.
+    pub must_change_password: bool,
 }
 
 impl Principal {
@@ -127,6 +132,7 @@ struct UserRow {
     username: String,
     role: Option<String>,
     disabled_at: Option<DateTime<Utc>>,
+    must_change_password: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -157,11 +163,65 @@ pub async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Prin
     if token.starts_with(&format!("{API_TOKEN_PREFIX}_")) {
         return authenticate_api_token(state, token).await;
     }
-    let user_id = state.auth.keys.verify(token).map_err(|e| {
+    let verified = state.auth.keys.verify(token).map_err(|e| {
         tracing::debug!(error = %e, "access token refused");
         ApiError::unauthorized("invalid or expired access token")
     })?;
-    load_principal(&state.pool, user_id, None).await
+    session_principal(&state.pool, verified.user_id, verified.session).await
+}
+
+/// The principal of an access token of `user_id` in `session`; 401 once the session ended.
+async fn session_principal(
+    pool: &PgPool,
+    user_id: i64,
+    session: Option<String>,
+) -> Result<Principal, ApiError> {
+    if let Some(sid) = &session {
+        let live = is_uuid(sid)
+            && sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM refresh_tokens                  WHERE family = $1::uuid AND user_id = $2 AND revoked_at IS NULL)",
+            )
+            .bind(sid)
+            .bind(user_id)
+            .fetch_one(pool)
+            .await?;
+        if !live {
+            return Err(ApiError::unauthorized(
+                "this session has ended (logged out or revoked); log in again",
+            ));
+        }
+    }
+    let mut principal = load_principal(pool, user_id, None).await?;
+    principal.session = session;
+    Ok(principal)
+}
+
+fn is_uuid(text: &str) -> bool {
+    text.len() == 36
+        && text
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| matches!(i, 8 | 13 | 18 | 23) == (b == b'-') && (b == b'-' || b.is_ascii_hexdigit()))
+}
+
+/// Checks again that `principal`'s credential (session or API token) and user are still
+/// good, and returns the principal as the store has it now (roles may have changed). Long-lived
+/// connections (the live stream) call this periodically.
+pub async fn recheck(state: &AppState, principal: &Principal) -> Result<Principal, ApiError> {
+    match principal.api_token {
+        Some((id, _)) => {
+            let row: Option<ApiTokenRow> = sqlx::query_as(
+                "SELECT id, user_id, role, expires_at, revoked_at FROM api_tokens WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await?;
+            api_token_principal(state, row, false).await
+        }
+        None => {
+            session_principal(&state.pool, principal.user_id, principal.session.clone()).await
+        }
+    }
 }
 
 async fn authenticate_api_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
@@ -174,6 +234,14 @@ async fn authenticate_api_token(state: &AppState, token: &str) -> Result<Princip
     .bind(hash_token(token))
     .fetch_optional(&state.pool)
     .await?;
+    api_token_principal(state, row, true).await
+}
+
+async fn api_token_principal(
+    state: &AppState,
+    row: Option<ApiTokenRow>,
+    touch: bool,
+) -> Result<Principal, ApiError> {
     let Some(row) = row else {
         return Err(ApiError::unauthorized("unknown API token"));
     };
@@ -185,6 +253,9 @@ async fn authenticate_api_token(state: &AppState, token: &str) -> Result<Princip
     }
     let cap = from_store(&row.role)?;
     let principal = load_principal(&state.pool, row.user_id, Some((row.id, cap))).await?;
+    if !touch {
+        return Ok(principal);
+    }
     // At most one write a minute per token: last use is for people, not for accounting.
     sqlx::query(
         "UPDATE api_tokens SET last_used_at = now() WHERE id = $1 \
@@ -203,7 +274,9 @@ pub(crate) async fn load_principal(
     api_token: Option<(i64, Role)>,
 ) -> Result<Principal, ApiError> {
     let user: Option<UserRow> =
-        sqlx::query_as("SELECT id, username, role, disabled_at FROM users WHERE id = $1")
+        sqlx::query_as(
+            "SELECT id, username, role, disabled_at, must_change_password FROM users WHERE id = $1",
+        )
             .bind(user_id)
             .fetch_optional(pool)
             .await?;
@@ -236,5 +309,7 @@ pub(crate) async fn load_principal(
         role: user.role.as_deref().map(from_store).transpose()?,
         grants,
         api_token,
+        session: None,
+        must_change_password: user.must_change_password,
     })
 }

@@ -15,6 +15,8 @@ pub enum UserError {
     Password(#[from] PasswordError),
     #[error("store: {0}")]
     Store(#[from] sqlx::Error),
+    #[error("write the first admin's password file: {0}")]
+    PasswordFile(std::io::Error),
 }
 
 pub fn validate_username(name: &str) -> Result<(), UserError> {
@@ -60,10 +62,34 @@ pub async fn create_user(
     id.ok_or_else(|| UserError::Exists(username.to_owned()))
 }
 
+/// Writes the first admin's generated password (its only line) to `path`, mode 0600, through
+/// a temp file and a rename. The password goes there and nowhere else: not stdout, not logs.
+pub fn write_initial_password(path: &std::path::Path, password: &str) -> std::io::Result<()> {
+    super::jwt::write_private(path, format!("{password}\n").as_bytes())
+}
+
 /// On a store without any user, creates `admin` with a generated password and returns it (to be
-/// shown once). `None` when users exist. Serialised by an advisory lock so that two API
+/// written with [`write_initial_password`]). `None` when users exist. Serialised by an advisory lock so that two API
 /// replicas starting together do not both create one.
 pub async fn bootstrap_first_admin(pool: &PgPool) -> Result<Option<(String, String)>, UserError> {
+    bootstrap(pool, |_| Ok(())).await
+}
+
+/// Like [`bootstrap_first_admin`], writing the password to `path` (0600) before the admin is
+/// committed: if the file cannot be written, no admin with a lost password is left behind.
+pub async fn bootstrap_first_admin_to(
+    pool: &PgPool,
+    path: &std::path::Path,
+) -> Result<Option<String>, UserError> {
+    Ok(bootstrap(pool, |password| write_initial_password(path, password))
+        .await?
+        .map(|(username, _)| username))
+}
+
+async fn bootstrap(
+    pool: &PgPool,
+    before_commit: impl FnOnce(&str) -> std::io::Result<()>,
+) -> Result<Option<(String, String)>, UserError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('lasect.bootstrap_admin'))")
         .execute(&mut *tx)
@@ -86,6 +112,7 @@ pub async fn bootstrap_first_admin(pool: &PgPool) -> Result<Option<(String, Stri
     .bind(hash)
     .execute(&mut *tx)
     .await?;
+    before_commit(&password).map_err(UserError::PasswordFile)?;
     tx.commit().await?;
     Ok(Some(("admin".to_owned(), password)))
 }

@@ -5,6 +5,10 @@
 //! the caller's highest role (an API token never widens what its user may do: the effective
 //! role is the lower of the two, per instance). The secret (`lsat_…`) is in the response once; the store keeps its
 //! SHA-256. Everyone lists and revokes their own tokens; admins see and revoke all.
+//!
+//! A token created with another API token is its child: it expires no later than the parent
+//! and is revoked with it (revoking a token revokes its descendants), so an API token cannot
+//! outlive itself through the tokens it mints.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -173,9 +177,15 @@ pub async fn create(
         ));
     }
     let secret = new_token(API_TOKEN_PREFIX);
+    let parent = principal.api_token.map(|(id, _)| id);
+    // With a parent, the expiry is the earlier of the two (least() ignores NULLs, so a
+    // parent without expiry leaves the requested one).
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO api_tokens (user_id, name, token_hash, role, expires_at) \
-         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::float8)) \
+        "INSERT INTO api_tokens (user_id, name, token_hash, role, expires_at, parent_id) \
+         SELECT $1, $2, $3, $4, \
+                least(now() + make_interval(secs => $5::float8), \
+                      (SELECT expires_at FROM api_tokens WHERE id = $6)), \
+                $6 \
          ON CONFLICT (user_id, name) WHERE revoked_at IS NULL DO NOTHING RETURNING id",
     )
     .bind(principal.user_id)
@@ -183,6 +193,7 @@ pub async fn create(
     .bind(hash_token(&secret))
     .bind(role.as_str())
     .bind(request.expires_in_secs.map(|s| s as f64))
+    .bind(parent)
     .fetch_optional(&state.pool)
     .await?;
     let Some(id) = id else {
@@ -233,6 +244,7 @@ pub async fn revoke(
         )
     })?;
     let all = principal.require(Role::Admin).is_ok();
+    let mut tx = state.pool.begin().await?;
     let found: Option<i64> = sqlx::query_scalar(
         "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) \
          WHERE id = $1 AND ($2 OR user_id = $3) RETURNING id",
@@ -240,11 +252,23 @@ pub async fn revoke(
     .bind(id)
     .bind(all)
     .bind(principal.user_id)
-    .fetch_optional(&state.pool)
+    .fetch_optional(&mut *tx)
     .await?;
     if found.is_none() {
         return Err(ApiError::not_found(format!("no token with id {id}")));
     }
+    // Everything minted through it goes with it.
+    sqlx::query(
+        "WITH RECURSIVE tree AS ( \
+             SELECT id FROM api_tokens WHERE parent_id = $1 \
+             UNION SELECT t.id FROM api_tokens t JOIN tree ON t.parent_id = tree.id) \
+         UPDATE api_tokens SET revoked_at = now() \
+         WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     let row: TokenRow = sqlx::query_as(select_tokens!("WHERE t.id = $1"))
         .bind(id)
         .fetch_one(&state.pool)

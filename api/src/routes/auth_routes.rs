@@ -1,11 +1,17 @@
 //! `POST /api/v1/auth/login`, `POST /api/v1/auth/refresh`, `POST /api/v1/auth/logout`,
-//! `GET /api/v1/auth/me`.
+//! `GET /api/v1/auth/me`, `POST /api/v1/auth/password`.
 //!
 //! Login answers `{access_token, token_type: "Bearer", expires_in, refresh_token,
-//! refresh_expires_in, username, role}`. Refresh tokens rotate: each is good for one refresh,
-//! which returns a new pair; presenting a used or revoked one revokes its whole family.
-//! Failed logins count per user (lockout in the store) and per source address (in memory);
-//! either limit answers 429 `too_many_attempts` with `Retry-After`.
+//! refresh_expires_in, username, role, password_change_required}`. Refresh tokens rotate: each
+//! is good for one refresh, which returns a new pair; presenting a used or revoked one revokes
+//! its whole family. A family is a session: access tokens name it (`sid`) and die with it, so
+//! logout ends the access token too.
+//!
+//! Failed logins are throttled in memory per (username tried, source address) with growing
+//! delays ([`crate::auth::login_throttle`]) and per source address; a throttled attempt gets
+//! 429 `too_many_attempts` with `Retry-After` before any hashing. Password checks run at most
+//! `auth.password_checks` at a time; a login that finds no free slot soon gets the same 429.
+//! An unknown user and a wrong password get the same answer, after a comparable argon2 check.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -40,6 +46,9 @@ pub struct TokenPair {
     pub refresh_expires_in: u64,
     pub username: String,
     pub role: Option<Role>,
+    /// An admin reset the password: these tokens only serve to set a new one
+    /// (`POST /api/v1/auth/password`); every other call answers 403 `password_change_required`.
+    pub password_change_required: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -48,7 +57,7 @@ struct LoginRow {
     password_hash: String,
     role: Option<String>,
     disabled_at: Option<DateTime<Utc>>,
-    locked_until: Option<DateTime<Utc>>,
+    must_change_password: bool,
 }
 
 pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -78,15 +87,45 @@ pub async fn login(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    // The name tried, bounded: the audit log must not grow by what a stranger sends.
-    let actor = AuditActor(request.username.chars().take(64).collect());
-    let mut response =
-        match try_login(&state, crate::auth::gate::source_of(&extensions), request).await {
-            Ok(pair) => Json(pair).into_response(),
-            Err(e) => e.into_response(),
-        };
-    response.extensions_mut().insert(actor);
-    response
+    // Only a good login names its actor: failures are anonymous, counted per source address
+    // rather than audited one by one.
+    match try_login(&state, crate::auth::gate::source_of(&extensions), request).await {
+        Ok(pair) => {
+            let actor = AuditActor(pair.username.clone());
+            let mut response = Json(pair).into_response();
+            response.extensions_mut().insert(actor);
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "wrong username or password",
+    )
+}
+
+/// Checks `given` against `stored` within the bound on concurrent argon2 checks.
+pub(crate) async fn check_password(
+    state: &AppState,
+    given: String,
+    stored: String,
+) -> Result<bool, ApiError> {
+    match state
+        .auth
+        .password_work(move || password::verify_password(&given, &stored))
+        .await
+    {
+        Some(Ok(ok)) => Ok(ok),
+        Some(Err(e)) => Err(ApiError::internal(e)),
+        None => Err(ApiError::too_many_attempts(
+            "the server is busy checking passwords; try again in 1 s",
+            1,
+        )),
+    }
 }
 
 async fn try_login(
@@ -94,7 +133,6 @@ async fn try_login(
     source: Option<SocketAddr>,
     request: LoginRequest,
 ) -> Result<TokenPair, ApiError> {
-    let config = &state.auth.config;
     let ip = source.map(|s| s.ip());
     if let Some(ip) = ip
         && let Err(wait) = state.auth.sources.check(ip, Instant::now())
@@ -104,55 +142,37 @@ async fn try_login(
             wait,
         ));
     }
+    // Counted before the hash: a throttled key costs no argon2 work at all.
+    if let Err(wait) = state
+        .auth
+        .logins
+        .begin(&request.username, ip, Instant::now())
+    {
+        return Err(ApiError::too_many_attempts(
+            format!("too many failed logins for this user from this address; try again in {wait} s"),
+            wait,
+        ));
+    }
     let row: Option<LoginRow> = sqlx::query_as(
-        "SELECT id, password_hash, role, disabled_at, locked_until FROM users WHERE username = $1",
+        "SELECT id, password_hash, role, disabled_at, must_change_password \
+         FROM users WHERE username = $1",
     )
     .bind(&request.username)
     .fetch_optional(&state.pool)
     .await?;
-    let now = Utc::now();
-    if let Some(until) = row
-        .as_ref()
-        .and_then(|r| r.locked_until)
-        .filter(|t| *t > now)
-    {
-        let wait = u64::try_from((until - now).num_seconds()).unwrap_or(1);
-        return Err(ApiError::too_many_attempts(
-            format!("this user is locked after repeated failed logins; try again in {wait} s"),
-            wait,
-        ));
-    }
+    // An unknown user is checked against a decoy hash: same answer, comparable time.
     let stored = row.as_ref().map_or_else(
         || password::decoy_hash().to_owned(),
         |r| r.password_hash.clone(),
     );
-    let given = request.password;
-    let ok = tokio::task::spawn_blocking(move || password::verify_password(&given, &stored))
-        .await
-        .map_err(ApiError::internal)?;
+    let ok = check_password(state, request.password, stored).await?;
     let Some(row) = row.filter(|_| ok) else {
         if let Some(ip) = ip {
             state.auth.sources.failure(ip, Instant::now());
         }
-        sqlx::query(
-            "UPDATE users SET \
-                 locked_until = CASE WHEN failed_logins + 1 >= $2 \
-                     THEN now() + make_interval(secs => $3) ELSE locked_until END, \
-                 failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 \
-                     ELSE failed_logins + 1 END \
-             WHERE username = $1",
-        )
-        .bind(&request.username)
-        .bind(i32::try_from(config.max_failed_logins).unwrap_or(i32::MAX))
-        .bind(config.lockout_secs as f64)
-        .execute(&state.pool)
-        .await?;
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "wrong username or password",
-        ));
+        return Err(invalid_credentials());
     };
+    state.auth.logins.succeeded(&request.username, ip);
     if row.disabled_at.is_some() {
         return Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
@@ -160,10 +180,6 @@ async fn try_login(
             "this user is disabled",
         ));
     }
-    sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
-        .bind(row.id)
-        .execute(&state.pool)
-        .await?;
     let family: uuid_like::Uuid = uuid_like::random();
     let mut tx = state.pool.begin().await?;
     let refresh = insert_refresh(&mut tx, state, row.id, &family.0).await?;
@@ -173,12 +189,14 @@ async fn try_login(
         row.id,
         request.username,
         row.role.as_deref().map(from_store).transpose()?,
+        &family.0,
         refresh,
+        row.must_change_password,
     )
 }
 
 /// A random UUID v4 string, without a crate for it.
-mod uuid_like {
+pub(crate) mod uuid_like {
     pub struct Uuid(pub String);
 
     pub fn random() -> Uuid {
@@ -222,13 +240,20 @@ fn pair(
     user_id: i64,
     username: String,
     role: Option<Role>,
+    session: &str,
     refresh_token: String,
+    password_change_required: bool,
 ) -> Result<TokenPair, ApiError> {
     let config = &state.auth.config;
     let access_token = state
         .auth
         .keys
-        .issue(user_id, Utc::now().timestamp(), config.access_token_secs)
+        .issue(
+            user_id,
+            Some(session),
+            Utc::now().timestamp(),
+            config.access_token_secs,
+        )
         .map_err(ApiError::internal)?;
     Ok(TokenPair {
         access_token,
@@ -238,6 +263,7 @@ fn pair(
         refresh_expires_in: u64::from(config.refresh_token_days) * 86_400,
         username,
         role,
+        password_change_required,
     })
 }
 
@@ -345,14 +371,17 @@ async fn try_refresh(
         principal.user_id,
         principal.username,
         principal.role,
+        &row.family,
         next,
+        principal.must_change_password,
     )
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogoutRequest {
-    /// The refresh token of this session; without it every session of the user ends.
+    /// The refresh token of this session; without it the session of the access token used
+    /// ends, or with an API token (which has no session) every session of the user.
     #[serde(default)]
     pub refresh_token: Option<String>,
 }
@@ -381,15 +410,22 @@ pub async fn logout(
     request: Option<Json<LogoutRequest>>,
 ) -> Result<Json<LogoutResult>, ApiError> {
     let request = request.map(|Json(r)| r).unwrap_or_default();
-    let revoked = match request.refresh_token {
-        Some(token) => sqlx::query(
+    // Revoking the family also ends the access token: authentication checks its session.
+    let revoked = match (request.refresh_token, principal.session) {
+        (Some(token), _) => sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL \
              AND user_id = $2 AND family = \
                  (SELECT family FROM refresh_tokens WHERE token_hash = $1)",
         )
         .bind(hash_token(&token))
         .bind(principal.user_id),
-        None => sqlx::query(
+        (None, Some(session)) => sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL \
+             AND user_id = $2 AND family = $1::uuid",
+        )
+        .bind(session)
+        .bind(principal.user_id),
+        (None, None) => sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL \
              AND user_id = $1",
         )
@@ -399,6 +435,113 @@ pub async fn logout(
     .await?
     .rows_affected();
     Ok(Json(LogoutResult { revoked }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    pub old_password: String,
+    pub new_password: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password",
+    tag = "auth",
+    request_body = ChangePassword,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Password changed; every other session ended; a new session", body = TokenPair),
+        (status = 400, description = "Bad request body, or the new password breaks the policy", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated, or the old password is wrong", body = super::openapi::ErrorBody),
+        (status = 429, description = "Too many failed attempts, or busy (Retry-After)", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+/// Changes the caller's own password. The old one is required (a stolen access token alone
+/// cannot take the account), and wrong guesses are throttled like logins.
+pub async fn change_password(
+    State(state): State<AppState>,
+    principal: Principal,
+    extensions: axum::http::Extensions,
+    request: Result<Json<ChangePassword>, JsonRejection>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let request = body(request)?;
+    password::check_policy(&request.new_password)
+        .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
+    if request.new_password == request.old_password {
+        return Err(ApiError::bad_request(
+            "weak_password",
+            "the new password must differ from the old one",
+        ));
+    }
+    let ip = crate::auth::gate::source_of(&extensions).map(|s| s.ip());
+    if let Err(wait) = state
+        .auth
+        .logins
+        .begin(&principal.username, ip, Instant::now())
+    {
+        return Err(ApiError::too_many_attempts(
+            format!("too many failed attempts for this user from this address; try again in {wait} s"),
+            wait,
+        ));
+    }
+    let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(principal.user_id)
+        .fetch_one(&state.pool)
+        .await?;
+    if !check_password(&state, request.old_password, stored).await? {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the old password is wrong",
+        ));
+    }
+    state.auth.logins.succeeded(&principal.username, ip);
+    let new = request.new_password;
+    let hash = match state
+        .auth
+        .password_work(move || password::hash_password(&new))
+        .await
+    {
+        Some(Ok(Ok(hash))) => hash,
+        Some(Ok(Err(e))) => return Err(ApiError::bad_request("weak_password", e.to_string())),
+        Some(Err(e)) => return Err(ApiError::internal(e)),
+        None => {
+            return Err(ApiError::too_many_attempts(
+                "the server is busy checking passwords; try again in 1 s",
+                1,
+            ));
+        }
+    };
+    let family = uuid_like::random();
+    let mut tx = state.pool.begin().await?;
+    sqlx::query(
+        "UPDATE users SET password_hash = $2, must_change_password = false, \
+         password_changed_at = now() WHERE id = $1",
+    )
+    .bind(principal.user_id)
+    .bind(hash)
+    .execute(&mut *tx)
+    .await?;
+    // Whoever knew the old password may hold a session: all of them end.
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(principal.user_id)
+    .execute(&mut *tx)
+    .await?;
+    let refresh = insert_refresh(&mut tx, &state, principal.user_id, &family.0).await?;
+    tx.commit().await?;
+    Ok(Json(pair(
+        &state,
+        principal.user_id,
+        principal.username,
+        principal.role,
+        &family.0,
+        refresh,
+        false,
+    )?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -9,7 +9,8 @@
 //! | `lasect_api_live_slow_clients_dropped_total` | counter | clients closed for falling behind |
 //! | `lasect_api_live_notifications_dropped_total` | counter | store announcements dropped because the reader was behind |
 //!
-//! Route labels are templates, never raw paths, so label cardinality stays fixed.
+//! Route labels are templates, never raw paths, and methods outside [`METHODS`] count as
+//! `OTHER`, so label cardinality stays fixed whatever a scanner sends.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -147,6 +148,20 @@ impl HttpMetrics {
     }
 }
 
+/// The methods counted under their own name.
+pub const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+];
+
+/// `method` as a metric label: one of [`METHODS`] or `OTHER`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == method.as_str())
+        .copied()
+        .unwrap_or("OTHER")
+}
+
 /// The route template a request matched, passed from [`mark_route`] to [`track`] in the
 /// response (the router adds `MatchedPath` only once it has routed, inside the outer layers).
 #[derive(Debug, Clone)]
@@ -165,7 +180,7 @@ pub async fn mark_route(request: Request, next: Next) -> Response {
 /// Outer layer: counts and times every request by route template (or `unmatched`), method and
 /// status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let route = response
@@ -174,7 +189,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .map_or("unmatched", |r| r.0.as_str());
     state.metrics.observe(
         route,
-        &method,
+        method,
         response.status(),
         started.elapsed().as_secs_f64(),
     );

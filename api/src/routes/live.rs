@@ -15,7 +15,13 @@
 //! bytes, a client holds at most [`MAX_SUBSCRIPTIONS`] pairs, and at most [`MAX_CLIENTS`]
 //! clients are connected (more get 503 `too_many_clients`). A slow or misbehaving client only
 //! ever loses its own connection. Protocol: docs/CONTRACTS.md ("Live stream").
+//!
+//! A stream outlives the request that opened it, so its caller is checked again every
+//! `auth.live_recheck_secs` (30 s at most) and before every subscribe: once the user is
+//! disabled, the API token revoked or the session logged out, the stream closes with code 1008
+//! and the reason.
 
+use crate::auth::principal::recheck;
 use crate::auth::{Principal, Role};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -404,10 +410,37 @@ impl Client {
         }
     }
 
+    /// Checks the caller again; `Err` when it may no longer stream. A store that cannot answer
+    /// now does not end the stream: the next check will tell.
+    async fn recheck(&mut self) -> Result<(), Close> {
+        match recheck(&self.state, &self.principal).await {
+            Ok(principal) => {
+                self.principal = principal;
+                Ok(())
+            }
+            Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => Err(Close(
+                close_code::POLICY,
+                format!("credentials no longer valid: {}", e.message()),
+            )),
+            Err(e) => {
+                tracing::debug!(error = e.message(), "live stream: cannot re-check the caller now");
+                Ok(())
+            }
+        }
+    }
+
     async fn run(mut self, mut socket: WebSocket) {
         let mut events = self.hub.inner.events.subscribe();
+        let period = Duration::from_secs(self.state.auth.config.live_recheck_secs);
+        let mut rechecks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        rechecks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let close = loop {
             tokio::select! {
+                _ = rechecks.tick() => {
+                    if let Err(close) = self.recheck().await {
+                        break close;
+                    }
+                }
                 incoming = socket.recv() => {
                     let text = match incoming {
                         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
@@ -421,6 +454,11 @@ impl Client {
                         Ok(m) => m,
                         Err(e) => break Close(close_code::POLICY, format!("invalid message: {e}")),
                     };
+                    if matches!(message, ClientMessage::Subscribe { .. })
+                        && let Err(close) = self.recheck().await
+                    {
+                        break close;
+                    }
                     let reply = match self.handle(message).await {
                         Ok(reply) => reply,
                         Err(error) => error,

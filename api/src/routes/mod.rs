@@ -2,6 +2,7 @@
 //! `tower::ServiceExt::oneshot` and no socket.
 
 mod agents;
+mod enrollment_tokens;
 mod api_error;
 mod api_tokens;
 mod audit_log;
@@ -129,6 +130,7 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/auth/refresh", Open),
         spec(Method::POST, "/api/v1/auth/logout", Authenticated),
         spec(Method::GET, "/api/v1/auth/me", Authenticated),
+        spec(Method::POST, "/api/v1/auth/password", Authenticated),
         spec(Method::GET, "/api/v1/instances", Authenticated),
         spec(Method::GET, "/api/v1/live", Authenticated),
         spec(
@@ -150,6 +152,7 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/users", Admin),
         spec(Method::POST, "/api/v1/users/{username}/role", Admin),
         spec(Method::POST, "/api/v1/users/{username}/disable", Admin),
+        spec(Method::POST, "/api/v1/users/{username}/password", Admin),
         spec(Method::GET, "/api/v1/tokens", Authenticated),
         spec(Method::POST, "/api/v1/tokens", Authenticated),
         spec(Method::DELETE, "/api/v1/tokens/{id}", Authenticated),
@@ -157,6 +160,18 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::GET, "/api/v1/agents", Admin),
         spec(Method::POST, "/api/v1/agents/enrollment-tokens", Admin),
         spec(Method::POST, "/api/v1/agents/{id}/disable", Admin),
+        spec(Method::GET, "/api/v1/agents/enrollment-tokens", Admin),
+        spec(
+            Method::POST,
+            "/api/v1/agents/enrollment-tokens/{id}/revoke",
+            Admin,
+        ),
+        spec(Method::GET, "/api/v1/agents/{id}/certificates", Admin),
+        spec(
+            Method::POST,
+            "/api/v1/agents/{id}/certificates/{serial}/revoke",
+            Admin,
+        ),
         spec(Method::POST, "/api/v1/instances", Admin),
         spec(Method::GET, "/api/v1/instances/{id}", InstanceViewer),
         spec(Method::DELETE, "/api/v1/instances/{id}", InstanceAdmin),
@@ -229,14 +244,22 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(auth_routes::refresh))
         .routes(routes!(auth_routes::logout))
         .routes(routes!(auth_routes::me))
+        .routes(routes!(auth_routes::change_password))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::set_role))
         .routes(routes!(users::disable))
+        .routes(routes!(users::reset_password))
         .routes(routes!(api_tokens::list, api_tokens::create))
         .routes(routes!(api_tokens::revoke))
         .routes(routes!(audit_log::list))
         .routes(routes!(agents::list))
-        .routes(routes!(agents::create_enrollment_token))
+        .routes(routes!(
+            agents::create_enrollment_token,
+            enrollment_tokens::list
+        ))
+        .routes(routes!(enrollment_tokens::revoke))
+        .routes(routes!(agents::certificates))
+        .routes(routes!(agents::revoke_certificate))
         .routes(routes!(agents::disable))
         .routes(routes!(operations::snapshot))
         .routes(routes!(operations::schema))

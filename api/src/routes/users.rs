@@ -1,9 +1,12 @@
 //! Users (admin only): `GET /api/v1/users`, `POST /api/v1/users`,
-//! `POST /api/v1/users/{username}/role`, `POST /api/v1/users/{username}/disable`.
+//! `POST /api/v1/users/{username}/role`, `POST /api/v1/users/{username}/disable`,
+//! `POST /api/v1/users/{username}/password`.
 //!
 //! Create takes `{username, password?, role?, grants?: [{key, value, role}]}`; without a
 //! password one is generated and returned once as `generated_password`. Set-role takes
-//! `{role, grants?}` and replaces both (`role: null` leaves only the grants).
+//! `{role, grants?}` and replaces both (`role: null` leaves only the grants). Password reset
+//! takes `{password?}` (generated and returned once when absent), ends the user's sessions and
+//! makes the user set a new password at next login.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -29,7 +32,8 @@ pub struct User {
     pub created_at: String,
     pub created_by: String,
     pub disabled_at: Option<String>,
-    pub locked_until: Option<String>,
+    /// An admin reset the password; the user must set a new one before anything else.
+    pub must_change_password: bool,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -45,7 +49,7 @@ struct UserRow {
     created_at: DateTime<Utc>,
     created_by: String,
     disabled_at: Option<DateTime<Utc>>,
-    locked_until: Option<DateTime<Utc>>,
+    must_change_password: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -58,7 +62,7 @@ pub struct GrantBody {
 
 async fn load_users(state: &AppState, username: Option<&str>) -> Result<Vec<User>, ApiError> {
     let rows: Vec<UserRow> = sqlx::query_as(
-        "SELECT id, username, role, created_at, created_by, disabled_at, locked_until \
+        "SELECT id, username, role, created_at, created_by, disabled_at, must_change_password \
          FROM users WHERE $1::text IS NULL OR username = $1 ORDER BY username",
     )
     .bind(username)
@@ -91,7 +95,7 @@ async fn load_users(state: &AppState, username: Option<&str>) -> Result<Vec<User
                 created_at: rfc3339(r.created_at),
                 created_by: r.created_by,
                 disabled_at: r.disabled_at.map(rfc3339),
-                locked_until: r.locked_until.filter(|t| *t > Utc::now()).map(rfc3339),
+                must_change_password: r.must_change_password,
             })
         })
         .collect()
@@ -146,6 +150,7 @@ fn user_error(e: UserError) -> ApiError {
         UserError::Password(password::PasswordError::Hash(detail)) => ApiError::internal(detail),
         UserError::Password(p) => ApiError::bad_request("weak_password", p.to_string()),
         UserError::Store(s) => s.into(),
+        UserError::PasswordFile(e) => ApiError::internal(e),
     }
 }
 
@@ -353,4 +358,92 @@ pub async fn disable(
     .await?;
     tx.commit().await?;
     Ok(Json(one_user(&state, &username).await?))
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPassword {
+    /// The new password; without it one is generated and returned once.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{username}/password",
+    tag = "users",
+    params(("username" = String, Path, description = "User name")),
+    request_body = Option<ResetPassword>,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Reset; the user must change it at next login; a generated password is shown once", body = CreatedUser),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 429, description = "Busy hashing passwords (Retry-After)", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    request: Option<Json<ResetPassword>>,
+) -> Result<Json<CreatedUser>, ApiError> {
+    principal.require(Role::Admin)?;
+    let username = username_path(path)?;
+    if username == principal.username {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "change your own password with POST /api/v1/auth/password (it needs the old one)",
+        ));
+    }
+    let request = request.map(|Json(r)| r).unwrap_or_default();
+    let (new, generated) = match request.password {
+        Some(p) => (p, None),
+        None => {
+            let p = password::generate_password();
+            (p.clone(), Some(p))
+        }
+    };
+    let hash = match state
+        .auth
+        .password_work(move || password::hash_password(&new))
+        .await
+    {
+        Some(Ok(Ok(hash))) => hash,
+        Some(Ok(Err(e))) => return Err(user_error(UserError::Password(e))),
+        Some(Err(e)) => return Err(ApiError::internal(e)),
+        None => {
+            return Err(ApiError::too_many_attempts(
+                "the server is busy hashing passwords; try again in 1 s",
+                1,
+            ));
+        }
+    };
+    let mut tx = state.pool.begin().await?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "UPDATE users SET password_hash = $2, must_change_password = true, \
+         password_changed_at = now() WHERE username = $1 RETURNING id",
+    )
+    .bind(&username)
+    .bind(hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        return Err(ApiError::not_found(format!("no user named {username:?}")));
+    };
+    // Sessions opened with the old password end now.
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(CreatedUser {
+        user: one_user(&state, &username).await?,
+        generated_password: generated,
+    }))
 }
