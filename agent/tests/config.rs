@@ -537,3 +537,71 @@ fn logs_section_defaults_and_bounds() {
     off.validate().expect("valid");
     assert!(!off.logs.enabled && !off.logs.redact);
 }
+
+#[test]
+fn run_dsn_and_allow_privileged_runs_parse_with_safe_defaults() {
+    let pki = TestPki::new();
+    let c = AgentConfig::from_toml_str(&base(&pki))
+        .expect("parses")
+        .config;
+    assert!(c.instances[0].run_dsn.is_none());
+    assert!(!c.instances[0].allow_privileged_runs);
+    let run_dsn = "host=/var/run/postgresql dbname=postgres user=lasect_run password=hunter2";
+    let toml = format!(
+        "{}run_dsn = \"{run_dsn}\"\nallow_privileged_runs = true\n",
+        base(&pki)
+    );
+    let loaded = AgentConfig::from_toml_str(&toml).expect("parses");
+    assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+    loaded.config.validate().expect("valid");
+    let instance = &loaded.config.instances[0];
+    assert_eq!(instance.run_dsn.as_ref().map(Dsn::expose), Some(run_dsn));
+    assert!(instance.allow_privileged_runs);
+    assert!(
+        !format!("{instance:?}").contains("hunter2"),
+        "the run_dsn's password is printed"
+    );
+}
+
+#[test]
+fn a_bad_run_dsn_names_its_field_and_hides_the_password() {
+    let pki = TestPki::new();
+    for (bad, needle) in [
+        ("host=/tmp user=x password='hunter2", "cannot parse"),
+        ("dbname=postgres user=x password=hunter2", "no host"),
+        ("host=/tmp dbname=postgres password=hunter2", "no user"),
+    ] {
+        let toml = format!("{}run_dsn = \"{bad}\"\n", base(&pki));
+        assert_one_error(&toml, "instances[0].run_dsn", needle);
+    }
+    let toml = format!("{}allow_privileged_runs = \"yes\"\n", base(&pki));
+    let err = AgentConfig::from_toml_str(&toml).expect_err("must not parse");
+    assert!(err.to_string().contains("allow_privileged_runs"), "{err}");
+}
+
+#[test]
+fn the_default_allow_list_is_read_only_and_table_data_is_a_class() {
+    let pki = TestPki::new();
+    let c = AgentConfig::from_toml_str(&base(&pki))
+        .expect("parses")
+        .config;
+    for class in [
+        "sql",
+        "explain",
+        "explain_analyze",
+        "schema",
+        "table_data",
+        "export",
+        "extensions",
+    ] {
+        assert!(c.control.allows(class), "{class} not allowed by default");
+    }
+    for class in ["sql_write", "ddl", "import", "dump", "extensions_write"] {
+        assert!(!c.control.allows(class), "{class} allowed by default");
+    }
+    let toml = base(&pki).replace(
+        "[sender]",
+        "[control]\nallow = [\"schema\", \"table_data\", \"tables\"]\n\n[sender]",
+    );
+    assert_one_error(&toml, "control.allow", "unknown operation class `tables`");
+}

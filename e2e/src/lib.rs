@@ -135,6 +135,17 @@ impl Stack {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
+        self.api_as(&self.admin_token, method, path, body).await
+    }
+
+    /// An API call with the bearer `token` (none when empty): (status, JSON body or Null).
+    pub async fn api_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let ca = std::fs::read(self.tls().join("ca.pem")).expect("ca");
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
@@ -146,7 +157,10 @@ impl Stack {
             self.api_port,
             path.trim_start_matches('/')
         );
-        let mut request = client.request(method, url).bearer_auth(&self.admin_token);
+        let mut request = client.request(method, url);
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -330,6 +344,52 @@ impl Stack {
             .env_remove("XDG_CONFIG_HOME");
         cmd
     }
+}
+
+/// The unprivileged role the e2e agents' read-only runs log in as (`run_dsn`,
+/// docs/CONTROL.md "Read-only runs"): the harness clusters' DSN is the
+/// superuser `postgres`, whose read-only runs the agent refuses.
+pub const RUN_ROLE: &str = "lasect_run";
+
+/// Every operation class of `[control] allow` (the default allows only the
+/// read-only ones), for tests that exercise writes, DDL, import, dump or
+/// extension changes.
+pub const ALLOW_ALL: &str = "allow = [\"sql\", \"sql_write\", \"explain\", \"explain_analyze\", \
+    \"schema\", \"table_data\", \"export\", \"import\", \"dump\", \"extensions\", \
+    \"extensions_write\", \"ddl\"]";
+
+/// Creates [`RUN_ROLE`] on `cluster` if missing (LOGIN, granted only
+/// `pg_read_all_data` and `pg_monitor`, the recommended run role) and returns
+/// its DSN on `dbname`.
+pub async fn run_role_dsn(cluster: &PgCluster, dbname: &str) -> String {
+    let db = cluster
+        .connect("postgres")
+        .await
+        .expect("connect as postgres");
+    db.batch_execute(&format!(
+        "DO $$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{RUN_ROLE}') THEN
+                 CREATE ROLE {RUN_ROLE} LOGIN;
+             END IF;
+         END $$;
+         GRANT pg_read_all_data, pg_monitor TO {RUN_ROLE};"
+    ))
+    .await
+    .expect("create the run role");
+    format!(
+        "host=127.0.0.1 port={} user={RUN_ROLE} dbname={dbname}",
+        cluster.port()
+    )
+}
+
+/// An `[[instances]]` table for `cluster`'s `dbname`: monitored as the
+/// superuser `postgres`, read-only runs as [`RUN_ROLE`].
+pub async fn instance_toml(name: &str, cluster: &PgCluster, dbname: &str) -> String {
+    format!(
+        "[[instances]]\nname = \"{name}\"\ndsn = \"{}\"\nrun_dsn = \"{}\"\n",
+        cluster.dsn(dbname),
+        run_role_dsn(cluster, dbname).await
+    )
 }
 
 /// Waits for the "… listening on …" line every server prints once bound.

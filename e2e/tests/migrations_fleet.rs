@@ -59,11 +59,12 @@ async fn migrations_run_in_turn_halt_on_failure_and_one_at_a_time() {
     wait_listening(&mut api);
     let mut ingest = stack.spawn_ingest(&stack.secrets_toml());
     wait_listening(&mut ingest);
+    let instance = lasect_e2e::instance_toml("monitored", &monitored, "postgres").await;
     stack.agent_config(
         stack.ingest_port,
         &format!(
-            "[collect]\ninterval_secs = 5\n[[instances]]\nname = \"monitored\"\ndsn = \"{}\"\n",
-            monitored.dsn("postgres")
+            "[collect]\ninterval_secs = 5\n[control]\n{}\n{instance}",
+            lasect_e2e::ALLOW_ALL
         ),
     );
     let mut agent = stack.start_agent(&[]);

@@ -52,13 +52,11 @@ async fn backends_of(db: &tokio_postgres::Client, run: i64) -> i64 {
     .get(0)
 }
 
-fn agent_toml(stack: &Stack, monitored: &PgCluster, allow: &str) {
+/// `instance`: the `[[instances]]` table (with its `run_dsn`).
+fn agent_toml(stack: &Stack, instance: &str, allow: &str) {
     stack.agent_config(
         stack.ingest_port,
-        &format!(
-            "[collect]\ninterval_secs = 2\n[control]\n{allow}\n[[instances]]\nname = \"monitored\"\ndsn = \"{}\"\n",
-            monitored.dsn("postgres")
-        ),
+        &format!("[collect]\ninterval_secs = 2\n[control]\n{allow}\n{instance}"),
     );
 }
 
@@ -70,7 +68,8 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
     wait_listening(&mut api);
     let mut ingest = stack.spawn_ingest(&stack.secrets_toml());
     wait_listening(&mut ingest);
-    agent_toml(&stack, &monitored, "");
+    let instance = lasect_e2e::instance_toml("monitored", &monitored, "postgres").await;
+    agent_toml(&stack, &instance, "");
     let mut agent = stack.start_agent(&[]);
     agent
         .wait_for_line("Control stream open", Duration::from_secs(60))
@@ -257,11 +256,14 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
         "{out}"
     );
 
-    // An instance added by DSN: checked by the agent, its password never shown.
+    // An instance added by DSN: checked by the agent, its password never shown. Its role is
+    // unprivileged, so read-only runs may use the DSN itself.
     let target = PgCluster::start(PgOptions::default()).expect("second cluster");
+    lasect_e2e::run_role_dsn(&target, "postgres").await;
     let dsn = format!(
-        "host=127.0.0.1 port={} user=postgres password={MARKER} dbname=postgres",
-        target.port()
+        "host=127.0.0.1 port={} user={} password={MARKER} dbname=postgres",
+        target.port(),
+        lasect_e2e::RUN_ROLE
     );
     let (status, body) = stack
         .api(
@@ -441,7 +443,7 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
 
     // A refused class fails with the reason; then an offline agent's run expires.
     drop(agent);
-    agent_toml(&stack, &monitored, "allow = [\"sql\", \"explain\"]");
+    agent_toml(&stack, &instance, "allow = [\"sql\", \"explain\"]");
     let mut agent = stack.start_agent(&[]);
     agent
         .wait_for_line("Control stream open", Duration::from_secs(60))

@@ -19,12 +19,10 @@ async fn a_run_survives_an_ingest_restart_and_an_agent_restart_fails_it_as_lost(
     wait_listening(&mut api);
     let mut ingest = stack.spawn_ingest(&stack.secrets_toml());
     wait_listening(&mut ingest);
+    let instance = lasect_e2e::instance_toml("monitored", &monitored, "postgres").await;
     stack.agent_config(
         stack.ingest_port,
-        &format!(
-            "[collect]\ninterval_secs = 5\n[[instances]]\nname = \"monitored\"\ndsn = \"{}\"\n",
-            monitored.dsn("postgres")
-        ),
+        &format!("[collect]\ninterval_secs = 5\n{instance}"),
     );
     let mut agent = stack.start_agent(&[]);
     agent

@@ -46,13 +46,13 @@ async fn two_ingests_never_execute_a_run_twice() {
     let mut second = ChildGuard::spawn(c).expect("spawn second ingest");
     wait_listening(&mut second);
 
-    let instance = format!(
-        "[[instances]]\nname = \"target\"\ndsn = \"{}\"\n",
-        target.dsn("postgres")
-    );
+    let instance = lasect_e2e::instance_toml("target", &target, "postgres").await;
     stack.agent_config(
         stack.ingest_port,
-        &format!("[collect]\ninterval_secs = 5\n{instance}"),
+        &format!(
+            "[collect]\ninterval_secs = 5\n[control]\n{}\n{instance}",
+            lasect_e2e::ALLOW_ALL
+        ),
     );
     let mut agent_a = stack.start_agent(&[]);
     // The twin: same identity, its own state dir, pointed at the second ingest.

@@ -74,11 +74,12 @@ async fn schema_explorer_data_transfer_and_extensions() {
     wait_listening(&mut api);
     let mut ingest = stack.spawn_ingest(&stack.secrets_toml());
     wait_listening(&mut ingest);
+    let instance = lasect_e2e::instance_toml("monitored", &monitored, "postgres").await;
     stack.agent_config(
         stack.ingest_port,
         &format!(
-            "[collect]\ninterval_secs = 2\n[[instances]]\nname = \"monitored\"\ndsn = \"{}\"\n",
-            monitored.dsn("postgres")
+            "[collect]\ninterval_secs = 2\n[control]\n{}\n{instance}",
+            lasect_e2e::ALLOW_ALL
         ),
     );
     let mut agent = stack.start_agent(&[]);
@@ -277,7 +278,7 @@ async fn schema_explorer_data_transfer_and_extensions() {
         "monitored",
         "--table",
         "public.csv_src",
-        "-o",
+        "--out",
         file.to_str().expect("path"),
     ]);
     assert!(out.contains("wrote"), "{out}");
@@ -360,7 +361,7 @@ async fn schema_explorer_data_transfer_and_extensions() {
         "monitored",
         "--table",
         "public.orders",
-        "-o",
+        "--out",
         file.to_str().expect("path"),
     ]);
     let dump = std::fs::read_to_string(&file).expect("dump");
