@@ -2,15 +2,98 @@
 //! ciphertext keeps decrypting), then every stored DSN re-encrypted with it in one
 //! transaction. Ingest re-reads the key file when it changes; once this has run, the old key
 //! lines may be removed from the file.
+//!
+//! Every instance secret (`dsn`, `run_dsn`) is bound to its row: instance id, serving agent and
+//! column are its associated data (`lasect_pki::secrets::encrypt_instance_secret`). DSNs stored
+//! before that binding (associated data `instance-dsn`) are re-encrypted bound by
+//! [`rebind_legacy`] when the API starts, and by every rotation; until then they still decrypt.
 
 use std::path::Path;
 
 use anyhow::Context;
-use lasect_pki::secrets::Keyring;
+use lasect_pki::secrets::{
+    FIELD_DSN, FIELD_RUN_DSN, Keyring, decrypt_instance_secret, encrypt_instance_secret,
+};
+use sqlx::PgPool;
 
-use crate::routes::instances_admin::DSN_AAD;
 use crate::server::store_pool;
 use crate::store_dsn::StoreDsn;
+
+/// One instance's secrets, decrypted.
+struct Plain {
+    id: i64,
+    agent: String,
+    dsn: Option<String>,
+    run_dsn: Option<String>,
+    legacy: bool,
+}
+
+type Row = (i64, String, Option<Vec<u8>>, Option<Vec<u8>>);
+
+async fn read_all(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<Vec<Plain>> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, agent_id, dsn_ciphertext, run_dsn_ciphertext FROM instances \
+         WHERE dsn_ciphertext IS NOT NULL OR run_dsn_ciphertext IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("read the stored DSNs")?;
+    let mut plain = Vec::with_capacity(rows.len());
+    for (id, agent, dsn, run_dsn) in rows {
+        let open = |field: &str, c: &Option<Vec<u8>>| -> anyhow::Result<Option<(String, bool)>> {
+            c.as_deref()
+                .map(|c| {
+                    decrypt_instance_secret(keyring, id, &agent, field, c)
+                        .map(|d| (d.plaintext, d.legacy))
+                        .with_context(|| {
+                            format!(
+                                "instance {id}: its {field} does not decrypt with the key file \
+                                 (a wrong key file, or a ciphertext copied from another row)"
+                            )
+                        })
+                })
+                .transpose()
+        };
+        let dsn = open(FIELD_DSN, &dsn)?;
+        let run_dsn = open(FIELD_RUN_DSN, &run_dsn)?;
+        let legacy = dsn.as_ref().is_some_and(|d| d.1) || run_dsn.as_ref().is_some_and(|d| d.1);
+        plain.push(Plain {
+            id,
+            agent: agent.clone(),
+            dsn: dsn.map(|d| d.0),
+            run_dsn: run_dsn.map(|d| d.0),
+            legacy,
+        });
+    }
+    Ok(plain)
+}
+
+/// Writes `rows` encrypted with the first key of `keyring`, bound to their rows, in one
+/// transaction. A row whose agent changed meanwhile is left alone (it would not decrypt).
+async fn write_all(pool: &PgPool, keyring: &Keyring, rows: &[&Plain]) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await.context("begin")?;
+    for p in rows {
+        let seal = |field: &str, s: &Option<String>| {
+            s.as_ref()
+                .map(|s| encrypt_instance_secret(keyring, p.id, &p.agent, field, s.as_bytes()))
+                .transpose()
+                .context("encrypt")
+        };
+        sqlx::query(
+            "UPDATE instances SET dsn_ciphertext = $3, run_dsn_ciphertext = $4 \
+             WHERE id = $1 AND agent_id = $2",
+        )
+        .bind(p.id)
+        .bind(&p.agent)
+        .bind(seal(FIELD_DSN, &p.dsn)?)
+        .bind(seal(FIELD_RUN_DSN, &p.run_dsn)?)
+        .execute(&mut *tx)
+        .await
+        .context("store a re-encrypted DSN")?;
+    }
+    tx.commit().await.context("commit")?;
+    Ok(())
+}
 
 /// Rotates the key in `key_file` and re-encrypts the store; returns a summary line.
 pub async fn rotate(dsn: &StoreDsn, key_file: &Path) -> anyhow::Result<String> {
@@ -18,35 +101,58 @@ pub async fn rotate(dsn: &StoreDsn, key_file: &Path) -> anyhow::Result<String> {
     // Everything must decrypt with the current file before anything changes.
     let before = Keyring::load(key_file)
         .with_context(|| format!("load the key file {}", key_file.display()))?;
-    let rows: Vec<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT id, dsn_ciphertext FROM instances WHERE dsn_ciphertext IS NOT NULL")
-            .fetch_all(&pool)
-            .await
-            .context("read the stored DSNs")?;
-    let mut plain = Vec::with_capacity(rows.len());
-    for (id, c) in &rows {
-        let dsn = before.decrypt(c, DSN_AAD).with_context(|| {
-            format!("instance {id}: its DSN does not decrypt with the key file")
-        })?;
-        plain.push((*id, dsn));
-    }
+    let plain = read_all(&pool, &before).await?;
     let after = Keyring::rotate_file(key_file)
         .with_context(|| format!("add a new key to {}", key_file.display()))?;
-    let mut tx = pool.begin().await.context("begin")?;
-    for (id, dsn) in &plain {
-        let c = after.encrypt(dsn, DSN_AAD).context("encrypt")?;
-        sqlx::query("UPDATE instances SET dsn_ciphertext = $2 WHERE id = $1")
-            .bind(id)
-            .bind(c)
-            .execute(&mut *tx)
-            .await
-            .context("store a re-encrypted DSN")?;
-    }
-    tx.commit().await.context("commit")?;
+    write_all(&pool, &after, &plain.iter().collect::<Vec<_>>()).await?;
     Ok(format!(
-        "new key {} is first in {}; re-encrypted {} DSN(s). The older keys may now be removed from the file.\n",
+        "new key {} is first in {}; re-encrypted {} instance(s). The older keys may now be removed from the file.\n",
         after.current_key_id(),
         key_file.display(),
         plain.len()
     ))
+}
+
+/// Re-encrypts, bound to their rows, the DSNs stored before the binding; returns how many.
+/// A row that does not decrypt at all is left as it is (ingest reports it when it would be
+/// assigned) and does not stop the others.
+pub async fn rebind_legacy(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<usize> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, agent_id, dsn_ciphertext, run_dsn_ciphertext FROM instances \
+         WHERE dsn_ciphertext IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("read the stored DSNs")?;
+    let mut legacy = Vec::new();
+    for (id, agent, dsn, run_dsn) in rows {
+        let Some(Ok(d)) = dsn
+            .as_deref()
+            .map(|c| decrypt_instance_secret(keyring, id, &agent, FIELD_DSN, c))
+        else {
+            continue;
+        };
+        if !d.legacy {
+            continue;
+        }
+        let run_dsn = match run_dsn.as_deref() {
+            Some(c) => match decrypt_instance_secret(keyring, id, &agent, FIELD_RUN_DSN, c) {
+                Ok(r) => Some(r.plaintext),
+                Err(_) => continue,
+            },
+            None => None,
+        };
+        legacy.push(Plain {
+            id,
+            agent,
+            dsn: Some(d.plaintext),
+            run_dsn,
+            legacy: true,
+        });
+    }
+    let chosen: Vec<&Plain> = legacy.iter().filter(|p| p.legacy).collect();
+    if !chosen.is_empty() {
+        write_all(pool, keyring, &chosen).await?;
+    }
+    Ok(chosen.len())
 }

@@ -2,11 +2,15 @@
 //! [`crate::tls`]), then handed to the gRPC server.
 //!
 //! Handshakes run here rather than inside tonic so that each connection
-//! authenticated as an agent carries a "closed" future from
-//! [`Revocations::closed`]: when the agent is disabled, or its certificate
-//! expires, the connection's reads and writes fail, which ends the HTTP/2
-//! connection and every call (unary or streaming) on it. A connection
-//! without a client certificate can only reach `Enroll`.
+//! authenticated as an agent is first admitted by the store
+//! ([`Revocations::admit`]: its serial must be the agent's, not revoked, or a
+//! first use) and then carries a "closed" future from
+//! [`Revocations::closed`]: when the agent is disabled, its certificate is
+//! revoked or expires, the connection's reads and writes fail, which ends
+//! the HTTP/2 connection and every call (unary or streaming) on it. A refused
+//! certificate gets a TLS close right after its handshake (the reason is in
+//! ingest's log). A connection without a client certificate can only reach
+//! `Enroll`.
 
 use std::io;
 use std::pin::Pin;
@@ -15,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -52,7 +56,7 @@ impl AgentConn {
             && closing.as_mut().poll(cx).is_ready()
         {
             self.closed = true;
-            tracing::info!(peer = ?self.tls.get_ref().0.peer_addr().ok(), "closing the connection of a disabled agent or an expired certificate");
+            tracing::info!(peer = ?self.tls.get_ref().0.peer_addr().ok(), "closing the connection of a disabled agent or a revoked or expired certificate");
             return true;
         }
         false
@@ -62,7 +66,7 @@ impl AgentConn {
 fn revoked() -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionAborted,
-        "agent disabled or certificate expired",
+        "agent disabled or certificate revoked or expired",
     )
 }
 
@@ -120,7 +124,7 @@ const LINGER: Duration = Duration::from_secs(1);
 /// a socket with unread input would reset it, and the client would only see
 /// "connection reset" instead of the reason.
 async fn linger(mut tcp: TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let _ = tcp.shutdown().await;
     let mut sink = [0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
@@ -166,15 +170,28 @@ pub fn accept(
                         return;
                     }
                 };
-                let closing = tls
+                let cert = tls
                     .get_ref()
                     .1
                     .peer_certificates()
                     .and_then(|certs| certs.first())
-                    .and_then(|leaf| lasect_pki::CertInfo::from_der(leaf.as_ref()).ok())
-                    .map(|info| {
-                        Box::pin(revocations.closed(info.agent_id, Some(info.not_after))) as Closing
-                    });
+                    .and_then(|leaf| lasect_pki::CertInfo::from_der(leaf.as_ref()).ok());
+                let closing = match cert {
+                    Some(cert) => {
+                        if let Err(refusal) = revocations.admit(&cert).await {
+                            tracing::warn!(%peer, %refusal, "refused a client certificate after the handshake");
+                            let mut tls = tls;
+                            let _ = tls.shutdown().await;
+                            return;
+                        }
+                        Some(Box::pin(revocations.closed(
+                            cert.agent_id,
+                            cert.serial_hex,
+                            Some(cert.not_after),
+                        )) as Closing)
+                    }
+                    None => None,
+                };
                 let conn = AgentConn {
                     tls,
                     closing,

@@ -6,9 +6,14 @@
 //! a single-use token cannot both succeed, and a refused enrollment does not
 //! spend a use. The CSR's Common Name is the agent id asked for: an id some
 //! agent already has is refused unless the token is bound to exactly that id
-//! (re-enrolling a host that lost its state). Renew needs the current
-//! certificate and issues one for the same id; everything is in the store, so
-//! any ingest replica, before or after a restart, can renew.
+//! (re-enrolling a host that lost its state); a re-enrollment revokes every
+//! earlier certificate of that id (`re-enrolled`), ending their connections.
+//! Renew needs the caller's certificate to be the agent's live one: its
+//! serial recorded for that agent and not revoked, so a revoked or
+//! superseded certificate cannot renew itself back to life. It issues one
+//! for the same id and supersedes every older serial (refused from then on,
+//! see [`crate::revocation`]); everything is in the store, so any ingest
+//! replica, before or after a restart, can renew.
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -212,17 +217,28 @@ impl Enroller {
         .await
         .map_err(store("spend the enrollment token"))?;
         record_certificate(&tx, &signed, "enroll", Some(token_id)).await?;
+        let revoked = retire_others(&tx, &agent, &serial, "re-enrolled", "enrollment").await?;
         tx.commit().await.map_err(store("commit the enrollment"))?;
+        if !revoked.is_empty() {
+            tracing::info!(%agent, serials = ?revoked, "re-enrollment revoked the earlier certificates");
+            self.revocations.revoke_serials(revoked);
+        }
         tracing::info!(%agent, serial, token_id, "agent enrolled");
         Ok(response(ca, signed))
     }
 
+    /// Renews the certificate `caller_serial` of `caller` (the one the call
+    /// came with).
     pub async fn renew(
         &self,
         caller: &AgentId,
+        caller_serial: &str,
         request: RenewRequest,
     ) -> Result<EnrollResponse, Status> {
         let ca = self.ca()?;
+        if self.revocations.is_revoked(caller_serial) {
+            return Err(not_live(caller, caller_serial, "revoked"));
+        }
         let signed = sign(ca, &request.csr_pem, self.validity)?;
         if signed.agent_id != caller.as_str() {
             return Err(Status::permission_denied(format!(
@@ -232,6 +248,30 @@ impl Enroller {
         }
         let mut client = self.pool.get().await.map_err(store("get a connection"))?;
         let tx = client.transaction().await.map_err(store("begin renewal"))?;
+        // Locked, so two renewals with one certificate cannot both succeed.
+        let current = tx
+            .query_opt(
+                "SELECT agent_id, revoke_reason FROM agent_certificates WHERE serial = $1 FOR UPDATE",
+                &[&caller_serial],
+            )
+            .await
+            .map_err(store("read the caller's certificate"))?;
+        match current {
+            None => return Err(not_live(caller, caller_serial, "not registered")),
+            Some(row) => {
+                let (owner, revoked): (String, Option<String>) = (row.get(0), row.get(1));
+                if owner != caller.as_str() {
+                    return Err(not_live(
+                        caller,
+                        caller_serial,
+                        "recorded for another agent",
+                    ));
+                }
+                if let Some(reason) = revoked {
+                    return Err(not_live(caller, caller_serial, &reason));
+                }
+            }
+        }
         let row = tx
             .query_opt(
                 "INSERT INTO agents (id, cert_serial, cert_not_after) VALUES ($1, $2, $3)
@@ -247,10 +287,44 @@ impl Enroller {
             return Err(disabled(caller.as_str()));
         }
         record_certificate(&tx, &signed, "renew", None).await?;
+        retire_others(
+            &tx,
+            caller.as_str(),
+            &signed.serial_hex,
+            "superseded",
+            "renewal",
+        )
+        .await?;
         tx.commit().await.map_err(store("commit the renewal"))?;
         tracing::info!(agent = %caller, serial = signed.serial_hex, "agent certificate renewed");
         Ok(response(ca, signed))
     }
+}
+
+fn not_live(agent: &AgentId, serial: &str, why: &str) -> Status {
+    Status::permission_denied(format!(
+        "certificate {serial} is not agent {agent}'s live certificate ({why}); it cannot be \
+         renewed: enroll again with a token bound to {agent:?}"
+    ))
+}
+
+/// Revokes every live certificate of `agent` but `keep`; returns their serials.
+async fn retire_others(
+    tx: &deadpool_postgres::Transaction<'_>,
+    agent: &str,
+    keep: &str,
+    reason: &str,
+    by: &str,
+) -> Result<Vec<String>, Status> {
+    let rows = tx
+        .query(
+            "UPDATE agent_certificates SET revoked_at = now(), revoked_by = $4, revoke_reason = $3
+             WHERE agent_id = $1 AND serial <> $2 AND revoked_at IS NULL RETURNING serial",
+            &[&agent, &keep, &reason, &by],
+        )
+        .await
+        .map_err(store("revoke the earlier certificates"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 pub fn disabled(agent: &str) -> Status {

@@ -43,3 +43,11 @@ pub fn agent_id_of<T>(request: &tonic::Request<T>) -> Result<AgentId, IdentityEr
         .map(AgentId)
         .map_err(IdentityError::Invalid)
 }
+
+/// The leaf certificate of the peer of a request: its agent id, serial and
+/// validity.
+pub fn peer_cert_of<T>(request: &tonic::Request<T>) -> Result<lasect_pki::CertInfo, IdentityError> {
+    let certs = request.peer_certs().ok_or(IdentityError::NoCertificate)?;
+    let leaf = certs.first().ok_or(IdentityError::NoCertificate)?;
+    lasect_pki::CertInfo::from_der(leaf.as_ref()).map_err(IdentityError::Invalid)
+}

@@ -249,7 +249,13 @@ impl Ingest for IngestService {
         request: Request<RenewRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
         let agent = self.authenticate(&request)?;
-        let result = self.enroller.renew(&agent, request.into_inner()).await;
+        let serial = identity::peer_cert_of(&request)
+            .map_err(|e| Status::unauthenticated(ErrorChain(&e).to_string()))?
+            .serial_hex;
+        let result = self
+            .enroller
+            .renew(&agent, &serial, request.into_inner())
+            .await;
         if let Err(status) = &result {
             tracing::warn!(%agent, code = ?status.code(), reason = status.message(), "refused a renewal");
         }

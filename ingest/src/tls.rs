@@ -4,8 +4,11 @@
 //! Client authentication is optional at the handshake, so an agent without
 //! a certificate yet can reach `Enroll`; every other call refuses a caller
 //! without a verified client certificate (UNAUTHENTICATED, see `server`).
-//! A certificate that is presented must chain to the CA and must not name a
-//! disabled agent ([`Revocations`]), or the handshake fails.
+//! A certificate that is presented must chain to the CA, must not name a
+//! disabled agent and its serial must not be revoked ([`Revocations`]), or
+//! the handshake fails. A serial this process has not seen yet is judged
+//! against the store right after the handshake ([`Revocations::admit`], in
+//! [`crate::connections`]): a rustls verifier cannot wait for the store.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -73,7 +76,7 @@ pub fn server_config(
 }
 
 /// The CA's verdict, then: the certificate names a valid agent id that is
-/// not disabled.
+/// not disabled, and its serial is not known to be revoked.
 #[derive(Debug)]
 struct AgentVerifier {
     inner: Arc<dyn ClientCertVerifier>,
@@ -102,12 +105,17 @@ impl ClientCertVerifier for AgentVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        let agent = lasect_pki::agent_id_from_cert_der(end_entity.as_ref()).map_err(|e| {
+        let cert = lasect_pki::CertInfo::from_der(end_entity.as_ref()).map_err(|e| {
             tracing::warn!(error = %e, "refused a client certificate without a valid agent id");
             rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
         })?;
-        if self.revocations.is_disabled(&agent) {
+        let agent = &cert.agent_id;
+        if self.revocations.is_disabled(agent) {
             tracing::warn!(%agent, "refused a handshake of a disabled agent");
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+        }
+        if self.revocations.is_revoked(&cert.serial_hex) {
+            tracing::warn!(%agent, serial = %cert.serial_hex, "refused a handshake with a revoked certificate");
             return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
         }
         Ok(verified)

@@ -1,8 +1,15 @@
 //! Agent administration (admin only): `GET /api/v1/agents`,
-//! `POST /api/v1/agents/enrollment-tokens`, `POST /api/v1/agents/{id}/disable`.
+//! `POST /api/v1/agents/enrollment-tokens`, `POST /api/v1/agents/{id}/disable`,
+//! `GET /api/v1/agents/{id}/certificates`, `POST /api/v1/agents/{id}/certificates/{serial}/revoke`
+//! (listing and revoking tokens: `enrollment_tokens`).
 //!
 //! An enrollment token (`lset_…`) is returned once; the store keeps its SHA-256 (V11). Ingest
 //! consumes it during `Enroll` and refuses disabled agents.
+//!
+//! An agent's certificates are the serials ingest accepts for it (V21, rules in
+//! `ingest/src/revocation.rs`). Revoking one makes ingest refuse it at the next handshake, end
+//! its open connections within one refresh interval (`agents.refresh_interval_secs`) and
+//! refuse it for `Renew`; the agent's other certificates and its data are untouched.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -232,4 +239,188 @@ pub async fn disable(
     .await?;
     row.map(|r| Json(Agent::from(r)))
         .ok_or_else(|| ApiError::not_found(format!("no agent with id {id:?}")))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentCertificate {
+    /// Lowercase hex, as `openssl x509 -serial` prints it (case aside).
+    pub serial: String,
+    pub agent_id: String,
+    /// `enroll`, `renew`, `ca_init` (registered by `lasect-api ca init --store-dsn`) or
+    /// `first_use` (a `ca init` certificate recorded when it first connected).
+    pub reason: String,
+    pub issued_at: String,
+    pub not_before: String,
+    pub not_after: String,
+    /// The serial ingest last recorded for the agent.
+    pub current: bool,
+    pub revoked_at: Option<String>,
+    pub revoked_by: Option<String>,
+    /// `revoked` (by an operator), `superseded` (by a renewal) or `re-enrolled`.
+    pub revoke_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentCertificateList {
+    pub certificates: Vec<AgentCertificate>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CertRow {
+    serial: String,
+    agent_id: String,
+    reason: String,
+    issued_at: DateTime<Utc>,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+    current: bool,
+    revoked_at: Option<DateTime<Utc>>,
+    revoked_by: Option<String>,
+    revoke_reason: Option<String>,
+}
+
+impl From<CertRow> for AgentCertificate {
+    fn from(r: CertRow) -> Self {
+        Self {
+            serial: r.serial,
+            agent_id: r.agent_id,
+            reason: r.reason,
+            issued_at: rfc3339(r.issued_at),
+            not_before: rfc3339(r.not_before),
+            not_after: rfc3339(r.not_after),
+            current: r.current,
+            revoked_at: r.revoked_at.map(rfc3339),
+            revoked_by: r.revoked_by,
+            revoke_reason: r.revoke_reason,
+        }
+    }
+}
+
+macro_rules! select_certs {
+    ($where:literal) => {
+        concat!(
+            "SELECT c.serial, c.agent_id, c.reason, c.issued_at, c.not_before, c.not_after, \
+             c.serial IS NOT DISTINCT FROM a.cert_serial AS current, c.revoked_at, c.revoked_by, \
+             c.revoke_reason FROM agent_certificates c JOIN agents a ON a.id = c.agent_id ",
+            $where
+        )
+    };
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/{id}/certificates",
+    tag = "agents",
+    params(("id" = String, Path, description = "Agent id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The agent's recorded certificates, newest first", body = AgentCertificateList),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn certificates(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<AgentCertificateList>, ApiError> {
+    principal.require(Role::Admin)?;
+    let Path(id) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let exists: Option<String> = sqlx::query_scalar("SELECT id FROM agents WHERE id = $1")
+        .bind(&id)
+        .fetch_optional(&state.pool)
+        .await?;
+    if exists.is_none() {
+        return Err(ApiError::not_found(format!("no agent with id {id:?}")));
+    }
+    let rows: Vec<CertRow> = sqlx::query_as(select_certs!(
+        "WHERE c.agent_id = $1 ORDER BY c.issued_at DESC, c.serial"
+    ))
+    .bind(&id)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(AgentCertificateList {
+        certificates: rows.into_iter().map(AgentCertificate::from).collect(),
+    }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{id}/certificates/{serial}/revoke",
+    tag = "agents",
+    params(
+        ("id" = String, Path, description = "Agent id"),
+        ("serial" = String, Path, description = "Certificate serial in hex (case and colons ignored)"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The revoked certificate (revoking twice keeps the first revocation)", body = AgentCertificate),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn revoke_certificate(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<AgentCertificate>, ApiError> {
+    principal.require(Role::Admin)?;
+    let Path((id, serial)) =
+        path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let serial = normalize_serial(&serial).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_path",
+            format!("serial {serial:?} is not a hexadecimal certificate serial"),
+        )
+    })?;
+    let done: Option<String> = sqlx::query_scalar(
+        "UPDATE agent_certificates SET revoked_at = coalesce(revoked_at, now()), \
+         revoked_by = coalesce(revoked_by, $3), revoke_reason = coalesce(revoke_reason, 'revoked') \
+         WHERE agent_id = $1 AND serial = $2 RETURNING serial",
+    )
+    .bind(&id)
+    .bind(&serial)
+    .bind(&principal.username)
+    .fetch_optional(&state.pool)
+    .await?;
+    if done.is_none() {
+        return Err(ApiError::not_found(format!(
+            "agent {id:?} has no recorded certificate {serial} (a `ca init` certificate is \
+             recorded when it first connects, or by `lasect-api ca init --store-dsn`)"
+        )));
+    }
+    let row: CertRow = sqlx::query_as(select_certs!("WHERE c.serial = $1"))
+        .bind(&serial)
+        .fetch_one(&state.pool)
+        .await?;
+    Ok(Json(row.into()))
+}
+
+/// Lowercase hex without separators (how ingest records serials), or `None` if not hex.
+fn normalize_serial(serial: &str) -> Option<String> {
+    let hex: String = serial
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (!hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_serial;
+
+    #[test]
+    fn serials_are_normalized_like_ingest_records_them() {
+        assert_eq!(normalize_serial("0A:1b").as_deref(), Some("0a1b"));
+        assert_eq!(normalize_serial("").as_deref(), None);
+        assert_eq!(normalize_serial("xyz").as_deref(), None);
+    }
 }

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::listener::{self, Notice};
 use super::registry::{Outbound, Registry};
-use super::secrets::DsnDecryptor;
+use super::secrets::{DsnDecryptor, FIELD_DSN, FIELD_RUN_DSN};
 use super::store_ops::{self, ClaimedRun};
 use crate::config::RunsSettings;
 
@@ -154,8 +154,15 @@ impl Hub {
         let dsn = match &run.dsn_ciphertext {
             Some(c) => self
                 .secrets
-                .decrypt(c)
+                .decrypt(run.instance_id, &run.agent_id, FIELD_DSN, c)
                 .map_err(|e| format!("cannot decrypt the instance's DSN: {e}"))?,
+            None => String::new(),
+        };
+        let run_dsn = match &run.run_dsn_ciphertext {
+            Some(c) => self
+                .secrets
+                .decrypt(run.instance_id, &run.agent_id, FIELD_RUN_DSN, c)
+                .map_err(|e| format!("cannot decrypt the instance's run_dsn: {e}"))?,
             None => String::new(),
         };
         let input = match &run.input {
@@ -173,6 +180,8 @@ impl Hub {
             max_bytes: u64::try_from(run.max_bytes).unwrap_or(0),
             dsn,
             input,
+            run_dsn,
+            allow_privileged_runs: run.allow_privileged_runs,
         };
         if send(&tx, server_message::Body::Run(request)).await {
             Ok(())
@@ -191,11 +200,27 @@ impl Hub {
             }
         };
         let mut instances = Vec::with_capacity(rows.len());
-        for (id, name, ciphertext) in rows {
-            match self.secrets.decrypt(&ciphertext) {
-                Ok(dsn) => instances.push(AssignedInstance { id, name, dsn }),
-                Err(reason) => {
-                    tracing::warn!(%agent, instance = %name, %reason, "instance not assigned")
+        for a in rows {
+            let run_dsn = match &a.run_dsn_ciphertext {
+                Some(c) => self
+                    .secrets
+                    .decrypt(a.id, agent, FIELD_RUN_DSN, c)
+                    .map_err(|e| format!("run_dsn: {e}")),
+                None => Ok(String::new()),
+            };
+            let dsn = self
+                .secrets
+                .decrypt(a.id, agent, FIELD_DSN, &a.dsn_ciphertext);
+            match (dsn, run_dsn) {
+                (Ok(dsn), Ok(run_dsn)) => instances.push(AssignedInstance {
+                    id: a.id,
+                    name: a.name,
+                    dsn,
+                    run_dsn,
+                    allow_privileged_runs: a.allow_privileged_runs,
+                }),
+                (Err(reason), _) | (_, Err(reason)) => {
+                    tracing::warn!(%agent, instance = %a.name, %reason, "instance not assigned")
                 }
             }
         }

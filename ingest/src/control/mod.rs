@@ -2,7 +2,7 @@
 //! back (the contract is docs/CONTROL.md).
 //!
 //! - [`registry`] holds the one open stream per agent connected to this
-//!   process (a new stream replaces the older one).
+//!   process (a new stream replaces the open one unless its certificate is older).
 //! - [`stream`] serves one stream: the hello (runs the agent lost are
 //!   failed), the instance assignments, then the agent's messages.
 //! - [`dispatch`] is the loop that hands runs out: woken by `NOTIFY`

@@ -21,6 +21,8 @@ pub enum StoreOpError {
 #[derive(Debug)]
 pub struct ClaimedRun {
     pub id: i64,
+    /// The instance, whose id is part of its DSNs' associated data.
+    pub instance_id: i64,
     pub agent_id: String,
     pub kind: String,
     pub instance_name: String,
@@ -30,6 +32,9 @@ pub struct ClaimedRun {
     pub max_bytes: i64,
     /// Set for instances added through the API.
     pub dsn_ciphertext: Option<Vec<u8>>,
+    /// The connection of read-only runs of an API-added instance, if it has one.
+    pub run_dsn_ciphertext: Option<Vec<u8>>,
+    pub allow_privileged_runs: bool,
     /// zstd-compressed input (import_csv).
     pub input: Option<Vec<u8>>,
 }
@@ -52,7 +57,9 @@ pub async fn claim(
                               ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED)
                  RETURNING id, agent_id, kind, instance_id, params, timeout_ms, max_rows, max_bytes)
              SELECT c.id, c.agent_id, c.kind, i.name, c.params, c.timeout_ms, c.max_rows,
-                    c.max_bytes, CASE WHEN i.source = 'api' THEN i.dsn_ciphertext END, ri.data
+                    c.max_bytes, CASE WHEN i.source = 'api' THEN i.dsn_ciphertext END, ri.data,
+                    CASE WHEN i.source = 'api' THEN i.run_dsn_ciphertext END,
+                    i.source = 'api' AND i.allow_privileged_runs, c.instance_id
              FROM claimed c
              JOIN instances i ON i.id = c.instance_id
              LEFT JOIN run_inputs ri ON ri.run_id = c.id
@@ -73,6 +80,9 @@ pub async fn claim(
             max_bytes: r.get(7),
             dsn_ciphertext: r.get(8),
             input: r.get(9),
+            run_dsn_ciphertext: r.get(10),
+            allow_privileged_runs: r.get(11),
+            instance_id: r.get(12),
         })
         .collect())
 }
@@ -332,16 +342,24 @@ pub async fn sweep(pool: &Pool, grace_secs: u64) -> Result<(u64, u64), StoreOpEr
     Ok((expired, failed))
 }
 
-/// The agent's API-added instances, DSN still encrypted.
-pub async fn assignments(
-    pool: &Pool,
-    agent: &str,
-) -> Result<Vec<(i64, String, Vec<u8>)>, StoreOpError> {
+/// One API-added instance of an agent, its DSNs still encrypted.
+#[derive(Debug)]
+pub struct Assignment {
+    pub id: i64,
+    pub name: String,
+    pub dsn_ciphertext: Vec<u8>,
+    pub run_dsn_ciphertext: Option<Vec<u8>>,
+    pub allow_privileged_runs: bool,
+}
+
+/// The agent's API-added instances.
+pub async fn assignments(pool: &Pool, agent: &str) -> Result<Vec<Assignment>, StoreOpError> {
     let rows = pool
         .get()
         .await?
         .query(
-            "SELECT id, name, dsn_ciphertext FROM instances
+            "SELECT id, name, dsn_ciphertext, run_dsn_ciphertext, allow_privileged_runs
+             FROM instances
              WHERE agent_id = $1 AND source = 'api' AND state <> 'removed'
                AND dsn_ciphertext IS NOT NULL
              ORDER BY id",
@@ -350,7 +368,13 @@ pub async fn assignments(
         .await?;
     Ok(rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| Assignment {
+            id: r.get(0),
+            name: r.get(1),
+            dsn_ciphertext: r.get(2),
+            run_dsn_ciphertext: r.get(3),
+            allow_privileged_runs: r.get(4),
+        })
         .collect())
 }
 

@@ -7,7 +7,7 @@ use lasect_proto::v1::{AgentMessage, agent_message};
 use tonic::{Status, Streaming};
 
 use super::dispatch::Hub;
-use super::registry::Outbound;
+use super::registry::{Outbound, StreamCert};
 use super::{MAX_PAGE_BYTES, store_ops};
 
 /// The agent must say hello this soon after opening the stream.
@@ -15,7 +15,13 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves the stream until the agent closes it, it breaks, or a newer
 /// stream of the same agent replaces it.
-pub async fn serve(hub: Hub, agent: String, mut inbound: Streaming<AgentMessage>, tx: Outbound) {
+pub async fn serve(
+    hub: Hub,
+    agent: String,
+    cert: StreamCert,
+    mut inbound: Streaming<AgentMessage>,
+    tx: Outbound,
+) {
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
         Ok(Ok(Some(AgentMessage {
             body: Some(agent_message::Body::Hello(h)),
@@ -31,6 +37,15 @@ pub async fn serve(hub: Hub, agent: String, mut inbound: Streaming<AgentMessage>
             return;
         }
     };
+    // Checked again before anything changes in the store: a stream with a
+    // newer certificate may have opened while this one waited for its hello.
+    if let Err(older) = hub.registry.admits(&agent, &cert) {
+        tracing::warn!(%agent, %older, "Control stream refused");
+        let _ = tx
+            .send(Err(Status::failed_precondition(older.to_string())))
+            .await;
+        return;
+    }
     if let Err(e) =
         store_ops::agent_seen(&hub.pool, &agent, &hello.agent_version, &hello.allowed).await
     {
@@ -41,7 +56,16 @@ pub async fn serve(hub: Hub, agent: String, mut inbound: Streaming<AgentMessage>
         Ok(n) => tracing::warn!(%agent, runs = n, "failed the runs the agent lost"),
         Err(e) => tracing::warn!(%agent, error = %e, "cannot fail the runs the agent lost"),
     }
-    let generation = hub.registry.insert(&agent, tx.clone());
+    let generation = match hub.registry.insert(&agent, tx.clone(), cert) {
+        Ok(g) => g,
+        Err(older) => {
+            tracing::warn!(%agent, %older, "Control stream refused");
+            let _ = tx
+                .send(Err(Status::failed_precondition(older.to_string())))
+                .await;
+            return;
+        }
+    };
     tracing::info!(
         %agent,
         version = %hello.agent_version,
