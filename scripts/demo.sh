@@ -92,11 +92,18 @@ HBA
         echo "lasect $ME postgres"
         echo "lasect $ME lasect"
         echo "lasect $ME lasect_agent"
+        echo "lasect $ME lasect_run"
     } > "$PGDATA/pg_ident.conf"
     cat >> "$PGDATA/postgresql.conf" <<CONF
 listen_addresses = ''
 shared_preload_libraries = 'pg_stat_statements'
 CONF
+fi
+# Clusters made by an older demo lack the run role's mapping.
+IDENT_CHANGED=
+if ! grep -q " lasect_run\$" "$PGDATA/pg_ident.conf"; then
+    echo "lasect $ME lasect_run" >> "$PGDATA/pg_ident.conf"
+    IDENT_CHANGED=1
 fi
 mkdir -p "$SOCK"
 chown "$PGUSER_OS" "$SOCK"
@@ -117,6 +124,9 @@ if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
     say "starting PostgreSQL on $SOCK (port $PG_PORT)"
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$STATE/pg/postgresql.log" -w -t 60 start >/dev/null
 fi
+if [ -n "$IDENT_CHANGED" ]; then
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" reload >/dev/null
+fi
 trap 'cleanup; exit 0' INT TERM
 trap cleanup EXIT
 
@@ -125,6 +135,15 @@ psql_su -c "SELECT 1 FROM pg_roles WHERE rolname = 'lasect'" | grep -q 1 \
     || psql_su -c "CREATE ROLE lasect LOGIN"
 psql_su -c "SELECT 1 FROM pg_roles WHERE rolname = 'lasect_agent'" | grep -q 1 \
     || psql_su -c "CREATE ROLE lasect_agent LOGIN IN ROLE pg_monitor"
+# Read-only runs (sql, explain, export, table data, schema snapshots) log in as their own
+# unprivileged role (run_dsn): a READ ONLY transaction alone does not stop a privileged role's
+# COPY TO PROGRAM or pg_terminate_backend (docs/CONTROL.md, "Read-only runs").
+psql_su -c "SELECT 1 FROM pg_roles WHERE rolname = 'lasect_run'" | grep -q 1 \
+    || psql_su -c "CREATE ROLE lasect_run LOGIN"
+psql_su -c "GRANT pg_monitor TO lasect_run"
+if [ "$(psql_su -c "SHOW server_version_num")" -ge 140000 ]; then
+    psql_su -c "GRANT pg_read_all_data TO lasect_run"
+fi
 psql_su -c "SELECT 1 FROM pg_database WHERE datname = 'lasect'" | grep -q 1 \
     || psql_su -c "CREATE DATABASE lasect OWNER lasect"
 # The `statement` family reads pg_stat_statements in the database the agent connects to.
@@ -132,6 +151,7 @@ psql_su -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
 
 STORE_DSN="host=$SOCK port=$PG_PORT dbname=lasect user=lasect application_name=lasect"
 AGENT_DSN="host=$SOCK port=$PG_PORT dbname=postgres user=lasect_agent"
+RUN_DSN="host=$SOCK port=$PG_PORT dbname=postgres user=lasect_run"
 
 say "migrating the store"
 "$BIN/lasect-api" migrate --store-dsn "$STORE_DSN"
@@ -175,9 +195,12 @@ cert_file = "$TLS/agents/$AGENT_ID.pem"
 key_file = "$TLS/agents/$AGENT_ID.key"
 [collect]
 interval_secs = 10
+# The default [control] allow: the read-only classes. Add "sql_write", "ddl", "import", "dump"
+# or "extensions_write" to try writes.
 [[instances]]
 name = "demo"
 dsn = "$AGENT_DSN"
+run_dsn = "$RUN_DSN"
 TOML
 chmod 600 "$DEMO"/*.toml
 
