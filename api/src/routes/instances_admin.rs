@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_postgres::config::Host;
 
+use lasect_pki::secrets::{FIELD_DSN, FIELD_RUN_DSN, encrypt_instance_secret};
+
 use super::auth_routes::body;
 use super::instances::{Instance, find, rfc3339};
 use super::runs::{WaitQuery, ask, path_id};
@@ -26,8 +28,6 @@ use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 use crate::runs::{self, NewRun, RunLimits, RunView};
 
-/// Associated data of DSN ciphertexts; ingest decrypts with the same.
-pub const DSN_AAD: &[u8] = b"instance-dsn";
 const CHECK_WAIT: Duration = Duration::from_secs(30);
 const MAX_DSN_BYTES: usize = 4096;
 
@@ -247,11 +247,9 @@ pub async fn add(
             )
         })?;
     let agent = serving_agent(&state, request.agent.as_deref()).await?;
-    let ciphertext = encrypt_dsn(&keyring, &request.dsn)?;
-    let run_ciphertext = match &request.run_dsn {
-        Some(run_dsn) => Some(encrypt_dsn(&keyring, run_dsn)?),
-        None => None,
-    };
+    // The ciphertexts are bound to the row's id (their associated data), which the insert
+    // makes: stored in the same transaction, so no one sees the row without them.
+    let mut tx = state.pool.begin().await?;
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO instances (name, agent_id, labels, source, state, dsn_ciphertext, dsn_redacted, \
              run_dsn_ciphertext, run_dsn_redacted, allow_privileged_runs) \
@@ -268,12 +266,12 @@ pub async fn add(
     .bind(&name)
     .bind(&agent)
     .bind(Value::Object(request.labels))
-    .bind(ciphertext)
+    .bind(None::<Vec<u8>>)
     .bind(redact(&pg))
-    .bind(run_ciphertext)
+    .bind(None::<Vec<u8>>)
     .bind(run_pg.as_ref().map(redact))
     .bind(request.allow_privileged_runs)
-    .fetch_optional(&state.pool)
+    .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = id else {
         return Err(ApiError::new(
@@ -282,6 +280,18 @@ pub async fn add(
             format!("agent {agent} already has an instance named {name:?}"),
         ));
     };
+    let ciphertext = encrypt_dsn(&keyring, id, &agent, FIELD_DSN, &request.dsn)?;
+    let run_ciphertext = match &request.run_dsn {
+        Some(run_dsn) => Some(encrypt_dsn(&keyring, id, &agent, FIELD_RUN_DSN, run_dsn)?),
+        None => None,
+    };
+    sqlx::query("UPDATE instances SET dsn_ciphertext = $2, run_dsn_ciphertext = $3 WHERE id = $1")
+        .bind(id)
+        .bind(ciphertext)
+        .bind(run_ciphertext)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     match check(&state, &principal, id, "instance_check", CHECK_WAIT).await? {
         Ok(run) => {
             let instance = find(&state, id)
@@ -304,12 +314,16 @@ pub async fn add(
     }
 }
 
-/// Encrypts one of an instance's connection strings (`dsn`, `run_dsn`): both go through here,
-/// so a change of their associated data applies to both.
-fn encrypt_dsn(keyring: &lasect_pki::secrets::Keyring, dsn: &str) -> Result<Vec<u8>, ApiError> {
-    keyring
-        .encrypt(dsn.as_bytes(), DSN_AAD)
-        .map_err(ApiError::internal)
+/// Encrypts one of an instance's connection strings (`field` is `dsn` or `run_dsn`), bound to
+/// the instance and its agent (`lasect_pki::secrets::encrypt_instance_secret`).
+fn encrypt_dsn(
+    keyring: &lasect_pki::secrets::Keyring,
+    id: i64,
+    agent: &str,
+    field: &str,
+    dsn: &str,
+) -> Result<Vec<u8>, ApiError> {
+    encrypt_instance_secret(keyring, id, agent, field, dsn.as_bytes()).map_err(ApiError::internal)
 }
 
 /// Queues an `instance_check` or `instance_metadata` run and waits for it.
