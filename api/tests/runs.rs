@@ -455,3 +455,312 @@ async fn queued_runs_expire_without_an_ingest() {
         0
     );
 }
+
+/// Raw GET: status and body bytes (downloads are not JSON).
+async fn get_raw(app: &Router, uri: &str, token: &str) -> (StatusCode, Vec<u8>) {
+    let request = Request::builder()
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .expect("body");
+    (status, bytes.to_vec())
+}
+
+/// Every run kind (with the parameters that change who may create it) × every kind of caller:
+/// metadata for whoever views the instance; parameters, summary, errors, result pages and
+/// download only for the requester, admins of the instance and holders of the role that
+/// creates the run.
+#[tokio::test]
+async fn run_details_are_visible_only_to_who_may_read_them() {
+    let f = fixture().await;
+    // (kind, params, role needed to create it, result: rows / bytes / none)
+    let cases: &[(&str, Value, Role, &str)] = &[
+        ("sql", json!({"sql": "SELECT secret"}), Role::User, "rows"),
+        (
+            "sql",
+            json!({"sql": "UPDATE t", "write": true}),
+            Role::Admin,
+            "rows",
+        ),
+        (
+            "explain",
+            json!({"sql": "SELECT secret"}),
+            Role::User,
+            "none",
+        ),
+        (
+            "explain",
+            json!({"sql": "DELETE", "analyze": true, "write": true}),
+            Role::Admin,
+            "none",
+        ),
+        ("instance_check", json!({}), Role::User, "none"),
+        ("instance_metadata", json!({}), Role::User, "none"),
+        ("schema_snapshot", json!({}), Role::User, "bytes"),
+        (
+            "table_data",
+            json!({"schema": "public", "table": "t"}),
+            Role::User,
+            "rows",
+        ),
+        (
+            "export_csv",
+            json!({"sql": "SELECT secret"}),
+            Role::User,
+            "bytes",
+        ),
+        (
+            "import_csv",
+            json!({"schema": "public", "table": "t"}),
+            Role::Admin,
+            "none",
+        ),
+        (
+            "dump_sql",
+            json!({"schema_only": true}),
+            Role::User,
+            "bytes",
+        ),
+        (
+            "dump_sql",
+            json!({"schema_only": false}),
+            Role::Admin,
+            "bytes",
+        ),
+        ("extension_list", json!({}), Role::User, "none"),
+        (
+            "extension_action",
+            json!({"action": "enable", "name": "x"}),
+            Role::Admin,
+            "none",
+        ),
+        (
+            "migration",
+            json!({"sql": "ALTER TABLE t ADD c int"}),
+            Role::Admin,
+            "none",
+        ),
+    ];
+    let kinds: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.0).collect();
+    assert_eq!(
+        kinds.len(),
+        lasect_runs::RunKind::ALL.len(),
+        "the matrix covers every run kind"
+    );
+    let mut ids = Vec::new();
+    for (kind, params, _, shape) in cases {
+        let page: &[u8] = if *shape == "rows" {
+            br#"[["s3cret-row"]]"#
+        } else {
+            b"s3cret-bytes"
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (kind, instance_id, agent_id, params, requested_by, timeout_ms, \
+             max_rows, max_bytes, expires_at, status, finished_at, pages, summary, error, error_detail) \
+             VALUES ($1, 1, 'db-01', $2, 'user:req', 1000, 10, 1000, now(), 'succeeded', now(), 1, \
+             '{\"columns\": [{\"name\": \"s3cret-col\"}]}', 's3cret-error', '{\"detail\": \"s3cret\"}') \
+             RETURNING id",
+        )
+        .bind(kind)
+        .bind(params)
+        .fetch_one(&f.pool)
+        .await
+        .expect("insert run");
+        sqlx::query(
+            "INSERT INTO run_results (run_id, page, rows, bytes, data) VALUES ($1, 0, 1, $2, $3)",
+        )
+        .bind(id)
+        .bind(page.len() as i64)
+        .bind(zstd::bulk::compress(page, 3).expect("compress"))
+        .execute(&f.pool)
+        .await
+        .expect("page");
+        ids.push(id);
+    }
+    // Who asks: (name, token, sees the run at all, full access for a run needing `needed`).
+    let requester = common::user(&f.pool, "req", Some(Role::User), &[]).await;
+    let viewer = common::user(&f.pool, "viewer", Some(Role::Viewer), &[]).await;
+    let user = common::user(&f.pool, "user", Some(Role::User), &[]).await;
+    let scoped_admin = common::user(
+        &f.pool,
+        "scoped",
+        Some(Role::Viewer),
+        &[("env", "prod", Role::Admin)],
+    )
+    .await;
+    let admin = common::user(&f.pool, "admin", Some(Role::Admin), &[]).await;
+    let outsider = common::user(&f.pool, "outsider", None, &[("env", "dev", Role::Admin)]).await;
+    type Rule = fn(Role) -> bool;
+    let callers: &[(&str, &str, bool, Rule)] = &[
+        ("requester", &requester, true, |_| true),
+        ("viewer", &viewer, true, |_| false),
+        ("user", &user, true, |needed| needed == Role::User),
+        ("label-scoped admin", &scoped_admin, true, |_| true),
+        ("global admin", &admin, true, |_| true),
+        ("admin of other labels", &outsider, false, |_| false),
+    ];
+    for (name, token, sees, full_for) in callers {
+        for ((kind, params, needed, shape), id) in cases.iter().zip(&ids) {
+            let what = format!("{name} on {kind} {params}");
+            let (status, run) = call(
+                &f.app,
+                "GET",
+                &format!("/api/v1/runs/{id}"),
+                None,
+                Some(token),
+            )
+            .await;
+            if !sees {
+                assert_eq!(status, StatusCode::NOT_FOUND, "{what}");
+                for sub in ["result", "download"] {
+                    let (status, _) =
+                        get_raw(&f.app, &format!("/api/v1/runs/{id}/{sub}"), token).await;
+                    assert_eq!(status, StatusCode::NOT_FOUND, "{what} {sub}");
+                }
+                continue;
+            }
+            assert_eq!(status, StatusCode::OK, "{what}: {run}");
+            assert_eq!(run["kind"], *kind, "{what}: metadata is visible");
+            assert_eq!(run["status"], "succeeded", "{what}");
+            assert_eq!(run["requested_by"], "user:req", "{what}");
+            let full = full_for(*needed);
+            assert_eq!(run["details_hidden"], !full, "{what}: {run}");
+            if full {
+                assert_eq!(&run["params"], params, "{what}");
+                assert_eq!(run["error"], "s3cret-error", "{what}");
+            } else {
+                assert!(!run.to_string().contains("s3cret"), "{what}: {run}");
+                assert!(!run.to_string().contains("SELECT"), "{what}: {run}");
+            }
+            let (status, body) = get_raw(&f.app, &format!("/api/v1/runs/{id}/result"), token).await;
+            let expected = match (full, *shape) {
+                (false, _) => StatusCode::FORBIDDEN,
+                (true, "rows") => StatusCode::OK,
+                (true, _) => StatusCode::BAD_REQUEST,
+            };
+            assert_eq!(
+                status,
+                expected,
+                "{what} result: {}",
+                String::from_utf8_lossy(&body)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&body).contains("s3cret"),
+                full && *shape == "rows",
+                "{what} result"
+            );
+            let (status, body) =
+                get_raw(&f.app, &format!("/api/v1/runs/{id}/download"), token).await;
+            if full {
+                assert_eq!(status, StatusCode::OK, "{what} download");
+                assert!(
+                    String::from_utf8_lossy(&body).contains("s3cret"),
+                    "{what} download"
+                );
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{what} download");
+                assert!(
+                    !String::from_utf8_lossy(&body).contains("s3cret"),
+                    "{what} download"
+                );
+            }
+        }
+        // The list shows the same.
+        let (status, list) = call(&f.app, "GET", "/api/v1/runs?limit=500", None, Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        let runs = list["runs"].as_array().cloned().unwrap_or_default();
+        assert_eq!(
+            runs.len(),
+            if *sees { cases.len() } else { 0 },
+            "{name}: {list}"
+        );
+        for run in runs {
+            let case = cases
+                .iter()
+                .zip(&ids)
+                .find(|(_, id)| run["id"] == **id)
+                .expect("a listed run is one of the cases");
+            assert_eq!(
+                run["details_hidden"],
+                !full_for(case.0.2),
+                "{name} list: {run}"
+            );
+        }
+    }
+}
+
+/// `wait=0` means "do not wait": 202 with the run, which goes on (not cancelled, no 504).
+#[tokio::test]
+async fn wait_zero_answers_at_once_with_the_run_id() {
+    let f = fixture().await;
+    for uri in [
+        "/api/v1/instances/1/extensions?wait=0",
+        "/api/v1/instances/1/tables/public/t/rows?wait=0",
+    ] {
+        let (status, run) = call(&f.app, "GET", uri, None, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{uri}: {run}");
+        let id = run["id"].as_i64().expect("run id");
+        assert_eq!(run["status"], "queued", "{uri}");
+        let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&f.pool)
+            .await
+            .expect("status");
+        assert_eq!(status, "queued", "{uri}: the run was not cancelled");
+    }
+    for uri in [
+        "/api/v1/instances/1/test?wait=0",
+        "/api/v1/instances/1/refresh?wait=0",
+    ] {
+        let (status, run) = call(&f.app, "POST", uri, Some(json!({})), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{uri}: {run}");
+        assert!(run["id"].as_i64().is_some(), "{uri}: {run}");
+    }
+}
+
+/// An instance of an agent's config file whose samples still arrive cannot be removed (it
+/// would only be hidden while its agent keeps collecting it); once its samples stop, or its
+/// agent is disabled, it can.
+#[tokio::test]
+async fn a_collected_config_instance_is_not_removed_behind_its_agent() {
+    let f = fixture().await;
+    sqlx::query("UPDATE instances SET last_seen = now() - interval '1 minute'")
+        .execute(&f.pool)
+        .await
+        .expect("seen");
+    let (status, body) = call(&f.app, "DELETE", "/api/v1/instances/1", None, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "defined_in_agent_config", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("db-01") && message.contains("main"),
+        "{message}"
+    );
+    let (_, listed) = call(&f.app, "GET", "/api/v1/instances", None, None).await;
+    assert!(
+        listed.to_string().contains("\"main\""),
+        "still listed: {listed}"
+    );
+
+    sqlx::query("UPDATE instances SET last_seen = now() - interval '1 hour' WHERE id = 1")
+        .execute(&f.pool)
+        .await
+        .expect("silent");
+    let (status, body) = call(&f.app, "DELETE", "/api/v1/instances/1", None, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    sqlx::query("UPDATE agents SET disabled_at = now() WHERE id = 'db-02'")
+        .execute(&f.pool)
+        .await
+        .expect("disable");
+    let (status, body) = call(&f.app, "DELETE", "/api/v1/instances/2", None, None).await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "a disabled agent's instance: {body}"
+    );
+}

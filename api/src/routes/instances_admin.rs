@@ -427,6 +427,7 @@ pub async fn show(
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 409, description = "Defined in its agent's config file and still collected", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -439,6 +440,7 @@ pub async fn remove(
     principal
         .require_on_instance(&state.pool, id, Role::Admin)
         .await?;
+    refuse_removing_a_collected_config_instance(&state, id).await?;
     let done = sqlx::query(
         "UPDATE instances SET state = 'removed', dsn_ciphertext = NULL, run_dsn_ciphertext = NULL \
          WHERE id = $1 AND state <> 'removed'",
@@ -450,6 +452,45 @@ pub async fn remove(
         return Err(ApiError::not_found(format!("no instance with id {id}")));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How recently the samples of a config-file instance must have arrived for its removal to be
+/// refused: a few refresh intervals of ingest's `last_seen`, well above any family's interval.
+const STILL_COLLECTED: &str = "15 minutes";
+
+/// An instance defined in an agent's config file is collected by that agent whatever the store
+/// says: removing it here while its samples keep arriving would only hide it. 409, naming where
+/// it is defined, unless its agent is disabled or has not sent it for [`STILL_COLLECTED`]
+/// (ingest brings it back if it reappears).
+async fn refuse_removing_a_collected_config_instance(
+    state: &AppState,
+    id: i64,
+) -> Result<(), ApiError> {
+    let collected: Option<(String, String, DateTime<Utc>)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT i.name, i.agent_id, i.last_seen FROM instances i \
+             JOIN agents a ON a.id = i.agent_id \
+             WHERE i.id = $1 AND i.source = 'agent' AND i.state <> 'removed' \
+               AND a.disabled_at IS NULL \
+               AND i.last_seen > now() - interval '{STILL_COLLECTED}'"
+        )))
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?;
+    match collected {
+        None => Ok(()),
+        Some((name, agent, last_seen)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "defined_in_agent_config",
+            format!(
+                "instance {name:?} is defined in the config file of agent {agent:?} \
+                 ([[instances]] name = {name:?}) and its samples still arrive (last at {}): \
+                 remove it from that file and restart the agent, then remove it here once \
+                 nothing arrives for {STILL_COLLECTED} (or disable the agent)",
+                rfc3339(last_seen)
+            ),
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -479,6 +520,7 @@ pub struct CheckResult {
     request_body = CheckRequest,
     responses(
         (status = 200, description = "The agent connected; what works and what does not", body = CheckResult),
+        (status = 202, description = "wait=0: the run, queued; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
         (status = 400, description = "Bad id or body", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
@@ -522,6 +564,7 @@ pub async fn test(
     request_body = CheckRequest,
     responses(
         (status = 200, description = "The instance with fresh metadata", body = InstanceDetail),
+        (status = 202, description = "wait=0: the run, queued; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
         (status = 400, description = "Bad id or body", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),

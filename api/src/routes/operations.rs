@@ -437,6 +437,7 @@ pub struct RowsPage {
     ),
     responses(
         (status = 200, description = "One page of rows, values as text", body = RowsPage),
+        (status = 202, description = "wait=0: the run, queued; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
         (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
@@ -728,6 +729,7 @@ pub struct ExtensionList {
     params(("id" = i64, Path, description = "Instance id"), ExtensionsQuery),
     responses(
         (status = 200, description = "Available and installed extensions", body = ExtensionList),
+        (status = 202, description = "wait=0: the run, queued; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
         (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),

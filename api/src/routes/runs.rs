@@ -4,7 +4,8 @@
 //!
 //! The API only writes and reads the `runs` table: the agent serving the instance executes
 //! (docs/CONTROL.md). Roles: reading SQL and EXPLAIN need `user` on the instance, writes
-//! (`write: true`) need `admin` on it; reading runs needs `viewer`; cancelling needs to be the
+//! (`write: true`) need `admin` on it; a run's metadata is visible to viewers of its instance,
+//! its parameters and result as [`crate::runs::access`] says; cancelling needs to be the
 //! requester or an admin.
 
 use std::time::Duration;
@@ -22,7 +23,9 @@ use utoipa::IntoParams;
 use super::auth_routes::body;
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
+use crate::runs::access::{RunAccess, is_requester};
 use crate::runs::{self, NewRun, RunLimits, RunRow, RunView};
+use lasect_runs::{ResultShape, RunKind};
 
 pub(crate) fn path_id(
     path: Result<Path<String>, PathRejection>,
@@ -108,6 +111,9 @@ pub(crate) async fn ask(
     let run = runs::wait(&state.pool, id, wait).await?;
     if run.status == "succeeded" {
         Ok(Ok(run))
+    } else if wait.is_zero() && !run.is_terminal() {
+        // `wait=0` asks not to wait: the run goes on, its id is the answer.
+        Ok(Err(run_response(run).into_response()))
     } else {
         Ok(Err(not_succeeded(state, &run).await?))
     }
@@ -356,23 +362,54 @@ pub async fn list(
     Ok(Json(RunList {
         runs: rows
             .into_iter()
-            .filter(|r| principal.role_for_labels(&r.labels) >= Some(Role::Viewer))
-            .map(RunView::from)
+            .filter_map(|r| {
+                let access = r.access(&principal)?;
+                Some(RunView::from(r).for_access(access))
+            })
             .collect(),
     }))
 }
 
-/// The run, if the caller may see it (404 otherwise, like a missing one).
+/// The run as the caller may see it, and how much it sees (404 when it may not see the run at
+/// all, like a missing one).
 pub(crate) async fn visible_run(
     state: &AppState,
     principal: &Principal,
     id: i64,
-) -> Result<RunView, ApiError> {
-    match runs::load(&state.pool, id).await? {
-        Some(r) if principal.role_for_labels(&r.labels) >= Some(Role::Viewer) => {
-            Ok(RunView::from(r))
+) -> Result<(RunView, RunAccess), ApiError> {
+    let row = runs::load(&state.pool, id).await?;
+    match row.as_ref().and_then(|r| r.access(principal)) {
+        Some(access) => {
+            let run = row
+                .map(RunView::from)
+                .ok_or_else(|| ApiError::internal(format!("run {id} vanished while being read")))?;
+            Ok((run.for_access(access), access))
         }
-        _ => Err(ApiError::not_found(format!("no run with id {id}"))),
+        None => Err(ApiError::not_found(format!("no run with id {id}"))),
+    }
+}
+
+/// The run when the caller may read its parameters and result (403 naming who may otherwise).
+async fn readable_run(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<RunView, ApiError> {
+    let row = runs::load(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run with id {id}")))?;
+    match row.access(principal) {
+        Some(RunAccess::Full) => Ok(RunView::from(row)),
+        Some(RunAccess::Metadata) => {
+            let needed = row.role_to_create();
+            let run = RunView::from(row);
+            Err(ApiError::forbidden(format!(
+                "the result of run {id} is visible to its requester ({}), admins of instance {} \
+                 and those with role {needed} there",
+                run.requested_by, run.instance_name,
+            )))
+        }
+        None => Err(ApiError::not_found(format!("no run with id {id}"))),
     }
 }
 
@@ -398,8 +435,10 @@ pub async fn show(
 ) -> Result<Json<RunView>, ApiError> {
     let id = path_id(path, "run")?;
     let wait = WaitQuery::duration(query)?;
-    visible_run(&state, &principal, id).await?;
-    Ok(Json(runs::wait(&state.pool, id, wait).await?))
+    let (_, access) = visible_run(&state, &principal, id).await?;
+    Ok(Json(
+        runs::wait(&state.pool, id, wait).await?.for_access(access),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -433,6 +472,7 @@ pub struct ResultPage {
         (status = 200, description = "One page of rows", body = ResultPage),
         (status = 400, description = "Bad id or page, or not a row result", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Only metadata of this run is visible to the caller", body = super::openapi::ErrorBody),
         (status = 404, description = "No such run or page (or expired)", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
@@ -452,8 +492,8 @@ pub async fn result(
             "page must be 0 or more",
         ));
     }
-    let run = visible_run(&state, &principal, id).await?;
-    if !matches!(run.kind.as_str(), "sql" | "table_data") {
+    let run = readable_run(&state, &principal, id).await?;
+    if run.kind.parse::<RunKind>().map(RunKind::result) != Ok(ResultShape::Rows) {
         return Err(ApiError::bad_request(
             "not_rows",
             format!("a {} run has no rows; use /download", run.kind),
@@ -496,7 +536,14 @@ pub async fn result(
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "Run id")),
     responses(
-        (status = 200, description = "The result's bytes (CSV, SQL, JSON), streamed", body = String, content_type = "application/octet-stream"),
+        (status = 200, description = "The result's bytes, streamed: CSV (export_csv), SQL (dump_sql), JSON (schema_snapshot), else octet-stream",
+            content(
+                (String = "text/csv; charset=utf-8"),
+                (String = "application/sql"),
+                (String = "application/json"),
+                (String = "application/octet-stream"),
+            )),
+        (status = 403, description = "Only metadata of this run is visible to the caller", body = super::openapi::ErrorBody),
         (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 404, description = "No such run", body = super::openapi::ErrorBody),
@@ -510,7 +557,7 @@ pub async fn download(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(path, "run")?;
-    let run = visible_run(&state, &principal, id).await?;
+    let run = readable_run(&state, &principal, id).await?;
     if run.status != "succeeded" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -518,10 +565,8 @@ pub async fn download(
             format!("run {id} is {}, there is nothing to download", run.status),
         ));
     }
-    let content_type = match run.kind.as_str() {
-        "export_csv" => "text/csv; charset=utf-8",
-        "dump_sql" => "application/sql",
-        "schema_snapshot" => "application/json",
+    let content_type = match run.kind.parse::<RunKind>().map(RunKind::result) {
+        Ok(ResultShape::Bytes { content_type }) => content_type,
         _ => "application/octet-stream",
     };
     let pool = state.pool.clone();
@@ -569,15 +614,16 @@ pub async fn cancel(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RunView>, ApiError> {
     let id = path_id(path, "run")?;
-    let run = visible_run(&state, &principal, id).await?;
-    let own = run
-        .requested_by
-        .ends_with(&format!(":{}", principal.username));
-    if !own {
+    let (run, access) = visible_run(&state, &principal, id).await?;
+    if !is_requester(&principal, &run.requested_by) {
         principal
             .require_on_instance(&state.pool, run.instance_id, Role::Admin)
             .await?;
     }
     runs::cancel(&state.pool, id).await?;
-    Ok(Json(runs::wait(&state.pool, id, Duration::ZERO).await?))
+    Ok(Json(
+        runs::wait(&state.pool, id, Duration::ZERO)
+            .await?
+            .for_access(access),
+    ))
 }

@@ -1,6 +1,8 @@
 //! Runs from the API's side (docs/CONTROL.md): creating one (the only way
 //! the API asks for work on a monitored database), reading it back, its
-//! result pages, waiting for it to end, cancelling it.
+//! result pages, waiting for it to end, cancelling it. Who may read what of a run: [`access`].
+
+pub mod access;
 
 use std::time::Duration;
 
@@ -79,8 +81,9 @@ pub struct RunView {
     pub agent_id: String,
     pub status: String,
     pub requested_by: String,
-    #[schema(value_type = Object)]
-    pub params: Value,
+    /// The kind's parameters; null when `details_hidden`.
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<Value>,
     pub created_at: String,
     pub expires_at: String,
     pub dispatched_at: Option<String>,
@@ -101,6 +104,10 @@ pub struct RunView {
     pub summary: Option<Value>,
     pub migration_id: Option<i64>,
     pub cancel_requested: bool,
+    /// True when the caller sees only the run's metadata: its parameters, summary, errors and
+    /// result are visible to its requester, admins of the instance and those who may create
+    /// such a run there.
+    pub details_hidden: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -155,7 +162,7 @@ impl From<RunRow> for RunView {
             agent_id: r.agent_id,
             status: r.status,
             requested_by: r.requested_by,
-            params: r.params,
+            params: Some(r.params),
             created_at: rfc3339(r.created_at),
             expires_at: rfc3339(r.expires_at),
             dispatched_at: r.dispatched_at.map(rfc3339),
@@ -174,13 +181,45 @@ impl From<RunRow> for RunView {
             summary: r.summary,
             migration_id: r.migration_id,
             cancel_requested: r.cancel_requested_at.is_some(),
+            details_hidden: false,
         }
+    }
+}
+
+impl RunRow {
+    /// What `principal` may see of this run; `None`: nothing (it cannot view the instance).
+    pub fn access(&self, principal: &Principal) -> Option<access::RunAccess> {
+        access::access(
+            principal,
+            &self.kind,
+            &self.params,
+            &self.requested_by,
+            &self.labels,
+        )
+    }
+
+    /// The role needed to create this run ([`access::role_to_create`]).
+    pub fn role_to_create(&self) -> crate::auth::Role {
+        access::role_to_create(&self.kind, &self.params)
     }
 }
 
 impl RunView {
     pub fn is_terminal(&self) -> bool {
         TERMINAL.contains(&self.status.as_str())
+    }
+
+    /// The view for a caller with `access`: with [`access::RunAccess::Metadata`] the parameters,
+    /// summary and errors (which quote the database's data) are cleared.
+    pub fn for_access(mut self, access: access::RunAccess) -> Self {
+        if access == access::RunAccess::Metadata {
+            self.params = None;
+            self.summary = None;
+            self.error = None;
+            self.error_detail = None;
+            self.details_hidden = true;
+        }
+        self
     }
 }
 

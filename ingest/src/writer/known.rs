@@ -21,7 +21,11 @@
 //!   kept in memory, newest per instance, and written in one short
 //!   statement per refresh interval (`[agents] refresh_interval_secs`),
 //!   beside the agents' own reports (`crate::reports`), which keep
-//!   `agents.last_seen`.
+//!   `agents.last_seen`. An instance of an agent's config file that was
+//!   removed through the API while its agent still collects it comes back
+//!   (`state = 'active'`) with the first samples newer than its last
+//!   sighting: the store never hides an instance whose samples keep
+//!   arriving (the API refuses such a removal while they arrive).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -361,7 +365,10 @@ async fn write(pool: &Pool, pending: &BTreeMap<i64, DateTime<Utc>>) -> Result<()
     let client = pool.get().await.map_err(|e| ErrorChain(&e).to_string())?;
     client
         .execute(
-            "UPDATE instances AS i SET last_seen = greatest(i.last_seen, s.last_seen)
+            "UPDATE instances AS i SET last_seen = greatest(i.last_seen, s.last_seen),
+                 state = CASE WHEN i.state = 'removed' AND i.source = 'agent'
+                                   AND s.last_seen > coalesce(i.last_seen, '-infinity')
+                              THEN 'active' ELSE i.state END
              FROM unnest($1::int8[], $2::timestamptz[]) AS s (id, last_seen)
              WHERE i.id = s.id",
             &[&ids, &times],

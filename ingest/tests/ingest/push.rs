@@ -328,3 +328,67 @@ async fn rows_removed_under_a_running_ingest_come_back() {
         "facts written again"
     );
 }
+
+/// An instance of an agent's config file removed through the API while its agent still
+/// collects it comes back with the agent's next samples: never a hidden instance whose samples
+/// keep arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_instance_whose_samples_keep_arriving_comes_back() {
+    let ingest =
+        Ingest::start_configured("", |_| "[agents]\nrefresh_interval_secs = 1\n".into()).await;
+    let mut client = ingest.agent().await;
+    let store = ingest.store().await;
+    let t1 = now_micros() - 60_000_000;
+    push(
+        &mut client,
+        request(1, vec![samples::database("main", t1, &["app"])]),
+    )
+    .await
+    .expect("first push");
+    let state = || async {
+        store
+            .query_one("SELECT state, last_seen IS NOT NULL FROM instances", &[])
+            .await
+            .map(|r| (r.get::<_, String>(0), r.get::<_, bool>(1)))
+            .expect("read instance")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !state().await.1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "last_seen never written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    store
+        .execute("UPDATE instances SET state = 'removed'", &[])
+        .await
+        .expect("remove");
+    // A batch resent late (older than the last sighting) does not bring it back…
+    push(
+        &mut client,
+        request(2, vec![samples::database("main", t1 - 1_000_000, &["app"])]),
+    )
+    .await
+    .expect("late push");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(state().await.0, "removed");
+    // …newer samples do.
+    push(
+        &mut client,
+        request(
+            3,
+            vec![samples::database("main", t1 + 10_000_000, &["app"])],
+        ),
+    )
+    .await
+    .expect("new push");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while state().await.0 != "active" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instance stayed hidden"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

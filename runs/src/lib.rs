@@ -1,0 +1,222 @@
+//! The run contract: every kind of work the API can ask an agent to execute on a monitored
+//! database (docs/CONTROL.md, "Kinds"), declared once.
+//!
+//! A run travels as a kind name (`runs.kind`, `RunRequest.kind`) and a JSON object of
+//! parameters. [`RunKind`] is the one place that lists the names; everything that has to decide
+//! something per kind (who may ask for it, who may read its result, what its result is) matches
+//! on it exhaustively, so a new kind is a compile error wherever it is not handled yet.
+//!
+//! Adding a kind: an arm here (name, [`RunKind::requires`], [`RunKind::result`]), the agent's
+//! executor, the route that creates it; the compiler lists the rest.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde_json::Value;
+
+/// Every kind of run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunKind {
+    Sql,
+    Explain,
+    InstanceCheck,
+    InstanceMetadata,
+    SchemaSnapshot,
+    TableData,
+    ExportCsv,
+    ImportCsv,
+    DumpSql,
+    ExtensionList,
+    ExtensionAction,
+    Migration,
+}
+
+/// The least role a caller needs on the run's instance to ask for the run. It also decides who
+/// may read the run's parameters and result besides its requester and the instance's admins:
+/// whoever could have asked for the same run may read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Requires {
+    /// A user of the instance (reads: SQL in a read-only transaction, EXPLAIN, exports).
+    User,
+    /// An admin of the instance (anything that writes, or reads every row).
+    Admin,
+}
+
+/// What a finished run holds besides its summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultShape {
+    /// Pages of JSON rows (`GET /runs/{id}/result`).
+    Rows,
+    /// Raw bytes of this content type (`GET /runs/{id}/download`).
+    Bytes { content_type: &'static str },
+    /// Nothing but the summary.
+    SummaryOnly,
+}
+
+/// A kind name no part of this version knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown run kind `{0}`")]
+pub struct UnknownKind(pub String);
+
+impl RunKind {
+    pub const ALL: [RunKind; 12] = [
+        RunKind::Sql,
+        RunKind::Explain,
+        RunKind::InstanceCheck,
+        RunKind::InstanceMetadata,
+        RunKind::SchemaSnapshot,
+        RunKind::TableData,
+        RunKind::ExportCsv,
+        RunKind::ImportCsv,
+        RunKind::DumpSql,
+        RunKind::ExtensionList,
+        RunKind::ExtensionAction,
+        RunKind::Migration,
+    ];
+
+    /// The name stored in `runs.kind` and sent in `RunRequest.kind`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Sql => "sql",
+            RunKind::Explain => "explain",
+            RunKind::InstanceCheck => "instance_check",
+            RunKind::InstanceMetadata => "instance_metadata",
+            RunKind::SchemaSnapshot => "schema_snapshot",
+            RunKind::TableData => "table_data",
+            RunKind::ExportCsv => "export_csv",
+            RunKind::ImportCsv => "import_csv",
+            RunKind::DumpSql => "dump_sql",
+            RunKind::ExtensionList => "extension_list",
+            RunKind::ExtensionAction => "extension_action",
+            RunKind::Migration => "migration",
+        }
+    }
+
+    /// The role needed on the instance to ask for this run with these parameters (the same
+    /// rule the routes that create runs enforce).
+    pub fn requires(self, params: &Value) -> Requires {
+        let flag = |name: &str| params.get(name).and_then(Value::as_bool);
+        match self {
+            // A write, or an ANALYZE allowed to write, is an admin's.
+            RunKind::Sql | RunKind::Explain if flag("write") == Some(true) => Requires::Admin,
+            RunKind::Sql | RunKind::Explain => Requires::User,
+            // A data dump holds every row of every table.
+            RunKind::DumpSql if flag("schema_only") == Some(false) => Requires::Admin,
+            RunKind::DumpSql => Requires::User,
+            RunKind::InstanceCheck
+            | RunKind::InstanceMetadata
+            | RunKind::SchemaSnapshot
+            | RunKind::TableData
+            | RunKind::ExportCsv
+            | RunKind::ExtensionList => Requires::User,
+            RunKind::ImportCsv | RunKind::ExtensionAction | RunKind::Migration => Requires::Admin,
+        }
+    }
+
+    /// Where a finished run's result lives.
+    pub const fn result(self) -> ResultShape {
+        match self {
+            RunKind::Sql | RunKind::TableData => ResultShape::Rows,
+            RunKind::ExportCsv => ResultShape::Bytes {
+                content_type: "text/csv; charset=utf-8",
+            },
+            RunKind::DumpSql => ResultShape::Bytes {
+                content_type: "application/sql",
+            },
+            RunKind::SchemaSnapshot => ResultShape::Bytes {
+                content_type: "application/json",
+            },
+            RunKind::Explain
+            | RunKind::InstanceCheck
+            | RunKind::InstanceMetadata
+            | RunKind::ImportCsv
+            | RunKind::ExtensionList
+            | RunKind::ExtensionAction
+            | RunKind::Migration => ResultShape::SummaryOnly,
+        }
+    }
+}
+
+impl fmt::Display for RunKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunKind {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Self, UnknownKind> {
+        RunKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_name_parses_back_to_its_kind() {
+        for kind in RunKind::ALL {
+            assert_eq!(kind.as_str().parse::<RunKind>(), Ok(kind));
+        }
+        let mut names: Vec<_> = RunKind::ALL.iter().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), RunKind::ALL.len(), "names are unique");
+        assert_eq!(
+            "rm_rf".parse::<RunKind>(),
+            Err(UnknownKind("rm_rf".to_owned()))
+        );
+        assert!("SQL".parse::<RunKind>().is_err(), "names are exact");
+    }
+
+    #[test]
+    fn writes_and_full_dumps_need_an_admin() {
+        assert_eq!(RunKind::Sql.requires(&json!({})), Requires::User);
+        assert_eq!(
+            RunKind::Sql.requires(&json!({"write": false})),
+            Requires::User
+        );
+        assert_eq!(
+            RunKind::Sql.requires(&json!({"write": true})),
+            Requires::Admin
+        );
+        assert_eq!(
+            RunKind::Explain.requires(&json!({"analyze": true})),
+            Requires::User
+        );
+        assert_eq!(
+            RunKind::Explain.requires(&json!({"analyze": true, "write": true})),
+            Requires::Admin
+        );
+        assert_eq!(RunKind::DumpSql.requires(&json!({})), Requires::User);
+        assert_eq!(
+            RunKind::DumpSql.requires(&json!({"schema_only": false})),
+            Requires::Admin
+        );
+        assert_eq!(RunKind::ImportCsv.requires(&json!({})), Requires::Admin);
+        assert_eq!(RunKind::Migration.requires(&json!({})), Requires::Admin);
+        assert_eq!(
+            RunKind::ExtensionAction.requires(&json!({})),
+            Requires::Admin
+        );
+    }
+
+    #[test]
+    fn row_and_byte_results_are_where_the_routes_serve_them() {
+        assert_eq!(RunKind::Sql.result(), ResultShape::Rows);
+        assert_eq!(RunKind::TableData.result(), ResultShape::Rows);
+        assert!(matches!(
+            RunKind::DumpSql.result(),
+            ResultShape::Bytes {
+                content_type: "application/sql"
+            }
+        ));
+        assert_eq!(RunKind::Explain.result(), ResultShape::SummaryOnly);
+    }
+}
