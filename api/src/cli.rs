@@ -114,12 +114,17 @@ pub struct CaInitArgs {
     #[arg(long, value_name = "DAYS", default_value_t = 365,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub validity_days: u32,
+    /// Also register the --agent certificates in this store, so that no enrollment token can
+    /// claim their ids before they first connect
+    #[arg(long, value_name = "DSN")]
+    pub store_dsn: Option<String>,
 }
 
 /// Runs a parsed command line. Output meant for the operator goes to stdout; logs to stderr.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Ca(CaCommand::Init(args)) => {
+            let agents = args.agents.clone();
             let out = run_ca_init(
                 &args.dir,
                 args.agents,
@@ -128,6 +133,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 args.validity_days,
             )?;
             print!("{out}");
+            if let Some(dsn) = args.store_dsn {
+                let dsn = resolve_dsn(None, Some(dsn), None)?;
+                let out = runtime()?
+                    .block_on(crate::ca_init::register_agents(&dsn, &args.dir, &agents))?;
+                print!("{out}");
+            }
             Ok(())
         }
         Command::Migrate(args) => {
