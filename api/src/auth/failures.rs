@@ -22,9 +22,7 @@ pub struct AuthFailures {
 impl AuthFailures {
     /// Counts one refusal of a request from `source` at `now`.
     pub fn count(&self, source: Option<&str>, now: DateTime<Utc>) {
-        let minute = now
-            .duration_trunc(TimeDelta::minutes(1))
-            .unwrap_or(now);
+        let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let mut key = (source.unwrap_or(OTHER_SOURCE).to_owned(), minute);
         if pending.len() >= MAX_PENDING && !pending.contains_key(&key) {
@@ -89,9 +87,11 @@ pub async fn flush_loop(
 
 /// Deletes counts older than `keep_days`.
 pub async fn apply_retention(pool: &PgPool, keep_days: u32) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM auth_failures WHERE minute < now() - make_interval(days => $1)")
-        .bind(i32::try_from(keep_days).unwrap_or(i32::MAX))
-        .execute(pool)
-        .await?
-        .rows_affected())
+    Ok(
+        sqlx::query("DELETE FROM auth_failures WHERE minute < now() - make_interval(days => $1)")
+            .bind(i32::try_from(keep_days).unwrap_or(i32::MAX))
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
 }

@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{Method, StatusCode};
 use axum::http::header::AUTHORIZATION;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -93,7 +93,10 @@ pub async fn gate(State(state): State<AppState>, mut request: Request, next: Nex
 
     let ext = response.extensions();
     let outcome = Outcome::of_status(response.status());
-    let actor = ext.get::<AuditActor>().map(|a| a.0.clone()).or(principal_name);
+    let actor = ext
+        .get::<AuditActor>()
+        .map(|a| a.0.clone())
+        .or(principal_name);
     let Some(actor) = actor else {
         if outcome == Outcome::Denied {
             count_failure(&state, source.as_deref());

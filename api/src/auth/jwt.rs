@@ -163,11 +163,9 @@ impl JwtKeys {
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)?;
-        let user_id = data
-            .claims
-            .sub
-            .parse::<i64>()
-            .map_err(|_| jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::InvalidSubject))?;
+        let user_id = data.claims.sub.parse::<i64>().map_err(|_| {
+            jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::InvalidSubject)
+        })?;
         Ok(Verified {
             user_id,
             session: data.claims.sid,

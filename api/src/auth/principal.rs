@@ -198,10 +198,9 @@ async fn session_principal(
 
 fn is_uuid(text: &str) -> bool {
     text.len() == 36
-        && text
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| matches!(i, 8 | 13 | 18 | 23) == (b == b'-') && (b == b'-' || b.is_ascii_hexdigit()))
+        && text.bytes().enumerate().all(|(i, b)| {
+            matches!(i, 8 | 13 | 18 | 23) == (b == b'-') && (b == b'-' || b.is_ascii_hexdigit())
+        })
 }
 
 /// Checks again that `principal`'s credential (session or API token) and user are still
@@ -218,9 +217,7 @@ pub async fn recheck(state: &AppState, principal: &Principal) -> Result<Principa
             .await?;
             api_token_principal(state, row, false).await
         }
-        None => {
-            session_principal(&state.pool, principal.user_id, principal.session.clone()).await
-        }
+        None => session_principal(&state.pool, principal.user_id, principal.session.clone()).await,
     }
 }
 
@@ -273,13 +270,12 @@ pub(crate) async fn load_principal(
     user_id: i64,
     api_token: Option<(i64, Role)>,
 ) -> Result<Principal, ApiError> {
-    let user: Option<UserRow> =
-        sqlx::query_as(
-            "SELECT id, username, role, disabled_at, must_change_password FROM users WHERE id = $1",
-        )
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await?;
+    let user: Option<UserRow> = sqlx::query_as(
+        "SELECT id, username, role, disabled_at, must_change_password FROM users WHERE id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await?;
     let Some(user) = user else {
         return Err(ApiError::unauthorized("unknown user"));
     };

@@ -81,9 +81,11 @@ pub async fn bootstrap_first_admin_to(
     pool: &PgPool,
     path: &std::path::Path,
 ) -> Result<Option<String>, UserError> {
-    Ok(bootstrap(pool, |password| write_initial_password(path, password))
-        .await?
-        .map(|(username, _)| username))
+    Ok(
+        bootstrap(pool, |password| write_initial_password(path, password))
+            .await?
+            .map(|(username, _)| username),
+    )
 }
 
 async fn bootstrap(

@@ -149,7 +149,9 @@ async fn try_login(
         .begin(&request.username, ip, Instant::now())
     {
         return Err(ApiError::too_many_attempts(
-            format!("too many failed logins for this user from this address; try again in {wait} s"),
+            format!(
+                "too many failed logins for this user from this address; try again in {wait} s"
+            ),
             wait,
         ));
     }
@@ -482,7 +484,9 @@ pub async fn change_password(
         .begin(&principal.username, ip, Instant::now())
     {
         return Err(ApiError::too_many_attempts(
-            format!("too many failed attempts for this user from this address; try again in {wait} s"),
+            format!(
+                "too many failed attempts for this user from this address; try again in {wait} s"
+            ),
             wait,
         ));
     }

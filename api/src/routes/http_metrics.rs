@@ -149,9 +149,7 @@ impl HttpMetrics {
 }
 
 /// The methods counted under their own name.
-pub const METHODS: &[&str] = &[
-    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
-];
+pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// `method` as a metric label: one of [`METHODS`] or `OTHER`.
 pub fn method_label(method: &axum::http::Method) -> &'static str {

@@ -423,7 +423,10 @@ impl Client {
                 format!("credentials no longer valid: {}", e.message()),
             )),
             Err(e) => {
-                tracing::debug!(error = e.message(), "live stream: cannot re-check the caller now");
+                tracing::debug!(
+                    error = e.message(),
+                    "live stream: cannot re-check the caller now"
+                );
                 Ok(())
             }
         }

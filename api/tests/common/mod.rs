@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use lasect_api::auth::Role;
 use lasect_api::auth::users::create_user;
 use lasect_pki::{API_TOKEN_PREFIX, hash_token, new_token};
