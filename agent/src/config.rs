@@ -51,7 +51,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -320,9 +319,10 @@ impl Dsn {
         &self.0
     }
 
-    /// Parses the connection string.
-    pub fn parse(&self) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
-        tokio_postgres::Config::from_str(&self.0)
+    /// Parses the connection string (libpq keys, TLS included) and reads
+    /// the certificate files it names.
+    pub fn parse(&self) -> Result<lasect_pgtls::PgConfig, lasect_pgtls::DsnError> {
+        lasect_pgtls::PgConfig::parse(&self.0)
     }
 }
 
@@ -808,9 +808,6 @@ fn check_dsn(dsn: &Dsn) -> Result<(), String> {
     }
     if config.get_user().is_none() {
         return Err("no user (e.g. user=lasect_agent)".into());
-    }
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err("sslmode=require is not supported yet (the agent connects without TLS; use a unix socket or sslmode=disable/prefer)".into());
     }
     Ok(())
 }

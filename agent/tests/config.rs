@@ -306,8 +306,12 @@ fn dsn_must_parse_and_name_a_host_and_user() {
         ("dbname=postgres user=x password=hunter2", "no host"),
         ("host=/tmp dbname=postgres password=hunter2", "no user"),
         (
-            "host=db user=x sslmode=require password=hunter2",
-            "sslmode=require",
+            "host=db user=x sslmode=verify-full sslrootcert=/nonexistent/ca.pem password=hunter2",
+            "cannot read sslrootcert /nonexistent/ca.pem",
+        ),
+        (
+            "host=db user=x sslmode=verify-everything password=hunter2",
+            "sslmode `verify-everything` is not one of",
         ),
     ] {
         let toml = base(&pki).replace(DSN, bad);

@@ -189,8 +189,9 @@ pub fn store_pool(dsn: &StoreDsn, acquire_timeout: Duration) -> anyhow::Result<P
 pub async fn connect_store(dsn: &StoreDsn) -> anyhow::Result<tokio_postgres::Client> {
     let config = dsn.tokio_postgres_config().context("parse store_dsn")?;
     let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
+        .connect()
         .await
+        .map_err(|e| anyhow::anyhow!(lasect_pgtls::describe(&e)))
         .context("connect to the store")?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {

@@ -1,16 +1,16 @@
-//! The store DSN: a secret (it may carry a password), parsed once with tokio-postgres' parser so
-//! both URL (`postgres://…`) and key-value (`host=… dbname=…`) forms work, then turned into
-//! connection options for sqlx (the API's pool) and tokio-postgres (migrations, maintenance).
-//!
-//! TLS to the store is not built in yet, so `sslmode=require` is refused up front rather than
-//! failing at connect time.
+//! The store DSN: a secret (it may carry a password), parsed once with `lasect-pgtls` so both
+//! URL (`postgres://…`) and key-value (`host=… dbname=…`) forms work, libpq's TLS keys included
+//! (`sslmode` up to `verify-full`, `sslrootcert`, `sslcert`/`sslkey`), then turned into
+//! connection options for sqlx (the API's pool) and tokio-postgres (migrations, maintenance)
+//! that check the server the same way.
 
 use std::fmt;
 use std::str::FromStr;
 
+use lasect_pgtls::{PgConfig, RootCert, SslMode, Verification};
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 
 /// `application_name` the API uses unless the DSN sets one.
 const APPLICATION_NAME: &str = "lasect-api";
@@ -32,8 +32,6 @@ pub enum DsnError {
     SeveralHosts(usize),
     #[error("the password is not valid UTF-8")]
     PasswordNotUtf8,
-    #[error("asks for sslmode=require, but TLS to the store is not supported yet")]
-    TlsRequired,
 }
 
 impl fmt::Debug for StoreDsn {
@@ -58,14 +56,14 @@ impl StoreDsn {
         self.pg_connect_options().map(|_| ())
     }
 
-    /// The DSN parsed by tokio-postgres, for migrations and maintenance.
-    pub fn tokio_postgres_config(&self) -> Result<tokio_postgres::Config, DsnError> {
+    /// The DSN parsed for tokio-postgres (with its TLS connector), for migrations and
+    /// maintenance. Reads the certificate files it names.
+    pub fn tokio_postgres_config(&self) -> Result<PgConfig, DsnError> {
         if self.0.trim().is_empty() {
             return Err(DsnError::Empty);
         }
-        // tokio-postgres' parse errors name the bad option, never its value.
-        let mut config = tokio_postgres::Config::from_str(&self.0)
-            .map_err(|e| DsnError::Parse(e.to_string()))?;
+        // The parse errors name the bad option or file, never a value of the DSN.
+        let mut config = PgConfig::from_str(&self.0).map_err(|e| DsnError::Parse(e.to_string()))?;
         // Without a host, tokio-postgres refuses to connect while sqlx would guess from PGHOST:
         // require one so that migrations and the pool reach the same server.
         if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
@@ -73,9 +71,6 @@ impl StoreDsn {
         }
         if config.get_hosts().len() > 1 {
             return Err(DsnError::SeveralHosts(config.get_hosts().len()));
-        }
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(DsnError::TlsRequired);
         }
         if config.get_application_name().is_none() {
             config.application_name(APPLICATION_NAME);
@@ -114,10 +109,23 @@ impl StoreDsn {
         if let Some(name) = config.get_application_name() {
             options = options.application_name(name);
         }
-        let ssl_mode = match config.get_ssl_mode() {
-            SslMode::Disable => PgSslMode::Disable,
-            _ => PgSslMode::Prefer,
+        let tls = config.tls_options();
+        // sqlx's `require` never checks the chain; libpq's does when a root is given.
+        let ssl_mode = match (tls.mode, tls.verification()) {
+            _ if tls.unix_only => PgSslMode::Disable,
+            (SslMode::Disable, _) => PgSslMode::Disable,
+            (SslMode::Allow, _) => PgSslMode::Allow,
+            (SslMode::Prefer, _) => PgSslMode::Prefer,
+            (_, Verification::Full) => PgSslMode::VerifyFull,
+            (_, Verification::Chain) => PgSslMode::VerifyCa,
+            (_, Verification::None) => PgSslMode::Require,
         };
+        if let Some(RootCert::File(path)) = &tls.root_cert {
+            options = options.ssl_root_cert(path);
+        }
+        if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+            options = options.ssl_client_cert(cert).ssl_client_key(key);
+        }
         // Timestamps leave the store in UTC whatever the server's default time zone is.
         Ok(options.ssl_mode(ssl_mode).options([("TimeZone", "UTC")]))
     }
@@ -167,7 +175,6 @@ mod tests {
             ("", DsnError::Empty),
             ("dbname=x", DsnError::MissingHost),
             ("host=a,b dbname=x", DsnError::SeveralHosts(2)),
-            ("host=a sslmode=require", DsnError::TlsRequired),
         ];
         for (dsn, want) in cases {
             assert_eq!(StoreDsn::new(dsn).validate(), Err(want), "{dsn:?}");

@@ -24,11 +24,24 @@ pub struct Stack {
     /// The generated password of `admin`.
     pub admin_password: String,
     dir: tempfile::TempDir,
+    /// The DSN ingest, the API and the admin commands use instead of the
+    /// plain one ([`Stack::with_store`], e.g. with `sslmode=verify-full`).
+    store_dsn_override: Option<String>,
 }
 
 impl Stack {
     pub async fn new(agent_id: &str) -> Self {
         let store_pg = PgCluster::start(PgOptions::default()).expect("store cluster");
+        Self::with_store(agent_id, store_pg, None).await
+    }
+
+    /// A stack on a store cluster of the caller's; `store_dsn` (of the
+    /// database `lasect`, created here) replaces the plain TCP DSN everywhere.
+    pub async fn with_store(
+        agent_id: &str,
+        store_pg: PgCluster,
+        store_dsn: Option<String>,
+    ) -> Self {
         store_pg.create_database("lasect").await.expect("store db");
         let dir = tempfile::tempdir().expect("tempdir");
         run_ok(
@@ -37,7 +50,7 @@ impl Stack {
                 .arg(dir.path().join("tls"))
                 .args(["--agent", agent_id]),
         );
-        let dsn = store_pg.dsn("lasect");
+        let dsn = store_dsn.clone().unwrap_or_else(|| store_pg.dsn("lasect"));
         // There is no default password: the operator makes the first admin (this also
         // migrates the store), then a token for scripts.
         let created = run_ok(Command::new(binary_path("lasect-api")).args([
@@ -73,6 +86,7 @@ impl Stack {
             admin_token,
             admin_password,
             dir,
+            store_dsn_override: store_dsn,
         }
     }
 
@@ -85,7 +99,9 @@ impl Stack {
     }
 
     pub fn store_dsn(&self) -> String {
-        self.store_pg.dsn("lasect")
+        self.store_dsn_override
+            .clone()
+            .unwrap_or_else(|| self.store_pg.dsn("lasect"))
     }
 
     pub async fn store(&self) -> tokio_postgres::Client {

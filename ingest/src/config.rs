@@ -375,7 +375,7 @@ impl ConfigFile {
             }
             Some(dsn) => {
                 // The parse error text never contains the DSN itself.
-                if let Err(e) = dsn.expose().parse::<tokio_postgres::Config>() {
+                if let Err(e) = lasect_pgtls::PgConfig::parse(dsn.expose()) {
                     bad(
                         "store_dsn",
                         format!(

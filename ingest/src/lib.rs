@@ -70,7 +70,7 @@ pub enum IngestError {
     #[error("cannot read the disabled agents from the store: {0}")]
     Revocations(String),
     #[error("store_dsn is not a valid connection string")]
-    StoreDsn(#[source] tokio_postgres::Error),
+    StoreDsn(#[source] lasect_pgtls::DsnError),
     #[error("cannot connect to the store")]
     StoreConnect(#[source] tokio_postgres::Error),
     #[error("cannot migrate the store")]
@@ -196,7 +196,7 @@ pub async fn run(
 
     // The queue holds what admission lets in, so admission is the bound
     // that refuses.
-    let pg_config: tokio_postgres::Config = config
+    let pg_config: lasect_pgtls::PgConfig = config
         .store_dsn
         .expose()
         .parse()

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 
 use crate::config::Config;
 use crate::partitions::PartitionCache;
@@ -18,7 +17,7 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Migrates the store, runs one maintenance pass and returns a pool of
 /// `size` connections.
 pub async fn open(config: &Config, size: usize) -> Result<Pool, IngestError> {
-    let pg_config: tokio_postgres::Config = config
+    let pg_config: lasect_pgtls::PgConfig = config
         .store_dsn
         .expose()
         .parse()
@@ -26,7 +25,7 @@ pub async fn open(config: &Config, size: usize) -> Result<Pool, IngestError> {
 
     // A dedicated connection: the migration lock is a session lock.
     let (mut client, connection) = pg_config
-        .connect(NoTls)
+        .connect()
         .await
         .map_err(IngestError::StoreConnect)?;
     let connection = tokio::spawn(connection);
@@ -46,14 +45,15 @@ pub async fn open(config: &Config, size: usize) -> Result<Pool, IngestError> {
 
 /// A pool of at most `size` connections to the store of `config`.
 pub fn pool(config: &Config, size: usize) -> Result<Pool, IngestError> {
-    let pg_config: tokio_postgres::Config = config
+    let (pg_config, tls) = config
         .store_dsn
         .expose()
-        .parse()
-        .map_err(IngestError::StoreDsn)?;
+        .parse::<lasect_pgtls::PgConfig>()
+        .map_err(IngestError::StoreDsn)?
+        .into_parts();
     let manager = Manager::from_config(
         pg_config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

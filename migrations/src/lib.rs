@@ -41,6 +41,8 @@ pub enum MigrateError {
     Refinery(#[from] refinery::Error),
     #[error("unknown metric storage {0:?} in store_settings")]
     UnknownStorage(String),
+    #[error("the store DSN: {0}")]
+    Dsn(#[from] lasect_pgtls::DsnError),
 }
 
 fn store(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> MigrateError {
@@ -85,9 +87,10 @@ pub async fn migrate(client: &mut Client) -> Result<MigrationReport, MigrateErro
     Ok(MigrationReport { applied })
 }
 
-/// Connects to `dsn` (no TLS) and migrates.
+/// Connects to `dsn` (TLS as its `sslmode` says) and migrates.
 pub async fn migrate_dsn(dsn: &str) -> Result<MigrationReport, MigrateError> {
-    let (mut client, conn) = tokio_postgres::connect(dsn, tokio_postgres::NoTls)
+    let (mut client, conn) = lasect_pgtls::PgConfig::parse(dsn)?
+        .connect()
         .await
         .map_err(store("connecting to the store"))?;
     let task = tokio::spawn(conn);

@@ -33,6 +33,9 @@ pub struct PgOptions {
     /// `ssl = on` with this server certificate (see [`crate::TestCa`]); TCP
     /// clients may then negotiate TLS (plaintext stays allowed).
     pub tls: Option<crate::CertPair>,
+    /// With `tls`: TCP clients without TLS are rejected (`hostnossl … reject`);
+    /// the unix socket stays open, and [`PgCluster::connect`] then uses it.
+    pub tls_only: bool,
 }
 
 /// A running PostgreSQL cluster, stopped and deleted on `Drop`.
@@ -41,6 +44,8 @@ pub struct PgCluster {
     port: u16,
     bindir: PathBuf,
     run_as: Option<String>,
+    /// TCP needs TLS: the harness's own connections go through the socket.
+    tls_only: bool,
 }
 
 static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -63,6 +68,7 @@ impl PgCluster {
             port: 0,
             bindir,
             run_as,
+            tls_only: opts.tls_only,
         };
         let data = cluster.data_dir();
         cluster.run(
@@ -128,8 +134,16 @@ impl PgCluster {
     /// Connects as `postgres`; the connection task is spawned on the current
     /// tokio runtime.
     pub async fn connect(&self, dbname: &str) -> Result<tokio_postgres::Client, HarnessError> {
-        let (client, conn) =
-            tokio_postgres::connect(&self.dsn(dbname), tokio_postgres::NoTls).await?;
+        let dsn = if self.tls_only {
+            format!(
+                "host={} port={} user=postgres dbname={dbname}",
+                self.socket_dir().display(),
+                self.port
+            )
+        } else {
+            self.dsn(dbname)
+        };
+        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -233,6 +247,13 @@ impl PgCluster {
             conf.push(("ssl".into(), "on".into()));
             conf.push(("ssl_cert_file".into(), "'server.crt'".into()));
             conf.push(("ssl_key_file".into(), "'server.key'".into()));
+            if opts.tls_only {
+                let hba = "local all all trust\n\
+                           hostssl all all 127.0.0.1/32 trust\n\
+                           hostssl all all ::1/128 trust\n\
+                           hostnossl all all all reject\n";
+                self.write_private(&data.join("pg_hba.conf"), hba)?;
+            }
         }
         conf.extend(opts.settings.iter().cloned());
         let body: String = conf.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();

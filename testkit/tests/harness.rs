@@ -13,6 +13,7 @@ async fn options_take_effect() {
         log_format: Some(LogFormat::Csv),
         settings: vec![("log_min_duration_statement".into(), "0".into())],
         tls: None,
+        tls_only: false,
     })
     .expect("start");
     let c = pg.connect("postgres").await.expect("connect");

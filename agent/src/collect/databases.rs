@@ -69,14 +69,14 @@ pub async fn discover(
 
 /// Connections to databases other than the DSN's, at most `capacity`.
 pub struct DatabaseConnections {
-    base: tokio_postgres::Config,
+    base: lasect_pgtls::PgConfig,
     capacity: usize,
     /// Most recently used last.
     open: Vec<(String, Client)>,
 }
 
 impl DatabaseConnections {
-    pub fn new(base: tokio_postgres::Config, capacity: usize) -> Self {
+    pub fn new(base: lasect_pgtls::PgConfig, capacity: usize) -> Self {
         Self {
             base,
             capacity,

@@ -39,7 +39,7 @@ pub type Health<'a> = (&'a str, Option<bool>, Option<&'a str>, Option<i32>);
 
 pub struct InstanceCollector {
     name: String,
-    pg: tokio_postgres::Config,
+    pg: lasect_pgtls::PgConfig,
     client: Option<Client>,
     reconnect: Backoff,
     retry_at: Option<Instant>,
@@ -70,7 +70,7 @@ impl InstanceCollector {
         config: &InstanceConfig,
         collect: &CollectConfig,
         start: Instant,
-    ) -> Result<Self, tokio_postgres::Error> {
+    ) -> Result<Self, lasect_pgtls::DsnError> {
         let mut pg = config.dsn.parse()?;
         // Overrides any application_name in the DSN: the agent's sessions
         // must always be recognisable in pg_stat_activity.

@@ -66,7 +66,8 @@ fn describe(e: &tokio_postgres::Error) -> String {
 /// Why an instance produced no samples this tick.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
-    #[error("cannot connect: {0}")]
+    // With the causes: tokio-postgres' own text of a TLS failure does not say what failed.
+    #[error("cannot connect: {}", lasect_pgtls::describe(.0))]
     Connect(#[source] tokio_postgres::Error),
     #[error("cannot set up the session: {0}")]
     Session(#[source] tokio_postgres::Error),
@@ -84,7 +85,7 @@ pub enum SetupError {
     Dsn {
         index: usize,
         #[source]
-        source: tokio_postgres::Error,
+        source: lasect_pgtls::DsnError,
     },
     #[error("cannot read host statistics: {0}")]
     Host(#[source] sysinfo::Error),

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use lasect_pgtls::PgConfig;
+use tokio_postgres::Client;
 
 use super::CollectError;
 
@@ -17,14 +18,15 @@ const STATEMENT_TIMEOUT: &str = "5s";
 const LOCK_TIMEOUT: &str = "1s";
 
 /// Applies the agent's connection settings to a parsed DSN.
-pub fn configure(pg: &mut tokio_postgres::Config) {
+pub fn configure(pg: &mut PgConfig) {
     pg.application_name(APPLICATION_NAME)
         .connect_timeout(CONNECT_TIMEOUT);
 }
 
-/// Connects and sets up the session; the connection task is spawned.
-pub async fn open(pg: &tokio_postgres::Config, instance: &str) -> Result<Client, CollectError> {
-    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, pg.connect(NoTls))
+/// Connects (TLS as the DSN's `sslmode` says) and sets up the session; the
+/// connection task is spawned.
+pub async fn open(pg: &PgConfig, instance: &str) -> Result<Client, CollectError> {
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, pg.connect())
         .await
         .map_err(|_| CollectError::Timeout(CONNECT_TIMEOUT))?
         .map_err(CollectError::Connect)?;

@@ -8,7 +8,6 @@ use std::time::Duration;
 use lasect_proto::v1::{AgentMessage, RunFinished, RunOutcome, RunRequest, agent_message};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use crate::config::Dsn;
@@ -19,7 +18,7 @@ use crate::ops::{self, Limits, OpContext, OpError, ResultSink};
 /// statement_timeout) before the agent gives up on it.
 const CLIENT_GRACE: Duration = Duration::from_secs(5);
 
-type TokenSlot = Arc<Mutex<Option<tokio_postgres::CancelToken>>>;
+type TokenSlot = Arc<Mutex<Option<ops::RunCancel>>>;
 
 struct Active {
     cancel: watch::Sender<bool>,
@@ -228,7 +227,7 @@ impl Executor {
         &self,
         r: &RunRequest,
         params: &Value,
-    ) -> Result<(tokio_postgres::Config, bool), String> {
+    ) -> Result<(lasect_pgtls::PgConfig, bool), String> {
         let target = if !r.dsn.is_empty() {
             RunTarget::from_wire(r.dsn.clone(), r.run_dsn.clone(), r.allow_privileged_runs)
         } else if let Some(d) = self.configured.get(&r.instance) {
@@ -421,9 +420,9 @@ fn classify(
 
 fn cancel_statement(token: &TokenSlot) {
     let token = token.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    if let Some(token) = token {
+    if let Some(ops::RunCancel { token, tls }) = token {
         tokio::spawn(async move {
-            if let Err(e) = token.cancel_query(NoTls).await {
+            if let Err(e) = token.cancel_query(tls).await {
                 tracing::debug!(error = %e, "cancel request not delivered");
             }
         });

@@ -64,6 +64,21 @@ pub fn command(pg: &tokio_postgres::Config, program: &std::path::Path, args: &[S
     cmd
 }
 
+/// pg_dump is libpq: it gets the same TLS settings as the agent's own
+/// sessions (the environment was cleared, so libpq's default would be
+/// `prefer`, unverified).
+fn tls_env(cmd: &mut Command, tls: &lasect_pgtls::TlsOptions) {
+    cmd.env("PGSSLMODE", tls.mode.as_str());
+    match &tls.root_cert {
+        Some(lasect_pgtls::RootCert::File(path)) => cmd.env("PGSSLROOTCERT", path),
+        Some(lasect_pgtls::RootCert::System) => cmd.env("PGSSLROOTCERT", "system"),
+        None => cmd,
+    };
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        cmd.env("PGSSLCERT", cert).env("PGSSLKEY", key);
+    }
+}
+
 pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
     let program = pg_dump_path().ok_or_else(|| OpError::Failed {
         message:
@@ -96,12 +111,12 @@ pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         .output()
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    let mut child = command(&pg, &program, &args)
-        .spawn()
-        .map_err(|e| OpError::Failed {
-            message: format!("cannot start pg_dump: {e}"),
-            detail: json!({}),
-        })?;
+    let mut cmd = command(&pg, &program, &args);
+    tls_env(&mut cmd, pg.tls_options());
+    let mut child = cmd.spawn().map_err(|e| OpError::Failed {
+        message: format!("cannot start pg_dump: {e}"),
+        detail: json!({}),
+    })?;
     ctx.out.started(0).await?;
     let mut stdout = child.stdout.take().ok_or_else(|| OpError::Failed {
         message: "pg_dump has no stdout".to_owned(),

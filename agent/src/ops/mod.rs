@@ -37,7 +37,7 @@ use std::time::Duration;
 use lasect_proto::v1::{AgentMessage, RunChunk, RunStarted, agent_message};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// A page is sent when it reaches this many rows or bytes, whichever first.
 pub const PAGE_ROWS: usize = 1000;
@@ -76,7 +76,7 @@ pub struct OpContext {
     pub params: Value,
     /// Connection settings of the target (application_name already set):
     /// the instance's `run_dsn` for the read-only kinds, else its DSN.
-    pub pg: tokio_postgres::Config,
+    pub pg: lasect_pgtls::PgConfig,
     /// Refuse the session when its login role is privileged
     /// ([`privileges::check_login_role`]): a read-only kind on an instance
     /// without `allow_privileged_runs`.
@@ -89,7 +89,15 @@ pub struct OpContext {
     pub out: ResultSink,
     /// Filled by [`OpContext::connect`]: how the executor cancels the
     /// run's statement (cancel asked, or the client-side timeout).
-    pub cancel_token: Arc<Mutex<Option<tokio_postgres::CancelToken>>>,
+    pub cancel_token: Arc<Mutex<Option<RunCancel>>>,
+}
+
+/// How a run's statement is cancelled: the cancel request is a new
+/// connection, made with the run's TLS settings.
+#[derive(Clone)]
+pub struct RunCancel {
+    pub token: tokio_postgres::CancelToken,
+    pub tls: lasect_pgtls::MakeRustlsConnect,
 }
 
 impl OpContext {
@@ -102,14 +110,17 @@ impl OpContext {
             pg.dbname(db);
         }
         pg.application_name(format!("lasect run {}", self.run_id));
-        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, pg.connect(NoTls))
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, pg.connect())
             .await
             .map_err(|_| OpError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
             .map_err(|e| OpError::Connect(crate::ops::pg_error_line(&e)))?;
         *self
             .cancel_token
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(client.cancel_token());
+            .unwrap_or_else(PoisonError::into_inner) = Some(RunCancel {
+            token: client.cancel_token(),
+            tls: pg.connector(),
+        });
         let run_id = self.run_id;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -382,7 +393,8 @@ pub enum OpError {
 pub fn pg_error_line(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
-        None => e.to_string(),
+        // With its causes: a TLS error says which certificate or host was wrong.
+        None => lasect_pgtls::describe(e),
     }
 }
 

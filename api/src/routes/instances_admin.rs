@@ -190,28 +190,34 @@ pub async fn add(
             "the DSN is longer than 4096 bytes",
         ));
     }
-    // tokio-postgres' parse errors name the problem, never the DSN's text.
-    let pg: tokio_postgres::Config = request.dsn.parse().map_err(|e| {
-        ApiError::bad_request(
-            "invalid_dsn",
-            format!("the DSN is not a valid connection string: {e}"),
-        )
-    })?;
-    let run_pg = match &request.run_dsn {
-        Some(run_dsn) if run_dsn.len() > MAX_DSN_BYTES => {
-            return Err(ApiError::bad_request(
-                "invalid_dsn",
-                "run_dsn is longer than 4096 bytes",
-            ));
-        }
-        Some(run_dsn) => Some(run_dsn.parse::<tokio_postgres::Config>().map_err(|e| {
+    // The parse errors name the problem, never the DSN's text. libpq's TLS keys are
+    // accepted; their files are on the agent's host, so they are not read here.
+    let pg: tokio_postgres::Config = lasect_pgtls::parse_dsn(&request.dsn)
+        .map(|(pg, _)| pg)
+        .map_err(|e| {
             ApiError::bad_request(
                 "invalid_dsn",
-                format!("run_dsn is not a valid connection string: {e}"),
+                format!("the DSN is not a valid connection string: {e}"),
             )
-        })?),
-        None => None,
-    };
+        })?;
+    let run_pg =
+        match &request.run_dsn {
+            Some(run_dsn) if run_dsn.len() > MAX_DSN_BYTES => {
+                return Err(ApiError::bad_request(
+                    "invalid_dsn",
+                    "run_dsn is longer than 4096 bytes",
+                ));
+            }
+            Some(run_dsn) => Some(lasect_pgtls::parse_dsn(run_dsn).map(|(pg, _)| pg).map_err(
+                |e| {
+                    ApiError::bad_request(
+                        "invalid_dsn",
+                        format!("run_dsn is not a valid connection string: {e}"),
+                    )
+                },
+            )?),
+            None => None,
+        };
     let name = match request.name {
         Some(n) if valid_name(&n) => n,
         Some(n) => {

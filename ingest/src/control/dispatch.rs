@@ -67,7 +67,7 @@ impl Hub {
     /// Starts the LISTEN connection and the dispatch loop.
     pub fn spawn(
         self,
-        pg: tokio_postgres::Config,
+        pg: lasect_pgtls::PgConfig,
         mut rx: mpsc::Receiver<Notice>,
     ) -> JoinHandle<()> {
         let notices = self.wake.clone();

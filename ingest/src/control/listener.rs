@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use lasect_pgtls::PgConfig;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 /// A notification that concerns the dispatcher.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,13 +40,13 @@ impl Notice {
 const CHANNELS: &str = "LISTEN lasect_runs; LISTEN lasect_run_cancel; LISTEN lasect_instances";
 
 /// Runs until `tx` is closed.
-pub async fn listen(pg: tokio_postgres::Config, tx: mpsc::Sender<Notice>) {
+pub async fn listen(pg: PgConfig, tx: mpsc::Sender<Notice>) {
     let mut delay = Duration::from_millis(200);
     loop {
         match listen_once(&pg, &tx).await {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(error = %e, "run notifications lost; reconnecting to the store");
+                tracing::warn!(error = %lasect_pgtls::describe(&e), "run notifications lost; reconnecting to the store");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
@@ -54,10 +55,10 @@ pub async fn listen(pg: tokio_postgres::Config, tx: mpsc::Sender<Notice>) {
 }
 
 async fn listen_once(
-    pg: &tokio_postgres::Config,
+    pg: &PgConfig,
     tx: &mpsc::Sender<Notice>,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = pg.connect(NoTls).await?;
+    let (client, mut connection) = pg.connect().await?;
     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -33,6 +33,7 @@ impl PgCluster {
             port: 0,
             bindir: self.bindir.clone(),
             run_as: self.run_as.clone(),
+            tls_only: false,
         };
         let mut backup = replica.command("pg_basebackup");
         backup
