@@ -1,6 +1,7 @@
 //! Integration tests of the real `lasect-ingest` binary: real PostgreSQL
 //! (lasect-testkit), real mTLS, a real tonic client.
 
+mod agent_identity;
 mod bad_input;
 mod config_errors;
 mod delta;
