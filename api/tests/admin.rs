@@ -187,7 +187,7 @@ async fn admin_create_and_token_on_a_fresh_store() {
 }
 
 #[tokio::test]
-async fn first_serve_prints_a_generated_admin_password_once() {
+async fn first_serve_writes_a_generated_admin_password_to_a_private_file() {
     let pg = PgCluster::start(PgOptions::default()).expect("start pg");
     pg.create_database("fresh").await.expect("create db");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -212,21 +212,29 @@ async fn first_serve_prints_a_generated_admin_password_once() {
     };
     let mut first = start();
     let lines = first.lines();
+    let file = dir.path().join("initial-admin-password");
     let announced: Vec<&String> = lines
         .iter()
-        .filter(|l| l.contains("created admin"))
+        .filter(|l| l.contains("created the first admin"))
         .collect();
     assert_eq!(announced.len(), 1, "{lines:?}");
-    let password = announced[0]
-        .split("with password ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("password in the line")
+    assert!(
+        announced[0].contains(&file.display().to_string()),
+        "the path is logged: {lines:?}"
+    );
+    let mode = std::fs::metadata(&file)
+        .expect("password file")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let password = std::fs::read_to_string(&file)
+        .expect("read")
+        .trim_end()
         .to_owned();
-    assert_eq!(
-        lines.iter().filter(|l| l.contains(&password)).count(),
-        1,
-        "printed once, in no log line: {lines:?}"
+    assert!(
+        !lines.iter().any(|l| l.contains(&password)),
+        "never in stdout or the log: {lines:?}"
     );
     assert!(verify_password(
         &password,
@@ -243,7 +251,10 @@ async fn first_serve_prints_a_generated_admin_password_once() {
 
     let mut second = start();
     assert!(
-        !second.lines().iter().any(|l| l.contains("created admin")),
+        !second
+            .lines()
+            .iter()
+            .any(|l| l.contains("created the first admin")),
         "only on the first start"
     );
     second.terminate(Duration::from_secs(30));

@@ -539,8 +539,8 @@ async fn refresh_tokens_rotate_and_a_replay_revokes_the_family() {
         audited,
         [
             ("admin", "success"),
-            ("anonymous", "denied"),
-            ("anonymous", "denied")
+            ("admin", "denied"),
+            ("admin", "denied")
         ]
     );
 

@@ -305,25 +305,36 @@ fn refused(message: &str) -> ApiError {
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
-/// Answers like [`try_refresh`], naming the user in the audit row when the token was valid.
+/// Answers like [`try_refresh`], naming the user in the audit row when the token was valid or
+/// reused.
 pub async fn refresh(
     State(state): State<AppState>,
     request: Result<Json<RefreshRequest>, JsonRejection>,
 ) -> Response {
-    match try_refresh(&state, request).await {
+    // A reused token is audited under its user (a stolen session is worth a row); other
+    // refusals are anonymous and only counted.
+    let mut reused_by = None;
+    match try_refresh(&state, request, &mut reused_by).await {
         Ok(pair) => {
             let actor = AuditActor(pair.username.clone());
             let mut response = Json(pair).into_response();
             response.extensions_mut().insert(actor);
             response
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let mut response = e.into_response();
+            if let Some(username) = reused_by {
+                response.extensions_mut().insert(AuditActor(username));
+            }
+            response
+        }
     }
 }
 
 async fn try_refresh(
     state: &AppState,
     request: Result<Json<RefreshRequest>, JsonRejection>,
+    reused_by: &mut Option<String>,
 ) -> Result<TokenPair, ApiError> {
     let request = body(request)?;
     if !looks_like_token(&request.refresh_token, REFRESH_TOKEN_PREFIX) {
@@ -354,6 +365,10 @@ async fn try_refresh(
             user_id = row.user_id,
             "refresh token reused; its family is revoked"
         );
+        *reused_by = sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
+            .bind(row.user_id)
+            .fetch_optional(&state.pool)
+            .await?;
         return Err(refused(
             "this refresh token was already used or revoked; all its sessions are revoked",
         ));
