@@ -4,6 +4,7 @@
 mod agent_identity;
 mod bad_input;
 mod config_errors;
+mod control_identity;
 mod delta;
 mod enroll;
 mod group_commit;
