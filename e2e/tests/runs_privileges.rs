@@ -287,6 +287,74 @@ async fn read_only_runs_cannot_reach_outside_the_database() {
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["error_detail"]["sqlstate"], "25006", "{run}");
 
+    // Instances added through the API (admin): the same rules, run_dsn encrypted like the DSN.
+    let run_dsn = lasect_e2e::run_role_dsn(&monitored, "postgres").await;
+    let mut added = Vec::new();
+    for (name, extra) in [
+        ("api-guarded", json!({"run_dsn": run_dsn})),
+        ("api-su", json!({})),
+        ("api-trusted", json!({"allow_privileged_runs": true})),
+    ] {
+        let mut body = json!({"dsn": monitored.dsn("postgres"), "name": name});
+        body.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        let (status, answer) = stack
+            .api(Method::POST, "api/v1/instances", Some(body.clone()))
+            .await;
+        assert_eq!(status, 201, "{answer}");
+        added.push(answer["instance"]["id"].as_i64().expect("id"));
+        // Only an admin adds one, with or without run settings.
+        let (status, answer) = stack
+            .api_as(&token, Method::POST, "api/v1/instances", Some(body))
+            .await;
+        assert_eq!(status, 403, "{answer}");
+    }
+    let (_, detail) = stack
+        .api(Method::GET, &format!("api/v1/instances/{}", added[0]), None)
+        .await;
+    assert!(
+        detail["run_dsn_redacted"]
+            .as_str()
+            .is_some_and(|d| d.contains("user=lasect_run")),
+        "{detail}"
+    );
+    let run = run_as(
+        &stack,
+        &token,
+        added[0],
+        "sql",
+        json!({"sql": "SELECT session_user::text, count(*) FROM t GROUP BY 1"}),
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let run = run_as(
+        &stack,
+        &token,
+        added[0],
+        "sql",
+        json!({"sql": format!("SELECT pg_terminate_backend({victim})")}),
+    )
+    .await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let run = run_as(&stack, &token, added[1], "sql", json!({"sql": "SELECT 1"})).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["error"].as_str().unwrap_or("").contains("run_dsn"),
+        "{run}"
+    );
+    let run = run_as(&stack, &token, added[2], "sql", json!({"sql": "SELECT 1"})).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let alive: i64 = fresh
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+            &[&victim],
+        )
+        .await
+        .expect("activity")
+        .get(0);
+    assert_eq!(alive, 1, "the sleeping superuser backend was terminated");
+
     // table_data is its own class: allowed by default, refused when only `schema` is.
     let rows = "api/v1/instances/{id}/tables/public/t/rows?limit=5"
         .replace("{id}", &guarded_id.to_string());
