@@ -1,12 +1,14 @@
 //! Agent identity through the real binaries: `lasect-api ca init --store-dsn` registers an
 //! agent so no unbound enrollment token can claim its id; enrollment tokens are listed without
 //! their secret and revoked with the `lasect` CLI; an operator revokes one certificate with the
-//! CLI and ingest cuts the running agent off; all of it admin only and audited.
+//! CLI and ingest cuts the running agent off; all of it admin only and audited. A DSN stored
+//! before ciphertexts were bound to their row is re-encrypted bound when the API starts.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lasect_e2e::{Stack, run_ok, wait_listening};
+use lasect_pki::secrets::{FIELD_DSN, Keyring, LEGACY_DSN_AAD, decrypt_instance_secret};
 use lasect_testkit::{ChildGuard, binary_path};
 use reqwest::Method;
 
@@ -25,6 +27,14 @@ async fn batches(store: &tokio_postgres::Client, agent: &str) -> i64 {
         )
         .await
         .expect("count batches")
+        .get(0)
+}
+
+async fn dsn_of(store: &tokio_postgres::Client, id: i64) -> Vec<u8> {
+    store
+        .query_one("SELECT dsn_ciphertext FROM instances WHERE id = $1", &[&id])
+        .await
+        .expect("instance")
         .get(0)
 }
 
@@ -59,6 +69,26 @@ async fn registered_ids_revoked_tokens_and_revoked_certificates() {
         "{registered}"
     );
 
+    // A DSN stored before ciphertexts were bound to their row: the API re-encrypts it bound
+    // when it starts, and `secrets rotate` keeps it bound.
+    let keyring = Keyring::load_or_create(&stack.secrets_key()).expect("key file");
+    store
+        .execute("INSERT INTO agents (id) VALUES ('ca-agent')", &[])
+        .await
+        .expect("agent row");
+    let legacy = keyring
+        .encrypt(b"host=/tmp dbname=old", LEGACY_DSN_AAD)
+        .expect("encrypt");
+    let instance: i64 = store
+        .query_one(
+            "INSERT INTO instances (name, agent_id, source, state, dsn_ciphertext)
+             VALUES ('old', 'ca-agent', 'api', 'active', $1) RETURNING id",
+            &[&legacy],
+        )
+        .await
+        .expect("legacy instance")
+        .get(0);
+
     let mut ingest = stack.spawn_ingest(&format!(
         "{}[agents]\nrefresh_interval_secs = 1\n",
         stack.enrollment_toml(7 * 86_400)
@@ -66,6 +96,28 @@ async fn registered_ids_revoked_tokens_and_revoked_certificates() {
     let mut api = stack.spawn_api();
     wait_listening(&mut ingest);
     wait_listening(&mut api);
+    let bound = |c: &[u8], keyring: &Keyring| {
+        let d = decrypt_instance_secret(keyring, instance, "ca-agent", FIELD_DSN, c)
+            .expect("decrypts for its own row");
+        assert_eq!(d.plaintext, "host=/tmp dbname=old");
+        assert!(!d.legacy, "re-encrypted bound to its row");
+        assert!(decrypt_instance_secret(keyring, instance + 1, "ca-agent", FIELD_DSN, c).is_err());
+    };
+    bound(&dsn_of(&store, instance).await, &keyring);
+    let rotated = run_ok(
+        Command::new(binary_path("lasect-api"))
+            .args([
+                "secrets",
+                "rotate",
+                "--store-dsn",
+                &stack.store_dsn(),
+                "--key-file",
+            ])
+            .arg(stack.secrets_key()),
+    );
+    assert!(rotated.contains("re-encrypted 1 instance"), "{rotated}");
+    let keyring = Keyring::load(&stack.secrets_key()).expect("rotated keys");
+    bound(&dsn_of(&store, instance).await, &keyring);
 
     // An unbound token cannot take the registered id (nor any existing one).
     let token = stack.enrollment_token(None, 5, "1 hour").await;
