@@ -1,6 +1,7 @@
 //! A small client for the Lasect API.
 //!
-//! The base URL comes from `LASECT_URL` (http or https). For https, when `LASECT_CA_FILE` is set
+//! The base URL comes from `LASECT_URL` (https; http only to a loopback address, see
+//! [`plain_http_allowed`]). For https, when `LASECT_CA_FILE` is set
 //! the certificates in it are the only trusted roots (the Lasect CA signs the API's
 //! certificate); otherwise the platform's trust store is used. `LASECT_TOKEN`, when set, is sent
 //! as a bearer token. Flags win over the environment, which wins over `config.toml`.
@@ -97,6 +98,13 @@ impl ApiClient {
         if base.cannot_be_a_base() || base.host().is_none() {
             return Err(usage(format!(
                 "{URL_ENV} must name a host, e.g. https://127.0.0.1:8443, not {url:?}"
+            )));
+        }
+        if base.scheme() == "http" && !plain_http_allowed(&base) {
+            return Err(usage(format!(
+                "refusing the API URL {url:?}: plain http:// would send the token and passwords \
+                 unencrypted over the network; use https:// (http:// is accepted only for \
+                 loopback: 127.0.0.0/8, ::1, localhost)"
             )));
         }
         // Paths are joined relative to the base: keep a prefix such as /lasect/.
@@ -283,6 +291,25 @@ impl ApiClient {
     }
 }
 
+/// Whether `url` (http) stays on this machine: a loopback address or `localhost`. Anywhere
+/// else a bearer token or a login password would cross the network in clear text.
+pub fn plain_http_allowed(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => a.is_loopback(),
+        Ok(std::net::IpAddr::V6(a)) => {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|m| m.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
 /// The API could not be reached or answered garbage (exit code 5, like a server error).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -319,6 +346,38 @@ mod tests {
         assert!(err(env("ftp://x")).contains("http:// or https://"));
         assert!(err(env("not a url")).contains("not a valid URL"));
         assert!(err(env("https://")).contains("not a valid URL"));
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for ok in [
+            "http://127.0.0.1:8443",
+            "http://127.9.8.7",
+            "http://localhost:8443/lasect",
+            "http://LOCALHOST",
+            "http://[::1]:8443",
+            "http://[::ffff:127.0.0.1]",
+            "https://db.example.com",
+            "https://10.0.0.5:8443",
+        ] {
+            assert!(ApiClient::from_env(env(ok)).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://db.example.com",
+            "http://10.0.0.5:8443",
+            "http://0.0.0.0:8443",
+            "http://[::]:8443",
+            "http://128.0.0.1",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+            "http://[::ffff:10.0.0.1]",
+        ] {
+            let e = err(env(refused));
+            assert!(
+                e.contains("plain http://") && e.contains("use https://"),
+                "{refused}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct Cli {
     /// PEM CA file to trust (overrides LASECT_CA_FILE and the config file)
     #[arg(long, global = true, value_name = "PATH")]
     pub ca_file: Option<std::path::PathBuf>,
+    /// Output format; before or after the subcommand (`lasect -o json instance list`)
+    #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -68,8 +71,6 @@ pub enum Command {
         /// Lifetime of the stored API token, e.g. 30d, 12h
         #[arg(long, default_value = "30d")]
         expires_in: String,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// Users and their roles (admin)
     #[command(subcommand)]
@@ -91,10 +92,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// List users
-    List {
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
-    },
+    List,
     /// Create a user; without --password-stdin a generated password is printed once
     Create {
         #[arg(long, short)]
@@ -107,8 +105,6 @@ pub enum UserCommand {
         grants: Vec<String>,
         #[arg(long)]
         password_stdin: bool,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// Replace a user's global role and label grants
     SetRole {
@@ -118,14 +114,18 @@ pub enum UserCommand {
         role: Option<String>,
         #[arg(long = "grant", value_name = "KEY=VALUE:ROLE")]
         grants: Vec<String>,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// Disable a user: logins, sessions and API tokens stop working
-    Disable {
-        username: String,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
+    Disable { username: String },
+    /// Change your own password (asks for the old and the new one without echo)
+    Passwd {
+        /// Log in as this user with the old password first (needed after an admin reset);
+        /// otherwise the stored token's user
+        #[arg(long, short)]
+        username: Option<String>,
+        /// Read the old password from the first line of stdin and the new one from the second
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -141,37 +141,36 @@ pub enum TokenCommand {
         /// Lifetime, e.g. 90d, 12h (default: no expiry)
         #[arg(long)]
         expires_in: Option<String>,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// List API tokens (never their secrets)
-    List {
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
-    },
+    List,
     /// Revoke an API token by id
-    Revoke {
-        id: i64,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
-    },
+    Revoke { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// List agents: id, host, version, last seen, certificate expiry, spool backlog
-    List {
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
-    },
+    List,
     /// Enrollment tokens
     #[command(subcommand)]
     Token(AgentTokenCommand),
     /// Disable (revoke) an agent; its data stays queryable
-    Disable {
-        id: String,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
+    Disable { id: String },
+    /// The agent's certificates (serials ingest accepts)
+    #[command(subcommand)]
+    Cert(AgentCertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCertCommand {
+    /// List an agent's recorded certificates, newest first
+    List { agent: String },
+    /// Revoke one certificate: ingest refuses it and ends its connections
+    Revoke {
+        agent: String,
+        /// Serial in hex, as `lasect agent cert list` or `openssl x509 -serial` shows it
+        serial: String,
     },
 }
 
@@ -188,9 +187,11 @@ pub enum AgentTokenCommand {
         /// Bind the token to this agent id
         #[arg(long)]
         agent_id: Option<String>,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
+    /// List enrollment tokens (never their secret): state, uses, bound and enrolled agents
+    List,
+    /// Revoke an enrollment token: it enrolls nothing more
+    Revoke { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,18 +208,13 @@ pub enum AuditCommand {
         action: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum InstanceCommand {
     /// List the instances
-    List {
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
-    },
+    List,
     /// Add an instance by DSN; its agent checks it before it is saved (admin)
     Add {
         /// libpq connection string or URL; the password is stored encrypted, never shown
@@ -233,8 +229,6 @@ pub enum InstanceCommand {
         /// A label as key=value (repeatable)
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// Remove an instance: no longer listed or monitored through the API; its data stays (admin)
     Remove {
@@ -242,19 +236,13 @@ pub enum InstanceCommand {
         instance: String,
     },
     /// Have the agent connect and report what works
-    Test {
-        instance: String,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
-    },
+    Test { instance: String },
     /// Show an instance and its metadata (version, uptime, databases, extensions)
     Show {
         instance: String,
         /// Ask the agent for fresh metadata first
         #[arg(long)]
         refresh: bool,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
 }
 
@@ -292,8 +280,6 @@ pub enum SqlCommand {
         /// Stop after this many rows (default 10000)
         #[arg(long, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
         max_rows: Option<i64>,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// Show the plan of a statement (EXPLAIN, JSON format, as a tree)
     Explain {
@@ -302,8 +288,6 @@ pub enum SqlCommand {
         /// EXPLAIN ANALYZE with BUFFERS: executes the statement (rolled back unless --write)
         #[arg(long)]
         analyze: bool,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
 }
 
@@ -318,21 +302,11 @@ pub enum RunCommand {
         status: Option<String>,
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
         limit: u32,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// Show one run
-    Show {
-        id: i64,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
-    },
+    Show { id: i64 },
     /// Cancel a run (best effort: the agent cancels its statement)
-    Cancel {
-        id: i64,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
-    },
+    Cancel { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -358,8 +332,6 @@ pub enum MetricsCommand {
         /// Bucket width of the series (30s, 5m, 1h); default chosen by the API
         #[arg(long, value_parser = crate::since::duration_arg, requires = "since")]
         step: Option<String>,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
 }
 
@@ -367,9 +339,9 @@ pub enum MetricsCommand {
 pub enum QueriesCommand {
     /// The statements that cost the most over a time range
     Top {
-        /// Instance: numeric id, name, or agent/name when a name is on several agents
+        /// Instance: id, name or agent/name (default: the only instance)
         #[arg(long, short)]
-        instance: String,
+        instance: Option<String>,
         /// What to rank by
         #[arg(long, short, value_enum, default_value_t = TopBy::TotalTime)]
         by: TopBy,
@@ -379,8 +351,6 @@ pub enum QueriesCommand {
         /// How far back (15m, 2h, 7d)
         #[arg(long, default_value = "1h", value_parser = crate::since::duration_arg)]
         since: String,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
 }
 
@@ -440,21 +410,11 @@ pub enum MigrateCommand {
         /// Database to migrate (default: each instance's)
         #[arg(long)]
         database: Option<String>,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// The migrations, or one migration's per-instance report
-    Status {
-        id: Option<i64>,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
-    },
+    Status { id: Option<i64> },
     /// Cancel the running migration: its current run is cancelled, the rest skipped
-    Cancel {
-        id: i64,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
-    },
+    Cancel { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -471,15 +431,11 @@ pub enum SchemaCommand {
         /// Take a fresh snapshot first
         #[arg(long)]
         refresh: bool,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// Recorded changes between snapshots, breaking or not
     Changes {
         #[arg(long, short)]
         instance: Option<String>,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
 }
 
@@ -497,7 +453,8 @@ pub enum DataCommand {
         query: Option<String>,
         #[arg(long = "db")]
         database: Option<String>,
-        #[arg(long, short = 'o')]
+        /// Write to this file instead of stdout
+        #[arg(long, value_name = "PATH")]
         out: Option<std::path::PathBuf>,
     },
     /// A CSV file into a table, all or nothing, with a per-row error report (admin)
@@ -514,8 +471,6 @@ pub enum DataCommand {
         no_header: bool,
         #[arg(long = "db")]
         database: Option<String>,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// pg_dump (definitions only unless --with-data), run by the agent
     Dump {
@@ -531,7 +486,8 @@ pub enum DataCommand {
         with_data: bool,
         #[arg(long = "db")]
         database: Option<String>,
-        #[arg(long, short = 'o')]
+        /// Write to this file instead of stdout
+        #[arg(long, value_name = "PATH")]
         out: Option<std::path::PathBuf>,
     },
 }
@@ -542,8 +498,6 @@ pub enum ExtensionCommand {
     List {
         #[arg(long, short)]
         instance: Option<String>,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// CREATE EXTENSION (admin)
     Enable {
@@ -554,8 +508,6 @@ pub enum ExtensionCommand {
         version: Option<String>,
         #[arg(long)]
         cascade: bool,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// DROP EXTENSION (admin)
     Disable {
@@ -564,8 +516,6 @@ pub enum ExtensionCommand {
         instance: Option<String>,
         #[arg(long)]
         cascade: bool,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
     /// ALTER EXTENSION … UPDATE (admin)
     Update {
@@ -574,7 +524,63 @@ pub enum ExtensionCommand {
         instance: Option<String>,
         #[arg(long)]
         version: Option<String>,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        // Catches, among others, a subcommand that declares its own `--output` again.
+        Cli::command().debug_assert();
+    }
+
+    /// Every leaf subcommand, as its path of names.
+    fn leaves(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        if cmd.get_subcommands().next().is_none() {
+            out.push(path);
+            return;
+        }
+        // `help` is clap's own, not a command of ours.
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let mut p = path.clone();
+            p.push(sub.get_name().to_owned());
+            leaves(sub, p, out);
+        }
+    }
+
+    #[test]
+    fn output_is_accepted_before_and_after_every_subcommand() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut all = Vec::new();
+        leaves(&cmd, Vec::new(), &mut all);
+        assert!(all.len() > 30, "{all:?}");
+        for path in &all {
+            let mut sub = &cmd;
+            for name in path {
+                sub = sub.find_subcommand(name).expect("subcommand");
+            }
+            let output = sub
+                .get_arguments()
+                .find(|a| a.get_id() == "output")
+                .unwrap_or_else(|| panic!("{path:?} has no --output"));
+            assert!(output.is_global_set(), "{path:?}");
+        }
+        for args in [
+            &["lasect", "--output", "json", "instance", "list"][..],
+            &["lasect", "-o", "json", "queries", "top"][..],
+            &["lasect", "instance", "list", "--output", "json"][..],
+            &["lasect", "user", "-o", "json", "list"][..],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            assert_eq!(cli.output, OutputFormat::Json, "{args:?}");
+        }
+        let cli = Cli::try_parse_from(["lasect", "token", "list"]).expect("parses");
+        assert_eq!(cli.output, OutputFormat::Table);
+    }
 }

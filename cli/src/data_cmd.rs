@@ -11,11 +11,13 @@ use serde_json::{Value, json};
 
 use crate::api_client::ApiClient;
 use crate::args::OutputFormat;
+use crate::printable::{escape, str_or};
 use crate::runs_cmd::{failure, instance_or_only, wait_run};
 use crate::{encode_segment, render};
 
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
+/// A string of the answer, escaped for the terminal ("" when absent).
+fn s(v: &Value) -> std::borrow::Cow<'_, str> {
+    str_or(v, "")
 }
 
 pub async fn schema_show(
@@ -57,15 +59,17 @@ pub async fn schema_show(
             .map(Vec::as_slice)
             .unwrap_or(&[])
         {
-            let sname = s(&schema["name"]);
+            let sname_raw = schema["name"].as_str().unwrap_or("");
+            let sname = escape(sname_raw);
             for table in schema["tables"]
                 .as_array()
                 .map(Vec::as_slice)
                 .unwrap_or(&[])
             {
-                let tname = s(&table["name"]);
+                let tname_raw = table["name"].as_str().unwrap_or("");
+                let tname = escape(tname_raw);
                 if let Some((os, ot)) = &only
-                    && (os != sname || ot != tname)
+                    && (os != sname_raw || ot != tname_raw)
                 {
                     continue;
                 }
@@ -94,7 +98,7 @@ pub async fn schema_show(
                         },
                         c["default"]
                             .as_str()
-                            .map(|d| format!(" DEFAULT {d}"))
+                            .map(|d| format!(" DEFAULT {}", escape(d)))
                             .unwrap_or_default()
                     );
                 }
@@ -178,7 +182,7 @@ pub async fn schema_changes(
                 s(&c["object_kind"]),
                 s(&c["object_name"]),
                 s(&c["change"]),
-                class,
+                class.into(),
             ]);
         }
         Ok(format!("{table}\n"))
@@ -372,7 +376,7 @@ pub async fn extension_action(
         Ok(format!(
             "{action} {}: installed version {}\n",
             s(&r["summary"]["name"]),
-            r["summary"]["installed_version"].as_str().unwrap_or("none")
+            str_or(&r["summary"]["installed_version"], "none")
         ))
     })
 }

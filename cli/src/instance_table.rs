@@ -5,6 +5,8 @@ use comfy_table::{CellAlignment, Table};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::printable::escape;
+
 #[derive(Debug, Deserialize)]
 struct InstanceList {
     instances: Vec<InstanceView>,
@@ -55,17 +57,20 @@ pub fn render(body: &Value) -> anyhow::Result<String> {
             .labels
             .iter()
             .map(|(k, v)| match v {
-                Value::String(s) => format!("{k}={s}"),
-                other => format!("{k}={other}"),
+                Value::String(s) => format!("{}={}", escape(k), escape(s)),
+                other => format!("{}={}", escape(k), escape(&other.to_string())),
             })
             .collect();
         table.add_row([
             i.id.to_string(),
-            i.agent_id.clone(),
-            i.name.clone(),
-            i.version.clone().unwrap_or_else(|| "-".to_owned()),
+            escape(&i.agent_id).into_owned(),
+            escape(&i.name).into_owned(),
+            i.version.as_deref().map_or("-".into(), escape).into_owned(),
             role.to_owned(),
-            i.last_seen.clone().unwrap_or_else(|| "-".to_owned()),
+            i.last_seen
+                .as_deref()
+                .map_or("-".into(), escape)
+                .into_owned(),
             if labels.is_empty() {
                 "-".to_owned()
             } else {

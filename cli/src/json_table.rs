@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::instance_table::new_table;
+use crate::printable::escape;
 
 /// Renders `rows` (JSON objects) with `columns` of (header, key).
 pub fn render(rows: &[Value], columns: &[(&str, &str)]) -> String {
@@ -30,7 +31,7 @@ pub fn render_one(row: &Value, columns: &[(&str, &str)]) -> String {
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => escape(s).into_owned(),
         Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(", "),
         Value::Object(map) if map.contains_key("key") && map.contains_key("role") => format!(
             "{}={}:{}",
@@ -38,7 +39,7 @@ fn cell(v: &Value) -> String {
             cell(&map["value"]),
             cell(&map["role"])
         ),
-        other => other.to_string(),
+        other => escape(&other.to_string()).into_owned(),
     }
 }
 
@@ -74,6 +75,24 @@ mod tests {
         );
         assert!(
             text.contains("env=prod:viewer") && text.contains('-'),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn cells_escape_terminal_controls() {
+        let row = json!({"a": "x\x1b]0;pwned\x07", "b": [{"key": "k", "value": "\x1b[2J", "role": "user"}],
+                         "c": {"n": "\u{202e}"}});
+        let text = render(
+            std::slice::from_ref(&row),
+            &[("A", "a"), ("B", "b"), ("C", "c")],
+        ) + &render_one(&row, &[("A", "a")]);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("x\\x1b]0;pwned\\x07") && text.contains("k=\\x1b[2J:user"),
             "{text}"
         );
     }

@@ -5,11 +5,14 @@
 //!   `LASECT_TOKEN`, and turns API error bodies into [`api_client::ApiError`];
 //! - [`instance_ref`]: `--instance` as an id, a name or `agent/name`;
 //! - [`instance_table`], [`samples_table`], [`human_units`], [`json_table`]: table output;
+//! - [`printable`]: every value from a database or the API is escaped before a table or a
+//!   message shows it (no terminal escapes from data);
 //! - [`people`]: login, users, tokens, agents, audit; [`config_file`]: what `login` writes;
 //! - [`exit`]: the exit codes.
 //!
 //! `main.rs` only parses arguments, reads the environment and calls [`run`].
 
+pub mod agents_cmd;
 pub mod api_client;
 pub mod args;
 pub mod config_file;
@@ -20,7 +23,9 @@ pub mod instance_ref;
 pub mod instance_table;
 pub mod json_table;
 pub mod migrate_cmd;
+pub mod password;
 pub mod people;
+pub mod printable;
 pub mod runs_cmd;
 pub mod samples_table;
 pub mod series_table;
@@ -41,18 +46,22 @@ use crate::args::{
 pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
     // Login builds its own clients (first without a token); every other command one.
     let client = || ApiClient::from_env(env.clone());
+    let output = cli.output;
     match cli.command {
         Command::Login {
             username,
             password_stdin,
             expires_in,
-            output,
         } => people::login(env.clone(), username, password_stdin, expires_in, output).await,
-        Command::User(c) => people::user(&client()?, c).await,
-        Command::Token(c) => people::token(&client()?, c).await,
-        Command::Agent(c) => people::agent(&client()?, c).await,
-        Command::Audit(c) => people::audit(&client()?, c).await,
-        Command::Instance(InstanceCommand::List { output }) => {
+        Command::User(crate::args::UserCommand::Passwd {
+            username,
+            password_stdin,
+        }) => people::passwd(env.clone(), username, password_stdin, output).await,
+        Command::User(c) => people::user(&client()?, c, output).await,
+        Command::Token(c) => people::token(&client()?, c, output).await,
+        Command::Agent(c) => people::agent(&client()?, c, output).await,
+        Command::Audit(c) => people::audit(&client()?, c, output).await,
+        Command::Instance(InstanceCommand::List) => {
             let list = client()?.get_json("api/v1/instances").await?;
             render(output, &list, instance_table::render)
         }
@@ -61,29 +70,22 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             name,
             agent,
             labels,
-            output,
         }) => runs_cmd::instance_add(&client()?, dsn, name, agent, labels, output).await,
         Command::Instance(InstanceCommand::Remove { instance }) => {
             runs_cmd::instance_remove(&client()?, &instance).await
         }
-        Command::Instance(InstanceCommand::Test { instance, output }) => {
+        Command::Instance(InstanceCommand::Test { instance }) => {
             runs_cmd::instance_test(&client()?, &instance, output).await
         }
-        Command::Instance(InstanceCommand::Show {
-            instance,
-            refresh,
-            output,
-        }) => runs_cmd::instance_show(&client()?, &instance, refresh, output).await,
-        Command::Sql(SqlCommand::Run {
-            target,
-            max_rows,
-            output,
-        }) => runs_cmd::sql_run(&client()?, sql_args(target, max_rows), output).await,
-        Command::Sql(SqlCommand::Explain {
-            target,
-            analyze,
-            output,
-        }) => runs_cmd::sql_explain(&client()?, sql_args(target, None), analyze, output).await,
+        Command::Instance(InstanceCommand::Show { instance, refresh }) => {
+            runs_cmd::instance_show(&client()?, &instance, refresh, output).await
+        }
+        Command::Sql(SqlCommand::Run { target, max_rows }) => {
+            runs_cmd::sql_run(&client()?, sql_args(target, max_rows), output).await
+        }
+        Command::Sql(SqlCommand::Explain { target, analyze }) => {
+            runs_cmd::sql_explain(&client()?, sql_args(target, None), analyze, output).await
+        }
         Command::Migrate(MigrateCommand::Run {
             targets,
             file,
@@ -93,7 +95,6 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             lock_timeout,
             statement_timeout,
             database,
-            output,
         }) => {
             let args = migrate_cmd::RunArgs {
                 targets,
@@ -112,9 +113,8 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             database,
             table,
             refresh,
-            output,
         }) => data_cmd::schema_show(&client()?, instance, database, table, refresh, output).await,
-        Command::Schema(SchemaCommand::Changes { instance, output }) => {
+        Command::Schema(SchemaCommand::Changes { instance }) => {
             data_cmd::schema_changes(&client()?, instance, output).await
         }
         Command::Data(DataCommand::Export {
@@ -130,7 +130,6 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             file,
             no_header,
             database,
-            output,
         }) => {
             data_cmd::import(
                 &client()?,
@@ -162,7 +161,7 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             )
             .await
         }
-        Command::Extension(ExtensionCommand::List { instance, output }) => {
+        Command::Extension(ExtensionCommand::List { instance }) => {
             data_cmd::extension_list(&client()?, instance, output).await
         }
         Command::Extension(ExtensionCommand::Enable {
@@ -170,7 +169,6 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             instance,
             version,
             cascade,
-            output,
         }) => {
             data_cmd::extension_action(
                 &client()?,
@@ -187,7 +185,6 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             name,
             instance,
             cascade,
-            output,
         }) => {
             data_cmd::extension_action(&client()?, instance, "disable", name, None, cascade, output)
                 .await
@@ -196,27 +193,23 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             name,
             instance,
             version,
-            output,
         }) => {
             data_cmd::extension_action(&client()?, instance, "update", name, version, false, output)
                 .await
         }
-        Command::Migrate(MigrateCommand::Status { id, output }) => {
+        Command::Migrate(MigrateCommand::Status { id }) => {
             migrate_cmd::status(&client()?, id, output).await
         }
-        Command::Migrate(MigrateCommand::Cancel { id, output }) => {
+        Command::Migrate(MigrateCommand::Cancel { id }) => {
             migrate_cmd::cancel(&client()?, id, output).await
         }
         Command::Run(RunCommand::List {
             instance,
             status,
             limit,
-            output,
         }) => runs_cmd::run_list(&client()?, instance, status, limit, output).await,
-        Command::Run(RunCommand::Show { id, output }) => {
-            runs_cmd::run_show(&client()?, id, output).await
-        }
-        Command::Run(RunCommand::Cancel { id, output }) => {
+        Command::Run(RunCommand::Show { id }) => runs_cmd::run_show(&client()?, id, output).await,
+        Command::Run(RunCommand::Cancel { id }) => {
             runs_cmd::run_cancel(&client()?, id, output).await
         }
         Command::Metrics(MetricsCommand::Show {
@@ -224,7 +217,6 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             family,
             since: Some(since),
             step,
-            output,
             ..
         }) => {
             let client = client()?;
@@ -245,10 +237,9 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             by,
             limit,
             since,
-            output,
         }) => {
             let client = client()?;
-            let id = instance_ref::resolve(&client, &instance).await?;
+            let id = runs_cmd::instance_or_only(&client, instance.as_deref()).await?;
             let from = since::from_param(&since, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
             let path = format!(
                 "api/v1/instances/{id}/statements/top?by={}&limit={limit}&from={from}",
@@ -261,7 +252,6 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             instance,
             family,
             limit,
-            output,
             ..
         }) => {
             let client = client()?;

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::api_client::ApiClient;
 use crate::args::OutputFormat;
+use crate::printable::{escape, str_or};
 use crate::render;
 use crate::runs_cmd::{RunFailed, parse_timeout_ms};
 
@@ -100,8 +101,8 @@ pub async fn run(client: &ApiClient, a: RunArgs, output: OutputFormat) -> anyhow
             eprint!("{out}");
             return Err(RunFailed(format!(
                 "migration {id} {}: {}",
-                m["status"].as_str().unwrap_or("?"),
-                m["error"].as_str().unwrap_or("")
+                str_or(&m["status"], "?"),
+                str_or(&m["error"], "")
             ))
             .into());
         }
@@ -125,10 +126,10 @@ pub async fn run(client: &ApiClient, a: RunArgs, output: OutputFormat) -> anyhow
 /// The per-instance report.
 pub fn report(m: &Value) -> anyhow::Result<String> {
     let mut out = format!(
-        "migration {} {:?}: {}{}\n",
+        "migration {} \"{}\": {}{}\n",
         m["id"],
-        m["name"].as_str().unwrap_or(""),
-        m["status"].as_str().unwrap_or("?"),
+        str_or(&m["name"], ""),
+        str_or(&m["status"], "?"),
         if m["dry_run"] == true {
             " (dry run)"
         } else {
@@ -136,15 +137,15 @@ pub fn report(m: &Value) -> anyhow::Result<String> {
         }
     );
     if let Some(e) = m["error"].as_str() {
-        let _ = writeln!(out, "error: {e}");
+        let _ = writeln!(out, "error: {}", escape(e));
     }
     let mut table = crate::instance_table::new_table();
     table.set_header(["#", "instance", "status", "run", "error"]);
     for t in m["targets"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
         let cell = |v: &Value| match v {
             Value::Null => "-".to_owned(),
-            Value::String(s) => s.clone(),
-            o => o.to_string(),
+            Value::String(s) => escape(s).into_owned(),
+            o => escape(&o.to_string()).into_owned(),
         };
         table.add_row([
             cell(&t["position"]),

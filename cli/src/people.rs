@@ -1,7 +1,5 @@
 //! `lasect login`, `user`, `token`, `agent`, `audit`: the identity and administration commands.
 
-use std::io::BufRead;
-
 use anyhow::Context;
 use serde_json::{Value, json};
 
@@ -12,6 +10,7 @@ use crate::args::{
 use crate::config_file::{self, ConfigFile};
 use crate::exit::Usage;
 use crate::json_table::{parse_duration_secs, render, render_one};
+use crate::printable::{escape, str_or};
 use crate::{encode_segment, render as render_body};
 
 const USER_COLUMNS: &[(&str, &str)] = &[
@@ -20,7 +19,7 @@ const USER_COLUMNS: &[(&str, &str)] = &[
     ("grants", "grants"),
     ("created", "created_at"),
     ("disabled", "disabled_at"),
-    ("locked until", "locked_until"),
+    ("must change password", "must_change_password"),
 ];
 const TOKEN_COLUMNS: &[(&str, &str)] = &[
     ("id", "id"),
@@ -88,17 +87,9 @@ fn grant(text: &str) -> anyhow::Result<Value> {
     }
 }
 
+/// With `prompt`, asks (without echo at a terminal); otherwise the first line of stdin.
 fn read_password(prompt: bool) -> anyhow::Result<String> {
-    if prompt {
-        eprint!("Password: ");
-    }
-    let line = std::io::stdin()
-        .lock()
-        .lines()
-        .next()
-        .ok_or_else(|| Usage("no password on stdin".to_owned()))?
-        .context("read the password")?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    crate::password::read("Password: ", !prompt)
 }
 
 fn json_text(body: &Value) -> anyhow::Result<String> {
@@ -176,23 +167,94 @@ pub async fn login(
         OutputFormat::Json => json_text(&result),
         OutputFormat::Table => Ok(format!(
             "logged in as {} ({}); API token {:?} saved in {}\n",
-            username,
-            session["role"].as_str().unwrap_or("no global role"),
+            escape(&username),
+            str_or(&session["role"], "no global role"),
             name,
             path.display()
         )),
     }
 }
 
-pub async fn user(client: &ApiClient, command: UserCommand) -> anyhow::Result<String> {
-    let (body, output, single) = match command {
-        UserCommand::List { output } => (client.get_json("api/v1/users").await?, output, false),
+/// `lasect user passwd`: sets a new password with the old one. With `username` it logs in
+/// first (the way to finish an admin reset); otherwise it acts for the stored token's user.
+/// Every session of the user ends; API tokens keep working.
+pub async fn passwd(
+    env: ClientEnv,
+    username: Option<String>,
+    password_stdin: bool,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    let old = crate::password::read("Current password: ", password_stdin)?;
+    let new = crate::password::read("New password: ", password_stdin)?;
+    if !password_stdin {
+        let again = crate::password::read("New password again: ", false)?;
+        if again != new {
+            return Err(Usage("the new passwords differ".to_owned()).into());
+        }
+    }
+    let client = match &username {
+        Some(name) => {
+            let anonymous = ApiClient::from_env(ClientEnv {
+                token: None,
+                ..env.clone()
+            })?;
+            let session = anonymous
+                .post_json(
+                    "api/v1/auth/login",
+                    &json!({"username": name, "password": old}),
+                )
+                .await?;
+            let access = session["access_token"]
+                .as_str()
+                .context("the login answer has no access_token")?;
+            ApiClient::from_env(ClientEnv {
+                token: Some(access.to_owned()),
+                ..env.clone()
+            })?
+        }
+        None => ApiClient::from_env(env.clone())?,
+    };
+    let session = client
+        .post_json(
+            "api/v1/auth/password",
+            &json!({"old_password": old, "new_password": new}),
+        )
+        .await?;
+    // The answer opens a new session the CLI does not keep: end it.
+    if let (Some(access), Some(refresh)) = (
+        session["access_token"].as_str(),
+        session["refresh_token"].as_str(),
+    ) {
+        let fresh = ApiClient::from_env(ClientEnv {
+            token: Some(access.to_owned()),
+            ..env
+        })?;
+        let _ = fresh
+            .post_json("api/v1/auth/logout", &json!({"refresh_token": refresh}))
+            .await;
+    }
+    let result = json!({"username": session["username"], "changed": true});
+    match output {
+        OutputFormat::Json => json_text(&result),
+        OutputFormat::Table => Ok(format!(
+            "password changed for {}; its other sessions ended\n",
+            str_or(&session["username"], "you")
+        )),
+    }
+}
+
+pub async fn user(
+    client: &ApiClient,
+    command: UserCommand,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    let (body, single) = match command {
+        UserCommand::List => (client.get_json("api/v1/users").await?, false),
         UserCommand::Create {
             username,
             role: r,
             grants,
             password_stdin,
-            output,
         } => {
             let mut request = json!({"username": username, "role": role(&r)?,
                 "grants": grants.iter().map(|g| grant(g)).collect::<anyhow::Result<Vec<_>>>()?});
@@ -213,16 +275,20 @@ pub async fn user(client: &ApiClient, command: UserCommand) -> anyhow::Result<St
             username,
             role: r,
             grants,
-            output,
         } => {
             let request = json!({"role": role(&r)?,
                 "grants": grants.iter().map(|g| grant(g)).collect::<anyhow::Result<Vec<_>>>()?});
             let path = format!("api/v1/users/{}/role", encode_segment(&username));
-            (client.post_json(&path, &request).await?, output, true)
+            (client.post_json(&path, &request).await?, true)
         }
-        UserCommand::Disable { username, output } => {
+        UserCommand::Passwd { .. } => {
+            return Err(anyhow::anyhow!(
+                "user passwd needs the client settings, not a client"
+            ));
+        }
+        UserCommand::Disable { username } => {
             let path = format!("api/v1/users/{}/disable", encode_segment(&username));
-            (client.post_json(&path, &json!({})).await?, output, true)
+            (client.post_json(&path, &json!({})).await?, true)
         }
     };
     match (output, single) {
@@ -236,13 +302,16 @@ fn list<'a>(body: &'a Value, key: &str) -> &'a [Value] {
     body[key].as_array().map_or(&[], Vec::as_slice)
 }
 
-pub async fn token(client: &ApiClient, command: TokenCommand) -> anyhow::Result<String> {
+pub async fn token(
+    client: &ApiClient,
+    command: TokenCommand,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
     match command {
         TokenCommand::Create {
             name,
             role: r,
             expires_in,
-            output,
         } => {
             let mut request = json!({"name": name, "role": role(&r)?});
             if let Some(e) = expires_in {
@@ -254,18 +323,18 @@ pub async fn token(client: &ApiClient, command: TokenCommand) -> anyhow::Result<
                 OutputFormat::Table => Ok(format!(
                     "{}token (shown once, store it now): {}\n",
                     render_one(&body["token"], TOKEN_COLUMNS),
-                    body["secret"].as_str().unwrap_or("-")
+                    str_or(&body["secret"], "-")
                 )),
             }
         }
-        TokenCommand::List { output } => {
+        TokenCommand::List => {
             let body = client.get_json("api/v1/tokens").await?;
             match output {
                 OutputFormat::Json => json_text(&body),
                 OutputFormat::Table => Ok(render(list(&body, "tokens"), TOKEN_COLUMNS)),
             }
         }
-        TokenCommand::Revoke { id, output } => {
+        TokenCommand::Revoke { id } => {
             let body = client.delete_json(&format!("api/v1/tokens/{id}")).await?;
             match output {
                 OutputFormat::Json => json_text(&body),
@@ -275,9 +344,13 @@ pub async fn token(client: &ApiClient, command: TokenCommand) -> anyhow::Result<
     }
 }
 
-pub async fn agent(client: &ApiClient, command: AgentCommand) -> anyhow::Result<String> {
+pub async fn agent(
+    client: &ApiClient,
+    command: AgentCommand,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
     match command {
-        AgentCommand::List { output } => {
+        AgentCommand::List => {
             let body = client.get_json("api/v1/agents").await?;
             match output {
                 OutputFormat::Json => json_text(&body),
@@ -288,7 +361,6 @@ pub async fn agent(client: &ApiClient, command: AgentCommand) -> anyhow::Result<
             ttl,
             uses,
             agent_id,
-            output,
         }) => {
             let request = json!({"ttl_secs": duration(&ttl, "--ttl")?, "uses": uses,
                                  "agent_id": agent_id});
@@ -299,14 +371,21 @@ pub async fn agent(client: &ApiClient, command: AgentCommand) -> anyhow::Result<
                 OutputFormat::Json => json_text(&body),
                 OutputFormat::Table => Ok(format!(
                     "enrollment token (shown once): {}\nuses: {}  expires: {}  agent: {}\n",
-                    body["token"].as_str().unwrap_or("-"),
+                    str_or(&body["token"], "-"),
                     body["max_uses"],
-                    body["expires_at"].as_str().unwrap_or("-"),
-                    body["agent_id"].as_str().unwrap_or("any")
+                    str_or(&body["expires_at"], "-"),
+                    str_or(&body["agent_id"], "any")
                 )),
             }
         }
-        AgentCommand::Disable { id, output } => {
+        AgentCommand::Token(AgentTokenCommand::List) => {
+            crate::agents_cmd::list_tokens(client, output).await
+        }
+        AgentCommand::Token(AgentTokenCommand::Revoke { id }) => {
+            crate::agents_cmd::revoke_token(client, id, output).await
+        }
+        AgentCommand::Cert(c) => crate::agents_cmd::cert(client, c, output).await,
+        AgentCommand::Disable { id } => {
             let path = format!("api/v1/agents/{}/disable", encode_segment(&id));
             let body = client.post_json(&path, &json!({})).await?;
             match output {
@@ -317,13 +396,16 @@ pub async fn agent(client: &ApiClient, command: AgentCommand) -> anyhow::Result<
     }
 }
 
-pub async fn audit(client: &ApiClient, command: AuditCommand) -> anyhow::Result<String> {
+pub async fn audit(
+    client: &ApiClient,
+    command: AuditCommand,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
     let AuditCommand::List {
         since,
         actor,
         action,
         limit,
-        output,
     } = command;
     let mut query = vec![format!("limit={limit}")];
     for (key, value) in [("since", since), ("actor", actor), ("action", action)] {

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::api_client::ApiClient;
 use crate::args::OutputFormat;
 use crate::instance_table::new_table;
+use crate::printable::{escape, str_or};
 use crate::{encode_segment, instance_ref, render};
 
 /// Seconds of one long poll (below the client's 60 s request timeout).
@@ -61,7 +62,7 @@ pub async fn instance_or_only(client: &ApiClient, instance: Option<&str>) -> any
         several => {
             let names: Vec<String> = several
                 .iter()
-                .map(|i| format!("{} ({})", i["name"].as_str().unwrap_or("?"), i["id"]))
+                .map(|i| format!("{} ({})", str_or(&i["name"], "?"), i["id"]))
                 .collect();
             Err(crate::exit::Usage(format!(
                 "several instances: say which with --instance, one of {}",
@@ -92,18 +93,18 @@ pub fn failure(run: &Value) -> RunFailed {
     let mut text = format!(
         "run {} {}: {}",
         run["id"],
-        run["status"].as_str().unwrap_or("?"),
-        run["error"].as_str().unwrap_or("no error message")
+        str_or(&run["status"], "?"),
+        str_or(&run["error"], "no error message")
     );
     let detail = &run["error_detail"];
     for key in ["sqlstate", "detail", "hint", "position", "where"] {
         match &detail[key] {
             Value::Null => {}
             Value::String(s) => {
-                let _ = write!(text, "\n  {key}: {s}");
+                let _ = write!(text, "\n  {key}: {}", escape(s));
             }
             other => {
-                let _ = write!(text, "\n  {key}: {other}");
+                let _ = write!(text, "\n  {key}: {}", escape(&other.to_string()));
             }
         }
     }
@@ -112,8 +113,8 @@ pub fn failure(run: &Value) -> RunFailed {
             let _ = write!(
                 text,
                 "\n  line {}: {}",
-                e["line"],
-                e["error"].as_str().unwrap_or("?")
+                escape(&e["line"].to_string()),
+                str_or(&e["error"], "?")
             );
         }
     }
@@ -141,8 +142,8 @@ pub async fn all_rows(client: &ApiClient, run: &Value) -> anyhow::Result<(Value,
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => "NULL".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => escape(s).into_owned(),
+        other => escape(&other.to_string()).into_owned(),
     }
 }
 
@@ -153,13 +154,7 @@ pub fn rows_table(columns: &Value, rows: &[Value], run: &Value) -> String {
         .as_array()
         .map(|cols| {
             cols.iter()
-                .map(|c| {
-                    format!(
-                        "{} ({})",
-                        c["name"].as_str().unwrap_or("?"),
-                        c["type"].as_str().unwrap_or("?")
-                    )
-                })
+                .map(|c| format!("{} ({})", str_or(&c["name"], "?"), str_or(&c["type"], "?")))
                 .collect()
         })
         .unwrap_or_default();
@@ -178,11 +173,11 @@ pub fn rows_table(columns: &Value, rows: &[Value], run: &Value) -> String {
     let n = rows.len();
     let _ = write!(out, "{n} row{}", if n == 1 { "" } else { "s" });
     if run["truncated"].as_bool() == Some(true) {
-        let by = run["summary"]["truncated_by"].as_str().unwrap_or("a limit");
+        let by = str_or(&run["summary"]["truncated_by"], "a limit");
         let _ = write!(out, " (truncated: {by})");
     }
     if let Some(cmd) = run["summary"]["command"].as_str() {
-        let _ = write!(out, " [{cmd}]");
+        let _ = write!(out, " [{}]", escape(cmd));
     }
     out.push('\n');
     out
@@ -296,15 +291,12 @@ pub fn plan_tree(node: &Value, depth: usize, out: &mut String) {
     }
     let indent = "  ".repeat(depth);
     let arrow = if depth == 0 { "" } else { "-> " };
-    let mut line = format!(
-        "{indent}{arrow}{}",
-        node["Node Type"].as_str().unwrap_or("?")
-    );
+    let mut line = format!("{indent}{arrow}{}", str_or(&node["Node Type"], "?"));
     if let Some(rel) = node["Relation Name"].as_str() {
-        let _ = write!(line, " on {rel}");
+        let _ = write!(line, " on {}", escape(rel));
     }
     if let Some(index) = node["Index Name"].as_str() {
-        let _ = write!(line, " using {index}");
+        let _ = write!(line, " using {}", escape(index));
     }
     let _ = write!(
         line,
@@ -384,7 +376,8 @@ pub async fn run_show(client: &ApiClient, id: i64, output: OutputFormat) -> anyh
         ]);
         let mut out = crate::json_table::render_one(b, &cols);
         if !b["error_detail"].is_null() {
-            let _ = writeln!(out, "error detail: {}", b["error_detail"]);
+            let detail = b["error_detail"].to_string();
+            let _ = writeln!(out, "error detail: {}", escape(&detail));
         }
         Ok(out)
     })
@@ -402,7 +395,7 @@ pub async fn run_cancel(
         Ok(format!(
             "run {} cancel asked; status {}\n",
             b["id"],
-            b["status"].as_str().unwrap_or("?")
+            str_or(&b["status"], "?")
         ))
     })
 }
@@ -434,10 +427,10 @@ pub async fn instance_add(
         let i = &b["instance"];
         let mut out = format!(
             "added instance {} ({}) on agent {}: {}\n",
-            i["name"].as_str().unwrap_or("?"),
+            str_or(&i["name"], "?"),
             i["id"],
-            i["agent_id"].as_str().unwrap_or("?"),
-            b["check"]["version"].as_str().unwrap_or("")
+            str_or(&i["agent_id"], "?"),
+            str_or(&b["check"]["version"], "")
         );
         out.push_str(&features(&b["check"]));
         Ok(out)
@@ -455,8 +448,8 @@ fn features(check: &Value) -> String {
             let _ = writeln!(
                 out,
                 "  will not work: {}: {}",
-                f["feature"].as_str().unwrap_or("?"),
-                f["reason"].as_str().unwrap_or("")
+                str_or(&f["feature"], "?"),
+                str_or(&f["reason"], "")
             );
         }
     }
@@ -484,8 +477,8 @@ pub async fn instance_test(
         let c = &b["check"];
         let mut out = format!(
             "ok: {} as {}{}\n",
-            c["version"].as_str().unwrap_or("?"),
-            c["user"].as_str().unwrap_or("?"),
+            str_or(&c["version"], "?"),
+            str_or(&c["user"], "?"),
             if c["in_recovery"].as_bool() == Some(true) {
                 " (standby)"
             } else {
@@ -535,13 +528,13 @@ pub async fn instance_show(
                 out,
                 "uptime: {} s, started {}",
                 m["uptime_s"],
-                m["started_at"].as_str().unwrap_or("?")
+                str_or(&m["started_at"], "?")
             );
             for d in m["databases"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
                 let _ = writeln!(
                     out,
                     "database {}: {} bytes",
-                    d["name"].as_str().unwrap_or("?"),
+                    str_or(&d["name"], "?"),
                     d["size_bytes"]
                 );
             }
@@ -549,8 +542,8 @@ pub async fn instance_show(
                 let _ = writeln!(
                     out,
                     "extension {} {}",
-                    e["name"].as_str().unwrap_or("?"),
-                    e["version"].as_str().unwrap_or("?")
+                    str_or(&e["name"], "?"),
+                    str_or(&e["version"], "?")
                 );
             }
         } else {
@@ -599,6 +592,31 @@ mod tests {
                 && text.contains("position: 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn result_values_cannot_drive_the_terminal() {
+        let controls = |t: &str| t.chars().any(|c| c.is_control() && c != '\n');
+        let columns = json!([{"name": "t\x1b[2J", "type": "text"}, {"name": "j", "type": "jsonb"}]);
+        let rows = [json!(["\x1b]0;pwned\x07", {"k": "\u{202e}\u{9b}"}])];
+        let run = json!({"summary": {"command": "SELECT\r1"}});
+        let out = rows_table(&columns, &rows, &run);
+        assert!(!controls(&out) && !out.contains('\u{202e}'), "{out:?}");
+        assert!(
+            out.contains("t\\x1b[2J (text)") && out.contains("\\x1b]0;pwned\\x07"),
+            "{out}"
+        );
+        let run = json!({"id": 1, "status": "failed", "error": "bad \x1b[2J",
+            "error_detail": {"detail": "\x07", "errors": [{"line": 1, "error": "\x08"}]}});
+        let text = failure(&run).to_string();
+        assert!(!controls(&text), "{text:?}");
+        let mut plan = String::new();
+        plan_tree(
+            &json!({"Node Type": "Seq Scan", "Relation Name": "t\x1b]0;x\x07"}),
+            0,
+            &mut plan,
+        );
+        assert!(!controls(&plan), "{plan:?}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::human_units;
 use crate::instance_table::{InstanceView, new_table};
+use crate::printable::escape;
 
 #[derive(Debug, Deserialize)]
 struct SamplesView {
@@ -47,9 +48,15 @@ pub fn render(body: &Value) -> anyhow::Result<String> {
     let view: SamplesView =
         serde_json::from_value(body.clone()).context("unexpected shape of the samples")?;
     let i = &view.instance;
-    let mut out = format!("{}/{} (id {}): {}\n", i.agent_id, i.name, i.id, view.family);
+    let family = escape(&view.family);
+    let mut out = format!(
+        "{}/{} (id {}): {family}\n",
+        escape(&i.agent_id),
+        escape(&i.name),
+        i.id
+    );
     if view.rows.is_empty() {
-        out.push_str(&format!("no {} samples yet\n", view.family));
+        out.push_str(&format!("no {family} samples yet\n"));
         return Ok(out);
     }
     if view.family == "database" {
@@ -91,7 +98,7 @@ fn database_table(rows: &[&Map<String, Value>]) -> String {
 
 fn generic_table(columns: &[String], rows: &[Map<String, Value>]) -> String {
     let mut table = new_table();
-    table.set_header(columns.iter());
+    table.set_header(columns.iter().map(|c| escape(c)));
     for row in rows {
         table.add_row(columns.iter().map(|c| cell(c, row.get(c))));
     }
@@ -110,16 +117,16 @@ fn cell(column: &str, value: Option<&Value>) -> String {
         Some(Value::Number(n)) if n.is_f64() => n
             .as_f64()
             .map_or_else(|| n.to_string(), |f| format!("{f:.2}")),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+        Some(Value::String(s)) => escape(s).into_owned(),
+        Some(other) => escape(&other.to_string()).into_owned(),
     }
 }
 
 fn text(row: &Map<String, Value>, key: &str) -> String {
     match row.get(key) {
         None | Some(Value::Null) => "-".to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+        Some(Value::String(s)) => escape(s).into_owned(),
+        Some(other) => escape(&other.to_string()).into_owned(),
     }
 }
 

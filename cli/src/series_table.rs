@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::instance_table::{InstanceView, new_table};
+use crate::printable::escape;
 
 #[derive(Debug, Deserialize)]
 struct SeriesView {
@@ -38,21 +39,30 @@ pub fn render(body: &Value) -> anyhow::Result<String> {
     let i = &view.instance;
     let mut out = format!(
         "{}/{} (id {}): {} from {} to {}, step {}s\n",
-        i.agent_id, i.name, i.id, view.family, view.from, view.to, view.step_seconds
+        escape(&i.agent_id),
+        escape(&i.name),
+        i.id,
+        escape(&view.family),
+        escape(&view.from),
+        escape(&view.to),
+        view.step_seconds
     );
     if view.series.iter().all(|s| s.points.is_empty()) {
-        out.push_str(&format!("no {} samples in this range\n", view.family));
+        out.push_str(&format!(
+            "no {} samples in this range\n",
+            escape(&view.family)
+        ));
         return Ok(out);
     }
     let mut table = new_table();
-    let mut header: Vec<String> = view.keys.clone();
+    let mut header: Vec<String> = view.keys.iter().map(|k| escape(k).into_owned()).collect();
     header.push("time".to_owned());
     header.push("rows".to_owned());
     for c in &view.columns {
         header.push(match c.aggregate.as_str() {
-            "rate" => format!("{}/s", c.name),
-            "avg" | "sum" => c.name.clone(),
-            other => format!("{other}({})", c.name),
+            "rate" => format!("{}/s", escape(&c.name)),
+            "avg" | "sum" => escape(&c.name).into_owned(),
+            other => format!("{}({})", escape(other), escape(&c.name)),
         });
     }
     table.set_header(header);
@@ -80,13 +90,13 @@ pub fn render(body: &Value) -> anyhow::Result<String> {
 pub(crate) fn cell(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => "-".to_owned(),
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => escape(s).into_owned(),
         Some(Value::Number(n)) if n.is_f64() => {
             let f = n.as_f64().unwrap_or_default();
             let text = format!("{f:.3}");
             text.trim_end_matches('0').trim_end_matches('.').to_owned()
         }
-        Some(other) => other.to_string(),
+        Some(other) => escape(&other.to_string()).into_owned(),
     }
 }
 

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::instance_table::{InstanceView, new_table};
+use crate::printable::escape;
 use crate::series_table::cell;
 
 #[derive(Debug, Deserialize)]
@@ -26,7 +27,12 @@ pub fn render(body: &Value) -> anyhow::Result<String> {
     let i = &view.instance;
     let mut out = format!(
         "{}/{} (id {}): top statements by {} from {} to {}\n",
-        i.agent_id, i.name, i.id, view.by, view.from, view.to
+        escape(&i.agent_id),
+        escape(&i.name),
+        i.id,
+        escape(&view.by),
+        escape(&view.from),
+        escape(&view.to)
     );
     if view.statements.is_empty() {
         out.push_str("no statements in this range\n");
@@ -70,8 +76,9 @@ fn short_query(query: Option<&Value>) -> String {
         return "(text not collected)".to_owned();
     };
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = escape(&flat);
     if flat.chars().count() <= QUERY_WIDTH {
-        return flat;
+        return flat.into_owned();
     }
     let cut: String = flat.chars().take(QUERY_WIDTH - 1).collect();
     format!("{cut}…")

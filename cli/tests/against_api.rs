@@ -702,3 +702,234 @@ async fn metrics_series_and_top_queries() {
         .expect("q1");
     assert!(first < second, "mean 300 ms before 0.02 ms: {table}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_is_a_global_flag() {
+    let api = start_api().await;
+    // Before the subcommand (kubectl, gh), after it, or between its two words.
+    for args in [
+        &["--output", "json", "instance", "list"][..],
+        &["-o", "json", "user", "list"][..],
+        &["token", "-o", "json", "list"][..],
+        &["-o", "json", "agent", "list"][..],
+        &["--output", "json", "audit", "list"][..],
+        &["-o", "json", "run", "list"][..],
+        &["-o", "json", "metrics", "show", "-i", "reports"][..],
+        &["-o", "json", "queries", "top", "-i", "1"][..],
+        &["instance", "list", "-o", "json"][..],
+    ] {
+        let out = ok(api.lasect(args)).await;
+        let value: Result<Value, _> = serde_json::from_str(&out);
+        assert!(value.is_ok(), "{args:?} did not print JSON: {out}");
+    }
+    let table = ok(api.lasect(&["instance", "list"])).await;
+    assert!(serde_json::from_str::<Value>(&table).is_err(), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_top_defaults_to_the_only_instance() {
+    let api = start_api().await;
+    // Three instances: the same refusal as `sql run`, naming them.
+    let err = fails_with(api.lasect(&["queries", "top"]), 2).await;
+    assert!(
+        err.starts_with("error: several instances: say which with --instance"),
+        "{err}"
+    );
+    assert!(err.contains("reports (3)"), "{err}");
+
+    sqlx::query("UPDATE instances SET state = 'removed' WHERE id IN (2, 3)")
+        .execute(&api.pool)
+        .await
+        .expect("remove two instances");
+    let out = ok(api.lasect(&["queries", "top"])).await;
+    assert!(
+        out.starts_with("db-01/main (id 1): top statements by total_time"),
+        "{out}"
+    );
+    let json = ok(api.lasect(&["queries", "top", "-o", "json"])).await;
+    let body: Value = serde_json::from_str(&json).expect("JSON output");
+    assert_eq!(body["instance"]["id"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_refused_except_on_loopback() {
+    let api = start_api().await;
+    let refused = |err: &str| {
+        assert!(
+            err.contains("plain http://") && err.contains("use https://"),
+            "{err}"
+        );
+    };
+    // From the environment, a flag and the config file alike; nothing is sent anywhere.
+    let mut cmd = api.lasect(&["instance", "list"]);
+    cmd.env("LASECT_URL", "http://lasect.example.com:8443");
+    refused(&fails_with(cmd, 2).await);
+    refused(
+        &fails_with(
+            api.lasect(&["--url", "http://10.1.2.3", "instance", "list"]),
+            2,
+        )
+        .await,
+    );
+    let config = api._dir.path().join(".config/lasect/config.toml");
+    std::fs::create_dir_all(config.parent().expect("dir")).expect("config dir");
+    std::fs::write(&config, "url = \"http://192.0.2.7:8443\"\n").expect("config");
+    let mut cmd = api.lasect(&["instance", "list"]);
+    cmd.env_remove("LASECT_URL");
+    refused(&fails_with(cmd, 2).await);
+    // Login would send a password: refused before it is read.
+    let mut cmd = api.lasect(&["login", "-u", "admin", "--password-stdin"]);
+    cmd.env("LASECT_URL", "http://lasect.example.com");
+    refused(&fails_with(with_stdin(cmd, "secret\n"), 2).await);
+    std::fs::remove_file(&config).expect("remove config");
+
+    // Loopback over http is accepted (nothing listens there: unreachable, not refused).
+    let port = free_port();
+    for url in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+        format!("http://[::1]:{port}"),
+    ] {
+        let mut cmd = api.lasect(&["instance", "list"]);
+        cmd.env("LASECT_URL", &url);
+        let err = fails_with(cmd, 5).await;
+        assert!(err.contains("could not reach the API"), "{url}: {err}");
+    }
+}
+
+/// What a terminal would interpret rather than show.
+fn has_terminal_controls(text: &str) -> bool {
+    text.chars()
+        .any(|c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_values_cannot_drive_the_terminal() {
+    let api = start_api().await;
+    let title = "\x1b]0;pwned\x07";
+    let clear = "\x1b[2J";
+    sqlx::query(
+        "UPDATE instances SET name = $1, labels = jsonb_build_object('team', $2::text) WHERE id = 3",
+    )
+    .bind(format!("rep{title}orts"))
+    .bind(format!("ops{clear}\r\u{202e}x"))
+    .execute(&api.pool)
+    .await
+    .expect("hostile name and label");
+    sqlx::query("UPDATE metric_database SET datname = $1 WHERE instance_id = 3")
+        .bind(format!("db{clear}"))
+        .execute(&api.pool)
+        .await
+        .expect("hostile datname");
+    sqlx::query(
+        "INSERT INTO metric_statement (time, instance_id, queryid, dbid, userid, toplevel,
+             since_reset, calls, rows, total_exec_time_ms)
+         VALUES (now() - interval '1 minute', 3, 42, 1, 10, true, false, 1, 1, 1.0)",
+    )
+    .execute(&api.pool)
+    .await
+    .expect("statement");
+    sqlx::query("INSERT INTO statement_texts VALUES (3, 42, $1, now())")
+        .bind(format!("SELECT '{title}'"))
+        .execute(&api.pool)
+        .await
+        .expect("statement text");
+
+    let table = ok(api.lasect(&["instance", "list"])).await;
+    assert!(!has_terminal_controls(&table), "{table:?}");
+    assert!(table.contains("rep\\x1b]0;pwned\\x07orts"), "{table}");
+    assert!(table.contains("team=ops\\x1b[2J\\r\\u{202e}x"), "{table}");
+    for args in [
+        &["metrics", "show", "-i", "3"][..],
+        &["queries", "top", "-i", "3"][..],
+    ] {
+        let out = ok(api.lasect(args)).await;
+        assert!(!has_terminal_controls(&out), "{args:?}: {out:?}");
+        assert!(out.contains("\\x1b"), "{args:?}: {out}");
+    }
+    // An error naming the value (the several-instances refusal lists every name).
+    let err = fails_with(api.lasect(&["queries", "top"]), 2).await;
+    assert!(!has_terminal_controls(&err), "{err:?}");
+    assert!(err.contains("rep\\x1b]0;pwned\\x07orts (3)"), "{err}");
+
+    // JSON keeps the value itself (serde escapes the controls).
+    let json = ok(api.lasect(&["instance", "list", "-o", "json"])).await;
+    assert!(!json.contains('\x1b') && !json.contains('\x07'), "{json:?}");
+    let body: Value = serde_json::from_str(&json).expect("JSON output");
+    let names: Vec<&str> = body["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&format!("rep{title}orts").as_str()),
+        "{names:?}"
+    );
+}
+
+/// Runs `lasect login` with its stdin, stdout and stderr on a pseudo-terminal, types
+/// `password` once the prompt is shown, and returns whether it succeeded and all the terminal
+/// displayed.
+async fn login_at_a_terminal(api: &Api, password: &str) -> (bool, String) {
+    use std::io::{Read, Write};
+
+    let pty = nix::pty::openpty(None, None).expect("open a pty");
+    let mut cmd = api.lasect(&["login", "--username", "admin"]);
+    cmd.env_remove("LASECT_TOKEN")
+        .stdin(pty.slave.try_clone().expect("dup pty"))
+        .stdout(pty.slave.try_clone().expect("dup pty"))
+        .stderr(pty.slave);
+    let typed = format!("{password}\n");
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("run lasect");
+        // Our copies of the terminal's slave side go, so reads end when lasect exits.
+        drop(cmd);
+        let master = std::fs::File::from(pty.master);
+        let mut writer = master.try_clone().expect("dup master");
+        let mut master = master;
+        let mut shown = Vec::new();
+        let mut buf = [0_u8; 4096];
+        let mut read = |shown: &mut Vec<u8>| match master.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                shown.extend_from_slice(&buf[..n]);
+                true
+            }
+            // EIO once the slave side is closed.
+            _ => false,
+        };
+        while !String::from_utf8_lossy(&shown).contains("Password: ") && read(&mut shown) {}
+        writer
+            .write_all(typed.as_bytes())
+            .expect("type the password");
+        while read(&mut shown) {}
+        let status = child.wait().expect("wait for lasect");
+        (
+            status.success(),
+            String::from_utf8_lossy(&shown).into_owned(),
+        )
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_prompt_does_not_echo() {
+    let api = start_api().await;
+    let (ok_login, shown) = login_at_a_terminal(&api, ADMIN_PASSWORD).await;
+    eprintln!("{shown}");
+    assert!(ok_login, "{shown}");
+    assert!(shown.contains("Password: "), "{shown}");
+    assert!(shown.contains("logged in as admin"), "{shown}");
+    assert!(
+        !shown.contains(ADMIN_PASSWORD),
+        "the password was echoed: {shown}"
+    );
+
+    // Scripts: without a terminal the prompt still reads the first line of stdin. (Another
+    // host name: the token login names after host and second is still live.)
+    let mut cmd = api.lasect(&["login", "--username", "admin"]);
+    cmd.env_remove("LASECT_TOKEN").env("HOSTNAME", "script-host");
+    let out = ok(with_stdin(cmd, &format!("{ADMIN_PASSWORD}\n"))).await;
+    assert!(out.contains("logged in as admin"), "{out}");
+}
