@@ -518,4 +518,36 @@ mod class_tests {
         assert_eq!(class_of("instance_check", &json!({})), Ok(None));
         assert!(class_of("rm_rf", &json!({})).is_err());
     }
+
+    #[test]
+    fn every_class_is_one_the_allow_list_knows() {
+        let kinds = [
+            "sql",
+            "explain",
+            "schema_snapshot",
+            "table_data",
+            "export_csv",
+            "import_csv",
+            "dump_sql",
+            "extension_list",
+            "extension_action",
+            "migration",
+        ];
+        for kind in kinds {
+            for params in [
+                json!({}),
+                json!({"write": true}),
+                json!({"analyze": true}),
+                json!({"analyze": true, "write": true}),
+            ] {
+                let class = class_of(kind, &params)
+                    .expect("known kind")
+                    .expect("a class");
+                assert!(
+                    crate::control_config::CLASSES.contains(&class),
+                    "{kind} {params} -> {class}"
+                );
+            }
+        }
+    }
 }
