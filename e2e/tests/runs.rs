@@ -100,6 +100,22 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
     // The seed's form: no --instance when one instance exists.
     let out = stack.cli(&["sql", "run", "SELECT 1 AS one"]);
     assert!(out.contains("one (int4)") && out.contains("1 row"), "{out}");
+    // A value that would retitle the window and clear the screen is shown, not obeyed.
+    let out = stack.cli(&[
+        "sql",
+        "run",
+        "SELECT E'\\x1b]0;pwned\\x07' AS t, E'\\x1b[2J\\r' AS \"u\u{202e}\"",
+    ]);
+    assert!(
+        !out.chars()
+            .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+        "{out:?}"
+    );
+    assert!(
+        out.contains("\\x1b]0;pwned\\x07") && out.contains("\\x1b[2J\\r"),
+        "{out}"
+    );
+    assert!(out.contains("u\\u{202e} (text)"), "{out}");
 
     // max_rows truncates and says so.
     let run = sql(
