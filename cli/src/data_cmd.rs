@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::api_client::ApiClient;
 use crate::args::OutputFormat;
-use crate::printable::{escape, str_or};
+use crate::printable::{TerminalWriter, escape, str_or};
 use crate::runs_cmd::{failure, instance_or_only, wait_run};
 use crate::{encode_segment, render};
 
@@ -195,13 +195,23 @@ async fn download(client: &ApiClient, run: &Value, out: Option<&PathBuf>) -> any
     let mut response = client
         .get_stream(&format!("api/v1/runs/{id}/download"))
         .await?;
+    let mut written = 0u64;
+    if out.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        // Rows on a terminal are shown, not obeyed; a pipe or a file gets the bytes as they are.
+        let mut sink = TerminalWriter::new(std::io::stdout().lock());
+        while let Some(chunk) = response.chunk().await.context("read the download")? {
+            sink.write_chunk(&chunk).context("write the download")?;
+            written += chunk.len() as u64;
+        }
+        sink.finish().context("write the download")?;
+        return Ok(written);
+    }
     let mut sink: Box<dyn std::io::Write> = match out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?,
         )),
         None => Box::new(std::io::stdout().lock()),
     };
-    let mut written = 0u64;
     while let Some(chunk) = response.chunk().await.context("read the download")? {
         sink.write_all(&chunk).context("write the download")?;
         written += chunk.len() as u64;
