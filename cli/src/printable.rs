@@ -5,8 +5,8 @@
 //! overwrite what was printed before it, and U+202E reverse the text after it. Every plain
 //! renderer passes such text through [`escape`] (one value) or [`escape_lines`] (a whole
 //! message whose own line breaks are layout); an export or dump streamed to a terminal goes
-//! through [`TerminalWriter`]. JSON output needs neither: serde escapes
-//! control characters, and a JSON consumer is a program, not a terminal.
+//! through [`TerminalWriter`]. JSON output needs none of them: serde escapes control
+//! characters, and a JSON consumer is a program, not a terminal.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
