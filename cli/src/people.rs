@@ -107,12 +107,13 @@ pub async fn login(
     let Some(path) = config_file::default_path() else {
         return Err(Usage("neither HOME nor XDG_CONFIG_HOME is set".to_owned()).into());
     };
-    let password = read_password(!password_stdin)?;
     let anonymous = ClientEnv {
         token: None,
         ..env.clone()
     };
+    // A URL that would be refused (http:// off loopback) is refused before the password is asked.
     let client = ApiClient::from_env(anonymous.clone())?;
+    let password = read_password(!password_stdin)?;
     let session = client
         .post_json(
             "api/v1/auth/login",

@@ -774,10 +774,12 @@ async fn plain_http_is_refused_except_on_loopback() {
     let mut cmd = api.lasect(&["instance", "list"]);
     cmd.env_remove("LASECT_URL");
     refused(&fails_with(cmd, 2).await);
-    // Login would send a password: refused before it is read.
-    let mut cmd = api.lasect(&["login", "-u", "admin", "--password-stdin"]);
+    // Login would send a password: refused before it is asked for.
+    let mut cmd = api.lasect(&["login", "-u", "admin"]);
     cmd.env("LASECT_URL", "http://lasect.example.com");
-    refused(&fails_with(with_stdin(cmd, "secret\n"), 2).await);
+    let err = fails_with(with_stdin(cmd, "secret\n"), 2).await;
+    refused(&err);
+    assert!(!err.contains("Password:"), "{err}");
     std::fs::remove_file(&config).expect("remove config");
 
     // Loopback over http is accepted (nothing listens there: unreachable, not refused).
