@@ -18,6 +18,7 @@ lint: deps
 # Everything CI runs: formatting, lints, then the whole suite against real
 # PostgreSQL clusters and the real binaries (end-to-end tests need --bins).
 test: lint
+	@scripts/deps.sh --test
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need, and only what is missing:
 # a Rust toolchain, a C compiler, PostgreSQL server + contrib, curl; with
-# --bench also what `make bench` runs (jq, pgbench, prometheus-postgres-exporter).
+# --bench also what `make bench` runs (jq, pgbench, prometheus-postgres-exporter); with
+# --test also Schemathesis (the OpenAPI fuzzer of e2e/tests/openapi_fuzz.rs) in
+# target/schemathesis-venv.
 # Debian/Ubuntu (apt-get). Safe to run repeatedly.
 set -euo pipefail
 
@@ -18,6 +20,11 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 # `make bench` (scripts/deps.sh --bench) also compares the agent with the
 # Prometheus exporter and drives it with pgbench and curl.
+# `make test` (scripts/deps.sh --test) also runs Schemathesis, from PyPI, in a venv.
+if [ "${1:-}" = "--test" ]; then
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+fi
 if [ "${1:-}" = "--bench" ]; then
     command -v jq >/dev/null 2>&1 || missing+=(jq)
     command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-client)
@@ -56,4 +63,16 @@ done
 # invoked as root (initdb refuses root).
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+
+# The version is pinned: a fuzzer that changes under the suite would change what it finds.
+SCHEMATHESIS_VERSION=4.32.5
+if [ "${1:-}" = "--test" ]; then
+    venv="$(cd "$(dirname "$0")/.." && pwd)/target/schemathesis-venv"
+    if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+        echo "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+    fi
 fi

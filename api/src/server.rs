@@ -220,6 +220,11 @@ async fn run_sweeper(pool: PgPool) {
         if let Err(e) = crate::runs::expire_queued(&pool).await {
             tracing::debug!(error = %e, "cannot expire queued runs");
         }
+        match crate::runs::remove_failed_additions(&pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(instances = n, "removed instances whose check failed"),
+            Err(e) => tracing::debug!(error = %e, "cannot remove instances whose check failed"),
+        }
         // A minute after start, then hourly: fresh metadata (versions, replication) of every
         // instance, which migration targets by role rely on.
         if n % 720 == 12 {
@@ -302,7 +307,13 @@ async fn rebind_legacy_dsns(pool: &sqlx::PgPool, secrets: &lasect_pki::secrets::
     };
     match result {
         Ok(0) => {}
-        Ok(n) => tracing::info!(instances = n, "re-encrypted DSNs bound to their instance and agent"),
-        Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot re-encrypt the DSNs stored before their binding"),
+        Ok(n) => tracing::info!(
+            instances = n,
+            "re-encrypted DSNs bound to their instance and agent"
+        ),
+        Err(e) => tracing::warn!(
+            error = format!("{e:#}"),
+            "cannot re-encrypt the DSNs stored before their binding"
+        ),
     }
 }

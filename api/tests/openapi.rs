@@ -219,7 +219,7 @@ fn check_answer(doc: &Value, what: &str, op: &Value, answer: &Answer) {
 /// Good and bad URIs for a documented path.
 fn uris(path: &str) -> Vec<String> {
     let fill = |id: &str, family: &str| path.replace("{id}", id).replace("{family}", family);
-    // Checks wait for an agent (none here): ask for no wait, which ends in the documented 504.
+    // Checks wait for an agent (none here): ask for no wait, which answers the documented 202.
     if path.ends_with("/test")
         || path.ends_with("/refresh")
         || path.ends_with("/rows")

@@ -263,7 +263,8 @@ async fn adding_an_instance_keeps_only_ciphertext_and_never_echoes_the_password(
         None,
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Well-formed by the document (any string up to 4096 characters), not a DSN: 422.
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM instances")
         .fetch_one(&f.pool)
         .await
@@ -279,7 +280,7 @@ async fn adding_an_instance_keeps_only_ciphertext_and_never_echoes_the_password(
     .await;
     assert_eq!(
         status,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "two agents: which one? {body}"
     );
     assert!(!body.to_string().contains("Zq9marker"));
@@ -405,14 +406,22 @@ async fn migration_targets_by_role_and_publication() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    for bad in [
-        json!({"role": "leader"}),
-        json!({"labels": {"env": "nowhere"}}),
-        json!({}),
-        json!({"role": "primary", "publication": "x"}),
+    // Against the document (400), or well-formed but selecting nothing sensible (422).
+    for (bad, expected) in [
+        (json!({"role": "leader"}), StatusCode::BAD_REQUEST),
+        (json!({"instances": []}), StatusCode::BAD_REQUEST),
+        (
+            json!({"labels": {"env": "nowhere"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!({"role": "primary", "publication": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ] {
         let (status, body) = start(bad.clone()).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(status, expected, "{bad}: {body}");
     }
 }
 
@@ -641,7 +650,7 @@ async fn run_details_are_visible_only_to_who_may_read_them() {
             let expected = match (full, *shape) {
                 (false, _) => StatusCode::FORBIDDEN,
                 (true, "rows") => StatusCode::OK,
-                (true, _) => StatusCode::BAD_REQUEST,
+                (true, _) => StatusCode::CONFLICT,
             };
             assert_eq!(
                 status,

@@ -119,10 +119,20 @@ pub async fn list(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnrollmentToken {
+    /// Lifetime, 60 s to 30 days.
+    #[schema(minimum = 60, maximum = 2_592_000)]
+    #[serde(deserialize_with = "crate::routes::json_integer::required")]
     pub ttl_secs: u64,
-    #[serde(default = "one")]
+    /// How many enrollments it allows, 1..=10000 (default 1).
+    #[serde(
+        default = "one",
+        deserialize_with = "crate::routes::json_integer::required"
+    )]
+    #[schema(minimum = 1, maximum = 10_000)]
     pub uses: u32,
+    /// The only agent id it may enroll (default: any new id).
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
     pub agent_id: Option<String>,
 }
 
@@ -353,7 +363,7 @@ pub async fn certificates(
     tag = "agents",
     params(
         ("id" = String, Path, description = "Agent id"),
-        ("serial" = String, Path, description = "Certificate serial in hex (case and colons ignored)"),
+        ("serial" = String, Path, pattern = "^[0-9A-Fa-f:]+$", description = "Certificate serial in hex (case and colons ignored)"),
     ),
     security(("bearer" = [])),
     responses(
@@ -373,11 +383,17 @@ pub async fn revoke_certificate(
     principal.require(Role::Admin)?;
     let Path((id, serial)) =
         path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
-    let serial = normalize_serial(&serial).ok_or_else(|| {
-        ApiError::bad_request(
+    if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+        return Err(ApiError::bad_request(
             "invalid_path",
             format!("serial {serial:?} is not a hexadecimal certificate serial"),
-        )
+        ));
+    }
+    // Hex and colons, but no digit or more than a serial holds: no certificate has it.
+    let serial = normalize_serial(&serial).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "agent {id:?} has no certificate with serial {serial:?}"
+        ))
     })?;
     let done: Option<String> = sqlx::query_scalar(
         "UPDATE agent_certificates SET revoked_at = coalesce(revoked_at, now()), \

@@ -62,8 +62,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 400: the request breaks a rule the OpenAPI document states (types, ranges, patterns).
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 422: the request is well-formed by the document but cannot be carried out as asked
+    /// (a reversed time range, a DSN without a host): a rule no schema expresses.
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
     /// An unexpected failure: `detail` goes to the log, the client sees a generic message.
@@ -96,7 +103,17 @@ impl From<sqlx::Error> for ApiError {
                 .is_some_and(|c| ["08", "53", "57"].iter().any(|class| c.starts_with(class))),
             _ => false,
         };
+        // 22021 (a NUL byte in text) and 22P05 (`\u0000` in jsonb): PostgreSQL stores no NUL
+        // character, whatever the client sent; the request cannot be carried out as asked.
+        let nul_in_text = match &err {
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| c == "22021" || c == "22P05"),
+            _ => false,
+        };
         match err {
+            _ if nul_in_text => Self::unprocessable(
+                "nul_character",
+                "a text value holds the NUL character (U+0000), which PostgreSQL cannot store",
+            ),
             // The store cannot be reached: a condition to retry, not a bug.
             _ if unavailable_sqlstate => {
                 tracing::warn!(error = %err, "store unavailable");

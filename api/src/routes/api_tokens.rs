@@ -115,10 +115,14 @@ pub async fn list(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    /// 1 to 100 characters, not all blank.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     #[serde(default)]
     pub role: Option<Role>,
-    #[serde(default)]
+    /// 60 s to the longest lifetime (default: no expiry).
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
+    #[schema(minimum = 60, maximum = 315_360_000)]
     pub expires_in_secs: Option<u64>,
 }
 
@@ -141,6 +145,7 @@ pub struct CreatedToken {
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
         (status = 409, description = "Conflicts with an existing entry", body = super::openapi::ErrorBody),
+        (status = 422, description = "The name is blank", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -150,12 +155,16 @@ pub async fn create(
     request: Result<Json<CreateToken>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let request = body(request)?;
-    let name = request.name.trim();
-    if name.is_empty() || name.len() > 100 {
+    let length = request.name.chars().count();
+    if !(1..=100).contains(&length) {
         return Err(ApiError::bad_request(
             "invalid_body",
             "name must have 1 to 100 characters",
         ));
+    }
+    let name = request.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::unprocessable("invalid_body", "name is blank"));
     }
     // The highest role the caller has anywhere; the token still only works where the user's
     // own roles (global or by label) allow.
@@ -220,7 +229,7 @@ pub async fn create(
     delete,
     path = "/api/v1/tokens/{id}",
     tag = "tokens",
-    params(("id" = i64, Path, description = "Token id")),
+    params(("id" = i64, Path, minimum = 1, description = "Token id")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The revoked token", body = ApiToken),

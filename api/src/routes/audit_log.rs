@@ -24,6 +24,8 @@ pub struct AuditQuery {
     pub since: Option<String>,
     pub actor: Option<String>,
     pub action: Option<String>,
+    /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -87,6 +89,7 @@ pub fn parse_since(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        (status = 422, description = "since is neither RFC 3339 nor a duration", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -100,7 +103,7 @@ pub async fn list(
     let since = match &query.since {
         None => None,
         Some(s) => Some(parse_since(s, Utc::now()).ok_or_else(|| {
-            ApiError::bad_request(
+            ApiError::unprocessable(
                 "invalid_query",
                 format!("since must be RFC 3339 or a duration like 15m, 2h, 7d; not {s:?}"),
             )

@@ -65,6 +65,19 @@ pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiErro
         .map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))
 }
 
+/// A JSON body the route may go without: none, an empty one or `null` is the default; anything
+/// else must parse (400 otherwise, like [`body`]).
+pub(crate) fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    bytes: &[u8],
+) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice::<Option<T>>(bytes)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("invalid JSON body: {e}")))
+}
+
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
@@ -424,9 +437,9 @@ pub struct LogoutResult {
 pub async fn logout(
     State(state): State<AppState>,
     principal: Principal,
-    request: Option<Json<LogoutRequest>>,
+    request: axum::body::Bytes,
 ) -> Result<Json<LogoutResult>, ApiError> {
-    let request = request.map(|Json(r)| r).unwrap_or_default();
+    let request: LogoutRequest = optional_body(&request)?;
     // Revoking the family also ends the access token: authentication checks its session.
     let revoked = match (request.refresh_token, principal.session) {
         (Some(token), _) => sqlx::query(
@@ -457,7 +470,10 @@ pub async fn logout(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
+    #[schema(max_length = 1024)]
     pub old_password: String,
+    /// 12 to 1024 characters.
+    #[schema(min_length = 12, max_length = 1024)]
     pub new_password: String,
 }
 

@@ -123,7 +123,7 @@ pub async fn list(
     post,
     path = "/api/v1/agents/enrollment-tokens/{id}/revoke",
     tag = "agents",
-    params(("id" = i64, Path, description = "Enrollment token id")),
+    params(("id" = i64, Path, minimum = 1, description = "Enrollment token id")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The revoked token (revoking twice changes nothing)", body = EnrollmentTokenInfo),

@@ -29,25 +29,31 @@ use crate::auth::{Principal, Role};
 use crate::runs::{self, NewRun, RunLimits, RunView};
 
 const CHECK_WAIT: Duration = Duration::from_secs(30);
-const MAX_DSN_BYTES: usize = 4096;
+/// Longest DSN accepted, in characters (as JSON Schema counts them).
+const MAX_DSN_CHARS: usize = 4096;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddInstance {
-    /// libpq connection string or URL. The agent connects with it; it may hold a password.
+    /// libpq connection string or URL (at most 4096 characters). The agent connects with it; it
+    /// may hold a password.
+    #[schema(max_length = 4096)]
     pub dsn: String,
     /// Unique per agent, `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`; default from host, port and dbname.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
     pub name: Option<String>,
     /// The agent that serves it; may be omitted when there is exactly one agent.
     pub agent: Option<String>,
+    /// Label values are strings.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub labels: serde_json::Map<String, Value>,
     /// The connection of the read-only runs (sql, explain, export, table data, schema
     /// snapshots); default: `dsn`. Its login role should be unprivileged (e.g. granted only
     /// pg_read_all_data and pg_monitor): the agent refuses read-only runs that would log in as a
     /// superuser or a member of pg_execute_server_program, pg_read_server_files,
     /// pg_write_server_files or pg_signal_backend. Encrypted like `dsn`, never returned.
+    #[schema(max_length = 4096)]
     pub run_dsn: Option<String>,
     /// Let read-only runs log in as such a privileged role anyway (default false).
     #[serde(default)]
@@ -65,7 +71,9 @@ pub struct AddedInstance {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CheckFailed {
     pub error: super::openapi::ErrorDetail,
-    pub run_id: i64,
+    /// The run that failed; absent when the request was refused before any run (an unusable
+    /// DSN, no agent chosen).
+    pub run_id: Option<i64>,
     #[schema(value_type = Option<Object>)]
     pub check: Option<Value>,
 }
@@ -144,11 +152,12 @@ async fn serving_agent(state: &AppState, asked: Option<&str>) -> Result<String, 
             "no enabled agent with id {a:?}"
         ))),
         None if agents.len() == 1 => Ok(agents[0].clone()),
-        None if agents.is_empty() => Err(ApiError::bad_request(
+        None if agents.is_empty() => Err(ApiError::new(
+            StatusCode::CONFLICT,
             "invalid_body",
             "no agent is enrolled yet: an instance is served by an agent",
         )),
-        None => Err(ApiError::bad_request(
+        None => Err(ApiError::unprocessable(
             "invalid_body",
             format!(
                 "there are {} agents; say which one serves the instance with \"agent\": one of {}",
@@ -167,6 +176,7 @@ async fn serving_agent(state: &AppState, asked: Option<&str>) -> Result<String, 
     request_body = AddInstance,
     responses(
         (status = 201, description = "Checked by its agent and saved", body = AddedInstance),
+        (status = 202, description = "Saved as validating; its agent has not answered within 30 s. The check run goes on: the instance becomes active when it passes and is removed when it fails or expires", body = crate::runs::RunView),
         (status = 400, description = "Malformed DSN, name, labels or agent choice", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "Not an admin", body = super::openapi::ErrorBody),
@@ -174,7 +184,6 @@ async fn serving_agent(state: &AppState, asked: Option<&str>) -> Result<String, 
         (status = 409, description = "The agent already has an instance of that name", body = super::openapi::ErrorBody),
         (status = 422, description = "The agent's check failed; nothing was kept", body = CheckFailed),
         (status = 503, description = "Store unavailable or no secrets key", body = super::openapi::ErrorBody),
-        (status = 504, description = "The agent did not answer in time; nothing was kept", body = CheckFailed),
     )
 )]
 pub async fn add(
@@ -184,10 +193,10 @@ pub async fn add(
 ) -> Result<Response, ApiError> {
     principal.require(Role::Admin)?;
     let request = body(request)?;
-    if request.dsn.len() > MAX_DSN_BYTES {
+    if request.dsn.chars().count() > MAX_DSN_CHARS {
         return Err(ApiError::bad_request(
             "invalid_dsn",
-            "the DSN is longer than 4096 bytes",
+            "the DSN is longer than 4096 characters",
         ));
     }
     // The parse errors name the problem, never the DSN's text. libpq's TLS keys are
@@ -195,22 +204,22 @@ pub async fn add(
     let pg: tokio_postgres::Config = lasect_pgtls::parse_dsn(&request.dsn)
         .map(|(pg, _)| pg)
         .map_err(|e| {
-            ApiError::bad_request(
+            ApiError::unprocessable(
                 "invalid_dsn",
                 format!("the DSN is not a valid connection string: {e}"),
             )
         })?;
     let run_pg =
         match &request.run_dsn {
-            Some(run_dsn) if run_dsn.len() > MAX_DSN_BYTES => {
+            Some(run_dsn) if run_dsn.chars().count() > MAX_DSN_CHARS => {
                 return Err(ApiError::bad_request(
                     "invalid_dsn",
-                    "run_dsn is longer than 4096 bytes",
+                    "run_dsn is longer than 4096 characters",
                 ));
             }
             Some(run_dsn) => Some(lasect_pgtls::parse_dsn(run_dsn).map(|(pg, _)| pg).map_err(
                 |e| {
-                    ApiError::bad_request(
+                    ApiError::unprocessable(
                         "invalid_dsn",
                         format!("run_dsn is not a valid connection string: {e}"),
                     )
@@ -306,6 +315,9 @@ pub async fn add(
             let check = run.summary.unwrap_or(Value::Null);
             Ok((StatusCode::CREATED, Json(AddedInstance { instance, check })).into_response())
         }
+        // The agent has not answered yet: the instance stays `validating` until its check
+        // ends (active when it passes; removed by the sweeper when it fails or expires).
+        Err(answer) if answer.status() == StatusCode::ACCEPTED => Ok(answer),
         Err(answer) => {
             // Nothing is kept of a failed add but the run's history.
             sqlx::query(
@@ -399,7 +411,7 @@ async fn detail(state: &AppState, id: i64) -> Result<InstanceDetail, ApiError> {
     path = "/api/v1/instances/{id}",
     tag = "instances",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id")),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id")),
     responses(
         (status = 200, description = "The instance and its last metadata", body = InstanceDetail),
         (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
@@ -426,7 +438,7 @@ pub async fn show(
     path = "/api/v1/instances/{id}",
     tag = "instances",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id")),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id")),
     responses(
         (status = 204, description = "Removed: no longer listed or assigned, DSN erased; its data stays"),
         (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
@@ -522,18 +534,18 @@ pub struct CheckResult {
     path = "/api/v1/instances/{id}/test",
     tag = "instances",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = CheckRequest,
     responses(
         (status = 200, description = "The agent connected; what works and what does not", body = CheckResult),
-        (status = 202, description = "wait=0: the run, queued; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
+        (status = 202, description = "Not over within the wait (wait=0: at once): the run, which goes on; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
         (status = 400, description = "Bad id or body", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
         (status = 422, description = "The check failed", body = CheckFailed),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
-        (status = 504, description = "The agent did not answer in time", body = CheckFailed),
     )
 )]
 pub async fn test(
@@ -566,18 +578,18 @@ pub async fn test(
     path = "/api/v1/instances/{id}/refresh",
     tag = "instances",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = CheckRequest,
     responses(
         (status = 200, description = "The instance with fresh metadata", body = InstanceDetail),
-        (status = 202, description = "wait=0: the run, queued; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
+        (status = 202, description = "Not over within the wait (wait=0: at once): the run, which goes on; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
         (status = 400, description = "Bad id or body", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
         (status = 422, description = "The agent could not read the metadata", body = CheckFailed),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
-        (status = 504, description = "The agent did not answer in time", body = CheckFailed),
     )
 )]
 pub async fn refresh(

@@ -211,6 +211,20 @@ pub const FAMILIES: &[FamilySpec] = &[
     ]),
 ];
 
+/// The `{family}` path parameter in the OpenAPI document: one of [`FAMILIES`]' names.
+pub struct FamilyName;
+
+impl utoipa::PartialSchema for FamilyName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(known_names()))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FamilyName {}
+
 pub fn find(name: &str) -> Option<&'static FamilySpec> {
     FAMILIES.iter().find(|f| f.name == name)
 }

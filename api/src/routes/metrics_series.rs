@@ -48,10 +48,13 @@ const MIN_LOOKBACK_SECS: i64 = 900;
 #[into_params(parameter_in = Query)]
 pub struct SeriesQuery {
     /// Start (RFC 3339, inclusive); default `to` minus one hour.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End (RFC 3339, exclusive); default now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Bucket width: `30s`, `5m`, `1h`, `1d` or seconds; default chosen from the range.
+    #[param(pattern = "^[0-9]+[smhd]?$")]
     pub step: Option<String>,
 }
 
@@ -96,8 +99,8 @@ pub struct SeriesResponse {
     tag = "metrics",
     security(("bearer" = [])),
     params(
-        ("id" = i64, Path, description = "Instance id"),
-        ("family" = String, Path, description = "Metric family (see the samples endpoint)"),
+        ("id" = i64, Path, minimum = 1, description = "Instance id"),
+        ("family" = inline(metric_families::FamilyName), Path, description = "Metric family (see the samples endpoint)"),
         SeriesQuery,
     ),
     responses(
@@ -106,6 +109,7 @@ pub struct SeriesResponse {
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 422, description = "A reversed or too long range, a zero or too long step, too many points", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -219,10 +223,10 @@ pub async fn series(
 }
 
 pub(crate) fn parse_instance_id(id: &str) -> Result<i64, ApiError> {
-    id.parse().map_err(|_| {
+    id.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_instance_id",
-            format!("instance id must be an integer, not {id:?}"),
+            format!("instance id must be a positive integer, not {id:?}"),
         )
     })
 }
@@ -245,11 +249,13 @@ pub fn choose_step(range: &TimeRange, step: Option<&str>) -> Result<i64, ApiErro
     let seconds = range.seconds();
     match step {
         Some(text) => {
+            // The pattern of the document is checked by the parser too; what it cannot say
+            // (a zero or overlong step, too many buckets for the range) is a 422.
             let step = parse_duration(text)
-                .map_err(|m| ApiError::bad_request("invalid_step", format!("step: {m}")))?;
+                .map_err(|m| ApiError::unprocessable("invalid_step", format!("step: {m}")))?;
             let buckets = buckets(seconds, step);
             if buckets > MAX_BUCKETS {
-                return Err(ApiError::bad_request(
+                return Err(ApiError::unprocessable(
                     "too_many_points",
                     format!(
                         "a step of {step}s over {seconds}s makes {buckets} buckets; at most {MAX_BUCKETS} are served"

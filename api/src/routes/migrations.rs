@@ -25,11 +25,14 @@ use crate::runs;
 #[serde(deny_unknown_fields)]
 pub struct TargetSelector {
     /// These instance ids.
+    #[schema(min_items = 1)]
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option_vec")]
     pub instances: Option<Vec<i64>>,
     /// Every instance whose labels contain all of these.
     #[schema(value_type = Option<Object>)]
     pub labels: Option<serde_json::Map<String, Value>>,
     /// `primary`, `standby` or `subscriber` (an instance with a logical subscription).
+    #[schema(pattern = "^(primary|standby|subscriber)$")]
     pub role: Option<String>,
     /// With role `subscriber`: only instances subscribed to this publication.
     pub publication: Option<String>,
@@ -39,18 +42,28 @@ pub struct TargetSelector {
 #[serde(deny_unknown_fields)]
 pub struct StartMigration {
     pub name: Option<String>,
-    /// The script; runs in one transaction per instance.
+    /// The script (1 to 4 Mi characters, not all blank); runs in one transaction per instance.
+    #[schema(min_length = 1, max_length = 4_194_304)]
     pub sql: String,
     pub targets: TargetSelector,
     #[serde(default)]
     pub dry_run: bool,
-    /// Default 5000.
+    /// 1..=3600000, default 5000.
+    #[schema(minimum = 1, maximum = 3_600_000)]
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     pub lock_timeout_ms: Option<i32>,
-    /// Default 60000.
+    /// 1..=3600000, default 60000.
+    #[schema(minimum = 1, maximum = 3_600_000)]
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     pub statement_timeout_ms: Option<i32>,
-    /// Budget of the whole script on one instance, default 600000.
+    /// Budget of the whole script on one instance, 1..=3600000, default 600000.
+    #[schema(minimum = 1, maximum = 3_600_000)]
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     pub timeout_ms: Option<i32>,
-    /// A target whose agent does not take its run within this halts the migration (default 60).
+    /// A target whose agent does not take its run within this halts the migration, 1..=3600 s
+    /// (default 60).
+    #[schema(minimum = 1, maximum = 3600)]
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     pub queue_timeout_s: Option<i32>,
     pub database: Option<String>,
 }
@@ -109,12 +122,16 @@ async fn resolve(state: &AppState, t: &TargetSelector) -> Result<Vec<(i64, Strin
         .filter(|x| **x)
         .count();
     if given != 1 {
-        return Err(bad(
+        return Err(ApiError::unprocessable(
+            "invalid_body",
             "targets needs exactly one of instances, labels or role",
         ));
     }
     if t.publication.is_some() && t.role.as_deref() != Some("subscriber") {
-        return Err(bad("targets.publication goes with role subscriber"));
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "targets.publication goes with role subscriber",
+        ));
     }
     let rows: Vec<(i64, String)> = if let Some(ids) = &t.instances {
         if ids.is_empty() {
@@ -134,7 +151,10 @@ async fn resolve(state: &AppState, t: &TargetSelector) -> Result<Vec<(i64, Strin
         rows
     } else if let Some(labels) = &t.labels {
         if labels.is_empty() || !labels.values().all(Value::is_string) {
-            return Err(bad("targets.labels must be a non-empty object of strings"));
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                "targets.labels must be a non-empty object of strings",
+            ));
         }
         sqlx::query_as(
             "SELECT id, name FROM instances WHERE labels @> $1 AND state = 'active' ORDER BY name, id",
@@ -180,7 +200,10 @@ async fn resolve(state: &AppState, t: &TargetSelector) -> Result<Vec<(i64, Strin
         }
     };
     if rows.is_empty() {
-        return Err(bad("the targets match no active instance"));
+        return Err(ApiError::unprocessable(
+            "no_targets",
+            "the targets match no active instance",
+        ));
     }
     Ok(rows)
 }
@@ -267,6 +290,7 @@ async fn load(state: &AppState, id: i64) -> Result<Option<Migration>, ApiError> 
         (status = 403, description = "Not a global admin", body = super::openapi::ErrorBody),
         (status = 404, description = "A given instance does not exist", body = super::openapi::ErrorBody),
         (status = 409, description = "Another migration is running", body = super::openapi::ErrorBody),
+        (status = 422, description = "Targets that select nothing, or a blank script", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -277,8 +301,14 @@ pub async fn start(
 ) -> Result<(StatusCode, Json<Migration>), ApiError> {
     principal.require(Role::Admin)?;
     let r = body(request)?;
-    if r.sql.trim().is_empty() || r.sql.len() > 4 << 20 {
-        return Err(bad("sql must be 1 byte to 4 MiB"));
+    if r.sql.is_empty() || r.sql.chars().count() > 4 << 20 {
+        return Err(bad("sql must have 1 to 4194304 characters"));
+    }
+    if r.sql.trim().is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "sql is blank: there is no script to run",
+        ));
     }
     let lock = bounded("lock_timeout_ms", r.lock_timeout_ms, 5000, 3_600_000)?;
     let statement = bounded(
@@ -389,7 +419,7 @@ pub async fn list(
     path = "/api/v1/migrations/{id}",
     tag = "migrations",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Migration id")),
+    params(("id" = i64, Path, minimum = 1, description = "Migration id")),
     responses(
         (status = 200, description = "The migration and its per-instance report", body = Migration),
         (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
@@ -417,7 +447,7 @@ pub async fn show(
     path = "/api/v1/migrations/{id}/cancel",
     tag = "migrations",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Migration id")),
+    params(("id" = i64, Path, minimum = 1, description = "Migration id")),
     responses(
         (status = 200, description = "Cancelled: the current run is cancelled, the rest skipped", body = Migration),
         (status = 400, description = "Bad id", body = super::openapi::ErrorBody),

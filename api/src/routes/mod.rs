@@ -2,15 +2,16 @@
 //! `tower::ServiceExt::oneshot` and no socket.
 
 mod agents;
-mod enrollment_tokens;
 mod api_error;
 mod api_tokens;
 mod audit_log;
 mod auth_routes;
+mod enrollment_tokens;
 mod health;
 pub mod http_metrics;
 pub mod instances;
 pub mod instances_admin;
+pub(crate) mod json_integer;
 pub mod live;
 mod metric_families;
 pub mod metrics_series;

@@ -69,6 +69,7 @@ fn read_wait(wait: Option<u64>) -> Result<Duration, ApiError> {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotRequest {
+    /// Database (default: the instance's).
     pub database: Option<String>,
 }
 
@@ -77,7 +78,7 @@ pub struct SnapshotRequest {
     path = "/api/v1/instances/{id}/schema/snapshots",
     tag = "schema",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = SnapshotRequest,
     responses(
         (status = 200, description = "The snapshot run, ended", body = RunView),
@@ -86,6 +87,7 @@ pub struct SnapshotRequest {
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -124,6 +126,7 @@ pub struct SchemaQuery {
     /// Database (default: the most recent snapshot's).
     pub database: Option<String>,
     /// Changes: how many, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -173,7 +176,7 @@ fn schema_query(q: Result<Query<SchemaQuery>, QueryRejection>) -> Result<SchemaQ
     path = "/api/v1/instances/{id}/schema",
     tag = "schema",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), SchemaQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), SchemaQuery),
     responses(
         (status = 200, description = "The latest snapshot", body = SchemaSnapshot),
         (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
@@ -234,7 +237,7 @@ pub struct SchemaChanges {
     path = "/api/v1/instances/{id}/schema/changes",
     tag = "schema",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), SchemaQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), SchemaQuery),
     responses(
         (status = 200, description = "Recorded changes, newest first", body = SchemaChanges),
         (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
@@ -368,7 +371,7 @@ pub fn graph(snapshot: &Value) -> (Vec<GraphNode>, Vec<GraphEdge>) {
     path = "/api/v1/instances/{id}/schema/graph",
     tag = "schema",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), SchemaQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), SchemaQuery),
     responses(
         (status = 200, description = "Tables and foreign keys of the latest snapshot", body = ForeignKeyGraph),
         (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
@@ -402,12 +405,16 @@ pub async fn fk_graph(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RowsQuery {
+    /// Database (default: the instance's).
     pub database: Option<String>,
-    /// JSON array of the key values of the last row seen (from `next_after`).
+    /// JSON array of the key values (strings) of the last row seen (from `next_after`).
+    #[param(pattern = r#"^\[("[^"\\\u0000-\u001f]*"(,"[^"\\\u0000-\u001f]*")*)?\]$"#)]
     pub after: Option<String>,
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
-    /// Seconds to wait for the agent, 0..=120 (default 30).
+    /// Seconds to wait for the agent, 0..=120 (default 30; 0: answer 202 with the run).
+    #[param(maximum = 120)]
     pub wait: Option<u64>,
 }
 
@@ -430,21 +437,21 @@ pub struct RowsPage {
     tag = "schema",
     security(("bearer" = [])),
     params(
-        ("id" = i64, Path, description = "Instance id"),
+        ("id" = i64, Path, minimum = 1, description = "Instance id"),
         ("schema" = String, Path, description = "Schema"),
         ("table" = String, Path, description = "Table or view"),
         RowsQuery
     ),
     responses(
         (status = 200, description = "One page of rows, values as text", body = RowsPage),
-        (status = 202, description = "wait=0: the run, queued; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
+        (status = 202, description = "Not over within the wait (wait=0: at once): the run, which goes on; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
         (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
         (status = 422, description = "The agent could not read the table", body = super::instances_admin::CheckFailed),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
-        (status = 504, description = "The agent did not answer in time", body = super::instances_admin::CheckFailed),
     )
 )]
 pub async fn rows(
@@ -526,7 +533,7 @@ pub struct ExportRequest {
     path = "/api/v1/instances/{id}/export",
     tag = "data",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = ExportRequest,
     responses(
         (status = 200, description = "The export run, ended; fetch /runs/{id}/download", body = RunView),
@@ -535,6 +542,8 @@ pub struct ExportRequest {
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
+        (status = 422, description = "Neither or both of table and sql", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -552,7 +561,7 @@ pub async fn export(
     let wait = WaitQuery::duration(query)?;
     let r = body(request)?;
     if r.table.is_some() == r.sql.is_some() {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::unprocessable(
             "invalid_body",
             "give either table (with schema) or sql",
         ));
@@ -585,7 +594,7 @@ pub struct DumpRequest {
     path = "/api/v1/instances/{id}/dump",
     tag = "data",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = DumpRequest,
     responses(
         (status = 200, description = "The dump run, ended; fetch /runs/{id}/download", body = RunView),
@@ -594,6 +603,7 @@ pub struct DumpRequest {
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No user role on this instance (admin for data)", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -636,8 +646,10 @@ pub struct ImportQuery {
     pub table: String,
     /// The first line names the columns (default true).
     pub header: Option<bool>,
+    /// Database (default: the instance's).
     pub database: Option<String>,
     /// Seconds to wait for the end, 0..=120.
+    #[param(maximum = 120)]
     pub wait: Option<u64>,
 }
 
@@ -646,7 +658,7 @@ pub struct ImportQuery {
     path = "/api/v1/instances/{id}/import",
     tag = "data",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), ImportQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "The CSV, at most 32 MiB"),
     responses(
         (status = 200, description = "The import run, ended (failed runs carry the per-row report in error_detail)", body = RunView),
@@ -656,6 +668,8 @@ pub struct ImportQuery {
         (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
         (status = 413, description = "The CSV is larger than 32 MiB", body = super::openapi::ErrorBody),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
+        (status = 422, description = "The CSV is empty", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -691,7 +705,7 @@ pub async fn import(
             )
         })?;
     if data.is_empty() {
-        return Err(ApiError::bad_request("invalid_body", "the CSV is empty"));
+        return Err(ApiError::unprocessable("invalid_body", "the CSV is empty"));
     }
     let limits = RunLimits {
         timeout_ms: Some(600_000),
@@ -708,8 +722,10 @@ pub async fn import(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ExtensionsQuery {
+    /// Database (default: the instance's).
     pub database: Option<String>,
-    /// Seconds to wait for the agent, 0..=120 (default 30).
+    /// Seconds to wait for the agent, 0..=120 (default 30; 0: answer 202 with the run).
+    #[param(maximum = 120)]
     pub wait: Option<u64>,
 }
 
@@ -726,17 +742,17 @@ pub struct ExtensionList {
     path = "/api/v1/instances/{id}/extensions",
     tag = "extensions",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), ExtensionsQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), ExtensionsQuery),
     responses(
         (status = 200, description = "Available and installed extensions", body = ExtensionList),
-        (status = 202, description = "wait=0: the run, queued; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
+        (status = 202, description = "Not over within the wait (wait=0: at once): the run, which goes on; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
         (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
         (status = 422, description = "The agent could not list them", body = super::instances_admin::CheckFailed),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
-        (status = 504, description = "The agent did not answer in time", body = super::instances_admin::CheckFailed),
     )
 )]
 pub async fn extensions(
@@ -785,6 +801,7 @@ pub async fn extensions(
 #[serde(deny_unknown_fields)]
 pub struct ExtensionAction {
     /// enable, disable or update.
+    #[schema(pattern = "^(enable|disable|update)$")]
     pub action: String,
     pub name: String,
     pub version: Option<String>,
@@ -799,7 +816,7 @@ pub struct ExtensionAction {
     path = "/api/v1/instances/{id}/extensions",
     tag = "extensions",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = ExtensionAction,
     responses(
         (status = 200, description = "The run, ended", body = RunView),
@@ -808,6 +825,7 @@ pub struct ExtensionAction {
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]

@@ -45,6 +45,7 @@ pub(crate) fn path_id(
 #[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// Seconds to wait for the run to end, 0..=120 (default 0: answer at once).
+    #[param(minimum = 0, maximum = 120)]
     pub wait: Option<u64>,
 }
 
@@ -73,32 +74,26 @@ pub(crate) fn run_response(run: RunView) -> (StatusCode, Json<RunView>) {
 }
 
 /// The answer to a call that waited for its run and did not get a success: 422 with the run's
-/// error and detail when it ended, else 504 (the run is then cancelled: nobody waits for it).
-/// The body is the error shape plus the run id and the agent's report (`CheckFailed`).
-pub(crate) async fn not_succeeded(state: &AppState, run: &RunView) -> Result<Response, ApiError> {
-    let (status, message) = if run.is_terminal() {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            run.error
-                .clone()
-                .unwrap_or_else(|| format!("the run ended {}", run.status)),
-        )
-    } else {
-        runs::cancel(&state.pool, run.id).await?;
-        (
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "the agent did not answer within the wait; run {} was cancelled",
-                run.id
-            ),
-        )
-    };
+/// error and detail when it ended, else 202 with the run, which goes on (its agent is slow or
+/// offline: the run ends by itself, at the latest when its queue timeout or timeout passes;
+/// follow it at `/api/v1/runs/{id}`). The 422 body is the error shape plus the run id and the
+/// agent's report (`CheckFailed`).
+pub(crate) fn not_succeeded(run: RunView) -> Response {
+    if !run.is_terminal() {
+        return run_response(run).into_response();
+    }
+    let (status, message) = (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        run.error
+            .clone()
+            .unwrap_or_else(|| format!("the run ended {}", run.status)),
+    );
     let body = json!({
         "error": { "code": "run_failed", "message": message },
         "run_id": run.id,
         "check": run.error_detail.clone().or_else(|| run.summary.clone()),
     });
-    Ok((status, Json(body)).into_response())
+    (status, Json(body)).into_response()
 }
 
 /// Creates a run and waits for it: the run when it succeeded, else the answer to give.
@@ -111,11 +106,9 @@ pub(crate) async fn ask(
     let run = runs::wait(&state.pool, id, wait).await?;
     if run.status == "succeeded" {
         Ok(Ok(run))
-    } else if wait.is_zero() && !run.is_terminal() {
-        // `wait=0` asks not to wait: the run goes on, its id is the answer.
-        Ok(Err(run_response(run).into_response()))
     } else {
-        Ok(Err(not_succeeded(state, &run).await?))
+        // Not over yet (`wait=0` asks not to wait at all): 202, the run goes on.
+        Ok(Err(not_succeeded(run)))
     }
 }
 
@@ -129,10 +122,15 @@ pub(crate) async fn start(
     Ok(run_response(runs::wait(&state.pool, id, wait).await?))
 }
 
+/// Longest statement accepted, in characters (code points, as JSON Schema counts them).
+const MAX_SQL_CHARS: usize = 1 << 20;
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlRequest {
-    /// One statement; `$1`, `$2`… are bound from `params`, never interpolated.
+    /// One statement (1 to 1 Mi characters, not all blank); `$1`, `$2`… are bound from
+    /// `params`, never interpolated.
+    #[schema(min_length = 1, max_length = 1_048_576)]
     pub sql: String,
     /// Parameter values in text form (the server converts them), or null.
     #[serde(default)]
@@ -159,16 +157,16 @@ async fn check_sql(
             .require_on_instance(&state.pool, id, Role::Admin)
             .await?;
     }
-    if sql.trim().is_empty() {
+    if sql.is_empty() || sql.chars().count() > MAX_SQL_CHARS {
         return Err(ApiError::bad_request(
             "invalid_body",
-            "sql must not be empty",
+            "sql must have 1 to 1048576 characters",
         ));
     }
-    if sql.len() > 1 << 20 {
-        return Err(ApiError::bad_request(
+    if sql.trim().is_empty() {
+        return Err(ApiError::unprocessable(
             "invalid_body",
-            "sql is longer than 1 MiB",
+            "sql is blank: there is no statement to run",
         ));
     }
     Ok(())
@@ -179,7 +177,7 @@ async fn check_sql(
     path = "/api/v1/instances/{id}/sql",
     tag = "runs",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = SqlRequest,
     responses(
         (status = 200, description = "The run, ended (waited for)", body = RunView),
@@ -188,6 +186,8 @@ async fn check_sql(
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "Role too low (writes need admin)", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
+        (status = 422, description = "The statement is blank", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -232,6 +232,9 @@ pub async fn sql(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainRequest {
+    /// One statement (1 to 1 Mi characters, not all blank); `$1`, `$2`… are bound from
+    /// `params`, never interpolated.
+    #[schema(min_length = 1, max_length = 1_048_576)]
     pub sql: String,
     #[serde(default)]
     pub params: Vec<Option<String>>,
@@ -241,6 +244,7 @@ pub struct ExplainRequest {
     /// Let ANALYZE apply a write (needs admin on the instance).
     #[serde(default)]
     pub write: bool,
+    /// Database to connect to (default: the instance's).
     pub database: Option<String>,
     #[serde(flatten)]
     pub limits: RunLimits,
@@ -251,7 +255,7 @@ pub struct ExplainRequest {
     path = "/api/v1/instances/{id}/explain",
     tag = "runs",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), WaitQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = ExplainRequest,
     responses(
         (status = 200, description = "The run, ended; summary.plan is the plan tree", body = RunView),
@@ -260,6 +264,8 @@ pub struct ExplainRequest {
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
+        (status = 422, description = "The statement is blank", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -313,6 +319,7 @@ pub struct RunListQuery {
     /// Only runs of this kind.
     pub kind: Option<String>,
     /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -418,7 +425,7 @@ async fn readable_run(
     path = "/api/v1/runs/{id}",
     tag = "runs",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Run id"), WaitQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Run id"), WaitQuery),
     responses(
         (status = 200, description = "The run", body = RunView),
         (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
@@ -446,6 +453,7 @@ pub async fn show(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page number, from 0 (default 0).
+    #[param(minimum = 0)]
     pub page: Option<i32>,
 }
 
@@ -467,13 +475,14 @@ pub struct ResultPage {
     path = "/api/v1/runs/{id}/result",
     tag = "runs",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Run id"), PageQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Run id"), PageQuery),
     responses(
         (status = 200, description = "One page of rows", body = ResultPage),
-        (status = 400, description = "Bad id or page, or not a row result", body = super::openapi::ErrorBody),
+        (status = 400, description = "Bad id or page", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "Only metadata of this run is visible to the caller", body = super::openapi::ErrorBody),
         (status = 404, description = "No such run or page (or expired)", body = super::openapi::ErrorBody),
+        (status = 409, description = "The run's kind has no row result (use /download)", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -494,7 +503,8 @@ pub async fn result(
     }
     let run = readable_run(&state, &principal, id).await?;
     if run.kind.parse::<RunKind>().map(RunKind::result) != Ok(ResultShape::Rows) {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
             "not_rows",
             format!("a {} run has no rows; use /download", run.kind),
         ));
@@ -534,7 +544,7 @@ pub async fn result(
     path = "/api/v1/runs/{id}/download",
     tag = "runs",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Run id")),
+    params(("id" = i64, Path, minimum = 1, description = "Run id")),
     responses(
         (status = 200, description = "The result's bytes, streamed: CSV (export_csv), SQL (dump_sql), JSON (schema_snapshot), else octet-stream",
             content(
@@ -598,7 +608,7 @@ pub async fn download(
     path = "/api/v1/runs/{id}/cancel",
     tag = "runs",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Run id")),
+    params(("id" = i64, Path, minimum = 1, description = "Run id")),
     responses(
         (status = 200, description = "The run after the cancel was asked for", body = RunView),
         (status = 400, description = "Bad id", body = super::openapi::ErrorBody),

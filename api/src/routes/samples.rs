@@ -19,7 +19,9 @@ pub const MAX_LIMIT: u32 = 1000;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SamplesQuery {
-    /// Per-instance families: how many sample times back; per-agent families: how many rows.
+    /// Per-instance families: how many sample times back; per-agent families: how many rows;
+    /// 1..=1000, default 1.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -41,8 +43,8 @@ pub struct Samples {
     tag = "metrics",
     security(("bearer" = [])),
     params(
-        ("id" = i64, Path, description = "Instance id"),
-        ("family" = String, Path, description = "Metric family"),
+        ("id" = i64, Path, minimum = 1, description = "Instance id"),
+        ("family" = inline(metric_families::FamilyName), Path, description = "Metric family"),
         SamplesQuery,
     ),
     responses(
@@ -63,10 +65,10 @@ pub async fn samples(
     let Path((id, family)) =
         path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let id: i64 = id.parse().map_err(|_| {
+    let id: i64 = id.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_instance_id",
-            format!("instance id must be an integer, not {id:?}"),
+            format!("instance id must be a positive integer, not {id:?}"),
         )
     })?;
     let Some(spec) = metric_families::find(&family) else {

@@ -62,13 +62,16 @@ impl TopBy {
 #[into_params(parameter_in = Query)]
 pub struct TopQuery {
     /// Ranking: total_time (default), mean_time, calls, rows or io.
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub by: Option<TopBy>,
     /// Start (RFC 3339, inclusive); default `to` minus one hour.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End (RFC 3339, exclusive); default now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// How many statements, 1..=1000; default 20.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -144,13 +147,14 @@ fn top_sql(by: TopBy) -> String {
     path = "/api/v1/instances/{id}/statements/top",
     tag = "statements",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Instance id"), TopQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), TopQuery),
     responses(
         (status = 200, description = "The top statements", body = TopStatements),
         (status = 400, description = "Bad id, time, range, order or limit", body = super::openapi::ErrorBody),
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 422, description = "A reversed or too long range", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]

@@ -58,13 +58,13 @@ impl TimeRange {
             None => to - default_span,
         };
         if from >= to {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::unprocessable(
                 "invalid_range",
                 "from must be before to",
             ));
         }
         if to - from > MAX_RANGE {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::unprocessable(
                 "invalid_range",
                 format!("the range may span at most {} days", MAX_RANGE.num_days()),
             ));

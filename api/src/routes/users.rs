@@ -55,7 +55,9 @@ struct UserRow {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
+    #[schema(min_length = 1, max_length = 200)]
     pub key: String,
+    #[schema(max_length = 200)]
     pub value: String,
     pub role: Role,
 }
@@ -126,8 +128,12 @@ pub async fn list(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    /// Lowercase letters, digits and `._@-`, starting with a letter or digit, at most 64.
+    #[schema(pattern = "^[a-z0-9][a-z0-9._@-]{0,63}$")]
     pub username: String,
+    /// 12 to 1024 characters; without it one is generated and returned once.
     #[serde(default)]
+    #[schema(min_length = 12, max_length = 1024)]
     pub password: Option<String>,
     #[serde(default)]
     pub role: Option<Role>,
@@ -156,10 +162,11 @@ fn user_error(e: UserError) -> ApiError {
 
 fn check_grants(grants: &[GrantBody]) -> Result<(), ApiError> {
     for g in grants {
-        if g.key.is_empty() || g.key.len() > 200 || g.value.len() > 200 {
+        let key = g.key.chars().count();
+        if !(1..=200).contains(&key) || g.value.chars().count() > 200 {
             return Err(ApiError::bad_request(
                 "invalid_body",
-                "a grant needs a label key of 1..=200 bytes and a value of at most 200",
+                "a grant needs a label key of 1 to 200 characters and a value of at most 200",
             ));
         }
     }
@@ -276,6 +283,7 @@ pub struct SetRole {
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
         (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 409, description = "Not on your own account", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -290,8 +298,9 @@ pub async fn set_role(
     let request = body(request)?;
     check_grants(&request.grants)?;
     if username == principal.username && request.role != Some(Role::Admin) {
-        return Err(ApiError::bad_request(
-            "invalid_body",
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "own_account",
             "you cannot lower your own role; ask another admin",
         ));
     }
@@ -322,6 +331,7 @@ pub async fn set_role(
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
         (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 409, description = "Not on your own account", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -333,8 +343,9 @@ pub async fn disable(
     principal.require(Role::Admin)?;
     let username = username_path(path)?;
     if username == principal.username {
-        return Err(ApiError::bad_request(
-            "invalid_body",
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "own_account",
             "you cannot disable yourself; ask another admin",
         ));
     }
@@ -363,8 +374,9 @@ pub async fn disable(
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPassword {
-    /// The new password; without it one is generated and returned once.
+    /// The new password (12 to 1024 characters); without it one is generated and returned once.
     #[serde(default)]
+    #[schema(min_length = 12, max_length = 1024)]
     pub password: Option<String>,
 }
 
@@ -382,6 +394,7 @@ pub struct ResetPassword {
         (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
         (status = 404, description = "Not found", body = super::openapi::ErrorBody),
         (status = 429, description = "Busy hashing passwords (Retry-After)", body = super::openapi::ErrorBody),
+        (status = 409, description = "Not on your own account", body = super::openapi::ErrorBody),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -389,17 +402,18 @@ pub async fn reset_password(
     State(state): State<AppState>,
     principal: Principal,
     path: Result<Path<String>, PathRejection>,
-    request: Option<Json<ResetPassword>>,
+    request: axum::body::Bytes,
 ) -> Result<Json<CreatedUser>, ApiError> {
     principal.require(Role::Admin)?;
     let username = username_path(path)?;
     if username == principal.username {
-        return Err(ApiError::bad_request(
-            "invalid_body",
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "own_password",
             "change your own password with POST /api/v1/auth/password (it needs the old one)",
         ));
     }
-    let request = request.map(|Json(r)| r).unwrap_or_default();
+    let request: ResetPassword = super::auth_routes::optional_body(&request)?;
     let (new, generated) = match request.password {
         Some(p) => (p, None),
         None => {

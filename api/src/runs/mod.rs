@@ -31,12 +31,20 @@ pub const MAX_WAIT_SECS: u64 = 120;
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct RunLimits {
     /// Statement timeout, 1..=3600000 ms (default 30000).
+    #[schema(minimum = 1, maximum = 3_600_000)]
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     pub timeout_ms: Option<i64>,
     /// 1..=1000000 rows (default 10000).
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     pub max_rows: Option<i64>,
     /// 1..=1 GiB (default 16 MiB).
+    #[schema(minimum = 1, maximum = 1_073_741_824)]
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     pub max_bytes: Option<i64>,
     /// A run its agent has not picked up within this expires, 1..=3600 s (default 60).
+    #[schema(minimum = 1, maximum = 3600)]
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     pub queue_timeout_s: Option<i64>,
 }
 
@@ -139,14 +147,18 @@ pub struct RunRow {
     cancel_requested_at: Option<DateTime<Utc>>,
     /// For visibility checks.
     pub labels: Value,
+    /// The run's agent has not been heard of for 30 s (ingest writes `last_seen` every few
+    /// seconds while it is connected).
+    agent_silent: bool,
 }
 
 pub const SELECT_RUNS: &str = "SELECT r.id, r.kind, r.instance_id, i.name AS instance_name, \
      r.agent_id, r.status, r.requested_by, r.params, r.created_at, r.expires_at, \
      r.dispatched_at, r.started_at, r.finished_at, r.timeout_ms, r.max_rows, r.max_bytes, \
      r.rows, r.bytes, r.truncated, r.pages, r.error, r.error_detail, r.summary, \
-     r.migration_id, r.cancel_requested_at, i.labels \
-     FROM runs r JOIN instances i ON i.id = r.instance_id";
+     r.migration_id, r.cancel_requested_at, i.labels, \
+     a.last_seen < now() - interval '30 seconds' AS agent_silent \
+     FROM runs r JOIN instances i ON i.id = r.instance_id JOIN agents a ON a.id = r.agent_id";
 
 impl From<RunRow> for RunView {
     fn from(r: RunRow) -> Self {
@@ -268,6 +280,24 @@ pub async fn create(pool: &PgPool, run: NewRun<'_>) -> Result<i64, ApiError> {
             run.instance_id
         )));
     };
+    // A disabled agent is refused by ingest: its run would only wait and expire.
+    let disabled: Option<String> = sqlx::query_scalar(
+        "SELECT a.id FROM instances i JOIN agents a ON a.id = i.agent_id \
+         WHERE i.id = $1 AND a.disabled_at IS NOT NULL",
+    )
+    .bind(run.instance_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(agent) = disabled {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "agent_disabled",
+            format!(
+                "agent {agent:?}, which serves instance {}, is disabled: it runs nothing",
+                run.instance_id
+            ),
+        ));
+    }
     if let Some(input) = run.input {
         let data = zstd::bulk::compress(input, 3).map_err(ApiError::internal)?;
         sqlx::query("INSERT INTO run_inputs (run_id, bytes, data) VALUES ($1, $2, $3)")
@@ -290,16 +320,19 @@ pub async fn load(pool: &PgPool, id: i64) -> Result<Option<RunRow>, ApiError> {
     .await?)
 }
 
-/// Reads the run until it is terminal or `wait` has passed.
+/// Reads the run until it is terminal or `wait` has passed, or while it is still queued for
+/// an agent that is offline (nothing will happen before it reconnects: the caller gets the
+/// queued run at once instead of waiting in vain; the run waits for its queue timeout).
 pub async fn wait(pool: &PgPool, id: i64, wait: Duration) -> Result<RunView, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut pause = Duration::from_millis(50);
     loop {
-        let run = load(pool, id)
+        let row = load(pool, id)
             .await?
-            .map(RunView::from)
             .ok_or_else(|| ApiError::not_found(format!("no run with id {id}")))?;
-        if run.is_terminal() || tokio::time::Instant::now() >= deadline {
+        let offline = row.agent_silent && row.status == "queued";
+        let run = RunView::from(row);
+        if run.is_terminal() || offline || tokio::time::Instant::now() >= deadline {
             return Ok(run);
         }
         tokio::time::sleep(pause.min(deadline - tokio::time::Instant::now())).await;
@@ -386,6 +419,23 @@ pub async fn queue_periodic_metadata(pool: &PgPool, every: Duration) -> Result<u
                            AND r.status IN ('queued', 'dispatched', 'running'))",
     )
     .bind(every.as_secs_f64())
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Removes instances added through the API whose check ended without passing after the add
+/// request stopped waiting (it answered 202): their latest `instance_check` failed, timed out,
+/// was cancelled or expired. Returns how many.
+pub async fn remove_failed_additions(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE instances i SET state = 'removed', dsn_ciphertext = NULL, \
+                run_dsn_ciphertext = NULL \
+         WHERE i.state = 'validating' AND i.source = 'api' \
+           AND (SELECT r.status FROM runs r WHERE r.instance_id = i.id \
+                AND r.kind = 'instance_check' ORDER BY r.id DESC LIMIT 1) \
+               IN ('failed', 'timed_out', 'cancelled', 'expired')",
+    )
     .execute(pool)
     .await?
     .rows_affected())
