@@ -229,6 +229,15 @@ pub enum InstanceCommand {
         /// A label as key=value (repeatable)
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// Connection of the read-only runs (sql, explain, export, table data, schema), logging
+        /// in as an unprivileged role (e.g. granted pg_read_all_data and pg_monitor); default:
+        /// --dsn. Stored encrypted, never shown
+        #[arg(long)]
+        run_dsn: Option<String>,
+        /// Let read-only runs log in as a superuser or a member of pg_execute_server_program,
+        /// pg_read_server_files, pg_write_server_files or pg_signal_backend anyway
+        #[arg(long)]
+        allow_privileged_runs: bool,
     },
     /// Remove an instance: no longer listed or monitored through the API; its data stays (admin)
     Remove {

@@ -70,7 +70,19 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             name,
             agent,
             labels,
-        }) => runs_cmd::instance_add(&client()?, dsn, name, agent, labels, output).await,
+            run_dsn,
+            allow_privileged_runs,
+        }) => {
+            let add = runs_cmd::NewInstance {
+                dsn,
+                name,
+                agent,
+                labels,
+                run_dsn,
+                allow_privileged_runs,
+            };
+            runs_cmd::instance_add(&client()?, add, output).await
+        }
         Command::Instance(InstanceCommand::Remove { instance }) => {
             runs_cmd::instance_remove(&client()?, &instance).await
         }

@@ -400,14 +400,29 @@ pub async fn run_cancel(
     })
 }
 
+/// What `instance add` sends.
+pub struct NewInstance {
+    pub dsn: String,
+    pub name: Option<String>,
+    pub agent: Option<String>,
+    pub labels: Vec<String>,
+    pub run_dsn: Option<String>,
+    pub allow_privileged_runs: bool,
+}
+
 pub async fn instance_add(
     client: &ApiClient,
-    dsn: String,
-    name: Option<String>,
-    agent: Option<String>,
-    labels: Vec<String>,
+    add: NewInstance,
     output: OutputFormat,
 ) -> anyhow::Result<String> {
+    let NewInstance {
+        dsn,
+        name,
+        agent,
+        labels,
+        run_dsn,
+        allow_privileged_runs,
+    } = add;
     let mut map = serde_json::Map::new();
     for l in labels {
         let Some((k, v)) = l.split_once('=') else {
@@ -422,8 +437,24 @@ pub async fn instance_add(
     if let Some(a) = agent {
         body["agent"] = json!(a);
     }
+    if let Some(r) = run_dsn {
+        body["run_dsn"] = json!(r);
+    }
+    if allow_privileged_runs {
+        body["allow_privileged_runs"] = json!(true);
+    }
     let added = client.post_json("api/v1/instances", &body).await?;
     render(output, &added, |b| {
+        // 202: saved as validating, its agent has not answered yet; the answer is the check run.
+        if b["kind"] == "instance_check" {
+            return Ok(format!(
+                "saved as validating: the agent has not checked it yet (run {}, {}); it becomes \
+                 active when the check passes and is removed if it fails (lasect run show {})\n",
+                b["id"],
+                str_or(&b["status"], "?"),
+                b["id"]
+            ));
+        }
         let i = &b["instance"];
         let mut out = format!(
             "added instance {} ({}) on agent {}: {}\n",

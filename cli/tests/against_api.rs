@@ -55,7 +55,10 @@ async fn start_api() -> Api {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("local addr").port();
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = router(AppState::new(pool.clone()));
+    // The DSN key file is re-read when it changes: it lives as long as `dir`.
+    let keyring = lasect_pki::secrets::KeyFile::open_or_create(&dir.path().join("secrets.key"))
+        .expect("secrets key");
+    let app = router(AppState::new(pool.clone()).with_secrets(keyring));
     tokio::spawn(async move {
         let shutdown = async {
             let _ = stopped.await;
@@ -932,4 +935,45 @@ async fn password_prompt_does_not_echo() {
         .env("HOSTNAME", "script-host");
     let out = ok(with_stdin(cmd, &format!("{ADMIN_PASSWORD}\n"))).await;
     assert!(out.contains("logged in as admin"), "{out}");
+}
+
+/// `instance add --run-dsn --allow-privileged-runs` reaches the API, which keeps the run DSN
+/// encrypted; an add whose agent has not answered yet says so (202) instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_add_sends_the_run_dsn_and_reports_a_pending_check() {
+    let api = start_api().await;
+    // Its agent has not been heard of for an hour: the add does not wait for the check.
+    sqlx::query("UPDATE agents SET last_seen = now() - interval '1 hour' WHERE id = 'db-01'")
+        .execute(&api.pool)
+        .await
+        .expect("silence the agent");
+    let out = ok(api.lasect(&[
+        "instance",
+        "add",
+        "--dsn",
+        "host=db.example user=app password=Mon1tor dbname=app",
+        "--run-dsn",
+        "host=db.example user=lasect_run password=Re4der dbname=app",
+        "--allow-privileged-runs",
+        "--agent",
+        "db-01",
+        "--name",
+        "added",
+    ]))
+    .await;
+    assert!(out.contains("saved as validating"), "{out}");
+    assert!(!out.contains("Mon1tor") && !out.contains("Re4der"), "{out}");
+    let (run_dsn, privileged, state): (Option<Vec<u8>>, bool, String) = sqlx::query_as(
+        "SELECT run_dsn_ciphertext, allow_privileged_runs, state FROM instances WHERE name = 'added'",
+    )
+    .fetch_one(&api.pool)
+    .await
+    .expect("the added instance");
+    let run_dsn = run_dsn.expect("the run DSN is stored");
+    assert!(
+        !String::from_utf8_lossy(&run_dsn).contains("Re4der"),
+        "stored encrypted"
+    );
+    assert!(privileged);
+    assert_eq!(state, "validating", "kept until its check ends");
 }
