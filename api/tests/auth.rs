@@ -789,7 +789,7 @@ async fn users_are_managed_by_admins() {
         .token(&f.admin)
         .send(&f.app)
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "no locking yourself out");
+    assert_eq!(status, StatusCode::CONFLICT, "no locking yourself out");
     let (_, body) = req("GET", "/api/v1/users")
         .token(&f.admin)
         .send(&f.app)
@@ -966,12 +966,18 @@ async fn every_mutating_call_is_audited_and_the_log_is_append_only() {
         .send(&f.app)
         .await;
     assert_eq!(body["entries"].as_array().map(Vec::len), Some(1));
-    for bad in ["since=yesterday", "limit=0", "limit=5000", "foo=1"] {
+    // Against the document: 400; well-formed but not a time or duration: 422.
+    for (bad, expected) in [
+        ("since=yesterday", StatusCode::UNPROCESSABLE_ENTITY),
+        ("limit=0", StatusCode::BAD_REQUEST),
+        ("limit=5000", StatusCode::BAD_REQUEST),
+        ("foo=1", StatusCode::BAD_REQUEST),
+    ] {
         let (status, _) = req("GET", &format!("/api/v1/audit?{bad}"))
             .token(&f.admin)
             .send(&f.app)
             .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(status, expected, "{bad}");
     }
     let (status, _) = req("GET", "/api/v1/audit")
         .token(&f.viewer)

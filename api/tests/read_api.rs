@@ -253,7 +253,9 @@ fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) 
 #[tokio::test]
 async fn bad_parameters_get_documented_errors() {
     let f = fixture().await;
+    // Against the document: 400; well-formed but not servable as asked: 422.
     let bad = StatusCode::BAD_REQUEST;
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
     let cases = [
         (
             "/api/v1/instances/x/metrics/database",
@@ -273,17 +275,17 @@ async fn bad_parameters_get_documented_errors() {
         ),
         (
             "/api/v1/instances/1/metrics/database?from=2025-01-02T00:00:00Z&to=2025-01-01T00:00:00Z",
-            bad,
+            unprocessable,
             "invalid_range",
         ),
         (
             "/api/v1/instances/1/metrics/database?from=2020-01-01T00:00:00Z&to=2025-01-01T00:00:00Z",
-            bad,
+            unprocessable,
             "invalid_range",
         ),
         (
             "/api/v1/instances/1/metrics/database?step=0s",
-            bad,
+            unprocessable,
             "invalid_step",
         ),
         (
@@ -298,7 +300,7 @@ async fn bad_parameters_get_documented_errors() {
         ),
         (
             "/api/v1/instances/1/metrics/database?from=2025-01-01T00:00:00Z&to=2025-01-02T00:00:00Z&step=1s",
-            bad,
+            unprocessable,
             "too_many_points",
         ),
         (
@@ -365,7 +367,12 @@ async fn bad_parameters_get_documented_errors() {
         url_ts(t + TimeDelta::minutes(5))
     );
     let (status, body) = get(&f.app, &uri).await;
-    assert_error(status, &body, bad, "too_many_points");
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "too_many_points",
+    );
     sqlx::query("DELETE FROM metric_statement WHERE queryid > 1")
         .execute(&f.pool)
         .await

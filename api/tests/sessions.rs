@@ -295,7 +295,7 @@ async fn users_change_their_password_and_an_admin_reset_forces_a_change() {
         json!({}),
     )
     .await;
-    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(a.status, StatusCode::CONFLICT, "not on your own account");
 }
 
 type Ws =

@@ -288,7 +288,8 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
             Some(json!({"dsn": "host='unterminated", "name": "bad"})),
         )
         .await;
-    assert_eq!(status, 400, "{body}");
+    // Well-formed by the OpenAPI document (a string), not a DSN: 422.
+    assert_eq!(status, 422, "{body}");
     let out = stack.cli(&[
         "instance", "add", "--dsn", &dsn, "--name", "added", "--label", "env=test",
     ]);

@@ -166,7 +166,7 @@ pub async fn series(
         .fetch_all(&state.pool)
         .await?;
     if rows.len() as i64 > MAX_POINTS {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::unprocessable(
             "too_many_points",
             format!(
                 "the answer would have more than {MAX_POINTS} points; use a larger step or a shorter range"
@@ -249,8 +249,15 @@ pub fn choose_step(range: &TimeRange, step: Option<&str>) -> Result<i64, ApiErro
     let seconds = range.seconds();
     match step {
         Some(text) => {
-            // The pattern of the document is checked by the parser too; what it cannot say
-            // (a zero or overlong step, too many buckets for the range) is a 422.
+            // Off the document's pattern (`^[0-9]+[smhd]?$`): 400. What the pattern cannot say
+            // (a zero or overlong step, too many buckets for the range): 422.
+            let digits = text.strip_suffix(['s', 'm', 'h', 'd']).unwrap_or(text);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ApiError::bad_request(
+                    "invalid_step",
+                    format!("step {text:?} must be a number of seconds or end in s, m, h or d"),
+                ));
+            }
             let step = parse_duration(text)
                 .map_err(|m| ApiError::unprocessable("invalid_step", format!("step: {m}")))?;
             let buckets = buckets(seconds, step);
