@@ -49,8 +49,8 @@ impl MakeRustlsConnect {
             (Some(root), Verification::Chain | Verification::Full) => Some(root),
             _ => None,
         };
-        let verifier: Arc<dyn ServerCertVerifier> = match roots {
-            None => Arc::new(AcceptAnyCertificate(Arc::clone(&provider))),
+        let chain = match roots {
+            None => None,
             Some(root) => {
                 let store = root_store(root)?;
                 let webpki = WebPkiServerVerifier::builder_with_provider(
@@ -59,12 +59,15 @@ impl MakeRustlsConnect {
                 )
                 .build()
                 .map_err(|e| DsnError::Rustls(rustls::Error::General(e.to_string())))?;
-                if verification == Verification::Full {
-                    webpki
-                } else {
-                    Arc::new(IgnoreHostName(webpki))
-                }
+                Some(webpki)
             }
+        };
+        let verifier: Arc<dyn ServerCertVerifier> = match chain {
+            Some(webpki) if verification == Verification::Full => webpki,
+            chain => Arc::new(LenientVerifier {
+                provider: Arc::clone(&provider),
+                chain,
+            }),
         };
         let builder = builder
             .dangerous()
@@ -266,64 +269,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for Rustl
     }
 }
 
-/// `require`/`prefer`/`allow` without a root certificate: encryption only.
-/// Handshake signatures are still checked, so the peer holds the key of the
-/// certificate it sent.
+/// The checks short of `verify-full`. Without a chain (`require`/`prefer`/
+/// `allow`, or no root certificate) any certificate is accepted: encryption
+/// only. With one (`verify-ca`) it is the web PKI check, except that a name
+/// mismatch is accepted: webpki checks the chain before the name, so a name
+/// error means the chain was good. Handshake signatures are checked either
+/// way, so the peer holds the key of the certificate it sent.
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct LenientVerifier {
+    provider: Arc<CryptoProvider>,
+    chain: Option<Arc<WebPkiServerVerifier>>,
 }
 
-/// `verify-ca`: the web PKI check, except that a name mismatch is accepted.
-/// webpki checks the chain before the name, so a name error means the chain
-/// was good.
-#[derive(Debug)]
-struct IgnoreHostName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for IgnoreHostName {
+impl ServerCertVerifier for LenientVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -332,10 +290,10 @@ impl ServerCertVerifier for IgnoreHostName {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -349,7 +307,12 @@ impl ServerCertVerifier for IgnoreHostName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -358,10 +321,17 @@ impl ServerCertVerifier for IgnoreHostName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
