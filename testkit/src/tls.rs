@@ -1,15 +1,17 @@
 //! A throwaway certificate authority for TLS tests: it signs server
 //! certificates for harness clusters (`PgOptions::tls`) so that clients can
 //! be tested with `sslmode=verify-ca` / `verify-full` against a real server.
+//! The certificates are made by the Lasect CA's own code (`lasect-pki`).
 
 use std::path::Path;
+use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use lasect_pki::CertificateAuthority;
 
 use crate::HarnessError;
+
+/// Long enough for any test run, short enough to be visibly throwaway.
+const VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A certificate and its private key, both PEM.
 #[derive(Debug, Clone)]
@@ -19,88 +21,39 @@ pub struct CertPair {
 }
 
 /// A self-signed CA that lives as long as the test.
-pub struct TestCa {
-    cert_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
+pub struct TestCa(CertificateAuthority);
 
 impl TestCa {
     pub fn new(common_name: &str) -> Result<Self, HarnessError> {
-        let key = KeyPair::generate().map_err(rcgen_error("generate CA key"))?;
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params
-            .self_signed(&key)
-            .map_err(rcgen_error("self-sign CA"))?;
-        Ok(Self {
-            cert_pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        })
+        CertificateAuthority::generate(common_name)
+            .map(Self)
+            .map_err(pki_error("make CA"))
     }
 
     pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
+        self.0.cert_pem()
     }
 
     /// Writes the CA certificate (what a client names in `sslrootcert`).
     pub fn write_cert(&self, path: &Path) -> Result<(), HarnessError> {
-        std::fs::write(path, &self.cert_pem).map_err(HarnessError::io("write CA certificate"))
+        std::fs::write(path, self.0.cert_pem()).map_err(HarnessError::io("write CA certificate"))
     }
 
     /// A server certificate for `names`: DNS names, or IP addresses when they parse as one.
     pub fn server_cert(&self, names: &[&str]) -> Result<CertPair, HarnessError> {
-        self.leaf(names, ExtendedKeyUsagePurpose::ServerAuth)
-    }
-
-    /// A client certificate whose common name is `user` (for `clientcert=verify-full`).
-    pub fn client_cert(&self, user: &str) -> Result<CertPair, HarnessError> {
-        self.leaf(&[user], ExtendedKeyUsagePurpose::ClientAuth)
-    }
-
-    fn leaf(
-        &self,
-        names: &[&str],
-        usage: ExtendedKeyUsagePurpose,
-    ) -> Result<CertPair, HarnessError> {
-        let key = KeyPair::generate().map_err(rcgen_error("generate leaf key"))?;
-        let mut params = CertificateParams::default();
-        if let Some(first) = names.first() {
-            params.distinguished_name.push(DnType::CommonName, *first);
-        }
-        for name in names {
-            let san = match name.parse::<std::net::IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(
-                    (*name)
-                        .try_into()
-                        .map_err(rcgen_error("certificate DNS name"))?,
-                ),
-            };
-            params.subject_alt_names.push(san);
-        }
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![usage];
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(rcgen_error("sign leaf certificate"))?;
+        let sans: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let common_name = names.first().copied().unwrap_or_default();
+        let issued = self
+            .0
+            .issue_server(common_name, &sans, VALIDITY)
+            .map_err(pki_error("issue server certificate"))?;
         Ok(CertPair {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem.expose().to_owned(),
         })
     }
 }
 
-fn rcgen_error(what: &'static str) -> impl FnOnce(rcgen::Error) -> HarnessError {
+fn pki_error(what: &'static str) -> impl FnOnce(lasect_pki::PkiError) -> HarnessError {
     move |e| HarnessError::Other(format!("{what}: {e}"))
 }
