@@ -32,6 +32,7 @@
 
 mod connector;
 mod dsn;
+pub mod source;
 
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
