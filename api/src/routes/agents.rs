@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use lasect_pki::{ENROLLMENT_TOKEN_PREFIX, hash_token, new_token, validate_agent_id};
 use serde::{Deserialize, Serialize};
 
-use super::auth_routes::body;
+use super::auth_routes::{body, path_params};
 use super::instances::rfc3339;
 use super::{ApiError, AppState};
 use crate::auth::principal::Principal;
@@ -236,7 +236,7 @@ pub async fn disable(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Agent>, ApiError> {
     principal.require(Role::Admin)?;
-    let Path(id) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let id = path_params(path)?;
     let row: Option<AgentRow> = sqlx::query_as(
         "UPDATE agents SET disabled_at = coalesce(disabled_at, now()), \
          disabled_by = coalesce(disabled_by, $2) WHERE id = $1 RETURNING id, hostname, \
@@ -338,7 +338,7 @@ pub async fn certificates(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AgentCertificateList>, ApiError> {
     principal.require(Role::Admin)?;
-    let Path(id) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let id = path_params(path)?;
     let exists: Option<String> = sqlx::query_scalar("SELECT id FROM agents WHERE id = $1")
         .bind(&id)
         .fetch_optional(&state.pool)
@@ -381,8 +381,7 @@ pub async fn revoke_certificate(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<AgentCertificate>, ApiError> {
     principal.require(Role::Admin)?;
-    let Path((id, serial)) =
-        path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let (id, serial) = path_params(path)?;
     if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
         return Err(ApiError::bad_request(
             "invalid_path",

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use lasect_pki::{API_TOKEN_PREFIX, hash_token, new_token};
 use serde::{Deserialize, Serialize};
 
-use super::auth_routes::body;
+use super::auth_routes::{body, path_params};
 use super::instances::rfc3339;
 use super::{ApiError, AppState};
 use crate::auth::principal::Principal;
@@ -245,7 +245,7 @@ pub async fn revoke(
     principal: Principal,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ApiToken>, ApiError> {
-    let Path(id) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let id = path_params(path)?;
     let id: i64 = id.parse().map_err(|_| {
         ApiError::bad_request(
             "invalid_token_id",

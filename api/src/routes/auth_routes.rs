@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use lasect_pki::{REFRESH_TOKEN_PREFIX, hash_token, looks_like_token, new_token};
@@ -63,6 +63,26 @@ struct LoginRow {
 pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(b)| b)
         .map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))
+}
+
+/// The path parameters, or 400 `invalid_path` with axum's account of what did not parse.
+pub(crate) fn path_params<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+}
+
+/// Ends every open session of the user: their refresh tokens stop working.
+pub(crate) async fn end_sessions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    user_id: i64,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// A JSON body the route may go without: none, an empty one or `null` is the default; anything
@@ -560,12 +580,7 @@ pub async fn change_password(
     .execute(&mut *tx)
     .await?;
     // Whoever knew the old password may hold a session: all of them end.
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(principal.user_id)
-    .execute(&mut *tx)
-    .await?;
+    end_sessions(&mut tx, principal.user_id).await?;
     let refresh = insert_refresh(&mut tx, &state, principal.user_id, &family.0).await?;
     tx.commit().await?;
     Ok(Json(pair(

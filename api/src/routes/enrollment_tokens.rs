@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::auth_routes::path_params;
 use super::instances::rfc3339;
 use super::{ApiError, AppState};
 use crate::auth::principal::Principal;
@@ -140,7 +141,7 @@ pub async fn revoke(
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<EnrollmentTokenInfo>, ApiError> {
     principal.require(Role::Admin)?;
-    let Path(id) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let id = path_params(path)?;
     let done: Option<i64> = sqlx::query_scalar(
         "UPDATE enrollment_tokens SET revoked_at = coalesce(revoked_at, now()), \
          revoked_by = coalesce(revoked_by, $2) WHERE id = $1 RETURNING id",

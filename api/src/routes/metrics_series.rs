@@ -25,6 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::api_error::ApiError;
+use super::auth_routes::path_params;
 use super::instances::{self, Instance, rfc3339};
 use super::metric_families::{self, FamilyKey};
 use super::series_spec::{self, Bucketing};
@@ -119,8 +120,7 @@ pub async fn series(
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<SeriesQuery>, QueryRejection>,
 ) -> Result<Json<SeriesResponse>, ApiError> {
-    let Path((id, family)) =
-        path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let (id, family) = path_params(path)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let id = parse_instance_id(&id)?;
     principal

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::api_error::ApiError;
+use super::auth_routes::path_params;
 use super::instances::{self, Instance};
 use super::metric_families::{self, FamilyKey};
 use crate::auth::{Principal, Role};
@@ -62,8 +63,7 @@ pub async fn samples(
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<SamplesQuery>, QueryRejection>,
 ) -> Result<Json<Samples>, ApiError> {
-    let Path((id, family)) =
-        path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let (id, family) = path_params(path)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let id: i64 = id.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
         ApiError::bad_request(

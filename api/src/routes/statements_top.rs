@@ -27,6 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::api_error::ApiError;
+use super::auth_routes::path_params;
 use super::instances::{self, Instance, rfc3339};
 use super::metrics_series::parse_instance_id;
 use super::time_range::TimeRange;
@@ -164,7 +165,7 @@ pub async fn top(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<TopQuery>, QueryRejection>,
 ) -> Result<Json<TopStatements>, ApiError> {
-    let Path(id) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let id = path_params(path)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let id = parse_instance_id(&id)?;
     principal

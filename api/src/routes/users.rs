@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::auth_routes::body;
+use super::auth_routes::{body, end_sessions, path_params};
 use super::instances::rfc3339;
 use super::{ApiError, AppState};
 use crate::auth::password;
@@ -254,12 +254,11 @@ async fn one_user(state: &AppState, username: &str) -> Result<User, ApiError> {
     load_users(state, Some(username))
         .await?
         .pop()
-        .ok_or_else(|| ApiError::not_found(format!("no user named {username:?}")))
+        .ok_or_else(|| no_such_user(username))
 }
 
-fn username_path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    path.map(|Path(p)| p)
-        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+fn no_such_user(username: &str) -> ApiError {
+    ApiError::not_found(format!("no user named {username:?}"))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -294,7 +293,7 @@ pub async fn set_role(
     request: Result<Json<SetRole>, JsonRejection>,
 ) -> Result<Json<User>, ApiError> {
     principal.require(Role::Admin)?;
-    let username = username_path(path)?;
+    let username = path_params(path)?;
     let request = body(request)?;
     check_grants(&request.grants)?;
     if username == principal.username && request.role != Some(Role::Admin) {
@@ -311,9 +310,7 @@ pub async fn set_role(
             .bind(request.role.map(Role::as_str))
             .fetch_optional(&mut *tx)
             .await?;
-    let Some(id) = id else {
-        return Err(ApiError::not_found(format!("no user named {username:?}")));
-    };
+    let id = id.ok_or_else(|| no_such_user(&username))?;
     replace_grants(&mut tx, id, &request.grants).await?;
     tx.commit().await?;
     Ok(Json(one_user(&state, &username).await?))
@@ -341,7 +338,7 @@ pub async fn disable(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<User>, ApiError> {
     principal.require(Role::Admin)?;
-    let username = username_path(path)?;
+    let username = path_params(path)?;
     if username == principal.username {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -357,16 +354,9 @@ pub async fn disable(
     .bind(&username)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(id) = id else {
-        return Err(ApiError::not_found(format!("no user named {username:?}")));
-    };
+    let id = id.ok_or_else(|| no_such_user(&username))?;
     // Its sessions end now; its API tokens stop working because the user is disabled.
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
+    end_sessions(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(one_user(&state, &username).await?))
 }
@@ -405,7 +395,7 @@ pub async fn reset_password(
     request: axum::body::Bytes,
 ) -> Result<Json<CreatedUser>, ApiError> {
     principal.require(Role::Admin)?;
-    let username = username_path(path)?;
+    let username = path_params(path)?;
     if username == principal.username {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -445,16 +435,9 @@ pub async fn reset_password(
     .bind(hash)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(id) = id else {
-        return Err(ApiError::not_found(format!("no user named {username:?}")));
-    };
+    let id = id.ok_or_else(|| no_such_user(&username))?;
     // Sessions opened with the old password end now.
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
+    end_sessions(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(CreatedUser {
         user: one_user(&state, &username).await?,
