@@ -2,12 +2,34 @@
 //! database (docs/CONTROL.md, "Kinds"), declared once.
 //!
 //! A run travels as a kind name (`runs.kind`, `RunRequest.kind`) and a JSON object of
-//! parameters. [`RunKind`] is the one place that lists the names; everything that has to decide
-//! something per kind (who may ask for it, who may read its result, what its result is) matches
-//! on it exhaustively, so a new kind is a compile error wherever it is not handled yet.
+//! parameters. [`RunKind`] is the one place that lists the names; [`RunParams`] has one arm per
+//! kind holding that kind's parameter type, and is what the API builds, the store keeps
+//! ([`RunParams::to_json`]) and the agent executes ([`RunParams::from_json`]). Everything that
+//! decides something per kind (who may ask for it: [`RunParams::requires`]; which allow-list
+//! [`Class`] it needs on the agent: [`RunParams::class`]; where its result lives:
+//! [`RunKind::result`]) matches on them exhaustively, so a new kind is a compile error wherever
+//! it is not handled yet. The wire keeps the name and the JSON: agents and APIs of different
+//! versions still talk, and unknown fields are ignored.
 //!
-//! Adding a kind: an arm here (name, [`RunKind::requires`], [`RunKind::result`]), the agent's
-//! executor, the route that creates it; the compiler lists the rest.
+//! Adding a run kind:
+//! 1. an arm in [`RunKind`] (its name in `as_str`, `ALL`, `result`);
+//! 2. its parameter type in `params.rs` (serde, no `deny_unknown_fields`, defaults for what an
+//!    older API would not send) and its arm in [`RunParams`] (`kind`, `from_json`, `to_json`,
+//!    `requires`, `class`: a new [`Class`] if no existing one describes what it may do);
+//! 3. the agent's executor (`agent/src/ops/`, its arm in `ops::dispatch`);
+//! 4. the API route that creates it, and its line in docs/CONTROL.md.
+//!
+//! The compiler lists the rest (the ingest's post-processing, result routes, read-only DSN).
+
+mod class;
+mod params;
+
+pub use class::{Class, UnknownClass};
+pub use params::{
+    DumpSqlParams, ExplainParams, ExportCsvParams, ExtensionActionParams, ExtensionListParams,
+    ExtensionVerb, ImportCsvParams, InstanceCheckParams, InstanceMetadataParams, MigrationParams,
+    ParamsError, RunParams, SchemaSnapshotParams, SqlParams, TableDataParams,
+};
 
 use std::fmt;
 use std::str::FromStr;
@@ -93,24 +115,10 @@ impl RunKind {
     }
 
     /// The role needed on the instance to ask for this run with these parameters (the same
-    /// rule the routes that create runs enforce).
+    /// rule the routes that create runs enforce: [`RunParams::requires`]). Parameters that do
+    /// not parse are an admin's: nothing this API creates looks like that.
     pub fn requires(self, params: &Value) -> Requires {
-        let flag = |name: &str| params.get(name).and_then(Value::as_bool);
-        match self {
-            // A write, or an ANALYZE allowed to write, is an admin's.
-            RunKind::Sql | RunKind::Explain if flag("write") == Some(true) => Requires::Admin,
-            RunKind::Sql | RunKind::Explain => Requires::User,
-            // A data dump holds every row of every table.
-            RunKind::DumpSql if flag("schema_only") == Some(false) => Requires::Admin,
-            RunKind::DumpSql => Requires::User,
-            RunKind::InstanceCheck
-            | RunKind::InstanceMetadata
-            | RunKind::SchemaSnapshot
-            | RunKind::TableData
-            | RunKind::ExportCsv
-            | RunKind::ExtensionList => Requires::User,
-            RunKind::ImportCsv | RunKind::ExtensionAction | RunKind::Migration => Requires::Admin,
-        }
+        RunParams::from_json(self, params).map_or(Requires::Admin, |p| p.requires())
     }
 
     /// Where a finished run's result lives.
