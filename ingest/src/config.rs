@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! listen = "0.0.0.0:7443"                 # IP:port; default 0.0.0.0:7443
-//! store_dsn = "host=... dbname=lasect user=lasect"   # or LASECT_STORE_DSN
+//! store_dsn = "host=... dbname=lasect user=lasect"   # or LASECT_STORE_DSN (see below)
 //! [tls]                                   # required
 //! ca_file = "/etc/lasect/tls/ca.pem"      # client certs must chain to it
 //! cert_file = "/etc/lasect/tls/ingest.pem"
@@ -29,6 +29,12 @@
 //! cert_validity_secs = 604800             # 7 days; agents renew at about 2/3 of it
 //! ```
 //!
+//! The store DSN is chosen by the rule of [`lasect_pgtls::source`]: the
+//! `store_dsn` of a file named with `--config` wins over `LASECT_STORE_DSN`,
+//! which wins over the default file's (so deployments that keep the DSN in
+//! the environment and the file at its default path work as before). The
+//! winner is logged at start.
+//!
 //! Unknown keys are errors. Unlike the agent config, which is rolled out over
 //! a fleet and must survive a rollback, this file sits on a few central
 //! hosts: a misspelt limit silently falling back to its default is worse
@@ -38,6 +44,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use lasect_pgtls::source::{ChosenDsn, DsnCandidates, DsnSource};
 use serde::Deserialize;
 
 /// Where the binary looks for its config when `--config` is not given.
@@ -72,6 +79,15 @@ impl fmt::Display for SecretString {
     }
 }
 
+/// What besides the file decides the store DSN.
+#[derive(Debug, Clone, Default)]
+pub struct DsnInputs {
+    /// The file was named with `--config` (not the default path).
+    pub config_explicit: bool,
+    /// `LASECT_STORE_DSN`, if set and not empty.
+    pub env: Option<SecretString>,
+}
+
 /// A bound against typos, far above what one process can use: each
 /// admitted push may hold up to `max_message_bytes` of request.
 const MAX_INFLIGHT_BATCHES: usize = 100_000;
@@ -81,6 +97,9 @@ const MAX_INFLIGHT_BATCHES: usize = 100_000;
 pub struct Config {
     pub listen: SocketAddr,
     pub store_dsn: SecretString,
+    /// Where `store_dsn` came from, and whether `LASECT_STORE_DSN` lost.
+    pub store_dsn_source: DsnSource,
+    pub env_dsn_ignored: bool,
     pub tls: TlsFiles,
     pub limits: Limits,
     pub store: StoreSettings,
@@ -319,36 +338,60 @@ fn list(errors: &[FieldError]) -> String {
 }
 
 impl Config {
-    /// Reads, parses and validates the file at `path`. `dsn_override` (the
-    /// value of `LASECT_STORE_DSN`, if set) replaces `store_dsn`.
-    pub fn load(path: &Path, dsn_override: Option<SecretString>) -> Result<Self, ConfigError> {
+    /// Reads, parses and validates the file at `path`; the store DSN is
+    /// chosen from it and `inputs` (module docs).
+    pub fn load(path: &Path, inputs: DsnInputs) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text, path, dsn_override)
+        Self::from_toml(&text, path, inputs)
     }
 
-    /// Parses and validates config text; `path` is only used in messages.
-    pub fn from_toml(
-        text: &str,
-        path: &Path,
-        dsn_override: Option<SecretString>,
-    ) -> Result<Self, ConfigError> {
+    /// Parses and validates config text read from `path`.
+    pub fn from_toml(text: &str, path: &Path, inputs: DsnInputs) -> Result<Self, ConfigError> {
         let mut file: ConfigFile = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source,
         })?;
-        if let Some(dsn) = dsn_override {
-            file.store_dsn = Some(dsn);
+        let chosen = DsnCandidates {
+            flag: None,
+            config_path: path.to_owned(),
+            config_explicit: inputs.config_explicit,
+            file: file.store_dsn.take(),
+            env: inputs.env,
         }
-        file.validate()
+        .choose();
+        let (source, env_ignored) = match chosen {
+            Some(c) => {
+                file.store_dsn = Some(c.dsn);
+                (c.source, c.env_ignored)
+            }
+            // Reported by `validate` as a missing field.
+            None => (DsnSource::Env, false),
+        };
+        file.validate(source, env_ignored)
+    }
+
+    /// The start-up log line naming the DSN's source and server, never its password.
+    pub fn describe_store_dsn(&self) -> String {
+        ChosenDsn {
+            dsn: self.store_dsn.expose(),
+            source: self.store_dsn_source.clone(),
+            env_ignored: self.env_dsn_ignored,
+        }
+        .describe()
     }
 }
 
 impl ConfigFile {
     /// Checks every field and reports every problem found, one per field.
-    pub fn validate(self) -> Result<Config, ConfigError> {
+    /// `store_dsn` is the one already chosen, from `store_dsn_source`.
+    pub fn validate(
+        self,
+        store_dsn_source: DsnSource,
+        env_dsn_ignored: bool,
+    ) -> Result<Config, ConfigError> {
         let mut errors = Vec::new();
         let mut bad = |field: &'static str, reason: String| {
             errors.push(FieldError { field, reason });
@@ -514,6 +557,8 @@ impl ConfigFile {
             (Some(listen), Some(store_dsn)) if errors.is_empty() => Ok(Config {
                 listen,
                 store_dsn,
+                store_dsn_source,
+                env_dsn_ignored,
                 tls: self.tls,
                 limits: self.limits,
                 store: self.store,

@@ -123,6 +123,11 @@ pub async fn run(
 ) -> Result<(), IngestError> {
     // Ignored error: a provider is already installed (by main or a test).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if config.env_dsn_ignored {
+        tracing::warn!("{}", config.describe_store_dsn());
+    } else {
+        tracing::info!("{}", config.describe_store_dsn());
+    }
     let revocations = Revocations::default();
     let (tls, client_roots) = tls::server_config(&config.tls, revocations.clone())?;
     let signing_ca = SigningCa::load(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use lasect_ingest::config::DEFAULT_CONFIG_PATH;
+use lasect_ingest::config::{DEFAULT_CONFIG_PATH, DsnInputs};
 use lasect_ingest::{Config, SecretString};
 
 /// A push allocates and frees many small objects (decoded messages, rows,
@@ -22,9 +22,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Config file (TOML).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
+    /// Config file (TOML) [default: /etc/lasect/ingest.toml]. The store DSN is its store_dsn
+    /// when given here, else LASECT_STORE_DSN, else the default file's store_dsn.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -42,14 +43,14 @@ fn try_main() -> anyhow::Result<()> {
     init_logging();
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let dsn = match std::env::var("LASECT_STORE_DSN") {
-        Ok(dsn) if !dsn.is_empty() => Some(SecretString::new(dsn)),
-        Ok(_) | Err(std::env::VarError::NotPresent) => None,
-        Err(std::env::VarError::NotUnicode(_)) => {
-            anyhow::bail!("read LASECT_STORE_DSN: it is not valid UTF-8")
-        }
+    let inputs = DsnInputs {
+        config_explicit: args.config.is_some(),
+        env: lasect_pgtls::source::env_store_dsn()?.map(SecretString::new),
     };
-    let config = Config::load(&args.config, dsn).context("load config file")?;
+    let path = args
+        .config
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let config = Config::load(&path, inputs).context("load config file")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -28,7 +28,7 @@ impl Files {
 }
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::from_toml(text, Path::new("ingest.toml"), None)
+    Config::from_toml(text, Path::new("ingest.toml"), DsnInputs::default())
 }
 
 fn field_errors(err: ConfigError) -> Vec<FieldError> {
@@ -70,26 +70,50 @@ fn full_config_parses() {
     assert_eq!(config.store_dsn.to_string(), "***");
 }
 
+fn with_env(explicit: bool, env: &str) -> DsnInputs {
+    DsnInputs {
+        config_explicit: explicit,
+        env: Some(SecretString::new(env)),
+    }
+}
+
 #[test]
-fn env_dsn_overrides_file() {
+fn env_dsn_overrides_the_default_file_only() {
     let files = Files::new();
     let text = format!("store_dsn = \"host=file\"\n{}", files.tls());
-    let config = Config::from_toml(
-        &text,
-        Path::new("x"),
-        Some(SecretString::new("host=env dbname=lasect")),
-    )
-    .expect("valid config");
-    assert_eq!(config.store_dsn.expose(), "host=env dbname=lasect");
+    let config = Config::from_toml(&text, Path::new("x"), with_env(false, "host=env dbname=l"))
+        .expect("valid config");
+    assert_eq!(config.store_dsn.expose(), "host=env dbname=l");
+    assert_eq!(config.store_dsn_source, DsnSource::Env);
+    assert!(!config.env_dsn_ignored);
 
-    // The env variable alone is enough.
-    let config = Config::from_toml(
-        &files.tls(),
-        Path::new("x"),
-        Some(SecretString::new("host=env")),
-    )
-    .expect("valid config");
+    // A file named with --config says what the operator meant.
+    let config =
+        Config::from_toml(&text, Path::new("x"), with_env(true, "host=env")).expect("valid config");
+    assert_eq!(config.store_dsn.expose(), "host=file");
+    assert_eq!(config.store_dsn_source, DsnSource::ConfigFile("x".into()));
+    assert!(config.env_dsn_ignored);
+    let line = config.describe_store_dsn();
+    assert!(
+        line.contains("from store_dsn of --config x (host=file)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("LASECT_STORE_DSN is set but not used"),
+        "{line}"
+    );
+
+    // The env variable alone is enough, even with --config.
+    let config = Config::from_toml(&files.tls(), Path::new("x"), with_env(true, "host=env"))
+        .expect("valid config");
     assert_eq!(config.store_dsn.expose(), "host=env");
+    assert_eq!(config.store_dsn_source, DsnSource::Env);
+
+    let config = parse(&text).expect("valid config");
+    assert_eq!(
+        config.store_dsn_source,
+        DsnSource::DefaultConfigFile("ingest.toml".into())
+    );
 }
 
 #[test]
@@ -179,7 +203,8 @@ fn malformed_files_are_parse_errors() {
 
 #[test]
 fn missing_file_names_its_path() {
-    let err = Config::load(Path::new("/nonexistent/ingest.toml"), None).expect_err("missing");
+    let err = Config::load(Path::new("/nonexistent/ingest.toml"), DsnInputs::default())
+        .expect_err("missing");
     assert!(matches!(err, ConfigError::Read { .. }));
     assert!(
         err.to_string().contains("/nonexistent/ingest.toml"),

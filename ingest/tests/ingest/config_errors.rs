@@ -112,3 +112,123 @@ fn enrollment_ca_must_be_trusted_for_client_certificates() {
         "{err}"
     );
 }
+
+/// A store cluster with two migrated stores, and an ingest config whose
+/// `store_dsn` (written only when `file_dsn` is true) names store A.
+struct TwoStores {
+    pg: lasect_testkit::PgCluster,
+    a: String,
+    b: String,
+    tls: crate::support::TlsMaterial,
+}
+
+impl TwoStores {
+    async fn new() -> Self {
+        let pg = lasect_testkit::PgCluster::start(lasect_testkit::PgOptions::default())
+            .expect("start PostgreSQL");
+        let a = pg.store_dsn().await.expect("store A");
+        let b = pg.store_dsn().await.expect("store B");
+        Self {
+            pg,
+            a,
+            b,
+            tls: crate::support::TlsMaterial::generate(),
+        }
+    }
+
+    fn config(&self, file_dsn: bool) -> std::path::PathBuf {
+        let store = if file_dsn {
+            format!("store_dsn = {:?}\n", self.a)
+        } else {
+            String::new()
+        };
+        let path = self.tls.path("ingest.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:0\"\n{store}[tls]\nca_file = {:?}\ncert_file = {:?}\n\
+                 key_file = {:?}\n",
+                self.tls.path("ca.pem"),
+                self.tls.path("ingest.pem"),
+                self.tls.path("ingest.key"),
+            ),
+        )
+        .expect("write config");
+        path
+    }
+
+    /// Starts ingest with `--config` and `LASECT_STORE_DSN` = store B; returns
+    /// the line that says where the DSN came from, once ingest listens.
+    fn start(&self, file_dsn: bool) -> (lasect_testkit::ChildGuard, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lasect-ingest"));
+        cmd.arg("--config")
+            .arg(self.config(file_dsn))
+            .env("LASECT_STORE_DSN", &self.b)
+            .env("LASECT_LOG", "info");
+        let mut child = lasect_testkit::ChildGuard::spawn(cmd).expect("spawn lasect-ingest");
+        child
+            .wait_for_line("lasect-ingest listening on ", START)
+            .expect("ingest listens");
+        let line = child
+            .lines()
+            .into_iter()
+            .find(|l| l.contains("store DSN from"))
+            .expect("the DSN's source is logged");
+        (child, line)
+    }
+
+    /// Sessions open on each store's database (ingest's pool keeps its own).
+    async fn sessions(&self) -> (i64, i64) {
+        let db = self.pg.connect("postgres").await.expect("connect");
+        let dbname = |dsn: &str| {
+            dsn.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("dbname="))
+                .expect("dbname in DSN")
+                .to_owned()
+        };
+        let (a, b) = (dbname(&self.a), dbname(&self.b));
+        let row = db
+            .query_one(
+                "SELECT count(*) FILTER (WHERE datname = $1), count(*) FILTER (WHERE datname = $2) \
+                 FROM pg_stat_activity",
+                &[&a, &b],
+            )
+            .await
+            .expect("count sessions");
+        (row.get(0), row.get(1))
+    }
+}
+
+/// Bound on start-up (a cold debug build on a loaded machine), not a timing assertion.
+const START: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `make bench` from a shell that had sourced the demo's environment sent its
+/// load into the demo's store: a file named with --config must win over an
+/// inherited LASECT_STORE_DSN, and say so.
+#[tokio::test]
+async fn explicit_config_wins_over_the_environment_and_says_so() {
+    let stores = TwoStores::new().await;
+    let (_ingest, line) = stores.start(true);
+    assert!(
+        line.contains("store DSN from store_dsn of --config"),
+        "{line}"
+    );
+    assert!(
+        line.contains("LASECT_STORE_DSN is set but not used"),
+        "{line}"
+    );
+    let (a, b) = stores.sessions().await;
+    assert!(a > 0, "ingest holds no session on store A");
+    assert_eq!(b, 0, "ingest connected to store B (the environment's)");
+}
+
+/// A file without store_dsn still takes it from the environment.
+#[tokio::test]
+async fn environment_applies_when_the_file_has_no_dsn() {
+    let stores = TwoStores::new().await;
+    let (_ingest, line) = stores.start(false);
+    assert!(line.contains("store DSN from LASECT_STORE_DSN"), "{line}");
+    let (a, b) = stores.sessions().await;
+    assert_eq!(a, 0, "ingest connected to store A");
+    assert!(b > 0, "ingest holds no session on store B");
+}

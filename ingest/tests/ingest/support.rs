@@ -112,7 +112,7 @@ impl Ingest {
         let tables = tables(&tls);
         let config = format!(
             r#"listen = "127.0.0.1:0"
-store_dsn = "host=/nonexistent dbname=overridden-by-env"
+store_dsn = {store_dsn:?}
 
 [tls]
 ca_file = {ca:?}
@@ -143,7 +143,6 @@ listen = "127.0.0.1:0"
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lasect-ingest"));
         cmd.arg("--config")
             .arg(&config_path)
-            .env("LASECT_STORE_DSN", &store_dsn)
             .env("LASECT_LOG", "info,lasect_ingest=debug");
         let mut child = ChildGuard::spawn(cmd).expect("spawn lasect-ingest");
         let line = child
