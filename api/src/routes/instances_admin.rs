@@ -16,10 +16,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_postgres::config::Host;
 
 use lasect_pki::secrets::{FIELD_DSN, FIELD_RUN_DSN, encrypt_instance_secret};
+use lasect_runs::{InstanceCheckParams, InstanceMetadataParams, RunParams};
 
 use super::auth_routes::body;
 use super::instances::{Instance, find, rfc3339};
@@ -307,7 +308,7 @@ pub async fn add(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    match check(&state, &principal, id, "instance_check", CHECK_WAIT).await? {
+    match check(&state, &principal, id, instance_check(), CHECK_WAIT).await? {
         Ok(run) => {
             let instance = find(&state, id)
                 .await?
@@ -344,12 +345,16 @@ fn encrypt_dsn(
     encrypt_instance_secret(keyring, id, agent, field, dsn.as_bytes()).map_err(ApiError::internal)
 }
 
+fn instance_check() -> RunParams {
+    RunParams::InstanceCheck(InstanceCheckParams {})
+}
+
 /// Queues an `instance_check` or `instance_metadata` run and waits for it.
 async fn check(
     state: &AppState,
     principal: &Principal,
     id: i64,
-    kind: &str,
+    params: RunParams,
     wait: Duration,
 ) -> Result<Result<RunView, Response>, ApiError> {
     let limits = RunLimits {
@@ -358,9 +363,8 @@ async fn check(
     }
     .resolve(1, 1 << 20)?;
     let run = NewRun {
-        kind,
         instance_id: id,
-        params: json!({}),
+        params,
         requested_by: runs::requested_by(principal),
         limits,
         input: None,
@@ -562,7 +566,7 @@ pub async fn test(
     body(request)?;
     let wait = wait_or_default(query)?;
     Ok(
-        match check(&state, &principal, id, "instance_check", wait).await? {
+        match check(&state, &principal, id, instance_check(), wait).await? {
             Ok(run) => Json(CheckResult {
                 run_id: run.id,
                 check: run.summary.unwrap_or(Value::Null),
@@ -606,7 +610,15 @@ pub async fn refresh(
     body(request)?;
     let wait = wait_or_default(query)?;
     Ok(
-        match check(&state, &principal, id, "instance_metadata", wait).await? {
+        match check(
+            &state,
+            &principal,
+            id,
+            RunParams::InstanceMetadata(InstanceMetadataParams {}),
+            wait,
+        )
+        .await?
+        {
             Ok(_) => Json(detail(&state, id).await?).into_response(),
             Err(answer) => answer,
         },

@@ -20,8 +20,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use lasect_runs::{
+    DumpSqlParams, ExportCsvParams, ExtensionActionParams, ExtensionListParams, ExtensionVerb,
+    ImportCsvParams, RunParams, SchemaSnapshotParams, TableDataParams,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::auth_routes::body;
@@ -39,13 +43,11 @@ const READ_WAIT: Duration = Duration::from_secs(30);
 
 fn new_run<'a>(
     principal: &Principal,
-    kind: &'a str,
     id: i64,
-    params: Value,
+    params: RunParams,
     limits: (i64, i64, i64, i64),
 ) -> NewRun<'a> {
     NewRun {
-        kind,
         instance_id: id,
         params,
         requested_by: runs::requested_by(principal),
@@ -109,9 +111,10 @@ pub async fn snapshot(
         &state,
         new_run(
             &principal,
-            "schema_snapshot",
             id,
-            json!({ "database": r.database }),
+            RunParams::SchemaSnapshot(SchemaSnapshotParams {
+                database: r.database,
+            }),
             limits,
         ),
         wait,
@@ -469,10 +472,10 @@ pub async fn rows(
     principal
         .require_on_instance(&state.pool, id, Role::User)
         .await?;
-    let after: Option<Value> = match &q.after {
+    let after: Option<Vec<Value>> = match &q.after {
         None => None,
         Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(v @ Value::Array(_)) => Some(v),
+            Ok(Value::Array(key)) => Some(key),
             _ => {
                 return Err(ApiError::bad_request(
                     "invalid_query",
@@ -488,16 +491,16 @@ pub async fn rows(
             "limit must be 1..=1000",
         ));
     }
-    let params = json!({ "schema": schema, "table": table, "after": after, "limit": limit, "database": q.database });
+    let params = RunParams::TableData(TableDataParams {
+        schema,
+        table,
+        after,
+        limit,
+        database: q.database,
+    });
     let limits = RunLimits::default().resolve(1000, 64 << 20)?;
     let wait = read_wait(q.wait)?;
-    let run = match ask(
-        &state,
-        new_run(&principal, "table_data", id, params, limits),
-        wait,
-    )
-    .await?
-    {
+    let run = match ask(&state, new_run(&principal, id, params, limits), wait).await? {
         Ok(run) => run,
         Err(response) => return Ok(response),
     };
@@ -567,14 +570,13 @@ pub async fn export(
         ));
     }
     let limits = r.limits.resolve(runs::MAX_MAX_ROWS, TRANSFER_MAX_BYTES)?;
-    let params =
-        json!({ "schema": r.schema, "table": r.table, "sql": r.sql, "database": r.database });
-    start(
-        &state,
-        new_run(&principal, "export_csv", id, params, limits),
-        wait,
-    )
-    .await
+    let params = RunParams::ExportCsv(ExportCsvParams {
+        schema: r.schema,
+        table: r.table,
+        sql: r.sql,
+        database: r.database,
+    });
+    start(&state, new_run(&principal, id, params, limits), wait).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -628,13 +630,13 @@ pub async fn dump(
             .await?;
     }
     let limits = r.limits.resolve(1, TRANSFER_MAX_BYTES)?;
-    let params = json!({ "schema": r.schema, "table": r.table, "schema_only": schema_only, "database": r.database });
-    start(
-        &state,
-        new_run(&principal, "dump_sql", id, params, limits),
-        wait,
-    )
-    .await
+    let params = RunParams::DumpSql(DumpSqlParams {
+        schema: r.schema,
+        table: r.table,
+        schema_only,
+        database: r.database,
+    });
+    start(&state, new_run(&principal, id, params, limits), wait).await
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -712,8 +714,15 @@ pub async fn import(
         ..RunLimits::default()
     }
     .resolve(1, 1 << 20)?;
-    let params = json!({ "schema": q.schema, "table": q.table, "header": q.header.unwrap_or(true), "database": q.database });
-    let mut run = new_run(&principal, "import_csv", id, params, limits);
+    let params = RunParams::ImportCsv(ImportCsvParams {
+        // The agent's default, said here so the stored run shows it.
+        schema: q.schema.unwrap_or_else(|| "public".to_owned()),
+        table: q.table,
+        header: q.header.unwrap_or(true),
+        columns: None,
+        database: q.database,
+    });
+    let mut run = new_run(&principal, id, params, limits);
     run.input = Some(&data);
     start(&state, run, wait).await
 }
@@ -772,9 +781,10 @@ pub async fn extensions(
         &state,
         new_run(
             &principal,
-            "extension_list",
             id,
-            json!({ "database": q.database }),
+            RunParams::ExtensionList(ExtensionListParams {
+                database: q.database,
+            }),
             limits,
         ),
         wait,
@@ -842,25 +852,31 @@ pub async fn extension_action(
         .await?;
     let wait = WaitQuery::duration(query)?;
     let r = body(request)?;
-    if !matches!(r.action.as_str(), "enable" | "disable" | "update") {
+    let Some(action) = ExtensionVerb::ALL
+        .into_iter()
+        .find(|v| v.as_str() == r.action)
+    else {
         return Err(ApiError::bad_request(
             "invalid_body",
             "action must be enable, disable or update",
         ));
-    }
+    };
     let limits = RunLimits::default().resolve(1, 1 << 20)?;
-    let params = json!({ "action": r.action, "name": r.name, "version": r.version, "schema": r.schema, "cascade": r.cascade, "database": r.database });
-    start(
-        &state,
-        new_run(&principal, "extension_action", id, params, limits),
-        wait,
-    )
-    .await
+    let params = RunParams::ExtensionAction(ExtensionActionParams {
+        action,
+        name: r.name,
+        version: r.version,
+        schema: r.schema,
+        cascade: r.cascade,
+        database: r.database,
+    });
+    start(&state, new_run(&principal, id, params, limits), wait).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn foreign_keys_become_edges() {

@@ -25,7 +25,7 @@ use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 use crate::runs::access::{RunAccess, is_requester};
 use crate::runs::{self, NewRun, RunLimits, RunRow, RunView};
-use lasect_runs::{ResultShape, RunKind};
+use lasect_runs::{ExplainParams, ResultShape, RunKind, RunParams, SqlParams};
 
 pub(crate) fn path_id(
     path: Result<Path<String>, PathRejection>,
@@ -208,16 +208,15 @@ pub async fn sql(
     let limits = request
         .limits
         .resolve(runs::DEFAULT_MAX_ROWS, runs::DEFAULT_MAX_BYTES)?;
-    let params = json!({
-        "sql": request.sql,
-        "params": request.params,
-        "write": request.write,
-        "database": request.database,
+    let params = RunParams::Sql(SqlParams {
+        sql: request.sql,
+        params: request.params,
+        write: request.write,
+        database: request.database,
     });
     start(
         &state,
         NewRun {
-            kind: "sql",
             instance_id: id,
             params,
             requested_by: runs::requested_by(&principal),
@@ -286,17 +285,16 @@ pub async fn explain(
     let limits = request
         .limits
         .resolve(runs::DEFAULT_MAX_ROWS, runs::DEFAULT_MAX_BYTES)?;
-    let params = json!({
-        "sql": request.sql,
-        "params": request.params,
-        "analyze": request.analyze,
-        "write": request.write,
-        "database": request.database,
+    let params = RunParams::Explain(ExplainParams {
+        sql: request.sql,
+        params: request.params,
+        analyze: request.analyze,
+        write: request.write,
+        database: request.database,
     });
     start(
         &state,
         NewRun {
-            kind: "explain",
             instance_id: id,
             params,
             requested_by: runs::requested_by(&principal),

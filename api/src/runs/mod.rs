@@ -243,11 +243,10 @@ pub fn requested_by(principal: &Principal) -> String {
     }
 }
 
-/// What to create.
+/// What to create; the kind is the parameters' arm.
 pub struct NewRun<'a> {
-    pub kind: &'a str,
     pub instance_id: i64,
-    pub params: Value,
+    pub params: lasect_runs::RunParams,
     pub requested_by: String,
     pub limits: (i64, i64, i64, i64),
     /// Raw input (import_csv), stored zstd-compressed.
@@ -264,9 +263,9 @@ pub async fn create(pool: &PgPool, run: NewRun<'_>) -> Result<i64, ApiError> {
          SELECT $1, id, agent_id, $3, $4, $5, $6, $7, now() + make_interval(secs => $8::float8) \
          FROM instances WHERE id = $2 AND state <> 'removed' RETURNING id",
     )
-    .bind(run.kind)
+    .bind(run.params.kind().as_str())
     .bind(run.instance_id)
-    .bind(&run.params)
+    .bind(run.params.to_json())
     .bind(&run.requested_by)
     .bind(i32::try_from(timeout_ms).unwrap_or(i32::MAX))
     .bind(max_rows)
