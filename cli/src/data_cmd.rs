@@ -350,6 +350,7 @@ pub async fn extension_list(
     let body = client
         .get_json(&format!("api/v1/instances/{id}/extensions?wait=50"))
         .await?;
+    crate::runs_cmd::result_or_pending(&body)?;
     render(output, &body, |b| {
         Ok(crate::json_table::render(
             b["extensions"].as_array().map(Vec::as_slice).unwrap_or(&[]),

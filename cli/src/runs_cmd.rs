@@ -24,6 +24,25 @@ const POLL_SECS: u64 = 50;
 #[error("{0}")]
 pub struct RunFailed(pub String);
 
+/// A route that answers with its result once the agent ran it (`instance test`, `instance show
+/// --refresh`, `extension list`) answers 202 with the run instead when the wait ended first (an
+/// agent that is slow or offline): that run goes on. An error naming it (exit code 5), so no
+/// empty result is shown as if it were one.
+pub fn result_or_pending(body: &Value) -> Result<(), RunFailed> {
+    let pending = body.get("kind").is_some()
+        && ["queued", "dispatched", "running"].contains(&body["status"].as_str().unwrap_or(""));
+    if !pending {
+        return Ok(());
+    }
+    Err(RunFailed(format!(
+        "the agent has not answered yet: run {} is {} (is the agent connected?); it goes on: \
+         lasect run show {}",
+        body["id"],
+        str_or(&body["status"], "?"),
+        body["id"]
+    )))
+}
+
 /// `5s`, `500ms`, `2m`, `1h` (or plain seconds) as milliseconds, 1 ms ..= 1 h.
 pub fn parse_timeout_ms(text: &str) -> Result<i64, String> {
     let t = text.trim();
@@ -504,6 +523,7 @@ pub async fn instance_test(
     let body = client
         .post_json(&format!("api/v1/instances/{id}/test"), &json!({}))
         .await?;
+    result_or_pending(&body)?;
     render(output, &body, |b| {
         let c = &b["check"];
         let mut out = format!(
@@ -535,6 +555,7 @@ pub async fn instance_show(
     } else {
         client.get_json(&format!("api/v1/instances/{id}")).await?
     };
+    result_or_pending(&body)?;
     render(output, &body, |b| {
         let i = &b["instance"];
         let mut out = crate::json_table::render_one(
@@ -582,6 +603,28 @@ pub async fn instance_show(
         }
         Ok(out)
     })
+}
+
+#[cfg(test)]
+mod pending_tests {
+    use super::result_or_pending;
+    use serde_json::json;
+
+    #[test]
+    fn a_run_still_going_is_an_error_naming_it_and_results_pass() {
+        let pending = json!({"id": 42, "kind": "instance_check", "status": "queued"});
+        let e = result_or_pending(&pending)
+            .expect_err("pending")
+            .to_string();
+        assert!(
+            e.contains("run 42 is queued") && e.contains("lasect run show 42"),
+            "{e}"
+        );
+        assert!(result_or_pending(&json!({"run_id": 1, "check": {"ok": true}})).is_ok());
+        assert!(result_or_pending(&json!({"extensions": []})).is_ok());
+        // An ended run is not pending (the routes answer 422 for those anyway).
+        assert!(result_or_pending(&json!({"id": 1, "kind": "sql", "status": "failed"})).is_ok());
+    }
 }
 
 #[cfg(test)]

@@ -976,4 +976,15 @@ async fn instance_add_sends_the_run_dsn_and_reports_a_pending_check() {
     );
     assert!(privileged);
     assert_eq!(state, "validating", "kept until its check ends");
+
+    // Routes that answer with the agent's result say so when the agent has not answered, rather
+    // than showing an empty result: exit 5, naming the run.
+    for args in [
+        &["instance", "test", "db-01/main"][..],
+        &["instance", "show", "--refresh", "db-01/main"][..],
+    ] {
+        let err = fails_with(api.lasect(args), 5).await;
+        assert!(err.contains("has not answered yet"), "{args:?}: {err}");
+        assert!(err.contains("lasect run show"), "{args:?}: {err}");
+    }
 }
