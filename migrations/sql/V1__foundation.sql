@@ -13,27 +13,86 @@ CREATE TABLE store_settings (
     value text NOT NULL
 );
 
--- Decide the metric storage. `SET lasect.metric_storage = 'native'` before
--- migrating forces the native layout (tests use it to cover both paths).
-DO $$
+-- Decide the metric storage from what any role can read: the store's owner is
+-- usually an ordinary role, so no superuser-only setting (such as
+-- shared_preload_libraries) is consulted. TimescaleDB is used when an
+-- administrator created the extension in this database, or when it is
+-- installed, preloaded and this role may create it (a superuser, or a role with
+-- CREATE on the database, the extension being trusted). Creating it when it is
+-- not preloaded would end the session (FATAL), hence the preload test.
+-- `SET lasect.metric_storage = 'native'` before migrating forces the native
+-- layout (tests use it to cover both paths); 'timescaledb' insists on it.
+--
+-- This block was edited after V1 shipped (it read shared_preload_libraries,
+-- refused to every non-superuser): see the migrations crate's docs for why
+-- stores that applied the shipped V1 still migrate.
+
+-- What this role can tell about TimescaleDB here.
+CREATE FUNCTION lasect_timescaledb_facts(
+    OUT created boolean, OUT available boolean, OUT preloaded boolean, OUT may_create boolean
+) LANGUAGE sql STABLE AS $$
+    SELECT
+        EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),
+        EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+        -- The loader, loaded only through shared_preload_libraries, defines this
+        -- setting readable by everyone; a mere placeholder would be a string.
+        EXISTS (SELECT 1 FROM pg_settings
+                WHERE name = 'timescaledb.disable_load' AND vartype = 'bool'),
+        coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false)
+        OR (has_database_privilege(current_database(), 'CREATE')
+            AND EXISTS (SELECT 1
+                        FROM pg_available_extensions a
+                        JOIN pg_available_extension_versions v
+                          ON v.name = a.name AND v.version = a.default_version
+                        WHERE a.name = 'timescaledb' AND v.trusted))
+$$;
+
+-- The layout for those facts ('timescaledb' or 'native'), or an error saying
+-- what is missing when `forced` asks for TimescaleDB.
+CREATE FUNCTION lasect_choose_metric_storage(
+    forced text, created boolean, available boolean, preloaded boolean, may_create boolean
+) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
-    forced text := nullif(current_setting('lasect.metric_storage', true), '');
-    usable boolean;
+    missing text := CASE
+        WHEN created THEN NULL
+        WHEN NOT available THEN 'the timescaledb extension is not installed on this server'
+        WHEN NOT preloaded THEN 'timescaledb is not in shared_preload_libraries'
+        WHEN NOT may_create THEN 'this role may not create the extension: '
+             'an administrator must run CREATE EXTENSION timescaledb in this database'
+    END;
 BEGIN
-    usable := EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
-          AND current_setting('shared_preload_libraries') LIKE '%timescaledb%';
     IF forced IS NOT NULL AND forced NOT IN ('native', 'timescaledb') THEN
         RAISE EXCEPTION 'lasect.metric_storage must be native or timescaledb, not %', forced;
     END IF;
-    IF forced = 'timescaledb' AND NOT usable THEN
-        RAISE EXCEPTION 'lasect.metric_storage = timescaledb, but the extension is not available and preloaded';
+    IF forced = 'native' THEN
+        RETURN 'native';
     END IF;
-    IF coalesce(forced, CASE WHEN usable THEN 'timescaledb' ELSE 'native' END) = 'timescaledb' THEN
-        CREATE EXTENSION IF NOT EXISTS timescaledb;
-        INSERT INTO store_settings VALUES ('metric_storage', 'timescaledb');
-    ELSE
-        INSERT INTO store_settings VALUES ('metric_storage', 'native');
+    IF missing IS NULL THEN
+        RETURN 'timescaledb';
     END IF;
+    IF forced = 'timescaledb' THEN
+        RAISE EXCEPTION 'lasect.metric_storage = timescaledb, but %', missing;
+    END IF;
+    IF available THEN
+        RAISE NOTICE 'metric storage: native partitions, because %', missing;
+    END IF;
+    RETURN 'native';
+END
+$$;
+
+DO $$
+DECLARE
+    f record;
+    storage text;
+BEGIN
+    SELECT * INTO f FROM lasect_timescaledb_facts();
+    storage := lasect_choose_metric_storage(
+        nullif(current_setting('lasect.metric_storage', true), ''),
+        f.created, f.available, f.preloaded, f.may_create);
+    IF storage = 'timescaledb' AND NOT f.created THEN
+        CREATE EXTENSION timescaledb;
+    END IF;
+    INSERT INTO store_settings VALUES ('metric_storage', storage);
 END
 $$;
 
