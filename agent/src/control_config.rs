@@ -17,41 +17,28 @@
 //! max_concurrent_runs_per_instance = 2
 //! ```
 
+use lasect_runs::Class;
 use serde::Deserialize;
-
-/// Every operation class, in the order of docs/CONTROL.md.
-pub const CLASSES: &[&str] = &[
-    "sql",
-    "sql_write",
-    "explain",
-    "explain_analyze",
-    "schema",
-    "table_data",
-    "export",
-    "import",
-    "dump",
-    "extensions",
-    "extensions_write",
-    "ddl",
-];
 
 /// The classes allowed without `allow`: those that cannot change the
 /// instance (they run in READ ONLY transactions, by a login role checked by
 /// `ops::privileges`). A production DBA opts into the rest per host.
-pub const DEFAULT_ALLOW: &[&str] = &[
-    "sql",
-    "explain",
-    "explain_analyze",
-    "schema",
-    "table_data",
-    "export",
-    "extensions",
+pub const DEFAULT_ALLOW: &[Class] = &[
+    Class::Sql,
+    Class::Explain,
+    Class::ExplainAnalyze,
+    Class::Schema,
+    Class::TableData,
+    Class::Export,
+    Class::Extensions,
 ];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
     pub enabled: bool,
+    /// Class names as written: an unknown one is reported by
+    /// [`ControlConfig::problems`] (the agent does not start), all at once.
     pub allow: Vec<String>,
     pub default_timeout_secs: u64,
     pub max_timeout_secs: u64,
@@ -65,7 +52,10 @@ impl Default for ControlConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            allow: DEFAULT_ALLOW.iter().map(|c| (*c).to_owned()).collect(),
+            allow: DEFAULT_ALLOW
+                .iter()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
             default_timeout_secs: 30,
             max_timeout_secs: 3600,
             max_rows_limit: 1_000_000,
@@ -81,12 +71,13 @@ impl ControlConfig {
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for class in &self.allow {
-            if !CLASSES.contains(&class.as_str()) {
+            if class.parse::<Class>().is_err() {
+                let known: Vec<&str> = Class::ALL.iter().map(|c| c.as_str()).collect();
                 out.push((
                     "control.allow".to_owned(),
                     format!(
                         "unknown operation class `{class}`; known: {}",
-                        CLASSES.join(", ")
+                        known.join(", ")
                     ),
                 ));
             }
@@ -128,8 +119,12 @@ impl ControlConfig {
         out
     }
 
-    pub fn allows(&self, class: &str) -> bool {
-        self.allow.iter().any(|c| c == class)
+    /// Whether runs of `class` execute here; a name no class has is never allowed.
+    pub fn allows(&self, class: impl TryInto<Class>) -> bool {
+        let Ok(class) = class.try_into() else {
+            return false;
+        };
+        self.allow.iter().any(|c| c.parse() == Ok(class))
     }
 }
 
@@ -155,7 +150,8 @@ mod tests {
         for class in ["sql_write", "ddl", "import", "dump", "extensions_write"] {
             assert!(!c.allows(class), "{class} is allowed by default");
         }
-        assert!(DEFAULT_ALLOW.iter().all(|k| CLASSES.contains(k)));
+        assert!(c.allows(Class::Sql) && !c.allows(Class::Ddl));
+        assert!(!c.allows("drop_everything"), "no class, never allowed");
     }
 
     #[test]

@@ -67,6 +67,14 @@ impl fmt::Display for Class {
     }
 }
 
+impl TryFrom<&str> for Class {
+    type Error = UnknownClass;
+
+    fn try_from(s: &str) -> Result<Self, UnknownClass> {
+        s.parse()
+    }
+}
+
 impl FromStr for Class {
     type Err = UnknownClass;
 

@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_postgres::error::SqlState;
 
+use lasect_runs::{RunKind, RunParams};
+
 use crate::config::Dsn;
 use crate::control_config::ControlConfig;
 use crate::ops::{self, Limits, OpContext, OpError, ResultSink};
@@ -226,7 +228,7 @@ impl Executor {
     fn target(
         &self,
         r: &RunRequest,
-        params: &Value,
+        params: &RunParams,
     ) -> Result<(lasect_pgtls::PgConfig, bool), String> {
         let target = if !r.dsn.is_empty() {
             RunTarget::from_wire(r.dsn.clone(), r.run_dsn.clone(), r.allow_privileged_runs)
@@ -242,7 +244,7 @@ impl Executor {
         } else {
             return Err(format!("this agent has no instance named `{}`", r.instance));
         };
-        let read_only = ops::privileges::is_read_only(&r.kind, params);
+        let read_only = ops::privileges::is_read_only(params);
         let (dsn, which) = match (&target.run_dsn, read_only) {
             (Some(run_dsn), true) => (run_dsn, "run_dsn"),
             _ => (&target.dsn, "DSN"),
@@ -279,27 +281,27 @@ impl Executor {
             error_detail_json: detail.to_string(),
             ..RunFinished::default()
         };
-        let params: Value = match serde_json::from_str(&r.params_json) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                return failed(
-                    "the run's params are not a JSON object".to_owned(),
-                    Value::Null,
-                );
+        let params = match parse_run(&r.kind, &r.params_json) {
+            Ok(p) => p,
+            Err(e) => {
+                let mut finished = failed(e.to_string(), Value::Null);
+                if matches!(e, OpError::Params(_)) {
+                    // As when an operation found its parameters bad: no detail.
+                    finished.error_detail_json = String::new();
+                }
+                return finished;
             }
         };
-        match ops::class_of(&r.kind, &params) {
-            Err(reason) => return failed(reason, Value::Null),
-            Ok(Some(class)) if !self.config.allows(class) => {
-                return failed(
-                    format!(
-                        "refused by this agent's [control] allow list: `{class}` is not allowed on {}",
-                        self.host
-                    ),
-                    json!({ "refused": class, "allowed": self.config.allow }),
-                );
-            }
-            Ok(_) => {}
+        if let Some(class) = params.class()
+            && !self.config.allows(class)
+        {
+            return failed(
+                format!(
+                    "refused by this agent's [control] allow list: `{class}` is not allowed on {}",
+                    self.host
+                ),
+                json!({ "refused": class.as_str(), "allowed": self.config.allow }),
+            );
         }
         let (pg, check_login_role) = match self.target(&r, &params) {
             Ok(t) => t,
@@ -329,7 +331,6 @@ impl Executor {
 
         let mut ctx = OpContext {
             run_id,
-            kind: r.kind.clone(),
             instance: r.instance.clone(),
             params,
             pg,
@@ -374,6 +375,23 @@ impl Executor {
         }
         finished
     }
+}
+
+/// The run's kind and parameters, parsed once: a kind this agent does not
+/// know is refused, parameters that do not fit it are a params error.
+fn parse_run(kind: &str, params_json: &str) -> Result<RunParams, OpError> {
+    let kind: RunKind = kind.parse().map_err(|_| {
+        OpError::Refused(format!("this agent does not support the run kind `{kind}`"))
+    })?;
+    let params: Value = match serde_json::from_str(params_json) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return Err(OpError::Refused(
+                "the run's params are not a JSON object".to_owned(),
+            ));
+        }
+    };
+    RunParams::from_json(kind, &params).map_err(|e| OpError::Params(e.to_string()))
 }
 
 /// How an operation error ends the run.

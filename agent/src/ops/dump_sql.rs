@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
+use lasect_runs::DumpSqlParams;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -79,31 +80,25 @@ fn tls_env(cmd: &mut Command, tls: &lasect_pgtls::TlsOptions) {
     }
 }
 
-pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
+pub async fn run(ctx: &mut OpContext, p: &DumpSqlParams) -> Result<OpOutcome, OpError> {
     let program = pg_dump_path().ok_or_else(|| OpError::Failed {
         message:
             "pg_dump is not installed on the agent's host (not on PATH nor in pg_config --bindir)"
                 .to_owned(),
         detail: json!({}),
     })?;
-    let schema_only = match ctx.params.get("schema_only") {
-        None | Some(serde_json::Value::Null) => true,
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| OpError::Params("`schema_only` must be true or false".to_owned()))?,
-    };
     let mut args = vec!["--no-password".to_owned()];
-    if schema_only {
+    if p.schema_only {
         args.push("--schema-only".to_owned());
     }
-    if let Some(s) = ctx.param_str("schema")? {
+    if let Some(s) = &p.schema {
         args.push(format!("--schema={s}"));
     }
-    if let Some(t) = ctx.param_str("table")? {
+    if let Some(t) = &p.table {
         args.push(format!("--table={t}"));
     }
     let mut pg = ctx.pg.clone();
-    if let Some(db) = ctx.param_str("database")? {
+    if let Some(db) = &p.database {
         pg.dbname(db);
     }
     let version = std::process::Command::new(&program)
@@ -165,7 +160,7 @@ pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
     }
     ctx.out.flush().await?;
     Ok(OpOutcome {
-        summary: json!({ "pg_dump_version": version, "schema_only": schema_only }),
+        summary: json!({ "pg_dump_version": version, "schema_only": p.schema_only }),
     })
 }
 

@@ -4,16 +4,16 @@
 
 use serde_json::{Value, json};
 
+use lasect_runs::ExplainParams;
+
 use super::sql::{required_sql, text_params};
 use super::{OpContext, OpError, OpOutcome};
 
-pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
-    let sql = required_sql(ctx)?;
-    let params = text_params(ctx)?;
-    let analyze = ctx.param_bool("analyze")?;
-    let write = ctx.param_bool("write")?;
-    let database = ctx.param_str("database")?.map(str::to_owned);
-    let mut client = ctx.connect(database.as_deref()).await?;
+pub async fn run(ctx: &mut OpContext, p: &ExplainParams) -> Result<OpOutcome, OpError> {
+    let sql = required_sql(&p.sql)?;
+    let params = text_params(&p.params);
+    let (analyze, write) = (p.analyze, p.write);
+    let mut client = ctx.connect(p.database.as_deref()).await?;
     let tx = client
         .build_transaction()
         .read_only(!write)

@@ -2,6 +2,7 @@
 //! streamed page by page (`COPY … TO STDOUT`), never held in memory whole.
 
 use futures::StreamExt;
+use lasect_runs::ExportCsvParams;
 use serde_json::json;
 
 use super::{OpContext, OpError, OpOutcome, quote_ident};
@@ -27,10 +28,10 @@ impl RecordCounter {
     }
 }
 
-pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
-    let source = match (ctx.param_str("table")?, ctx.param_str("sql")?) {
+pub async fn run(ctx: &mut OpContext, p: &ExportCsvParams) -> Result<OpOutcome, OpError> {
+    let source = match (p.table.as_deref(), p.sql.as_deref()) {
         (Some(table), None) => {
-            let schema = ctx.param_str("schema")?.unwrap_or("public");
+            let schema = p.schema.as_deref().unwrap_or("public");
             format!(
                 "SELECT * FROM {}.{}",
                 quote_ident(schema),
@@ -44,8 +45,7 @@ pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
             ));
         }
     };
-    let database = ctx.param_str("database")?.map(str::to_owned);
-    let mut client = ctx.connect(database.as_deref()).await?;
+    let mut client = ctx.connect(p.database.as_deref()).await?;
     let tx = client
         .build_transaction()
         .read_only(true)

@@ -5,11 +5,12 @@
 
 use serde_json::{Value, json};
 
+use lasect_runs::{ExtensionActionParams, ExtensionListParams, ExtensionVerb};
+
 use super::{OpContext, OpError, OpOutcome, quote_ident};
 
-pub async fn list(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
-    let database = ctx.param_str("database")?.map(str::to_owned);
-    let client = ctx.connect(database.as_deref()).await?;
+pub async fn list(ctx: &mut OpContext, p: &ExtensionListParams) -> Result<OpOutcome, OpError> {
+    let client = ctx.connect(p.database.as_deref()).await?;
     let rows = client
         .query(
             "SELECT json_build_object('name', a.name, 'default_version', a.default_version,
@@ -35,18 +36,10 @@ fn plain_version(v: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-pub async fn action(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
-    let action = ctx
-        .param_str("action")?
-        .ok_or_else(|| {
-            OpError::Params("`action` is required: enable, disable or update".to_owned())
-        })?
-        .to_owned();
-    let name = ctx
-        .param_str("name")?
-        .ok_or_else(|| OpError::Params("`name` is required".to_owned()))?
-        .to_owned();
-    let version = ctx.param_str("version")?.map(str::to_owned);
+pub async fn action(ctx: &mut OpContext, p: &ExtensionActionParams) -> Result<OpOutcome, OpError> {
+    let action = p.action;
+    let name = p.name.clone();
+    let version = p.version.clone();
     if let Some(v) = &version
         && !plain_version(v)
     {
@@ -54,10 +47,9 @@ pub async fn action(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
             "version {v:?} is not a version string"
         )));
     }
-    let schema = ctx.param_str("schema")?.map(str::to_owned);
-    let cascade = ctx.param_bool("cascade")?;
-    let database = ctx.param_str("database")?.map(str::to_owned);
-    let client = ctx.connect(database.as_deref()).await?;
+    let schema = p.schema.clone();
+    let cascade = p.cascade;
+    let client = ctx.connect(p.database.as_deref()).await?;
     let available = client
         .query_opt(
             "SELECT 1 FROM pg_available_extensions WHERE name = $1",
@@ -77,8 +69,8 @@ pub async fn action(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         .as_ref()
         .map(|v| format!(" VERSION '{v}'"))
         .unwrap_or_default();
-    let sql = match action.as_str() {
-        "enable" => format!(
+    let sql = match action {
+        ExtensionVerb::Enable => format!(
             "CREATE EXTENSION IF NOT EXISTS {ident}{}{version_clause}{}",
             schema
                 .as_ref()
@@ -86,22 +78,17 @@ pub async fn action(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
                 .unwrap_or_default(),
             if cascade { " CASCADE" } else { "" }
         ),
-        "disable" => format!(
+        ExtensionVerb::Disable => format!(
             "DROP EXTENSION IF EXISTS {ident}{}",
             if cascade { " CASCADE" } else { "" }
         ),
-        "update" => format!(
+        ExtensionVerb::Update => format!(
             "ALTER EXTENSION {ident} UPDATE{}",
             version
                 .as_ref()
                 .map(|v| format!(" TO '{v}'"))
                 .unwrap_or_default()
         ),
-        other => {
-            return Err(OpError::Params(format!(
-                "action {other:?} must be enable, disable or update"
-            )));
-        }
     };
     client
         .batch_execute(&sql)
@@ -116,6 +103,6 @@ pub async fn action(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         .map_err(OpError::Postgres)?
         .map(|r| r.get(0));
     Ok(OpOutcome {
-        summary: json!({ "name": name, "action": action, "installed_version": installed }),
+        summary: json!({ "name": name, "action": action.as_str(), "installed_version": installed }),
     })
 }

@@ -10,6 +10,7 @@
 
 use bytes::Bytes;
 use futures::SinkExt;
+use lasect_runs::ImportCsvParams;
 use serde_json::{Value, json};
 
 use super::{OpContext, OpError, OpOutcome, quote_ident};
@@ -37,17 +38,10 @@ fn encoding_errors(input: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
-    let schema = ctx.param_str("schema")?.unwrap_or("public").to_owned();
-    let table = ctx
-        .param_str("table")?
-        .ok_or_else(|| OpError::Params("`table` is required".to_owned()))?
-        .to_owned();
-    let header = match ctx.params.get("header") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(OpError::Params("`header` must be true or false".to_owned())),
-    };
+pub async fn run(ctx: &mut OpContext, p: &ImportCsvParams) -> Result<OpOutcome, OpError> {
+    let schema = p.schema.clone();
+    let table = p.table.clone();
+    let header = p.header;
     let input = ctx.input.clone();
     if input.is_empty() {
         return Err(fail("the CSV is empty".to_owned(), Vec::new()));
@@ -63,8 +57,7 @@ pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         ));
     }
 
-    let database = ctx.param_str("database")?.map(str::to_owned);
-    let mut client = ctx.connect(database.as_deref()).await?;
+    let mut client = ctx.connect(p.database.as_deref()).await?;
     let table_columns: Vec<String> = client
         .query(
             "SELECT a.attname::text FROM pg_attribute a
@@ -102,14 +95,7 @@ pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         }
         names
     } else {
-        match ctx.params.get("columns") {
-            Some(Value::Array(cols)) => cols
-                .iter()
-                .map(|c| c.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| OpError::Params("`columns` must be strings".to_owned()))?,
-            _ => table_columns.clone(),
-        }
+        p.columns.clone().unwrap_or_else(|| table_columns.clone())
     };
     let mut records = 0u64;
     for record in reader.records() {

@@ -9,27 +9,26 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use tokio_postgres::error::ErrorPosition;
 
+use lasect_runs::MigrationParams;
+
 use super::script::{line_of_char, split, transaction_breaker};
 use super::{OpContext, OpError, OpOutcome, pg_error_detail};
 
-fn millis(ctx: &OpContext, name: &str, default: i64) -> Result<i64, OpError> {
-    match ctx.params.get(name) {
-        None | Some(Value::Null) => Ok(default),
-        Some(v) => v
-            .as_i64()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| OpError::Params(format!("`{name}` must be a positive integer"))),
+fn positive(name: &str, ms: i64) -> Result<i64, OpError> {
+    if ms > 0 {
+        Ok(ms)
+    } else {
+        Err(OpError::Params(format!(
+            "`{name}` must be a positive integer"
+        )))
     }
 }
 
-pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
-    let script = match ctx.param_str("sql")? {
-        Some(s) if !s.trim().is_empty() => s.to_owned(),
-        _ => return Err(OpError::Params("`sql` is required".to_owned())),
-    };
-    let dry_run = ctx.param_bool("dry_run")?;
-    let lock_timeout = millis(ctx, "lock_timeout_ms", 5000)?;
-    let statement_timeout = millis(ctx, "statement_timeout_ms", 60_000)?;
+pub async fn run(ctx: &mut OpContext, p: &MigrationParams) -> Result<OpOutcome, OpError> {
+    let script = super::sql::required_sql(&p.sql)?;
+    let dry_run = p.dry_run;
+    let lock_timeout = positive("lock_timeout_ms", p.lock_timeout_ms)?;
+    let statement_timeout = positive("statement_timeout_ms", p.statement_timeout_ms)?;
     // SQL-standard function bodies (BEGIN ATOMIC … END) hold semicolons the
     // splitter cannot see through: such a script runs as one batch.
     let atomic_bodies = script
@@ -52,8 +51,7 @@ pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
             detail: json!({ "refused": reason }),
         });
     }
-    let database = ctx.param_str("database")?.map(str::to_owned);
-    let client = ctx.connect(database.as_deref()).await?;
+    let client = ctx.connect(p.database.as_deref()).await?;
     let started = Instant::now();
     client
         .batch_execute(&format!(

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use lasect_proto::v1::{AgentMessage, RunChunk, RunStarted, agent_message};
+use lasect_runs::RunParams;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
@@ -69,11 +70,10 @@ impl Truncation {
 
 pub struct OpContext {
     pub run_id: i64,
-    pub kind: String,
     /// Name of the target instance.
     pub instance: String,
-    /// The kind's parameters (a JSON object).
-    pub params: Value,
+    /// The run's parameters, parsed once by the executor; the arm is the kind.
+    pub params: RunParams,
     /// Connection settings of the target (application_name already set):
     /// the instance's `run_dsn` for the read-only kinds, else its DSN.
     pub pg: lasect_pgtls::PgConfig,
@@ -145,23 +145,6 @@ impl OpContext {
         Ok(client)
     }
 
-    /// A string parameter, `None` when absent or null.
-    pub fn param_str(&self, name: &str) -> Result<Option<&str>, OpError> {
-        match self.params.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(OpError::Params(format!("`{name}` must be a string"))),
-        }
-    }
-
-    pub fn param_bool(&self, name: &str) -> Result<bool, OpError> {
-        match self.params.get(name) {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(OpError::Params(format!("`{name}` must be true or false"))),
-        }
-    }
-
     pub fn is_cancelled(&self) -> bool {
         *self.cancel.borrow()
     }
@@ -169,52 +152,21 @@ impl OpContext {
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The operation class of a run, for the agent's allow-list (docs/CONTROL.md);
-/// `None` for kinds that are always allowed. Unknown kinds are an error.
-pub fn class_of(kind: &str, params: &Value) -> Result<Option<&'static str>, String> {
-    let flag = |name: &str| params.get(name).and_then(Value::as_bool).unwrap_or(false);
-    Ok(Some(match kind {
-        "instance_check" | "instance_metadata" => return Ok(None),
-        "sql" if flag("write") => "sql_write",
-        "sql" => "sql",
-        // EXPLAIN ANALYZE executes the statement; with `write` it commits.
-        "explain" if flag("analyze") && flag("write") => "sql_write",
-        "explain" if flag("analyze") => "explain_analyze",
-        "explain" => "explain",
-        "schema_snapshot" => "schema",
-        "table_data" => "table_data",
-        "export_csv" => "export",
-        "import_csv" => "import",
-        "dump_sql" => "dump",
-        "extension_list" => "extensions",
-        "extension_action" => "extensions_write",
-        "migration" => "ddl",
-        other => {
-            return Err(format!(
-                "this agent does not support the run kind `{other}`"
-            ));
-        }
-    }))
-}
-
-/// Runs the kind's operation.
+/// Runs the kind's operation, handing it its own parameters.
 pub async fn dispatch(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
-    match ctx.kind.as_str() {
-        "sql" => sql::run(ctx).await,
-        "explain" => explain::run(ctx).await,
-        "instance_check" => instance_check::run(ctx).await,
-        "instance_metadata" => instance_metadata::run(ctx).await,
-        "migration" => migration::run(ctx).await,
-        "schema_snapshot" => schema_snapshot::run(ctx).await,
-        "table_data" => table_data::run(ctx).await,
-        "export_csv" => export_csv::run(ctx).await,
-        "import_csv" => import_csv::run(ctx).await,
-        "dump_sql" => dump_sql::run(ctx).await,
-        "extension_list" => extensions::list(ctx).await,
-        "extension_action" => extensions::action(ctx).await,
-        other => Err(OpError::Refused(format!(
-            "this agent does not support the run kind `{other}`"
-        ))),
+    match ctx.params.clone() {
+        RunParams::Sql(p) => sql::run(ctx, &p).await,
+        RunParams::Explain(p) => explain::run(ctx, &p).await,
+        RunParams::InstanceCheck(_) => instance_check::run(ctx).await,
+        RunParams::InstanceMetadata(_) => instance_metadata::run(ctx).await,
+        RunParams::Migration(p) => migration::run(ctx, &p).await,
+        RunParams::SchemaSnapshot(p) => schema_snapshot::run(ctx, &p).await,
+        RunParams::TableData(p) => table_data::run(ctx, &p).await,
+        RunParams::ExportCsv(p) => export_csv::run(ctx, &p).await,
+        RunParams::ImportCsv(p) => import_csv::run(ctx, &p).await,
+        RunParams::DumpSql(p) => dump_sql::run(ctx, &p).await,
+        RunParams::ExtensionList(p) => extensions::list(ctx, &p).await,
+        RunParams::ExtensionAction(p) => extensions::action(ctx, &p).await,
     }
 }
 
@@ -485,69 +437,5 @@ mod tests {
             quote_ident("a\"; DROP TABLE x; --"),
             "\"a\"\"; DROP TABLE x; --\""
         );
-    }
-}
-
-#[cfg(test)]
-mod class_tests {
-    use super::class_of;
-    use serde_json::json;
-
-    #[test]
-    fn every_kind_has_its_class() {
-        assert_eq!(class_of("sql", &json!({})), Ok(Some("sql")));
-        assert_eq!(
-            class_of("sql", &json!({"write": true})),
-            Ok(Some("sql_write"))
-        );
-        assert_eq!(
-            class_of("explain", &json!({"analyze": true})),
-            Ok(Some("explain_analyze"))
-        );
-        assert_eq!(
-            class_of("migration", &json!({"dry_run": true})),
-            Ok(Some("ddl"))
-        );
-        assert_eq!(
-            class_of("explain", &json!({"analyze": true, "write": true})),
-            Ok(Some("sql_write"))
-        );
-        assert_eq!(class_of("table_data", &json!({})), Ok(Some("table_data")));
-        assert_eq!(class_of("schema_snapshot", &json!({})), Ok(Some("schema")));
-        assert_eq!(class_of("export_csv", &json!({})), Ok(Some("export")));
-        assert_eq!(class_of("instance_check", &json!({})), Ok(None));
-        assert!(class_of("rm_rf", &json!({})).is_err());
-    }
-
-    #[test]
-    fn every_class_is_one_the_allow_list_knows() {
-        let kinds = [
-            "sql",
-            "explain",
-            "schema_snapshot",
-            "table_data",
-            "export_csv",
-            "import_csv",
-            "dump_sql",
-            "extension_list",
-            "extension_action",
-            "migration",
-        ];
-        for kind in kinds {
-            for params in [
-                json!({}),
-                json!({"write": true}),
-                json!({"analyze": true}),
-                json!({"analyze": true, "write": true}),
-            ] {
-                let class = class_of(kind, &params)
-                    .expect("known kind")
-                    .expect("a class");
-                assert!(
-                    crate::control_config::CLASSES.contains(&class),
-                    "{kind} {params} -> {class}"
-                );
-            }
-        }
     }
 }

@@ -19,7 +19,7 @@
 //! extension changes) or fixed SQL of the agent's own (instance check and
 //! metadata); they use the instance's DSN and are not checked here.
 
-use serde_json::Value;
+use lasect_runs::{ExplainParams, RunParams, SqlParams};
 use tokio_postgres::Client;
 
 use super::OpError;
@@ -33,17 +33,20 @@ pub const PRIVILEGED_ROLES: &[&str] = &[
     "pg_signal_backend",
 ];
 
-/// Whether a run of `kind` with `params` is one of the read-only kinds whose
-/// login role is checked.
-pub fn is_read_only(kind: &str, params: &Value) -> bool {
-    let write = params
-        .get("write")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    match kind {
-        "sql" | "explain" => !write,
-        "export_csv" | "table_data" | "schema_snapshot" => true,
-        _ => false,
+/// Whether the run is one of the read-only kinds whose login role is
+/// checked.
+pub fn is_read_only(params: &RunParams) -> bool {
+    match params {
+        RunParams::Sql(SqlParams { write, .. })
+        | RunParams::Explain(ExplainParams { write, .. }) => !write,
+        RunParams::ExportCsv(_) | RunParams::TableData(_) | RunParams::SchemaSnapshot(_) => true,
+        RunParams::InstanceCheck(_)
+        | RunParams::InstanceMetadata(_)
+        | RunParams::ImportCsv(_)
+        | RunParams::DumpSql(_)
+        | RunParams::ExtensionList(_)
+        | RunParams::ExtensionAction(_)
+        | RunParams::Migration(_) => false,
     }
 }
 
@@ -90,31 +93,35 @@ fn refusal(instance: &str, login: &str, what: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn params(kind: &str, params: &Value) -> RunParams {
+        RunParams::from_json(kind.parse().expect("a kind"), params).expect("parameters")
+    }
 
     #[test]
     fn read_only_kinds_are_the_ones_checked() {
-        for (kind, params) in [
+        for (kind, json) in [
             ("sql", json!({})),
             ("sql", json!({"write": false})),
             ("explain", json!({"analyze": true})),
             ("explain", json!({})),
             ("export_csv", json!({"sql": "SELECT 1"})),
-            ("table_data", json!({})),
+            ("table_data", json!({"table": "t"})),
             ("schema_snapshot", json!({})),
         ] {
-            assert!(is_read_only(kind, &params), "{kind} {params}");
+            assert!(is_read_only(&params(kind, &json)), "{kind} {json}");
         }
-        for (kind, params) in [
+        for (kind, json) in [
             ("sql", json!({"write": true})),
             ("explain", json!({"analyze": true, "write": true})),
-            ("import_csv", json!({})),
+            ("import_csv", json!({"table": "t"})),
             ("dump_sql", json!({})),
             ("migration", json!({})),
-            ("extension_action", json!({})),
+            ("extension_action", json!({"action": "enable", "name": "x"})),
             ("instance_check", json!({})),
         ] {
-            assert!(!is_read_only(kind, &params), "{kind} {params}");
+            assert!(!is_read_only(&params(kind, &json)), "{kind} {json}");
         }
     }
 

@@ -10,6 +10,7 @@
 //! sequences[]}]}`, every list sorted by name. System schemas and objects
 //! that belong to extensions are left out.
 
+use lasect_runs::SchemaSnapshotParams;
 use serde_json::json;
 
 use super::{OpContext, OpError, OpOutcome};
@@ -127,9 +128,8 @@ SELECT json_build_object(
 )::text
 "#;
 
-pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
-    let database = ctx.param_str("database")?.map(str::to_owned);
-    let mut client = ctx.connect(database.as_deref()).await?;
+pub async fn run(ctx: &mut OpContext, p: &SchemaSnapshotParams) -> Result<OpOutcome, OpError> {
+    let mut client = ctx.connect(p.database.as_deref()).await?;
     // One snapshot of the catalog, even while DDL runs elsewhere.
     let tx = client
         .build_transaction()

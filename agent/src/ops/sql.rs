@@ -2,43 +2,29 @@
 
 use serde_json::{Value, json};
 
+use lasect_runs::SqlParams;
+
 use super::values::{TextParam, row_to_json};
 use super::{OpContext, OpError, OpOutcome};
 
-/// The `params` array: strings (text form) or nulls.
-pub fn text_params(ctx: &OpContext) -> Result<Vec<TextParam>, OpError> {
-    match ctx.params.get("params") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::Null => Ok(TextParam(None)),
-                Value::String(s) => Ok(TextParam(Some(s.clone()))),
-                Value::Number(n) => Ok(TextParam(Some(n.to_string()))),
-                Value::Bool(b) => Ok(TextParam(Some(b.to_string()))),
-                _ => Err(OpError::Params(format!(
-                    "params[{i}] must be a string, number, boolean or null"
-                ))),
-            })
-            .collect(),
-        Some(_) => Err(OpError::Params("`params` must be an array".to_owned())),
-    }
+/// The `params` array, bound in text form.
+pub fn text_params(params: &[Option<String>]) -> Vec<TextParam> {
+    params.iter().cloned().map(TextParam).collect()
 }
 
-pub fn required_sql(ctx: &OpContext) -> Result<String, OpError> {
-    match ctx.param_str("sql")? {
-        Some(s) if !s.trim().is_empty() => Ok(s.to_owned()),
-        _ => Err(OpError::Params("`sql` is required".to_owned())),
+/// The statement; a blank one is refused before connecting.
+pub fn required_sql(sql: &str) -> Result<String, OpError> {
+    if sql.trim().is_empty() {
+        return Err(OpError::Params("`sql` is required".to_owned()));
     }
+    Ok(sql.to_owned())
 }
 
-pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
-    let sql = required_sql(ctx)?;
-    let params = text_params(ctx)?;
-    let write = ctx.param_bool("write")?;
-    let database = ctx.param_str("database")?.map(str::to_owned);
-    let mut client = ctx.connect(database.as_deref()).await?;
+pub async fn run(ctx: &mut OpContext, p: &SqlParams) -> Result<OpOutcome, OpError> {
+    let sql = required_sql(&p.sql)?;
+    let params = text_params(&p.params);
+    let write = p.write;
+    let mut client = ctx.connect(p.database.as_deref()).await?;
     let tx = client
         .build_transaction()
         .read_only(!write)

@@ -7,27 +7,22 @@
 
 use serde_json::{Value, json};
 
+use lasect_runs::TableDataParams;
+
 use super::values::TextParam;
 use super::{OpContext, OpError, OpOutcome, quote_ident};
 
 const MAX_LIMIT: u64 = 1000;
 
-pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
-    let schema = ctx.param_str("schema")?.unwrap_or("public").to_owned();
-    let table = ctx
-        .param_str("table")?
-        .ok_or_else(|| OpError::Params("`table` is required".to_owned()))?
-        .to_owned();
-    let limit = match ctx.params.get("limit") {
-        None | Some(Value::Null) => 100,
-        Some(v) => v
-            .as_u64()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| OpError::Params(format!("`limit` must be 1..={MAX_LIMIT}")))?,
-    };
-    let after: Option<Vec<String>> = match ctx.params.get("after") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(
+pub async fn run(ctx: &mut OpContext, p: &TableDataParams) -> Result<OpOutcome, OpError> {
+    let schema = p.schema.clone();
+    let table = p.table.clone();
+    let limit = Some(p.limit)
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| OpError::Params(format!("`limit` must be 1..={MAX_LIMIT}")))?;
+    let after: Option<Vec<String>> = match &p.after {
+        None => None,
+        Some(items) => Some(
             items
                 .iter()
                 .map(|v| match v {
@@ -37,10 +32,8 @@ pub async fn run(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
                 })
                 .collect::<Result<_, _>>()?,
         ),
-        Some(_) => return Err(OpError::Params("`after` must be an array".to_owned())),
     };
-    let database = ctx.param_str("database")?.map(str::to_owned);
-    let mut client = ctx.connect(database.as_deref()).await?;
+    let mut client = ctx.connect(p.database.as_deref()).await?;
     let tx = client
         .build_transaction()
         .read_only(true)
