@@ -5,6 +5,7 @@
 
 use deadpool_postgres::Pool;
 use lasect_proto::v1::{InstanceHealth, RunFinished, RunOutcome};
+use lasect_runs::RunKind;
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -236,8 +237,11 @@ pub async fn finish(
     let kind: String = row.get(0);
     let instance_id: i64 = row.get(1);
     let database: String = row.get(2);
-    if status == "succeeded" {
-        post_process(&tx, &kind, instance_id, msg.run_id, &database, summary).await?;
+    // A kind this version does not know (a newer API's) has no post-processing.
+    if status == "succeeded"
+        && let Ok(known) = kind.parse::<RunKind>()
+    {
+        post_process(&tx, known, instance_id, msg.run_id, &database, summary).await?;
     }
     tx.commit().await?;
     Ok(Some(Finished { kind, status }))
@@ -246,32 +250,40 @@ pub async fn finish(
 /// The kind-specific effects of a successful run (docs/CONTROL.md).
 async fn post_process(
     tx: &tokio_postgres::Transaction<'_>,
-    kind: &str,
+    kind: RunKind,
     instance_id: i64,
     run_id: i64,
     database: &str,
     summary: Option<Value>,
 ) -> Result<(), StoreOpError> {
     match kind {
-        "instance_check" => {
+        RunKind::InstanceCheck => {
             tx.execute(
                 "UPDATE instances SET state = 'active' WHERE id = $1 AND state = 'validating'",
                 &[&instance_id],
             )
             .await?;
         }
-        "instance_metadata" => {
+        RunKind::InstanceMetadata => {
             tx.execute(
                 "UPDATE instances SET metadata = $2, metadata_at = now() WHERE id = $1",
                 &[&instance_id, &summary],
             )
             .await?;
         }
-        "schema_snapshot" => {
+        RunKind::SchemaSnapshot => {
             let document = result_bytes(tx, run_id).await?;
             record_schema(tx, instance_id, run_id, database, &document).await?;
         }
-        _ => {}
+        RunKind::Sql
+        | RunKind::Explain
+        | RunKind::TableData
+        | RunKind::ExportCsv
+        | RunKind::ImportCsv
+        | RunKind::DumpSql
+        | RunKind::ExtensionList
+        | RunKind::ExtensionAction
+        | RunKind::Migration => {}
     }
     Ok(())
 }
