@@ -1,12 +1,9 @@
 //! Authentication, authorization, tokens and audit, through the real router on a real store.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -19,7 +16,6 @@ use lasect_api::{AppState, router};
 use lasect_testkit::{PgCluster, PgOptions};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tower::ServiceExt;
 
 mod common;
 
@@ -115,28 +111,16 @@ impl<'a> Call<'a> {
         self
     }
     async fn send(self, app: &Router) -> (StatusCode, Value) {
-        let mut builder = Request::builder().method(self.method).uri(self.uri);
-        if let Some(t) = self.token {
-            builder = builder.header("authorization", format!("Bearer {t}"));
-        }
-        let body = match self.body {
-            Some(v) => {
-                builder = builder.header("content-type", "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        let mut request = builder.body(body).expect("request");
-        request
-            .extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from((self.source, 40000))));
-        let response = app.clone().oneshot(request).await.expect("infallible");
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .expect("body");
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, value)
+        let answer = common::http::call(
+            app,
+            self.method,
+            self.uri,
+            self.token,
+            self.body,
+            self.source,
+        )
+        .await;
+        (answer.status, answer.body)
     }
 }
 

@@ -6,15 +6,13 @@ mod common;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use lasect_api::server::store_pool;
 use lasect_api::store_dsn::StoreDsn;
 use lasect_testkit::{PgCluster, PgOptions};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tower::ServiceExt;
 
 struct Fixture {
     _pg: PgCluster,
@@ -53,18 +51,10 @@ async fn fixture() -> Fixture {
 }
 
 async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .uri(uri)
-        .body(Body::empty())
-        .expect("request");
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
-        .await
-        .expect("body");
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("{uri}: not JSON ({e}): {bytes:?}"));
-    (status, body)
+    let answer = common::http::call(app, "GET", uri, None, None, common::http::LOCAL).await;
+    let body = serde_json::from_slice(&answer.bytes)
+        .unwrap_or_else(|e| panic!("{uri}: not JSON ({e}): {:?}", answer.text));
+    (answer.status, body)
 }
 
 fn ts(t: DateTime<Utc>) -> String {

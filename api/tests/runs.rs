@@ -7,15 +7,13 @@ mod common;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use lasect_api::auth::Role;
 use lasect_api::server::store_pool;
 use lasect_api::store_dsn::StoreDsn;
 use lasect_testkit::{PgCluster, PgOptions};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tower::ServiceExt;
 
 struct Fixture {
     _pg: PgCluster,
@@ -59,26 +57,8 @@ async fn call(
     body: Option<Value>,
     token: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        request = request.header("authorization", format!("Bearer {t}"));
-    }
-    let request = match body {
-        Some(b) => request
-            .header("content-type", "application/json")
-            .body(Body::from(b.to_string())),
-        None => request.body(Body::empty()),
-    }
-    .expect("request");
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let answer = common::http::call(app, method, uri, token, body, common::http::LOCAL).await;
+    (answer.status, answer.body)
 }
 
 #[tokio::test]
@@ -467,17 +447,8 @@ async fn queued_runs_expire_without_an_ingest() {
 
 /// Raw GET: status and body bytes (downloads are not JSON).
 async fn get_raw(app: &Router, uri: &str, token: &str) -> (StatusCode, Vec<u8>) {
-    let request = Request::builder()
-        .uri(uri)
-        .header("authorization", format!("Bearer {token}"))
-        .body(Body::empty())
-        .expect("request");
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
-        .await
-        .expect("body");
-    (status, bytes.to_vec())
+    let answer = common::http::call(app, "GET", uri, Some(token), None, common::http::LOCAL).await;
+    (answer.status, answer.bytes)
 }
 
 /// Every run kind (with the parameters that change who may create it) × every kind of caller:

@@ -1,4 +1,4 @@
-//! One request through the router with a chosen source address, for the auth tests.
+//! One request through the router (with a chosen source address, for the auth tests).
 
 use std::net::SocketAddr;
 
@@ -15,7 +15,11 @@ pub struct Answer {
     pub headers: HeaderMap,
     pub body: Value,
     pub text: String,
+    pub bytes: Vec<u8>,
 }
+
+/// The source address of requests that do not care where they come from.
+pub const LOCAL: [u8; 4] = [127, 0, 0, 1];
 
 /// Sends `method uri` from `source` with an optional bearer and JSON body.
 pub async fn call(
@@ -44,7 +48,7 @@ pub async fn call(
     let response = app.clone().oneshot(request).await.expect("infallible");
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 22)
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
         .await
         .expect("body");
     let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -54,5 +58,6 @@ pub async fn call(
         headers,
         body,
         text,
+        bytes: bytes.to_vec(),
     }
 }
