@@ -1,8 +1,7 @@
 //! `lasect-api admin create|token` and the first-start admin of `serve`, as real processes.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use lasect_api::auth::password::verify_password;
@@ -17,19 +16,7 @@ fn api(args: &[&str]) -> Command {
 }
 
 fn run_with_stdin(mut cmd: Command, stdin: &str) -> (Option<i32>, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
+    let out = lasect_testkit::run_with_stdin(&mut cmd, stdin).expect("run");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use lasect_api::auth::Role;
@@ -12,7 +12,7 @@ use lasect_api::auth::users::create_user;
 use lasect_api::server::{serve_on, store_pool};
 use lasect_api::store_dsn::StoreDsn;
 use lasect_api::{AppState, router};
-use lasect_testkit::{PgCluster, PgOptions};
+use lasect_testkit::{PgCluster, PgOptions, run_with_stdin};
 use tokio::sync::oneshot;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lasect");
@@ -70,26 +70,14 @@ async fn lasect(api: &Api, token: Option<&str>, args: &[&str], stdin: &str) -> O
         .env("LASECT_URL", &api.url)
         .env("HOME", api.home.path())
         .env_remove("XDG_CONFIG_HOME")
-        .env_remove("LASECT_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("LASECT_TOKEN");
     if let Some(t) = token {
         cmd.env("LASECT_TOKEN", t);
     }
     let stdin = stdin.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().expect("spawn lasect");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("run lasect")
-    })
-    .await
-    .expect("join")
+    tokio::task::spawn_blocking(move || run_with_stdin(&mut cmd, &stdin).expect("run lasect"))
+        .await
+        .expect("join")
 }
 
 async fn hash_of(pool: &sqlx::PgPool, username: &str) -> (String, bool) {

@@ -8,6 +8,7 @@
 //!   captured line by line and which is terminated on `Drop`.
 //! - [`ChaosProxy`]: a TCP proxy that can cut and restore the network.
 //! - [`binary_path`]: where `cargo build --bins` put a workspace binary.
+//! - [`run_with_stdin`]: a command run to its end with a given stdin.
 //! - [`TestCa`]: a throwaway CA signing server certificates for `ssl = on`
 //!   clusters ([`PgOptions::tls`]).
 
@@ -16,6 +17,7 @@ mod child;
 mod cluster;
 mod ports;
 mod proxy;
+mod stdin;
 mod tls;
 
 pub use binaries::binary_path;
@@ -23,6 +25,7 @@ pub use child::ChildGuard;
 pub use cluster::{LogFormat, PgCluster, PgOptions, REPLICA_APPLICATION_NAME};
 pub use ports::free_port;
 pub use proxy::ChaosProxy;
+pub use stdin::run_with_stdin;
 pub use tls::{CertPair, TestCa};
 
 /// Everything the harness can fail at; tests usually `expect()` it.
