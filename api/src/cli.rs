@@ -6,8 +6,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::ca_init::run_ca_init;
-use crate::config::{ApiConfig, DEFAULT_CONFIG_PATH, STORE_DSN_ENV};
-use crate::migrate_cmd::{resolve_dsn, run_migrate};
+use crate::config::{ApiConfig, DEFAULT_CONFIG_PATH, DsnInputs};
+use crate::migrate_cmd::{log_choice, resolve_dsn, run_migrate};
 
 #[derive(Debug, Parser)]
 #[command(name = "lasect-api", version, about = "The Lasect REST API")]
@@ -20,9 +20,10 @@ pub struct Cli {
 pub enum Command {
     /// Serve the REST API (migrates the store first)
     Serve {
-        /// Configuration file
-        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        /// Configuration file [default: /etc/lasect/api.toml]. The store DSN is its store_dsn
+        /// when given here, else LASECT_STORE_DSN, else the default file's store_dsn
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
     },
     /// Apply pending migrations to the store and list them
     Migrate(MigrateArgs),
@@ -81,10 +82,12 @@ pub enum AdminCommand {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Take store_dsn from this configuration file (LASECT_STORE_DSN still overrides it)
+    /// Take store_dsn from this configuration file (it wins over LASECT_STORE_DSN, which is
+    /// used only when the file sets no store_dsn)
     #[arg(long, value_name = "PATH", conflicts_with = "store_dsn")]
     pub config: Option<PathBuf>,
-    /// Store DSN (URL or key=value form); default: LASECT_STORE_DSN, then the default config
+    /// Store DSN (URL or key=value form); default: --config's store_dsn, then
+    /// LASECT_STORE_DSN, then the default config /etc/lasect/api.toml
     #[arg(long, value_name = "DSN")]
     pub store_dsn: Option<String>,
 }
@@ -134,7 +137,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             print!("{out}");
             if let Some(dsn) = args.store_dsn {
-                let dsn = resolve_dsn(None, Some(dsn), None)?;
+                let dsn = resolve_dsn(
+                    None,
+                    DsnInputs {
+                        flag: Some(dsn),
+                        ..DsnInputs::default()
+                    },
+                )?;
                 let out = runtime()?
                     .block_on(crate::ca_init::register_agents(&dsn, &args.dir, &agents))?;
                 print!("{out}");
@@ -142,17 +151,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate(args) => {
-            let dsn = resolve_dsn(
-                args.config,
-                args.store_dsn,
-                std::env::var(STORE_DSN_ENV).ok(),
-            )?;
+            let dsn = resolve_dsn(args.config, DsnInputs::from_env(args.store_dsn, false)?)?;
             let out = runtime()?.block_on(run_migrate(&dsn))?;
             print!("{out}");
             Ok(())
         }
         Command::Serve { config: path } => {
-            let config = ApiConfig::load(&path)?;
+            let inputs = DsnInputs::from_env(None, path.is_some())?;
+            let path = path.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+            let config = ApiConfig::load(&path, inputs)?;
+            if let (Some(dsn), Some(source)) = (&config.store_dsn, &config.store_dsn_source) {
+                log_choice(dsn, source, config.env_dsn_ignored);
+            }
             runtime()?.block_on(crate::server::serve(config, &path))
         }
         Command::Admin(AdminCommand::Create {
@@ -161,11 +171,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             role,
             password_stdin,
         }) => {
-            let dsn = resolve_dsn(
-                store.config,
-                store.store_dsn,
-                std::env::var(STORE_DSN_ENV).ok(),
-            )?;
+            let dsn = resolve_dsn(store.config, DsnInputs::from_env(store.store_dsn, false)?)?;
             let password = if password_stdin {
                 Some(crate::admin_cmd::read_password(std::io::stdin().lock())?)
             } else {
@@ -187,15 +193,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("read {} (or pass --key-file)", path.display()))?;
-                    let config = ApiConfig::from_toml(&text, &path, None)?;
+                    let config = ApiConfig::from_toml(&text, &path)?;
                     config.secrets.key_path(&path)
                 }
             };
-            let dsn = resolve_dsn(
-                store.config,
-                store.store_dsn,
-                std::env::var(STORE_DSN_ENV).ok(),
-            )?;
+            let dsn = resolve_dsn(store.config, DsnInputs::from_env(store.store_dsn, false)?)?;
             let out = runtime()?.block_on(crate::secrets_cmd::rotate(&dsn, &key_file))?;
             print!("{out}");
             Ok(())
@@ -206,11 +208,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             role,
         }) => {
-            let dsn = resolve_dsn(
-                store.config,
-                store.store_dsn,
-                std::env::var(STORE_DSN_ENV).ok(),
-            )?;
+            let dsn = resolve_dsn(store.config, DsnInputs::from_env(store.store_dsn, false)?)?;
             let out =
                 runtime()?.block_on(crate::admin_cmd::run_token(&dsn, &username, &name, role))?;
             print!("{out}");

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8443"          # default
-//! store_dsn = "host=… dbname=…"      # required here or in LASECT_STORE_DSN (which wins)
+//! store_dsn = "host=… dbname=…"      # required here or in LASECT_STORE_DSN (see below)
 //! [tls]                              # HTTPS is the default
 //! cert_file = "/etc/lasect/tls/api.pem"   # default
 //! key_file = "/etc/lasect/tls/api.key"    # default
@@ -13,18 +13,57 @@
 //!                                        # (0600) if missing; ingest reads the same file
 //! ```
 //!
+//! The store DSN follows the rule of [`lasect_pgtls::source`]: `--store-dsn`, then the
+//! `store_dsn` of a file named with `--config`, then `LASECT_STORE_DSN`, then the default
+//! file's. The winner is logged when a command starts.
+//!
 //! Unknown keys are errors: the API runs centrally, so a typo should stop it rather than be
 //! silently ignored.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use lasect_pgtls::source::{ChosenDsn, DsnCandidates};
 use serde::Deserialize;
 
 use crate::store_dsn::StoreDsn;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lasect/api.toml";
-pub const STORE_DSN_ENV: &str = "LASECT_STORE_DSN";
+pub use lasect_pgtls::source::{DsnSource, STORE_DSN_ENV};
+
+/// What besides the file decides the store DSN.
+#[derive(Debug, Clone, Default)]
+pub struct DsnInputs {
+    /// `--store-dsn`.
+    pub flag: Option<String>,
+    /// The file was named with `--config` (not the default path).
+    pub config_explicit: bool,
+    /// `LASECT_STORE_DSN`, if set and not empty.
+    pub env: Option<String>,
+}
+
+impl DsnInputs {
+    /// `flag` and `config_explicit` from the command line, `env` from the environment.
+    pub fn from_env(flag: Option<String>, config_explicit: bool) -> Result<Self, ConfigError> {
+        Ok(Self {
+            flag,
+            config_explicit,
+            env: lasect_pgtls::source::env_store_dsn().map_err(ConfigError::Env)?,
+        })
+    }
+
+    /// Applies the precedence to `file_dsn`, the `store_dsn` of `path` (if it was read).
+    pub fn choose(self, path: &Path, file_dsn: Option<StoreDsn>) -> Option<ChosenDsn<StoreDsn>> {
+        DsnCandidates {
+            flag: self.flag.map(StoreDsn::new),
+            config_path: path.to_owned(),
+            config_explicit: self.config_explicit,
+            file: file_dsn,
+            env: self.env.map(StoreDsn::new),
+        }
+        .choose()
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,9 +71,14 @@ pub struct ApiConfig {
     /// Address to listen on. Default `127.0.0.1:8443`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// DSN of the central store; `LASECT_STORE_DSN` overrides it.
+    /// DSN of the central store; once loaded, the one chosen (module docs).
     #[serde(default)]
     pub store_dsn: Option<StoreDsn>,
+    /// Where `store_dsn` came from and whether `LASECT_STORE_DSN` lost; set by [`Self::load`].
+    #[serde(skip)]
+    pub store_dsn_source: Option<DsnSource>,
+    #[serde(skip)]
+    pub env_dsn_ignored: bool,
     #[serde(default)]
     pub tls: TlsConfig,
     #[serde(default)]
@@ -112,6 +156,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid configuration:\n{}", format_fields(.0))]
     Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Env(lasect_pgtls::source::EnvDsnError),
 }
 
 /// One bad field: its dotted name and what is wrong.
@@ -140,31 +186,28 @@ pub enum Transport {
 }
 
 impl ApiConfig {
-    /// Parses TOML text; `env_dsn` (the value of `LASECT_STORE_DSN`, if set) replaces `store_dsn`.
-    /// Does not validate.
-    pub fn from_toml(
-        text: &str,
-        path: &Path,
-        env_dsn: Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let mut config: ApiConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+    /// Parses TOML text as written (no DSN chosen yet). Does not validate.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             // toml's message names the key and shows the line; it is from our own file.
             message: e.to_string(),
-        })?;
-        if let Some(dsn) = env_dsn.filter(|d| !d.is_empty()) {
-            config.store_dsn = Some(StoreDsn::new(dsn));
-        }
-        Ok(config)
+        })
     }
 
-    /// Reads, parses and validates `path`, applying `LASECT_STORE_DSN`.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    /// Reads and parses `path`, chooses the store DSN from it and `inputs`, validates.
+    pub fn load(path: &Path, inputs: DsnInputs) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let config = Self::from_toml(&text, path, std::env::var(STORE_DSN_ENV).ok())?;
+        let mut config = Self::from_toml(&text, path)?;
+        // None: `validate` reports the missing store_dsn.
+        if let Some(chosen) = inputs.choose(path, config.store_dsn.take()) {
+            config.store_dsn = Some(chosen.dsn);
+            config.store_dsn_source = Some(chosen.source);
+            config.env_dsn_ignored = chosen.env_ignored;
+        }
         config.validate()?;
         Ok(config)
     }

@@ -1,36 +1,81 @@
 //! `lasect-api migrate`: applies pending store migrations and says which.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use lasect_pgtls::source::{ChosenDsn, DsnSource};
 
-use crate::config::{ApiConfig, DEFAULT_CONFIG_PATH, STORE_DSN_ENV};
+use crate::config::{ApiConfig, DEFAULT_CONFIG_PATH, DsnInputs, STORE_DSN_ENV};
 use crate::server::connect_store;
 use crate::store_dsn::StoreDsn;
 
-/// Which DSN to use: `--store-dsn`, else the config file named by `--config`, else
-/// `LASECT_STORE_DSN`, else the default config file.
-pub fn resolve_dsn(
-    config: Option<PathBuf>,
-    store_dsn: Option<String>,
-    env_dsn: Option<String>,
-) -> anyhow::Result<StoreDsn> {
-    let from_config = |path: PathBuf| -> anyhow::Result<StoreDsn> {
-        let config = ApiConfig::load(&path)?;
-        config.store_dsn.context("store_dsn is not set")
+/// The store DSN of a command that needs only the store (`migrate`, `admin`, `secrets`,
+/// `ca init --store-dsn`), chosen by the one rule (crate::config): `--store-dsn`, else the
+/// config file named by `--config`, else `LASECT_STORE_DSN`, else the default config file.
+/// A file is read only when it can win. Logs the winner.
+pub fn resolve_dsn(config: Option<PathBuf>, inputs: DsnInputs) -> anyhow::Result<StoreDsn> {
+    let explicit = config.is_some();
+    let path = config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let inputs = DsnInputs {
+        config_explicit: explicit,
+        ..inputs
     };
-    let dsn = match (store_dsn, config, env_dsn.filter(|d| !d.is_empty())) {
-        (Some(dsn), _, _) => StoreDsn::new(dsn),
-        (None, Some(path), _) => from_config(path)?,
-        (None, None, Some(dsn)) => StoreDsn::new(dsn),
-        (None, None, None) => {
-            from_config(PathBuf::from(DEFAULT_CONFIG_PATH)).with_context(|| {
-                format!("no --store-dsn, --config or {STORE_DSN_ENV}; tried the default config")
-            })?
+    let mut file = if inputs.flag.is_none() && (explicit || inputs.env.is_none()) {
+        Some(ApiConfig::from_toml(&read(&path, explicit)?, &path)?)
+    } else {
+        None
+    };
+    let file_dsn = file.as_mut().and_then(|f| f.store_dsn.take());
+    let chosen = inputs.choose(&path, file_dsn).with_context(|| {
+        if explicit {
+            format!(
+                "{} sets no store_dsn and {STORE_DSN_ENV} is not set",
+                path.display()
+            )
+        } else {
+            format!(
+                "no --store-dsn, --config or {STORE_DSN_ENV}, and the default config {} sets \
+                 no store_dsn",
+                path.display()
+            )
         }
-    };
-    dsn.validate().context("invalid store DSN")?;
-    Ok(dsn)
+    })?;
+    log_choice(&chosen.dsn, &chosen.source, chosen.env_ignored);
+    chosen.dsn.validate().context("invalid store DSN")?;
+    // A file that was read must be valid as a whole, as `serve` would need it.
+    if let Some(mut file) = file {
+        file.store_dsn = Some(chosen.dsn.clone());
+        file.validate()?;
+    }
+    Ok(chosen.dsn)
+}
+
+fn read(path: &Path, explicit: bool) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| {
+        if explicit {
+            format!("read config file {}", path.display())
+        } else {
+            format!(
+                "no --store-dsn, --config or {STORE_DSN_ENV}; read the default config {}",
+                path.display()
+            )
+        }
+    })
+}
+
+/// Logs where the DSN came from (a warning when `LASECT_STORE_DSN` was set but lost).
+pub fn log_choice(dsn: &StoreDsn, source: &DsnSource, env_ignored: bool) {
+    let line = ChosenDsn {
+        dsn: dsn.expose(),
+        source: source.clone(),
+        env_ignored,
+    }
+    .describe();
+    if env_ignored {
+        tracing::warn!("{line}");
+    } else {
+        tracing::info!("{line}");
+    }
 }
 
 /// Migrates and returns the text to print.

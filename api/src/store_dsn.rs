@@ -51,6 +51,12 @@ impl StoreDsn {
         StoreDsn(dsn.into())
     }
 
+    /// The DSN itself, for code that must read it (the start-up log's description of it,
+    /// which leaves the password out).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// Checks that the DSN can be used; the same checks as the conversions below.
     pub fn validate(&self) -> Result<(), DsnError> {
         self.pg_connect_options().map(|_| ())

@@ -258,3 +258,86 @@ async fn serve_reports_missing_tls_files() {
     assert!(stderr.contains("read TLS certificate file"), "{stderr}");
     assert!(stderr.contains("no-tls/api.pem"), "{stderr}");
 }
+
+/// Whether `db` holds a migrated store.
+async fn migrated(pg: &PgCluster, db: &str) -> bool {
+    let client = pg.connect(db).await.expect("connect");
+    client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("look for the migrations table")
+        .get(0)
+}
+
+/// `make bench` from a shell that had sourced the demo's environment once sent its load into
+/// the demo's store: a file named with --config wins over LASECT_STORE_DSN, and says so; the
+/// environment still beats the default config file.
+#[tokio::test]
+async fn explicit_config_wins_over_the_environment() {
+    let pg = PgCluster::start(PgOptions::default()).expect("start pg");
+    for db in ["a", "b", "c"] {
+        pg.create_database(db).await.expect("create db");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tls = dir.path().join("tls");
+    let (out, _, stderr) = run(&mut lasect_api(&[
+        "ca",
+        "init",
+        "--dir",
+        tls.to_str().expect("utf-8"),
+    ]));
+    assert!(out.status.success(), "{stderr}");
+
+    // migrate --config (store a) with LASECT_STORE_DSN (store b): a.
+    let config = write_config(dir.path(), "127.0.0.1:1", &pg.dsn("a"), &tls);
+    let (out, stdout, stderr) =
+        run(lasect_api(&["migrate", "--config", &config]).env("LASECT_STORE_DSN", pg.dsn("b")));
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(migrated(&pg, "a").await, "store a was not migrated");
+    assert!(
+        !migrated(&pg, "b").await,
+        "the environment's store b was migrated"
+    );
+    assert!(
+        stderr.contains("store DSN from store_dsn of --config")
+            && stderr.contains("dbname=a")
+            && stderr.contains("LASECT_STORE_DSN is set but not used"),
+        "{stderr}"
+    );
+
+    // serve --config (store c, fresh) with LASECT_STORE_DSN (store b): migrates and serves c.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = write_config(dir.path(), &listen, &pg.dsn("c"), &tls);
+    let mut serve = lasect_api(&["serve", "--config", &config]);
+    serve.env("LASECT_STORE_DSN", pg.dsn("b"));
+    let mut api = ChildGuard::spawn(serve).expect("spawn");
+    api.wait_for_line("lasect-api listening on", Duration::from_secs(60))
+        .expect("API listens");
+    let line = api
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("store DSN from"))
+        .expect("the DSN's source is logged");
+    assert!(
+        line.contains("store_dsn of --config") && line.contains("dbname=c"),
+        "{line}"
+    );
+    assert!(migrated(&pg, "c").await, "store c was not migrated");
+    assert!(
+        !migrated(&pg, "b").await,
+        "the environment's store b was migrated"
+    );
+    api.terminate(Duration::from_secs(30));
+
+    // Without --config the environment applies (the default file is not even read).
+    let (out, stdout, stderr) = run(lasect_api(&["migrate"]).env("LASECT_STORE_DSN", pg.dsn("b")));
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(migrated(&pg, "b").await, "store b was not migrated");
+    assert!(
+        stderr.contains("store DSN from LASECT_STORE_DSN") && stderr.contains("dbname=b"),
+        "{stderr}"
+    );
+}

@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use lasect_api::config::{ApiConfig, ConfigError, Transport};
+use lasect_api::config::{ApiConfig, ConfigError, DsnInputs, DsnSource, Transport};
 
 fn parse(text: &str) -> Result<ApiConfig, ConfigError> {
-    ApiConfig::from_toml(text, Path::new("api.toml"), None)
+    ApiConfig::from_toml(text, Path::new("api.toml"))
 }
 
 fn invalid_fields(text: &str) -> Vec<(&'static str, String)> {
@@ -99,25 +99,67 @@ fn bad_dsn_is_reported_without_its_value() {
     assert!(!fields[0].1.contains("hunter2"), "{}", fields[0].1);
 }
 
-#[test]
-fn env_dsn_overrides_the_file() {
-    let config = ApiConfig::from_toml(
-        r#"store_dsn = "host=from-file""#,
-        Path::new("api.toml"),
-        Some("host=from-env dbname=x".to_owned()),
-    )
-    .expect("parses");
-    let options = config
+fn host(config: &ApiConfig) -> String {
+    config
         .store_dsn
+        .as_ref()
         .expect("dsn set")
         .pg_connect_options()
-        .expect("valid dsn");
-    assert_eq!(options.get_host(), "from-env");
+        .expect("valid dsn")
+        .get_host()
+        .to_owned()
+}
 
-    // An env DSN also satisfies a file without store_dsn.
-    let config =
-        ApiConfig::from_toml("", Path::new("api.toml"), Some("host=h".to_owned())).expect("parses");
-    config.validate().expect("valid with env DSN");
+/// Loads `text` written to a file with `inputs`.
+fn load(text: &str, inputs: DsnInputs) -> Result<ApiConfig, ConfigError> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("api.toml");
+    std::fs::write(&path, text).expect("write config");
+    ApiConfig::load(&path, inputs)
+}
+
+fn inputs(flag: Option<&str>, explicit: bool, env: Option<&str>) -> DsnInputs {
+    DsnInputs {
+        flag: flag.map(str::to_owned),
+        config_explicit: explicit,
+        env: env.map(str::to_owned),
+    }
+}
+
+#[test]
+fn env_dsn_overrides_the_default_file_only() {
+    let file = r#"store_dsn = "host=from-file""#;
+    let env = Some("host=from-env dbname=x");
+    let config = load(file, inputs(None, false, env)).expect("valid");
+    assert_eq!(host(&config), "from-env");
+    assert_eq!(config.store_dsn_source, Some(DsnSource::Env));
+    assert!(!config.env_dsn_ignored);
+
+    // A file named with --config says what the operator meant; the environment lost.
+    let config = load(file, inputs(None, true, env)).expect("valid");
+    assert_eq!(host(&config), "from-file");
+    assert!(matches!(
+        config.store_dsn_source,
+        Some(DsnSource::ConfigFile(_))
+    ));
+    assert!(config.env_dsn_ignored);
+
+    // The flag beats both.
+    let config = load(file, inputs(Some("host=from-flag"), true, env)).expect("valid");
+    assert_eq!(host(&config), "from-flag");
+    assert_eq!(config.store_dsn_source, Some(DsnSource::Flag));
+
+    // An env DSN also satisfies a file without store_dsn, named or not.
+    for explicit in [false, true] {
+        let config = load("", inputs(None, explicit, Some("host=h"))).expect("valid with env DSN");
+        assert_eq!(host(&config), "h");
+    }
+
+    let config = load(file, DsnInputs::default()).expect("valid");
+    assert!(matches!(
+        config.store_dsn_source,
+        Some(DsnSource::DefaultConfigFile(_))
+    ));
 }
 
 #[test]
@@ -138,7 +180,11 @@ fn syntax_errors_unknown_keys_and_bad_types_are_errors() {
 
 #[test]
 fn missing_file_is_a_read_error_naming_the_path() {
-    let err = ApiConfig::load(Path::new("/nonexistent/lasect/api.toml")).expect_err("missing");
+    let err = ApiConfig::load(
+        Path::new("/nonexistent/lasect/api.toml"),
+        DsnInputs::default(),
+    )
+    .expect_err("missing");
     assert!(matches!(err, ConfigError::Read { .. }));
     assert!(
         err.to_string().contains("/nonexistent/lasect/api.toml"),
