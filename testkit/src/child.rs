@@ -1,7 +1,10 @@
 //! A child process owned by a test: output captured line by line (and echoed
 //! to the test's stderr, which cargo shows for failing tests), terminated on
-//! `Drop`.
+//! `Drop`. It does not inherit the test's `LASECT_*` variables
+//! ([`without_inherited_lasect_env`]).
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -24,9 +27,27 @@ pub struct ChildGuard {
     output: Arc<Output>,
 }
 
+/// Removes from `cmd` every `LASECT_*` variable of the test process's own
+/// environment, except those set (or removed) on `cmd` itself: a test says
+/// which of them its binary gets. A developer's shell that had sourced
+/// `.lasect/demo/env` (LASECT_STORE_DSN, LASECT_URL, LASECT_TOKEN, …) or set
+/// LASECT_LOG would otherwise point the binaries under test at the demo or
+/// hide the log lines tests wait for.
+pub fn without_inherited_lasect_env(cmd: &mut Command) -> &mut Command {
+    let set: HashSet<OsString> = cmd.get_envs().map(|(k, _)| k.to_owned()).collect();
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(|k| k.starts_with("LASECT_")) && !set.contains(&key) {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
 impl ChildGuard {
-    /// Spawns `cmd` with stdout and stderr captured.
+    /// Spawns `cmd` with stdout and stderr captured, without the inherited
+    /// `LASECT_*` variables ([`without_inherited_lasect_env`]).
     pub fn spawn(mut cmd: Command) -> Result<Self, HarnessError> {
+        without_inherited_lasect_env(&mut cmd);
         let name = cmd
             .get_program()
             .to_string_lossy()
@@ -173,4 +194,57 @@ fn pump(stream: impl Read + Send + 'static, name: String, output: Arc<Output>) {
             output.changed.notify_all();
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs [`inherited_variables_stay_out_of_children`] in a copy of this
+    /// test binary whose environment holds LASECT_* variables (setting them
+    /// in this process would be `unsafe` and race other tests).
+    #[test]
+    fn children_do_not_inherit_lasect_variables() {
+        let exe = std::env::current_exe().expect("test binary path");
+        let out = Command::new(exe)
+            .args([
+                "--exact",
+                "child::tests::inherited_variables_stay_out_of_children",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("LASECT_STORE_DSN", "host=/the-demo-store")
+            .env("LASECT_KEPT", "inherited")
+            .output()
+            .expect("run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    #[ignore = "run by children_do_not_inherit_lasect_variables with LASECT_* set"]
+    fn inherited_variables_stay_out_of_children() {
+        assert_eq!(
+            std::env::var("LASECT_STORE_DSN").as_deref(),
+            Ok("host=/the-demo-store"),
+            "run through children_do_not_inherit_lasect_variables"
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "echo \"dsn=${LASECT_STORE_DSN-unset} kept=${LASECT_KEPT-unset} \
+             set=${LASECT_SET-unset} path=${PATH:+set}\"",
+        ])
+        .env("LASECT_KEPT", "on purpose")
+        .env("LASECT_SET", "yes");
+        let mut child = ChildGuard::spawn(cmd).expect("spawn sh");
+        let line = child
+            .wait_for_line("dsn=", Duration::from_secs(30))
+            .expect("sh prints");
+        assert_eq!(line, "dsn=unset kept=on purpose set=yes path=set");
+    }
 }

@@ -21,7 +21,7 @@ mod stdin;
 mod tls;
 
 pub use binaries::binary_path;
-pub use child::ChildGuard;
+pub use child::{ChildGuard, without_inherited_lasect_env};
 pub use cluster::{LogFormat, PgCluster, PgOptions, REPLICA_APPLICATION_NAME};
 pub use ports::free_port;
 pub use proxy::ChaosProxy;
