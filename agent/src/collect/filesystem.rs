@@ -19,9 +19,14 @@ use tokio_postgres::Client;
 
 use super::FamilyError;
 
-const QUERY: &str = "SELECT current_setting('data_directory') AS data, \
-     current_setting('log_directory') AS log, \
-     current_setting('logging_collector')::bool AS collector";
+/// From pg_settings, not current_setting(): a role without
+/// pg_read_all_settings does not see the directories there, where
+/// current_setting() would raise an ERROR into the server's log every round.
+const QUERY: &str = "SELECT max(setting) FILTER (WHERE name = 'data_directory') AS data, \
+     max(setting) FILTER (WHERE name = 'log_directory') AS log, \
+     coalesce(bool_or(setting = 'on') FILTER (WHERE name = 'logging_collector'), false) \
+     AS collector FROM pg_settings \
+     WHERE name IN ('data_directory', 'log_directory', 'logging_collector')";
 
 /// One mount of /proc/self/mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,9 +167,16 @@ pub fn usage(dirs: &[(&'static str, PathBuf)], mounts: &[Mount]) -> Vec<Filesyst
 
 pub async fn collect(client: &Client) -> Result<HostFilesystem, FamilyError> {
     let row = client.query_one(QUERY, &[]).await?;
-    let data: String = row.try_get("data")?;
-    let log: String = row.try_get("log")?;
+    let data: Option<String> = row.try_get("data")?;
+    let log: Option<String> = row.try_get("log")?;
     let collector: bool = row.try_get("collector")?;
+    let (Some(data), Some(log)) = (data, log) else {
+        return Err(FamilyError::Unavailable(
+            "this role cannot see data_directory and log_directory \
+             (grant pg_read_all_settings or pg_monitor)"
+                .into(),
+        ));
+    };
     let filesystems = tokio::task::spawn_blocking(move || {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo")
             .map(|t| parse_mountinfo(&t))

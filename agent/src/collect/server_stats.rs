@@ -5,7 +5,9 @@
 //! the WAL position is sent); on 17 the checkpoint counters moved from
 //! `pg_stat_bgwriter` to `pg_stat_checkpointer` (renamed num_timed,
 //! num_requested, write_time, sync_time, buffers_written) and
-//! buffers_backend / buffers_backend_fsync are gone (sent as absent).
+//! buffers_backend / buffers_backend_fsync are gone (sent as absent); on 18
+//! `pg_stat_wal` lost wal_write, wal_sync and their timings, which are read
+//! from pg_stat_io's `wal` rows instead (see [`wal_query`]).
 
 use chrono::{DateTime, Utc};
 use lasect_proto::v1::{ArchiverStats, BgwriterStats, WalStats};
@@ -13,14 +15,34 @@ use tokio_postgres::{Client, Row};
 
 const PG14: i32 = 140_000;
 const PG17: i32 = 170_000;
+const PG18: i32 = 180_000;
 
 /// The WAL position: the insert position on a primary, the replayed one on
 /// a standby (pg_current_wal_lsn() fails during recovery).
 const LSN: &str = "(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
                    ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::int8 AS current_lsn";
 
+/// On 18 the WAL writes and syncs are pg_stat_io's `wal` rows of context
+/// `normal`, summed over backend types: they count what pg_stat_wal's
+/// wal_write (XLogWrite) and wal_sync (issue_xlog_fsync) counted, while
+/// context `init` is the zero-filling of new segments, never counted before.
+/// Those counters now restart with `pg_stat_reset_shared('io')`, not 'wal':
+/// `stats_reset` is the later of the two resets, so a reset of either is seen
+/// as one.
 pub fn wal_query(server_version_num: i32) -> String {
-    if server_version_num >= PG14 {
+    if server_version_num >= PG18 {
+        format!(
+            "SELECT {LSN}, w.wal_records::int8 AS wal_records, w.wal_fpi::int8 AS wal_fpi, \
+             w.wal_bytes::int8 AS wal_bytes, w.wal_buffers_full::int8 AS wal_buffers_full, \
+             io.writes::int8 AS wal_write, io.fsyncs::int8 AS wal_sync, \
+             io.write_time::float8 AS wal_write_time, io.fsync_time::float8 AS wal_sync_time, \
+             greatest(w.stats_reset, io.stats_reset) AS stats_reset \
+             FROM pg_stat_wal w CROSS JOIN (SELECT sum(writes) AS writes, sum(fsyncs) AS fsyncs, \
+             sum(write_time) AS write_time, sum(fsync_time) AS fsync_time, \
+             max(stats_reset) AS stats_reset FROM pg_stat_io \
+             WHERE object = 'wal' AND context = 'normal') io"
+        )
+    } else if server_version_num >= PG14 {
         format!(
             "SELECT {LSN}, wal_records::int8 AS wal_records, wal_fpi::int8 AS wal_fpi, \
              wal_bytes::int8 AS wal_bytes, wal_buffers_full::int8 AS wal_buffers_full, \
@@ -131,7 +153,21 @@ mod tests {
         assert!(!wal_query(130_012).contains("pg_stat_wal"));
         assert!(wal_query(130_012).contains("pg_current_wal_lsn()"));
         for v in [140_000, 150_004, 160_001, 170_002] {
-            assert!(wal_query(v).contains("FROM pg_stat_wal"), "{v}");
+            let q = wal_query(v);
+            assert!(q.contains("FROM pg_stat_wal"), "{v}");
+            assert!(q.contains("wal_write::int8 AS wal_write") && !q.contains("pg_stat_io"));
+        }
+        // 18: the counts and timings pg_stat_wal lost come from pg_stat_io.
+        for v in [180_000, 180_006] {
+            let q = wal_query(v);
+            assert!(q.contains("w.wal_records::int8 AS wal_records"), "{v}");
+            assert!(q.contains("io.writes::int8 AS wal_write,"), "{v}");
+            assert!(q.contains("io.fsync_time::float8 AS wal_sync_time"), "{v}");
+            assert!(
+                q.contains("WHERE object = 'wal' AND context = 'normal'"),
+                "{v}"
+            );
+            assert!(!q.contains(" wal_write::"), "{v}");
         }
         for v in [130_000, 140_000, 150_000, 160_009] {
             let q = bgwriter_query(v);
