@@ -12,9 +12,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_lasect-api");
 
 fn lasect_api(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("LASECT_STORE_DSN")
-        .env("LASECT_LOG", "info");
+    cmd.args(args).env("LASECT_LOG", "info");
+    lasect_testkit::without_inherited_lasect_env(&mut cmd);
     cmd
 }
 

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use lasect_testkit::{ChildGuard, PgCluster, PgOptions, binary_path, free_port};
+use lasect_testkit::{
+    ChildGuard, PgCluster, PgOptions, binary_path, free_port, without_inherited_lasect_env,
+};
 
 /// How long a process may take to start listening (a cold debug build on a
 /// loaded 2-core machine is slow, and migrations run first).
@@ -315,15 +317,16 @@ impl Stack {
     /// Runs the real `lasect-agent enroll` against this stack's ingest,
     /// storing the identity in `state_dir`; returns its output.
     pub fn enroll(&self, token: &str, agent_id: &str, state_dir: &Path) -> std::process::Output {
-        Command::new(binary_path("lasect-agent"))
-            .args(["enroll", "--ingest"])
+        let mut cmd = Command::new(binary_path("lasect-agent"));
+        cmd.args(["enroll", "--ingest"])
             .arg(format!("https://127.0.0.1:{}", self.ingest_port))
             .args(["--server-name", "lasect-ingest", "--ca-file"])
             .arg(self.tls().join("ca.pem"))
             .args(["--agent-id", agent_id, "--state-dir"])
             .arg(state_dir)
             // The token through the environment, as documented.
-            .env("LASECT_ENROLL_TOKEN", token)
+            .env("LASECT_ENROLL_TOKEN", token);
+        without_inherited_lasect_env(&mut cmd)
             .output()
             .expect("run lasect-agent enroll")
     }
@@ -419,9 +422,12 @@ pub fn write(path: &Path, body: &str) {
     std::fs::write(path, body).expect("write file");
 }
 
-/// Runs a command that must succeed; returns its stdout.
+/// Runs a command that must succeed, without the test's inherited `LASECT_*`
+/// variables (as [`ChildGuard`] does); returns its stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run command");
+    let out = without_inherited_lasect_env(cmd)
+        .output()
+        .expect("run command");
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}{}",

@@ -10,7 +10,7 @@ use crate::HarnessError;
 /// returns its exit status with the captured stdout and stderr.
 pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Result<Output, HarnessError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = cmd
+    let mut child = crate::child::without_inherited_lasect_env(cmd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -8,10 +8,9 @@ fn run_with_config(config: Option<&str>) -> Output {
     if let Some(text) = config {
         std::fs::write(&path, text).expect("write config");
     }
-    Command::new(env!("CARGO_BIN_EXE_lasect-ingest"))
-        .arg("--config")
-        .arg(&path)
-        .env_remove("LASECT_STORE_DSN")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lasect-ingest"));
+    cmd.arg("--config").arg(&path);
+    lasect_testkit::without_inherited_lasect_env(&mut cmd)
         .output()
         .expect("run lasect-ingest")
 }
