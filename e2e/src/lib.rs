@@ -215,6 +215,85 @@ impl Stack {
         }
     }
 
+    /// Waits until the API lists the instance `name` (agents report theirs
+    /// once connected); returns its id.
+    pub async fn instance_id(&self, name: &str) -> i64 {
+        let start = std::time::Instant::now();
+        loop {
+            let (_, list) = self
+                .api(reqwest::Method::GET, "api/v1/instances", None)
+                .await;
+            if let Some(i) = list["instances"]
+                .as_array()
+                .and_then(|l| l.iter().find(|i| i["name"] == name))
+            {
+                return i["id"].as_i64().expect("id");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "instance {name} never appeared"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Sends a run as `token` (POST `api/v1/instances/{instance}/{route}`)
+    /// and waits for its end; returns it.
+    pub async fn run_as(
+        &self,
+        token: &str,
+        instance: i64,
+        route: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let (status, run) = self
+            .api_as(
+                token,
+                reqwest::Method::POST,
+                &format!("api/v1/instances/{instance}/{route}"),
+                Some(body),
+            )
+            .await;
+        // 202 while the run is not over, 200 when it already is.
+        assert!(status == 200 || status == 202, "{route}: {status} {run}");
+        self.wait_run(run["id"].as_i64().expect("run id")).await
+    }
+
+    /// A `sql` run as the admin, waited for.
+    pub async fn sql_run(&self, instance: i64, body: serde_json::Value) -> serde_json::Value {
+        self.run_as(&self.admin_token, instance, "sql", body).await
+    }
+
+    /// Page `page` of a run's result, as the admin.
+    pub async fn run_page(&self, run: &serde_json::Value, page: u32) -> serde_json::Value {
+        let (status, body) = self
+            .api(
+                reqwest::Method::GET,
+                &format!("api/v1/runs/{}/result?page={page}", run["id"]),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// `lasect-api secrets rotate` on this stack's store and key file; its output.
+    pub fn rotate_secrets(&self) -> String {
+        run_ok(
+            Command::new(binary_path("lasect-api"))
+                .args(["secrets", "rotate", "--store-dsn", &self.store_dsn()])
+                .arg("--key-file")
+                .arg(self.secrets_key()),
+        )
+    }
+
+    /// [`Self::spawn_api`] and wait until it listens.
+    pub fn start_api(&self) -> ChildGuard {
+        let mut api = self.spawn_api();
+        wait_listening(&mut api);
+        api
+    }
+
     /// [`Self::spawn_ingest`] and wait until it listens.
     pub fn start_ingest(&self, extra: &str) -> ChildGuard {
         let mut ingest = self.spawn_ingest(extra);

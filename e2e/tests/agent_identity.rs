@@ -104,17 +104,7 @@ async fn registered_ids_revoked_tokens_and_revoked_certificates() {
         assert!(decrypt_instance_secret(keyring, instance + 1, "ca-agent", FIELD_DSN, c).is_err());
     };
     bound(&dsn_of(&store, instance).await, &keyring);
-    let rotated = run_ok(
-        Command::new(binary_path("lasect-api"))
-            .args([
-                "secrets",
-                "rotate",
-                "--store-dsn",
-                &stack.store_dsn(),
-                "--key-file",
-            ])
-            .arg(stack.secrets_key()),
-    );
+    let rotated = stack.rotate_secrets();
     assert!(rotated.contains("re-encrypted 1 instance"), "{rotated}");
     let keyring = Keyring::load(&stack.secrets_key()).expect("rotated keys");
     bound(&dsn_of(&store, instance).await, &keyring);

@@ -4,43 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use lasect_e2e::{Stack, wait_listening};
+use lasect_e2e::Stack;
 use lasect_testkit::{PgCluster, PgOptions};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const AGENT_ID: &str = "runs-agent";
 const MARKER: &str = "Mk9-secret-Zq";
-
-async fn instance_id(stack: &Stack, name: &str) -> i64 {
-    let start = Instant::now();
-    loop {
-        let (_, list) = stack.api(Method::GET, "api/v1/instances", None).await;
-        if let Some(i) = list["instances"]
-            .as_array()
-            .and_then(|l| l.iter().find(|i| i["name"] == name))
-        {
-            return i["id"].as_i64().expect("id");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "instance {name} never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn sql(stack: &Stack, id: i64, body: Value) -> Value {
-    let (status, run) = stack
-        .api(
-            Method::POST,
-            &format!("api/v1/instances/{id}/sql"),
-            Some(body),
-        )
-        .await;
-    assert_eq!(status, 202, "{run}");
-    stack.wait_run(run["id"].as_i64().expect("run id")).await
-}
 
 async fn backends_of(db: &tokio_postgres::Client, run: i64) -> i64 {
     db.query_one(
@@ -64,17 +34,15 @@ fn agent_toml(stack: &Stack, instance: &str, allow: &str) {
 async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
     let stack = Stack::new(AGENT_ID).await;
     let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
-    let mut api = stack.spawn_api();
-    wait_listening(&mut api);
-    let mut ingest = stack.spawn_ingest(&stack.secrets_toml());
-    wait_listening(&mut ingest);
+    let api = stack.start_api();
+    let ingest = stack.start_ingest(&stack.secrets_toml());
     let instance = lasect_e2e::instance_toml("monitored", &monitored, "postgres").await;
     agent_toml(&stack, &instance, "");
     let mut agent = stack.start_agent(&[]);
     agent
         .wait_for_line("Control stream open", Duration::from_secs(60))
         .expect("control stream");
-    let id = instance_id(&stack, "monitored").await;
+    let id = stack.instance_id("monitored").await;
     let db = monitored
         .connect("postgres")
         .await
@@ -118,32 +86,26 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
     assert!(out.contains("u\\u{202e} (text)"), "{out}");
 
     // max_rows truncates and says so.
-    let run = sql(
-        &stack,
-        id,
-        json!({"sql": "SELECT g FROM generate_series(1, 100) g", "max_rows": 5}),
-    )
-    .await;
+    let run = stack
+        .sql_run(
+            id,
+            json!({"sql": "SELECT g FROM generate_series(1, 100) g", "max_rows": 5}),
+        )
+        .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["rows"], 5);
     assert_eq!(run["truncated"], true);
     assert_eq!(run["summary"]["truncated_by"], "max_rows");
-    let (_, page) = stack
-        .api(
-            Method::GET,
-            &format!("api/v1/runs/{}/result?page=0", run["id"]),
-            None,
-        )
-        .await;
+    let page = stack.run_page(&run, 0).await;
     assert_eq!(page["rows"], json!([[1], [2], [3], [4], [5]]), "{page}");
 
     // A huge result with the default limits: truncated, and the agent lives on.
-    let run = sql(
-        &stack,
-        id,
-        json!({"sql": "SELECT g, repeat('x', 100) FROM generate_series(1, 5000000) g"}),
-    )
-    .await;
+    let run = stack
+        .sql_run(
+            id,
+            json!({"sql": "SELECT g, repeat('x', 100) FROM generate_series(1, 5000000) g"}),
+        )
+        .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["truncated"], true, "{run}");
     assert!(
@@ -152,12 +114,12 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
     );
 
     // pg_sleep past the timeout ends timed_out, and its backend is gone.
-    let run = sql(
-        &stack,
-        id,
-        json!({"sql": "SELECT pg_sleep(60)", "timeout_ms": 1000}),
-    )
-    .await;
+    let run = stack
+        .sql_run(
+            id,
+            json!({"sql": "SELECT pg_sleep(60)", "timeout_ms": 1000}),
+        )
+        .await;
     assert_eq!(run["status"], "timed_out", "{run}");
     let rid = run["id"].as_i64().expect("id");
     let start = Instant::now();
@@ -241,7 +203,7 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
     }
 
     // A syntax error is a clear failure with the server's position.
-    let run = sql(&stack, id, json!({"sql": "SELEC 1"})).await;
+    let run = stack.sql_run(id, json!({"sql": "SELEC 1"})).await;
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["error_detail"]["sqlstate"], "42601", "{run}");
     assert_eq!(run["error_detail"]["position"], 1, "{run}");
@@ -254,7 +216,9 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("42601"));
 
     // A read-only run cannot write; EXPLAIN returns the plan as a tree.
-    let run = sql(&stack, id, json!({"sql": "CREATE TABLE nope (i int)"})).await;
+    let run = stack
+        .sql_run(id, json!({"sql": "CREATE TABLE nope (i int)"}))
+        .await;
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["error_detail"]["sqlstate"], "25006", "{run}");
     let out = stack.cli(&[
@@ -294,7 +258,7 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
         "instance", "add", "--dsn", &dsn, "--name", "added", "--label", "env=test",
     ]);
     assert!(out.contains("added instance added"), "{out}");
-    let added = instance_id(&stack, "added").await;
+    let added = stack.instance_id("added").await;
     // The agent monitors it like a config-file instance, and reports its health.
     let store = stack.store().await;
     let start = Instant::now();
@@ -325,20 +289,14 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
         .expect("samples")
         .get(0);
     assert!(samples > 0, "no samples of the added instance");
-    let run = sql(
-        &stack,
-        added,
-        json!({"sql": "SELECT current_setting('port')::int AS port"}),
-    )
-    .await;
-    assert_eq!(run["status"], "succeeded", "{run}");
-    let (_, page) = stack
-        .api(
-            Method::GET,
-            &format!("api/v1/runs/{}/result", run["id"]),
-            None,
+    let run = stack
+        .sql_run(
+            added,
+            json!({"sql": "SELECT current_setting('port')::int AS port"}),
         )
         .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let page = stack.run_page(&run, 0).await;
     assert_eq!(page["rows"][0][0], json!(target.port()), "{page}");
     let mut seen = String::new();
     for path in [
@@ -396,17 +354,7 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
         .await
         .expect("ciphertext")
         .get(0);
-    let rotated = lasect_e2e::run_ok(
-        std::process::Command::new(lasect_testkit::binary_path("lasect-api"))
-            .args([
-                "secrets",
-                "rotate",
-                "--store-dsn",
-                &stack.store_dsn(),
-                "--key-file",
-            ])
-            .arg(stack.secrets_key()),
-    );
+    let rotated = stack.rotate_secrets();
     // One instance, however the tool words it (DSNs or instances).
     assert!(rotated.contains("re-encrypted 1 "), "{rotated}");
     let after: Vec<u8> = store
@@ -466,12 +414,12 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
     agent
         .wait_for_line("Control stream open", Duration::from_secs(60))
         .expect("control stream");
-    let run = sql(
-        &stack,
-        id,
-        json!({"sql": "CREATE TABLE refused (i int)", "write": true}),
-    )
-    .await;
+    let run = stack
+        .sql_run(
+            id,
+            json!({"sql": "CREATE TABLE refused (i int)", "write": true}),
+        )
+        .await;
     assert_eq!(run["status"], "failed", "{run}");
     let error = run["error"].as_str().unwrap_or("");
     assert!(
@@ -479,7 +427,9 @@ async fn runs_execute_on_the_agent_with_limits_cancel_expiry_and_refusals() {
         "{run}"
     );
     drop(agent);
-    let run = sql(&stack, id, json!({"sql": "SELECT 1", "queue_timeout_s": 2})).await;
+    let run = stack
+        .sql_run(id, json!({"sql": "SELECT 1", "queue_timeout_s": 2}))
+        .await;
     assert_eq!(run["status"], "expired", "{run}");
     assert!(
         run["error"].as_str().unwrap_or("").contains(AGENT_ID),

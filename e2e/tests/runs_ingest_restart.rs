@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use lasect_e2e::{Stack, wait_listening};
+use lasect_e2e::Stack;
 use lasect_testkit::{PgCluster, PgOptions};
 use reqwest::Method;
 use serde_json::json;
@@ -15,10 +15,8 @@ const AGENT_ID: &str = "restart-agent";
 async fn a_run_survives_an_ingest_restart_and_an_agent_restart_fails_it_as_lost() {
     let stack = Stack::new(AGENT_ID).await;
     let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
-    let mut api = stack.spawn_api();
-    wait_listening(&mut api);
-    let mut ingest = stack.spawn_ingest(&stack.secrets_toml());
-    wait_listening(&mut ingest);
+    let api = stack.start_api();
+    let mut ingest = stack.start_ingest(&stack.secrets_toml());
     let instance = lasect_e2e::instance_toml("monitored", &monitored, "postgres").await;
     stack.agent_config(
         stack.ingest_port,
@@ -78,8 +76,7 @@ async fn a_run_survives_an_ingest_restart_and_an_agent_restart_fails_it_as_lost(
     let rid = start_run("SELECT 42 AS answer, pg_sleep(3)").await;
     wait_running(rid).await;
     ingest.kill();
-    let mut ingest = stack.spawn_ingest(&stack.secrets_toml());
-    wait_listening(&mut ingest);
+    let ingest = stack.start_ingest(&stack.secrets_toml());
     let run = stack.wait_run(rid).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let (_, page) = stack

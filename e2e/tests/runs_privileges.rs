@@ -6,45 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use lasect_e2e::{Stack, wait_listening};
+use lasect_e2e::Stack;
 use lasect_testkit::{PgCluster, PgOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const AGENT_ID: &str = "privileges-agent";
-
-async fn instance_id(stack: &Stack, name: &str) -> i64 {
-    let start = Instant::now();
-    loop {
-        let (_, list) = stack.api(Method::GET, "api/v1/instances", None).await;
-        if let Some(i) = list["instances"]
-            .as_array()
-            .and_then(|l| l.iter().find(|i| i["name"] == name))
-        {
-            return i["id"].as_i64().expect("id");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "instance {name} never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Sends a run as `token` (POST `api/v1/instances/{id}/{route}`) and waits for its end.
-async fn run_as(stack: &Stack, token: &str, id: i64, route: &str, body: Value) -> Value {
-    let (status, run) = stack
-        .api_as(
-            token,
-            Method::POST,
-            &format!("api/v1/instances/{id}/{route}"),
-            Some(body),
-        )
-        .await;
-    // explain waits a little and answers 200 when the run ended by then.
-    assert!(status == 200 || status == 202, "{status} {run}");
-    stack.wait_run(run["id"].as_i64().expect("run id")).await
-}
 
 /// A user with role `user` made by the admin, logged in: its access token.
 async fn user_token(stack: &Stack) -> String {
@@ -86,19 +53,17 @@ fn agent_body(monitored: &PgCluster, guarded: &str, allow: &str) -> String {
 async fn read_only_runs_cannot_reach_outside_the_database() {
     let stack = Stack::new(AGENT_ID).await;
     let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
-    let mut api = stack.spawn_api();
-    wait_listening(&mut api);
-    let mut ingest = stack.spawn_ingest(&stack.secrets_toml());
-    wait_listening(&mut ingest);
+    let _api = stack.start_api();
+    let _ingest = stack.start_ingest(&stack.secrets_toml());
     let guarded = lasect_e2e::instance_toml("guarded", &monitored, "postgres").await;
     stack.agent_config(stack.ingest_port, &agent_body(&monitored, &guarded, ""));
     let mut agent = stack.start_agent(&[]);
     agent
         .wait_for_line("Control stream open", Duration::from_secs(60))
         .expect("control stream");
-    let su = instance_id(&stack, "su").await;
-    let guarded_id = instance_id(&stack, "guarded").await;
-    let trusted = instance_id(&stack, "trusted").await;
+    let su = stack.instance_id("su").await;
+    let guarded_id = stack.instance_id("guarded").await;
+    let trusted = stack.instance_id("trusted").await;
     let token = user_token(&stack).await;
 
     // A superuser login without run_dsn: refused, naming the role and both fixes.
@@ -107,7 +72,7 @@ async fn read_only_runs_cannot_reach_outside_the_database() {
         ("explain", json!({"sql": "SELECT 1", "analyze": true})),
         ("export", json!({"sql": "SELECT 1"})),
     ] {
-        let run = run_as(&stack, &token, su, route, body).await;
+        let run = stack.run_as(&token, su, route, body).await;
         assert_eq!(run["status"], "failed", "{run}");
         let error = run["error"].as_str().unwrap_or("");
         for needle in [
@@ -169,14 +134,14 @@ async fn read_only_runs_cannot_reach_outside_the_database() {
     let port = monitored.port();
 
     // The run role reads what it should.
-    let run = run_as(
-        &stack,
-        &token,
-        guarded_id,
-        "sql",
-        json!({"sql": "SELECT session_user::text, count(*) FROM t GROUP BY 1"}),
-    )
-    .await;
+    let run = stack
+        .run_as(
+            &token,
+            guarded_id,
+            "sql",
+            json!({"sql": "SELECT session_user::text, count(*) FROM t GROUP BY 1"}),
+        )
+        .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["rows"], 1, "{run}");
 
@@ -232,7 +197,7 @@ async fn read_only_runs_cannot_reach_outside_the_database() {
         ),
     ];
     for (route, body) in attacks {
-        let run = run_as(&stack, &token, guarded_id, route, body.clone()).await;
+        let run = stack.run_as(&token, guarded_id, route, body.clone()).await;
         assert_eq!(
             run["status"], "failed",
             "{route} {body} did not fail: {run}"
@@ -267,23 +232,23 @@ async fn read_only_runs_cannot_reach_outside_the_database() {
     );
 
     // allow_privileged_runs: the superuser reads, and READ ONLY still refuses a write.
-    let run = run_as(
-        &stack,
-        &token,
-        trusted,
-        "sql",
-        json!({"sql": "SELECT count(*) FROM t"}),
-    )
-    .await;
+    let run = stack
+        .run_as(
+            &token,
+            trusted,
+            "sql",
+            json!({"sql": "SELECT count(*) FROM t"}),
+        )
+        .await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    let run = run_as(
-        &stack,
-        &token,
-        trusted,
-        "sql",
-        json!({"sql": "INSERT INTO t VALUES (3)"}),
-    )
-    .await;
+    let run = stack
+        .run_as(
+            &token,
+            trusted,
+            "sql",
+            json!({"sql": "INSERT INTO t VALUES (3)"}),
+        )
+        .await;
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["error_detail"]["sqlstate"], "25006", "{run}");
 
@@ -319,31 +284,35 @@ async fn read_only_runs_cannot_reach_outside_the_database() {
             .is_some_and(|d| d.contains("user=lasect_run")),
         "{detail}"
     );
-    let run = run_as(
-        &stack,
-        &token,
-        added[0],
-        "sql",
-        json!({"sql": "SELECT session_user::text, count(*) FROM t GROUP BY 1"}),
-    )
-    .await;
+    let run = stack
+        .run_as(
+            &token,
+            added[0],
+            "sql",
+            json!({"sql": "SELECT session_user::text, count(*) FROM t GROUP BY 1"}),
+        )
+        .await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    let run = run_as(
-        &stack,
-        &token,
-        added[0],
-        "sql",
-        json!({"sql": format!("SELECT pg_terminate_backend({victim})")}),
-    )
-    .await;
+    let run = stack
+        .run_as(
+            &token,
+            added[0],
+            "sql",
+            json!({"sql": format!("SELECT pg_terminate_backend({victim})")}),
+        )
+        .await;
     assert_eq!(run["status"], "failed", "{run}");
-    let run = run_as(&stack, &token, added[1], "sql", json!({"sql": "SELECT 1"})).await;
+    let run = stack
+        .run_as(&token, added[1], "sql", json!({"sql": "SELECT 1"}))
+        .await;
     assert_eq!(run["status"], "failed", "{run}");
     assert!(
         run["error"].as_str().unwrap_or("").contains("run_dsn"),
         "{run}"
     );
-    let run = run_as(&stack, &token, added[2], "sql", json!({"sql": "SELECT 1"})).await;
+    let run = stack
+        .run_as(&token, added[2], "sql", json!({"sql": "SELECT 1"}))
+        .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let alive: i64 = fresh
         .query_one(

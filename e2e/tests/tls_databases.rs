@@ -6,9 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use lasect_e2e::{Stack, wait_listening};
+use lasect_e2e::Stack;
 use lasect_testkit::{PgCluster, PgOptions, TestCa};
-use reqwest::Method;
 use serde_json::json;
 
 const AGENT_ID: &str = "tls-agent";
@@ -55,10 +54,8 @@ async fn agent_ingest_and_api_reach_their_databases_with_verify_full() {
     );
     // `admin create` migrates the store through this DSN too.
     let stack = Stack::with_store(AGENT_ID, store_pg, Some(store_dsn)).await;
-    let mut api = stack.spawn_api();
-    wait_listening(&mut api);
-    let mut ingest = stack.spawn_ingest(&stack.secrets_toml());
-    wait_listening(&mut ingest);
+    let _api = stack.start_api();
+    let _ingest = stack.start_ingest(&stack.secrets_toml());
 
     let monitored = tls_cluster(&ca);
     let run_dsn = lasect_e2e::run_role_dsn(&monitored, "postgres").await;
@@ -103,30 +100,15 @@ async fn agent_ingest_and_api_reach_their_databases_with_verify_full() {
     );
 
     // The API's pool answers, and a run goes API → store → ingest → agent → instance.
-    let (status, list) = stack.api(Method::GET, "api/v1/instances", None).await;
-    assert_eq!(status, 200, "{list}");
-    let id = list["instances"]
-        .as_array()
-        .and_then(|l| l.iter().find(|i| i["name"] == "monitored"))
-        .and_then(|i| i["id"].as_i64())
-        .expect("instance listed");
-    let (status, run) = stack
-        .api(
-            Method::POST,
-            &format!("api/v1/instances/{id}/sql"),
-            Some(json!({"sql": "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"})),
+    let id = stack.instance_id("monitored").await;
+    let run = stack
+        .sql_run(
+            id,
+            json!({"sql": "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"}),
         )
         .await;
-    assert_eq!(status, 202, "{run}");
-    let run = stack.wait_run(run["id"].as_i64().expect("run id")).await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    let (_, page) = stack
-        .api(
-            Method::GET,
-            &format!("api/v1/runs/{}/result?page=0", run["id"]),
-            None,
-        )
-        .await;
+    let page = stack.run_page(&run, 0).await;
     assert_eq!(
         page["rows"],
         json!([[true]]),
