@@ -31,6 +31,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# Run by run.sh, whose environment is already clean, or alone.
+. "$ROOT/scripts/hermetic.sh"
+lasect_hermetic_env LASECT_BENCH_
 BIN="$ROOT/target/release"
 OUT="$ROOT/target/bench"
 WORK_DIR=${1:?usage: bench/agent.sh WORK_DIR INGEST_PORT TLS_DIR STORE_SOCKET_DIR STORE_PORT}

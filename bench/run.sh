@@ -19,10 +19,18 @@
 # raw loadgen outputs are kept in target/bench/.
 # LASECT_BENCH_QUICK=1 (`make bench-quick`) measures only wire_bytes_per_sample
 # and ingest_rows_per_s (about two minutes), for iterating on the ingest path.
+# Of the caller's LASECT_* variables only the LASECT_BENCH_* knobs below count
+# (scripts/hermetic.sh); `bench/run.sh --print-env` shows what is left and exits.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+. "$ROOT/scripts/hermetic.sh"
+lasect_hermetic_env LASECT_BENCH_
+if [ "${1:-}" = --print-env ]; then
+    env | grep '^LASECT_' || true
+    exit 0
+fi
 OUT="$ROOT/target/bench"
 FLEET_STEPS=${LASECT_BENCH_FLEET_STEPS:-"500 1000 2000 5000 8000"}
 FLEET_SECS=${LASECT_BENCH_FLEET_SECS:-50}

@@ -14,6 +14,10 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# Of the caller's LASECT_* variables only the demo's ports and LASECT_LOG count:
+# an env of another demo (or a real deployment) must not reach these processes.
+. "$ROOT/scripts/hermetic.sh"
+lasect_hermetic_env LASECT_DEMO_ LASECT_LOG
 STATE="$ROOT/.lasect"
 DEMO="$STATE/demo"
 PGDATA="$STATE/pg/data"
