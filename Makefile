@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
+# Recipes see none of the caller's LASECT_* variables but the bench's and the demo's knobs and
+# LASECT_LOG: a shell that had sourced .lasect/demo/env would otherwise point the test suite or
+# the bench at the demo's store (LASECT_STORE_DSN). Targets set what they need on their lines.
+unexport $(filter-out LASECT_BENCH_% LASECT_DEMO_% LASECT_LOG,$(filter LASECT_%,$(.VARIABLES)))
 
 .PHONY: deps build test lint demo bench bench-quick clean
 
