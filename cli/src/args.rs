@@ -216,29 +216,7 @@ pub enum InstanceCommand {
     /// List the instances
     List,
     /// Add an instance by DSN; its agent checks it before it is saved (admin)
-    Add {
-        /// libpq connection string or URL; the password is stored encrypted, never shown
-        #[arg(long)]
-        dsn: String,
-        /// Name (default from host, port and database)
-        #[arg(long)]
-        name: Option<String>,
-        /// Agent that serves it (default: the only agent)
-        #[arg(long)]
-        agent: Option<String>,
-        /// A label as key=value (repeatable)
-        #[arg(long = "label", value_name = "KEY=VALUE")]
-        labels: Vec<String>,
-        /// Connection of the read-only runs (sql, explain, export, table data, schema), logging
-        /// in as an unprivileged role (e.g. granted pg_read_all_data and pg_monitor); default:
-        /// --dsn. Stored encrypted, never shown
-        #[arg(long)]
-        run_dsn: Option<String>,
-        /// Let read-only runs log in as a superuser or a member of pg_execute_server_program,
-        /// pg_read_server_files, pg_write_server_files or pg_signal_backend anyway
-        #[arg(long)]
-        allow_privileged_runs: bool,
-    },
+    Add(NewInstance),
     /// Remove an instance: no longer listed or monitored through the API; its data stays (admin)
     Remove {
         /// Instance: id, name or agent/name
@@ -253,6 +231,32 @@ pub enum InstanceCommand {
         #[arg(long)]
         refresh: bool,
     },
+}
+
+// What `instance add` sends (no doc comment: clap would show it instead of the command's).
+#[derive(Debug, clap::Args)]
+pub struct NewInstance {
+    /// libpq connection string or URL; the password is stored encrypted, never shown
+    #[arg(long)]
+    pub dsn: String,
+    /// Name (default from host, port and database)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Agent that serves it (default: the only agent)
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// A label as key=value (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Connection of the read-only runs (sql, explain, export, table data, schema), logging
+    /// in as an unprivileged role (e.g. granted pg_read_all_data and pg_monitor); default:
+    /// --dsn. Stored encrypted, never shown
+    #[arg(long)]
+    pub run_dsn: Option<String>,
+    /// Let read-only runs log in as a superuser or a member of pg_execute_server_program,
+    /// pg_read_server_files, pg_write_server_files or pg_signal_backend anyway
+    #[arg(long)]
+    pub allow_privileged_runs: bool,
 }
 
 /// What `sql run` and `sql explain` share.

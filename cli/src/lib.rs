@@ -65,22 +65,7 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             let list = client()?.get_json("api/v1/instances").await?;
             render(output, &list, instance_table::render)
         }
-        Command::Instance(InstanceCommand::Add {
-            dsn,
-            name,
-            agent,
-            labels,
-            run_dsn,
-            allow_privileged_runs,
-        }) => {
-            let add = runs_cmd::NewInstance {
-                dsn,
-                name,
-                agent,
-                labels,
-                run_dsn,
-                allow_privileged_runs,
-            };
+        Command::Instance(InstanceCommand::Add(add)) => {
             runs_cmd::instance_add(&client()?, add, output).await
         }
         Command::Instance(InstanceCommand::Remove { instance }) => {

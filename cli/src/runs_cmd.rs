@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::api_client::ApiClient;
-use crate::args::OutputFormat;
+use crate::args::{NewInstance, OutputFormat};
 use crate::instance_table::new_table;
 use crate::printable::{escape, str_or};
 use crate::{encode_segment, instance_ref, render};
@@ -417,16 +417,6 @@ pub async fn run_cancel(
             str_or(&b["status"], "?")
         ))
     })
-}
-
-/// What `instance add` sends.
-pub struct NewInstance {
-    pub dsn: String,
-    pub name: Option<String>,
-    pub agent: Option<String>,
-    pub labels: Vec<String>,
-    pub run_dsn: Option<String>,
-    pub allow_privileged_runs: bool,
 }
 
 pub async fn instance_add(
