@@ -7,7 +7,7 @@ CARGO ?= cargo
 # the bench at the demo's store (LASECT_STORE_DSN). Targets set what they need on their lines.
 unexport $(filter-out LASECT_BENCH_% LASECT_DEMO_% LASECT_LOG,$(filter LASECT_%,$(.VARIABLES)))
 
-.PHONY: deps build test lint demo bench bench-quick clean
+.PHONY: deps build test test-pg18 lint demo bench bench-quick clean
 
 deps:
 	@scripts/deps.sh
@@ -25,6 +25,20 @@ test: lint
 	@scripts/deps.sh --test
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+	@$(MAKE) --no-print-directory test-pg18
+
+# The collector tests once more, against PostgreSQL 18 (the suite above runs
+# on the installed server, Debian's 15): its binaries come from
+# `scripts/deps.sh --pg18`; with LASECT_PG_MAJOR every cluster the harness
+# starts must be 18, or the test fails (never a silent run on 15).
+PG18_TESTS := -p lasect-testkit --test harness \
+	-p lasect-agent --test collect --test statements --test statement_texts \
+	--test relations --test custom --test logs \
+	-p lasect-e2e --test families --test logs --test replication_families
+test-pg18:
+	@bindir="$$(scripts/deps.sh --pg18)" && \
+	$(CARGO) build --workspace --bins && \
+	LASECT_PG_BINDIR="$$bindir" LASECT_PG_MAJOR=18 $(CARGO) test --no-fail-fast $(PG18_TESTS)
 
 demo: deps
 	@scripts/demo.sh

@@ -32,7 +32,9 @@
 //! 1.8 (PG13) renamed total_time to total_exec_time and added plans and WAL
 //! columns, 1.9 (PG14) added `toplevel` and `pg_stat_statements_info`, 1.11
 //! (PG17) renamed blk_read_time/blk_write_time to shared_blk_*_time and
-//! added `stats_since`.
+//! added `stats_since`; 1.12 (PG18) only added columns not collected here
+//! (wal_buffers_full, parallel_workers_to_launch/_launched), so it reads
+//! like 1.11.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -567,6 +569,7 @@ mod tests {
         assert!(pg17.contains("shared_blk_write_time::float8 AS shared_blk_write_time"));
         assert!(pg17.contains("stats_since::timestamptz AS stats_since"));
         assert!(!pg17.contains(" blk_read_time"));
+        assert_eq!(query(ExtVersion(1, 12)), pg17, "PostgreSQL 18's 1.12");
         for name in INT_COUNTERS.iter().chain(&FLOAT_COUNTERS) {
             assert_eq!(
                 pg17.matches(&format!(" AS {name},")).count()
