@@ -21,6 +21,9 @@ struct Output {
     changed: Condvar,
 }
 
+/// How long [`ChildGuard::wait_for_line`] still reads a process's output after it exited.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
 pub struct ChildGuard {
     name: String,
     child: Child,
@@ -100,6 +103,9 @@ impl ChildGuard {
             .lines
             .lock()
             .map_err(|_| HarnessError::Other("output lock poisoned".into()))?;
+        // When the process has exited, its last lines may still be on their way from the
+        // reader threads: give them a moment before calling the line missing.
+        let mut exited: Option<Instant> = None;
         loop {
             if let Some(l) = lines.iter().find(|l| l.contains(needle)) {
                 return Ok(l.clone());
@@ -108,7 +114,12 @@ impl ChildGuard {
             if now >= deadline {
                 break;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if exited.is_none() && matches!(self.child.try_wait(), Ok(Some(_))) {
+                exited = Some(now);
+            }
+            if let (Some(at), Ok(Some(status))) = (exited, self.child.try_wait())
+                && now.duration_since(at) >= EXIT_GRACE
+            {
                 return Err(HarnessError::Other(format!(
                     "{} exited ({status}) before printing {needle:?}; output:\n{}",
                     self.name,
@@ -236,8 +247,10 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.args([
             "-c",
+            // It stays alive after printing: the guard reads the line before it sees the exit
+            // (and kills it on drop).
             "echo \"dsn=${LASECT_STORE_DSN-unset} kept=${LASECT_KEPT-unset} \
-             set=${LASECT_SET-unset} path=${PATH:+set}\"",
+             set=${LASECT_SET-unset} path=${PATH:+set}\"; sleep 30",
         ])
         .env("LASECT_KEPT", "on purpose")
         .env("LASECT_SET", "yes");
