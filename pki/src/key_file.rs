@@ -1,51 +1,26 @@
-//! Crash-safe file writes: a temp file in the same directory, fsync, rename, fsync of the
-//! directory. A reader sees either the old file or the complete new one, never a torn key.
+//! The CA's files: modes, and reads and writes mapped to [`PkiError`]. Writes go through
+//! [`crate::atomic_file`], so a reader never sees a torn key or certificate.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::Path;
 
 use crate::PkiError;
+use crate::atomic_file::AtomicWriteError;
 
 /// Mode of private key files.
 pub(crate) const KEY_MODE: u32 = 0o600;
 /// Mode of certificate files (public).
 pub(crate) const CERT_MODE: u32 = 0o644;
 
-/// Atomically replaces `path` with `contents`, created with `mode`.
+/// Atomically and durably replaces `path` with `contents`, created with `mode`.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
-    // A leftover temp file from a crashed run of this same pid would make create_new fail.
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|e| PkiError::io("create", &tmp, e))?;
-        file.write_all(contents)
-            .map_err(|e| PkiError::io("write", &tmp, e))?;
-        file.sync_all()
-            .map_err(|e| PkiError::io("fsync", &tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| PkiError::io("rename into place", path, e))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| PkiError::io("fsync directory", dir, e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::atomic_file::write_atomic(path, contents, mode).map_err(
+        |AtomicWriteError {
+             action,
+             path,
+             source,
+         }| PkiError::io(action, path, source),
+    )
 }
 
 /// Reads a UTF-8 (PEM) file.

@@ -8,9 +8,12 @@
 //! - [`init_dir`] lays out a directory of TLS material (see `docs/CONTRACTS.md`, "TLS material
 //!   layout"); it is idempotent and never overwrites a key.
 //! - Private keys only leave this crate inside [`SecretPem`], whose `Debug`/`Display` print `***`,
-//!   and are written with mode 0600 through a temp file, fsync and rename.
+//!   and are written with mode 0600 through [`atomic_file::write_atomic`].
+//! - [`atomic_file`] replaces a file atomically and durably; the other crates' secret and state
+//!   files are written with it too (every one of them depends on this crate).
 
 mod agent_id;
+pub mod atomic_file;
 mod authority;
 mod cert_info;
 mod error;
