@@ -6,7 +6,9 @@ mod api_error;
 mod api_tokens;
 mod audit_log;
 mod auth_routes;
+pub mod data_transfer;
 mod enrollment_tokens;
+pub mod extensions;
 mod health;
 pub mod http_metrics;
 pub mod instances;
@@ -17,9 +19,9 @@ mod metric_families;
 pub mod metrics_series;
 pub mod migrations;
 pub mod openapi;
-pub mod operations;
 pub mod runs;
 mod samples;
+pub mod schema_explorer;
 pub mod series_spec;
 pub mod statements_top;
 pub mod time_range;
@@ -262,17 +264,17 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::certificates))
         .routes(routes!(agents::revoke_certificate))
         .routes(routes!(agents::disable))
-        .routes(routes!(operations::snapshot))
-        .routes(routes!(operations::schema))
-        .routes(routes!(operations::changes))
-        .routes(routes!(operations::fk_graph))
-        .routes(routes!(operations::rows))
-        .routes(routes!(operations::export))
-        .routes(routes!(operations::dump))
-        .routes(routes!(operations::import))
+        .routes(routes!(schema_explorer::snapshot))
+        .routes(routes!(schema_explorer::schema))
+        .routes(routes!(schema_explorer::changes))
+        .routes(routes!(schema_explorer::fk_graph))
+        .routes(routes!(schema_explorer::rows))
+        .routes(routes!(data_transfer::export))
+        .routes(routes!(data_transfer::dump))
+        .routes(routes!(data_transfer::import))
         .routes(routes!(
-            operations::extensions,
-            operations::extension_action
+            extensions::extensions,
+            extensions::extension_action
         ))
         .routes(routes!(migrations::start, migrations::list))
         .routes(routes!(migrations::show))

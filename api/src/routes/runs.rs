@@ -122,6 +122,36 @@ pub(crate) async fn start(
     Ok(run_response(runs::wait(&state.pool, id, wait).await?))
 }
 
+const READ_WAIT: Duration = Duration::from_secs(30);
+
+/// A run on instance `id` asked for by `principal`, without input.
+pub(crate) fn new_run<'a>(
+    principal: &Principal,
+    id: i64,
+    params: RunParams,
+    limits: (i64, i64, i64, i64),
+) -> NewRun<'a> {
+    NewRun {
+        instance_id: id,
+        params,
+        requested_by: runs::requested_by(principal),
+        limits,
+        input: None,
+    }
+}
+
+/// `?wait=` of the calls that answer with the result: 0..=120 s, default 30.
+pub(crate) fn read_wait(wait: Option<u64>) -> Result<Duration, ApiError> {
+    match wait {
+        None => Ok(READ_WAIT),
+        Some(s) if s <= runs::MAX_WAIT_SECS => Ok(Duration::from_secs(s)),
+        Some(s) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("wait must be 0..=120, not {s}"),
+        )),
+    }
+}
+
 /// Longest statement accepted, in characters (code points, as JSON Schema counts them).
 const MAX_SQL_CHARS: usize = 1 << 20;
 

@@ -1,0 +1,236 @@
+//! Data transfer, each a run on the instance's agent (docs/CONTROL.md, "Kinds"):
+//! `POST /instances/{id}/export` (CSV), `POST /instances/{id}/dump` (pg_dump),
+//! `POST /instances/{id}/import` (CSV body, all or nothing) — results via `/runs/{id}/download`.
+//!
+//! Export and a schema-only dump need user on the instance; anything that reads every row (a
+//! data dump) or writes (import) needs admin on it.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use lasect_runs::{DumpSqlParams, ExportCsvParams, ImportCsvParams, RunParams};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth_routes::body;
+use super::runs::{WaitQuery, new_run, path_id, start};
+use super::{ApiError, AppState};
+use crate::auth::{Principal, Role};
+use crate::runs::{self, RunLimits, RunView};
+
+/// Largest CSV accepted by `import`.
+pub const MAX_IMPORT_BYTES: usize = 32 << 20;
+/// Exports and dumps may be large: their default byte limit.
+const TRANSFER_MAX_BYTES: i64 = 1 << 30;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    pub schema: Option<String>,
+    pub table: Option<String>,
+    /// A query (read-only) instead of a table.
+    pub sql: Option<String>,
+    pub database: Option<String>,
+    #[serde(flatten)]
+    pub limits: RunLimits,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/export",
+    tag = "data",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
+    request_body = ExportRequest,
+    responses(
+        (status = 200, description = "The export run, ended; fetch /runs/{id}/download", body = RunView),
+        (status = 202, description = "The export run, queued or running", body = RunView),
+        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
+        (status = 422, description = "Neither or both of table and sql", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn export(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    request: Result<Json<ExportRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::User)
+        .await?;
+    let wait = WaitQuery::duration(query)?;
+    let r = body(request)?;
+    if r.table.is_some() == r.sql.is_some() {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "give either table (with schema) or sql",
+        ));
+    }
+    let limits = r.limits.resolve(runs::MAX_MAX_ROWS, TRANSFER_MAX_BYTES)?;
+    let params = RunParams::ExportCsv(ExportCsvParams {
+        schema: r.schema,
+        table: r.table,
+        sql: r.sql,
+        database: r.database,
+    });
+    start(&state, new_run(&principal, id, params, limits), wait).await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DumpRequest {
+    pub schema: Option<String>,
+    pub table: Option<String>,
+    /// Default true (definitions only).
+    pub schema_only: Option<bool>,
+    pub database: Option<String>,
+    #[serde(flatten)]
+    pub limits: RunLimits,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/dump",
+    tag = "data",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
+    request_body = DumpRequest,
+    responses(
+        (status = 200, description = "The dump run, ended; fetch /runs/{id}/download", body = RunView),
+        (status = 202, description = "The dump run, queued or running", body = RunView),
+        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No user role on this instance (admin for data)", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn dump(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    request: Result<Json<DumpRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::User)
+        .await?;
+    let wait = WaitQuery::duration(query)?;
+    let r = body(request)?;
+    let schema_only = r.schema_only.unwrap_or(true);
+    if !schema_only {
+        // A data dump is every row of every table: as much as an export.
+        principal
+            .require_on_instance(&state.pool, id, Role::Admin)
+            .await?;
+    }
+    let limits = r.limits.resolve(1, TRANSFER_MAX_BYTES)?;
+    let params = RunParams::DumpSql(DumpSqlParams {
+        schema: r.schema,
+        table: r.table,
+        schema_only,
+        database: r.database,
+    });
+    start(&state, new_run(&principal, id, params, limits), wait).await
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// Default public.
+    pub schema: Option<String>,
+    pub table: String,
+    /// The first line names the columns (default true).
+    pub header: Option<bool>,
+    /// Database (default: the instance's).
+    pub database: Option<String>,
+    /// Seconds to wait for the end, 0..=120.
+    #[param(maximum = 120)]
+    pub wait: Option<u64>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/import",
+    tag = "data",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), ImportQuery),
+    request_body(content = String, content_type = "text/csv", description = "The CSV, at most 32 MiB"),
+    responses(
+        (status = 200, description = "The import run, ended (failed runs carry the per-row report in error_detail)", body = RunView),
+        (status = 202, description = "The import run, queued or running", body = RunView),
+        (status = 400, description = "Bad id, query or empty body", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 413, description = "The CSV is larger than 32 MiB", body = super::openapi::ErrorBody),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
+        (status = 422, description = "The CSV is empty", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn import(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ImportQuery>, QueryRejection>,
+    csv: Body,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::Admin)
+        .await?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let wait = match q.wait {
+        None => Duration::ZERO,
+        Some(s) if s <= runs::MAX_WAIT_SECS => Duration::from_secs(s),
+        Some(s) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("wait must be 0..=120, not {s}"),
+            ));
+        }
+    };
+    let data = axum::body::to_bytes(csv, MAX_IMPORT_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the CSV is larger than 32 MiB (or the upload broke)",
+            )
+        })?;
+    if data.is_empty() {
+        return Err(ApiError::unprocessable("invalid_body", "the CSV is empty"));
+    }
+    let limits = RunLimits {
+        timeout_ms: Some(600_000),
+        ..RunLimits::default()
+    }
+    .resolve(1, 1 << 20)?;
+    let params = RunParams::ImportCsv(ImportCsvParams {
+        // The agent's default, said here so the stored run shows it.
+        schema: q.schema.unwrap_or_else(|| "public".to_owned()),
+        table: q.table,
+        header: q.header.unwrap_or(true),
+        columns: None,
+        database: q.database,
+    });
+    let mut run = new_run(&principal, id, params, limits);
+    run.input = Some(&data);
+    start(&state, run, wait).await
+}

@@ -1,0 +1,166 @@
+//! Extensions, each a run on the instance's agent (docs/CONTROL.md, "Kinds"):
+//! `GET|POST /instances/{id}/extensions`.
+//!
+//! Listing needs user on the instance; enabling, disabling or updating one needs admin on it.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lasect_runs::{ExtensionActionParams, ExtensionListParams, ExtensionVerb, RunParams};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::IntoParams;
+
+use super::auth_routes::body;
+use super::runs::{WaitQuery, ask, new_run, path_id, read_wait, start};
+use super::{ApiError, AppState};
+use crate::auth::{Principal, Role};
+use crate::runs::{RunLimits, RunView};
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExtensionsQuery {
+    /// Database (default: the instance's).
+    pub database: Option<String>,
+    /// Seconds to wait for the agent, 0..=120 (default 30; 0: answer 202 with the run).
+    #[param(maximum = 120)]
+    pub wait: Option<u64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExtensionList {
+    pub run_id: i64,
+    /// `[{name, default_version, installed_version, schema, comment}]`
+    #[schema(value_type = Vec<Object>)]
+    pub extensions: Vec<Value>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/extensions",
+    tag = "extensions",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), ExtensionsQuery),
+    responses(
+        (status = 200, description = "Available and installed extensions", body = ExtensionList),
+        (status = 202, description = "Not over within the wait (wait=0: at once): the run, which goes on; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
+        (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 422, description = "The agent could not list them", body = super::instances_admin::CheckFailed),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn extensions(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ExtensionsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(path, "instance")?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    principal
+        .require_on_instance(&state.pool, id, Role::User)
+        .await?;
+    let limits = RunLimits::default().resolve(1, 16 << 20)?;
+    let wait = read_wait(q.wait)?;
+    match ask(
+        &state,
+        new_run(
+            &principal,
+            id,
+            RunParams::ExtensionList(ExtensionListParams {
+                database: q.database,
+            }),
+            limits,
+        ),
+        wait,
+    )
+    .await?
+    {
+        Ok(run) => {
+            let extensions = run
+                .summary
+                .as_ref()
+                .and_then(|s| s["extensions"].as_array().cloned())
+                .unwrap_or_default();
+            Ok(Json(ExtensionList {
+                run_id: run.id,
+                extensions,
+            })
+            .into_response())
+        }
+        Err(response) => Ok(response),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionAction {
+    /// enable, disable or update.
+    #[schema(pattern = "^(enable|disable|update)$")]
+    pub action: String,
+    pub name: String,
+    pub version: Option<String>,
+    pub schema: Option<String>,
+    #[serde(default)]
+    pub cascade: bool,
+    pub database: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/extensions",
+    tag = "extensions",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
+    request_body = ExtensionAction,
+    responses(
+        (status = 200, description = "The run, ended", body = RunView),
+        (status = 202, description = "The run, queued or running", body = RunView),
+        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn extension_action(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    request: Result<Json<ExtensionAction>, JsonRejection>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let id = path_id(path, "instance")?;
+    principal
+        .require_on_instance(&state.pool, id, Role::Admin)
+        .await?;
+    let wait = WaitQuery::duration(query)?;
+    let r = body(request)?;
+    let Some(action) = ExtensionVerb::ALL
+        .into_iter()
+        .find(|v| v.as_str() == r.action)
+    else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "action must be enable, disable or update",
+        ));
+    };
+    let limits = RunLimits::default().resolve(1, 1 << 20)?;
+    let params = RunParams::ExtensionAction(ExtensionActionParams {
+        action,
+        name: r.name,
+        version: r.version,
+        schema: r.schema,
+        cascade: r.cascade,
+        database: r.database,
+    });
+    start(&state, new_run(&principal, id, params, limits), wait).await
+}
