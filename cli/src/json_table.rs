@@ -43,18 +43,11 @@ fn cell(v: &Value) -> String {
     }
 }
 
-/// `30s`, `15m`, `12h`, `30d` as seconds.
+/// `30s`, `15m`, `12h`, `30d` (or plain seconds) as seconds; the API bounds them.
 pub fn parse_duration_secs(text: &str) -> Option<u64> {
-    let unit = text.chars().last()?;
-    let n: u64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
-    let mult = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    lasect_duration::parse(text, &lasect_duration::SECONDS)
+        .ok()
+        .map(|d| d.as_secs())
 }
 
 #[cfg(test)]

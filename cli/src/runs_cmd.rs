@@ -43,24 +43,18 @@ pub fn result_or_pending(body: &Value) -> Result<(), RunFailed> {
     )))
 }
 
+/// What `--timeout`, `--lock-timeout` and `--statement-timeout` accept: 1 ms ..= 1 h.
+const TIMEOUT: lasect_duration::Spec = lasect_duration::Spec {
+    millis: true,
+    min: std::time::Duration::from_millis(1),
+    max: std::time::Duration::from_secs(3600),
+};
+
 /// `5s`, `500ms`, `2m`, `1h` (or plain seconds) as milliseconds, 1 ms ..= 1 h.
 pub fn parse_timeout_ms(text: &str) -> Result<i64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: i64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 5s or 2m"))?;
-    let scale = match unit {
-        "ms" => 1,
-        "" | "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("{text:?} has an unknown unit; use ms, s, m or h")),
-    };
-    n.checked_mul(scale)
-        .filter(|ms| (1..=3_600_000).contains(ms))
-        .ok_or_else(|| format!("{text:?} must be between 1ms and 1h"))
+    let timeout = lasect_duration::parse(text, &TIMEOUT).map_err(|e| e.to_string())?;
+    // At most an hour of milliseconds: always fits.
+    Ok(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// `--instance`, or the only instance the caller sees.

@@ -1,28 +1,14 @@
 //! `--since 15m`: a duration back from now, with the API's syntax (`90s`, `15m`, `2h`, `7d`, or
-//! seconds), turned into the `from` parameter (RFC 3339, UTC).
+//! seconds; the grammar and bounds are `lasect_duration`'s), turned into the `from` parameter
+//! (RFC 3339, UTC).
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
 /// Parses `90s`, `15m`, `2h`, `7d` or `90` into seconds (at least 1, at most 400 days).
 pub fn parse_duration(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: i64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 2h or 7d"))?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{text:?} has an unknown unit; use s, m, h or d")),
-    };
-    n.checked_mul(scale)
-        .filter(|s| (1..=400 * 86_400).contains(s))
-        .ok_or_else(|| format!("{text:?} must be between 1s and 400d"))
+    lasect_duration::parse(text, &lasect_duration::RANGE)
+        .map(lasect_duration::whole_seconds)
+        .map_err(|e| e.to_string())
 }
 
 /// clap value parser for `--since` and `--step`: checks the syntax, keeps the text.

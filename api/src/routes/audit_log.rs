@@ -1,7 +1,8 @@
 //! `GET /api/v1/audit?since=&actor=&action=&limit=` (admin): the audit log, newest first.
 //!
-//! `since` is RFC 3339 or a duration back from now (`90s`, `15m`, `1h`, `7d`); `action` matches
-//! as a prefix (`POST /api/v1/users` finds every user change); `limit` is 1..=1000 (default 100).
+//! `since` is RFC 3339 or a duration back from now (`90s`, `15m`, `1h`, `7d`, or seconds);
+//! `action` matches as a prefix (`POST /api/v1/users` finds every user change); `limit` is
+//! 1..=1000 (default 100).
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -58,24 +59,13 @@ struct Row {
     error: Option<String>,
 }
 
-/// `15m`, `2h`, `30s`, `7d`, or an RFC 3339 time.
+/// `15m`, `2h`, `30s`, `7d` (or bare seconds, see `lasect_duration`), or an RFC 3339 time.
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
     }
-    let unit = text.chars().last()?;
-    let n: i64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
-    if n < 0 {
-        return None;
-    }
-    let delta = match unit {
-        's' => TimeDelta::try_seconds(n),
-        'm' => TimeDelta::try_minutes(n),
-        'h' => TimeDelta::try_hours(n),
-        'd' => TimeDelta::try_days(n),
-        _ => None,
-    }?;
-    now.checked_sub_signed(delta)
+    let back = lasect_duration::parse(text, &lasect_duration::SECONDS).ok()?;
+    now.checked_sub_signed(TimeDelta::from_std(back).ok()?)
 }
 
 #[utoipa::path(

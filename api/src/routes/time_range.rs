@@ -1,37 +1,20 @@
 //! Time parameters of the read endpoints: `from`/`to` (RFC 3339) and `step` (a duration).
 //!
 //! Durations are an integer with a unit: `s`, `m`, `h` or `d` (`90s`, `5m`, `1h`, `7d`); a bare
-//! integer is seconds. The CLI's `--since` uses the same syntax ([`parse_duration`]).
+//! integer is seconds. The grammar is `lasect_duration`'s, shared with the CLI's `--since`.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::api_error::ApiError;
 
 /// The longest range any read endpoint accepts.
-pub const MAX_RANGE: TimeDelta = TimeDelta::days(400);
+pub const MAX_RANGE: TimeDelta = TimeDelta::seconds(lasect_duration::MAX_RANGE.as_secs() as i64);
 
-/// Parses `90s`, `5m`, `1h`, `7d` or `90` (seconds) into whole seconds (at least 1).
+/// Parses `90s`, `5m`, `1h`, `7d` or `90` (seconds) into whole seconds (1 s ..= [`MAX_RANGE`]).
 pub fn parse_duration(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: i64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90s, 5m, 1h or 7d"))?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{text:?} has an unknown unit; use s, m, h or d")),
-    };
-    let secs = n
-        .checked_mul(scale)
-        .filter(|s| (1..=MAX_RANGE.num_seconds()).contains(s))
-        .ok_or_else(|| format!("{text:?} must be between 1s and {}d", MAX_RANGE.num_days()))?;
-    Ok(secs)
+    lasect_duration::parse(text, &lasect_duration::RANGE)
+        .map(lasect_duration::whole_seconds)
+        .map_err(|e| e.to_string())
 }
 
 /// A checked `[from, to)` range.
