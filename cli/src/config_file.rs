@@ -7,9 +7,7 @@
 //! ca_file = "/etc/lasect/tls/ca.pem"   # optional
 //! ```
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -59,24 +57,14 @@ pub fn load(path: &Path) -> anyhow::Result<Option<ClientEnv>> {
     }))
 }
 
-/// Writes the file with mode 0600 (through a temp file and rename).
+/// Writes the file with mode 0600, atomically and durably ([`lasect_pki::atomic_file`]).
 pub fn save(path: &Path, file: &ConfigFile) -> anyhow::Result<()> {
     let text = toml::to_string(file).context("format the config file")?;
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    let tmp = path.with_extension("toml.tmp");
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("write {}", tmp.display()))?;
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.sync_all())
-        .with_context(|| format!("write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))
+    lasect_pki::atomic_file::write_atomic(path, text.as_bytes(), 0o600)
+        .with_context(|| format!("write {}", path.display()))
 }
 
 #[cfg(test)]
@@ -94,5 +82,30 @@ mod tests {
             Some(PathBuf::from("/h/.config/lasect/config.toml"))
         );
         assert_eq!(path(None, None), None);
+    }
+
+    #[test]
+    fn save_writes_a_private_file_that_load_reads_and_replaces_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("lasect/config.toml");
+        let mut file = ConfigFile {
+            url: Some("https://127.0.0.1:8443".into()),
+            token: Some("lsat_one".into()),
+            ca_file: None,
+        };
+        save(&path, &file).expect("first save");
+        let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        file.token = Some("lsat_two".into());
+        save(&path, &file).expect("second save");
+        let env = load(&path).expect("load").expect("present");
+        assert_eq!(env.token.as_deref(), Some("lsat_two"));
+        let names: Vec<_> = fs::read_dir(path.parent().expect("dir"))
+            .expect("list")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["config.toml"], "no temp file left behind");
     }
 }

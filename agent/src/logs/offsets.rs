@@ -3,14 +3,12 @@
 //! `{"saved_unix_secs": …, "files": [{"path", "dev", "ino", "offset"}]}`.
 //!
 //! Written only after the events read up to those offsets are in the spool,
-//! and replaced atomically (write a temp file, fsync, rename, fsync the
-//! directory), so after a crash the file holds either the old or the new
-//! offsets: a restart re-reads at most what was not yet spooled, and skips
-//! nothing. `dev`/`ino` tell a rotated file that reuses a name from the one
+//! and replaced atomically and durably ([`lasect_pki::atomic_file`]), so
+//! after a crash the file holds either the old or the new offsets: a
+//! restart re-reads at most what was not yet spooled, and skips nothing. `dev`/`ino` tell a rotated file that reuses a name from the one
 //! the offset belongs to.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -94,14 +92,9 @@ pub fn save(path: &Path, offsets: &Offsets) -> Result<(), OffsetsError> {
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(err)?;
-    let tmp = path.with_extension("json.tmp");
     let body = serde_json::to_vec(offsets).map_err(|e| err(std::io::Error::other(e)))?;
-    let mut f = File::create(&tmp).map_err(err)?;
-    f.write_all(&body).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(err)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+    // Nothing secret in it: the agent's usual state-file mode, 0666 less the umask.
+    lasect_pki::atomic_file::write_atomic(path, &body, 0o666).map_err(|e| err(e.into()))
 }
 
 #[cfg(test)]

@@ -4,11 +4,10 @@
 //! refresh token family) the token belongs to, lets logout end the access token too.
 //!
 //! The key is 64 random bytes, kept base64 in a file of mode 0600 that is created on first start
-//! when missing (written to a temp file, fsynced, renamed).
+//! when missing (written atomically and durably, see [`lasect_pki::atomic_file`]).
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -173,21 +172,14 @@ impl JwtKeys {
     }
 }
 
-/// Writes `bytes` to `path` with mode 0600 through a temp file, fsync and rename.
+/// Writes `bytes` to `path` with mode 0600, atomically and durably
+/// ([`lasect_pki::atomic_file`]), creating the directory when missing.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent)?;
     }
-    let tmp = path.with_extension("tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)
+    lasect_pki::atomic_file::write_atomic(path, bytes, 0o600)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -62,8 +62,8 @@ pub async fn create_user(
     id.ok_or_else(|| UserError::Exists(username.to_owned()))
 }
 
-/// Writes the first admin's generated password (its only line) to `path`, mode 0600, through
-/// a temp file and a rename. The password goes there and nowhere else: not stdout, not logs.
+/// Writes the first admin's generated password (its only line) to `path`, mode 0600,
+/// atomically and durably. The password goes there and nowhere else: not stdout, not logs.
 pub fn write_initial_password(path: &std::path::Path, password: &str) -> std::io::Result<()> {
     super::jwt::write_private(path, format!("{password}\n").as_bytes())
 }
