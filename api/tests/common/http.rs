@@ -61,3 +61,57 @@ pub async fn call(
         bytes: bytes.to_vec(),
     }
 }
+
+/// A request to build: `req(method, uri)`, then `.token`, `.json`, `.from`, and `.send`.
+pub struct Call<'a> {
+    method: &'a str,
+    uri: &'a str,
+    token: Option<&'a str>,
+    body: Option<Value>,
+    source: [u8; 4],
+}
+
+pub fn req<'a>(method: &'a str, uri: &'a str) -> Call<'a> {
+    Call {
+        method,
+        uri,
+        token: None,
+        body: None,
+        source: LOCAL,
+    }
+}
+
+impl<'a> Call<'a> {
+    pub fn token(mut self, t: &'a str) -> Self {
+        self.token = Some(t);
+        self
+    }
+    pub fn json(mut self, v: Value) -> Self {
+        self.body = Some(v);
+        self
+    }
+    pub fn from(mut self, ip: [u8; 4]) -> Self {
+        self.source = ip;
+        self
+    }
+    pub async fn send(self, app: &Router) -> (StatusCode, Value) {
+        let answer = call(
+            app,
+            self.method,
+            self.uri,
+            self.token,
+            self.body,
+            self.source,
+        )
+        .await;
+        (answer.status, answer.body)
+    }
+}
+
+/// `POST /api/v1/auth/login` with `username` and `password`.
+pub async fn login(app: &Router, username: &str, password: &str) -> (StatusCode, Value) {
+    req("POST", "/api/v1/auth/login")
+        .json(serde_json::json!({"username": username, "password": password}))
+        .send(app)
+        .await
+}
