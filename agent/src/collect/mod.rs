@@ -7,6 +7,31 @@
 //! [`schedule`]), asking all instances concurrently, so a slow or dead
 //! instance delays the batch by at most its timeout and never takes the
 //! others' samples with it. Each sample carries the time it was taken.
+//!
+//! Where each family is collected:
+//!
+//! | family | file |
+//! |---|---|
+//! | `database` | `database.rs` |
+//! | `table`, `index` | `relations.rs` (databases visited: `databases.rs`) |
+//! | `statement` (and its texts) | `statement.rs` |
+//! | `wal`, `bgwriter`, `archiver` | `server_stats.rs` |
+//! | `settings` (and setting changes) | `settings.rs` |
+//! | `activity` | `activity.rs` |
+//! | `wait` | `waits.rs` |
+//! | `lock` | `locks.rs` |
+//! | `progress` | `progress.rs` |
+//! | `replication`, `replication_slot` | `replication.rs` |
+//! | `standby` | `standby.rs` |
+//! | `subscription` | `subscription.rs` |
+//! | `instance_info` | `instance_info.rs` |
+//! | `custom` | `custom.rs` |
+//! | `collector_event` | `events.rs` |
+//! | `host_cpu`, `host_memory`, `host_network`, `host_disk_io` | `host.rs`, `host_io.rs` |
+//! | `host_filesystem` | `filesystem.rs` |
+//! | `log` (files, parsing, offsets) | `../logs/` |
+//!
+//! Per-instance connection and schedule: `instance.rs`, `session.rs`, `schedule.rs`.
 
 mod activity;
 mod custom;
