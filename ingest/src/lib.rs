@@ -22,6 +22,7 @@ mod connections;
 pub mod control;
 pub mod enroll;
 mod error_chain;
+pub mod fuzz_harness;
 pub mod identity;
 pub mod limits;
 pub mod metrics;

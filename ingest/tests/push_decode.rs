@@ -1,11 +1,12 @@
 //! The ingest batch decoder (`lasect_ingest::push`: decompression of every
 //! codec, protobuf, validation into rows) on random and mutated inputs: it
 //! never panics, and whatever it accepts keeps the invariants the writer
-//! relies on. The same harness (`push::fuzz_one`) is the cargo-fuzz target
+//! relies on. The same harness (`fuzz_harness::one`) is the cargo-fuzz target
 //! in `ingest/fuzz`; this runs it in the normal suite, without nightly.
 
 use chrono::{DateTime, Utc};
-use lasect_ingest::push::{self, DecodeLimits, check_invariants, decode_batch};
+use lasect_ingest::fuzz_harness;
+use lasect_ingest::push::{DecodeLimits, check_invariants, decode_batch};
 use lasect_proto::payload;
 use lasect_proto::v1::sample::Family;
 use lasect_proto::v1::{
@@ -196,7 +197,7 @@ fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
 }
 
 fn check(input: &[u8]) {
-    if let Err(broken) = push::fuzz_one(input, now()) {
+    if let Err(broken) = fuzz_harness::one(input, now()) {
         panic!("accepted batch breaks an invariant: {broken}");
     }
 }
@@ -261,11 +262,11 @@ fn seeds_decode_and_the_committed_corpus_is_valid() {
     seeds.push(("protobuf-delta", [&[5u8][..], &plain].concat()));
     seeds.push((
         "raw-delta",
-        push::fuzz_delta_seed(&plain).expect("the batch codes as a delta"),
+        fuzz_harness::delta_seed(&plain).expect("the batch codes as a delta"),
     ));
     let write = std::env::var_os("LASECT_WRITE_SEEDS").is_some();
     for (name, seed) in &seeds {
-        let accepted = push::fuzz_one(seed, now()).expect("invariants");
+        let accepted = fuzz_harness::one(seed, now()).expect("invariants");
         assert!(accepted.is_ok(), "seed {name} decodes: {accepted:?}");
         if write {
             std::fs::create_dir_all(&dir).expect("seed dir");
@@ -274,7 +275,7 @@ fn seeds_decode_and_the_committed_corpus_is_valid() {
     }
     for (name, _) in &seeds {
         let committed = std::fs::read(dir.join(name)).expect("committed seed");
-        let accepted = push::fuzz_one(&committed, now()).expect("invariants");
+        let accepted = fuzz_harness::one(&committed, now()).expect("invariants");
         assert!(
             accepted.is_ok(),
             "committed seed {name} decodes: {accepted:?}"
