@@ -488,17 +488,16 @@ async fn refuse_removing_a_collected_config_instance(
     state: &AppState,
     id: i64,
 ) -> Result<(), ApiError> {
-    let collected: Option<(String, String, DateTime<Utc>)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT i.name, i.agent_id, i.last_seen FROM instances i \
-             JOIN agents a ON a.id = i.agent_id \
-             WHERE i.id = $1 AND i.source = 'agent' AND i.state <> 'removed' \
-               AND a.disabled_at IS NULL \
-               AND i.last_seen > now() - interval '{STILL_COLLECTED}'"
-        )))
-        .bind(id)
-        .fetch_optional(&state.pool)
-        .await?;
+    let collected: Option<(String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT i.name, i.agent_id, i.last_seen FROM instances i \
+         JOIN agents a ON a.id = i.agent_id \
+         WHERE i.id = $1 AND i.source = 'agent' AND i.state <> 'removed' \
+           AND a.disabled_at IS NULL AND i.last_seen > now() - $2::interval",
+    )
+    .bind(id)
+    .bind(STILL_COLLECTED)
+    .fetch_optional(&state.pool)
+    .await?;
     match collected {
         None => Ok(()),
         Some((name, agent, last_seen)) => Err(ApiError::new(
