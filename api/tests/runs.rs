@@ -744,3 +744,43 @@ async fn a_collected_config_instance_is_not_removed_behind_its_agent() {
         "a disabled agent's instance: {body}"
     );
 }
+
+/// PostgreSQL stores no NUL character: text holding one, wherever it goes (a run's parameters
+/// in jsonb, a token's name in text), is a 422 naming the reason, never a 500. Optional bodies
+/// take none, `null` or an object, and refuse anything else with 400.
+#[tokio::test]
+async fn nul_text_is_unprocessable_and_optional_bodies_are_checked() {
+    let f = fixture().await;
+    let (status, body) = call(
+        &f.app,
+        "POST",
+        "/api/v1/instances/1/sql",
+        Some(json!({"sql": "SELECT 'a\u{0}b'"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "nul_character", "{body}");
+    let (status, body) = call(
+        &f.app,
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "a\u{0}b"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "nul_character", "{body}");
+
+    for (body, expected) in [
+        (None, StatusCode::OK),
+        (Some(Value::Null), StatusCode::OK),
+        (Some(json!({})), StatusCode::OK),
+        (Some(json!({"bogus": 1})), StatusCode::BAD_REQUEST),
+        (Some(json!([1])), StatusCode::BAD_REQUEST),
+    ] {
+        let (status, answer) =
+            call(&f.app, "POST", "/api/v1/auth/logout", body.clone(), None).await;
+        assert_eq!(status, expected, "{body:?}: {answer}");
+    }
+}
