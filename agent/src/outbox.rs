@@ -45,7 +45,8 @@ impl OutboxEntry {
 /// restarts; the others count since the process started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxStats {
-    /// Batches waiting for an ack.
+    /// Batches waiting for an ack, including those dropped for room while
+    /// the sender held them (until their ack or abandonment settles them).
     pub queued: usize,
     /// Bytes of spool files on disk.
     pub queued_bytes: u64,
@@ -79,14 +80,16 @@ pub trait Outbox: Send + Sync + 'static {
     /// oldest droppable entries to make room.
     fn push(&self, entry: OutboxEntry) -> Result<(), OutboxError>;
     /// Up to `max` unacknowledged entries with a seq above `after` (all when
-    /// `None`), oldest first.
+    /// `None`), oldest first. The sender owns what it is handed until it
+    /// acks or rejects it; asking again with `None` means it abandoned every
+    /// entry it held (a restart of its window).
     fn unacked_after(
         &self,
         after: Option<u64>,
         max: usize,
     ) -> Result<Vec<Arc<OutboxEntry>>, OutboxError>;
-    /// Finishes an entry ingest acknowledged. Unknown seqs (already
-    /// finished, or dropped for room while in flight) are ignored.
+    /// Finishes an entry ingest acknowledged; one dropped for room while in
+    /// flight counts as acknowledged, not dropped. Unknown seqs are ignored.
     fn ack(&self, seq: u64) -> Result<(), OutboxError>;
     /// Finishes an entry ingest refused for good, so it cannot block the queue.
     fn reject(&self, seq: u64, reason: &str) -> Result<(), OutboxError>;

@@ -458,3 +458,55 @@ fn read_all_lists_every_spooled_record() {
         .collect();
     assert_eq!(listed, (1..=30).collect::<Vec<_>>());
 }
+
+/// A batch dropped for room while the sender holds it may still be stored
+/// by the push in flight: its ack counts it as delivered, not dropped; only
+/// when the sender starts over without it is it counted as dropped.
+#[test]
+fn a_batch_dropped_while_in_flight_counts_as_dropped_only_if_never_acked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // 16 KiB in 4 KiB segments: about fifty 300-byte batches fit.
+    let spool = open(dir.path(), small(16 << 10));
+    for seq in 1..=10 {
+        spool.push(entry(seq, 0, 300)).expect("push");
+    }
+    // The sender takes the four oldest into its window...
+    let held: Vec<u64> = spool
+        .unacked_after(None, 4)
+        .expect("read")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(held, [1, 2, 3, 4]);
+    // ...and ingest is slow: new batches push the oldest segments out.
+    for seq in 11..=100 {
+        spool.push(entry(seq, 0, 300)).expect("push");
+    }
+    let rest = spool.unacked_after(Some(4), usize::MAX).expect("read");
+    assert!(
+        rest.first().is_some_and(|e| e.seq > 5),
+        "segment 1 was evicted"
+    );
+    let stats = spool.stats();
+    let dropped_unheld = stats.dropped_batches;
+    assert_eq!(
+        dropped_unheld + 4 + rest.len() as u64,
+        100,
+        "the held four are neither dropped nor gone: {stats:?}"
+    );
+    assert_eq!(stats.queued, rest.len() + 4, "{stats:?}");
+
+    // Two of the held pushes are stored after all.
+    spool.ack(1).expect("ack");
+    spool.ack(2).expect("ack");
+    let stats = spool.stats();
+    assert_eq!((stats.acked, stats.dropped_batches), (2, dropped_unheld));
+    assert_eq!(stats.queued, rest.len() + 2);
+    // The sender starts over: the two it never got an answer for are lost.
+    let again = spool.unacked_after(None, 4).expect("start over");
+    assert_eq!(again.first().map(|e| e.seq), rest.first().map(|e| e.seq));
+    let stats = spool.stats();
+    assert_eq!(stats.dropped_batches, dropped_unheld + 2, "{stats:?}");
+    assert_eq!(stats.dropped_samples, 2 * stats.dropped_batches);
+    assert_eq!(stats.queued, rest.len());
+}

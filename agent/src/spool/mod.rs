@@ -41,6 +41,13 @@
 //!   first retries writing the held batches, so the spool resumes by itself
 //!   when space returns. The condition is logged once on entry and once on
 //!   recovery and shown in [`OutboxStats::write_failing`].
+//! - A batch dropped for room while the sender holds it (handed out by
+//!   [`Outbox::unacked_after`] and not finished) is not counted yet: the push
+//!   in flight may still be stored. It stays queued until its fate is known:
+//!   its ack counts it as acknowledged; the sender starting over from the
+//!   oldest batch (it abandoned what it held), a refusal, or closing the
+//!   spool counts it as dropped. So `dropped_*` never counts a batch that
+//!   ingest stored.
 //! - Counters `dropped_*`, `quarantined` and `corrupt` are lifetime figures
 //!   (persisted in `state`); `acked` counts since the process started.
 //!
@@ -54,7 +61,7 @@ mod recovery;
 pub mod segment;
 pub mod state;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -164,6 +171,11 @@ struct Inner {
     writer: Option<Writer>,
     next_segment_id: u64,
     pending: BTreeMap<u64, Pending>,
+    /// Seqs handed to the sender and not finished since.
+    lent: BTreeSet<u64>,
+    /// Batches dropped for room while lent: seq → sample count, settled by
+    /// their ack (stored) or by the sender abandoning them (dropped).
+    dropped_while_lent: BTreeMap<u64, u32>,
     held_in_memory: usize,
     /// Counters and the finished seqs of live segments.
     state: State,
@@ -265,6 +277,8 @@ impl Spool {
                 writer: None,
                 next_segment_id: ids.last().map_or(1, |id| id + 1),
                 pending,
+                lent: BTreeSet::new(),
+                dropped_while_lent: BTreeMap::new(),
                 held_in_memory: 0,
                 state,
                 acked: 0,
@@ -305,6 +319,8 @@ impl Spool {
     /// Makes everything durable; call before the process exits.
     pub fn close(&self) {
         let mut inner = self.lock();
+        // Whatever the sender still held is no longer coming back.
+        self.settle_abandoned(&mut inner);
         self.sync_if_due(&mut inner, true);
         if inner.state_dirty {
             self.write_state(&mut inner);
@@ -446,6 +462,7 @@ impl Spool {
     /// last one in it.
     fn finish(&self, inner: &mut Inner, seq: u64) -> Option<Pending> {
         let p = inner.pending.remove(&seq)?;
+        inner.lent.remove(&seq);
         match p.location {
             Location::Disk { segment, .. } => {
                 inner.state.done.insert(seq);
@@ -461,6 +478,29 @@ impl Spool {
             Location::Memory(_) => inner.held_in_memory -= 1,
         }
         Some(p)
+    }
+
+    /// Finishes a batch dropped for room and counts it, unless the sender
+    /// holds it: then the count waits for its fate (see the module doc).
+    fn drop_for_room(&self, inner: &mut Inner, seq: u64, why: &str) {
+        let lent = inner.lent.contains(&seq);
+        let Some(p) = self.finish(inner, seq) else {
+            return;
+        };
+        if lent {
+            inner.dropped_while_lent.insert(seq, p.meta.sample_count);
+        } else {
+            self.count_drop(inner, Some(seq), p.meta.sample_count, why);
+        }
+    }
+
+    /// The sender gave up every batch it held: those dropped for room in
+    /// the meantime are lost, and counted.
+    fn settle_abandoned(&self, inner: &mut Inner) {
+        inner.lent.clear();
+        for (seq, samples) in std::mem::take(&mut inner.dropped_while_lent) {
+            self.count_drop(inner, Some(seq), samples, "spool full");
+        }
     }
 
     fn count_drop(&self, inner: &mut Inner, seq: Option<u64>, samples: u32, why: &str) {
@@ -527,9 +567,7 @@ impl Spool {
                 continue;
             };
             if p.meta.priority == 0 {
-                if let Some(p) = self.finish(inner, seq) {
-                    self.count_drop(inner, Some(seq), p.meta.sample_count, "spool full");
-                }
+                self.drop_for_room(inner, seq, "spool full");
                 continue;
             }
             if !relocate {
@@ -594,11 +632,7 @@ impl Spool {
                     }
                     inner.held_in_memory -= 1;
                 }
-                None => {
-                    if self.finish(inner, entry.seq).is_some() {
-                        self.count_drop(inner, Some(entry.seq), entry.sample_count, "spool full");
-                    }
-                }
+                None => self.drop_for_room(inner, entry.seq, "spool full"),
             }
         }
         Ok(())
@@ -662,14 +696,7 @@ impl Spool {
                 matches!(p.location, Location::Memory(_) if p.meta.priority == 0).then_some(*seq)
             });
             let Some(seq) = oldest else { break };
-            if let Some(p) = self.finish(inner, seq) {
-                self.count_drop(
-                    inner,
-                    Some(seq),
-                    p.meta.sample_count,
-                    "disk full and memory bound reached",
-                );
-            }
+            self.drop_for_room(inner, seq, "disk full and memory bound reached");
         }
     }
 
@@ -736,6 +763,10 @@ impl Outbox for Spool {
         max: usize,
     ) -> Result<Vec<Arc<OutboxEntry>>, OutboxError> {
         let mut inner = self.lock();
+        if after.is_none() {
+            // Starting over from the oldest: the sender dropped what it held.
+            self.settle_abandoned(&mut inner);
+        }
         let mut out = Vec::with_capacity(max.min(64));
         let mut from = after.map_or(0, |a| a.saturating_add(1));
         while out.len() < max {
@@ -744,7 +775,10 @@ impl Outbox for Spool {
             };
             from = seq.saturating_add(1);
             match self.load(&mut inner, seq) {
-                Ok(Some(entry)) => out.push(entry),
+                Ok(Some(entry)) => {
+                    inner.lent.insert(seq);
+                    out.push(entry);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     return Err(OutboxError::Storage(format!(
@@ -761,7 +795,8 @@ impl Outbox for Spool {
 
     fn ack(&self, seq: u64) -> Result<(), OutboxError> {
         let mut inner = self.lock();
-        if self.finish(&mut inner, seq).is_some() {
+        if self.finish(&mut inner, seq).is_some() || inner.dropped_while_lent.remove(&seq).is_some()
+        {
             inner.acked += 1;
         }
         Ok(())
@@ -769,6 +804,11 @@ impl Outbox for Spool {
 
     fn reject(&self, seq: u64, reason: &str) -> Result<(), OutboxError> {
         let mut inner = self.lock();
+        if let Some(samples) = inner.dropped_while_lent.remove(&seq) {
+            // Its bytes went for room; there is nothing left to quarantine.
+            self.count_drop(&mut inner, Some(seq), samples, "spool full");
+            return Ok(());
+        }
         let Some(bytes) = self.record_bytes(&mut inner, seq) else {
             return Ok(());
         };
@@ -801,7 +841,8 @@ impl Outbox for Spool {
         let inner = self.lock();
         let c = inner.state.counters;
         OutboxStats {
-            queued: inner.pending.len(),
+            // Batches dropped while lent are not settled yet.
+            queued: inner.pending.len() + inner.dropped_while_lent.len(),
             queued_bytes: inner.disk_bytes,
             oldest_unacked_unix_micros: inner
                 .pending
