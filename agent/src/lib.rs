@@ -9,6 +9,7 @@
 
 pub mod backoff;
 pub mod channel;
+pub mod check_config;
 pub mod collect;
 pub mod config;
 pub mod control;

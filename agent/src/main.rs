@@ -85,24 +85,16 @@ fn try_main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let check_only = match cli.command {
+    match cli.command {
         Some(Command::Enroll(args)) => return enroll(&cli.config, args),
-        Some(Command::CheckConfig) => true,
-        Some(Command::Run) | None => false,
-    };
-
-    let loaded = AgentConfig::load(&cli.config).context("load config")?;
-    for key in &loaded.unknown_keys {
-        tracing::warn!(key = %key, path = %cli.config.display(), "unknown config key ignored");
+        Some(Command::CheckConfig) => {
+            println!("{}", lasect_agent::check_config::check(&cli.config)?);
+            return Ok(());
+        }
+        Some(Command::Run) | None => {}
     }
-    let config = loaded.config;
-    config.validate().context("validate config")?;
 
-    if check_only {
-        println!("{}: OK", cli.config.display());
-        println!("{}", config.summary());
-        return Ok(());
-    }
+    let config = lasect_agent::check_config::load(&cli.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

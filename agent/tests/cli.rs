@@ -51,7 +51,13 @@ fn check_config_prints_a_summary() {
     let out = agent(&["check-config"], &path);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains(": OK"), "{stdout}");
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("{}: config OK", path.display()).as_str()),
+        "{stdout}"
+    );
+    assert_eq!(lines.clone().count(), 1, "one summary line: {stdout}");
     assert!(stdout.contains("instances=[main]"), "{stdout}");
     assert!(stdout.contains("interval_secs=10"), "{stdout}");
     assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
@@ -84,6 +90,46 @@ fn check_config_fails_with_the_field_error() {
     );
     assert!(stderr.contains("ingest.endpoint:"), "{stderr}");
     assert!(!stderr.contains(PASSWORD), "{stderr}");
+    // One problem per line under a header naming the file and the count.
+    assert!(
+        stderr.contains(&format!(
+            "{}: invalid configuration (2 problems):",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    let problems: Vec<&str> = stderr.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(problems.len(), 2, "{stderr}");
+    assert!(
+        text(&out.stdout).is_empty(),
+        "nothing on stdout when it fails"
+    );
+}
+
+/// What the package installs, unedited: its TLS files do not exist yet, so `check-config`
+/// (which the post-install step runs as a warning) names them instead of passing.
+#[test]
+fn check_config_of_the_unedited_example_names_the_missing_tls_files() {
+    let example = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/etc/lasect/agent.toml"
+    ));
+    let out = agent(&["check-config"], example);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("  tls.ca_file: "), "{stderr}");
+    assert!(stderr.contains("/etc/lasect/tls/ca.pem"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn version_names_the_workspace_version() {
+    let out = Command::new(BIN).arg("--version").output().expect("run");
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("lasect-agent {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
