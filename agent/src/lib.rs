@@ -14,6 +14,7 @@ pub mod collect;
 pub mod config;
 pub mod control;
 pub mod control_config;
+pub mod csv_stream;
 pub mod custom_config;
 pub mod enroll;
 pub mod identity;

@@ -15,7 +15,7 @@
 //!   of the same process join the entry; lines starting with a tab continue
 //!   the part before them.
 //! - csvlog: RFC 4180 records (quoted fields may hold newlines) with
-//!   PostgreSQL's columns; an unbalanced quote cannot swallow the file: a
+//!   PostgreSQL's columns, read a line at a time by [`CsvStream`]; an unbalanced quote cannot swallow the file: a
 //!   line that starts like a new record ends the broken one.
 //! - jsonlog: one JSON object per line.
 //!
@@ -26,6 +26,7 @@ use serde::Deserialize;
 
 use super::entry::{Entry, parse_time};
 use super::prefix::Prefix;
+use crate::csv_stream::CsvStream;
 
 /// How to read a file.
 #[derive(Debug, Clone)]
@@ -187,76 +188,61 @@ fn starts_like_record(bytes: &[u8]) -> bool {
         })
 }
 
-/// Splits `record` (without its newline) into fields.
-fn csv_fields(record: &[u8]) -> Vec<Vec<u8>> {
-    let mut fields = Vec::new();
-    let mut field = Vec::new();
-    let mut quoted = false;
-    let mut i = 0;
-    while i < record.len() {
-        let b = record[i];
-        match (quoted, b) {
-            (true, b'"') if record.get(i + 1) == Some(&b'"') => {
-                field.push(b'"');
-                i += 1;
-            }
-            (true, b'"') => quoted = false,
-            (true, _) => field.push(b),
-            (false, b'"') => quoted = true,
-            (false, b',') => fields.push(std::mem::take(&mut field)),
-            (false, _) => field.push(b),
-        }
-        i += 1;
-    }
-    fields.push(field);
-    fields
-}
-
 fn parse_csv(input: &[u8], max: usize) -> Parsed {
     let mut out = Parsed::default();
-    let mut start = 0;
-    let mut quoted = false;
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'"' => quoted = !quoted,
-            b'\n' if quoted && starts_like_record(&input[i + 1..]) => {
-                // An unbalanced quote: the record is broken, the next begins.
-                out.unparsed_lines += 1;
-                start = i + 1;
-                quoted = false;
-            }
-            b'\n' if !quoted => {
-                let record = &input[start..i];
-                let record = record.strip_suffix(b"\r").unwrap_or(record);
-                match csv_entry(record, max) {
-                    Some((entry, cut)) => {
-                        out.truncated_lines += u64::from(cut);
-                        out.entries.push(entry);
-                    }
-                    None => out.unparsed_lines += 1,
-                }
-                start = i + 1;
-            }
-            _ => {}
+    let mut record = CsvStream::new();
+    let mut line_start = 0;
+    for (_, end) in lines(input) {
+        let start = line_start;
+        line_start = end;
+        let line = &input[start..end];
+        if record.is_open() && starts_like_record(line) {
+            // An unbalanced quote: the record is broken, the next begins.
+            out.unparsed_lines += 1;
+            record.reset();
+            out.consumed = start;
         }
-        i += 1;
+        let mut at = 0;
+        while at < line.len() {
+            let (used, done) = record.feed(&line[at..]);
+            at += used;
+            if !done {
+                continue;
+            }
+            match csv_entry(&record.fields(), line.ends_with(b"\r\n"), max) {
+                Some((entry, cut)) => {
+                    out.truncated_lines += u64::from(cut);
+                    out.entries.push(entry);
+                }
+                None => out.unparsed_lines += 1,
+            }
+            out.consumed = start + at;
+        }
     }
-    out.consumed = start;
+    if record.is_open() && starts_like_record(&input[line_start..]) {
+        out.unparsed_lines += 1;
+        out.consumed = line_start;
+    }
     out
 }
 
-fn csv_entry(record: &[u8], max: usize) -> Option<(Entry, bool)> {
-    let fields = csv_fields(record);
+/// `crlf`: the record ended with `\r\n`, whose `\r` is not data.
+fn csv_entry(fields: &[&[u8]], crlf: bool, max: usize) -> Option<(Entry, bool)> {
     // PostgreSQL 13 writes 24 columns, 14+ 26; anything much shorter is not csvlog.
     if fields.len() < 23 {
         return None;
     }
+    let last = fields.len() - 1;
     let mut cut = false;
     let mut text = |i: usize| {
-        let (t, c) = fields
-            .get(i)
-            .map_or((String::new(), false), |f| line_text(f, max));
+        let (t, c) = fields.get(i).map_or((String::new(), false), |&f| {
+            let f = if crlf && i == last {
+                f.strip_suffix(b"\r").unwrap_or(f)
+            } else {
+                f
+            };
+            line_text(f, max)
+        });
         cut |= c;
         t
     };
@@ -440,6 +426,54 @@ mod tests {
         assert_eq!(r.unparsed_lines, 1);
         assert_eq!(r.entries.len(), 1);
         assert_eq!(r.consumed, input.len());
+    }
+
+    #[test]
+    fn csvlog_nul_invalid_utf8_and_crlf() {
+        let mut bytes = CSV
+            .replace("division by zero", "bad \0 byte \u{1}")
+            .into_bytes();
+        let at = CSV.find("alice").expect("user");
+        bytes[at] = 0xff;
+        let crlf = [&bytes[..bytes.len() - 1], b"\r\n"].concat();
+        for input in [&bytes, &crlf] {
+            let r = Parser::Csv.parse(input, true, 1000);
+            assert_eq!((r.entries.len(), r.unparsed_lines), (1, 0));
+            assert_eq!(r.consumed, input.len());
+            let e = &r.entries[0];
+            assert_eq!(e.user_name, "\u{fffd}lice");
+            assert_eq!(e.message, "bad \u{fffd} byte \u{1}");
+            assert_eq!(
+                e.query_id,
+                Some(-5),
+                "the \\r is not part of the last field"
+            );
+        }
+    }
+
+    #[test]
+    fn csvlog_growing_file_consumes_whole_records_only() {
+        let two = format!("{CSV}\n{}", CSV.replace("alice", "bob"));
+        let bytes = two.as_bytes();
+        let first_end = CSV.len();
+        for cut in 0..=bytes.len() {
+            let r = Parser::Csv.parse(&bytes[..cut], false, 1000);
+            let (want_entries, want_consumed, want_unparsed) = if cut == bytes.len() {
+                (2, cut, 1)
+            } else if cut > first_end {
+                (1, first_end + 1, 1)
+            } else if cut == first_end {
+                (1, first_end, 0)
+            } else {
+                (0, 0, 0)
+            };
+            assert_eq!(r.entries.len(), want_entries, "cut at {cut}");
+            assert_eq!(r.consumed, want_consumed, "cut at {cut}");
+            assert_eq!(
+                r.unparsed_lines, want_unparsed,
+                "cut at {cut}: the empty line"
+            );
+        }
     }
 
     #[test]

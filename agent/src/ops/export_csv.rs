@@ -6,23 +6,31 @@ use lasect_runs::ExportCsvParams;
 use serde_json::json;
 
 use super::{OpContext, OpError, OpOutcome, quote_ident};
+use crate::csv_stream::CsvStream;
 
-/// Counts CSV records across chunk boundaries (a quoted value may hold newlines).
-#[derive(Default)]
+/// Counts CSV records across chunk boundaries (a quoted value may hold
+/// newlines; a row whose only column is NULL is an empty line).
 pub struct RecordCounter {
-    in_quotes: bool,
+    stream: CsvStream,
     records: u64,
 }
 
+impl Default for RecordCounter {
+    fn default() -> Self {
+        Self {
+            stream: CsvStream::counting(),
+            records: 0,
+        }
+    }
+}
+
 impl RecordCounter {
-    pub fn feed(&mut self, chunk: &[u8]) -> u64 {
+    pub fn feed(&mut self, mut chunk: &[u8]) -> u64 {
         let before = self.records;
-        for &b in chunk {
-            match b {
-                b'"' => self.in_quotes = !self.in_quotes,
-                b'\n' if !self.in_quotes => self.records += 1,
-                _ => {}
-            }
+        while !chunk.is_empty() {
+            let (used, done) = self.stream.feed(chunk);
+            chunk = &chunk[used..];
+            self.records += u64::from(done);
         }
         self.records - before
     }
@@ -91,5 +99,19 @@ mod tests {
         let mut c = RecordCounter::default();
         assert_eq!(c.feed(b"a,b\n1,\"x\ny"), 1);
         assert_eq!(c.feed(b"\"\n2,\"\"\"q\"\"\"\n"), 2);
+    }
+
+    /// What COPY writes for awkward values: NULL alone on a line, quotes,
+    /// newlines, bytes that are not UTF-8 (a SQL_ASCII database), a quoted
+    /// `\.`; split at every byte.
+    #[test]
+    fn nasty_rows_are_counted_across_any_split() {
+        let copy: &[u8] = b"v\n\n\"\"\n\"a\"\"\n\"\"b\"\n\xff\xfe,\"\r\n\"\n\"\\.\"\n";
+        for at in 0..=copy.len() {
+            let mut c = RecordCounter::default();
+            let n = c.feed(&copy[..at]) + c.feed(&copy[at..]);
+            assert_eq!(n, 6, "split at {at}");
+            assert_eq!(c.records, 6);
+        }
     }
 }
