@@ -20,9 +20,14 @@
 //! 4. the API route that creates it, and its line in docs/CONTROL.md.
 //!
 //! The compiler lists the rest (the ingest's post-processing, result routes, read-only DSN).
+//!
+//! A run's life is [`RunStatus`] and [`Transition`] (`state.rs`): the statuses, which
+//! statement may move a run from which status to which, and the SQL of each, executed by the
+//! API (sqlx) and ingest (tokio-postgres) alike.
 
 mod class;
 mod params;
+mod state;
 
 pub use class::{Class, UnknownClass};
 pub use params::{
@@ -30,6 +35,7 @@ pub use params::{
     ExtensionVerb, ImportCsvParams, InstanceCheckParams, InstanceMetadataParams, MigrationParams,
     ParamsError, RunParams, SchemaSnapshotParams, SqlParams, TableDataParams,
 };
+pub use state::{RunStatus, Transition, UnknownStatus};
 
 use std::fmt;
 use std::str::FromStr;

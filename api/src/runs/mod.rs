@@ -1,6 +1,8 @@
 //! Runs from the API's side (docs/CONTROL.md): creating one (the only way
 //! the API asks for work on a monitored database), reading it back, its
 //! result pages, waiting for it to end, cancelling it. Who may read what of a run: [`access`].
+//! The statements that change a run's status are [`lasect_runs::Transition`]'s, shared with
+//! ingest; this module executes the API's (cancel, expiry) with sqlx.
 
 pub mod access;
 
@@ -11,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
 
+use lasect_runs::{RunStatus, Transition};
+
 use crate::auth::Principal;
 use crate::routes::ApiError;
 use crate::routes::instances::rfc3339;
-
-pub const TERMINAL: &[&str] = &["succeeded", "failed", "timed_out", "cancelled", "expired"];
 
 /// Defaults and bounds of what a caller may ask for.
 pub const DEFAULT_TIMEOUT_MS: i64 = 30_000;
@@ -217,8 +219,12 @@ impl RunRow {
 }
 
 impl RunView {
+    /// A status this version does not know (a newer ingest's) is not terminal: waiting on it
+    /// ends at the caller's deadline, as for a run still going.
     pub fn is_terminal(&self) -> bool {
-        TERMINAL.contains(&self.status.as_str())
+        self.status
+            .parse::<RunStatus>()
+            .is_ok_and(RunStatus::is_terminal)
     }
 
     /// The view for a caller with `access`: with [`access::RunAccess::Metadata`] the parameters,
@@ -329,7 +335,7 @@ pub async fn wait(pool: &PgPool, id: i64, wait: Duration) -> Result<RunView, Api
         let row = load(pool, id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no run with id {id}")))?;
-        let offline = row.agent_silent && row.status == "queued";
+        let offline = row.agent_silent && row.status == RunStatus::Queued.as_str();
         let run = RunView::from(row);
         if run.is_terminal() || offline || tokio::time::Instant::now() >= deadline {
             return Ok(run);
@@ -339,20 +345,13 @@ pub async fn wait(pool: &PgPool, id: i64, wait: Duration) -> Result<RunView, Api
     }
 }
 
-/// Asks for a cancel: a queued run is cancelled here and now; otherwise
-/// the ingest holding the agent forwards it (trigger `runs_notify_cancel`).
+/// Asks for a cancel ([`Transition::Cancel`]): a queued run is cancelled here and now;
+/// otherwise the ingest holding the agent forwards it (trigger `runs_notify_cancel`).
 pub async fn cancel(pool: &PgPool, id: i64) -> Result<(), ApiError> {
-    sqlx::query(
-        "UPDATE runs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, \
-         finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END, \
-         error = CASE WHEN status = 'queued' THEN 'cancelled before an agent picked it up' \
-                      ELSE error END, \
-         cancel_requested_at = coalesce(cancel_requested_at, now()) \
-         WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'expired')",
-    )
-    .bind(id)
-    .execute(pool)
-    .await?;
+    sqlx::query(Transition::Cancel.sql())
+        .bind(id)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -368,10 +367,10 @@ pub async fn page(pool: &PgPool, id: i64, page: i32) -> Result<Option<Vec<u8>>, 
         .transpose()
 }
 
-/// Expires queued runs whose agent never took them (`lasect_expire_queued_runs()`, V18, which
-/// ingest's sweep calls too), so runs expire even when no ingest runs.
+/// Expires queued runs whose agent never took them ([`Transition::Expire`], which ingest's
+/// sweep executes too), so runs expire even when no ingest runs.
 pub async fn expire_queued(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let expired: i64 = sqlx::query_scalar("SELECT lasect_expire_queued_runs()")
+    let expired: i64 = sqlx::query_scalar(Transition::Expire.sql())
         .fetch_one(pool)
         .await?;
     Ok(u64::try_from(expired).unwrap_or(0))

@@ -1,11 +1,14 @@
-//! Every statement on `runs`, `run_results` and the instances' health and
-//! assignments. Each write names the agent and the statuses it may move
-//! from, so an agent can only touch its own runs and a late message (after
-//! an expiry or a lost-run sweep) changes nothing.
+//! Ingest's side of the run state machine and its other statements on the
+//! store (the instances' health and assignments, agents seen). The run
+//! statements and the statuses they may move a run from are
+//! [`lasect_runs::Transition`]'s: executed here with tokio-postgres, by the
+//! API with sqlx. Each write for an agent names it, so an agent can only
+//! touch its own runs, and a late message (after an expiry or a lost-run
+//! sweep) changes nothing.
 
 use deadpool_postgres::Pool;
 use lasect_proto::v1::{InstanceHealth, RunFinished, RunOutcome};
-use lasect_runs::RunKind;
+use lasect_runs::{RunKind, RunStatus, Transition};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,23 +53,7 @@ pub async fn claim(
 ) -> Result<Vec<ClaimedRun>, StoreOpError> {
     let client = pool.get().await?;
     let rows = client
-        .query(
-            "WITH claimed AS (
-                 UPDATE runs SET status = 'dispatched', dispatched_at = now(), dispatched_by = $2
-                 WHERE id IN (SELECT id FROM runs
-                              WHERE status = 'queued' AND agent_id = ANY($1) AND expires_at > now()
-                              ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, agent_id, kind, instance_id, params, timeout_ms, max_rows, max_bytes)
-             SELECT c.id, c.agent_id, c.kind, i.name, c.params, c.timeout_ms, c.max_rows,
-                    c.max_bytes, CASE WHEN i.source = 'api' THEN i.dsn_ciphertext END, ri.data,
-                    CASE WHEN i.source = 'api' THEN i.run_dsn_ciphertext END,
-                    i.source = 'api' AND i.allow_privileged_runs, c.instance_id
-             FROM claimed c
-             JOIN instances i ON i.id = c.instance_id
-             LEFT JOIN run_inputs ri ON ri.run_id = c.id
-             ORDER BY c.id",
-            &[&agents, &node],
-        )
+        .query(Transition::Claim.sql(), &[&agents, &node])
         .await?;
     Ok(rows
         .iter()
@@ -92,11 +79,7 @@ pub async fn claim(
 pub async fn undeliverable(pool: &Pool, run: i64, reason: &str) -> Result<(), StoreOpError> {
     pool.get()
         .await?
-        .execute(
-            "UPDATE runs SET status = 'failed', finished_at = now(), error = $2
-             WHERE id = $1 AND status = 'dispatched'",
-            &[&run, &reason],
-        )
+        .execute(Transition::Undeliverable.sql(), &[&run, &reason])
         .await?;
     Ok(())
 }
@@ -106,13 +89,7 @@ pub async fn fail_lost(pool: &Pool, agent: &str, in_flight: &[i64]) -> Result<u6
     Ok(pool
         .get()
         .await?
-        .execute(
-            "UPDATE runs SET status = 'failed', finished_at = now(),
-                 error = 'the agent lost the run: it restarted or its Control stream broke \
-                          before the result was delivered'
-             WHERE agent_id = $1 AND status IN ('dispatched', 'running') AND NOT (id = ANY($2))",
-            &[&agent, &in_flight],
-        )
+        .execute(Transition::FailLost.sql(), &[&agent, &in_flight])
         .await?)
 }
 
@@ -126,11 +103,7 @@ pub async fn started(
     Ok(pool
         .get()
         .await?
-        .execute(
-            "UPDATE runs SET status = 'running', started_at = now(), backend_pid = $3
-             WHERE id = $1 AND agent_id = $2 AND status = 'dispatched'",
-            &[&run, &agent, &pid],
-        )
+        .execute(Transition::Start.sql(), &[&run, &agent, &pid])
         .await?
         == 1)
 }
@@ -151,11 +124,7 @@ pub async fn page(
         .get()
         .await?
         .execute(
-            "INSERT INTO run_results (run_id, page, rows, bytes, data)
-             SELECT $1, $3, $4, $5, $6
-             WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND agent_id = $2
-                           AND status IN ('dispatched', 'running'))
-             ON CONFLICT (run_id, page) DO NOTHING",
+            Transition::StorePage.sql(),
             &[&run, &agent, &page, &rows, &bytes, &compressed],
         )
         .await?
@@ -166,15 +135,16 @@ pub async fn page(
 #[derive(Debug)]
 pub struct Finished {
     pub kind: String,
-    pub status: &'static str,
+    pub status: RunStatus,
 }
 
-pub fn status_of(outcome: RunOutcome) -> &'static str {
+/// The status an agent's outcome stands for (one of [`RunStatus::REPORTED`]).
+pub fn status_of(outcome: RunOutcome) -> RunStatus {
     match outcome {
-        RunOutcome::Succeeded => "succeeded",
-        RunOutcome::TimedOut => "timed_out",
-        RunOutcome::Cancelled => "cancelled",
-        RunOutcome::Failed | RunOutcome::Unspecified => "failed",
+        RunOutcome::Succeeded => RunStatus::Succeeded,
+        RunOutcome::TimedOut => RunStatus::TimedOut,
+        RunOutcome::Cancelled => RunStatus::Cancelled,
+        RunOutcome::Failed | RunOutcome::Unspecified => RunStatus::Failed,
     }
 }
 
@@ -210,16 +180,11 @@ pub async fn finish(
     let summary = json_field(&msg.summary_json);
     let row = tx
         .query_opt(
-            "UPDATE runs SET status = $3, finished_at = now(),
-                 started_at = coalesce(started_at, now()), rows = $4, bytes = $5,
-                 truncated = $6, pages = $7, error = $8, error_detail = $9, summary = $10,
-                 result_expires_at = now() + make_interval(secs => $11::bigint)
-             WHERE id = $1 AND agent_id = $2 AND status IN ('dispatched', 'running')
-             RETURNING kind, instance_id, coalesce(params->>'database', '')",
+            Transition::Finish.sql(),
             &[
                 &msg.run_id,
                 &agent,
-                &status,
+                &status.as_str(),
                 &rows,
                 &bytes,
                 &msg.truncated,
@@ -238,7 +203,7 @@ pub async fn finish(
     let instance_id: i64 = row.get(1);
     let database: String = row.get(2);
     // A kind this version does not know (a newer API's) has no post-processing.
-    if status == "succeeded"
+    if status == RunStatus::Succeeded
         && let Ok(known) = kind.parse::<RunKind>()
     {
         post_process(&tx, known, instance_id, msg.run_id, &database, summary).await?;
@@ -335,21 +300,13 @@ async fn record_schema(
 pub async fn sweep(pool: &Pool, grace_secs: u64) -> Result<(u64, u64), StoreOpError> {
     let client = pool.get().await?;
     let expired: i64 = client
-        .query_one("SELECT lasect_expire_queued_runs()", &[])
+        .query_one(Transition::Expire.sql(), &[])
         .await?
         .get(0);
     let expired = u64::try_from(expired).unwrap_or(0);
     let grace_ms = i64::try_from(grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let failed = client
-        .execute(
-            "UPDATE runs SET status = 'failed', finished_at = now(),
-                 error = format('no result from the agent within the run''s timeout (%s ms) \
-                                 plus %s s', timeout_ms, $1::bigint / 1000)
-             WHERE status IN ('dispatched', 'running')
-               AND coalesce(started_at, dispatched_at)
-                   + make_interval(secs => (timeout_ms + $1::bigint) / 1000.0) < now()",
-            &[&grace_ms],
-        )
+        .execute(Transition::ResultOverdue.sql(), &[&grace_ms])
         .await?;
     Ok((expired, failed))
 }
@@ -419,11 +376,7 @@ pub async fn fail_open(
 ) -> Result<(), StoreOpError> {
     pool.get()
         .await?
-        .execute(
-            "UPDATE runs SET status = 'failed', finished_at = now(), error = $3
-             WHERE id = $1 AND agent_id = $2 AND status IN ('dispatched', 'running')",
-            &[&run, &agent, &reason],
-        )
+        .execute(Transition::FailOpen.sql(), &[&run, &agent, &reason])
         .await?;
     Ok(())
 }

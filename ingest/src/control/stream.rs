@@ -174,7 +174,7 @@ async fn handle(hub: &Hub, agent: &str, msg: AgentMessage, next_page: &mut HashM
             next_page.remove(&f.run_id);
             match store_ops::finish(&hub.pool, agent, &f, hub.settings.result_ttl_secs).await {
                 Ok(Some(done)) => {
-                    tracing::info!(%agent, run = f.run_id, kind = %done.kind, status = done.status, rows = f.rows, "run finished")
+                    tracing::info!(%agent, run = f.run_id, kind = %done.kind, status = done.status.as_str(), rows = f.rows, "run finished")
                 }
                 Ok(None) => {
                     tracing::warn!(%agent, run = f.run_id, "result of a run that is not this agent's open run ignored")
