@@ -7,7 +7,7 @@ CARGO ?= cargo
 # the bench at the demo's store (LASECT_STORE_DSN). Targets set what they need on their lines.
 unexport $(filter-out LASECT_BENCH_% LASECT_DEMO_% LASECT_LOG,$(filter LASECT_%,$(.VARIABLES)))
 
-.PHONY: deps build test test-pg18 lint demo bench bench-quick clean
+.PHONY: deps build test test-pg18 lint demo bench bench-quick package clean
 
 deps:
 	@scripts/deps.sh
@@ -52,6 +52,13 @@ bench:
 # Only ingest_rows_per_s and wire_bytes_per_sample (about two minutes).
 bench-quick: deps
 	@LASECT_BENCH_QUICK=1 bench/run.sh
+
+# .deb and .rpm packages of lasect-agent, lasect-ingest, lasect-api and lasect (the CLI),
+# built from release binaries into target/packages/ (packaging/README.md).
+package:
+	@scripts/deps.sh --package
+	$(CARGO) build --release -p lasect-agent -p lasect-ingest -p lasect-api -p lasect-cli --bins
+	@scripts/package.sh --bindir target/release --out target/packages
 
 clean:
 	rm -rf .lasect

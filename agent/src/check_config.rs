@@ -16,9 +16,10 @@ pub enum CheckError {
     #[error(transparent)]
     Load(#[from] ConfigError),
     #[error("{}", Invalid { path, errors })]
+    // Not a `#[source]`: the message already lists every problem, and a chain printer
+    // (`{:#}`) would list them all a second time.
     Invalid {
         path: PathBuf,
-        #[source]
         errors: ValidationError,
     },
 }
