@@ -1,0 +1,68 @@
+-- The read-only group role Grafana's datasource logs in through
+-- (dashboards/README.md): SELECT on the metric tables and on the few other
+-- tables the dashboards read, column by column where a table also holds
+-- something Grafana must not see. Never the tables of secrets or people:
+-- users, api_tokens, refresh_tokens, enrollment_tokens, agent_certificates,
+-- audit_log, auth_failures, runs and their inputs and results (parameters and
+-- result rows of database work), instances' DSNs and metadata.
+--
+-- A role belongs to the cluster, not to this database, and the store's owner
+-- is usually an ordinary role: the group is created here only when this role
+-- may create roles. Otherwise an administrator runs
+--     CREATE ROLE lasect_grafana NOLOGIN;
+-- and then, as the store's owner, SELECT lasect_grafana_grant();
+--
+-- A migration that adds a metric family calls lasect_grafana_grant() again
+-- (the dashboards' end-to-end test fails while a family's table is not
+-- readable by the role).
+
+CREATE FUNCTION lasect_grafana_grant() RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    fam record;
+    granted integer := 0;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'lasect_grafana') THEN
+        RAISE NOTICE 'role lasect_grafana does not exist: nothing granted';
+        RETURN 0;
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO lasect_grafana', current_schema());
+    FOR fam IN SELECT f.table_name FROM metric_families f ORDER BY 1 LOOP
+        EXECUTE format('GRANT SELECT ON %I TO lasect_grafana', fam.table_name);
+        granted := granted + 1;
+    END LOOP;
+    GRANT SELECT ON metric_families, store_settings, statement_texts, ingest_batches
+        TO lasect_grafana;
+    -- Not dsn_ciphertext, run_dsn_ciphertext, dsn_redacted or metadata.
+    GRANT SELECT (id, name, agent_id, server_version_num, version, in_recovery, labels,
+                  created_at, last_seen, source, state, health_at)
+        ON instances TO lasect_grafana;
+    -- Not the certificate serial or who disabled an agent.
+    GRANT SELECT (id, hostname, version, first_seen, last_seen, enrolled_at, cert_not_after,
+                  disabled_at, spool_backlog_batches, spool_backlog_bytes,
+                  control_connected_at)
+        ON agents TO lasect_grafana;
+    RETURN granted;
+END
+$$;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'lasect_grafana') THEN
+        IF NOT coalesce((SELECT rolsuper OR rolcreaterole FROM pg_roles
+                         WHERE rolname = current_user), false) THEN
+            RAISE NOTICE 'role lasect_grafana not created: % may not create roles '
+                         '(an administrator may create it, then SELECT lasect_grafana_grant())',
+                         current_user;
+            RETURN;
+        END IF;
+        BEGIN
+            CREATE ROLE lasect_grafana NOLOGIN;
+        EXCEPTION
+            -- Another store of this cluster migrating at the same moment made it.
+            WHEN duplicate_object OR unique_violation THEN NULL;
+        END;
+    END IF;
+    PERFORM lasect_grafana_grant();
+END
+$$;
