@@ -2,10 +2,12 @@
 //! [`lasect_runs::Transition`] executed on a run in every status. From a status the table
 //! allows, the run ends in a status the table allows; from any other, nothing changes (not a
 //! column, not a result page). Agents cannot touch each other's runs, `Finish` writes only a
-//! status an agent may report, the store's `CHECK` on `runs.status` holds exactly
-//! [`RunStatus::ALL`], and the API's statements also run through sqlx, its client.
+//! status an agent may report, the store's `CHECK`s on `runs.status` and `runs.kind` hold
+//! exactly [`RunStatus::ALL`] and [`RunKind::ALL`] (a new kind or status needs its migration,
+//! and a migration's needs its arm), and the API's statements also run through sqlx, its
+//! client.
 
-use lasect_runs::{RunStatus, Transition};
+use lasect_runs::{RunKind, RunStatus, Transition};
 use lasect_testkit::{PgCluster, PgOptions};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -159,31 +161,46 @@ fn finish_targets() -> Vec<&'static str> {
 #[tokio::test]
 async fn the_run_state_machine_on_a_migrated_store() {
     let store = store().await;
-    the_store_holds_exactly_the_known_statuses(&store).await;
+    the_store_holds_exactly_the_known_statuses_and_kinds(&store).await;
     every_transition_from_every_status(&store).await;
     an_agent_touches_only_its_own_runs(&store).await;
     the_api_statements_run_through_sqlx(&store).await;
 }
 
-async fn the_store_holds_exactly_the_known_statuses(store: &Store) {
-    let allowed: Vec<String> = store
+/// The values the `CHECK` constraint of `runs.<column>` allows, sorted.
+async fn check_values(store: &Store, column: &str) -> Vec<String> {
+    store
         .client
         .query(
             "SELECT m[1] FROM pg_constraint c,
                  regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''', 'g') m
              WHERE c.conrelid = 'runs'::regclass AND c.contype = 'c'
-               AND pg_get_constraintdef(c.oid) LIKE '%status%'
+               AND pg_get_constraintdef(c.oid) LIKE 'CHECK ((' || $1 || ' %'
              ORDER BY 1",
-            &[],
+            &[&column],
         )
         .await
-        .expect("status check")
+        .expect("check constraint")
         .iter()
         .map(|r| r.get(0))
-        .collect();
-    let mut known: Vec<String> = RunStatus::ALL.iter().map(|s| s.to_string()).collect();
-    known.sort();
-    assert_eq!(allowed, known, "runs.status CHECK versus RunStatus::ALL");
+        .collect()
+}
+
+async fn the_store_holds_exactly_the_known_statuses_and_kinds(store: &Store) {
+    let mut statuses: Vec<String> = RunStatus::ALL.iter().map(|s| s.to_string()).collect();
+    statuses.sort();
+    assert_eq!(
+        check_values(store, "status").await,
+        statuses,
+        "runs.status CHECK versus RunStatus::ALL"
+    );
+    let mut kinds: Vec<String> = RunKind::ALL.iter().map(|k| k.to_string()).collect();
+    kinds.sort();
+    assert_eq!(
+        check_values(store, "kind").await,
+        kinds,
+        "runs.kind CHECK versus RunKind::ALL"
+    );
 }
 
 async fn every_transition_from_every_status(store: &Store) {
