@@ -16,8 +16,9 @@
 //! 2. its parameter type in `params.rs` (serde, no `deny_unknown_fields`, defaults for what an
 //!    older API would not send) and its arm in [`RunParams`] (`kind`, `from_json`, `to_json`,
 //!    `requires`, `class`: a new [`Class`] if no existing one describes what it may do);
-//! 3. the agent's executor (`agent/src/ops/`, its arm in `ops::dispatch`);
-//! 4. the API route that creates it, and its line in docs/CONTROL.md.
+//! 3. a migration adding its name to the `CHECK` on `runs.kind` (the store test compares them);
+//! 4. the agent's executor (`agent/src/ops/`, its arm in `ops::dispatch`);
+//! 5. the API route that creates it, and its line in docs/CONTROL.md.
 //!
 //! The compiler lists the rest (the ingest's post-processing, result routes, read-only DSN).
 //!
