@@ -11,11 +11,14 @@
 //!   share the work and none hands a run out twice), sends them, forwards
 //!   cancels and resends assignments; each tick also expires runs nobody
 //!   took and fails runs whose result never came ([`store_ops::sweep`]).
-//! - [`store_ops`] is every statement on `runs` and `run_results`.
+//! - [`store_ops`] executes ingest's run transitions (their SQL and the
+//!   statuses each may move a run from are [`lasect_runs::Transition`]'s)
+//!   and the other statements on the store.
 //! - [`secrets`] decrypts the DSNs of API-added instances (never logged).
 //!
 //! Invariant: an agent may only touch its own runs, and only while they are
-//! `dispatched` or `running`; every write checks both in its WHERE clause.
+//! `dispatched` or `running`; every write checks both in its WHERE clause
+//! (`runs/tests/store.rs` tries each from every status and as another agent).
 
 pub mod dispatch;
 pub mod listener;
