@@ -28,7 +28,8 @@ const AGENT_ID: &str = "e2e-dashboards";
 const BOUND: Duration = Duration::from_secs(90);
 const DATASOURCE_UID: &str = "lasect-store";
 const GRAFANA_LOGIN: &str = "grafana_e2e";
-/// `$__interval` of the expansions: a bucket of 10 s.
+/// `$__interval` of the expansions: a bucket of 10 s (and 1 s, one sample per bucket, to see
+/// a reset's single sample alone).
 const INTERVAL_MS: i64 = 10_000;
 
 /// Panels that may legitimately be empty on a fresh standalone cluster:
@@ -393,6 +394,7 @@ struct Context {
     to: String,
     from_epoch: i64,
     to_epoch: i64,
+    interval_ms: i64,
     /// Name → (values, multi-value or include-all variable).
     vars: BTreeMap<String, (Vec<String>, bool)>,
 }
@@ -408,8 +410,8 @@ fn expand(text: &str, ctx: &Context) -> String {
     let mut last = 0;
     for r in references(text) {
         let value = match r.name.as_str() {
-            "__interval_ms" => Some(INTERVAL_MS.to_string()),
-            "__interval" => Some(format!("{}s", INTERVAL_MS / 1000)),
+            "__interval_ms" => Some(ctx.interval_ms.to_string()),
+            "__interval" => Some(format!("{}s", ctx.interval_ms / 1000)),
             name => ctx
                 .vars
                 .get(name)
@@ -584,6 +586,7 @@ async fn round(
     dashboards: &[Dashboard],
     single: bool,
     label: &str,
+    interval_ms: i64,
 ) -> Vec<String> {
     let times = run(
         db,
@@ -603,6 +606,7 @@ async fn round(
             to: field(1),
             from_epoch: field(2).parse().expect("epoch"),
             to_epoch: field(3).parse().expect("epoch"),
+            interval_ms,
             vars: BTreeMap::new(),
         };
         for v in d.variables() {
@@ -643,6 +647,22 @@ async fn round(
                     .any(|(uid, t, _)| *uid == d.uid() && *t == title);
                 if rows.is_empty() && !may_be_empty {
                     empty.push(format!("{}: {title}", d.file));
+                }
+                // Rates, sizes, lags and counts are never negative: a counter reset must
+                // not show as a negative spike. (Columns 0 and 1 are time and metric.)
+                if t["format"] == "time_series" {
+                    for r in &rows {
+                        let negative = r
+                            .iter()
+                            .skip(2)
+                            .flatten()
+                            .find(|v| v.parse::<f64>().is_ok_and(|x| x < 0.0));
+                        assert!(
+                            negative.is_none(),
+                            "{}: panel {title:?} shows a negative value: {r:?}\n{sql}",
+                            d.file
+                        );
+                    }
                 }
             }
         }
@@ -819,13 +839,13 @@ async fn every_panel_query_runs_on_a_real_store() {
     // Every panel, until each shows data: all values, one label, then single values.
     let start = Instant::now();
     loop {
-        let mut empty = round(&grafana, &dashboards, false, "*").await;
+        let mut empty = round(&grafana, &dashboards, false, "*", INTERVAL_MS).await;
         if empty.is_empty() {
-            empty = round(&grafana, &dashboards, false, "env=e2e").await;
+            empty = round(&grafana, &dashboards, false, "env=e2e", INTERVAL_MS).await;
         }
         if empty.is_empty() {
             // Single values must run; their rows depend on which value comes first.
-            round(&grafana, &dashboards, true, "*").await;
+            round(&grafana, &dashboards, true, "*", INTERVAL_MS).await;
             break;
         }
         assert!(
@@ -834,6 +854,33 @@ async fn every_panel_query_runs_on_a_real_store() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+
+    // Counters reset (database, tables, bgwriter, WAL): once the store holds a sample
+    // lower than the one before, every panel runs again and must show no negative rate.
+    for sql in [
+        "SELECT pg_stat_reset()",
+        "SELECT pg_stat_reset_shared('bgwriter')",
+        "SELECT pg_stat_reset_shared('wal')",
+    ] {
+        admin.batch_execute(sql).await.expect(sql);
+    }
+    let start = Instant::now();
+    while run(
+        &store,
+        "SELECT 1 FROM (SELECT m.xact_commit < lag(m.xact_commit) OVER (ORDER BY m.time) AS fell
+                        FROM metric_database m WHERE m.datname = 'postgres') x
+         WHERE fell LIMIT 1",
+    )
+    .await
+    .expect("reset seen")
+    .is_empty()
+    {
+        assert!(start.elapsed() < BOUND, "the reset never reached the store");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Emptied gauges (dead rows) may be empty now; negative values fail the round.
+    round(&grafana, &dashboards, false, "*", INTERVAL_MS).await;
+    round(&grafana, &dashboards, false, "*", 1000).await;
 
     holder.batch_execute("COMMIT").await.expect("release");
     assert_eq!(blocked.await.expect("join").expect("unblocked"), 100);
@@ -856,6 +903,7 @@ fn expansion_follows_grafana() {
         to: "2026-01-01T01:00:00Z".into(),
         from_epoch: 1_767_225_600,
         to_epoch: 1_767_229_200,
+        interval_ms: INTERVAL_MS,
         vars,
     };
     assert_eq!(
