@@ -458,3 +458,347 @@ fn every_unit_verifies_without_warnings_and_the_agent_is_exposed_at_most_2() {
     }
     eprintln!("systemd-analyze security --offline=yes:\n{report}");
 }
+
+// --- docker-compose.yml -------------------------------------------------------------------
+
+/// Reads the compose file, the Grafana datasource and the config templates into JSON, and
+/// validates the compose file against the Compose specification's schema (Draft 2019-09), also
+/// a copy with a misspelled key, so that a validator that accepts anything is noticed.
+const COMPOSE_READER: &str = r#"
+import json, sys, tomllib, pathlib, yaml, jsonschema
+repo, schema_path = pathlib.Path(sys.argv[1]), sys.argv[2]
+schema = json.load(open(schema_path))
+validator = jsonschema.Draft201909Validator(schema)
+compose = yaml.safe_load((repo / "docker-compose.yml").read_text())
+errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(compose)]
+broken = json.loads(json.dumps(compose))
+broken["services"]["agent"]["volumez"] = broken["services"]["agent"].pop("volumes")
+templates = {p.name: tomllib.loads(p.read_text())
+             for p in sorted((repo / "packaging/docker/config").glob("*.toml"))}
+datasource = yaml.safe_load((repo / "dashboards/provisioning/datasources/lasect.yaml").read_text())
+provider = yaml.safe_load((repo / "dashboards/provisioning/dashboards/lasect.yaml").read_text())
+json.dump({"errors": errors, "broken_errors": len(list(validator.iter_errors(broken))),
+           "compose": compose, "templates": templates,
+           "datasource": datasource, "provider": provider}, sys.stdout)
+"#;
+
+struct Compose {
+    doc: serde_json::Value,
+}
+
+fn compose() -> &'static Compose {
+    static READ: OnceLock<Compose> = OnceLock::new();
+    READ.get_or_init(|| {
+        let target = repo().join("target");
+        let python = target.join("compose-venv/bin/python");
+        let schema = target.join("compose-spec/compose-spec.json");
+        assert!(
+            python.exists() && schema.exists(),
+            "{} or {} is missing: run `scripts/deps.sh --test` (or `make test`)",
+            python.display(),
+            schema.display()
+        );
+        let out = run(Command::new(python)
+            .arg("-c")
+            .arg(COMPOSE_READER)
+            .arg(repo())
+            .arg(schema));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("reader's JSON");
+        Compose { doc }
+    })
+}
+
+impl Compose {
+    fn services(&self) -> &serde_json::Map<String, serde_json::Value> {
+        self.doc["compose"]["services"]
+            .as_object()
+            .expect("services")
+    }
+
+    fn service(&self, name: &str) -> &serde_json::Value {
+        self.services()
+            .get(name)
+            .unwrap_or_else(|| panic!("no service {name}"))
+    }
+
+    /// A service's volumes as (source, target): a named volume or a repository path.
+    fn mounts(&self, name: &str) -> Vec<(String, String)> {
+        self.service(name)["volumes"]
+            .as_array()
+            .map(|v| v.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                let m = m.as_str().expect("short volume syntax");
+                let mut parts = m.split(':');
+                let source = parts.next().expect("source").to_owned();
+                let target = parts.next().unwrap_or_else(|| panic!("{m}: no target"));
+                (source, target.to_owned())
+            })
+            .collect()
+    }
+
+    fn template(&self, file: &str) -> &serde_json::Value {
+        &self.doc["templates"][file]
+    }
+
+    /// The `--config /etc/lasect/X.toml` a service is started with.
+    fn config_of(&self, name: &str) -> Option<String> {
+        let command: Vec<&str> = self.service(name)["command"]
+            .as_array()?
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        let at = command.iter().position(|a| *a == "--config")?;
+        Some(command[at + 1].to_owned())
+    }
+}
+
+/// Every absolute path a config names (TLS files, state and key files, DSN sslrootcert).
+fn paths_in(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) if s.starts_with('/') => out.push(s.clone()),
+        serde_json::Value::String(s) => out.extend(
+            s.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .filter(|(_, v)| v.starts_with('/'))
+                .map(|(_, v)| v.to_owned()),
+        ),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| paths_in(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| paths_in(v, out)),
+        _ => {}
+    }
+}
+
+fn under(path: &str, dir: &str) -> bool {
+    path == dir || path.starts_with(&format!("{}/", dir.trim_end_matches('/')))
+}
+
+#[test]
+fn the_compose_file_validates_against_the_compose_specification() {
+    let c = compose();
+    assert_eq!(c.doc["errors"], serde_json::json!([]), "schema errors");
+    assert!(
+        c.doc["broken_errors"].as_u64() > Some(0),
+        "a misspelled key must fail the same validation"
+    );
+}
+
+#[test]
+fn every_compose_image_is_built_by_a_dockerfile_stage_of_the_repo_or_pinned() {
+    let c = compose();
+    let mut built = 0;
+    for (name, service) in c.services() {
+        let Some(build) = service.get("build") else {
+            let image = service["image"].as_str().unwrap_or_default();
+            let (_, tag) = image
+                .rsplit_once(':')
+                .unwrap_or_else(|| panic!("{name}: image {image:?} has no tag"));
+            assert!(tag != "latest", "{name}: {image} is not pinned");
+            continue;
+        };
+        built += 1;
+        let context = repo().join(build["context"].as_str().expect("context"));
+        let dockerfile = context.join(build["dockerfile"].as_str().expect("dockerfile"));
+        let text = std::fs::read_to_string(&dockerfile)
+            .unwrap_or_else(|e| panic!("{name}: {}: {e}", dockerfile.display()));
+        let target = build["target"].as_str().expect("target");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("FROM ") && l.ends_with(&format!(" AS {target}"))),
+            "{name}: no stage {target} in {}",
+            dockerfile.display()
+        );
+        // What the Dockerfile copies from the context exists.
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+        {
+            let source = line.split_whitespace().nth(1).expect("COPY source");
+            assert!(
+                context.join(source).exists(),
+                "{}: COPY {source}: not in the repository",
+                dockerfile.display()
+            );
+        }
+        // Runtime stages do not run as root; the init stage says why it does.
+        let stage = text
+            .split("\nFROM ")
+            .find(|s| {
+                s.lines()
+                    .next()
+                    .is_some_and(|l| l.ends_with(&format!(" AS {target}")))
+            })
+            .expect("stage text");
+        if target != "init" {
+            assert!(stage.contains("USER 10001:10001"), "{target} runs as root");
+        }
+    }
+    assert!(
+        built >= 4,
+        "init, migrate, ingest, api and agent are built here"
+    );
+    let ignore = repo().join("packaging/docker/Dockerfile.dockerignore");
+    let ignore = std::fs::read_to_string(&ignore).expect("Dockerfile.dockerignore");
+    assert!(ignore.lines().any(|l| l == "target/"), "{ignore}");
+}
+
+#[test]
+fn every_compose_mount_port_and_config_path_is_consistent() {
+    let c = compose();
+    let declared: Vec<&String> = c.doc["compose"]["volumes"]
+        .as_object()
+        .expect("volumes")
+        .keys()
+        .collect();
+    let mut used = std::collections::BTreeSet::new();
+    for name in c.services().keys() {
+        for (source, target) in c.mounts(name) {
+            assert!(target.starts_with('/'), "{name}: {target}");
+            if let Some(rel) = source.strip_prefix("./") {
+                assert!(
+                    repo().join(rel).exists(),
+                    "{name}: {source} is not in the repository"
+                );
+            } else {
+                assert!(
+                    declared.contains(&&source),
+                    "{name}: volume {source} is not declared"
+                );
+                used.insert(source);
+            }
+        }
+    }
+    for v in &declared {
+        assert!(used.contains(*v), "volume {v} is declared but unused");
+    }
+
+    // Each Lasect service reads its config from the rendered volume, and init renders every
+    // template there.
+    let init = c.mounts("init");
+    assert!(init.contains(&("./packaging/docker/config".into(), "/templates".into())));
+    assert!(init.contains(&("config".into(), "/config".into())));
+    let mut configured = 0;
+    for name in c.services().keys() {
+        let Some(config) = c.config_of(name) else {
+            continue;
+        };
+        configured += 1;
+        let file = config
+            .strip_prefix("/etc/lasect/")
+            .expect("config under /etc/lasect");
+        assert!(c.template(file).is_object(), "{name}: no template {file}");
+        let mounts = c.mounts(name);
+        assert!(
+            mounts.contains(&("config".into(), "/etc/lasect".into())),
+            "{name}"
+        );
+        let mut paths = Vec::new();
+        // `migrate` reads the store DSN of the API's config and nothing else of it.
+        let migrate_only = c.service(name)["command"][0] == "migrate";
+        if migrate_only {
+            paths_in(&c.template(file)["store_dsn"], &mut paths);
+        } else {
+            paths_in(c.template(file), &mut paths);
+        }
+        for path in paths {
+            assert!(
+                mounts.iter().any(|(_, t)| under(&path, t)),
+                "{name}: {file} names {path}, which no volume of the service holds"
+            );
+        }
+    }
+    assert_eq!(configured, 4, "migrate, ingest, api, agent");
+
+    // Ports: what is published is what the service listens on.
+    for (name, file) in [("ingest", "ingest.toml"), ("api", "api.toml")] {
+        let listen = c.template(file)["listen"].as_str().expect("listen");
+        let port = listen.rsplit_once(':').expect("ip:port").1;
+        let published: Vec<&str> = c.service(name)["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .filter_map(|p| p.as_str()?.rsplit_once(':').map(|(_, p)| p))
+            .collect();
+        assert_eq!(published, [port], "{name} listens on {listen}");
+    }
+    // The agent reaches ingest by its service name and port; DSNs name services on 5432.
+    let ingest_port = c.template("ingest.toml")["listen"]
+        .as_str()
+        .and_then(|l| l.rsplit_once(':'))
+        .expect("port")
+        .1
+        .to_owned();
+    assert_eq!(
+        c.template("agent.toml")["ingest"]["endpoint"],
+        format!("https://ingest:{ingest_port}")
+    );
+    let dsns = [
+        (
+            "ingest.toml",
+            c.template("ingest.toml")["store_dsn"].clone(),
+        ),
+        ("api.toml", c.template("api.toml")["store_dsn"].clone()),
+        (
+            "agent.toml",
+            c.template("agent.toml")["instances"][0]["dsn"].clone(),
+        ),
+    ];
+    for (file, dsn) in dsns {
+        let dsn = dsn.as_str().expect("dsn");
+        let host = dsn
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("host="))
+            .expect("host");
+        assert!(
+            c.services().contains_key(host),
+            "{file}: host {host} is no service"
+        );
+        assert!(dsn.contains("port=5432"), "{file}: {dsn}");
+        assert!(
+            dsn.contains("password=@"),
+            "{file}: a password placeholder, never a literal"
+        );
+    }
+
+    // Grafana: the provisioning and dashboards are where the provisioning files say, the
+    // store's CA is where the datasource reads it, and every variable it names is set.
+    let grafana = c.mounts("grafana");
+    let provider_path = c.doc["provider"]["providers"][0]["options"]["path"]
+        .as_str()
+        .expect("provider path");
+    assert!(grafana.contains(&("./dashboards/json".into(), provider_path.into())));
+    assert!(grafana.contains(&(
+        "./dashboards/provisioning".into(),
+        "/etc/grafana/provisioning".into()
+    )));
+    let ds = &c.doc["datasource"]["datasources"][0];
+    let ca = ds["jsonData"]["sslRootCertFile"]
+        .as_str()
+        .expect("sslRootCertFile");
+    let (ca_dir, ca_file) = ca.rsplit_once('/').expect("a path");
+    assert!(
+        grafana.contains(&("store-ca".into(), ca_dir.into())),
+        "{ca}"
+    );
+    let init_sh =
+        std::fs::read_to_string(repo().join("packaging/docker/init.sh")).expect("init.sh");
+    assert!(
+        init_sh.contains(&format!("/store-ca/{ca_file}")),
+        "init.sh writes no {ca_file}"
+    );
+    let env = &c.service("grafana")["environment"];
+    let entrypoint = c.service("grafana")["entrypoint"].to_string();
+    let text = serde_json::to_string(ds).expect("json");
+    for var in text
+        .split("${")
+        .skip(1)
+        .filter_map(|s| s.split_once('}'))
+        .map(|(v, _)| v)
+    {
+        assert!(
+            env.get(var).is_some() || entrypoint.contains(&format!("export {var}=")),
+            "the datasource names ${{{var}}}, which Grafana's environment does not set"
+        );
+    }
+}
