@@ -11,6 +11,10 @@
 //! [secrets]
 //! key_file = "/etc/lasect/secrets.key"   # default: secrets.key beside api.toml; created
 //!                                        # (0600) if missing; ingest reads the same file
+//! [alerts]
+//! enabled = true                     # evaluate alert rules in this process (default true)
+//! evaluation_interval_secs = 15      # 1 to 3600; every API process may evaluate, the
+//!                                    # store lets one do each round (docs/ALERTS.md)
 //! ```
 //!
 //! The store DSN follows the rule of [`lasect_pgtls::source`]: `--store-dsn`, then the
@@ -85,6 +89,37 @@ pub struct ApiConfig {
     pub auth: crate::auth::AuthConfig,
     #[serde(default)]
     pub secrets: SecretsConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`: the alert evaluator of this process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Run the evaluator here. Default true (several processes share the rounds).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Seconds between rounds, 1 to 3600. Default 15.
+    #[serde(default = "default_evaluation_interval")]
+    pub evaluation_interval_secs: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            enabled: true,
+            evaluation_interval_secs: default_evaluation_interval(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_evaluation_interval() -> u64 {
+    15
 }
 
 /// `[secrets]`: the AES-256-GCM key file of instance DSNs (docs/CONTROL.md).
@@ -244,6 +279,15 @@ impl ApiConfig {
             if self.tls.key_file.as_os_str().is_empty() {
                 bad("tls.key_file", "must not be empty".to_owned());
             }
+        }
+        if !(1..=3600).contains(&self.alerts.evaluation_interval_secs) {
+            bad(
+                "alerts.evaluation_interval_secs",
+                format!(
+                    "must be 1 to 3600 seconds, not {}",
+                    self.alerts.evaluation_interval_secs
+                ),
+            );
         }
         self.auth.validate(&mut errors);
         if errors.is_empty() {

@@ -10,6 +10,7 @@
 //! config, DSN and HTTP layers have typed errors.
 
 pub mod admin_cmd;
+pub mod alerts;
 pub mod auth;
 pub mod ca_init;
 pub mod cli;

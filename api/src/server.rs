@@ -96,18 +96,21 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
 
     let maintenance = tokio::spawn(maintenance_loop(dsn, pool.clone(), retention_days));
     let run_sweeper = tokio::spawn(run_sweeper(pool.clone()));
-    let result = serve_on(
-        listener,
-        router(
-            AppState::with_auth(pool, AuthState::new(keys, config.auth.clone()))
-                .with_secrets(secrets),
-        ),
-        tls,
-        shutdown_signal(),
-    )
-    .await;
+    let state = AppState::with_auth(pool.clone(), AuthState::new(keys, config.auth.clone()))
+        .with_secrets(secrets);
+    let alerts = config.alerts.enabled.then(|| {
+        tokio::spawn(crate::alerts::evaluator::run(
+            pool,
+            Duration::from_secs(config.alerts.evaluation_interval_secs),
+            state.metrics.alerts().clone(),
+        ))
+    });
+    let result = serve_on(listener, router(state), tls, shutdown_signal()).await;
     maintenance.abort();
     run_sweeper.abort();
+    if let Some(alerts) = alerts {
+        alerts.abort();
+    }
     result
 }
 

@@ -61,6 +61,7 @@ struct Inner {
     live_clients: Gauge,
     live_slow: Counter,
     live_notifications: Counter,
+    alerts: crate::alerts::metrics::AlertMetrics,
 }
 
 impl Default for HttpMetrics {
@@ -101,6 +102,7 @@ impl HttpMetrics {
             "Store announcements dropped because the live reader was behind",
             live_notifications.clone(),
         );
+        let alerts = crate::alerts::metrics::AlertMetrics::register(&mut registry);
         HttpMetrics {
             inner: Arc::new(Inner {
                 registry,
@@ -109,8 +111,14 @@ impl HttpMetrics {
                 live_clients,
                 live_slow,
                 live_notifications,
+                alerts,
             }),
         }
+    }
+
+    /// The alert evaluator's figures (`crate::alerts::metrics`), served with these.
+    pub fn alerts(&self) -> &crate::alerts::metrics::AlertMetrics {
+        &self.inner.alerts
     }
 
     fn observe(&self, route: &str, method: &str, status: StatusCode, seconds: f64) {

@@ -2,6 +2,9 @@
 //! `tower::ServiceExt::oneshot` and no socket.
 
 mod agents;
+pub mod alerts;
+pub mod alerts_rules;
+pub mod alerts_silences;
 mod api_error;
 mod api_tokens;
 mod audit_log;
@@ -15,7 +18,7 @@ pub mod instances;
 pub mod instances_admin;
 pub(crate) mod json_integer;
 pub mod live;
-mod metric_families;
+pub mod metric_families;
 pub mod metrics_series;
 pub mod migrations;
 pub mod openapi;
@@ -225,6 +228,21 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::GET, "/api/v1/runs/{id}/result", Authenticated),
         spec(Method::GET, "/api/v1/runs/{id}/download", Authenticated),
         spec(Method::POST, "/api/v1/runs/{id}/cancel", Authenticated),
+        // Alerts: viewers see (instance alerts by label grant), global users acknowledge,
+        // test and silence (checked in the handlers), admins write rules.
+        spec(Method::GET, "/api/v1/alerts", Authenticated),
+        spec(Method::POST, "/api/v1/alerts/{id}/ack", Authenticated),
+        spec(Method::GET, "/api/v1/alerts/history", Authenticated),
+        spec(Method::GET, "/api/v1/alerts/rules", Authenticated),
+        spec(Method::POST, "/api/v1/alerts/rules", Admin),
+        spec(Method::PUT, "/api/v1/alerts/rules/{id}", Admin),
+        spec(Method::DELETE, "/api/v1/alerts/rules/{id}", Admin),
+        spec(Method::POST, "/api/v1/alerts/rules/apply", Admin),
+        spec(Method::GET, "/api/v1/alerts/rules/export", Authenticated),
+        spec(Method::POST, "/api/v1/alerts/rules/test", Authenticated),
+        spec(Method::GET, "/api/v1/alerts/silences", Authenticated),
+        spec(Method::POST, "/api/v1/alerts/silences", Authenticated),
+        spec(Method::DELETE, "/api/v1/alerts/silences/{id}", Authenticated),
     ]
 }
 
@@ -286,6 +304,16 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::result))
         .routes(routes!(runs::download))
         .routes(routes!(runs::cancel))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::ack))
+        .routes(routes!(alerts::history))
+        .routes(routes!(alerts_rules::list, alerts_rules::create))
+        .routes(routes!(alerts_rules::replace, alerts_rules::remove))
+        .routes(routes!(alerts_rules::apply))
+        .routes(routes!(alerts_rules::export))
+        .routes(routes!(alerts_rules::test))
+        .routes(routes!(alerts_silences::list, alerts_silences::create))
+        .routes(routes!(alerts_silences::remove))
 }
 
 pub fn router(state: AppState) -> Router {

@@ -1,0 +1,790 @@
+//! The rule model (what the API takes, stores and exports) and its validation into a
+//! [`Compiled`] rule whose identifiers all come from the API's own family list.
+//!
+//! Two levels of refusal, as everywhere in the API: [`RuleDef::check_shape`] finds what the
+//! OpenAPI document states (patterns, ranges, lengths: 400), [`compile`] what only the store's
+//! families can tell (an unknown family or column, a text column where a number is needed, a
+//! selector or template that does not parse: 422). Both name the field.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use super::{selector, template};
+use crate::routes::metric_families::{self, FamilyKey};
+use crate::routes::series_spec;
+
+pub const MAX_WINDOW_SECS: u32 = 7 * 86_400;
+pub const MAX_FOR_SECS: u32 = 7 * 86_400;
+pub const MAX_HORIZON_SECS: u32 = 30 * 86_400;
+const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_.-]{0,62}$";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "info" => Some(Severity::Info),
+            "warning" => Some(Severity::Warning),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// One alerting rule, as written by people (`lasect alert rule apply`) and exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    /// Unique; lower case letters, digits, `_`, `.`, `-`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_.-]{0,62}$", max_length = 63)]
+    pub name: String,
+    pub severity: Severity,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Which instances; none: every instance.
+    #[serde(default)]
+    pub scope: Scope,
+    pub condition: Condition,
+    /// How long the condition must hold before the alert fires (0: at once).
+    #[serde(default, deserialize_with = "crate::routes::json_integer::required")]
+    #[schema(minimum = 0, maximum = 604_800)]
+    pub for_secs: u32,
+    /// How far back past the threshold a pending or firing alert's value must go before the
+    /// condition counts as ended, so a value hovering at the threshold does not flap.
+    #[serde(default)]
+    #[schema(minimum = 0.0)]
+    pub hysteresis: f64,
+    /// Added to every alert of the rule (and matched by silences).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Templates (`summary`, `runbook`, …): `{{ value | bytes }}`, `{{ labels.datname }}`.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// One instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub instance_id: Option<i64>,
+    /// Instances whose labels match, e.g. `env=prod, tier!=batch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
+    pub selector: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConditionKind {
+    /// An aggregate of a numeric column over a window, compared with `threshold`.
+    Threshold,
+    /// Rows of a family (events: `collector_event`, `log`, `setting_changes` …) counted over
+    /// a window, compared with `threshold`.
+    Events,
+    /// Nothing heard from an agent, an instance or a family for `seconds`.
+    Absence,
+    /// A column's value `horizon_secs` ahead, by a linear fit over the window, compared with
+    /// `threshold`.
+    Forecast,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Agg {
+    Avg,
+    Min,
+    Max,
+    Sum,
+    /// The latest sample (the largest value among the rows of that time).
+    Last,
+    /// Per second increase of a counter (resets counted as from zero).
+    Rate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum Op {
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+}
+
+impl Op {
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Op::Gt => value > threshold,
+            Op::Ge => value >= threshold,
+            Op::Lt => value < threshold,
+            Op::Le => value <= threshold,
+        }
+    }
+
+    /// The threshold that ends an active alert: `hysteresis` back on the safe side.
+    pub fn release(self, threshold: f64, hysteresis: f64) -> f64 {
+        match self {
+            Op::Gt | Op::Ge => threshold - hysteresis,
+            Op::Lt | Op::Le => threshold + hysteresis,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Agent,
+    Instance,
+    Family,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterOp {
+    Eq,
+    Ne,
+    Prefix,
+}
+
+/// Keeps only the rows whose `column` (as text) equals, differs from or starts with `value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    #[schema(max_length = 63)]
+    pub column: String,
+    pub op: FilterOp,
+    #[schema(max_length = 200)]
+    pub value: String,
+}
+
+/// What must hold. Which fields a kind needs: docs/ALERTS.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub kind: ConditionKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 63)]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 63)]
+    pub column: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agg: Option<Agg>,
+    /// The value becomes `column / (sum of these)`, each aggregated the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 4)]
+    pub denominator: Option<Vec<String>>,
+    /// Key columns: one alert per instance (or agent) and distinct values of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 8)]
+    pub by: Option<Vec<String>>,
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 8)]
+    pub filters: Option<Vec<Filter>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::routes::json_integer::option"
+    )]
+    #[schema(minimum = 1, maximum = 604_800)]
+    pub window_secs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<Op>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// Absence: silent for longer than this.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::routes::json_integer::option"
+    )]
+    #[schema(minimum = 1, maximum = 604_800)]
+    pub seconds: Option<u32>,
+    /// Absence of a family: only instances that sent it within this (default a day).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::routes::json_integer::option"
+    )]
+    #[schema(minimum = 1, maximum = 2_592_000)]
+    pub lookback_secs: Option<u32>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::routes::json_integer::option"
+    )]
+    #[schema(minimum = 1, maximum = 2_592_000)]
+    pub horizon_secs: Option<u32>,
+}
+
+/// A refused rule: the field (dotted path) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct RuleError {
+    pub field: String,
+    pub message: String,
+}
+
+fn bad(field: impl Into<String>, message: impl Into<String>) -> RuleError {
+    RuleError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn name_ok(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    first_ok
+        && name.len() <= 63
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
+}
+
+fn label_key_ok(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.len() <= 100
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+impl RuleDef {
+    /// What the OpenAPI document states (400 when broken).
+    pub fn check_shape(&self) -> Result<(), RuleError> {
+        if !name_ok(&self.name) {
+            return Err(bad("name", format!("must match {NAME_PATTERN}")));
+        }
+        if self.for_secs > MAX_FOR_SECS {
+            return Err(bad("for_secs", format!("at most {MAX_FOR_SECS}")));
+        }
+        if !(self.hysteresis >= 0.0 && self.hysteresis.is_finite()) {
+            return Err(bad("hysteresis", "must be a number >= 0"));
+        }
+        if let Some(id) = self.scope.instance_id
+            && id < 1
+        {
+            return Err(bad("scope.instance_id", "must be >= 1"));
+        }
+        if let Some(s) = &self.scope.selector
+            && s.chars().count() > 1000
+        {
+            return Err(bad("scope.selector", "at most 1000 characters"));
+        }
+        let c = &self.condition;
+        for (field, v) in [
+            ("condition.family", &c.family),
+            ("condition.column", &c.column),
+        ] {
+            if v.as_ref().is_some_and(|v| v.chars().count() > 63) {
+                return Err(bad(field, "at most 63 characters"));
+            }
+        }
+        if c.denominator.as_ref().is_some_and(|d| d.len() > 4) {
+            return Err(bad("condition.denominator", "at most 4 columns"));
+        }
+        if c.by.as_ref().is_some_and(|d| d.len() > 8) {
+            return Err(bad("condition.by", "at most 8 columns"));
+        }
+        if let Some(filters) = &c.filters {
+            if filters.len() > 8 {
+                return Err(bad("condition.where", "at most 8 filters"));
+            }
+            for (i, f) in filters.iter().enumerate() {
+                if f.column.chars().count() > 63 {
+                    return Err(bad(
+                        format!("condition.where[{i}].column"),
+                        "at most 63 characters",
+                    ));
+                }
+                if f.value.chars().count() > 200 {
+                    return Err(bad(
+                        format!("condition.where[{i}].value"),
+                        "at most 200 characters",
+                    ));
+                }
+            }
+        }
+        let ranges = [
+            ("condition.window_secs", c.window_secs, MAX_WINDOW_SECS),
+            ("condition.seconds", c.seconds, MAX_WINDOW_SECS),
+            ("condition.lookback_secs", c.lookback_secs, MAX_HORIZON_SECS),
+            ("condition.horizon_secs", c.horizon_secs, MAX_HORIZON_SECS),
+        ];
+        for (field, v, max) in ranges {
+            if let Some(v) = v
+                && !(1..=max).contains(&v)
+            {
+                return Err(bad(field, format!("must be 1 to {max}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A column of a family table, as the evaluation SQL reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Col {
+    pub name: &'static str,
+    /// Booleans are read as 0 or 1.
+    pub boolean: bool,
+}
+
+impl Col {
+    pub fn expr(self) -> String {
+        if self.boolean {
+            format!("(t.{})::int::float8", self.name)
+        } else {
+            format!("(t.{})::float8", self.name)
+        }
+    }
+}
+
+/// How a rule is evaluated; every identifier is a `'static` string of the family list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// An aggregate (or, with `agg` = `None`, a row count) per key over the window.
+    Aggregate {
+        family: Family,
+        agg: Option<Agg>,
+        numerator: Option<Col>,
+        denominators: Vec<Col>,
+        window_secs: u32,
+    },
+    Forecast {
+        family: Family,
+        column: Col,
+        window_secs: u32,
+        horizon_secs: u32,
+    },
+    AgentSilent,
+    InstanceSilent,
+    FamilySilent {
+        family: Family,
+        lookback_secs: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub name: &'static str,
+    pub table: &'static str,
+    pub key: FamilyKey,
+    pub by: Vec<&'static str>,
+    /// The family's series keys not in `by` (a rate is computed per series).
+    pub series: Vec<&'static str>,
+    pub filters: Vec<(&'static str, FilterOp, String)>,
+}
+
+/// A rule ready to evaluate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compiled {
+    pub plan: Plan,
+    pub op: Op,
+    pub threshold: f64,
+    pub scope_instance: Option<i64>,
+    pub scope_matchers: Vec<selector::Matcher>,
+}
+
+/// Column types of the family tables (`information_schema`), read once per validation or
+/// evaluation round.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    types: HashMap<(String, String), String>,
+}
+
+impl Catalog {
+    pub async fn load<'e, E: sqlx::PgExecutor<'e>>(db: E) -> Result<Self, sqlx::Error> {
+        let tables: Vec<String> = metric_families::FAMILIES
+            .iter()
+            .map(|f| f.table.to_owned())
+            .collect();
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text, data_type::text \
+             FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = ANY($1)",
+        )
+        .bind(&tables)
+        .fetch_all(db)
+        .await?;
+        Ok(Catalog {
+            types: rows.into_iter().map(|(t, c, ty)| ((t, c), ty)).collect(),
+        })
+    }
+
+    pub async fn load_pool(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        Self::load(pool).await
+    }
+
+    fn kind(&self, table: &str, column: &str) -> Option<&str> {
+        self.types
+            .get(&(table.to_owned(), column.to_owned()))
+            .map(String::as_str)
+    }
+}
+
+const NUMERIC: &[&str] = &[
+    "smallint",
+    "integer",
+    "bigint",
+    "real",
+    "double precision",
+    "numeric",
+];
+
+fn column_of(
+    catalog: &Catalog,
+    spec: &'static metric_families::FamilySpec,
+    field: &str,
+    name: &str,
+    numeric: bool,
+) -> Result<Col, RuleError> {
+    let Some(&col) = spec.columns.iter().find(|c| **c == name && **c != "time") else {
+        let known: Vec<&str> = spec
+            .columns
+            .iter()
+            .copied()
+            .filter(|c| *c != "time")
+            .collect();
+        return Err(bad(
+            field,
+            format!(
+                "family `{}` has no column `{name}` (columns: {})",
+                spec.name,
+                known.join(", ")
+            ),
+        ));
+    };
+    let ty = catalog.kind(spec.table, col).unwrap_or("");
+    let boolean = ty == "boolean";
+    if numeric && !(boolean || NUMERIC.contains(&ty)) {
+        return Err(bad(
+            field,
+            format!(
+                "column `{col}` of family `{}` is {}, not a number",
+                spec.name,
+                if ty.is_empty() {
+                    "unknown to the store"
+                } else {
+                    ty
+                }
+            ),
+        ));
+    }
+    Ok(Col { name: col, boolean })
+}
+
+fn family_of(
+    catalog: &Catalog,
+    c: &Condition,
+) -> Result<(&'static metric_families::FamilySpec, Family), RuleError> {
+    let Some(name) = c.family.as_deref() else {
+        return Err(bad("condition.family", "is required for this kind"));
+    };
+    let Some(spec) = metric_families::find(name) else {
+        return Err(bad(
+            "condition.family",
+            format!(
+                "unknown family `{name}` (families: {})",
+                metric_families::known_names().join(", ")
+            ),
+        ));
+    };
+    let mut by = Vec::new();
+    for (i, b) in c.by.iter().flatten().enumerate() {
+        let col = column_of(catalog, spec, &format!("condition.by[{i}]"), b, false)?;
+        if !by.contains(&col.name) {
+            by.push(col.name);
+        }
+    }
+    let series = series_spec::find(spec.name)
+        .map(|s| s.keys.iter().copied().filter(|k| !by.contains(k)).collect())
+        .unwrap_or_default();
+    let mut filters = Vec::new();
+    for (i, f) in c.filters.iter().flatten().enumerate() {
+        let col = column_of(
+            catalog,
+            spec,
+            &format!("condition.where[{i}].column"),
+            &f.column,
+            false,
+        )?;
+        if f.value.contains('\0') {
+            return Err(bad(
+                format!("condition.where[{i}].value"),
+                "holds a NUL character",
+            ));
+        }
+        filters.push((col.name, f.op, f.value.clone()));
+    }
+    Ok((
+        spec,
+        Family {
+            name: spec.name,
+            table: spec.table,
+            key: spec.key,
+            by,
+            series,
+            filters,
+        },
+    ))
+}
+
+fn unused(c: &Condition, kind: &str, fields: &[(&str, bool)]) -> Result<(), RuleError> {
+    for (field, set) in fields {
+        if *set {
+            return Err(bad(
+                format!("condition.{field}"),
+                format!("is not used by a condition of kind {kind}"),
+            ));
+        }
+    }
+    let _ = c;
+    Ok(())
+}
+
+/// Validates `def` against the families (422 on failure) and plans its evaluation.
+pub fn compile(def: &RuleDef, catalog: &Catalog) -> Result<Compiled, RuleError> {
+    def.check_shape()?;
+    if def.labels.len() > 20 {
+        return Err(bad("labels", "at most 20 labels"));
+    }
+    if def.annotations.len() > 10 {
+        return Err(bad("annotations", "at most 10 annotations"));
+    }
+    for (key, value) in &def.labels {
+        if !label_key_ok(key) {
+            return Err(bad(
+                format!("labels.{key}"),
+                "a label name is a letter or _ then letters, digits, _ . -",
+            ));
+        }
+        if value.chars().count() > 200 || value.chars().any(char::is_control) {
+            return Err(bad(
+                format!("labels.{key}"),
+                "at most 200 printable characters",
+            ));
+        }
+    }
+    for (key, text) in &def.annotations {
+        if !label_key_ok(key) {
+            return Err(bad(
+                format!("annotations.{key}"),
+                "an annotation name is a letter or _ then letters, digits, _ . -",
+            ));
+        }
+        template::check(text).map_err(|e| bad(format!("annotations.{key}"), e.to_string()))?;
+    }
+    if def.scope.instance_id.is_some() && def.scope.selector.is_some() {
+        return Err(bad("scope", "give instance_id or selector, not both"));
+    }
+    let scope_matchers = match &def.scope.selector {
+        Some(s) => selector::parse(s).map_err(|e| bad("scope.selector", e.to_string()))?,
+        None => Vec::new(),
+    };
+    let c = &def.condition;
+    let need_cmp = || -> Result<(Op, f64), RuleError> {
+        let op =
+            c.op.ok_or_else(|| bad("condition.op", "is required for this kind"))?;
+        let t = c
+            .threshold
+            .ok_or_else(|| bad("condition.threshold", "is required for this kind"))?;
+        if !t.is_finite() {
+            return Err(bad("condition.threshold", "must be a finite number"));
+        }
+        Ok((op, t))
+    };
+    let window = || {
+        c.window_secs
+            .ok_or_else(|| bad("condition.window_secs", "is required for this kind"))
+    };
+    let (plan, op, threshold) = match c.kind {
+        ConditionKind::Threshold | ConditionKind::Events => {
+            let (spec, family) = family_of(catalog, c)?;
+            let (op, threshold) = need_cmp()?;
+            let window_secs = window()?;
+            let kind = if c.kind == ConditionKind::Events {
+                "events"
+            } else {
+                "threshold"
+            };
+            unused(
+                c,
+                kind,
+                &[
+                    ("target", c.target.is_some()),
+                    ("seconds", c.seconds.is_some()),
+                    ("lookback_secs", c.lookback_secs.is_some()),
+                    ("horizon_secs", c.horizon_secs.is_some()),
+                ],
+            )?;
+            let (agg, numerator, denominators) = if c.kind == ConditionKind::Events {
+                unused(
+                    c,
+                    kind,
+                    &[
+                        ("column", c.column.is_some()),
+                        ("agg", c.agg.is_some()),
+                        ("denominator", c.denominator.is_some()),
+                    ],
+                )?;
+                (None, None, Vec::new())
+            } else {
+                let agg = c
+                    .agg
+                    .ok_or_else(|| bad("condition.agg", "is required for a threshold"))?;
+                let column = c
+                    .column
+                    .as_deref()
+                    .ok_or_else(|| bad("condition.column", "is required for a threshold"))?;
+                let numerator = column_of(catalog, spec, "condition.column", column, true)?;
+                let mut dens = Vec::new();
+                for (i, d) in c.denominator.iter().flatten().enumerate() {
+                    dens.push(column_of(
+                        catalog,
+                        spec,
+                        &format!("condition.denominator[{i}]"),
+                        d,
+                        true,
+                    )?);
+                }
+                (Some(agg), Some(numerator), dens)
+            };
+            (
+                Plan::Aggregate {
+                    family,
+                    agg,
+                    numerator,
+                    denominators,
+                    window_secs,
+                },
+                op,
+                threshold,
+            )
+        }
+        ConditionKind::Forecast => {
+            let (spec, family) = family_of(catalog, c)?;
+            let (op, threshold) = need_cmp()?;
+            let window_secs = window()?;
+            unused(
+                c,
+                "forecast",
+                &[
+                    ("agg", c.agg.is_some()),
+                    ("denominator", c.denominator.is_some()),
+                    ("target", c.target.is_some()),
+                    ("seconds", c.seconds.is_some()),
+                    ("lookback_secs", c.lookback_secs.is_some()),
+                ],
+            )?;
+            let column = c
+                .column
+                .as_deref()
+                .ok_or_else(|| bad("condition.column", "is required for a forecast"))?;
+            let column = column_of(catalog, spec, "condition.column", column, true)?;
+            let horizon_secs = c
+                .horizon_secs
+                .ok_or_else(|| bad("condition.horizon_secs", "is required for a forecast"))?;
+            (
+                Plan::Forecast {
+                    family,
+                    column,
+                    window_secs,
+                    horizon_secs,
+                },
+                op,
+                threshold,
+            )
+        }
+        ConditionKind::Absence => {
+            let seconds = c
+                .seconds
+                .ok_or_else(|| bad("condition.seconds", "is required for an absence"))?;
+            let target = c.target.ok_or_else(|| {
+                bad(
+                    "condition.target",
+                    "is required for an absence (agent, instance or family)",
+                )
+            })?;
+            unused(
+                c,
+                "absence",
+                &[
+                    ("column", c.column.is_some()),
+                    ("agg", c.agg.is_some()),
+                    ("denominator", c.denominator.is_some()),
+                    ("op", c.op.is_some()),
+                    ("threshold", c.threshold.is_some()),
+                    ("window_secs", c.window_secs.is_some()),
+                    ("horizon_secs", c.horizon_secs.is_some()),
+                ],
+            )?;
+            let plan = match target {
+                Target::Agent | Target::Instance => {
+                    unused(
+                        c,
+                        "absence of an agent or instance",
+                        &[
+                            ("family", c.family.is_some()),
+                            ("by", c.by.is_some()),
+                            ("where", c.filters.is_some()),
+                            ("lookback_secs", c.lookback_secs.is_some()),
+                        ],
+                    )?;
+                    if target == Target::Agent {
+                        Plan::AgentSilent
+                    } else {
+                        Plan::InstanceSilent
+                    }
+                }
+                Target::Family => {
+                    let (_, family) = family_of(catalog, c)?;
+                    if !family.by.is_empty() {
+                        return Err(bad("condition.by", "an absence is per instance or agent"));
+                    }
+                    Plan::FamilySilent {
+                        family,
+                        lookback_secs: c.lookback_secs.unwrap_or(86_400),
+                    }
+                }
+            };
+            (plan, Op::Gt, f64::from(seconds))
+        }
+    };
+    Ok(Compiled {
+        plan,
+        op,
+        threshold,
+        scope_instance: def.scope.instance_id,
+        scope_matchers,
+    })
+}

@@ -1,0 +1,369 @@
+//! Alerts as they stand and their history: `GET /api/v1/alerts` (`?state=firing`),
+//! `POST /api/v1/alerts/{id}/ack`, `GET /api/v1/alerts/history`.
+//!
+//! Who sees what: a global role sees every alert; a role granted by instance label sees the
+//! alerts of those instances only (alerts of an agent need a global role). Acknowledging
+//! needs the global role `user`. Rules: `alerts_rules.rs`; silences: `alerts_silences.rs`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::auth_routes::path_params;
+use super::instances::rfc3339;
+use super::{ApiError, AppState, parse_since};
+use crate::alerts::evaluator::{active_silences, string_labels};
+use crate::alerts::selector;
+use crate::alerts::state::State as AlertState;
+use crate::auth::principal::Principal;
+use crate::auth::role::Role;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// Only alerts in this state (default: pending and firing).
+    #[param(inline)]
+    pub state: Option<StateFilter>,
+    /// Only alerts of this rule.
+    #[param(max_length = 63)]
+    pub rule: Option<String>,
+    #[param(minimum = 1)]
+    pub instance_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StateFilter {
+    Inactive,
+    Pending,
+    Firing,
+    Resolved,
+    /// Pending and firing.
+    Active,
+    All,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Alert {
+    pub id: i64,
+    pub rule: String,
+    pub severity: String,
+    pub state: AlertState,
+    /// When the current state began.
+    pub since: String,
+    pub instance_id: Option<i64>,
+    pub instance: Option<String>,
+    pub agent_id: Option<String>,
+    /// The values of the rule's `by` columns.
+    pub key_labels: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub value: Option<f64>,
+    pub last_evaluated: String,
+    /// An active silence matches its labels.
+    pub silenced: bool,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertList {
+    pub alerts: Vec<Alert>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    rule: String,
+    severity: String,
+    state: String,
+    since: DateTime<Utc>,
+    instance_id: Option<i64>,
+    instance: Option<String>,
+    instance_labels: Option<serde_json::Value>,
+    agent_id: Option<String>,
+    key_labels: serde_json::Value,
+    labels: serde_json::Value,
+    annotations: serde_json::Value,
+    last_value: Option<f64>,
+    last_evaluated: DateTime<Utc>,
+    acknowledged_by: Option<String>,
+    acknowledged_at: Option<DateTime<Utc>>,
+}
+
+/// Whether `principal` may see something about `instance_labels` (`None`: an agent's).
+pub(crate) fn may_see(principal: &Principal, instance_labels: Option<&serde_json::Value>) -> bool {
+    if principal.global_role().is_some() {
+        return true;
+    }
+    instance_labels.is_some_and(|l| principal.role_for_labels(l).is_some())
+}
+
+const SELECT: &str = "SELECT a.id, r.name AS rule, r.severity, a.state, a.since, a.instance_id, \
+     i.name AS instance, i.labels AS instance_labels, a.agent_id, a.key_labels, a.labels, \
+     a.annotations, a.last_value, a.last_evaluated, a.acknowledged_by, a.acknowledged_at \
+     FROM alert_instances a JOIN alert_rules r ON r.id = a.rule_id \
+     LEFT JOIN instances i ON i.id = a.instance_id";
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    tag = "alerts",
+    params(AlertsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Alerts (default: pending and firing), firing first", body = AlertList),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<AlertsQuery>, QueryRejection>,
+) -> Result<Json<AlertList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let states: Vec<&str> = match query.state.unwrap_or(StateFilter::Active) {
+        StateFilter::Inactive => vec!["inactive"],
+        StateFilter::Pending => vec!["pending"],
+        StateFilter::Firing => vec!["firing"],
+        StateFilter::Resolved => vec!["resolved"],
+        StateFilter::Active => vec!["pending", "firing"],
+        StateFilter::All => vec!["inactive", "pending", "firing", "resolved"],
+    };
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE a.state = ANY($1) AND ($2::text IS NULL OR r.name = $2) \
+         AND ($3::int8 IS NULL OR a.instance_id = $3) \
+         ORDER BY a.state = 'firing' DESC, \
+           array_position(ARRAY['critical', 'warning', 'info'], r.severity), a.since DESC, a.id \
+         LIMIT 10000"
+    )))
+    .bind(&states)
+    .bind(&query.rule)
+    .bind(query.instance_id)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut conn = state.pool.acquire().await?;
+    let silences = active_silences(&mut conn, Utc::now()).await?;
+    let alerts = rows
+        .into_iter()
+        .filter(|r| may_see(&principal, r.instance_labels.as_ref()))
+        .map(|r| to_alert(r, &silences))
+        .collect();
+    Ok(Json(AlertList { alerts }))
+}
+
+fn to_alert(r: Row, silences: &[Vec<selector::Matcher>]) -> Alert {
+    let labels = string_labels(&r.labels);
+    Alert {
+        id: r.id,
+        rule: r.rule,
+        severity: r.severity,
+        state: AlertState::parse(&r.state).unwrap_or(AlertState::Inactive),
+        since: rfc3339(r.since),
+        instance_id: r.instance_id,
+        instance: r.instance,
+        agent_id: r.agent_id,
+        key_labels: string_labels(&r.key_labels),
+        silenced: silences.iter().any(|m| selector::matches_all(m, &labels)),
+        labels,
+        annotations: string_labels(&r.annotations),
+        value: r.last_value.filter(|v| v.is_finite()),
+        last_evaluated: rfc3339(r.last_evaluated),
+        acknowledged_by: r.acknowledged_by,
+        acknowledged_at: r.acknowledged_at.map(rfc3339),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/{id}/ack",
+    tag = "alerts",
+    params(("id" = i64, Path, minimum = 1, description = "Alert id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The acknowledged alert (until it resolves)", body = Alert),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low (global user needed)", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 409, description = "The alert is neither pending nor firing", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn ack(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<Json<Alert>, ApiError> {
+    principal.require(Role::User)?;
+    let id = path_params(path)?;
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT state FROM alert_instances WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await?;
+    match current.as_deref() {
+        None => return Err(ApiError::not_found(format!("no alert with id {id}"))),
+        Some("pending" | "firing") => {}
+        Some(other) => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "conflict",
+                format!("alert {id} is {other}: only pending or firing alerts are acknowledged"),
+            ));
+        }
+    }
+    sqlx::query(
+        "UPDATE alert_instances SET acknowledged_by = $2, acknowledged_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&principal.username)
+    .execute(&state.pool)
+    .await?;
+    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE a.id = $1")))
+        .bind(id)
+        .fetch_one(&state.pool)
+        .await?;
+    let mut conn = state.pool.acquire().await?;
+    let silences = active_silences(&mut conn, Utc::now()).await?;
+    Ok(Json(to_alert(row, &silences)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    #[param(max_length = 63)]
+    pub rule: Option<String>,
+    #[param(minimum = 1)]
+    pub instance_id: Option<i64>,
+    /// `15m`, `2h`, `7d` or an RFC 3339 time.
+    #[param(max_length = 64)]
+    pub since: Option<String>,
+    /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertEvent {
+    pub id: i64,
+    pub at: String,
+    pub alert_id: Option<i64>,
+    pub rule: String,
+    pub severity: String,
+    pub instance_id: Option<i64>,
+    pub agent_id: Option<String>,
+    pub from_state: String,
+    pub to_state: String,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub silenced: bool,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertHistory {
+    pub events: Vec<AlertEvent>,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    at: DateTime<Utc>,
+    alert_id: Option<i64>,
+    rule_name: String,
+    severity: String,
+    instance_id: Option<i64>,
+    instance_labels: Option<serde_json::Value>,
+    agent_id: Option<String>,
+    from_state: String,
+    to_state: String,
+    value: Option<f64>,
+    threshold: Option<f64>,
+    labels: serde_json::Value,
+    annotations: serde_json::Value,
+    silenced: bool,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/history",
+    tag = "alerts",
+    params(HistoryQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "State changes, newest first", body = AlertHistory),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 422, description = "since is neither RFC 3339 nor a duration", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<AlertHistory>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let since = match &query.since {
+        None => None,
+        Some(s) => Some(parse_since(s, Utc::now()).ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_query",
+                format!("since must be RFC 3339 or a duration like 15m, 2h, 7d; not {s:?}"),
+            )
+        })?),
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and 1000, not {limit}"),
+        ));
+    }
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT e.id, e.at, e.alert_id, e.rule_name, e.severity, e.instance_id, \
+         i.labels AS instance_labels, e.agent_id, e.from_state, e.to_state, e.value, \
+         e.threshold, e.labels, e.annotations, e.silenced \
+         FROM alert_events e LEFT JOIN instances i ON i.id = e.instance_id \
+         WHERE ($1::text IS NULL OR e.rule_name = $1) AND ($2::int8 IS NULL OR e.instance_id = $2) \
+           AND ($3::timestamptz IS NULL OR e.at >= $3) \
+         ORDER BY e.at DESC, e.id DESC LIMIT $4",
+    )
+    .bind(&query.rule)
+    .bind(query.instance_id)
+    .bind(since)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    let events = rows
+        .into_iter()
+        .filter(|r| may_see(&principal, r.instance_labels.as_ref()))
+        .map(|r| AlertEvent {
+            id: r.id,
+            at: rfc3339(r.at),
+            alert_id: r.alert_id,
+            rule: r.rule_name,
+            severity: r.severity,
+            instance_id: r.instance_id,
+            agent_id: r.agent_id,
+            from_state: r.from_state,
+            to_state: r.to_state,
+            value: r.value.filter(|v| v.is_finite()),
+            threshold: r.threshold.filter(|v| v.is_finite()),
+            labels: string_labels(&r.labels),
+            annotations: string_labels(&r.annotations),
+            silenced: r.silenced,
+        })
+        .collect();
+    Ok(Json(AlertHistory { events }))
+}
