@@ -43,7 +43,7 @@ pub async fn connect_channel(
     if let Some(pair) = identity {
         tls = tls.identity(Identity::from_pem(
             pair.cert_pem.as_bytes(),
-            pair.key_pem.expose().as_bytes(),
+            pair.key_pem.expose_secret().as_bytes(),
         ));
     }
     if let Some(name) = server_name {

@@ -304,39 +304,9 @@ pub struct InstanceConfig {
     pub databases: Option<DatabaseFilter>,
 }
 
-/// A connection string. It may contain a password, so it never prints.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Dsn(String);
-
-impl Dsn {
-    pub fn new(dsn: impl Into<String>) -> Self {
-        Self(dsn.into())
-    }
-
-    /// The secret itself; only for handing it to the PostgreSQL driver.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Parses the connection string (libpq keys, TLS included) and reads
-    /// the certificate files it names.
-    pub fn parse(&self) -> Result<lasect_pgtls::PgConfig, lasect_pgtls::DsnError> {
-        lasect_pgtls::PgConfig::parse(&self.0)
-    }
-}
-
-impl fmt::Debug for Dsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Dsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// A connection string. It may contain a password, so it never prints; the
+/// driver gets it through `expose_secret`, parsed by `lasect_pgtls::PgConfig`.
+pub type Dsn = lasect_pki::Secret;
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from(DEFAULT_STATE_DIR)
@@ -802,7 +772,8 @@ fn pem_error(path: &Path, e: rustls::pki_types::pem::Error) -> String {
 /// Parses a DSN and checks what the driver would only complain about at
 /// connect time. Messages never repeat the DSN, which may hold a password.
 fn check_dsn(dsn: &Dsn) -> Result<(), String> {
-    let config = dsn.parse().map_err(|e| format!("cannot parse: {e}"))?;
+    let config = lasect_pgtls::PgConfig::parse(dsn.expose_secret())
+        .map_err(|e| format!("cannot parse: {e}"))?;
     if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
         return Err("no host (e.g. host=/var/run/postgresql or host=127.0.0.1)".into());
     }

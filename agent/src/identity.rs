@@ -188,7 +188,7 @@ impl IdentityStore {
             .mode(0o700)
             .create(&staging)
             .map_err(io("create", &staging))?;
-        write_synced(&staging.join(KEY_FILE), key.expose().as_bytes(), 0o600)?;
+        write_synced(&staging.join(KEY_FILE), key.expose_secret().as_bytes(), 0o600)?;
         write_synced(&staging.join(CERT_FILE), cert_chain_pem.as_bytes(), 0o644)?;
         sync_dir(&staging)?;
         let _ = fs::remove_dir_all(&dir);
@@ -269,23 +269,23 @@ mod tests {
         assert!(!store.exists());
 
         let first = store
-            .save("aa01", &SecretPem::new("KEY-1".into()), "CERT-1")
+            .save("aa01", &SecretPem::new("KEY-1"), "CERT-1")
             .expect("save first");
         assert_eq!(mode(&first.join(KEY_FILE)), 0o600);
         assert_eq!(mode(&first), 0o700);
         let pair = store.load().expect("load first");
         assert_eq!(
-            (pair.cert_pem.as_str(), pair.key_pem.expose()),
+            (pair.cert_pem.as_str(), pair.key_pem.expose_secret()),
             ("CERT-1", "KEY-1")
         );
 
         let second = store
-            .save("bb:02", &SecretPem::new("KEY-2".into()), "CERT-2")
+            .save("bb:02", &SecretPem::new("KEY-2"), "CERT-2")
             .expect("save second");
         assert!(second.ends_with("identity.bb02"));
         let pair = store.load().expect("load second");
         assert_eq!(
-            (pair.cert_pem.as_str(), pair.key_pem.expose()),
+            (pair.cert_pem.as_str(), pair.key_pem.expose_secret()),
             ("CERT-2", "KEY-2")
         );
         assert!(!first.exists(), "the old generation is removed");

@@ -60,7 +60,7 @@ fn good_file_parses_and_validates() {
     assert_eq!(c.sender.max_batches_in_memory, 8640);
     assert_eq!(c.instances.len(), 1);
     assert_eq!(c.instances[0].name, "main");
-    assert_eq!(c.instances[0].dsn.expose(), DSN);
+    assert_eq!(c.instances[0].dsn.expose_secret(), DSN);
 }
 
 #[test]
@@ -499,7 +499,7 @@ fn client_certificate_comes_from_files_or_the_enrolled_identity() {
     IdentityStore::new(&pki.path("state"))
         .save(
             "01",
-            &lasect_pki::SecretPem::new("key".into()),
+            &lasect_pki::SecretPem::new("key"),
             "certificate",
         )
         .expect("store an identity");
@@ -560,7 +560,7 @@ fn run_dsn_and_allow_privileged_runs_parse_with_safe_defaults() {
     assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
     loaded.config.validate().expect("valid");
     let instance = &loaded.config.instances[0];
-    assert_eq!(instance.run_dsn.as_ref().map(Dsn::expose), Some(run_dsn));
+    assert_eq!(instance.run_dsn.as_ref().map(Dsn::expose_secret), Some(run_dsn));
     assert!(instance.allow_privileged_runs);
     assert!(
         !format!("{instance:?}").contains("hunter2"),

@@ -66,7 +66,7 @@ fn read(path: &Path, explicit: bool) -> anyhow::Result<String> {
 /// Logs where the DSN came from (a warning when `LASECT_STORE_DSN` was set but lost).
 pub fn log_choice(dsn: &StoreDsn, source: &DsnSource, env_ignored: bool) {
     let line = ChosenDsn {
-        dsn: dsn.expose(),
+        dsn: dsn.expose_secret(),
         source: source.clone(),
         env_ignored,
     }

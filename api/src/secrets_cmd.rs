@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use lasect_pki::Secret;
 use lasect_pki::secrets::{
     FIELD_DSN, FIELD_RUN_DSN, Keyring, decrypt_instance_secret, encrypt_instance_secret,
 };
@@ -23,8 +24,8 @@ use crate::store_dsn::StoreDsn;
 struct Plain {
     id: i64,
     agent: String,
-    dsn: Option<String>,
-    run_dsn: Option<String>,
+    dsn: Option<Secret>,
+    run_dsn: Option<Secret>,
     legacy: bool,
 }
 
@@ -40,7 +41,7 @@ async fn read_all(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<Vec<Plain>
     .context("read the stored DSNs")?;
     let mut plain = Vec::with_capacity(rows.len());
     for (id, agent, dsn, run_dsn) in rows {
-        let open = |field: &str, c: &Option<Vec<u8>>| -> anyhow::Result<Option<(String, bool)>> {
+        let open = |field: &str, c: &Option<Vec<u8>>| -> anyhow::Result<Option<(Secret, bool)>> {
             c.as_deref()
                 .map(|c| {
                     decrypt_instance_secret(keyring, id, &agent, field, c)
@@ -73,9 +74,12 @@ async fn read_all(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<Vec<Plain>
 async fn write_all(pool: &PgPool, keyring: &Keyring, rows: &[&Plain]) -> anyhow::Result<()> {
     let mut tx = pool.begin().await.context("begin")?;
     for p in rows {
-        let seal = |field: &str, s: &Option<String>| {
+        let seal = |field: &str, s: &Option<Secret>| {
             s.as_ref()
-                .map(|s| encrypt_instance_secret(keyring, p.id, &p.agent, field, s.as_bytes()))
+                .map(|s| {
+                    let plain = s.expose_secret().as_bytes();
+                    encrypt_instance_secret(keyring, p.id, &p.agent, field, plain)
+                })
                 .transpose()
                 .context("encrypt")
         };

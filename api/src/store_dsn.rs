@@ -4,10 +4,10 @@
 //! connection options for sqlx (the API's pool) and tokio-postgres (migrations, maintenance)
 //! that check the server the same way.
 
-use std::fmt;
 use std::str::FromStr;
 
 use lasect_pgtls::{PgConfig, RootCert, SslMode, Verification};
+use lasect_pki::Secret;
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use tokio_postgres::config::Host;
@@ -15,10 +15,10 @@ use tokio_postgres::config::Host;
 /// `application_name` the API uses unless the DSN sets one.
 const APPLICATION_NAME: &str = "lasect-api";
 
-/// A store DSN. `Debug` and `Display` print `***`.
-#[derive(Clone, Deserialize)]
+/// A store DSN. `Debug` prints `StoreDsn(***)`.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(transparent)]
-pub struct StoreDsn(String);
+pub struct StoreDsn(Secret);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DsnError {
@@ -34,27 +34,15 @@ pub enum DsnError {
     PasswordNotUtf8,
 }
 
-impl fmt::Debug for StoreDsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for StoreDsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
 impl StoreDsn {
     pub fn new(dsn: impl Into<String>) -> Self {
-        StoreDsn(dsn.into())
+        StoreDsn(Secret::new(dsn))
     }
 
     /// The DSN itself, for code that must read it (the start-up log's description of it,
     /// which leaves the password out).
-    pub fn expose(&self) -> &str {
-        &self.0
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
     }
 
     /// Checks that the DSN can be used; the same checks as the conversions below.
@@ -65,11 +53,12 @@ impl StoreDsn {
     /// The DSN parsed for tokio-postgres (with its TLS connector), for migrations and
     /// maintenance. Reads the certificate files it names.
     pub fn tokio_postgres_config(&self) -> Result<PgConfig, DsnError> {
-        if self.0.trim().is_empty() {
+        if self.expose_secret().trim().is_empty() {
             return Err(DsnError::Empty);
         }
         // The parse errors name the bad option or file, never a value of the DSN.
-        let mut config = PgConfig::from_str(&self.0).map_err(|e| DsnError::Parse(e.to_string()))?;
+        let mut config =
+            PgConfig::from_str(self.expose_secret()).map_err(|e| DsnError::Parse(e.to_string()))?;
         // Without a host, tokio-postgres refuses to connect while sqlx would guess from PGHOST:
         // require one so that migrations and the pool reach the same server.
         if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
@@ -144,7 +133,7 @@ mod tests {
     #[test]
     fn secret_is_not_printed() {
         let dsn = StoreDsn::new("postgres://lasect:hunter2@db/lasect");
-        assert_eq!(format!("{dsn} {dsn:?}"), "*** ***");
+        assert_eq!(format!("{dsn:?}"), "StoreDsn(***)");
     }
 
     #[test]

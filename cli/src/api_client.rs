@@ -6,11 +6,11 @@
 //! certificate); otherwise the platform's trust store is used. `LASECT_TOKEN`, when set, is sent
 //! as a bearer token. Flags win over the environment, which wins over `config.toml`.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use lasect_pki::Secret;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Certificate, Url};
 use serde_json::Value;
@@ -24,21 +24,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The environment the client is configured from (read once in `main`, given explicitly in
 /// tests).
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ClientEnv {
     pub url: Option<String>,
     pub ca_file: Option<PathBuf>,
-    pub token: Option<String>,
-}
-
-impl fmt::Debug for ClientEnv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientEnv")
-            .field("url", &self.url)
-            .field("ca_file", &self.ca_file)
-            .field("token", &self.token.as_ref().map(|_| "***"))
-            .finish()
-    }
+    pub token: Option<Secret>,
 }
 
 impl ClientEnv {
@@ -59,7 +49,7 @@ impl ClientEnv {
             ca_file: std::env::var_os(CA_FILE_ENV)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
-            token: non_empty(TOKEN_ENV),
+            token: non_empty(TOKEN_ENV).map(Secret::new),
         }
     }
 }
@@ -131,8 +121,8 @@ impl ApiClient {
             builder = builder.tls_certs_only(certs);
         }
         if let Some(token) = env.token {
-            let mut value =
-                HeaderValue::from_str(&format!("Bearer {token}")).with_context(|| {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .with_context(|| {
                     format!("{TOKEN_ENV} contains characters not allowed in a header")
                 })?;
             value.set_sensitive(true);
@@ -413,7 +403,7 @@ mod tests {
     #[test]
     fn token_is_not_printed() {
         let e = ClientEnv {
-            token: Some("s3cret".to_owned()),
+            token: Some(Secret::new("s3cret")),
             ..env("https://x")
         };
         assert!(!format!("{e:?}").contains("s3cret"));

@@ -53,7 +53,7 @@ pub fn load(path: &Path) -> anyhow::Result<Option<ClientEnv>> {
     Ok(Some(ClientEnv {
         url: file.url,
         ca_file: file.ca_file,
-        token: file.token,
+        token: file.token.map(lasect_pki::Secret::new),
     }))
 }
 
@@ -100,7 +100,10 @@ mod tests {
         file.token = Some("lsat_two".into());
         save(&path, &file).expect("second save");
         let env = load(&path).expect("load").expect("present");
-        assert_eq!(env.token.as_deref(), Some("lsat_two"));
+        assert_eq!(
+            env.token.as_ref().map(lasect_pki::Secret::expose_secret),
+            Some("lsat_two")
+        );
         let names: Vec<_> = fs::read_dir(path.parent().expect("dir"))
             .expect("list")
             .filter_map(Result::ok)

@@ -22,7 +22,7 @@ fn try_main() -> anyhow::Result<()> {
     let flags = ClientEnv {
         url: cli.url.clone(),
         ca_file: cli.ca_file.clone(),
-        token: cli.token.clone(),
+        token: cli.token.clone().map(lasect_pki::Secret::new),
     };
     let file = match config_file::default_path() {
         Some(path) => config_file::load(&path)?,

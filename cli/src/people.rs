@@ -124,7 +124,7 @@ pub async fn login(
         .as_str()
         .context("the login answer has no access_token")?;
     let authed = ApiClient::from_env(ClientEnv {
-        token: Some(access.to_owned()),
+        token: Some(lasect_pki::Secret::new(access)),
         ..anonymous
     })?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "cli".to_owned());
@@ -209,7 +209,7 @@ pub async fn passwd(
                 .as_str()
                 .context("the login answer has no access_token")?;
             ApiClient::from_env(ClientEnv {
-                token: Some(access.to_owned()),
+                token: Some(lasect_pki::Secret::new(access)),
                 ..env.clone()
             })?
         }
@@ -227,7 +227,7 @@ pub async fn passwd(
         session["refresh_token"].as_str(),
     ) {
         let fresh = ApiClient::from_env(ClientEnv {
-            token: Some(access.to_owned()),
+            token: Some(lasect_pki::Secret::new(access)),
             ..env
         })?;
         let _ = fresh

@@ -99,7 +99,7 @@ async fn registered_ids_revoked_tokens_and_revoked_certificates() {
     let bound = |c: &[u8], keyring: &Keyring| {
         let d = decrypt_instance_secret(keyring, instance, "ca-agent", FIELD_DSN, c)
             .expect("decrypts for its own row");
-        assert_eq!(d.plaintext, "host=/tmp dbname=old");
+        assert_eq!(d.plaintext.expose_secret(), "host=/tmp dbname=old");
         assert!(!d.legacy, "re-encrypted bound to its row");
         assert!(decrypt_instance_secret(keyring, instance + 1, "ca-agent", FIELD_DSN, c).is_err());
     };

@@ -45,39 +45,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use lasect_pgtls::source::{ChosenDsn, DsnCandidates, DsnSource};
+use lasect_pki::Secret;
 use serde::Deserialize;
 
 /// Where the binary looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lasect/ingest.toml";
-
-/// A secret string (a DSN that may hold a password). Its `Debug` and
-/// `Display` print `***`; use [`SecretString::expose`] only where the value
-/// is handed to the library that needs it.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct SecretString(String);
-
-impl SecretString {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 /// What besides the file decides the store DSN.
 #[derive(Debug, Clone, Default)]
@@ -85,7 +57,7 @@ pub struct DsnInputs {
     /// The file was named with `--config` (not the default path).
     pub config_explicit: bool,
     /// `LASECT_STORE_DSN`, if set and not empty.
-    pub env: Option<SecretString>,
+    pub env: Option<Secret>,
 }
 
 /// A bound against typos, far above what one process can use: each
@@ -96,7 +68,7 @@ const MAX_INFLIGHT_BATCHES: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub store_dsn: SecretString,
+    pub store_dsn: Secret,
     /// Where `store_dsn` came from, and whether `LASECT_STORE_DSN` lost.
     pub store_dsn_source: DsnSource,
     pub env_dsn_ignored: bool,
@@ -264,7 +236,7 @@ pub struct ConfigFile {
     #[serde(default = "default_listen")]
     pub listen: String,
     #[serde(default)]
-    pub store_dsn: Option<SecretString>,
+    pub store_dsn: Option<Secret>,
     pub tls: TlsFiles,
     #[serde(default)]
     pub limits: Limits,
@@ -376,7 +348,7 @@ impl Config {
     /// The start-up log line naming the DSN's source and server, never its password.
     pub fn describe_store_dsn(&self) -> String {
         ChosenDsn {
-            dsn: self.store_dsn.expose(),
+            dsn: self.store_dsn.expose_secret(),
             source: self.store_dsn_source.clone(),
             env_ignored: self.env_dsn_ignored,
         }
@@ -412,13 +384,13 @@ impl ConfigFile {
         };
 
         let store_dsn = match self.store_dsn {
-            Some(dsn) if dsn.expose().trim().is_empty() => {
+            Some(dsn) if dsn.expose_secret().trim().is_empty() => {
                 bad("store_dsn", "is empty".to_owned());
                 None
             }
             Some(dsn) => {
                 // The parse error text never contains the DSN itself.
-                if let Err(e) = lasect_pgtls::PgConfig::parse(dsn.expose()) {
+                if let Err(e) = lasect_pgtls::PgConfig::parse(dsn.expose_secret()) {
                     bad(
                         "store_dsn",
                         format!(

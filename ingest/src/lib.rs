@@ -47,7 +47,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
-pub use config::{Config, ConfigError, SecretString};
+pub use config::{Config, ConfigError};
 pub use error_chain::ErrorChain;
 
 use crate::enroll::{Enroller, SigningCa};
@@ -204,7 +204,7 @@ pub async fn run(
     // that refuses.
     let pg_config: lasect_pgtls::PgConfig = config
         .store_dsn
-        .expose()
+        .expose_secret()
         .parse()
         .map_err(IngestError::StoreDsn)?;
     let (hub, notices) = control::dispatch::Hub::new(

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use lasect_ingest::Config;
 use lasect_ingest::config::{DEFAULT_CONFIG_PATH, DsnInputs};
-use lasect_ingest::{Config, SecretString};
+use lasect_pki::Secret;
 
 /// A push allocates and frees many small objects (decoded messages, rows,
 /// buffers) across threads; on the ingest path glibc's malloc/free took
@@ -45,7 +46,7 @@ fn try_main() -> anyhow::Result<()> {
 
     let inputs = DsnInputs {
         config_explicit: args.config.is_some(),
-        env: lasect_pgtls::source::env_store_dsn()?.map(SecretString::new),
+        env: lasect_pgtls::source::env_store_dsn()?.map(Secret::new),
     };
     let path = args
         .config

@@ -19,7 +19,7 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn open(config: &Config, size: usize) -> Result<Pool, IngestError> {
     let pg_config: lasect_pgtls::PgConfig = config
         .store_dsn
-        .expose()
+        .expose_secret()
         .parse()
         .map_err(IngestError::StoreDsn)?;
 
@@ -47,7 +47,7 @@ pub async fn open(config: &Config, size: usize) -> Result<Pool, IngestError> {
 pub fn pool(config: &Config, size: usize) -> Result<Pool, IngestError> {
     let (pg_config, tls) = config
         .store_dsn
-        .expose()
+        .expose_secret()
         .parse::<lasect_pgtls::PgConfig>()
         .map_err(IngestError::StoreDsn)?
         .into_parts();

@@ -114,7 +114,11 @@ impl CertificateAuthority {
     /// Writes `dir/ca.key` (0600) and `dir/ca.pem`, each atomically.
     pub fn save(&self, dir: &Path) -> Result<(), PkiError> {
         let (cert_path, key_path) = Self::paths(dir);
-        write_atomic(&key_path, self.key_pem().expose().as_bytes(), KEY_MODE)?;
+        write_atomic(
+            &key_path,
+            self.key_pem().expose_secret().as_bytes(),
+            KEY_MODE,
+        )?;
         write_atomic(&cert_path, self.cert_pem.as_bytes(), CERT_MODE)
     }
 

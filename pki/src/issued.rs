@@ -1,37 +1,12 @@
 //! A freshly issued certificate and its private key.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::PkiError;
 use crate::key_file::{CERT_MODE, KEY_MODE, write_atomic};
 
-/// A PEM private key. `Debug` and `Display` print `***` so it cannot end up in a log by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretPem(String);
-
-impl SecretPem {
-    pub fn new(pem: String) -> Self {
-        SecretPem(pem)
-    }
-
-    /// The PEM text, for writing to a key file or handing to rustls.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretPem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for SecretPem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// A PEM private key.
+pub type SecretPem = crate::Secret;
 
 /// A certificate (PEM) with the private key made for it.
 #[derive(Debug, Clone)]
@@ -48,7 +23,7 @@ impl IssuedCert {
     pub fn write(&self, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf), PkiError> {
         let cert_path = dir.join(format!("{stem}.pem"));
         let key_path = dir.join(format!("{stem}.key"));
-        write_atomic(&key_path, self.key_pem.expose().as_bytes(), KEY_MODE)?;
+        write_atomic(&key_path, self.key_pem.expose_secret().as_bytes(), KEY_MODE)?;
         write_atomic(&cert_path, self.cert_pem.as_bytes(), CERT_MODE)?;
         Ok((cert_path, key_path))
     }
@@ -60,7 +35,7 @@ mod tests {
 
     #[test]
     fn secret_is_not_printed() {
-        let s = SecretPem::new("-----BEGIN PRIVATE KEY-----".into());
+        let s = SecretPem::new("-----BEGIN PRIVATE KEY-----");
         assert_eq!(format!("{s}"), "***");
         assert_eq!(format!("{s:?}"), "***");
         let issued = IssuedCert {

@@ -7,7 +7,8 @@
 //! - [`CertificateAuthority`] creates or loads the CA and issues certificates.
 //! - [`init_dir`] lays out a directory of TLS material (see `docs/CONTRACTS.md`, "TLS material
 //!   layout"); it is idempotent and never overwrites a key.
-//! - Private keys only leave this crate inside [`SecretPem`], whose `Debug`/`Display` print `***`,
+//! - [`Secret`] is the one type of every secret string (DSNs, keys, tokens): `Debug`/`Display`
+//!   print `***`, zeroed on drop. Private keys only leave this crate inside one ([`SecretPem`]),
 //!   and are written with mode 0600 through [`atomic_file::write_atomic`].
 //! - [`atomic_file`] replaces a file atomically and durably; the other crates' secret and state
 //!   files are written with it too (every one of them depends on this crate).
@@ -20,6 +21,7 @@ mod error;
 mod init_layout;
 mod issued;
 mod key_file;
+mod secret;
 mod secret_token;
 pub mod secrets;
 
@@ -31,6 +33,7 @@ pub use init_layout::{
     DEFAULT_VALIDITY, InitEntry, InitOptions, InitOutcome, InitReport, init_dir,
 };
 pub use issued::{IssuedCert, SecretPem};
+pub use secret::Secret;
 pub use secret_token::{
     API_TOKEN_PREFIX, ENROLLMENT_TOKEN_PREFIX, REFRESH_TOKEN_PREFIX, hash_token, looks_like_token,
     new_token,

@@ -35,6 +35,7 @@ use base64::engine::general_purpose::STANDARD;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::Secret;
 use crate::key_file::{KEY_MODE, write_atomic};
 
 const MAGIC: &[u8; 4] = b"LSK1";
@@ -100,19 +101,11 @@ pub fn encrypt_instance_secret(
 }
 
 /// A decrypted instance secret.
+#[derive(Debug)]
 pub struct Decrypted {
-    pub plaintext: String,
+    pub plaintext: Secret,
     /// Made with the unbound [`LEGACY_DSN_AAD`]: re-encrypt it.
     pub legacy: bool,
-}
-
-impl fmt::Debug for Decrypted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Decrypted")
-            .field("plaintext", &"***")
-            .field("legacy", &self.legacy)
-            .finish()
-    }
 }
 
 /// Decrypts what [`encrypt_instance_secret`] made for the same row and field
@@ -126,13 +119,13 @@ pub fn decrypt_instance_secret(
 ) -> Result<Decrypted, SecretsError> {
     match keyring.decrypt_string(ciphertext, &instance_aad(instance_id, agent_id, field)) {
         Ok(plaintext) => Ok(Decrypted {
-            plaintext,
+            plaintext: Secret::new(plaintext),
             legacy: false,
         }),
         Err(SecretsError::Tampered) if field == FIELD_DSN => {
             match keyring.decrypt_string(ciphertext, LEGACY_DSN_AAD) {
                 Ok(plaintext) => Ok(Decrypted {
-                    plaintext,
+                    plaintext: Secret::new(plaintext),
                     legacy: true,
                 }),
                 // The bound form is the one that should have matched.
@@ -445,7 +438,7 @@ mod tests {
         let c = encrypt_instance_secret(&k, 7, "db-1", FIELD_DSN, b"host=a password=x")
             .expect("encrypt");
         let d = decrypt_instance_secret(&k, 7, "db-1", FIELD_DSN, &c).expect("decrypt");
-        assert_eq!(d.plaintext, "host=a password=x");
+        assert_eq!(d.plaintext.expose_secret(), "host=a password=x");
         assert!(!d.legacy);
         for (id, agent, field) in [
             (8, "db-1", FIELD_DSN),
@@ -463,7 +456,7 @@ mod tests {
         // Rows from before the binding still decrypt, flagged for re-encryption.
         let old = k.encrypt(b"host=b", LEGACY_DSN_AAD).expect("encrypt");
         let d = decrypt_instance_secret(&k, 3, "db-9", FIELD_DSN, &old).expect("legacy");
-        assert_eq!(d.plaintext, "host=b");
+        assert_eq!(d.plaintext.expose_secret(), "host=b");
         assert!(d.legacy);
         assert!(!format!("{d:?}").contains("host=b"));
         // Only `dsn` ever had a legacy form.

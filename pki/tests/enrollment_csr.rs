@@ -9,7 +9,7 @@ use lasect_pki::{CertInfo, CertificateAuthority, PkiError, csr_agent_id, new_age
 fn agent_csr_is_signed_for_its_own_id_with_the_requested_validity() {
     let ca = CertificateAuthority::generate("Test CA").expect("generate CA");
     let (csr, key) = new_agent_csr("db-07").expect("CSR");
-    assert!(key.expose().contains("PRIVATE KEY"));
+    assert!(key.expose_secret().contains("PRIVATE KEY"));
     assert_eq!(csr_agent_id(&csr).expect("CN"), "db-07");
 
     let before = SystemTime::now();

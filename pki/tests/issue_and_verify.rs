@@ -258,7 +258,7 @@ fn issued_pair_is_written_with_a_private_key_file() {
     assert_eq!(cert, dir.path().join("db-01.pem"));
     assert_eq!(
         std::fs::read_to_string(&key).expect("read key"),
-        issued.key_pem.expose()
+        issued.key_pem.expose_secret()
     );
     let mode = std::fs::metadata(&key)
         .expect("stat key")

@@ -49,7 +49,7 @@ impl TestCa {
             .map_err(pki_error("issue server certificate"))?;
         Ok(CertPair {
             cert_pem: issued.cert_pem,
-            key_pem: issued.key_pem.expose().to_owned(),
+            key_pem: issued.key_pem.expose_secret().to_owned(),
         })
     }
 }

@@ -71,7 +71,7 @@ impl InstanceCollector {
         collect: &CollectConfig,
         start: Instant,
     ) -> Result<Self, lasect_pgtls::DsnError> {
-        let mut pg = config.dsn.parse()?;
+        let mut pg = lasect_pgtls::PgConfig::parse(config.dsn.expose_secret())?;
         // Overrides any application_name in the DSN: the agent's sessions
         // must always be recognisable in pg_stat_activity.
         session::configure(&mut pg);

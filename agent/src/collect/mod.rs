@@ -187,7 +187,7 @@ impl Collector {
         let mut keep = Vec::new();
         for i in self.instances.drain(self.configured..) {
             let same = wanted.get(i.name()).is_some_and(|d| {
-                self.assigned.get(i.name()).map(String::as_str) == Some(d.expose())
+                self.assigned.get(i.name()).map(String::as_str) == Some(d.expose_secret())
             });
             if same {
                 keep.push(i);
@@ -222,7 +222,7 @@ impl Collector {
         }
         self.assigned = wanted
             .into_iter()
-            .map(|(n, d)| (n, d.expose().to_owned()))
+            .map(|(n, d)| (n, d.expose_secret().to_owned()))
             .collect();
     }
 

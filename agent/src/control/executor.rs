@@ -250,8 +250,7 @@ impl Executor {
             _ => (&target.dsn, "DSN"),
         };
         // The parse error of tokio-postgres never repeats the DSN.
-        let mut pg = dsn
-            .parse()
+        let mut pg = lasect_pgtls::PgConfig::parse(dsn.expose_secret())
             .map_err(|e| format!("the instance's {which} is not valid: {e}"))?;
         crate::collect::session::configure(&mut pg);
         Ok((pg, read_only && !target.allow_privileged_runs))

@@ -73,7 +73,7 @@ fn full_config_parses() {
 fn with_env(explicit: bool, env: &str) -> DsnInputs {
     DsnInputs {
         config_explicit: explicit,
-        env: Some(SecretString::new(env)),
+        env: Some(Secret::new(env)),
     }
 }
 
@@ -83,14 +83,14 @@ fn env_dsn_overrides_the_default_file_only() {
     let text = format!("store_dsn = \"host=file\"\n{}", files.tls());
     let config = Config::from_toml(&text, Path::new("x"), with_env(false, "host=env dbname=l"))
         .expect("valid config");
-    assert_eq!(config.store_dsn.expose(), "host=env dbname=l");
+    assert_eq!(config.store_dsn.expose_secret(), "host=env dbname=l");
     assert_eq!(config.store_dsn_source, DsnSource::Env);
     assert!(!config.env_dsn_ignored);
 
     // A file named with --config says what the operator meant.
     let config =
         Config::from_toml(&text, Path::new("x"), with_env(true, "host=env")).expect("valid config");
-    assert_eq!(config.store_dsn.expose(), "host=file");
+    assert_eq!(config.store_dsn.expose_secret(), "host=file");
     assert_eq!(config.store_dsn_source, DsnSource::ConfigFile("x".into()));
     assert!(config.env_dsn_ignored);
     let line = config.describe_store_dsn();
@@ -106,7 +106,7 @@ fn env_dsn_overrides_the_default_file_only() {
     // The env variable alone is enough, even with --config.
     let config = Config::from_toml(&files.tls(), Path::new("x"), with_env(true, "host=env"))
         .expect("valid config");
-    assert_eq!(config.store_dsn.expose(), "host=env");
+    assert_eq!(config.store_dsn.expose_secret(), "host=env");
     assert_eq!(config.store_dsn_source, DsnSource::Env);
 
     let config = parse(&text).expect("valid config");

@@ -52,6 +52,6 @@ impl DsnDecryptor {
                 "a DSN encrypted before its binding to the row; lasect-api re-encrypts it at start"
             );
         }
-        Ok(secret.plaintext)
+        Ok(secret.plaintext.expose_secret().to_owned())
     }
 }

@@ -215,7 +215,7 @@ listen = "127.0.0.1:0"
             .ca_certificate(Certificate::from_pem(&self.tls.ca_pem))
             .domain_name("localhost");
         if let Some(id) = identity {
-            tls = tls.identity(Identity::from_pem(&id.cert_pem, id.key_pem.expose()));
+            tls = tls.identity(Identity::from_pem(&id.cert_pem, id.key_pem.expose_secret()));
         }
         let channel = self.endpoint().tls_config(tls)?.connect().await?;
         Ok(IngestClient::new(channel))
