@@ -13,28 +13,18 @@
 //! Every point also has `row_count`: how many rows fell in the bucket. Columns not listed (text,
 //! timestamps, flags) are not part of series; the samples endpoint returns them.
 //!
-//! Every entry is a literal: the SQL built from it contains nothing a client sent.
+//! Keys and aggregates are declared once per column in `lasect-families` (its `Role`), and
+//! every name is a literal there: the SQL built from it contains nothing a client sent.
+
+use std::sync::LazyLock;
+
+use lasect_families::Aggregate::{Avg, Max, Rate, Sum};
 
 use super::metric_families::FamilySpec;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Aggregate {
-    Avg,
-    Max,
-    Rate,
-    Sum,
-}
-
-impl Aggregate {
-    pub fn name(self) -> &'static str {
-        match self {
-            Aggregate::Avg => "avg",
-            Aggregate::Max => "max",
-            Aggregate::Rate => "rate",
-            Aggregate::Sum => "sum",
-        }
-    }
-}
+/// The aggregate of a value column inside a bucket (declared per column as its role in
+/// `lasect-families`: counter = `rate`, delta = `sum`, gauge = `avg`, peak = `max`).
+pub use lasect_families::Aggregate;
 
 #[derive(Debug)]
 pub struct SeriesSpec {
@@ -43,326 +33,18 @@ pub struct SeriesSpec {
     pub values: &'static [(&'static str, Aggregate)],
 }
 
-use Aggregate::{Avg, Max, Rate, Sum};
-
-pub const SERIES: &[SeriesSpec] = &[
-    SeriesSpec {
-        family: "database",
-        keys: &["datname"],
-        values: &[
-            ("numbackends", Avg),
-            ("xact_commit", Rate),
-            ("xact_rollback", Rate),
-            ("blks_read", Rate),
-            ("blks_hit", Rate),
-            ("tup_returned", Rate),
-            ("tup_fetched", Rate),
-            ("tup_inserted", Rate),
-            ("tup_updated", Rate),
-            ("tup_deleted", Rate),
-            ("conflicts", Rate),
-            ("temp_files", Rate),
-            ("temp_bytes", Rate),
-            ("deadlocks", Rate),
-            ("size_bytes", Avg),
-        ],
-    },
-    SeriesSpec {
-        family: "host_cpu",
-        keys: &[],
-        values: &[
-            ("cpu_count", Avg),
-            ("usage_percent", Avg),
-            ("load1", Avg),
-            ("load5", Avg),
-            ("load15", Avg),
-        ],
-    },
-    SeriesSpec {
-        family: "host_memory",
-        keys: &[],
-        values: &[
-            ("total_bytes", Avg),
-            ("used_bytes", Avg),
-            ("available_bytes", Avg),
-            ("free_bytes", Avg),
-            ("swap_total_bytes", Avg),
-            ("swap_used_bytes", Avg),
-        ],
-    },
-    SeriesSpec {
-        family: "statement",
-        keys: &["queryid", "dbid", "userid", "toplevel"],
-        values: &[
-            ("calls", Sum),
-            ("rows", Sum),
-            ("total_exec_time_ms", Sum),
-            ("plans", Sum),
-            ("total_plan_time_ms", Sum),
-            ("shared_blks_hit", Sum),
-            ("shared_blks_read", Sum),
-            ("shared_blks_dirtied", Sum),
-            ("shared_blks_written", Sum),
-            ("local_blks_hit", Sum),
-            ("local_blks_read", Sum),
-            ("temp_blks_read", Sum),
-            ("temp_blks_written", Sum),
-            ("shared_blk_read_time_ms", Sum),
-            ("shared_blk_write_time_ms", Sum),
-            ("wal_records", Sum),
-            ("wal_bytes", Sum),
-        ],
-    },
-    SeriesSpec {
-        family: "table",
-        keys: &["datname", "schemaname", "relname"],
-        values: &[
-            ("seq_scan", Rate),
-            ("seq_tup_read", Rate),
-            ("idx_scan", Rate),
-            ("idx_tup_fetch", Rate),
-            ("n_tup_ins", Rate),
-            ("n_tup_upd", Rate),
-            ("n_tup_del", Rate),
-            ("n_tup_hot_upd", Rate),
-            ("n_tup_newpage_upd", Rate),
-            ("n_live_tup", Avg),
-            ("n_dead_tup", Avg),
-            ("dead_tuple_ratio", Avg),
-            ("n_mod_since_analyze", Avg),
-            ("n_ins_since_vacuum", Avg),
-            ("vacuum_count", Rate),
-            ("autovacuum_count", Rate),
-            ("analyze_count", Rate),
-            ("autoanalyze_count", Rate),
-            ("heap_blks_read", Rate),
-            ("heap_blks_hit", Rate),
-            ("idx_blks_read", Rate),
-            ("idx_blks_hit", Rate),
-            ("toast_blks_read", Rate),
-            ("toast_blks_hit", Rate),
-            ("heap_bytes", Avg),
-            ("toast_bytes", Avg),
-            ("indexes_bytes", Avg),
-        ],
-    },
-    SeriesSpec {
-        family: "index",
-        keys: &["datname", "schemaname", "relname", "indexrelname"],
-        values: &[
-            ("idx_scan", Rate),
-            ("idx_tup_read", Rate),
-            ("idx_tup_fetch", Rate),
-            ("idx_blks_read", Rate),
-            ("idx_blks_hit", Rate),
-            ("size_bytes", Avg),
-        ],
-    },
-    SeriesSpec {
-        family: "wal",
-        keys: &[],
-        values: &[
-            ("current_lsn", Rate),
-            ("wal_records", Rate),
-            ("wal_fpi", Rate),
-            ("wal_bytes", Rate),
-            ("wal_buffers_full", Rate),
-            ("wal_write", Rate),
-            ("wal_sync", Rate),
-            ("wal_write_time_ms", Rate),
-            ("wal_sync_time_ms", Rate),
-        ],
-    },
-    SeriesSpec {
-        family: "bgwriter",
-        keys: &[],
-        values: &[
-            ("checkpoints_timed", Rate),
-            ("checkpoints_req", Rate),
-            ("checkpoint_write_time_ms", Rate),
-            ("checkpoint_sync_time_ms", Rate),
-            ("buffers_checkpoint", Rate),
-            ("buffers_clean", Rate),
-            ("maxwritten_clean", Rate),
-            ("buffers_backend", Rate),
-            ("buffers_backend_fsync", Rate),
-            ("buffers_alloc", Rate),
-        ],
-    },
-    SeriesSpec {
-        family: "archiver",
-        keys: &[],
-        values: &[
-            ("archived_count", Rate),
-            ("failed_count", Rate),
-            ("last_archived_age_seconds", Max),
-        ],
-    },
-    SeriesSpec {
-        family: "settings",
-        keys: &["name"],
-        values: &[],
-    },
-    SeriesSpec {
-        family: "setting_changes",
-        keys: &["name"],
-        values: &[],
-    },
-    SeriesSpec {
-        family: "activity",
-        keys: &[],
-        values: &[
-            ("max_connections", Avg),
-            ("total_sessions", Avg),
-            ("connection_use_percent", Avg),
-            ("waiting_sessions", Avg),
-            ("oldest_xact_age_seconds", Max),
-            ("oldest_query_age_seconds", Max),
-            ("oldest_idle_in_xact_age_seconds", Max),
-        ],
-    },
-    SeriesSpec {
-        family: "activity_sessions",
-        keys: &["datname", "usename", "application_name", "state"],
-        values: &[("sessions", Avg), ("waiting", Avg)],
-    },
-    SeriesSpec {
-        family: "lock",
-        keys: &["locktype", "mode", "granted"],
-        values: &[("count", Avg)],
-    },
-    SeriesSpec {
-        family: "lock_waits",
-        keys: &["datname"],
-        values: &[("wait_seconds", Max)],
-    },
-    SeriesSpec {
-        family: "replication",
-        keys: &["application_name", "client_addr"],
-        values: &[
-            ("sent_lag_bytes", Avg),
-            ("write_lag_bytes", Avg),
-            ("flush_lag_bytes", Avg),
-            ("replay_lag_bytes", Avg),
-            ("write_lag_seconds", Avg),
-            ("flush_lag_seconds", Avg),
-            ("replay_lag_seconds", Avg),
-        ],
-    },
-    SeriesSpec {
-        family: "replication_slot",
-        keys: &["slot_name"],
-        values: &[("retained_bytes", Avg), ("safe_wal_size", Avg)],
-    },
-    SeriesSpec {
-        family: "progress",
-        keys: &["command", "pid"],
-        values: &[("done", Max), ("total", Max), ("percent_done", Max)],
-    },
-    SeriesSpec {
-        family: "wait",
-        keys: &["wait_event_type", "wait_event", "queryid"],
-        values: &[("count", Sum), ("samples", Sum), ("avg_sessions", Avg)],
-    },
-    SeriesSpec {
-        family: "host_network",
-        keys: &["interface"],
-        values: &[
-            ("rx_bytes", Rate),
-            ("tx_bytes", Rate),
-            ("rx_packets", Rate),
-            ("tx_packets", Rate),
-            ("rx_errors", Rate),
-            ("tx_errors", Rate),
-            ("rx_drops", Rate),
-            ("tx_drops", Rate),
-            ("rx_bytes_per_sec", Avg),
-            ("tx_bytes_per_sec", Avg),
-        ],
-    },
-    SeriesSpec {
-        family: "host_disk_io",
-        keys: &["device"],
-        values: &[
-            ("reads", Rate),
-            ("writes", Rate),
-            ("read_bytes", Rate),
-            ("write_bytes", Rate),
-            ("io_time_ms", Rate),
-            ("read_bytes_per_sec", Avg),
-            ("write_bytes_per_sec", Avg),
-            ("util_percent", Avg),
-        ],
-    },
-    SeriesSpec {
-        family: "standby",
-        keys: &[],
-        values: &[
-            ("receive_lsn", Rate),
-            ("replay_lsn", Rate),
-            ("replay_delay_seconds", Max),
-            ("replay_lag_bytes", Max),
-            ("last_msg_age_seconds", Max),
-        ],
-    },
-    SeriesSpec {
-        family: "subscription",
-        keys: &["subname", "relid"],
-        values: &[
-            ("received_lsn", Rate),
-            ("latest_end_lsn", Rate),
-            ("apply_error_count", Rate),
-            ("sync_error_count", Rate),
-        ],
-    },
-    SeriesSpec {
-        family: "subscription_tables",
-        keys: &["subname", "schemaname", "relname", "state"],
-        values: &[],
-    },
-    SeriesSpec {
-        family: "custom",
-        keys: &["metric", "datname", "labels", "value_name"],
-        values: &[("value", Avg)],
-    },
-    SeriesSpec {
-        family: "host_filesystem",
-        keys: &["mount_point"],
-        values: &[
-            ("total_bytes", Avg),
-            ("used_bytes", Avg),
-            ("free_bytes", Avg),
-            ("total_inodes", Avg),
-            ("used_inodes", Avg),
-            ("free_inodes", Avg),
-        ],
-    },
-    SeriesSpec {
-        family: "collector_event",
-        keys: &["collector", "kind"],
-        values: &[("suppressed", Sum)],
-    },
-    // Event families: `row_count` per bucket is the number of events.
-    SeriesSpec {
-        family: "log",
-        keys: &["severity"],
-        values: &[("duration_ms", Max)],
-    },
-    SeriesSpec {
-        family: "log_plans",
-        keys: &["query_id"],
-        values: &[("duration_ms", Max)],
-    },
-    SeriesSpec {
-        family: "log_drops",
-        keys: &[],
-        values: &[
-            ("dropped_events", Sum),
-            ("truncated_lines", Sum),
-            ("unparsed_lines", Sum),
-        ],
-    },
-];
+/// The series of every family, in the declaration's order, derived once from the roles of its
+/// columns (the leaked lists are bounded: one per family).
+pub static SERIES: LazyLock<Vec<SeriesSpec>> = LazyLock::new(|| {
+    lasect_families::ALL
+        .iter()
+        .map(|f| SeriesSpec {
+            family: f.name,
+            keys: f.series_keys().collect::<Vec<_>>().leak(),
+            values: f.series_values().collect::<Vec<_>>().leak(),
+        })
+        .collect()
+});
 
 pub fn find(family: &str) -> Option<&'static SeriesSpec> {
     SERIES.iter().find(|s| s.family == family)
