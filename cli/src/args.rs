@@ -87,6 +87,9 @@ pub enum Command {
     /// Statements (pg_stat_statements) of an instance
     #[command(subcommand)]
     Queries(QueriesCommand),
+    /// Alerts, their rules, silences and history
+    #[command(subcommand)]
+    Alert(crate::alert_cmd::AlertCommand),
 }
 
 #[derive(Debug, Subcommand)]

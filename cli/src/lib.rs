@@ -13,6 +13,7 @@
 //! `main.rs` only parses arguments, reads the environment and calls [`run`].
 
 pub mod agents_cmd;
+pub mod alert_cmd;
 pub mod api_client;
 pub mod args;
 pub mod config_file;
@@ -61,6 +62,7 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
         Command::Token(c) => people::token(&client()?, c, output).await,
         Command::Agent(c) => people::agent(&client()?, c, output).await,
         Command::Audit(c) => people::audit(&client()?, c, output).await,
+        Command::Alert(c) => alert_cmd::run(&client()?, c, output).await,
         Command::Instance(InstanceCommand::List) => {
             let list = client()?.get_json("api/v1/instances").await?;
             render(output, &list, instance_table::render)
