@@ -802,3 +802,302 @@ fn every_compose_mount_port_and_config_path_is_consistent() {
         );
     }
 }
+
+/// Runs `argv` as a container of the compose file would see its files: in a private mount
+/// namespace, chrooted into a root made of the host's /usr, /etc, /dev and /proc plus the
+/// service's volumes (directories under `volumes`) and repository mounts at their targets,
+/// read-only where the compose file says so.
+fn in_container(mounts: &[(PathBuf, String, bool)], uid: Option<u32>, argv: &[&str]) -> Output {
+    const SCRIPT: &str = r#"
+set -eu
+new="$1"; shift
+mount -t tmpfs lasect-root "$new"
+for d in usr etc dev proc; do mkdir -p "$new/$d"; mount --rbind "/$d" "$new/$d"; done
+for l in bin sbin lib lib64; do
+    if [ -L "/$l" ]; then ln -s "$(readlink "/$l")" "$new/$l";
+    elif [ -d "/$l" ]; then mkdir -p "$new/$l"; mount --rbind "/$l" "$new/$l"; fi
+done
+mkdir -p "$new/tmp"
+while [ "$1" != -- ]; do
+    if [ -d "$1" ]; then mkdir -p "$new$2"; else mkdir -p "$(dirname "$new$2")"; touch "$new$2"; fi
+    mount --bind "$1" "$new$2"
+    if [ "$3" = ro ]; then mount -o remount,bind,ro "$new$2"; fi
+    shift 3
+done
+shift
+exec chroot "$new" /usr/bin/env PATH=/opt/lasect/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
+"#;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut sorted = mounts.to_vec();
+    // Parents before what is mounted inside them (/var/lib/lasect before its keys/).
+    sorted.sort_by_key(|(_, target, _)| target.matches('/').count());
+    let mut cmd = Command::new(tool("unshare"));
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        SCRIPT,
+        "sh",
+    ])
+    .arg(root.path());
+    for (source, target, ro) in &sorted {
+        cmd.arg(source)
+            .arg(target)
+            .arg(if *ro { "ro" } else { "rw" });
+    }
+    cmd.arg("--");
+    if let Some(uid) = uid {
+        cmd.args([
+            "setpriv".to_owned(),
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".to_owned(),
+        ]);
+    }
+    cmd.args(argv);
+    cmd.output().expect("run unshare")
+}
+
+fn owner_and_mode(path: &Path) -> (u32, u32, u32) {
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.uid(), meta.gid(), meta.permissions().mode() & 0o7777)
+}
+
+/// uid of the lasect images, of postgres in the Alpine-based store and sample images, and of
+/// Grafana in its image (packaging/docker/init.sh).
+const LASECT_UID: u32 = 10001;
+const POSTGRES_UID: u32 = 70;
+const GRAFANA_UID: u32 = 472;
+
+#[test]
+fn the_init_service_makes_secrets_tls_and_configs_each_service_can_read() {
+    require_root();
+    tool("setpriv");
+    let c = compose();
+    let volumes = tempfile::tempdir().expect("tempdir");
+    for name in c.doc["compose"]["volumes"]
+        .as_object()
+        .expect("volumes")
+        .keys()
+    {
+        std::fs::create_dir(volumes.path().join(name)).expect("mkdir");
+    }
+    // Docker fills a new named volume from the image's directory at its mount point: these
+    // exist in the lasect images, owned by lasect (packaging/docker/Dockerfile).
+    let dockerfile =
+        std::fs::read_to_string(repo().join("packaging/docker/Dockerfile")).expect("Dockerfile");
+    for (volume, dir) in [
+        ("api-state", "/var/lib/lasect"),
+        ("agent-state", "/var/lib/lasect-agent"),
+        ("lasect-keys", "/var/lib/lasect/keys"),
+    ] {
+        assert!(dockerfile.contains(dir), "the image has no {dir}");
+        std::os::unix::fs::chown(
+            volumes.path().join(volume),
+            Some(LASECT_UID),
+            Some(LASECT_UID),
+        )
+        .expect("chown");
+    }
+    let bins = binary_path("lasect-api")
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let view = |service: &str| -> Vec<(PathBuf, String, bool)> {
+        let ro_of = |m: &str| m.ends_with(":ro");
+        let raw: Vec<String> = c.service(service)["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .map(|m| m.as_str().expect("volume").to_owned())
+            .collect();
+        let mut out: Vec<(PathBuf, String, bool)> = c
+            .mounts(service)
+            .into_iter()
+            .zip(raw)
+            .map(|((source, target), raw)| {
+                let path = match source.strip_prefix("./") {
+                    Some(rel) => repo().join(rel),
+                    None => volumes.path().join(&source),
+                };
+                (path, target, ro_of(&raw))
+            })
+            .collect();
+        out.push((bins.clone(), "/opt/lasect/bin".into(), true));
+        out.push((
+            repo().join("packaging/docker"),
+            "/opt/lasect/docker".into(),
+            true,
+        ));
+        out
+    };
+    let vol = |name: &str, file: &str| volumes.path().join(name).join(file);
+
+    let first = in_container(&view("init"), None, &["/opt/lasect/docker/init.sh"]);
+    let said = text(&first.stdout);
+    assert!(first.status.success(), "{said}\n{}", text(&first.stderr));
+    let admin = std::fs::read_to_string(vol("grafana-secrets", "admin_password")).expect("read");
+    assert_eq!(admin.len(), 32);
+    assert!(
+        admin.chars().all(|ch| ch.is_ascii_alphanumeric()),
+        "{admin}"
+    );
+    assert!(
+        said.contains(&format!("user admin, password {admin}")),
+        "{said}"
+    );
+
+    // Each secret belongs to the one user that reads it, and nobody else may read it.
+    for (volume, file, uid, mode) in [
+        ("store-secrets", "superuser_password", POSTGRES_UID, 0o400),
+        ("store-secrets", "lasect_password", POSTGRES_UID, 0o400),
+        ("sample-secrets", "agent_password", POSTGRES_UID, 0o400),
+        ("grafana-secrets", "admin_password", GRAFANA_UID, 0o400),
+        ("grafana-secrets", "store_password", GRAFANA_UID, 0o400),
+        ("store-tls", "server.key", POSTGRES_UID, 0o400),
+        ("tls-agent", "agent.key", LASECT_UID, 0o400),
+        ("tls-ingest", "ingest.key", LASECT_UID, 0o400),
+        ("tls-api", "api.key", LASECT_UID, 0o400),
+        ("store-ca", "store-ca.pem", LASECT_UID, 0o444),
+    ] {
+        assert_eq!(
+            owner_and_mode(&vol(volume, file)),
+            (uid, uid, mode),
+            "{volume}/{file}"
+        );
+    }
+    // The CA key stays in the volume only init mounts.
+    assert!(vol("ca", "ca.key").exists());
+    for name in c.services().keys().filter(|n| *n != "init") {
+        assert!(
+            !c.mounts(name).iter().any(|(s, _)| s == "ca"),
+            "{name} mounts the CA"
+        );
+    }
+    let lasect_password =
+        std::fs::read_to_string(vol("store-secrets", "lasect_password")).expect("read");
+    for conf in ["agent.toml", "ingest.toml", "api.toml"] {
+        let path = vol("config", conf);
+        assert_eq!(owner_and_mode(&path), (0, LASECT_UID, 0o640), "{conf}");
+        let body = std::fs::read_to_string(&path).expect("read");
+        assert!(!body.contains('@'), "{conf} keeps a placeholder:\n{body}");
+        if conf != "agent.toml" {
+            assert!(
+                body.contains(&format!("password={lasect_password} ")),
+                "{conf}"
+            );
+        }
+    }
+
+    // A second start keeps everything and prints no password.
+    let ca_before = std::fs::read(vol("ca", "ca.pem")).expect("read");
+    let again = in_container(&view("init"), None, &["/opt/lasect/docker/init.sh"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        !text(&again.stdout).contains(&admin),
+        "{}",
+        text(&again.stdout)
+    );
+    assert_eq!(std::fs::read(vol("ca", "ca.pem")).expect("read"), ca_before);
+    assert_eq!(
+        std::fs::read_to_string(vol("grafana-secrets", "admin_password")).expect("read"),
+        admin
+    );
+
+    // The agent, as its user and with its volumes only, accepts its config.
+    let checked = in_container(
+        &view("agent"),
+        Some(LASECT_UID),
+        &[
+            "lasect-agent",
+            "--config",
+            "/etc/lasect/agent.toml",
+            "check-config",
+        ],
+    );
+    assert!(
+        checked.status.success() && text(&checked.stdout).contains("config OK"),
+        "{}\n{}",
+        text(&checked.stdout),
+        text(&checked.stderr)
+    );
+
+    // The API can read every file its config names, or create it; ingest can read them
+    // all, once the API has made the DSN key on its first start (simulated here, as the API's
+    // user in the API's view).
+    for (service, conf) in [("api", "api.toml"), ("ingest", "ingest.toml")] {
+        if service == "ingest" {
+            let key = c.template("api.toml")["secrets"]["key_file"]
+                .as_str()
+                .expect("key_file");
+            let made = in_container(
+                &view("api"),
+                Some(LASECT_UID),
+                &["sh", "-c", "umask 077 && echo key > \"$0\"", key],
+            );
+            assert!(made.status.success(), "{}", text(&made.stderr));
+        }
+        let mut paths = Vec::new();
+        paths_in(c.template(conf), &mut paths);
+        let check = if service == "api" {
+            "for p in \"$@\"; do [ -r \"$p\" ] || [ -w \"${p%/*}\" ] || \
+             { echo \"cannot read or create $p\"; exit 1; }; done"
+        } else {
+            "for p in \"$@\"; do [ -r \"$p\" ] || { echo \"cannot read $p\"; exit 1; }; done"
+        };
+        let mut argv = vec!["sh", "-c", check, "sh"];
+        argv.extend(paths.iter().map(String::as_str));
+        let out = in_container(&view(service), Some(LASECT_UID), &argv);
+        assert!(out.status.success(), "{service}: {}", text(&out.stdout));
+    }
+    // The store and Grafana read theirs as their images' users.
+    for (service, uid, files) in [
+        (
+            "store",
+            POSTGRES_UID,
+            &[
+                "/store-tls/server.key",
+                "/store-tls/server.pem",
+                "/store-secrets/superuser_password",
+                "/store-secrets/lasect_password",
+                "/store-secrets/grafana_password",
+                "/docker-entrypoint-initdb.d/lasect.sh",
+            ][..],
+        ),
+        (
+            "sample-db",
+            POSTGRES_UID,
+            &[
+                "/sample-secrets/superuser_password",
+                "/sample-secrets/agent_password",
+                "/docker-entrypoint-initdb.d/lasect.sh",
+            ][..],
+        ),
+        (
+            "grafana",
+            GRAFANA_UID,
+            &[
+                "/grafana-secrets/admin_password",
+                "/grafana-secrets/store_password",
+                "/etc/grafana/lasect/store-ca.pem",
+            ][..],
+        ),
+    ] {
+        let mut argv = vec![
+            "sh",
+            "-c",
+            "for p in \"$@\"; do [ -r \"$p\" ] || { echo \"$p\"; exit 1; }; done",
+            "sh",
+        ];
+        argv.extend(files);
+        let out = in_container(&view(service), Some(uid), &argv);
+        assert!(
+            out.status.success(),
+            "{service} cannot read {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+}
