@@ -70,6 +70,15 @@ stage() { # name root
         install -D -m 0644 "$pkgdir/systemd/$name.service" "$root/usr/lib/systemd/system/$name.service"
         install -D -m 0640 "$pkgdir/etc/lasect/$conf" "$root/etc/lasect/$conf"
     fi
+    if [ "$name" = lasect-agent ]; then
+        # pgBackRest as postgres, started through systemd (packaging/README.md, "pgBackRest").
+        install -D -m 0644 "$pkgdir/systemd/lasect-pgbackrest@.service" \
+            "$root/usr/lib/systemd/system/lasect-pgbackrest@.service"
+        install -D -m 0755 "$pkgdir/scripts/lasect-pgbackrest-run" \
+            "$root/usr/lib/lasect/lasect-pgbackrest-run"
+        install -D -m 0644 "$pkgdir/polkit/lasect-agent.rules" \
+            "$root/usr/share/polkit-1/rules.d/lasect-agent.rules"
+    fi
 }
 
 # --- deb ---------------------------------------------------------------------------------
@@ -231,6 +240,11 @@ EOF
             echo "%dir %attr(0755,root,root) /etc/lasect"
             echo "%config(noreplace) %attr(0640,root,$name) /etc/lasect/$conf"
             echo "%doc /usr/share/doc/$name/README.md"
+            if [ "$name" = lasect-agent ]; then
+                echo "/usr/lib/systemd/system/lasect-pgbackrest@.service"
+                echo "/usr/lib/lasect/lasect-pgbackrest-run"
+                echo "/usr/share/polkit-1/rules.d/lasect-agent.rules"
+            fi
         } >>"$spec"
     done
     echo "$spec"
