@@ -16,17 +16,18 @@
 //! `<next>` is the lowest seq that was never issued; `<check>` is the FNV-1a
 //! 64-bit hash (16 hex digits) of everything before it on the line, so a
 //! damaged file is refused instead of silently restarting low. The file is
-//! replaced atomically: write `seq.tmp`, fsync, rename, fsync the directory.
+//! replaced atomically and durably with `lasect_pki::atomic_file::write_atomic`
+//! (temp file, fsync, rename, fsync the directory).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
+
+use lasect_pki::atomic_file::write_atomic;
 
 /// Numbers reserved per write of the seq file.
 pub const DEFAULT_BLOCK: u64 = 1000;
 
 const FILE_NAME: &str = "seq";
-const TMP_NAME: &str = "seq.tmp";
 const MAGIC: &str = "lasect-agent-seq";
 const VERSION: &str = "v1";
 
@@ -118,26 +119,10 @@ impl SeqAllocator {
 
     fn persist(&self, mark: u64) -> Result<(), SeqError> {
         let path = self.dir.join(FILE_NAME);
-        let tmp = self.dir.join(TMP_NAME);
-        let write_err = |source| SeqError::Write {
+        write_atomic(&path, render(mark).as_bytes(), 0o644).map_err(|e| SeqError::Write {
             path: path.clone(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(write_err)?;
-        file.write_all(render(mark).as_bytes()).map_err(write_err)?;
-        file.sync_all().map_err(write_err)?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(write_err)?;
-        // The rename is durable only once the directory entry is.
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err)?;
-        Ok(())
+            source: e.into(),
+        })
     }
 }
 

@@ -334,10 +334,14 @@ async fn ingest_killed_and_restarted_while_the_agent_pushes() {
 async fn batches_lost_for_want_of_a_seq_are_counted() {
     let setup = Setup::new().await;
     let _ingest = setup.start_ingest("");
-    // The seq file is replaced through `seq.tmp`; a directory in its place
-    // makes every reservation fail, even for root.
-    let blocker = state_dir(&setup).join("seq.tmp");
-    std::fs::create_dir_all(blocker.join("x")).expect("block the seq file");
+    // The seq file is replaced through a temp file beside it; an immutable
+    // state directory refuses that temp file, even to root. The spool and the
+    // log offsets live in subdirectories, which stay writable.
+    let state = state_dir(&setup);
+    for sub in ["spool", "logs"] {
+        std::fs::create_dir_all(state.join(sub)).expect("create a state subdirectory");
+    }
+    let blocker = Immutable::set(&state);
     let mut agent = setup.start_agent();
 
     let start = Instant::now();
@@ -362,11 +366,46 @@ async fn batches_lost_for_want_of_a_seq_are_counted() {
         .count();
     assert_eq!(errors, 1, "the condition is logged once, not per batch");
 
-    std::fs::remove_dir_all(&blocker).expect("unblock the seq file");
+    drop(blocker);
     wait_spooled(&agent, 2).await;
     let text = scrape(setup.metrics_port);
     assert!(metric(&text, "lasect_agent_dropped_batches_total") >= batches);
     agent.terminate(Duration::from_secs(10));
+}
+
+/// A directory with the immutable attribute (`chattr +i`): nothing can be
+/// created in it or renamed into it, not even by root, until the guard drops.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(dir: &Path) -> Self {
+        let out = chattr("+i", dir).expect("run chattr (e2fsprogs)");
+        assert!(
+            out.status.success(),
+            "chattr +i {}: {} (this test needs root and a file system with the \
+             immutable attribute, such as ext4)",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Self(dir.to_owned())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        // Never a panic here: the test may be unwinding already.
+        match chattr("-i", &self.0) {
+            Ok(out) if out.status.success() => {}
+            other => eprintln!("chattr -i {} failed: {other:?}", self.0.display()),
+        }
+    }
+}
+
+fn chattr(flag: &str, dir: &Path) -> std::io::Result<std::process::Output> {
+    std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(dir)
+        .output()
 }
 
 /// [`scrape`] once the agent's metrics endpoint listens.

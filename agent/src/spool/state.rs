@@ -12,20 +12,21 @@
 //! crc <crc32c of every byte before this line, 8 hex digits>
 //! ```
 //!
-//! The file is replaced atomically (write `state.tmp`, fsync, rename, fsync
+//! The file is replaced atomically and durably
+//! (`lasect_pki::atomic_file::write_atomic`: temp file, fsync, rename, fsync
 //! the directory). It may lag behind: a batch acknowledged but not yet
 //! recorded here is simply sent again after a crash, and ingest discards the
 //! duplicate. A missing or damaged file therefore costs resends, never data.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write as _};
+use std::io;
 use std::path::Path;
 
-use super::segment::sync_dir;
+use lasect_pki::atomic_file::write_atomic;
 
 pub const FILE_NAME: &str = "state";
+/// The temp file of agents before `write_atomic`; removed when the spool opens.
 pub const TMP_NAME: &str = "state.tmp";
 const MAGIC_LINE: &str = "lasect-agent-spool-state v1";
 
@@ -128,17 +129,8 @@ pub fn parse(bytes: &[u8]) -> Result<State, String> {
 
 /// Replaces the state file atomically and durably.
 pub fn write(dir: &Path, state: &State) -> io::Result<()> {
-    let tmp = dir.join(TMP_NAME);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    file.write_all(render(state).as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, dir.join(FILE_NAME))?;
-    sync_dir(dir)
+    write_atomic(&dir.join(FILE_NAME), render(state).as_bytes(), 0o644)?;
+    Ok(())
 }
 
 #[cfg(test)]
