@@ -55,6 +55,19 @@ pub enum Value {
 }
 
 impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(
+            self,
+            Value::Int4(None)
+                | Value::Int8(None)
+                | Value::Float8(None)
+                | Value::Text(None)
+                | Value::Bool(None)
+                | Value::Timestamptz(None)
+                | Value::Jsonb(None)
+        )
+    }
+
     pub fn column_type(&self) -> ColumnType {
         match self {
             Value::Int4(_) => ColumnType::Int4,

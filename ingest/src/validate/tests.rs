@@ -436,6 +436,16 @@ fn rows_match_their_table_descriptors() {
             let types: Vec<_> = row.values.iter().map(Value::column_type).collect();
             let want: Vec<_> = t.table.columns.iter().map(|(_, ty)| *ty).collect();
             assert_eq!(types, want, "{}", t.table.name);
+            // A NULL in a NOT NULL column would fail the whole group's COPY at the store.
+            let declared = lasect_families::find(t.table.family).expect("declared family");
+            for (column, value) in declared.columns.iter().zip(&row.values) {
+                assert!(
+                    column.nullable || !value.is_null(),
+                    "{}.{} is NOT NULL",
+                    t.table.name,
+                    column.name
+                );
+            }
         }
     }
 }
