@@ -735,9 +735,12 @@ GROUP BY 1, 2 ORDER BY 1, 2""", w=24),
 
 
 def settings():
-    newest = ("SELECT m.* FROM metric_settings m WHERE " + INSTANCES +
-              " AND m.time = (SELECT max(x.time) FROM metric_settings x "
-              "WHERE x.instance_id = m.instance_id AND $__timeFilter(x.time))")
+    # The newest settings sample of each instance in the range (one pass for the times,
+    # then the index on (instance_id, name, time)).
+    newest = ("WITH last AS (SELECT m.instance_id, max(m.time) AS time FROM metric_settings m "
+              "WHERE " + INSTANCES + " AND $__timeFilter(m.time) GROUP BY 1) "
+              "SELECT m.* FROM metric_settings m "
+              "JOIN last ON last.instance_id = m.instance_id AND last.time = m.time")
     return "lasect-settings", "Settings and changes", COMMON, [
         stat("Settings waiting for a restart", f"""SELECT count(*) AS pending FROM ({newest}) s
 WHERE s.pending_restart""", thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}]),
@@ -761,19 +764,18 @@ ORDER BY 1""", h=14, w=12),
     ]
 
 
-FAMILY_TABLES = [
-    "database", "statement", "table", "index", "wal", "bgwriter", "archiver", "settings",
-    "setting_changes", "activity", "activity_sessions", "lock", "lock_waits", "replication",
-    "replication_slot", "progress", "wait", "log", "log_plans", "log_drops", "standby",
-    "subscription", "subscription_tables", "custom", "host_filesystem", "collector_event",
-]
-AGENT_TABLES = ["host_cpu", "host_memory", "host_network", "host_disk_io"]
-
-
 def lasect():
-    per_family = "\n  UNION ALL ".join(
-        f"SELECT '{f}' AS family, {bucket('time')} AS time, count(*) AS n FROM metric_{f} "
-        f"WHERE $__timeFilter(time) GROUP BY 2" for f in FAMILY_TABLES + AGENT_TABLES)
+    # Every family in metric_families, whatever its number: each table is counted by a query
+    # built here from the registry (query_to_xml runs it with the reader's privileges).
+    per_family = f"""SELECT x.time, f.name AS metric, x.n / {SECONDS} AS "rows"
+FROM metric_families f,
+LATERAL xmltable('/table/row' PASSING query_to_xml(format(
+    'SELECT date_bin(%L::interval, time, %L::timestamptz) AS t, count(*) AS n FROM %I '
+    'WHERE time BETWEEN %L AND %L GROUP BY 1',
+    make_interval(secs => $__interval_ms / 1000.0), 'epoch', f.table_name,
+    $__timeFrom(), $__timeTo()), false, false, '')
+  COLUMNS time timestamptz PATH 't', n int8 PATH 'n') AS x
+ORDER BY 1, 2"""
     return "lasect-self", "Lasect itself", [LABEL_VAR, INSTANCE_VAR], [
         stat("Agents", "SELECT count(*) AS agents FROM agents WHERE disabled_at IS NULL"),
         stat("Agents silent for 2 minutes",
@@ -801,12 +803,8 @@ FROM ingest_batches
 WHERE received_at BETWEEN $__timeFrom()::timestamptz AND $__timeTo()::timestamptz
 GROUP BY 1, 2 ORDER BY 1, 2""", w=12,
            description="From ingest's de-duplication records (ingest_batches), by agent."),
-        ts("Rows stored per second, by family", f"""SELECT time, family AS metric, n / {SECONDS} AS "rows"
-FROM (
-  {per_family}
-) f
-ORDER BY 1, 2""", w=12, stack=True, unit="rps",
-           description="Rows of each metric table by sample time."),
+        ts("Rows stored per second, by family", per_family, w=12, stack=True, unit="rps",
+           description="Rows of each metric table (every family of metric_families) by sample time."),
         table("Collector failures in the range", f"""SELECT max(m.time) AS "last", i.name AS "instance",
        m.collector AS "collector", m.kind AS "kind", m.sqlstate AS "SQLSTATE", count(*) AS "events",
        sum(m.suppressed) AS "suppressed", left(min(m.message), 300) AS "message"
