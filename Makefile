@@ -27,13 +27,13 @@ test: lint
 	$(CARGO) test --workspace --no-fail-fast
 	@$(MAKE) --no-print-directory test-pg18
 
-# The collector tests once more, against PostgreSQL 18 (the suite above runs
+# The collector tests once more (the agent's integration tests, one binary, and
+# the end-to-end family tests), against PostgreSQL 18 (the suite above runs
 # on the installed server, Debian's 15): its binaries come from
 # `scripts/deps.sh --pg18`; with LASECT_PG_MAJOR every cluster the harness
 # starts must be 18, or the test fails (never a silent run on 15).
 PG18_TESTS := -p lasect-testkit --test harness \
-	-p lasect-agent --test collect --test statements --test statement_texts \
-	--test relations --test custom --test logs \
+	-p lasect-agent --test agent \
 	-p lasect-e2e --test families --test logs --test replication_families
 test-pg18:
 	@bindir="$$(scripts/deps.sh --pg18)" && \

@@ -1,7 +1,7 @@
 //! The `lasect-agent` binary: `check-config`, and `run` against a test
 //! ingest and a real PostgreSQL cluster, stopped by SIGTERM.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,6 +1,6 @@
 //! Agent configuration: parsing, unknown keys, and one error per bad field.
 
-mod support;
+use crate::support;
 
 use lasect_agent::config::{AgentConfig, ConfigError, Dsn};
 use lasect_agent::control_config::ControlConfig;

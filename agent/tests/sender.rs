@@ -1,6 +1,6 @@
 //! The sender against a small in-test ingest over real mutual TLS.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,7 +1,5 @@
 //! Shared by the agent's integration tests: a throwaway Lasect-like PKI and
 //! an agent config pointing at it.
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
