@@ -174,6 +174,28 @@ pub fn row_to_json(row: &PgRow) -> Result<Map<String, Value>, String> {
 mod tests {
     use super::*;
 
+    /// The SQL derived from the declaration is the SQL the hand-written list had.
+    #[test]
+    fn sql_of_a_family_with_ordered_rows() {
+        let wal = find("wal").expect("wal family");
+        assert_eq!(
+            wal.sql,
+            "SELECT time, current_lsn, wal_records, wal_fpi, wal_bytes, wal_buffers_full, \
+             wal_write, wal_sync, wal_write_time_ms, wal_sync_time_ms, stats_reset FROM metric_wal \
+             WHERE instance_id = $1 AND time IN (SELECT DISTINCT time FROM metric_wal WHERE \
+             instance_id = $1 ORDER BY time DESC LIMIT $2) ORDER BY time DESC, instance_id"
+        );
+        assert_eq!(wal.order, "instance_id");
+        let network = find("host_network").expect("host_network family");
+        assert!(network.sql.ends_with(
+            "FROM metric_host_network WHERE agent_id = $1 AND time IN (SELECT DISTINCT time FROM \
+             metric_host_network WHERE agent_id = $1 ORDER BY time DESC LIMIT $2) ORDER BY time \
+             DESC, interface"
+        ));
+        assert_eq!(find("host_memory").expect("host_memory").order, "agent_id");
+        assert_eq!(FAMILIES.len(), lasect_families::ALL.len());
+    }
+
     #[test]
     fn sql_is_built_from_the_column_list() {
         let db = find("database").expect("database family");
