@@ -97,6 +97,16 @@ impl RunStatus {
         }
     }
 
+    /// `'a', 'b'`: statuses as SQL literals, for a `status IN (…)` rendered from this type
+    /// rather than spelled out again.
+    pub fn sql_list(statuses: &[RunStatus]) -> String {
+        statuses
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Whether some transition moves a run from this status to `to` (a different one).
     pub fn can_become(self, to: RunStatus) -> bool {
         self != to
@@ -291,21 +301,12 @@ impl Transition {
     }
 }
 
-/// `'a', 'b'`: statuses as SQL literals, for `status IN (…)`.
-fn sql_list(statuses: &[RunStatus]) -> String {
-    statuses
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Rendered once, in [`Transition::ALL`] order (the discriminants).
 static STATEMENTS: LazyLock<[String; Transition::ALL.len()]> =
     LazyLock::new(|| Transition::ALL.map(render));
 
 fn render(t: Transition) -> String {
-    let from = sql_list(&t.from());
+    let from = RunStatus::sql_list(&t.from());
     match t {
         Transition::Claim => format!(
             "WITH claimed AS (
@@ -347,7 +348,7 @@ fn render(t: Transition) -> String {
              WHERE id = $1 AND agent_id = $2 AND status IN ({from})
                AND $3 IN ({reported})
              RETURNING kind, instance_id, coalesce(params->>'database', '')",
-            reported = sql_list(&RunStatus::REPORTED)
+            reported = RunStatus::sql_list(&RunStatus::REPORTED)
         ),
         Transition::FailOpen => format!(
             "UPDATE runs SET status = 'failed', finished_at = now(), error = $3
@@ -478,7 +479,7 @@ mod tests {
         for t in Transition::ALL {
             assert!(!t.from().is_empty(), "{t:?} can never apply");
             if t != Transition::Expire {
-                let list = sql_list(&t.from());
+                let list = RunStatus::sql_list(&t.from());
                 assert!(
                     t.sql().contains(&format!("status IN ({list})")),
                     "{t:?}: {}",

@@ -4,8 +4,8 @@
 //! column, not a result page). Agents cannot touch each other's runs, `Finish` writes only a
 //! status an agent may report, the store's `CHECK`s on `runs.status` and `runs.kind` hold
 //! exactly [`RunStatus::ALL`] and [`RunKind::ALL`] (a new kind or status needs its migration,
-//! and a migration's needs its arm), and the API's statements also run through sqlx, its
-//! client.
+//! and a migration's needs its arm), the fleet migration's trigger knows the terminal
+//! statuses, and the API's statements also run through sqlx, its client.
 
 use lasect_runs::{RunKind, RunStatus, Transition};
 use lasect_testkit::{PgCluster, PgOptions};
@@ -162,6 +162,7 @@ fn finish_targets() -> Vec<&'static str> {
 async fn the_run_state_machine_on_a_migrated_store() {
     let store = store().await;
     the_store_holds_exactly_the_known_statuses_and_kinds(&store).await;
+    the_migration_trigger_fires_on_the_terminal_statuses(&store).await;
     every_transition_from_every_status(&store).await;
     an_agent_touches_only_its_own_runs(&store).await;
     the_api_statements_run_through_sqlx(&store).await;
@@ -201,6 +202,31 @@ async fn the_store_holds_exactly_the_known_statuses_and_kinds(store: &Store) {
         kinds,
         "runs.kind CHECK versus RunKind::ALL"
     );
+}
+
+/// A fleet migration goes on or halts when its run ends (trigger `runs_migration_ended`,
+/// V16): on exactly the terminal statuses.
+async fn the_migration_trigger_fires_on_the_terminal_statuses(store: &Store) {
+    let fires_on: Vec<String> = store
+        .client
+        .query(
+            "SELECT m[1] FROM pg_trigger t,
+                 regexp_matches(pg_get_triggerdef(t.oid), '''([a-z_]+)''', 'g') m
+             WHERE t.tgname = 'runs_migration_ended' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("trigger")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut terminal: Vec<String> = RunStatus::ALL
+        .iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| s.to_string())
+        .collect();
+    terminal.sort();
+    assert_eq!(fires_on, terminal);
 }
 
 async fn every_transition_from_every_status(store: &Store) {

@@ -6,6 +6,7 @@
 
 pub mod access;
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -400,12 +401,31 @@ pub async fn queue_periodic_snapshots(pool: &PgPool, every: Duration) -> Result<
 }
 
 /// Queues an `instance_metadata` run (always allowed) for every active instance of a connected
-/// agent whose metadata is older than `every`; returns how many.
+/// agent whose metadata is older than `every` and that has none not ended yet; returns how many.
 pub async fn queue_periodic_metadata(pool: &PgPool, every: Duration) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(sqlx::query(PERIODIC_METADATA.as_str())
+        .bind(every.as_secs_f64())
+        .execute(pool)
+        .await?
+        .rows_affected())
+}
+
+/// Removes instances added through the API whose check ended without passing after the add
+/// request stopped waiting (it answered 202): their latest `instance_check` failed, timed out,
+/// was cancelled or expired. Returns how many.
+pub async fn remove_failed_additions(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(REMOVE_FAILED_ADDITIONS.as_str())
+        .execute(pool)
+        .await?
+        .rows_affected())
+}
+
+/// The statements below that select runs by status, their lists rendered from [`RunStatus`].
+static PERIODIC_METADATA: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "INSERT INTO runs (kind, instance_id, agent_id, params, requested_by, timeout_ms, \
                            max_rows, max_bytes, expires_at) \
-         SELECT 'instance_metadata', i.id, i.agent_id, '{}', 'system', 30000, 1, 16777216, \
+         SELECT 'instance_metadata', i.id, i.agent_id, '{{}}', 'system', 30000, 1, 16777216, \
                 now() + interval '5 minutes' \
          FROM instances i JOIN agents a ON a.id = i.agent_id \
          WHERE i.state = 'active' AND a.disabled_at IS NULL \
@@ -414,29 +434,35 @@ pub async fn queue_periodic_metadata(pool: &PgPool, every: Duration) -> Result<u
            AND coalesce(i.metadata_at, '-infinity') < now() - make_interval(secs => $1::float8) \
            AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.instance_id = i.id \
                            AND r.kind = 'instance_metadata' \
-                           AND r.status IN ('queued', 'dispatched', 'running'))",
+                           AND r.status IN ({}))",
+        RunStatus::sql_list(&not_terminal())
     )
-    .bind(every.as_secs_f64())
-    .execute(pool)
-    .await?
-    .rows_affected())
-}
+});
 
-/// Removes instances added through the API whose check ended without passing after the add
-/// request stopped waiting (it answered 202): their latest `instance_check` failed, timed out,
-/// was cancelled or expired. Returns how many.
-pub async fn remove_failed_additions(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+static REMOVE_FAILED_ADDITIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "UPDATE instances i SET state = 'removed', dsn_ciphertext = NULL, \
                 run_dsn_ciphertext = NULL \
          WHERE i.state = 'validating' AND i.source = 'api' \
            AND (SELECT r.status FROM runs r WHERE r.instance_id = i.id \
                 AND r.kind = 'instance_check' ORDER BY r.id DESC LIMIT 1) \
-               IN ('failed', 'timed_out', 'cancelled', 'expired')",
+               IN ({})",
+        RunStatus::sql_list(&ended_unsuccessfully())
     )
-    .execute(pool)
-    .await?
-    .rows_affected())
+});
+
+fn not_terminal() -> Vec<RunStatus> {
+    RunStatus::ALL
+        .into_iter()
+        .filter(|s| !s.is_terminal())
+        .collect()
+}
+
+fn ended_unsuccessfully() -> Vec<RunStatus> {
+    RunStatus::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal() && *s != RunStatus::Succeeded)
+        .collect()
 }
 
 /// Deletes result pages and inputs past their TTL.
@@ -457,4 +483,70 @@ pub async fn delete_expired_results(pool: &PgPool) -> Result<u64, sqlx::Error> {
     .await?
     .rows_affected();
     Ok(pages + inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::store_pool;
+    use crate::store_dsn::StoreDsn;
+    use lasect_testkit::{PgCluster, PgOptions};
+
+    /// The maintenance statements that pick runs by status, on a migrated store: a run not
+    /// ended yet holds back the next metadata run, and only an unsuccessful end of its check
+    /// removes an instance still validating.
+    #[tokio::test]
+    async fn maintenance_picks_runs_by_status() {
+        let pg = PgCluster::start(PgOptions::default()).expect("start pg");
+        let dsn = pg.store_dsn().await.expect("migrated store");
+        let pool = store_pool(&StoreDsn::new(dsn), Duration::from_secs(10)).expect("pool");
+        sqlx::raw_sql(
+            "INSERT INTO agents (id, control_connected_at) VALUES ('a', now());
+             INSERT INTO instances (name, agent_id) VALUES ('main', 'a');",
+        )
+        .execute(&pool)
+        .await
+        .expect("seed");
+        let every = Duration::from_secs(3000);
+        assert_eq!(
+            queue_periodic_metadata(&pool, every).await.expect("queue"),
+            1
+        );
+        for status in RunStatus::ALL {
+            sqlx::query("UPDATE runs SET status = $1 WHERE kind = 'instance_metadata'")
+                .bind(status.as_str())
+                .execute(&pool)
+                .await
+                .expect("set status");
+            let queued = queue_periodic_metadata(&pool, every).await.expect("queue");
+            assert_eq!(
+                queued,
+                u64::from(status.is_terminal()),
+                "after a {status} run"
+            );
+        }
+
+        for status in RunStatus::ALL {
+            sqlx::query(
+                "WITH i AS (INSERT INTO instances (name, agent_id, source, state) \
+                            VALUES ($1, 'a', 'api', 'validating') RETURNING id) \
+                 INSERT INTO runs (kind, instance_id, agent_id, requested_by, timeout_ms, \
+                                   max_rows, max_bytes, expires_at, status) \
+                 SELECT 'instance_check', id, 'a', 'system', 1000, 1, 1, \
+                        now() + interval '1 hour', $1 FROM i",
+            )
+            .bind(status.as_str())
+            .execute(&pool)
+            .await
+            .expect("validating instance");
+        }
+        assert_eq!(remove_failed_additions(&pool).await.expect("remove"), 4);
+        let mut removed: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM instances WHERE state = 'removed'")
+                .fetch_all(&pool)
+                .await
+                .expect("removed");
+        removed.sort();
+        assert_eq!(removed, ["cancelled", "expired", "failed", "timed_out"]);
+    }
 }
