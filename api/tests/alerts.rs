@@ -439,6 +439,18 @@ async fn for_and_hysteresis_drive_the_states() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["events"].as_array().map(Vec::len), Some(5));
     assert_eq!(body["events"][0]["to_state"], "inactive");
+    // Query parameters are exactly as strict as the document.
+    let long = "r".repeat(64);
+    for uri in [
+        format!("/api/v1/alerts/history?rule={long}"),
+        format!("/api/v1/alerts?rule={long}"),
+        "/api/v1/alerts?instance_id=0".to_owned(),
+        format!("/api/v1/alerts/history?since={}", "1".repeat(65)),
+        "/api/v1/alerts?state=burning".to_owned(),
+    ] {
+        let (status, body) = req("GET", &uri).token(&f.viewer).send(&f.app).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+    }
 }
 
 #[tokio::test]
@@ -652,5 +664,42 @@ async fn test_shows_what_would_fire_and_metrics_are_served() {
         answer.text.contains("lasect_api_alert_rule_errors_total"),
         "{}",
         answer.text
+    );
+}
+
+#[test]
+fn the_evaluation_interval_is_bounded_in_the_config() {
+    use lasect_api::config::{ApiConfig, ConfigError};
+    let parse = |text: &str| {
+        ApiConfig::from_toml(
+            &format!("store_dsn = \"host=/tmp dbname=lasect\"\n{text}"),
+            std::path::Path::new("api.toml"),
+        )
+        .expect("parses")
+    };
+    let config = parse("");
+    assert!(config.alerts.enabled);
+    assert_eq!(config.alerts.evaluation_interval_secs, 15);
+    for bad in [0, 3601] {
+        let config = parse(&format!(
+            "[tls]\nallow_plaintext = true\n[alerts]\nevaluation_interval_secs = {bad}\n"
+        ));
+        match config.validate() {
+            Err(ConfigError::Invalid(fields)) => {
+                assert_eq!(fields.len(), 1, "{fields:?}");
+                assert_eq!(fields[0].field, "alerts.evaluation_interval_secs");
+                assert!(fields[0].message.contains(&bad.to_string()));
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    let config = parse(
+        "[tls]\nallow_plaintext = true\n[alerts]\nenabled = false\nevaluation_interval_secs = 1\n",
+    );
+    config.validate().expect("valid");
+    assert!(!config.alerts.enabled);
+    assert!(
+        ApiConfig::from_toml("[alerts]\ninterval = 5\n", std::path::Path::new("api.toml")).is_err(),
+        "unknown keys are refused"
     );
 }

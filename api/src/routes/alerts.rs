@@ -104,6 +104,23 @@ pub(crate) fn may_see(principal: &Principal, instance_labels: Option<&serde_json
     instance_labels.is_some_and(|l| principal.role_for_labels(l).is_some())
 }
 
+/// What the document states about the shared query parameters (400 when broken).
+fn check_params(rule: Option<&String>, instance_id: Option<i64>) -> Result<(), ApiError> {
+    if rule.is_some_and(|r| r.chars().count() > 63) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "rule is at most 63 characters",
+        ));
+    }
+    if instance_id.is_some_and(|i| i < 1) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "instance_id must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
 const SELECT: &str = "SELECT a.id, r.name AS rule, r.severity, a.state, a.since, a.instance_id, \
      i.name AS instance, i.labels AS instance_labels, a.agent_id, a.key_labels, a.labels, \
      a.annotations, a.last_value, a.last_evaluated, a.acknowledged_by, a.acknowledged_at \
@@ -129,6 +146,7 @@ pub async fn list(
     query: Result<Query<AlertsQuery>, QueryRejection>,
 ) -> Result<Json<AlertList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    check_params(query.rule.as_ref(), query.instance_id)?;
     let states: Vec<&str> = match query.state.unwrap_or(StateFilter::Active) {
         StateFilter::Inactive => vec!["inactive"],
         StateFilter::Pending => vec!["pending"],
@@ -314,6 +332,13 @@ pub async fn history(
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<AlertHistory>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    check_params(query.rule.as_ref(), query.instance_id)?;
+    if query.since.as_ref().is_some_and(|s| s.chars().count() > 64) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "since is at most 64 characters",
+        ));
+    }
     let since = match &query.since {
         None => None,
         Some(s) => Some(parse_since(s, Utc::now()).ok_or_else(|| {

@@ -25,7 +25,8 @@ pub struct ErrorDetail {
     /// `invalid_query`, `invalid_path`, `invalid_time`, `invalid_range`, `invalid_step`,
     /// `too_many_points`, `method_not_allowed`, `not_websocket`, `invalid_body`,
     /// `unauthenticated`, `invalid_credentials`, `user_disabled`, `invalid_refresh_token`,
-    /// `password_change_required`, `weak_password`, `forbidden`, `conflict`, `too_many_attempts`, `too_many_clients`, `store_unavailable`,
+    /// `password_change_required`, `weak_password`, `forbidden`, `conflict`, `invalid_rule`,
+    /// `invalid_silence`, `rule_failed`, `too_many_attempts`, `too_many_clients`, `store_unavailable`,
     /// `internal`.
     pub code: String,
     /// For people; never contains store errors or other internals.
