@@ -2,7 +2,6 @@
 //! `lasect-agent enroll --token … --ingest https://host:port --ca-file … [--agent-id …]
 //! [--state-dir …]`.
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,7 +9,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use lasect_agent::config::{AgentConfig, DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR};
 use lasect_agent::enroll::EnrollOptions;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -76,14 +74,7 @@ fn try_main() -> anyhow::Result<()> {
     // Already installed is fine: only the ring provider is ever installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("LASECT_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal, not for journald.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    lasect_service::init_logging();
 
     match cli.command {
         Some(Command::Enroll(args)) => return enroll(&cli.config, args),
@@ -101,7 +92,7 @@ fn try_main() -> anyhow::Result<()> {
         .build()
         .context("start async runtime")?;
     runtime.block_on(async {
-        let shutdown = shutdown_signal().context("install signal handlers")?;
+        let shutdown = lasect_service::shutdown_signal().context("install signal handlers")?;
         tracing::info!(config = %config.summary(), "lasect-agent started");
         lasect_agent::run::run(config, shutdown)
             .await
@@ -152,17 +143,4 @@ fn enroll(config_path: &std::path::Path, args: EnrollArgs) -> anyhow::Result<()>
     }
     println!("leave [tls] cert_file and key_file unset in the agent config to use this identity");
     Ok(())
-}
-
-/// Resolves on the first SIGINT or SIGTERM.
-fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
-        }
-    })
 }

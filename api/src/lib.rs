@@ -15,7 +15,6 @@ pub mod auth;
 pub mod ca_init;
 pub mod cli;
 pub mod config;
-pub mod logging;
 pub mod migrate_cmd;
 pub mod routes;
 pub mod runs;

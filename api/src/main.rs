@@ -15,6 +15,6 @@ fn main() -> ExitCode {
 
 fn try_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    lasect_api::logging::init();
+    lasect_service::init_logging();
     run(cli)
 }

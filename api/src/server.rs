@@ -37,6 +37,8 @@ pub fn install_crypto_provider() {
 /// Runs the API until SIGINT or SIGTERM.
 pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> {
     install_crypto_provider();
+    // Watched from the start, so a stop asked for during start-up is not lost.
+    let shutdown = lasect_service::shutdown_signal().context("install signal handlers")?;
     let dsn = config.store_dsn.clone().context("store_dsn is not set")?;
 
     // Local problems (TLS files) first: they need no store to be reported.
@@ -105,7 +107,7 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
             state.metrics.alerts().clone(),
         ))
     });
-    let result = serve_on(listener, router(state), tls, shutdown_signal()).await;
+    let result = serve_on(listener, router(state), tls, shutdown).await;
     maintenance.abort();
     run_sweeper.abort();
     if let Some(alerts) = alerts {
@@ -278,27 +280,6 @@ async fn maintenance_loop(dsn: StoreDsn, pool: PgPool, audit_retention_days: u32
             );
         }
     }
-}
-
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the API");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-    tracing::info!("shutting down");
 }
 
 /// DSNs stored before their ciphertext was bound to the row are re-encrypted bound

@@ -177,20 +177,6 @@ fn every_deb_holds_its_binary_unit_and_config_with_the_workspace_version() {
     }
 }
 
-/// The version in the package names is the one the packaged binaries print.
-#[test]
-fn every_packaged_binary_prints_the_workspace_version() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for name in PACKAGES {
-        run(Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(deb(name))
-            .arg(dir.path()));
-        let said = stdout(Command::new(dir.path().join("usr/bin").join(name)).arg("--version"));
-        assert_eq!(said.trim(), format!("{name} {VERSION}"));
-    }
-}
-
 #[test]
 fn every_rpm_marks_its_config_noreplace_and_creates_its_user_before_install() {
     tool("rpm");

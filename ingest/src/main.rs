@@ -1,6 +1,5 @@
 //! `lasect-ingest [--config PATH]`: see the library for what it does.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,7 +40,7 @@ fn main() -> ExitCode {
 
 fn try_main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging();
+    lasect_service::init_logging();
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let inputs = DsnInputs {
@@ -57,18 +56,10 @@ fn try_main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime
-        .block_on(lasect_ingest::run(config, lasect_ingest::shutdown_signal()))
-        .context("run the ingest server")
-}
-
-/// Logs to stderr, filtered by `LASECT_LOG` (default `info`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LASECT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    runtime.block_on(async {
+        let shutdown = lasect_service::shutdown_signal().context("install signal handlers")?;
+        lasect_ingest::run(config, shutdown)
+            .await
+            .context("run the ingest server")
+    })
 }
