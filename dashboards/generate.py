@@ -298,8 +298,8 @@ def fleet():
              thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}]),
         table("Instances", f"""WITH a AS ({latest('metric_activity', [],
                                         'm.instance_id, m.total_sessions, m.connection_use_percent, m.oldest_xact_age_seconds')}),
-s AS (SELECT m.instance_id, sum(m.size_bytes) AS size_bytes FROM ({latest('metric_database', ['datid'],
-                                        'm.instance_id, m.size_bytes')}) m GROUP BY 1)
+s AS (SELECT d.instance_id, sum(d.size_bytes) AS size_bytes FROM ({latest('metric_database', ['datid'],
+                                        'm.instance_id, m.size_bytes')}) d GROUP BY 1)
 SELECT i.name AS "instance", i.agent_id AS "agent", i.version AS "version",
        CASE WHEN i.in_recovery THEN 'standby' ELSE 'primary' END AS "role",
        i.labels::text AS "labels", extract(epoch FROM now() - i.last_seen) AS "last seen",

@@ -350,6 +350,7 @@ fn dashboards_are_well_formed() {
                     t["format"]
                 );
                 check_references(f, &title, sql, &defined);
+                check_semantics(f, &title, sql);
             }
         }
     }
@@ -360,6 +361,68 @@ fn dashboards_are_well_formed() {
                 .any(|d| d.uid() == *uid && d.panels().iter().any(|p| p["title"] == *title)),
             "MAY_BE_EMPTY names {uid} / {title}, which does not exist"
         );
+    }
+}
+
+/// The column names after each occurrence of `prefix` in `sql`.
+fn columns_after<'a>(sql: &'a str, prefix: &str) -> Vec<&'a str> {
+    sql.match_indices(prefix)
+        .map(|(at, _)| {
+            let rest = &sql[at + prefix.len()..];
+            &rest[..rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len())]
+        })
+        .collect()
+}
+
+/// Each column of a metric table's raw rows (alias `m` in every panel) is read as its family
+/// declares it (`lasect-families`): increases only of cumulative counters, sums only of
+/// per-interval deltas, averages and maxima only of levels. (Sums of levels across series, e.g.
+/// the sizes of an instance's databases, are taken over derived rows, not `m`.)
+fn check_semantics(file: &str, title: &str, sql: &str) {
+    use lasect_families::Role;
+    let families: Vec<_> = lasect_families::ALL
+        .iter()
+        .filter(|f| {
+            sql.match_indices(f.table).any(|(at, _)| {
+                !sql[at + f.table.len()..]
+                    .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
+        .collect();
+    let roles = |column: &str| -> Vec<Role> {
+        families
+            .iter()
+            .filter_map(|f| f.column(column))
+            .map(|c| c.role)
+            .collect()
+    };
+    // The increase over the previous sample (generate.py's `delta`).
+    for column in columns_after(sql, "CASE WHEN m.") {
+        let lagged = format!("CASE WHEN m.{column} >= lag(m.{column}) OVER w");
+        if !sql.contains(&lagged) {
+            continue;
+        }
+        let found = roles(column);
+        assert!(
+            found.contains(&Role::Counter),
+            "{file}: {title}: an increase of {column}, declared {found:?}"
+        );
+    }
+    let rules: [(&str, &[Role], &str); 3] = [
+        ("sum(m.", &[Role::Delta], "a sum"),
+        ("avg(m.", &[Role::Gauge, Role::Peak], "an average"),
+        ("max(m.", &[Role::Gauge, Role::Peak], "a maximum"),
+    ];
+    for (prefix, allowed, what) in rules {
+        for column in columns_after(sql, prefix) {
+            let found = roles(column);
+            assert!(
+                found.is_empty() || found.iter().any(|r| allowed.contains(r)),
+                "{file}: {title}: {what} of {column}, declared {found:?}"
+            );
+        }
     }
 }
 
