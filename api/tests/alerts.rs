@@ -110,6 +110,42 @@ async fn every_default_rule_compiles_and_evaluates_without_error() {
             .await
             .expect("errors");
     assert!(errors.is_empty(), "{errors:?}");
+    // Event rules of the pack: a failing collector and a corrupted index in the log fire;
+    // an ordinary error does not.
+    sqlx::raw_sql(
+        "INSERT INTO metric_collector_event (time, instance_id, collector, kind, message, suppressed) \
+             VALUES (now() - interval '1 minute', 2, 'statement', 'error', 'no pg_stat_statements', 0);
+         INSERT INTO metric_log (time, instance_id, severity, sqlstate, message, source) VALUES
+             (now() - interval '1 minute', 1, 'ERROR', 'XX002', 'index \"i\" contains unexpected zero page', 'jsonlog'),
+             (now() - interval '1 minute', 3, 'ERROR', '23505', 'duplicate key', 'jsonlog');",
+    )
+    .execute(&f.pool)
+    .await
+    .expect("events");
+    let report = tick(&f.pool, TICK, Some(now + TimeDelta::seconds(15)), "test")
+        .await
+        .expect("tick");
+    assert_eq!(report.errors, 0, "{report:?}");
+    let fired: Vec<(String, Option<i64>, Value)> = sqlx::query_as(
+        "SELECT r.name, a.instance_id, a.key_labels FROM alert_instances a \
+         JOIN alert_rules r ON r.id = a.rule_id \
+         WHERE a.state = 'firing' AND r.name IN ('collector_failing', 'log_corruption', 'log_panic') \
+         ORDER BY r.name",
+    )
+    .fetch_all(&f.pool)
+    .await
+    .expect("fired");
+    assert_eq!(
+        fired,
+        [
+            (
+                "collector_failing".to_owned(),
+                Some(2),
+                json!({"collector": "statement"})
+            ),
+            ("log_corruption".to_owned(), Some(1), json!({}))
+        ]
+    );
 }
 
 #[tokio::test]

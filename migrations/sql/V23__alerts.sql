@@ -157,4 +157,13 @@ INSERT INTO alert_rules (name, severity, source, condition, for_secs, hysteresis
  '{"summary": "{{ labels.mount_point }} of {{ instance }} fills up within 24 h at the current rate", "runbook": "Find what grows (WAL retained by a slot, tables, logs, temp files) and act before PostgreSQL stops."}'),
 ('settings_pending_restart', 'info', 'default',
  '{"kind": "threshold", "family": "settings", "column": "pending_restart", "agg": "last", "by": ["name"], "window_secs": 900, "op": ">", "threshold": 0}', 0, 0,
- '{"summary": "setting {{ labels.name }} of {{ instance }} changed and waits for a restart", "runbook": "The new value only applies after a restart: plan one, or revert the change."}');
+ '{"summary": "setting {{ labels.name }} of {{ instance }} changed and waits for a restart", "runbook": "The new value only applies after a restart: plan one, or revert the change."}'),
+('collector_failing', 'info', 'default',
+ '{"kind": "events", "family": "collector_event", "by": ["collector"], "window_secs": 900, "op": ">", "threshold": 0}', 0, 0,
+ '{"summary": "collector {{ labels.collector }} fails on {{ instance }}", "runbook": "The collector_event samples say why (missing extension, privilege, timeout); the family is missing until it is fixed."}'),
+('log_corruption', 'critical', 'default',
+ '{"kind": "events", "family": "log", "where": [{"column": "sqlstate", "op": "prefix", "value": "XX"}], "window_secs": 900, "op": ">", "threshold": 0}', 0, 0,
+ '{"summary": "{{ value }} internal errors (SQLSTATE class XX: corrupted data or index) logged by {{ instance }}", "runbook": "Read the log entries now: XX001 data_corrupted, XX002 index_corrupted. Check the storage, amcheck the indexes, restore from backup if needed."}'),
+('log_panic', 'critical', 'default',
+ '{"kind": "events", "family": "log", "where": [{"column": "severity", "op": "eq", "value": "PANIC"}], "window_secs": 900, "op": ">", "threshold": 0}', 0, 0,
+ '{"summary": "{{ instance }} logged PANIC: the server restarted every session", "runbook": "Read the log around the PANIC (often WAL write or fsync failure, or a full disk)."}');
