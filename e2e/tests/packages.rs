@@ -177,6 +177,20 @@ fn every_deb_holds_its_binary_unit_and_config_with_the_workspace_version() {
     }
 }
 
+/// The version in the package names is the one the packaged binaries print.
+#[test]
+fn every_packaged_binary_prints_the_workspace_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in PACKAGES {
+        run(Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(deb(name))
+            .arg(dir.path()));
+        let said = stdout(Command::new(dir.path().join("usr/bin").join(name)).arg("--version"));
+        assert_eq!(said.trim(), format!("{name} {VERSION}"));
+    }
+}
+
 #[test]
 fn every_rpm_marks_its_config_noreplace_and_creates_its_user_before_install() {
     tool("rpm");
@@ -894,42 +908,43 @@ const LASECT_UID: u32 = 10001;
 const POSTGRES_UID: u32 = 70;
 const GRAFANA_UID: u32 = 472;
 
-#[test]
-fn the_init_service_makes_secrets_tls_and_configs_each_service_can_read() {
-    require_root();
-    tool("setpriv");
-    let c = compose();
-    let volumes = tempfile::tempdir().expect("tempdir");
-    for name in c.doc["compose"]["volumes"]
-        .as_object()
-        .expect("volumes")
-        .keys()
-    {
-        std::fs::create_dir(volumes.path().join(name)).expect("mkdir");
+/// The compose file's named volumes as directories, filled as Docker would fill them.
+struct Volumes {
+    dir: tempfile::TempDir,
+}
+
+impl Volumes {
+    fn new(c: &Compose) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in c.doc["compose"]["volumes"]
+            .as_object()
+            .expect("volumes")
+            .keys()
+        {
+            std::fs::create_dir(dir.path().join(name)).expect("mkdir");
+        }
+        // Docker fills a new named volume from the image's directory at its mount point:
+        // these exist in the lasect images, owned by lasect (packaging/docker/Dockerfile).
+        let dockerfile = std::fs::read_to_string(repo().join("packaging/docker/Dockerfile"))
+            .expect("Dockerfile");
+        for (volume, path) in [
+            ("api-state", "/var/lib/lasect"),
+            ("agent-state", "/var/lib/lasect-agent"),
+            ("lasect-keys", "/var/lib/lasect/keys"),
+        ] {
+            assert!(dockerfile.contains(path), "the image has no {path}");
+            std::os::unix::fs::chown(dir.path().join(volume), Some(LASECT_UID), Some(LASECT_UID))
+                .expect("chown");
+        }
+        Self { dir }
     }
-    // Docker fills a new named volume from the image's directory at its mount point: these
-    // exist in the lasect images, owned by lasect (packaging/docker/Dockerfile).
-    let dockerfile =
-        std::fs::read_to_string(repo().join("packaging/docker/Dockerfile")).expect("Dockerfile");
-    for (volume, dir) in [
-        ("api-state", "/var/lib/lasect"),
-        ("agent-state", "/var/lib/lasect-agent"),
-        ("lasect-keys", "/var/lib/lasect/keys"),
-    ] {
-        assert!(dockerfile.contains(dir), "the image has no {dir}");
-        std::os::unix::fs::chown(
-            volumes.path().join(volume),
-            Some(LASECT_UID),
-            Some(LASECT_UID),
-        )
-        .expect("chown");
+
+    fn file(&self, volume: &str, name: &str) -> PathBuf {
+        self.dir.path().join(volume).join(name)
     }
-    let bins = binary_path("lasect-api")
-        .parent()
-        .expect("bin dir")
-        .to_path_buf();
-    let view = |service: &str| -> Vec<(PathBuf, String, bool)> {
-        let ro_of = |m: &str| m.ends_with(":ro");
+
+    /// A service's mounts with their sources here, plus the binaries and packaging/docker.
+    fn view(&self, c: &Compose, service: &str) -> Vec<(PathBuf, String, bool)> {
         let raw: Vec<String> = c.service(service)["volumes"]
             .as_array()
             .expect("volumes")
@@ -943,22 +958,40 @@ fn the_init_service_makes_secrets_tls_and_configs_each_service_can_read() {
             .map(|((source, target), raw)| {
                 let path = match source.strip_prefix("./") {
                     Some(rel) => repo().join(rel),
-                    None => volumes.path().join(&source),
+                    None => self.dir.path().join(&source),
                 };
-                (path, target, ro_of(&raw))
+                (path, target, raw.ends_with(":ro"))
             })
             .collect();
-        out.push((bins.clone(), "/opt/lasect/bin".into(), true));
+        let bins = binary_path("lasect-api")
+            .parent()
+            .expect("bin dir")
+            .to_path_buf();
+        out.push((bins, "/opt/lasect/bin".into(), true));
         out.push((
             repo().join("packaging/docker"),
             "/opt/lasect/docker".into(),
             true,
         ));
         out
-    };
-    let vol = |name: &str, file: &str| volumes.path().join(name).join(file);
+    }
 
-    let first = in_container(&view("init"), None, &["/opt/lasect/docker/init.sh"]);
+    /// Runs the init service, as the compose file mounts it.
+    fn init(&self, c: &Compose) -> Output {
+        in_container(&self.view(c, "init"), None, &["/opt/lasect/docker/init.sh"])
+    }
+}
+
+#[test]
+fn the_init_service_makes_secrets_tls_and_configs_each_service_can_read() {
+    require_root();
+    tool("setpriv");
+    let c = compose();
+    let volumes = Volumes::new(c);
+    let view = |service: &str| volumes.view(c, service);
+    let vol = |name: &str, file: &str| volumes.file(name, file);
+
+    let first = volumes.init(c);
     let said = text(&first.stdout);
     assert!(first.status.success(), "{said}\n{}", text(&first.stderr));
     let admin = std::fs::read_to_string(vol("grafana-secrets", "admin_password")).expect("read");
@@ -1016,7 +1049,7 @@ fn the_init_service_makes_secrets_tls_and_configs_each_service_can_read() {
 
     // A second start keeps everything and prints no password.
     let ca_before = std::fs::read(vol("ca", "ca.pem")).expect("read");
-    let again = in_container(&view("init"), None, &["/opt/lasect/docker/init.sh"]);
+    let again = volumes.init(c);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert!(
         !text(&again.stdout).contains(&admin),
@@ -1208,5 +1241,205 @@ console.log(JSON.stringify([
         out.trim(),
         r#"["yes","yes","no","no","no","no","no"]"#,
         "start allowed for the two pgBackRest units only"
+    );
+}
+
+/// The sample server's init script, run as the image would run it (as postgres, uid 70, with
+/// the sample's volumes) against a real cluster: the agent's role logs in with the password
+/// init generated, over scram, and has pg_monitor; pg_stat_statements exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_init_script_gives_the_agent_a_monitoring_role_with_the_generated_password() {
+    require_root();
+    let c = compose();
+    let volumes = Volumes::new(c);
+    let init = tokio::task::block_in_place(|| volumes.init(c));
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    let pg = lasect_testkit::PgCluster::start(lasect_testkit::PgOptions {
+        stat_statements: true,
+        ..Default::default()
+    })
+    .expect("start pg");
+    // The image's pg_hba asks every TCP login for a password; so does this one for the role.
+    let hba = pg.data_dir().join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+    std::fs::write(
+        &hba,
+        format!("host all lasect_agent 127.0.0.1/32 scram-sha-256\n{rules}"),
+    )
+    .expect("write pg_hba.conf");
+    let admin = pg.connect("postgres").await.expect("connect");
+    admin
+        .execute("SELECT pg_reload_conf()", &[])
+        .await
+        .expect("reload");
+
+    let port = pg.port().to_string();
+    let pgport = format!("PGPORT={port}");
+    let ran = tokio::task::block_in_place(|| {
+        in_container(
+            &volumes.view(c, "sample-db"),
+            Some(POSTGRES_UID),
+            &[
+                "env",
+                "PGHOST=127.0.0.1",
+                &pgport,
+                "POSTGRES_USER=postgres",
+                "sh",
+                "/docker-entrypoint-initdb.d/lasect.sh",
+            ],
+        )
+    });
+    assert!(
+        ran.status.success(),
+        "{}\n{}",
+        text(&ran.stdout),
+        text(&ran.stderr)
+    );
+
+    let password =
+        std::fs::read_to_string(volumes.file("sample-secrets", "agent_password")).expect("read");
+    // The DSN the rendered agent config uses, pointed at this cluster.
+    let rendered =
+        std::fs::read_to_string(volumes.file("config", "agent.toml")).expect("agent.toml");
+    assert!(rendered.contains(&format!("user=lasect_agent password={password}\"")));
+    let dsn =
+        format!("host=127.0.0.1 port={port} dbname=postgres user=lasect_agent password={password}");
+    let (agent, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .expect("lasect_agent logs in with the generated password");
+    tokio::spawn(conn);
+    let row = agent
+        .query_one(
+            "SELECT pg_has_role('pg_monitor', 'MEMBER'), \
+                    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
+                    EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')",
+            &[],
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, bool>(2)
+        ),
+        (true, false, true)
+    );
+    let wrong = format!("host=127.0.0.1 port={port} dbname=postgres user=lasect_agent password=x");
+    assert!(
+        tokio_postgres::connect(&wrong, tokio_postgres::NoTls)
+            .await
+            .is_err(),
+        "a wrong password is refused (scram, not trust)"
+    );
+}
+
+/// The store's init script against a real cluster (the native layout: TimescaleDB is not
+/// installed here; in the image the first migration creates it), run with the store's volumes
+/// and the cluster's data directory as the store-data volume. Then the real migrations run as
+/// the role it made, and Grafana's login reads metrics and nothing secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_init_script_makes_the_lasect_and_grafana_roles_the_migrations_build_on() {
+    require_root();
+    let c = compose();
+    let volumes = Volumes::new(c);
+    let init = tokio::task::block_in_place(|| volumes.init(c));
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    let pg =
+        lasect_testkit::PgCluster::start(lasect_testkit::PgOptions::default()).expect("start pg");
+    // Password logins for the two roles, and the rule the image's entrypoint writes last.
+    let hba = pg.data_dir().join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+    std::fs::write(
+        &hba,
+        format!(
+            "host all lasect,grafana 127.0.0.1/32 scram-sha-256\n{rules}\
+             host all all all scram-sha-256\n"
+        ),
+    )
+    .expect("write pg_hba.conf");
+    let admin = pg.connect("postgres").await.expect("connect");
+    admin
+        .execute("SELECT pg_reload_conf()", &[])
+        .await
+        .expect("reload");
+
+    let mut view = volumes.view(c, "store");
+    for (source, target, _) in &mut view {
+        if target == "/var/lib/postgresql/data" {
+            *source = pg.data_dir();
+        }
+    }
+    let pgport = format!("PGPORT={}", pg.port());
+    // As root: the data directory belongs to this host's postgres user, not the image's.
+    let ran = tokio::task::block_in_place(|| {
+        in_container(
+            &view,
+            None,
+            &[
+                "env",
+                "PGHOST=127.0.0.1",
+                &pgport,
+                "POSTGRES_USER=postgres",
+                "PGDATA=/var/lib/postgresql/data",
+                "sh",
+                "/docker-entrypoint-initdb.d/lasect.sh",
+            ],
+        )
+    });
+    assert!(
+        ran.status.success(),
+        "{}\n{}",
+        text(&ran.stdout),
+        text(&ran.stderr)
+    );
+    let rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+    assert!(
+        rules.ends_with("hostssl all all all scram-sha-256\n"),
+        "{rules}"
+    );
+    let auto = std::fs::read_to_string(pg.data_dir().join("postgresql.auto.conf")).expect("auto");
+    assert!(
+        auto.contains("ssl = 'on'") && auto.contains("ssl_key_file = '/store-tls/server.key'"),
+        "{auto}"
+    );
+
+    let secret = |name: &str| {
+        std::fs::read_to_string(volumes.file("store-secrets", name)).expect("read secret")
+    };
+    let lasect_dsn = format!(
+        "host=127.0.0.1 port={} dbname=lasect user=lasect password={}",
+        pg.port(),
+        secret("lasect_password")
+    );
+    let migrated = tokio::task::block_in_place(|| {
+        Command::new(binary_path("lasect-api"))
+            .args(["migrate", "--store-dsn", &lasect_dsn])
+            .env_remove("LASECT_STORE_DSN")
+            .output()
+            .expect("run lasect-api migrate")
+    });
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+
+    let grafana_dsn = format!(
+        "host=127.0.0.1 port={} dbname=lasect user=grafana password={}",
+        pg.port(),
+        secret("grafana_password")
+    );
+    let (grafana, conn) = tokio_postgres::connect(&grafana_dsn, tokio_postgres::NoTls)
+        .await
+        .expect("grafana logs in with the generated password");
+    tokio::spawn(conn);
+    grafana
+        .query("SELECT count(*) FROM metric_families", &[])
+        .await
+        .expect("grafana reads the metric families");
+    let refused = grafana
+        .query("SELECT password_hash FROM users", &[])
+        .await
+        .expect_err("grafana must not read users");
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
     );
 }
