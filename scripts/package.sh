@@ -6,7 +6,7 @@
 #
 # --bindir  where the four binaries are (default target/release: `make package` builds them)
 # --out     where the packages go (default target/packages)
-# --fast    light compression (the package test packages the debug binaries and only looks)
+# --fast    light compression, no stripping (the package test packages the debug binaries)
 #
 # Tools: dpkg-deb (Debian's own) and rpmbuild (Debian's `rpm` package); nothing is compiled.
 # packaging/README.md says what the packages contain and why.
@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-for tool in dpkg-deb rpmbuild objdump; do
+for tool in dpkg-deb rpmbuild objdump strip; do
     command -v "$tool" >/dev/null 2>&1 || {
         echo "$tool is missing: run scripts/deps.sh --package" >&2
         exit 1
@@ -65,6 +65,8 @@ stage() { # name root
     local name="$1" root="$2" bin conf groups desc
     IFS='|' read -r _ bin conf groups desc <<<"$(printf '%s\n' "${packages[@]}" | grep "^$name|")"
     install -D -m 0755 "$bindir/$bin" "$root/usr/bin/$bin"
+    # Symbols are no use on a server; the test's debug binaries are packaged as they are.
+    [ "$fast" = 1 ] || strip --strip-unneeded "$root/usr/bin/$bin"
     install -D -m 0644 "$pkgdir/README.md" "$root/usr/share/doc/$name/README.md"
     if [ -n "$conf" ]; then
         install -D -m 0644 "$pkgdir/systemd/$name.service" "$root/usr/lib/systemd/system/$name.service"
