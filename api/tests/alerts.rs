@@ -117,7 +117,18 @@ async fn every_default_rule_compiles_and_evaluates_without_error() {
              VALUES (now() - interval '1 minute', 2, 'statement', 'error', 'no pg_stat_statements', 0);
          INSERT INTO metric_log (time, instance_id, severity, sqlstate, message, source) VALUES
              (now() - interval '1 minute', 1, 'ERROR', 'XX002', 'index \"i\" contains unexpected zero page', 'jsonlog'),
-             (now() - interval '1 minute', 3, 'ERROR', '23505', 'duplicate key', 'jsonlog');",
+             (now() - interval '1 minute', 3, 'ERROR', '23505', 'duplicate key', 'jsonlog');
+         INSERT INTO runs (kind, instance_id, agent_id, requested_by, status, timeout_ms, max_rows, \
+                           max_bytes, expires_at, finished_at) VALUES
+             ('migration', 2, 'db-01', 'user:admin', 'failed', 1000, 1, 1, now(), now() - interval '2 minutes'),
+             ('sql', 3, 'db-01', 'user:admin', 'failed', 1000, 1, 1, now(), now() - interval '2 minutes'),
+             ('dump_sql', 3, 'db-01', 'user:admin', 'succeeded', 1000, 1, 1, now(), now() - interval '2 minutes');
+         INSERT INTO schema_snapshots (instance_id, database, digest, snapshot) VALUES
+             (1, 'app', 'a', '{}'), (1, 'app', 'b', '{}');
+         INSERT INTO schema_changes (instance_id, database, detected_at, from_snapshot, to_snapshot, \
+                                     object_kind, object_name, change, classification) VALUES
+             (1, 'app', now() - interval '5 minutes', 1, 2, 'column', 'public.t.c', 'dropped', 'breaking'),
+             (3, 'app', now() - interval '5 minutes', 1, 2, 'column', 'public.t.d', 'added', 'non_breaking');",
     )
     .execute(&f.pool)
     .await
@@ -129,7 +140,8 @@ async fn every_default_rule_compiles_and_evaluates_without_error() {
     let fired: Vec<(String, Option<i64>, Value)> = sqlx::query_as(
         "SELECT r.name, a.instance_id, a.key_labels FROM alert_instances a \
          JOIN alert_rules r ON r.id = a.rule_id \
-         WHERE a.state = 'firing' AND r.name IN ('collector_failing', 'log_corruption', 'log_panic') \
+         WHERE a.state = 'firing' AND r.name IN ('collector_failing', 'log_corruption', 'log_panic', \
+               'runs_failed', 'schema_breaking_change') \
          ORDER BY r.name",
     )
     .fetch_all(&f.pool)
@@ -143,7 +155,17 @@ async fn every_default_rule_compiles_and_evaluates_without_error() {
                 Some(2),
                 json!({"collector": "statement"})
             ),
-            ("log_corruption".to_owned(), Some(1), json!({}))
+            ("log_corruption".to_owned(), Some(1), json!({})),
+            (
+                "runs_failed".to_owned(),
+                Some(2),
+                json!({"kind": "migration"})
+            ),
+            (
+                "schema_breaking_change".to_owned(),
+                Some(1),
+                json!({"database": "app"})
+            )
         ]
     );
 }
@@ -193,6 +215,12 @@ async fn bad_rules_are_refused_naming_the_field() {
             json!({"window_secs": 0}),
             StatusCode::BAD_REQUEST,
             "condition.window_secs",
+        ),
+        (
+            "events only",
+            json!({"family": "runs", "column": "status"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "only a condition of kind events reads it",
         ),
     ];
     for (what, change, status, message) in cases {

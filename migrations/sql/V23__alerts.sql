@@ -166,4 +166,10 @@ INSERT INTO alert_rules (name, severity, source, condition, for_secs, hysteresis
  '{"summary": "{{ value }} internal errors (SQLSTATE class XX: corrupted data or index) logged by {{ instance }}", "runbook": "Read the log entries now: XX001 data_corrupted, XX002 index_corrupted. Check the storage, amcheck the indexes, restore from backup if needed."}'),
 ('log_panic', 'critical', 'default',
  '{"kind": "events", "family": "log", "where": [{"column": "severity", "op": "eq", "value": "PANIC"}], "window_secs": 900, "op": ">", "threshold": 0}', 0, 0,
- '{"summary": "{{ instance }} logged PANIC: the server restarted every session", "runbook": "Read the log around the PANIC (often WAL write or fsync failure, or a full disk)."}');
+ '{"summary": "{{ instance }} logged PANIC: the server restarted every session", "runbook": "Read the log around the PANIC (often WAL write or fsync failure, or a full disk)."}'),
+('runs_failed', 'warning', 'default',
+ '{"kind": "events", "family": "runs", "by": ["kind"], "where": [{"column": "kind", "op": "in", "value": "migration,dump_sql,import_csv,schema_snapshot"}, {"column": "status", "op": "in", "value": "failed,timed_out"}], "window_secs": 3600, "op": ">", "threshold": 0}', 0, 0,
+ '{"summary": "{{ value }} {{ labels.kind }} run(s) on {{ instance }} failed in the last hour", "runbook": "lasect run list shows them with their error; a failed migration halts its fleet migration."}'),
+('schema_breaking_change', 'info', 'default',
+ '{"kind": "events", "family": "schema_changes", "by": ["database"], "where": [{"column": "classification", "op": "eq", "value": "breaking"}], "window_secs": 3600, "op": ">", "threshold": 0}', 0, 0,
+ '{"summary": "{{ value }} breaking schema change(s) in {{ labels.database }} on {{ instance }}", "runbook": "lasect schema changes lists them (a dropped column, a changed type): check that every client was ready."}');

@@ -58,12 +58,13 @@ fn filters_sql(family: &Family) -> String {
             FilterOp::Eq => format!(" AND t.{column}::text = $"),
             FilterOp::Ne => format!(" AND t.{column}::text IS DISTINCT FROM $"),
             FilterOp::Prefix => format!(" AND starts_with(t.{column}::text, $"),
+            FilterOp::In => format!(" AND t.{column}::text = ANY(string_to_array($"),
         });
         out.push_str(&p.to_string());
-        out.push_str(if *op == FilterOp::Prefix {
-            "::text)"
-        } else {
-            "::text"
+        out.push_str(match op {
+            FilterOp::Prefix => "::text)",
+            FilterOp::In => "::text, ','))",
+            FilterOp::Eq | FilterOp::Ne => "::text",
         });
     }
     out
@@ -83,7 +84,10 @@ fn key_labels_sql(by: &[&'static str]) -> String {
 /// `w`: the family's rows in the window, with the key `k`, the `by` columns `b_…`, the other
 /// series keys `s_…`, `time`, and the values `n` and `d0…`.
 fn window_cte(family: &Family, values: &[(String, Col)], series: bool) -> String {
-    let mut cols = vec![format!("{} AS k", key_column(family)), "t.time".to_owned()];
+    let mut cols = vec![
+        format!("{} AS k", key_column(family)),
+        format!("t.{} AS time", family.time),
+    ];
     cols.extend(family.by.iter().map(|b| format!("t.{b} AS b_{b}")));
     if series {
         cols.extend(family.series.iter().map(|s| format!("t.{s} AS s_{s}")));
@@ -95,9 +99,10 @@ fn window_cte(family: &Family, values: &[(String, Col)], series: bool) -> String
     );
     format!(
         "w AS (SELECT {cols} FROM {table} t WHERE {filter} \
-         AND t.time > $1::timestamptz - make_interval(secs => $2::float8) \
-         AND t.time <= $1::timestamptz{filters})",
+         AND t.{time} > $1::timestamptz - make_interval(secs => $2::float8) \
+         AND t.{time} <= $1::timestamptz{filters})",
         cols = cols.join(", "),
+        time = family.time,
         table = family.table,
         filter = key_filter(family),
         filters = filters_sql(family),

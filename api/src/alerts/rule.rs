@@ -168,6 +168,8 @@ pub enum FilterOp {
     Eq,
     Ne,
     Prefix,
+    /// One of the comma-separated values.
+    In,
 }
 
 /// Keeps only the rows whose `column` (as text) equals, differs from or starts with `value`.
@@ -398,6 +400,8 @@ pub enum Plan {
 pub struct Family {
     pub name: &'static str,
     pub table: &'static str,
+    /// The time column (`time` in every metric family).
+    pub time: &'static str,
     pub key: FamilyKey,
     pub by: Vec<&'static str>,
     /// The family's series keys not in `by` (a rate is computed per series).
@@ -426,7 +430,9 @@ impl Catalog {
     pub async fn load<'e, E: sqlx::PgExecutor<'e>>(db: E) -> Result<Self, sqlx::Error> {
         let tables: Vec<String> = metric_families::FAMILIES
             .iter()
-            .map(|f| f.table.to_owned())
+            .map(|f| f.table)
+            .chain(STORE_EVENTS.iter().map(|s| s.table))
+            .map(str::to_owned)
             .collect();
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT table_name::text, column_name::text, data_type::text \
@@ -461,19 +467,78 @@ const NUMERIC: &[&str] = &[
     "numeric",
 ];
 
+/// What a condition reads: a metric family, or a table of the store's own events.
+#[derive(Debug, Clone, Copy)]
+pub struct Source {
+    pub name: &'static str,
+    pub table: &'static str,
+    pub key: FamilyKey,
+    pub columns: &'static [&'static str],
+    /// The column that says when a row happened.
+    pub time: &'static str,
+    /// Only `events` conditions read it (it has no samples to aggregate or forecast).
+    pub events_only: bool,
+}
+
+/// Events the store records itself, readable by `events` conditions like families.
+pub const STORE_EVENTS: &[Source] = &[
+    // Finished runs (docs/CONTROL.md): failed ones are `status` failed or timed_out.
+    Source {
+        name: "runs",
+        table: "runs",
+        key: FamilyKey::Instance,
+        columns: &["kind", "status", "requested_by"],
+        time: "finished_at",
+        events_only: true,
+    },
+    // Changes found between two schema snapshots; `classification` breaking or non_breaking.
+    Source {
+        name: "schema_changes",
+        table: "schema_changes",
+        key: FamilyKey::Instance,
+        columns: &[
+            "database",
+            "object_kind",
+            "object_name",
+            "change",
+            "classification",
+        ],
+        time: "detected_at",
+        events_only: true,
+    },
+];
+
+fn source(name: &str) -> Option<Source> {
+    if let Some(spec) = metric_families::find(name) {
+        return Some(Source {
+            name: spec.name,
+            table: spec.table,
+            key: spec.key,
+            columns: spec.columns,
+            time: "time",
+            events_only: false,
+        });
+    }
+    STORE_EVENTS.iter().find(|s| s.name == name).copied()
+}
+
 fn column_of(
     catalog: &Catalog,
-    spec: &'static metric_families::FamilySpec,
+    spec: Source,
     field: &str,
     name: &str,
     numeric: bool,
 ) -> Result<Col, RuleError> {
-    let Some(&col) = spec.columns.iter().find(|c| **c == name && **c != "time") else {
+    let Some(&col) = spec
+        .columns
+        .iter()
+        .find(|c| **c == name && **c != spec.time)
+    else {
         let known: Vec<&str> = spec
             .columns
             .iter()
             .copied()
-            .filter(|c| *c != "time")
+            .filter(|c| *c != spec.time)
             .collect();
         return Err(bad(
             field,
@@ -503,22 +568,24 @@ fn column_of(
     Ok(Col { name: col, boolean })
 }
 
-fn family_of(
-    catalog: &Catalog,
-    c: &Condition,
-) -> Result<(&'static metric_families::FamilySpec, Family), RuleError> {
+fn family_of(catalog: &Catalog, c: &Condition) -> Result<(Source, Family), RuleError> {
     let Some(name) = c.family.as_deref() else {
         return Err(bad("condition.family", "is required for this kind"));
     };
-    let Some(spec) = metric_families::find(name) else {
+    let Some(spec) = source(name) else {
+        let mut known = metric_families::known_names();
+        known.extend(STORE_EVENTS.iter().map(|s| s.name));
         return Err(bad(
             "condition.family",
-            format!(
-                "unknown family `{name}` (families: {})",
-                metric_families::known_names().join(", ")
-            ),
+            format!("unknown family `{name}` (families: {})", known.join(", ")),
         ));
     };
+    if spec.events_only && c.kind != ConditionKind::Events {
+        return Err(bad(
+            "condition.family",
+            format!("`{name}` holds events: only a condition of kind events reads it"),
+        ));
+    }
     let mut by = Vec::new();
     for (i, b) in c.by.iter().flatten().enumerate() {
         let col = column_of(catalog, spec, &format!("condition.by[{i}]"), b, false)?;
@@ -551,6 +618,7 @@ fn family_of(
         Family {
             name: spec.name,
             table: spec.table,
+            time: spec.time,
             key: spec.key,
             by,
             series,
