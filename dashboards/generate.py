@@ -824,9 +824,64 @@ GROUP BY 1, 2 ORDER BY 1, 2""", unit="s", w=24,
     ]
 
 
+# An alert of the selected instances, or of the agent of one (agent-level alerts).
+ALERT_SCOPE = ("({a}.instance_id IN ($instance) OR ({a}.instance_id IS NULL AND {a}.agent_id IN "
+               "(SELECT agent_id FROM instances WHERE id IN ($instance))))")
+
+
+def alerts():
+    scope_a = ALERT_SCOPE.format(a="a")
+    scope_e = ALERT_SCOPE.format(a="e")
+    who = "coalesce(i.name, a.agent_id, '')"
+    return "lasect-alerts", "Alerts", COMMON, [
+        stat("Firing", f"SELECT count(*) AS firing FROM alert_instances a "
+                       f"WHERE a.state = 'firing' AND {scope_a}",
+             thresholds=[{"color": "green", "value": None}, {"color": "red", "value": 1}]),
+        stat("Pending", f"SELECT count(*) AS pending FROM alert_instances a "
+                        f"WHERE a.state = 'pending' AND {scope_a}",
+             thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}]),
+        stat("Active silences", "SELECT count(*) AS silences FROM alert_silences "
+                                "WHERE removed_at IS NULL AND now() BETWEEN starts_at AND ends_at"),
+        stat("Rules failing to evaluate", "SELECT count(*) AS failing FROM alert_rules "
+                                          "WHERE enabled AND last_error IS NOT NULL",
+             thresholds=[{"color": "green", "value": None}, {"color": "red", "value": 1}]),
+        table("Firing and pending", f"""SELECT r.severity AS "severity", a.state AS "state", r.name AS "rule",
+       {who} AS "instance", a.key_labels::text AS "labels", a.since AS "since",
+       a.last_value AS "value", a.annotations ->> 'summary' AS "summary",
+       a.acknowledged_at AS "acknowledged"
+FROM alert_instances a JOIN alert_rules r ON r.id = a.rule_id
+LEFT JOIN instances i ON i.id = a.instance_id
+WHERE a.state IN ('firing', 'pending') AND {scope_a}
+ORDER BY CASE r.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, a.since""",
+              description="The alert's summary as its rule's annotation renders it."),
+        ts("Alerts starting to fire, by severity", f"""SELECT {bucket('e.at')} AS time, e.severity AS metric,
+       count(*) AS "alerts"
+FROM alert_events e
+WHERE e.to_state = 'firing' AND {scope_e} AND $__timeFilter(e.at)
+GROUP BY 1, 2 ORDER BY 1, 2""", stack=True, w=12),
+        table("Silences", """SELECT s.matchers AS "matchers", s.starts_at AS "from", s.ends_at AS "until",
+       s.comment AS "comment", CASE WHEN now() BETWEEN s.starts_at AND s.ends_at THEN 'active'
+       ELSE 'upcoming' END AS "state"
+FROM alert_silences s
+WHERE s.removed_at IS NULL AND s.ends_at > now()
+ORDER BY s.starts_at""", w=12),
+        table("History", f"""SELECT e.at AS "time", e.rule_name AS "rule", e.severity AS "severity",
+       coalesce(i.name, e.agent_id, '') AS "instance", e.from_state || ' → ' || e.to_state AS "change",
+       e.value AS "value", e.threshold AS "threshold", e.silenced AS "silenced",
+       e.annotations ->> 'summary' AS "summary"
+FROM alert_events e LEFT JOIN instances i ON i.id = e.instance_id
+WHERE {scope_e} AND $__timeFilter(e.at)
+ORDER BY e.at DESC LIMIT 500""", h=10),
+        table("Rules", """SELECT r.name AS "rule", r.severity AS "severity", r.enabled AS "enabled",
+       r.source AS "source", r.condition ->> 'kind' AS "kind", r.for_secs AS "for",
+       r.last_evaluated_at AS "last evaluated", r.last_error AS "error",
+       r.annotations ->> 'summary' AS "summary"
+FROM alert_rules r ORDER BY r.name""", h=10, overrides=[unit_override("for", "s")]),
+    ]
+
+
 DASHBOARDS = [fleet, instance, statements, waits, locks, tables, replication, wal, host, logs,
-              settings, lasect]
-# Indexes of the dashboards in the order of the README (the Lasect dashboard links them).
+              settings, lasect, alerts]
 
 
 # ---------------------------------------------------------------- layout and JSON

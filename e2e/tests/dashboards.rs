@@ -67,6 +67,23 @@ const MAY_BE_EMPTY: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// What the API's alert evaluator writes when a rule fires (no API runs here): a firing
+/// alert of the monitored instance, its event, and a silence.
+const ALERTS: &str = "
+    INSERT INTO alert_instances (rule_id, key, instance_id, agent_id, state, since,
+                                 last_value, last_evaluated, annotations)
+    SELECT r.id, 'e2e', i.id, i.agent_id, 'firing', now(), 97, now(),
+           '{\"summary\": \"monitored uses 97 % of max_connections\"}'
+    FROM alert_rules r, instances i
+    WHERE r.name = 'connections_near_max' AND i.name = 'monitored';
+    INSERT INTO alert_events (at, alert_id, rule_id, rule_name, severity, key, instance_id,
+                              agent_id, from_state, to_state, value, threshold)
+    SELECT now(), a.id, a.rule_id, 'connections_near_max', 'warning', a.key, a.instance_id,
+           a.agent_id, 'pending', 'firing', 97, 85
+    FROM alert_instances a WHERE a.key = 'e2e';
+    INSERT INTO alert_silences (matchers, starts_at, ends_at, comment, created_by)
+    VALUES ('alertname=connections_near_max', now(), now() + interval '1 hour', 'e2e', 'admin');";
+
 /// Macros of Grafana's PostgreSQL datasource this test expands.
 const MACROS: &[&str] = &[
     "__time",
@@ -849,7 +866,8 @@ async fn every_panel_query_runs_on_a_real_store() {
     store
         .batch_execute(&format!(
             "CREATE ROLE {GRAFANA_LOGIN} LOGIN IN ROLE lasect_grafana;
-             UPDATE instances SET labels = '{{\"env\": \"e2e\"}}' WHERE name = 'monitored'"
+             UPDATE instances SET labels = '{{\"env\": \"e2e\"}}' WHERE name = 'monitored';
+             {ALERTS}"
         ))
         .await
         .expect("grafana login and a label");
@@ -893,6 +911,10 @@ async fn every_panel_query_runs_on_a_real_store() {
         "SELECT run_dsn_ciphertext FROM instances",
         "SELECT dsn_redacted FROM instances",
         "SELECT cert_serial FROM agents",
+        "SELECT acknowledged_by FROM alert_instances",
+        "SELECT created_by FROM alert_silences",
+        "SELECT updated_by FROM alert_rules",
+        "SELECT 1 FROM alert_evaluator",
         "INSERT INTO store_settings VALUES ('x', 'y')",
     ] {
         let e = run(&grafana, secret).await.expect_err(secret);

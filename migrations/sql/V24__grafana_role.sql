@@ -1,7 +1,8 @@
 -- The read-only group role Grafana's datasource logs in through
 -- (dashboards/README.md): SELECT on the metric tables and on the few other
--- tables the dashboards read, column by column where a table also holds
--- something Grafana must not see. Never the tables of secrets or people:
+-- tables the dashboards read (instances, agents, statement texts, batches,
+-- alerts), column by column where a table also holds something Grafana must
+-- not see. Never the tables of secrets or people:
 -- users, api_tokens, refresh_tokens, enrollment_tokens, agent_certificates,
 -- audit_log, auth_failures, runs and their inputs and results (parameters and
 -- result rows of database work), instances' DSNs and metadata.
@@ -42,6 +43,16 @@ BEGIN
                   disabled_at, spool_backlog_batches, spool_backlog_bytes,
                   control_connected_at)
         ON agents TO lasect_grafana;
+    -- Alerts (V23), without the names of the people who changed, acknowledged or silenced.
+    GRANT SELECT ON alert_events TO lasect_grafana;
+    GRANT SELECT (id, name, severity, enabled, source, scope, condition, for_secs, hysteresis,
+                  labels, annotations, created_at, updated_at, last_evaluated_at, last_error)
+        ON alert_rules TO lasect_grafana;
+    GRANT SELECT (id, rule_id, key, instance_id, agent_id, key_labels, state, since, last_value,
+                  last_evaluated, labels, annotations, acknowledged_at)
+        ON alert_instances TO lasect_grafana;
+    GRANT SELECT (id, matchers, starts_at, ends_at, comment, created_at, removed_at)
+        ON alert_silences TO lasect_grafana;
     RETURN granted;
 END
 $$;
