@@ -13,6 +13,8 @@ use anyhow::{Context, bail};
 use lasect_pki::Secret;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Certificate, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub const URL_ENV: &str = "LASECT_URL";
@@ -148,6 +150,21 @@ impl ApiClient {
         self.request(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// GET `path`, read as the API's own response type (`lasect_api_contract`).
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        typed(self.get_json(path).await?, path)
+    }
+
+    /// POST the API's own request type `body` to `path`, read the answer as `T`.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let body = serde_json::to_value(body).context("encode the request body")?;
+        typed(self.post_json(path, &body).await?, path)
+    }
+
     /// GETs `path` and returns the response for streaming its body; an error status becomes
     /// [`ApiError`] like the JSON calls.
     pub async fn get_stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
@@ -279,6 +296,12 @@ impl ApiClient {
             .into()),
         }
     }
+}
+
+/// An answer of the API as the type it is documented to have; a mismatch names the route.
+pub fn typed<T: DeserializeOwned>(body: Value, path: &str) -> anyhow::Result<T> {
+    serde_json::from_value(body)
+        .with_context(|| format!("unexpected shape of the API's answer to {path}"))
 }
 
 /// Whether `url` (http) stays on this machine: a loopback address or `localhost`. Anywhere

@@ -7,9 +7,10 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use lasect_api_contract::runs::RunView;
 use serde_json::{Value, json};
 
-use crate::api_client::ApiClient;
+use crate::api_client::{ApiClient, typed};
 use crate::args::OutputFormat;
 use crate::printable::{TerminalWriter, escape, str_or};
 use crate::runs_cmd::{failure, instance_or_only, wait_run};
@@ -31,13 +32,13 @@ pub async fn schema_show(
     let id = instance_or_only(client, instance.as_deref()).await?;
     if refresh {
         let run = client
-            .post_json(
+            .post(
                 &format!("api/v1/instances/{id}/schema/snapshots?wait=50"),
                 &json!({ "database": database }),
             )
             .await?;
         let run = wait_run(client, run).await?;
-        if run["status"] != "succeeded" {
+        if run.status != "succeeded" {
             return Err(failure(&run).into());
         }
     }
@@ -190,8 +191,8 @@ pub async fn schema_changes(
 }
 
 /// Streams a run's result to `out` (a file) or stdout; returns the bytes written.
-async fn download(client: &ApiClient, run: &Value, out: Option<&PathBuf>) -> anyhow::Result<u64> {
-    let id = run["id"].as_i64().context("a run without an id")?;
+async fn download(client: &ApiClient, run: &RunView, out: Option<&PathBuf>) -> anyhow::Result<u64> {
+    let id = run.id;
     let mut response = client
         .get_stream(&format!("api/v1/runs/{id}/download"))
         .await?;
@@ -226,13 +227,13 @@ async fn run_and_download(
     body: Value,
     out: Option<PathBuf>,
 ) -> anyhow::Result<String> {
-    let run = client.post_json(path, &body).await?;
+    let run = client.post(path, &body).await?;
     let run = wait_run(client, run).await?;
-    if run["status"] != "succeeded" {
+    if run.status != "succeeded" {
         return Err(failure(&run).into());
     }
     let bytes = download(client, &run, out.as_ref()).await?;
-    let truncated = if run["truncated"] == true {
+    let truncated = if run.truncated {
         " (truncated at max_bytes)"
     } else {
         ""
@@ -328,12 +329,12 @@ pub async fn import(
     if let Some(d) = database {
         let _ = write!(path, "&database={}", encode_segment(&d));
     }
-    let run = client.post_bytes(&path, data, "text/csv").await?;
+    let run = typed(client.post_bytes(&path, data, "text/csv").await?, &path)?;
     let run = wait_run(client, run).await?;
-    if run["status"] != "succeeded" {
+    if run.status != "succeeded" {
         return Err(failure(&run).into());
     }
-    render(output, &run, |r| {
+    render(output, &serde_json::to_value(&run)?, |r| {
         Ok(format!(
             "imported {} row(s) into {schema}.{table}\n",
             r["summary"]["rows_imported"]
@@ -377,13 +378,13 @@ pub async fn extension_action(
     let id = instance_or_only(client, instance.as_deref()).await?;
     let body = json!({ "action": action, "name": name, "version": version, "cascade": cascade });
     let run = client
-        .post_json(&format!("api/v1/instances/{id}/extensions?wait=50"), &body)
+        .post(&format!("api/v1/instances/{id}/extensions?wait=50"), &body)
         .await?;
     let run = wait_run(client, run).await?;
-    if run["status"] != "succeeded" {
+    if run.status != "succeeded" {
         return Err(failure(&run).into());
     }
-    render(output, &run, |r| {
+    render(output, &serde_json::to_value(&run)?, |r| {
         Ok(format!(
             "{action} {}: installed version {}\n",
             s(&r["summary"]["name"]),

@@ -8,6 +8,9 @@
 use std::fmt::Write as _;
 
 use anyhow::Context;
+use lasect_api_contract::runs::{
+    ExplainRequest, ResultPage, RunLimits, RunList, RunView, SqlRequest,
+};
 use serde_json::{Value, json};
 
 use crate::api_client::ApiClient;
@@ -87,29 +90,24 @@ pub async fn instance_or_only(client: &ApiClient, instance: Option<&str>) -> any
 }
 
 /// Waits for a run (as returned by the API) to end; returns it.
-pub async fn wait_run(client: &ApiClient, mut run: Value) -> anyhow::Result<Value> {
-    const TERMINAL: &[&str] = &["succeeded", "failed", "timed_out", "cancelled", "expired"];
-    loop {
-        let status = run["status"].as_str().unwrap_or("");
-        if TERMINAL.contains(&status) {
-            return Ok(run);
-        }
-        let id = run["id"].as_i64().context("a run without an id")?;
+pub async fn wait_run(client: &ApiClient, mut run: RunView) -> anyhow::Result<RunView> {
+    while !run.is_terminal() {
         run = client
-            .get_json(&format!("api/v1/runs/{id}?wait={POLL_SECS}"))
+            .get(&format!("api/v1/runs/{}?wait={POLL_SECS}", run.id))
             .await?;
     }
+    Ok(run)
 }
 
 /// The error of a run that did not succeed, with what PostgreSQL said.
-pub fn failure(run: &Value) -> RunFailed {
+pub fn failure(run: &RunView) -> RunFailed {
     let mut text = format!(
         "run {} {}: {}",
-        run["id"],
-        str_or(&run["status"], "?"),
-        str_or(&run["error"], "no error message")
+        run.id,
+        escape(&run.status),
+        escape(run.error.as_deref().unwrap_or("no error message"))
     );
-    let detail = &run["error_detail"];
+    let detail = run.error_detail.as_ref().unwrap_or(&Value::Null);
     for key in ["sqlstate", "detail", "hint", "position", "where"] {
         match &detail[key] {
             Value::Null => {}
@@ -135,19 +133,15 @@ pub fn failure(run: &Value) -> RunFailed {
 }
 
 /// Every result page of a row run.
-pub async fn all_rows(client: &ApiClient, run: &Value) -> anyhow::Result<(Value, Vec<Value>)> {
-    let id = run["id"].as_i64().context("a run without an id")?;
-    let pages = run["pages"].as_i64().unwrap_or(0);
+pub async fn all_rows(client: &ApiClient, run: &RunView) -> anyhow::Result<(Value, Vec<Value>)> {
     let mut rows = Vec::new();
-    let mut columns = run["summary"]["columns"].clone();
-    for page in 0..pages.max(1) {
-        let body = client
-            .get_json(&format!("api/v1/runs/{id}/result?page={page}"))
+    let mut columns = run.summary_field("columns").clone();
+    for page in 0..run.pages.max(1) {
+        let body: ResultPage = client
+            .get(&format!("api/v1/runs/{}/result?page={page}", run.id))
             .await?;
-        columns = body["columns"].clone();
-        if let Some(r) = body["rows"].as_array() {
-            rows.extend(r.iter().cloned());
-        }
+        columns = body.columns;
+        rows.extend(body.rows);
     }
     Ok((columns, rows))
 }
@@ -161,7 +155,7 @@ fn cell(v: &Value) -> String {
 }
 
 /// Rows under a header of `name (type)`, then a count line.
-pub fn rows_table(columns: &Value, rows: &[Value], run: &Value) -> String {
+pub fn rows_table(columns: &Value, rows: &[Value], run: &RunView) -> String {
     let mut table = new_table();
     let header: Vec<String> = columns
         .as_array()
@@ -185,11 +179,11 @@ pub fn rows_table(columns: &Value, rows: &[Value], run: &Value) -> String {
     }
     let n = rows.len();
     let _ = write!(out, "{n} row{}", if n == 1 { "" } else { "s" });
-    if run["truncated"].as_bool() == Some(true) {
-        let by = str_or(&run["summary"]["truncated_by"], "a limit");
+    if run.truncated {
+        let by = str_or(run.summary_field("truncated_by"), "a limit");
         let _ = write!(out, " (truncated: {by})");
     }
-    if let Some(cmd) = run["summary"]["command"].as_str() {
+    if let Some(cmd) = run.summary_field("command").as_str() {
         let _ = write!(out, " [{}]", escape(cmd));
     }
     out.push('\n');
@@ -207,8 +201,8 @@ pub struct SqlArgs {
     pub database: Option<String>,
 }
 
-fn sql_body(a: &SqlArgs) -> anyhow::Result<Value> {
-    let mut params: Vec<Value> = a.params.iter().map(|p| Value::from(p.as_str())).collect();
+fn sql_body(a: &SqlArgs) -> anyhow::Result<SqlRequest> {
+    let mut params: Vec<Option<String>> = a.params.iter().cloned().map(Some).collect();
     for &n in &a.nulls {
         if n == 0 || n > params.len() + 1 {
             return Err(crate::exit::Usage(format!(
@@ -217,22 +211,26 @@ fn sql_body(a: &SqlArgs) -> anyhow::Result<Value> {
             .into());
         }
         if n == params.len() + 1 {
-            params.push(Value::Null);
+            params.push(None);
         } else {
-            params[n - 1] = Value::Null;
+            params[n - 1] = None;
         }
     }
-    let mut body = json!({ "sql": a.sql, "params": params, "write": a.write });
-    if let Some(t) = &a.timeout {
-        body["timeout_ms"] = json!(parse_timeout_ms(t).map_err(crate::exit::Usage)?);
-    }
-    if let Some(n) = a.max_rows {
-        body["max_rows"] = json!(n);
-    }
-    if let Some(d) = &a.database {
-        body["database"] = json!(d);
-    }
-    Ok(body)
+    let timeout_ms = match &a.timeout {
+        Some(t) => Some(parse_timeout_ms(t).map_err(crate::exit::Usage)?),
+        None => None,
+    };
+    Ok(SqlRequest {
+        sql: a.sql.clone(),
+        params,
+        write: a.write,
+        database: a.database.clone(),
+        limits: RunLimits {
+            timeout_ms,
+            max_rows: a.max_rows,
+            ..RunLimits::default()
+        },
+    })
 }
 
 pub async fn sql_run(
@@ -243,13 +241,13 @@ pub async fn sql_run(
     let id = instance_or_only(client, a.instance.as_deref()).await?;
     let body = sql_body(&a)?;
     let run = client
-        .post_json(
+        .post(
             &format!("api/v1/instances/{id}/sql?wait={POLL_SECS}"),
             &body,
         )
         .await?;
     let run = wait_run(client, run).await?;
-    if run["status"] != "succeeded" {
+    if run.status != "succeeded" {
         return Err(failure(&run).into());
     }
     let (columns, rows) = all_rows(client, &run).await?;
@@ -269,19 +267,32 @@ pub async fn sql_explain(
     output: OutputFormat,
 ) -> anyhow::Result<String> {
     let id = instance_or_only(client, a.instance.as_deref()).await?;
-    let mut body = sql_body(&a)?;
-    body["analyze"] = json!(analyze);
+    let SqlRequest {
+        sql,
+        params,
+        write,
+        database,
+        limits,
+    } = sql_body(&a)?;
+    let body = ExplainRequest {
+        sql,
+        params,
+        analyze,
+        write,
+        database,
+        limits,
+    };
     let run = client
-        .post_json(
+        .post(
             &format!("api/v1/instances/{id}/explain?wait={POLL_SECS}"),
             &body,
         )
         .await?;
     let run = wait_run(client, run).await?;
-    if run["status"] != "succeeded" {
+    if run.status != "succeeded" {
         return Err(failure(&run).into());
     }
-    let plan = &run["summary"]["plan"];
+    let plan = run.summary_field("plan");
     match output {
         OutputFormat::Json => Ok(format!("{}\n", serde_json::to_string_pretty(plan)?)),
         OutputFormat::Table => {
@@ -366,7 +377,8 @@ pub async fn run_list(
     if let Some(s) = status {
         let _ = write!(path, "&status={}", encode_segment(&s));
     }
-    let body = client.get_json(&path).await?;
+    let list: RunList = client.get(&path).await?;
+    let body = serde_json::to_value(&list)?;
     render(output, &body, |b| {
         Ok(crate::json_table::render(
             b["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]),
@@ -376,7 +388,8 @@ pub async fn run_list(
 }
 
 pub async fn run_show(client: &ApiClient, id: i64, output: OutputFormat) -> anyhow::Result<String> {
-    let body = client.get_json(&format!("api/v1/runs/{id}")).await?;
+    let run: RunView = client.get(&format!("api/v1/runs/{id}")).await?;
+    let body = serde_json::to_value(&run)?;
     render(output, &body, |b| {
         let mut cols = RUN_COLUMNS.to_vec();
         cols.extend_from_slice(&[
@@ -388,9 +401,8 @@ pub async fn run_show(client: &ApiClient, id: i64, output: OutputFormat) -> anyh
             ("pages", "pages"),
         ]);
         let mut out = crate::json_table::render_one(b, &cols);
-        if !b["error_detail"].is_null() {
-            let detail = b["error_detail"].to_string();
-            let _ = writeln!(out, "error detail: {}", escape(&detail));
+        if let Some(detail) = &run.error_detail {
+            let _ = writeln!(out, "error detail: {}", escape(&detail.to_string()));
         }
         Ok(out)
     })
@@ -401,14 +413,15 @@ pub async fn run_cancel(
     id: i64,
     output: OutputFormat,
 ) -> anyhow::Result<String> {
-    let body = client
-        .post_json(&format!("api/v1/runs/{id}/cancel"), &json!({}))
+    let run: RunView = client
+        .post(&format!("api/v1/runs/{id}/cancel"), &json!({}))
         .await?;
-    render(output, &body, |b| {
+    let body = serde_json::to_value(&run)?;
+    render(output, &body, |_| {
         Ok(format!(
             "run {} cancel asked; status {}\n",
-            b["id"],
-            str_or(&b["status"], "?")
+            run.id,
+            escape(&run.status)
         ))
     })
 }
@@ -615,6 +628,21 @@ mod pending_tests {
 mod tests {
     use super::*;
 
+    /// A run as the API answers it, with `fields` over a plain succeeded one.
+    fn run_view(fields: Value) -> RunView {
+        let mut run = json!({"id": 1, "kind": "sql", "instance_id": 1, "instance_name": "i",
+            "agent_id": "a", "status": "succeeded", "requested_by": "user:u", "params": null,
+            "created_at": "t", "expires_at": "t", "dispatched_at": null, "started_at": null,
+            "finished_at": null, "duration_ms": null, "timeout_ms": 1, "max_rows": 1,
+            "max_bytes": 1, "rows": null, "bytes": null, "truncated": false, "pages": 0,
+            "error": null, "error_detail": null, "summary": null, "migration_id": null,
+            "cancel_requested": false, "details_hidden": false});
+        for (k, v) in fields.as_object().expect("an object") {
+            run[k] = v.clone();
+        }
+        serde_json::from_value(run).expect("a run")
+    }
+
     #[test]
     fn timeouts_parse_with_units() {
         assert_eq!(parse_timeout_ms("5s"), Ok(5000));
@@ -641,8 +669,10 @@ mod tests {
 
     #[test]
     fn failures_show_what_postgres_said() {
-        let run = json!({"id": 7, "status": "failed", "error": "ERROR 42601: syntax error at or near \"SELEC\"",
-            "error_detail": {"sqlstate": "42601", "position": 1}});
+        let run = run_view(
+            json!({"id": 7, "status": "failed", "error": "ERROR 42601: syntax error at or near \"SELEC\"",
+            "error_detail": {"sqlstate": "42601", "position": 1}}),
+        );
         let text = failure(&run).to_string();
         assert!(
             text.contains("run 7 failed")
@@ -657,15 +687,15 @@ mod tests {
         let controls = |t: &str| t.chars().any(|c| c.is_control() && c != '\n');
         let columns = json!([{"name": "t\x1b[2J", "type": "text"}, {"name": "j", "type": "jsonb"}]);
         let rows = [json!(["\x1b]0;pwned\x07", {"k": "\u{202e}\u{9b}"}])];
-        let run = json!({"summary": {"command": "SELECT\r1"}});
+        let run = run_view(json!({"summary": {"command": "SELECT\r1"}}));
         let out = rows_table(&columns, &rows, &run);
         assert!(!controls(&out) && !out.contains('\u{202e}'), "{out:?}");
         assert!(
             out.contains("t\\x1b[2J (text)") && out.contains("\\x1b]0;pwned\\x07"),
             "{out}"
         );
-        let run = json!({"id": 1, "status": "failed", "error": "bad \x1b[2J",
-            "error_detail": {"detail": "\x07", "errors": [{"line": 1, "error": "\x08"}]}});
+        let run = run_view(json!({"id": 1, "status": "failed", "error": "bad \x1b[2J",
+            "error_detail": {"detail": "\x07", "errors": [{"line": 1, "error": "\x08"}]}}));
         let text = failure(&run).to_string();
         assert!(!controls(&text), "{text:?}");
         let mut plan = String::new();
@@ -689,8 +719,13 @@ mod tests {
             max_rows: None,
             database: None,
         };
-        let body = sql_body(&a).expect("body");
+        let body = serde_json::to_value(sql_body(&a).expect("body")).expect("json");
         assert_eq!(body["params"], json!(["a", null]));
         assert_eq!(body["timeout_ms"], json!(1000));
+        // What is not asked for is not sent: the body the CLI always sent.
+        assert_eq!(
+            body,
+            json!({"sql": "x", "params": ["a", null], "write": false, "timeout_ms": 1000})
+        );
     }
 }

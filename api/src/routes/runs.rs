@@ -16,7 +16,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
@@ -24,7 +24,8 @@ use super::auth_routes::body;
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 use crate::runs::access::{RunAccess, is_requester};
-use crate::runs::{self, NewRun, RunLimits, RunRow, RunView};
+use crate::runs::{self, ForAccess as _, NewRun, RunRow, RunView};
+pub use lasect_api_contract::runs::{ExplainRequest, ResultPage, RunList, SqlRequest};
 use lasect_runs::{ExplainParams, ResultShape, RunKind, RunParams, SqlParams};
 
 pub(crate) fn path_id(
@@ -155,25 +156,6 @@ pub(crate) fn read_wait(wait: Option<u64>) -> Result<Duration, ApiError> {
 /// Longest statement accepted, in characters (code points, as JSON Schema counts them).
 const MAX_SQL_CHARS: usize = 1 << 20;
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SqlRequest {
-    /// One statement (1 to 1 Mi characters, not all blank); `$1`, `$2`… are bound from
-    /// `params`, never interpolated.
-    #[schema(min_length = 1, max_length = 1_048_576)]
-    pub sql: String,
-    /// Parameter values in text form (the server converts them), or null.
-    #[serde(default)]
-    pub params: Vec<Option<String>>,
-    /// Allow writes (needs admin on the instance). Default: a read-only transaction.
-    #[serde(default)]
-    pub write: bool,
-    /// Database to connect to (default: the instance's).
-    pub database: Option<String>,
-    #[serde(flatten)]
-    pub limits: RunLimits,
-}
-
 /// The statement is sane, and a write is asked for by an admin of the instance.
 async fn check_sql(
     state: &AppState,
@@ -258,27 +240,6 @@ pub async fn sql(
     .await
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExplainRequest {
-    /// One statement (1 to 1 Mi characters, not all blank); `$1`, `$2`… are bound from
-    /// `params`, never interpolated.
-    #[schema(min_length = 1, max_length = 1_048_576)]
-    pub sql: String,
-    #[serde(default)]
-    pub params: Vec<Option<String>>,
-    /// EXPLAIN ANALYZE (executes the statement; rolled back unless `write`).
-    #[serde(default)]
-    pub analyze: bool,
-    /// Let ANALYZE apply a write (needs admin on the instance).
-    #[serde(default)]
-    pub write: bool,
-    /// Database to connect to (default: the instance's).
-    pub database: Option<String>,
-    #[serde(flatten)]
-    pub limits: RunLimits,
-}
-
 #[utoipa::path(
     post,
     path = "/api/v1/instances/{id}/explain",
@@ -349,11 +310,6 @@ pub struct RunListQuery {
     /// 1..=500, default 50.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RunList {
-    pub runs: Vec<RunView>,
 }
 
 #[utoipa::path(
@@ -483,19 +439,6 @@ pub struct PageQuery {
     /// Page number, from 0 (default 0).
     #[param(minimum = 0)]
     pub page: Option<i32>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ResultPage {
-    pub run_id: i64,
-    pub page: i32,
-    pub pages: i32,
-    /// `[{"name", "type"}]`, from the run's summary.
-    #[schema(value_type = Object)]
-    pub columns: Value,
-    /// Each row a JSON array of values.
-    #[schema(value_type = Vec<Object>)]
-    pub rows: Vec<Value>,
 }
 
 #[utoipa::path(

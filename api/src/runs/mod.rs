@@ -10,7 +10,6 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -20,105 +19,17 @@ use crate::auth::Principal;
 use crate::routes::ApiError;
 use crate::routes::instances::rfc3339;
 
-/// Defaults and bounds of what a caller may ask for.
-pub const DEFAULT_TIMEOUT_MS: i64 = 30_000;
-pub const MAX_TIMEOUT_MS: i64 = 3_600_000;
-pub const DEFAULT_MAX_ROWS: i64 = 10_000;
-pub const MAX_MAX_ROWS: i64 = 1_000_000;
-pub const DEFAULT_MAX_BYTES: i64 = 16 << 20;
-pub const MAX_MAX_BYTES: i64 = 1 << 30;
-pub const DEFAULT_QUEUE_TIMEOUT_S: i64 = 60;
+pub use lasect_api_contract::runs::{
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_QUEUE_TIMEOUT_S, DEFAULT_TIMEOUT_MS,
+    LimitOutOfRange, MAX_MAX_BYTES, MAX_MAX_ROWS, MAX_TIMEOUT_MS, RunLimits, RunView,
+};
 pub const MAX_WAIT_SECS: u64 = 120;
 
-/// The limits every run-creating body may carry.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-pub struct RunLimits {
-    /// Statement timeout, 1..=3600000 ms (default 30000).
-    #[schema(minimum = 1, maximum = 3_600_000)]
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    pub timeout_ms: Option<i64>,
-    /// 1..=1000000 rows (default 10000).
-    #[schema(minimum = 1, maximum = 1_000_000)]
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    pub max_rows: Option<i64>,
-    /// 1..=1 GiB (default 16 MiB).
-    #[schema(minimum = 1, maximum = 1_073_741_824)]
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    pub max_bytes: Option<i64>,
-    /// A run its agent has not picked up within this expires, 1..=3600 s (default 60).
-    #[schema(minimum = 1, maximum = 3600)]
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    pub queue_timeout_s: Option<i64>,
-}
-
-impl RunLimits {
-    /// The limits as stored, defaults filled in, with the kind's defaults
-    /// for rows and bytes.
-    pub fn resolve(&self, rows: i64, bytes: i64) -> Result<(i64, i64, i64, i64), ApiError> {
-        let check = |name: &str, v: Option<i64>, default: i64, max: i64| match v {
-            None => Ok(default),
-            Some(v) if (1..=max).contains(&v) => Ok(v),
-            Some(v) => Err(ApiError::bad_request(
-                "invalid_body",
-                format!("{name} must be 1..={max}, not {v}"),
-            )),
-        };
-        Ok((
-            check(
-                "timeout_ms",
-                self.timeout_ms,
-                DEFAULT_TIMEOUT_MS,
-                MAX_TIMEOUT_MS,
-            )?,
-            check("max_rows", self.max_rows, rows, MAX_MAX_ROWS)?,
-            check("max_bytes", self.max_bytes, bytes, MAX_MAX_BYTES)?,
-            check(
-                "queue_timeout_s",
-                self.queue_timeout_s,
-                DEFAULT_QUEUE_TIMEOUT_S,
-                3600,
-            )?,
-        ))
+/// A limit out of range is a body that breaks the documented schema.
+impl From<LimitOutOfRange> for ApiError {
+    fn from(e: LimitOutOfRange) -> Self {
+        ApiError::bad_request("invalid_body", e.0)
     }
-}
-
-/// A run as the API shows it. Times are RFC 3339 in UTC.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RunView {
-    pub id: i64,
-    pub kind: String,
-    pub instance_id: i64,
-    pub instance_name: String,
-    pub agent_id: String,
-    pub status: String,
-    pub requested_by: String,
-    /// The kind's parameters; null when `details_hidden`.
-    #[schema(value_type = Option<Object>)]
-    pub params: Option<Value>,
-    pub created_at: String,
-    pub expires_at: String,
-    pub dispatched_at: Option<String>,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub duration_ms: Option<i64>,
-    pub timeout_ms: i32,
-    pub max_rows: i64,
-    pub max_bytes: i64,
-    pub rows: Option<i64>,
-    pub bytes: Option<i64>,
-    pub truncated: bool,
-    pub pages: i32,
-    pub error: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub error_detail: Option<Value>,
-    #[schema(value_type = Option<Object>)]
-    pub summary: Option<Value>,
-    pub migration_id: Option<i64>,
-    pub cancel_requested: bool,
-    /// True when the caller sees only the run's metadata: its parameters, summary, errors and
-    /// result are visible to its requester, admins of the instance and those who may create
-    /// such a run there.
-    pub details_hidden: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -219,18 +130,16 @@ impl RunRow {
     }
 }
 
-impl RunView {
-    /// A status this version does not know (a newer ingest's) is not terminal: waiting on it
-    /// ends at the caller's deadline, as for a run still going.
-    pub fn is_terminal(&self) -> bool {
-        self.status
-            .parse::<RunStatus>()
-            .is_ok_and(RunStatus::is_terminal)
-    }
-
+/// What a caller may see of a [`RunView`] (the type is shared with the CLI, the rule is the
+/// API's).
+pub trait ForAccess {
     /// The view for a caller with `access`: with [`access::RunAccess::Metadata`] the parameters,
     /// summary and errors (which quote the database's data) are cleared.
-    pub fn for_access(mut self, access: access::RunAccess) -> Self {
+    fn for_access(self, access: access::RunAccess) -> Self;
+}
+
+impl ForAccess for RunView {
+    fn for_access(mut self, access: access::RunAccess) -> Self {
         if access == access::RunAccess::Metadata {
             self.params = None;
             self.summary = None;

@@ -1,0 +1,14 @@
+//! The JSON bodies of the Lasect API, declared once for both ends: `lasect-api` deserializes
+//! the requests and serializes the answers with these types, the `lasect` CLI serializes the
+//! requests and deserializes the answers with the same ones, so a field renamed or retyped on
+//! one side is a compile error on the other.
+//!
+//! Light on purpose: serde only, and utoipa behind the `openapi` feature (the API's OpenAPI
+//! document); the CLI does not build the server's axum/sqlx stack for them.
+//!
+//! - [`runs`]: a run as the API shows it, its result pages, the bodies that start SQL runs and
+//!   the limits every run-creating body may carry.
+//! - [`json_integer`]: integers as JSON Schema defines them (`10.0` is one).
+
+pub mod json_integer;
+pub mod runs;
