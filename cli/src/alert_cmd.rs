@@ -400,6 +400,19 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_rules_file_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rules.yaml");
+        let file = std::fs::File::create(&path).expect("create");
+        file.set_len(MAX_FILE_BYTES + 1).expect("grow");
+        let e = read_rules(&path).expect_err("too large");
+        assert!(e.downcast_ref::<Usage>().is_some(), "{e:#}");
+        assert!(e.to_string().contains("at most 4194304"), "{e:#}");
+        std::fs::write(&path, "rules: []\n").expect("write");
+        assert_eq!(read_rules(&path).expect("small")["rules"], json!([]));
+    }
+
+    #[test]
     fn the_diff_reads_like_one() {
         let text = diff_text(&json!({"dry_run": true, "diff": {
             "created": ["new"], "updated": [{"name": "x", "fields": ["condition", "for_secs"]}],

@@ -206,4 +206,35 @@ async fn idle_transaction_blocked_session_and_silent_agent_fire_and_resolve() {
         .filter_map(|e| e["to_state"].as_str())
         .collect();
     assert_eq!(to, ["resolved", "firing"], "{history}");
+
+    // The rounds are counted on the API's /metrics.
+    let metrics = metrics_text(&stack).await;
+    let evaluated = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lasect_api_alert_rounds_total{outcome=\"evaluated\"} "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no evaluated rounds in:\n{metrics}"));
+    assert!(evaluated >= 3.0, "{evaluated}");
+    assert!(
+        metrics.contains("lasect_api_alert_transitions_total"),
+        "{metrics}"
+    );
+}
+
+async fn metrics_text(stack: &Stack) -> String {
+    let ca = std::fs::read(stack.tls().join("ca.pem")).expect("ca");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).expect("ca pem"))
+        .build()
+        .expect("client");
+    client
+        .get(format!("https://127.0.0.1:{}/metrics", stack.api_port))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text")
 }

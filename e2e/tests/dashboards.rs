@@ -298,8 +298,14 @@ fn dashboards_are_well_formed() {
     assert_eq!(uid, DATASOURCE_UID);
     let dashboards = load_dashboards();
     assert!(dashboards.len() >= 12, "{} dashboards", dashboards.len());
+    let readme = std::fs::read_to_string(dashboards_dir().join("README.md")).expect("README");
     let mut uids = HashSet::new();
     for d in &dashboards {
+        assert!(
+            readme.contains(&format!("`{}`", d.uid())),
+            "dashboards/README.md does not describe {}",
+            d.uid()
+        );
         let f = &d.file;
         assert!(
             uids.insert(d.uid().to_owned()),
