@@ -358,6 +358,11 @@ def instance():
                                                   ("conflicts/s", "conflicts")], where=DATABASES)),
         ts("Database size", gauge("metric_database", ["datid"], "i.name || ' ' || m.datname",
                                   [("size", "m.size_bytes")], where=DATABASES), unit="bytes"),
+        ts("Custom metrics", gauge("metric_custom", ["metric", "datname", "labels", "value_name"],
+                                   "i.name || ' ' || m.metric || '.' || m.value_name || "
+                                   "CASE WHEN m.labels = '{}' THEN '' ELSE ' ' || m.labels::text END",
+                                   [("value", "m.value")]), w=24,
+           description="The instance's user-defined SQL metrics ([[collect.custom]] in agent.toml)."),
         table("Running maintenance (progress)", latest(
             "metric_progress", ["command", "pid"],
             'i.name AS "instance", m.command AS "command", m.pid AS "pid", m.datname AS "database", '

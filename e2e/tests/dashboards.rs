@@ -7,7 +7,7 @@
 //!   before any variable whose query uses them) and macros this test expands.
 //! - `every_panel_query_runs_on_a_real_store`: a monitored cluster under load
 //!   (pgbench, a blocked session, an error, a checkpoint, a setting change, a
-//!   logical slot, a WAL receiver) is collected by the real agent through the
+//!   logical slot, a WAL receiver, a custom metric) is collected by the real agent through the
 //!   real ingest; then every variable query and every panel's SQL, with
 //!   Grafana's macros and variables expanded here, runs as a login of the
 //!   read-only role `lasect_grafana` (migration V24), with all values and with
@@ -805,6 +805,9 @@ async fn every_panel_query_runs_on_a_real_store() {
              wal = 1, bgwriter = 1, archiver = 1, settings = 1, activity = 1, lock = 1, \
              replication = 1, replication_slot = 1, progress = 1, wait = 2, standby = 1, \
              host_filesystem = 1 }}\n\
+             [[collect.custom]]\nname = \"branch_balance\"\n\
+             sql = \"SELECT bid::text AS branch, bbalance AS balance FROM pgbench_branches\"\n\
+             labels = [\"branch\"]\nvalues = [\"balance\"]\ninterval_secs = 1\n\
              [[instances]]\nname = \"monitored\"\ndsn = \"{}\"\n",
             monitored.dsn("postgres"),
         ),
