@@ -707,6 +707,54 @@ async fn test_shows_what_would_fire_and_metrics_are_served() {
         .await
         .expect("count");
     assert_eq!(n, 0, "a test stores nothing");
+    // A forecast: free space of /data falls 1 GB an hour from 10 GB; the default rule
+    // (24 h ahead below 0) holds, a steady /wal does not.
+    for h in 0..6i64 {
+        sqlx::query(
+            "INSERT INTO metric_host_filesystem (time, instance_id, mount_point, roles, \
+             total_bytes, used_bytes, free_bytes, total_inodes, used_inodes, free_inodes) \
+             VALUES ($1, 1, '/data', 'data', 20e9, 20e9 - $2, $2, 1, 1, 0), \
+                    ($1, 1, '/wal', 'wal', 20e9, 10e9, 10e9, 1, 1, 0)",
+        )
+        .bind(now - TimeDelta::hours(5 - h))
+        .bind(10e9 - 1e9 * h as f64)
+        .execute(&f.pool)
+        .await
+        .expect("filesystem");
+    }
+    let (status, body) = post(
+        &f,
+        &f.admin,
+        "/api/v1/alerts/rules/test",
+        json!({"name": "filesystem_full_forecast"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let values = body["values"].as_array().expect("values");
+    assert_eq!(values.len(), 2, "{body}");
+    assert_eq!(values[0]["key_labels"], json!({"mount_point": "/data"}));
+    assert_eq!(values[0]["holds"], true);
+    // 5 GB now, minus 24 GB in a day.
+    let predicted = values[0]["value"].as_f64().expect("value");
+    assert!((predicted - -19e9).abs() < 1e6, "{predicted}");
+    assert_eq!(values[1]["holds"], false);
+    // A host family is keyed by the agent; the scope reaches it through its instances.
+    sqlx::query(
+        "INSERT INTO metric_host_cpu (time, agent_id, cpu_count, usage_percent, load1, load5, load15) \
+         VALUES ($1, 'db-01', 4, 97.5, 1, 1, 1)",
+    )
+    .bind(now)
+    .execute(&f.pool)
+    .await
+    .expect("cpu");
+    let cpu = json!({"rule": {"name": "cpu", "severity": "info", "scope": {"selector": "env=prod"},
+        "condition": {"kind": "threshold", "family": "host_cpu", "column": "usage_percent",
+                      "agg": "max", "window_secs": 60, "op": ">=", "threshold": 95}}});
+    let (status, body) = post(&f, &f.admin, "/api/v1/alerts/rules/test", cpu).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["values"][0]["agent_id"], "db-01", "{body}");
+    assert_eq!(body["values"][0]["instance_id"], Value::Null);
+    assert_eq!(body["values"][0]["value"], 97.5);
     let (status, body) = post(
         &f,
         &f.admin,
