@@ -266,6 +266,11 @@ async fn maintenance_loop(dsn: StoreDsn, pool: PgPool, audit_retention_days: u32
     loop {
         ticks.tick().await;
         apply_audit_retention(&pool, audit_retention_days).await;
+        match crate::alerts::store::apply_retention(&pool).await {
+            Ok((0, 0)) => {}
+            Ok((events, alerts)) => tracing::info!(events, alerts, "alert retention applied"),
+            Err(e) => tracing::warn!(error = %e, "alert retention failed; next try in an hour"),
+        }
         let result = async {
             let client = connect_store(&dsn).await?;
             lasect_migrations::maintain(&client)

@@ -542,6 +542,17 @@ async fn a_silent_agent_fires_and_resolves_and_silences_mark_it() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{silence}");
+    // A maintenance window planned ahead silences nothing yet.
+    let (status, window) = post(
+        &f,
+        &user,
+        "/api/v1/alerts/silences",
+        json!({"matchers": "alertname=agent_silent", "duration_secs": 3600,
+               "starts_in_secs": 3600, "comment": "tonight's upgrade"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{window}");
+    assert_eq!(window["active"], false);
     let (status, body) = post(
         &f,
         &user,
@@ -813,5 +824,46 @@ fn the_evaluation_interval_is_bounded_in_the_config() {
     assert!(
         ApiConfig::from_toml("[alerts]\ninterval = 5\n", std::path::Path::new("api.toml")).is_err(),
         "unknown keys are refused"
+    );
+}
+
+#[tokio::test]
+async fn old_history_and_long_ended_alerts_are_deleted() {
+    let f = fixture().await;
+    quiet(&f.pool).await;
+    let (status, _) = post(&f, &f.admin, "/api/v1/alerts/rules", {
+        let mut r = threshold_rule("old");
+        r["for_secs"] = json!(0);
+        r
+    })
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let now = Utc::now();
+    activity(&f.pool, 1, now, 95.0).await;
+    evaluate(&f.pool, now).await;
+    activity(&f.pool, 1, now + TimeDelta::seconds(30), 5.0).await;
+    evaluate(&f.pool, now + TimeDelta::seconds(30)).await;
+    assert_eq!(state_of(&f.pool, "old").await.as_deref(), Some("resolved"));
+    // Nothing is old yet.
+    assert_eq!(
+        store::apply_retention(&f.pool).await.expect("retention"),
+        (0, 0)
+    );
+    sqlx::raw_sql(
+        "UPDATE alert_instances SET since = now() - interval '8 days';
+         UPDATE alert_events SET at = now() - interval '91 days' WHERE to_state = 'firing';",
+    )
+    .execute(&f.pool)
+    .await
+    .expect("age");
+    assert_eq!(
+        store::apply_retention(&f.pool).await.expect("retention"),
+        (1, 1)
+    );
+    assert_eq!(state_of(&f.pool, "old").await, None);
+    assert_eq!(
+        transitions(&f.pool, "old").await.len(),
+        1,
+        "the resolution stays"
     );
 }

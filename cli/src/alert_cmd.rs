@@ -89,6 +89,9 @@ pub enum SilenceCommand {
         duration: String,
         #[arg(long, short)]
         comment: String,
+        /// Start this long from now (a maintenance window), e.g. 1h
+        #[arg(long)]
+        starts_in: Option<String>,
     },
     /// Silences, active and recent
     List,
@@ -316,22 +319,33 @@ pub async fn run(
             matchers,
             duration,
             comment,
+            starts_in,
         }) => {
             let secs = parse_duration_secs(&duration).ok_or_else(|| {
                 Usage(format!(
                     "--duration must be like 30m, 2h or 7d, not {duration:?}"
                 ))
             })?;
+            let starts_in = match starts_in {
+                None => 0,
+                Some(text) => parse_duration_secs(&text).ok_or_else(|| {
+                    Usage(format!(
+                        "--starts-in must be like 30m, 2h or 7d, not {text:?}"
+                    ))
+                })?,
+            };
             let body = client
                 .post_json(
                     "api/v1/alerts/silences",
-                    &json!({"matchers": matchers, "duration_secs": secs, "comment": comment}),
+                    &json!({"matchers": matchers, "duration_secs": secs, "comment": comment,
+                            "starts_in_secs": starts_in}),
                 )
                 .await?;
             render_body(output, &body, |b| {
                 Ok(format!(
-                    "silence {} until {}\n",
+                    "silence {} from {} until {}\n",
                     b["id"],
+                    escape(b["starts_at"].as_str().unwrap_or_default()),
                     escape(b["ends_at"].as_str().unwrap_or_default())
                 ))
             })

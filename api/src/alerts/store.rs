@@ -274,3 +274,29 @@ pub async fn apply(
     }
     Ok(d)
 }
+
+/// How long state changes are kept.
+pub const HISTORY_DAYS: i32 = 90;
+/// How long an alert that ended (inactive or resolved) keeps its row once nothing changed.
+pub const ENDED_ALERT_DAYS: i32 = 7;
+
+/// Deletes history older than [`HISTORY_DAYS`] and alerts ended more than
+/// [`ENDED_ALERT_DAYS`] ago (their history stays); returns (events, alerts) deleted. Run
+/// hourly with the store's maintenance.
+pub async fn apply_retention(pool: &sqlx::PgPool) -> Result<(u64, u64), sqlx::Error> {
+    let events =
+        sqlx::query("DELETE FROM alert_events WHERE at < now() - make_interval(days => $1)")
+            .bind(HISTORY_DAYS)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    let alerts = sqlx::query(
+        "DELETE FROM alert_instances WHERE state IN ('inactive', 'resolved') \
+         AND since < now() - make_interval(days => $1)",
+    )
+    .bind(ENDED_ALERT_DAYS)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok((events, alerts))
+}

@@ -2,8 +2,9 @@
 //! `DELETE /api/v1/alerts/silences/{id}`.
 //!
 //! A silence matches alerts by their labels (the selector syntax: `alertname=deadlocks,
-//! env=staging`) from now for `duration_secs`. Silenced alerts still change state and are
-//! recorded (`silenced` in the history); notifications skip them. Every authenticated caller
+//! env=staging`) for `duration_secs`, from now or `starts_in_secs` ahead (a maintenance
+//! window). Silenced alerts still change state and are recorded (`silenced` in the
+//! history); notifications skip them. Every authenticated caller
 //! lists silences; adding and removing one needs the global role `user`.
 
 use axum::Json;
@@ -108,6 +109,10 @@ pub struct NewSilence {
     #[serde(deserialize_with = "crate::routes::json_integer::required")]
     #[schema(minimum = 60, maximum = 31_536_000)]
     pub duration_secs: u32,
+    /// Starts this long from now (a maintenance window planned ahead); default 0.
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
+    #[schema(minimum = 0, maximum = 31_536_000)]
+    pub starts_in_secs: Option<u32>,
     /// Why (shown with the silence).
     #[schema(min_length = 1, max_length = 1000)]
     pub comment: String,
@@ -143,6 +148,12 @@ pub async fn create(
             "matchers and comment are 1 to 1000 characters",
         ));
     }
+    if request.starts_in_secs.is_some_and(|s| s > 31_536_000) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "starts_in_secs must be 0 to 31536000",
+        ));
+    }
     if !(60..=31_536_000).contains(&request.duration_secs) {
         return Err(ApiError::bad_request(
             "invalid_body",
@@ -165,14 +176,16 @@ pub async fn create(
     }
     let row: Row = sqlx::query_as(
         "INSERT INTO alert_silences (matchers, starts_at, ends_at, comment, created_by) \
-         VALUES ($1, now(), now() + make_interval(secs => $2), $3, $4) \
+         VALUES ($1, now() + make_interval(secs => $5), \
+                 now() + make_interval(secs => $5 + $2), $3, $4) \
          RETURNING id, matchers, starts_at, ends_at, comment, created_by, removed_at, removed_by, \
-           true AS active",
+           starts_at <= now() AS active",
     )
     .bind(&request.matchers)
     .bind(f64::from(request.duration_secs))
     .bind(&request.comment)
     .bind(&principal.username)
+    .bind(f64::from(request.starts_in_secs.unwrap_or(0)))
     .fetch_one(&state.pool)
     .await?;
     Ok((StatusCode::CREATED, Json(row.into())))
