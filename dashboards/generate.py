@@ -50,9 +50,10 @@ def delta(col):
 
 
 def owner(agent):
+    """A table's id column, the filter by the selected instances, and the join naming them."""
     if agent:
-        return "m.agent_id", AGENTS, "", "m.agent_id"
-    return "m.instance_id", INSTANCES, "JOIN instances i ON i.id = m.instance_id", "i.name"
+        return "m.agent_id", AGENTS, ""
+    return "m.instance_id", INSTANCES, "JOIN instances i ON i.id = m.instance_id"
 
 
 def rate(table, keys, label, counters, where="", agent=False, outer=None, top=None):
@@ -62,7 +63,7 @@ def rate(table, keys, label, counters, where="", agent=False, outer=None, top=No
     computed from the rates summed per line (default: each rate under its alias);
     top: keep the `top` lines with the largest first value over the range.
     """
-    own, filt, join, _ = owner(agent)
+    own, filt, join = owner(agent)
     part = ", ".join([own] + [f"m.{k}" for k in keys])
     deltas = ",\n         ".join(f"{delta(c)} AS d{n}" for n, (_, c) in enumerate(counters))
     rates = ", ".join(f"sum(d{n}) / nullif(sum(dt), 0) AS r{n}"
@@ -100,7 +101,7 @@ def gauge(table, keys, label, values, where="", agent=False, agg="avg", combine=
 
     values: [(alias, column expression)].
     """
-    own, filt, join, _ = owner(agent)
+    own, filt, join = owner(agent)
     part = ", ".join([own] + [f"m.{k}" for k in keys])
     inner = ", ".join(f"{agg}({expr}) AS g{n}" for n, (_, expr) in enumerate(values))
     cols = ", ".join(f'{combine}(g{n}) AS "{alias}"' for n, (alias, _) in enumerate(values))
@@ -136,7 +137,7 @@ def increase(table, keys, counters, where=""):
 
 def latest(table, keys, cols, where="", agent=False):
     """The newest row in the range of every series (`keys`) of the selected instances."""
-    own, filt, join, _ = owner(agent)
+    own, filt, join = owner(agent)
     part = ", ".join([own] + [f"m.{k}" for k in keys])
     return f"""SELECT DISTINCT ON ({part}) {cols}
 FROM {table} m {join}
