@@ -6,7 +6,10 @@
 //!   exception, V1, is explained below);
 //! - create metric tables only through `lasect_create_metric_table()` so the
 //!   TimescaleDB and native-partition layouts stay interchangeable;
-//! - a query must work on both layouts (filter on `time`).
+//! - a query must work on both layouts (filter on `time`);
+//! - after creating a metric table, `SELECT lasect_grafana_grant();` so
+//!   Grafana's read-only role (V24) reads it (`e2e/tests/dashboards.rs`
+//!   fails otherwise).
 //!
 //! [`migrate`] may be called by several processes at once (api and ingest
 //! start together): a session advisory lock serialises them and refinery's
