@@ -6,9 +6,11 @@
 //! Light on purpose: serde only, and utoipa behind the `openapi` feature (the API's OpenAPI
 //! document); the CLI does not build the server's axum/sqlx stack for them.
 //!
+//! - [`instances`]: an instance and the instance list.
 //! - [`runs`]: a run as the API shows it, its result pages, the bodies that start SQL runs and
 //!   the limits every run-creating body may carry.
 //! - [`json_integer`]: integers as JSON Schema defines them (`10.0` is one).
 
+pub mod instances;
 pub mod json_integer;
 pub mod runs;

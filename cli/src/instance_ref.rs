@@ -1,22 +1,10 @@
 //! `--instance`: a numeric id, an instance name, or `agent/name` when the name alone is on
 //! several agents.
 
-use anyhow::{Context, bail};
-use serde::Deserialize;
+use anyhow::bail;
+use lasect_api_contract::instances::{Instance, InstanceList};
 
 use crate::api_client::ApiClient;
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct InstanceSummary {
-    pub id: i64,
-    pub name: String,
-    pub agent_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct InstanceList {
-    instances: Vec<InstanceSummary>,
-}
 
 /// The id of the instance `input` designates. A numeric id is used as is (the API answers
 /// `not_found` for an unknown one); a name is looked up in the instance list.
@@ -24,15 +12,13 @@ pub async fn resolve(client: &ApiClient, input: &str) -> anyhow::Result<i64> {
     if let Ok(id) = input.parse::<i64>() {
         return Ok(id);
     }
-    let body = client.get_json("api/v1/instances").await?;
-    let list: InstanceList =
-        serde_json::from_value(body).context("unexpected shape of the instance list")?;
+    let list: InstanceList = client.get("api/v1/instances").await?;
     pick(&list.instances, input)
 }
 
 /// Picks the instance named `input` (or `agent/name`) out of `instances`.
-pub fn pick(instances: &[InstanceSummary], input: &str) -> anyhow::Result<i64> {
-    let by_name: Vec<&InstanceSummary> = instances.iter().filter(|i| i.name == input).collect();
+pub fn pick(instances: &[Instance], input: &str) -> anyhow::Result<i64> {
+    let by_name: Vec<&Instance> = instances.iter().filter(|i| i.name == input).collect();
     match by_name.as_slice() {
         [one] => return Ok(one.id),
         [] => {}
@@ -63,7 +49,7 @@ pub fn pick(instances: &[InstanceSummary], input: &str) -> anyhow::Result<i64> {
 mod tests {
     use super::*;
 
-    fn list() -> Vec<InstanceSummary> {
+    fn list() -> Vec<Instance> {
         [
             (1, "main", "db-01"),
             (2, "main", "db-02"),
@@ -71,10 +57,21 @@ mod tests {
             (4, "a/b", "db-03"),
         ]
         .into_iter()
-        .map(|(id, name, agent)| InstanceSummary {
+        .map(|(id, name, agent)| Instance {
             id,
             name: name.to_owned(),
             agent_id: agent.to_owned(),
+            server_version_num: None,
+            version: None,
+            in_recovery: None,
+            labels: serde_json::json!({}),
+            created_at: String::new(),
+            last_seen: None,
+            source: "agent".to_owned(),
+            state: "active".to_owned(),
+            dsn: None,
+            health: None,
+            health_at: None,
         })
         .collect()
     }

@@ -64,8 +64,13 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
         Command::Audit(c) => people::audit(&client()?, c, output).await,
         Command::Alert(c) => alert_cmd::run(&client()?, c, output).await,
         Command::Instance(InstanceCommand::List) => {
-            let list = client()?.get_json("api/v1/instances").await?;
-            render(output, &list, instance_table::render)
+            let list: lasect_api_contract::instances::InstanceList =
+                client()?.get("api/v1/instances").await?;
+            render(
+                output,
+                &serde_json::to_value(&list)?,
+                instance_table::render,
+            )
         }
         Command::Instance(InstanceCommand::Add(add)) => {
             runs_cmd::instance_add(&client()?, add, output).await

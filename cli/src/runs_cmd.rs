@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use anyhow::Context;
+use lasect_api_contract::instances::InstanceList;
 use lasect_api_contract::runs::{
     ExplainRequest, ResultPage, RunLimits, RunList, RunView, SqlRequest,
 };
@@ -65,12 +65,9 @@ pub async fn instance_or_only(client: &ApiClient, instance: Option<&str>) -> any
     if let Some(i) = instance {
         return instance_ref::resolve(client, i).await;
     }
-    let list = client.get_json("api/v1/instances").await?;
-    let instances = list["instances"].as_array().cloned().unwrap_or_default();
-    match instances.as_slice() {
-        [one] => one["id"]
-            .as_i64()
-            .context("unexpected shape of the instance list"),
+    let list: InstanceList = client.get("api/v1/instances").await?;
+    match list.instances.as_slice() {
+        [one] => Ok(one.id),
         [] => Err(crate::exit::Usage(
             "there is no instance yet (see `lasect instance add`)".to_owned(),
         )
@@ -78,7 +75,7 @@ pub async fn instance_or_only(client: &ApiClient, instance: Option<&str>) -> any
         several => {
             let names: Vec<String> = several
                 .iter()
-                .map(|i| format!("{} ({})", str_or(&i["name"], "?"), i["id"]))
+                .map(|i| format!("{} ({})", escape(&i.name), i.id))
                 .collect();
             Err(crate::exit::Usage(format!(
                 "several instances: say which with --instance, one of {}",

@@ -3,36 +3,12 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
 
 use super::AppState;
 use super::api_error::ApiError;
 use crate::auth::{Principal, Role};
 
-/// An instance as the API shows it. Times are RFC 3339 in UTC.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Instance {
-    pub id: i64,
-    pub name: String,
-    pub agent_id: String,
-    pub server_version_num: Option<i32>,
-    pub version: Option<String>,
-    pub in_recovery: Option<bool>,
-    #[schema(value_type = Object)]
-    pub labels: serde_json::Value,
-    pub created_at: String,
-    pub last_seen: Option<String>,
-    /// `agent` (from an agent's config file) or `api` (added through the API).
-    pub source: String,
-    /// `validating`, `active` or `removed`.
-    pub state: String,
-    /// The DSN of an API-added instance, password replaced by `********`.
-    pub dsn: Option<String>,
-    /// Last health report of the serving agent.
-    #[schema(value_type = Option<Object>)]
-    pub health: Option<serde_json::Value>,
-    pub health_at: Option<String>,
-}
+pub use lasect_api_contract::instances::{Instance, InstanceList};
 
 #[derive(sqlx::FromRow)]
 struct InstanceRow {
@@ -83,11 +59,6 @@ const LIST_INSTANCES: &str = "SELECT id, name, agent_id, server_version_num, ver
 const FIND_INSTANCE: &str = "SELECT id, name, agent_id, server_version_num, version, \
      in_recovery, labels, created_at, last_seen, source, state, dsn_redacted, health, health_at \
      FROM instances WHERE id = $1 AND state <> 'removed'";
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct InstanceList {
-    pub instances: Vec<Instance>,
-}
 
 /// Only the instances the caller may see: all with a global role, else those whose labels
 /// match one of the caller's grants.
