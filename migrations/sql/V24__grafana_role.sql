@@ -13,9 +13,9 @@
 --     CREATE ROLE lasect_grafana NOLOGIN;
 -- and then, as the store's owner, SELECT lasect_grafana_grant();
 --
--- A migration that adds a metric family calls lasect_grafana_grant() again
--- (the dashboards' end-to-end test fails while a family's table is not
--- readable by the role).
+-- lasect_create_metric_table() (redefined below, as in V22 plus the grant)
+-- grants every family created from now on; the dashboards' end-to-end test
+-- fails while a family's table is not readable by the role.
 
 CREATE FUNCTION lasect_grafana_grant() RETURNS integer
 LANGUAGE plpgsql AS $$
@@ -74,6 +74,34 @@ BEGIN
             WHEN duplicate_object OR unique_violation THEN NULL;
         END;
     END IF;
+    PERFORM lasect_grafana_grant();
+END
+$$;
+
+CREATE OR REPLACE FUNCTION lasect_create_metric_table(
+    family text, table_name text, columns text, index_columns text,
+    retention interval DEFAULT interval '14 days',
+    segment_by text[] DEFAULT NULL
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    storage text := (SELECT value FROM store_settings WHERE key = 'metric_storage');
+BEGIN
+    IF storage = 'timescaledb' THEN
+        EXECUTE format('CREATE TABLE %I (%s)', table_name, columns);
+        PERFORM create_hypertable(table_name::regclass, 'time',
+                                  chunk_time_interval => interval '1 day');
+        PERFORM add_retention_policy(table_name::regclass, retention);
+    ELSE
+        EXECUTE format('CREATE TABLE %I (%s) PARTITION BY RANGE (time)', table_name, columns);
+    END IF;
+    EXECUTE format('CREATE INDEX %I ON %I (%s, time DESC)',
+                   table_name || '_lookup', table_name, index_columns);
+    INSERT INTO metric_families (name, table_name, retention, segment_by)
+    VALUES (family, table_name, retention,
+            coalesce(segment_by,
+                     (SELECT array_agg(btrim(c) ORDER BY n)
+                      FROM unnest(string_to_array(index_columns, ',')) WITH ORDINALITY AS s (c, n))));
+    PERFORM lasect_apply_compression();
     PERFORM lasect_grafana_grant();
 END
 $$;

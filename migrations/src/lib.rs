@@ -7,9 +7,10 @@
 //! - create metric tables only through `lasect_create_metric_table()` so the
 //!   TimescaleDB and native-partition layouts stay interchangeable;
 //! - a query must work on both layouts (filter on `time`);
-//! - after creating a metric table, `SELECT lasect_grafana_grant();` so
-//!   Grafana's read-only role (V24) reads it (`e2e/tests/dashboards.rs`
-//!   fails otherwise).
+//! - `lasect_create_metric_table()` also grants the table to Grafana's
+//!   read-only role (V24): a migration that redefines the function keeps
+//!   its `PERFORM lasect_grafana_grant()` (`e2e/tests/dashboards.rs` fails
+//!   otherwise).
 //!
 //! [`migrate`] may be called by several processes at once (api and ingest
 //! start together): a session advisory lock serialises them and refinery's
