@@ -4,7 +4,9 @@
 //!   `dashboards/generate.py` makes; every dashboard parses, has unique panel
 //!   ids and a grid without overlaps, refers only to the provisioned
 //!   datasource uid, and uses only template variables it defines (defined
-//!   before any variable whose query uses them) and macros this test expands.
+//!   before any variable whose query uses them) and macros this test expands;
+//!   every metric column is read as `lasect-families` declares it (increases
+//!   of counters, sums of deltas, averages and maxima of levels).
 //! - `every_panel_query_runs_on_a_real_store`: a monitored cluster under load
 //!   (pgbench, a blocked session, an error, a checkpoint, a setting change, a
 //!   logical slot, a WAL receiver, a custom metric) is collected by the real agent through the
@@ -12,8 +14,9 @@
 //!   Grafana's macros and variables expanded here, runs as a login of the
 //!   read-only role `lasect_grafana` (migration V24), with all values and with
 //!   single values of every multi-value variable. Each must succeed, and each
-//!   panel must return rows but the few listed in [`MAY_BE_EMPTY`]. The role
-//!   reads every metric table and none of the tables holding secrets.
+//!   panel must return rows but the few listed in [`MAY_BE_EMPTY`]; no time
+//!   series shows a negative value, also after counter resets. The role reads
+//!   every metric table and none of the tables holding secrets.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
