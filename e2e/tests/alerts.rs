@@ -207,6 +207,51 @@ async fn idle_transaction_blocked_session_and_silent_agent_fire_and_resolve() {
         .collect();
     assert_eq!(to, ["resolved", "firing"], "{history}");
 
+    // Export as YAML and apply it back: nothing changes.
+    let exported = stack.path("exported.yaml");
+    write(&exported, &stack.cli(&["alert", "rule", "export"]));
+    let again = stack.cli(&[
+        "alert",
+        "rule",
+        "apply",
+        "-f",
+        exported.to_str().expect("path"),
+    ]);
+    assert!(
+        !again.contains('~') && !again.contains('+') && !again.contains('-'),
+        "{again}"
+    );
+    let tested = stack.cli(&["alert", "rule", "test", "agent_silent", "-o", "json"]);
+    let tested: serde_json::Value = serde_json::from_str(&tested).expect("json");
+    assert_eq!(tested["values"][0]["agent_id"], AGENT_ID, "{tested}");
+    assert_eq!(tested["values"][0]["holds"], false, "{tested}");
+    // Silences through the CLI.
+    let added = stack.cli(&[
+        "alert",
+        "silence",
+        "add",
+        "-m",
+        "alertname=deadlocks",
+        "-d",
+        "2h",
+        "-c",
+        "rebuild",
+        "-o",
+        "json",
+    ]);
+    let added: serde_json::Value = serde_json::from_str(&added).expect("json");
+    let id = added["id"].as_i64().expect("id").to_string();
+    assert!(
+        stack
+            .cli(&["alert", "silence", "list"])
+            .contains("alertname=deadlocks")
+    );
+    assert!(
+        stack
+            .cli(&["alert", "silence", "remove", &id])
+            .contains("removed")
+    );
+
     // The rounds are counted on the API's /metrics.
     let metrics = metrics_text(&stack).await;
     let evaluated = metrics
