@@ -6,7 +6,12 @@
 //! Light on purpose: serde only, and utoipa behind the `openapi` feature (the API's OpenAPI
 //! document); the CLI does not build the server's axum/sqlx stack for them.
 //!
-//! - [`instances`]: an instance and the instance list.
+//! - [`instances`]: an instance, the list, its detail, the body that adds one and the answers
+//!   to adding and testing it.
+//!
+//! A doc comment on a type or field here is its description in the OpenAPI document: moving a
+//! type here keeps its comments as they were (plain `//` comments say what the document
+//! should not).
 //! - [`runs`]: a run as the API shows it, its result pages, the bodies that start SQL runs and
 //!   the limits every run-creating body may carry.
 //! - [`json_integer`]: integers as JSON Schema defines them (`10.0` is one).

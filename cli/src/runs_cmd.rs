@@ -7,13 +7,15 @@
 
 use std::fmt::Write as _;
 
-use lasect_api_contract::instances::InstanceList;
+use lasect_api_contract::instances::{
+    AddInstance, AddedInstance, CheckResult, InstanceDetail, InstanceList,
+};
 use lasect_api_contract::runs::{
     ExplainRequest, ResultPage, RunLimits, RunList, RunView, SqlRequest,
 };
 use serde_json::{Value, json};
 
-use crate::api_client::ApiClient;
+use crate::api_client::{ApiClient, typed};
 use crate::args::{NewInstance, OutputFormat};
 use crate::instance_table::new_table;
 use crate::printable::{escape, str_or};
@@ -443,42 +445,45 @@ pub async fn instance_add(
         };
         map.insert(k.to_owned(), Value::from(v));
     }
-    let mut body = json!({ "dsn": dsn, "labels": map });
-    if let Some(n) = name {
-        body["name"] = json!(n);
-    }
-    if let Some(a) = agent {
-        body["agent"] = json!(a);
-    }
-    if let Some(r) = run_dsn {
-        body["run_dsn"] = json!(r);
-    }
-    if allow_privileged_runs {
-        body["allow_privileged_runs"] = json!(true);
-    }
-    let added = client.post_json("api/v1/instances", &body).await?;
-    render(output, &added, |b| {
+    let body = AddInstance {
+        dsn,
+        name,
+        agent,
+        labels: map,
+        run_dsn,
+        allow_privileged_runs,
+    };
+    let added: AddAnswer = client.post("api/v1/instances", &body).await?;
+    render(output, &serde_json::to_value(&added)?, |_| match &added {
         // 202: saved as validating, its agent has not answered yet; the answer is the check run.
-        if b["kind"] == "instance_check" {
-            return Ok(format!(
-                "saved as validating: the agent has not checked it yet (run {}, {}); it becomes \
-                 active when the check passes and is removed if it fails (lasect run show {})\n",
-                b["id"],
-                str_or(&b["status"], "?"),
-                b["id"]
-            ));
+        AddAnswer::Pending(run) => Ok(format!(
+            "saved as validating: the agent has not checked it yet (run {}, {}); it becomes \
+             active when the check passes and is removed if it fails (lasect run show {})\n",
+            run.id,
+            escape(&run.status),
+            run.id
+        )),
+        AddAnswer::Added(AddedInstance { instance, check }) => {
+            let mut out = format!(
+                "added instance {} ({}) on agent {}: {}\n",
+                escape(&instance.name),
+                instance.id,
+                escape(&instance.agent_id),
+                str_or(&check["version"], "")
+            );
+            out.push_str(&features(check));
+            Ok(out)
         }
-        let i = &b["instance"];
-        let mut out = format!(
-            "added instance {} ({}) on agent {}: {}\n",
-            str_or(&i["name"], "?"),
-            i["id"],
-            str_or(&i["agent_id"], "?"),
-            str_or(&b["check"]["version"], "")
-        );
-        out.push_str(&features(&b["check"]));
-        Ok(out)
     })
+}
+
+/// What `POST /api/v1/instances` answers: the instance its agent checked (201), or the check
+/// run that goes on (202).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum AddAnswer {
+    Added(AddedInstance),
+    Pending(RunView),
 }
 
 fn features(check: &Value) -> String {
@@ -514,12 +519,12 @@ pub async fn instance_test(
     output: OutputFormat,
 ) -> anyhow::Result<String> {
     let id = instance_ref::resolve(client, instance).await?;
-    let body = client
-        .post_json(&format!("api/v1/instances/{id}/test"), &json!({}))
-        .await?;
+    let path = format!("api/v1/instances/{id}/test");
+    let body = client.post_json(&path, &json!({})).await?;
     result_or_pending(&body)?;
-    render(output, &body, |b| {
-        let c = &b["check"];
+    let result: CheckResult = typed(body, &path)?;
+    render(output, &serde_json::to_value(&result)?, |_| {
+        let c = &result.check;
         let mut out = format!(
             "ok: {} as {}{}\n",
             str_or(&c["version"], "?"),
@@ -542,18 +547,20 @@ pub async fn instance_show(
     output: OutputFormat,
 ) -> anyhow::Result<String> {
     let id = instance_ref::resolve(client, instance).await?;
-    let body = if refresh {
-        client
-            .post_json(&format!("api/v1/instances/{id}/refresh"), &json!({}))
-            .await?
+    let (path, body) = if refresh {
+        let path = format!("api/v1/instances/{id}/refresh");
+        let body = client.post_json(&path, &json!({})).await?;
+        (path, body)
     } else {
-        client.get_json(&format!("api/v1/instances/{id}")).await?
+        let path = format!("api/v1/instances/{id}");
+        let body = client.get_json(&path).await?;
+        (path, body)
     };
     result_or_pending(&body)?;
-    render(output, &body, |b| {
-        let i = &b["instance"];
+    let detail: InstanceDetail = typed(body, &path)?;
+    render(output, &serde_json::to_value(&detail)?, |_| {
         let mut out = crate::json_table::render_one(
-            i,
+            &serde_json::to_value(&detail.instance)?,
             &[
                 ("id", "id"),
                 ("name", "name"),
@@ -568,8 +575,7 @@ pub async fn instance_show(
                 ("health", "health"),
             ],
         );
-        let m = &b["metadata"];
-        if m.is_object() {
+        if let Some(m) = detail.metadata.as_ref().filter(|m| m.is_object()) {
             let _ = writeln!(
                 out,
                 "uptime: {} s, started {}",
@@ -638,6 +644,26 @@ mod tests {
             run[k] = v.clone();
         }
         serde_json::from_value(run).expect("a run")
+    }
+
+    #[test]
+    fn an_add_answer_is_the_checked_instance_or_the_pending_check_run() {
+        let pending = serde_json::to_value(run_view(json!({"id": 9, "kind": "instance_check",
+            "status": "queued"})))
+        .expect("json");
+        assert!(matches!(
+            serde_json::from_value::<AddAnswer>(pending),
+            Ok(AddAnswer::Pending(r)) if r.id == 9
+        ));
+        let instance = json!({"id": 3, "name": "main", "agent_id": "a", "server_version_num": null,
+            "version": null, "in_recovery": null, "labels": {}, "created_at": "t",
+            "last_seen": null, "source": "api", "state": "active", "dsn": null, "health": null,
+            "health_at": null});
+        let added = json!({"instance": instance, "check": {"version": "PostgreSQL 17"}});
+        assert!(matches!(
+            serde_json::from_value::<AddAnswer>(added),
+            Ok(AddAnswer::Added(a)) if a.instance.id == 3
+        ));
     }
 
     #[test]

@@ -23,51 +23,16 @@ use lasect_pki::secrets::{FIELD_DSN, FIELD_RUN_DSN, encrypt_instance_secret};
 use lasect_runs::{InstanceCheckParams, InstanceMetadataParams, RunParams};
 
 use super::auth_routes::body;
-use super::instances::{Instance, find, rfc3339};
+use super::instances::{find, rfc3339};
 use super::runs::{WaitQuery, ask, path_id};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 use crate::runs::{self, NewRun, RunLimits, RunView};
+pub use lasect_api_contract::instances::{AddInstance, AddedInstance, CheckResult, InstanceDetail};
 
 const CHECK_WAIT: Duration = Duration::from_secs(30);
 /// Longest DSN accepted, in characters (as JSON Schema counts them).
 const MAX_DSN_CHARS: usize = 4096;
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddInstance {
-    /// libpq connection string or URL (at most 4096 characters). The agent connects with it; it
-    /// may hold a password.
-    #[schema(max_length = 4096)]
-    pub dsn: String,
-    /// Unique per agent, `[A-Za-z0-9][A-Za-z0-9._-]{0,62}`; default from host, port and dbname.
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
-    pub name: Option<String>,
-    /// The agent that serves it; may be omitted when there is exactly one agent.
-    pub agent: Option<String>,
-    /// Label values are strings.
-    #[serde(default)]
-    #[schema(value_type = std::collections::HashMap<String, String>)]
-    pub labels: serde_json::Map<String, Value>,
-    /// The connection of the read-only runs (sql, explain, export, table data, schema
-    /// snapshots); default: `dsn`. Its login role should be unprivileged (e.g. granted only
-    /// pg_read_all_data and pg_monitor): the agent refuses read-only runs that would log in as a
-    /// superuser or a member of pg_execute_server_program, pg_read_server_files,
-    /// pg_write_server_files or pg_signal_backend. Encrypted like `dsn`, never returned.
-    #[schema(max_length = 4096)]
-    pub run_dsn: Option<String>,
-    /// Let read-only runs log in as such a privileged role anyway (default false).
-    #[serde(default)]
-    pub allow_privileged_runs: bool,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AddedInstance {
-    pub instance: Instance,
-    /// What the agent found: version, role, features that will not work and why.
-    #[schema(value_type = Object)]
-    pub check: Value,
-}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CheckFailed {
@@ -372,19 +337,6 @@ async fn check(
     ask(state, run, wait).await
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct InstanceDetail {
-    pub instance: Instance,
-    /// Last `instance_metadata` result: version, uptime, replication, roles, extensions, sizes.
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
-    pub metadata_at: Option<String>,
-    /// The connection of read-only runs without its password, when it has its own.
-    pub run_dsn_redacted: Option<String>,
-    /// Read-only runs may log in as a privileged role.
-    pub allow_privileged_runs: bool,
-}
-
 async fn detail(state: &AppState, id: i64) -> Result<InstanceDetail, ApiError> {
     let instance = find(state, id)
         .await?
@@ -523,13 +475,6 @@ fn wait_or_default(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Du
     let explicit = matches!(&query, Ok(Query(WaitQuery { wait: Some(_) })));
     let wait = WaitQuery::duration(query)?;
     Ok(if explicit { wait } else { CHECK_WAIT })
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CheckResult {
-    pub run_id: i64,
-    #[schema(value_type = Object)]
-    pub check: Value,
 }
 
 #[utoipa::path(
