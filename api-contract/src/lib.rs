@@ -12,10 +12,12 @@
 //! A doc comment on a type or field here is its description in the OpenAPI document: moving a
 //! type here keeps its comments as they were (plain `//` comments say what the document
 //! should not).
+//! - [`migrations`]: fleet schema migrations, the body that starts one and what it shows.
 //! - [`runs`]: a run as the API shows it, its result pages, the bodies that start SQL runs and
 //!   the limits every run-creating body may carry.
 //! - [`json_integer`]: integers as JSON Schema defines them (`10.0` is one).
 
 pub mod instances;
 pub mod json_integer;
+pub mod migrations;
 pub mod runs;

@@ -5,16 +5,23 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::Context;
+use lasect_api_contract::migrations::{Migration, MigrationList, StartMigration, TargetSelector};
 use serde_json::{Value, json};
 
 use crate::api_client::ApiClient;
 use crate::args::OutputFormat;
-use crate::printable::{escape, str_or};
+use crate::printable::escape;
 use crate::render;
 use crate::runs_cmd::{RunFailed, parse_timeout_ms};
 
 /// `id:1,2` | `label:env=prod[,team=x]` | `role:primary|standby|subscriber[:publication]`.
-pub fn parse_targets(spec: &str) -> Result<Value, String> {
+pub fn parse_targets(spec: &str) -> Result<TargetSelector, String> {
+    let none = TargetSelector {
+        instances: None,
+        labels: None,
+        role: None,
+        publication: None,
+    };
     let (kind, rest) = spec
         .split_once(':')
         .ok_or_else(|| format!("--targets {spec:?}: expected id:…, label:… or role:…"))?;
@@ -24,7 +31,10 @@ pub fn parse_targets(spec: &str) -> Result<Value, String> {
                 rest.split(',').map(|s| s.trim().parse::<i64>()).collect();
             let ids =
                 ids.map_err(|_| format!("--targets {spec:?}: ids must be numbers, e.g. id:1,2"))?;
-            Ok(json!({ "instances": ids }))
+            Ok(TargetSelector {
+                instances: Some(ids),
+                ..none
+            })
         }
         "label" => {
             let mut map = serde_json::Map::new();
@@ -35,7 +45,10 @@ pub fn parse_targets(spec: &str) -> Result<Value, String> {
                     .ok_or_else(|| format!("--targets {spec:?}: labels are key=value"))?;
                 map.insert(k.to_owned(), Value::from(v));
             }
-            Ok(json!({ "labels": map }))
+            Ok(TargetSelector {
+                labels: Some(map),
+                ..none
+            })
         }
         "role" => {
             let (role, publication) = match rest.split_once(':') {
@@ -52,7 +65,11 @@ pub fn parse_targets(spec: &str) -> Result<Value, String> {
                     "--targets {spec:?}: a publication goes with role:subscriber"
                 ));
             }
-            Ok(json!({ "role": role, "publication": publication }))
+            Ok(TargetSelector {
+                role: Some(role.to_owned()),
+                publication: publication.map(str::to_owned),
+                ..none
+            })
         }
         _ => Err(format!(
             "--targets {spec:?}: expected id:…, label:… or role:…"
@@ -76,83 +93,77 @@ pub async fn run(client: &ApiClient, a: RunArgs, output: OutputFormat) -> anyhow
     let targets = parse_targets(&a.targets).map_err(usage)?;
     let sql =
         std::fs::read_to_string(&a.file).with_context(|| format!("read {}", a.file.display()))?;
-    let mut body = json!({ "sql": sql, "targets": targets, "dry_run": a.dry_run });
-    if let Some(n) = a.name {
-        body["name"] = json!(n);
-    }
-    if let Some(d) = a.database {
-        body["database"] = json!(d);
-    }
-    if let Some(t) = a.lock_timeout {
-        body["lock_timeout_ms"] = json!(parse_timeout_ms(&t).map_err(usage)?);
-    }
-    if let Some(t) = a.statement_timeout {
-        body["statement_timeout_ms"] = json!(parse_timeout_ms(&t).map_err(usage)?);
-    }
-    let mut m = client.post_json("api/v1/migrations", &body).await?;
+    // At most an hour of milliseconds (parse_timeout_ms's bound): always an i32.
+    let millis = |t: Option<String>| -> anyhow::Result<Option<i32>> {
+        t.map(|t| {
+            let ms = parse_timeout_ms(&t).map_err(usage)?;
+            i32::try_from(ms).context("a timeout above an hour")
+        })
+        .transpose()
+    };
+    let body = StartMigration {
+        name: a.name,
+        sql,
+        targets,
+        dry_run: a.dry_run,
+        lock_timeout_ms: millis(a.lock_timeout)?,
+        statement_timeout_ms: millis(a.statement_timeout)?,
+        timeout_ms: None,
+        queue_timeout_s: None,
+        database: a.database,
+    };
+    let mut m: Migration = client.post("api/v1/migrations", &body).await?;
     if a.wait {
-        let id = m["id"].as_i64().context("a migration without an id")?;
-        while m["status"] == "running" {
+        while m.status == "running" {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            m = client.get_json(&format!("api/v1/migrations/{id}")).await?;
+            m = client.get(&format!("api/v1/migrations/{}", m.id)).await?;
         }
-        let out = render(output, &m, report)?;
-        if m["status"] != "succeeded" {
+        let out = render(output, &serde_json::to_value(&m)?, |_| report(&m))?;
+        if m.status != "succeeded" {
             eprint!("{out}");
             return Err(RunFailed(format!(
-                "migration {id} {}: {}",
-                str_or(&m["status"], "?"),
-                str_or(&m["error"], "")
+                "migration {} {}: {}",
+                m.id,
+                escape(&m.status),
+                escape(m.error.as_deref().unwrap_or(""))
             ))
             .into());
         }
         return Ok(out);
     }
-    render(output, &m, |m| {
+    render(output, &serde_json::to_value(&m)?, |_| {
         Ok(format!(
             "migration {} started on {} instance(s){}; follow it with `lasect migrate status {}`\n",
-            m["id"],
-            m["targets"].as_array().map_or(0, Vec::len),
-            if m["dry_run"] == true {
-                " (dry run)"
-            } else {
-                ""
-            },
-            m["id"]
+            m.id,
+            m.targets.len(),
+            if m.dry_run { " (dry run)" } else { "" },
+            m.id
         ))
     })
 }
 
 /// The per-instance report.
-pub fn report(m: &Value) -> anyhow::Result<String> {
+pub fn report(m: &Migration) -> anyhow::Result<String> {
     let mut out = format!(
         "migration {} \"{}\": {}{}\n",
-        m["id"],
-        str_or(&m["name"], ""),
-        str_or(&m["status"], "?"),
-        if m["dry_run"] == true {
-            " (dry run)"
-        } else {
-            ""
-        }
+        m.id,
+        escape(&m.name),
+        escape(&m.status),
+        if m.dry_run { " (dry run)" } else { "" }
     );
-    if let Some(e) = m["error"].as_str() {
+    if let Some(e) = &m.error {
         let _ = writeln!(out, "error: {}", escape(e));
     }
     let mut table = crate::instance_table::new_table();
     table.set_header(["#", "instance", "status", "run", "error"]);
-    for t in m["targets"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-        let cell = |v: &Value| match v {
-            Value::Null => "-".to_owned(),
-            Value::String(s) => escape(s).into_owned(),
-            o => escape(&o.to_string()).into_owned(),
-        };
+    let text = |s: Option<&str>| s.map_or_else(|| "-".to_owned(), |s| escape(s).into_owned());
+    for t in &m.targets {
         table.add_row([
-            cell(&t["position"]),
-            cell(&t["instance_name"]),
-            cell(&t["status"]),
-            cell(&t["run_id"]),
-            cell(&t["error"]),
+            t.position.to_string(),
+            escape(&t.instance_name).into_owned(),
+            escape(&t.status).into_owned(),
+            t.run_id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
+            text(t.error.as_deref()),
         ]);
     }
     let _ = writeln!(out, "{table}");
@@ -166,12 +177,12 @@ pub async fn status(
 ) -> anyhow::Result<String> {
     match id {
         Some(id) => {
-            let m = client.get_json(&format!("api/v1/migrations/{id}")).await?;
-            render(output, &m, report)
+            let m: Migration = client.get(&format!("api/v1/migrations/{id}")).await?;
+            render(output, &serde_json::to_value(&m)?, |_| report(&m))
         }
         None => {
-            let list = client.get_json("api/v1/migrations").await?;
-            render(output, &list, |l| {
+            let list: MigrationList = client.get("api/v1/migrations").await?;
+            render(output, &serde_json::to_value(&list)?, |l| {
                 Ok(crate::json_table::render(
                     l["migrations"].as_array().map(Vec::as_slice).unwrap_or(&[]),
                     &[
@@ -190,10 +201,10 @@ pub async fn status(
 }
 
 pub async fn cancel(client: &ApiClient, id: i64, output: OutputFormat) -> anyhow::Result<String> {
-    let m = client
-        .post_json(&format!("api/v1/migrations/{id}/cancel"), &json!({}))
+    let m: Migration = client
+        .post(&format!("api/v1/migrations/{id}/cancel"), &json!({}))
         .await?;
-    render(output, &m, report)
+    render(output, &serde_json::to_value(&m)?, |_| report(&m))
 }
 
 #[cfg(test)]
@@ -202,14 +213,23 @@ mod tests {
 
     #[test]
     fn target_specs_parse() {
-        assert_eq!(parse_targets("id:1,2"), Ok(json!({"instances": [1, 2]})));
+        let json = |spec: &str| parse_targets(spec).map(|t| serde_json::to_value(t).expect("json"));
+        let nulls = json!({"instances": null, "labels": null, "role": null, "publication": null});
+        let with = |fields: Value| {
+            let mut v = nulls.clone();
+            for (k, x) in fields.as_object().expect("object") {
+                v[k] = x.clone();
+            }
+            Ok(v)
+        };
+        assert_eq!(json("id:1,2"), with(json!({"instances": [1, 2]})));
         assert_eq!(
-            parse_targets("label:env=prod"),
-            Ok(json!({"labels": {"env": "prod"}}))
+            json("label:env=prod"),
+            with(json!({"labels": {"env": "prod"}}))
         );
         assert_eq!(
-            parse_targets("role:subscriber:orders"),
-            Ok(json!({"role": "subscriber", "publication": "orders"}))
+            json("role:subscriber:orders"),
+            with(json!({"role": "subscriber", "publication": "orders"}))
         );
         for bad in [
             "id:x",

@@ -11,7 +11,6 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::auth_routes::body;
@@ -21,87 +20,9 @@ use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 use crate::runs;
 
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TargetSelector {
-    /// These instance ids.
-    #[schema(min_items = 1)]
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option_vec")]
-    pub instances: Option<Vec<i64>>,
-    /// Every instance whose labels contain all of these.
-    #[schema(value_type = Option<Object>)]
-    pub labels: Option<serde_json::Map<String, Value>>,
-    /// `primary`, `standby` or `subscriber` (an instance with a logical subscription).
-    #[schema(pattern = "^(primary|standby|subscriber)$")]
-    pub role: Option<String>,
-    /// With role `subscriber`: only instances subscribed to this publication.
-    pub publication: Option<String>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartMigration {
-    pub name: Option<String>,
-    /// The script (1 to 4 Mi characters, not all blank); runs in one transaction per instance.
-    #[schema(min_length = 1, max_length = 4_194_304)]
-    pub sql: String,
-    pub targets: TargetSelector,
-    #[serde(default)]
-    pub dry_run: bool,
-    /// 1..=3600000, default 5000.
-    #[schema(minimum = 1, maximum = 3_600_000)]
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    pub lock_timeout_ms: Option<i32>,
-    /// 1..=3600000, default 60000.
-    #[schema(minimum = 1, maximum = 3_600_000)]
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    pub statement_timeout_ms: Option<i32>,
-    /// Budget of the whole script on one instance, 1..=3600000, default 600000.
-    #[schema(minimum = 1, maximum = 3_600_000)]
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    pub timeout_ms: Option<i32>,
-    /// A target whose agent does not take its run within this halts the migration, 1..=3600 s
-    /// (default 60).
-    #[schema(minimum = 1, maximum = 3600)]
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    pub queue_timeout_s: Option<i32>,
-    pub database: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MigrationTarget {
-    pub position: i32,
-    pub instance_id: i64,
-    pub instance_name: String,
-    /// pending, running, succeeded, failed or skipped.
-    pub status: String,
-    pub run_id: Option<i64>,
-    pub error: Option<String>,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Migration {
-    pub id: i64,
-    pub name: String,
-    /// running, succeeded, failed or cancelled.
-    pub status: String,
-    pub dry_run: bool,
-    pub requested_by: String,
-    pub sql_sha256: String,
-    #[schema(value_type = Object)]
-    pub targets_selector: Value,
-    pub created_at: String,
-    pub finished_at: Option<String>,
-    pub error: Option<String>,
-    pub targets: Vec<MigrationTarget>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MigrationList {
-    pub migrations: Vec<Migration>,
-}
+pub use lasect_api_contract::migrations::{
+    Migration, MigrationList, MigrationTarget, StartMigration, TargetSelector,
+};
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_body", message)
