@@ -493,6 +493,16 @@ async fn for_and_hysteresis_drive_the_states() {
     .await
     .expect("firing event");
     assert_eq!(annotations["summary"], "prod at 82.0%");
+    // Every transition carries the value that made it, the resolution too.
+    let values: Vec<Option<f64>> =
+        sqlx::query_scalar("SELECT value FROM alert_events WHERE rule_name = 'busy' ORDER BY id")
+            .fetch_all(&f.pool)
+            .await
+            .expect("values");
+    assert_eq!(
+        values,
+        [Some(85.0), Some(82.0), Some(65.0), Some(81.0), Some(50.0)]
+    );
     assert_eq!(labels["team"], "db");
     assert_eq!(labels["env"], "prod");
     // History by rule and instance, through the API.

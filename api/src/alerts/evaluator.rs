@@ -227,7 +227,21 @@ pub async fn tick(
         };
         let samples = if rule.def.enabled {
             let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-            match query::run(&mut savepoint, &compiled, at).await {
+            let active: Vec<(Option<i64>, Option<String>, serde_json::Value)> = sqlx::query_as(
+                "SELECT instance_id, agent_id, key_labels FROM alert_instances \
+                 WHERE rule_id = $1 AND state IN ('pending', 'firing')",
+            )
+            .bind(rule.id)
+            .fetch_all(&mut *savepoint)
+            .await?;
+            let mut needed = query::Needed {
+                bound: compiled.op.release(compiled.threshold, rule.def.hysteresis),
+                ..query::Needed::default()
+            };
+            for (instance, agent, labels) in active {
+                needed.add_active(instance, agent.as_deref(), labels);
+            }
+            match query::run(&mut savepoint, &compiled, at, Some(&needed)).await {
                 Ok(s) => {
                     savepoint.commit().await?;
                     s

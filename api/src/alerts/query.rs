@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::rule::{Agg, Col, Compiled, Family, FilterOp, Plan};
+use super::rule::{Agg, Col, Compiled, Family, FilterOp, Op, Plan};
 use super::selector;
 use crate::routes::metric_families::FamilyKey;
 
@@ -209,14 +209,21 @@ fn aggregate_sql(
             )
         }
         Some(Agg::Last) => {
-            let cols: Vec<String> = aliases.iter().map(|a| format!("max({a}) AS {a}")).collect();
+            // Two hash aggregations (per time, then the latest per key) rather than a window
+            // over every row: no sort of the whole window on a fleet.
+            let per_time: Vec<String> =
+                aliases.iter().map(|a| format!("max({a}) AS {a}")).collect();
+            let latest: Vec<String> = aliases
+                .iter()
+                .map(|a| format!("(array_agg({a} ORDER BY time DESC))[1] AS {a}"))
+                .collect();
             (
                 window_cte(family, &values, false),
                 format!(
-                    "agg AS (SELECT {g}, {cols} FROM \
-                     (SELECT *, max(time) OVER (PARTITION BY {g}) AS lt FROM w) l \
-                     WHERE time = lt GROUP BY {g})",
-                    cols = cols.join(", ")
+                    "t1 AS (SELECT {g}, time, {per_time} FROM w GROUP BY {g}, time), \
+                     agg AS (SELECT {g}, {latest} FROM t1 GROUP BY {g})",
+                    per_time = per_time.join(", "),
+                    latest = latest.join(", "),
                 ),
             )
         }
@@ -227,7 +234,8 @@ fn aggregate_sql(
                 .iter()
                 .map(|a| {
                     format!(
-                        "(array_agg({a} ORDER BY time DESC) FILTER (WHERE {a} IS NOT NULL))[1] AS {a}_l, \
+                        "(array_agg({a} ORDER BY time DESC) FILTER (WHERE {a} IS NOT NULL))[1] \
+                           AS {a}_l, \
                          (array_agg({a} ORDER BY time) FILTER (WHERE {a} IS NOT NULL))[1] AS {a}_f"
                     )
                 })
@@ -294,13 +302,60 @@ fn filter_values(rule: &Compiled) -> Vec<String> {
     }
 }
 
-/// Runs `rule` as of `at`.
+/// Which keys an evaluation needs: those whose value passes `bound` (the release point of the
+/// hysteresis, by the rule's operator), and the keys of the rule's pending and firing alerts
+/// (their value is recorded when they end). Any other key does not hold in any state, exactly
+/// as a key with no value, so it stays in the store (most keys, on a fleet).
+#[derive(Debug, Clone, Default)]
+pub struct Needed {
+    pub bound: f64,
+    /// Keys of active alerts: instance id (or -1), agent id when no instance (or empty), key
+    /// labels.
+    pub instances: Vec<i64>,
+    pub agents: Vec<String>,
+    pub key_labels: Vec<serde_json::Value>,
+}
+
+impl Needed {
+    pub fn add_active(
+        &mut self,
+        instance_id: Option<i64>,
+        agent_id: Option<&str>,
+        key_labels: serde_json::Value,
+    ) {
+        self.instances.push(instance_id.unwrap_or(-1));
+        self.agents.push(match instance_id {
+            Some(_) => String::new(),
+            None => agent_id.unwrap_or_default().to_owned(),
+        });
+        self.key_labels.push(key_labels);
+    }
+}
+
+/// Runs `rule` as of `at`: every key, or with `needed` only those (see [`Needed`]).
 pub async fn run(
     conn: &mut sqlx::PgConnection,
     rule: &Compiled,
     at: DateTime<Utc>,
+    needed: Option<&Needed>,
 ) -> Result<Vec<Sample>, sqlx::Error> {
-    let text = sql(rule);
+    let op = match rule.op {
+        Op::Gt => ">",
+        Op::Ge => ">=",
+        Op::Lt => "<",
+        Op::Le => "<=",
+    };
+    let p = 6 + filter_values(rule).len();
+    let (b, i, a, k) = (p, p + 1, p + 2, p + 3);
+    // The active keys as a hashed semi-join (instance, agent, labels), not a scan per row.
+    let text = format!(
+        "SELECT * FROM ({}) q WHERE ${b}::float8 IS NULL OR q.value {op} ${b}::float8 \
+         OR (coalesce(q.instance_id, -1), \
+             CASE WHEN q.instance_id IS NULL THEN coalesce(q.agent_id, '') ELSE '' END, \
+             q.key_labels) \
+            IN (SELECT * FROM unnest(${i}::int8[], ${a}::text[], ${k}::jsonb[]))",
+        sql(rule)
+    );
     let (window, extra) = second_param(rule);
     // Identifiers from the family list only; every value is bound (module docs).
     let mut q = sqlx::query(sqlx::AssertSqlSafe(text))
@@ -312,7 +367,13 @@ pub async fn run(
     for v in filter_values(rule) {
         q = q.bind(v);
     }
-    let rows = q.fetch_all(&mut *conn).await?;
+    let rows = q
+        .bind(needed.map(|n| n.bound))
+        .bind(needed.map_or(&[][..], |n| n.instances.as_slice()))
+        .bind(needed.map_or(&[][..], |n| n.agents.as_slice()))
+        .bind(needed.map_or(&[][..], |n| n.key_labels.as_slice()))
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let value: Option<f64> = row.try_get("value")?;

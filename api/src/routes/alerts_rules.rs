@@ -459,13 +459,15 @@ pub async fn test(
         .execute(&mut *tx)
         .await?;
     let at = Utc::now();
-    let samples = query::run(&mut tx, &compiled, at).await.map_err(|e| {
-        tracing::warn!(rule = %def.name, error = %e, "alert rule test failed");
-        ApiError::unprocessable(
-            "rule_failed",
-            "the rule's query failed in the store (see the API log)",
-        )
-    })?;
+    let samples = query::run(&mut tx, &compiled, at, None)
+        .await
+        .map_err(|e| {
+            tracing::warn!(rule = %def.name, error = %e, "alert rule test failed");
+            ApiError::unprocessable(
+                "rule_failed",
+                "the rule's query failed in the store (see the API log)",
+            )
+        })?;
     let instances = load_instances(&mut tx).await?;
     tx.rollback().await?;
     let stored = StoredRule {
