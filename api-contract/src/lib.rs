@@ -6,6 +6,7 @@
 //! Light on purpose: serde only, and utoipa behind the `openapi` feature (the API's OpenAPI
 //! document); the CLI does not build the server's axum/sqlx stack for them.
 //!
+//! - [`auth`]: roles, logging in and out, changing a password, API tokens.
 //! - [`instances`]: an instance, the list, its detail, the body that adds one and the answers
 //!   to adding and testing it.
 //!
@@ -17,6 +18,7 @@
 //!   the limits every run-creating body may carry.
 //! - [`json_integer`]: integers as JSON Schema defines them (`10.0` is one).
 
+pub mod auth;
 pub mod instances;
 pub mod json_integer;
 pub mod migrations;

@@ -1,9 +1,13 @@
 //! `lasect login`, `user`, `token`, `agent`, `audit`: the identity and administration commands.
 
-use anyhow::Context;
+use lasect_api_contract::auth::{
+    ApiToken, ChangePassword, CreateToken, CreatedToken, LoginRequest, LogoutRequest, Role,
+    TokenList, TokenPair,
+};
+use lasect_pki::Secret;
 use serde_json::{Value, json};
 
-use crate::api_client::{ApiClient, ClientEnv};
+use crate::api_client::{ApiClient, ClientEnv, typed};
 use crate::args::{
     AgentCommand, AgentTokenCommand, AuditCommand, OutputFormat, TokenCommand, UserCommand,
 };
@@ -61,13 +65,16 @@ fn duration(text: &str, what: &str) -> anyhow::Result<u64> {
 }
 
 fn role(text: &Option<String>) -> anyhow::Result<Value> {
-    match text.as_deref() {
-        None => Ok(Value::Null),
-        Some(r @ ("admin" | "user" | "viewer")) => Ok(json!(r)),
-        Some(other) => {
-            Err(Usage(format!("role must be admin, user or viewer, not {other:?}")).into())
-        }
-    }
+    Ok(json!(role_of(text)?))
+}
+
+fn role_of(text: &Option<String>) -> anyhow::Result<Option<Role>> {
+    text.as_deref()
+        .map(|r| {
+            r.parse::<Role>()
+                .map_err(|_| Usage(format!("role must be admin, user or viewer, not {r:?}")).into())
+        })
+        .transpose()
 }
 
 /// `env=prod:viewer` as a grant object.
@@ -114,17 +121,17 @@ pub async fn login(
     // A URL that would be refused (http:// off loopback) is refused before the password is asked.
     let client = ApiClient::from_env(anonymous.clone())?;
     let password = read_password(!password_stdin)?;
-    let session = client
-        .post_json(
+    let session: TokenPair = client
+        .post(
             "api/v1/auth/login",
-            &json!({"username": username, "password": password}),
+            &LoginRequest {
+                username: username.clone(),
+                password,
+            },
         )
         .await?;
-    let access = session["access_token"]
-        .as_str()
-        .context("the login answer has no access_token")?;
     let authed = ApiClient::from_env(ClientEnv {
-        token: Some(lasect_pki::Secret::new(access)),
+        token: Some(Secret::new(session.access_token.as_str())),
         ..anonymous
     })?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "cli".to_owned());
@@ -135,41 +142,38 @@ pub async fn login(
             .map(|d| d.as_secs())
             .unwrap_or(0)
     );
-    let created = authed
-        .post_json(
+    let created: CreatedToken = authed
+        .post(
             "api/v1/tokens",
-            &json!({"name": name, "expires_in_secs": expires}),
+            &CreateToken {
+                name: name.clone(),
+                role: None,
+                expires_in_secs: Some(expires),
+            },
         )
         .await?;
-    let secret = created["secret"]
-        .as_str()
-        .context("the token answer has no secret")?;
     // The session itself is no longer needed: the stored API token replaces it.
-    if let Some(refresh) = session["refresh_token"].as_str() {
-        let _ = authed
-            .post_json("api/v1/auth/logout", &json!({"refresh_token": refresh}))
-            .await;
-    }
+    logout(&authed, session.refresh_token).await;
     config_file::save(
         &path,
         &ConfigFile {
             url: env.url.clone(),
-            token: Some(secret.to_owned()),
+            token: Some(created.secret),
             ca_file: env.ca_file.clone(),
         },
     )?;
     let result = json!({
-        "username": session["username"],
-        "role": session["role"],
+        "username": session.username,
+        "role": session.role,
         "config_file": path.display().to_string(),
-        "token": created["token"],
+        "token": created.token,
     });
     match output {
         OutputFormat::Json => json_text(&result),
         OutputFormat::Table => Ok(format!(
             "logged in as {} ({}); API token {:?} saved in {}\n",
             escape(&username),
-            str_or(&session["role"], "no global role"),
+            session.role.map_or("no global role", Role::as_str),
             name,
             path.display()
         )),
@@ -199,49 +203,53 @@ pub async fn passwd(
                 token: None,
                 ..env.clone()
             })?;
-            let session = anonymous
-                .post_json(
+            let session: TokenPair = anonymous
+                .post(
                     "api/v1/auth/login",
-                    &json!({"username": name, "password": old}),
+                    &LoginRequest {
+                        username: name.clone(),
+                        password: old.clone(),
+                    },
                 )
                 .await?;
-            let access = session["access_token"]
-                .as_str()
-                .context("the login answer has no access_token")?;
             ApiClient::from_env(ClientEnv {
-                token: Some(lasect_pki::Secret::new(access)),
+                token: Some(Secret::new(session.access_token)),
                 ..env.clone()
             })?
         }
         None => ApiClient::from_env(env.clone())?,
     };
-    let session = client
-        .post_json(
+    let session: TokenPair = client
+        .post(
             "api/v1/auth/password",
-            &json!({"old_password": old, "new_password": new}),
+            &ChangePassword {
+                old_password: old,
+                new_password: new,
+            },
         )
         .await?;
     // The answer opens a new session the CLI does not keep: end it.
-    if let (Some(access), Some(refresh)) = (
-        session["access_token"].as_str(),
-        session["refresh_token"].as_str(),
-    ) {
-        let fresh = ApiClient::from_env(ClientEnv {
-            token: Some(lasect_pki::Secret::new(access)),
-            ..env
-        })?;
-        let _ = fresh
-            .post_json("api/v1/auth/logout", &json!({"refresh_token": refresh}))
-            .await;
-    }
-    let result = json!({"username": session["username"], "changed": true});
+    let fresh = ApiClient::from_env(ClientEnv {
+        token: Some(Secret::new(session.access_token)),
+        ..env
+    })?;
+    logout(&fresh, session.refresh_token).await;
+    let result = json!({"username": session.username, "changed": true});
     match output {
         OutputFormat::Json => json_text(&result),
         OutputFormat::Table => Ok(format!(
             "password changed for {}; its other sessions ended\n",
-            str_or(&session["username"], "you")
+            escape(&session.username)
         )),
     }
+}
+
+/// Ends the session of `refresh_token`; best effort (it expires anyway).
+async fn logout(client: &ApiClient, refresh_token: String) {
+    let body = LogoutRequest {
+        refresh_token: Some(refresh_token),
+    };
+    let _ = client.post::<_, Value>("api/v1/auth/logout", &body).await;
 }
 
 pub async fn user(
@@ -314,29 +322,35 @@ pub async fn token(
             role: r,
             expires_in,
         } => {
-            let mut request = json!({"name": name, "role": role(&r)?});
-            if let Some(e) = expires_in {
-                request["expires_in_secs"] = json!(duration(&e, "--expires-in")?);
-            }
-            let body = client.post_json("api/v1/tokens", &request).await?;
+            let request = CreateToken {
+                name,
+                role: role_of(&r)?,
+                expires_in_secs: expires_in
+                    .map(|e| duration(&e, "--expires-in"))
+                    .transpose()?,
+            };
+            let created: CreatedToken = client.post("api/v1/tokens", &request).await?;
             match output {
-                OutputFormat::Json => json_text(&body),
+                OutputFormat::Json => json_text(&serde_json::to_value(&created)?),
                 OutputFormat::Table => Ok(format!(
                     "{}token (shown once, store it now): {}\n",
-                    render_one(&body["token"], TOKEN_COLUMNS),
-                    str_or(&body["secret"], "-")
+                    render_one(&serde_json::to_value(&created.token)?, TOKEN_COLUMNS),
+                    escape(&created.secret)
                 )),
             }
         }
         TokenCommand::List => {
-            let body = client.get_json("api/v1/tokens").await?;
+            let tokens: TokenList = client.get("api/v1/tokens").await?;
+            let body = serde_json::to_value(&tokens)?;
             match output {
                 OutputFormat::Json => json_text(&body),
                 OutputFormat::Table => Ok(render(list(&body, "tokens"), TOKEN_COLUMNS)),
             }
         }
         TokenCommand::Revoke { id } => {
-            let body = client.delete_json(&format!("api/v1/tokens/{id}")).await?;
+            let path = format!("api/v1/tokens/{id}");
+            let revoked: ApiToken = typed(client.delete_json(&path).await?, &path)?;
+            let body = serde_json::to_value(&revoked)?;
             match output {
                 OutputFormat::Json => json_text(&body),
                 OutputFormat::Table => Ok(render_one(&body, TOKEN_COLUMNS)),

@@ -16,28 +16,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use lasect_pki::{API_TOKEN_PREFIX, hash_token, new_token};
-use serde::{Deserialize, Serialize};
 
 use super::auth_routes::{body, path_params};
 use super::instances::rfc3339;
 use super::{ApiError, AppState};
 use crate::auth::principal::Principal;
 use crate::auth::role::{Role, from_store};
+pub use lasect_api_contract::auth::{ApiToken, CreateToken, CreatedToken, TokenList};
 
 /// Longest lifetime of an API token with an expiry: ten years.
 const MAX_EXPIRY_SECS: u64 = 10 * 365 * 86_400;
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ApiToken {
-    pub id: i64,
-    pub name: String,
-    pub username: String,
-    pub role: Role,
-    pub created_at: String,
-    pub expires_at: Option<String>,
-    pub last_used_at: Option<String>,
-    pub revoked_at: Option<String>,
-}
 
 #[derive(sqlx::FromRow)]
 struct TokenRow {
@@ -77,11 +65,6 @@ macro_rules! select_tokens {
     };
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TokenList {
-    pub tokens: Vec<ApiToken>,
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/tokens",
@@ -110,27 +93,6 @@ pub async fn list(
             .map(ApiToken::try_from)
             .collect::<Result<_, _>>()?,
     }))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateToken {
-    /// 1 to 100 characters, not all blank.
-    #[schema(min_length = 1, max_length = 100)]
-    pub name: String,
-    #[serde(default)]
-    pub role: Option<Role>,
-    /// 60 s to the longest lifetime (default: no expiry).
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    #[schema(minimum = 60, maximum = 315_360_000)]
-    pub expires_in_secs: Option<u64>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CreatedToken {
-    pub token: ApiToken,
-    /// The bearer secret, shown this once.
-    pub secret: String,
 }
 
 #[utoipa::path(

@@ -29,27 +29,7 @@ use crate::auth::audit::AuditActor;
 use crate::auth::password;
 use crate::auth::principal::{LabelGrant, Principal, load_principal};
 use crate::auth::role::{Role, from_store};
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    pub username: String,
-    pub password: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TokenPair {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: u64,
-    pub refresh_token: String,
-    pub refresh_expires_in: u64,
-    pub username: String,
-    pub role: Option<Role>,
-    /// An admin reset the password: these tokens only serve to set a new one
-    /// (`POST /api/v1/auth/password`); every other call answers 403 `password_change_required`.
-    pub password_change_required: bool,
-}
+pub use lasect_api_contract::auth::{ChangePassword, LoginRequest, LogoutRequest, TokenPair};
 
 #[derive(sqlx::FromRow)]
 struct LoginRow {
@@ -292,7 +272,7 @@ fn pair(
         .map_err(ApiError::internal)?;
     Ok(TokenPair {
         access_token,
-        token_type: "Bearer",
+        token_type: "Bearer".to_owned(),
         expires_in: config.access_token_secs,
         refresh_token,
         refresh_expires_in: u64::from(config.refresh_token_days) * 86_400,
@@ -427,15 +407,6 @@ async fn try_refresh(
     )
 }
 
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LogoutRequest {
-    /// The refresh token of this session; without it the session of the access token used
-    /// ends, or with an API token (which has no session) every session of the user.
-    #[serde(default)]
-    pub refresh_token: Option<String>,
-}
-
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct LogoutResult {
     pub revoked: u64,
@@ -485,16 +456,6 @@ pub async fn logout(
     .await?
     .rows_affected();
     Ok(Json(LogoutResult { revoked }))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChangePassword {
-    #[schema(max_length = 1024)]
-    pub old_password: String,
-    /// 12 to 1024 characters.
-    #[schema(min_length = 12, max_length = 1024)]
-    pub new_password: String,
 }
 
 #[utoipa::path(
