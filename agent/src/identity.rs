@@ -188,7 +188,11 @@ impl IdentityStore {
             .mode(0o700)
             .create(&staging)
             .map_err(io("create", &staging))?;
-        write_synced(&staging.join(KEY_FILE), key.expose_secret().as_bytes(), 0o600)?;
+        write_synced(
+            &staging.join(KEY_FILE),
+            key.expose_secret().as_bytes(),
+            0o600,
+        )?;
         write_synced(&staging.join(CERT_FILE), cert_chain_pem.as_bytes(), 0o644)?;
         sync_dir(&staging)?;
         let _ = fs::remove_dir_all(&dir);

@@ -497,11 +497,7 @@ fn client_certificate_comes_from_files_or_the_enrolled_identity() {
 
     // Once enrolled, the config without files is valid and uses the identity.
     IdentityStore::new(&pki.path("state"))
-        .save(
-            "01",
-            &lasect_pki::SecretPem::new("key"),
-            "certificate",
-        )
+        .save("01", &lasect_pki::SecretPem::new("key"), "certificate")
         .expect("store an identity");
     let config = AgentConfig::from_toml_str(&neither).expect("parses").config;
     config.validate().expect("valid with an enrolled identity");
@@ -560,7 +556,10 @@ fn run_dsn_and_allow_privileged_runs_parse_with_safe_defaults() {
     assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
     loaded.config.validate().expect("valid");
     let instance = &loaded.config.instances[0];
-    assert_eq!(instance.run_dsn.as_ref().map(Dsn::expose_secret), Some(run_dsn));
+    assert_eq!(
+        instance.run_dsn.as_ref().map(Dsn::expose_secret),
+        Some(run_dsn)
+    );
     assert!(instance.allow_privileged_runs);
     assert!(
         !format!("{instance:?}").contains("hunter2"),

@@ -187,7 +187,10 @@ async fn connect(plan: &Plan, ca_pem: &str, cert: &IssuedCert) -> anyhow::Result
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca_pem))
         .domain_name(plan.server_name.clone())
-        .identity(Identity::from_pem(&cert.cert_pem, cert.key_pem.expose_secret()));
+        .identity(Identity::from_pem(
+            &cert.cert_pem,
+            cert.key_pem.expose_secret(),
+        ));
     let channel = Endpoint::from_shared(plan.endpoint.clone())?
         .connect_timeout(CALL_TIMEOUT)
         .timeout(CALL_TIMEOUT)

@@ -20,7 +20,10 @@ async fn channel(ingest: &Ingest, cert: &IssuedCert) -> Channel {
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&ingest.tls.ca_pem))
         .domain_name("localhost")
-        .identity(Identity::from_pem(&cert.cert_pem, cert.key_pem.expose_secret()));
+        .identity(Identity::from_pem(
+            &cert.cert_pem,
+            cert.key_pem.expose_secret(),
+        ));
     Channel::from_shared(format!("https://localhost:{}", ingest.addr.port()))
         .expect("uri")
         .connect_timeout(CALL_GUARD)
