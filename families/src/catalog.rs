@@ -58,6 +58,8 @@ pub static ALL: &[&Family] = &[
     &STANDBY,
     &SUBSCRIPTION,
     &SUBSCRIPTION_TABLES,
+    &REPLICATION_IDENTITY,
+    &SUBSCRIPTION_SOURCE,
     &CUSTOM,
     &HOST_FILESYSTEM,
     &COLLECTOR_EVENT,
@@ -557,6 +559,44 @@ pub static SUBSCRIPTION_TABLES: Family = Family {
 /// column.
 pub static CUSTOM: Family = Family {
     name: "custom",
+/// Who an instance is in a replication topology: its cluster's system identifier
+/// (shared by a primary and its physical standbys), timeline, recovery state and WAL
+/// position in bytes: one row per sample.
+pub static REPLICATION_IDENTITY: Family = Family {
+    name: "replication_identity",
+    table: "metric_replication_identity",
+    key: Key::Instance,
+    rows: Rows::Ordered("instance_id"),
+    columns: &[
+        detail("system_identifier", Int8).not_null(),
+        detail("timeline_id", Int4).not_null(),
+        detail("in_recovery", Bool).not_null(),
+        counter("wal_lsn", Int8),
+        detail("port", Int4).not_null(),
+        detail("server_addr", Text),
+        detail("receiver_application_name", Text),
+    ],
+};
+
+/// Where each subscription reads from: host, port and database of its conninfo (never
+/// the password) and its slot on the publisher.
+pub static SUBSCRIPTION_SOURCE: Family = Family {
+    name: "subscription_source",
+    table: "metric_subscription_source",
+    key: Key::Instance,
+    rows: Rows::Ordered("subname"),
+    columns: &[
+        key("subname", Text).not_null(),
+        detail("datname", Text).not_null(),
+        detail("enabled", Bool).not_null(),
+        detail("slot_name", Text),
+        detail("conn_host", Text),
+        detail("conn_port", Int4),
+        detail("conn_dbname", Text),
+        detail("publications", Text),
+    ],
+};
+
     table: "metric_custom",
     key: Key::Instance,
     rows: Rows::Ordered("metric, datname, labels::text, value_name"),

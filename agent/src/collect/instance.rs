@@ -22,7 +22,7 @@ use super::settings::SettingsCollector;
 use super::statement::StatementCollector;
 use super::waits::WaitSampler;
 use super::{CollectError, FamilyError, database, instance_info, now_unix_micros, session};
-use super::{activity, filesystem, locks, progress, replication, standby, subscription};
+use super::{activity, filesystem, locks, progress, replication, standby, subscription, topology};
 use crate::backoff::Backoff;
 use crate::config::{CollectConfig, DatabaseFilter, InstanceConfig, LogsConfig};
 use crate::logs::LogCollector;
@@ -375,6 +375,27 @@ impl InstanceCollector {
                 },
                 // Host families are collected by the agent, not per instance.
                 FamilyKind::Host => Ok(Vec::new()),
+                FamilyKind::Topology => {
+                    let time_unix_micros = now_unix_micros();
+                    let identity = topology::identity(client).await.map_err(FamilyError::from);
+                    match identity {
+                        Ok(identity) => topology::sources(client)
+                            .await
+                            .map_err(FamilyError::from)
+                            .map(|sources| {
+                                let mut samples = self.samples(
+                                    time_unix_micros,
+                                    Some(Family::ReplicationIdentity(identity)),
+                                );
+                                samples.extend(self.samples(
+                                    time_unix_micros,
+                                    sources.map(Family::SubscriptionSource),
+                                ));
+                                samples
+                            }),
+                        Err(e) => Err(e),
+                    }
+                }
                 FamilyKind::Standby => {
                     let time_unix_micros = now_unix_micros();
                     standby::collect(client)

@@ -24,6 +24,7 @@
 //! | `replication`, `replication_slot` | `replication.rs` |
 //! | `standby` | `standby.rs` |
 //! | `subscription` | `subscription.rs` |
+//! | `replication_identity`, `subscription_source` | `topology.rs` |
 //! | `instance_info` | `instance_info.rs` |
 //! | `custom` | `custom.rs` |
 //! | `collector_event` | `events.rs` |
@@ -54,6 +55,7 @@ mod settings;
 mod standby;
 pub mod statement;
 mod subscription;
+mod topology;
 mod waits;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

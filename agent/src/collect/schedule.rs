@@ -51,11 +51,13 @@ pub enum FamilyKind {
     HostFilesystem,
     /// The server's log files (events and auto_explain plans).
     Log,
+    /// `replication_identity` and `subscription_source`.
+    Topology,
 }
 
 impl FamilyKind {
     /// Every kind, once. A new family is added here and nowhere else.
-    pub const EVERY: [FamilyKind; 21] = [
+    pub const EVERY: [FamilyKind; 22] = [
         FamilyKind::Database,
         FamilyKind::Statement,
         FamilyKind::Table,
@@ -77,6 +79,7 @@ impl FamilyKind {
         FamilyKind::Custom,
         FamilyKind::HostFilesystem,
         FamilyKind::Log,
+        FamilyKind::Topology,
     ];
 
     /// The kinds a config may name in `intervals` (the 1 s wait sampling is
@@ -116,6 +119,7 @@ impl FamilyKind {
             FamilyKind::Custom => "custom",
             FamilyKind::HostFilesystem => "host_filesystem",
             FamilyKind::Log => "log",
+            FamilyKind::Topology => "replication_topology",
         }
     }
 
@@ -141,6 +145,7 @@ impl FamilyKind {
                 60
             }
             FamilyKind::Settings => 300,
+            FamilyKind::Topology => 30,
         }
     }
 }
@@ -266,9 +271,13 @@ mod tests {
         }
         assert_eq!(FamilyKind::from_name("wait_sample"), None, "internal kind");
         assert_eq!(FamilyKind::from_name("custom"), None, "own intervals");
-        assert_eq!(FamilyKind::configurable().count(), 19);
+        assert_eq!(FamilyKind::configurable().count(), 20);
         assert!(FamilyKind::per_instance().all(|f| f != FamilyKind::Host));
-        assert_eq!(FamilyKind::per_instance().count(), 20);
+        assert_eq!(FamilyKind::per_instance().count(), 21);
+        assert_eq!(
+            interval(FamilyKind::Topology, &none, &none, 7),
+            Duration::from_secs(30)
+        );
         assert_eq!(
             interval(FamilyKind::Standby, &none, &none, 7),
             Duration::from_secs(10)

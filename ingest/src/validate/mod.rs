@@ -210,6 +210,8 @@ fn family_name(family: &Family) -> &'static str {
         Family::Custom(_) => "custom",
         Family::HostFilesystem(_) => "host_filesystem",
         Family::CollectorEvent(_) => "collector_event",
+        Family::ReplicationIdentity(_) => "replication_identity",
+        Family::SubscriptionSource(_) => "subscription_source",
         Family::Log(_) => "log",
     }
 }
@@ -376,6 +378,18 @@ impl Builder {
                 for f in fs.filesystems {
                     let row = ops_families::filesystem_row(f)?;
                     self.push(&schema::HOST_FILESYSTEM, time, Some(instance), row);
+                }
+            }
+            Family::ReplicationIdentity(r) => {
+                let instance = self.instance(sample.instance, time)?;
+                let row = ops_families::replication_identity_row(r)?;
+                self.push(&schema::REPLICATION_IDENTITY, time, Some(instance), row);
+            }
+            Family::SubscriptionSource(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for s in snapshot.subscriptions {
+                    let row = ops_families::subscription_source_row(s)?;
+                    self.push(&schema::SUBSCRIPTION_SOURCE, time, Some(instance), row);
                 }
             }
             Family::CollectorEvent(e) => {

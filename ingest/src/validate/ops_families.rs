@@ -41,6 +41,56 @@ pub fn standby_row(s: v1::StandbyStatus) -> Result<Row, FieldError> {
     ])
 }
 
+/// `replication_identity`: one row per sample.
+pub fn replication_identity_row(r: v1::ReplicationIdentity) -> Result<Row, FieldError> {
+    if r.timeline_id <= 0 {
+        return Err(invalid(
+            "timeline_id",
+            format!("must be positive, got {}", r.timeline_id),
+        ));
+    }
+    if !(1..=65_535).contains(&r.port) {
+        return Err(invalid("port", format!("{} is not a TCP port", r.port)));
+    }
+    Ok(vec![
+        // A u64 in the control file, shown by PostgreSQL as a bigint: any value.
+        Value::Int8(Some(r.system_identifier)),
+        Value::Int4(Some(r.timeline_id)),
+        Value::Bool(Some(r.in_recovery)),
+        counter("wal_lsn", r.wal_lsn)?,
+        Value::Int4(Some(r.port)),
+        optional_text("server_addr", r.server_addr, MAX_HOST_BYTES)?,
+        optional_text(
+            "receiver_application_name",
+            r.receiver_application_name,
+            MAX_IDENTIFIER_BYTES,
+        )?,
+    ])
+}
+
+/// Publications a subscription may name, as sent (comma-separated names).
+const MAX_PUBLICATIONS_BYTES: usize = 64 * 64;
+
+/// `subscription_source`: one row per subscription.
+pub fn subscription_source_row(s: v1::SubscriptionSource) -> Result<Row, FieldError> {
+    if let Some(port) = s.conn_port
+        && !(1..=65_535).contains(&port)
+    {
+        return Err(invalid("conn_port", format!("{port} is not a TCP port")));
+    }
+    Ok(vec![
+        name("subname", s.subname)?,
+        name("datname", s.datname)?,
+        Value::Bool(Some(s.enabled)),
+        optional_text("slot_name", s.slot_name, MAX_IDENTIFIER_BYTES)?,
+        // A conninfo host may list several hosts (comma-separated).
+        optional_text("conn_host", s.conn_host, 4 * MAX_HOST_BYTES)?,
+        Value::Int4(s.conn_port),
+        optional_text("conn_dbname", s.conn_dbname, MAX_IDENTIFIER_BYTES)?,
+        optional_text("publications", s.publications, MAX_PUBLICATIONS_BYTES)?,
+    ])
+}
+
 fn finite(field: &'static str, value: Option<f64>) -> Result<Value, FieldError> {
     match value {
         Some(v) if !v.is_finite() => Err(invalid(field, format!("must be finite, got {v}"))),
@@ -262,6 +312,44 @@ mod tests {
         assert_eq!(
             collector_event_row(empty).expect("valid")[3],
             Value::Text(None)
+        );
+    }
+
+    #[test]
+    fn topology_rows_are_checked() {
+        let id = v1::ReplicationIdentity {
+            system_identifier: 7,
+            timeline_id: 1,
+            in_recovery: false,
+            wal_lsn: Some(10),
+            port: 5432,
+            server_addr: String::new(),
+            receiver_application_name: String::new(),
+        };
+        assert!(replication_identity_row(id.clone()).is_ok());
+        let mut tli = id;
+        tli.timeline_id = 0;
+        assert_eq!(
+            replication_identity_row(tli).expect_err("refused").field,
+            "timeline_id"
+        );
+        let src = v1::SubscriptionSource {
+            subname: "sub".into(),
+            datname: "app".into(),
+            enabled: true,
+            slot_name: String::new(),
+            conn_host: "db1".into(),
+            conn_port: Some(5432),
+            conn_dbname: "app".into(),
+            publications: "p".into(),
+        };
+        let row = subscription_source_row(src.clone()).expect("valid");
+        assert_eq!(row[3], Value::Text(None), "no slot is NULL");
+        let mut port = src;
+        port.conn_port = Some(70_000);
+        assert_eq!(
+            subscription_source_row(port).expect_err("refused").field,
+            "conn_port"
         );
     }
 

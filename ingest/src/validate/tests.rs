@@ -946,6 +946,35 @@ fn ops_samples() -> Vec<Sample> {
             Family::Subscription(w::SubscriptionSnapshot {
                 workers: vec![w::SubscriptionWorker {
                     subname: "sub".into(),
+        sample(
+            "main",
+            at(0),
+            Family::ReplicationIdentity(w::ReplicationIdentity {
+                system_identifier: 7_300_000_000_000_000_000,
+                timeline_id: 2,
+                in_recovery: true,
+                wal_lsn: Some(100),
+                port: 5433,
+                server_addr: "10.0.0.2".into(),
+                receiver_application_name: "standby1".into(),
+            }),
+        ),
+        sample(
+            "main",
+            at(0),
+            Family::SubscriptionSource(w::SubscriptionSourceSnapshot {
+                subscriptions: vec![w::SubscriptionSource {
+                    subname: "sub".into(),
+                    datname: "app".into(),
+                    enabled: true,
+                    slot_name: "sub".into(),
+                    conn_host: "10.0.0.1".into(),
+                    conn_port: Some(5432),
+                    conn_dbname: "app".into(),
+                    publications: "pub".into(),
+                }],
+            }),
+        ),
                     pid: Some(7),
                     relid: Some(16384),
                     received_lsn: Some(1),
