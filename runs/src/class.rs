@@ -19,6 +19,9 @@ pub enum Class {
     Extensions,
     ExtensionsWrite,
     Ddl,
+    /// pgBackRest: stanza create/upgrade/check, backups, the catalogue (an admin's; off by
+    /// default).
+    Backup,
 }
 
 /// A class name no part of this version knows.
@@ -28,7 +31,7 @@ pub struct UnknownClass(pub String);
 
 impl Class {
     /// Every class, in the order of docs/CONTROL.md.
-    pub const ALL: [Class; 12] = [
+    pub const ALL: [Class; 13] = [
         Class::Sql,
         Class::SqlWrite,
         Class::Explain,
@@ -41,6 +44,7 @@ impl Class {
         Class::Extensions,
         Class::ExtensionsWrite,
         Class::Ddl,
+        Class::Backup,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -57,6 +61,7 @@ impl Class {
             Class::Extensions => "extensions",
             Class::ExtensionsWrite => "extensions_write",
             Class::Ddl => "ddl",
+            Class::Backup => "backup",
         }
     }
 }

@@ -32,9 +32,10 @@ mod state;
 
 pub use class::{Class, UnknownClass};
 pub use params::{
-    DumpSqlParams, ExplainParams, ExportCsvParams, ExtensionActionParams, ExtensionListParams,
-    ExtensionVerb, ImportCsvParams, InstanceCheckParams, InstanceMetadataParams, MigrationParams,
-    ParamsError, RunParams, SchemaSnapshotParams, SqlParams, TableDataParams,
+    BackupInfoParams, BackupParams, BackupRepo, BackupStanzaParams, BackupType, DumpSqlParams,
+    ExplainParams, ExportCsvParams, ExtensionActionParams, ExtensionListParams, ExtensionVerb,
+    ImportCsvParams, InstanceCheckParams, InstanceMetadataParams, MigrationParams, ParamsError,
+    RunParams, SchemaSnapshotParams, SqlParams, StanzaAction, TableDataParams,
 };
 pub use state::{RunStatus, Transition, UnknownStatus};
 
@@ -58,6 +59,9 @@ pub enum RunKind {
     ExtensionList,
     ExtensionAction,
     Migration,
+    BackupStanza,
+    Backup,
+    BackupInfo,
 }
 
 /// The least role a caller needs on the run's instance to ask for the run. It also decides who
@@ -88,7 +92,7 @@ pub enum ResultShape {
 pub struct UnknownKind(pub String);
 
 impl RunKind {
-    pub const ALL: [RunKind; 12] = [
+    pub const ALL: [RunKind; 15] = [
         RunKind::Sql,
         RunKind::Explain,
         RunKind::InstanceCheck,
@@ -101,6 +105,9 @@ impl RunKind {
         RunKind::ExtensionList,
         RunKind::ExtensionAction,
         RunKind::Migration,
+        RunKind::BackupStanza,
+        RunKind::Backup,
+        RunKind::BackupInfo,
     ];
 
     /// The name stored in `runs.kind` and sent in `RunRequest.kind`.
@@ -118,6 +125,9 @@ impl RunKind {
             RunKind::ExtensionList => "extension_list",
             RunKind::ExtensionAction => "extension_action",
             RunKind::Migration => "migration",
+            RunKind::BackupStanza => "backup_stanza",
+            RunKind::Backup => "backup",
+            RunKind::BackupInfo => "backup_info",
         }
     }
 
@@ -147,7 +157,10 @@ impl RunKind {
             | RunKind::ImportCsv
             | RunKind::ExtensionList
             | RunKind::ExtensionAction
-            | RunKind::Migration => ResultShape::SummaryOnly,
+            | RunKind::Migration
+            | RunKind::BackupStanza
+            | RunKind::Backup
+            | RunKind::BackupInfo => ResultShape::SummaryOnly,
         }
     }
 }

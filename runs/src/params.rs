@@ -196,6 +196,105 @@ pub struct MigrationParams {
     pub database: Option<String>,
 }
 
+/// Where pgBackRest keeps the backups of a stanza, as the agent needs it to write its config
+/// (`repo1-*`). Never a secret: the cipher passphrase and object-store keys are stored
+/// encrypted (`backup_repositories`, migrations V26) and travel apart from the parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BackupRepo {
+    /// `backup_repositories.id`, for the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_id: Option<i64>,
+    /// `repo1-path`: an absolute directory on the database host (posix repositories).
+    #[serde(default)]
+    pub path: String,
+    /// A persistent pgBackRest config file the agent writes and keeps (what the server's
+    /// `archive_command` names); absent: a temporary config removed after each command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_path: Option<String>,
+    /// `repo1-cipher-type` (`aes-256-cbc`); absent: no encryption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_type: Option<String>,
+    /// `repo1-retention-full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_full: Option<u32>,
+    /// `repo1-retention-diff`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_diff: Option<u32>,
+}
+
+/// What `backup_stanza` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StanzaAction {
+    Create,
+    Upgrade,
+    Check,
+}
+
+impl StanzaAction {
+    pub const ALL: [StanzaAction; 3] = [
+        StanzaAction::Create,
+        StanzaAction::Upgrade,
+        StanzaAction::Check,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StanzaAction::Create => "create",
+            StanzaAction::Upgrade => "upgrade",
+            StanzaAction::Check => "check",
+        }
+    }
+}
+
+/// `backup_stanza`: `pgbackrest stanza-create`, `stanza-upgrade` or `check`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStanzaParams {
+    pub stanza: String,
+    pub action: StanzaAction,
+    #[serde(default)]
+    pub repo: BackupRepo,
+}
+
+/// pgBackRest's backup types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupType {
+    Full,
+    Diff,
+    Incr,
+}
+
+impl BackupType {
+    pub const ALL: [BackupType; 3] = [BackupType::Full, BackupType::Diff, BackupType::Incr];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BackupType::Full => "full",
+            BackupType::Diff => "diff",
+            BackupType::Incr => "incr",
+        }
+    }
+}
+
+/// `backup`: `pgbackrest backup --type=…` of one stanza.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupParams {
+    pub stanza: String,
+    #[serde(rename = "type")]
+    pub backup_type: BackupType,
+    #[serde(default)]
+    pub repo: BackupRepo,
+}
+
+/// `backup_info`: the catalogue of a stanza (`pgbackrest info --output=json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupInfoParams {
+    pub stanza: String,
+    #[serde(default)]
+    pub repo: BackupRepo,
+}
+
 /// A run's parameters, one arm per kind: the kind is the arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunParams {
@@ -211,6 +310,9 @@ pub enum RunParams {
     ExtensionList(ExtensionListParams),
     ExtensionAction(ExtensionActionParams),
     Migration(MigrationParams),
+    BackupStanza(BackupStanzaParams),
+    Backup(BackupParams),
+    BackupInfo(BackupInfoParams),
 }
 
 impl RunParams {
@@ -228,6 +330,9 @@ impl RunParams {
             RunParams::ExtensionList(_) => RunKind::ExtensionList,
             RunParams::ExtensionAction(_) => RunKind::ExtensionAction,
             RunParams::Migration(_) => RunKind::Migration,
+            RunParams::BackupStanza(_) => RunKind::BackupStanza,
+            RunParams::Backup(_) => RunKind::Backup,
+            RunParams::BackupInfo(_) => RunKind::BackupInfo,
         }
     }
 
@@ -250,6 +355,9 @@ impl RunParams {
             RunKind::ExtensionList => RunParams::ExtensionList(parse(kind, params)?),
             RunKind::ExtensionAction => RunParams::ExtensionAction(parse(kind, params)?),
             RunKind::Migration => RunParams::Migration(parse(kind, params)?),
+            RunKind::BackupStanza => RunParams::BackupStanza(parse(kind, params)?),
+            RunKind::Backup => RunParams::Backup(parse(kind, params)?),
+            RunKind::BackupInfo => RunParams::BackupInfo(parse(kind, params)?),
         })
     }
 
@@ -268,6 +376,9 @@ impl RunParams {
             RunParams::ExtensionList(p) => serde_json::to_value(p),
             RunParams::ExtensionAction(p) => serde_json::to_value(p),
             RunParams::Migration(p) => serde_json::to_value(p),
+            RunParams::BackupStanza(p) => serde_json::to_value(p),
+            RunParams::Backup(p) => serde_json::to_value(p),
+            RunParams::BackupInfo(p) => serde_json::to_value(p),
         };
         // Plain structs of strings, numbers and JSON values always serialize; the fallback
         // only keeps the signature free of an error nobody can cause.
@@ -293,9 +404,13 @@ impl RunParams {
             | RunParams::TableData(_)
             | RunParams::ExportCsv(_)
             | RunParams::ExtensionList(_) => Requires::User,
-            RunParams::ImportCsv(_) | RunParams::ExtensionAction(_) | RunParams::Migration(_) => {
-                Requires::Admin
-            }
+            // The catalogue too: it names the repository and the server's files.
+            RunParams::ImportCsv(_)
+            | RunParams::ExtensionAction(_)
+            | RunParams::Migration(_)
+            | RunParams::BackupStanza(_)
+            | RunParams::Backup(_)
+            | RunParams::BackupInfo(_) => Requires::Admin,
         }
     }
 
@@ -322,6 +437,9 @@ impl RunParams {
             RunParams::ExtensionList(_) => Class::Extensions,
             RunParams::ExtensionAction(_) => Class::ExtensionsWrite,
             RunParams::Migration(_) => Class::Ddl,
+            RunParams::BackupStanza(_) | RunParams::Backup(_) | RunParams::BackupInfo(_) => {
+                Class::Backup
+            }
         })
     }
 }
@@ -469,6 +587,30 @@ mod tests {
                 statement_timeout_ms: 200,
                 migration_id: Some(9),
                 database: Some("app".into()),
+            }),
+            RunParams::BackupStanza(BackupStanzaParams {
+                stanza: "main".into(),
+                action: StanzaAction::Check,
+                repo: BackupRepo {
+                    repository_id: Some(3),
+                    path: "/var/lib/pgbackrest".into(),
+                    config_path: Some("/etc/pgbackrest/lasect.conf".into()),
+                    cipher_type: Some("aes-256-cbc".into()),
+                    retention_full: Some(2),
+                    retention_diff: Some(6),
+                },
+            }),
+            RunParams::Backup(BackupParams {
+                stanza: "main".into(),
+                backup_type: BackupType::Incr,
+                repo: BackupRepo {
+                    path: "/r".into(),
+                    ..BackupRepo::default()
+                },
+            }),
+            RunParams::BackupInfo(BackupInfoParams {
+                stanza: "main".into(),
+                repo: BackupRepo::default(),
             }),
         ]
     }
@@ -688,6 +830,17 @@ mod tests {
                 json!({"sql": "x", "dry_run": true}),
                 Some("ddl"),
             ),
+            (
+                "backup_stanza",
+                json!({"stanza": "s", "action": "check"}),
+                Some("backup"),
+            ),
+            (
+                "backup",
+                json!({"stanza": "s", "type": "full", "repo": {"path": "/r"}}),
+                Some("backup"),
+            ),
+            ("backup_info", json!({"stanza": "s"}), Some("backup")),
         ];
         for (kind, params, expected) in cases {
             assert_eq!(class(kind, params.clone()), expected, "{kind} {params}");
@@ -708,7 +861,8 @@ mod tests {
                 "dump",
                 "extensions",
                 "extensions_write",
-                "ddl"
+                "ddl",
+                "backup"
             ]
         );
         for c in Class::ALL {
@@ -752,6 +906,17 @@ mod tests {
                 Requires::Admin,
             ),
             ("migration", json!({"sql": "x"}), Requires::Admin),
+            (
+                "backup_stanza",
+                json!({"stanza": "s", "action": "create"}),
+                Requires::Admin,
+            ),
+            (
+                "backup",
+                json!({"stanza": "s", "type": "diff"}),
+                Requires::Admin,
+            ),
+            ("backup_info", json!({"stanza": "s"}), Requires::Admin),
         ];
         for (kind, params, expected) in cases {
             assert_eq!(requires(kind, params.clone()), expected, "{kind} {params}");

@@ -16,6 +16,7 @@
 //! - it stops producing rows at `max_rows` / `max_bytes` and says so
 //!   (`OpOutcome::truncated`), it never fails because a result is large.
 
+pub mod backup;
 pub mod dump_sql;
 pub mod explain;
 pub mod export_csv;
@@ -167,6 +168,9 @@ pub async fn dispatch(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         RunParams::DumpSql(p) => dump_sql::run(ctx, &p).await,
         RunParams::ExtensionList(p) => extensions::list(ctx, &p).await,
         RunParams::ExtensionAction(p) => extensions::action(ctx, &p).await,
+        RunParams::BackupStanza(p) => backup::stanza(ctx, &p).await,
+        RunParams::Backup(p) => backup::backup(ctx, &p).await,
+        RunParams::BackupInfo(p) => backup::catalogue(ctx, &p).await,
     }
 }
 

@@ -46,7 +46,10 @@ pub fn is_read_only(params: &RunParams) -> bool {
         | RunParams::DumpSql(_)
         | RunParams::ExtensionList(_)
         | RunParams::ExtensionAction(_)
-        | RunParams::Migration(_) => false,
+        | RunParams::Migration(_)
+        | RunParams::BackupStanza(_)
+        | RunParams::Backup(_)
+        | RunParams::BackupInfo(_) => false,
     }
 }
 

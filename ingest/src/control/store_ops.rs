@@ -248,7 +248,10 @@ async fn post_process(
         | RunKind::DumpSql
         | RunKind::ExtensionList
         | RunKind::ExtensionAction
-        | RunKind::Migration => {}
+        | RunKind::Migration
+        | RunKind::BackupStanza
+        | RunKind::Backup
+        | RunKind::BackupInfo => {}
     }
     Ok(())
 }

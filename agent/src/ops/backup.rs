@@ -1,0 +1,687 @@
+//! pgBackRest runs (docs/BACKUPS.md): `backup_stanza` (stanza-create, stanza-upgrade, check),
+//! `backup` (full, diff, incr) and `backup_info` (the catalogue).
+//!
+//! pgBackRest must run as the database's OS user: it reads the data directory and writes the
+//! repository with that user's permissions. The agent finds that user as the owner of the
+//! server's `data_directory`. Running as root (tests, containers), it starts pgBackRest through
+//! `runuser -u <owner>`; running as its own service user it starts pgBackRest directly, which
+//! works when that user is the database's (or is allowed to be: packaging/README.md,
+//! "pgBackRest").
+//!
+//! The pgBackRest config is written by the agent from the run's parameters, 0600 and owned by
+//! the database OS user, in a private directory removed when the command ends; a repository
+//! with a `config_path` gets that file written and kept instead, since the server's
+//! `archive_command` must find it between runs.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use lasect_runs::{BackupInfoParams, BackupParams, BackupRepo, BackupStanzaParams, StanzaAction};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, Uid, User};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+use super::{OpContext, OpError, OpOutcome};
+
+/// The pgBackRest executable (on `PATH`, as Debian installs it).
+const PGBACKREST: &str = "pgbackrest";
+/// Most of pgBackRest's output kept for an error message.
+const MAX_OUTPUT: usize = 64 * 1024;
+
+/// What pgBackRest needs from the server: read once per run through the run's session.
+struct Server {
+    data_directory: PathBuf,
+    port: i32,
+    socket: Option<String>,
+    archive_mode: String,
+    archive_command: String,
+    owner: User,
+}
+
+pub async fn stanza(ctx: &mut OpContext, p: &BackupStanzaParams) -> Result<OpOutcome, OpError> {
+    check_stanza_name(&p.stanza)?;
+    let server = server(ctx).await?;
+    if p.action == StanzaAction::Check {
+        archive_problems(&server, &p.stanza)?;
+    }
+    let config = Config::write(ctx.run_id, &server, &p.stanza, &p.repo)?;
+    let command = match p.action {
+        StanzaAction::Create => "stanza-create",
+        StanzaAction::Upgrade => "stanza-upgrade",
+        StanzaAction::Check => "check",
+    };
+    let output = pgbackrest(ctx, &server, &config, &p.stanza, &[command]).await?;
+    Ok(OpOutcome {
+        summary: json!({
+            "stanza": p.stanza,
+            "action": p.action.as_str(),
+            "output": output,
+        }),
+    })
+}
+
+pub async fn backup(ctx: &mut OpContext, p: &BackupParams) -> Result<OpOutcome, OpError> {
+    check_stanza_name(&p.stanza)?;
+    let server = server(ctx).await?;
+    let config = Config::write(ctx.run_id, &server, &p.stanza, &p.repo)?;
+    let kind = format!("--type={}", p.backup_type.as_str());
+    pgbackrest(ctx, &server, &config, &p.stanza, &["backup", &kind]).await?;
+    let info = info(ctx, &server, &config, &p.stanza).await?;
+    // The backup just taken is the catalogue's newest of its type.
+    let latest = info["backups"]
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .rev()
+                .find(|b| b["type"] == p.backup_type.as_str())
+        })
+        .cloned()
+        .unwrap_or(Value::Null);
+    Ok(OpOutcome {
+        summary: json!({
+            "stanza": p.stanza,
+            "type": p.backup_type.as_str(),
+            "backup": latest,
+        }),
+    })
+}
+
+pub async fn catalogue(ctx: &mut OpContext, p: &BackupInfoParams) -> Result<OpOutcome, OpError> {
+    check_stanza_name(&p.stanza)?;
+    let server = server(ctx).await?;
+    let config = Config::write(ctx.run_id, &server, &p.stanza, &p.repo)?;
+    let summary = info(ctx, &server, &config, &p.stanza).await?;
+    Ok(OpOutcome { summary })
+}
+
+/// `pgbackrest info --output=json` of one stanza, reduced to what the catalogue shows.
+async fn info(
+    ctx: &mut OpContext,
+    server: &Server,
+    config: &Config,
+    stanza: &str,
+) -> Result<Value, OpError> {
+    let out = pgbackrest(ctx, server, config, stanza, &["info", "--output=json"]).await?;
+    let parsed: Value = serde_json::from_str(&out).map_err(|e| OpError::Failed {
+        message: format!("pgBackRest's info is not the JSON it should be: {e}"),
+        detail: json!({ "output": truncate(&out) }),
+    })?;
+    Ok(reduce_info(&parsed, stanza))
+}
+
+/// The catalogue of `stanza` from pgBackRest's info document.
+fn reduce_info(info: &Value, stanza: &str) -> Value {
+    let Some(entry) = info
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == stanza))
+    else {
+        return json!({ "stanza": stanza, "status": null, "backups": [], "archive": [] });
+    };
+    let backups: Vec<Value> = entry["backup"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|b| {
+                    json!({
+                        "label": b["label"],
+                        "type": b["type"],
+                        "prior": b["prior"],
+                        "start": b["timestamp"]["start"],
+                        "stop": b["timestamp"]["stop"],
+                        "database_size": b["info"]["size"],
+                        "delta_size": b["info"]["delta"],
+                        "repo_size": b["info"]["repository"]["size"],
+                        "repo_delta_size": b["info"]["repository"]["delta"],
+                        "wal_start": b["archive"]["start"],
+                        "wal_stop": b["archive"]["stop"],
+                        "lsn_start": b["lsn"]["start"],
+                        "lsn_stop": b["lsn"]["stop"],
+                        "error": b["error"],
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let archive: Vec<Value> = entry["archive"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|a| json!({ "id": a["id"], "min": a["min"], "max": a["max"] }))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "stanza": stanza,
+        "status": entry["status"],
+        "backups": backups,
+        "archive": archive,
+    })
+}
+
+/// A stanza name is a config section header and a command-line value: plain characters only.
+fn check_stanza_name(stanza: &str) -> Result<(), OpError> {
+    let plain = !stanza.is_empty()
+        && stanza.len() <= 64
+        && stanza
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && !stanza.starts_with(['.', '-', '_']);
+    if plain {
+        Ok(())
+    } else {
+        Err(OpError::Params(format!(
+            "stanza {stanza:?} must be 1 to 64 letters, digits, `_`, `.` or `-`, starting with a letter or digit"
+        )))
+    }
+}
+
+async fn server(ctx: &mut OpContext) -> Result<Server, OpError> {
+    let client = ctx.connect(None).await?;
+    let row = client
+        .query_one(
+            "SELECT current_setting('data_directory'), current_setting('port')::int,
+                    current_setting('unix_socket_directories'),
+                    current_setting('archive_mode'), current_setting('archive_command')",
+            &[],
+        )
+        .await
+        .map_err(|e| OpError::Failed {
+            message: format!(
+                "cannot read the server's data directory and archive settings ({}): the \
+                 instance's role needs pg_read_all_settings (or superuser) for backups",
+                super::pg_error_line(&e)
+            ),
+            detail: super::pg_error_detail(&e),
+        })?;
+    let data_directory = PathBuf::from(row.get::<_, String>(0));
+    let sockets: String = row.get(2);
+    let meta = std::fs::metadata(&data_directory).map_err(|e| OpError::Failed {
+        message: format!(
+            "the data directory {} is not on this agent's host or not readable here ({e}): \
+             pgBackRest runs on the database host, next to the server",
+            data_directory.display()
+        ),
+        detail: Value::Null,
+    })?;
+    let owner = User::from_uid(Uid::from_raw(meta.uid()))
+        .ok()
+        .flatten()
+        .ok_or_else(|| OpError::Failed {
+            message: format!(
+                "the owner (uid {}) of {} has no user name on this host",
+                meta.uid(),
+                data_directory.display()
+            ),
+            detail: Value::Null,
+        })?;
+    Ok(Server {
+        data_directory,
+        port: row.get(1),
+        socket: sockets
+            .split(',')
+            .map(str::trim)
+            .find(|s| s.starts_with('/'))
+            .map(str::to_owned),
+        archive_mode: row.get(3),
+        archive_command: row.get(4),
+        owner,
+    })
+}
+
+/// What stops WAL from reaching the repository, with the fix: `check` would fail on it with a
+/// timeout or a less direct message.
+fn archive_problems(server: &Server, stanza: &str) -> Result<(), OpError> {
+    let wanted = format!("pgbackrest --stanza={stanza} archive-push %p");
+    let problem = if server.archive_mode == "off" {
+        Some(format!(
+            "archive_mode is off: WAL is not archived, so no backup can be restored consistently. \
+             Fix: ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = \
+             '{wanted}'; then restart the server"
+        ))
+    } else if !server.archive_command.contains("pgbackrest")
+        || !server.archive_command.contains("archive-push")
+    {
+        Some(format!(
+            "archive_command is {:?}, not pgBackRest's archive-push. Fix: ALTER SYSTEM SET \
+             archive_command = '{wanted}' (with --config=<file> when the repository has a \
+             config_path); SELECT pg_reload_conf()",
+            server.archive_command
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(message) => Err(OpError::Failed {
+            message,
+            detail: json!({
+                "archive_mode": server.archive_mode,
+                "archive_command": server.archive_command,
+            }),
+        }),
+    }
+}
+
+/// The config file of one command; the private directory is removed on drop.
+struct Config {
+    path: PathBuf,
+    temp_dir: Option<PathBuf>,
+}
+
+impl Drop for Config {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.temp_dir
+            && let Err(e) = std::fs::remove_dir_all(dir)
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the pgBackRest config");
+        }
+    }
+}
+
+impl Config {
+    fn write(
+        run_id: i64,
+        server: &Server,
+        stanza: &str,
+        repo: &BackupRepo,
+    ) -> Result<Self, OpError> {
+        let text = config_text(server, stanza, repo)?;
+        let fail = |what: &str, path: &Path, e: std::io::Error| OpError::Failed {
+            message: format!("cannot {what} {}: {e}", path.display()),
+            detail: Value::Null,
+        };
+        let uid = server.owner.uid;
+        let gid = server.owner.gid;
+        match &repo.config_path {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                let parent = persistent_parent(&path, uid)?;
+                // Written beside, then renamed: the server's archive-push never reads half a file.
+                let tmp = parent.join(format!(".lasect-{run_id}.conf.tmp"));
+                write_private(&tmp, &text).map_err(|e| fail("write", &tmp, e))?;
+                std::os::unix::fs::chown(&tmp, Some(uid.as_raw()), Some(gid.as_raw()))
+                    .map_err(|e| fail("give the database user", &tmp, e))?;
+                std::fs::rename(&tmp, &path).map_err(|e| fail("replace", &path, e))?;
+                Ok(Config {
+                    path,
+                    temp_dir: None,
+                })
+            }
+            None => {
+                let dir = std::env::temp_dir().join(format!(
+                    "lasect-pgbackrest-{run_id}-{:016x}",
+                    rand::random::<u64>()
+                ));
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| fail("create", &dir, e))?;
+                let config = Config {
+                    path: dir.join("pgbackrest.conf"),
+                    temp_dir: Some(dir.clone()),
+                };
+                write_private(&config.path, &text).map_err(|e| fail("write", &config.path, e))?;
+                for p in [&dir, &config.path] {
+                    std::os::unix::fs::chown(p, Some(uid.as_raw()), Some(gid.as_raw()))
+                        .map_err(|e| fail("give the database user", p, e))?;
+                }
+                Ok(config)
+            }
+        }
+    }
+}
+
+/// The directory of a persistent config: it must exist and belong to the database user (or
+/// root), so a run cannot plant a file where that user could not.
+fn persistent_parent(path: &Path, uid: Uid) -> Result<PathBuf, OpError> {
+    let bad = |why: String| OpError::Params(format!("config_path {}: {why}", path.display()));
+    if !path.is_absolute() || path.extension().is_none_or(|e| e != "conf") {
+        return Err(bad("must be an absolute path ending in .conf".into()));
+    }
+    let parent = path
+        .parent()
+        .ok_or_else(|| bad("has no directory".into()))?
+        .to_path_buf();
+    let meta = std::fs::metadata(&parent)
+        .map_err(|e| bad(format!("its directory cannot be read ({e})")))?;
+    if meta.uid() != uid.as_raw() && meta.uid() != 0 {
+        return Err(bad(format!(
+            "its directory belongs to uid {}, neither the database user nor root",
+            meta.uid()
+        )));
+    }
+    Ok(parent)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+/// The pgBackRest config of one stanza. Values come from the API (validated there) and the
+/// server: each is refused if it could break out of its line.
+fn config_text(server: &Server, stanza: &str, repo: &BackupRepo) -> Result<String, OpError> {
+    let line = |name: &str, value: &str| -> Result<String, OpError> {
+        if value.is_empty() || value.contains(['\n', '\r', '\0']) {
+            return Err(OpError::Params(format!(
+                "{name} must be one non-empty line, not {value:?}"
+            )));
+        }
+        Ok(format!("{name}={value}\n"))
+    };
+    if !repo.path.starts_with('/') {
+        return Err(OpError::Params(format!(
+            "the repository path must be absolute, not {:?}",
+            repo.path
+        )));
+    }
+    let mut text = String::from("[global]\n");
+    text += &line("repo1-path", &repo.path)?;
+    if let Some(n) = repo.retention_full {
+        let _ = writeln!(text, "repo1-retention-full={n}");
+    }
+    if let Some(n) = repo.retention_diff {
+        let _ = writeln!(text, "repo1-retention-diff={n}");
+    }
+    if let Some(cipher) = &repo.cipher_type {
+        return Err(OpError::Failed {
+            message: format!(
+                "the repository is encrypted ({cipher}) and this version does not yet hand its \
+                 passphrase to the agent; use an unencrypted repository for now"
+            ),
+            detail: Value::Null,
+        });
+    }
+    // No log files: the run's result carries pgBackRest's messages.
+    text += "log-level-file=off\nlog-level-console=warn\nlog-level-stderr=off\n";
+    text += "start-fast=y\n";
+    let _ = writeln!(text, "\n[{stanza}]");
+    text += &line("pg1-path", &server.data_directory.to_string_lossy())?;
+    let _ = writeln!(text, "pg1-port={}", server.port);
+    if let Some(socket) = &server.socket {
+        text += &line("pg1-socket-path", socket)?;
+    }
+    Ok(text)
+}
+
+/// Runs pgBackRest as the database user; its stdout when it succeeds. Cancelling (or the run's
+/// timeout) sends SIGTERM, which pgBackRest handles by stopping its processes and releasing
+/// its lock, and then waits for it to exit.
+async fn pgbackrest(
+    ctx: &mut OpContext,
+    server: &Server,
+    config: &Config,
+    stanza: &str,
+    args: &[&str],
+) -> Result<String, OpError> {
+    let mut command = if Uid::effective().is_root() && !server.owner.uid.is_root() {
+        let mut c = tokio::process::Command::new("runuser");
+        c.args(["-u", &server.owner.name, "--", PGBACKREST]);
+        c
+    } else {
+        tokio::process::Command::new(PGBACKREST)
+    };
+    command
+        .arg(format!("--config={}", config.path.display()))
+        .arg(format!("--stanza={stanza}"))
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|e| OpError::Failed {
+        message: format!(
+            "cannot start pgBackRest ({e}): install it on the database host \
+             (apt-get install pgbackrest)"
+        ),
+        detail: Value::Null,
+    })?;
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let read_out = async {
+        let mut buf = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut buf).await;
+        }
+        buf
+    };
+    let read_err = async {
+        let mut buf = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut buf).await;
+        }
+        buf
+    };
+    let pid = child.id();
+    let mut cancel = ctx.cancel.clone();
+    let timeout = ctx.limits.timeout;
+    let waited = async {
+        tokio::select! {
+            status = child.wait() => (status, None),
+            () = async { let _ = cancel.wait_for(|c| *c).await; } => {
+                (terminate(&mut child, pid).await, Some("cancelled"))
+            }
+            () = tokio::time::sleep(timeout) => {
+                (terminate(&mut child, pid).await, Some("timed out"))
+            }
+        }
+    };
+    let ((status, stopped), out, err) = tokio::join!(waited, read_out, read_err);
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let err = String::from_utf8_lossy(&err).into_owned();
+    let status = status.map_err(|e| OpError::Failed {
+        message: format!("pgBackRest could not be waited for: {e}"),
+        detail: Value::Null,
+    })?;
+    match stopped {
+        Some("cancelled") => {
+            return Err(OpError::Refused(
+                "cancelled on request; pgBackRest was stopped".into(),
+            ));
+        }
+        Some(_) => {
+            return Err(OpError::Failed {
+                message: format!(
+                    "pgBackRest {} exceeded the run's timeout of {timeout:?} and was stopped",
+                    args.first().copied().unwrap_or_default()
+                ),
+                detail: json!({ "output": truncate(&out), "stderr": truncate(&err) }),
+            });
+        }
+        None => {}
+    }
+    if status.success() {
+        return Ok(out);
+    }
+    let text = error_lines(&out, &err);
+    Err(OpError::Failed {
+        message: format!(
+            "pgBackRest {} failed ({status}): {text}",
+            args.first().copied().unwrap_or_default()
+        ),
+        detail: json!({
+            "exit_code": status.code(),
+            "output": truncate(&out),
+            "stderr": truncate(&err),
+        }),
+    })
+}
+
+/// SIGTERM, then wait: pgBackRest cleans up on it. runuser passes the signal on to it.
+async fn terminate(
+    child: &mut tokio::process::Child,
+    pid: Option<u32>,
+) -> std::io::Result<std::process::ExitStatus> {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    match tokio::time::timeout(TERM_GRACE, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            // It did not stop: a backup left behind would hold the stanza's lock.
+            child.kill().await?;
+            child.wait().await
+        }
+    }
+}
+
+const TERM_GRACE: Duration = Duration::from_secs(60);
+
+/// pgBackRest's `ERROR:`/`WARN:` lines (its own text), else the last lines it printed.
+fn error_lines(out: &str, err: &str) -> String {
+    let all = format!("{out}\n{err}");
+    let marked: Vec<&str> = all
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("ERROR") || l.starts_with("WARN") || l.contains("ERROR: ["))
+        .collect();
+    let lines = if marked.is_empty() {
+        all.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
+    } else {
+        marked
+    };
+    truncate(&lines.join(" | "))
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= MAX_OUTPUT {
+        return s.to_owned();
+    }
+    let mut end = MAX_OUTPUT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lasect_runs::BackupType;
+
+    fn server() -> Server {
+        Server {
+            data_directory: "/var/lib/postgresql/16/main".into(),
+            port: 5433,
+            socket: Some("/run/postgresql".into()),
+            archive_mode: "on".into(),
+            archive_command: "pgbackrest --stanza=main archive-push %p".into(),
+            owner: User::from_uid(Uid::from_raw(0))
+                .ok()
+                .flatten()
+                .expect("root exists"),
+        }
+    }
+
+    #[test]
+    fn the_config_names_the_repository_and_the_server() {
+        let repo = BackupRepo {
+            path: "/backups/main".into(),
+            retention_full: Some(2),
+            ..BackupRepo::default()
+        };
+        let text = config_text(&server(), "main", &repo).expect("config");
+        for needle in [
+            "repo1-path=/backups/main\n",
+            "repo1-retention-full=2\n",
+            "[main]\n",
+            "pg1-path=/var/lib/postgresql/16/main\n",
+            "pg1-port=5433\n",
+            "pg1-socket-path=/run/postgresql\n",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from {text}");
+        }
+        let injected = BackupRepo {
+            path: "/r\n[global]\nrepo1-path=/elsewhere".into(),
+            ..BackupRepo::default()
+        };
+        assert!(matches!(
+            config_text(&server(), "main", &injected),
+            Err(OpError::Params(_))
+        ));
+    }
+
+    #[test]
+    fn archive_problems_name_the_fix() {
+        let mut s = server();
+        assert!(archive_problems(&s, "main").is_ok());
+        s.archive_mode = "off".into();
+        let Err(OpError::Failed { message, .. }) = archive_problems(&s, "main") else {
+            panic!("archive_mode=off passed");
+        };
+        assert!(message.contains("archive_mode = on"), "{message}");
+        s.archive_mode = "on".into();
+        s.archive_command = "cp %p /mnt/wal/%f".into();
+        let Err(OpError::Failed { message, .. }) = archive_problems(&s, "main") else {
+            panic!("a cp archive_command passed");
+        };
+        assert!(message.contains("archive-push"), "{message}");
+    }
+
+    #[test]
+    fn stanza_names_are_plain() {
+        assert!(check_stanza_name("main-16.a").is_ok());
+        for bad in ["", "-x", "a b", "a]\n[b", &"x".repeat(65)] {
+            assert!(check_stanza_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pgbackrest_errors_keep_their_own_text() {
+        let out = "2026-12-07 INFO: start\nERROR: [055]: unable to load info file '/r/archive/main/archive.info'\n";
+        assert!(error_lines(out, "").contains("[055]: unable to load info file"));
+        assert_eq!(
+            error_lines("", "line one\nline two\n"),
+            "line one | line two"
+        );
+    }
+
+    #[test]
+    fn the_catalogue_keeps_type_sizes_and_wal_range() {
+        let info = json!([{
+            "name": "main",
+            "status": {"code": 0, "message": "ok"},
+            "archive": [{"id": "16-1", "min": "000000010000000000000001", "max": "000000010000000000000004"}],
+            "backup": [{
+                "label": "20261207-083000F", "type": "full", "prior": null,
+                "timestamp": {"start": 1, "stop": 2},
+                "info": {"size": 100, "delta": 100, "repository": {"size": 10, "delta": 10}},
+                "archive": {"start": "000000010000000000000002", "stop": "000000010000000000000002"},
+                "lsn": {"start": "0/2000028", "stop": "0/2000100"},
+                "error": false
+            }]
+        }]);
+        let c = reduce_info(&info, "main");
+        assert_eq!(c["backups"][0]["type"], "full");
+        assert_eq!(c["backups"][0]["database_size"], 100);
+        assert_eq!(c["backups"][0]["repo_size"], 10);
+        assert_eq!(c["archive"][0]["max"], "000000010000000000000004");
+        assert_eq!(reduce_info(&info, "other")["backups"], json!([]));
+    }
+
+    #[test]
+    fn backup_types_are_pgbackrests() {
+        let names: Vec<&str> = BackupType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(names, ["full", "diff", "incr"]);
+    }
+}
