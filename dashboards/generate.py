@@ -329,6 +329,27 @@ GROUP BY 1, 2 ORDER BY 1, 2""", unit="short"),
     ]
 
 
+# The default pack's wraparound thresholds (migration V27, docs/ALERTS.md): 2^30 warns,
+# 1.5e9 is critical; both counters wrap at 2^31.
+WRAPAROUND_STEPS = [{"color": "green", "value": None}, {"color": "orange", "value": 1073741824},
+                    {"color": "red", "value": 1500000000}]
+
+
+def wraparound():
+    p = ts("Transaction id and multixact wraparound age",
+           gauge("metric_database", ["datid"], "i.name || ' ' || m.datname",
+                 [("xid age", "m.datfrozenxid_age"), ("multixact age", "m.datminmxid_age")],
+                 where=DATABASES, agg="max", combine="max"),
+           description="age(datfrozenxid) and mxid_age(datminmxid) per database: how many "
+                       "transaction ids and multixacts old its oldest unfrozen row may be. "
+                       "Autovacuum freezes from autovacuum_freeze_max_age (200 million by default) "
+                       "on; writes stop shortly before 2^31 (2.1 billion). Lines: the default "
+                       "alerts' warning (2^30) and critical (1.5 billion) levels.")
+    p.field["custom"]["thresholdsStyle"] = {"mode": "line"}
+    p.field["thresholds"] = {"mode": "absolute", "steps": WRAPAROUND_STEPS}
+    return p
+
+
 def instance():
     return "lasect-instance", "Instance overview", WITH_DB, [
         ts("Transactions per second", rate("metric_database", ["datid"], "i.name || ' ' || m.datname",
@@ -359,6 +380,7 @@ def instance():
                                                   ("conflicts/s", "conflicts")], where=DATABASES)),
         ts("Database size", gauge("metric_database", ["datid"], "i.name || ' ' || m.datname",
                                   [("size", "m.size_bytes")], where=DATABASES), unit="bytes"),
+        wraparound(),
         ts("Custom metrics", gauge("metric_custom", ["metric", "datname", "labels", "value_name"],
                                    "i.name || ' ' || m.metric || '.' || m.value_name || "
                                    "CASE WHEN m.labels = '{}' THEN '' ELSE ' ' || m.labels::text END",

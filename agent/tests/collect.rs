@@ -216,6 +216,71 @@ async fn a_tick_holds_instance_database_and_host_samples() {
     assert!(mem.available_bytes <= mem.total_bytes);
 }
 
+/// The wraparound ages are `pg_database`'s own: present for every database, within
+/// 0..2^31, growing as transaction ids are spent and falling when `VACUUM FREEZE`
+/// advances `datfrozenxid`.
+#[tokio::test]
+async fn wraparound_ages_follow_pg_database() {
+    let pg = start_pg();
+    pg.create_database("app").await.expect("create app");
+    let app = pg.connect("app").await.expect("connect app");
+    let mut collector = Collector::new(&[instance("main", pg.dsn("postgres"))], &collect(false))
+        .expect("collector");
+    let server_age = async || -> i64 {
+        let row = app
+            .query_one(
+                "SELECT age(datfrozenxid)::int8 FROM pg_database WHERE datname = 'app'",
+                &[],
+            )
+            .await
+            .expect("age of app");
+        row.get(0)
+    };
+
+    // Each statement of its own spends one transaction id.
+    for _ in 0..50 {
+        app.batch_execute("SELECT txid_current()")
+            .await
+            .expect("spend a transaction id");
+    }
+    let before = server_age().await;
+    let tick = tick_all(&mut collector).await;
+    let after = server_age().await;
+    assert_ok(&tick);
+    let rows = databases(&tick.batch, "main");
+    assert!(rows.len() >= 3, "{rows:?}");
+    for db in &rows {
+        for age in [db.datfrozenxid_age, db.datminmxid_age] {
+            assert!(
+                age.is_some_and(|a| (0..1 << 31).contains(&a)),
+                "{}: {db:?}",
+                db.datname
+            );
+        }
+    }
+    let spent = database(&tick.batch, "main", "app")
+        .datfrozenxid_age
+        .expect("age collected");
+    assert!(
+        spent >= 50 && (before..=after).contains(&spent),
+        "collected {spent}, the server said {before} then {after}"
+    );
+
+    app.batch_execute("VACUUM (FREEZE)")
+        .await
+        .expect("vacuum freeze");
+    let frozen = server_age().await;
+    let tick = tick_all(&mut collector).await;
+    assert_ok(&tick);
+    let collected = database(&tick.batch, "main", "app")
+        .datfrozenxid_age
+        .expect("age collected");
+    assert!(
+        collected < spent && collected >= frozen,
+        "after VACUUM FREEZE: collected {collected}, before it {spent}, the server said {frozen}"
+    );
+}
+
 #[tokio::test]
 async fn instance_info_has_the_server_version() {
     let pg = start_pg();

@@ -68,7 +68,7 @@ pub static ALL: &[&Family] = &[
     &LOG_DROPS,
 ];
 
-/// `pg_stat_database` and database sizes: one row per database and sample.
+/// `pg_stat_database`, database sizes and wraparound ages: one row per database and sample.
 pub static DATABASE: Family = Family {
     name: "database",
     table: "metric_database",
@@ -93,6 +93,10 @@ pub static DATABASE: Family = Family {
         counter("deadlocks", Int8),
         gauge("size_bytes", Int8),
         detail("stats_reset", Timestamptz),
+        // From V27: transaction id and multixact wraparound age (`age(datfrozenxid)`,
+        // `mxid_age(datminmxid)`); NULL in rows of older agents.
+        gauge("datfrozenxid_age", Int4),
+        gauge("datminmxid_age", Int4),
     ],
 };
 
@@ -555,10 +559,6 @@ pub static SUBSCRIPTION_TABLES: Family = Family {
     ],
 };
 
-/// User-defined SQL metrics (`[[collect.custom]]`): one row per result row and value
-/// column.
-pub static CUSTOM: Family = Family {
-    name: "custom",
 /// Who an instance is in a replication topology: its cluster's system identifier
 /// (shared by a primary and its physical standbys), timeline, recovery state and WAL
 /// position in bytes: one row per sample.
@@ -597,6 +597,10 @@ pub static SUBSCRIPTION_SOURCE: Family = Family {
     ],
 };
 
+/// User-defined SQL metrics (`[[collect.custom]]`): one row per result row and value
+/// column.
+pub static CUSTOM: Family = Family {
+    name: "custom",
     table: "metric_custom",
     key: Key::Instance,
     rows: Rows::Ordered("metric, datname, labels::text, value_name"),

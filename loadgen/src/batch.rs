@@ -133,6 +133,10 @@ pub fn tick_batch(shape: Shape, agent: u64, tick: u64, time_unix_micros: i64) ->
                 deadlocks: Some(0),
                 size_bytes: Some(c(12, 1 << 34, 100_000).unwrap_or(0) + (8 << 20)),
                 stats_reset_unix_micros: None,
+                // Ages climb and fall back as autovacuum's anti-wraparound runs would
+                // (autovacuum_freeze_max_age and its multixact twin's defaults).
+                datfrozenxid_age: c(13, 150_000_000, 2_000).map(|a| a % 200_000_000),
+                datminmxid_age: c(14, 300_000_000, 200).map(|a| a % 400_000_000),
             }
         })
         .collect();

@@ -1,5 +1,7 @@
 //! `database`: one `DatabaseRow` per row of `pg_stat_database`, plus the
-//! database's size.
+//! database's size and how far it is from transaction id and multixact
+//! wraparound (`age(datfrozenxid)`, `mxid_age(datminmxid)` of `pg_database`,
+//! the same on every supported release, and readable by any role).
 //!
 //! The query is built for the server's version: each counter column names
 //! the first release that has it, and older servers get `NULL` (not
@@ -54,6 +56,8 @@ pub(crate) fn query(server_version_num: i32) -> String {
     // a permission ERROR out of the monitored server's log on every tick.
     format!(
         "SELECT s.datid, s.datname::text AS datname, {}, s.stats_reset, \
+         age(d.datfrozenxid)::int8 AS datfrozenxid_age, \
+         mxid_age(d.datminmxid)::int8 AS datminmxid_age, \
          (has_database_privilege(d.oid, 'CONNECT') \
           OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')) AS size_allowed \
          FROM pg_stat_database s JOIN pg_database d ON d.oid = s.datid \
@@ -119,6 +123,8 @@ fn to_database_row(row: &Row) -> Result<DatabaseRow, tokio_postgres::Error> {
         deadlocks: counter("deadlocks")?,
         size_bytes: None,
         stats_reset_unix_micros: stats_reset.map(|t| t.timestamp_micros()),
+        datfrozenxid_age: row.try_get("datfrozenxid_age")?,
+        datminmxid_age: row.try_get("datminmxid_age")?,
     })
 }
 
@@ -133,5 +139,10 @@ mod tests {
             assert_eq!(q.matches(&format!(" AS {column}")).count(), 1, "{column}");
         }
         assert!(q.contains("datname IS NOT NULL"));
+        for version in [130000, 180000] {
+            let q = query(version);
+            assert!(q.contains("age(d.datfrozenxid)::int8 AS datfrozenxid_age"));
+            assert!(q.contains("mxid_age(d.datminmxid)::int8 AS datminmxid_age"));
+        }
     }
 }

@@ -92,6 +92,9 @@ pub fn database_row(row: v1::DatabaseRow) -> Result<Row, FieldError> {
         counter("deadlocks", row.deadlocks)?,
         counter("size_bytes", row.size_bytes)?,
         time("stats_reset_unix_micros", row.stats_reset_unix_micros)?,
+        // age() and mxid_age() are int4 and never negative.
+        small_count("datfrozenxid_age", row.datfrozenxid_age)?,
+        small_count("datminmxid_age", row.datminmxid_age)?,
     ])
 }
 

@@ -238,6 +238,11 @@ fn database_rows() {
         check(|r| r.stats_reset_unix_micros = Some(i64::MIN)),
         "stats_reset_unix_micros"
     );
+    assert_eq!(check(|r| r.datfrozenxid_age = Some(-1)), "datfrozenxid_age");
+    assert_eq!(
+        check(|r| r.datminmxid_age = Some(i64::from(i32::MAX) + 1)),
+        "datminmxid_age"
+    );
 
     // Absent counters stay absent (NULL), never zero.
     let row = DatabaseRow {
@@ -251,6 +256,19 @@ fn database_rows() {
     assert_eq!(values[2], Value::Int4(None));
     assert!(values[3..17].iter().all(|v| *v == Value::Int8(None)));
     assert_eq!(values[17], Value::Timestamptz(None));
+    assert_eq!(values[18..], [Value::Int4(None), Value::Int4(None)]);
+
+    let row = DatabaseRow {
+        datfrozenxid_age: Some(1_500_000_000),
+        datminmxid_age: Some(0),
+        ..db_row()
+    };
+    let batch = validate(vec![sample("main", at(0), database(vec![row]))]).expect("valid");
+    let values = &batch.rows_of(&DATABASE)[0].values;
+    assert_eq!(
+        values[18..],
+        [Value::Int4(Some(1_500_000_000)), Value::Int4(Some(0))]
+    );
 }
 
 #[test]
@@ -928,27 +946,6 @@ fn ops_samples() -> Vec<Sample> {
         sample(
             "main",
             at(0),
-            Family::Standby(w::StandbyStatus {
-                receiver_status: "streaming".into(),
-                sender_host: "10.0.0.1".into(),
-                sender_port: Some(5432),
-                slot_name: "s".into(),
-                receive_lsn: Some(100),
-                replay_lsn: Some(90),
-                replay_delay_seconds: Some(0.5),
-                replay_lag_bytes: Some(10),
-                last_msg_age_seconds: Some(0.1),
-            }),
-        ),
-        sample(
-            "main",
-            at(0),
-            Family::Subscription(w::SubscriptionSnapshot {
-                workers: vec![w::SubscriptionWorker {
-                    subname: "sub".into(),
-        sample(
-            "main",
-            at(0),
             Family::ReplicationIdentity(w::ReplicationIdentity {
                 system_identifier: 7_300_000_000_000_000_000,
                 timeline_id: 2,
@@ -975,6 +972,27 @@ fn ops_samples() -> Vec<Sample> {
                 }],
             }),
         ),
+        sample(
+            "main",
+            at(0),
+            Family::Standby(w::StandbyStatus {
+                receiver_status: "streaming".into(),
+                sender_host: "10.0.0.1".into(),
+                sender_port: Some(5432),
+                slot_name: "s".into(),
+                receive_lsn: Some(100),
+                replay_lsn: Some(90),
+                replay_delay_seconds: Some(0.5),
+                replay_lag_bytes: Some(10),
+                last_msg_age_seconds: Some(0.1),
+            }),
+        ),
+        sample(
+            "main",
+            at(0),
+            Family::Subscription(w::SubscriptionSnapshot {
+                workers: vec![w::SubscriptionWorker {
+                    subname: "sub".into(),
                     pid: Some(7),
                     relid: Some(16384),
                     received_lsn: Some(1),
