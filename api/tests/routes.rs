@@ -355,7 +355,7 @@ async fn bad_requests_get_stable_error_codes() {
             "unknown_family",
         ),
         ("/api/v1/nope", StatusCode::NOT_FOUND, "not_found"),
-        ("/", StatusCode::NOT_FOUND, "not_found"),
+        ("/nope", StatusCode::NOT_FOUND, "not_found"),
     ];
     for (uri, status, code) in cases {
         let (got_status, body) = get(&f.app, uri).await;

@@ -1,0 +1,154 @@
+// The console in a real browser (Debian's chromium, driven by playwright-core): run by
+// e2e/tests/console.rs against a real stack, or by hand:
+//
+//   CONSOLE_URL=https://127.0.0.1:8443 ADMIN_PASSWORD=… VIEWER_PASSWORD=… node tests/console.mjs
+//
+// Env: CONSOLE_URL, ADMIN_USER (admin), ADMIN_PASSWORD, VIEWER_USER (viewer), VIEWER_PASSWORD,
+// INSTANCE (the instance the fleet must show), CHROMIUM (/usr/bin/chromium), ARTIFACTS (where
+// screenshots go; none without it). Prints one JSON line of facts on success for the caller to
+// check; exits 1 with the failed expectation otherwise.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) throw new Error(`${name} is not set`);
+  return v;
+};
+const url = env('CONSOLE_URL');
+const admin = { user: env('ADMIN_USER', 'admin'), password: env('ADMIN_PASSWORD') };
+const viewer = { user: env('VIEWER_USER', 'viewer'), password: env('VIEWER_PASSWORD') };
+const instance = env('INSTANCE');
+const artifacts = process.env.ARTIFACTS;
+// Every wait is bounded; the stack is already up and holds data when this runs.
+const TIMEOUT = 15_000;
+
+function expect(ok, what) {
+  if (!ok) throw new Error(`expected: ${what}`);
+}
+
+const facts = {};
+let step = 'start';
+const problems = [];
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  // Root in a container: chromium's sandbox needs user namespaces it may not have.
+  args: ['--no-sandbox'],
+});
+try {
+  // The stack's certificate is signed by its own throwaway CA.
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
+  context.setDefaultTimeout(TIMEOUT);
+  // Violations are reported to the page as events, whatever the console says.
+  await context.addInitScript(() => {
+    window.__cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) =>
+      window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`),
+    );
+  });
+  const page = await context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push({ step, kind: 'console', text: `${m.text()} at ${m.location().url}` });
+  });
+  page.on('pageerror', (e) => problems.push({ step, kind: 'pageerror', text: String(e) }));
+  page.on('requestfailed', (r) =>
+    problems.push({ step, kind: 'requestfailed', text: `${r.method()} ${r.url()} ${r.failure()?.errorText}` }),
+  );
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push({ step, kind: 'http', text: `${r.status()} ${r.url()}` });
+  });
+
+  const shot = async (name) => {
+    if (!artifacts) return;
+    mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+  };
+
+  async function signIn(who) {
+    await page.getByLabel('Username').fill(who.user);
+    await page.getByLabel('Password').fill(who.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+  }
+
+  async function signOut(who) {
+    await page.getByRole('button', { name: `${who.user} ▾` }).click();
+    await page.getByRole('menuitem', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
+    expect((await page.evaluate(() => sessionStorage.length)) === 0, 'no token kept after sign-out');
+  }
+
+  step = 'load';
+  const response = await page.goto(url);
+  facts.csp = response.headers()['content-security-policy'] ?? null;
+  expect(facts.csp && facts.csp.includes("frame-ancestors 'none'"), `a CSP header, got ${facts.csp}`);
+  await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
+  await shot('sign-in');
+
+  step = 'wrong-password';
+  await signIn({ user: admin.user, password: 'not the password at all' });
+  const alert = page.getByRole('alert');
+  await alert.waitFor();
+  facts.wrongPasswordMessage = (await alert.textContent()).trim();
+  expect(/wrong username or password/.test(facts.wrongPasswordMessage), `the API's message, got ${facts.wrongPasswordMessage}`);
+  await shot('wrong-password');
+
+  step = 'sign-in';
+  await signIn(admin);
+  const row = page.locator(`tr[data-instance="${instance}"]`);
+  await row.waitFor();
+  step = 'fleet';
+  facts.fleetRow = (await row.innerText()).replace(/\s+/g, ' ').trim();
+  expect(/\bup\b/.test(facts.fleetRow), `the instance is up: ${facts.fleetRow}`);
+  expect(/\d+ s ago/.test(facts.fleetRow), `a recent sample: ${facts.fleetRow}`);
+  expect(/primary/.test(facts.fleetRow), `its role: ${facts.fleetRow}`);
+  await page.getByRole('searchbox').fill('no-such-instance-anywhere');
+  await page.getByText('No instance matches.').waitFor();
+  await page.getByRole('searchbox').fill(instance);
+  await row.waitFor();
+  await shot('fleet');
+
+  step = 'instance';
+  await row.getByRole('link', { name: instance }).click();
+  await page.getByRole('heading', { name: instance, level: 1 }).waitFor();
+  // A gauge, so the first sample already is a point.
+  await page.getByLabel('Column').selectOption('numbackends');
+  const chart = page.locator('.chart[data-points]');
+  await chart.locator('canvas').waitFor();
+  facts.chartPoints = Number(await chart.getAttribute('data-points'));
+  expect(facts.chartPoints > 0, `chart points, got ${facts.chartPoints}`);
+  facts.chartLegend = (await chart.locator('.u-legend').innerText()).replace(/\s+/g, ' ');
+  expect(facts.chartLegend.includes('postgres'), `a series per database: ${facts.chartLegend}`);
+  await page.getByRole('heading', { name: 'Activity' }).waitFor();
+  await page.getByText(/^Sessions$/).waitFor();
+  facts.adminActions = await page.getByTestId('instance-actions').getByRole('button').allInnerTexts();
+  expect(facts.adminActions.includes('Remove instance'), `an admin sees Remove: ${facts.adminActions}`);
+  await shot('instance');
+
+  step = 'sign-out';
+  await signOut(admin);
+
+  step = 'viewer';
+  await signIn(viewer);
+  await row.waitFor();
+  await row.getByRole('link', { name: instance }).click();
+  await page.getByRole('heading', { name: instance, level: 1 }).waitFor();
+  await page.locator('.chart canvas').waitFor();
+  facts.viewerActions = await page.getByTestId('instance-actions').getByRole('button').allInnerTexts();
+  expect(facts.viewerActions.length === 0, `a viewer sees no action, got ${facts.viewerActions}`);
+  await shot('instance-viewer');
+  step = 'viewer-sign-out';
+  await signOut(viewer);
+
+  facts.cspViolations = await page.evaluate(() => window.__cspViolations);
+  expect(facts.cspViolations.length === 0, `no CSP violation: ${facts.cspViolations}`);
+  // The one refusal expected is the wrong password's 401 (and the browser's note of it).
+  const unexpected = problems.filter((p) => !(p.step === 'wrong-password' && /401/.test(p.text)));
+  expect(unexpected.length === 0, `no console error or failed request: ${JSON.stringify(unexpected)}`);
+  facts.expectedRefusals = problems.length;
+  console.log(JSON.stringify(facts));
+} finally {
+  await browser.close();
+}

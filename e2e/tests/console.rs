@@ -1,0 +1,250 @@
+//! The admin console (`console/`) in a real browser, over the real binaries: a monitored
+//! cluster watched by `lasect-agent` through `lasect-ingest`, the console served by
+//! `lasect-api` from its embedded assets, driven by Debian's chromium with playwright-core
+//! (`console/tests/console.mjs`; both installed by `scripts/deps.sh --test`).
+//!
+//! - signing in (a wrong password first: the API's message is shown), the fleet with the
+//!   instance (up, a recent sample, its version and role), search, the instance page with a
+//!   chart holding points, signing out (no token kept);
+//! - a viewer sees the instance but no action it may not take;
+//! - the CSP header is sent and the page causes no violation, no console error and no failed
+//!   request (but the wrong password's 401);
+//! - `console/dist`, committed and embedded, is exactly what the sources build.
+//!
+//! Screenshots of each page are kept in `target/console-e2e/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lasect_e2e::{Stack, wait_listening};
+use lasect_testkit::{PgCluster, PgOptions};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const AGENT_ID: &str = "e2e-console";
+const INSTANCE: &str = "monitored";
+const BOUND: Duration = Duration::from_secs(60);
+const VIEWER_PASSWORD: &str = "a viewer's long password";
+
+fn console_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../console")
+}
+
+fn chromium() -> PathBuf {
+    PathBuf::from(std::env::var("LASECT_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+}
+
+/// The browser and the console's npm packages, or a message naming the command that installs
+/// them (a skipped browser test would pass unnoticed).
+fn require_tools() {
+    assert!(
+        chromium().is_file(),
+        "{} missing: run scripts/deps.sh --test (apt-get install chromium)",
+        chromium().display()
+    );
+    assert!(
+        console_dir()
+            .join("node_modules/playwright-core/package.json")
+            .is_file(),
+        "console/node_modules missing: run scripts/deps.sh --test (npm ci in console/)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_a_real_browser() {
+    require_tools();
+    let stack = Stack::new(AGENT_ID).await;
+    let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
+    let mut ingest = stack.spawn_ingest("");
+    let mut api = stack.spawn_api();
+    wait_listening(&mut ingest);
+    wait_listening(&mut api);
+    stack.agent_config(
+        stack.ingest_port,
+        &format!(
+            "[collect]\ninterval_secs = 1\nintervals = {{ activity = 1, lock = 1 }}\n\
+             [logs]\nenabled = false\n\
+             [[instances]]\nname = \"{INSTANCE}\"\ndsn = \"{}\"\n",
+            monitored.dsn("postgres")
+        ),
+    );
+    let _agent = stack.start_agent(&[]);
+
+    let (status, created) = stack
+        .api(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"username": "viewer", "password": VIEWER_PASSWORD, "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, 201, "create the viewer: {created}");
+
+    // The script runs once the store has what it checks: the instance, its version, and a
+    // database sample and an activity sample the charts and sections read.
+    let start = Instant::now();
+    let instance = loop {
+        let (_, list) = stack.api(Method::GET, "/api/v1/instances", None).await;
+        let found = list["instances"]
+            .as_array()
+            .and_then(|l| l.iter().find(|i| i["name"] == INSTANCE))
+            .cloned();
+        if let Some(i) = found.filter(|i| i["version"].is_string()) {
+            let id = i["id"].as_i64().expect("id");
+            let (_, series) = stack
+                .api(
+                    Method::GET,
+                    &format!("/api/v1/instances/{id}/metrics/database"),
+                    None,
+                )
+                .await;
+            let (_, activity) = stack
+                .api(
+                    Method::GET,
+                    &format!("/api/v1/instances/{id}/samples/activity"),
+                    None,
+                )
+                .await;
+            let has_point = series["series"].as_array().is_some_and(|s| {
+                s.iter().any(|s| {
+                    s["points"]
+                        .as_array()
+                        .is_some_and(|p| p.iter().any(|p| p["numbackends"].is_number()))
+                })
+            });
+            if has_point && activity["rows"].as_array().is_some_and(|r| !r.is_empty()) {
+                break i;
+            }
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "no samples of {INSTANCE} after {BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-e2e");
+    let output = Command::new("node")
+        .arg("tests/console.mjs")
+        .current_dir(console_dir())
+        .env(
+            "CONSOLE_URL",
+            format!("https://127.0.0.1:{}/", stack.api_port),
+        )
+        .env("ADMIN_USER", "admin")
+        .env("ADMIN_PASSWORD", &stack.admin_password)
+        .env("VIEWER_USER", "viewer")
+        .env("VIEWER_PASSWORD", VIEWER_PASSWORD)
+        .env("INSTANCE", INSTANCE)
+        .env("CHROMIUM", chromium())
+        .env("ARTIFACTS", &artifacts)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser script failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let facts: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no facts printed:\n{stdout}\n{stderr}"));
+
+    assert_eq!(facts["wrongPasswordMessage"], "wrong username or password");
+    let row = facts["fleetRow"].as_str().expect("fleet row");
+    let version = instance["version"].as_str().expect("version");
+    for want in [INSTANCE, AGENT_ID, version, "primary", "up"] {
+        assert!(row.contains(want), "the fleet row shows {want:?}: {row}");
+    }
+    assert!(
+        facts["chartPoints"].as_u64().is_some_and(|n| n > 0),
+        "{facts}"
+    );
+    assert_eq!(
+        facts["adminActions"],
+        json!(["Test connection", "Remove instance"])
+    );
+    assert_eq!(facts["viewerActions"], json!([]));
+    assert_eq!(facts["cspViolations"], json!([]));
+    let csp = facts["csp"].as_str().expect("csp");
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{directive} in {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    for page in ["sign-in", "fleet", "instance", "instance-viewer"] {
+        assert!(
+            artifacts.join(format!("{page}.png")).is_file(),
+            "screenshot of {page}"
+        );
+    }
+}
+
+/// Every file under `dir`, by relative path, with its bytes.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).expect("below root");
+                out.push((
+                    rel.display().to_string(),
+                    std::fs::read(&path).expect("read"),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn committed_dist_is_what_the_sources_build() {
+    require_tools();
+    let out = tempfile::tempdir().expect("tempdir");
+    let built = out.path().join("dist");
+    let output = Command::new("node")
+        .args([
+            "node_modules/vite/bin/vite.js",
+            "build",
+            "--logLevel",
+            "warn",
+        ])
+        .arg("--outDir")
+        .arg(&built)
+        .current_dir(console_dir())
+        .output()
+        .expect("run vite");
+    assert!(
+        output.status.success(),
+        "vite build failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let committed = tree(&console_dir().join("dist"));
+    let fresh = tree(&built);
+    let names = |t: &[(String, Vec<u8>)]| t.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(&committed),
+        names(&fresh),
+        "console/dist is stale: run `npm run build` in console/ and commit console/dist"
+    );
+    for ((name, a), (_, b)) in committed.iter().zip(&fresh) {
+        assert!(
+            a == b,
+            "console/dist/{name} differs from what the sources build: run `npm run build` \
+             in console/ and commit console/dist"
+        );
+    }
+}
