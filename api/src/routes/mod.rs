@@ -2,7 +2,6 @@
 //! `tower::ServiceExt::oneshot` and no socket.
 
 mod agents;
-pub mod alert_channels;
 pub mod alerts;
 pub mod alerts_rules;
 pub mod alerts_silences;
@@ -10,7 +9,6 @@ mod api_error;
 mod api_tokens;
 mod audit_log;
 mod auth_routes;
-pub mod backups;
 pub mod console;
 pub mod data_transfer;
 mod enrollment_tokens;
@@ -25,7 +23,6 @@ pub mod metric_families;
 pub mod metrics_series;
 pub mod migrations;
 pub mod openapi;
-pub mod replication;
 pub mod runs;
 mod samples;
 pub mod schema_explorer;
@@ -143,8 +140,6 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/auth/password", Authenticated),
         spec(Method::GET, "/api/v1/instances", Authenticated),
         spec(Method::GET, "/api/v1/live", Authenticated),
-        // Any role; the graph holds only the instances the caller may view.
-        spec(Method::GET, "/api/v1/replication/topology", Authenticated),
         spec(
             Method::GET,
             "/api/v1/instances/{id}/samples/{family}",
@@ -246,49 +241,8 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/alerts/rules/apply", Admin),
         spec(Method::GET, "/api/v1/alerts/rules/export", Authenticated),
         spec(Method::POST, "/api/v1/alerts/rules/test", Authenticated),
-        // Backups: viewers see the repositories (no secrets), admins of the instance do the rest.
-        spec(
-            Method::GET,
-            "/api/v1/instances/{id}/backup/repositories",
-            InstanceViewer,
-        ),
-        spec(
-            Method::POST,
-            "/api/v1/instances/{id}/backup/repositories",
-            InstanceAdmin,
-        ),
-        spec(
-            Method::DELETE,
-            "/api/v1/instances/{id}/backup/repositories/{repo}",
-            InstanceAdmin,
-        ),
-        spec(
-            Method::POST,
-            "/api/v1/instances/{id}/backup/repositories/{repo}/stanza",
-            InstanceAdmin,
-        ),
-        spec(
-            Method::POST,
-            "/api/v1/instances/{id}/backup/repositories/{repo}/backups",
-            InstanceAdmin,
-        ),
-        spec(
-            Method::POST,
-            "/api/v1/instances/{id}/backup/repositories/{repo}/info",
-            InstanceAdmin,
-        ),
         spec(Method::GET, "/api/v1/alerts/silences", Authenticated),
         spec(Method::POST, "/api/v1/alerts/silences", Authenticated),
-        // Notification channels and routes: global viewers read (never secrets), admins edit.
-        spec(Method::GET, "/api/v1/alerts/channels", Authenticated),
-        spec(Method::POST, "/api/v1/alerts/channels", Admin),
-        spec(Method::GET, "/api/v1/alerts/channels/{id}", Authenticated),
-        spec(Method::DELETE, "/api/v1/alerts/channels/{id}", Admin),
-        spec(Method::POST, "/api/v1/alerts/channels/{id}/test", Admin),
-        spec(Method::GET, "/api/v1/alerts/routes", Authenticated),
-        spec(Method::POST, "/api/v1/alerts/routes", Admin),
-        spec(Method::DELETE, "/api/v1/alerts/routes/{id}", Admin),
-        spec(Method::GET, "/api/v1/alerts/deliveries", Authenticated),
         spec(
             Method::DELETE,
             "/api/v1/alerts/silences/{id}",
@@ -310,7 +264,6 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics_series::series))
         .routes(routes!(statements_top::top))
         .routes(routes!(live::live))
-        .routes(routes!(replication::topology))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(http_metrics::scrape))
         .routes(routes!(auth_routes::login))
@@ -366,23 +319,6 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts_rules::test))
         .routes(routes!(alerts_silences::list, alerts_silences::create))
         .routes(routes!(alerts_silences::remove))
-        .routes(routes!(
-            alert_channels::list_channels,
-            alert_channels::add_channel
-        ))
-        .routes(routes!(
-            alert_channels::show_channel,
-            alert_channels::remove_channel
-        ))
-        .routes(routes!(alert_channels::test_channel))
-        .routes(routes!(alert_channels::list_routes, alert_channels::add_route))
-        .routes(routes!(alert_channels::remove_route))
-        .routes(routes!(alert_channels::deliveries))
-        .routes(routes!(backups::list, backups::add))
-        .routes(routes!(backups::remove))
-        .routes(routes!(backups::stanza))
-        .routes(routes!(backups::backup))
-        .routes(routes!(backups::info))
 }
 
 pub fn router(state: AppState) -> Router {
