@@ -244,6 +244,8 @@ cat <<INFO
     store + monitored PostgreSQL  socket $SOCK, port $PG_PORT (.lasect/pg)
     lasect-ingest (mTLS gRPC)     127.0.0.1:$INGEST_PORT
     lasect-api    (HTTPS)         $API_URL/api/v1/health
+    console       (browser)       $API_URL/   user admin, password in .lasect/demo/admin-password
+                                  (its certificate is signed by the demo CA, .lasect/tls/ca.pem: trust it or accept it once)
     lasect-agent  ($AGENT_ID)    instance "demo", every 10 s
     logs                          .lasect/logs/
   In another shell:

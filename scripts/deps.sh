@@ -45,6 +45,9 @@ fi
 if [ "$mode" = "--test" ]; then
     command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
+    # e2e/tests/console.rs drives the console in Debian's chromium (Playwright cannot download
+    # browsers here; it is given this executable).
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 if [ "$mode" = "--pg18" ]; then
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
@@ -171,6 +174,19 @@ if [ "$mode" = "--test" ]; then
         python3 -m venv "$venv"
         "$venv/bin/pip" install --quiet --disable-pip-version-check \
             "jsonschema==$JSONSCHEMA_VERSION" "PyYAML==$PYYAML_VERSION"
+    fi
+fi
+
+# The console's npm packages (vite, svelte, uplot, playwright-core) for e2e/tests/console.rs,
+# exactly as console/package-lock.json pins them; `npm ci` again only when the lockfile changed.
+if [ "$mode" = "--test" ]; then
+    console="$(cd "$(dirname "$0")/.." && pwd)/console"
+    stamp="$console/node_modules/.lasect-lock.sha256"
+    want="$(sha256sum "$console/package-lock.json" | cut -d' ' -f1)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "installing the console's npm packages (npm ci in console/)"
+        (cd "$console" && npm ci --no-audit --no-fund --loglevel=error)
+        echo "$want" > "$stamp"
     fi
 fi
 
