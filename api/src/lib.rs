@@ -16,6 +16,7 @@ pub mod ca_init;
 pub mod cli;
 pub mod config;
 pub mod migrate_cmd;
+pub mod notify;
 pub mod routes;
 pub mod runs;
 pub mod secrets_cmd;

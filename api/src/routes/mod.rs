@@ -2,6 +2,7 @@
 //! `tower::ServiceExt::oneshot` and no socket.
 
 mod agents;
+pub mod alert_channels;
 pub mod alerts;
 pub mod alerts_rules;
 pub mod alerts_silences;
@@ -243,6 +244,16 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/alerts/rules/test", Authenticated),
         spec(Method::GET, "/api/v1/alerts/silences", Authenticated),
         spec(Method::POST, "/api/v1/alerts/silences", Authenticated),
+        // Notification channels and routes: global viewers read (never secrets), admins edit.
+        spec(Method::GET, "/api/v1/alerts/channels", Authenticated),
+        spec(Method::POST, "/api/v1/alerts/channels", Admin),
+        spec(Method::GET, "/api/v1/alerts/channels/{id}", Authenticated),
+        spec(Method::DELETE, "/api/v1/alerts/channels/{id}", Admin),
+        spec(Method::POST, "/api/v1/alerts/channels/{id}/test", Admin),
+        spec(Method::GET, "/api/v1/alerts/routes", Authenticated),
+        spec(Method::POST, "/api/v1/alerts/routes", Admin),
+        spec(Method::DELETE, "/api/v1/alerts/routes/{id}", Admin),
+        spec(Method::GET, "/api/v1/alerts/deliveries", Authenticated),
         spec(
             Method::DELETE,
             "/api/v1/alerts/silences/{id}",
@@ -319,6 +330,18 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts_rules::test))
         .routes(routes!(alerts_silences::list, alerts_silences::create))
         .routes(routes!(alerts_silences::remove))
+        .routes(routes!(
+            alert_channels::list_channels,
+            alert_channels::add_channel
+        ))
+        .routes(routes!(
+            alert_channels::show_channel,
+            alert_channels::remove_channel
+        ))
+        .routes(routes!(alert_channels::test_channel))
+        .routes(routes!(alert_channels::list_routes, alert_channels::add_route))
+        .routes(routes!(alert_channels::remove_route))
+        .routes(routes!(alert_channels::deliveries))
 }
 
 pub fn router(state: AppState) -> Router {

@@ -1,0 +1,220 @@
+//! Channels: where notifications go, validated before they are stored, and their secrets
+//! (the webhook's HMAC key, the Slack URL) encrypted with the API's key file.
+
+use lasect_pki::secrets::{Keyring, SecretsError};
+use reqwest::Url;
+
+/// The kinds of channel.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// JSON POST signed with HMAC-SHA256.
+    Webhook,
+    /// A Slack incoming webhook (its URL is the secret).
+    Slack,
+    /// Prometheus Alertmanager (`POST <url>/api/v2/alerts`).
+    Alertmanager,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Webhook => "webhook",
+            Kind::Slack => "slack",
+            Kind::Alertmanager => "alertmanager",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "webhook" => Some(Kind::Webhook),
+            "slack" => Some(Kind::Slack),
+            "alertmanager" => Some(Kind::Alertmanager),
+            _ => None,
+        }
+    }
+}
+
+/// Shortest webhook secret accepted: a receiver verifies with it, so it must not be guessable.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Why a channel's URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("url does not parse: {0}")]
+    Parse(String),
+    #[error("url must be http:// or https://, not {0}://")]
+    Scheme(String),
+    #[error("url must name a host")]
+    NoHost,
+    #[error(
+        "url is plain http://: notifications would cross the network unencrypted; use https:// \
+         or set insecure_http: true for a receiver on a trusted network"
+    )]
+    PlainHttp,
+    #[error("url must not hold a user name or password (put credentials in the secret)")]
+    Credentials,
+}
+
+/// Validates a receiver URL: http(s) only, a host, no credentials in it, and https unless
+/// `insecure_http`.
+pub fn check_url(text: &str, insecure_http: bool) -> Result<Url, UrlError> {
+    let url = Url::parse(text).map_err(|e| UrlError::Parse(e.to_string()))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if insecure_http => {}
+        "http" => return Err(UrlError::PlainHttp),
+        other => return Err(UrlError::Scheme(other.to_owned())),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(UrlError::NoHost);
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(UrlError::Credentials);
+    }
+    Ok(url)
+}
+
+/// What may be shown of a URL that is a secret (Slack's): scheme and host.
+pub fn redacted(url: &Url) -> String {
+    format!("{}://{}/…", url.scheme(), url.host_str().unwrap_or(""))
+}
+
+/// Associated data binding a channel secret to its channel, so a ciphertext copied to another
+/// row does not decrypt.
+fn aad(channel_id: i64) -> Vec<u8> {
+    format!("lasect-alert-channel-secret:v1|{channel_id}").into_bytes()
+}
+
+pub fn encrypt_secret(
+    keyring: &Keyring,
+    channel_id: i64,
+    secret: &str,
+) -> Result<Vec<u8>, SecretsError> {
+    keyring.encrypt(secret.as_bytes(), &aad(channel_id))
+}
+
+pub fn decrypt_secret(
+    keyring: &Keyring,
+    channel_id: i64,
+    ciphertext: &[u8],
+) -> Result<String, SecretsError> {
+    keyring.decrypt_string(ciphertext, &aad(channel_id))
+}
+
+/// A channel as the sender needs it (secret decrypted).
+pub struct Target {
+    pub id: i64,
+    pub kind: Kind,
+    pub url: Url,
+    pub insecure_http: bool,
+    pub secret: Option<String>,
+    pub timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a stored channel cannot be used now.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+    #[error("channel {0} no longer exists")]
+    Gone(i64),
+    #[error("channel {id}: {message}")]
+    Unusable { id: i64, message: String },
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    kind: String,
+    url: String,
+    insecure_http: bool,
+    secret_ciphertext: Option<Vec<u8>>,
+    timeout_secs: i32,
+}
+
+/// Loads channel `id` and decrypts its secret with `keyring` (`None`: no key file).
+pub async fn load_target(
+    conn: &mut sqlx::PgConnection,
+    id: i64,
+    keyring: Option<&Keyring>,
+) -> Result<Target, TargetError> {
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT kind, url, insecure_http, secret_ciphertext, timeout_secs \
+         FROM alert_channels WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    let row = row.ok_or(TargetError::Gone(id))?;
+    let unusable = |message: String| TargetError::Unusable { id, message };
+    let kind = Kind::parse(&row.kind).ok_or_else(|| unusable(format!("kind {}", row.kind)))?;
+    let secret = match &row.secret_ciphertext {
+        None => None,
+        Some(c) => {
+            let keyring =
+                keyring.ok_or_else(|| unusable("the API has no secrets key file".into()))?;
+            Some(
+                decrypt_secret(keyring, id, c)
+                    .map_err(|e| unusable(format!("secret does not decrypt: {e}")))?,
+            )
+        }
+    };
+    let url_text = match kind {
+        Kind::Slack => secret
+            .clone()
+            .ok_or_else(|| unusable("Slack channel without its URL".into()))?,
+        _ => row.url.clone(),
+    };
+    let url = check_url(&url_text, row.insecure_http).map_err(|e| unusable(e.to_string()))?;
+    Ok(Target {
+        id,
+        kind,
+        url,
+        insecure_http: row.insecure_http,
+        secret: if kind == Kind::Slack { None } else { secret },
+        timeout: std::time::Duration::from_secs(u64::try_from(row.timeout_secs).unwrap_or(10)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(check_url("https://example.com/hook", false).is_ok());
+        assert_eq!(
+            check_url("http://example.com/hook", false),
+            Err(UrlError::PlainHttp)
+        );
+        assert!(check_url("http://example.com/hook", true).is_ok());
+        assert_eq!(
+            check_url("ftp://example.com/x", true),
+            Err(UrlError::Scheme("ftp".into()))
+        );
+        assert_eq!(
+            check_url("file:///etc/passwd", true),
+            Err(UrlError::Scheme("file".into()))
+        );
+        assert_eq!(
+            check_url("https://u:p@example.com/", false),
+            Err(UrlError::Credentials)
+        );
+        assert!(matches!(
+            check_url("not a url", false),
+            Err(UrlError::Parse(_))
+        ));
+    }
+}

@@ -1,0 +1,839 @@
+//! Notification channels, routes and deliveries (issue 18, notifications):
+//! `GET|POST /api/v1/alerts/channels`, `GET|DELETE /api/v1/alerts/channels/{id}`,
+//! `POST /api/v1/alerts/channels/{id}/test` (send a test notification now),
+//! `GET|POST /api/v1/alerts/routes`, `DELETE /api/v1/alerts/routes/{id}`,
+//! `GET /api/v1/alerts/deliveries` (every notification with its attempts).
+//!
+//! Roles: a global viewer reads channels (never their secrets: the webhook key and the Slack
+//! URL are only ever written), routes and deliveries; a global admin adds, removes and tests
+//! channels and routes. Writes are audited by the gate.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::auth_routes::{body, path_params};
+use super::instances::rfc3339;
+use super::{ApiError, AppState, parse_since};
+use crate::alerts::selector;
+use crate::auth::principal::Principal;
+use crate::auth::role::Role;
+use crate::notify::channel::{self, Kind, MIN_SECRET_LEN};
+use crate::notify::payload::{Links, Notification};
+use crate::notify::send;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Channel {
+    pub id: i64,
+    pub name: String,
+    pub kind: Kind,
+    /// The receiver's URL; for Slack only its scheme and host (the URL is the secret).
+    pub url: String,
+    pub insecure_http: bool,
+    /// Whether a secret is stored (it is never returned).
+    pub has_secret: bool,
+    pub timeout_secs: i32,
+    pub give_up_secs: i32,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChannelList {
+    pub channels: Vec<Channel>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ChannelRow {
+    id: i64,
+    name: String,
+    kind: String,
+    url: String,
+    insecure_http: bool,
+    has_secret: bool,
+    timeout_secs: i32,
+    give_up_secs: i32,
+    created_at: DateTime<Utc>,
+    created_by: String,
+}
+
+impl ChannelRow {
+    fn view(self) -> Result<Channel, ApiError> {
+        Ok(Channel {
+            kind: Kind::parse(&self.kind)
+                .ok_or_else(|| ApiError::internal(format!("channel kind {}", self.kind)))?,
+            id: self.id,
+            name: self.name,
+            url: self.url,
+            insecure_http: self.insecure_http,
+            has_secret: self.has_secret,
+            timeout_secs: self.timeout_secs,
+            give_up_secs: self.give_up_secs,
+            created_at: rfc3339(self.created_at),
+            created_by: self.created_by,
+        })
+    }
+}
+
+const SELECT_CHANNEL: &str = "SELECT id, name, kind, url, insecure_http, \
+     secret_ciphertext IS NOT NULL AS has_secret, timeout_secs, give_up_secs, created_at, \
+     created_by FROM alert_channels";
+
+async fn load_channel(state: &AppState, id: i64) -> Result<Channel, ApiError> {
+    let row: Option<ChannelRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_CHANNEL} WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?;
+    row.ok_or_else(|| ApiError::not_found(format!("no channel with id {id}")))?
+        .view()
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/channels",
+    tag = "alerts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every channel, without secrets", body = ChannelList),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low (global viewer needed)", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn list_channels(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<ChannelList>, ApiError> {
+    principal.require(Role::Viewer)?;
+    let rows: Vec<ChannelRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_CHANNEL} ORDER BY name"
+    )))
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(ChannelList {
+        channels: rows
+            .into_iter()
+            .map(ChannelRow::view)
+            .collect::<Result<_, _>>()?,
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewChannel {
+    #[schema(pattern = "^[a-z0-9][a-z0-9_.-]{0,62}$")]
+    pub name: String,
+    pub kind: Kind,
+    /// http(s) URL of the receiver (Alertmanager: its base URL; Slack: the incoming-webhook
+    /// URL, kept encrypted as a secret).
+    #[schema(min_length = 1, max_length = 2000)]
+    pub url: String,
+    /// Webhook only, required: the HMAC-SHA256 key receivers verify the signature with.
+    #[schema(min_length = 16, max_length = 1000)]
+    pub secret: Option<String>,
+    /// Allow plain http:// (default false: https only).
+    #[serde(default)]
+    pub insecure_http: bool,
+    /// Per call, default 10.
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
+    #[schema(minimum = 1, maximum = 120)]
+    pub timeout_secs: Option<u32>,
+    /// A notification still failing this long after it was due is given up; default 86400.
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
+    #[schema(minimum = 60, maximum = 604_800)]
+    pub give_up_secs: Option<u32>,
+}
+
+impl std::fmt::Debug for NewChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewChannel")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=63).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_.-".contains(c))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/channels",
+    tag = "alerts",
+    request_body = NewChannel,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The channel (without its secret)", body = Channel),
+        (status = 400, description = "Bad request body", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low (global admin needed)", body = super::openapi::ErrorBody),
+        (status = 409, description = "A channel of that name exists", body = super::openapi::ErrorBody),
+        (status = 422, description = "The URL is not http(s), plain http without insecure_http, or the secret is missing or not allowed for the kind", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable, or no secrets key file", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn add_channel(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: Result<Json<NewChannel>, JsonRejection>,
+) -> Result<(StatusCode, Json<Channel>), ApiError> {
+    principal.require(Role::Admin)?;
+    let r = body(request)?;
+    let bad = |m: String| ApiError::bad_request("invalid_body", m);
+    if !valid_name(&r.name) {
+        return Err(bad(format!(
+            "name {:?} must match [a-z0-9][a-z0-9_.-]{{0,62}}",
+            r.name
+        )));
+    }
+    if !(1..=2000).contains(&r.url.chars().count()) {
+        return Err(bad("url is 1 to 2000 characters".into()));
+    }
+    if let Some(s) = &r.secret
+        && !(MIN_SECRET_LEN..=1000).contains(&s.chars().count())
+    {
+        return Err(bad(format!(
+            "secret is {MIN_SECRET_LEN} to 1000 characters"
+        )));
+    }
+    let timeout = r.timeout_secs.unwrap_or(10);
+    let give_up = r.give_up_secs.unwrap_or(86_400);
+    if !(1..=120).contains(&timeout) || !(60..=604_800).contains(&give_up) {
+        return Err(bad(
+            "timeout_secs is 1 to 120 and give_up_secs 60 to 604800".into(),
+        ));
+    }
+    let invalid = |m: String| ApiError::unprocessable("invalid_channel", m);
+    let url = channel::check_url(&r.url, r.insecure_http).map_err(|e| invalid(e.to_string()))?;
+    let (shown, secret) = match r.kind {
+        Kind::Webhook => match &r.secret {
+            Some(s) => (url.to_string(), Some(s.clone())),
+            None => {
+                return Err(invalid(
+                    "secret: a webhook needs one, receivers verify the signature with it".into(),
+                ));
+            }
+        },
+        Kind::Slack | Kind::Alertmanager if r.secret.is_some() => {
+            return Err(invalid(format!(
+                "secret: not used by {} channels",
+                r.kind.as_str()
+            )));
+        }
+        Kind::Slack => (channel::redacted(&url), Some(url.to_string())),
+        Kind::Alertmanager => (url.to_string(), None),
+    };
+    let keyring = match &secret {
+        None => None,
+        Some(_) => Some(
+            state
+                .secrets
+                .as_ref()
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no_secrets_key",
+                        "the API has no secrets key file to encrypt channel secrets with",
+                    )
+                })?
+                .keyring()
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no_secrets_key",
+                        format!("the secrets key file cannot be read: {e}"),
+                    )
+                })?,
+        ),
+    };
+    // The ciphertext is bound to the row's id: written in the transaction that makes it.
+    let mut tx = state.pool.begin().await?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO alert_channels (name, kind, url, insecure_http, timeout_secs, give_up_secs, \
+         created_by) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING \
+         RETURNING id",
+    )
+    .bind(&r.name)
+    .bind(r.kind.as_str())
+    .bind(&shown)
+    .bind(r.insecure_http)
+    .bind(i32::try_from(timeout).unwrap_or(10))
+    .bind(i32::try_from(give_up).unwrap_or(86_400))
+    .bind(&principal.username)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("a channel named {} exists", r.name),
+        ));
+    };
+    if let (Some(secret), Some(keyring)) = (&secret, &keyring) {
+        let sealed = channel::encrypt_secret(keyring, id, secret).map_err(ApiError::internal)?;
+        sqlx::query("UPDATE alert_channels SET secret_ciphertext = $2 WHERE id = $1")
+            .bind(id)
+            .bind(sealed)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(load_channel(&state, id).await?)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/channels/{id}",
+    tag = "alerts",
+    params(("id" = i64, Path, minimum = 1, description = "Channel id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The channel, without its secret", body = Channel),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low (global viewer needed)", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn show_channel(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<Json<Channel>, ApiError> {
+    principal.require(Role::Viewer)?;
+    let id = path_params(path)?;
+    Ok(Json(load_channel(&state, id).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/alerts/channels/{id}",
+    tag = "alerts",
+    params(("id" = i64, Path, minimum = 1, description = "Channel id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed, with its routes and pending deliveries"),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low (global admin needed)", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn remove_channel(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Role::Admin)?;
+    let id = path_params(path)?;
+    let done = sqlx::query("DELETE FROM alert_channels WHERE id = $1")
+        .bind(id)
+        .execute(&state.pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::not_found(format!("no channel with id {id}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What the receiver said to a test notification.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TestResult {
+    /// The receiver accepted it (2xx).
+    pub ok: bool,
+    pub status: Option<u16>,
+    /// The start of the receiver's answer, or why it could not be reached.
+    pub message: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/channels/{id}/test",
+    tag = "alerts",
+    params(("id" = i64, Path, minimum = 1, description = "Channel id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sent now (recorded in the deliveries); whether the receiver took it", body = TestResult),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low (global admin needed)", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 422, description = "The channel cannot be used (its secret does not decrypt)", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn test_channel(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<Json<TestResult>, ApiError> {
+    principal.require(Role::Admin)?;
+    let id = path_params(path)?;
+    load_channel(&state, id).await?;
+    let keyring = state.secrets.as_ref().and_then(|k| k.keyring().ok());
+    let mut conn = state.pool.acquire().await?;
+    let target = channel::load_target(&mut conn, id, keyring.as_deref())
+        .await
+        .map_err(|e| match e {
+            channel::TargetError::Store(e) => ApiError::from(e),
+            channel::TargetError::Gone(_) => {
+                ApiError::not_found(format!("no channel with id {id}"))
+            }
+            e @ channel::TargetError::Unusable { .. } => {
+                ApiError::unprocessable("invalid_channel", e.to_string())
+            }
+        })?;
+    let now = Utc::now();
+    let key = format!("lasect-test-{}", uuid_like());
+    let mut labels = BTreeMap::new();
+    labels.insert("alertname".to_owned(), "lasect_test".to_owned());
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        "summary".to_owned(),
+        format!(
+            "test notification from Lasect, sent by {}",
+            principal.username
+        ),
+    );
+    let n = Notification {
+        version: 1,
+        kind: "test".into(),
+        idempotency_key: key.clone(),
+        alert_id: None,
+        rule: "lasect_test".into(),
+        severity: "info".into(),
+        state: "firing".into(),
+        key: "test".into(),
+        instance_id: None,
+        agent_id: None,
+        value: None,
+        threshold: None,
+        labels,
+        annotations,
+        starts_at: now,
+        ends_at: None,
+        links: Links::of("lasect_test", None),
+    };
+    let result = send::send(&target, &n).await;
+    let (ok, status, message) = match &result {
+        Ok(a) => (true, Some(a.status), a.body.clone()),
+        Err(e) => (false, e.status().filter(|s| *s > 0), e.to_string()),
+    };
+    let mut tx = state.pool.begin().await?;
+    let delivery: i64 = sqlx::query_scalar(
+        "INSERT INTO alert_deliveries (idempotency_key, channel_id, kind, notification, state, \
+         attempts, give_up_at, finished_at, last_status, last_error) \
+         VALUES ($1, $2, 'test', $3, $4, 1, now(), now(), $5, $6) RETURNING id",
+    )
+    .bind(&key)
+    .bind(id)
+    .bind(serde_json::to_value(&n).unwrap_or_default())
+    .bind(if ok { "delivered" } else { "failed" })
+    .bind(status.map(i32::from))
+    .bind((!ok).then_some(&message))
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO alert_delivery_attempts (delivery_id, attempt, ok, status, error) \
+         VALUES ($1, 1, $2, $3, $4)",
+    )
+    .bind(delivery)
+    .bind(ok)
+    .bind(status.map(i32::from))
+    .bind((!ok).then_some(&message))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(TestResult {
+        ok,
+        status,
+        message,
+    }))
+}
+
+fn uuid_like() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Route {
+    pub id: i64,
+    pub channel_id: i64,
+    pub channel: String,
+    pub min_severity: String,
+    pub matchers: String,
+    pub repeat_secs: i32,
+    pub send_resolved: bool,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RouteList {
+    pub routes: Vec<Route>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RouteRow {
+    id: i64,
+    channel_id: i64,
+    channel: String,
+    min_severity: String,
+    matchers: String,
+    repeat_secs: i32,
+    send_resolved: bool,
+    created_at: DateTime<Utc>,
+    created_by: String,
+}
+
+impl From<RouteRow> for Route {
+    fn from(r: RouteRow) -> Self {
+        Route {
+            id: r.id,
+            channel_id: r.channel_id,
+            channel: r.channel,
+            min_severity: r.min_severity,
+            matchers: r.matchers,
+            repeat_secs: r.repeat_secs,
+            send_resolved: r.send_resolved,
+            created_at: rfc3339(r.created_at),
+            created_by: r.created_by,
+        }
+    }
+}
+
+const SELECT_ROUTE: &str = "SELECT r.id, r.channel_id, c.name AS channel, r.min_severity, \
+     r.matchers, r.repeat_secs, r.send_resolved, r.created_at, r.created_by \
+     FROM alert_routes r JOIN alert_channels c ON c.id = r.channel_id";
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/routes",
+    tag = "alerts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every route", body = RouteList),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low (global viewer needed)", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn list_routes(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<RouteList>, ApiError> {
+    principal.require(Role::Viewer)?;
+    let rows: Vec<RouteRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ROUTE} ORDER BY r.id")))
+            .fetch_all(&state.pool)
+            .await?;
+    Ok(Json(RouteList {
+        routes: rows.into_iter().map(Route::from).collect(),
+    }))
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MinSeverity {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRoute {
+    /// The channel, by name.
+    #[schema(min_length = 1, max_length = 63)]
+    pub channel: String,
+    /// Alerts of this severity and above; default info (all).
+    pub min_severity: Option<MinSeverity>,
+    /// Label matchers (`env=prod, team!=batch`); empty or absent: every alert.
+    #[schema(max_length = 1000)]
+    pub matchers: Option<String>,
+    /// Notify a firing alert again after this long; 0: never. Default 14400 (4 h).
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
+    #[schema(minimum = 0, maximum = 604_800)]
+    pub repeat_secs: Option<u32>,
+    /// Notify when the alert resolves; default true.
+    pub send_resolved: Option<bool>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/routes",
+    tag = "alerts",
+    request_body = NewRoute,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The route", body = Route),
+        (status = 400, description = "Bad request body", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low (global admin needed)", body = super::openapi::ErrorBody),
+        (status = 422, description = "No such channel, matchers that do not parse (with the position), or a repeat interval between 1 and 59 s", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn add_route(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: Result<Json<NewRoute>, JsonRejection>,
+) -> Result<(StatusCode, Json<Route>), ApiError> {
+    principal.require(Role::Admin)?;
+    let r = body(request)?;
+    let matchers = r.matchers.unwrap_or_default();
+    let repeat = r.repeat_secs.unwrap_or(14_400);
+    if !(1..=63).contains(&r.channel.chars().count())
+        || matchers.chars().count() > 1000
+        || repeat > 604_800
+    {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "channel is 1 to 63 characters, matchers at most 1000, repeat_secs 0 to 604800",
+        ));
+    }
+    let invalid = |m: String| ApiError::unprocessable("invalid_route", m);
+    if (1..60).contains(&repeat) {
+        return Err(invalid("repeat_secs: 0 (never) or at least 60".into()));
+    }
+    selector::parse(&matchers).map_err(|e| invalid(format!("matchers: {e}")))?;
+    let severity = match r.min_severity.unwrap_or(MinSeverity::Info) {
+        MinSeverity::Info => "info",
+        MinSeverity::Warning => "warning",
+        MinSeverity::Critical => "critical",
+    };
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO alert_routes (channel_id, min_severity, matchers, repeat_secs, \
+         send_resolved, created_by) \
+         SELECT id, $2, $3, $4, $5, $6 FROM alert_channels WHERE name = $1 RETURNING id",
+    )
+    .bind(&r.channel)
+    .bind(severity)
+    .bind(&matchers)
+    .bind(i32::try_from(repeat).unwrap_or(0))
+    .bind(r.send_resolved.unwrap_or(true))
+    .bind(&principal.username)
+    .fetch_optional(&state.pool)
+    .await?;
+    let id = id.ok_or_else(|| invalid(format!("channel: no channel named {:?}", r.channel)))?;
+    let row: RouteRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_ROUTE} WHERE r.id = $1"
+    )))
+    .bind(id)
+    .fetch_one(&state.pool)
+    .await?;
+    Ok((StatusCode::CREATED, Json(row.into())))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/alerts/routes/{id}",
+    tag = "alerts",
+    params(("id" = i64, Path, minimum = 1, description = "Route id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed (deliveries already enqueued still go out)"),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low (global admin needed)", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn remove_route(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Role::Admin)?;
+    let id = path_params(path)?;
+    let done = sqlx::query("DELETE FROM alert_routes WHERE id = $1")
+        .bind(id)
+        .execute(&state.pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::not_found(format!("no route with id {id}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    #[param(minimum = 1)]
+    pub alert_id: Option<i64>,
+    #[param(minimum = 1)]
+    pub channel_id: Option<i64>,
+    /// `15m`, `2h`, `7d` or an RFC 3339 time.
+    #[param(max_length = 64)]
+    pub since: Option<String>,
+    /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Attempt {
+    pub attempt: i32,
+    pub at: String,
+    pub ok: bool,
+    pub status: Option<i32>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Delivery {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub channel_id: i64,
+    pub alert_id: Option<i64>,
+    /// `firing`, `resolved`, `repeat` or `test`.
+    pub kind: String,
+    pub rule: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub created_at: String,
+    pub next_attempt_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub last_error: Option<String>,
+    pub attempts: Vec<Attempt>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: i64,
+    idempotency_key: String,
+    channel_id: i64,
+    alert_id: Option<i64>,
+    kind: String,
+    rule: Option<String>,
+    state: String,
+    created_at: DateTime<Utc>,
+    next_attempt_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    attempts: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct AttemptRow {
+    attempt: i32,
+    at: DateTime<Utc>,
+    ok: bool,
+    status: Option<i32>,
+    error: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/deliveries",
+    tag = "alerts",
+    params(DeliveryQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Notifications with every attempt, newest first", body = DeliveryList),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low (global viewer needed)", body = super::openapi::ErrorBody),
+        (status = 422, description = "since is neither RFC 3339 nor a duration", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<DeliveryQuery>, QueryRejection>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    principal.require(Role::Viewer)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit)
+        || q.alert_id.is_some_and(|i| i < 1)
+        || q.channel_id.is_some_and(|i| i < 1)
+        || q.since.as_ref().is_some_and(|s| s.chars().count() > 64)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "alert_id and channel_id are at least 1, limit 1 to 1000, since at most 64 characters",
+        ));
+    }
+    let since = match &q.since {
+        None => None,
+        Some(s) => Some(parse_since(s, Utc::now()).ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_query",
+                format!("since must be RFC 3339 or a duration like 15m, 2h, 7d; not {s:?}"),
+            )
+        })?),
+    };
+    let rows: Vec<DeliveryRow> = sqlx::query_as(
+        "SELECT d.id, d.idempotency_key, d.channel_id, d.alert_id, d.kind, \
+         d.notification ->> 'rule' AS rule, d.state, d.created_at, d.next_attempt_at, \
+         d.finished_at, d.last_error, \
+         coalesce((SELECT jsonb_agg(jsonb_build_object('attempt', a.attempt, 'at', a.at, \
+             'ok', a.ok, 'status', a.status, 'error', a.error) ORDER BY a.attempt) \
+           FROM alert_delivery_attempts a WHERE a.delivery_id = d.id), '[]') AS attempts \
+         FROM alert_deliveries d \
+         WHERE ($1::bigint IS NULL OR d.alert_id = $1) AND ($2::bigint IS NULL OR d.channel_id = $2) \
+           AND ($3::timestamptz IS NULL OR d.created_at >= $3) \
+         ORDER BY d.id DESC LIMIT $4",
+    )
+    .bind(q.alert_id)
+    .bind(q.channel_id)
+    .bind(since)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    let deliveries = rows
+        .into_iter()
+        .map(|r| {
+            let attempts: Vec<AttemptRow> =
+                serde_json::from_value(r.attempts).map_err(ApiError::internal)?;
+            Ok(Delivery {
+                id: r.id,
+                idempotency_key: r.idempotency_key,
+                channel_id: r.channel_id,
+                alert_id: r.alert_id,
+                kind: r.kind,
+                rule: r.rule.unwrap_or_default(),
+                next_attempt_at: (r.state == "pending").then(|| rfc3339(r.next_attempt_at)),
+                state: r.state,
+                created_at: rfc3339(r.created_at),
+                finished_at: r.finished_at.map(rfc3339),
+                last_error: r.last_error,
+                attempts: attempts
+                    .into_iter()
+                    .map(|a| Attempt {
+                        attempt: a.attempt,
+                        at: rfc3339(a.at),
+                        ok: a.ok,
+                        status: a.status,
+                        error: a.error,
+                    })
+                    .collect(),
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Json(DeliveryList { deliveries }))
+}
