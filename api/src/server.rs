@@ -100,6 +100,13 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
     let run_sweeper = tokio::spawn(run_sweeper(pool.clone()));
     let state = AppState::with_auth(pool.clone(), AuthState::new(keys, config.auth.clone()))
         .with_secrets(secrets);
+    // Notifications go out from every process (the outbox decides who sends what).
+    let notifier = config.alerts.enabled.then(|| {
+        tokio::spawn(crate::notify::worker::run(
+            pool.clone(),
+            state.secrets.clone(),
+        ))
+    });
     let alerts = config.alerts.enabled.then(|| {
         tokio::spawn(crate::alerts::evaluator::run(
             pool,
@@ -112,6 +119,9 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
     run_sweeper.abort();
     if let Some(alerts) = alerts {
         alerts.abort();
+    }
+    if let Some(notifier) = notifier {
+        notifier.abort();
     }
     result
 }
