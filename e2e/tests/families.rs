@@ -217,6 +217,28 @@ async fn families_end_to_end() {
     )
     .await;
 
+    // Wraparound ages (V27) of every database, within 0..2^31.
+    wait_for(
+        &store,
+        "wraparound ages",
+        "SELECT count(*) FROM metric_database d JOIN instances i ON i.id = d.instance_id
+         WHERE i.name = 'monitored' AND d.datname = 'app'
+           AND d.datfrozenxid_age > 0 AND d.datminmxid_age >= 0",
+        |n| n > 0,
+    )
+    .await;
+    let without_age: i64 = store
+        .query_one(
+            "SELECT count(*) FROM metric_database d JOIN instances i ON i.id = d.instance_id
+             WHERE i.name = 'monitored'
+               AND (d.datfrozenxid_age IS NULL OR d.datminmxid_age IS NULL)",
+            &[],
+        )
+        .await
+        .expect("database rows")
+        .get(0);
+    assert_eq!(without_age, 0, "every database row has both ages");
+
     // Server-wide families. A checkpoint, a WAL switch (archived by
     // /bin/true) and two setting changes, one needing a restart.
     let first_lsn = wait_for(
