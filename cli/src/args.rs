@@ -90,6 +90,9 @@ pub enum Command {
     /// Alerts, their rules, silences and history
     #[command(subcommand)]
     Alert(crate::alert_cmd::AlertCommand),
+    /// Replication: the topology of primaries, standbys, publications and subscriptions
+    #[command(subcommand)]
+    Replication(crate::replication_cmd::ReplicationCommand),
 }
 
 #[derive(Debug, Subcommand)]

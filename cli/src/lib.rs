@@ -27,6 +27,7 @@ pub mod migrate_cmd;
 pub mod password;
 pub mod people;
 pub mod printable;
+pub mod replication_cmd;
 pub mod runs_cmd;
 pub mod samples_table;
 pub mod series_table;
@@ -63,6 +64,7 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
         Command::Agent(c) => people::agent(&client()?, c, output).await,
         Command::Audit(c) => people::audit(&client()?, c, output).await,
         Command::Alert(c) => alert_cmd::run(&client()?, c, output).await,
+        Command::Replication(c) => replication_cmd::run(&client()?, c, output).await,
         Command::Instance(InstanceCommand::List) => {
             let list: lasect_api_contract::instances::InstanceList =
                 client()?.get("api/v1/instances").await?;

@@ -89,7 +89,10 @@ pub fn receiver_application_name(conninfo: Option<&str>, cluster_name: &str) -> 
 pub async fn sources(
     client: &Client,
 ) -> Result<Option<SubscriptionSourceSnapshot>, tokio_postgres::Error> {
-    let may_read: bool = client.query_one(CONNINFO_PRIVILEGE, &[]).await?.try_get(0)?;
+    let may_read: bool = client
+        .query_one(CONNINFO_PRIVILEGE, &[])
+        .await?
+        .try_get(0)?;
     let rows = client.query(&sources_query(may_read), &[]).await?;
     let mut subscriptions = Vec::with_capacity(rows.len());
     for row in &rows {

@@ -25,6 +25,7 @@ pub mod metrics_series;
 pub mod migrations;
 pub mod openapi;
 pub mod runs;
+pub mod replication;
 mod samples;
 pub mod schema_explorer;
 pub mod series_spec;
@@ -142,6 +143,8 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::GET, "/api/v1/instances", Authenticated),
         spec(Method::GET, "/api/v1/live", Authenticated),
         spec(
+        // Any role; the graph holds only the instances the caller may view.
+        spec(Method::GET, "/api/v1/replication/topology", Authenticated),
             Method::GET,
             "/api/v1/instances/{id}/samples/{family}",
             InstanceViewer,
@@ -307,6 +310,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(data_transfer::dump))
         .routes(routes!(data_transfer::import))
         .routes(routes!(
+        .routes(routes!(replication::topology))
             extensions::extensions,
             extensions::extension_action
         ))
