@@ -108,7 +108,7 @@ async fn families_end_to_end() {
     stack.agent_config(
         stack.ingest_port,
         &format!(
-            "[collect]\ninterval_secs = 1\nintervals = {{ statement = 1, table = 1, index = 1, wal = 1, bgwriter = 1, archiver = 1, settings = 1, activity = 1, lock = 1, replication = 1, replication_slot = 1, progress = 1, wait = 2 }}\n\
+            "[collect]\ninterval_secs = 1\nintervals = {{ statement = 1, table = 1, index = 1, wal = 1, bgwriter = 1, archiver = 1, settings = 1, activity = 1, lock = 1, replication = 1, replication_slot = 1, progress = 1, wait = 2, replication_topology = 1 }}\n\
              [logs]\nenabled = false\n\
              [[instances]]\nname = \"monitored\"\ndsn = \"{dsn}\"\n\
              [[instances]]\nname = \"plain\"\n\
@@ -402,6 +402,21 @@ async fn families_end_to_end() {
         "SELECT count(*) FROM metric_replication r JOIN instances i ON i.id = r.instance_id
          WHERE i.name = 'monitored' AND r.application_name = 'pg_receivewal'
            AND r.state = 'streaming' AND r.sent_lag_bytes >= 0",
+        |n| n > 0,
+    )
+    .await;
+
+    // `replication_identity`: the cluster, timeline and listening port of a primary.
+    wait_for(
+        &store,
+        "replication identity",
+        &format!(
+            "SELECT count(*) FROM metric_replication_identity r
+             JOIN instances i ON i.id = r.instance_id
+             WHERE i.name = 'monitored' AND r.system_identifier <> 0 AND r.timeline_id = 1
+               AND NOT r.in_recovery AND r.wal_lsn > 0 AND r.port = {port}
+               AND r.server_addr = '127.0.0.1' AND r.receiver_application_name IS NULL"
+        ),
         |n| n > 0,
     )
     .await;
