@@ -44,6 +44,9 @@ pub enum AlertCommand {
     /// Silences: alerts matching labels are recorded but not notified
     #[command(subcommand)]
     Silence(SilenceCommand),
+    /// Notification channels (webhook, Slack, Alertmanager), their routes and deliveries
+    #[command(subcommand)]
+    Channel(crate::alert_channel_cmd::ChannelCommand),
     /// State changes, newest first
     History {
         #[arg(long)]
@@ -354,6 +357,7 @@ pub async fn run(
             let body = client.get_json("api/v1/alerts/silences").await?;
             table(output, &body, "silences", SILENCE_COLUMNS)
         }
+        AlertCommand::Channel(c) => crate::alert_channel_cmd::run(client, c, output).await,
         AlertCommand::Silence(SilenceCommand::Remove { id }) => {
             let body = client
                 .delete_json(&format!("api/v1/alerts/silences/{id}"))

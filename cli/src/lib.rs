@@ -13,6 +13,7 @@
 //! `main.rs` only parses arguments, reads the environment and calls [`run`].
 
 pub mod agents_cmd;
+pub mod alert_channel_cmd;
 pub mod alert_cmd;
 pub mod api_client;
 pub mod args;

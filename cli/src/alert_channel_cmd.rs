@@ -1,0 +1,294 @@
+//! `lasect alert channel …`: where alert notifications go (webhook, Slack, Alertmanager) and
+//! the routes that send alerts there. Secrets (the webhook's signing key, the Slack URL) are
+//! read without echo or from stdin, never from the command line (shell history, `ps`).
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::api_client::ApiClient;
+use crate::args::OutputFormat;
+use crate::exit::Usage;
+use crate::json_table::{parse_duration_secs, render};
+use crate::render as render_body;
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Add a channel and route alerts to it (admin)
+    Add {
+        name: String,
+        /// webhook, slack or alertmanager
+        #[arg(long)]
+        kind: String,
+        /// Receiver URL (webhook; Alertmanager's base URL). Slack's URL is a secret: it is
+        /// read like --secret-stdin
+        #[arg(long)]
+        url: Option<String>,
+        /// Read the webhook secret (or the Slack URL) from the first line of stdin; otherwise
+        /// it is asked for without echo
+        #[arg(long)]
+        secret_stdin: bool,
+        /// Allow plain http:// (a receiver on a trusted network)
+        #[arg(long)]
+        insecure_http: bool,
+        /// Only alerts of this severity and above: info, warning, critical
+        #[arg(long, default_value = "info")]
+        min_severity: String,
+        /// Only alerts whose labels match, e.g. "env=prod, team=db"
+        #[arg(long, default_value = "")]
+        matchers: String,
+        /// Notify a firing alert again after this long (0: never), e.g. 4h
+        #[arg(long, default_value = "4h")]
+        repeat: String,
+        /// Do not notify when alerts resolve
+        #[arg(long)]
+        no_resolved: bool,
+    },
+    /// Channels (without secrets) and their routes
+    List,
+    /// Send a test notification now and show the receiver's answer (admin)
+    Test { name: String },
+    /// Remove a channel, its routes and pending notifications (admin)
+    Remove { name: String },
+    /// Notifications and their attempts, newest first
+    Deliveries {
+        /// Only this channel
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, value_name = "ID")]
+        alert: Option<i64>,
+        /// Since this long ago (15m, 1h, 7d) or an RFC 3339 time
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+const CHANNEL_COLUMNS: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("name", "name"),
+    ("kind", "kind"),
+    ("url", "url"),
+    ("secret", "has_secret"),
+    ("routes", "routes_text"),
+];
+
+const DELIVERY_COLUMNS: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("created", "created_at"),
+    ("channel", "channel_id"),
+    ("alert", "alert_id"),
+    ("rule", "rule"),
+    ("kind", "kind"),
+    ("state", "state"),
+    ("attempts", "attempt_count"),
+    ("last error", "last_error"),
+];
+
+async fn channel_id(client: &ApiClient, name: &str) -> anyhow::Result<i64> {
+    let body = client.get_json("api/v1/alerts/channels").await?;
+    body["channels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["id"].as_i64())
+        .ok_or_else(|| {
+            Usage(format!(
+                "no channel named {name:?} (see lasect alert channel list)"
+            ))
+            .into()
+        })
+}
+
+fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub async fn run(
+    client: &ApiClient,
+    command: ChannelCommand,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    match command {
+        ChannelCommand::Add {
+            name,
+            kind,
+            url,
+            secret_stdin,
+            insecure_http,
+            min_severity,
+            matchers,
+            repeat,
+            no_resolved,
+        } => {
+            let repeat_secs = parse_duration_secs(&repeat)
+                .or_else(|| (repeat == "0").then_some(0))
+                .ok_or_else(|| {
+                    Usage(format!(
+                        "--repeat must be like 30m, 4h or 0, not {repeat:?}"
+                    ))
+                })?;
+            let mut body = json!({"name": name, "kind": kind, "insecure_http": insecure_http});
+            match kind.as_str() {
+                "webhook" => {
+                    let url = url.ok_or_else(|| Usage("--url is needed for a webhook".into()))?;
+                    body["url"] = json!(url);
+                    body["secret"] = json!(crate::password::read(
+                        "webhook signing secret: ",
+                        secret_stdin
+                    )?);
+                }
+                "slack" => {
+                    if url.is_some() {
+                        return Err(Usage(
+                            "a Slack URL is a secret: give it on stdin (--secret-stdin) or at the prompt, not with --url".into(),
+                        )
+                        .into());
+                    }
+                    body["url"] = json!(crate::password::read(
+                        "Slack incoming-webhook URL: ",
+                        secret_stdin
+                    )?);
+                }
+                "alertmanager" => {
+                    let url =
+                        url.ok_or_else(|| Usage("--url is needed for Alertmanager".into()))?;
+                    body["url"] = json!(url);
+                }
+                other => {
+                    return Err(Usage(format!(
+                        "--kind must be webhook, slack or alertmanager, not {other:?}"
+                    ))
+                    .into());
+                }
+            }
+            let channel = client.post_json("api/v1/alerts/channels", &body).await?;
+            let route = client
+                .post_json(
+                    "api/v1/alerts/routes",
+                    &json!({"channel": name, "min_severity": min_severity, "matchers": matchers,
+                            "repeat_secs": repeat_secs, "send_resolved": !no_resolved}),
+                )
+                .await;
+            let route = match route {
+                Ok(r) => r,
+                Err(e) => {
+                    // A channel nothing routes to would look configured and stay silent.
+                    if let Some(id) = channel["id"].as_i64() {
+                        let _ = client
+                            .delete_json(&format!("api/v1/alerts/channels/{id}"))
+                            .await;
+                    }
+                    return Err(e);
+                }
+            };
+            let both = json!({"channel": channel, "route": route});
+            render_body(output, &both, |b| {
+                Ok(format!(
+                    "channel {} ({}) added, route {}\n",
+                    b["channel"]["name"].as_str().unwrap_or_default(),
+                    b["channel"]["kind"].as_str().unwrap_or_default(),
+                    b["route"]["id"]
+                ))
+            })
+        }
+        ChannelCommand::List => {
+            let mut channels = client.get_json("api/v1/alerts/channels").await?;
+            let routes = client.get_json("api/v1/alerts/routes").await?;
+            if let Some(list) = channels["channels"].as_array_mut() {
+                for c in list {
+                    let text: Vec<String> = routes["routes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|r| r["channel_id"] == c["id"])
+                        .map(|r| {
+                            let m = r["matchers"].as_str().unwrap_or_default();
+                            format!(
+                                ">={}{}{}",
+                                r["min_severity"].as_str().unwrap_or_default(),
+                                if m.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(" {m}")
+                                },
+                                match r["repeat_secs"].as_i64() {
+                                    Some(0) | None => String::new(),
+                                    Some(s) => format!(" every {s}s"),
+                                }
+                            )
+                        })
+                        .collect();
+                    c["routes_text"] = Value::String(text.join("; "));
+                }
+            }
+            render_body(output, &channels, |b| {
+                let rows = b["channels"].as_array().cloned().unwrap_or_default();
+                Ok(render(&rows, CHANNEL_COLUMNS))
+            })
+        }
+        ChannelCommand::Test { name } => {
+            let id = channel_id(client, &name).await?;
+            let body = client
+                .post_json(&format!("api/v1/alerts/channels/{id}/test"), &json!({}))
+                .await?;
+            render_body(output, &body, |b| {
+                Ok(format!(
+                    "{}: {} {}\n",
+                    if b["ok"] == true {
+                        "delivered"
+                    } else {
+                        "failed"
+                    },
+                    b["status"],
+                    crate::printable::escape(b["message"].as_str().unwrap_or_default())
+                ))
+            })
+        }
+        ChannelCommand::Remove { name } => {
+            let id = channel_id(client, &name).await?;
+            let body = client
+                .delete_json(&format!("api/v1/alerts/channels/{id}"))
+                .await?;
+            render_body(output, &body, |_| Ok(format!("channel {name} removed\n")))
+        }
+        ChannelCommand::Deliveries {
+            channel,
+            alert,
+            since,
+        } => {
+            let mut query = Vec::new();
+            if let Some(name) = channel {
+                query.push(format!("channel_id={}", channel_id(client, &name).await?));
+            }
+            if let Some(a) = alert {
+                query.push(format!("alert_id={a}"));
+            }
+            if let Some(s) = since {
+                query.push(format!("since={}", query_value(&s)));
+            }
+            let mut path = "api/v1/alerts/deliveries".to_owned();
+            if !query.is_empty() {
+                path.push('?');
+                path.push_str(&query.join("&"));
+            }
+            let mut body = client.get_json(&path).await?;
+            if let Some(list) = body["deliveries"].as_array_mut() {
+                for d in list {
+                    d["attempt_count"] = json!(d["attempts"].as_array().map_or(0, Vec::len));
+                }
+            }
+            render_body(output, &body, |b| {
+                let rows = b["deliveries"].as_array().cloned().unwrap_or_default();
+                Ok(render(&rows, DELIVERY_COLUMNS))
+            })
+        }
+    }
+}
