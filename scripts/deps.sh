@@ -44,6 +44,8 @@ if [ "$mode" = "--package" ] || [ "$mode" = "--test" ]; then
 fi
 if [ "$mode" = "--test" ]; then
     command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    # api/tests/alert_notify.rs sends alerts to a real Alertmanager.
+    command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
     # e2e/tests/console.rs drives the console in Debian's chromium (Playwright cannot download
     # browsers here; it is given this executable).
