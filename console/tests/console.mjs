@@ -110,6 +110,12 @@ try {
   await row.waitFor();
   await shot('fleet');
 
+  // A reload loses the access token (memory only): the refresh token brings the session back.
+  step = 'reload';
+  await page.reload();
+  await row.waitFor();
+  facts.signedInAfterReload = await page.getByRole('button', { name: `${admin.user} ▾` }).isVisible();
+
   step = 'instance';
   await row.getByRole('link', { name: instance }).click();
   await page.getByRole('heading', { name: instance, level: 1 }).waitFor();
@@ -139,7 +145,22 @@ try {
   facts.viewerActions = await page.getByTestId('instance-actions').getByRole('button').allInnerTexts();
   expect(facts.viewerActions.length === 0, `a viewer sees no action, got ${facts.viewerActions}`);
   await shot('instance-viewer');
+
+  step = 'password-change';
+  const newPassword = `${viewer.password} changed`;
+  await page.getByRole('button', { name: `${viewer.user} ▾` }).click();
+  await page.getByRole('menuitem', { name: 'Change password' }).click();
+  await page.getByLabel('Current password').fill(viewer.password);
+  await page.getByLabel('New password (12 characters or more)').fill(newPassword);
+  await page.getByLabel('New password again').fill(newPassword);
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await page.getByRole('heading', { name: 'Change password' }).waitFor({ state: 'detached' });
   step = 'viewer-sign-out';
+  await signOut(viewer);
+  step = 'viewer-new-password';
+  await signIn({ user: viewer.user, password: newPassword });
+  await row.waitFor();
+  facts.passwordChanged = true;
   await signOut(viewer);
 
   facts.cspViolations = await page.evaluate(() => window.__cspViolations);

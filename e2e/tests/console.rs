@@ -6,7 +6,8 @@
 //! - signing in (a wrong password first: the API's message is shown), the fleet with the
 //!   instance (up, a recent sample, its version and role), search, the instance page with a
 //!   chart holding points, signing out (no token kept);
-//! - a viewer sees the instance but no action it may not take;
+//! - a reload keeps the session (the refresh token); a viewer sees the instance but no action
+//!   it may not take, changes its password and signs in with the new one;
 //! - the CSP header is sent and the page causes no violation, no console error and no failed
 //!   request (but the wrong password's 401);
 //! - `console/dist`, committed and embedded, is exactly what the sources build.
@@ -168,6 +169,8 @@ async fn console_in_a_real_browser() {
         json!(["Test connection", "Remove instance"])
     );
     assert_eq!(facts["viewerActions"], json!([]));
+    assert_eq!(facts["signedInAfterReload"], true, "{facts}");
+    assert_eq!(facts["passwordChanged"], true, "{facts}");
     assert_eq!(facts["cspViolations"], json!([]));
     let csp = facts["csp"].as_str().expect("csp");
     for directive in [
