@@ -1,12 +1,13 @@
 //! The replication topology end to end (issue 21, R1) over the real binaries: a primary
-//! (wal_level = logical) with a streaming replica on a physical slot, a watched subscriber
-//! whose conninfo holds a password, and an unwatched subscriber; one `lasect-agent` watches
-//! the primary, the replica and the watched subscriber.
+//! (wal_level = logical) with a streaming replica on a physical slot and a replica of that
+//! replica (cascade), a watched subscriber whose conninfo holds a password, and an unwatched
+//! subscriber; one `lasect-agent` watches the primary, both replicas and the watched
+//! subscriber.
 //!
 //! - `GET /api/v1/replication/topology`: the physical edge primary → replica with its lag
-//!   fields and slot, both in one cluster (same system identifier); the logical edge
-//!   primary → subscriber with its slot, publication, tables and their sync state; the
-//!   unwatched subscriber as an external node fed by the primary;
+//!   fields and slot, and replica → cascade, all in one cluster (same system identifier); the
+//!   logical edge primary → subscriber with its slot, publication, tables and their sync
+//!   state; the unwatched subscriber as an external node fed by the primary;
 //! - the conninfo's password appears nowhere: not in the API's answers, not in any metric
 //!   table, not in the logs of the agent, ingest or the API;
 //! - a user granted viewer on the subscriber's label sees the subscriber and its publisher as
@@ -82,8 +83,10 @@ async fn login(stack: &Stack, username: &str, grants: Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn physical_and_logical_edges_external_nodes_and_scoping() {
     let stack = Stack::new(AGENT_ID).await;
+    // A base backup taken from a standby (the cascade) needs full-page writes on the primary.
     let primary = PgCluster::start(PgOptions {
         logical: true,
+        settings: vec![("full_page_writes".into(), "on".into())],
         ..PgOptions::default()
     })
     .expect("primary");
@@ -101,6 +104,7 @@ async fn physical_and_logical_edges_external_nodes_and_scoping() {
     let replica = primary
         .start_replica(Some("replica_slot"))
         .expect("replica");
+    let cascade = replica.start_replica(None).expect("cascaded replica");
     let subscriber = PgCluster::start(PgOptions::default()).expect("subscriber");
     let outsider = PgCluster::start(PgOptions::default()).expect("outsider");
     for c in [&subscriber, &outsider] {
@@ -139,16 +143,19 @@ async fn physical_and_logical_edges_external_nodes_and_scoping() {
              intervals = {{ replication = 1, replication_slot = 1, standby = 1, subscription = 1, replication_topology = 1 }}\n\
              [[instances]]\nname = \"primary\"\ndsn = \"{}\"\n\
              [[instances]]\nname = \"replica\"\ndsn = \"{}\"\n\
-             [[instances]]\nname = \"subscriber\"\ndsn = \"{}\"\n",
+             [[instances]]\nname = \"subscriber\"\ndsn = \"{}\"\n\
+             [[instances]]\nname = \"cascade\"\ndsn = \"{}\"\n",
             primary.dsn("postgres"),
             replica.dsn("postgres"),
             subscriber.dsn("postgres"),
+            cascade.dsn("postgres"),
         ),
     );
     let agent = stack.start_agent(&[]);
     let p = format!("instance:{}", stack.instance_id("primary").await);
     let r = format!("instance:{}", stack.instance_id("replica").await);
     let s = format!("instance:{}", stack.instance_id("subscriber").await);
+    let c = format!("instance:{}", stack.instance_id("cascade").await);
     let outside = "external:127.0.0.1/sub_outside";
 
     let topo = wait_topology(&stack, &stack.admin_token, |t| {
@@ -167,7 +174,10 @@ async fn physical_and_logical_edges_external_nodes_and_scoping() {
         let external = edges(t)
             .iter()
             .any(|e| e["from"] == p.as_str() && e["to"] == outside);
-        physical && logical && external
+        let cascaded = edges(t)
+            .iter()
+            .any(|e| e["from"] == r.as_str() && e["to"] == c.as_str() && e["state"] == "streaming");
+        physical && logical && external && cascaded
     })
     .await;
 
@@ -209,8 +219,24 @@ async fn physical_and_logical_edges_external_nodes_and_scoping() {
         );
     }
     assert!(physical["last_message_age_seconds"].is_f64(), "{physical}");
-    // The replica is nobody's sender: no edge leaves it.
-    assert!(!edges(&topo).iter().any(|e| e["from"] == r.as_str()));
+    // The cascade hangs off the replica, not the primary, in the same cluster.
+    let from_replica: Vec<&Value> = edges(&topo)
+        .iter()
+        .filter(|e| e["from"] == r.as_str())
+        .collect();
+    assert_eq!(from_replica.len(), 1, "{topo:#}");
+    assert_eq!(from_replica[0]["to"], c.as_str(), "{topo:#}");
+    assert_eq!(from_replica[0]["kind"], "physical");
+    assert!(from_replica[0]["replay_lag_bytes"].is_i64(), "{topo:#}");
+    assert!(
+        !edges(&topo)
+            .iter()
+            .any(|e| e["from"] == p.as_str() && e["to"] == c.as_str())
+    );
+    assert_eq!(
+        node(&topo, &c).expect("cascade node")["system_identifier"],
+        pn["system_identifier"]
+    );
 
     let logical = edges(&topo)
         .iter()
@@ -328,6 +354,7 @@ async fn physical_and_logical_edges_external_nodes_and_scoping() {
         text.contains("└─ replica (standby)") && text.contains("physical streaming"),
         "{text}"
     );
+    assert!(text.contains("\n    └─ cascade (standby)"), "{text}");
     assert!(
         text.contains("└─ subscriber (primary)") && text.contains("subscription sub_orders"),
         "{text}"
