@@ -50,6 +50,8 @@ if [ "$mode" = "--test" ]; then
     # e2e/tests/console.rs drives the console in Debian's chromium (Playwright cannot download
     # browsers here; it is given this executable).
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    # e2e/tests/backups.rs drives the agent's pgBackRest runs (Debian 12 ships 2.45).
+    command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
 fi
 if [ "$mode" = "--pg18" ]; then
     command -v python3 >/dev/null 2>&1 || missing+=(python3)

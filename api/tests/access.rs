@@ -29,6 +29,7 @@ fn concrete(path: &str) -> String {
         .replace("{username}", "nobody")
         .replace("/tokens/{id}", "/tokens/999999")
         .replace("/agents/{id}", "/agents/db-01")
+        .replace("{repo}", "999999")
 }
 
 #[tokio::test]

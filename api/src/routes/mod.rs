@@ -10,6 +10,7 @@ mod api_error;
 mod api_tokens;
 mod audit_log;
 mod auth_routes;
+pub mod backups;
 pub mod console;
 pub mod data_transfer;
 mod enrollment_tokens;
@@ -245,6 +246,37 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/alerts/rules/apply", Admin),
         spec(Method::GET, "/api/v1/alerts/rules/export", Authenticated),
         spec(Method::POST, "/api/v1/alerts/rules/test", Authenticated),
+        // Backups: viewers see the repositories (no secrets), admins of the instance do the rest.
+        spec(
+            Method::GET,
+            "/api/v1/instances/{id}/backup/repositories",
+            InstanceViewer,
+        ),
+        spec(
+            Method::POST,
+            "/api/v1/instances/{id}/backup/repositories",
+            InstanceAdmin,
+        ),
+        spec(
+            Method::DELETE,
+            "/api/v1/instances/{id}/backup/repositories/{repo}",
+            InstanceAdmin,
+        ),
+        spec(
+            Method::POST,
+            "/api/v1/instances/{id}/backup/repositories/{repo}/stanza",
+            InstanceAdmin,
+        ),
+        spec(
+            Method::POST,
+            "/api/v1/instances/{id}/backup/repositories/{repo}/backups",
+            InstanceAdmin,
+        ),
+        spec(
+            Method::POST,
+            "/api/v1/instances/{id}/backup/repositories/{repo}/info",
+            InstanceAdmin,
+        ),
         spec(Method::GET, "/api/v1/alerts/silences", Authenticated),
         spec(Method::POST, "/api/v1/alerts/silences", Authenticated),
         // Notification channels and routes: global viewers read (never secrets), admins edit.
@@ -334,6 +366,11 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts_rules::test))
         .routes(routes!(alerts_silences::list, alerts_silences::create))
         .routes(routes!(alerts_silences::remove))
+        .routes(routes!(backups::list, backups::add))
+        .routes(routes!(backups::remove))
+        .routes(routes!(backups::stanza))
+        .routes(routes!(backups::backup))
+        .routes(routes!(backups::info))
         .routes(routes!(
             alert_channels::list_channels,
             alert_channels::add_channel

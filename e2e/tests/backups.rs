@@ -1,0 +1,348 @@
+//! Backups with pgBackRest through the real binaries (issue 17, docs/BACKUPS.md): a repository
+//! registered through the API (secrets encrypted, never shown), a stanza created and checked on
+//! a cluster archiving with pgBackRest (and check's clear error on a cluster with
+//! archive_mode=off), a full then an incremental backup, the catalogue listing both with
+//! sizes, a second concurrent backup of one stanza refused, and `user`/`viewer` refused on every
+//! backup route and run. Needs pgBackRest (`scripts/deps.sh --test` installs it).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use lasect_e2e::Stack;
+use lasect_testkit::{PgCluster, PgOptions};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const AGENT_ID: &str = "backups-agent";
+const PASSPHRASE: &str = "correct-horse-battery-staple-cipher";
+const SECRET_KEY: &str = "s3-secret-key-never-shown-0123456789";
+
+/// A user with `role`, logged in: its access token.
+async fn token_of(stack: &Stack, name: &str, role: &str) -> String {
+    let password = "Correct-Horse-Battery-Staple-9";
+    let (status, body) = stack
+        .api(
+            Method::POST,
+            "api/v1/users",
+            Some(json!({"username": name, "password": password, "role": role})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let (status, body) = stack
+        .api_as(
+            "",
+            Method::POST,
+            "api/v1/auth/login",
+            Some(json!({"username": name, "password": password})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
+/// Gives `path` to the owner of the cluster's data directory (the database OS user), as an
+/// operator would give it the repository and config directories.
+fn give_to_server(cluster: &PgCluster, path: &Path) {
+    let meta = std::fs::metadata(cluster.data_dir()).expect("data dir");
+    std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).expect("chown");
+}
+
+/// POSTs a run-creating backup route as the admin and waits for the run.
+async fn backup_run(stack: &Stack, path: &str, body: Option<Value>) -> Value {
+    let (status, run) = stack.api(Method::POST, path, body).await;
+    assert!(status == 200 || status == 202, "{path}: {status} {run}");
+    stack.wait_run(run["id"].as_i64().expect("run id")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbackrest_backups_through_the_agent() {
+    let version = std::process::Command::new("pgbackrest")
+        .arg("version")
+        .output()
+        .expect("pgbackrest is installed (scripts/deps.sh --test)");
+    assert!(version.status.success(), "{version:?}");
+
+    let dir = tempfile::Builder::new()
+        .prefix("lasect-backups-")
+        .tempdir()
+        .expect("tempdir");
+    let config = dir.path().join("pgbackrest.conf");
+    let repo = dir.path().join("repo");
+    let archive_command = format!(
+        "pgbackrest --config={} --stanza=main archive-push %p",
+        config.display()
+    );
+    let archived = PgCluster::start(PgOptions {
+        settings: vec![
+            ("archive_mode".into(), "on".into()),
+            ("archive_command".into(), format!("'{archive_command}'")),
+        ],
+        ..PgOptions::default()
+    })
+    .expect("archiving cluster");
+    let plain = PgCluster::start(PgOptions::default()).expect("plain cluster");
+    std::fs::create_dir(&repo).expect("repo dir");
+    give_to_server(&archived, dir.path());
+    give_to_server(&archived, &repo);
+
+    let stack = Stack::new(AGENT_ID).await;
+    let _api = stack.start_api();
+    let _ingest = stack.start_ingest(&stack.secrets_toml());
+    stack.agent_config(
+        stack.ingest_port,
+        &format!(
+            "[collect]\ninterval_secs = 5\n[control]\nallow = [\"sql\", \"backup\"]\n\
+             [[instances]]\nname = \"archived\"\ndsn = \"{}\"\n\
+             [[instances]]\nname = \"plain\"\ndsn = \"{}\"\n",
+            archived.dsn("postgres"),
+            plain.dsn("postgres")
+        ),
+    );
+    let mut agent = stack.start_agent(&[]);
+    agent
+        .wait_for_line("Control stream open", Duration::from_secs(60))
+        .expect("control stream");
+    let archived_id = stack.instance_id("archived").await;
+    let plain_id = stack.instance_id("plain").await;
+    let viewer = token_of(&stack, "vera", "viewer").await;
+    let user = token_of(&stack, "uma", "user").await;
+    let repos = format!("api/v1/instances/{archived_id}/backup/repositories");
+
+    // Repositories: admin adds, secrets are stored encrypted and never shown.
+    let (status, main) = stack
+        .api(
+            Method::POST,
+            &repos,
+            Some(json!({
+                "stanza": "main",
+                "path": repo.display().to_string(),
+                "config_path": config.display().to_string(),
+                "retention_full": 2,
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{main}");
+    let main_id = main["id"].as_i64().expect("repository id");
+    let (status, secret) = stack
+        .api(
+            Method::POST,
+            &repos,
+            Some(json!({
+                "stanza": "offsite",
+                "repo_type": "s3",
+                "path": "/lasect",
+                "bucket": "backups",
+                "region": "eu-west-1",
+                "endpoint": "s3.example.net",
+                "key_id": "AKIAEXAMPLE",
+                "secret_key": SECRET_KEY,
+                "cipher_type": "aes-256-cbc",
+                "cipher_pass": PASSPHRASE,
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{secret}");
+    assert_eq!(secret["has_cipher_pass"], true, "{secret}");
+    assert_eq!(secret["has_secret_key"], true, "{secret}");
+    let (status, dup) = stack
+        .api(
+            Method::POST,
+            &repos,
+            Some(json!({"stanza": "main", "path": "/elsewhere"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{dup}");
+    let (status, bad) = stack
+        .api(
+            Method::POST,
+            &repos,
+            Some(json!({"stanza": "x", "path": "/r", "cipher_type": "aes-256-cbc"})),
+        )
+        .await;
+    assert_eq!(status, 422, "a cipher without passphrase: {bad}");
+    for token in [&viewer, &user] {
+        let (status, list) = stack.api_as(token, Method::GET, &repos, None).await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["repositories"].as_array().map(Vec::len), Some(2));
+        let shown = list.to_string();
+        assert!(
+            !shown.contains(PASSPHRASE) && !shown.contains(SECRET_KEY),
+            "{shown}"
+        );
+    }
+    let store = stack.store().await;
+    let stored: Vec<u8> = store
+        .query_one(
+            "SELECT cipher_pass_ciphertext || secret_key_ciphertext FROM backup_repositories \
+             WHERE stanza = 'offsite'",
+            &[],
+        )
+        .await
+        .expect("ciphertexts")
+        .get(0);
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(
+        !stored.contains(PASSPHRASE) && !stored.contains(SECRET_KEY),
+        "secrets are encrypted at rest"
+    );
+    // What this version cannot hand the agent yet is refused, not half-run.
+    let (status, refused) = stack
+        .api(
+            Method::POST,
+            &format!("{repos}/{}/backups", secret["id"]),
+            Some(json!({"type": "full"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+
+    // Stanza create and check on the archiving cluster.
+    let stanza_path = format!("{repos}/{main_id}/stanza?wait=120");
+    let created = backup_run(&stack, &stanza_path, Some(json!({"action": "create"}))).await;
+    assert_eq!(created["status"], "succeeded", "{created}");
+    let checked = backup_run(&stack, &stanza_path, Some(json!({"action": "check"}))).await;
+    assert_eq!(checked["status"], "succeeded", "{checked}");
+    let meta = std::fs::metadata(&config).expect("the persistent config");
+    assert_eq!(meta.mode() & 0o777, 0o600, "the config is private");
+
+    // check on a cluster without archiving: the reason and the fix.
+    let plain_repo = dir.path().join("plain-repo");
+    let (status, plain_main) = stack
+        .api(
+            Method::POST,
+            &format!("api/v1/instances/{plain_id}/backup/repositories"),
+            Some(json!({"stanza": "plain", "path": plain_repo.display().to_string()})),
+        )
+        .await;
+    assert_eq!(status, 201, "{plain_main}");
+    let unarchived = backup_run(
+        &stack,
+        &format!(
+            "api/v1/instances/{plain_id}/backup/repositories/{}/stanza?wait=120",
+            plain_main["id"]
+        ),
+        Some(json!({"action": "check"})),
+    )
+    .await;
+    assert_eq!(unarchived["status"], "failed", "{unarchived}");
+    let error = unarchived["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("archive_mode is off") && error.contains("archive_mode = on"),
+        "{unarchived}"
+    );
+
+    // A full backup, writes, an incremental one.
+    let backups_path = format!("{repos}/{main_id}/backups?wait=120");
+    let full = backup_run(&stack, &backups_path, Some(json!({"type": "full"}))).await;
+    assert_eq!(full["status"], "succeeded", "{full}");
+    assert_eq!(full["summary"]["backup"]["type"], "full", "{full}");
+    let db = archived.connect("postgres").await.expect("connect");
+    db.batch_execute("CREATE TABLE t AS SELECT g AS i FROM generate_series(1, 10000) g")
+        .await
+        .expect("writes");
+    let incr = backup_run(&stack, &backups_path, Some(json!({"type": "incr"}))).await;
+    assert_eq!(incr["status"], "succeeded", "{incr}");
+    assert_eq!(incr["summary"]["backup"]["type"], "incr", "{incr}");
+    assert_eq!(
+        incr["summary"]["backup"]["prior"], full["summary"]["backup"]["label"],
+        "{incr}"
+    );
+
+    // The catalogue lists both, with sizes and a WAL range.
+    let info = backup_run(&stack, &format!("{repos}/{main_id}/info?wait=120"), None).await;
+    assert_eq!(info["status"], "succeeded", "{info}");
+    let backups = info["summary"]["backups"].as_array().expect("backups");
+    let types: Vec<&str> = backups.iter().filter_map(|b| b["type"].as_str()).collect();
+    assert_eq!(types, ["full", "incr"], "{info}");
+    for b in backups {
+        assert!(b["database_size"].as_i64().unwrap_or(0) > 0, "{b}");
+        assert!(b["repo_size"].as_i64().unwrap_or(0) > 0, "{b}");
+        assert!(
+            b["wal_start"].is_string() && b["lsn_stop"].is_string(),
+            "{b}"
+        );
+    }
+    assert!(info["summary"]["archive"][0]["max"].is_string(), "{info}");
+
+    // A second backup of the stanza while one is queued or running: refused, naming it.
+    let (status, first) = stack
+        .api(
+            Method::POST,
+            &format!("{repos}/{main_id}/backups?wait=0"),
+            Some(json!({"type": "full"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{first}");
+    let (status, second) = stack
+        .api(
+            Method::POST,
+            &format!("{repos}/{main_id}/backups?wait=0"),
+            Some(json!({"type": "diff"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{second}");
+    let message = second["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(&format!("backup run {}", first["id"])),
+        "{second}"
+    );
+    let first = stack.wait_run(first["id"].as_i64().expect("id")).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+
+    // `user` and `viewer` may do nothing but list the repositories.
+    for token in [&viewer, &user] {
+        for (method, path, body) in [
+            (
+                Method::POST,
+                repos.clone(),
+                Some(json!({"stanza": "other", "path": "/r"})),
+            ),
+            (Method::DELETE, format!("{repos}/{main_id}"), None),
+            (
+                Method::POST,
+                format!("{repos}/{main_id}/stanza"),
+                Some(json!({"action": "check"})),
+            ),
+            (
+                Method::POST,
+                format!("{repos}/{main_id}/backups"),
+                Some(json!({"type": "full"})),
+            ),
+            (Method::POST, format!("{repos}/{main_id}/info"), None),
+        ] {
+            let (status, body) = stack.api_as(token, method.clone(), &path, body).await;
+            assert_eq!(status, 403, "{method} {path}: {body}");
+        }
+        // The backup runs' parameters and results are an admin's.
+        for run in [&created, &full, &info] {
+            let (status, seen) = stack
+                .api_as(
+                    token,
+                    Method::GET,
+                    &format!("api/v1/runs/{}", run["id"]),
+                    None,
+                )
+                .await;
+            if status == 200 {
+                assert!(
+                    seen["params"].is_null() && seen["summary"].is_null(),
+                    "{seen}"
+                );
+            } else {
+                assert!(status == 403 || status == 404, "{status} {seen}");
+            }
+        }
+    }
+
+    // Removing a repository forgets it in Lasect (the backups stay on disk).
+    let (status, _) = stack
+        .api(Method::DELETE, &format!("{repos}/{}", secret["id"]), None)
+        .await;
+    assert_eq!(status, 204);
+    let (_, list) = stack.api(Method::GET, &repos, None).await;
+    assert_eq!(list["repositories"].as_array().map(Vec::len), Some(1));
+    assert!(repo.join("backup").join("main").is_dir());
+}
