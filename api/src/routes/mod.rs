@@ -25,8 +25,8 @@ pub mod metric_families;
 pub mod metrics_series;
 pub mod migrations;
 pub mod openapi;
-pub mod runs;
 pub mod replication;
+pub mod runs;
 mod samples;
 pub mod schema_explorer;
 pub mod series_spec;
@@ -143,9 +143,9 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/auth/password", Authenticated),
         spec(Method::GET, "/api/v1/instances", Authenticated),
         spec(Method::GET, "/api/v1/live", Authenticated),
-        spec(
         // Any role; the graph holds only the instances the caller may view.
         spec(Method::GET, "/api/v1/replication/topology", Authenticated),
+        spec(
             Method::GET,
             "/api/v1/instances/{id}/samples/{family}",
             InstanceViewer,
@@ -310,6 +310,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics_series::series))
         .routes(routes!(statements_top::top))
         .routes(routes!(live::live))
+        .routes(routes!(replication::topology))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(http_metrics::scrape))
         .routes(routes!(auth_routes::login))
@@ -342,7 +343,6 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(data_transfer::dump))
         .routes(routes!(data_transfer::import))
         .routes(routes!(
-        .routes(routes!(replication::topology))
             extensions::extensions,
             extensions::extension_action
         ))
@@ -366,11 +366,6 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts_rules::test))
         .routes(routes!(alerts_silences::list, alerts_silences::create))
         .routes(routes!(alerts_silences::remove))
-        .routes(routes!(backups::list, backups::add))
-        .routes(routes!(backups::remove))
-        .routes(routes!(backups::stanza))
-        .routes(routes!(backups::backup))
-        .routes(routes!(backups::info))
         .routes(routes!(
             alert_channels::list_channels,
             alert_channels::add_channel
@@ -383,6 +378,11 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alert_channels::list_routes, alert_channels::add_route))
         .routes(routes!(alert_channels::remove_route))
         .routes(routes!(alert_channels::deliveries))
+        .routes(routes!(backups::list, backups::add))
+        .routes(routes!(backups::remove))
+        .routes(routes!(backups::stanza))
+        .routes(routes!(backups::backup))
+        .routes(routes!(backups::info))
 }
 
 pub fn router(state: AppState) -> Router {
