@@ -126,6 +126,15 @@ try {
   facts.chartPoints = Number(await chart.getAttribute('data-points'));
   expect(facts.chartPoints > 0, `chart points, got ${facts.chartPoints}`);
   facts.chartLegend = (await chart.locator('.u-legend').innerText()).replace(/\s+/g, ' ');
+  const range = page.locator('[data-step]');
+  facts.chart = {
+    family: await range.getAttribute('data-family'),
+    column: await range.getAttribute('data-column'),
+    from: await range.getAttribute('data-from'),
+    to: await range.getAttribute('data-to'),
+    step: Number(await range.getAttribute('data-step')),
+    digest: JSON.parse(await chart.getAttribute('data-digest')),
+  };
   expect(facts.chartLegend.includes('postgres'), `a series per database: ${facts.chartLegend}`);
   await page.getByRole('heading', { name: 'Activity' }).waitFor();
   await page.getByText(/^Sessions$/).waitFor();

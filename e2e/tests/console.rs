@@ -5,7 +5,7 @@
 //!
 //! - signing in (a wrong password first: the API's message is shown), the fleet with the
 //!   instance (up, a recent sample, its version and role), search, the instance page with a
-//!   chart holding points, signing out (no token kept);
+//!   chart whose lines are the API's answer for the same range, signing out (no token kept);
 //! - a reload keeps the session (the refresh token); a viewer sees the instance but no action
 //!   it may not take, changes its password and signs in with the new one;
 //! - the CSP header is sent and the page causes no violation, no console error and no failed
@@ -70,7 +70,7 @@ async fn console_in_a_real_browser() {
             monitored.dsn("postgres")
         ),
     );
-    let _agent = stack.start_agent(&[]);
+    let agent = stack.start_agent(&[]);
 
     let (status, created) = stack
         .api(
@@ -124,6 +124,10 @@ async fn console_in_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
 
+    // No sample arrives from now on: the chart the browser draws and the API's answer for the
+    // same range can be compared exactly.
+    drop(agent);
+
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-e2e");
     let output = Command::new("node")
         .arg("tests/console.mjs")
@@ -164,6 +168,12 @@ async fn console_in_a_real_browser() {
         facts["chartPoints"].as_u64().is_some_and(|n| n > 0),
         "{facts}"
     );
+    assert_chart_is_the_apis(
+        &stack,
+        instance["id"].as_i64().expect("id"),
+        &facts["chart"],
+    )
+    .await;
     assert_eq!(
         facts["adminActions"],
         json!(["Test connection", "Remove instance"])
@@ -186,6 +196,83 @@ async fn console_in_a_real_browser() {
         assert!(
             artifacts.join(format!("{page}.png")).is_file(),
             "screenshot of {page}"
+        );
+    }
+}
+
+/// The lines the browser drew (label, points with a value, their sum) are those of the API's
+/// answer for the same family, column, range and step.
+async fn assert_chart_is_the_apis(stack: &Stack, id: i64, chart: &Value) {
+    let field = |k: &str| {
+        chart[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("chart {k}: {chart}"))
+    };
+    let column = field("column");
+    let query = format!(
+        "from={}&to={}&step={}",
+        field("from").replace('+', "%2B"),
+        field("to").replace('+', "%2B"),
+        chart["step"]
+    );
+    let (status, series) = stack
+        .api(
+            Method::GET,
+            &format!("/api/v1/instances/{id}/metrics/{}?{query}", field("family")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{series}");
+    let mut want: Vec<(String, u64, f64)> = series["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|s| {
+            let label = s["key"]
+                .as_object()
+                .expect("key")
+                .values()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(" / ");
+            let values: Vec<f64> = s["points"]
+                .as_array()
+                .expect("points")
+                .iter()
+                .filter_map(|p| p[column].as_f64())
+                .collect();
+            (label, values.len() as u64, values.iter().sum())
+        })
+        .collect();
+    let mut drawn: Vec<(String, u64, f64)> = chart["digest"]
+        .as_array()
+        .expect("digest")
+        .iter()
+        .map(|l| {
+            (
+                l["label"].as_str().expect("label").to_owned(),
+                l["n"].as_u64().expect("n"),
+                l["sum"].as_f64().expect("sum"),
+            )
+        })
+        .collect();
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    drawn.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(
+        want.iter()
+            .any(|(label, n, _)| label == "postgres" && *n > 0),
+        "the API has points of postgres: {want:?}"
+    );
+    assert_eq!(
+        want.len(),
+        drawn.len(),
+        "lines: {want:?} vs drawn {drawn:?}"
+    );
+    for (w, d) in want.iter().zip(&drawn) {
+        assert_eq!((&w.0, w.1), (&d.0, d.1), "{want:?} vs drawn {drawn:?}");
+        assert!(
+            (w.2 - d.2).abs() <= 1e-9 * w.2.abs().max(1.0),
+            "{want:?} vs drawn {drawn:?}"
         );
     }
 }
