@@ -93,6 +93,9 @@ pub enum Command {
     /// Replication: the topology of primaries, standbys, publications and subscriptions
     #[command(subcommand)]
     Replication(crate::replication_cmd::ReplicationCommand),
+    /// Backups with pgBackRest: repositories, stanza, backups, the catalogue
+    #[command(subcommand)]
+    Backup(crate::backup_cmd::BackupCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@
 //! `main.rs` only parses arguments, reads the environment and calls [`run`].
 
 pub mod agents_cmd;
+pub mod backup_cmd;
 pub mod alert_channel_cmd;
 pub mod alert_cmd;
 pub mod api_client;
@@ -66,6 +67,7 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
         Command::Audit(c) => people::audit(&client()?, c, output).await,
         Command::Alert(c) => alert_cmd::run(&client()?, c, output).await,
         Command::Replication(c) => replication_cmd::run(&client()?, c, output).await,
+        Command::Backup(c) => backup_cmd::run(&client()?, c, output).await,
         Command::Instance(InstanceCommand::List) => {
             let list: lasect_api_contract::instances::InstanceList =
                 client()?.get("api/v1/instances").await?;

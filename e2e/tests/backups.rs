@@ -2,8 +2,9 @@
 //! registered through the API (secrets encrypted, never shown), a stanza created and checked on
 //! a cluster archiving with pgBackRest (and check's clear error on a cluster with
 //! archive_mode=off), a full then an incremental backup, the catalogue listing both with
-//! sizes, a second concurrent backup of one stanza refused, and `user`/`viewer` refused on every
-//! backup route and run. Needs pgBackRest (`scripts/deps.sh --test` installs it).
+//! sizes, a second concurrent backup of one stanza refused, a running pgBackRest cancelled (SIGTERM,
+//! nothing left running), the CLI's `backup repo list` and `backup list`, and `user`/`viewer`
+//! refused on every backup route and run. Needs pgBackRest (`scripts/deps.sh --test` installs it).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -49,6 +50,21 @@ async fn token_of(stack: &Stack, name: &str, role: &str) -> String {
 fn give_to_server(cluster: &PgCluster, path: &Path) {
     let meta = std::fs::metadata(cluster.data_dir()).expect("data dir");
     std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).expect("chown");
+}
+
+/// How many pgBackRest processes of `stanza` are running on this host.
+fn pgbackrest_of(stanza: &str) -> usize {
+    let needle = format!("--stanza={stanza}");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.iter().any(|a| a.ends_with(b"pgbackrest"))
+                && args.iter().any(|a| *a == needle.as_bytes())
+        })
+        .count()
 }
 
 /// POSTs a run-creating backup route as the admin and waits for the run.
@@ -266,6 +282,18 @@ async fn pgbackrest_backups_through_the_agent() {
         );
     }
     assert!(info["summary"]["archive"][0]["max"].is_string(), "{info}");
+    // The same through the CLI.
+    let listed = stack.cli(&["backup", "repo", "list", "-i", "archived", "-o", "json"]);
+    assert!(
+        listed.contains("\"offsite\"") && !listed.contains(PASSPHRASE),
+        "{listed}"
+    );
+    let main_repo = main_id.to_string();
+    let catalogue = stack.cli(&["backup", "list", "-i", "archived", "--repo", &main_repo]);
+    assert!(
+        catalogue.contains("full") && catalogue.contains("incr"),
+        "{catalogue}"
+    );
 
     // A second backup of the stanza while one is queued or running: refused, naming it.
     let (status, first) = stack
@@ -291,6 +319,55 @@ async fn pgbackrest_backups_through_the_agent() {
     );
     let first = stack.wait_run(first["id"].as_i64().expect("id")).await;
     assert_eq!(first["status"], "succeeded", "{first}");
+
+    // Cancel: a check that waits for WAL which never reaches its repository (the server archives
+    // into `main`'s) is stopped with SIGTERM and leaves no pgBackRest behind.
+    let stuck_repo = dir.path().join("stuck-repo");
+    std::fs::create_dir(&stuck_repo).expect("repo dir");
+    give_to_server(&archived, &stuck_repo);
+    let (status, stuck) = stack
+        .api(
+            Method::POST,
+            &repos,
+            Some(json!({"stanza": "stuck", "path": stuck_repo.display().to_string()})),
+        )
+        .await;
+    assert_eq!(status, 201, "{stuck}");
+    let stuck_stanza = format!("{repos}/{}/stanza", stuck["id"]);
+    let created = backup_run(
+        &stack,
+        &format!("{stuck_stanza}?wait=120"),
+        Some(json!({"action": "create"})),
+    )
+    .await;
+    assert_eq!(created["status"], "succeeded", "{created}");
+    let (status, checking) = stack
+        .api(
+            Method::POST,
+            &format!("{stuck_stanza}?wait=0"),
+            Some(json!({"action": "check"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{checking}");
+    let start = std::time::Instant::now();
+    while pgbackrest_of("stuck") == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "pgBackRest check never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = stack
+        .api(
+            Method::POST,
+            &format!("api/v1/runs/{}/cancel", checking["id"]),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 202, "{status} {body}");
+    let cancelled = stack.wait_run(checking["id"].as_i64().expect("id")).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(pgbackrest_of("stuck"), 0, "pgBackRest was left running");
 
     // `user` and `viewer` may do nothing but list the repositories.
     for token in [&viewer, &user] {
@@ -343,6 +420,10 @@ async fn pgbackrest_backups_through_the_agent() {
         .await;
     assert_eq!(status, 204);
     let (_, list) = stack.api(Method::GET, &repos, None).await;
-    assert_eq!(list["repositories"].as_array().map(Vec::len), Some(1));
+    let stanzas: Vec<&str> = list["repositories"]
+        .as_array()
+        .map(|all| all.iter().filter_map(|r| r["stanza"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(stanzas, ["main", "stuck"], "{list}");
     assert!(repo.join("backup").join("main").is_dir());
 }

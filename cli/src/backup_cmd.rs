@@ -1,0 +1,273 @@
+//! `lasect backup`: pgBackRest through the agents (docs/BACKUPS.md). Repositories
+//! (`repo add|list|remove`), the stanza (`stanza create|upgrade|check`), backups (`run --type`)
+//! and the catalogue (`list`), on `--instance` or the only instance the caller sees.
+
+use std::fmt::Write as _;
+
+use clap::{Subcommand, ValueEnum};
+use serde_json::{Map, Value, json};
+
+use crate::api_client::ApiClient;
+use crate::args::OutputFormat;
+use crate::json_table::{render, render_one};
+use crate::printable::str_or;
+use crate::render as render_body;
+use crate::runs_cmd::instance_or_only;
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Repositories: where pgBackRest keeps each stanza's backups
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Create, upgrade or check the stanza of a repository (check also diagnoses archiving)
+    Stanza {
+        action: StanzaVerb,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Take a backup (one at a time per stanza)
+    Run {
+        #[arg(long = "type", value_enum, default_value_t = BackupType::Full)]
+        backup_type: BackupType,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The catalogue: backups with type, times, sizes and WAL range
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// Instance name or id (default: the only instance you see)
+    #[arg(long, short)]
+    instance: Option<String>,
+    /// Repository id (`lasect backup repo list`)
+    #[arg(long)]
+    repo: i64,
+    /// Seconds to wait for the run, 0..=120 (it goes on after: `lasect run show`)
+    #[arg(long, default_value_t = 120)]
+    wait: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Register a posix repository for a stanza of the instance (admin)
+    Add {
+        #[arg(long, short)]
+        instance: Option<String>,
+        #[arg(long)]
+        stanza: String,
+        /// repo1-path: an absolute directory on the database host
+        #[arg(long)]
+        path: String,
+        /// A pgBackRest config the agent writes and keeps, for the server's archive_command
+        #[arg(long)]
+        config_path: Option<String>,
+        #[arg(long)]
+        retention_full: Option<i32>,
+        #[arg(long)]
+        retention_diff: Option<i32>,
+        /// Encrypt the repository (aes-256-cbc) with a passphrase read from stdin's first line
+        #[arg(long)]
+        cipher_pass_stdin: bool,
+    },
+    /// The instance's repositories (secrets are never shown)
+    List {
+        #[arg(long, short)]
+        instance: Option<String>,
+    },
+    /// Forget a repository (its backups stay where they are) (admin)
+    Remove {
+        #[arg(long, short)]
+        instance: Option<String>,
+        id: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StanzaVerb {
+    Create,
+    Upgrade,
+    Check,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BackupType {
+    Full,
+    Diff,
+    Incr,
+}
+
+const REPO_COLUMNS: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("stanza", "stanza"),
+    ("type", "repo_type"),
+    ("path", "path"),
+    ("config", "config_path"),
+    ("cipher", "cipher_type"),
+    ("full kept", "retention_full"),
+    ("diff kept", "retention_diff"),
+    ("created", "created_at"),
+];
+
+const BACKUP_COLUMNS: &[(&str, &str)] = &[
+    ("label", "label"),
+    ("type", "type"),
+    ("prior", "prior"),
+    ("database bytes", "database_size"),
+    ("repo bytes", "repo_size"),
+    ("wal start", "wal_start"),
+    ("wal stop", "wal_stop"),
+];
+
+pub async fn run(
+    client: &ApiClient,
+    command: BackupCommand,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    match command {
+        BackupCommand::Repo(c) => repo(client, c, output).await,
+        BackupCommand::Stanza { action, target } => {
+            let action = match action {
+                StanzaVerb::Create => "create",
+                StanzaVerb::Upgrade => "upgrade",
+                StanzaVerb::Check => "check",
+            };
+            let run = post_run(client, &target, "stanza", json!({ "action": action })).await?;
+            render_body(output, &run, |r| Ok(run_line(r)))
+        }
+        BackupCommand::Run {
+            backup_type,
+            target,
+        } => {
+            let kind = match backup_type {
+                BackupType::Full => "full",
+                BackupType::Diff => "diff",
+                BackupType::Incr => "incr",
+            };
+            let run = post_run(client, &target, "backups", json!({ "type": kind })).await?;
+            render_body(output, &run, |r| Ok(run_line(r)))
+        }
+        BackupCommand::List { target } => {
+            let run = post_run(client, &target, "info", json!({})).await?;
+            render_body(output, &run, |r| {
+                if r["status"] != "succeeded" {
+                    return Ok(run_line(r));
+                }
+                let backups = r["summary"]["backups"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                Ok(render(backups, BACKUP_COLUMNS))
+            })
+        }
+    }
+}
+
+async fn repo(
+    client: &ApiClient,
+    command: RepoCommand,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    match command {
+        RepoCommand::Add {
+            instance,
+            stanza,
+            path,
+            config_path,
+            retention_full,
+            retention_diff,
+            cipher_pass_stdin,
+        } => {
+            let id = instance_or_only(client, instance.as_deref()).await?;
+            let mut body = Map::new();
+            body.insert("stanza".into(), stanza.into());
+            body.insert("path".into(), path.into());
+            let optional = [
+                ("config_path", config_path.map(Value::from)),
+                ("retention_full", retention_full.map(Value::from)),
+                ("retention_diff", retention_diff.map(Value::from)),
+            ];
+            for (k, v) in optional {
+                if let Some(v) = v {
+                    body.insert(k.into(), v);
+                }
+            }
+            if cipher_pass_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                let pass = line.trim_end_matches(['\n', '\r']);
+                if pass.is_empty() {
+                    anyhow::bail!("--cipher-pass-stdin: stdin's first line is empty");
+                }
+                body.insert("cipher_type".into(), "aes-256-cbc".into());
+                body.insert("cipher_pass".into(), pass.into());
+            }
+            let path = format!("api/v1/instances/{id}/backup/repositories");
+            let created = client.post_json(&path, &Value::Object(body)).await?;
+            render_body(output, &created, |b| Ok(render_one(b, REPO_COLUMNS)))
+        }
+        RepoCommand::List { instance } => {
+            let id = instance_or_only(client, instance.as_deref()).await?;
+            let body = client
+                .get_json(&format!("api/v1/instances/{id}/backup/repositories"))
+                .await?;
+            render_body(output, &body, |b| {
+                let rows = b["repositories"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                Ok(render(rows, REPO_COLUMNS))
+            })
+        }
+        RepoCommand::Remove { instance, id: repo } => {
+            let id = instance_or_only(client, instance.as_deref()).await?;
+            client
+                .delete_json(&format!("api/v1/instances/{id}/backup/repositories/{repo}"))
+                .await?;
+            Ok(match output {
+                OutputFormat::Json => json!({ "removed": repo }).to_string(),
+                OutputFormat::Table => format!("repository {repo} removed\n"),
+            })
+        }
+    }
+}
+
+async fn post_run(
+    client: &ApiClient,
+    target: &Target,
+    what: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    if target.wait > 120 {
+        anyhow::bail!("--wait must be 0..=120, not {}", target.wait);
+    }
+    let id = instance_or_only(client, target.instance.as_deref()).await?;
+    let path = format!(
+        "api/v1/instances/{id}/backup/repositories/{}/{what}?wait={}",
+        target.repo, target.wait
+    );
+    client.post_json(&path, &body).await
+}
+
+/// `run 12 succeeded` with the error, or where to follow a run still going on.
+fn run_line(run: &Value) -> String {
+    let mut line = format!("run {} {}", run["id"], str_or(&run["status"], "?"));
+    match run["status"].as_str() {
+        Some("queued" | "dispatched" | "running") => {
+            let _ = write!(line, " (follow it: lasect run show {})", run["id"]);
+        }
+        _ => {
+            if let Some(e) = run["error"].as_str() {
+                let _ = write!(line, ": {}", crate::printable::escape(e));
+            } else if let Some(b) = run["summary"]["backup"]["label"].as_str() {
+                let _ = write!(line, ": backup {}", crate::printable::escape(b));
+            }
+        }
+    }
+    line.push('\n');
+    line
+}
