@@ -718,3 +718,245 @@ impl Drop for Alertmanager {
         let _ = self.child.wait();
     }
 }
+
+/// What the in-test SMTP server saw.
+#[derive(Debug, Default, Clone)]
+struct Mail {
+    /// Commands other than STARTTLS, EHLO and QUIT sent before TLS (must stay empty).
+    in_clear: Vec<String>,
+    auth: Option<String>,
+    rcpt: Vec<String>,
+    data: String,
+}
+
+/// A small ESMTP server on a real socket: offers only STARTTLS until TLS is up (with a
+/// certificate of a test CA), then AUTH PLAIN, and keeps every message.
+async fn start_smtp(ca: &lasect_pki::CertificateAuthority) -> (u16, Arc<Mutex<Vec<Mail>>>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let issued = ca
+        .issue_server(
+            "127.0.0.1",
+            &["127.0.0.1".to_owned()],
+            Duration::from_secs(3600),
+        )
+        .expect("server certificate");
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("certificate");
+    let key =
+        PrivateKeyDer::from_pem_slice(issued.key_pem.expose_secret().as_bytes()).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mails = Arc::new(Mutex::new(Vec::new()));
+    let kept = mails.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                if let Some(mail) = smtp_session(tcp, acceptor).await {
+                    kept.lock().expect("lock").push(mail);
+                }
+            });
+        }
+    });
+    (port, mails)
+}
+
+async fn smtp_session(
+    tcp: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> Option<Mail> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut mail = Mail::default();
+    let mut clear = BufReader::new(tcp);
+    clear
+        .get_mut()
+        .write_all(b"220 test ESMTP\r\n")
+        .await
+        .ok()?;
+    loop {
+        let mut line = String::new();
+        if clear.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let verb = line.trim_end().to_ascii_uppercase();
+        let answer: &[u8] = if verb.starts_with("EHLO") {
+            b"250-test\r\n250 STARTTLS\r\n"
+        } else if verb == "STARTTLS" {
+            clear.get_mut().write_all(b"220 go ahead\r\n").await.ok()?;
+            break;
+        } else if verb == "QUIT" {
+            return None;
+        } else {
+            mail.in_clear.push(line.trim_end().to_owned());
+            b"530 issue STARTTLS first\r\n"
+        };
+        clear.get_mut().write_all(answer).await.ok()?;
+    }
+    let tls = acceptor.accept(clear.into_inner()).await.ok()?;
+    let mut s = BufReader::new(tls);
+    loop {
+        let mut line = String::new();
+        if s.read_line(&mut line).await.ok()? == 0 {
+            return Some(mail);
+        }
+        let text = line.trim_end().to_owned();
+        let verb = text.to_ascii_uppercase();
+        let answer: &[u8] = if verb.starts_with("EHLO") {
+            b"250-test\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n"
+        } else if verb.starts_with("AUTH PLAIN ") {
+            mail.auth = Some(text[11..].to_owned());
+            b"235 authenticated\r\n"
+        } else if verb.starts_with("MAIL FROM") {
+            b"250 ok\r\n"
+        } else if verb.starts_with("RCPT TO") {
+            mail.rcpt.push(text[8..].to_owned());
+            b"250 ok\r\n"
+        } else if verb == "DATA" {
+            s.get_mut().write_all(b"354 go\r\n").await.ok()?;
+            loop {
+                let mut l = String::new();
+                if s.read_line(&mut l).await.ok()? == 0 {
+                    return None;
+                }
+                if l == ".\r\n" {
+                    break;
+                }
+                mail.data.push_str(&l);
+            }
+            b"250 queued\r\n"
+        } else if verb == "QUIT" {
+            s.get_mut().write_all(b"221 bye\r\n").await.ok()?;
+            return Some(mail);
+        } else {
+            b"250 ok\r\n"
+        };
+        s.get_mut().write_all(answer).await.ok()?;
+    }
+}
+
+#[tokio::test]
+async fn email_goes_over_starttls_with_plain_and_html_bodies() {
+    use base64::Engine;
+    let s = setup().await;
+    let ca = lasect_pki::CertificateAuthority::generate("lasect test mail CA").expect("CA");
+    let (port, mails) = start_smtp(&ca).await;
+    let url = format!("smtp://127.0.0.1:{port}");
+    // Bad settings: clear 422s.
+    for (body, want) in [
+        (
+            json!({"name": "m", "kind": "email", "url": "https://mail.example.com",
+                   "email_from": "a@example.com", "email_to": ["b@example.com"]}),
+            "smtp://",
+        ),
+        (
+            json!({"name": "m", "kind": "email", "url": url,
+                   "email_from": "not an address", "email_to": ["b@example.com"]}),
+            "email_from",
+        ),
+        (
+            json!({"name": "m", "kind": "email", "url": url, "email_from": "a@example.com"}),
+            "email_to",
+        ),
+        (
+            json!({"name": "m", "kind": "webhook", "url": "https://example.com/",
+                   "secret": WEBHOOK_SECRET, "email_from": "a@example.com"}),
+            "email channels",
+        ),
+    ] {
+        let (status, answer) = post(&s, &s.f.admin, "/api/v1/alerts/channels", body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(want),
+            "{answer}"
+        );
+    }
+    let id = add_channel(
+        &s,
+        json!({"name": "mail", "kind": "email", "url": url,
+               "email_from": "Lasect <lasect@example.com>", "email_to": ["dba@example.com"],
+               "smtp_username": "lasect", "secret": "smtp password 1", "ca_pem": ca.cert_pem()}),
+    )
+    .await;
+    let (_, shown) = get(&s, &s.f.viewer, &format!("/api/v1/alerts/channels/{id}")).await;
+    assert!(!shown.to_string().contains("smtp password 1"), "{shown}");
+    assert_eq!(shown["email_to"], json!(["dba@example.com"]));
+    add_route(&s, json!({"channel": "mail"})).await;
+    add_rule(&s, "conn_mail", 1, "critical").await;
+    let pool = &s.f.pool;
+    Clock::new().round(pool, &[1], 97.0).await;
+    outbox::enqueue(pool).await.expect("enqueue");
+    outbox::deliver_due(pool, Some(&s.keyring()))
+        .await
+        .expect("deliver");
+    let state: (String, Option<String>) =
+        sqlx::query_as("SELECT state, last_error FROM alert_deliveries WHERE channel_id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .expect("delivery");
+    assert_eq!(state.0, "delivered", "{state:?}");
+    let mails = mails.lock().expect("lock").clone();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert!(mail.in_clear.is_empty(), "{mail:?}");
+    let auth = base64::engine::general_purpose::STANDARD
+        .decode(mail.auth.as_deref().expect("AUTH PLAIN"))
+        .expect("base64");
+    assert_eq!(auth, b"\0lasect\0smtp password 1");
+    assert_eq!(mail.rcpt, ["<dba@example.com>"]);
+    assert!(
+        mail.data.contains("Subject: [FIRING] conn_mail (critical)"),
+        "{}",
+        mail.data
+    );
+    assert!(mail.data.contains("multipart/alternative"), "{}", mail.data);
+    assert!(mail.data.contains("text/plain"), "{}", mail.data);
+    assert!(mail.data.contains("text/html"), "{}", mail.data);
+    // The runbook's `<who> & why` is escaped in the HTML part.
+    assert!(
+        mail.data.contains("find &lt;who&gt; &amp; why"),
+        "{}",
+        mail.data
+    );
+
+    // A server whose certificate the channel's CA did not sign: nothing is sent.
+    let other = lasect_pki::CertificateAuthority::generate("another CA").expect("CA");
+    let (port2, mails2) = start_smtp(&other).await;
+    let id2 = add_channel(
+        &s,
+        json!({"name": "mail2", "kind": "email", "url": format!("smtp://127.0.0.1:{port2}"),
+               "email_from": "lasect@example.com", "email_to": ["dba@example.com"],
+               "smtp_username": "lasect", "secret": "smtp password 2", "ca_pem": ca.cert_pem()}),
+    )
+    .await;
+    let (_, answer) = req("POST", &format!("/api/v1/alerts/channels/{id2}/test"))
+        .token(&s.f.admin)
+        .send(&s.app)
+        .await;
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert!(
+        mails2
+            .lock()
+            .expect("lock")
+            .iter()
+            .all(|m| m.auth.is_none() && m.data.is_empty())
+    );
+}

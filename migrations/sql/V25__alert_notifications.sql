@@ -8,14 +8,22 @@
 CREATE TABLE alert_channels (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name          text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9][a-z0-9_.-]{0,62}$'),
-    kind          text NOT NULL CHECK (kind IN ('webhook', 'slack', 'alertmanager')),
+    kind          text NOT NULL CHECK (kind IN ('webhook', 'slack', 'alertmanager', 'email')),
     -- The receiver's URL, except for Slack, whose URL is the secret: there this holds only
     -- scheme and host, and the whole URL is in `secret_ciphertext`.
     url           text NOT NULL,
-    -- Plain http:// is refused unless the channel says so (a receiver on a trusted network).
+    -- Email: `smtp://host[:port]` (STARTTLS required, 587) or `smtps://host[:port]` (TLS, 465).
+    -- Plain http:// (or SMTP without TLS) is refused unless the channel says so (a receiver on
+    -- a trusted network).
     insecure_http boolean NOT NULL DEFAULT false,
-    -- AES-256-GCM with the API's key file, bound to the channel id (api/src/notify/secret.rs):
-    -- the webhook's HMAC key or the Slack URL. Never returned by the API.
+    -- Email only: sender, recipients (comma-separated), the SMTP user name, and a PEM CA to
+    -- trust for the server's certificate instead of the system's.
+    email_from    text,
+    email_to      text,
+    smtp_username text,
+    ca_pem        text,
+    -- AES-256-GCM with the API's key file, bound to the channel id (api/src/notify/channel.rs):
+    -- the webhook's HMAC key, the Slack URL or the SMTP password. Never returned by the API.
     secret_ciphertext bytea,
     timeout_secs  integer NOT NULL DEFAULT 10 CHECK (timeout_secs BETWEEN 1 AND 120),
     -- A delivery still failing this long after it was enqueued is given up (state `failed`).

@@ -16,6 +16,8 @@ pub enum Kind {
     Slack,
     /// Prometheus Alertmanager (`POST <url>/api/v2/alerts`).
     Alertmanager,
+    /// SMTP with STARTTLS (or implicit TLS), plain-text and HTML bodies.
+    Email,
 }
 
 impl Kind {
@@ -24,6 +26,7 @@ impl Kind {
             Kind::Webhook => "webhook",
             Kind::Slack => "slack",
             Kind::Alertmanager => "alertmanager",
+            Kind::Email => "email",
         }
     }
 
@@ -32,6 +35,7 @@ impl Kind {
             "webhook" => Some(Kind::Webhook),
             "slack" => Some(Kind::Slack),
             "alertmanager" => Some(Kind::Alertmanager),
+            "email" => Some(Kind::Email),
             _ => None,
         }
     }
@@ -56,6 +60,61 @@ pub enum UrlError {
     PlainHttp,
     #[error("url must not hold a user name or password (put credentials in the secret)")]
     Credentials,
+    #[error("an email channel's url is smtp://host[:port] (STARTTLS) or smtps://host[:port] (TLS)")]
+    SmtpScheme,
+    #[error("an email channel's url must be only smtp(s)://host[:port], without path or query")]
+    SmtpPath,
+}
+
+/// How to reach an SMTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpServer {
+    pub host: String,
+    pub port: u16,
+    /// `smtps://`: TLS from the first byte.
+    pub implicit_tls: bool,
+    /// STARTTLS may be skipped (`insecure_http`).
+    pub insecure: bool,
+}
+
+/// Validates an email channel's URL.
+pub fn check_smtp_url(text: &str, insecure: bool) -> Result<SmtpServer, UrlError> {
+    let url = Url::parse(text).map_err(|e| UrlError::Parse(e.to_string()))?;
+    let implicit_tls = match url.scheme() {
+        "smtp" => false,
+        "smtps" => true,
+        _ => return Err(UrlError::SmtpScheme),
+    };
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or(UrlError::NoHost)?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(UrlError::Credentials);
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err(UrlError::SmtpPath);
+    }
+    Ok(SmtpServer {
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port: url.port().unwrap_or(if implicit_tls { 465 } else { 587 }),
+        implicit_tls,
+        insecure,
+    })
+}
+
+/// Where and how an email channel sends.
+#[derive(Clone)]
+pub struct EmailSettings {
+    pub server: SmtpServer,
+    pub from: String,
+    pub to: Vec<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_pem: Option<String>,
 }
 
 /// Validates a receiver URL: http(s) only, a host, no credentials in it, and https unless
@@ -112,6 +171,8 @@ pub struct Target {
     pub insecure_http: bool,
     pub secret: Option<String>,
     pub timeout: std::time::Duration,
+    /// Email channels only.
+    pub email: Option<EmailSettings>,
 }
 
 impl std::fmt::Debug for Target {
@@ -142,6 +203,10 @@ struct Row {
     insecure_http: bool,
     secret_ciphertext: Option<Vec<u8>>,
     timeout_secs: i32,
+    email_from: Option<String>,
+    email_to: Option<String>,
+    smtp_username: Option<String>,
+    ca_pem: Option<String>,
 }
 
 /// Loads channel `id` and decrypts its secret with `keyring` (`None`: no key file).
@@ -151,8 +216,8 @@ pub async fn load_target(
     keyring: Option<&Keyring>,
 ) -> Result<Target, TargetError> {
     let row: Option<Row> = sqlx::query_as(
-        "SELECT kind, url, insecure_http, secret_ciphertext, timeout_secs \
-         FROM alert_channels WHERE id = $1",
+        "SELECT kind, url, insecure_http, secret_ciphertext, timeout_secs, email_from, email_to, \
+         smtp_username, ca_pem FROM alert_channels WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(conn)
@@ -171,6 +236,37 @@ pub async fn load_target(
             )
         }
     };
+    let timeout = std::time::Duration::from_secs(u64::try_from(row.timeout_secs).unwrap_or(10));
+    if kind == Kind::Email {
+        let server =
+            check_smtp_url(&row.url, row.insecure_http).map_err(|e| unusable(e.to_string()))?;
+        let url = Url::parse(&row.url).map_err(|e| unusable(e.to_string()))?;
+        let email = EmailSettings {
+            server,
+            from: row
+                .email_from
+                .ok_or_else(|| unusable("email channel without a sender".into()))?,
+            to: row
+                .email_to
+                .unwrap_or_default()
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect(),
+            username: row.smtp_username,
+            password: secret,
+            ca_pem: row.ca_pem,
+        };
+        return Ok(Target {
+            id,
+            kind,
+            url,
+            insecure_http: row.insecure_http,
+            secret: None,
+            timeout,
+            email: Some(email),
+        });
+    }
     let url_text = match kind {
         Kind::Slack => secret
             .clone()
@@ -184,7 +280,8 @@ pub async fn load_target(
         url,
         insecure_http: row.insecure_http,
         secret: if kind == Kind::Slack { None } else { secret },
-        timeout: std::time::Duration::from_secs(u64::try_from(row.timeout_secs).unwrap_or(10)),
+        timeout,
+        email: None,
     })
 }
 
@@ -216,5 +313,28 @@ mod tests {
             check_url("not a url", false),
             Err(UrlError::Parse(_))
         ));
+        assert_eq!(
+            check_smtp_url("smtp://mail.example.com", false),
+            Ok(SmtpServer {
+                host: "mail.example.com".into(),
+                port: 587,
+                implicit_tls: false,
+                insecure: false
+            })
+        );
+        assert_eq!(
+            check_smtp_url("smtps://mail.example.com:2465", false).map(|s| s.port),
+            Ok(2465)
+        );
+        assert_eq!(
+            check_smtp_url("https://mail.example.com", false),
+            Err(UrlError::SmtpScheme)
+        );
+        assert_eq!(
+            check_smtp_url("smtp://mail.example.com/x", false),
+            Err(UrlError::SmtpPath)
+        );
+        // An email scheme is not a web receiver.
+        assert!(check_url("smtp://mail.example.com", true).is_err());
     }
 }

@@ -165,6 +165,57 @@ pub fn alertmanager(n: &Notification) -> serde_json::Value {
     serde_json::json!([alert])
 }
 
+/// An email: subject, plain-text body and HTML body (every value HTML-escaped).
+pub fn email(n: &Notification) -> (String, String, String) {
+    let subject = format!("{}: {}", n.title(), n.summary());
+    let mut rows: Vec<(&str, String)> = vec![
+        ("Rule", n.rule.clone()),
+        ("Severity", n.severity.clone()),
+        ("State", n.state.clone()),
+        ("Alert", n.key.clone()),
+        ("Since", rfc3339(n.starts_at)),
+    ];
+    if let Some(end) = n.ends_at {
+        rows.push(("Resolved at", rfc3339(end)));
+    }
+    if let Some(v) = n.value {
+        rows.push(("Value", v.to_string()));
+    }
+    for (k, v) in &n.labels {
+        rows.push(("Label", format!("{k}={v}")));
+    }
+    if let Some(r) = n.annotations.get("runbook") {
+        rows.push(("Runbook", r.clone()));
+    }
+    rows.push(("History", n.links.history.clone()));
+    let mut plain = format!("{}\n\n", n.summary());
+    for (k, v) in &rows {
+        plain.push_str(&format!("{k}: {v}\n"));
+    }
+    let mut html = format!(
+        "<!DOCTYPE html><html><body><h2>{}</h2><p>{}</p><table>",
+        html_escape(&n.title()),
+        html_escape(&n.summary())
+    );
+    for (k, v) in &rows {
+        html.push_str(&format!(
+            "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
+            html_escape(k),
+            html_escape(v)
+        ));
+    }
+    html.push_str("</table></body></html>");
+    (subject, plain, html)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

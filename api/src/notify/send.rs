@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::channel::{Kind, Target};
+use super::channel::{EmailSettings, Kind, Target};
 use super::payload::{self, Notification};
 
 /// Longest part of a receiver's answer kept (history, `test`).
@@ -43,6 +43,9 @@ impl SendError {
 /// Sends `n` to `target` now.
 pub async fn send(target: &Target, n: &Notification) -> Result<Answer, SendError> {
     crate::server::install_crypto_provider();
+    if let Some(email) = &target.email {
+        return send_email(email, target.timeout, n).await;
+    }
     let retry = |message: String| SendError::Retry {
         status: None,
         message,
@@ -74,6 +77,7 @@ pub async fn send(target: &Target, n: &Notification) -> Result<Answer, SendError
             r.body(body)
         }
         Kind::Slack => client.post(target.url.clone()).json(&payload::slack(n)),
+        Kind::Email => return Err(retry("email channel without its settings".into())),
         Kind::Alertmanager => {
             let mut url = target.url.clone();
             let base = url.path().trim_end_matches('/').to_owned();
@@ -115,4 +119,83 @@ fn describe(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// One email through the channel's SMTP server: STARTTLS required (or TLS from the start for
+/// `smtps://`), the server's certificate checked against the system's roots or the channel's
+/// CA, credentials only ever sent inside TLS (lettre refuses AUTH before it unless insecure).
+async fn send_email(
+    email: &EmailSettings,
+    timeout: Duration,
+    n: &Notification,
+) -> Result<Answer, SendError> {
+    use lettre::message::{Mailbox, MultiPart};
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+    let refused = |message: String| SendError::Refused { status: 0, message };
+    let retry = |message: String| SendError::Retry {
+        status: None,
+        message,
+    };
+    let from: Mailbox = email
+        .from
+        .parse()
+        .map_err(|e| refused(format!("sender {:?}: {e}", email.from)))?;
+    let (subject, plain, html) = payload::email(n);
+    let mut builder = Message::builder().from(from).subject(subject);
+    for to in &email.to {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e| refused(format!("recipient {to:?}: {e}")))?;
+        builder = builder.to(to);
+    }
+    let message = builder
+        .header(lettre::message::header::MessageId::from(format!(
+            "<{}@lasect>",
+            n.idempotency_key
+        )))
+        .multipart(MultiPart::alternative_plain_html(plain, html))
+        .map_err(|e| refused(format!("build the email: {e}")))?;
+    let mut tls = TlsParameters::builder(email.server.host.clone());
+    if let Some(pem) = &email.ca_pem {
+        let ca = Certificate::from_pem(pem.as_bytes())
+            .map_err(|e| refused(format!("the channel's CA: {e}")))?;
+        tls = tls
+            .certificate_store(CertificateStore::None)
+            .add_root_certificate(ca);
+    }
+    let tls = tls
+        .build_rustls()
+        .map_err(|e| retry(format!("TLS settings: {e}")))?;
+    let tls = if email.server.implicit_tls {
+        Tls::Wrapper(tls)
+    } else if email.server.insecure {
+        Tls::Opportunistic(tls)
+    } else {
+        Tls::Required(tls)
+    };
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&email.server.host)
+        .port(email.server.port)
+        .tls(tls)
+        .timeout(Some(timeout));
+    if let (Some(user), Some(password)) = (&email.username, &email.password) {
+        transport = transport.credentials(Credentials::new(user.clone(), password.clone()));
+    }
+    let transport = transport.build();
+    let sent = tokio::time::timeout(timeout.saturating_mul(3), transport.send(message))
+        .await
+        .map_err(|_| retry(format!("SMTP server did not finish within {timeout:?} x 3")))?;
+    match sent {
+        Ok(r) => Ok(Answer {
+            status: 250,
+            body: r.message().collect::<Vec<_>>().join(" "),
+        }),
+        Err(e) if e.is_permanent() => Err(SendError::Refused {
+            status: e.status().map_or(0, u16::from),
+            message: format!("SMTP server refused: {}", describe(&e)),
+        }),
+        Err(e) => Err(retry(format!("SMTP: {}", describe(&e)))),
+    }
 }

@@ -39,6 +39,10 @@ pub struct Channel {
     pub has_secret: bool,
     pub timeout_secs: i32,
     pub give_up_secs: i32,
+    /// Email channels: sender, recipients and SMTP user (never the password).
+    pub email_from: Option<String>,
+    pub email_to: Option<Vec<String>>,
+    pub smtp_username: Option<String>,
     pub created_at: String,
     pub created_by: String,
 }
@@ -58,6 +62,9 @@ struct ChannelRow {
     has_secret: bool,
     timeout_secs: i32,
     give_up_secs: i32,
+    email_from: Option<String>,
+    email_to: Option<String>,
+    smtp_username: Option<String>,
     created_at: DateTime<Utc>,
     created_by: String,
 }
@@ -74,6 +81,11 @@ impl ChannelRow {
             has_secret: self.has_secret,
             timeout_secs: self.timeout_secs,
             give_up_secs: self.give_up_secs,
+            email_from: self.email_from,
+            email_to: self
+                .email_to
+                .map(|t| t.split(',').map(str::to_owned).collect()),
+            smtp_username: self.smtp_username,
             created_at: rfc3339(self.created_at),
             created_by: self.created_by,
         })
@@ -81,8 +93,8 @@ impl ChannelRow {
 }
 
 const SELECT_CHANNEL: &str = "SELECT id, name, kind, url, insecure_http, \
-     secret_ciphertext IS NOT NULL AS has_secret, timeout_secs, give_up_secs, created_at, \
-     created_by FROM alert_channels";
+     secret_ciphertext IS NOT NULL AS has_secret, timeout_secs, give_up_secs, email_from, \
+     email_to, smtp_username, created_at, created_by FROM alert_channels";
 
 async fn load_channel(state: &AppState, id: i64) -> Result<Channel, ApiError> {
     let row: Option<ChannelRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -132,15 +144,30 @@ pub struct NewChannel {
     pub name: String,
     pub kind: Kind,
     /// http(s) URL of the receiver (Alertmanager: its base URL; Slack: the incoming-webhook
-    /// URL, kept encrypted as a secret).
+    /// URL, kept encrypted as a secret); email: `smtp://host[:port]` (STARTTLS required,
+    /// default port 587) or `smtps://host[:port]` (TLS, 465).
     #[schema(min_length = 1, max_length = 2000)]
     pub url: String,
-    /// Webhook only, required: the HMAC-SHA256 key receivers verify the signature with.
-    #[schema(min_length = 16, max_length = 1000)]
+    /// Webhook, required (at least 16 characters): the HMAC-SHA256 key receivers verify the
+    /// signature with. Email: the SMTP password (with `smtp_username`).
+    #[schema(min_length = 1, max_length = 1000)]
     pub secret: Option<String>,
-    /// Allow plain http:// (default false: https only).
+    /// Allow plain http:// (default false: https only); for email, STARTTLS may be skipped.
     #[serde(default)]
     pub insecure_http: bool,
+    /// Email, required: the sender address.
+    #[schema(min_length = 1, max_length = 320)]
+    pub email_from: Option<String>,
+    /// Email, required: recipient addresses (1 to 50).
+    #[schema(min_items = 1, max_items = 50)]
+    pub email_to: Option<Vec<String>>,
+    /// Email: the SMTP user name (the password is `secret`).
+    #[schema(min_length = 1, max_length = 320)]
+    pub smtp_username: Option<String>,
+    /// Email: a PEM CA certificate the SMTP server's certificate must chain to, instead of
+    /// the system's roots.
+    #[schema(min_length = 1, max_length = 20000)]
+    pub ca_pem: Option<String>,
     /// Per call, default 10.
     #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     #[schema(minimum = 1, maximum = 120)]
@@ -201,12 +228,23 @@ pub async fn add_channel(
     if !(1..=2000).contains(&r.url.chars().count()) {
         return Err(bad("url is 1 to 2000 characters".into()));
     }
-    if let Some(s) = &r.secret
-        && !(MIN_SECRET_LEN..=1000).contains(&s.chars().count())
+    let len = |s: &Option<String>, max: usize| {
+        s.as_ref()
+            .is_none_or(|s| (1..=max).contains(&s.chars().count()))
+    };
+    if !len(&r.secret, 1000)
+        || !len(&r.email_from, 320)
+        || !len(&r.smtp_username, 320)
+        || !len(&r.ca_pem, 20_000)
+        || r.email_to
+            .as_ref()
+            .is_some_and(|t| !(1..=50).contains(&t.len()))
     {
-        return Err(bad(format!(
-            "secret is {MIN_SECRET_LEN} to 1000 characters"
-        )));
+        return Err(bad(
+            "secret is 1 to 1000 characters, email_from and smtp_username 1 to 320, ca_pem 1 to \
+             20000, email_to 1 to 50 addresses"
+                .into(),
+        ));
     }
     let timeout = r.timeout_secs.unwrap_or(10);
     let give_up = r.give_up_secs.unwrap_or(86_400);
@@ -216,8 +254,33 @@ pub async fn add_channel(
         ));
     }
     let invalid = |m: String| ApiError::unprocessable("invalid_channel", m);
-    let url = channel::check_url(&r.url, r.insecure_http).map_err(|e| invalid(e.to_string()))?;
+    let email_fields = r.email_from.is_some()
+        || r.email_to.is_some()
+        || r.smtp_username.is_some()
+        || r.ca_pem.is_some();
+    if r.kind == Kind::Email {
+        check_email(&r).map_err(invalid)?;
+    } else if email_fields {
+        return Err(invalid(format!(
+            "email_from, email_to, smtp_username and ca_pem are for email channels, not {}",
+            r.kind.as_str()
+        )));
+    }
+    let url = match r.kind {
+        Kind::Email => reqwest::Url::parse(&r.url).map_err(|e| invalid(e.to_string()))?,
+        _ => channel::check_url(&r.url, r.insecure_http).map_err(|e| invalid(e.to_string()))?,
+    };
+    if r.kind == Kind::Webhook
+        && r.secret
+            .as_ref()
+            .is_some_and(|s| s.chars().count() < MIN_SECRET_LEN)
+    {
+        return Err(invalid(format!(
+            "secret: at least {MIN_SECRET_LEN} characters, receivers verify the signature with it"
+        )));
+    }
     let (shown, secret) = match r.kind {
+        Kind::Email => (url.to_string(), r.secret.clone()),
         Kind::Webhook => match &r.secret {
             Some(s) => (url.to_string(), Some(s.clone())),
             None => {
@@ -262,7 +325,8 @@ pub async fn add_channel(
     let mut tx = state.pool.begin().await?;
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO alert_channels (name, kind, url, insecure_http, timeout_secs, give_up_secs, \
-         created_by) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING \
+         created_by, email_from, email_to, smtp_username, ca_pem) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (name) DO NOTHING \
          RETURNING id",
     )
     .bind(&r.name)
@@ -272,6 +336,10 @@ pub async fn add_channel(
     .bind(i32::try_from(timeout).unwrap_or(10))
     .bind(i32::try_from(give_up).unwrap_or(86_400))
     .bind(&principal.username)
+    .bind(&r.email_from)
+    .bind(r.email_to.as_ref().map(|t| t.join(",")))
+    .bind(&r.smtp_username)
+    .bind(&r.ca_pem)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = id else {
@@ -291,6 +359,36 @@ pub async fn add_channel(
     }
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(load_channel(&state, id).await?)))
+}
+
+/// An email channel's settings, checked before they are stored.
+fn check_email(r: &NewChannel) -> Result<(), String> {
+    channel::check_smtp_url(&r.url, r.insecure_http).map_err(|e| e.to_string())?;
+    let from = r
+        .email_from
+        .as_deref()
+        .ok_or("email_from: an email channel needs a sender")?;
+    from.parse::<lettre::message::Mailbox>()
+        .map_err(|e| format!("email_from {from:?}: {e}"))?;
+    let to = r
+        .email_to
+        .as_deref()
+        .ok_or("email_to: an email channel needs recipients")?;
+    for a in to {
+        if a.contains(',') {
+            return Err(format!("email_to {a:?}: one address per item"));
+        }
+        a.parse::<lettre::message::Mailbox>()
+            .map_err(|e| format!("email_to {a:?}: {e}"))?;
+    }
+    if r.secret.is_some() != r.smtp_username.is_some() {
+        return Err("smtp_username and secret (the SMTP password) go together".into());
+    }
+    if let Some(pem) = &r.ca_pem {
+        lettre::transport::smtp::client::Certificate::from_pem(pem.as_bytes())
+            .map_err(|e| format!("ca_pem: not a PEM certificate: {e}"))?;
+    }
+    Ok(())
 }
 
 #[utoipa::path(
