@@ -16,20 +16,33 @@ pub enum ChannelCommand {
     /// Add a channel and route alerts to it (admin)
     Add {
         name: String,
-        /// webhook, slack or alertmanager
+        /// webhook, slack, alertmanager or email
         #[arg(long)]
         kind: String,
-        /// Receiver URL (webhook; Alertmanager's base URL). Slack's URL is a secret: it is
-        /// read like --secret-stdin
+        /// Receiver URL (webhook; Alertmanager's base URL; email: smtp://host[:port] for
+        /// STARTTLS, smtps://host[:port] for TLS). Slack's URL is a secret: it is read like
+        /// --secret-stdin
         #[arg(long)]
         url: Option<String>,
         /// Read the webhook secret (or the Slack URL) from the first line of stdin; otherwise
         /// it is asked for without echo
         #[arg(long)]
         secret_stdin: bool,
-        /// Allow plain http:// (a receiver on a trusted network)
+        /// Allow plain http:// (a receiver on a trusted network); email: STARTTLS may be skipped
         #[arg(long)]
         insecure_http: bool,
+        /// Email: the sender address
+        #[arg(long)]
+        from: Option<String>,
+        /// Email: a recipient (repeat for several)
+        #[arg(long)]
+        to: Vec<String>,
+        /// Email: the SMTP user; its password is read like --secret-stdin
+        #[arg(long)]
+        smtp_user: Option<String>,
+        /// Email: a PEM CA file the SMTP server's certificate must chain to
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<std::path::PathBuf>,
         /// Only alerts of this severity and above: info, warning, critical
         #[arg(long, default_value = "info")]
         min_severity: String,
@@ -123,6 +136,10 @@ pub async fn run(
             url,
             secret_stdin,
             insecure_http,
+            from,
+            to,
+            smtp_user,
+            ca_file,
             min_severity,
             matchers,
             repeat,
@@ -157,6 +174,32 @@ pub async fn run(
                         secret_stdin
                     )?);
                 }
+                "email" => {
+                    let url = url.ok_or_else(|| {
+                        Usage("--url smtp://host[:port] is needed for email".into())
+                    })?;
+                    let from = from.ok_or_else(|| Usage("--from is needed for email".into()))?;
+                    if to.is_empty() {
+                        return Err(Usage(
+                            "--to is needed for email (repeat it for several)".into(),
+                        )
+                        .into());
+                    }
+                    body["url"] = json!(url);
+                    body["email_from"] = json!(from);
+                    body["email_to"] = json!(to);
+                    if let Some(user) = smtp_user {
+                        body["smtp_username"] = json!(user);
+                        body["secret"] =
+                            json!(crate::password::read("SMTP password: ", secret_stdin)?);
+                    }
+                    if let Some(path) = ca_file {
+                        let pem = std::fs::read_to_string(&path).map_err(|e| {
+                            Usage(format!("read --ca-file {}: {e}", path.display()))
+                        })?;
+                        body["ca_pem"] = json!(pem);
+                    }
+                }
                 "alertmanager" => {
                     let url =
                         url.ok_or_else(|| Usage("--url is needed for Alertmanager".into()))?;
@@ -164,7 +207,7 @@ pub async fn run(
                 }
                 other => {
                     return Err(Usage(format!(
-                        "--kind must be webhook, slack or alertmanager, not {other:?}"
+                        "--kind must be webhook, slack, alertmanager or email, not {other:?}"
                     ))
                     .into());
                 }
