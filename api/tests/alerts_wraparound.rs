@@ -1,7 +1,8 @@
 //! The default pack's wraparound rules (migration V27) on a real store: they compile
 //! against the family list, fire per database on `database` samples whose
 //! `datfrozenxid_age` / `datminmxid_age` pass the warning (2^30) and critical (1.5e9)
-//! levels, hold through the hysteresis, and end with the sample after a VACUUM (FREEZE).
+//! levels, hold through the hysteresis, and end once the window (5 minutes) holds only
+//! samples taken after a VACUUM (FREEZE).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -143,9 +144,15 @@ async fn wraparound_rules_fire_per_database_and_end_after_a_freeze() {
         "{summary}"
     );
 
-    // `big` was frozen (the newest sample decides, not the window's maximum); `app`
-    // fell under the warning level but not by the hysteresis (50 million): still firing.
-    let t1 = t0 + TimeDelta::seconds(60);
+    // Within the window the maximum still holds what t0 saw: nothing changes yet.
+    let t_half = t0 + TimeDelta::seconds(200);
+    database(&f.pool, 1, t_half, "big", Some(5_000_000), Some(1_000)).await;
+    evaluate(&f.pool, t_half).await;
+    assert_eq!(firing(&f.pool).await.len(), 4);
+
+    // Out of the window: `big` was frozen and ends; `app` fell under the warning level but
+    // not by the hysteresis (50 million): still firing.
+    let t1 = t0 + TimeDelta::seconds(400);
     database(&f.pool, 1, t1, "app", Some(1_050_000_000), Some(10)).await;
     database(&f.pool, 1, t1, "big", Some(5_000_000), Some(1_000)).await;
     evaluate(&f.pool, t1).await;
@@ -162,7 +169,7 @@ async fn wraparound_rules_fire_per_database_and_end_after_a_freeze() {
     assert_eq!(resolved, 3);
 
     // Past the release point, `app` ends too; a multixact age at the critical level fires.
-    let t2 = t1 + TimeDelta::seconds(60);
+    let t2 = t1 + TimeDelta::seconds(400);
     database(
         &f.pool,
         1,
