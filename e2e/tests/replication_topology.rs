@@ -256,6 +256,11 @@ async fn physical_and_logical_edges_external_nodes_and_scoping() {
         json!([{"schema": "public", "table": "orders", "state": "ready"}]),
         "{logical}"
     );
+    assert_eq!(
+        logical["published_tables"],
+        json!(["public.orders"]),
+        "{logical}"
+    );
     // The walsender of the watched subscription is that edge, not an external node.
     assert_eq!(
         edges(&topo)

@@ -60,6 +60,7 @@ pub static ALL: &[&Family] = &[
     &SUBSCRIPTION_TABLES,
     &REPLICATION_IDENTITY,
     &SUBSCRIPTION_SOURCE,
+    &PUBLICATION,
     &CUSTOM,
     &HOST_FILESYSTEM,
     &COLLECTOR_EVENT,
@@ -594,6 +595,22 @@ pub static SUBSCRIPTION_SOURCE: Family = Family {
         detail("conn_port", Int4),
         detail("conn_dbname", Text),
         detail("publications", Text),
+    ],
+};
+
+/// The publications of the agent's database and the tables each publishes: one row per
+/// published table (one without a table for a publication that has none).
+pub static PUBLICATION: Family = Family {
+    name: "publication",
+    table: "metric_publication",
+    key: Key::Instance,
+    rows: Rows::Ordered("pubname, schemaname, relname"),
+    columns: &[
+        detail("datname", Text).not_null(),
+        key("pubname", Text).not_null(),
+        detail("all_tables", Bool).not_null(),
+        detail("schemaname", Text),
+        detail("relname", Text),
     ],
 };
 

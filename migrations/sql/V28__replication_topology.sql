@@ -4,6 +4,7 @@
 -- system_identifier), its timeline and WAL position. `subscription_source`:
 -- where each subscription reads from (host, port, database of its conninfo;
 -- the agent never sends the conninfo or its password) and its slot.
+-- `publication`: the tables each publication of the agent's database publishes.
 
 SELECT lasect_create_metric_table('replication_identity', 'metric_replication_identity', $cols$
     time              timestamptz NOT NULL,
@@ -29,5 +30,15 @@ SELECT lasect_create_metric_table('subscription_source', 'metric_subscription_so
     conn_dbname  text,
     publications text
 $cols$, 'instance_id, subname', segment_by => ARRAY['instance_id', 'subname']);
+
+SELECT lasect_create_metric_table('publication', 'metric_publication', $cols$
+    time        timestamptz NOT NULL,
+    instance_id bigint NOT NULL,
+    datname     text NOT NULL,
+    pubname     text NOT NULL,
+    all_tables  boolean NOT NULL,
+    schemaname  text,
+    relname     text
+$cols$, 'instance_id, pubname', segment_by => ARRAY['instance_id', 'pubname']);
 
 SELECT lasect_grafana_grant();

@@ -378,11 +378,18 @@ impl InstanceCollector {
                 FamilyKind::Topology => {
                     let time_unix_micros = now_unix_micros();
                     let identity = topology::identity(client).await.map_err(FamilyError::from);
-                    match identity {
+                    let sources = match identity {
                         Ok(identity) => topology::sources(client)
                             .await
                             .map_err(FamilyError::from)
-                            .map(|sources| {
+                            .map(|sources| (identity, sources)),
+                        Err(e) => Err(e),
+                    };
+                    match sources {
+                        Ok((identity, sources)) => topology::publications(client)
+                            .await
+                            .map_err(FamilyError::from)
+                            .map(|publications| {
                                 let mut samples = self.samples(
                                     time_unix_micros,
                                     Some(Family::ReplicationIdentity(identity)),
@@ -390,6 +397,10 @@ impl InstanceCollector {
                                 samples.extend(self.samples(
                                     time_unix_micros,
                                     sources.map(Family::SubscriptionSource),
+                                ));
+                                samples.extend(self.samples(
+                                    time_unix_micros,
+                                    publications.map(Family::Publication),
                                 ));
                                 samples
                             }),

@@ -24,7 +24,7 @@
 //! | `replication`, `replication_slot` | `replication.rs` |
 //! | `standby` | `standby.rs` |
 //! | `subscription` | `subscription.rs` |
-//! | `replication_identity`, `subscription_source` | `topology.rs` |
+//! | `replication_identity`, `subscription_source`, `publication` | `topology.rs` |
 //! | `instance_info` | `instance_info.rs` |
 //! | `custom` | `custom.rs` |
 //! | `collector_event` | `events.rs` |

@@ -51,7 +51,7 @@ pub enum FamilyKind {
     HostFilesystem,
     /// The server's log files (events and auto_explain plans).
     Log,
-    /// `replication_identity` and `subscription_source`.
+    /// `replication_identity`, `subscription_source` and `publication`.
     Topology,
 }
 

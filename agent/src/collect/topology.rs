@@ -1,5 +1,10 @@
-//! `replication_identity` and `subscription_source`: what the replication
-//! topology needs beyond the other replication families.
+//! `replication_identity`, `subscription_source` and `publication`: what the
+//! replication topology needs beyond the other replication families.
+//!
+//! Publications are per database: those of the DSN's database, with their
+//! tables from pg_publication_tables (FOR ALL TABLES and, from 15, FOR
+//! TABLES IN SCHEMA expanded; the view's columns used here are the same
+//! from 13 to 18).
 //!
 //! The identity is the cluster's system identifier (a primary and its
 //! physical standbys share it), the timeline and the WAL position. On a
@@ -13,7 +18,10 @@
 //! password). subconninfo is readable by superusers only; for other roles
 //! the source columns stay empty and the slot and publications still come.
 
-use lasect_proto::v1::{ReplicationIdentity, SubscriptionSource, SubscriptionSourceSnapshot};
+use lasect_proto::v1::{
+    PublicationSnapshot, PublishedTable, ReplicationIdentity, SubscriptionSource,
+    SubscriptionSourceSnapshot,
+};
 use tokio_postgres::Client;
 
 /// Subscriptions sent per sample, at most.
@@ -47,6 +55,33 @@ pub fn sources_query(may_read_conninfo: bool) -> String {
          FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid \
          ORDER BY 1, 2 LIMIT {MAX_ROWS}"
     )
+}
+
+pub const PUBLICATIONS_QUERY: &str = "SELECT current_database()::text AS datname, \
+     p.pubname::text AS pubname, p.puballtables AS all_tables, \
+     coalesce(t.schemaname::text, '') AS schemaname, coalesce(t.tablename::text, '') AS relname \
+     FROM pg_publication p LEFT JOIN pg_publication_tables t ON t.pubname = p.pubname \
+     ORDER BY 2, 4, 5 LIMIT 1000";
+
+/// The published tables, or `None` when the database has no publication.
+pub async fn publications(
+    client: &Client,
+) -> Result<Option<PublicationSnapshot>, tokio_postgres::Error> {
+    let rows = client.query(PUBLICATIONS_QUERY, &[]).await?;
+    let mut tables = Vec::with_capacity(rows.len());
+    for row in &rows {
+        tables.push(PublishedTable {
+            datname: row.try_get("datname")?,
+            pubname: row.try_get("pubname")?,
+            all_tables: row.try_get("all_tables")?,
+            schemaname: row.try_get("schemaname")?,
+            relname: row.try_get("relname")?,
+        });
+    }
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(PublicationSnapshot { tables }))
 }
 
 const CONNINFO_PRIVILEGE: &str =
@@ -314,5 +349,6 @@ mod tests {
         assert!(IDENTITY_QUERY.contains("received_tli"));
         assert!(sources_query(true).contains("s.subconninfo AS conninfo"));
         assert!(!sources_query(false).contains("subconninfo"));
+        assert!(PUBLICATIONS_QUERY.contains("LEFT JOIN pg_publication_tables"));
     }
 }

@@ -14,7 +14,7 @@
 //! view only (a label-scoped user sees their instances and the external nodes their samples
 //! name, never an instance outside their grants).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -118,6 +118,10 @@ pub struct Edge {
     pub publisher_lag_bytes: Option<i64>,
     /// Logical: the subscribed tables and their sync state.
     pub tables: Option<Vec<EdgeTable>>,
+    /// Logical, when the publisher is watched: what its publications of this subscription
+    /// publish (`schema.table`); a table here and not in `tables` waits for
+    /// `ALTER SUBSCRIPTION ... REFRESH PUBLICATION`.
+    pub published_tables: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -266,8 +270,18 @@ struct TableRow {
     state: String,
 }
 
+#[derive(sqlx::FromRow)]
+struct PublishedRow {
+    instance_id: i64,
+    datname: String,
+    pubname: String,
+    schemaname: Option<String>,
+    relname: Option<String>,
+}
+
 struct Data {
     instances: Vec<InstanceRow>,
+    published: Vec<PublishedRow>,
     identity: BTreeMap<i64, IdentityRow>,
     standby: BTreeMap<i64, StandbyRow>,
     senders: Vec<SenderRow>,
@@ -362,8 +376,17 @@ async fn load(pool: &PgPool, principal: &Principal) -> Result<Data, ApiError> {
     .bind(&ids)
     .fetch_all(pool)
     .await?;
+    let published: Vec<PublishedRow> = sqlx::query_as(latest(
+        "metric_publication",
+        "instance_id, datname, pubname, schemaname, relname",
+        "ORDER BY instance_id, pubname, schemaname, relname",
+    ))
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
     Ok(Data {
         instances,
+        published,
         identity: identity.into_iter().map(|r| (r.instance_id, r)).collect(),
         standby: standby.into_iter().map(|r| (r.instance_id, r)).collect(),
         senders,
@@ -683,6 +706,31 @@ fn build(data: &Data) -> Topology {
             edge.last_message_at = w.last_msg_receipt.map(rfc3339);
         }
         if let Some(p) = pubs.first() {
+            let names = edge.publications.clone().unwrap_or_default();
+            // Publications are seen only when the publisher's agent connects to the published
+            // database; otherwise the edge says nothing rather than "no tables".
+            let rows: Vec<&PublishedRow> = data
+                .published
+                .iter()
+                .filter(|t| {
+                    t.instance_id == *p
+                        && names.contains(&t.pubname)
+                        && src.conn_dbname.as_deref().is_none_or(|d| d == t.datname)
+                })
+                .collect();
+            if !rows.is_empty() {
+                let published: BTreeSet<String> = rows
+                    .iter()
+                    .filter_map(|t| {
+                        Some(format!(
+                            "{}.{}",
+                            t.schemaname.as_ref()?,
+                            t.relname.as_ref()?
+                        ))
+                    })
+                    .collect();
+                edge.published_tables = Some(published.into_iter().collect());
+            }
             edge.publisher_lag_bytes = data
                 .identity
                 .get(p)

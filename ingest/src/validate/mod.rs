@@ -212,6 +212,7 @@ fn family_name(family: &Family) -> &'static str {
         Family::CollectorEvent(_) => "collector_event",
         Family::ReplicationIdentity(_) => "replication_identity",
         Family::SubscriptionSource(_) => "subscription_source",
+        Family::Publication(_) => "publication",
         Family::Log(_) => "log",
     }
 }
@@ -390,6 +391,13 @@ impl Builder {
                 for s in snapshot.subscriptions {
                     let row = ops_families::subscription_source_row(s)?;
                     self.push(&schema::SUBSCRIPTION_SOURCE, time, Some(instance), row);
+                }
+            }
+            Family::Publication(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for t in snapshot.tables {
+                    let row = ops_families::publication_row(t)?;
+                    self.push(&schema::PUBLICATION, time, Some(instance), row);
                 }
             }
             Family::CollectorEvent(e) => {

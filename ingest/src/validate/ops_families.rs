@@ -91,6 +91,23 @@ pub fn subscription_source_row(s: v1::SubscriptionSource) -> Result<Row, FieldEr
     ])
 }
 
+/// `publication`: one row per published table.
+pub fn publication_row(t: v1::PublishedTable) -> Result<Row, FieldError> {
+    if t.schemaname.is_empty() != t.relname.is_empty() {
+        return Err(invalid(
+            "relname",
+            "schemaname and relname are both set or both empty",
+        ));
+    }
+    Ok(vec![
+        name("datname", t.datname)?,
+        name("pubname", t.pubname)?,
+        Value::Bool(Some(t.all_tables)),
+        optional_text("schemaname", t.schemaname, MAX_IDENTIFIER_BYTES)?,
+        optional_text("relname", t.relname, MAX_IDENTIFIER_BYTES)?,
+    ])
+}
+
 fn finite(field: &'static str, value: Option<f64>) -> Result<Value, FieldError> {
     match value {
         Some(v) if !v.is_finite() => Err(invalid(field, format!("must be finite, got {v}"))),
@@ -351,6 +368,21 @@ mod tests {
             subscription_source_row(port).expect_err("refused").field,
             "conn_port"
         );
+        let table = v1::PublishedTable {
+            datname: "app".into(),
+            pubname: "p".into(),
+            all_tables: false,
+            schemaname: "public".into(),
+            relname: "orders".into(),
+        };
+        assert!(publication_row(table.clone()).is_ok());
+        let mut none = table.clone();
+        none.schemaname.clear();
+        none.relname.clear();
+        assert_eq!(publication_row(none).expect("no tables")[3], Value::Text(None));
+        let mut half = table;
+        half.schemaname.clear();
+        assert_eq!(publication_row(half).expect_err("refused").field, "relname");
     }
 
     #[test]

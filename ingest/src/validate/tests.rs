@@ -946,6 +946,19 @@ fn ops_samples() -> Vec<Sample> {
         sample(
             "main",
             at(0),
+            Family::Publication(w::PublicationSnapshot {
+                tables: vec![w::PublishedTable {
+                    datname: "app".into(),
+                    pubname: "pub".into(),
+                    all_tables: false,
+                    schemaname: "public".into(),
+                    relname: "orders".into(),
+                }],
+            }),
+        ),
+        sample(
+            "main",
+            at(0),
             Family::ReplicationIdentity(w::ReplicationIdentity {
                 system_identifier: 7_300_000_000_000_000_000,
                 timeline_id: 2,
