@@ -648,6 +648,27 @@ async fn channel_api_checks_urls_roles_and_never_returns_secrets() {
     assert_eq!(answer["ok"], false);
     assert_eq!(answer["status"], 503);
 
+    // A Slack URL is the secret: an unreachable one does not show in the error either.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let slack = add_channel(
+        &s,
+        json!({"name": "slack-down", "kind": "slack", "insecure_http": true,
+               "url": format!("http://127.0.0.1:{closed}/services/T1/B1/SLACKSECRET")}),
+    )
+    .await;
+    let (status, answer) = req("POST", &format!("/api/v1/alerts/channels/{slack}/test"))
+        .token(&s.f.admin)
+        .send(&s.app)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert!(!answer.to_string().contains("SLACKSECRET"), "{answer}");
+    let (_, history) = get(&s, &s.f.admin, "/api/v1/alerts/deliveries").await;
+    assert!(!history.to_string().contains("SLACKSECRET"), "{history}");
+
     let (status, _) = req("DELETE", &format!("/api/v1/alerts/channels/{id}"))
         .token(&s.f.admin)
         .send(&s.app)
