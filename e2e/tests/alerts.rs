@@ -1,8 +1,8 @@
 //! Alerts end to end: rules applied with the real `lasect` CLI from a YAML file, evaluated by
 //! the real `lasect-api` (a round every second) over what the real agent collects from a
 //! harness cluster driven into each condition, and back: an idle-in-transaction session, a
-//! session blocked by a held lock, and the dead-man's switch of a stopped agent each fire and
-//! then resolve. Thresholds and `for` are the default pack's, made small here.
+//! session blocked by a held lock, transaction ids spent towards wraparound (then frozen) and
+//! the dead-man's switch of a stopped agent each fire and then resolve. Thresholds and `for` are the default pack's, made small here.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use lasect_testkit::{ChildGuard, PgCluster, PgOptions, binary_path};
 const AGENT_ID: &str = "alerts-agent";
 const BOUND: Duration = Duration::from_secs(120);
 
-/// The three default rules under test, with small thresholds, windows and `for`.
+/// The four default rules under test, with small thresholds, windows and `for`.
 const RULES: &str = r#"
 rules:
   - name: idle_in_transaction
@@ -45,6 +45,18 @@ rules:
       kind: absence
       target: agent
       seconds: 8
+  - name: xid_wraparound_warning
+    severity: warning
+    condition:
+      kind: threshold
+      family: database
+      column: datfrozenxid_age
+      agg: max
+      by: [datname]
+      where: [{column: datname, op: eq, value: postgres}]
+      window_secs: 3
+      op: ">"
+      threshold: 500
 "#;
 
 /// Writes `api.toml` with a one-second evaluation round and spawns the API.
@@ -190,6 +202,21 @@ async fn idle_transaction_blocked_session_and_silent_agent_fire_and_resolve() {
         .expect("join")
         .expect("the blocked query ends");
     wait_state(&store, "sessions_blocked", "resolved").await;
+
+    // Transaction ids spent past the (small) wraparound threshold, then frozen away.
+    assert_eq!(
+        state(&store, "xid_wraparound_warning").await,
+        None,
+        "a fresh cluster is far from the threshold"
+    );
+    for _ in 0..600 {
+        db.batch_execute("SELECT txid_current()")
+            .await
+            .expect("spend a transaction id");
+    }
+    wait_state(&store, "xid_wraparound_warning", "firing").await;
+    db.batch_execute("VACUUM (FREEZE)").await.expect("freeze");
+    wait_state(&store, "xid_wraparound_warning", "resolved").await;
 
     // The dead-man's switch: the agent stops, then comes back.
     agent.terminate(Duration::from_secs(10));
