@@ -281,6 +281,13 @@ async fn maintenance_loop(dsn: StoreDsn, pool: PgPool, audit_retention_days: u32
             Ok((events, alerts)) => tracing::info!(events, alerts, "alert retention applied"),
             Err(e) => tracing::warn!(error = %e, "alert retention failed; next try in an hour"),
         }
+        match crate::notify::outbox::apply_retention(&pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deliveries = n, "alert notification retention applied"),
+            Err(e) => {
+                tracing::warn!(error = %e, "notification retention failed; next try in an hour")
+            }
+        }
         let result = async {
             let client = connect_store(&dsn).await?;
             lasect_migrations::maintain(&client)

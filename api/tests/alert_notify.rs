@@ -382,6 +382,21 @@ async fn webhook_is_signed_survives_a_receiver_down_and_keeps_order_once() {
     .expect("last");
     assert_eq!(state, "failed");
     assert!(error.expect("error").contains("503"));
+
+    // Retention: finished deliveries older than the history go, with their attempts.
+    sqlx::query(
+        "UPDATE alert_deliveries SET finished_at = now() - interval '100 days' \
+         WHERE state = 'delivered'",
+    )
+    .execute(pool)
+    .await
+    .expect("age");
+    assert_eq!(outbox::apply_retention(pool).await.expect("retention"), 4);
+    let left: Vec<String> = sqlx::query_scalar("SELECT state FROM alert_deliveries")
+        .fetch_all(pool)
+        .await
+        .expect("left");
+    assert_eq!(left, ["failed"]);
 }
 
 #[tokio::test]

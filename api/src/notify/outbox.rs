@@ -393,6 +393,22 @@ pub async fn deliver_due(
     Ok(n)
 }
 
+/// How long finished deliveries (and their attempts) are kept, as the history of state changes.
+pub const HISTORY_DAYS: i32 = crate::alerts::store::HISTORY_DAYS;
+
+/// Deletes deliveries finished more than [`HISTORY_DAYS`] ago; pending ones always stay.
+/// Run hourly with the store's maintenance. Returns the deliveries deleted.
+pub async fn apply_retention(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM alert_deliveries WHERE state <> 'pending' \
+         AND coalesce(finished_at, created_at) < now() - make_interval(days => $1)",
+    )
+    .bind(HISTORY_DAYS)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
