@@ -335,3 +335,49 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api_client::ClientEnv;
+
+    fn add(kind: &str, url: Option<&str>) -> ChannelCommand {
+        ChannelCommand::Add {
+            name: "c".into(),
+            kind: kind.into(),
+            url: url.map(str::to_owned),
+            secret_stdin: true,
+            insecure_http: false,
+            from: None,
+            to: Vec::new(),
+            smtp_user: None,
+            ca_file: None,
+            min_severity: "info".into(),
+            matchers: String::new(),
+            repeat: "4h".into(),
+            no_resolved: false,
+        }
+    }
+
+    /// Refused before anything is read or sent (the API URL is never contacted).
+    #[tokio::test]
+    async fn bad_arguments_are_usage_errors() {
+        let client = ApiClient::from_env(ClientEnv {
+            url: Some("http://127.0.0.1:9".into()),
+            ..ClientEnv::default()
+        })
+        .expect("client");
+        for (command, want) in [
+            (add("slack", Some("https://hooks.slack.com/x")), "secret"),
+            (add("webhook", None), "--url"),
+            (add("email", Some("smtp://mail.example.com")), "--from"),
+            (add("pagerduty", None), "--kind"),
+        ] {
+            let e = run(&client, command, OutputFormat::Table)
+                .await
+                .expect_err("refused");
+            assert!(e.downcast_ref::<Usage>().is_some(), "{e:#}");
+            assert!(e.to_string().contains(want), "{e:#}");
+        }
+    }
+}
