@@ -42,3 +42,9 @@ export function isStale(iso: string | null | undefined, now: number = Date.now()
 export function labelText(labels: Record<string, unknown>): string[] {
   return Object.entries(labels ?? {}).map(([k, v]) => `${k}=${String(v)}`);
 }
+
+/** `150018` → `15.18` (server_version_num of PostgreSQL 10 and later). */
+export function pgVersion(num: number | null | undefined): string | null {
+  if (!num) return null;
+  return `${Math.floor(num / 10000)}.${num % 10000}`;
+}

@@ -109,6 +109,10 @@ try {
   await page.getByRole('searchbox').fill(instance);
   await row.waitFor();
   await shot('fleet');
+  await page.setViewportSize({ width: 420, height: 900 });
+  await row.waitFor();
+  await shot('fleet-narrow');
+  await page.setViewportSize({ width: 1280, height: 900 });
 
   // A reload loses the access token (memory only): the refresh token brings the session back.
   step = 'reload';

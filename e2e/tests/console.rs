@@ -90,7 +90,7 @@ async fn console_in_a_real_browser() {
             .as_array()
             .and_then(|l| l.iter().find(|i| i["name"] == INSTANCE))
             .cloned();
-        if let Some(i) = found.filter(|i| i["version"].is_string()) {
+        if let Some(i) = found.filter(|i| i["server_version_num"].is_i64()) {
             let id = i["id"].as_i64().expect("id");
             let (_, series) = stack
                 .api(
@@ -160,8 +160,12 @@ async fn console_in_a_real_browser() {
 
     assert_eq!(facts["wrongPasswordMessage"], "wrong username or password");
     let row = facts["fleetRow"].as_str().expect("fleet row");
-    let version = instance["version"].as_str().expect("version");
-    for want in [INSTANCE, AGENT_ID, version, "primary", "up"] {
+    // The short form of server_version_num, e.g. 150018 as 15.18.
+    let num = instance["server_version_num"]
+        .as_i64()
+        .expect("server_version_num");
+    let version = format!("{}.{}", num / 10000, num % 10000);
+    for want in [INSTANCE, AGENT_ID, &version, "primary", "up"] {
         assert!(row.contains(want), "the fleet row shows {want:?}: {row}");
     }
     assert!(
