@@ -341,8 +341,8 @@ pub enum MetricsCommand {
         /// Metric family: database, host_cpu, host_memory, statement, table, index, wal, bgwriter,
         /// archiver, settings, setting_changes, activity, activity_sessions, lock, lock_waits,
         /// replication, replication_slot, progress, wait, host_network, host_disk_io, standby,
-        /// subscription, subscription_tables, custom, host_filesystem, collector_event, log,
-        /// log_plans, log_drops
+        /// subscription, subscription_tables, replication_identity, subscription_source,
+        /// publication, custom, host_filesystem, collector_event, log, log_plans, log_drops
         #[arg(long, short, default_value = "database")]
         family: String,
         /// How many sample times back (database) or samples (host families); API default 1
