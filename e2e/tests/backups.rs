@@ -1,5 +1,6 @@
 //! Backups with pgBackRest through the real binaries (issue 17, docs/BACKUPS.md): a repository
-//! registered through the API (secrets encrypted, never shown), a stanza created and checked on
+//! registered through the API (secrets encrypted, never shown; an encrypted repository's
+//! passphrase reaches pgBackRest but never a run's stored parameters), a stanza created and checked on
 //! a cluster archiving with pgBackRest (and check's clear error on a cluster with
 //! archive_mode=off), a full then an incremental backup, the catalogue listing both with
 //! sizes, a second concurrent backup of one stanza refused, a running pgBackRest cancelled (SIGTERM,
@@ -61,8 +62,7 @@ fn pgbackrest_of(stanza: &str) -> usize {
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .filter(|cmdline| {
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.iter().any(|a| a.ends_with(b"pgbackrest"))
-                && args.iter().any(|a| *a == needle.as_bytes())
+            args.iter().any(|a| a.ends_with(b"pgbackrest")) && args.contains(&needle.as_bytes())
         })
         .count()
 }
@@ -223,6 +223,59 @@ async fn pgbackrest_backups_through_the_agent() {
     assert_eq!(checked["status"], "succeeded", "{checked}");
     let meta = std::fs::metadata(&config).expect("the persistent config");
     assert_eq!(meta.mode() & 0o777, 0o600, "the config is private");
+
+    // An encrypted repository: ingest hands the passphrase to the agent, the run's stored
+    // parameters never hold it, and pgBackRest's files in the repository are encrypted.
+    let sealed_repo = dir.path().join("sealed-repo");
+    std::fs::create_dir(&sealed_repo).expect("repo dir");
+    give_to_server(&archived, &sealed_repo);
+    let (status, sealed) = stack
+        .api(
+            Method::POST,
+            &repos,
+            Some(json!({
+                "stanza": "sealed",
+                "path": sealed_repo.display().to_string(),
+                "cipher_type": "aes-256-cbc",
+                "cipher_pass": PASSPHRASE,
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{sealed}");
+    let sealed_path = format!("{repos}/{}", sealed["id"]);
+    let created_sealed = backup_run(
+        &stack,
+        &format!("{sealed_path}/stanza?wait=120"),
+        Some(json!({"action": "create"})),
+    )
+    .await;
+    assert_eq!(created_sealed["status"], "succeeded", "{created_sealed}");
+    let sealed_info = backup_run(&stack, &format!("{sealed_path}/info?wait=120"), None).await;
+    assert_eq!(sealed_info["status"], "succeeded", "{sealed_info}");
+    let info_file =
+        std::fs::read(sealed_repo.join("backup/sealed/backup.info")).expect("backup.info");
+    assert!(
+        !String::from_utf8_lossy(&info_file).contains("[backrest]"),
+        "backup.info is encrypted"
+    );
+    let stored_params: Vec<String> = store
+        .query(
+            "SELECT params::text FROM runs WHERE kind LIKE 'backup%' UNION ALL \
+             SELECT coalesce(summary::text, '') || coalesce(error, '') FROM runs",
+            &[],
+        )
+        .await
+        .expect("runs")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        stored_params.iter().all(|p| !p.contains(PASSPHRASE)),
+        "the passphrase is in the store's runs"
+    );
+    for run in [&created_sealed, &sealed_info] {
+        assert!(!run.to_string().contains(PASSPHRASE), "{run}");
+    }
 
     // check on a cluster without archiving: the reason and the fix.
     let plain_repo = dir.path().join("plain-repo");
@@ -424,6 +477,6 @@ async fn pgbackrest_backups_through_the_agent() {
         .as_array()
         .map(|all| all.iter().filter_map(|r| r["stanza"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(stanzas, ["main", "stuck"], "{list}");
+    assert_eq!(stanzas, ["main", "sealed", "stuck"], "{list}");
     assert!(repo.join("backup").join("main").is_dir());
 }

@@ -35,7 +35,7 @@ pub use params::{
     BackupInfoParams, BackupParams, BackupRepo, BackupStanzaParams, BackupType, DumpSqlParams,
     ExplainParams, ExportCsvParams, ExtensionActionParams, ExtensionListParams, ExtensionVerb,
     ImportCsvParams, InstanceCheckParams, InstanceMetadataParams, MigrationParams, ParamsError,
-    RunParams, SchemaSnapshotParams, SqlParams, StanzaAction, TableDataParams,
+    RepoSecret, RunParams, SchemaSnapshotParams, SqlParams, StanzaAction, TableDataParams,
 };
 pub use state::{RunStatus, Transition, UnknownStatus};
 

@@ -220,6 +220,21 @@ pub struct BackupRepo {
     /// `repo1-retention-diff`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_diff: Option<u32>,
+    /// `repo1-cipher-pass`: never stored in `runs.params` nor sent by the API; ingest decrypts
+    /// it from `backup_repositories` and adds it to what it hands the serving agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_pass: Option<RepoSecret>,
+}
+
+/// A repository secret on its way to the agent: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RepoSecret(pub String);
+
+impl std::fmt::Debug for RepoSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// What `backup_stanza` does.
@@ -598,6 +613,7 @@ mod tests {
                     cipher_type: Some("aes-256-cbc".into()),
                     retention_full: Some(2),
                     retention_diff: Some(6),
+                    cipher_pass: Some(RepoSecret("never in runs.params".into())),
                 },
             }),
             RunParams::Backup(BackupParams {

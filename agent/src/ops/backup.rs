@@ -395,13 +395,17 @@ fn config_text(server: &Server, stanza: &str, repo: &BackupRepo) -> Result<Strin
         let _ = writeln!(text, "repo1-retention-diff={n}");
     }
     if let Some(cipher) = &repo.cipher_type {
-        return Err(OpError::Failed {
-            message: format!(
-                "the repository is encrypted ({cipher}) and this version does not yet hand its \
-                 passphrase to the agent; use an unencrypted repository for now"
-            ),
-            detail: Value::Null,
-        });
+        let Some(pass) = &repo.cipher_pass else {
+            return Err(OpError::Failed {
+                message: format!(
+                    "the repository is encrypted ({cipher}) but no passphrase came with the run: \
+                     the ingest serving this agent must be able to decrypt it ([secrets] key_file)"
+                ),
+                detail: Value::Null,
+            });
+        };
+        text += &line("repo1-cipher-type", cipher)?;
+        text += &line("repo1-cipher-pass", &pass.0)?;
     }
     // No log files: the run's result carries pgBackRest's messages.
     text += "log-level-file=off\nlog-level-console=warn\nlog-level-stderr=off\n";
@@ -619,6 +623,29 @@ mod tests {
             config_text(&server(), "main", &injected),
             Err(OpError::Params(_))
         ));
+    }
+
+    #[test]
+    fn an_encrypted_repository_needs_its_passphrase() {
+        let mut repo = BackupRepo {
+            path: "/r".into(),
+            cipher_type: Some("aes-256-cbc".into()),
+            ..BackupRepo::default()
+        };
+        let Err(OpError::Failed { message, .. }) = config_text(&server(), "main", &repo) else {
+            panic!("an encrypted repository without passphrase was configured");
+        };
+        assert!(message.contains("no passphrase"), "{message}");
+        repo.cipher_pass = Some(lasect_runs::RepoSecret("s3cr3t-passphrase".into()));
+        let text = config_text(&server(), "main", &repo).expect("config");
+        assert!(
+            text.contains("repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=s3cr3t-passphrase\n"),
+            "{text}"
+        );
+        assert!(
+            !format!("{repo:?}").contains("s3cr3t"),
+            "Debug shows no secret"
+        );
     }
 
     #[test]

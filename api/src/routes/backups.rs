@@ -479,14 +479,13 @@ async fn repo_for_run(
     repo: i64,
 ) -> Result<(String, BackupRepo), ApiError> {
     let r = fetch(state, id, repo).await?;
-    if r.repo_type != "posix" || r.has_cipher_pass || r.has_secret_key {
+    if r.repo_type != "posix" || r.has_secret_key {
         return Err(ApiError::unprocessable(
             "repository_not_supported_yet",
             format!(
-                "repository {repo} is {}{}: this version runs pgBackRest on unencrypted posix \
-                 repositories only (its secrets are not handed to agents yet)",
-                r.repo_type,
-                if r.has_cipher_pass { ", encrypted" } else { "" }
+                "repository {repo} is {}: this version runs pgBackRest on posix repositories \
+                 only (object store keys are not handed to agents yet)",
+                r.repo_type
             ),
         ));
     }
@@ -500,6 +499,8 @@ async fn repo_for_run(
             cipher_type: r.cipher_type,
             retention_full: to_u32(r.retention_full),
             retention_diff: to_u32(r.retention_diff),
+            // Added by ingest on delivery: never in `runs.params`.
+            cipher_pass: None,
         },
     ))
 }

@@ -170,11 +170,12 @@ impl Hub {
                 .map_err(|e| format!("cannot decompress the run's input: {e}"))?,
             None => Vec::new(),
         };
+        let params_json = self.with_backup_secrets(&run).await?.to_string();
         let request = RunRequest {
             run_id: run.id,
             kind: run.kind,
             instance: run.instance_name,
-            params_json: run.params.to_string(),
+            params_json,
             timeout_ms: u32::try_from(run.timeout_ms).unwrap_or(0),
             max_rows: u64::try_from(run.max_rows).unwrap_or(0),
             max_bytes: u64::try_from(run.max_bytes).unwrap_or(0),
@@ -188,6 +189,39 @@ impl Hub {
         } else {
             Err("the agent's Control stream closed before the run was delivered".to_owned())
         }
+    }
+
+    /// A backup run's parameters with its repository's cipher passphrase, decrypted here only
+    /// and sent to the agent, never written to `runs.params` (docs/BACKUPS.md).
+    async fn with_backup_secrets(&self, run: &ClaimedRun) -> Result<serde_json::Value, String> {
+        let mut params = run.params.clone();
+        if !run.kind.starts_with("backup") {
+            return Ok(params);
+        }
+        let Some(repo) = params
+            .pointer("/repo/repository_id")
+            .and_then(serde_json::Value::as_i64)
+        else {
+            return Ok(params);
+        };
+        let secret = store_ops::backup_cipher_pass(&self.pool, run.instance_id, repo)
+            .await
+            .map_err(|e| format!("cannot read backup repository {repo}: {e}"))?;
+        if let Some((stanza, ciphertext)) = secret {
+            let pass = self.secrets.decrypt(
+                run.instance_id,
+                &run.agent_id,
+                &format!("backup:{stanza}:cipher_pass"),
+                &ciphertext,
+            )?;
+            if let Some(r) = params
+                .get_mut("repo")
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                r.insert("cipher_pass".to_owned(), pass.into());
+            }
+        }
+        Ok(params)
     }
 
     /// Sends the agent its API-added instances (DSNs decrypted here only).

@@ -325,6 +325,25 @@ pub struct Assignment {
 }
 
 /// The agent's API-added instances.
+/// The stanza and cipher passphrase ciphertext of backup repository `repo` of `instance`, if it
+/// is encrypted (docs/BACKUPS.md).
+pub async fn backup_cipher_pass(
+    pool: &Pool,
+    instance: i64,
+    repo: i64,
+) -> Result<Option<(String, Vec<u8>)>, StoreOpError> {
+    let row = pool
+        .get()
+        .await?
+        .query_opt(
+            "SELECT stanza, cipher_pass_ciphertext FROM backup_repositories
+             WHERE id = $1 AND instance_id = $2 AND cipher_pass_ciphertext IS NOT NULL",
+            &[&repo, &instance],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
 pub async fn assignments(pool: &Pool, agent: &str) -> Result<Vec<Assignment>, StoreOpError> {
     let rows = pool
         .get()
