@@ -507,7 +507,8 @@ async fn two_notifiers_send_each_notification_once_slack_and_alertmanager_shapes
     let am = Alertmanager::start();
     add_channel(
         &s,
-        json!({"name": "am", "kind": "alertmanager", "url": am.url, "insecure_http": true}),
+        json!({"name": "am", "kind": "alertmanager", "url": am.url, "insecure_http": true,
+               "links_base_url": "https://lasect.example.com/"}),
     )
     .await;
     add_route(&s, json!({"channel": "am", "matchers": "alertname=conn_a"})).await;
@@ -536,6 +537,10 @@ async fn two_notifiers_send_each_notification_once_slack_and_alertmanager_shapes
     assert_eq!(alerts[0]["labels"]["team"], "db");
     assert_eq!(alerts[0]["status"]["state"], "active");
     assert!(alerts[0]["annotations"]["summary"].is_string());
+    assert_eq!(
+        alerts[0]["generatorURL"],
+        "https://lasect.example.com/api/v1/alerts?rule=conn_a&state=all"
+    );
 }
 
 #[tokio::test]

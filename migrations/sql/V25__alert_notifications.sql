@@ -25,6 +25,9 @@ CREATE TABLE alert_channels (
     -- AES-256-GCM with the API's key file, bound to the channel id (api/src/notify/channel.rs):
     -- the webhook's HMAC key, the Slack URL or the SMTP password. Never returned by the API.
     secret_ciphertext bytea,
+    -- The API's (or console's) external URL: links in notifications and Alertmanager's
+    -- generatorURL become absolute under it. NULL: links are paths.
+    links_base_url text,
     timeout_secs  integer NOT NULL DEFAULT 10 CHECK (timeout_secs BETWEEN 1 AND 120),
     -- A delivery still failing this long after it was enqueued is given up (state `failed`).
     give_up_secs  integer NOT NULL DEFAULT 86400 CHECK (give_up_secs BETWEEN 60 AND 604800),

@@ -173,6 +173,8 @@ pub struct Target {
     pub timeout: std::time::Duration,
     /// Email channels only.
     pub email: Option<EmailSettings>,
+    /// Prefix making the notification's links absolute (no trailing `/`).
+    pub links_base: Option<String>,
 }
 
 impl std::fmt::Debug for Target {
@@ -207,6 +209,7 @@ struct Row {
     email_to: Option<String>,
     smtp_username: Option<String>,
     ca_pem: Option<String>,
+    links_base_url: Option<String>,
 }
 
 /// Loads channel `id` and decrypts its secret with `keyring` (`None`: no key file).
@@ -217,7 +220,7 @@ pub async fn load_target(
 ) -> Result<Target, TargetError> {
     let row: Option<Row> = sqlx::query_as(
         "SELECT kind, url, insecure_http, secret_ciphertext, timeout_secs, email_from, email_to, \
-         smtp_username, ca_pem FROM alert_channels WHERE id = $1",
+         smtp_username, ca_pem, links_base_url FROM alert_channels WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(conn)
@@ -237,6 +240,10 @@ pub async fn load_target(
         }
     };
     let timeout = std::time::Duration::from_secs(u64::try_from(row.timeout_secs).unwrap_or(10));
+    let links_base = row
+        .links_base_url
+        .as_deref()
+        .map(|b| b.trim_end_matches('/').to_owned());
     if kind == Kind::Email {
         let server =
             check_smtp_url(&row.url, row.insecure_http).map_err(|e| unusable(e.to_string()))?;
@@ -265,6 +272,7 @@ pub async fn load_target(
             secret: None,
             timeout,
             email: Some(email),
+            links_base,
         });
     }
     let url_text = match kind {
@@ -282,6 +290,7 @@ pub async fn load_target(
         secret: if kind == Kind::Slack { None } else { secret },
         timeout,
         email: None,
+        links_base,
     })
 }
 

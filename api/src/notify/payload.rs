@@ -162,6 +162,10 @@ pub fn alertmanager(n: &Notification) -> serde_json::Value {
     if let Some(end) = n.ends_at {
         alert["endsAt"] = serde_json::Value::String(rfc3339(end));
     }
+    // Alertmanager wants a URL here: only once the channel made the links absolute.
+    if n.links.alert.starts_with("http") {
+        alert["generatorURL"] = serde_json::Value::String(n.links.alert.clone());
+    }
     serde_json::json!([alert])
 }
 

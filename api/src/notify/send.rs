@@ -43,6 +43,16 @@ impl SendError {
 /// Sends `n` to `target` now.
 pub async fn send(target: &Target, n: &Notification) -> Result<Answer, SendError> {
     crate::server::install_crypto_provider();
+    let mut absolute;
+    let n = match &target.links_base {
+        None => n,
+        Some(base) => {
+            absolute = n.clone();
+            absolute.links.alert = format!("{base}{}", n.links.alert);
+            absolute.links.history = format!("{base}{}", n.links.history);
+            &absolute
+        }
+    };
     if let Some(email) = &target.email {
         return send_email(email, target.timeout, n).await;
     }

@@ -168,6 +168,10 @@ pub struct NewChannel {
     /// the system's roots.
     #[schema(min_length = 1, max_length = 20000)]
     pub ca_pem: Option<String>,
+    /// The API's (or console's) external http(s) URL: links in notifications become absolute
+    /// under it, and Alertmanager gets a `generatorURL`.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub links_base_url: Option<String>,
     /// Per call, default 10.
     #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     #[schema(minimum = 1, maximum = 120)]
@@ -236,6 +240,7 @@ pub async fn add_channel(
         || !len(&r.email_from, 320)
         || !len(&r.smtp_username, 320)
         || !len(&r.ca_pem, 20_000)
+        || !len(&r.links_base_url, 2000)
         || r.email_to
             .as_ref()
             .is_some_and(|t| !(1..=50).contains(&t.len()))
@@ -254,6 +259,9 @@ pub async fn add_channel(
         ));
     }
     let invalid = |m: String| ApiError::unprocessable("invalid_channel", m);
+    if let Some(base) = &r.links_base_url {
+        channel::check_url(base, true).map_err(|e| invalid(format!("links_base_url: {e}")))?;
+    }
     let email_fields = r.email_from.is_some()
         || r.email_to.is_some()
         || r.smtp_username.is_some()
@@ -325,8 +333,8 @@ pub async fn add_channel(
     let mut tx = state.pool.begin().await?;
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO alert_channels (name, kind, url, insecure_http, timeout_secs, give_up_secs, \
-         created_by, email_from, email_to, smtp_username, ca_pem) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (name) DO NOTHING \
+         created_by, email_from, email_to, smtp_username, ca_pem, links_base_url) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (name) DO NOTHING \
          RETURNING id",
     )
     .bind(&r.name)
@@ -340,6 +348,7 @@ pub async fn add_channel(
     .bind(r.email_to.as_ref().map(|t| t.join(",")))
     .bind(&r.smtp_username)
     .bind(&r.ca_pem)
+    .bind(&r.links_base_url)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = id else {
