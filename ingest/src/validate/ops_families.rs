@@ -379,7 +379,10 @@ mod tests {
         let mut none = table.clone();
         none.schemaname.clear();
         none.relname.clear();
-        assert_eq!(publication_row(none).expect("no tables")[3], Value::Text(None));
+        assert_eq!(
+            publication_row(none).expect("no tables")[3],
+            Value::Text(None)
+        );
         let mut half = table;
         half.schemaname.clear();
         assert_eq!(publication_row(half).expect_err("refused").field, "relname");
