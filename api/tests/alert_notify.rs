@@ -361,6 +361,22 @@ async fn webhook_is_signed_survives_a_receiver_down_and_keeps_order_once() {
     let got = hook.taken();
     assert_eq!(got.len(), 4);
     assert_eq!(verify(&got[3])["kind"], "repeat");
+    // Acknowledged: no more repeats.
+    let alert = bodies[0]["alert_id"].as_i64().expect("alert id");
+    let (status, answer) = post(
+        &s,
+        &s.f.admin,
+        &format!("/api/v1/alerts/{alert}/ack"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    sqlx::query("UPDATE alert_deliveries SET created_at = now() - interval '5 hours'")
+        .execute(pool)
+        .await
+        .expect("age");
+    outbox::enqueue(pool).await.expect("enqueue");
+    assert_eq!(pending(pool).await, 0);
 
     // Give up: a receiver gone for longer than the channel allows.
     hook.down.store(true, Ordering::SeqCst);

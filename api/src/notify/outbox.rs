@@ -220,7 +220,8 @@ struct Firing {
 }
 
 /// Repeat notices for alerts still firing whose last notice to a channel (firing or repeat)
-/// is older than the route's repeat interval, unless a silence now covers them.
+/// is older than the route's repeat interval, unless someone acknowledged them or a silence
+/// now covers them.
 async fn repeats(conn: &mut sqlx::PgConnection, routes: &[Route]) -> Result<u64, sqlx::Error> {
     let silences = crate::alerts::evaluator::active_silences(conn, Utc::now()).await?;
     let mut written = 0;
@@ -231,7 +232,8 @@ async fn repeats(conn: &mut sqlx::PgConnection, routes: &[Route]) -> Result<u64,
              FROM alert_instances a JOIN alert_rules r ON r.id = a.rule_id \
              JOIN LATERAL (SELECT id, kind, created_at FROM alert_deliveries \
                  WHERE alert_id = a.id AND channel_id = $1 ORDER BY id DESC LIMIT 1) d ON true \
-             WHERE a.state = 'firing' AND d.kind IN ('firing', 'repeat') \
+             WHERE a.state = 'firing' AND a.acknowledged_at IS NULL \
+               AND d.kind IN ('firing', 'repeat') \
                AND d.created_at < now() - make_interval(secs => $2)",
         )
         .bind(route.channel_id)
