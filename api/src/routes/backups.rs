@@ -91,8 +91,10 @@ pub struct AddRepository {
     /// With `cipher_type`: stored encrypted, never returned.
     #[schema(max_length = 4096)]
     pub cipher_pass: Option<String>,
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     #[schema(minimum = 1, maximum = 9999999)]
     pub retention_full: Option<i32>,
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     #[schema(minimum = 1, maximum = 9999999)]
     pub retention_diff: Option<i32>,
 }
@@ -261,13 +263,32 @@ fn check_repository(r: &AddRepository) -> Result<RepoType, ApiError> {
         ("secret_key", r.secret_key.as_ref()),
         ("cipher_pass", r.cipher_pass.as_ref()),
     ] {
-        if let Some(v) = value
-            && (v.contains(['\n', '\r', '\0']) || v.chars().count() > MAX_TEXT)
-        {
-            return Err(bad(format!(
-                "{name} must be one line of at most {MAX_TEXT} characters"
-            )));
+        if let Some(v) = value {
+            if v.chars().count() > MAX_TEXT {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    format!("{name} must have at most {MAX_TEXT} characters"),
+                ));
+            }
+            if v.contains(['\n', '\r', '\0']) {
+                return Err(bad(format!("{name} must be one line")));
+            }
         }
+    }
+    // The document's patterns (`^/`, `^/.*\.conf$`): breaking them is a bad body.
+    if !r.path.starts_with('/') {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "path must be absolute (start with /)",
+        ));
+    }
+    if let Some(c) = &r.config_path
+        && !(c.starts_with('/') && c.ends_with(".conf"))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "config_path must be an absolute path ending in .conf",
+        ));
     }
     if r.path.split('/').any(|part| part == "..") {
         return Err(bad("path must not contain `..`".into()));
@@ -332,10 +353,29 @@ pub async fn add(
         .await?;
     let r = body(request)?;
     if !regex_lite_stanza(&r.stanza) {
+        // Regex engines where `$` also matches before a final newline accept "main\n": the
+        // document's pattern allows it, the stanza cannot be.
+        if r.stanza.strip_suffix('\n').is_some_and(regex_lite_stanza) {
+            return Err(ApiError::unprocessable(
+                "invalid_repository",
+                "stanza must not end with a newline",
+            ));
+        }
         return Err(ApiError::bad_request(
             "invalid_body",
             format!("stanza must match {STANZA_PATTERN}"),
         ));
+    }
+    for (name, value) in [
+        ("retention_full", r.retention_full),
+        ("retention_diff", r.retention_diff),
+    ] {
+        if value.is_some_and(|n| !(1..=9_999_999).contains(&n)) {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("{name} must be 1..=9999999"),
+            ));
+        }
     }
     let repo_type = check_repository(&r)?;
     let agent = instance_agent(&state, id).await?;
@@ -709,4 +749,79 @@ pub async fn info(
         wait,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn repo(body: serde_json::Value) -> AddRepository {
+        serde_json::from_value(body).expect("a body")
+    }
+
+    fn refusal(body: serde_json::Value) -> (StatusCode, String) {
+        let e = check_repository(&repo(body)).expect_err("refused");
+        (e.status(), e.message().to_owned())
+    }
+
+    #[test]
+    fn what_the_schema_cannot_say_is_422_and_what_it_says_is_400() {
+        assert_eq!(
+            check_repository(&repo(json!({"stanza": "main", "path": "/r"}))).ok(),
+            Some(RepoType::Posix)
+        );
+        let cases = [
+            (
+                json!({"stanza": "m", "path": "/r", "cipher_type": "aes-256-cbc"}),
+                422,
+                "cipher_pass",
+            ),
+            (
+                json!({"stanza": "m", "path": "/r", "cipher_type": "aes-256-cbc", "cipher_pass": "short"}),
+                422,
+                "16",
+            ),
+            (
+                json!({"stanza": "m", "path": "/r", "cipher_pass": "a-long-enough-passphrase"}),
+                422,
+                "cipher_type",
+            ),
+            (
+                json!({"stanza": "m", "path": "/r", "repo_type": "s3"}),
+                422,
+                "bucket",
+            ),
+            (
+                json!({"stanza": "m", "path": "/r", "bucket": "b"}),
+                422,
+                "posix",
+            ),
+            (json!({"stanza": "m", "path": "/a/../b"}), 422, ".."),
+            (
+                json!({"stanza": "m", "path": "/r\n[global]"}),
+                422,
+                "one line",
+            ),
+            (json!({"stanza": "m", "path": "relative"}), 400, "absolute"),
+            (
+                json!({"stanza": "m", "path": "/r", "config_path": "/etc/x.txt"}),
+                400,
+                ".conf",
+            ),
+        ];
+        for (body, status, needle) in cases {
+            let (got, message) = refusal(body.clone());
+            assert_eq!(got.as_u16(), status, "{body}: {message}");
+            assert!(message.contains(needle), "{body}: {message}");
+        }
+    }
+
+    #[test]
+    fn stanza_names_follow_the_documented_pattern() {
+        assert!(regex_lite_stanza("main-16.a_b"));
+        for bad in ["", "-x", "a b", "a]", &"x".repeat(65)] {
+            assert!(!regex_lite_stanza(bad), "{bad:?}");
+        }
+    }
 }
