@@ -13,11 +13,11 @@
 //! `main.rs` only parses arguments, reads the environment and calls [`run`].
 
 pub mod agents_cmd;
-pub mod backup_cmd;
 pub mod alert_channel_cmd;
 pub mod alert_cmd;
 pub mod api_client;
 pub mod args;
+pub mod backup_cmd;
 pub mod config_file;
 pub mod data_cmd;
 pub mod exit;
