@@ -86,7 +86,11 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct Scope {
     /// One instance.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::routes::json_integer::option"
+    )]
     #[schema(minimum = 1)]
     pub instance_id: Option<i64>,
     /// Instances whose labels match, e.g. `env=prod, tier!=batch`.
@@ -855,4 +859,19 @@ pub fn compile(def: &RuleDef, catalog: &Catalog) -> Result<Compiled, RuleError> 
         scope_instance: def.scope.instance_id,
         scope_matchers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scope;
+
+    /// JSON has one number type: `5.0` is the instance 5 (clients and
+    /// fuzzers write integers that way), `5.5` is no instance at all.
+    #[test]
+    fn a_scope_instance_id_may_be_an_integral_float() {
+        let scope: Scope = serde_json::from_str(r#"{"instance_id": 5.0}"#).expect("5.0 is 5");
+        assert_eq!(scope.instance_id, Some(5));
+        assert!(serde_json::from_str::<Scope>(r#"{"instance_id": 5.5}"#).is_err());
+        assert!(serde_json::from_str::<Scope>(r#"{"instance_id": null}"#).is_ok());
+    }
 }
