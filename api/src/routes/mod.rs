@@ -375,7 +375,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             alert_channels::remove_channel
         ))
         .routes(routes!(alert_channels::test_channel))
-        .routes(routes!(alert_channels::list_routes, alert_channels::add_route))
+        .routes(routes!(
+            alert_channels::list_routes,
+            alert_channels::add_route
+        ))
         .routes(routes!(alert_channels::remove_route))
         .routes(routes!(alert_channels::deliveries))
         .routes(routes!(backups::list, backups::add))
