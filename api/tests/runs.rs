@@ -525,6 +525,24 @@ async fn run_details_are_visible_only_to_who_may_read_them() {
             Role::Admin,
             "none",
         ),
+        (
+            "backup_stanza",
+            json!({"stanza": "main", "action": "check", "repo": {"path": "/r"}}),
+            Role::Admin,
+            "none",
+        ),
+        (
+            "backup",
+            json!({"stanza": "main", "type": "full", "repo": {"path": "/r"}}),
+            Role::Admin,
+            "none",
+        ),
+        (
+            "backup_info",
+            json!({"stanza": "main", "repo": {"path": "/r"}}),
+            Role::Admin,
+            "none",
+        ),
     ];
     let kinds: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.0).collect();
     assert_eq!(
