@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
 use super::auth_routes::body;
-use super::runs::{WaitQuery, new_run, path_id, start};
+use super::runs::{WaitQuery, new_run, path_id, positive_id, start};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 use crate::runs::{self, RunLimits, RunView};
@@ -193,19 +193,23 @@ fn repository(r: &sqlx::postgres::PgRow) -> Result<Repository, sqlx::Error> {
     })
 }
 
-/// `{id}` and `{repo}`, both positive integers.
-fn two_ids(path: Result<Path<(String, String)>, PathRejection>) -> Result<(i64, i64), ApiError> {
+/// `{id}` and `{repo}` of a route that only the instance's admins may use, once the caller
+/// is known to be one.
+async fn admin_ids(
+    state: &AppState,
+    principal: &Principal,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(i64, i64), ApiError> {
     let Path((id, repo)) =
         path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
-    let one = |raw: String, what: &str| {
-        raw.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_path",
-                format!("{what} id must be a positive integer, not {raw:?}"),
-            )
-        })
-    };
-    Ok((one(id, "instance")?, one(repo, "repository")?))
+    let (id, repo) = (
+        positive_id(&id, "instance")?,
+        positive_id(&repo, "repository")?,
+    );
+    principal
+        .require_on_instance(&state.pool, id, Role::Admin)
+        .await?;
+    Ok((id, repo))
 }
 
 /// The instance's agent, or 404 (a global admin passes the role check without one).
@@ -352,10 +356,10 @@ pub async fn add(
         .require_on_instance(&state.pool, id, Role::Admin)
         .await?;
     let r = body(request)?;
-    if !regex_lite_stanza(&r.stanza) {
+    if !valid_stanza_name(&r.stanza) {
         // Regex engines where `$` also matches before a final newline accept "main\n": the
         // document's pattern allows it, the stanza cannot be.
-        if r.stanza.strip_suffix('\n').is_some_and(regex_lite_stanza) {
+        if r.stanza.strip_suffix('\n').is_some_and(valid_stanza_name) {
             return Err(ApiError::unprocessable(
                 "invalid_repository",
                 "stanza must not end with a newline",
@@ -418,7 +422,7 @@ pub async fn add(
     Ok((StatusCode::CREATED, Json(fetch(&state, id, repo).await?)))
 }
 
-fn regex_lite_stanza(s: &str) -> bool {
+fn valid_stanza_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 64
@@ -494,10 +498,7 @@ pub async fn remove(
     principal: Principal,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let (id, repo) = two_ids(path)?;
-    principal
-        .require_on_instance(&state.pool, id, Role::Admin)
-        .await?;
+    let (id, repo) = admin_ids(&state, &principal, path).await?;
     let removed = sqlx::query("DELETE FROM backup_repositories WHERE instance_id = $1 AND id = $2")
         .bind(id)
         .bind(repo)
@@ -585,10 +586,7 @@ pub async fn stanza(
     query: Result<Query<WaitQuery>, QueryRejection>,
     request: Result<Json<StanzaRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let (id, repo) = two_ids(path)?;
-    principal
-        .require_on_instance(&state.pool, id, Role::Admin)
-        .await?;
+    let (id, repo) = admin_ids(&state, &principal, path).await?;
     let wait = WaitQuery::duration(query)?;
     let r = body(request)?;
     let (stanza, repo) = repo_for_run(&state, id, repo).await?;
@@ -640,10 +638,7 @@ pub async fn backup(
     query: Result<Query<WaitQuery>, QueryRejection>,
     request: Result<Json<BackupRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let (id, repo) = two_ids(path)?;
-    principal
-        .require_on_instance(&state.pool, id, Role::Admin)
-        .await?;
+    let (id, repo) = admin_ids(&state, &principal, path).await?;
     let wait = WaitQuery::duration(query)?;
     let r = body(request)?;
     let (stanza, repo) = repo_for_run(&state, id, repo).await?;
@@ -736,10 +731,7 @@ pub async fn info(
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let (id, repo) = two_ids(path)?;
-    principal
-        .require_on_instance(&state.pool, id, Role::Admin)
-        .await?;
+    let (id, repo) = admin_ids(&state, &principal, path).await?;
     let wait = WaitQuery::duration(query)?;
     let (stanza, repo) = repo_for_run(&state, id, repo).await?;
     let params = RunParams::BackupInfo(BackupInfoParams { stanza, repo });
@@ -819,9 +811,9 @@ mod tests {
 
     #[test]
     fn stanza_names_follow_the_documented_pattern() {
-        assert!(regex_lite_stanza("main-16.a_b"));
+        assert!(valid_stanza_name("main-16.a_b"));
         for bad in ["", "-x", "a b", "a]", &"x".repeat(65)] {
-            assert!(!regex_lite_stanza(bad), "{bad:?}");
+            assert!(!valid_stanza_name(bad), "{bad:?}");
         }
     }
 }

@@ -33,6 +33,11 @@ pub(crate) fn path_id(
     what: &str,
 ) -> Result<i64, ApiError> {
     let Path(raw) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    positive_id(&raw, what)
+}
+
+/// One id segment of a path: a positive integer, else 400 naming `what`.
+pub(crate) fn positive_id(raw: &str, what: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_path",
