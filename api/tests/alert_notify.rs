@@ -218,6 +218,17 @@ async fn pending(pool: &PgPool) -> i64 {
 
 /// Checks the signature as a receiver would (and that another key fails); the body as JSON.
 fn verify(r: &Received) -> Value {
+    verify_with(r, WEBHOOK_SECRET)
+}
+
+fn verify_with(r: &Received, key: &str) -> Value {
+    assert!(signed_with(r, key), "the signature verifies");
+    assert!(!signed_with(r, "another secret"));
+    serde_json::from_slice(&r.body).expect("JSON body")
+}
+
+/// Whether `r` carries a valid signature under `key`.
+fn signed_with(r: &Received, key: &str) -> bool {
     let ts = r.headers["x-lasect-timestamp"].to_str().expect("ascii");
     let sig = r.headers["x-lasect-signature"].to_str().expect("ascii");
     let hex = sig.strip_prefix("v1=").expect("v1=");
@@ -225,15 +236,10 @@ fn verify(r: &Received) -> Value {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
         .collect();
-    let mut mac = Hmac::<Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).expect("key");
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("key");
     mac.update(format!("{ts}.").as_bytes());
     mac.update(&r.body);
-    mac.verify_slice(&tag).expect("the signature verifies");
-    let mut wrong = Hmac::<Sha256>::new_from_slice(b"another secret").expect("key");
-    wrong.update(format!("{ts}.").as_bytes());
-    wrong.update(&r.body);
-    assert!(wrong.verify_slice(&tag).is_err());
-    serde_json::from_slice(&r.body).expect("JSON body")
+    mac.verify_slice(&tag).is_ok()
 }
 
 #[tokio::test]
@@ -715,6 +721,179 @@ async fn channel_api_checks_urls_roles_and_never_returns_secrets() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = get(&s, &s.f.viewer, &format!("/api/v1/alerts/channels/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn patch(s: &Setup, token: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+    req("PATCH", uri).token(token).json(body).send(&s.app).await
+}
+
+/// Deliveries enqueued for `channel` so far.
+async fn enqueued(pool: &PgPool, channel: i64) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM alert_deliveries WHERE channel_id = $1")
+        .bind(channel)
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn channel_edit_renames_disables_and_replaces_the_secret_admin_only_audited() {
+    const NEW_SECRET: &str = "the replacement signing key";
+    let s = setup().await;
+    let pool = &s.f.pool;
+    let (hook, base) = start_receiver().await;
+    let id = add_channel(
+        &s,
+        json!({"name": "edit-me", "kind": "webhook", "url": format!("{base}/old"),
+               "secret": WEBHOOK_SECRET, "insecure_http": true}),
+    )
+    .await;
+    add_channel(
+        &s,
+        json!({"name": "taken", "kind": "alertmanager", "url": "https://am.example.com/"}),
+    )
+    .await;
+    add_route(&s, json!({"channel": "edit-me"})).await;
+    add_rule(&s, "conn_edit", 1, "warning").await;
+    let uri = format!("/api/v1/alerts/channels/{id}");
+
+    // Refusals: roles, then bodies. Nothing changes.
+    for token in [&s.f.viewer, &s.f.scoped] {
+        let (status, _) = patch(&s, token, &uri, json!({"enabled": false})).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    for (body, want) in [
+        (json!({"name": "Bad Name"}), StatusCode::BAD_REQUEST),
+        (json!({"colour": "red"}), StatusCode::BAD_REQUEST),
+        (json!({"timeout_secs": 0}), StatusCode::BAD_REQUEST),
+        (json!({"name": "taken"}), StatusCode::CONFLICT),
+        (
+            json!({"insecure_http": false}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"url": "ftp://example.com/"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({"secret": "short"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!({"email_from": "a@example.com"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (status, answer) = patch(&s, &s.f.admin, &uri, body.clone()).await;
+        assert_eq!(status, want, "{body} -> {answer}");
+    }
+    let (status, _) = patch(&s, &s.f.admin, "/api/v1/alerts/channels/999999", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, unchanged) = get(&s, &s.f.admin, &uri).await;
+    assert_eq!(unchanged["name"], "edit-me");
+    assert_eq!(unchanged["enabled"], true);
+
+    // Disabled: a firing alert enqueues nothing for it.
+    let (status, answer) = patch(&s, &s.f.admin, &uri, json!({"enabled": false})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["enabled"], false);
+    let mut clock = Clock::new();
+    clock.round(pool, &[1], 90.0).await;
+    outbox::enqueue(pool).await.expect("enqueue");
+    assert_eq!(enqueued(pool, id).await, 0);
+
+    // Renamed, moved and re-keyed in one edit, then on again: the resolution goes out to the
+    // new URL signed with the new key, and the old key no longer verifies.
+    let (status, answer) = patch(
+        &s,
+        &s.f.admin,
+        &uri,
+        json!({"name": "edited", "url": format!("{base}/new"), "secret": NEW_SECRET,
+               "enabled": true, "timeout_secs": 5}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["name"], "edited");
+    assert_eq!(answer["url"], format!("{base}/new"));
+    assert_eq!(answer["enabled"], true);
+    assert_eq!(answer["has_secret"], true);
+    assert_eq!(answer["timeout_secs"], 5);
+    assert!(!answer.to_string().contains(NEW_SECRET), "{answer}");
+    let (_, listed) = get(&s, &s.f.viewer, "/api/v1/alerts/channels").await;
+    assert!(!listed.to_string().contains(NEW_SECRET), "{listed}");
+    let (status, answer) = req("POST", &format!("{uri}/test"))
+        .token(&s.f.admin)
+        .send(&s.app)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ok"], true, "{answer}");
+    let got = hook.taken();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/new");
+    assert_eq!(verify_with(&got[0], NEW_SECRET)["kind"], "test");
+    assert!(
+        !signed_with(&got[0], WEBHOOK_SECRET),
+        "the old key no longer verifies"
+    );
+
+    // A rename alone keeps the secret.
+    let (status, answer) = patch(&s, &s.f.admin, &uri, json!({"name": "edited-again"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["has_secret"], true);
+    let (_, answer) = req("POST", &format!("{uri}/test"))
+        .token(&s.f.admin)
+        .send(&s.app)
+        .await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(verify_with(&hook.taken()[1], NEW_SECRET)["kind"], "test");
+
+    // Slack: a new URL is a new secret; the shown URL never holds its path.
+    let slack = add_channel(
+        &s,
+        json!({"name": "slack-edit", "kind": "slack", "insecure_http": true,
+               "url": format!("{base}/services/T1/B1/OLDSLACKPATH")}),
+    )
+    .await;
+    let (status, answer) = patch(
+        &s,
+        &s.f.admin,
+        &format!("/api/v1/alerts/channels/{slack}"),
+        json!({"url": format!("{base}/services/T2/B2/NEWSLACKPATH")}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(!answer.to_string().contains("SLACKPATH"), "{answer}");
+    let (_, answer) = req("POST", &format!("/api/v1/alerts/channels/{slack}/test"))
+        .token(&s.f.admin)
+        .send(&s.app)
+        .await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(
+        hook.taken().last().expect("slack test").path,
+        "/services/T2/B2/NEWSLACKPATH"
+    );
+
+    // Audited, refusals included; no secret in the audit log.
+    let audit: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT actor, outcome, coalesce(error, '') FROM audit_log \
+         WHERE action = 'PATCH /api/v1/alerts/channels/{id}' ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("audit");
+    assert!(
+        audit.iter().any(|(a, o, _)| a == "admin" && o == "success"),
+        "{audit:?}"
+    );
+    assert!(
+        audit.iter().any(|(a, o, _)| a == "viewer" && o == "denied"),
+        "{audit:?}"
+    );
+    let everything: String =
+        sqlx::query_scalar("SELECT coalesce(string_agg(audit_log::text, ' '), '') FROM audit_log")
+            .fetch_one(pool)
+            .await
+            .expect("audit text");
+    for secret in [NEW_SECRET, WEBHOOK_SECRET, "NEWSLACKPATH", "OLDSLACKPATH"] {
+        assert!(!everything.contains(secret), "{secret} in the audit log");
+    }
 }
 
 /// `prometheus-alertmanager` (scripts/deps.sh --test installs it) on a free port, killed on

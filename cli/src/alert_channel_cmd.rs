@@ -56,6 +56,41 @@ pub enum ChannelCommand {
         #[arg(long)]
         no_resolved: bool,
     },
+    /// Change a channel: rename, switch on or off, a new URL or a new secret (admin)
+    Edit {
+        name: String,
+        /// The channel's new name
+        #[arg(long)]
+        rename: Option<String>,
+        /// Switch the channel on (it gets new notifications again)
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Switch the channel off: no new notifications, routes and secret kept
+        #[arg(long)]
+        disable: bool,
+        /// A new receiver URL (not for Slack, whose URL is a secret: --new-secret)
+        #[arg(long)]
+        url: Option<String>,
+        /// Replace the secret (webhook signing key, Slack URL, SMTP password): read like
+        /// --secret-stdin or asked for without echo
+        #[arg(long)]
+        new_secret: bool,
+        /// Read the new secret from the first line of stdin
+        #[arg(long, requires = "new_secret")]
+        secret_stdin: bool,
+        /// Allow (true) or refuse (false) plain http:// / SMTP without TLS
+        #[arg(long, value_name = "BOOL")]
+        insecure_http: Option<bool>,
+        /// Email: a new sender address
+        #[arg(long)]
+        from: Option<String>,
+        /// Email: the recipients, replacing the old ones (repeat for several)
+        #[arg(long)]
+        to: Vec<String>,
+        /// Per call, e.g. 10s
+        #[arg(long)]
+        timeout: Option<String>,
+    },
     /// Channels (without secrets) and their routes
     List,
     /// Send a test notification now and show the receiver's answer (admin)
@@ -80,6 +115,7 @@ const CHANNEL_COLUMNS: &[(&str, &str)] = &[
     ("name", "name"),
     ("kind", "kind"),
     ("url", "url"),
+    ("enabled", "enabled"),
     ("secret", "has_secret"),
     ("routes", "routes_text"),
 ];
@@ -242,6 +278,93 @@ pub async fn run(
                 ))
             })
         }
+        ChannelCommand::Edit {
+            name,
+            rename,
+            enable,
+            disable,
+            url,
+            new_secret,
+            secret_stdin,
+            insecure_http,
+            from,
+            to,
+            timeout,
+        } => {
+            let mut body = json!({});
+            if let Some(n) = rename {
+                body["name"] = json!(n);
+            }
+            if enable || disable {
+                body["enabled"] = json!(enable);
+            }
+            if let Some(b) = insecure_http {
+                body["insecure_http"] = json!(b);
+            }
+            if let Some(f) = from {
+                body["email_from"] = json!(f);
+            }
+            if !to.is_empty() {
+                body["email_to"] = json!(to);
+            }
+            if let Some(t) = timeout {
+                let secs = parse_duration_secs(&t)
+                    .ok_or_else(|| Usage(format!("--timeout must be like 10s, not {t:?}")))?;
+                body["timeout_secs"] = json!(secs);
+            }
+            let none_asked = body.as_object().is_some_and(|o| o.is_empty());
+            if none_asked && url.is_none() && !new_secret {
+                return Err(Usage(
+                    "nothing to change: give --rename, --enable, --disable, --url, --new-secret, \
+                     --insecure-http, --from, --to or --timeout"
+                        .into(),
+                )
+                .into());
+            }
+            let id = channel_id(client, &name).await?;
+            let kind = client
+                .get_json(&format!("api/v1/alerts/channels/{id}"))
+                .await?["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(u) = url {
+                if kind == "slack" {
+                    return Err(Usage(
+                        "a Slack URL is a secret: give it with --new-secret (stdin or prompt), \
+                         not --url"
+                            .into(),
+                    )
+                    .into());
+                }
+                body["url"] = json!(u);
+            }
+            if new_secret {
+                let (field, prompt) = match kind.as_str() {
+                    "slack" => ("url", "new Slack incoming-webhook URL: "),
+                    "email" => ("secret", "new SMTP password: "),
+                    "webhook" => ("secret", "new webhook signing secret: "),
+                    other => {
+                        return Err(Usage(format!("{other} channels have no secret")).into());
+                    }
+                };
+                body[field] = json!(crate::password::read(prompt, secret_stdin)?);
+            }
+            let channel = client
+                .patch_json(&format!("api/v1/alerts/channels/{id}"), &body)
+                .await?;
+            render_body(output, &channel, |c| {
+                Ok(format!(
+                    "channel {} changed ({})\n",
+                    c["name"].as_str().unwrap_or_default(),
+                    if c["enabled"] == false {
+                        "disabled"
+                    } else {
+                        "enabled"
+                    }
+                ))
+            })
+        }
         ChannelCommand::List => {
             let mut channels = client.get_json("api/v1/alerts/channels").await?;
             let routes = client.get_json("api/v1/alerts/routes").await?;
@@ -359,6 +482,22 @@ mod tests {
         }
     }
 
+    fn edit(timeout: Option<&str>) -> ChannelCommand {
+        ChannelCommand::Edit {
+            name: "c".into(),
+            rename: None,
+            enable: false,
+            disable: false,
+            url: None,
+            new_secret: false,
+            secret_stdin: false,
+            insecure_http: None,
+            from: None,
+            to: Vec::new(),
+            timeout: timeout.map(str::to_owned),
+        }
+    }
+
     /// Refused before anything is read or sent (the API URL is never contacted).
     #[tokio::test]
     async fn bad_arguments_are_usage_errors() {
@@ -372,6 +511,8 @@ mod tests {
             (add("webhook", None), "--url"),
             (add("email", Some("smtp://mail.example.com")), "--from"),
             (add("pagerduty", None), "--kind"),
+            (edit(Some("soon")), "--timeout"),
+            (edit(None), "nothing to change"),
         ] {
             let e = run(&client, command, OutputFormat::Table)
                 .await

@@ -242,6 +242,10 @@ impl ApiClient {
         .into())
     }
 
+    pub async fn patch_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.request(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
     pub async fn delete_json(&self, path: &str) -> anyhow::Result<Value> {
         self.request(reqwest::Method::DELETE, path, None).await
     }

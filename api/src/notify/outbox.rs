@@ -47,7 +47,7 @@ async fn routes(conn: &mut sqlx::PgConnection) -> Result<Vec<Route>, sqlx::Error
     let rows: Vec<(i64, i64, String, String, i32, bool, i32)> = sqlx::query_as(
         "SELECT r.id, r.channel_id, r.min_severity, r.matchers, r.repeat_secs, r.send_resolved, \
          c.give_up_secs FROM alert_routes r JOIN alert_channels c ON c.id = r.channel_id \
-         ORDER BY r.id",
+         WHERE c.enabled ORDER BY r.id",
     )
     .fetch_all(conn)
     .await?;

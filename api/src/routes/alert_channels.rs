@@ -1,11 +1,12 @@
 //! Notification channels, routes and deliveries (issue 18, notifications):
-//! `GET|POST /api/v1/alerts/channels`, `GET|DELETE /api/v1/alerts/channels/{id}`,
+//! `GET|POST /api/v1/alerts/channels`, `GET|PATCH|DELETE /api/v1/alerts/channels/{id}` (edit:
+//! rename, enable, URL, replace the secret),
 //! `POST /api/v1/alerts/channels/{id}/test` (send a test notification now),
 //! `GET|POST /api/v1/alerts/routes`, `DELETE /api/v1/alerts/routes/{id}`,
 //! `GET /api/v1/alerts/deliveries` (every notification with its attempts).
 //!
 //! Roles: a global viewer reads channels (never their secrets: the webhook key and the Slack
-//! URL are only ever written), routes and deliveries; a global admin adds, removes and tests
+//! URL are only ever written), routes and deliveries; a global admin adds, edits, removes and tests
 //! channels and routes. Writes are audited by the gate.
 
 use std::collections::BTreeMap;
@@ -35,6 +36,8 @@ pub struct Channel {
     /// The receiver's URL; for Slack only its scheme and host (the URL is the secret).
     pub url: String,
     pub insecure_http: bool,
+    /// A disabled channel gets no new notifications (its routes and secret are kept).
+    pub enabled: bool,
     /// Whether a secret is stored (it is never returned).
     pub has_secret: bool,
     pub timeout_secs: i32,
@@ -59,6 +62,7 @@ struct ChannelRow {
     kind: String,
     url: String,
     insecure_http: bool,
+    enabled: bool,
     has_secret: bool,
     timeout_secs: i32,
     give_up_secs: i32,
@@ -78,6 +82,7 @@ impl ChannelRow {
             name: self.name,
             url: self.url,
             insecure_http: self.insecure_http,
+            enabled: self.enabled,
             has_secret: self.has_secret,
             timeout_secs: self.timeout_secs,
             give_up_secs: self.give_up_secs,
@@ -92,7 +97,7 @@ impl ChannelRow {
     }
 }
 
-const SELECT_CHANNEL: &str = "SELECT id, name, kind, url, insecure_http, \
+const SELECT_CHANNEL: &str = "SELECT id, name, kind, url, insecure_http, enabled, \
      secret_ciphertext IS NOT NULL AS has_secret, timeout_secs, give_up_secs, email_from, \
      email_to, smtp_username, created_at, created_by FROM alert_channels";
 
@@ -222,6 +227,67 @@ pub async fn add_channel(
 ) -> Result<(StatusCode, Json<Channel>), ApiError> {
     principal.require(Role::Admin)?;
     let r = body(request)?;
+    let Checked { shown, secret } = check_channel(&r, false, true)?;
+    let timeout = r.timeout_secs.unwrap_or(10);
+    let give_up = r.give_up_secs.unwrap_or(86_400);
+    let keyring = secret.as_ref().map(|_| keyring(&state)).transpose()?;
+    // The ciphertext is bound to the row's id: written in the transaction that makes it.
+    let mut tx = state.pool.begin().await?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO alert_channels (name, kind, url, insecure_http, timeout_secs, give_up_secs, \
+         created_by, email_from, email_to, smtp_username, ca_pem, links_base_url) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (name) DO NOTHING \
+         RETURNING id",
+    )
+    .bind(&r.name)
+    .bind(r.kind.as_str())
+    .bind(&shown)
+    .bind(r.insecure_http)
+    .bind(i32::try_from(timeout).unwrap_or(10))
+    .bind(i32::try_from(give_up).unwrap_or(86_400))
+    .bind(&principal.username)
+    .bind(&r.email_from)
+    .bind(r.email_to.as_ref().map(|t| t.join(",")))
+    .bind(&r.smtp_username)
+    .bind(&r.ca_pem)
+    .bind(&r.links_base_url)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("a channel named {} exists", r.name),
+        ));
+    };
+    if let (Some(secret), Some(keyring)) = (&secret, &keyring) {
+        let sealed = channel::encrypt_secret(keyring, id, secret).map_err(ApiError::internal)?;
+        sqlx::query("UPDATE alert_channels SET secret_ciphertext = $2 WHERE id = $1")
+            .bind(id)
+            .bind(sealed)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(load_channel(&state, id).await?)))
+}
+
+/// What a channel stores once its settings are checked: the URL shown, and a new secret to
+/// seal (`None`: none, or the stored one stays).
+struct Checked {
+    shown: String,
+    secret: Option<String>,
+}
+
+/// Checks a channel's settings as they will be stored (400: what the document states, 422:
+/// what it cannot say). `stored_secret`: a secret is stored already (an edit); `url_given`:
+/// the URL is new (an edit of a Slack channel without one keeps the stored URL, which is its
+/// secret and not at hand).
+fn check_channel(
+    r: &NewChannel,
+    stored_secret: bool,
+    url_given: bool,
+) -> Result<Checked, ApiError> {
     let bad = |m: String| ApiError::bad_request("invalid_body", m);
     if !valid_name(&r.name) {
         return Err(bad(format!(
@@ -267,12 +333,23 @@ pub async fn add_channel(
         || r.smtp_username.is_some()
         || r.ca_pem.is_some();
     if r.kind == Kind::Email {
-        check_email(&r).map_err(invalid)?;
+        check_email(r, r.secret.is_some() || stored_secret).map_err(invalid)?;
     } else if email_fields {
         return Err(invalid(format!(
             "email_from, email_to, smtp_username and ca_pem are for email channels, not {}",
             r.kind.as_str()
         )));
+    }
+    if r.kind == Kind::Slack && !url_given {
+        if r.secret.is_some() {
+            return Err(invalid(
+                "secret: not used by slack channels (the URL is the secret: send url)".into(),
+            ));
+        }
+        return Ok(Checked {
+            shown: r.url.clone(),
+            secret: None,
+        });
     }
     let url = match r.kind {
         Kind::Email => reqwest::Url::parse(&r.url).map_err(|e| invalid(e.to_string()))?,
@@ -291,6 +368,7 @@ pub async fn add_channel(
         Kind::Email => (url.to_string(), r.secret.clone()),
         Kind::Webhook => match &r.secret {
             Some(s) => (url.to_string(), Some(s.clone())),
+            None if stored_secret => (url.to_string(), None),
             None => {
                 return Err(invalid(
                     "secret: a webhook needs one, receivers verify the signature with it".into(),
@@ -306,72 +384,33 @@ pub async fn add_channel(
         Kind::Slack => (channel::redacted(&url), Some(url.to_string())),
         Kind::Alertmanager => (url.to_string(), None),
     };
-    let keyring = match &secret {
-        None => None,
-        Some(_) => Some(
-            state
-                .secrets
-                .as_ref()
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "no_secrets_key",
-                        "the API has no secrets key file to encrypt channel secrets with",
-                    )
-                })?
-                .keyring()
-                .map_err(|e| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "no_secrets_key",
-                        format!("the secrets key file cannot be read: {e}"),
-                    )
-                })?,
-        ),
-    };
-    // The ciphertext is bound to the row's id: written in the transaction that makes it.
-    let mut tx = state.pool.begin().await?;
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO alert_channels (name, kind, url, insecure_http, timeout_secs, give_up_secs, \
-         created_by, email_from, email_to, smtp_username, ca_pem, links_base_url) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (name) DO NOTHING \
-         RETURNING id",
-    )
-    .bind(&r.name)
-    .bind(r.kind.as_str())
-    .bind(&shown)
-    .bind(r.insecure_http)
-    .bind(i32::try_from(timeout).unwrap_or(10))
-    .bind(i32::try_from(give_up).unwrap_or(86_400))
-    .bind(&principal.username)
-    .bind(&r.email_from)
-    .bind(r.email_to.as_ref().map(|t| t.join(",")))
-    .bind(&r.smtp_username)
-    .bind(&r.ca_pem)
-    .bind(&r.links_base_url)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(id) = id else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("a channel named {} exists", r.name),
-        ));
-    };
-    if let (Some(secret), Some(keyring)) = (&secret, &keyring) {
-        let sealed = channel::encrypt_secret(keyring, id, secret).map_err(ApiError::internal)?;
-        sqlx::query("UPDATE alert_channels SET secret_ciphertext = $2 WHERE id = $1")
-            .bind(id)
-            .bind(sealed)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(load_channel(&state, id).await?)))
+    Ok(Checked { shown, secret })
+}
+
+/// The keyring that seals channel secrets; 503 without a key file.
+fn keyring(state: &AppState) -> Result<std::sync::Arc<lasect_pki::secrets::Keyring>, ApiError> {
+    state
+        .secrets
+        .as_ref()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_secrets_key",
+                "the API has no secrets key file to encrypt channel secrets with",
+            )
+        })?
+        .keyring()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_secrets_key",
+                format!("the secrets key file cannot be read: {e}"),
+            )
+        })
 }
 
 /// An email channel's settings, checked before they are stored.
-fn check_email(r: &NewChannel) -> Result<(), String> {
+fn check_email(r: &NewChannel, has_secret: bool) -> Result<(), String> {
     channel::check_smtp_url(&r.url, r.insecure_http).map_err(|e| e.to_string())?;
     let from = r
         .email_from
@@ -390,7 +429,7 @@ fn check_email(r: &NewChannel) -> Result<(), String> {
         a.parse::<lettre::message::Mailbox>()
             .map_err(|e| format!("email_to {a:?}: {e}"))?;
     }
-    if r.secret.is_some() != r.smtp_username.is_some() {
+    if has_secret != r.smtp_username.is_some() {
         return Err("smtp_username and secret (the SMTP password) go together".into());
     }
     if let Some(pem) = &r.ca_pem {
@@ -422,6 +461,173 @@ pub async fn show_channel(
 ) -> Result<Json<Channel>, ApiError> {
     principal.require(Role::Viewer)?;
     let id = path_params(path)?;
+    Ok(Json(load_channel(&state, id).await?))
+}
+
+/// Changes to a channel; absent fields stay as they are. Its kind cannot change.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPatch {
+    #[schema(pattern = "^[a-z0-9][a-z0-9_.-]{0,62}$")]
+    pub name: Option<String>,
+    /// false: no new notifications go to the channel (routes and secret are kept).
+    pub enabled: Option<bool>,
+    /// Where notifications go (as when adding; for Slack this replaces the secret URL).
+    #[schema(min_length = 1, max_length = 2000)]
+    pub url: Option<String>,
+    /// Replaces the secret (webhook HMAC key, SMTP password); never returned.
+    #[schema(min_length = 1, max_length = 1000)]
+    pub secret: Option<String>,
+    pub insecure_http: Option<bool>,
+    #[schema(min_length = 1, max_length = 320)]
+    pub email_from: Option<String>,
+    #[schema(min_items = 1, max_items = 50)]
+    pub email_to: Option<Vec<String>>,
+    #[schema(min_length = 1, max_length = 320)]
+    pub smtp_username: Option<String>,
+    #[schema(min_length = 1, max_length = 20000)]
+    pub ca_pem: Option<String>,
+    #[schema(min_length = 1, max_length = 2000)]
+    pub links_base_url: Option<String>,
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
+    #[schema(minimum = 1, maximum = 120)]
+    pub timeout_secs: Option<u32>,
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
+    #[schema(minimum = 60, maximum = 604_800)]
+    pub give_up_secs: Option<u32>,
+}
+
+impl std::fmt::Debug for ChannelPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelPatch")
+            .field("name", &self.name)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredChannel {
+    name: String,
+    kind: String,
+    url: String,
+    insecure_http: bool,
+    has_secret: bool,
+    timeout_secs: i32,
+    give_up_secs: i32,
+    email_from: Option<String>,
+    email_to: Option<String>,
+    smtp_username: Option<String>,
+    ca_pem: Option<String>,
+    links_base_url: Option<String>,
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/v1/alerts/channels/{id}",
+    tag = "alerts",
+    params(("id" = i64, Path, minimum = 1, description = "Channel id")),
+    request_body = ChannelPatch,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The channel as it now is (without its secret)", body = Channel),
+        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "Role too low (global admin needed)", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        (status = 409, description = "A channel of that name exists", body = super::openapi::ErrorBody),
+        (status = 422, description = "The channel as changed would be invalid (URL, secret, email fields)", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable, or no secrets key file", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn edit_channel(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<i64>, PathRejection>,
+    request: Result<Json<ChannelPatch>, JsonRejection>,
+) -> Result<Json<Channel>, ApiError> {
+    principal.require(Role::Admin)?;
+    let id = path_params(path)?;
+    let p = body(request)?;
+    let mut tx = state.pool.begin().await?;
+    let stored: Option<StoredChannel> = sqlx::query_as(
+        "SELECT name, kind, url, insecure_http, secret_ciphertext IS NOT NULL AS has_secret, \
+         timeout_secs, give_up_secs, email_from, email_to, smtp_username, ca_pem, \
+         links_base_url FROM alert_channels WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let stored = stored.ok_or_else(|| ApiError::not_found(format!("no channel with id {id}")))?;
+    let kind = Kind::parse(&stored.kind)
+        .ok_or_else(|| ApiError::internal(format!("channel kind {}", stored.kind)))?;
+    // The channel as it will be, checked whole: a change may break a rule that involves a
+    // field it leaves alone (insecure_http false under a stored http:// URL).
+    let merged = NewChannel {
+        name: p.name.clone().unwrap_or(stored.name),
+        kind,
+        url: p.url.clone().unwrap_or(stored.url),
+        secret: p.secret.clone(),
+        insecure_http: p.insecure_http.unwrap_or(stored.insecure_http),
+        email_from: p.email_from.clone().or(stored.email_from),
+        email_to: p.email_to.clone().or_else(|| {
+            stored
+                .email_to
+                .map(|t| t.split(',').map(str::to_owned).collect())
+        }),
+        smtp_username: p.smtp_username.clone().or(stored.smtp_username),
+        ca_pem: p.ca_pem.clone().or(stored.ca_pem),
+        links_base_url: p.links_base_url.clone().or(stored.links_base_url),
+        timeout_secs: Some(
+            p.timeout_secs
+                .unwrap_or(u32::try_from(stored.timeout_secs).unwrap_or(10)),
+        ),
+        give_up_secs: Some(
+            p.give_up_secs
+                .unwrap_or(u32::try_from(stored.give_up_secs).unwrap_or(86_400)),
+        ),
+    };
+    let Checked { shown, secret } = check_channel(&merged, stored.has_secret, p.url.is_some())?;
+    let sealed = match &secret {
+        None => None,
+        Some(s) => {
+            Some(channel::encrypt_secret(&*keyring(&state)?, id, s).map_err(ApiError::internal)?)
+        }
+    };
+    let updated = sqlx::query(
+        "UPDATE alert_channels SET name = $2, url = $3, insecure_http = $4, \
+         enabled = coalesce($5, enabled), timeout_secs = $6, give_up_secs = $7, email_from = $8, \
+         email_to = $9, smtp_username = $10, ca_pem = $11, links_base_url = $12, \
+         secret_ciphertext = coalesce($13, secret_ciphertext) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&merged.name)
+    .bind(&shown)
+    .bind(merged.insecure_http)
+    .bind(p.enabled)
+    .bind(i32::try_from(merged.timeout_secs.unwrap_or(10)).unwrap_or(10))
+    .bind(i32::try_from(merged.give_up_secs.unwrap_or(86_400)).unwrap_or(86_400))
+    .bind(&merged.email_from)
+    .bind(merged.email_to.as_ref().map(|t| t.join(",")))
+    .bind(&merged.smtp_username)
+    .bind(&merged.ca_pem)
+    .bind(&merged.links_base_url)
+    .bind(sealed)
+    .execute(&mut *tx)
+    .await;
+    match updated {
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("a channel named {} exists", merged.name),
+            ));
+        }
+        other => {
+            other?;
+        }
+    }
+    tx.commit().await?;
     Ok(Json(load_channel(&state, id).await?))
 }
 

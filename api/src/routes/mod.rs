@@ -283,6 +283,7 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::GET, "/api/v1/alerts/channels", Authenticated),
         spec(Method::POST, "/api/v1/alerts/channels", Admin),
         spec(Method::GET, "/api/v1/alerts/channels/{id}", Authenticated),
+        spec(Method::PATCH, "/api/v1/alerts/channels/{id}", Admin),
         spec(Method::DELETE, "/api/v1/alerts/channels/{id}", Admin),
         spec(Method::POST, "/api/v1/alerts/channels/{id}/test", Admin),
         spec(Method::GET, "/api/v1/alerts/routes", Authenticated),
@@ -372,6 +373,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(
             alert_channels::show_channel,
+            alert_channels::edit_channel,
             alert_channels::remove_channel
         ))
         .routes(routes!(alert_channels::test_channel))
