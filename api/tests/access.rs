@@ -9,7 +9,7 @@ use lasect_api::auth::Role;
 use lasect_api::routes::{Access, route_specs};
 use serde_json::json;
 
-mod common;
+use crate::common;
 
 /// A concrete URI for a route path.
 fn concrete(path: &str) -> String {

@@ -6,7 +6,7 @@ use common::fixture::fixture;
 use common::http::req;
 use serde_json::json;
 
-mod common;
+use crate::common;
 
 #[tokio::test]
 async fn agents_are_listed_enrolled_and_disabled_by_admins() {

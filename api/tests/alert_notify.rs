@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::PgPool;
 
-mod common;
+use crate::common;
 
 const WEBHOOK_SECRET: &str = "a webhook secret of some length";
 

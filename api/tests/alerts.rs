@@ -14,7 +14,7 @@ use lasect_api::alerts::store;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-mod common;
+use crate::common;
 
 const TICK: Duration = Duration::from_secs(1);
 

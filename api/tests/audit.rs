@@ -6,7 +6,7 @@ use common::fixture::fixture;
 use common::http::req;
 use serde_json::json;
 
-mod common;
+use crate::common;
 
 #[tokio::test]
 async fn every_mutating_call_is_audited_and_the_log_is_append_only() {

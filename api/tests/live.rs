@@ -3,7 +3,7 @@
 //! clients subscribed to them, and only those; garbage and slow clients lose only their own
 //! connection. (`e2e/tests/live.rs` covers a sample pushed by a real agent through ingest.)
 
-mod common;
+use crate::common;
 
 use lasect_api::auth::Role;
 use lasect_api::{AppState, router};

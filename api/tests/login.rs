@@ -16,7 +16,7 @@ use lasect_api::{AppState, router};
 use lasect_testkit::{PgCluster, PgOptions};
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()

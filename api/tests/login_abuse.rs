@@ -16,7 +16,7 @@ use lasect_testkit::{PgCluster, PgOptions};
 use serde_json::json;
 use sqlx::PgPool;
 
-mod common;
+use crate::common;
 
 use common::http::{Answer, call};
 

@@ -4,7 +4,7 @@
 //! (every documented route, called with good and bad parameters against a real store and
 //! against a dead one, answers a documented status with a body of the documented shape).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Series downsampling, top statements and their errors, against a real migrated store with
 //! rows of known values (the expected aggregates are computed by hand in the comments).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

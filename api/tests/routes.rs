@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-mod common;
+use crate::common;
 
 /// The admin API token every request of these tests carries (inserted by `seed`).
 const ADMIN_TOKEN: &str = "lsat_routes-test-admin-token-0000000000000000000";

@@ -2,7 +2,7 @@
 //! test needs a run to end, it writes the run's row the way ingest does (the store is the
 //! contract between them, docs/CONTROL.md).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

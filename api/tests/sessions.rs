@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-mod common;
+use crate::common;
 
 use common::http::{Answer, call};
 

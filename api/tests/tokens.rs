@@ -5,7 +5,7 @@ use common::fixture::fixture;
 use common::http::{login, req};
 use serde_json::json;
 
-mod common;
+use crate::common;
 
 #[tokio::test]
 async fn refresh_tokens_rotate_and_a_replay_revokes_the_family() {

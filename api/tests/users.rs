@@ -5,7 +5,7 @@ use common::fixture::fixture;
 use common::http::{login, req};
 use serde_json::json;
 
-mod common;
+use crate::common;
 
 #[tokio::test]
 async fn users_are_managed_by_admins() {

@@ -54,6 +54,7 @@ fn require_tools() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_a_real_browser() {
+    let _load = crate::support::heavy().await;
     require_tools();
     let stack = Stack::new(AGENT_ID).await;
     let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
@@ -305,6 +306,7 @@ fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn committed_dist_is_what_the_sources_build() {
+    let _load = crate::support::heavy_blocking();
     require_tools();
     let out = tempfile::tempdir().expect("tempdir");
     let built = out.path().join("dist");

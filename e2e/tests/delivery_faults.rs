@@ -234,6 +234,7 @@ fn spool_segments(state: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_killed_repeatedly_loses_and_duplicates_nothing() {
+    let _load = crate::support::fault_test().await;
     let setup = Setup::new().await;
     let mut ingest = Some(setup.start_ingest(""));
     let store = setup
@@ -284,6 +285,7 @@ async fn agent_killed_repeatedly_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_killed_and_restarted_while_the_agent_pushes() {
+    let _load = crate::support::fault_test().await;
     let setup = Setup::new().await;
     let mut ingest = setup.start_ingest("");
     let store = setup
@@ -332,6 +334,7 @@ async fn ingest_killed_and_restarted_while_the_agent_pushes() {
 /// the agent spools again once the seq file is writable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_lost_for_want_of_a_seq_are_counted() {
+    let _load = crate::support::fault_test().await;
     let setup = Setup::new().await;
     let _ingest = setup.start_ingest("");
     // The seq file is replaced through a temp file beside it; an immutable
@@ -425,6 +428,7 @@ async fn scrape_when_up(port: u16) -> String {
 /// dropped one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_drops_the_oldest_batches_counts_them_and_loses_nothing_else() {
+    let _load = crate::support::fault_test().await;
     // 300 random custom values per second (a few kB a batch) fill the
     // spool quickly.
     let setup = Setup::with(

@@ -158,6 +158,7 @@ async fn store_now(store: &tokio_postgres::Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_restart_while_ingest_writes_loses_and_duplicates_nothing() {
+    let _load = crate::support::fault_test().await;
     let mut stack = Faults::start().await;
     stack.start_agent(stack.ingest_port);
     stack.wait_for_samples(3).await;
@@ -179,6 +180,7 @@ async fn store_restart_while_ingest_writes_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_unreachable_for_a_while_loses_and_duplicates_nothing() {
+    let _load = crate::support::fault_test().await;
     let mut stack = Faults::start().await;
     let proxy = ChaosProxy::start(
         format!("127.0.0.1:{}", stack.ingest_port)

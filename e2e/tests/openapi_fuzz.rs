@@ -48,6 +48,7 @@ async fn fuzzing_token(stack: &Stack) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_nothing_with_its_default_checks() {
+    let _load = crate::support::heavy().await;
     let fuzzer = schemathesis();
     let stack = Stack::new("fuzz-agent").await;
     let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");

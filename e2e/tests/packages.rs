@@ -65,6 +65,7 @@ fn stdout(cmd: &mut Command) -> String {
 fn packages() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
+        let _load = crate::support::heavy_blocking();
         for t in ["dpkg-deb", "rpmbuild", "objdump"] {
             tool(t);
         }

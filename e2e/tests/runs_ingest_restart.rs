@@ -13,6 +13,7 @@ const AGENT_ID: &str = "restart-agent";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_survives_an_ingest_restart_and_an_agent_restart_fails_it_as_lost() {
+    let _load = crate::support::fault_test().await;
     let stack = Stack::new(AGENT_ID).await;
     let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
     let api = stack.start_api();

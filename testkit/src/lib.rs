@@ -9,12 +9,14 @@
 //! - [`ChaosProxy`]: a TCP proxy that can cut and restore the network.
 //! - [`binary_path`]: where `cargo build --bins` put a workspace binary.
 //! - [`run_with_stdin`]: a command run to its end with a given stdin.
+//! - [`assert_every_test_file_declared`]: the check of a crate whose tests are one binary.
 //! - [`TestCa`]: a throwaway CA signing server certificates for `ssl = on`
 //!   clusters ([`PgOptions::tls`]).
 
 mod binaries;
 mod child;
 mod cluster;
+mod layout;
 mod ports;
 mod proxy;
 mod stdin;
@@ -23,6 +25,7 @@ mod tls;
 pub use binaries::binary_path;
 pub use child::{ChildGuard, without_inherited_lasect_env};
 pub use cluster::{LogFormat, PgCluster, PgOptions, REPLICA_APPLICATION_NAME};
+pub use layout::{assert_every_test_file_declared, undeclared_test_modules};
 pub use ports::free_port;
 pub use proxy::ChaosProxy;
 pub use stdin::run_with_stdin;

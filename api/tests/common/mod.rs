@@ -1,7 +1,5 @@
 //! Users and tokens for route tests, written straight into the store.
 
-#![allow(dead_code)]
-
 pub mod fixture;
 pub mod http;
 

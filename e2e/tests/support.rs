@@ -1,0 +1,26 @@
+//! What the test files share now that they run in one process (`main.rs`): a lock between the
+//! tests that load both cores for minutes and the tests whose waits are bounded while they stop
+//! and restart processes. Each was alone in its own binary before; side by side on a 2-core
+//! machine a fault test's bounded wait would measure the package build, not the fault.
+
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Readers are the fault tests (they ran beside one another before, and still may); a writer is
+/// a heavy job, run beside no fault test and no other heavy job.
+static LOAD: RwLock<()> = RwLock::const_new(());
+
+/// Held by a fault test for its whole body.
+pub async fn fault_test() -> RwLockReadGuard<'static, ()> {
+    LOAD.read().await
+}
+
+/// Held by an async test that loads the machine (Schemathesis, the browser).
+pub async fn heavy() -> RwLockWriteGuard<'static, ()> {
+    LOAD.write().await
+}
+
+/// [`heavy`] for a synchronous test (the package build, the console's build); it must not be
+/// called from inside an async runtime.
+pub fn heavy_blocking() -> RwLockWriteGuard<'static, ()> {
+    LOAD.blocking_write()
+}
