@@ -195,6 +195,11 @@ pub async fn tick(
         tx.rollback().await?;
         return Ok(TickReport::default());
     };
+    // The round holds the lease until it commits and is the only writer of alert_events, so
+    // the events it writes are exactly those above this id.
+    let events_before: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM alert_events")
+        .fetch_one(&mut *tx)
+        .await?;
     sqlx::query("SELECT set_config('statement_timeout', $1, true)")
         .bind(RULE_TIMEOUT)
         .execute(&mut *tx)
@@ -275,6 +280,12 @@ pub async fn tick(
         .bind(at)
         .execute(&mut *tx)
         .await?;
+    }
+    if report.transitions > 0 {
+        let last: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM alert_events")
+            .fetch_one(&mut *tx)
+            .await?;
+        super::live::announce(&mut tx, events_before, last).await?;
     }
     tx.commit().await?;
     Ok(report)

@@ -7,11 +7,13 @@
 //! - [`state`]: inactive → pending → firing → resolved, with `for` and hysteresis;
 //! - [`evaluator`]: the round (exactly once across API processes) and its background task;
 //! - [`store`]: rules in the store, `apply` and its diff;
+//! - [`live`]: state changes pushed on the live WebSocket;
 //! - [`selector`], [`template`]: label matchers and annotation templates.
 //!
 //! The model and the default pack: docs/ALERTS.md. Tables: `migrations/sql/V23__alerts.sql`.
 
 pub mod evaluator;
+pub mod live;
 pub mod metrics;
 pub mod query;
 pub mod rule;

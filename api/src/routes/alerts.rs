@@ -312,6 +312,55 @@ struct EventRow {
     silenced: bool,
 }
 
+const SELECT_EVENTS: &str = "SELECT e.id, e.at, e.alert_id, e.rule_name, e.severity, \
+     e.instance_id, i.labels AS instance_labels, e.agent_id, e.from_state, e.to_state, e.value, \
+     e.threshold, e.labels, e.annotations, e.silenced \
+     FROM alert_events e LEFT JOIN instances i ON i.id = e.instance_id";
+
+impl EventRow {
+    fn event(self) -> AlertEvent {
+        AlertEvent {
+            id: self.id,
+            at: rfc3339(self.at),
+            alert_id: self.alert_id,
+            rule: self.rule_name,
+            severity: self.severity,
+            instance_id: self.instance_id,
+            agent_id: self.agent_id,
+            from_state: self.from_state,
+            to_state: self.to_state,
+            value: self.value.filter(|v| v.is_finite()),
+            threshold: self.threshold.filter(|v| v.is_finite()),
+            labels: string_labels(&self.labels),
+            annotations: string_labels(&self.annotations),
+            silenced: self.silenced,
+        }
+    }
+}
+
+/// The state changes with ids in `(after, up_to]`, oldest first, each with the labels of its
+/// instance (`None`: an agent's) so a stream can apply [`may_see`] per client.
+pub(crate) async fn events_between(
+    pool: &sqlx::PgPool,
+    after: i64,
+    up_to: i64,
+) -> Result<Vec<(AlertEvent, Option<serde_json::Value>)>, sqlx::Error> {
+    let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_EVENTS} WHERE e.id > $1 AND e.id <= $2 ORDER BY e.id LIMIT 10000"
+    )))
+    .bind(after)
+    .bind(up_to)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|mut r| {
+            let labels = r.instance_labels.take();
+            (r.event(), labels)
+        })
+        .collect())
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/alerts/history",
@@ -355,15 +404,12 @@ pub async fn history(
             format!("limit must be between 1 and 1000, not {limit}"),
         ));
     }
-    let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT e.id, e.at, e.alert_id, e.rule_name, e.severity, e.instance_id, \
-         i.labels AS instance_labels, e.agent_id, e.from_state, e.to_state, e.value, \
-         e.threshold, e.labels, e.annotations, e.silenced \
-         FROM alert_events e LEFT JOIN instances i ON i.id = e.instance_id \
+    let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_EVENTS} \
          WHERE ($1::text IS NULL OR e.rule_name = $1) AND ($2::int8 IS NULL OR e.instance_id = $2) \
            AND ($3::timestamptz IS NULL OR e.at >= $3) \
-         ORDER BY e.at DESC, e.id DESC LIMIT $4",
-    )
+         ORDER BY e.at DESC, e.id DESC LIMIT $4"
+    )))
     .bind(&query.rule)
     .bind(query.instance_id)
     .bind(since)
@@ -373,22 +419,7 @@ pub async fn history(
     let events = rows
         .into_iter()
         .filter(|r| may_see(&principal, r.instance_labels.as_ref()))
-        .map(|r| AlertEvent {
-            id: r.id,
-            at: rfc3339(r.at),
-            alert_id: r.alert_id,
-            rule: r.rule_name,
-            severity: r.severity,
-            instance_id: r.instance_id,
-            agent_id: r.agent_id,
-            from_state: r.from_state,
-            to_state: r.to_state,
-            value: r.value.filter(|v| v.is_finite()),
-            threshold: r.threshold.filter(|v| v.is_finite()),
-            labels: string_labels(&r.labels),
-            annotations: string_labels(&r.annotations),
-            silenced: r.silenced,
-        })
+        .map(EventRow::event)
         .collect();
     Ok(Json(AlertHistory { events }))
 }

@@ -1,0 +1,214 @@
+//! Alert state changes on the live WebSocket, over a real HTTP server and a real store: an
+//! evaluation round's changes (pending, firing, resolved) reach every client subscribed to
+//! alerts who may see the instance, and a viewer by label never gets another instance's.
+
+use crate::common;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::{SinkExt, StreamExt};
+use lasect_api::alerts::evaluator::tick;
+use lasect_api::auth::Role;
+use lasect_api::server::{serve_on, store_pool};
+use lasect_api::store_dsn::StoreDsn;
+use lasect_api::{AppState, router};
+use lasect_testkit::{PgCluster, PgOptions};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A bound on waiting for something that should come, not a measurement.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn connect(port: u16, token: &str) -> Ws {
+    let mut request = format!("ws://127.0.0.1:{port}/api/v1/live")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket");
+    ws
+}
+
+async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("stream open")
+            .expect("message");
+        match message {
+            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+async fn subscribe_alerts(ws: &mut Ws) {
+    ws.send(Message::text(
+        json!({"type": "subscribe_alerts"}).to_string(),
+    ))
+    .await
+    .expect("send");
+    let reply = next(ws).await;
+    assert_eq!(reply["type"], "subscribed_alerts", "{reply}");
+    assert_eq!(reply["alerts"], true, "{reply}");
+}
+
+/// (rule, instance, from, to) of the next alert message.
+async fn next_change(ws: &mut Ws) -> (String, i64, String, String) {
+    let m = next(ws).await;
+    assert_eq!(m["type"], "alert", "{m}");
+    let e = &m["event"];
+    (
+        e["rule"].as_str().expect("rule").to_owned(),
+        e["instance_id"].as_i64().expect("instance"),
+        e["from_state"].as_str().expect("from").to_owned(),
+        e["to_state"].as_str().expect("to").to_owned(),
+    )
+}
+
+async fn activity(pool: &PgPool, instance: i64, at: DateTime<Utc>, percent: f64) {
+    sqlx::query(
+        "INSERT INTO metric_activity (time, instance_id, max_connections, total_sessions, \
+         connection_use_percent) VALUES ($1, $2, 100, $3, $4)",
+    )
+    .bind(at)
+    .bind(instance)
+    .bind(percent as i64)
+    .bind(percent)
+    .execute(pool)
+    .await
+    .expect("insert activity");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changes_reach_subscribed_clients_who_may_see_the_instance() {
+    let pg = PgCluster::start(PgOptions::default()).expect("start pg");
+    let dsn = pg.store_dsn().await.expect("migrated store");
+    let pool = store_pool(&StoreDsn::new(dsn), Duration::from_secs(10)).expect("pool");
+    sqlx::raw_sql(
+        "SELECT lasect_ensure_partitions(current_date - 1, current_date + 1);
+         INSERT INTO agents (id) VALUES ('db-01');
+         INSERT INTO instances (name, agent_id, labels) VALUES
+             ('prod', 'db-01', '{\"env\": \"prod\"}'),
+             ('staging', 'db-01', '{\"env\": \"staging\"}');
+         UPDATE alert_rules SET enabled = false WHERE source = 'default';",
+    )
+    .execute(&pool)
+    .await
+    .expect("seed");
+    let admin = common::user(&pool, "admin", Some(Role::Admin), &[]).await;
+    let prod_viewer = common::user(&pool, "pat", None, &[("env", "prod", Role::Viewer)]).await;
+    let app = router(AppState::new(pool.clone()));
+    // Pending for 15 s, then firing: every state is seen.
+    for instance in [1, 2] {
+        let (status, answer) = common::http::req("POST", "/api/v1/alerts/rules")
+            .token(&admin)
+            .json(json!({
+                "name": format!("conn_{instance}"),
+                "severity": "warning",
+                "scope": {"instance_id": instance},
+                "for_secs": 15,
+                "condition": {
+                    "kind": "threshold", "family": "activity",
+                    "column": "connection_use_percent", "agg": "last", "window_secs": 60,
+                    "op": ">", "threshold": 80
+                }
+            }))
+            .send(&app)
+            .await;
+        assert_eq!(status, axum::http::StatusCode::CREATED, "{answer}");
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = serve_on(listener, app, None, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+
+    let mut everyone = connect(port, &admin).await;
+    let mut prod_only = connect(port, &prod_viewer).await;
+    let mut not_subscribed = connect(port, &admin).await;
+    subscribe_alerts(&mut everyone).await;
+    subscribe_alerts(&mut prod_only).await;
+
+    let mut at = Utc::now() - TimeDelta::minutes(10);
+    for percent in [90.0, 95.0, 50.0] {
+        at += TimeDelta::seconds(20);
+        for instance in [1, 2] {
+            activity(&pool, instance, at, percent).await;
+        }
+        let report = tick(&pool, Duration::from_secs(1), Some(at), "test")
+            .await
+            .expect("tick");
+        assert!(report.evaluated && report.errors == 0, "{report:?}");
+    }
+
+    let want = |i: i64| {
+        [
+            ("inactive", "pending"),
+            ("pending", "firing"),
+            ("firing", "resolved"),
+        ]
+        .map(|(f, t)| (format!("conn_{i}"), i, f.to_owned(), t.to_owned()))
+    };
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        got.push(next_change(&mut everyone).await);
+    }
+    for i in [1, 2] {
+        let mine: Vec<_> = got.iter().filter(|c| c.1 == i).cloned().collect();
+        assert_eq!(mine, want(i), "{got:?}");
+    }
+    // The prod viewer gets instance 1's three changes and nothing of staging's in between.
+    let mut prod = Vec::new();
+    for _ in 0..3 {
+        prod.push(next_change(&mut prod_only).await);
+    }
+    assert_eq!(prod, want(1));
+
+    // Nothing was pushed to a client that never subscribed to alerts: the reply to its first
+    // message is the first thing it reads, after all the rounds above.
+    not_subscribed
+        .send(Message::text(
+            json!({"type": "unsubscribe_alerts"}).to_string(),
+        ))
+        .await
+        .expect("send");
+    let reply = next(&mut not_subscribed).await;
+    assert_eq!(reply["type"], "subscribed_alerts", "{reply}");
+    assert_eq!(reply["alerts"], false, "{reply}");
+    // And a third round's changes: the prod viewer's next message is again about prod.
+    at += TimeDelta::seconds(20);
+    for instance in [2, 1] {
+        activity(&pool, instance, at, 99.0).await;
+    }
+    tick(&pool, Duration::from_secs(1), Some(at), "test")
+        .await
+        .expect("tick");
+    assert_eq!(
+        next_change(&mut prod_only).await,
+        (
+            "conn_1".to_owned(),
+            1,
+            "resolved".to_owned(),
+            "pending".to_owned()
+        )
+    );
+}
