@@ -19,6 +19,7 @@ use lasect_pki::{API_TOKEN_PREFIX, hash_token, new_token};
 
 use super::auth_routes::{body, path_params};
 use super::instances::rfc3339;
+use super::openapi::responses::{ById, Conflict, SignedIn, WithInput};
 use super::{ApiError, AppState};
 use crate::auth::principal::Principal;
 use crate::auth::role::{Role, from_store};
@@ -72,8 +73,7 @@ macro_rules! select_tokens {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "API tokens (never their secrets)", body = TokenList),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        SignedIn,
     )
 )]
 pub async fn list(
@@ -103,12 +103,9 @@ pub async fn list(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created; the secret is shown once", body = CreatedToken),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 409, description = "Conflicts with an existing entry", body = super::openapi::ErrorBody),
+        WithInput,
+        Conflict,
         (status = 422, description = "The name is blank", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn create(
@@ -195,11 +192,7 @@ pub async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The revoked token", body = ApiToken),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
 pub async fn revoke(

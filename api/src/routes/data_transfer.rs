@@ -9,17 +9,18 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use lasect_runs::{DumpSqlParams, ExportCsvParams, ImportCsvParams, RunParams};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::auth_routes::body;
+use super::openapi::responses::RunStarted;
 use super::runs::{WaitQuery, new_run, path_id, start};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
+use crate::runs::call::RunCall;
 use crate::runs::{self, RunLimits, RunView};
 
 /// Largest CSV accepted by `import`.
@@ -47,30 +48,14 @@ pub struct ExportRequest {
     params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = ExportRequest,
     responses(
+        RunStarted,
         (status = 200, description = "The export run, ended; fetch /runs/{id}/download", body = RunView),
-        (status = 202, description = "The export run, queued or running", body = RunView),
-        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 422, description = "Neither or both of table and sql", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
-pub async fn export(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-    request: Result<Json<ExportRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let id = path_id(path, "instance")?;
-    principal
-        .require_on_instance(&state.pool, id, Role::User)
-        .await?;
-    let wait = WaitQuery::duration(query)?;
-    let r = body(request)?;
+/// Exports a table or a query's rows as CSV. Needs user on the instance. 422: neither or both
+/// of table and sql.
+pub async fn export(call: RunCall<ExportRequest>) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let RunCall { target, body: r } = call;
     if r.table.is_some() == r.sql.is_some() {
         return Err(ApiError::unprocessable(
             "invalid_body",
@@ -84,7 +69,7 @@ pub async fn export(
         sql: r.sql,
         database: r.database,
     });
-    start(&state, new_run(&principal, id, params, limits), wait).await
+    target.start(params, limits).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -107,35 +92,18 @@ pub struct DumpRequest {
     params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = DumpRequest,
     responses(
+        RunStarted,
         (status = 200, description = "The dump run, ended; fetch /runs/{id}/download", body = RunView),
-        (status = 202, description = "The dump run, queued or running", body = RunView),
-        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No user role on this instance (admin for data)", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
-pub async fn dump(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-    request: Result<Json<DumpRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let id = path_id(path, "instance")?;
-    principal
-        .require_on_instance(&state.pool, id, Role::User)
-        .await?;
-    let wait = WaitQuery::duration(query)?;
-    let r = body(request)?;
+/// Runs pg_dump. Needs user on the instance; a dump with data (`schema_only: false`) needs
+/// admin.
+pub async fn dump(call: RunCall<DumpRequest>) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let RunCall { target, body: r } = call;
     let schema_only = r.schema_only.unwrap_or(true);
     if !schema_only {
         // A data dump is every row of every table: as much as an export.
-        principal
-            .require_on_instance(&state.pool, id, Role::Admin)
-            .await?;
+        target.require(Role::Admin).await?;
     }
     let limits = r.limits.resolve(1, TRANSFER_MAX_BYTES)?;
     let params = RunParams::DumpSql(DumpSqlParams {
@@ -144,7 +112,7 @@ pub async fn dump(
         schema_only,
         database: r.database,
     });
-    start(&state, new_run(&principal, id, params, limits), wait).await
+    target.start(params, limits).await
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -171,18 +139,13 @@ pub struct ImportQuery {
     params(("id" = i64, Path, minimum = 1, description = "Instance id"), ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "The CSV, at most 32 MiB"),
     responses(
+        RunStarted,
         (status = 200, description = "The import run, ended (failed runs carry the per-row report in error_detail)", body = RunView),
-        (status = 202, description = "The import run, queued or running", body = RunView),
-        (status = 400, description = "Bad id, query or empty body", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
         (status = 413, description = "The CSV is larger than 32 MiB", body = super::openapi::ErrorBody),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 422, description = "The CSV is empty", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Imports a CSV into a table, all or nothing. Needs admin on the instance. 422: the CSV is
+/// empty.
 pub async fn import(
     State(state): State<AppState>,
     principal: Principal,

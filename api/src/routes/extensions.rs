@@ -4,7 +4,7 @@
 //! Listing needs user on the instance; enabling, disabling or updating one needs admin on it.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::IntoParams;
 
-use super::auth_routes::body;
-use super::runs::{WaitQuery, ask, new_run, path_id, read_wait, start};
+use super::openapi::responses::{RunAnswered, RunStarted};
+use super::runs::{WaitQuery, ask, new_run, path_id, read_wait};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
+use crate::runs::call::{Admin, RunCall};
 use crate::runs::{RunLimits, RunView};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -46,16 +47,10 @@ pub struct ExtensionList {
     params(("id" = i64, Path, minimum = 1, description = "Instance id"), ExtensionsQuery),
     responses(
         (status = 200, description = "Available and installed extensions", body = ExtensionList),
-        (status = 202, description = "Not over within the wait (wait=0: at once): the run, which goes on; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
-        (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 422, description = "The agent could not list them", body = super::instances_admin::CheckFailed),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        RunAnswered,
     )
 )]
+/// Lists the extensions the instance has and could have. Needs user on it.
 pub async fn extensions(
     State(state): State<AppState>,
     principal: Principal,
@@ -120,30 +115,13 @@ pub struct ExtensionAction {
     security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = ExtensionAction,
-    responses(
-        (status = 200, description = "The run, ended", body = RunView),
-        (status = 202, description = "The run, queued or running", body = RunView),
-        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
-    )
+    responses(RunStarted)
 )]
+/// Enables, disables or updates an extension. Needs admin on the instance.
 pub async fn extension_action(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-    request: Result<Json<ExtensionAction>, JsonRejection>,
+    call: RunCall<ExtensionAction, Admin>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let id = path_id(path, "instance")?;
-    principal
-        .require_on_instance(&state.pool, id, Role::Admin)
-        .await?;
-    let wait = WaitQuery::duration(query)?;
-    let r = body(request)?;
+    let RunCall { target, body: r } = call;
     let Some(action) = ExtensionVerb::ALL
         .into_iter()
         .find(|v| v.as_str() == r.action)
@@ -162,5 +140,5 @@ pub async fn extension_action(
         cascade: r.cascade,
         database: r.database,
     });
-    start(&state, new_run(&principal, id, params, limits), wait).await
+    target.start(params, limits).await
 }

@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -24,9 +24,11 @@ use lasect_runs::{InstanceCheckParams, InstanceMetadataParams, RunParams};
 
 use super::auth_routes::body;
 use super::instances::{find, rfc3339};
+use super::openapi::responses::{ById, RunAnswered};
 use super::runs::{WaitQuery, ask, path_id};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
+use crate::runs::call::RunCall;
 use crate::runs::{self, NewRun, RunLimits, RunView};
 pub use lasect_api_contract::instances::{AddInstance, AddedInstance, CheckResult, InstanceDetail};
 
@@ -142,16 +144,14 @@ async fn serving_agent(state: &AppState, asked: Option<&str>) -> Result<String, 
     request_body = AddInstance,
     responses(
         (status = 201, description = "Checked by its agent and saved", body = AddedInstance),
+        RunAnswered,
         (status = 202, description = "Saved as validating; its agent has not answered within 30 s. The check run goes on: the instance becomes active when it passes and is removed when it fails or expires", body = crate::runs::RunView),
-        (status = 400, description = "Malformed DSN, name, labels or agent choice", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Not an admin", body = super::openapi::ErrorBody),
         (status = 404, description = "No such agent", body = super::openapi::ErrorBody),
         (status = 409, description = "The agent already has an instance of that name", body = super::openapi::ErrorBody),
-        (status = 422, description = "The agent's check failed; nothing was kept", body = CheckFailed),
         (status = 503, description = "Store unavailable or no secrets key", body = super::openapi::ErrorBody),
     )
 )]
+/// Adds an instance once its agent has checked it. Needs the global admin role.
 pub async fn add(
     State(state): State<AppState>,
     principal: Principal,
@@ -273,7 +273,7 @@ pub async fn add(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    match check(&state, &principal, id, instance_check(), CHECK_WAIT).await? {
+    match check(&state, &principal, id).await? {
         Ok(run) => {
             let instance = find(&state, id)
                 .await?
@@ -314,27 +314,29 @@ fn instance_check() -> RunParams {
     RunParams::InstanceCheck(InstanceCheckParams {})
 }
 
-/// Queues an `instance_check` or `instance_metadata` run and waits for it.
+/// The limits of an `instance_check` or `instance_metadata` run: it expires with the wait.
+fn check_limits() -> Result<(i64, i64, i64, i64), ApiError> {
+    Ok(RunLimits {
+        queue_timeout_s: Some(CHECK_WAIT.as_secs() as i64),
+        ..RunLimits::default()
+    }
+    .resolve(1, 1 << 20)?)
+}
+
+/// Queues the `instance_check` of an instance being added and waits for it.
 async fn check(
     state: &AppState,
     principal: &Principal,
     id: i64,
-    params: RunParams,
-    wait: Duration,
 ) -> Result<Result<RunView, Response>, ApiError> {
-    let limits = RunLimits {
-        queue_timeout_s: Some(CHECK_WAIT.as_secs() as i64),
-        ..RunLimits::default()
-    }
-    .resolve(1, 1 << 20)?;
     let run = NewRun {
         instance_id: id,
-        params,
+        params: instance_check(),
         requested_by: runs::requested_by(principal),
-        limits,
+        limits: check_limits()?,
         input: None,
     };
-    ask(state, run, wait).await
+    ask(state, run, CHECK_WAIT).await
 }
 
 async fn detail(state: &AppState, id: i64) -> Result<InstanceDetail, ApiError> {
@@ -370,13 +372,10 @@ async fn detail(state: &AppState, id: i64) -> Result<InstanceDetail, ApiError> {
     params(("id" = i64, Path, minimum = 1, description = "Instance id")),
     responses(
         (status = 200, description = "The instance and its last metadata", body = InstanceDetail),
-        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs viewer on the instance.
 pub async fn show(
     State(state): State<AppState>,
     principal: Principal,
@@ -397,14 +396,11 @@ pub async fn show(
     params(("id" = i64, Path, minimum = 1, description = "Instance id")),
     responses(
         (status = 204, description = "Removed: no longer listed or assigned, DSN erased; its data stays"),
-        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "Defined in its agent's config file and still collected", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs admin on the instance.
 pub async fn remove(
     State(state): State<AppState>,
     principal: Principal,
@@ -470,13 +466,6 @@ async fn refuse_removing_a_collected_config_instance(
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {}
 
-/// `?wait=` (0..=120 s), default 30 s.
-fn wait_or_default(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Duration, ApiError> {
-    let explicit = matches!(&query, Ok(Query(WaitQuery { wait: Some(_) })));
-    let wait = WaitQuery::duration(query)?;
-    Ok(if explicit { wait } else { CHECK_WAIT })
-}
-
 #[utoipa::path(
     post,
     path = "/api/v1/instances/{id}/test",
@@ -486,31 +475,17 @@ fn wait_or_default(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Du
     request_body = CheckRequest,
     responses(
         (status = 200, description = "The agent connected; what works and what does not", body = CheckResult),
-        (status = 202, description = "Not over within the wait (wait=0: at once): the run, which goes on; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
-        (status = 400, description = "Bad id or body", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 422, description = "The check failed", body = CheckFailed),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        RunAnswered,
     )
 )]
-pub async fn test(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-    request: Result<Json<CheckRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let id = path_id(path, "instance")?;
-    principal
-        .require_on_instance(&state.pool, id, Role::User)
-        .await?;
-    body(request)?;
-    let wait = wait_or_default(query)?;
+/// Has the agent check the instance (`?wait=` default 30 s). Needs user on it.
+pub async fn test(call: RunCall<CheckRequest>) -> Result<Response, ApiError> {
+    let target = call.target;
     Ok(
-        match check(&state, &principal, id, instance_check(), wait).await? {
+        match target
+            .ask(instance_check(), check_limits()?, CHECK_WAIT)
+            .await?
+        {
             Ok(run) => Json(CheckResult {
                 run_id: run.id,
                 check: run.summary.unwrap_or(Value::Null),
@@ -530,40 +505,16 @@ pub async fn test(
     request_body = CheckRequest,
     responses(
         (status = 200, description = "The instance with fresh metadata", body = InstanceDetail),
-        (status = 202, description = "Not over within the wait (wait=0: at once): the run, which goes on; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
-        (status = 400, description = "Bad id or body", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 422, description = "The agent could not read the metadata", body = CheckFailed),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        RunAnswered,
     )
 )]
-pub async fn refresh(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-    request: Result<Json<CheckRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let id = path_id(path, "instance")?;
-    principal
-        .require_on_instance(&state.pool, id, Role::User)
-        .await?;
-    body(request)?;
-    let wait = wait_or_default(query)?;
+/// Has the agent read the instance's metadata again (`?wait=` default 30 s). Needs user on it.
+pub async fn refresh(call: RunCall<CheckRequest>) -> Result<Response, ApiError> {
+    let target = call.target;
+    let params = RunParams::InstanceMetadata(InstanceMetadataParams {});
     Ok(
-        match check(
-            &state,
-            &principal,
-            id,
-            RunParams::InstanceMetadata(InstanceMetadataParams {}),
-            wait,
-        )
-        .await?
-        {
-            Ok(_) => Json(detail(&state, id).await?).into_response(),
+        match target.ask(params, check_limits()?, CHECK_WAIT).await? {
+            Ok(_) => Json(detail(target.state(), target.instance_id).await?).into_response(),
             Err(answer) => answer,
         },
     )

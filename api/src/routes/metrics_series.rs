@@ -28,6 +28,7 @@ use super::api_error::ApiError;
 use super::auth_routes::path_params;
 use super::instances::{self, Instance, rfc3339};
 use super::metric_families::{self, FamilyKey};
+use super::openapi::responses::ById;
 use super::series_spec::{self, Bucketing};
 use super::time_range::{TimeRange, parse_duration};
 
@@ -106,14 +107,11 @@ pub struct SeriesResponse {
     ),
     responses(
         (status = 200, description = "The series", body = SeriesResponse),
-        (status = 400, description = "Bad id, family, time, range or step; too many points", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        ById,
         (status = 422, description = "A reversed or too long range, a zero or too long step, too many points", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs viewer on the instance.
 pub async fn series(
     State(state): State<AppState>,
     principal: Principal,

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::auth_routes::body;
 use super::instances::rfc3339;
+use super::openapi::responses::{ById, RoleNeeded};
 use super::runs::path_id;
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
@@ -206,15 +207,12 @@ async fn load(state: &AppState, id: i64) -> Result<Option<Migration>, ApiError> 
     request_body = StartMigration,
     responses(
         (status = 201, description = "Started: the first target's run is queued", body = Migration),
-        (status = 400, description = "Bad body or no target", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Not a global admin", body = super::openapi::ErrorBody),
-        (status = 404, description = "A given instance does not exist", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "Another migration is running", body = super::openapi::ErrorBody),
         (status = 422, description = "Targets that select nothing, or a blank script", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs the global admin role.
 pub async fn start(
     State(state): State<AppState>,
     principal: Principal,
@@ -313,11 +311,10 @@ pub async fn start(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The last 100 migrations, newest first", body = MigrationList),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Not a global admin", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        RoleNeeded,
     )
 )]
+/// Needs the global admin role.
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -343,13 +340,10 @@ pub async fn list(
     params(("id" = i64, Path, minimum = 1, description = "Migration id")),
     responses(
         (status = 200, description = "The migration and its per-instance report", body = Migration),
-        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Not a global admin", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such migration", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs the global admin role.
 pub async fn show(
     State(state): State<AppState>,
     principal: Principal,
@@ -371,14 +365,11 @@ pub async fn show(
     params(("id" = i64, Path, minimum = 1, description = "Migration id")),
     responses(
         (status = 200, description = "Cancelled: the current run is cancelled, the rest skipped", body = Migration),
-        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Not a global admin", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such migration", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "The migration is not running", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs the global admin role.
 pub async fn cancel(
     State(state): State<AppState>,
     principal: Principal,

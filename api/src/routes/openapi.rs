@@ -13,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
+pub mod responses;
+
 /// Every error body: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -41,7 +43,14 @@ pub struct ErrorDetail {
             `{\"error\":{\"code\",\"message\"}}` (schema `ErrorBody`).",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
-    components(schemas(ErrorBody, ErrorDetail)),
+    // The bodies of the shared response sets ([`responses`]), which utoipa does not
+    // collect from an `IntoResponses` type.
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        crate::runs::RunView,
+        super::instances_admin::CheckFailed
+    )),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

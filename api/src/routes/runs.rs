@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,10 +20,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
-use super::auth_routes::body;
+use super::openapi::responses::{ById, RunStarted};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 use crate::runs::access::{RunAccess, is_requester};
+use crate::runs::call::{RunCall, RunTarget};
 use crate::runs::{self, ForAccess as _, NewRun, RunRow, RunView};
 pub use lasect_api_contract::runs::{ExplainRequest, ResultPage, RunList, SqlRequest};
 use lasect_runs::{ExplainParams, ResultShape, RunKind, RunParams, SqlParams};
@@ -57,10 +58,17 @@ pub struct WaitQuery {
 
 impl WaitQuery {
     pub fn duration(q: Result<Query<WaitQuery>, QueryRejection>) -> Result<Duration, ApiError> {
+        Ok(Self::parse(q)?.unwrap_or(Duration::ZERO))
+    }
+
+    /// The wait asked for; `None` when the query gives none.
+    pub fn parse(
+        q: Result<Query<WaitQuery>, QueryRejection>,
+    ) -> Result<Option<Duration>, ApiError> {
         let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
         match q.wait {
-            None => Ok(Duration::ZERO),
-            Some(s) if s <= runs::MAX_WAIT_SECS => Ok(Duration::from_secs(s)),
+            None => Ok(None),
+            Some(s) if s <= runs::MAX_WAIT_SECS => Ok(Some(Duration::from_secs(s))),
             Some(s) => Err(ApiError::bad_request(
                 "invalid_query",
                 format!("wait must be 0..={}, not {s}", runs::MAX_WAIT_SECS),
@@ -162,17 +170,9 @@ pub(crate) fn read_wait(wait: Option<u64>) -> Result<Duration, ApiError> {
 const MAX_SQL_CHARS: usize = 1 << 20;
 
 /// The statement is sane, and a write is asked for by an admin of the instance.
-async fn check_sql(
-    state: &AppState,
-    principal: &Principal,
-    id: i64,
-    sql: &str,
-    write: bool,
-) -> Result<(), ApiError> {
+async fn check_sql(target: &RunTarget, sql: &str, write: bool) -> Result<(), ApiError> {
     if write {
-        principal
-            .require_on_instance(&state.pool, id, Role::Admin)
-            .await?;
+        target.require(Role::Admin).await?;
     }
     if sql.is_empty() || sql.chars().count() > MAX_SQL_CHARS {
         return Err(ApiError::bad_request(
@@ -196,53 +196,23 @@ async fn check_sql(
     security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = SqlRequest,
-    responses(
-        (status = 200, description = "The run, ended (waited for)", body = RunView),
-        (status = 202, description = "The run, queued or running", body = RunView),
-        (status = 400, description = "Bad body, id or wait", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (writes need admin)", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 422, description = "The statement is blank", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
-    )
+    responses(RunStarted)
 )]
-pub async fn sql(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-    request: Result<Json<SqlRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let id = path_id(path, "instance")?;
-    principal
-        .require_on_instance(&state.pool, id, Role::User)
-        .await?;
-    let wait = WaitQuery::duration(query)?;
-    let request = body(request)?;
-    check_sql(&state, &principal, id, &request.sql, request.write).await?;
-    let limits = request
+/// Runs a statement on the instance. Needs user on it; `write: true` needs admin. 422: the
+/// statement is blank.
+pub async fn sql(call: RunCall<SqlRequest>) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let RunCall { target, body: r } = call;
+    check_sql(&target, &r.sql, r.write).await?;
+    let limits = r
         .limits
         .resolve(runs::DEFAULT_MAX_ROWS, runs::DEFAULT_MAX_BYTES)?;
     let params = RunParams::Sql(SqlParams {
-        sql: request.sql,
-        params: request.params,
-        write: request.write,
-        database: request.database,
+        sql: r.sql,
+        params: r.params,
+        write: r.write,
+        database: r.database,
     });
-    start(
-        &state,
-        NewRun {
-            instance_id: id,
-            params,
-            requested_by: runs::requested_by(&principal),
-            limits,
-            input: None,
-        },
-        wait,
-    )
-    .await
+    target.start(params, limits).await
 }
 
 #[utoipa::path(
@@ -253,53 +223,28 @@ pub async fn sql(
     params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = ExplainRequest,
     responses(
+        RunStarted,
         (status = 200, description = "The run, ended; summary.plan is the plan tree", body = RunView),
-        (status = 202, description = "The run, queued or running", body = RunView),
-        (status = 400, description = "Bad body, id or wait", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 422, description = "The statement is blank", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// EXPLAINs a statement on the instance. Needs user on it; `write: true` (an ANALYZE that
+/// may write) needs admin. 422: the statement is blank.
 pub async fn explain(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-    request: Result<Json<ExplainRequest>, JsonRejection>,
+    call: RunCall<ExplainRequest>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let id = path_id(path, "instance")?;
-    principal
-        .require_on_instance(&state.pool, id, Role::User)
-        .await?;
-    let wait = WaitQuery::duration(query)?;
-    let request = body(request)?;
-    check_sql(&state, &principal, id, &request.sql, request.write).await?;
-    let limits = request
+    let RunCall { target, body: r } = call;
+    check_sql(&target, &r.sql, r.write).await?;
+    let limits = r
         .limits
         .resolve(runs::DEFAULT_MAX_ROWS, runs::DEFAULT_MAX_BYTES)?;
     let params = RunParams::Explain(ExplainParams {
-        sql: request.sql,
-        params: request.params,
-        analyze: request.analyze,
-        write: request.write,
-        database: request.database,
+        sql: r.sql,
+        params: r.params,
+        analyze: r.analyze,
+        write: r.write,
+        database: r.database,
     });
-    start(
-        &state,
-        NewRun {
-            instance_id: id,
-            params,
-            requested_by: runs::requested_by(&principal),
-            limits,
-            input: None,
-        },
-        wait,
-    )
-    .await
+    target.start(params, limits).await
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -454,12 +399,8 @@ pub struct PageQuery {
     params(("id" = i64, Path, minimum = 1, description = "Run id"), PageQuery),
     responses(
         (status = 200, description = "One page of rows", body = ResultPage),
-        (status = 400, description = "Bad id or page", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Only metadata of this run is visible to the caller", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such run or page (or expired)", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "The run's kind has no row result (use /download)", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn result(
@@ -587,11 +528,7 @@ pub async fn download(
     params(("id" = i64, Path, minimum = 1, description = "Run id")),
     responses(
         (status = 200, description = "The run after the cancel was asked for", body = RunView),
-        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Neither the requester nor an admin", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such run", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
 pub async fn cancel(

@@ -11,6 +11,7 @@ use super::api_error::ApiError;
 use super::auth_routes::path_params;
 use super::instances::{self, Instance};
 use super::metric_families::{self, FamilyKey};
+use super::openapi::responses::ById;
 use crate::auth::{Principal, Role};
 
 pub const DEFAULT_LIMIT: u32 = 1;
@@ -50,13 +51,10 @@ pub struct Samples {
     ),
     responses(
         (status = 200, description = "The latest samples", body = Samples),
-        (status = 400, description = "Bad id, family or limit", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs viewer on the instance.
 pub async fn samples(
     State(state): State<AppState>,
     principal: Principal,

@@ -8,7 +8,7 @@
 //! needs user on the instance.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -18,11 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::IntoParams;
 
-use super::auth_routes::body;
 use super::instances::rfc3339;
-use super::runs::{WaitQuery, ask, new_run, path_id, read_wait, start};
+use super::openapi::responses::{ById, RunAnswered, RunStarted};
+use super::runs::{WaitQuery, ask, new_run, path_id, read_wait};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
+use crate::runs::call::RunCall;
 use crate::runs::{self, RunLimits, RunView};
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -39,44 +40,18 @@ pub struct SnapshotRequest {
     security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
     request_body = SnapshotRequest,
-    responses(
-        (status = 200, description = "The snapshot run, ended", body = RunView),
-        (status = 202, description = "The snapshot run, queued or running", body = RunView),
-        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
-    )
+    responses(RunStarted)
 )]
+/// Asks the agent for a schema snapshot. Needs user on the instance.
 pub async fn snapshot(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-    request: Result<Json<SnapshotRequest>, JsonRejection>,
+    call: RunCall<SnapshotRequest>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let id = path_id(path, "instance")?;
-    principal
-        .require_on_instance(&state.pool, id, Role::User)
-        .await?;
-    let wait = WaitQuery::duration(query)?;
-    let r = body(request)?;
+    let RunCall { target, body: r } = call;
     let limits = RunLimits::default().resolve(1, 256 << 20)?;
-    start(
-        &state,
-        new_run(
-            &principal,
-            id,
-            RunParams::SchemaSnapshot(SchemaSnapshotParams {
-                database: r.database,
-            }),
-            limits,
-        ),
-        wait,
-    )
-    .await
+    let params = RunParams::SchemaSnapshot(SchemaSnapshotParams {
+        database: r.database,
+    });
+    target.start(params, limits).await
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -139,13 +114,10 @@ fn schema_query(q: Result<Query<SchemaQuery>, QueryRejection>) -> Result<SchemaQ
     params(("id" = i64, Path, minimum = 1, description = "Instance id"), SchemaQuery),
     responses(
         (status = 200, description = "The latest snapshot", body = SchemaSnapshot),
-        (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance or no snapshot yet", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// The latest schema snapshot. Needs viewer on the instance; 404 also when none is taken yet.
 pub async fn schema(
     State(state): State<AppState>,
     principal: Principal,
@@ -200,13 +172,10 @@ pub struct SchemaChanges {
     params(("id" = i64, Path, minimum = 1, description = "Instance id"), SchemaQuery),
     responses(
         (status = 200, description = "Recorded changes, newest first", body = SchemaChanges),
-        (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Recorded schema changes. Needs viewer on the instance.
 pub async fn changes(
     State(state): State<AppState>,
     principal: Principal,
@@ -334,13 +303,10 @@ pub fn graph(snapshot: &Value) -> (Vec<GraphNode>, Vec<GraphEdge>) {
     params(("id" = i64, Path, minimum = 1, description = "Instance id"), SchemaQuery),
     responses(
         (status = 200, description = "Tables and foreign keys of the latest snapshot", body = ForeignKeyGraph),
-        (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance or no snapshot yet", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Tables and foreign keys of the latest snapshot. Needs viewer on the instance.
 pub async fn fk_graph(
     State(state): State<AppState>,
     principal: Principal,
@@ -404,16 +370,10 @@ pub struct RowsPage {
     ),
     responses(
         (status = 200, description = "One page of rows, values as text", body = RowsPage),
-        (status = 202, description = "Not over within the wait (wait=0: at once): the run, which goes on; follow it at /api/v1/runs/{id}", body = crate::runs::RunView),
-        (status = 400, description = "Bad id or query", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No user role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 422, description = "The agent could not read the table", body = super::instances_admin::CheckFailed),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        RunAnswered,
     )
 )]
+/// One page of a table's rows, in key order. Needs user on the instance.
 pub async fn rows(
     State(state): State<AppState>,
     principal: Principal,

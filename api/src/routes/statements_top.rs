@@ -30,6 +30,7 @@ use super::api_error::ApiError;
 use super::auth_routes::path_params;
 use super::instances::{self, Instance, rfc3339};
 use super::metrics_series::parse_instance_id;
+use super::openapi::responses::ById;
 use super::time_range::TimeRange;
 
 pub const DEFAULT_TOP_LIMIT: u32 = 20;
@@ -151,14 +152,11 @@ fn top_sql(by: TopBy) -> String {
     params(("id" = i64, Path, minimum = 1, description = "Instance id"), TopQuery),
     responses(
         (status = 200, description = "The top statements", body = TopStatements),
-        (status = 400, description = "Bad id, time, range, order or limit", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No viewer role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        ById,
         (status = 422, description = "A reversed or too long range", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs viewer on the instance.
 pub async fn top(
     State(state): State<AppState>,
     principal: Principal,

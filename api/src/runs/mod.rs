@@ -5,6 +5,7 @@
 //! ingest; this module executes the API's (cancel, expiry) with sqlx.
 
 pub mod access;
+pub mod call;
 
 use std::sync::LazyLock;
 use std::time::Duration;
