@@ -27,6 +27,33 @@ pub struct Instance {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub health: Option<serde_json::Value>,
     pub health_at: Option<String>,
+    /// Key figures from the latest samples (list only; absent on a single instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<KeyFigures>,
+}
+
+/// An instance's key figures from its samples of the last hour; a field is null when no
+/// sample of that hour gives it (a rate needs two samples).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyFigures {
+    /// Sessions in the latest `activity` sample, and the server's `max_connections`.
+    pub connections: Option<i64>,
+    pub max_connections: Option<i64>,
+    /// Commits and rollbacks per second between the two latest `database` samples.
+    pub tps: Option<f64>,
+    /// Blocks hit / (hit + read) between the two latest `database` samples, in percent.
+    pub cache_hit_percent: Option<f64>,
+    /// A standby's replay delay (latest `standby` sample), or a primary's largest replay lag of
+    /// its WAL senders (latest `replication` sample).
+    pub replication_lag_seconds: Option<f64>,
+    pub replication_lag_bytes: Option<i64>,
+    /// The fullest file system holding the instance's data, WAL or tablespaces, in percent.
+    pub disk_used_percent: Option<f64>,
+    /// Sum of the databases' sizes in the latest `database` sample.
+    pub database_size_bytes: Option<i64>,
+    /// When the latest sample that gave a figure was taken.
+    pub sampled_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -72,6 +72,7 @@ mod tests {
             dsn: None,
             health: None,
             health_at: None,
+            figures: None,
         })
         .collect()
     }

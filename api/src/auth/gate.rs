@@ -68,7 +68,14 @@ pub async fn gate(State(state): State<AppState>, mut request: Request, next: Nex
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        match authenticate(&state, header.as_deref()).await {
+        // The live WebSocket also takes a ticket: browsers cannot send the header there.
+        let authenticated = if path == crate::routes::live::PATH {
+            crate::routes::live::authenticate_live(&state, header.as_deref(), request.uri().query())
+                .await
+        } else {
+            authenticate(&state, header.as_deref()).await
+        };
+        match authenticated {
             Ok(principal)
                 if principal.must_change_password
                     && !PASSWORD_CHANGE_PATHS.contains(&path.as_str()) =>

@@ -20,14 +20,21 @@
 //! `auth.live_recheck_secs` (30 s at most) and before every subscribe: once the user is
 //! disabled, the API token revoked or the session logged out, the stream closes with code 1008
 //! and the reason.
+//!
+//! A browser cannot set `Authorization` on a WebSocket, so it first asks
+//! `POST /api/v1/live/ticket` (with its bearer) for a ticket and opens `/api/v1/live?ticket=…`.
+//! A ticket is good for one upgrade within [`TICKET_TTL`], carries the credential it was issued
+//! for (checked again when it is used) and lives only in this process's memory, hashed. The
+//! request log records paths only, so the ticket in the query string is never logged.
 
-use crate::auth::principal::recheck;
+use crate::auth::principal::{authenticate, recheck};
 use crate::auth::{Principal, Role};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
@@ -40,9 +47,11 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{OnceCell, broadcast, mpsc};
 
 use super::AppState;
+use super::alerts::may_see;
 use super::api_error::ApiError;
 use super::instances;
 use super::metric_families::{self, FamilyKey, FamilySpec};
+use crate::alerts::live::{AlertFeed, Pushed};
 
 /// The channel ingest notifies on (`lasect_ingest::writer::notify::CHANNEL`).
 pub const CHANNEL: &str = "lasect_samples";
@@ -91,13 +100,25 @@ struct Inner {
     clients: AtomicUsize,
     dropped_slow: AtomicUsize,
     dropped_notifications: AtomicUsize,
+    /// Alert state changes (issue 18): their own listener, started by the first client that
+    /// subscribes to them.
+    alerts: AlertFeed,
+    /// Outstanding tickets by [`lasect_pki::hash_token`] of the ticket.
+    tickets: Mutex<HashMap<String, Ticket>>,
+    ticket_ttl: Duration,
 }
 
 impl LiveHub {
     pub fn new(pool: PgPool) -> Self {
+        Self::with_ticket_ttl(pool, TICKET_TTL)
+    }
+
+    /// A hub whose tickets live `ttl` instead of [`TICKET_TTL`] (tests of expiry).
+    pub fn with_ticket_ttl(pool: PgPool, ttl: Duration) -> Self {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         LiveHub {
             inner: Arc::new(Inner {
+                alerts: AlertFeed::new(pool.clone()),
                 pool,
                 events,
                 started: OnceCell::new(),
@@ -105,6 +126,8 @@ impl LiveHub {
                 clients: AtomicUsize::new(0),
                 dropped_slow: AtomicUsize::new(0),
                 dropped_notifications: AtomicUsize::new(0),
+                tickets: Mutex::new(HashMap::new()),
+                ticket_ttl: ttl,
             }),
         }
     }
@@ -301,18 +324,162 @@ async fn read_rows(
     rows.iter().map(metric_families::row_to_json).collect()
 }
 
+/// The WebSocket's path (the auth gate takes a ticket there).
+pub const PATH: &str = "/api/v1/live";
+/// How long a ticket may wait for its WebSocket upgrade.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+/// Kind prefix of live tickets (see [`lasect_pki::new_token`]).
+pub const TICKET_PREFIX: &str = "lslt";
+/// Outstanding tickets per user: more evict that user's oldest, so memory stays bounded even
+/// for a caller that asks in a loop.
+pub const MAX_TICKETS_PER_USER: usize = 16;
+
+/// A ticket waiting for its upgrade: who asked and until when.
+#[derive(Debug)]
+struct Ticket {
+    principal: Principal,
+    expires: Instant,
+}
+
+/// The answer of `POST /api/v1/live/ticket`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LiveTicket {
+    /// Opaque; pass it once as `GET /api/v1/live?ticket=…`.
+    pub ticket: String,
+    /// Seconds it stays valid.
+    pub expires_in: u64,
+}
+
+impl LiveHub {
+    fn issue_ticket(&self, principal: Principal) -> String {
+        let ticket = lasect_pki::new_token(TICKET_PREFIX);
+        let now = Instant::now();
+        let mut tickets = self
+            .inner
+            .tickets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        tickets.retain(|_, t| t.expires > now);
+        let mut mine: Vec<(Instant, String)> = tickets
+            .iter()
+            .filter(|(_, t)| t.principal.user_id == principal.user_id)
+            .map(|(hash, t)| (t.expires, hash.clone()))
+            .collect();
+        if mine.len() >= MAX_TICKETS_PER_USER {
+            mine.sort();
+            for (_, hash) in &mine[..=mine.len() - MAX_TICKETS_PER_USER] {
+                tickets.remove(hash);
+            }
+        }
+        tickets.insert(
+            lasect_pki::hash_token(&ticket),
+            Ticket {
+                principal,
+                expires: now + self.inner.ticket_ttl,
+            },
+        );
+        ticket
+    }
+
+    /// Takes the ticket out (whatever follows, it cannot be used again).
+    fn take_ticket(&self, ticket: &str) -> Result<Principal, ApiError> {
+        if !lasect_pki::looks_like_token(ticket, TICKET_PREFIX) {
+            return Err(ApiError::unauthorized("malformed live ticket"));
+        }
+        let taken = self
+            .inner
+            .tickets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&lasect_pki::hash_token(ticket));
+        match taken {
+            None => Err(ApiError::unauthorized(
+                "unknown or already used live ticket: ask POST /api/v1/live/ticket for a new one",
+            )),
+            Some(t) if t.expires <= Instant::now() => Err(ApiError::unauthorized(
+                "this live ticket has expired: ask POST /api/v1/live/ticket for a new one",
+            )),
+            Some(t) => Ok(t.principal),
+        }
+    }
+
+    /// Tickets waiting for their upgrade (expired ones included until the next issue).
+    pub fn outstanding_tickets(&self) -> usize {
+        self.inner
+            .tickets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// The `ticket` parameter of a query string, if any (tickets are base64url: no escapes).
+fn ticket_param(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ticket="))
+}
+
+/// Who opens `GET /api/v1/live`: the ticket's caller when the query names one (checked again
+/// now; with an `Authorization` header too, both must be the same user), else the header's.
+pub async fn authenticate_live(
+    state: &AppState,
+    header: Option<&str>,
+    query: Option<&str>,
+) -> Result<Principal, ApiError> {
+    let Some(ticket) = ticket_param(query) else {
+        return authenticate(state, header).await;
+    };
+    let issued_to = state.live.take_ticket(ticket)?;
+    if header.is_some() {
+        let caller = authenticate(state, header).await?;
+        if caller.user_id != issued_to.user_id {
+            return Err(ApiError::forbidden(
+                "this live ticket was issued to another user",
+            ));
+        }
+    }
+    recheck(state, &issued_to).await
+}
+
+/// A single-use ticket for opening the live WebSocket from a browser, which cannot send
+/// `Authorization` on an upgrade. Any authenticated caller; the stream then sees what the
+/// caller sees.
+#[utoipa::path(
+    post,
+    path = "/api/v1/live/ticket",
+    tag = "live",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A ticket for one `GET /api/v1/live?ticket=…` within 30 s", body = LiveTicket),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable (the caller cannot be checked)", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn ticket(State(state): State<AppState>, principal: Principal) -> Json<LiveTicket> {
+    let ticket = state.live.issue_ticket(principal);
+    Json(LiveTicket {
+        ticket,
+        expires_in: state.live.inner.ticket_ttl.as_secs(),
+    })
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/live",
     tag = "live",
     security(("bearer" = [])),
+    params(
+        ("ticket" = Option<String>, Query, description = "A ticket from `POST /api/v1/live/ticket` instead of `Authorization` (browsers): good once, for 30 s"),
+    ),
     description = "WebSocket upgrade (RFC 6455). After the upgrade the client sends \
         `{\"type\":\"subscribe\",\"instances\":[…],\"families\":[…]}` (or `unsubscribe`) and \
         receives `subscribed`, `samples` and `error` messages; see docs/CONTRACTS.md.",
     responses(
         (status = 101, description = "Switching protocols: the WebSocket is open"),
         (status = 400, description = "Not a WebSocket upgrade request", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated, or the ticket is unknown, used, expired or malformed", body = super::openapi::ErrorBody),
+        (status = 403, description = "The ticket was issued to another user than the `Authorization` header's", body = super::openapi::ErrorBody),
         (status = 503, description = "Too many live clients", body = super::openapi::ErrorBody),
     )
 )]
@@ -369,6 +536,15 @@ enum ClientMessage {
         instances: Vec<i64>,
         families: Vec<String>,
     },
+    /// Alert state changes (pending, firing, resolved) of the instances the caller may see.
+    SubscribeAlerts,
+    UnsubscribeAlerts,
+}
+
+/// A change of the client's alert subscription, for `run` to apply to its receiver.
+enum AlertsChange {
+    Start(broadcast::Receiver<Arc<Vec<Pushed>>>),
+    Stop,
 }
 
 #[derive(Serialize)]
@@ -390,6 +566,7 @@ struct Client {
     hub: LiveHub,
     /// (scope, family) → the client's instances it is delivered as.
     subscriptions: BTreeMap<(Scope, &'static str), BTreeSet<i64>>,
+    alerts_change: Option<AlertsChange>,
 }
 
 impl Drop for Client {
@@ -407,6 +584,7 @@ impl Client {
             principal,
             hub,
             subscriptions: BTreeMap::new(),
+            alerts_change: None,
         }
     }
 
@@ -434,6 +612,7 @@ impl Client {
 
     async fn run(mut self, mut socket: WebSocket) {
         let mut events = self.hub.inner.events.subscribe();
+        let mut alerts: Option<broadcast::Receiver<Arc<Vec<Pushed>>>> = None;
         let period = Duration::from_secs(self.state.auth.config.live_recheck_secs);
         let mut rechecks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         rechecks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -457,7 +636,7 @@ impl Client {
                         Ok(m) => m,
                         Err(e) => break Close(close_code::POLICY, format!("invalid message: {e}")),
                     };
-                    if matches!(message, ClientMessage::Subscribe { .. })
+                    if matches!(message, ClientMessage::Subscribe { .. } | ClientMessage::SubscribeAlerts)
                         && let Err(close) = self.recheck().await
                     {
                         break close;
@@ -466,7 +645,38 @@ impl Client {
                         Ok(reply) => reply,
                         Err(error) => error,
                     };
+                    match self.alerts_change.take() {
+                        Some(AlertsChange::Start(r)) => alerts = Some(r),
+                        Some(AlertsChange::Stop) => alerts = None,
+                        None => {}
+                    }
                     if let Err(close) = send(&mut socket, reply.to_string()).await {
+                        break close;
+                    }
+                }
+                pushed = async {
+                    match alerts.as_mut() {
+                        Some(r) => r.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let batch = match pushed {
+                        Ok(batch) => batch,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            break Close(CLOSE_TOO_SLOW, format!("too slow: {n} alert batches missed"));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    let mut failed = None;
+                    // Visibility as in the alert list: the caller's roles now (rechecked).
+                    for p in batch.iter().filter(|p| may_see(&self.principal, p.instance_labels.as_ref())) {
+                        let text = json!({"type": "alert", "event": p.event}).to_string();
+                        if let Err(close) = send(&mut socket, text).await {
+                            failed = Some(close);
+                            break;
+                        }
+                    }
+                    if let Some(close) = failed {
                         break close;
                     }
                 }
@@ -525,6 +735,21 @@ impl Client {
                 instances,
                 families,
             } => (false, instances, families),
+            ClientMessage::SubscribeAlerts => {
+                let receiver = self.hub.inner.alerts.subscribe().await.map_err(|e| {
+                    tracing::warn!(error = %e, "live alerts: cannot listen to the store");
+                    error(
+                        "store_unavailable",
+                        "the live stream cannot reach the store, try again later",
+                    )
+                })?;
+                self.alerts_change = Some(AlertsChange::Start(receiver));
+                return Ok(json!({"type": "subscribed_alerts", "alerts": true}));
+            }
+            ClientMessage::UnsubscribeAlerts => {
+                self.alerts_change = Some(AlertsChange::Stop);
+                return Ok(json!({"type": "subscribed_alerts", "alerts": false}));
+            }
         };
         if instances.len() * families.len() > MAX_SUBSCRIPTIONS {
             return Err(error(

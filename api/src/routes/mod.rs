@@ -143,6 +143,7 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/auth/password", Authenticated),
         spec(Method::GET, "/api/v1/instances", Authenticated),
         spec(Method::GET, "/api/v1/live", Authenticated),
+        spec(Method::POST, "/api/v1/live/ticket", Authenticated),
         // Any role; the graph holds only the instances the caller may view.
         spec(Method::GET, "/api/v1/replication/topology", Authenticated),
         spec(
@@ -311,6 +312,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics_series::series))
         .routes(routes!(statements_top::top))
         .routes(routes!(live::live))
+        .routes(routes!(live::ticket))
         .routes(routes!(replication::topology))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(http_metrics::scrape))
