@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::auth_routes::{body, path_params};
 use super::instances::rfc3339;
-use super::{ApiError, AppState, parse_since};
+use super::openapi::responses::{ById, RoleNeeded, WithInput};
+use super::time_range::{Recent, recent_query};
+use super::{ApiError, AppState};
 use crate::alerts::selector;
 use crate::auth::principal::Principal;
 use crate::auth::role::Role;
@@ -119,11 +121,10 @@ async fn load_channel(state: &AppState, id: i64) -> Result<Channel, ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every channel, without secrets", body = ChannelList),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global viewer needed)", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        RoleNeeded,
     )
 )]
+/// Needs a global role (viewer or more).
 pub async fn list_channels(
     State(state): State<AppState>,
     principal: Principal,
@@ -212,14 +213,12 @@ fn valid_name(name: &str) -> bool {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The channel (without its secret)", body = Channel),
-        (status = 400, description = "Bad request body", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global admin needed)", body = super::openapi::ErrorBody),
+        WithInput,
         (status = 409, description = "A channel of that name exists", body = super::openapi::ErrorBody),
         (status = 422, description = "The URL is not http(s), plain http without insecure_http, or the secret is missing or not allowed for the kind", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable, or no secrets key file", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs the global admin role.
 pub async fn add_channel(
     State(state): State<AppState>,
     principal: Principal,
@@ -447,13 +446,10 @@ fn check_email(r: &NewChannel, has_secret: bool) -> Result<(), String> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The channel, without its secret", body = Channel),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global viewer needed)", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs a global role (viewer or more).
 pub async fn show_channel(
     State(state): State<AppState>,
     principal: Principal,
@@ -531,15 +527,12 @@ struct StoredChannel {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The channel as it now is (without its secret)", body = Channel),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global admin needed)", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "A channel of that name exists", body = super::openapi::ErrorBody),
         (status = 422, description = "The channel as changed would be invalid (URL, secret, email fields)", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable, or no secrets key file", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs the global admin role.
 pub async fn edit_channel(
     State(state): State<AppState>,
     principal: Principal,
@@ -639,13 +632,10 @@ pub async fn edit_channel(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Removed, with its routes and pending deliveries"),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global admin needed)", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs the global admin role.
 pub async fn remove_channel(
     State(state): State<AppState>,
     principal: Principal,
@@ -681,14 +671,11 @@ pub struct TestResult {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Sent now (recorded in the deliveries); whether the receiver took it", body = TestResult),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global admin needed)", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        ById,
         (status = 422, description = "The channel cannot be used (its secret does not decrypt)", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs the global admin role.
 pub async fn test_channel(
     State(state): State<AppState>,
     principal: Principal,
@@ -841,11 +828,10 @@ const SELECT_ROUTE: &str = "SELECT r.id, r.channel_id, c.name AS channel, r.min_
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every route", body = RouteList),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global viewer needed)", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        RoleNeeded,
     )
 )]
+/// Needs a global role (viewer or more).
 pub async fn list_routes(
     State(state): State<AppState>,
     principal: Principal,
@@ -895,13 +881,11 @@ pub struct NewRoute {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The route", body = Route),
-        (status = 400, description = "Bad request body", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global admin needed)", body = super::openapi::ErrorBody),
+        WithInput,
         (status = 422, description = "No such channel, matchers that do not parse (with the position), or a repeat interval between 1 and 59 s", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs the global admin role.
 pub async fn add_route(
     State(state): State<AppState>,
     principal: Principal,
@@ -961,13 +945,10 @@ pub async fn add_route(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Removed (deliveries already enqueued still go out)"),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global admin needed)", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs the global admin role.
 pub async fn remove_route(
     State(state): State<AppState>,
     principal: Principal,
@@ -985,20 +966,13 @@ pub async fn remove_route(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct DeliveryQuery {
-    #[param(minimum = 1)]
-    pub alert_id: Option<i64>,
-    #[param(minimum = 1)]
-    pub channel_id: Option<i64>,
-    /// `15m`, `2h`, `7d` or an RFC 3339 time.
-    #[param(max_length = 64)]
-    pub since: Option<String>,
-    /// 1..=1000, default 100.
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<i64>,
+recent_query! {
+    pub struct DeliveryQuery {
+        #[param(minimum = 1)]
+        pub alert_id: Option<i64>,
+        #[param(minimum = 1)]
+        pub channel_id: Option<i64>,
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -1066,13 +1040,11 @@ struct AttemptRow {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Notifications with every attempt, newest first", body = DeliveryList),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global viewer needed)", body = super::openapi::ErrorBody),
+        WithInput,
         (status = 422, description = "since is neither RFC 3339 nor a duration", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs a global role (viewer or more).
 pub async fn deliveries(
     State(state): State<AppState>,
     principal: Principal,
@@ -1080,26 +1052,13 @@ pub async fn deliveries(
 ) -> Result<Json<DeliveryList>, ApiError> {
     principal.require(Role::Viewer)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit)
-        || q.alert_id.is_some_and(|i| i < 1)
-        || q.channel_id.is_some_and(|i| i < 1)
-        || q.since.as_ref().is_some_and(|s| s.chars().count() > 64)
-    {
+    if q.alert_id.is_some_and(|i| i < 1) || q.channel_id.is_some_and(|i| i < 1) {
         return Err(ApiError::bad_request(
             "invalid_query",
-            "alert_id and channel_id are at least 1, limit 1 to 1000, since at most 64 characters",
+            "alert_id and channel_id are at least 1",
         ));
     }
-    let since = match &q.since {
-        None => None,
-        Some(s) => Some(parse_since(s, Utc::now()).ok_or_else(|| {
-            ApiError::unprocessable(
-                "invalid_query",
-                format!("since must be RFC 3339 or a duration like 15m, 2h, 7d; not {s:?}"),
-            )
-        })?),
-    };
+    let Recent { since, limit } = q.recent()?;
     let rows: Vec<DeliveryRow> = sqlx::query_as(
         "SELECT d.id, d.idempotency_key, d.channel_id, d.alert_id, d.kind, \
          d.notification ->> 'rule' AS rule, d.state, d.created_at, d.next_attempt_at, \

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::auth_routes::path_params;
 use super::instances::rfc3339;
-use super::{ApiError, AppState, parse_since};
+use super::openapi::responses::{ById, Filtered};
+use super::time_range::{Recent, recent_query};
+use super::{ApiError, AppState};
 use crate::alerts::evaluator::{active_silences, string_labels};
 use crate::alerts::selector;
 use crate::alerts::state::State as AlertState;
@@ -135,9 +137,7 @@ const SELECT: &str = "SELECT a.id, r.name AS rule, r.severity, a.state, a.since,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Alerts (default: pending and firing), firing first", body = AlertList),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        Filtered,
     )
 )]
 pub async fn list(
@@ -207,14 +207,11 @@ fn to_alert(r: Row, silences: &[Vec<selector::Matcher>]) -> Alert {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The acknowledged alert (until it resolves)", body = Alert),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global user needed)", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "The alert is neither pending nor firing", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs the global user role.
 pub async fn ack(
     State(state): State<AppState>,
     principal: Principal,
@@ -254,20 +251,13 @@ pub async fn ack(
     Ok(Json(to_alert(row, &silences)))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct HistoryQuery {
-    #[param(max_length = 63)]
-    pub rule: Option<String>,
-    #[param(minimum = 1)]
-    pub instance_id: Option<i64>,
-    /// `15m`, `2h`, `7d` or an RFC 3339 time.
-    #[param(max_length = 64)]
-    pub since: Option<String>,
-    /// 1..=1000, default 100.
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<i64>,
+recent_query! {
+    pub struct HistoryQuery {
+        #[param(max_length = 63)]
+        pub rule: Option<String>,
+        #[param(minimum = 1)]
+        pub instance_id: Option<i64>,
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -369,10 +359,8 @@ pub(crate) async fn events_between(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "State changes, newest first", body = AlertHistory),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        Filtered,
         (status = 422, description = "since is neither RFC 3339 nor a duration", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn history(
@@ -382,28 +370,7 @@ pub async fn history(
 ) -> Result<Json<AlertHistory>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     check_params(query.rule.as_ref(), query.instance_id)?;
-    if query.since.as_ref().is_some_and(|s| s.chars().count() > 64) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "since is at most 64 characters",
-        ));
-    }
-    let since = match &query.since {
-        None => None,
-        Some(s) => Some(parse_since(s, Utc::now()).ok_or_else(|| {
-            ApiError::unprocessable(
-                "invalid_query",
-                format!("since must be RFC 3339 or a duration like 15m, 2h, 7d; not {s:?}"),
-            )
-        })?),
-    };
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be between 1 and 1000, not {limit}"),
-        ));
-    }
+    let Recent { since, limit } = query.recent()?;
     let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT_EVENTS} \
          WHERE ($1::text IS NULL OR e.rule_name = $1) AND ($2::int8 IS NULL OR e.instance_id = $2) \

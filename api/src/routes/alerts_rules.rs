@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth_routes::{body, path_params};
 use super::instances::rfc3339;
+use super::openapi::responses::{ById, SignedIn, WithInput};
 use super::{ApiError, AppState};
 use crate::alerts::evaluator::{keyed, load_instances};
 use crate::alerts::rule::{Catalog, Compiled, RuleDef, RuleError, compile};
@@ -104,8 +105,7 @@ fn validate(def: &RuleDef, catalog: &Catalog, prefix: &str) -> Result<Compiled, 
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every rule, by name", body = RuleList),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        SignedIn,
     )
 )]
 pub async fn list(
@@ -125,8 +125,7 @@ pub async fn list(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every rule as `apply` takes them (applying it changes nothing)", body = RuleSet),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        SignedIn,
     )
 )]
 pub async fn export(
@@ -147,12 +146,9 @@ pub async fn export(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The new rule", body = Rule),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        WithInput,
         (status = 409, description = "A rule of this name exists", body = super::openapi::ErrorBody),
         (status = 422, description = "The families refuse the rule (the message names the field)", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn create(
@@ -188,13 +184,9 @@ pub async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The rule as replaced", body = Rule),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "Another rule has this name", body = super::openapi::ErrorBody),
         (status = 422, description = "The families refuse the rule (the message names the field)", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn replace(
@@ -238,12 +230,8 @@ pub async fn replace(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted, with its alerts (their history stays)"),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "A default-pack rule: disable it instead", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn remove(
@@ -297,11 +285,8 @@ pub struct ApplyResult {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "What changed (or would change): applying the same set again changes nothing", body = ApplyResult),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        WithInput,
         (status = 422, description = "A rule is refused (the message names it and the field), or two share a name", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn apply(
@@ -405,14 +390,11 @@ pub struct TestResult {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "What the rule sees now; nothing is written", body = TestResult),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global user needed)", body = super::openapi::ErrorBody),
-        (status = 404, description = "No rule of that name", body = super::openapi::ErrorBody),
+        ById,
         (status = 422, description = "Neither or both of name and rule, or the rule is refused", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs the global user role.
 pub async fn test(
     State(state): State<AppState>,
     principal: Principal,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth_routes::{body, path_params};
 use super::instances::rfc3339;
+use super::openapi::responses::{ById, SignedIn, WithInput};
 use super::{ApiError, AppState};
 use crate::alerts::selector;
 use crate::auth::principal::Principal;
@@ -80,8 +81,7 @@ const SELECT: &str = "SELECT id, matchers, starts_at, ends_at, comment, created_
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Silences not ended or removed more than a week ago, newest first", body = SilenceList),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        SignedIn,
     )
 )]
 pub async fn list(
@@ -126,13 +126,11 @@ pub struct NewSilence {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The silence", body = Silence),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global user needed)", body = super::openapi::ErrorBody),
+        WithInput,
         (status = 422, description = "The matchers do not parse (the message gives the position) or match everything", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs the global user role.
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -199,13 +197,10 @@ pub async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The silence, removed (removing twice changes nothing)", body = Silence),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low (global user needed)", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs the global user role.
 pub async fn remove(
     State(state): State<AppState>,
     principal: Principal,

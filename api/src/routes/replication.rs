@@ -26,6 +26,7 @@ use sqlx::PgPool;
 use super::AppState;
 use super::api_error::ApiError;
 use super::instances::rfc3339;
+use super::openapi::responses::WithInput;
 use crate::auth::{Principal, Role};
 
 /// Samples older than this are not part of the topology (an instance that stopped reporting
@@ -140,12 +141,10 @@ pub struct EdgeTable {
     params(TopologyQuery),
     responses(
         (status = 200, description = "The replication graph of the instances the caller may view", body = Topology),
-        (status = 400, description = "Bad label filter", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No role at all", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        WithInput,
     )
 )]
+/// Needs any role (the graph holds only the instances the caller may view).
 pub async fn topology(
     State(state): State<AppState>,
     principal: Principal,

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
-use super::openapi::responses::{ById, RunStarted};
+use super::openapi::responses::{ById, Filtered, RunStarted};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 use crate::runs::access::{RunAccess, is_requester};
@@ -270,9 +270,7 @@ pub struct RunListQuery {
     params(RunListQuery),
     responses(
         (status = 200, description = "Runs on the instances the caller sees, newest first", body = RunList),
-        (status = 400, description = "Bad query", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        Filtered,
     )
 )]
 pub async fn list(
@@ -403,6 +401,7 @@ pub struct PageQuery {
         (status = 409, description = "The run's kind has no row result (use /download)", body = super::openapi::ErrorBody),
     )
 )]
+/// One page of a run's rows. 403: only the run's metadata is visible to the caller.
 pub async fn result(
     State(state): State<AppState>,
     principal: Principal,
@@ -470,14 +469,11 @@ pub async fn result(
                 (String = "application/json"),
                 (String = "application/octet-stream"),
             )),
-        (status = 403, description = "Only metadata of this run is visible to the caller", body = super::openapi::ErrorBody),
-        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such run", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "The run has not succeeded", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// The result of a run as a file. 403: only the run's metadata is visible to the caller.
 pub async fn download(
     State(state): State<AppState>,
     principal: Principal,
@@ -531,6 +527,7 @@ pub async fn download(
         ById,
     )
 )]
+/// Asks the agent to cancel the run. Needs to be its requester or an admin of its instance.
 pub async fn cancel(
     State(state): State<AppState>,
     principal: Principal,

@@ -17,6 +17,80 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         .map_err(|e| e.to_string())
 }
 
+/// `since` and `limit` of the lists read newest first (alert history, notification deliveries):
+/// `since` RFC 3339 or a duration back from now, at most [`Recent::MAX_SINCE_CHARS`] characters
+/// (longer: 400; unreadable: 422 `invalid_query`); `limit` 1..=1000, default 100 (else 400).
+/// A list's query struct declares the two fields with the same `#[param]` attributes
+/// (`max_length = 64`; `minimum = 1, maximum = 1000`), so the document is as strict as this.
+#[derive(Debug, Clone, Copy)]
+pub struct Recent {
+    pub since: Option<DateTime<Utc>>,
+    pub limit: i64,
+}
+
+impl Recent {
+    pub const MAX_SINCE_CHARS: usize = 64;
+    const DEFAULT_LIMIT: i64 = 100;
+    const MAX_LIMIT: i64 = 1000;
+
+    pub fn parse(since: Option<&str>, limit: Option<i64>) -> Result<Self, ApiError> {
+        if since.is_some_and(|s| s.chars().count() > Self::MAX_SINCE_CHARS) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("since is at most {} characters", Self::MAX_SINCE_CHARS),
+            ));
+        }
+        let limit = limit.unwrap_or(Self::DEFAULT_LIMIT);
+        if !(1..=Self::MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "limit must be between 1 and {}, not {limit}",
+                    Self::MAX_LIMIT
+                ),
+            ));
+        }
+        let since = match since {
+            None => None,
+            Some(s) => Some(super::parse_since(s, Utc::now()).ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_query",
+                    format!("since must be RFC 3339 or a duration like 15m, 2h, 7d; not {s:?}"),
+                )
+            })?),
+        };
+        Ok(Recent { since, limit })
+    }
+}
+
+/// Declares the query struct of a list read newest first: the list's own filters (each `pub`,
+/// with a trailing comma), then `since` and `limit` with the bounds [`Recent::parse`] holds
+/// them to, and `recent()` to read those two.
+macro_rules! recent_query {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+        #[serde(deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            /// `15m`, `2h`, `7d` or an RFC 3339 time.
+            #[param(max_length = 64)]
+            pub since: Option<String>,
+            /// 1..=1000, default 100.
+            #[param(minimum = 1, maximum = 1000)]
+            pub limit: Option<i64>,
+        }
+
+        impl $name {
+            pub fn recent(&self) -> Result<$crate::routes::time_range::Recent, $crate::routes::ApiError> {
+                $crate::routes::time_range::Recent::parse(self.since.as_deref(), self.limit)
+            }
+        }
+    };
+}
+pub(crate) use recent_query;
+
 /// A checked `[from, to)` range.
 #[derive(Debug, Clone, Copy)]
 pub struct TimeRange {
@@ -75,6 +149,24 @@ fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recent_since_and_limit() {
+        let r = super::Recent::parse(Some("2h"), None).expect("valid");
+        assert_eq!(r.limit, 100);
+        assert!(r.since.is_some_and(|t| t < chrono::Utc::now()));
+        assert!(super::Recent::parse(None, Some(1000)).is_ok());
+        for (since, limit, status) in [
+            (Some("x".repeat(65)), None, 400),
+            (None, Some(0), 400),
+            (None, Some(1001), 400),
+            (Some("yesterday".to_owned()), None, 422),
+        ] {
+            let e = super::Recent::parse(since.as_deref(), limit).expect_err("refused");
+            assert_eq!(e.status().as_u16(), status, "{since:?} {limit:?}");
+            assert_eq!(e.code(), "invalid_query");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -125,6 +125,10 @@ response_set!(
     ById = [BAD_REQUEST, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, STORE_UNAVAILABLE]
 );
 response_set!(
+    /// A list any authenticated caller may read, filtered by its query.
+    Filtered = [BAD_REQUEST, UNAUTHENTICATED, STORE_UNAVAILABLE]
+);
+response_set!(
     /// A route that takes a query or a body but names nothing in its path.
     WithInput = [BAD_REQUEST, UNAUTHENTICATED, FORBIDDEN, STORE_UNAVAILABLE]
 );
