@@ -74,6 +74,12 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+impl zeroize::Zeroize for LoginRequest {
+    fn zeroize(&mut self) {
+        self.password.zeroize();
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenPair {
@@ -108,6 +114,13 @@ pub struct ChangePassword {
     /// 12 to 1024 characters.
     #[cfg_attr(feature = "openapi", schema(min_length = 12, max_length = 1024))]
     pub new_password: String,
+}
+
+impl zeroize::Zeroize for ChangePassword {
+    fn zeroize(&mut self) {
+        self.old_password.zeroize();
+        self.new_password.zeroize();
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

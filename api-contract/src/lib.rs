@@ -7,6 +7,9 @@
 //! document); the CLI does not build the server's axum/sqlx stack for them.
 //!
 //! - [`auth`]: roles, logging in and out, changing a password, API tokens.
+//! - [`users`]: users, their roles and label grants, creating one, resetting a password.
+//! - [`agents`]: agents, enrollment tokens, agent certificates.
+//! - [`audit`]: the audit log.
 //! - [`instances`]: an instance, the list, its detail, the body that adds one and the answers
 //!   to adding and testing it.
 //!
@@ -18,8 +21,11 @@
 //!   the limits every run-creating body may carry.
 //! - [`json_integer`]: integers as JSON Schema defines them (`10.0` is one).
 
+pub mod agents;
+pub mod audit;
 pub mod auth;
 pub mod instances;
 pub mod json_integer;
 pub mod migrations;
 pub mod runs;
+pub mod users;

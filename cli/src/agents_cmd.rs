@@ -1,6 +1,10 @@
 //! `lasect agent token list|revoke` and `lasect agent cert list|revoke` (admin): enrollment
-//! tokens after their creation, and the certificate serials ingest accepts for an agent.
+//! tokens after their creation, and the certificate serials ingest accepts for an agent. The
+//! answers are read as the API's own types (`lasect_api_contract::agents`).
 
+use lasect_api_contract::agents::{
+    AgentCertificate, AgentCertificateList, EnrollmentTokenInfo, EnrollmentTokenList,
+};
 use serde_json::{Value, json};
 
 use crate::api_client::ApiClient;
@@ -37,7 +41,8 @@ fn rows<'a>(body: &'a Value, key: &str) -> &'a [Value] {
 }
 
 pub async fn list_tokens(client: &ApiClient, output: OutputFormat) -> anyhow::Result<String> {
-    let body = client.get_json("api/v1/agents/enrollment-tokens").await?;
+    let tokens: EnrollmentTokenList = client.get("api/v1/agents/enrollment-tokens").await?;
+    let body = serde_json::to_value(&tokens)?;
     render_body(output, &body, |b| {
         Ok(render(rows(b, "tokens"), ENROLLMENT_TOKEN_COLUMNS))
     })
@@ -49,7 +54,8 @@ pub async fn revoke_token(
     output: OutputFormat,
 ) -> anyhow::Result<String> {
     let path = format!("api/v1/agents/enrollment-tokens/{id}/revoke");
-    let body = client.post_json(&path, &json!({})).await?;
+    let token: EnrollmentTokenInfo = client.post(&path, &json!({})).await?;
+    let body = serde_json::to_value(&token)?;
     render_body(output, &body, |b| {
         Ok(render_one(b, ENROLLMENT_TOKEN_COLUMNS))
     })
@@ -63,7 +69,8 @@ pub async fn cert(
     match command {
         AgentCertCommand::List { agent } => {
             let path = format!("api/v1/agents/{}/certificates", encode_segment(&agent));
-            let body = client.get_json(&path).await?;
+            let certificates: AgentCertificateList = client.get(&path).await?;
+            let body = serde_json::to_value(&certificates)?;
             render_body(output, &body, |b| {
                 Ok(render(rows(b, "certificates"), CERTIFICATE_COLUMNS))
             })
@@ -74,7 +81,8 @@ pub async fn cert(
                 encode_segment(&agent),
                 encode_segment(&serial)
             );
-            let body = client.post_json(&path, &json!({})).await?;
+            let certificate: AgentCertificate = client.post(&path, &json!({})).await?;
+            let body = serde_json::to_value(&certificate)?;
             render_body(output, &body, |b| Ok(render_one(b, CERTIFICATE_COLUMNS)))
         }
     }

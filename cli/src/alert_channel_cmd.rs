@@ -193,10 +193,10 @@ pub async fn run(
                 "webhook" => {
                     let url = url.ok_or_else(|| Usage("--url is needed for a webhook".into()))?;
                     body["url"] = json!(url);
-                    body["secret"] = json!(crate::password::read(
-                        "webhook signing secret: ",
-                        secret_stdin
-                    )?);
+                    body["secret"] = json!(
+                        crate::password::read("webhook signing secret: ", secret_stdin)?
+                            .expose_secret()
+                    );
                 }
                 "slack" => {
                     if url.is_some() {
@@ -205,10 +205,10 @@ pub async fn run(
                         )
                         .into());
                     }
-                    body["url"] = json!(crate::password::read(
-                        "Slack incoming-webhook URL: ",
-                        secret_stdin
-                    )?);
+                    body["url"] = json!(
+                        crate::password::read("Slack incoming-webhook URL: ", secret_stdin)?
+                            .expose_secret()
+                    );
                 }
                 "email" => {
                     let url = url.ok_or_else(|| {
@@ -226,8 +226,9 @@ pub async fn run(
                     body["email_to"] = json!(to);
                     if let Some(user) = smtp_user {
                         body["smtp_username"] = json!(user);
-                        body["secret"] =
-                            json!(crate::password::read("SMTP password: ", secret_stdin)?);
+                        body["secret"] = json!(
+                            crate::password::read("SMTP password: ", secret_stdin)?.expose_secret()
+                        );
                     }
                     if let Some(path) = ca_file {
                         let pem = std::fs::read_to_string(&path).map_err(|e| {
@@ -348,7 +349,7 @@ pub async fn run(
                         return Err(Usage(format!("{other} channels have no secret")).into());
                     }
                 };
-                body[field] = json!(crate::password::read(prompt, secret_stdin)?);
+                body[field] = json!(crate::password::read(prompt, secret_stdin)?.expose_secret());
             }
             let channel = client
                 .patch_json(&format!("api/v1/alerts/channels/{id}"), &body)

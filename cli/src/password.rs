@@ -8,14 +8,15 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::os::fd::BorrowedFd;
 
 use anyhow::Context;
+use lasect_pki::Secret;
 use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 
 use crate::exit::Usage;
 
 /// Reads a password. With `from_stdin` (`--password-stdin`), or when stdin is not a terminal
 /// (a pipe, a file), it is the first line of stdin; otherwise `prompt` is shown on stderr and
-/// the answer is read with echo off.
-pub fn read(prompt: &str, from_stdin: bool) -> anyhow::Result<String> {
+/// the answer is read with echo off. The password is a [`Secret`]: zeroed when dropped.
+pub fn read(prompt: &str, from_stdin: bool) -> anyhow::Result<Secret> {
     let stdin = std::io::stdin();
     if from_stdin || !stdin.is_terminal() {
         if !from_stdin {
@@ -32,12 +33,17 @@ pub fn read(prompt: &str, from_stdin: bool) -> anyhow::Result<String> {
     line?.ok_or_else(|| Usage("no password given".to_owned()).into())
 }
 
-fn first_line(input: &mut impl BufRead) -> anyhow::Result<Option<String>> {
-    let mut line = String::new();
+fn first_line(input: &mut impl BufRead) -> anyhow::Result<Option<Secret>> {
+    // Zeroed on every path; on success its buffer moves into the Secret, not copied. Room for
+    // far more than the longest password the API takes (1024), so that reading does not
+    // reallocate and leave a copy behind that nothing zeroes.
+    let mut line = zeroize::Zeroizing::new(String::with_capacity(4096));
     if input.read_line(&mut line).context("read the password")? == 0 {
         return Ok(None);
     }
-    Ok(Some(line.trim_end_matches(['\r', '\n']).to_owned()))
+    let end = line.trim_end_matches(['\r', '\n']).len();
+    line.truncate(end);
+    Ok(Some(Secret::new(std::mem::take(&mut *line))))
 }
 
 /// The terminal with echo off until dropped (also on an error or a panic).
@@ -72,7 +78,10 @@ mod tests {
     fn one_line_without_its_end() {
         let mut input = std::io::Cursor::new("s3cret pass\r\nsecond\n");
         assert_eq!(
-            first_line(&mut input).expect("read").as_deref(),
+            first_line(&mut input)
+                .expect("read")
+                .as_ref()
+                .map(Secret::expose_secret),
             Some("s3cret pass")
         );
         let mut empty = std::io::Cursor::new("");

@@ -1,11 +1,16 @@
 //! `lasect login`, `user`, `token`, `agent`, `audit`: the identity and administration commands.
 
+use lasect_api_contract::agents::{Agent, AgentList, CreateEnrollmentToken, EnrollmentToken};
+use lasect_api_contract::audit::AuditList;
 use lasect_api_contract::auth::{
     ApiToken, ChangePassword, CreateToken, CreatedToken, LoginRequest, LogoutRequest, Role,
     TokenList, TokenPair,
 };
+use lasect_api_contract::users::{CreateUser, CreatedUser, GrantBody, SetRole, User, UserList};
 use lasect_pki::Secret;
+use serde::Serialize;
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 use crate::api_client::{ApiClient, ClientEnv, typed};
 use crate::args::{
@@ -14,7 +19,7 @@ use crate::args::{
 use crate::config_file::{self, ConfigFile};
 use crate::exit::Usage;
 use crate::json_table::{parse_duration_secs, render, render_one};
-use crate::printable::{escape, str_or};
+use crate::printable::escape;
 use crate::{encode_segment, render as render_body};
 
 const USER_COLUMNS: &[(&str, &str)] = &[
@@ -64,10 +69,6 @@ fn duration(text: &str, what: &str) -> anyhow::Result<u64> {
     })
 }
 
-fn role(text: &Option<String>) -> anyhow::Result<Value> {
-    Ok(json!(role_of(text)?))
-}
-
 fn role_of(text: &Option<String>) -> anyhow::Result<Option<Role>> {
     text.as_deref()
         .map(|r| {
@@ -77,16 +78,18 @@ fn role_of(text: &Option<String>) -> anyhow::Result<Option<Role>> {
         .transpose()
 }
 
-/// `env=prod:viewer` as a grant object.
-fn grant(text: &str) -> anyhow::Result<Value> {
+/// `env=prod:viewer` as a grant.
+fn grant(text: &str) -> anyhow::Result<GrantBody> {
     let parsed = text.split_once('=').and_then(|(key, rest)| {
         let (value, role) = rest.rsplit_once(':')?;
-        Some((key, value, role))
+        Some((key, value, role.parse::<Role>().ok()?))
     });
     match parsed {
-        Some((key, value, r @ ("admin" | "user" | "viewer"))) if !key.is_empty() => {
-            Ok(json!({"key": key, "value": value, "role": r}))
-        }
+        Some((key, value, role)) if !key.is_empty() => Ok(GrantBody {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            role,
+        }),
         _ => Err(Usage(format!(
             "a grant is KEY=VALUE:ROLE with ROLE admin, user or viewer, not {text:?}"
         ))
@@ -94,8 +97,17 @@ fn grant(text: &str) -> anyhow::Result<Value> {
     }
 }
 
+fn grants(texts: &[String]) -> anyhow::Result<Vec<GrantBody>> {
+    texts.iter().map(|g| grant(g)).collect()
+}
+
+/// A typed answer as the JSON the output and the tables are made of.
+fn value_of(answer: &impl Serialize) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(answer)?)
+}
+
 /// With `prompt`, asks (without echo at a terminal); otherwise the first line of stdin.
-fn read_password(prompt: bool) -> anyhow::Result<String> {
+fn read_password(prompt: bool) -> anyhow::Result<Secret> {
     crate::password::read("Password: ", !prompt)
 }
 
@@ -121,15 +133,7 @@ pub async fn login(
     // A URL that would be refused (http:// off loopback) is refused before the password is asked.
     let client = ApiClient::from_env(anonymous.clone())?;
     let password = read_password(!password_stdin)?;
-    let session: TokenPair = client
-        .post(
-            "api/v1/auth/login",
-            &LoginRequest {
-                username: username.clone(),
-                password,
-            },
-        )
-        .await?;
+    let session = log_in(&client, &username, &password).await?;
     let authed = ApiClient::from_env(ClientEnv {
         token: Some(Secret::new(session.access_token.as_str())),
         ..anonymous
@@ -203,15 +207,7 @@ pub async fn passwd(
                 token: None,
                 ..env.clone()
             })?;
-            let session: TokenPair = anonymous
-                .post(
-                    "api/v1/auth/login",
-                    &LoginRequest {
-                        username: name.clone(),
-                        password: old.clone(),
-                    },
-                )
-                .await?;
+            let session = log_in(&anonymous, name, &old).await?;
             ApiClient::from_env(ClientEnv {
                 token: Some(Secret::new(session.access_token)),
                 ..env.clone()
@@ -219,15 +215,12 @@ pub async fn passwd(
         }
         None => ApiClient::from_env(env.clone())?,
     };
-    let session: TokenPair = client
-        .post(
-            "api/v1/auth/password",
-            &ChangePassword {
-                old_password: old,
-                new_password: new,
-            },
-        )
-        .await?;
+    // The body's copies of the passwords are zeroed when it drops, also on an error.
+    let change = Zeroizing::new(ChangePassword {
+        old_password: old.expose_secret().to_owned(),
+        new_password: new.expose_secret().to_owned(),
+    });
+    let session: TokenPair = client.post("api/v1/auth/password", &*change).await?;
     // The answer opens a new session the CLI does not keep: end it.
     let fresh = ApiClient::from_env(ClientEnv {
         token: Some(Secret::new(session.access_token)),
@@ -244,6 +237,19 @@ pub async fn passwd(
     }
 }
 
+/// `POST /api/v1/auth/login`; the body's copy of the password is zeroed when it drops.
+async fn log_in(
+    client: &ApiClient,
+    username: &str,
+    password: &Secret,
+) -> anyhow::Result<TokenPair> {
+    let request = Zeroizing::new(LoginRequest {
+        username: username.to_owned(),
+        password: password.expose_secret().to_owned(),
+    });
+    client.post("api/v1/auth/login", &*request).await
+}
+
 /// Ends the session of `refresh_token`; best effort (it expires anyway).
 async fn logout(client: &ApiClient, refresh_token: String) {
     let body = LogoutRequest {
@@ -258,37 +264,49 @@ pub async fn user(
     output: OutputFormat,
 ) -> anyhow::Result<String> {
     let (body, single) = match command {
-        UserCommand::List => (client.get_json("api/v1/users").await?, false),
+        UserCommand::List => {
+            let users: UserList = client.get("api/v1/users").await?;
+            (value_of(&users)?, false)
+        }
         UserCommand::Create {
             username,
             role: r,
-            grants,
+            grants: g,
             password_stdin,
         } => {
-            let mut request = json!({"username": username, "role": role(&r)?,
-                "grants": grants.iter().map(|g| grant(g)).collect::<anyhow::Result<Vec<_>>>()?});
-            if password_stdin {
-                request["password"] = json!(read_password(false)?);
-            }
-            let body = client.post_json("api/v1/users", &request).await?;
+            let password = if password_stdin {
+                Some(read_password(false)?)
+            } else {
+                None
+            };
+            let request = Zeroizing::new(CreateUser {
+                username,
+                password: password.as_ref().map(|p| p.expose_secret().to_owned()),
+                role: role_of(&r)?,
+                grants: grants(&g)?,
+            });
+            let created: CreatedUser = client.post("api/v1/users", &*request).await?;
             if output == OutputFormat::Json {
-                return json_text(&body);
+                return json_text(&value_of(&created)?);
             }
-            let mut text = render_one(&body["user"], USER_COLUMNS);
-            if let Some(p) = body["generated_password"].as_str() {
-                text.push_str(&format!("generated password (shown once): {p}\n"));
+            let mut text = render_one(&value_of(&created.user)?, USER_COLUMNS);
+            if let Some(p) = &created.generated_password {
+                text.push_str(&format!("generated password (shown once): {}\n", escape(p)));
             }
             return Ok(text);
         }
         UserCommand::SetRole {
             username,
             role: r,
-            grants,
+            grants: g,
         } => {
-            let request = json!({"role": role(&r)?,
-                "grants": grants.iter().map(|g| grant(g)).collect::<anyhow::Result<Vec<_>>>()?});
+            let request = SetRole {
+                role: role_of(&r)?,
+                grants: grants(&g)?,
+            };
             let path = format!("api/v1/users/{}/role", encode_segment(&username));
-            (client.post_json(&path, &request).await?, true)
+            let user: User = client.post(&path, &request).await?;
+            (value_of(&user)?, true)
         }
         UserCommand::Passwd { .. } => {
             return Err(anyhow::anyhow!(
@@ -297,7 +315,8 @@ pub async fn user(
         }
         UserCommand::Disable { username } => {
             let path = format!("api/v1/users/{}/disable", encode_segment(&username));
-            (client.post_json(&path, &json!({})).await?, true)
+            let user: User = client.post(&path, &json!({})).await?;
+            (value_of(&user)?, true)
         }
     };
     match (output, single) {
@@ -366,7 +385,8 @@ pub async fn agent(
 ) -> anyhow::Result<String> {
     match command {
         AgentCommand::List => {
-            let body = client.get_json("api/v1/agents").await?;
+            let agents: AgentList = client.get("api/v1/agents").await?;
+            let body = value_of(&agents)?;
             match output {
                 OutputFormat::Json => json_text(&body),
                 OutputFormat::Table => Ok(render(list(&body, "agents"), AGENT_COLUMNS)),
@@ -377,19 +397,22 @@ pub async fn agent(
             uses,
             agent_id,
         }) => {
-            let request = json!({"ttl_secs": duration(&ttl, "--ttl")?, "uses": uses,
-                                 "agent_id": agent_id});
-            let body = client
-                .post_json("api/v1/agents/enrollment-tokens", &request)
+            let request = CreateEnrollmentToken {
+                ttl_secs: duration(&ttl, "--ttl")?,
+                uses,
+                agent_id,
+            };
+            let token: EnrollmentToken = client
+                .post("api/v1/agents/enrollment-tokens", &request)
                 .await?;
             match output {
-                OutputFormat::Json => json_text(&body),
+                OutputFormat::Json => json_text(&value_of(&token)?),
                 OutputFormat::Table => Ok(format!(
                     "enrollment token (shown once): {}\nuses: {}  expires: {}  agent: {}\n",
-                    str_or(&body["token"], "-"),
-                    body["max_uses"],
-                    str_or(&body["expires_at"], "-"),
-                    str_or(&body["agent_id"], "any")
+                    escape(&token.token),
+                    token.max_uses,
+                    escape(&token.expires_at),
+                    escape(token.agent_id.as_deref().unwrap_or("any"))
                 )),
             }
         }
@@ -402,7 +425,8 @@ pub async fn agent(
         AgentCommand::Cert(c) => crate::agents_cmd::cert(client, c, output).await,
         AgentCommand::Disable { id } => {
             let path = format!("api/v1/agents/{}/disable", encode_segment(&id));
-            let body = client.post_json(&path, &json!({})).await?;
+            let agent: Agent = client.post(&path, &json!({})).await?;
+            let body = value_of(&agent)?;
             match output {
                 OutputFormat::Json => json_text(&body),
                 OutputFormat::Table => Ok(render_one(&body, AGENT_COLUMNS)),
@@ -428,9 +452,10 @@ pub async fn audit(
             query.push(format!("{key}={}", encode_segment(&v)));
         }
     }
-    let body = client
-        .get_json(&format!("api/v1/audit?{}", query.join("&")))
+    let entries: AuditList = client
+        .get(&format!("api/v1/audit?{}", query.join("&")))
         .await?;
+    let body = value_of(&entries)?;
     match output {
         OutputFormat::Json => json_text(&body),
         OutputFormat::Table => Ok(render(list(&body, "entries"), AUDIT_COLUMNS)),
@@ -444,10 +469,10 @@ mod tests {
     #[test]
     fn grants_parse() {
         assert_eq!(
-            grant("env=prod:viewer").expect("grant"),
+            value_of(&grant("env=prod:viewer").expect("grant")).expect("json"),
             json!({"key": "env", "value": "prod", "role": "viewer"})
         );
-        assert_eq!(grant("a=b:c:user").expect("grant")["value"], "b:c");
+        assert_eq!(grant("a=b:c:user").expect("grant").value, "b:c");
         for bad in ["env", "env=prod", "=x:user", "env=prod:root"] {
             assert!(grant(bad).is_err(), "{bad}");
         }

@@ -548,6 +548,105 @@ async fn login_then_admin_commands_with_exit_codes() {
     fails_with(bare(&["user", "frobnicate"]), 2).await;
 }
 
+/// The commands that read the API's answers as its own types (`lasect_api_contract`): each
+/// answer parsed, shown as a table and as JSON, and what they send taken by the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_admin_commands_read_every_answer() {
+    let api = start_api().await;
+    let json = |out: &str| serde_json::from_str::<Value>(out).expect("json");
+
+    // A password given on stdin reaches the API as given: the new user can log in with it.
+    ok(with_stdin(
+        api.lasect(&[
+            "user",
+            "create",
+            "-u",
+            "ria",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ]),
+        "ria's long password\n",
+    ))
+    .await;
+    let mut cmd = api.lasect(&["login", "--username", "ria", "--password-stdin"]);
+    cmd.env_remove("LASECT_TOKEN");
+    let out = ok(with_stdin(cmd, "ria's long password\n")).await;
+    assert!(out.contains("logged in as ria (viewer)"), "{out}");
+    let out = ok(api.lasect(&[
+        "user",
+        "set-role",
+        "ria",
+        "--role",
+        "viewer",
+        "--grant",
+        "env=prod:user",
+    ]))
+    .await;
+    assert!(out.contains("ria") && out.contains("env=prod"), "{out}");
+    let out = ok(api.lasect(&["user", "list"])).await;
+    assert!(out.contains("ria") && out.contains("admin"), "{out}");
+
+    // Enrollment tokens: created (table), listed, revoked.
+    let out = ok(api.lasect(&[
+        "agent",
+        "token",
+        "create",
+        "--ttl",
+        "2h",
+        "--uses",
+        "3",
+        "--agent-id",
+        "db-09",
+    ]))
+    .await;
+    assert!(
+        out.contains("enrollment token (shown once): lset_")
+            && out.contains("uses: 3")
+            && out.contains("agent: db-09"),
+        "{out}"
+    );
+    let listed = json(&ok(api.lasect(&["agent", "token", "list", "-o", "json"])).await);
+    let token = &listed["tokens"][0];
+    assert_eq!(token["agent_id"], "db-09");
+    assert_eq!(token["state"], "active");
+    assert!(token.get("token").is_none(), "{token}");
+    let id = token["id"].as_i64().expect("id").to_string();
+    let out = ok(api.lasect(&["agent", "token", "revoke", &id])).await;
+    assert!(out.contains("revoked"), "{out}");
+    let out = ok(api.lasect(&["agent", "token", "list"])).await;
+    assert!(out.contains("revoked") && out.contains("db-09"), "{out}");
+
+    // Certificates of an agent: listed and revoked.
+    sqlx::query(
+        "INSERT INTO agent_certificates (serial, agent_id, not_before, not_after, reason) \
+         VALUES ('0a1b2c', 'db-01', now() - interval '1 day', now() + interval '89 days', 'enroll')",
+    )
+    .execute(&api.pool)
+    .await
+    .expect("certificate");
+    let out = ok(api.lasect(&["agent", "cert", "list", "db-01"])).await;
+    assert!(out.contains("0a1b2c") && out.contains("enroll"), "{out}");
+    let revoked =
+        json(&ok(api.lasect(&["agent", "cert", "revoke", "db-01", "0a1b2c", "-o", "json"])).await);
+    assert_eq!(revoked["serial"], "0a1b2c");
+    assert_eq!(revoked["revoke_reason"], "revoked");
+
+    // Agents and the audit log as tables.
+    let out = ok(api.lasect(&["agent", "disable", "db-02"])).await;
+    assert!(out.contains("db-02") && out.contains("true"), "{out}");
+    let out = ok(api.lasect(&["agent", "list"])).await;
+    assert!(out.contains("db-01") && out.contains("db-02"), "{out}");
+    let out = ok(api.lasect(&[
+        "audit",
+        "list",
+        "--action",
+        "POST /api/v1/agents/{id}/disable",
+    ]))
+    .await;
+    assert!(out.contains("admin") && out.contains("success"), "{out}");
+}
+
 /// Gives `cmd` `input` on stdin, through a file in the test's temp dir.
 fn with_stdin(mut cmd: Command, input: &str) -> Command {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -10,19 +10,13 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use lasect_pki::{API_TOKEN_PREFIX, hash_token, looks_like_token};
-use serde::Serialize;
 use sqlx::PgPool;
 
 use super::role::{Role, from_store};
 use crate::routes::{ApiError, AppState};
 
-/// A role granted on every instance whose labels contain `key` = `value`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct LabelGrant {
-    pub key: String,
-    pub value: String,
-    pub role: Role,
-}
+/// Shared with the CLI, which reads it in a user's `grants`.
+pub use lasect_api_contract::users::LabelGrant;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]

@@ -17,7 +17,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use lasect_pki::{ENROLLMENT_TOKEN_PREFIX, hash_token, new_token, validate_agent_id};
-use serde::{Deserialize, Serialize};
 
 use super::auth_routes::{body, path_params};
 use super::instances::rfc3339;
@@ -26,23 +25,13 @@ use crate::auth::principal::Principal;
 use crate::auth::role::Role;
 
 /// Longest life of an enrollment token: 30 days.
+pub use lasect_api_contract::agents::{
+    Agent, AgentCertificate, AgentCertificateList, AgentList, CreateEnrollmentToken,
+    EnrollmentToken,
+};
+
 const MAX_TTL_SECS: u64 = 30 * 86_400;
 const MAX_USES: u32 = 10_000;
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Agent {
-    pub id: String,
-    pub hostname: Option<String>,
-    pub version: Option<String>,
-    pub last_seen: String,
-    pub enrolled_at: Option<String>,
-    pub cert_not_after: Option<String>,
-    pub spool_backlog_batches: Option<i64>,
-    pub spool_backlog_bytes: Option<i64>,
-    pub disabled: bool,
-    pub disabled_at: Option<String>,
-    pub disabled_by: Option<String>,
-}
 
 #[derive(sqlx::FromRow)]
 struct AgentRow {
@@ -86,11 +75,6 @@ macro_rules! select_agents {
     };
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AgentList {
-    pub agents: Vec<Agent>,
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/agents",
@@ -114,40 +98,6 @@ pub async fn list(
     Ok(Json(AgentList {
         agents: rows.into_iter().map(Agent::from).collect(),
     }))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateEnrollmentToken {
-    /// Lifetime, 60 s to 30 days.
-    #[schema(minimum = 60, maximum = 2_592_000)]
-    #[serde(deserialize_with = "crate::routes::json_integer::required")]
-    pub ttl_secs: u64,
-    /// How many enrollments it allows, 1..=10000 (default 1).
-    #[serde(
-        default = "one",
-        deserialize_with = "crate::routes::json_integer::required"
-    )]
-    #[schema(minimum = 1, maximum = 10_000)]
-    pub uses: u32,
-    /// The only agent id it may enroll (default: any new id).
-    #[serde(default)]
-    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
-    pub agent_id: Option<String>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EnrollmentToken {
-    pub id: i64,
-    /// The bearer secret, shown this once.
-    pub token: String,
-    pub agent_id: Option<String>,
-    pub max_uses: u32,
-    pub expires_at: String,
 }
 
 #[utoipa::path(
@@ -249,30 +199,6 @@ pub async fn disable(
     .await?;
     row.map(|r| Json(Agent::from(r)))
         .ok_or_else(|| ApiError::not_found(format!("no agent with id {id:?}")))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AgentCertificate {
-    /// Lowercase hex, as `openssl x509 -serial` prints it (case aside).
-    pub serial: String,
-    pub agent_id: String,
-    /// `enroll`, `renew`, `ca_init` (registered by `lasect-api ca init --store-dsn`) or
-    /// `first_use` (a `ca init` certificate recorded when it first connected).
-    pub reason: String,
-    pub issued_at: String,
-    pub not_before: String,
-    pub not_after: String,
-    /// The serial ingest last recorded for the agent.
-    pub current: bool,
-    pub revoked_at: Option<String>,
-    pub revoked_by: Option<String>,
-    /// `revoked` (by an operator), `superseded` (by a renewal) or `re-enrolled`.
-    pub revoke_reason: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AgentCertificateList {
-    pub certificates: Vec<AgentCertificate>,
 }
 
 #[derive(sqlx::FromRow)]

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::instances::rfc3339;
 use super::{ApiError, AppState};
@@ -16,6 +16,8 @@ use crate::auth::principal::Principal;
 use crate::auth::role::Role;
 
 const DEFAULT_LIMIT: i64 = 100;
+pub use lasect_api_contract::audit::{AuditList, AuditRow};
+
 const MAX_LIMIT: i64 = 1000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -28,23 +30,6 @@ pub struct AuditQuery {
     /// 1..=1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AuditRow {
-    pub id: i64,
-    pub time: String,
-    pub actor: String,
-    pub action: String,
-    pub target: Option<String>,
-    pub source: Option<String>,
-    pub outcome: String,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AuditList {
-    pub entries: Vec<AuditRow>,
 }
 
 #[derive(sqlx::FromRow)]

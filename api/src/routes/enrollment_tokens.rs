@@ -8,7 +8,6 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::auth_routes::path_params;
 use super::instances::rfc3339;
@@ -16,29 +15,7 @@ use super::{ApiError, AppState};
 use crate::auth::principal::Principal;
 use crate::auth::role::Role;
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EnrollmentTokenInfo {
-    pub id: i64,
-    /// The agent id the token is bound to; `null`: the enrolling agent chooses a new id.
-    pub agent_id: Option<String>,
-    pub max_uses: i32,
-    pub uses: i32,
-    pub created_by: String,
-    pub created_at: String,
-    pub expires_at: String,
-    pub revoked_at: Option<String>,
-    pub revoked_by: Option<String>,
-    /// `active`, `used_up`, `expired` or `revoked`.
-    #[schema(pattern = "^(active|used_up|expired|revoked)$")]
-    pub state: String,
-    /// The agents that enrolled with it.
-    pub enrolled_agents: Vec<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EnrollmentTokenList {
-    pub tokens: Vec<EnrollmentTokenInfo>,
-}
+pub use lasect_api_contract::agents::{EnrollmentTokenInfo, EnrollmentTokenList};
 
 #[derive(sqlx::FromRow)]
 struct Row {

@@ -13,7 +13,6 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::auth_routes::{body, end_sessions, path_params};
 use super::instances::rfc3339;
@@ -23,23 +22,9 @@ use crate::auth::principal::{LabelGrant, Principal};
 use crate::auth::role::{Role, from_store};
 use crate::auth::users::{UserError, create_user};
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct User {
-    pub id: i64,
-    pub username: String,
-    pub role: Option<Role>,
-    pub grants: Vec<LabelGrant>,
-    pub created_at: String,
-    pub created_by: String,
-    pub disabled_at: Option<String>,
-    /// An admin reset the password; the user must set a new one before anything else.
-    pub must_change_password: bool,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UserList {
-    pub users: Vec<User>,
-}
+pub use lasect_api_contract::users::{
+    CreateUser, CreatedUser, GrantBody, ResetPassword, SetRole, User, UserList,
+};
 
 #[derive(sqlx::FromRow)]
 struct UserRow {
@@ -50,16 +35,6 @@ struct UserRow {
     created_by: String,
     disabled_at: Option<DateTime<Utc>>,
     must_change_password: bool,
-}
-
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GrantBody {
-    #[schema(min_length = 1, max_length = 200)]
-    pub key: String,
-    #[schema(max_length = 200)]
-    pub value: String,
-    pub role: Role,
 }
 
 async fn load_users(state: &AppState, username: Option<&str>) -> Result<Vec<User>, ApiError> {
@@ -123,30 +98,6 @@ pub async fn list(
     Ok(Json(UserList {
         users: load_users(&state, None).await?,
     }))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUser {
-    /// Lowercase letters, digits and `._@-`, starting with a letter or digit, at most 64.
-    #[schema(pattern = "^[a-z0-9][a-z0-9._@-]{0,63}$")]
-    pub username: String,
-    /// 12 to 1024 characters; without it one is generated and returned once.
-    #[serde(default)]
-    #[schema(min_length = 12, max_length = 1024)]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub role: Option<Role>,
-    #[serde(default)]
-    pub grants: Vec<GrantBody>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CreatedUser {
-    pub user: User,
-    /// Only when the request had no password: shown this once, never stored in clear.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub generated_password: Option<String>,
 }
 
 fn user_error(e: UserError) -> ApiError {
@@ -261,14 +212,6 @@ fn no_such_user(username: &str) -> ApiError {
     ApiError::not_found(format!("no user named {username:?}"))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetRole {
-    pub role: Option<Role>,
-    #[serde(default)]
-    pub grants: Vec<GrantBody>,
-}
-
 #[utoipa::path(
     post,
     path = "/api/v1/users/{username}/role",
@@ -359,15 +302,6 @@ pub async fn disable(
     end_sessions(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(one_user(&state, &username).await?))
-}
-
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResetPassword {
-    /// The new password (12 to 1024 characters); without it one is generated and returned once.
-    #[serde(default)]
-    #[schema(min_length = 12, max_length = 1024)]
-    pub password: Option<String>,
 }
 
 #[utoipa::path(
