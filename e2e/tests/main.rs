@@ -8,6 +8,7 @@
 
 mod agent_identity;
 mod alerts;
+mod alerts_default_pack;
 mod backups;
 mod console;
 mod dashboards;
