@@ -12,6 +12,8 @@
 pub mod admin_cmd;
 pub mod alerts;
 pub mod auth;
+pub mod backup_catalogue;
+pub mod backup_schedule;
 pub mod ca_init;
 pub mod cli;
 pub mod config;

@@ -98,6 +98,8 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
 
     let maintenance = tokio::spawn(maintenance_loop(dsn, pool.clone(), retention_days));
     let run_sweeper = tokio::spawn(run_sweeper(pool.clone()));
+    // Every process schedules: the store decides which one fires each firing.
+    let backup_scheduler = tokio::spawn(crate::backup_schedule::run(pool.clone()));
     let state = AppState::with_auth(pool.clone(), AuthState::new(keys, config.auth.clone()))
         .with_secrets(secrets);
     // Notifications go out from every process (the outbox decides who sends what).
@@ -117,6 +119,7 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
     let result = serve_on(listener, router(state), tls, shutdown).await;
     maintenance.abort();
     run_sweeper.abort();
+    backup_scheduler.abort();
     if let Some(alerts) = alerts {
         alerts.abort();
     }

@@ -13,6 +13,7 @@ mod alerts;
 mod alerts_live;
 mod alerts_wraparound;
 mod audit;
+mod backup_schedule;
 mod binary;
 mod common;
 mod config;

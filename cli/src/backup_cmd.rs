@@ -32,11 +32,27 @@ pub enum BackupCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// The catalogue: backups with type, times, sizes and WAL range
+    /// The catalogue the API keeps: backups with type, times, sizes, WAL and LSN range, and
+    /// the recovery window
     List {
-        #[command(flatten)]
-        target: Target,
+        #[arg(long, short)]
+        instance: Option<String>,
+        /// Only this repository
+        #[arg(long)]
+        repo: Option<i64>,
+        /// Ask the agent for a fresh catalogue first (needs --repo; admin)
+        #[arg(long, requires = "repo")]
+        refresh: bool,
     },
+    /// One backup of the catalogue, by label
+    Show {
+        label: String,
+        #[arg(long, short)]
+        instance: Option<String>,
+    },
+    /// Cron schedules of backups, and their firings
+    #[command(subcommand)]
+    Schedule(crate::backup_schedule::ScheduleCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +86,9 @@ pub enum RepoCommand {
         retention_full: Option<i32>,
         #[arg(long)]
         retention_diff: Option<i32>,
+        /// count (default): keep --retention-full full backups; time: keep them that many days
+        #[arg(long, value_parser = ["count", "time"])]
+        retention_full_type: Option<String>,
         /// Encrypt the repository (aes-256-cbc) with a passphrase read from stdin's first line
         #[arg(long)]
         cipher_pass_stdin: bool,
@@ -101,6 +120,16 @@ pub enum BackupType {
     Incr,
 }
 
+impl BackupType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BackupType::Full => "full",
+            BackupType::Diff => "diff",
+            BackupType::Incr => "incr",
+        }
+    }
+}
+
 const REPO_COLUMNS: &[(&str, &str)] = &[
     ("id", "id"),
     ("stanza", "stanza"),
@@ -111,16 +140,6 @@ const REPO_COLUMNS: &[(&str, &str)] = &[
     ("full kept", "retention_full"),
     ("diff kept", "retention_diff"),
     ("created", "created_at"),
-];
-
-const BACKUP_COLUMNS: &[(&str, &str)] = &[
-    ("label", "label"),
-    ("type", "type"),
-    ("prior", "prior"),
-    ("database bytes", "database_size"),
-    ("repo bytes", "repo_size"),
-    ("wal start", "wal_start"),
-    ("wal stop", "wal_stop"),
 ];
 
 pub async fn run(
@@ -143,27 +162,45 @@ pub async fn run(
             backup_type,
             target,
         } => {
-            let kind = match backup_type {
-                BackupType::Full => "full",
-                BackupType::Diff => "diff",
-                BackupType::Incr => "incr",
-            };
+            let kind = backup_type.as_str();
             let run = post_run(client, &target, "backups", json!({ "type": kind })).await?;
             render_body(output, &run, |r| Ok(run_line(r)))
         }
-        BackupCommand::List { target } => {
-            let run = post_run(client, &target, "info", json!({})).await?;
-            render_body(output, &run, |r| {
-                if r["status"] != "succeeded" {
-                    return Ok(run_line(r));
+        BackupCommand::List {
+            instance,
+            repo,
+            refresh,
+        } => {
+            if let (true, Some(repo)) = (refresh, repo) {
+                let target = Target {
+                    instance: instance.clone(),
+                    repo,
+                    wait: 120,
+                };
+                let run = post_run(client, &target, "info", json!({})).await?;
+                if run["status"] != "succeeded" {
+                    anyhow::bail!("the refresh did not succeed: {}", run_line(&run).trim_end());
                 }
-                let backups = r["summary"]["backups"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                Ok(render(backups, BACKUP_COLUMNS))
-            })
+                // The API stores the run's catalogue within a second of its end.
+                let want = run["id"].clone();
+                for _ in 0..50 {
+                    let body =
+                        crate::backup_catalogue::fetch(client, instance.as_deref(), Some(repo))
+                            .await?;
+                    if body["repositories"][0]["run_id"].as_i64() >= want.as_i64() {
+                        return crate::backup_catalogue::list(output, &body);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+            let body = crate::backup_catalogue::fetch(client, instance.as_deref(), repo).await?;
+            crate::backup_catalogue::list(output, &body)
         }
+        BackupCommand::Show { label, instance } => {
+            let body = crate::backup_catalogue::fetch(client, instance.as_deref(), None).await?;
+            crate::backup_catalogue::show(output, &body, &label)
+        }
+        BackupCommand::Schedule(c) => crate::backup_schedule::run(client, c, output).await,
     }
 }
 
@@ -180,6 +217,7 @@ async fn repo(
             config_path,
             retention_full,
             retention_diff,
+            retention_full_type,
             cipher_pass_stdin,
         } => {
             let id = instance_or_only(client, instance.as_deref()).await?;
@@ -190,6 +228,7 @@ async fn repo(
                 ("config_path", config_path.map(Value::from)),
                 ("retention_full", retention_full.map(Value::from)),
                 ("retention_diff", retention_diff.map(Value::from)),
+                ("retention_full_type", retention_full_type.map(Value::from)),
             ];
             for (k, v) in optional {
                 if let Some(v) = v {

@@ -220,6 +220,10 @@ pub struct BackupRepo {
     /// `repo1-retention-diff`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_diff: Option<u32>,
+    /// `repo1-retention-full-type`: `count` (pgBackRest's default) or `time` (then
+    /// `retention_full` is in days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_full_type: Option<String>,
     /// `repo1-cipher-pass`: never stored in `runs.params` nor sent by the API; ingest decrypts
     /// it from `backup_repositories` and adds it to what it hands the serving agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -613,6 +617,7 @@ mod tests {
                     cipher_type: Some("aes-256-cbc".into()),
                     retention_full: Some(2),
                     retention_diff: Some(6),
+                    retention_full_type: Some("time".into()),
                     cipher_pass: Some(RepoSecret("never in runs.params".into())),
                 },
             }),

@@ -86,6 +86,8 @@ pub async fn backup(ctx: &mut OpContext, p: &BackupParams) -> Result<OpOutcome, 
             "stanza": p.stanza,
             "type": p.backup_type.as_str(),
             "backup": latest,
+            // The API refreshes its stored catalogue from it (retention may have expired some).
+            "catalogue": info,
         }),
     })
 }
@@ -110,7 +112,10 @@ async fn info(
         message: format!("pgBackRest's info is not the JSON it should be: {e}"),
         detail: json!({ "output": truncate(&out) }),
     })?;
-    Ok(reduce_info(&parsed, stanza))
+    let mut reduced = reduce_info(&parsed, stanza);
+    // The document itself too: the API stores the catalogue from it (typed, checked there).
+    reduced["pgbackrest"] = parsed;
+    Ok(reduced)
 }
 
 /// The catalogue of `stanza` from pgBackRest's info document.
@@ -394,6 +399,9 @@ fn config_text(server: &Server, stanza: &str, repo: &BackupRepo) -> Result<Strin
     if let Some(n) = repo.retention_diff {
         let _ = writeln!(text, "repo1-retention-diff={n}");
     }
+    if let Some(kind) = &repo.retention_full_type {
+        text += &line("repo1-retention-full-type", kind)?;
+    }
     if let Some(cipher) = &repo.cipher_type {
         let Some(pass) = &repo.cipher_pass else {
             return Err(OpError::Failed {
@@ -602,12 +610,14 @@ mod tests {
         let repo = BackupRepo {
             path: "/backups/main".into(),
             retention_full: Some(2),
+            retention_full_type: Some("time".into()),
             ..BackupRepo::default()
         };
         let text = config_text(&server(), "main", &repo).expect("config");
         for needle in [
             "repo1-path=/backups/main\n",
             "repo1-retention-full=2\n",
+            "repo1-retention-full-type=time\n",
             "[main]\n",
             "pg1-path=/var/lib/postgresql/16/main\n",
             "pg1-port=5433\n",

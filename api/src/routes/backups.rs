@@ -97,6 +97,24 @@ pub struct AddRepository {
     #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     #[schema(minimum = 1, maximum = 9999999)]
     pub retention_diff: Option<i32>,
+    /// `repo1-retention-full-type`: `count` (default) or `time` (retention_full in days).
+    pub retention_full_type: Option<RetentionType>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionType {
+    Count,
+    Time,
+}
+
+impl RetentionType {
+    const fn as_str(self) -> &'static str {
+        match self {
+            RetentionType::Count => "count",
+            RetentionType::Time => "time",
+        }
+    }
 }
 
 /// A registered repository, without its secrets.
@@ -119,6 +137,8 @@ pub struct Repository {
     pub has_cipher_pass: bool,
     pub retention_full: Option<i32>,
     pub retention_diff: Option<i32>,
+    /// `count` or `time`; absent: pgBackRest's default (`count`).
+    pub retention_full_type: Option<String>,
     pub created_at: String,
     pub created_by: String,
 }
@@ -164,6 +184,7 @@ macro_rules! select {
         concat!("SELECT id, instance_id, stanza, repo_type, path, config_path, bucket, \
     endpoint, region, key_id, secret_key_ciphertext IS NOT NULL AS has_secret_key, cipher_type, \
     cipher_pass_ciphertext IS NOT NULL AS has_cipher_pass, retention_full, retention_diff, \
+    retention_full_type, \
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at, \
     created_by FROM backup_repositories ",
             $tail
@@ -188,6 +209,7 @@ fn repository(r: &sqlx::postgres::PgRow) -> Result<Repository, sqlx::Error> {
         has_cipher_pass: r.try_get("has_cipher_pass")?,
         retention_full: r.try_get("retention_full")?,
         retention_diff: r.try_get("retention_diff")?,
+        retention_full_type: r.try_get("retention_full_type")?,
         created_at: r.try_get("created_at")?,
         created_by: r.try_get("created_by")?,
     })
@@ -257,6 +279,11 @@ pub async fn list(
 /// What the schema cannot say about a new repository: 422 with the reason.
 fn check_repository(r: &AddRepository) -> Result<RepoType, ApiError> {
     let bad = |m: String| ApiError::unprocessable("invalid_repository", m);
+    if r.retention_full_type == Some(RetentionType::Time) && r.retention_full.is_none() {
+        return Err(bad(
+            "retention_full_type time needs retention_full (the days full backups are kept)".into(),
+        ));
+    }
     for (name, value) in [
         ("path", Some(&r.path)),
         ("config_path", r.config_path.as_ref()),
@@ -388,8 +415,9 @@ pub async fn add(
     let inserted = sqlx::query_scalar::<_, i64>(
         "INSERT INTO backup_repositories (instance_id, stanza, repo_type, path, config_path, \
          bucket, endpoint, region, key_id, secret_key_ciphertext, cipher_type, \
-         cipher_pass_ciphertext, retention_full, retention_diff, created_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         cipher_pass_ciphertext, retention_full, retention_diff, created_by, \
+         retention_full_type) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
          ON CONFLICT (instance_id, stanza) DO NOTHING RETURNING id",
     )
     .bind(id)
@@ -407,6 +435,7 @@ pub async fn add(
     .bind(r.retention_full)
     .bind(r.retention_diff)
     .bind(runs::requested_by(&principal))
+    .bind(r.retention_full_type.map(RetentionType::as_str))
     .fetch_optional(&state.pool)
     .await?;
     let Some(repo) = inserted else {
@@ -422,7 +451,7 @@ pub async fn add(
     Ok((StatusCode::CREATED, Json(fetch(&state, id, repo).await?)))
 }
 
-fn valid_stanza_name(s: &str) -> bool {
+pub(crate) fn valid_stanza_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 64
@@ -540,6 +569,7 @@ async fn repo_for_run(
             cipher_type: r.cipher_type,
             retention_full: to_u32(r.retention_full),
             retention_diff: to_u32(r.retention_diff),
+            retention_full_type: r.retention_full_type,
             // Added by ingest on delivery: never in `runs.params`.
             cipher_pass: None,
         },
@@ -790,6 +820,11 @@ mod tests {
                 "posix",
             ),
             (json!({"stanza": "m", "path": "/a/../b"}), 422, ".."),
+            (
+                json!({"stanza": "m", "path": "/r", "retention_full_type": "time"}),
+                422,
+                "days",
+            ),
             (
                 json!({"stanza": "m", "path": "/r\n[global]"}),
                 422,

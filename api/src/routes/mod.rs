@@ -10,6 +10,8 @@ mod api_error;
 mod api_tokens;
 mod audit_log;
 mod auth_routes;
+pub mod backup_catalogue;
+pub mod backup_schedules;
 pub mod backups;
 pub mod console;
 pub mod data_transfer;
@@ -278,6 +280,13 @@ pub fn route_specs() -> Vec<RouteSpec> {
             "/api/v1/instances/{id}/backup/repositories/{repo}/info",
             InstanceAdmin,
         ),
+        // Backup schedules and the stored catalogue: viewers see, admins of the instance (or
+        // of the schedule's label) change; checked in the handlers.
+        spec(Method::GET, "/api/v1/backup/schedules", Authenticated),
+        spec(Method::POST, "/api/v1/backup/schedules", Authenticated),
+        spec(Method::DELETE, "/api/v1/backup/schedules/{id}", Authenticated),
+        spec(Method::GET, "/api/v1/backup/firings", Authenticated),
+        spec(Method::GET, "/api/v1/backups", Authenticated),
         spec(Method::GET, "/api/v1/alerts/silences", Authenticated),
         spec(Method::POST, "/api/v1/alerts/silences", Authenticated),
         // Notification channels and routes: global viewers read (never secrets), admins edit.
@@ -390,6 +399,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(backups::stanza))
         .routes(routes!(backups::backup))
         .routes(routes!(backups::info))
+        .routes(routes!(backup_schedules::list, backup_schedules::add))
+        .routes(routes!(backup_schedules::remove))
+        .routes(routes!(backup_schedules::firings))
+        .routes(routes!(backup_catalogue::list))
 }
 
 pub fn router(state: AppState) -> Router {

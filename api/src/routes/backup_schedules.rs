@@ -1,0 +1,493 @@
+//! Backup schedules (docs/BACKUPS.md, "Schedules"); the scheduler that fires them is
+//! [`crate::backup_schedule`].
+//!
+//! - `GET /api/v1/backup/schedules`: the schedules the caller may view (viewer on the
+//!   repository's instance, or by a grant on the schedule's label).
+//! - `POST /api/v1/backup/schedules`: admin on the repository's instance, or on the label
+//!   (a global admin or an admin grant for exactly that label).
+//! - `DELETE /api/v1/backup/schedules/{id}`: the same admin.
+//! - `GET /api/v1/backup/firings`: each firing (started, missed, skipped) of the instances
+//!   the caller views, newest first.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row as _;
+use utoipa::IntoParams;
+
+use super::auth_routes::body;
+use super::instances::rfc3339;
+use super::runs::path_id;
+use super::{ApiError, AppState};
+use crate::auth::{Principal, Role};
+use crate::backup_schedule::when::When;
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduledType {
+    Full,
+    Diff,
+    Incr,
+}
+
+impl ScheduledType {
+    const fn as_str(self) -> &'static str {
+        match self {
+            ScheduledType::Full => "full",
+            ScheduledType::Diff => "diff",
+            ScheduledType::Incr => "incr",
+        }
+    }
+}
+
+/// A schedule to add: of one repository (`repository_id`), or of every repository of
+/// `stanza` on the instances labelled `label_key` = `label_value`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSchedule {
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
+    #[schema(minimum = 1)]
+    pub repository_id: Option<i64>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub label_key: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub label_value: Option<String>,
+    /// With a label: the stanza whose repositories are backed up.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    pub stanza: Option<String>,
+    /// Five fields (minute hour day-of-month month day-of-week), or six with seconds first;
+    /// `L`, `W`, `#` and names as croner reads them.
+    #[schema(min_length = 1, max_length = 200)]
+    pub cron: String,
+    /// An IANA time zone name; default `UTC`.
+    #[schema(min_length = 1, max_length = 64)]
+    pub time_zone: Option<String>,
+    #[serde(rename = "type")]
+    pub backup_type: ScheduledType,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Schedule {
+    pub id: i64,
+    pub repository_id: Option<i64>,
+    /// The repository's instance (repository schedules).
+    pub instance_id: Option<i64>,
+    pub label_key: Option<String>,
+    pub label_value: Option<String>,
+    pub stanza: Option<String>,
+    pub cron: String,
+    pub time_zone: String,
+    #[serde(rename = "type")]
+    pub backup_type: String,
+    /// The next firing (RFC 3339, UTC).
+    pub next_fire_at: Option<String>,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScheduleList {
+    pub schedules: Vec<Schedule>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ScheduleQuery {
+    /// Only the schedules of this instance's repositories and of labels it carries.
+    #[param(minimum = 1)]
+    pub instance_id: Option<i64>,
+}
+
+const SELECT: &str = "SELECT s.id, s.repository_id, b.instance_id, s.label_key, s.label_value, \
+     coalesce(s.stanza, b.stanza) AS stanza, s.cron, s.time_zone, s.backup_type, s.created_at, \
+     s.created_by, coalesce(i.labels, '{}') AS labels \
+     FROM backup_schedules s \
+     LEFT JOIN backup_repositories b ON b.id = s.repository_id \
+     LEFT JOIN instances i ON i.id = b.instance_id";
+
+/// The labels a schedule's role is judged on: its instance's, or its own label.
+fn scope(
+    labels: serde_json::Value,
+    key: &Option<String>,
+    value: &Option<String>,
+) -> serde_json::Value {
+    match (key, value) {
+        (Some(k), Some(v)) => label(k, v),
+        _ => labels,
+    }
+}
+
+fn schedule(r: &sqlx::postgres::PgRow) -> Result<(Schedule, serde_json::Value), sqlx::Error> {
+    let cron: String = r.try_get("cron")?;
+    let time_zone: String = r.try_get("time_zone")?;
+    let next_fire_at = When::parse(&cron, &time_zone)
+        .ok()
+        .and_then(|w| w.next_after(Utc::now()))
+        .map(rfc3339);
+    let label_key: Option<String> = r.try_get("label_key")?;
+    let label_value: Option<String> = r.try_get("label_value")?;
+    let labels = scope(r.try_get("labels")?, &label_key, &label_value);
+    Ok((
+        Schedule {
+            id: r.try_get("id")?,
+            repository_id: r.try_get("repository_id")?,
+            instance_id: r.try_get("instance_id")?,
+            label_key,
+            label_value,
+            stanza: r.try_get("stanza")?,
+            cron,
+            time_zone,
+            backup_type: r.try_get("backup_type")?,
+            next_fire_at,
+            created_at: rfc3339(r.try_get("created_at")?),
+            created_by: r.try_get("created_by")?,
+        },
+        labels,
+    ))
+}
+
+/// A one-label object, as `instances.labels` holds them.
+fn label(key: &str, value: &str) -> serde_json::Value {
+    let mut labels = serde_json::Map::new();
+    labels.insert(key.to_owned(), serde_json::Value::String(value.to_owned()));
+    serde_json::Value::Object(labels)
+}
+
+fn may(principal: &Principal, labels: &serde_json::Value, role: Role) -> bool {
+    principal.role_for_labels(labels).is_some_and(|r| r >= role)
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+fn check_id(id: Option<i64>, name: &str) -> Result<(), ApiError> {
+    match id {
+        Some(v) if v < 1 => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{name} must be a positive integer, not {v}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup/schedules",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(ScheduleQuery),
+    responses(
+        (status = 200, description = "The schedules the caller may view", body = ScheduleList),
+        (status = 400, description = "Bad query", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    q: Result<Query<ScheduleQuery>, QueryRejection>,
+) -> Result<Json<ScheduleList>, ApiError> {
+    let q = query(q)?;
+    check_id(q.instance_id, "instance_id")?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE $1::bigint IS NULL OR b.instance_id = $1 \
+         OR (s.label_key IS NOT NULL AND EXISTS (SELECT 1 FROM instances x WHERE x.id = $1 \
+             AND x.labels ->> s.label_key = s.label_value)) \
+         ORDER BY s.id"
+    )))
+    .bind(q.instance_id)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut schedules = Vec::new();
+    for r in &rows {
+        let (s, labels) = schedule(r)?;
+        if may(&principal, &labels, Role::Viewer) {
+            schedules.push(s);
+        }
+    }
+    Ok(Json(ScheduleList { schedules }))
+}
+
+/// What the schema cannot say about a new schedule: 422 with the reason.
+fn check(s: &NewSchedule) -> Result<(), ApiError> {
+    let bad = |m: String| ApiError::unprocessable("invalid_schedule", m);
+    let label = (&s.label_key, &s.label_value, &s.stanza);
+    match (s.repository_id, label) {
+        (Some(_), (None, None, None)) | (None, (Some(_), Some(_), Some(_))) => {}
+        _ => {
+            return Err(bad(
+                "give either repository_id, or label_key, label_value and stanza".into(),
+            ));
+        }
+    }
+    // The document's bounds and pattern: breaking them is a bad body.
+    let len = |v: &Option<String>, max| {
+        v.as_ref()
+            .is_some_and(|v| !(1..=max).contains(&v.chars().count()))
+    };
+    if len(&s.label_key, 200)
+        || len(&s.label_value, 200)
+        || len(&s.time_zone, 64)
+        || !(1..=200).contains(&s.cron.chars().count())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "cron and labels are 1 to 200 characters, time_zone 1 to 64",
+        ));
+    }
+    if s.repository_id.is_some_and(|id| id < 1) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "repository_id must be a positive integer",
+        ));
+    }
+    if let Some(stanza) = &s.stanza
+        && !super::backups::valid_stanza_name(stanza)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "stanza must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        ));
+    }
+    When::parse(&s.cron, s.time_zone.as_deref().unwrap_or("UTC"))
+        .map(|_| ())
+        .map_err(|e| bad(e.to_string()))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup/schedules",
+    tag = "backups",
+    security(("bearer" = [])),
+    request_body = NewSchedule,
+    responses(
+        (status = 201, description = "The schedule", body = Schedule),
+        (status = 400, description = "Bad body", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No admin role on the instance or label", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such repository", body = super::openapi::ErrorBody),
+        (status = 422, description = "A cron expression or time zone that does not parse, or neither or both of repository and label", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn add(
+    State(state): State<AppState>,
+    principal: Principal,
+    request: Result<Json<NewSchedule>, JsonRejection>,
+) -> Result<(StatusCode, Json<Schedule>), ApiError> {
+    let s = body(request)?;
+    check(&s)?;
+    match (s.repository_id, &s.label_key, &s.label_value) {
+        (Some(repo), ..) => {
+            let instance: Option<i64> =
+                sqlx::query_scalar("SELECT instance_id FROM backup_repositories WHERE id = $1")
+                    .bind(repo)
+                    .fetch_optional(&state.pool)
+                    .await?;
+            let missing = || ApiError::not_found(format!("no backup repository {repo}"));
+            let instance = instance.ok_or_else(missing)?;
+            principal
+                .require_on_instance(&state.pool, instance, Role::Admin)
+                .await
+                .map_err(|e| {
+                    if e.status() == StatusCode::NOT_FOUND {
+                        missing()
+                    } else {
+                        e
+                    }
+                })?;
+        }
+        (None, Some(k), Some(v)) => {
+            if !may(&principal, &label(k, v), Role::Admin) {
+                return Err(ApiError::forbidden(format!(
+                    "a schedule of label {k}={v} needs role admin globally or on that label"
+                )));
+            }
+        }
+        _ => return Err(ApiError::unprocessable("invalid_schedule", "no target")),
+    }
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO backup_schedules (repository_id, label_key, label_value, stanza, cron, \
+         time_zone, backup_type, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(s.repository_id)
+    .bind(&s.label_key)
+    .bind(&s.label_value)
+    .bind(&s.stanza)
+    .bind(s.cron.trim())
+    .bind(s.time_zone.as_deref().unwrap_or("UTC"))
+    .bind(s.backup_type.as_str())
+    .bind(&principal.username)
+    .fetch_one(&state.pool)
+    .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE s.id = $1")))
+        .bind(id)
+        .fetch_one(&state.pool)
+        .await?;
+    Ok((StatusCode::CREATED, Json(schedule(&row)?.0)))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/backup/schedules/{id}",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "Schedule id")),
+    responses(
+        (status = 204, description = "Removed, with its firings"),
+        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 403, description = "No admin role on the instance or label", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such schedule", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn remove(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(path, "schedule")?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE s.id = $1")))
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?;
+    let missing = || ApiError::not_found(format!("no backup schedule {id}"));
+    let (_, labels) = schedule(&row.ok_or_else(missing)?)?;
+    if !may(&principal, &labels, Role::Viewer) {
+        return Err(missing());
+    }
+    if !may(&principal, &labels, Role::Admin) {
+        return Err(ApiError::forbidden(
+            "removing a schedule needs role admin on its instance or label",
+        ));
+    }
+    sqlx::query("DELETE FROM backup_schedules WHERE id = $1")
+        .bind(id)
+        .execute(&state.pool)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Started,
+    Missed,
+    Skipped,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FiringQuery {
+    #[param(minimum = 1)]
+    pub schedule_id: Option<i64>,
+    #[param(minimum = 1)]
+    pub instance_id: Option<i64>,
+    #[param(inline)]
+    pub outcome: Option<Outcome>,
+    /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// One firing of a schedule for one repository.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Firing {
+    pub schedule_id: i64,
+    pub repository_id: i64,
+    pub instance_id: i64,
+    /// When it was due (RFC 3339, UTC).
+    pub fire_time: String,
+    pub outcome: Outcome,
+    /// Why it was missed or skipped.
+    pub reason: Option<String>,
+    /// The backup run it started.
+    pub run_id: Option<i64>,
+    pub recorded_at: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FiringList {
+    pub firings: Vec<Firing>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup/firings",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(FiringQuery),
+    responses(
+        (status = 200, description = "Firings on the instances the caller views, newest first", body = FiringList),
+        (status = 400, description = "Bad query", body = super::openapi::ErrorBody),
+        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
+        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn firings(
+    State(state): State<AppState>,
+    principal: Principal,
+    q: Result<Query<FiringQuery>, QueryRejection>,
+) -> Result<Json<FiringList>, ApiError> {
+    let q = query(q)?;
+    check_id(q.schedule_id, "schedule_id")?;
+    check_id(q.instance_id, "instance_id")?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1..=1000, not {limit}"),
+        ));
+    }
+    let outcome = q.outcome.map(|o| match o {
+        Outcome::Started => "started",
+        Outcome::Missed => "missed",
+        Outcome::Skipped => "skipped",
+    });
+    let rows = sqlx::query(
+        "SELECT f.schedule_id, f.repository_id, f.instance_id, f.fire_time, f.outcome, f.reason, \
+                f.run_id, f.recorded_at, i.labels \
+         FROM backup_schedule_firings f JOIN instances i ON i.id = f.instance_id \
+         WHERE ($1::bigint IS NULL OR f.schedule_id = $1) \
+           AND ($2::bigint IS NULL OR f.instance_id = $2) \
+           AND ($3::text IS NULL OR f.outcome = $3) \
+         ORDER BY f.fire_time DESC, f.schedule_id, f.repository_id LIMIT $4",
+    )
+    .bind(q.schedule_id)
+    .bind(q.instance_id)
+    .bind(outcome)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut firings = Vec::new();
+    for r in &rows {
+        if !may(&principal, &r.try_get("labels")?, Role::Viewer) {
+            continue;
+        }
+        let outcome = match r.try_get::<String, _>("outcome")?.as_str() {
+            "started" => Outcome::Started,
+            "missed" => Outcome::Missed,
+            _ => Outcome::Skipped,
+        };
+        firings.push(Firing {
+            schedule_id: r.try_get("schedule_id")?,
+            repository_id: r.try_get("repository_id")?,
+            instance_id: r.try_get("instance_id")?,
+            fire_time: rfc3339(r.try_get::<DateTime<Utc>, _>("fire_time")?),
+            outcome,
+            reason: r.try_get("reason")?,
+            run_id: r.try_get("run_id")?,
+            recorded_at: rfc3339(r.try_get::<DateTime<Utc>, _>("recorded_at")?),
+        });
+    }
+    Ok(Json(FiringList { firings }))
+}
