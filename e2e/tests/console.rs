@@ -57,7 +57,12 @@ async fn console_in_a_real_browser() {
     let _load = crate::support::heavy().await;
     require_tools();
     let stack = Stack::new(AGENT_ID).await;
-    let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
+    let monitored = PgCluster::start(PgOptions {
+        stat_statements: true,
+        ..PgOptions::default()
+    })
+    .expect("monitored cluster");
+    crate::console_pages::prepare(&monitored).await;
     let mut ingest = stack.spawn_ingest("");
     let mut api = stack.spawn_api();
     wait_listening(&mut ingest);
@@ -65,10 +70,11 @@ async fn console_in_a_real_browser() {
     stack.agent_config(
         stack.ingest_port,
         &format!(
-            "[collect]\ninterval_secs = 1\nintervals = {{ activity = 1, lock = 1 }}\n\
+            "[collect]\ninterval_secs = 1\nintervals = {{ activity = 1, lock = 1, statement = 1 }}\n\
              [logs]\nenabled = false\n\
-             [[instances]]\nname = \"{INSTANCE}\"\ndsn = \"{}\"\n",
-            monitored.dsn("postgres")
+             [control]\n{}\n{}",
+            lasect_e2e::ALLOW_ALL,
+            lasect_e2e::instance_toml(INSTANCE, &monitored, "postgres").await
         ),
     );
     let agent = stack.start_agent(&[]);
@@ -124,6 +130,17 @@ async fn console_in_a_real_browser() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+
+    // The other pages run SQL, EXPLAIN, snapshots and rows: while the agent still serves them.
+    crate::console_pages::scenario(
+        &stack,
+        &monitored,
+        instance["id"].as_i64().expect("id"),
+        &console_dir(),
+        &chromium(),
+        ("viewer", VIEWER_PASSWORD),
+    )
+    .await;
 
     // No sample arrives from now on: the chart the browser draws and the API's answer for the
     // same range can be compared exactly.

@@ -82,9 +82,17 @@ pub async fn run(ctx: &mut OpContext, p: &TableDataParams) -> Result<OpOutcome, 
         .await
         .map_err(OpError::Postgres)?
         .map(|r| r.get(0));
+    // Qualified by the table's alias: a bare name in ORDER BY would be the output column of
+    // the same name, the `::text` copy, and rows would come in text order (10 before 9) while
+    // the keyset comparison is typed, skipping rows between pages.
     let (key_cols, key_exprs): (Vec<String>, Vec<String>) = match &key {
-        Some(cols) => (cols.clone(), cols.iter().map(|c| quote_ident(c)).collect()),
-        None => (vec!["ctid".to_owned()], vec!["ctid".to_owned()]),
+        Some(cols) => (
+            cols.clone(),
+            cols.iter()
+                .map(|c| format!("t.{}", quote_ident(c)))
+                .collect(),
+        ),
+        None => (vec!["ctid".to_owned()], vec!["t.ctid".to_owned()]),
     };
     let select: Vec<String> = columns
         .iter()
@@ -92,7 +100,7 @@ pub async fn run(ctx: &mut OpContext, p: &TableDataParams) -> Result<OpOutcome, 
         .chain(key_exprs.iter().map(|k| format!("{k}::text")))
         .collect();
     let mut sql = format!(
-        "SELECT {} FROM {}.{}",
+        "SELECT {} FROM {}.{} AS t",
         select.join(", "),
         quote_ident(&schema),
         quote_ident(&table)

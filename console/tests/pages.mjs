@@ -1,0 +1,278 @@
+// The console's pages beyond fleet and instance (console/src/pages) in a real browser (Debian's
+// chromium, driven by playwright-core): run by e2e/tests/console.rs (console_pages.rs) against
+// a real stack whose agent is running, or by hand:
+//
+//   CONSOLE_URL=https://127.0.0.1:8443 ADMIN_PASSWORD=… VIEWER_PASSWORD=… INSTANCE_ID=1 \
+//     MARKER=console_pages_marker node tests/pages.mjs
+//
+// The monitored instance must hold the `shop` schema of e2e/tests/console_pages.rs and have run
+// a statement containing MARKER. Prints one JSON line of facts for the caller to check; exits 1
+// with the failed expectation otherwise. Screenshots go to ARTIFACTS.
+import { chromium } from 'playwright-core';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) throw new Error(`${name} is not set`);
+  return v;
+};
+const url = env('CONSOLE_URL').replace(/\/$/, '');
+const admin = { user: env('ADMIN_USER', 'admin'), password: env('ADMIN_PASSWORD') };
+const viewer = { user: env('VIEWER_USER', 'viewer'), password: env('VIEWER_PASSWORD') };
+const instanceId = env('INSTANCE_ID');
+const marker = env('MARKER');
+const artifacts = process.env.ARTIFACTS;
+// Runs go through the agent: each wait is bounded, none is a sleep.
+const TIMEOUT = 30_000;
+
+function expect(ok, what) {
+  if (!ok) throw new Error(`expected: ${what}`);
+}
+
+const facts = {};
+let step = 'start';
+const problems = [];
+// Refusals the scenario provokes on purpose: the schema before its first snapshot (404) and
+// the viewer opening the audit log (403).
+const expected = (p) =>
+  (p.step === 'schema' && /404/.test(p.text) && /\/schema(\/graph)?(\?| |$)/.test(p.text)) ||
+  (p.step === 'viewer-audit' && /403 .*\/api\/v1\/audit/.test(p.text)) ||
+  (p.step === 'viewer-audit' && p.kind === 'console' && /403/.test(p.text));
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  args: ['--no-sandbox'],
+});
+try {
+  const context = await browser.newContext({
+    ignoreHTTPSErrors: true,
+    acceptDownloads: true,
+    viewport: { width: 1280, height: 900 },
+  });
+  context.setDefaultTimeout(TIMEOUT);
+  await context.addInitScript(() => {
+    window.__cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) =>
+      window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`),
+    );
+  });
+  const page = await context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push({ step, kind: 'console', text: `${m.text()} at ${m.location().url}` });
+  });
+  page.on('pageerror', (e) => problems.push({ step, kind: 'pageerror', text: String(e) }));
+  page.on('requestfailed', (r) =>
+    problems.push({ step, kind: 'requestfailed', text: `${r.method()} ${r.url()} ${r.failure()?.errorText}` }),
+  );
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push({ step, kind: 'http', text: `${r.status()} ${r.url()}` });
+  });
+
+  const shot = async (name) => {
+    if (!artifacts) return;
+    mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+  };
+  const go = async (hash) => {
+    await page.evaluate((h) => (location.hash = h), hash);
+  };
+  const text = async (locator) => (await locator.innerText()).replace(/\s+/g, ' ').trim();
+
+  // Signed out, the page already shows the form: no navigation (it would cut the sign-out's
+  // answer short and count as a failed request).
+  async function signIn(who, load = false) {
+    if (load) await page.goto(`${url}/`);
+    await page.getByLabel('Username').fill(who.user);
+    await page.getByLabel('Password').fill(who.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: `${who.user} ▾` }).waitFor();
+  }
+
+  step = 'sign-in';
+  await signIn(admin, true);
+
+  step = 'statements';
+  await go(`#/statements?instance=${instanceId}`);
+  const statementRow = page.getByTestId('statements').locator('tr', { hasText: marker }).first();
+  await statementRow.waitFor();
+  facts.statementRow = await text(statementRow);
+  await shot('statements');
+  await statementRow.getByRole('link').click();
+  const statementText = page.getByTestId('statement-text');
+  await page.getByText(marker).first().waitFor();
+  await page.locator('.chart canvas').first().waitFor();
+  facts.statementText = await text(statementText);
+  await shot('statement');
+
+  step = 'sql';
+  await go(`#/sql?instance=${instanceId}`);
+  const editor = page.getByLabel(/^Statement/);
+  await editor.fill('SELECT id, name FROM shop.customers WHERE id <= $1 ORDER BY id');
+  await page.getByLabel('Parameter 1').fill('3');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  const grid = page.getByTestId('result-grid');
+  await grid.waitFor();
+  facts.sqlColumns = await grid.locator('thead th').evaluateAll((ths) =>
+    ths.map((th) => [th.firstChild.textContent.trim(), th.querySelector('.type').textContent.trim()]),
+  );
+  facts.sqlRows = await grid
+    .locator('tbody tr')
+    .evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent.trim())));
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Export CSV' }).click(),
+  ]);
+  facts.csv = readFileSync(await download.path(), 'utf8');
+  await shot('sql');
+
+  step = 'explain';
+  await editor.fill(
+    'SELECT c.name, count(*) FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id GROUP BY c.name',
+  );
+  await page.getByRole('button', { name: 'Explain analyze' }).click();
+  const tree = page.getByTestId('plan-tree');
+  await tree.waitFor();
+  facts.planNodes = await tree.locator('.node').evaluateAll((ns) => ns.map((n) => n.dataset.nodeType));
+  facts.hotNodes = await tree.locator('.node.hot').count();
+  await page.getByTestId('run-history').waitFor();
+  await shot('sql-explain');
+
+  step = 'schema';
+  await go(`#/schema?instance=${instanceId}`);
+  await page.getByText(/No schema snapshot/).waitFor();
+  await page.getByRole('button', { name: 'Take snapshot' }).click();
+  await page.getByTestId('snapshot-info').waitFor();
+  await page.getByRole('button', { name: 'Foreign keys' }).click();
+  const diagram = page.getByTestId('fk-diagram');
+  await diagram.waitFor();
+  facts.diagramTables = await diagram.locator('[data-table]').evaluateAll((gs) => gs.map((g) => g.dataset.table));
+  facts.diagramEdges = await diagram
+    .locator('path.edge')
+    .evaluateAll((ps) => ps.map((p) => `${p.dataset.from}->${p.dataset.to}`));
+  await shot('schema-fk');
+  // A box opens its table; its rows come 50 at a time by primary key.
+  await diagram.locator('[data-table="shop.customers"]').click();
+  await page.getByTestId('schema-object').waitFor();
+  await page.getByRole('button', { name: 'Rows', exact: true }).click();
+  const rows = page.getByTestId('table-rows');
+  await rows.locator('tbody tr').first().waitFor();
+  const firstAndLast = () =>
+    rows.locator('tbody tr').evaluateAll((trs) => [
+      trs[0].querySelector('td').textContent.trim(),
+      trs[trs.length - 1].querySelector('td').textContent.trim(),
+    ]);
+  facts.rowsPage1 = await firstAndLast();
+  await page.getByRole('button', { name: 'Next 50' }).click();
+  await page.getByText('page 2,').waitFor();
+  await rows.locator('tbody tr td', { hasText: /^51$/ }).waitFor();
+  facts.rowsPage2 = await firstAndLast();
+  await shot('schema');
+  await page.getByRole('button', { name: /^Changes/ }).click();
+  await shot('schema-changes');
+
+  step = 'runs';
+  await go('#/runs');
+  const runs = page.getByTestId('runs');
+  await runs.waitFor();
+  facts.runKinds = [...new Set(await runs.locator('tbody tr td:nth-child(2)').allInnerTexts())];
+  await shot('runs');
+  await runs.locator('tbody tr').first().getByRole('link').click();
+  await page.getByTestId('run-status').waitFor();
+  await shot('run');
+
+  step = 'migrations';
+  await go('#/migrations');
+  await page.getByLabel('Name').fill('add a probe table');
+  await page.getByLabel(/^Script/).fill('CREATE TABLE shop.probe (id int);\nINSERT INTO shop.probe VALUES (1);');
+  await page.getByLabel('these instances').check();
+  await page.getByLabel('Target instances').selectOption(instanceId);
+  expect(await page.getByRole('checkbox', { name: /Dry run/ }).isChecked(), 'dry run is the default');
+  await page.getByRole('button', { name: 'Start dry run' }).click();
+  const migrationStatus = page.getByTestId('migration-status');
+  await migrationStatus.waitFor();
+  await page.getByTestId('migration-status').filter({ hasNotText: 'running' }).waitFor();
+  facts.migrationStatus = (await migrationStatus.innerText()).trim();
+  facts.migrationTarget = (
+    await page.getByTestId('migration-targets').locator('tbody tr td:nth-child(3)').first().innerText()
+  ).trim();
+  await shot('migration');
+  await go('#/migrations');
+  await page.getByTestId('migrations').waitFor();
+  await shot('migrations');
+
+  step = 'agents';
+  await go('#/agents');
+  await page.getByTestId('agents').waitFor();
+  await page.getByRole('button', { name: 'Create enrollment token' }).click();
+  const token = page.getByTestId('new-enrollment-token');
+  await token.waitFor();
+  facts.enrollmentToken = (await token.locator('.secret').innerText()).trim();
+  await page.getByTestId('enrollment-tokens').waitFor();
+  await shot('agents');
+
+  step = 'users';
+  await go('#/users');
+  await page.getByTestId('users').waitFor();
+  await page.getByLabel('Username').fill('pages-operator');
+  await page.getByLabel('Password', { exact: true }).fill('an operator password long enough');
+  await page.getByLabel('Global role').selectOption('user');
+  await page.getByRole('button', { name: 'Create user' }).click();
+  await page.locator('tr[data-user="pages-operator"]').waitFor();
+  await shot('users');
+
+  step = 'tokens';
+  await go('#/tokens');
+  await page.getByLabel('Name').fill('deploy pipeline');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  const apiToken = page.getByTestId('new-api-token');
+  await apiToken.waitFor();
+  facts.apiToken = (await apiToken.locator('.secret').innerText()).trim();
+  await page.getByTestId('tokens').waitFor();
+  await shot('tokens');
+
+  step = 'audit';
+  await go('#/audit');
+  const audit = page.getByTestId('audit');
+  await audit.waitFor();
+  facts.auditRows = (await audit.locator('tbody tr').allInnerTexts()).map((r) => r.replace(/\s+/g, ' '));
+  await shot('audit');
+
+  step = 'sign-out';
+  await page.getByRole('button', { name: `${admin.user} ▾` }).click();
+  await page.getByRole('menuitem', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
+
+  step = 'viewer';
+  await signIn(viewer);
+  facts.viewerNav = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allInnerTexts();
+  await go(`#/sql?instance=${instanceId}`);
+  const notice = page.getByTestId('sql-readonly');
+  await notice.waitFor();
+  facts.viewerNotice = await text(notice);
+  facts.viewerRunButtons = await page
+    .getByRole('button', { name: /^(Run|Explain|Explain analyze)$/ })
+    .allInnerTexts();
+  await shot('sql-viewer');
+
+  step = 'viewer-audit';
+  await go('#/audit');
+  const refusal = page.getByTestId('api-error');
+  await refusal.waitFor();
+  facts.viewerAuditError = await text(refusal);
+  await shot('audit-viewer');
+
+  facts.cspViolations = await page.evaluate(() => window.__cspViolations);
+  expect(facts.cspViolations.length === 0, `no CSP violation: ${facts.cspViolations}`);
+  const unexpected = problems.filter((p) => !expected(p));
+  expect(unexpected.length === 0, `no console error or failed request: ${JSON.stringify(unexpected)}`);
+  facts.expectedRefusals = problems.length;
+  console.log(JSON.stringify(facts));
+} catch (e) {
+  console.error(`failed at step ${step}: ${e.stack ?? e}`);
+  console.error(`problems so far: ${JSON.stringify(problems)}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
