@@ -10,6 +10,7 @@ mod agent_identity;
 mod alerts;
 mod alerts_default_pack;
 mod backups;
+mod backups_schedule;
 mod console;
 mod console_pages;
 mod dashboards;
