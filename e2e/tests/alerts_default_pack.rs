@@ -13,8 +13,10 @@
 //! test (the defaults wait minutes to hours, and some numbers — 1 GiB of lag, 2^30 multixacts
 //! — cannot be reached in a test). `filesystem_full_forecast` keeps its condition (the linear
 //! fit of free space must cross 0) with a 5-minute horizon over a 10 s fit instead of 24 h over
-//! 6 h, so that writing 2 GiB in a few seconds is a fill-up (other writers on the machine —
-//! builds — can make it fire early; it resolves once the file is gone and the fit is flat). `log_panic` cannot be driven without crashing a cluster on purpose
+//! 6 h, and the disk is a 64 MiB tmpfs mounted for the primary's log directory (the family
+//! watches the data, WAL and log filesystems), filled with 48 MiB: no other writer moves it.
+//! Without root (no mount) the data disk is filled with 2 GiB instead, where builds and other
+//! tests also write. `log_panic` cannot be driven without crashing a cluster on purpose
 //! (PostgreSQL offers no way to log PANIC on request), so it is proven with a PANIC entry
 //! inserted as the agent would store it; `log_corruption` is driven by a real XX001 error.
 //! docs/ALERTS.md has the table of how each rule is proven.
@@ -102,6 +104,11 @@ rules:
                 where: [{column: kind, op: in, value: "migration,dump_sql,import_csv,schema_snapshot"},
                         {column: status, op: in, value: "failed,timed_out"}],
                 window_secs: 10, op: ">", threshold: 0}
+  - name: schema_breaking_change
+    severity: info
+    condition: {kind: events, family: schema_changes, by: [database],
+                where: [{column: classification, op: eq, value: breaking}],
+                window_secs: 10, op: ">", threshold: 0}
   - name: multixact_wraparound_warning
     severity: warning
     condition: {kind: threshold, family: database, column: datminmxid_age, agg: max,
@@ -147,6 +154,7 @@ const DRIVEN: &[&str] = &[
     "log_corruption",
     "log_panic",
     "runs_failed",
+    "schema_breaking_change",
     "multixact_wraparound_warning",
 ];
 
@@ -201,19 +209,20 @@ async fn state(store: &tokio_postgres::Client, rule: &str) -> Option<(String, St
     state_of(store, rule, None).await
 }
 
-/// The newest alert of `rule`, of database `datname` when given.
+/// The newest alert of `rule`, of the key label `(name, value)` when given.
 async fn state_of(
     store: &tokio_postgres::Client,
     rule: &str,
-    datname: Option<&str>,
+    key: Option<(&str, &str)>,
 ) -> Option<(String, String)> {
+    let (label, value) = key.unzip();
     store
         .query_opt(
             "SELECT a.state, coalesce(i.name, '') FROM alert_instances a \
              JOIN alert_rules r ON r.id = a.rule_id LEFT JOIN instances i ON i.id = a.instance_id \
-             WHERE r.name = $1 AND ($2::text IS NULL OR a.key_labels ->> 'datname' = $2) \
+             WHERE r.name = $1 AND ($2::text IS NULL OR a.key_labels ->> $2 = $3) \
              ORDER BY a.since DESC, a.id DESC LIMIT 1",
-            &[&rule, &datname],
+            &[&rule, &label, &value],
         )
         .await
         .expect("alert state")
@@ -253,18 +262,18 @@ where
     pulse_until_firing_in(store, rule, None, pulse).await;
 }
 
-/// [`pulse_until_firing`] for the alert of database `datname`.
+/// [`pulse_until_firing`] for the alert of key label `(name, value)`.
 async fn pulse_until_firing_in<F, Fut>(
     store: &tokio_postgres::Client,
     rule: &str,
-    datname: Option<&str>,
+    key: Option<(&str, &str)>,
     mut pulse: F,
 ) where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let start = Instant::now();
-    while state_of(store, rule, datname)
+    while state_of(store, rule, key)
         .await
         .is_none_or(|s| s.0 != "firing")
     {
@@ -276,6 +285,49 @@ async fn pulse_until_firing_in<F, Fut>(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     eprintln!("{rule} firing after {:?}", start.elapsed());
+}
+
+/// A small tmpfs for the primary's log directory, so the filesystem the forecast watches has
+/// no other writer (the machine's own disk sees builds and other tests); unmounted on drop.
+/// `None` when it cannot be mounted (not root): the forecast then watches the data disk.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m,mode=0777", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// A schema snapshot run of `instance`, ended and succeeded.
+async fn snapshot(stack: &Stack, instance: i64) {
+    let (status, run) = stack
+        .api(
+            reqwest::Method::POST,
+            &format!("api/v1/instances/{instance}/schema/snapshots"),
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(status, 202, "{run}");
+    let run = stack.wait_run(run["id"].as_i64().expect("run id")).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
 }
 
 /// Runs each statement on its own (ALTER SYSTEM refuses a multi-statement string).
@@ -322,6 +374,15 @@ async fn deadlock(cluster: &PgCluster) {
 async fn every_default_rule_fires_on_a_driven_cluster_and_resolves() {
     let _guard = crate::support::fault_test().await;
     let stack = Stack::new(AGENT_ID).await;
+    // Declared before the clusters: unmounted after they stop.
+    let small_disk = SmallDisk::mount();
+    let mut settings = Vec::new();
+    if let Some(disk) = &small_disk {
+        settings.push((
+            "log_directory".to_owned(),
+            format!("'{}'", disk.path().display()),
+        ));
+    }
     let primary = PgCluster::start(PgOptions {
         log_format: Some(LogFormat::Json),
         settings: vec![
@@ -332,7 +393,10 @@ async fn every_default_rule_fires_on_a_driven_cluster_and_resolves() {
             ("archive_mode".into(), "on".into()),
             ("archive_command".into(), "'false'".into()),
             ("deadlock_timeout".into(), "'100ms'".into()),
-        ],
+        ]
+        .into_iter()
+        .chain(settings)
+        .collect(),
         ..PgOptions::default()
     })
     .expect("primary");
@@ -452,17 +516,31 @@ async fn every_default_rule_fires_on_a_driven_cluster_and_resolves() {
     db.batch_execute("CREATE TABLE probe (i int)")
         .await
         .expect("probe back");
-    // The disk fills: 2 GiB written (not a sparse file), then removed.
-    let filler = stack.path("filler.bin");
+    // A disk fills: the small tmpfs of the primary's log directory (48 of 64 MiB) when it
+    // could be mounted, else the data disk (2 GiB).
+    let (filler, mount_point, mib) = match &small_disk {
+        Some(disk) => (
+            disk.path().join("filler.bin"),
+            Some(disk.path().display().to_string()),
+            48,
+        ),
+        None => (stack.path("filler.bin"), None, 2048),
+    };
     {
         let mut f = std::fs::File::create(&filler).expect("filler");
         let chunk = vec![7u8; 1 << 20];
-        for _ in 0..2048 {
+        for _ in 0..mib {
             f.write_all(&chunk).expect("write filler");
         }
         f.sync_all().expect("sync filler");
     }
-    pulse_until_firing(&store, "filesystem_full_forecast", || async {}).await;
+    pulse_until_firing_in(
+        &store,
+        "filesystem_full_forecast",
+        mount_point.as_deref().map(|m| ("mount_point", m)),
+        || async {},
+    )
+    .await;
     std::fs::remove_file(&filler).expect("remove filler");
     pulse_until_firing(&store, "log_panic", || async {
         store
@@ -486,21 +564,34 @@ async fn every_default_rule_fires_on_a_driven_cluster_and_resolves() {
         assert_eq!(e.code().map(|c| c.code()), Some("XX001"), "{e}");
     })
     .await;
-    pulse_until_firing_in(&store, "deadlocks", Some("driven"), || deadlock(&primary)).await;
-    pulse_until_firing_in(&store, "temp_files_growth", Some("driven"), || async {
-        driven
-            .batch_execute(
-                "SELECT g FROM generate_series(1, 200000) g ORDER BY g DESC OFFSET 199999",
-            )
-            .await
-            .expect("spilling sort");
+    pulse_until_firing_in(&store, "deadlocks", Some(("datname", "driven")), || {
+        deadlock(&primary)
     })
     .await;
-    pulse_until_firing_in(&store, "cache_hit_ratio_low", Some("cold"), || async {
-        cold.batch_execute("SELECT count(*) FROM big")
-            .await
-            .expect("cold scan");
-    })
+    pulse_until_firing_in(
+        &store,
+        "temp_files_growth",
+        Some(("datname", "driven")),
+        || async {
+            driven
+                .batch_execute(
+                    "SELECT g FROM generate_series(1, 200000) g ORDER BY g DESC OFFSET 199999",
+                )
+                .await
+                .expect("spilling sort");
+        },
+    )
+    .await;
+    pulse_until_firing_in(
+        &store,
+        "cache_hit_ratio_low",
+        Some(("datname", "cold")),
+        || async {
+            cold.batch_execute("SELECT count(*) FROM big")
+                .await
+                .expect("cold scan");
+        },
+    )
     .await;
     // Completed WAL segments the failing archive_command refuses.
     pulse_until_firing(&store, "archiver_failing", || async {
@@ -540,6 +631,16 @@ async fn every_default_rule_fires_on_a_driven_cluster_and_resolves() {
         );
     })
     .await;
+    // A column dropped between two schema snapshots: a breaking change.
+    db.batch_execute("CREATE TABLE orders (id int, note text)")
+        .await
+        .expect("orders");
+    snapshot(&stack, primary_id).await;
+    db.batch_execute("ALTER TABLE orders DROP COLUMN note")
+        .await
+        .expect("drop column");
+    snapshot(&stack, primary_id).await;
+    pulse_until_firing(&store, "schema_breaking_change", || async {}).await;
     wait_all(&store, HELD, "firing").await;
     assert_eq!(
         state(&store, "replication_lag_bytes").await.map(|s| s.1),
@@ -581,7 +682,25 @@ async fn every_default_rule_fires_on_a_driven_cluster_and_resolves() {
     db.batch_execute("INSERT INTO m SELECT max(id) + 1 FROM m; SELECT pg_switch_wal()")
         .await
         .expect("switch WAL");
-    wait_all(&store, DRIVEN, "resolved").await;
+    let others: Vec<&str> = DRIVEN
+        .iter()
+        .copied()
+        .filter(|r| *r != "filesystem_full_forecast")
+        .collect();
+    wait_all(&store, &others, "resolved").await;
+    // The filled disk's own alert (other disks may see other writers).
+    let start = Instant::now();
+    let disk = mount_point.as_deref().map(|m| ("mount_point", m));
+    while state_of(&store, "filesystem_full_forecast", disk)
+        .await
+        .is_none_or(|s| s.0 != "resolved")
+    {
+        assert!(
+            start.elapsed() < BOUND,
+            "filesystem_full_forecast not resolved"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let archived: i64 = db
         .query_one("SELECT archived_count FROM pg_stat_archiver", &[])
         .await
