@@ -9,6 +9,7 @@
 mod agent_identity;
 mod alerts;
 mod alerts_default_pack;
+mod alerts_secrets;
 mod backups;
 mod backups_schedule;
 mod console;
