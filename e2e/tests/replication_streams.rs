@@ -1,0 +1,584 @@
+//! Logical replication streams end to end (issue 21, R2/R3) over the real binaries: one agent
+//! watches a publisher (wal_level = logical), a subscriber and a server with wal_level =
+//! replica, with the `replication` class allowed.
+//!
+//! - validation reports each problem and creates nothing: a table without a primary key and a
+//!   target table missing (in one request, both listed), wal_level = replica, an unreachable
+//!   publisher; a dry run of a valid stream creates nothing either (through the CLI);
+//! - a stream of a 1,000,000-row table (its copy slowed by an `ENABLE ALWAYS` trigger on the
+//!   subscriber, so samples catch it under way) shows backfill below 100 % with an ETA, then
+//!   100 % and streaming; rows inserted afterwards arrive; the conninfo (derived: the
+//!   publisher's unix socket, both on one host) works, and the password given appears in no
+//!   answer, run parameter or log;
+//! - a failure injected after the publication and the slot exist (the target table dropped
+//!   while CREATE SUBSCRIPTION waits for its lock) is rolled back: no publication, slot or
+//!   subscription of that stream is left, and the failed step is named;
+//! - remove (through the CLI) leaves nothing on either side;
+//! - a viewer and a user are refused creating and removing.
+
+use std::time::{Duration, Instant};
+
+use lasect_e2e::{Stack, wait_listening};
+use lasect_testkit::{PgCluster, PgOptions, free_port};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const AGENT_ID: &str = "e2e-streams";
+/// Given as the stream's password (trust authentication ignores it).
+const SECRET: &str = "Stream-Secret-7781";
+const BOUND: Duration = Duration::from_secs(180);
+const ROWS: i64 = 1_000_000;
+
+async fn login(stack: &Stack, username: &str, role: &str) -> String {
+    let password = "Correct-Horse-Battery-Staple-9";
+    let (status, body) = stack
+        .api(
+            Method::POST,
+            "api/v1/users",
+            Some(json!({"username": username, "password": password, "role": role})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let (status, body) = stack
+        .api_as(
+            "",
+            Method::POST,
+            "api/v1/auth/login",
+            Some(json!({"username": username, "password": password})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
+async fn count(cluster: &PgCluster, sql: &str) -> i64 {
+    cluster
+        .connect("postgres")
+        .await
+        .expect("connect")
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+/// Publications, slots (on the publisher) and subscriptions (on the subscriber) whose name
+/// starts with `prefix`.
+async fn leftovers(publisher: &PgCluster, subscriber: &PgCluster, prefix: &str) -> (i64, i64, i64) {
+    let like = format!("{prefix}%");
+    let p = publisher.connect("postgres").await.expect("connect");
+    let s = subscriber.connect("postgres").await.expect("connect");
+    let publications: i64 = p
+        .query_one(
+            "SELECT count(*) FROM pg_publication WHERE pubname LIKE $1",
+            &[&like],
+        )
+        .await
+        .expect("publications")
+        .get(0);
+    let slots: i64 = p
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE $1 OR slot_name LIKE 'pg\\_%\\_sync\\_%'",
+            &[&like],
+        )
+        .await
+        .expect("slots")
+        .get(0);
+    let subscriptions: i64 = s
+        .query_one(
+            "SELECT count(*) FROM pg_subscription WHERE subname LIKE $1",
+            &[&like],
+        )
+        .await
+        .expect("subscriptions")
+        .get(0);
+    (publications, slots, subscriptions)
+}
+
+fn problems(stream: &Value) -> Vec<(String, String)> {
+    stream["problems"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            (
+                p["check"].as_str().unwrap_or("").to_owned(),
+                p["message"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn create(stack: &Stack, body: Value) -> (u16, Value) {
+    stack
+        .api(Method::POST, "api/v1/replication/streams", Some(body))
+        .await
+}
+
+async fn stream(stack: &Stack, id: i64) -> Value {
+    let (status, body) = stack
+        .api(
+            Method::GET,
+            &format!("api/v1/replication/streams/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
+    let stack = Stack::new(AGENT_ID).await;
+    let publisher = PgCluster::start(PgOptions {
+        logical: true,
+        ..PgOptions::default()
+    })
+    .expect("publisher");
+    let subscriber = PgCluster::start(PgOptions::default()).expect("subscriber");
+    let replica_level = PgCluster::start(PgOptions::default()).expect("wal_level replica");
+    publisher
+        .connect("postgres")
+        .await
+        .expect("connect publisher")
+        .batch_execute(&format!(
+            "CREATE TABLE big (id bigint PRIMARY KEY, note text NOT NULL);
+             INSERT INTO big SELECT g, 'row ' || g FROM generate_series(1, {ROWS}) g;
+             CREATE TABLE nopk (v int);
+             CREATE TABLE lonely (id int PRIMARY KEY);
+             CREATE TABLE doomed (id int PRIMARY KEY);
+             INSERT INTO doomed VALUES (1), (2);
+             ANALYZE big;"
+        ))
+        .await
+        .expect("publisher schema");
+    // The subscriber's copy of `big` sleeps every 100,000 rows: the initial copy takes
+    // seconds, so the agent's samples see it under way. ENABLE ALWAYS: apply and table-sync
+    // workers run with session_replication_role = replica, where ordinary triggers do not fire.
+    subscriber
+        .connect("postgres")
+        .await
+        .expect("connect subscriber")
+        .batch_execute(
+            "CREATE TABLE big (id bigint PRIMARY KEY, note text NOT NULL);
+             CREATE FUNCTION slow_copy() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.id % 100000 = 0 THEN PERFORM pg_sleep(0.6); END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER slow_copy BEFORE INSERT ON big FOR EACH ROW EXECUTE FUNCTION slow_copy();
+             ALTER TABLE big ENABLE ALWAYS TRIGGER slow_copy;
+             CREATE TABLE nopk (v int);
+             CREATE TABLE doomed (id int PRIMARY KEY);",
+        )
+        .await
+        .expect("subscriber schema");
+    replica_level
+        .connect("postgres")
+        .await
+        .expect("connect")
+        .batch_execute("CREATE TABLE big (id bigint PRIMARY KEY)")
+        .await
+        .expect("replica-level schema");
+
+    let mut ingest = stack.spawn_ingest(&stack.secrets_toml());
+    let mut api = stack.spawn_api();
+    wait_listening(&mut ingest);
+    wait_listening(&mut api);
+    stack.agent_config(
+        stack.ingest_port,
+        &format!(
+            "[collect]\ninterval_secs = 1\nhost = false\n\
+             intervals = {{ subscription = 1, table = 1, replication_topology = 1, settings = 5 }}\n\
+             [control]\nallow = [\"sql\", \"replication\"]\n\
+             [[instances]]\nname = \"publisher\"\ndsn = \"{}\"\n\
+             [[instances]]\nname = \"subscriber\"\ndsn = \"{}\"\n\
+             [[instances]]\nname = \"replica_level\"\ndsn = \"{}\"\n",
+            publisher.dsn("postgres"),
+            subscriber.dsn("postgres"),
+            replica_level.dsn("postgres"),
+        ),
+    );
+    let agent = stack.start_agent(&[]);
+    let p = stack.instance_id("publisher").await;
+    let s = stack.instance_id("subscriber").await;
+    let r = stack.instance_id("replica_level").await;
+
+    // The derived conninfo needs the publisher's identity and settings samples.
+    let start = Instant::now();
+    loop {
+        let (_, topo) = stack
+            .api(Method::GET, "api/v1/replication/topology", None)
+            .await;
+        let known = topo["nodes"].as_array().is_some_and(|n| {
+            n.iter()
+                .any(|n| n["instance_id"] == p && n["port"] == publisher.port())
+        });
+        let store = stack.store().await;
+        let settings: i64 = store
+            .query_one(
+                "SELECT count(*) FROM metric_settings WHERE instance_id = $1 \
+                 AND name = 'unix_socket_directories'",
+                &[&p],
+            )
+            .await
+            .expect("settings")
+            .get(0);
+        if known && settings > 0 {
+            break;
+        }
+        assert!(start.elapsed() < BOUND, "publisher identity never sampled");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // --- Validation: every problem at once, nothing created.
+    let (status, invalid) = create(
+        &stack,
+        json!({"from": p, "to": s, "tables": ["nopk", "public.lonely"]}),
+    )
+    .await;
+    assert_eq!(status, 422, "{invalid}");
+    assert_eq!(invalid["status"], "invalid", "{invalid}");
+    let found = problems(&invalid);
+    assert!(
+        found
+            .iter()
+            .any(|(c, m)| c == "replica_identity" && m.contains("public.nopk")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(c, m)| c == "target_table_missing" && m.contains("public.lonely")),
+        "{found:?}"
+    );
+    assert_eq!(
+        leftovers(&publisher, &subscriber, "lasect_stream_").await,
+        (0, 0, 0)
+    );
+
+    let (status, level) = create(&stack, json!({"from": r, "to": s, "tables": ["big"]})).await;
+    assert_eq!(status, 422, "{level}");
+    assert!(
+        problems(&level)
+            .iter()
+            .any(|(c, m)| c == "wal_level" && m.contains("replica")),
+        "{level}"
+    );
+
+    let closed = free_port();
+    let (status, unreachable) = create(
+        &stack,
+        json!({"from": p, "to": s, "tables": ["big"],
+               "conninfo": format!("host=127.0.0.1 port={closed} dbname=postgres user=postgres connect_timeout=3")}),
+    )
+    .await;
+    assert_eq!(status, 422, "{unreachable}");
+    assert!(
+        problems(&unreachable)
+            .iter()
+            .any(|(c, _)| c == "publisher_unreachable"),
+        "{unreachable}"
+    );
+    assert_eq!(
+        leftovers(&publisher, &subscriber, "lasect_stream_").await,
+        (0, 0, 0)
+    );
+
+    // A password inside the conninfo is refused before anything runs.
+    let (status, body) = create(
+        &stack,
+        json!({"from": p, "to": s, "tables": ["big"],
+               "conninfo": format!("host=127.0.0.1 port={} password={SECRET}", publisher.port())}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(!body.to_string().contains(SECRET), "{body}");
+
+    // A dry run through the CLI: valid, nothing created.
+    let out = stack.cli(&[
+        "replication",
+        "stream",
+        "create",
+        "--from",
+        "publisher",
+        "--to",
+        "subscriber",
+        "--tables",
+        "big",
+        "--dry-run",
+    ]);
+    assert!(out.contains("status validated"), "{out}");
+    assert_eq!(
+        leftovers(&publisher, &subscriber, "lasect_stream_").await,
+        (0, 0, 0)
+    );
+
+    // --- Refusals: viewer and user may not create (nor, below, remove).
+    let viewer = login(&stack, "stream-viewer", "viewer").await;
+    let user = login(&stack, "stream-user", "user").await;
+    for token in [&viewer, &user] {
+        let (status, body) = stack
+            .api_as(
+                token,
+                Method::POST,
+                "api/v1/replication/streams",
+                Some(json!({"from": p, "to": s, "tables": ["big"]})),
+            )
+            .await;
+        assert_eq!(status, 403, "{body}");
+    }
+
+    // --- A stream of 1,000,000 rows: backfill under way, then streaming.
+    let (status, created) = create(
+        &stack,
+        json!({"from": p, "to": s, "tables": ["big"], "user": "postgres", "password": SECRET}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "syncing", "{created}");
+    assert_eq!(created["password_set"], true);
+    let id = created["id"].as_i64().expect("stream id");
+    let conninfo = created["conninfo"].as_str().expect("conninfo");
+    assert!(
+        conninfo.starts_with(&format!("host={}", publisher.socket_dir().display())),
+        "the publisher's socket on the same host: {conninfo}"
+    );
+    assert_eq!(created["slot_name"], format!("lasect_stream_{id}"));
+
+    let start = Instant::now();
+    let mut under_way = None;
+    let done = loop {
+        let st = stream(&stack, id).await;
+        let b = &st["backfill"];
+        let table = &b["tables"][0];
+        if table["state"] == "data_copy"
+            && table["percent"]
+                .as_f64()
+                .is_some_and(|x| x > 0.0 && x < 100.0)
+            && table["eta_seconds"].is_f64()
+        {
+            under_way.get_or_insert(st.clone());
+        }
+        if b["state"] == "streaming" {
+            break st;
+        }
+        assert!(start.elapsed() < BOUND, "backfill never finished: {st:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let under_way = under_way.expect("the copy was seen under way, with an ETA");
+    let t = &under_way["backfill"]["tables"][0];
+    assert_eq!(
+        (t["schema"].as_str(), t["table"].as_str()),
+        (Some("public"), Some("big"))
+    );
+    assert!(
+        t["rows_copied"].as_i64().is_some_and(|n| n > 0 && n < ROWS),
+        "{t}"
+    );
+    assert!(
+        t["publisher_rows"].as_i64().is_some_and(|n| n > ROWS / 2),
+        "{t}"
+    );
+    assert!(
+        t["rows_per_second"].as_f64().is_some_and(|r| r > 0.0),
+        "{t}"
+    );
+    assert!(
+        under_way["backfill"]["eta_seconds"].is_f64(),
+        "{under_way:#}"
+    );
+    assert_eq!(done["backfill"]["percent"], 100.0, "{done:#}");
+    assert_eq!(done["backfill"]["tables"][0]["state"], "ready");
+    assert_eq!(count(&subscriber, "SELECT count(*) FROM big").await, ROWS);
+
+    publisher
+        .connect("postgres")
+        .await
+        .expect("connect")
+        .batch_execute("INSERT INTO big VALUES (2000001, 'after'), (2000002, 'after')")
+        .await
+        .expect("insert after sync");
+    let start = Instant::now();
+    while count(&subscriber, "SELECT count(*) FROM big WHERE note = 'after'").await < 2 {
+        assert!(
+            start.elapsed() < BOUND,
+            "rows inserted after the sync never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status_text = stack.cli(&["replication", "stream", "status", &id.to_string()]);
+    assert!(status_text.contains("backfill: streaming"), "{status_text}");
+
+    // --- Rollback: the target table disappears while CREATE SUBSCRIPTION waits for it.
+    let blocker = subscriber.connect("postgres").await.expect("connect");
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE doomed IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let task = {
+        let url = format!(
+            "https://127.0.0.1:{}/api/v1/replication/streams",
+            stack.api_port
+        );
+        let http = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(
+                    &std::fs::read(stack.tls().join("ca.pem")).expect("ca"),
+                )
+                .expect("ca pem"),
+            )
+            .build()
+            .expect("client");
+        let token = stack.admin_token.clone();
+        let body = json!({"from": p, "to": s, "tables": ["doomed"]});
+        tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("post");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.expect("json"))
+        })
+    };
+    let start = Instant::now();
+    loop {
+        let waiting = count(
+            &subscriber,
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE NOT l.granted AND l.relation = 'doomed'::regclass \
+               AND a.application_name LIKE 'lasect run %'",
+        )
+        .await;
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "CREATE SUBSCRIPTION never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = stack.store().await;
+    let second_id: i64 = second
+        .query_one("SELECT max(id) FROM replication_streams", &[])
+        .await
+        .expect("stream id")
+        .get(0);
+    // The publication and the slot exist by now: the failure comes after them.
+    assert_eq!(
+        leftovers(
+            &publisher,
+            &subscriber,
+            &format!("lasect_stream_{second_id}")
+        )
+        .await
+        .0,
+        1
+    );
+    blocker
+        .batch_execute("DROP TABLE doomed; COMMIT")
+        .await
+        .expect("drop under the lock");
+    let (status, failed) = task.await.expect("request task");
+    assert_eq!(status, 422, "{failed}");
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert_eq!(failed["failed_step"], "subscribe", "{failed:#}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("doomed")),
+        "{failed:#}"
+    );
+    let steps: Vec<(&str, &str)> = failed["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap_or(""),
+                s["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("validate_publisher", "succeeded"),
+            ("validate_subscriber", "succeeded"),
+            ("publish", "succeeded"),
+            ("subscribe", "failed"),
+            ("rollback_subscriber", "succeeded"),
+            ("rollback_publisher", "succeeded"),
+        ]
+    );
+    assert_eq!(
+        leftovers(
+            &publisher,
+            &subscriber,
+            &format!("lasect_stream_{second_id}")
+        )
+        .await,
+        (0, 0, 0)
+    );
+
+    // --- Remove: refused to viewer and user, then nothing left on either side.
+    for token in [&viewer, &user] {
+        let (status, body) = stack
+            .api_as(
+                token,
+                Method::DELETE,
+                &format!("api/v1/replication/streams/{id}"),
+                None,
+            )
+            .await;
+        assert!(status == 403 || status == 404, "{status} {body}");
+    }
+    let out = stack.cli(&["replication", "stream", "remove", &id.to_string()]);
+    assert!(out.contains("status removed"), "{out}");
+    assert_eq!(
+        leftovers(&publisher, &subscriber, "lasect_stream_").await,
+        (0, 0, 0)
+    );
+    assert_eq!(
+        count(&publisher, "SELECT count(*) FROM pg_replication_slots").await,
+        0,
+        "no slot at all on the publisher"
+    );
+
+    // The password: in no answer, run parameter, stored conninfo or log.
+    let (_, all) = stack
+        .api(Method::GET, "api/v1/replication/streams", None)
+        .await;
+    assert!(!all.to_string().contains(SECRET));
+    assert!(!stream(&stack, id).await.to_string().contains(SECRET));
+    let store = stack.store().await;
+    let leaks: i64 = store
+        .query_one(
+            "SELECT (SELECT count(*) FROM runs WHERE params::text LIKE '%' || $1 || '%') + \
+                    (SELECT count(*) FROM replication_streams WHERE conninfo LIKE '%' || $1 || '%') + \
+                    (SELECT count(*) FROM audit_log WHERE coalesce(error, '') LIKE '%' || $1 || '%')",
+            &[&SECRET],
+        )
+        .await
+        .expect("leak check")
+        .get(0);
+    assert_eq!(leaks, 0);
+    for (name, lines) in [
+        ("agent", agent.lines()),
+        ("ingest", ingest.lines()),
+        ("api", api.lines()),
+    ] {
+        assert!(
+            !lines.iter().any(|l| l.contains(SECRET)),
+            "the password in the {name} log"
+        );
+    }
+}
