@@ -15,6 +15,7 @@
 #   fleet_agents_p99_250ms  most agents at a 10 s interval served with push p99 < 250 ms
 #                           (each sends delta pushes, as the real agent does)
 #   agent_rss_mib, agent_cpu_ms_per_cycle, statement_cycle_ms   bench/agent.sh
+#   console_first_page_kb, console_fleet_drawn_ms, console_30d_chart_ms   bench/console.sh
 # Everything runs under a temp dir that is removed at the end; logs and the
 # raw loadgen outputs are kept in target/bench/.
 # LASECT_BENCH_QUICK=1 (`make bench-quick`) measures only wire_bytes_per_sample
@@ -336,7 +337,21 @@ bench/agent.sh "$WORK" "$INGEST_PORT" "$WORK/tls" "$SOCK" "$PG_PORT"
 jq -s '.[0] + .[1]' "$OUT/summary.json" "$OUT/agent_summary.json" >"$OUT/summary.tmp"
 mv "$OUT/summary.tmp" "$OUT/summary.json"
 
+# 6. The console's performance budget (issue 19): 30 days of samples, the first page's size,
+#    the fleet and a 30-day chart drawn in the browser. Over budget fails the bench, after
+#    the summary is written.
+CONSOLE_STATUS=0
+bench/console.sh "$WORK" "$INGEST_PORT" "$WORK/tls" "$STORE_DSN" || CONSOLE_STATUS=$?
+if [ -s "$OUT/console_summary.json" ]; then
+    jq -s '.[0] + .[1]' "$OUT/summary.json" "$OUT/console_summary.json" >"$OUT/summary.tmp"
+    mv "$OUT/summary.tmp" "$OUT/summary.json"
+fi
+
 say "summary ($OUT/summary.json)"
 jq -r '(["name","unit","lasect","reference","ratio","better"] | @tsv),
        (.[] | [.name, .unit, (.lasect|tostring), (.reference|tostring), (.ratio|tostring), .better] | @tsv)' \
     "$OUT/summary.json" | if command -v column >/dev/null; then column -t -s $'\t'; else cat; fi
+if [ "$CONSOLE_STATUS" -ne 0 ]; then
+    say "the console benchmark failed (exit $CONSOLE_STATUS): over budget or broken, see above"
+    exit "$CONSOLE_STATUS"
+fi

@@ -39,6 +39,20 @@ export interface Instance {
   state: string;
   health: { up?: boolean; error?: string | null; checked_at?: string } | null;
   health_at: string | null;
+  /** In the list only: figures of the last hour's samples. */
+  figures?: KeyFigures | null;
+}
+
+export interface KeyFigures {
+  connections: number | null;
+  max_connections: number | null;
+  tps: number | null;
+  cache_hit_percent: number | null;
+  replication_lag_seconds: number | null;
+  replication_lag_bytes: number | null;
+  disk_used_percent: number | null;
+  database_size_bytes: number | null;
+  sampled_at: string | null;
 }
 
 export interface Agent {

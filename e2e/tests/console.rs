@@ -220,6 +220,9 @@ async fn console_in_a_real_browser() {
             "screenshot of {page}"
         );
     }
+
+    // Live updates and the operations pages, with the agent running again.
+    crate::console_live::scenario(&stack, &monitored, INSTANCE, &console_dir(), &chromium()).await;
 }
 
 /// The lines the browser drew (label, points with a value, their sum) are those of the API's

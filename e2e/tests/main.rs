@@ -13,6 +13,7 @@ mod alerts_secrets;
 mod backups;
 mod backups_schedule;
 mod console;
+mod console_live;
 mod console_pages;
 mod dashboards;
 mod delivery_faults;

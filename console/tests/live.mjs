@@ -1,0 +1,287 @@
+// The console's live and operations pages in a real browser (Debian's chromium, driven by
+// playwright-core): run by e2e/tests/console.rs against a real stack whose agent is running,
+// after it created a blocking session and an alert rule that fires, or by hand:
+//
+//   CONSOLE_URL=https://127.0.0.1:8443 ADMIN_PASSWORD=… WATCHER_PASSWORD=… INSTANCE=… \
+//   BLOCKING_PID=… BLOCKED_PID=… ALERT_RULE=… node tests/live.mjs
+//
+// Checks: the fleet's key figures; a live update arrives on the instance page without a
+// reload; the blocking session is in the locks tree under its blocker, with both queries; every
+// instance section; the firing alert on the alerts page; the replication and backups pages;
+// the theme toggle (remembered over a reload); keyboard navigation; a narrow window; a viewer
+// sees no alert control; axe-core finds no serious or critical violation on any page; no
+// console error or failed request. Screenshots go to ARTIFACTS. Prints one JSON line of facts.
+import { chromium } from 'playwright-core';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) throw new Error(`${name} is not set`);
+  return v;
+};
+const url = env('CONSOLE_URL');
+const admin = { user: env('ADMIN_USER', 'admin'), password: env('ADMIN_PASSWORD') };
+const watcher = { user: env('WATCHER_USER', 'watcher'), password: env('WATCHER_PASSWORD') };
+const instance = env('INSTANCE');
+const blockingPid = env('BLOCKING_PID');
+const blockedPid = env('BLOCKED_PID');
+const alertRule = env('ALERT_RULE');
+const artifacts = process.env.ARTIFACTS;
+const TIMEOUT = 15_000;
+// The alert evaluator's round is 15 s by default: a firing alert may take two rounds.
+const ALERT_TIMEOUT = 90_000;
+const here = dirname(fileURLToPath(import.meta.url));
+const axeSource = readFileSync(join(here, '../node_modules/axe-core/axe.min.js'), 'utf8');
+
+function expect(ok, what) {
+  if (!ok) throw new Error(`expected: ${what}`);
+}
+
+const facts = { axe: {} };
+let step = 'start';
+const problems = [];
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  args: ['--no-sandbox'],
+});
+try {
+  const context = await browser.newContext({
+    ignoreHTTPSErrors: true,
+    viewport: { width: 1280, height: 900 },
+    colorScheme: 'light',
+  });
+  context.setDefaultTimeout(TIMEOUT);
+  await context.addInitScript(() => {
+    window.__cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) =>
+      window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`),
+    );
+  });
+  const page = await context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push({ step, kind: 'console', text: `${m.text()} at ${m.location().url}` });
+  });
+  page.on('pageerror', (e) => problems.push({ step, kind: 'pageerror', text: String(e) }));
+  page.on('requestfailed', (r) =>
+    problems.push({ step, kind: 'requestfailed', text: `${r.method()} ${r.url()} ${r.failure()?.errorText}` }),
+  );
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push({ step, kind: 'http', text: `${r.status()} ${r.url()}` });
+  });
+
+  const shot = async (name) => {
+    if (!artifacts) return;
+    mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+  };
+
+  // axe-core in the page (evaluated through the DevTools protocol: the CSP forbids injected
+  // script tags); only serious and critical violations fail.
+  async function axe(name) {
+    await page.evaluate(axeSource);
+    const violations = await page.evaluate(async () => {
+      const result = await window.axe.run(document, { resultTypes: ['violations'] });
+      return result.violations.map((v) => ({
+        id: v.id,
+        impact: v.impact,
+        nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')),
+      }));
+    });
+    const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    facts.axe[name] = { violations: violations.length, serious: bad.length };
+    expect(bad.length === 0, `no serious accessibility violation on ${name}: ${JSON.stringify(bad)}`);
+  }
+
+  async function signIn(who) {
+    await page.getByLabel('Username').fill(who.user);
+    await page.getByLabel('Password').fill(who.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+  }
+
+  async function signOut(who) {
+    await page.getByRole('button', { name: `${who.user} ▾` }).click();
+    await page.getByRole('menuitem', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
+  }
+
+  step = 'sign-in';
+  await page.goto(url);
+  await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
+  await axe('sign-in');
+  await signIn(admin);
+  const row = page.locator(`tr[data-instance="${instance}"]`);
+  await row.waitFor();
+
+  step = 'fleet';
+  // The figures need two database samples: the agent is running, so they come.
+  await page.waitForFunction(
+    (name) => {
+      const cell = document.querySelector(`tr[data-instance="${name}"] td[data-figure="tps"]`);
+      return cell && /\d/.test(cell.textContent);
+    },
+    instance,
+    { timeout: 60_000, polling: 1000 },
+  ).catch(() => {});
+  facts.figures = {};
+  for (const f of ['connections', 'tps', 'cache_hit', 'replication_lag', 'disk']) {
+    const cell = row.locator(`td[data-figure="${f}"]`);
+    facts.figures[f] = (await cell.count()) ? (await cell.innerText()).replace(/\s+/g, ' ').trim() : null;
+  }
+  expect(/^\d+ ?\/ ?\d+$/.test(facts.figures.connections ?? ''), `connections of max: ${JSON.stringify(facts.figures)}`);
+  await axe('fleet');
+  await shot('fleet');
+
+  step = 'instance';
+  await row.getByRole('link', { name: instance }).click();
+  await page.getByRole('heading', { name: instance, level: 1 }).waitFor();
+  await page.evaluate(() => (window.__sameDocument = true));
+  const live = page.getByTestId('live');
+  await page.locator('[data-testid="live"][data-state="open"]').waitFor();
+  const activity = page.getByTestId('activity');
+  await activity.waitFor();
+  const firstTime = await activity.getAttribute('data-time');
+  step = 'live-update';
+  // A sample taken after the page was drawn, pushed over the WebSocket.
+  await page.waitForFunction(
+    (t) => {
+      const el = document.querySelector('[data-testid="activity"]');
+      return el && el.getAttribute('data-time') > t;
+    },
+    firstTime,
+    { timeout: 30_000 },
+  );
+  facts.liveUpdate = {
+    before: firstTime,
+    after: await activity.getAttribute('data-time'),
+    events: Number(await live.getAttribute('data-events')),
+    sameDocument: await page.evaluate(() => window.__sameDocument === true),
+  };
+  expect(facts.liveUpdate.sameDocument, 'no reload');
+  expect(facts.liveUpdate.events > 0, 'live events counted');
+
+  step = 'locks';
+  const blocker = page.locator(`[data-testid="lock-tree"] > li[data-pid="${blockingPid}"]`);
+  const blocked = blocker.locator(`li[data-pid="${blockedPid}"]`);
+  await blocked.waitFor({ timeout: 30_000 });
+  facts.lockTree = {
+    blocking: (await blocker.locator('.lock-node').first().innerText()).replace(/\s+/g, ' ').trim(),
+    blocked: (await blocked.locator('.lock-node').first().innerText()).replace(/\s+/g, ' ').trim(),
+  };
+  await axe('instance');
+  await shot('instance');
+
+  step = 'sections';
+  facts.sections = {};
+  for (const name of ['Waits', 'Tables and indexes', 'WAL and checkpoints', 'Replication', 'Settings', 'Logs', 'Collector events']) {
+    await page.getByRole('button', { name, exact: true }).click();
+    await page.getByRole('heading', { name, level: 2 }).waitFor({ state: 'attached' });
+    // Each section shows its data or says there is none, never only a spinner.
+    const panel = page.locator('section.panel').last();
+    await page.waitForFunction(
+      () => {
+        const p = [...document.querySelectorAll('section.panel')].pop();
+        return p && p.querySelectorAll('table, canvas, p.muted, dl').length > 0;
+      },
+      null,
+      { timeout: TIMEOUT },
+    );
+    facts.sections[name] = (await panel.innerText()).replace(/\s+/g, ' ').slice(0, 160);
+    const slug = name.toLowerCase().replace(/[^a-z]+/g, '-');
+    await axe(`instance-${slug}`);
+    await shot(`instance-${slug}`);
+  }
+  await page.getByRole('button', { name: 'Settings', exact: true }).click();
+  await page.getByRole('cell', { name: 'max_connections', exact: true }).waitFor();
+
+  step = 'alerts';
+  await page.getByRole('link', { name: 'Alerts' }).click();
+  await page.getByRole('heading', { name: 'Alerts', level: 1 }).waitFor();
+  const firing = page.locator(`tr[data-alert="${alertRule}"][data-state="firing"]`);
+  const deadline = Date.now() + ALERT_TIMEOUT;
+  while (!(await firing.count())) {
+    expect(Date.now() < deadline, `alert ${alertRule} firing within ${ALERT_TIMEOUT} ms`);
+    await page.getByRole('button', { name: 'Reload' }).click();
+    await page.waitForTimeout(1000);
+  }
+  facts.alertRow = (await firing.innerText()).replace(/\s+/g, ' ').trim();
+  facts.adminAlertControls = await firing.getByRole('button').allInnerTexts();
+  await page.getByTestId('rules').getByRole('cell', { name: alertRule, exact: true }).waitFor();
+  await axe('alerts');
+  await shot('alerts');
+
+  step = 'replication';
+  await page.getByRole('link', { name: 'Replication' }).click();
+  await page.getByRole('heading', { name: 'Replication', level: 1 }).waitFor();
+  await page.getByRole('heading', { name: 'Topology' }).waitFor();
+  facts.replication = (await page.locator('main').innerText()).replace(/\s+/g, ' ').slice(0, 200);
+  await axe('replication');
+  await shot('replication');
+
+  step = 'backups';
+  await page.getByRole('link', { name: 'Backups' }).click();
+  await page.getByRole('heading', { name: 'Backup runs' }).waitFor();
+  await page.getByText('No repository for this instance.').waitFor();
+  await axe('backups');
+  await shot('backups');
+
+  step = 'theme';
+  const theme = page.getByTestId('theme');
+  await theme.click();
+  facts.themeAfterToggle = await page.evaluate(() => document.documentElement.dataset.theme ?? null);
+  await page.reload();
+  await page.getByRole('heading', { name: 'Backup runs' }).waitFor();
+  facts.themeAfterReload = await page.evaluate(() => document.documentElement.dataset.theme ?? null);
+  facts.darkBackground = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  await page.getByRole('link', { name: 'Fleet' }).click();
+  await row.waitFor();
+  await axe('fleet-dark');
+  await shot('fleet-dark');
+  await theme.click();
+  facts.themeBack = await page.evaluate(() => document.documentElement.dataset.theme ?? null);
+
+  step = 'keyboard';
+  // From the top of the page, Tab reaches the Alerts link, Enter follows it.
+  await page.evaluate(() => document.activeElement?.blur());
+  let reached = false;
+  for (let i = 0; i < 20 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.textContent?.trim() === 'Alerts');
+  }
+  expect(reached, 'Tab reaches the Alerts link');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Alerts', level: 1 }).waitFor();
+  facts.keyboard = true;
+
+  step = 'narrow';
+  await page.setViewportSize({ width: 420, height: 900 });
+  await page.getByRole('link', { name: 'Fleet' }).click();
+  await row.getByRole('link', { name: instance }).click();
+  await page.getByRole('heading', { name: instance, level: 1 }).waitFor();
+  await page.locator('.chart canvas').first().waitFor();
+  facts.narrowOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  await shot('instance-narrow');
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  step = 'viewer';
+  await signOut(admin);
+  await signIn(watcher);
+  await row.waitFor();
+  await page.getByRole('link', { name: 'Alerts' }).click();
+  await firing.waitFor({ timeout: 30_000 });
+  facts.viewerAlertControls = await firing.getByRole('button').allInnerTexts();
+  facts.viewerSilenceForm = await page.getByRole('button', { name: 'Add silence' }).count();
+  await axe('alerts-viewer');
+  await shot('alerts-viewer');
+  await signOut(watcher);
+
+  facts.cspViolations = await page.evaluate(() => window.__cspViolations);
+  expect(facts.cspViolations.length === 0, `no CSP violation: ${facts.cspViolations}`);
+  expect(problems.length === 0, `no console error or failed request: ${JSON.stringify(problems)}`);
+  console.log(JSON.stringify(facts));
+} finally {
+  await browser.close();
+}
