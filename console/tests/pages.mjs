@@ -10,7 +10,8 @@
 // with the failed expectation otherwise. Screenshots go to ARTIFACTS.
 import { chromium } from 'playwright-core';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const env = (name, fallback) => {
   const v = process.env[name] ?? fallback;
@@ -30,7 +31,9 @@ function expect(ok, what) {
   if (!ok) throw new Error(`expected: ${what}`);
 }
 
-const facts = {};
+const here = dirname(fileURLToPath(import.meta.url));
+const axeSource = readFileSync(join(here, '../node_modules/axe-core/axe.min.js'), 'utf8');
+const facts = { axe: {} };
 let step = 'start';
 const problems = [];
 // Refusals the scenario provokes on purpose: the schema before its first snapshot (404) and
@@ -70,7 +73,21 @@ try {
     if (r.status() >= 400) problems.push({ step, kind: 'http', text: `${r.status()} ${r.url()}` });
   });
 
+  // Each page shown is checked by axe-core (evaluated through the DevTools protocol: the CSP
+  // forbids injected script tags; serious and critical violations fail), then photographed.
   const shot = async (name) => {
+    await page.evaluate(axeSource);
+    const violations = await page.evaluate(async () => {
+      const result = await window.axe.run(document, { resultTypes: ['violations'] });
+      return result.violations.map((v) => ({
+        id: v.id,
+        impact: v.impact,
+        nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')),
+      }));
+    });
+    const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    facts.axe[name] = { violations: violations.length, serious: bad.length };
+    expect(bad.length === 0, `no serious accessibility violation on ${name}: ${JSON.stringify(bad)}`);
     if (!artifacts) return;
     mkdirSync(artifacts, { recursive: true });
     await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
@@ -138,6 +155,16 @@ try {
   facts.hotNodes = await tree.locator('.node.hot').count();
   await page.getByTestId('run-history').waitFor();
   await shot('sql-explain');
+
+  // A long statement shows its run at once, with Cancel for its requester.
+  step = 'cancel';
+  await editor.fill('SELECT pg_sleep(60)');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await page.getByRole('button', { name: 'Cancel', exact: true }).click();
+  const cancelled = page.locator('[data-testid="run-outcome"][data-status="cancelled"]');
+  await cancelled.waitFor();
+  facts.cancelledRun = await text(cancelled);
+  await shot('sql-cancelled');
 
   step = 'schema';
   await go(`#/schema?instance=${instanceId}`);

@@ -5,7 +5,8 @@
 //! - the statements page lists a statement the test ran on the monitored cluster, and its page
 //!   shows its text and charts;
 //! - a SQL run with a bound parameter returns exactly the rows of the test schema, with their
-//!   types, and exports them as CSV; EXPLAIN ANALYZE shows a plan tree with a costly node;
+//!   types, and exports them as CSV; EXPLAIN ANALYZE shows a plan tree with a costly node; a
+//!   long statement is cancelled from the editor;
 //! - a snapshot taken from the schema page draws the foreign-key diagram with the test
 //!   schema's tables and keys, and a table's rows come in keyset pages;
 //! - runs, a dry-run fleet migration with its per-instance report, agents, an enrollment token
@@ -175,6 +176,14 @@ pub async fn scenario(
         "{facts}"
     );
 
+    // A long statement cancelled from the editor ends cancelled.
+    assert!(
+        facts["cancelledRun"]
+            .as_str()
+            .is_some_and(|t| t.contains("cancelled")),
+        "{facts}"
+    );
+
     // Schema: the diagram holds the tables and keys of the snapshot the page asked for.
     let tables: Vec<&str> = facts["diagramTables"]
         .as_array()
@@ -284,6 +293,7 @@ pub async fn scenario(
         "statement",
         "sql",
         "sql-explain",
+        "sql-cancelled",
         "schema",
         "schema-fk",
         "schema-changes",

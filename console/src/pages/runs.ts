@@ -47,13 +47,33 @@ export async function follow(run: Run, stop: () => boolean = () => false): Promi
   return r;
 }
 
-/** Starts a run (`POST` answering 200 or 202 with it) and follows it to its end. */
-export async function runAndWait(path: string, body: unknown, stop?: () => boolean): Promise<Run> {
-  return follow(await call<Run>('POST', `${path}?wait=30`, body), stop);
+/** Starts a run and follows it to its end; `started` gets it at once (queued), so that it can
+ * be shown and cancelled while it goes on. */
+export async function runAndWait(
+  path: string,
+  body: unknown,
+  stop?: () => boolean,
+  started?: (r: Run) => void,
+): Promise<Run> {
+  const run = await call<Run>('POST', `${path}?wait=${started ? 0 : 30}`, body);
+  started?.(run);
+  return follow(run, stop);
+}
+
+export async function cancelRun(r: Run): Promise<Run> {
+  return call<Run>('POST', `/api/v1/runs/${r.id}/cancel`);
 }
 
 export function statusClass(status: string): string {
   if (status === 'succeeded') return 'good';
   if (status === 'queued' || status === 'dispatched' || status === 'running') return 'warn';
   return 'bad';
+}
+
+/** The user behind `requested_by` (`user:NAME` or `token:ID:NAME`), as the API reads it. */
+export function requester(requestedBy: string): string | null {
+  const user = /^user:(.+)$/.exec(requestedBy);
+  if (user) return user[1];
+  const token = /^token:\d+:(.+)$/.exec(requestedBy);
+  return token ? token[1] : null;
 }
