@@ -11,6 +11,7 @@ use sqlx::Row as _;
 use utoipa::IntoParams;
 
 use super::instances::rfc3339;
+use super::openapi::responses::ById;
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 
@@ -87,13 +88,10 @@ pub struct Catalogue {
     params(CatalogueQuery),
     responses(
         (status = 200, description = "The instance's stored backup catalogue, per repository", body = Catalogue),
-        (status = 400, description = "Bad query", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs viewer on the instance.
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,

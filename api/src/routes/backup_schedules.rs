@@ -20,6 +20,7 @@ use utoipa::IntoParams;
 
 use super::auth_routes::body;
 use super::instances::rfc3339;
+use super::openapi::responses::{ById, Filtered};
 use super::runs::path_id;
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
@@ -184,9 +185,7 @@ fn check_id(id: Option<i64>, name: &str) -> Result<(), ApiError> {
     params(ScheduleQuery),
     responses(
         (status = 200, description = "The schedules the caller may view", body = ScheduleList),
-        (status = 400, description = "Bad query", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        Filtered,
     )
 )]
 pub async fn list(
@@ -269,14 +268,11 @@ fn check(s: &NewSchedule) -> Result<(), ApiError> {
     request_body = NewSchedule,
     responses(
         (status = 201, description = "The schedule", body = Schedule),
-        (status = 400, description = "Bad body", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No admin role on the instance or label", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such repository", body = super::openapi::ErrorBody),
+        ById,
         (status = 422, description = "A cron expression or time zone that does not parse, or neither or both of repository and label", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs admin on the instance or label.
 pub async fn add(
     State(state): State<AppState>,
     principal: Principal,
@@ -342,13 +338,10 @@ pub async fn add(
     params(("id" = i64, Path, minimum = 1, description = "Schedule id")),
     responses(
         (status = 204, description = "Removed, with its firings"),
-        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No admin role on the instance or label", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such schedule", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs admin on the instance or label.
 pub async fn remove(
     State(state): State<AppState>,
     principal: Principal,
@@ -428,9 +421,7 @@ pub struct FiringList {
     params(FiringQuery),
     responses(
         (status = 200, description = "Firings on the instances the caller views, newest first", body = FiringList),
-        (status = 400, description = "Bad query", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        Filtered,
     )
 )]
 pub async fn firings(

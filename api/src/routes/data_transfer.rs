@@ -5,22 +5,18 @@
 //! Export and a schema-only dump need user on the instance; anything that reads every row (a
 //! data dump) or writes (import) needs admin on it.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use lasect_runs::{DumpSqlParams, ExportCsvParams, ImportCsvParams, RunParams};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::ApiError;
 use super::openapi::responses::RunStarted;
-use super::runs::{WaitQuery, new_run, path_id, start};
-use super::{ApiError, AppState};
-use crate::auth::{Principal, Role};
-use crate::runs::call::RunCall;
+use super::runs::WaitQuery;
+use crate::auth::Role;
+use crate::runs::call::{Admin, RunCall, RunQuery, WithWait};
 use crate::runs::{self, RunLimits, RunView};
 
 /// Largest CSV accepted by `import`.
@@ -131,6 +127,12 @@ pub struct ImportQuery {
     pub wait: Option<u64>,
 }
 
+impl WithWait for ImportQuery {
+    fn wait(&self) -> Option<u64> {
+        self.wait
+    }
+}
+
 #[utoipa::path(
     post,
     path = "/api/v1/instances/{id}/import",
@@ -147,27 +149,10 @@ pub struct ImportQuery {
 /// Imports a CSV into a table, all or nothing. Needs admin on the instance. 422: the CSV is
 /// empty.
 pub async fn import(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<ImportQuery>, QueryRejection>,
+    call: RunQuery<ImportQuery, Admin>,
     csv: Body,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let id = path_id(path, "instance")?;
-    principal
-        .require_on_instance(&state.pool, id, Role::Admin)
-        .await?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let wait = match q.wait {
-        None => Duration::ZERO,
-        Some(s) if s <= runs::MAX_WAIT_SECS => Duration::from_secs(s),
-        Some(s) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("wait must be 0..=120, not {s}"),
-            ));
-        }
-    };
+    let RunQuery { target, query: q } = call;
     let data = axum::body::to_bytes(csv, MAX_IMPORT_BYTES)
         .await
         .map_err(|_| {
@@ -193,7 +178,5 @@ pub async fn import(
         columns: None,
         database: q.database,
     });
-    let mut run = new_run(&principal, id, params, limits);
-    run.input = Some(&data);
-    start(&state, run, wait).await
+    target.start_with_input(params, limits, &data).await
 }

@@ -4,8 +4,6 @@
 //! Listing needs user on the instance; enabling, disabling or updating one needs admin on it.
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lasect_runs::{ExtensionActionParams, ExtensionListParams, ExtensionVerb, RunParams};
@@ -13,11 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::IntoParams;
 
+use super::ApiError;
 use super::openapi::responses::{RunAnswered, RunStarted};
-use super::runs::{WaitQuery, ask, new_run, path_id, read_wait};
-use super::{ApiError, AppState};
-use crate::auth::{Principal, Role};
-use crate::runs::call::{Admin, RunCall};
+use super::runs::{READ_WAIT, WaitQuery};
+use crate::runs::call::{Admin, RunCall, RunQuery, WithWait};
 use crate::runs::{RunLimits, RunView};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -29,6 +26,12 @@ pub struct ExtensionsQuery {
     /// Seconds to wait for the agent, 0..=120 (default 30; 0: answer 202 with the run).
     #[param(maximum = 120)]
     pub wait: Option<u64>,
+}
+
+impl WithWait for ExtensionsQuery {
+    fn wait(&self) -> Option<u64> {
+        self.wait
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -51,47 +54,27 @@ pub struct ExtensionList {
     )
 )]
 /// Lists the extensions the instance has and could have. Needs user on it.
-pub async fn extensions(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<Query<ExtensionsQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let id = path_id(path, "instance")?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    principal
-        .require_on_instance(&state.pool, id, Role::User)
-        .await?;
+pub async fn extensions(call: RunQuery<ExtensionsQuery>) -> Result<Response, ApiError> {
+    let RunQuery { target, query: q } = call;
     let limits = RunLimits::default().resolve(1, 16 << 20)?;
-    let wait = read_wait(q.wait)?;
-    match ask(
-        &state,
-        new_run(
-            &principal,
-            id,
-            RunParams::ExtensionList(ExtensionListParams {
-                database: q.database,
-            }),
-            limits,
-        ),
-        wait,
-    )
-    .await?
-    {
+    let params = RunParams::ExtensionList(ExtensionListParams {
+        database: q.database,
+    });
+    Ok(match target.ask(params, limits, READ_WAIT).await? {
         Ok(run) => {
             let extensions = run
                 .summary
                 .as_ref()
                 .and_then(|s| s["extensions"].as_array().cloned())
                 .unwrap_or_default();
-            Ok(Json(ExtensionList {
+            Json(ExtensionList {
                 run_id: run.id,
                 extensions,
             })
-            .into_response())
+            .into_response()
         }
-        Err(response) => Ok(response),
-    }
+        Err(response) => response,
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -6,6 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::AppState;
 use super::api_error::ApiError;
+use super::openapi::responses::SignedIn;
 use crate::auth::{Principal, Role};
 
 pub use lasect_api_contract::instances::{Instance, InstanceList, KeyFigures};
@@ -111,8 +112,7 @@ const FIND_INSTANCE: &str = "SELECT id, name, agent_id, server_version_num, vers
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every monitored instance", body = InstanceList),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        SignedIn,
     )
 )]
 pub async fn list(

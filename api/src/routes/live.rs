@@ -51,6 +51,7 @@ use super::alerts::may_see;
 use super::api_error::ApiError;
 use super::instances;
 use super::metric_families::{self, FamilyKey, FamilySpec};
+use super::openapi::responses::{SignedIn, WithInput};
 use crate::alerts::live::{AlertFeed, Pushed};
 
 /// The channel ingest notifies on (`lasect_ingest::writer::notify::CHANNEL`).
@@ -452,8 +453,7 @@ pub async fn authenticate_live(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A ticket for one `GET /api/v1/live?ticket=…` within 30 s", body = LiveTicket),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable (the caller cannot be checked)", body = super::openapi::ErrorBody),
+        SignedIn,
     )
 )]
 pub async fn ticket(State(state): State<AppState>, principal: Principal) -> Json<LiveTicket> {
@@ -477,10 +477,8 @@ pub async fn ticket(State(state): State<AppState>, principal: Principal) -> Json
         receives `subscribed`, `samples` and `error` messages; see docs/CONTRACTS.md.",
     responses(
         (status = 101, description = "Switching protocols: the WebSocket is open"),
-        (status = 400, description = "Not a WebSocket upgrade request", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated, or the ticket is unknown, used, expired or malformed", body = super::openapi::ErrorBody),
+        WithInput,
         (status = 403, description = "The ticket was issued to another user than the `Authorization` header's", body = super::openapi::ErrorBody),
-        (status = 503, description = "Too many live clients", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn live(

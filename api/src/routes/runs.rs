@@ -66,14 +66,19 @@ impl WaitQuery {
         q: Result<Query<WaitQuery>, QueryRejection>,
     ) -> Result<Option<Duration>, ApiError> {
         let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-        match q.wait {
-            None => Ok(None),
-            Some(s) if s <= runs::MAX_WAIT_SECS => Ok(Some(Duration::from_secs(s))),
-            Some(s) => Err(ApiError::bad_request(
-                "invalid_query",
-                format!("wait must be 0..={}, not {s}", runs::MAX_WAIT_SECS),
-            )),
-        }
+        wait_secs(q.wait)
+    }
+}
+
+/// `?wait=` in seconds, 0..=120, else 400 `invalid_query`.
+pub(crate) fn wait_secs(wait: Option<u64>) -> Result<Option<Duration>, ApiError> {
+    match wait {
+        None => Ok(None),
+        Some(s) if s <= runs::MAX_WAIT_SECS => Ok(Some(Duration::from_secs(s))),
+        Some(s) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("wait must be 0..={}, not {s}", runs::MAX_WAIT_SECS),
+        )),
     }
 }
 
@@ -118,7 +123,7 @@ pub(crate) async fn ask(
 ) -> Result<Result<RunView, Response>, ApiError> {
     let id = runs::create(&state.pool, run).await?;
     let run = runs::wait(&state.pool, id, wait).await?;
-    if run.status == "succeeded" {
+    if run.succeeded() {
         Ok(Ok(run))
     } else {
         // Not over yet (`wait=0` asks not to wait at all): 202, the run goes on.
@@ -136,7 +141,8 @@ pub(crate) async fn start(
     Ok(run_response(runs::wait(&state.pool, id, wait).await?))
 }
 
-const READ_WAIT: Duration = Duration::from_secs(30);
+/// How long the calls that answer with a run's result wait for it by default.
+pub(crate) const READ_WAIT: Duration = Duration::from_secs(30);
 
 /// A run on instance `id` asked for by `principal`, without input.
 pub(crate) fn new_run<'a>(
@@ -151,18 +157,6 @@ pub(crate) fn new_run<'a>(
         requested_by: runs::requested_by(principal),
         limits,
         input: None,
-    }
-}
-
-/// `?wait=` of the calls that answer with the result: 0..=120 s, default 30.
-pub(crate) fn read_wait(wait: Option<u64>) -> Result<Duration, ApiError> {
-    match wait {
-        None => Ok(READ_WAIT),
-        Some(s) if s <= runs::MAX_WAIT_SECS => Ok(Duration::from_secs(s)),
-        Some(s) => Err(ApiError::bad_request(
-            "invalid_query",
-            format!("wait must be 0..=120, not {s}"),
-        )),
     }
 }
 
@@ -481,7 +475,7 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let id = path_id(path, "run")?;
     let run = readable_run(&state, &principal, id).await?;
-    if run.status != "succeeded" {
+    if !run.succeeded() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",

@@ -20,10 +20,10 @@ use utoipa::IntoParams;
 
 use super::instances::rfc3339;
 use super::openapi::responses::{ById, RunAnswered, RunStarted};
-use super::runs::{WaitQuery, ask, new_run, path_id, read_wait};
+use super::runs::{READ_WAIT, WaitQuery, path_id};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
-use crate::runs::call::RunCall;
+use crate::runs::call::{RunCall, RunQuery, WithWait};
 use crate::runs::{self, RunLimits, RunView};
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -344,6 +344,12 @@ pub struct RowsQuery {
     pub wait: Option<u64>,
 }
 
+impl WithWait for RowsQuery {
+    fn wait(&self) -> Option<u64> {
+        self.wait
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RowsPage {
     pub run_id: i64,
@@ -374,21 +380,8 @@ pub struct RowsPage {
     )
 )]
 /// One page of a table's rows, in key order. Needs user on the instance.
-pub async fn rows(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<(String, String, String)>, PathRejection>,
-    query: Result<Query<RowsQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Path((id, schema, table)) =
-        path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
-    let id = id.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
-        ApiError::bad_request("invalid_path", "instance id must be a positive integer")
-    })?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    principal
-        .require_on_instance(&state.pool, id, Role::User)
-        .await?;
+pub async fn rows(call: RunQuery<RowsQuery>) -> Result<Response, ApiError> {
+    let RunQuery { target, query: q } = call;
     let after: Option<Vec<Value>> = match &q.after {
         None => None,
         Some(text) => match serde_json::from_str::<Value>(text) {
@@ -409,19 +402,18 @@ pub async fn rows(
         ));
     }
     let params = RunParams::TableData(TableDataParams {
-        schema,
-        table,
+        schema: target.segment("schema")?.to_owned(),
+        table: target.segment("table")?.to_owned(),
         after,
         limit,
         database: q.database,
     });
     let limits = RunLimits::default().resolve(1000, 64 << 20)?;
-    let wait = read_wait(q.wait)?;
-    let run = match ask(&state, new_run(&principal, id, params, limits), wait).await? {
+    let run = match target.ask(params, limits, READ_WAIT).await? {
         Ok(run) => run,
         Err(response) => return Ok(response),
     };
-    let rows = match runs::page(&state.pool, run.id, 0).await? {
+    let rows = match runs::page(&target.state().pool, run.id, 0).await? {
         Some(data) => serde_json::from_slice::<Vec<Value>>(&data).map_err(ApiError::internal)?,
         None => Vec::new(),
     };

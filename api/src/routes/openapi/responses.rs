@@ -38,10 +38,14 @@ pub struct Answer {
 
 impl Answer {
     const fn error(status: u16, description: &'static str) -> Self {
+        Self::body(status, description, "ErrorBody")
+    }
+
+    const fn body(status: u16, description: &'static str, schema: &'static str) -> Self {
         Answer {
             status,
             description,
-            schema: "ErrorBody",
+            schema,
         }
     }
 
@@ -57,45 +61,24 @@ impl Answer {
     }
 }
 
-const BAD_REQUEST: Answer = Answer::error(
-    400,
-    "The path, query or body breaks this document (type, range, pattern, unknown field)",
-);
+const BAD_REQUEST: Answer =
+    Answer::error(400, "Breaks this document (type, range, pattern, field)");
 const UNAUTHENTICATED: Answer = Answer::error(401, "Not authenticated");
-const FORBIDDEN: Answer = Answer::error(
-    403,
-    "Role too low for this route (the route's description says which it needs)",
-);
-const NOT_FOUND: Answer = Answer::error(
-    404,
-    "What the path names does not exist (or is not visible to the caller)",
-);
+const FORBIDDEN: Answer = Answer::error(403, "Role too low (the route's description says which)");
+const NOT_FOUND: Answer = Answer::error(404, "What the path names does not exist (or is hidden)");
 const CONFLICT: Answer = Answer::error(409, "Conflicts with the current state");
-const UNPROCESSABLE: Answer = Answer::error(
-    422,
-    "Well-formed, but cannot be carried out as asked (the message says why)",
-);
+const UNPROCESSABLE: Answer = Answer::error(422, "Well-formed, but cannot be carried out as asked");
 const STORE_UNAVAILABLE: Answer = Answer::error(503, "Store unavailable");
-const AGENT_DISABLED: Answer = Answer::error(
-    409,
-    "The agent serving the instance is disabled (or the run would clash with one queued or running)",
+const AGENT_DISABLED: Answer =
+    Answer::error(409, "The agent is disabled, or a like run is under way");
+const RUN_ENDED: Answer = Answer::body(200, "The run, ended; its summary is the result", "RunView");
+const RUN_GOES_ON: Answer = Answer::body(
+    202,
+    "The run, still going: follow it at /api/v1/runs/{id}",
+    "RunView",
 );
-const RUN_ENDED: Answer = Answer {
-    status: 200,
-    description: "The run, ended within the wait; its summary is the result",
-    schema: "RunView",
-};
-const RUN_GOES_ON: Answer = Answer {
-    status: 202,
-    description: "Not over within the wait (wait=0: at once): the run, queued or running; \
-                  follow it at /api/v1/runs/{id}",
-    schema: "RunView",
-};
-const RUN_FAILED: Answer = Answer {
-    status: 422,
-    description: "The run failed: its error, its id and the agent's report",
-    schema: "CheckFailed",
-};
+const RUN_FAILED: Answer =
+    Answer::body(422, "The run failed: error, run id, report", "CheckFailed");
 
 /// Declares a set: a type whose `IntoResponses` is the given answers.
 macro_rules! response_set {
