@@ -19,6 +19,8 @@ pub mod cli;
 pub mod config;
 pub mod migrate_cmd;
 pub mod notify;
+pub mod replication_backfill;
+pub mod replication_streams;
 pub mod routes;
 pub mod runs;
 pub mod secrets_cmd;

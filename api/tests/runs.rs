@@ -543,6 +543,30 @@ async fn run_details_are_visible_only_to_who_may_read_them() {
             Role::Admin,
             "none",
         ),
+        (
+            "replication_validate",
+            json!({"side": "subscriber", "publication": "p", "slot": "p", "subscription": "p"}),
+            Role::Admin,
+            "none",
+        ),
+        (
+            "replication_publish",
+            json!({"publication": "p", "slot": "p", "tables": [{"schema": "public", "table": "t"}]}),
+            Role::Admin,
+            "none",
+        ),
+        (
+            "replication_subscribe",
+            json!({"subscription": "p", "publication": "p", "slot": "p", "conninfo": "host=db"}),
+            Role::Admin,
+            "none",
+        ),
+        (
+            "replication_drop",
+            json!({"side": "publisher", "publication": "p", "slot": "p"}),
+            Role::Admin,
+            "none",
+        ),
     ];
     let kinds: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.0).collect();
     assert_eq!(

@@ -250,6 +250,55 @@ impl ApiClient {
         self.request(reqwest::Method::DELETE, path, None).await
     }
 
+    /// Like the JSON calls, but an error status whose body is not the API's error shape (a
+    /// resource describing what failed: an invalid or rolled-back replication stream) comes
+    /// back as `(status, body)` instead of an error.
+    pub async fn request_with_status(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let url = self
+            .base
+            .join(path)
+            .with_context(|| format!("build the URL for {path}"))?;
+        let mut request = self.http.request(method, url.clone());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            let e = anyhow::Error::from(e);
+            Unreachable(format!("could not reach the API at {}: {e:#}", self.base))
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| {
+            let e = anyhow::Error::from(e);
+            Unreachable(format!("read the response of {url}: {e:#}"))
+        })?;
+        let value: Option<Value> = serde_json::from_slice(&bytes).ok();
+        match value {
+            Some(v) if status.is_success() || parse_api_error(&v).is_none() => {
+                Ok((status.as_u16(), v))
+            }
+            None if status.is_success() => Ok((status.as_u16(), Value::Null)),
+            other => {
+                let (code, message) = other.as_ref().and_then(parse_api_error).unwrap_or_else(|| {
+                    (
+                        "unexpected_response".to_owned(),
+                        format!("unexpected response from the API at {url}: HTTP {status}"),
+                    )
+                });
+                Err(ApiError {
+                    status: status.as_u16(),
+                    code,
+                    message,
+                }
+                .into())
+            }
+        }
+    }
+
     async fn request(
         &self,
         method: reqwest::Method,

@@ -32,6 +32,7 @@ pub mod password;
 pub mod people;
 pub mod printable;
 pub mod replication_cmd;
+pub mod replication_stream_cmd;
 pub mod runs_cmd;
 pub mod samples_table;
 pub mod series_table;

@@ -1,5 +1,6 @@
 //! `lasect replication topology [--label key=value]`: the replication graph as a tree (every
-//! sender above what it feeds, cascades nested), or the API's JSON with `--output json`.
+//! sender above what it feeds, cascades nested), or the API's JSON with `--output json`;
+//! `lasect replication stream ...` is `replication_stream_cmd`.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
@@ -22,6 +23,10 @@ pub enum ReplicationCommand {
         #[arg(long, value_name = "KEY=VALUE")]
         label: Option<String>,
     },
+    /// Logical replication streams: create (validated, rolled back on failure), list,
+    /// status with backfill progress and ETA, remove
+    #[command(subcommand)]
+    Stream(crate::replication_stream_cmd::StreamCommand),
 }
 
 pub async fn run(
@@ -41,6 +46,9 @@ pub async fn run(
             }
             let body = client.get_json(&path).await?;
             render_body(output, &body, |b| Ok(tree(b)))
+        }
+        ReplicationCommand::Stream(c) => {
+            crate::replication_stream_cmd::run(client, c, output).await
         }
     }
 }

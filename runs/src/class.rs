@@ -22,6 +22,9 @@ pub enum Class {
     /// pgBackRest: stanza create/upgrade/check, backups, the catalogue (an admin's; off by
     /// default).
     Backup,
+    /// Logical replication streams: validate, create and drop publications, slots and
+    /// subscriptions (an admin's; off by default: a slot left behind retains WAL).
+    Replication,
 }
 
 /// A class name no part of this version knows.
@@ -31,7 +34,7 @@ pub struct UnknownClass(pub String);
 
 impl Class {
     /// Every class, in the order of docs/CONTROL.md.
-    pub const ALL: [Class; 13] = [
+    pub const ALL: [Class; 14] = [
         Class::Sql,
         Class::SqlWrite,
         Class::Explain,
@@ -45,6 +48,7 @@ impl Class {
         Class::ExtensionsWrite,
         Class::Ddl,
         Class::Backup,
+        Class::Replication,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -62,6 +66,7 @@ impl Class {
             Class::ExtensionsWrite => "extensions_write",
             Class::Ddl => "ddl",
             Class::Backup => "backup",
+            Class::Replication => "replication",
         }
     }
 }

@@ -28,6 +28,7 @@
 
 mod class;
 mod params;
+mod replication;
 mod state;
 
 pub use class::{Class, UnknownClass};
@@ -36,6 +37,10 @@ pub use params::{
     ExplainParams, ExportCsvParams, ExtensionActionParams, ExtensionListParams, ExtensionVerb,
     ImportCsvParams, InstanceCheckParams, InstanceMetadataParams, MigrationParams, ParamsError,
     RepoSecret, RunParams, SchemaSnapshotParams, SqlParams, StanzaAction, TableDataParams,
+};
+pub use replication::{
+    ColumnDef, ConninfoSecret, ReplicationDropParams, ReplicationPublishParams,
+    ReplicationSubscribeParams, ReplicationValidateParams, StreamSide, StreamTable, TableDef,
 };
 pub use state::{RunStatus, Transition, UnknownStatus};
 
@@ -62,6 +67,10 @@ pub enum RunKind {
     BackupStanza,
     Backup,
     BackupInfo,
+    ReplicationValidate,
+    ReplicationPublish,
+    ReplicationSubscribe,
+    ReplicationDrop,
 }
 
 /// The least role a caller needs on the run's instance to ask for the run. It also decides who
@@ -92,7 +101,7 @@ pub enum ResultShape {
 pub struct UnknownKind(pub String);
 
 impl RunKind {
-    pub const ALL: [RunKind; 15] = [
+    pub const ALL: [RunKind; 19] = [
         RunKind::Sql,
         RunKind::Explain,
         RunKind::InstanceCheck,
@@ -108,6 +117,10 @@ impl RunKind {
         RunKind::BackupStanza,
         RunKind::Backup,
         RunKind::BackupInfo,
+        RunKind::ReplicationValidate,
+        RunKind::ReplicationPublish,
+        RunKind::ReplicationSubscribe,
+        RunKind::ReplicationDrop,
     ];
 
     /// The name stored in `runs.kind` and sent in `RunRequest.kind`.
@@ -128,6 +141,10 @@ impl RunKind {
             RunKind::BackupStanza => "backup_stanza",
             RunKind::Backup => "backup",
             RunKind::BackupInfo => "backup_info",
+            RunKind::ReplicationValidate => "replication_validate",
+            RunKind::ReplicationPublish => "replication_publish",
+            RunKind::ReplicationSubscribe => "replication_subscribe",
+            RunKind::ReplicationDrop => "replication_drop",
         }
     }
 
@@ -160,7 +177,11 @@ impl RunKind {
             | RunKind::Migration
             | RunKind::BackupStanza
             | RunKind::Backup
-            | RunKind::BackupInfo => ResultShape::SummaryOnly,
+            | RunKind::BackupInfo
+            | RunKind::ReplicationValidate
+            | RunKind::ReplicationPublish
+            | RunKind::ReplicationSubscribe
+            | RunKind::ReplicationDrop => ResultShape::SummaryOnly,
         }
     }
 }

@@ -14,6 +14,10 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::replication::{
+    ReplicationDropParams, ReplicationPublishParams, ReplicationSubscribeParams,
+    ReplicationValidateParams,
+};
 use crate::{Class, Requires, RunKind};
 
 /// Parameters that do not fit their kind.
@@ -332,6 +336,10 @@ pub enum RunParams {
     BackupStanza(BackupStanzaParams),
     Backup(BackupParams),
     BackupInfo(BackupInfoParams),
+    ReplicationValidate(ReplicationValidateParams),
+    ReplicationPublish(ReplicationPublishParams),
+    ReplicationSubscribe(ReplicationSubscribeParams),
+    ReplicationDrop(ReplicationDropParams),
 }
 
 impl RunParams {
@@ -352,6 +360,10 @@ impl RunParams {
             RunParams::BackupStanza(_) => RunKind::BackupStanza,
             RunParams::Backup(_) => RunKind::Backup,
             RunParams::BackupInfo(_) => RunKind::BackupInfo,
+            RunParams::ReplicationValidate(_) => RunKind::ReplicationValidate,
+            RunParams::ReplicationPublish(_) => RunKind::ReplicationPublish,
+            RunParams::ReplicationSubscribe(_) => RunKind::ReplicationSubscribe,
+            RunParams::ReplicationDrop(_) => RunKind::ReplicationDrop,
         }
     }
 
@@ -377,6 +389,10 @@ impl RunParams {
             RunKind::BackupStanza => RunParams::BackupStanza(parse(kind, params)?),
             RunKind::Backup => RunParams::Backup(parse(kind, params)?),
             RunKind::BackupInfo => RunParams::BackupInfo(parse(kind, params)?),
+            RunKind::ReplicationValidate => RunParams::ReplicationValidate(parse(kind, params)?),
+            RunKind::ReplicationPublish => RunParams::ReplicationPublish(parse(kind, params)?),
+            RunKind::ReplicationSubscribe => RunParams::ReplicationSubscribe(parse(kind, params)?),
+            RunKind::ReplicationDrop => RunParams::ReplicationDrop(parse(kind, params)?),
         })
     }
 
@@ -398,6 +414,10 @@ impl RunParams {
             RunParams::BackupStanza(p) => serde_json::to_value(p),
             RunParams::Backup(p) => serde_json::to_value(p),
             RunParams::BackupInfo(p) => serde_json::to_value(p),
+            RunParams::ReplicationValidate(p) => serde_json::to_value(p),
+            RunParams::ReplicationPublish(p) => serde_json::to_value(p),
+            RunParams::ReplicationSubscribe(p) => serde_json::to_value(p),
+            RunParams::ReplicationDrop(p) => serde_json::to_value(p),
         };
         // Plain structs of strings, numbers and JSON values always serialize; the fallback
         // only keeps the signature free of an error nobody can cause.
@@ -429,7 +449,11 @@ impl RunParams {
             | RunParams::Migration(_)
             | RunParams::BackupStanza(_)
             | RunParams::Backup(_)
-            | RunParams::BackupInfo(_) => Requires::Admin,
+            | RunParams::BackupInfo(_)
+            | RunParams::ReplicationValidate(_)
+            | RunParams::ReplicationPublish(_)
+            | RunParams::ReplicationSubscribe(_)
+            | RunParams::ReplicationDrop(_) => Requires::Admin,
         }
     }
 
@@ -459,6 +483,10 @@ impl RunParams {
             RunParams::BackupStanza(_) | RunParams::Backup(_) | RunParams::BackupInfo(_) => {
                 Class::Backup
             }
+            RunParams::ReplicationValidate(_)
+            | RunParams::ReplicationPublish(_)
+            | RunParams::ReplicationSubscribe(_)
+            | RunParams::ReplicationDrop(_) => Class::Replication,
         })
     }
 }
@@ -539,6 +567,7 @@ fn text_values<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Option<String>>, D
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replication::{ColumnDef, ConninfoSecret, StreamSide, StreamTable, TableDef};
     use serde_json::json;
 
     /// One run of every kind, with every field away from its default.
@@ -633,7 +662,67 @@ mod tests {
                 stanza: "main".into(),
                 repo: BackupRepo::default(),
             }),
+            RunParams::ReplicationValidate(ReplicationValidateParams {
+                side: StreamSide::Subscriber,
+                tables: vec![orders()],
+                schema: None,
+                publication: "lasect_pub_1".into(),
+                slot: "lasect_slot_1".into(),
+                subscription: "lasect_sub_1".into(),
+                definitions: vec![orders_def()],
+                copy_schema: true,
+                replication_user: Some("replicator".into()),
+                conninfo: Some("host=10.0.0.1 port=5432 dbname=app user=replicator".into()),
+                stream_id: Some(1),
+                password: Some(ConninfoSecret("never in runs.params".into())),
+                database: Some("app".into()),
+            }),
+            RunParams::ReplicationPublish(ReplicationPublishParams {
+                publication: "lasect_pub_1".into(),
+                slot: "lasect_slot_1".into(),
+                tables: vec![orders()],
+                database: None,
+            }),
+            RunParams::ReplicationSubscribe(ReplicationSubscribeParams {
+                subscription: "lasect_sub_1".into(),
+                publication: "lasect_pub_1".into(),
+                slot: "lasect_slot_1".into(),
+                conninfo: "host=10.0.0.1 dbname=app".into(),
+                create_tables: vec![orders_def()],
+                stream_id: Some(1),
+                password: None,
+                database: None,
+            }),
+            RunParams::ReplicationDrop(ReplicationDropParams {
+                side: StreamSide::Publisher,
+                subscription: "lasect_sub_1".into(),
+                publication: "lasect_pub_1".into(),
+                slot: "lasect_slot_1".into(),
+                suboid: Some(16_400),
+                drop_tables: vec![orders()],
+                database: None,
+            }),
         ]
+    }
+
+    fn orders() -> StreamTable {
+        StreamTable {
+            schema: "sales".into(),
+            table: "orders".into(),
+        }
+    }
+
+    fn orders_def() -> TableDef {
+        TableDef {
+            schema: "sales".into(),
+            table: "orders".into(),
+            columns: vec![ColumnDef {
+                name: "id".into(),
+                type_sql: "bigint".into(),
+                not_null: true,
+            }],
+            primary_key: vec!["id".into()],
+        }
     }
 
     fn parse(kind: &str, params: Value) -> Result<RunParams, ParamsError> {
@@ -862,6 +951,26 @@ mod tests {
                 Some("backup"),
             ),
             ("backup_info", json!({"stanza": "s"}), Some("backup")),
+            (
+                "replication_validate",
+                json!({"side": "publisher"}),
+                Some("replication"),
+            ),
+            (
+                "replication_publish",
+                json!({"publication": "p", "slot": "s"}),
+                Some("replication"),
+            ),
+            (
+                "replication_subscribe",
+                json!({"subscription": "s", "publication": "p", "slot": "s"}),
+                Some("replication"),
+            ),
+            (
+                "replication_drop",
+                json!({"side": "subscriber"}),
+                Some("replication"),
+            ),
         ];
         for (kind, params, expected) in cases {
             assert_eq!(class(kind, params.clone()), expected, "{kind} {params}");
@@ -883,7 +992,8 @@ mod tests {
                 "extensions",
                 "extensions_write",
                 "ddl",
-                "backup"
+                "backup",
+                "replication"
             ]
         );
         for c in Class::ALL {
@@ -938,6 +1048,12 @@ mod tests {
                 Requires::Admin,
             ),
             ("backup_info", json!({"stanza": "s"}), Requires::Admin),
+            (
+                "replication_validate",
+                json!({"side": "subscriber"}),
+                Requires::Admin,
+            ),
+            ("replication_drop", json!({"side": "publisher"}), Requires::Admin),
         ];
         for (kind, params, expected) in cases {
             assert_eq!(requires(kind, params.clone()), expected, "{kind} {params}");

@@ -22,7 +22,10 @@ use super::settings::SettingsCollector;
 use super::statement::StatementCollector;
 use super::waits::WaitSampler;
 use super::{CollectError, FamilyError, database, instance_info, now_unix_micros, session};
-use super::{activity, filesystem, locks, progress, replication, standby, subscription, topology};
+use super::{
+    activity, filesystem, locks, progress, replication, standby, subscription, subscription_copy,
+    topology,
+};
 use crate::backoff::Backoff;
 use crate::config::{CollectConfig, DatabaseFilter, InstanceConfig, LogsConfig};
 use crate::logs::LogCollector;
@@ -423,12 +426,21 @@ impl InstanceCollector {
                     match version {
                         Ok(version) => {
                             self.server_version = Some(version);
-                            subscription::collect(client, version)
-                                .await
-                                .map_err(FamilyError::from)
-                                .map(|s| {
-                                    self.samples(time_unix_micros, s.map(Family::Subscription))
-                                })
+                            let workers = subscription::collect(client, version).await;
+                            let copies = match workers {
+                                Ok(w) => subscription_copy::collect(client, version)
+                                    .await
+                                    .map(|c| (w, c)),
+                                Err(e) => Err(e),
+                            };
+                            copies.map_err(FamilyError::from).map(|(w, c)| {
+                                let mut samples =
+                                    self.samples(time_unix_micros, w.map(Family::Subscription));
+                                samples.extend(
+                                    self.samples(time_unix_micros, c.map(Family::SubscriptionCopy)),
+                                );
+                                samples
+                            })
                         }
                         Err(e) => Err(FamilyError::from(e)),
                     }

@@ -24,6 +24,7 @@
 //! | `replication`, `replication_slot` | `replication.rs` |
 //! | `standby` | `standby.rs` |
 //! | `subscription` | `subscription.rs` |
+//! | `subscription_copy` (with `subscription`) | `subscription_copy.rs` |
 //! | `replication_identity`, `subscription_source`, `publication` | `topology.rs` |
 //! | `instance_info` | `instance_info.rs` |
 //! | `custom` | `custom.rs` |
@@ -55,6 +56,7 @@ mod settings;
 mod standby;
 pub mod statement;
 mod subscription;
+mod subscription_copy;
 mod topology;
 mod waits;
 

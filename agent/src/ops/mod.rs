@@ -26,6 +26,7 @@ pub mod instance_check;
 pub mod instance_metadata;
 pub mod migration;
 pub mod privileges;
+pub mod replication;
 pub mod schema_snapshot;
 pub mod script;
 pub mod sql;
@@ -171,6 +172,10 @@ pub async fn dispatch(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         RunParams::BackupStanza(p) => backup::stanza(ctx, &p).await,
         RunParams::Backup(p) => backup::backup(ctx, &p).await,
         RunParams::BackupInfo(p) => backup::catalogue(ctx, &p).await,
+        RunParams::ReplicationValidate(p) => replication::validate(ctx, &p).await,
+        RunParams::ReplicationPublish(p) => replication::publish(ctx, &p).await,
+        RunParams::ReplicationSubscribe(p) => replication::subscribe(ctx, &p).await,
+        RunParams::ReplicationDrop(p) => replication::drop_objects(ctx, &p).await,
     }
 }
 

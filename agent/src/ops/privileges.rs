@@ -49,7 +49,11 @@ pub fn is_read_only(params: &RunParams) -> bool {
         | RunParams::Migration(_)
         | RunParams::BackupStanza(_)
         | RunParams::Backup(_)
-        | RunParams::BackupInfo(_) => false,
+        | RunParams::BackupInfo(_)
+        | RunParams::ReplicationValidate(_)
+        | RunParams::ReplicationPublish(_)
+        | RunParams::ReplicationSubscribe(_)
+        | RunParams::ReplicationDrop(_) => false,
     }
 }
 

@@ -28,6 +28,7 @@ pub mod metrics_series;
 pub mod migrations;
 pub mod openapi;
 pub mod replication;
+pub mod replication_streams;
 pub mod runs;
 mod samples;
 pub mod schema_explorer;
@@ -148,6 +149,11 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/live/ticket", Authenticated),
         // Any role; the graph holds only the instances the caller may view.
         spec(Method::GET, "/api/v1/replication/topology", Authenticated),
+        // Streams: listed to viewers of both instances; created and removed by admins of both.
+        spec(Method::GET, "/api/v1/replication/streams", Authenticated),
+        spec(Method::POST, "/api/v1/replication/streams", Authenticated),
+        spec(Method::GET, "/api/v1/replication/streams/{id}", Authenticated),
+        spec(Method::DELETE, "/api/v1/replication/streams/{id}", Authenticated),
         spec(
             Method::GET,
             "/api/v1/instances/{id}/samples/{family}",
@@ -323,6 +329,14 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(live::live))
         .routes(routes!(live::ticket))
         .routes(routes!(replication::topology))
+        .routes(routes!(
+            replication_streams::list,
+            replication_streams::create
+        ))
+        .routes(routes!(
+            replication_streams::get,
+            replication_streams::remove
+        ))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(http_metrics::scrape))
         .routes(routes!(auth_routes::login))

@@ -170,7 +170,8 @@ impl Hub {
                 .map_err(|e| format!("cannot decompress the run's input: {e}"))?,
             None => Vec::new(),
         };
-        let params_json = self.with_backup_secrets(&run).await?.to_string();
+        let params = self.with_backup_secrets(&run).await?;
+        let params_json = self.with_stream_password(&run, params).await?.to_string();
         let request = RunRequest {
             run_id: run.id,
             kind: run.kind,
@@ -219,6 +220,40 @@ impl Hub {
                 .and_then(serde_json::Value::as_object_mut)
             {
                 r.insert("cipher_pass".to_owned(), pass.into());
+            }
+        }
+        Ok(params)
+    }
+
+    /// A replication stream run's parameters with the password of the stream's conninfo,
+    /// decrypted here only, for the subscriber's agent; never written to `runs.params`
+    /// (docs/REPLICATION.md, "Streams").
+    async fn with_stream_password(
+        &self,
+        run: &ClaimedRun,
+        mut params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        if !matches!(
+            run.kind.as_str(),
+            "replication_validate" | "replication_subscribe"
+        ) {
+            return Ok(params);
+        }
+        let Some(stream) = params.get("stream_id").and_then(serde_json::Value::as_i64) else {
+            return Ok(params);
+        };
+        let ciphertext = store_ops::stream_password(&self.pool, run.instance_id, stream)
+            .await
+            .map_err(|e| format!("cannot read replication stream {stream}: {e}"))?;
+        if let Some(ciphertext) = ciphertext {
+            let password = self.secrets.decrypt(
+                run.instance_id,
+                &run.agent_id,
+                &format!("replication_stream:{stream}:password"),
+                &ciphertext,
+            )?;
+            if let Some(p) = params.as_object_mut() {
+                p.insert("password".to_owned(), password.into());
             }
         }
         Ok(params)

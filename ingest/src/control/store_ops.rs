@@ -251,7 +251,11 @@ async fn post_process(
         | RunKind::Migration
         | RunKind::BackupStanza
         | RunKind::Backup
-        | RunKind::BackupInfo => {}
+        | RunKind::BackupInfo
+        | RunKind::ReplicationValidate
+        | RunKind::ReplicationPublish
+        | RunKind::ReplicationSubscribe
+        | RunKind::ReplicationDrop => {}
     }
     Ok(())
 }
@@ -342,6 +346,24 @@ pub async fn backup_cipher_pass(
         )
         .await?;
     Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// The password ciphertext of replication stream `stream` whose subscriber is `instance`.
+pub async fn stream_password(
+    pool: &Pool,
+    instance: i64,
+    stream: i64,
+) -> Result<Option<Vec<u8>>, StoreOpError> {
+    let row = pool
+        .get()
+        .await?
+        .query_opt(
+            "SELECT password_ciphertext FROM replication_streams
+             WHERE id = $1 AND subscriber_instance_id = $2 AND password_ciphertext IS NOT NULL",
+            &[&stream, &instance],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 pub async fn assignments(pool: &Pool, agent: &str) -> Result<Vec<Assignment>, StoreOpError> {

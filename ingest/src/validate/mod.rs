@@ -213,6 +213,7 @@ fn family_name(family: &Family) -> &'static str {
         Family::ReplicationIdentity(_) => "replication_identity",
         Family::SubscriptionSource(_) => "subscription_source",
         Family::Publication(_) => "publication",
+        Family::SubscriptionCopy(_) => "subscription_copy",
         Family::Log(_) => "log",
     }
 }
@@ -385,6 +386,13 @@ impl Builder {
                 let instance = self.instance(sample.instance, time)?;
                 let row = ops_families::replication_identity_row(r)?;
                 self.push(&schema::REPLICATION_IDENTITY, time, Some(instance), row);
+            }
+            Family::SubscriptionCopy(snapshot) => {
+                let instance = self.instance(sample.instance, time)?;
+                for c in snapshot.copies {
+                    let row = ops_families::subscription_copy_row(c)?;
+                    self.push(&schema::SUBSCRIPTION_COPY, time, Some(instance), row);
+                }
             }
             Family::SubscriptionSource(snapshot) => {
                 let instance = self.instance(sample.instance, time)?;

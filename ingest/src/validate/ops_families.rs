@@ -91,6 +91,21 @@ pub fn subscription_source_row(s: v1::SubscriptionSource) -> Result<Row, FieldEr
     ])
 }
 
+/// `subscription_copy`: one row per table a table-sync worker is copying.
+pub fn subscription_copy_row(c: v1::SubscriptionCopy) -> Result<Row, FieldError> {
+    if c.pid <= 0 {
+        return Err(invalid("pid", format!("{} is not a process id", c.pid)));
+    }
+    Ok(vec![
+        name("subname", c.subname)?,
+        name("schemaname", c.schemaname)?,
+        name("relname", c.relname)?,
+        Value::Int4(Some(c.pid)),
+        counter("bytes_processed", Some(c.bytes_processed))?,
+        counter("tuples_processed", Some(c.tuples_processed))?,
+    ])
+}
+
 /// `publication`: one row per published table.
 pub fn publication_row(t: v1::PublishedTable) -> Result<Row, FieldError> {
     if t.schemaname.is_empty() != t.relname.is_empty() {

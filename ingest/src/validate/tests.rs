@@ -946,6 +946,20 @@ fn ops_samples() -> Vec<Sample> {
         sample(
             "main",
             at(0),
+            Family::SubscriptionCopy(w::SubscriptionCopySnapshot {
+                copies: vec![w::SubscriptionCopy {
+                    subname: "sub".into(),
+                    schemaname: "public".into(),
+                    relname: "orders".into(),
+                    pid: 4242,
+                    bytes_processed: 1 << 20,
+                    tuples_processed: 50_000,
+                }],
+            }),
+        ),
+        sample(
+            "main",
+            at(0),
             Family::Publication(w::PublicationSnapshot {
                 tables: vec![w::PublishedTable {
                     datname: "app".into(),
