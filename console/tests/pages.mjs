@@ -196,7 +196,36 @@ try {
   await rows.locator('tbody tr td', { hasText: /^51$/ }).waitFor();
   facts.rowsPage2 = await firstAndLast();
   await shot('schema');
-  await page.getByRole('button', { name: /^Changes/ }).click();
+
+  // Writes: refused by the read-only transaction unless "Allow writes" (an admin's) is ticked.
+  step = 'sql-write';
+  await go(`#/sql?instance=${instanceId}`);
+  const outcome = (status, not) =>
+    page.locator(`[data-testid="run-outcome"][data-status="${status}"]${not ? `:not([data-run-id="${not}"])` : ''}`);
+  await page.getByLabel(/^Statement/).fill('ALTER TABLE shop.products DROP COLUMN price');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await outcome('failed').waitFor();
+  facts.readOnlyError = await text(page.getByTestId('run-outcome').getByRole('alert'));
+  await page.getByLabel('Allow writes').check();
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await outcome('succeeded').waitFor();
+  const first = await page.getByTestId('run-outcome').getAttribute('data-run-id');
+  await page.getByLabel(/^Statement/).fill('ALTER TABLE shop.notes ADD COLUMN author text');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await outcome('succeeded', first).waitFor();
+  await shot('sql-write');
+
+  // A second snapshot: what changed, each change marked.
+  step = 'schema-changes';
+  await go(`#/schema?instance=${instanceId}`);
+  await page.getByTestId('snapshot-info').waitFor();
+  await page.getByRole('button', { name: 'Take snapshot' }).click();
+  await page.getByRole('button', { name: /^Changes \([1-9]/ }).click();
+  const changes = page.getByTestId('schema-changes');
+  await changes.waitFor();
+  facts.schemaChanges = await changes
+    .locator('tbody tr')
+    .evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].slice(2, 5).map((td) => td.textContent.trim())));
   await shot('schema-changes');
 
   step = 'runs';
@@ -266,10 +295,26 @@ try {
   facts.auditRows = (await audit.locator('tbody tr').allInnerTexts()).map((r) => r.replace(/\s+/g, ' '));
   await shot('audit');
 
+  const signOut = async (who) => {
+    await page.getByRole('button', { name: `${who.user} ▾` }).click();
+    await page.getByRole('menuitem', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
+  };
   step = 'sign-out';
-  await page.getByRole('button', { name: `${admin.user} ▾` }).click();
-  await page.getByRole('menuitem', { name: 'Sign out' }).click();
-  await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
+  await signOut(admin);
+
+  // The user made above: runs SQL, but no writes (admins only).
+  step = 'operator';
+  const operator = { user: 'pages-operator', password: 'an operator password long enough' };
+  await signIn(operator);
+  await go(`#/sql?instance=${instanceId}`);
+  await page.getByRole('button', { name: 'Run', exact: true }).waitFor();
+  facts.operatorButtons = await page
+    .getByRole('button', { name: /^(Run|Explain|Explain analyze)$/ })
+    .allInnerTexts();
+  facts.operatorWriteBoxes = await page.getByLabel('Allow writes').count();
+  await shot('sql-operator');
+  await signOut(operator);
 
   step = 'viewer';
   await signIn(viewer);

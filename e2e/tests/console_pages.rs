@@ -6,7 +6,9 @@
 //!   shows its text and charts;
 //! - a SQL run with a bound parameter returns exactly the rows of the test schema, with their
 //!   types, and exports them as CSV; EXPLAIN ANALYZE shows a plan tree with a costly node; a
-//!   long statement is cancelled from the editor;
+//!   long statement is cancelled from the editor; a write is refused without "Allow writes" and
+//!   applied with it, and a second snapshot shows the changes marked breaking / non-breaking;
+//!   a user is offered SQL but no write;
 //! - a snapshot taken from the schema page draws the foreign-key diagram with the test
 //!   schema's tables and keys, and a table's rows come in keyset pages;
 //! - runs, a dry-run fleet migration with its per-instance report, agents, an enrollment token
@@ -184,6 +186,25 @@ pub async fn scenario(
         "{facts}"
     );
 
+    // Writes: refused without "Allow writes", applied with it, and the second snapshot's
+    // changes marked as the store classified them.
+    assert!(
+        facts["readOnlyError"]
+            .as_str()
+            .is_some_and(|t| t.contains("read-only transaction")),
+        "{facts}"
+    );
+    let changes = facts["schemaChanges"].as_array().expect("changes");
+    for (object, change, impact) in [
+        ("column shop.products.price", "dropped", "breaking"),
+        ("column shop.notes.author", "added", "non-breaking"),
+    ] {
+        assert!(
+            changes.contains(&json!([object, change, impact])),
+            "{object} {change} {impact} in {changes:?}"
+        );
+    }
+
     // Schema: the diagram holds the tables and keys of the snapshot the page asked for.
     let tables: Vec<&str> = facts["diagramTables"]
         .as_array()
@@ -265,6 +286,14 @@ pub async fn scenario(
         );
     }
 
+    // A user runs SQL but is offered no write.
+    assert_eq!(
+        facts["operatorButtons"],
+        json!(["Run", "Explain", "Explain analyze"]),
+        "{facts}"
+    );
+    assert_eq!(facts["operatorWriteBoxes"], 0, "{facts}");
+
     // The viewer.
     assert_eq!(facts["viewerRunButtons"], json!([]), "{facts}");
     assert!(
@@ -294,6 +323,8 @@ pub async fn scenario(
         "sql",
         "sql-explain",
         "sql-cancelled",
+        "sql-write",
+        "sql-operator",
         "schema",
         "schema-fk",
         "schema-changes",
