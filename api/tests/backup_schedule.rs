@@ -385,6 +385,74 @@ async fn the_catalogue_is_stored_from_runs_and_served_from_the_store() {
         "{body}"
     );
 
+    // The `backup` family: one sample per stanza a minute, whichever process writes it.
+    sqlx::query(
+        "INSERT INTO backup_schedules (repository_id, cron, time_zone, backup_type, created_by) \
+         VALUES ($1, '0 1 * * *', 'UTC', 'full', 'test')",
+    )
+    .bind(repo)
+    .execute(&f.pool)
+    .await
+    .expect("schedule");
+    sqlx::query(
+        "INSERT INTO backup_schedule_firings (schedule_id, repository_id, fire_time, instance_id, \
+         outcome, reason) SELECT id, $1, now() - interval '1 hour', $2, 'missed', 'test' \
+         FROM backup_schedules",
+    )
+    .bind(repo)
+    .bind(prod)
+    .execute(&f.pool)
+    .await
+    .expect("a missed firing");
+    assert_eq!(
+        lasect_api::backup_catalogue::samples::write(&f.pool)
+            .await
+            .expect("samples"),
+        1
+    );
+    assert_eq!(
+        lasect_api::backup_catalogue::samples::write(&f.pool)
+            .await
+            .expect("samples"),
+        0,
+        "one a minute"
+    );
+    let (status, body) = req("GET", &format!("/api/v1/instances/{prod}/samples/backup"))
+        .token(&f.viewer)
+        .send(&f.app)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let sample = body.to_string();
+    for needle in [
+        "\"stanza\":\"main\"",
+        "\"last_type\":\"incr\"",
+        "\"missed_firings\":1",
+        "\"last_run_failed\":0",
+    ] {
+        assert!(sample.contains(needle), "{needle} in {sample}");
+    }
+
+    // The default rule `backup_age` reads it: a stanza whose newest backup is two days old.
+    sqlx::query(
+        "INSERT INTO metric_backup (time, instance_id, stanza, age_seconds, missed_firings) \
+         VALUES (now(), $1, 'old', 172800, 0)",
+    )
+    .bind(prod)
+    .execute(&f.pool)
+    .await
+    .expect("an old backup");
+    let (status, body) = req("POST", "/api/v1/alerts/rules/test")
+        .token(&f.admin)
+        .json(json!({"name": "backup_age"}))
+        .send(&f.app)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let values = body["values"].as_array().expect("values");
+    let holds: Vec<&Value> = values.iter().filter(|v| v["holds"] == true).collect();
+    assert_eq!(holds.len(), 1, "only the old stanza: {body}");
+    assert_eq!(holds[0]["instance"], "prod", "{body}");
+    assert_eq!(holds[0]["would_be"], "firing", "{body}");
+
     // Refusals: `scoped` has no role on dev; a missing instance is 404; a bad id 400.
     let dev: i64 = sqlx::query_scalar("SELECT id FROM instances WHERE name = 'dev'")
         .fetch_one(&f.pool)

@@ -61,13 +61,13 @@ pub static ALL: &[&Family] = &[
     &REPLICATION_IDENTITY,
     &SUBSCRIPTION_SOURCE,
     &PUBLICATION,
-    &SUBSCRIPTION_COPY,
     &CUSTOM,
     &HOST_FILESYSTEM,
     &COLLECTOR_EVENT,
     &LOG,
     &LOG_PLANS,
     &LOG_DROPS,
+    &BACKUP,
 ];
 
 /// `pg_stat_database`, database sizes and wraparound ages: one row per database and sample.
@@ -599,24 +599,6 @@ pub static SUBSCRIPTION_SOURCE: Family = Family {
     ],
 };
 
-/// Backfill of logical replication: the COPY each table-sync worker of a subscription is
-/// running (pg_stat_progress_copy by the worker's pid, PostgreSQL 14+), one row per table
-/// being copied; the API sets it against the table's size on the publisher.
-pub static SUBSCRIPTION_COPY: Family = Family {
-    name: "subscription_copy",
-    table: "metric_subscription_copy",
-    key: Key::Instance,
-    rows: Rows::Ordered("subname, schemaname, relname"),
-    columns: &[
-        key("subname", Text).not_null(),
-        key("schemaname", Text).not_null(),
-        key("relname", Text).not_null(),
-        detail("pid", Int4).not_null(),
-        gauge("bytes_processed", Int8).not_null(),
-        gauge("tuples_processed", Int8).not_null(),
-    ],
-};
-
 /// The publications of the agent's database and the tables each publishes: one row per
 /// published table (one without a table for a publication that has none).
 pub static PUBLICATION: Family = Family {
@@ -739,5 +721,33 @@ pub static LOG_DROPS: Family = Family {
         delta("dropped_events", Int8).not_null(),
         delta("truncated_lines", Int8).not_null(),
         delta("unparsed_lines", Int8).not_null(),
+    ],
+};
+
+/// pgBackRest backups of each stanza, written by the API (not an agent) once a minute from
+/// what the store knows: the stored catalogue, the backup and drill runs, the schedule firings
+/// (`api/src/backup_catalogue/samples.rs`); one row per stanza.
+pub static BACKUP: Family = Family {
+    name: "backup",
+    table: "metric_backup",
+    key: Key::Instance,
+    rows: Rows::Ordered("stanza"),
+    columns: &[
+        key("stanza", Text).not_null(),
+        // Since the newest backup stopped.
+        gauge("age_seconds", Float8),
+        detail("last_type", Text),
+        gauge("last_duration_seconds", Float8),
+        // The database's size, and the repository's, at the newest backup.
+        gauge("last_size_bytes", Int8),
+        gauge("last_repo_size_bytes", Int8),
+        // 1 when the latest ended backup run of the stanza failed, timed out or expired.
+        gauge("last_run_failed", Int4),
+        // Since the server last archived a WAL segment (its `archiver` samples).
+        gauge("archive_lag_seconds", Float8),
+        // Firings of its schedules missed or skipped in the last 24 hours.
+        gauge("missed_firings", Int4).not_null(),
+        // 1 when the instance's latest restore drill failed, 0 when it passed.
+        gauge("drill_failed", Int4),
     ],
 };

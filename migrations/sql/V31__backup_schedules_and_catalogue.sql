@@ -91,6 +91,31 @@ CREATE TABLE backup_catalogue_entries (
     PRIMARY KEY (repository_id, label)
 );
 
+-- The `backup` family (lasect-families BACKUP): written by the API once a minute per stanza
+-- (api/src/backup_catalogue/samples.rs), read by alert rules and dashboards like any family.
+SELECT lasect_create_metric_table('backup', 'metric_backup', $cols$
+    time                  timestamptz NOT NULL,
+    instance_id           bigint NOT NULL,
+    stanza                text NOT NULL,
+    age_seconds           double precision,
+    last_type             text,
+    last_duration_seconds double precision,
+    last_size_bytes       bigint,
+    last_repo_size_bytes  bigint,
+    last_run_failed       integer,
+    archive_lag_seconds   double precision,
+    missed_firings        integer NOT NULL,
+    drill_failed          integer
+$cols$, 'instance_id, stanza', segment_by => ARRAY['instance_id', 'stanza']);
+
+SELECT lasect_grafana_grant();
+
+-- A stanza not backed up for 36 hours (a nightly schedule missed once, and then some).
+INSERT INTO alert_rules (name, severity, source, condition, for_secs, hysteresis, annotations) VALUES
+('backup_age', 'warning', 'default',
+ '{"kind": "threshold", "family": "backup", "column": "age_seconds", "agg": "last", "by": ["stanza"], "window_secs": 600, "op": ">", "threshold": 129600}', 0, 3600,
+ '{"summary": "the newest backup of stanza {{ labels.stanza }} on {{ instance }} is {{ value | duration }} old", "runbook": "Are its schedule firings missed (lasect backup schedule firings --missed)? Did the last backup run fail (lasect run list --kind backup)? Take one now: lasect backup run."}');
+
 -- The scheduler looks for succeeded backup runs newer than each catalogue.
 CREATE INDEX runs_succeeded_backups ON runs (id)
     WHERE kind IN ('backup', 'backup_info') AND status = 'succeeded';

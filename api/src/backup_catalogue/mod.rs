@@ -9,6 +9,7 @@
 //! [`REFRESH_EVERY`], so backups expired or taken by hand show up too.
 
 pub mod info;
+pub mod samples;
 
 use std::time::Duration;
 

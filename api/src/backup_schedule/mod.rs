@@ -47,6 +47,11 @@ pub async fn run(pool: PgPool) {
         {
             tracing::warn!(error = %e, "queueing backup catalogue refreshes failed");
         }
+        if round.is_multiple_of(60)
+            && let Err(e) = crate::backup_catalogue::samples::write(&pool).await
+        {
+            tracing::warn!(error = %e, "writing the backup family's samples failed");
+        }
         round = round.wrapping_add(1);
         if let Err(e) = tick(&pool, Utc::now()).await {
             tracing::warn!(error = %e, "backup schedule round failed; the next tick retries");

@@ -252,7 +252,8 @@ mod tests {
                 "collector_event",
                 "log",
                 "log_plans",
-                "log_drops"
+                "log_drops",
+                "backup"
             ]
         );
     }

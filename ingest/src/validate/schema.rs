@@ -124,13 +124,13 @@ tables!(
     REPLICATION_IDENTITY,
     SUBSCRIPTION_SOURCE,
     PUBLICATION,
-    SUBSCRIPTION_COPY,
     CUSTOM,
     HOST_FILESYSTEM,
     COLLECTOR_EVENT,
     LOG,
     LOG_PLANS,
     LOG_DROPS,
+    BACKUP,
 );
 
 /// Every metric table this build writes: a slice of [`Table`]s, built on
