@@ -61,6 +61,7 @@ pub static ALL: &[&Family] = &[
     &REPLICATION_IDENTITY,
     &SUBSCRIPTION_SOURCE,
     &PUBLICATION,
+    &SUBSCRIPTION_COPY,
     &CUSTOM,
     &HOST_FILESYSTEM,
     &COLLECTOR_EVENT,
@@ -596,6 +597,24 @@ pub static SUBSCRIPTION_SOURCE: Family = Family {
         detail("conn_port", Int4),
         detail("conn_dbname", Text),
         detail("publications", Text),
+    ],
+};
+
+/// Backfill of logical replication: the COPY each table-sync worker of a subscription is
+/// running (pg_stat_progress_copy by the worker's pid, PostgreSQL 14+), one row per table
+/// being copied; the API sets it against the table's size on the publisher.
+pub static SUBSCRIPTION_COPY: Family = Family {
+    name: "subscription_copy",
+    table: "metric_subscription_copy",
+    key: Key::Instance,
+    rows: Rows::Ordered("subname, schemaname, relname"),
+    columns: &[
+        key("subname", Text).not_null(),
+        key("schemaname", Text).not_null(),
+        key("relname", Text).not_null(),
+        detail("pid", Int4).not_null(),
+        gauge("bytes_processed", Int8).not_null(),
+        gauge("tuples_processed", Int8).not_null(),
     ],
 };
 
