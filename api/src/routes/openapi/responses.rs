@@ -80,15 +80,26 @@ const RUN_GOES_ON: Answer = Answer::body(
 const RUN_FAILED: Answer =
     Answer::body(422, "The run failed: error, run id, report", "CheckFailed");
 
-/// Declares a set: a type whose `IntoResponses` is the given answers.
+/// What a route about one thing its path names may answer besides its success.
+const BY_ID: &[Answer] = &[
+    BAD_REQUEST,
+    UNAUTHENTICATED,
+    FORBIDDEN,
+    NOT_FOUND,
+    STORE_UNAVAILABLE,
+];
+
+/// Declares a set: a type whose `IntoResponses` is the given answers, then those of the
+/// groups after `+`.
 macro_rules! response_set {
-    ($(#[$doc:meta])* $name:ident = [$($answer:expr),+ $(,)?]) => {
+    ($(#[$doc:meta])* $name:ident = [$($answer:expr),* $(,)?] $(+ $group:expr)*) => {
         $(#[$doc])*
         pub struct $name;
 
         impl utoipa::IntoResponses for $name {
             fn responses() -> BTreeMap<String, RefOr<Response>> {
-                [$($answer),+].into_iter().map(Answer::entry).collect()
+                let groups: &[&[Answer]] = &[&[$($answer),*] $(, $group)*];
+                groups.iter().flat_map(|g| g.iter().copied()).map(Answer::entry).collect()
             }
         }
     };
@@ -105,7 +116,7 @@ response_set!(
 response_set!(
     /// A route about one thing its path names (an instance, a run, a token…): a bad id, a role
     /// too low, nothing by that id.
-    ById = [BAD_REQUEST, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, STORE_UNAVAILABLE]
+    ById = [] + BY_ID
 );
 response_set!(
     /// A list any authenticated caller may read, filtered by its query.
@@ -118,31 +129,12 @@ response_set!(
 response_set!(
     /// A route that creates a run on the instance in its path and answers with the run (200
     /// when it ended within `?wait=`, else 202).
-    RunStarted = [
-        RUN_ENDED,
-        RUN_GOES_ON,
-        BAD_REQUEST,
-        UNAUTHENTICATED,
-        FORBIDDEN,
-        NOT_FOUND,
-        AGENT_DISABLED,
-        UNPROCESSABLE,
-        STORE_UNAVAILABLE,
-    ]
+    RunStarted = [RUN_ENDED, RUN_GOES_ON, AGENT_DISABLED, UNPROCESSABLE] + BY_ID
 );
 response_set!(
     /// A route that creates a run and answers with its result (the route's own 200), with the
     /// run while it goes on (202), or with its failure (422 `CheckFailed`).
-    RunAnswered = [
-        RUN_GOES_ON,
-        BAD_REQUEST,
-        UNAUTHENTICATED,
-        FORBIDDEN,
-        NOT_FOUND,
-        AGENT_DISABLED,
-        RUN_FAILED,
-        STORE_UNAVAILABLE,
-    ]
+    RunAnswered = [RUN_GOES_ON, AGENT_DISABLED, RUN_FAILED] + BY_ID
 );
 response_set!(
     /// Added to a set: the state is in the way (the route says how).
