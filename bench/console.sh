@@ -13,7 +13,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$1; INGEST_PORT=$2; TLS=$3; STORE_DSN=$4
-BIN="$ROOT/target/release"
+BIN=${LASECT_BENCH_BIN:-$ROOT/target/release}
 OUT="$ROOT/target/bench"
 DAYS=${LASECT_BENCH_CONSOLE_DAYS:-30}
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

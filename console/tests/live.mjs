@@ -213,6 +213,19 @@ try {
   await axe('alerts');
   await shot('alerts');
 
+  step = 'silence';
+  await firing.getByRole('button', { name: 'Silence…' }).click();
+  facts.silenceMatchers = await page.getByLabel('Matchers').inputValue();
+  await page.getByLabel('Why').fill('the console scenario');
+  await page.getByRole('button', { name: 'Add silence' }).click();
+  const silence = page.getByTestId('silences').locator('tr', { hasText: `alertname=${alertRule}` });
+  await silence.waitFor();
+  facts.silenceRow = (await silence.innerText()).replace(/\s+/g, ' ').trim();
+  await shot('alerts-silenced');
+  await silence.getByRole('button', { name: 'Remove' }).click();
+  await silence.getByText('removed', { exact: true }).waitFor();
+  facts.silenceRemoved = true;
+
   step = 'replication';
   await page.getByRole('link', { name: 'Replication' }).click();
   await page.getByRole('heading', { name: 'Replication', level: 1 }).waitFor();

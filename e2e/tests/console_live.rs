@@ -176,6 +176,18 @@ pub async fn scenario(
         json!(["Acknowledge", "Silence…"]),
         "{facts}"
     );
+    assert_eq!(
+        facts["silenceMatchers"],
+        format!("alertname={ALERT_RULE}, instance={instance}"),
+        "{facts}"
+    );
+    assert!(
+        facts["silenceRow"]
+            .as_str()
+            .is_some_and(|r| r.contains("the console scenario") && r.contains("active")),
+        "{facts}"
+    );
+    assert_eq!(facts["silenceRemoved"], true, "{facts}");
     assert_eq!(facts["viewerAlertControls"], json!([]), "{facts}");
     assert_eq!(facts["viewerSilenceForm"], 0, "{facts}");
     assert_eq!(facts["themeAfterToggle"], "dark", "{facts}");
