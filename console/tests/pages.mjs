@@ -39,7 +39,7 @@ const problems = [];
 // Refusals the scenario provokes on purpose: the schema before its first snapshot (404) and
 // the viewer opening the audit log (403).
 const expected = (p) =>
-  (p.step === 'schema' && /404/.test(p.text) && /\/schema(\/graph)?(\?| |$)/.test(p.text)) ||
+  (p.step === 'schema' && /404/.test(p.text) && /\/schema(\?| |$)/.test(p.text)) ||
   (p.step === 'viewer-audit' && /403 .*\/api\/v1\/audit/.test(p.text)) ||
   (p.step === 'viewer-audit' && p.kind === 'console' && /403/.test(p.text));
 
@@ -240,8 +240,13 @@ try {
 
   step = 'migrations';
   await go('#/migrations');
-  await page.getByLabel('Name').fill('add a probe table');
-  await page.getByLabel(/^Script/).fill('CREATE TABLE shop.probe (id int);\nINSERT INTO shop.probe VALUES (1);');
+  // The script uploaded as a file; its name becomes the migration's.
+  await page.getByLabel('Or upload a .sql file').setInputFiles({
+    name: 'add-probe-table.sql',
+    mimeType: 'text/plain',
+    buffer: Buffer.from('CREATE TABLE shop.probe (id int);\nINSERT INTO shop.probe VALUES (1);\n'),
+  });
+  await page.getByText('Loaded add-probe-table.sql').waitFor();
   await page.getByLabel('these instances').check();
   await page.getByLabel('Target instances').selectOption(instanceId);
   expect(await page.getByRole('checkbox', { name: /Dry run/ }).isChecked(), 'dry run is the default');
@@ -250,6 +255,7 @@ try {
   await migrationStatus.waitFor();
   await page.getByTestId('migration-status').filter({ hasNotText: 'running' }).waitFor();
   facts.migrationStatus = (await migrationStatus.innerText()).trim();
+  facts.migrationTitle = await text(page.getByRole('heading', { level: 1 }));
   facts.migrationTarget = (
     await page.getByTestId('migration-targets').locator('tbody tr td:nth-child(3)').first().innerText()
   ).trim();

@@ -251,6 +251,12 @@ pub async fn scenario(
         );
     }
     assert_eq!(facts["migrationStatus"], "succeeded", "{facts}");
+    assert!(
+        facts["migrationTitle"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("add-probe-table") && t.contains("dry run")),
+        "{facts}"
+    );
     assert_eq!(facts["migrationTarget"], "succeeded", "{facts}");
     assert!(
         facts["enrollmentToken"]
