@@ -15,6 +15,7 @@
 #   fleet_agents_p99_250ms  most agents at a 10 s interval served with push p99 < 250 ms
 #                           (each sends delta pushes, as the real agent does)
 #   agent_rss_mib, agent_cpu_ms_per_cycle, statement_cycle_ms   bench/agent.sh
+#   backup_mb_per_s         a full backup through the agent vs pgbackrest by hand (bench/backup.sh)
 #   console_first_page_kb, console_fleet_drawn_ms, console_30d_chart_ms   bench/console.sh
 # Everything runs under a temp dir that is removed at the end; logs and the
 # raw loadgen outputs are kept in target/bench/.
@@ -335,6 +336,12 @@ jq -n \
 # 5. The agent against prometheus-postgres-exporter, and the statement cycle (issue 3).
 bench/agent.sh "$WORK" "$INGEST_PORT" "$WORK/tls" "$SOCK" "$PG_PORT"
 jq -s '.[0] + .[1]' "$OUT/summary.json" "$OUT/agent_summary.json" >"$OUT/summary.tmp"
+mv "$OUT/summary.tmp" "$OUT/summary.json"
+
+# 5b. Backups (issue 17): full backups through the agent vs pgBackRest by hand, on a cluster
+#     of their own (bench/backup.sh).
+bench/backup.sh "$WORK"
+jq -s '.[0] + .[1]' "$OUT/summary.json" "$OUT/backup_summary.json" >"$OUT/summary.tmp"
 mv "$OUT/summary.tmp" "$OUT/summary.json"
 
 # 6. The console's performance budget (issue 19): 30 days of samples, the first page's size,

@@ -43,6 +43,11 @@ BIN="$ROOT/target/debug"
 
 mkdir -p "$DEMO" "$TLS" "$LOGS" "$STATE/agent" "$STATE/pg"
 chmod 700 "$STATE"
+# pgBackRest's posix repository and the config the agent keeps for archive_command
+# (docs/BACKUPS.md): both belong to the database OS user.
+BACKREST="$STATE/pgbackrest"
+BACKREST_CONF="$BACKREST/lasect-demo.conf"
+mkdir -p "$BACKREST/repo"
 
 # PostgreSQL refuses to run as root: as root, the cluster belongs to `postgres`.
 PGBIN=$( (command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ] && pg_config --bindir) \
@@ -81,6 +86,8 @@ cleanup() {
 }
 stop_stale
 
+chown "$PGUSER_OS" "$BACKREST" "$BACKREST/repo"
+chmod 700 "$BACKREST/repo"
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     say "creating the private PostgreSQL cluster in .lasect/pg"
     rm -rf "$PGDATA"
@@ -121,6 +128,8 @@ logging_collector = on
 log_destination = 'jsonlog'
 log_file_mode = 0644
 log_min_duration_statement = 1000
+archive_mode = on
+archive_command = 'pgbackrest --config=$BACKREST_CONF --stanza=demo archive-push %p'
 CONF
 chown "$PGUSER_OS" "$PGDATA/postgresql.auto.conf"
 
@@ -129,6 +138,13 @@ if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$STATE/pg/postgresql.log" -w -t 60 start >/dev/null
 fi
 if [ -n "$IDENT_CHANGED" ]; then
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" reload >/dev/null
+fi
+# A cluster of an older demo runs without WAL archiving: archive_mode needs a restart.
+if [ "$(psql -h "$SOCK" -p "$PG_PORT" -U postgres -d postgres -qAt -c "SHOW archive_mode")" != "on" ]; then
+    say "restarting PostgreSQL with WAL archiving (pgBackRest)"
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$STATE/pg/postgresql.log" -w -t 60 restart >/dev/null
+else
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" reload >/dev/null
 fi
 trap 'cleanup; exit 0' INT TERM
@@ -199,8 +215,10 @@ cert_file = "$TLS/agents/$AGENT_ID.pem"
 key_file = "$TLS/agents/$AGENT_ID.key"
 [collect]
 interval_secs = 10
-# The default [control] allow: the read-only classes. Add "sql_write", "ddl", "import", "dump"
-# or "extensions_write" to try writes.
+[control]
+# The default read-only classes, plus pgBackRest backups (docs/BACKUPS.md). Add "sql_write",
+# "ddl", "import", "dump" or "extensions_write" to try writes.
+allow = ["sql", "explain", "explain_analyze", "schema", "table_data", "export", "extensions", "backup"]
 [[instances]]
 name = "demo"
 dsn = "$AGENT_DSN"
@@ -269,6 +287,39 @@ for _ in $(seq 1 60); do
     fi
     sleep 1
 done
+
+# Backups (docs/BACKUPS.md): a repository under .lasect/pgbackrest, its stanza, a first full
+# backup and a nightly differential, each once; `lasect backup list` shows what there is.
+setup_backups() {
+    local lasect="$BIN/lasect" repo
+    if ! command -v pgbackrest >/dev/null; then
+        echo "pgbackrest is not installed: no backups (scripts/deps.sh installs it)" >&2
+        return 1
+    fi
+    if "$lasect" backup repo list -i demo | grep -q "nothing to show"; then
+        "$lasect" backup repo add -i demo --stanza demo --path "$BACKREST/repo" \
+            --config-path "$BACKREST_CONF" --retention-full 2 >/dev/null || return 1
+    fi
+    repo=$("$lasect" backup repo list -i demo -o json | sed -n 's/^ *"id": \([0-9]*\),*$/\1/p' | head -1)
+    [ -n "$repo" ] || return 1
+    "$lasect" backup stanza create -i demo --repo "$repo" | grep -q succeeded || return 1
+    if "$lasect" backup list -i demo | grep -q "nothing to show"; then
+        say "taking a first full backup (pgBackRest, through the agent)"
+        "$lasect" backup run -i demo --repo "$repo" --type full | grep -q succeeded || return 1
+    fi
+    if "$lasect" backup schedule list -i demo | grep -q "nothing to show"; then
+        "$lasect" backup schedule add --repo "$repo" --cron "0 1 * * *" --type diff >/dev/null \
+            || return 1
+    fi
+    # The API stores the catalogue of a finished backup within a second.
+    for _ in $(seq 1 20); do
+        "$lasect" backup list -i demo | grep -q "nothing to show" || break
+        sleep 0.5
+    done
+    say "backups of instance demo (lasect backup list; a differential every night at 01:00 UTC)"
+    "$lasect" backup list -i demo
+}
+setup_backups || echo "backups were not set up; see .lasect/logs/agent.log" >&2
 
 # Wait for any process to die (then stop the rest) or for Ctrl-C.
 wait -n "${PIDS[@]}" || true

@@ -50,9 +50,10 @@ if [ "$mode" = "--test" ]; then
     # e2e/tests/console.rs drives the console in Debian's chromium (Playwright cannot download
     # browsers here; it is given this executable).
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-    # e2e/tests/backups.rs drives the agent's pgBackRest runs (Debian 12 ships 2.45).
-    command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
 fi
+# The demo backs its cluster up with pgBackRest through the agent, e2e/tests/backups*.rs drive
+# it, the bench measures it (Debian 12 ships 2.45).
+command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
 if [ "$mode" = "--pg18" ]; then
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
     python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
