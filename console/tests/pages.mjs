@@ -155,6 +155,10 @@ try {
   facts.hotNodes = await tree.locator('.node.hot').count();
   await page.getByTestId('run-history').waitFor();
   await shot('sql-explain');
+  await page.setViewportSize({ width: 420, height: 900 });
+  await tree.waitFor();
+  await shot('sql-narrow');
+  await page.setViewportSize({ width: 1280, height: 900 });
 
   // A long statement shows its run at once, with Cancel for its requester.
   step = 'cancel';

@@ -328,6 +328,7 @@ pub async fn scenario(
         "statement",
         "sql",
         "sql-explain",
+        "sql-narrow",
         "sql-cancelled",
         "sql-write",
         "sql-operator",

@@ -55,17 +55,11 @@ export function describe(e: unknown): string {
   return (e as Error)?.message ?? String(e);
 }
 
-let instancesOnce: Promise<Instance[]> | null = null;
-
-/** The instances the caller sees, read once per page load (pickers only need names). */
-export function instances(): Promise<Instance[]> {
-  instancesOnce ??= get<{ instances: Instance[] }>('/api/v1/instances')
-    .then((r) => r.instances.filter((i) => i.state !== 'removed'))
-    .catch((e) => {
-      instancesOnce = null;
-      throw e;
-    });
-  return instancesOnce;
+/** The instances the caller sees (read on each page's mount: a cache would outlive a
+ * sign-out and show the next user another's list). */
+export async function instances(): Promise<Instance[]> {
+  const r = await get<{ instances: Instance[] }>('/api/v1/instances');
+  return r.instances.filter((i) => i.state !== 'removed');
 }
 
 /** RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled. */
