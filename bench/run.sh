@@ -14,6 +14,8 @@
 #   replay_rows_per_s       one agent draining one hour of 10 s batches, vs the real-time rate
 #   fleet_agents_p99_250ms  most agents at a 10 s interval served with push p99 < 250 ms
 #                           (each sends delta pushes, as the real agent does)
+#   alert_round_ms, alert_round_store_cpu_ms   bench/alerts.sh (also with QUICK; alone with
+#                           LASECT_BENCH_ALERTS_ONLY=1)
 #   agent_rss_mib, agent_cpu_ms_per_cycle, statement_cycle_ms   bench/agent.sh
 #   backup_mb_per_s         a full backup through the agent vs pgbackrest by hand (bench/backup.sh)
 #   console_first_page_kb, console_fleet_drawn_ms, console_30d_chart_ms   bench/console.sh
@@ -162,6 +164,15 @@ loadgen() {
 }
 num() { jq -r "$2" "$OUT/$1.json"; }
 
+# LASECT_BENCH_ALERTS_ONLY=1: only the alert evaluation (bench/alerts.sh), 100 instances with
+# LASECT_BENCH_QUICK=1 (about a minute with the release binaries built).
+if [ "${LASECT_BENCH_ALERTS_ONLY:-0}" = 1 ]; then
+    bench/alerts.sh "$WORK" "$INGEST_PORT" "$WORK/tls" "$STORE_DSN" "$QUICK"
+    cp "$OUT/alerts_summary.json" "$OUT/summary.json"
+    jq . "$OUT/summary.json"
+    exit 0
+fi
+
 if [ "$FLEET_ONLY" != 1 ]; then
 # 1. Wire size: one agent's hour of batches, both encodings.
 say "wire_bytes_per_sample"
@@ -269,6 +280,11 @@ jq -n --slurpfile wire "$OUT/wire.json" --slurpfile wiredb "$OUT/wire-database.j
                       whole_ratio: ($d.whole_bytes_per_sample / $d.json_gzip_bytes_per_sample | r),
                       lz4_ratio: ($d.lz4_protobuf_bytes_per_sample / $d.json_gzip_bytes_per_sample | r)}}
   ]' >"$OUT/core.json"
+# 2b. Alert evaluation (issue 18): a round of the default pack + 50 rules over 1,000 instances
+#     (100 with QUICK) vs the same conditions one statement at a time (bench/alerts.sh).
+bench/alerts.sh "$WORK" "$INGEST_PORT" "$WORK/tls" "$STORE_DSN" "$QUICK"
+jq -s '.[0] + .[1]' "$OUT/core.json" "$OUT/alerts_summary.json" >"$OUT/core.tmp"
+mv "$OUT/core.tmp" "$OUT/core.json"
 if [ "$QUICK" = 1 ]; then
     cp "$OUT/core.json" "$OUT/summary.json"
     jq . "$OUT/summary.json"
