@@ -7,6 +7,7 @@
 //! document); the CLI does not build the server's axum/sqlx stack for them.
 //!
 //! - [`auth`]: roles, logging in and out, changing a password, API tokens.
+//! - [`alerts`]: alerts, their state changes and silences.
 //! - [`users`]: users, their roles and label grants, creating one, resetting a password.
 //! - [`agents`]: agents, enrollment tokens, agent certificates.
 //! - [`audit`]: the audit log.
@@ -22,6 +23,7 @@
 //! - [`json_integer`]: integers as JSON Schema defines them (`10.0` is one).
 
 pub mod agents;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod instances;

@@ -6,7 +6,8 @@
 //! Requests leave out what is not set (`skip_serializing_if`), so a body the CLI builds is the
 //! one it always sent; responses keep every field, null included, as the API always answered.
 
-use lasect_runs::RunStatus;
+/// The one run status type, for the clients that read [`RunView::status`].
+pub use lasect_runs::{RunStatus, UnknownStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -143,12 +144,20 @@ pub struct RunView {
 }
 
 impl RunView {
+    /// `status` as the one status type. The field stays text on the wire so that a client
+    /// still reads a run whose status is newer than itself (`Err` here).
+    pub fn run_status(&self) -> Result<RunStatus, UnknownStatus> {
+        self.status.parse()
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.run_status() == Ok(RunStatus::Succeeded)
+    }
+
     /// Whether the run has ended. A status this version does not know (a newer ingest's) is
     /// not terminal: waiting on it ends at the caller's deadline, as for a run still going.
     pub fn is_terminal(&self) -> bool {
-        self.status
-            .parse::<RunStatus>()
-            .is_ok_and(RunStatus::is_terminal)
+        self.run_status().is_ok_and(RunStatus::is_terminal)
     }
 
     /// A field of the run's summary, or null.
@@ -227,6 +236,33 @@ pub struct ExplainRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_is_read_as_the_one_status_type() {
+        let run = |status: &str| -> RunView {
+            serde_json::from_value(serde_json::json!({
+                "id": 1, "kind": "sql", "instance_id": 2, "instance_name": "main",
+                "agent_id": "db-01", "status": status, "requested_by": "user:admin",
+                "params": null, "created_at": "2026-01-01T00:00:00Z",
+                "expires_at": "2026-01-01T00:05:00Z", "dispatched_at": null, "started_at": null,
+                "finished_at": null, "duration_ms": null, "timeout_ms": 1000, "max_rows": 10,
+                "max_bytes": 100, "rows": null, "bytes": null, "truncated": false, "pages": 0,
+                "error": null, "error_detail": null, "summary": null, "migration_id": null,
+                "cancel_requested": false, "details_hidden": false
+            }))
+            .expect("a run")
+        };
+        for status in RunStatus::ALL {
+            let view = run(status.as_str());
+            assert_eq!(view.run_status(), Ok(status));
+            assert_eq!(view.succeeded(), status == RunStatus::Succeeded);
+            assert_eq!(view.is_terminal(), status.is_terminal());
+        }
+        // A newer version's status still reads; it is neither known nor terminal.
+        let newer = run("paused");
+        assert_eq!(newer.run_status(), Err(UnknownStatus("paused".to_owned())));
+        assert!(!newer.succeeded() && !newer.is_terminal());
+    }
 
     #[test]
     fn requests_leave_out_what_is_not_set_and_read_back_the_same() {

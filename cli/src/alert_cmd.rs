@@ -9,9 +9,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
+use lasect_api_contract::alerts::{
+    Alert, AlertHistory, AlertList, NewSilence, Silence, SilenceList,
+};
 use serde_json::{Value, json};
 
-use crate::api_client::ApiClient;
+use crate::api_client::{ApiClient, typed};
 use crate::args::OutputFormat;
 use crate::exit::Usage;
 use crate::json_table::{parse_duration_secs, render};
@@ -245,19 +248,24 @@ pub async fn run(
             if let Some(i) = instance {
                 query.push(format!("instance_id={i}"));
             }
-            let body = client
-                .get_json(&format!("api/v1/alerts?{}", query.join("&")))
+            let alerts: AlertList = client
+                .get(&format!("api/v1/alerts?{}", query.join("&")))
                 .await?;
-            table(output, &body, "alerts", ALERT_COLUMNS)
+            table(
+                output,
+                &serde_json::to_value(&alerts)?,
+                "alerts",
+                ALERT_COLUMNS,
+            )
         }
         AlertCommand::Ack { id } => {
-            let body = client
-                .post_json(&format!("api/v1/alerts/{id}/ack"), &json!({}))
+            let alert: Alert = client
+                .post(&format!("api/v1/alerts/{id}/ack"), &json!({}))
                 .await?;
-            render_body(output, &body, |b| {
+            render_body(output, &serde_json::to_value(&alert)?, |_| {
                 Ok(format!(
                     "acknowledged alert {id} ({})\n",
-                    escape(b["rule"].as_str().unwrap_or_default())
+                    escape(&alert.rule)
                 ))
             })
         }
@@ -277,10 +285,15 @@ pub async fn run(
             if let Some(s) = since {
                 query.push(format!("since={}", encode_segment(&s)));
             }
-            let body = client
-                .get_json(&format!("api/v1/alerts/history?{}", query.join("&")))
+            let history: AlertHistory = client
+                .get(&format!("api/v1/alerts/history?{}", query.join("&")))
                 .await?;
-            table(output, &body, "events", HISTORY_COLUMNS)
+            table(
+                output,
+                &serde_json::to_value(&history)?,
+                "events",
+                HISTORY_COLUMNS,
+            )
         }
         AlertCommand::Rule(RuleCommand::List) => {
             let body = client.get_json("api/v1/alerts/rules").await?;
@@ -337,32 +350,39 @@ pub async fn run(
                     ))
                 })?,
             };
-            let body = client
-                .post_json(
-                    "api/v1/alerts/silences",
-                    &json!({"matchers": matchers, "duration_secs": secs, "comment": comment,
-                            "starts_in_secs": starts_in}),
-                )
-                .await?;
-            render_body(output, &body, |b| {
+            // Beyond u32 is far beyond the API's range: it is the API that says what it is.
+            let request = NewSilence {
+                matchers,
+                duration_secs: u32::try_from(secs).unwrap_or(u32::MAX),
+                starts_in_secs: Some(u32::try_from(starts_in).unwrap_or(u32::MAX)),
+                comment,
+            };
+            let silence: Silence = client.post("api/v1/alerts/silences", &request).await?;
+            render_body(output, &serde_json::to_value(&silence)?, |_| {
                 Ok(format!(
                     "silence {} from {} until {}\n",
-                    b["id"],
-                    escape(b["starts_at"].as_str().unwrap_or_default()),
-                    escape(b["ends_at"].as_str().unwrap_or_default())
+                    silence.id,
+                    escape(&silence.starts_at),
+                    escape(&silence.ends_at)
                 ))
             })
         }
         AlertCommand::Silence(SilenceCommand::List) => {
-            let body = client.get_json("api/v1/alerts/silences").await?;
-            table(output, &body, "silences", SILENCE_COLUMNS)
+            let silences: SilenceList = client.get("api/v1/alerts/silences").await?;
+            table(
+                output,
+                &serde_json::to_value(&silences)?,
+                "silences",
+                SILENCE_COLUMNS,
+            )
         }
         AlertCommand::Channel(c) => crate::alert_channel_cmd::run(client, c, output).await,
         AlertCommand::Silence(SilenceCommand::Remove { id }) => {
-            let body = client
-                .delete_json(&format!("api/v1/alerts/silences/{id}"))
-                .await?;
-            render_body(output, &body, |_| Ok(format!("silence {id} removed\n")))
+            let path = format!("api/v1/alerts/silences/{id}");
+            let removed: Silence = typed(client.delete_json(&path).await?, &path)?;
+            render_body(output, &serde_json::to_value(&removed)?, |_| {
+                Ok(format!("silence {id} removed\n"))
+            })
         }
     }
 }

@@ -38,7 +38,7 @@ pub async fn schema_show(
             )
             .await?;
         let run = wait_run(client, run).await?;
-        if run.status != "succeeded" {
+        if !run.succeeded() {
             return Err(failure(&run).into());
         }
     }
@@ -229,7 +229,7 @@ async fn run_and_download(
 ) -> anyhow::Result<String> {
     let run = client.post(path, &body).await?;
     let run = wait_run(client, run).await?;
-    if run.status != "succeeded" {
+    if !run.succeeded() {
         return Err(failure(&run).into());
     }
     let bytes = download(client, &run, out.as_ref()).await?;
@@ -331,7 +331,7 @@ pub async fn import(
     }
     let run = typed(client.post_bytes(&path, data, "text/csv").await?, &path)?;
     let run = wait_run(client, run).await?;
-    if run.status != "succeeded" {
+    if !run.succeeded() {
         return Err(failure(&run).into());
     }
     render(output, &serde_json::to_value(&run)?, |r| {
@@ -381,7 +381,7 @@ pub async fn extension_action(
         .post(&format!("api/v1/instances/{id}/extensions?wait=50"), &body)
         .await?;
     let run = wait_run(client, run).await?;
-    if run.status != "succeeded" {
+    if !run.succeeded() {
         return Err(failure(&run).into());
     }
     render(output, &serde_json::to_value(&run)?, |r| {

@@ -11,7 +11,7 @@ use lasect_api_contract::instances::{
     AddInstance, AddedInstance, CheckResult, InstanceDetail, InstanceList,
 };
 use lasect_api_contract::runs::{
-    ExplainRequest, ResultPage, RunLimits, RunList, RunView, SqlRequest,
+    ExplainRequest, ResultPage, RunLimits, RunList, RunStatus, RunView, SqlRequest,
 };
 use serde_json::{Value, json};
 
@@ -35,7 +35,10 @@ pub struct RunFailed(pub String);
 /// empty result is shown as if it were one.
 pub fn result_or_pending(body: &Value) -> Result<(), RunFailed> {
     let pending = body.get("kind").is_some()
-        && ["queued", "dispatched", "running"].contains(&body["status"].as_str().unwrap_or(""));
+        && body["status"]
+            .as_str()
+            .and_then(|s| s.parse::<RunStatus>().ok())
+            .is_some_and(|s| !s.is_terminal());
     if !pending {
         return Ok(());
     }
@@ -246,7 +249,7 @@ pub async fn sql_run(
         )
         .await?;
     let run = wait_run(client, run).await?;
-    if run.status != "succeeded" {
+    if !run.succeeded() {
         return Err(failure(&run).into());
     }
     let (columns, rows) = all_rows(client, &run).await?;
@@ -288,7 +291,7 @@ pub async fn sql_explain(
         )
         .await?;
     let run = wait_run(client, run).await?;
-    if run.status != "succeeded" {
+    if !run.succeeded() {
         return Err(failure(&run).into());
     }
     let plan = run.summary_field("plan");
@@ -624,6 +627,18 @@ mod pending_tests {
         assert!(result_or_pending(&json!({"extensions": []})).is_ok());
         // An ended run is not pending (the routes answer 422 for those anyway).
         assert!(result_or_pending(&json!({"id": 1, "kind": "sql", "status": "failed"})).is_ok());
+        // Every status that is not terminal is pending, and only those; one this version does
+        // not know is shown as it came.
+        for (status, pending) in [
+            ("dispatched", true),
+            ("running", true),
+            ("timed_out", false),
+            ("expired", false),
+            ("paused", false),
+        ] {
+            let run = json!({"id": 3, "kind": "sql", "status": status});
+            assert_eq!(result_or_pending(&run).is_err(), pending, "{status}");
+        }
     }
 }
 

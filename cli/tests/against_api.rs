@@ -645,6 +645,37 @@ async fn typed_admin_commands_read_every_answer() {
     ]))
     .await;
     assert!(out.contains("admin") && out.contains("success"), "{out}");
+
+    // Alerts: none yet; a silence added, listed and removed.
+    let alerts = json(&ok(api.lasect(&["alert", "list", "-o", "json"])).await);
+    assert_eq!(alerts, serde_json::json!({"alerts": []}));
+    let history = json(&ok(api.lasect(&["alert", "history", "-o", "json"])).await);
+    assert_eq!(history, serde_json::json!({"events": []}));
+    let out = ok(api.lasect(&[
+        "alert",
+        "silence",
+        "add",
+        "--matchers",
+        "env=staging",
+        "--duration",
+        "2h",
+        "--starts-in",
+        "1h",
+        "--comment",
+        "maintenance window",
+    ]))
+    .await;
+    assert!(
+        out.starts_with("silence ") && out.contains(" until "),
+        "{out}"
+    );
+    let listed = json(&ok(api.lasect(&["alert", "silence", "list", "-o", "json"])).await);
+    let silence = &listed["silences"][0];
+    assert_eq!(silence["matchers"], "env=staging");
+    assert_eq!(silence["active"], false, "it starts in an hour");
+    let id = silence["id"].as_i64().expect("id").to_string();
+    let out = ok(api.lasect(&["alert", "silence", "remove", &id])).await;
+    assert_eq!(out, format!("silence {id} removed\n"));
 }
 
 /// Gives `cmd` `input` on stdin, through a file in the test's temp dir.

@@ -13,39 +13,8 @@ use chrono::{DateTime, Utc};
 
 use super::rule::Op;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Inactive,
-    Pending,
-    Firing,
-    Resolved,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Inactive => "inactive",
-            State::Pending => "pending",
-            State::Firing => "firing",
-            State::Resolved => "resolved",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "inactive" => Some(State::Inactive),
-            "pending" => Some(State::Pending),
-            "firing" => Some(State::Firing),
-            "resolved" => Some(State::Resolved),
-            _ => None,
-        }
-    }
-
-    pub fn active(self) -> bool {
-        matches!(self, State::Pending | State::Firing)
-    }
-}
+/// Shared with the CLI, which reads it in the alerts it lists.
+pub use lasect_api_contract::alerts::State;
 
 /// The thresholds of a rule that decide states.
 #[derive(Debug, Clone, Copy)]

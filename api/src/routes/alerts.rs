@@ -5,13 +5,11 @@
 //! alerts of those instances only (alerts of an agent need a global role). Acknowledging
 //! needs the global role `user`. Rules: `alerts_rules.rs`; silences: `alerts_silences.rs`.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::auth_routes::path_params;
 use super::instances::rfc3339;
@@ -23,6 +21,8 @@ use crate::alerts::selector;
 use crate::alerts::state::State as AlertState;
 use crate::auth::principal::Principal;
 use crate::auth::role::Role;
+
+pub use lasect_api_contract::alerts::{Alert, AlertEvent, AlertHistory, AlertList};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -48,34 +48,6 @@ pub enum StateFilter {
     /// Pending and firing.
     Active,
     All,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Alert {
-    pub id: i64,
-    pub rule: String,
-    pub severity: String,
-    pub state: AlertState,
-    /// When the current state began.
-    pub since: String,
-    pub instance_id: Option<i64>,
-    pub instance: Option<String>,
-    pub agent_id: Option<String>,
-    /// The values of the rule's `by` columns.
-    pub key_labels: BTreeMap<String, String>,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-    pub value: Option<f64>,
-    pub last_evaluated: String,
-    /// An active silence matches its labels.
-    pub silenced: bool,
-    pub acknowledged_by: Option<String>,
-    pub acknowledged_at: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AlertList {
-    pub alerts: Vec<Alert>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -258,29 +230,6 @@ recent_query! {
         #[param(minimum = 1)]
         pub instance_id: Option<i64>,
     }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AlertEvent {
-    pub id: i64,
-    pub at: String,
-    pub alert_id: Option<i64>,
-    pub rule: String,
-    pub severity: String,
-    pub instance_id: Option<i64>,
-    pub agent_id: Option<String>,
-    pub from_state: String,
-    pub to_state: String,
-    pub value: Option<f64>,
-    pub threshold: Option<f64>,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-    pub silenced: bool,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AlertHistory {
-    pub events: Vec<AlertEvent>,
 }
 
 #[derive(sqlx::FromRow)]

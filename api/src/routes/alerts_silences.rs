@@ -12,7 +12,6 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::auth_routes::{body, path_params};
 use super::instances::rfc3339;
@@ -22,24 +21,7 @@ use crate::alerts::selector;
 use crate::auth::principal::Principal;
 use crate::auth::role::Role;
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Silence {
-    pub id: i64,
-    pub matchers: String,
-    pub starts_at: String,
-    pub ends_at: String,
-    pub comment: String,
-    pub created_by: String,
-    pub removed_at: Option<String>,
-    pub removed_by: Option<String>,
-    /// Started, not ended, not removed.
-    pub active: bool,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SilenceList {
-    pub silences: Vec<Silence>,
-}
+pub use lasect_api_contract::alerts::{NewSilence, Silence, SilenceList};
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -97,25 +79,6 @@ pub async fn list(
     Ok(Json(SilenceList {
         silences: rows.into_iter().map(Silence::from).collect(),
     }))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewSilence {
-    /// Label matchers, e.g. `alertname=deadlocks, env=staging` (at least one).
-    #[schema(min_length = 1, max_length = 1000)]
-    pub matchers: String,
-    /// From now, 60 s to a year.
-    #[serde(deserialize_with = "crate::routes::json_integer::required")]
-    #[schema(minimum = 60, maximum = 31_536_000)]
-    pub duration_secs: u32,
-    /// Starts this long from now (a maintenance window planned ahead); default 0.
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    #[schema(minimum = 0, maximum = 31_536_000)]
-    pub starts_in_secs: Option<u32>,
-    /// Why (shown with the silence).
-    #[schema(min_length = 1, max_length = 1000)]
-    pub comment: String,
 }
 
 #[utoipa::path(
