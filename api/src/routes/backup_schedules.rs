@@ -217,16 +217,8 @@ pub async fn list(
 /// What the schema cannot say about a new schedule: 422 with the reason.
 fn check(s: &NewSchedule) -> Result<(), ApiError> {
     let bad = |m: String| ApiError::unprocessable("invalid_schedule", m);
-    let label = (&s.label_key, &s.label_value, &s.stanza);
-    match (s.repository_id, label) {
-        (Some(_), (None, None, None)) | (None, (Some(_), Some(_), Some(_))) => {}
-        _ => {
-            return Err(bad(
-                "give either repository_id, or label_key, label_value and stanza".into(),
-            ));
-        }
-    }
-    // The document's bounds and pattern: breaking them is a bad body.
+    // First the document's bounds and pattern: breaking them is a bad body (400), whatever
+    // else is wrong.
     let len = |v: &Option<String>, max| {
         v.as_ref()
             .is_some_and(|v| !(1..=max).contains(&v.chars().count()))
@@ -250,10 +242,27 @@ fn check(s: &NewSchedule) -> Result<(), ApiError> {
     if let Some(stanza) = &s.stanza
         && !super::backups::valid_stanza_name(stanza)
     {
+        // Regex engines where `$` also matches before a final newline accept "main\n": the
+        // document's pattern allows it, the stanza cannot be.
+        if stanza
+            .strip_suffix('\n')
+            .is_some_and(super::backups::valid_stanza_name)
+        {
+            return Err(bad("stanza must not end with a newline".into()));
+        }
         return Err(ApiError::bad_request(
             "invalid_body",
             "stanza must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         ));
+    }
+    let label = (&s.label_key, &s.label_value, &s.stanza);
+    match (s.repository_id, label) {
+        (Some(_), (None, None, None)) | (None, (Some(_), Some(_), Some(_))) => {}
+        _ => {
+            return Err(bad(
+                "give either repository_id, or label_key, label_value and stanza".into(),
+            ));
+        }
     }
     When::parse(&s.cron, s.time_zone.as_deref().unwrap_or("UTC"))
         .map(|_| ())
