@@ -18,13 +18,16 @@ pub struct TargetSelector {
     /// Every instance whose labels contain all of these.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub labels: Option<serde_json::Map<String, Value>>,
-    /// `primary`, `standby` or `subscriber` (an instance with a logical subscription).
+    /// `primary`, `standby`, `subscriber` (an instance with a logical subscription) or
+    /// `publisher` (with `publication`: the instance streaming it and its subscribers,
+    /// subscribers first).
     #[cfg_attr(
         feature = "openapi",
-        schema(pattern = "^(primary|standby|subscriber)$")
+        schema(pattern = "^(primary|standby|subscriber|publisher)$")
     )]
     pub role: Option<String>,
-    /// With role `subscriber`: only instances subscribed to this publication.
+    /// With role `subscriber`: only instances subscribed to this publication; with role
+    /// `publisher`: the publication whose publisher and subscribers are the targets.
     pub publication: Option<String>,
 }
 

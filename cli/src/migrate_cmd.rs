@@ -14,7 +14,8 @@ use crate::printable::escape;
 use crate::render;
 use crate::runs_cmd::{RunFailed, parse_timeout_ms};
 
-/// `id:1,2` | `label:env=prod[,team=x]` | `role:primary|standby|subscriber[:publication]`.
+/// `id:1,2` | `label:env=prod[,team=x]` | `role:primary|standby|subscriber[:publication]` |
+/// `role:publisher:publication` (its subscribers first, then the publisher).
 pub fn parse_targets(spec: &str) -> Result<TargetSelector, String> {
     let none = TargetSelector {
         instances: None,
@@ -55,14 +56,19 @@ pub fn parse_targets(spec: &str) -> Result<TargetSelector, String> {
                 Some((r, p)) => (r, Some(p)),
                 None => (rest, None),
             };
-            if !matches!(role, "primary" | "standby" | "subscriber") {
+            if !matches!(role, "primary" | "standby" | "subscriber" | "publisher") {
                 return Err(format!(
-                    "--targets {spec:?}: role is primary, standby or subscriber"
+                    "--targets {spec:?}: role is primary, standby, subscriber or publisher"
                 ));
             }
-            if publication.is_some() && role != "subscriber" {
+            if publication.is_some() && !matches!(role, "subscriber" | "publisher") {
                 return Err(format!(
-                    "--targets {spec:?}: a publication goes with role:subscriber"
+                    "--targets {spec:?}: a publication goes with role:subscriber or role:publisher"
+                ));
+            }
+            if role == "publisher" && publication.is_none_or(str::is_empty) {
+                return Err(format!(
+                    "--targets {spec:?}: role:publisher needs its publication (role:publisher:NAME)"
                 ));
             }
             Ok(TargetSelector {
@@ -231,11 +237,16 @@ mod tests {
             json("role:subscriber:orders"),
             with(json!({"role": "subscriber", "publication": "orders"}))
         );
+        assert_eq!(
+            json("role:publisher:orders"),
+            with(json!({"role": "publisher", "publication": "orders"}))
+        );
         for bad in [
             "id:x",
             "label:env",
             "role:leader",
             "role:primary:p",
+            "role:publisher",
             "nope",
             "zzz:1",
         ] {

@@ -13,6 +13,9 @@
 //! - a failure injected after the publication and the slot exist (the target table dropped
 //!   while CREATE SUBSCRIPTION waits for its lock) is rolled back: no publication, slot or
 //!   subscription of that stream is left, and the failed step is named;
+//! - a fleet migration targeting the publisher of the stream's publication and its
+//!   subscribers runs on the subscriber first; when the subscriber cannot take the change the
+//!   publisher is skipped;
 //! - remove (through the CLI) leaves nothing on either side;
 //! - a viewer and a user are refused creating and removing.
 
@@ -131,6 +134,44 @@ async fn stream(stack: &Stack, id: i64) -> Value {
     body
 }
 
+/// Starts a fleet migration and waits for its end.
+async fn migrate(stack: &Stack, sql: &str, targets: &Value) -> Value {
+    let (status, m) = stack
+        .api(
+            Method::POST,
+            "api/v1/migrations",
+            Some(json!({"sql": sql, "targets": targets})),
+        )
+        .await;
+    assert_eq!(status, 201, "{m}");
+    let id = m["id"].as_i64().expect("migration id");
+    let start = Instant::now();
+    loop {
+        let (_, m) = stack
+            .api(Method::GET, &format!("api/v1/migrations/{id}"), None)
+            .await;
+        if m["status"] != "running" {
+            return m;
+        }
+        assert!(start.elapsed() < BOUND, "migration never ended: {m:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A migration's targets in the order they run: (instance id, status).
+fn targets(m: &Value) -> Vec<(i64, &str)> {
+    let mut t: Vec<&Value> = m["targets"].as_array().expect("targets").iter().collect();
+    t.sort_by_key(|t| t["position"].as_i64());
+    t.iter()
+        .map(|t| {
+            (
+                t["instance_id"].as_i64().unwrap_or(0),
+                t["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
     let stack = Stack::new(AGENT_ID).await;
@@ -194,7 +235,7 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
         &format!(
             "[collect]\ninterval_secs = 1\nhost = false\n\
              intervals = {{ subscription = 1, table = 1, replication_topology = 1, settings = 5 }}\n\
-             [control]\nallow = [\"sql\", \"replication\"]\n\
+             [control]\nallow = [\"sql\", \"ddl\", \"replication\"]\n\
              [[instances]]\nname = \"publisher\"\ndsn = \"{}\"\n\
              [[instances]]\nname = \"subscriber\"\ndsn = \"{}\"\n\
              [[instances]]\nname = \"replica_level\"\ndsn = \"{}\"\n",
@@ -413,6 +454,41 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
     }
     let status_text = stack.cli(&["replication", "stream", "status", &id.to_string()]);
     assert!(status_text.contains("backfill: streaming"), "{status_text}");
+
+    // --- A fleet migration by topology: the publisher of the stream's publication and its
+    // subscribers, subscribers first. A subscriber that cannot take a change stops the chain
+    // before the publisher gets it.
+    let publication = format!("lasect_stream_{id}");
+    let by_topology = json!({"role": "publisher", "publication": publication});
+    let m = migrate(&stack, "ALTER TABLE big ADD COLUMN extra int", &by_topology).await;
+    assert_eq!(m["status"], "succeeded", "{m:#}");
+    assert_eq!(targets(&m), [(s, "succeeded"), (p, "succeeded")], "{m:#}");
+    let column = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'big' \
+                  AND column_name = 'extra'";
+    assert_eq!(
+        (
+            count(&subscriber, column).await,
+            count(&publisher, column).await
+        ),
+        (1, 1)
+    );
+    subscriber
+        .connect("postgres")
+        .await
+        .expect("connect")
+        .batch_execute("ALTER TABLE big ADD COLUMN more int")
+        .await
+        .expect("a column the migration will collide with");
+    let m = migrate(&stack, "ALTER TABLE big ADD COLUMN more int", &by_topology).await;
+    assert_eq!(m["status"], "failed", "{m:#}");
+    assert_eq!(targets(&m), [(s, "failed"), (p, "skipped")], "{m:#}");
+    let more = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'big' \
+                AND column_name = 'more'";
+    assert_eq!(
+        count(&publisher, more).await,
+        0,
+        "the publisher was not changed"
+    );
 
     // --- Rollback: the target table disappears while CREATE SUBSCRIPTION waits for it.
     let blocker = subscriber.connect("postgres").await.expect("connect");

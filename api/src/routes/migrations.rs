@@ -37,8 +37,13 @@ fn bounded(name: &str, v: Option<i32>, default: i32, max: i32) -> Result<i32, Ap
     }
 }
 
-/// The target instances, in name order.
-async fn resolve(state: &AppState, t: &TargetSelector) -> Result<Vec<(i64, String)>, ApiError> {
+/// The target instances, in name order (role `publisher`: its subscribers first, then the
+/// publisher).
+async fn resolve(
+    state: &AppState,
+    principal: &Principal,
+    t: &TargetSelector,
+) -> Result<Vec<(i64, String)>, ApiError> {
     let given = [t.instances.is_some(), t.labels.is_some(), t.role.is_some()]
         .iter()
         .filter(|x| **x)
@@ -49,10 +54,10 @@ async fn resolve(state: &AppState, t: &TargetSelector) -> Result<Vec<(i64, Strin
             "targets needs exactly one of instances, labels or role",
         ));
     }
-    if t.publication.is_some() && t.role.as_deref() != Some("subscriber") {
+    if t.publication.is_some() && !matches!(t.role.as_deref(), Some("subscriber" | "publisher")) {
         return Err(ApiError::unprocessable(
             "invalid_body",
-            "targets.publication goes with role subscriber",
+            "targets.publication goes with role subscriber or publisher",
         ));
     }
     let rows: Vec<(i64, String)> = if let Some(ids) = &t.instances {
@@ -96,11 +101,21 @@ async fn resolve(state: &AppState, t: &TargetSelector) -> Result<Vec<(i64, Strin
                 .await?
             }
             // Subscriptions and their publications come from the instance metadata
-            // (refreshed hourly and by `lasect instance show --refresh`); without a
-            // publication, recent `subscription` samples count too.
+            // (refreshed hourly and by `lasect instance show --refresh`) and from the
+            // replication topology (fresh samples: the subscribers of the publication's
+            // streams); without a publication, recent `subscription` samples count too.
             Some("subscriber") => {
+                let streams: Vec<i64> = match &t.publication {
+                    Some(p) => super::replication::publication_pairs(&state.pool, principal, p)
+                        .await?
+                        .into_iter()
+                        .map(|(_, subscriber)| subscriber)
+                        .collect(),
+                    None => Vec::new(),
+                };
                 sqlx::query_as(
                     "SELECT i.id, i.name FROM instances i WHERE i.state = 'active' AND ( \
+                         i.id = ANY($2) OR \
                          EXISTS (SELECT 1 FROM jsonb_array_elements( \
                                      coalesce(i.metadata #> '{replication,subscriptions}', '[]')) s \
                                  WHERE jsonb_typeof(s) = 'object' \
@@ -111,12 +126,29 @@ async fn resolve(state: &AppState, t: &TargetSelector) -> Result<Vec<(i64, Strin
                      ORDER BY i.name, i.id",
                 )
                 .bind(&t.publication)
+                .bind(&streams)
                 .fetch_all(&state.pool)
                 .await?
             }
+            // The publisher of the publication and its subscribers, subscribers first: a
+            // schema change reaches them before the publisher sends rows with a new column
+            // (the chain runs in target order and stops at the first failure, so a subscriber
+            // that cannot take the change keeps the publisher from getting it).
+            Some("publisher") => {
+                let Some(publication) = &t.publication else {
+                    return Err(ApiError::unprocessable(
+                        "invalid_body",
+                        "targets.role publisher needs targets.publication",
+                    ));
+                };
+                let pairs =
+                    super::replication::publication_pairs(&state.pool, principal, publication)
+                        .await?;
+                return publisher_and_subscribers(state, publication, &pairs).await;
+            }
             other => {
                 return Err(bad(format!(
-                    "targets.role must be primary, standby or subscriber, not {other:?}"
+                    "targets.role must be primary, standby, subscriber or publisher, not {other:?}"
                 )));
             }
         }
@@ -128,6 +160,39 @@ async fn resolve(state: &AppState, t: &TargetSelector) -> Result<Vec<(i64, Strin
         ));
     }
     Ok(rows)
+}
+
+/// The subscribers of `pairs` (name order), then their publishers (name order): the order the
+/// chain runs in.
+async fn publisher_and_subscribers(
+    state: &AppState,
+    publication: &str,
+    pairs: &[(i64, i64)],
+) -> Result<Vec<(i64, String)>, ApiError> {
+    let active = |ids: Vec<i64>| {
+        sqlx::query_as::<_, (i64, String)>(
+            "SELECT id, name FROM instances WHERE id = ANY($1) AND state = 'active' \
+             ORDER BY name, id",
+        )
+        .bind(ids)
+        .fetch_all(&state.pool)
+    };
+    let publishers = active(pairs.iter().map(|p| p.0).collect()).await?;
+    if publishers.is_empty() {
+        return Err(ApiError::unprocessable(
+            "no_targets",
+            format!(
+                "no watched instance streams publication {publication:?} to a watched subscriber"
+            ),
+        ));
+    }
+    let mut targets = active(pairs.iter().map(|p| p.1).collect()).await?;
+    for p in publishers {
+        if !targets.iter().any(|t| t.0 == p.0) {
+            targets.push(p);
+        }
+    }
+    Ok(targets)
 }
 
 #[derive(sqlx::FromRow)]
@@ -238,7 +303,7 @@ pub async fn start(
     )?;
     let timeout = bounded("timeout_ms", r.timeout_ms, 600_000, 3_600_000)?;
     let queue = bounded("queue_timeout_s", r.queue_timeout_s, 60, 3600)?;
-    let targets = resolve(&state, &r.targets).await?;
+    let targets = resolve(&state, &principal, &r.targets).await?;
     let selector = serde_json::to_value(&r.targets).map_err(ApiError::internal)?;
     let name = r
         .name

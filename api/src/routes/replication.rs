@@ -176,6 +176,29 @@ pub async fn topology(
     Ok(Json(graph))
 }
 
+/// The logical streams of publication `publication` between instances the caller may view, as
+/// the topology matches them: (publisher instance id, subscriber instance id). Fleet migrations
+/// use it to reach "the publisher and its subscribers, subscribers first".
+pub(crate) async fn publication_pairs(
+    pool: &PgPool,
+    principal: &Principal,
+    publication: &str,
+) -> Result<Vec<(i64, i64)>, ApiError> {
+    let data = load(pool, principal).await?;
+    let id_of = |node: &str| node.strip_prefix("instance:")?.parse::<i64>().ok();
+    Ok(build(&data)
+        .edges
+        .iter()
+        .filter(|e| e.kind == "logical")
+        .filter(|e| {
+            e.publications
+                .as_ref()
+                .is_some_and(|p| p.iter().any(|p| p == publication))
+        })
+        .filter_map(|e| Some((id_of(&e.from)?, id_of(&e.to)?)))
+        .collect())
+}
+
 #[derive(sqlx::FromRow)]
 struct InstanceRow {
     id: i64,
