@@ -342,7 +342,8 @@ pub enum MetricsCommand {
         /// archiver, settings, setting_changes, activity, activity_sessions, lock, lock_waits,
         /// replication, replication_slot, progress, wait, host_network, host_disk_io, standby,
         /// subscription, subscription_tables, replication_identity, subscription_source,
-        /// publication, custom, host_filesystem, collector_event, log, log_plans, log_drops
+        /// publication, subscription_copy, custom, host_filesystem, collector_event, log, log_plans,
+        /// log_drops
         #[arg(long, short, default_value = "database")]
         family: String,
         /// How many sample times back (database) or samples (host families); API default 1

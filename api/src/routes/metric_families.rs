@@ -247,6 +247,7 @@ mod tests {
                 "replication_identity",
                 "subscription_source",
                 "publication",
+                "subscription_copy",
                 "custom",
                 "host_filesystem",
                 "collector_event",
