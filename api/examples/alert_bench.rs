@@ -45,11 +45,11 @@ fn cpu_secs(pid: i32) -> anyhow::Result<f64> {
         .context("unexpected /proc stat format")?;
     let fields: Vec<&str> = rest.split(' ').collect();
     let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields
+        fields
             .get(i)
             .context("short /proc stat")?
             .parse::<f64>()
-            .context("a /proc stat field")?)
+            .context("a /proc stat field")
     };
     // utime and stime are fields 14 and 15 of proc(5); `rest` starts at field 3. They count
     // USER_HZ ticks, 100 a second on every Linux architecture.
