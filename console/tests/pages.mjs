@@ -277,6 +277,11 @@ try {
   facts.enrollmentToken = (await token.locator('.secret').innerText()).trim();
   await page.getByTestId('enrollment-tokens').waitFor();
   await shot('agents');
+  // The newest token (listed first), revoked: it says so.
+  const newest = page.getByTestId('enrollment-tokens').locator('tbody tr').first();
+  await newest.getByRole('button', { name: 'Revoke' }).click();
+  await newest.getByText('revoked').waitFor();
+  facts.revokedEnrollmentToken = await text(newest);
 
   step = 'users';
   await go('#/users');
@@ -285,7 +290,14 @@ try {
   await page.getByLabel('Password', { exact: true }).fill('an operator password long enough');
   await page.getByLabel('Global role').selectOption('user');
   await page.getByRole('button', { name: 'Create user' }).click();
-  await page.locator('tr[data-user="pages-operator"]').waitFor();
+  const operatorRow = page.locator('tr[data-user="pages-operator"]');
+  await operatorRow.waitFor();
+  // A role by label added to the global one.
+  await operatorRow.getByRole('button', { name: 'Roles' }).click();
+  await operatorRow.getByLabel('Roles by label').fill('team=dba:admin');
+  await operatorRow.getByRole('button', { name: 'Save' }).click();
+  await operatorRow.getByText('team=dba:admin').waitFor();
+  facts.operatorRow = await text(operatorRow);
   await shot('users');
 
   step = 'tokens';
@@ -297,6 +309,10 @@ try {
   facts.apiToken = (await apiToken.locator('.secret').innerText()).trim();
   await page.getByTestId('tokens').waitFor();
   await shot('tokens');
+  const tokenRow = page.getByTestId('tokens').locator('tr', { hasText: 'deploy pipeline' });
+  await tokenRow.getByRole('button', { name: 'Revoke' }).click();
+  await tokenRow.getByText(/^revoked/).waitFor();
+  facts.revokedApiToken = await text(tokenRow);
 
   step = 'audit';
   await go('#/audit');

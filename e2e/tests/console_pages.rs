@@ -270,10 +270,29 @@ pub async fn scenario(
     );
     let (_, users) = stack.api(Method::GET, "/api/v1/users", None).await;
     assert!(
-        users["users"].as_array().is_some_and(|u| u
+        users["users"].as_array().is_some_and(|u| u.iter().any(|u| {
+            u["username"] == "pages-operator"
+                && u["role"] == "user"
+                && u["grants"] == json!([{"key": "team", "value": "dba", "role": "admin"}])
+        })),
+        "the user the page created, with the role by label it added: {users}"
+    );
+    let (_, tokens) = stack
+        .api(Method::GET, "/api/v1/agents/enrollment-tokens", None)
+        .await;
+    assert!(
+        tokens["tokens"]
+            .as_array()
+            .and_then(|t| t.first())
+            .is_some_and(|t| t["state"] == "revoked"),
+        "the enrollment token the page revoked: {tokens}"
+    );
+    let (_, api_tokens) = stack.api(Method::GET, "/api/v1/tokens", None).await;
+    assert!(
+        api_tokens["tokens"].as_array().is_some_and(|t| t
             .iter()
-            .any(|u| u["username"] == "pages-operator" && u["role"] == "user")),
-        "the user the page created: {users}"
+            .any(|t| t["name"] == "deploy pipeline" && t["revoked_at"].is_string())),
+        "the API token the page revoked: {api_tokens}"
     );
     // The audit log names the route (the gate records method and route, not the body).
     let audit = facts["auditRows"].as_array().expect("audit rows");
