@@ -145,11 +145,13 @@ async fn document_is_valid_openapi_3_1_and_covers_every_route() {
             for (status, response) in op["responses"].as_object().expect("responses") {
                 if status.starts_with('4') || (status.starts_with('5') && path != "/api/v1/health")
                 {
-                    // CheckFailed is ErrorBody plus the agent's check report.
+                    // CheckFailed is ErrorBody plus the agent's check report, StreamFailed
+                    // ErrorBody plus the replication stream that failed.
                     let schema = &response["content"]["application/json"]["schema"]["$ref"];
                     assert!(
                         schema == "#/components/schemas/ErrorBody"
-                            || schema == "#/components/schemas/CheckFailed",
+                            || schema == "#/components/schemas/CheckFailed"
+                            || schema == "#/components/schemas/StreamFailed",
                         "{method} {path} {status}: {schema}"
                     );
                 }

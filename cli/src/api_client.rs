@@ -250,9 +250,9 @@ impl ApiClient {
         self.request(reqwest::Method::DELETE, path, None).await
     }
 
-    /// Like the JSON calls, but an error status whose body is not the API's error shape (a
-    /// resource describing what failed: an invalid or rolled-back replication stream) comes
-    /// back as `(status, body)` instead of an error.
+    /// Like the JSON calls, but an error answer that carries the resource it is about (a
+    /// replication stream that is invalid or was rolled back: `{"error": …, "stream": …}`)
+    /// comes back as `(status, body)` instead of an error.
     pub async fn request_with_status(
         &self,
         method: reqwest::Method,
@@ -278,17 +278,22 @@ impl ApiClient {
         })?;
         let value: Option<Value> = serde_json::from_slice(&bytes).ok();
         match value {
-            Some(v) if status.is_success() || parse_api_error(&v).is_none() => {
+            Some(v)
+                if status.is_success()
+                    || parse_api_error(&v).is_none()
+                    || v.get("stream").is_some_and(Value::is_object) =>
+            {
                 Ok((status.as_u16(), v))
             }
             None if status.is_success() => Ok((status.as_u16(), Value::Null)),
             other => {
-                let (code, message) = other.as_ref().and_then(parse_api_error).unwrap_or_else(|| {
-                    (
-                        "unexpected_response".to_owned(),
-                        format!("unexpected response from the API at {url}: HTTP {status}"),
-                    )
-                });
+                let (code, message) =
+                    other.as_ref().and_then(parse_api_error).unwrap_or_else(|| {
+                        (
+                            "unexpected_response".to_owned(),
+                            format!("unexpected response from the API at {url}: HTTP {status}"),
+                        )
+                    });
                 Err(ApiError {
                     status: status.as_u16(),
                     code,

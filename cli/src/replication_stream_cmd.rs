@@ -152,11 +152,17 @@ pub async fn run(
 /// The stream as answered; a stream that is invalid or failed is an error (its report is
 /// the message), so scripts see a non-zero exit.
 fn finish(output: OutputFormat, status: u16, body: &Value) -> anyhow::Result<String> {
-    let text = render_body(output, body, |b| Ok(status_text(b)))?;
     if status >= 400 {
+        let text = render_body(output, body, |b| {
+            Ok(format!(
+                "{}\n{}",
+                str_or(&b["error"]["message"], "failed"),
+                status_text(&b["stream"])
+            ))
+        })?;
         anyhow::bail!("{}", text.trim_end());
     }
-    Ok(text)
+    render_body(output, body, |b| Ok(status_text(b)))
 }
 
 fn list(body: &Value) -> String {

@@ -33,14 +33,17 @@ const BOUND: Duration = Duration::from_secs(180);
 const ROWS: i64 = 1_000_000;
 
 async fn login(stack: &Stack, username: &str, role: &str) -> String {
+    login_with(stack, username, json!({"role": role})).await
+}
+
+/// Creates a user with `access` (`role` and/or `grants`) and signs in.
+async fn login_with(stack: &Stack, username: &str, access: Value) -> String {
     let password = "Correct-Horse-Battery-Staple-9";
-    let (status, body) = stack
-        .api(
-            Method::POST,
-            "api/v1/users",
-            Some(json!({"username": username, "password": password, "role": role})),
-        )
-        .await;
+    let mut user = json!({"username": username, "password": password});
+    if let (Value::Object(u), Value::Object(a)) = (&mut user, access) {
+        u.extend(a);
+    }
+    let (status, body) = stack.api(Method::POST, "api/v1/users", Some(user)).await;
     assert!(status == 200 || status == 201, "{status} {body}");
     let (status, body) = stack
         .api_as(
@@ -283,8 +286,10 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
     )
     .await;
     assert_eq!(status, 422, "{invalid}");
+    assert_eq!(invalid["error"]["code"], "stream_invalid", "{invalid}");
+    let invalid = &invalid["stream"];
     assert_eq!(invalid["status"], "invalid", "{invalid}");
-    let found = problems(&invalid);
+    let found = problems(invalid);
     assert!(
         found
             .iter()
@@ -305,7 +310,7 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
     let (status, level) = create(&stack, json!({"from": r, "to": s, "tables": ["big"]})).await;
     assert_eq!(status, 422, "{level}");
     assert!(
-        problems(&level)
+        problems(&level["stream"])
             .iter()
             .any(|(c, m)| c == "wal_level" && m.contains("replica")),
         "{level}"
@@ -320,7 +325,7 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
     .await;
     assert_eq!(status, 422, "{unreachable}");
     assert!(
-        problems(&unreachable)
+        problems(&unreachable["stream"])
             .iter()
             .any(|(c, _)| c == "publisher_unreachable"),
         "{unreachable}"
@@ -565,6 +570,8 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
         .expect("drop under the lock");
     let (status, failed) = task.await.expect("request task");
     assert_eq!(status, 422, "{failed}");
+    assert_eq!(failed["error"]["code"], "stream_failed", "{failed}");
+    let failed = &failed["stream"];
     assert_eq!(failed["status"], "failed", "{failed:#}");
     assert_eq!(failed["failed_step"], "subscribe", "{failed:#}");
     assert!(
@@ -603,6 +610,38 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
         )
         .await,
         (0, 0, 0)
+    );
+
+    // Streams are shown to viewers of both instances only: an admin of other instances sees
+    // neither the list entry nor the stream.
+    let elsewhere = login_with(
+        &stack,
+        "stream-elsewhere",
+        json!({"grants": [{"key": "team", "value": "elsewhere", "role": "admin"}]}),
+    )
+    .await;
+    let (status, list) = stack
+        .api_as(&elsewhere, Method::GET, "api/v1/replication/streams", None)
+        .await;
+    assert_eq!((status, &list["streams"]), (200, &json!([])), "{list}");
+    let (status, body) = stack
+        .api_as(
+            &elsewhere,
+            Method::GET,
+            &format!("api/v1/replication/streams/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, list) = stack
+        .api_as(&viewer, Method::GET, "api/v1/replication/streams", None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert!(
+        list["streams"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s["id"] == id)),
+        "{list}"
     );
 
     // --- Remove: refused to viewer and user, then nothing left on either side.

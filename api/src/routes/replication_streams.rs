@@ -16,6 +16,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use lasect_pki::secrets::encrypt_instance_secret;
 use lasect_runs::StreamTable;
@@ -123,13 +124,12 @@ pub struct Stream {
     pub backfill: Option<Backfill>,
 }
 
-/// What a failed stream request answers with: the stream (invalid, or rolled back) when the
-/// operation ran, else the error.
+/// A stream request that could not be carried out: the error, and the stream when the
+/// operation ran (invalid: every problem listed; a failed step: what was rolled back).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum StreamFailure {
-    Stream(Box<Stream>),
-    Error(super::openapi::ErrorBody),
+pub struct StreamFailed {
+    pub error: super::openapi::ErrorDetail,
+    pub stream: Option<Box<Stream>>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -421,16 +421,42 @@ fn encrypt_password(
     .map_err(ApiError::internal)
 }
 
-/// The status code a finished operation answers with.
-fn status_of(stream: &Stream) -> StatusCode {
-    match stream.status.as_str() {
+/// The answer to a finished operation: the stream, or (invalid, failed) 422 with it.
+fn answer(stream: Stream) -> Response {
+    let status = match stream.status.as_str() {
         "syncing" => StatusCode::CREATED,
         "validated" | "removed" => StatusCode::OK,
         "invalid" | "failed" | "rollback_failed" | "remove_failed" => {
-            StatusCode::UNPROCESSABLE_ENTITY
+            let (code, message) = match stream.status.as_str() {
+                "invalid" => (
+                    "stream_invalid",
+                    format!(
+                        "stream {}: validation found {} problem(s); nothing was created",
+                        stream.id,
+                        stream.problems.len()
+                    ),
+                ),
+                _ => (
+                    "stream_failed",
+                    format!(
+                        "stream {}: {}",
+                        stream.id,
+                        stream.error.as_deref().unwrap_or("a step failed")
+                    ),
+                ),
+            };
+            let body = StreamFailed {
+                error: super::openapi::ErrorDetail {
+                    code: code.to_owned(),
+                    message,
+                },
+                stream: Some(Box::new(stream)),
+            };
+            return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
         }
         _ => StatusCode::ACCEPTED,
-    }
+    };
+    (status, Json(stream)).into_response()
 }
 
 #[utoipa::path(
@@ -447,7 +473,7 @@ fn status_of(stream: &Stream) -> StatusCode {
         (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
         (status = 403, description = "Not an admin of both instances", body = super::openapi::ErrorBody),
         (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 422, description = "Invalid (every problem listed, nothing created), or a step failed and everything created was dropped; or the request cannot be carried out", body = StreamFailure),
+        (status = 422, description = "Invalid (every problem listed, nothing created), or a step failed and everything created was dropped; or the request cannot be carried out", body = StreamFailed),
         (status = 503, description = "Store or secrets key unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -455,7 +481,7 @@ pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
     request: Result<Json<CreateStream>, JsonRejection>,
-) -> Result<(StatusCode, Json<Stream>), ApiError> {
+) -> Result<Response, ApiError> {
     let req = body(request)?;
     if req.from == req.to {
         return Err(unprocessable(
@@ -590,8 +616,7 @@ pub async fn create(
         }
     });
     let _ = task.await;
-    let stream = detail(&state, id).await?;
-    Ok((status_of(&stream), Json(stream)))
+    Ok(answer(detail(&state, id).await?))
 }
 
 #[utoipa::path(
@@ -664,7 +689,7 @@ pub async fn get(
         (status = 403, description = "Not an admin of both instances", body = super::openapi::ErrorBody),
         (status = 404, description = "No such stream the caller may view", body = super::openapi::ErrorBody),
         (status = 409, description = "An operation on the stream is running, or it holds nothing to remove", body = super::openapi::ErrorBody),
-        (status = 422, description = "A drop failed: what is left is named", body = StreamFailure),
+        (status = 422, description = "A drop failed: what is left is named", body = StreamFailed),
         (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
@@ -672,7 +697,7 @@ pub async fn remove(
     State(state): State<AppState>,
     principal: Principal,
     path: Result<Path<String>, PathRejection>,
-) -> Result<(StatusCode, Json<Stream>), ApiError> {
+) -> Result<Response, ApiError> {
     let id = path_id(path, "stream")?;
     let Some(row) = load(&state, id).await?.filter(|r| may_view(&principal, r)) else {
         return Err(ApiError::not_found(format!(
@@ -740,8 +765,7 @@ pub async fn remove(
         }
     });
     let _ = task.await;
-    let stream = detail(&state, id).await?;
-    Ok((status_of(&stream), Json(stream)))
+    Ok(answer(detail(&state, id).await?))
 }
 
 #[cfg(test)]
