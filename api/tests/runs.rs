@@ -544,6 +544,18 @@ async fn run_details_are_visible_only_to_who_may_read_them() {
             "none",
         ),
         (
+            "backup_restore",
+            json!({"stanza": "main", "repo": {"path": "/r"}, "to_dir": "/srv/r"}),
+            Role::Admin,
+            "none",
+        ),
+        (
+            "backup_drill",
+            json!({"stanza": "main", "repo": {"path": "/r"}, "check_sql": "SELECT secret"}),
+            Role::Admin,
+            "none",
+        ),
+        (
             "replication_validate",
             json!({"side": "subscriber", "publication": "p", "slot": "p", "subscription": "p"}),
             Role::Admin,

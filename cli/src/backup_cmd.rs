@@ -53,6 +53,17 @@ pub enum BackupCommand {
     /// Cron schedules of backups, and their firings
     #[command(subcommand)]
     Schedule(crate::backup_schedule::ScheduleCommand),
+    /// Restore a stanza into a new directory of the database host: the latest point, a time,
+    /// an LSN, a transaction id or a restore point (admin)
+    Restore(crate::backup_restore::RestoreArgs),
+    /// Restore drills: prove the latest backup restores, with its restore time and data window
+    #[command(subcommand)]
+    Drill(crate::backup_restore::DrillCommand),
+    /// Backups queued or running, with their live progress
+    Progress {
+        #[arg(long, short)]
+        instance: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -201,6 +212,11 @@ pub async fn run(
             crate::backup_catalogue::show(output, &body, &label)
         }
         BackupCommand::Schedule(c) => crate::backup_schedule::run(client, c, output).await,
+        BackupCommand::Restore(a) => crate::backup_restore::restore(client, a, output).await,
+        BackupCommand::Drill(c) => crate::backup_restore::drill(client, c, output).await,
+        BackupCommand::Progress { instance } => {
+            crate::backup_restore::progress(client, instance, output).await
+        }
     }
 }
 

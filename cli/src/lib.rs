@@ -19,6 +19,7 @@ pub mod api_client;
 pub mod args;
 pub mod backup_catalogue;
 pub mod backup_cmd;
+pub mod backup_restore;
 pub mod backup_schedule;
 pub mod config_file;
 pub mod data_cmd;

@@ -11,6 +11,7 @@ mod alerts;
 mod alerts_default_pack;
 mod alerts_secrets;
 mod backups;
+mod backups_restore;
 mod backups_schedule;
 mod console;
 mod console_pages;

@@ -22,6 +22,9 @@ pub enum Class {
     /// pgBackRest: stanza create/upgrade/check, backups, the catalogue (an admin's; off by
     /// default).
     Backup,
+    /// pgBackRest restores and restore drills: they write a data directory on the agent's
+    /// host and start a server on it (an admin's; off by default).
+    Restore,
     /// Logical replication streams: validate, create and drop publications, slots and
     /// subscriptions (an admin's; off by default: a slot left behind retains WAL).
     Replication,
@@ -34,7 +37,7 @@ pub struct UnknownClass(pub String);
 
 impl Class {
     /// Every class, in the order of docs/CONTROL.md.
-    pub const ALL: [Class; 14] = [
+    pub const ALL: [Class; 15] = [
         Class::Sql,
         Class::SqlWrite,
         Class::Explain,
@@ -48,6 +51,7 @@ impl Class {
         Class::ExtensionsWrite,
         Class::Ddl,
         Class::Backup,
+        Class::Restore,
         Class::Replication,
     ];
 
@@ -67,6 +71,7 @@ impl Class {
             Class::Ddl => "ddl",
             Class::Backup => "backup",
             Class::Replication => "replication",
+            Class::Restore => "restore",
         }
     }
 }

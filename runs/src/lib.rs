@@ -29,6 +29,7 @@
 mod class;
 mod params;
 mod replication;
+mod restore;
 mod state;
 
 pub use class::{Class, UnknownClass};
@@ -42,6 +43,7 @@ pub use replication::{
     ColumnDef, ConninfoSecret, ReplicationDropParams, ReplicationPublishParams,
     ReplicationSubscribeParams, ReplicationValidateParams, StreamSide, StreamTable, TableDef,
 };
+pub use restore::{BackupDrillParams, BackupRestoreParams, RestoreTargetType};
 pub use state::{RunStatus, Transition, UnknownStatus};
 
 use std::fmt;
@@ -67,6 +69,8 @@ pub enum RunKind {
     BackupStanza,
     Backup,
     BackupInfo,
+    BackupRestore,
+    BackupDrill,
     ReplicationValidate,
     ReplicationPublish,
     ReplicationSubscribe,
@@ -101,7 +105,7 @@ pub enum ResultShape {
 pub struct UnknownKind(pub String);
 
 impl RunKind {
-    pub const ALL: [RunKind; 19] = [
+    pub const ALL: [RunKind; 21] = [
         RunKind::Sql,
         RunKind::Explain,
         RunKind::InstanceCheck,
@@ -117,6 +121,8 @@ impl RunKind {
         RunKind::BackupStanza,
         RunKind::Backup,
         RunKind::BackupInfo,
+        RunKind::BackupRestore,
+        RunKind::BackupDrill,
         RunKind::ReplicationValidate,
         RunKind::ReplicationPublish,
         RunKind::ReplicationSubscribe,
@@ -145,6 +151,8 @@ impl RunKind {
             RunKind::ReplicationPublish => "replication_publish",
             RunKind::ReplicationSubscribe => "replication_subscribe",
             RunKind::ReplicationDrop => "replication_drop",
+            RunKind::BackupRestore => "backup_restore",
+            RunKind::BackupDrill => "backup_drill",
         }
     }
 
@@ -178,6 +186,8 @@ impl RunKind {
             | RunKind::BackupStanza
             | RunKind::Backup
             | RunKind::BackupInfo
+            | RunKind::BackupRestore
+            | RunKind::BackupDrill
             | RunKind::ReplicationValidate
             | RunKind::ReplicationPublish
             | RunKind::ReplicationSubscribe

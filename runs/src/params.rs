@@ -18,7 +18,7 @@ use crate::replication::{
     ReplicationDropParams, ReplicationPublishParams, ReplicationSubscribeParams,
     ReplicationValidateParams,
 };
-use crate::{Class, Requires, RunKind};
+use crate::{BackupDrillParams, BackupRestoreParams, Class, Requires, RunKind};
 
 /// Parameters that do not fit their kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -336,6 +336,8 @@ pub enum RunParams {
     BackupStanza(BackupStanzaParams),
     Backup(BackupParams),
     BackupInfo(BackupInfoParams),
+    BackupRestore(BackupRestoreParams),
+    BackupDrill(BackupDrillParams),
     ReplicationValidate(ReplicationValidateParams),
     ReplicationPublish(ReplicationPublishParams),
     ReplicationSubscribe(ReplicationSubscribeParams),
@@ -364,6 +366,8 @@ impl RunParams {
             RunParams::ReplicationPublish(_) => RunKind::ReplicationPublish,
             RunParams::ReplicationSubscribe(_) => RunKind::ReplicationSubscribe,
             RunParams::ReplicationDrop(_) => RunKind::ReplicationDrop,
+            RunParams::BackupRestore(_) => RunKind::BackupRestore,
+            RunParams::BackupDrill(_) => RunKind::BackupDrill,
         }
     }
 
@@ -393,6 +397,8 @@ impl RunParams {
             RunKind::ReplicationPublish => RunParams::ReplicationPublish(parse(kind, params)?),
             RunKind::ReplicationSubscribe => RunParams::ReplicationSubscribe(parse(kind, params)?),
             RunKind::ReplicationDrop => RunParams::ReplicationDrop(parse(kind, params)?),
+            RunKind::BackupRestore => RunParams::BackupRestore(parse(kind, params)?),
+            RunKind::BackupDrill => RunParams::BackupDrill(parse(kind, params)?),
         })
     }
 
@@ -418,6 +424,8 @@ impl RunParams {
             RunParams::ReplicationPublish(p) => serde_json::to_value(p),
             RunParams::ReplicationSubscribe(p) => serde_json::to_value(p),
             RunParams::ReplicationDrop(p) => serde_json::to_value(p),
+            RunParams::BackupRestore(p) => serde_json::to_value(p),
+            RunParams::BackupDrill(p) => serde_json::to_value(p),
         };
         // Plain structs of strings, numbers and JSON values always serialize; the fallback
         // only keeps the signature free of an error nobody can cause.
@@ -450,6 +458,8 @@ impl RunParams {
             | RunParams::BackupStanza(_)
             | RunParams::Backup(_)
             | RunParams::BackupInfo(_)
+            | RunParams::BackupRestore(_)
+            | RunParams::BackupDrill(_)
             | RunParams::ReplicationValidate(_)
             | RunParams::ReplicationPublish(_)
             | RunParams::ReplicationSubscribe(_)
@@ -487,6 +497,8 @@ impl RunParams {
             | RunParams::ReplicationPublish(_)
             | RunParams::ReplicationSubscribe(_)
             | RunParams::ReplicationDrop(_) => Class::Replication,
+            // They write a data directory and start a server on this host.
+            RunParams::BackupRestore(_) | RunParams::BackupDrill(_) => Class::Restore,
         })
     }
 }
@@ -661,6 +673,24 @@ mod tests {
             RunParams::BackupInfo(BackupInfoParams {
                 stanza: "main".into(),
                 repo: BackupRepo::default(),
+            }),
+            RunParams::BackupRestore(BackupRestoreParams {
+                stanza: "main".into(),
+                repo: BackupRepo::default(),
+                to_dir: "/srv/restored".into(),
+                target_type: crate::RestoreTargetType::Time,
+                target: Some("2026-12-07 10:15:00+00".into()),
+                set: Some("20261207-083000F".into()),
+                delta: true,
+                start: true,
+                port: Some(5499),
+            }),
+            RunParams::BackupDrill(BackupDrillParams {
+                stanza: "main".into(),
+                repo: BackupRepo::default(),
+                check_sql: Some("SELECT count(*) FROM orders".into()),
+                amcheck: false,
+                scratch_dir: Some("/srv/scratch".into()),
             }),
             RunParams::ReplicationValidate(ReplicationValidateParams {
                 side: StreamSide::Subscriber,
@@ -952,6 +982,12 @@ mod tests {
             ),
             ("backup_info", json!({"stanza": "s"}), Some("backup")),
             (
+                "backup_restore",
+                json!({"stanza": "s", "to_dir": "/d"}),
+                Some("restore"),
+            ),
+            ("backup_drill", json!({"stanza": "s"}), Some("restore")),
+            (
                 "replication_validate",
                 json!({"side": "publisher"}),
                 Some("replication"),
@@ -993,6 +1029,7 @@ mod tests {
                 "extensions_write",
                 "ddl",
                 "backup",
+                "restore",
                 "replication"
             ]
         );
@@ -1049,11 +1086,21 @@ mod tests {
             ),
             ("backup_info", json!({"stanza": "s"}), Requires::Admin),
             (
+                "backup_restore",
+                json!({"stanza": "s", "to_dir": "/d"}),
+                Requires::Admin,
+            ),
+            ("backup_drill", json!({"stanza": "s"}), Requires::Admin),
+            (
                 "replication_validate",
                 json!({"side": "subscriber"}),
                 Requires::Admin,
             ),
-            ("replication_drop", json!({"side": "publisher"}), Requires::Admin),
+            (
+                "replication_drop",
+                json!({"side": "publisher"}),
+                Requires::Admin,
+            ),
         ];
         for (kind, params, expected) in cases {
             assert_eq!(requires(kind, params.clone()), expected, "{kind} {params}");

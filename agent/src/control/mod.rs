@@ -188,6 +188,7 @@ fn run_of(m: &AgentMessage) -> Option<i64> {
         agent_message::Body::Started(s) => Some(s.run_id),
         agent_message::Body::Chunk(c) => Some(c.run_id),
         agent_message::Body::Finished(f) => Some(f.run_id),
+        agent_message::Body::Progress(p) => Some(p.run_id),
         _ => None,
     }
 }

@@ -29,17 +29,22 @@ use super::{OpContext, OpError, OpOutcome};
 
 /// The pgBackRest executable (on `PATH`, as Debian installs it).
 const PGBACKREST: &str = "pgbackrest";
+/// util-linux's setpriv (Debian: always installed), for `--pdeathsig`.
+const SETPRIV: &str = "/usr/bin/setpriv";
 /// Most of pgBackRest's output kept for an error message.
 const MAX_OUTPUT: usize = 64 * 1024;
 
 /// What pgBackRest needs from the server: read once per run through the run's session.
-struct Server {
-    data_directory: PathBuf,
-    port: i32,
-    socket: Option<String>,
-    archive_mode: String,
-    archive_command: String,
-    owner: User,
+pub(super) struct Server {
+    pub(super) data_directory: PathBuf,
+    pub(super) port: i32,
+    pub(super) socket: Option<String>,
+    pub(super) archive_mode: String,
+    pub(super) archive_command: String,
+    pub(super) owner: User,
+    /// The server's programs (`pg_config`'s BINDIR) when the role may read them; restores
+    /// start `pg_ctl` from there.
+    pub(super) bindir: Option<PathBuf>,
 }
 
 pub async fn stanza(ctx: &mut OpContext, p: &BackupStanzaParams) -> Result<OpOutcome, OpError> {
@@ -69,7 +74,10 @@ pub async fn backup(ctx: &mut OpContext, p: &BackupParams) -> Result<OpOutcome, 
     let server = server(ctx).await?;
     let config = Config::write(ctx.run_id, &server, &p.stanza, &p.repo)?;
     let kind = format!("--type={}", p.backup_type.as_str());
-    pgbackrest(ctx, &server, &config, &p.stanza, &["backup", &kind]).await?;
+    let watching = super::backup_progress::watch(ctx, &server, &config, &p.stanza);
+    let done = pgbackrest(ctx, &server, &config, &p.stanza, &["backup", &kind]).await;
+    drop(watching);
+    done?;
     let info = info(ctx, &server, &config, &p.stanza).await?;
     // The backup just taken is the catalogue's newest of its type.
     let latest = info["backups"]
@@ -101,7 +109,7 @@ pub async fn catalogue(ctx: &mut OpContext, p: &BackupInfoParams) -> Result<OpOu
 }
 
 /// `pgbackrest info --output=json` of one stanza, reduced to what the catalogue shows.
-async fn info(
+pub(super) async fn info(
     ctx: &mut OpContext,
     server: &Server,
     config: &Config,
@@ -168,7 +176,7 @@ fn reduce_info(info: &Value, stanza: &str) -> Value {
 }
 
 /// A stanza name is a config section header and a command-line value: plain characters only.
-fn check_stanza_name(stanza: &str) -> Result<(), OpError> {
+pub(super) fn check_stanza_name(stanza: &str) -> Result<(), OpError> {
     let plain = !stanza.is_empty()
         && stanza.len() <= 64
         && stanza
@@ -184,7 +192,7 @@ fn check_stanza_name(stanza: &str) -> Result<(), OpError> {
     }
 }
 
-async fn server(ctx: &mut OpContext) -> Result<Server, OpError> {
+pub(super) async fn server(ctx: &mut OpContext) -> Result<Server, OpError> {
     let client = ctx.connect(None).await?;
     let row = client
         .query_one(
@@ -202,6 +210,15 @@ async fn server(ctx: &mut OpContext) -> Result<Server, OpError> {
             ),
             detail: super::pg_error_detail(&e),
         })?;
+    // pg_config is for superusers and pg_read_all_settings (PG 15+): a role without it
+    // leaves the restore to find the programs elsewhere.
+    let bindir = client
+        .query_opt("SELECT setting FROM pg_config WHERE name = 'BINDIR'", &[])
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.try_get::<_, String>(0).ok())
+        .map(PathBuf::from);
     let data_directory = PathBuf::from(row.get::<_, String>(0));
     let sockets: String = row.get(2);
     let meta = std::fs::metadata(&data_directory).map_err(|e| OpError::Failed {
@@ -234,6 +251,7 @@ async fn server(ctx: &mut OpContext) -> Result<Server, OpError> {
         archive_mode: row.get(3),
         archive_command: row.get(4),
         owner,
+        bindir,
     })
 }
 
@@ -272,8 +290,8 @@ fn archive_problems(server: &Server, stanza: &str) -> Result<(), OpError> {
 }
 
 /// The config file of one command; the private directory is removed on drop.
-struct Config {
-    path: PathBuf,
+pub(super) struct Config {
+    pub(super) path: PathBuf,
     temp_dir: Option<PathBuf>,
 }
 
@@ -288,7 +306,7 @@ impl Drop for Config {
 }
 
 impl Config {
-    fn write(
+    pub(super) fn write(
         run_id: i64,
         server: &Server,
         stanza: &str,
@@ -430,33 +448,20 @@ fn config_text(server: &Server, stanza: &str, repo: &BackupRepo) -> Result<Strin
 /// Runs pgBackRest as the database user; its stdout when it succeeds. Cancelling (or the run's
 /// timeout) sends SIGTERM, which pgBackRest handles by stopping its processes and releasing
 /// its lock, and then waits for it to exit.
-async fn pgbackrest(
+pub(super) async fn pgbackrest(
     ctx: &mut OpContext,
     server: &Server,
     config: &Config,
     stanza: &str,
     args: &[&str],
 ) -> Result<String, OpError> {
-    let mut command = if Uid::effective().is_root() && !server.owner.uid.is_root() {
-        let mut c = tokio::process::Command::new("runuser");
-        c.args(["-u", &server.owner.name, "--", PGBACKREST]);
-        c
-    } else {
-        tokio::process::Command::new(PGBACKREST)
-    };
-    command
-        .arg(format!("--config={}", config.path.display()))
-        .arg(format!("--stanza={stanza}"))
-        .args(args)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut command = command(server, config, stanza, args);
+    // Its own process group: cancel signals pgBackRest and whatever it started.
+    command.process_group(0).kill_on_drop(true);
     let mut child = command.spawn().map_err(|e| OpError::Failed {
         message: format!(
-            "cannot start pgBackRest ({e}): install it on the database host \
-             (apt-get install pgbackrest)"
+            "pgBackRest is not installed on this host or not on the agent's PATH ({e}): \
+             apt-get install pgbackrest"
         ),
         detail: Value::Null,
     })?;
@@ -518,6 +523,16 @@ async fn pgbackrest(
         return Ok(out);
     }
     let text = error_lines(&out, &err);
+    // runuser and setpriv say so and exit 1 (a shell would exit 127).
+    if status.code() == Some(127) || err.contains(&format!("failed to execute {PGBACKREST}")) {
+        return Err(OpError::Failed {
+            message: format!(
+                "pgBackRest is not installed on this host or not on the agent's PATH \
+                 (apt-get install pgbackrest): {text}"
+            ),
+            detail: json!({ "exit_code": 127, "stderr": truncate(&err) }),
+        });
+    }
     Err(OpError::Failed {
         message: format!(
             "pgBackRest {} failed ({status}): {text}",
@@ -531,6 +546,37 @@ async fn pgbackrest(
     })
 }
 
+/// The command line of one pgBackRest command as the database user, output piped.
+pub(super) fn command(
+    server: &Server,
+    config: &Config,
+    stanza: &str,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut launch: Vec<&str> = Vec::new();
+    // An agent killed outright (SIGKILL, OOM) must not leave pgBackRest running and holding
+    // the stanza's lock: setpriv has the kernel send SIGTERM to it (runuser, which passes it
+    // on) when the agent dies.
+    if Path::new(SETPRIV).is_file() {
+        launch.extend([SETPRIV, "--pdeathsig", "TERM", "--"]);
+    }
+    if Uid::effective().is_root() && !server.owner.uid.is_root() {
+        launch.extend(["runuser", "-u", &server.owner.name, "--"]);
+    }
+    launch.push(PGBACKREST);
+    let mut command = tokio::process::Command::new(launch[0]);
+    command
+        .args(&launch[1..])
+        .arg(format!("--config={}", config.path.display()))
+        .arg(format!("--stanza={stanza}"))
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
 /// SIGTERM, then wait: pgBackRest cleans up on it. runuser passes the signal on to it.
 async fn terminate(
     child: &mut tokio::process::Child,
@@ -538,6 +584,8 @@ async fn terminate(
 ) -> std::io::Result<std::process::ExitStatus> {
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        // The group too (the leader is `pid`): what pgBackRest started stops with it.
+        let _ = kill(Pid::from_raw(-pid), Signal::SIGTERM);
     }
     match tokio::time::timeout(TERM_GRACE, child.wait()).await {
         Ok(status) => status,
@@ -575,7 +623,7 @@ fn error_lines(out: &str, err: &str) -> String {
     truncate(&lines.join(" | "))
 }
 
-fn truncate(s: &str) -> String {
+pub(super) fn truncate(s: &str) -> String {
     if s.len() <= MAX_OUTPUT {
         return s.to_owned();
     }
@@ -602,6 +650,7 @@ mod tests {
                 .ok()
                 .flatten()
                 .expect("root exists"),
+            bindir: None,
         }
     }
 

@@ -17,6 +17,7 @@
 //!   (`OpOutcome::truncated`), it never fails because a result is large.
 
 pub mod backup;
+pub mod backup_progress;
 pub mod dump_sql;
 pub mod explain;
 pub mod export_csv;
@@ -27,6 +28,7 @@ pub mod instance_metadata;
 pub mod migration;
 pub mod privileges;
 pub mod replication;
+pub mod restore;
 pub mod schema_snapshot;
 pub mod script;
 pub mod sql;
@@ -172,6 +174,8 @@ pub async fn dispatch(ctx: &mut OpContext) -> Result<OpOutcome, OpError> {
         RunParams::BackupStanza(p) => backup::stanza(ctx, &p).await,
         RunParams::Backup(p) => backup::backup(ctx, &p).await,
         RunParams::BackupInfo(p) => backup::catalogue(ctx, &p).await,
+        RunParams::BackupRestore(p) => restore::restore(ctx, &p).await,
+        RunParams::BackupDrill(p) => restore::drill(ctx, &p).await,
         RunParams::ReplicationValidate(p) => replication::validate(ctx, &p).await,
         RunParams::ReplicationPublish(p) => replication::publish(ctx, &p).await,
         RunParams::ReplicationSubscribe(p) => replication::subscribe(ctx, &p).await,
@@ -192,6 +196,27 @@ pub struct ResultSink {
     rows: u64,
     bytes: u64,
     truncated: Option<Truncation>,
+}
+
+/// Sends `RunProgress` of one run: a JSON object ingest keeps in `runs.progress` while the
+/// run is running.
+#[derive(Clone)]
+pub struct ProgressReporter {
+    run_id: i64,
+    tx: mpsc::Sender<AgentMessage>,
+}
+
+impl ProgressReporter {
+    pub async fn report(&self, progress: &Value) -> Result<(), StreamClosed> {
+        let body = agent_message::Body::Progress(lasect_proto::v1::RunProgress {
+            run_id: self.run_id,
+            progress_json: progress.to_string(),
+        });
+        self.tx
+            .send(AgentMessage { body: Some(body) })
+            .await
+            .map_err(|_| StreamClosed)
+    }
 }
 
 /// The Control stream is gone; the run cannot report anything any more.
@@ -221,6 +246,14 @@ impl ResultSink {
             backend_pid,
         }))
         .await
+    }
+
+    /// Where a task beside the run sends its progress reports.
+    pub fn progress_reporter(&self) -> ProgressReporter {
+        ProgressReporter {
+            run_id: self.run_id,
+            tx: self.tx.clone(),
+        }
     }
 
     /// Adds one row (a JSON array of values). Returns `false` once a limit

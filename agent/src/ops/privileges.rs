@@ -50,6 +50,8 @@ pub fn is_read_only(params: &RunParams) -> bool {
         | RunParams::BackupStanza(_)
         | RunParams::Backup(_)
         | RunParams::BackupInfo(_)
+        | RunParams::BackupRestore(_)
+        | RunParams::BackupDrill(_)
         | RunParams::ReplicationValidate(_)
         | RunParams::ReplicationPublish(_)
         | RunParams::ReplicationSubscribe(_)

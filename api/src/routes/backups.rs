@@ -543,7 +543,7 @@ pub async fn remove(
 }
 
 /// The repository as the agent needs it; 422 for what this version cannot hand it yet.
-async fn repo_for_run(
+pub(super) async fn repo_for_run(
     state: &AppState,
     id: i64,
     repo: i64,
@@ -578,7 +578,7 @@ async fn repo_for_run(
 
 /// Backups run long: the longest timeout the API allows (the agent clamps it to its own
 /// `max_timeout_secs`).
-fn backup_limits() -> Result<(i64, i64, i64, i64), ApiError> {
+pub(super) fn backup_limits() -> Result<(i64, i64, i64, i64), ApiError> {
     Ok(RunLimits {
         timeout_ms: Some(runs::MAX_TIMEOUT_MS),
         ..RunLimits::default()

@@ -11,6 +11,7 @@ mod api_tokens;
 mod audit_log;
 mod auth_routes;
 pub mod backup_catalogue;
+pub mod backup_restore;
 pub mod backup_schedules;
 pub mod backups;
 pub mod console;
@@ -152,8 +153,16 @@ pub fn route_specs() -> Vec<RouteSpec> {
         // Streams: listed to viewers of both instances; created and removed by admins of both.
         spec(Method::GET, "/api/v1/replication/streams", Authenticated),
         spec(Method::POST, "/api/v1/replication/streams", Authenticated),
-        spec(Method::GET, "/api/v1/replication/streams/{id}", Authenticated),
-        spec(Method::DELETE, "/api/v1/replication/streams/{id}", Authenticated),
+        spec(
+            Method::GET,
+            "/api/v1/replication/streams/{id}",
+            Authenticated,
+        ),
+        spec(
+            Method::DELETE,
+            "/api/v1/replication/streams/{id}",
+            Authenticated,
+        ),
         spec(
             Method::GET,
             "/api/v1/instances/{id}/samples/{family}",
@@ -286,11 +295,28 @@ pub fn route_specs() -> Vec<RouteSpec> {
             "/api/v1/instances/{id}/backup/repositories/{repo}/info",
             InstanceAdmin,
         ),
+        spec(
+            Method::POST,
+            "/api/v1/instances/{id}/backup/repositories/{repo}/restore",
+            InstanceAdmin,
+        ),
+        spec(
+            Method::POST,
+            "/api/v1/instances/{id}/backup/repositories/{repo}/drills",
+            InstanceAdmin,
+        ),
+        // Any role: the handler requires viewer on the instance asked for.
+        spec(Method::GET, "/api/v1/backups/drills", Authenticated),
+        spec(Method::GET, "/api/v1/backups/running", Authenticated),
         // Backup schedules and the stored catalogue: viewers see, admins of the instance (or
         // of the schedule's label) change; checked in the handlers.
         spec(Method::GET, "/api/v1/backup/schedules", Authenticated),
         spec(Method::POST, "/api/v1/backup/schedules", Authenticated),
-        spec(Method::DELETE, "/api/v1/backup/schedules/{id}", Authenticated),
+        spec(
+            Method::DELETE,
+            "/api/v1/backup/schedules/{id}",
+            Authenticated,
+        ),
         spec(Method::GET, "/api/v1/backup/firings", Authenticated),
         spec(Method::GET, "/api/v1/backups", Authenticated),
         spec(Method::GET, "/api/v1/alerts/silences", Authenticated),
@@ -413,6 +439,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(backups::stanza))
         .routes(routes!(backups::backup))
         .routes(routes!(backups::info))
+        .routes(routes!(backup_restore::restore))
+        .routes(routes!(backup_restore::drill))
+        .routes(routes!(backup_restore::drills))
+        .routes(routes!(backup_restore::running))
         .routes(routes!(backup_schedules::list, backup_schedules::add))
         .routes(routes!(backup_schedules::remove))
         .routes(routes!(backup_schedules::firings))

@@ -108,6 +108,29 @@ pub async fn started(
         == 1)
 }
 
+/// Keeps a running run's latest progress report (V30 `runs.progress`); false when the run is
+/// not this agent's or not running. A report that is not a JSON object is ignored.
+pub async fn progress(
+    pool: &Pool,
+    agent: &str,
+    run: i64,
+    progress_json: &str,
+) -> Result<bool, StoreOpError> {
+    let Ok(serde_json::Value::Object(progress)) = serde_json::from_str(progress_json) else {
+        return Ok(false);
+    };
+    Ok(pool
+        .get()
+        .await?
+        .execute(
+            "UPDATE runs SET progress = $3, progress_at = now() \
+             WHERE id = $1 AND agent_id = $2 AND status = 'running'",
+            &[&run, &agent, &serde_json::Value::Object(progress)],
+        )
+        .await?
+        == 1)
+}
+
 /// Stores one page (compressed); false when the run is not the agent's or
 /// no longer open, or the page is already there.
 pub async fn page(
@@ -251,6 +274,8 @@ async fn post_process(
         | RunKind::Migration
         | RunKind::BackupStanza
         | RunKind::Backup
+        | RunKind::BackupRestore
+        | RunKind::BackupDrill
         | RunKind::BackupInfo
         | RunKind::ReplicationValidate
         | RunKind::ReplicationPublish

@@ -184,6 +184,17 @@ async fn handle(hub: &Hub, agent: &str, msg: AgentMessage, next_page: &mut HashM
                 }
             }
         }
+        agent_message::Body::Progress(p) => {
+            match store_ops::progress(&hub.pool, agent, p.run_id, &p.progress_json).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(%agent, run = p.run_id, "progress of a run that is not this agent's running run ignored")
+                }
+                Err(e) => {
+                    tracing::warn!(%agent, run = p.run_id, error = %e, "cannot record a run's progress")
+                }
+            }
+        }
         agent_message::Body::Health(h) => {
             if let Err(e) = store_ops::health(&hub.pool, agent, &h).await {
                 tracing::warn!(%agent, instance = %h.instance, error = %e, "cannot record instance health");

@@ -1,0 +1,283 @@
+//! `lasect backup restore`, `lasect backup drill run|list` and `lasect backup progress`
+//! (docs/BACKUPS.md, "Restore", "Restore drills", "Progress").
+
+use std::fmt::Write as _;
+
+use clap::{ArgGroup, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::api_client::ApiClient;
+use crate::args::OutputFormat;
+use crate::json_table::render;
+use crate::printable::{escape, str_or};
+use crate::render as render_body;
+use crate::runs_cmd::instance_or_only;
+
+/// Where and how far to restore.
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("point").args(["target_time", "target_lsn", "target_xid", "target_name"])))]
+pub struct RestoreArgs {
+    /// Instance name or id (default: the only instance you see)
+    #[arg(long, short)]
+    instance: Option<String>,
+    /// Repository id (`lasect backup repo list`)
+    #[arg(long)]
+    repo: i64,
+    /// A new or empty directory on the database host (with --delta: a stopped cluster's)
+    #[arg(long)]
+    to_dir: String,
+    /// Recover to this time (`2026-12-07 10:15:00+00`; the server's time zone without one)
+    #[arg(long)]
+    target_time: Option<String>,
+    /// Recover to this WAL position (`0/3000060`)
+    #[arg(long)]
+    target_lsn: Option<String>,
+    /// Recover to this transaction id
+    #[arg(long)]
+    target_xid: Option<String>,
+    /// Recover to this restore point (`pg_create_restore_point`)
+    #[arg(long)]
+    target_name: Option<String>,
+    /// The backup to start from (a label); default: the newest before the target
+    #[arg(long)]
+    set: Option<String>,
+    /// Restore over the stopped cluster in --to-dir (pgBackRest --delta)
+    #[arg(long)]
+    delta: bool,
+    /// Leave the restored cluster running for inspection
+    #[arg(long)]
+    start: bool,
+    /// Its port (socket only, in a private directory); default: a free one
+    #[arg(long, requires = "start")]
+    port: Option<u16>,
+    /// Seconds to wait for the run, 0..=120 (it goes on after: `lasect run show`)
+    #[arg(long, default_value_t = 120)]
+    wait: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Restore the latest backup into a scratch directory, start and check it, remove it
+    /// (admin)
+    Run {
+        #[arg(long, short)]
+        instance: Option<String>,
+        #[arg(long)]
+        repo: i64,
+        /// A read-only query run on the restored copy, e.g. row counts of chosen tables
+        #[arg(long)]
+        check_sql: Option<String>,
+        /// Skip amcheck's bt_index_check of the B-tree indexes
+        #[arg(long)]
+        no_amcheck: bool,
+        /// Where the scratch copy is made (default: the agent's temporary directory)
+        #[arg(long)]
+        scratch_dir: Option<String>,
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
+    /// The instance's drills, newest first: passed or why not, restore time, data window
+    List {
+        #[arg(long, short)]
+        instance: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+const RUNNING_COLUMNS: &[(&str, &str)] = &[
+    ("run", "run_id"),
+    ("stanza", "stanza"),
+    ("type", "type"),
+    ("status", "status"),
+    ("percent", "percent"),
+    ("bytes done", "bytes_done"),
+    ("bytes total", "bytes_total"),
+    ("reported", "progress_at"),
+    ("started", "started_at"),
+];
+
+/// `lasect backup progress`: the instance's backups queued or running, with their progress.
+pub async fn progress(
+    client: &ApiClient,
+    instance: Option<String>,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    let id = instance_or_only(client, instance.as_deref()).await?;
+    let body = client
+        .get_json(&format!("api/v1/backups/running?instance_id={id}"))
+        .await?;
+    render_body(output, &body, |b| {
+        let rows = b["backups"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if rows.is_empty() {
+            return Ok("no backup is running\n".to_owned());
+        }
+        Ok(render(rows, RUNNING_COLUMNS))
+    })
+}
+
+const DRILL_COLUMNS: &[(&str, &str)] = &[
+    ("run", "run_id"),
+    ("stanza", "stanza"),
+    ("status", "status"),
+    ("passed", "passed"),
+    ("backup", "backup"),
+    ("rto s", "rto_seconds"),
+    ("rpo s", "rpo_seconds"),
+    ("finished", "finished_at"),
+    ("reason", "reason"),
+];
+
+fn check_wait(wait: u64) -> anyhow::Result<()> {
+    if wait > 120 {
+        anyhow::bail!("--wait must be 0..=120, not {wait}");
+    }
+    Ok(())
+}
+
+pub async fn restore(
+    client: &ApiClient,
+    a: RestoreArgs,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    check_wait(a.wait)?;
+    let mut body = Map::new();
+    body.insert("to_dir".into(), a.to_dir.into());
+    let target = [
+        ("time", a.target_time),
+        ("lsn", a.target_lsn),
+        ("xid", a.target_xid),
+        ("name", a.target_name),
+    ]
+    .into_iter()
+    .find_map(|(kind, value)| value.map(|v| (kind, v)));
+    if let Some((kind, value)) = target {
+        body.insert("target_type".into(), kind.into());
+        body.insert("target".into(), value.into());
+    }
+    if let Some(set) = a.set {
+        body.insert("set".into(), set.into());
+    }
+    body.insert("delta".into(), a.delta.into());
+    body.insert("start".into(), a.start.into());
+    if let Some(port) = a.port {
+        body.insert("port".into(), port.into());
+    }
+    let id = instance_or_only(client, a.instance.as_deref()).await?;
+    let path = format!(
+        "api/v1/instances/{id}/backup/repositories/{}/restore?wait={}",
+        a.repo, a.wait
+    );
+    let run = client.post_json(&path, &Value::Object(body)).await?;
+    render_body(output, &run, |r| Ok(restore_lines(r)))
+}
+
+pub async fn drill(
+    client: &ApiClient,
+    command: DrillCommand,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    match command {
+        DrillCommand::Run {
+            instance,
+            repo,
+            check_sql,
+            no_amcheck,
+            scratch_dir,
+            wait,
+        } => {
+            check_wait(wait)?;
+            let id = instance_or_only(client, instance.as_deref()).await?;
+            let mut body = Map::new();
+            if let Some(sql) = check_sql {
+                body.insert("check_sql".into(), sql.into());
+            }
+            body.insert("amcheck".into(), (!no_amcheck).into());
+            if let Some(dir) = scratch_dir {
+                body.insert("scratch_dir".into(), dir.into());
+            }
+            let path =
+                format!("api/v1/instances/{id}/backup/repositories/{repo}/drills?wait={wait}");
+            let run = client.post_json(&path, &Value::Object(body)).await?;
+            render_body(output, &run, |r| Ok(drill_line(r)))
+        }
+        DrillCommand::List { instance, limit } => {
+            let id = instance_or_only(client, instance.as_deref()).await?;
+            let body = client
+                .get_json(&format!(
+                    "api/v1/backups/drills?instance_id={id}&limit={limit}"
+                ))
+                .await?;
+            render_body(output, &body, |b| {
+                let rows = b["drills"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                Ok(render(rows, DRILL_COLUMNS))
+            })
+        }
+    }
+}
+
+/// The run, and where the restored cluster is.
+fn restore_lines(run: &Value) -> String {
+    let mut out = format!("run {} {}", run["id"], str_or(&run["status"], "?"));
+    match run["status"].as_str() {
+        Some("queued" | "dispatched" | "running") => {
+            let _ = write!(out, " (follow it: lasect run show {})", run["id"]);
+        }
+        Some("succeeded") => {
+            let s = &run["summary"];
+            let _ = write!(
+                out,
+                ": restored into {} (recovered to {})",
+                escape(&str_or(&s["data_directory"], "?")),
+                escape(&json!(s["recovered_to"]).to_string())
+            );
+            if let Some(connect) = s["started"]["connect"].as_str() {
+                let _ = write!(out, "\nrunning: {}", escape(connect));
+                if let Some(stop) = s["started"]["stop"].as_str() {
+                    let _ = write!(out, "\nstop it: {}", escape(stop));
+                }
+            }
+        }
+        _ => {
+            if let Some(e) = run["error"].as_str() {
+                let _ = write!(out, ": {}", escape(e));
+            }
+        }
+    }
+    out.push('\n');
+    out
+}
+
+fn drill_line(run: &Value) -> String {
+    let mut out = format!("run {} {}", run["id"], str_or(&run["status"], "?"));
+    match run["status"].as_str() {
+        Some("queued" | "dispatched" | "running") => {
+            let _ = write!(out, " (follow it: lasect run show {})", run["id"]);
+        }
+        Some("succeeded") => {
+            let s = &run["summary"];
+            let _ = write!(
+                out,
+                ": drill passed on backup {} (restore {:.1} s, data window {} s)",
+                escape(&str_or(&s["backup"], "?")),
+                s["rto_seconds"].as_f64().unwrap_or(0.0),
+                s["rpo_seconds"]
+                    .as_f64()
+                    .map_or_else(|| "?".to_owned(), |v| format!("{v:.0}"))
+            );
+        }
+        _ => {
+            if let Some(e) = run["error"].as_str() {
+                let _ = write!(out, ": {}", escape(e));
+            }
+        }
+    }
+    out.push('\n');
+    out
+}

@@ -1,0 +1,712 @@
+//! Restores, restore drills, cancel and faults of pgBackRest through the real binaries
+//! (issue 17, docs/BACKUPS.md "Restore", "Restore drills", "Faults"), with pgBackRest 2.45 on
+//! harness clusters:
+//! - point in time: insert A, note the server's time, its WAL position and a restore point,
+//!   insert B, switch WAL; restores to the time, the LSN and the restore point each find A and
+//!   not B; a delta restore to the latest point over the stopped copy finds both;
+//! - refusals: a non-empty directory, the monitored server's data directory, a running copy;
+//! - drills: one passes on a good backup (restore time, data window, check query, amcheck),
+//!   one fails with pgBackRest's reason after the test damages a file of the backup; the
+//!   scratch copy is gone both times; the drill list shows both to a viewer;
+//! - a running backup's progress (API, CLI), a second backup of its stanza refused, the
+//!   backup cancelled cleanly (its lock released);
+//! - the agent killed during a backup: pgBackRest stops with it, the run ends failed, the next
+//!   command is not blocked;
+//! - faults with pgBackRest's own text: not on PATH, archiving off, an unwritable repository,
+//!   a stanza of another cluster;
+//! - user and viewer refused on the restore and drill routes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lasect_e2e::Stack;
+use lasect_testkit::{PgCluster, PgOptions};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const AGENT_ID: &str = "restore-agent";
+
+async fn token_of(stack: &Stack, name: &str, role: &str) -> String {
+    let password = "Correct-Horse-Battery-Staple-9";
+    let (status, body) = stack
+        .api(
+            Method::POST,
+            "api/v1/users",
+            Some(json!({"username": name, "password": password, "role": role})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let (status, body) = stack
+        .api_as(
+            "",
+            Method::POST,
+            "api/v1/auth/login",
+            Some(json!({"username": name, "password": password})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
+fn give_to_server(cluster: &PgCluster, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(cluster.data_dir()).expect("data dir");
+    std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).expect("chown");
+}
+
+/// How many pgBackRest processes of `stanza` run on this host.
+fn pgbackrest_of(stanza: &str) -> usize {
+    let needle = format!("--stanza={stanza}");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.iter().any(|a| a.ends_with(b"pgbackrest")) && args.contains(&needle.as_bytes())
+        })
+        .count()
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(90), "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn backup_run(stack: &Stack, path: &str, body: Option<Value>) -> Value {
+    let (status, run) = stack.api(Method::POST, path, body).await;
+    assert!(status == 200 || status == 202, "{path}: {status} {run}");
+    stack.wait_run(run["id"].as_i64().expect("run id")).await
+}
+
+/// The tags of table `pitr` in the restored cluster the run's summary names; then stops it.
+async fn tags_of_restored(cluster: &PgCluster, run: &Value) -> Vec<String> {
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let started = &run["summary"]["started"];
+    let dsn = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        started["socket_directory"].as_str().expect("socket"),
+        started["port"]
+    );
+    let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the restored cluster {dsn}: {e}"));
+    tokio::spawn(conn);
+    let in_recovery: bool = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .expect("recovery state")
+        .get(0);
+    assert!(!in_recovery, "the restored cluster is promoted");
+    let tags: Vec<String> = client
+        .query("SELECT tag FROM pitr ORDER BY tag", &[])
+        .await
+        .expect("pitr rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(client);
+    stop_restored(
+        cluster,
+        run["summary"]["data_directory"].as_str().expect("dir"),
+    );
+    tags
+}
+
+fn stop_restored(cluster: &PgCluster, data_dir: &str) {
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(cluster.bindir().join("pg_ctl"))
+        .args(["stop", "-w", "-m", "fast", "-D", data_dir])
+        .output()
+        .expect("pg_ctl stop");
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The scratch copies a drill left in `dir`.
+fn drill_leftovers(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("scratch dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect()
+}
+
+fn start_agent(stack: &Stack, env: &[(&str, &str)]) -> lasect_testkit::ChildGuard {
+    let mut agent = stack.start_agent(env);
+    agent
+        .wait_for_line("Control stream open", Duration::from_secs(60))
+        .expect("control stream");
+    agent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_drills_cancel_and_faults_through_the_agent() {
+    let dir = tempfile::Builder::new()
+        .prefix("lasect-restore-")
+        .tempdir()
+        .expect("tempdir");
+    let config = dir.path().join("pgbackrest.conf");
+    let repo = dir.path().join("repo");
+    let archived = PgCluster::start(PgOptions {
+        settings: vec![
+            ("archive_mode".into(), "on".into()),
+            (
+                "archive_command".into(),
+                format!(
+                    "'pgbackrest --config={} --stanza=main archive-push %p'",
+                    config.display()
+                ),
+            ),
+        ],
+        ..PgOptions::default()
+    })
+    .expect("archiving cluster");
+    let plain = PgCluster::start(PgOptions::default()).expect("plain cluster");
+    let scratch = dir.path().join("scratch");
+    for d in [&repo, &scratch] {
+        std::fs::create_dir(d).expect("dir");
+        give_to_server(&archived, d);
+    }
+    give_to_server(&archived, dir.path());
+
+    let stack = Stack::new(AGENT_ID).await;
+    let _api = stack.start_api();
+    let _ingest = stack.start_ingest(&stack.secrets_toml());
+    stack.agent_config(
+        stack.ingest_port,
+        &format!(
+            "[collect]\ninterval_secs = 5\n[control]\nallow = [\"sql\", \"backup\", \"restore\"]\n\
+             [[instances]]\nname = \"archived\"\ndsn = \"{}\"\n\
+             [[instances]]\nname = \"plain\"\ndsn = \"{}\"\n",
+            archived.dsn("postgres"),
+            plain.dsn("postgres")
+        ),
+    );
+    let mut agent = start_agent(&stack, &[]);
+    let id = stack.instance_id("archived").await;
+    let plain_id = stack.instance_id("plain").await;
+    let viewer = token_of(&stack, "vic", "viewer").await;
+    let user = token_of(&stack, "ulla", "user").await;
+    let repos = format!("api/v1/instances/{id}/backup/repositories");
+    let (status, main) = stack
+        .api(
+            Method::POST,
+            &repos,
+            Some(json!({"stanza": "main", "path": repo.display().to_string(),
+                        "config_path": config.display().to_string()})),
+        )
+        .await;
+    assert_eq!(status, 201, "{main}");
+    let main = format!("{repos}/{}", main["id"]);
+    let created = backup_run(
+        &stack,
+        &format!("{main}/stanza?wait=120"),
+        Some(json!({"action": "create"})),
+    )
+    .await;
+    assert_eq!(created["status"], "succeeded", "{created}");
+    let full = backup_run(
+        &stack,
+        &format!("{main}/backups?wait=120"),
+        Some(json!({"type": "full"})),
+    )
+    .await;
+    assert_eq!(full["status"], "succeeded", "{full}");
+
+    // A, then the points to come back to (the server's clock, its WAL position, a named
+    // restore point), then B, all of it archived.
+    let db = archived.connect("postgres").await.expect("connect");
+    // pgBackRest restores to a time from the newest backup that stopped before it, to the
+    // second: the point noted below must be in a later second than the backup's end.
+    let stop = full["summary"]["backup"]["stop"]
+        .as_f64()
+        .expect("stop time");
+    loop {
+        let now: f64 = db
+            .query_one("SELECT extract(epoch FROM clock_timestamp())::float8", &[])
+            .await
+            .expect("clock")
+            .get(0);
+        if now >= stop + 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    db.batch_execute("CREATE TABLE pitr (tag text PRIMARY KEY); INSERT INTO pitr VALUES ('A')")
+        .await
+        .expect("A");
+    let row = db
+        .query_one(
+            "SELECT clock_timestamp()::text, pg_current_wal_insert_lsn()::text, \
+             pg_create_restore_point('lasect_after_a')::text",
+            &[],
+        )
+        .await
+        .expect("points");
+    let (time_a, lsn_a): (String, String) = (row.get(0), row.get(1));
+    db.batch_execute("INSERT INTO pitr VALUES ('B')")
+        .await
+        .expect("B");
+    let segment: String = db
+        .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+        .await
+        .expect("switch")
+        .get(0);
+    let start = std::time::Instant::now();
+    loop {
+        let archived_wal: Option<String> = db
+            .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
+            .await
+            .expect("archiver")
+            .get(0);
+        if archived_wal.is_some_and(|w| w >= segment) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{segment} never archived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // To the time, to the LSN, to the restore point: A and not B.
+    let restore = format!("{main}/restore?wait=120");
+    let to_time = dir.path().join("to-time");
+    for (name, target_type, target) in [
+        ("to-time", "time", time_a.as_str()),
+        ("to-lsn", "lsn", lsn_a.as_str()),
+        ("to-name", "name", "lasect_after_a"),
+    ] {
+        let run = backup_run(
+            &stack,
+            &restore,
+            Some(json!({
+                "to_dir": dir.path().join(name).display().to_string(),
+                "target_type": target_type,
+                "target": target,
+                "start": true,
+            })),
+        )
+        .await;
+        assert_eq!(
+            tags_of_restored(&archived, &run).await,
+            ["A"],
+            "{target_type} {target}: {run}"
+        );
+    }
+    // Over the stopped copy, with delta, to the latest point: both.
+    let latest = backup_run(
+        &stack,
+        &restore,
+        Some(json!({"to_dir": to_time.display().to_string(), "delta": true, "start": true})),
+    )
+    .await;
+    assert_eq!(
+        tags_of_restored(&archived, &latest).await,
+        ["A", "B"],
+        "{latest}"
+    );
+
+    // Refused: a full directory without delta, the monitored server's own data directory,
+    // a copy that runs.
+    let full_dir = backup_run(
+        &stack,
+        &restore,
+        Some(json!({"to_dir": to_time.display().to_string()})),
+    )
+    .await;
+    assert_eq!(full_dir["status"], "failed", "{full_dir}");
+    assert!(
+        full_dir["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not empty"),
+        "{full_dir}"
+    );
+    let live = backup_run(
+        &stack,
+        &restore,
+        Some(json!({"to_dir": archived.data_dir().display().to_string(), "delta": true})),
+    )
+    .await;
+    assert_eq!(live["status"], "failed", "{live}");
+    assert!(
+        live["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("running server"),
+        "{live}"
+    );
+    let running = backup_run(
+        &stack,
+        &restore,
+        Some(json!({"to_dir": to_time.display().to_string(), "delta": true, "start": true})),
+    )
+    .await;
+    assert_eq!(running["status"], "succeeded", "{running}");
+    let again = backup_run(
+        &stack,
+        &restore,
+        Some(json!({"to_dir": to_time.display().to_string(), "delta": true})),
+    )
+    .await;
+    assert_eq!(again["status"], "failed", "{again}");
+    assert!(
+        again["error"].as_str().unwrap_or("").contains("is running"),
+        "{again}"
+    );
+    stop_restored(&archived, &to_time.display().to_string());
+    let (status, bad) = stack
+        .api(
+            Method::POST,
+            &restore,
+            Some(json!({"to_dir": "/srv/x", "target_type": "lsn", "target": "0/zz"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{bad}");
+
+    // A drill on the good backup passes, measured, and leaves nothing behind.
+    let drills = format!("{main}/drills?wait=120");
+    let passed = backup_run(
+        &stack,
+        &drills,
+        Some(json!({
+            "check_sql": "SELECT count(*) AS rows FROM pitr",
+            "scratch_dir": scratch.display().to_string(),
+        })),
+    )
+    .await;
+    assert_eq!(passed["status"], "succeeded", "{passed}");
+    let s = &passed["summary"];
+    assert_eq!(s["passed"], true, "{passed}");
+    assert!(s["rto_seconds"].as_f64().unwrap_or(0.0) > 0.0, "{passed}");
+    assert!(s["rpo_seconds"].as_f64().is_some(), "{passed}");
+    assert_eq!(s["check"]["rows"][0]["rows"], 2, "{passed}");
+    assert_eq!(s["amcheck"]["ran"], true, "{passed}");
+    assert!(
+        s["amcheck"]["indexes"].as_u64().unwrap_or(0) > 0,
+        "{passed}"
+    );
+    assert_eq!(drill_leftovers(&scratch), Vec::<PathBuf>::new());
+
+    // A damaged file of the backup: the drill fails with pgBackRest's reason.
+    let label = full["summary"]["backup"]["label"].as_str().expect("label");
+    let base = repo.join("backup/main").join(label).join("pg_data/base");
+    let victim = walk(&base)
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a file of the backup");
+    let mut bytes = std::fs::read(&victim).expect("read");
+    let middle = bytes.len() / 2;
+    let end = (middle + 64).min(bytes.len());
+    for b in &mut bytes[middle..end] {
+        *b = !*b;
+    }
+    std::fs::write(&victim, bytes).expect("damage");
+    let failed = backup_run(
+        &stack,
+        &drills,
+        Some(json!({"scratch_dir": scratch.display().to_string()})),
+    )
+    .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["error"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("drill failed: restore: pgBackRest restore failed"),
+        "{failed}"
+    );
+    assert!(
+        reason.contains("ERROR: ["),
+        "pgBackRest's own text: {failed}"
+    );
+    assert_eq!(drill_leftovers(&scratch), Vec::<PathBuf>::new());
+    // The drills as a viewer sees them: newest first, the reason, never the check's rows.
+    let (status, list) = stack
+        .api_as(
+            &viewer,
+            Method::GET,
+            &format!("api/v1/backups/drills?instance_id={id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let listed = list["drills"].as_array().expect("drills");
+    assert_eq!(listed.len(), 2, "{list}");
+    assert_eq!(listed[0]["passed"], false, "{list}");
+    assert!(
+        listed[0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ERROR: ["),
+        "{list}"
+    );
+    assert_eq!(listed[1]["passed"], true, "{list}");
+    assert!(listed[1]["rto_seconds"].as_f64().is_some(), "{list}");
+    assert!(!list.to_string().contains("\"rows\""), "{list}");
+    let cli = stack.cli(&["backup", "drill", "list", "-i", "archived"]);
+    assert!(cli.contains("true") && cli.contains("false"), "{cli}");
+
+    // A backup that waits for WAL which never reaches its repository (the server archives
+    // into `main`'s): the catalogue shows it running with its progress; cancel stops it and
+    // releases its lock.
+    let stuck_repo = dir.path().join("stuck-repo");
+    std::fs::create_dir(&stuck_repo).expect("repo dir");
+    give_to_server(&archived, &stuck_repo);
+    let (status, stuck) = stack
+        .api(
+            Method::POST,
+            &repos,
+            Some(json!({"stanza": "stuck", "path": stuck_repo.display().to_string()})),
+        )
+        .await;
+    assert_eq!(status, 201, "{stuck}");
+    let stuck = format!("{repos}/{}", stuck["id"]);
+    let created = backup_run(
+        &stack,
+        &format!("{stuck}/stanza?wait=120"),
+        Some(json!({"action": "create"})),
+    )
+    .await;
+    assert_eq!(created["status"], "succeeded", "{created}");
+    let (status, waiting) = stack
+        .api(
+            Method::POST,
+            &format!("{stuck}/backups?wait=0"),
+            Some(json!({"type": "full"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{waiting}");
+    until("the stuck backup never started", || {
+        pgbackrest_of("stuck") > 0
+    })
+    .await;
+    // Its progress, as the agent reports it from pgBackRest, and a second backup refused.
+    let running = format!("api/v1/backups/running?instance_id={id}");
+    let start = std::time::Instant::now();
+    let progress = loop {
+        let (status, body) = stack.api_as(&viewer, Method::GET, &running, None).await;
+        assert_eq!(status, 200, "{body}");
+        let this = body["backups"]
+            .as_array()
+            .and_then(|all| all.iter().find(|b| b["run_id"] == waiting["id"]).cloned());
+        if let Some(b) = this.filter(|b| !b["progress_at"].is_null()) {
+            break b;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no progress reported: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(progress["status"], "running", "{progress}");
+    // pgBackRest 2.45 gives a percent while it copies files (a tiny cluster's take less than a
+    // report's interval), none while it waits for the last WAL segment, as here.
+    assert!(
+        progress["percent"].is_null()
+            || progress["percent"]
+                .as_f64()
+                .is_some_and(|p| (0.0..=100.0).contains(&p)),
+        "{progress}"
+    );
+    let shown = stack.cli(&["backup", "progress", "-i", "archived"]);
+    assert!(
+        shown.contains("stuck") && shown.contains("running"),
+        "{shown}"
+    );
+    let (status, second) = stack
+        .api(
+            Method::POST,
+            &format!("{stuck}/backups?wait=0"),
+            Some(json!({"type": "incr"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{second}");
+    let lock_held = |info: &Value| info["summary"]["status"]["lock"]["backup"]["held"].clone();
+    let during = backup_run(&stack, &format!("{stuck}/info?wait=120"), None).await;
+    assert_eq!(lock_held(&during), true, "{during}");
+    let (status, body) = stack
+        .api(
+            Method::POST,
+            &format!("api/v1/runs/{}/cancel", waiting["id"]),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 202, "{status} {body}");
+    let cancelled = stack.wait_run(waiting["id"].as_i64().expect("id")).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(pgbackrest_of("stuck"), 0, "pgBackRest was left running");
+    let after = backup_run(&stack, &format!("{stuck}/info?wait=120"), None).await;
+    assert_eq!(lock_held(&after), false, "{after}");
+
+    // The agent killed during a backup: pgBackRest goes with it, the run ends failed once
+    // the agent is back, and nothing blocks the next command.
+    let (status, orphan) = stack
+        .api(
+            Method::POST,
+            &format!("{stuck}/backups?wait=0"),
+            Some(json!({"type": "full"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{orphan}");
+    until("the second stuck backup never started", || {
+        pgbackrest_of("stuck") > 0
+    })
+    .await;
+    agent.kill();
+    until("pgBackRest outlived the agent", || {
+        pgbackrest_of("stuck") == 0
+    })
+    .await;
+    // Back without pgBackRest on its PATH: the next command says so.
+    let mut agent = start_agent(&stack, &[("PATH", "/usr/sbin:/sbin")]);
+    let lost = stack.wait_run(orphan["id"].as_i64().expect("id")).await;
+    assert_eq!(lost["status"], "failed", "{lost}");
+    let missing = backup_run(&stack, &format!("{stuck}/info?wait=120"), None).await;
+    assert_eq!(missing["status"], "failed", "{missing}");
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("pgBackRest is not installed on this host or not on the agent's PATH"),
+        "{missing}"
+    );
+    agent.kill();
+    let _agent = start_agent(&stack, &[]);
+    let unlocked = backup_run(&stack, &format!("{stuck}/info?wait=120"), None).await;
+    assert_eq!(lock_held(&unlocked), false, "{unlocked}");
+
+    // Faults carry pgBackRest's own text: archiving off, a repository the database user
+    // cannot write, a stanza that belongs to another cluster.
+    let plain_repos = format!("api/v1/instances/{plain_id}/backup/repositories");
+    let plain_repo = dir.path().join("plain-repo");
+    std::fs::create_dir(&plain_repo).expect("repo dir");
+    give_to_server(&plain, &plain_repo);
+    let fault =
+        |stanza: &str, path: &Path| json!({"stanza": stanza, "path": path.display().to_string()});
+    let (status, unarchived) = stack
+        .api(
+            Method::POST,
+            &plain_repos,
+            Some(fault("plain", &plain_repo)),
+        )
+        .await;
+    assert_eq!(status, 201, "{unarchived}");
+    let unarchived = format!("{plain_repos}/{}", unarchived["id"]);
+    let created = backup_run(
+        &stack,
+        &format!("{unarchived}/stanza?wait=120"),
+        Some(json!({"action": "create"})),
+    )
+    .await;
+    assert_eq!(created["status"], "succeeded", "{created}");
+    let no_archive = backup_run(
+        &stack,
+        &format!("{unarchived}/backups?wait=120"),
+        Some(json!({"type": "full"})),
+    )
+    .await;
+    assert_eq!(no_archive["status"], "failed", "{no_archive}");
+    assert!(
+        no_archive["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("archive_mode must be enabled"),
+        "{no_archive}"
+    );
+    let readonly = dir.path().join("readonly-repo");
+    std::fs::create_dir(&readonly).expect("repo dir");
+    let (status, unwritable) = stack
+        .api(
+            Method::POST,
+            &plain_repos,
+            Some(fault("readonly", &readonly)),
+        )
+        .await;
+    assert_eq!(status, 201, "{unwritable}");
+    let refused = backup_run(
+        &stack,
+        &format!("{plain_repos}/{}/stanza?wait=120", unwritable["id"]),
+        Some(json!({"action": "create"})),
+    )
+    .await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    let error = refused["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("ERROR: [") && error.contains("Permission denied"),
+        "{refused}"
+    );
+    let (status, foreign) = stack
+        .api(Method::POST, &plain_repos, Some(fault("main", &repo)))
+        .await;
+    assert_eq!(status, 201, "{foreign}");
+    let mismatch = backup_run(
+        &stack,
+        &format!("{plain_repos}/{}/stanza?wait=120", foreign["id"]),
+        Some(json!({"action": "create"})),
+    )
+    .await;
+    assert_eq!(mismatch["status"], "failed", "{mismatch}");
+    assert!(
+        mismatch["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ERROR: [028]"),
+        "{mismatch}"
+    );
+
+    // Only the instance's admins restore and drill; viewers and users read the drills.
+    for token in [&viewer, &user] {
+        for (path, body) in [
+            (format!("{main}/restore"), json!({"to_dir": "/srv/x"})),
+            (format!("{main}/drills"), json!({})),
+        ] {
+            let (status, body) = stack.api_as(token, Method::POST, &path, Some(body)).await;
+            assert_eq!(status, 403, "{path}: {body}");
+        }
+        let (status, seen) = stack
+            .api_as(
+                token,
+                Method::GET,
+                &format!("api/v1/runs/{}", passed["id"]),
+                None,
+            )
+            .await;
+        if status == 200 {
+            assert!(
+                seen["summary"].is_null() && seen["params"].is_null(),
+                "{seen}"
+            );
+        }
+    }
+    let (status, body) = stack
+        .api(Method::GET, "api/v1/backups/drills?instance_id=0", None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d)
+            .expect("read dir")
+            .filter_map(Result::ok)
+        {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
