@@ -14,6 +14,7 @@ mod backups;
 mod backups_restore;
 mod backups_schedule;
 mod console;
+mod console_live;
 mod console_pages;
 mod dashboards;
 mod delivery_faults;
