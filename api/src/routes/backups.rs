@@ -11,8 +11,8 @@
 //! instance DSNs, bound to the instance, its agent and the stanza.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use lasect_pki::secrets::encrypt_instance_secret;
 use lasect_runs::{
@@ -23,9 +23,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
 use super::auth_routes::body;
-use super::runs::{WaitQuery, new_run, path_id, positive_id, start};
+use super::openapi::responses::RunStarted;
+use super::runs::{WaitQuery, path_id, positive_id};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
+use crate::runs::call::{Admin, RunCall, RunTarget};
 use crate::runs::{self, RunLimits, RunView};
 
 /// A stanza name: a pgBackRest config section and a command-line value.
@@ -598,28 +600,16 @@ pub(super) fn backup_limits() -> Result<(i64, i64, i64, i64), ApiError> {
     ),
     request_body = StanzaRequest,
     responses(
-        (status = 200, description = "The run, ended", body = RunView),
-        (status = 202, description = "The run, queued or running", body = RunView),
-        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance or repository", body = super::openapi::ErrorBody),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 422, description = "A repository this version cannot run yet", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        RunStarted,
     )
 )]
+/// Needs admin on the instance.
 pub async fn stanza(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-    request: Result<Json<StanzaRequest>, JsonRejection>,
+    call: RunCall<StanzaRequest, Admin>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let (id, repo) = admin_ids(&state, &principal, path).await?;
-    let wait = WaitQuery::duration(query)?;
-    let r = body(request)?;
-    let (stanza, repo) = repo_for_run(&state, id, repo).await?;
+    let RunCall { target, body: r } = call;
+    let (stanza, repo) =
+        repo_for_run(target.state(), target.instance_id, target.id("repo")?).await?;
     let action = match r.action {
         StanzaVerb::Create => StanzaAction::Create,
         StanzaVerb::Upgrade => StanzaAction::Upgrade,
@@ -630,12 +620,7 @@ pub async fn stanza(
         action,
         repo,
     });
-    start(
-        &state,
-        new_run(&principal, id, params, backup_limits()?),
-        wait,
-    )
-    .await
+    target.start(params, backup_limits()?).await
 }
 
 #[utoipa::path(
@@ -650,28 +635,18 @@ pub async fn stanza(
     ),
     request_body = BackupRequest,
     responses(
+        RunStarted,
         (status = 200, description = "The run, ended; summary.backup is the new backup", body = RunView),
-        (status = 202, description = "The run, queued or running", body = RunView),
-        (status = 400, description = "Bad id, body or wait", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance or repository", body = super::openapi::ErrorBody),
         (status = 409, description = "A backup of this stanza is already queued or running, or the agent is disabled", body = super::openapi::ErrorBody),
-        (status = 422, description = "A repository this version cannot run yet", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs admin on the instance.
 pub async fn backup(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-    request: Result<Json<BackupRequest>, JsonRejection>,
+    call: RunCall<BackupRequest, Admin>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let (id, repo) = admin_ids(&state, &principal, path).await?;
-    let wait = WaitQuery::duration(query)?;
-    let r = body(request)?;
-    let (stanza, repo) = repo_for_run(&state, id, repo).await?;
+    let RunCall { target, body: r } = call;
+    let (state, id) = (target.state(), target.instance_id);
+    let (stanza, repo) = repo_for_run(state, id, target.id("repo")?).await?;
     let backup_type = match r.backup_type {
         BackupKind::Full => BackupType::Full,
         BackupKind::Diff => BackupType::Diff,
@@ -709,13 +684,7 @@ pub async fn backup(
     if running.is_some() {
         return Err(busy(running));
     }
-    match start(
-        &state,
-        new_run(&principal, id, params, backup_limits()?),
-        wait,
-    )
-    .await
-    {
+    match target.start(params, backup_limits()?).await {
         // Lost the race to another API process: its run holds the unique index.
         Err(e) if e.status() == StatusCode::INTERNAL_SERVER_ERROR => {
             let now: Option<(i64, String)> = sqlx::query_as(
@@ -744,33 +713,16 @@ pub async fn backup(
         WaitQuery,
     ),
     responses(
+        RunStarted,
         (status = 200, description = "The run, ended; summary is the catalogue (backups with type, label, times, sizes, WAL and LSN range; the archive's WAL range)", body = RunView),
-        (status = 202, description = "The run, queued or running", body = RunView),
-        (status = 400, description = "Bad id or wait", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance or repository", body = super::openapi::ErrorBody),
-        (status = 409, description = "The agent serving the instance is disabled", body = super::openapi::ErrorBody),
-        (status = 422, description = "A repository this version cannot run yet", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
-pub async fn info(
-    State(state): State<AppState>,
-    principal: Principal,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let (id, repo) = admin_ids(&state, &principal, path).await?;
-    let wait = WaitQuery::duration(query)?;
-    let (stanza, repo) = repo_for_run(&state, id, repo).await?;
+/// Needs admin on the instance.
+pub async fn info(target: RunTarget<Admin>) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let (stanza, repo) =
+        repo_for_run(target.state(), target.instance_id, target.id("repo")?).await?;
     let params = RunParams::BackupInfo(BackupInfoParams { stanza, repo });
-    start(
-        &state,
-        new_run(&principal, id, params, backup_limits()?),
-        wait,
-    )
-    .await
+    target.start(params, backup_limits()?).await
 }
 
 #[cfg(test)]
