@@ -1,4 +1,5 @@
-//! `GET /api/v1/live`: a WebSocket streaming new samples of chosen instances and families.
+//! `GET /api/v1/live`: a WebSocket streaming new samples of chosen instances and families,
+//! and alert state changes to clients that subscribe to them (`crate::alerts::live`).
 //!
 //! "The store is the bus": ingest announces every stored group with `pg_notify` on
 //! `lasect_samples` (payload in `lasect_ingest::writer::notify`), sent inside the group's
@@ -473,8 +474,10 @@ pub async fn ticket(State(state): State<AppState>, principal: Principal) -> Json
         ("ticket" = Option<String>, Query, description = "A ticket from `POST /api/v1/live/ticket` instead of `Authorization` (browsers): good once, for 30 s"),
     ),
     description = "WebSocket upgrade (RFC 6455). After the upgrade the client sends \
-        `{\"type\":\"subscribe\",\"instances\":[…],\"families\":[…]}` (or `unsubscribe`) and \
-        receives `subscribed`, `samples` and `error` messages; see docs/CONTRACTS.md.",
+        `{\"type\":\"subscribe\",\"instances\":[…],\"families\":[…]}` (or `unsubscribe`), \
+        or `{\"type\":\"subscribe_alerts\"}` (or `unsubscribe_alerts`), and receives \
+        `subscribed`, `samples`, `subscribed_alerts`, `alert` and `error` messages; see \
+        docs/CONTRACTS.md.",
     responses(
         (status = 101, description = "Switching protocols: the WebSocket is open"),
         WithInput,
