@@ -20,16 +20,17 @@ use lasect_pki::{ENROLLMENT_TOKEN_PREFIX, hash_token, new_token, validate_agent_
 
 use super::auth_routes::{body, path_params};
 use super::instances::rfc3339;
+use super::openapi::responses::{ById, RoleNeeded, WithInput};
 use super::{ApiError, AppState};
 use crate::auth::principal::Principal;
 use crate::auth::role::Role;
 
-/// Longest life of an enrollment token: 30 days.
 pub use lasect_api_contract::agents::{
     Agent, AgentCertificate, AgentCertificateList, AgentList, CreateEnrollmentToken,
     EnrollmentToken,
 };
 
+/// Longest life of an enrollment token: 30 days.
 const MAX_TTL_SECS: u64 = 30 * 86_400;
 const MAX_USES: u32 = 10_000;
 
@@ -82,9 +83,7 @@ macro_rules! select_agents {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every agent", body = AgentList),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        RoleNeeded,
     )
 )]
 pub async fn list(
@@ -108,10 +107,7 @@ pub async fn list(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created; the token is shown once", body = EnrollmentToken),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        WithInput,
     )
 )]
 pub async fn create_enrollment_token(
@@ -173,11 +169,7 @@ pub async fn create_enrollment_token(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The disabled agent", body = Agent),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
 pub async fn disable(
@@ -251,11 +243,7 @@ macro_rules! select_certs {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The agent's recorded certificates, newest first", body = AgentCertificateList),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
 pub async fn certificates(
@@ -294,11 +282,7 @@ pub async fn certificates(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The revoked certificate (revoking twice keeps the first revocation)", body = AgentCertificate),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
 pub async fn revoke_certificate(

@@ -11,13 +11,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 
 use super::instances::rfc3339;
+use super::openapi::responses::WithInput;
 use super::{ApiError, AppState};
 use crate::auth::principal::Principal;
 use crate::auth::role::Role;
 
-const DEFAULT_LIMIT: i64 = 100;
 pub use lasect_api_contract::audit::{AuditList, AuditRow};
 
+const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -61,11 +62,8 @@ pub fn parse_since(text: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Audit entries, newest first", body = AuditList),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
+        WithInput,
         (status = 422, description = "since is neither RFC 3339 nor a duration", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn list(

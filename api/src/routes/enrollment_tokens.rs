@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::auth_routes::path_params;
 use super::instances::rfc3339;
+use super::openapi::responses::{ById, RoleNeeded};
 use super::{ApiError, AppState};
 use crate::auth::principal::Principal;
 use crate::auth::role::Role;
@@ -79,9 +80,7 @@ macro_rules! select_tokens {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every enrollment token, newest first, without its secret", body = EnrollmentTokenList),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        RoleNeeded,
     )
 )]
 pub async fn list(
@@ -105,11 +104,7 @@ pub async fn list(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The revoked token (revoking twice changes nothing)", body = EnrollmentTokenInfo),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
 pub async fn revoke(

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 use super::auth_routes::{body, end_sessions, path_params};
 use super::instances::rfc3339;
+use super::openapi::responses::{ById, Conflict, RoleNeeded, WithInput};
 use super::{ApiError, AppState};
 use crate::auth::password;
 use crate::auth::principal::{LabelGrant, Principal};
@@ -85,9 +86,7 @@ async fn load_users(state: &AppState, username: Option<&str>) -> Result<Vec<User
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every user", body = UserList),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        RoleNeeded,
     )
 )]
 pub async fn list(
@@ -157,11 +156,8 @@ async fn replace_grants(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created; a generated password is shown once", body = CreatedUser),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 409, description = "Conflicts with an existing entry", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        WithInput,
+        Conflict,
     )
 )]
 pub async fn create(
@@ -221,12 +217,8 @@ fn no_such_user(username: &str) -> ApiError {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user with the new roles", body = User),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "Not on your own account", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn set_role(
@@ -267,12 +259,8 @@ pub async fn set_role(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The disabled user", body = User),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "Not on your own account", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn disable(
@@ -313,13 +301,9 @@ pub async fn disable(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Reset; the user must change it at next login; a generated password is shown once", body = CreatedUser),
-        (status = 400, description = "Bad request body or parameters", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "Role too low", body = super::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = super::openapi::ErrorBody),
-        (status = 429, description = "Busy hashing passwords (Retry-After)", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "Not on your own account", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        (status = 429, description = "Busy hashing passwords (Retry-After)", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn reset_password(
