@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
 use super::backups::{backup_limits, repo_for_run};
+use super::openapi::paths::RepositoryPath;
 use super::openapi::responses::RunStarted;
 use super::runs::WaitQuery;
 use super::{ApiError, AppState};
@@ -157,6 +158,11 @@ fn restore_params(r: &RestoreRequest) -> Result<(RestoreTargetType, Option<Strin
     if let Some(set) = &r.set
         && !valid_label(set)
     {
+        // Regex engines where `$` also matches before a final newline accept the document's
+        // pattern with one: well-formed, but no label.
+        if set.strip_suffix('\n').is_some_and(valid_label) {
+            return Err(unprocessable("set must not end with a newline".into()));
+        }
         return Err(ApiError::bad_request(
             "invalid_body",
             "set must be a backup label such as 20261207-083000F",
@@ -244,11 +250,7 @@ fn valid_label(s: &str) -> bool {
     path = "/api/v1/instances/{id}/backup/repositories/{repo}/restore",
     tag = "backups",
     security(("bearer" = [])),
-    params(
-        ("id" = i64, Path, minimum = 1, description = "Instance id"),
-        ("repo" = i64, Path, minimum = 1, description = "Repository id"),
-        WaitQuery,
-    ),
+    params(RepositoryPath, WaitQuery),
     request_body = RestoreRequest,
     responses(
         RunStarted,
@@ -282,11 +284,7 @@ pub async fn restore(
     path = "/api/v1/instances/{id}/backup/repositories/{repo}/drills",
     tag = "backups",
     security(("bearer" = [])),
-    params(
-        ("id" = i64, Path, minimum = 1, description = "Instance id"),
-        ("repo" = i64, Path, minimum = 1, description = "Repository id"),
-        WaitQuery,
-    ),
+    params(RepositoryPath, WaitQuery),
     request_body = DrillRequest,
     responses(
         RunStarted,
@@ -561,6 +559,11 @@ mod tests {
             (json!({"to_dir": "/srv/r\n"}), 422, "one line"),
             (json!({"to_dir": "srv"}), 400, "absolute"),
             (json!({"to_dir": "/srv/r", "set": "latest"}), 400, "label"),
+            (
+                json!({"to_dir": "/srv/r", "set": "20261207-083000F\n"}),
+                422,
+                "newline",
+            ),
         ] {
             let Err((got, message)) = check(body.clone()) else {
                 panic!("{body} accepted");
