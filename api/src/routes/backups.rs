@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
 use super::auth_routes::body;
+use super::openapi::paths::{InstancePath, RepositoryPath};
 use super::openapi::responses::RunStarted;
 use super::runs::{WaitQuery, path_id, positive_id};
 use super::{ApiError, AppState};
@@ -250,7 +251,7 @@ async fn instance_agent(state: &AppState, id: i64) -> Result<String, ApiError> {
     path = "/api/v1/instances/{id}/backup/repositories",
     tag = "backups",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id")),
+    params(InstancePath),
     responses(
         (status = 200, description = "The instance's repositories, without secrets", body = RepositoryList),
         (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
@@ -361,7 +362,7 @@ fn check_repository(r: &AddRepository) -> Result<RepoType, ApiError> {
     path = "/api/v1/instances/{id}/backup/repositories",
     tag = "backups",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id")),
+    params(InstancePath),
     request_body = AddRepository,
     responses(
         (status = 201, description = "Registered (secrets stored encrypted, not shown)", body = Repository),
@@ -511,10 +512,7 @@ async fn fetch(state: &AppState, id: i64, repo: i64) -> Result<Repository, ApiEr
     path = "/api/v1/instances/{id}/backup/repositories/{repo}",
     tag = "backups",
     security(("bearer" = [])),
-    params(
-        ("id" = i64, Path, minimum = 1, description = "Instance id"),
-        ("repo" = i64, Path, minimum = 1, description = "Repository id"),
-    ),
+    params(RepositoryPath),
     responses(
         (status = 204, description = "Removed from Lasect (the backups stay in the repository)"),
         (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
@@ -593,11 +591,7 @@ pub(super) fn backup_limits() -> Result<(i64, i64, i64, i64), ApiError> {
     path = "/api/v1/instances/{id}/backup/repositories/{repo}/stanza",
     tag = "backups",
     security(("bearer" = [])),
-    params(
-        ("id" = i64, Path, minimum = 1, description = "Instance id"),
-        ("repo" = i64, Path, minimum = 1, description = "Repository id"),
-        WaitQuery,
-    ),
+    params(RepositoryPath, WaitQuery),
     request_body = StanzaRequest,
     responses(
         RunStarted,
@@ -628,11 +622,7 @@ pub async fn stanza(
     path = "/api/v1/instances/{id}/backup/repositories/{repo}/backups",
     tag = "backups",
     security(("bearer" = [])),
-    params(
-        ("id" = i64, Path, minimum = 1, description = "Instance id"),
-        ("repo" = i64, Path, minimum = 1, description = "Repository id"),
-        WaitQuery,
-    ),
+    params(RepositoryPath, WaitQuery),
     request_body = BackupRequest,
     responses(
         RunStarted,
@@ -707,11 +697,7 @@ pub async fn backup(
     path = "/api/v1/instances/{id}/backup/repositories/{repo}/info",
     tag = "backups",
     security(("bearer" = [])),
-    params(
-        ("id" = i64, Path, minimum = 1, description = "Instance id"),
-        ("repo" = i64, Path, minimum = 1, description = "Repository id"),
-        WaitQuery,
-    ),
+    params(RepositoryPath, WaitQuery),
     responses(
         RunStarted,
         (status = 200, description = "The run, ended; summary is the catalogue (backups with type, label, times, sizes, WAL and LSN range; the archive's WAL range)", body = RunView),

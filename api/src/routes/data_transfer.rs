@@ -13,6 +13,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::ApiError;
+use super::openapi::paths::InstancePath;
 use super::openapi::responses::RunStarted;
 use super::runs::WaitQuery;
 use crate::auth::Role;
@@ -41,7 +42,7 @@ pub struct ExportRequest {
     path = "/api/v1/instances/{id}/export",
     tag = "data",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
+    params(InstancePath, WaitQuery),
     request_body = ExportRequest,
     responses(
         RunStarted,
@@ -85,7 +86,7 @@ pub struct DumpRequest {
     path = "/api/v1/instances/{id}/dump",
     tag = "data",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
+    params(InstancePath, WaitQuery),
     request_body = DumpRequest,
     responses(
         RunStarted,
@@ -138,7 +139,7 @@ impl WithWait for ImportQuery {
     path = "/api/v1/instances/{id}/import",
     tag = "data",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), ImportQuery),
+    params(InstancePath, ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "The CSV, at most 32 MiB"),
     responses(
         RunStarted,

@@ -12,6 +12,7 @@ use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::ApiError;
+use super::openapi::paths::InstancePath;
 use super::openapi::responses::{RunAnswered, RunStarted};
 use super::runs::{READ_WAIT, WaitQuery};
 use crate::runs::call::{Admin, RunCall, RunQuery, WithWait};
@@ -47,7 +48,7 @@ pub struct ExtensionList {
     path = "/api/v1/instances/{id}/extensions",
     tag = "extensions",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), ExtensionsQuery),
+    params(InstancePath, ExtensionsQuery),
     responses(
         (status = 200, description = "Available and installed extensions", body = ExtensionList),
         RunAnswered,
@@ -96,7 +97,7 @@ pub struct ExtensionAction {
     path = "/api/v1/instances/{id}/extensions",
     tag = "extensions",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
+    params(InstancePath, WaitQuery),
     request_body = ExtensionAction,
     responses(RunStarted)
 )]

@@ -24,6 +24,7 @@ use lasect_runs::{InstanceCheckParams, InstanceMetadataParams, RunParams};
 
 use super::auth_routes::body;
 use super::instances::{find, rfc3339};
+use super::openapi::paths::InstancePath;
 use super::openapi::responses::{ById, RunAnswered};
 use super::runs::{WaitQuery, ask, path_id};
 use super::{ApiError, AppState};
@@ -369,7 +370,7 @@ async fn detail(state: &AppState, id: i64) -> Result<InstanceDetail, ApiError> {
     path = "/api/v1/instances/{id}",
     tag = "instances",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id")),
+    params(InstancePath),
     responses(
         (status = 200, description = "The instance and its last metadata", body = InstanceDetail),
         ById,
@@ -393,7 +394,7 @@ pub async fn show(
     path = "/api/v1/instances/{id}",
     tag = "instances",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id")),
+    params(InstancePath),
     responses(
         (status = 204, description = "Removed: no longer listed or assigned, DSN erased; its data stays"),
         ById,
@@ -471,7 +472,7 @@ pub struct CheckRequest {}
     path = "/api/v1/instances/{id}/test",
     tag = "instances",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
+    params(InstancePath, WaitQuery),
     request_body = CheckRequest,
     responses(
         (status = 200, description = "The agent connected; what works and what does not", body = CheckResult),
@@ -501,7 +502,7 @@ pub async fn test(call: RunCall<CheckRequest>) -> Result<Response, ApiError> {
     path = "/api/v1/instances/{id}/refresh",
     tag = "instances",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
+    params(InstancePath, WaitQuery),
     request_body = CheckRequest,
     responses(
         (status = 200, description = "The instance with fresh metadata", body = InstanceDetail),

@@ -28,6 +28,7 @@ use super::api_error::ApiError;
 use super::auth_routes::path_params;
 use super::instances::{self, Instance, rfc3339};
 use super::metric_families::{self, FamilyKey};
+use super::openapi::paths::InstancePath;
 use super::openapi::responses::ById;
 use super::series_spec::{self, Bucketing};
 use super::time_range::{TimeRange, parse_duration};
@@ -101,7 +102,7 @@ pub struct SeriesResponse {
     tag = "metrics",
     security(("bearer" = [])),
     params(
-        ("id" = i64, Path, minimum = 1, description = "Instance id"),
+        InstancePath,
         ("family" = inline(metric_families::FamilyName), Path, description = "Metric family (see the samples endpoint)"),
         SeriesQuery,
     ),

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
+pub mod paths;
 pub mod responses;
 
 /// Every error body: `{"error": {"code": "...", "message": "..."}}`.

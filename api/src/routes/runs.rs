@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
+use super::openapi::paths::InstancePath;
 use super::openapi::responses::{ById, Filtered, RunStarted};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
@@ -188,7 +189,7 @@ async fn check_sql(target: &RunTarget, sql: &str, write: bool) -> Result<(), Api
     path = "/api/v1/instances/{id}/sql",
     tag = "runs",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
+    params(InstancePath, WaitQuery),
     request_body = SqlRequest,
     responses(RunStarted)
 )]
@@ -214,7 +215,7 @@ pub async fn sql(call: RunCall<SqlRequest>) -> Result<(StatusCode, Json<RunView>
     path = "/api/v1/instances/{id}/explain",
     tag = "runs",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
+    params(InstancePath, WaitQuery),
     request_body = ExplainRequest,
     responses(
         RunStarted,

@@ -11,6 +11,7 @@ use super::api_error::ApiError;
 use super::auth_routes::path_params;
 use super::instances::{self, Instance};
 use super::metric_families::{self, FamilyKey};
+use super::openapi::paths::InstancePath;
 use super::openapi::responses::ById;
 use crate::auth::{Principal, Role};
 
@@ -45,7 +46,7 @@ pub struct Samples {
     tag = "metrics",
     security(("bearer" = [])),
     params(
-        ("id" = i64, Path, minimum = 1, description = "Instance id"),
+        InstancePath,
         ("family" = inline(metric_families::FamilyName), Path, description = "Metric family"),
         SamplesQuery,
     ),

@@ -19,6 +19,7 @@ use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::instances::rfc3339;
+use super::openapi::paths::InstancePath;
 use super::openapi::responses::{ById, RunAnswered, RunStarted};
 use super::runs::{READ_WAIT, WaitQuery, path_id};
 use super::{ApiError, AppState};
@@ -38,7 +39,7 @@ pub struct SnapshotRequest {
     path = "/api/v1/instances/{id}/schema/snapshots",
     tag = "schema",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
+    params(InstancePath, WaitQuery),
     request_body = SnapshotRequest,
     responses(RunStarted)
 )]
@@ -111,7 +112,7 @@ fn schema_query(q: Result<Query<SchemaQuery>, QueryRejection>) -> Result<SchemaQ
     path = "/api/v1/instances/{id}/schema",
     tag = "schema",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), SchemaQuery),
+    params(InstancePath, SchemaQuery),
     responses(
         (status = 200, description = "The latest snapshot", body = SchemaSnapshot),
         ById,
@@ -169,7 +170,7 @@ pub struct SchemaChanges {
     path = "/api/v1/instances/{id}/schema/changes",
     tag = "schema",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), SchemaQuery),
+    params(InstancePath, SchemaQuery),
     responses(
         (status = 200, description = "Recorded changes, newest first", body = SchemaChanges),
         ById,
@@ -300,7 +301,7 @@ pub fn graph(snapshot: &Value) -> (Vec<GraphNode>, Vec<GraphEdge>) {
     path = "/api/v1/instances/{id}/schema/graph",
     tag = "schema",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), SchemaQuery),
+    params(InstancePath, SchemaQuery),
     responses(
         (status = 200, description = "Tables and foreign keys of the latest snapshot", body = ForeignKeyGraph),
         ById,
@@ -369,7 +370,7 @@ pub struct RowsPage {
     tag = "schema",
     security(("bearer" = [])),
     params(
-        ("id" = i64, Path, minimum = 1, description = "Instance id"),
+        InstancePath,
         ("schema" = String, Path, description = "Schema"),
         ("table" = String, Path, description = "Table or view"),
         RowsQuery

@@ -30,6 +30,7 @@ use super::api_error::ApiError;
 use super::auth_routes::path_params;
 use super::instances::{self, Instance, rfc3339};
 use super::metrics_series::parse_instance_id;
+use super::openapi::paths::InstancePath;
 use super::openapi::responses::ById;
 use super::time_range::TimeRange;
 
@@ -149,7 +150,7 @@ fn top_sql(by: TopBy) -> String {
     path = "/api/v1/instances/{id}/statements/top",
     tag = "statements",
     security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Instance id"), TopQuery),
+    params(InstancePath, TopQuery),
     responses(
         (status = 200, description = "The top statements", body = TopStatements),
         ById,
