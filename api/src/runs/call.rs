@@ -19,7 +19,7 @@
 //!
 //! ```text
 //! #[utoipa::path(post, path = "/api/v1/instances/{id}/thing", …,
-//!     params(("id" = i64, Path, minimum = 1, description = "Instance id"), WaitQuery),
+//!     params(InstancePath, WaitQuery), // routes::openapi::paths
 //!     request_body = ThingRequest, responses(RunStarted))]
 //! pub async fn thing(call: RunCall<ThingRequest, Admin>) -> Result<(StatusCode, Json<RunView>), ApiError> {
 //!     let RunCall { target, body } = call;
