@@ -474,3 +474,42 @@ async fn the_catalogue_is_stored_from_runs_and_served_from_the_store() {
         .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_schedule_backs_up_the_labelled_instances_only() {
+    let f = fixture().await;
+    prod_repository(&f.pool).await;
+    sqlx::query(
+        "INSERT INTO backup_repositories (instance_id, stanza, path, created_at, created_by) \
+         SELECT id, 'main', '/srv/pgbackrest', $1, 'test' FROM instances WHERE name = 'staging'",
+    )
+    .bind(at(T0))
+    .execute(&f.pool)
+    .await
+    .expect("staging repository");
+    let schedule: i64 = sqlx::query_scalar(
+        "INSERT INTO backup_schedules (label_key, label_value, stanza, cron, time_zone, \
+         backup_type, created_at, created_by) \
+         VALUES ('env', 'prod', 'main', '*/5 * * * *', 'Europe/Paris', 'full', $1, 'test') \
+         RETURNING id",
+    )
+    .bind(at(T0))
+    .fetch_one(&f.pool)
+    .await
+    .expect("schedule");
+    // Ten minutes on: a label schedule reports no misses from before it could have known the
+    // instance, and fires the 00:10 firing for prod's repository only.
+    let round = lasect_api::backup_schedule::tick(&f.pool, at("2026-01-01T00:10:05Z"))
+        .await
+        .expect("round");
+    assert_eq!((round.started, round.missed), (1, 0), "{round:?}");
+    let instances: Vec<String> = sqlx::query_scalar(
+        "SELECT i.name FROM runs r JOIN instances i ON i.id = r.instance_id \
+         WHERE r.requested_by = $1",
+    )
+    .bind(format!("schedule:{schedule}"))
+    .fetch_all(&f.pool)
+    .await
+    .expect("runs");
+    assert_eq!(instances, vec!["prod".to_owned()]);
+}
