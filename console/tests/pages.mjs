@@ -122,6 +122,10 @@ try {
   await page.locator('.chart canvas').first().waitFor();
   facts.statementText = await text(statementText);
   await shot('statement');
+  // Its text handed to the SQL editor, with a field for its parameter.
+  await page.getByRole('link', { name: 'EXPLAIN in the SQL editor' }).click();
+  await page.getByLabel('Parameter 1').waitFor();
+  facts.handedOver = await page.getByLabel(/^Statement/).inputValue();
 
   step = 'sql';
   await go(`#/sql?instance=${instanceId}`);

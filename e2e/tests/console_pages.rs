@@ -142,6 +142,8 @@ pub async fn scenario(
         "{facts}"
     );
 
+    assert_eq!(facts["handedOver"], facts["statementText"], "{facts}");
+
     // SQL: `id <= $1` with $1 = 3 over customers: exactly three rows, in order, typed.
     assert_eq!(
         facts["sqlColumns"],
