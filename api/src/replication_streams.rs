@@ -200,7 +200,9 @@ async fn wait_run(pool: &PgPool, run_id: i64, timeout_ms: i64) -> StepOutcome {
     let deadline = tokio::time::Instant::now() + budget;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let run = match runs::wait(pool, run_id, left.min(Duration::from_secs(5))).await {
+        let asked = left.min(Duration::from_secs(5));
+        let began = tokio::time::Instant::now();
+        let run = match runs::wait(pool, run_id, asked).await {
             Ok(run) => run,
             Err(e) => {
                 return StepOutcome {
@@ -223,6 +225,19 @@ async fn wait_run(pool: &PgPool, run_id: i64, timeout_ms: i64) -> StepOutcome {
                 ok,
                 summary: run.summary.unwrap_or(Value::Null),
                 error,
+            };
+        }
+        // `wait` answers a queued run at once when its agent is offline: nothing happens
+        // before it reconnects, and a stream operation does not wait for that.
+        if run.status == "queued" && began.elapsed() + Duration::from_millis(500) < asked {
+            let _ = runs::cancel(pool, run_id).await;
+            return StepOutcome {
+                ok: false,
+                summary: Value::Null,
+                error: Some(format!(
+                    "run {run_id}: agent {} serving instance {} is offline; cancelled",
+                    run.agent_id, run.instance_name
+                )),
             };
         }
         if left.is_zero() {

@@ -247,7 +247,7 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
             replica_level.dsn("postgres"),
         ),
     );
-    let agent = stack.start_agent(&[]);
+    let mut agent = stack.start_agent(&[]);
     let p = stack.instance_id("publisher").await;
     let s = stack.instance_id("subscriber").await;
     let r = stack.instance_id("replica_level").await;
@@ -696,4 +696,36 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
             "the password in the {name} log"
         );
     }
+
+    // --- An agent that is offline fails its step at once instead of holding the operation
+    // until the run's queue time runs out.
+    agent.terminate(Duration::from_secs(10));
+    let start = Instant::now();
+    loop {
+        let silent: bool = store
+            .query_one(
+                "SELECT last_seen < now() - interval '30 seconds' FROM agents WHERE id = $1",
+                &[&AGENT_ID],
+            )
+            .await
+            .expect("agent")
+            .get(0);
+        if silent {
+            break;
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "the agent never counted as offline"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (status, offline) = create(&stack, json!({"from": p, "to": s, "tables": ["big"]})).await;
+    assert_eq!(status, 422, "{offline}");
+    let found = problems(&offline["stream"]);
+    assert!(
+        found
+            .iter()
+            .any(|(c, m)| c == "agent" && m.contains("offline")),
+        "{found:?}"
+    );
 }
