@@ -12,6 +12,10 @@
 //!   request (but the wrong password's 401);
 //! - `console/dist`, committed and embedded, is exactly what the sources build.
 //!
+//! The same stack also runs the other scenarios: the pages of `console/src/pages` while the
+//! agent serves runs (`console_pages.rs`, screenshots in `target/console-shots/`), and live
+//! updates with the operations pages (`console_live.rs`).
+//!
 //! Screenshots of each page are kept in `target/console-e2e/`.
 
 use std::path::{Path, PathBuf};
