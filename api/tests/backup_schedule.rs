@@ -385,6 +385,36 @@ async fn the_catalogue_is_stored_from_runs_and_served_from_the_store() {
         "{body}"
     );
 
+    // An hour later the API asks the agent for a fresh catalogue, once (backups expired or
+    // taken by hand show up), and only for a stanza that exists.
+    sqlx::query(
+        "INSERT INTO backup_repositories (instance_id, stanza, path, created_by) \
+         SELECT id, 'fresh', '/srv/fresh', 'test' FROM instances WHERE name = 'prod'",
+    )
+    .execute(&f.pool)
+    .await
+    .expect("a repository without a stanza");
+    sqlx::query("UPDATE runs SET created_at = now() - interval '2 hours'")
+        .execute(&f.pool)
+        .await
+        .expect("age the runs");
+    sqlx::query("UPDATE backup_catalogues SET refreshed_at = now() - interval '2 hours'")
+        .execute(&f.pool)
+        .await
+        .expect("age the catalogue");
+    let every = lasect_api::backup_catalogue::REFRESH_EVERY;
+    let queue = || lasect_api::backup_catalogue::queue_periodic_info(&f.pool, every);
+    assert_eq!(queue().await.expect("queue"), 1);
+    assert_eq!(queue().await.expect("queue"), 0, "one under way");
+    let (stanza, repo_id): (String, i64) = sqlx::query_as(
+        "SELECT params ->> 'stanza', (params -> 'repo' ->> 'repository_id')::bigint FROM runs \
+         WHERE kind = 'backup_info' AND requested_by = 'system'",
+    )
+    .fetch_one(&f.pool)
+    .await
+    .expect("the info run");
+    assert_eq!((stanza.as_str(), repo_id), ("main", repo));
+
     // The `backup` family: one sample per stanza a minute, whichever process writes it.
     sqlx::query(
         "INSERT INTO backup_schedules (repository_id, cron, time_zone, backup_type, created_by) \
@@ -408,7 +438,8 @@ async fn the_catalogue_is_stored_from_runs_and_served_from_the_store() {
         lasect_api::backup_catalogue::samples::write(&f.pool)
             .await
             .expect("samples"),
-        1
+        2,
+        "one per stanza"
     );
     assert_eq!(
         lasect_api::backup_catalogue::samples::write(&f.pool)

@@ -218,8 +218,9 @@ async fn store(
 }
 
 /// Queues a `backup_info` run (requested by `system`) for every posix repository whose
-/// catalogue is older than `every` (or missing), whose agent is connected and allows the
-/// `backup` class, and that has no backup or info run under way; returns how many.
+/// catalogue is older than `every` (or missing), whose stanza exists (a stanza or backup run
+/// succeeded: before, `info` has nothing to say), whose agent is connected and allows the
+/// `backup` class, and that has no backup or info run under way or recent; returns how many.
 pub async fn queue_periodic_info(pool: &PgPool, every: Duration) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "INSERT INTO runs (kind, instance_id, agent_id, params, requested_by, timeout_ms, \
@@ -240,6 +241,9 @@ pub async fn queue_periodic_info(pool: &PgPool, every: Duration) -> Result<u64, 
            AND a.last_seen > now() - interval '30 seconds' \
            AND 'backup' = ANY (a.control_allowed) \
            AND coalesce(c.refreshed_at, '-infinity') < now() - make_interval(secs => $1::float8) \
+           AND EXISTS (SELECT 1 FROM runs s WHERE s.instance_id = i.id \
+                       AND s.kind IN ('backup_stanza', 'backup') AND s.status = 'succeeded' \
+                       AND s.params ->> 'stanza' = b.stanza) \
            AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.instance_id = i.id \
                            AND r.kind IN ('backup', 'backup_info') \
                            AND r.params ->> 'stanza' = b.stanza \
