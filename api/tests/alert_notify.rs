@@ -896,6 +896,92 @@ async fn channel_edit_renames_disables_and_replaces_the_secret_admin_only_audite
     }
 }
 
+#[tokio::test]
+async fn route_edit_changes_what_a_channel_gets_admin_only() {
+    let s = setup().await;
+    let pool = &s.f.pool;
+    let (_hook, base) = start_receiver().await;
+    let channel = add_channel(
+        &s,
+        json!({"name": "routed", "kind": "webhook", "url": format!("{base}/r"),
+               "secret": WEBHOOK_SECRET, "insecure_http": true}),
+    )
+    .await;
+    let (status, route) = post(
+        &s,
+        &s.f.admin,
+        "/api/v1/alerts/routes",
+        json!({"channel": "routed", "min_severity": "critical"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{route}");
+    let uri = format!("/api/v1/alerts/routes/{}", route["id"]);
+    add_rule(&s, "conn_routed", 1, "warning").await;
+
+    for token in [&s.f.viewer, &s.f.scoped] {
+        let (status, _) = patch(&s, token, &uri, json!({"min_severity": "info"})).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    for (body, want, needle) in [
+        (
+            json!({"matchers": "team=db,="}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "position",
+        ),
+        (
+            json!({"repeat_secs": 30}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "repeat_secs",
+        ),
+        (json!({"repeat_secs": 700_000}), StatusCode::BAD_REQUEST, ""),
+        (json!({"channel": "other"}), StatusCode::BAD_REQUEST, ""),
+        (json!({"min_severity": "page"}), StatusCode::BAD_REQUEST, ""),
+    ] {
+        let (status, answer) = patch(&s, &s.f.admin, &uri, body.clone()).await;
+        assert_eq!(status, want, "{body} -> {answer}");
+        assert!(answer.to_string().contains(needle), "{body} -> {answer}");
+    }
+    let (status, _) = patch(&s, &s.f.admin, "/api/v1/alerts/routes/999999", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Critical only: the warning fires and the channel gets nothing.
+    let mut clock = Clock::new();
+    clock.round(pool, &[1], 90.0).await;
+    outbox::enqueue(pool).await.expect("enqueue");
+    assert_eq!(enqueued(pool, channel).await, 0);
+    // Warnings of team db, repeated hourly: the next state change goes out.
+    let (status, answer) = patch(
+        &s,
+        &s.f.admin,
+        &uri,
+        json!({"min_severity": "warning", "matchers": "team=db", "repeat_secs": 3600}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["min_severity"], "warning");
+    assert_eq!(answer["matchers"], "team=db");
+    assert_eq!(answer["repeat_secs"], 3600);
+    assert_eq!(answer["send_resolved"], true);
+    clock.round(pool, &[1], 50.0).await;
+    outbox::enqueue(pool).await.expect("enqueue");
+    assert_eq!(
+        enqueued(pool, channel).await,
+        0,
+        "resolved of an alert it was not told of"
+    );
+    clock.round(pool, &[1], 95.0).await;
+    outbox::enqueue(pool).await.expect("enqueue");
+    assert_eq!(enqueued(pool, channel).await, 1);
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'PATCH /api/v1/alerts/routes/{id}' \
+         AND actor = 'admin' AND outcome = 'success'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 1);
+}
+
 /// `prometheus-alertmanager` (scripts/deps.sh --test installs it) on a free port, killed on
 /// drop.
 struct Alertmanager {

@@ -90,6 +90,19 @@ pub enum ChannelCommand {
         /// Per call, e.g. 10s
         #[arg(long)]
         timeout: Option<String>,
+        /// The channel's routes: only alerts of this severity and above (info, warning,
+        /// critical)
+        #[arg(long)]
+        min_severity: Option<String>,
+        /// The channel's routes: only alerts whose labels match ("" for every alert)
+        #[arg(long)]
+        matchers: Option<String>,
+        /// The channel's routes: notify a firing alert again after this long (0: never)
+        #[arg(long)]
+        repeat: Option<String>,
+        /// The channel's routes: notify when alerts resolve (true or false)
+        #[arg(long, value_name = "BOOL")]
+        resolved: Option<bool>,
     },
     /// Channels (without secrets) and their routes
     List,
@@ -291,7 +304,30 @@ pub async fn run(
             from,
             to,
             timeout,
+            min_severity,
+            matchers,
+            repeat,
+            resolved,
         } => {
+            let mut routing = json!({});
+            if let Some(m) = min_severity {
+                routing["min_severity"] = json!(m);
+            }
+            if let Some(m) = matchers {
+                routing["matchers"] = json!(m);
+            }
+            if let Some(r) = repeat {
+                let secs = parse_duration_secs(&r)
+                    .or_else(|| (r == "0").then_some(0))
+                    .ok_or_else(|| {
+                        Usage(format!("--repeat must be like 30m, 4h or 0, not {r:?}"))
+                    })?;
+                routing["repeat_secs"] = json!(secs);
+            }
+            if let Some(r) = resolved {
+                routing["send_resolved"] = json!(r);
+            }
+            let routing_asked = routing.as_object().is_some_and(|o| !o.is_empty());
             let mut body = json!({});
             if let Some(n) = rename {
                 body["name"] = json!(n);
@@ -314,10 +350,11 @@ pub async fn run(
                 body["timeout_secs"] = json!(secs);
             }
             let none_asked = body.as_object().is_some_and(|o| o.is_empty());
-            if none_asked && url.is_none() && !new_secret {
+            if none_asked && url.is_none() && !new_secret && !routing_asked {
                 return Err(Usage(
                     "nothing to change: give --rename, --enable, --disable, --url, --new-secret, \
-                     --insecure-http, --from, --to or --timeout"
+                     --insecure-http, --from, --to, --timeout, --min-severity, --matchers, \
+                     --repeat or --resolved"
                         .into(),
                 )
                 .into());
@@ -351,9 +388,36 @@ pub async fn run(
                 };
                 body[field] = json!(crate::password::read(prompt, secret_stdin)?.expose_secret());
             }
-            let channel = client
-                .patch_json(&format!("api/v1/alerts/channels/{id}"), &body)
-                .await?;
+            let channel = if body.as_object().is_some_and(|o| o.is_empty()) {
+                client
+                    .get_json(&format!("api/v1/alerts/channels/{id}"))
+                    .await?
+            } else {
+                client
+                    .patch_json(&format!("api/v1/alerts/channels/{id}"), &body)
+                    .await?
+            };
+            if routing_asked {
+                let routes = client.get_json("api/v1/alerts/routes").await?;
+                let mine: Vec<i64> = routes["routes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r["channel_id"] == id)
+                    .filter_map(|r| r["id"].as_i64())
+                    .collect();
+                if mine.is_empty() {
+                    return Err(Usage(format!(
+                        "channel {name:?} has no route to change (lasect alert channel list)"
+                    ))
+                    .into());
+                }
+                for route in mine {
+                    client
+                        .patch_json(&format!("api/v1/alerts/routes/{route}"), &routing)
+                        .await?;
+                }
+            }
             render_body(output, &channel, |c| {
                 Ok(format!(
                     "channel {} changed ({})\n",
@@ -496,6 +560,10 @@ mod tests {
             from: None,
             to: Vec::new(),
             timeout: timeout.map(str::to_owned),
+            min_severity: None,
+            matchers: None,
+            repeat: None,
+            resolved: None,
         }
     }
 

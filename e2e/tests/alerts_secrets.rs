@@ -163,6 +163,39 @@ async fn no_channel_secret_in_logs_answers_or_audit() {
         .await;
     assert_eq!(status, 200, "{edited}");
     answers.push(edited);
+    // The CLI: a new signing key on stdin and the channel's routing in one edit.
+    let mut cli = stack.cli_command(&[
+        "alert",
+        "channel",
+        "edit",
+        "hook-500",
+        "--new-secret",
+        "--secret-stdin",
+        "--min-severity",
+        "warning",
+        "--repeat",
+        "1h",
+    ]);
+    cli.env("LASECT_TOKEN", &stack.admin_token);
+    let out = lasect_testkit::run_with_stdin(&mut cli, &format!("{WEBHOOK_KEY}\n")).expect("cli");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("channel hook-500 changed"), "{printed}");
+    answers.push(Value::String(printed));
+    let (_, routes) = stack.api(Method::GET, "api/v1/alerts/routes", None).await;
+    let route = routes["routes"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["channel"] == "hook-500"))
+        .unwrap_or_else(|| panic!("{routes}"));
+    assert_eq!(
+        (&route["min_severity"], &route["repeat_secs"]),
+        (&json!("warning"), &json!(3600)),
+        "{route}"
+    );
     // A refused edit: the answer names the problem, not the secret.
     let (status, refused) = stack
         .api(

@@ -2,7 +2,7 @@
 //! `GET|POST /api/v1/alerts/channels`, `GET|PATCH|DELETE /api/v1/alerts/channels/{id}` (edit:
 //! rename, enable, URL, replace the secret),
 //! `POST /api/v1/alerts/channels/{id}/test` (send a test notification now),
-//! `GET|POST /api/v1/alerts/routes`, `DELETE /api/v1/alerts/routes/{id}`,
+//! `GET|POST /api/v1/alerts/routes`, `PATCH|DELETE /api/v1/alerts/routes/{id}`,
 //! `GET /api/v1/alerts/deliveries` (every notification with its attempts).
 //!
 //! Roles: a global viewer reads channels (never their secrets: the webhook key and the Slack
@@ -935,6 +935,90 @@ pub async fn add_route(
     .fetch_one(&state.pool)
     .await?;
     Ok((StatusCode::CREATED, Json(row.into())))
+}
+
+/// Changes to a route; absent fields stay as they are (its channel cannot change).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoutePatch {
+    pub min_severity: Option<MinSeverity>,
+    /// Label matchers (`env=prod, team!=batch`); empty: every alert.
+    #[schema(max_length = 1000)]
+    pub matchers: Option<String>,
+    /// 0: never repeat; else at least 60.
+    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
+    #[schema(minimum = 0, maximum = 604_800)]
+    pub repeat_secs: Option<u32>,
+    pub send_resolved: Option<bool>,
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/v1/alerts/routes/{id}",
+    tag = "alerts",
+    params(("id" = i64, Path, minimum = 1, description = "Route id")),
+    request_body = RoutePatch,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The route as it now is", body = Route),
+        ById,
+        (status = 422, description = "Matchers that do not parse (with the position), or a repeat interval between 1 and 59 s", body = super::openapi::ErrorBody),
+    )
+)]
+/// Needs the global admin role. Applies to notifications enqueued from now on.
+pub async fn edit_route(
+    State(state): State<AppState>,
+    principal: Principal,
+    path: Result<Path<i64>, PathRejection>,
+    request: Result<Json<RoutePatch>, JsonRejection>,
+) -> Result<Json<Route>, ApiError> {
+    principal.require(Role::Admin)?;
+    let id = path_params(path)?;
+    let r = body(request)?;
+    if r.matchers
+        .as_ref()
+        .is_some_and(|m| m.chars().count() > 1000)
+        || r.repeat_secs.is_some_and(|s| s > 604_800)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "matchers are at most 1000 characters, repeat_secs 0 to 604800",
+        ));
+    }
+    let invalid = |m: String| ApiError::unprocessable("invalid_route", m);
+    if r.repeat_secs.is_some_and(|s| (1..60).contains(&s)) {
+        return Err(invalid("repeat_secs: 0 (never) or at least 60".into()));
+    }
+    if let Some(m) = &r.matchers {
+        selector::parse(m).map_err(|e| invalid(format!("matchers: {e}")))?;
+    }
+    let severity = r.min_severity.map(|s| match s {
+        MinSeverity::Info => "info",
+        MinSeverity::Warning => "warning",
+        MinSeverity::Critical => "critical",
+    });
+    let done = sqlx::query(
+        "UPDATE alert_routes SET min_severity = coalesce($2, min_severity), \
+         matchers = coalesce($3, matchers), repeat_secs = coalesce($4, repeat_secs), \
+         send_resolved = coalesce($5, send_resolved) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(severity)
+    .bind(&r.matchers)
+    .bind(r.repeat_secs.map(|s| i32::try_from(s).unwrap_or(0)))
+    .bind(r.send_resolved)
+    .execute(&state.pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::not_found(format!("no route with id {id}")));
+    }
+    let row: RouteRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_ROUTE} WHERE r.id = $1"
+    )))
+    .bind(id)
+    .fetch_one(&state.pool)
+    .await?;
+    Ok(Json(row.into()))
 }
 
 #[utoipa::path(

@@ -330,6 +330,7 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(Method::POST, "/api/v1/alerts/channels/{id}/test", Admin),
         spec(Method::GET, "/api/v1/alerts/routes", Authenticated),
         spec(Method::POST, "/api/v1/alerts/routes", Admin),
+        spec(Method::PATCH, "/api/v1/alerts/routes/{id}", Admin),
         spec(Method::DELETE, "/api/v1/alerts/routes/{id}", Admin),
         spec(Method::GET, "/api/v1/alerts/deliveries", Authenticated),
         spec(
@@ -432,7 +433,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             alert_channels::list_routes,
             alert_channels::add_route
         ))
-        .routes(routes!(alert_channels::remove_route))
+        .routes(routes!(
+            alert_channels::edit_route,
+            alert_channels::remove_route
+        ))
         .routes(routes!(alert_channels::deliveries))
         .routes(routes!(backups::list, backups::add))
         .routes(routes!(backups::remove))
