@@ -148,6 +148,7 @@ fn start_agent(stack: &Stack, env: &[(&str, &str)]) -> lasect_testkit::ChildGuar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_drills_cancel_and_faults_through_the_agent() {
+    let _pgbackrest = crate::support::pgbackrest().await;
     let dir = tempfile::Builder::new()
         .prefix("lasect-restore-")
         .tempdir()
@@ -301,6 +302,36 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
             "{target_type} {target}: {run}"
         );
     }
+    // Through the CLI, not left running: recovered, promoted and stopped cleanly.
+    let main_repo = main.rsplit('/').next().expect("repository id").to_owned();
+    let by_cli = dir.path().join("by-cli");
+    let shown = stack.cli(&[
+        "backup",
+        "restore",
+        "-i",
+        "archived",
+        "--repo",
+        &main_repo,
+        "--to-dir",
+        &by_cli.display().to_string(),
+        "--target-name",
+        "lasect_after_a",
+    ]);
+    assert!(
+        shown.contains("succeeded") && shown.contains("restored into"),
+        "{shown}"
+    );
+    assert!(by_cli.join("PG_VERSION").is_file(), "{shown}");
+    assert!(
+        !by_cli.join("postmaster.pid").exists(),
+        "the copy was stopped: {shown}"
+    );
+    let control = std::process::Command::new(archived.bindir().join("pg_controldata"))
+        .arg(&by_cli)
+        .output()
+        .expect("pg_controldata");
+    let control = String::from_utf8_lossy(&control.stdout);
+    assert!(control.contains("shut down"), "{control}");
     // Over the stopped copy, with delta, to the latest point: both.
     let latest = backup_run(
         &stack,
