@@ -76,6 +76,7 @@ async fn backup_run(stack: &Stack, path: &str, body: Option<Value>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbackrest_backups_through_the_agent() {
+    let _pgbackrest = crate::support::pgbackrest().await;
     let version = std::process::Command::new("pgbackrest")
         .arg("version")
         .output()

@@ -69,6 +69,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_fire_once_retention_applies_and_missed_firings_are_reported() {
+    let _pgbackrest = crate::support::pgbackrest().await;
     let version = std::process::Command::new("pgbackrest")
         .arg("version")
         .output()

@@ -1,9 +1,10 @@
 //! What the test files share now that they run in one process (`main.rs`): a lock between the
 //! tests that load both cores for minutes and the tests whose waits are bounded while they stop
 //! and restart processes. Each was alone in its own binary before; side by side on a 2-core
-//! machine a fault test's bounded wait would measure the package build, not the fault.
+//! machine a fault test's bounded wait would measure the package build, not the fault. And a
+//! lock for the pgBackRest tests, which share the machine's pgBackRest lock files.
 
-use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Readers are the fault tests (they ran beside one another before, and still may); a writer is
 /// a heavy job, run beside no fault test and no other heavy job.
@@ -23,4 +24,12 @@ pub async fn heavy() -> RwLockWriteGuard<'static, ()> {
 /// called from inside an async runtime.
 pub fn heavy_blocking() -> RwLockWriteGuard<'static, ()> {
     LOAD.blocking_write()
+}
+
+/// pgBackRest keeps its lock files in `/tmp/pgbackrest`, one per stanza, for the whole machine:
+/// two tests backing up their own clusters under the same stanza name would refuse each other's
+/// backups ("unable to acquire lock"). Held by each pgBackRest test for its whole body.
+pub async fn pgbackrest() -> MutexGuard<'static, ()> {
+    static PGBACKREST: Mutex<()> = Mutex::const_new(());
+    PGBACKREST.lock().await
 }
