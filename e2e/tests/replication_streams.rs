@@ -398,8 +398,21 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
 
     let start = Instant::now();
     let mut under_way = None;
+    let mut edge_under_way = None;
     let done = loop {
         let st = stream(&stack, id).await;
+        let (_, topo) = stack
+            .api(Method::GET, "api/v1/replication/topology", None)
+            .await;
+        if let Some(e) = topo["edges"].as_array().and_then(|edges| {
+            edges.iter().find(|e| {
+                e["from"] == format!("instance:{p}")
+                    && e["to"] == format!("instance:{s}")
+                    && e["backfill"]["tables"][0]["state"] == "data_copy"
+            })
+        }) {
+            edge_under_way.get_or_insert(e.clone());
+        }
         let b = &st["backfill"];
         let table = &b["tables"][0];
         if table["state"] == "data_copy"
@@ -417,6 +430,15 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     let under_way = under_way.expect("the copy was seen under way, with an ETA");
+    // The topology's logical edge carries the same backfill while it copies.
+    let edge = edge_under_way.expect("the topology edge showed the copy");
+    assert_eq!(edge["state"], "initial_sync", "{edge:#}");
+    assert!(
+        edge["backfill"]["percent"]
+            .as_f64()
+            .is_some_and(|x| x < 100.0),
+        "{edge:#}"
+    );
     let t = &under_way["backfill"]["tables"][0];
     assert_eq!(
         (t["schema"].as_str(), t["table"].as_str()),

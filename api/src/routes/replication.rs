@@ -10,6 +10,8 @@
 //! accounts for become edges to external nodes: a slot nobody reads keeps WAL until the disk
 //! fills, so it is shown, never dropped.
 //!
+//! A logical edge in initial sync carries its backfill (per table progress and ETA).
+//!
 //! Who sees what: a caller with any role; the graph is built from the instances the caller may
 //! view only (a label-scoped user sees their instances and the external nodes their samples
 //! name, never an instance outside their grants).
@@ -123,6 +125,9 @@ pub struct Edge {
     /// publish (`schema.table`); a table here and not in `tables` waits for
     /// `ALTER SUBSCRIPTION ... REFRESH PUBLICATION`.
     pub published_tables: Option<Vec<String>>,
+    /// Logical, while the initial copy runs (`initial_sync`): per table what is copied against
+    /// the table on the publisher, throughput and ETA (`api/src/replication_backfill.rs`).
+    pub backfill: Option<crate::replication_backfill::Backfill>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -170,6 +175,23 @@ pub async fn topology(
     }
     let data = load(&state.pool, &principal).await?;
     let mut graph = build(&data);
+    let instance = |node: &str| node.strip_prefix("instance:")?.parse::<i64>().ok();
+    for edge in graph
+        .edges
+        .iter_mut()
+        .filter(|e| e.kind == "logical" && e.state == "initial_sync")
+    {
+        let (Some(subscriber), Some(subname)) = (instance(&edge.to), edge.subscription.clone())
+        else {
+            continue;
+        };
+        let database = edge.publisher_database.clone();
+        let publisher = instance(&edge.from).map(|p| (p, database.as_deref()));
+        edge.backfill = Some(
+            crate::replication_backfill::backfill(&state.pool, subscriber, &subname, publisher)
+                .await?,
+        );
+    }
     if let Some((key, value)) = label {
         graph = filter_by_label(graph, &data, &key, &value);
     }
