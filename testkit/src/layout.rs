@@ -66,7 +66,13 @@ mod tests {
         let tests = root.path().join("tests");
         std::fs::create_dir_all(tests.join("support")).expect("mkdir");
         std::fs::create_dir_all(tests.join("fixtures")).expect("mkdir");
-        for file in ["main.rs", "a.rs", "b.rs", "support/mod.rs", "fixtures/data.json"] {
+        for file in [
+            "main.rs",
+            "a.rs",
+            "b.rs",
+            "support/mod.rs",
+            "fixtures/data.json",
+        ] {
             std::fs::write(tests.join(file), "").expect("write");
         }
         let manifest = root.path().to_str().expect("utf-8 path");
@@ -75,8 +81,8 @@ mod tests {
         let all = undeclared_test_modules(manifest, "mod a;\nmod b;\nmod support;\n");
         assert_eq!(all, Ok(Vec::new()));
         // A commented-out or differently named declaration is not one.
-        let missing = undeclared_test_modules(manifest, "// mod a;\nmod bb;\nmod support;\n")
-            .expect("read");
+        let missing =
+            undeclared_test_modules(manifest, "// mod a;\nmod bb;\nmod support;\n").expect("read");
         assert_eq!(missing.len(), 2);
     }
 
