@@ -388,24 +388,7 @@ fn check_channel(
 
 /// The keyring that seals channel secrets; 503 without a key file.
 fn keyring(state: &AppState) -> Result<std::sync::Arc<lasect_pki::secrets::Keyring>, ApiError> {
-    state
-        .secrets
-        .as_ref()
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_secrets_key",
-                "the API has no secrets key file to encrypt channel secrets with",
-            )
-        })?
-        .keyring()
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_secrets_key",
-                format!("the secrets key file cannot be read: {e}"),
-            )
-        })
+    state.keyring("channel secrets")
 }
 
 /// An email channel's settings, checked before they are stored.

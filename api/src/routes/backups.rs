@@ -474,16 +474,7 @@ fn encrypt(
     let Some(secret) = secret else {
         return Ok(None);
     };
-    let unavailable =
-        |m: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_secrets_key", m);
-    let keyring = state
-        .secrets
-        .as_ref()
-        .ok_or_else(|| {
-            unavailable("the API has no secrets key file to encrypt repository secrets with".into())
-        })?
-        .keyring()
-        .map_err(|e| unavailable(format!("the secrets key file cannot be read: {e}")))?;
+    let keyring = state.keyring("repository secrets")?;
     encrypt_instance_secret(
         &keyring,
         id,

@@ -210,24 +210,7 @@ pub async fn add(
             "label values must be strings",
         ));
     }
-    let keyring = state
-        .secrets
-        .as_ref()
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_secrets_key",
-                "the API has no secrets key file to encrypt DSNs with",
-            )
-        })?
-        .keyring()
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_secrets_key",
-                format!("the secrets key file cannot be read: {e}"),
-            )
-        })?;
+    let keyring = state.keyring("DSNs")?;
     let agent = serving_agent(&state, request.agent.as_deref()).await?;
     // The ciphertexts are bound to the row's id (their associated data), which the insert
     // makes: stored in the same transaction, so no one sees the row without them.

@@ -97,6 +97,22 @@ impl AppState {
         self.secrets = Some(Arc::new(keys));
         self
     }
+
+    /// The keyring that seals secrets at rest (DSNs, channel and repository secrets…); 503
+    /// `no_secrets_key` naming `what` when the API has no key file or cannot read it.
+    pub fn keyring(&self, what: &str) -> Result<Arc<lasect_pki::secrets::Keyring>, ApiError> {
+        let unavailable =
+            |m: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_secrets_key", m);
+        self.secrets
+            .as_ref()
+            .ok_or_else(|| {
+                unavailable(format!(
+                    "the API has no secrets key file to encrypt {what} with"
+                ))
+            })?
+            .keyring()
+            .map_err(|e| unavailable(format!("the secrets key file cannot be read: {e}")))
+    }
 }
 
 /// Who may call a route. The gate enforces `Open` vs the rest; handlers check roles through

@@ -401,16 +401,7 @@ fn encrypt_password(
     agent: &str,
     password: &str,
 ) -> Result<Vec<u8>, ApiError> {
-    let unavailable =
-        |m: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_secrets_key", m);
-    let keyring = state
-        .secrets
-        .as_ref()
-        .ok_or_else(|| {
-            unavailable("the API has no secrets key file to encrypt the password with".into())
-        })?
-        .keyring()
-        .map_err(|e| unavailable(format!("the secrets key file cannot be read: {e}")))?;
+    let keyring = state.keyring("the password")?;
     encrypt_instance_secret(
         &keyring,
         subscriber,
