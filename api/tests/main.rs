@@ -15,6 +15,7 @@ mod alerts_wraparound;
 mod audit;
 mod backup_schedule;
 mod binary;
+mod bodies;
 mod common;
 mod config;
 mod instance_figures;

@@ -73,9 +73,21 @@ pub(crate) fn optional_body<T: serde::de::DeserializeOwned + Default>(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice::<Option<T>>(bytes)
+    let invalid = |e: serde_json::Error| {
+        ApiError::bad_request("invalid_body", format!("invalid JSON body: {e}"))
+    };
+    // serde reads a struct from a JSON array as well (`[]`: every field absent); the document
+    // allows an object or null only.
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
+    if !(value.is_object() || value.is_null()) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "invalid JSON body: an object or null is expected",
+        ));
+    }
+    serde_json::from_value::<Option<T>>(value)
         .map(Option::unwrap_or_default)
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("invalid JSON body: {e}")))
+        .map_err(invalid)
 }
 
 #[utoipa::path(
