@@ -315,6 +315,15 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
             .any(|(c, m)| c == "wal_level" && m.contains("replica")),
         "{level}"
     );
+    assert_eq!(
+        count(
+            &replica_level,
+            "SELECT (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots)"
+        )
+        .await,
+        0,
+        "nothing created on the wal_level = replica server"
+    );
 
     let closed = free_port();
     let (status, unreachable) = create(
