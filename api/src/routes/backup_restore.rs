@@ -19,7 +19,7 @@ use sqlx::Row as _;
 
 use super::backups::{backup_limits, repo_for_run};
 use super::openapi::paths::RepositoryPath;
-use super::openapi::responses::RunStarted;
+use super::openapi::responses::{ById, RunStarted};
 use super::runs::WaitQuery;
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
@@ -336,13 +336,10 @@ pub async fn drill(
     params(DrillQuery),
     responses(
         (status = 200, description = "The instance's restore drills, newest first", body = DrillList),
-        (status = 400, description = "Bad query", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs viewer on the instance.
 pub async fn drills(
     State(state): State<AppState>,
     principal: Principal,
@@ -460,13 +457,10 @@ async fn viewed_instance(state: &AppState, principal: &Principal, id: i64) -> Re
     params(RunningQuery),
     responses(
         (status = 200, description = "The instance's backups queued or running, with their live progress", body = RunningBackups),
-        (status = 400, description = "Bad query", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs viewer on the instance.
 pub async fn running(
     State(state): State<AppState>,
     principal: Principal,

@@ -24,7 +24,7 @@ use sqlx::Row as _;
 
 use super::auth_routes::body;
 use super::openapi::paths::{InstancePath, RepositoryPath};
-use super::openapi::responses::RunStarted;
+use super::openapi::responses::{ById, RunStarted};
 use super::runs::{WaitQuery, path_id, positive_id};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
@@ -254,13 +254,10 @@ async fn instance_agent(state: &AppState, id: i64) -> Result<String, ApiError> {
     params(InstancePath),
     responses(
         (status = 200, description = "The instance's repositories, without secrets", body = RepositoryList),
-        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs viewer on the instance.
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -366,15 +363,12 @@ fn check_repository(r: &AddRepository) -> Result<RepoType, ApiError> {
     request_body = AddRepository,
     responses(
         (status = 201, description = "Registered (secrets stored encrypted, not shown)", body = Repository),
-        (status = 400, description = "Bad id or body", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance", body = super::openapi::ErrorBody),
+        ById,
         (status = 409, description = "The instance already has a repository for this stanza", body = super::openapi::ErrorBody),
         (status = 422, description = "Inconsistent repository (e.g. a cipher without passphrase)", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable, or no secrets key for a repository with secrets", body = super::openapi::ErrorBody),
     )
 )]
+/// Needs admin on the instance.
 pub async fn add(
     State(state): State<AppState>,
     principal: Principal,
@@ -506,13 +500,10 @@ async fn fetch(state: &AppState, id: i64, repo: i64) -> Result<Repository, ApiEr
     params(RepositoryPath),
     responses(
         (status = 204, description = "Removed from Lasect (the backups stay in the repository)"),
-        (status = 400, description = "Bad id", body = super::openapi::ErrorBody),
-        (status = 401, description = "Not authenticated", body = super::openapi::ErrorBody),
-        (status = 403, description = "No admin role on this instance", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such instance or repository", body = super::openapi::ErrorBody),
-        (status = 503, description = "Store unavailable", body = super::openapi::ErrorBody),
+        ById,
     )
 )]
+/// Needs admin on the instance.
 pub async fn remove(
     State(state): State<AppState>,
     principal: Principal,
