@@ -448,7 +448,9 @@ fn rows_match_their_table_descriptors() {
         .collect(),
     )
     .expect("valid");
-    assert_eq!(batch.tables.len(), TABLES.len());
+    // `backup` is written by the API from what the store knows; no agent sample carries it.
+    let sent_by_agents = TABLES.iter().filter(|t| t.family != "backup").count();
+    assert_eq!(batch.tables.len(), sent_by_agents);
     for t in &batch.tables {
         for row in &t.rows {
             let types: Vec<_> = row.values.iter().map(Value::column_type).collect();
