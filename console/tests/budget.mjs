@@ -10,16 +10,10 @@
 //   beside chart_api_ms: the same `GET …/metrics/database` alone.
 // Medians of ROUNDS (5) rounds. Env: CONSOLE_URL, CA_FILE, ADMIN_PASSWORD, API_TOKEN, AGENT
 // (the agent whose instance is charted), CHROMIUM, OUT (the JSON file written).
-import { chromium } from 'playwright-core';
 import { readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { gunzipSync } from 'node:zlib';
-
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
+import { env, launchBrowser, signIn } from './lib.mjs';
 const url = env('CONSOLE_URL').replace(/\/$/, '');
 const ca = readFileSync(env('CA_FILE'));
 const token = env('API_TOKEN');
@@ -72,16 +66,14 @@ if (!instance) throw new Error(`no instance of agent ${agent}`);
 const fleetApi = [];
 for (let i = 0; i < rounds; i++) fleetApi.push((await fetchRaw('/api/v1/instances', bearer)).ms);
 
-const browser = await chromium.launch({ executablePath: env('CHROMIUM', '/usr/bin/chromium'), headless: true, args: ['--no-sandbox'] });
+const browser = await launchBrowser();
 const facts = {};
 try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
   context.setDefaultTimeout(TIMEOUT);
   const page = await context.newPage();
   await page.goto(`${url}/`);
-  await page.getByLabel('Username').fill('admin');
-  await page.getByLabel('Password').fill(env('ADMIN_PASSWORD'));
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await signIn(page, { user: 'admin', password: env('ADMIN_PASSWORD') });
   await page.locator('tr[data-instance]').first().waitFor();
 
   // 3. The fleet, from navigation (a reload: the session comes back from its refresh token).

@@ -7,15 +7,17 @@
 // INSTANCE (the instance the fleet must show), CHROMIUM (/usr/bin/chromium), ARTIFACTS (where
 // screenshots go; none without it). Prints one JSON line of facts on success for the caller to
 // check; exits 1 with the failed expectation otherwise.
-import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  cspViolations,
+  env,
+  expect,
+  launchBrowser,
+  screenshot,
+  signIn as sendSignIn,
+  signOut as leave,
+  watchedPage,
+} from './lib.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
 const url = env('CONSOLE_URL');
 const admin = { user: env('ADMIN_USER', 'admin'), password: env('ADMIN_PASSWORD') };
 const viewer = { user: env('VIEWER_USER', 'viewer'), password: env('VIEWER_PASSWORD') };
@@ -24,59 +26,22 @@ const artifacts = process.env.ARTIFACTS;
 // Every wait is bounded; the stack is already up and holds data when this runs.
 const TIMEOUT = 15_000;
 
-function expect(ok, what) {
-  if (!ok) throw new Error(`expected: ${what}`);
-}
-
 const facts = {};
 let step = 'start';
 const problems = [];
 
-const browser = await chromium.launch({
-  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  // Root in a container: chromium's sandbox needs user namespaces it may not have.
-  args: ['--no-sandbox'],
-});
+const browser = await launchBrowser();
 try {
-  // The stack's certificate is signed by its own throwaway CA.
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-  context.setDefaultTimeout(TIMEOUT);
-  // Violations are reported to the page as events, whatever the console says.
-  await context.addInitScript(() => {
-    window.__cspViolations = [];
-    document.addEventListener('securitypolicyviolation', (e) =>
-      window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`),
-    );
+  const page = await watchedPage(browser, {
+    timeout: TIMEOUT,
+    problems,
+    currentStep: () => step,
+    options: { viewport: { width: 1280, height: 900 } },
   });
-  const page = await context.newPage();
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push({ step, kind: 'console', text: `${m.text()} at ${m.location().url}` });
-  });
-  page.on('pageerror', (e) => problems.push({ step, kind: 'pageerror', text: String(e) }));
-  page.on('requestfailed', (r) =>
-    problems.push({ step, kind: 'requestfailed', text: `${r.method()} ${r.url()} ${r.failure()?.errorText}` }),
-  );
-  page.on('response', (r) => {
-    if (r.status() >= 400) problems.push({ step, kind: 'http', text: `${r.status()} ${r.url()}` });
-  });
-
-  const shot = async (name) => {
-    if (!artifacts) return;
-    mkdirSync(artifacts, { recursive: true });
-    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-  };
-
-  async function signIn(who) {
-    await page.getByLabel('Username').fill(who.user);
-    await page.getByLabel('Password').fill(who.password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-  }
-
+  const shot = (name) => screenshot(page, artifacts, name);
+  const signIn = (who) => sendSignIn(page, who);
   async function signOut(who) {
-    await page.getByRole('button', { name: `${who.user} ▾` }).click();
-    await page.getByRole('menuitem', { name: 'Sign out' }).click();
-    await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
+    await leave(page, who);
     expect((await page.evaluate(() => sessionStorage.length)) === 0, 'no token kept after sign-out');
   }
 
@@ -176,7 +141,7 @@ try {
   facts.passwordChanged = true;
   await signOut(viewer);
 
-  facts.cspViolations = await page.evaluate(() => window.__cspViolations);
+  facts.cspViolations = await cspViolations(page);
   expect(facts.cspViolations.length === 0, `no CSP violation: ${facts.cspViolations}`);
   // The one refusal expected is the wrong password's 401 (and the browser's note of it).
   const unexpected = problems.filter((p) => !(p.step === 'wrong-password' && /401/.test(p.text)));

@@ -11,16 +11,18 @@
 // the theme toggle (remembered over a reload); keyboard navigation; a narrow window; a viewer
 // sees no alert control; axe-core finds no serious or critical violation on any page; no
 // console error or failed request. Screenshots go to ARTIFACTS. Prints one JSON line of facts.
-import { chromium } from 'playwright-core';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  checkAxe,
+  cspViolations,
+  env,
+  expect,
+  launchBrowser,
+  screenshot,
+  signIn as sendSignIn,
+  signOut as leave,
+  watchedPage,
+} from './lib.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
 const url = env('CONSOLE_URL');
 const admin = { user: env('ADMIN_USER', 'admin'), password: env('ADMIN_PASSWORD') };
 const watcher = { user: env('WATCHER_USER', 'watcher'), password: env('WATCHER_PASSWORD') };
@@ -32,81 +34,23 @@ const artifacts = process.env.ARTIFACTS;
 const TIMEOUT = 15_000;
 // The alert evaluator's round is 15 s by default: a firing alert may take two rounds.
 const ALERT_TIMEOUT = 90_000;
-const here = dirname(fileURLToPath(import.meta.url));
-const axeSource = readFileSync(join(here, '../node_modules/axe-core/axe.min.js'), 'utf8');
-
-function expect(ok, what) {
-  if (!ok) throw new Error(`expected: ${what}`);
-}
 
 const facts = { axe: {} };
 let step = 'start';
 const problems = [];
 
-const browser = await chromium.launch({
-  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  args: ['--no-sandbox'],
-});
+const browser = await launchBrowser();
 try {
-  const context = await browser.newContext({
-    ignoreHTTPSErrors: true,
-    viewport: { width: 1280, height: 900 },
-    colorScheme: 'light',
+  const page = await watchedPage(browser, {
+    timeout: TIMEOUT,
+    problems,
+    currentStep: () => step,
+    options: { viewport: { width: 1280, height: 900 }, colorScheme: 'light' },
   });
-  context.setDefaultTimeout(TIMEOUT);
-  await context.addInitScript(() => {
-    window.__cspViolations = [];
-    document.addEventListener('securitypolicyviolation', (e) =>
-      window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`),
-    );
-  });
-  const page = await context.newPage();
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push({ step, kind: 'console', text: `${m.text()} at ${m.location().url}` });
-  });
-  page.on('pageerror', (e) => problems.push({ step, kind: 'pageerror', text: String(e) }));
-  page.on('requestfailed', (r) =>
-    problems.push({ step, kind: 'requestfailed', text: `${r.method()} ${r.url()} ${r.failure()?.errorText}` }),
-  );
-  page.on('response', (r) => {
-    if (r.status() >= 400) problems.push({ step, kind: 'http', text: `${r.status()} ${r.url()}` });
-  });
-
-  const shot = async (name) => {
-    if (!artifacts) return;
-    mkdirSync(artifacts, { recursive: true });
-    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-  };
-
-  // axe-core in the page (evaluated through the DevTools protocol: the CSP forbids injected
-  // script tags); only serious and critical violations fail.
-  async function axe(name) {
-    await page.evaluate(axeSource);
-    const violations = await page.evaluate(async () => {
-      const result = await window.axe.run(document, { resultTypes: ['violations'] });
-      return result.violations.map((v) => ({
-        id: v.id,
-        impact: v.impact,
-        nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')),
-      }));
-    });
-    const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-    facts.axe[name] = { violations: violations.length, serious: bad.length };
-    expect(bad.length === 0, `no serious accessibility violation on ${name}: ${JSON.stringify(bad)}`);
-  }
-
-  async function signIn(who) {
-    await page.getByLabel('Username').fill(who.user);
-    await page.getByLabel('Password').fill(who.password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-  }
-
-  async function signOut(who) {
-    await page.getByRole('button', { name: `${who.user} ▾` }).click();
-    await page.getByRole('menuitem', { name: 'Sign out' }).click();
-    await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
-  }
+  const shot = (name) => screenshot(page, artifacts, name);
+  const axe = (name) => checkAxe(page, facts, name);
+  const signIn = (who) => sendSignIn(page, who);
+  const signOut = (who) => leave(page, who);
 
   step = 'sign-in';
   await page.goto(url);
@@ -291,7 +235,7 @@ try {
   await shot('alerts-viewer');
   await signOut(watcher);
 
-  facts.cspViolations = await page.evaluate(() => window.__cspViolations);
+  facts.cspViolations = await cspViolations(page);
   expect(facts.cspViolations.length === 0, `no CSP violation: ${facts.cspViolations}`);
   expect(problems.length === 0, `no console error or failed request: ${JSON.stringify(problems)}`);
   console.log(JSON.stringify(facts));

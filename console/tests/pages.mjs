@@ -8,16 +8,19 @@
 // The monitored instance must hold the `shop` schema of e2e/tests/console_pages.rs and have run
 // a statement containing MARKER. Prints one JSON line of facts for the caller to check; exits 1
 // with the failed expectation otherwise. Screenshots go to ARTIFACTS.
-import { chromium } from 'playwright-core';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  checkAxe,
+  cspViolations,
+  env,
+  expect,
+  launchBrowser,
+  screenshot,
+  signIn as sendSignIn,
+  signOut as leave,
+  watchedPage,
+} from './lib.mjs';
+import { readFileSync } from 'node:fs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
 const url = env('CONSOLE_URL').replace(/\/$/, '');
 const admin = { user: env('ADMIN_USER', 'admin'), password: env('ADMIN_PASSWORD') };
 const viewer = { user: env('VIEWER_USER', 'viewer'), password: env('VIEWER_PASSWORD') };
@@ -27,12 +30,6 @@ const artifacts = process.env.ARTIFACTS;
 // Runs go through the agent: each wait is bounded, none is a sleep.
 const TIMEOUT = 30_000;
 
-function expect(ok, what) {
-  if (!ok) throw new Error(`expected: ${what}`);
-}
-
-const here = dirname(fileURLToPath(import.meta.url));
-const axeSource = readFileSync(join(here, '../node_modules/axe-core/axe.min.js'), 'utf8');
 const facts = { axe: {} };
 let step = 'start';
 const problems = [];
@@ -43,54 +40,19 @@ const expected = (p) =>
   (p.step === 'viewer-audit' && /403 .*\/api\/v1\/audit/.test(p.text)) ||
   (p.step === 'viewer-audit' && p.kind === 'console' && /403/.test(p.text));
 
-const browser = await chromium.launch({
-  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  args: ['--no-sandbox'],
-});
+const browser = await launchBrowser();
 try {
-  const context = await browser.newContext({
-    ignoreHTTPSErrors: true,
-    acceptDownloads: true,
-    viewport: { width: 1280, height: 900 },
-  });
-  context.setDefaultTimeout(TIMEOUT);
-  await context.addInitScript(() => {
-    window.__cspViolations = [];
-    document.addEventListener('securitypolicyviolation', (e) =>
-      window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`),
-    );
-  });
-  const page = await context.newPage();
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push({ step, kind: 'console', text: `${m.text()} at ${m.location().url}` });
-  });
-  page.on('pageerror', (e) => problems.push({ step, kind: 'pageerror', text: String(e) }));
-  page.on('requestfailed', (r) =>
-    problems.push({ step, kind: 'requestfailed', text: `${r.method()} ${r.url()} ${r.failure()?.errorText}` }),
-  );
-  page.on('response', (r) => {
-    if (r.status() >= 400) problems.push({ step, kind: 'http', text: `${r.status()} ${r.url()}` });
+  const page = await watchedPage(browser, {
+    timeout: TIMEOUT,
+    problems,
+    currentStep: () => step,
+    options: { acceptDownloads: true, viewport: { width: 1280, height: 900 } },
   });
 
-  // Each page shown is checked by axe-core (evaluated through the DevTools protocol: the CSP
-  // forbids injected script tags; serious and critical violations fail), then photographed.
+  // Each page shown is checked by axe-core, then photographed.
   const shot = async (name) => {
-    await page.evaluate(axeSource);
-    const violations = await page.evaluate(async () => {
-      const result = await window.axe.run(document, { resultTypes: ['violations'] });
-      return result.violations.map((v) => ({
-        id: v.id,
-        impact: v.impact,
-        nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')),
-      }));
-    });
-    const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-    facts.axe[name] = { violations: violations.length, serious: bad.length };
-    expect(bad.length === 0, `no serious accessibility violation on ${name}: ${JSON.stringify(bad)}`);
-    if (!artifacts) return;
-    mkdirSync(artifacts, { recursive: true });
-    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+    await checkAxe(page, facts, name);
+    await screenshot(page, artifacts, name);
   };
   const go = async (hash) => {
     await page.evaluate((h) => (location.hash = h), hash);
@@ -101,9 +63,7 @@ try {
   // answer short and count as a failed request).
   async function signIn(who, load = false) {
     if (load) await page.goto(`${url}/`);
-    await page.getByLabel('Username').fill(who.user);
-    await page.getByLabel('Password').fill(who.password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await sendSignIn(page, who);
     await page.getByRole('button', { name: `${who.user} ▾` }).waitFor();
   }
 
@@ -325,11 +285,7 @@ try {
   facts.auditRows = (await audit.locator('tbody tr').allInnerTexts()).map((r) => r.replace(/\s+/g, ' '));
   await shot('audit');
 
-  const signOut = async (who) => {
-    await page.getByRole('button', { name: `${who.user} ▾` }).click();
-    await page.getByRole('menuitem', { name: 'Sign out' }).click();
-    await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
-  };
+  const signOut = (who) => leave(page, who);
   step = 'sign-out';
   await signOut(admin);
 
@@ -365,7 +321,7 @@ try {
   facts.viewerAuditError = await text(refusal);
   await shot('audit-viewer');
 
-  facts.cspViolations = await page.evaluate(() => window.__cspViolations);
+  facts.cspViolations = await cspViolations(page);
   expect(facts.cspViolations.length === 0, `no CSP violation: ${facts.cspViolations}`);
   const unexpected = problems.filter((p) => !expected(p));
   expect(unexpected.length === 0, `no console error or failed request: ${JSON.stringify(unexpected)}`);

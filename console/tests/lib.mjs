@@ -1,0 +1,108 @@
+// Steps shared by the browser tests (console.mjs, live.mjs, pages.mjs, budget.mjs): reading
+// the environment, launching Debian's chromium, a page that records every console error,
+// failed request and CSP violation, signing in and out, axe-core checks and screenshots.
+import { chromium } from 'playwright-core';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The environment variable `name`, or `fallback`; throws when neither is there. */
+export const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) throw new Error(`${name} is not set`);
+  return v;
+};
+
+/** Fails the test with `what` when `ok` is false. */
+export function expect(ok, what) {
+  if (!ok) throw new Error(`expected: ${what}`);
+}
+
+/** Debian's chromium (or CHROMIUM), headless. */
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+    headless: true,
+    // Root in a container: chromium's sandbox needs user namespaces it may not have.
+    args: ['--no-sandbox'],
+  });
+}
+
+/**
+ * A new context and page that accept the stack's throwaway CA, wait at most `timeout` ms per
+ * step, and push every console error, page error, failed request and HTTP error answer onto
+ * `problems` as `{ step, kind, text }`, with `step` read from `currentStep()` when it happens.
+ * CSP violations are collected in the page (see `cspViolations`). `options` go to
+ * `browser.newContext` (viewport, colour scheme, downloads…).
+ */
+export async function watchedPage(browser, { timeout, problems, currentStep, options = {} }) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, ...options });
+  context.setDefaultTimeout(timeout);
+  // Violations are reported to the page as events, whatever the console says.
+  await context.addInitScript(() => {
+    window.__cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) =>
+      window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`),
+    );
+  });
+  const page = await context.newPage();
+  const note = (kind, text) => problems.push({ step: currentStep(), kind, text });
+  page.on('console', (m) => {
+    if (m.type() === 'error') note('console', `${m.text()} at ${m.location().url}`);
+  });
+  page.on('pageerror', (e) => note('pageerror', String(e)));
+  page.on('requestfailed', (r) => note('requestfailed', `${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) note('http', `${r.status()} ${r.url()}`);
+  });
+  return page;
+}
+
+/** The CSP violations the page saw since it was opened. */
+export const cspViolations = (page) => page.evaluate(() => window.__cspViolations);
+
+/** A full-page screenshot `name`.png into `artifacts`; nothing when `artifacts` is unset. */
+export async function screenshot(page, artifacts, name) {
+  if (!artifacts) return;
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+}
+
+const axeSource = readFileSync(
+  join(dirname(fileURLToPath(import.meta.url)), '../node_modules/axe-core/axe.min.js'),
+  'utf8',
+);
+
+/**
+ * axe-core on the page as it is (evaluated through the DevTools protocol: the CSP forbids
+ * injected script tags). Records `{ violations, serious }` in `facts.axe[name]` and fails on
+ * any serious or critical violation.
+ */
+export async function checkAxe(page, facts, name) {
+  await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ['violations'] });
+    return result.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')),
+    }));
+  });
+  const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  facts.axe[name] = { violations: violations.length, serious: bad.length };
+  expect(bad.length === 0, `no serious accessibility violation on ${name}: ${JSON.stringify(bad)}`);
+}
+
+/** Fills and sends the sign-in form the page shows; does not wait for the answer. */
+export async function signIn(page, who) {
+  await page.getByLabel('Username').fill(who.user);
+  await page.getByLabel('Password').fill(who.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+/** Signs `who` out through the user menu and waits for the sign-in form. */
+export async function signOut(page, who) {
+  await page.getByRole('button', { name: `${who.user} ▾` }).click();
+  await page.getByRole('menuitem', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
+}
