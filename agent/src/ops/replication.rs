@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio_postgres::Client;
+use tokio_postgres::types::{FromSql, ToSql};
 
 use lasect_runs::{
     ColumnDef, ReplicationDropParams, ReplicationPublishParams, ReplicationSubscribeParams,
@@ -47,6 +48,23 @@ fn problem(check: &'static str, message: impl Into<String>) -> Problem {
 
 fn pg(e: tokio_postgres::Error) -> OpError {
     OpError::Postgres(e)
+}
+
+/// The first column of the one row `sql` returns (an `EXISTS`, a privilege check, an oid).
+async fn one_value<T>(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<T, OpError>
+where
+    T: for<'a> FromSql<'a>,
+{
+    client
+        .query_one(sql, params)
+        .await
+        .map_err(pg)?
+        .try_get(0)
+        .map_err(pg)
 }
 
 fn qualified(schema: &str, table: &str) -> String {
@@ -434,15 +452,12 @@ async fn replication_user(
         return Ok(());
     }
     for (oid, t) in tables {
-        let may_read: bool = client
-            .query_one(
-                "SELECT has_table_privilege($1, $2::oid, 'SELECT')",
-                &[&user, oid],
-            )
-            .await
-            .map_err(pg)?
-            .try_get(0)
-            .map_err(pg)?;
+        let may_read: bool = one_value(
+            client,
+            "SELECT has_table_privilege($1, $2::oid, 'SELECT')",
+            &[&user, oid],
+        )
+        .await?;
         if !may_read {
             problems.push(problem(
                 "privileges",
@@ -509,15 +524,12 @@ async fn validate_subscriber(
     let may_subscribe = me.superuser
         || (me.version >= 160_000
             && may_create
-            && client
-                .query_one(
-                    "SELECT pg_has_role(current_user, 'pg_create_subscription', 'MEMBER')",
-                    &[],
-                )
-                .await
-                .map_err(pg)?
-                .try_get::<_, bool>(0)
-                .map_err(pg)?);
+            && one_value(
+                client,
+                "SELECT pg_has_role(current_user, 'pg_create_subscription', 'MEMBER')",
+                &[],
+            )
+            .await?);
     if !may_subscribe {
         problems.push(problem(
             "privileges",
@@ -583,15 +595,12 @@ async fn target_table(
             ));
             return Ok(());
         }
-        let schema_exists: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-                &[&def.schema],
-            )
-            .await
-            .map_err(pg)?
-            .try_get(0)
-            .map_err(pg)?;
+        let schema_exists: bool = one_value(
+            client,
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&def.schema],
+        )
+        .await?;
         if schema_exists {
             to_create.push(StreamTable {
                 schema: def.schema.clone(),
@@ -719,15 +728,12 @@ pub async fn publish(
         .await
         .map_err(pg)?;
     // A slot cannot be created in a transaction that wrote: after the publication's commit.
-    let lsn: String = client
-        .query_one(
-            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
-            &[&p.slot],
-        )
-        .await
-        .map_err(pg)?
-        .try_get(0)
-        .map_err(pg)?;
+    let lsn: String = one_value(
+        &client,
+        "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+        &[&p.slot],
+    )
+    .await?;
     Ok(OpOutcome {
         summary: json!({
             "publication": p.publication,
@@ -831,16 +837,13 @@ pub async fn subscribe(
             }),
         });
     }
-    let suboid: i64 = client
-        .query_one(
-            "SELECT oid::int8 FROM pg_subscription WHERE subname = $1 \
-             AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            &[&p.subscription],
-        )
-        .await
-        .map_err(pg)?
-        .try_get(0)
-        .map_err(pg)?;
+    let suboid: i64 = one_value(
+        &client,
+        "SELECT oid::int8 FROM pg_subscription WHERE subname = $1 \
+         AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        &[&p.subscription],
+    )
+    .await?;
     Ok(OpOutcome {
         summary: json!({
             "subscription": p.subscription,
@@ -933,16 +936,13 @@ async fn drop_subscriber(client: &Client, p: &ReplicationDropParams) -> Result<O
     }
     let mut dropped = Vec::new();
     for t in &p.drop_tables {
-        let exists: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n \
-                 ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)",
-                &[&t.schema, &t.table],
-            )
-            .await
-            .map_err(pg)?
-            .try_get(0)
-            .map_err(pg)?;
+        let exists: bool = one_value(
+            client,
+            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n \
+             ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)",
+            &[&t.schema, &t.table],
+        )
+        .await?;
         if exists {
             client
                 .batch_execute(&format!("DROP TABLE {}", qualified(&t.schema, &t.table)))
@@ -1028,15 +1028,12 @@ async fn drop_publisher(client: &Client, p: &ReplicationDropParams) -> Result<Op
     let mut publication_dropped = false;
     if !p.publication.is_empty() {
         plain_name("publication", &p.publication)?;
-        let exists: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
-                &[&p.publication],
-            )
-            .await
-            .map_err(pg)?
-            .try_get(0)
-            .map_err(pg)?;
+        let exists: bool = one_value(
+            client,
+            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
+            &[&p.publication],
+        )
+        .await?;
         if exists {
             client
                 .batch_execute(&format!("DROP PUBLICATION {}", quote_ident(&p.publication)))
