@@ -259,23 +259,7 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        let url = self
-            .base
-            .join(path)
-            .with_context(|| format!("build the URL for {path}"))?;
-        let mut request = self.http.request(method, url.clone());
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.map_err(|e| {
-            let e = anyhow::Error::from(e);
-            Unreachable(format!("could not reach the API at {}: {e:#}", self.base))
-        })?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| {
-            let e = anyhow::Error::from(e);
-            Unreachable(format!("read the response of {url}: {e:#}"))
-        })?;
+        let (url, status, bytes) = self.send(method, path, body).await?;
         let value: Option<Value> = serde_json::from_slice(&bytes).ok();
         match value {
             Some(v)
@@ -286,21 +270,7 @@ impl ApiClient {
                 Ok((status.as_u16(), v))
             }
             None if status.is_success() => Ok((status.as_u16(), Value::Null)),
-            other => {
-                let (code, message) =
-                    other.as_ref().and_then(parse_api_error).unwrap_or_else(|| {
-                        (
-                            "unexpected_response".to_owned(),
-                            format!("unexpected response from the API at {url}: HTTP {status}"),
-                        )
-                    });
-                Err(ApiError {
-                    status: status.as_u16(),
-                    code,
-                    message,
-                }
-                .into())
-            }
+            other => Err(error_answer(other.as_ref(), &url, status).into()),
         }
     }
 
@@ -310,23 +280,7 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
-        let url = self
-            .base
-            .join(path)
-            .with_context(|| format!("build the URL for {path}"))?;
-        let mut request = self.http.request(method, url.clone());
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.map_err(|e| {
-            let e = anyhow::Error::from(e);
-            Unreachable(format!("could not reach the API at {}: {e:#}", self.base))
-        })?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| {
-            let e = anyhow::Error::from(e);
-            Unreachable(format!("read the response of {url}: {e:#}"))
-        })?;
+        let (url, status, bytes) = self.send(method, path, body).await?;
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
         if status.is_success() && bytes.is_empty() {
             return Ok(Value::Null);
@@ -339,20 +293,51 @@ impl ApiClient {
                 .into()
             });
         }
-        match body.as_ref().and_then(parse_api_error) {
-            Some((code, message)) => Err(ApiError {
-                status: status.as_u16(),
-                code,
-                message,
-            }
-            .into()),
-            None => Err(ApiError {
-                status: status.as_u16(),
-                code: "unexpected_response".to_owned(),
-                message: format!("unexpected response from the API at {url}: HTTP {status}"),
-            }
-            .into()),
+        Err(error_answer(body.as_ref(), &url, status).into())
+    }
+
+    /// Sends one request and reads its whole answer; only not reaching the API (or losing it
+    /// mid-answer) is an error here, every HTTP status is the caller's to judge.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(Url, reqwest::StatusCode, Vec<u8>)> {
+        let url = self
+            .base
+            .join(path)
+            .with_context(|| format!("build the URL for {path}"))?;
+        let mut request = self.http.request(method, url.clone());
+        if let Some(body) = body {
+            request = request.json(body);
         }
+        let response = request.send().await.map_err(|e| {
+            let e = anyhow::Error::from(e);
+            Unreachable(format!("could not reach the API at {}: {e:#}", self.base))
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| {
+            let e = anyhow::Error::from(e);
+            Unreachable(format!("read the response of {url}: {e:#}"))
+        })?;
+        Ok((url, status, bytes.to_vec()))
+    }
+}
+
+/// The error an unsuccessful answer stands for: the API's own `{"error": …}` when the body
+/// carries one, else an `unexpected_response` naming the URL and status.
+fn error_answer(body: Option<&Value>, url: &Url, status: reqwest::StatusCode) -> ApiError {
+    let (code, message) = body.and_then(parse_api_error).unwrap_or_else(|| {
+        (
+            "unexpected_response".to_owned(),
+            format!("unexpected response from the API at {url}: HTTP {status}"),
+        )
+    });
+    ApiError {
+        status: status.as_u16(),
+        code,
+        message,
     }
 }
 
