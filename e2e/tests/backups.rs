@@ -8,7 +8,6 @@
 //! refused on every backup route and run. Needs pgBackRest (`scripts/deps.sh --test` installs it).
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::Duration;
 
 use lasect_e2e::Stack;
@@ -16,56 +15,12 @@ use lasect_testkit::{PgCluster, PgOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::support::pgbackrest_files::{give_to_server, pgbackrest_of, require_pgbackrest};
+use crate::support::users::with_role;
+
 const AGENT_ID: &str = "backups-agent";
 const PASSPHRASE: &str = "correct-horse-battery-staple-cipher";
 const SECRET_KEY: &str = "s3-secret-key-never-shown-0123456789";
-
-/// A user with `role`, logged in: its access token.
-async fn token_of(stack: &Stack, name: &str, role: &str) -> String {
-    let password = "Correct-Horse-Battery-Staple-9";
-    let (status, body) = stack
-        .api(
-            Method::POST,
-            "api/v1/users",
-            Some(json!({"username": name, "password": password, "role": role})),
-        )
-        .await;
-    assert!(status == 200 || status == 201, "{status} {body}");
-    let (status, body) = stack
-        .api_as(
-            "",
-            Method::POST,
-            "api/v1/auth/login",
-            Some(json!({"username": name, "password": password})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned()
-}
-
-/// Gives `path` to the owner of the cluster's data directory (the database OS user), as an
-/// operator would give it the repository and config directories.
-fn give_to_server(cluster: &PgCluster, path: &Path) {
-    let meta = std::fs::metadata(cluster.data_dir()).expect("data dir");
-    std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).expect("chown");
-}
-
-/// How many pgBackRest processes of `stanza` are running on this host.
-fn pgbackrest_of(stanza: &str) -> usize {
-    let needle = format!("--stanza={stanza}");
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|cmdline| {
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.iter().any(|a| a.ends_with(b"pgbackrest")) && args.contains(&needle.as_bytes())
-        })
-        .count()
-}
 
 /// POSTs a run-creating backup route as the admin and waits for the run.
 async fn backup_run(stack: &Stack, path: &str, body: Option<Value>) -> Value {
@@ -77,11 +32,7 @@ async fn backup_run(stack: &Stack, path: &str, body: Option<Value>) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbackrest_backups_through_the_agent() {
     let _pgbackrest = crate::support::pgbackrest().await;
-    let version = std::process::Command::new("pgbackrest")
-        .arg("version")
-        .output()
-        .expect("pgbackrest is installed (scripts/deps.sh --test)");
-    assert!(version.status.success(), "{version:?}");
+    require_pgbackrest();
 
     let dir = tempfile::Builder::new()
         .prefix("lasect-backups-")
@@ -125,8 +76,8 @@ async fn pgbackrest_backups_through_the_agent() {
         .expect("control stream");
     let archived_id = stack.instance_id("archived").await;
     let plain_id = stack.instance_id("plain").await;
-    let viewer = token_of(&stack, "vera", "viewer").await;
-    let user = token_of(&stack, "uma", "user").await;
+    let viewer = with_role(&stack, "vera", "viewer").await;
+    let user = with_role(&stack, "uma", "user").await;
     let repos = format!("api/v1/instances/{archived_id}/backup/repositories");
 
     // Repositories: admin adds, secrets are stored encrypted and never shown.

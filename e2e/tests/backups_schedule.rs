@@ -5,8 +5,6 @@
 //! shows what is left, with its recovery window, through the API and the CLI; with the agent
 //! stopped, a firing is reported missed with the reason.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lasect_e2e::{Stack, wait_listening, write};
@@ -14,12 +12,9 @@ use lasect_testkit::{ChildGuard, PgCluster, PgOptions, binary_path, free_port};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const AGENT_ID: &str = "schedules-agent";
+use crate::support::pgbackrest_files::{give_to_server, require_pgbackrest};
 
-fn give_to_server(cluster: &PgCluster, path: &Path) {
-    let meta = std::fs::metadata(cluster.data_dir()).expect("data dir");
-    std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).expect("chown");
-}
+const AGENT_ID: &str = "schedules-agent";
 
 /// A second `lasect-api serve` on the same store (its own port, the same keys).
 fn second_api(stack: &Stack) -> ChildGuard {
@@ -70,11 +65,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_fire_once_retention_applies_and_missed_firings_are_reported() {
     let _pgbackrest = crate::support::pgbackrest().await;
-    let version = std::process::Command::new("pgbackrest")
-        .arg("version")
-        .output()
-        .expect("pgbackrest is installed (scripts/deps.sh --test)");
-    assert!(version.status.success(), "{version:?}");
+    require_pgbackrest();
     let dir = tempfile::Builder::new()
         .prefix("lasect-schedules-")
         .tempdir()

@@ -32,34 +32,6 @@ const SECRET: &str = "Stream-Secret-7781";
 const BOUND: Duration = Duration::from_secs(180);
 const ROWS: i64 = 1_000_000;
 
-async fn login(stack: &Stack, username: &str, role: &str) -> String {
-    login_with(stack, username, json!({"role": role})).await
-}
-
-/// Creates a user with `access` (`role` and/or `grants`) and signs in.
-async fn login_with(stack: &Stack, username: &str, access: Value) -> String {
-    let password = "Correct-Horse-Battery-Staple-9";
-    let mut user = json!({"username": username, "password": password});
-    if let (Value::Object(u), Value::Object(a)) = (&mut user, access) {
-        u.extend(a);
-    }
-    let (status, body) = stack.api(Method::POST, "api/v1/users", Some(user)).await;
-    assert!(status == 200 || status == 201, "{status} {body}");
-    let (status, body) = stack
-        .api_as(
-            "",
-            Method::POST,
-            "api/v1/auth/login",
-            Some(json!({"username": username, "password": password})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned()
-}
-
 async fn count(cluster: &PgCluster, sql: &str) -> i64 {
     cluster
         .connect("postgres")
@@ -374,8 +346,8 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
     );
 
     // --- Refusals: viewer and user may not create (nor, below, remove).
-    let viewer = login(&stack, "stream-viewer", "viewer").await;
-    let user = login(&stack, "stream-user", "user").await;
+    let viewer = crate::support::users::with_role(&stack, "stream-viewer", "viewer").await;
+    let user = crate::support::users::with_role(&stack, "stream-user", "user").await;
     for token in [&viewer, &user] {
         let (status, body) = stack
             .api_as(
@@ -645,7 +617,7 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
 
     // Streams are shown to viewers of both instances only: an admin of other instances sees
     // neither the list entry nor the stream.
-    let elsewhere = login_with(
+    let elsewhere = crate::support::users::signed_in(
         &stack,
         "stream-elsewhere",
         json!({"grants": [{"key": "team", "value": "elsewhere", "role": "admin"}]}),

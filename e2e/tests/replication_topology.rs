@@ -55,31 +55,6 @@ async fn wait_topology(stack: &Stack, token: &str, done: impl Fn(&Value) -> bool
     }
 }
 
-async fn login(stack: &Stack, username: &str, grants: Value) -> String {
-    let password = "Correct-Horse-Battery-Staple-7";
-    let (status, body) = stack
-        .api(
-            Method::POST,
-            "api/v1/users",
-            Some(json!({"username": username, "password": password, "grants": grants})),
-        )
-        .await;
-    assert!(status == 200 || status == 201, "{status} {body}");
-    let (status, body) = stack
-        .api_as(
-            "",
-            Method::POST,
-            "api/v1/auth/login",
-            Some(json!({"username": username, "password": password})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn physical_and_logical_edges_external_nodes_and_scoping() {
     let stack = Stack::new(AGENT_ID).await;
@@ -316,10 +291,10 @@ async fn physical_and_logical_edges_external_nodes_and_scoping() {
     assert_eq!(body["error"]["code"], "invalid_query", "{body}");
 
     // A label-scoped viewer: the subscriber, and its publisher as a server it does not see.
-    let lena = login(
+    let lena = crate::support::users::signed_in(
         &stack,
         "lena",
-        json!([{"key": "team", "value": "logical", "role": "viewer"}]),
+        json!({"grants": [{"key": "team", "value": "logical", "role": "viewer"}]}),
     )
     .await;
     let scoped = wait_topology(&stack, &lena, |t| !edges(t).is_empty()).await;
@@ -341,7 +316,7 @@ async fn physical_and_logical_edges_external_nodes_and_scoping() {
         "the primary's slots are not hers"
     );
     // No role at all: refused; no token: refused.
-    let nobody = login(&stack, "nobody", json!([])).await;
+    let nobody = crate::support::users::signed_in(&stack, "nobody", json!({"grants": []})).await;
     let (status, body) = stack
         .api_as(&nobody, Method::GET, "api/v1/replication/topology", None)
         .await;

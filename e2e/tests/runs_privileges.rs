@@ -13,33 +13,6 @@ use serde_json::{Value, json};
 
 const AGENT_ID: &str = "privileges-agent";
 
-/// A user with role `user` made by the admin, logged in: its access token.
-async fn user_token(stack: &Stack) -> String {
-    let password = "Correct-Horse-Battery-Staple-9";
-    let (status, body) = stack
-        .api(
-            Method::POST,
-            "api/v1/users",
-            Some(json!({"username": "dora", "password": password, "role": "user"})),
-        )
-        .await;
-    assert!(status == 200 || status == 201, "{status} {body}");
-    let (status, body) = stack
-        .api_as(
-            "",
-            Method::POST,
-            "api/v1/auth/login",
-            Some(json!({"username": "dora", "password": password})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["role"], "user", "{body}");
-    body["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned()
-}
-
 fn agent_body(monitored: &PgCluster, guarded: &str, allow: &str) -> String {
     let dsn = monitored.dsn("postgres");
     format!(
@@ -64,7 +37,7 @@ async fn read_only_runs_cannot_reach_outside_the_database() {
     let su = stack.instance_id("su").await;
     let guarded_id = stack.instance_id("guarded").await;
     let trusted = stack.instance_id("trusted").await;
-    let token = user_token(&stack).await;
+    let token = crate::support::users::with_role(&stack, "dora", "user").await;
 
     // A superuser login without run_dsn: refused, naming the role and both fixes.
     for (route, body) in [

@@ -2,7 +2,12 @@
 //! tests that load both cores for minutes and the tests whose waits are bounded while they stop
 //! and restart processes. Each was alone in its own binary before; side by side on a 2-core
 //! machine a fault test's bounded wait would measure the package build, not the fault. And a
-//! lock for the pgBackRest tests, which share the machine's pgBackRest lock files.
+//! lock for the pgBackRest tests, which share the machine's pgBackRest lock files. And the
+//! set-up several files repeat: signed-in users ([`users`]) and the pgBackRest files around a
+//! cluster ([`pgbackrest_files`]).
+
+pub mod pgbackrest_files;
+pub mod users;
 
 use tokio::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
