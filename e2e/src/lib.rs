@@ -303,6 +303,12 @@ impl Stack {
 
     /// Writes `api.toml` and spawns `lasect-api serve` without waiting.
     pub fn spawn_api(&self) -> ChildGuard {
+        ChildGuard::spawn(self.api_command("")).expect("spawn api")
+    }
+
+    /// Writes `api.toml` (listen, store, TLS and secrets key, with `extra` TOML appended, e.g. an
+    /// `[alerts]` table) and returns the `lasect-api serve` command for it, not yet started.
+    pub fn api_command(&self, extra: &str) -> Command {
         let t = self.tls();
         let t = t.display();
         let config = self.path("api.toml");
@@ -311,7 +317,7 @@ impl Stack {
             &format!(
                 "listen = \"127.0.0.1:{}\"\nstore_dsn = \"{}\"\n\
                  [tls]\ncert_file = \"{t}/api.pem\"\nkey_file = \"{t}/api.key\"\n\
-                 [secrets]\nkey_file = \"{}\"\n",
+                 [secrets]\nkey_file = \"{}\"\n{extra}",
                 self.api_port,
                 self.store_dsn(),
                 self.secrets_key().display()
@@ -319,7 +325,7 @@ impl Stack {
         );
         let mut c = Command::new(binary_path("lasect-api"));
         c.arg("serve").arg("--config").arg(config);
-        ChildGuard::spawn(c).expect("spawn api")
+        c
     }
 
     /// Writes `agent.toml` for an agent pushing to 127.0.0.1:`port` (ingest,
@@ -443,6 +449,10 @@ impl Stack {
         cmd
     }
 }
+
+/// The `[alerts]` table (for [`Stack::api_command`]) of an API that evaluates its rules every
+/// second, for the tests that wait for alert states.
+pub const ALERTS_EVERY_SECOND: &str = "[alerts]\nevaluation_interval_secs = 1\n";
 
 /// The unprivileged role the e2e agents' read-only runs log in as (`run_dsn`,
 /// docs/CONTROL.md "Read-only runs"): the harness clusters' DSN is the

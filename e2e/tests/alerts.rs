@@ -4,11 +4,10 @@
 //! session blocked by a held lock, transaction ids spent towards wraparound (then frozen) and
 //! the dead-man's switch of a stopped agent each fire and then resolve. Thresholds and `for` are the default pack's, made small here.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lasect_e2e::{Stack, wait_listening, write};
-use lasect_testkit::{ChildGuard, PgCluster, PgOptions, binary_path};
+use lasect_e2e::{ALERTS_EVERY_SECOND, Stack, wait_listening, write};
+use lasect_testkit::{ChildGuard, PgCluster, PgOptions};
 
 const AGENT_ID: &str = "alerts-agent";
 const BOUND: Duration = Duration::from_secs(120);
@@ -59,28 +58,6 @@ rules:
       threshold: 500
 "#;
 
-/// Writes `api.toml` with a one-second evaluation round and spawns the API.
-fn spawn_api(stack: &Stack) -> ChildGuard {
-    let t = stack.tls();
-    let config = stack.path("api.toml");
-    write(
-        &config,
-        &format!(
-            "listen = \"127.0.0.1:{}\"\nstore_dsn = \"{}\"\n\
-             [tls]\ncert_file = \"{t}/api.pem\"\nkey_file = \"{t}/api.key\"\n\
-             [secrets]\nkey_file = \"{}\"\n\
-             [alerts]\nevaluation_interval_secs = 1\n",
-            stack.api_port,
-            stack.store_dsn(),
-            stack.secrets_key().display(),
-            t = t.display(),
-        ),
-    );
-    let mut c = Command::new(binary_path("lasect-api"));
-    c.arg("serve").arg("--config").arg(config);
-    ChildGuard::spawn(c).expect("spawn api")
-}
-
 async fn state(store: &tokio_postgres::Client, rule: &str) -> Option<String> {
     store
         .query_opt(
@@ -124,7 +101,7 @@ async fn idle_transaction_blocked_session_and_silent_agent_fire_and_resolve() {
     let stack = Stack::new(AGENT_ID).await;
     let monitored = PgCluster::start(PgOptions::default()).expect("monitored cluster");
     let mut ingest = stack.spawn_ingest("[agents]\nrefresh_interval_secs = 1\n");
-    let mut api = spawn_api(&stack);
+    let mut api = ChildGuard::spawn(stack.api_command(ALERTS_EVERY_SECOND)).expect("spawn api");
     wait_listening(&mut ingest);
     wait_listening(&mut api);
 

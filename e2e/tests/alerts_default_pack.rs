@@ -25,8 +25,8 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lasect_e2e::{ALLOW_ALL, Stack, wait_listening, write};
-use lasect_testkit::{ChildGuard, LogFormat, PgCluster, PgOptions, binary_path};
+use lasect_e2e::{ALERTS_EVERY_SECOND, ALLOW_ALL, Stack, wait_listening, write};
+use lasect_testkit::{ChildGuard, LogFormat, PgCluster, PgOptions};
 
 const AGENT_ID: &str = "alerts-pack-agent";
 const BOUND: Duration = Duration::from_secs(120);
@@ -157,27 +157,6 @@ const DRIVEN: &[&str] = &[
     "schema_breaking_change",
     "multixact_wraparound_warning",
 ];
-
-fn spawn_api(stack: &Stack) -> ChildGuard {
-    let t = stack.tls();
-    let config = stack.path("api.toml");
-    write(
-        &config,
-        &format!(
-            "listen = \"127.0.0.1:{}\"\nstore_dsn = \"{}\"\n\
-             [tls]\ncert_file = \"{t}/api.pem\"\nkey_file = \"{t}/api.key\"\n\
-             [secrets]\nkey_file = \"{}\"\n\
-             [alerts]\nevaluation_interval_secs = 1\n",
-            stack.api_port,
-            stack.store_dsn(),
-            stack.secrets_key().display(),
-            t = t.display(),
-        ),
-    );
-    let mut c = Command::new(binary_path("lasect-api"));
-    c.arg("serve").arg("--config").arg(config);
-    ChildGuard::spawn(c).expect("spawn api")
-}
 
 /// The agent's config; `quiet_standby`: the standby's activity and database families are
 /// collected once an hour (so they go silent while the agent runs).
@@ -433,7 +412,7 @@ async fn every_default_rule_fires_on_a_driven_cluster_and_resolves() {
     .expect("big table");
 
     let mut ingest = stack.spawn_ingest("[agents]\nrefresh_interval_secs = 1\n");
-    let mut api = spawn_api(&stack);
+    let mut api = ChildGuard::spawn(stack.api_command(ALERTS_EVERY_SECOND)).expect("spawn api");
     wait_listening(&mut ingest);
     wait_listening(&mut api);
     let rules = stack.path("rules.yaml");

@@ -4,11 +4,10 @@
 //! neither the API's log output, nor any API answer, nor the audit log holds the SMTP
 //! password, the webhook's signing key or the Slack URL's secret path.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lasect_e2e::{Stack, wait_listening, write};
-use lasect_testkit::{ChildGuard, binary_path};
+use lasect_e2e::{ALERTS_EVERY_SECOND, Stack, wait_listening};
+use lasect_testkit::ChildGuard;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -81,26 +80,8 @@ fn closed_port() -> u16 {
 async fn no_channel_secret_in_logs_answers_or_audit() {
     let _guard = crate::support::fault_test().await;
     let stack = Stack::new(AGENT_ID).await;
-    let t = stack.tls();
-    let config = stack.path("api.toml");
-    write(
-        &config,
-        &format!(
-            "listen = \"127.0.0.1:{}\"\nstore_dsn = \"{}\"\n\
-             [tls]\ncert_file = \"{t}/api.pem\"\nkey_file = \"{t}/api.key\"\n\
-             [secrets]\nkey_file = \"{}\"\n\
-             [alerts]\nevaluation_interval_secs = 1\n",
-            stack.api_port,
-            stack.store_dsn(),
-            stack.secrets_key().display(),
-            t = t.display(),
-        ),
-    );
-    let mut command = Command::new(binary_path("lasect-api"));
+    let mut command = stack.api_command(ALERTS_EVERY_SECOND);
     command
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
         // Everything the process logs, libraries' debug output included.
         .env("LASECT_LOG", "debug");
     let mut api = ChildGuard::spawn(command).expect("spawn api");
