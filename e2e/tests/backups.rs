@@ -15,7 +15,9 @@ use lasect_testkit::{PgCluster, PgOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::pgbackrest_files::{give_to_server, pgbackrest_of, require_pgbackrest};
+use crate::support::pgbackrest_files::{
+    Archiving, archiving_cluster, give_to_server, pgbackrest_of, require_pgbackrest,
+};
 use crate::support::users::with_role;
 
 const AGENT_ID: &str = "backups-agent";
@@ -34,28 +36,13 @@ async fn pgbackrest_backups_through_the_agent() {
     let _pgbackrest = crate::support::pgbackrest().await;
     require_pgbackrest();
 
-    let dir = tempfile::Builder::new()
-        .prefix("lasect-backups-")
-        .tempdir()
-        .expect("tempdir");
-    let config = dir.path().join("pgbackrest.conf");
-    let repo = dir.path().join("repo");
-    let archive_command = format!(
-        "pgbackrest --config={} --stanza=main archive-push %p",
-        config.display()
-    );
-    let archived = PgCluster::start(PgOptions {
-        settings: vec![
-            ("archive_mode".into(), "on".into()),
-            ("archive_command".into(), format!("'{archive_command}'")),
-        ],
-        ..PgOptions::default()
-    })
-    .expect("archiving cluster");
+    let Archiving {
+        dir,
+        config,
+        repo,
+        cluster: archived,
+    } = archiving_cluster("lasect-backups-");
     let plain = PgCluster::start(PgOptions::default()).expect("plain cluster");
-    std::fs::create_dir(&repo).expect("repo dir");
-    give_to_server(&archived, dir.path());
-    give_to_server(&archived, &repo);
 
     let stack = Stack::new(AGENT_ID).await;
     let _api = stack.start_api();

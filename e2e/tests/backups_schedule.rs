@@ -8,11 +8,11 @@
 use std::time::{Duration, Instant};
 
 use lasect_e2e::{Stack, wait_listening, write};
-use lasect_testkit::{ChildGuard, PgCluster, PgOptions, binary_path, free_port};
+use lasect_testkit::{ChildGuard, binary_path, free_port};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::pgbackrest_files::{give_to_server, require_pgbackrest};
+use crate::support::pgbackrest_files::{Archiving, archiving_cluster, require_pgbackrest};
 
 const AGENT_ID: &str = "schedules-agent";
 
@@ -66,29 +66,12 @@ where
 async fn schedules_fire_once_retention_applies_and_missed_firings_are_reported() {
     let _pgbackrest = crate::support::pgbackrest().await;
     require_pgbackrest();
-    let dir = tempfile::Builder::new()
-        .prefix("lasect-schedules-")
-        .tempdir()
-        .expect("tempdir");
-    let config = dir.path().join("pgbackrest.conf");
-    let repo = dir.path().join("repo");
-    let cluster = PgCluster::start(PgOptions {
-        settings: vec![
-            ("archive_mode".into(), "on".into()),
-            (
-                "archive_command".into(),
-                format!(
-                    "'pgbackrest --config={} --stanza=main archive-push %p'",
-                    config.display()
-                ),
-            ),
-        ],
-        ..PgOptions::default()
-    })
-    .expect("archiving cluster");
-    std::fs::create_dir(&repo).expect("repo dir");
-    give_to_server(&cluster, dir.path());
-    give_to_server(&cluster, &repo);
+    let Archiving {
+        dir: _dir,
+        config,
+        repo,
+        cluster,
+    } = archiving_cluster("lasect-schedules-");
 
     let stack = Stack::new(AGENT_ID).await;
     let _api = stack.start_api();

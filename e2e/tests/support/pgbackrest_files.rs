@@ -1,9 +1,58 @@
 //! The files the pgBackRest tests set up around a cluster, as an operator would.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use lasect_testkit::PgCluster;
+use lasect_testkit::{PgCluster, PgOptions};
+use tempfile::TempDir;
+
+/// What [`archiving_cluster`] sets up.
+pub struct Archiving {
+    /// A directory of the database OS user, removed at the end of the test.
+    pub dir: TempDir,
+    /// `<dir>/pgbackrest.conf`, the path the archive command reads (written by the agent's
+    /// stanza run, not here).
+    pub config: PathBuf,
+    /// `<dir>/repo`, an empty repository directory of the database OS user.
+    pub repo: PathBuf,
+    /// A cluster with `archive_mode = on`, archiving with pgBackRest (`--config` above, stanza
+    /// `main`).
+    pub cluster: PgCluster,
+}
+
+/// Starts a cluster archiving its WAL with pgBackRest into a repository directory, both in a new
+/// temp directory named `prefix…` that the database OS user owns, as an operator would set it up.
+pub fn archiving_cluster(prefix: &str) -> Archiving {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir");
+    let config = dir.path().join("pgbackrest.conf");
+    let repo = dir.path().join("repo");
+    let cluster = PgCluster::start(PgOptions {
+        settings: vec![
+            ("archive_mode".into(), "on".into()),
+            (
+                "archive_command".into(),
+                format!(
+                    "'pgbackrest --config={} --stanza=main archive-push %p'",
+                    config.display()
+                ),
+            ),
+        ],
+        ..PgOptions::default()
+    })
+    .expect("archiving cluster");
+    std::fs::create_dir(&repo).expect("repo dir");
+    give_to_server(&cluster, dir.path());
+    give_to_server(&cluster, &repo);
+    Archiving {
+        dir,
+        config,
+        repo,
+        cluster,
+    }
+}
 
 /// Fails the test with the way to install pgBackRest when it is missing.
 pub fn require_pgbackrest() {
