@@ -10,6 +10,10 @@
 
 use serde::Deserialize;
 
+/// The run kind's own type: pgBackRest spells its backup types the same in `info` as in
+/// `--type`.
+pub use lasect_runs::BackupType;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InfoError {
     #[error("pgBackRest's info is not the JSON this version reads: {0}")]
@@ -49,24 +53,6 @@ pub struct Backup {
     #[serde(default)]
     pub error: Option<bool>,
     pub database: DbRef,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackupType {
-    Full,
-    Diff,
-    Incr,
-}
-
-impl BackupType {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            BackupType::Full => "full",
-            BackupType::Diff => "diff",
-            BackupType::Incr => "incr",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
