@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod migrate_cmd;
 pub mod notify;
+pub mod pg_listen;
 pub mod replication_backfill;
 pub mod replication_streams;
 pub mod routes;

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use tokio::sync::{OnceCell, broadcast};
 
+use crate::pg_listen::dedicated_listener;
 use crate::routes::alerts::{AlertEvent, events_between};
 
 /// The channel the evaluation round notifies on.
@@ -83,13 +84,7 @@ impl AlertFeed {
         self.inner
             .started
             .get_or_try_init(|| async {
-                // Its own one-connection pool: the listener holds its connection forever.
-                let pool = PgPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_lazy_with((*self.inner.pool.connect_options()).clone());
-                let mut listener = PgListener::connect_with(&pool).await?;
-                listener.listen(CHANNEL).await?;
+                let listener = dedicated_listener(&self.inner.pool, CHANNEL).await?;
                 tokio::spawn(listen(listener, Arc::clone(&self.inner)));
                 tracing::info!(channel = CHANNEL, "live alerts listening");
                 Ok::<(), sqlx::Error>(())

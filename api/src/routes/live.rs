@@ -44,7 +44,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use tokio::sync::{OnceCell, broadcast, mpsc};
 
 use super::AppState;
@@ -54,6 +54,7 @@ use super::instances;
 use super::metric_families::{self, FamilyKey, FamilySpec};
 use super::openapi::responses::{SignedIn, WithInput};
 use crate::alerts::live::{AlertFeed, Pushed};
+use crate::pg_listen::dedicated_listener;
 
 /// The channel ingest notifies on (`lasect_ingest::writer::notify::CHANNEL`).
 pub const CHANNEL: &str = "lasect_samples";
@@ -154,14 +155,7 @@ impl LiveHub {
         self.inner
             .started
             .get_or_try_init(|| async {
-                // Its own one-connection pool: the listener holds its connection forever and
-                // must not take one from the requests.
-                let pool = PgPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_lazy_with((*self.inner.pool.connect_options()).clone());
-                let mut listener = PgListener::connect_with(&pool).await?;
-                listener.listen(CHANNEL).await?;
+                let listener = dedicated_listener(&self.inner.pool, CHANNEL).await?;
                 let (queue, announcements) = mpsc::channel(NOTIFY_QUEUE);
                 tokio::spawn(listen(listener, queue, Arc::clone(&self.inner)));
                 tokio::spawn(read(announcements, Arc::clone(&self.inner)));
