@@ -829,12 +829,34 @@ pub async fn list_routes(
     }))
 }
 
+/// The route `id` as it now is (just written by the caller, so it exists).
+async fn load_route(pool: &sqlx::PgPool, id: i64) -> Result<Route, ApiError> {
+    let row: RouteRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_ROUTE} WHERE r.id = $1"
+    )))
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    Ok(row.into())
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MinSeverity {
     Info,
     Warning,
     Critical,
+}
+
+impl MinSeverity {
+    /// As `alert_routes.min_severity` stores it.
+    const fn as_str(self) -> &'static str {
+        match self {
+            MinSeverity::Info => "info",
+            MinSeverity::Warning => "warning",
+            MinSeverity::Critical => "critical",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -892,11 +914,7 @@ pub async fn add_route(
         return Err(invalid("repeat_secs: 0 (never) or at least 60".into()));
     }
     selector::parse(&matchers).map_err(|e| invalid(format!("matchers: {e}")))?;
-    let severity = match r.min_severity.unwrap_or(MinSeverity::Info) {
-        MinSeverity::Info => "info",
-        MinSeverity::Warning => "warning",
-        MinSeverity::Critical => "critical",
-    };
+    let severity = r.min_severity.unwrap_or(MinSeverity::Info).as_str();
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO alert_routes (channel_id, min_severity, matchers, repeat_secs, \
          send_resolved, created_by) \
@@ -911,13 +929,10 @@ pub async fn add_route(
     .fetch_optional(&state.pool)
     .await?;
     let id = id.ok_or_else(|| invalid(format!("channel: no channel named {:?}", r.channel)))?;
-    let row: RouteRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT_ROUTE} WHERE r.id = $1"
-    )))
-    .bind(id)
-    .fetch_one(&state.pool)
-    .await?;
-    Ok((StatusCode::CREATED, Json(row.into())))
+    Ok((
+        StatusCode::CREATED,
+        Json(load_route(&state.pool, id).await?),
+    ))
 }
 
 /// Changes to a route; absent fields stay as they are (its channel cannot change).
@@ -975,11 +990,7 @@ pub async fn edit_route(
     if let Some(m) = &r.matchers {
         selector::parse(m).map_err(|e| invalid(format!("matchers: {e}")))?;
     }
-    let severity = r.min_severity.map(|s| match s {
-        MinSeverity::Info => "info",
-        MinSeverity::Warning => "warning",
-        MinSeverity::Critical => "critical",
-    });
+    let severity = r.min_severity.map(MinSeverity::as_str);
     let done = sqlx::query(
         "UPDATE alert_routes SET min_severity = coalesce($2, min_severity), \
          matchers = coalesce($3, matchers), repeat_secs = coalesce($4, repeat_secs), \
@@ -995,13 +1006,7 @@ pub async fn edit_route(
     if done.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("no route with id {id}")));
     }
-    let row: RouteRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT_ROUTE} WHERE r.id = $1"
-    )))
-    .bind(id)
-    .fetch_one(&state.pool)
-    .await?;
-    Ok(Json(row.into()))
+    Ok(Json(load_route(&state.pool, id).await?))
 }
 
 #[utoipa::path(
