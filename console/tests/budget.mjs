@@ -13,7 +13,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { gunzipSync } from 'node:zlib';
-import { env, launchBrowser, signIn } from './lib.mjs';
+import { env, launchBrowser, signIn, WIDE } from './lib.mjs';
 const url = env('CONSOLE_URL').replace(/\/$/, '');
 const ca = readFileSync(env('CA_FILE'));
 const token = env('API_TOKEN');
@@ -69,7 +69,7 @@ for (let i = 0; i < rounds; i++) fleetApi.push((await fetchRaw('/api/v1/instance
 const browser = await launchBrowser();
 const facts = {};
 try {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: WIDE });
   context.setDefaultTimeout(TIMEOUT);
   const page = await context.newPage();
   await page.goto(`${url}/`);

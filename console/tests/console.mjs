@@ -11,16 +11,17 @@ import {
   cspViolations,
   env,
   expect,
-  launchBrowser,
+  account,
+  inNarrowWindow,
+  openBrowser,
   screenshot,
   signIn as sendSignIn,
   signOut as leave,
-  watchedPage,
 } from './lib.mjs';
 
 const url = env('CONSOLE_URL');
-const admin = { user: env('ADMIN_USER', 'admin'), password: env('ADMIN_PASSWORD') };
-const viewer = { user: env('VIEWER_USER', 'viewer'), password: env('VIEWER_PASSWORD') };
+const admin = account('ADMIN', 'admin');
+const viewer = account('VIEWER', 'viewer');
 const instance = env('INSTANCE');
 const artifacts = process.env.ARTIFACTS;
 // Every wait is bounded; the stack is already up and holds data when this runs.
@@ -30,14 +31,8 @@ const facts = {};
 let step = 'start';
 const problems = [];
 
-const browser = await launchBrowser();
+const { browser, page } = await openBrowser({ timeout: TIMEOUT, problems, currentStep: () => step });
 try {
-  const page = await watchedPage(browser, {
-    timeout: TIMEOUT,
-    problems,
-    currentStep: () => step,
-    options: { viewport: { width: 1280, height: 900 } },
-  });
   const shot = (name) => screenshot(page, artifacts, name);
   const signIn = (who) => sendSignIn(page, who);
   async function signOut(who) {
@@ -74,10 +69,10 @@ try {
   await page.getByRole('searchbox').fill(instance);
   await row.waitFor();
   await shot('fleet');
-  await page.setViewportSize({ width: 420, height: 900 });
-  await row.waitFor();
-  await shot('fleet-narrow');
-  await page.setViewportSize({ width: 1280, height: 900 });
+  await inNarrowWindow(page, async () => {
+    await row.waitFor();
+    await shot('fleet-narrow');
+  });
 
   // A reload loses the access token (memory only): the refresh token brings the session back.
   step = 'reload';

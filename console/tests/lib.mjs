@@ -13,6 +13,9 @@ export const env = (name, fallback) => {
   return v;
 };
 
+/** A user from `<PREFIX>_USER` (default `name`) and `<PREFIX>_PASSWORD`, e.g. `account('ADMIN', 'admin')`. */
+export const account = (prefix, name) => ({ user: env(`${prefix}_USER`, name), password: env(`${prefix}_PASSWORD`) });
+
 /** Fails the test with `what` when `ok` is false. */
 export function expect(ok, what) {
   if (!ok) throw new Error(`expected: ${what}`);
@@ -28,15 +31,19 @@ export function launchBrowser() {
   });
 }
 
+/** The window the tests use, and the phone-wide one for narrow-layout checks. */
+export const WIDE = { width: 1280, height: 900 };
+export const NARROW = { width: 420, height: 900 };
+
 /**
  * A new context and page that accept the stack's throwaway CA, wait at most `timeout` ms per
  * step, and push every console error, page error, failed request and HTTP error answer onto
  * `problems` as `{ step, kind, text }`, with `step` read from `currentStep()` when it happens.
  * CSP violations are collected in the page (see `cspViolations`). `options` go to
- * `browser.newContext` (viewport, colour scheme, downloads…).
+ * `browser.newContext` (colour scheme, downloads…); the viewport is WIDE.
  */
 export async function watchedPage(browser, { timeout, problems, currentStep, options = {} }) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, ...options });
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: WIDE, ...options });
   context.setDefaultTimeout(timeout);
   // Violations are reported to the page as events, whatever the console says.
   await context.addInitScript(() => {
@@ -56,6 +63,27 @@ export async function watchedPage(browser, { timeout, problems, currentStep, opt
     if (r.status() >= 400) note('http', `${r.status()} ${r.url()}`);
   });
   return page;
+}
+
+/**
+ * The browser (launchBrowser) and its watched page (watchedPage, same arguments). The caller
+ * closes the browser; if the page cannot be made, it is closed here.
+ */
+export async function openBrowser(watch) {
+  const browser = await launchBrowser();
+  try {
+    return { browser, page: await watchedPage(browser, watch) };
+  } catch (e) {
+    await browser.close();
+    throw e;
+  }
+}
+
+/** Runs `steps` in a NARROW window, then goes back to WIDE. */
+export async function inNarrowWindow(page, steps) {
+  await page.setViewportSize(NARROW);
+  await steps();
+  await page.setViewportSize(WIDE);
 }
 
 /** The CSP violations the page saw since it was opened. */

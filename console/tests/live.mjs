@@ -16,16 +16,17 @@ import {
   cspViolations,
   env,
   expect,
-  launchBrowser,
+  account,
+  inNarrowWindow,
+  openBrowser,
   screenshot,
   signIn as sendSignIn,
   signOut as leave,
-  watchedPage,
 } from './lib.mjs';
 
 const url = env('CONSOLE_URL');
-const admin = { user: env('ADMIN_USER', 'admin'), password: env('ADMIN_PASSWORD') };
-const watcher = { user: env('WATCHER_USER', 'watcher'), password: env('WATCHER_PASSWORD') };
+const admin = account('ADMIN', 'admin');
+const watcher = account('WATCHER', 'watcher');
 const instance = env('INSTANCE');
 const blockingPid = env('BLOCKING_PID');
 const blockedPid = env('BLOCKED_PID');
@@ -39,14 +40,13 @@ const facts = { axe: {} };
 let step = 'start';
 const problems = [];
 
-const browser = await launchBrowser();
+const { browser, page } = await openBrowser({
+  timeout: TIMEOUT,
+  problems,
+  currentStep: () => step,
+  options: { colorScheme: 'light' },
+});
 try {
-  const page = await watchedPage(browser, {
-    timeout: TIMEOUT,
-    problems,
-    currentStep: () => step,
-    options: { viewport: { width: 1280, height: 900 }, colorScheme: 'light' },
-  });
   const shot = (name) => screenshot(page, artifacts, name);
   const axe = (name) => checkAxe(page, facts, name);
   const signIn = (who) => sendSignIn(page, who);
@@ -214,14 +214,14 @@ try {
   facts.keyboard = true;
 
   step = 'narrow';
-  await page.setViewportSize({ width: 420, height: 900 });
-  await page.getByRole('link', { name: 'Fleet' }).click();
-  await row.getByRole('link', { name: instance }).click();
-  await page.getByRole('heading', { name: instance, level: 1 }).waitFor();
-  await page.locator('.chart canvas').first().waitFor();
-  facts.narrowOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  await shot('instance-narrow');
-  await page.setViewportSize({ width: 1280, height: 900 });
+  await inNarrowWindow(page, async () => {
+    await page.getByRole('link', { name: 'Fleet' }).click();
+    await row.getByRole('link', { name: instance }).click();
+    await page.getByRole('heading', { name: instance, level: 1 }).waitFor();
+    await page.locator('.chart canvas').first().waitFor();
+    facts.narrowOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    await shot('instance-narrow');
+  });
 
   step = 'viewer';
   await signOut(admin);

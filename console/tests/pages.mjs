@@ -13,17 +13,18 @@ import {
   cspViolations,
   env,
   expect,
-  launchBrowser,
+  account,
+  inNarrowWindow,
+  openBrowser,
   screenshot,
   signIn as sendSignIn,
   signOut as leave,
-  watchedPage,
 } from './lib.mjs';
 import { readFileSync } from 'node:fs';
 
 const url = env('CONSOLE_URL').replace(/\/$/, '');
-const admin = { user: env('ADMIN_USER', 'admin'), password: env('ADMIN_PASSWORD') };
-const viewer = { user: env('VIEWER_USER', 'viewer'), password: env('VIEWER_PASSWORD') };
+const admin = account('ADMIN', 'admin');
+const viewer = account('VIEWER', 'viewer');
 const instanceId = env('INSTANCE_ID');
 const marker = env('MARKER');
 const artifacts = process.env.ARTIFACTS;
@@ -40,14 +41,13 @@ const expected = (p) =>
   (p.step === 'viewer-audit' && /403 .*\/api\/v1\/audit/.test(p.text)) ||
   (p.step === 'viewer-audit' && p.kind === 'console' && /403/.test(p.text));
 
-const browser = await launchBrowser();
+const { browser, page } = await openBrowser({
+  timeout: TIMEOUT,
+  problems,
+  currentStep: () => step,
+  options: { acceptDownloads: true },
+});
 try {
-  const page = await watchedPage(browser, {
-    timeout: TIMEOUT,
-    problems,
-    currentStep: () => step,
-    options: { acceptDownloads: true, viewport: { width: 1280, height: 900 } },
-  });
 
   // Each page shown is checked by axe-core, then photographed.
   const shot = async (name) => {
@@ -119,10 +119,10 @@ try {
   facts.hotNodes = await tree.locator('.node.hot').count();
   await page.getByTestId('run-history').waitFor();
   await shot('sql-explain');
-  await page.setViewportSize({ width: 420, height: 900 });
-  await tree.waitFor();
-  await shot('sql-narrow');
-  await page.setViewportSize({ width: 1280, height: 900 });
+  await inNarrowWindow(page, async () => {
+    await tree.waitFor();
+    await shot('sql-narrow');
+  });
 
   // A long statement shows its run at once, with Cancel for its requester.
   step = 'cancel';
