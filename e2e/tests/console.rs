@@ -151,34 +151,19 @@ async fn console_in_a_real_browser() {
     drop(agent);
 
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-e2e");
-    let output = Command::new("node")
-        .arg("tests/console.mjs")
-        .current_dir(console_dir())
-        .env(
-            "CONSOLE_URL",
-            format!("https://127.0.0.1:{}/", stack.api_port),
-        )
-        .env("ADMIN_USER", "admin")
-        .env("ADMIN_PASSWORD", &stack.admin_password)
+    let mut script = crate::support::browser::console_script(
+        &stack,
+        &console_dir(),
+        "tests/console.mjs",
+        &chromium(),
+        &artifacts,
+    );
+    script
         .env("VIEWER_USER", "viewer")
         .env("VIEWER_PASSWORD", VIEWER_PASSWORD)
-        .env("INSTANCE", INSTANCE)
-        .env("CHROMIUM", chromium())
-        .env("ARTIFACTS", &artifacts)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the browser script failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    let facts: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no facts printed:\n{stdout}\n{stderr}"));
+        .env("INSTANCE", INSTANCE);
+    let output = script.output().expect("run node");
+    let facts = crate::support::browser::facts(&output, "the browser script");
 
     assert_eq!(facts["wrongPasswordMessage"], "wrong username or password");
     let row = facts["fleetRow"].as_str().expect("fleet row");

@@ -14,13 +14,12 @@
 //! Screenshots of each page are kept in `target/console-shots/`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lasect_e2e::Stack;
 use lasect_testkit::PgCluster;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const WATCHER_PASSWORD: &str = "a watcher's long password";
 const ALERT_RULE: &str = "console_sessions_seen";
@@ -107,44 +106,28 @@ pub async fn scenario(
     }
 
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-shots");
-    let output = Command::new("node")
-        .arg("tests/live.mjs")
-        .current_dir(console_dir)
-        .env(
-            "CONSOLE_URL",
-            format!("https://127.0.0.1:{}/", stack.api_port),
-        )
-        .env("ADMIN_USER", "admin")
-        .env("ADMIN_PASSWORD", &stack.admin_password)
+    let mut script = crate::support::browser::console_script(
+        stack,
+        console_dir,
+        "tests/live.mjs",
+        chromium,
+        &artifacts,
+    );
+    script
         .env("WATCHER_USER", "watcher")
         .env("WATCHER_PASSWORD", WATCHER_PASSWORD)
         .env("INSTANCE", instance)
         .env("BLOCKING_PID", blocking_pid.to_string())
         .env("BLOCKED_PID", blocked_pid.to_string())
-        .env("ALERT_RULE", ALERT_RULE)
-        .env("CHROMIUM", chromium)
-        .env("ARTIFACTS", &artifacts)
-        .output()
-        .expect("run node");
+        .env("ALERT_RULE", ALERT_RULE);
+    let output = script.output().expect("run node");
     // The waiter ends with the holder's transaction.
     holder
         .batch_execute("ROLLBACK")
         .await
         .expect("release the lock");
     let _ = tokio::time::timeout(BOUND, waiting).await;
-
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the live browser script failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    let facts: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no facts printed:\n{stdout}\n{stderr}"));
+    let facts = crate::support::browser::facts(&output, "the live browser script");
 
     let live = &facts["liveUpdate"];
     assert!(

@@ -20,7 +20,6 @@
 //! Screenshots of each page: `target/console-shots/`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lasect_e2e::Stack;
@@ -102,35 +101,20 @@ pub async fn scenario(
 ) {
     marker_listed(stack, monitored, id).await;
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-shots");
-    let output = Command::new("node")
-        .arg("tests/pages.mjs")
-        .current_dir(console_dir)
-        .env(
-            "CONSOLE_URL",
-            format!("https://127.0.0.1:{}/", stack.api_port),
-        )
-        .env("ADMIN_USER", "admin")
-        .env("ADMIN_PASSWORD", &stack.admin_password)
+    let mut script = crate::support::browser::console_script(
+        stack,
+        console_dir,
+        "tests/pages.mjs",
+        chromium,
+        &shots,
+    );
+    script
         .env("VIEWER_USER", viewer.0)
         .env("VIEWER_PASSWORD", viewer.1)
         .env("INSTANCE_ID", id.to_string())
-        .env("MARKER", MARKER)
-        .env("CHROMIUM", chromium)
-        .env("ARTIFACTS", &shots)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the pages script failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    let facts: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no facts printed:\n{stdout}\n{stderr}"));
+        .env("MARKER", MARKER);
+    let output = script.output().expect("run node");
+    let facts = crate::support::browser::facts(&output, "the pages script");
 
     // Statements: the marker's row, and its page with the same text.
     let row = facts["statementRow"].as_str().expect("statement row");

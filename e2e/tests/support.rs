@@ -3,9 +3,10 @@
 //! and restart processes. Each was alone in its own binary before; side by side on a 2-core
 //! machine a fault test's bounded wait would measure the package build, not the fault. And a
 //! lock for the pgBackRest tests, which share the machine's pgBackRest lock files. And the
-//! set-up several files repeat: signed-in users ([`users`]) and the pgBackRest files around a
-//! cluster ([`pgbackrest_files`]).
+//! set-up several files repeat: signed-in users ([`users`]), the pgBackRest files around a
+//! cluster ([`pgbackrest_files`]) and the console's browser scripts ([`browser`]).
 
+pub mod browser;
 pub mod pgbackrest_files;
 pub mod users;
 
