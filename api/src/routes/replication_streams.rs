@@ -592,21 +592,8 @@ pub async fn create(
         requested_by,
         actor: principal.username.clone(),
     };
-    let pool = state.pool.clone();
-    // Its own task: the operation ends (or rolls back) even if this request goes away.
-    let task = tokio::spawn(async move {
-        if let Err(e) = ops::create(pool.clone(), plan).await {
-            tracing::error!(stream = id, error = %e, "replication stream operation stopped");
-            let _ = sqlx::query(
-                "UPDATE replication_streams SET status = 'rollback_failed', \
-                 error = 'the store failed during the operation: see the API log' WHERE id = $1",
-            )
-            .bind(id)
-            .execute(&pool)
-            .await;
-        }
-    });
-    let _ = task.await;
+    let operation = ops::create(state.pool.clone(), plan);
+    detached(&state, id, operation, "rollback_failed", "operation").await;
     Ok(answer(detail(&state, id).await?))
 }
 
@@ -742,21 +729,38 @@ pub async fn remove(
         requested_by: crate::runs::requested_by(&principal),
         actor: principal.username.clone(),
     };
+    let operation = ops::remove(state.pool.clone(), plan);
+    detached(&state, id, operation, "remove_failed", "removal").await;
+    Ok(answer(detail(&state, id).await?))
+}
+
+/// Runs a stream's `operation` (named `what` in messages) in its own task, so that it ends (or
+/// rolls back) even if the request goes away, and waits for it. When the store fails mid-way
+/// the stream is left `failed_status`, pointing at the API log, rather than stuck in a
+/// transient state.
+async fn detached(
+    state: &AppState,
+    id: i64,
+    operation: impl Future<Output = Result<(), sqlx::Error>> + Send + 'static,
+    failed_status: &'static str,
+    what: &'static str,
+) {
     let pool = state.pool.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = ops::remove(pool.clone(), plan).await {
-            tracing::error!(stream = id, error = %e, "replication stream removal stopped");
-            let _ = sqlx::query(
-                "UPDATE replication_streams SET status = 'remove_failed', \
-                 error = 'the store failed during the removal: see the API log' WHERE id = $1",
-            )
-            .bind(id)
-            .execute(&pool)
-            .await;
+        if let Err(e) = operation.await {
+            tracing::error!(stream = id, error = %e, "replication stream {what} stopped");
+            let _ =
+                sqlx::query("UPDATE replication_streams SET status = $2, error = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(failed_status)
+                    .bind(format!(
+                        "the store failed during the {what}: see the API log"
+                    ))
+                    .execute(&pool)
+                    .await;
         }
     });
     let _ = task.await;
-    Ok(answer(detail(&state, id).await?))
 }
 
 #[cfg(test)]
