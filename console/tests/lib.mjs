@@ -121,6 +121,20 @@ export async function checkAxe(page, facts, name) {
   expect(bad.length === 0, `no serious accessibility violation on ${name}: ${JSON.stringify(bad)}`);
 }
 
+/**
+ * The checks that end every browser test: the page saw no CSP violation (`facts.cspViolations`)
+ * and `problems` holds nothing but what `expected(problem)` allows (then
+ * `facts.expectedRefusals` counts them all); prints `facts` as one JSON line for the caller.
+ */
+export async function finish(page, facts, problems, expected) {
+  facts.cspViolations = await cspViolations(page);
+  expect(facts.cspViolations.length === 0, `no CSP violation: ${facts.cspViolations}`);
+  const unexpected = expected ? problems.filter((p) => !expected(p)) : problems;
+  expect(unexpected.length === 0, `no console error or failed request: ${JSON.stringify(unexpected)}`);
+  if (expected) facts.expectedRefusals = problems.length;
+  console.log(JSON.stringify(facts));
+}
+
 /** Fills and sends the sign-in form the page shows; does not wait for the answer. */
 export async function signIn(page, who) {
   await page.getByLabel('Username').fill(who.user);

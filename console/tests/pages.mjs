@@ -9,11 +9,11 @@
 // a statement containing MARKER. Prints one JSON line of facts for the caller to check; exits 1
 // with the failed expectation otherwise. Screenshots go to ARTIFACTS.
 import {
+  account,
   checkAxe,
-  cspViolations,
   env,
   expect,
-  account,
+  finish,
   inNarrowWindow,
   openBrowser,
   screenshot,
@@ -321,12 +321,7 @@ try {
   facts.viewerAuditError = await text(refusal);
   await shot('audit-viewer');
 
-  facts.cspViolations = await cspViolations(page);
-  expect(facts.cspViolations.length === 0, `no CSP violation: ${facts.cspViolations}`);
-  const unexpected = problems.filter((p) => !expected(p));
-  expect(unexpected.length === 0, `no console error or failed request: ${JSON.stringify(unexpected)}`);
-  facts.expectedRefusals = problems.length;
-  console.log(JSON.stringify(facts));
+  await finish(page, facts, problems, expected);
 } catch (e) {
   console.error(`failed at step ${step}: ${e.stack ?? e}`);
   console.error(`problems so far: ${JSON.stringify(problems)}`);
