@@ -215,6 +215,29 @@ impl Stack {
         }
     }
 
+    /// Polls `GET /api/v1/migrations/{id}` until the fleet migration is no longer running;
+    /// returns it.
+    pub async fn wait_migration(&self, id: i64) -> serde_json::Value {
+        let start = std::time::Instant::now();
+        loop {
+            let (_, m) = self
+                .api(
+                    reqwest::Method::GET,
+                    &format!("api/v1/migrations/{id}"),
+                    None,
+                )
+                .await;
+            if m["status"] != "running" {
+                return m;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "migration {id} never ended: {m:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until the API lists the instance `name` (agents report theirs
     /// once connected); returns its id.
     pub async fn instance_id(&self, name: &str) -> i64 {

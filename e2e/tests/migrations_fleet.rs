@@ -2,31 +2,14 @@
 //! one agent; a dry run changes nothing, a failing second target halts the migration with the
 //! third untouched, and a second migration is refused while one runs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lasect_e2e::{Stack, wait_listening};
 use lasect_testkit::{PgCluster, PgOptions};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const AGENT_ID: &str = "fleet-agent";
-
-async fn wait_migration(stack: &Stack, id: i64) -> Value {
-    let start = Instant::now();
-    loop {
-        let (_, m) = stack
-            .api(Method::GET, &format!("api/v1/migrations/{id}"), None)
-            .await;
-        if m["status"] != "running" {
-            return m;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "migration never ended: {m}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 async fn has_table(fleet: &PgCluster, db: &str, table: &str) -> bool {
     fleet
@@ -189,7 +172,9 @@ async fn migrations_run_in_turn_halt_on_failure_and_one_at_a_time() {
             .contains(&first["id"].to_string()),
         "{second}"
     );
-    let done = wait_migration(&stack, first["id"].as_i64().expect("id")).await;
+    let done = stack
+        .wait_migration(first["id"].as_i64().expect("id"))
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     // A script that would escape its transaction is refused before anything runs.
     let (status, bad) = stack
@@ -200,7 +185,7 @@ async fn migrations_run_in_turn_halt_on_failure_and_one_at_a_time() {
         )
         .await;
     assert_eq!(status, 201, "{bad}");
-    let bad = wait_migration(&stack, bad["id"].as_i64().expect("id")).await;
+    let bad = stack.wait_migration(bad["id"].as_i64().expect("id")).await;
     assert_eq!(bad["status"], "failed", "{bad}");
     assert!(
         bad["error"].as_str().unwrap_or("").contains("transaction"),

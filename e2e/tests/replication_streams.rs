@@ -119,18 +119,9 @@ async fn migrate(stack: &Stack, sql: &str, targets: &Value) -> Value {
         )
         .await;
     assert_eq!(status, 201, "{m}");
-    let id = m["id"].as_i64().expect("migration id");
-    let start = Instant::now();
-    loop {
-        let (_, m) = stack
-            .api(Method::GET, &format!("api/v1/migrations/{id}"), None)
-            .await;
-        if m["status"] != "running" {
-            return m;
-        }
-        assert!(start.elapsed() < BOUND, "migration never ended: {m:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    stack
+        .wait_migration(m["id"].as_i64().expect("migration id"))
+        .await
 }
 
 /// A migration's targets in the order they run: (instance id, status).
@@ -689,16 +680,10 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
         .expect("leak check")
         .get(0);
     assert_eq!(leaks, 0);
-    for (name, lines) in [
-        ("agent", agent.lines()),
-        ("ingest", ingest.lines()),
-        ("api", api.lines()),
-    ] {
-        assert!(
-            !lines.iter().any(|l| l.contains(SECRET)),
-            "the password in the {name} log"
-        );
-    }
+    crate::support::logs::assert_not_logged(
+        SECRET,
+        &[("agent", &agent), ("ingest", &ingest), ("api", &api)],
+    );
 
     // --- An agent that is offline fails its step at once instead of holding the operation
     // until the run's queue time runs out.

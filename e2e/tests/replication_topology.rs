@@ -373,14 +373,8 @@ async fn physical_and_logical_edges_external_nodes_and_scoping() {
             .get(0);
         assert_eq!(n, 0, "{t} holds the conninfo's password");
     }
-    for (name, lines) in [
-        ("agent", agent.lines()),
-        ("ingest", ingest.lines()),
-        ("api", api.lines()),
-    ] {
-        assert!(
-            !lines.iter().any(|l| l.contains(SECRET)),
-            "{name} logged the password"
-        );
-    }
+    crate::support::logs::assert_not_logged(
+        SECRET,
+        &[("agent", &agent), ("ingest", &ingest), ("api", &api)],
+    );
 }

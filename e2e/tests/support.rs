@@ -4,9 +4,11 @@
 //! machine a fault test's bounded wait would measure the package build, not the fault. And a
 //! lock for the pgBackRest tests, which share the machine's pgBackRest lock files. And the
 //! set-up several files repeat: signed-in users ([`users`]), the pgBackRest files around a
-//! cluster ([`pgbackrest_files`]) and the console's browser scripts ([`browser`]).
+//! cluster ([`pgbackrest_files`]), the console's browser scripts ([`browser`]) and what the
+//! processes logged ([`logs`]).
 
 pub mod browser;
+pub mod logs;
 pub mod pgbackrest_files;
 pub mod users;
 
