@@ -162,20 +162,6 @@ async fn add_rule(s: &Setup, name: &str, instance: i64, severity: &str) {
     assert_eq!(status, StatusCode::CREATED, "{answer}");
 }
 
-async fn activity(pool: &PgPool, instance: i64, at: DateTime<Utc>, percent: f64) {
-    sqlx::query(
-        "INSERT INTO metric_activity (time, instance_id, max_connections, total_sessions, \
-         connection_use_percent) VALUES ($1, $2, 100, $3, $4)",
-    )
-    .bind(at)
-    .bind(instance)
-    .bind(percent as i64)
-    .bind(percent)
-    .execute(pool)
-    .await
-    .expect("insert activity");
-}
-
 /// Evaluation rounds at fake times, 10 s apart from a start an hour ago.
 struct Clock {
     at: DateTime<Utc>,
@@ -192,7 +178,7 @@ impl Clock {
     async fn round(&mut self, pool: &PgPool, instances: &[i64], percent: f64) {
         self.at += TimeDelta::seconds(10);
         for i in instances {
-            activity(pool, *i, self.at, percent).await;
+            common::insert_activity(pool, *i, self.at, percent).await;
         }
         let report = tick(pool, Duration::from_secs(1), Some(self.at), "test")
             .await

@@ -42,20 +42,6 @@ fn threshold_rule(name: &str) -> Value {
     })
 }
 
-async fn activity(pool: &PgPool, instance: i64, at: DateTime<Utc>, percent: f64) {
-    sqlx::query(
-        "INSERT INTO metric_activity (time, instance_id, max_connections, total_sessions, \
-         connection_use_percent) VALUES ($1, $2, 100, $3, $4)",
-    )
-    .bind(at)
-    .bind(instance)
-    .bind(percent as i64)
-    .bind(percent)
-    .execute(pool)
-    .await
-    .expect("insert activity");
-}
-
 async fn state_of(pool: &PgPool, rule: &str) -> Option<String> {
     sqlx::query_scalar(
         "SELECT a.state FROM alert_instances a JOIN alert_rules r ON r.id = a.rule_id \
@@ -100,7 +86,7 @@ async fn every_default_rule_compiles_and_evaluates_without_error() {
     }
     // Every family the pack reads has rows, so every statement really runs.
     let now = Utc::now();
-    activity(&f.pool, 1, now, 10.0).await;
+    common::insert_activity(&f.pool, 1, now, 10.0).await;
     let report = tick(&f.pool, TICK, Some(now), "test").await.expect("tick");
     assert!(report.evaluated);
     assert_eq!(report.errors, 0, "{report:?}");
@@ -461,9 +447,9 @@ async fn for_and_hysteresis_drive_the_states() {
     ];
     for (s, percent, want) in steps {
         let at = t0 + TimeDelta::seconds(*s);
-        activity(&f.pool, 1, at, *percent).await;
+        common::insert_activity(&f.pool, 1, at, *percent).await;
         // Another instance out of the rule's scope never alerts.
-        activity(&f.pool, 2, at, 99.0).await;
+        common::insert_activity(&f.pool, 2, at, 99.0).await;
         evaluate(&f.pool, at).await;
         assert_eq!(
             state_of(&f.pool, "busy").await.as_deref(),
@@ -676,7 +662,7 @@ async fn two_evaluators_make_one_round_per_tick() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let at = Utc::now();
-    activity(&f.pool, 1, at, 95.0).await;
+    common::insert_activity(&f.pool, 1, at, 95.0).await;
     let interval = Duration::from_secs(15);
     let (a, b) = tokio::join!(
         tick(&f.pool, interval, Some(at), "a"),
@@ -704,8 +690,8 @@ async fn two_evaluators_make_one_round_per_tick() {
 async fn test_shows_what_would_fire_and_metrics_are_served() {
     let f = fixture().await;
     let now = Utc::now();
-    activity(&f.pool, 1, now, 95.0).await;
-    activity(&f.pool, 2, now, 20.0).await;
+    common::insert_activity(&f.pool, 1, now, 95.0).await;
+    common::insert_activity(&f.pool, 2, now, 20.0).await;
     let mut rule = threshold_rule("probe");
     rule["scope"] = json!({"selector": "env!=dev"});
     rule["for_secs"] = json!(0);
@@ -849,9 +835,9 @@ async fn old_history_and_long_ended_alerts_are_deleted() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let now = Utc::now();
-    activity(&f.pool, 1, now, 95.0).await;
+    common::insert_activity(&f.pool, 1, now, 95.0).await;
     evaluate(&f.pool, now).await;
-    activity(&f.pool, 1, now + TimeDelta::seconds(30), 5.0).await;
+    common::insert_activity(&f.pool, 1, now + TimeDelta::seconds(30), 5.0).await;
     evaluate(&f.pool, now + TimeDelta::seconds(30)).await;
     assert_eq!(state_of(&f.pool, "old").await.as_deref(), Some("resolved"));
     // Nothing is old yet.

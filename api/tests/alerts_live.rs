@@ -3,58 +3,19 @@
 //! alerts who may see the instance, and a viewer by label never gets another instance's.
 
 use crate::common;
+use crate::common::live::{Ws, connect, next};
 
 use std::net::TcpListener;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
-use futures::{SinkExt, StreamExt};
+use chrono::{TimeDelta, Utc};
+use futures::SinkExt;
 use lasect_api::alerts::evaluator::tick;
 use lasect_api::auth::Role;
-use lasect_api::server::{serve_on, store_pool};
-use lasect_api::store_dsn::StoreDsn;
+use lasect_api::server::serve_on;
 use lasect_api::{AppState, router};
-use lasect_testkit::{PgCluster, PgOptions};
-use serde_json::{Value, json};
-use sqlx::PgPool;
-use tokio::net::TcpStream;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// A bound on waiting for something that should come, not a measurement.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-async fn connect(port: u16, token: &str) -> Ws {
-    let mut request = format!("ws://127.0.0.1:{port}/api/v1/live")
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("websocket");
-    ws
-}
-
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let message = tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("stream open")
-            .expect("message");
-        match message {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
 
 async fn subscribe_alerts(ws: &mut Ws) {
     ws.send(Message::text(
@@ -80,25 +41,9 @@ async fn next_change(ws: &mut Ws) -> (String, i64, String, String) {
     )
 }
 
-async fn activity(pool: &PgPool, instance: i64, at: DateTime<Utc>, percent: f64) {
-    sqlx::query(
-        "INSERT INTO metric_activity (time, instance_id, max_connections, total_sessions, \
-         connection_use_percent) VALUES ($1, $2, 100, $3, $4)",
-    )
-    .bind(at)
-    .bind(instance)
-    .bind(percent as i64)
-    .bind(percent)
-    .execute(pool)
-    .await
-    .expect("insert activity");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_changes_reach_subscribed_clients_who_may_see_the_instance() {
-    let pg = PgCluster::start(PgOptions::default()).expect("start pg");
-    let dsn = pg.store_dsn().await.expect("migrated store");
-    let pool = store_pool(&StoreDsn::new(dsn), Duration::from_secs(10)).expect("pool");
+    let (_pg, pool) = common::migrated_store().await;
     sqlx::raw_sql(
         "SELECT lasect_ensure_partitions(current_date - 1, current_date + 1);
          INSERT INTO agents (id) VALUES ('db-01');
@@ -142,9 +87,9 @@ async fn state_changes_reach_subscribed_clients_who_may_see_the_instance() {
         .await;
     });
 
-    let mut everyone = connect(port, &admin).await;
-    let mut prod_only = connect(port, &prod_viewer).await;
-    let mut not_subscribed = connect(port, &admin).await;
+    let mut everyone = connect(port, Some(&admin)).await;
+    let mut prod_only = connect(port, Some(&prod_viewer)).await;
+    let mut not_subscribed = connect(port, Some(&admin)).await;
     subscribe_alerts(&mut everyone).await;
     subscribe_alerts(&mut prod_only).await;
 
@@ -152,7 +97,7 @@ async fn state_changes_reach_subscribed_clients_who_may_see_the_instance() {
     for percent in [90.0, 95.0, 50.0] {
         at += TimeDelta::seconds(20);
         for instance in [1, 2] {
-            activity(&pool, instance, at, percent).await;
+            common::insert_activity(&pool, instance, at, percent).await;
         }
         let report = tick(&pool, Duration::from_secs(1), Some(at), "test")
             .await
@@ -197,7 +142,7 @@ async fn state_changes_reach_subscribed_clients_who_may_see_the_instance() {
     // And a third round's changes: the prod viewer's next message is again about prod.
     at += TimeDelta::seconds(20);
     for instance in [2, 1] {
-        activity(&pool, instance, at, 99.0).await;
+        common::insert_activity(&pool, instance, at, 99.0).await;
     }
     tick(&pool, Duration::from_secs(1), Some(at), "test")
         .await

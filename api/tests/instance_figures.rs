@@ -5,14 +5,9 @@
 use crate::common;
 use crate::common::http::{LOCAL, call};
 
-use std::time::Duration;
-
 use axum::http::StatusCode;
 use lasect_api::auth::Role;
-use lasect_api::server::store_pool;
-use lasect_api::store_dsn::StoreDsn;
 use lasect_api::{AppState, router};
-use lasect_testkit::{PgCluster, PgOptions};
 use serde_json::Value;
 
 fn close(got: &Value, want: f64, what: &str) {
@@ -24,9 +19,7 @@ fn close(got: &Value, want: f64, what: &str) {
 
 #[tokio::test]
 async fn the_instance_list_carries_each_instances_key_figures() {
-    let pg = PgCluster::start(PgOptions::default()).expect("start pg");
-    let dsn = pg.store_dsn().await.expect("migrated store");
-    let pool = store_pool(&StoreDsn::new(dsn), Duration::from_secs(10)).expect("pool");
+    let (_pg, pool) = common::migrated_store().await;
     // prod: a primary with two databases sampled 10 s apart, one WAL sender, two file systems;
     // replica: a standby; fresh: nothing sampled; old: samples of two hours ago only. In
     // prod's db2 the statistics were reset between the samples: it gives no rate.

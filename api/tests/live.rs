@@ -4,6 +4,7 @@
 //! connection. (`e2e/tests/live.rs` covers a sample pushed by a real agent through ingest.)
 
 use crate::common;
+use crate::common::live::{Ws, connect, next};
 
 use lasect_api::auth::Role;
 use lasect_api::{AppState, router};
@@ -15,17 +16,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::{SinkExt, StreamExt};
-use lasect_api::server::{serve_on, store_pool};
-use lasect_api::store_dsn::StoreDsn;
-use lasect_testkit::{PgCluster, PgOptions};
+use lasect_api::server::serve_on;
+use lasect_testkit::PgCluster;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::net::TcpStream;
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a test waits for something that should come (a bound, not a measurement).
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -44,9 +41,7 @@ async fn server() -> Server {
 /// The API on a fresh store; every request carries an admin's token, or with `scoped` the
 /// token of a user who is only viewer on instances labelled env=prod (instance 1).
 async fn serve(scoped: Option<()>) -> Server {
-    let pg = PgCluster::start(PgOptions::default()).expect("start pg");
-    let dsn = pg.store_dsn().await.expect("migrated store");
-    let pool = store_pool(&StoreDsn::new(dsn), Duration::from_secs(10)).expect("pool");
+    let (pg, pool) = common::migrated_store().await;
     sqlx::raw_sql(
         "SELECT lasect_ensure_partitions(current_date - 1, current_date + 1);
          INSERT INTO agents (id) VALUES ('db-01'), ('db-02');
@@ -101,33 +96,10 @@ async fn connect_small_buffer(port: u16) -> Ws {
     ws
 }
 
-async fn connect(port: u16) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/v1/live"))
-        .await
-        .expect("websocket");
-    ws
-}
-
 async fn send(ws: &mut Ws, message: Value) {
     ws.send(Message::text(message.to_string()))
         .await
         .expect("send");
-}
-
-/// The next text message as JSON.
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let message = tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("stream open")
-            .expect("message");
-        match message {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 }
 
 /// Reads until the server closes; returns the close code (None: closed without a frame).
@@ -180,7 +152,7 @@ async fn notify(tx: &mut sqlx::PgConnection, scope: Value, time: DateTime<Utc>) 
 #[tokio::test]
 async fn subscriptions_are_limited_to_the_instances_the_caller_may_see() {
     let s = serve(Some(())).await;
-    let mut ws = connect(s.port).await;
+    let mut ws = connect(s.port, None).await;
     send(
         &mut ws,
         json!({"type": "subscribe", "instances": [2], "families": ["database"]}),
@@ -203,7 +175,7 @@ async fn subscriptions_are_limited_to_the_instances_the_caller_may_see() {
 #[tokio::test]
 async fn subscribed_samples_arrive_and_nothing_else() {
     let s = server().await;
-    let mut ws = connect(s.port).await;
+    let mut ws = connect(s.port, None).await;
 
     send(
         &mut ws,
@@ -302,7 +274,7 @@ async fn subscribed_samples_arrive_and_nothing_else() {
     );
 
     // A second client of the same pair leaving does not stop the first one's stream.
-    let mut other = connect(s.port).await;
+    let mut other = connect(s.port, None).await;
     send(
         &mut other,
         json!({"type": "subscribe", "instances": [1], "families": ["host_cpu"]}),
@@ -326,26 +298,26 @@ async fn garbage_and_slow_clients_lose_only_their_own_connection() {
     let s = server().await;
     let subscribe = json!({"type": "subscribe", "instances": [1], "families": ["database"]});
 
-    let mut garbage = connect(s.port).await;
+    let mut garbage = connect(s.port, None).await;
     garbage
         .send(Message::text("{not json"))
         .await
         .expect("send");
     assert_eq!(close_code(&mut garbage).await, Some(CloseCode::Policy));
-    let mut binary = connect(s.port).await;
+    let mut binary = connect(s.port, None).await;
     binary
         .send(Message::binary(vec![0_u8, 1, 2]))
         .await
         .expect("send");
     assert_eq!(close_code(&mut binary).await, Some(CloseCode::Unsupported));
-    let mut unknown = connect(s.port).await;
+    let mut unknown = connect(s.port, None).await;
     send(&mut unknown, json!({"type": "subscribe", "instances": [1]})).await;
     assert_eq!(close_code(&mut unknown).await, Some(CloseCode::Policy));
 
     let mut slow = connect_small_buffer(s.port).await;
     send(&mut slow, subscribe.clone()).await;
     assert_eq!(next(&mut slow).await["type"], "subscribed");
-    let mut fast = connect(s.port).await;
+    let mut fast = connect(s.port, None).await;
     send(&mut fast, subscribe).await;
     assert_eq!(next(&mut fast).await["type"], "subscribed");
 
@@ -412,7 +384,7 @@ async fn garbage_and_slow_clients_lose_only_their_own_connection() {
         metrics.contains("lasect_api_live_slow_clients_dropped_total 1"),
         "{metrics}"
     );
-    let mut again = connect(s.port).await;
+    let mut again = connect(s.port, None).await;
     send(
         &mut again,
         json!({"type": "subscribe", "instances": [2], "families": ["database"]}),

@@ -13,10 +13,8 @@ use axum::http::StatusCode;
 use futures::{SinkExt, StreamExt};
 use lasect_api::auth::Role;
 use lasect_api::routes::live::LiveHub;
-use lasect_api::server::{serve_on, store_pool};
-use lasect_api::store_dsn::StoreDsn;
+use lasect_api::server::serve_on;
 use lasect_api::{AppState, router};
-use lasect_testkit::{PgCluster, PgOptions};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -89,9 +87,7 @@ fn refused(result: Result<impl Sized, (u16, String)>, status: u16, message_part:
 
 #[tokio::test]
 async fn a_ticket_opens_one_stream_for_its_own_user_only() {
-    let pg = PgCluster::start(PgOptions::default()).expect("start pg");
-    let dsn = pg.store_dsn().await.expect("migrated store");
-    let pool = store_pool(&StoreDsn::new(dsn), Duration::from_secs(10)).expect("pool");
+    let (_pg, pool) = common::migrated_store().await;
     sqlx::raw_sql(
         "INSERT INTO agents (id) VALUES ('db-01');
          INSERT INTO instances (name, agent_id, labels) VALUES

@@ -18,9 +18,9 @@ use lasect_testkit::{PgCluster, PgOptions};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::common;
+use crate::common::live::{Ws, connect};
 
 use common::http::{Answer, call};
 
@@ -298,23 +298,6 @@ async fn users_change_their_password_and_an_admin_reset_forces_a_change() {
     assert_eq!(a.status, StatusCode::CONFLICT, "not on your own account");
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open_live(port: u16, token: &str) -> Ws {
-    let mut request = format!("ws://127.0.0.1:{port}/api/v1/live")
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("websocket");
-    ws
-}
-
 /// Reads until the server closes; returns the close frame's reason.
 async fn close_reason(ws: &mut Ws) -> String {
     loop {
@@ -351,7 +334,7 @@ async fn the_live_stream_stops_once_its_caller_is_no_longer_valid() {
 
     // A user disabled while streaming: closed by the periodic re-check.
     let viewer = access(&login(&f, "viewer", common::PASSWORD).await);
-    let mut ws = open_live(port, &viewer).await;
+    let mut ws = connect(port, Some(&viewer)).await;
     let disabled = post(
         &f,
         "/api/v1/users/viewer/disable",
@@ -373,7 +356,7 @@ async fn the_live_stream_stops_once_its_caller_is_no_longer_valid() {
     .await;
     let secret = made.body["secret"].as_str().expect("secret").to_owned();
     let id = made.body["token"]["id"].as_i64().expect("id");
-    let mut ws = open_live(port, &secret).await;
+    let mut ws = connect(port, Some(&secret)).await;
     ws.send(Message::text(
         json!({"type": "subscribe", "instances": [1], "families": ["database"]}).to_string(),
     ))

@@ -2,10 +2,17 @@
 
 pub mod fixture;
 pub mod http;
+pub mod live;
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use lasect_api::auth::Role;
 use lasect_api::auth::users::create_user;
+use lasect_api::server::store_pool;
+use lasect_api::store_dsn::StoreDsn;
 use lasect_pki::{API_TOKEN_PREFIX, hash_token, new_token};
+use lasect_testkit::{PgCluster, PgOptions};
 use sqlx::PgPool;
 
 /// Password of every user made by [`user`].
@@ -79,4 +86,29 @@ pub async fn admin_app(pool: &PgPool) -> axum::Router {
         lasect_api::router(lasect_api::AppState::new(pool.clone())),
         &token,
     )
+}
+
+/// A new cluster holding a migrated, empty store, and a pool on it. Keep the cluster for the
+/// test's length: dropping it stops the server.
+pub async fn migrated_store() -> (PgCluster, PgPool) {
+    let pg = PgCluster::start(PgOptions::default()).expect("start pg");
+    let dsn = pg.store_dsn().await.expect("migrated store");
+    let pool = store_pool(&StoreDsn::new(dsn), Duration::from_secs(10)).expect("pool");
+    (pg, pool)
+}
+
+/// Stores an activity sample of `instance` at `at` with `percent` of its 100 connections in
+/// use, the figure the connection alert rules of these tests watch.
+pub async fn insert_activity(pool: &PgPool, instance: i64, at: DateTime<Utc>, percent: f64) {
+    sqlx::query(
+        "INSERT INTO metric_activity (time, instance_id, max_connections, total_sessions, \
+         connection_use_percent) VALUES ($1, $2, 100, $3, $4)",
+    )
+    .bind(at)
+    .bind(instance)
+    .bind(percent as i64)
+    .bind(percent)
+    .execute(pool)
+    .await
+    .expect("insert activity");
 }
