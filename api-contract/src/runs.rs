@@ -6,6 +6,12 @@
 //! Requests leave out what is not set (`skip_serializing_if`), so a body the CLI builds is the
 //! one it always sent; responses keep every field, null included, as the API always answered.
 
+/// The structured results the agent writes (`summary`, `error_detail`), for the clients that
+/// show them.
+pub use lasect_runs::{
+    DatabaseSize, FeatureCheck, ImportLineError, InstalledExtension, InstanceCheckResult,
+    InstanceMetadataResult, ResultColumn,
+};
 /// The one run status type, for the clients that read [`RunView::status`].
 pub use lasect_runs::{RunStatus, UnknownStatus};
 use serde::{Deserialize, Serialize};

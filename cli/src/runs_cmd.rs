@@ -11,8 +11,10 @@ use lasect_api_contract::instances::{
     AddInstance, AddedInstance, CheckResult, InstanceDetail, InstanceList,
 };
 use lasect_api_contract::runs::{
-    ExplainRequest, ResultPage, RunLimits, RunList, RunStatus, RunView, SqlRequest,
+    ExplainRequest, FeatureCheck, ImportLineError, InstanceCheckResult, InstanceMetadataResult,
+    ResultColumn, ResultPage, RunLimits, RunList, RunStatus, RunView, SqlRequest,
 };
+use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 use crate::api_client::{ApiClient, typed};
@@ -34,20 +36,32 @@ pub struct RunFailed(pub String);
 /// agent that is slow or offline): that run goes on. An error naming it (exit code 5), so no
 /// empty result is shown as if it were one.
 pub fn result_or_pending(body: &Value) -> Result<(), RunFailed> {
-    let pending = body.get("kind").is_some()
-        && body["status"]
-            .as_str()
-            .and_then(|s| s.parse::<RunStatus>().ok())
-            .is_some_and(|s| !s.is_terminal());
-    if !pending {
+    // Only a run has a kind; a result of any shape that is not one passes.
+    #[derive(serde::Deserialize)]
+    struct MaybeRun {
+        kind: Option<Value>,
+        status: Option<String>,
+        #[serde(default)]
+        id: Value,
+    }
+    let Ok(MaybeRun {
+        kind: Some(_),
+        status: Some(status),
+        id,
+    }) = serde_json::from_value(body.clone())
+    else {
+        return Ok(());
+    };
+    if status
+        .parse::<RunStatus>()
+        .map_or(true, |s| s.is_terminal())
+    {
         return Ok(());
     }
     Err(RunFailed(format!(
-        "the agent has not answered yet: run {} is {} (is the agent connected?); it goes on: \
-         lasect run show {}",
-        body["id"],
-        str_or(&body["status"], "?"),
-        body["id"]
+        "the agent has not answered yet: run {id} is {} (is the agent connected?); it goes on: \
+         lasect run show {id}",
+        escape(&status),
     )))
 }
 
@@ -121,15 +135,11 @@ pub fn failure(run: &RunView) -> RunFailed {
             }
         }
     }
-    if let Some(errors) = detail["errors"].as_array() {
-        for e in errors {
-            let _ = write!(
-                text,
-                "\n  line {}: {}",
-                escape(&e["line"].to_string()),
-                str_or(&e["error"], "?")
-            );
-        }
+    let errors = detail
+        .get("errors")
+        .and_then(|e| Vec::<ImportLineError>::deserialize(e).ok());
+    for e in errors.unwrap_or_default() {
+        let _ = write!(text, "\n  line {}: {}", e.line, escape(&e.error));
     }
     RunFailed(text)
 }
@@ -159,14 +169,11 @@ fn cell(v: &Value) -> String {
 /// Rows under a header of `name (type)`, then a count line.
 pub fn rows_table(columns: &Value, rows: &[Value], run: &RunView) -> String {
     let mut table = new_table();
-    let header: Vec<String> = columns
-        .as_array()
-        .map(|cols| {
-            cols.iter()
-                .map(|c| format!("{} ({})", str_or(&c["name"], "?"), str_or(&c["type"], "?")))
-                .collect()
-        })
-        .unwrap_or_default();
+    let header: Vec<String> = Vec::<ResultColumn>::deserialize(columns)
+        .unwrap_or_default()
+        .iter()
+        .map(|c| format!("{} ({})", escape(&c.name), escape(&c.type_name)))
+        .collect();
     let mut out = String::new();
     if !header.is_empty() {
         table.set_header(header);
@@ -467,14 +474,15 @@ pub async fn instance_add(
             run.id
         )),
         AddAnswer::Added(AddedInstance { instance, check }) => {
+            let check = InstanceCheckResult::deserialize(check)?;
             let mut out = format!(
                 "added instance {} ({}) on agent {}: {}\n",
                 escape(&instance.name),
                 instance.id,
                 escape(&instance.agent_id),
-                str_or(&check["version"], "")
+                escape(&check.version)
             );
-            out.push_str(&features(check));
+            out.push_str(&features(&check.features));
             Ok(out)
         }
     })
@@ -489,21 +497,15 @@ enum AddAnswer {
     Pending(RunView),
 }
 
-fn features(check: &Value) -> String {
+fn features(features: &[FeatureCheck]) -> String {
     let mut out = String::new();
-    for f in check["features"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-    {
-        if f["ok"].as_bool() == Some(false) {
-            let _ = writeln!(
-                out,
-                "  will not work: {}: {}",
-                str_or(&f["feature"], "?"),
-                str_or(&f["reason"], "")
-            );
-        }
+    for f in features.iter().filter(|f| !f.ok) {
+        let _ = writeln!(
+            out,
+            "  will not work: {}: {}",
+            escape(&f.feature),
+            escape(f.reason.as_deref().unwrap_or(""))
+        );
     }
     out
 }
@@ -527,18 +529,14 @@ pub async fn instance_test(
     result_or_pending(&body)?;
     let result: CheckResult = typed(body, &path)?;
     render(output, &serde_json::to_value(&result)?, |_| {
-        let c = &result.check;
+        let c = InstanceCheckResult::deserialize(&result.check)?;
         let mut out = format!(
             "ok: {} as {}{}\n",
-            str_or(&c["version"], "?"),
-            str_or(&c["user"], "?"),
-            if c["in_recovery"].as_bool() == Some(true) {
-                " (standby)"
-            } else {
-                ""
-            }
+            escape(&c.version),
+            escape(&c.user),
+            if c.in_recovery { " (standby)" } else { "" }
         );
-        out.push_str(&features(c));
+        out.push_str(&features(&c.features));
         Ok(out)
     })
 }
@@ -579,33 +577,34 @@ pub async fn instance_show(
             ],
         );
         if let Some(m) = detail.metadata.as_ref().filter(|m| m.is_object()) {
+            let m = InstanceMetadataResult::deserialize(m)?;
             let _ = writeln!(
                 out,
                 "uptime: {} s, started {}",
-                m["uptime_s"],
-                str_or(&m["started_at"], "?")
+                or_null(m.uptime_s),
+                escape(m.started_at.as_deref().unwrap_or("?"))
             );
-            for d in m["databases"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            for d in &m.databases {
                 let _ = writeln!(
                     out,
                     "database {}: {} bytes",
-                    str_or(&d["name"], "?"),
-                    d["size_bytes"]
+                    escape(&d.name),
+                    or_null(d.size_bytes)
                 );
             }
-            for e in m["extensions"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                let _ = writeln!(
-                    out,
-                    "extension {} {}",
-                    str_or(&e["name"], "?"),
-                    str_or(&e["version"], "?")
-                );
+            for e in &m.extensions {
+                let _ = writeln!(out, "extension {} {}", escape(&e.name), escape(&e.version));
             }
         } else {
             out.push_str("no metadata yet (lasect instance show --refresh)\n");
         }
         Ok(out)
     })
+}
+
+/// A number the agent may leave out, shown as JSON showed it.
+fn or_null(n: Option<i64>) -> String {
+    n.map_or_else(|| "null".to_owned(), |n| n.to_string())
 }
 
 #[cfg(test)]

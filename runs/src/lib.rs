@@ -30,6 +30,7 @@ mod class;
 mod params;
 mod replication;
 mod restore;
+mod results;
 mod state;
 
 pub use class::{Class, UnknownClass};
@@ -44,6 +45,10 @@ pub use replication::{
     ReplicationSubscribeParams, ReplicationValidateParams, StreamSide, StreamTable, TableDef,
 };
 pub use restore::{BackupDrillParams, BackupRestoreParams, RestoreTargetType};
+pub use results::{
+    DatabaseSize, FeatureCheck, ImportLineError, InstalledExtension, InstanceCheckResult,
+    InstanceMetadataResult, ResultColumn,
+};
 pub use state::{RunStatus, Transition, UnknownStatus};
 
 use std::fmt;
