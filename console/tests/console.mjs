@@ -7,17 +7,7 @@
 // INSTANCE (the instance the fleet must show), CHROMIUM (/usr/bin/chromium), ARTIFACTS (where
 // screenshots go; none without it). Prints one JSON line of facts on success for the caller to
 // check; exits 1 with the failed expectation otherwise.
-import {
-  account,
-  env,
-  expect,
-  finish,
-  inNarrowWindow,
-  openBrowser,
-  screenshot,
-  signIn as sendSignIn,
-  signOut as leave,
-} from './lib.mjs';
+import { account, BrowserTest, env, expect } from './lib.mjs';
 
 const url = env('CONSOLE_URL');
 const admin = account('ADMIN', 'admin');
@@ -27,27 +17,22 @@ const artifacts = process.env.ARTIFACTS;
 // Every wait is bounded; the stack is already up and holds data when this runs.
 const TIMEOUT = 15_000;
 
-const facts = {};
-let step = 'start';
-const problems = [];
-
-const { browser, page } = await openBrowser({ timeout: TIMEOUT, problems, currentStep: () => step });
+const t = await BrowserTest.open({ timeout: TIMEOUT, artifacts });
+const { page, facts, shot, signIn } = t;
 try {
-  const shot = (name) => screenshot(page, artifacts, name);
-  const signIn = (who) => sendSignIn(page, who);
   async function signOut(who) {
-    await leave(page, who);
+    await t.signOut(who);
     expect((await page.evaluate(() => sessionStorage.length)) === 0, 'no token kept after sign-out');
   }
 
-  step = 'load';
+  t.step = 'load';
   const response = await page.goto(url);
   facts.csp = response.headers()['content-security-policy'] ?? null;
   expect(facts.csp && facts.csp.includes("frame-ancestors 'none'"), `a CSP header, got ${facts.csp}`);
   await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
   await shot('sign-in');
 
-  step = 'wrong-password';
+  t.step = 'wrong-password';
   await signIn({ user: admin.user, password: 'not the password at all' });
   const alert = page.getByRole('alert');
   await alert.waitFor();
@@ -55,11 +40,11 @@ try {
   expect(/wrong username or password/.test(facts.wrongPasswordMessage), `the API's message, got ${facts.wrongPasswordMessage}`);
   await shot('wrong-password');
 
-  step = 'sign-in';
+  t.step = 'sign-in';
   await signIn(admin);
   const row = page.locator(`tr[data-instance="${instance}"]`);
   await row.waitFor();
-  step = 'fleet';
+  t.step = 'fleet';
   facts.fleetRow = (await row.innerText()).replace(/\s+/g, ' ').trim();
   expect(/\bup\b/.test(facts.fleetRow), `the instance is up: ${facts.fleetRow}`);
   expect(/\d+ s ago/.test(facts.fleetRow), `a recent sample: ${facts.fleetRow}`);
@@ -69,18 +54,18 @@ try {
   await page.getByRole('searchbox').fill(instance);
   await row.waitFor();
   await shot('fleet');
-  await inNarrowWindow(page, async () => {
+  await t.narrow(async () => {
     await row.waitFor();
     await shot('fleet-narrow');
   });
 
   // A reload loses the access token (memory only): the refresh token brings the session back.
-  step = 'reload';
+  t.step = 'reload';
   await page.reload();
   await row.waitFor();
   facts.signedInAfterReload = await page.getByRole('button', { name: `${admin.user} ▾` }).isVisible();
 
-  step = 'instance';
+  t.step = 'instance';
   await row.getByRole('link', { name: instance }).click();
   await page.getByRole('heading', { name: instance, level: 1 }).waitFor();
   // A gauge, so the first sample already is a point.
@@ -106,10 +91,10 @@ try {
   expect(facts.adminActions.includes('Remove instance'), `an admin sees Remove: ${facts.adminActions}`);
   await shot('instance');
 
-  step = 'sign-out';
+  t.step = 'sign-out';
   await signOut(admin);
 
-  step = 'viewer';
+  t.step = 'viewer';
   await signIn(viewer);
   await row.waitFor();
   await row.getByRole('link', { name: instance }).click();
@@ -119,7 +104,7 @@ try {
   expect(facts.viewerActions.length === 0, `a viewer sees no action, got ${facts.viewerActions}`);
   await shot('instance-viewer');
 
-  step = 'password-change';
+  t.step = 'password-change';
   const newPassword = `${viewer.password} changed`;
   await page.getByRole('button', { name: `${viewer.user} ▾` }).click();
   await page.getByRole('menuitem', { name: 'Change password' }).click();
@@ -128,16 +113,16 @@ try {
   await page.getByLabel('New password again').fill(newPassword);
   await page.getByRole('button', { name: 'Change password' }).click();
   await page.getByRole('heading', { name: 'Change password' }).waitFor({ state: 'detached' });
-  step = 'viewer-sign-out';
+  t.step = 'viewer-sign-out';
   await signOut(viewer);
-  step = 'viewer-new-password';
+  t.step = 'viewer-new-password';
   await signIn({ user: viewer.user, password: newPassword });
   await row.waitFor();
   facts.passwordChanged = true;
   await signOut(viewer);
 
   // The one refusal expected is the wrong password's 401 (and the browser's note of it).
-  await finish(page, facts, problems, (p) => p.step === 'wrong-password' && /401/.test(p.text));
+  await t.finish((p) => p.step === 'wrong-password' && /401/.test(p.text));
 } finally {
-  await browser.close();
+  await t.close();
 }

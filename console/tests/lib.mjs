@@ -117,7 +117,7 @@ export async function checkAxe(page, facts, name) {
     }));
   });
   const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  facts.axe[name] = { violations: violations.length, serious: bad.length };
+  (facts.axe ??= {})[name] = { violations: violations.length, serious: bad.length };
   expect(bad.length === 0, `no serious accessibility violation on ${name}: ${JSON.stringify(bad)}`);
 }
 
@@ -147,4 +147,34 @@ export async function signOut(page, who) {
   await page.getByRole('button', { name: `${who.user} ▾` }).click();
   await page.getByRole('menuitem', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
+}
+
+/**
+ * One browser test: Debian's chromium and its watched page (see watchedPage), the facts the
+ * test reports, and the step it is at (`t.step = 'fleet'`; problems are noted with it). The
+ * steps every test takes are bound to its page, so they can be taken apart:
+ * `const { page, facts, shot, axe, signIn, signOut } = t`. Close it with `t.close()`.
+ */
+export class BrowserTest {
+  step = 'start';
+  problems = [];
+  facts = {};
+
+  /** `timeout` bounds every wait; screenshots go to `artifacts` (none when unset); `options`
+   * go to `browser.newContext`. */
+  static async open({ timeout, artifacts, options = {} }) {
+    const t = new BrowserTest();
+    t.artifacts = artifacts;
+    Object.assign(t, await openBrowser({ timeout, problems: t.problems, currentStep: () => t.step, options }));
+    return t;
+  }
+
+  shot = (name) => screenshot(this.page, this.artifacts, name);
+  axe = (name) => checkAxe(this.page, this.facts, name);
+  signIn = (who) => signIn(this.page, who);
+  signOut = (who) => signOut(this.page, who);
+  narrow = (steps) => inNarrowWindow(this.page, steps);
+  /** See finish(): `expected` allows the refusals the test provokes on purpose. */
+  finish = (expected) => finish(this.page, this.facts, this.problems, expected);
+  close = () => this.browser.close();
 }

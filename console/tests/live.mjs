@@ -11,18 +11,7 @@
 // the theme toggle (remembered over a reload); keyboard navigation; a narrow window; a viewer
 // sees no alert control; axe-core finds no serious or critical violation on any page; no
 // console error or failed request. Screenshots go to ARTIFACTS. Prints one JSON line of facts.
-import {
-  account,
-  checkAxe,
-  env,
-  expect,
-  finish,
-  inNarrowWindow,
-  openBrowser,
-  screenshot,
-  signIn as sendSignIn,
-  signOut as leave,
-} from './lib.mjs';
+import { account, BrowserTest, env, expect } from './lib.mjs';
 
 const url = env('CONSOLE_URL');
 const admin = account('ADMIN', 'admin');
@@ -36,23 +25,10 @@ const TIMEOUT = 15_000;
 // The alert evaluator's round is 15 s by default: a firing alert may take two rounds.
 const ALERT_TIMEOUT = 90_000;
 
-const facts = { axe: {} };
-let step = 'start';
-const problems = [];
-
-const { browser, page } = await openBrowser({
-  timeout: TIMEOUT,
-  problems,
-  currentStep: () => step,
-  options: { colorScheme: 'light' },
-});
+const t = await BrowserTest.open({ timeout: TIMEOUT, artifacts, options: { colorScheme: 'light' } });
+const { page, facts, shot, axe, signIn, signOut } = t;
 try {
-  const shot = (name) => screenshot(page, artifacts, name);
-  const axe = (name) => checkAxe(page, facts, name);
-  const signIn = (who) => sendSignIn(page, who);
-  const signOut = (who) => leave(page, who);
-
-  step = 'sign-in';
+  t.step = 'sign-in';
   await page.goto(url);
   await page.getByRole('heading', { name: 'Sign in to Lasect' }).waitFor();
   await axe('sign-in');
@@ -60,7 +36,7 @@ try {
   const row = page.locator(`tr[data-instance="${instance}"]`);
   await row.waitFor();
 
-  step = 'fleet';
+  t.step = 'fleet';
   // The figures need two database samples: the agent is running, so they come.
   await page.waitForFunction(
     (name) => {
@@ -79,7 +55,7 @@ try {
   await axe('fleet');
   await shot('fleet');
 
-  step = 'instance';
+  t.step = 'instance';
   await row.getByRole('link', { name: instance }).click();
   await page.getByRole('heading', { name: instance, level: 1 }).waitFor();
   await page.evaluate(() => (window.__sameDocument = true));
@@ -88,7 +64,7 @@ try {
   const activity = page.getByTestId('activity');
   await activity.waitFor();
   const firstTime = await activity.getAttribute('data-time');
-  step = 'live-update';
+  t.step = 'live-update';
   // A sample taken after the page was drawn, pushed over the WebSocket.
   await page.waitForFunction(
     (t) => {
@@ -107,7 +83,7 @@ try {
   expect(facts.liveUpdate.sameDocument, 'no reload');
   expect(facts.liveUpdate.events > 0, 'live events counted');
 
-  step = 'locks';
+  t.step = 'locks';
   const blocker = page.locator(`[data-testid="lock-tree"] > li[data-pid="${blockingPid}"]`);
   const blocked = blocker.locator(`li[data-pid="${blockedPid}"]`);
   await blocked.waitFor({ timeout: 30_000 });
@@ -118,7 +94,7 @@ try {
   await axe('instance');
   await shot('instance');
 
-  step = 'sections';
+  t.step = 'sections';
   facts.sections = {};
   for (const name of ['Waits', 'Tables and indexes', 'WAL and checkpoints', 'Replication', 'Settings', 'Logs', 'Collector events']) {
     await page.getByRole('button', { name, exact: true }).click();
@@ -141,7 +117,7 @@ try {
   await page.getByRole('button', { name: 'Settings', exact: true }).click();
   await page.getByRole('cell', { name: 'max_connections', exact: true }).waitFor();
 
-  step = 'alerts';
+  t.step = 'alerts';
   await page.getByRole('link', { name: 'Alerts' }).click();
   await page.getByRole('heading', { name: 'Alerts', level: 1 }).waitFor();
   const firing = page.locator(`tr[data-alert="${alertRule}"][data-state="firing"]`);
@@ -157,7 +133,7 @@ try {
   await axe('alerts');
   await shot('alerts');
 
-  step = 'silence';
+  t.step = 'silence';
   await firing.getByRole('button', { name: 'Silence…' }).click();
   facts.silenceMatchers = await page.getByLabel('Matchers').inputValue();
   await page.getByLabel('Why').fill('the console scenario');
@@ -170,7 +146,7 @@ try {
   await silence.getByText('removed', { exact: true }).waitFor();
   facts.silenceRemoved = true;
 
-  step = 'replication';
+  t.step = 'replication';
   await page.getByRole('link', { name: 'Replication' }).click();
   await page.getByRole('heading', { name: 'Replication', level: 1 }).waitFor();
   await page.getByRole('heading', { name: 'Topology' }).waitFor();
@@ -178,14 +154,14 @@ try {
   await axe('replication');
   await shot('replication');
 
-  step = 'backups';
+  t.step = 'backups';
   await page.getByRole('link', { name: 'Backups' }).click();
   await page.getByRole('heading', { name: 'Backup runs' }).waitFor();
   await page.getByText('No repository for this instance.').waitFor();
   await axe('backups');
   await shot('backups');
 
-  step = 'theme';
+  t.step = 'theme';
   const theme = page.getByTestId('theme');
   await theme.click();
   facts.themeAfterToggle = await page.evaluate(() => document.documentElement.dataset.theme ?? null);
@@ -200,7 +176,7 @@ try {
   await theme.click();
   facts.themeBack = await page.evaluate(() => document.documentElement.dataset.theme ?? null);
 
-  step = 'keyboard';
+  t.step = 'keyboard';
   // From the top of the page, Tab reaches the Alerts link, Enter follows it.
   await page.evaluate(() => document.activeElement?.blur());
   let reached = false;
@@ -213,8 +189,8 @@ try {
   await page.getByRole('heading', { name: 'Alerts', level: 1 }).waitFor();
   facts.keyboard = true;
 
-  step = 'narrow';
-  await inNarrowWindow(page, async () => {
+  t.step = 'narrow';
+  await t.narrow(async () => {
     await page.getByRole('link', { name: 'Fleet' }).click();
     await row.getByRole('link', { name: instance }).click();
     await page.getByRole('heading', { name: instance, level: 1 }).waitFor();
@@ -223,7 +199,7 @@ try {
     await shot('instance-narrow');
   });
 
-  step = 'viewer';
+  t.step = 'viewer';
   await signOut(admin);
   await signIn(watcher);
   await row.waitFor();
@@ -235,7 +211,7 @@ try {
   await shot('alerts-viewer');
   await signOut(watcher);
 
-  await finish(page, facts, problems);
+  await t.finish();
 } finally {
-  await browser.close();
+  await t.close();
 }

@@ -8,18 +8,7 @@
 // The monitored instance must hold the `shop` schema of e2e/tests/console_pages.rs and have run
 // a statement containing MARKER. Prints one JSON line of facts for the caller to check; exits 1
 // with the failed expectation otherwise. Screenshots go to ARTIFACTS.
-import {
-  account,
-  checkAxe,
-  env,
-  expect,
-  finish,
-  inNarrowWindow,
-  openBrowser,
-  screenshot,
-  signIn as sendSignIn,
-  signOut as leave,
-} from './lib.mjs';
+import { account, BrowserTest, env, expect } from './lib.mjs';
 import { readFileSync } from 'node:fs';
 
 const url = env('CONSOLE_URL').replace(/\/$/, '');
@@ -31,9 +20,6 @@ const artifacts = process.env.ARTIFACTS;
 // Runs go through the agent: each wait is bounded, none is a sleep.
 const TIMEOUT = 30_000;
 
-const facts = { axe: {} };
-let step = 'start';
-const problems = [];
 // Refusals the scenario provokes on purpose: the schema before its first snapshot (404) and
 // the viewer opening the audit log (403).
 const expected = (p) =>
@@ -41,18 +27,13 @@ const expected = (p) =>
   (p.step === 'viewer-audit' && /403 .*\/api\/v1\/audit/.test(p.text)) ||
   (p.step === 'viewer-audit' && p.kind === 'console' && /403/.test(p.text));
 
-const { browser, page } = await openBrowser({
-  timeout: TIMEOUT,
-  problems,
-  currentStep: () => step,
-  options: { acceptDownloads: true },
-});
+const t = await BrowserTest.open({ timeout: TIMEOUT, artifacts, options: { acceptDownloads: true } });
+const { page, facts, problems, signOut } = t;
 try {
-
   // Each page shown is checked by axe-core, then photographed.
   const shot = async (name) => {
-    await checkAxe(page, facts, name);
-    await screenshot(page, artifacts, name);
+    await t.axe(name);
+    await t.shot(name);
   };
   const go = async (hash) => {
     await page.evaluate((h) => (location.hash = h), hash);
@@ -63,14 +44,14 @@ try {
   // answer short and count as a failed request).
   async function signIn(who, load = false) {
     if (load) await page.goto(`${url}/`);
-    await sendSignIn(page, who);
+    await t.signIn(who);
     await page.getByRole('button', { name: `${who.user} ▾` }).waitFor();
   }
 
-  step = 'sign-in';
+  t.step = 'sign-in';
   await signIn(admin, true);
 
-  step = 'statements';
+  t.step = 'statements';
   await go(`#/statements?instance=${instanceId}`);
   const statementRow = page.getByTestId('statements').locator('tr', { hasText: marker }).first();
   await statementRow.waitFor();
@@ -87,7 +68,7 @@ try {
   await page.getByLabel('Parameter 1').waitFor();
   facts.handedOver = await page.getByLabel(/^Statement/).inputValue();
 
-  step = 'sql';
+  t.step = 'sql';
   await go(`#/sql?instance=${instanceId}`);
   const editor = page.getByLabel(/^Statement/);
   await editor.fill('SELECT id, name FROM shop.customers WHERE id <= $1 ORDER BY id');
@@ -108,7 +89,7 @@ try {
   facts.csv = readFileSync(await download.path(), 'utf8');
   await shot('sql');
 
-  step = 'explain';
+  t.step = 'explain';
   await editor.fill(
     'SELECT c.name, count(*) FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id GROUP BY c.name',
   );
@@ -119,13 +100,13 @@ try {
   facts.hotNodes = await tree.locator('.node.hot').count();
   await page.getByTestId('run-history').waitFor();
   await shot('sql-explain');
-  await inNarrowWindow(page, async () => {
+  await t.narrow(async () => {
     await tree.waitFor();
     await shot('sql-narrow');
   });
 
   // A long statement shows its run at once, with Cancel for its requester.
-  step = 'cancel';
+  t.step = 'cancel';
   await editor.fill('SELECT pg_sleep(60)');
   await page.getByRole('button', { name: 'Run', exact: true }).click();
   await page.getByRole('button', { name: 'Cancel', exact: true }).click();
@@ -134,7 +115,7 @@ try {
   facts.cancelledRun = await text(cancelled);
   await shot('sql-cancelled');
 
-  step = 'schema';
+  t.step = 'schema';
   await go(`#/schema?instance=${instanceId}`);
   await page.getByText(/No schema snapshot/).waitFor();
   await page.getByRole('button', { name: 'Take snapshot' }).click();
@@ -166,7 +147,7 @@ try {
   await shot('schema');
 
   // Writes: refused by the read-only transaction unless "Allow writes" (an admin's) is ticked.
-  step = 'sql-write';
+  t.step = 'sql-write';
   await go(`#/sql?instance=${instanceId}`);
   const outcome = (status, not) =>
     page.locator(`[data-testid="run-outcome"][data-status="${status}"]${not ? `:not([data-run-id="${not}"])` : ''}`);
@@ -184,7 +165,7 @@ try {
   await shot('sql-write');
 
   // A second snapshot: what changed, each change marked.
-  step = 'schema-changes';
+  t.step = 'schema-changes';
   await go(`#/schema?instance=${instanceId}`);
   await page.getByTestId('snapshot-info').waitFor();
   await page.getByRole('button', { name: 'Take snapshot' }).click();
@@ -196,7 +177,7 @@ try {
     .evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].slice(2, 5).map((td) => td.textContent.trim())));
   await shot('schema-changes');
 
-  step = 'runs';
+  t.step = 'runs';
   await go('#/runs');
   const runs = page.getByTestId('runs');
   await runs.waitFor();
@@ -206,7 +187,7 @@ try {
   await page.getByTestId('run-status').waitFor();
   await shot('run');
 
-  step = 'migrations';
+  t.step = 'migrations';
   await go('#/migrations');
   // The script uploaded as a file; its name becomes the migration's.
   await page.getByLabel('Or upload a .sql file').setInputFiles({
@@ -232,7 +213,7 @@ try {
   await page.getByTestId('migrations').waitFor();
   await shot('migrations');
 
-  step = 'agents';
+  t.step = 'agents';
   await go('#/agents');
   await page.getByTestId('agents').waitFor();
   await page.getByRole('button', { name: 'Create enrollment token' }).click();
@@ -247,7 +228,7 @@ try {
   await newest.getByText('revoked').waitFor();
   facts.revokedEnrollmentToken = await text(newest);
 
-  step = 'users';
+  t.step = 'users';
   await go('#/users');
   await page.getByTestId('users').waitFor();
   await page.getByLabel('Username').fill('pages-operator');
@@ -264,7 +245,7 @@ try {
   facts.operatorRow = await text(operatorRow);
   await shot('users');
 
-  step = 'tokens';
+  t.step = 'tokens';
   await go('#/tokens');
   await page.getByLabel('Name').fill('deploy pipeline');
   await page.getByRole('button', { name: 'Create token' }).click();
@@ -278,19 +259,18 @@ try {
   await tokenRow.getByText(/^revoked/).waitFor();
   facts.revokedApiToken = await text(tokenRow);
 
-  step = 'audit';
+  t.step = 'audit';
   await go('#/audit');
   const audit = page.getByTestId('audit');
   await audit.waitFor();
   facts.auditRows = (await audit.locator('tbody tr').allInnerTexts()).map((r) => r.replace(/\s+/g, ' '));
   await shot('audit');
 
-  const signOut = (who) => leave(page, who);
-  step = 'sign-out';
+  t.step = 'sign-out';
   await signOut(admin);
 
   // The user made above: runs SQL, but no writes (admins only).
-  step = 'operator';
+  t.step = 'operator';
   const operator = { user: 'pages-operator', password: 'an operator password long enough' };
   await signIn(operator);
   await go(`#/sql?instance=${instanceId}`);
@@ -302,7 +282,7 @@ try {
   await shot('sql-operator');
   await signOut(operator);
 
-  step = 'viewer';
+  t.step = 'viewer';
   await signIn(viewer);
   facts.viewerNav = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allInnerTexts();
   await go(`#/sql?instance=${instanceId}`);
@@ -314,18 +294,18 @@ try {
     .allInnerTexts();
   await shot('sql-viewer');
 
-  step = 'viewer-audit';
+  t.step = 'viewer-audit';
   await go('#/audit');
   const refusal = page.getByTestId('api-error');
   await refusal.waitFor();
   facts.viewerAuditError = await text(refusal);
   await shot('audit-viewer');
 
-  await finish(page, facts, problems, expected);
+  await t.finish(expected);
 } catch (e) {
-  console.error(`failed at step ${step}: ${e.stack ?? e}`);
+  console.error(`failed at step ${t.step}: ${e.stack ?? e}`);
   console.error(`problems so far: ${JSON.stringify(problems)}`);
   process.exitCode = 1;
 } finally {
-  await browser.close();
+  await t.close();
 }
