@@ -29,5 +29,6 @@ pub mod auth;
 pub mod instances;
 pub mod json_integer;
 pub mod migrations;
+pub mod replication;
 pub mod runs;
 pub mod users;

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+pub use lasect_api_contract::replication::{Backfill, BackfillTable};
 use sqlx::PgPool;
 
 /// Copy samples older than this do not count toward throughput.
@@ -21,44 +21,6 @@ const WINDOW: &str = "interval '5 minutes'";
 /// A copy sample is current if it is at most this much older than the newest state sample
 /// (the two families are sampled in the same round).
 const CURRENT_SECS: f64 = 60.0;
-
-/// One table of a subscription.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct BackfillTable {
-    pub schema: String,
-    pub table: String,
-    /// `init`, `data_copy`, `finished`, `sync_done`, `ready`, or `unknown` (no sample yet).
-    pub state: String,
-    /// Rows the table-sync worker copied so far (while copying).
-    pub rows_copied: Option<i64>,
-    /// COPY bytes received so far (text format; while copying).
-    pub bytes_copied: Option<i64>,
-    /// The table on the publisher: live rows (estimate) and heap + TOAST bytes.
-    pub publisher_rows: Option<i64>,
-    pub publisher_bytes: Option<i64>,
-    /// 0..=100; 100 once the table left `data_copy`.
-    pub percent: Option<f64>,
-    pub rows_per_second: Option<f64>,
-    pub bytes_per_second: Option<f64>,
-    /// Seconds until the copy ends at the current throughput.
-    pub eta_seconds: Option<f64>,
-}
-
-/// A subscription's backfill.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Backfill {
-    /// `initial_sync` while a table is not ready, `streaming` once all are, `unknown` before
-    /// the first sample.
-    pub state: String,
-    pub tables_total: usize,
-    pub tables_ready: usize,
-    pub percent: Option<f64>,
-    pub rows_per_second: Option<f64>,
-    pub eta_seconds: Option<f64>,
-    /// When the newest state sample was taken (RFC 3339).
-    pub sampled_at: Option<String>,
-    pub tables: Vec<BackfillTable>,
-}
 
 #[derive(sqlx::FromRow)]
 struct StateRow {

@@ -13,6 +13,7 @@
 //! half done. Only one operation runs on a stream at a time: each starts by moving the
 //! stream's status from the states it may start from, in one statement.
 
+pub use lasect_api_contract::replication::Problem;
 use std::time::Duration;
 
 use lasect_runs::{
@@ -51,17 +52,6 @@ pub struct Plan {
     /// Who asked (`user:<name>`), for the runs; `actor` for the audit log.
     pub requested_by: String,
     pub actor: String,
-}
-
-/// A problem validation found, on one side.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// `publisher` or `subscriber`.
-    pub side: String,
-    /// What was checked: `wal_level`, `max_replication_slots`, `replica_identity`,
-    /// `target_table_missing`, `publisher_unreachable`, `privileges`, ...
-    pub check: String,
-    pub message: String,
 }
 
 /// The names a stream's objects get: plain identifiers from its id.

@@ -6,12 +6,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 
 use clap::Subcommand;
-use serde_json::Value;
+use lasect_api_contract::replication::{Edge, Node, Topology};
 
-use crate::api_client::ApiClient;
+use crate::api_client::{ApiClient, typed};
 use crate::args::OutputFormat;
 use crate::human_units::bytes;
-use crate::printable::{escape, str_or};
+use crate::printable::escape;
 use crate::{encode_segment, render as render_body};
 
 #[derive(Debug, Subcommand)]
@@ -45,7 +45,8 @@ pub async fn run(
                 path.push_str(&encode_segment(&label));
             }
             let body = client.get_json(&path).await?;
-            render_body(output, &body, |b| Ok(tree(b)))
+            let topology: Topology = typed(body.clone(), &path)?;
+            render_body(output, &body, |_| Ok(tree(&topology)))
         }
         ReplicationCommand::Stream(c) => {
             crate::replication_stream_cmd::run(client, c, output).await
@@ -53,53 +54,40 @@ pub async fn run(
     }
 }
 
-fn list<'a>(body: &'a Value, key: &str) -> &'a [Value] {
-    body[key].as_array().map(Vec::as_slice).unwrap_or_default()
-}
-
-fn node_label(node: Option<&Value>, id: &str) -> String {
+fn node_label(node: Option<&Node>, id: &str) -> String {
     let Some(n) = node else {
         return escape(id).into_owned();
     };
-    let name = str_or(&n["name"], id);
-    let mut out = format!("{name} ({})", str_or(&n["role"], "unknown"));
-    if n["kind"] == "external" {
+    let mut out = format!("{} ({})", escape(&n.name), escape(&n.role));
+    if n.kind == "external" {
         out.push_str(" [not watched]");
     }
-    if let Some(t) = n["timeline_id"].as_i64() {
+    if let Some(t) = n.timeline_id {
         let _ = write!(out, " tli {t}");
     }
     out
 }
 
-fn seconds(v: &Value) -> Option<String> {
-    v.as_f64().map(|s| format!("{s:.1} s"))
+fn seconds(v: Option<f64>) -> Option<String> {
+    v.map(|s| format!("{s:.1} s"))
 }
 
 /// One line about a stream: its kind, state, lags and slot.
-fn edge_summary(e: &Value) -> String {
-    let mut parts = vec![format!(
-        "{} {}",
-        str_or(&e["kind"], "?"),
-        str_or(&e["state"], "?")
-    )];
-    if let Some(sub) = e["subscription"].as_str() {
-        let publications = list(e, "publications")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(",");
+fn edge_summary(e: &Edge) -> String {
+    let mut parts = vec![format!("{} {}", escape(&e.kind), escape(&e.state))];
+    if let Some(sub) = &e.subscription {
+        let publications = e.publications.as_deref().unwrap_or_default().join(",");
         parts.push(format!("subscription {} ({publications})", escape(sub)));
     }
     let lag: Vec<String> = [
-        ("write", "write_lag_bytes", "write_lag_seconds"),
-        ("flush", "flush_lag_bytes", "flush_lag_seconds"),
-        ("replay", "replay_lag_bytes", "replay_lag_seconds"),
+        ("write", e.write_lag_bytes, e.write_lag_seconds),
+        ("flush", e.flush_lag_bytes, e.flush_lag_seconds),
+        ("replay", e.replay_lag_bytes, e.replay_lag_seconds),
     ]
-    .iter()
+    .into_iter()
     .filter_map(|(name, b, s)| {
-        let b = e[*b].as_i64()?;
-        Some(match seconds(&e[*s]) {
+        let b = b?;
+        Some(match seconds(s) {
             Some(s) => format!("{name} {} / {s}", bytes(b)),
             None => format!("{name} {}", bytes(b)),
         })
@@ -108,41 +96,40 @@ fn edge_summary(e: &Value) -> String {
     if !lag.is_empty() {
         parts.push(format!("lag {}", lag.join(", ")));
     }
-    if let Some(b) = e["apply_lag_bytes"].as_i64() {
+    if let Some(b) = e.apply_lag_bytes {
         parts.push(format!("received, not applied {}", bytes(b)));
     }
-    if let Some(b) = e["publisher_lag_bytes"].as_i64() {
+    if let Some(b) = e.publisher_lag_bytes {
         parts.push(format!("behind publisher {}", bytes(b)));
     }
-    if let Some(s) = seconds(&e["replay_delay_seconds"]) {
+    if let Some(s) = seconds(e.replay_delay_seconds) {
         parts.push(format!("replay delay {s}"));
     }
-    if let Some(s) = seconds(&e["last_message_age_seconds"]) {
+    if let Some(s) = seconds(e.last_message_age_seconds) {
         parts.push(format!("last message {s} ago"));
-    } else if let Some(t) = e["last_message_at"].as_str() {
+    } else if let Some(t) = &e.last_message_at {
         parts.push(format!("last message {}", escape(t)));
     }
-    if let Some(slot) = e["slot_name"].as_str() {
+    if let Some(slot) = &e.slot_name {
         let mut s = format!("slot {}", escape(slot));
-        if let Some(r) = e["slot_retained_bytes"].as_i64() {
+        if let Some(r) = e.slot_retained_bytes {
             let _ = write!(s, " retains {}", bytes(r));
         }
         parts.push(s);
     }
-    let tables = list(e, "tables");
+    let tables = e.tables.as_deref().unwrap_or_default();
     if !tables.is_empty() {
-        let ready = tables.iter().filter(|t| t["state"] == "ready").count();
+        let ready = tables.iter().filter(|t| t.state == "ready").count();
         parts.push(format!("tables {ready}/{} ready", tables.len()));
     }
     parts.join(", ")
 }
 
 /// The graph as an indented tree: roots are the nodes nothing replicates to.
-pub fn tree(body: &Value) -> String {
-    let nodes = list(body, "nodes");
-    let edges = list(body, "edges");
-    let find = |id: &str| nodes.iter().find(|n| n["id"] == id);
-    let targets: HashSet<&str> = edges.iter().filter_map(|e| e["to"].as_str()).collect();
+pub fn tree(topology: &Topology) -> String {
+    let Topology { nodes, edges } = topology;
+    let find = |id: &str| nodes.iter().find(|n| n.id == id);
+    let targets: HashSet<&str> = edges.iter().map(|e| e.to.as_str()).collect();
     let mut out = String::new();
     if nodes.is_empty() {
         out.push_str("no instances\n");
@@ -151,7 +138,7 @@ pub fn tree(body: &Value) -> String {
     let mut shown: BTreeSet<String> = BTreeSet::new();
     let roots: Vec<&str> = nodes
         .iter()
-        .filter_map(|n| n["id"].as_str())
+        .map(|n| n.id.as_str())
         .filter(|id| !targets.contains(id))
         .collect();
     for root in &roots {
@@ -159,10 +146,8 @@ pub fn tree(body: &Value) -> String {
     }
     // Cycles (e.g. two clusters subscribing to each other) have no root: start anywhere.
     for n in nodes {
-        if let Some(id) = n["id"].as_str()
-            && !shown.contains(id)
-        {
-            walk(id, edges, &find, 0, &mut shown, &mut out);
+        if !shown.contains(&n.id) {
+            walk(&n.id, edges, &find, 0, &mut shown, &mut out);
         }
     }
     out
@@ -170,8 +155,8 @@ pub fn tree(body: &Value) -> String {
 
 fn walk<'a>(
     id: &str,
-    edges: &'a [Value],
-    find: &dyn Fn(&str) -> Option<&'a Value>,
+    edges: &'a [Edge],
+    find: &dyn Fn(&str) -> Option<&'a Node>,
     depth: usize,
     shown: &mut BTreeSet<String>,
     out: &mut String,
@@ -182,10 +167,8 @@ fn walk<'a>(
     if !shown.insert(id.to_owned()) {
         return;
     }
-    for e in edges.iter().filter(|e| e["from"] == id) {
-        let Some(to) = e["to"].as_str() else {
-            continue;
-        };
+    for e in edges.iter().filter(|e| e.from == id) {
+        let to = e.to.as_str();
         let indent = "    ".repeat(depth);
         let _ = writeln!(
             out,
@@ -218,7 +201,7 @@ mod tests {
                 {"kind": "logical", "from": "instance:1", "to": "external:10.0.0.9/sub", "state": "streaming"}
             ]
         });
-        let text = tree(&body);
+        let text = tree(&serde_json::from_value(body).expect("topology"));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "main (primary) tli 1");
         assert!(
@@ -237,6 +220,7 @@ mod tests {
 
     #[test]
     fn an_empty_fleet_says_so() {
-        assert_eq!(tree(&json!({"nodes": [], "edges": []})), "no instances\n");
+        let empty = serde_json::from_value(json!({"nodes": [], "edges": []})).expect("topology");
+        assert_eq!(tree(&empty), "no instances\n");
     }
 }

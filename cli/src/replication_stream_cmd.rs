@@ -6,10 +6,13 @@ use std::fmt::Write as _;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::api_client::ApiClient;
+use lasect_api_contract::replication::{Stream, StreamList};
+use serde::Deserialize;
+
+use crate::api_client::{ApiClient, typed};
 use crate::args::OutputFormat;
 use crate::human_units::bytes;
-use crate::printable::{escape, str_or};
+use crate::printable::escape;
 use crate::render as render_body;
 
 #[derive(Debug, Subcommand)]
@@ -127,14 +130,16 @@ pub async fn run(
             finish(output, status, &body)
         }
         StreamCommand::List => {
-            let body = client.get_json("api/v1/replication/streams").await?;
-            render_body(output, &body, |b| Ok(list(b)))
+            let path = "api/v1/replication/streams";
+            let body = client.get_json(path).await?;
+            let streams: StreamList = typed(body.clone(), path)?;
+            render_body(output, &body, |_| Ok(list(&streams)))
         }
         StreamCommand::Status { id } => {
-            let body = client
-                .get_json(&format!("api/v1/replication/streams/{id}"))
-                .await?;
-            render_body(output, &body, |b| Ok(status_text(b)))
+            let path = format!("api/v1/replication/streams/{id}");
+            let body = client.get_json(&path).await?;
+            let stream: Stream = typed(body.clone(), &path)?;
+            render_body(output, &body, |_| Ok(status_text(&stream)))
         }
         StreamCommand::Remove { id } => {
             let (status, body) = client
@@ -152,24 +157,41 @@ pub async fn run(
 /// The stream as answered; a stream that is invalid or failed is an error (its report is
 /// the message), so scripts see a non-zero exit.
 fn finish(output: OutputFormat, status: u16, body: &Value) -> anyhow::Result<String> {
+    const PATH: &str = "api/v1/replication/streams";
     if status >= 400 {
-        let text = render_body(output, body, |b| {
+        // Whatever the error body holds, the message is shown (a refusal has no stream).
+        let failed = Failed::deserialize(body).unwrap_or_default();
+        let text = render_body(output, body, |_| {
             Ok(format!(
                 "{}\n{}",
-                str_or(&b["error"]["message"], "failed"),
-                status_text(&b["stream"])
+                escape(failed.error.message.as_deref().unwrap_or("failed")),
+                failed.stream.as_ref().map(status_text).unwrap_or_default()
             ))
         })?;
         anyhow::bail!("{}", text.trim_end());
     }
-    render_body(output, body, |b| Ok(status_text(b)))
+    let stream: Stream = typed(body.clone(), PATH)?;
+    render_body(output, body, |_| Ok(status_text(&stream)))
 }
 
-fn list(body: &Value) -> String {
-    let streams = body["streams"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+/// A stream request that could not be carried out: the error, and the stream when the
+/// operation ran (an error without one, such as a refusal, has no stream).
+#[derive(Default, Deserialize)]
+struct Failed {
+    #[serde(default)]
+    error: FailedError,
+    #[serde(default)]
+    stream: Option<Stream>,
+}
+
+#[derive(Default, Deserialize)]
+struct FailedError {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn list(body: &StreamList) -> String {
+    let streams = &body.streams;
     if streams.is_empty() {
         return "no replication streams\n".to_owned();
     }
@@ -178,19 +200,15 @@ fn list(body: &Value) -> String {
         let _ = writeln!(
             out,
             "{:>5}  {} -> {}  {}  {}",
-            s["id"],
-            str_or(&s["publisher_instance"], "?"),
-            str_or(&s["subscriber_instance"], "?"),
-            str_or(&s["status"], "?"),
-            s["tables"]
-                .as_array()
-                .map(|t| t
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(|n| escape(n).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(","))
-                .unwrap_or_default(),
+            s.id,
+            escape(&s.publisher_instance),
+            escape(&s.subscriber_instance),
+            escape(&s.status),
+            s.tables
+                .iter()
+                .map(|n| escape(n).into_owned())
+                .collect::<Vec<_>>()
+                .join(","),
         );
     }
     out
@@ -206,107 +224,97 @@ fn duration(secs: f64) -> String {
 }
 
 /// One stream: what it is, its status (problems, the failed step), its steps and backfill.
-pub fn status_text(s: &Value) -> String {
+pub fn status_text(s: &Stream) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "stream {}: {} -> {}  status {}",
-        s["id"],
-        str_or(&s["publisher_instance"], "?"),
-        str_or(&s["subscriber_instance"], "?"),
-        str_or(&s["status"], "?"),
+        s.id,
+        escape(&s.publisher_instance),
+        escape(&s.subscriber_instance),
+        escape(&s.status),
     );
     let _ = writeln!(
         out,
         "  publication {}, slot {}, subscription {}",
-        str_or(&s["publication"], "?"),
-        str_or(&s["slot_name"], "?"),
-        str_or(&s["subscription"], "?"),
+        escape(&s.publication),
+        escape(&s.slot_name),
+        escape(&s.subscription),
     );
-    if let Some(problems) = s["problems"].as_array().filter(|p| !p.is_empty()) {
-        let _ = writeln!(out, "  problems ({}), nothing was created:", problems.len());
-        for p in problems {
+    if !s.problems.is_empty() {
+        let _ = writeln!(
+            out,
+            "  problems ({}), nothing was created:",
+            s.problems.len()
+        );
+        for p in &s.problems {
             let _ = writeln!(
                 out,
                 "  - [{} {}] {}",
-                str_or(&p["side"], "?"),
-                str_or(&p["check"], "?"),
-                str_or(&p["message"], ""),
+                escape(&p.side),
+                escape(&p.check),
+                escape(&p.message),
             );
         }
     }
-    if let Some(step) = s["failed_step"].as_str() {
+    if let Some(step) = &s.failed_step {
         let _ = writeln!(
             out,
             "  failed at {}: {}",
             escape(step),
-            str_or(&s["error"], "")
+            escape(s.error.as_deref().unwrap_or(""))
         );
     }
-    for st in s["steps"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let run = st["run_id"]
-            .as_i64()
-            .map(|r| format!(" (run {r})"))
-            .unwrap_or_default();
+    for st in &s.steps {
+        let run = st.run_id.map(|r| format!(" (run {r})")).unwrap_or_default();
         let _ = write!(
             out,
             "  {:>2}. {:<22} {}{run}",
-            st["n"],
-            str_or(&st["step"], "?"),
-            str_or(&st["status"], "?"),
+            st.n,
+            escape(&st.step),
+            escape(&st.status),
         );
-        if let Some(e) = st["error"].as_str() {
+        if let Some(e) = &st.error {
             let _ = write!(out, ": {}", escape(e));
         }
         out.push('\n');
     }
-    if let Some(b) = s.get("backfill").filter(|b| b.is_object()) {
+    if let Some(b) = &s.backfill {
         let _ = write!(
             out,
             "  backfill: {}, {} of {} tables ready",
-            str_or(&b["state"], "?"),
-            b["tables_ready"],
-            b["tables_total"]
+            escape(&b.state),
+            b.tables_ready,
+            b.tables_total
         );
-        if let Some(p) = b["percent"].as_f64() {
+        if let Some(p) = b.percent {
             let _ = write!(out, ", {p:.1} %");
         }
-        if let Some(r) = b["rows_per_second"].as_f64() {
+        if let Some(r) = b.rows_per_second {
             let _ = write!(out, ", {r:.0} rows/s");
         }
-        if let Some(e) = b["eta_seconds"].as_f64() {
+        if let Some(e) = b.eta_seconds {
             let _ = write!(out, ", ETA {}", duration(e));
         }
         out.push('\n');
-        for t in b["tables"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
+        for t in &b.tables {
             let _ = write!(
                 out,
                 "    {}.{} {}",
-                str_or(&t["schema"], "?"),
-                str_or(&t["table"], "?"),
-                str_or(&t["state"], "?"),
+                escape(&t.schema),
+                escape(&t.table),
+                escape(&t.state),
             );
-            if let Some(p) = t["percent"].as_f64() {
+            if let Some(p) = t.percent {
                 let _ = write!(out, " {p:.1} %");
             }
-            if let (Some(done), Some(total)) =
-                (t["rows_copied"].as_i64(), t["publisher_rows"].as_i64())
-            {
+            if let (Some(done), Some(total)) = (t.rows_copied, t.publisher_rows) {
                 let _ = write!(out, " ({done} of ~{total} rows)");
             }
-            if let (Some(done), Some(total)) =
-                (t["bytes_copied"].as_i64(), t["publisher_bytes"].as_i64())
-            {
+            if let (Some(done), Some(total)) = (t.bytes_copied, t.publisher_bytes) {
                 let _ = write!(out, " ({} copied, table {})", bytes(done), bytes(total));
             }
-            if let Some(e) = t["eta_seconds"]
-                .as_f64()
-                .filter(|_| t["state"] == "data_copy")
-            {
+            if let Some(e) = t.eta_seconds.filter(|_| t.state == "data_copy") {
                 let _ = write!(out, " ETA {}", duration(e));
             }
             out.push('\n');
@@ -319,20 +327,41 @@ pub fn status_text(s: &Value) -> String {
 mod tests {
     use super::*;
 
+    /// A stream as the API answers it, with `fields` over a minimal one.
+    fn stream(fields: Value) -> Stream {
+        let mut s = json!({
+            "id": 1, "publisher_instance_id": 1, "publisher_instance": "main",
+            "subscriber_instance_id": 2, "subscriber_instance": "reporting",
+            "publisher_database": null, "subscriber_database": null,
+            "publication": "lasect_stream_1", "slot_name": "lasect_stream_1",
+            "subscription": "lasect_stream_1", "tables": ["public.orders"], "schema": null,
+            "copy_schema": false, "created_tables": [], "conninfo": "host=main",
+            "password_set": false, "status": "syncing", "dry_run": false, "problems": [],
+            "failed_step": null, "error": null, "requested_by": "user:admin",
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+            "steps": [], "backfill": null
+        });
+        for (k, v) in fields.as_object().expect("fields").clone() {
+            s[k] = v;
+        }
+        serde_json::from_value(s).expect("stream")
+    }
+
     #[test]
     fn a_stream_in_copy_shows_progress_and_eta() {
-        let s = json!({
+        let s = stream(json!({
             "id": 4, "publisher_instance": "main", "subscriber_instance": "reporting",
             "status": "syncing", "publication": "lasect_stream_4", "slot_name": "lasect_stream_4",
             "subscription": "lasect_stream_4", "problems": [], "steps": [
-                {"n": 1, "step": "validate_publisher", "status": "succeeded", "run_id": 10}
+                {"n": 1, "step": "validate_publisher", "instance_id": 1, "status": "succeeded",
+                 "run_id": 10, "started_at": "2026-01-01T00:00:00Z"}
             ],
             "backfill": {"state": "initial_sync", "tables_ready": 0, "tables_total": 1,
                 "percent": 42.0, "rows_per_second": 1500.0, "eta_seconds": 125.0,
                 "tables": [{"schema": "public", "table": "orders", "state": "data_copy",
                     "percent": 42.0, "rows_copied": 420, "publisher_rows": 1000,
                     "eta_seconds": 125.0}]}
-        });
+        }));
         let text = status_text(&s);
         assert!(text.contains("status syncing"), "{text}");
         assert!(text.contains("1. validate_publisher"), "{text}");
@@ -345,10 +374,10 @@ mod tests {
 
     #[test]
     fn an_invalid_stream_lists_every_problem() {
-        let s = json!({"id": 5, "status": "invalid", "problems": [
+        let s = stream(json!({"id": 5, "status": "invalid", "problems": [
             {"side": "publisher", "check": "wal_level", "message": "wal_level is replica"},
             {"side": "subscriber", "check": "target_table_missing", "message": "no public.t"}
-        ], "steps": []});
+        ], "steps": []}));
         let text = status_text(&s);
         assert!(text.contains("problems (2)"), "{text}");
         assert!(

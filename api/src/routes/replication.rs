@@ -22,8 +22,10 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::PgPool;
+
+pub use lasect_api_contract::replication::{Edge, EdgeTable, Node, Topology};
 
 use super::AppState;
 use super::api_error::ApiError;
@@ -43,99 +45,6 @@ pub struct TopologyQuery {
     /// that touch them.
     #[param(pattern = "^[^=]+=")]
     pub label: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Topology {
-    pub nodes: Vec<Node>,
-    pub edges: Vec<Edge>,
-}
-
-/// An instance Lasect watches, or a server it only knows from another's samples.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Node {
-    /// `instance:<id>` or `external:<host>:<port>` (or `external:<address>/<name>`,
-    /// `external:slot:<instance id>/<slot>` when only a sender or a slot is known).
-    pub id: String,
-    /// `instance` or `external`.
-    pub kind: String,
-    pub instance_id: Option<i64>,
-    pub name: String,
-    /// `primary`, `standby` or `unknown` (no identity sample yet, or an external node).
-    pub role: String,
-    #[schema(value_type = Option<Object>)]
-    pub labels: Option<serde_json::Value>,
-    /// pg_control_system().system_identifier, in decimal (an unsigned 64-bit number).
-    pub system_identifier: Option<String>,
-    pub timeline_id: Option<i32>,
-    /// WAL position in bytes (current on a primary, last received on a standby).
-    pub wal_lsn: Option<i64>,
-    pub host: Option<String>,
-    pub port: Option<i32>,
-    /// When the identity was sampled (RFC 3339).
-    pub sampled_at: Option<String>,
-}
-
-/// One replication stream.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct Edge {
-    /// `physical` or `logical`.
-    pub kind: String,
-    /// The sending node's id (primary, upstream standby or publisher).
-    pub from: String,
-    /// The receiving node's id (standby or subscriber).
-    pub to: String,
-    /// Physical: the sender's state (`streaming`, `catchup`, ...) else the receiver's;
-    /// logical: `streaming`, `initial_sync`, `stopped` or `disabled`; a slot nobody reads:
-    /// `inactive`.
-    pub state: String,
-    pub sync_state: Option<String>,
-    pub application_name: Option<String>,
-    pub sent_lag_bytes: Option<i64>,
-    pub write_lag_bytes: Option<i64>,
-    pub flush_lag_bytes: Option<i64>,
-    pub replay_lag_bytes: Option<i64>,
-    pub write_lag_seconds: Option<f64>,
-    pub flush_lag_seconds: Option<f64>,
-    pub replay_lag_seconds: Option<f64>,
-    /// Physical, from the standby: age of the last replayed transaction.
-    pub replay_delay_seconds: Option<f64>,
-    /// Physical: seconds since the receiver last heard from the sender.
-    pub last_message_age_seconds: Option<f64>,
-    /// Logical: when the subscriber last received a message (RFC 3339).
-    pub last_message_at: Option<String>,
-    pub slot_name: Option<String>,
-    pub slot_active: Option<bool>,
-    /// WAL the slot keeps on the sender, bytes.
-    pub slot_retained_bytes: Option<i64>,
-    pub slot_wal_status: Option<String>,
-    pub subscription: Option<String>,
-    pub subscriber_database: Option<String>,
-    pub publisher_database: Option<String>,
-    pub publications: Option<Vec<String>>,
-    pub received_lsn: Option<i64>,
-    pub latest_end_lsn: Option<i64>,
-    /// Logical: WAL received but not yet reported applied (received − latest end).
-    pub apply_lag_bytes: Option<i64>,
-    /// Logical: the publisher's WAL position minus what the subscriber received.
-    pub publisher_lag_bytes: Option<i64>,
-    /// Logical: the subscribed tables and their sync state.
-    pub tables: Option<Vec<EdgeTable>>,
-    /// Logical, when the publisher is watched: what its publications of this subscription
-    /// publish (`schema.table`); a table here and not in `tables` waits for
-    /// `ALTER SUBSCRIPTION ... REFRESH PUBLICATION`.
-    pub published_tables: Option<Vec<String>>,
-    /// Logical, while the initial copy runs (`initial_sync`): per table what is copied against
-    /// the table on the publisher, throughput and ETA (`api/src/replication_backfill.rs`).
-    pub backfill: Option<crate::replication_backfill::Backfill>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct EdgeTable {
-    pub schema: String,
-    pub table: String,
-    /// `init`, `data_copy`, `finished`, `sync_done` or `ready`.
-    pub state: String,
 }
 
 #[utoipa::path(

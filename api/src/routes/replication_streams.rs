@@ -28,8 +28,9 @@ use super::instances::rfc3339;
 use super::runs::path_id;
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
-use crate::replication_backfill::{self, Backfill};
-use crate::replication_streams::{self as ops, Plan, Problem};
+use crate::replication_backfill;
+use crate::replication_streams::{self as ops, Plan};
+pub use lasect_api_contract::replication::{Backfill, Problem, Stream, StreamList, StreamStep};
 
 /// Strings a stream request may hold, at most (bytes).
 const MAX_TEXT: usize = 4096;
@@ -70,71 +71,12 @@ pub struct CreateStream {
     pub subscriber_database: Option<String>,
 }
 
-/// One step of a stream's operations: a run on one of its instances.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct StreamStep {
-    pub n: i32,
-    /// `validate_publisher`, `validate_subscriber`, `publish`, `subscribe`,
-    /// `rollback_subscriber`, `rollback_publisher`, `remove_subscriber`, `remove_publisher`.
-    pub step: String,
-    pub instance_id: i64,
-    pub run_id: Option<i64>,
-    /// `running`, `succeeded` or `failed`.
-    pub status: String,
-    pub error: Option<String>,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-}
-
-/// A logical replication stream.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Stream {
-    pub id: i64,
-    pub publisher_instance_id: i64,
-    pub publisher_instance: String,
-    pub subscriber_instance_id: i64,
-    pub subscriber_instance: String,
-    pub publisher_database: Option<String>,
-    pub subscriber_database: Option<String>,
-    pub publication: String,
-    pub slot_name: String,
-    pub subscription: String,
-    /// `schema.table`, as validation resolved them.
-    pub tables: Vec<String>,
-    pub schema: Option<String>,
-    pub copy_schema: bool,
-    /// What `copy_schema` created on the subscriber (`schema.table`).
-    pub created_tables: Vec<String>,
-    /// Without a password.
-    pub conninfo: String,
-    pub password_set: bool,
-    /// `validating`, `invalid`, `validated` (dry run), `creating`, `syncing`,
-    /// `rolling_back`, `failed`, `rollback_failed`, `removing`, `removed`, `remove_failed`.
-    pub status: String,
-    pub dry_run: bool,
-    pub problems: Vec<Problem>,
-    pub failed_step: Option<String>,
-    pub error: Option<String>,
-    pub requested_by: String,
-    pub created_at: String,
-    pub updated_at: String,
-    pub steps: Vec<StreamStep>,
-    /// The subscription's initial sync and then streaming (from the agents' samples); absent
-    /// in lists and before the subscription exists.
-    pub backfill: Option<Backfill>,
-}
-
 /// A stream request that could not be carried out: the error, and the stream when the
 /// operation ran (invalid: every problem listed; a failed step: what was rolled back).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StreamFailed {
     pub error: super::openapi::ErrorDetail,
     pub stream: Option<Box<Stream>>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct StreamList {
-    pub streams: Vec<Stream>,
 }
 
 #[derive(sqlx::FromRow)]
