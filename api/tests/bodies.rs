@@ -12,14 +12,17 @@ use crate::common::http::{LOCAL, call};
 async fn an_optional_body_is_an_object_or_null() {
     let f = common::fixture::fixture().await;
     let routes = ["/api/v1/auth/logout", "/api/v1/users/viewer/password"];
+    let refused = [
+        json!([]),
+        json!(["x"]),
+        json!("text"),
+        json!(7),
+        json!(true),
+    ]
+    .map(|body| (body, StatusCode::BAD_REQUEST));
+    let accepted = [Value::Null, json!({})].map(|body| (body, StatusCode::OK));
     for uri in routes {
-        for body in [
-            json!([]),
-            json!(["x"]),
-            json!("text"),
-            json!(7),
-            json!(true),
-        ] {
+        for (body, want) in refused.iter().chain(&accepted) {
             let answer = call(
                 &f.app,
                 "POST",
@@ -29,30 +32,10 @@ async fn an_optional_body_is_an_object_or_null() {
                 LOCAL,
             )
             .await;
-            assert_eq!(
-                answer.status,
-                StatusCode::BAD_REQUEST,
-                "{uri} {body}: {}",
-                answer.text
-            );
-            assert_eq!(answer.body["error"]["code"], "invalid_body", "{uri} {body}");
-        }
-        for body in [Value::Null, json!({})] {
-            let answer = call(
-                &f.app,
-                "POST",
-                uri,
-                Some(&f.admin),
-                Some(body.clone()),
-                LOCAL,
-            )
-            .await;
-            assert_eq!(
-                answer.status,
-                StatusCode::OK,
-                "{uri} {body}: {}",
-                answer.text
-            );
+            assert_eq!(answer.status, *want, "{uri} {body}: {}", answer.text);
+            if *want == StatusCode::BAD_REQUEST {
+                assert_eq!(answer.body["error"]["code"], "invalid_body", "{uri} {body}");
+            }
         }
     }
 }
