@@ -7,10 +7,11 @@ use std::fmt::Write as _;
 use clap::{Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
-use crate::api_client::ApiClient;
+use lasect_api_contract::runs::RunView;
+
+use crate::api_client::{ApiClient, typed};
 use crate::args::OutputFormat;
 use crate::json_table::{render, render_one};
-use crate::printable::str_or;
 use crate::render as render_body;
 use crate::runs_cmd::instance_or_only;
 
@@ -166,16 +167,17 @@ pub async fn run(
                 StanzaVerb::Upgrade => "upgrade",
                 StanzaVerb::Check => "check",
             };
-            let run = post_run(client, &target, "stanza", json!({ "action": action })).await?;
-            render_body(output, &run, |r| Ok(run_line(r)))
+            let (body, run) =
+                post_run(client, &target, "stanza", json!({ "action": action })).await?;
+            render_body(output, &body, |_| Ok(run_line(&run)))
         }
         BackupCommand::Run {
             backup_type,
             target,
         } => {
             let kind = backup_type.as_str();
-            let run = post_run(client, &target, "backups", json!({ "type": kind })).await?;
-            render_body(output, &run, |r| Ok(run_line(r)))
+            let (body, run) = post_run(client, &target, "backups", json!({ "type": kind })).await?;
+            render_body(output, &body, |_| Ok(run_line(&run)))
         }
         BackupCommand::List {
             instance,
@@ -188,17 +190,17 @@ pub async fn run(
                     repo,
                     wait: 120,
                 };
-                let run = post_run(client, &target, "info", json!({})).await?;
-                if run["status"] != "succeeded" {
+                let (_, run) = post_run(client, &target, "info", json!({})).await?;
+                if !run.succeeded() {
                     anyhow::bail!("the refresh did not succeed: {}", run_line(&run).trim_end());
                 }
                 // The API stores the run's catalogue within a second of its end.
-                let want = run["id"].clone();
+                let want = Some(run.id);
                 for _ in 0..50 {
                     let body =
                         crate::backup_catalogue::fetch(client, instance.as_deref(), Some(repo))
                             .await?;
-                    if body["repositories"][0]["run_id"].as_i64() >= want.as_i64() {
+                    if body["repositories"][0]["run_id"].as_i64() >= want {
                         return crate::backup_catalogue::list(output, &body);
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -296,7 +298,7 @@ async fn post_run(
     target: &Target,
     what: &str,
     body: Value,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<(Value, RunView)> {
     if target.wait > 120 {
         anyhow::bail!("--wait must be 0..=120, not {}", target.wait);
     }
@@ -305,20 +307,22 @@ async fn post_run(
         "api/v1/instances/{id}/backup/repositories/{}/{what}?wait={}",
         target.repo, target.wait
     );
-    client.post_json(&path, &body).await
+    let answer = client.post_json(&path, &body).await?;
+    let run = typed(answer.clone(), &path)?;
+    Ok((answer, run))
 }
 
 /// `run 12 succeeded` with the error, or where to follow a run still going on.
-fn run_line(run: &Value) -> String {
-    let mut line = format!("run {} {}", run["id"], str_or(&run["status"], "?"));
-    match run["status"].as_str() {
-        Some("queued" | "dispatched" | "running") => {
-            let _ = write!(line, " (follow it: lasect run show {})", run["id"]);
+fn run_line(run: &RunView) -> String {
+    let mut line = format!("run {} {}", run.id, crate::printable::escape(&run.status));
+    match run.run_status() {
+        Ok(s) if !s.is_terminal() => {
+            let _ = write!(line, " (follow it: lasect run show {})", run.id);
         }
         _ => {
-            if let Some(e) = run["error"].as_str() {
+            if let Some(e) = &run.error {
                 let _ = write!(line, ": {}", crate::printable::escape(e));
-            } else if let Some(b) = run["summary"]["backup"]["label"].as_str() {
+            } else if let Some(b) = run.summary_field("backup")["label"].as_str() {
                 let _ = write!(line, ": backup {}", crate::printable::escape(b));
             }
         }
