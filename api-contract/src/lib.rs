@@ -26,6 +26,7 @@ pub mod agents;
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod instances;
 pub mod json_integer;
 pub mod migrations;

@@ -3,13 +3,14 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{Value, json};
+use lasect_api_contract::backups::{Catalogue, CatalogueBackup};
+use serde_json::Value;
 
-use crate::api_client::ApiClient;
+use crate::api_client::{ApiClient, typed};
 use crate::args::OutputFormat;
 use crate::human_units::bytes;
 use crate::json_table::{render, render_one};
-use crate::printable::{escape, str_or};
+use crate::printable::escape;
 use crate::render as render_body;
 use crate::runs_cmd::instance_or_only;
 
@@ -49,61 +50,56 @@ pub async fn fetch(
     client: &ApiClient,
     instance: Option<&str>,
     repo: Option<i64>,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Catalogue> {
     let id = instance_or_only(client, instance).await?;
-    let mut body = client
-        .get_json(&format!("api/v1/backups?instance_id={id}"))
-        .await?;
-    if let (Some(repo), Some(all)) = (repo, body["repositories"].as_array_mut()) {
-        all.retain(|r| r["repository_id"] == json!(repo));
+    let path = format!("api/v1/backups?instance_id={id}");
+    let mut catalogue: Catalogue = typed(client.get_json(&path).await?, &path)?;
+    if let Some(repo) = repo {
+        catalogue.repositories.retain(|r| r.repository_id == repo);
     }
-    Ok(body)
+    Ok(catalogue)
 }
 
 /// The catalogue as a table of backups, each repository's window and problems after it.
-pub fn list(output: OutputFormat, body: &Value) -> anyhow::Result<String> {
-    render_body(output, body, |b| {
-        let repos = b["repositories"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+pub fn list(output: OutputFormat, catalogue: &Catalogue) -> anyhow::Result<String> {
+    render_body(output, &serde_json::to_value(catalogue)?, |_| {
         let mut rows = Vec::new();
         let mut notes = String::new();
-        for r in repos {
-            for backup in r["backups"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                let mut row = backup.clone();
-                row["repository_id"] = r["repository_id"].clone();
-                row["database_size_h"] = backup["database_size"].as_i64().map(bytes).into();
-                row["repo_size_h"] = backup["repo_size"].as_i64().map(bytes).into();
-                rows.push(row);
+        for r in &catalogue.repositories {
+            for backup in &r.backups {
+                // The table's row: the backup as JSON, with its repository and sizes for people.
+                let Value::Object(mut row) = serde_json::to_value(backup)? else {
+                    continue;
+                };
+                row.insert("repository_id".to_owned(), r.repository_id.into());
+                row.insert(
+                    "database_size_h".to_owned(),
+                    backup.database_size.map(bytes).into(),
+                );
+                row.insert("repo_size_h".to_owned(), backup.repo_size.map(bytes).into());
+                rows.push(Value::Object(row));
             }
-            let stanza = str_or(&r["stanza"], "?");
-            match r["refreshed_at"].as_str() {
+            let stanza = escape(&r.stanza);
+            let id = r.repository_id;
+            match &r.refreshed_at {
                 None => {
-                    let _ = writeln!(
-                        notes,
-                        "repository {} ({stanza}): no catalogue yet",
-                        r["repository_id"]
-                    );
+                    let _ = writeln!(notes, "repository {id} ({stanza}): no catalogue yet");
                 }
                 Some(at) => {
+                    let or_dash =
+                        |v: &Option<String>| escape(v.as_deref().unwrap_or("-")).into_owned();
                     let _ = writeln!(
                         notes,
-                        "repository {} ({stanza}): recoverable from {} to {}; WAL {} .. {}; as of {}",
-                        r["repository_id"],
-                        str_or(&r["earliest_restorable"], "-"),
-                        str_or(&r["latest_restorable"], "-"),
-                        str_or(&r["archive_min"], "-"),
-                        str_or(&r["archive_max"], "-"),
+                        "repository {id} ({stanza}): recoverable from {} to {}; WAL {} .. {}; as of {}",
+                        or_dash(&r.earliest_restorable),
+                        or_dash(&r.latest_restorable),
+                        or_dash(&r.archive_min),
+                        or_dash(&r.archive_max),
                         escape(at)
                     );
                 }
             }
-            if let Some(p) = r["problem"].as_str() {
+            if let Some(p) = &r.problem {
                 let _ = writeln!(notes, "  problem: {}", escape(p));
             }
         }
@@ -112,25 +108,19 @@ pub fn list(output: OutputFormat, body: &Value) -> anyhow::Result<String> {
 }
 
 /// One backup by label.
-pub fn show(output: OutputFormat, body: &Value, label: &str) -> anyhow::Result<String> {
-    let found = body["repositories"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+pub fn show(output: OutputFormat, catalogue: &Catalogue, label: &str) -> anyhow::Result<String> {
+    let found: &CatalogueBackup = catalogue
+        .repositories
         .iter()
-        .flat_map(|r| {
-            r["backups"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-        })
-        .find(|b| b["label"] == label)
-        .cloned()
+        .flat_map(|r| &r.backups)
+        .find(|b| b.label == label)
         .ok_or_else(|| {
             crate::exit::Usage(format!(
                 "no backup {:?} in the catalogue (see `lasect backup list`)",
                 escape(label)
             ))
         })?;
-    render_body(output, &found, |b| Ok(render_one(b, SHOW_COLUMNS)))
+    render_body(output, &serde_json::to_value(found)?, |b| {
+        Ok(render_one(b, SHOW_COLUMNS))
+    })
 }

@@ -197,11 +197,11 @@ pub async fn run(
                 // The API stores the run's catalogue within a second of its end.
                 let want = Some(run.id);
                 for _ in 0..50 {
-                    let body =
+                    let catalogue =
                         crate::backup_catalogue::fetch(client, instance.as_deref(), Some(repo))
                             .await?;
-                    if body["repositories"][0]["run_id"].as_i64() >= want {
-                        return crate::backup_catalogue::list(output, &body);
+                    if catalogue.repositories.first().and_then(|r| r.run_id) >= want {
+                        return crate::backup_catalogue::list(output, &catalogue);
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
