@@ -280,12 +280,18 @@ async fn pgbackrest_backups_through_the_agent() {
         listed.contains("\"offsite\"") && !listed.contains(PASSPHRASE),
         "{listed}"
     );
+    // The API stores the catalogue of a finished run on its next one-second round, so the list
+    // may trail the info run just ended by a round.
     let main_repo = main_id.to_string();
-    let catalogue = stack.cli(&["backup", "list", "-i", "archived", "--repo", &main_repo]);
-    assert!(
-        catalogue.contains("full") && catalogue.contains("incr"),
-        "{catalogue}"
-    );
+    let start = std::time::Instant::now();
+    loop {
+        let catalogue = stack.cli(&["backup", "list", "-i", "archived", "--repo", &main_repo]);
+        if catalogue.contains("full") && catalogue.contains("incr") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{catalogue}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // A second backup of the stanza while one is queued or running: refused, naming it.
     let (status, first) = stack
