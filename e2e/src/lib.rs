@@ -324,6 +324,16 @@ impl Stack {
         ingest
     }
 
+    /// [`Self::spawn_ingest`] (with `extra`) and [`Self::spawn_api`], both started before either
+    /// is waited for, so they come up side by side; returns (ingest, api) once both listen.
+    pub fn start_ingest_and_api(&self, extra: &str) -> (ChildGuard, ChildGuard) {
+        let mut ingest = self.spawn_ingest(extra);
+        let mut api = self.spawn_api();
+        wait_listening(&mut ingest);
+        wait_listening(&mut api);
+        (ingest, api)
+    }
+
     /// Writes `api.toml` and spawns `lasect-api serve` without waiting.
     pub fn spawn_api(&self) -> ChildGuard {
         ChildGuard::spawn(self.api_command("")).expect("spawn api")

@@ -16,7 +16,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::pgbackrest_files::{
-    Archiving, archiving_cluster, give_to_server, pgbackrest_of, require_pgbackrest,
+    archiving_cluster, give_to_server, pgbackrest_of, require_pgbackrest,
 };
 use crate::support::users::with_role;
 
@@ -36,12 +36,13 @@ async fn pgbackrest_backups_through_the_agent() {
     let _pgbackrest = crate::support::pgbackrest().await;
     require_pgbackrest();
 
-    let Archiving {
-        dir,
-        config,
-        repo,
-        cluster: archived,
-    } = archiving_cluster("lasect-backups-");
+    let archiving = archiving_cluster("lasect-backups-");
+    let (dir, config, repo, archived) = (
+        &archiving.dir,
+        &archiving.config,
+        &archiving.repo,
+        &archiving.cluster,
+    );
     let plain = PgCluster::start(PgOptions::default()).expect("plain cluster");
 
     let stack = Stack::new(AGENT_ID).await;
@@ -68,20 +69,9 @@ async fn pgbackrest_backups_through_the_agent() {
     let repos = format!("api/v1/instances/{archived_id}/backup/repositories");
 
     // Repositories: admin adds, secrets are stored encrypted and never shown.
-    let (status, main) = stack
-        .api(
-            Method::POST,
-            &repos,
-            Some(json!({
-                "stanza": "main",
-                "path": repo.display().to_string(),
-                "config_path": config.display().to_string(),
-                "retention_full": 2,
-            })),
-        )
+    let main_id = archiving
+        .add_main_repository(&stack, archived_id, json!({"retention_full": 2}))
         .await;
-    assert_eq!(status, 201, "{main}");
-    let main_id = main["id"].as_i64().expect("repository id");
     let (status, secret) = stack
         .api(
             Method::POST,
@@ -160,14 +150,14 @@ async fn pgbackrest_backups_through_the_agent() {
     assert_eq!(created["status"], "succeeded", "{created}");
     let checked = backup_run(&stack, &stanza_path, Some(json!({"action": "check"}))).await;
     assert_eq!(checked["status"], "succeeded", "{checked}");
-    let meta = std::fs::metadata(&config).expect("the persistent config");
+    let meta = std::fs::metadata(config).expect("the persistent config");
     assert_eq!(meta.mode() & 0o777, 0o600, "the config is private");
 
     // An encrypted repository: ingest hands the passphrase to the agent, the run's stored
     // parameters never hold it, and pgBackRest's files in the repository are encrypted.
     let sealed_repo = dir.path().join("sealed-repo");
     std::fs::create_dir(&sealed_repo).expect("repo dir");
-    give_to_server(&archived, &sealed_repo);
+    give_to_server(archived, &sealed_repo);
     let (status, sealed) = stack
         .api(
             Method::POST,
@@ -322,7 +312,7 @@ async fn pgbackrest_backups_through_the_agent() {
     // into `main`'s) is stopped with SIGTERM and leaves no pgBackRest behind.
     let stuck_repo = dir.path().join("stuck-repo");
     std::fs::create_dir(&stuck_repo).expect("repo dir");
-    give_to_server(&archived, &stuck_repo);
+    give_to_server(archived, &stuck_repo);
     let (status, stuck) = stack
         .api(
             Method::POST,

@@ -12,7 +12,7 @@ use lasect_testkit::{ChildGuard, binary_path, free_port};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::pgbackrest_files::{Archiving, archiving_cluster, require_pgbackrest};
+use crate::support::pgbackrest_files::{archiving_cluster, require_pgbackrest};
 
 const AGENT_ID: &str = "schedules-agent";
 
@@ -66,12 +66,8 @@ where
 async fn schedules_fire_once_retention_applies_and_missed_firings_are_reported() {
     let _pgbackrest = crate::support::pgbackrest().await;
     require_pgbackrest();
-    let Archiving {
-        dir: _dir,
-        config,
-        repo,
-        cluster,
-    } = archiving_cluster("lasect-schedules-");
+    let archiving = archiving_cluster("lasect-schedules-");
+    let cluster = &archiving.cluster;
 
     let stack = Stack::new(AGENT_ID).await;
     let _api = stack.start_api();
@@ -91,20 +87,9 @@ async fn schedules_fire_once_retention_applies_and_missed_firings_are_reported()
         .expect("control stream");
     let instance = stack.instance_id("archived").await;
     let repos = format!("api/v1/instances/{instance}/backup/repositories");
-    let (status, created) = stack
-        .api(
-            Method::POST,
-            &repos,
-            Some(json!({
-                "stanza": "main",
-                "path": repo.display().to_string(),
-                "config_path": config.display().to_string(),
-                "retention_full": 1,
-            })),
-        )
+    let repo_id = archiving
+        .add_main_repository(&stack, instance, json!({"retention_full": 1}))
         .await;
-    assert_eq!(status, 201, "{created}");
-    let repo_id = created["id"].as_i64().expect("repository id");
     let (status, run) = stack
         .api(
             Method::POST,

@@ -21,7 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use lasect_e2e::{Stack, wait_listening};
+use lasect_e2e::Stack;
 use lasect_testkit::{PgCluster, PgOptions, free_port};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -192,10 +192,7 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
         .await
         .expect("replica-level schema");
 
-    let mut ingest = stack.spawn_ingest(&stack.secrets_toml());
-    let mut api = stack.spawn_api();
-    wait_listening(&mut ingest);
-    wait_listening(&mut api);
+    let (ingest, api) = stack.start_ingest_and_api(&stack.secrets_toml());
     stack.agent_config(
         stack.ingest_port,
         &format!(

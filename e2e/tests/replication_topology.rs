@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use lasect_e2e::{Stack, wait_listening};
+use lasect_e2e::Stack;
 use lasect_testkit::{PgCluster, PgOptions, REPLICA_APPLICATION_NAME};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -107,10 +107,7 @@ async fn physical_and_logical_edges_external_nodes_and_scoping() {
         .await
         .expect("unwatched subscription");
 
-    let mut ingest = stack.spawn_ingest("");
-    let mut api = stack.spawn_api();
-    wait_listening(&mut ingest);
-    wait_listening(&mut api);
+    let (ingest, api) = stack.start_ingest_and_api("");
     stack.agent_config(
         stack.ingest_port,
         &format!(

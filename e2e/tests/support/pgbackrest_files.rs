@@ -3,7 +3,10 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use lasect_e2e::Stack;
 use lasect_testkit::{PgCluster, PgOptions};
+use reqwest::Method;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 /// What [`archiving_cluster`] sets up.
@@ -61,6 +64,30 @@ pub fn require_pgbackrest() {
         .output()
         .expect("pgbackrest is installed (scripts/deps.sh --test)");
     assert!(version.status.success(), "{version:?}");
+}
+
+impl Archiving {
+    /// Registers this repository as stanza `main` of `instance` through the admin's API, with
+    /// `extra` fields of the route's body (e.g. `{"retention_full": 2}`); returns its id.
+    pub async fn add_main_repository(&self, stack: &Stack, instance: i64, extra: Value) -> i64 {
+        let mut body = json!({
+            "stanza": "main",
+            "path": self.repo.display().to_string(),
+            "config_path": self.config.display().to_string(),
+        });
+        if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+            b.extend(e);
+        }
+        let (status, created) = stack
+            .api(
+                Method::POST,
+                &format!("api/v1/instances/{instance}/backup/repositories"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_i64().expect("repository id")
+    }
 }
 
 /// Gives `path` to the owner of the cluster's data directory (the database OS user), as an
