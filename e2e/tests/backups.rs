@@ -13,23 +13,16 @@ use std::time::Duration;
 use lasect_e2e::Stack;
 use lasect_testkit::{PgCluster, PgOptions};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::pgbackrest_files::{
-    archiving_cluster, give_to_server, pgbackrest_of, require_pgbackrest,
+    archiving_cluster, backup_run, give_to_server, pgbackrest_of, require_pgbackrest,
 };
 use crate::support::users::with_role;
 
 const AGENT_ID: &str = "backups-agent";
 const PASSPHRASE: &str = "correct-horse-battery-staple-cipher";
 const SECRET_KEY: &str = "s3-secret-key-never-shown-0123456789";
-
-/// POSTs a run-creating backup route as the admin and waits for the run.
-async fn backup_run(stack: &Stack, path: &str, body: Option<Value>) -> Value {
-    let (status, run) = stack.api(Method::POST, path, body).await;
-    assert!(status == 200 || status == 202, "{path}: {status} {run}");
-    stack.wait_run(run["id"].as_i64().expect("run id")).await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbackrest_backups_through_the_agent() {
@@ -310,25 +303,8 @@ async fn pgbackrest_backups_through_the_agent() {
 
     // Cancel: a check that waits for WAL which never reaches its repository (the server archives
     // into `main`'s) is stopped with SIGTERM and leaves no pgBackRest behind.
-    let stuck_repo = dir.path().join("stuck-repo");
-    std::fs::create_dir(&stuck_repo).expect("repo dir");
-    give_to_server(archived, &stuck_repo);
-    let (status, stuck) = stack
-        .api(
-            Method::POST,
-            &repos,
-            Some(json!({"stanza": "stuck", "path": stuck_repo.display().to_string()})),
-        )
-        .await;
-    assert_eq!(status, 201, "{stuck}");
-    let stuck_stanza = format!("{repos}/{}/stanza", stuck["id"]);
-    let created = backup_run(
-        &stack,
-        &format!("{stuck_stanza}?wait=120"),
-        Some(json!({"action": "create"})),
-    )
-    .await;
-    assert_eq!(created["status"], "succeeded", "{created}");
+    let stuck = archiving.add_stuck_repository(&stack, archived_id).await;
+    let stuck_stanza = format!("{stuck}/stanza");
     let (status, checking) = stack
         .api(
             Method::POST,

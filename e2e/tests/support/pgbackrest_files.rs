@@ -88,6 +88,41 @@ impl Archiving {
         assert_eq!(status, 201, "{created}");
         created["id"].as_i64().expect("repository id")
     }
+
+    /// A repository no backup can finish in: `<dir>/stuck-repo`, registered as stanza `stuck` of
+    /// `instance` and its stanza created, while the server archives into `main`'s, so the WAL a
+    /// backup or check waits for never reaches it. Returns the repository's route
+    /// (`api/v1/instances/{instance}/backup/repositories/{id}`).
+    pub async fn add_stuck_repository(&self, stack: &Stack, instance: i64) -> String {
+        let stuck_repo = self.dir.path().join("stuck-repo");
+        std::fs::create_dir(&stuck_repo).expect("repo dir");
+        give_to_server(&self.cluster, &stuck_repo);
+        let repos = format!("api/v1/instances/{instance}/backup/repositories");
+        let (status, stuck) = stack
+            .api(
+                Method::POST,
+                &repos,
+                Some(json!({"stanza": "stuck", "path": stuck_repo.display().to_string()})),
+            )
+            .await;
+        assert_eq!(status, 201, "{stuck}");
+        let stuck = format!("{repos}/{}", stuck["id"]);
+        let created = backup_run(
+            stack,
+            &format!("{stuck}/stanza?wait=120"),
+            Some(json!({"action": "create"})),
+        )
+        .await;
+        assert_eq!(created["status"], "succeeded", "{created}");
+        stuck
+    }
+}
+
+/// POSTs a run-creating backup route as the admin and waits for the run's end; returns it.
+pub async fn backup_run(stack: &Stack, path: &str, body: Option<Value>) -> Value {
+    let (status, run) = stack.api(Method::POST, path, body).await;
+    assert!(status == 200 || status == 202, "{path}: {status} {run}");
+    stack.wait_run(run["id"].as_i64().expect("run id")).await
 }
 
 /// Gives `path` to the owner of the cluster's data directory (the database OS user), as an
