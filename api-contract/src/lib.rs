@@ -23,6 +23,7 @@
 //! - [`json_integer`]: integers as JSON Schema defines them (`10.0` is one).
 
 pub mod agents;
+pub mod alert_channels;
 pub mod alerts;
 pub mod audit;
 pub mod auth;

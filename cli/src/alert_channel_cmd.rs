@@ -3,6 +3,7 @@
 //! read without echo or from stdin, never from the command line (shell history, `ps`).
 
 use clap::Subcommand;
+use lasect_api_contract::alert_channels::RouteList;
 use serde_json::{Value, json};
 
 use crate::api_client::ApiClient;
@@ -398,13 +399,12 @@ pub async fn run(
                     .await?
             };
             if routing_asked {
-                let routes = client.get_json("api/v1/alerts/routes").await?;
-                let mine: Vec<i64> = routes["routes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|r| r["channel_id"] == id)
-                    .filter_map(|r| r["id"].as_i64())
+                let routes: RouteList = client.get("api/v1/alerts/routes").await?;
+                let mine: Vec<i64> = routes
+                    .routes
+                    .iter()
+                    .filter(|r| r.channel_id == id)
+                    .map(|r| r.id)
                     .collect();
                 if mine.is_empty() {
                     return Err(Usage(format!(
@@ -432,27 +432,25 @@ pub async fn run(
         }
         ChannelCommand::List => {
             let mut channels = client.get_json("api/v1/alerts/channels").await?;
-            let routes = client.get_json("api/v1/alerts/routes").await?;
+            let routes: RouteList = client.get("api/v1/alerts/routes").await?;
             if let Some(list) = channels["channels"].as_array_mut() {
                 for c in list {
-                    let text: Vec<String> = routes["routes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|r| r["channel_id"] == c["id"])
+                    let text: Vec<String> = routes
+                        .routes
+                        .iter()
+                        .filter(|r| c["id"] == r.channel_id)
                         .map(|r| {
-                            let m = r["matchers"].as_str().unwrap_or_default();
                             format!(
                                 ">={}{}{}",
-                                r["min_severity"].as_str().unwrap_or_default(),
-                                if m.is_empty() {
+                                r.min_severity,
+                                if r.matchers.is_empty() {
                                     String::new()
                                 } else {
-                                    format!(" {m}")
+                                    format!(" {}", r.matchers)
                                 },
-                                match r["repeat_secs"].as_i64() {
-                                    Some(0) | None => String::new(),
-                                    Some(s) => format!(" every {s}s"),
+                                match r.repeat_secs {
+                                    0 => String::new(),
+                                    s => format!(" every {s}s"),
                                 }
                             )
                         })

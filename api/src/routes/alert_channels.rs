@@ -29,6 +29,7 @@ use crate::auth::role::Role;
 use crate::notify::channel::{self, Kind, MIN_SECRET_LEN};
 use crate::notify::payload::{Links, Notification};
 use crate::notify::send;
+pub use lasect_api_contract::alert_channels::{Route, RouteList};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Channel {
@@ -751,24 +752,6 @@ pub async fn test_channel(
 fn uuid_like() -> String {
     let bytes: [u8; 16] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Route {
-    pub id: i64,
-    pub channel_id: i64,
-    pub channel: String,
-    pub min_severity: String,
-    pub matchers: String,
-    pub repeat_secs: i32,
-    pub send_resolved: bool,
-    pub created_at: String,
-    pub created_by: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RouteList {
-    pub routes: Vec<Route>,
 }
 
 #[derive(sqlx::FromRow)]
