@@ -16,7 +16,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::support::pgbackrest_files::{
-    archiving_cluster, backup_run, give_to_server, pgbackrest_of, require_pgbackrest,
+    archiving_cluster, backup_run, create_stanza, give_to_server, pgbackrest_of, require_pgbackrest,
 };
 use crate::support::users::with_role;
 
@@ -138,9 +138,8 @@ async fn pgbackrest_backups_through_the_agent() {
     assert_eq!(status, 422, "{refused}");
 
     // Stanza create and check on the archiving cluster.
+    let created = create_stanza(&stack, &format!("{repos}/{main_id}")).await;
     let stanza_path = format!("{repos}/{main_id}/stanza?wait=120");
-    let created = backup_run(&stack, &stanza_path, Some(json!({"action": "create"}))).await;
-    assert_eq!(created["status"], "succeeded", "{created}");
     let checked = backup_run(&stack, &stanza_path, Some(json!({"action": "check"}))).await;
     assert_eq!(checked["status"], "succeeded", "{checked}");
     let meta = std::fs::metadata(config).expect("the persistent config");
@@ -165,13 +164,7 @@ async fn pgbackrest_backups_through_the_agent() {
         .await;
     assert_eq!(status, 201, "{sealed}");
     let sealed_path = format!("{repos}/{}", sealed["id"]);
-    let created_sealed = backup_run(
-        &stack,
-        &format!("{sealed_path}/stanza?wait=120"),
-        Some(json!({"action": "create"})),
-    )
-    .await;
-    assert_eq!(created_sealed["status"], "succeeded", "{created_sealed}");
+    let created_sealed = create_stanza(&stack, &sealed_path).await;
     let sealed_info = backup_run(&stack, &format!("{sealed_path}/info?wait=120"), None).await;
     assert_eq!(sealed_info["status"], "succeeded", "{sealed_info}");
     let info_file =

@@ -12,7 +12,7 @@ use lasect_testkit::{ChildGuard, binary_path, free_port};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::pgbackrest_files::{archiving_cluster, require_pgbackrest};
+use crate::support::pgbackrest_files::{archiving_cluster, create_stanza, require_pgbackrest};
 
 const AGENT_ID: &str = "schedules-agent";
 
@@ -90,16 +90,7 @@ async fn schedules_fire_once_retention_applies_and_missed_firings_are_reported()
     let repo_id = archiving
         .add_main_repository(&stack, instance, json!({"retention_full": 1}))
         .await;
-    let (status, run) = stack
-        .api(
-            Method::POST,
-            &format!("{repos}/{repo_id}/stanza?wait=60"),
-            Some(json!({"action": "create"})),
-        )
-        .await;
-    assert!(status == 200 || status == 202, "{run}");
-    let run = stack.wait_run(run["id"].as_i64().expect("run id")).await;
-    assert_eq!(run["status"], "succeeded", "{run}");
+    create_stanza(&stack, &format!("{repos}/{repo_id}")).await;
 
     // Every three seconds, with two API processes looking every second.
     let added = stack.cli(&[

@@ -107,15 +107,23 @@ impl Archiving {
             .await;
         assert_eq!(status, 201, "{stuck}");
         let stuck = format!("{repos}/{}", stuck["id"]);
-        let created = backup_run(
-            stack,
-            &format!("{stuck}/stanza?wait=120"),
-            Some(json!({"action": "create"})),
-        )
-        .await;
-        assert_eq!(created["status"], "succeeded", "{created}");
+        create_stanza(stack, &stuck).await;
         stuck
     }
+}
+
+/// Creates the stanza of the repository at route `repository`
+/// (`api/v1/instances/{id}/backup/repositories/{id}`) through a run; fails the test unless the
+/// run succeeded; returns the run.
+pub async fn create_stanza(stack: &Stack, repository: &str) -> Value {
+    let created = backup_run(
+        stack,
+        &format!("{repository}/stanza?wait=120"),
+        Some(json!({"action": "create"})),
+    )
+    .await;
+    assert_eq!(created["status"], "succeeded", "{created}");
+    created
 }
 
 /// POSTs a run-creating backup route as the admin and waits for the run's end; returns it.
