@@ -24,52 +24,12 @@ use lasect_testkit::{PgCluster, PgOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::support::pgbackrest_files::{
+    archiving_cluster, backup_run, create_stanza, give_to_server, pgbackrest_of,
+};
+use crate::support::users::with_role;
+
 const AGENT_ID: &str = "restore-agent";
-
-async fn token_of(stack: &Stack, name: &str, role: &str) -> String {
-    let password = "Correct-Horse-Battery-Staple-9";
-    let (status, body) = stack
-        .api(
-            Method::POST,
-            "api/v1/users",
-            Some(json!({"username": name, "password": password, "role": role})),
-        )
-        .await;
-    assert!(status == 200 || status == 201, "{status} {body}");
-    let (status, body) = stack
-        .api_as(
-            "",
-            Method::POST,
-            "api/v1/auth/login",
-            Some(json!({"username": name, "password": password})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned()
-}
-
-fn give_to_server(cluster: &PgCluster, path: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(cluster.data_dir()).expect("data dir");
-    std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).expect("chown");
-}
-
-/// How many pgBackRest processes of `stanza` run on this host.
-fn pgbackrest_of(stanza: &str) -> usize {
-    let needle = format!("--stanza={stanza}");
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|cmdline| {
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.iter().any(|a| a.ends_with(b"pgbackrest")) && args.contains(&needle.as_bytes())
-        })
-        .count()
-}
 
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
@@ -77,12 +37,6 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
         assert!(start.elapsed() < Duration::from_secs(90), "{what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn backup_run(stack: &Stack, path: &str, body: Option<Value>) -> Value {
-    let (status, run) = stack.api(Method::POST, path, body).await;
-    assert!(status == 200 || status == 202, "{path}: {status} {run}");
-    stack.wait_run(run["id"].as_i64().expect("run id")).await
 }
 
 /// The tags of table `pitr` in the restored cluster the run's summary names; then stops it.
@@ -149,33 +103,12 @@ fn start_agent(stack: &Stack, env: &[(&str, &str)]) -> lasect_testkit::ChildGuar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_drills_cancel_and_faults_through_the_agent() {
     let _pgbackrest = crate::support::pgbackrest().await;
-    let dir = tempfile::Builder::new()
-        .prefix("lasect-restore-")
-        .tempdir()
-        .expect("tempdir");
-    let config = dir.path().join("pgbackrest.conf");
-    let repo = dir.path().join("repo");
-    let archived = PgCluster::start(PgOptions {
-        settings: vec![
-            ("archive_mode".into(), "on".into()),
-            (
-                "archive_command".into(),
-                format!(
-                    "'pgbackrest --config={} --stanza=main archive-push %p'",
-                    config.display()
-                ),
-            ),
-        ],
-        ..PgOptions::default()
-    })
-    .expect("archiving cluster");
+    let archiving = archiving_cluster("lasect-restore-");
+    let (dir, repo, archived) = (&archiving.dir, &archiving.repo, &archiving.cluster);
     let plain = PgCluster::start(PgOptions::default()).expect("plain cluster");
     let scratch = dir.path().join("scratch");
-    for d in [&repo, &scratch] {
-        std::fs::create_dir(d).expect("dir");
-        give_to_server(&archived, d);
-    }
-    give_to_server(&archived, dir.path());
+    std::fs::create_dir(&scratch).expect("dir");
+    give_to_server(archived, &scratch);
 
     let stack = Stack::new(AGENT_ID).await;
     let _api = stack.start_api();
@@ -193,26 +126,14 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
     let mut agent = start_agent(&stack, &[]);
     let id = stack.instance_id("archived").await;
     let plain_id = stack.instance_id("plain").await;
-    let viewer = token_of(&stack, "vic", "viewer").await;
-    let user = token_of(&stack, "ulla", "user").await;
+    let viewer = with_role(&stack, "vic", "viewer").await;
+    let user = with_role(&stack, "ulla", "user").await;
     let repos = format!("api/v1/instances/{id}/backup/repositories");
-    let (status, main) = stack
-        .api(
-            Method::POST,
-            &repos,
-            Some(json!({"stanza": "main", "path": repo.display().to_string(),
-                        "config_path": config.display().to_string()})),
-        )
-        .await;
-    assert_eq!(status, 201, "{main}");
-    let main = format!("{repos}/{}", main["id"]);
-    let created = backup_run(
-        &stack,
-        &format!("{main}/stanza?wait=120"),
-        Some(json!({"action": "create"})),
-    )
-    .await;
-    assert_eq!(created["status"], "succeeded", "{created}");
+    let main = format!(
+        "{repos}/{}",
+        archiving.add_main_repository(&stack, id, json!({})).await
+    );
+    create_stanza(&stack, &main).await;
     let full = backup_run(
         &stack,
         &format!("{main}/backups?wait=120"),
@@ -297,7 +218,7 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
         )
         .await;
         assert_eq!(
-            tags_of_restored(&archived, &run).await,
+            tags_of_restored(archived, &run).await,
             ["A"],
             "{target_type} {target}: {run}"
         );
@@ -340,7 +261,7 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
     )
     .await;
     assert_eq!(
-        tags_of_restored(&archived, &latest).await,
+        tags_of_restored(archived, &latest).await,
         ["A", "B"],
         "{latest}"
     );
@@ -393,7 +314,7 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
         again["error"].as_str().unwrap_or("").contains("is running"),
         "{again}"
     );
-    stop_restored(&archived, &to_time.display().to_string());
+    stop_restored(archived, &to_time.display().to_string());
     let (status, bad) = stack
         .api(
             Method::POST,
@@ -487,25 +408,7 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
     // A backup that waits for WAL which never reaches its repository (the server archives
     // into `main`'s): the catalogue shows it running with its progress; cancel stops it and
     // releases its lock.
-    let stuck_repo = dir.path().join("stuck-repo");
-    std::fs::create_dir(&stuck_repo).expect("repo dir");
-    give_to_server(&archived, &stuck_repo);
-    let (status, stuck) = stack
-        .api(
-            Method::POST,
-            &repos,
-            Some(json!({"stanza": "stuck", "path": stuck_repo.display().to_string()})),
-        )
-        .await;
-    assert_eq!(status, 201, "{stuck}");
-    let stuck = format!("{repos}/{}", stuck["id"]);
-    let created = backup_run(
-        &stack,
-        &format!("{stuck}/stanza?wait=120"),
-        Some(json!({"action": "create"})),
-    )
-    .await;
-    assert_eq!(created["status"], "succeeded", "{created}");
+    let stuck = archiving.add_stuck_repository(&stack, id).await;
     let (status, waiting) = stack
         .api(
             Method::POST,
@@ -630,13 +533,7 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
         .await;
     assert_eq!(status, 201, "{unarchived}");
     let unarchived = format!("{plain_repos}/{}", unarchived["id"]);
-    let created = backup_run(
-        &stack,
-        &format!("{unarchived}/stanza?wait=120"),
-        Some(json!({"action": "create"})),
-    )
-    .await;
-    assert_eq!(created["status"], "succeeded", "{created}");
+    create_stanza(&stack, &unarchived).await;
     let no_archive = backup_run(
         &stack,
         &format!("{unarchived}/backups?wait=120"),
@@ -674,7 +571,7 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
         "{refused}"
     );
     let (status, foreign) = stack
-        .api(Method::POST, &plain_repos, Some(fault("main", &repo)))
+        .api(Method::POST, &plain_repos, Some(fault("main", repo)))
         .await;
     assert_eq!(status, 201, "{foreign}");
     let mismatch = backup_run(
