@@ -1,1 +1,0 @@
-import{aa as s,ab as i,ac as o,t as c,d,j as b,z as p,m as v}from"./index-ZDKUkejn.js";function f(r,e,...a){var n=new o(r);s(()=>{const t=e()??null;n.ensure(t,t&&(l=>t(l,...a)))},i)}var m=p('<div class="scroll" tabindex="0" role="region"><!></div>');function u(r,e){var a=m(),n=v(a);f(n,()=>e.children),c(()=>d(a,"aria-label",e.label)),b(r,a)}export{u as S};
