@@ -176,6 +176,22 @@ impl TwoStores {
         (child, line)
     }
 
+    /// Sessions on each store once the store that must be idle has no session left, or after
+    /// [`SETTLE`]: the session that migrated a store can still show in `pg_stat_activity` a
+    /// moment after it closed, while ingest's pool keeps its sessions open, so one ingest holds
+    /// is still counted.
+    async fn sessions_settled(&self, idle_is_b: bool) -> (i64, i64) {
+        let deadline = std::time::Instant::now() + SETTLE;
+        loop {
+            let (a, b) = self.sessions().await;
+            let idle = if idle_is_b { b } else { a };
+            if idle == 0 || std::time::Instant::now() >= deadline {
+                return (a, b);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Sessions open on each store's database (ingest's pool keeps its own).
     async fn sessions(&self) -> (i64, i64) {
         let db = self.pg.connect("postgres").await.expect("connect");
@@ -198,6 +214,9 @@ impl TwoStores {
     }
 }
 
+/// How long a closed session may linger in `pg_stat_activity`; a bound, not a timing assertion.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Bound on start-up (a cold debug build on a loaded machine), not a timing assertion.
 const START: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -216,7 +235,7 @@ async fn explicit_config_wins_over_the_environment_and_says_so() {
         line.contains("LASECT_STORE_DSN is set but not used"),
         "{line}"
     );
-    let (a, b) = stores.sessions().await;
+    let (a, b) = stores.sessions_settled(true).await;
     assert!(a > 0, "ingest holds no session on store A");
     assert_eq!(b, 0, "ingest connected to store B (the environment's)");
 }
@@ -227,7 +246,7 @@ async fn environment_applies_when_the_file_has_no_dsn() {
     let stores = TwoStores::new().await;
     let (_ingest, line) = stores.start(false);
     assert!(line.contains("store DSN from LASECT_STORE_DSN"), "{line}");
-    let (a, b) = stores.sessions().await;
+    let (a, b) = stores.sessions_settled(false).await;
     assert_eq!(a, 0, "ingest connected to store A");
     assert!(b > 0, "ingest holds no session on store B");
 }
