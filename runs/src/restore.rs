@@ -96,6 +96,34 @@ const fn yes() -> bool {
     true
 }
 
+/// A backup label as pgBackRest writes it: `20261207-083000F`, or a differential or incremental
+/// on top of one, `20261207-083000F_20261207-093000D` / `…I`. Checked by the API (422 before a
+/// run exists) and again by the agent before it goes on pgBackRest's command line.
+pub fn is_backup_label(label: &str) -> bool {
+    let stamp = |p: &[u8]| {
+        p.len() == 15
+            && p.iter().enumerate().all(|(i, c)| {
+                if i == 8 {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
+    };
+    let b = label.as_bytes();
+    match b.len() {
+        16 => stamp(&b[..15]) && b[15] == b'F',
+        33 => {
+            stamp(&b[..15])
+                && b[15] == b'F'
+                && b[16] == b'_'
+                && stamp(&b[17..32])
+                && matches!(b[32], b'D' | b'I')
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -244,27 +244,9 @@ fn target_args(kind: RestoreTargetType, target: Option<&str>) -> Result<Vec<Stri
     ])
 }
 
-/// A backup label as pgBackRest writes it: `20261207-083000F`, or with `_…D` / `_…I`.
+/// [`lasect_runs::is_backup_label`], as the run's parameter error.
 fn check_label(label: &str) -> Result<(), OpError> {
-    let b = label.as_bytes();
-    let stamp = |s: &[u8]| {
-        s.len() == 15
-            && s[8] == b'-'
-            && s.iter()
-                .enumerate()
-                .all(|(i, c)| i == 8 || c.is_ascii_digit())
-    };
-    let ok = match b.len() {
-        16 => stamp(&b[..15]) && b[15] == b'F',
-        33 => {
-            stamp(&b[..15])
-                && b[15] == b'F'
-                && b[16] == b'_'
-                && stamp(&b[17..32])
-                && matches!(b[32], b'D' | b'I')
-        }
-        _ => false,
-    };
+    let ok = lasect_runs::is_backup_label(label);
     if ok {
         Ok(())
     } else {

@@ -156,11 +156,14 @@ fn restore_params(r: &RestoreRequest) -> Result<(RestoreTargetType, Option<Strin
         one_line("target", t)?;
     }
     if let Some(set) = &r.set
-        && !valid_label(set)
+        && !lasect_runs::is_backup_label(set)
     {
         // Regex engines where `$` also matches before a final newline accept the document's
         // pattern with one: well-formed, but no label.
-        if set.strip_suffix('\n').is_some_and(valid_label) {
+        if set
+            .strip_suffix('\n')
+            .is_some_and(lasect_runs::is_backup_label)
+        {
             return Err(unprocessable("set must not end with a newline".into()));
         }
         return Err(ApiError::bad_request(
@@ -218,31 +221,6 @@ fn restore_params(r: &RestoreRequest) -> Result<(RestoreTargetType, Option<Strin
         ));
     }
     Ok((kind, target.map(str::to_owned)))
-}
-
-fn valid_label(s: &str) -> bool {
-    let stamp = |p: &[u8]| {
-        p.len() == 15
-            && p.iter().enumerate().all(|(i, c)| {
-                if i == 8 {
-                    *c == b'-'
-                } else {
-                    c.is_ascii_digit()
-                }
-            })
-    };
-    let b = s.as_bytes();
-    match b.len() {
-        16 => stamp(&b[..15]) && b[15] == b'F',
-        33 => {
-            stamp(&b[..15])
-                && b[15] == b'F'
-                && b[16] == b'_'
-                && stamp(&b[17..32])
-                && matches!(b[32], b'D' | b'I')
-        }
-        _ => false,
-    }
 }
 
 #[utoipa::path(
@@ -565,6 +543,8 @@ mod tests {
             assert_eq!(got, status, "{body}: {message}");
             assert!(message.contains(needle), "{body}: {message}");
         }
-        assert!(valid_label("20261207-083000F_20261207-093000D"));
+        assert!(lasect_runs::is_backup_label(
+            "20261207-083000F_20261207-093000D"
+        ));
     }
 }
