@@ -608,19 +608,18 @@ fn error_lines(out: &str, err: &str) -> String {
         .filter(|l| l.starts_with("ERROR") || l.starts_with("WARN") || l.contains("ERROR: ["))
         .collect();
     let lines = if marked.is_empty() {
-        all.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .rev()
-            .take(5)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect()
+        let printed = all.lines().map(str::trim).filter(|l| !l.is_empty());
+        last_lines(printed.collect(), 5)
     } else {
         marked
     };
     truncate(&lines.join(" | "))
+}
+
+/// The last `n` of `lines`, in their order.
+pub(super) fn last_lines(lines: Vec<&str>, n: usize) -> Vec<&str> {
+    let skip = lines.len().saturating_sub(n);
+    lines.into_iter().skip(skip).collect()
 }
 
 pub(super) fn truncate(s: &str) -> String {
@@ -739,6 +738,12 @@ mod tests {
         assert_eq!(
             error_lines("", "line one\nline two\n"),
             "line one | line two"
+        );
+        let seven = "1\n2\n3\n4\n5\n6\n7\n";
+        assert_eq!(
+            error_lines(seven, ""),
+            "3 | 4 | 5 | 6 | 7",
+            "the last five, in order"
         );
     }
 

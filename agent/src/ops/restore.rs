@@ -534,29 +534,16 @@ impl Restored {
     /// recovery target was reached").
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.log_file()).unwrap_or_default();
-        let lines: Vec<&str> = text
+        let marked: Vec<&str> = text
             .lines()
             .filter(|l| l.contains("FATAL") || l.contains("PANIC") || l.contains("ERROR"))
             .collect();
-        let chosen: Vec<&str> = if lines.is_empty() {
-            text.lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect()
+        let chosen = if marked.is_empty() {
+            text.lines().collect()
         } else {
-            lines
-                .into_iter()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect()
+            marked
         };
-        backup::truncate(&chosen.join(" | "))
+        backup::truncate(&backup::last_lines(chosen, 5).join(" | "))
     }
 
     fn postmaster_pid(&self) -> Option<i32> {
