@@ -99,7 +99,8 @@ try {
   await row.waitFor();
   await row.getByRole('link', { name: instance }).click();
   await page.getByRole('heading', { name: instance, level: 1 }).waitFor();
-  await page.locator('.chart canvas').waitFor();
+  // The family chart (the waits' stacked chart may be drawn too once waits were sampled).
+  await page.locator('.chart[data-points] canvas').waitFor();
   facts.viewerActions = await page.getByTestId('instance-actions').getByRole('button').allInnerTexts();
   expect(facts.viewerActions.length === 0, `a viewer sees no action, got ${facts.viewerActions}`);
   await shot('instance-viewer');
