@@ -46,6 +46,9 @@ pub struct ControlConfig {
     pub max_bytes_limit: u64,
     pub max_concurrent_runs: usize,
     pub max_concurrent_runs_per_instance: usize,
+    /// `[control.pgbackrest]`: the pgBackRest command and how it runs as the database OS
+    /// user (`pgbackrest_config`).
+    pub pgbackrest: crate::pgbackrest_config::PgBackRestConfig,
 }
 
 impl Default for ControlConfig {
@@ -62,6 +65,7 @@ impl Default for ControlConfig {
             max_bytes_limit: 1 << 30,
             max_concurrent_runs: 4,
             max_concurrent_runs_per_instance: 2,
+            pgbackrest: crate::pgbackrest_config::PgBackRestConfig::default(),
         }
     }
 }
@@ -116,6 +120,7 @@ impl ControlConfig {
                 "must be between 1 and control.max_concurrent_runs".to_owned(),
             ));
         }
+        out.extend(self.pgbackrest.problems());
         out
     }
 

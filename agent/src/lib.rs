@@ -22,6 +22,7 @@ pub mod logs;
 pub mod metrics;
 pub mod ops;
 pub mod outbox;
+pub mod pgbackrest_config;
 pub mod renew;
 pub mod run;
 pub mod sender;

@@ -50,6 +50,16 @@ pub struct RestoreArgs {
     /// Its port (socket only, in a private directory); default: a free one
     #[arg(long, requires = "start")]
     port: Option<u16>,
+    /// Stop just before the target (time, LSN or xid), not just after it
+    #[arg(long)]
+    target_exclusive: bool,
+    /// Restore a tablespace elsewhere: NAME=PATH (an absolute, new or empty directory);
+    /// repeatable
+    #[arg(long, value_name = "NAME=PATH")]
+    tablespace_map: Vec<String>,
+    /// Restore every other tablespace below this directory (one subdirectory each)
+    #[arg(long, value_name = "PATH")]
+    tablespace_map_all: Option<String>,
     /// Seconds to wait for the run, 0..=120 (it goes on after: `lasect run show`)
     #[arg(long, default_value_t = 120)]
     wait: u64,
@@ -87,9 +97,11 @@ pub enum DrillCommand {
 
 const RUNNING_COLUMNS: &[(&str, &str)] = &[
     ("run", "run_id"),
+    ("kind", "kind"),
     ("stanza", "stanza"),
     ("type", "type"),
     ("status", "status"),
+    ("stage", "stage"),
     ("percent", "percent"),
     ("bytes done", "bytes_done"),
     ("bytes total", "bytes_total"),
@@ -97,7 +109,8 @@ const RUNNING_COLUMNS: &[(&str, &str)] = &[
     ("started", "started_at"),
 ];
 
-/// `lasect backup progress`: the instance's backups queued or running, with their progress.
+/// `lasect backup progress`: the instance's backups, restores and drills queued or running,
+/// with their progress.
 pub async fn progress(
     client: &ApiClient,
     instance: Option<String>,
@@ -113,7 +126,7 @@ pub async fn progress(
             .map(Vec::as_slice)
             .unwrap_or_default();
         if rows.is_empty() {
-            return Ok("no backup is running\n".to_owned());
+            return Ok("no backup, restore or drill is running\n".to_owned());
         }
         Ok(render(rows, RUNNING_COLUMNS))
     })
@@ -130,6 +143,17 @@ const DRILL_COLUMNS: &[(&str, &str)] = &[
     ("finished", "finished_at"),
     ("reason", "reason"),
 ];
+
+/// `NAME=PATH` of `--tablespace-map`.
+fn tablespace_map(text: &str) -> anyhow::Result<(&str, &str)> {
+    match text.split_once('=') {
+        Some((name, path)) if !name.is_empty() && path.starts_with('/') => Ok((name, path)),
+        _ => Err(crate::exit::Usage(format!(
+            "--tablespace-map must be NAME=/absolute/path, not {text:?}"
+        ))
+        .into()),
+    }
+}
 
 fn check_wait(wait: u64) -> anyhow::Result<()> {
     if wait > 120 {
@@ -165,6 +189,20 @@ pub async fn restore(
     body.insert("start".into(), a.start.into());
     if let Some(port) = a.port {
         body.insert("port".into(), port.into());
+    }
+    if a.target_exclusive {
+        body.insert("target_exclusive".into(), true.into());
+    }
+    let mut maps = Vec::new();
+    for m in &a.tablespace_map {
+        let (name, path) = tablespace_map(m)?;
+        maps.push(json!({"name": name, "path": path}));
+    }
+    if !maps.is_empty() {
+        body.insert("tablespace_map".into(), maps.into());
+    }
+    if let Some(all) = a.tablespace_map_all {
+        body.insert("tablespace_map_all".into(), all.into());
     }
     let id = instance_or_only(client, a.instance.as_deref()).await?;
     let path = format!(
@@ -280,4 +318,20 @@ fn drill_line(run: &Value) -> String {
     }
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tablespace_map_is_name_equals_absolute_path() {
+        assert_eq!(
+            tablespace_map("archive=/srv/ts").ok(),
+            Some(("archive", "/srv/ts"))
+        );
+        for bad in ["archive", "=/srv/ts", "archive=srv/ts", ""] {
+            assert!(tablespace_map(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -44,7 +44,9 @@ pub use replication::{
     ColumnDef, ConninfoSecret, ReplicationDropParams, ReplicationPublishParams,
     ReplicationSubscribeParams, ReplicationValidateParams, StreamSide, StreamTable, TableDef,
 };
-pub use restore::{BackupDrillParams, BackupRestoreParams, RestoreTargetType, is_backup_label};
+pub use restore::{
+    BackupDrillParams, BackupRestoreParams, RestoreTargetType, TablespaceMap, is_backup_label,
+};
 pub use results::{
     DatabaseSize, FeatureCheck, ImportLineError, InstalledExtension, InstanceCheckResult,
     InstanceMetadataResult, ResultColumn,

@@ -684,6 +684,12 @@ mod tests {
                 delta: true,
                 start: true,
                 port: Some(5499),
+                target_exclusive: true,
+                tablespace_map: vec![crate::TablespaceMap {
+                    name: "archive".into(),
+                    path: "/srv/restored-archive".into(),
+                }],
+                tablespace_map_all: Some("/srv/restored-tablespaces".into()),
             }),
             RunParams::BackupDrill(BackupDrillParams {
                 stanza: "main".into(),

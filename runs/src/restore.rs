@@ -71,6 +71,27 @@ pub struct BackupRestoreParams {
     /// one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Stop just before the target (`--target-exclusive`) instead of just after it: for an
+    /// xid, the transaction itself is not restored. Time, LSN and xid targets only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub target_exclusive: bool,
+    /// Tablespaces restored elsewhere than their original path (`--tablespace-map=name=path`),
+    /// by tablespace name (or oid), each to an absolute directory that is absent or empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tablespace_map: Vec<TablespaceMap>,
+    /// Every tablespace not in `tablespace_map` below this directory, one subdirectory per
+    /// tablespace (`--tablespace-map-all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tablespace_map_all: Option<String>,
+}
+
+/// One tablespace of a restore moved to another directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TablespaceMap {
+    /// The tablespace's name (or its oid) in the backup.
+    pub name: String,
+    /// Where its files go on the agent's host.
+    pub path: String,
 }
 
 /// `backup_drill`: restore the latest backup into a scratch directory, start it, check it,

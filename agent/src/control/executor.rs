@@ -339,6 +339,7 @@ impl Executor {
             cancel: cancel.clone(),
             out: ResultSink::new(run_id, self.events.clone(), limits),
             cancel_token: Arc::clone(&token),
+            pgbackrest: self.config.pgbackrest.clone(),
         };
         let result =
             tokio::time::timeout(limits.timeout + CLIENT_GRACE, ops::dispatch(&mut ctx)).await;

@@ -27,8 +27,6 @@ use tokio::io::AsyncReadExt;
 
 use super::{OpContext, OpError, OpOutcome};
 
-/// The pgBackRest executable (on `PATH`, as Debian installs it).
-const PGBACKREST: &str = "pgbackrest";
 /// util-linux's setpriv (Debian: always installed), for `--pdeathsig`.
 const SETPRIV: &str = "/usr/bin/setpriv";
 /// Most of pgBackRest's output kept for an error message.
@@ -45,6 +43,13 @@ pub(super) struct Server {
     /// The server's programs (`pg_config`'s BINDIR) when the role may read them; restores
     /// start `pg_ctl` from there.
     pub(super) bindir: Option<PathBuf>,
+    /// `[control.pgbackrest]` command: the pgBackRest executable.
+    pub(super) pgbackrest: String,
+    /// How a program runs as `owner` (`[control.pgbackrest] run_as`, resolved).
+    pub(super) run_as: Vec<String>,
+    /// The server's tablespaces outside its data directory (name, location): a restore must
+    /// not write into them.
+    pub(super) tablespaces: Vec<(String, PathBuf)>,
 }
 
 pub async fn stanza(ctx: &mut OpContext, p: &BackupStanzaParams) -> Result<OpOutcome, OpError> {
@@ -219,6 +224,23 @@ pub(super) async fn server(ctx: &mut OpContext) -> Result<Server, OpError> {
         .flatten()
         .and_then(|r| r.try_get::<_, String>(0).ok())
         .map(PathBuf::from);
+    let tablespaces = client
+        .query(
+            "SELECT spcname::text, pg_tablespace_location(oid) FROM pg_tablespace \
+             WHERE pg_tablespace_location(oid) <> '' ORDER BY spcname",
+            &[],
+        )
+        .await
+        .map_err(|e| OpError::Failed {
+            message: format!(
+                "cannot read the server's tablespaces: {}",
+                super::pg_error_line(&e)
+            ),
+            detail: super::pg_error_detail(&e),
+        })?
+        .iter()
+        .map(|r| (r.get::<_, String>(0), PathBuf::from(r.get::<_, String>(1))))
+        .collect();
     let data_directory = PathBuf::from(row.get::<_, String>(0));
     let sockets: String = row.get(2);
     let meta = std::fs::metadata(&data_directory).map_err(|e| OpError::Failed {
@@ -250,6 +272,11 @@ pub(super) async fn server(ctx: &mut OpContext) -> Result<Server, OpError> {
             .map(str::to_owned),
         archive_mode: row.get(3),
         archive_command: row.get(4),
+        run_as: ctx
+            .pgbackrest
+            .prefix(&owner.name, Uid::effective().is_root(), owner.uid.is_root()),
+        pgbackrest: ctx.pgbackrest.command.clone(),
+        tablespaces,
         owner,
         bindir,
     })
@@ -455,6 +482,12 @@ pub(super) async fn pgbackrest(
     stanza: &str,
     args: &[&str],
 ) -> Result<String, OpError> {
+    if let Err(problem) = ctx.pgbackrest.check_command() {
+        return Err(OpError::Failed {
+            message: problem.to_string(),
+            detail: Value::Null,
+        });
+    }
     let mut command = command(server, config, stanza, args);
     // Its own process group: cancel signals pgBackRest and whatever it started.
     command.process_group(0).kill_on_drop(true);
@@ -524,7 +557,9 @@ pub(super) async fn pgbackrest(
     }
     let text = error_lines(&out, &err);
     // runuser and setpriv say so and exit 1 (a shell would exit 127).
-    if status.code() == Some(127) || err.contains(&format!("failed to execute {PGBACKREST}")) {
+    if status.code() == Some(127)
+        || err.contains(&format!("failed to execute {}", server.pgbackrest))
+    {
         return Err(OpError::Failed {
             message: format!(
                 "pgBackRest is not installed on this host or not on the agent's PATH \
@@ -560,10 +595,8 @@ pub(super) fn command(
     if Path::new(SETPRIV).is_file() {
         launch.extend([SETPRIV, "--pdeathsig", "TERM", "--"]);
     }
-    if Uid::effective().is_root() && !server.owner.uid.is_root() {
-        launch.extend(["runuser", "-u", &server.owner.name, "--"]);
-    }
-    launch.push(PGBACKREST);
+    launch.extend(server.run_as.iter().map(String::as_str));
+    launch.push(&server.pgbackrest);
     let mut command = tokio::process::Command::new(launch[0]);
     command
         .args(&launch[1..])
@@ -650,6 +683,9 @@ mod tests {
                 .flatten()
                 .expect("root exists"),
             bindir: None,
+            pgbackrest: "pgbackrest".into(),
+            run_as: Vec::new(),
+            tablespaces: Vec::new(),
         }
     }
 

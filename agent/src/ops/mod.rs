@@ -94,6 +94,8 @@ pub struct OpContext {
     /// Filled by [`OpContext::connect`]: how the executor cancels the
     /// run's statement (cancel asked, or the client-side timeout).
     pub cancel_token: Arc<Mutex<Option<RunCancel>>>,
+    /// `[control.pgbackrest]`: the pgBackRest the backup kinds run, and how.
+    pub pgbackrest: crate::pgbackrest_config::PgBackRestConfig,
 }
 
 /// How a run's statement is cancelled: the cancel request is a new

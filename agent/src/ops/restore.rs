@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use lasect_runs::{BackupDrillParams, BackupRestoreParams, RestoreTargetType};
 use nix::sys::signal::kill;
-use nix::unistd::{Pid, Uid};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 use super::backup::{self, Config, Server};
+use super::backup_progress::Restoring;
 use super::{OpContext, OpError, OpOutcome};
 
 /// Rows of a drill's check query kept in its summary.
@@ -30,21 +31,56 @@ const AMCHECK_FAILURES: usize = 20;
 
 pub async fn restore(ctx: &mut OpContext, p: &BackupRestoreParams) -> Result<OpOutcome, OpError> {
     backup::check_stanza_name(&p.stanza)?;
-    let target = target_args(p.target_type, p.target.as_deref())?;
+    let mut target = target_args(p.target_type, p.target.as_deref(), p.target_exclusive)?;
     if let Some(set) = &p.set {
         check_label(set)?;
     }
-    let server = backup::server(ctx).await?;
     let to_dir = PathBuf::from(&p.to_dir);
-    let prepared = prepare_dir(&to_dir, p.delta, &server)?;
-    let config = Config::write(ctx.run_id, &server, &p.stanza, &p.repo)?;
+    let tablespaces = Tablespaces::check(&p.tablespace_map, p.tablespace_map_all.as_deref())?;
+    let server = backup::server(ctx).await?;
+    tablespaces.covers(&server)?;
+    let mut prepared = vec![prepare_dir(&to_dir, p.delta, &server)?];
+    for dir in tablespaces.dirs() {
+        match prepare_tablespace_dir(dir, &to_dir, p.delta, &server) {
+            Ok(done) => prepared.push(done),
+            Err(e) => {
+                prepared.into_iter().for_each(Prepared::undo);
+                return Err(e);
+            }
+        }
+    }
+    let undo = |prepared: Vec<Prepared>| prepared.into_iter().for_each(Prepared::undo);
+    let config = match Config::write(ctx.run_id, &server, &p.stanza, &p.repo) {
+        Ok(c) => c,
+        Err(e) => {
+            undo(prepared);
+            return Err(e);
+        }
+    };
     let started_at = Instant::now();
+    // The size of the backup restored is the progress's whole: the named set, else the newest
+    // (pgBackRest may pick an older one for a time target; the percent then stops short of
+    // 100 until the files are all there).
+    let catalogue = match backup::info(ctx, &server, &config, &p.stanza).await {
+        Ok(c) => c,
+        Err(e) => {
+            undo(prepared);
+            return Err(e);
+        }
+    };
+    let total = backup_size(&catalogue, p.set.as_deref());
+    let mut watched = vec![to_dir.clone()];
+    watched.extend(tablespaces.dirs().map(Path::to_path_buf));
+    let mut progress = Restoring::start(ctx, watched, total).await;
+    target.extend(tablespaces.args());
     let args = restore_args(&to_dir, &target, p.set.as_deref(), p.delta);
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     if let Err(e) = backup::pgbackrest(ctx, &server, &config, &p.stanza, &arg_refs).await {
-        prepared.undo();
+        drop(progress);
+        undo(prepared);
         return Err(e);
     }
+    progress.files_done().await;
     let port = match p.port {
         Some(port) => port,
         None => free_port()?,
@@ -57,8 +93,10 @@ pub async fn restore(ctx: &mut OpContext, p: &BackupRestoreParams) -> Result<OpO
         "data_directory": to_dir,
         "target_type": p.target_type.as_str(),
         "target": p.target,
+        "target_exclusive": p.target_exclusive,
         "set": p.set,
         "delta": p.delta,
+        "tablespaces": tablespaces.summary(),
         "restore_seconds": restore_seconds,
         "recovered_to": reached,
     });
@@ -77,6 +115,7 @@ pub async fn restore(ctx: &mut OpContext, p: &BackupRestoreParams) -> Result<OpO
         summary["started"] = Value::Null;
     }
     drop(config);
+    progress.stage("done").await;
     Ok(OpOutcome { summary })
 }
 
@@ -98,7 +137,13 @@ pub async fn drill(ctx: &mut OpContext, p: &BackupDrillParams) -> Result<OpOutco
         })?;
     let scratch = Scratch::create(ctx.run_id, p.scratch_dir.as_deref(), &server)?;
     let started_at = Instant::now();
-    let args = restore_args(&scratch.path, &[], None, false);
+    let total = latest["database_size"].as_u64();
+    let mut progress = Restoring::start(ctx, vec![scratch.path.clone()], total).await;
+    let tablespaces = [format!(
+        "--tablespace-map-all={}",
+        scratch.tablespaces.display()
+    )];
+    let args = restore_args(&scratch.data, &tablespaces, None, false);
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let fail = |stage: &str, message: String, extra: Value| OpError::Failed {
         message: format!("drill failed: {stage}: {message}"),
@@ -110,8 +155,9 @@ pub async fn drill(ctx: &mut OpContext, p: &BackupDrillParams) -> Result<OpOutco
             other => other,
         });
     }
+    progress.files_done().await;
     let port = free_port()?;
-    let mut cluster = match Restored::start(ctx, &server, &scratch.path, port).await {
+    let mut cluster = match Restored::start(ctx, &server, &scratch.data, port).await {
         Ok(c) => c,
         Err(OpError::Failed { message, detail }) => return Err(fail("start", message, detail)),
         Err(e) => return Err(e),
@@ -124,6 +170,7 @@ pub async fn drill(ctx: &mut OpContext, p: &BackupDrillParams) -> Result<OpOutco
         Err(e) => return Err(e),
     };
     let rto_seconds = started_at.elapsed().as_secs_f64();
+    progress.stage("checks").await;
     let client = cluster.connect(ctx).await?;
     // The data window: from the last transaction the archive could restore to now. A
     // cluster idle since its backup replays none; then the backup's end is the point.
@@ -168,6 +215,7 @@ pub async fn drill(ctx: &mut OpContext, p: &BackupDrillParams) -> Result<OpOutco
     drop(client);
     cluster.stop().await?;
     drop(config);
+    progress.stage("done").await;
     Ok(OpOutcome {
         summary: json!({
             "stanza": p.stanza,
@@ -185,9 +233,20 @@ pub async fn drill(ctx: &mut OpContext, p: &BackupDrillParams) -> Result<OpOutco
     })
 }
 
-/// pgBackRest's `--type`, `--target` and `--target-action` for a target; each value checked
-/// so it cannot be read as another option or break the recovery config.
-fn target_args(kind: RestoreTargetType, target: Option<&str>) -> Result<Vec<String>, OpError> {
+/// pgBackRest's `--type`, `--target`, `--target-exclusive` and `--target-action` for a
+/// target; each value checked so it cannot be read as another option or break the recovery
+/// config.
+fn target_args(
+    kind: RestoreTargetType,
+    target: Option<&str>,
+    exclusive: bool,
+) -> Result<Vec<String>, OpError> {
+    if exclusive && matches!(kind, RestoreTargetType::Latest | RestoreTargetType::Name) {
+        return Err(OpError::Params(format!(
+            "target_exclusive applies to time, lsn and xid targets, not to {}",
+            kind.as_str()
+        )));
+    }
     let value = match (kind, target) {
         (RestoreTargetType::Latest, None) => return Ok(Vec::new()),
         (RestoreTargetType::Latest, Some(_)) => {
@@ -237,11 +296,146 @@ fn target_args(kind: RestoreTargetType, target: Option<&str>) -> Result<Vec<Stri
             "target {value:?} is not {expected}"
         )));
     }
-    Ok(vec![
+    let mut args = vec![
         format!("--type={}", kind.as_str()),
         format!("--target={value}"),
         "--target-action=promote".into(),
-    ])
+    ];
+    if exclusive {
+        args.push("--target-exclusive".into());
+    }
+    Ok(args)
+}
+
+/// The database size of the backup a restore starts from: `set`, else the newest.
+fn backup_size(catalogue: &Value, set: Option<&str>) -> Option<u64> {
+    let backups = catalogue["backups"].as_array()?;
+    let chosen = match set {
+        Some(label) => backups.iter().find(|b| b["label"] == label)?,
+        None => backups.last()?,
+    };
+    chosen["database_size"].as_u64()
+}
+
+/// A restore's tablespace remapping, checked: plain names, absolute paths, each once.
+struct Tablespaces {
+    map: Vec<(String, PathBuf)>,
+    all: Option<PathBuf>,
+}
+
+/// A tablespace name or oid as pgBackRest's `--tablespace-map` reads it (`name=path`).
+fn plain_tablespace_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && !name.contains(['=', '/'])
+        && !name.chars().any(char::is_control)
+}
+
+fn plain_path(path: &str) -> bool {
+    let p = Path::new(path);
+    p.is_absolute()
+        && p.parent().is_some()
+        && !path.chars().any(char::is_control)
+        && !p
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+}
+
+impl Tablespaces {
+    fn check(map: &[lasect_runs::TablespaceMap], all: Option<&str>) -> Result<Self, OpError> {
+        let mut out = Tablespaces {
+            map: Vec::new(),
+            all: None,
+        };
+        for m in map {
+            if !plain_tablespace_name(&m.name) {
+                return Err(OpError::Params(format!(
+                    "tablespace_map: {:?} is not a tablespace name or oid (1 to 63 characters,                      no `=` or `/`)",
+                    m.name
+                )));
+            }
+            if !plain_path(&m.path) {
+                return Err(OpError::Params(format!(
+                    "tablespace_map {}: {:?} must be an absolute path without `.` or `..`,                      below /",
+                    m.name, m.path
+                )));
+            }
+            if out.map.iter().any(|(n, _)| *n == m.name) {
+                return Err(OpError::Params(format!(
+                    "tablespace_map names {:?} twice",
+                    m.name
+                )));
+            }
+            let path = PathBuf::from(&m.path);
+            if out.map.iter().any(|(_, p)| *p == path) {
+                return Err(OpError::Params(format!(
+                    "tablespace_map sends two tablespaces to {}",
+                    m.path
+                )));
+            }
+            out.map.push((m.name.clone(), path));
+        }
+        if let Some(all) = all {
+            if !plain_path(all) {
+                return Err(OpError::Params(format!(
+                    "tablespace_map_all {all:?} must be an absolute path without `.` or `..`,                      below /"
+                )));
+            }
+            out.all = Some(PathBuf::from(all));
+        }
+        Ok(out)
+    }
+
+    /// Every tablespace of the running server is mapped elsewhere: restored to its original
+    /// location, a tablespace of the backup would land in the running server's (pgBackRest
+    /// refuses a non-empty one, but a delta restore would overwrite it).
+    fn covers(&self, server: &Server) -> Result<(), OpError> {
+        if self.all.is_some() {
+            return Ok(());
+        }
+        let unmapped: Vec<String> = server
+            .tablespaces
+            .iter()
+            .filter(|(name, _)| !self.map.iter().any(|(n, _)| n == name))
+            .map(|(name, at)| format!("{name} ({})", at.display()))
+            .collect();
+        if unmapped.is_empty() {
+            return Ok(());
+        }
+        Err(OpError::Params(format!(
+            "the server has tablespaces outside its data directory, which a restore would \
+             write into at their original location: {}; map them elsewhere \
+             (tablespace_map name=path, or tablespace_map_all)",
+            unmapped.join(", ")
+        )))
+    }
+
+    fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.map
+            .iter()
+            .map(|(_, p)| p.as_path())
+            .chain(self.all.as_deref())
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = self
+            .map
+            .iter()
+            .map(|(n, p)| format!("--tablespace-map={n}={}", p.display()))
+            .collect();
+        if let Some(all) = &self.all {
+            args.push(format!("--tablespace-map-all={}", all.display()));
+        }
+        args
+    }
+
+    fn summary(&self) -> Value {
+        json!({
+            "map": self.map.iter().map(|(n, p)| json!({"name": n, "path": p})).collect::<Vec<_>>(),
+            "map_all": self.all,
+        })
+    }
 }
 
 /// [`lasect_runs::is_backup_label`], as the run's parameter error.
@@ -313,25 +507,7 @@ fn prepare_dir(dir: &Path, delta: bool, server: &Server) -> Result<Prepared, OpE
         ));
     }
     match std::fs::read_dir(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let parent = dir.parent().unwrap_or(Path::new("/"));
-            if !parent.is_dir() {
-                return Err(refuse(format!(
-                    "its parent {} does not exist",
-                    parent.display()
-                )));
-            }
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| refuse(format!("cannot be created ({e})")))?;
-            let owner = &server.owner;
-            std::os::unix::fs::chown(dir, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))
-                .map_err(|e| refuse(format!("cannot be given to the database user ({e})")))?;
-            Ok(Prepared {
-                created: Some(dir.to_path_buf()),
-            })
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_for_owner(dir, server, refuse),
         Err(e) => Err(refuse(format!("cannot be read ({e})"))),
         Ok(mut entries) => {
             if entries.next().is_none() {
@@ -362,6 +538,86 @@ fn prepare_dir(dir: &Path, delta: bool, server: &Server) -> Result<Prepared, OpE
     }
 }
 
+/// Checks a directory a tablespace is restored to: never inside the restored data directory
+/// or the monitored server's, absent or empty (created for the database user), or anything
+/// with `delta` (pgBackRest's delta then restores over what is there).
+fn prepare_tablespace_dir(
+    dir: &Path,
+    to_dir: &Path,
+    delta: bool,
+    server: &Server,
+) -> Result<Prepared, OpError> {
+    let refuse =
+        |why: String| OpError::Params(format!("tablespace directory {}: {why}", dir.display()));
+    let inside = |outer: &Path| {
+        let outer = outer.canonicalize().unwrap_or_else(|_| outer.to_path_buf());
+        let parent = dir.parent().and_then(|p| p.canonicalize().ok());
+        dir.starts_with(&outer) || parent.is_some_and(|p| p.starts_with(&outer))
+    };
+    if inside(to_dir) {
+        return Err(refuse(format!(
+            "is inside the restored data directory {}",
+            to_dir.display()
+        )));
+    }
+    if inside(&server.data_directory) {
+        return Err(refuse(
+            "is inside the data directory of the running server this instance monitors".into(),
+        ));
+    }
+    if let Some((name, _)) = server.tablespaces.iter().find(|(_, at)| inside(at)) {
+        return Err(refuse(format!(
+            "is inside tablespace {name} of the running server this instance monitors"
+        )));
+    }
+    match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_for_owner(dir, server, refuse),
+        Err(e) => Err(refuse(format!("cannot be read ({e})"))),
+        Ok(mut entries) => {
+            if entries.next().is_some() && !delta {
+                return Err(refuse(
+                    "exists and is not empty: map the tablespace to a new or empty directory \
+                     (its original one may be the running server's)"
+                        .into(),
+                ));
+            }
+            Ok(Prepared { created: None })
+        }
+    }
+}
+
+/// Creates `dir` (its parent must exist) 0700 for the database user.
+fn create_for_owner(
+    dir: &Path,
+    server: &Server,
+    refuse: impl Fn(String) -> OpError,
+) -> Result<Prepared, OpError> {
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    if !parent.is_dir() {
+        return Err(refuse(format!(
+            "its parent {} does not exist",
+            parent.display()
+        )));
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| refuse(format!("cannot be created ({e})")))?;
+    let owner = &server.owner;
+    let created = Prepared {
+        created: Some(dir.to_path_buf()),
+    };
+    if let Err(e) =
+        std::os::unix::fs::chown(dir, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))
+    {
+        created.undo();
+        return Err(refuse(format!(
+            "cannot be given to the database user ({e})"
+        )));
+    }
+    Ok(created)
+}
+
 /// The pid of a live postmaster of `dir` (its postmaster.pid names a running process).
 fn running_postmaster(dir: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
@@ -383,9 +639,13 @@ fn free_port() -> Result<u16, OpError> {
         })
 }
 
-/// A drill's scratch directory, removed on drop (on failure too).
+/// A drill's scratch directory, removed on drop (on failure too): the restored data
+/// directory in `data`, every tablespace of the backup below `tablespaces` (never at its
+/// original location, which may be the running server's).
 struct Scratch {
     path: PathBuf,
+    data: PathBuf,
+    tablespaces: PathBuf,
 }
 
 impl Scratch {
@@ -410,25 +670,33 @@ impl Scratch {
             .mode(0o700)
             .create(&path)
             .map_err(fail)?;
-        let scratch = Scratch { path };
+        let scratch = Scratch {
+            data: path.join("data"),
+            tablespaces: path.join("tablespaces"),
+            path,
+        };
         let owner = &server.owner;
-        std::os::unix::fs::chown(
-            &scratch.path,
-            Some(owner.uid.as_raw()),
-            Some(owner.gid.as_raw()),
-        )
-        .map_err(fail)?;
+        for dir in [&scratch.path, &scratch.data, &scratch.tablespaces] {
+            if dir != &scratch.path {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(fail)?;
+            }
+            std::os::unix::fs::chown(dir, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))
+                .map_err(fail)?;
+        }
         Ok(scratch)
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Some(pid) = running_postmaster(&self.path) {
+        if let Some(pid) = running_postmaster(&self.data) {
             // A drill that failed half-way may leave its server up: it goes with its files.
             let _ = kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGQUIT);
             for _ in 0..100 {
-                if running_postmaster(&self.path).is_none() {
+                if running_postmaster(&self.data).is_none() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -445,7 +713,8 @@ struct Restored {
     data_dir: PathBuf,
     socket_dir: PathBuf,
     port: u16,
-    owner: nix::unistd::User,
+    /// `[control.pgbackrest] run_as`, resolved: how `pg_ctl` runs as the database user.
+    run_as: Vec<String>,
     pg_ctl: PathBuf,
     keep: bool,
 }
@@ -486,7 +755,7 @@ impl Restored {
             data_dir: data_dir.to_path_buf(),
             socket_dir,
             port,
-            owner: server.owner.clone(),
+            run_as: server.run_as.clone(),
             pg_ctl: bindir(server).join("pg_ctl"),
             keep: false,
         };
@@ -515,12 +784,13 @@ impl Restored {
 
     fn pg_ctl(&self) -> tokio::process::Command {
         let program = &self.pg_ctl;
-        let mut c = if Uid::effective().is_root() && !self.owner.uid.is_root() {
-            let mut c = tokio::process::Command::new("runuser");
-            c.args(["-u", &self.owner.name, "--"]).arg(program);
-            c
-        } else {
-            tokio::process::Command::new(program)
+        let mut c = match self.run_as.split_first() {
+            Some((first, rest)) => {
+                let mut c = tokio::process::Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => tokio::process::Command::new(program),
         };
         c.current_dir("/").stdin(Stdio::null());
         c
@@ -787,21 +1057,26 @@ mod tests {
     #[test]
     fn targets_become_pgbackrest_options_and_bad_ones_are_refused() {
         assert!(
-            target_args(RestoreTargetType::Latest, None)
+            target_args(RestoreTargetType::Latest, None, false)
                 .expect("latest")
                 .is_empty()
         );
         assert_eq!(
-            target_args(RestoreTargetType::Time, Some("2026-12-07 10:15:00.123+00")).expect("time"),
+            target_args(
+                RestoreTargetType::Time,
+                Some("2026-12-07 10:15:00.123+00"),
+                false
+            )
+            .expect("time"),
             [
                 "--type=time",
                 "--target=2026-12-07 10:15:00.123+00",
                 "--target-action=promote"
             ]
         );
-        assert!(target_args(RestoreTargetType::Lsn, Some("0/3000060")).is_ok());
-        assert!(target_args(RestoreTargetType::Xid, Some("7421")).is_ok());
-        assert!(target_args(RestoreTargetType::Name, Some("before upgrade")).is_ok());
+        assert!(target_args(RestoreTargetType::Lsn, Some("0/3000060"), false).is_ok());
+        assert!(target_args(RestoreTargetType::Xid, Some("7421"), false).is_ok());
+        assert!(target_args(RestoreTargetType::Name, Some("before upgrade"), false).is_ok());
         for (kind, bad) in [
             (RestoreTargetType::Time, Some("--delta")),
             (RestoreTargetType::Time, None),
@@ -813,10 +1088,174 @@ mod tests {
             (RestoreTargetType::Latest, Some("0/1")),
         ] {
             assert!(
-                matches!(target_args(kind, bad), Err(OpError::Params(_))),
+                matches!(target_args(kind, bad, false), Err(OpError::Params(_))),
                 "{kind:?} {bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_exclusive_target_stops_before_it_and_only_time_lsn_and_xid_can_be() {
+        assert_eq!(
+            target_args(RestoreTargetType::Xid, Some("7421"), true).expect("xid"),
+            [
+                "--type=xid",
+                "--target=7421",
+                "--target-action=promote",
+                "--target-exclusive"
+            ]
+        );
+        assert!(target_args(RestoreTargetType::Lsn, Some("0/3000060"), true).is_ok());
+        for kind in [RestoreTargetType::Latest, RestoreTargetType::Name] {
+            let target = (kind == RestoreTargetType::Name).then_some("point");
+            assert!(
+                matches!(target_args(kind, target, true), Err(OpError::Params(m)) if m.contains("target_exclusive")),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tablespace_maps_become_pgbackrest_options_and_bad_ones_are_refused() {
+        let map = |name: &str, path: &str| lasect_runs::TablespaceMap {
+            name: name.into(),
+            path: path.into(),
+        };
+        let t = Tablespaces::check(&[map("archive", "/srv/ts/archive")], Some("/srv/ts/rest"))
+            .expect("a map");
+        assert_eq!(
+            t.args(),
+            [
+                "--tablespace-map=archive=/srv/ts/archive",
+                "--tablespace-map-all=/srv/ts/rest"
+            ]
+        );
+        assert_eq!(t.dirs().count(), 2);
+        for (bad, all, needle) in [
+            (vec![map("archive", "relative")], None, "absolute"),
+            (vec![map("archive", "/srv/../etc")], None, "absolute"),
+            (vec![map("a=b", "/srv/x")], None, "tablespace name"),
+            (vec![map("-x", "/srv/x")], None, "tablespace name"),
+            (vec![map("", "/srv/x")], None, "tablespace name"),
+            (vec![map("a", "/srv/x\n")], None, "absolute"),
+            (vec![map("a", "/srv/x"), map("a", "/srv/y")], None, "twice"),
+            (
+                vec![map("a", "/srv/x"), map("b", "/srv/x")],
+                None,
+                "two tablespaces",
+            ),
+            (vec![], Some("srv"), "tablespace_map_all"),
+            (vec![], Some("/"), "tablespace_map_all"),
+        ] {
+            match Tablespaces::check(&bad, all) {
+                Err(OpError::Params(m)) => assert!(m.contains(needle), "{m}"),
+                _ => panic!("{bad:?} {all:?} accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_running_servers_tablespaces_must_all_be_mapped() {
+        let mut s = server(Path::new("/srv/live"));
+        let none = Tablespaces::check(&[], None).expect("no map");
+        assert!(none.covers(&s).is_ok(), "no tablespace, nothing to map");
+        s.tablespaces = vec![
+            ("archive".into(), "/srv/ts-archive".into()),
+            ("fast".into(), "/srv/ts-fast".into()),
+        ];
+        let Err(OpError::Params(m)) = none.covers(&s) else {
+            panic!("unmapped tablespaces accepted");
+        };
+        assert!(
+            m.contains("archive (/srv/ts-archive), fast (/srv/ts-fast)"),
+            "{m}"
+        );
+        let one = Tablespaces::check(
+            &[lasect_runs::TablespaceMap {
+                name: "archive".into(),
+                path: "/srv/r-archive".into(),
+            }],
+            None,
+        )
+        .expect("map");
+        let Err(OpError::Params(m)) = one.covers(&s) else {
+            panic!("an unmapped tablespace accepted");
+        };
+        assert!(m.contains("fast") && !m.contains("archive ("), "{m}");
+        let all = Tablespaces::check(&[], Some("/srv/r-ts")).expect("all");
+        assert!(all.covers(&s).is_ok());
+    }
+
+    #[test]
+    fn a_tablespace_directory_must_be_new_or_empty_and_outside_the_data_directories() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let live = root.path().join("live");
+        std::fs::create_dir(&live).expect("live");
+        let s = server(&live);
+        let to_dir = root.path().join("restored");
+        let message = |r: Result<Prepared, OpError>| match r {
+            Err(OpError::Params(m)) => m,
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted"),
+        };
+        assert!(
+            message(prepare_tablespace_dir(&live.join("ts"), &to_dir, false, &s))
+                .contains("running server")
+        );
+        assert!(
+            message(prepare_tablespace_dir(
+                &to_dir.join("ts"),
+                &to_dir,
+                false,
+                &s
+            ))
+            .contains("restored data directory")
+        );
+        let mut with_ts = server(&live);
+        with_ts.tablespaces = vec![("archive".into(), root.path().join("ts-live"))];
+        assert!(
+            message(prepare_tablespace_dir(
+                &root.path().join("ts-live/sub"),
+                &to_dir,
+                true,
+                &with_ts
+            ))
+            .contains("tablespace archive")
+        );
+        let used = root.path().join("used");
+        std::fs::create_dir(&used).expect("used");
+        std::fs::write(used.join("PG_16_202307071"), "x").expect("file");
+        assert!(message(prepare_tablespace_dir(&used, &to_dir, false, &s)).contains("not empty"));
+        assert!(
+            prepare_tablespace_dir(&used, &to_dir, true, &s).is_ok(),
+            "delta restores over it"
+        );
+        assert!(
+            message(prepare_tablespace_dir(
+                &root.path().join("no/such"),
+                &to_dir,
+                false,
+                &s
+            ))
+            .contains("parent")
+        );
+        let fresh = root.path().join("fresh-ts");
+        let made = prepare_tablespace_dir(&fresh, &to_dir, false, &s).expect("a new directory");
+        assert!(fresh.is_dir());
+        made.undo();
+        assert!(!fresh.exists());
+    }
+
+    #[test]
+    fn the_progress_whole_is_the_named_backup_or_the_newest() {
+        let catalogue = json!({"backups": [
+            {"label": "20261207-083000F", "database_size": 100},
+            {"label": "20261207-083000F_20261207-093000I", "database_size": 120},
+        ]});
+        assert_eq!(backup_size(&catalogue, None), Some(120));
+        assert_eq!(backup_size(&catalogue, Some("20261207-083000F")), Some(100));
+        assert_eq!(backup_size(&catalogue, Some("20261208-083000F")), None);
+        assert_eq!(backup_size(&json!({"backups": []}), None), None);
     }
 
     #[test]
@@ -840,11 +1279,14 @@ mod tests {
             socket: None,
             archive_mode: "on".into(),
             archive_command: String::new(),
-            owner: nix::unistd::User::from_uid(Uid::effective())
+            owner: nix::unistd::User::from_uid(nix::unistd::Uid::effective())
                 .ok()
                 .flatten()
                 .expect("this user"),
             bindir: None,
+            pgbackrest: "pgbackrest".into(),
+            run_as: Vec::new(),
+            tablespaces: Vec::new(),
         }
     }
 

@@ -1,5 +1,7 @@
 //! The backup scheduler (docs/BACKUPS.md, "Schedules"): a task in every API process that fires
-//! each due firing of each schedule exactly once, and reports the firings it could not fire.
+//! each due firing of each schedule exactly once, and reports the firings it could not fire. A
+//! schedule fires backups (`backup` runs) or restore drills (`backup_drill` runs, migrations
+//! V35); both go through the same firings.
 //!
 //! Exactly once, with any number of API processes: a firing is the row
 //! `backup_schedule_firings (schedule_id, repository_id, fire_time)` (migrations V31). A process
@@ -9,15 +11,15 @@
 //! Never late in a burst: only the newest due firing of a round may start a run, and only
 //! within [`GRACE`] of its time. Older ones (the API was down, or busy) are recorded `missed`
 //! with the reason, and so is a firing whose agent is offline, disabled or does not allow the
-//! `backup` class; a firing while a backup of the stanza still runs is `skipped`. Rows are
-//! what the API, the CLI and alert rules read.
+//! class (`backup`, or `restore` for drills); a firing while a backup (or drill) of the stanza
+//! still runs is `skipped`. Rows are what the API, the CLI and alert rules read.
 
 pub mod when;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lasect_runs::{BackupParams, BackupRepo, BackupType, RunParams};
+use lasect_runs::{BackupDrillParams, BackupParams, BackupRepo, BackupType, RunKind, RunParams};
 use sqlx::{PgPool, Row as _};
 
 use crate::runs::{MAX_TIMEOUT_MS, RunLimits};
@@ -62,12 +64,49 @@ pub async fn run(pool: PgPool) {
     }
 }
 
+/// What a schedule fires.
+enum Fires {
+    /// A backup of this type (`full`, `diff`, `incr`).
+    Backup(String),
+    /// A restore drill with these options.
+    Drill {
+        check_sql: Option<String>,
+        amcheck: bool,
+        scratch_dir: Option<String>,
+    },
+}
+
+impl Fires {
+    const fn run_kind(&self) -> RunKind {
+        match self {
+            Fires::Backup(_) => RunKind::Backup,
+            Fires::Drill { .. } => RunKind::BackupDrill,
+        }
+    }
+
+    /// The agent's class its runs need.
+    const fn class(&self) -> &'static str {
+        match self {
+            Fires::Backup(_) => "backup",
+            Fires::Drill { .. } => "restore",
+        }
+    }
+
+    /// How its runs are named in a reason.
+    const fn noun(&self) -> &'static str {
+        match self {
+            Fires::Backup(_) => "backup",
+            Fires::Drill { .. } => "restore drill",
+        }
+    }
+}
+
 /// One schedule for one repository.
 struct Target {
     schedule_id: i64,
     cron: String,
     time_zone: String,
-    backup_type: String,
+    fires: Fires,
     repository_id: i64,
     instance_id: i64,
     stanza: String,
@@ -85,7 +124,8 @@ pub struct Round {
 /// Fires what is due at `now`.
 pub async fn tick(pool: &PgPool, now: DateTime<Utc>) -> Result<Round, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT s.id, s.cron, s.time_zone, s.backup_type, b.id AS repository_id, \
+        "SELECT s.id, s.cron, s.time_zone, s.kind, s.backup_type, s.drill_check_sql, \
+                s.drill_amcheck, s.drill_scratch_dir, b.id AS repository_id, \
                 b.instance_id, b.stanza, \
                 coalesce((SELECT max(f.fire_time) FROM backup_schedule_firings f \
                           WHERE f.schedule_id = s.id AND f.repository_id = b.id), \
@@ -105,11 +145,25 @@ pub async fn tick(pool: &PgPool, now: DateTime<Utc>) -> Result<Round, sqlx::Erro
     .await?;
     let mut round = Round::default();
     for r in rows {
+        let fires = if r.try_get::<String, _>("kind")? == "drill" {
+            Fires::Drill {
+                check_sql: r.try_get("drill_check_sql")?,
+                amcheck: r
+                    .try_get::<Option<bool>, _>("drill_amcheck")?
+                    .unwrap_or(true),
+                scratch_dir: r.try_get("drill_scratch_dir")?,
+            }
+        } else {
+            Fires::Backup(
+                r.try_get::<Option<String>, _>("backup_type")?
+                    .unwrap_or_default(),
+            )
+        };
         let target = Target {
             schedule_id: r.try_get("id")?,
             cron: r.try_get("cron")?,
             time_zone: r.try_get("time_zone")?,
-            backup_type: r.try_get("backup_type")?,
+            fires,
             repository_id: r.try_get("repository_id")?,
             instance_id: r.try_get("instance_id")?,
             stanza: r.try_get("stanza")?,
@@ -155,12 +209,13 @@ async fn obstacle(
         "SELECT a.id, a.disabled_at IS NOT NULL AS disabled, \
                 coalesce(a.last_seen < now() - make_interval(secs => $2), true) AS silent, \
                 a.last_seen::text AS last_seen, \
-                'backup' = ANY (coalesce(a.control_allowed, '{}')) AS allows, \
+                $3 = ANY (coalesce(a.control_allowed, '{}')) AS allows, \
                 a.control_allowed IS NULL AS unknown_allow \
          FROM instances i JOIN agents a ON a.id = i.agent_id WHERE i.id = $1",
     )
     .bind(t.instance_id)
     .bind(AGENT_SILENT_SECS)
+    .bind(t.fires.class())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(agent) = agent else {
@@ -186,22 +241,27 @@ async fn obstacle(
     if !agent.try_get::<bool, _>("allows")? && !agent.try_get::<bool, _>("unknown_allow")? {
         return Ok(Some((
             "missed",
-            format!("agent {id:?} does not allow the backup class ([control] allow)"),
+            format!(
+                "agent {id:?} does not allow the {} class ([control] allow)",
+                t.fires.class()
+            ),
         )));
     }
     let running: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM runs WHERE instance_id = $1 AND kind = 'backup' \
+        "SELECT id FROM runs WHERE instance_id = $1 AND kind = $3 \
          AND params ->> 'stanza' = $2 AND status IN ('queued', 'dispatched', 'running') LIMIT 1",
     )
     .bind(t.instance_id)
     .bind(&t.stanza)
+    .bind(t.fires.run_kind().as_str())
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(run) = running {
         return Ok(Some((
             "skipped",
             format!(
-                "backup run {run} of stanza {:?} was still running",
+                "{} run {run} of stanza {:?} was still running",
+                t.fires.noun(),
                 t.stanza
             ),
         )));
@@ -314,7 +374,8 @@ impl From<sqlx::Error> for RunError {
     }
 }
 
-/// The backup run of a firing, requested by `schedule:<id>`, inside the firing's transaction.
+/// The backup or drill run of a firing, requested by `schedule:<id>`, inside the firing's
+/// transaction.
 async fn create_run(tx: &mut sqlx::PgConnection, t: &Target) -> Result<i64, RunError> {
     let repo = sqlx::query(
         "SELECT repo_type, path, config_path, cipher_type, retention_full, retention_diff, \
@@ -333,25 +394,41 @@ async fn create_run(tx: &mut sqlx::PgConnection, t: &Target) -> Result<i64, RunE
         )));
     }
     let to_u32 = |v: Option<i32>| v.and_then(|n| u32::try_from(n).ok());
-    let backup_type = BackupType::ALL
-        .into_iter()
-        .find(|b| b.as_str() == t.backup_type)
-        .ok_or_else(|| RunError::Refused(format!("backup type {:?}", t.backup_type)))?;
-    let params = RunParams::Backup(BackupParams {
-        stanza: t.stanza.clone(),
-        backup_type,
-        repo: BackupRepo {
-            repository_id: Some(t.repository_id),
-            path: repo.try_get("path")?,
-            config_path: repo.try_get("config_path")?,
-            cipher_type: repo.try_get("cipher_type")?,
-            retention_full: to_u32(repo.try_get("retention_full")?),
-            retention_diff: to_u32(repo.try_get("retention_diff")?),
-            retention_full_type: repo.try_get("retention_full_type")?,
-            // Added by ingest on delivery: never in `runs.params`.
-            cipher_pass: None,
-        },
-    });
+    let backup_repo = BackupRepo {
+        repository_id: Some(t.repository_id),
+        path: repo.try_get("path")?,
+        config_path: repo.try_get("config_path")?,
+        cipher_type: repo.try_get("cipher_type")?,
+        retention_full: to_u32(repo.try_get("retention_full")?),
+        retention_diff: to_u32(repo.try_get("retention_diff")?),
+        retention_full_type: repo.try_get("retention_full_type")?,
+        // Added by ingest on delivery: never in `runs.params`.
+        cipher_pass: None,
+    };
+    let params = match &t.fires {
+        Fires::Backup(kind) => {
+            let backup_type = BackupType::ALL
+                .into_iter()
+                .find(|b| b.as_str() == kind)
+                .ok_or_else(|| RunError::Refused(format!("backup type {kind:?}")))?;
+            RunParams::Backup(BackupParams {
+                stanza: t.stanza.clone(),
+                backup_type,
+                repo: backup_repo,
+            })
+        }
+        Fires::Drill {
+            check_sql,
+            amcheck,
+            scratch_dir,
+        } => RunParams::BackupDrill(BackupDrillParams {
+            stanza: t.stanza.clone(),
+            repo: backup_repo,
+            check_sql: check_sql.clone(),
+            amcheck: *amcheck,
+            scratch_dir: scratch_dir.clone(),
+        }),
+    };
     let (timeout_ms, max_rows, max_bytes, queue_timeout_s) = RunLimits {
         timeout_ms: Some(MAX_TIMEOUT_MS),
         ..RunLimits::default()

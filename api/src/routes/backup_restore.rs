@@ -13,7 +13,9 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use lasect_runs::{BackupDrillParams, BackupRestoreParams, RestoreTargetType, RunParams};
+use lasect_runs::{
+    BackupDrillParams, BackupRestoreParams, RestoreTargetType, RunParams, TablespaceMap,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
@@ -67,6 +69,33 @@ pub struct RestoreRequest {
     #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
     #[schema(minimum = 1, maximum = 65535)]
     pub port: Option<u16>,
+    /// Stop just before the target instead of just after it (pgBackRest's
+    /// `--target-exclusive`): for an xid, that transaction is not restored. Time, LSN and
+    /// xid targets only.
+    #[serde(default)]
+    pub target_exclusive: bool,
+    /// Tablespaces restored to another directory than their original one
+    /// (`--tablespace-map`): each to an absolute directory of the database host that is
+    /// absent or empty.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub tablespace_map: Vec<TablespaceMapping>,
+    /// Every tablespace not in `tablespace_map` below this directory, one subdirectory per
+    /// tablespace name (`--tablespace-map-all`).
+    #[schema(pattern = "^/", max_length = 4096)]
+    pub tablespace_map_all: Option<String>,
+}
+
+/// One tablespace of a restore and where it goes.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TablespaceMapping {
+    /// The tablespace's name (or oid) in the backup.
+    #[schema(min_length = 1, max_length = 63)]
+    pub name: String,
+    /// An absolute directory on the database host, absent or empty.
+    #[schema(pattern = "^/", max_length = 4096)]
+    pub path: String,
 }
 
 /// A restore drill of the repository's latest backup.
@@ -220,7 +249,87 @@ fn restore_params(r: &RestoreRequest) -> Result<(RestoreTargetType, Option<Strin
             "port must be 1..=65535",
         ));
     }
+    if r.target_exclusive && matches!(kind, RestoreTargetType::Latest | RestoreTargetType::Name) {
+        return Err(unprocessable(format!(
+            "target_exclusive applies to time, lsn and xid targets, not to {}",
+            kind.as_str()
+        )));
+    }
+    tablespace_params(r)?;
     Ok((kind, target.map(str::to_owned)))
+}
+
+/// The tablespace remapping of a restore: the document's bounds (400), then what it cannot
+/// say (422): names pgBackRest reads as `name=path`, each name and path once, plain paths.
+fn tablespace_params(r: &RestoreRequest) -> Result<(), ApiError> {
+    if r.tablespace_map.len() > 64 {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "tablespace_map has at most 64 entries",
+        ));
+    }
+    let mut paths: Vec<&str> = Vec::new();
+    for m in &r.tablespace_map {
+        if !(1..=63).contains(&m.name.chars().count())
+            || m.path.chars().count() > MAX_PATH
+            || !m.path.starts_with('/')
+        {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "a tablespace_map entry has a name of 1 to 63 characters and an absolute path \
+                 of at most 4096",
+            ));
+        }
+        if m.name.starts_with('-')
+            || m.name.contains(['=', '/'])
+            || m.name.chars().any(char::is_control)
+        {
+            return Err(unprocessable(format!(
+                "tablespace_map: {:?} is not a tablespace name or oid (no `=`, `/`, leading `-` \
+                 or control characters)",
+                m.name
+            )));
+        }
+        plain_dir("tablespace_map path", &m.path)?;
+        if r.tablespace_map.iter().filter(|o| o.name == m.name).count() > 1 {
+            return Err(unprocessable(format!(
+                "tablespace_map names {:?} twice",
+                m.name
+            )));
+        }
+        if paths.contains(&m.path.as_str()) {
+            return Err(unprocessable(format!(
+                "tablespace_map sends two tablespaces to {}",
+                m.path
+            )));
+        }
+        paths.push(&m.path);
+    }
+    if let Some(all) = &r.tablespace_map_all {
+        if all.chars().count() > MAX_PATH || !all.starts_with('/') {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "tablespace_map_all must be an absolute path of at most 4096 characters",
+            ));
+        }
+        plain_dir("tablespace_map_all", all)?;
+    }
+    Ok(())
+}
+
+/// An absolute directory below / without `.` or `..`, on one line.
+fn plain_dir(name: &str, path: &str) -> Result<(), ApiError> {
+    if path.chars().any(char::is_control) {
+        return Err(unprocessable(format!(
+            "{name} must be one line without control characters"
+        )));
+    }
+    if path.split('/').any(|p| p == ".." || p == ".") || path.trim_end_matches('/').is_empty() {
+        return Err(unprocessable(format!(
+            "{name} must be a directory below / without `.` or `..`"
+        )));
+    }
+    Ok(())
 }
 
 #[utoipa::path(
@@ -253,6 +362,16 @@ pub async fn restore(
         delta: r.delta,
         start: r.start,
         port: r.port,
+        target_exclusive: r.target_exclusive,
+        tablespace_map: r
+            .tablespace_map
+            .into_iter()
+            .map(|m| TablespaceMap {
+                name: m.name,
+                path: m.path,
+            })
+            .collect(),
+        tablespace_map_all: r.tablespace_map_all,
     });
     target.start(params, backup_limits()?).await
 }
@@ -379,20 +498,28 @@ pub struct RunningQuery {
     pub instance_id: i64,
 }
 
-/// A backup queued or running, and how far it has got.
+/// A backup, restore or restore drill queued or running, and how far it has got.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RunningBackup {
     pub run_id: i64,
     pub instance_id: i64,
+    /// `backup`, `backup_restore` or `backup_drill`.
+    pub kind: String,
     pub stanza: Option<String>,
-    /// `full`, `diff` or `incr`.
+    /// `full`, `diff` or `incr` (backups).
     #[serde(rename = "type")]
     pub backup_type: Option<String>,
     /// `queued`, `dispatched` or `running`.
     pub status: String,
-    /// Percent done, as pgBackRest reports it (null before its first report).
+    /// What a restore or drill is doing: `restore` (pgBackRest writes the files), `recovery`
+    /// (WAL replayed up to the target), `checks` (a drill's), `done`; null for backups.
+    pub stage: Option<String>,
+    /// Percent done (null before the first report): of a backup as pgBackRest reports it;
+    /// of a restore, the bytes written against the backup's size (100 once its files are
+    /// all written).
     pub percent: Option<f64>,
-    /// Bytes copied and to copy, when the installed pgBackRest reports them (2.45 does not).
+    /// Bytes copied and to copy: a backup's when the installed pgBackRest reports them
+    /// (2.45 does not), a restore's always.
     pub bytes_done: Option<i64>,
     pub bytes_total: Option<i64>,
     /// When the agent last reported progress.
@@ -447,13 +574,13 @@ pub async fn running(
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     viewed_instance(&state, &principal, q.instance_id).await?;
     let rows = sqlx::query(
-        "SELECT id, instance_id, params ->> 'stanza' AS stanza, params ->> 'type' AS type, status, \
-         (progress ->> 'percent')::float8 AS percent, \
+        "SELECT id, instance_id, kind, params ->> 'stanza' AS stanza, params ->> 'type' AS type, \
+         status, progress ->> 'stage' AS stage, (progress ->> 'percent')::float8 AS percent, \
          (progress ->> 'bytes_done')::int8 AS bytes_done, \
          (progress ->> 'bytes_total')::int8 AS bytes_total, \
          to_char(progress_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS progress_at, \
          to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS started_at \
-         FROM runs WHERE instance_id = $1 AND kind = 'backup' \
+         FROM runs WHERE instance_id = $1 AND kind IN ('backup', 'backup_restore', 'backup_drill') \
          AND status IN ('queued', 'dispatched', 'running') ORDER BY id",
     )
     .bind(q.instance_id)
@@ -465,9 +592,11 @@ pub async fn running(
             Ok(RunningBackup {
                 run_id: r.try_get("id")?,
                 instance_id: r.try_get("instance_id")?,
+                kind: r.try_get("kind")?,
                 stanza: r.try_get("stanza")?,
                 backup_type: r.try_get("type")?,
                 status: r.try_get("status")?,
+                stage: r.try_get("stage")?,
                 percent: r.try_get("percent")?,
                 bytes_done: r.try_get("bytes_done")?,
                 bytes_total: r.try_get("bytes_total")?,
@@ -536,6 +665,48 @@ mod tests {
                 422,
                 "newline",
             ),
+            (
+                json!({"to_dir": "/srv/r", "target_exclusive": true}),
+                422,
+                "target_exclusive",
+            ),
+            (
+                json!({"to_dir": "/srv/r", "tablespace_map": [{"name": "ts", "path": "srv"}]}),
+                400,
+                "absolute",
+            ),
+            (
+                json!({"to_dir": "/srv/r", "tablespace_map": [{"name": "a=b", "path": "/t"}]}),
+                422,
+                "tablespace name",
+            ),
+            (
+                json!({"to_dir": "/srv/r", "tablespace_map": [{"name": "a", "path": "/t/../u"}]}),
+                422,
+                "..",
+            ),
+            (
+                json!({"to_dir": "/srv/r", "tablespace_map": [
+                    {"name": "a", "path": "/t"}, {"name": "a", "path": "/u"}]}),
+                422,
+                "twice",
+            ),
+            (
+                json!({"to_dir": "/srv/r", "tablespace_map": [
+                    {"name": "a", "path": "/t"}, {"name": "b", "path": "/t"}]}),
+                422,
+                "two tablespaces",
+            ),
+            (
+                json!({"to_dir": "/srv/r", "tablespace_map_all": "/"}),
+                422,
+                "below /",
+            ),
+            (
+                json!({"to_dir": "/srv/r", "tablespace_map_all": "t"}),
+                400,
+                "absolute",
+            ),
         ] {
             let Err((got, message)) = check(body.clone()) else {
                 panic!("{body} accepted");
@@ -546,5 +717,13 @@ mod tests {
         assert!(lasect_runs::is_backup_label(
             "20261207-083000F_20261207-093000D"
         ));
+        assert_eq!(
+            check(
+                json!({"to_dir": "/srv/r", "target_type": "xid", "target": "742",
+                "target_exclusive": true, "tablespace_map": [{"name": "ts", "path": "/srv/ts"}],
+                "tablespace_map_all": "/srv/rest"})
+            ),
+            Ok((RestoreTargetType::Xid, Some("742".into())))
+        );
     }
 }

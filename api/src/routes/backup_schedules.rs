@@ -1,5 +1,5 @@
-//! Backup schedules (docs/BACKUPS.md, "Schedules"); the scheduler that fires them is
-//! [`crate::backup_schedule`].
+//! Backup and restore drill schedules (docs/BACKUPS.md, "Schedules"); the scheduler that fires
+//! them is [`crate::backup_schedule`].
 //!
 //! - `GET /api/v1/backup/schedules`: the schedules the caller may view (viewer on the
 //!   repository's instance, or by a grant on the schedule's label).
@@ -44,8 +44,30 @@ impl ScheduledType {
     }
 }
 
+/// What a schedule fires.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// A backup of `type` (a `backup` run).
+    #[default]
+    Backup,
+    /// A restore drill of the latest backup (a `backup_drill` run; the agent must allow the
+    /// `restore` class).
+    Drill,
+}
+
+impl ScheduleKind {
+    const fn as_str(self) -> &'static str {
+        match self {
+            ScheduleKind::Backup => "backup",
+            ScheduleKind::Drill => "drill",
+        }
+    }
+}
+
 /// A schedule to add: of one repository (`repository_id`), or of every repository of
-/// `stanza` on the instances labelled `label_key` = `label_value`.
+/// `stanza` on the instances labelled `label_key` = `label_value`; of backups (`type`) or of
+/// restore drills (`kind: drill`, with the drill's options).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSchedule {
@@ -66,8 +88,20 @@ pub struct NewSchedule {
     /// An IANA time zone name; default `UTC`.
     #[schema(min_length = 1, max_length = 64)]
     pub time_zone: Option<String>,
+    /// Default `backup`.
+    pub kind: Option<ScheduleKind>,
+    /// The backup's type: required for a backup schedule, refused for a drill's.
     #[serde(rename = "type")]
-    pub backup_type: ScheduledType,
+    pub backup_type: Option<ScheduledType>,
+    /// Drills: a read-only query run on the restored copy (e.g. row counts of chosen tables).
+    #[schema(min_length = 1, max_length = 65536)]
+    pub check_sql: Option<String>,
+    /// Drills: `bt_index_check` on the B-tree indexes when amcheck is available (default
+    /// true).
+    pub amcheck: Option<bool>,
+    /// Drills: where the scratch copy is made (default: the agent's temporary directory).
+    #[schema(pattern = "^/", max_length = 4096)]
+    pub scratch_dir: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -81,8 +115,17 @@ pub struct Schedule {
     pub stanza: Option<String>,
     pub cron: String,
     pub time_zone: String,
+    /// `backup` or `drill`.
+    pub kind: String,
+    /// The backup's type (backup schedules).
     #[serde(rename = "type")]
-    pub backup_type: String,
+    pub backup_type: Option<String>,
+    /// A drill's check query: shown to the admins of its instance or label only.
+    pub check_sql: Option<String>,
+    /// Drills: whether amcheck runs.
+    pub amcheck: Option<bool>,
+    /// Drills: where the scratch copy is made.
+    pub scratch_dir: Option<String>,
     /// The next firing (RFC 3339, UTC).
     pub next_fire_at: Option<String>,
     pub created_at: String,
@@ -104,7 +147,8 @@ pub struct ScheduleQuery {
 }
 
 const SELECT: &str = "SELECT s.id, s.repository_id, b.instance_id, s.label_key, s.label_value, \
-     coalesce(s.stanza, b.stanza) AS stanza, s.cron, s.time_zone, s.backup_type, s.created_at, \
+     coalesce(s.stanza, b.stanza) AS stanza, s.cron, s.time_zone, s.kind, s.backup_type, \
+     s.drill_check_sql, s.drill_amcheck, s.drill_scratch_dir, s.created_at, \
      s.created_by, coalesce(i.labels, '{}') AS labels \
      FROM backup_schedules s \
      LEFT JOIN backup_repositories b ON b.id = s.repository_id \
@@ -142,7 +186,11 @@ fn schedule(r: &sqlx::postgres::PgRow) -> Result<(Schedule, serde_json::Value), 
             stanza: r.try_get("stanza")?,
             cron,
             time_zone,
+            kind: r.try_get("kind")?,
             backup_type: r.try_get("backup_type")?,
+            check_sql: r.try_get("drill_check_sql")?,
+            amcheck: r.try_get("drill_amcheck")?,
+            scratch_dir: r.try_get("drill_scratch_dir")?,
             next_fire_at,
             created_at: rfc3339(r.try_get("created_at")?),
             created_by: r.try_get("created_by")?,
@@ -206,8 +254,12 @@ pub async fn list(
     .await?;
     let mut schedules = Vec::new();
     for r in &rows {
-        let (s, labels) = schedule(r)?;
+        let (mut s, labels) = schedule(r)?;
         if may(&principal, &labels, Role::Viewer) {
+            // The check query is the admin's, as a drill run's parameters are.
+            if !may(&principal, &labels, Role::Admin) {
+                s.check_sql = None;
+            }
             schedules.push(s);
         }
     }
@@ -264,6 +316,48 @@ fn check(s: &NewSchedule) -> Result<(), ApiError> {
             ));
         }
     }
+    if s.check_sql
+        .as_ref()
+        .is_some_and(|q| !(1..=65_536).contains(&q.chars().count()))
+        || s.scratch_dir
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 4096 || !d.starts_with('/'))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "check_sql is 1 to 65536 characters, scratch_dir an absolute path of at most 4096",
+        ));
+    }
+    match s.kind.unwrap_or_default() {
+        ScheduleKind::Backup => {
+            if s.backup_type.is_none() {
+                return Err(bad(
+                    "a backup schedule needs its type (full, diff or incr)".into()
+                ));
+            }
+            if s.check_sql.is_some() || s.amcheck.is_some() || s.scratch_dir.is_some() {
+                return Err(bad(
+                    "check_sql, amcheck and scratch_dir are a drill's (kind drill)".into(),
+                ));
+            }
+        }
+        ScheduleKind::Drill => {
+            if s.backup_type.is_some() {
+                return Err(bad(
+                    "a drill schedule restores the latest backup: it takes no type".into(),
+                ));
+            }
+            if s.check_sql.as_ref().is_some_and(|q| q.contains('\0')) {
+                return Err(bad("check_sql must not hold NUL".into()));
+            }
+            if s.scratch_dir
+                .as_ref()
+                .is_some_and(|d| d.chars().any(char::is_control))
+            {
+                return Err(bad("scratch_dir must be one line".into()));
+            }
+        }
+    }
     When::parse(&s.cron, s.time_zone.as_deref().unwrap_or("UTC"))
         .map(|_| ())
         .map_err(|e| bad(e.to_string()))
@@ -318,9 +412,12 @@ pub async fn add(
         }
         _ => return Err(ApiError::unprocessable("invalid_schedule", "no target")),
     }
+    let kind = s.kind.unwrap_or_default();
+    let drill = kind == ScheduleKind::Drill;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO backup_schedules (repository_id, label_key, label_value, stanza, cron, \
-         time_zone, backup_type, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+         time_zone, kind, backup_type, drill_check_sql, drill_amcheck, drill_scratch_dir, \
+         created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
     )
     .bind(s.repository_id)
     .bind(&s.label_key)
@@ -328,7 +425,11 @@ pub async fn add(
     .bind(&s.stanza)
     .bind(s.cron.trim())
     .bind(s.time_zone.as_deref().unwrap_or("UTC"))
-    .bind(s.backup_type.as_str())
+    .bind(kind.as_str())
+    .bind(s.backup_type.map(ScheduledType::as_str))
+    .bind(&s.check_sql)
+    .bind(drill.then(|| s.amcheck.unwrap_or(true)))
+    .bind(&s.scratch_dir)
     .bind(&principal.username)
     .fetch_one(&state.pool)
     .await?;
@@ -405,6 +506,8 @@ pub struct FiringQuery {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Firing {
     pub schedule_id: i64,
+    /// What the schedule fires: `backup` or `drill`.
+    pub kind: String,
     pub repository_id: i64,
     pub instance_id: i64,
     /// When it was due (RFC 3339, UTC).
@@ -412,7 +515,7 @@ pub struct Firing {
     pub outcome: Outcome,
     /// Why it was missed or skipped.
     pub reason: Option<String>,
-    /// The backup run it started.
+    /// The backup or drill run it started.
     pub run_id: Option<i64>,
     pub recorded_at: String,
 }
@@ -454,9 +557,10 @@ pub async fn firings(
         Outcome::Skipped => "skipped",
     });
     let rows = sqlx::query(
-        "SELECT f.schedule_id, f.repository_id, f.instance_id, f.fire_time, f.outcome, f.reason, \
-                f.run_id, f.recorded_at, i.labels \
+        "SELECT f.schedule_id, s.kind, f.repository_id, f.instance_id, f.fire_time, f.outcome, \
+                f.reason, f.run_id, f.recorded_at, i.labels \
          FROM backup_schedule_firings f JOIN instances i ON i.id = f.instance_id \
+         JOIN backup_schedules s ON s.id = f.schedule_id \
          WHERE ($1::bigint IS NULL OR f.schedule_id = $1) \
            AND ($2::bigint IS NULL OR f.instance_id = $2) \
            AND ($3::text IS NULL OR f.outcome = $3) \
@@ -480,6 +584,7 @@ pub async fn firings(
         };
         firings.push(Firing {
             schedule_id: r.try_get("schedule_id")?,
+            kind: r.try_get("kind")?,
             repository_id: r.try_get("repository_id")?,
             instance_id: r.try_get("instance_id")?,
             fire_time: rfc3339(r.try_get::<DateTime<Utc>, _>("fire_time")?),
