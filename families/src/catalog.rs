@@ -712,7 +712,8 @@ pub static LOG: Family = Family {
     ],
 };
 
-/// auto_explain plans from the server log, linked to their statement by `query_id`.
+/// auto_explain plans from the server log, linked to their statement by `query_id`; read by
+/// `GET /api/v1/instances/{id}/statements/{queryid}/plans`.
 pub static LOG_PLANS: Family = Family {
     name: "log_plans",
     table: "metric_log_plans",
@@ -726,6 +727,8 @@ pub static LOG_PLANS: Family = Family {
         detail("user_name", Text),
         detail("query_text", Text),
         detail("plan", Text).not_null(),
+        // V36: the agent cut the plan or its query text (NULL from older agents).
+        detail("plan_truncated", Bool),
     ],
 };
 

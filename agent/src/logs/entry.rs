@@ -16,7 +16,7 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
 use lasect_proto::v1::{LogEvent, LogPlan};
 use regex::Regex;
 
-use super::redact::{redact_sql, redact_strings};
+use super::redact::{json_string, redact_plan_json, redact_plan_line, redact_sql};
 
 /// The format an entry came from (`LogEvent.source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,6 +52,33 @@ pub struct Entry {
     pub application: String,
     pub pid: Option<i32>,
     pub query_id: Option<i64>,
+    /// The message was cut while it was read (a stderr line over the line
+    /// cap): an auto_explain plan from it is marked truncated.
+    pub message_cut: bool,
+}
+
+/// Longest auto_explain plan sent, in bytes, after redaction; a longer one
+/// is cut at a character boundary and marked truncated (`LogPlan.truncated`)
+/// so that one huge plan cannot make its batch too large for ingest (which
+/// refuses a text over 1 MiB, and with it the whole batch).
+pub const MAX_PLAN_BYTES: usize = 256 << 10;
+/// Longest query text of a plan sent, in bytes (a plan's query may be a
+/// giant `IN (…)` list).
+pub const MAX_PLAN_QUERY_BYTES: usize = 64 << 10;
+
+/// True for an auto_explain message (`duration: 1.2 ms  plan:\n…`): the
+/// readers keep such a message whole, since it is capped only after it is
+/// redacted (cutting first could leave half a literal, and would cut a JSON
+/// plan where its query text should be read).
+pub fn is_plan_message(message: &str) -> bool {
+    if !message.starts_with("duration: ") {
+        return false;
+    }
+    let mut end = message.len().min(64);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message[..end].contains(" ms  plan:")
 }
 
 /// What an entry becomes.
@@ -145,17 +172,26 @@ impl Entry {
 
     fn plan(&self, body: &str, duration_ms: Option<f64>, redact: bool) -> LogPlan {
         let body = body.trim_start_matches([' ', '\n', '\r']).trim_end();
-        let (mut query_text, mut query_id) = (String::new(), self.query_id);
-        if body.starts_with('{') {
-            // auto_explain.log_format = json
+        let json = body.starts_with('{');
+        // The plan's own query id first: for a nested statement
+        // (`auto_explain.log_nested_statements`) the log line's query id is
+        // the top-level statement's. Only `log_verbose` prints it.
+        let (mut query_text, mut own_id) = (String::new(), None);
+        if json {
+            // auto_explain.log_format = json; a plan cut short or otherwise
+            // malformed is kept as text.
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
                 if let Some(q) = v.get("Query Text").and_then(|q| q.as_str()) {
                     query_text = q.to_owned();
                 }
-                if query_id.is_none() {
-                    query_id = v
-                        .get("Query Identifier")
-                        .and_then(serde_json::Value::as_i64);
+                own_id = v
+                    .get("Query Identifier")
+                    .and_then(serde_json::Value::as_i64);
+            } else if let Some((_, after)) = body.split_once("\"Query Text\":") {
+                // auto_explain writes the query text first: a cut plan has it.
+                let (token, _) = json_string(after.trim_start());
+                if let Some(q) = token.and_then(|t| serde_json::from_str::<String>(t).ok()) {
+                    query_text = q;
                 }
             }
         }
@@ -166,22 +202,24 @@ impl Entry {
             l.contains("(cost=") || l.contains("(actual ") || l.starts_with("Query Identifier: ")
         };
         let mut in_query = false;
-        for line in body.lines() {
-            let trimmed = line.trim_start();
-            if let Some(q) = trimmed.strip_prefix("Query Text: ")
-                && query_text.is_empty()
-            {
-                query_text = q.to_owned();
-                in_query = !body.starts_with('{');
-            } else if in_query && !plan_starts(trimmed) {
-                query_text.push('\n');
-                query_text.push_str(line);
-            } else if let Some(id) = trimmed.strip_prefix("Query Identifier: ") {
-                in_query = false;
-                query_id = query_id.or_else(|| id.trim().parse().ok());
-            } else {
-                in_query = false;
-                plan_lines.push(line);
+        if !json {
+            for line in body.lines() {
+                let trimmed = line.trim_start();
+                if let Some(q) = trimmed.strip_prefix("Query Text: ")
+                    && query_text.is_empty()
+                {
+                    query_text = q.to_owned();
+                    in_query = true;
+                } else if in_query && !plan_starts(trimmed) {
+                    query_text.push('\n');
+                    query_text.push_str(line);
+                } else if let Some(id) = trimmed.strip_prefix("Query Identifier: ") {
+                    in_query = false;
+                    own_id = own_id.or_else(|| id.trim().parse().ok());
+                } else {
+                    in_query = false;
+                    plan_lines.push(line);
+                }
             }
         }
         if in_query {
@@ -196,25 +234,33 @@ impl Entry {
                 .collect();
             query_text = first;
         }
-        let plan = if body.starts_with('{') {
-            body.to_owned()
-        } else {
-            plan_lines.join("\n")
+        let (mut query_text, mut plan) = match (redact, json) {
+            (true, true) => (redact_sql(&query_text), redact_plan_json(body)),
+            (true, false) => (
+                redact_sql(&query_text),
+                plan_lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| redact_plan_line(l, i == 0))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            (false, true) => (query_text, body.to_owned()),
+            (false, false) => (query_text, plan_lines.join("\n")),
         };
-        let (query_text, plan) = if redact {
-            (redact_sql(&query_text), redact_strings(&plan))
-        } else {
-            (query_text, plan)
-        };
+        let mut truncated = self.message_cut;
+        truncated |= cap_text(&mut plan, MAX_PLAN_BYTES);
+        truncated |= cap_text(&mut query_text, MAX_PLAN_QUERY_BYTES);
         LogPlan {
             time_unix_micros: self.time_unix_micros,
             pid: self.pid,
-            query_id,
+            query_id: own_id.filter(|id| *id != 0).or(self.query_id),
             duration_ms,
             database: self.database.clone(),
             user_name: self.user_name.clone(),
             query_text,
             plan,
+            truncated: Some(truncated),
         }
     }
 
@@ -226,7 +272,6 @@ impl Entry {
         for field in [
             &mut self.severity,
             &mut self.sqlstate,
-            &mut self.message,
             &mut self.detail,
             &mut self.hint,
             &mut self.context,
@@ -236,6 +281,12 @@ impl Entry {
             &mut self.application,
         ] {
             cut |= cap_text(field, caps.max_field_bytes);
+        }
+        if is_plan_message(&self.message) {
+            // Capped once redacted ([`MAX_PLAN_BYTES`]); only NUL goes now.
+            cap_text(&mut self.message, usize::MAX);
+        } else {
+            cut |= cap_text(&mut self.message, caps.max_field_bytes);
         }
         // Names are identifiers (63 bytes) in PostgreSQL; longer ones are
         // not names but damage.

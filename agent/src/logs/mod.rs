@@ -10,8 +10,11 @@
 //! `log` schedule (1 s by default). A `notify` watcher on the log directory
 //! says when there is something to read; without one (no inotify, or the
 //! watch failed) the files are polled every round. Each round sends at most
-//! `logs.max_events_per_interval` events and plans; the rest are counted as
-//! dropped, like cut lines and unparsable lines, in the sample.
+//! `logs.max_events_per_interval` events and plans and at most
+//! [`MAX_ROUND_TEXT_BYTES`] of their text; the rest are counted as dropped,
+//! like cut lines and unparsable lines, in the sample. An auto_explain plan
+//! is redacted whole, then cut to [`entry::MAX_PLAN_BYTES`] and marked
+//! truncated.
 
 pub mod discover;
 pub mod entry;
@@ -41,6 +44,13 @@ const REDISCOVER: Duration = Duration::from_secs(60);
 /// Even with a watcher, files are looked at this often (a missed event
 /// must not stall the family).
 const SAFETY_POLL: Duration = Duration::from_secs(10);
+/// Text (messages, statements, plans) sent per instance and round, beyond
+/// which the round's other entries are dropped and counted like those over
+/// `max_events_per_interval`: a burst of big auto_explain plans (each up to
+/// [`entry::MAX_PLAN_BYTES`]) must not make a batch ingest refuses
+/// (`limits.max_uncompressed_bytes`, 32 MiB by default, for every instance
+/// of the agent together).
+const MAX_ROUND_TEXT_BYTES: usize = 4 << 20;
 /// Warnings about skipped lines come at most this often.
 const SKIPPED_WARNING_EVERY: Duration = Duration::from_secs(60);
 
@@ -114,18 +124,30 @@ impl LogCollector {
             ..LogSnapshot::default()
         };
         let total = read.entries.len();
+        let mut kept = 0usize;
+        let mut bytes = 0usize;
         for mut entry in read
             .entries
             .into_iter()
             .take(self.config.max_events_per_interval)
         {
+            if bytes >= MAX_ROUND_TEXT_BYTES {
+                break;
+            }
             snapshot.truncated_lines += u64::from(entry.apply_caps(caps));
             match entry.classify(source.format, self.config.redact) {
-                Record::Event(e) => snapshot.events.push(e),
-                Record::Plan(p) => snapshot.plans.push(p),
+                Record::Event(e) => {
+                    bytes += e.message.len() + e.detail.len() + e.context.len() + e.statement.len();
+                    snapshot.events.push(e);
+                }
+                Record::Plan(p) => {
+                    bytes += p.plan.len() + p.query_text.len();
+                    snapshot.plans.push(p);
+                }
             }
+            kept += 1;
         }
-        snapshot.dropped_events = total.saturating_sub(self.config.max_events_per_interval) as u64;
+        snapshot.dropped_events = total.saturating_sub(kept) as u64;
         let skipped = snapshot.unparsed_lines + snapshot.dropped_events;
         if skipped > 0
             && self

@@ -24,7 +24,7 @@
 
 use serde::Deserialize;
 
-use super::entry::{Entry, parse_time};
+use super::entry::{Entry, is_plan_message, parse_time};
 use super::prefix::Prefix;
 use crate::csv_stream::CsvStream;
 
@@ -116,7 +116,10 @@ fn parse_stderr(prefix: &Prefix, input: &[u8], flush: bool, max: usize) -> Parse
         line_start = end;
         if let Some(rest) = line.strip_prefix('\t') {
             match &mut open {
-                Some((entry, part, _)) => append(entry, *part, rest),
+                Some((entry, part, _)) => {
+                    entry.message_cut |= cut && matches!(part, Part::Message);
+                    append(entry, *part, rest);
+                }
                 None => out.unparsed_lines += 1,
             }
             continue;
@@ -158,6 +161,7 @@ fn parse_stderr(prefix: &Prefix, input: &[u8], flush: bool, max: usize) -> Parse
             application: head.application.to_owned(),
             pid: head.pid,
             query_id: head.query_id,
+            message_cut: cut,
             ..Entry::default()
         };
         open = Some((entry, Part::Message, start));
@@ -234,6 +238,10 @@ fn csv_entry(fields: &[&[u8]], crlf: bool, max: usize) -> Option<(Entry, bool)> 
     }
     let last = fields.len() - 1;
     let mut cut = false;
+    // An auto_explain plan is kept whole here and capped once redacted.
+    let plan = fields
+        .get(13)
+        .is_some_and(|m| is_plan_message(&String::from_utf8_lossy(&m[..m.len().min(64)])));
     let mut text = |i: usize| {
         let (t, c) = fields.get(i).map_or((String::new(), false), |&f| {
             let f = if crlf && i == last {
@@ -241,7 +249,7 @@ fn csv_entry(fields: &[&[u8]], crlf: bool, max: usize) -> Option<(Entry, bool)> 
             } else {
                 f
             };
-            line_text(f, max)
+            line_text(f, if plan && i == 13 { usize::MAX } else { max })
         });
         cut |= c;
         t
@@ -262,6 +270,7 @@ fn csv_entry(fields: &[&[u8]], crlf: bool, max: usize) -> Option<(Entry, bool)> 
         statement: text(19),
         application: text(22),
         query_id: text(25).parse().ok().filter(|q| *q != 0),
+        message_cut: false,
     };
     if entry.severity.is_empty() {
         return None;
@@ -316,8 +325,16 @@ fn parse_json(input: &[u8], max: usize) -> Parsed {
             application: j.application_name.unwrap_or_default(),
             pid: j.pid.and_then(|p| i32::try_from(p).ok()),
             query_id: j.query_id.filter(|q| *q != 0),
+            message_cut: false,
         };
-        if line.len() > max {
+        // The line cap bounds every field but an auto_explain plan's message
+        // (kept whole, capped once redacted).
+        let plan_bytes = if is_plan_message(&entry.message) {
+            entry.message.len()
+        } else {
+            0
+        };
+        if line.len().saturating_sub(plan_bytes) > max {
             out.truncated_lines += 1;
             entry.apply_caps(super::entry::Caps {
                 max_field_bytes: max,
@@ -493,6 +510,179 @@ mod tests {
             ("22012", "SELECT 1/0")
         );
         assert!(e.time_unix_micros.is_some());
+    }
+
+    /// A PostgreSQL 15 csvlog record of auto_explain output (`message` is
+    /// column 14, `query_id` the last), as the server writes it.
+    fn csv_plan(message: &str, query_id: i64) -> String {
+        format!(
+            "2024-05-01 10:00:00.001 UTC,\"alice\",\"app\",4242,\"[local]\",6632b1a0.1092,3,\"SELECT\",\
+             2024-05-01 09:59:00 UTC,3/7,0,LOG,00000,\"{}\",,,,,,,,,\"psql\",\"client backend\",,{query_id}\n",
+            message.replace('"', "\"\"")
+        )
+    }
+
+    /// A PostgreSQL 15 jsonlog line of auto_explain output.
+    fn json_plan(message: &str, query_id: i64) -> String {
+        let line = serde_json::json!({
+            "timestamp": "2024-05-01 10:00:00.001 UTC", "user": "bob", "dbname": "shop",
+            "pid": 99, "backend_type": "client backend", "error_severity": "LOG",
+            "state_code": "00000", "message": message, "application_name": "psql",
+            "query_id": query_id,
+        });
+        format!("{line}\n")
+    }
+
+    fn only_plan(parser: &Parser, input: &str, max_line_bytes: usize) -> lasect_proto::v1::LogPlan {
+        let r = parser.parse(input.as_bytes(), true, max_line_bytes);
+        assert_eq!((r.entries.len(), r.unparsed_lines), (1, 0), "{input}");
+        let mut entry = r.entries.into_iter().next().expect("one entry");
+        entry.apply_caps(Caps {
+            max_field_bytes: max_line_bytes * 8,
+        });
+        match entry.classify(Format::Csv, true) {
+            Record::Plan(p) => p,
+            Record::Event(e) => panic!("not a plan: {e:?}"),
+        }
+    }
+
+    const TEXT_PLAN: &str = "duration: 12.345 ms  plan:\n\
+        Query Text: SELECT * FROM orders WHERE customer_id = 4211 AND note = 'call me'\n\
+        Index Scan using orders_customer on orders  (cost=0.29..8.31 rows=1 width=44)\n\
+        \x20 Index Cond: (customer_id = 4211)\n\
+        \x20 Filter: (note = 'call me'::text)";
+
+    #[test]
+    fn csvlog_text_plan_is_redacted_and_linked_by_query_id() {
+        let p = only_plan(&Parser::Csv, &csv_plan(TEXT_PLAN, -8_123_456_789), 1000);
+        assert_eq!(p.query_id, Some(-8_123_456_789));
+        assert_eq!(p.duration_ms, Some(12.345));
+        assert_eq!(
+            (p.database.as_str(), p.user_name.as_str()),
+            ("app", "alice")
+        );
+        assert_eq!(
+            p.query_text,
+            "SELECT * FROM orders WHERE customer_id = ? AND note = ?"
+        );
+        assert_eq!(
+            p.plan,
+            "Index Scan using orders_customer on orders  (cost=0.29..8.31 rows=1 width=44)\n\
+             \x20 Index Cond: (customer_id = ?)\n  Filter: (note = ?::text)"
+        );
+        assert_eq!(p.truncated, Some(false));
+    }
+
+    /// auto_explain.log_format = json, log_verbose: the plan's own query id
+    /// wins over the log line's (a nested statement's line carries the
+    /// top-level one).
+    #[test]
+    fn jsonlog_json_plan_stays_json_with_its_own_query_id() {
+        let plan = serde_json::json!({
+            "Query Text": "SELECT count(*) FROM orders WHERE placed_at > '2026-01-01'",
+            "Query Identifier": 77,
+            "Plan": {"Node Type": "Aggregate", "Total Cost": 41.5, "Plans": [
+                {"Node Type": "Seq Scan", "Relation Name": "orders",
+                 "Filter": "(placed_at > '2026-01-01'::date)", "Output": ["id", "(id + 5)"]}
+            ]}
+        });
+        let message = format!(
+            "duration: 3.5 ms  plan:\n{}",
+            serde_json::to_string_pretty(&plan).expect("json")
+        );
+        for (parser, input) in [
+            (Parser::Json, json_plan(&message, 5)),
+            (Parser::Csv, csv_plan(&message, 5)),
+        ] {
+            let p = only_plan(&parser, &input, 1000);
+            assert_eq!(p.query_id, Some(77), "{parser:?}");
+            assert_eq!(
+                p.query_text,
+                "SELECT count(*) FROM orders WHERE placed_at > ?"
+            );
+            let v: serde_json::Value = serde_json::from_str(&p.plan).expect("a JSON plan");
+            let scan = &v["Plan"]["Plans"][0];
+            assert_eq!(scan["Relation Name"], "orders");
+            assert_eq!(scan["Filter"], "(placed_at > ?::date)");
+            assert_eq!(scan["Output"], serde_json::json!(["id", "(id + ?)"]));
+            assert_eq!(v["Plan"]["Total Cost"], 41.5);
+            assert_eq!(p.truncated, Some(false));
+        }
+        // Without its own id, the log line's.
+        let message = message.replace("\"Query Identifier\": 77,", "");
+        let p = only_plan(&Parser::Json, &json_plan(&message, 5), 1000);
+        assert_eq!(p.query_id, Some(5));
+    }
+
+    /// A plan longer than the line cap is read whole (not cut at
+    /// `max_line_bytes` like other messages), redacted, then cut to
+    /// MAX_PLAN_BYTES and marked; its query text survives the cut.
+    #[test]
+    fn huge_plans_are_capped_after_redaction_and_marked() {
+        use crate::logs::entry::MAX_PLAN_BYTES;
+        let items: Vec<String> = (0..40_000).map(|i| format!("(t.c{i} + 123456)")).collect();
+        let plan = serde_json::json!({
+            "Query Text": "SELECT 'secret' FROM t",
+            "Plan": {"Node Type": "Seq Scan", "Output": items}
+        });
+        let message = format!(
+            "duration: 1 ms  plan:\n{}",
+            serde_json::to_string_pretty(&plan).expect("json")
+        );
+        assert!(message.len() > 2 * MAX_PLAN_BYTES);
+        for (parser, input) in [
+            (Parser::Json, json_plan(&message, 9)),
+            (Parser::Csv, csv_plan(&message, 9)),
+        ] {
+            let p = only_plan(&parser, &input, 8192);
+            assert_eq!(p.truncated, Some(true), "{parser:?}");
+            assert!(p.plan.len() <= MAX_PLAN_BYTES && p.plan.len() > MAX_PLAN_BYTES - 8);
+            assert!(!p.plan.contains("123456"), "redacted before the cut");
+            assert!(p.plan.contains("\"Output\": ["), "{}", &p.plan[..200]);
+            assert_eq!(p.query_text, "SELECT ? FROM t");
+            assert_eq!(p.query_id, Some(9));
+        }
+        // A normal message of the same size is still cut at the line cap.
+        let long = json_plan(&format!("checkpoint {}", "x".repeat(20_000)), 0);
+        let r = Parser::Json.parse(long.as_bytes(), true, 8192);
+        assert_eq!(r.truncated_lines, 1);
+        assert!(r.entries[0].message.len() <= 8192);
+    }
+
+    /// stderr: a plan line over the line cap is cut there; the plan says so.
+    #[test]
+    fn stderr_plan_with_a_cut_line_is_marked_truncated() {
+        let log = format!(
+            "2024-05-01 10:00:01.000 UTC [11] LOG:  duration: 0.5 ms  plan:\n\
+             \tQuery Text: SELECT 1\n\
+             \tResult  (cost=0.00..0.01 rows=1 width=4)\n\
+             \t  Output: {}\n",
+            "1 + ".repeat(100)
+        );
+        let p = only_plan(&stderr("%m [%p] "), &log, 256);
+        assert_eq!(p.truncated, Some(true));
+        assert!(
+            p.plan
+                .starts_with("Result  (cost=0.00..0.01 rows=1 width=4)\n  Output: ? + ?")
+        );
+        let whole = only_plan(&stderr("%m [%p] "), &log, 1000);
+        assert_eq!(whole.truncated, Some(false));
+    }
+
+    /// A JSON plan that does not parse (cut by the server, or not JSON at
+    /// all) is kept as text, redacted string by string, never a panic.
+    #[test]
+    fn malformed_json_plan_is_kept_as_redacted_text() {
+        let message = "duration: 2 ms  plan:\n{\n  \"Query Text\": \"SELECT * FROM t WHERE a = 'k1'\",\n  \"Plan\": {\n    \"Node Type\": \"Seq Scan\",\n    \"Filter\": \"(a = 'k1";
+        let p = only_plan(&Parser::Json, &json_plan(message, 3), 1000);
+        assert!(serde_json::from_str::<serde_json::Value>(&p.plan).is_err());
+        assert!(!p.plan.contains("k1"), "{}", p.plan);
+        assert!(p.plan.contains("\"Node Type\": \"Seq Scan\""), "{}", p.plan);
+        assert_eq!(p.query_text, "SELECT * FROM t WHERE a = ?");
+        assert_eq!(p.query_id, Some(3));
+        let odd = "duration: 2 ms  plan:\n{ \"\u{0}\\ ]]]] }}}}";
+        let p = only_plan(&Parser::Json, &json_plan(odd, 0), 1000);
+        assert_eq!(p.query_id, None);
     }
 
     proptest::proptest! {

@@ -18,6 +18,196 @@ pub fn redact_strings(text: &str) -> String {
     redact(text, false)
 }
 
+/// Labels of text-plan lines that hold only the executor's own figures and
+/// names (timings, counters, memory, methods), never a constant of the
+/// query: kept with their numbers. Every other `Label: value` line
+/// (`Filter`, `Index Cond`, `Output`, `Query Parameters`, …) is redacted like
+/// SQL, so a label PostgreSQL adds later is redacted until it is listed here.
+const PLAN_FIGURES: &[&str] = &[
+    "Planning Time",
+    "Execution Time",
+    "Planning",
+    "Buffers",
+    "I/O Timings",
+    "WAL",
+    "Rows Removed by Filter",
+    "Rows Removed by Join Filter",
+    "Rows Removed by Index Recheck",
+    "Heap Fetches",
+    "Heap Blocks",
+    "Index Searches",
+    "Sort Method",
+    "Sort Space",
+    "Full-sort Groups",
+    "Pre-sorted Groups",
+    "Buckets",
+    "Batches",
+    "Memory Usage",
+    "Peak Memory Usage",
+    "Memory",
+    "Disk Usage",
+    "Storage",
+    "Hits",
+    "Workers Planned",
+    "Workers Launched",
+    "Planned Partitions",
+    "Subplans Removed",
+    "Tuples Inserted",
+    "Conflicting Tuples",
+    "Conflict Resolution",
+    "Cache Mode",
+    "JIT",
+    "Functions",
+    "Options",
+    "Timing",
+    "Settings",
+    "Query Identifier",
+];
+
+/// One line of a text plan (`auto_explain.log_format = text`) redacted:
+/// node lines (`->  Seq Scan on t  (cost=…)`, `InitPlan 1`) and lines of
+/// [`PLAN_FIGURES`] keep their numbers (they are estimates, timings and
+/// counters) and lose only string literals; every other line is a condition,
+/// an output list or parameters and loses its string and numeric literals.
+pub fn redact_plan_line(line: &str, first: bool) -> String {
+    let body = line.trim_start();
+    let node = first
+        || body.starts_with("->")
+        || body.contains("  (cost=")
+        || body.contains("  (actual ")
+        || body.ends_with("(never executed)")
+        || body.starts_with("InitPlan ")
+        || body.starts_with("SubPlan ")
+        || body.starts_with("CTE ");
+    let label = body.split_once(": ").map_or(body, |(label, _)| label);
+    if label == "Settings" {
+        // Planner settings changed from their defaults: configuration, not data.
+        return line.to_owned();
+    }
+    let figures = PLAN_FIGURES.contains(&label)
+        || label.starts_with("Worker ")
+        || label.starts_with("Trigger ")
+        || label
+            .strip_suffix(':')
+            .is_some_and(|l| PLAN_FIGURES.contains(&l));
+    if node || figures {
+        redact_strings(line)
+    } else {
+        redact_sql(line)
+    }
+}
+
+/// Keys of a JSON plan whose string values are names or methods, kept as
+/// they are; every other string value (`Filter`, `Output` items, `Query
+/// Text`, `Query Parameters`, …) is redacted like SQL. Numbers, booleans and
+/// keys are kept: a JSON plan's numbers are estimates, timings and counters,
+/// its constants live inside the strings.
+const PLAN_NAMES: &[&str] = &[
+    "Node Type",
+    "Strategy",
+    "Partial Mode",
+    "Operation",
+    "Parent Relationship",
+    "Subplan Name",
+    "Relation Name",
+    "Schema",
+    "Alias",
+    "Index Name",
+    "Scan Direction",
+    "Join Type",
+    "CTE Name",
+    "Function Name",
+    "Sort Method",
+    "Sort Space Type",
+    "Cache Mode",
+    "Trigger Name",
+    "Constraint Name",
+    "Relation",
+    "Conflict Resolution",
+    "Storage",
+];
+
+/// A JSON plan (`auto_explain.log_format = json`) redacted token by token, so
+/// that its layout and key order stay as PostgreSQL wrote them and a plan cut
+/// short or otherwise malformed is redacted as safely as a whole one: a
+/// string value is kept only under a key of [`PLAN_NAMES`] or inside
+/// `Settings` (planner settings, not data); an unterminated string becomes
+/// `"?"`.
+pub fn redact_plan_json(text: &str) -> String {
+    /// An open object or array and the key it is the value of.
+    struct Frame {
+        array: bool,
+        key: Option<String>,
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut frames: Vec<Frame> = Vec::new();
+    // The last key read in the innermost object.
+    let mut key: Option<String> = None;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '"' => {
+                let (token, after) = json_string(rest);
+                let raw = &rest[..rest.len() - after.len()];
+                let decoded = token.and_then(|t| serde_json::from_str::<String>(t).ok());
+                let is_key =
+                    after.trim_start().starts_with(':') && frames.last().is_some_and(|f| !f.array);
+                match decoded {
+                    Some(s) if is_key => {
+                        out.push_str(raw);
+                        key = Some(s);
+                    }
+                    Some(s) => {
+                        // Items of an array are under the array's own key.
+                        let under = match frames.last() {
+                            Some(f) if f.array => f.key.as_deref(),
+                            _ => key.as_deref(),
+                        };
+                        let in_settings =
+                            frames.iter().any(|f| f.key.as_deref() == Some("Settings"));
+                        if in_settings || under.is_some_and(|k| PLAN_NAMES.contains(&k)) {
+                            out.push_str(raw);
+                        } else {
+                            let redacted = serde_json::to_string(&redact_sql(&s));
+                            out.push_str(redacted.as_deref().unwrap_or("\"?\""));
+                        }
+                    }
+                    None => out.push_str("\"?\""),
+                }
+                rest = after;
+                continue;
+            }
+            '{' | '[' => frames.push(Frame {
+                array: c == '[',
+                key: key.take(),
+            }),
+            '}' | ']' => {
+                frames.pop();
+                key = None;
+            }
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The JSON string token at the start of `s` (from its opening quote to its
+/// closing one, `None` when it is never closed) and the text after it.
+pub fn json_string(s: &str) -> (Option<&str>, &str) {
+    let mut escaped = false;
+    for (i, c) in s.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return (Some(&s[..=i]), &s[i + 1..]),
+            _ => {}
+        }
+    }
+    (None, "")
+}
+
 fn is_ident(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '$'
 }
@@ -210,11 +400,102 @@ mod tests {
         );
     }
 
+    #[test]
+    fn text_plans_keep_figures_and_lose_constants() {
+        let plan = [
+            "Index Scan using accounts_pkey on accounts  (cost=0.29..8.30 rows=1 width=97) (actual time=0.010..0.011 rows=1 loops=1)",
+            "  Index Cond: (id = 4211)",
+            "  Filter: ((owner = 'alice'::text) AND (balance > 1000.5))",
+            "  Rows Removed by Filter: 3",
+            "  Buffers: shared hit=4",
+            "  ->  Seq Scan on t2  (cost=0.00..1.05 rows=5 width=4)",
+            "        Output: t2.a, (t2.b + 17)",
+            "Query Parameters: $1 = '4211', $2 = 'alice'",
+            "Settings: work_mem = '64MB'",
+            "Worker 0:  actual time=0.1..0.2 rows=7 loops=1",
+            "InitPlan 1 (returns $0)",
+            "Planning Time: 0.120 ms",
+        ];
+        let redacted: Vec<String> = plan
+            .iter()
+            .enumerate()
+            .map(|(i, l)| redact_plan_line(l, i == 0))
+            .collect();
+        assert_eq!(
+            redacted,
+            [
+                plan[0].to_owned(),
+                "  Index Cond: (id = ?)".into(),
+                "  Filter: ((owner = ?::text) AND (balance > ?))".into(),
+                plan[3].into(),
+                plan[4].into(),
+                plan[5].into(),
+                "        Output: t2.a, (t2.b + ?)".into(),
+                "Query Parameters: $1 = ?, $2 = ?".into(),
+                plan[8].into(),
+                plan[9].into(),
+                plan[10].into(),
+                plan[11].into(),
+            ]
+        );
+    }
+
+    #[test]
+    fn json_plans_keep_names_and_figures_and_lose_constants() {
+        let plan = r#"{
+  "Query Text": "SELECT * FROM accounts WHERE id = 4211 AND owner = 'alice'",
+  "Query Parameters": "$1 = '7'",
+  "Plan": {
+    "Node Type": "Index Scan",
+    "Relation Name": "accounts",
+    "Index Name": "accounts_pkey",
+    "Alias": "a",
+    "Total Cost": 8.3,
+    "Plan Rows": 1,
+    "Index Cond": "(id = 4211)",
+    "Filter": "(owner = 'alice'::text)",
+    "Output": ["a.id", "(a.balance * 2)"],
+    "Plans": [{"Node Type": "Seq Scan", "Filter": "(x = 'it\"s')"}]
+  },
+  "Settings": {"work_mem": "64MB"}
+}"#;
+        let redacted = redact_plan_json(plan);
+        let v: serde_json::Value = serde_json::from_str(&redacted).expect(&redacted);
+        assert_eq!(
+            v["Query Text"],
+            "SELECT * FROM accounts WHERE id = ? AND owner = ?"
+        );
+        assert_eq!(v["Query Parameters"], "$1 = ?");
+        let p = &v["Plan"];
+        assert_eq!(p["Node Type"], "Index Scan");
+        assert_eq!(p["Relation Name"], "accounts");
+        assert_eq!(p["Index Name"], "accounts_pkey");
+        assert_eq!(p["Total Cost"], 8.3);
+        assert_eq!(p["Index Cond"], "(id = ?)");
+        assert_eq!(p["Filter"], "(owner = ?::text)");
+        assert_eq!(p["Output"], serde_json::json!(["a.id", "(a.balance * ?)"]));
+        assert_eq!(p["Plans"][0]["Node Type"], "Seq Scan");
+        assert_eq!(p["Plans"][0]["Filter"], "(x = ?)");
+        assert_eq!(v["Settings"]["work_mem"], "64MB");
+        // Layout and key order as written.
+        assert!(redacted.starts_with("{\n  \"Query Text\": "), "{redacted}");
+        // Cut in the middle of a string: the open string becomes "?".
+        let cut = &plan[..plan.find("alice'::text").expect("filter")];
+        let redacted = redact_plan_json(cut);
+        assert!(
+            !redacted.contains("alice") && !redacted.contains("4211"),
+            "{redacted}"
+        );
+        assert!(redacted.ends_with("\"Filter\": \"?\""), "{redacted}");
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics_and_never_keeps_a_closed_string(s in "\\PC*", lit in "[a-z]{1,12}") {
             let _ = redact_sql(&s);
             let _ = redact_strings(&s);
+            let _ = redact_plan_json(&s);
+            let _ = redact_plan_line(&s, false);
             let sql = format!("SELECT '{lit}zz' FROM t");
             let redacted = redact_sql(&sql);
             let needle = format!("{lit}zz");

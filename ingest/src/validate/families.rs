@@ -607,6 +607,7 @@ pub fn log_plan_row(p: v1::LogPlan) -> Result<Row, FieldError> {
         optional_text("user_name", p.user_name, MAX_IDENTIFIER_BYTES)?,
         optional_text("query_text", p.query_text, MAX_LOG_TEXT_BYTES)?,
         Value::Text(Some(text("plan", p.plan, MAX_LOG_TEXT_BYTES)?)),
+        Value::Bool(p.truncated),
     ])
 }
 

@@ -1109,6 +1109,7 @@ fn log_sample(event: LogEvent) -> Family {
             time_unix_micros: None,
             query_id: Some(-9),
             plan: "Result".into(),
+            truncated: Some(true),
             ..LogPlan::default()
         }],
         dropped_events: 3,
@@ -1135,6 +1136,7 @@ fn log_events_are_stored_at_their_own_time() {
         at(0),
         "no time: the sample's"
     );
+    assert_eq!(plans[0].values.last(), Some(&Value::Bool(Some(true))));
     let drops = batch.rows_of(&super::schema::LOG_DROPS);
     assert_eq!(drops[0].values[0], Value::Int8(Some(3)));
 }
