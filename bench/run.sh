@@ -19,6 +19,7 @@
 #   agent_rss_mib, agent_cpu_ms_per_cycle, statement_cycle_ms   bench/agent.sh
 #   backup_mb_per_s         a full backup through the agent vs pgbackrest by hand (bench/backup.sh)
 #   console_first_page_kb, console_fleet_drawn_ms, console_30d_chart_ms   bench/console.sh
+#                           (alone with LASECT_BENCH_CONSOLE_ONLY=1)
 # Everything runs under a temp dir that is removed at the end; logs and the
 # raw loadgen outputs are kept in target/bench/.
 # LASECT_BENCH_QUICK=1 (`make bench-quick`) measures only wire_bytes_per_sample
@@ -169,6 +170,15 @@ num() { jq -r "$2" "$OUT/$1.json"; }
 if [ "${LASECT_BENCH_ALERTS_ONLY:-0}" = 1 ]; then
     bench/alerts.sh "$WORK" "$INGEST_PORT" "$WORK/tls" "$STORE_DSN" "$QUICK"
     cp "$OUT/alerts_summary.json" "$OUT/summary.json"
+    jq . "$OUT/summary.json"
+    exit 0
+fi
+
+# LASECT_BENCH_CONSOLE_ONLY=1: only the console's budget (bench/console.sh): 30 days of one
+# agent, the first page and the drawn charts (a few minutes with the release binaries built).
+if [ "${LASECT_BENCH_CONSOLE_ONLY:-0}" = 1 ]; then
+    bench/console.sh "$WORK" "$INGEST_PORT" "$WORK/tls" "$STORE_DSN"
+    cp "$OUT/console_summary.json" "$OUT/summary.json"
     jq . "$OUT/summary.json"
     exit 0
 fi

@@ -18,6 +18,7 @@ mod binary;
 mod bodies;
 mod common;
 mod config;
+mod console_reads;
 mod instance_figures;
 mod live;
 mod live_ticket;

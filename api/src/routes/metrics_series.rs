@@ -1,5 +1,6 @@
-//! `GET /api/v1/instances/{id}/metrics/{family}?from=&to=&step=`: a family as time series,
-//! downsampled in the store.
+//! `GET /api/v1/instances/{id}/metrics/{family}?from=&to=&step=&key=`: a family as time
+//! series, downsampled in the store; `key` keeps the series of one key (a JSON object of key
+//! columns and values, checked against the family's declaration: `series_spec::key_filters`).
 //!
 //! Rows are put in buckets of `step` (`date_bin` on native partitions, `time_bucket` on
 //! TimescaleDB; both aligned on multiples of the step since the Unix epoch, and `from` is
@@ -59,6 +60,12 @@ pub struct SeriesQuery {
     /// Bucket width: `30s`, `5m`, `1h`, `1d` or seconds; default chosen from the range.
     #[param(pattern = "^[0-9]+[smhd]?$")]
     pub step: Option<String>,
+    /// Only the series whose key has these values: a JSON object from key columns of the
+    /// family (the answer's `keys`) to a value, e.g. `{"queryid":"-4017525958712309384"}`
+    /// (integers as numbers or strings, since query ids exceed JavaScript's safe integers;
+    /// `null` matches a missing value). 422 for a column that is not a key of the family or
+    /// a value of the wrong type.
+    pub key: Option<String>,
 }
 
 /// A value column of the series and how buckets aggregate it.
@@ -109,7 +116,7 @@ pub struct SeriesResponse {
     responses(
         (status = 200, description = "The series", body = SeriesResponse),
         ById,
-        (status = 422, description = "A reversed or too long range, a zero or too long step, too many points", body = super::openapi::ErrorBody),
+        (status = 422, description = "A reversed or too long range, a zero or too long step, too many points, a `key` that is not a JSON object of the family's key columns and values of their types", body = super::openapi::ErrorBody),
     )
 )]
 /// Needs viewer on the instance.
@@ -132,6 +139,11 @@ pub async fn series(
             format!("family {family:?} has no time series"),
         )
     })?;
+    let filters = match query.key.as_deref() {
+        Some(text) => series_spec::key_filters(spec.name, text)
+            .map_err(|m| ApiError::unprocessable("invalid_key", m))?,
+        None => Vec::new(),
+    };
     let range = TimeRange::parse(
         query.from.as_deref(),
         query.to.as_deref(),
@@ -149,21 +161,23 @@ pub async fn series(
     };
 
     let bucketing = bucketing(&state).await?;
-    let sql = series_spec::series_sql(spec, series, bucketing);
+    let sql = series_spec::series_sql(spec, series, bucketing, &filters);
     // Built from the literals of the family and series specs only (see `series_spec`).
     let q = sqlx::query(sqlx::AssertSqlSafe(sql));
     let q = match spec.key {
         FamilyKey::Instance => q.bind(instance.id),
         FamilyKey::Agent => q.bind(instance.agent_id.clone()),
     };
-    let rows = q
+    let mut q = q
         .bind(range.from)
         .bind(range.to)
         .bind(interval(step))
         .bind(interval(step.max(MIN_LOOKBACK_SECS)))
-        .bind(MAX_POINTS + 1)
-        .fetch_all(&state.pool)
-        .await?;
+        .bind(MAX_POINTS + 1);
+    for value in filters.iter().filter_map(|f| f.value.as_ref()) {
+        q = q.bind(value);
+    }
+    let rows = q.fetch_all(&state.pool).await?;
     if rows.len() as i64 > MAX_POINTS {
         return Err(ApiError::unprocessable(
             "too_many_points",

@@ -457,13 +457,14 @@ pub async fn result(
     security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, description = "Run id")),
     responses(
-        (status = 200, description = "The result's bytes, streamed: CSV (export_csv), SQL (dump_sql), JSON (schema_snapshot), else octet-stream",
+        (status = 200, description = "The result's bytes, streamed: CSV (export_csv), SQL (dump_sql), JSON (schema_snapshot), else octet-stream; `Content-Disposition: attachment` names the file `run-{id}.csv|sql|json|bin`",
             content(
                 (String = "text/csv; charset=utf-8"),
                 (String = "application/sql"),
                 (String = "application/json"),
                 (String = "application/octet-stream"),
-            )),
+            ),
+            headers(("content-disposition" = String, description = "`attachment; filename=\"run-{id}.csv\"` (or .sql, .json, .bin)"))),
         ById,
         (status = 409, description = "The run has not succeeded", body = super::openapi::ErrorBody),
     )
@@ -487,6 +488,13 @@ pub async fn download(
         Ok(ResultShape::Bytes { content_type }) => content_type,
         _ => "application/octet-stream",
     };
+    // A file to save, never a page to render: a browser following the link (the console's
+    // Download) stores it under this name, and a CSV cell or dump line holding markup is
+    // never interpreted.
+    let disposition = format!(
+        "attachment; filename=\"run-{id}.{}\"",
+        file_extension(content_type)
+    );
     let pool = state.pool.clone();
     let pages = run.pages;
     // One page in memory at a time.
@@ -505,10 +513,25 @@ pub async fn download(
         }
     });
     Ok((
-        [(header::CONTENT_TYPE, content_type)],
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// The file name extension of a run result of this content type.
+fn file_extension(content_type: &str) -> &'static str {
+    match content_type.split(';').next().map(str::trim) {
+        Some("text/csv") => "csv",
+        Some("application/sql") => "sql",
+        Some("application/json") => "json",
+        _ => "bin",
+    }
 }
 
 #[utoipa::path(
