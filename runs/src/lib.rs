@@ -41,8 +41,9 @@ pub use params::{
     RepoSecret, RunParams, SchemaSnapshotParams, SqlParams, StanzaAction, TableDataParams,
 };
 pub use replication::{
-    ColumnDef, ConninfoSecret, ReplicationDropParams, ReplicationPublishParams,
-    ReplicationSubscribeParams, ReplicationValidateParams, StreamSide, StreamTable, TableDef,
+    ColumnDef, ConninfoSecret, ConstraintDef, IndexDef, ReplicationDropParams,
+    ReplicationPublishParams, ReplicationSubscribeParams, ReplicationValidateParams, StreamSide,
+    StreamTable, TableDef,
 };
 pub use restore::{
     BackupDrillParams, BackupRestoreParams, RestoreTargetType, TablespaceMap, is_backup_label,

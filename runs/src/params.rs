@@ -579,7 +579,9 @@ fn text_values<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Option<String>>, D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replication::{ColumnDef, ConninfoSecret, StreamSide, StreamTable, TableDef};
+    use crate::replication::{
+        ColumnDef, ConninfoSecret, ConstraintDef, IndexDef, StreamSide, StreamTable, TableDef,
+    };
     use serde_json::json;
 
     /// One run of every kind, with every field away from its default.
@@ -756,8 +758,19 @@ mod tests {
                 name: "id".into(),
                 type_sql: "bigint".into(),
                 not_null: true,
+                default: None,
+                generated: Some("identity_always".into()),
             }],
             primary_key: vec!["id".into()],
+            constraints: vec![ConstraintDef {
+                name: "orders_id_positive".into(),
+                definition: "CHECK ((id > 0))".into(),
+            }],
+            indexes: vec![IndexDef {
+                name: "orders_id_desc".into(),
+                unique: false,
+                using: "btree (id DESC)".into(),
+            }],
         }
     }
 

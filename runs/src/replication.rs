@@ -42,6 +42,32 @@ pub struct ColumnDef {
     pub type_sql: String,
     #[serde(default)]
     pub not_null: bool,
+    /// `pg_get_expr` of the column's default; none for a serial or identity column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// A column that numbers its rows itself: `serial` (a default from a sequence the column
+    /// owns), `identity_always` or `identity_by_default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<String>,
+}
+
+/// A CHECK or UNIQUE constraint of a published table: its name and
+/// `pg_get_constraintdef` (`CHECK ((qty >= 0))`, `UNIQUE (code)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConstraintDef {
+    pub name: String,
+    pub definition: String,
+}
+
+/// An index of a published table that no constraint owns: its name, whether it is unique,
+/// and what follows `USING` in `pg_get_indexdef` (`btree (code)`, `btree (lower(note)) WHERE
+/// …`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDef {
+    pub name: String,
+    #[serde(default)]
+    pub unique: bool,
+    pub using: String,
 }
 
 /// A published table's definition: what the subscriber's columns are checked against and
@@ -55,6 +81,12 @@ pub struct TableDef {
     /// The primary key's columns in key order; empty when the table has none.
     #[serde(default)]
     pub primary_key: Vec<String>,
+    /// CHECK and UNIQUE constraints (foreign keys are not copied: what they reference may not
+    /// be replicated, and the apply workers do not fire them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<ConstraintDef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexDef>,
 }
 
 /// The password of a stream's conninfo on its way to the subscriber's agent: `Debug` never

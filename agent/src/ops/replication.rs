@@ -19,8 +19,8 @@ use tokio_postgres::Client;
 use tokio_postgres::types::{FromSql, ToSql};
 
 use lasect_runs::{
-    ColumnDef, ReplicationDropParams, ReplicationPublishParams, ReplicationSubscribeParams,
-    ReplicationValidateParams, StreamSide, StreamTable, TableDef,
+    ColumnDef, ConstraintDef, IndexDef, ReplicationDropParams, ReplicationPublishParams,
+    ReplicationSubscribeParams, ReplicationValidateParams, StreamSide, StreamTable, TableDef,
 };
 
 use super::{OpContext, OpError, OpOutcome, pg_error_line, quote_ident};
@@ -369,10 +369,20 @@ async fn publisher_tables(
 }
 
 async fn definition(client: &Client, oid: u32, t: &StreamTable) -> Result<TableDef, OpError> {
+    // A serial column's default names its own sequence, which the subscriber does not have:
+    // it is sent as `serial` (the subscriber makes its own), not as the default.
     let columns = client
         .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull \
-             FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+                    pg_get_expr(d.adbin, d.adrelid), \
+                    CASE a.attidentity WHEN 'a' THEN 'identity_always' \
+                      WHEN 'd' THEN 'identity_by_default' \
+                      ELSE CASE WHEN pg_get_serial_sequence(a.attrelid::regclass::text, \
+                                                            a.attname::text) IS NOT NULL \
+                        THEN 'serial' END END \
+             FROM pg_attribute a \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
                AND a.attgenerated = '' ORDER BY a.attnum",
             &[&oid],
         )
@@ -380,10 +390,58 @@ async fn definition(client: &Client, oid: u32, t: &StreamTable) -> Result<TableD
         .map_err(pg)?
         .iter()
         .map(|r| {
+            let generated: Option<String> = r.try_get(4)?;
             Ok(ColumnDef {
                 name: r.try_get(0)?,
                 type_sql: r.try_get(1)?,
                 not_null: r.try_get(2)?,
+                default: if generated.is_some() {
+                    None
+                } else {
+                    r.try_get(3)?
+                },
+                generated,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .map_err(pg)?;
+    let constraints = client
+        .query(
+            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE conrelid = $1 AND contype IN ('c', 'u') ORDER BY conname",
+            &[&oid],
+        )
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| {
+            Ok(ConstraintDef {
+                name: r.try_get(0)?,
+                definition: r.try_get(1)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .map_err(pg)?;
+    // Indexes a constraint owns (the primary key, UNIQUE) come with the constraint.
+    let indexes = client
+        .query(
+            "SELECT c.relname::text, i.indisunique, \
+                    substring(pg_get_indexdef(i.indexrelid) FROM ' USING (.*)$') \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = $1 AND NOT i.indisprimary \
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid \
+                               AND k.conrelid = i.indrelid) \
+             ORDER BY 1",
+            &[&oid],
+        )
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| {
+            Ok(IndexDef {
+                name: r.try_get(0)?,
+                unique: r.try_get(1)?,
+                using: r.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
             })
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
@@ -407,6 +465,8 @@ async fn definition(client: &Client, oid: u32, t: &StreamTable) -> Result<TableD
         table: t.table.clone(),
         columns,
         primary_key,
+        constraints,
+        indexes,
     })
 }
 
@@ -759,17 +819,11 @@ pub async fn subscribe(
             "at most {MAX_TABLES} tables per stream"
         )));
     }
-    if let Some(c) = p
+    let ddl = p
         .create_tables
         .iter()
-        .flat_map(|t| &t.columns)
-        .find(|c| !plain_type(&c.type_sql))
-    {
-        return Err(OpError::Params(format!(
-            "column {:?} has type {:?}, which is not a type name",
-            c.name, c.type_sql
-        )));
-    }
+        .map(create_table)
+        .collect::<Result<Vec<_>, _>>()?;
     let client = ctx.connect(p.database.as_deref()).await?;
     client
         .batch_execute("SET standard_conforming_strings = on")
@@ -789,13 +843,10 @@ pub async fn subscribe(
     }
     let mut created = Vec::new();
     if !p.create_tables.is_empty() {
-        let mut ddl = String::from("BEGIN;");
         for t in &p.create_tables {
-            ddl.push_str(&create_table(t));
             created.push(json!({"schema": t.schema, "table": t.table}));
         }
-        ddl.push_str("COMMIT;");
-        if let Err(e) = client.batch_execute(&ddl).await {
+        if let Err(e) = create_tables(&client, &ddl).await {
             let _ = client.batch_execute("ROLLBACK").await;
             return Err(OpError::Failed {
                 message: format!(
@@ -864,20 +915,77 @@ fn plain_type(t: &str) -> bool {
         && !t.contains('\0')
 }
 
-/// `CREATE TABLE` of a published table's columns, NOT NULLs and primary key.
-fn create_table(t: &TableDef) -> String {
-    let mut parts: Vec<String> = t
-        .columns
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {}{}",
-                quote_ident(&c.name),
-                c.type_sql,
-                if c.not_null { " NOT NULL" } else { "" }
-            )
-        })
-        .collect();
+/// Runs the statements of [`create_table`] in one transaction. Each goes alone through the
+/// extended protocol, which takes exactly one statement: a definition that tried to carry a
+/// second one (`…; DROP …`) fails instead of running it.
+async fn create_tables(client: &Client, ddl: &[Vec<String>]) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute("BEGIN").await?;
+    for statement in ddl.iter().flatten() {
+        client.execute(statement.as_str(), &[]).await?;
+    }
+    client.batch_execute("COMMIT").await
+}
+
+/// The statements that create a published table on the subscriber: `CREATE TABLE` with its
+/// columns (types, defaults, NOT NULLs, serial and identity columns), primary key, CHECK and
+/// UNIQUE constraints, then one `CREATE INDEX` per other index. Definitions that are not of
+/// the shape the publisher's agent writes are refused.
+fn create_table(t: &TableDef) -> Result<Vec<String>, OpError> {
+    let mut parts = Vec::with_capacity(t.columns.len() + t.constraints.len() + 1);
+    for c in &t.columns {
+        if !plain_type(&c.type_sql) {
+            return Err(OpError::Params(format!(
+                "column {:?} has type {:?}, which is not a type name",
+                c.name, c.type_sql
+            )));
+        }
+        let mut column = format!("{} ", quote_ident(&c.name));
+        match c.generated.as_deref() {
+            None => column.push_str(&c.type_sql),
+            Some("serial") => column.push_str(match c.type_sql.as_str() {
+                "bigint" => "bigserial",
+                "integer" => "serial",
+                "smallint" => "smallserial",
+                other => other,
+            }),
+            Some("identity_always") => {
+                column.push_str(&c.type_sql);
+                column.push_str(" GENERATED ALWAYS AS IDENTITY");
+            }
+            Some("identity_by_default") => {
+                column.push_str(&c.type_sql);
+                column.push_str(" GENERATED BY DEFAULT AS IDENTITY");
+            }
+            Some(other) => {
+                return Err(OpError::Params(format!(
+                    "column {:?}: unknown generated kind {other:?} (serial, identity_always, \
+                     identity_by_default)",
+                    c.name
+                )));
+            }
+        }
+        if let Some(default) = &c.default {
+            column.push_str(" DEFAULT ");
+            column.push_str(default);
+        }
+        if c.not_null {
+            column.push_str(" NOT NULL");
+        }
+        parts.push(column);
+    }
+    for k in &t.constraints {
+        if !(k.definition.starts_with("CHECK ") || k.definition.starts_with("UNIQUE ")) {
+            return Err(OpError::Params(format!(
+                "constraint {:?} of {}.{} is not a CHECK or UNIQUE constraint: {:?}",
+                k.name, t.schema, t.table, k.definition
+            )));
+        }
+        parts.push(format!(
+            "CONSTRAINT {} {}",
+            quote_ident(&k.name),
+            k.definition
+        ));
+    }
     if !t.primary_key.is_empty() {
         parts.push(format!(
             "PRIMARY KEY ({})",
@@ -888,11 +996,27 @@ fn create_table(t: &TableDef) -> String {
                 .join(", ")
         ));
     }
-    format!(
-        "CREATE TABLE {} ({});",
+    let mut out = vec![format!(
+        "CREATE TABLE {} ({})",
         qualified(&t.schema, &t.table),
         parts.join(", ")
-    )
+    )];
+    for i in &t.indexes {
+        if i.using.trim().is_empty() {
+            return Err(OpError::Params(format!(
+                "index {:?} of {}.{} has no definition",
+                i.name, t.schema, t.table
+            )));
+        }
+        out.push(format!(
+            "CREATE {}INDEX {} ON {} USING {}",
+            if i.unique { "UNIQUE " } else { "" },
+            quote_ident(&i.name),
+            qualified(&t.schema, &t.table),
+            i.using
+        ));
+    }
+    Ok(out)
 }
 
 pub async fn drop_objects(
@@ -1088,28 +1212,50 @@ mod tests {
     }
 
     #[test]
-    fn copied_tables_keep_types_not_nulls_and_key() {
+    fn copied_tables_keep_types_defaults_constraints_and_indexes() {
+        let column = |name: &str, type_sql: &str, not_null: bool| ColumnDef {
+            name: name.into(),
+            type_sql: type_sql.into(),
+            not_null,
+            default: None,
+            generated: None,
+        };
+        let mut id = column("id", "bigint", true);
+        id.generated = Some("serial".into());
+        let mut qty = column("qty", "integer", true);
+        qty.default = Some("7".into());
         let t = TableDef {
             schema: "sales".into(),
             table: "Orders".into(),
-            columns: vec![
-                ColumnDef {
-                    name: "id".into(),
-                    type_sql: "bigint".into(),
-                    not_null: true,
-                },
-                ColumnDef {
-                    name: "note".into(),
-                    type_sql: "character varying(20)".into(),
-                    not_null: false,
-                },
-            ],
+            columns: vec![id, column("note", "character varying(20)", false), qty],
             primary_key: vec!["id".into()],
+            constraints: vec![ConstraintDef {
+                name: "qty_positive".into(),
+                definition: "CHECK ((qty >= 0))".into(),
+            }],
+            indexes: vec![IndexDef {
+                name: "orders_note".into(),
+                unique: false,
+                using: "btree (note)".into(),
+            }],
         };
         assert_eq!(
-            create_table(&t),
-            "CREATE TABLE \"sales\".\"Orders\" (\"id\" bigint NOT NULL, \
-             \"note\" character varying(20), PRIMARY KEY (\"id\"));"
+            create_table(&t).expect("statements"),
+            [
+                "CREATE TABLE \"sales\".\"Orders\" (\"id\" bigserial NOT NULL, \
+                 \"note\" character varying(20), \"qty\" integer DEFAULT 7 NOT NULL, \
+                 CONSTRAINT \"qty_positive\" CHECK ((qty >= 0)), PRIMARY KEY (\"id\"))",
+                "CREATE INDEX \"orders_note\" ON \"sales\".\"Orders\" USING btree (note)",
+            ]
         );
+        let mut foreign = t.clone();
+        foreign.constraints[0].definition = "FOREIGN KEY (id) REFERENCES other(id)".into();
+        assert!(create_table(&foreign).is_err());
+        let mut odd = t.clone();
+        odd.columns[0].generated = Some("sometimes".into());
+        assert!(create_table(&odd).is_err());
+        let mut typed = t;
+        typed.columns[1].type_sql = "int; DROP TABLE x".into();
+        assert!(create_table(&typed).is_err());
     }
 }
