@@ -8,6 +8,7 @@
 //!
 //! - [`auth`]: roles, logging in and out, changing a password, API tokens.
 //! - [`alerts`]: alerts, their state changes and silences.
+//! - [`alert_channels`]: notification channels, the routes to them and the deliveries.
 //! - [`users`]: users, their roles and label grants, creating one, resetting a password.
 //! - [`agents`]: agents, enrollment tokens, agent certificates.
 //! - [`audit`]: the audit log.
@@ -18,8 +19,12 @@
 //! type here keeps its comments as they were (plain `//` comments say what the document
 //! should not).
 //! - [`migrations`]: fleet schema migrations, the body that starts one and what it shows.
+//! - [`backup_restore`], [`backup_schedules`]: restores, restore drills and their progress;
+//!   backup and drill schedules and their firings ([`backups`]: the stored catalogue).
 //! - [`runs`]: a run as the API shows it, its result pages, the bodies that start SQL runs and
 //!   the limits every run-creating body may carry.
+//! - [`schema`]: the schema explorer's snapshot, changes and foreign-key graph, and the
+//!   extensions of an instance.
 //! - [`json_integer`]: integers as JSON Schema defines them (`10.0` is one).
 
 pub mod agents;
@@ -27,10 +32,13 @@ pub mod alert_channels;
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod backup_restore;
+pub mod backup_schedules;
 pub mod backups;
 pub mod instances;
 pub mod json_integer;
 pub mod migrations;
 pub mod replication;
 pub mod runs;
+pub mod schema;
 pub mod users;

@@ -544,3 +544,145 @@ async fn a_label_schedule_backs_up_the_labelled_instances_only() {
     .expect("runs");
     assert_eq!(instances, vec!["prod".to_owned()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_schedules_fire_drills_once_and_report_what_they_cannot() {
+    let f = fixture().await;
+    let repo = prod_repository(&f.pool).await;
+    let schedule: i64 = sqlx::query_scalar(
+        "INSERT INTO backup_schedules (repository_id, cron, time_zone, kind, drill_check_sql, \
+         drill_amcheck, created_at, created_by) \
+         VALUES ($1, '* * * * *', 'UTC', 'drill', 'SELECT count(*) FROM pg_class', true, $2, \
+         'test') RETURNING id",
+    )
+    .bind(repo)
+    .bind(at(T0))
+    .fetch_one(&f.pool)
+    .await
+    .expect("drill schedule");
+    let other = sqlx::postgres::PgPoolOptions::new()
+        .connect_with((*f.pool.connect_options()).clone())
+        .await
+        .expect("a second pool");
+
+    // The agent backs up but does not restore: the drill's firing is missed, saying so.
+    let round = lasect_api::backup_schedule::tick(&f.pool, at("2026-01-01T00:01:05Z"))
+        .await
+        .expect("round");
+    assert_eq!((round.started, round.missed), (0, 1), "{round:?}");
+    let rows = firings(&f.pool, schedule).await;
+    let (_, outcome, reason) = rows.last().expect("a firing");
+    assert_eq!(outcome, "missed");
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("does not allow the restore class")),
+        "{reason:?}"
+    );
+
+    // Allowed: two processes at once start one drill, with the schedule's options.
+    sqlx::query("UPDATE agents SET control_allowed = '{sql,backup,restore}' WHERE id = 'db-01'")
+        .execute(&f.pool)
+        .await
+        .expect("allow restores");
+    let now = at("2026-01-01T00:02:05Z");
+    let (a, b) = tokio::join!(
+        lasect_api::backup_schedule::tick(&f.pool, now),
+        lasect_api::backup_schedule::tick(&other, now)
+    );
+    let (a, b) = (a.expect("round a"), b.expect("round b"));
+    assert_eq!(a.started + b.started, 1, "{a:?} {b:?}");
+    let runs = scheduled_runs(&f.pool, schedule).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let (kind, params): (String, Value) =
+        sqlx::query_as("SELECT kind, params FROM runs WHERE id = $1")
+            .bind(runs[0])
+            .fetch_one(&f.pool)
+            .await
+            .expect("run");
+    assert_eq!(kind, "backup_drill");
+    assert_eq!(params["stanza"], "main");
+    assert_eq!(params["check_sql"], "SELECT count(*) FROM pg_class");
+    assert_eq!(params["amcheck"], true);
+    assert_eq!(params["repo"]["repository_id"], repo);
+
+    // The next minute the drill still runs: skipped, naming it.
+    let round = lasect_api::backup_schedule::tick(&f.pool, at("2026-01-01T00:03:01Z"))
+        .await
+        .expect("round");
+    assert_eq!(round.skipped, 1, "{round:?}");
+    let rows = firings(&f.pool, schedule).await;
+    let (_, outcome, reason) = rows.last().expect("a firing");
+    assert_eq!(outcome, "skipped");
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains(&format!("restore drill run {}", runs[0]))),
+        "{reason:?}"
+    );
+    let (status, body) = req(
+        "GET",
+        &format!("/api/v1/backup/firings?schedule_id={schedule}"),
+    )
+    .token(&f.viewer)
+    .send(&f.app)
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["firings"][0]["kind"], "drill", "{body}");
+
+    // Through the API: a drill schedule takes no backup type, a backup schedule no drill
+    // option; a drill's check query is shown to admins only.
+    for (bad, needle) in [
+        (
+            json!({"repository_id": repo, "cron": "0 3 * * *", "kind": "drill", "type": "full"}),
+            "no type",
+        ),
+        (
+            json!({"repository_id": repo, "cron": "0 3 * * *", "type": "full", "check_sql": "SELECT 1"}),
+            "drill",
+        ),
+        (
+            json!({"repository_id": repo, "cron": "0 3 * * *"}),
+            "needs its type",
+        ),
+    ] {
+        let (status, answer) = req("POST", "/api/v1/backup/schedules")
+            .token(&f.admin)
+            .json(bad.clone())
+            .send(&f.app)
+            .await;
+        assert_eq!(status, 422, "{bad}: {answer}");
+        assert!(answer.to_string().contains(needle), "{bad}: {answer}");
+    }
+    let (status, answer) = req("POST", "/api/v1/backup/schedules")
+        .token(&f.viewer)
+        .json(json!({"repository_id": repo, "cron": "0 3 * * *", "kind": "drill"}))
+        .send(&f.app)
+        .await;
+    assert_eq!(status, 403, "{answer}");
+    let (status, created) = req("POST", "/api/v1/backup/schedules")
+        .token(&f.admin)
+        .json(
+            json!({"repository_id": repo, "cron": "0 3 * * *", "kind": "drill",
+            "check_sql": "SELECT count(*) FROM orders", "amcheck": false,
+            "scratch_dir": "/srv/drills"}),
+        )
+        .send(&f.app)
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["kind"], "drill");
+    assert!(created["type"].is_null(), "{created}");
+    assert_eq!(created["amcheck"], false);
+    assert_eq!(created["check_sql"], "SELECT count(*) FROM orders");
+    let id = created["id"].clone();
+    let (_, seen) = req("GET", "/api/v1/backup/schedules")
+        .token(&f.viewer)
+        .send(&f.app)
+        .await;
+    let shown = seen["schedules"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["id"] == id).cloned())
+        .expect("the viewer sees the drill schedule");
+    assert_eq!(shown["scratch_dir"], "/srv/drills");
+    assert!(shown["check_sql"].is_null(), "{shown}");
+}

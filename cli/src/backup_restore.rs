@@ -4,7 +4,11 @@
 use std::fmt::Write as _;
 
 use clap::{ArgGroup, Subcommand};
-use serde_json::{Map, Value, json};
+use lasect_api_contract::backup_restore::{
+    DrillList, DrillRequest, RestoreRequest, RunningBackups, TablespaceMapping, TargetType,
+};
+use lasect_api_contract::runs::RunView;
+use serde_json::{Value, json};
 
 use crate::api_client::ApiClient;
 use crate::args::OutputFormat;
@@ -117,18 +121,19 @@ pub async fn progress(
     output: OutputFormat,
 ) -> anyhow::Result<String> {
     let id = instance_or_only(client, instance.as_deref()).await?;
-    let body = client
-        .get_json(&format!("api/v1/backups/running?instance_id={id}"))
+    let running: RunningBackups = client
+        .get(&format!("api/v1/backups/running?instance_id={id}"))
         .await?;
-    render_body(output, &body, |b| {
-        let rows = b["backups"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        if rows.is_empty() {
+    render_body(output, &serde_json::to_value(&running)?, |_| {
+        if running.backups.is_empty() {
             return Ok("no backup, restore or drill is running\n".to_owned());
         }
-        Ok(render(rows, RUNNING_COLUMNS))
+        let rows = running
+            .backups
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(render(&rows, RUNNING_COLUMNS))
     })
 }
 
@@ -168,49 +173,46 @@ pub async fn restore(
     output: OutputFormat,
 ) -> anyhow::Result<String> {
     check_wait(a.wait)?;
-    let mut body = Map::new();
-    body.insert("to_dir".into(), a.to_dir.into());
     let target = [
-        ("time", a.target_time),
-        ("lsn", a.target_lsn),
-        ("xid", a.target_xid),
-        ("name", a.target_name),
+        (TargetType::Time, a.target_time),
+        (TargetType::Lsn, a.target_lsn),
+        (TargetType::Xid, a.target_xid),
+        (TargetType::Name, a.target_name),
     ]
     .into_iter()
     .find_map(|(kind, value)| value.map(|v| (kind, v)));
-    if let Some((kind, value)) = target {
-        body.insert("target_type".into(), kind.into());
-        body.insert("target".into(), value.into());
-    }
-    if let Some(set) = a.set {
-        body.insert("set".into(), set.into());
-    }
-    body.insert("delta".into(), a.delta.into());
-    body.insert("start".into(), a.start.into());
-    if let Some(port) = a.port {
-        body.insert("port".into(), port.into());
-    }
-    if a.target_exclusive {
-        body.insert("target_exclusive".into(), true.into());
-    }
-    let mut maps = Vec::new();
-    for m in &a.tablespace_map {
-        let (name, path) = tablespace_map(m)?;
-        maps.push(json!({"name": name, "path": path}));
-    }
-    if !maps.is_empty() {
-        body.insert("tablespace_map".into(), maps.into());
-    }
-    if let Some(all) = a.tablespace_map_all {
-        body.insert("tablespace_map_all".into(), all.into());
-    }
+    let tablespace_map = a
+        .tablespace_map
+        .iter()
+        .map(|m| {
+            tablespace_map(m).map(|(name, path)| TablespaceMapping {
+                name: name.to_owned(),
+                path: path.to_owned(),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (target_type, target) = target.unzip();
+    let body = RestoreRequest {
+        to_dir: a.to_dir,
+        target_type,
+        target,
+        set: a.set,
+        delta: a.delta,
+        start: a.start,
+        port: a.port,
+        target_exclusive: a.target_exclusive,
+        tablespace_map,
+        tablespace_map_all: a.tablespace_map_all,
+    };
     let id = instance_or_only(client, a.instance.as_deref()).await?;
     let path = format!(
         "api/v1/instances/{id}/backup/repositories/{}/restore?wait={}",
         a.repo, a.wait
     );
-    let run = client.post_json(&path, &Value::Object(body)).await?;
-    render_body(output, &run, |r| Ok(restore_lines(r)))
+    let run: RunView = client.post(&path, &body).await?;
+    render_body(output, &serde_json::to_value(&run)?, |r| {
+        Ok(restore_lines(r))
+    })
 }
 
 pub async fn drill(
@@ -229,32 +231,30 @@ pub async fn drill(
         } => {
             check_wait(wait)?;
             let id = instance_or_only(client, instance.as_deref()).await?;
-            let mut body = Map::new();
-            if let Some(sql) = check_sql {
-                body.insert("check_sql".into(), sql.into());
-            }
-            body.insert("amcheck".into(), (!no_amcheck).into());
-            if let Some(dir) = scratch_dir {
-                body.insert("scratch_dir".into(), dir.into());
-            }
+            let body = DrillRequest {
+                check_sql,
+                amcheck: Some(!no_amcheck),
+                scratch_dir,
+            };
             let path =
                 format!("api/v1/instances/{id}/backup/repositories/{repo}/drills?wait={wait}");
-            let run = client.post_json(&path, &Value::Object(body)).await?;
-            render_body(output, &run, |r| Ok(drill_line(r)))
+            let run: RunView = client.post(&path, &body).await?;
+            render_body(output, &serde_json::to_value(&run)?, |r| Ok(drill_line(r)))
         }
         DrillCommand::List { instance, limit } => {
             let id = instance_or_only(client, instance.as_deref()).await?;
-            let body = client
-                .get_json(&format!(
+            let drills: DrillList = client
+                .get(&format!(
                     "api/v1/backups/drills?instance_id={id}&limit={limit}"
                 ))
                 .await?;
-            render_body(output, &body, |b| {
-                let rows = b["drills"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                Ok(render(rows, DRILL_COLUMNS))
+            render_body(output, &serde_json::to_value(&drills)?, |_| {
+                let rows = drills
+                    .drills
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(render(&rows, DRILL_COLUMNS))
             })
         }
     }

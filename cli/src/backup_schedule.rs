@@ -1,8 +1,11 @@
-//! `lasect backup schedule add|list|remove|firings`: cron schedules of backups, per
-//! repository or per label (docs/BACKUPS.md, "Schedules").
+//! `lasect backup schedule add|list|remove|firings`: cron schedules of backups and of restore
+//! drills, per repository or per label (docs/BACKUPS.md, "Schedules").
 
 use clap::Subcommand;
-use serde_json::{Map, Value, json};
+use lasect_api_contract::backup_schedules::{
+    FiringList, NewSchedule, Schedule, ScheduleKind, ScheduleList, ScheduledType,
+};
+use serde_json::{Value, json};
 
 use crate::api_client::ApiClient;
 use crate::args::OutputFormat;
@@ -13,8 +16,8 @@ use crate::runs_cmd::instance_or_only;
 
 #[derive(Debug, Subcommand)]
 pub enum ScheduleCommand {
-    /// Schedule backups of a repository (`--repo`) or of a stanza on labelled instances
-    /// (`--label key=value --stanza NAME`) (admin)
+    /// Schedule backups (or with --drill restore drills) of a repository (`--repo`) or of a
+    /// stanza on labelled instances (`--label key=value --stanza NAME`) (admin)
     Add {
         /// Five cron fields (minute hour day month weekday), or six with seconds first
         #[arg(long)]
@@ -22,8 +25,23 @@ pub enum ScheduleCommand {
         /// IANA time zone the cron fields are read in
         #[arg(long, default_value = "UTC")]
         time_zone: String,
-        #[arg(long = "type", value_enum, default_value_t = BackupType::Full)]
-        backup_type: BackupType,
+        /// The backup's type (default full)
+        #[arg(long = "type", value_enum, conflicts_with = "drill")]
+        backup_type: Option<BackupType>,
+        /// Fire restore drills of the latest backup instead of backups (the agent must allow
+        /// the `restore` class)
+        #[arg(long)]
+        drill: bool,
+        /// With --drill: a read-only query run on the restored copy
+        #[arg(long, requires = "drill")]
+        check_sql: Option<String>,
+        /// With --drill: skip amcheck's bt_index_check of the B-tree indexes
+        #[arg(long, requires = "drill")]
+        no_amcheck: bool,
+        /// With --drill: where the scratch copy is made (default: the agent's temporary
+        /// directory)
+        #[arg(long, requires = "drill")]
+        scratch_dir: Option<String>,
         /// Repository id (`lasect backup repo list`)
         #[arg(long, conflicts_with_all = ["label", "stanza"], required_unless_present = "label")]
         repo: Option<i64>,
@@ -56,6 +74,7 @@ pub enum ScheduleCommand {
 
 const SCHEDULE_COLUMNS: &[(&str, &str)] = &[
     ("id", "id"),
+    ("kind", "kind"),
     ("repo", "repository_id"),
     ("instance", "instance_id"),
     ("label", "label"),
@@ -69,6 +88,7 @@ const SCHEDULE_COLUMNS: &[(&str, &str)] = &[
 const FIRING_COLUMNS: &[(&str, &str)] = &[
     ("time", "fire_time"),
     ("schedule", "schedule_id"),
+    ("kind", "kind"),
     ("repo", "repository_id"),
     ("instance", "instance_id"),
     ("outcome", "outcome"),
@@ -94,23 +114,46 @@ pub async fn run(
             cron,
             time_zone,
             backup_type,
+            drill,
+            check_sql,
+            no_amcheck,
+            scratch_dir,
             repo,
             label: selector,
             stanza,
         } => {
-            let mut body = Map::new();
-            body.insert("cron".into(), cron.into());
-            body.insert("time_zone".into(), time_zone.into());
-            body.insert("type".into(), backup_type.as_str().into());
+            let mut body = NewSchedule {
+                repository_id: None,
+                label_key: None,
+                label_value: None,
+                stanza: None,
+                cron,
+                time_zone: Some(time_zone),
+                kind: None,
+                backup_type: None,
+                check_sql: None,
+                amcheck: None,
+                scratch_dir: None,
+            };
+            if drill {
+                body.kind = Some(ScheduleKind::Drill);
+                body.amcheck = Some(!no_amcheck);
+                body.check_sql = check_sql;
+                body.scratch_dir = scratch_dir;
+            } else {
+                body.backup_type = Some(match backup_type.unwrap_or(BackupType::Full) {
+                    BackupType::Full => ScheduledType::Full,
+                    BackupType::Diff => ScheduledType::Diff,
+                    BackupType::Incr => ScheduledType::Incr,
+                });
+            }
             match (repo, selector.as_deref(), stanza) {
-                (Some(repo), None, None) => {
-                    body.insert("repository_id".into(), repo.into());
-                }
+                (Some(repo), None, None) => body.repository_id = Some(repo),
                 (None, Some(selector), Some(stanza)) => {
                     let (k, v) = label(selector)?;
-                    body.insert("label_key".into(), k.into());
-                    body.insert("label_value".into(), v.into());
-                    body.insert("stanza".into(), stanza.into());
+                    body.label_key = Some(k.to_owned());
+                    body.label_value = Some(v.to_owned());
+                    body.stanza = Some(stanza);
                 }
                 _ => {
                     return Err(crate::exit::Usage(
@@ -119,14 +162,13 @@ pub async fn run(
                     .into());
                 }
             }
-            let created = client
-                .post_json("api/v1/backup/schedules", &Value::Object(body))
-                .await?;
-            render_body(output, &created, |s| {
+            let created: Schedule = client.post("api/v1/backup/schedules", &body).await?;
+            render_body(output, &serde_json::to_value(&created)?, |_| {
                 Ok(format!(
-                    "schedule {} added; next firing {}\n",
-                    s["id"],
-                    crate::printable::str_or(&s["next_fire_at"], "never")
+                    "{} schedule {} added; next firing {}\n",
+                    created.kind,
+                    created.id,
+                    crate::printable::escape(created.next_fire_at.as_deref().unwrap_or("never"))
                 ))
             })
         }
@@ -138,23 +180,16 @@ pub async fn run(
                 }
                 None => "api/v1/backup/schedules".to_owned(),
             };
-            let body = client.get_json(&path).await?;
-            render_body(output, &body, |b| {
-                let rows: Vec<Value> = b["schedules"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|s| {
-                        let mut s = s.clone();
-                        if let (Some(k), Some(v)) =
-                            (s["label_key"].as_str(), s["label_value"].as_str())
-                        {
-                            s["label"] = format!("{k}={v}").into();
-                        }
-                        s
-                    })
-                    .collect();
+            let list: ScheduleList = client.get(&path).await?;
+            render_body(output, &serde_json::to_value(&list)?, |_| {
+                let mut rows: Vec<Value> = Vec::new();
+                for s in &list.schedules {
+                    let mut row = serde_json::to_value(s)?;
+                    if let (Some(k), Some(v)) = (&s.label_key, &s.label_value) {
+                        row["label"] = format!("{k}={v}").into();
+                    }
+                    rows.push(row);
+                }
                 Ok(render(&rows, SCHEDULE_COLUMNS))
             })
         }
@@ -187,13 +222,14 @@ pub async fn run(
             if !query.is_empty() {
                 path = format!("{path}?{}", query.join("&"));
             }
-            let body = client.get_json(&path).await?;
-            render_body(output, &body, |b| {
-                let rows = b["firings"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                Ok(render(rows, FIRING_COLUMNS))
+            let list: FiringList = client.get(&path).await?;
+            render_body(output, &serde_json::to_value(&list)?, |_| {
+                let rows = list
+                    .firings
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(render(&rows, FIRING_COLUMNS))
             })
         }
     }

@@ -113,16 +113,18 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
     let stack = Stack::new(AGENT_ID).await;
     let _api = stack.start_api();
     let _ingest = stack.start_ingest(&stack.secrets_toml());
-    stack.agent_config(
-        stack.ingest_port,
-        &format!(
+    // `pgbackrest`: the agent's [control.pgbackrest] section.
+    let agent_toml = |pgbackrest: &str| {
+        format!(
             "[collect]\ninterval_secs = 5\n[control]\nallow = [\"sql\", \"backup\", \"restore\"]\n\
+             [control.pgbackrest]\n{pgbackrest}\n\
              [[instances]]\nname = \"archived\"\ndsn = \"{}\"\n\
              [[instances]]\nname = \"plain\"\ndsn = \"{}\"\n",
             archived.dsn("postgres"),
             plain.dsn("postgres")
-        ),
-    );
+        )
+    };
+    stack.agent_config(stack.ingest_port, &agent_toml(""));
     let mut agent = start_agent(&stack, &[]);
     let id = stack.instance_id("archived").await;
     let plain_id = stack.instance_id("plain").await;
@@ -161,9 +163,18 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    db.batch_execute("CREATE TABLE pitr (tag text PRIMARY KEY); INSERT INTO pitr VALUES ('A')")
+    db.batch_execute("CREATE TABLE pitr (tag text PRIMARY KEY)")
         .await
-        .expect("A");
+        .expect("pitr");
+    // A and B each in a transaction of its own: the xid targets.
+    let xid_a: i64 = db
+        .query_one(
+            "INSERT INTO pitr VALUES ('A') RETURNING txid_current()",
+            &[],
+        )
+        .await
+        .expect("A")
+        .get(0);
     let row = db
         .query_one(
             "SELECT clock_timestamp()::text, pg_current_wal_insert_lsn()::text, \
@@ -173,9 +184,15 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
         .await
         .expect("points");
     let (time_a, lsn_a): (String, String) = (row.get(0), row.get(1));
-    db.batch_execute("INSERT INTO pitr VALUES ('B')")
+    let xid_b: i64 = db
+        .query_one(
+            "INSERT INTO pitr VALUES ('B') RETURNING txid_current()",
+            &[],
+        )
         .await
-        .expect("B");
+        .expect("B")
+        .get(0);
+    assert!(xid_b > xid_a, "{xid_a} {xid_b}");
     let segment: String = db
         .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
         .await
@@ -198,13 +215,16 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // To the time, to the LSN, to the restore point: A and not B.
+    // To the time, to the LSN, to the restore point, to A's transaction (inclusive): A and
+    // not B.
     let restore = format!("{main}/restore?wait=120");
     let to_time = dir.path().join("to-time");
+    let xid_a = xid_a.to_string();
     for (name, target_type, target) in [
         ("to-time", "time", time_a.as_str()),
         ("to-lsn", "lsn", lsn_a.as_str()),
         ("to-name", "name", "lasect_after_a"),
+        ("to-xid", "xid", xid_a.as_str()),
     ] {
         let run = backup_run(
             &stack,
@@ -223,6 +243,111 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
             "{target_type} {target}: {run}"
         );
     }
+    // To B's transaction, exclusive: recovery stops just before B commits, so A and not B.
+    // This restore's progress is watched: one file of the backup is a FIFO until the test
+    // has seen the restore running, so pgBackRest waits on it half-way.
+    let label = full["summary"]["backup"]["label"].as_str().expect("label");
+    let files = walk(&repo.join("backup/main").join(label).join("pg_data/base"));
+    let held = files
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a file of the backup")
+        .clone();
+    let held_bytes = std::fs::read(&held).expect("read");
+    std::fs::remove_file(&held).expect("rm");
+    let made = std::process::Command::new("mkfifo")
+        .args(["-m", "0644"])
+        .arg(&held)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success(), "mkfifo {}", held.display());
+    let (status, watched) = stack
+        .api(
+            Method::POST,
+            &format!("{main}/restore?wait=0"),
+            Some(json!({
+                "to_dir": dir.path().join("to-xid-exclusive").display().to_string(),
+                "target_type": "xid",
+                "target": xid_b.to_string(),
+                "target_exclusive": true,
+                "start": true,
+            })),
+        )
+        .await;
+    assert_eq!(status, 202, "{watched}");
+    let running = format!("api/v1/backups/running?instance_id={id}");
+    let mut seen: Vec<f64> = Vec::new();
+    let start = std::time::Instant::now();
+    loop {
+        let (status, body) = stack.api_as(&viewer, Method::GET, &running, None).await;
+        assert_eq!(status, 200, "{body}");
+        let this = body["backups"]
+            .as_array()
+            .and_then(|all| all.iter().find(|b| b["run_id"] == watched["id"]).cloned());
+        if let Some(p) = this.filter(|b| b["stage"] == "restore") {
+            assert_eq!(p["kind"], "backup_restore", "{p}");
+            assert_eq!(p["status"], "running", "{p}");
+            seen.push(p["percent"].as_f64().unwrap_or_else(|| panic!("{p}")));
+            assert!(p["bytes_total"].as_i64().unwrap_or(0) > 0, "{p}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the restore never reported progress: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shown = stack.cli(&["backup", "progress", "-i", "archived"]);
+    assert!(
+        shown.contains("backup_restore") && shown.contains("restore"),
+        "{shown}"
+    );
+    let fifo = held.clone();
+    let bytes = held_bytes.clone();
+    // Opening the FIFO waits for pgBackRest to read it.
+    let feeder = std::thread::spawn(move || std::fs::write(&fifo, &bytes).expect("feed the FIFO"));
+    loop {
+        let (_, body) = stack.api_as(&viewer, Method::GET, &running, None).await;
+        let Some(p) = body["backups"]
+            .as_array()
+            .and_then(|all| all.iter().find(|b| b["run_id"] == watched["id"]).cloned())
+        else {
+            break;
+        };
+        if let Some(percent) = p["percent"].as_f64() {
+            seen.push(percent);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    feeder.join().expect("feeder");
+    std::fs::remove_file(&held).expect("rm FIFO");
+    std::fs::write(&held, &held_bytes).expect("the file back");
+    let exclusive = stack.wait_run(watched["id"].as_i64().expect("id")).await;
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "the percent went back: {seen:?}"
+    );
+    let last: Value = stack
+        .store()
+        .await
+        .query_one(
+            "SELECT progress FROM runs WHERE id = $1",
+            &[&watched["id"].as_i64().expect("id")],
+        )
+        .await
+        .expect("the run's progress")
+        .get(0);
+    assert_eq!(last["stage"], "done", "{last}");
+    assert_eq!(last["percent"], 100.0, "{last}");
+    assert!(
+        seen.iter().all(|p| *p <= 100.0) && seen.first().is_some_and(|p| *p < 100.0),
+        "{seen:?}"
+    );
+    assert_eq!(
+        tags_of_restored(archived, &exclusive).await,
+        ["A"],
+        "xid {xid_b} exclusive: {exclusive}"
+    );
     // Through the CLI, not left running: recovered, promoted and stopped cleanly.
     let main_repo = main.rsplit('/').next().expect("repository id").to_owned();
     let by_cli = dir.path().join("by-cli");
@@ -349,7 +474,6 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
     assert_eq!(drill_leftovers(&scratch), Vec::<PathBuf>::new());
 
     // A damaged file of the backup: the drill fails with pgBackRest's reason.
-    let label = full["summary"]["backup"]["label"].as_str().expect("label");
     let base = repo.join("backup/main").join(label).join("pg_data/base");
     let victim = walk(&base)
         .into_iter()
@@ -404,6 +528,155 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
     assert!(!list.to_string().contains("\"rows\""), "{list}");
     let cli = stack.cli(&["backup", "drill", "list", "-i", "archived"]);
     assert!(cli.contains("true") && cli.contains("false"), "{cli}");
+
+    // A tablespace: a restore must map it away from the running server's, and then finds
+    // its rows where it was told to put them.
+    let live_ts = dir.path().join("ts-live");
+    std::fs::create_dir(&live_ts).expect("tablespace dir");
+    give_to_server(archived, &live_ts);
+    db.batch_execute(&format!(
+        "CREATE TABLESPACE archive LOCATION '{}'; \
+         CREATE TABLE kept (n int) TABLESPACE archive; \
+         INSERT INTO kept SELECT generate_series(1, 100)",
+        live_ts.display()
+    ))
+    .await
+    .expect("tablespace");
+    let with_ts = backup_run(
+        &stack,
+        &format!("{main}/backups?wait=120"),
+        Some(json!({"type": "full"})),
+    )
+    .await;
+    assert_eq!(with_ts["status"], "succeeded", "{with_ts}");
+    let unmapped = backup_run(
+        &stack,
+        &restore,
+        Some(json!({"to_dir": dir.path().join("ts-unmapped").display().to_string()})),
+    )
+    .await;
+    assert_eq!(unmapped["status"], "failed", "{unmapped}");
+    assert!(
+        unmapped["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("archive ({})", live_ts.display())),
+        "{unmapped}"
+    );
+    assert!(
+        !dir.path().join("ts-unmapped").exists(),
+        "a refused restore leaves no directory"
+    );
+    let into_live = backup_run(
+        &stack,
+        &restore,
+        Some(json!({
+            "to_dir": dir.path().join("ts-into-live").display().to_string(),
+            "tablespace_map": [{"name": "archive", "path": live_ts.join("again").display().to_string()}],
+        })),
+    )
+    .await;
+    assert_eq!(into_live["status"], "failed", "{into_live}");
+    assert!(
+        into_live["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("inside tablespace archive"),
+        "{into_live}"
+    );
+    let used = dir.path().join("ts-used");
+    std::fs::create_dir(&used).expect("dir");
+    std::fs::write(used.join("something"), "kept").expect("file");
+    let full_ts = backup_run(
+        &stack,
+        &restore,
+        Some(json!({
+            "to_dir": dir.path().join("ts-full").display().to_string(),
+            "tablespace_map": [{"name": "archive", "path": used.display().to_string()}],
+        })),
+    )
+    .await;
+    assert_eq!(full_ts["status"], "failed", "{full_ts}");
+    assert!(
+        full_ts["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not empty"),
+        "{full_ts}"
+    );
+    let (status, bad) = stack
+        .api(
+            Method::POST,
+            &restore,
+            Some(
+                json!({"to_dir": "/srv/x", "tablespace_map": [{"name": "a=b", "path": "/srv/t"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 422, "{bad}");
+    // Every tablespace below one directory, started: the rows are there, read from it.
+    let all_ts = dir.path().join("ts-all");
+    let mapped = backup_run(
+        &stack,
+        &restore,
+        Some(json!({
+            "to_dir": dir.path().join("ts-restored").display().to_string(),
+            "tablespace_map_all": all_ts.display().to_string(),
+            "start": true,
+        })),
+    )
+    .await;
+    assert_eq!(mapped["status"], "succeeded", "{mapped}");
+    let started = &mapped["summary"]["started"];
+    let copy_dsn = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        started["socket_directory"].as_str().expect("socket"),
+        started["port"]
+    );
+    let (copy, conn) = tokio_postgres::connect(&copy_dsn, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the restored copy");
+    tokio::spawn(conn);
+    let row = copy
+        .query_one(
+            "SELECT (SELECT count(*) FROM kept), \
+             pg_tablespace_location((SELECT oid FROM pg_tablespace WHERE spcname = 'archive'))",
+            &[],
+        )
+        .await
+        .expect("kept rows");
+    assert_eq!(row.get::<_, i64>(0), 100);
+    assert_eq!(
+        row.get::<_, String>(1),
+        all_ts.join("archive").display().to_string()
+    );
+    drop(copy);
+    stop_restored(
+        archived,
+        mapped["summary"]["data_directory"].as_str().expect("dir"),
+    );
+    // By name, through the CLI.
+    let by_name = dir.path().join("ts-by-name");
+    let shown = stack.cli(&[
+        "backup",
+        "restore",
+        "-i",
+        "archived",
+        "--repo",
+        &main_repo,
+        "--to-dir",
+        &dir.path().join("ts-cli").display().to_string(),
+        "--tablespace-map",
+        &format!("archive={}", by_name.display()),
+    ]);
+    assert!(shown.contains("succeeded"), "{shown}");
+    let restored_files = walk(&by_name);
+    assert!(
+        restored_files
+            .iter()
+            .any(|p| p.to_string_lossy().contains("PG_")),
+        "{shown}: {restored_files:?}"
+    );
 
     // A backup that waits for WAL which never reaches its repository (the server archives
     // into `main`'s): the catalogue shows it running with its progress; cancel stops it and
@@ -512,6 +785,32 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
         "{missing}"
     );
     agent.kill();
+    // A configured pgBackRest that is no program: the run names the setting.
+    let not_a_program = dir.path().join("pgbackrest-copy");
+    std::fs::write(&not_a_program, "not a program").expect("write");
+    stack.agent_config(
+        stack.ingest_port,
+        &agent_toml(&format!("command = \"{}\"", not_a_program.display())),
+    );
+    let mut agent = start_agent(&stack, &[]);
+    let refused = backup_run(&stack, &format!("{stuck}/info?wait=120"), None).await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap_or("").contains(&format!(
+            "the pgBackRest command {} is not an executable file ([control.pgbackrest] command)",
+            not_a_program.display()
+        )),
+        "{refused}"
+    );
+    agent.kill();
+    // From here on pgBackRest (and pg_ctl) run through a configured prefix, the one the agent
+    // would choose by itself as root.
+    stack.agent_config(
+        stack.ingest_port,
+        &agent_toml(
+            "command = \"/usr/bin/pgbackrest\"\nrun_as = [\"runuser\", \"-u\", \"{user}\", \"--\"]",
+        ),
+    );
     let _agent = start_agent(&stack, &[]);
     let unlocked = backup_run(&stack, &format!("{stuck}/info?wait=120"), None).await;
     assert_eq!(lock_held(&unlocked), false, "{unlocked}");

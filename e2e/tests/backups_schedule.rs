@@ -76,7 +76,7 @@ async fn schedules_fire_once_retention_applies_and_missed_firings_are_reported()
     stack.agent_config(
         stack.ingest_port,
         &format!(
-            "[collect]\ninterval_secs = 5\n[control]\nallow = [\"sql\", \"backup\"]\n\
+            "[collect]\ninterval_secs = 5\n[control]\nallow = [\"sql\", \"backup\", \"restore\"]\n\
              [[instances]]\nname = \"archived\"\ndsn = \"{}\"\n",
             cluster.dsn("postgres")
         ),
@@ -239,6 +239,68 @@ async fn schedules_fire_once_retention_applies_and_missed_firings_are_reported()
     let shown = stack.cli(&["backup", "show", label, "-o", "json"]);
     let shown: Value = serde_json::from_str(&shown).expect("show JSON");
     assert_eq!(shown["lsn_stop"], backup["lsn_stop"]);
+
+    // A drill schedule: a firing restores the latest backup into a scratch copy, checks it and
+    // passes.
+    let added = stack.cli(&[
+        "backup",
+        "schedule",
+        "add",
+        "--repo",
+        &repo_id.to_string(),
+        "--cron",
+        "*/2 * * * * *",
+        "--drill",
+        "--check-sql",
+        "SELECT 1 AS one",
+        "-o",
+        "json",
+    ]);
+    let drill_schedule: Value = serde_json::from_str(&added).expect("schedule JSON");
+    assert_eq!(drill_schedule["kind"], "drill", "{drill_schedule}");
+    assert!(drill_schedule["type"].is_null(), "{drill_schedule}");
+    let drill_id = drill_schedule["id"].as_i64().expect("schedule id");
+    let fired = until(Duration::from_secs(90), "a drill fired", || async {
+        firings(&stack, drill_id)
+            .await
+            .into_iter()
+            .find(|f| f["outcome"] == "started" && f["run_id"].is_i64())
+    })
+    .await;
+    let listed = stack.cli(&[
+        "backup",
+        "schedule",
+        "firings",
+        "--schedule",
+        &drill_id.to_string(),
+    ]);
+    assert!(
+        listed.contains("drill") && listed.contains("started"),
+        "{listed}"
+    );
+    let removed = stack.cli(&["backup", "schedule", "remove", &drill_id.to_string()]);
+    assert!(removed.contains("removed"), "{removed}");
+    let drill = stack
+        .wait_run(fired["run_id"].as_i64().expect("run id"))
+        .await;
+    assert_eq!(drill["kind"], "backup_drill", "{drill}");
+    assert_eq!(drill["status"], "succeeded", "{drill}");
+    assert_eq!(drill["summary"]["passed"], true, "{drill}");
+    assert_eq!(drill["summary"]["check"]["rows"][0]["one"], 1, "{drill}");
+    let open_drills = until(Duration::from_secs(120), "the drills end", || async {
+        let open: i64 = store
+            .query_one(
+                "SELECT count(*) FROM runs WHERE requested_by = $1 \
+                 AND status IN ('queued', 'dispatched', 'running')",
+                &[&format!("schedule:{drill_id}")],
+            )
+            .await
+            .expect("runs")
+            .get(0);
+        (open == 0).then_some(open)
+    })
+    .await;
+    assert_eq!(open_drills, 0);
 
     // The agent stops: the next firing is reported missed, naming the agent.
     agent.kill();

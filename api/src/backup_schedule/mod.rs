@@ -19,7 +19,7 @@ pub mod when;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lasect_runs::{BackupDrillParams, BackupParams, BackupRepo, BackupType, RunKind, RunParams};
+use lasect_runs::{BackupDrillParams, BackupParams, BackupType, RunKind, RunParams};
 use sqlx::{PgPool, Row as _};
 
 use crate::runs::{MAX_TIMEOUT_MS, RunLimits};
@@ -377,34 +377,8 @@ impl From<sqlx::Error> for RunError {
 /// The backup or drill run of a firing, requested by `schedule:<id>`, inside the firing's
 /// transaction.
 async fn create_run(tx: &mut sqlx::PgConnection, t: &Target) -> Result<i64, RunError> {
-    let repo = sqlx::query(
-        "SELECT repo_type, path, config_path, cipher_type, retention_full, retention_diff, \
-                retention_full_type, \
-                secret_key_ciphertext IS NOT NULL AS has_secret_key \
-         FROM backup_repositories WHERE id = $1",
-    )
-    .bind(t.repository_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let repo_type: String = repo.try_get("repo_type")?;
-    if repo_type != "posix" || repo.try_get::<bool, _>("has_secret_key")? {
-        return Err(RunError::Refused(format!(
-            "repository {} is {repo_type}: this version runs pgBackRest on posix repositories only",
-            t.repository_id
-        )));
-    }
-    let to_u32 = |v: Option<i32>| v.and_then(|n| u32::try_from(n).ok());
-    let backup_repo = BackupRepo {
-        repository_id: Some(t.repository_id),
-        path: repo.try_get("path")?,
-        config_path: repo.try_get("config_path")?,
-        cipher_type: repo.try_get("cipher_type")?,
-        retention_full: to_u32(repo.try_get("retention_full")?),
-        retention_diff: to_u32(repo.try_get("retention_diff")?),
-        retention_full_type: repo.try_get("retention_full_type")?,
-        // Added by ingest on delivery: never in `runs.params`.
-        cipher_pass: None,
-    };
+    // Every repository type runs; its secrets are added by ingest on delivery.
+    let backup_repo = crate::routes::backups::backup_repo_by_id(&mut *tx, t.repository_id).await?;
     let params = match &t.fires {
         Fires::Backup(kind) => {
             let backup_type = BackupType::ALL
