@@ -232,6 +232,41 @@ pub struct BackupRepo {
     /// it from `backup_repositories` and adds it to what it hands the serving agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cipher_pass: Option<RepoSecret>,
+    /// `repo1-type`: `s3`, `gcs` or `azure`; absent: `posix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_type: Option<String>,
+    /// The object store's bucket (S3, GCS) or container (Azure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// `repo1-s3-endpoint`, `-azure-endpoint`, `-gcs-endpoint` (a host, or host:port for GCS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `repo1-s3-region` (S3 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `repo1-s3-key` (the access key id) or `repo1-azure-account`: not secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// `repo1-s3-key-type`, `-azure-key-type`, `-gcs-key-type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<String>,
+    /// `repo1-s3-uri-style`, `-azure-uri-style`: `host` or `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri_style: Option<String>,
+    /// `repo1-storage-port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_port: Option<u16>,
+    /// `repo1-storage-verify-tls` (absent: pgBackRest's default, verify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_tls: Option<bool>,
+    /// `repo1-storage-ca-file`: a CA file on the database host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// The object store's secret: `repo1-s3-key-secret`, `-azure-key`, or the GCS key (the
+    /// service key's JSON, or the token). Like `cipher_pass`: added by ingest on delivery,
+    /// never in `runs.params`; the agent passes it in pgBackRest's environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<RepoSecret>,
 }
 
 /// A repository secret on its way to the agent: `Debug` never shows it.
@@ -662,6 +697,17 @@ mod tests {
                     retention_diff: Some(6),
                     retention_full_type: Some("time".into()),
                     cipher_pass: Some(RepoSecret("never in runs.params".into())),
+                    repo_type: Some("s3".into()),
+                    bucket: Some("backups".into()),
+                    endpoint: Some("s3.eu-west-1.amazonaws.com".into()),
+                    region: Some("eu-west-1".into()),
+                    key_id: Some("AKIA2LASECTRUNSKEY01".into()),
+                    key_type: Some("shared".into()),
+                    uri_style: Some("path".into()),
+                    storage_port: Some(9443),
+                    verify_tls: Some(true),
+                    ca_file: Some("/etc/ssl/certs/store-ca.pem".into()),
+                    secret_key: Some(RepoSecret("never in runs.params either".into())),
                 },
             }),
             RunParams::Backup(BackupParams {

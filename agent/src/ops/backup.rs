@@ -11,7 +11,11 @@
 //! The pgBackRest config is written by the agent from the run's parameters, 0600 and owned by
 //! the database OS user, in a private directory removed when the command ends; a repository
 //! with a `config_path` gets that file written and kept instead, since the server's
-//! `archive_command` must find it between runs.
+//! `archive_command` must find it between runs. Secrets (the cipher passphrase, an object
+//! store's key) are not written into a temporary config: pgBackRest gets them in its
+//! environment (`PGBACKREST_REPO1_CIPHER_PASS`, `…_S3_KEY_SECRET`, `…_AZURE_KEY`, `…_GCS_KEY`),
+//! and a GCS service key in a file of the private directory; a persistent config holds them,
+//! since archive-push needs them too.
 
 use std::fmt::Write as _;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -316,10 +320,13 @@ fn archive_problems(server: &Server, stanza: &str) -> Result<(), OpError> {
     }
 }
 
-/// The config file of one command; the private directory is removed on drop.
+/// The config file of one command; the private directory is removed on drop. The secrets of a
+/// temporary config are not in the file but in `env`, pgBackRest's environment
+/// (`PGBACKREST_REPO1_*`), which only the database user and root can read while it runs.
 pub(super) struct Config {
     pub(super) path: PathBuf,
     temp_dir: Option<PathBuf>,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Drop for Config {
@@ -339,26 +346,46 @@ impl Config {
         stanza: &str,
         repo: &BackupRepo,
     ) -> Result<Self, OpError> {
-        let text = config_text(server, stanza, repo)?;
         let fail = |what: &str, path: &Path, e: std::io::Error| OpError::Failed {
             message: format!("cannot {what} {}: {e}", path.display()),
             detail: Value::Null,
         };
         let uid = server.owner.uid;
         let gid = server.owner.gid;
+        let give = |p: &Path| {
+            std::os::unix::fs::chown(p, Some(uid.as_raw()), Some(gid.as_raw()))
+                .map_err(|e| fail("give the database user", p, e))
+        };
+        let secrets = secrets(repo)?;
         match &repo.config_path {
             Some(path) => {
+                // The server's archive-push reads this file between runs: the operator who
+                // asked for it keeps the secrets in it (0600, the database user's).
                 let path = PathBuf::from(path);
                 let parent = persistent_parent(&path, uid)?;
+                let gcs_key = path.with_extension("gcs-key.json");
+                let mut text = config_text(server, stanza, repo, Some(&gcs_key))?;
+                for (name, value) in &secrets {
+                    match name {
+                        Secret::Env(var) => text = with_global(&text, &option_of(var), value)?,
+                        Secret::GcsKeyFile => {
+                            let tmp = parent.join(format!(".lasect-{run_id}.gcs-key.tmp"));
+                            write_private(&tmp, value).map_err(|e| fail("write", &tmp, e))?;
+                            give(&tmp)?;
+                            std::fs::rename(&tmp, &gcs_key)
+                                .map_err(|e| fail("replace", &gcs_key, e))?;
+                        }
+                    }
+                }
                 // Written beside, then renamed: the server's archive-push never reads half a file.
                 let tmp = parent.join(format!(".lasect-{run_id}.conf.tmp"));
                 write_private(&tmp, &text).map_err(|e| fail("write", &tmp, e))?;
-                std::os::unix::fs::chown(&tmp, Some(uid.as_raw()), Some(gid.as_raw()))
-                    .map_err(|e| fail("give the database user", &tmp, e))?;
+                give(&tmp)?;
                 std::fs::rename(&tmp, &path).map_err(|e| fail("replace", &path, e))?;
                 Ok(Config {
                     path,
                     temp_dir: None,
+                    env: Vec::new(),
                 })
             }
             None => {
@@ -370,19 +397,97 @@ impl Config {
                     .mode(0o700)
                     .create(&dir)
                     .map_err(|e| fail("create", &dir, e))?;
-                let config = Config {
+                let gcs_key = dir.join("gcs-key.json");
+                let mut config = Config {
                     path: dir.join("pgbackrest.conf"),
                     temp_dir: Some(dir.clone()),
+                    env: Vec::new(),
                 };
+                give(&dir)?;
+                let text = config_text(server, stanza, repo, Some(&gcs_key))?;
                 write_private(&config.path, &text).map_err(|e| fail("write", &config.path, e))?;
-                for p in [&dir, &config.path] {
-                    std::os::unix::fs::chown(p, Some(uid.as_raw()), Some(gid.as_raw()))
-                        .map_err(|e| fail("give the database user", p, e))?;
+                give(&config.path)?;
+                for (name, value) in secrets {
+                    match name {
+                        Secret::Env(var) => config.env.push((var, value)),
+                        // pgBackRest reads a service key from a file only: it lives in the
+                        // private directory, removed with it.
+                        Secret::GcsKeyFile => {
+                            write_private(&gcs_key, &value)
+                                .map_err(|e| fail("write", &gcs_key, e))?;
+                            give(&gcs_key)?;
+                        }
+                    }
                 }
                 Ok(config)
             }
         }
     }
+}
+
+/// Where a repository secret goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secret {
+    /// pgBackRest's environment variable for the option.
+    Env(&'static str),
+    /// The GCS service key: a file `repo1-gcs-key` names.
+    GcsKeyFile,
+}
+
+/// The repository's secrets and where each goes.
+fn secrets(repo: &BackupRepo) -> Result<Vec<(Secret, String)>, OpError> {
+    let mut out = Vec::new();
+    if let (Some(_), Some(pass)) = (&repo.cipher_type, &repo.cipher_pass) {
+        out.push((Secret::Env("PGBACKREST_REPO1_CIPHER_PASS"), pass.0.clone()));
+    }
+    let kind = repo.repo_type.as_deref().unwrap_or("posix");
+    let key_type = repo.key_type.as_deref();
+    let wanted = match (kind, key_type) {
+        ("s3", None | Some("shared")) => Some(Secret::Env("PGBACKREST_REPO1_S3_KEY_SECRET")),
+        ("azure", _) => Some(Secret::Env("PGBACKREST_REPO1_AZURE_KEY")),
+        ("gcs", Some("token")) => Some(Secret::Env("PGBACKREST_REPO1_GCS_KEY")),
+        ("gcs", None | Some("service")) => Some(Secret::GcsKeyFile),
+        _ => None,
+    };
+    match (wanted, &repo.secret_key) {
+        (Some(to), Some(secret)) => {
+            if matches!(to, Secret::Env(_)) && secret.0.contains(['\n', '\r', '\0']) {
+                return Err(OpError::Params(
+                    "the repository's secret key must be one line".into(),
+                ));
+            }
+            out.push((to, secret.0.clone()));
+        }
+        (Some(_), None) => {
+            return Err(OpError::Failed {
+                message: format!(
+                    "the {kind} repository needs its secret key, but none came with the run: \
+                     the ingest serving this agent must be able to decrypt it ([secrets] key_file)"
+                ),
+                detail: Value::Null,
+            });
+        }
+        (None, _) => {}
+    }
+    Ok(out)
+}
+
+/// `PGBACKREST_REPO1_S3_KEY_SECRET` → `repo1-s3-key-secret`.
+fn option_of(var: &str) -> String {
+    var.trim_start_matches("PGBACKREST_")
+        .to_ascii_lowercase()
+        .replace('_', "-")
+}
+
+/// `text` with `name=value` added at the end of its `[global]` section.
+fn with_global(text: &str, name: &str, value: &str) -> Result<String, OpError> {
+    if value.is_empty() || value.contains(['\n', '\r', '\0']) {
+        return Err(OpError::Params(format!(
+            "{name} must be one non-empty line"
+        )));
+    }
+    let at = text.find("\n[").map_or(text.len(), |i| i + 1);
+    Ok(format!("{}{name}={value}\n{}", &text[..at], &text[at..]))
 }
 
 /// The directory of a persistent config: it must exist and belong to the database user (or
@@ -421,7 +526,12 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// The pgBackRest config of one stanza. Values come from the API (validated there) and the
 /// server: each is refused if it could break out of its line.
-fn config_text(server: &Server, stanza: &str, repo: &BackupRepo) -> Result<String, OpError> {
+fn config_text(
+    server: &Server,
+    stanza: &str,
+    repo: &BackupRepo,
+    gcs_key_file: Option<&Path>,
+) -> Result<String, OpError> {
     let line = |name: &str, value: &str| -> Result<String, OpError> {
         if value.is_empty() || value.contains(['\n', '\r', '\0']) {
             return Err(OpError::Params(format!(
@@ -438,6 +548,7 @@ fn config_text(server: &Server, stanza: &str, repo: &BackupRepo) -> Result<Strin
     }
     let mut text = String::from("[global]\n");
     text += &line("repo1-path", &repo.path)?;
+    text += &object_store(repo, gcs_key_file, &line)?;
     if let Some(n) = repo.retention_full {
         let _ = writeln!(text, "repo1-retention-full={n}");
     }
@@ -457,8 +568,9 @@ fn config_text(server: &Server, stanza: &str, repo: &BackupRepo) -> Result<Strin
                 detail: Value::Null,
             });
         };
+        // The passphrase itself goes where [`secrets`] says.
+        line("repo1-cipher-pass", &pass.0)?;
         text += &line("repo1-cipher-type", cipher)?;
-        text += &line("repo1-cipher-pass", &pass.0)?;
     }
     // No log files: the run's result carries pgBackRest's messages.
     text += "log-level-file=off\nlog-level-console=warn\nlog-level-stderr=off\n";
@@ -468,6 +580,74 @@ fn config_text(server: &Server, stanza: &str, repo: &BackupRepo) -> Result<Strin
     let _ = writeln!(text, "pg1-port={}", server.port);
     if let Some(socket) = &server.socket {
         text += &line("pg1-socket-path", socket)?;
+    }
+    Ok(text)
+}
+
+/// The `repo1-*` options of an object store (none for posix), secrets aside.
+fn object_store(
+    repo: &BackupRepo,
+    gcs_key_file: Option<&Path>,
+    line: &dyn Fn(&str, &str) -> Result<String, OpError>,
+) -> Result<String, OpError> {
+    let kind = repo.repo_type.as_deref().unwrap_or("posix");
+    let prefix = match kind {
+        "posix" => return Ok(String::new()),
+        "s3" => "repo1-s3",
+        "azure" => "repo1-azure",
+        "gcs" => "repo1-gcs",
+        other => {
+            return Err(OpError::Params(format!(
+                "repository type {other:?} is not posix, s3, gcs or azure"
+            )));
+        }
+    };
+    let mut text = line("repo1-type", kind)?;
+    let Some(bucket) = &repo.bucket else {
+        return Err(OpError::Params(format!(
+            "a {kind} repository needs its bucket"
+        )));
+    };
+    let bucket_option = if kind == "azure" {
+        "container"
+    } else {
+        "bucket"
+    };
+    text += &line(&format!("{prefix}-{bucket_option}"), bucket)?;
+    if let Some(v) = &repo.endpoint {
+        text += &line(&format!("{prefix}-endpoint"), v)?;
+    }
+    if let Some(v) = &repo.region {
+        text += &line(&format!("{prefix}-region"), v)?;
+    }
+    if let Some(v) = &repo.key_id {
+        let option = if kind == "azure" { "account" } else { "key" };
+        text += &line(&format!("{prefix}-{option}"), v)?;
+    }
+    if let Some(v) = &repo.key_type {
+        text += &line(&format!("{prefix}-key-type"), v)?;
+    }
+    if kind == "gcs" && matches!(repo.key_type.as_deref(), None | Some("service")) {
+        let file = gcs_key_file.ok_or_else(|| {
+            OpError::Params("a GCS service key needs a file to be written to".into())
+        })?;
+        text += &line("repo1-gcs-key", &file.to_string_lossy())?;
+    }
+    if let Some(v) = &repo.uri_style {
+        text += &line(&format!("{prefix}-uri-style"), v)?;
+    }
+    if let Some(port) = repo.storage_port {
+        let _ = writeln!(text, "repo1-storage-port={port}");
+    }
+    if let Some(verify) = repo.verify_tls {
+        let _ = writeln!(
+            text,
+            "repo1-storage-verify-tls={}",
+            if verify { "y" } else { "n" }
+        );
+    }
+    if let Some(v) = &repo.ca_file {
+        text += &line("repo1-storage-ca-file", v)?;
     }
     Ok(text)
 }
@@ -603,6 +783,7 @@ pub(super) fn command(
         .arg(format!("--config={}", config.path.display()))
         .arg(format!("--stanza={stanza}"))
         .args(args)
+        .envs(config.env.iter().map(|(k, v)| (k, v)))
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -697,7 +878,7 @@ mod tests {
             retention_full_type: Some("time".into()),
             ..BackupRepo::default()
         };
-        let text = config_text(&server(), "main", &repo).expect("config");
+        let text = config_text(&server(), "main", &repo, None).expect("config");
         for needle in [
             "repo1-path=/backups/main\n",
             "repo1-retention-full=2\n",
@@ -714,7 +895,7 @@ mod tests {
             ..BackupRepo::default()
         };
         assert!(matches!(
-            config_text(&server(), "main", &injected),
+            config_text(&server(), "main", &injected, None),
             Err(OpError::Params(_))
         ));
     }
@@ -726,20 +907,144 @@ mod tests {
             cipher_type: Some("aes-256-cbc".into()),
             ..BackupRepo::default()
         };
-        let Err(OpError::Failed { message, .. }) = config_text(&server(), "main", &repo) else {
+        let Err(OpError::Failed { message, .. }) = config_text(&server(), "main", &repo, None)
+        else {
             panic!("an encrypted repository without passphrase was configured");
         };
         assert!(message.contains("no passphrase"), "{message}");
         repo.cipher_pass = Some(lasect_runs::RepoSecret("s3cr3t-passphrase".into()));
-        let text = config_text(&server(), "main", &repo).expect("config");
+        let text = config_text(&server(), "main", &repo, None).expect("config");
+        assert!(text.contains("repo1-cipher-type=aes-256-cbc\n"), "{text}");
         assert!(
-            text.contains("repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=s3cr3t-passphrase\n"),
-            "{text}"
+            !text.contains("s3cr3t"),
+            "the passphrase is not in the file: {text}"
+        );
+        assert_eq!(
+            secrets(&repo).expect("secrets"),
+            [(
+                Secret::Env("PGBACKREST_REPO1_CIPHER_PASS"),
+                "s3cr3t-passphrase".to_owned()
+            )]
         );
         assert!(
             !format!("{repo:?}").contains("s3cr3t"),
             "Debug shows no secret"
         );
+    }
+
+    fn object_store(kind: &str) -> BackupRepo {
+        BackupRepo {
+            path: "/lasect".into(),
+            repo_type: Some(kind.into()),
+            bucket: Some("backups".into()),
+            endpoint: Some("store.internal".into()),
+            key_id: Some("AKIA2LASECTAGENTKEY1".into()),
+            uri_style: Some("path".into()),
+            storage_port: Some(9443),
+            verify_tls: Some(false),
+            ca_file: Some("/etc/ssl/store-ca.pem".into()),
+            secret_key: Some(lasect_runs::RepoSecret("object-store-secret-9f2".into())),
+            ..BackupRepo::default()
+        }
+    }
+
+    #[test]
+    fn object_stores_get_their_options_and_their_secrets_apart() {
+        let mut s3 = object_store("s3");
+        s3.region = Some("eu-west-1".into());
+        let text = config_text(&server(), "main", &s3, None).expect("s3 config");
+        for needle in [
+            "repo1-type=s3\n",
+            "repo1-s3-bucket=backups\n",
+            "repo1-s3-endpoint=store.internal\n",
+            "repo1-s3-region=eu-west-1\n",
+            "repo1-s3-key=AKIA2LASECTAGENTKEY1\n",
+            "repo1-s3-uri-style=path\n",
+            "repo1-storage-port=9443\n",
+            "repo1-storage-verify-tls=n\n",
+            "repo1-storage-ca-file=/etc/ssl/store-ca.pem\n",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from {text}");
+        }
+        assert!(!text.contains("object-store-secret"), "{text}");
+        assert_eq!(
+            secrets(&s3).expect("secrets"),
+            [(
+                Secret::Env("PGBACKREST_REPO1_S3_KEY_SECRET"),
+                "object-store-secret-9f2".to_owned()
+            )]
+        );
+
+        let azure = object_store("azure");
+        let text = config_text(&server(), "main", &azure, None).expect("azure config");
+        for needle in [
+            "repo1-type=azure\n",
+            "repo1-azure-container=backups\n",
+            "repo1-azure-account=AKIA2LASECTAGENTKEY1\n",
+            "repo1-azure-endpoint=store.internal\n",
+            "repo1-azure-uri-style=path\n",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from {text}");
+        }
+        assert_eq!(
+            secrets(&azure).expect("secrets")[0].0,
+            Secret::Env("PGBACKREST_REPO1_AZURE_KEY")
+        );
+
+        let mut gcs = object_store("gcs");
+        gcs.key_id = None;
+        gcs.uri_style = None;
+        let key = Path::new("/tmp/private/gcs-key.json");
+        let text = config_text(&server(), "main", &gcs, Some(key)).expect("gcs config");
+        for needle in [
+            "repo1-type=gcs\n",
+            "repo1-gcs-bucket=backups\n",
+            "repo1-gcs-endpoint=store.internal\n",
+            "repo1-gcs-key=/tmp/private/gcs-key.json\n",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from {text}");
+        }
+        assert_eq!(secrets(&gcs).expect("secrets")[0].0, Secret::GcsKeyFile);
+        gcs.key_type = Some("token".into());
+        let text = config_text(&server(), "main", &gcs, Some(key)).expect("gcs config");
+        assert!(
+            text.contains("repo1-gcs-key-type=token\n") && !text.contains("repo1-gcs-key="),
+            "{text}"
+        );
+        assert_eq!(
+            secrets(&gcs).expect("secrets")[0].0,
+            Secret::Env("PGBACKREST_REPO1_GCS_KEY")
+        );
+
+        // A key pgBackRest finds on its own (an instance role) needs no secret.
+        let mut auto = object_store("s3");
+        auto.key_type = Some("auto".into());
+        auto.secret_key = None;
+        assert!(secrets(&auto).expect("secrets").is_empty());
+        let mut missing = object_store("azure");
+        missing.secret_key = None;
+        let Err(OpError::Failed { message, .. }) = secrets(&missing) else {
+            panic!("an azure repository without its key was accepted");
+        };
+        assert!(message.contains("secret key"), "{message}");
+        let mut injected = object_store("s3");
+        injected.bucket = Some("b\nrepo1-path=/elsewhere".into());
+        assert!(matches!(
+            config_text(&server(), "main", &injected, None),
+            Err(OpError::Params(_))
+        ));
+    }
+
+    #[test]
+    fn a_persistent_config_keeps_its_secrets_in_global() {
+        let text = "[global]\nrepo1-path=/r\n\n[main]\npg1-port=5432\n";
+        let with =
+            with_global(text, &option_of("PGBACKREST_REPO1_S3_KEY_SECRET"), "k3y").expect("added");
+        assert_eq!(
+            with,
+            "[global]\nrepo1-path=/r\n\nrepo1-s3-key-secret=k3y\n[main]\npg1-port=5432\n"
+        );
+        assert!(with_global(text, "repo1-cipher-pass", "a\nb").is_err());
     }
 
     #[test]

@@ -192,8 +192,9 @@ impl Hub {
         }
     }
 
-    /// A backup run's parameters with its repository's cipher passphrase, decrypted here only
-    /// and sent to the agent, never written to `runs.params` (docs/BACKUPS.md).
+    /// A backup run's parameters with its repository's secrets (cipher passphrase, object store
+    /// key), decrypted here only and sent to the serving agent, never written to `runs.params`
+    /// (docs/BACKUPS.md).
     async fn with_backup_secrets(&self, run: &ClaimedRun) -> Result<serde_json::Value, String> {
         let mut params = run.params.clone();
         if !run.kind.starts_with("backup") {
@@ -205,21 +206,30 @@ impl Hub {
         else {
             return Ok(params);
         };
-        let secret = store_ops::backup_cipher_pass(&self.pool, run.instance_id, repo)
+        let secrets = store_ops::backup_secrets(&self.pool, run.instance_id, repo)
             .await
             .map_err(|e| format!("cannot read backup repository {repo}: {e}"))?;
-        if let Some((stanza, ciphertext)) = secret {
-            let pass = self.secrets.decrypt(
+        let Some(secrets) = secrets else {
+            return Ok(params);
+        };
+        for (field, ciphertext) in [
+            ("cipher_pass", &secrets.cipher_pass),
+            ("secret_key", &secrets.secret_key),
+        ] {
+            let Some(ciphertext) = ciphertext else {
+                continue;
+            };
+            let plain = self.secrets.decrypt(
                 run.instance_id,
                 &run.agent_id,
-                &format!("backup:{stanza}:cipher_pass"),
-                &ciphertext,
+                &format!("backup:{}:{field}", secrets.stanza),
+                ciphertext,
             )?;
             if let Some(r) = params
                 .get_mut("repo")
                 .and_then(serde_json::Value::as_object_mut)
             {
-                r.insert("cipher_pass".to_owned(), pass.into());
+                r.insert(field.to_owned(), plain.into());
             }
         }
         Ok(params)

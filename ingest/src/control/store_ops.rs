@@ -354,23 +354,36 @@ pub struct Assignment {
 }
 
 /// The agent's API-added instances.
-/// The stanza and cipher passphrase ciphertext of backup repository `repo` of `instance`, if it
-/// is encrypted (docs/BACKUPS.md).
-pub async fn backup_cipher_pass(
+/// The secrets of backup repository `repo` of `instance`, still encrypted (docs/BACKUPS.md).
+#[derive(Debug)]
+pub struct BackupSecrets {
+    pub stanza: String,
+    pub cipher_pass: Option<Vec<u8>>,
+    pub secret_key: Option<Vec<u8>>,
+}
+
+/// The stanza and secret ciphertexts (cipher passphrase, object store key) of backup repository
+/// `repo` of `instance`, if it has any.
+pub async fn backup_secrets(
     pool: &Pool,
     instance: i64,
     repo: i64,
-) -> Result<Option<(String, Vec<u8>)>, StoreOpError> {
+) -> Result<Option<BackupSecrets>, StoreOpError> {
     let row = pool
         .get()
         .await?
         .query_opt(
-            "SELECT stanza, cipher_pass_ciphertext FROM backup_repositories
-             WHERE id = $1 AND instance_id = $2 AND cipher_pass_ciphertext IS NOT NULL",
+            "SELECT stanza, cipher_pass_ciphertext, secret_key_ciphertext FROM backup_repositories
+             WHERE id = $1 AND instance_id = $2
+               AND (cipher_pass_ciphertext IS NOT NULL OR secret_key_ciphertext IS NOT NULL)",
             &[&repo, &instance],
         )
         .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+    Ok(row.map(|r| BackupSecrets {
+        stanza: r.get(0),
+        cipher_pass: r.get(1),
+        secret_key: r.get(2),
+    }))
 }
 
 /// The password ciphertext of replication stream `stream` whose subscriber is `instance`.
