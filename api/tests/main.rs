@@ -29,6 +29,7 @@ mod read_api;
 mod routes;
 mod runs;
 mod sessions;
+mod statement_plans;
 mod tokens;
 mod users;
 

@@ -375,6 +375,21 @@ pub enum QueriesCommand {
         #[arg(long, default_value = "1h", value_parser = crate::since::duration_arg)]
         since: String,
     },
+    /// A statement's recent auto_explain plans, newest first, each printed whole
+    Plans {
+        /// The statement's query id (pg_stat_statements' queryid, as `queries top` lists it)
+        #[arg(allow_negative_numbers = true)]
+        queryid: i64,
+        /// Instance: id, name or agent/name (default: the only instance)
+        #[arg(long, short)]
+        instance: Option<String>,
+        /// How many plans (1..=100)
+        #[arg(long, short, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+        limit: u32,
+        /// How far back (15m, 2h, 7d)
+        #[arg(long, default_value = "1d", value_parser = crate::since::duration_arg)]
+        since: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -605,5 +620,28 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["lasect", "token", "list"]).expect("parses");
         assert_eq!(cli.output, OutputFormat::Table);
+    }
+
+    /// pg_stat_statements' queryid is signed: a negative one is a query id, not a flag.
+    #[test]
+    fn plans_take_a_negative_queryid() {
+        let cli = Cli::try_parse_from(["lasect", "queries", "plans", "-8123456789", "-i", "main"])
+            .expect("parses");
+        match cli.command {
+            Command::Queries(QueriesCommand::Plans {
+                queryid,
+                instance,
+                limit,
+                ..
+            }) => assert_eq!(
+                (queryid, instance.as_deref(), limit),
+                (-8123456789, Some("main"), 5)
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["lasect", "queries", "plans", "x"]).is_err());
+        assert!(
+            Cli::try_parse_from(["lasect", "queries", "plans", "1", "--limit", "101"]).is_err()
+        );
     }
 }

@@ -31,6 +31,7 @@ pub mod json_table;
 pub mod migrate_cmd;
 pub mod password;
 pub mod people;
+pub mod plans_table;
 pub mod printable;
 pub mod replication_cmd;
 pub mod replication_stream_cmd;
@@ -260,6 +261,21 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
             );
             let top = client.get_json(&path).await?;
             render(output, &top, top_table::render)
+        }
+        Command::Queries(QueriesCommand::Plans {
+            queryid,
+            instance,
+            limit,
+            since,
+        }) => {
+            let client = client()?;
+            let id = runs_cmd::instance_or_only(&client, instance.as_deref()).await?;
+            let from = since::from_param(&since, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
+            let path = format!(
+                "api/v1/instances/{id}/statements/{queryid}/plans?limit={limit}&since={from}"
+            );
+            let plans = client.get_json(&path).await?;
+            render(output, &plans, plans_table::render)
         }
         Command::Metrics(MetricsCommand::Show {
             instance,

@@ -62,6 +62,13 @@ try {
   await page.getByText(marker).first().waitFor();
   await page.locator('.chart canvas').first().waitFor();
   facts.statementText = await text(statementText);
+  // Its auto_explain plans, the newest shown as a plan tree.
+  const statementTree = page.getByTestId('plan-tree');
+  await statementTree.waitFor();
+  facts.statementPlans = await page.getByTestId('statement-plans').locator('tbody tr').count();
+  facts.statementPlanNodes = await statementTree
+    .locator('.node')
+    .evaluateAll((ns) => ns.map((n) => n.dataset.nodeType));
   await shot('statement');
   // Its text handed to the SQL editor, with a field for its parameter.
   await page.getByRole('link', { name: 'EXPLAIN in the SQL editor' }).click();

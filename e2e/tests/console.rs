@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lasect_e2e::{Stack, wait_listening};
-use lasect_testkit::{PgCluster, PgOptions};
+use lasect_testkit::{LogFormat, PgCluster, PgOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -61,8 +61,10 @@ async fn console_in_a_real_browser() {
     let _load = crate::support::heavy().await;
     require_tools();
     let stack = Stack::new(AGENT_ID).await;
+    // jsonlog: the statement page shows the auto_explain plans the agent reads from it.
     let monitored = PgCluster::start(PgOptions {
         stat_statements: true,
+        log_format: Some(LogFormat::Json),
         ..PgOptions::default()
     })
     .expect("monitored cluster");
@@ -75,7 +77,6 @@ async fn console_in_a_real_browser() {
         stack.ingest_port,
         &format!(
             "[collect]\ninterval_secs = 1\nintervals = {{ activity = 1, lock = 1, statement = 1 }}\n\
-             [logs]\nenabled = false\n\
              [control]\n{}\n{}",
             lasect_e2e::ALLOW_ALL,
             lasect_e2e::instance_toml(INSTANCE, &monitored, "postgres").await

@@ -3,7 +3,8 @@
 //! the agent is still running (SQL, EXPLAIN, snapshots and rows are runs it executes):
 //!
 //! - the statements page lists a statement the test ran on the monitored cluster, and its page
-//!   shows its text and charts;
+//!   shows its text and charts, and its auto_explain plan (the session ran it with auto_explain
+//!   in JSON) as a plan tree;
 //! - a SQL run with a bound parameter returns exactly the rows of the test schema, with their
 //!   types, and exports them as CSV; EXPLAIN ANALYZE shows a plan tree with a costly node; a
 //!   long statement is cancelled from the editor; a write is refused without "Allow writes" and
@@ -57,10 +58,19 @@ pub async fn prepare(monitored: &PgCluster) {
         .expect("test schema");
 }
 
-/// Runs the marker statement until the API lists it with its text among the instance's top
-/// statements.
+/// Runs the marker statement, auto_explained in JSON, until the API lists it with its text
+/// among the instance's top statements and has a plan of it.
 async fn marker_listed(stack: &Stack, monitored: &PgCluster, id: i64) {
     let client = monitored.connect("postgres").await.expect("connect");
+    // This session only: every statement's plan, in JSON, with its query id (log_verbose:
+    // the extended protocol's log lines may lack it on PostgreSQL 15).
+    client
+        .batch_execute(
+            "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; \
+             SET auto_explain.log_format = json; SET auto_explain.log_verbose = on;",
+        )
+        .await
+        .expect("auto_explain for the marker's session");
     let sql = format!("SELECT count(*) AS {MARKER} FROM shop.orders WHERE customer_id = $1");
     let start = Instant::now();
     loop {
@@ -75,12 +85,22 @@ async fn marker_listed(stack: &Stack, monitored: &PgCluster, id: i64) {
             )
             .await;
         assert_eq!(status, 200, "{top}");
-        let listed = top["statements"].as_array().is_some_and(|l| {
+        let listed = top["statements"].as_array().and_then(|l| {
             l.iter()
-                .any(|s| s["query"].as_str().is_some_and(|q| q.contains(MARKER)))
+                .find(|s| s["query"].as_str().is_some_and(|q| q.contains(MARKER)))
         });
-        if listed {
-            return;
+        if let Some(queryid) = listed.and_then(|s| s["queryid"].as_i64()) {
+            let (status, plans) = stack
+                .api(
+                    Method::GET,
+                    &format!("/api/v1/instances/{id}/statements/{queryid}/plans"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{plans}");
+            if plans["plans"].as_array().is_some_and(|p| !p.is_empty()) {
+                return;
+            }
         }
         assert!(
             start.elapsed() < BOUND,
@@ -125,6 +145,20 @@ pub async fn scenario(
             .is_some_and(|t| t.contains(MARKER) && t.contains("$1")),
         "{facts}"
     );
+
+    // Its auto_explain plan: a tree of the count over orders.
+    assert!(
+        facts["statementPlans"].as_u64().is_some_and(|n| n >= 1),
+        "{facts}"
+    );
+    let plan_nodes: Vec<&str> = facts["statementPlanNodes"]
+        .as_array()
+        .expect("statement plan nodes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(plan_nodes.first(), Some(&"Aggregate"), "{facts}");
+    assert!(plan_nodes.len() >= 2, "{facts}");
 
     assert_eq!(facts["handedOver"], facts["statementText"], "{facts}");
 

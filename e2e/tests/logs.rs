@@ -8,6 +8,10 @@
 //!   22012 and its statement, literals redacted, from both formats;
 //! - a slow statement (`log_min_duration_statement = 0`) has a duration;
 //! - auto_explain (session `LOAD`) gives a plan with the query id;
+//! - auto_explain in JSON, on for one database only (`ALTER DATABASE … SET
+//!   session_preload_libraries`), gives a plan found through the API and the
+//!   CLI by the statement's pg_stat_statements queryid, as a JSON plan tree
+//!   with its constants redacted;
 //! - garbage, truncated and binary lines appended to the live log file are
 //!   counted and warned about; the agent and its other families go on;
 //! - an agent restart neither loses nor repeats events (durable offsets).
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use lasect_e2e::{Stack, wait_listening};
 use lasect_testkit::{LogFormat, PgCluster, PgOptions};
+use reqwest::Method;
 
 const AGENT_ID: &str = "e2e-logs";
 const BOUND: Duration = Duration::from_secs(90);
@@ -79,11 +84,125 @@ async fn fail(client: &tokio_postgres::Client, marker: &str) {
     );
 }
 
+/// auto_explain the way a DBA turns it on for one database: preloaded into its new sessions,
+/// every statement explained (log_min_duration 0) in JSON with its query id (log_verbose).
+/// A statement run there is found by its pg_stat_statements queryid through the API and the
+/// CLI, as a JSON plan tree, its constants redacted.
+async fn explained_plan_by_queryid(
+    stack: &Stack,
+    cluster: &PgCluster,
+    postgres: &tokio_postgres::Client,
+) {
+    postgres
+        .batch_execute(
+            "CREATE EXTENSION pg_stat_statements;
+             CREATE DATABASE explained;
+             ALTER DATABASE explained SET session_preload_libraries = 'auto_explain';
+             ALTER DATABASE explained SET auto_explain.log_min_duration = 0;
+             ALTER DATABASE explained SET auto_explain.log_format = 'json';
+             ALTER DATABASE explained SET auto_explain.log_verbose = on;",
+        )
+        .await
+        .expect("auto_explain for the explained database");
+    let explained = cluster
+        .connect("explained")
+        .await
+        .expect("connect explained");
+    explained
+        .batch_execute(
+            "SELECT count(*) AS lasect_marker_plan FROM pg_class \
+             WHERE relname = 'secret_plan_value' AND relpages > 4242",
+        )
+        .await
+        .expect("the explained statement");
+    let queryid: i64 = postgres
+        .query_one(
+            "SELECT queryid FROM pg_stat_statements WHERE query LIKE '%lasect_marker_plan%'",
+            &[],
+        )
+        .await
+        .expect("the statement's queryid")
+        .get(0);
+    let (_, list) = stack.api(Method::GET, "/api/v1/instances", None).await;
+    let id = list["instances"]
+        .as_array()
+        .and_then(|l| l.iter().find(|i| i["name"] == "json"))
+        .and_then(|i| i["id"].as_i64())
+        .expect("the json instance");
+    let path = format!("/api/v1/instances/{id}/statements/{queryid}/plans");
+    let start = Instant::now();
+    let plan = loop {
+        let (status, body) = stack.api(Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        if let Some(p) = body["plans"].as_array().and_then(|p| p.first()) {
+            break p.clone();
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "no plan of {queryid} after {BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(plan["format"], "json", "{plan}");
+    assert_eq!(plan["database"], "explained", "{plan}");
+    assert_eq!(plan["user_name"], "postgres", "{plan}");
+    assert_eq!(plan["truncated"], false, "{plan}");
+    assert!(plan["duration_ms"].as_f64().is_some(), "{plan}");
+    let query = plan["query_text"].as_str().expect("query text");
+    assert!(query.contains("lasect_marker_plan"), "{query}");
+    let text = plan["plan"].as_str().expect("plan");
+    for secret in ["secret_plan_value", "4242"] {
+        assert!(
+            !query.contains(secret) && !text.contains(secret),
+            "{secret}: {plan}"
+        );
+    }
+    let tree: serde_json::Value = serde_json::from_str(text).expect("a JSON plan");
+    assert_eq!(tree["Query Identifier"], queryid, "{tree}");
+    // An index or a sequential scan of pg_class, its conditions without their constants.
+    let scan = &tree["Plan"]["Plans"][0];
+    assert_eq!(scan["Relation Name"], "pg_class", "{tree}");
+    let conditions = format!("{} {}", scan["Index Cond"], scan["Filter"]);
+    assert!(
+        conditions.contains("relname = ?") && conditions.contains("relpages > ?"),
+        "{tree}"
+    );
+
+    // The CLI prints it under its heading, and JSON as the API gave it.
+    let shown = stack.cli(&[
+        "queries",
+        "plans",
+        &queryid.to_string(),
+        "--instance",
+        "json",
+    ]);
+    assert!(
+        shown.contains(&format!("plans of statement {queryid}")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("database explained") && shown.contains("\"Relation Name\": \"pg_class\""),
+        "{shown}"
+    );
+    let shown = stack.cli(&[
+        "queries",
+        "plans",
+        &queryid.to_string(),
+        "--instance",
+        "json",
+        "--output",
+        "json",
+    ]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
+    assert_eq!(shown["plans"][0]["plan"], plan["plan"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_events_end_to_end() {
     let stack = Stack::new(AGENT_ID).await;
     let json = PgCluster::start(PgOptions {
         log_format: Some(LogFormat::Json),
+        stat_statements: true,
         ..PgOptions::default()
     })
     .expect("jsonlog cluster");
@@ -161,6 +280,8 @@ async fn log_events_end_to_end() {
          WHERE p.query_text LIKE '%lasect_marker_slow%' AND p.query_text NOT LIKE '%secret_value%' \
          AND p.plan LIKE '%pg_class%' AND p.duration_ms IS NOT NULL";
     wait_for(&store, "auto_explain plan", plan, |n| n >= 1).await;
+
+    explained_plan_by_queryid(&stack, &json, &jc).await;
 
     let shown = stack.cli(&[
         "metrics",

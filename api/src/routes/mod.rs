@@ -34,6 +34,7 @@ pub mod runs;
 mod samples;
 pub mod schema_explorer;
 pub mod series_spec;
+pub mod statements_plans;
 pub mod statements_top;
 pub mod time_range;
 mod users;
@@ -192,6 +193,11 @@ pub fn route_specs() -> Vec<RouteSpec> {
         spec(
             Method::GET,
             "/api/v1/instances/{id}/statements/top",
+            InstanceViewer,
+        ),
+        spec(
+            Method::GET,
+            "/api/v1/instances/{id}/statements/{queryid}/plans",
             InstanceViewer,
         ),
         spec(Method::GET, "/api/v1/users", Admin),
@@ -369,6 +375,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(samples::samples))
         .routes(routes!(metrics_series::series))
         .routes(routes!(statements_top::top))
+        .routes(routes!(statements_plans::plans))
         .routes(routes!(live::live))
         .routes(routes!(live::ticket))
         .routes(routes!(replication::topology))
