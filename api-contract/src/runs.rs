@@ -9,8 +9,11 @@
 /// The structured results the agent writes (`summary`, `error_detail`), for the clients that
 /// show them.
 pub use lasect_runs::{
-    DatabaseSize, FeatureCheck, ImportLineError, InstalledExtension, InstanceCheckResult,
-    InstanceMetadataResult, ResultColumn,
+    AvailableExtension, DatabaseSize, ExtensionActionResult, ExtensionListResult, FeatureCheck,
+    ImportCsvResult, ImportLineError, InstalledExtension, InstanceCheckResult,
+    InstanceMetadataResult, ResultColumn, SchemaDocument, SchemaExtension, SchemaFunction,
+    SchemaObjects, SchemaSequence, SchemaTable, SchemaType, SchemaView, TableColumn,
+    TableConstraint, TableIndex, TableTrigger,
 };
 /// The one run status type, for the clients that read [`RunView::status`].
 pub use lasect_runs::{RunStatus, UnknownStatus};

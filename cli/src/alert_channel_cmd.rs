@@ -3,10 +3,14 @@
 //! read without echo or from stdin, never from the command line (shell history, `ps`).
 
 use clap::Subcommand;
-use lasect_api_contract::alert_channels::RouteList;
+use lasect_api_contract::alert_channels::{
+    Channel, ChannelList, ChannelPatch, DeliveryList, Kind, MinSeverity, NewChannel, NewRoute,
+    Route, RouteList, RoutePatch, TestResult,
+};
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
-use crate::api_client::ApiClient;
+use crate::api_client::{ApiClient, typed};
 use crate::args::OutputFormat;
 use crate::exit::Usage;
 use crate::json_table::{parse_duration_secs, render};
@@ -147,19 +151,70 @@ const DELIVERY_COLUMNS: &[(&str, &str)] = &[
 ];
 
 async fn channel_id(client: &ApiClient, name: &str) -> anyhow::Result<i64> {
-    let body = client.get_json("api/v1/alerts/channels").await?;
-    body["channels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == name)
-        .and_then(|c| c["id"].as_i64())
+    let list: ChannelList = client.get("api/v1/alerts/channels").await?;
+    list.channels
+        .iter()
+        .find(|c| c.name == name)
+        .map(|c| c.id)
         .ok_or_else(|| {
             Usage(format!(
                 "no channel named {name:?} (see lasect alert channel list)"
             ))
             .into()
         })
+}
+
+/// `--min-severity`, checked before anything is sent (a channel added without its route would
+/// stay silent).
+fn min_severity(text: &str) -> Result<MinSeverity, Usage> {
+    MinSeverity::parse(text).ok_or_else(|| {
+        Usage(format!(
+            "--min-severity must be info, warning or critical, not {text:?}"
+        ))
+    })
+}
+
+/// `--repeat`: a duration or 0 (never).
+fn repeat_secs(text: &str) -> Result<u32, Usage> {
+    parse_duration_secs(text)
+        .or_else(|| (text == "0").then_some(0))
+        // Beyond u32 is far beyond the API's range: it is the API that says what it is.
+        .map(|s| u32::try_from(s).unwrap_or(u32::MAX))
+        .ok_or_else(|| Usage(format!("--repeat must be like 30m, 4h or 0, not {text:?}")))
+}
+
+/// PATCHes `body` to `path` and reads the answer as `T`.
+async fn patch<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    client: &ApiClient,
+    path: &str,
+    body: &B,
+) -> anyhow::Result<T> {
+    let body = serde_json::to_value(body)?;
+    typed(client.patch_json(path, &body).await?, path)
+}
+
+/// How a channel's routes read in the list: `>=warning env=prod every 3600s`.
+fn routes_text(routes: &[Route], channel: i64) -> String {
+    let text: Vec<String> = routes
+        .iter()
+        .filter(|r| r.channel_id == channel)
+        .map(|r| {
+            format!(
+                ">={}{}{}",
+                r.min_severity,
+                if r.matchers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", r.matchers)
+                },
+                match r.repeat_secs {
+                    0 => String::new(),
+                    s => format!(" every {s}s"),
+                }
+            )
+        })
+        .collect();
+    text.join("; ")
 }
 
 fn query_value(s: &str) -> String {
@@ -190,42 +245,43 @@ pub async fn run(
             to,
             smtp_user,
             ca_file,
-            min_severity,
+            min_severity: severity,
             matchers,
             repeat,
             no_resolved,
         } => {
-            let repeat_secs = parse_duration_secs(&repeat)
-                .or_else(|| (repeat == "0").then_some(0))
-                .ok_or_else(|| {
-                    Usage(format!(
-                        "--repeat must be like 30m, 4h or 0, not {repeat:?}"
-                    ))
-                })?;
-            let mut body = json!({"name": name, "kind": kind, "insecure_http": insecure_http});
-            match kind.as_str() {
-                "webhook" => {
-                    let url = url.ok_or_else(|| Usage("--url is needed for a webhook".into()))?;
-                    body["url"] = json!(url);
-                    body["secret"] = json!(
+            let repeat_secs = repeat_secs(&repeat)?;
+            let severity = min_severity(&severity)?;
+            let kind = Kind::parse(&kind).ok_or_else(|| {
+                Usage(format!(
+                    "--kind must be webhook, slack, alertmanager or email, not {kind:?}"
+                ))
+            })?;
+            // The body's copies of the secret are zeroed when it drops, also on an error.
+            let mut body = Zeroizing::new(NewChannel::new(name.clone(), kind, String::new()));
+            body.insecure_http = insecure_http;
+            match kind {
+                Kind::Webhook => {
+                    body.url = url.ok_or_else(|| Usage("--url is needed for a webhook".into()))?;
+                    body.secret = Some(
                         crate::password::read("webhook signing secret: ", secret_stdin)?
                             .expose_secret()
+                            .to_owned(),
                     );
                 }
-                "slack" => {
+                Kind::Slack => {
                     if url.is_some() {
                         return Err(Usage(
                             "a Slack URL is a secret: give it on stdin (--secret-stdin) or at the prompt, not with --url".into(),
                         )
                         .into());
                     }
-                    body["url"] = json!(
-                        crate::password::read("Slack incoming-webhook URL: ", secret_stdin)?
-                            .expose_secret()
-                    );
+                    body.url = crate::password::read("Slack incoming-webhook URL: ", secret_stdin)?
+                        .expose_secret()
+                        .to_owned();
                 }
-                "email" => {
-                    let url = url.ok_or_else(|| {
+                Kind::Email => {
+                    body.url = url.ok_or_else(|| {
                         Usage("--url smtp://host[:port] is needed for email".into())
                     })?;
                     let from = from.ok_or_else(|| Usage("--from is needed for email".into()))?;
@@ -235,63 +291,54 @@ pub async fn run(
                         )
                         .into());
                     }
-                    body["url"] = json!(url);
-                    body["email_from"] = json!(from);
-                    body["email_to"] = json!(to);
+                    body.email_from = Some(from);
+                    body.email_to = Some(to);
                     if let Some(user) = smtp_user {
-                        body["smtp_username"] = json!(user);
-                        body["secret"] = json!(
-                            crate::password::read("SMTP password: ", secret_stdin)?.expose_secret()
+                        body.smtp_username = Some(user);
+                        body.secret = Some(
+                            crate::password::read("SMTP password: ", secret_stdin)?
+                                .expose_secret()
+                                .to_owned(),
                         );
                     }
                     if let Some(path) = ca_file {
                         let pem = std::fs::read_to_string(&path).map_err(|e| {
                             Usage(format!("read --ca-file {}: {e}", path.display()))
                         })?;
-                        body["ca_pem"] = json!(pem);
+                        body.ca_pem = Some(pem);
                     }
                 }
-                "alertmanager" => {
-                    let url =
+                Kind::Alertmanager => {
+                    body.url =
                         url.ok_or_else(|| Usage("--url is needed for Alertmanager".into()))?;
-                    body["url"] = json!(url);
-                }
-                other => {
-                    return Err(Usage(format!(
-                        "--kind must be webhook, slack, alertmanager or email, not {other:?}"
-                    ))
-                    .into());
                 }
             }
-            let channel = client.post_json("api/v1/alerts/channels", &body).await?;
-            let route = client
-                .post_json(
-                    "api/v1/alerts/routes",
-                    &json!({"channel": name, "min_severity": min_severity, "matchers": matchers,
-                            "repeat_secs": repeat_secs, "send_resolved": !no_resolved}),
-                )
-                .await;
-            let route = match route {
+            let channel: Channel = client.post("api/v1/alerts/channels", &*body).await?;
+            let route = NewRoute {
+                channel: name,
+                min_severity: Some(severity),
+                matchers: Some(matchers),
+                repeat_secs: Some(repeat_secs),
+                send_resolved: Some(!no_resolved),
+            };
+            let route: Route = match client.post("api/v1/alerts/routes", &route).await {
                 Ok(r) => r,
                 Err(e) => {
                     // A channel nothing routes to would look configured and stay silent.
-                    if let Some(id) = channel["id"].as_i64() {
-                        let _ = client
-                            .delete_json(&format!("api/v1/alerts/channels/{id}"))
-                            .await;
-                    }
+                    let _ = client
+                        .delete_json(&format!("api/v1/alerts/channels/{}", channel.id))
+                        .await;
                     return Err(e);
                 }
             };
+            let text = format!(
+                "channel {} ({}) added, route {}\n",
+                channel.name,
+                channel.kind.as_str(),
+                route.id
+            );
             let both = json!({"channel": channel, "route": route});
-            render_body(output, &both, |b| {
-                Ok(format!(
-                    "channel {} ({}) added, route {}\n",
-                    b["channel"]["name"].as_str().unwrap_or_default(),
-                    b["channel"]["kind"].as_str().unwrap_or_default(),
-                    b["route"]["id"]
-                ))
-            })
+            render_body(output, &both, |_| Ok(text.clone()))
         }
         ChannelCommand::Edit {
             name,
@@ -305,53 +352,32 @@ pub async fn run(
             from,
             to,
             timeout,
-            min_severity,
+            min_severity: severity,
             matchers,
             repeat,
             resolved,
         } => {
-            let mut routing = json!({});
-            if let Some(m) = min_severity {
-                routing["min_severity"] = json!(m);
-            }
-            if let Some(m) = matchers {
-                routing["matchers"] = json!(m);
-            }
-            if let Some(r) = repeat {
-                let secs = parse_duration_secs(&r)
-                    .or_else(|| (r == "0").then_some(0))
-                    .ok_or_else(|| {
-                        Usage(format!("--repeat must be like 30m, 4h or 0, not {r:?}"))
-                    })?;
-                routing["repeat_secs"] = json!(secs);
-            }
-            if let Some(r) = resolved {
-                routing["send_resolved"] = json!(r);
-            }
-            let routing_asked = routing.as_object().is_some_and(|o| !o.is_empty());
-            let mut body = json!({});
-            if let Some(n) = rename {
-                body["name"] = json!(n);
-            }
-            if enable || disable {
-                body["enabled"] = json!(enable);
-            }
-            if let Some(b) = insecure_http {
-                body["insecure_http"] = json!(b);
-            }
-            if let Some(f) = from {
-                body["email_from"] = json!(f);
-            }
-            if !to.is_empty() {
-                body["email_to"] = json!(to);
-            }
+            let routing = RoutePatch {
+                min_severity: severity.as_deref().map(min_severity).transpose()?,
+                matchers,
+                repeat_secs: repeat.as_deref().map(repeat_secs).transpose()?,
+                send_resolved: resolved,
+            };
+            let mut body = Zeroizing::new(ChannelPatch {
+                name: rename,
+                enabled: (enable || disable).then_some(enable),
+                insecure_http,
+                email_from: from,
+                email_to: (!to.is_empty()).then_some(to),
+                ..ChannelPatch::default()
+            });
             if let Some(t) = timeout {
                 let secs = parse_duration_secs(&t)
                     .ok_or_else(|| Usage(format!("--timeout must be like 10s, not {t:?}")))?;
-                body["timeout_secs"] = json!(secs);
+                // Beyond u32 is far beyond the API's range: it is the API that says what it is.
+                body.timeout_secs = Some(u32::try_from(secs).unwrap_or(u32::MAX));
             }
-            let none_asked = body.as_object().is_some_and(|o| o.is_empty());
-            if none_asked && url.is_none() && !new_secret && !routing_asked {
+            if body.is_empty() && url.is_none() && !new_secret && routing.is_empty() {
                 return Err(Usage(
                     "nothing to change: give --rename, --enable, --disable, --url, --new-secret, \
                      --insecure-http, --from, --to, --timeout, --min-severity, --matchers, \
@@ -361,14 +387,10 @@ pub async fn run(
                 .into());
             }
             let id = channel_id(client, &name).await?;
-            let kind = client
-                .get_json(&format!("api/v1/alerts/channels/{id}"))
-                .await?["kind"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+            let path = format!("api/v1/alerts/channels/{id}");
+            let kind = client.get::<Channel>(&path).await?.kind;
             if let Some(u) = url {
-                if kind == "slack" {
+                if kind == Kind::Slack {
                     return Err(Usage(
                         "a Slack URL is a secret: give it with --new-secret (stdin or prompt), \
                          not --url"
@@ -376,29 +398,35 @@ pub async fn run(
                     )
                     .into());
                 }
-                body["url"] = json!(u);
+                body.url = Some(u);
             }
             if new_secret {
-                let (field, prompt) = match kind.as_str() {
-                    "slack" => ("url", "new Slack incoming-webhook URL: "),
-                    "email" => ("secret", "new SMTP password: "),
-                    "webhook" => ("secret", "new webhook signing secret: "),
-                    other => {
-                        return Err(Usage(format!("{other} channels have no secret")).into());
+                let prompt = match kind {
+                    Kind::Slack => "new Slack incoming-webhook URL: ",
+                    Kind::Email => "new SMTP password: ",
+                    Kind::Webhook => "new webhook signing secret: ",
+                    Kind::Alertmanager => {
+                        return Err(
+                            Usage(format!("{} channels have no secret", kind.as_str())).into()
+                        );
                     }
                 };
-                body[field] = json!(crate::password::read(prompt, secret_stdin)?.expose_secret());
+                let secret = crate::password::read(prompt, secret_stdin)?
+                    .expose_secret()
+                    .to_owned();
+                // A Slack channel's URL is its secret.
+                if kind == Kind::Slack {
+                    body.url = Some(secret);
+                } else {
+                    body.secret = Some(secret);
+                }
             }
-            let channel = if body.as_object().is_some_and(|o| o.is_empty()) {
-                client
-                    .get_json(&format!("api/v1/alerts/channels/{id}"))
-                    .await?
+            let channel: Channel = if body.is_empty() {
+                client.get(&path).await?
             } else {
-                client
-                    .patch_json(&format!("api/v1/alerts/channels/{id}"), &body)
-                    .await?
+                patch(client, &path, &*body).await?
             };
-            if routing_asked {
+            if !routing.is_empty() {
                 let routes: RouteList = client.get("api/v1/alerts/routes").await?;
                 let mine: Vec<i64> = routes
                     .routes
@@ -413,73 +441,58 @@ pub async fn run(
                     .into());
                 }
                 for route in mine {
-                    client
-                        .patch_json(&format!("api/v1/alerts/routes/{route}"), &routing)
-                        .await?;
+                    let _: Route =
+                        patch(client, &format!("api/v1/alerts/routes/{route}"), &routing).await?;
                 }
             }
-            render_body(output, &channel, |c| {
-                Ok(format!(
-                    "channel {} changed ({})\n",
-                    c["name"].as_str().unwrap_or_default(),
-                    if c["enabled"] == false {
-                        "disabled"
-                    } else {
-                        "enabled"
-                    }
-                ))
+            let text = format!(
+                "channel {} changed ({})\n",
+                channel.name,
+                if channel.enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                }
+            );
+            render_body(output, &serde_json::to_value(&channel)?, |_| {
+                Ok(text.clone())
             })
         }
         ChannelCommand::List => {
-            let mut channels = client.get_json("api/v1/alerts/channels").await?;
+            let channels: ChannelList = client.get("api/v1/alerts/channels").await?;
             let routes: RouteList = client.get("api/v1/alerts/routes").await?;
-            if let Some(list) = channels["channels"].as_array_mut() {
-                for c in list {
-                    let text: Vec<String> = routes
-                        .routes
-                        .iter()
-                        .filter(|r| c["id"] == r.channel_id)
-                        .map(|r| {
-                            format!(
-                                ">={}{}{}",
-                                r.min_severity,
-                                if r.matchers.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!(" {}", r.matchers)
-                                },
-                                match r.repeat_secs {
-                                    0 => String::new(),
-                                    s => format!(" every {s}s"),
-                                }
-                            )
-                        })
-                        .collect();
-                    c["routes_text"] = Value::String(text.join("; "));
-                }
-            }
-            render_body(output, &channels, |b| {
-                let rows = b["channels"].as_array().cloned().unwrap_or_default();
+            // The table's routes column is in the JSON too (`routes_text`), as it always was.
+            let rows: Vec<Value> = channels
+                .channels
+                .iter()
+                .map(|c| {
+                    let mut row = serde_json::to_value(c)?;
+                    row["routes_text"] = Value::String(routes_text(&routes.routes, c.id));
+                    Ok(row)
+                })
+                .collect::<serde_json::Result<_>>()?;
+            render_body(output, &json!({ "channels": rows }), |_| {
                 Ok(render(&rows, CHANNEL_COLUMNS))
             })
         }
         ChannelCommand::Test { name } => {
             let id = channel_id(client, &name).await?;
-            let body = client
-                .post_json(&format!("api/v1/alerts/channels/{id}/test"), &json!({}))
+            let result: TestResult = client
+                .post(&format!("api/v1/alerts/channels/{id}/test"), &json!({}))
                 .await?;
-            render_body(output, &body, |b| {
-                Ok(format!(
-                    "{}: {} {}\n",
-                    if b["ok"] == true {
-                        "delivered"
-                    } else {
-                        "failed"
-                    },
-                    b["status"],
-                    crate::printable::escape(b["message"].as_str().unwrap_or_default())
-                ))
-            })
+            let text = format!(
+                "{}: {} {}\n",
+                if result.ok { "delivered" } else { "failed" },
+                result
+                    .status
+                    .map_or_else(|| "null".to_owned(), |s| s.to_string()),
+                crate::printable::escape(&result.message)
+            );
+            render_body(
+                output,
+                &serde_json::to_value(&result)?,
+                |_| Ok(text.clone()),
+            )
         }
         ChannelCommand::Remove { name } => {
             let id = channel_id(client, &name).await?;
@@ -508,14 +521,18 @@ pub async fn run(
                 path.push('?');
                 path.push_str(&query.join("&"));
             }
-            let mut body = client.get_json(&path).await?;
-            if let Some(list) = body["deliveries"].as_array_mut() {
-                for d in list {
-                    d["attempt_count"] = json!(d["attempts"].as_array().map_or(0, Vec::len));
-                }
-            }
-            render_body(output, &body, |b| {
-                let rows = b["deliveries"].as_array().cloned().unwrap_or_default();
+            let list: DeliveryList = client.get(&path).await?;
+            // The attempts column counts them; the JSON carries the count too, as it always did.
+            let rows: Vec<Value> = list
+                .deliveries
+                .iter()
+                .map(|d| {
+                    let mut row = serde_json::to_value(d)?;
+                    row["attempt_count"] = json!(d.attempts.len());
+                    Ok(row)
+                })
+                .collect::<serde_json::Result<_>>()?;
+            render_body(output, &json!({ "deliveries": rows }), |_| {
                 Ok(render(&rows, DELIVERY_COLUMNS))
             })
         }

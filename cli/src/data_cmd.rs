@@ -7,18 +7,25 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use lasect_api_contract::runs::RunView;
+use lasect_api_contract::runs::{ExtensionActionResult, ImportCsvResult, RunView, SchemaDocument};
+use lasect_api_contract::schema::{ExtensionList, SchemaChanges, SchemaSnapshot};
+
 use serde_json::{Value, json};
 
 use crate::api_client::{ApiClient, typed};
 use crate::args::OutputFormat;
-use crate::printable::{TerminalWriter, escape, str_or};
+use crate::printable::{TerminalWriter, escape};
 use crate::runs_cmd::{failure, instance_or_only, wait_run};
 use crate::{encode_segment, render};
 
-/// A string of the answer, escaped for the terminal ("" when absent).
-fn s(v: &Value) -> std::borrow::Cow<'_, str> {
-    str_or(v, "")
+/// The structured result of a succeeded run (`lasect_runs`'s type of its kind); a run without
+/// one reads as the type's defaults, as an older agent's would.
+fn summary<T: serde::de::DeserializeOwned + Default>(run: &RunView) -> anyhow::Result<T> {
+    match &run.summary {
+        None => Ok(T::default()),
+        Some(s) => serde_json::from_value(s.clone())
+            .with_context(|| format!("unexpected shape of the result of run {}", run.id)),
+    }
 }
 
 pub async fn schema_show(
@@ -46,113 +53,101 @@ pub async fn schema_show(
     if let Some(d) = &database {
         let _ = write!(path, "?database={}", encode_segment(d));
     }
-    let body = client.get_json(&path).await?;
+    let snapshot: SchemaSnapshot = client.get(&path).await?;
+    let doc = snapshot.document().with_context(|| {
+        format!(
+            "unexpected shape of the schema snapshot {}",
+            snapshot.snapshot_id
+        )
+    })?;
     let only: Option<(String, String)> = table.as_deref().map(split_table);
-    render(output, &body, |b| {
-        let mut out = format!(
-            "database {} (snapshot {} taken {})\n",
-            s(&b["database"]),
-            b["snapshot_id"],
-            s(&b["taken_at"])
-        );
-        for schema in b["snapshot"]["schemas"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-        {
-            let sname_raw = schema["name"].as_str().unwrap_or("");
-            let sname = escape(sname_raw);
-            for table in schema["tables"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
+    let text = schema_text(&snapshot, &doc, only.as_ref());
+    render(output, &serde_json::to_value(&snapshot)?, |_| {
+        Ok(text.clone())
+    })
+}
+
+/// The snapshot as text: every table, view, function and type, or one table (`only`) with its
+/// columns, constraints, indexes and triggers.
+fn schema_text(
+    snapshot: &SchemaSnapshot,
+    doc: &SchemaDocument,
+    only: Option<&(String, String)>,
+) -> String {
+    let mut out = format!(
+        "database {} (snapshot {} taken {})\n",
+        escape(&snapshot.database),
+        snapshot.snapshot_id,
+        escape(&snapshot.taken_at)
+    );
+    for schema in &doc.schemas {
+        let sname = escape(&schema.name);
+        for table in &schema.tables {
+            let tname = escape(&table.name);
+            if let Some((os, ot)) = only
+                && (*os != schema.name || *ot != table.name)
             {
-                let tname_raw = table["name"].as_str().unwrap_or("");
-                let tname = escape(tname_raw);
-                if let Some((os, ot)) = &only
-                    && (os != sname_raw || ot != tname_raw)
-                {
-                    continue;
-                }
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "table {sname}.{tname} (~{} rows, {} bytes)",
+                table.row_estimate, table.size_bytes
+            );
+            if only.is_none() {
+                continue;
+            }
+            for c in &table.columns {
                 let _ = writeln!(
                     out,
-                    "table {sname}.{tname} (~{} rows, {} bytes)",
-                    table["row_estimate"], table["size_bytes"]
+                    "  {} {}{}{}",
+                    escape(&c.name),
+                    escape(&c.type_name),
+                    if c.nullable { "" } else { " NOT NULL" },
+                    c.default
+                        .as_deref()
+                        .map(|d| format!(" DEFAULT {}", escape(d)))
+                        .unwrap_or_default()
                 );
-                if only.is_none() {
-                    continue;
-                }
-                for c in table["columns"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[])
-                {
-                    let _ = writeln!(
-                        out,
-                        "  {} {}{}{}",
-                        s(&c["name"]),
-                        s(&c["type"]),
-                        if c["nullable"] == false {
-                            " NOT NULL"
-                        } else {
-                            ""
-                        },
-                        c["default"]
-                            .as_str()
-                            .map(|d| format!(" DEFAULT {}", escape(d)))
-                            .unwrap_or_default()
-                    );
-                }
-                for k in table["constraints"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[])
-                {
-                    let _ = writeln!(
-                        out,
-                        "  constraint {} {}",
-                        s(&k["name"]),
-                        s(&k["definition"])
-                    );
-                }
-                for i in table["indexes"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[])
-                {
-                    let _ = writeln!(out, "  index {}", s(&i["definition"]));
-                }
-                for t in table["triggers"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[])
-                {
-                    let _ = writeln!(out, "  trigger {}", s(&t["name"]));
-                }
             }
-            if only.is_none() {
-                for v in schema["views"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                    let _ = writeln!(out, "view {sname}.{}", s(&v["name"]));
-                }
-                for f in schema["functions"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[])
-                {
-                    let _ = writeln!(
-                        out,
-                        "function {sname}.{} returns {}",
-                        s(&f["signature"]),
-                        s(&f["returns"])
-                    );
-                }
-                for t in schema["types"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                    let _ = writeln!(out, "type {sname}.{} ({})", s(&t["name"]), s(&t["kind"]));
-                }
+            for k in &table.constraints {
+                let _ = writeln!(
+                    out,
+                    "  constraint {} {}",
+                    escape(&k.name),
+                    escape(&k.definition)
+                );
+            }
+            for i in &table.indexes {
+                let _ = writeln!(out, "  index {}", escape(&i.definition));
+            }
+            for t in &table.triggers {
+                let _ = writeln!(out, "  trigger {}", escape(&t.name));
             }
         }
-        Ok(out)
-    })
+        if only.is_none() {
+            for v in &schema.views {
+                let _ = writeln!(out, "view {sname}.{}", escape(&v.name));
+            }
+            for f in &schema.functions {
+                let _ = writeln!(
+                    out,
+                    "function {sname}.{} returns {}",
+                    escape(&f.signature),
+                    escape(f.returns.as_deref().unwrap_or_default())
+                );
+            }
+            for t in &schema.types {
+                let _ = writeln!(
+                    out,
+                    "type {sname}.{} ({})",
+                    escape(&t.name),
+                    escape(&t.kind)
+                );
+            }
+        }
+    }
+    out
 }
 
 pub async fn schema_changes(
@@ -161,28 +156,27 @@ pub async fn schema_changes(
     output: OutputFormat,
 ) -> anyhow::Result<String> {
     let id = instance_or_only(client, instance.as_deref()).await?;
-    let body = client
-        .get_json(&format!("api/v1/instances/{id}/schema/changes"))
+    let changes: SchemaChanges = client
+        .get(&format!("api/v1/instances/{id}/schema/changes"))
         .await?;
-    render(output, &body, |b| {
-        let changes = b["changes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        if changes.is_empty() {
+    render(output, &serde_json::to_value(&changes)?, |_| {
+        if changes.changes.is_empty() {
             return Ok("no recorded changes\n".to_owned());
         }
         let mut table = crate::instance_table::new_table();
         table.set_header(["detected", "database", "kind", "object", "change", "class"]);
-        for c in changes {
-            let class = if c["classification"] == "breaking" {
+        for c in &changes.changes {
+            let class = if c.classification == "breaking" {
                 "BREAKING"
             } else {
                 "non-breaking"
             };
             table.add_row([
-                s(&c["detected_at"]),
-                s(&c["database"]),
-                s(&c["object_kind"]),
-                s(&c["object_name"]),
-                s(&c["change"]),
+                escape(&c.detected_at),
+                escape(&c.database),
+                escape(&c.object_kind),
+                escape(&c.object_name),
+                escape(&c.change),
                 class.into(),
             ]);
         }
@@ -334,10 +328,11 @@ pub async fn import(
     if !run.succeeded() {
         return Err(failure(&run).into());
     }
-    render(output, &serde_json::to_value(&run)?, |r| {
+    let result: ImportCsvResult = summary(&run)?;
+    render(output, &serde_json::to_value(&run)?, |_| {
         Ok(format!(
             "imported {} row(s) into {schema}.{table}\n",
-            r["summary"]["rows_imported"]
+            result.rows_imported
         ))
     })
 }
@@ -352,9 +347,16 @@ pub async fn extension_list(
         .get_json(&format!("api/v1/instances/{id}/extensions?wait=50"))
         .await?;
     crate::runs_cmd::result_or_pending(&body)?;
-    render(output, &body, |b| {
+    let path = format!("api/v1/instances/{id}/extensions");
+    let list: ExtensionList = typed(body, &path)?;
+    let rows: Vec<Value> = list
+        .extensions
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<serde_json::Result<_>>()?;
+    render(output, &serde_json::to_value(&list)?, |_| {
         Ok(crate::json_table::render(
-            b["extensions"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+            &rows,
             &[
                 ("name", "name"),
                 ("installed", "installed_version"),
@@ -384,11 +386,12 @@ pub async fn extension_action(
     if !run.succeeded() {
         return Err(failure(&run).into());
     }
-    render(output, &serde_json::to_value(&run)?, |r| {
+    let result: ExtensionActionResult = summary(&run)?;
+    render(output, &serde_json::to_value(&run)?, |_| {
         Ok(format!(
             "{action} {}: installed version {}\n",
-            s(&r["summary"]["name"]),
-            str_or(&r["summary"]["installed_version"], "none")
+            escape(&result.name),
+            escape(result.installed_version.as_deref().unwrap_or("none"))
         ))
     })
 }

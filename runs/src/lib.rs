@@ -49,8 +49,11 @@ pub use restore::{
     BackupDrillParams, BackupRestoreParams, RestoreTargetType, TablespaceMap, is_backup_label,
 };
 pub use results::{
-    DatabaseSize, FeatureCheck, ImportLineError, InstalledExtension, InstanceCheckResult,
-    InstanceMetadataResult, ResultColumn,
+    AvailableExtension, DatabaseSize, ExtensionActionResult, ExtensionListResult, FeatureCheck,
+    ImportCsvResult, ImportLineError, InstalledExtension, InstanceCheckResult,
+    InstanceMetadataResult, ResultColumn, SchemaDocument, SchemaExtension, SchemaFunction,
+    SchemaObjects, SchemaSequence, SchemaTable, SchemaType, SchemaView, TableColumn,
+    TableConstraint, TableIndex, TableTrigger,
 };
 pub use state::{RunStatus, Transition, UnknownStatus};
 

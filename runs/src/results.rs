@@ -84,6 +84,204 @@ pub struct ResultColumn {
     pub type_name: String,
 }
 
+/// `import_csv`: what was imported (all or nothing: `rows_imported` is 0 when a line was
+/// refused, and `errors` says which).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImportCsvResult {
+    pub rows_imported: u64,
+    /// CSV records read (lines, less the header and continuation lines of quoted fields).
+    pub records: u64,
+    pub errors: Vec<ImportLineError>,
+}
+
+/// `extension_list`: every extension the server has, installed or not.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExtensionListResult {
+    pub extensions: Vec<AvailableExtension>,
+}
+
+/// An extension of `pg_available_extensions`, with where and which version is installed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AvailableExtension {
+    pub name: String,
+    pub default_version: Option<String>,
+    /// Not installed: none.
+    pub installed_version: Option<String>,
+    pub schema: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// `extension_action`: the extension and its version once the action is done.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExtensionActionResult {
+    pub name: String,
+    pub action: String,
+    /// None once it is disabled (dropped).
+    pub installed_version: Option<String>,
+}
+
+/// `schema_snapshot`: the document the agent builds in one catalog snapshot and ingest stores
+/// (`schema_snapshots.snapshot`), as the CLI reads it. The API hands the stored document on
+/// as it is, so readers of fields not declared here (the console) still see them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchemaDocument {
+    pub database: String,
+    pub server_version_num: i32,
+    pub extensions: Vec<SchemaExtension>,
+    pub schemas: Vec<SchemaObjects>,
+}
+
+/// An extension installed in the database, and the schema of its objects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchemaExtension {
+    pub name: String,
+    pub version: String,
+    pub schema: String,
+}
+
+/// One schema (namespace) and what it holds; extension members are left out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchemaObjects {
+    pub name: String,
+    pub tables: Vec<SchemaTable>,
+    pub views: Vec<SchemaView>,
+    pub functions: Vec<SchemaFunction>,
+    pub types: Vec<SchemaType>,
+    pub sequences: Vec<SchemaSequence>,
+}
+
+/// A table: ordinary, partitioned or foreign (`kind`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchemaTable {
+    pub name: String,
+    pub kind: String,
+    /// `schema.table` of its parent when it is a partition.
+    pub partition_of: Option<String>,
+    pub size_bytes: i64,
+    pub row_estimate: i64,
+    pub columns: Vec<TableColumn>,
+    pub constraints: Vec<TableConstraint>,
+    pub indexes: Vec<TableIndex>,
+    pub triggers: Vec<TableTrigger>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableColumn {
+    pub name: String,
+    /// As `format_type` writes it (`character varying(20)`).
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub nullable: bool,
+    pub default: Option<String>,
+    /// `a` (always) or `d` (by default) for an identity column.
+    pub identity: Option<String>,
+    /// `s` for a stored generated column.
+    pub generated: Option<String>,
+}
+
+// A column the document does not say is NOT NULL is not shown as one.
+impl Default for TableColumn {
+    fn default() -> Self {
+        TableColumn {
+            name: String::new(),
+            type_name: String::new(),
+            nullable: true,
+            default: None,
+            identity: None,
+            generated: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableConstraint {
+    pub name: String,
+    /// `primary_key`, `unique`, `check`, `foreign_key`, `exclusion`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub definition: String,
+    /// None for a constraint on no column (a table-wide check).
+    pub columns: Option<Vec<String>>,
+    /// Foreign keys: the table and columns referred to.
+    pub ref_schema: Option<String>,
+    pub ref_table: Option<String>,
+    pub ref_columns: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableIndex {
+    pub name: String,
+    pub definition: String,
+    pub unique: bool,
+    pub primary: bool,
+    pub valid: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableTrigger {
+    pub name: String,
+    pub definition: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchemaView {
+    pub name: String,
+    pub materialized: bool,
+    pub definition: Option<String>,
+    pub columns: Vec<ResultColumn>,
+    /// `schema.table` of the relations it reads.
+    pub depends_on: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchemaFunction {
+    pub name: String,
+    /// `name(argument types)`, unique in its schema.
+    pub signature: String,
+    /// None for a procedure.
+    pub returns: Option<String>,
+    /// `prokind`: f, p, a or w.
+    pub kind: String,
+    pub language: String,
+    /// `provolatile`: i, s or v.
+    pub volatility: String,
+    /// Of the source: a changed body shows as a change without the text being stored.
+    pub definition_md5: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchemaType {
+    pub name: String,
+    /// `enum`, `composite`, `domain` or `range`.
+    pub kind: String,
+    /// An enum's labels, in order.
+    pub values: Option<Vec<String>>,
+    /// A domain's base type.
+    pub definition: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchemaSequence {
+    pub name: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +321,43 @@ mod tests {
             serde_json::to_value(&c).expect("json"),
             json!({"name": "n", "type": "int4"})
         );
+    }
+
+    /// The catalog's NULLs (a check constraint on no column, a procedure's result, a domain's
+    /// enum labels) read as none; a column not said to be NOT NULL is nullable.
+    #[test]
+    fn a_schema_document_reads_the_catalogs_nulls() {
+        let doc: SchemaDocument = serde_json::from_value(json!({
+            "database": "app", "server_version_num": 170002,
+            "extensions": [{"name": "plpgsql", "version": "1.0", "schema": "pg_catalog"}],
+            "schemas": [{"name": "public", "tables": [{
+                "name": "orders", "kind": "table", "partition_of": null, "size_bytes": 8192,
+                "row_estimate": 0,
+                "columns": [{"name": "id", "type": "bigint", "nullable": false, "default": null,
+                             "identity": "a", "generated": null},
+                            {"name": "note", "type": "text"}],
+                "constraints": [{"name": "positive", "type": "check",
+                                 "definition": "CHECK (true)", "columns": null,
+                                 "ref_schema": null, "ref_table": null, "ref_columns": null}],
+                "indexes": [], "triggers": []}],
+              "views": [], "types": [{"name": "d", "kind": "domain", "values": null,
+                                      "definition": "integer"}],
+              "functions": [{"name": "p", "signature": "p()", "returns": null, "kind": "p",
+                             "language": "sql", "volatility": "v", "definition_md5": "x"}],
+              "sequences": [{"name": "orders_id_seq"}]}]
+        }))
+        .expect("document");
+        let table = &doc.schemas[0].tables[0];
+        assert!(!table.columns[0].nullable);
+        assert!(table.columns[1].nullable, "not said NOT NULL");
+        assert_eq!(table.constraints[0].columns, None);
+        assert_eq!(doc.schemas[0].functions[0].returns, None);
+        assert_eq!(
+            doc.schemas[0].types[0].definition.as_deref(),
+            Some("integer")
+        );
+        let old: ImportCsvResult =
+            serde_json::from_value(json!({"rows_imported": 2})).expect("import");
+        assert_eq!((old.rows_imported, old.records), (2, 0));
     }
 }

@@ -4,42 +4,8 @@
 use lasect_pki::secrets::{Keyring, SecretsError};
 use reqwest::Url;
 
-/// The kinds of channel.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// JSON POST signed with HMAC-SHA256.
-    Webhook,
-    /// A Slack incoming webhook (its URL is the secret).
-    Slack,
-    /// Prometheus Alertmanager (`POST <url>/api/v2/alerts`).
-    Alertmanager,
-    /// SMTP with STARTTLS (or implicit TLS), plain-text and HTML bodies.
-    Email,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Webhook => "webhook",
-            Kind::Slack => "slack",
-            Kind::Alertmanager => "alertmanager",
-            Kind::Email => "email",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        match s {
-            "webhook" => Some(Kind::Webhook),
-            "slack" => Some(Kind::Slack),
-            "alertmanager" => Some(Kind::Alertmanager),
-            "email" => Some(Kind::Email),
-            _ => None,
-        }
-    }
-}
+// Declared with the API's bodies, which show it (`Channel.kind`); the CLI reads it too.
+pub use lasect_api_contract::alert_channels::Kind;
 
 /// Shortest webhook secret accepted: a receiver verifies with it, so it must not be guessable.
 pub const MIN_SECRET_LEN: usize = 16;

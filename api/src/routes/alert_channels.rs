@@ -16,7 +16,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::auth_routes::{body, path_params};
 use super::instances::rfc3339;
@@ -29,34 +29,10 @@ use crate::auth::role::Role;
 use crate::notify::channel::{self, Kind, MIN_SECRET_LEN};
 use crate::notify::payload::{Links, Notification};
 use crate::notify::send;
-pub use lasect_api_contract::alert_channels::{Route, RouteList};
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Channel {
-    pub id: i64,
-    pub name: String,
-    pub kind: Kind,
-    /// The receiver's URL; for Slack only its scheme and host (the URL is the secret).
-    pub url: String,
-    pub insecure_http: bool,
-    /// A disabled channel gets no new notifications (its routes and secret are kept).
-    pub enabled: bool,
-    /// Whether a secret is stored (it is never returned).
-    pub has_secret: bool,
-    pub timeout_secs: i32,
-    pub give_up_secs: i32,
-    /// Email channels: sender, recipients and SMTP user (never the password).
-    pub email_from: Option<String>,
-    pub email_to: Option<Vec<String>>,
-    pub smtp_username: Option<String>,
-    pub created_at: String,
-    pub created_by: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ChannelList {
-    pub channels: Vec<Channel>,
-}
+pub use lasect_api_contract::alert_channels::{
+    Attempt, Channel, ChannelList, ChannelPatch, Delivery, DeliveryList, MinSeverity, NewChannel,
+    NewRoute, Route, RouteList, RoutePatch, TestResult,
+};
 
 #[derive(sqlx::FromRow)]
 struct ChannelRow {
@@ -142,60 +118,6 @@ pub async fn list_channels(
             .map(ChannelRow::view)
             .collect::<Result<_, _>>()?,
     }))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewChannel {
-    #[schema(pattern = "^[a-z0-9][a-z0-9_.-]{0,62}$")]
-    pub name: String,
-    pub kind: Kind,
-    /// http(s) URL of the receiver (Alertmanager: its base URL; Slack: the incoming-webhook
-    /// URL, kept encrypted as a secret); email: `smtp://host[:port]` (STARTTLS required,
-    /// default port 587) or `smtps://host[:port]` (TLS, 465).
-    #[schema(min_length = 1, max_length = 2000)]
-    pub url: String,
-    /// Webhook, required (at least 16 characters): the HMAC-SHA256 key receivers verify the
-    /// signature with. Email: the SMTP password (with `smtp_username`).
-    #[schema(min_length = 1, max_length = 1000)]
-    pub secret: Option<String>,
-    /// Allow plain http:// (default false: https only); for email, STARTTLS may be skipped.
-    #[serde(default)]
-    pub insecure_http: bool,
-    /// Email, required: the sender address.
-    #[schema(min_length = 1, max_length = 320)]
-    pub email_from: Option<String>,
-    /// Email, required: recipient addresses (1 to 50).
-    #[schema(min_items = 1, max_items = 50)]
-    pub email_to: Option<Vec<String>>,
-    /// Email: the SMTP user name (the password is `secret`).
-    #[schema(min_length = 1, max_length = 320)]
-    pub smtp_username: Option<String>,
-    /// Email: a PEM CA certificate the SMTP server's certificate must chain to, instead of
-    /// the system's roots.
-    #[schema(min_length = 1, max_length = 20000)]
-    pub ca_pem: Option<String>,
-    /// The API's (or console's) external http(s) URL: links in notifications become absolute
-    /// under it, and Alertmanager gets a `generatorURL`.
-    #[schema(min_length = 1, max_length = 2000)]
-    pub links_base_url: Option<String>,
-    /// Per call, default 10.
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    #[schema(minimum = 1, maximum = 120)]
-    pub timeout_secs: Option<u32>,
-    /// A notification still failing this long after it was due is given up; default 86400.
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    #[schema(minimum = 60, maximum = 604_800)]
-    pub give_up_secs: Option<u32>,
-}
-
-impl std::fmt::Debug for NewChannel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewChannel")
-            .field("name", &self.name)
-            .field("kind", &self.kind)
-            .finish_non_exhaustive()
-    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -444,48 +366,6 @@ pub async fn show_channel(
     Ok(Json(load_channel(&state, id).await?))
 }
 
-/// Changes to a channel; absent fields stay as they are. Its kind cannot change.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelPatch {
-    #[schema(pattern = "^[a-z0-9][a-z0-9_.-]{0,62}$")]
-    pub name: Option<String>,
-    /// false: no new notifications go to the channel (routes and secret are kept).
-    pub enabled: Option<bool>,
-    /// Where notifications go (as when adding; for Slack this replaces the secret URL).
-    #[schema(min_length = 1, max_length = 2000)]
-    pub url: Option<String>,
-    /// Replaces the secret (webhook HMAC key, SMTP password); never returned.
-    #[schema(min_length = 1, max_length = 1000)]
-    pub secret: Option<String>,
-    pub insecure_http: Option<bool>,
-    #[schema(min_length = 1, max_length = 320)]
-    pub email_from: Option<String>,
-    #[schema(min_items = 1, max_items = 50)]
-    pub email_to: Option<Vec<String>>,
-    #[schema(min_length = 1, max_length = 320)]
-    pub smtp_username: Option<String>,
-    #[schema(min_length = 1, max_length = 20000)]
-    pub ca_pem: Option<String>,
-    #[schema(min_length = 1, max_length = 2000)]
-    pub links_base_url: Option<String>,
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    #[schema(minimum = 1, maximum = 120)]
-    pub timeout_secs: Option<u32>,
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    #[schema(minimum = 60, maximum = 604_800)]
-    pub give_up_secs: Option<u32>,
-}
-
-impl std::fmt::Debug for ChannelPatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChannelPatch")
-            .field("name", &self.name)
-            .field("enabled", &self.enabled)
-            .finish_non_exhaustive()
-    }
-}
-
 #[derive(sqlx::FromRow)]
 struct StoredChannel {
     name: String,
@@ -635,16 +515,6 @@ pub async fn remove_channel(
         return Err(ApiError::not_found(format!("no channel with id {id}")));
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// What the receiver said to a test notification.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TestResult {
-    /// The receiver accepted it (2xx).
-    pub ok: bool,
-    pub status: Option<u16>,
-    /// The start of the receiver's answer, or why it could not be reached.
-    pub message: String,
 }
 
 #[utoipa::path(
@@ -823,44 +693,6 @@ async fn load_route(pool: &sqlx::PgPool, id: i64) -> Result<Route, ApiError> {
     Ok(row.into())
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum MinSeverity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl MinSeverity {
-    /// As `alert_routes.min_severity` stores it.
-    const fn as_str(self) -> &'static str {
-        match self {
-            MinSeverity::Info => "info",
-            MinSeverity::Warning => "warning",
-            MinSeverity::Critical => "critical",
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewRoute {
-    /// The channel, by name.
-    #[schema(min_length = 1, max_length = 63)]
-    pub channel: String,
-    /// Alerts of this severity and above; default info (all).
-    pub min_severity: Option<MinSeverity>,
-    /// Label matchers (`env=prod, team!=batch`); empty or absent: every alert.
-    #[schema(max_length = 1000)]
-    pub matchers: Option<String>,
-    /// Notify a firing alert again after this long; 0: never. Default 14400 (4 h).
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    #[schema(minimum = 0, maximum = 604_800)]
-    pub repeat_secs: Option<u32>,
-    /// Notify when the alert resolves; default true.
-    pub send_resolved: Option<bool>,
-}
-
 #[utoipa::path(
     post,
     path = "/api/v1/alerts/routes",
@@ -916,21 +748,6 @@ pub async fn add_route(
         StatusCode::CREATED,
         Json(load_route(&state.pool, id).await?),
     ))
-}
-
-/// Changes to a route; absent fields stay as they are (its channel cannot change).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RoutePatch {
-    pub min_severity: Option<MinSeverity>,
-    /// Label matchers (`env=prod, team!=batch`); empty: every alert.
-    #[schema(max_length = 1000)]
-    pub matchers: Option<String>,
-    /// 0: never repeat; else at least 60.
-    #[serde(default, deserialize_with = "crate::routes::json_integer::option")]
-    #[schema(minimum = 0, maximum = 604_800)]
-    pub repeat_secs: Option<u32>,
-    pub send_resolved: Option<bool>,
 }
 
 #[utoipa::path(
@@ -1028,38 +845,6 @@ recent_query! {
         #[param(minimum = 1)]
         pub channel_id: Option<i64>,
     }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Attempt {
-    pub attempt: i32,
-    pub at: String,
-    pub ok: bool,
-    pub status: Option<i32>,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Delivery {
-    pub id: i64,
-    pub idempotency_key: String,
-    pub channel_id: i64,
-    pub alert_id: Option<i64>,
-    /// `firing`, `resolved`, `repeat` or `test`.
-    pub kind: String,
-    pub rule: String,
-    /// `pending`, `delivered` or `failed`.
-    pub state: String,
-    pub created_at: String,
-    pub next_attempt_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub last_error: Option<String>,
-    pub attempts: Vec<Attempt>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeliveryList {
-    pub deliveries: Vec<Delivery>,
 }
 
 #[derive(sqlx::FromRow)]

@@ -6,9 +6,10 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use lasect_runs::{ExtensionActionParams, ExtensionListParams, ExtensionVerb, RunParams};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use lasect_runs::{
+    ExtensionActionParams, ExtensionListParams, ExtensionListResult, ExtensionVerb, RunParams,
+};
+use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::ApiError;
@@ -17,6 +18,7 @@ use super::openapi::responses::{RunAnswered, RunStarted};
 use super::runs::{READ_WAIT, WaitQuery};
 use crate::runs::call::{Admin, RunCall, RunQuery, WithWait};
 use crate::runs::{RunLimits, RunView};
+pub use lasect_api_contract::schema::ExtensionList;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -33,14 +35,6 @@ impl WithWait for ExtensionsQuery {
     fn wait(&self) -> Option<u64> {
         self.wait
     }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ExtensionList {
-    pub run_id: i64,
-    /// `[{name, default_version, installed_version, schema, comment}]`
-    #[schema(value_type = Vec<Object>)]
-    pub extensions: Vec<Value>,
 }
 
 #[utoipa::path(
@@ -65,9 +59,11 @@ pub async fn extensions(call: RunQuery<ExtensionsQuery>) -> Result<Response, Api
         Ok(run) => {
             let extensions = run
                 .summary
-                .as_ref()
-                .and_then(|s| s["extensions"].as_array().cloned())
-                .unwrap_or_default();
+                .map(serde_json::from_value::<ExtensionListResult>)
+                .transpose()
+                .map_err(|e| ApiError::internal(format!("extension_list result: {e}")))?
+                .unwrap_or_default()
+                .extensions;
             Json(ExtensionList {
                 run_id: run.id,
                 extensions,

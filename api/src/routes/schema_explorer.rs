@@ -26,6 +26,9 @@ use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
 use crate::runs::call::{RunCall, RunQuery, WithWait};
 use crate::runs::{self, RunLimits, RunView};
+pub use lasect_api_contract::schema::{
+    ForeignKeyGraph, GraphEdge, GraphNode, SchemaChange, SchemaChanges, SchemaSnapshot,
+};
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -64,15 +67,6 @@ pub struct SchemaQuery {
     /// Changes: how many, 1..=1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SchemaSnapshot {
-    pub snapshot_id: i64,
-    pub database: String,
-    pub taken_at: String,
-    #[schema(value_type = Object)]
-    pub snapshot: Value,
 }
 
 async fn latest(
@@ -145,26 +139,6 @@ struct ChangeRow {
     detail: Value,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SchemaChange {
-    pub id: i64,
-    pub detected_at: String,
-    pub database: String,
-    pub object_kind: String,
-    pub object_name: String,
-    /// added, dropped or altered.
-    pub change: String,
-    /// breaking or non_breaking.
-    pub classification: String,
-    #[schema(value_type = Object)]
-    pub detail: Value,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SchemaChanges {
-    pub changes: Vec<SchemaChange>,
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/instances/{id}/schema/changes",
@@ -220,28 +194,6 @@ pub async fn changes(
             })
             .collect(),
     }))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct GraphNode {
-    /// `schema.table`
-    pub id: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct GraphEdge {
-    pub from: String,
-    pub to: String,
-    pub name: String,
-    pub columns: Vec<String>,
-    pub ref_columns: Vec<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ForeignKeyGraph {
-    pub snapshot_id: i64,
-    pub nodes: Vec<GraphNode>,
-    pub edges: Vec<GraphEdge>,
 }
 
 fn strings(v: &Value) -> Vec<String> {
