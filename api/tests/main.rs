@@ -10,6 +10,7 @@ mod admin;
 mod agents;
 mod alert_notify;
 mod alerts;
+mod alerts_batch;
 mod alerts_live;
 mod alerts_wraparound;
 mod audit;

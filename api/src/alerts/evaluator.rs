@@ -14,7 +14,7 @@ use sqlx::PgPool;
 
 use super::metrics::AlertMetrics;
 use super::query::{self, Sample};
-use super::rule::{Catalog, Compiled, compile};
+use super::rule::{Catalog, Compiled, RuleError, compile};
 use super::selector::{self, Matcher};
 use super::state::{self, Limits, State};
 use super::store::{self, StoredRule};
@@ -33,6 +33,9 @@ pub struct TickReport {
 
 /// How long one rule's statement may run.
 const RULE_TIMEOUT: &str = "10s";
+
+/// The round's `work_mem` (its transaction only).
+const ROUND_WORK_MEM: &str = "64MB";
 
 #[derive(Debug, Clone)]
 pub(crate) struct InstanceInfo {
@@ -204,6 +207,12 @@ pub async fn tick(
         .bind(RULE_TIMEOUT)
         .execute(&mut *tx)
         .await?;
+    // A batch of rules sorts a family's window once (300,000 rows of `database` for 1,000
+    // instances over 5 minutes): in memory rather than through temporary files.
+    sqlx::query("SELECT set_config('work_mem', $1, true)")
+        .bind(ROUND_WORK_MEM)
+        .execute(&mut *tx)
+        .await?;
     let catalog = Catalog::load(&mut *tx).await?;
     let instances = load_instances(&mut tx).await?;
     let silences = active_silences(&mut tx, at).await?;
@@ -212,7 +221,13 @@ pub async fn tick(
         evaluated: true,
         ..TickReport::default()
     };
-    for rule in rules {
+    let compiled: Vec<Option<Result<Compiled, RuleError>>> = rules
+        .iter()
+        .map(|r| r.as_ref().ok().map(|r| compile(&r.def, &catalog)))
+        .collect();
+    let needed = needed_keys(&mut tx, &rules, &compiled).await?;
+    let mut batched = evaluate_batches(&mut tx, &rules, &compiled, &needed, at).await?;
+    for (n, (rule, compiled)) in rules.into_iter().zip(compiled).enumerate() {
         let rule = match rule {
             Ok(r) => r,
             Err(e) => {
@@ -222,31 +237,23 @@ pub async fn tick(
             }
         };
         report.rules += 1;
-        let compiled = match compile(&rule.def, &catalog) {
-            Ok(c) => c,
-            Err(e) => {
+        let compiled = match compiled {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
                 record_error(&mut tx, rule.id, at, &e.to_string()).await?;
                 report.errors += 1;
                 continue;
             }
+            None => continue,
         };
-        let samples = if rule.def.enabled {
+        let samples = if !rule.def.enabled {
+            // A disabled rule ends its alerts.
+            Vec::new()
+        } else if let Some(s) = batched.remove(&n) {
+            s
+        } else {
             let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-            let active: Vec<(Option<i64>, Option<String>, serde_json::Value)> = sqlx::query_as(
-                "SELECT instance_id, agent_id, key_labels FROM alert_instances \
-                 WHERE rule_id = $1 AND state IN ('pending', 'firing')",
-            )
-            .bind(rule.id)
-            .fetch_all(&mut *savepoint)
-            .await?;
-            let mut needed = query::Needed {
-                bound: compiled.op.release(compiled.threshold, rule.def.hysteresis),
-                ..query::Needed::default()
-            };
-            for (instance, agent, labels) in active {
-                needed.add_active(instance, agent.as_deref(), labels);
-            }
-            match query::run(&mut savepoint, &compiled, at, Some(&needed)).await {
+            match query::run(&mut savepoint, &compiled, at, needed.get(&n)).await {
                 Ok(s) => {
                     savepoint.commit().await?;
                     s
@@ -265,9 +272,6 @@ pub async fn tick(
                     continue;
                 }
             }
-        } else {
-            // A disabled rule ends its alerts.
-            Vec::new()
         };
         report.transitions += apply(
             &mut tx, &rule, &compiled, &samples, at, &instances, &silences,
@@ -289,6 +293,94 @@ pub async fn tick(
     }
     tx.commit().await?;
     Ok(report)
+}
+
+/// For each enabled rule (by its index in the round): the release point of its hysteresis and
+/// the keys of its pending and firing alerts, which its statement must answer (see
+/// [`query::Needed`]).
+async fn needed_keys(
+    tx: &mut sqlx::PgConnection,
+    rules: &[Result<StoredRule, store::LoadError>],
+    compiled: &[Option<Result<Compiled, RuleError>>],
+) -> Result<HashMap<usize, query::Needed>, sqlx::Error> {
+    let active: Vec<(i64, Option<i64>, Option<String>, serde_json::Value)> = sqlx::query_as(
+        "SELECT rule_id, instance_id, agent_id, key_labels FROM alert_instances \
+         WHERE state IN ('pending', 'firing')",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut by_rule: HashMap<i64, usize> = HashMap::new();
+    let mut needed = HashMap::new();
+    for (n, (rule, compiled)) in rules.iter().zip(compiled).enumerate() {
+        if let (Ok(rule), Some(Ok(c))) = (rule, compiled)
+            && rule.def.enabled
+        {
+            by_rule.insert(rule.id, n);
+            needed.insert(
+                n,
+                query::Needed {
+                    bound: c.op.release(c.threshold, rule.def.hysteresis),
+                    ..query::Needed::default()
+                },
+            );
+        }
+    }
+    for (rule_id, instance, agent, labels) in active {
+        if let Some(n) = by_rule.get(&rule_id).and_then(|n| needed.get_mut(n)) {
+            n.add_active(instance, agent.as_deref(), labels);
+        }
+    }
+    Ok(needed)
+}
+
+/// Runs the enabled threshold rules that read the same rows together, one statement per
+/// batch (the family's window read once rather than once per rule), and returns their
+/// samples by rule index. A batch whose statement fails is left out: its rules then run one
+/// by one, so a failure stays the failing rule's own.
+async fn evaluate_batches(
+    tx: &mut sqlx::PgConnection,
+    rules: &[Result<StoredRule, store::LoadError>],
+    compiled: &[Option<Result<Compiled, RuleError>>],
+    needed: &HashMap<usize, query::Needed>,
+    at: DateTime<Utc>,
+) -> Result<HashMap<usize, Vec<Sample>>, sqlx::Error> {
+    let mut batches: Vec<(query::BatchKey, Vec<usize>)> = Vec::new();
+    for (n, (rule, c)) in rules.iter().zip(compiled).enumerate() {
+        let (Ok(rule), Some(Ok(c))) = (rule, c) else {
+            continue;
+        };
+        if !rule.def.enabled {
+            continue;
+        }
+        let Some(key) = query::batch_key(c) else {
+            continue;
+        };
+        match batches.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(n),
+            None => batches.push((key, vec![n])),
+        }
+    }
+    let mut out = HashMap::new();
+    for (_, members) in batches.into_iter().filter(|(_, m)| m.len() > 1) {
+        let batch: Vec<&Compiled> = members
+            .iter()
+            .filter_map(|n| compiled[*n].as_ref()?.as_ref().ok())
+            .collect();
+        let wanted: Vec<Option<&query::Needed>> = members.iter().map(|n| needed.get(n)).collect();
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        match query::run_batch(&mut savepoint, &batch, at, &wanted).await {
+            Ok(samples) => {
+                savepoint.commit().await?;
+                out.extend(members.into_iter().zip(samples));
+            }
+            Err(e) => {
+                savepoint.rollback().await?;
+                tracing::warn!(rules = members.len(), error = %e,
+                    "alert rules evaluated together failed; evaluating them one by one");
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn record_error(
@@ -315,6 +407,16 @@ fn limits(rule: &StoredRule, compiled: &Compiled) -> Limits {
     }
 }
 
+/// One alert row of a round: what [`upsert_all`] writes, and the transition it makes.
+struct Written {
+    k: Keyed,
+    from: State,
+    to: State,
+    since: DateTime<Utc>,
+    value: Option<f64>,
+    notes: BTreeMap<String, String>,
+}
+
 /// Moves the states of `rule`'s alerts with this round's samples; returns the transitions.
 async fn apply(
     tx: &mut sqlx::PgConnection,
@@ -335,7 +437,7 @@ async fn apply(
     let mut existing: HashMap<String, Existing> =
         existing.into_iter().map(|e| (e.key.clone(), e)).collect();
     let limits = limits(rule, compiled);
-    let mut transitions = 0;
+    let mut rows: Vec<Written> = Vec::new();
     for sample in samples {
         let k = keyed(rule, sample, instances);
         let prev = existing.remove(&k.key);
@@ -347,34 +449,14 @@ async fn apply(
             continue;
         }
         let notes = annotations(rule, compiled.threshold, Some(sample.value), &k.labels);
-        let id = upsert(
-            tx,
-            rule.id,
-            &k,
-            next,
-            next_since,
-            Some(sample.value),
-            at,
-            &notes,
-        )
-        .await?;
-        if next != state {
-            transitions += 1;
-            event(
-                tx,
-                rule,
-                compiled,
-                id,
-                &k,
-                state,
-                next,
-                Some(sample.value),
-                at,
-                &notes,
-                silences,
-            )
-            .await?;
-        }
+        rows.push(Written {
+            k,
+            from: state,
+            to: next,
+            since: next_since,
+            value: Some(sample.value),
+            notes,
+        });
     }
     // Keys with no value this round: the condition does not hold for them.
     for (_, prev) in existing {
@@ -391,55 +473,103 @@ async fn apply(
             labels: string_labels(&prev.labels),
         };
         let notes = annotations(rule, compiled.threshold, None, &k.labels);
-        let id = upsert(tx, rule.id, &k, next, next_since, None, at, &notes).await?;
-        if next != state {
-            transitions += 1;
-            event(
-                tx, rule, compiled, id, &k, state, next, None, at, &notes, silences,
-            )
-            .await?;
-        }
+        rows.push(Written {
+            k,
+            from: state,
+            to: next,
+            since: next_since,
+            value: None,
+            notes,
+        });
+    }
+    let ids = upsert_all(tx, rule.id, &rows, at).await?;
+    let mut transitions = 0;
+    for row in rows.iter().filter(|r| r.to != r.from) {
+        let Some(id) = ids.get(&row.k.key) else {
+            continue;
+        };
+        transitions += 1;
+        event(
+            tx, rule, compiled, *id, &row.k, row.from, row.to, row.value, at, &row.notes, silences,
+        )
+        .await?;
     }
     Ok(transitions)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn upsert(
+fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// Writes a rule's alert rows of the round in one statement (on a fleet most of them only
+/// take the round's value); returns their ids by key.
+async fn upsert_all(
     tx: &mut sqlx::PgConnection,
     rule_id: i64,
-    k: &Keyed,
-    state: State,
-    since: DateTime<Utc>,
-    value: Option<f64>,
+    rows: &[Written],
     at: DateTime<Utc>,
-    notes: &BTreeMap<String, String>,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // Two samples of one key (a `by` value NULL and another empty) write the key once, the
+    // later one, as one statement cannot update a row twice.
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        last.insert(r.k.key.as_str(), i);
+    }
+    let rows: Vec<&Written> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| last.get(r.k.key.as_str()) == Some(i))
+        .map(|(_, r)| r)
+        .collect();
+    let returned: Vec<(String, i64)> = sqlx::query_as(
         "INSERT INTO alert_instances (rule_id, key, instance_id, agent_id, key_labels, state, \
          since, last_value, last_evaluated, labels, annotations) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (rule_id, key) DO UPDATE SET state = $6, since = $7, last_value = $8, \
-           last_evaluated = $9, labels = $10, annotations = $11, \
-           acknowledged_by = CASE WHEN $6 IN ('pending', 'firing') \
+         SELECT $1, u.key, u.instance_id, u.agent_id, u.key_labels, u.state, u.since, \
+                u.last_value, $2, u.labels, u.annotations \
+         FROM unnest($3::text[], $4::int8[], $5::text[], $6::jsonb[], $7::text[], \
+                     $8::timestamptz[], $9::float8[], $10::jsonb[], $11::jsonb[]) \
+              AS u(key, instance_id, agent_id, key_labels, state, since, last_value, labels, \
+                   annotations) \
+         ON CONFLICT (rule_id, key) DO UPDATE SET state = excluded.state, \
+           since = excluded.since, last_value = excluded.last_value, \
+           last_evaluated = excluded.last_evaluated, labels = excluded.labels, \
+           annotations = excluded.annotations, \
+           acknowledged_by = CASE WHEN excluded.state IN ('pending', 'firing') \
              THEN alert_instances.acknowledged_by END, \
-           acknowledged_at = CASE WHEN $6 IN ('pending', 'firing') \
+           acknowledged_at = CASE WHEN excluded.state IN ('pending', 'firing') \
              THEN alert_instances.acknowledged_at END \
-         RETURNING id",
+         RETURNING key, id",
     )
     .bind(rule_id)
-    .bind(&k.key)
-    // An instance removed since the sample was read no longer exists.
-    .bind(k.instance_id)
-    .bind(&k.agent_id)
-    .bind(serde_json::to_value(&k.key_labels).unwrap_or_default())
-    .bind(state.as_str())
-    .bind(since)
-    .bind(value)
     .bind(at)
-    .bind(serde_json::to_value(&k.labels).unwrap_or_default())
-    .bind(serde_json::to_value(notes).unwrap_or_default())
-    .fetch_one(tx)
-    .await
+    .bind(rows.iter().map(|r| r.k.key.clone()).collect::<Vec<_>>())
+    // An instance removed since the sample was read no longer exists.
+    .bind(rows.iter().map(|r| r.k.instance_id).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.k.agent_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| to_json(&r.k.key_labels))
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.to.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.since).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.value).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| to_json(&r.k.labels))
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| to_json(&r.notes)).collect::<Vec<_>>())
+    .fetch_all(tx)
+    .await?;
+    Ok(returned.into_iter().collect())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -375,26 +375,400 @@ pub async fn run(
         .fetch_all(&mut *conn)
         .await?;
     let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let value: Option<f64> = row.try_get("value")?;
-        let Some(value) = value.filter(|v| v.is_finite()) else {
-            continue;
-        };
-        let labels: serde_json::Value = row.try_get("key_labels")?;
-        let key_labels = labels
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect()
+    for row in &rows {
+        if let Some(s) = sample_of(row)? {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// A row of a rule's statement; `None` when its value is not a finite number.
+fn sample_of(row: &sqlx::postgres::PgRow) -> Result<Option<Sample>, sqlx::Error> {
+    let value: Option<f64> = row.try_get("value")?;
+    let Some(value) = value.filter(|v| v.is_finite()) else {
+        return Ok(None);
+    };
+    let labels: serde_json::Value = row.try_get("key_labels")?;
+    let key_labels = labels
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(Sample {
+        instance_id: row.try_get("instance_id")?,
+        agent_id: row.try_get("agent_id")?,
+        key_labels,
+        value,
+    }))
+}
+
+/// What rules must share to be evaluated by one statement: the rows they read (table,
+/// filters, scope) and the series grouping (`by` and the family's other series keys).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BatchKey {
+    table: &'static str,
+    filters: Vec<(&'static str, String, String)>,
+    scope_instance: Option<i64>,
+    scope_matchers: String,
+    grouping: Vec<&'static str>,
+}
+
+/// The batch a rule can join: threshold aggregates only (events, absences and forecasts keep
+/// their own statement, they are cheap or read other rows).
+pub fn batch_key(rule: &Compiled) -> Option<BatchKey> {
+    let Plan::Aggregate {
+        family,
+        agg: Some(_),
+        numerator: Some(_),
+        ..
+    } = &rule.plan
+    else {
+        return None;
+    };
+    Some(BatchKey {
+        table: family.table,
+        filters: family
+            .filters
+            .iter()
+            .map(|(c, op, v)| (*c, format!("{op:?}"), v.clone()))
+            .collect(),
+        scope_instance: rule.scope_instance,
+        scope_matchers: selector::to_json(&rule.scope_matchers).to_string(),
+        grouping: grouping(family),
+    })
+}
+
+/// `by` and the other series keys, sorted: the finest grouping of a rule's rows (a rate's
+/// series).
+fn grouping(family: &Family) -> Vec<&'static str> {
+    let mut g: Vec<&'static str> = family.by.iter().chain(&family.series).copied().collect();
+    g.sort_unstable();
+    g.dedup();
+    g
+}
+
+/// One rule of a batch, in the statement's terms.
+struct Member<'a> {
+    family: &'a Family,
+    agg: Agg,
+    values: Vec<Col>,
+    window: usize,
+}
+
+/// The statement of a batch: the family's rows read once over the longest window, statistics
+/// per series and window (`ser`), then each rule rolled up to its own keys from them. Every
+/// aggregate decomposes exactly: an average from sums and counts, the latest value from each
+/// series' latest time, a rate from each series' first and last values, as [`sql`] computes
+/// them. Binds as [`sql`], but `$2` is the windows (float8[]) and `$5` the longest; then the
+/// filters, then the bounds (float8[], per rule, null: every key), then the active keys
+/// (rule index, instance, agent, labels).
+fn batch_sql(members: &[Member<'_>], ops: &[Op]) -> String {
+    let family = members[0].family;
+    let g = grouping(family);
+    let gcols: String = g.iter().map(|c| format!(", g_{c}")).collect();
+    let mut cols: Vec<Col> = Vec::new();
+    for m in members {
+        for c in &m.values {
+            if !cols.contains(c) {
+                cols.push(*c);
+            }
+        }
+    }
+    let col = |c: &Col| cols.iter().position(|x| x == c).unwrap_or(0);
+    // Whether a row is in window `i`: a flag of `w`, computed once per row.
+    let win = |i: usize| format!("in{i}");
+    let windows = members.iter().map(|m| m.window).max().map_or(0, |m| m + 1);
+    // Per-series columns, each once: the window pass (over the whole series) and the group.
+    let mut over: Vec<String> = Vec::new();
+    let mut stats: Vec<String> = Vec::new();
+    let push = |v: &mut Vec<String>, s: String| {
+        if !v.contains(&s) {
+            v.push(s);
+        }
+    };
+    for m in members {
+        let i = m.window;
+        for c in &m.values {
+            let j = col(c);
+            match m.agg {
+                Agg::Avg => {
+                    push(
+                        &mut stats,
+                        format!("sum(c{j}) FILTER (WHERE {}) AS as{j}_{i}", win(i)),
+                    );
+                    push(
+                        &mut stats,
+                        format!("count(c{j}) FILTER (WHERE {}) AS ac{j}_{i}", win(i)),
+                    );
+                }
+                Agg::Min | Agg::Max | Agg::Sum => {
+                    let (f, p) = agg_fn(m.agg);
+                    push(
+                        &mut stats,
+                        format!("{f}(c{j}) FILTER (WHERE {}) AS {p}{j}_{i}", win(i)),
+                    );
+                }
+                Agg::Last => {
+                    push(
+                        &mut over,
+                        format!("max(time) FILTER (WHERE {}) OVER s AS tm{i}", win(i)),
+                    );
+                    push(&mut stats, format!("max(tm{i}) AS tm{i}"));
+                    push(
+                        &mut stats,
+                        format!("max(c{j}) FILTER (WHERE time = tm{i}) AS lv{j}_{i}"),
+                    );
+                }
+                Agg::Rate => {
+                    for (name, f) in [("tl", "max"), ("tf", "min")] {
+                        push(
+                            &mut over,
+                            format!(
+                                "{f}(time) FILTER (WHERE c{j} IS NOT NULL AND {}) OVER s \
+                                 AS {name}{j}_{i}",
+                                win(i)
+                            ),
+                        );
+                    }
+                    push(
+                        &mut stats,
+                        format!("max(c{j}) FILTER (WHERE time = tl{j}_{i}) AS rl{j}_{i}"),
+                    );
+                    push(
+                        &mut stats,
+                        format!("max(c{j}) FILTER (WHERE time = tf{j}_{i}) AS rf{j}_{i}"),
+                    );
+                    push(
+                        &mut stats,
+                        format!(
+                            "extract(epoch FROM max(time) FILTER (WHERE {w}) \
+                             - min(time) FILTER (WHERE {w}))::float8 AS sp{i}",
+                            w = win(i)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let mut w_cols = vec![
+        format!("{} AS k", key_column(family)),
+        format!("t.{} AS time", family.time),
+    ];
+    w_cols.extend(g.iter().map(|c| format!("t.{c} AS g_{c}")));
+    w_cols.extend(
+        cols.iter()
+            .enumerate()
+            .map(|(j, c)| format!("{} AS c{j}", c.expr())),
+    );
+    w_cols.extend((0..windows).map(|i| {
+        format!(
+            "t.{} > $1::timestamptz - make_interval(secs => ($2::float8[])[{}]) AS in{i}",
+            family.time,
+            i + 1
+        )
+    }));
+    let mut text = format!(
+        "WITH {SCOPED}, w AS (SELECT {w_cols} FROM {table} t WHERE {filter} \
+         AND t.{time} > $1::timestamptz - make_interval(secs => $5::float8) \
+         AND t.{time} <= $1::timestamptz{filters})",
+        w_cols = w_cols.join(", "),
+        table = family.table,
+        filter = key_filter(family),
+        time = family.time,
+        filters = filters_sql(family),
+    );
+    let source = if over.is_empty() {
+        "w".to_owned()
+    } else {
+        text.push_str(&format!(
+            ", p AS (SELECT w.*, {} FROM w WINDOW s AS (PARTITION BY k{gcols}))",
+            over.join(", ")
+        ));
+        "p".to_owned()
+    };
+    text.push_str(&format!(
+        ", ser AS MATERIALIZED (SELECT k{gcols}, {} FROM {source} GROUP BY k{gcols})",
+        stats.join(", ")
+    ));
+    let nb = 6 + family.filters.len();
+    let (nr, ni, na, nk) = (nb + 1, nb + 2, nb + 3, nb + 4);
+    let mut parts = Vec::new();
+    for (r, m) in members.iter().enumerate() {
+        let i = m.window;
+        let by: String = m.family.by.iter().map(|b| format!(", g_{b}")).collect();
+        let rolled: Vec<String> = m
+            .values
+            .iter()
+            .enumerate()
+            .map(|(v, c)| {
+                let j = col(c);
+                let e = match m.agg {
+                    Agg::Avg => format!("sum(as{j}_{i}) / nullif(sum(ac{j}_{i}), 0)"),
+                    Agg::Min | Agg::Max | Agg::Sum => {
+                        let (f, p) = agg_fn(m.agg);
+                        format!("{f}({p}{j}_{i})")
+                    }
+                    Agg::Last => format!("max(lv{j}_{i}) FILTER (WHERE tm{i} = gt)"),
+                    Agg::Rate => format!(
+                        "sum((CASE WHEN rl{j}_{i} >= rf{j}_{i} THEN rl{j}_{i} - rf{j}_{i} \
+                         ELSE rl{j}_{i} END) / nullif(sp{i}, 0))"
+                    ),
+                };
+                format!("{e} AS v{v}")
             })
-            .unwrap_or_default();
-        out.push(Sample {
-            instance_id: row.try_get("instance_id")?,
-            agent_id: row.try_get("agent_id")?,
-            key_labels,
-            value,
+            .collect();
+        let from = if m.agg == Agg::Last {
+            format!("(SELECT ser.*, max(tm{i}) OVER (PARTITION BY k{by}) AS gt FROM ser) s")
+        } else {
+            "ser".to_owned()
+        };
+        let value = if m.values.len() == 1 {
+            "v0".to_owned()
+        } else {
+            let d: Vec<String> = (1..m.values.len()).map(|v| format!("v{v}")).collect();
+            format!("v0 / nullif({}, 0)", d.join(" + "))
+        };
+        let labels: Vec<String> = m
+            .family
+            .by
+            .iter()
+            .map(|b| format!("'{b}', coalesce(g_{b}::text, '')"))
+            .collect();
+        let labels = if labels.is_empty() {
+            "'{}'::jsonb".to_owned()
+        } else {
+            format!("jsonb_build_object({})", labels.join(", "))
+        };
+        let op = op_sql(ops[r]);
+        parts.push(format!(
+            "SELECT * FROM (SELECT {r}::int4 AS rule, {out}, {labels} AS key_labels, \
+             ({value})::float8 AS value \
+             FROM (SELECT k{by}, {rolled} FROM {from} GROUP BY k{by}) a) q \
+             WHERE q.value IS NOT NULL AND ((${nb}::float8[])[{n}] IS NULL \
+               OR q.value {op} (${nb}::float8[])[{n}] \
+               OR ({r}::int4, coalesce(q.instance_id, -1), \
+                   CASE WHEN q.instance_id IS NULL THEN coalesce(q.agent_id, '') ELSE '' END, \
+                   q.key_labels) \
+                  IN (SELECT * FROM unnest(${nr}::int4[], ${ni}::int8[], ${na}::text[], \
+                      ${nk}::jsonb[])))",
+            out = key_output(m.family),
+            rolled = rolled.join(", "),
+            n = r + 1,
+        ));
+    }
+    text.push(' ');
+    text.push_str(&parts.join(" UNION ALL "));
+    text
+}
+
+fn agg_fn(agg: Agg) -> (&'static str, &'static str) {
+    match agg {
+        Agg::Min => ("min", "mn"),
+        Agg::Max => ("max", "mx"),
+        _ => ("sum", "sm"),
+    }
+}
+
+fn op_sql(op: Op) -> &'static str {
+    match op {
+        Op::Gt => ">",
+        Op::Ge => ">=",
+        Op::Lt => "<",
+        Op::Le => "<=",
+    }
+}
+
+/// Runs `rules`, all of one [`batch_key`], in one statement as of `at`: for each rule what
+/// [`run`] answers (`needed[r]` as there).
+pub async fn run_batch(
+    conn: &mut sqlx::PgConnection,
+    rules: &[&Compiled],
+    at: DateTime<Utc>,
+    needed: &[Option<&Needed>],
+) -> Result<Vec<Vec<Sample>>, sqlx::Error> {
+    let mut windows: Vec<f64> = Vec::new();
+    let mut members = Vec::with_capacity(rules.len());
+    for rule in rules {
+        let Plan::Aggregate {
+            family,
+            agg: Some(agg),
+            numerator: Some(numerator),
+            denominators,
+            window_secs,
+        } = &rule.plan
+        else {
+            return Err(sqlx::Error::Protocol(
+                "a rule that is not a threshold aggregate in a batch".to_owned(),
+            ));
+        };
+        let secs = f64::from(*window_secs);
+        let window = match windows.iter().position(|w| *w == secs) {
+            Some(i) => i,
+            None => {
+                windows.push(secs);
+                windows.len() - 1
+            }
+        };
+        let mut values = vec![*numerator];
+        values.extend(denominators.iter().copied());
+        members.push(Member {
+            family,
+            agg: *agg,
+            values,
+            window,
         });
+    }
+    let Some(first) = rules.first() else {
+        return Ok(Vec::new());
+    };
+    let ops: Vec<Op> = rules.iter().map(|r| r.op).collect();
+    let text = batch_sql(&members, &ops);
+    let longest = windows.iter().copied().fold(0.0, f64::max);
+    let mut bounds = Vec::with_capacity(rules.len());
+    let (mut idx, mut instances, mut agents, mut labels) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rules.len() {
+        let n = needed.get(r).copied().flatten();
+        bounds.push(n.map(|n| n.bound));
+        if let Some(n) = n {
+            let r = i32::try_from(r).unwrap_or(i32::MAX);
+            idx.extend(std::iter::repeat_n(r, n.instances.len()));
+            instances.extend_from_slice(&n.instances);
+            agents.extend_from_slice(&n.agents);
+            labels.extend_from_slice(&n.key_labels);
+        }
+    }
+    // Identifiers from the family list only; every value is bound (module docs).
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(text))
+        .bind(at)
+        .bind(&windows)
+        .bind(first.scope_instance)
+        .bind(selector::to_json(&first.scope_matchers))
+        .bind(longest);
+    for v in filter_values(first) {
+        q = q.bind(v);
+    }
+    let rows = q
+        .bind(&bounds)
+        .bind(&idx)
+        .bind(&instances)
+        .bind(&agents)
+        .bind(&labels)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out: Vec<Vec<Sample>> = vec![Vec::new(); rules.len()];
+    for row in &rows {
+        let r: i32 = row.try_get("rule")?;
+        if let (Some(s), Some(slot)) = (
+            sample_of(row)?,
+            usize::try_from(r).ok().and_then(|r| out.get_mut(r)),
+        ) {
+            slot.push(s);
+        }
     }
     Ok(out)
 }
