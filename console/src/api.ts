@@ -165,7 +165,9 @@ async function refresh(): Promise<boolean> {
   return refreshing;
 }
 
-export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+/** The answer of an API call with the session's bearer (refreshed once on a 401); an
+ * ApiError when it is not a success. */
+async function authorized(method: string, path: string, body?: unknown): Promise<Response> {
   if (access === null && !(await refresh())) {
     onSignedOut();
     throw new ApiError(401, 'unauthenticated', 'signed out');
@@ -179,10 +181,35 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
     onSignedOut();
   }
   if (!response.ok) throw await errorOf(response);
-  return (await response.json()) as T;
+  return response;
+}
+
+export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  return (await (await authorized(method, path, body)).json()) as T;
+}
+
+/** A file the API serves (a run's result): its bytes and the name its Content-Disposition
+ * gives. */
+export async function file(path: string): Promise<{ name: string | null; blob: Blob }> {
+  const response = await authorized('GET', path);
+  const disposition = response.headers.get('content-disposition') ?? '';
+  const name = /filename="([^"]+)"/.exec(disposition)?.[1] ?? null;
+  return { name, blob: await response.blob() };
 }
 
 export const get = <T>(path: string) => call<T>('GET', path);
+
+/** `get` for answers holding 64-bit ids (query ids): an integer past JavaScript's safe range
+ * comes back as its exact text instead of a rounded number, so it can be shown, linked and sent
+ * back as it is (the browser's JSON.parse hands a reviver each value's source text). */
+export async function getExact<T>(path: string): Promise<T> {
+  const text = await (await authorized('GET', path)).text();
+  const exact = (_key: string, value: unknown, context?: { source?: string }) =>
+    typeof value === 'number' && !Number.isSafeInteger(value) && context?.source && /^-?\d+$/.test(context.source)
+      ? context.source
+      : value;
+  return JSON.parse(text, exact as (key: string, value: unknown) => unknown) as T;
+}
 
 export async function login(username: string, password: string): Promise<TokenPair> {
   const response = await send('POST', '/api/v1/auth/login', { username, password });

@@ -3,7 +3,8 @@
 //
 //   CONSOLE_URL=https://127.0.0.1:8443 ADMIN_PASSWORD=… VIEWER_PASSWORD=… node tests/console.mjs
 //
-// Env: CONSOLE_URL, ADMIN_USER (admin), ADMIN_PASSWORD, VIEWER_USER (viewer), VIEWER_PASSWORD,
+// The instance page's view (family, column, a 30-day or zoomed range) is read from and written
+// to the URL. Env: CONSOLE_URL, ADMIN_USER (admin), ADMIN_PASSWORD, VIEWER_USER (viewer), VIEWER_PASSWORD,
 // INSTANCE (the instance the fleet must show), CHROMIUM (/usr/bin/chromium), ARTIFACTS (where
 // screenshots go; none without it). Prints one JSON line of facts on success for the caller to
 // check; exits 1 with the failed expectation otherwise.
@@ -90,6 +91,61 @@ try {
   facts.adminActions = await page.getByTestId('instance-actions').getByRole('button').allInnerTexts();
   expect(facts.adminActions.includes('Remove instance'), `an admin sees Remove: ${facts.adminActions}`);
   await shot('instance');
+
+  // The chart's family, column and range are in the URL: a link or a reload shows the same.
+  t.step = 'range-in-url';
+  const hash = () => new URL(page.url()).hash;
+  facts.instanceHash = hash();
+  expect(/[?&]family=database\b/.test(facts.instanceHash) && /[?&]column=numbackends\b/.test(facts.instanceHash) && /[?&]range=1h\b/.test(facts.instanceHash), `the view in the URL: ${facts.instanceHash}`);
+  const instancePath = facts.instanceHash.split('?')[0];
+  const shown = async () => {
+    const el = page.locator('[data-step]');
+    return {
+      family: await el.getAttribute('data-family'),
+      column: await el.getAttribute('data-column'),
+      from: await el.getAttribute('data-from'),
+      to: await el.getAttribute('data-to'),
+      step: Number(await el.getAttribute('data-step')),
+      pressed: await page.locator('[aria-label="Range"] button[aria-pressed="true"]').allInnerTexts(),
+    };
+  };
+  // 30 days: 3-hour buckets (the automatic step), `from` moved down to the start of its bucket.
+  const DAY = 86_400_000;
+  for (const how of ['link', 'reload']) {
+    if (how === 'link') await page.goto(`${url}${instancePath}?family=database&column=numbackends&range=30d`);
+    else await page.reload();
+    await page.locator('[data-step="10800"] .chart[data-points] canvas').waitFor();
+    const got = await shown();
+    const span = Date.parse(got.to) - Date.parse(got.from);
+    facts[`range30d_${how}`] = got;
+    expect(got.family === 'database' && got.column === 'numbackends', `30 d ${how}: ${JSON.stringify(got)}`);
+    expect(got.pressed.length === 1 && got.pressed[0] === '30 d', `30 d selected (${how}): ${JSON.stringify(got)}`);
+    expect(span >= 30 * DAY && span < 30 * DAY + got.step * 1000, `30 days of data-from/data-to (${how}): ${JSON.stringify(got)}`);
+    expect(Math.abs(Date.parse(got.to) - Date.now()) < 5 * 60_000, `ending now (${how}): ${JSON.stringify(got)}`);
+  }
+  // A zoomed range: exactly the from/to of the URL (whole minutes, so on a bucket start).
+  const zoomTo = new Date(Math.ceil(Date.now() / 60_000) * 60_000 + 60_000);
+  const zoomFrom = new Date(zoomTo.getTime() - 30 * 60_000);
+  const zoomQuery = new URLSearchParams({ family: 'database', column: 'numbackends', from: zoomFrom.toISOString(), to: zoomTo.toISOString() });
+  for (const how of ['link', 'reload']) {
+    if (how === 'link') await page.goto(`${url}${instancePath}?${zoomQuery}`);
+    else await page.reload();
+    await page.waitForFunction(
+      ([from, to]) => {
+        const el = document.querySelector('[data-step]');
+        return el && Date.parse(el.getAttribute('data-from')) === from && Date.parse(el.getAttribute('data-to')) === to;
+      },
+      [zoomFrom.getTime(), zoomTo.getTime()],
+    );
+    const got = await shown();
+    facts[`zoomed_${how}`] = got;
+    expect(got.pressed.length === 0, `no preset pressed when zoomed (${how}): ${JSON.stringify(got)}`);
+  }
+  // Choosing a range writes it back.
+  await page.getByRole('button', { name: '7 d', exact: true }).click();
+  await page.locator('[data-step="3600"]').waitFor();
+  facts.hashAfter7d = hash();
+  expect(/[?&]range=7d\b/.test(facts.hashAfter7d) && !/[?&]from=/.test(facts.hashAfter7d), `7 d in the URL: ${facts.hashAfter7d}`);
 
   t.step = 'sign-out';
   await signOut(admin);

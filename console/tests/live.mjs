@@ -6,11 +6,13 @@
 //   BLOCKING_PID=… BLOCKED_PID=… ALERT_RULE=… node tests/live.mjs
 //
 // Checks: the fleet's key figures; a live update arrives on the instance page without a
-// reload; the blocking session is in the locks tree under its blocker, with both queries; every
-// instance section; the firing alert on the alerts page; the replication and backups pages;
+// reload; the blocking session is in the locks tree under its blocker, with both queries, and
+// its lock wait in the waits chart; every instance section; a run's CSV saved through the
+// browser's download is the API's answer under its file name; the firing alert on the alerts page; the replication and backups pages;
 // the theme toggle (remembered over a reload); keyboard navigation; a narrow window; a viewer
 // sees no alert control; axe-core finds no serious or critical violation on any page; no
 // console error or failed request. Screenshots go to ARTIFACTS. Prints one JSON line of facts.
+import { readFileSync } from 'node:fs';
 import { account, BrowserTest, env, expect } from './lib.mjs';
 
 const url = env('CONSOLE_URL');
@@ -25,7 +27,11 @@ const TIMEOUT = 15_000;
 // The alert evaluator's round is 15 s by default: a firing alert may take two rounds.
 const ALERT_TIMEOUT = 90_000;
 
-const t = await BrowserTest.open({ timeout: TIMEOUT, artifacts, options: { colorScheme: 'light' } });
+// The wait family's window is 10 s: the blocked session's first window, then the live feed
+// that moves the waits chart's range to it.
+const WAITS_TIMEOUT = 45_000;
+
+const t = await BrowserTest.open({ timeout: TIMEOUT, artifacts, options: { colorScheme: 'light', acceptDownloads: true } });
 const { page, facts, shot, axe, signIn, signOut } = t;
 try {
   t.step = 'sign-in';
@@ -59,6 +65,9 @@ try {
   await row.getByRole('link', { name: instance }).click();
   await page.getByRole('heading', { name: instance, level: 1 }).waitFor();
   await page.evaluate(() => (window.__sameDocument = true));
+  const openedAt = await page.evaluate(() => Date.now());
+  const instanceId = /#\/instances\/(\d+)/.exec(page.url())?.[1];
+  expect(instanceId, `the instance id in the URL: ${page.url()}`);
   const live = page.getByTestId('live');
   await page.locator('[data-testid="live"][data-state="open"]').waitFor();
   const activity = page.getByTestId('activity');
@@ -109,6 +118,25 @@ try {
       null,
       { timeout: TIMEOUT },
     );
+    if (name === 'Waits') {
+      // The blocked session's lock wait is in the chart, from a window sampled after the page
+      // opened: the range follows the live feed instead of ending when the page was drawn.
+      await page.waitForFunction(
+        (opened) => {
+          const w = document.querySelector('[data-testid="waits"]');
+          const bands = w?.querySelector('.chart[data-bands]')?.getAttribute('data-bands') ?? '';
+          return w && Date.parse(w.getAttribute('data-to')) > opened + 1000 && bands.split('|').includes('Lock:relation');
+        },
+        openedAt,
+        { timeout: WAITS_TIMEOUT, polling: 500 },
+      );
+      const waits = page.getByTestId('waits');
+      facts.waits = {
+        bands: await waits.locator('.chart').getAttribute('data-bands'),
+        to: await waits.getAttribute('data-to'),
+        openedAt: new Date(openedAt).toISOString(),
+      };
+    }
     facts.sections[name] = (await panel.innerText()).replace(/\s+/g, ' ').slice(0, 160);
     const slug = name.toLowerCase().replace(/[^a-z]+/g, '-');
     await axe(`instance-${slug}`);
@@ -116,6 +144,43 @@ try {
   }
   await page.getByRole('button', { name: 'Settings', exact: true }).click();
   await page.getByRole('cell', { name: 'max_connections', exact: true }).waitFor();
+
+  t.step = 'download';
+  // A CSV export made through the API, saved with the run page's Download: the browser stores
+  // the API's bytes under the API's file name.
+  const api = page.context().request;
+  const at = (path) => new URL(path, url).href;
+  const login = await api.post(at('/api/v1/auth/login'), { data: { username: admin.user, password: admin.password } });
+  expect(login.ok(), `API sign-in: ${login.status()}`);
+  const bearer = { authorization: `Bearer ${(await login.json()).access_token}` };
+  const started = await api.post(at(`/api/v1/instances/${instanceId}/export?wait=60`), {
+    headers: bearer,
+    data: { sql: "SELECT g AS n, 'line ' || g || ', \"quoted\"' AS label FROM generate_series(1, 3) AS g" },
+  });
+  expect(started.ok(), `export: ${started.status()} ${await started.text()}`);
+  const run = await started.json();
+  expect(run.status === 'succeeded', `the export succeeded: ${JSON.stringify(run)}`);
+  await page.goto(`${url}#/runs/${run.id}`);
+  await page.getByTestId('run-status').getByText('succeeded').waitFor();
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('run-download').click()]);
+  const saved = readFileSync(await download.path());
+  const direct = await api.get(at(`/api/v1/runs/${run.id}/download`), { headers: bearer });
+  expect(direct.ok(), `the API's download: ${direct.status()}`);
+  const body = await direct.body();
+  facts.download = {
+    run: run.id,
+    name: download.suggestedFilename(),
+    disposition: direct.headers()['content-disposition'] ?? null,
+    contentType: direct.headers()['content-type'] ?? null,
+    bytes: saved.length,
+    same: Buffer.compare(saved, body) === 0,
+    text: saved.toString('utf8'),
+  };
+  expect(facts.download.same, `the saved file is the API's answer: ${facts.download.text} vs ${body.toString('utf8')}`);
+  expect(facts.download.name === `run-${run.id}.csv`, `the API's file name: ${JSON.stringify(facts.download)}`);
+  await page.getByText(`saved as run-${run.id}.csv`).waitFor();
+  await axe('run-download');
+  await shot('run-download');
 
   t.step = 'alerts';
   await page.getByRole('link', { name: 'Alerts' }).click();

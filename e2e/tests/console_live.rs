@@ -4,7 +4,9 @@
 //! - the fleet shows the instance's key figures;
 //! - the instance page gets a new sample over the live WebSocket without a reload;
 //! - a blocking session made here (one session holds an ACCESS EXCLUSIVE lock, another waits
-//!   for it) is in the locks tree under its blocker, with both queries;
+//!   for it) is in the locks tree under its blocker, with both queries, and its wait
+//!   (`Lock:relation`) in the waits chart, sampled after the page opened;
+//! - a CSV export run saved with the run page's Download is the API's answer, named by it;
 //! - every instance section, and the alerts (a rule made here fires and is shown), replication
 //!   and backups pages; the theme toggle remembered over a reload; keyboard navigation; a
 //!   narrow window; a viewer sees no alert control;
@@ -147,6 +149,35 @@ pub async fn scenario(
         blocked.contains(&format!("pid {blocked_pid}")) && blocked.contains("the console waits"),
         "the waiter and its query: {blocked}"
     );
+    let waits = &facts["waits"];
+    assert!(
+        waits["bands"]
+            .as_str()
+            .is_some_and(|b| b.split('|').any(|band| band == "Lock:relation")),
+        "the blocked session's wait in the waits chart: {facts}"
+    );
+    assert!(
+        waits["to"].as_str() > waits["openedAt"].as_str(),
+        "the waits chart's range follows the live feed: {facts}"
+    );
+    let download = &facts["download"];
+    let run = download["run"].as_i64().expect("the export run");
+    assert_eq!(download["same"], true, "{facts}");
+    assert_eq!(download["name"], format!("run-{run}.csv"), "{facts}");
+    assert_eq!(
+        download["disposition"],
+        format!("attachment; filename=\"run-{run}.csv\""),
+        "{facts}"
+    );
+    assert_eq!(
+        download["contentType"], "text/csv; charset=utf-8",
+        "{facts}"
+    );
+    let csv = download["text"].as_str().expect("the saved file");
+    assert!(
+        csv.starts_with("n,label") && csv.contains("3,\"line 3, \"\"quoted\"\"\""),
+        "the export's rows as CSV: {csv:?}"
+    );
     assert!(
         facts["alertRow"]
             .as_str()
@@ -193,6 +224,7 @@ pub async fn scenario(
         "sign-in",
         "fleet",
         "instance",
+        "run-download",
         "alerts",
         "replication",
         "backups",
@@ -211,6 +243,7 @@ pub async fn scenario(
         "instance-settings",
         "instance-logs",
         "instance-collector-events",
+        "run-download",
         "alerts",
         "replication",
         "backups",
