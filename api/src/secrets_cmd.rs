@@ -1,6 +1,7 @@
 //! `lasect-api secrets rotate`: a new key first in the key file (older keys stay, so every
 //! ciphertext keeps decrypting), then every stored DSN re-encrypted with it in one
-//! transaction. Ingest re-reads the key file when it changes; once this has run, the old key
+//! transaction, and every backup repository secret (object store keys, cipher passphrases, of
+//! instances' and of label repositories) in another. Ingest re-reads the key file when it changes; once this has run, the old key
 //! lines may be removed from the file.
 //!
 //! Every instance secret (`dsn`, `run_dsn`) is bound to its row: instance id, serving agent and
@@ -106,15 +107,187 @@ pub async fn rotate(dsn: &StoreDsn, key_file: &Path) -> anyhow::Result<String> {
     let before = Keyring::load(key_file)
         .with_context(|| format!("load the key file {}", key_file.display()))?;
     let plain = read_all(&pool, &before).await?;
+    let repository_secrets = read_repository_secrets(&pool, &before).await?;
     let after = Keyring::rotate_file(key_file)
         .with_context(|| format!("add a new key to {}", key_file.display()))?;
     write_all(&pool, &after, &plain.iter().collect::<Vec<_>>()).await?;
+    write_repository_secrets(&pool, &after, &repository_secrets).await?;
     Ok(format!(
-        "new key {} is first in {}; re-encrypted {} instance(s). The older keys may now be removed from the file.\n",
+        "new key {} is first in {}; re-encrypted {} instance(s) and {} backup repository \
+         secret(s). The older keys may now be removed from the file.\n",
         after.current_key_id(),
         key_file.display(),
-        plain.len()
+        plain.len(),
+        repository_secrets.len()
     ))
+}
+
+/// What a backup repository secret is bound to (docs/BACKUPS.md): an instance's repository
+/// (instance, agent, `backup:<stanza>:<field>`) or a label repository (the template row).
+enum Binding {
+    Instance {
+        instance: i64,
+        agent: String,
+        field: String,
+    },
+    Template {
+        id: i64,
+        field: &'static str,
+    },
+}
+
+/// One backup repository secret (object store key, cipher passphrase), decrypted, and where it
+/// is stored.
+struct RepositorySecret {
+    /// `backup_label_repositories` rather than `backup_repositories`.
+    template: bool,
+    id: i64,
+    /// `secret_key` or `cipher_pass` (its column is `<field>_ciphertext`).
+    field: &'static str,
+    binding: Binding,
+    plain: Secret,
+}
+
+impl Binding {
+    fn seal(&self, keyring: &Keyring, plain: &Secret) -> anyhow::Result<Vec<u8>> {
+        let bytes = plain.expose_secret().as_bytes();
+        match self {
+            Binding::Instance {
+                instance,
+                agent,
+                field,
+            } => encrypt_instance_secret(keyring, *instance, agent, field, bytes),
+            Binding::Template { id, field } => keyring.encrypt(
+                bytes,
+                &crate::routes::backup_label_repos::template_aad(*id, field),
+            ),
+        }
+        .context("encrypt")
+    }
+
+    fn open(&self, keyring: &Keyring, ciphertext: &[u8]) -> anyhow::Result<Secret> {
+        match self {
+            Binding::Instance {
+                instance,
+                agent,
+                field,
+            } => decrypt_instance_secret(keyring, *instance, agent, field, ciphertext)
+                .map(|d| d.plaintext),
+            Binding::Template { id, field } => keyring
+                .decrypt_string(
+                    ciphertext,
+                    &crate::routes::backup_label_repos::template_aad(*id, field),
+                )
+                .map(Secret::new),
+        }
+        .map_err(anyhow::Error::from)
+    }
+}
+
+/// Every backup repository secret, decrypted with `keyring` (all or an error: a rotation
+/// changes nothing unless everything decrypts).
+async fn read_repository_secrets(
+    pool: &PgPool,
+    keyring: &Keyring,
+) -> anyhow::Result<Vec<RepositorySecret>> {
+    type RepoRow = (i64, i64, String, String, Option<Vec<u8>>, Option<Vec<u8>>);
+    let rows: Vec<RepoRow> = sqlx::query_as(
+        "SELECT b.id, b.instance_id, i.agent_id, b.stanza, b.secret_key_ciphertext, \
+                b.cipher_pass_ciphertext \
+         FROM backup_repositories b JOIN instances i ON i.id = b.instance_id \
+         WHERE b.secret_key_ciphertext IS NOT NULL OR b.cipher_pass_ciphertext IS NOT NULL \
+         ORDER BY b.id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("read the backup repositories' secrets")?;
+    let mut out = Vec::new();
+    for (id, instance, agent, stanza, secret_key, cipher_pass) in rows {
+        for (field, ciphertext) in [("secret_key", secret_key), ("cipher_pass", cipher_pass)] {
+            let Some(ciphertext) = ciphertext else {
+                continue;
+            };
+            let binding = Binding::Instance {
+                instance,
+                agent: agent.clone(),
+                field: format!("backup:{stanza}:{field}"),
+            };
+            let plain = binding.open(keyring, &ciphertext).with_context(|| {
+                format!(
+                    "backup repository {id} (instance {instance}): its {field} does not \
+                     decrypt with the key file"
+                )
+            })?;
+            out.push(RepositorySecret {
+                template: false,
+                id,
+                field,
+                binding,
+                plain,
+            });
+        }
+    }
+    type TemplateRow = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+    let templates: Vec<TemplateRow> = sqlx::query_as(
+        "SELECT id, secret_key_ciphertext, cipher_pass_ciphertext FROM backup_label_repositories \
+         WHERE secret_key_ciphertext IS NOT NULL OR cipher_pass_ciphertext IS NOT NULL \
+         ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("read the label repositories' secrets")?;
+    for (id, secret_key, cipher_pass) in templates {
+        for (field, ciphertext) in [("secret_key", secret_key), ("cipher_pass", cipher_pass)] {
+            let Some(ciphertext) = ciphertext else {
+                continue;
+            };
+            let binding = Binding::Template { id, field };
+            let plain = binding.open(keyring, &ciphertext).with_context(|| {
+                format!("label repository {id}: its {field} does not decrypt with the key file")
+            })?;
+            out.push(RepositorySecret {
+                template: true,
+                id,
+                field,
+                binding,
+                plain,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `secrets` encrypted with the first key of `keyring`, in one transaction.
+async fn write_repository_secrets(
+    pool: &PgPool,
+    keyring: &Keyring,
+    secrets: &[RepositorySecret],
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await.context("begin")?;
+    for s in secrets {
+        let sql = match (s.template, s.field) {
+            (false, "secret_key") => {
+                "UPDATE backup_repositories SET secret_key_ciphertext = $2 WHERE id = $1"
+            }
+            (false, _) => {
+                "UPDATE backup_repositories SET cipher_pass_ciphertext = $2 WHERE id = $1"
+            }
+            (true, "secret_key") => {
+                "UPDATE backup_label_repositories SET secret_key_ciphertext = $2 WHERE id = $1"
+            }
+            (true, _) => {
+                "UPDATE backup_label_repositories SET cipher_pass_ciphertext = $2 WHERE id = $1"
+            }
+        };
+        sqlx::query(sql)
+            .bind(s.id)
+            .bind(s.binding.seal(keyring, &s.plain)?)
+            .execute(&mut *tx)
+            .await
+            .context("store a re-encrypted backup repository secret")?;
+    }
+    tx.commit().await.context("commit")?;
+    Ok(())
 }
 
 /// Re-encrypts, bound to their rows, the DSNs stored before the binding; returns how many.

@@ -102,6 +102,11 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
     let backup_scheduler = tokio::spawn(crate::backup_schedule::run(pool.clone()));
     let state = AppState::with_auth(pool.clone(), AuthState::new(keys, config.auth.clone()))
         .with_secrets(secrets);
+    // Every process keeps label repositories' instance rows in step (inserts never clash).
+    let label_repositories = tokio::spawn(crate::routes::backup_label_repos::run(
+        pool.clone(),
+        state.secrets.clone(),
+    ));
     // Notifications go out from every process (the outbox decides who sends what).
     let notifier = config.alerts.enabled.then(|| {
         tokio::spawn(crate::notify::worker::run(
@@ -120,6 +125,7 @@ pub async fn serve(config: ApiConfig, config_path: &Path) -> anyhow::Result<()> 
     maintenance.abort();
     run_sweeper.abort();
     backup_scheduler.abort();
+    label_repositories.abort();
     if let Some(alerts) = alerts {
         alerts.abort();
     }

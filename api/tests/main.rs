@@ -14,6 +14,7 @@ mod alerts_batch;
 mod alerts_live;
 mod alerts_wraparound;
 mod audit;
+mod backup_repositories;
 mod backup_schedule;
 mod binary;
 mod bodies;

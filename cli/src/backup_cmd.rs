@@ -82,29 +82,15 @@ pub struct Target {
 
 #[derive(Debug, Subcommand)]
 pub enum RepoCommand {
-    /// Register a posix repository for a stanza of the instance (admin)
-    Add {
-        #[arg(long, short)]
-        instance: Option<String>,
-        #[arg(long)]
-        stanza: String,
-        /// repo1-path: an absolute directory on the database host
-        #[arg(long)]
-        path: String,
-        /// A pgBackRest config the agent writes and keeps, for the server's archive_command
-        #[arg(long)]
-        config_path: Option<String>,
-        #[arg(long)]
-        retention_full: Option<i32>,
-        #[arg(long)]
-        retention_diff: Option<i32>,
-        /// count (default): keep --retention-full full backups; time: keep them that many days
-        #[arg(long, value_parser = ["count", "time"])]
-        retention_full_type: Option<String>,
-        /// Encrypt the repository (aes-256-cbc) with a passphrase read from stdin's first line
-        #[arg(long)]
-        cipher_pass_stdin: bool,
-    },
+    /// Register a repository for a stanza of the instance, or with --label for every instance
+    /// carrying that label (admin)
+    Add(Box<RepoAdd>),
+    /// The repositories registered for labels, with the instances each serves (secrets are
+    /// never shown)
+    Labels,
+    /// Forget a label's repository: the instances it served lose it (their backups stay)
+    /// (admin)
+    RemoveLabel { id: i64 },
     /// The instance's repositories (secrets are never shown)
     List {
         #[arg(long, short)]
@@ -116,6 +102,94 @@ pub enum RepoCommand {
         instance: Option<String>,
         id: i64,
     },
+}
+
+/// `lasect backup repo add`'s options.
+#[derive(Debug, clap::Args)]
+pub struct RepoAdd {
+    #[arg(long, short, conflicts_with = "label")]
+    instance: Option<String>,
+    /// KEY=VALUE: serve every instance with this label (a stanza per instance, named after
+    /// it unless --stanza is given)
+    #[arg(long)]
+    label: Option<String>,
+    /// The stanza (required without --label)
+    #[arg(long, required_unless_present = "label")]
+    stanza: Option<String>,
+    /// posix (default), s3, azure or gcs
+    #[arg(long = "type", value_enum, default_value_t = RepoType::Posix)]
+    repo_type: RepoType,
+    /// repo1-path: an absolute directory on the database host (posix), or the prefix in the
+    /// bucket
+    #[arg(long)]
+    path: String,
+    /// A pgBackRest config the agent writes and keeps, for the server's archive_command
+    /// (it then holds the repository's secrets, 0600)
+    #[arg(long)]
+    config_path: Option<String>,
+    /// The bucket (s3, gcs) or container (azure)
+    #[arg(long)]
+    bucket: Option<String>,
+    /// The store's endpoint (required for s3, e.g. s3.eu-west-1.amazonaws.com)
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// The S3 region
+    #[arg(long)]
+    region: Option<String>,
+    /// The S3 access key id, or the Azure storage account
+    #[arg(long)]
+    key_id: Option<String>,
+    /// s3: shared|auto|web-id; azure: shared|sas; gcs: service|token|auto
+    #[arg(long)]
+    key_type: Option<String>,
+    /// host or path (s3, azure)
+    #[arg(long, value_parser = ["host", "path"])]
+    uri_style: Option<String>,
+    /// The store's port (default 443)
+    #[arg(long)]
+    storage_port: Option<u16>,
+    /// A CA file on the database host to verify the store's certificate with
+    #[arg(long)]
+    ca_file: Option<String>,
+    /// Do not verify the store's TLS certificate (tests only)
+    #[arg(long)]
+    no_verify_tls: bool,
+    /// Read the secret key (S3 secret access key, Azure key, GCS service key JSON or token)
+    /// from this file
+    #[arg(long, conflicts_with = "secret_key_stdin")]
+    secret_key_file: Option<std::path::PathBuf>,
+    /// Read the secret key from stdin's first line
+    #[arg(long, conflicts_with = "cipher_pass_stdin")]
+    secret_key_stdin: bool,
+    #[arg(long)]
+    retention_full: Option<i32>,
+    #[arg(long)]
+    retention_diff: Option<i32>,
+    /// count (default): keep --retention-full full backups; time: keep them that many days
+    #[arg(long, value_parser = ["count", "time"])]
+    retention_full_type: Option<String>,
+    /// Encrypt the repository (aes-256-cbc) with a passphrase read from stdin's first line
+    #[arg(long)]
+    cipher_pass_stdin: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RepoType {
+    Posix,
+    S3,
+    Azure,
+    Gcs,
+}
+
+impl RepoType {
+    const fn as_str(self) -> &'static str {
+        match self {
+            RepoType::Posix => "posix",
+            RepoType::S3 => "s3",
+            RepoType::Azure => "azure",
+            RepoType::Gcs => "gcs",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -142,11 +216,24 @@ impl BackupType {
     }
 }
 
+const LABEL_REPO_COLUMNS: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("label", "label"),
+    ("stanza", "stanza"),
+    ("type", "repo_type"),
+    ("bucket", "bucket"),
+    ("path", "path"),
+    ("serves", "serves"),
+    ("created", "created_at"),
+];
+
 const REPO_COLUMNS: &[(&str, &str)] = &[
     ("id", "id"),
     ("stanza", "stanza"),
     ("type", "repo_type"),
+    ("bucket", "bucket"),
     ("path", "path"),
+    ("label repo", "label_repository_id"),
     ("config", "config_path"),
     ("cipher", "cipher_type"),
     ("full kept", "retention_full"),
@@ -228,22 +315,47 @@ async fn repo(
     output: OutputFormat,
 ) -> anyhow::Result<String> {
     match command {
-        RepoCommand::Add {
-            instance,
-            stanza,
-            path,
-            config_path,
-            retention_full,
-            retention_diff,
-            retention_full_type,
-            cipher_pass_stdin,
-        } => {
-            let id = instance_or_only(client, instance.as_deref()).await?;
+        RepoCommand::Add(add) => {
+            let RepoAdd {
+                instance,
+                label,
+                stanza,
+                repo_type,
+                path,
+                config_path,
+                bucket,
+                endpoint,
+                region,
+                key_id,
+                key_type,
+                uri_style,
+                storage_port,
+                ca_file,
+                no_verify_tls,
+                secret_key_file,
+                secret_key_stdin,
+                retention_full,
+                retention_diff,
+                retention_full_type,
+                cipher_pass_stdin,
+            } = *add;
             let mut body = Map::new();
-            body.insert("stanza".into(), stanza.into());
+            if repo_type != RepoType::Posix {
+                body.insert("repo_type".into(), repo_type.as_str().into());
+            }
             body.insert("path".into(), path.into());
             let optional = [
+                ("stanza", stanza.map(Value::from)),
                 ("config_path", config_path.map(Value::from)),
+                ("bucket", bucket.map(Value::from)),
+                ("endpoint", endpoint.map(Value::from)),
+                ("region", region.map(Value::from)),
+                ("key_id", key_id.map(Value::from)),
+                ("key_type", key_type.map(Value::from)),
+                ("uri_style", uri_style.map(Value::from)),
+                ("storage_port", storage_port.map(Value::from)),
+                ("ca_file", ca_file.map(Value::from)),
+                ("verify_tls", no_verify_tls.then_some(Value::Bool(false))),
                 ("retention_full", retention_full.map(Value::from)),
                 ("retention_diff", retention_diff.map(Value::from)),
                 ("retention_full_type", retention_full_type.map(Value::from)),
@@ -253,19 +365,70 @@ async fn repo(
                     body.insert(k.into(), v);
                 }
             }
-            if cipher_pass_stdin {
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line)?;
-                let pass = line.trim_end_matches(['\n', '\r']);
-                if pass.is_empty() {
-                    anyhow::bail!("--cipher-pass-stdin: stdin's first line is empty");
+            if let Some(file) = secret_key_file {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("--secret-key-file {}: {e}", file.display()))?;
+                // A GCS service key is a JSON document: kept whole; a key is its one line.
+                let key = if repo_type == RepoType::Gcs && text.trim_start().starts_with('{') {
+                    text
+                } else {
+                    text.trim_end_matches(['\n', '\r']).to_owned()
+                };
+                if key.trim().is_empty() {
+                    anyhow::bail!("--secret-key-file {}: the file is empty", file.display());
                 }
-                body.insert("cipher_type".into(), "aes-256-cbc".into());
-                body.insert("cipher_pass".into(), pass.into());
+                body.insert("secret_key".into(), key.into());
             }
+            if secret_key_stdin {
+                body.insert(
+                    "secret_key".into(),
+                    stdin_line("--secret-key-stdin")?.into(),
+                );
+            }
+            if cipher_pass_stdin {
+                body.insert("cipher_type".into(), "aes-256-cbc".into());
+                body.insert(
+                    "cipher_pass".into(),
+                    stdin_line("--cipher-pass-stdin")?.into(),
+                );
+            }
+            if let Some(label) = label {
+                let (key, value) = label
+                    .split_once('=')
+                    .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+                    .ok_or_else(|| anyhow::anyhow!("--label must be KEY=VALUE, not {label:?}"))?;
+                body.insert("label_key".into(), key.into());
+                body.insert("label_value".into(), value.into());
+                let created = client
+                    .post_json("api/v1/backup/label-repositories", &Value::Object(body))
+                    .await?;
+                return render_body(output, &created, |b| {
+                    Ok(render_one(&label_row(b), LABEL_REPO_COLUMNS))
+                });
+            }
+            let id = instance_or_only(client, instance.as_deref()).await?;
             let path = format!("api/v1/instances/{id}/backup/repositories");
             let created = client.post_json(&path, &Value::Object(body)).await?;
             render_body(output, &created, |b| Ok(render_one(b, REPO_COLUMNS)))
+        }
+        RepoCommand::Labels => {
+            let body = client.get_json("api/v1/backup/label-repositories").await?;
+            render_body(output, &body, |b| {
+                let rows: Vec<Value> = b["label_repositories"]
+                    .as_array()
+                    .map(|all| all.iter().map(label_row).collect())
+                    .unwrap_or_default();
+                Ok(render(&rows, LABEL_REPO_COLUMNS))
+            })
+        }
+        RepoCommand::RemoveLabel { id } => {
+            client
+                .delete_json(&format!("api/v1/backup/label-repositories/{id}"))
+                .await?;
+            Ok(match output {
+                OutputFormat::Json => json!({ "removed": id }).to_string(),
+                OutputFormat::Table => format!("label repository {id} removed\n"),
+            })
         }
         RepoCommand::List { instance } => {
             let id = instance_or_only(client, instance.as_deref()).await?;
@@ -291,6 +454,49 @@ async fn repo(
             })
         }
     }
+}
+
+/// Stdin's first line, without its end; refused when empty.
+fn stdin_line(flag: &str) -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let line = line.trim_end_matches(['\n', '\r']);
+    if line.is_empty() {
+        anyhow::bail!("{flag}: stdin's first line is empty");
+    }
+    Ok(line.to_owned())
+}
+
+/// A label repository as a table row: `env=prod`, and the instances it serves as
+/// `name (stanza)`.
+fn label_row(r: &Value) -> Value {
+    let mut row = r.clone();
+    let label = format!(
+        "{}={}",
+        r["label_key"].as_str().unwrap_or_default(),
+        r["label_value"].as_str().unwrap_or_default()
+    );
+    let serves: Vec<String> = r["instances"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|i| {
+            format!(
+                "{} ({})",
+                i["instance_name"].as_str().unwrap_or_default(),
+                i["stanza"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    if let Some(o) = row.as_object_mut() {
+        o.insert("label".into(), label.into());
+        o.insert("serves".into(), serves.join(", ").into());
+        if o.get("stanza").is_none_or(Value::is_null) {
+            o.insert("stanza".into(), "(instance name)".into());
+        }
+    }
+    row
 }
 
 async fn post_run(

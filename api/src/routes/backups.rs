@@ -45,7 +45,7 @@ pub enum RepoType {
 }
 
 impl RepoType {
-    const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             RepoType::Posix => "posix",
             RepoType::S3 => "s3",
@@ -343,7 +343,7 @@ pub enum RetentionType {
 }
 
 impl RetentionType {
-    const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             RetentionType::Count => "count",
             RetentionType::Time => "time",

@@ -11,6 +11,7 @@ mod api_tokens;
 mod audit_log;
 mod auth_routes;
 pub mod backup_catalogue;
+pub mod backup_label_repos;
 pub mod backup_restore;
 pub mod backup_schedules;
 pub mod backups;
@@ -340,6 +341,22 @@ pub fn route_specs() -> Vec<RouteSpec> {
             Authenticated,
         ),
         spec(Method::GET, "/api/v1/backup/firings", Authenticated),
+        // Repositories for a label: viewers of the label see them, its admins change them.
+        spec(
+            Method::GET,
+            "/api/v1/backup/label-repositories",
+            Authenticated,
+        ),
+        spec(
+            Method::POST,
+            "/api/v1/backup/label-repositories",
+            Authenticated,
+        ),
+        spec(
+            Method::DELETE,
+            "/api/v1/backup/label-repositories/{id}",
+            Authenticated,
+        ),
         spec(Method::GET, "/api/v1/backups", Authenticated),
         spec(Method::GET, "/api/v1/alerts/silences", Authenticated),
         spec(Method::POST, "/api/v1/alerts/silences", Authenticated),
@@ -466,6 +483,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(backups::stanza))
         .routes(routes!(backups::backup))
         .routes(routes!(backups::info))
+        .routes(routes!(backup_label_repos::list, backup_label_repos::add))
+        .routes(routes!(backup_label_repos::remove))
         .routes(routes!(backup_restore::restore))
         .routes(routes!(backup_restore::drill))
         .routes(routes!(backup_restore::drills))
