@@ -95,7 +95,8 @@ pub struct BackfillTable {
     /// The table on the publisher: live rows (estimate) and heap + TOAST bytes.
     pub publisher_rows: Option<i64>,
     pub publisher_bytes: Option<i64>,
-    /// 0..=100; 100 once the table left `data_copy`.
+    /// 0..=100; 100 once the table left `data_copy`; none while it copies when the
+    /// subscriber has no copy progress (`copy_progress` `state_only`).
     pub percent: Option<f64>,
     pub rows_per_second: Option<f64>,
     pub bytes_per_second: Option<f64>,
@@ -112,6 +113,10 @@ pub struct Backfill {
     pub state: String,
     pub tables_total: usize,
     pub tables_ready: usize,
+    /// `counted`: rows and bytes copied come from pg_stat_progress_copy (PostgreSQL 14+);
+    /// `state_only`: the subscriber has no copy progress view (PostgreSQL 13), so a table
+    /// being copied shows its state only, without rows, bytes, percent or ETA.
+    pub copy_progress: String,
     pub percent: Option<f64>,
     pub rows_per_second: Option<f64>,
     pub eta_seconds: Option<f64>,

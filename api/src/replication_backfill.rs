@@ -77,6 +77,14 @@ pub async fn backfill(
     .bind(subname)
     .fetch_all(pool)
     .await?;
+    // Before 14 the subscriber has no pg_stat_progress_copy: its copies are never sampled.
+    let version: Option<i32> =
+        sqlx::query_scalar("SELECT server_version_num FROM instances WHERE id = $1")
+            .bind(subscriber)
+            .fetch_optional(pool)
+            .await?
+            .flatten();
+    let counted = version.is_none_or(|v| v >= 140_000);
     let sizes: Vec<SizeRow> = match publisher {
         Some((id, db)) => {
             sqlx::query_as(
@@ -93,10 +101,12 @@ pub async fn backfill(
         }
         None => Vec::new(),
     };
-    Ok(compute(&states, &copies, &sizes))
+    Ok(compute(&states, &copies, &sizes, counted))
 }
 
-fn compute(states: &[StateRow], copies: &[CopyRow], sizes: &[SizeRow]) -> Backfill {
+/// `counted`: the subscriber samples its copies (14+); else a table in `data_copy` has no
+/// percent (unknown, not 0).
+fn compute(states: &[StateRow], copies: &[CopyRow], sizes: &[SizeRow], counted: bool) -> Backfill {
     let sampled = states.iter().map(|s| s.time).max();
     let mut by_table: BTreeMap<(&str, &str), Vec<&CopyRow>> = BTreeMap::new();
     for c in copies {
@@ -133,6 +143,7 @@ fn compute(states: &[StateRow], copies: &[CopyRow], sizes: &[SizeRow]) -> Backfi
                 t.eta_seconds = Some(0.0);
             }
             "init" => t.percent = Some(0.0),
+            _ if !counted => {}
             _ => copying(
                 &mut t,
                 by_table
@@ -193,6 +204,7 @@ fn compute(states: &[StateRow], copies: &[CopyRow], sizes: &[SizeRow]) -> Backfi
         state: state.to_owned(),
         tables_total: tables.len(),
         tables_ready: ready,
+        copy_progress: if counted { "counted" } else { "state_only" }.to_owned(),
         percent: percent.map(|p| p.clamp(0.0, 100.0)),
         rows_per_second: (rate > 0.0).then_some(rate),
         eta_seconds,
@@ -292,6 +304,7 @@ mod tests {
             ],
             &[copy(10, "orders", 100_000), copy(20, "orders", 300_000)],
             &[size("orders", 1_000_000), size("items", 1_000_000)],
+            true,
         );
         assert_eq!(b.state, "initial_sync");
         let orders = &b.tables[0];
@@ -310,6 +323,7 @@ mod tests {
             &[state(20, "orders", "data_copy")],
             &[copy(20, "orders", 1_200_000)],
             &[size("orders", 1_000_000)],
+            true,
         );
         assert_eq!(b.tables[0].percent, Some(99.9));
         assert_eq!(b.tables[0].eta_seconds, None, "one sample: no rate yet");
@@ -317,10 +331,10 @@ mod tests {
 
     #[test]
     fn all_ready_is_streaming_and_no_samples_is_unknown() {
-        let b = compute(&[state(5, "orders", "ready")], &[], &[]);
+        let b = compute(&[state(5, "orders", "ready")], &[], &[], true);
         assert_eq!((b.state.as_str(), b.percent), ("streaming", Some(100.0)));
         assert_eq!(b.eta_seconds, Some(0.0));
-        let none = compute(&[], &[], &[]);
+        let none = compute(&[], &[], &[], true);
         assert_eq!((none.state.as_str(), none.percent), ("unknown", None));
     }
 
@@ -333,6 +347,7 @@ mod tests {
             &[state(10, "orders", "data_copy")],
             &[copy(0, "orders", 10), copy(10, "orders", 50)],
             &[z],
+            true,
         );
         let t = &b.tables[0];
         assert_eq!(t.percent, Some(50.0));
@@ -346,8 +361,33 @@ mod tests {
             &[state(500, "orders", "data_copy")],
             &[copy(10, "orders", 500)],
             &[size("orders", 1000)],
+            true,
         );
         assert_eq!(b.tables[0].rows_copied, None);
         assert_eq!(b.tables[0].percent, Some(0.0));
+    }
+
+    #[test]
+    fn without_copy_progress_a_copying_table_has_its_state_only() {
+        let b = compute(
+            &[
+                state(20, "orders", "data_copy"),
+                state(20, "items", "ready"),
+            ],
+            &[],
+            &[size("orders", 1_000_000), size("items", 1_000)],
+            false,
+        );
+        assert_eq!(b.copy_progress, "state_only");
+        let orders = &b.tables[0];
+        assert_eq!(orders.state, "data_copy");
+        assert_eq!(
+            (orders.percent, orders.rows_copied, orders.eta_seconds),
+            (None, None, None)
+        );
+        assert_eq!(b.tables[1].percent, Some(100.0));
+        assert_eq!((b.state.as_str(), b.percent), ("initial_sync", None));
+        let all_ready = compute(&[state(5, "items", "ready")], &[], &[], false);
+        assert_eq!(all_ready.percent, Some(100.0));
     }
 }

@@ -296,6 +296,13 @@ pub fn status_text(s: &Stream) -> String {
         if let Some(e) = b.eta_seconds {
             let _ = write!(out, ", ETA {}", duration(e));
         }
+        let state_only = b.copy_progress == "state_only";
+        if state_only {
+            out.push_str(
+                ", copy progress unknown (the subscriber has no pg_stat_progress_copy before \
+                 PostgreSQL 14: state only)",
+            );
+        }
         out.push('\n');
         for t in &b.tables {
             let _ = write!(
@@ -316,6 +323,9 @@ pub fn status_text(s: &Stream) -> String {
             }
             if let Some(e) = t.eta_seconds.filter(|_| t.state == "data_copy") {
                 let _ = write!(out, " ETA {}", duration(e));
+            }
+            if state_only && t.state == "data_copy" {
+                out.push_str(" (copying, progress unknown)");
             }
             out.push('\n');
         }
@@ -357,7 +367,7 @@ mod tests {
                  "run_id": 10, "started_at": "2026-01-01T00:00:00Z"}
             ],
             "backfill": {"state": "initial_sync", "tables_ready": 0, "tables_total": 1,
-                "percent": 42.0, "rows_per_second": 1500.0, "eta_seconds": 125.0,
+                "copy_progress": "counted", "percent": 42.0, "rows_per_second": 1500.0, "eta_seconds": 125.0,
                 "tables": [{"schema": "public", "table": "orders", "state": "data_copy",
                     "percent": 42.0, "rows_copied": 420, "publisher_rows": 1000,
                     "eta_seconds": 125.0}]}
@@ -370,6 +380,28 @@ mod tests {
             text.contains("public.orders data_copy 42.0 % (420 of ~1000 rows) ETA 2m05s"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_copy_without_progress_says_so() {
+        let s = stream(json!({
+            "backfill": {"state": "initial_sync", "tables_ready": 1, "tables_total": 2,
+                "copy_progress": "state_only", "percent": null,
+                "tables": [
+                    {"schema": "public", "table": "orders", "state": "data_copy"},
+                    {"schema": "public", "table": "items", "state": "ready", "percent": 100.0}
+                ]}
+        }));
+        let text = status_text(&s);
+        assert!(
+            text.contains("1 of 2 tables ready, copy progress unknown"),
+            "{text}"
+        );
+        assert!(
+            text.contains("public.orders data_copy (copying, progress unknown)"),
+            "{text}"
+        );
+        assert!(text.contains("public.items ready 100.0 %"), "{text}");
     }
 
     #[test]

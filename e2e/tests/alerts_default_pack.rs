@@ -5,7 +5,8 @@
 //! statement, a failing archive_command, WAL beyond max_wal_size, a deadlock, a sort spilling
 //! to disk, a table larger than shared_buffers, a disk filling up, a restart-only setting
 //! changed, a collector failing, an internal error logged, a failed dump run, multixacts, a
-//! family and an instance gone quiet), waits until the rule fires, ends the condition and waits
+//! slot losing its WAL, the standby's WAL receiver stopped, a family and an instance gone
+//! quiet), waits until the rule fires, ends the condition and waits
 //! until it resolves. Conditions are driven side by side on one stack and two clusters.
 //!
 //! The rules are applied with the CLI as copies of the default rules: the same name, family,
@@ -114,6 +115,16 @@ rules:
     condition: {kind: threshold, family: database, column: datminmxid_age, agg: max,
                 by: [datname], where: [{column: datname, op: eq, value: postgres}],
                 window_secs: 3, op: ">", threshold: 0}
+  - name: standby_wal_receiver_down
+    severity: warning
+    condition: {kind: threshold, family: standby, column: replay_lsn, agg: last,
+                where: [{column: receiver_status, op: ne, value: streaming}],
+                window_secs: 3, op: ">=", threshold: 0}
+  - name: slot_invalidated
+    severity: critical
+    condition: {kind: events, family: replication_slot, by: [slot_name],
+                where: [{column: wal_status, op: in, value: "lost,unreserved"}],
+                window_secs: 3, op: ">", threshold: 0}
   - name: family_silent_activity
     severity: warning
     condition: {kind: absence, target: family, family: activity, seconds: 6}
@@ -162,7 +173,7 @@ const DRIVEN: &[&str] = &[
 /// collected once an hour (so they go silent while the agent runs).
 fn agent_config(stack: &Stack, primary: &PgCluster, standby: &PgCluster, quiet_standby: bool) {
     let every = "activity = 1, lock = 1, replication = 1, replication_slot = 1, archiver = 1, \
-                 bgwriter = 1, settings = 1, host_filesystem = 1, database = 1";
+                 bgwriter = 1, settings = 1, host_filesystem = 1, database = 1, standby = 1";
     let standby_intervals = if quiet_standby {
         "intervals = { activity = 3600, database = 3600 }\n"
     } else {
@@ -686,6 +697,74 @@ async fn every_default_rule_fires_on_a_driven_cluster_and_resolves() {
         .expect("archiver")
         .get(0);
     assert!(archived > 0, "archiving resumed");
+
+    // A slot loses its WAL: max_slot_wal_keep_size exceeded, then a checkpoint invalidates it
+    // (`unreserved` before the checkpoint, `lost` after). The standby has no slot: the limit
+    // does not touch it.
+    each(
+        &db,
+        &[
+            "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'",
+            "SELECT pg_reload_conf()",
+            "SELECT pg_create_physical_replication_slot('lost', true)",
+        ],
+    )
+    .await;
+    pulse_until_firing_in(
+        &store,
+        "slot_invalidated",
+        Some(("slot_name", "lost")),
+        || async {
+            db.batch_execute(
+                "INSERT INTO m SELECT max(id) + 1 FROM m; SELECT pg_switch_wal(); CHECKPOINT",
+            )
+            .await
+            .expect("WAL past the slot's limit");
+        },
+    )
+    .await;
+    each(
+        &db,
+        &[
+            "SELECT pg_drop_replication_slot('lost')",
+            "ALTER SYSTEM RESET max_slot_wal_keep_size",
+            "SELECT pg_reload_conf()",
+        ],
+    )
+    .await;
+    // The standby's WAL receiver stops (no primary_conninfo) and starts again. Nothing is
+    // written meanwhile, so the WAL it resumes from is still on the primary.
+    let conninfo: String = sb
+        .query_one("SHOW primary_conninfo", &[])
+        .await
+        .expect("primary_conninfo")
+        .get(0);
+    each(
+        &sb,
+        &[
+            "ALTER SYSTEM SET primary_conninfo = ''",
+            "SELECT pg_reload_conf()",
+        ],
+    )
+    .await;
+    wait_all(&store, &["standby_wal_receiver_down"], "firing").await;
+    assert_eq!(
+        state(&store, "standby_wal_receiver_down")
+            .await
+            .map(|s| s.1),
+        Some("standby".to_owned())
+    );
+    let restore = format!(
+        "ALTER SYSTEM SET primary_conninfo = '{}'",
+        conninfo.replace('\'', "''")
+    );
+    each(&sb, &[restore.as_str(), "SELECT pg_reload_conf()"]).await;
+    wait_all(
+        &store,
+        &["slot_invalidated", "standby_wal_receiver_down"],
+        "resolved",
+    )
+    .await;
 
     // Families of the standby go quiet while the agent runs, then come back.
     agent.terminate(Duration::from_secs(10));

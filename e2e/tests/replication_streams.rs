@@ -714,3 +714,344 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
         "{found:?}"
     );
 }
+
+/// Test-sized copies of the default pack's subscription rules (migration V37): the same
+/// family, column, aggregation, `by` and comparison, with windows of seconds.
+const SUBSCRIPTION_RULES: &str = r#"
+rules:
+  - name: subscription_copy_stalled
+    severity: warning
+    condition: {kind: threshold, family: subscription_copy, column: tuples_processed, agg: rate,
+                by: [subname, schemaname, relname], window_secs: 4, op: "<=", threshold: 0}
+  - name: subscription_sync_errors
+    severity: warning
+    condition: {kind: threshold, family: subscription, column: sync_error_count, agg: rate,
+                by: [subname], window_secs: 8, op: ">", threshold: 0}
+  - name: subscription_apply_errors
+    severity: critical
+    condition: {kind: threshold, family: subscription, column: apply_error_count, agg: rate,
+                by: [subname], window_secs: 8, op: ">", threshold: 0}
+"#;
+
+/// The state of the newest alert of `rule` for subscription `subname`.
+async fn alert_state(store: &tokio_postgres::Client, rule: &str, subname: &str) -> Option<String> {
+    store
+        .query_opt(
+            "SELECT a.state FROM alert_instances a JOIN alert_rules r ON r.id = a.rule_id \
+             WHERE r.name = $1 AND a.key_labels ->> 'subname' = $2 \
+             ORDER BY a.since DESC, a.id DESC LIMIT 1",
+            &[&rule, &subname],
+        )
+        .await
+        .expect("alert state")
+        .map(|r| r.get(0))
+}
+
+async fn wait_alert(store: &tokio_postgres::Client, rule: &str, subname: &str, want: &str) {
+    let start = Instant::now();
+    loop {
+        let now = alert_state(store, rule, subname).await;
+        if now.as_deref() == Some(want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "{rule} of {subname} not {want} within {BOUND:?}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Waits until `sql` (one count) on `cluster` answers `want`.
+async fn wait_count(cluster: &PgCluster, sql: &str, want: i64) {
+    let start = Instant::now();
+    loop {
+        let n = count(cluster, sql).await;
+        if n == want {
+            return;
+        }
+        assert!(start.elapsed() < BOUND, "{sql}: {n}, not {want}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// `--copy-schema` end to end, and the default pack's subscription rules driven for real:
+///
+/// - a table missing on the subscriber (serial primary key, an index, a default, NOT NULL and
+///   a CHECK constraint) is reported missing without `--copy-schema`; with it (through the CLI)
+///   the subscriber's agent creates it with all of those, the rows arrive, and so do rows
+///   written afterwards;
+/// - a copy stalled by an uncommitted row of the same key on the subscriber fires
+///   `subscription_copy_stalled`; the row committed, each new copy fails on it
+///   (`subscription_sync_errors`) and the stall ends; the row deleted, the copy completes and
+///   the errors stop;
+/// - a row the subscriber already has makes the apply worker fail on the publisher's insert of
+///   the same key (`subscription_apply_errors`) until it is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_schema_creates_the_table_and_subscription_rules_fire() {
+    const CHAIN_ROWS: i64 = 200_000;
+    const CONFLICT: i64 = 150_000;
+    let stack = Stack::new("e2e-streams-schema").await;
+    let publisher = PgCluster::start(PgOptions {
+        logical: true,
+        ..PgOptions::default()
+    })
+    .expect("publisher");
+    let subscriber = PgCluster::start(PgOptions::default()).expect("subscriber");
+    publisher
+        .connect("postgres")
+        .await
+        .expect("connect publisher")
+        .batch_execute(&format!(
+            "CREATE TABLE shaped (id bigserial PRIMARY KEY, code text NOT NULL,
+                 qty integer NOT NULL DEFAULT 7 CONSTRAINT qty_not_negative CHECK (qty >= 0),
+                 note text);
+             CREATE INDEX shaped_code ON shaped (code);
+             INSERT INTO shaped (code, qty) SELECT 'c' || g, g % 5 FROM generate_series(1, 1000) g;
+             CREATE TABLE chain (id bigint PRIMARY KEY, v text NOT NULL);
+             INSERT INTO chain SELECT g, 'row ' || g FROM generate_series(1, {CHAIN_ROWS}) g;
+             ANALYZE"
+        ))
+        .await
+        .expect("publisher schema");
+    let sub = subscriber
+        .connect("postgres")
+        .await
+        .expect("connect subscriber");
+    sub.batch_execute("CREATE TABLE chain (id bigint PRIMARY KEY, v text NOT NULL)")
+        .await
+        .expect("subscriber schema");
+
+    let mut ingest = stack.spawn_ingest(&stack.secrets_toml());
+    let mut api =
+        lasect_testkit::ChildGuard::spawn(stack.api_command(lasect_e2e::ALERTS_EVERY_SECOND))
+            .expect("spawn api");
+    lasect_e2e::wait_listening(&mut ingest);
+    lasect_e2e::wait_listening(&mut api);
+    // The pack's replication rules (V37) are there and run against the store's families; the
+    // test then applies its test-sized copies over three of them.
+    for name in [
+        "subscription_copy_stalled",
+        "subscription_apply_errors",
+        "subscription_sync_errors",
+        "standby_wal_receiver_down",
+        "slot_invalidated",
+    ] {
+        let (status, tried) = stack
+            .api(
+                Method::POST,
+                "api/v1/alerts/rules/test",
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(status, 200, "{name}: {tried}");
+        let (_, rules) = stack.api(Method::GET, "api/v1/alerts/rules", None).await;
+        assert!(
+            rules["rules"].as_array().is_some_and(|l| l
+                .iter()
+                .any(|r| r["rule"]["name"] == name && r["source"] == "default")),
+            "{name} is a default rule: {rules}"
+        );
+    }
+    let rules = stack.path("rules.yaml");
+    lasect_e2e::write(&rules, SUBSCRIPTION_RULES);
+    stack.cli(&[
+        "alert",
+        "rule",
+        "apply",
+        "-f",
+        rules.to_str().expect("path"),
+    ]);
+    stack.agent_config(
+        stack.ingest_port,
+        &format!(
+            "[collect]\ninterval_secs = 1\nhost = false\n\
+             intervals = {{ subscription = 1, table = 1, replication_topology = 1, settings = 5 }}\n\
+             [control]\nallow = [\"sql\", \"ddl\", \"replication\"]\n\
+             [[instances]]\nname = \"publisher\"\ndsn = \"{}\"\n\
+             [[instances]]\nname = \"subscriber\"\ndsn = \"{}\"\n",
+            publisher.dsn("postgres"),
+            subscriber.dsn("postgres"),
+        ),
+    );
+    let _agent = stack.start_agent(&[]);
+    let p = stack.instance_id("publisher").await;
+    let s = stack.instance_id("subscriber").await;
+    let store = stack.store().await;
+    // The derived conninfo needs the publisher's identity and settings samples.
+    let start = Instant::now();
+    loop {
+        let sampled: i64 = store
+            .query_one(
+                "SELECT (SELECT count(*) FROM metric_settings WHERE instance_id = $1 \
+                         AND name = 'unix_socket_directories') \
+                      * (SELECT count(*) FROM metric_replication_identity WHERE instance_id = $1)",
+                &[&p],
+            )
+            .await
+            .expect("samples")
+            .get(0);
+        if sampled > 0 {
+            break;
+        }
+        assert!(start.elapsed() < BOUND, "publisher identity never sampled");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // --- Without --copy-schema: the missing table is reported, nothing is created.
+    let (status, missing) = create(&stack, json!({"from": p, "to": s, "tables": ["shaped"]})).await;
+    assert_eq!(status, 422, "{missing}");
+    assert!(
+        problems(&missing["stream"])
+            .iter()
+            .any(|(c, m)| c == "target_table_missing" && m.contains("public.shaped")),
+        "{missing}"
+    );
+    let exists = "SELECT count(*) FROM pg_class WHERE relname = 'shaped'";
+    assert_eq!(count(&subscriber, exists).await, 0);
+
+    // --- With it (the CLI): the table is made from the publisher's definition.
+    let out = stack.cli(&[
+        "replication",
+        "stream",
+        "create",
+        "--from",
+        "publisher",
+        "--to",
+        "subscriber",
+        "--tables",
+        "shaped",
+        "--copy-schema",
+    ]);
+    assert!(out.contains("status syncing"), "{out}");
+    let (_, list) = stack
+        .api(Method::GET, "api/v1/replication/streams", None)
+        .await;
+    let shaped = list["streams"]
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["status"] == "syncing"))
+        .cloned()
+        .expect("the stream");
+    assert_eq!(shaped["copy_schema"], true, "{shaped}");
+    assert_eq!(
+        shaped["created_tables"],
+        json!(["public.shaped"]),
+        "{shaped}"
+    );
+    wait_count(&subscriber, "SELECT count(*) FROM shaped", 1000).await;
+    let shape = [
+        (
+            "primary key",
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'shaped'::regclass AND contype = 'p'",
+        ),
+        (
+            "check constraint",
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'shaped'::regclass \
+             AND contype = 'c' AND conname = 'qty_not_negative' \
+             AND pg_get_constraintdef(oid) = 'CHECK ((qty >= 0))'",
+        ),
+        (
+            "index",
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'shaped' AND indexname = 'shaped_code' \
+             AND indexdef LIKE '%USING btree (code)'",
+        ),
+        (
+            "default and NOT NULL",
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'shaped' \
+             AND column_name = 'qty' AND column_default = '7' AND is_nullable = 'NO'",
+        ),
+        (
+            "NOT NULL",
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'shaped' \
+             AND column_name = 'code' AND is_nullable = 'NO' AND column_default IS NULL",
+        ),
+        (
+            "serial from its own sequence",
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'shaped' \
+             AND column_name = 'id' AND column_default LIKE 'nextval(%shaped_id_seq%' \
+             AND pg_get_serial_sequence('shaped', 'id') IS NOT NULL",
+        ),
+    ];
+    for (what, sql) in shape {
+        assert_eq!(count(&subscriber, sql).await, 1, "{what}: {sql}");
+    }
+    publisher
+        .connect("postgres")
+        .await
+        .expect("connect")
+        .batch_execute("INSERT INTO shaped (code) VALUES ('later')")
+        .await
+        .expect("insert after the copy");
+    wait_count(
+        &subscriber,
+        "SELECT count(*) FROM shaped WHERE code = 'later' AND qty = 7",
+        1,
+    )
+    .await;
+
+    // --- A stalled copy: the subscriber holds an uncommitted row of a key the copy reaches.
+    let blocker = subscriber.connect("postgres").await.expect("connect");
+    blocker
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO chain VALUES ({CONFLICT}, 'the subscriber''s own')"
+        ))
+        .await
+        .expect("uncommitted row");
+    let (status, chain) = create(&stack, json!({"from": p, "to": s, "tables": ["chain"]})).await;
+    assert_eq!(status, 201, "{chain}");
+    let subname = chain["subscription"]
+        .as_str()
+        .expect("subscription")
+        .to_owned();
+    wait_alert(&store, "subscription_copy_stalled", &subname, "firing").await;
+    let copied: i64 = store
+        .query_one(
+            "SELECT max(tuples_processed) FROM metric_subscription_copy \
+             WHERE instance_id = $1 AND subname = $2 AND relname = 'chain'",
+            &[&s, &subname],
+        )
+        .await
+        .expect("copy samples")
+        .get(0);
+    assert!(
+        copied > 0 && copied < CHAIN_ROWS,
+        "stalled part way: {copied}"
+    );
+    // Committed: each new copy now fails on the row (sync errors), and none stalls.
+    blocker.batch_execute("COMMIT").await.expect("commit");
+    wait_alert(&store, "subscription_sync_errors", &subname, "firing").await;
+    wait_alert(&store, "subscription_copy_stalled", &subname, "resolved").await;
+    sub.batch_execute(&format!("DELETE FROM chain WHERE id = {CONFLICT}"))
+        .await
+        .expect("delete the row");
+    wait_count(&subscriber, "SELECT count(*) FROM chain", CHAIN_ROWS).await;
+    wait_alert(&store, "subscription_sync_errors", &subname, "resolved").await;
+
+    // --- Apply errors: the subscriber already has the key the publisher inserts next.
+    let next = CHAIN_ROWS + 1;
+    sub.batch_execute(&format!(
+        "INSERT INTO chain VALUES ({next}, 'the subscriber''s own')"
+    ))
+    .await
+    .expect("subscriber row");
+    publisher
+        .connect("postgres")
+        .await
+        .expect("connect")
+        .batch_execute(&format!(
+            "INSERT INTO chain VALUES ({next}, 'the publisher''s')"
+        ))
+        .await
+        .expect("publisher row");
+    wait_alert(&store, "subscription_apply_errors", &subname, "firing").await;
+    sub.batch_execute(&format!("DELETE FROM chain WHERE id = {next}"))
+        .await
+        .expect("delete the row");
+    wait_count(
+        &subscriber,
+        &format!("SELECT count(*) FROM chain WHERE id = {next} AND v = 'the publisher''s'"),
+        1,
+    )
+    .await;
+    wait_alert(&store, "subscription_apply_errors", &subname, "resolved").await;
+}
