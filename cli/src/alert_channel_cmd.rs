@@ -26,9 +26,9 @@ pub enum ChannelCommand {
         kind: String,
         /// Receiver URL (webhook; Alertmanager's base URL; email: smtp://host[:port] for
         /// STARTTLS, smtps://host[:port] for TLS). Slack's URL is a secret: it is read like
-        /// --secret-stdin
-        #[arg(long)]
-        url: Option<String>,
+        /// --secret-stdin. (Not --url: that is the API's URL, for every command.)
+        #[arg(long, value_name = "URL")]
+        receiver_url: Option<String>,
         /// Read the webhook secret (or the Slack URL) from the first line of stdin; otherwise
         /// it is asked for without echo
         #[arg(long)]
@@ -45,9 +45,10 @@ pub enum ChannelCommand {
         /// Email: the SMTP user; its password is read like --secret-stdin
         #[arg(long)]
         smtp_user: Option<String>,
-        /// Email: a PEM CA file the SMTP server's certificate must chain to
+        /// Email: a PEM CA file the SMTP server's certificate must chain to (not --ca-file:
+        /// that is the CA the API's certificate chains to)
         #[arg(long, value_name = "FILE")]
-        ca_file: Option<std::path::PathBuf>,
+        smtp_ca_file: Option<std::path::PathBuf>,
         /// Only alerts of this severity and above: info, warning, critical
         #[arg(long, default_value = "info")]
         min_severity: String,
@@ -74,8 +75,8 @@ pub enum ChannelCommand {
         #[arg(long)]
         disable: bool,
         /// A new receiver URL (not for Slack, whose URL is a secret: --new-secret)
-        #[arg(long)]
-        url: Option<String>,
+        #[arg(long, value_name = "URL")]
+        receiver_url: Option<String>,
         /// Replace the secret (webhook signing key, Slack URL, SMTP password): read like
         /// --secret-stdin or asked for without echo
         #[arg(long)]
@@ -238,13 +239,13 @@ pub async fn run(
         ChannelCommand::Add {
             name,
             kind,
-            url,
+            receiver_url: url,
             secret_stdin,
             insecure_http,
             from,
             to,
             smtp_user,
-            ca_file,
+            smtp_ca_file: ca_file,
             min_severity: severity,
             matchers,
             repeat,
@@ -262,7 +263,8 @@ pub async fn run(
             body.insecure_http = insecure_http;
             match kind {
                 Kind::Webhook => {
-                    body.url = url.ok_or_else(|| Usage("--url is needed for a webhook".into()))?;
+                    body.url =
+                        url.ok_or_else(|| Usage("--receiver-url is needed for a webhook".into()))?;
                     body.secret = Some(
                         crate::password::read("webhook signing secret: ", secret_stdin)?
                             .expose_secret()
@@ -272,7 +274,7 @@ pub async fn run(
                 Kind::Slack => {
                     if url.is_some() {
                         return Err(Usage(
-                            "a Slack URL is a secret: give it on stdin (--secret-stdin) or at the prompt, not with --url".into(),
+                            "a Slack URL is a secret: give it on stdin (--secret-stdin) or at the prompt, not with --receiver-url".into(),
                         )
                         .into());
                     }
@@ -282,7 +284,7 @@ pub async fn run(
                 }
                 Kind::Email => {
                     body.url = url.ok_or_else(|| {
-                        Usage("--url smtp://host[:port] is needed for email".into())
+                        Usage("--receiver-url smtp://host[:port] is needed for email".into())
                     })?;
                     let from = from.ok_or_else(|| Usage("--from is needed for email".into()))?;
                     if to.is_empty() {
@@ -303,14 +305,14 @@ pub async fn run(
                     }
                     if let Some(path) = ca_file {
                         let pem = std::fs::read_to_string(&path).map_err(|e| {
-                            Usage(format!("read --ca-file {}: {e}", path.display()))
+                            Usage(format!("read --smtp-ca-file {}: {e}", path.display()))
                         })?;
                         body.ca_pem = Some(pem);
                     }
                 }
                 Kind::Alertmanager => {
-                    body.url =
-                        url.ok_or_else(|| Usage("--url is needed for Alertmanager".into()))?;
+                    body.url = url
+                        .ok_or_else(|| Usage("--receiver-url is needed for Alertmanager".into()))?;
                 }
             }
             let channel: Channel = client.post("api/v1/alerts/channels", &*body).await?;
@@ -345,7 +347,7 @@ pub async fn run(
             rename,
             enable,
             disable,
-            url,
+            receiver_url: url,
             new_secret,
             secret_stdin,
             insecure_http,
@@ -379,7 +381,7 @@ pub async fn run(
             }
             if body.is_empty() && url.is_none() && !new_secret && routing.is_empty() {
                 return Err(Usage(
-                    "nothing to change: give --rename, --enable, --disable, --url, --new-secret, \
+                    "nothing to change: give --rename, --enable, --disable, --receiver-url, --new-secret, \
                      --insecure-http, --from, --to, --timeout, --min-severity, --matchers, \
                      --repeat or --resolved"
                         .into(),
@@ -393,7 +395,7 @@ pub async fn run(
                 if kind == Kind::Slack {
                     return Err(Usage(
                         "a Slack URL is a secret: give it with --new-secret (stdin or prompt), \
-                         not --url"
+                         not --receiver-url"
                             .into(),
                     )
                     .into());
@@ -548,13 +550,13 @@ mod tests {
         ChannelCommand::Add {
             name: "c".into(),
             kind: kind.into(),
-            url: url.map(str::to_owned),
+            receiver_url: url.map(str::to_owned),
             secret_stdin: true,
             insecure_http: false,
             from: None,
             to: Vec::new(),
             smtp_user: None,
-            ca_file: None,
+            smtp_ca_file: None,
             min_severity: "info".into(),
             matchers: String::new(),
             repeat: "4h".into(),
@@ -568,7 +570,7 @@ mod tests {
             rename: None,
             enable: false,
             disable: false,
-            url: None,
+            receiver_url: None,
             new_secret: false,
             secret_stdin: false,
             insecure_http: None,
@@ -590,13 +592,18 @@ mod tests {
             ..ClientEnv::default()
         })
         .expect("client");
+        let mut bad_severity = add("webhook", Some("https://hooks.example.net/a"));
+        if let ChannelCommand::Add { min_severity, .. } = &mut bad_severity {
+            *min_severity = "fatal".into();
+        }
         for (command, want) in [
             (add("slack", Some("https://hooks.slack.com/x")), "secret"),
-            (add("webhook", None), "--url"),
+            (add("webhook", None), "--receiver-url"),
             (add("email", Some("smtp://mail.example.com")), "--from"),
             (add("pagerduty", None), "--kind"),
             (edit(Some("soon")), "--timeout"),
             (edit(None), "nothing to change"),
+            (bad_severity, "--min-severity"),
         ] {
             let e = run(&client, command, OutputFormat::Table)
                 .await
@@ -604,5 +611,45 @@ mod tests {
             assert!(e.downcast_ref::<Usage>().is_some(), "{e:#}");
             assert!(e.to_string().contains(want), "{e:#}");
         }
+    }
+
+    /// The receiver's URL and CA file are the channel's, not the API's: `--url` and
+    /// `--ca-file` say where the CLI's requests (with the token) go.
+    #[test]
+    fn receiver_flags_do_not_redirect_the_api() {
+        use clap::Parser;
+        let cli = crate::args::Cli::try_parse_from([
+            "lasect",
+            "--url",
+            "https://lasect.example.net",
+            "alert",
+            "channel",
+            "add",
+            "mail",
+            "--kind",
+            "email",
+            "--receiver-url",
+            "smtp://mail.example.net",
+            "--smtp-ca-file",
+            "/etc/ssl/smtp.pem",
+        ])
+        .expect("parses");
+        assert_eq!(cli.url.as_deref(), Some("https://lasect.example.net"));
+        assert_eq!(cli.ca_file, None);
+        let crate::args::Command::Alert(crate::alert_cmd::AlertCommand::Channel(
+            ChannelCommand::Add {
+                receiver_url,
+                smtp_ca_file,
+                ..
+            },
+        )) = cli.command
+        else {
+            panic!("not channel add: {:?}", cli.command);
+        };
+        assert_eq!(receiver_url.as_deref(), Some("smtp://mail.example.net"));
+        assert_eq!(
+            smtp_ca_file,
+            Some(std::path::PathBuf::from("/etc/ssl/smtp.pem"))
+        );
     }
 }

@@ -1118,3 +1118,381 @@ async fn instance_add_sends_the_run_dsn_and_reports_a_pending_check() {
         assert!(err.contains("lasect run show"), "{args:?}: {err}");
     }
 }
+
+/// A webhook receiver on 127.0.0.1 that answers every request `200 ok` and hands each
+/// request's body to the returned channel. Returns its URL.
+async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the receiver");
+    let url = format!(
+        "http://{}/hook",
+        listener.local_addr().expect("receiver address")
+    );
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The whole request (headers, then Content-Length bytes) before answering.
+            let body = loop {
+                let Ok(n) = conn.read(&mut buf).await else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).into_owned();
+                let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                    continue;
+                };
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    break Some(body.to_owned());
+                }
+            };
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await;
+            if let Some(body) = body {
+                let _ = tx.send(body);
+            }
+        }
+    });
+    (url, rx)
+}
+
+/// `lasect alert channel add|list|edit|test|deliveries|remove` read the API's own types
+/// (`lasect_api_contract::alert_channels`): each answer parsed and shown as a table and as
+/// JSON, and what they send taken by the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_channels_and_deliveries_are_read_as_the_apis_types() {
+    let api = start_api().await;
+    let json = |out: &str| serde_json::from_str::<Value>(out).expect("json");
+    let (hook, mut received) = webhook_receiver().await;
+
+    let out = ok(with_stdin(
+        api.lasect(&[
+            "alert",
+            "channel",
+            "add",
+            "ops-hook",
+            "--kind",
+            "webhook",
+            "--receiver-url",
+            &hook,
+            "--insecure-http",
+            "--secret-stdin",
+            "--min-severity",
+            "warning",
+            "--matchers",
+            "env=prod",
+            "--repeat",
+            "1h",
+        ]),
+        "a signing secret of some length\n",
+    ))
+    .await;
+    assert!(
+        out.starts_with("channel ops-hook (webhook) added, route "),
+        "{out}"
+    );
+    let out = ok(api.lasect(&["alert", "channel", "list"])).await;
+    assert!(
+        out.contains("ops-hook") && out.contains(">=warning env=prod every 3600s"),
+        "{out}"
+    );
+    let listed = json(&ok(api.lasect(&["alert", "channel", "list", "-o", "json"])).await);
+    let channel = &listed["channels"][0];
+    assert_eq!(channel["kind"], "webhook");
+    assert_eq!(channel["url"], hook.as_str());
+    assert_eq!(channel["has_secret"], true);
+    assert!(channel.get("secret").is_none(), "{channel}");
+    assert_eq!(channel["routes_text"], ">=warning env=prod every 3600s");
+
+    // A severity the API would refuse is refused before anything is sent (exit 2): the routes
+    // stay as they were.
+    let err = fails_with(
+        api.lasect(&[
+            "alert",
+            "channel",
+            "edit",
+            "ops-hook",
+            "--disable",
+            "--min-severity",
+            "fatal",
+        ]),
+        2,
+    )
+    .await;
+    assert!(err.contains("--min-severity"), "{err}");
+    let listed = json(&ok(api.lasect(&["alert", "channel", "list", "-o", "json"])).await);
+    assert_eq!(
+        listed["channels"][0]["enabled"], true,
+        "not disabled either"
+    );
+    let out = ok(api.lasect(&[
+        "alert",
+        "channel",
+        "edit",
+        "ops-hook",
+        "--disable",
+        "--timeout",
+        "5s",
+        "--min-severity",
+        "critical",
+        "--repeat",
+        "0",
+    ]))
+    .await;
+    assert_eq!(out, "channel ops-hook changed (disabled)\n");
+    let listed = json(&ok(api.lasect(&["alert", "channel", "list", "-o", "json"])).await);
+    let channel = &listed["channels"][0];
+    assert_eq!(channel["enabled"], false);
+    assert_eq!(channel["timeout_secs"], 5);
+    assert_eq!(channel["routes_text"], ">=critical env=prod");
+    let edited = json(
+        &ok(api.lasect(&[
+            "alert", "channel", "edit", "ops-hook", "--enable", "-o", "json",
+        ]))
+        .await,
+    );
+    assert_eq!(edited["enabled"], true);
+    assert_eq!(edited["name"], "ops-hook");
+
+    // A test notification reaches the receiver, which answers 200 "ok".
+    let out = ok(api.lasect(&["alert", "channel", "test", "ops-hook"])).await;
+    assert_eq!(out, "delivered: 200 ok\n");
+    let sent = received
+        .recv()
+        .await
+        .expect("the receiver got the notification");
+    assert!(sent.contains("lasect_test"), "{sent}");
+
+    let out = ok(api.lasect(&[
+        "alert",
+        "channel",
+        "deliveries",
+        "--channel",
+        "ops-hook",
+        "--since",
+        "1h",
+    ]))
+    .await;
+    assert!(
+        out.contains("lasect_test") && out.contains("delivered"),
+        "{out}"
+    );
+    let deliveries = json(&ok(api.lasect(&["alert", "channel", "deliveries", "-o", "json"])).await);
+    let delivery = &deliveries["deliveries"][0];
+    assert_eq!(delivery["kind"], "test");
+    assert_eq!(delivery["state"], "delivered");
+    assert_eq!(delivery["attempt_count"], 1);
+    assert_eq!(delivery["attempts"][0]["status"], 200);
+
+    let out = ok(api.lasect(&["alert", "channel", "remove", "ops-hook"])).await;
+    assert_eq!(out, "channel ops-hook removed\n");
+    let listed = json(&ok(api.lasect(&["alert", "channel", "list", "-o", "json"])).await);
+    assert_eq!(listed, serde_json::json!({"channels": []}));
+}
+
+/// Plays agent db-01's part in the store: claims each run queued for it and finishes it with
+/// `result(kind)` as its summary, through the statements ingest executes
+/// (`lasect_runs::Transition`), woken like ingest by `NOTIFY lasect_runs`. The API and the
+/// CLI then meet real runs without an agent process.
+async fn answer_runs(pool: sqlx::PgPool, result: fn(&str) -> Value) {
+    use lasect_runs::Transition;
+    use sqlx::Row;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .expect("listen");
+    listener.listen("lasect_runs").await.expect("listen");
+    loop {
+        // Runs queued before the LISTEN are claimed on the first round.
+        let claimed = sqlx::query(Transition::Claim.sql())
+            .bind(vec!["db-01".to_owned()])
+            .bind("test")
+            .fetch_all(&pool)
+            .await
+            .expect("claim");
+        for run in claimed {
+            let id: i64 = run.get(0);
+            let kind: String = run.get(2);
+            sqlx::query(Transition::Finish.sql())
+                .bind(id)
+                .bind("db-01")
+                .bind("succeeded")
+                .bind(0_i64)
+                .bind(0_i64)
+                .bind(false)
+                .bind(0_i32)
+                .bind(None::<String>)
+                .bind(None::<Value>)
+                .bind(Some(result(&kind)))
+                .bind(3600_i64)
+                .fetch_optional(&pool)
+                .await
+                .expect("finish");
+        }
+        listener.recv().await.expect("notification");
+    }
+}
+
+/// What the agent reports for the kinds `data_commands_read_typed_results` asks for.
+fn agent_result(kind: &str) -> Value {
+    match kind {
+        "extension_list" => serde_json::json!({"extensions": [
+            {"name": "pg_trgm", "default_version": "1.6", "installed_version": null,
+             "schema": null, "comment": "text similarity measurement"},
+            {"name": "plpgsql", "default_version": "1.0", "installed_version": "1.0",
+             "schema": "pg_catalog", "comment": "PL/pgSQL procedural language"}]}),
+        "extension_action" => {
+            serde_json::json!({"name": "pg_trgm", "action": "enable", "installed_version": "1.6"})
+        }
+        "import_csv" => serde_json::json!({"rows_imported": 2, "records": 2, "errors": []}),
+        other => panic!("no result for a {other} run in this test"),
+    }
+}
+
+/// `lasect schema show|changes`, `extension list|enable` and `data import` read the API's
+/// types (`lasect_api_contract::schema`) and the runs' typed results (`lasect_runs`): a
+/// stored snapshot and change, and runs finished in the store as the agent would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_commands_read_typed_results() {
+    let api = start_api().await;
+    let json = |out: &str| serde_json::from_str::<Value>(out).expect("json");
+    let document = serde_json::json!({
+        "database": "app", "server_version_num": 170002,
+        "extensions": [{"name": "plpgsql", "version": "1.0", "schema": "pg_catalog"}],
+        "later_field": "kept",
+        "schemas": [{"name": "public",
+          "tables": [{"name": "orders", "kind": "table", "partition_of": null,
+            "size_bytes": 16384, "row_estimate": 2,
+            "columns": [
+              {"name": "id", "type": "bigint", "nullable": false, "default": null,
+               "identity": "a", "generated": null},
+              {"name": "note", "type": "text", "nullable": true, "default": "'none'::text",
+               "identity": null, "generated": null}],
+            "constraints": [{"name": "orders_pkey", "type": "primary_key",
+              "definition": "PRIMARY KEY (id)", "columns": ["id"], "ref_schema": null,
+              "ref_table": null, "ref_columns": null}],
+            "indexes": [{"name": "orders_pkey",
+              "definition": "CREATE UNIQUE INDEX orders_pkey ON public.orders USING btree (id)",
+              "unique": true, "primary": true, "valid": true}],
+            "triggers": [{"name": "orders_audit", "definition": "CREATE TRIGGER orders_audit",
+              "enabled": true}]}],
+          "views": [{"name": "recent_orders", "materialized": false,
+            "definition": " SELECT id FROM orders;", "columns": [{"name": "id", "type": "bigint"}],
+            "depends_on": ["public.orders"]}],
+          "functions": [{"name": "total", "signature": "total(bigint)", "returns": "numeric",
+            "kind": "f", "language": "sql", "volatility": "s", "definition_md5": "0f"}],
+          "types": [{"name": "mood", "kind": "enum", "values": ["sad", "ok"], "definition": null}],
+          "sequences": []}]
+    });
+    let (first, second): (i64, i64) = sqlx::query_as(
+        "WITH a AS (INSERT INTO schema_snapshots (instance_id, database, digest, snapshot, taken_at) \
+                    VALUES (1, 'app', 'd1', '{}', now() - interval '1 hour') RETURNING id), \
+              b AS (INSERT INTO schema_snapshots (instance_id, database, digest, snapshot) \
+                    VALUES (1, 'app', 'd2', $1) RETURNING id) \
+         SELECT a.id, b.id FROM a, b",
+    )
+    .bind(&document)
+    .fetch_one(&api.pool)
+    .await
+    .expect("snapshots");
+    sqlx::query(
+        "INSERT INTO schema_changes (instance_id, database, from_snapshot, to_snapshot, \
+             object_kind, object_name, change, classification, detail) \
+         VALUES (1, 'app', $1, $2, 'column', 'public.orders.note', 'altered', 'breaking', \
+                 '{\"from\": {\"type\": \"integer\"}, \"to\": {\"type\": \"text\"}}')",
+    )
+    .bind(first)
+    .bind(second)
+    .execute(&api.pool)
+    .await
+    .expect("change");
+
+    let out = ok(api.lasect(&["schema", "show", "-i", "db-01/main"])).await;
+    for line in [
+        &format!("database app (snapshot {second} taken ")[..],
+        "table public.orders (~2 rows, 16384 bytes)\n",
+        "view public.recent_orders\n",
+        "function public.total(bigint) returns numeric\n",
+        "type public.mood (enum)\n",
+    ] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+    assert!(
+        !out.contains("  id bigint"),
+        "columns only with --table: {out}"
+    );
+    let out = ok(api.lasect(&[
+        "schema",
+        "show",
+        "-i",
+        "db-01/main",
+        "--table",
+        "public.orders",
+    ]))
+    .await;
+    for line in [
+        "  id bigint NOT NULL\n",
+        "  note text DEFAULT 'none'::text\n",
+        "  constraint orders_pkey PRIMARY KEY (id)\n",
+        "  index CREATE UNIQUE INDEX orders_pkey ON public.orders USING btree (id)\n",
+        "  trigger orders_audit\n",
+    ] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+    assert!(!out.contains("view "), "only the table: {out}");
+    // The document is handed on whole, fields the CLI does not read included.
+    let shown = json(&ok(api.lasect(&["schema", "show", "-i", "db-01/main", "-o", "json"])).await);
+    assert_eq!(shown["snapshot_id"], second);
+    assert_eq!(shown["snapshot"], document);
+
+    let out = ok(api.lasect(&["schema", "changes", "-i", "db-01/main"])).await;
+    assert!(
+        out.contains("public.orders.note") && out.contains("BREAKING"),
+        "{out}"
+    );
+    let changes =
+        json(&ok(api.lasect(&["schema", "changes", "-i", "db-01/main", "-o", "json"])).await);
+    assert_eq!(changes["changes"][0]["detail"]["to"]["type"], "text");
+
+    let agent = tokio::spawn(answer_runs(api.pool.clone(), agent_result));
+    let out = ok(api.lasect(&["extension", "list", "-i", "db-01/main"])).await;
+    assert!(
+        out.contains("pg_trgm") && out.contains("text similarity") && out.contains("pg_catalog"),
+        "{out}"
+    );
+    let listed =
+        json(&ok(api.lasect(&["extension", "list", "-i", "db-01/main", "-o", "json"])).await);
+    assert_eq!(listed["extensions"][1]["installed_version"], "1.0");
+    assert_eq!(listed["extensions"][0]["installed_version"], Value::Null);
+    let out = ok(api.lasect(&["extension", "enable", "pg_trgm", "-i", "db-01/main"])).await;
+    assert_eq!(out, "enable pg_trgm: installed version 1.6\n");
+    let csv = api._dir.path().join("orders.csv");
+    std::fs::write(&csv, "id,note\n1,first\n2,second\n").expect("write the CSV");
+    let out = ok(api.lasect(&[
+        "data",
+        "import",
+        "-i",
+        "db-01/main",
+        "--table",
+        "public.orders",
+        "--file",
+        csv.to_str().expect("utf-8 path"),
+    ]))
+    .await;
+    assert_eq!(out, "imported 2 row(s) into public.orders\n");
+    agent.abort();
+}
