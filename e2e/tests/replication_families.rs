@@ -10,7 +10,9 @@
 //! - `standby` on the replica: receiver streaming from the primary's port,
 //!   received and replayed LSNs that advance with the primary's writes;
 //!   nothing on the primary;
-//! - `subscription`: the apply worker and the table's `ready` sync state;
+//! - `subscription`: the apply worker and the table's `ready` sync state; a table still
+//!   copying shows on the topology's logical edge with rows copied on 14+ and its state only
+//!   on 13 (`copy_progress` `state_only`: PostgreSQL 13 has no pg_stat_progress_copy);
 //! - `custom`: labels and values stored as configured; a value column that
 //!   is not numeric gives one warning per instance and a `collector_event`,
 //!   and the good metric keeps flowing;
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use lasect_e2e::{Stack, wait_listening};
 use lasect_testkit::{PgCluster, PgOptions, REPLICA_APPLICATION_NAME};
+use reqwest::Method;
 
 const AGENT_ID: &str = "e2e-replication";
 const BOUND: Duration = Duration::from_secs(90);
@@ -77,7 +80,9 @@ async fn replication_subscription_custom_and_filesystem() {
         .batch_execute(
             "CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, amount numeric);
              INSERT INTO orders VALUES (1, 'paid', 10.5), (2, 'paid', 4.5), (3, 'open', NULL);
-             CREATE PUBLICATION pub_orders FOR TABLE orders;",
+             CREATE TABLE slow (id int PRIMARY KEY);
+             INSERT INTO slow SELECT generate_series(1, 100);
+             CREATE PUBLICATION pub_orders FOR TABLE orders, slow;",
         )
         .await
         .expect("primary schema");
@@ -90,7 +95,14 @@ async fn replication_subscription_custom_and_filesystem() {
         .await
         .expect("connect subscriber")
         .batch_execute(
-            "CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, amount numeric)",
+            // The copy of `slow` takes 30 s (a row every 0.3 s), so its backfill is seen under
+            // way. ENABLE ALWAYS: table-sync workers run with session_replication_role = replica.
+            "CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, amount numeric);
+             CREATE TABLE slow (id int PRIMARY KEY);
+             CREATE FUNCTION slow_copy() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$;
+             CREATE TRIGGER slow_copy BEFORE INSERT ON slow FOR EACH ROW EXECUTE FUNCTION slow_copy();
+             ALTER TABLE slow ENABLE ALWAYS TRIGGER slow_copy;",
         )
         .await
         .expect("subscriber table");
@@ -107,7 +119,8 @@ async fn replication_subscription_custom_and_filesystem() {
         stack.ingest_port,
         &format!(
             "[collect]\ninterval_secs = 1\nhost = false\n\
-             intervals = {{ replication = 1, replication_slot = 1, standby = 1, subscription = 1, host_filesystem = 1 }}\n\
+             intervals = {{ replication = 1, replication_slot = 1, standby = 1, subscription = 1, \
+             host_filesystem = 1, replication_topology = 1 }}\n\
              [[collect.custom]]\nname = \"orders_by_status\"\n\
              sql = \"SELECT status, count(*) AS n, sum(amount) AS total FROM orders GROUP BY status;\"\n\
              labels = [\"status\"]\nvalues = [\"n\", \"total\"]\ninterval_secs = 1\n\
@@ -200,6 +213,65 @@ async fn replication_subscription_custom_and_filesystem() {
         |n| n > 0,
     )
     .await;
+
+    // The backfill of the copy under way, on the topology's logical edge: rows copied from
+    // pg_stat_progress_copy on 14+ (`counted`); on 13, which has no such view, the table's
+    // state only (`state_only`: no rows, no percent), and no copy samples at all.
+    let subscriber_id: i64 = store
+        .query_one("SELECT id FROM instances WHERE name = 'subscriber'", &[])
+        .await
+        .expect("subscriber id")
+        .get(0);
+    let start = Instant::now();
+    let (backfill, slow) = loop {
+        let (status, topo) = stack
+            .api(Method::GET, "api/v1/replication/topology", None)
+            .await;
+        assert_eq!(status, 200, "{topo}");
+        let found = topo["edges"].as_array().and_then(|edges| {
+            edges.iter().find_map(|e| {
+                let b = &e["backfill"];
+                let slow = b["tables"]
+                    .as_array()?
+                    .iter()
+                    .find(|t| t["table"] == "slow" && t["state"] == "data_copy")?;
+                (e["to"] == format!("instance:{subscriber_id}")).then(|| (b.clone(), slow.clone()))
+            })
+        });
+        if let Some((b, slow)) = found
+            && (version < 140_000 || slow["rows_copied"].as_i64().is_some_and(|n| n > 0))
+        {
+            break (b, slow);
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "no backfill of `slow` under way on the topology: {topo}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    if version >= 140_000 {
+        assert_eq!(backfill["copy_progress"], "counted", "{backfill}");
+        assert!(
+            slow["percent"].as_f64().is_some_and(|p| p < 100.0),
+            "{slow}"
+        );
+    } else {
+        assert_eq!(backfill["copy_progress"], "state_only", "{backfill}");
+        assert!(
+            slow["percent"].is_null() && slow["rows_copied"].is_null(),
+            "{slow}"
+        );
+        assert!(backfill["percent"].is_null(), "{backfill}");
+        let copies: i64 = store
+            .query_one(
+                "SELECT count(*) FROM metric_subscription_copy WHERE instance_id = $1",
+                &[&subscriber_id],
+            )
+            .await
+            .expect("copy samples")
+            .get(0);
+        assert_eq!(copies, 0, "no copy progress before 14");
+    }
 
     // `custom`: labels and values as configured, from every instance that
     // has the table (the subscriber's copy came through the subscription).
