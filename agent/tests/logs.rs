@@ -297,3 +297,97 @@ async fn discovery_without_the_logfile_function_leaves_no_error_in_the_log() {
         "the agent's discovery left errors in the server log:\n{text}"
     );
 }
+
+/// Plans bigger than the plan cap from a real server (a wide table's every column, output by
+/// three nodes with `log_verbose`), in JSON, read past the csvlog line cap: each is cut to the
+/// cap after redaction and marked truncated with its query text whole; a burst of them is
+/// spread over rounds that each stay within the round's text budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_plans_are_capped_marked_and_budgeted() {
+    use lasect_agent::logs::entry::MAX_PLAN_BYTES;
+    let pg = PgCluster::start(PgOptions {
+        log_format: Some(LogFormat::Csv),
+        ..PgOptions::default()
+    })
+    .expect("cluster");
+    let client = pg.connect("postgres").await.expect("connect");
+    // 1500 columns of 60-byte names: each node's Output list is ~95 KB.
+    let columns: Vec<String> = (0..1500)
+        .map(|i| format!("c{i:04}_{}", "w".repeat(54)))
+        .collect();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE wide ({})",
+            columns
+                .iter()
+                .map(|c| format!("{c} int"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .await
+        .expect("wide table");
+    let state = tempfile::tempdir().expect("state dir");
+    let logs = LogsConfig::default();
+    let mut c = collector(pg.dsn("postgres"), state.path(), &logs);
+    tick_logs(&mut c).await;
+    c.spooled();
+    drop(c);
+
+    // While the agent is away: twenty plans of ~290 KB, more than one round's budget.
+    for sql in [
+        "LOAD 'auto_explain'",
+        "SET auto_explain.log_min_duration = 0",
+        "SET auto_explain.log_format = json",
+        "SET auto_explain.log_verbose = on",
+    ] {
+        client.batch_execute(sql).await.expect(sql);
+    }
+    let query = format!(
+        "SELECT * FROM wide WHERE {} = 4242 ORDER BY 1 LIMIT 1",
+        columns[7]
+    );
+    for _ in 0..20 {
+        client.batch_execute(&query).await.expect("wide query");
+    }
+    client
+        .batch_execute("SET auto_explain.log_min_duration = -1")
+        .await
+        .expect("auto_explain off");
+
+    let mut c = collector(pg.dsn("postgres"), state.path(), &logs);
+    let all = collect_until(&mut c, |all| {
+        all.iter()
+            .map(|l| l.plans.len() as u64 + l.dropped_events)
+            .sum::<u64>()
+            >= 20
+    })
+    .await;
+    let plans: Vec<_> = all.iter().flat_map(|l| l.plans.iter()).collect();
+    assert!(!plans.is_empty());
+    for p in &plans {
+        assert_eq!(p.truncated, Some(true), "{}", p.plan.len());
+        assert!(p.plan.len() <= MAX_PLAN_BYTES && p.plan.len() > MAX_PLAN_BYTES - 8);
+        assert!(p.plan.starts_with('{') && p.plan.contains("\"Node Type\": \"Limit\""));
+        assert!(!p.plan.contains("4242"), "redacted before the cut");
+        assert_eq!(
+            p.query_text,
+            format!(
+                "SELECT * FROM wide WHERE {} = ? ORDER BY ? LIMIT ?",
+                columns[7]
+            )
+        );
+    }
+    // Each round reads at most 4 MiB of a file and sends at most 4 MiB of text: twenty plans
+    // take more than one round, none is lost.
+    let dropped: u64 = all.iter().map(|l| l.dropped_events).sum();
+    assert_eq!((plans.len(), dropped), (20, 0));
+    assert!(all.iter().filter(|l| !l.plans.is_empty()).count() >= 2);
+    for l in &all {
+        let text: usize = l
+            .plans
+            .iter()
+            .map(|p| p.plan.len() + p.query_text.len())
+            .sum();
+        assert!(text < (4 << 20) + MAX_PLAN_BYTES + (64 << 10), "{text}");
+    }
+}

@@ -46,10 +46,12 @@ const REDISCOVER: Duration = Duration::from_secs(60);
 const SAFETY_POLL: Duration = Duration::from_secs(10);
 /// Text (messages, statements, plans) sent per instance and round, beyond
 /// which the round's other entries are dropped and counted like those over
-/// `max_events_per_interval`: a burst of big auto_explain plans (each up to
-/// [`entry::MAX_PLAN_BYTES`]) must not make a batch ingest refuses
-/// (`limits.max_uncompressed_bytes`, 32 MiB by default, for every instance
-/// of the agent together).
+/// `max_events_per_interval`. A round reads at most
+/// [`tail::MAX_READ_BYTES`] of each file, but of every file that grew (a
+/// rotation, several at once after a restart): big auto_explain plans (each
+/// up to [`entry::MAX_PLAN_BYTES`]) must not add up to a batch ingest
+/// refuses (`limits.max_uncompressed_bytes`, 32 MiB by default, for every
+/// instance of the agent together).
 const MAX_ROUND_TEXT_BYTES: usize = 4 << 20;
 /// Warnings about skipped lines come at most this often.
 const SKIPPED_WARNING_EVERY: Duration = Duration::from_secs(60);
