@@ -1,7 +1,9 @@
 //! Alerts as the API shows them: the state of one alert ([`State`]), an alert and the list
 //! ([`Alert`], [`AlertList`]), its state changes ([`AlertEvent`], [`AlertHistory`]) and
-//! silences ([`NewSilence`] → [`Silence`], [`SilenceList`]). The rules themselves are the
-//! API's rule language (`lasect-api`'s `alerts::rule`): the CLI sends rule files as read.
+//! silences ([`NewSilence`] → [`Silence`], [`SilenceList`]), what applying a rule set changes
+//! ([`ApplyResult`], [`Diff`]) and what testing a rule shows ([`TestResult`], [`TestValue`]).
+//! The rules themselves are the API's rule language (`lasect-api`'s `alerts::rule`): the CLI
+//! sends rule files as read.
 
 use std::collections::BTreeMap;
 
@@ -142,4 +144,57 @@ pub struct NewSilence {
     /// Why (shown with the silence).
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1000))]
     pub comment: String,
+}
+
+/// What an apply changes (or would change).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Diff {
+    pub created: Vec<String>,
+    /// Each changed rule with the fields that differ.
+    pub updated: Vec<Changed>,
+    /// Rules of source `user` not in the set.
+    pub deleted: Vec<String>,
+    pub unchanged: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Changed {
+    pub name: String,
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApplyResult {
+    pub dry_run: bool,
+    pub diff: Diff,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TestValue {
+    pub instance_id: Option<i64>,
+    pub instance: Option<String>,
+    pub agent_id: Option<String>,
+    pub key_labels: BTreeMap<String, String>,
+    pub value: f64,
+    /// The condition holds for this value (the alert would go pending, or fire when `for`
+    /// is 0).
+    pub holds: bool,
+    /// What a new alert would become now.
+    pub would_be: State,
+}
+
+// What a rule sees now (`POST /api/v1/alerts/rules/test`). Its schema name is that of the
+// channel test's answer (`alert_channels::TestResult`) too, so the document shows one of the
+// two for both routes; renaming either changes the document (kept as it was here).
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TestResult {
+    pub rule: String,
+    pub at: String,
+    /// Every key the condition produced a value for, those that hold first.
+    pub values: Vec<TestValue>,
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use lasect_api_contract::alerts::{
-    Alert, AlertHistory, AlertList, NewSilence, Silence, SilenceList,
+    Alert, AlertHistory, AlertList, ApplyResult, NewSilence, Silence, SilenceList, TestResult,
 };
 use serde_json::{Value, json};
 
@@ -322,14 +322,22 @@ pub async fn run(
         AlertCommand::Rule(RuleCommand::Apply { file, dry_run }) => {
             let mut set = read_rules(&file)?;
             set["dry_run"] = Value::Bool(dry_run);
-            let body = client.post_json("api/v1/alerts/rules/apply", &set).await?;
-            render_body(output, &body, |b| Ok(diff_text(b)))
+            let path = "api/v1/alerts/rules/apply";
+            let result: ApplyResult = typed(client.post_json(path, &set).await?, path)?;
+            render_body(output, &serde_json::to_value(&result)?, |_| {
+                Ok(diff_text(&result))
+            })
         }
         AlertCommand::Rule(RuleCommand::Test { name }) => {
-            let body = client
-                .post_json("api/v1/alerts/rules/test", &json!({"name": name}))
+            let result: TestResult = client
+                .post("api/v1/alerts/rules/test", &json!({"name": name}))
                 .await?;
-            table(output, &body, "values", TEST_COLUMNS)
+            table(
+                output,
+                &serde_json::to_value(&result)?,
+                "values",
+                TEST_COLUMNS,
+            )
         }
         AlertCommand::Silence(SilenceCommand::Add {
             matchers,
@@ -388,35 +396,28 @@ pub async fn run(
 }
 
 /// `+ created`, `~ updated (fields)`, `- deleted`, then the count unchanged.
-fn diff_text(body: &Value) -> String {
-    let d = &body["diff"];
+fn diff_text(result: &ApplyResult) -> String {
+    let d = &result.diff;
     let mut out = String::new();
-    let names = |key: &str| -> Vec<String> {
-        rows(d, key)
-            .iter()
-            .map(|v| escape(v.as_str().unwrap_or_default()).into_owned())
-            .collect()
-    };
-    for n in names("created") {
-        out.push_str(&format!("+ {n}\n"));
+    for n in &d.created {
+        out.push_str(&format!("+ {}\n", escape(n)));
     }
-    for c in rows(d, "updated") {
-        let fields: Vec<&str> = rows(c, "fields").iter().filter_map(Value::as_str).collect();
+    for c in &d.updated {
         out.push_str(&format!(
             "~ {} ({})\n",
-            escape(c["name"].as_str().unwrap_or_default()),
-            fields.join(", ")
+            escape(&c.name),
+            c.fields.join(", ")
         ));
     }
-    for n in names("deleted") {
-        out.push_str(&format!("- {n}\n"));
+    for n in &d.deleted {
+        out.push_str(&format!("- {}\n", escape(n)));
     }
-    let verb = if body["dry_run"] == Value::Bool(true) {
+    let verb = if result.dry_run {
         "would stay"
     } else {
         "unchanged"
     };
-    out.push_str(&format!("{} {verb}\n", d["unchanged"]));
+    out.push_str(&format!("{} {verb}\n", d.unchanged));
     out
 }
 
@@ -452,9 +453,11 @@ mod tests {
 
     #[test]
     fn the_diff_reads_like_one() {
-        let text = diff_text(&json!({"dry_run": true, "diff": {
+        let result: ApplyResult = serde_json::from_value(json!({"dry_run": true, "diff": {
             "created": ["new"], "updated": [{"name": "x", "fields": ["condition", "for_secs"]}],
-            "deleted": ["old"], "unchanged": 3}}));
+            "deleted": ["old"], "unchanged": 3}}))
+        .expect("an apply's answer");
+        let text = diff_text(&result);
         assert_eq!(
             text,
             "+ new\n~ x (condition, for_secs)\n- old\n3 would stay\n"

@@ -1496,3 +1496,45 @@ async fn data_commands_read_typed_results() {
     assert_eq!(out, "imported 2 row(s) into public.orders\n");
     agent.abort();
 }
+
+/// `lasect alert rule apply` and `alert rule test` read the API's answers as its types
+/// (`ApplyResult`, `TestResult`): the difference as `+`/`~`/`-` lines, the values as a table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_rule_apply_and_test_read_typed_answers() {
+    let api = start_api().await;
+    let json = |out: &str| serde_json::from_str::<Value>(out).expect("json");
+    let rules = api._dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - name: commits_seen\n    severity: info\n    condition:\n      \
+         kind: threshold\n      family: database\n      column: xact_commit\n      agg: rate\n      \
+         by: [datname]\n      window_secs: 900\n      op: \">\"\n      threshold: 0\n",
+    )
+    .expect("write the rules");
+    let file = rules.to_str().expect("utf-8 path");
+    let out = ok(api.lasect(&["alert", "rule", "apply", "-f", file, "--dry-run"])).await;
+    assert!(
+        out.starts_with("+ commits_seen\n") && out.ends_with(" would stay\n"),
+        "{out}"
+    );
+    let out = ok(api.lasect(&["alert", "rule", "apply", "-f", file])).await;
+    assert!(
+        out.starts_with("+ commits_seen\n") && out.ends_with(" unchanged\n"),
+        "{out}"
+    );
+    let again = json(&ok(api.lasect(&["alert", "rule", "apply", "-f", file, "-o", "json"])).await);
+    assert_eq!(again["dry_run"], false);
+    assert_eq!(again["diff"]["created"], serde_json::json!([]));
+    assert_eq!(again["diff"]["updated"], serde_json::json!([]));
+
+    // Commits rose from 10 to 20 on db-01/main's database app: the rule holds there.
+    let out = ok(api.lasect(&["alert", "rule", "test", "commits_seen"])).await;
+    assert!(out.contains("datname=app") && out.contains("true"), "{out}");
+    let tested =
+        json(&ok(api.lasect(&["alert", "rule", "test", "commits_seen", "-o", "json"])).await);
+    assert_eq!(tested["rule"], "commits_seen");
+    let value = &tested["values"][0];
+    assert_eq!(value["key_labels"]["datname"], "app");
+    assert_eq!(value["holds"], true);
+    assert_eq!(value["would_be"], "firing", "for_secs is 0");
+}

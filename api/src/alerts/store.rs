@@ -184,22 +184,8 @@ pub async fn delete(conn: &mut sqlx::PgConnection, id: i64) -> Result<bool, sqlx
     Ok(done.rows_affected() == 1)
 }
 
-/// What an apply changes (or would change).
-#[derive(Debug, Clone, Default, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct Diff {
-    pub created: Vec<String>,
-    /// Each changed rule with the fields that differ.
-    pub updated: Vec<Changed>,
-    /// Rules of source `user` not in the set.
-    pub deleted: Vec<String>,
-    pub unchanged: usize,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct Changed {
-    pub name: String,
-    pub fields: Vec<String>,
-}
+// Declared with the API's bodies: the CLI reads them from `apply`'s answer.
+pub use lasect_api_contract::alerts::{Changed, Diff};
 
 fn changed_fields(old: &RuleDef, new: &RuleDef) -> Vec<String> {
     let mut out = Vec::new();

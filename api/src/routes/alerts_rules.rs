@@ -23,10 +23,11 @@ use super::openapi::responses::{ById, SignedIn, WithInput};
 use super::{ApiError, AppState};
 use crate::alerts::evaluator::{keyed, load_instances};
 use crate::alerts::rule::{Catalog, Compiled, RuleDef, RuleError, compile};
-use crate::alerts::store::{self, Diff, LoadError, StoredRule};
+use crate::alerts::store::{self, LoadError, StoredRule};
 use crate::alerts::{query, state};
 use crate::auth::principal::Principal;
 use crate::auth::role::Role;
+pub use lasect_api_contract::alerts::{ApplyResult, TestResult, TestValue};
 
 /// Most rules in one apply.
 pub const MAX_RULES: usize = 1000;
@@ -271,12 +272,6 @@ pub struct ApplyRequest {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ApplyResult {
-    pub dry_run: bool,
-    pub diff: Diff,
-}
-
 #[utoipa::path(
     post,
     path = "/api/v1/alerts/rules/apply",
@@ -358,28 +353,6 @@ pub struct TestRequest {
     /// …or a rule not stored yet.
     #[serde(default)]
     pub rule: Option<RuleDef>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TestValue {
-    pub instance_id: Option<i64>,
-    pub instance: Option<String>,
-    pub agent_id: Option<String>,
-    pub key_labels: std::collections::BTreeMap<String, String>,
-    pub value: f64,
-    /// The condition holds for this value (the alert would go pending, or fire when `for`
-    /// is 0).
-    pub holds: bool,
-    /// What a new alert would become now.
-    pub would_be: state::State,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TestResult {
-    pub rule: String,
-    pub at: String,
-    /// Every key the condition produced a value for, those that hold first.
-    pub values: Vec<TestValue>,
 }
 
 #[utoipa::path(
