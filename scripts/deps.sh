@@ -271,3 +271,28 @@ if [ "${1:-}" = "--test" ]; then
         "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
     fi
 fi
+
+# The object stores pgBackRest backs up into in e2e/tests/backups_object_store.rs, pinned:
+# moto's S3 server (PyPI moto[server]) in target/object-store-venv and Azurite's blob service
+# (npm azurite) in target/azurite. The test puts each behind TLS itself (pgBackRest speaks
+# only HTTPS to an object store).
+MOTO_VERSION=5.2.5
+AZURITE_VERSION=3.37.0
+if [ "$mode" = "--test" ]; then
+    target="$(cd "$(dirname "$0")/.." && pwd)/target"
+    venv="$target/object-store-venv"
+    if ! "$venv/bin/python" -c "import moto; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null \
+        || [ ! -x "$venv/bin/moto_server" ]; then
+        echo "installing moto[server] $MOTO_VERSION into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    fi
+    azurite="$target/azurite"
+    if [ "$("$azurite/node_modules/.bin/azurite-blob" --version 2>/dev/null)" != "$AZURITE_VERSION" ]; then
+        echo "installing azurite $AZURITE_VERSION into $azurite"
+        rm -rf "$azurite"
+        mkdir -p "$azurite"
+        (cd "$azurite" && npm install --no-audit --no-fund --loglevel=error --prefix . "azurite@$AZURITE_VERSION")
+    fi
+fi
