@@ -73,9 +73,9 @@ async fn marker_listed(stack: &Stack, monitored: &PgCluster, id: i64) {
         .expect("auto_explain for the marker's session");
     let start = Instant::now();
     loop {
-        // The simple protocol: on PostgreSQL 15 a statement run through the extended one
-        // reaches the log without its query id, which links a plan to its statement.
-        // pg_stat_statements normalizes the constant to `$1` all the same.
+        // The simple protocol: before PostgreSQL 16 only the log line's query id links a plan
+        // to its statement (auto_explain prints none), and the simple protocol's is the one
+        // the server reports reliably. pg_stat_statements normalizes the constant to `$1`.
         for i in 1..=5 {
             client
                 .batch_execute(&format!(
