@@ -213,7 +213,9 @@ for link in json.load(open(os.path.join(root, "pg-symlinks.json"))):
             *) echo "--pg13: $bindir/$program is not PostgreSQL 13: $version" >&2; exit 1 ;;
         esac
     done
-    [ "$mode" = "--pg13" ] && echo "$bindir" >&3
+    if [ "$mode" = "--pg13" ]; then
+        echo "$bindir" >&3
+    fi
 fi
 
 # The Compose specification's JSON schema, for e2e/tests/packages.rs (docker-compose.yml must
