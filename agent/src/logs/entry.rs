@@ -175,7 +175,7 @@ impl Entry {
         let json = body.starts_with('{');
         // The plan's own query id first: for a nested statement
         // (`auto_explain.log_nested_statements`) the log line's query id is
-        // the top-level statement's. Only `log_verbose` prints it.
+        // the top-level statement's. Only `log_verbose` prints it (PostgreSQL 16+).
         let (mut query_text, mut own_id) = (String::new(), None);
         if json {
             // auto_explain.log_format = json; a plan cut short or otherwise

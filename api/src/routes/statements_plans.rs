@@ -4,7 +4,7 @@
 //! The agent reads auto_explain's output from the server log into the `log_plans` family
 //! (`agent/src/logs/`): each plan with its time, duration, database, user, query text and
 //! query id (the plan's own `Query Identifier` when `auto_explain.log_verbose` printed it,
-//! else the log line's: csvlog/jsonlog `query_id`, stderr `%Q`), redacted like the log's
+//! PostgreSQL 16+, else the log line's: csvlog/jsonlog `query_id`, stderr `%Q`), redacted like the log's
 //! statements and cut to the agent's plan cap (`truncated`). A plan is linked to the
 //! statement by that query id, which is pg_stat_statements' `queryid` when
 //! `compute_query_id` is on (or `auto`, with pg_stat_statements loaded).
