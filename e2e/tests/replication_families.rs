@@ -81,7 +81,7 @@ async fn replication_subscription_custom_and_filesystem() {
             "CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, amount numeric);
              INSERT INTO orders VALUES (1, 'paid', 10.5), (2, 'paid', 4.5), (3, 'open', NULL);
              CREATE TABLE slow (id int PRIMARY KEY);
-             INSERT INTO slow SELECT generate_series(1, 100);
+             INSERT INTO slow SELECT generate_series(1, 1000);
              CREATE PUBLICATION pub_orders FOR TABLE orders, slow;",
         )
         .await
@@ -95,8 +95,9 @@ async fn replication_subscription_custom_and_filesystem() {
         .await
         .expect("connect subscriber")
         .batch_execute(
-            // The copy of `slow` takes 30 s (a row every 0.3 s), so its backfill is seen under
-            // way. ENABLE ALWAYS: table-sync workers run with session_replication_role = replica.
+            // The copy of `slow` takes 5 minutes (a row every 0.3 s), longer than the test, so
+            // its backfill is seen under way however slowly the machine runs the steps before.
+            // ENABLE ALWAYS: table-sync workers run with session_replication_role = replica.
             "CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, amount numeric);
              CREATE TABLE slow (id int PRIMARY KEY);
              CREATE FUNCTION slow_copy() RETURNS trigger LANGUAGE plpgsql AS $$
