@@ -23,6 +23,7 @@
 //!   backup and drill schedules and their firings ([`backups`]: the stored catalogue).
 //! - [`runs`]: a run as the API shows it, its result pages, the bodies that start SQL runs and
 //!   the limits every run-creating body may carry.
+//! - [`data`]: the bodies that start an export or a dump.
 //! - [`schema`]: the schema explorer's snapshot, changes and foreign-key graph, and the
 //!   extensions of an instance.
 //! - [`json_integer`]: integers as JSON Schema defines them (`10.0` is one).
@@ -35,6 +36,7 @@ pub mod auth;
 pub mod backup_restore;
 pub mod backup_schedules;
 pub mod backups;
+pub mod data;
 pub mod instances;
 pub mod json_integer;
 pub mod migrations;

@@ -1,6 +1,8 @@
 //! The schema explorer's answers: the latest snapshot ([`SchemaSnapshot`]), the recorded
 //! changes ([`SchemaChanges`] of [`SchemaChange`]) and the foreign-key graph
-//! ([`ForeignKeyGraph`]); and the extensions an instance has ([`ExtensionList`]).
+//! ([`ForeignKeyGraph`]), the body that asks for a snapshot ([`SnapshotRequest`]); the
+//! extensions an instance has ([`ExtensionList`]) and the body that changes one
+//! ([`ExtensionAction`]).
 
 use lasect_runs::{AvailableExtension, SchemaDocument};
 use serde::{Deserialize, Serialize};
@@ -81,4 +83,31 @@ pub struct ExtensionList {
     /// `[{name, default_version, installed_version, schema, comment}]`
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub extensions: Vec<AvailableExtension>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRequest {
+    /// Database (default: the instance's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionAction {
+    /// enable, disable or update.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(enable|disable|update)$"))]
+    pub action: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default)]
+    pub cascade: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }

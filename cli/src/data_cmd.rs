@@ -7,10 +7,13 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use lasect_api_contract::data::{DumpRequest, ExportRequest};
 use lasect_api_contract::runs::{ExtensionActionResult, ImportCsvResult, RunView, SchemaDocument};
-use lasect_api_contract::schema::{ExtensionList, SchemaChanges, SchemaSnapshot};
+use lasect_api_contract::schema::{
+    ExtensionAction, ExtensionList, SchemaChanges, SchemaSnapshot, SnapshotRequest,
+};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::api_client::{ApiClient, typed};
 use crate::args::OutputFormat;
@@ -41,7 +44,9 @@ pub async fn schema_show(
         let run = client
             .post(
                 &format!("api/v1/instances/{id}/schema/snapshots?wait=50"),
-                &json!({ "database": database }),
+                &SnapshotRequest {
+                    database: database.clone(),
+                },
             )
             .await?;
         let run = wait_run(client, run).await?;
@@ -215,13 +220,13 @@ async fn download(client: &ApiClient, run: &RunView, out: Option<&PathBuf>) -> a
     Ok(written)
 }
 
-async fn run_and_download(
+async fn run_and_download<B: serde::Serialize>(
     client: &ApiClient,
     path: &str,
-    body: Value,
+    body: &B,
     out: Option<PathBuf>,
 ) -> anyhow::Result<String> {
-    let run = client.post(path, &body).await?;
+    let run = client.post(path, body).await?;
     let run = wait_run(client, run).await?;
     if !run.succeeded() {
         return Err(failure(&run).into());
@@ -259,14 +264,17 @@ pub async fn export(
     out: Option<PathBuf>,
 ) -> anyhow::Result<String> {
     let id = instance_or_only(client, instance.as_deref()).await?;
-    let mut body = json!({ "database": database });
+    let mut body = ExportRequest {
+        database,
+        ..ExportRequest::default()
+    };
     match (table, query) {
         (Some(t), None) => {
             let (schema, table) = split_table(&t);
-            body["schema"] = json!(schema);
-            body["table"] = json!(table);
+            body.schema = Some(schema);
+            body.table = Some(table);
         }
-        (None, Some(q)) => body["sql"] = json!(q),
+        (None, Some(q)) => body.sql = Some(q),
         _ => {
             return Err(
                 crate::exit::Usage("give --table schema.table or --query SQL".to_owned()).into(),
@@ -276,7 +284,7 @@ pub async fn export(
     run_and_download(
         client,
         &format!("api/v1/instances/{id}/export?wait=50"),
-        body,
+        &body,
         out,
     )
     .await
@@ -292,11 +300,17 @@ pub async fn dump(
     out: Option<PathBuf>,
 ) -> anyhow::Result<String> {
     let id = instance_or_only(client, instance.as_deref()).await?;
-    let body = json!({ "schema": schema, "table": table, "schema_only": !with_data, "database": database });
+    let body = DumpRequest {
+        schema,
+        table,
+        schema_only: Some(!with_data),
+        database,
+        ..DumpRequest::default()
+    };
     run_and_download(
         client,
         &format!("api/v1/instances/{id}/dump?wait=50"),
-        body,
+        &body,
         out,
     )
     .await
@@ -378,7 +392,14 @@ pub async fn extension_action(
     output: OutputFormat,
 ) -> anyhow::Result<String> {
     let id = instance_or_only(client, instance.as_deref()).await?;
-    let body = json!({ "action": action, "name": name, "version": version, "cascade": cascade });
+    let body = ExtensionAction {
+        action: action.to_owned(),
+        name,
+        version,
+        schema: None,
+        cascade,
+        database: None,
+    };
     let run = client
         .post(&format!("api/v1/instances/{id}/extensions?wait=50"), &body)
         .await?;

@@ -1359,6 +1359,7 @@ fn agent_result(kind: &str) -> Value {
             serde_json::json!({"name": "pg_trgm", "action": "enable", "installed_version": "1.6"})
         }
         "import_csv" => serde_json::json!({"rows_imported": 2, "records": 2, "errors": []}),
+        "schema_snapshot" => serde_json::json!({"database": "app", "objects": 5}),
         other => panic!("no result for a {other} run in this test"),
     }
 }
@@ -1469,6 +1470,24 @@ async fn data_commands_read_typed_results() {
     assert_eq!(changes["changes"][0]["detail"]["to"]["type"], "text");
 
     let agent = tokio::spawn(answer_runs(api.pool.clone(), agent_result));
+    // --refresh asks the agent for a snapshot of the database named, then shows the stored one.
+    let out = ok(api.lasect(&[
+        "schema",
+        "show",
+        "-i",
+        "db-01/main",
+        "--db",
+        "app",
+        "--refresh",
+    ]))
+    .await;
+    assert!(out.contains("table public.orders"), "{out}");
+    let asked: String =
+        sqlx::query_scalar("SELECT params->>'database' FROM runs WHERE kind = 'schema_snapshot'")
+            .fetch_one(&api.pool)
+            .await
+            .expect("the snapshot run");
+    assert_eq!(asked, "app");
     let out = ok(api.lasect(&["extension", "list", "-i", "db-01/main"])).await;
     assert!(
         out.contains("pg_trgm") && out.contains("text similarity") && out.contains("pg_catalog"),

@@ -19,23 +19,12 @@ use super::runs::WaitQuery;
 use crate::auth::Role;
 use crate::runs::call::{Admin, RunCall, RunQuery, WithWait};
 use crate::runs::{self, RunLimits, RunView};
+pub use lasect_api_contract::data::{DumpRequest, ExportRequest};
 
 /// Largest CSV accepted by `import`.
 pub const MAX_IMPORT_BYTES: usize = 32 << 20;
 /// Exports and dumps may be large: their default byte limit.
 const TRANSFER_MAX_BYTES: i64 = 1 << 30;
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExportRequest {
-    pub schema: Option<String>,
-    pub table: Option<String>,
-    /// A query (read-only) instead of a table.
-    pub sql: Option<String>,
-    pub database: Option<String>,
-    #[serde(flatten)]
-    pub limits: RunLimits,
-}
 
 #[utoipa::path(
     post,
@@ -67,18 +56,6 @@ pub async fn export(call: RunCall<ExportRequest>) -> Result<(StatusCode, Json<Ru
         database: r.database,
     });
     target.start(params, limits).await
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DumpRequest {
-    pub schema: Option<String>,
-    pub table: Option<String>,
-    /// Default true (definitions only).
-    pub schema_only: Option<bool>,
-    pub database: Option<String>,
-    #[serde(flatten)]
-    pub limits: RunLimits,
 }
 
 #[utoipa::path(

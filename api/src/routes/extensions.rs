@@ -18,7 +18,7 @@ use super::openapi::responses::{RunAnswered, RunStarted};
 use super::runs::{READ_WAIT, WaitQuery};
 use crate::runs::call::{Admin, RunCall, RunQuery, WithWait};
 use crate::runs::{RunLimits, RunView};
-pub use lasect_api_contract::schema::ExtensionList;
+pub use lasect_api_contract::schema::{ExtensionAction, ExtensionList};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -72,20 +72,6 @@ pub async fn extensions(call: RunQuery<ExtensionsQuery>) -> Result<Response, Api
         }
         Err(response) => response,
     })
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExtensionAction {
-    /// enable, disable or update.
-    #[schema(pattern = "^(enable|disable|update)$")]
-    pub action: String,
-    pub name: String,
-    pub version: Option<String>,
-    pub schema: Option<String>,
-    #[serde(default)]
-    pub cascade: bool,
-    pub database: Option<String>,
 }
 
 #[utoipa::path(

@@ -28,14 +28,8 @@ use crate::runs::call::{RunCall, RunQuery, WithWait};
 use crate::runs::{self, RunLimits, RunView};
 pub use lasect_api_contract::schema::{
     ForeignKeyGraph, GraphEdge, GraphNode, SchemaChange, SchemaChanges, SchemaSnapshot,
+    SnapshotRequest,
 };
-
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SnapshotRequest {
-    /// Database (default: the instance's).
-    pub database: Option<String>,
-}
 
 #[utoipa::path(
     post,
