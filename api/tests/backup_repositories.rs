@@ -337,7 +337,8 @@ async fn a_label_repository_serves_its_instances_and_rotation_reencrypts_reposit
         "{rotated}"
     );
     let after = s.keyring();
-    let ciphertexts: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+    type Pair = (Option<Vec<u8>>, Option<Vec<u8>>);
+    let ciphertexts: Vec<Pair> = sqlx::query_as(
         "SELECT secret_key_ciphertext, cipher_pass_ciphertext FROM backup_repositories \
          UNION ALL SELECT secret_key_ciphertext, cipher_pass_ciphertext \
          FROM backup_label_repositories",

@@ -27,10 +27,9 @@ use lasect_pki::secrets::{KeyFile, Keyring};
 use serde::Serialize;
 use sqlx::{PgPool, Row as _};
 
-use super::auth_routes::body;
 use super::backups::{
     AddLabelRepository, AddRepository, CipherType, NewRow, RepoType, RetentionType,
-    check_repository, insert_row, valid_stanza_name,
+    check_repository, insert_row, parse_repository, valid_stanza_name,
 };
 use super::openapi::responses::{ById, Filtered};
 use super::runs::path_id;
@@ -248,10 +247,10 @@ pub async fn list(
 pub async fn add(
     State(state): State<AppState>,
     principal: Principal,
-    request: Result<Json<AddRepository>, JsonRejection>,
+    request: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<LabelRepository>), ApiError> {
-    let r = body(request)?;
-    let repo_type = check_repository(&r, true)?;
+    let (r, present) = parse_repository(request)?;
+    let repo_type = check_repository(&r, &present, true)?;
     let (Some(key), Some(value)) = (&r.label_key, &r.label_value) else {
         return Err(ApiError::bad_request(
             "invalid_body",

@@ -221,7 +221,7 @@ fn field_description(name: &str) -> &'static str {
 }
 
 /// The JSON schema of one field.
-fn field_schema(name: &str, t: &TypeFields) -> serde_json::Value {
+fn field_schema(name: &str, t: &TypeFields, nullable: bool) -> serde_json::Value {
     use serde_json::json;
     let text = |extra: serde_json::Value| {
         let mut s = json!({"type": "string", "maxLength": MAX_TEXT});
@@ -251,6 +251,15 @@ fn field_schema(name: &str, t: &TypeFields) -> serde_json::Value {
     };
     if let Some(o) = schema.as_object_mut() {
         o.insert("description".into(), field_description(name).into());
+        // An optional field may be null (serde reads it as absent), a required one may not.
+        if nullable {
+            if let Some(t) = o.get("type").cloned() {
+                o.insert("type".into(), json!([t, "null"]));
+            }
+            if let Some(serde_json::Value::Array(e)) = o.get_mut("enum") {
+                e.push(serde_json::Value::Null);
+            }
+        }
     }
     schema
 }
@@ -276,15 +285,6 @@ fn repository_schema(label: bool) -> utoipa::openapi::RefOr<utoipa::openapi::sch
     let variants: Vec<serde_json::Value> = TYPE_FIELDS
         .iter()
         .map(|t| {
-            let mut properties = serde_json::Map::new();
-            let names = if label {
-                ["label_key", "label_value"].as_slice()
-            } else {
-                [].as_slice()
-            };
-            for name in names.iter().chain(&common).chain(t.takes) {
-                properties.insert((*name).to_owned(), field_schema(name, t));
-            }
             let mut required: Vec<&str> = vec!["path"];
             if label {
                 required.extend(["label_key", "label_value"]);
@@ -295,6 +295,16 @@ fn repository_schema(label: bool) -> utoipa::openapi::RefOr<utoipa::openapi::sch
                 required.push("repo_type");
             }
             required.extend(t.requires);
+            let mut properties = serde_json::Map::new();
+            let names = if label {
+                ["label_key", "label_value"].as_slice()
+            } else {
+                [].as_slice()
+            };
+            for name in names.iter().chain(&common).chain(t.takes) {
+                let nullable = !required.contains(name);
+                properties.insert((*name).to_owned(), field_schema(name, t, nullable));
+            }
             json!({
                 "type": "object",
                 "title": t.repo_type.as_str(),
@@ -523,30 +533,41 @@ pub async fn list(
     Ok(Json(RepositoryList { repositories }))
 }
 
+/// A repository body and the names of the fields it has (`null` ones included: a field the
+/// body's type does not take must be absent, not null); 400 when it is no such body.
+pub(crate) fn parse_repository(
+    request: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<(AddRepository, Vec<String>), ApiError> {
+    let value = body(request)?;
+    let present = value
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    let r = serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("invalid body: {e}")))?;
+    Ok((r, present))
+}
+
 /// Checks a new repository against the documents' schema (400 with the reason) and then what
-/// the schema cannot say (422); its type. `label`: the body of a label repository.
-pub(crate) fn check_repository(r: &AddRepository, label: bool) -> Result<RepoType, ApiError> {
+/// the schema cannot say (422); its type. `present`: the body's field names; `label`: the
+/// body of a label repository.
+pub(crate) fn check_repository(
+    r: &AddRepository,
+    present: &[String],
+    label: bool,
+) -> Result<RepoType, ApiError> {
     let schema = |m: String| ApiError::bad_request("invalid_body", m);
     let bad = |m: String| ApiError::unprocessable("invalid_repository", m);
     let repo_type = r.repo_type.unwrap_or(RepoType::Posix);
     let fields = type_fields(repo_type);
-    // Which fields are there, by name, to hold against the type's.
-    let given: Vec<&str> = [
-        ("bucket", r.bucket.is_some()),
-        ("endpoint", r.endpoint.is_some()),
-        ("region", r.region.is_some()),
-        ("key_id", r.key_id.is_some()),
-        ("key_type", r.key_type.is_some()),
-        ("uri_style", r.uri_style.is_some()),
-        ("storage_port", r.storage_port.is_some()),
-        ("verify_tls", r.verify_tls.is_some()),
-        ("ca_file", r.ca_file.is_some()),
-        ("secret_key", r.secret_key.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, there)| there.then_some(name))
-    .collect();
-    debug_assert!(given.iter().all(|g| OBJECT_STORE_FIELDS.contains(g)));
+    let has = |name: &str| present.iter().any(|p| p == name);
+    if !label && let Some(f) = ["label_key", "label_value"].into_iter().find(|f| has(f)) {
+        return Err(schema(format!(
+            "{f} belongs to POST /api/v1/backup/label-repositories"
+        )));
+    }
+    // Which object-store fields are there (null or not), to hold against the type's.
+    let given: Vec<&str> = OBJECT_STORE_FIELDS.into_iter().filter(|f| has(f)).collect();
     if let Some(extra) = given.iter().find(|g| !fields.takes.contains(g)) {
         return Err(schema(format!(
             "a {} repository takes no {extra} (it takes: {})",
@@ -558,7 +579,15 @@ pub(crate) fn check_repository(r: &AddRepository, label: bool) -> Result<RepoTyp
             }
         )));
     }
-    if let Some(missing) = fields.requires.iter().find(|f| !given.contains(f)) {
+    // Required ones must also not be null.
+    let set = |name: &str| match name {
+        "bucket" => r.bucket.is_some(),
+        "endpoint" => r.endpoint.is_some(),
+        "region" => r.region.is_some(),
+        "key_id" => r.key_id.is_some(),
+        _ => has(name),
+    };
+    if let Some(missing) = fields.requires.iter().find(|f| !set(f)) {
         return Err(schema(format!(
             "a {} repository needs {missing}",
             repo_type.as_str()
@@ -570,11 +599,7 @@ pub(crate) fn check_repository(r: &AddRepository, label: bool) -> Result<RepoTyp
     match (label, &r.label_key, &r.label_value, &r.stanza) {
         (false, None, None, Some(_)) => {}
         (false, _, _, None) => return Err(schema("stanza is required".into())),
-        (false, _, _, _) => {
-            return Err(schema(
-                "label_key and label_value belong to POST /api/v1/backup/label-repositories".into(),
-            ));
-        }
+        (false, _, _, _) => {}
         (true, Some(k), Some(v), _) => {
             let chars = |s: &str| s.chars().count();
             if !(1..=LABEL_KEY_MAX).contains(&chars(k))
@@ -777,14 +802,14 @@ pub async fn add(
     State(state): State<AppState>,
     principal: Principal,
     path: Result<Path<String>, PathRejection>,
-    request: Result<Json<AddRepository>, JsonRejection>,
+    request: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Repository>), ApiError> {
     let id = path_id(path, "instance")?;
     principal
         .require_on_instance(&state.pool, id, Role::Admin)
         .await?;
-    let r = body(request)?;
-    let repo_type = check_repository(&r, false)?;
+    let (r, present) = parse_repository(request)?;
+    let repo_type = check_repository(&r, &present, false)?;
     let stanza = r.stanza.clone().unwrap_or_default();
     let agent = instance_agent(&state, id).await?;
     let keyring = match (&r.secret_key, &r.cipher_pass) {
@@ -1158,28 +1183,35 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn repo(body: serde_json::Value) -> AddRepository {
-        serde_json::from_value(body).expect("a body")
+    fn check(body: serde_json::Value, label: bool) -> Result<RepoType, ApiError> {
+        let (r, present) = parse_repository(Ok(Json(body))).expect("a body");
+        check_repository(&r, &present, label)
     }
 
     fn refusal(body: serde_json::Value) -> (StatusCode, String) {
-        let e = check_repository(&repo(body), false).expect_err("refused");
+        let e = check(body, false).expect_err("refused");
         (e.status(), e.message().to_owned())
     }
 
     #[test]
     fn what_the_schema_cannot_say_is_422_and_what_it_says_is_400() {
         assert_eq!(
-            check_repository(&repo(json!({"stanza": "main", "path": "/r"})), false).ok(),
+            check(json!({"stanza": "main", "path": "/r"}), false).ok(),
+            Some(RepoType::Posix)
+        );
+        // An optional field may be null, as the document says.
+        assert_eq!(
+            check(
+                json!({"stanza": "main", "path": "/r", "config_path": null, "repo_type": null}),
+                false
+            )
+            .ok(),
             Some(RepoType::Posix)
         );
         let s3 = json!({"stanza": "m", "path": "/lasect", "repo_type": "s3", "bucket": "b",
             "endpoint": "s3.eu-west-1.amazonaws.com", "region": "eu-west-1",
             "key_id": "AKIA2LASECTAPIKEY001", "secret_key": "k"});
-        assert_eq!(
-            check_repository(&repo(s3.clone()), false).ok(),
-            Some(RepoType::S3)
-        );
+        assert_eq!(check(s3.clone(), false).ok(), Some(RepoType::S3));
         let with = |extra: serde_json::Value| {
             let mut b = s3.clone();
             if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
@@ -1194,21 +1226,12 @@ mod tests {
         };
         let azure = json!({"stanza": "m", "path": "/p", "repo_type": "azure", "bucket": "c",
             "key_id": "account", "secret_key": "k", "uri_style": "path"});
-        assert_eq!(
-            check_repository(&repo(azure), false).ok(),
-            Some(RepoType::Azure)
-        );
+        assert_eq!(check(azure, false).ok(), Some(RepoType::Azure));
         let gcs = json!({"stanza": "m", "path": "/p", "repo_type": "gcs", "bucket": "b",
             "key_type": "token", "secret_key": "t0ken"});
-        assert_eq!(
-            check_repository(&repo(gcs), false).ok(),
-            Some(RepoType::Gcs)
-        );
+        assert_eq!(check(gcs, false).ok(), Some(RepoType::Gcs));
         let label = json!({"label_key": "env", "label_value": "prod", "path": "/r"});
-        assert_eq!(
-            check_repository(&repo(label), true).ok(),
-            Some(RepoType::Posix)
-        );
+        assert_eq!(check(label, true).ok(), Some(RepoType::Posix));
         let cases = [
             (
                 json!({"stanza": "m", "path": "/r", "cipher_type": "aes-256-cbc"}),
@@ -1296,12 +1319,25 @@ mod tests {
                 "label-repositories",
             ),
         ];
-        for (body, status, needle) in cases {
+        let nulls = [
+            (
+                json!({"stanza": "m", "path": "/r", "bucket": null}),
+                400,
+                "takes no bucket",
+            ),
+            (with(json!({"region": null})), 400, "needs region"),
+            (
+                json!({"stanza": "m", "path": "/r", "label_key": null}),
+                400,
+                "label-repositories",
+            ),
+        ];
+        for (body, status, needle) in cases.into_iter().chain(nulls) {
             let (got, message) = refusal(body.clone());
             assert_eq!(got.as_u16(), status, "{body}: {message}");
             assert!(message.contains(needle), "{body}: {message}");
         }
-        let e = check_repository(&repo(json!({"path": "/r", "label_key": "env"})), true)
+        let e = check(json!({"path": "/r", "label_key": "env"}), true)
             .expect_err("a label without its value");
         assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{}", e.message());
     }
@@ -1336,6 +1372,15 @@ mod tests {
             ])
         );
         assert!(variants[0]["properties"].get("bucket").is_none());
+        assert_eq!(variants[1]["properties"]["bucket"]["type"], "string");
+        assert_eq!(
+            variants[1]["properties"]["key_type"]["enum"],
+            json!(["shared", "auto", "web-id", null])
+        );
+        assert_eq!(
+            variants[1]["properties"]["config_path"]["type"],
+            json!(["string", "null"])
+        );
         assert!(variants[2]["properties"].get("region").is_none());
         let label = serde_json::to_value(repository_schema(true)).expect("schema");
         assert_eq!(
