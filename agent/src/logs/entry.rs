@@ -195,6 +195,26 @@ impl Entry {
                 }
             }
         }
+        // auto_explain.log_format = yaml: its strings are JSON-quoted
+        // (PostgreSQL's escape_yaml), its keys bare; read and redacted like a
+        // JSON plan, kept as text.
+        let yaml = !json
+            && (body.starts_with("Query Text: \"")
+                || body
+                    .lines()
+                    .any(|l| l.trim_start().starts_with("Node Type: \"")));
+        if yaml {
+            for line in body.lines() {
+                if let Some(q) = line.strip_prefix("Query Text: ") {
+                    let (token, _) = json_string(q);
+                    query_text = token
+                        .and_then(|t| serde_json::from_str::<String>(t).ok())
+                        .unwrap_or_default();
+                } else if let Some(id) = line.trim_start().strip_prefix("Query Identifier: ") {
+                    own_id = own_id.or_else(|| id.trim().parse().ok());
+                }
+            }
+        }
         let mut plan_lines = Vec::new();
         // A multi-line query text runs until the plan starts: the first
         // line with a node's estimates or timings, or the query id.
@@ -202,7 +222,7 @@ impl Entry {
             l.contains("(cost=") || l.contains("(actual ") || l.starts_with("Query Identifier: ")
         };
         let mut in_query = false;
-        if !json {
+        if !json && !yaml {
             for line in body.lines() {
                 let trimmed = line.trim_start();
                 if let Some(q) = trimmed.strip_prefix("Query Text: ")
@@ -234,7 +254,7 @@ impl Entry {
                 .collect();
             query_text = first;
         }
-        let (mut query_text, mut plan) = match (redact, json) {
+        let (mut query_text, mut plan) = match (redact, json || yaml) {
             (true, true) => (redact_sql(&query_text), redact_plan_json(body)),
             (true, false) => (
                 redact_sql(&query_text),

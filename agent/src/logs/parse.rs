@@ -685,6 +685,37 @@ mod tests {
         assert_eq!(p.query_id, None);
     }
 
+    /// auto_explain.log_format = yaml or xml: not parsed, but kept as text and
+    /// redacted line by line, so no constant of the query survives.
+    #[test]
+    fn yaml_and_xml_plans_leak_no_constant() {
+        for body in [
+            "Query Text: \"SELECT * FROM t WHERE a = 4242 AND b = 'hush'\"\n\
+             Plan: \n  Node Type: \"Seq Scan\"\n  Relation Name: \"t\"\n\
+             \x20 Filter: \"((a = 4242) AND (b = 'hush'::text))\"",
+            "<explain xmlns=\"http://www.postgresql.org/2009/explain\">\n  <Query>\n\
+             \x20   <Query-Text>SELECT * FROM t WHERE a = 4242 AND b = 'hush'</Query-Text>\n\
+             \x20   <Plan>\n      <Node-Type>Seq Scan</Node-Type>\n\
+             \x20     <Filter>((a = 4242) AND (b = 'hush'::text))</Filter>\n\
+             \x20   </Plan>\n  </Query>\n</explain>",
+        ] {
+            let message = format!("duration: 1.5 ms  plan:\n{body}");
+            let p = only_plan(&Parser::Json, &json_plan(&message, 11), 1000);
+            let all = format!("{}\n{}", p.query_text, p.plan);
+            assert!(!all.contains("4242") && !all.contains("hush"), "{all}");
+            assert!(p.plan.contains("Seq Scan"), "{}", p.plan);
+            assert_eq!(p.query_id, Some(11));
+            if body.starts_with("Query Text") {
+                assert_eq!(p.query_text, "SELECT * FROM t WHERE a = ? AND b = ?");
+                assert!(
+                    p.plan.contains("Filter: \"((a = ?) AND (b = ?::text))\""),
+                    "{}",
+                    p.plan
+                );
+            }
+        }
+    }
+
     proptest::proptest! {
         /// Garbage, truncated and binary input never panics, and what is
         /// consumed never exceeds the input.
