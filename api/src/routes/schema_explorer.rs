@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use lasect_runs::{RunParams, SchemaSnapshotParams, TableDataParams};
+use lasect_runs::{RunParams, SchemaDocument, SchemaSnapshotParams, TableDataParams};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::IntoParams;
@@ -204,36 +204,24 @@ fn strings(v: &Value) -> Vec<String> {
 pub fn graph(snapshot: &Value) -> (Vec<GraphNode>, Vec<GraphEdge>) {
     let mut nodes = Vec::new();
     let mut edges = Vec::new();
-    for schema in snapshot["schemas"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-    {
-        let s = schema["name"].as_str().unwrap_or("?");
-        for table in schema["tables"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-        {
-            let from = format!("{s}.{}", table["name"].as_str().unwrap_or("?"));
-            for c in table["constraints"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-            {
-                if c["type"] != "foreign_key" {
-                    continue;
-                }
+    // No agent writes a document that does not read: it has no tables to draw.
+    let Ok(doc) = serde_json::from_value::<SchemaDocument>(snapshot.clone()) else {
+        return (nodes, edges);
+    };
+    for schema in &doc.schemas {
+        for table in &schema.tables {
+            let from = format!("{}.{}", schema.name, table.name);
+            for c in table.constraints.iter().filter(|c| c.kind == "foreign_key") {
                 edges.push(GraphEdge {
                     from: from.clone(),
                     to: format!(
                         "{}.{}",
-                        c["ref_schema"].as_str().unwrap_or("?"),
-                        c["ref_table"].as_str().unwrap_or("?")
+                        c.ref_schema.as_deref().unwrap_or("?"),
+                        c.ref_table.as_deref().unwrap_or("?")
                     ),
-                    name: c["name"].as_str().unwrap_or("").to_owned(),
-                    columns: strings(&c["columns"]),
-                    ref_columns: strings(&c["ref_columns"]),
+                    name: c.name.clone(),
+                    columns: c.columns.clone().unwrap_or_default(),
+                    ref_columns: c.ref_columns.clone().unwrap_or_default(),
                 });
             }
             nodes.push(GraphNode { id: from });
