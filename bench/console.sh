@@ -23,6 +23,11 @@ CHROMIUM=${LASECT_CHROMIUM:-/usr/bin/chromium}
 [ -f "$ROOT/console/node_modules/playwright-core/package.json" ] \
     || (cd "$ROOT/console" && npm ci --no-audit --no-fund --loglevel=error)
 
+# The store keeps 14 days by default (and each start of lasect-api drops older partitions):
+# keep the whole range, so the chart is drawn over 30 days of data, not the newest 14.
+psql "$STORE_DSN" -v ON_ERROR_STOP=1 -qAt \
+    -c "UPDATE metric_families SET retention = interval '$((DAYS + 1)) days'" >/dev/null
+
 say "console: $DAYS days of one agent's samples (a batch every 5 min)"
 "$BIN/lasect-loadgen" --endpoint "https://127.0.0.1:$INGEST_PORT" --ca-dir "$TLS" \
     --agents 1 --agent-prefix console --batches-per-agent $((DAYS * 288)) --interval-ms 300000 \
