@@ -733,6 +733,32 @@ rules:
                 by: [subname], window_secs: 8, op: ">", threshold: 0}
 "#;
 
+/// What [`SUBSCRIPTION_RULES`] keeps of each default rule: name, family, column, aggregation
+/// and comparison.
+const COPIED: [(&str, &str, &str, &str, &str); 3] = [
+    (
+        "subscription_copy_stalled",
+        "subscription_copy",
+        "tuples_processed",
+        "rate",
+        "<=",
+    ),
+    (
+        "subscription_sync_errors",
+        "subscription",
+        "sync_error_count",
+        "rate",
+        ">",
+    ),
+    (
+        "subscription_apply_errors",
+        "subscription",
+        "apply_error_count",
+        "rate",
+        ">",
+    ),
+];
+
 /// The state of the newest alert of `rule` for subscription `subname`.
 async fn alert_state(store: &tokio_postgres::Client, rule: &str, subname: &str) -> Option<String> {
     store
@@ -846,12 +872,20 @@ async fn copy_schema_creates_the_table_and_subscription_rules_fire() {
             .await;
         assert_eq!(status, 200, "{name}: {tried}");
         let (_, rules) = stack.api(Method::GET, "api/v1/alerts/rules", None).await;
-        assert!(
-            rules["rules"].as_array().is_some_and(|l| l
-                .iter()
-                .any(|r| r["rule"]["name"] == name && r["source"] == "default")),
-            "{name} is a default rule: {rules}"
-        );
+        let rule = rules["rules"]
+            .as_array()
+            .and_then(|l| l.iter().find(|r| r["rule"]["name"] == name))
+            .unwrap_or_else(|| panic!("no rule {name}: {rules}"));
+        assert_eq!(rule["source"], "default", "{rule}");
+        // The copies below keep the default's condition but for its numbers.
+        if let Some((_, family, column, agg, op)) = COPIED.iter().find(|c| c.0 == name) {
+            let c = &rule["rule"]["condition"];
+            assert_eq!(
+                (&c["family"], &c["column"], &c["agg"], &c["op"]),
+                (&json!(family), &json!(column), &json!(agg), &json!(op)),
+                "{rule}"
+            );
+        }
     }
     let rules = stack.path("rules.yaml");
     lasect_e2e::write(&rules, SUBSCRIPTION_RULES);
