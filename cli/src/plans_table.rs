@@ -34,7 +34,8 @@ const NO_PLANS: &str = "no auto_explain plan of this statement since then. auto_
 plans to the server log when it is loaded (shared_preload_libraries or \
 session_preload_libraries = 'auto_explain') and a statement takes longer than \
 auto_explain.log_min_duration (ms); auto_explain.log_format = json gives the plan tree, \
-compute_query_id = on (or pg_stat_statements loaded) gives the query id plans are found by, \
+compute_query_id = on (or pg_stat_statements loaded) gives the query id plans are found by \
+(stderr logs need %Q in log_line_prefix; csvlog and jsonlog carry it), \
 and from PostgreSQL 16 auto_explain.log_verbose = on prints each plan's own query id (nested \
 statements).\n";
 
