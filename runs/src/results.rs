@@ -90,7 +90,7 @@ pub struct ResultColumn {
 #[serde(default)]
 pub struct ImportCsvResult {
     pub rows_imported: u64,
-    /// CSV records read (lines, less the header and continuation lines of quoted fields).
+    /// CSV records read, the header not counted (a quoted field may span lines).
     pub records: u64,
     pub errors: Vec<ImportLineError>,
 }
