@@ -275,20 +275,24 @@ if [ "${1:-}" = "--test" ]; then
 fi
 
 # The object stores pgBackRest backs up into in e2e/tests/backups_object_store.rs, pinned:
-# moto's S3 server (PyPI moto[server]) in target/object-store-venv and Azurite's blob service
-# (npm azurite) in target/azurite. The test puts each behind TLS itself (pgBackRest speaks
-# only HTTPS to an object store).
+# moto's S3 server (PyPI moto[server]) and gcp-storage-emulator (PyPI) in
+# target/object-store-venv, and Azurite's blob service (npm azurite) in target/azurite. The
+# test puts moto and the GCS emulator behind TLS itself (pgBackRest speaks only HTTPS to an
+# object store).
 MOTO_VERSION=5.2.5
+GCS_EMULATOR_VERSION=2026.7.19
 AZURITE_VERSION=3.37.0
 if [ "$mode" = "--test" ]; then
     target="$(cd "$(dirname "$0")/.." && pwd)/target"
     venv="$target/object-store-venv"
     if ! "$venv/bin/python" -c "import moto; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null \
-        || [ ! -x "$venv/bin/moto_server" ]; then
-        echo "installing moto[server] $MOTO_VERSION into $venv"
+        || [ "$("$venv/bin/pip" show gcp-storage-emulator 2>/dev/null | sed -n 's/^Version: //p')" != "$GCS_EMULATOR_VERSION" ] \
+        || [ ! -x "$venv/bin/moto_server" ] || [ ! -x "$venv/bin/gcp-storage-emulator" ]; then
+        echo "installing moto[server] $MOTO_VERSION and gcp-storage-emulator $GCS_EMULATOR_VERSION into $venv"
         rm -rf "$venv"
         python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" \
+            "gcp-storage-emulator==$GCS_EMULATOR_VERSION"
     fi
     azurite="$target/azurite"
     if [ "$("$azurite/node_modules/.bin/azurite-blob" --version 2>/dev/null)" != "$AZURITE_VERSION" ]; then

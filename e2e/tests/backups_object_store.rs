@@ -1,10 +1,11 @@
 //! Backups into object stores through the real binaries (issue 17, docs/BACKUPS.md,
-//! "Repositories"): pgBackRest 2.45 against moto's S3 server (behind TLS with a certificate of
-//! the test's CA, which pgBackRest verifies with `ca_file`) and Azurite's blob service (its own
-//! TLS, the same CA). An S3 repository registered through the API and an Azure one through the
-//! CLI (`--secret-key-file`), both with the persistent config the server's archive_command
-//! names; stanzas created, a full backup into each, the stored catalogue listing both; a
-//! repository without a persistent config leaves no config behind; wrong Azure credentials fail
+//! "Repositories"): pgBackRest 2.45 against moto's S3 server and gcp-storage-emulator (each
+//! behind TLS with a certificate of the test's CA, which pgBackRest verifies with `ca_file`) and
+//! Azurite's blob service (its own TLS, the same CA). An S3 repository registered through the
+//! API and an Azure one through the CLI (`--secret-key-file`), both with the persistent config
+//! the server's archive_command names; stanzas created, a full backup into each, the stored
+//! catalogue listing both; a GCS repository (a token) without a persistent config: its stanza
+//! created and its catalogue read, no config left behind; wrong Azure credentials fail
 //! with pgBackRest's own error text; after `lasect-api secrets rotate` the repository secrets
 //! still reach pgBackRest. The secrets are in no API answer, no run stored, and no process's
 //! log. Needs pgBackRest and the emulators (`scripts/deps.sh --test` installs them).
@@ -35,6 +36,7 @@ const AZURE_ACCOUNT: &str = "lasectbackups";
 const AZURE_KEY: &str = "bGFzZWN0LWF6dXJpdGUta2V5LW9mLXRoZS1lMmUtdGVzdA==";
 const AZURE_WRONG_KEY: &str = "bm90LXRoZS1henVyaXRlLWtleS1vZi10aGUtdGVzdA==";
 const CONTAINER: &str = "lasect-container";
+const GCS_TOKEN: &str = "gcs-oauth-token-lasect-e2e-40c8";
 
 /// `target/` of the workspace, where `scripts/deps.sh --test` installs the emulators.
 fn target_dir() -> PathBuf {
@@ -97,19 +99,29 @@ async fn tls_front(pair: &lasect_testkit::CertPair, upstream: u16) -> u16 {
     port
 }
 
-/// Creates the bucket in moto (which checks no signature) with a plain HTTP PUT.
-async fn create_bucket(port: u16) {
+/// Creates the bucket in an emulator (neither checks credentials) with a plain HTTP request:
+/// moto's `PUT /bucket`, the GCS emulator's `POST /storage/v1/b`.
+async fn create_bucket(port: u16, gcs: bool) {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
-        .expect("moto");
+        .expect("the emulator");
+    let (head, body) = if gcs {
+        (
+            "POST /storage/v1/b?project=lasect".to_owned(),
+            format!("{{\"name\": \"{BUCKET}\"}}"),
+        )
+    } else {
+        (format!("PUT /{BUCKET}"), String::new())
+    };
     let request = format!(
-        "PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\
-         Connection: close\r\n\r\n"
+        "{head} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     s.write_all(request.as_bytes()).await.expect("send");
     let mut answer = String::new();
     s.read_to_string(&mut answer).await.expect("answer");
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(answer.split_whitespace().nth(1), Some("200"), "{answer}");
 }
 
 /// Creates the container with pgBackRest itself (its `repo-create`, as root, with a config of
@@ -169,7 +181,7 @@ async fn stored_catalogue(stack: &Stack, instance: i64, repository: i64, run: i6
 }
 
 fn assert_no_secret(what: &str, text: &str) {
-    for secret in [S3_SECRET, AZURE_KEY, AZURE_WRONG_KEY] {
+    for secret in [S3_SECRET, AZURE_KEY, AZURE_WRONG_KEY, GCS_TOKEN] {
         assert!(!text.contains(secret), "{what} holds a secret: {text}");
     }
 }
@@ -180,6 +192,7 @@ async fn backups_into_s3_and_azure_through_the_agent() {
     require_pgbackrest();
     let moto_server = emulator("object-store-venv/bin/moto_server");
     let azurite_blob = emulator("azurite/node_modules/.bin/azurite-blob");
+    let gcs_server = emulator("object-store-venv/bin/gcp-storage-emulator");
 
     // The database user's directory: the CA file pgBackRest reads and the persistent configs.
     let dir = tempfile::Builder::new()
@@ -230,7 +243,20 @@ async fn backups_into_s3_and_azure_through_the_agent() {
     moto.wait_for_line("Running on", Duration::from_secs(60))
         .expect("moto listens");
     let s3_port = tls_front(&pair, moto_port).await;
-    create_bucket(moto_port).await;
+    create_bucket(moto_port, false).await;
+    let gcs_plain_port = free_port();
+    let mut gcs_emulator = ChildGuard::spawn({
+        let mut c = Command::new(&gcs_server);
+        c.args(["start", "--host", "127.0.0.1", "--in-memory", "--port"])
+            .arg(gcs_plain_port.to_string());
+        c
+    })
+    .expect("spawn gcp-storage-emulator");
+    gcs_emulator
+        .wait_for_line("All services started", Duration::from_secs(60))
+        .expect("the GCS emulator listens");
+    let gcs_port = tls_front(&pair, gcs_plain_port).await;
+    create_bucket(gcs_plain_port, true).await;
     let azure_port = free_port();
     let azurite_dir = tempfile::tempdir().expect("azurite dir");
     let mut azurite = ChildGuard::spawn({
@@ -397,17 +423,22 @@ async fn backups_into_s3_and_azure_through_the_agent() {
     let listed = stack.cli(&["backup", "list", "-i", "stored"]);
     assert!(listed.contains("full"), "{listed}");
 
-    // Without a persistent config: the secret travels in pgBackRest's environment and the
+    // GCS, without a persistent config: the token travels in pgBackRest's environment and the
     // private directory is gone after the run.
-    let (status, transient) = stack
+    let (status, gcs) = stack
         .api(
             Method::POST,
             &repos,
-            Some(s3_body("s3tmp", "/lasect-tmp", None)),
+            Some(json!({
+                "stanza": "gcs", "repo_type": "gcs", "path": "/lasect-gcs", "bucket": BUCKET,
+                "endpoint": "localhost", "storage_port": gcs_port, "key_type": "token",
+                "secret_key": GCS_TOKEN, "ca_file": ca_file.display().to_string(),
+            })),
         )
         .await;
-    assert_eq!(status, 201, "{transient}");
-    let created = create_stanza(&stack, &format!("{repos}/{}", transient["id"])).await;
+    assert_eq!(status, 201, "{gcs}");
+    let gcs_path = format!("{repos}/{}", gcs["id"]);
+    let created = create_stanza(&stack, &gcs_path).await;
     let prefix = format!("lasect-pgbackrest-{}-", created["id"]);
     let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .expect("temp dir")
@@ -416,6 +447,10 @@ async fn backups_into_s3_and_azure_through_the_agent() {
         .collect();
     assert!(left.is_empty(), "a config left behind: {left:?}");
     runs.push(created);
+    let gcs_info = backup_run(&stack, &format!("{gcs_path}/info?wait=120"), None).await;
+    assert_eq!(gcs_info["status"], "succeeded", "{gcs_info}");
+    assert_eq!(gcs_info["summary"]["stanza"], "gcs", "{gcs_info}");
+    runs.push(gcs_info);
 
     // Wrong credentials: a failed run with pgBackRest's own account of the store's refusal.
     let (status, wrong) = stack
@@ -470,7 +505,7 @@ async fn backups_into_s3_and_azure_through_the_agent() {
     {
         assert_no_secret("the store's runs", &row.get::<_, String>(0));
     }
-    for secret in [S3_SECRET, AZURE_KEY, AZURE_WRONG_KEY] {
+    for secret in [S3_SECRET, AZURE_KEY, AZURE_WRONG_KEY, GCS_TOKEN] {
         assert_not_logged(
             secret,
             &[("agent", &agent), ("ingest", &ingest), ("api", &api)],
@@ -479,4 +514,5 @@ async fn backups_into_s3_and_azure_through_the_agent() {
     drop(agent);
     drop(moto);
     drop(azurite);
+    drop(gcs_emulator);
 }

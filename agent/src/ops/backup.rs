@@ -614,8 +614,19 @@ fn object_store(
         "bucket"
     };
     text += &line(&format!("{prefix}-{bucket_option}"), bucket)?;
-    if let Some(v) = &repo.endpoint {
-        text += &line(&format!("{prefix}-endpoint"), v)?;
+    // pgBackRest 2.45 takes GCS's port in its endpoint (`host:port`), not repo1-storage-port.
+    let gcs_port = if kind == "gcs" {
+        repo.storage_port
+    } else {
+        None
+    };
+    match (&repo.endpoint, gcs_port) {
+        (Some(v), Some(port)) => text += &line("repo1-gcs-endpoint", &format!("{v}:{port}"))?,
+        (None, Some(port)) => {
+            let _ = writeln!(text, "repo1-gcs-endpoint=storage.googleapis.com:{port}");
+        }
+        (Some(v), None) => text += &line(&format!("{prefix}-endpoint"), v)?,
+        (None, None) => {}
     }
     if let Some(v) = &repo.region {
         text += &line(&format!("{prefix}-region"), v)?;
@@ -636,7 +647,7 @@ fn object_store(
     if let Some(v) = &repo.uri_style {
         text += &line(&format!("{prefix}-uri-style"), v)?;
     }
-    if let Some(port) = repo.storage_port {
+    if let (Some(port), None) = (repo.storage_port, gcs_port) {
         let _ = writeln!(text, "repo1-storage-port={port}");
     }
     if let Some(verify) = repo.verify_tls {
@@ -999,11 +1010,12 @@ mod tests {
         for needle in [
             "repo1-type=gcs\n",
             "repo1-gcs-bucket=backups\n",
-            "repo1-gcs-endpoint=store.internal\n",
+            "repo1-gcs-endpoint=store.internal:9443\n",
             "repo1-gcs-key=/tmp/private/gcs-key.json\n",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from {text}");
         }
+        assert!(!text.contains("repo1-storage-port"), "GCS's port is in its endpoint");
         assert_eq!(secrets(&gcs).expect("secrets")[0].0, Secret::GcsKeyFile);
         gcs.key_type = Some("token".into());
         let text = config_text(&server(), "main", &gcs, Some(key)).expect("gcs config");

@@ -203,7 +203,9 @@ fn field_description(name: &str) -> &'static str {
         }
         "key_type" => "repo1-<type>-key-type; default shared (S3, Azure) or service (GCS).",
         "uri_style" => "repo1-<type>-uri-style: host (default) or path.",
-        "storage_port" => "repo1-storage-port (default 443).",
+        "storage_port" => {
+            "repo1-storage-port (default 443); for GCS the agent adds it to the endpoint."
+        }
         "verify_tls" => "repo1-storage-verify-tls (default true).",
         "ca_file" => "repo1-storage-ca-file: a CA file on the database host.",
         "secret_key" => {
