@@ -8,6 +8,7 @@
 //!
 //! - [`auth`]: roles, logging in and out, changing a password, API tokens.
 //! - [`alerts`]: alerts, their state changes and silences.
+//! - [`alert_rules`]: alerting rules (the rule language), a stored rule, the set `apply` takes.
 //! - [`alert_channels`]: notification channels, the routes to them and the deliveries.
 //! - [`users`]: users, their roles and label grants, creating one, resetting a password.
 //! - [`agents`]: agents, enrollment tokens, agent certificates.
@@ -30,6 +31,7 @@
 
 pub mod agents;
 pub mod alert_channels;
+pub mod alert_rules;
 pub mod alerts;
 pub mod audit;
 pub mod auth;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
+use lasect_api_contract::alert_rules::{RuleList, RuleSet};
 use lasect_api_contract::alerts::{
     Alert, AlertHistory, AlertList, ApplyResult, NewSilence, Silence, SilenceList, TestResult,
 };
@@ -296,24 +297,27 @@ pub async fn run(
             )
         }
         AlertCommand::Rule(RuleCommand::List) => {
-            let body = client.get_json("api/v1/alerts/rules").await?;
-            render_body(output, &body, |b| {
-                let rows: Vec<Value> = rows(b, "rules")
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "id": r["id"], "name": r["rule"]["name"], "severity": r["rule"]["severity"],
-                            "enabled": r["rule"]["enabled"], "kind": r["rule"]["condition"]["kind"],
-                            "family": r["rule"]["condition"]["family"], "source": r["source"],
-                            "last_error": r["last_error"],
-                        })
-                    })
-                    .collect();
+            let list: RuleList = client.get("api/v1/alerts/rules").await?;
+            let rows: Vec<Value> = list
+                .rules
+                .iter()
+                .map(|r| {
+                    let (def, condition) = (&r.rule, &r.rule.condition);
+                    Ok(json!({
+                        "id": r.id, "name": def.name, "severity": def.severity.as_str(),
+                        "enabled": def.enabled, "kind": serde_json::to_value(condition.kind)?,
+                        "family": condition.family, "source": r.source,
+                        "last_error": r.last_error,
+                    }))
+                })
+                .collect::<serde_json::Result<_>>()?;
+            render_body(output, &serde_json::to_value(&list)?, |_| {
                 Ok(render(&rows, RULE_COLUMNS))
             })
         }
         AlertCommand::Rule(RuleCommand::Export) => {
-            let body = client.get_json("api/v1/alerts/rules/export").await?;
+            let set: RuleSet = client.get("api/v1/alerts/rules/export").await?;
+            let body = serde_json::to_value(&set)?;
             match output {
                 OutputFormat::Json => render_body(output, &body, |_| Ok(String::new())),
                 OutputFormat::Table => serde_norway::to_string(&body).context("write YAML"),

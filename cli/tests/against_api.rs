@@ -1546,6 +1546,52 @@ async fn alert_rule_apply_and_test_read_typed_answers() {
     assert_eq!(again["diff"]["created"], serde_json::json!([]));
     assert_eq!(again["diff"]["updated"], serde_json::json!([]));
 
+    // Listed with the default pack; exported as YAML that applies as no change.
+    let out = ok(api.lasect(&["alert", "rule", "list"])).await;
+    assert!(
+        out.contains("commits_seen") && out.contains("threshold") && out.contains("deadlocks"),
+        "{out}"
+    );
+    let listed = json(&ok(api.lasect(&["alert", "rule", "list", "-o", "json"])).await);
+    let mine = listed["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| r["rule"]["name"] == "commits_seen")
+        .expect("commits_seen listed");
+    assert_eq!(mine["source"], "user");
+    assert_eq!(mine["rule"]["condition"]["family"], "database");
+    let exported = ok(api.lasect(&["alert", "rule", "export"])).await;
+    assert!(exported.contains("name: commits_seen"), "{exported}");
+    let export_file = api._dir.path().join("exported.yaml");
+    std::fs::write(&export_file, &exported).expect("write the export");
+    let again = json(
+        &ok(api.lasect(&[
+            "alert",
+            "rule",
+            "apply",
+            "-f",
+            export_file.to_str().expect("utf-8 path"),
+            "--dry-run",
+            "-o",
+            "json",
+        ]))
+        .await,
+    );
+    assert_eq!(
+        (
+            &again["diff"]["created"],
+            &again["diff"]["updated"],
+            &again["diff"]["deleted"]
+        ),
+        (
+            &serde_json::json!([]),
+            &serde_json::json!([]),
+            &serde_json::json!([])
+        ),
+        "{again}"
+    );
+
     // Commits rose from 10 to 20 on db-01/main's database app: the rule holds there.
     let out = ok(api.lasect(&["alert", "rule", "test", "commits_seen"])).await;
     assert!(out.contains("datname=app") && out.contains("true"), "{out}");

@@ -15,7 +15,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::auth_routes::{body, path_params};
 use super::instances::rfc3339;
@@ -27,36 +27,11 @@ use crate::alerts::store::{self, LoadError, StoredRule};
 use crate::alerts::{query, state};
 use crate::auth::principal::Principal;
 use crate::auth::role::Role;
+pub use lasect_api_contract::alert_rules::{Rule, RuleList, RuleSet};
 pub use lasect_api_contract::alerts::{ApplyResult, TestResult, TestValue};
 
 /// Most rules in one apply.
 pub const MAX_RULES: usize = 1000;
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Rule {
-    pub id: i64,
-    /// `default` (the shipped pack) or `user`.
-    pub source: String,
-    pub rule: RuleDef,
-    pub updated_at: String,
-    pub updated_by: String,
-    pub last_evaluated_at: Option<String>,
-    /// Why the last evaluation failed, if it did.
-    pub last_error: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RuleList {
-    pub rules: Vec<Rule>,
-}
-
-/// The rule set as `apply` takes it.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RuleSet {
-    #[schema(max_items = 1000)]
-    pub rules: Vec<RuleDef>,
-}
 
 fn view(r: StoredRule) -> Rule {
     Rule {
