@@ -2,8 +2,7 @@
 //! ([`Alert`], [`AlertList`]), its state changes ([`AlertEvent`], [`AlertHistory`]) and
 //! silences ([`NewSilence`] → [`Silence`], [`SilenceList`]), what applying a rule set changes
 //! ([`ApplyResult`], [`Diff`]) and what testing a rule shows ([`TestResult`], [`TestValue`]).
-//! The rules themselves are the API's rule language (`lasect-api`'s `alerts::rule`): the CLI
-//! sends rule files as read.
+//! The rules themselves are in [`crate::alert_rules`]; the CLI sends rule files as read.
 
 use std::collections::BTreeMap;
 
