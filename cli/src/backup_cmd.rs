@@ -1,5 +1,6 @@
 //! `lasect backup`: pgBackRest through the agents (docs/BACKUPS.md). Repositories
-//! (`repo add|list|remove`), the stanza (`stanza create|upgrade|check`), backups (`run --type`)
+//! (`repo add|list|remove`: posix, S3, Azure or GCS, of an instance or with `--label` of every
+//! instance carrying it; `repo labels|remove-label`), the stanza (`stanza create|upgrade|check`), backups (`run --type`)
 //! and the catalogue (`list`), on `--instance` or the only instance the caller sees.
 
 use std::fmt::Write as _;
@@ -148,9 +149,10 @@ pub struct RepoAdd {
     /// The store's port (default 443)
     #[arg(long)]
     storage_port: Option<u16>,
-    /// A CA file on the database host to verify the store's certificate with
+    /// A CA file on the database host to verify the store's certificate with (not
+    /// --ca-file, which is the CLI's own for the API)
     #[arg(long)]
-    ca_file: Option<String>,
+    store_ca_file: Option<String>,
     /// Do not verify the store's TLS certificate (tests only)
     #[arg(long)]
     no_verify_tls: bool,
@@ -330,7 +332,7 @@ async fn repo(
                 key_type,
                 uri_style,
                 storage_port,
-                ca_file,
+                store_ca_file,
                 no_verify_tls,
                 secret_key_file,
                 secret_key_stdin,
@@ -354,7 +356,7 @@ async fn repo(
                 ("key_type", key_type.map(Value::from)),
                 ("uri_style", uri_style.map(Value::from)),
                 ("storage_port", storage_port.map(Value::from)),
-                ("ca_file", ca_file.map(Value::from)),
+                ("ca_file", store_ca_file.map(Value::from)),
                 ("verify_tls", no_verify_tls.then_some(Value::Bool(false))),
                 ("retention_full", retention_full.map(Value::from)),
                 ("retention_diff", retention_diff.map(Value::from)),
@@ -535,4 +537,73 @@ fn run_line(run: &RunView) -> String {
     }
     line.push('\n');
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    fn repo_add(args: &[&str]) -> Result<RepoAdd, clap::Error> {
+        let mut all = vec!["lasect", "backup", "repo", "add"];
+        all.extend(args);
+        match Cli::try_parse_from(all)?.command {
+            Command::Backup(BackupCommand::Repo(RepoCommand::Add(add))) => Ok(*add),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn repo_add_takes_an_object_store_or_a_label() {
+        let add = repo_add(&[
+            "--label",
+            "env=prod",
+            "--type",
+            "s3",
+            "--path",
+            "/pg",
+            "--bucket",
+            "b",
+            "--store-ca-file",
+            "/etc/ssl/store.pem",
+            "--ca-file",
+            "/etc/lasect/api-ca.pem",
+        ])
+        .expect("a label's S3 repository");
+        assert_eq!(add.repo_type, RepoType::S3);
+        assert_eq!(add.label.as_deref(), Some("env=prod"));
+        assert_eq!(add.store_ca_file.as_deref(), Some("/etc/ssl/store.pem"));
+        assert!(add.stanza.is_none());
+        // Without a label the stanza is required; one secret source at a time.
+        assert!(repo_add(&["--path", "/pg"]).is_err());
+        assert!(
+            repo_add(&[
+                "--stanza",
+                "m",
+                "--path",
+                "/pg",
+                "--secret-key-stdin",
+                "--secret-key-file",
+                "/k"
+            ])
+            .is_err()
+        );
+        assert!(repo_add(&["--label", "env=prod", "-i", "db", "--path", "/pg"]).is_err());
+    }
+
+    #[test]
+    fn a_label_repository_row_names_its_label_and_the_instances_it_serves() {
+        let row = label_row(&json!({
+            "id": 3, "label_key": "env", "label_value": "prod", "stanza": null,
+            "instances": [
+                {"instance_name": "orders", "stanza": "orders"},
+                {"instance_name": "billing", "stanza": "billing"},
+            ],
+        }));
+        assert_eq!(row["label"], "env=prod");
+        assert_eq!(row["serves"], "orders (orders), billing (billing)");
+        assert_eq!(row["stanza"], "(instance name)");
+    }
 }
