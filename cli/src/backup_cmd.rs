@@ -1,7 +1,8 @@
 //! `lasect backup`: pgBackRest through the agents (docs/BACKUPS.md). Repositories
 //! (`repo add|list|remove`: posix, S3, Azure or GCS, of an instance or with `--label` of every
-//! instance carrying it; `repo labels|remove-label`), the stanza (`stanza create|upgrade|check`), backups (`run --type`)
-//! and the catalogue (`list`), on `--instance` or the only instance the caller sees.
+//! instance carrying it; `repo labels|remove-label`), the stanza (`stanza
+//! create|upgrade|check`), backups (`run --type`) and the catalogue (`list`), on `--instance`
+//! or the only instance the caller sees.
 
 use std::fmt::Write as _;
 
