@@ -5,7 +5,8 @@
 //! API and an Azure one through the CLI (`--secret-key-file`), both with the persistent config
 //! the server's archive_command names; stanzas created, a full backup into each, the stored
 //! catalogue listing both; a GCS repository (a token) without a persistent config: its stanza
-//! created and its catalogue read, no config left behind; wrong Azure credentials fail
+//! created and its catalogue read, no config left behind; a GCS repository for a label the
+//! instance carries serving it (stanza created, `lasect backup repo labels`); wrong Azure credentials fail
 //! with pgBackRest's own error text; after `lasect-api secrets rotate` the repository secrets
 //! still reach pgBackRest. The secrets are in no API answer, no run stored, and no process's
 //! log. Needs pgBackRest and the emulators (`scripts/deps.sh --test` installs them).
@@ -452,6 +453,41 @@ async fn backups_into_s3_and_azure_through_the_agent() {
     assert_eq!(gcs_info["summary"]["stanza"], "gcs", "{gcs_info}");
     runs.push(gcs_info);
 
+    // A repository for a label: the instance carrying it is served with a stanza named after
+    // it, and its own copy of the token reaches pgBackRest.
+    let store = stack.store().await;
+    store
+        .execute(
+            "UPDATE instances SET labels = '{\"tier\": \"objstore\"}' WHERE id = $1",
+            &[&instance],
+        )
+        .await
+        .expect("label the instance");
+    let (status, by_label) = stack
+        .api(
+            Method::POST,
+            "api/v1/backup/label-repositories",
+            Some(json!({
+                "label_key": "tier", "label_value": "objstore", "repo_type": "gcs",
+                "path": "/lasect-label", "bucket": BUCKET, "endpoint": "localhost",
+                "storage_port": gcs_port, "key_type": "token", "secret_key": GCS_TOKEN,
+                "ca_file": ca_file.display().to_string(),
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{by_label}");
+    assert_no_secret("the label repository", &by_label.to_string());
+    let served = &by_label["instances"][0];
+    assert_eq!(served["instance_id"], instance, "{by_label}");
+    assert_eq!(served["stanza"], "stored", "{by_label}");
+    let created = create_stanza(&stack, &format!("{repos}/{}", served["repository_id"])).await;
+    runs.push(created);
+    let labels = stack.cli(&["backup", "repo", "labels"]);
+    assert!(
+        labels.contains("tier=objstore") && labels.contains("stored (stored)"),
+        "{labels}"
+    );
+
     // Wrong credentials: a failed run with pgBackRest's own account of the store's refusal.
     let (status, wrong) = stack
         .api(
@@ -494,7 +530,6 @@ async fn backups_into_s3_and_azure_through_the_agent() {
     let (status, list) = stack.api(Method::GET, &repos, None).await;
     assert_eq!(status, 200, "{list}");
     assert_no_secret("the repository list", &list.to_string());
-    let store = stack.store().await;
     for row in store
         .query(
             "SELECT params::text || coalesce(summary::text, '') || coalesce(error, '') FROM runs",
