@@ -393,6 +393,16 @@ async fn a_label_repository_serves_its_instances_and_rotation_reencrypts_reposit
         .call(&s.admin, "DELETE", &format!("{route}/{}", id + 100), None)
         .await;
     assert_eq!(status, 404);
+    // A label the caller does not view: as if it did not exist.
+    let (status, hidden) = s
+        .call(
+            &s.scoped,
+            "DELETE",
+            &format!("{route}/{}", dev_repo["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{hidden}");
     let (status, _) = s
         .call(&s.scoped, "DELETE", &format!("{route}/{id}"), None)
         .await;
