@@ -1015,7 +1015,10 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle:?} missing from {text}");
         }
-        assert!(!text.contains("repo1-storage-port"), "GCS's port is in its endpoint");
+        assert!(
+            !text.contains("repo1-storage-port"),
+            "GCS's port is in its endpoint"
+        );
         assert_eq!(secrets(&gcs).expect("secrets")[0].0, Secret::GcsKeyFile);
         gcs.key_type = Some("token".into());
         let text = config_text(&server(), "main", &gcs, Some(key)).expect("gcs config");
