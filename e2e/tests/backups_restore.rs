@@ -124,7 +124,32 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
             plain.dsn("postgres")
         )
     };
-    stack.agent_config(stack.ingest_port, &agent_toml(""));
+    // pgBackRest runs through a prefix of the test's: as the database user, like the agent's
+    // own default, but a restore waits while `gate` is missing.
+    let gate = dir.path().join("gate");
+    std::fs::write(&gate, "").expect("gate");
+    let wrapper = dir.path().join("as-postgres.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nuser=$1\nshift\ncase \" $* \" in *\" restore \"*)\n  \
+             while [ ! -e '{}' ]; do sleep 0.1; done;;\nesac\nexec runuser -u \"$user\" -- \"$@\"\n",
+            gate.display()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    stack.agent_config(
+        stack.ingest_port,
+        &agent_toml(&format!(
+            "run_as = [\"{}\", \"{{user}}\"]",
+            wrapper.display()
+        )),
+    );
     let mut agent = start_agent(&stack, &[]);
     let id = stack.instance_id("archived").await;
     let plain_id = stack.instance_id("plain").await;
@@ -244,23 +269,9 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
         );
     }
     // To B's transaction, exclusive: recovery stops just before B commits, so A and not B.
-    // This restore's progress is watched: one file of the backup is a FIFO until the test
-    // has seen the restore running, so pgBackRest waits on it half-way.
-    let label = full["summary"]["backup"]["label"].as_str().expect("label");
-    let files = walk(&repo.join("backup/main").join(label).join("pg_data/base"));
-    let held = files
-        .iter()
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .expect("a file of the backup")
-        .clone();
-    let held_bytes = std::fs::read(&held).expect("read");
-    std::fs::remove_file(&held).expect("rm");
-    let made = std::process::Command::new("mkfifo")
-        .args(["-m", "0644"])
-        .arg(&held)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success(), "mkfifo {}", held.display());
+    // This restore's progress is watched: the agent's run_as prefix holds pgBackRest's
+    // restore until the test has seen the run report it.
+    std::fs::remove_file(&gate).expect("close the gate");
     let (status, watched) = stack
         .api(
             Method::POST,
@@ -302,10 +313,7 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
         shown.contains("backup_restore") && shown.contains("restore"),
         "{shown}"
     );
-    let fifo = held.clone();
-    let bytes = held_bytes.clone();
-    // Opening the FIFO waits for pgBackRest to read it.
-    let feeder = std::thread::spawn(move || std::fs::write(&fifo, &bytes).expect("feed the FIFO"));
+    std::fs::write(&gate, "").expect("open the gate");
     loop {
         let (_, body) = stack.api_as(&viewer, Method::GET, &running, None).await;
         let Some(p) = body["backups"]
@@ -317,11 +325,12 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
         if let Some(percent) = p["percent"].as_f64() {
             seen.push(percent);
         }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the restore never ended: {p}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    feeder.join().expect("feeder");
-    std::fs::remove_file(&held).expect("rm FIFO");
-    std::fs::write(&held, &held_bytes).expect("the file back");
     let exclusive = stack.wait_run(watched["id"].as_i64().expect("id")).await;
     assert!(
         seen.windows(2).all(|w| w[0] <= w[1]),
@@ -474,6 +483,7 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
     assert_eq!(drill_leftovers(&scratch), Vec::<PathBuf>::new());
 
     // A damaged file of the backup: the drill fails with pgBackRest's reason.
+    let label = full["summary"]["backup"]["label"].as_str().expect("label");
     let base = repo.join("backup/main").join(label).join("pg_data/base");
     let victim = walk(&base)
         .into_iter()
@@ -535,13 +545,17 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
     std::fs::create_dir(&live_ts).expect("tablespace dir");
     give_to_server(archived, &live_ts);
     db.batch_execute(&format!(
-        "CREATE TABLESPACE archive LOCATION '{}'; \
-         CREATE TABLE kept (n int) TABLESPACE archive; \
-         INSERT INTO kept SELECT generate_series(1, 100)",
+        "CREATE TABLESPACE archive LOCATION '{}'",
         live_ts.display()
     ))
     .await
     .expect("tablespace");
+    db.batch_execute(
+        "CREATE TABLE kept (n int) TABLESPACE archive; \
+         INSERT INTO kept SELECT generate_series(1, 100)",
+    )
+    .await
+    .expect("a table in it");
     let with_ts = backup_run(
         &stack,
         &format!("{main}/backups?wait=120"),
