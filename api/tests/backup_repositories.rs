@@ -274,11 +274,26 @@ async fn a_label_repository_serves_its_instances_and_rotation_reencrypts_reposit
             &s.admin,
             "POST",
             route,
-            Some(json!({"label_key": "env", "label_value": "dev", "path": "/srv/pgbackrest"})),
+            Some(
+                json!({"label_key": "env", "label_value": "dev", "path": "/srv/pgbackrest",
+                "config_path": "/etc/pgbackrest/lasect-{stanza}.conf"}),
+            ),
         )
         .await;
     assert_eq!(status, 201, "{dev_repo}");
     assert_eq!(dev_repo["instances"][0]["stanza"], "dev-eu-1", "{dev_repo}");
+    let config: Option<String> = sqlx::query_scalar(
+        "SELECT config_path FROM backup_repositories WHERE label_repository_id = $1",
+    )
+    .bind(dev_repo["id"].as_i64())
+    .fetch_one(&s.pool)
+    .await
+    .expect("the dev instance's row");
+    assert_eq!(
+        config.as_deref(),
+        Some("/etc/pgbackrest/lasect-dev-eu-1.conf"),
+        "each instance its own persistent config"
+    );
 
     // An instance gaining the label is served on the next round, with its own copy of the
     // secrets bound to it; losing it, it is no longer.

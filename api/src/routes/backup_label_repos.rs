@@ -508,12 +508,16 @@ pub async fn sync(pool: &PgPool, keyring: &Keyring) -> Result<(u64, u64), ApiErr
                 }
             });
             taken.insert(stanza.clone());
+            // Instances of one host must not share a persistent config: `{stanza}` in its path
+            // gives each its own.
+            let mut own = spec.clone();
+            own.config_path = own.config_path.map(|c| c.replace("{stanza}", &stanza));
             let new = NewRow {
                 instance_id,
                 agent: &agent,
                 stanza: &stanza,
                 repo_type,
-                spec: &spec,
+                spec: &own,
                 secret_key: secret_key.as_deref(),
                 cipher_pass: cipher_pass.as_deref(),
                 created_by: &created_by,

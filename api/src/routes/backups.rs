@@ -66,7 +66,7 @@ pub enum CipherType {
 /// of a label (`POST /api/v1/backup/label-repositories`, [`AddLabelRepository`]'s). One body
 /// type for both: which fields each repository type takes is checked by [`check_repository`],
 /// exactly as the documents' `oneOf` says (documented in [`repository_schema`]).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddRepository {
     /// Label routes only.
@@ -193,7 +193,7 @@ fn field_description(name: &str) -> &'static str {
             "repo1-path: an absolute directory on the database host (posix), or the prefix in the bucket."
         }
         "config_path" => {
-            "A pgBackRest config file the agent writes and keeps, for the server's archive_command (it then holds the repository's secrets too, 0600)."
+            "A pgBackRest config file the agent writes and keeps, for the server's archive_command (it then holds the repository's secrets too, 0600). In a label repository, {stanza} stands for each instance's stanza."
         }
         "bucket" => "The bucket (S3, GCS) or container (Azure).",
         "endpoint" => "repo1-s3-endpoint (required for S3), -azure-endpoint, -gcs-endpoint.",
