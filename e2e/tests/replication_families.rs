@@ -10,9 +10,10 @@
 //! - `standby` on the replica: receiver streaming from the primary's port,
 //!   received and replayed LSNs that advance with the primary's writes;
 //!   nothing on the primary;
-//! - `subscription`: the apply worker and the table's `ready` sync state; a table still
-//!   copying shows on the topology's logical edge with rows copied on 14+ and its state only
-//!   on 13 (`copy_progress` `state_only`: PostgreSQL 13 has no pg_stat_progress_copy);
+//! - `subscription`: the apply worker (enabled and running), a disabled subscription (no
+//!   worker, not enabled) and the table's `ready` sync state; a table still copying shows on
+//!   the topology's logical edge with rows copied on 14+ and its state only on 13
+//!   (`copy_progress` `state_only`: PostgreSQL 13 has no pg_stat_progress_copy);
 //! - `custom`: labels and values stored as configured; a value column that
 //!   is not numeric gives one warning per instance and a `collector_event`,
 //!   and the good metric keeps flowing;
@@ -111,6 +112,18 @@ async fn replication_subscription_custom_and_filesystem() {
         .subscribe(&primary, "postgres", "pub_orders", "sub_orders")
         .await
         .expect("subscribe");
+    // A disabled subscription: it has no apply worker and must say so without seeming down.
+    subscriber
+        .connect("postgres")
+        .await
+        .expect("connect subscriber")
+        .batch_execute(&format!(
+            "CREATE SUBSCRIPTION sub_parked CONNECTION '{}' PUBLICATION pub_orders \
+             WITH (connect = false, slot_name = NONE)",
+            primary.dsn("postgres")
+        ))
+        .await
+        .expect("disabled subscription");
 
     let mut ingest = stack.spawn_ingest("");
     let mut api = stack.spawn_api();
@@ -209,8 +222,18 @@ async fn replication_subscription_custom_and_filesystem() {
         &format!(
             "SELECT count(*) FROM metric_subscription s JOIN instances i ON i.id = s.instance_id
              WHERE i.name = 'subscriber' AND s.subname = 'sub_orders' AND s.relid IS NULL
-               AND s.pid > 0 AND s.received_lsn > 0 AND {errors}"
+               AND s.pid > 0 AND s.received_lsn > 0 AND {errors}
+               AND s.enabled AND s.apply_worker_running"
         ),
+        |n| n > 0,
+    )
+    .await;
+    wait_for(
+        &store,
+        "disabled subscription",
+        "SELECT count(*) FROM metric_subscription s JOIN instances i ON i.id = s.instance_id
+         WHERE i.name = 'subscriber' AND s.subname = 'sub_parked' AND s.pid IS NULL
+           AND NOT s.enabled AND NOT s.apply_worker_running",
         |n| n > 0,
     )
     .await;

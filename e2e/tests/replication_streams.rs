@@ -715,8 +715,8 @@ async fn streams_are_validated_created_with_backfill_rolled_back_and_removed() {
     );
 }
 
-/// Test-sized copies of the default pack's subscription rules (migration V37): the same
-/// family, column, aggregation, `by` and comparison, with windows of seconds.
+/// Test-sized copies of the default pack's subscription rules (migrations V37 and V38): the
+/// same family, column, aggregation, `by`, `where` and comparison, with windows of seconds.
 const SUBSCRIPTION_RULES: &str = r#"
 rules:
   - name: subscription_copy_stalled
@@ -731,11 +731,16 @@ rules:
     severity: critical
     condition: {kind: threshold, family: subscription, column: apply_error_count, agg: rate,
                 by: [subname], window_secs: 8, op: ">", threshold: 0}
+  - name: subscription_worker_down
+    severity: warning
+    condition: {kind: threshold, family: subscription, column: apply_worker_running, agg: avg,
+                by: [subname], where: [{column: enabled, op: eq, value: "true"}],
+                window_secs: 4, op: "<", threshold: 0.5}
 "#;
 
 /// What [`SUBSCRIPTION_RULES`] keeps of each default rule: name, family, column, aggregation
 /// and comparison.
-const COPIED: [(&str, &str, &str, &str, &str); 3] = [
+const COPIED: [(&str, &str, &str, &str, &str); 4] = [
     (
         "subscription_copy_stalled",
         "subscription_copy",
@@ -756,6 +761,13 @@ const COPIED: [(&str, &str, &str, &str, &str); 3] = [
         "apply_error_count",
         "rate",
         ">",
+    ),
+    (
+        "subscription_worker_down",
+        "subscription",
+        "apply_worker_running",
+        "avg",
+        "<",
     ),
 ];
 
@@ -812,7 +824,10 @@ async fn wait_count(cluster: &PgCluster, sql: &str, want: i64) {
 ///   (`subscription_sync_errors`) and the stall ends; the row deleted, the copy completes and
 ///   the errors stop;
 /// - a row the subscriber already has makes the apply worker fail on the publisher's insert of
-///   the same key (`subscription_apply_errors`) until it is deleted.
+///   the same key (`subscription_apply_errors`) until it is deleted;
+/// - the publisher stopped, the enabled subscription's apply worker cannot run
+///   (`subscription_worker_down`, the samples saying enabled and not running) until the
+///   publisher is started again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_schema_creates_the_table_and_subscription_rules_fire() {
     const CHAIN_ROWS: i64 = 200_000;
@@ -854,12 +869,13 @@ async fn copy_schema_creates_the_table_and_subscription_rules_fire() {
             .expect("spawn api");
     lasect_e2e::wait_listening(&mut ingest);
     lasect_e2e::wait_listening(&mut api);
-    // The pack's replication rules (V37) are there and run against the store's families; the
+    // The pack's replication rules (V37, V38) are there and run against the store's families; the
     // test then applies its test-sized copies over three of them.
     for name in [
         "subscription_copy_stalled",
         "subscription_apply_errors",
         "subscription_sync_errors",
+        "subscription_worker_down",
         "standby_wal_receiver_down",
         "slot_invalidated",
     ] {
@@ -883,6 +899,13 @@ async fn copy_schema_creates_the_table_and_subscription_rules_fire() {
             assert_eq!(
                 (&c["family"], &c["column"], &c["agg"], &c["op"]),
                 (&json!(family), &json!(column), &json!(agg), &json!(op)),
+                "{rule}"
+            );
+        }
+        if name == "subscription_worker_down" {
+            assert_eq!(
+                rule["rule"]["condition"]["where"],
+                json!([{"column": "enabled", "op": "eq", "value": "true"}]),
                 "{rule}"
             );
         }
@@ -1088,4 +1111,49 @@ async fn copy_schema_creates_the_table_and_subscription_rules_fire() {
     )
     .await;
     wait_alert(&store, "subscription_apply_errors", &subname, "resolved").await;
+
+    // --- The publisher down: the subscription stays enabled, its apply worker cannot run.
+    // The worker failing in a loop above may have fired the rule already: it ends first.
+    let start = Instant::now();
+    while alert_state(&store, "subscription_worker_down", &subname)
+        .await
+        .is_some_and(|state| state == "pending" || state == "firing")
+    {
+        assert!(
+            start.elapsed() < BOUND,
+            "subscription_worker_down never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let sampled = |running: bool, after: f64| {
+        format!(
+            "SELECT count(*) FROM metric_subscription WHERE instance_id = {s} \
+             AND subname = '{subname}' AND enabled AND apply_worker_running = {running} \
+             AND time > to_timestamp({after})"
+        )
+    };
+    wait_store(&store, &sampled(true, 0.0)).await;
+    let stopped_at: f64 = store
+        .query_one("SELECT extract(epoch FROM now())::float8", &[])
+        .await
+        .expect("now")
+        .get(0);
+    publisher.stop().expect("stop the publisher");
+    wait_alert(&store, "subscription_worker_down", &subname, "firing").await;
+    wait_store(&store, &sampled(false, stopped_at)).await;
+    publisher.restart().expect("start the publisher again");
+    wait_alert(&store, "subscription_worker_down", &subname, "resolved").await;
+}
+
+/// Waits until `sql` (one count) on the store is above 0.
+async fn wait_store(store: &tokio_postgres::Client, sql: &str) {
+    let start = Instant::now();
+    loop {
+        let n: i64 = store.query_one(sql, &[]).await.expect(sql).get(0);
+        if n > 0 {
+            return;
+        }
+        assert!(start.elapsed() < BOUND, "{sql}: never above 0");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

@@ -527,7 +527,8 @@ pub static STANDBY: Family = Family {
     ],
 };
 
-/// `pg_stat_subscription` (and its error counts): one row per worker.
+/// `pg_stat_subscription` (and its error counts): one row per worker, with whether its
+/// subscription is enabled and its apply worker runs.
 pub static SUBSCRIPTION: Family = Family {
     name: "subscription",
     table: "metric_subscription",
@@ -544,6 +545,10 @@ pub static SUBSCRIPTION: Family = Family {
         detail("latest_end", Timestamptz),
         counter("apply_error_count", Int8),
         counter("sync_error_count", Int8),
+        // From V38, of the row's subscription (the same on each of its rows; NULL in rows of
+        // older agents): pg_subscription.subenabled, and whether its apply worker has a pid.
+        detail("enabled", Bool),
+        detail("apply_worker_running", Bool),
     ],
 };
 

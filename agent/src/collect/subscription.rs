@@ -4,6 +4,12 @@
 //! pg_stat_subscription_stats (PostgreSQL 15+; NULL before), and the sync
 //! state of every table from pg_subscription_rel.
 //!
+//! Each row also says whether its subscription is enabled and whether its apply worker runs:
+//! a rule cannot select a missing pid, and an enabled subscription with no apply worker (an
+//! unreachable publisher, a worker failing in a loop, no free worker) counts no error either.
+//! pg_subscription.oid is readable by everyone from 14 on only: on 13 `enabled` comes by name,
+//! and is left NULL when subscriptions of two databases share it.
+//!
 //! pg_subscription_rel is per database: the tables are those of the
 //! subscriptions of the DSN's database. Their names come from
 //! pg_stat_subscription, not pg_subscription: before 14 a role other than a
@@ -17,6 +23,9 @@ const PG15: i32 = 150_000;
 /// Workers and tables sent per sample, at most.
 const MAX_ROWS: i64 = 1000;
 
+const PG14: i32 = 140_000;
+const PG16: i32 = 160_000;
+
 pub fn workers_query(server_version_num: i32) -> String {
     let (errors, join) = if server_version_num >= PG15 {
         (
@@ -29,12 +38,27 @@ pub fn workers_query(server_version_num: i32) -> String {
             "",
         )
     };
+    let enabled = if server_version_num >= PG14 {
+        "LEFT JOIN pg_subscription p ON p.oid = s.subid"
+    } else {
+        "LEFT JOIN LATERAL (SELECT CASE WHEN count(*) = 1 THEN bool_and(x.subenabled) END \
+         AS subenabled FROM pg_subscription x WHERE x.subname = s.subname) p ON true"
+    };
+    // From 16 a parallel apply worker also has no relid; its leader is the apply worker.
+    let leader = if server_version_num >= PG16 {
+        " AND s.leader_pid IS NULL"
+    } else {
+        ""
+    };
     format!(
         "SELECT s.subname::text AS subname, s.pid, s.relid::int8 AS relid, \
          (s.received_lsn - '0/0')::int8 AS received_lsn, \
          (s.latest_end_lsn - '0/0')::int8 AS latest_end_lsn, \
-         s.last_msg_send_time, s.last_msg_receipt_time, s.latest_end_time, {errors} \
-         FROM pg_stat_subscription s {join} \
+         s.last_msg_send_time, s.last_msg_receipt_time, s.latest_end_time, {errors}, \
+         p.subenabled AS enabled, \
+         bool_or(s.pid IS NOT NULL AND s.relid IS NULL{leader}) \
+           OVER (PARTITION BY s.subid) AS apply_worker_running \
+         FROM pg_stat_subscription s {join} {enabled} \
          ORDER BY s.subname, s.relid NULLS FIRST LIMIT {MAX_ROWS}"
     )
 }
@@ -77,6 +101,8 @@ pub async fn collect(
             latest_end_unix_micros: micros(row, "latest_end_time")?,
             apply_error_count: row.try_get("apply_error_count")?,
             sync_error_count: row.try_get("sync_error_count")?,
+            enabled: row.try_get("enabled")?,
+            apply_worker_running: row.try_get("apply_worker_running")?,
         });
     }
     let rows = client.query(TABLES_QUERY, &[]).await?;
@@ -115,6 +141,18 @@ mod tests {
             let q = workers_query(v);
             assert!(q.contains("st.apply_error_count"), "{v}");
             assert!(q.contains("LEFT JOIN pg_stat_subscription_stats"), "{v}");
+        }
+    }
+
+    #[test]
+    fn enabled_by_oid_from_14_and_parallel_apply_workers_from_16() {
+        let q = workers_query(130_000);
+        assert!(q.contains("x.subname = s.subname"));
+        assert!(!q.contains("p.oid = s.subid"));
+        for v in [140_000, 150_000, 160_000, 180_000] {
+            let q = workers_query(v);
+            assert!(q.contains("p.oid = s.subid"), "{v}");
+            assert_eq!(q.contains("leader_pid IS NULL"), v >= 160_000, "{v}");
         }
     }
 }

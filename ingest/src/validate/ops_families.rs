@@ -151,6 +151,8 @@ pub fn subscription_worker_row(w: v1::SubscriptionWorker) -> Result<Row, FieldEr
         time("latest_end_unix_micros", w.latest_end_unix_micros)?,
         counter("apply_error_count", w.apply_error_count)?,
         counter("sync_error_count", w.sync_error_count)?,
+        Value::Bool(w.enabled),
+        Value::Bool(w.apply_worker_running),
     ])
 }
 

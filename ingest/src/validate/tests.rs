@@ -1031,6 +1031,8 @@ fn ops_samples() -> Vec<Sample> {
                     latest_end_unix_micros: Some(1_700_000_000_000_000),
                     apply_error_count: Some(0),
                     sync_error_count: Some(0),
+                    enabled: Some(true),
+                    apply_worker_running: None,
                 }],
                 tables: vec![w::SubscriptionTable {
                     subname: "sub".into(),
@@ -1159,4 +1161,42 @@ fn bad_log_events_are_refused() {
         sample_error(vec![sample("main", at(0), log_sample(future))]).1,
         SampleError::TimeOutOfRange(_)
     ));
+}
+
+#[test]
+fn subscription_rows_say_enabled_and_apply_worker_running() {
+    use lasect_proto::v1 as w;
+    let worker = |enabled, running| w::SubscriptionWorker {
+        subname: "sub".into(),
+        enabled,
+        apply_worker_running: running,
+        ..Default::default()
+    };
+    let batch = validate(vec![sample(
+        "main",
+        at(0),
+        Family::Subscription(w::SubscriptionSnapshot {
+            workers: vec![
+                worker(Some(true), Some(false)),
+                worker(Some(false), Some(true)),
+                // An older agent sends neither: unknown, not false.
+                worker(None, None),
+            ],
+            tables: vec![],
+        }),
+    )])
+    .expect("valid");
+    let got: Vec<_> = batch
+        .rows_of(&super::schema::SUBSCRIPTION)
+        .iter()
+        .map(|r| r.values[r.values.len() - 2..].to_vec())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            [Value::Bool(Some(true)), Value::Bool(Some(false))],
+            [Value::Bool(Some(false)), Value::Bool(Some(true))],
+            [Value::Bool(None), Value::Bool(None)],
+        ]
+    );
 }
