@@ -1,7 +1,7 @@
 //! Alerts as the API shows them: the state of one alert ([`State`]), an alert and the list
 //! ([`Alert`], [`AlertList`]), its state changes ([`AlertEvent`], [`AlertHistory`]) and
 //! silences ([`NewSilence`] → [`Silence`], [`SilenceList`]), what applying a rule set changes
-//! ([`ApplyResult`], [`Diff`]) and what testing a rule shows ([`TestResult`], [`TestValue`]).
+//! ([`ApplyResult`], [`Diff`]) and what testing a rule shows ([`RuleTestResult`], [`TestValue`]).
 //! The rules themselves are in [`crate::alert_rules`]; the CLI sends rule files as read.
 
 use std::collections::BTreeMap;
@@ -186,12 +186,11 @@ pub struct TestValue {
     pub would_be: State,
 }
 
-// What a rule sees now (`POST /api/v1/alerts/rules/test`). Its schema name is that of the
-// channel test's answer (`alert_channels::TestResult`) too, so the document shows one of the
-// two for both routes; renaming either changes the document (kept as it was here).
+/// What a rule sees now (`POST /api/v1/alerts/rules/test`). Not `TestResult`: the channel
+/// test's answer has that schema name, and two schemas of one name leave one in the document.
 #[derive(Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct TestResult {
+pub struct RuleTestResult {
     pub rule: String,
     pub at: String,
     /// Every key the condition produced a value for, those that hold first.

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use lasect_api_contract::alert_rules::{RuleList, RuleSet};
 use lasect_api_contract::alerts::{
-    Alert, AlertHistory, AlertList, ApplyResult, NewSilence, Silence, SilenceList, TestResult,
+    Alert, AlertHistory, AlertList, ApplyResult, NewSilence, RuleTestResult, Silence, SilenceList,
 };
 use serde_json::{Value, json};
 
@@ -333,7 +333,7 @@ pub async fn run(
             })
         }
         AlertCommand::Rule(RuleCommand::Test { name }) => {
-            let result: TestResult = client
+            let result: RuleTestResult = client
                 .post("api/v1/alerts/rules/test", &json!({"name": name}))
                 .await?;
             table(

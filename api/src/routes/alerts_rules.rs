@@ -28,7 +28,7 @@ use crate::alerts::{query, state};
 use crate::auth::principal::Principal;
 use crate::auth::role::Role;
 pub use lasect_api_contract::alert_rules::{Rule, RuleList, RuleSet};
-pub use lasect_api_contract::alerts::{ApplyResult, TestResult, TestValue};
+pub use lasect_api_contract::alerts::{ApplyResult, RuleTestResult, TestValue};
 
 /// Most rules in one apply.
 pub const MAX_RULES: usize = 1000;
@@ -337,7 +337,7 @@ pub struct TestRequest {
     request_body = TestRequest,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "What the rule sees now; nothing is written", body = TestResult),
+        (status = 200, description = "What the rule sees now; nothing is written", body = RuleTestResult),
         ById,
         (status = 422, description = "Neither or both of name and rule, or the rule is refused", body = super::openapi::ErrorBody),
     )
@@ -347,7 +347,7 @@ pub async fn test(
     State(state): State<AppState>,
     principal: Principal,
     request: Result<Json<TestRequest>, JsonRejection>,
-) -> Result<Json<TestResult>, ApiError> {
+) -> Result<Json<RuleTestResult>, ApiError> {
     principal.require(Role::User)?;
     let request = body(request)?;
     if let Some(def) = &request.rule {
@@ -439,7 +439,7 @@ pub async fn test(
         })
         .collect();
     values.sort_by_key(|v| !v.holds);
-    Ok(Json(TestResult {
+    Ok(Json(RuleTestResult {
         rule: def.name,
         at: rfc3339(at),
         values,
