@@ -486,7 +486,11 @@ fn with_global(text: &str, name: &str, value: &str) -> Result<String, OpError> {
             "{name} must be one non-empty line"
         )));
     }
-    let at = text.find("\n[").map_or(text.len(), |i| i + 1);
+    // Before the blank line that ends `[global]`, or the next section's header.
+    let at = text
+        .find("\n\n[")
+        .or_else(|| text.find("\n["))
+        .map_or(text.len(), |i| i + 1);
     Ok(format!("{}{name}={value}\n{}", &text[..at], &text[at..]))
 }
 
@@ -1051,13 +1055,86 @@ mod tests {
     }
 
     #[test]
+    fn secrets_stay_out_of_a_temporary_config_and_in_a_persistent_one() {
+        let mut s = server();
+        s.owner = User::from_uid(Uid::effective())
+            .ok()
+            .flatten()
+            .expect("the test's user");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").mode() & 0o777;
+        let read = |p: &Path| std::fs::read_to_string(p).expect("read");
+        let mut repo = object_store("s3");
+        repo.region = Some("eu-west-1".into());
+        repo.cipher_type = Some("aes-256-cbc".into());
+        repo.cipher_pass = Some(lasect_runs::RepoSecret(
+            "cipher-pass-of-the-unit-test".into(),
+        ));
+
+        let config = Config::write(41, &s, "main", &repo).expect("temporary config");
+        let text = read(&config.path);
+        assert!(
+            !text.contains("object-store-secret") && !text.contains("cipher-pass-of"),
+            "{text}"
+        );
+        assert_eq!(mode(&config.path), 0o600);
+        let vars: Vec<&str> = config.env.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            vars,
+            [
+                "PGBACKREST_REPO1_CIPHER_PASS",
+                "PGBACKREST_REPO1_S3_KEY_SECRET"
+            ]
+        );
+        let dir = config.path.parent().expect("its directory").to_path_buf();
+        drop(config);
+        assert!(
+            !dir.exists(),
+            "the private directory is gone after the command"
+        );
+
+        let keep = tempfile::tempdir().expect("tempdir");
+        let path = keep.path().join("lasect-main.conf");
+        repo.config_path = Some(path.display().to_string());
+        let config = Config::write(42, &s, "main", &repo).expect("persistent config");
+        assert!(config.env.is_empty(), "the file holds them");
+        drop(config);
+        let text = read(&path);
+        let global = text.split("\n[main]").next().unwrap_or_default();
+        assert!(
+            global.contains("repo1-s3-key-secret=object-store-secret-9f2\n")
+                && global.contains("repo1-cipher-pass=cipher-pass-of-the-unit-test\n"),
+            "{text}"
+        );
+        assert_eq!(mode(&path), 0o600, "kept, private");
+
+        let mut gcs = object_store("gcs");
+        gcs.key_id = None;
+        gcs.uri_style = None;
+        let service_key = "{\"type\": \"service_account\",\n \"private_key\": \"k\"}";
+        gcs.secret_key = Some(lasect_runs::RepoSecret(service_key.into()));
+        let config = Config::write(43, &s, "main", &gcs).expect("GCS config");
+        let key = config.path.with_file_name("gcs-key.json");
+        assert_eq!(read(&key), service_key);
+        assert_eq!(mode(&key), 0o600);
+        assert!(
+            read(&config.path).contains(&format!("repo1-gcs-key={}\n", key.display())),
+            "the config names the key file"
+        );
+        drop(config);
+        assert!(
+            !key.exists(),
+            "the service key goes with the private directory"
+        );
+    }
+
+    #[test]
     fn a_persistent_config_keeps_its_secrets_in_global() {
         let text = "[global]\nrepo1-path=/r\n\n[main]\npg1-port=5432\n";
         let with =
             with_global(text, &option_of("PGBACKREST_REPO1_S3_KEY_SECRET"), "k3y").expect("added");
         assert_eq!(
             with,
-            "[global]\nrepo1-path=/r\n\nrepo1-s3-key-secret=k3y\n[main]\npg1-port=5432\n"
+            "[global]\nrepo1-path=/r\nrepo1-s3-key-secret=k3y\n\n[main]\npg1-port=5432\n"
         );
         assert!(with_global(text, "repo1-cipher-pass", "a\nb").is_err());
     }
