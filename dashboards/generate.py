@@ -624,8 +624,11 @@ def replication():
             "metric_subscription", ["subname", "relid"],
             'i.name AS "instance", m.subname AS "subscription", m.relid AS "relid", '
             'm.received_lsn - m.latest_end_lsn AS "unreported bytes", m.last_msg_receipt AS "last message", '
+            'm.enabled AS "enabled", m.apply_worker_running AS "apply worker running", '
             'm.apply_error_count AS "apply errors", m.sync_error_count AS "sync errors"'),
-              h=6, description="Logical replication subscriptions of the selected instances."),
+              h=6, description="Logical replication subscriptions of the selected instances. An enabled "
+              "subscription whose apply worker is not running applies nothing (see the "
+              "subscription_worker_down alert); empty from agents older than the columns."),
     ]
 
 
