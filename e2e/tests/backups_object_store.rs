@@ -188,7 +188,7 @@ fn assert_no_secret(what: &str, text: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backups_into_s3_and_azure_through_the_agent() {
+async fn backups_into_s3_azure_and_gcs_through_the_agent() {
     let _pgbackrest = crate::support::pgbackrest().await;
     require_pgbackrest();
     let moto_server = emulator("object-store-venv/bin/moto_server");
