@@ -15,6 +15,11 @@
 //! max_bytes_limit = 1073741824
 //! max_concurrent_runs = 4
 //! max_concurrent_runs_per_instance = 2
+//!
+//! # The backup and restore classes' pgBackRest (`pgbackrest_config`).
+//! [control.pgbackrest]
+//! command = "/usr/bin/pgbackrest"
+//! run_as = ["sudo", "-n", "-u", "{user}", "--"]
 //! ```
 
 use lasect_runs::Class;
