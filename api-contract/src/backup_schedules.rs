@@ -43,9 +43,9 @@ impl ScheduleKind {
     }
 }
 
-/// A schedule to add: of one repository (`repository_id`), or of every repository of
-/// `stanza` on the instances labelled `label_key` = `label_value`; of backups (`type`) or of
-/// restore drills (`kind: drill`, with the drill's options).
+/// A schedule to add: of one repository (`repository_id`), or of the repositories of the
+/// instances labelled `label_key` = `label_value` (those of `stanza` when given, else every
+/// one); of backups (`type`) or of restore drills (`kind: drill`, with the drill's options).
 #[derive(Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -57,7 +57,8 @@ pub struct NewSchedule {
     pub label_key: Option<String>,
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub label_value: Option<String>,
-    /// With a label: the stanza whose repositories are backed up.
+    /// With a label, optional: only the repositories of this stanza (without it, every
+    /// repository of the labelled instances). Refused with `repository_id`.
     #[cfg_attr(
         feature = "openapi",
         schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -95,6 +96,7 @@ pub struct Schedule {
     pub instance_id: Option<i64>,
     pub label_key: Option<String>,
     pub label_value: Option<String>,
+    /// The repository's stanza, or a label schedule's (none: every repository of the label).
     pub stanza: Option<String>,
     pub cron: String,
     pub time_zone: String,

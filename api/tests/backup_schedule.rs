@@ -545,6 +545,117 @@ async fn a_label_schedule_backs_up_the_labelled_instances_only() {
     assert_eq!(instances, vec!["prod".to_owned()]);
 }
 
+/// A label repository derives each instance's stanza from its name: a label schedule without a
+/// stanza covers it, one firing (and one run) per labelled repository, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_schedule_without_stanza_backs_up_every_repository_of_the_label() {
+    let f = fixture().await;
+    sqlx::raw_sql(
+        "UPDATE agents SET last_seen = now(), control_connected_at = now(), \
+             control_allowed = '{sql,backup}' WHERE id = 'db-01';
+         UPDATE instances SET labels = labels || '{\"tier\": \"db\"}' \
+             WHERE name IN ('prod', 'staging');
+         INSERT INTO backup_label_repositories (label_key, label_value, path, created_by) \
+             VALUES ('tier', 'db', '/srv/pgbackrest', 'test');
+         INSERT INTO backup_repositories (instance_id, stanza, path, created_by) \
+             SELECT id, 'dev', '/srv/pgbackrest', 'test' FROM instances WHERE name = 'dev';",
+    )
+    .execute(&f.pool)
+    .await
+    .expect("labels and repositories");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keyring = lasect_pki::secrets::Keyring::load_or_create(&dir.path().join("secrets.keys"))
+        .expect("keyring");
+    let (added, _) = lasect_api::routes::backup_label_repos::sync(&f.pool, &keyring)
+        .await
+        .expect("sync");
+    assert_eq!(added, 2, "one row per labelled instance");
+    sqlx::query("UPDATE backup_repositories SET created_at = $1")
+        .bind(at(T0))
+        .execute(&f.pool)
+        .await
+        .expect("created_at");
+    let mut stanzas: Vec<String> = sqlx::query_scalar(
+        "SELECT stanza FROM backup_repositories WHERE label_repository_id IS NOT NULL",
+    )
+    .fetch_all(&f.pool)
+    .await
+    .expect("stanzas");
+    stanzas.sort();
+    assert_eq!(
+        stanzas,
+        ["prod", "staging"],
+        "derived from the instances' names"
+    );
+
+    // A repository has its stanza: naming one with it is refused; a label needs none.
+    let repo: i64 = sqlx::query_scalar("SELECT min(id) FROM backup_repositories")
+        .fetch_one(&f.pool)
+        .await
+        .expect("a repository");
+    let (status, refused) = req("POST", "/api/v1/backup/schedules")
+        .token(&f.admin)
+        .json(
+            json!({"repository_id": repo, "stanza": "main", "cron": "*/5 * * * *", "type": "full"}),
+        )
+        .send(&f.app)
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused.to_string().contains("stanza"), "{refused}");
+    let (status, created) = req("POST", "/api/v1/backup/schedules")
+        .token(&f.admin)
+        .json(json!({"label_key": "tier", "label_value": "db", "cron": "*/5 * * * *", "type": "full"}))
+        .send(&f.app)
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["stanza"], Value::Null, "{created}");
+    let schedule = created["id"].as_i64().expect("id");
+    sqlx::query("UPDATE backup_schedules SET created_at = $1 WHERE id = $2")
+        .bind(at(T0))
+        .bind(schedule)
+        .execute(&f.pool)
+        .await
+        .expect("created_at");
+
+    let now = at("2026-01-01T00:10:05Z");
+    let round = lasect_api::backup_schedule::tick(&f.pool, now)
+        .await
+        .expect("round");
+    assert_eq!(
+        (round.started, round.missed, round.skipped),
+        (2, 0, 0),
+        "{round:?}"
+    );
+    let mut fired: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT i.name, f.outcome, r.params ->> 'stanza', r.params -> 'repo' ->> 'repository_id' \
+         FROM backup_schedule_firings f JOIN instances i ON i.id = f.instance_id \
+         JOIN runs r ON r.id = f.run_id \
+         WHERE f.schedule_id = $1 AND r.requested_by = 'schedule:' || f.schedule_id",
+    )
+    .bind(schedule)
+    .fetch_all(&f.pool)
+    .await
+    .expect("firings");
+    fired.sort();
+    let (names, stanzas): (Vec<_>, Vec<_>) = fired
+        .iter()
+        .map(|(name, outcome, stanza, _)| (format!("{name} {outcome}"), stanza.as_str()))
+        .unzip();
+    assert_eq!(names, ["prod started", "staging started"], "{fired:?}");
+    assert_eq!(stanzas, ["prod", "staging"], "{fired:?}");
+    assert_ne!(fired[0].3, fired[1].3, "each its own repository: {fired:?}");
+    assert_eq!(firings(&f.pool, schedule).await.len(), 2);
+    assert_eq!(scheduled_runs(&f.pool, schedule).await.len(), 2);
+
+    // The same instant again: nothing more.
+    let again = lasect_api::backup_schedule::tick(&f.pool, now)
+        .await
+        .expect("round");
+    assert_eq!(again, lasect_api::backup_schedule::Round::default());
+    assert_eq!(firings(&f.pool, schedule).await.len(), 2);
+    assert_eq!(scheduled_runs(&f.pool, schedule).await.len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_schedules_fire_drills_once_and_report_what_they_cannot() {
     let f = fixture().await;

@@ -16,8 +16,8 @@ use crate::runs_cmd::instance_or_only;
 
 #[derive(Debug, Subcommand)]
 pub enum ScheduleCommand {
-    /// Schedule backups (or with --drill restore drills) of a repository (`--repo`) or of a
-    /// stanza on labelled instances (`--label key=value --stanza NAME`) (admin)
+    /// Schedule backups (or with --drill restore drills) of a repository (`--repo`) or of the
+    /// repositories of labelled instances (`--label key=value [--stanza NAME]`) (admin)
     Add {
         /// Five cron fields (minute hour day month weekday), or six with seconds first
         #[arg(long)]
@@ -46,9 +46,10 @@ pub enum ScheduleCommand {
         #[arg(long, conflicts_with_all = ["label", "stanza"], required_unless_present = "label")]
         repo: Option<i64>,
         /// Every instance with this label (key=value)
-        #[arg(long, requires = "stanza")]
+        #[arg(long)]
         label: Option<String>,
-        /// With --label: the stanza whose repositories are backed up
+        /// With --label: only the repositories of this stanza (default: every repository of
+        /// the labelled instances, whatever their stanzas)
         #[arg(long, requires = "label")]
         stanza: Option<String>,
     },
@@ -149,15 +150,15 @@ pub async fn run(
             }
             match (repo, selector.as_deref(), stanza) {
                 (Some(repo), None, None) => body.repository_id = Some(repo),
-                (None, Some(selector), Some(stanza)) => {
+                (None, Some(selector), stanza) => {
                     let (k, v) = label(selector)?;
                     body.label_key = Some(k.to_owned());
                     body.label_value = Some(v.to_owned());
-                    body.stanza = Some(stanza);
+                    body.stanza = stanza;
                 }
                 _ => {
                     return Err(crate::exit::Usage(
-                        "give --repo, or --label key=value with --stanza".to_owned(),
+                        "give --repo, or --label key=value (optionally with --stanza)".to_owned(),
                     )
                     .into());
                 }
@@ -246,5 +247,35 @@ mod tests {
         for bad in ["env", "=prod", "env=", ""] {
             assert!(label(bad).is_err(), "{bad:?}");
         }
+    }
+
+    fn add(args: &[&str]) -> Result<ScheduleCommand, clap::Error> {
+        use clap::Parser as _;
+        let all = [
+            &["lasect", "backup", "schedule", "add", "--cron", "0 1 * * *"],
+            args,
+        ]
+        .concat();
+        match crate::args::Cli::try_parse_from(all)?.command {
+            crate::args::Command::Backup(crate::backup_cmd::BackupCommand::Schedule(c)) => Ok(c),
+            other => panic!("not a schedule command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_label_schedule_may_name_a_stanza_or_not() {
+        let Ok(ScheduleCommand::Add { label, stanza, .. }) = add(&["--label", "env=prod"]) else {
+            panic!("--label alone parses");
+        };
+        assert_eq!((label.as_deref(), stanza), (Some("env=prod"), None));
+        let Ok(ScheduleCommand::Add { stanza, .. }) =
+            add(&["--label", "env=prod", "--stanza", "main"])
+        else {
+            panic!("--label with --stanza parses");
+        };
+        assert_eq!(stanza.as_deref(), Some("main"));
+        // A repository has its own stanza; a stanza alone says whose it is not.
+        assert!(add(&["--repo", "3", "--stanza", "main"]).is_err());
+        assert!(add(&["--stanza", "main"]).is_err());
     }
 }

@@ -3,6 +3,11 @@
 //! schedule fires backups (`backup` runs) or restore drills (`backup_drill` runs, migrations
 //! V35); both go through the same firings.
 //!
+//! A label schedule with a stanza fires for that stanza's repository on each instance carrying
+//! the label; without one (migrations V39) for every repository of those instances, so it
+//! covers a label repository whose stanza is derived per instance. Either way each repository
+//! has its own firings.
+//!
 //! Exactly once, with any number of API processes: a firing is the row
 //! `backup_schedule_firings (schedule_id, repository_id, fire_time)` (migrations V31). A process
 //! inserts it with `ON CONFLICT DO NOTHING` in the transaction that creates the backup run;
@@ -134,7 +139,7 @@ pub async fn tick(pool: &PgPool, now: DateTime<Utc>) -> Result<Round, sqlx::Erro
                               ELSE greatest(s.created_at, b.created_at) END) AS since \
          FROM backup_schedules s \
          JOIN backup_repositories b ON b.id = s.repository_id \
-              OR (s.repository_id IS NULL AND b.stanza = s.stanza) \
+              OR (s.repository_id IS NULL AND (s.stanza IS NULL OR b.stanza = s.stanza)) \
          JOIN instances i ON i.id = b.instance_id AND i.state <> 'removed' \
          WHERE s.repository_id IS NOT NULL OR i.labels ->> s.label_key = s.label_value \
          ORDER BY s.id, b.id",

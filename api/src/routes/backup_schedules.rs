@@ -200,12 +200,16 @@ fn check(s: &NewSchedule) -> Result<(), ApiError> {
             "stanza must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         ));
     }
+    // A label schedule without a stanza covers every repository of the labelled instances
+    // (label repositories derive a stanza per instance); a repository has its own stanza.
     let label = (&s.label_key, &s.label_value, &s.stanza);
     match (s.repository_id, label) {
-        (Some(_), (None, None, None)) | (None, (Some(_), Some(_), Some(_))) => {}
+        (Some(_), (None, None, None)) | (None, (Some(_), Some(_), _)) => {}
         _ => {
             return Err(bad(
-                "give either repository_id, or label_key, label_value and stanza".into(),
+                "give either repository_id (without stanza), or label_key and label_value \
+                 (stanza optional)"
+                    .into(),
             ));
         }
     }
@@ -265,7 +269,7 @@ fn check(s: &NewSchedule) -> Result<(), ApiError> {
     responses(
         (status = 201, description = "The schedule", body = Schedule),
         ById,
-        (status = 422, description = "A cron expression or time zone that does not parse, or neither or both of repository and label", body = super::openapi::ErrorBody),
+        (status = 422, description = "A cron expression or time zone that does not parse, neither or both of repository and label, or a stanza with a repository", body = super::openapi::ErrorBody),
     )
 )]
 /// Needs admin on the instance or label.
