@@ -30,6 +30,7 @@ mod openapi;
 mod read_api;
 mod routes;
 mod runs;
+mod runs_live;
 mod sessions;
 mod statement_plans;
 mod tokens;

@@ -55,7 +55,7 @@ pub use results::{
     SchemaObjects, SchemaSequence, SchemaTable, SchemaType, SchemaView, TableColumn,
     TableConstraint, TableIndex, TableTrigger,
 };
-pub use state::{RunStatus, Transition, UnknownStatus};
+pub use state::{NOTIFY_CHANNEL, RunStatus, Transition, UnknownStatus, notify_sql, progress_sql};
 
 use std::fmt;
 use std::str::FromStr;

@@ -55,6 +55,7 @@ use super::metric_families::{self, FamilyKey, FamilySpec};
 use super::openapi::responses::{SignedIn, WithInput};
 use crate::alerts::live::{AlertFeed, Pushed};
 use crate::pg_listen::dedicated_listener;
+use crate::runs::live::{PushedRun, RunFeed, RunFilter};
 
 /// The channel ingest notifies on (`lasect_ingest::writer::notify::CHANNEL`).
 pub const CHANNEL: &str = "lasect_samples";
@@ -106,6 +107,8 @@ struct Inner {
     /// Alert state changes (issue 18): their own listener, started by the first client that
     /// subscribes to them.
     alerts: AlertFeed,
+    /// Runs' status changes and progress (issue 17), likewise.
+    runs: RunFeed,
     /// Outstanding tickets by [`lasect_pki::hash_token`] of the ticket.
     tickets: Mutex<HashMap<String, Ticket>>,
     ticket_ttl: Duration,
@@ -122,6 +125,7 @@ impl LiveHub {
         LiveHub {
             inner: Arc::new(Inner {
                 alerts: AlertFeed::new(pool.clone()),
+                runs: RunFeed::new(pool.clone()),
                 pool,
                 events,
                 started: OnceCell::new(),
@@ -534,11 +538,28 @@ enum ClientMessage {
     /// Alert state changes (pending, firing, resolved) of the instances the caller may see.
     SubscribeAlerts,
     UnsubscribeAlerts,
+    /// Status changes and progress of the runs the caller may see, optionally only of these
+    /// instances, runs and kinds (an absent or empty list: any); replaces the previous filter.
+    SubscribeRuns {
+        #[serde(default)]
+        instances: Vec<i64>,
+        #[serde(default)]
+        runs: Vec<i64>,
+        #[serde(default)]
+        kinds: Vec<String>,
+    },
+    UnsubscribeRuns,
 }
 
 /// A change of the client's alert subscription, for `run` to apply to its receiver.
 enum AlertsChange {
     Start(broadcast::Receiver<Arc<Vec<Pushed>>>),
+    Stop,
+}
+
+/// A change of the client's run subscription, likewise.
+enum RunsChange {
+    Start(broadcast::Receiver<Arc<PushedRun>>),
     Stop,
 }
 
@@ -562,6 +583,9 @@ struct Client {
     /// (scope, family) → the client's instances it is delivered as.
     subscriptions: BTreeMap<(Scope, &'static str), BTreeSet<i64>>,
     alerts_change: Option<AlertsChange>,
+    runs_change: Option<RunsChange>,
+    /// Which runs the client wants, while subscribed to runs.
+    run_filter: RunFilter,
 }
 
 impl Drop for Client {
@@ -580,6 +604,8 @@ impl Client {
             hub,
             subscriptions: BTreeMap::new(),
             alerts_change: None,
+            runs_change: None,
+            run_filter: RunFilter::default(),
         }
     }
 
@@ -608,6 +634,7 @@ impl Client {
     async fn run(mut self, mut socket: WebSocket) {
         let mut events = self.hub.inner.events.subscribe();
         let mut alerts: Option<broadcast::Receiver<Arc<Vec<Pushed>>>> = None;
+        let mut runs: Option<broadcast::Receiver<Arc<PushedRun>>> = None;
         let period = Duration::from_secs(self.state.auth.config.live_recheck_secs);
         let mut rechecks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         rechecks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -631,7 +658,12 @@ impl Client {
                         Ok(m) => m,
                         Err(e) => break Close(close_code::POLICY, format!("invalid message: {e}")),
                     };
-                    if matches!(message, ClientMessage::Subscribe { .. } | ClientMessage::SubscribeAlerts)
+                    if matches!(
+                        message,
+                        ClientMessage::Subscribe { .. }
+                            | ClientMessage::SubscribeAlerts
+                            | ClientMessage::SubscribeRuns { .. }
+                    )
                         && let Err(close) = self.recheck().await
                     {
                         break close;
@@ -643,6 +675,11 @@ impl Client {
                     match self.alerts_change.take() {
                         Some(AlertsChange::Start(r)) => alerts = Some(r),
                         Some(AlertsChange::Stop) => alerts = None,
+                        None => {}
+                    }
+                    match self.runs_change.take() {
+                        Some(RunsChange::Start(r)) => runs = Some(r),
+                        Some(RunsChange::Stop) => runs = None,
                         None => {}
                     }
                     if let Err(close) = send(&mut socket, reply.to_string()).await {
@@ -672,6 +709,28 @@ impl Client {
                         }
                     }
                     if let Some(close) = failed {
+                        break close;
+                    }
+                }
+                pushed = async {
+                    match runs.as_mut() {
+                        Some(r) => r.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let run = match pushed {
+                        Ok(run) => run,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            break Close(CLOSE_TOO_SLOW, format!("too slow: {n} run changes missed"));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    if !self.run_filter.matches(&run.event) {
+                        continue;
+                    }
+                    // Visibility as in GET /api/v1/runs/{id}: the caller's roles now (rechecked).
+                    let Some(message) = run.message_for(&self.principal) else { continue };
+                    if let Err(close) = send(&mut socket, message.to_string()).await {
                         break close;
                     }
                 }
@@ -744,6 +803,16 @@ impl Client {
             ClientMessage::UnsubscribeAlerts => {
                 self.alerts_change = Some(AlertsChange::Stop);
                 return Ok(json!({"type": "subscribed_alerts", "alerts": false}));
+            }
+            ClientMessage::SubscribeRuns {
+                instances,
+                runs,
+                kinds,
+            } => return self.subscribe_runs(instances, runs, kinds).await,
+            ClientMessage::UnsubscribeRuns => {
+                self.runs_change = Some(RunsChange::Stop);
+                self.run_filter = RunFilter::default();
+                return Ok(json!({"type": "subscribed_runs", "runs": false}));
             }
         };
         if instances.len() * families.len() > MAX_SUBSCRIPTIONS {
@@ -841,6 +910,81 @@ impl Client {
             )
         });
         Ok(json!({"type": "subscribed", "subscriptions": list}))
+    }
+}
+
+impl Client {
+    /// Checks a run filter (known kinds, instances the caller may view) and starts forwarding.
+    async fn subscribe_runs(
+        &mut self,
+        instances: Vec<i64>,
+        runs: Vec<i64>,
+        kinds: Vec<String>,
+    ) -> Result<Value, Value> {
+        if instances.len() + runs.len() + kinds.len() > MAX_SUBSCRIPTIONS {
+            return Err(error(
+                "too_many_subscriptions",
+                format!("at most {MAX_SUBSCRIPTIONS} instances, runs and kinds in a run filter"),
+            ));
+        }
+        for kind in &kinds {
+            if kind.parse::<lasect_runs::RunKind>().is_err() {
+                let known: Vec<&str> = lasect_runs::RunKind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect();
+                return Err(error(
+                    "unknown_kind",
+                    format!(
+                        "unknown run kind {kind:?}; known kinds: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(id) = runs.iter().find(|id| **id < 1) {
+            return Err(error(
+                "invalid_message",
+                format!("run id {id} is not positive"),
+            ));
+        }
+        for &id in &instances {
+            match instances::find(&self.state, id).await {
+                Ok(Some(_)) => {
+                    if let Err(e) = self
+                        .principal
+                        .require_on_instance(&self.state.pool, id, Role::Viewer)
+                        .await
+                    {
+                        return Err(error(e.code(), format!("instance {id}: {}", e.message())));
+                    }
+                }
+                Ok(None) => return Err(error("not_found", format!("no instance with id {id}"))),
+                Err(e) => return Err(error(e.code(), "cannot read the instances now")),
+            }
+        }
+        let receiver = self.hub.inner.runs.subscribe().await.map_err(|e| {
+            tracing::warn!(error = %e, "live runs: cannot listen to the store");
+            error(
+                "store_unavailable",
+                "the live stream cannot reach the store, try again later",
+            )
+        })?;
+        let mut filter = RunFilter {
+            instances,
+            runs,
+            kinds,
+        };
+        for list in [&mut filter.instances, &mut filter.runs] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        filter.kinds.sort_unstable();
+        filter.kinds.dedup();
+        let reply = json!({"type": "subscribed_runs", "runs": true, "filter": filter});
+        self.run_filter = filter;
+        self.runs_change = Some(RunsChange::Start(receiver));
+        Ok(reply)
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod call;
+pub mod live;
 
 use std::sync::LazyLock;
 use std::time::Duration;

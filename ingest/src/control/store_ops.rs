@@ -108,8 +108,8 @@ pub async fn started(
         == 1)
 }
 
-/// Keeps a running run's latest progress report (V30 `runs.progress`); false when the run is
-/// not this agent's or not running. A report that is not a JSON object is ignored.
+/// Keeps a running run's latest progress report (V30 `runs.progress`) and announces it on
+/// [`lasect_runs::NOTIFY_CHANNEL`]; false when the run is not this agent's or not running. A report that is not a JSON object is ignored.
 pub async fn progress(
     pool: &Pool,
     agent: &str,
@@ -123,8 +123,7 @@ pub async fn progress(
         .get()
         .await?
         .execute(
-            "UPDATE runs SET progress = $3, progress_at = now() \
-             WHERE id = $1 AND agent_id = $2 AND status = 'running'",
+            lasect_runs::progress_sql(),
             &[&run, &agent, &serde_json::Value::Object(progress)],
         )
         .await?
