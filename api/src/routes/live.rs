@@ -1,5 +1,6 @@
 //! `GET /api/v1/live`: a WebSocket streaming new samples of chosen instances and families,
-//! and alert state changes to clients that subscribe to them (`crate::alerts::live`).
+//! alert state changes (`crate::alerts::live`) and runs' status changes and progress
+//! (`crate::runs::live`) to clients that subscribe to them.
 //!
 //! "The store is the bus": ingest announces every stored group with `pg_notify` on
 //! `lasect_samples` (payload in `lasect_ingest::writer::notify`), sent inside the group's
@@ -149,9 +150,10 @@ impl LiveHub {
         self.inner.dropped_slow.load(Ordering::Relaxed)
     }
 
-    /// Announcements dropped because the reader was behind, since start.
+    /// Announcements (of samples and of runs) dropped because a reader was behind, since start.
     pub fn dropped_notifications(&self) -> usize {
         self.inner.dropped_notifications.load(Ordering::Relaxed)
+            + self.inner.runs.dropped_notifications()
     }
 
     /// Starts the listener and reader once; returns when the listener is LISTENing.
