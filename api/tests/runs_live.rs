@@ -1,6 +1,7 @@
 //! Runs on the live WebSocket, over a real HTTP server and a real store: the status changes
 //! and progress a run goes through, written with the statements ingest and the API execute
-//! ([`Transition`], [`lasect_runs::progress_sql`]), reach the clients subscribed to runs who may
+//! ([`Transition`], [`lasect_runs::progress_sql`]) and announced by the store's status trigger
+//! and the progress statement, reach the clients subscribed to runs who may
 //! see the run, with its error only for those who may read its details; a client who cannot
 //! view the instance gets nothing of it; a bad subscription gets an error that says why.
 
@@ -184,6 +185,17 @@ async fn run_changes_reach_subscribers_who_may_see_the_run() {
         .execute(&pool)
         .await
         .expect("cancel");
+    // And one whose agent never took it expires (the store's function, not a statement here).
+    let expired = queued_run(&pool, 1, "db-01").await;
+    sqlx::query("UPDATE runs SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(expired)
+        .execute(&pool)
+        .await
+        .expect("past its queue timeout");
+    sqlx::query(Transition::Expire.sql())
+        .execute(&pool)
+        .await
+        .expect("expire");
 
     let life = |id| {
         vec![
@@ -194,13 +206,14 @@ async fn run_changes_reach_subscribers_who_may_see_the_run() {
         ]
     };
     let mut admin_saw = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..7 {
         admin_saw.push(next_run(&mut everyone).await);
     }
     // In the order of the commits.
     let mut want = life(backup);
     want.push((staged, "dispatched".to_owned(), "status".to_owned()));
     want.push((cancelled, "cancelled".to_owned(), "status".to_owned()));
+    want.push((expired, "expired".to_owned(), "status".to_owned()));
     let got: Vec<_> = admin_saw.iter().map(summary).collect();
     assert_eq!(got, want, "{admin_saw:?}");
     let progress = &admin_saw[2];
@@ -221,12 +234,13 @@ async fn run_changes_reach_subscribers_who_may_see_the_run() {
     // The prod viewer follows the prod runs' metadata (the progress too), never their error,
     // and nothing of staging: its next message after the failure is the cancelled prod run.
     let mut viewer_saw = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..6 {
         viewer_saw.push(next_run(&mut prod_only).await);
     }
     let got: Vec<_> = viewer_saw.iter().map(summary).collect();
     let mut want = life(backup);
     want.push((cancelled, "cancelled".to_owned(), "status".to_owned()));
+    want.push((expired, "expired".to_owned(), "status".to_owned()));
     assert_eq!(got, want, "{viewer_saw:?}");
     assert_eq!(viewer_saw[2]["progress"]["percent"], 42.5);
     for run in &viewer_saw {

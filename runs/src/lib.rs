@@ -55,7 +55,9 @@ pub use results::{
     SchemaObjects, SchemaSequence, SchemaTable, SchemaType, SchemaView, TableColumn,
     TableConstraint, TableIndex, TableTrigger,
 };
-pub use state::{NOTIFY_CHANNEL, RunStatus, Transition, UnknownStatus, notify_sql, progress_sql};
+pub use state::{
+    PROGRESS_CHANNEL, RunStatus, STATUS_CHANNEL, Transition, UnknownStatus, progress_sql,
+};
 
 use std::fmt;
 use std::str::FromStr;

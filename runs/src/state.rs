@@ -301,43 +301,26 @@ impl Transition {
     }
 }
 
-/// The channel every status change of a run (and ingest's progress report) is announced on,
-/// with `pg_notify` in the statement that makes it, so the announcement arrives after the
-/// commit. Payload: `{"v": 1, "run": <id>, "status": <its status after the statement>,
-/// "change": "status" | "progress"}` (small: `pg_notify` takes at most 8000 bytes, so never the
-/// agent's report itself); listeners read the rest of the run back (the API's live stream, `api/src/runs/live.rs`).
-pub const NOTIFY_CHANNEL: &str = "lasect_runs";
-
-/// The `pg_notify` of one changed run, `id` and `status` being the SQL of its id and new status.
-pub fn notify_sql(id: &str, status: &str, change: &str) -> String {
-    format!(
-        "pg_notify('{NOTIFY_CHANNEL}', json_build_object('v', 1, 'run', {id}, 'status', \
-         {status}, 'change', '{change}')::text)"
-    )
-}
+/// Where a run's status change is announced: the V15 trigger `runs_notify_status` calls
+/// `pg_notify` with `<run id> <new status>` on every change, whichever statement made it.
+pub const STATUS_CHANNEL: &str = "lasect_run_status";
+/// Where ingest announces an agent's progress report, in the statement that stores it
+/// ([`progress_sql`]): payload `<run id>`.
+pub const PROGRESS_CHANNEL: &str = "lasect_run_progress";
 
 /// Ingest keeps a running run's latest progress report (`$1` run id, `$2` agent id, `$3` the
-/// report, a jsonb object) and announces it; its row count says whether it applied. Not a
-/// [`Transition`]: the status does not change.
+/// report, a jsonb object) and announces it on [`PROGRESS_CHANNEL`] in the same statement (so
+/// after its commit); its row count says whether it applied. Not a [`Transition`]: the status
+/// does not change.
 pub fn progress_sql() -> &'static str {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH changed AS (UPDATE runs SET progress = $3, progress_at = now() \
-             WHERE id = $1 AND agent_id = $2 AND status = 'running' RETURNING id, status) \
-             SELECT {} FROM changed",
-            notify_sql("id", "status", "progress")
+             WHERE id = $1 AND agent_id = $2 AND status = 'running' RETURNING id) \
+             SELECT pg_notify('{PROGRESS_CHANNEL}', id::text) FROM changed"
         )
     });
     SQL.as_str()
-}
-
-/// `update` (an `UPDATE runs … WHERE …` without RETURNING) announcing each run it changed; its
-/// row count (`SELECT n`) is still the number of runs changed.
-fn announced(update: String) -> String {
-    format!(
-        "WITH changed AS ({update} RETURNING id, status) SELECT {} FROM changed",
-        notify_sql("id", "status", "status")
-    )
 }
 
 /// Rendered once, in [`Transition::ALL`] order (the discriminants).
@@ -358,21 +341,20 @@ fn render(t: Transition) -> String {
              SELECT c.id, c.agent_id, c.kind, i.name, c.params, c.timeout_ms, c.max_rows,
                     c.max_bytes, CASE WHEN i.source = 'api' THEN i.dsn_ciphertext END, ri.data,
                     CASE WHEN i.source = 'api' THEN i.run_dsn_ciphertext END,
-                    i.source = 'api' AND i.allow_privileged_runs, c.instance_id, {notify}
+                    i.source = 'api' AND i.allow_privileged_runs, c.instance_id
              FROM claimed c
              JOIN instances i ON i.id = c.instance_id
              LEFT JOIN run_inputs ri ON ri.run_id = c.id
-             ORDER BY c.id",
-            notify = notify_sql("c.id", "'dispatched'", "status")
+             ORDER BY c.id"
         ),
-        Transition::Undeliverable => announced(format!(
+        Transition::Undeliverable => format!(
             "UPDATE runs SET status = 'failed', finished_at = now(), error = $2
              WHERE id = $1 AND status IN ({from})"
-        )),
-        Transition::Start => announced(format!(
+        ),
+        Transition::Start => format!(
             "UPDATE runs SET status = 'running', started_at = now(), backend_pid = $3
              WHERE id = $1 AND agent_id = $2 AND status IN ({from})"
-        )),
+        ),
         Transition::StorePage => format!(
             "INSERT INTO run_results (run_id, page, rows, bytes, data)
              SELECT $1, $3, $4, $5, $6
@@ -381,39 +363,36 @@ fn render(t: Transition) -> String {
              ON CONFLICT (run_id, page) DO NOTHING"
         ),
         Transition::Finish => format!(
-            "WITH done AS (
-             UPDATE runs SET status = $3, finished_at = now(),
+            "UPDATE runs SET status = $3, finished_at = now(),
                  started_at = coalesce(started_at, now()), rows = $4, bytes = $5,
                  truncated = $6, pages = $7, error = $8, error_detail = $9, summary = $10,
                  result_expires_at = now() + make_interval(secs => $11::bigint)
              WHERE id = $1 AND agent_id = $2 AND status IN ({from})
                AND $3 IN ({reported})
-             RETURNING id, status, kind, instance_id, coalesce(params->>'database', '') AS database)
-             SELECT kind, instance_id, database, {notify} FROM done",
-            reported = RunStatus::sql_list(&RunStatus::REPORTED),
-            notify = notify_sql("id", "status", "status")
+             RETURNING kind, instance_id, coalesce(params->>'database', '')",
+            reported = RunStatus::sql_list(&RunStatus::REPORTED)
         ),
-        Transition::FailOpen => announced(format!(
+        Transition::FailOpen => format!(
             "UPDATE runs SET status = 'failed', finished_at = now(), error = $3
              WHERE id = $1 AND agent_id = $2 AND status IN ({from})"
-        )),
-        Transition::FailLost => announced(format!(
+        ),
+        Transition::FailLost => format!(
             "UPDATE runs SET status = 'failed', finished_at = now(),
                  error = 'the agent lost the run: it restarted or its Control stream broke \
                           before the result was delivered'
              WHERE agent_id = $1 AND status IN ({from}) AND NOT (id = ANY($2))"
-        )),
-        Transition::ResultOverdue => announced(format!(
+        ),
+        Transition::ResultOverdue => format!(
             "UPDATE runs SET status = 'failed', finished_at = now(),
                  error = format('no result from the agent within the run''s timeout (%s ms) \
                                  plus %s s', timeout_ms, $1::bigint / 1000)
              WHERE status IN ({from})
                AND coalesce(started_at, dispatched_at)
                    + make_interval(secs => (timeout_ms + $1::bigint) / 1000.0) < now()"
-        )),
+        ),
         // The status set is the function's (V18); the store test holds it to `outcome`.
         Transition::Expire => "SELECT lasect_expire_queued_runs()".to_owned(),
-        Transition::Cancel => announced(format!(
+        Transition::Cancel => format!(
             "UPDATE runs SET
                  status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
                  finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
@@ -421,7 +400,7 @@ fn render(t: Transition) -> String {
                               THEN 'cancelled before an agent picked it up' ELSE error END,
                  cancel_requested_at = coalesce(cancel_requested_at, now())
              WHERE id = $1 AND status IN ({from})"
-        )),
+        ),
     }
 }
 
@@ -440,22 +419,6 @@ mod tests {
             Err(UnknownStatus("done".to_owned()))
         );
         assert!("Queued".parse::<RunStatus>().is_err(), "names are exact");
-    }
-
-    /// The live stream learns of a status change only from its announcement; expiry is the
-    /// V18 function's and is not announced.
-    #[test]
-    fn every_status_change_is_announced() {
-        for t in Transition::ALL {
-            let announces = t.sql().contains(NOTIFY_CHANNEL);
-            let changes_status = RunStatus::ALL
-                .into_iter()
-                .any(|s| t.outcome(s).iter().any(|to| *to != s))
-                || t == Transition::Cancel;
-            let expected = changes_status && t != Transition::Expire;
-            assert_eq!(announces, expected, "{t:?}");
-        }
-        assert!(progress_sql().contains(NOTIFY_CHANNEL));
     }
 
     #[test]

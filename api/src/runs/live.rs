@@ -1,11 +1,13 @@
 //! Runs on the live WebSocket (`GET /api/v1/live`, message `run`): status changes and the
 //! progress an agent reports, as they are stored.
 //!
-//! Every statement that changes a run's status ([`lasect_runs::Transition`], shared by ingest
-//! and the API) and ingest's progress report ([`lasect_runs::progress_sql`]) announce the run
-//! with `pg_notify` on [`CHANNEL`] in the same statement, so the announcement arrives after the
-//! commit and in every API process. A process with a client wanting runs keeps one listener
-//! connection of its own (started by the first such client); announcements wait in a queue of
+//! A run's status change is announced by the store's trigger `runs_notify_status` (V15) on
+//! [`lasect_runs::STATUS_CHANNEL`] (`<id> <status>`), whichever statement made it; ingest's
+//! progress statement ([`lasect_runs::progress_sql`]) announces the run on
+//! [`lasect_runs::PROGRESS_CHANNEL`] (`<id>`). Both are sent inside the writing transaction, so
+//! they arrive after the commit, in commit order and in every API process. A process with a
+//! client wanting runs keeps one listener connection of its own on both channels (started by
+//! the first such client); announcements wait in a queue of
 //! [`NOTIFY_QUEUE`] (more are dropped and counted), a reader reads each announced run once and
 //! publishes it on a broadcast of [`CAPACITY`]; each client forwards the runs it may see, by the
 //! rule of `GET /api/v1/runs/{id}` ([`super::access::access`]).
@@ -15,7 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use lasect_runs::RunStatus;
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -26,8 +29,6 @@ use crate::auth::Principal;
 use crate::pg_listen::dedicated_listener;
 use crate::routes::instances::rfc3339;
 
-/// The channel run changes are announced on.
-pub const CHANNEL: &str = lasect_runs::NOTIFY_CHANNEL;
 /// Run changes kept for slow clients (a client further behind is closed as too slow).
 pub const CAPACITY: usize = 256;
 /// Announcements waiting to be read; more are dropped (and counted).
@@ -121,12 +122,27 @@ struct FeedInner {
     dropped_notifications: AtomicUsize,
 }
 
-#[derive(Deserialize)]
+/// One announced change.
 struct Announcement {
-    v: u32,
     run: i64,
-    status: String,
-    change: String,
+    /// The status the change set; `None`: a progress report (the run is running).
+    status: Option<String>,
+}
+
+impl Announcement {
+    fn parse(channel: &str, payload: &str) -> Option<Announcement> {
+        if channel == lasect_runs::PROGRESS_CHANNEL {
+            return Some(Announcement {
+                run: payload.parse().ok()?,
+                status: None,
+            });
+        }
+        let (id, status) = payload.split_once(' ')?;
+        Some(Announcement {
+            run: id.parse().ok()?,
+            status: Some(status.to_owned()),
+        })
+    }
 }
 
 impl RunFeed {
@@ -154,11 +170,13 @@ impl RunFeed {
         self.inner
             .started
             .get_or_try_init(|| async {
-                let listener = dedicated_listener(&self.inner.pool, CHANNEL).await?;
+                let mut listener =
+                    dedicated_listener(&self.inner.pool, lasect_runs::STATUS_CHANNEL).await?;
+                listener.listen(lasect_runs::PROGRESS_CHANNEL).await?;
                 let (queue, announcements) = mpsc::channel(NOTIFY_QUEUE);
                 tokio::spawn(listen(listener, queue, Arc::clone(&self.inner)));
                 tokio::spawn(read(announcements, Arc::clone(&self.inner)));
-                tracing::info!(channel = CHANNEL, "live runs listening");
+                tracing::info!("live runs listening");
                 Ok::<(), sqlx::Error>(())
             })
             .await?;
@@ -167,11 +185,19 @@ impl RunFeed {
 }
 
 /// Moves announcements from the listener connection to the reader's bounded queue.
-async fn listen(mut listener: PgListener, queue: mpsc::Sender<String>, inner: Arc<FeedInner>) {
+async fn listen(
+    mut listener: PgListener,
+    queue: mpsc::Sender<Announcement>,
+    inner: Arc<FeedInner>,
+) {
     loop {
         match listener.try_recv().await {
             Ok(Some(n)) => {
-                if queue.try_send(n.payload().to_owned()).is_err() {
+                let Some(a) = Announcement::parse(n.channel(), n.payload()) else {
+                    tracing::warn!("live runs: unreadable announcement ignored");
+                    continue;
+                };
+                if queue.try_send(a).is_err() {
                     inner.dropped_notifications.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -186,15 +212,8 @@ async fn listen(mut listener: PgListener, queue: mpsc::Sender<String>, inner: Ar
     }
 }
 
-async fn read(mut announcements: mpsc::Receiver<String>, inner: Arc<FeedInner>) {
-    while let Some(payload) = announcements.recv().await {
-        let a: Announcement = match serde_json::from_str::<Announcement>(&payload) {
-            Ok(a) if a.v == 1 => a,
-            _ => {
-                tracing::warn!("live runs: unreadable announcement ignored");
-                continue;
-            }
-        };
+async fn read(mut announcements: mpsc::Receiver<Announcement>, inner: Arc<FeedInner>) {
+    while let Some(a) = announcements.recv().await {
         if inner.events.receiver_count() == 0 {
             continue;
         }
@@ -260,13 +279,19 @@ async fn load(pool: &PgPool, a: Announcement) -> Result<Option<PushedRun>, sqlx:
             kind: r.kind,
             instance_id: r.instance_id,
             instance_name: r.instance_name,
-            error: r.error.filter(|_| r.status == a.status),
-            status: a.status,
-            change: if a.change == "progress" {
-                "progress".to_owned()
-            } else {
+            // The error belongs to the status that set it, not to an earlier change read late.
+            error: r
+                .error
+                .filter(|_| a.status.as_deref() == Some(r.status.as_str())),
+            change: if a.status.is_some() {
                 "status".to_owned()
+            } else {
+                "progress".to_owned()
             },
+            // Progress is stored only while the run is running.
+            status: a
+                .status
+                .unwrap_or_else(|| RunStatus::Running.as_str().to_owned()),
             progress: r.has_progress.then_some(Progress {
                 stage: r.stage,
                 percent: r.percent,

@@ -109,7 +109,7 @@ pub async fn started(
 }
 
 /// Keeps a running run's latest progress report (V30 `runs.progress`) and announces it on
-/// [`lasect_runs::NOTIFY_CHANNEL`]; false when the run is not this agent's or not running. A report that is not a JSON object is ignored.
+/// [`lasect_runs::PROGRESS_CHANNEL`]; false when the run is not this agent's or not running. A report that is not a JSON object is ignored.
 pub async fn progress(
     pool: &Pool,
     agent: &str,
