@@ -117,18 +117,8 @@ const TYPE_FIELDS: [TypeFields; 4] = [
     },
     TypeFields {
         repo_type: RepoType::S3,
-        takes: &[
-            "bucket",
-            "endpoint",
-            "region",
-            "key_id",
-            "key_type",
-            "uri_style",
-            "storage_port",
-            "verify_tls",
-            "ca_file",
-            "secret_key",
-        ],
+        // S3 takes every object-store field.
+        takes: &OBJECT_STORE_FIELDS,
         requires: &["bucket", "endpoint", "region"],
         key_types: &["shared", "auto", "web-id"],
     },
