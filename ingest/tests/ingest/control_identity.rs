@@ -96,7 +96,7 @@ async fn set_dsn(store: &tokio_postgres::Client, id: i64, ciphertext: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copied_ciphertexts_and_older_certificates_are_refused() {
-    let ingest = Ingest::start_configured("", |tls| {
+    let mut ingest = Ingest::start_configured("", |tls| {
         let key = tls.path("secrets.key");
         Keyring::load_or_create(&key).expect("key file");
         format!("[secrets]\nkey_file = {key:?}\n")
@@ -154,14 +154,15 @@ async fn copied_ciphertexts_and_older_certificates_are_refused() {
     let mut ids = assigned(&mut stream).await.expect("assignments");
     ids.sort_unstable();
     assert_eq!(ids, [good, legacy], "the copied ciphertext is not assigned");
-    assert!(
+    // The log line comes from ingest's output reader thread: wait for it rather than
+    // look once (under load it can trail the assignments it explains).
+    let why = tokio::task::block_in_place(|| {
         ingest
             .child
-            .lines()
-            .iter()
-            .any(|l| l.contains("instance not assigned") && l.contains("does not decrypt")),
-        "ingest says why"
-    );
+            .wait_for_line("instance not assigned", CALL_GUARD)
+    })
+    .expect("ingest says why it did not assign an instance");
+    assert!(why.contains("does not decrypt"), "{why}");
 
     // The older certificate cannot take the stream over.
     let refused = match open(&ingest, &ingest.tls.agent).await {
