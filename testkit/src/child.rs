@@ -19,6 +19,10 @@ use crate::HarnessError;
 struct Output {
     lines: Mutex<Vec<String>>,
     changed: Condvar,
+    /// Pipes whose reader thread has reached their end.
+    closed: Mutex<usize>,
+    /// Signalled when `closed` grows.
+    ended: Condvar,
 }
 
 /// How long [`ChildGuard::wait_for_line`] still reads a process's output after it exited.
@@ -28,6 +32,10 @@ pub struct ChildGuard {
     name: String,
     child: Child,
     output: Arc<Output>,
+    /// Pipes being read (stdout, stderr).
+    pipes: usize,
+    /// Whether the output was read to its end after the exit (see [`Self::settle_output`]).
+    settled: bool,
 }
 
 /// Removes from `cmd` every `LASECT_*` variable of the test process's own
@@ -65,16 +73,21 @@ impl ChildGuard {
             .spawn()
             .map_err(HarnessError::io(format!("spawn {name}")))?;
         let output = Arc::new(Output::default());
+        let mut pipes = 0;
         if let Some(out) = child.stdout.take() {
             pump(out, name.clone(), output.clone());
+            pipes += 1;
         }
         if let Some(err) = child.stderr.take() {
             pump(err, name.clone(), output.clone());
+            pipes += 1;
         }
         Ok(Self {
             name,
             child,
             output,
+            pipes,
+            settled: false,
         })
     }
 
@@ -151,6 +164,7 @@ impl ChildGuard {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = self.try_status() {
+                self.settle_output();
                 return Ok(s);
             }
             if Instant::now() >= deadline {
@@ -174,6 +188,7 @@ impl ChildGuard {
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Some(s) = self.try_status() {
+                self.settle_output();
                 return Some(s);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -184,7 +199,33 @@ impl ChildGuard {
     /// SIGKILL (a crash, as far as the process knows).
     pub fn kill(&mut self) -> Option<ExitStatus> {
         let _ = self.child.kill();
-        self.child.wait().ok()
+        let status = self.child.wait().ok();
+        self.settle_output();
+        status
+    }
+
+    /// After the exit, waits (at most [`EXIT_GRACE`], once) for the reader threads to reach
+    /// the end of the pipes, so [`Self::lines`] holds the last lines the process printed. A
+    /// process it started may keep a pipe open: then the grace bounds the wait.
+    fn settle_output(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let deadline = Instant::now() + EXIT_GRACE;
+        let Ok(mut closed) = self.output.closed.lock() else {
+            return;
+        };
+        while *closed < self.pipes {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            match self.output.ended.wait_timeout(closed, deadline - now) {
+                Ok((guard, _)) => closed = guard,
+                Err(_) => return,
+            }
+        }
     }
 }
 
@@ -204,6 +245,10 @@ fn pump(stream: impl Read + Send + 'static, name: String, output: Arc<Output>) {
             }
             output.changed.notify_all();
         }
+        if let Ok(mut closed) = output.closed.lock() {
+            *closed += 1;
+        }
+        output.ended.notify_all();
     });
 }
 
