@@ -206,13 +206,16 @@ async fn run_changes_reach_subscribers_who_may_see_the_run() {
         ]
     };
     let mut admin_saw = Vec::new();
-    for _ in 0..7 {
+    for _ in 0..9 {
         admin_saw.push(next_run(&mut everyone).await);
     }
-    // In the order of the commits.
+    // In the order of the commits; a run created after the subscription is announced too
+    // (V40).
     let mut want = life(backup);
+    want.push((cancelled, "queued".to_owned(), "status".to_owned()));
     want.push((staged, "dispatched".to_owned(), "status".to_owned()));
     want.push((cancelled, "cancelled".to_owned(), "status".to_owned()));
+    want.push((expired, "queued".to_owned(), "status".to_owned()));
     want.push((expired, "expired".to_owned(), "status".to_owned()));
     let got: Vec<_> = admin_saw.iter().map(summary).collect();
     assert_eq!(got, want, "{admin_saw:?}");
@@ -232,14 +235,16 @@ async fn run_changes_reach_subscribers_who_may_see_the_run() {
     );
 
     // The prod viewer follows the prod runs' metadata (the progress too), never their error,
-    // and nothing of staging: its next message after the failure is the cancelled prod run.
+    // and nothing of staging: its next message after the failure is the new prod run.
     let mut viewer_saw = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..8 {
         viewer_saw.push(next_run(&mut prod_only).await);
     }
     let got: Vec<_> = viewer_saw.iter().map(summary).collect();
     let mut want = life(backup);
+    want.push((cancelled, "queued".to_owned(), "status".to_owned()));
     want.push((cancelled, "cancelled".to_owned(), "status".to_owned()));
+    want.push((expired, "queued".to_owned(), "status".to_owned()));
     want.push((expired, "expired".to_owned(), "status".to_owned()));
     assert_eq!(got, want, "{viewer_saw:?}");
     assert_eq!(viewer_saw[2]["progress"]["percent"], 42.5);
@@ -264,6 +269,75 @@ async fn run_changes_reach_subscribers_who_may_see_the_run() {
         reply = next(&mut everyone).await;
     }
     assert_eq!(reply, json!({"type": "subscribed_runs", "runs": false}));
+}
+
+/// A run's creation (status `queued`, the store's trigger `runs_notify_created`, V40) reaches
+/// the subscribers who may see the run, as a status change; one who cannot view its instance
+/// is not told of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_run_is_announced_only_to_who_may_see_it() {
+    let (_pg, pool) = common::migrated_store().await;
+    sqlx::raw_sql(
+        "INSERT INTO agents (id) VALUES ('db-01'), ('db-02');
+         INSERT INTO instances (name, agent_id, labels) VALUES
+             ('prod', 'db-01', '{\"env\": \"prod\"}'),
+             ('staging', 'db-02', '{\"env\": \"staging\"}');",
+    )
+    .execute(&pool)
+    .await
+    .expect("seed");
+    let admin = common::user(&pool, "root", Some(Role::Admin), &[]).await;
+    let staging_viewer =
+        common::user(&pool, "sam", None, &[("env", "staging", Role::Viewer)]).await;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let app = router(AppState::new(pool.clone()));
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = serve_on(listener, app, None, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    let mut everyone = connect(port, Some(&admin)).await;
+    let mut staging_only = connect(port, Some(&staging_viewer)).await;
+    subscribe_runs(&mut everyone, json!({"type": "subscribe_runs"})).await;
+    subscribe_runs(&mut staging_only, json!({"type": "subscribe_runs"})).await;
+
+    // Created after both subscribed: first a prod run, then a staging one.
+    let prod = queued_run(&pool, 1, "db-01").await;
+    let staged = queued_run(&pool, 2, "db-02").await;
+
+    let first = next_run(&mut everyone).await;
+    assert_eq!(
+        summary(&first),
+        (prod, "queued".to_owned(), "status".to_owned())
+    );
+    assert_eq!(first["kind"], "backup");
+    assert_eq!(first["instance_name"], "prod");
+    assert_eq!(first["progress"], Value::Null);
+    assert_eq!(first["cancel_requested"], false);
+    let second = next_run(&mut everyone).await;
+    assert_eq!(
+        summary(&second),
+        (staged, "queued".to_owned(), "status".to_owned())
+    );
+    // The staging viewer may not view prod: the first run it hears of is the staging one.
+    let seen = next_run(&mut staging_only).await;
+    assert_eq!(
+        summary(&seen),
+        (staged, "queued".to_owned(), "status".to_owned()),
+        "{seen}"
+    );
+    // The queued-run wake-up of ingest is not replaced: one run, one announcement on each.
+    let woken: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'runs'::regclass \
+         AND tgname IN ('runs_notify_queued', 'runs_notify_created')",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("triggers");
+    assert_eq!(woken, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
