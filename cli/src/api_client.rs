@@ -68,6 +68,10 @@ pub struct ApiError {
 pub struct ApiClient {
     base: Url,
     http: reqwest::Client,
+    /// What the live WebSocket client (`crate::live_client`) needs to trust the API and
+    /// authenticate as the HTTP client does.
+    ca_file: Option<PathBuf>,
+    token: Option<Secret>,
 }
 
 impl ApiClient {
@@ -122,7 +126,7 @@ impl ApiClient {
             }
             builder = builder.tls_certs_only(certs);
         }
-        if let Some(token) = env.token {
+        if let Some(token) = &env.token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
                 .with_context(|| {
                     format!("{TOKEN_ENV} contains characters not allowed in a header")
@@ -133,11 +137,26 @@ impl ApiClient {
             builder = builder.default_headers(headers);
         }
         let http = builder.build().context("set up the HTTP client")?;
-        Ok(ApiClient { base, http })
+        Ok(ApiClient {
+            base,
+            http,
+            ca_file: env.ca_file,
+            token: env.token,
+        })
     }
 
     pub fn base_url(&self) -> &Url {
         &self.base
+    }
+
+    /// The CA file trusted instead of the platform's roots, if any.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// The bearer token sent with every request, if any.
+    pub fn token(&self) -> Option<&Secret> {
+        self.token.as_ref()
     }
 
     /// GETs `path` (relative to the base URL, may carry a query) and returns its JSON body.

@@ -329,6 +329,9 @@ pub enum RunCommand {
     Show { id: i64 },
     /// Cancel a run (best effort: the agent cancels its statement)
     Cancel { id: i64 },
+    /// Follow a run until it ends: its status changes and progress as they happen (live
+    /// stream); exit 0 if it succeeded, 5 with its error otherwise
+    Watch { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]

@@ -66,6 +66,10 @@ pub enum BackupCommand {
     Progress {
         #[arg(long, short)]
         instance: Option<String>,
+        /// Then a line per status change or progress report as it happens (live stream),
+        /// until none is queued or running: exit 0, or 5 with the errors of those that failed
+        #[arg(long, short)]
+        follow: bool,
     },
 }
 
@@ -306,9 +310,14 @@ pub async fn run(
         BackupCommand::Schedule(c) => crate::backup_schedule::run(client, c, output).await,
         BackupCommand::Restore(a) => crate::backup_restore::restore(client, a, output).await,
         BackupCommand::Drill(c) => crate::backup_restore::drill(client, c, output).await,
-        BackupCommand::Progress { instance } => {
-            crate::backup_restore::progress(client, instance, output).await
-        }
+        BackupCommand::Progress {
+            instance,
+            follow: false,
+        } => crate::backup_restore::progress(client, instance, output).await,
+        BackupCommand::Progress {
+            instance,
+            follow: true,
+        } => crate::backup_restore::progress_follow(client, instance, output).await,
     }
 }
 

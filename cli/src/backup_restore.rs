@@ -1,7 +1,10 @@
-//! `lasect backup restore`, `lasect backup drill run|list` and `lasect backup progress`
-//! (docs/BACKUPS.md, "Restore", "Restore drills", "Progress").
+//! `lasect backup restore`, `lasect backup drill run|list` and `lasect backup progress
+//! [--follow]` (docs/BACKUPS.md, "Restore", "Restore drills", "Progress").
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use anyhow::Context as _;
 
 use clap::{ArgGroup, Subcommand};
 use lasect_api_contract::backup_restore::{
@@ -125,16 +128,115 @@ pub async fn progress(
         .get(&format!("api/v1/backups/running?instance_id={id}"))
         .await?;
     render_body(output, &serde_json::to_value(&running)?, |_| {
-        if running.backups.is_empty() {
-            return Ok("no backup, restore or drill is running\n".to_owned());
-        }
-        let rows = running
-            .backups
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(render(&rows, RUNNING_COLUMNS))
+        running_table(&running)
     })
+}
+
+fn running_table(running: &RunningBackups) -> anyhow::Result<String> {
+    if running.backups.is_empty() {
+        return Ok("no backup, restore or drill is running\n".to_owned());
+    }
+    let rows = running
+        .backups
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(render(&rows, RUNNING_COLUMNS))
+}
+
+/// The run kinds `backup progress` shows.
+const PROGRESS_KINDS: [&str; 3] = ["backup", "backup_restore", "backup_drill"];
+
+/// `lasect backup progress --follow`: what `progress` shows, then each status change and
+/// progress report of the instance's backups, restores and drills as the live stream pushes
+/// them (runs created meanwhile too), until none is queued or running. Exit 0, or 5 with the
+/// errors of those that ended otherwise than succeeded.
+pub async fn progress_follow(
+    client: &ApiClient,
+    instance: Option<String>,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    use crate::live_client::{self, Lines, is_terminal, rank};
+    let id = instance_or_only(client, instance.as_deref()).await?;
+    let mut live = live_client::connect(client).await?;
+    live.subscribe_runs(json!({ "instances": [id], "kinds": PROGRESS_KINDS }))
+        .await?;
+    // Read after subscribing: nothing committed after this read is missed.
+    let path = format!("api/v1/backups/running?instance_id={id}");
+    let running: RunningBackups = client.get(&path).await?;
+    let lines = Lines::new(output);
+    match output {
+        OutputFormat::Table => lines.write(&running_table(&running)?, &Value::Null)?,
+        OutputFormat::Json => lines.write("", &serde_json::to_value(&running)?)?,
+    }
+    // Each run still going, with the furthest status shown of it.
+    let mut going: BTreeMap<i64, u8> = running
+        .backups
+        .iter()
+        .map(|b| (b.run_id, rank(&b.status)))
+        .collect();
+    let mut ended_badly = Vec::new();
+    while !going.is_empty() {
+        let event = match live.next_run().await {
+            Ok(event) => event,
+            Err(broken) => {
+                // One poll: the runs that ended meanwhile are read one by one.
+                let now: RunningBackups = client
+                    .get(&path)
+                    .await
+                    .with_context(|| broken.to_string())?;
+                let still: Vec<i64> = now.backups.iter().map(|b| b.run_id).collect();
+                for gone in going.keys().filter(|r| !still.contains(r)) {
+                    let run: RunView = client.get(&format!("api/v1/runs/{gone}")).await?;
+                    lines.write(
+                        &crate::runs_cmd::view_line(&run),
+                        &serde_json::to_value(&run)?,
+                    )?;
+                    if !run.succeeded() {
+                        ended_badly.push(run);
+                    }
+                }
+                if !still.is_empty() {
+                    let ids: Vec<String> = still.iter().map(i64::to_string).collect();
+                    return Err(crate::api_client::Unreachable(format!(
+                        "{broken}; still queued or running: run {} (follow them again: lasect \
+                         backup progress --follow)",
+                        ids.join(", run ")
+                    ))
+                    .into());
+                }
+                break;
+            }
+        };
+        let status_rank = rank(&event.status);
+        match going.get(&event.id).copied() {
+            // A change committed before the first read arrives after it: already shown.
+            Some(shown) if event.change == "status" && status_rank <= shown => continue,
+            Some(_) => {}
+            // A run that ended before the first read (it was not in it).
+            None if is_terminal(&event.status) => continue,
+            None => {}
+        }
+        lines.event(&event)?;
+        if event.change == "status" && is_terminal(&event.status) {
+            going.remove(&event.id);
+            if event.status != "succeeded" {
+                // Its error as the caller may read it, with PostgreSQL's detail.
+                ended_badly.push(client.get(&format!("api/v1/runs/{}", event.id)).await?);
+            }
+        } else {
+            let shown = going.entry(event.id).or_insert(status_rank);
+            *shown = (*shown).max(status_rank);
+        }
+    }
+    if ended_badly.is_empty() {
+        return Ok(String::new());
+    }
+    let errors: Vec<String> = ended_badly
+        .iter()
+        .map(|run| crate::runs_cmd::failure(run).0)
+        .collect();
+    Err(crate::runs_cmd::RunFailed(errors.join("\n")).into())
 }
 
 const DRILL_COLUMNS: &[(&str, &str)] = &[

@@ -8,6 +8,8 @@
 //! - [`printable`]: every value from a database or the API is escaped before a table or a
 //!   message shows it (no terminal escapes from data);
 //! - [`people`]: login, users, tokens, agents, audit; [`config_file`]: what `login` writes;
+//! - [`live_client`]: the live WebSocket, for following runs (`run watch`, `backup progress
+//!   --follow`);
 //! - [`exit`]: the exit codes.
 //!
 //! `main.rs` only parses arguments, reads the environment and calls [`run`].
@@ -28,6 +30,7 @@ pub mod human_units;
 pub mod instance_ref;
 pub mod instance_table;
 pub mod json_table;
+pub mod live_client;
 pub mod migrate_cmd;
 pub mod password;
 pub mod people;
@@ -226,6 +229,7 @@ pub async fn run(cli: Cli, env: ClientEnv) -> anyhow::Result<String> {
         Command::Run(RunCommand::Cancel { id }) => {
             runs_cmd::run_cancel(&client()?, id, output).await
         }
+        Command::Run(RunCommand::Watch { id }) => runs_cmd::run_watch(&client()?, id, output).await,
         Command::Metrics(MetricsCommand::Show {
             instance,
             family,

@@ -1,12 +1,14 @@
-//! `lasect sql run|explain`, `lasect run list|show|cancel` and `lasect instance
+//! `lasect sql run|explain`, `lasect run list|show|cancel|watch` and `lasect instance
 //! add|remove|test|show`: work the agents do (docs/CONTROL.md), asked through the API.
 //!
 //! A command that starts a run waits for it (long polls of up to 50 s, so no single request
 //! outlives the client's timeout), then fetches its result pages. A run that did not succeed
-//! exits 5 with its status, error and PostgreSQL detail on stderr.
+//! exits 5 with its status, error and PostgreSQL detail on stderr. `run watch` follows a run
+//! on the live WebSocket (`crate::live_client`) instead.
 
 use std::fmt::Write as _;
 
+use anyhow::Context as _;
 use lasect_api_contract::instances::{
     AddInstance, AddedInstance, CheckResult, InstanceDetail, InstanceList,
 };
@@ -415,6 +417,94 @@ pub async fn run_show(client: &ApiClient, id: i64, output: OutputFormat) -> anyh
         }
         Ok(out)
     })
+}
+
+/// `lasect run watch ID`: the run's state now, then each status change and progress report
+/// as the live stream pushes them, until it ends. Succeeded: exit 0; else its error (exit 5).
+/// A run the caller may not see is refused as `run show` refuses it (not found).
+pub async fn run_watch(
+    client: &ApiClient,
+    id: i64,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    use crate::live_client::{self, Lines, is_terminal, rank};
+    if id < 1 {
+        return Err(crate::exit::Usage(format!("run id {id} is not positive")).into());
+    }
+    let mut live = live_client::connect(client).await?;
+    live.subscribe_runs(json!({ "runs": [id] })).await?;
+    // Read after subscribing: nothing committed after this read is missed.
+    let path = format!("api/v1/runs/{id}");
+    let run: RunView = client.get(&path).await?;
+    let lines = Lines::new(output);
+    lines.write(&view_line(&run), &serde_json::to_value(&run)?)?;
+    let mut shown = rank(&run.status);
+    if run.is_terminal() {
+        return watched(run);
+    }
+    loop {
+        let event = match live.next_run().await {
+            Ok(event) => event,
+            Err(broken) => {
+                // One poll tells how the run stands; a run still going is an error to report.
+                let run: RunView = client
+                    .get(&path)
+                    .await
+                    .with_context(|| broken.to_string())?;
+                if !run.is_terminal() {
+                    return Err(crate::api_client::Unreachable(format!(
+                        "{broken}; run {id} is {} (follow it again: lasect run watch {id})",
+                        escape(&run.status)
+                    ))
+                    .into());
+                }
+                lines.write(&view_line(&run), &serde_json::to_value(&run)?)?;
+                return watched(run);
+            }
+        };
+        if event.id != id {
+            continue;
+        }
+        let status_rank = rank(&event.status);
+        // A change committed before the first read arrives after it: already shown.
+        if (event.change == "status" && status_rank <= shown) || shown > rank("running") {
+            continue;
+        }
+        shown = shown.max(status_rank);
+        lines.event(&event)?;
+        if event.change == "status" && is_terminal(&event.status) {
+            break;
+        }
+    }
+    // The run as the caller may read it: its error and PostgreSQL's detail.
+    watched(client.get(&path).await?)
+}
+
+/// `run 12 backup on main: queued`, from the API's run.
+pub fn view_line(run: &RunView) -> String {
+    let mut line = format!(
+        "run {} {} on {}: {}",
+        run.id,
+        escape(&run.kind),
+        escape(&run.instance_name),
+        escape(&run.status)
+    );
+    if run.cancel_requested && !run.is_terminal() {
+        line.push_str(" (cancel asked)");
+    }
+    if let Some(e) = &run.error {
+        let _ = write!(line, ": {}", escape(e));
+    }
+    line
+}
+
+/// How a watched run ended: nothing more to print when it succeeded, its failure otherwise.
+fn watched(run: RunView) -> anyhow::Result<String> {
+    if run.succeeded() {
+        Ok(String::new())
+    } else {
+        Err(failure(&run).into())
+    }
 }
 
 pub async fn run_cancel(

@@ -1603,3 +1603,310 @@ async fn alert_rule_apply_and_test_read_typed_answers() {
     assert_eq!(value["holds"], true);
     assert_eq!(value["would_be"], "firing", "for_secs is 0");
 }
+
+/// A `lasect` that goes on while the test drives the store: its stdout line by line as it
+/// writes them.
+struct Following {
+    child: std::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+/// A bound on waiting for a line that should come, not a measurement.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn follow(mut cmd: Command) -> Following {
+    use std::io::{BufRead as _, Read as _};
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lasect");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("| {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    Following {
+        child,
+        lines,
+        stderr,
+    }
+}
+
+impl Following {
+    /// The next line of stdout; `None` once the command closed it.
+    async fn next_line(&mut self) -> Option<String> {
+        tokio::time::timeout(PATIENCE, self.lines.recv())
+            .await
+            .expect("a line from lasect in time")
+    }
+
+    /// Skips lines until one containing `text`; returns it.
+    async fn line_with(&mut self, text: &str) -> String {
+        loop {
+            match self.next_line().await {
+                Some(line) if line.contains(text) => return line,
+                Some(_) => continue,
+                None => panic!("lasect ended before printing {text:?}"),
+            }
+        }
+    }
+
+    /// The rest of stdout, the exit code and stderr.
+    async fn end(mut self) -> (Vec<String>, Option<i32>, String) {
+        let mut rest = Vec::new();
+        while let Some(line) = self.next_line().await {
+            rest.push(line);
+        }
+        let mut child = self.child;
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("join")
+            .expect("wait for lasect");
+        let stderr = self.stderr.join().expect("stderr reader");
+        eprintln!("{stderr}");
+        (rest, status.code(), stderr)
+    }
+}
+
+/// A run queued for `agent` on `instance`, inserted as the API inserts one.
+async fn queued(pool: &sqlx::PgPool, kind: &str, instance: i64, agent: &str) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO runs (kind, instance_id, agent_id, params, requested_by, timeout_ms, \
+         max_rows, max_bytes, expires_at) \
+         VALUES ($1, $2, $3, '{\"stanza\": \"main\", \"type\": \"full\"}', 'user:admin', \
+                 600000, 10, 1000, now() + interval '1 hour') RETURNING id",
+    )
+    .bind(kind)
+    .bind(instance)
+    .bind(agent)
+    .fetch_one(pool)
+    .await
+    .expect("queue a run")
+}
+
+/// The agent's part, with ingest's statements: claimed (dispatched) and started.
+async fn claim_and_start(pool: &sqlx::PgPool, runs: &[i64]) {
+    use lasect_runs::Transition;
+    sqlx::query(Transition::Claim.sql())
+        .bind(vec!["db-01".to_owned()])
+        .bind("test")
+        .execute(pool)
+        .await
+        .expect("claim");
+    for &run in runs {
+        let started = sqlx::query(Transition::Start.sql())
+            .bind(run)
+            .bind("db-01")
+            .bind(None::<i32>)
+            .execute(pool)
+            .await
+            .expect("start");
+        assert_eq!(started.rows_affected(), 1, "run {run} started");
+    }
+}
+
+async fn report_progress(pool: &sqlx::PgPool, run: i64, progress: Value) {
+    let reported = sqlx::query(lasect_runs::progress_sql())
+        .bind(run)
+        .bind("db-01")
+        .bind(progress)
+        .execute(pool)
+        .await
+        .expect("progress");
+    assert_eq!(reported.rows_affected(), 1);
+}
+
+async fn finish(pool: &sqlx::PgPool, run: i64, status: &str, error: Option<&str>) {
+    sqlx::query(lasect_runs::Transition::Finish.sql())
+        .bind(run)
+        .bind("db-01")
+        .bind(status)
+        .bind(0_i64)
+        .bind(0_i64)
+        .bind(false)
+        .bind(0_i32)
+        .bind(error)
+        .bind(None::<Value>)
+        .bind(None::<Value>)
+        .bind(3600_i64)
+        .fetch_all(pool)
+        .await
+        .expect("finish");
+}
+
+/// `lasect run watch` and `lasect backup progress --follow` follow runs on the live
+/// WebSocket (over TLS, trusting `LASECT_CA_FILE`, with the token): each status change and
+/// progress report the store announces is printed as it comes (a line each; one JSON object
+/// a line with `-o json`), and the command ends with the runs: exit 0 when they succeeded, 5
+/// with the error otherwise. `--follow` also follows a run created after it started. A run the
+/// caller may not see is refused like `run show` refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_followed_on_the_live_stream() {
+    let api = start_api().await;
+    let pool = &api.pool;
+
+    // A backup that succeeds, watched from its queue.
+    let backup = queued(pool, "backup", 1, "db-01").await;
+    let mut watch = follow(api.lasect(&["run", "watch", &backup.to_string()]));
+    watch
+        .line_with(&format!("run {backup} backup on main: queued"))
+        .await;
+    claim_and_start(pool, &[backup]).await;
+    report_progress(
+        pool,
+        backup,
+        serde_json::json!({"stage": "copy", "percent": 42.5, "bytes_done": 420, "bytes_total": 1000}),
+    )
+    .await;
+    finish(pool, backup, "succeeded", None).await;
+    let (lines, code, stderr) = watch.end().await;
+    assert_eq!(
+        lines,
+        [
+            format!("run {backup} backup on main: dispatched"),
+            format!("run {backup} backup on main: running"),
+            format!("run {backup} backup on main: running copy 42.5% (420 B of 1000 B)"),
+            format!("run {backup} backup on main: succeeded"),
+        ],
+        "{stderr}"
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // One that fails, as JSON lines: the run first, then the live stream's run objects.
+    let failing = queued(pool, "backup", 1, "db-01").await;
+    let mut watch = follow(api.lasect(&["-o", "json", "run", "watch", &failing.to_string()]));
+    let first: Value =
+        serde_json::from_str(&watch.next_line().await.expect("first line")).expect("JSON");
+    assert_eq!(first["id"], failing);
+    assert_eq!(first["status"], "queued");
+    claim_and_start(pool, &[failing]).await;
+    finish(
+        pool,
+        failing,
+        "failed",
+        Some("pgbackrest: no space left on device"),
+    )
+    .await;
+    let (lines, code, stderr) = watch.end().await;
+    let changes: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let statuses: Vec<&str> = changes
+        .iter()
+        .map(|c| c["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(statuses, ["dispatched", "running", "failed"], "{lines:?}");
+    assert_eq!(changes[2]["error"], "pgbackrest: no space left on device");
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "run {failing} failed: pgbackrest: no space left on device"
+        )),
+        "{stderr}"
+    );
+
+    // backup progress --follow: the running backup, then a drill queued meanwhile; the
+    // command goes on after the backup succeeds and ends when the drill fails.
+    let backup = queued(pool, "backup", 1, "db-01").await;
+    let mut progress = follow(api.lasect(&["backup", "progress", "--follow", "-i", "1"]));
+    progress.line_with("queued").await;
+    let drill = queued(pool, "backup_drill", 1, "db-01").await;
+    progress
+        .line_with(&format!("run {drill} backup_drill on main: queued"))
+        .await;
+    claim_and_start(pool, &[backup, drill]).await;
+    finish(pool, backup, "succeeded", None).await;
+    progress
+        .line_with(&format!("run {backup} backup on main: succeeded"))
+        .await;
+    report_progress(
+        pool,
+        drill,
+        serde_json::json!({"stage": "checks", "percent": 100.0}),
+    )
+    .await;
+    progress
+        .line_with(&format!(
+            "run {drill} backup_drill on main: running checks 100.0%"
+        ))
+        .await;
+    finish(pool, drill, "failed", Some("amcheck: index corrupted")).await;
+    let (lines, code, stderr) = progress.end().await;
+    assert_eq!(
+        lines,
+        [format!(
+            "run {drill} backup_drill on main: failed: amcheck: index corrupted"
+        )],
+        "{stderr}"
+    );
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("amcheck: index corrupted"), "{stderr}");
+
+    // Nothing running: it says so and ends at once.
+    let idle = ok(api.lasect(&["backup", "progress", "--follow", "-i", "1"])).await;
+    assert_eq!(idle, "no backup, restore or drill is running\n");
+
+    // A viewer of env=prod (instance 1) may not see a run of `reports` (instance 3).
+    let viewer = lasect_api::auth::users::create_user(
+        pool,
+        "pat",
+        "pat's password".to_owned(),
+        None,
+        "test",
+    )
+    .await
+    .expect("viewer");
+    sqlx::query(
+        "INSERT INTO user_label_roles (user_id, label_key, label_value, role) \
+         VALUES ($1, 'env', 'prod', 'viewer')",
+    )
+    .bind(viewer)
+    .execute(pool)
+    .await
+    .expect("grant");
+    let token = lasect_pki::new_token(lasect_pki::API_TOKEN_PREFIX);
+    sqlx::query(
+        "INSERT INTO api_tokens (user_id, name, token_hash, role) VALUES ($1, 'test', $2, 'viewer')",
+    )
+    .bind(viewer)
+    .bind(lasect_pki::hash_token(&token))
+    .execute(pool)
+    .await
+    .expect("token");
+    let hidden = queued(pool, "backup", 3, "db-01").await;
+    let mut cmd = api.lasect(&["run", "watch", &hidden.to_string()]);
+    cmd.env("LASECT_TOKEN", &token);
+    let refused = fails_with(cmd, 4).await;
+    assert!(
+        refused.contains(&format!("no run with id {hidden}")),
+        "{refused}"
+    );
+    // The same viewer watches a prod run.
+    let seen = queued(pool, "backup", 1, "db-01").await;
+    sqlx::query(lasect_runs::Transition::Cancel.sql())
+        .bind(seen)
+        .execute(pool)
+        .await
+        .expect("cancel");
+    let mut cmd = api.lasect(&["run", "watch", &seen.to_string()]);
+    cmd.env("LASECT_TOKEN", &token);
+    let (output, stdout, stderr) = run(cmd).await;
+    assert_eq!(output.status.code(), Some(5), "{stdout}{stderr}");
+    assert_eq!(stdout, format!("run {seen} backup on main: cancelled\n"));
+}
