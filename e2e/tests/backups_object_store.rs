@@ -1,15 +1,24 @@
 //! Backups into object stores through the real binaries (issue 17, docs/BACKUPS.md,
 //! "Repositories"): pgBackRest 2.45 against moto's S3 server and gcp-storage-emulator (each
 //! behind TLS with a certificate of the test's CA, which pgBackRest verifies with `ca_file`) and
-//! Azurite's blob service (its own TLS, the same CA). An S3 repository registered through the
-//! API and an Azure one through the CLI (`--secret-key-file`), both with the persistent config
-//! the server's archive_command names; stanzas created, a full backup into each, the stored
-//! catalogue listing both; a GCS repository (a token) without a persistent config: its stanza
-//! created and its catalogue read, no config left behind; a GCS repository for a label the
-//! instance carries serving it (stanza created, `lasect backup repo labels`); wrong Azure credentials fail
-//! with pgBackRest's own error text; after `lasect-api secrets rotate` the repository secrets
-//! still reach pgBackRest. The secrets are in no API answer, no run stored, and no process's
-//! log. Needs pgBackRest and the emulators (`scripts/deps.sh --test` installs them).
+//! Azurite's blob service (its own TLS, the same CA). moto checks every S3 request's access key
+//! and SigV4 signature (`/moto-api/reset-auth` after the set-up made an IAM user, its access
+//! key and policy through moto's IAM API). An S3 repository registered through the API, an
+//! Azure one through the CLI (`--secret-key-file`) and a GCS one (a token), each with the
+//! persistent config the server's archive_command names; stanzas created, a full backup into
+//! each, the stored catalogue listing the three; a GCS repository for a label the instance
+//! carries serving it without a persistent config (stanza created, no config left behind,
+//! `lasect backup repo labels`). Faults, each a failed run with pgBackRest's own text: a wrong
+//! Azure key (403); a wrong S3 secret key (stanza-create 403, backup `SignatureDoesNotMatch`),
+//! with no catalogue stored for it, and the stanza registered again with the right key created;
+//! a bucket or container that does not exist in each store. After `lasect-api secrets rotate`
+//! the repository secrets still reach pgBackRest. The secrets are in no API answer, no run
+//! stored, and no process's log. Not tested here: a wrong GCS token (the emulator takes any),
+//! and a GCS upload larger than pgBackRest's chunk (`repo-storage-upload-chunk-size`, 4 MiB for
+//! GCS), which pgBackRest makes a resumable upload whose id it reads from the
+//! `x-guploader-uploadid` header that the emulator does not send ("upload id missing"; the test
+//! cluster's files and WAL stay under it). Needs pgBackRest and the emulators
+//! (`scripts/deps.sh --test` installs them).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -29,9 +38,11 @@ use crate::support::pgbackrest_files::{
 };
 
 const AGENT_ID: &str = "objstore-agent";
-const S3_SECRET: &str = "moto-secret-access-key-lasect-e2e-5b1d";
-const S3_KEY_ID: &str = "AKIA2LASECTE2ETEST01";
+/// Not the secret moto made for the test's access key: its signatures do not match.
+const S3_WRONG_SECRET: &str = "moto-wrong-secret-access-key-lasect-e2e-9c27";
 const BUCKET: &str = "lasect-backups";
+/// A bucket (S3, GCS) or container (Azure) no store has.
+const MISSING_BUCKET: &str = "lasect-never-created";
 const AZURE_ACCOUNT: &str = "lasectbackups";
 /// Azurite takes any base64 key for an account it is told of.
 const AZURE_KEY: &str = "bGFzZWN0LWF6dXJpdGUta2V5LW9mLXRoZS1lMmUtdGVzdA==";
@@ -100,29 +111,110 @@ async fn tls_front(pair: &lasect_testkit::CertPair, upstream: u16) -> u16 {
     port
 }
 
-/// Creates the bucket in an emulator (neither checks credentials) with a plain HTTP request:
-/// moto's `PUT /bucket`, the GCS emulator's `POST /storage/v1/b`.
-async fn create_bucket(port: u16, gcs: bool) {
+/// One plain HTTP request to an emulator (`head`: method and path); its answer, which must
+/// be a 200.
+async fn plain_http(port: u16, head: &str, headers: &[(&str, &str)], body: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("the emulator");
-    let (head, body) = if gcs {
-        (
-            "POST /storage/v1/b?project=lasect".to_owned(),
-            format!("{{\"name\": \"{BUCKET}\"}}"),
-        )
-    } else {
-        (format!("PUT /{BUCKET}"), String::new())
-    };
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let request = format!(
-        "{head} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{head} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(request.as_bytes()).await.expect("send");
     let mut answer = String::new();
     s.read_to_string(&mut answer).await.expect("answer");
-    assert_eq!(answer.split_whitespace().nth(1), Some("200"), "{answer}");
+    assert_eq!(
+        answer.split_whitespace().nth(1),
+        Some("200"),
+        "{head}: {answer}"
+    );
+    answer
+}
+
+/// Creates the bucket in an emulator before either checks credentials: moto's `PUT /bucket`,
+/// the GCS emulator's `POST /storage/v1/b`.
+async fn create_bucket(port: u16, gcs: bool) {
+    let json = [("Content-Type", "application/json")];
+    if gcs {
+        let body = format!("{{\"name\": \"{BUCKET}\"}}");
+        plain_http(port, "POST /storage/v1/b?project=lasect", &json, &body).await;
+    } else {
+        plain_http(port, &format!("PUT /{BUCKET}"), &json, "").await;
+    }
+}
+
+/// An access key of moto's IAM (an id and its secret, both made by moto) for a user allowed
+/// every S3 action (on every bucket, so a missing one is NoSuchBucket rather than a refusal).
+async fn moto_access_key(port: u16) -> (String, String) {
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+    iam_call(port, "CreateUser").await;
+    let key = iam_call(port, "CreateAccessKey").await;
+    let put_policy = format!(
+        "PutUserPolicy&PolicyName=backups&PolicyDocument={}",
+        form_encoded(policy)
+    );
+    iam_call(port, &put_policy).await;
+    (
+        xml_text(&key, "AccessKeyId"),
+        xml_text(&key, "SecretAccessKey"),
+    )
+}
+
+/// An IAM action about the user `lasect`, before moto checks signatures.
+async fn iam_call(port: u16, action: &str) -> String {
+    // moto's server takes the service from the Authorization header's credential scope.
+    let headers = [
+        (
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIALASECTE2ESETUP01/20260101/us-east-1/iam/\
+             aws4_request, SignedHeaders=host, Signature=0",
+        ),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let body = format!("Action={action}&UserName=lasect&Version=2010-05-08");
+    plain_http(port, "POST /", &headers, &body).await
+}
+
+/// From now on moto checks each request's access key and SigV4 signature.
+async fn moto_checks_signatures(port: u16) {
+    let answer = plain_http(
+        port,
+        "POST /moto-api/reset-auth",
+        &[("Content-Type", "text/plain")],
+        "0",
+    )
+    .await;
+    assert!(answer.contains("\"status\": \"ok\""), "{answer}");
+}
+
+fn form_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn xml_text(xml: &str, tag: &str) -> String {
+    let start = xml
+        .find(&format!("<{tag}>"))
+        .unwrap_or_else(|| panic!("no {tag} in {xml}"))
+        + tag.len()
+        + 2;
+    let len = xml[start..]
+        .find(&format!("</{tag}>"))
+        .unwrap_or_else(|| panic!("no end of {tag} in {xml}"));
+    xml[start..start + len].to_owned()
 }
 
 /// Creates the container with pgBackRest itself (its `repo-create`, as root, with a config of
@@ -181,8 +273,8 @@ async fn stored_catalogue(stack: &Stack, instance: i64, repository: i64, run: i6
     }
 }
 
-fn assert_no_secret(what: &str, text: &str) {
-    for secret in [S3_SECRET, AZURE_KEY, AZURE_WRONG_KEY, GCS_TOKEN] {
+fn assert_no_secret(secrets: &[&str], what: &str, text: &str) {
+    for secret in secrets {
         assert!(!text.contains(secret), "{what} holds a secret: {text}");
     }
 }
@@ -202,6 +294,7 @@ async fn backups_into_s3_azure_and_gcs_through_the_agent() {
         .expect("tempdir");
     let s3_config = dir.path().join("s3.conf");
     let azure_config = dir.path().join("azure.conf");
+    let gcs_config = dir.path().join("gcs.conf");
     let cluster = PgCluster::start(PgOptions {
         settings: vec![
             ("archive_mode".into(), "on".into()),
@@ -209,9 +302,11 @@ async fn backups_into_s3_azure_and_gcs_through_the_agent() {
                 "archive_command".into(),
                 format!(
                     "'pgbackrest --config={} --stanza=s3 archive-push %p && \
-                     pgbackrest --config={} --stanza=az archive-push %p'",
+                     pgbackrest --config={} --stanza=az archive-push %p && \
+                     pgbackrest --config={} --stanza=gcs archive-push %p'",
                     s3_config.display(),
-                    azure_config.display()
+                    azure_config.display(),
+                    gcs_config.display()
                 ),
             ),
         ],
@@ -245,6 +340,15 @@ async fn backups_into_s3_azure_and_gcs_through_the_agent() {
         .expect("moto listens");
     let s3_port = tls_front(&pair, moto_port).await;
     create_bucket(moto_port, false).await;
+    let (s3_key_id, s3_secret) = moto_access_key(moto_port).await;
+    moto_checks_signatures(moto_port).await;
+    let secrets = [
+        s3_secret.as_str(),
+        S3_WRONG_SECRET,
+        AZURE_KEY,
+        AZURE_WRONG_KEY,
+        GCS_TOKEN,
+    ];
     let gcs_plain_port = free_port();
     let mut gcs_emulator = ChildGuard::spawn({
         let mut c = Command::new(&gcs_server);
@@ -308,8 +412,8 @@ async fn backups_into_s3_azure_and_gcs_through_the_agent() {
             "bucket": BUCKET,
             "endpoint": "localhost",
             "region": "us-east-1",
-            "key_id": S3_KEY_ID,
-            "secret_key": S3_SECRET,
+            "key_id": s3_key_id,
+            "secret_key": s3_secret,
             "uri_style": "path",
             "storage_port": s3_port,
             "ca_file": ca_file.display().to_string(),
@@ -329,7 +433,7 @@ async fn backups_into_s3_azure_and_gcs_through_the_agent() {
         )
         .await;
     assert_eq!(status, 201, "{s3}");
-    assert_no_secret("the S3 repository", &s3.to_string());
+    assert_no_secret(&secrets, "the S3 repository", &s3.to_string());
     let key_file_path = tls_dir.path().join("azure.key");
     std::fs::write(&key_file_path, format!("{AZURE_KEY}\n")).expect("key file");
     let azure_port_text = azure_port.to_string();
@@ -364,19 +468,35 @@ async fn backups_into_s3_azure_and_gcs_through_the_agent() {
         "-o",
         "json",
     ]);
-    assert_no_secret("the CLI's answer", &added);
+    assert_no_secret(&secrets, "the CLI's answer", &added);
     let azure: Value = serde_json::from_str(&added).expect("JSON");
     assert_eq!(azure["repo_type"], "azure", "{azure}");
     assert_eq!(azure["has_secret_key"], true, "{azure}");
+    // GCS with a token, its persistent config holding it for archive-push.
+    let (status, gcs) = stack
+        .api(
+            Method::POST,
+            &repos,
+            Some(json!({
+                "stanza": "gcs", "repo_type": "gcs", "path": "/lasect-gcs", "bucket": BUCKET,
+                "endpoint": "localhost", "storage_port": gcs_port, "key_type": "token",
+                "secret_key": GCS_TOKEN, "ca_file": ca_file.display().to_string(),
+                "config_path": gcs_config.display().to_string(),
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{gcs}");
     let s3_path = format!("{repos}/{}", s3["id"]);
     let azure_path = format!("{repos}/{}", azure["id"]);
+    let gcs_path = format!("{repos}/{}", gcs["id"]);
 
-    // Stanzas, then a full backup into each; the stored catalogue lists both.
+    // Every stanza before any backup: the archive_command pushes each WAL segment to all three.
     let mut runs = vec![
         create_stanza(&stack, &s3_path).await,
         create_stanza(&stack, &azure_path).await,
+        create_stanza(&stack, &gcs_path).await,
     ];
-    for config in [&s3_config, &azure_config] {
+    for config in [&s3_config, &azure_config, &gcs_config] {
         let meta = std::fs::metadata(config).expect("the persistent config");
         assert_eq!(
             meta.mode() & 0o777,
@@ -389,7 +509,12 @@ async fn backups_into_s3_azure_and_gcs_through_the_agent() {
             std::fs::metadata(cluster.data_dir()).expect("data").uid()
         );
     }
-    for (path, id) in [(&s3_path, &s3["id"]), (&azure_path, &azure["id"])] {
+    // A full backup into each; the stored catalogue lists each.
+    for (path, id) in [
+        (&s3_path, &s3["id"]),
+        (&azure_path, &azure["id"]),
+        (&gcs_path, &gcs["id"]),
+    ] {
         let run = backup_run(
             &stack,
             &format!("{path}/backups?wait=120"),
@@ -424,37 +549,9 @@ async fn backups_into_s3_azure_and_gcs_through_the_agent() {
     let listed = stack.cli(&["backup", "list", "-i", "stored"]);
     assert!(listed.contains("full"), "{listed}");
 
-    // GCS, without a persistent config: the token travels in pgBackRest's environment and the
-    // private directory is gone after the run.
-    let (status, gcs) = stack
-        .api(
-            Method::POST,
-            &repos,
-            Some(json!({
-                "stanza": "gcs", "repo_type": "gcs", "path": "/lasect-gcs", "bucket": BUCKET,
-                "endpoint": "localhost", "storage_port": gcs_port, "key_type": "token",
-                "secret_key": GCS_TOKEN, "ca_file": ca_file.display().to_string(),
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{gcs}");
-    let gcs_path = format!("{repos}/{}", gcs["id"]);
-    let created = create_stanza(&stack, &gcs_path).await;
-    let prefix = format!("lasect-pgbackrest-{}-", created["id"]);
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .expect("temp dir")
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .collect();
-    assert!(left.is_empty(), "a config left behind: {left:?}");
-    runs.push(created);
-    let gcs_info = backup_run(&stack, &format!("{gcs_path}/info?wait=120"), None).await;
-    assert_eq!(gcs_info["status"], "succeeded", "{gcs_info}");
-    assert_eq!(gcs_info["summary"]["stanza"], "gcs", "{gcs_info}");
-    runs.push(gcs_info);
-
-    // A repository for a label: the instance carrying it is served with a stanza named after
-    // it, and its own copy of the token reaches pgBackRest.
+    // A repository for a label, without a persistent config: the instance carrying the label
+    // is served with a stanza named after it, and its own copy of the token reaches pgBackRest
+    // in its environment; the private directory is gone after each run.
     let store = stack.store().await;
     store
         .execute(
@@ -476,12 +573,24 @@ async fn backups_into_s3_azure_and_gcs_through_the_agent() {
         )
         .await;
     assert_eq!(status, 201, "{by_label}");
-    assert_no_secret("the label repository", &by_label.to_string());
+    assert_no_secret(&secrets, "the label repository", &by_label.to_string());
     let served = &by_label["instances"][0];
     assert_eq!(served["instance_id"], instance, "{by_label}");
     assert_eq!(served["stanza"], "stored", "{by_label}");
-    let created = create_stanza(&stack, &format!("{repos}/{}", served["repository_id"])).await;
+    let served_path = format!("{repos}/{}", served["repository_id"]);
+    let created = create_stanza(&stack, &served_path).await;
+    let prefix = format!("lasect-pgbackrest-{}-", created["id"]);
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "a config left behind: {left:?}");
     runs.push(created);
+    let served_info = backup_run(&stack, &format!("{served_path}/info?wait=120"), None).await;
+    assert_eq!(served_info["status"], "succeeded", "{served_info}");
+    assert_eq!(served_info["summary"]["stanza"], "stored", "{served_info}");
+    runs.push(served_info);
     let labels = stack.cli(&["backup", "repo", "labels"]);
     assert!(
         labels.contains("tier=objstore") && labels.contains("stored (stored)"),
@@ -516,6 +625,108 @@ async fn backups_into_s3_azure_and_gcs_through_the_agent() {
     );
     runs.push(failed);
 
+    // The right S3 key id with a wrong secret: moto's signature differs from pgBackRest's.
+    let wrong_s3_body = || {
+        let mut body = s3_body("s3wrong", "/lasect-s3wrong", None);
+        body["secret_key"] = S3_WRONG_SECRET.into();
+        body
+    };
+    let (status, wrong) = stack.api(Method::POST, &repos, Some(wrong_s3_body())).await;
+    assert_eq!(status, 201, "{wrong}");
+    let wrong_path = format!("{repos}/{}", wrong["id"]);
+    let failed = backup_run(
+        &stack,
+        &format!("{wrong_path}/stanza?wait=120"),
+        Some(json!({"action": "create"})),
+    )
+    .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("pgBackRest stanza-create failed") && error.contains("403 (FORBIDDEN)"),
+        "{failed}"
+    );
+    runs.push(failed);
+    // A backup reads backup.info first: moto's answer names the signature.
+    let failed = backup_run(
+        &stack,
+        &format!("{wrong_path}/backups?wait=120"),
+        Some(json!({"type": "full"})),
+    )
+    .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("pgBackRest backup failed") && error.contains("SignatureDoesNotMatch"),
+        "{failed}"
+    );
+    runs.push(failed);
+    // Nothing of it stored: no catalogue, no backup of it listed; removed, the stanza
+    // registered again with the right key is created on the same path.
+    let stored: i64 = store
+        .query_one(
+            "SELECT (SELECT count(*) FROM backup_catalogues WHERE repository_id = $1) + \
+                    (SELECT count(*) FROM backup_catalogue_entries WHERE repository_id = $1)",
+            &[&wrong["id"].as_i64().expect("id")],
+        )
+        .await
+        .expect("catalogue rows")
+        .get(0);
+    assert_eq!(
+        stored, 0,
+        "a catalogue stored for a repository never reached"
+    );
+    let (status, body) = stack.api(Method::DELETE, &wrong_path, None).await;
+    assert_eq!(status, 204, "{body}");
+    let mut right_body = wrong_s3_body();
+    right_body["secret_key"] = s3_secret.as_str().into();
+    let (status, right) = stack.api(Method::POST, &repos, Some(right_body)).await;
+    assert_eq!(status, 201, "{right}");
+    runs.push(create_stanza(&stack, &format!("{repos}/{}", right["id"])).await);
+
+    // A bucket or container that is not there: pgBackRest's account of the store's answer.
+    let mut s3_missing = s3_body("s3missing", "/lasect", None);
+    s3_missing["bucket"] = MISSING_BUCKET.into();
+    let missing = [
+        (s3_missing, "NoSuchBucket".to_owned()),
+        (
+            json!({
+                "stanza": "azmissing", "repo_type": "azure", "path": "/lasect",
+                "bucket": MISSING_BUCKET, "key_id": AZURE_ACCOUNT, "secret_key": AZURE_KEY,
+                "endpoint": "localhost", "uri_style": "path", "storage_port": azure_port,
+                "ca_file": ca_file.display().to_string(),
+            }),
+            "ContainerNotFound".to_owned(),
+        ),
+        (
+            json!({
+                "stanza": "gcsmissing", "repo_type": "gcs", "path": "/lasect",
+                "bucket": MISSING_BUCKET, "endpoint": "localhost", "storage_port": gcs_port,
+                "key_type": "token", "secret_key": GCS_TOKEN,
+                "ca_file": ca_file.display().to_string(),
+            }),
+            // The emulator answers without a body: the request line names the bucket.
+            format!("404 (Not Found): | GET /storage/v1/b/{MISSING_BUCKET}/o"),
+        ),
+    ];
+    for (body, says) in missing {
+        let (status, repository) = stack.api(Method::POST, &repos, Some(body)).await;
+        assert_eq!(status, 201, "{repository}");
+        let failed = backup_run(
+            &stack,
+            &format!("{repos}/{}/stanza?wait=120", repository["id"]),
+            Some(json!({"action": "create"})),
+        )
+        .await;
+        assert_eq!(failed["status"], "failed", "{failed}");
+        let error = failed["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("pgBackRest stanza-create failed") && error.contains(says.as_str()),
+            "{failed}"
+        );
+        runs.push(failed);
+    }
+
     // A new key: every repository secret re-encrypted, and still handed to pgBackRest.
     let rotated = stack.rotate_secrets();
     assert!(rotated.contains("backup repository secret(s)"), "{rotated}");
@@ -525,11 +736,11 @@ async fn backups_into_s3_azure_and_gcs_through_the_agent() {
 
     // The secrets: in no answer, no stored run, no log.
     for run in &runs {
-        assert_no_secret("a run", &run.to_string());
+        assert_no_secret(&secrets, "a run", &run.to_string());
     }
     let (status, list) = stack.api(Method::GET, &repos, None).await;
     assert_eq!(status, 200, "{list}");
-    assert_no_secret("the repository list", &list.to_string());
+    assert_no_secret(&secrets, "the repository list", &list.to_string());
     for row in store
         .query(
             "SELECT params::text || coalesce(summary::text, '') || coalesce(error, '') FROM runs",
@@ -538,9 +749,9 @@ async fn backups_into_s3_azure_and_gcs_through_the_agent() {
         .await
         .expect("runs")
     {
-        assert_no_secret("the store's runs", &row.get::<_, String>(0));
+        assert_no_secret(&secrets, "the store's runs", &row.get::<_, String>(0));
     }
-    for secret in [S3_SECRET, AZURE_KEY, AZURE_WRONG_KEY, GCS_TOKEN] {
+    for secret in secrets {
         assert_not_logged(
             secret,
             &[("agent", &agent), ("ingest", &ingest), ("api", &api)],

@@ -828,14 +828,39 @@ async fn terminate(
 
 const TERM_GRACE: Duration = Duration::from_secs(60);
 
-/// pgBackRest's `ERROR:`/`WARN:` lines (its own text), else the last lines it printed.
+/// pgBackRest's `ERROR:`/`WARN:` lines (its own text) with what it indents under an ERROR
+/// (HINTs, a message's further lines, a failed request's line and the store's answer), else
+/// the last lines it printed.
 fn error_lines(out: &str, err: &str) -> String {
     let all = format!("{out}\n{err}");
-    let marked: Vec<&str> = all
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("ERROR") || l.starts_with("WARN") || l.contains("ERROR: ["))
-        .collect();
+    let mut marked: Vec<&str> = Vec::new();
+    // Inside the indented lines under an ERROR: whether the current `*** … ***:` section of
+    // a failed HTTP request is one to keep.
+    let mut under_error: Option<bool> = None;
+    for line in all.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("ERROR") || trimmed.contains("ERROR: [") {
+            marked.push(trimmed);
+            under_error = Some(true);
+        } else if trimmed.starts_with("WARN") {
+            // A WARN's HINTs (e.g. retention not set) would bury the error that follows.
+            marked.push(trimmed);
+            under_error = None;
+        } else if let Some(keep) = under_error.as_mut()
+            && line.starts_with(char::is_whitespace)
+            && !trimmed.is_empty()
+        {
+            // The request line and the store's answer say which bucket and why (NoSuchBucket,
+            // SignatureDoesNotMatch); the headers are noise and stay in the run's detail.
+            if let Some(section) = trimmed.strip_prefix("*** ") {
+                *keep = matches!(section, "Path/Query ***:" | "Response Content ***:");
+            } else if *keep {
+                marked.push(trimmed);
+            }
+        } else {
+            under_error = None;
+        }
+    }
     let lines = if marked.is_empty() {
         let printed = all.lines().map(str::trim).filter(|l| !l.is_empty());
         last_lines(printed.collect(), 5)
@@ -1178,6 +1203,65 @@ mod tests {
             "3 | 4 | 5 | 6 | 7",
             "the last five, in order"
         );
+    }
+
+    #[test]
+    fn a_failed_request_keeps_the_stores_answer_and_drops_the_headers() {
+        // pgBackRest 2.45's stderr for an S3 bucket that does not exist.
+        let err = "ERROR: [039]: HTTP request failed with 404 (NOT FOUND):
+       *** Path/Query ***:
+       GET /lasect-missing/?delimiter=%2F&list-type=2&prefix=pg%2Farchive%2Fmain%2F
+       *** Request Headers ***:
+       authorization: <redacted>
+       content-length: 0
+       host: localhost
+       x-amz-date: <redacted>
+       *** Response Headers ***:
+       content-type: application/xml
+       x-amzn-requestid: 4GrbJEK1LVO8o2En39cv
+       *** Response Content ***:
+       <?xml version=\"1.0\" encoding=\"utf-8\"?>
+       <Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>
+";
+        let text = error_lines("", err);
+        assert!(
+            text.starts_with("ERROR: [039]: HTTP request failed with 404"),
+            "{text}"
+        );
+        assert!(text.contains("| GET /lasect-missing/?delimiter"), "{text}");
+        assert!(
+            text.contains("<Code>NoSuchBucket</Code><Message>The specified bucket does not exist"),
+            "{text}"
+        );
+        for header in [
+            "authorization",
+            "x-amz-date",
+            "x-amzn-requestid",
+            "content-type",
+            "***",
+        ] {
+            assert!(!text.contains(header), "{header} in {text}");
+        }
+
+        // An ERROR's HINTs and further lines stay; a WARN's HINT does not bury it.
+        let out = "WARN: option 'repo1-retention-full' is not set
+      HINT: to retain full backups indefinitely, set option 'repo1-retention-full'
+2026-12-07 17:05:26.017 P00   INFO: backup start
+ERROR: [082]: WAL segment 000000010000000000000004 was not archived before the 60000ms timeout
+       HINT: check the archive_command to ensure that all options are correct
+ERROR: [104]: archive-push command encountered error(s):
+       repo1: [FormatError] upload id missing
+2026-12-07 17:05:27.017 P00   INFO: backup command end: aborted with exception [082]
+       not under an error
+";
+        let text = error_lines(out, "");
+        assert!(text.contains("HINT: check the archive_command"), "{text}");
+        assert!(
+            text.contains("| repo1: [FormatError] upload id missing"),
+            "{text}"
+        );
+        assert!(!text.contains("to retain full backups"), "{text}");
+        assert!(!text.contains("not under an error"), "{text}");
     }
 
     #[test]
