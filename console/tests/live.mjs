@@ -221,8 +221,9 @@ try {
 
   t.step = 'backups';
   await page.getByRole('link', { name: 'Backups' }).click();
-  await page.getByRole('heading', { name: 'Backup runs' }).waitFor();
+  await page.getByRole('heading', { name: 'Catalogue' }).waitFor();
   await page.getByText('No repository for this instance.').waitFor();
+  await page.getByText('No catalogue: the instance has no repository.').waitFor();
   await axe('backups');
   await shot('backups');
 
@@ -231,7 +232,7 @@ try {
   await theme.click();
   facts.themeAfterToggle = await page.evaluate(() => document.documentElement.dataset.theme ?? null);
   await page.reload();
-  await page.getByRole('heading', { name: 'Backup runs' }).waitFor();
+  await page.getByRole('heading', { name: 'Recovery window' }).waitFor();
   facts.themeAfterReload = await page.evaluate(() => document.documentElement.dataset.theme ?? null);
   facts.darkBackground = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
   await page.getByRole('link', { name: 'Fleet' }).click();

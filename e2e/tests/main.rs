@@ -15,6 +15,7 @@ mod backups_object_store;
 mod backups_restore;
 mod backups_schedule;
 mod console;
+mod console_backups;
 mod console_live;
 mod console_pages;
 mod dashboards;

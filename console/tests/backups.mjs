@@ -1,0 +1,167 @@
+// The backups page in a real browser (Debian's chromium, driven by playwright-core): run by
+// e2e/tests/console_backups.rs against a stack whose instance has a posix repository with one
+// full backup and one passed drill, and a second repository (`stuck`) whose backups never
+// finish, or by hand:
+//
+//   CONSOLE_URL=https://127.0.0.1:8443 ADMIN_PASSWORD=… VIEWER_PASSWORD=… INSTANCE_ID=… \
+//   REPOSITORY_ID=… STUCK_REPOSITORY_ID=… node tests/backups.mjs
+//
+// Reads what the page shows (the catalogue's rows with their sizes, the recovery window, the
+// latest drill with its RTO), then as the admin starts an incremental backup from the page and
+// follows it without a reload (running, ended, then in the catalogue); a backup of the stuck
+// stanza started from the page is shown running with its progress bar, a second one is refused
+// with the API's reason, and the first is cancelled from the page; a
+// viewer sees the page without any button; axe-core finds no serious or critical violation.
+// Screenshots go to ARTIFACTS. Prints one JSON line of facts.
+import { account, BrowserTest, env, expect } from './lib.mjs';
+
+const url = env('CONSOLE_URL');
+const admin = account('ADMIN', 'admin');
+const viewer = account('VIEWER', 'viewer');
+const instanceId = env('INSTANCE_ID');
+const repositoryId = env('REPOSITORY_ID');
+const stuckRepositoryId = env('STUCK_REPOSITORY_ID');
+const artifacts = process.env.ARTIFACTS;
+// Backups go through the agent and pgBackRest: each wait is bounded, none is a sleep.
+const TIMEOUT = 30_000;
+const RUN_TIMEOUT = 120_000;
+
+// The refusal the scenario provokes on purpose: a second backup of the stuck stanza (409).
+const expected = (p) => p.step === 'refused' && /409/.test(p.text);
+
+const t = await BrowserTest.open({ timeout: TIMEOUT, artifacts });
+const { page, facts, shot, axe } = t;
+const text = async (locator) => (await locator.innerText()).replace(/\s+/g, ' ').trim();
+const go = (hash) => page.evaluate((h) => (location.hash = h), hash);
+
+async function signIn(who, load = false) {
+  if (load) await page.goto(url);
+  await t.signIn(who);
+  await page.getByRole('button', { name: `${who.user} ▾` }).waitFor();
+}
+
+/** The rows of a repository's catalogue as the page shows them. */
+async function catalogueRows(repository) {
+  return page.locator(`[data-testid="catalogue"][data-repository="${repository}"] tbody tr`).evaluateAll((rows) =>
+    rows.map((tr) => {
+      const cell = (c) => tr.querySelector(`td[data-col="${c}"]`);
+      const sized = (c) => ({ bytes: cell(c)?.dataset.bytes ?? null, text: cell(c)?.textContent.trim() ?? null });
+      return {
+        label: tr.dataset.label,
+        type: cell('type')?.textContent.trim(),
+        prior: tr.children[2]?.textContent.trim(),
+        database_size: sized('database_size'),
+        repo_size: sized('repo_size'),
+        text: tr.textContent.replace(/\s+/g, ' ').trim(),
+      };
+    }),
+  );
+}
+
+try {
+  t.step = 'sign-in';
+  await signIn(admin, true);
+
+  t.step = 'backups';
+  await go(`#/backups?instance=${instanceId}`);
+  const catalogue = page.locator(`[data-testid="catalogue"][data-repository="${repositoryId}"]`);
+  await catalogue.locator('tr[data-type="full"]').waitFor();
+  // Runs started from here must be followed live: the stream is subscribed first.
+  await page.locator('[data-testid="live-state"][data-state="open"]').waitFor();
+  facts.before = await catalogueRows(repositoryId);
+  const recovery = page.locator(`[data-testid="recovery-window"][data-repository="${repositoryId}"]`);
+  facts.window = {
+    earliest: await recovery.locator('time[data-edge="earliest"]').getAttribute('datetime'),
+    latest: await recovery.locator('time[data-edge="latest"]').getAttribute('datetime'),
+    text: await text(recovery),
+  };
+  const drill = page.getByTestId('latest-drill');
+  facts.drill = {
+    run: await drill.getAttribute('data-run'),
+    passed: await drill.getAttribute('data-passed'),
+    rtoSeconds: await page.getByTestId('drill-rto').getAttribute('data-seconds'),
+    text: await text(drill),
+  };
+  facts.adminButtons = await catalogue.getByRole('button').allInnerTexts();
+  await axe('backups-admin');
+  await shot('backups-admin');
+
+  t.step = 'incremental';
+  // Everything the page shows of the new run from here on, as it shows it; and a mark the
+  // page would lose on a reload.
+  await page.evaluate(() => {
+    window.__seen = [];
+    window.__notReloaded = true;
+    const note = () => {
+      for (const li of document.querySelectorAll('[data-testid="running"] li[data-run], [data-testid="ended"] li[data-run]')) {
+        const bar = li.querySelector('[role="progressbar"]');
+        const seen = `${li.dataset.run} ${li.dataset.status} ${bar?.getAttribute('aria-valuenow') ?? '-'}`;
+        if (!window.__seen.includes(seen)) window.__seen.push(seen);
+      }
+    };
+    new MutationObserver(note).observe(document.body, { subtree: true, childList: true, attributes: true });
+  });
+  await catalogue.getByRole('button', { name: 'Incremental backup' }).click();
+  const started = await text(page.getByTestId('action-message').filter({ hasText: 'Incremental backup of main' }));
+  const run = /run (\d+)/.exec(started)?.[1];
+  expect(run, `the started run in "${started}"`);
+  facts.incremental = { run: Number(run), message: started };
+  const ended = page.locator(`[data-testid="ended"] li[data-run="${run}"]`);
+  await ended.waitFor({ timeout: RUN_TIMEOUT });
+  facts.incremental.ended = { status: await ended.getAttribute('data-status'), text: await text(ended) };
+  await catalogue.locator('tr[data-type="incr"]').waitFor({ timeout: RUN_TIMEOUT });
+  facts.after = await catalogueRows(repositoryId);
+  facts.incremental.seen = await page.evaluate((r) => window.__seen.filter((s) => s.startsWith(`${r} `)), run);
+  facts.incremental.sameDocument = await page.evaluate(() => window.__notReloaded === true);
+  facts.refreshed = await text(recovery.getByTestId('refreshed'));
+  await shot('backups-after-incremental');
+
+  t.step = 'stuck';
+  const stuckCatalogue = page.locator(`[data-testid="catalogue"][data-repository="${stuckRepositoryId}"]`);
+  await stuckCatalogue.getByRole('button', { name: 'Full backup' }).click();
+  const stuckStarted = await text(page.getByTestId('action-message').filter({ hasText: 'Full backup of stuck' }));
+  const stuckRun = /run (\d+)/.exec(stuckStarted)?.[1];
+  expect(stuckRun, `the started run in "${stuckStarted}"`);
+  const stuck = page.locator(`[data-testid="running"] li[data-run="${stuckRun}"]`);
+  await stuck.waitFor();
+  facts.stuck = {
+    run: Number(stuckRun),
+    running: await text(stuck),
+    progressbars: await stuck.getByRole('progressbar').count(),
+  };
+  await shot('backups-running');
+
+  t.step = 'refused';
+  await stuckCatalogue.getByRole('button', { name: 'Full backup' }).click();
+  facts.stuck.refusal = await text(page.getByTestId('action-error'));
+
+  t.step = 'cancel';
+  await stuck.getByRole('button', { name: 'Cancel' }).click();
+  const stuckEnded = page.locator(`[data-testid="ended"] li[data-run="${stuckRun}"]`);
+  await stuckEnded.waitFor({ timeout: RUN_TIMEOUT });
+  facts.stuck.ended = await stuckEnded.getAttribute('data-status');
+  facts.stuck.stillRunning = await stuck.count();
+
+  t.step = 'viewer';
+  await t.signOut(admin);
+  await signIn(viewer);
+  await go(`#/backups?instance=${instanceId}`);
+  await catalogue.locator('tr[data-type="incr"]').waitFor();
+  await page.getByTestId('latest-drill').waitFor();
+  facts.viewer = {
+    rows: (await catalogueRows(repositoryId)).length,
+    buttons: await page.locator('section.backups').getByRole('button').allInnerTexts(),
+    actionGroups: await page.getByRole('group', { name: /^Actions on stanza/ }).count(),
+  };
+  await axe('backups-viewer');
+  await shot('backups-viewer');
+
+  await t.finish(expected);
+} catch (e) {
+  // Where it stopped, and what the page showed then.
+  console.error(`failed at step ${t.step}: ${JSON.stringify(t.problems)}`);
+  await shot('backups-failed').catch(() => {});
+  throw e;
+} finally {
+  await t.close();
+}

@@ -1,0 +1,314 @@
+//! The console's backups page (`console/src/ops/Backups.svelte`) in a real browser
+//! (`console/tests/backups.mjs`, Debian's chromium with playwright-core), over the real
+//! binaries and pgBackRest (issue 17, "Console"): one instance archiving into a posix
+//! repository with a full backup and a passed restore drill, and a second repository
+//! (`stuck`) whose backups never finish.
+//!
+//! - the page shows the stored catalogue's backup (type, label, sizes in bytes as the API
+//!   stores them), the recovery window (the API's earliest and latest restorable points) and
+//!   the drill that passed with its restore time;
+//! - the admin starts an incremental backup from the page: the page learns that it ended over
+//!   the live stream, without a reload, and then shows the new backup in the catalogue (the
+//!   one the API stores, its prior the full backup);
+//! - a backup of the stuck stanza started from the page is shown running with a progress
+//!   bar; a second one is refused with the API's reason; the first is cancelled from the page
+//!   and its pgBackRest is gone;
+//! - a viewer sees the same catalogue and no button; axe-core finds no serious or critical
+//!   violation; no console error, failed request (but the provoked 409) or CSP violation.
+//!
+//! Screenshots: `target/console-shots/backups-*.png`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lasect_e2e::Stack;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::pgbackrest_files::{
+    archiving_cluster, backup_run, create_stanza, give_to_server, pgbackrest_of, require_pgbackrest,
+};
+use crate::support::users::with_role;
+
+const AGENT_ID: &str = "console-backups";
+const VIEWER: &str = "vesna";
+/// `support::users`' password for the users it makes.
+const VIEWER_PASSWORD: &str = "Correct-Horse-Battery-Staple-9";
+
+fn console_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../console")
+}
+
+fn chromium() -> PathBuf {
+    PathBuf::from(std::env::var("LASECT_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+}
+
+/// The catalogue of `instance` once `done` holds for its repository `repo`.
+async fn catalogue_when(
+    stack: &Stack,
+    instance: i64,
+    repo: i64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, catalogue) = stack
+            .api(
+                Method::GET,
+                &format!("api/v1/backups?instance_id={instance}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{catalogue}");
+        if let Some(r) = catalogue["repositories"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["repository_id"] == repo))
+            .filter(|r| done(r))
+        {
+            return r.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the catalogue never got there: {catalogue}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn types(repository: &Value) -> Vec<String> {
+    repository["backups"]
+        .as_array()
+        .map(|b| {
+            b.iter()
+                .filter_map(|b| b["type"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A catalogue row as the page showed it, checked against the API's backup: label, type,
+/// and both sizes (exact bytes in the cell's data, and a unit in its text).
+fn same_backup(shown: &Value, stored: &Value) {
+    assert_eq!(shown["label"], stored["label"], "{shown} {stored}");
+    assert_eq!(shown["type"], stored["type"], "{shown} {stored}");
+    for size in ["database_size", "repo_size"] {
+        let bytes = stored[size].as_i64().expect("a size");
+        assert!(bytes > 0, "{stored}");
+        assert_eq!(
+            shown[size]["bytes"],
+            bytes.to_string(),
+            "{size}: {shown} {stored}"
+        );
+        assert!(
+            shown[size]["text"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("iB") || t.ends_with(" B")),
+            "{size}: {shown}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_page_in_a_real_browser() {
+    let _pgbackrest = crate::support::pgbackrest().await;
+    // The browser loads both cores: never beside a fault test. (No test takes both locks the
+    // other way round.)
+    let _load = crate::support::heavy().await;
+    require_pgbackrest();
+    assert!(
+        chromium().is_file(),
+        "{} missing: run scripts/deps.sh --test (apt-get install chromium)",
+        chromium().display()
+    );
+    assert!(
+        console_dir()
+            .join("node_modules/playwright-core/package.json")
+            .is_file(),
+        "console/node_modules missing: run scripts/deps.sh --test (npm ci in console/)"
+    );
+
+    let archiving = archiving_cluster("lasect-console-backups-");
+    let scratch = archiving.dir.path().join("scratch");
+    std::fs::create_dir(&scratch).expect("scratch dir");
+    give_to_server(&archiving.cluster, &scratch);
+    let stack = Stack::new(AGENT_ID).await;
+    let _api = stack.start_api();
+    let _ingest = stack.start_ingest(&stack.secrets_toml());
+    stack.agent_config(
+        stack.ingest_port,
+        &format!(
+            "[collect]\ninterval_secs = 5\n[control]\nallow = [\"sql\", \"backup\", \"restore\"]\n\
+             [[instances]]\nname = \"archived\"\ndsn = \"{}\"\n",
+            archiving.cluster.dsn("postgres")
+        ),
+    );
+    let mut agent = stack.start_agent(&[]);
+    agent
+        .wait_for_line("Control stream open", Duration::from_secs(60))
+        .expect("control stream");
+    let id = stack.instance_id("archived").await;
+    with_role(&stack, VIEWER, "viewer").await;
+
+    // A full backup and a drill that passes on it, through the API.
+    let main_id = archiving.add_main_repository(&stack, id, json!({})).await;
+    let main = format!("api/v1/instances/{id}/backup/repositories/{main_id}");
+    create_stanza(&stack, &main).await;
+    let full = backup_run(
+        &stack,
+        &format!("{main}/backups?wait=120"),
+        Some(json!({"type": "full"})),
+    )
+    .await;
+    assert_eq!(full["status"], "succeeded", "{full}");
+    let drill = backup_run(
+        &stack,
+        &format!("{main}/drills?wait=120"),
+        Some(json!({"scratch_dir": scratch.display().to_string(), "amcheck": false})),
+    )
+    .await;
+    assert_eq!(drill["status"], "succeeded", "{drill}");
+    let stuck = archiving.add_stuck_repository(&stack, id).await;
+    let stuck_id: i64 = stuck
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("the stuck repository's id");
+    // The page is opened once the API stores the full backup's catalogue.
+    let before = catalogue_when(&stack, id, main_id, |r| types(r) == ["full"]).await;
+    let (_, drills) = stack
+        .api(
+            Method::GET,
+            &format!("api/v1/backups/drills?instance_id={id}"),
+            None,
+        )
+        .await;
+    let stored_drill = drills["drills"][0].clone();
+    assert_eq!(stored_drill["run_id"], drill["id"], "{drills}");
+
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-shots");
+    let mut script = crate::support::browser::console_script(
+        &stack,
+        &console_dir(),
+        "tests/backups.mjs",
+        &chromium(),
+        &artifacts,
+    );
+    script
+        .env("VIEWER_USER", VIEWER)
+        .env("VIEWER_PASSWORD", VIEWER_PASSWORD)
+        .env("INSTANCE_ID", id.to_string())
+        .env("REPOSITORY_ID", main_id.to_string())
+        .env("STUCK_REPOSITORY_ID", stuck_id.to_string());
+    let output = script.output().expect("run node");
+    let facts = crate::support::browser::facts(&output, "the backups browser script");
+
+    // What the page showed before: the API's full backup, window and drill.
+    let shown = facts["before"].as_array().expect("rows before");
+    assert_eq!(shown.len(), 1, "{facts}");
+    same_backup(&shown[0], &before["backups"][0]);
+    assert_eq!(
+        facts["window"]["earliest"], before["earliest_restorable"],
+        "{facts} {before}"
+    );
+    assert!(before["earliest_restorable"].is_string(), "{before}");
+    // The window's end moves with the archive: the page's is one the API answered.
+    assert!(
+        facts["window"]["latest"].as_str() >= before["latest_restorable"].as_str(),
+        "{facts} {before}"
+    );
+    assert_eq!(facts["drill"]["run"], drill["id"].to_string(), "{facts}");
+    assert_eq!(facts["drill"]["passed"], "true", "{facts}");
+    let rto = stored_drill["rto_seconds"].as_f64().expect("rto");
+    assert!(rto > 0.0, "{stored_drill}");
+    assert_eq!(facts["drill"]["rtoSeconds"], rto.to_string(), "{facts}");
+    assert!(
+        facts["drill"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Passed") && t.contains("RTO")),
+        "{facts}"
+    );
+    assert_eq!(
+        facts["adminButtons"],
+        json!([
+            "Full backup",
+            "Differential backup",
+            "Incremental backup",
+            "Refresh catalogue",
+            "Run drill"
+        ]),
+        "{facts}"
+    );
+
+    // The incremental backup started from the page: the API's run, and its end seen live.
+    let inc = &facts["incremental"];
+    let run_id = inc["run"].as_i64().expect("the page's run");
+    let run = stack.wait_run(run_id).await;
+    assert_eq!(run["kind"], "backup", "{run}");
+    assert_eq!(run["params"]["type"], "incr", "{run}");
+    assert_eq!(run["requested_by"], "user:admin", "{run}");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(inc["ended"]["status"], "succeeded", "{facts}");
+    assert_eq!(inc["sameDocument"], true, "{facts}");
+    assert!(
+        inc["seen"]
+            .as_array()
+            .is_some_and(|s| s.contains(&json!(format!("{run_id} succeeded -")))),
+        "the end as the page showed it: {facts}"
+    );
+    let after = catalogue_when(&stack, id, main_id, |r| types(r) == ["full", "incr"]).await;
+    let shown = facts["after"].as_array().expect("rows after");
+    assert_eq!(shown.len(), 2, "{facts}");
+    same_backup(&shown[0], &after["backups"][0]);
+    same_backup(&shown[1], &after["backups"][1]);
+    assert_eq!(
+        after["backups"][1]["label"], run["summary"]["backup"]["label"],
+        "{run}"
+    );
+    assert_eq!(shown[1]["prior"], after["backups"][0]["label"], "{facts}");
+
+    // The stuck backup: running with a bar, the second refused with the API's reason,
+    // cancelled from the page.
+    let stuck_run = &facts["stuck"];
+    let stuck_run_id = stuck_run["run"].as_i64().expect("the stuck run");
+    assert_eq!(stuck_run["progressbars"], 1, "{facts}");
+    assert!(
+        stuck_run["running"]
+            .as_str()
+            .is_some_and(|t| t.contains("full backup") && t.contains("stanza stuck")),
+        "{facts}"
+    );
+    assert!(
+        stuck_run["refusal"]
+            .as_str()
+            .is_some_and(|t| t.contains("is being backed up by")
+                && t.contains(&format!("backup run {stuck_run_id}"))),
+        "{facts}"
+    );
+    assert_eq!(stuck_run["ended"], "cancelled", "{facts}");
+    assert_eq!(stuck_run["stillRunning"], 0, "{facts}");
+    let cancelled = stack.wait_run(stuck_run_id).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(
+        pgbackrest_of("stuck"),
+        0,
+        "no pgBackRest of the stuck stanza left"
+    );
+
+    // The viewer: the same catalogue, no button.
+    assert_eq!(facts["viewer"]["rows"], 2, "{facts}");
+    assert_eq!(facts["viewer"]["buttons"], json!([]), "{facts}");
+    assert_eq!(facts["viewer"]["actionGroups"], 0, "{facts}");
+    let axe = facts["axe"].as_object().expect("axe");
+    for page in ["backups-admin", "backups-viewer"] {
+        assert_eq!(axe[page]["serious"], 0, "{page}: {facts}");
+    }
+    for shot in [
+        "backups-admin",
+        "backups-after-incremental",
+        "backups-running",
+        "backups-viewer",
+    ] {
+        let path = artifacts.join(format!("{shot}.png"));
+        assert!(path.is_file(), "screenshot {}", path.display());
+    }
+}
