@@ -278,7 +278,9 @@ fi
 # moto's S3 server (PyPI moto[server]) and gcp-storage-emulator (PyPI) in
 # target/object-store-venv, and Azurite's blob service (npm azurite) in target/azurite. The
 # test puts moto and the GCS emulator behind TLS itself (pgBackRest speaks only HTTPS to an
-# object store).
+# object store) and has moto check S3 signatures against a key of its IAM (moto[server] has
+# IAM). Neither GCS emulator in the registries sends the header pgBackRest 2.45 needs for a
+# resumable upload (docs/BACKUPS.md, "Tested").
 MOTO_VERSION=5.2.5
 GCS_EMULATOR_VERSION=2026.7.19
 AZURITE_VERSION=3.37.0
