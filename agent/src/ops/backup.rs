@@ -327,6 +327,9 @@ pub(super) struct Config {
     pub(super) path: PathBuf,
     temp_dir: Option<PathBuf>,
     env: Vec<(&'static str, String)>,
+    /// The secrets handed to pgBackRest, blanked from what it prints before a run reports it:
+    /// pgBackRest redacts its options, but an object store's answer it quotes is not its own.
+    hidden: Vec<String>,
 }
 
 impl Drop for Config {
@@ -357,6 +360,12 @@ impl Config {
                 .map_err(|e| fail("give the database user", p, e))
         };
         let secrets = secrets(repo)?;
+        // A value this short would blank ordinary words; the API takes no such secret.
+        let hidden: Vec<String> = secrets
+            .iter()
+            .map(|(_, value)| value.clone())
+            .filter(|value| value.len() >= 8)
+            .collect();
         match &repo.config_path {
             Some(path) => {
                 // The server's archive-push reads this file between runs: the operator who
@@ -386,6 +395,7 @@ impl Config {
                     path,
                     temp_dir: None,
                     env: Vec::new(),
+                    hidden,
                 })
             }
             None => {
@@ -402,6 +412,7 @@ impl Config {
                     path: dir.join("pgbackrest.conf"),
                     temp_dir: Some(dir.clone()),
                     env: Vec::new(),
+                    hidden,
                 };
                 give(&dir)?;
                 let text = config_text(server, stanza, repo, Some(&gcs_key))?;
@@ -422,6 +433,19 @@ impl Config {
                 Ok(config)
             }
         }
+    }
+}
+
+impl Config {
+    /// `text` (pgBackRest's output) with every secret of the command blanked.
+    pub(super) fn hide(&self, text: String) -> String {
+        self.hidden.iter().fold(text, |text, secret| {
+            if text.contains(secret.as_str()) {
+                text.replace(secret.as_str(), "<redacted>")
+            } else {
+                text
+            }
+        })
     }
 }
 
@@ -724,8 +748,8 @@ pub(super) async fn pgbackrest(
         }
     };
     let ((status, stopped), out, err) = tokio::join!(waited, read_out, read_err);
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let err = String::from_utf8_lossy(&err).into_owned();
+    let out = config.hide(String::from_utf8_lossy(&out).into_owned());
+    let err = config.hide(String::from_utf8_lossy(&err).into_owned());
     let status = status.map_err(|e| OpError::Failed {
         message: format!("pgBackRest could not be waited for: {e}"),
         detail: Value::Null,
@@ -1110,6 +1134,12 @@ mod tests {
                 "PGBACKREST_REPO1_S3_KEY_SECRET"
             ]
         );
+        let echoed = "<Message>bad key object-store-secret-9f2</Message>".to_owned();
+        assert_eq!(
+            config.hide(echoed.clone()),
+            "<Message>bad key <redacted></Message>",
+            "a secret quoted back is not reported"
+        );
         let dir = config.path.parent().expect("its directory").to_path_buf();
         drop(config);
         assert!(
@@ -1122,6 +1152,10 @@ mod tests {
         repo.config_path = Some(path.display().to_string());
         let config = Config::write(42, &s, "main", &repo).expect("persistent config");
         assert!(config.env.is_empty(), "the file holds them");
+        assert_eq!(
+            config.hide(format!("{echoed} cipher-pass-of-the-unit-test")),
+            "<Message>bad key <redacted></Message> <redacted>"
+        );
         drop(config);
         let text = read(&path);
         let global = text.split("\n[main]").next().unwrap_or_default();
