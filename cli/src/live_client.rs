@@ -375,7 +375,8 @@ pub fn rank(status: &str) -> u8 {
     match status {
         "queued" => 0,
         "dispatched" => 1,
-        "running" => 2,
+        // A status newer than this CLI is not taken for an end.
+        s if !is_terminal(s) => 2,
         _ => 3,
     }
 }
@@ -475,6 +476,7 @@ mod tests {
         assert!(rank("queued") < rank("dispatched"));
         assert!(rank("dispatched") < rank("running"));
         assert!(rank("running") < rank("failed"));
+        assert_eq!(rank("paused"), rank("running"));
         assert!(is_terminal("expired") && !is_terminal("running") && !is_terminal("paused"));
     }
 }

@@ -58,7 +58,15 @@ async fn start_api() -> Api {
     // The DSN key file is re-read when it changes: it lives as long as `dir`.
     let keyring = lasect_pki::secrets::KeyFile::open_or_create(&dir.path().join("secrets.key"))
         .expect("secrets key");
-    let app = router(AppState::new(pool.clone()).with_secrets(keyring));
+    // A live stream re-checks its caller every second: a revoked token ends it at once.
+    let auth = lasect_api::auth::AuthState::new(
+        lasect_api::auth::jwt::JwtKeys::ephemeral(),
+        lasect_api::auth::AuthConfig {
+            live_recheck_secs: 1,
+            ..lasect_api::auth::AuthConfig::default()
+        },
+    );
+    let app = router(AppState::with_auth(pool.clone(), auth).with_secrets(keyring));
     tokio::spawn(async move {
         let shutdown = async {
             let _ = stopped.await;
@@ -1909,4 +1917,28 @@ async fn runs_are_followed_on_the_live_stream() {
     let (output, stdout, stderr) = run(cmd).await;
     assert_eq!(output.status.code(), Some(5), "{stdout}{stderr}");
     assert_eq!(stdout, format!("run {seen} backup on main: cancelled\n"));
+
+    // The stream lost mid-watch (the viewer's token revoked: the API closes it): a clear
+    // error naming why, after the one poll that tells how the run stands (refused too: 3).
+    let going = queued(pool, "backup", 1, "db-01").await;
+    let mut cmd = api.lasect(&["run", "watch", &going.to_string()]);
+    cmd.env("LASECT_TOKEN", &token);
+    let mut watch = follow(cmd);
+    watch
+        .line_with(&format!("run {going} backup on main: queued"))
+        .await;
+    sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE token_hash = $1")
+        .bind(lasect_pki::hash_token(&token))
+        .execute(pool)
+        .await
+        .expect("revoke");
+    let (lines, code, stderr) = watch.end().await;
+    assert!(lines.is_empty(), "{lines:?}");
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the live connection to the API")
+            && stderr.contains("was lost: closed by the API: credentials no longer valid"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -2,7 +2,8 @@
 //! progress an agent reports, as they are stored.
 //!
 //! A run's status change is announced by the store's trigger `runs_notify_status` (V15) on
-//! [`lasect_runs::STATUS_CHANNEL`] (`<id> <status>`), whichever statement made it; ingest's
+//! [`lasect_runs::STATUS_CHANNEL`] (`<id> <status>`), whichever statement made it, and its
+//! creation the same way by `runs_notify_created` (V40, `<id> queued`); ingest's
 //! progress statement ([`lasect_runs::progress_sql`]) announces the run on
 //! [`lasect_runs::PROGRESS_CHANNEL`] (`<id>`). Both are sent inside the writing transaction, so
 //! they arrive after the commit, in commit order and in every API process. A process with a
