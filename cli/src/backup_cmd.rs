@@ -535,7 +535,7 @@ fn run_line(run: &RunView) -> String {
     let mut line = format!("run {} {}", run.id, crate::printable::escape(&run.status));
     match run.run_status() {
         Ok(s) if !s.is_terminal() => {
-            let _ = write!(line, " (follow it: lasect run show {})", run.id);
+            let _ = write!(line, " (follow it: lasect run watch {})", run.id);
         }
         _ => {
             if let Some(e) = &run.error {

@@ -367,7 +367,7 @@ fn restore_lines(run: &Value) -> String {
     let mut out = format!("run {} {}", run["id"], str_or(&run["status"], "?"));
     match run["status"].as_str() {
         Some("queued" | "dispatched" | "running") => {
-            let _ = write!(out, " (follow it: lasect run show {})", run["id"]);
+            let _ = write!(out, " (follow it: lasect run watch {})", run["id"]);
         }
         Some("succeeded") => {
             let s = &run["summary"];
@@ -398,7 +398,7 @@ fn drill_line(run: &Value) -> String {
     let mut out = format!("run {} {}", run["id"], str_or(&run["status"], "?"));
     match run["status"].as_str() {
         Some("queued" | "dispatched" | "running") => {
-            let _ = write!(out, " (follow it: lasect run show {})", run["id"]);
+            let _ = write!(out, " (follow it: lasect run watch {})", run["id"]);
         }
         Some("succeeded") => {
             let s = &run["summary"];
