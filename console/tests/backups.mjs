@@ -82,8 +82,22 @@ try {
     rtoSeconds: await page.getByTestId('drill-rto').getAttribute('data-seconds'),
     text: await text(drill),
   };
+  facts.schedules = await page.getByTestId('schedules').locator('tbody tr').evaluateAll((rows) =>
+    rows.map((tr) => ({
+      next: tr.querySelector('time')?.getAttribute('datetime') ?? null,
+      text: tr.textContent.replace(/\s+/g, ' ').trim(),
+    })),
+  );
+  facts.missed = await text(page.getByTestId('missed'));
+  facts.firings = await page.getByTestId('firings').locator('tbody tr').evaluateAll((rows) =>
+    rows.map((tr) => ({ outcome: tr.dataset.outcome, text: tr.textContent.replace(/\s+/g, ' ').trim() })),
+  );
   facts.adminButtons = await catalogue.getByRole('button').allInnerTexts();
   await axe('backups-admin');
+  // The lesser violations too, by name (axe is loaded in the page by now).
+  facts.axeMinor = await page.evaluate(async () =>
+    (await window.axe.run(document, { resultTypes: ['violations'] })).violations.map((v) => `${v.id} ${v.impact}`),
+  );
   await shot('backups-admin');
 
   t.step = 'incremental';

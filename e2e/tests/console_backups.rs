@@ -34,6 +34,7 @@ const AGENT_ID: &str = "console-backups";
 const VIEWER: &str = "vesna";
 /// `support::users`' password for the users it makes.
 const VIEWER_PASSWORD: &str = "Correct-Horse-Battery-Staple-9";
+const MISSED_REASON: &str = "the agent was not connected at 03:00";
 
 fn console_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../console")
@@ -173,6 +174,31 @@ async fn backups_page_in_a_real_browser() {
         .next()
         .and_then(|s| s.parse().ok())
         .expect("the stuck repository's id");
+    // A nightly differential, and a firing of it the scheduler reported missed (stored here:
+    // how the scheduler finds one is `backups_schedule.rs`'s test).
+    let (status, schedule) = stack
+        .api(
+            Method::POST,
+            "api/v1/backup/schedules",
+            Some(
+                json!({"repository_id": main_id, "cron": "0 3 * * *", "time_zone": "UTC",
+                "kind": "backup", "type": "diff"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{schedule}");
+    let schedule_id = schedule["id"].as_i64().expect("schedule id");
+    stack
+        .store()
+        .await
+        .execute(
+            "INSERT INTO backup_schedule_firings \
+             (schedule_id, repository_id, fire_time, instance_id, outcome, reason) \
+             VALUES ($1, $2, date_trunc('day', now()) - interval '21 hours', $3, 'missed', $4)",
+            &[&schedule_id, &main_id, &id, &MISSED_REASON],
+        )
+        .await
+        .expect("a missed firing");
     // The page is opened once the API stores the full backup's catalogue.
     let before = catalogue_when(&stack, id, main_id, |r| types(r) == ["full"]).await;
     let (_, drills) = stack
@@ -239,6 +265,51 @@ async fn backups_page_in_a_real_browser() {
         "{facts}"
     );
 
+    // The schedule with its next firing, and the missed firing, flagged.
+    let schedules = facts["schedules"].as_array().expect("schedules");
+    assert_eq!(schedules.len(), 1, "{facts}");
+    let row = schedules[0]["text"].as_str().unwrap_or_default();
+    assert!(
+        row.contains("diff backup") && row.contains("0 3 * * *") && row.contains("stanza main"),
+        "{row}"
+    );
+    assert!(schedule["next_fire_at"].is_string(), "{schedule}");
+    assert_eq!(schedules[0]["next"], schedule["next_fire_at"], "{facts}");
+    // Every firing the API lists, each as the API says; the missed ones counted.
+    let (_, firings) = stack
+        .api(
+            Method::GET,
+            &format!("api/v1/backup/firings?instance_id={id}"),
+            None,
+        )
+        .await;
+    let firings = firings["firings"].as_array().expect("firings").clone();
+    let shown = facts["firings"].as_array().expect("shown firings");
+    assert_eq!(shown.len(), firings.len(), "{facts} {firings:?}");
+    for (shown, stored) in shown.iter().zip(&firings) {
+        assert_eq!(shown["outcome"], stored["outcome"], "{shown} {stored}");
+        if let Some(reason) = stored["reason"].as_str() {
+            assert!(
+                shown["text"].as_str().is_some_and(|t| t.contains(reason)),
+                "{shown} {stored}"
+            );
+        }
+    }
+    assert!(
+        shown.iter().any(|f| f["outcome"] == "missed"
+            && f["text"]
+                .as_str()
+                .is_some_and(|t| t.contains(MISSED_REASON))),
+        "{facts}"
+    );
+    let missed = firings.iter().filter(|f| f["outcome"] == "missed").count();
+    assert!(
+        facts["missed"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(&format!("{missed} missed firing"))),
+        "{facts}"
+    );
+
     // The incremental backup started from the page: the API's run, and its end seen live.
     let inc = &facts["incremental"];
     let run_id = inc["run"].as_i64().expect("the page's run");
@@ -298,6 +369,11 @@ async fn backups_page_in_a_real_browser() {
     assert_eq!(facts["viewer"]["rows"], 2, "{facts}");
     assert_eq!(facts["viewer"]["buttons"], json!([]), "{facts}");
     assert_eq!(facts["viewer"]["actionGroups"], 0, "{facts}");
+    assert_eq!(
+        facts["axeMinor"],
+        json!([]),
+        "not even a minor violation: {facts}"
+    );
     let axe = facts["axe"].as_object().expect("axe");
     for page in ["backups-admin", "backups-viewer"] {
         assert_eq!(axe[page]["serious"], 0, "{page}: {facts}");
