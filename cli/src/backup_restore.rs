@@ -184,7 +184,7 @@ pub async fn progress_follow(
                 let now: RunningBackups = client
                     .get(&path)
                     .await
-                    .with_context(|| broken.to_string())?;
+                    .with_context(|| format!("{broken}; then reading their state over HTTP"))?;
                 let still: Vec<i64> = now.backups.iter().map(|b| b.run_id).collect();
                 for gone in going.keys().filter(|r| !still.contains(r)) {
                     let run: RunView = client.get(&format!("api/v1/runs/{gone}")).await?;

@@ -450,7 +450,7 @@ pub async fn run_watch(
                 let run: RunView = client
                     .get(&path)
                     .await
-                    .with_context(|| broken.to_string())?;
+                    .with_context(|| format!("{broken}; then reading its state over HTTP"))?;
                 if !run.is_terminal() {
                     return Err(crate::api_client::Unreachable(format!(
                         "{broken}; run {id} is {} (follow it again: lasect run watch {id})",

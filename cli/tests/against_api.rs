@@ -1918,6 +1918,12 @@ async fn runs_are_followed_on_the_live_stream() {
     assert_eq!(output.status.code(), Some(5), "{stdout}{stderr}");
     assert_eq!(stdout, format!("run {seen} backup on main: cancelled\n"));
 
+    // Without a token the upgrade itself is refused: the API's reason, exit 3.
+    let mut cmd = api.lasect(&["run", "watch", &seen.to_string()]);
+    cmd.env_remove("LASECT_TOKEN");
+    let refused = fails_with(cmd, 3).await;
+    assert!(refused.contains("live stream"), "{refused}");
+
     // The stream lost mid-watch (the viewer's token revoked: the API closes it): a clear
     // error naming why, after the one poll that tells how the run stands (refused too: 3).
     let going = queued(pool, "backup", 1, "db-01").await;
@@ -1941,4 +1947,33 @@ async fn runs_are_followed_on_the_live_stream() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // The same for backup progress --follow, with another token of the viewer.
+    let token = lasect_pki::new_token(lasect_pki::API_TOKEN_PREFIX);
+    sqlx::query(
+        "INSERT INTO api_tokens (user_id, name, token_hash, role) \
+         VALUES ($1, 'follow', $2, 'viewer')",
+    )
+    .bind(viewer)
+    .bind(lasect_pki::hash_token(&token))
+    .execute(pool)
+    .await
+    .expect("token");
+    let mut cmd = api.lasect(&["backup", "progress", "--follow", "-i", "1"]);
+    cmd.env("LASECT_TOKEN", &token);
+    let mut progress = follow(cmd);
+    progress.line_with("queued").await;
+    sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE token_hash = $1")
+        .bind(lasect_pki::hash_token(&token))
+        .execute(pool)
+        .await
+        .expect("revoke");
+    let (lines, code, stderr) = progress.end().await;
+    assert!(lines.is_empty(), "{lines:?}");
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("was lost: closed by the API: credentials no longer valid")
+            && stderr.contains("then reading their state over HTTP"),
+        "{stderr}"
+    );
 }
