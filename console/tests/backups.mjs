@@ -137,7 +137,7 @@ try {
   const stuckRun = /run (\d+)/.exec(stuckStarted)?.[1];
   expect(stuckRun, `the started run in "${stuckStarted}"`);
   const stuck = page.locator(`[data-testid="running"] li[data-run="${stuckRun}"]`);
-  await stuck.waitFor();
+  await stuck.filter({ hasText: 'stanza stuck' }).waitFor();
   facts.stuck = {
     run: Number(stuckRun),
     running: await text(stuck),
