@@ -130,6 +130,24 @@ try {
   facts.refreshed = await text(recovery.getByTestId('refreshed'));
   await shot('backups-after-incremental');
 
+  t.step = 'drill';
+  await catalogue.getByRole('button', { name: 'Run drill' }).click();
+  const drillStarted = await text(page.getByTestId('action-message').filter({ hasText: 'Restore drill of main' }));
+  const drillRun = /run (\d+)/.exec(drillStarted)?.[1];
+  expect(drillRun, `the started run in "${drillStarted}"`);
+  const drillEnded = page.locator(`[data-testid="ended"] li[data-run="${drillRun}"]`);
+  await drillEnded.waitFor({ timeout: RUN_TIMEOUT });
+  // The drills are read again by themselves: the new one is the latest.
+  await page.locator(`[data-testid="latest-drill"][data-run="${drillRun}"]`).waitFor();
+  facts.pageDrill = {
+    run: Number(drillRun),
+    ended: await drillEnded.getAttribute('data-status'),
+    passed: await drill.getAttribute('data-passed'),
+    rtoSeconds: await page.getByTestId('drill-rto').getAttribute('data-seconds'),
+    seen: await page.evaluate((r) => window.__seen.filter((s) => s.startsWith(`${r} `)), drillRun),
+    sameDocument: await page.evaluate(() => window.__notReloaded === true),
+  };
+
   t.step = 'stuck';
   const stuckCatalogue = page.locator(`[data-testid="catalogue"][data-repository="${stuckRepositoryId}"]`);
   await stuckCatalogue.getByRole('button', { name: 'Full backup' }).click();
@@ -138,8 +156,12 @@ try {
   expect(stuckRun, `the started run in "${stuckStarted}"`);
   const stuck = page.locator(`[data-testid="running"] li[data-run="${stuckRun}"]`);
   await stuck.filter({ hasText: 'stanza stuck' }).waitFor();
+  // The agent reports a running backup's progress every 2 s: pushed to the page.
+  await page.locator(`[data-testid="running"] li[data-run="${stuckRun}"][data-progress-at]`).waitFor({ timeout: RUN_TIMEOUT });
   facts.stuck = {
     run: Number(stuckRun),
+    progressAt: await stuck.getAttribute('data-progress-at'),
+    valueNow: await stuck.getByRole('progressbar').getAttribute('aria-valuenow'),
     running: await text(stuck),
     progressbars: await stuck.getByRole('progressbar').count(),
   };

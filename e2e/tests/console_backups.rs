@@ -337,10 +337,55 @@ async fn backups_page_in_a_real_browser() {
     );
     assert_eq!(shown[1]["prior"], after["backups"][0]["label"], "{facts}");
 
-    // The stuck backup: running with a bar, the second refused with the API's reason,
-    // cancelled from the page.
+    // The drill started from the page: its end pushed, then the drills read again by
+    // themselves, the latest now the API's latest; any percent the page showed in 0..=100,
+    // never going back.
+    let page_drill = &facts["pageDrill"];
+    let (_, drills) = stack
+        .api(
+            Method::GET,
+            &format!("api/v1/backups/drills?instance_id={id}"),
+            None,
+        )
+        .await;
+    let latest = &drills["drills"][0];
+    assert_eq!(page_drill["run"], latest["run_id"], "{facts} {drills}");
+    assert_eq!(latest["passed"], true, "{latest}");
+    assert_eq!(page_drill["ended"], "succeeded", "{facts}");
+    assert_eq!(page_drill["passed"], "true", "{facts}");
+    assert_eq!(
+        page_drill["rtoSeconds"],
+        latest["rto_seconds"].as_f64().expect("rto").to_string(),
+        "{facts}"
+    );
+    assert_eq!(page_drill["sameDocument"], true, "{facts}");
+    let percents: Vec<f64> = page_drill["seen"]
+        .as_array()
+        .expect("seen")
+        .iter()
+        .filter_map(|s| s.as_str()?.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        percents.iter().all(|p| (0.0..=100.0).contains(p))
+            && percents.windows(2).all(|w| w[0] <= w[1]),
+        "{facts}"
+    );
+
+    // The stuck backup: running with a bar and the agent's progress reports, the second
+    // refused with the API's reason, cancelled from the page.
     let stuck_run = &facts["stuck"];
     let stuck_run_id = stuck_run["run"].as_i64().expect("the stuck run");
+    assert!(stuck_run["progressAt"].is_string(), "{facts}");
+    // pgBackRest 2.45 gives no percent while a backup waits for its last WAL segment: the
+    // bar is then indeterminate (no aria-valuenow).
+    assert!(
+        stuck_run["valueNow"].is_null()
+            || stuck_run["valueNow"]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| (0.0..=100.0).contains(&v)),
+        "{facts}"
+    );
     assert_eq!(stuck_run["progressbars"], 1, "{facts}");
     assert!(
         stuck_run["running"]
