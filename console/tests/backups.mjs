@@ -189,6 +189,10 @@ try {
     buttons: await page.locator('section.backups').getByRole('button').allInnerTexts(),
     actionGroups: await page.getByRole('group', { name: /^Actions on stanza/ }).count(),
   };
+  await t.narrow(async () => {
+    facts.narrowOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    await shot('backups-narrow');
+  });
   await axe('backups-viewer');
   await shot('backups-viewer');
 

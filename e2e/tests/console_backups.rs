@@ -6,15 +6,18 @@
 //!
 //! - the page shows the stored catalogue's backup (type, label, sizes in bytes as the API
 //!   stores them), the recovery window (the API's earliest and latest restorable points) and
-//!   the drill that passed with its restore time;
+//!   the drill that passed with its restore time; the schedule with its next firing and the
+//!   firings the API lists, the missed ones counted;
 //! - the admin starts an incremental backup from the page: the page learns that it ended over
 //!   the live stream, without a reload, and then shows the new backup in the catalogue (the
 //!   one the API stores, its prior the full backup);
 //! - a backup of the stuck stanza started from the page is shown running with a progress
 //!   bar; a second one is refused with the API's reason; the first is cancelled from the page
 //!   and its pgBackRest is gone;
-//! - a viewer sees the same catalogue and no button; axe-core finds no serious or critical
-//!   violation; no console error, failed request (but the provoked 409) or CSP violation.
+//! - a drill started from the page: its end pushed, the drills read again by themselves;
+//! - a viewer sees the same catalogue and no button, and nothing wider than a narrow window;
+//!   axe-core finds no violation at all for the admin, no serious or critical one for the
+//!   viewer; no console error, failed request (but the provoked 409) or CSP violation.
 //!
 //! Screenshots: `target/console-shots/backups-*.png`.
 
