@@ -124,13 +124,25 @@ export interface LabelRepository {
   instances: { instance_id: number; instance_name: string; stanza: string; repository_id: number }[];
 }
 
-/** What `POST …/backups`, `…/info` and `…/drills` answer: the run. */
+/** What `POST …/backups`, `…/info`, `…/drills` and `…/restore` answer: the run. */
 export interface StartedRun {
   id: number;
   kind: string;
   status: string;
   params: Record<string, unknown> | null;
   error: string | null;
+  summary?: Record<string, unknown> | null;
+}
+
+/** Where a restore put the cluster (the `backup_restore` run's summary, agent ops/restore.rs). */
+export interface RestoreSummary {
+  data_directory: string;
+  target_type: string;
+  target: string | null;
+  delta: boolean;
+  restore_seconds: number | null;
+  recovered_to: { lsn: string | null; last_transaction: string | null; timeline: number | null } | null;
+  started: { port: number; socket_directory: string; connect: string; stop: string } | null;
 }
 
 /** A run this page saw end over the live stream. */
@@ -142,6 +154,8 @@ export interface EndedRun {
   status: string;
   error: string | null;
   at: string;
+  /** A succeeded restore's, read from the run once it ended. */
+  restored?: RestoreSummary | null;
 }
 
 export const ACTIVE = ['queued', 'dispatched', 'running'];
