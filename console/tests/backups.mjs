@@ -4,14 +4,19 @@
 // finish, or by hand:
 //
 //   CONSOLE_URL=https://127.0.0.1:8443 ADMIN_PASSWORD=… VIEWER_PASSWORD=… INSTANCE_ID=… \
-//   REPOSITORY_ID=… STUCK_REPOSITORY_ID=… node tests/backups.mjs
+//   REPOSITORY_ID=… STUCK_REPOSITORY_ID=… SCRATCH_DIR=… RESTORE_DIR=… node tests/backups.mjs
 //
 // Reads what the page shows (the catalogue's rows with their sizes, the recovery window, the
 // latest drill with its RTO), then as the admin starts an incremental backup from the page and
 // follows it without a reload (running, ended, then in the catalogue); a backup of the stuck
 // stanza started from the page is shown running with its progress bar, a second one is refused
-// with the API's reason, and the first is cancelled from the page; a
-// viewer sees the page without any button; axe-core finds no serious or critical violation.
+// with the API's reason, and the first is cancelled from the page; a drill is started from
+// its options form with a check query; the admin restores the full backup from the restore
+// form into RESTORE_DIR (after the form refused a relative directory and a time without a
+// value by itself, warned about a time outside the recovery window, and showed the API's
+// refusal of a malformed transaction id as the API words it) and sees where the restored
+// cluster is; a viewer sees the page without any button or form; axe-core finds no serious
+// or critical violation.
 // Screenshots go to ARTIFACTS. Prints one JSON line of facts.
 import { account, BrowserTest, env, expect } from './lib.mjs';
 
@@ -21,13 +26,19 @@ const viewer = account('VIEWER', 'viewer');
 const instanceId = env('INSTANCE_ID');
 const repositoryId = env('REPOSITORY_ID');
 const stuckRepositoryId = env('STUCK_REPOSITORY_ID');
+// Both owned by the database's OS user: the drill's scratch copy, and where the restore goes.
+const scratchDir = env('SCRATCH_DIR');
+const restoreDir = env('RESTORE_DIR');
+const CHECK_SQL = 'SELECT count(*) AS databases FROM pg_database';
 const artifacts = process.env.ARTIFACTS;
 // Backups go through the agent and pgBackRest: each wait is bounded, none is a sleep.
 const TIMEOUT = 30_000;
 const RUN_TIMEOUT = 120_000;
 
-// The refusal the scenario provokes on purpose: a second backup of the stuck stanza (409).
-const expected = (p) => p.step === 'refused' && /409/.test(p.text);
+// The refusals the scenario provokes on purpose: a second backup of the stuck stanza (409),
+// a restore to a transaction id that is none (422).
+const expected = (p) =>
+  (p.step === 'refused' && /409/.test(p.text)) || (p.step === 'restore-refused' && /422/.test(p.text));
 
 const t = await BrowserTest.open({ timeout: TIMEOUT, artifacts });
 const { page, facts, shot, axe } = t;
@@ -132,6 +143,17 @@ try {
 
   t.step = 'drill';
   await catalogue.getByRole('button', { name: 'Run drill' }).click();
+  const drillForm = page.getByTestId('drill-form');
+  facts.drillForm = {
+    expanded: await catalogue.getByRole('button', { name: 'Run drill' }).getAttribute('aria-expanded'),
+    amcheckDefault: await drillForm.getByLabel(/amcheck/).isChecked(),
+  };
+  await drillForm.getByLabel('Check query (optional)').fill(CHECK_SQL);
+  await drillForm.getByLabel(/amcheck/).uncheck();
+  await drillForm.getByLabel(/^Scratch directory/).fill(scratchDir);
+  await axe('backups-drill-form');
+  await drillForm.getByRole('button', { name: 'Start drill' }).click();
+  await drillForm.waitFor({ state: 'detached' });
   const drillStarted = await text(page.getByTestId('action-message').filter({ hasText: 'Restore drill of main' }));
   const drillRun = /run (\d+)/.exec(drillStarted)?.[1];
   expect(drillRun, `the started run in "${drillStarted}"`);
@@ -147,6 +169,81 @@ try {
     seen: await page.evaluate((r) => window.__seen.filter((s) => s.startsWith(`${r} `)), drillRun),
     sameDocument: await page.evaluate(() => window.__notReloaded === true),
   };
+
+  t.step = 'restore-invalid';
+  const restoreButton = catalogue.getByRole('button', { name: 'Restore', exact: true });
+  await restoreButton.click();
+  const form = page.getByTestId('restore-form');
+  const dirInput = form.getByLabel('Target directory on the database host');
+  const review = form.getByRole('button', { name: 'Review restore' });
+  // Every restore request the page sends from here on.
+  let restoreRequests = 0;
+  page.on('request', (r) => {
+    if (/\/restore$/.test(new URL(r.url()).pathname)) restoreRequests += 1;
+  });
+  // A relative directory: refused by the form, the field marked and described by the reason.
+  await dirInput.fill('restored-here');
+  await review.click();
+  const dirError = form.getByTestId('restore-dir-error');
+  facts.restoreInvalid = {
+    dirError: await text(dirError),
+    dirInvalid: await dirInput.getAttribute('aria-invalid'),
+    dirDescribedBy: await dirInput.getAttribute('aria-describedby'),
+    dirErrorId: await dirError.getAttribute('id'),
+  };
+  await axe('backups-restore-errors');
+  // A time without a value: refused too; then a time before the window: warned about.
+  await dirInput.fill(`${restoreDir}/never`);
+  await form.getByRole('radio', { name: 'A time' }).check();
+  await review.click();
+  facts.restoreInvalid.targetError = await text(form.getByTestId('restore-target-error'));
+  facts.restoreInvalid.window = await text(form.getByTestId('restore-window'));
+  await form.getByRole('textbox', { name: 'A time' }).fill('2001-01-01 00:00:00+00');
+  facts.restoreInvalid.windowWarning = await text(form.getByTestId('restore-window-warning'));
+  facts.restoreInvalid.reviewShown = await form.getByTestId('restore-review').count();
+  facts.restoreInvalid.requests = restoreRequests;
+  await shot('backups-restore-invalid');
+
+  t.step = 'restore-refused';
+  // What the form cannot know is the API's to say, in its words: a transaction id that is none.
+  await form.getByRole('radio', { name: 'A transaction id' }).check();
+  await form.getByRole('textbox', { name: 'A transaction id' }).fill('last-tuesday');
+  await review.click();
+  await form.getByRole('button', { name: 'Restore now' }).click();
+  facts.restoreInvalid.apiError = await text(form.getByTestId('restore-error'));
+  facts.restoreInvalid.requestsAfterRefusal = restoreRequests;
+
+  t.step = 'restore';
+  await form.getByRole('radio', { name: 'Latest' }).check();
+  await dirInput.fill(`${restoreDir}/from-page`);
+  const fullLabel = await catalogue.locator('tr[data-type="full"]').getAttribute('data-label');
+  await form.getByLabel('Backup set').selectOption(fullLabel);
+  await form.getByLabel(/Delta restore/).check();
+  facts.restoreDeltaWarning = await form.locator(`#restore-${repositoryId}-delta-warning`).getAttribute('class');
+  await form.getByLabel(/Delta restore/).uncheck();
+  await review.click();
+  const reviewed = form.getByTestId('restore-review');
+  facts.restoreReview = await text(reviewed);
+  await axe('backups-restore-review');
+  await shot('backups-restore-review');
+  await form.getByRole('button', { name: 'Restore now' }).click();
+  const restoreStarted = await text(page.getByTestId('action-message').filter({ hasText: 'Restore of main' }));
+  const restoreRun = /run (\d+)/.exec(restoreStarted)?.[1];
+  expect(restoreRun, `the started run in "${restoreStarted}"`);
+  const restoreEnded = page.locator(`[data-testid="ended"] li[data-run="${restoreRun}"]`);
+  await restoreEnded.waitFor({ timeout: RUN_TIMEOUT });
+  const restored = restoreEnded.getByTestId('restored');
+  await restored.waitFor();
+  facts.restore = {
+    run: Number(restoreRun),
+    label: fullLabel,
+    formGone: await form.count(),
+    ended: await restoreEnded.getAttribute('data-status'),
+    dir: await restored.getAttribute('data-dir'),
+    text: await text(restored),
+    seen: await page.evaluate((r) => window.__seen.filter((s) => s.startsWith(`${r} `)), restoreRun),
+  };
+  await shot('backups-restored');
 
   t.step = 'stuck';
   const stuckCatalogue = page.locator(`[data-testid="catalogue"][data-repository="${stuckRepositoryId}"]`);
@@ -188,6 +285,7 @@ try {
     rows: (await catalogueRows(repositoryId)).length,
     buttons: await page.locator('section.backups').getByRole('button').allInnerTexts(),
     actionGroups: await page.getByRole('group', { name: /^Actions on stanza/ }).count(),
+    forms: await page.locator('section.backups form').count(),
   };
   await t.narrow(async () => {
     facts.narrowOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

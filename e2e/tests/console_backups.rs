@@ -14,8 +14,17 @@
 //! - a backup of the stuck stanza started from the page is shown running with a progress
 //!   bar; a second one is refused with the API's reason; the first is cancelled from the page
 //!   and its pgBackRest is gone;
-//! - a drill started from the page: its end pushed, the drills read again by themselves;
-//! - a viewer sees the same catalogue and no button, and nothing wider than a narrow window;
+//! - a drill started from its options form (a check query, amcheck off, a scratch directory:
+//!   the run's parameters are those): its end pushed, the drills read again by themselves;
+//! - the restore form: a relative directory and a time without a value are refused by the
+//!   form itself (the field marked and described by the reason; no request, no run); a time
+//!   before the recovery window is warned about; a transaction id that is none is refused by
+//!   the API, its words shown; then the full backup restored to the latest point into a new
+//!   directory after a review that restates it: the run succeeds, the page shows where the
+//!   cluster is, the directory holds `PG_VERSION` and no running postmaster; exactly one
+//!   restore run in the store;
+//! - a viewer sees the same catalogue and no button nor form, and nothing wider than a
+//!   narrow window;
 //!   axe-core finds no violation at all for the admin, no serious or critical one for the
 //!   viewer; no console error, failed request (but the provoked 409) or CSP violation.
 //!
@@ -38,6 +47,8 @@ const VIEWER: &str = "vesna";
 /// `support::users`' password for the users it makes.
 const VIEWER_PASSWORD: &str = "Correct-Horse-Battery-Staple-9";
 const MISSED_REASON: &str = "the agent was not connected at 03:00";
+/// The drill's check query the page sends (`tests/backups.mjs`).
+const CHECK_SQL: &str = "SELECT count(*) AS databases FROM pg_database";
 
 fn console_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../console")
@@ -135,6 +146,10 @@ async fn backups_page_in_a_real_browser() {
     let scratch = archiving.dir.path().join("scratch");
     std::fs::create_dir(&scratch).expect("scratch dir");
     give_to_server(&archiving.cluster, &scratch);
+    // Where the page restores to (a new directory below it, made by the restore).
+    let restores = archiving.dir.path().join("restores");
+    std::fs::create_dir(&restores).expect("restores dir");
+    give_to_server(&archiving.cluster, &restores);
     let stack = Stack::new(AGENT_ID).await;
     let _api = stack.start_api();
     let _ingest = stack.start_ingest(&stack.secrets_toml());
@@ -227,7 +242,9 @@ async fn backups_page_in_a_real_browser() {
         .env("VIEWER_PASSWORD", VIEWER_PASSWORD)
         .env("INSTANCE_ID", id.to_string())
         .env("REPOSITORY_ID", main_id.to_string())
-        .env("STUCK_REPOSITORY_ID", stuck_id.to_string());
+        .env("STUCK_REPOSITORY_ID", stuck_id.to_string())
+        .env("SCRATCH_DIR", scratch.display().to_string())
+        .env("RESTORE_DIR", restores.display().to_string());
     let output = script.output().expect("run node");
     let facts = crate::support::browser::facts(&output, "the backups browser script");
 
@@ -263,7 +280,8 @@ async fn backups_page_in_a_real_browser() {
             "Differential backup",
             "Incremental backup",
             "Refresh catalogue",
-            "Run drill"
+            "Run drill",
+            "Restore"
         ]),
         "{facts}"
     );
@@ -344,6 +362,21 @@ async fn backups_page_in_a_real_browser() {
     // themselves, the latest now the API's latest; any percent the page showed in 0..=100,
     // never going back.
     let page_drill = &facts["pageDrill"];
+    assert_eq!(facts["drillForm"]["expanded"], "true", "{facts}");
+    assert_eq!(facts["drillForm"]["amcheckDefault"], true, "{facts}");
+    let drill_run = stack
+        .wait_run(page_drill["run"].as_i64().expect("the page's drill"))
+        .await;
+    assert_eq!(drill_run["kind"], "backup_drill", "{drill_run}");
+    assert_eq!(drill_run["params"]["check_sql"], CHECK_SQL, "{drill_run}");
+    assert_eq!(drill_run["params"]["amcheck"], false, "{drill_run}");
+    assert_eq!(
+        drill_run["params"]["scratch_dir"],
+        scratch.display().to_string(),
+        "{drill_run}"
+    );
+    assert_eq!(drill_run["summary"]["check"]["ok"], true, "{drill_run}");
+    assert!(drill_run["summary"]["amcheck"].is_null(), "{drill_run}");
     let (_, drills) = stack
         .api(
             Method::GET,
@@ -373,6 +406,92 @@ async fn backups_page_in_a_real_browser() {
             && percents.windows(2).all(|w| w[0] <= w[1]),
         "{facts}"
     );
+
+    // The restore form's refusals: by the form (no request at all), then by the API in its
+    // words (the one request), and no run from any of them.
+    let invalid = &facts["restoreInvalid"];
+    let said = |key: &str, part: &str| {
+        assert!(
+            invalid[key].as_str().is_some_and(|t| t.contains(part)),
+            "{key}: {facts}"
+        );
+    };
+    said("dirError", "absolute path");
+    assert_eq!(invalid["dirInvalid"], "true", "{facts}");
+    assert!(
+        invalid["dirDescribedBy"]
+            .as_str()
+            .zip(invalid["dirErrorId"].as_str())
+            .is_some_and(|(by, id)| by.split(' ').any(|i| i == id)),
+        "the error is tied to its field: {facts}"
+    );
+    said("targetError", "needs a value");
+    said("window", "Recovery window");
+    said("windowWarning", "before the recovery window");
+    assert_eq!(invalid["reviewShown"], 0, "{facts}");
+    assert_eq!(invalid["requests"], 0, "nothing sent: {facts}");
+    said("apiError", "\"last-tuesday\" is not a valid xid");
+    assert_eq!(invalid["requestsAfterRefusal"], 1, "{facts}");
+    assert!(
+        facts["restoreDeltaWarning"]
+            .as_str()
+            .is_some_and(|c| c.contains("warn")),
+        "{facts}"
+    );
+
+    // The restore from the page: the full backup, to the latest point, into a new directory.
+    let restore = &facts["restore"];
+    let to_dir = restores.join("from-page");
+    let review = facts["restoreReview"].as_str().unwrap_or_default();
+    let label = restore["label"].as_str().expect("the full backup's label");
+    assert_eq!(label, before["backups"][0]["label"], "{facts}");
+    assert!(
+        review.contains(&to_dir.display().to_string())
+            && review.contains("latest point")
+            && review.contains(label)
+            && review.contains("without delta"),
+        "{review}"
+    );
+    let restore_run = stack
+        .wait_run(restore["run"].as_i64().expect("the restore run"))
+        .await;
+    assert_eq!(restore_run["kind"], "backup_restore", "{restore_run}");
+    assert_eq!(restore_run["status"], "succeeded", "{restore_run}");
+    assert_eq!(restore_run["requested_by"], "user:admin", "{restore_run}");
+    assert_eq!(
+        restore_run["params"]["to_dir"],
+        to_dir.display().to_string(),
+        "{restore_run}"
+    );
+    assert_eq!(restore_run["params"]["set"], label, "{restore_run}");
+    assert_eq!(restore["ended"], "succeeded", "{facts}");
+    assert_eq!(restore["formGone"], 0, "{facts}");
+    assert_eq!(
+        restore["dir"], restore_run["summary"]["data_directory"],
+        "{facts} {restore_run}"
+    );
+    assert!(
+        restore["text"].as_str().is_some_and(
+            |t| t.contains(&to_dir.display().to_string()) && t.contains("stopped cleanly")
+        ),
+        "{facts}"
+    );
+    assert!(to_dir.join("PG_VERSION").is_file(), "{restore_run}");
+    assert!(
+        !to_dir.join("postmaster.pid").exists(),
+        "the restored copy was stopped: {restore_run}"
+    );
+    let restore_runs: i64 = stack
+        .store()
+        .await
+        .query_one(
+            "SELECT count(*) FROM runs WHERE instance_id = $1 AND kind = 'backup_restore'",
+            &[&id],
+        )
+        .await
+        .expect("restore runs")
+        .get(0);
+    assert_eq!(restore_runs, 1, "only the valid restore made a run");
 
     // The stuck backup: running with a bar and the agent's progress reports, the second
     // refused with the API's reason, cancelled from the page.
@@ -417,19 +536,29 @@ async fn backups_page_in_a_real_browser() {
     assert_eq!(facts["viewer"]["rows"], 2, "{facts}");
     assert_eq!(facts["viewer"]["buttons"], json!([]), "{facts}");
     assert_eq!(facts["viewer"]["actionGroups"], 0, "{facts}");
+    assert_eq!(facts["viewer"]["forms"], 0, "{facts}");
     assert_eq!(
         facts["axeMinor"],
         json!([]),
         "not even a minor violation: {facts}"
     );
     let axe = facts["axe"].as_object().expect("axe");
-    for page in ["backups-admin", "backups-viewer"] {
+    for page in [
+        "backups-admin",
+        "backups-drill-form",
+        "backups-restore-errors",
+        "backups-restore-review",
+        "backups-viewer",
+    ] {
         assert_eq!(axe[page]["serious"], 0, "{page}: {facts}");
     }
     for shot in [
         "backups-admin",
         "backups-after-incremental",
         "backups-running",
+        "backups-restore-invalid",
+        "backups-restore-review",
+        "backups-restored",
         "backups-viewer",
     ] {
         let path = artifacts.join(format!("{shot}.png"));
