@@ -14,8 +14,8 @@
 // its options form with a check query; the admin restores the full backup from the restore
 // form into RESTORE_DIR (after the form refused a relative directory and a time without a
 // value by itself, warned about a time outside the recovery window, and showed the API's
-// refusal of a malformed transaction id as the API words it) and sees where the restored
-// cluster is; a viewer sees the page without any button or form; axe-core finds no serious
+// refusal of a malformed transaction id as the API words it), left running for inspection,
+// and sees where the restored cluster is and its port and socket; a viewer sees the page without any button or form; axe-core finds no serious
 // or critical violation.
 // Screenshots go to ARTIFACTS. Prints one JSON line of facts.
 import { account, BrowserTest, env, expect } from './lib.mjs';
@@ -221,6 +221,8 @@ try {
   await form.getByLabel(/Delta restore/).check();
   facts.restoreDeltaWarning = await form.locator(`#restore-${repositoryId}-delta-warning`).getAttribute('class');
   await form.getByLabel(/Delta restore/).uncheck();
+  // Left running for inspection on a free port (the Rust side stops it).
+  await form.getByLabel(/Leave the restored cluster running/).check();
   await review.click();
   const reviewed = form.getByTestId('restore-review');
   facts.restoreReview = await text(reviewed);
@@ -240,6 +242,7 @@ try {
     formGone: await form.count(),
     ended: await restoreEnded.getAttribute('data-status'),
     dir: await restored.getAttribute('data-dir'),
+    port: await restored.getByTestId('restored-started').getAttribute('data-port'),
     text: await text(restored),
     seen: await page.evaluate((r) => window.__seen.filter((s) => s.startsWith(`${r} `)), restoreRun),
   };

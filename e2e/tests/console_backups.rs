@@ -20,9 +20,10 @@
 //!   form itself (the field marked and described by the reason; no request, no run); a time
 //!   before the recovery window is warned about; a transaction id that is none is refused by
 //!   the API, its words shown; then the full backup restored to the latest point into a new
-//!   directory after a review that restates it: the run succeeds, the page shows where the
-//!   cluster is, the directory holds `PG_VERSION` and no running postmaster; exactly one
-//!   restore run in the store;
+//!   directory, left running for inspection, after a review that restates it: the run
+//!   succeeds, the page shows where the cluster is with its port and socket, the directory
+//!   holds `PG_VERSION`, the cluster answers there promoted (then the test stops it); exactly
+//!   one restore run in the store;
 //! - a viewer sees the same catalogue and no button nor form, and nothing wider than a
 //!   narrow window;
 //!   axe-core finds no violation at all for the admin, no serious or critical one for the
@@ -49,6 +50,32 @@ const VIEWER_PASSWORD: &str = "Correct-Horse-Battery-Staple-9";
 const MISSED_REASON: &str = "the agent was not connected at 03:00";
 /// The drill's check query the page sends (`tests/backups.mjs`).
 const CHECK_SQL: &str = "SELECT count(*) AS databases FROM pg_database";
+
+/// Stops the cluster the page's restore left running, whatever happens to the test.
+struct StopRestored {
+    pg_ctl: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl StopRestored {
+    fn stop(&self) -> std::process::Output {
+        std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&self.pg_ctl)
+            .args(["stop", "-w", "-m", "fast", "-D"])
+            .arg(&self.data_dir)
+            .output()
+            .expect("pg_ctl stop")
+    }
+}
+
+impl Drop for StopRestored {
+    fn drop(&mut self) {
+        if self.data_dir.join("postmaster.pid").exists() {
+            let _ = self.stop();
+        }
+    }
+}
 
 fn console_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../console")
@@ -150,6 +177,10 @@ async fn backups_page_in_a_real_browser() {
     let restores = archiving.dir.path().join("restores");
     std::fs::create_dir(&restores).expect("restores dir");
     give_to_server(&archiving.cluster, &restores);
+    let restored_cluster = StopRestored {
+        pg_ctl: archiving.cluster.bindir().join("pg_ctl"),
+        data_dir: restores.join("from-page"),
+    };
     let stack = Stack::new(AGENT_ID).await;
     let _api = stack.start_api();
     let _ingest = stack.start_ingest(&stack.secrets_toml());
@@ -441,7 +472,7 @@ async fn backups_page_in_a_real_browser() {
 
     // The restore from the page: the full backup, to the latest point, into a new directory.
     let restore = &facts["restore"];
-    let to_dir = restores.join("from-page");
+    let to_dir = restored_cluster.data_dir.clone();
     let review = facts["restoreReview"].as_str().unwrap_or_default();
     let label = restore["label"].as_str().expect("the full backup's label");
     assert_eq!(label, before["backups"][0]["label"], "{facts}");
@@ -449,7 +480,8 @@ async fn backups_page_in_a_real_browser() {
         review.contains(&to_dir.display().to_string())
             && review.contains("latest point")
             && review.contains(label)
-            && review.contains("without delta"),
+            && review.contains("without delta")
+            && review.contains("left running for inspection"),
         "{review}"
     );
     let restore_run = stack
@@ -470,17 +502,37 @@ async fn backups_page_in_a_real_browser() {
         restore["dir"], restore_run["summary"]["data_directory"],
         "{facts} {restore_run}"
     );
+    // Left running for inspection: the page shows its port and socket, and it answers there.
+    let started = &restore_run["summary"]["started"];
+    let socket = started["socket_directory"].as_str().expect("socket");
+    assert_eq!(restore["port"], started["port"].to_string(), "{facts}");
     assert!(
-        restore["text"].as_str().is_some_and(
-            |t| t.contains(&to_dir.display().to_string()) && t.contains("stopped cleanly")
-        ),
+        restore["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&to_dir.display().to_string())
+                && t.contains(socket)
+                && t.contains(&format!("port {}", started["port"]))),
         "{facts}"
     );
     assert!(to_dir.join("PG_VERSION").is_file(), "{restore_run}");
-    assert!(
-        !to_dir.join("postmaster.pid").exists(),
-        "the restored copy was stopped: {restore_run}"
+    let dsn = format!(
+        "host={socket} port={} user=postgres dbname=postgres",
+        started["port"]
     );
+    let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the restored cluster {dsn}: {e}"));
+    tokio::spawn(conn);
+    let in_recovery: bool = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .expect("recovery state")
+        .get(0);
+    assert!(!in_recovery, "the restored cluster is promoted");
+    drop(client);
+    let stopped = restored_cluster.stop();
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert!(!to_dir.join("postmaster.pid").exists(), "stopped");
     let restore_runs: i64 = stack
         .store()
         .await
