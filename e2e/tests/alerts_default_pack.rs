@@ -380,6 +380,10 @@ async fn every_default_rule_fires_on_a_driven_cluster_and_resolves() {
             ("shared_buffers".into(), "'16MB'".into()),
             ("max_wal_size".into(), "'32MB'".into()),
             ("min_wal_size".into(), "'32MB'".into()),
+            // The standby has no slot: without a margin, the checkpoints of the slot pulses
+            // below can remove a segment its WAL sender has not sent yet, and it never
+            // streams again (what a DBA sets for a slotless standby).
+            ("wal_keep_size".into(), "'128MB'".into()),
             ("archive_mode".into(), "on".into()),
             ("archive_command".into(), "'false'".into()),
             ("deadlock_timeout".into(), "'100ms'".into()),
@@ -699,8 +703,8 @@ async fn every_default_rule_fires_on_a_driven_cluster_and_resolves() {
     assert!(archived > 0, "archiving resumed");
 
     // A slot loses its WAL: max_slot_wal_keep_size exceeded, then a checkpoint invalidates it
-    // (`unreserved` before the checkpoint, `lost` after). The standby has no slot: the limit
-    // does not touch it.
+    // (`unreserved` before the checkpoint, `lost` after; wal_keep_size's segments past it
+    // first). The standby has no slot: the limit does not touch it.
     each(
         &db,
         &[
