@@ -707,6 +707,7 @@ pub(super) async fn pgbackrest(
             detail: Value::Null,
         });
     }
+    super::pgbackrest_version::ensure(server).await?;
     let mut command = command(server, config, stanza, args);
     // Its own process group: cancel signals pgBackRest and whatever it started.
     command.process_group(0).kill_on_drop(true);
@@ -807,15 +808,7 @@ pub(super) fn command(
     stanza: &str,
     args: &[&str],
 ) -> tokio::process::Command {
-    let mut launch: Vec<&str> = Vec::new();
-    // An agent killed outright (SIGKILL, OOM) must not leave pgBackRest running and holding
-    // the stanza's lock: setpriv has the kernel send SIGTERM to it (runuser, which passes it
-    // on) when the agent dies.
-    if Path::new(SETPRIV).is_file() {
-        launch.extend([SETPRIV, "--pdeathsig", "TERM", "--"]);
-    }
-    launch.extend(server.run_as.iter().map(String::as_str));
-    launch.push(&server.pgbackrest);
+    let launch = launch(server);
     let mut command = tokio::process::Command::new(launch[0]);
     command
         .args(&launch[1..])
@@ -828,6 +821,21 @@ pub(super) fn command(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
+}
+
+/// The program and arguments that start pgBackRest as the database user, before its own
+/// arguments.
+pub(super) fn launch(server: &Server) -> Vec<&str> {
+    let mut launch: Vec<&str> = Vec::new();
+    // An agent killed outright (SIGKILL, OOM) must not leave pgBackRest running and holding
+    // the stanza's lock: setpriv has the kernel send SIGTERM to it (runuser, which passes it
+    // on) when the agent dies.
+    if Path::new(SETPRIV).is_file() {
+        launch.extend([SETPRIV, "--pdeathsig", "TERM", "--"]);
+    }
+    launch.extend(server.run_as.iter().map(String::as_str));
+    launch.push(&server.pgbackrest);
+    launch
 }
 
 /// SIGTERM, then wait: pgBackRest cleans up on it. runuser passes the signal on to it.

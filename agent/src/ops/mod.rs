@@ -26,6 +26,7 @@ pub mod import_csv;
 pub mod instance_check;
 pub mod instance_metadata;
 pub mod migration;
+mod pgbackrest_version;
 pub mod privileges;
 pub mod replication;
 pub mod restore;
