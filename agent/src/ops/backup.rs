@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use lasect_runs::{BackupInfoParams, BackupParams, BackupRepo, BackupStanzaParams, StanzaAction};
 use nix::sys::signal::{Signal, kill};
+use nix::sys::statvfs::statvfs;
 use nix::unistd::{Pid, Uid, User};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
@@ -68,7 +69,9 @@ pub async fn stanza(ctx: &mut OpContext, p: &BackupStanzaParams) -> Result<OpOut
         StanzaAction::Upgrade => "stanza-upgrade",
         StanzaAction::Check => "check",
     };
-    let output = pgbackrest(ctx, &server, &config, &p.stanza, &[command]).await?;
+    let output = pgbackrest(ctx, &server, &config, &p.stanza, &[command])
+        .await
+        .map_err(|e| full_repository(e, &p.repo))?;
     Ok(OpOutcome {
         summary: json!({
             "stanza": p.stanza,
@@ -86,7 +89,7 @@ pub async fn backup(ctx: &mut OpContext, p: &BackupParams) -> Result<OpOutcome, 
     let watching = super::backup_progress::watch(ctx, &server, &config, &p.stanza);
     let done = pgbackrest(ctx, &server, &config, &p.stanza, &["backup", &kind]).await;
     drop(watching);
-    done?;
+    done.map_err(|e| full_repository(e, &p.repo))?;
     let info = info(ctx, &server, &config, &p.stanza).await?;
     // The backup just taken is the catalogue's newest of its type.
     let latest = info["backups"]
@@ -691,6 +694,54 @@ fn object_store(
     Ok(text)
 }
 
+/// A failed write into a posix repository on a full filesystem, said so. pgBackRest 2.45
+/// reports a short write as `unable to write '<file>'` without the system's reason (it has one
+/// only when nothing at all could be written), which does not tell the operator what to do.
+fn full_repository(error: OpError, repo: &BackupRepo) -> OpError {
+    let OpError::Failed { message, detail } = error else {
+        return error;
+    };
+    let posix = repo.repo_type.as_deref().unwrap_or("posix") == "posix";
+    let space = posix
+        .then(|| statvfs(Path::new(&repo.path)).ok())
+        .flatten()
+        .map(|st| {
+            // statvfs counts are 32-bit on some targets.
+            #[allow(clippy::useless_conversion)]
+            let size = u64::from(st.fragment_size());
+            #[allow(clippy::useless_conversion)]
+            let (free, total) = (u64::from(st.blocks_available()), u64::from(st.blocks()));
+            (free.saturating_mul(size), total.saturating_mul(size))
+        });
+    let message =
+        match space.and_then(|(free, total)| disk_full_note(&message, &repo.path, free, total)) {
+            Some(note) => format!("{message}; {note}"),
+            None => message,
+        };
+    OpError::Failed { message, detail }
+}
+
+/// What to add to a failed command's `message` when the repository at `path` has `free` of
+/// `total` bytes left: something only when a write failed and the filesystem is full (less
+/// than 64 MiB, or a tenth of a small one, left).
+fn disk_full_note(message: &str, path: &str, free: u64, total: u64) -> Option<String> {
+    let write_failed = [
+        "unable to write",
+        "FileWriteError",
+        "No space left on device",
+    ]
+    .iter()
+    .any(|m| message.contains(m));
+    let full = free < (64u64 << 20).min(total / 10);
+    (write_failed && full).then(|| {
+        format!(
+            "the repository's filesystem ({path}) is full, {free} bytes free of {total}: No \
+             space left on device. Free space there or grow it, then back up again (pgBackRest \
+             resumes or removes the partial backup)"
+        )
+    })
+}
+
 /// Runs pgBackRest as the database user; its stdout when it succeeds. Cancelling (or the run's
 /// timeout) sends SIGTERM, which pgBackRest handles by stopping its processes and releasing
 /// its lock, and then waits for it to exit.
@@ -1221,6 +1272,45 @@ mod tests {
             panic!("a cp archive_command passed");
         };
         assert!(message.contains("archive-push"), "{message}");
+    }
+
+    #[test]
+    fn a_failed_write_into_a_full_repository_says_so() {
+        let short = "pgBackRest backup failed (exit status: 64): ERROR: [064]: raised from \
+                     local-1 protocol: unable to write '/repo/backup/main/x/pg_data/f.gz' | \
+                     [FileWriteError] on retry after 0ms";
+        let note = disk_full_note(short, "/repo", 0, 8 << 20).expect("full");
+        assert!(
+            note.contains("(/repo) is full, 0 bytes free of 8388608")
+                && note.contains("No space left on device")
+                && note.contains("Free space there or grow it"),
+            "{note}"
+        );
+        let big = 1u64 << 40;
+        assert!(disk_full_note(short, "/repo", 10 << 20, big).is_some());
+        assert_eq!(
+            disk_full_note(short, "/repo", 100 << 20, big),
+            None,
+            "room left"
+        );
+        assert_eq!(
+            disk_full_note(short, "/repo", 2 << 20, 8 << 20),
+            None,
+            "a quarter free"
+        );
+        let other = "ERROR: [047]: unable to create path '/repo/x': [13] Permission denied";
+        assert_eq!(disk_full_note(other, "/repo", 0, big), None, "not a write");
+        // Not a posix repository: nothing asked.
+        let mut repo = object_store("s3");
+        repo.path = "/".into();
+        let kept = full_repository(
+            OpError::Failed {
+                message: short.into(),
+                detail: Value::Null,
+            },
+            &repo,
+        );
+        assert_eq!(kept.to_string(), short);
     }
 
     #[test]
