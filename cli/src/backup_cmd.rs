@@ -81,7 +81,7 @@ pub struct Target {
     /// Repository id (`lasect backup repo list`)
     #[arg(long)]
     repo: i64,
-    /// Seconds to wait for the run, 0..=120 (it goes on after: `lasect run show`)
+    /// Seconds to wait for the run, 0..=120 (it goes on after: `lasect run watch`)
     #[arg(long, default_value_t = 120)]
     wait: u64,
 }

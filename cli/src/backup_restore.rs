@@ -67,7 +67,7 @@ pub struct RestoreArgs {
     /// Restore every other tablespace below this directory (one subdirectory each)
     #[arg(long, value_name = "PATH")]
     tablespace_map_all: Option<String>,
-    /// Seconds to wait for the run, 0..=120 (it goes on after: `lasect run show`)
+    /// Seconds to wait for the run, 0..=120 (it goes on after: `lasect run watch`)
     #[arg(long, default_value_t = 120)]
     wait: u64,
 }
