@@ -25,7 +25,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::pgbackrest_files::{
-    archiving_cluster, backup_run, create_stanza, give_to_server, pgbackrest_of,
+    archiving_cluster, backup_run, connect_restored, create_stanza, give_to_server, pgbackrest_of,
 };
 use crate::support::users::with_role;
 
@@ -43,21 +43,7 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 async fn tags_of_restored(cluster: &PgCluster, run: &Value) -> Vec<String> {
     assert_eq!(run["status"], "succeeded", "{run}");
     let started = &run["summary"]["started"];
-    let dsn = format!(
-        "host={} port={} user=postgres dbname=postgres",
-        started["socket_directory"].as_str().expect("socket"),
-        started["port"]
-    );
-    let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to the restored cluster {dsn}: {e}"));
-    tokio::spawn(conn);
-    let in_recovery: bool = client
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .await
-        .expect("recovery state")
-        .get(0);
-    assert!(!in_recovery, "the restored cluster is promoted");
+    let client = connect_restored(started).await;
     let tags: Vec<String> = client
         .query("SELECT tag FROM pitr ORDER BY tag", &[])
         .await

@@ -39,7 +39,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::pgbackrest_files::{
-    archiving_cluster, backup_run, create_stanza, give_to_server, pgbackrest_of, require_pgbackrest,
+    archiving_cluster, backup_run, connect_restored, create_stanza, give_to_server, pgbackrest_of,
+    require_pgbackrest,
 };
 use crate::support::users::with_role;
 
@@ -515,20 +516,7 @@ async fn backups_page_in_a_real_browser() {
         "{facts}"
     );
     assert!(to_dir.join("PG_VERSION").is_file(), "{restore_run}");
-    let dsn = format!(
-        "host={socket} port={} user=postgres dbname=postgres",
-        started["port"]
-    );
-    let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to the restored cluster {dsn}: {e}"));
-    tokio::spawn(conn);
-    let in_recovery: bool = client
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .await
-        .expect("recovery state")
-        .get(0);
-    assert!(!in_recovery, "the restored cluster is promoted");
+    let client = connect_restored(started).await;
     drop(client);
     let stopped = restored_cluster.stop();
     assert!(stopped.status.success(), "{stopped:?}");

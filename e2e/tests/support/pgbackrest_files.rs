@@ -153,3 +153,24 @@ pub fn pgbackrest_of(stanza: &str) -> usize {
         })
         .count()
 }
+
+/// A connection as `postgres` to the cluster a restore left running (`summary.started` of its
+/// run: socket directory and port), after checking it was promoted.
+pub async fn connect_restored(started: &Value) -> tokio_postgres::Client {
+    let dsn = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        started["socket_directory"].as_str().expect("socket"),
+        started["port"]
+    );
+    let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the restored cluster {dsn}: {e}"));
+    tokio::spawn(conn);
+    let in_recovery: bool = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .expect("recovery state")
+        .get(0);
+    assert!(!in_recovery, "the restored cluster is promoted");
+    client
+}
