@@ -3,16 +3,14 @@
 //! alerts who may see the instance, and a viewer by label never gets another instance's.
 
 use crate::common;
-use crate::common::live::{Ws, connect, next};
+use crate::common::live::{Ws, connect, next, serve};
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use futures::SinkExt;
 use lasect_api::alerts::evaluator::tick;
 use lasect_api::auth::Role;
-use lasect_api::server::serve_on;
 use lasect_api::{AppState, router};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -77,15 +75,7 @@ async fn state_changes_reach_subscribed_clients_who_may_see_the_instance() {
             .await;
         assert_eq!(status, axum::http::StatusCode::CREATED, "{answer}");
     }
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = serve_on(listener, app, None, async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
+    let (port, _stop) = serve(app);
 
     let mut everyone = connect(port, Some(&admin)).await;
     let mut prod_only = connect(port, Some(&prod_viewer)).await;

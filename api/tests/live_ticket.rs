@@ -5,35 +5,20 @@
 
 use crate::common;
 use crate::common::http::{LOCAL, call};
+use crate::common::live::serve;
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use futures::{SinkExt, StreamExt};
 use lasect_api::auth::Role;
 use lasect_api::routes::live::LiveHub;
-use lasect_api::server::serve_on;
 use lasect_api::{AppState, router};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Serves `app` on a loopback port until the returned sender is dropped.
-fn serve(app: axum::Router) -> (u16, tokio::sync::oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = serve_on(listener, app, None, async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
-    (port, stop)
-}
 
 /// Opens the WebSocket with `query` and an optional bearer: the stream, or the HTTP status and
 /// body of the refusal.

@@ -6,14 +6,12 @@
 //! view the instance gets nothing of it; a bad subscription gets an error that says why.
 
 use crate::common;
-use crate::common::live::{Ws, connect, next};
+use crate::common::live::{Ws, connect, next, serve};
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use lasect_api::auth::Role;
-use lasect_api::server::serve_on;
 use lasect_api::{AppState, router};
 use lasect_runs::Transition;
 use serde_json::{Value, json};
@@ -109,16 +107,7 @@ async fn run_changes_reach_subscribers_who_may_see_the_run() {
     let prod_viewer = common::user(&pool, "pat", None, &[("env", "prod", Role::Viewer)]).await;
     let staging_viewer =
         common::user(&pool, "sam", None, &[("env", "staging", Role::Viewer)]).await;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let app = router(AppState::new(pool.clone()));
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = serve_on(listener, app, None, async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
+    let (port, _stop) = serve(router(AppState::new(pool.clone())));
 
     let backup = queued_run(&pool, 1, "db-01").await;
     let staged = queued_run(&pool, 2, "db-02").await;
@@ -289,16 +278,7 @@ async fn a_new_run_is_announced_only_to_who_may_see_it() {
     let admin = common::user(&pool, "root", Some(Role::Admin), &[]).await;
     let staging_viewer =
         common::user(&pool, "sam", None, &[("env", "staging", Role::Viewer)]).await;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let app = router(AppState::new(pool.clone()));
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = serve_on(listener, app, None, async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
+    let (port, _stop) = serve(router(AppState::new(pool.clone())));
     let mut everyone = connect(port, Some(&admin)).await;
     let mut staging_only = connect(port, Some(&staging_viewer)).await;
     subscribe_runs(&mut everyone, json!({"type": "subscribe_runs"})).await;
@@ -352,16 +332,7 @@ async fn a_bad_run_subscription_gets_an_error_that_says_why() {
     .await
     .expect("seed");
     let prod_viewer = common::user(&pool, "pat", None, &[("env", "prod", Role::Viewer)]).await;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let app = router(AppState::new(pool.clone()));
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = serve_on(listener, app, None, async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
+    let (port, _stop) = serve(router(AppState::new(pool.clone())));
     let mut ws = connect(port, Some(&prod_viewer)).await;
 
     let cases = [

@@ -1,5 +1,6 @@
 //! The live WebSocket (`/api/v1/live`) from a client's side, over a real server.
 
+use std::net::TcpListener;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -46,4 +47,18 @@ pub async fn next(ws: &mut Ws) -> Value {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// Serves `app` on a loopback port until the returned sender is dropped.
+pub fn serve(app: axum::Router) -> (u16, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = lasect_api::server::serve_on(listener, app, None, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    (port, stop)
 }
