@@ -11,11 +11,10 @@
 //!
 //! Needs root (the tmpfs) and pgBackRest (`scripts/deps.sh --test`).
 
-use std::future::Future;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lasect_e2e::Stack;
 use serde_json::{Value, json};
@@ -23,6 +22,7 @@ use serde_json::{Value, json};
 use crate::support::pgbackrest_files::{
     archiving_cluster, backup_run, create_stanza, give_to_server, require_pgbackrest,
 };
+use crate::support::until;
 
 const AGENT_ID: &str = "backup-faults-agent";
 
@@ -69,21 +69,6 @@ impl Drop for SmallDisk {
     fn drop(&mut self) {
         // Lazy: an archive-push still writing must not keep the mount behind.
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
-async fn until<T, F, Fut>(bound: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(t) = f().await {
-            return t;
-        }
-        assert!(start.elapsed() < bound, "{what}: not within {bound:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -5,7 +5,7 @@
 //! shows what is left, with its recovery window, through the API and the CLI; with the agent
 //! stopped, a firing is reported missed with the reason.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lasect_e2e::{Stack, wait_listening, write};
 use lasect_testkit::{ChildGuard, binary_path, free_port};
@@ -13,6 +13,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::pgbackrest_files::{archiving_cluster, create_stanza, require_pgbackrest};
+use crate::support::until;
 
 const AGENT_ID: &str = "schedules-agent";
 
@@ -44,22 +45,6 @@ async fn firings(stack: &Stack, schedule: i64) -> Vec<Value> {
         .await;
     assert_eq!(status, 200, "{body}");
     body["firings"].as_array().cloned().unwrap_or_default()
-}
-
-/// Polls `what` every 200 ms until it gives something, at most `bound`.
-async fn until<T, F, Fut>(bound: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(t) = f().await {
-            return t;
-        }
-        assert!(start.elapsed() < bound, "{what}: not within {bound:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

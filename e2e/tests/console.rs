@@ -18,7 +18,7 @@
 //!
 //! Screenshots of each page are kept in `target/console-e2e/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -27,34 +27,12 @@ use lasect_testkit::{LogFormat, PgCluster, PgOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::support::browser::{chromium, console_dir, require_tools};
+
 const AGENT_ID: &str = "e2e-console";
 const INSTANCE: &str = "monitored";
 const BOUND: Duration = Duration::from_secs(60);
 const VIEWER_PASSWORD: &str = "a viewer's long password";
-
-fn console_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../console")
-}
-
-fn chromium() -> PathBuf {
-    PathBuf::from(std::env::var("LASECT_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
-}
-
-/// The browser and the console's npm packages, or a message naming the command that installs
-/// them (a skipped browser test would pass unnoticed).
-fn require_tools() {
-    assert!(
-        chromium().is_file(),
-        "{} missing: run scripts/deps.sh --test (apt-get install chromium)",
-        chromium().display()
-    );
-    assert!(
-        console_dir()
-            .join("node_modules/playwright-core/package.json")
-            .is_file(),
-        "console/node_modules missing: run scripts/deps.sh --test (npm ci in console/)"
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_a_real_browser() {

@@ -38,6 +38,7 @@ use lasect_e2e::Stack;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::support::browser::{chromium, console_dir, require_tools};
 use crate::support::pgbackrest_files::{
     archiving_cluster, backup_run, connect_restored, create_stanza, give_to_server, pgbackrest_of,
     require_pgbackrest,
@@ -76,14 +77,6 @@ impl Drop for StopRestored {
             let _ = self.stop();
         }
     }
-}
-
-fn console_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../console")
-}
-
-fn chromium() -> PathBuf {
-    PathBuf::from(std::env::var("LASECT_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
 }
 
 /// The catalogue of `instance` once `done` holds for its repository `repo`.
@@ -158,17 +151,7 @@ async fn backups_page_in_a_real_browser() {
     // other way round.)
     let _load = crate::support::heavy().await;
     require_pgbackrest();
-    assert!(
-        chromium().is_file(),
-        "{} missing: run scripts/deps.sh --test (apt-get install chromium)",
-        chromium().display()
-    );
-    assert!(
-        console_dir()
-            .join("node_modules/playwright-core/package.json")
-            .is_file(),
-        "console/node_modules missing: run scripts/deps.sh --test (npm ci in console/)"
-    );
+    require_tools();
 
     let archiving = archiving_cluster("lasect-console-backups-");
     let scratch = archiving.dir.path().join("scratch");

@@ -12,6 +12,8 @@ pub mod logs;
 pub mod pgbackrest_files;
 pub mod users;
 
+use std::time::{Duration, Instant};
+
 use tokio::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Readers are the fault tests (they ran beside one another before, and still may); a writer is
@@ -40,4 +42,20 @@ pub fn heavy_blocking() -> RwLockWriteGuard<'static, ()> {
 pub async fn pgbackrest() -> MutexGuard<'static, ()> {
     static PGBACKREST: Mutex<()> = Mutex::const_new(());
     PGBACKREST.lock().await
+}
+
+/// Polls `what` every 200 ms until it gives something, at most `bound`.
+pub async fn until<T, F, Fut>(bound: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(t) = f().await {
+            return t;
+        }
+        assert!(start.elapsed() < bound, "{what}: not within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

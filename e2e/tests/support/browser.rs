@@ -1,11 +1,37 @@
 //! Running the console's browser scripts (`console/tests/*.mjs`) against a stack and reading
 //! what they found.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lasect_e2e::Stack;
 use serde_json::Value;
+
+/// The console's sources (`console/`, where its npm packages and browser scripts are).
+pub fn console_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../console")
+}
+
+/// The browser Playwright drives: `LASECT_CHROMIUM`, else Debian's chromium.
+pub fn chromium() -> PathBuf {
+    PathBuf::from(std::env::var("LASECT_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+}
+
+/// The browser and the console's npm packages, or a message naming the command that installs
+/// them (a skipped browser test would pass unnoticed).
+pub fn require_tools() {
+    assert!(
+        chromium().is_file(),
+        "{} missing: run scripts/deps.sh --test (apt-get install chromium)",
+        chromium().display()
+    );
+    assert!(
+        console_dir()
+            .join("node_modules/playwright-core/package.json")
+            .is_file(),
+        "console/node_modules missing: run scripts/deps.sh --test (npm ci in console/)"
+    );
+}
 
 /// `node <script>` in `console_dir`, pointed at the stack's console as its admin: `CONSOLE_URL`,
 /// `ADMIN_USER`, `ADMIN_PASSWORD`, `CHROMIUM` and `ARTIFACTS` (where the screenshots go) are
