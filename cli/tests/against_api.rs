@@ -756,6 +756,8 @@ async fn metrics_series_and_top_queries() {
         &["metrics", "show", "-i", "1", "--step", "1m"][..],
         &["queries", "top", "-i", "1", "--by", "speed"][..],
         &["queries", "top", "-i", "1", "--limit", "0"][..],
+        &["run", "watch", "0"][..],
+        &["run", "watch", "twelve"][..],
     ] {
         let (output, stdout, stderr) = run(api.lasect(args)).await;
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stdout} {stderr}");
