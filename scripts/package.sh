@@ -73,13 +73,10 @@ stage() { # name root
         install -D -m 0640 "$pkgdir/etc/lasect/$conf" "$root/etc/lasect/$conf"
     fi
     if [ "$name" = lasect-agent ]; then
-        # pgBackRest as postgres, started through systemd (packaging/README.md, "pgBackRest").
-        install -D -m 0644 "$pkgdir/systemd/lasect-pgbackrest@.service" \
-            "$root/usr/lib/systemd/system/lasect-pgbackrest@.service"
-        install -D -m 0755 "$pkgdir/scripts/lasect-pgbackrest-run" \
-            "$root/usr/lib/lasect/lasect-pgbackrest-run"
-        install -D -m 0644 "$pkgdir/polkit/lasect-agent.rules" \
-            "$root/usr/share/polkit-1/rules.d/lasect-agent.rules"
+        # Not active: the operator installs it where backups run (packaging/README.md,
+        # "pgBackRest").
+        install -D -m 0644 "$pkgdir/systemd/lasect-agent.service.d/database-user.conf" \
+            "$root/usr/share/lasect/database-user.conf"
     fi
 }
 
@@ -243,9 +240,7 @@ EOF
             echo "%config(noreplace) %attr(0640,root,$name) /etc/lasect/$conf"
             echo "%doc /usr/share/doc/$name/README.md"
             if [ "$name" = lasect-agent ]; then
-                echo "/usr/lib/systemd/system/lasect-pgbackrest@.service"
-                echo "/usr/lib/lasect/lasect-pgbackrest-run"
-                echo "/usr/share/polkit-1/rules.d/lasect-agent.rules"
+                echo "/usr/share/lasect/database-user.conf"
             fi
         } >>"$spec"
     done

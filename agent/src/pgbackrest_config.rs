@@ -11,7 +11,9 @@
 //! ```
 //!
 //! `run_as` is used for every program a backup, restore or drill starts as the database OS
-//! user (`pgbackrest`, the restored cluster's `pg_ctl`).
+//! user (`pgbackrest`, the restored cluster's `pg_ctl`). An agent that is not root must be
+//! that user: it could not hand pgBackRest's config to another one, so any other user is
+//! refused when a run starts (`ops::backup::server`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -11,6 +11,7 @@ mod alerts;
 mod alerts_default_pack;
 mod alerts_secrets;
 mod backups;
+mod backups_as_database_user;
 mod backups_faults;
 mod backups_object_store;
 mod backups_restore;

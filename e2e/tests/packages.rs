@@ -159,23 +159,17 @@ fn every_deb_holds_its_binary_unit_and_config_with_the_workspace_version() {
     let agent = stdout(Command::new("dpkg-deb").arg("-I").arg(deb("lasect-agent")));
     assert!(agent.contains("Suggests: pgbackrest"), "{agent}");
     let files = deb_contents("lasect-agent");
-    for (path, mode) in [
-        (
-            "/usr/lib/systemd/system/lasect-pgbackrest@.service",
-            "-rw-r--r--",
-        ),
-        ("/usr/lib/lasect/lasect-pgbackrest-run", "-rwxr-xr-x"),
-        (
-            "/usr/share/polkit-1/rules.d/lasect-agent.rules",
-            "-rw-r--r--",
-        ),
-    ] {
-        assert_eq!(
-            files.get(path),
-            Some(&(mode.to_owned(), "root/root".to_owned())),
-            "{files:?}"
-        );
-    }
+    // The drop-in for backups ships inactive: nothing under /etc/systemd or the unit's own
+    // .d directory.
+    assert_eq!(
+        files.get("/usr/share/lasect/database-user.conf"),
+        Some(&("-rw-r--r--".to_owned(), "root/root".to_owned())),
+        "{files:?}"
+    );
+    assert!(
+        !files.keys().any(|f| f.contains(".service.d/")),
+        "{files:?}"
+    );
 }
 
 /// The version in the package names is the one the packaged binaries print.
@@ -446,20 +440,43 @@ fn verify(root: &Path, unit: &str) -> Output {
 #[test]
 fn every_unit_verifies_without_warnings_and_the_agent_is_exposed_at_most_2() {
     let root = unit_root();
-    for unit in SERVICES
-        .iter()
-        .map(|s| format!("{s}.service"))
-        .chain(["lasect-pgbackrest@.service".to_owned()])
-    {
-        let svc = &unit;
-        let out = verify(root.path(), &unit);
+    let clean = |unit: &str, what: &str| {
+        let out = verify(root.path(), unit);
         assert!(
             out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-            "{svc}: {}\n{}",
+            "{what}: {}\n{}",
             text(&out.stdout),
             text(&out.stderr)
         );
+    };
+    for svc in SERVICES {
+        clean(&format!("{svc}.service"), svc);
     }
+    // The agent as the database user (packaging/README.md, "pgBackRest"): the drop-in where
+    // the operator installs it.
+    let dropin = root
+        .path()
+        .join("etc/systemd/system/lasect-agent.service.d/database-user.conf");
+    std::fs::create_dir_all(dropin.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(
+        root.path().join("usr/share/lasect/database-user.conf"),
+        &dropin,
+    )
+    .expect("install the drop-in");
+    clean(
+        "lasect-agent.service",
+        "lasect-agent with database-user.conf",
+    );
+    // Read, not skipped: the same drop-in with a bad line is reported.
+    let mut broken = std::fs::read_to_string(&dropin).expect("read the drop-in");
+    broken.push_str("ProtectSystem=sideways\n");
+    std::fs::write(&dropin, broken).expect("write");
+    let said = text(&verify(root.path(), "lasect-agent.service").stderr);
+    assert!(
+        said.contains("database-user.conf") && said.contains("sideways"),
+        "{said}"
+    );
+    std::fs::remove_file(&dropin).expect("remove the drop-in");
     // The check is not blind: a unit with a bad setting and a missing binary is reported.
     let bad = root
         .path()
@@ -1157,92 +1174,6 @@ fn the_init_service_makes_secrets_tls_and_configs_each_service_can_read() {
             text(&out.stderr)
         );
     }
-}
-
-// --- pgBackRest as postgres -----------------------------------------------------------------
-
-#[test]
-fn lasect_pgbackrest_run_starts_only_its_operations() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    // A pgbackrest that says how it was called.
-    let fake = dir.path().join("pgbackrest");
-    std::fs::write(&fake, "#!/bin/sh\necho \"pgbackrest $*\"\n").expect("write");
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let path = format!(
-        "{}:{}",
-        dir.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let wrapper = repo().join("packaging/scripts/lasect-pgbackrest-run");
-    let call = |arg: &str| {
-        Command::new(&wrapper)
-            .arg(arg)
-            .env("PATH", &path)
-            .output()
-            .expect("run lasect-pgbackrest-run")
-    };
-    for (arg, expected) in [
-        (
-            "main:backup-full",
-            "pgbackrest --stanza=main backup --type=full",
-        ),
-        (
-            "db-1.prod:backup-incr",
-            "pgbackrest --stanza=db-1.prod backup --type=incr",
-        ),
-        ("main:check", "pgbackrest --stanza=main check"),
-        ("main:info", "pgbackrest --stanza=main info --output=json"),
-    ] {
-        let out = call(arg);
-        assert!(out.status.success(), "{arg}: {}", text(&out.stderr));
-        assert_eq!(text(&out.stdout).trim(), expected);
-    }
-    for arg in [
-        "main:restore",
-        "main:backup-full --force",
-        "main",
-        ":check",
-        "--repo1-path=/tmp:check",
-        "a;b:check",
-        "main:stanza-delete",
-    ] {
-        let out = call(arg);
-        assert_eq!(out.status.code(), Some(2), "{arg} must be refused");
-        assert!(out.stdout.is_empty(), "{arg} started pgbackrest");
-    }
-}
-
-/// The polkit rule, run by Node with a stand-in for polkit's API: the agent's user may start
-/// pgBackRest units and nothing else.
-#[test]
-fn the_polkit_rule_lets_the_agent_start_pgbackrest_units_only() {
-    let node = tool("node");
-    let rule = repo().join("packaging/polkit/lasect-agent.rules");
-    let harness = r#"
-const rule = require("fs").readFileSync(process.argv[1], "utf8");
-const rules = [];
-const polkit = { addRule: (f) => rules.push(f), Result: { YES: "yes" } };
-new Function("polkit", rule)(polkit);
-const ask = (user, id, verb, unit) => rules.map((f) => f(
-    { id, lookup: (k) => ({ verb, unit })[k] }, { user })).find((r) => r) || "no";
-const m = "org.freedesktop.systemd1.manage-units";
-console.log(JSON.stringify([
-    ask("lasect-agent", m, "start", "lasect-pgbackrest@main:backup-full.service"),
-    ask("lasect-agent", m, "start", "lasect-pgbackrest@db-1.prod:check.service"),
-    ask("lasect-agent", m, "stop", "lasect-pgbackrest@main:check.service"),
-    ask("lasect-agent", m, "start", "postgresql.service"),
-    ask("lasect-agent", m, "start", "lasect-pgbackrest@main:check.service.d"),
-    ask("lasect-agent", "org.freedesktop.systemd1.manage-unit-files", "start",
-        "lasect-pgbackrest@main:check.service"),
-    ask("someone", m, "start", "lasect-pgbackrest@main:check.service"),
-]));
-"#;
-    let out = stdout(Command::new(node).arg("-e").arg(harness).arg(rule));
-    assert_eq!(
-        out.trim(),
-        r#"["yes","yes","no","no","no","no","no"]"#,
-        "start allowed for the two pgBackRest units only"
-    );
 }
 
 /// The sample server's init script, run as the image would run it (as postgres, uid 70, with

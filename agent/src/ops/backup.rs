@@ -250,12 +250,22 @@ pub(super) async fn server(ctx: &mut OpContext) -> Result<Server, OpError> {
         .collect();
     let data_directory = PathBuf::from(row.get::<_, String>(0));
     let sockets: String = row.get(2);
+    let agent = Uid::effective();
     let meta = std::fs::metadata(&data_directory).map_err(|e| OpError::Failed {
-        message: format!(
-            "the data directory {} is not on this agent's host or not readable here ({e}): \
-             pgBackRest runs on the database host, next to the server",
-            data_directory.display()
-        ),
+        message: if e.kind() == std::io::ErrorKind::PermissionDenied && !agent.is_root() {
+            format!(
+                "the agent runs as {}, which may not look into {} ({e}): pgBackRest must run \
+                 as the owner of the data directory. {AS_DATABASE_USER}",
+                user_name(agent),
+                data_directory.display()
+            )
+        } else {
+            format!(
+                "the data directory {} is not on this agent's host or not readable here ({e}): \
+                 pgBackRest runs on the database host, next to the server",
+                data_directory.display()
+            )
+        },
         detail: Value::Null,
     })?;
     let owner = User::from_uid(Uid::from_raw(meta.uid()))
@@ -269,6 +279,21 @@ pub(super) async fn server(ctx: &mut OpContext) -> Result<Server, OpError> {
             ),
             detail: Value::Null,
         })?;
+    if !agent.is_root() && agent != owner.uid {
+        // Neither its config (0600, the owner's) nor the owner's rights are within reach of
+        // an unprivileged agent: say so before anything is written.
+        return Err(OpError::Failed {
+            message: format!(
+                "the agent runs as {}, and pgBackRest must run as {} (uid {}), the owner of {}; \
+                 an unprivileged agent runs it as itself. {AS_DATABASE_USER}",
+                user_name(agent),
+                owner.name,
+                owner.uid,
+                data_directory.display()
+            ),
+            detail: Value::Null,
+        });
+    }
     Ok(Server {
         data_directory,
         port: row.get(1),
@@ -287,6 +312,19 @@ pub(super) async fn server(ctx: &mut OpContext) -> Result<Server, OpError> {
         owner,
         bindir,
     })
+}
+
+/// The way out for an agent that is neither root nor the database user.
+const AS_DATABASE_USER: &str = "Run the agent as the database OS user (packages: install \
+     /usr/share/lasect/database-user.conf as a drop-in of lasect-agent.service; \
+     packaging/README.md, \"pgBackRest\") or as root";
+
+/// `name (uid N)`, or `uid N` for a uid without a name.
+fn user_name(uid: Uid) -> String {
+    match User::from_uid(uid) {
+        Ok(Some(user)) => format!("{} (uid {uid})", user.name),
+        _ => format!("uid {uid}"),
+    }
 }
 
 /// What stops WAL from reaching the repository, with the fix: `check` would fail on it with a

@@ -759,9 +759,11 @@ impl Restored {
             pg_ctl: bindir(server).join("pg_ctl"),
             keep: false,
         };
+        // No JIT: the packaged agent's unit denies writable executable memory
+        // (MemoryDenyWriteExecute), and the server started here inherits that.
         let options = format!(
             "-c port={port} -c listen_addresses='' -c unix_socket_directories='{}' \
-             -c archive_mode=off -c hot_standby=on",
+             -c archive_mode=off -c hot_standby=on -c jit=off",
             cluster.socket_dir.display()
         );
         let wait_secs = ctx.limits.timeout.as_secs().max(60).to_string();
