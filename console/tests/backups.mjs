@@ -197,6 +197,13 @@ try {
   await form.getByRole('radio', { name: 'A time' }).check();
   await review.click();
   facts.restoreInvalid.targetError = await text(form.getByTestId('restore-target-error'));
+  // A relative directory for the other tablespaces: refused by the form as well.
+  const tablespacesAll = form.getByLabel('Every other tablespace below');
+  await tablespacesAll.fill('tablespaces');
+  await review.click();
+  facts.restoreInvalid.tablespacesAllError = await text(form.getByTestId('restore-ts-all-error'));
+  facts.restoreInvalid.tablespacesAllInvalid = await tablespacesAll.getAttribute('aria-invalid');
+  await tablespacesAll.fill('');
   facts.restoreInvalid.window = await text(form.getByTestId('restore-window'));
   await form.getByRole('textbox', { name: 'A time' }).fill('2001-01-01 00:00:00+00');
   facts.restoreInvalid.windowWarning = await text(form.getByTestId('restore-window-warning'));
@@ -216,6 +223,8 @@ try {
   t.step = 'restore';
   await form.getByRole('radio', { name: 'Latest' }).check();
   await dirInput.fill(`${restoreDir}/from-page`);
+  // The backup has no tablespace: the option is passed and does nothing.
+  await form.getByLabel('Every other tablespace below').fill(`${restoreDir}/tablespaces`);
   const fullLabel = await catalogue.locator('tr[data-type="full"]').getAttribute('data-label');
   await form.getByLabel('Backup set').selectOption(fullLabel);
   await form.getByLabel(/Delta restore/).check();

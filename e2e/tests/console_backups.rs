@@ -441,6 +441,8 @@ async fn backups_page_in_a_real_browser() {
         "the error is tied to its field: {facts}"
     );
     said("targetError", "needs a value");
+    said("tablespacesAllError", "absolute directory");
+    assert_eq!(invalid["tablespacesAllInvalid"], "true", "{facts}");
     said("window", "Recovery window");
     said("windowWarning", "before the recovery window");
     assert_eq!(invalid["reviewShown"], 0, "{facts}");
@@ -465,7 +467,8 @@ async fn backups_page_in_a_real_browser() {
             && review.contains("latest point")
             && review.contains(label)
             && review.contains("without delta")
-            && review.contains("left running for inspection"),
+            && review.contains("left running for inspection")
+            && review.contains("every other tablespace below"),
         "{review}"
     );
     let restore_run = stack
@@ -480,6 +483,13 @@ async fn backups_page_in_a_real_browser() {
         "{restore_run}"
     );
     assert_eq!(restore_run["params"]["set"], label, "{restore_run}");
+    let tablespaces_all = restore_run["params"]["tablespace_map_all"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        tablespaces_all.ends_with("/tablespaces") && tablespaces_all.starts_with('/'),
+        "{restore_run}"
+    );
     assert_eq!(restore["ended"], "succeeded", "{facts}");
     assert_eq!(restore["formGone"], 0, "{facts}");
     assert_eq!(

@@ -379,7 +379,7 @@ impl Tablespaces {
         if let Some(all) = all {
             if !plain_path(all) {
                 return Err(OpError::Params(format!(
-                    "tablespace_map_all {all:?} must be an absolute path without `.` or `..`,                      below /"
+                    "tablespace_map_all {all:?} must be an absolute path without `.` or `..`, below /"
                 )));
             }
             out.all = Some(PathBuf::from(all));
