@@ -315,8 +315,9 @@ async fn snapshot(stack: &Stack, instance: i64) {
             Some(serde_json::json!({})),
         )
         .await;
-    assert_eq!(status, 202, "{run}");
-    let run = stack.wait_run(run["id"].as_i64().expect("run id")).await;
+    let run = stack
+        .wait_run(crate::support::created_run(status, &run))
+        .await;
     assert_eq!(run["status"], "succeeded", "{run}");
 }
 

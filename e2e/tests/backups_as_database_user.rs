@@ -19,7 +19,7 @@ use lasect_testkit::{ChildGuard, binary_path};
 use serde_json::json;
 
 use crate::support::pgbackrest_files::{
-    archiving_cluster, backup_run, create_stanza, give_to_server, require_pgbackrest,
+    archiving_cluster, backup_run, create_stanza, full_backup, give_to_server, require_pgbackrest,
 };
 
 const AGENT_ID: &str = "backup-user-agent";
@@ -200,13 +200,7 @@ async fn the_database_user_backs_up_and_drills_and_another_user_is_told_why_not(
     );
     let _agent = start_agent_as(owner.uid(), owner.gid(), &home);
     create_stanza(&stack, &main).await;
-    let full = backup_run(
-        &stack,
-        &format!("{main}/backups?wait=120"),
-        Some(json!({"type": "full"})),
-    )
-    .await;
-    assert_eq!(full["status"], "succeeded", "{full}");
+    let full = full_backup(&stack, &main).await;
     assert_eq!(full["summary"]["backup"]["type"], "full", "{full}");
     let drill = backup_run(
         &stack,

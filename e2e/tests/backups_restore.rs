@@ -25,7 +25,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::pgbackrest_files::{
-    archiving_cluster, backup_run, connect_restored, create_stanza, give_to_server, pgbackrest_of,
+    archiving_cluster, backup_run, connect_restored, create_stanza, full_backup, give_to_server,
+    pgbackrest_of,
 };
 use crate::support::users::with_role;
 
@@ -147,13 +148,7 @@ async fn restores_drills_cancel_and_faults_through_the_agent() {
         archiving.add_main_repository(&stack, id, json!({})).await
     );
     create_stanza(&stack, &main).await;
-    let full = backup_run(
-        &stack,
-        &format!("{main}/backups?wait=120"),
-        Some(json!({"type": "full"})),
-    )
-    .await;
-    assert_eq!(full["status"], "succeeded", "{full}");
+    let full = full_backup(&stack, &main).await;
 
     // A, then the points to come back to (the server's clock, its WAL position, a named
     // restore point), then B, all of it archived.

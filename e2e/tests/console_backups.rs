@@ -40,8 +40,8 @@ use serde_json::{Value, json};
 
 use crate::support::browser::{chromium, console_dir, require_tools};
 use crate::support::pgbackrest_files::{
-    archiving_cluster, backup_run, connect_restored, create_stanza, give_to_server, pgbackrest_of,
-    require_pgbackrest,
+    archiving_cluster, backup_run, connect_restored, create_stanza, full_backup, give_to_server,
+    pgbackrest_of, require_pgbackrest,
 };
 use crate::support::users::with_role;
 
@@ -187,13 +187,7 @@ async fn backups_page_in_a_real_browser() {
     let main_id = archiving.add_main_repository(&stack, id, json!({})).await;
     let main = format!("api/v1/instances/{id}/backup/repositories/{main_id}");
     create_stanza(&stack, &main).await;
-    let full = backup_run(
-        &stack,
-        &format!("{main}/backups?wait=120"),
-        Some(json!({"type": "full"})),
-    )
-    .await;
-    assert_eq!(full["status"], "succeeded", "{full}");
+    full_backup(&stack, &main).await;
     let drill = backup_run(
         &stack,
         &format!("{main}/drills?wait=120"),

@@ -96,8 +96,7 @@ async fn two_ingests_never_execute_a_run_twice() {
                 Some(json!({"sql": format!("INSERT INTO hits VALUES ({n})"), "write": true})),
             )
             .await;
-        assert_eq!(status, 202, "{run}");
-        ids.push(run["id"].as_i64().expect("id"));
+        ids.push(crate::support::created_run(status, &run));
     }
     for rid in ids {
         let run = stack.wait_run(rid).await;

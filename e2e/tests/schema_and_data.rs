@@ -19,8 +19,9 @@ async fn snapshot(stack: &Stack, id: i64) -> Value {
             Some(json!({})),
         )
         .await;
-    assert_eq!(status, 202, "{run}");
-    let run = stack.wait_run(run["id"].as_i64().expect("id")).await;
+    let run = stack
+        .wait_run(crate::support::created_run(status, &run))
+        .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     run
 }
@@ -318,8 +319,9 @@ async fn schema_explorer_data_transfer_and_extensions() {
             Some(json!({"sql": escape})),
         )
         .await;
-    assert_eq!(status, 202, "{run}");
-    let run = stack.wait_run(run["id"].as_i64().expect("id")).await;
+    let run = stack
+        .wait_run(crate::support::created_run(status, &run))
+        .await;
     assert_eq!(run["status"], "failed", "{run}");
     assert!(!marker.exists(), "the export ran a program");
 

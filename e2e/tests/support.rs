@@ -59,3 +59,11 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Fails the test unless `status` is what a run-creating call answers: 202 while the run goes
+/// on, or 200 when it had already ended by the time the API read it back (a quick run on a live
+/// agent can, on a loaded machine). Returns the run's id.
+pub fn created_run(status: u16, run: &serde_json::Value) -> i64 {
+    assert!(status == 202 || status == 200, "{status}: {run}");
+    run["id"].as_i64().expect("run id")
+}

@@ -126,6 +126,19 @@ pub async fn create_stanza(stack: &Stack, repository: &str) -> Value {
     created
 }
 
+/// Takes a full backup into the repository at route `repository` through a run; fails the
+/// test unless the run succeeded; returns the run.
+pub async fn full_backup(stack: &Stack, repository: &str) -> Value {
+    let full = backup_run(
+        stack,
+        &format!("{repository}/backups?wait=120"),
+        Some(json!({"type": "full"})),
+    )
+    .await;
+    assert_eq!(full["status"], "succeeded", "{full}");
+    full
+}
+
 /// POSTs a run-creating backup route as the admin and waits for the run's end; returns it.
 pub async fn backup_run(stack: &Stack, path: &str, body: Option<Value>) -> Value {
     let (status, run) = stack.api(Method::POST, path, body).await;
