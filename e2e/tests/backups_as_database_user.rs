@@ -4,8 +4,8 @@
 //!   pgBackRest and the drill's `pg_ctl` start directly, with no `runuser`: stanza create, a
 //!   full backup, then a restore drill that passes and leaves its scratch directory empty;
 //! - run as another unprivileged user (`nobody`, like a packaged agent without the drop-in):
-//!   the backup fails at once, naming both users and the fix, and nothing reaches the
-//!   repository.
+//!   a stanza run fails at once, naming it and the fix (and the owner once it may look into
+//!   the cluster's directory), and nothing reaches the repository.
 //!
 //! Needs root (to become those users) and pgBackRest (`scripts/deps.sh --test`).
 
@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use lasect_e2e::Stack;
 use lasect_testkit::{ChildGuard, binary_path};
+use nix::unistd::User;
 use serde_json::json;
 
 use crate::support::pgbackrest_files::{
@@ -104,23 +105,6 @@ fn start_agent_as(uid: u32, gid: u32, home: &Path) -> ChildGuard {
     agent
 }
 
-/// `(name, uid, gid)` of the first `/etc/passwd` entry `pick` accepts.
-fn passwd(pick: impl Fn(&str, u32) -> bool) -> (String, u32, u32) {
-    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
-    passwd
-        .lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            Some((
-                f.first()?.to_string(),
-                f.get(2)?.parse().ok()?,
-                f.get(3)?.parse().ok()?,
-            ))
-        })
-        .find(|(name, uid, _)| pick(name, *uid))
-        .expect("the user is in /etc/passwd")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_user_backs_up_and_drills_and_another_user_is_told_why_not() {
     let _pgbackrest = crate::support::pgbackrest().await;
@@ -128,7 +112,10 @@ async fn the_database_user_backs_up_and_drills_and_another_user_is_told_why_not(
     let archiving = archiving_cluster("lasect-backup-user-");
     let (dir, repo, archived) = (&archiving.dir, &archiving.repo, &archiving.cluster);
     let owner = std::fs::metadata(archived.data_dir()).expect("data dir");
-    let (owner_name, _, _) = passwd(|_, uid| uid == owner.uid());
+    let owner_name = User::from_uid(owner.uid().into())
+        .expect("passwd")
+        .expect("the database user has a name")
+        .name;
     let scratch = dir.path().join("scratch");
     std::fs::create_dir(&scratch).expect("dir");
     give_to_server(archived, &scratch);
@@ -137,15 +124,11 @@ async fn the_database_user_backs_up_and_drills_and_another_user_is_told_why_not(
     let _api = stack.start_api();
     let _ingest = stack.start_ingest(&stack.secrets_toml());
 
-    // Another unprivileged user: refused before pgBackRest runs, with the way out. It may
-    // look up the data directory's owner (the harness keeps the cluster's root 0700).
-    let cluster_root = archived.data_dir().parent().expect("root").to_owned();
-    std::fs::set_permissions(
-        &cluster_root,
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    )
-    .expect("chmod");
-    let (_, nobody_uid, nobody_gid) = passwd(|name, _| name == "nobody");
+    // Another unprivileged user: refused before pgBackRest runs, with the way out.
+    let nobody = User::from_name("nobody")
+        .expect("passwd")
+        .expect("a nobody user");
+    let (nobody_uid, nobody_gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
     let homes = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(
         homes.path(),
@@ -166,22 +149,55 @@ async fn the_database_user_backs_up_and_drills_and_another_user_is_told_why_not(
         .add_main_repository(&stack, instance, json!({}))
         .await;
     let main = format!("api/v1/instances/{instance}/backup/repositories/{repo_id}");
-    let refused = backup_run(
-        &stack,
-        &format!("{main}/stanza?wait=120"),
-        Some(json!({"action": "create"})),
-    )
-    .await;
-    assert_eq!(refused["status"], "failed", "{refused}");
-    let error = refused["error"].as_str().unwrap_or("");
-    for part in [
-        "runs as nobody",
-        &format!("must run as {owner_name}"),
-        "database-user.conf",
-        "packaging/README.md",
-    ] {
-        assert!(error.contains(part), "{part}: {refused}");
-    }
+    let stanza_create = || async {
+        let run = backup_run(
+            &stack,
+            &format!("{main}/stanza?wait=120"),
+            Some(json!({"action": "create"})),
+        )
+        .await;
+        assert_eq!(run["status"], "failed", "{run}");
+        run
+    };
+    let said = |run: &serde_json::Value, parts: &[&str]| {
+        let error = run["error"].as_str().unwrap_or("");
+        for part in parts {
+            assert!(error.contains(part), "{part}: {run}");
+        }
+    };
+    // The cluster's directory closed to others: it cannot even find out who owns the data
+    // directory.
+    let cluster_root = archived.data_dir().parent().expect("root").to_owned();
+    let mode = |m: u32| {
+        std::fs::set_permissions(
+            &cluster_root,
+            std::os::unix::fs::PermissionsExt::from_mode(m),
+        )
+        .expect("chmod");
+    };
+    mode(0o700);
+    let hidden = stanza_create().await;
+    said(
+        &hidden,
+        &[
+            "runs as nobody",
+            "may not look into",
+            "Permission denied",
+            "database-user.conf",
+        ],
+    );
+    // Allowed to look: it names the owner as well.
+    mode(0o711);
+    let refused = stanza_create().await;
+    said(
+        &refused,
+        &[
+            "runs as nobody",
+            &format!("must run as {owner_name}"),
+            "database-user.conf",
+            "packaging/README.md",
+        ],
+    );
     let written: Vec<_> = std::fs::read_dir(repo).expect("repo").collect();
     assert!(
         written.is_empty(),
