@@ -16,13 +16,8 @@ use super::{OpContext, OpError, OpOutcome};
 
 /// `pg_dump` on PATH, else in `pg_config --bindir`.
 fn pg_dump_path() -> Option<PathBuf> {
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join("pg_dump");
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
+    if let Some(found) = super::on_path("pg_dump") {
+        return Some(found);
     }
     let out = std::process::Command::new("pg_config")
         .arg("--bindir")

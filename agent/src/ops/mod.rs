@@ -386,6 +386,13 @@ pub enum OpError {
     Stream(#[from] StreamClosed),
 }
 
+/// The first file named `program` in the agent's `PATH`, as a shell would run it.
+pub(crate) fn on_path(program: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
 /// One line for a PostgreSQL error: "ERROR 42601: syntax error at or near …".
 pub fn pg_error_line(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {

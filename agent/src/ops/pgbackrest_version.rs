@@ -175,9 +175,7 @@ fn executable(command: &str) -> Option<PathBuf> {
     if command.contains('/') {
         return Some(PathBuf::from(command));
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(command))
-        .find(|p| p.is_file())
+    super::on_path(command)
 }
 
 /// When it was asked, and what it answered (the number, the text as printed).
